@@ -1,0 +1,24 @@
+//! Authentication primitives shared by IoT Hub and DPS: SAS tokens, shared access policies,
+//! key generation and derivation, connection strings and X.509 thumbprints.
+//!
+//! Everything here is pure (no I/O); the hub and DPS domains decide which keys apply.
+
+pub mod connstr;
+pub mod keys;
+pub mod policy;
+pub mod sas;
+
+pub use connstr::{ConnectionString, ConnectionStringError};
+pub use keys::{
+    KeyError, ThumbprintError, derive_device_key, generate_key, normalize_thumbprint,
+    random_bytes, thumbprints, validate_key,
+};
+pub use policy::{Rights, SharedAccessPolicy, default_hub_policies};
+pub use sas::{SasError, SasToken, resource_covers};
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
