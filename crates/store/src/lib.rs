@@ -1,1 +1,53 @@
-//! placeholder
+//! The seams that carry all shared state (see `DESIGN.md`): the [`Store`] trait, with its
+//! embedded implementation on SQLite ([`SqliteStore`]).
+//!
+//! Writes are compare-and-swap on the record's etag, so that several server nodes can share
+//! one store without a lock held across requests.
+
+mod records;
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+/// A failure of the storage engine itself (never a client's mistake).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Engine(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("no ironhub data in {0}: start `ironhub serve --data-dir {0}` once first")]
+    NotInitialised(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The outcome of an atomic batch: either every write was applied (with the records as stored,
+/// `None` for deletes), or none was, with the reason for each write that failed.
+pub type BatchResult = std::result::Result<Vec<Option<DeviceRecord>>, Vec<(usize, WriteConflict)>>;
+
+/// Durable state shared by every node of a hub. Every acknowledged write survives a crash.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// The hub's settings; created from `init` on the very first call and never replaced.
+    async fn hub_settings_or_init(&self, init: HubSettings) -> Result<HubSettings>;
+    /// The hub's settings, if the hub was ever started.
+    async fn hub_settings(&self) -> Result<Option<HubSettings>>;
+    /// Records where the server listens (see [`Endpoint`]).
+    async fn set_endpoint(&self, endpoint: &Endpoint) -> Result<()>;
+    /// Where the server last listened.
+    async fn endpoint(&self) -> Result<Option<Endpoint>>;
+
+    /// One device, by its exact (case-sensitive) id.
+    async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>>;
+    /// Devices ordered by id, after `after`, at most `limit`.
+    async fn list_devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<DeviceRecord>>;
+    /// Total, enabled and disabled devices.
+    async fn device_counts(&self) -> Result<DeviceCounts>;
+    /// Applies all writes atomically, or none. The store assigns each written record a new
+    /// etag, unique for the lifetime of the store.
+    async fn write_devices(&self, writes: Vec<DeviceWrite>) -> Result<BatchResult>;
+}

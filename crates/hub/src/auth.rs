@@ -1,0 +1,127 @@
+//! Who may call: shared access policies for the service API, device keys for devices.
+
+use ironhub_auth::{Rights, SasError, SasToken, unix_now};
+use ironhub_store::AuthType;
+
+use crate::{Hub, HubError};
+
+/// Who a request was authenticated as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A shared access policy, with its rights.
+    Policy { name: String, rights: Rights },
+    /// A device, with a token signed by its own key.
+    Device { id: String },
+}
+
+fn unauthorized(e: SasError) -> HubError {
+    HubError::Unauthorized(format!("Unauthorized: {e}."))
+}
+
+impl Hub {
+    /// The names a token's `sr` may use for this hub: every configured host name, plus the
+    /// loopback names the server certificate always carries.
+    fn host_names(&self) -> impl Iterator<Item = &str> {
+        self.host_names
+            .iter()
+            .map(String::as_str)
+            .chain(["localhost", "127.0.0.1"])
+    }
+
+    fn covers_hub(&self, token: &SasToken<'_>, path: &str) -> Result<(), HubError> {
+        let resource = token.resource();
+        if self
+            .host_names()
+            .any(|host| ironhub_auth::resource_covers(&resource, &format!("{host}{path}")))
+        {
+            Ok(())
+        } else {
+            Err(unauthorized(SasError::ResourceMismatch(resource)))
+        }
+    }
+
+    /// Authorizes a service call: the `Authorization` header must hold a token signed with a
+    /// policy's key, for this hub, not expired, from a policy with all of `needed`.
+    pub fn authorize_service(
+        &self,
+        header: Option<&str>,
+        needed: Rights,
+    ) -> Result<Principal, HubError> {
+        let header = header.ok_or_else(|| {
+            HubError::Unauthorized("Unauthorized: the request has no Authorization header.".into())
+        })?;
+        let token = SasToken::parse(header).map_err(unauthorized)?;
+        let name = token.key_name().ok_or_else(|| {
+            HubError::Unauthorized(
+                "Unauthorized: service operations need a token signed with a shared access policy (skn)."
+                    .into(),
+            )
+        })?;
+        let policy = self.settings.policy(name).ok_or_else(|| {
+            HubError::Unauthorized(format!("Unauthorized: there is no shared access policy '{name}'."))
+        })?;
+        token.verify_keys(policy.keys()).map_err(unauthorized)?;
+        token.check_expiry(unix_now()).map_err(unauthorized)?;
+        self.covers_hub(&token, "")?;
+        if !policy.rights.contains(needed) {
+            return Err(HubError::Unauthorized(format!(
+                "Unauthorized: the policy '{}' does not have the rights {needed}.",
+                policy.key_name
+            )));
+        }
+        Ok(Principal::Policy {
+            name: policy.key_name.clone(),
+            rights: policy.rights,
+        })
+    }
+
+    /// Authenticates a device by a SAS token: signed with one of the device's own keys
+    /// (`sr={host}/devices/{id}`, no `skn`), or with a policy that has DeviceConnect.
+    /// The device must exist, be enabled and use symmetric keys for a device-signed token.
+    pub async fn authenticate_device(
+        &self,
+        device_id: &str,
+        token_text: &str,
+    ) -> Result<Principal, HubError> {
+        let token = SasToken::parse(token_text).map_err(unauthorized)?;
+        token.check_expiry(unix_now()).map_err(unauthorized)?;
+        self.covers_hub(&token, &format!("/devices/{device_id}"))?;
+        let device = self.store.get_device(device_id).await?.ok_or_else(|| {
+            HubError::Unauthorized(format!("Unauthorized: there is no device '{device_id}'."))
+        })?;
+        match token.key_name() {
+            Some(name) => {
+                let policy = self
+                    .settings
+                    .policy(name)
+                    .filter(|p| p.rights.contains(Rights::DEVICE_CONNECT))
+                    .ok_or_else(|| {
+                        HubError::Unauthorized(format!(
+                            "Unauthorized: '{name}' is not a policy with DeviceConnect."
+                        ))
+                    })?;
+                token.verify_keys(policy.keys()).map_err(unauthorized)?;
+            }
+            None => {
+                let keys = &device.authentication.symmetric_key;
+                if device.authentication.kind != AuthType::Sas {
+                    return Err(HubError::Unauthorized(format!(
+                        "Unauthorized: the device '{device_id}' does not use symmetric keys."
+                    )));
+                }
+                let keys = [&keys.primary_key, &keys.secondary_key];
+                token
+                    .verify_keys(keys.into_iter().flatten().map(String::as_str))
+                    .map_err(unauthorized)?;
+            }
+        }
+        if device.status != ironhub_store::DeviceStatus::Enabled {
+            return Err(HubError::Unauthorized(format!(
+                "Unauthorized: the device '{device_id}' is disabled."
+            )));
+        }
+        Ok(Principal::Device {
+            id: device_id.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! The hub's errors, each carrying IoT Hub's status and error code.
+
+/// An IoT Hub error. `code()` is IoT Hub's six-digit code, `name()` its error-code name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubError {
+    #[error("{0}")]
+    ArgumentInvalid(String),
+    #[error("{0}")]
+    ArgumentNull(String),
+    #[error("{0}")]
+    DeviceDefinedMultipleTimes(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("Device {0} not found.")]
+    DeviceNotFound(String),
+    #[error("A device with ID '{0}' is already registered.")]
+    DeviceAlreadyExists(String),
+    #[error("Precondition failed: the device's etag is not '{0}'.")]
+    PreconditionFailed(String),
+    #[error("The request body is larger than {0} bytes.")]
+    MessageTooLarge(usize),
+    #[error("{0}")]
+    ServerError(String),
+}
+
+impl HubError {
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        // The first three digits of the code are the status.
+        u16::try_from(self.code() / 1000).unwrap_or(500)
+    }
+
+    /// IoT Hub's numeric error code.
+    pub fn code(&self) -> u32 {
+        match self {
+            HubError::ArgumentInvalid(_) => 400_004,
+            HubError::ArgumentNull(_) => 400_005,
+            HubError::DeviceDefinedMultipleTimes(_) => 400_011,
+            HubError::Unauthorized(_) => 401_002,
+            HubError::DeviceNotFound(_) => 404_001,
+            HubError::DeviceAlreadyExists(_) => 409_001,
+            HubError::PreconditionFailed(_) => 412_002,
+            HubError::MessageTooLarge(_) => 413_001,
+            HubError::ServerError(_) => 500_001,
+        }
+    }
+
+    /// IoT Hub's error-code name, as in `ErrorCode:DeviceNotFound`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HubError::ArgumentInvalid(_) => "ArgumentInvalid",
+            HubError::ArgumentNull(_) => "ArgumentNull",
+            HubError::DeviceDefinedMultipleTimes(_) => "DeviceDefinedMultipleTimes",
+            HubError::Unauthorized(_) => "IotHubUnauthorizedAccess",
+            HubError::DeviceNotFound(_) => "DeviceNotFound",
+            HubError::DeviceAlreadyExists(_) => "DeviceAlreadyExists",
+            HubError::PreconditionFailed(_) => "PreconditionFailed",
+            HubError::MessageTooLarge(_) => "MessageTooLarge",
+            HubError::ServerError(_) => "ServerError",
+        }
+    }
+}
+
+impl From<ironhub_store::StoreError> for HubError {
+    fn from(e: ironhub_store::StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        HubError::ServerError("The server could not complete the operation; see its log.".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_code() {
+        assert_eq!(HubError::DeviceNotFound("d".into()).status(), 404);
+        assert_eq!(HubError::PreconditionFailed("x".into()).status(), 412);
+        assert_eq!(HubError::Unauthorized("x".into()).code(), 401_002);
+        assert_eq!(HubError::MessageTooLarge(1).status(), 413);
+    }
+}

@@ -1,0 +1,518 @@
+//! The device registry: IoT Hub's rules for creating, updating, deleting and listing devices.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use ironhub_auth::{generate_key, normalize_thumbprint, random_bytes, validate_key};
+use ironhub_store::{
+    AuthType, Authentication, ConnectionState, DeviceRecord, DeviceStatus, DeviceWrite,
+    SymmetricKey, WriteConflict, X509Thumbprint,
+};
+
+use crate::model::{
+    AuthenticationSpec, BulkError, BulkResult, DeviceSpec, ExportImportDevice, RegistryStatistics,
+};
+use crate::{Hub, HubError};
+
+/// Most devices one `POST /devices` may carry, as IoT Hub.
+pub const MAX_BULK_DEVICES: usize = 100;
+/// Most devices one `GET /devices` returns, as IoT Hub.
+pub const MAX_LIST_DEVICES: usize = 1000;
+
+const ID_SPECIALS: &str = "-.%_*?!(),:=@$'";
+
+/// Checks a device id against IoT Hub's rules: 1–128 characters, ASCII letters and digits and
+/// `- . % _ * ? ! ( ) , : = @ $ '`.
+pub fn validate_device_id(id: &str) -> Result<(), HubError> {
+    if id.is_empty() {
+        return Err(HubError::ArgumentNull("The device id must not be empty.".into()));
+    }
+    if id.len() > 128 {
+        return Err(HubError::ArgumentInvalid(format!(
+            "The device id '{id}' is longer than 128 characters."
+        )));
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ID_SPECIALS.contains(*c)))
+    {
+        return Err(HubError::ArgumentInvalid(format!(
+            "The device id '{id}' contains '{bad}'; a device id may contain ASCII letters, digits and {ID_SPECIALS}"
+        )));
+    }
+    Ok(())
+}
+
+/// An `If-Match` value with quotes and a weak marker removed; `*` matches any etag.
+pub fn normalize_if_match(value: &str) -> String {
+    let v = value.trim();
+    let v = v.strip_prefix("W/").unwrap_or(v);
+    v.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(v)
+        .to_owned()
+}
+
+fn parse_status(text: Option<&str>) -> Result<Option<DeviceStatus>, HubError> {
+    match text {
+        None => Ok(None),
+        Some(s) if s.eq_ignore_ascii_case("enabled") => Ok(Some(DeviceStatus::Enabled)),
+        Some(s) if s.eq_ignore_ascii_case("disabled") => Ok(Some(DeviceStatus::Disabled)),
+        Some(s) => Err(HubError::ArgumentInvalid(format!(
+            "The status '{s}' is not valid; use 'enabled' or 'disabled'."
+        ))),
+    }
+}
+
+fn parse_auth_type(text: Option<&str>) -> Result<AuthType, HubError> {
+    let Some(t) = text else {
+        return Ok(AuthType::Sas);
+    };
+    [
+        ("sas", AuthType::Sas),
+        ("selfSigned", AuthType::SelfSigned),
+        ("certificateAuthority", AuthType::CertificateAuthority),
+        ("none", AuthType::None),
+    ]
+    .into_iter()
+    .find(|(name, _)| name.eq_ignore_ascii_case(t))
+    .map(|(_, kind)| kind)
+    .ok_or_else(|| {
+        HubError::ArgumentInvalid(format!(
+            "The authentication type '{t}' is not valid; use sas, selfSigned, certificateAuthority or none."
+        ))
+    })
+}
+
+/// A supplied value, with `""` treated as absent (SDKs send empty strings for "generate").
+fn supplied(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn checked_key(key: &str, which: &str) -> Result<String, HubError> {
+    validate_key(key)
+        .map(|()| key.to_owned())
+        .map_err(|e| HubError::ArgumentInvalid(format!("The {which} key is not valid: {e}.")))
+}
+
+fn checked_thumbprint(tp: &str, which: &str) -> Result<String, HubError> {
+    normalize_thumbprint(tp)
+        .map_err(|e| HubError::ArgumentInvalid(format!("The {which} thumbprint is not valid: {e}.")))
+}
+
+/// The credentials a spec asks for. `previous` supplies keys a client left out on an update,
+/// so that an update never rotates keys by surprise; on create, missing keys are generated.
+fn build_authentication(
+    spec: Option<&AuthenticationSpec>,
+    previous: Option<&Authentication>,
+) -> Result<Authentication, HubError> {
+    let default = AuthenticationSpec::default();
+    let spec = spec.unwrap_or(&default);
+    let kind = parse_auth_type(spec.kind.as_deref())?;
+    let mut auth = Authentication {
+        kind,
+        ..Authentication::default()
+    };
+    match kind {
+        AuthType::Sas => {
+            let keys = spec.symmetric_key.clone().unwrap_or_default();
+            let old = previous
+                .filter(|p| p.kind == AuthType::Sas)
+                .map(|p| p.symmetric_key.clone())
+                .unwrap_or_default();
+            let pick = |given: &Option<String>, old: &Option<String>, which| match supplied(given) {
+                Some(k) => checked_key(k, which),
+                None => Ok(old.clone().unwrap_or_else(|| generate_key(32))),
+            };
+            auth.symmetric_key = SymmetricKey {
+                primary_key: Some(pick(&keys.primary_key, &old.primary_key, "primary")?),
+                secondary_key: Some(pick(&keys.secondary_key, &old.secondary_key, "secondary")?),
+            };
+        }
+        AuthType::SelfSigned => {
+            let tps = spec.x509_thumbprint.clone().unwrap_or_default();
+            let primary = supplied(&tps.primary_thumbprint).ok_or_else(|| {
+                HubError::ArgumentInvalid(
+                    "A selfSigned device needs authentication.x509Thumbprint.primaryThumbprint."
+                        .into(),
+                )
+            })?;
+            auth.x509_thumbprint = X509Thumbprint {
+                primary_thumbprint: Some(checked_thumbprint(primary, "primary")?),
+                secondary_thumbprint: supplied(&tps.secondary_thumbprint)
+                    .map(|t| checked_thumbprint(t, "secondary"))
+                    .transpose()?,
+            };
+        }
+        AuthType::CertificateAuthority | AuthType::None => {}
+    }
+    Ok(auth)
+}
+
+fn new_generation_id() -> String {
+    // IoT Hub's generation ids are 18-digit decimal numbers.
+    let bytes = random_bytes(8);
+    let n = u64::from_le_bytes(bytes.try_into().unwrap_or([7; 8]));
+    format!("6{:017}", n % 100_000_000_000_000_000)
+}
+
+/// The fields a write sets, validated.
+struct Validated {
+    status: Option<DeviceStatus>,
+    status_reason: Option<String>,
+    authentication: Option<AuthenticationSpec>,
+    iot_edge: Option<bool>,
+    device_scope: Option<String>,
+    parent_scopes: Option<Vec<String>>,
+}
+
+impl Validated {
+    fn from_spec(spec: &DeviceSpec) -> Result<Self, HubError> {
+        Ok(Validated {
+            status: parse_status(spec.status.as_deref())?,
+            status_reason: spec.status_reason.clone(),
+            authentication: spec.authentication.clone(),
+            iot_edge: spec.capabilities.as_ref().and_then(|c| c.iot_edge),
+            device_scope: spec.device_scope.clone(),
+            parent_scopes: spec.parent_scopes.clone(),
+        })
+    }
+
+    fn from_import(item: &ExportImportDevice) -> Result<Self, HubError> {
+        Ok(Validated {
+            status: parse_status(item.status.as_deref())?,
+            status_reason: item.status_reason.clone(),
+            authentication: item.authentication.clone(),
+            iot_edge: item.capabilities.as_ref().and_then(|c| c.iot_edge),
+            device_scope: item.device_scope.clone(),
+            parent_scopes: item.parent_scopes.clone(),
+        })
+    }
+
+    /// A new device with these fields.
+    fn create(self, id: &str) -> Result<DeviceRecord, HubError> {
+        let status = self.status.unwrap_or_default();
+        Ok(DeviceRecord {
+            device_id: id.to_owned(),
+            generation_id: new_generation_id(),
+            etag: String::new(),
+            status,
+            status_reason: self.status_reason,
+            status_updated_time: (status == DeviceStatus::Disabled).then(Utc::now),
+            connection_state: ConnectionState::Disconnected,
+            connection_state_updated_time: None,
+            last_activity_time: None,
+            cloud_to_device_message_count: 0,
+            authentication: build_authentication(self.authentication.as_ref(), None)?,
+            iot_edge: self.iot_edge.unwrap_or(false),
+            device_scope: self.device_scope,
+            parent_scopes: self.parent_scopes.unwrap_or_default(),
+        })
+    }
+
+    /// `current` updated with these fields. A PUT replaces the writable fields; runtime fields
+    /// (generation, connection state, counters) are kept.
+    fn update(self, current: &DeviceRecord) -> Result<DeviceRecord, HubError> {
+        let mut next = current.clone();
+        let status = self.status.unwrap_or(current.status);
+        if status != current.status {
+            next.status_updated_time = Some(Utc::now());
+        }
+        next.status = status;
+        next.status_reason = self.status_reason;
+        next.authentication =
+            build_authentication(self.authentication.as_ref(), Some(&current.authentication))?;
+        next.iot_edge = self.iot_edge.unwrap_or(false);
+        next.device_scope = self.device_scope;
+        next.parent_scopes = self.parent_scopes.unwrap_or_default();
+        Ok(next)
+    }
+}
+
+fn conflict_error(conflict: WriteConflict, id: &str, etag: &str) -> HubError {
+    match conflict {
+        WriteConflict::AlreadyExists => HubError::DeviceAlreadyExists(id.to_owned()),
+        WriteConflict::NotFound => HubError::DeviceNotFound(id.to_owned()),
+        WriteConflict::EtagMismatch => HubError::PreconditionFailed(etag.to_owned()),
+    }
+}
+
+/// How one bulk entry is applied (IoT Hub's `importMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImportMode {
+    Create,
+    CreateOrUpdate,
+    Update,
+    UpdateIfMatchETag,
+    Delete,
+    DeleteIfMatchETag,
+}
+
+impl ImportMode {
+    fn parse(text: Option<&str>) -> Result<Self, HubError> {
+        use ImportMode::*;
+        let Some(t) = text else {
+            return Ok(CreateOrUpdate);
+        };
+        [
+            ("create", Create),
+            ("createOrUpdate", CreateOrUpdate),
+            ("update", Update),
+            ("updateIfMatchETag", UpdateIfMatchETag),
+            ("delete", Delete),
+            ("deleteIfMatchETag", DeleteIfMatchETag),
+        ]
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(t))
+        .map(|(_, m)| m)
+        .ok_or_else(|| {
+            HubError::ArgumentInvalid(format!(
+                "The importMode '{t}' is not supported; use create, createOrUpdate, update, \
+                 updateIfMatchETag, delete or deleteIfMatchETag."
+            ))
+        })
+    }
+}
+
+impl Hub {
+    /// One device.
+    pub async fn get_device(&self, id: &str) -> Result<DeviceRecord, HubError> {
+        self.store
+            .get_device(id)
+            .await?
+            .ok_or_else(|| HubError::DeviceNotFound(id.to_owned()))
+    }
+
+    /// `PUT /devices/{id}`: creates the device when there is no `If-Match`, updates it when
+    /// there is one (`*` or its etag). Nothing is written when the request is refused.
+    pub async fn put_device(
+        &self,
+        id: &str,
+        spec: &DeviceSpec,
+        if_match: Option<&str>,
+    ) -> Result<DeviceRecord, HubError> {
+        validate_device_id(id)?;
+        if let Some(body_id) = spec.device_id.as_deref()
+            && body_id != id
+        {
+            return Err(HubError::ArgumentInvalid(format!(
+                "The device id in the body ('{body_id}') does not match the one in the URL ('{id}')."
+            )));
+        }
+        let fields = Validated::from_spec(spec)?;
+        let if_match = if_match.map(normalize_if_match);
+        let write = match (self.store.get_device(id).await?, if_match) {
+            (None, None) => DeviceWrite::Create(fields.create(id)?),
+            (None, Some(_)) => return Err(HubError::DeviceNotFound(id.to_owned())),
+            (Some(_), None) => return Err(HubError::DeviceAlreadyExists(id.to_owned())),
+            (Some(current), Some(tag)) => {
+                if tag != "*" && tag != current.etag {
+                    return Err(HubError::PreconditionFailed(tag));
+                }
+                DeviceWrite::Replace {
+                    record: fields.update(&current)?,
+                    // Compare-and-swap on what was read, so a concurrent write is not lost.
+                    if_match: Some(current.etag),
+                }
+            }
+        };
+        self.write_one(write).await
+    }
+
+    /// `DELETE /devices/{id}`, with an optional `If-Match`.
+    pub async fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), HubError> {
+        let write = DeviceWrite::Delete {
+            id: id.to_owned(),
+            if_match: if_match.map(normalize_if_match),
+        };
+        self.write_one(write).await.map(drop)
+    }
+
+    async fn write_one(&self, write: DeviceWrite) -> Result<DeviceRecord, HubError> {
+        let id = write.device_id().to_owned();
+        let etag = match &write {
+            DeviceWrite::Replace { if_match, .. } | DeviceWrite::Delete { if_match, .. } => {
+                if_match.clone().unwrap_or_default()
+            }
+            DeviceWrite::Create(_) => String::new(),
+        };
+        match self.store.write_devices(vec![write]).await? {
+            Ok(mut done) => Ok(done.pop().flatten().unwrap_or_else(|| placeholder(&id))),
+            Err(failed) => Err(failed
+                .first()
+                .map(|(_, c)| conflict_error(*c, &id, &etag))
+                .unwrap_or_else(|| HubError::ServerError("the write failed".into()))),
+        }
+    }
+
+    /// `GET /devices?top=N`: at most `top` devices (IoT Hub caps it at 1000), ordered by id.
+    pub async fn list_devices(&self, top: Option<usize>) -> Result<Vec<DeviceRecord>, HubError> {
+        let top = top.unwrap_or(MAX_LIST_DEVICES).min(MAX_LIST_DEVICES);
+        Ok(self.store.list_devices(None, top).await?)
+    }
+
+    /// `GET /statistics/devices`.
+    pub async fn registry_statistics(&self) -> Result<RegistryStatistics, HubError> {
+        let c = self.store.device_counts().await?;
+        Ok(RegistryStatistics {
+            total_device_count: c.total,
+            enabled_device_count: c.enabled,
+            disabled_device_count: c.disabled,
+        })
+    }
+
+    /// `POST /devices`: up to 100 creates, updates and deletes, applied all together or not at
+    /// all. `Err` is for a request that is malformed as a whole.
+    pub async fn bulk(&self, items: &[ExportImportDevice]) -> Result<BulkResult, HubError> {
+        if items.is_empty() {
+            return Err(HubError::ArgumentNull("The request has no devices.".into()));
+        }
+        if items.len() > MAX_BULK_DEVICES {
+            return Err(HubError::ArgumentInvalid(format!(
+                "A bulk operation takes at most {MAX_BULK_DEVICES} devices, not {}.",
+                items.len()
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut writes = Vec::with_capacity(items.len());
+        let mut errors = Vec::new();
+        for item in items {
+            let id = item.id.clone().unwrap_or_default();
+            if !seen.insert(id.clone()) {
+                return Err(HubError::DeviceDefinedMultipleTimes(format!(
+                    "The device '{id}' appears more than once in the request."
+                )));
+            }
+            match self.bulk_write(&id, item).await {
+                Ok(w) => writes.push(w),
+                Err(e) => errors.push(BulkError {
+                    device_id: id,
+                    error_code: e.name().to_owned(),
+                    error_status: e.to_string(),
+                }),
+            }
+        }
+        if errors.is_empty() {
+            match self.store.write_devices(writes.clone()).await? {
+                Ok(_) => {}
+                Err(failed) => {
+                    for (i, conflict) in failed {
+                        let id = writes[i].device_id().to_owned();
+                        let etag = items[i].e_tag.clone().unwrap_or_default();
+                        let e = conflict_error(conflict, &id, &etag);
+                        errors.push(BulkError {
+                            device_id: id,
+                            error_code: e.name().to_owned(),
+                            error_status: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(BulkResult {
+            is_successful: errors.is_empty(),
+            errors,
+            warnings: vec![],
+        })
+    }
+
+    async fn bulk_write(&self, id: &str, item: &ExportImportDevice) -> Result<DeviceWrite, HubError> {
+        validate_device_id(id)?;
+        let mode = ImportMode::parse(item.import_mode.as_deref())?;
+        let fields = Validated::from_import(item)?;
+        let etag = item.e_tag.as_deref().map(normalize_if_match);
+        let needs_etag = || {
+            etag.clone().ok_or_else(|| {
+                HubError::ArgumentNull(format!("The device '{id}' needs an eTag for this importMode."))
+            })
+        };
+        let current = self.store.get_device(id).await?;
+        Ok(match (mode, current) {
+            (ImportMode::Delete, _) => DeviceWrite::Delete {
+                id: id.to_owned(),
+                if_match: None,
+            },
+            (ImportMode::DeleteIfMatchETag, _) => DeviceWrite::Delete {
+                id: id.to_owned(),
+                if_match: Some(needs_etag()?),
+            },
+            (ImportMode::Create | ImportMode::CreateOrUpdate, None) => {
+                DeviceWrite::Create(fields.create(id)?)
+            }
+            (ImportMode::Create, Some(_)) => return Err(HubError::DeviceAlreadyExists(id.into())),
+            (ImportMode::Update | ImportMode::UpdateIfMatchETag, None) => {
+                return Err(HubError::DeviceNotFound(id.into()));
+            }
+            (ImportMode::CreateOrUpdate | ImportMode::Update, Some(current)) => {
+                DeviceWrite::Replace {
+                    record: fields.update(&current)?,
+                    if_match: Some(current.etag),
+                }
+            }
+            (ImportMode::UpdateIfMatchETag, Some(current)) => {
+                let tag = needs_etag()?;
+                if tag != "*" && tag != current.etag {
+                    return Err(HubError::PreconditionFailed(tag));
+                }
+                DeviceWrite::Replace {
+                    record: fields.update(&current)?,
+                    if_match: Some(current.etag),
+                }
+            }
+        })
+    }
+}
+
+/// What a successful delete "returns"; never shown to a client.
+fn placeholder(id: &str) -> DeviceRecord {
+    DeviceRecord {
+        device_id: id.to_owned(),
+        generation_id: String::new(),
+        etag: String::new(),
+        status: DeviceStatus::Disabled,
+        status_reason: None,
+        status_updated_time: None,
+        connection_state: ConnectionState::Disconnected,
+        connection_state_updated_time: None,
+        last_activity_time: None,
+        cloud_to_device_message_count: 0,
+        authentication: Authentication::default(),
+        iot_edge: false,
+        device_scope: None,
+        parent_scopes: vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_id_rules() {
+        for ok in ["d1", "a-b.c%d_e*f?g!h(i)j,k:l=m@n$o'p", &"x".repeat(128)] {
+            validate_device_id(ok).unwrap();
+        }
+        for bad in ["", "a b", "a/b", "a#b", "a+b", "é", &"x".repeat(129)] {
+            assert!(validate_device_id(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(validate_device_id("").unwrap_err().code(), 400_005);
+        assert_eq!(validate_device_id("a b").unwrap_err().code(), 400_004);
+    }
+
+    #[test]
+    fn if_match_forms() {
+        assert_eq!(normalize_if_match("\"*\""), "*");
+        assert_eq!(normalize_if_match("*"), "*");
+        assert_eq!(normalize_if_match("\"MA==\""), "MA==");
+        assert_eq!(normalize_if_match("W/\"MA==\""), "MA==");
+        assert_eq!(normalize_if_match(" MA== "), "MA==");
+    }
+
+    #[test]
+    fn generation_ids_look_like_iot_hubs() {
+        let g = new_generation_id();
+        assert_eq!(g.len(), 18);
+        assert!(g.chars().all(|c| c.is_ascii_digit()));
+        assert_ne!(g, new_generation_id());
+    }
+}

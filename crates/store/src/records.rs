@@ -1,0 +1,184 @@
+//! The plain data the store keeps. Rules about it live in the domains (`hub`, `dps`).
+
+use chrono::{DateTime, Utc};
+use ironhub_auth::SharedAccessPolicy;
+use serde::{Deserialize, Serialize};
+
+/// Whether a device may connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceStatus {
+    #[default]
+    Enabled,
+    Disabled,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Enabled => "enabled",
+            DeviceStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// Whether a device holds a connection right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ConnectionState {
+    #[default]
+    Disconnected,
+    Connected,
+}
+
+/// How a device authenticates, with IoT Hub's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum AuthType {
+    #[default]
+    Sas,
+    SelfSigned,
+    CertificateAuthority,
+    None,
+}
+
+/// A pair of symmetric keys (base64).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SymmetricKey {
+    pub primary_key: Option<String>,
+    pub secondary_key: Option<String>,
+}
+
+impl std::fmt::Debug for SymmetricKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SymmetricKey(..)")
+    }
+}
+
+/// A pair of X.509 thumbprints (upper-case hex, SHA-1 or SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct X509Thumbprint {
+    pub primary_thumbprint: Option<String>,
+    pub secondary_thumbprint: Option<String>,
+}
+
+/// A device's credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Authentication {
+    #[serde(rename = "type")]
+    pub kind: AuthType,
+    #[serde(default)]
+    pub symmetric_key: SymmetricKey,
+    #[serde(default)]
+    pub x509_thumbprint: X509Thumbprint,
+}
+
+/// A device identity in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub generation_id: String,
+    /// Assigned by the store on every write; opaque to everyone else.
+    pub etag: String,
+    pub status: DeviceStatus,
+    pub status_reason: Option<String>,
+    pub status_updated_time: Option<DateTime<Utc>>,
+    pub connection_state: ConnectionState,
+    pub connection_state_updated_time: Option<DateTime<Utc>>,
+    pub last_activity_time: Option<DateTime<Utc>>,
+    pub cloud_to_device_message_count: u64,
+    pub authentication: Authentication,
+    pub iot_edge: bool,
+    pub device_scope: Option<String>,
+    #[serde(default)]
+    pub parent_scopes: Vec<String>,
+}
+
+/// One write in an atomic batch of device writes.
+#[derive(Debug, Clone)]
+pub enum DeviceWrite {
+    /// Insert; fails with [`WriteConflict::AlreadyExists`] if the id is taken.
+    Create(DeviceRecord),
+    /// Replace an existing device; with `if_match`, only when its etag is that one.
+    Replace {
+        record: DeviceRecord,
+        if_match: Option<String>,
+    },
+    /// Delete; with `if_match`, only when the etag is that one.
+    Delete { id: String, if_match: Option<String> },
+}
+
+impl DeviceWrite {
+    /// The device id this write is about.
+    pub fn device_id(&self) -> &str {
+        match self {
+            DeviceWrite::Create(r) | DeviceWrite::Replace { record: r, .. } => &r.device_id,
+            DeviceWrite::Delete { id, .. } => id,
+        }
+    }
+}
+
+/// Why one write of a batch could not be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WriteConflict {
+    #[error("the device already exists")]
+    AlreadyExists,
+    #[error("the device does not exist")]
+    NotFound,
+    #[error("the etag does not match")]
+    EtagMismatch,
+}
+
+/// Counts for registry statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeviceCounts {
+    pub total: u64,
+    pub enabled: u64,
+    pub disabled: u64,
+}
+
+/// Hub-wide settings created at first start and never regenerated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HubSettings {
+    pub policies: Vec<SharedAccessPolicy>,
+    pub created_time: DateTime<Utc>,
+}
+
+impl HubSettings {
+    /// The policy with this name (matched case-insensitively, as IoT Hub does).
+    pub fn policy(&self, name: &str) -> Option<&SharedAccessPolicy> {
+        self.policies
+            .iter()
+            .find(|p| p.key_name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Where the running server can be reached, recorded at every start so that `ironhub info` and
+/// the CLI on the same machine can build connection strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// The hub's host name (the first `--hostname`).
+    pub host_name: String,
+    /// Every name the server answers to.
+    pub host_names: Vec<String>,
+    pub https_port: u16,
+    pub mqtt_port: u16,
+}
+
+impl Endpoint {
+    /// `host` when HTTPS is on 443, else `host:port`: the `HostName` of a connection string.
+    pub fn connection_host(&self) -> String {
+        if self.https_port == 443 {
+            self.host_name.clone()
+        } else if self.host_name.contains(':') {
+            format!("[{}]:{}", self.host_name, self.https_port)
+        } else {
+            format!("{}:{}", self.host_name, self.https_port)
+        }
+    }
+}

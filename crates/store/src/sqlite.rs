@@ -1,0 +1,423 @@
+//! The embedded store: one SQLite database in the data directory.
+//!
+//! WAL journal with `synchronous=FULL`: a write is on disk before the call returns, so an
+//! acknowledged write survives `kill -9` and power loss. Other processes (the CLI and
+//! `ironhub info`) may read the same file while the server runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{
+    BatchResult, DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, Endpoint, HubSettings,
+    Result, Store, StoreError, WriteConflict,
+};
+
+const FILE_NAME: &str = "ironhub.db";
+const SCHEMA_VERSION: i64 = 1;
+
+/// The SQLite-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Engine(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
+        Self::open_file(&dir.join(FILE_NAME))
+    }
+
+    /// Opens the store in `dir` only if a server has created it there.
+    pub fn open_existing(dir: &Path) -> Result<Self> {
+        let path = dir.join(FILE_NAME);
+        if !path.is_file() {
+            return Err(StoreError::NotInitialised(dir.display().to_string()));
+        }
+        Self::open_file(&path)
+    }
+
+    fn open_file(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "{} has schema version {version}; this ironhub knows up to {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS devices (
+                     device_id TEXT PRIMARY KEY,
+                     enabled INTEGER NOT NULL,
+                     doc TEXT NOT NULL
+                 );
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Engine("a store operation panicked".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Engine(e.to_string()))?
+    }
+}
+
+fn get_meta<T: serde::de::DeserializeOwned>(conn: &Connection, key: &str) -> Result<Option<T>> {
+    let text: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?;
+    Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+}
+
+fn set_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, serde_json::to_string(value)?],
+    )?;
+    Ok(())
+}
+
+/// The next etag: base64 of a counter that only grows, so an etag is never reused, not even
+/// by a device deleted and created again.
+fn next_etag(conn: &Connection) -> Result<String> {
+    let next = get_meta::<u64>(conn, "etag_counter")?.unwrap_or(0) + 1;
+    set_meta(conn, "etag_counter", &next)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(next.to_string()))
+}
+
+fn load_device(conn: &Connection, id: &str) -> Result<Option<DeviceRecord>> {
+    let doc: Option<String> = conn
+        .query_row("SELECT doc FROM devices WHERE device_id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+}
+
+fn save_device(conn: &Connection, mut record: DeviceRecord) -> Result<DeviceRecord> {
+    record.etag = next_etag(conn)?;
+    conn.execute(
+        "INSERT INTO devices (device_id, enabled, doc) VALUES (?1, ?2, ?3)
+         ON CONFLICT (device_id) DO UPDATE SET enabled = excluded.enabled, doc = excluded.doc",
+        params![
+            record.device_id,
+            record.status == DeviceStatus::Enabled,
+            serde_json::to_string(&record)?
+        ],
+    )?;
+    Ok(record)
+}
+
+fn etag_matches(current: &DeviceRecord, if_match: Option<&str>) -> bool {
+    if_match.is_none_or(|tag| tag == "*" || tag == current.etag)
+}
+
+fn apply(conn: &Connection, write: DeviceWrite) -> Result<Result<Option<DeviceRecord>, WriteConflict>> {
+    let current = load_device(conn, write.device_id())?;
+    Ok(match (write, current) {
+        (DeviceWrite::Create(_), Some(_)) => Err(WriteConflict::AlreadyExists),
+        (DeviceWrite::Create(record), None) => Ok(Some(save_device(conn, record)?)),
+        (DeviceWrite::Replace { .. } | DeviceWrite::Delete { .. }, None) => {
+            Err(WriteConflict::NotFound)
+        }
+        (DeviceWrite::Replace { record, if_match }, Some(current)) => {
+            if etag_matches(&current, if_match.as_deref()) {
+                Ok(Some(save_device(conn, record)?))
+            } else {
+                Err(WriteConflict::EtagMismatch)
+            }
+        }
+        (DeviceWrite::Delete { id, if_match }, Some(current)) => {
+            if etag_matches(&current, if_match.as_deref()) {
+                conn.execute("DELETE FROM devices WHERE device_id = ?1", [id])?;
+                Ok(None)
+            } else {
+                Err(WriteConflict::EtagMismatch)
+            }
+        }
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn hub_settings_or_init(&self, init: HubSettings) -> Result<HubSettings> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let settings = match get_meta::<HubSettings>(&tx, "hub")? {
+                Some(existing) => existing,
+                None => {
+                    set_meta(&tx, "hub", &init)?;
+                    init
+                }
+            };
+            tx.commit()?;
+            Ok(settings)
+        })
+        .await
+    }
+
+    async fn hub_settings(&self) -> Result<Option<HubSettings>> {
+        self.with(|conn| get_meta(conn, "hub")).await
+    }
+
+    async fn set_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        let endpoint = endpoint.clone();
+        self.with(move |conn| set_meta(conn, "endpoint", &endpoint))
+            .await
+    }
+
+    async fn endpoint(&self) -> Result<Option<Endpoint>> {
+        self.with(|conn| get_meta(conn, "endpoint")).await
+    }
+
+    async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>> {
+        let id = id.to_owned();
+        self.with(move |conn| load_device(conn, &id)).await
+    }
+
+    async fn list_devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<DeviceRecord>> {
+        let after = after.unwrap_or("").to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT doc FROM devices WHERE device_id > ?1 ORDER BY device_id LIMIT ?2",
+            )?;
+            let docs = stmt
+                .query_map(params![after, limit], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            docs.iter()
+                .map(|d| serde_json::from_str(d).map_err(StoreError::from))
+                .collect()
+        })
+        .await
+    }
+
+    async fn device_counts(&self) -> Result<DeviceCounts> {
+        self.with(|conn| {
+            let (total, enabled): (u64, u64) = conn.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(enabled), 0) FROM devices",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(DeviceCounts {
+                total,
+                enabled,
+                disabled: total - enabled,
+            })
+        })
+        .await
+    }
+
+    async fn write_devices(&self, writes: Vec<DeviceWrite>) -> Result<BatchResult> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut done = Vec::with_capacity(writes.len());
+            let mut failed = Vec::new();
+            for (i, write) in writes.into_iter().enumerate() {
+                match apply(&tx, write)? {
+                    Ok(record) => done.push(record),
+                    Err(conflict) => failed.push((i, conflict)),
+                }
+            }
+            if failed.is_empty() {
+                tx.commit()?;
+                Ok(Ok(done))
+            } else {
+                tx.rollback()?;
+                Ok(Err(failed))
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Authentication, ConnectionState};
+
+    fn device(id: &str) -> DeviceRecord {
+        DeviceRecord {
+            device_id: id.into(),
+            generation_id: "1".into(),
+            etag: String::new(),
+            status: DeviceStatus::Enabled,
+            status_reason: None,
+            status_updated_time: None,
+            connection_state: ConnectionState::Disconnected,
+            connection_state_updated_time: None,
+            last_activity_time: None,
+            cloud_to_device_message_count: 0,
+            authentication: Authentication::default(),
+            iot_edge: false,
+            device_scope: None,
+            parent_scopes: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let created = store
+            .write_devices(vec![DeviceWrite::Create(device("a"))])
+            .await
+            .unwrap()
+            .unwrap();
+        let a = created[0].clone().unwrap();
+        assert!(!a.etag.is_empty());
+
+        let again = store
+            .write_devices(vec![DeviceWrite::Create(device("a"))])
+            .await
+            .unwrap();
+        assert_eq!(again.unwrap_err(), vec![(0, WriteConflict::AlreadyExists)]);
+
+        let stale = DeviceWrite::Replace {
+            record: device("a"),
+            if_match: Some("nope".into()),
+        };
+        let r = store.write_devices(vec![stale]).await.unwrap();
+        assert_eq!(r.unwrap_err(), vec![(0, WriteConflict::EtagMismatch)]);
+
+        let mut disabled = a.clone();
+        disabled.status = DeviceStatus::Disabled;
+        let r = store
+            .write_devices(vec![DeviceWrite::Replace {
+                record: disabled,
+                if_match: Some(a.etag.clone()),
+            }])
+            .await
+            .unwrap()
+            .unwrap();
+        let b = r[0].clone().unwrap();
+        assert_ne!(b.etag, a.etag);
+        assert_eq!(store.device_counts().await.unwrap().disabled, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_writes_nothing_and_etags_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let r = store
+            .write_devices(vec![
+                DeviceWrite::Create(device("x")),
+                DeviceWrite::Delete {
+                    id: "missing".into(),
+                    if_match: None,
+                },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(r.unwrap_err(), vec![(1, WriteConflict::NotFound)]);
+        assert!(store.get_device("x").await.unwrap().is_none());
+
+        let first = store
+            .write_devices(vec![DeviceWrite::Create(device("x"))])
+            .await
+            .unwrap()
+            .unwrap()[0]
+            .clone()
+            .unwrap();
+        store
+            .write_devices(vec![DeviceWrite::Delete {
+                id: "x".into(),
+                if_match: Some("*".into()),
+            }])
+            .await
+            .unwrap()
+            .unwrap();
+        let second = store
+            .write_devices(vec![DeviceWrite::Create(device("x"))])
+            .await
+            .unwrap()
+            .unwrap()[0]
+            .clone()
+            .unwrap();
+        assert_ne!(first.etag, second.etag);
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopen_and_lists_in_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let writes = ["c", "a", "b"].map(|id| DeviceWrite::Create(device(id))).to_vec();
+            store.write_devices(writes).await.unwrap().unwrap();
+        }
+        let store = SqliteStore::open_existing(dir.path()).unwrap();
+        let page = store.list_devices(None, 2).await.unwrap();
+        let ids: Vec<_> = page.iter().map(|d| d.device_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let rest = store.list_devices(Some("b"), 2).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(store.device_counts().await.unwrap().total, 3);
+        assert!(SqliteStore::open_existing(&dir.path().join("nothing")).is_err());
+    }
+
+    #[tokio::test]
+    async fn hub_settings_are_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert!(store.hub_settings().await.unwrap().is_none());
+        let first = HubSettings {
+            policies: ironhub_auth::default_hub_policies(),
+            created_time: chrono::Utc::now(),
+        };
+        let kept = store.hub_settings_or_init(first.clone()).await.unwrap();
+        assert_eq!(kept, first);
+        let other = HubSettings {
+            policies: ironhub_auth::default_hub_policies(),
+            created_time: chrono::Utc::now(),
+        };
+        assert_eq!(store.hub_settings_or_init(other).await.unwrap(), first);
+        assert!(first.policy("IOTHUBOWNER").is_some());
+    }
+}
