@@ -1,0 +1,179 @@
+//! Server settings: flags, then `IRONHUB_*` environment variables, then the TOML file, then
+//! defaults that work for a newcomer.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Deserialize;
+
+/// `ironhub serve` flags. Each has an `IRONHUB_*` variable and a key in the `--config` file.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServeArgs {
+    /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
+    /// tls_cert, tls_key, log_format).
+    #[arg(long, env = "IRONHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where everything the server keeps lives [default: ./ironhub-data].
+    #[arg(long, env = "IRONHUB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A name the server answers to (repeatable; the first is the hub's host name)
+    /// [default: localhost].
+    #[arg(long = "hostname", env = "IRONHUB_HOSTNAME", value_delimiter = ',')]
+    pub hostnames: Vec<String>,
+    /// HTTPS (REST APIs and MQTT over WebSocket) address [default: 0.0.0.0:443].
+    #[arg(long, env = "IRONHUB_HTTPS_LISTEN")]
+    pub https_listen: Option<SocketAddr>,
+    /// MQTT over TLS address [default: 0.0.0.0:8883].
+    #[arg(long, env = "IRONHUB_MQTT_LISTEN")]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// Your own server certificate chain (PEM) instead of the generated one.
+    #[arg(long, env = "IRONHUB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "IRONHUB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "IRONHUB_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    hostname: Option<OneOrMany>,
+    https_listen: Option<SocketAddr>,
+    mqtt_listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub hostnames: Vec<String>,
+    pub https_listen: SocketAddr,
+    pub mqtt_listen: SocketAddr,
+    pub tls_cert: Option<(PathBuf, PathBuf)>,
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Merges flags and environment (already in `self`) over the config file and defaults.
+    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let hostnames = if !self.hostnames.is_empty() {
+            self.hostnames
+        } else {
+            match file.hostname {
+                Some(OneOrMany::One(h)) => vec![h],
+                Some(OneOrMany::Many(h)) => h,
+                None => vec![],
+            }
+        };
+        let mut hostnames: Vec<String> = hostnames
+            .into_iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if hostnames.is_empty() {
+            hostnames.push("localhost".into());
+        }
+        let tls_cert = match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => anyhow::bail!("tls_cert and tls_key go together: give both or neither"),
+        };
+        Ok(ServeConfig {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("ironhub-data")),
+            hostnames,
+            https_listen: self
+                .https_listen
+                .or(file.https_listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 443))),
+            mqtt_listen: self
+                .mqtt_listen
+                .or(file.mqtt_listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8883))),
+            tls_cert,
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not a valid config file", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_for_a_newcomer() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("ironhub-data"));
+        assert_eq!(c.hostnames, ["localhost"]);
+        assert_eq!(c.https_listen.to_string(), "0.0.0.0:443");
+        assert_eq!(c.mqtt_listen.to_string(), "0.0.0.0:8883");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironhub.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/var/lib/ironhub\"\nhostname = [\"hub.example\", \"10.0.0.5\"]\n\
+             https_listen = \"127.0.0.1:8443\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            https_listen: Some("127.0.0.2:443".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/ironhub"));
+        assert_eq!(c.hostnames, ["hub.example", "10.0.0.5"]);
+        assert_eq!(c.https_listen.to_string(), "127.0.0.2:443");
+        assert_eq!(c.log_format, LogFormat::Json);
+
+        std::fs::write(&file, "hostname = \"one.example\"\nbogus = 1\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        let err = args.resolve().unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+}

@@ -1,0 +1,71 @@
+//! What a data directory says about the hub it holds: host name, ports, policies and the CA.
+//! `ironhub info` prints it; the CLI uses it to log in on the server's own machine.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use ironhub_auth::ConnectionString;
+use ironhub_store::{Endpoint, HubSettings, SqliteStore, Store as _};
+
+/// The hub kept in a data directory.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub endpoint: Endpoint,
+    pub settings: HubSettings,
+    /// `DIR/tls/ca.pem`: the CA that signed the server certificate.
+    pub ca_certificate: PathBuf,
+}
+
+/// Where the CA certificate of a data directory lives.
+pub fn ca_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("tls").join("ca.pem")
+}
+
+impl Identity {
+    /// Reads the identity of the hub in `data_dir` (the server may be running).
+    pub async fn load(data_dir: &Path) -> anyhow::Result<Identity> {
+        let store = SqliteStore::open_existing(data_dir)?;
+        let settings = store.hub_settings().await?.with_context(|| {
+            format!("{} holds no hub yet: start `ironhub serve` once", data_dir.display())
+        })?;
+        let endpoint = store
+            .endpoint()
+            .await?
+            .with_context(|| format!("{} holds no endpoint yet", data_dir.display()))?;
+        let dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+        Ok(Identity {
+            endpoint,
+            settings,
+            ca_certificate: ca_path(&dir),
+        })
+    }
+
+    /// The service connection string for a policy (`iothubowner`, …), with its primary or
+    /// secondary key.
+    pub fn connection_string(&self, policy: &str, secondary: bool) -> anyhow::Result<ConnectionString> {
+        let p = self
+            .settings
+            .policy(policy)
+            .with_context(|| format!("the hub has no shared access policy '{policy}'"))?;
+        Ok(ConnectionString {
+            host_name: self.endpoint.connection_host(),
+            shared_access_key_name: Some(p.key_name.clone()),
+            shared_access_key: Some(if secondary { &p.secondary_key } else { &p.primary_key }.clone()),
+            ..ConnectionString::default()
+        })
+    }
+
+    /// `ironhub info --json`: the object scripts and tests read.
+    pub fn info_json(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({
+            "hub": {
+                "hostName": self.endpoint.host_name,
+                "hostNames": self.endpoint.host_names,
+                "httpsPort": self.endpoint.https_port,
+                "mqttPort": self.endpoint.mqtt_port,
+                "connectionString": self.connection_string("iothubowner", false)?.to_string(),
+            },
+            "tls": { "caCertificate": self.ca_certificate },
+        }))
+    }
+}
