@@ -29,7 +29,12 @@ impl ConnectionString {
     /// keep everything after the first `=` (base64 keys end in `=`).
     pub fn parse(text: &str) -> Result<Self, ConnectionStringError> {
         let mut cs = ConnectionString::default();
-        for part in text.trim().split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in text
+            .trim()
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let (name, value) = part
                 .split_once('=')
                 .ok_or_else(|| ConnectionStringError::Malformed(part.to_owned()))?;

@@ -96,8 +96,14 @@ mod tests {
         validate_key(&generate_key(16)).unwrap();
         validate_key(&generate_key(32)).unwrap();
         validate_key(&generate_key(64)).unwrap();
-        assert_eq!(validate_key(&generate_key(15)), Err(KeyError::BadLength(15)));
-        assert_eq!(validate_key(&generate_key(65)), Err(KeyError::BadLength(65)));
+        assert_eq!(
+            validate_key(&generate_key(15)),
+            Err(KeyError::BadLength(15))
+        );
+        assert_eq!(
+            validate_key(&generate_key(65)),
+            Err(KeyError::BadLength(65))
+        );
         assert_eq!(validate_key("not base64!"), Err(KeyError::NotBase64));
         assert_eq!(validate_key(""), Err(KeyError::BadLength(0)));
     }

@@ -39,7 +39,11 @@ impl Rights {
     /// Parses `"RegistryRead, ServiceConnect"` (any case, `,` or `|` separated).
     pub fn parse(text: &str) -> Result<Rights, String> {
         let mut rights = Rights::default();
-        for name in text.split([',', '|']).map(str::trim).filter(|s| !s.is_empty()) {
+        for name in text
+            .split([',', '|'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let (r, _) = Self::NAMES
                 .iter()
                 .find(|(_, n)| n.eq_ignore_ascii_case(name))
@@ -149,14 +153,23 @@ mod tests {
         let names: Vec<_> = p.iter().map(|p| p.key_name.as_str()).collect();
         assert_eq!(
             names,
-            ["iothubowner", "service", "device", "registryRead", "registryReadWrite"]
+            [
+                "iothubowner",
+                "service",
+                "device",
+                "registryRead",
+                "registryReadWrite"
+            ]
         );
         assert_eq!(
             p[0].rights.to_string(),
             "RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect"
         );
         assert!(!p[3].rights.contains(Rights::REGISTRY_WRITE));
-        assert!(p[4].rights.contains(Rights::REGISTRY_READ | Rights::REGISTRY_WRITE));
+        assert!(
+            p[4].rights
+                .contains(Rights::REGISTRY_READ | Rights::REGISTRY_WRITE)
+        );
         assert!(!p[1].rights.contains(Rights::REGISTRY_READ));
         // 64 random bytes, base64, different for every key.
         assert_eq!(p[0].primary_key.len(), 88);

@@ -128,10 +128,7 @@ impl<'a> SasToken<'a> {
     }
 
     /// Verifies the signature against any of `keys` (primary, then secondary).
-    pub fn verify_keys<'k>(
-        &self,
-        keys: impl IntoIterator<Item = &'k str>,
-    ) -> Result<(), SasError> {
+    pub fn verify_keys<'k>(&self, keys: impl IntoIterator<Item = &'k str>) -> Result<(), SasError> {
         // Check every key (no early exit) so timing does not reveal which key matched.
         let matched = keys
             .into_iter()
@@ -158,15 +155,13 @@ impl<'a> SasToken<'a> {
 /// no empty segments.
 fn segments(uri: &str) -> Vec<String> {
     let uri = uri.trim();
-    let without_scheme = uri
-        .split_once("://")
-        .map_or(uri, |(scheme, rest)| {
-            if scheme.chars().all(|c| c.is_ascii_alphabetic()) {
-                rest
-            } else {
-                uri
-            }
-        });
+    let without_scheme = uri.split_once("://").map_or(uri, |(scheme, rest)| {
+        if scheme.chars().all(|c| c.is_ascii_alphabetic()) {
+            rest
+        } else {
+            uri
+        }
+    });
     let mut parts: Vec<String> = without_scheme
         .split('/')
         .filter(|s| !s.is_empty())
@@ -287,8 +282,14 @@ mod tests {
         let t = SasToken::parse(PYDEV_DEVICE).unwrap();
         assert_eq!(t.check_expiry(SE), Err(SasError::Expired));
         assert_eq!(t.check_expiry(SE + 10), Err(SasError::Expired));
-        assert!(t.check_resource("myhub.azure-devices.net/devices/dev2").is_err());
-        assert!(t.check_resource("otherhub.azure-devices.net/devices/dev1").is_err());
+        assert!(
+            t.check_resource("myhub.azure-devices.net/devices/dev2")
+                .is_err()
+        );
+        assert!(
+            t.check_resource("otherhub.azure-devices.net/devices/dev1")
+                .is_err()
+        );
 
         // A changed se invalidates the signature, because se is signed.
         let later = PYDEV_DEVICE.replace("se=1795310676", "se=1795310677");
@@ -334,14 +335,32 @@ mod tests {
     fn per_segment_prefix_matching() {
         assert!(resource_covers("myhub.example", "myhub.example/devices/d1"));
         assert!(resource_covers("MyHub.Example", "myhub.example"));
-        assert!(resource_covers("https://myhub.example:443/", "myhub.example"));
-        assert!(resource_covers("myhub.example/devices", "myhub.example/devices/d1"));
-        assert!(!resource_covers("myhub.example/dev", "myhub.example/devices/d1"));
-        assert!(!resource_covers("myhub.example/devices/d1", "myhub.example/devices/d10"));
-        assert!(!resource_covers("myhub.example/devices/d1", "myhub.example"));
+        assert!(resource_covers(
+            "https://myhub.example:443/",
+            "myhub.example"
+        ));
+        assert!(resource_covers(
+            "myhub.example/devices",
+            "myhub.example/devices/d1"
+        ));
+        assert!(!resource_covers(
+            "myhub.example/dev",
+            "myhub.example/devices/d1"
+        ));
+        assert!(!resource_covers(
+            "myhub.example/devices/d1",
+            "myhub.example/devices/d10"
+        ));
+        assert!(!resource_covers(
+            "myhub.example/devices/d1",
+            "myhub.example"
+        ));
         assert!(!resource_covers("myhub.examples", "myhub.example"));
         assert!(!resource_covers("", "myhub.example"));
-        assert!(resource_covers("127.0.0.1%3A18080".replace("%3A", ":").as_str(), "127.0.0.1"));
+        assert!(resource_covers(
+            "127.0.0.1%3A18080".replace("%3A", ":").as_str(),
+            "127.0.0.1"
+        ));
         assert!(resource_covers("[::1]:443", "[::1]/devices/x"));
     }
 

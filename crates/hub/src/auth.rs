@@ -58,7 +58,9 @@ impl Hub {
             )
         })?;
         let policy = self.settings.policy(name).ok_or_else(|| {
-            HubError::Unauthorized(format!("Unauthorized: there is no shared access policy '{name}'."))
+            HubError::Unauthorized(format!(
+                "Unauthorized: there is no shared access policy '{name}'."
+            ))
         })?;
         token.verify_keys(policy.keys()).map_err(unauthorized)?;
         token.check_expiry(unix_now()).map_err(unauthorized)?;

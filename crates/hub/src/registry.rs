@@ -11,6 +11,7 @@ use ironhub_store::{
 
 use crate::model::{
     AuthenticationSpec, BulkError, BulkResult, DeviceSpec, ExportImportDevice, RegistryStatistics,
+    ServiceStatistics,
 };
 use crate::{Hub, HubError};
 
@@ -25,7 +26,9 @@ const ID_SPECIALS: &str = "-.%_*?!(),:=@$'";
 /// `- . % _ * ? ! ( ) , : = @ $ '`.
 pub fn validate_device_id(id: &str) -> Result<(), HubError> {
     if id.is_empty() {
-        return Err(HubError::ArgumentNull("The device id must not be empty.".into()));
+        return Err(HubError::ArgumentNull(
+            "The device id must not be empty.".into(),
+        ));
     }
     if id.len() > 128 {
         return Err(HubError::ArgumentInvalid(format!(
@@ -96,8 +99,9 @@ fn checked_key(key: &str, which: &str) -> Result<String, HubError> {
 }
 
 fn checked_thumbprint(tp: &str, which: &str) -> Result<String, HubError> {
-    normalize_thumbprint(tp)
-        .map_err(|e| HubError::ArgumentInvalid(format!("The {which} thumbprint is not valid: {e}.")))
+    normalize_thumbprint(tp).map_err(|e| {
+        HubError::ArgumentInvalid(format!("The {which} thumbprint is not valid: {e}."))
+    })
 }
 
 /// The credentials a spec asks for. `previous` supplies keys a client left out on an update,
@@ -361,6 +365,14 @@ impl Hub {
         })
     }
 
+    /// `GET /statistics/service`.
+    pub async fn service_statistics(&self) -> Result<ServiceStatistics, HubError> {
+        let c = self.store.device_counts().await?;
+        Ok(ServiceStatistics {
+            connected_device_count: c.connected,
+        })
+    }
+
     /// `POST /devices`: up to 100 creates, updates and deletes, applied all together or not at
     /// all. `Err` is for a request that is malformed as a whole.
     pub async fn bulk(&self, items: &[ExportImportDevice]) -> Result<BulkResult, HubError> {
@@ -416,14 +428,20 @@ impl Hub {
         })
     }
 
-    async fn bulk_write(&self, id: &str, item: &ExportImportDevice) -> Result<DeviceWrite, HubError> {
+    async fn bulk_write(
+        &self,
+        id: &str,
+        item: &ExportImportDevice,
+    ) -> Result<DeviceWrite, HubError> {
         validate_device_id(id)?;
         let mode = ImportMode::parse(item.import_mode.as_deref())?;
         let fields = Validated::from_import(item)?;
         let etag = item.e_tag.as_deref().map(normalize_if_match);
         let needs_etag = || {
             etag.clone().ok_or_else(|| {
-                HubError::ArgumentNull(format!("The device '{id}' needs an eTag for this importMode."))
+                HubError::ArgumentNull(format!(
+                    "The device '{id}' needs an eTag for this importMode."
+                ))
             })
         };
         let current = self.store.get_device(id).await?;
@@ -493,7 +511,10 @@ mod tests {
             validate_device_id(ok).unwrap();
         }
         for bad in ["", "a b", "a/b", "a#b", "a+b", "é", &"x".repeat(129)] {
-            assert!(validate_device_id(bad).is_err(), "{bad:?} should be refused");
+            assert!(
+                validate_device_id(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
         assert_eq!(validate_device_id("").unwrap_err().code(), 400_005);
         assert_eq!(validate_device_id("a b").unwrap_err().code(), 400_004);

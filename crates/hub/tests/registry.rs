@@ -1,4 +1,5 @@
 //! The registry's rules, through the domain API, on a real (temporary) store.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
@@ -11,7 +12,9 @@ use serde_json::json;
 async fn hub() -> (Hub, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let hub = Hub::open(store, vec!["myhub.example".into()]).await.unwrap();
+    let hub = Hub::open(store, vec!["myhub.example".into()])
+        .await
+        .unwrap();
     (hub, dir)
 }
 
@@ -26,35 +29,63 @@ fn bulk(v: serde_json::Value) -> Vec<ExportImportDevice> {
 #[tokio::test]
 async fn create_update_conflict_and_delete() {
     let (hub, _dir) = hub().await;
-    let d = hub.put_device("d1", &spec(json!({"deviceId": "d1"})), None).await.unwrap();
+    let d = hub
+        .put_device("d1", &spec(json!({"deviceId": "d1"})), None)
+        .await
+        .unwrap();
     assert_eq!(d.authentication.kind, AuthType::Sas);
     let pk = d.authentication.symmetric_key.primary_key.clone().unwrap();
     assert_eq!(pk.len(), 44, "32-byte keys are generated");
 
-    let again = hub.put_device("d1", &spec(json!({})), None).await.unwrap_err();
+    let again = hub
+        .put_device("d1", &spec(json!({})), None)
+        .await
+        .unwrap_err();
     assert_eq!(again.code(), 409_001);
 
-    let stale = hub.put_device("d1", &spec(json!({})), Some("\"bogus\"")).await.unwrap_err();
+    let stale = hub
+        .put_device("d1", &spec(json!({})), Some("\"bogus\""))
+        .await
+        .unwrap_err();
     assert_eq!(stale.code(), 412_002);
 
     let upd = hub
-        .put_device("d1", &spec(json!({"status": "disabled"})), Some(&format!("\"{}\"", d.etag)))
+        .put_device(
+            "d1",
+            &spec(json!({"status": "disabled"})),
+            Some(&format!("\"{}\"", d.etag)),
+        )
         .await
         .unwrap();
     assert_eq!(upd.status, DeviceStatus::Disabled);
     assert_ne!(upd.etag, d.etag);
     assert_eq!(upd.generation_id, d.generation_id);
-    assert_eq!(upd.authentication.symmetric_key.primary_key.as_deref(), Some(pk.as_str()),
-        "an update that leaves keys out keeps them");
+    assert_eq!(
+        upd.authentication.symmetric_key.primary_key.as_deref(),
+        Some(pk.as_str()),
+        "an update that leaves keys out keeps them"
+    );
     assert!(upd.status_updated_time.is_some());
 
-    let missing = hub.put_device("nope", &spec(json!({})), Some("*")).await.unwrap_err();
+    let missing = hub
+        .put_device("nope", &spec(json!({})), Some("*"))
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), 404_001);
 
-    assert_eq!(hub.delete_device("d1", Some(&d.etag)).await.unwrap_err().code(), 412_002);
+    assert_eq!(
+        hub.delete_device("d1", Some(&d.etag))
+            .await
+            .unwrap_err()
+            .code(),
+        412_002
+    );
     hub.delete_device("d1", Some("\"*\"")).await.unwrap();
     assert_eq!(hub.get_device("d1").await.unwrap_err().code(), 404_001);
-    assert_eq!(hub.delete_device("d1", None).await.unwrap_err().code(), 404_001);
+    assert_eq!(
+        hub.delete_device("d1", None).await.unwrap_err().code(),
+        404_001
+    );
 }
 
 #[tokio::test]
@@ -65,15 +96,27 @@ async fn bad_input_is_refused_and_writes_nothing() {
         ("x", json!({"deviceId": "y"})),
         ("x", json!({"status": "sleeping"})),
         ("x", json!({"authentication": {"type": "magic"}})),
-        ("x", json!({"authentication": {"type": "sas", "symmetricKey": {"primaryKey": "short"}}})),
+        (
+            "x",
+            json!({"authentication": {"type": "sas", "symmetricKey": {"primaryKey": "short"}}}),
+        ),
         ("x", json!({"authentication": {"type": "selfSigned"}})),
-        ("x", json!({"authentication": {"type": "selfSigned", "x509Thumbprint": {"primaryThumbprint": "abc"}}})),
+        (
+            "x",
+            json!({"authentication": {"type": "selfSigned", "x509Thumbprint": {"primaryThumbprint": "abc"}}}),
+        ),
     ];
     for (id, body) in cases {
-        let e = hub.put_device(id, &spec(body.clone()), None).await.unwrap_err();
+        let e = hub
+            .put_device(id, &spec(body.clone()), None)
+            .await
+            .unwrap_err();
         assert_eq!(e.status(), 400, "{id} {body} -> {e:?}");
     }
-    assert_eq!(hub.registry_statistics().await.unwrap().total_device_count, 0);
+    assert_eq!(
+        hub.registry_statistics().await.unwrap().total_device_count,
+        0
+    );
 }
 
 #[tokio::test]
@@ -81,14 +124,25 @@ async fn x509_devices_keep_normalised_thumbprints() {
     let (hub, _dir) = hub().await;
     let tp = "ab".repeat(20);
     let d = hub
-        .put_device("x1", &spec(json!({"authentication": {"type": "selfSigned",
-            "x509Thumbprint": {"primaryThumbprint": tp, "secondaryThumbprint": null}}})), None)
+        .put_device(
+            "x1",
+            &spec(json!({"authentication": {"type": "selfSigned",
+            "x509Thumbprint": {"primaryThumbprint": tp, "secondaryThumbprint": null}}})),
+            None,
+        )
         .await
         .unwrap();
-    assert_eq!(d.authentication.x509_thumbprint.primary_thumbprint.unwrap(), "AB".repeat(20));
+    assert_eq!(
+        d.authentication.x509_thumbprint.primary_thumbprint.unwrap(),
+        "AB".repeat(20)
+    );
     assert!(d.authentication.symmetric_key.primary_key.is_none());
     let ca = hub
-        .put_device("x2", &spec(json!({"authentication": {"type": "certificateAuthority"}})), None)
+        .put_device(
+            "x2",
+            &spec(json!({"authentication": {"type": "certificateAuthority"}})),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(ca.authentication.kind, AuthType::CertificateAuthority);
@@ -97,7 +151,9 @@ async fn x509_devices_keep_normalised_thumbprints() {
 #[tokio::test]
 async fn bulk_is_all_or_nothing() {
     let (hub, _dir) = hub().await;
-    hub.put_device("taken", &spec(json!({})), None).await.unwrap();
+    hub.put_device("taken", &spec(json!({})), None)
+        .await
+        .unwrap();
     let r = hub
         .bulk(&bulk(json!([
             {"id": "b1", "importMode": "create"},
@@ -109,7 +165,10 @@ async fn bulk_is_all_or_nothing() {
     assert_eq!(r.errors.len(), 1);
     assert_eq!(r.errors[0].device_id, "taken");
     assert_eq!(r.errors[0].error_code, "DeviceAlreadyExists");
-    assert!(hub.get_device("b1").await.is_err(), "nothing of a failed bulk is kept");
+    assert!(
+        hub.get_device("b1").await.is_err(),
+        "nothing of a failed bulk is kept"
+    );
 
     let r = hub
         .bulk(&bulk(json!([
@@ -120,15 +179,27 @@ async fn bulk_is_all_or_nothing() {
         .await
         .unwrap();
     assert!(r.is_successful, "{r:?}");
-    assert_eq!(hub.get_device("b1").await.unwrap().status, DeviceStatus::Disabled);
+    assert_eq!(
+        hub.get_device("b1").await.unwrap().status,
+        DeviceStatus::Disabled
+    );
     assert!(hub.get_device("taken").await.is_err());
     let stats = hub.registry_statistics().await.unwrap();
-    assert_eq!((stats.total_device_count, stats.disabled_device_count), (2, 1));
+    assert_eq!(
+        (stats.total_device_count, stats.disabled_device_count),
+        (2, 1)
+    );
 
-    let dup = hub.bulk(&bulk(json!([{"id": "z"}, {"id": "z"}]))).await.unwrap_err();
+    let dup = hub
+        .bulk(&bulk(json!([{"id": "z"}, {"id": "z"}])))
+        .await
+        .unwrap_err();
     assert_eq!(dup.code(), 400_011);
     let many: Vec<_> = (0..101).map(|i| json!({"id": format!("m{i}")})).collect();
-    assert_eq!(hub.bulk(&bulk(json!(many))).await.unwrap_err().status(), 400);
+    assert_eq!(
+        hub.bulk(&bulk(json!(many))).await.unwrap_err().status(),
+        400
+    );
 }
 
 #[tokio::test]
@@ -137,34 +208,89 @@ async fn service_tokens_need_a_policy_with_the_rights() {
     let policy = |n: &str| hub.settings().policy(n).unwrap().clone();
     let owner = policy("iothubowner");
     let later = unix_now() + 3600;
-    let token = sas::generate("myhub.example", &owner.primary_key, later, Some("iothubowner")).unwrap();
+    let token = sas::generate(
+        "myhub.example",
+        &owner.primary_key,
+        later,
+        Some("iothubowner"),
+    )
+    .unwrap();
     assert!(matches!(
         hub.authorize_service(Some(&token), Rights::REGISTRY_WRITE),
         Ok(Principal::Policy { .. })
     ));
-    let secondary = sas::generate("MyHub.Example", &owner.secondary_key, later, Some("iothubowner")).unwrap();
-    hub.authorize_service(Some(&secondary), Rights::REGISTRY_WRITE).unwrap();
+    let secondary = sas::generate(
+        "MyHub.Example",
+        &owner.secondary_key,
+        later,
+        Some("iothubowner"),
+    )
+    .unwrap();
+    hub.authorize_service(Some(&secondary), Rights::REGISTRY_WRITE)
+        .unwrap();
 
     let reader = policy("registryRead");
-    let token = sas::generate("myhub.example", &reader.primary_key, later, Some("registryRead")).unwrap();
-    hub.authorize_service(Some(&token), Rights::REGISTRY_READ).unwrap();
-    let e = hub.authorize_service(Some(&token), Rights::REGISTRY_WRITE).unwrap_err();
+    let token = sas::generate(
+        "myhub.example",
+        &reader.primary_key,
+        later,
+        Some("registryRead"),
+    )
+    .unwrap();
+    hub.authorize_service(Some(&token), Rights::REGISTRY_READ)
+        .unwrap();
+    let e = hub
+        .authorize_service(Some(&token), Rights::REGISTRY_WRITE)
+        .unwrap_err();
     assert_eq!(e.code(), 401_002);
 
-    let expired = sas::generate("myhub.example", &owner.primary_key, unix_now() - 10, Some("iothubowner")).unwrap();
-    assert!(hub.authorize_service(Some(&expired), Rights::REGISTRY_READ).is_err());
-    let wrong_key = sas::generate("myhub.example", &reader.primary_key, later, Some("iothubowner")).unwrap();
-    assert!(hub.authorize_service(Some(&wrong_key), Rights::REGISTRY_READ).is_err());
-    let other_hub = sas::generate("other.example", &owner.primary_key, later, Some("iothubowner")).unwrap();
-    assert!(hub.authorize_service(Some(&other_hub), Rights::REGISTRY_READ).is_err());
+    let expired = sas::generate(
+        "myhub.example",
+        &owner.primary_key,
+        unix_now() - 10,
+        Some("iothubowner"),
+    )
+    .unwrap();
+    assert!(
+        hub.authorize_service(Some(&expired), Rights::REGISTRY_READ)
+            .is_err()
+    );
+    let wrong_key = sas::generate(
+        "myhub.example",
+        &reader.primary_key,
+        later,
+        Some("iothubowner"),
+    )
+    .unwrap();
+    assert!(
+        hub.authorize_service(Some(&wrong_key), Rights::REGISTRY_READ)
+            .is_err()
+    );
+    let other_hub = sas::generate(
+        "other.example",
+        &owner.primary_key,
+        later,
+        Some("iothubowner"),
+    )
+    .unwrap();
+    assert!(
+        hub.authorize_service(Some(&other_hub), Rights::REGISTRY_READ)
+            .is_err()
+    );
     assert!(hub.authorize_service(None, Rights::REGISTRY_READ).is_err());
-    assert!(hub.authorize_service(Some("Bearer x"), Rights::REGISTRY_READ).is_err());
+    assert!(
+        hub.authorize_service(Some("Bearer x"), Rights::REGISTRY_READ)
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn device_tokens_are_verified_with_the_devices_keys() {
     let (hub, _dir) = hub().await;
-    let d = hub.put_device("dev1", &spec(json!({})), None).await.unwrap();
+    let d = hub
+        .put_device("dev1", &spec(json!({})), None)
+        .await
+        .unwrap();
     let keys = d.authentication.symmetric_key.clone();
     let later = unix_now() + 3600;
     for key in [keys.primary_key.unwrap(), keys.secondary_key.unwrap()] {
@@ -177,14 +303,32 @@ async fn device_tokens_are_verified_with_the_devices_keys() {
         assert!(hub.authenticate_device("dev2", &token).await.is_err());
     }
     let owner = hub.settings().policy("device").unwrap().clone();
-    let policy_token = sas::generate("myhub.example/devices/dev1", &owner.primary_key, later, Some("device")).unwrap();
-    hub.authenticate_device("dev1", &policy_token).await.unwrap();
+    let policy_token = sas::generate(
+        "myhub.example/devices/dev1",
+        &owner.primary_key,
+        later,
+        Some("device"),
+    )
+    .unwrap();
+    hub.authenticate_device("dev1", &policy_token)
+        .await
+        .unwrap();
     let svc = hub.settings().policy("service").unwrap().clone();
-    let no_right = sas::generate("myhub.example", &svc.primary_key, later, Some("service")).unwrap();
+    let no_right =
+        sas::generate("myhub.example", &svc.primary_key, later, Some("service")).unwrap();
     assert!(hub.authenticate_device("dev1", &no_right).await.is_err());
 
-    hub.put_device("dev1", &spec(json!({"status": "disabled"})), Some("*")).await.unwrap();
-    let key = hub.get_device("dev1").await.unwrap().authentication.symmetric_key.primary_key.unwrap();
+    hub.put_device("dev1", &spec(json!({"status": "disabled"})), Some("*"))
+        .await
+        .unwrap();
+    let key = hub
+        .get_device("dev1")
+        .await
+        .unwrap()
+        .authentication
+        .symmetric_key
+        .primary_key
+        .unwrap();
     let token = sas::generate("myhub.example/devices/dev1", &key, later, None).unwrap();
     let e: HubError = hub.authenticate_device("dev1", &token).await.unwrap_err();
     assert!(e.to_string().contains("disabled"));

@@ -103,7 +103,10 @@ impl ServeArgs {
         if hostnames.is_empty() {
             hostnames.push("localhost".into());
         }
-        let tls_cert = match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+        let tls_cert = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
             _ => anyhow::bail!("tls_cert and tls_key go together: give both or neither"),

@@ -26,7 +26,10 @@ impl Identity {
     pub async fn load(data_dir: &Path) -> anyhow::Result<Identity> {
         let store = SqliteStore::open_existing(data_dir)?;
         let settings = store.hub_settings().await?.with_context(|| {
-            format!("{} holds no hub yet: start `ironhub serve` once", data_dir.display())
+            format!(
+                "{} holds no hub yet: start `ironhub serve` once",
+                data_dir.display()
+            )
         })?;
         let endpoint = store
             .endpoint()
@@ -42,7 +45,11 @@ impl Identity {
 
     /// The service connection string for a policy (`iothubowner`, …), with its primary or
     /// secondary key.
-    pub fn connection_string(&self, policy: &str, secondary: bool) -> anyhow::Result<ConnectionString> {
+    pub fn connection_string(
+        &self,
+        policy: &str,
+        secondary: bool,
+    ) -> anyhow::Result<ConnectionString> {
         let p = self
             .settings
             .policy(policy)
@@ -50,7 +57,14 @@ impl Identity {
         Ok(ConnectionString {
             host_name: self.endpoint.connection_host(),
             shared_access_key_name: Some(p.key_name.clone()),
-            shared_access_key: Some(if secondary { &p.secondary_key } else { &p.primary_key }.clone()),
+            shared_access_key: Some(
+                if secondary {
+                    &p.secondary_key
+                } else {
+                    &p.primary_key
+                }
+                .clone(),
+            ),
             ..ConnectionString::default()
         })
     }

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod identity;
+mod mqtt_listener;
 mod serve;
 
 use std::path::PathBuf;
@@ -11,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "ironhub", version, about = "A self-hosted, wire-compatible Azure IoT Hub and Device Provisioning Service")]
+#[command(
+    name = "ironhub",
+    version,
+    about = "A self-hosted, wire-compatible Azure IoT Hub and Device Provisioning Service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,7 +66,10 @@ async fn info(data_dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
         println!("Also answers to:    {}", id.endpoint.host_names.join(", "));
         println!("HTTPS port:         {}", id.endpoint.https_port);
         println!("MQTT port:          {}", id.endpoint.mqtt_port);
-        println!("Connection string:  {}", id.connection_string("iothubowner", false)?);
+        println!(
+            "Connection string:  {}",
+            id.connection_string("iothubowner", false)?
+        );
         println!("CA certificate:     {}", id.ca_certificate.display());
     }
     Ok(())

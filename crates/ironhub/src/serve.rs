@@ -1,6 +1,137 @@
-//! `ironhub serve`: wiring only.
+//! `ironhub serve`: wiring only. Opens the store, prepares TLS, binds the listeners, serves
+//! until SIGINT or SIGTERM.
 
-pub async fn run(args: crate::config::ServeArgs) -> anyhow::Result<()> {
-    let _config = args.resolve()?;
-    anyhow::bail!("serve is being written")
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ironhub_hub::Hub;
+use ironhub_store::{Endpoint, SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{LogFormat, ServeArgs, ServeConfig};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    init_logging(config.log_format);
+
+    create_private_dir(&config.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
+    let hub = Hub::open(store.clone(), config.hostnames.clone()).await?;
+
+    let tls_dir = config.data_dir.join("tls");
+    let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
+    let (chain, key) = match &config.tls_cert {
+        Some((cert, key)) => (cert.clone(), key.clone()),
+        None => (generated.server_chain.clone(), generated.server_key.clone()),
+    };
+    let https_tls = ironhub_tls::server_config(&chain, &key, true)?;
+    let mqtt_tls = ironhub_tls::server_config(&chain, &key, false)?;
+
+    let https = bind(config.https_listen, "HTTPS", "--https-listen").await?;
+    let mqtt = bind(config.mqtt_listen, "MQTT", "--mqtt-listen").await?;
+    let https_addr = https.local_addr()?;
+    let mqtt_addr = mqtt.local_addr()?;
+
+    store
+        .set_endpoint(&Endpoint {
+            host_name: hub.host_name().to_owned(),
+            host_names: config.hostnames.clone(),
+            https_port: https_addr.port(),
+            mqtt_port: mqtt_addr.port(),
+        })
+        .await?;
+
+    let (stop, stopped) = watch::channel(false);
+    let https_task = tokio::spawn(ironhub_http::serve_tls(
+        https,
+        https_tls,
+        ironhub_http::hub_router(hub.clone()),
+        stopped.clone(),
+    ));
+    let mqtt_task = tokio::spawn(crate::mqtt_listener::serve(mqtt, mqtt_tls, stopped));
+
+    announce(&config, &generated.ca, https_addr, mqtt_addr);
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let _ = tokio::join!(https_task, mqtt_task);
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IRONHUB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Creates the data directory readable only by its owner: it holds every key of the hub.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            format!(
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE); choose another address with {flag}, e.g. {flag} 127.0.0.1:{}",
+                if flag == "--https-listen" { 8443 } else { 18883 }
+            )
+        } else {
+            format!("; choose another address with {flag}")
+        };
+        anyhow::anyhow!("cannot listen on {addr} for {what}: {e}{hint}")
+    })
+}
+
+#[allow(clippy::print_stdout)]
+fn announce(config: &ServeConfig, ca: &Path, https: SocketAddr, mqtt: SocketAddr) {
+    let ca = std::path::absolute(ca).unwrap_or_else(|_| ca.to_owned());
+    println!("ironhub is serving the IoT Hub '{}'", config.hostnames[0]);
+    println!("  HTTPS (REST, MQTT over WebSocket): {https}");
+    println!("  MQTT over TLS:                     {mqtt}");
+    println!("  CA certificate to trust:           {}", ca.display());
+    println!(
+        "  connection string:                 ironhub info --data-dir {}",
+        config.data_dir.display()
+    );
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -108,7 +108,10 @@ pub enum DeviceWrite {
         if_match: Option<String>,
     },
     /// Delete; with `if_match`, only when the etag is that one.
-    Delete { id: String, if_match: Option<String> },
+    Delete {
+        id: String,
+        if_match: Option<String>,
+    },
 }
 
 impl DeviceWrite {
@@ -138,6 +141,8 @@ pub struct DeviceCounts {
     pub total: u64,
     pub enabled: u64,
     pub disabled: u64,
+    /// Devices whose connection state is `Connected`.
+    pub connected: u64,
 }
 
 /// Hub-wide settings created at first start and never regenerated.

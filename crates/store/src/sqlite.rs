@@ -12,8 +12,8 @@ use base64::Engine as _;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    BatchResult, DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, Endpoint, HubSettings,
-    Result, Store, StoreError, WriteConflict,
+    BatchResult, ConnectionState, DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, Endpoint,
+    HubSettings, Result, Store, StoreError, WriteConflict,
 };
 
 const FILE_NAME: &str = "ironhub.db";
@@ -74,6 +74,7 @@ impl SqliteStore {
                  CREATE TABLE IF NOT EXISTS devices (
                      device_id TEXT PRIMARY KEY,
                      enabled INTEGER NOT NULL,
+                     connected INTEGER NOT NULL,
                      doc TEXT NOT NULL
                  );
                  PRAGMA user_version = 1;
@@ -144,11 +145,13 @@ fn load_device(conn: &Connection, id: &str) -> Result<Option<DeviceRecord>> {
 fn save_device(conn: &Connection, mut record: DeviceRecord) -> Result<DeviceRecord> {
     record.etag = next_etag(conn)?;
     conn.execute(
-        "INSERT INTO devices (device_id, enabled, doc) VALUES (?1, ?2, ?3)
-         ON CONFLICT (device_id) DO UPDATE SET enabled = excluded.enabled, doc = excluded.doc",
+        "INSERT INTO devices (device_id, enabled, connected, doc) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (device_id) DO UPDATE
+         SET enabled = excluded.enabled, connected = excluded.connected, doc = excluded.doc",
         params![
             record.device_id,
             record.status == DeviceStatus::Enabled,
+            record.connection_state == ConnectionState::Connected,
             serde_json::to_string(&record)?
         ],
     )?;
@@ -159,7 +162,10 @@ fn etag_matches(current: &DeviceRecord, if_match: Option<&str>) -> bool {
     if_match.is_none_or(|tag| tag == "*" || tag == current.etag)
 }
 
-fn apply(conn: &Connection, write: DeviceWrite) -> Result<Result<Option<DeviceRecord>, WriteConflict>> {
+fn apply(
+    conn: &Connection,
+    write: DeviceWrite,
+) -> Result<Result<Option<DeviceRecord>, WriteConflict>> {
     let current = load_device(conn, write.device_id())?;
     Ok(match (write, current) {
         (DeviceWrite::Create(_), Some(_)) => Err(WriteConflict::AlreadyExists),
@@ -241,15 +247,16 @@ impl Store for SqliteStore {
 
     async fn device_counts(&self) -> Result<DeviceCounts> {
         self.with(|conn| {
-            let (total, enabled): (u64, u64) = conn.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(enabled), 0) FROM devices",
+            let (total, enabled, connected): (u64, u64, u64) = conn.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(enabled), 0), COALESCE(SUM(connected), 0) FROM devices",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             Ok(DeviceCounts {
                 total,
                 enabled,
                 disabled: total - enabled,
+                connected,
             })
         })
         .await
@@ -281,7 +288,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Authentication, ConnectionState};
+    use crate::Authentication;
 
     fn device(id: &str) -> DeviceRecord {
         DeviceRecord {
@@ -389,7 +396,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SqliteStore::open(dir.path()).unwrap();
-            let writes = ["c", "a", "b"].map(|id| DeviceWrite::Create(device(id))).to_vec();
+            let writes = ["c", "a", "b"]
+                .map(|id| DeviceWrite::Create(device(id)))
+                .to_vec();
             store.write_devices(writes).await.unwrap().unwrap();
         }
         let store = SqliteStore::open_existing(dir.path()).unwrap();

@@ -1,0 +1,92 @@
+//! Azure-shaped error responses.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ironhub_hub::HubError;
+
+/// An error as IoT Hub renders it: the status, an `iothub-errorcode` header, and a JSON body
+/// with both the classic `Message: "ErrorCode:Name;text"` form (parsed by the Node SDK) and the
+/// newer `errorCode`/`trackingId`/`message`/`timestampUtc` fields.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: u32,
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        ApiError {
+            status: e.status(),
+            code: e.code(),
+            name: e.name(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn not_found(what: &str) -> Self {
+        ApiError {
+            status: 404,
+            code: 404_000,
+            name: "NotFound",
+            message: format!("{what} was not found."),
+        }
+    }
+
+    pub fn method_not_allowed() -> Self {
+        ApiError {
+            status: 405,
+            code: 405_000,
+            name: "MethodNotAllowed",
+            message: "The HTTP method is not allowed on this resource.".into(),
+        }
+    }
+
+    pub fn invalid_protocol_version(v: &str) -> Self {
+        ApiError {
+            status: 400,
+            code: 400_001,
+            name: "InvalidProtocolVersion",
+            message: format!("The api-version '{v}' is not valid."),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let now = chrono::Utc::now();
+        let tracking_id = format!("{:032x}", rand_u128());
+        let body = serde_json::json!({
+            "Message": format!("ErrorCode:{};{}", self.name, self.message),
+            "ExceptionMessage": format!(
+                "Tracking ID:{tracking_id}-G:0-TimeStamp:{}",
+                now.format("%m/%d/%Y %H:%M:%S")
+            ),
+            "errorCode": self.code,
+            "trackingId": tracking_id,
+            "message": self.message,
+            "timestampUtc": ironhub_hub::model::azure_time(Some(now)),
+        });
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, crate::hub_api::json_body(&body)).into_response();
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(self.name) {
+            headers.insert("iothub-errorcode", v);
+        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        response
+    }
+}
+
+fn rand_u128() -> u128 {
+    let bytes = ironhub_auth::random_bytes(16);
+    bytes
+        .iter()
+        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b))
+}
