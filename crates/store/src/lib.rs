@@ -4,13 +4,17 @@
 //! Writes are compare-and-swap on the record's etag, so that several server nodes can share
 //! one store without a lock held across requests.
 
+pub mod eventlog;
 mod records;
 mod sqlite;
+mod sqlite_eventlog;
 
 use async_trait::async_trait;
 
+pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition};
 pub use records::*;
 pub use sqlite::SqliteStore;
+pub use sqlite_eventlog::SqliteEventLog;
 
 /// A failure of the storage engine itself (never a client's mistake).
 #[derive(Debug, thiserror::Error)]

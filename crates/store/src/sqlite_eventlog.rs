@@ -1,0 +1,574 @@
+//! The embedded event log: its own SQLite file (`DATA_DIR/events.db`), so telemetry appends
+//! never wait on registry writes. One writer thread commits appends in groups: every append is
+//! on disk (`synchronous=FULL`) before its caller hears back, and concurrent appends share one
+//! fsync.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{oneshot, watch};
+
+use crate::eventlog::{
+    DEFAULT_CONSUMER_GROUP, Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition,
+    partition_for,
+};
+use crate::{Result, StoreError};
+
+const FILE_NAME: &str = "events.db";
+/// Most appends committed in one transaction.
+const MAX_GROUP: usize = 512;
+
+type Reply = oneshot::Sender<Result<Event>>;
+
+/// The SQLite-backed [`EventLog`].
+#[derive(Debug, Clone)]
+pub struct SqliteEventLog {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    partitions: u32,
+    writer: Mutex<mpsc::Sender<(NewEvent, Reply)>>,
+    reader: Arc<Mutex<Connection>>,
+    /// Per partition: the next sequence number (what a reader waits on).
+    heads: Vec<watch::Sender<u64>>,
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl SqliteEventLog {
+    /// Opens (creating if needed) the log in `dir`. `partitions` applies when the log is new;
+    /// an existing log keeps the count it was created with.
+    pub fn open(dir: &Path, partitions: u32) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join(FILE_NAME);
+        let writer_conn = open_connection(&path)?;
+        writer_conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS log_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS events (
+                 partition INTEGER NOT NULL,
+                 seq INTEGER NOT NULL,
+                 enqueued_ms INTEGER NOT NULL,
+                 size INTEGER NOT NULL,
+                 doc TEXT NOT NULL,
+                 body BLOB NOT NULL,
+                 PRIMARY KEY (partition, seq)
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS events_time ON events (partition, enqueued_ms);
+             CREATE TABLE IF NOT EXISTS consumer_groups (name TEXT PRIMARY KEY);
+             CREATE TABLE IF NOT EXISTS checkpoints (
+                 grp TEXT NOT NULL, partition INTEGER NOT NULL, next INTEGER NOT NULL,
+                 PRIMARY KEY (grp, partition)
+             );
+             INSERT OR IGNORE INTO consumer_groups (name) VALUES ('$Default');",
+        )?;
+        writer_conn.execute(
+            "INSERT OR IGNORE INTO log_meta (key, value) VALUES ('partitions', ?1)",
+            [partitions.max(1)],
+        )?;
+        let partitions: u32 = writer_conn.query_row(
+            "SELECT value FROM log_meta WHERE key = 'partitions'",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut next = Vec::with_capacity(partitions as usize);
+        for p in 0..partitions {
+            let last: Option<i64> = writer_conn.query_row(
+                "SELECT MAX(seq) FROM events WHERE partition = ?1",
+                [p],
+                |r| r.get(0),
+            )?;
+            let kept: Option<i64> = writer_conn
+                .query_row(
+                    "SELECT value FROM log_meta WHERE key = ?1",
+                    [format!("next:{p}")],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            // After retention empties a partition, its numbering still continues.
+            next.push(to_u64(last.map_or(0, |l| l + 1).max(kept.unwrap_or(0))));
+        }
+        let heads: Vec<watch::Sender<u64>> = next.iter().map(|n| watch::channel(*n).0).collect();
+        let (tx, rx) = mpsc::channel();
+        let thread_heads = heads.clone();
+        std::thread::Builder::new()
+            .name("ironhub-eventlog".into())
+            .spawn(move || writer_loop(writer_conn, rx, next, thread_heads, partitions))
+            .map_err(|e| StoreError::Engine(format!("cannot start the event log writer: {e}")))?;
+        Ok(SqliteEventLog {
+            inner: Arc::new(Inner {
+                partitions,
+                writer: Mutex::new(tx),
+                reader: Arc::new(Mutex::new(open_connection(&path)?)),
+                heads,
+            }),
+        })
+    }
+
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.inner.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn
+                .lock()
+                .map_err(|_| StoreError::Engine("an event log read panicked".into()))?;
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Engine(e.to_string()))?
+    }
+
+    fn check_partition(&self, partition: u32) -> Result<()> {
+        if partition < self.inner.partitions {
+            Ok(())
+        } else {
+            Err(StoreError::Engine(format!(
+                "there is no partition {partition}"
+            )))
+        }
+    }
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<(NewEvent, Reply)>,
+    mut next: Vec<u64>,
+    heads: Vec<watch::Sender<u64>>,
+    partitions: u32,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(item) => group.push(item),
+                Err(_) => break,
+            }
+        }
+        let before = next.clone();
+        let result = commit_group(&mut conn, &group, &mut next, partitions);
+        match result {
+            Ok(events) => {
+                for (p, head) in heads.iter().enumerate() {
+                    head.send_if_modified(|v| {
+                        let changed = *v != next[p];
+                        *v = next[p];
+                        changed
+                    });
+                }
+                for ((_, reply), event) in group.into_iter().zip(events) {
+                    let _ = reply.send(Ok(event));
+                }
+            }
+            Err(e) => {
+                next = before;
+                tracing::error!(error = %e, "event log append failed");
+                for (_, reply) in group {
+                    let _ = reply.send(Err(StoreError::Engine(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn commit_group(
+    conn: &mut Connection,
+    group: &[(NewEvent, Reply)],
+    next: &mut [u64],
+    partitions: u32,
+) -> Result<Vec<Event>> {
+    let tx = conn.transaction()?;
+    let mut events = Vec::with_capacity(group.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (partition, seq, enqueued_ms, size, doc, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (new, _) in group {
+            let partition = partition_for(&new.device_id, partitions);
+            let slot = &mut next[partition as usize];
+            // Milliseconds, as stored, so an event reads back exactly as it was acknowledged.
+            let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
+                .unwrap_or_else(Utc::now);
+            let event = Event {
+                partition,
+                sequence_number: *slot,
+                enqueued_time: now,
+                event: NewEvent {
+                    body: Vec::new(),
+                    ..new.clone()
+                },
+            };
+            insert.execute(params![
+                partition,
+                to_i64(*slot),
+                ms(now),
+                to_i64(new.body.len() as u64),
+                serde_json::to_string(&event)?,
+                new.body
+            ])?;
+            *slot += 1;
+            events.push(Event {
+                event: new.clone(),
+                ..event
+            });
+        }
+    }
+    tx.commit()?;
+    Ok(events)
+}
+
+fn row_to_event(doc: &str, body: Vec<u8>) -> Result<Event> {
+    let mut event: Event = serde_json::from_str(doc)?;
+    event.event.body = body;
+    Ok(event)
+}
+
+#[async_trait]
+impl EventLog for SqliteEventLog {
+    fn partition_count(&self) -> u32 {
+        self.inner.partitions
+    }
+
+    async fn append(&self, event: NewEvent) -> Result<Event> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Engine("the event log writer is gone".into()))?
+            .send((event, reply))
+            .map_err(|_| StoreError::Engine("the event log writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Engine("the event log writer stopped".into()))?
+    }
+
+    async fn read(&self, partition: u32, from: u64, max: usize) -> Result<Vec<Event>> {
+        self.check_partition(partition)?;
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT doc, body FROM events WHERE partition = ?1 AND seq >= ?2
+                 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![partition, to_i64(from), max], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(|(d, b)| row_to_event(&d, b)).collect()
+        })
+        .await
+    }
+
+    async fn bounds(&self, partition: u32) -> Result<PartitionBounds> {
+        self.check_partition(partition)?;
+        let next = *self.inner.heads[partition as usize].borrow();
+        let first = self
+            .with_reader(move |conn| {
+                Ok(conn.query_row(
+                    "SELECT MIN(seq) FROM events WHERE partition = ?1",
+                    [partition],
+                    |r| r.get::<_, Option<i64>>(0),
+                )?)
+            })
+            .await?;
+        Ok(PartitionBounds {
+            first: first.map_or(next, to_u64),
+            next,
+        })
+    }
+
+    async fn resolve(&self, partition: u32, start: StartPosition) -> Result<u64> {
+        let bounds = self.bounds(partition).await?;
+        Ok(match start {
+            StartPosition::Earliest => bounds.first,
+            StartPosition::Latest => bounds.next,
+            StartPosition::Sequence(s) => s.clamp(bounds.first, bounds.next),
+            StartPosition::EnqueuedTime(t) => {
+                let at = ms(t);
+                let found = self
+                    .with_reader(move |conn| {
+                        Ok(conn.query_row(
+                            "SELECT MIN(seq) FROM events WHERE partition = ?1 AND enqueued_ms >= ?2",
+                            params![partition, at],
+                            |r| r.get::<_, Option<i64>>(0),
+                        )?)
+                    })
+                    .await?;
+                found.map_or(bounds.next, to_u64)
+            }
+        })
+    }
+
+    async fn wait_for(&self, partition: u32, sequence: u64, timeout: Duration) -> bool {
+        let Some(head) = self.inner.heads.get(partition as usize) else {
+            return false;
+        };
+        let mut rx = head.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|next| *next > sequence))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    async fn consumer_groups(&self) -> Result<Vec<String>> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT name FROM consumer_groups ORDER BY name <> '$Default', name",
+            )?;
+            Ok(stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
+    async fn create_consumer_group(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.with_reader(move |conn| {
+            Ok(conn.execute(
+                "INSERT OR IGNORE INTO consumer_groups (name) VALUES (?1)",
+                [name],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn delete_consumer_group(&self, name: &str) -> Result<bool> {
+        if name == DEFAULT_CONSUMER_GROUP {
+            return Ok(false);
+        }
+        let name = name.to_owned();
+        self.with_reader(move |conn| {
+            conn.execute("DELETE FROM checkpoints WHERE grp = ?1", [&name])?;
+            Ok(conn.execute("DELETE FROM consumer_groups WHERE name = ?1", [&name])? == 1)
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, group: &str, partition: u32) -> Result<Option<u64>> {
+        let group = group.to_owned();
+        self.with_reader(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT next FROM checkpoints WHERE grp = ?1 AND partition = ?2",
+                    params![group, partition],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .map(to_u64))
+        })
+        .await
+    }
+
+    async fn set_checkpoint(&self, group: &str, partition: u32, next: u64) -> Result<()> {
+        self.check_partition(partition)?;
+        let group = group.to_owned();
+        self.with_reader(move |conn| {
+            conn.execute(
+                "INSERT INTO checkpoints (grp, partition, next) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (grp, partition) DO UPDATE SET next = excluded.next",
+                params![group, partition, to_i64(next)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn enforce_retention(&self, retention: Retention) -> Result<u64> {
+        let cutoff = ms(Utc::now() - retention.max_age);
+        let max_bytes = to_i64(retention.max_bytes_per_partition);
+        let partitions = self.inner.partitions;
+        let heads: Vec<u64> = self.inner.heads.iter().map(|h| *h.borrow()).collect();
+        self.with_reader(move |conn| {
+            let mut dropped = 0u64;
+            for p in 0..partitions {
+                // Remember where numbering continues, in case the partition empties.
+                conn.execute(
+                    "INSERT INTO log_meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+                    params![format!("next:{p}"), to_i64(heads[p as usize])],
+                )?;
+                dropped += conn.execute(
+                    "DELETE FROM events WHERE partition = ?1 AND enqueued_ms < ?2",
+                    params![p, cutoff],
+                )? as u64;
+                // Oldest first, until the partition's bodies fit in max_bytes.
+                dropped += conn.execute(
+                    "DELETE FROM events WHERE partition = ?1 AND seq < (
+                         SELECT COALESCE(MIN(seq), 0) FROM (
+                             SELECT seq, SUM(size) OVER (ORDER BY seq DESC) AS newer
+                             FROM events WHERE partition = ?1
+                         ) WHERE newer <= ?2
+                     )",
+                    params![p, max_bytes],
+                )? as u64;
+            }
+            Ok(dropped)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(device: &str, body: &str) -> NewEvent {
+        NewEvent {
+            device_id: device.into(),
+            module_id: None,
+            system_properties: [("message-id".to_owned(), "m1".to_owned())].into(),
+            application_properties: [
+                ("k".to_owned(), Some("v".to_owned())),
+                ("n".to_owned(), None),
+            ]
+            .into(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_are_ordered_per_partition_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = 0;
+        {
+            let log = SqliteEventLog::open(dir.path(), 4).unwrap();
+            let mut seqs = Vec::new();
+            for i in 0..10 {
+                let e = log.append(ev("dev1", &format!("m{i}"))).await.unwrap();
+                seqs.push(e.sequence_number);
+                p = e.partition;
+            }
+            assert_eq!(
+                seqs,
+                (0..10).collect::<Vec<_>>(),
+                "one device's events keep their order"
+            );
+            // Concurrent appends (committed in groups) get unique, gap-free numbers.
+            let tasks: Vec<_> = (10..20)
+                .map(|i| {
+                    let log = log.clone();
+                    tokio::spawn(async move { log.append(ev("dev1", &format!("m{i}"))).await })
+                })
+                .collect();
+            for t in tasks {
+                seqs.push(t.await.unwrap().unwrap().sequence_number);
+            }
+            seqs.sort_unstable();
+            assert_eq!(seqs, (0..20).collect::<Vec<_>>());
+        }
+        let log = SqliteEventLog::open(dir.path(), 8).unwrap();
+        assert_eq!(
+            log.partition_count(),
+            4,
+            "the partition count is fixed at creation"
+        );
+        let read = log.read(p, 5, 3).await.unwrap();
+        assert_eq!(read.len(), 3);
+        assert_eq!(read[0].sequence_number, 5);
+        assert_eq!(read[0].event.body, b"m5");
+        assert_eq!(read[0].event.application_properties["n"], None);
+        assert_eq!(
+            log.bounds(p).await.unwrap(),
+            PartitionBounds { first: 0, next: 20 }
+        );
+        let next = log.append(ev("dev1", "after")).await.unwrap();
+        assert_eq!(next.sequence_number, 20);
+    }
+
+    #[tokio::test]
+    async fn positions_waiting_and_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteEventLog::open(dir.path(), 2).unwrap();
+        let first = log.append(ev("a", "1")).await.unwrap();
+        let p = first.partition;
+        assert_eq!(log.resolve(p, StartPosition::Earliest).await.unwrap(), 0);
+        assert_eq!(log.resolve(p, StartPosition::Latest).await.unwrap(), 1);
+        let later = Utc::now() + chrono::Duration::seconds(60);
+        assert_eq!(
+            log.resolve(p, StartPosition::EnqueuedTime(later))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            log.resolve(p, StartPosition::EnqueuedTime(first.enqueued_time))
+                .await
+                .unwrap(),
+            0
+        );
+
+        assert!(!log.wait_for(p, 1, Duration::from_millis(20)).await);
+        let waiter = {
+            let log = log.clone();
+            tokio::spawn(async move { log.wait_for(p, 1, Duration::from_secs(5)).await })
+        };
+        log.append(ev("a", "2")).await.unwrap();
+        assert!(waiter.await.unwrap());
+
+        assert!(log.create_consumer_group("cg1").await.unwrap());
+        assert!(!log.create_consumer_group("cg1").await.unwrap());
+        assert_eq!(log.consumer_groups().await.unwrap(), ["$Default", "cg1"]);
+        log.set_checkpoint("cg1", p, 2).await.unwrap();
+        assert_eq!(log.checkpoint("cg1", p).await.unwrap(), Some(2));
+        assert!(log.delete_consumer_group("cg1").await.unwrap());
+        assert_eq!(log.checkpoint("cg1", p).await.unwrap(), None);
+        assert!(!log.delete_consumer_group("$Default").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn retention_by_size_keeps_the_newest_and_numbering_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteEventLog::open(dir.path(), 1).unwrap();
+        for i in 0..10 {
+            log.append(ev("d", &format!("{i:0>10}"))).await.unwrap();
+        }
+        let dropped = log
+            .enforce_retention(Retention {
+                max_age: chrono::Duration::days(1),
+                max_bytes_per_partition: 35,
+            })
+            .await
+            .unwrap();
+        assert_eq!(dropped, 7);
+        assert_eq!(
+            log.bounds(0).await.unwrap(),
+            PartitionBounds { first: 7, next: 10 }
+        );
+        log.enforce_retention(Retention {
+            max_age: chrono::Duration::zero() - chrono::Duration::seconds(1),
+            max_bytes_per_partition: 1 << 30,
+        })
+        .await
+        .unwrap();
+        drop(log);
+        let log = SqliteEventLog::open(dir.path(), 1).unwrap();
+        assert_eq!(log.append(ev("d", "x")).await.unwrap().sequence_number, 10);
+    }
+}
