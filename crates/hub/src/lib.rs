@@ -5,6 +5,7 @@
 //! own words; [`HubError`] carries IoT Hub's status and error code for that.
 
 mod auth;
+mod device;
 mod error;
 pub mod model;
 pub mod registry;
@@ -12,22 +13,35 @@ pub mod registry;
 use std::sync::Arc;
 
 use chrono::Utc;
-use ironhub_store::{HubSettings, Store};
+use ironhub_store::{DeviceBus, EventLog, HubSettings, Store};
 
 pub use auth::Principal;
+pub use device::{AuthMethod, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
 pub use error::HubError;
+
+/// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).
+#[derive(Debug, Clone)]
+pub struct Backends {
+    pub store: Arc<dyn Store>,
+    pub events: Arc<dyn EventLog>,
+    pub bus: Arc<dyn DeviceBus>,
+}
 
 /// One IoT Hub: its settings, the names it answers to, and the store that holds its state.
 #[derive(Debug, Clone)]
 pub struct Hub {
     store: Arc<dyn Store>,
+    events: Arc<dyn EventLog>,
+    bus: Arc<dyn DeviceBus>,
     settings: Arc<HubSettings>,
     host_names: Arc<Vec<String>>,
 }
 
 impl Hub {
-    /// Opens the hub kept in `store`, creating its settings (policies and keys) on first start.
-    pub async fn open(store: Arc<dyn Store>, host_names: Vec<String>) -> Result<Self, HubError> {
+    /// Opens the hub kept in `backends`, creating its settings (policies and keys) on first
+    /// start.
+    pub async fn open(backends: Backends, host_names: Vec<String>) -> Result<Self, HubError> {
+        let Backends { store, events, bus } = backends;
         let init = HubSettings {
             policies: ironhub_auth::default_hub_policies(),
             created_time: Utc::now(),
@@ -35,6 +49,8 @@ impl Hub {
         let settings = store.hub_settings_or_init(init).await?;
         Ok(Hub {
             store,
+            events,
+            bus,
             settings: Arc::new(settings),
             host_names: Arc::new(host_names),
         })
@@ -53,5 +69,15 @@ impl Hub {
     /// The store behind the hub.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The event log telemetry goes to.
+    pub fn events(&self) -> &Arc<dyn EventLog> {
+        &self.events
+    }
+
+    /// The bus that reaches connected devices.
+    pub fn bus(&self) -> &Arc<dyn DeviceBus> {
+        &self.bus
     }
 }

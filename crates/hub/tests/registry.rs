@@ -5,14 +5,18 @@ use std::sync::Arc;
 
 use ironhub_auth::{Rights, sas, unix_now};
 use ironhub_hub::model::{DeviceSpec, ExportImportDevice};
-use ironhub_hub::{Hub, HubError, Principal};
-use ironhub_store::{AuthType, DeviceStatus, SqliteStore};
+use ironhub_hub::{Backends, Hub, HubError, Principal};
+use ironhub_store::{AuthType, DeviceStatus, LocalBus, SqliteEventLog, SqliteStore};
 use serde_json::json;
 
 async fn hub() -> (Hub, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let hub = Hub::open(store, vec!["myhub.example".into()])
+    let backends = Backends {
+        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
+        events: Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap()),
+        bus: Arc::new(LocalBus::new()),
+    };
+    let hub = Hub::open(backends, vec!["myhub.example".into()])
         .await
         .unwrap();
     (hub, dir)

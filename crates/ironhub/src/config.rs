@@ -12,7 +12,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Args, Default)]
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
-    /// tls_cert, tls_key, log_format).
+    /// tls_cert, tls_key, partitions, log_format).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "IRONHUB_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Event log partitions, fixed when the data directory is created [default: 4].
+    #[arg(long, env = "IRONHUB_PARTITIONS", value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub partitions: Option<u32>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "IRONHUB_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -58,6 +61,7 @@ struct FileConfig {
     mqtt_listen: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    partitions: Option<u32>,
     log_format: Option<LogFormat>,
 }
 
@@ -76,6 +80,7 @@ pub struct ServeConfig {
     pub https_listen: SocketAddr,
     pub mqtt_listen: SocketAddr,
     pub tls_cert: Option<(PathBuf, PathBuf)>,
+    pub partitions: u32,
     pub log_format: LogFormat,
 }
 
@@ -126,6 +131,11 @@ impl ServeArgs {
                 .or(file.mqtt_listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8883))),
             tls_cert,
+            partitions: self
+                .partitions
+                .or(file.partitions)
+                .unwrap_or(4)
+                .clamp(1, 32),
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })
     }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use ironhub_hub::Hub;
-use ironhub_store::{Endpoint, SqliteStore, Store};
+use ironhub_hub::{Backends, Hub};
+use ironhub_store::{Endpoint, LocalBus, SqliteEventLog, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -19,7 +19,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     create_private_dir(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
-    let hub = Hub::open(store.clone(), config.hostnames.clone()).await?;
+    let backends = Backends {
+        store: store.clone(),
+        events: Arc::new(SqliteEventLog::open(&config.data_dir, config.partitions)?),
+        bus: Arc::new(LocalBus::new()),
+    };
+    let hub = Hub::open(backends, config.hostnames.clone()).await?;
 
     let tls_dir = config.data_dir.join("tls");
     let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;

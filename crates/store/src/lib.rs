@@ -4,6 +4,7 @@
 //! Writes are compare-and-swap on the record's etag, so that several server nodes can share
 //! one store without a lock held across requests.
 
+pub mod bus;
 pub mod eventlog;
 mod records;
 mod sqlite;
@@ -11,6 +12,7 @@ mod sqlite_eventlog;
 
 use async_trait::async_trait;
 
+pub use bus::{Attachment, BusError, BusMessage, DeviceBus, LocalBus, MethodResponse};
 pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition};
 pub use records::*;
 pub use sqlite::SqliteStore;
