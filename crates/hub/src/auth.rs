@@ -3,15 +3,13 @@
 use ironhub_auth::{Rights, SasError, SasToken, unix_now};
 use ironhub_store::AuthType;
 
-use crate::{Hub, HubError};
+use crate::{AuthMethod, Hub, HubError};
 
 /// Who a request was authenticated as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// A shared access policy, with its rights.
     Policy { name: String, rights: Rights },
-    /// A device, with a token signed by its own key.
-    Device { id: String },
 }
 
 fn unauthorized(e: SasError) -> HubError {
@@ -80,18 +78,19 @@ impl Hub {
     /// Authenticates a device by a SAS token: signed with one of the device's own keys
     /// (`sr={host}/devices/{id}`, no `skn`), or with a policy that has DeviceConnect.
     /// The device must exist, be enabled and use symmetric keys for a device-signed token.
+    /// Returns how the device authenticated and when its token expires (Unix seconds).
     pub async fn authenticate_device(
         &self,
         device_id: &str,
         token_text: &str,
-    ) -> Result<Principal, HubError> {
+    ) -> Result<(AuthMethod, u64), HubError> {
         let token = SasToken::parse(token_text).map_err(unauthorized)?;
         token.check_expiry(unix_now()).map_err(unauthorized)?;
         self.covers_hub(&token, &format!("/devices/{device_id}"))?;
         let device = self.store.get_device(device_id).await?.ok_or_else(|| {
             HubError::Unauthorized(format!("Unauthorized: there is no device '{device_id}'."))
         })?;
-        match token.key_name() {
+        let method = match token.key_name() {
             Some(name) => {
                 let policy = self
                     .settings
@@ -103,6 +102,7 @@ impl Hub {
                         ))
                     })?;
                 token.verify_keys(policy.keys()).map_err(unauthorized)?;
+                AuthMethod::Policy
             }
             None => {
                 let keys = &device.authentication.symmetric_key;
@@ -115,15 +115,14 @@ impl Hub {
                 token
                     .verify_keys(keys.into_iter().flatten().map(String::as_str))
                     .map_err(unauthorized)?;
+                AuthMethod::Sas
             }
-        }
+        };
         if device.status != ironhub_store::DeviceStatus::Enabled {
             return Err(HubError::Unauthorized(format!(
                 "Unauthorized: the device '{device_id}' is disabled."
             )));
         }
-        Ok(Principal::Device {
-            id: device_id.to_owned(),
-        })
+        Ok((method, token.expiry()))
     }
 }

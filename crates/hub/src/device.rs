@@ -177,6 +177,23 @@ impl Hub {
         Ok(())
     }
 
+    /// The features a persistent MQTT session subscribed to.
+    pub async fn mqtt_session(&self, client_id: &str) -> Result<Option<Vec<String>>, HubError> {
+        Ok(self.store.mqtt_session(client_id).await?)
+    }
+
+    /// Keeps (`Some`) or forgets (`None`) a persistent MQTT session.
+    pub async fn set_mqtt_session(
+        &self,
+        client_id: &str,
+        subscriptions: Option<Vec<String>>,
+    ) -> Result<(), HubError> {
+        Ok(self
+            .store
+            .set_mqtt_session(client_id, subscriptions)
+            .await?)
+    }
+
     /// Appends a device-to-cloud message to the event log; returns once it is durable.
     pub async fn send_telemetry(
         &self,

@@ -1,32 +1,45 @@
-//! The MQTT-over-TLS listener. This step provides the listener and its TLS configuration; the
-//! MQTT protocol itself (IoT Hub's device endpoint) is served from the next step on. Until
-//! then a client completes the TLS handshake and the connection is closed.
+//! The MQTT-over-TLS listener (8883): TLS handshake, then an IoT Hub MQTT session.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use ironhub_hub::Hub;
+use ironhub_mqtt::ConnectionContext;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    hub: Hub,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
                     let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
+                    let hub = hub.clone();
+                    sessions.spawn(async move {
                         let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
-                        match handshake {
-                            Ok(Ok(_tls)) => tracing::warn!(%peer, "MQTT connection closed: the MQTT device endpoint is not served by this build"),
-                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "MQTT TLS handshake failed"),
-                            Err(_) => tracing::debug!(%peer, "MQTT TLS handshake timed out"),
-                        }
+                        let tls = match handshake {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "MQTT TLS handshake failed"),
+                            Err(_) => return tracing::debug!(%peer, "MQTT TLS handshake timed out"),
+                        };
+                        let client_certificates = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .map(|c| c.iter().map(|c| c.to_vec()).collect())
+                            .unwrap_or_default();
+                        let ctx = ConnectionContext { hub, peer, client_certificates: Arc::new(client_certificates) };
+                        ironhub_mqtt::serve(tls, ctx).await;
                     });
                 }
                 Err(e) => {
@@ -36,5 +49,8 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         }
+        while sessions.try_join_next().is_some() {}
     }
+    // Sessions end with the process: devices reconnect, and their sessions persist.
+    sessions.abort_all();
 }

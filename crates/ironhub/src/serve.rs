@@ -56,7 +56,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ironhub_http::hub_router(hub.clone()),
         stopped.clone(),
     ));
-    let mqtt_task = tokio::spawn(crate::mqtt_listener::serve(mqtt, mqtt_tls, stopped));
+    let mqtt_task = tokio::spawn(crate::mqtt_listener::serve(
+        mqtt,
+        mqtt_tls,
+        hub.clone(),
+        stopped,
+    ));
 
     announce(&config, &generated.ca, https_addr, mqtt_addr);
     wait_for_signal().await;

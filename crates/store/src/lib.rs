@@ -53,6 +53,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<DeviceRecord>>;
     /// Total, enabled and disabled devices.
     async fn device_counts(&self) -> Result<DeviceCounts>;
+    /// The subscriptions of a persistent MQTT session (clean session 0), by client id.
+    async fn mqtt_session(&self, client_id: &str) -> Result<Option<Vec<String>>>;
+    /// Stores (`Some`) or discards (`None`) a persistent MQTT session.
+    async fn set_mqtt_session(
+        &self,
+        client_id: &str,
+        subscriptions: Option<Vec<String>>,
+    ) -> Result<()>;
     /// Applies all writes atomically, or none. The store assigns each written record a new
     /// etag, unique for the lifetime of the store.
     async fn write_devices(&self, writes: Vec<DeviceWrite>) -> Result<BatchResult>;

@@ -17,7 +17,18 @@ use crate::{
 };
 
 const FILE_NAME: &str = "ironhub.db";
-const SCHEMA_VERSION: i64 = 1;
+/// Schema migrations, applied in order; the schema version is how many have been applied.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE devices (
+         device_id TEXT PRIMARY KEY,
+         enabled INTEGER NOT NULL,
+         connected INTEGER NOT NULL,
+         doc TEXT NOT NULL
+     );",
+    "CREATE TABLE mqtt_sessions (client_id TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+];
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -67,19 +78,16 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        if version < SCHEMA_VERSION {
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                 CREATE TABLE IF NOT EXISTS devices (
-                     device_id TEXT PRIMARY KEY,
-                     enabled INTEGER NOT NULL,
-                     connected INTEGER NOT NULL,
-                     doc TEXT NOT NULL
-                 );
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )?;
+        for (target, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i as i64 + 1, m))
+        {
+            if version < target {
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {sql} PRAGMA user_version = {target}; COMMIT;"
+                ))?;
+            }
         }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -158,6 +166,13 @@ fn save_device(conn: &Connection, mut record: DeviceRecord) -> Result<DeviceReco
     Ok(record)
 }
 
+/// Escapes `%`, `_` and `\\` for a LIKE pattern (device ids may contain `%` and `_`).
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 fn etag_matches(current: &DeviceRecord, if_match: Option<&str>) -> bool {
     if_match.is_none_or(|tag| tag == "*" || tag == current.etag)
 }
@@ -182,7 +197,11 @@ fn apply(
         }
         (DeviceWrite::Delete { id, if_match }, Some(current)) => {
             if etag_matches(&current, if_match.as_deref()) {
-                conn.execute("DELETE FROM devices WHERE device_id = ?1", [id])?;
+                conn.execute("DELETE FROM devices WHERE device_id = ?1", [&id])?;
+                conn.execute(
+                    "DELETE FROM mqtt_sessions WHERE client_id = ?1 OR client_id LIKE ?2 ESCAPE '\\'",
+                    params![id, format!("{}/%", like_escape(&id))],
+                )?;
                 Ok(None)
             } else {
                 Err(WriteConflict::EtagMismatch)
@@ -258,6 +277,41 @@ impl Store for SqliteStore {
                 disabled: total - enabled,
                 connected,
             })
+        })
+        .await
+    }
+
+    async fn mqtt_session(&self, client_id: &str) -> Result<Option<Vec<String>>> {
+        let id = client_id.to_owned();
+        self.with(move |conn| {
+            let doc: Option<String> = conn
+                .query_row(
+                    "SELECT doc FROM mqtt_sessions WHERE client_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        })
+        .await
+    }
+
+    async fn set_mqtt_session(
+        &self,
+        client_id: &str,
+        subscriptions: Option<Vec<String>>,
+    ) -> Result<()> {
+        let id = client_id.to_owned();
+        self.with(move |conn| {
+            match subscriptions {
+                Some(subs) => conn.execute(
+                    "INSERT INTO mqtt_sessions (client_id, doc) VALUES (?1, ?2)
+                     ON CONFLICT (client_id) DO UPDATE SET doc = excluded.doc",
+                    params![id, serde_json::to_string(&subs)?],
+                )?,
+                None => conn.execute("DELETE FROM mqtt_sessions WHERE client_id = ?1", [id])?,
+            };
+            Ok(())
         })
         .await
     }

@@ -1,0 +1,582 @@
+//! One device connection: CONNECT and authentication, then packets from the device and
+//! messages from the device bus, until either side ends it.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ironhub_hub::{DeviceIdentity, Hub, HubError, Telemetry};
+use ironhub_store::{Attachment, BusError, BusMessage, MethodResponse};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe,
+    SubscribeReasonCode, UnsubAck, Unsubscribe,
+};
+use rumqttc::mqttbytes::{Error as CodecError, Protocol, QoS};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+
+use crate::topics::{self, Feature, Inbound};
+use crate::username::Username;
+
+/// Largest packet read: a 256 KiB message plus its topic and properties.
+const MAX_PACKET: usize = 256 * 1024 + 64 * 1024;
+/// How long a client has to send CONNECT after the TLS handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// IoT Hub's largest keep-alive; the server waits 1.5 times the keep-alive.
+const MAX_KEEP_ALIVE_SECS: u64 = 1177;
+
+/// What the transport knows about a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionContext {
+    pub hub: Hub,
+    pub peer: SocketAddr,
+    /// The TLS client certificate chain (DER, leaf first); empty when none was sent.
+    pub client_certificates: Arc<Vec<Vec<u8>>>,
+}
+
+/// Why a session ended; decides whether the Will is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The device sent DISCONNECT.
+    Graceful,
+    /// Another connection of the device took over.
+    TakenOver,
+    /// Anything else: a dropped socket, a protocol violation, an expired token, a timeout.
+    Unclean,
+}
+
+/// Serves one MQTT connection to its end.
+pub async fn serve<S>(stream: S, ctx: ConnectionContext)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let mut conn = Conn {
+        reader,
+        writer,
+        buf: BytesMut::with_capacity(4096),
+        peer: ctx.peer,
+    };
+    let connect = match tokio::time::timeout(CONNECT_TIMEOUT, conn.next_packet()).await {
+        Ok(Ok(Some(Packet::Connect(c)))) => c,
+        Ok(Ok(Some(other))) => {
+            tracing::debug!(peer = %ctx.peer, packet = ?other, "first packet is not CONNECT");
+            return;
+        }
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %ctx.peer, error = %e, "unreadable CONNECT");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(peer = %ctx.peer, "no CONNECT in time");
+            return;
+        }
+    };
+    let admitted = match admit(&ctx, &connect).await {
+        Ok(a) => a,
+        Err(code) => {
+            let _ = conn.send(Packet::ConnAck(ConnAck::new(code, false))).await;
+            return;
+        }
+    };
+    let key = admitted.identity.key();
+    let attachment = ctx.hub.bus().attach(&key);
+    let connection_id = attachment.connection_id;
+    let mut session = Session::new(ctx.hub.clone(), admitted, &connect).await;
+    if conn
+        .send(Packet::ConnAck(ConnAck::new(
+            ConnectReturnCode::Success,
+            false,
+        )))
+        .await
+        .is_ok()
+    {
+        if let Err(e) = ctx.hub.set_connected(&session.who.device_id, true).await {
+            tracing::warn!(error = %e, "could not record the connection");
+        }
+        tracing::info!(target: "Connections", device = %key, peer = %ctx.peer, "device connected");
+        let end = session.run(&mut conn, attachment).await;
+        tracing::info!(target: "Connections", device = %key, end = ?end, "device disconnected");
+        if end == End::Unclean {
+            session.send_will().await;
+        }
+    }
+    ctx.hub.bus().detach(&key, connection_id);
+    if !ctx.hub.bus().is_connected(&key)
+        && let Err(e) = ctx.hub.set_connected(&session.who.device_id, false).await
+    {
+        tracing::warn!(error = %e, "could not record the disconnection");
+    }
+}
+
+/// A device that passed CONNECT.
+struct Admitted {
+    identity: DeviceIdentity,
+    /// When its SAS token expires (Unix seconds); `None` for certificates.
+    expires: Option<u64>,
+}
+
+async fn admit(ctx: &ConnectionContext, connect: &Connect) -> Result<Admitted, ConnectReturnCode> {
+    if connect.protocol != Protocol::V4 {
+        return Err(ConnectReturnCode::RefusedProtocolVersion);
+    }
+    let (device_id, module_id) = match connect.client_id.split_once('/') {
+        Some((d, m)) => (d.to_owned(), Some(m.to_owned())),
+        None => (connect.client_id.clone(), None),
+    };
+    if device_id.is_empty() || ironhub_hub::registry::validate_device_id(&device_id).is_err() {
+        return Err(ConnectReturnCode::BadClientId);
+    }
+    let (username, password) = match &connect.login {
+        Some(login) => (Some(login.username.as_str()), Some(login.password.as_str())),
+        None => (None, None),
+    };
+    let user = username.and_then(Username::parse);
+    if let Some(user) = &user
+        && (user.device_id != device_id || user.module_id != module_id)
+    {
+        tracing::info!(peer = %ctx.peer, client_id = %connect.client_id, "username names another device");
+        return Err(ConnectReturnCode::BadUserNamePassword);
+    }
+    if module_id.is_some() {
+        // Module identities are not in the registry yet.
+        tracing::info!(peer = %ctx.peer, client_id = %connect.client_id, "module connections are not supported");
+        return Err(ConnectReturnCode::NotAuthorized);
+    }
+    let hub = &ctx.hub;
+    let result = match password.filter(|p| !p.is_empty()) {
+        Some(token) => hub
+            .authenticate_device(&device_id, token)
+            .await
+            .map(|(method, expiry)| (method, Some(expiry))),
+        None if !ctx.client_certificates.is_empty() => hub
+            .authenticate_device_x509(&device_id, &ctx.client_certificates)
+            .await
+            .map(|method| (method, None)),
+        None => Err(HubError::Unauthorized(
+            "no password and no client certificate".into(),
+        )),
+    };
+    let (auth, expires) = result.map_err(|e| {
+        tracing::info!(target: "Connections", peer = %ctx.peer, device = %device_id, error = %e, "connection refused");
+        match e {
+            HubError::ServerError(_) => ConnectReturnCode::ServiceUnavailable,
+            _ => ConnectReturnCode::NotAuthorized,
+        }
+    })?;
+    let generation_id = hub
+        .generation_id(&device_id)
+        .await
+        .map_err(|_| ConnectReturnCode::NotAuthorized)?;
+    Ok(Admitted {
+        identity: DeviceIdentity {
+            device_id,
+            module_id,
+            generation_id,
+            auth,
+            model_id: user
+                .as_ref()
+                .and_then(|u| u.param("model-id"))
+                .map(str::to_owned),
+        },
+        expires,
+    })
+}
+
+/// The socket, with a buffer of bytes read but not yet parsed.
+struct Conn<S> {
+    reader: ReadHalf<S>,
+    writer: WriteHalf<S>,
+    buf: BytesMut,
+    peer: SocketAddr,
+}
+
+#[derive(Debug)]
+enum ConnError {
+    Io(std::io::Error),
+    Codec(CodecError),
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::Io(e) => write!(f, "{e}"),
+            ConnError::Codec(e) => write!(f, "{e:?}"),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// A complete packet from the buffer, if one is there.
+    fn parse(&mut self) -> Result<Option<Packet>, ConnError> {
+        match Packet::read(&mut self.buf, MAX_PACKET) {
+            Ok(p) => Ok(Some(p)),
+            Err(CodecError::InsufficientBytes(_)) => Ok(None),
+            Err(e) => Err(ConnError::Codec(e)),
+        }
+    }
+
+    /// Reads until a packet is complete; `None` at end of stream.
+    async fn next_packet(&mut self) -> Result<Option<Packet>, ConnError> {
+        loop {
+            if let Some(p) = self.parse()? {
+                return Ok(Some(p));
+            }
+            if self
+                .reader
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(ConnError::Io)?
+                == 0
+            {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn send(&mut self, packet: Packet) -> Result<(), ConnError> {
+        let mut out = BytesMut::with_capacity(packet.size() + 8);
+        packet
+            .write(&mut out, usize::MAX)
+            .map_err(ConnError::Codec)?;
+        self.writer.write_all(&out).await.map_err(ConnError::Io)?;
+        self.writer.flush().await.map_err(ConnError::Io)
+    }
+}
+
+/// The state of an admitted device's session.
+struct Session {
+    hub: Hub,
+    who: DeviceIdentity,
+    expires: Option<u64>,
+    keep_alive: Option<Duration>,
+    /// Persist subscriptions across connections (clean session 0).
+    persistent: bool,
+    features: BTreeSet<Feature>,
+    will: Option<Publish>,
+    /// Method calls sent to the device and not yet answered, by rid.
+    pending_methods: HashSet<String>,
+}
+
+impl Session {
+    async fn new(hub: Hub, admitted: Admitted, connect: &Connect) -> Session {
+        let client_id = admitted.identity.key();
+        let persistent = !connect.clean_session;
+        let mut features = BTreeSet::new();
+        if persistent {
+            match hub.mqtt_session(&client_id).await {
+                Ok(Some(names)) => {
+                    features.extend(names.iter().filter_map(|n| Feature::from_name(n)));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not load the MQTT session"),
+            }
+        } else if let Err(e) = hub.set_mqtt_session(&client_id, None).await {
+            tracing::warn!(error = %e, "could not discard the MQTT session");
+        }
+        let keep_alive = match u64::from(connect.keep_alive) {
+            0 => MAX_KEEP_ALIVE_SECS,
+            k => k.min(MAX_KEEP_ALIVE_SECS),
+        };
+        // The Will counts only when it is the device's own telemetry topic.
+        let will = connect.last_will.as_ref().and_then(|w| {
+            let topic = w.topic.clone();
+            match topics::inbound(
+                &topic,
+                &admitted.identity.device_id,
+                admitted.identity.module_id.as_deref(),
+            ) {
+                Inbound::Telemetry { .. } => {
+                    Some(Publish::from_bytes(topic, w.qos, w.message.clone()))
+                }
+                _ => None,
+            }
+            .map(|mut p| {
+                p.retain = w.retain;
+                p
+            })
+        });
+        Session {
+            hub,
+            who: admitted.identity,
+            expires: admitted.expires,
+            keep_alive: Some(Duration::from_millis(keep_alive * 1500)),
+            persistent,
+            features,
+            will,
+            pending_methods: HashSet::new(),
+        }
+    }
+
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        mut attachment: Attachment,
+    ) -> End {
+        let expiry = self.expires.map(|se| {
+            let now = ironhub_auth::unix_now();
+            tokio::time::Instant::now() + Duration::from_secs(se.saturating_sub(now))
+        });
+        loop {
+            // Packets already buffered are handled before waiting for more.
+            match conn.parse() {
+                Ok(Some(packet)) => {
+                    if let Err(end) = self.on_packet(conn, packet).await {
+                        return end;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::info!(peer = %conn.peer, error = %e, "malformed packet");
+                    return End::Unclean;
+                }
+            }
+            let idle = async {
+                match self.keep_alive {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let expired = async {
+                match expiry {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                read = conn.reader.read_buf(&mut conn.buf) => match read {
+                    Ok(0) | Err(_) => return End::Unclean,
+                    Ok(_) => {}
+                },
+                message = attachment.messages.recv() => match message {
+                    Some(m) => {
+                        if let Err(end) = self.on_bus(conn, m).await {
+                            return end;
+                        }
+                    }
+                    None => return End::Unclean,
+                },
+                () = idle => {
+                    tracing::info!(device = %self.who.key(), "keep-alive expired");
+                    return End::Unclean;
+                }
+                () = expired => {
+                    tracing::info!(device = %self.who.key(), "SAS token expired");
+                    return End::Unclean;
+                }
+            }
+        }
+    }
+
+    async fn on_packet<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        packet: Packet,
+    ) -> Result<(), End> {
+        let io = |_| End::Unclean;
+        match packet {
+            Packet::Publish(p) => self.on_publish(conn, p).await,
+            Packet::Subscribe(s) => {
+                let ack = self.on_subscribe(&s).await;
+                conn.send(Packet::SubAck(ack)).await.map_err(io)
+            }
+            Packet::Unsubscribe(u) => {
+                self.on_unsubscribe(&u).await;
+                conn.send(Packet::UnsubAck(UnsubAck::new(u.pkid)))
+                    .await
+                    .map_err(io)
+            }
+            Packet::PingReq => conn.send(Packet::PingResp).await.map_err(io),
+            Packet::Disconnect => Err(End::Graceful),
+            Packet::PubAck(_) => Ok(()),
+            other => {
+                tracing::info!(device = %self.who.key(), packet = ?other, "unexpected packet");
+                Err(End::Unclean)
+            }
+        }
+    }
+
+    async fn on_publish<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        publish: Publish,
+    ) -> Result<(), End> {
+        if publish.qos == QoS::ExactlyOnce {
+            tracing::info!(device = %self.who.key(), "QoS 2 is not supported; closing");
+            return Err(End::Unclean);
+        }
+        let kind = topics::inbound(
+            &publish.topic,
+            &self.who.device_id,
+            self.who.module_id.as_deref(),
+        );
+        match kind {
+            Inbound::Telemetry { properties } => {
+                let message = Telemetry {
+                    properties,
+                    body: publish.payload.to_vec(),
+                    retain: publish.retain,
+                    is_will: false,
+                };
+                if let Err(e) = self.hub.send_telemetry(&self.who, message).await {
+                    // Too large, or not durable: no PUBACK; IoT Hub closes the connection.
+                    tracing::info!(device = %self.who.key(), error = %e, "telemetry refused; closing");
+                    return Err(End::Unclean);
+                }
+            }
+            Inbound::MethodResponse { status, rid } => {
+                if self.pending_methods.remove(&rid)
+                    && let Ok(call_id) = rid.parse::<u64>()
+                {
+                    let response = MethodResponse {
+                        status,
+                        payload: publish.payload.to_vec(),
+                    };
+                    self.hub.bus().complete_method(call_id, Ok(response));
+                }
+            }
+            Inbound::TwinGet { rid } | Inbound::TwinPatchReported { rid } => {
+                // Twins are served from the device-twin step on; until then the request gets
+                // IoT Hub's answer for an operation the hub cannot serve.
+                let topic = topics::twin_response(503, &rid, None);
+                let body = br#"{"errorCode":503001,"message":"Device twins are not available on this server yet."}"#;
+                self.publish_qos0(conn, topic, body.to_vec()).await?;
+            }
+            Inbound::Unsupported => {
+                tracing::info!(device = %self.who.key(), topic = %publish.topic, "publish to an unsupported topic; closing");
+                return Err(End::Unclean);
+            }
+        }
+        if publish.qos == QoS::AtLeastOnce {
+            conn.send(Packet::PubAck(PubAck::new(publish.pkid)))
+                .await
+                .map_err(|_| End::Unclean)?;
+        }
+        Ok(())
+    }
+
+    async fn on_subscribe(&mut self, subscribe: &Subscribe) -> SubAck {
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        for filter in &subscribe.filters {
+            match topics::subscription(
+                &filter.path,
+                &self.who.device_id,
+                self.who.module_id.as_deref(),
+            ) {
+                Some(feature) => {
+                    self.features.insert(feature);
+                    codes.push(SubscribeReasonCode::Success(match filter.qos {
+                        QoS::AtMostOnce => QoS::AtMostOnce,
+                        _ => QoS::AtLeastOnce,
+                    }));
+                }
+                None => {
+                    tracing::info!(device = %self.who.key(), filter = %filter.path, "subscription refused");
+                    codes.push(SubscribeReasonCode::Failure);
+                }
+            }
+        }
+        self.save_features().await;
+        SubAck::new(subscribe.pkid, codes)
+    }
+
+    async fn on_unsubscribe(&mut self, unsubscribe: &Unsubscribe) {
+        for filter in &unsubscribe.topics {
+            if let Some(f) =
+                topics::subscription(filter, &self.who.device_id, self.who.module_id.as_deref())
+            {
+                self.features.remove(&f);
+            }
+        }
+        self.save_features().await;
+    }
+
+    async fn save_features(&self) {
+        if !self.persistent {
+            return;
+        }
+        let names = self.features.iter().map(|f| f.name().to_owned()).collect();
+        if let Err(e) = self
+            .hub
+            .set_mqtt_session(&self.who.key(), Some(names))
+            .await
+        {
+            tracing::warn!(error = %e, "could not save the MQTT session");
+        }
+    }
+
+    async fn on_bus<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        message: BusMessage,
+    ) -> Result<(), End> {
+        match message {
+            BusMessage::TakenOver => Err(End::TakenOver),
+            BusMessage::Revoked => Err(End::Unclean),
+            BusMessage::C2dAvailable => Ok(()),
+            BusMessage::DesiredPatch { version, body } => {
+                if self.features.contains(&Feature::DesiredPatches) {
+                    self.publish_qos0(conn, topics::desired_patch(version), body)
+                        .await?;
+                }
+                Ok(())
+            }
+            BusMessage::Method {
+                call_id,
+                name,
+                payload,
+            } => {
+                if !self.features.contains(&Feature::Methods) {
+                    self.hub
+                        .bus()
+                        .complete_method(call_id, Err(BusError::NotSubscribed));
+                    return Ok(());
+                }
+                let rid = call_id.to_string();
+                self.pending_methods.insert(rid.clone());
+                self.publish_qos0(conn, topics::method_request(&name, &rid), payload)
+                    .await
+            }
+        }
+    }
+
+    async fn publish_qos0<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        conn: &mut Conn<S>,
+        topic: String,
+        payload: Vec<u8>,
+    ) -> Result<(), End> {
+        conn.send(Packet::Publish(Publish::new(
+            topic,
+            QoS::AtMostOnce,
+            payload,
+        )))
+        .await
+        .map_err(|_| End::Unclean)
+    }
+
+    /// Sends the Will as telemetry, marked `iothub-MessageType: Will`.
+    async fn send_will(&mut self) {
+        let Some(will) = self.will.take() else {
+            return;
+        };
+        if let Inbound::Telemetry { properties } = topics::inbound(
+            &will.topic,
+            &self.who.device_id,
+            self.who.module_id.as_deref(),
+        ) {
+            let message = Telemetry {
+                properties,
+                body: will.payload.to_vec(),
+                retain: will.retain,
+                is_will: true,
+            };
+            if let Err(e) = self.hub.send_telemetry(&self.who, message).await {
+                tracing::warn!(device = %self.who.key(), error = %e, "could not send the Will");
+            }
+        }
+    }
+}
