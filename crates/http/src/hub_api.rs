@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use ironhub_auth::Rights;
 use ironhub_hub::model::{DeviceSpec, DeviceView, ExportImportDevice};
 use ironhub_hub::{Hub, HubError};
@@ -28,6 +28,7 @@ pub fn router(hub: Hub) -> Router {
             "/devices/{id}",
             get(get_device).put(put_device).delete(delete_device),
         )
+        .route("/twins/{id}/methods", post(invoke_method))
         .route("/statistics/devices", get(registry_statistics))
         .route("/statistics/service", get(service_statistics))
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
@@ -211,6 +212,20 @@ async fn bulk(
     };
     tracing::info!(target: "ServiceOperations", devices = items.len(), ok = result.is_successful, "bulk registry operation");
     Ok((status, json_body(&result)).into_response())
+}
+
+async fn invoke_method(
+    State(hub): State<Hub>,
+    DeviceId(id): DeviceId,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+    let request: ironhub_hub::methods::MethodRequest = read_json(body).await?;
+    let name = request.method_name.clone().unwrap_or_default();
+    let result = hub.invoke_method(&id, request).await;
+    tracing::info!(target: "ServiceOperations", device_id = %id, method = %name, ok = result.is_ok(), "direct method");
+    Ok(json_body(&result?))
 }
 
 async fn registry_statistics(

@@ -19,6 +19,12 @@ pub enum HubError {
     PreconditionFailed(String),
     #[error("The request body is larger than {0} bytes.")]
     MessageTooLarge(usize),
+    #[error(
+        "The operation failed because the requested device isn't online or hasn't registered the direct method callback: {0}."
+    )]
+    DeviceNotOnline(String),
+    #[error("{0}")]
+    GatewayTimeout(String),
     #[error("{0}")]
     ServerError(String),
 }
@@ -41,6 +47,8 @@ impl HubError {
             HubError::DeviceAlreadyExists(_) => 409_001,
             HubError::PreconditionFailed(_) => 412_002,
             HubError::MessageTooLarge(_) => 413_001,
+            HubError::DeviceNotOnline(_) => 404_103,
+            HubError::GatewayTimeout(_) => 504_101,
             HubError::ServerError(_) => 500_001,
         }
     }
@@ -56,6 +64,8 @@ impl HubError {
             HubError::DeviceAlreadyExists(_) => "DeviceAlreadyExists",
             HubError::PreconditionFailed(_) => "PreconditionFailed",
             HubError::MessageTooLarge(_) => "MessageTooLarge",
+            HubError::DeviceNotOnline(_) => "DeviceNotOnline",
+            HubError::GatewayTimeout(_) => "GatewayTimeout",
             HubError::ServerError(_) => "ServerError",
         }
     }

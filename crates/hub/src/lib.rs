@@ -7,6 +7,7 @@
 mod auth;
 mod device;
 mod error;
+pub mod methods;
 pub mod model;
 pub mod registry;
 

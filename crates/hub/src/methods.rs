@@ -1,0 +1,120 @@
+//! Direct methods: a service calls a method on a connected device and waits for its answer.
+
+use std::time::Duration;
+
+use ironhub_store::BusError;
+use serde::{Deserialize, Serialize};
+
+use crate::{Hub, HubError};
+
+/// IoT Hub's limit on a method's request and response payloads.
+pub const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
+
+/// `POST /twins/{id}/methods` (IoT Hub's `CloudToDeviceMethod`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MethodRequest {
+    pub method_name: Option<String>,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    pub response_timeout_in_seconds: Option<i64>,
+    pub connect_timeout_in_seconds: Option<i64>,
+}
+
+/// The answer: the device's status and its payload (JSON, `null` when it sent none).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MethodResult {
+    pub status: i32,
+    pub payload: serde_json::Value,
+}
+
+fn seconds(
+    value: Option<i64>,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    name: &str,
+) -> Result<u64, HubError> {
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(u64::try_from(v).unwrap_or(0))
+    } else {
+        Err(HubError::ArgumentInvalid(format!(
+            "{name} must be between {} and {} seconds, not {v}.",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+impl Hub {
+    /// Invokes a direct method on `device_id` and waits for its answer.
+    pub async fn invoke_method(
+        &self,
+        device_id: &str,
+        request: MethodRequest,
+    ) -> Result<MethodResult, HubError> {
+        let name = request
+            .method_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| HubError::ArgumentNull("methodName is required.".into()))?
+            .to_owned();
+        let response_timeout = seconds(
+            request.response_timeout_in_seconds,
+            30,
+            5..=300,
+            "responseTimeoutInSeconds",
+        )?;
+        let connect_timeout = seconds(
+            request.connect_timeout_in_seconds,
+            0,
+            0..=300,
+            "connectTimeoutInSeconds",
+        )?;
+        let payload = serde_json::to_vec(&request.payload)
+            .map_err(|e| HubError::ArgumentInvalid(e.to_string()))?;
+        if payload.len() > MAX_METHOD_PAYLOAD {
+            return Err(HubError::MessageTooLarge(MAX_METHOD_PAYLOAD));
+        }
+        self.get_device(device_id).await?;
+
+        // With a connect timeout, wait for the device to come online.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(connect_timeout);
+        while !self.bus.is_connected(device_id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let answer = self
+            .bus
+            .call_method(
+                device_id,
+                &name,
+                payload,
+                Duration::from_secs(response_timeout),
+            )
+            .await;
+        match answer {
+            Ok(response) => {
+                let payload = if response.payload.iter().all(u8::is_ascii_whitespace) {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::from_slice(&response.payload).unwrap_or_else(|_| {
+                        serde_json::Value::String(
+                            String::from_utf8_lossy(&response.payload).into_owned(),
+                        )
+                    })
+                };
+                Ok(MethodResult {
+                    status: response.status,
+                    payload,
+                })
+            }
+            Err(BusError::NotConnected | BusError::NotSubscribed) => {
+                Err(HubError::DeviceNotOnline(device_id.to_owned()))
+            }
+            Err(BusError::Timeout) => Err(HubError::GatewayTimeout(format!(
+                "Timed out waiting for the response from device '{device_id}'."
+            ))),
+        }
+    }
+}
