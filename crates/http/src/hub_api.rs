@@ -28,6 +28,10 @@ pub fn router(hub: Hub) -> Router {
             "/devices/{id}",
             get(get_device).put(put_device).delete(delete_device),
         )
+        .route(
+            "/twins/{id}",
+            get(get_twin).patch(patch_twin).put(replace_twin),
+        )
         .route("/twins/{id}/methods", post(invoke_method))
         .route("/statistics/devices", get(registry_statistics))
         .route("/statistics/service", get(service_statistics))
@@ -212,6 +216,60 @@ async fn bulk(
     };
     tracing::info!(target: "ServiceOperations", devices = items.len(), ok = result.is_successful, "bulk registry operation");
     Ok((status, json_body(&result)).into_response())
+}
+
+async fn get_twin(
+    State(hub): State<Hub>,
+    DeviceId(id): DeviceId,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::REGISTRY_READ)?;
+    Ok(twin_response(&hub.get_twin(&id).await?))
+}
+
+async fn patch_twin(
+    State(hub): State<Hub>,
+    DeviceId(id): DeviceId,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    update_twin(hub, id, headers, body, false).await
+}
+
+async fn replace_twin(
+    State(hub): State<Hub>,
+    DeviceId(id): DeviceId,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    update_twin(hub, id, headers, body, true).await
+}
+
+async fn update_twin(
+    hub: Hub,
+    id: String,
+    headers: HeaderMap,
+    body: Body,
+    replace: bool,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+    let doc: serde_json::Value = read_json(body).await?;
+    let twin = hub
+        .update_twin(&id, &doc, if_match(&headers), replace)
+        .await?;
+    tracing::info!(target: "ServiceOperations", device_id = %id, replace, "twin updated");
+    Ok(twin_response(&twin))
+}
+
+/// A twin with its quoted `ETag` header.
+fn twin_response(twin: &serde_json::Value) -> Response {
+    let mut response = json_body(twin);
+    if let Some(etag) = twin.get("etag").and_then(|e| e.as_str())
+        && let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\""))
+    {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
 }
 
 async fn invoke_method(

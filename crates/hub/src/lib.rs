@@ -10,6 +10,7 @@ mod error;
 pub mod methods;
 pub mod model;
 pub mod registry;
+pub mod twin;
 
 use std::sync::Arc;
 

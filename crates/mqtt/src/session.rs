@@ -438,12 +438,34 @@ impl Session {
                     self.hub.bus().complete_method(call_id, Ok(response));
                 }
             }
-            Inbound::TwinGet { rid } | Inbound::TwinPatchReported { rid } => {
-                // Twins are served from the device-twin step on; until then the request gets
-                // IoT Hub's answer for an operation the hub cannot serve.
-                let topic = topics::twin_response(503, &rid, None);
-                let body = br#"{"errorCode":503001,"message":"Device twins are not available on this server yet."}"#;
-                self.publish_qos0(conn, topic, body.to_vec()).await?;
+            // Twin answers go to the requesting connection even if it never subscribed to
+            // `$iothub/twin/res/#` (PYDEV's reconnect GET does that): nobody else can take them.
+            Inbound::TwinGet { rid } => {
+                let (topic, body) = match self.hub.device_twin(&self.who.device_id).await {
+                    Ok(twin) => (
+                        topics::twin_response(200, &rid, None),
+                        twin.to_string().into_bytes(),
+                    ),
+                    Err(e) => (
+                        topics::twin_response(e.status(), &rid, None),
+                        error_body(&e),
+                    ),
+                };
+                self.publish_qos0(conn, topic, body).await?;
+            }
+            Inbound::TwinPatchReported { rid } => {
+                let (topic, body) = match self
+                    .hub
+                    .patch_reported(&self.who.device_id, &publish.payload)
+                    .await
+                {
+                    Ok(version) => (topics::twin_response(204, &rid, Some(version)), Vec::new()),
+                    Err(e) => (
+                        topics::twin_response(e.status(), &rid, None),
+                        error_body(&e),
+                    ),
+                };
+                self.publish_qos0(conn, topic, body).await?;
             }
             Inbound::Unsupported => {
                 tracing::info!(device = %self.who.key(), topic = %publish.topic, "publish to an unsupported topic; closing");
@@ -579,4 +601,11 @@ impl Session {
             }
         }
     }
+}
+
+/// The JSON body of an error answer on a response topic.
+fn error_body(e: &HubError) -> Vec<u8> {
+    serde_json::json!({"errorCode": e.code(), "message": e.to_string()})
+        .to_string()
+        .into_bytes()
 }

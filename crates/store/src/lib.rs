@@ -53,6 +53,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<DeviceRecord>>;
     /// Total, enabled and disabled devices.
     async fn device_counts(&self) -> Result<DeviceCounts>;
+    /// A device's twin, if one was ever written (a device without one has an empty twin).
+    async fn get_twin(&self, device_id: &str) -> Result<Option<TwinRecord>>;
+    /// Writes a twin, if its device exists and (with `if_match`) the stored twin's etag is that
+    /// one (no stored twin matches `""`). Assigns a new etag.
+    async fn put_twin(
+        &self,
+        twin: TwinRecord,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<TwinRecord, WriteConflict>>;
+
     /// The subscriptions of a persistent MQTT session (clean session 0), by client id.
     async fn mqtt_session(&self, client_id: &str) -> Result<Option<Vec<String>>>;
     /// Stores (`Some`) or discards (`None`) a persistent MQTT session.

@@ -187,3 +187,22 @@ impl Endpoint {
         }
     }
 }
+
+/// A device twin's documents. The hub domain owns their rules (merging, versions, metadata);
+/// the store keeps them and assigns the etag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TwinRecord {
+    pub device_id: String,
+    /// Assigned by the store on every write.
+    pub etag: String,
+    /// Counts every change of the twin.
+    pub version: u64,
+    pub tags: serde_json::Map<String, serde_json::Value>,
+    pub desired: serde_json::Map<String, serde_json::Value>,
+    pub desired_version: u64,
+    pub desired_metadata: serde_json::Map<String, serde_json::Value>,
+    pub reported: serde_json::Map<String, serde_json::Value>,
+    pub reported_version: u64,
+    pub reported_metadata: serde_json::Map<String, serde_json::Value>,
+}

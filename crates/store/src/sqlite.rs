@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
     BatchResult, ConnectionState, DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, Endpoint,
-    HubSettings, Result, Store, StoreError, WriteConflict,
+    HubSettings, Result, Store, StoreError, TwinRecord, WriteConflict,
 };
 
 const FILE_NAME: &str = "ironhub.db";
@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
          doc TEXT NOT NULL
      );",
     "CREATE TABLE mqtt_sessions (client_id TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    "CREATE TABLE twins (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -150,6 +151,15 @@ fn load_device(conn: &Connection, id: &str) -> Result<Option<DeviceRecord>> {
     Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
 }
 
+fn load_twin(conn: &Connection, id: &str) -> Result<Option<TwinRecord>> {
+    let doc: Option<String> = conn
+        .query_row("SELECT doc FROM twins WHERE device_id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+}
+
 fn save_device(conn: &Connection, mut record: DeviceRecord) -> Result<DeviceRecord> {
     record.etag = next_etag(conn)?;
     conn.execute(
@@ -198,6 +208,7 @@ fn apply(
         (DeviceWrite::Delete { id, if_match }, Some(current)) => {
             if etag_matches(&current, if_match.as_deref()) {
                 conn.execute("DELETE FROM devices WHERE device_id = ?1", [&id])?;
+                conn.execute("DELETE FROM twins WHERE device_id = ?1", [&id])?;
                 conn.execute(
                     "DELETE FROM mqtt_sessions WHERE client_id = ?1 OR client_id LIKE ?2 ESCAPE '\\'",
                     params![id, format!("{}/%", like_escape(&id))],
@@ -277,6 +288,40 @@ impl Store for SqliteStore {
                 disabled: total - enabled,
                 connected,
             })
+        })
+        .await
+    }
+
+    async fn get_twin(&self, device_id: &str) -> Result<Option<TwinRecord>> {
+        let id = device_id.to_owned();
+        self.with(move |conn| load_twin(conn, &id)).await
+    }
+
+    async fn put_twin(
+        &self,
+        twin: TwinRecord,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<TwinRecord, WriteConflict>> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if load_device(&tx, &twin.device_id)?.is_none() {
+                return Ok(Err(WriteConflict::NotFound));
+            }
+            let current = load_twin(&tx, &twin.device_id)?
+                .map(|t| t.etag)
+                .unwrap_or_default();
+            if if_match.is_some_and(|tag| tag != "*" && tag != current) {
+                return Ok(Err(WriteConflict::EtagMismatch));
+            }
+            let mut twin = twin;
+            twin.etag = next_etag(&tx)?;
+            tx.execute(
+                "INSERT INTO twins (device_id, doc) VALUES (?1, ?2)
+                 ON CONFLICT (device_id) DO UPDATE SET doc = excluded.doc",
+                params![twin.device_id, serde_json::to_string(&twin)?],
+            )?;
+            tx.commit()?;
+            Ok(Ok(twin))
         })
         .await
     }

@@ -1,0 +1,505 @@
+//! Device twins: tags and desired properties set by services, reported properties set by the
+//! device, each with a `$version` and per-property `$metadata`, and IoT Hub's limits.
+
+use chrono::Utc;
+use ironhub_store::{BusMessage, DeviceRecord, TwinRecord, WriteConflict};
+use serde_json::{Map, Value, json};
+
+use crate::model::azure_time;
+use crate::{Hub, HubError};
+
+/// IoT Hub's limits (see `peers.md` §2.2).
+pub const MAX_TAGS_BYTES: usize = 8 * 1024;
+pub const MAX_PROPERTIES_BYTES: usize = 32 * 1024;
+pub const MAX_DEPTH: usize = 10;
+pub const MAX_KEY_BYTES: usize = 1024;
+pub const MAX_STRING_BYTES: usize = 4 * 1024;
+const MAX_SAFE_INTEGER: i64 = 4_503_599_627_370_495;
+
+/// Which part of a twin a document is, for limits and messages.
+#[derive(Debug, Clone, Copy)]
+enum Section {
+    Tags,
+    Desired,
+    Reported,
+}
+
+impl Section {
+    fn name(self) -> &'static str {
+        match self {
+            Section::Tags => "Tags",
+            Section::Desired => "Properties.Desired",
+            Section::Reported => "Properties.Reported",
+        }
+    }
+
+    fn limit(self) -> usize {
+        match self {
+            Section::Tags => MAX_TAGS_BYTES,
+            Section::Desired | Section::Reported => MAX_PROPERTIES_BYTES,
+        }
+    }
+}
+
+fn invalid(msg: String) -> HubError {
+    HubError::ArgumentInvalid(msg)
+}
+
+/// Checks keys, depth, strings and numbers of a patch or document (nulls allowed: they delete).
+fn validate(value: &Map<String, Value>, section: Section, depth: usize) -> Result<(), HubError> {
+    if depth > MAX_DEPTH {
+        return Err(invalid(format!(
+            "{} is nested deeper than {MAX_DEPTH} levels.",
+            section.name()
+        )));
+    }
+    for (key, v) in value {
+        if key.is_empty()
+            || key.len() > MAX_KEY_BYTES
+            || key
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '.' | '$' | ' '))
+        {
+            return Err(invalid(format!(
+                "The key '{key}' in {} is not valid: keys are 1 to {MAX_KEY_BYTES} bytes, without '.', '$', spaces or control characters.",
+                section.name()
+            )));
+        }
+        validate_value(v, section, depth)?;
+    }
+    Ok(())
+}
+
+fn validate_value(v: &Value, section: Section, depth: usize) -> Result<(), HubError> {
+    match v {
+        Value::Object(o) => validate(o, section, depth + 1),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|i| validate_value(i, section, depth + 1)),
+        Value::String(s) if s.len() > MAX_STRING_BYTES => Err(invalid(format!(
+            "A string value in {} is longer than {MAX_STRING_BYTES} bytes.",
+            section.name()
+        ))),
+        Value::Number(n)
+            if n.as_i64()
+                .is_some_and(|i| !(-MAX_SAFE_INTEGER - 1..=MAX_SAFE_INTEGER).contains(&i)) =>
+        {
+            Err(invalid(format!(
+                "An integer in {} is out of range.",
+                section.name()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// IoT Hub's size accounting: UTF-8 key lengths plus values (numbers 8, booleans 4, strings
+/// their length without control characters).
+fn size(value: &Value) -> usize {
+    match value {
+        Value::Null => 0,
+        Value::Bool(_) => 4,
+        Value::Number(_) => 8,
+        Value::String(s) => s
+            .chars()
+            .filter(|c| !c.is_control())
+            .map(char::len_utf8)
+            .sum(),
+        Value::Array(items) => items.iter().map(size).sum(),
+        Value::Object(o) => o.iter().map(|(k, v)| k.len() + size(v)).sum(),
+    }
+}
+
+fn check_size(doc: &Map<String, Value>, section: Section) -> Result<(), HubError> {
+    let bytes: usize = doc.iter().map(|(k, v)| k.len() + size(v)).sum();
+    if bytes > section.limit() {
+        return Err(invalid(format!(
+            "'{}' size should be less than {} bytes.",
+            section.name(),
+            section.limit()
+        )));
+    }
+    Ok(())
+}
+
+/// Merges `patch` into `doc` (JSON merge patch: `null` removes) and keeps `metadata` in step:
+/// every property touched gets `$lastUpdated` (and `$lastUpdatedVersion`, when given).
+fn merge(
+    doc: &mut Map<String, Value>,
+    metadata: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    now: &str,
+    version: Option<u64>,
+) {
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                doc.remove(key);
+                metadata.remove(key);
+            }
+            Value::Object(sub) => {
+                let target = doc.entry(key.clone()).or_insert_with(|| json!({}));
+                if !target.is_object() {
+                    *target = json!({});
+                }
+                let meta = metadata.entry(key.clone()).or_insert_with(|| json!({}));
+                if !meta.is_object() {
+                    *meta = json!({});
+                }
+                if let (Value::Object(t), Value::Object(m)) = (target, meta) {
+                    merge(t, m, sub, now, version);
+                    stamp(m, now, version);
+                }
+            }
+            leaf => {
+                doc.insert(key.clone(), leaf.clone());
+                let mut m = Map::new();
+                stamp(&mut m, now, version);
+                metadata.insert(key.clone(), Value::Object(m));
+            }
+        }
+    }
+}
+
+fn stamp(meta: &mut Map<String, Value>, now: &str, version: Option<u64>) {
+    meta.insert("$lastUpdated".into(), json!(now));
+    if let Some(v) = version {
+        meta.insert("$lastUpdatedVersion".into(), json!(v));
+    }
+}
+
+/// What a replacement of `old` by `new` sends to the device: new values, and `null` for every
+/// key that disappeared.
+fn replacement_patch(old: &Map<String, Value>, new: &Map<String, Value>) -> Map<String, Value> {
+    let mut patch = new.clone();
+    for key in old.keys() {
+        if !new.contains_key(key) {
+            patch.insert(key.clone(), Value::Null);
+        }
+    }
+    patch
+}
+
+fn object(value: Option<&Value>, what: &str) -> Result<Map<String, Value>, HubError> {
+    match value {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(o)) => Ok(o.clone()),
+        Some(_) => Err(invalid(format!("{what} must be a JSON object."))),
+    }
+}
+
+/// `properties.desired` of a twin document, refusing `properties.reported` (devices own it).
+fn desired_of(doc: &Value) -> Result<Option<Map<String, Value>>, HubError> {
+    let Some(props) = doc.get("properties") else {
+        return Ok(None);
+    };
+    let props = props
+        .as_object()
+        .ok_or_else(|| invalid("properties must be a JSON object.".into()))?;
+    if props.get("reported").is_some_and(|r| !r.is_null()) {
+        return Err(invalid(
+            "Reported properties are set by the device; a service cannot write them.".into(),
+        ));
+    }
+    props
+        .get("desired")
+        .map(|d| object(Some(d), "properties.desired"))
+        .transpose()
+}
+
+fn section_with_version(
+    doc: &Map<String, Value>,
+    metadata: Option<&Map<String, Value>>,
+    version: u64,
+    now: &str,
+) -> Value {
+    let mut out = doc.clone();
+    if let Some(meta) = metadata {
+        let mut meta = meta.clone();
+        meta.insert("$lastUpdated".into(), json!(now));
+        out.insert("$metadata".into(), Value::Object(meta));
+    }
+    out.insert("$version".into(), json!(version));
+    Value::Object(out)
+}
+
+fn empty_twin(device_id: &str) -> TwinRecord {
+    TwinRecord {
+        device_id: device_id.to_owned(),
+        desired_version: 1,
+        reported_version: 1,
+        version: 1,
+        ..TwinRecord::default()
+    }
+}
+
+/// The twin as `GET /twins/{id}` returns it.
+pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Value {
+    let updated = twin_updated(twin);
+    json!({
+        "deviceId": device.device_id,
+        "etag": twin.etag,
+        "deviceEtag": device.etag,
+        "status": device.status,
+        "statusReason": device.status_reason,
+        "statusUpdateTime": azure_time(device.status_updated_time),
+        "connectionState": device.connection_state,
+        "lastActivityTime": azure_time(device.last_activity_time),
+        "cloudToDeviceMessageCount": device.cloud_to_device_message_count,
+        "authenticationType": device.authentication.kind,
+        "x509Thumbprint": {
+            "primaryThumbprint": device.authentication.x509_thumbprint.primary_thumbprint,
+            "secondaryThumbprint": device.authentication.x509_thumbprint.secondary_thumbprint,
+        },
+        "modelId": "",
+        "version": twin.version,
+        "tags": twin.tags,
+        "properties": {
+            "desired": section_with_version(&twin.desired, Some(&twin.desired_metadata), twin.desired_version, &updated.0),
+            "reported": section_with_version(&twin.reported, Some(&twin.reported_metadata), twin.reported_version, &updated.1),
+        },
+        "capabilities": { "iotEdge": device.iot_edge },
+    })
+}
+
+/// When desired and reported last changed (from their metadata), as IoT Hub renders time.
+fn twin_updated(twin: &TwinRecord) -> (String, String) {
+    let latest = |meta: &Map<String, Value>| {
+        meta.values()
+            .filter_map(|m| m.get("$lastUpdated").and_then(Value::as_str))
+            .max()
+            .map_or_else(|| azure_time(None), str::to_owned)
+    };
+    (
+        latest(&twin.desired_metadata),
+        latest(&twin.reported_metadata),
+    )
+}
+
+impl Hub {
+    async fn load_twin(&self, device_id: &str) -> Result<(DeviceRecord, TwinRecord), HubError> {
+        let device = self.get_device(device_id).await?;
+        let twin = self
+            .store
+            .get_twin(device_id)
+            .await?
+            .unwrap_or_else(|| empty_twin(device_id));
+        Ok((device, twin))
+    }
+
+    async fn save_twin(
+        &self,
+        twin: TwinRecord,
+        if_match: Option<String>,
+    ) -> Result<TwinRecord, HubError> {
+        let id = twin.device_id.clone();
+        let tag = if_match.clone().unwrap_or_default();
+        match self.store.put_twin(twin, if_match).await? {
+            Ok(t) => Ok(t),
+            Err(WriteConflict::NotFound) => Err(HubError::DeviceNotFound(id)),
+            Err(_) => Err(HubError::PreconditionFailed(tag)),
+        }
+    }
+
+    /// `GET /twins/{id}`.
+    pub async fn get_twin(&self, device_id: &str) -> Result<Value, HubError> {
+        let (device, twin) = self.load_twin(device_id).await?;
+        Ok(twin_view(&device, &twin))
+    }
+
+    /// `PATCH /twins/{id}` (`replace == false`) or `PUT /twins/{id}` (`replace == true`): tags and
+    /// desired properties. A change of desired properties is pushed to the device.
+    pub async fn update_twin(
+        &self,
+        device_id: &str,
+        doc: &Value,
+        if_match: Option<&str>,
+        replace: bool,
+    ) -> Result<Value, HubError> {
+        if !doc.is_object() {
+            return Err(invalid("The twin must be a JSON object.".into()));
+        }
+        let tags = doc
+            .get("tags")
+            .map(|t| object(Some(t), "tags"))
+            .transpose()?;
+        let desired = desired_of(doc)?;
+        if let Some(t) = &tags {
+            validate(t, Section::Tags, 1)?;
+        }
+        if let Some(d) = &desired {
+            validate(d, Section::Desired, 1)?;
+        }
+        let if_match = if_match.map(crate::registry::normalize_if_match);
+        let (device, current) = self.load_twin(device_id).await?;
+        if let Some(tag) = &if_match
+            && tag != "*"
+            && *tag != current.etag
+        {
+            return Err(HubError::PreconditionFailed(tag.clone()));
+        }
+        let now = azure_time(Some(Utc::now()));
+        let mut next = current.clone();
+        let mut pushed = None;
+        if let Some(t) = tags {
+            let mut unused = Map::new();
+            if replace {
+                next.tags = Map::new();
+            }
+            merge(&mut next.tags, &mut unused, &t, &now, None);
+            check_size(&next.tags, Section::Tags)?;
+        } else if replace {
+            next.tags = Map::new();
+        }
+        let desired_patch = match (desired, replace) {
+            (Some(d), false) => Some(d),
+            (Some(d), true) => Some(replacement_patch(&current.desired, &d)),
+            (None, true) => Some(replacement_patch(&current.desired, &Map::new())),
+            (None, false) => None,
+        };
+        if let Some(patch) = desired_patch.filter(|p| !p.is_empty()) {
+            next.desired_version += 1;
+            let v = next.desired_version;
+            merge(
+                &mut next.desired,
+                &mut next.desired_metadata,
+                &patch,
+                &now,
+                Some(v),
+            );
+            check_size(&next.desired, Section::Desired)?;
+            pushed = Some((v, patch));
+        }
+        next.version += 1;
+        // Compare-and-swap on what was read (the client's etag was checked above).
+        let saved = self.save_twin(next, Some(current.etag.clone())).await?;
+        if let Some((version, mut patch)) = pushed {
+            patch.insert("$version".into(), json!(version));
+            let body = serde_json::to_vec(&patch).unwrap_or_default();
+            // Not queued for a device that is offline: it reads its twin when it reconnects.
+            let _ = self
+                .bus
+                .send(device_id, BusMessage::DesiredPatch { version, body })
+                .await;
+        }
+        Ok(twin_view(&device, &saved))
+    }
+
+    /// A device's `GET` of its twin: `{"desired": {…, "$version"}, "reported": {…, "$version"}}`.
+    pub async fn device_twin(&self, device_id: &str) -> Result<Value, HubError> {
+        let (_, twin) = self.load_twin(device_id).await?;
+        let now = azure_time(None);
+        Ok(json!({
+            "desired": section_with_version(&twin.desired, None, twin.desired_version, &now),
+            "reported": section_with_version(&twin.reported, None, twin.reported_version, &now),
+        }))
+    }
+
+    /// A device's patch of its reported properties; returns the new reported `$version`.
+    pub async fn patch_reported(&self, device_id: &str, body: &[u8]) -> Result<u64, HubError> {
+        let patch: Value = serde_json::from_slice(body)
+            .map_err(|e| invalid(format!("The reported properties are not valid JSON: {e}.")))?;
+        let patch = object(Some(&patch), "The reported properties patch")?;
+        validate(&patch, Section::Reported, 1)?;
+        // Compare-and-swap, retried: a service may update the same twin meanwhile.
+        for _ in 0..5 {
+            let (_, current) = self.load_twin(device_id).await?;
+            let mut next = current.clone();
+            next.reported_version += 1;
+            next.version += 1;
+            let now = azure_time(Some(Utc::now()));
+            let v = next.reported_version;
+            merge(
+                &mut next.reported,
+                &mut next.reported_metadata,
+                &patch,
+                &now,
+                Some(v),
+            );
+            check_size(&next.reported, Section::Reported)?;
+            match self.save_twin(next, Some(current.etag.clone())).await {
+                Ok(saved) => return Ok(saved.reported_version),
+                Err(HubError::PreconditionFailed(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(HubError::ServerError(
+            "The twin is being changed too often; try again.".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(o) => o,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn merge_patch_with_metadata() {
+        let mut doc = obj(json!({"a": 1, "nested": {"x": 1, "y": 2}}));
+        let mut meta = Map::new();
+        merge(
+            &mut doc,
+            &mut meta,
+            &obj(json!({"a": null, "b": "s", "nested": {"y": null, "z": true}})),
+            "T",
+            Some(3),
+        );
+        assert_eq!(
+            Value::Object(doc),
+            json!({"b": "s", "nested": {"x": 1, "z": true}})
+        );
+        assert_eq!(
+            meta["b"],
+            json!({"$lastUpdated": "T", "$lastUpdatedVersion": 3})
+        );
+        assert_eq!(meta["nested"]["z"]["$lastUpdatedVersion"], json!(3));
+        assert_eq!(meta["nested"]["$lastUpdated"], json!("T"));
+        assert!(meta.get("a").is_none());
+    }
+
+    #[test]
+    fn limits() {
+        assert!(validate(&obj(json!({"ok": {"fine": [1, "x"]}})), Section::Desired, 1).is_ok());
+        for bad in [
+            json!({"a.b": 1}),
+            json!({"$x": 1}),
+            json!({"a b": 1}),
+            json!({"": 1}),
+        ] {
+            assert!(
+                validate(&obj(bad.clone()), Section::Desired, 1).is_err(),
+                "{bad}"
+            );
+        }
+        let mut deep = json!(1);
+        for _ in 0..11 {
+            deep = json!({"k": deep});
+        }
+        assert!(validate(&obj(deep), Section::Tags, 1).is_err());
+        assert!(validate(&obj(json!({"s": "x".repeat(4097)})), Section::Reported, 1).is_err());
+        assert!(
+            validate(
+                &obj(json!({"n": 4_503_599_627_370_496_i64})),
+                Section::Reported,
+                1
+            )
+            .is_err()
+        );
+        let big = obj(json!({"s": "x".repeat(4000), "t": "x".repeat(4000), "u": "x".repeat(400)}));
+        assert!(check_size(&big, Section::Tags).is_err());
+        assert!(check_size(&big, Section::Desired).is_ok());
+    }
+
+    #[test]
+    fn replacement_nulls_removed_keys() {
+        let p = replacement_patch(&obj(json!({"a": 1, "b": 2})), &obj(json!({"b": 3})));
+        assert_eq!(Value::Object(p), json!({"a": null, "b": 3}));
+    }
+}
