@@ -33,6 +33,7 @@ pub fn router(hub: Hub) -> Router {
             get(get_twin).patch(patch_twin).put(replace_twin),
         )
         .route("/twins/{id}/methods", post(invoke_method))
+        .route(crate::websocket::PATH, get(crate::websocket::upgrade))
         .route("/statistics/devices", get(registry_statistics))
         .route("/statistics/service", get(service_statistics))
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

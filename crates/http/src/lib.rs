@@ -5,6 +5,7 @@
 mod error;
 mod hub_api;
 mod listener;
+mod websocket;
 
 pub use error::ApiError;
 pub use hub_api::router as hub_router;
