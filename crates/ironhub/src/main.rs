@@ -1,10 +1,6 @@
 //! `ironhub`: the server (`ironhub serve`) and its az-style CLI in one binary.
 
-mod cli;
-mod config;
-mod identity;
-mod mqtt_listener;
-mod serve;
+use ironhub::{cli, config, identity, serve};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -13,10 +13,42 @@ use tokio::sync::watch;
 
 use crate::config::{LogFormat, ServeArgs, ServeConfig};
 
+/// A running server: its hub, where it listens, and how to stop it.
+#[derive(Debug)]
+pub struct Server {
+    pub hub: Hub,
+    pub https_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    /// The CA certificate clients trust.
+    pub ca_certificate: std::path::PathBuf,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Stops accepting, lets open HTTP requests finish, and ends MQTT sessions.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// `ironhub serve`: starts the server and runs it until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     init_logging(config.log_format);
+    let server = start(&config).await?;
+    announce(&config, &server);
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
 
+/// Opens the data directory, prepares TLS, binds both listeners and starts serving.
+pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     create_private_dir(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
     let backends = Backends {
@@ -50,25 +82,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
 
     let (stop, stopped) = watch::channel(false);
-    let https_task = tokio::spawn(ironhub_http::serve_tls(
-        https,
-        https_tls,
-        ironhub_http::hub_router(hub.clone()),
-        stopped.clone(),
-    ));
-    let mqtt_task = tokio::spawn(crate::mqtt_listener::serve(
-        mqtt,
-        mqtt_tls,
-        hub.clone(),
-        stopped,
-    ));
-
-    announce(&config, &generated.ca, https_addr, mqtt_addr);
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    let _ = stop.send(true);
-    let _ = tokio::join!(https_task, mqtt_task);
-    Ok(())
+    let tasks = vec![
+        tokio::spawn(ironhub_http::serve_tls(
+            https,
+            https_tls,
+            ironhub_http::hub_router(hub.clone()),
+            stopped.clone(),
+        )),
+        tokio::spawn(crate::mqtt_listener::serve(
+            mqtt,
+            mqtt_tls,
+            hub.clone(),
+            stopped,
+        )),
+    ];
+    Ok(Server {
+        hub,
+        https_addr,
+        mqtt_addr,
+        ca_certificate: std::path::absolute(&generated.ca).unwrap_or(generated.ca),
+        stop,
+        tasks,
+    })
 }
 
 fn init_logging(format: LogFormat) {
@@ -113,12 +148,17 @@ async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpLis
 }
 
 #[allow(clippy::print_stdout)]
-fn announce(config: &ServeConfig, ca: &Path, https: SocketAddr, mqtt: SocketAddr) {
-    let ca = std::path::absolute(ca).unwrap_or_else(|_| ca.to_owned());
-    println!("ironhub is serving the IoT Hub '{}'", config.hostnames[0]);
-    println!("  HTTPS (REST, MQTT over WebSocket): {https}");
-    println!("  MQTT over TLS:                     {mqtt}");
-    println!("  CA certificate to trust:           {}", ca.display());
+fn announce(config: &ServeConfig, server: &Server) {
+    println!(
+        "ironhub is serving the IoT Hub '{}'",
+        server.hub.host_name()
+    );
+    println!("  HTTPS (REST, MQTT over WebSocket): {}", server.https_addr);
+    println!("  MQTT over TLS:                     {}", server.mqtt_addr);
+    println!(
+        "  CA certificate to trust:           {}",
+        server.ca_certificate.display()
+    );
     println!(
         "  connection string:                 ironhub info --data-dir {}",
         config.data_dir.display()

@@ -1,0 +1,8 @@
+//! The `ironhub` binary's library: configuration, server wiring, the data-directory identity
+//! and the az-style CLI. `main.rs` only dispatches; tests start servers through [`serve::start`].
+
+pub mod cli;
+pub mod config;
+pub mod identity;
+mod mqtt_listener;
+pub mod serve;

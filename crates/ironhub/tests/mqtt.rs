@@ -1,0 +1,502 @@
+//! The MQTT device endpoint end to end: a real server (in-process), TLS, and MQTT packets as
+//! devices send them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ironhub::config::ServeArgs;
+use ironhub::serve::{Server, start};
+use ironhub_auth::{sas, unix_now};
+use ironhub_hub::model::DeviceSpec;
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{
+    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, Publish, Subscribe, SubscribeReasonCode,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+const HOST: &str = "myhub.example";
+
+struct TestHub {
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
+async fn hub() -> TestHub {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ServeArgs {
+        data_dir: Some(dir.path().to_owned()),
+        hostnames: vec![HOST.into()],
+        https_listen: Some("127.0.0.1:0".parse().unwrap()),
+        mqtt_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServeArgs::default()
+    };
+    let server = start(&args.resolve().unwrap()).await.unwrap();
+    TestHub { server, _dir: dir }
+}
+
+impl TestHub {
+    async fn device(&self, id: &str, body: serde_json::Value) -> String {
+        let spec: DeviceSpec = serde_json::from_value(body).unwrap();
+        let d = self.server.hub.put_device(id, &spec, None).await.unwrap();
+        d.authentication
+            .symmetric_key
+            .primary_key
+            .unwrap_or_default()
+    }
+
+    fn token(&self, id: &str, key: &str, expiry: u64) -> String {
+        sas::generate(&format!("{HOST}/devices/{id}"), key, expiry, None).unwrap()
+    }
+
+    async fn connect(
+        &self,
+        client_cert: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+    ) -> Client {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in ironhub_tls::read_certs(&self.server.ca_certificate).unwrap() {
+            roots.add(c).unwrap();
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(ironhub_tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match client_cert {
+            Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let tcp = TcpStream::connect(self.server.mqtt_addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from(HOST).unwrap(), tcp)
+            .await
+            .unwrap();
+        Client {
+            tls,
+            buf: BytesMut::new(),
+            next_pkid: 1,
+        }
+    }
+
+    /// Connects `id` with a SAS token signed by `key`; returns the client and the CONNACK code.
+    async fn connect_sas(&self, id: &str, key: &str, clean: bool) -> (Client, ConnectReturnCode) {
+        let mut c = self.connect(None).await;
+        let mut connect = Connect::new(id);
+        connect.clean_session = clean;
+        connect.set_login(
+            format!("{HOST}/{id}/?api-version=2021-04-12"),
+            self.token(id, key, unix_now() + 3600),
+        );
+        let code = c.handshake(connect).await;
+        (c, code)
+    }
+}
+
+struct Client {
+    tls: TlsStream<TcpStream>,
+    buf: BytesMut,
+    next_pkid: u16,
+}
+
+impl Client {
+    async fn send(&mut self, packet: Packet) {
+        let mut out = BytesMut::new();
+        packet.write(&mut out, usize::MAX).unwrap();
+        self.tls.write_all(&out).await.unwrap();
+    }
+
+    /// The next packet, or `None` when the server closed the connection (or 5 s passed).
+    async fn recv(&mut self) -> Option<Packet> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match Packet::read(&mut self.buf, 1 << 20) {
+                Ok(p) => return Some(p),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(e) => panic!("bad packet from the server: {e:?}"),
+            }
+            let read = tokio::time::timeout_at(deadline, self.tls.read_buf(&mut self.buf)).await;
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+
+    async fn handshake(&mut self, connect: Connect) -> ConnectReturnCode {
+        self.send(Packet::Connect(connect)).await;
+        match self.recv().await {
+            Some(Packet::ConnAck(ConnAck { code, .. })) => code,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    fn pkid(&mut self) -> u16 {
+        self.next_pkid += 1;
+        self.next_pkid
+    }
+
+    async fn publish(&mut self, topic: &str, qos: QoS, payload: &[u8]) {
+        let mut p = Publish::new(topic, qos, payload.to_vec());
+        if qos != QoS::AtMostOnce {
+            p.pkid = self.pkid();
+        }
+        self.send(Packet::Publish(p)).await;
+    }
+
+    async fn subscribe(&mut self, filters: &[&str]) -> Vec<SubscribeReasonCode> {
+        let mut s = Subscribe::new(filters[0], QoS::AtLeastOnce);
+        for f in &filters[1..] {
+            s.add((*f).to_owned(), QoS::AtLeastOnce);
+        }
+        s.pkid = self.pkid();
+        self.send(Packet::Subscribe(s)).await;
+        match self.recv().await {
+            Some(Packet::SubAck(ack)) => ack.return_codes,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// The next PUBLISH from the server.
+    async fn next_publish(&mut self) -> Publish {
+        loop {
+            match self.recv().await {
+                Some(Packet::Publish(p)) => return p,
+                Some(_) => continue,
+                None => panic!("the connection closed before a PUBLISH arrived"),
+            }
+        }
+    }
+}
+
+async fn events_of(hub: &TestHub, device: &str) -> Vec<ironhub_store::Event> {
+    let log = hub.server.hub.events();
+    let partition = ironhub_store::eventlog::partition_for(device, log.partition_count());
+    log.read(partition, 0, 100).await.unwrap()
+}
+
+#[tokio::test]
+async fn telemetry_is_acknowledged_once_durable_with_its_properties() {
+    let hub = hub().await;
+    let key = hub.device("d1", serde_json::json!({})).await;
+    let (mut c, code) = hub.connect_sas("d1", &key, false).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+    assert_eq!(
+        hub.server
+            .hub
+            .get_device("d1")
+            .await
+            .unwrap()
+            .connection_state,
+        ironhub_store::ConnectionState::Connected
+    );
+
+    c.publish(
+        "devices/d1/messages/events/%24.mid=m%201&%24.ct=application%2Fjson&b=x%2Fy%20z&flag",
+        QoS::AtLeastOnce,
+        br#"{"t":1}"#,
+    )
+    .await;
+    assert!(matches!(c.recv().await, Some(Packet::PubAck(_))));
+    let events = events_of(&hub, "d1").await;
+    assert_eq!(events.len(), 1, "PUBACK came after the event was stored");
+    let e = &events[0].event;
+    assert_eq!(e.body, br#"{"t":1}"#);
+    assert_eq!(e.system_properties["message-id"], "m 1");
+    assert_eq!(e.system_properties["content-type"], "application/json");
+    assert_eq!(e.system_properties["iothub-connection-device-id"], "d1");
+    assert_eq!(e.application_properties["b"].as_deref(), Some("x/y z"));
+    assert_eq!(e.application_properties["flag"], None);
+
+    // Retain is not stored: it becomes the mqtt-retain property.
+    let mut retained = Publish::new(
+        "devices/d1/messages/events/",
+        QoS::AtMostOnce,
+        b"r".to_vec(),
+    );
+    retained.retain = true;
+    c.send(Packet::Publish(retained)).await;
+    c.send(Packet::PingReq).await;
+    assert!(matches!(c.recv().await, Some(Packet::PingResp)));
+    let events = events_of(&hub, "d1").await;
+    assert_eq!(
+        events[1].event.application_properties["mqtt-retain"].as_deref(),
+        Some("true")
+    );
+
+    // QoS 2 closes the connection, as IoT Hub does.
+    c.publish("devices/d1/messages/events/", QoS::ExactlyOnce, b"q2")
+        .await;
+    assert_eq!(c.recv().await, None);
+    assert_eq!(events_of(&hub, "d1").await.len(), 2);
+}
+
+#[tokio::test]
+async fn refused_connections_get_iot_hubs_connack_codes() {
+    let hub = hub().await;
+    let key = hub.device("d1", serde_json::json!({})).await;
+    let other = hub.device("d2", serde_json::json!({})).await;
+
+    let (_, code) = hub.connect_sas("d1", &other, true).await;
+    assert_eq!(code, ConnectReturnCode::NotAuthorized, "wrong key");
+    let (_, code) = hub.connect_sas("ghost", &key, true).await;
+    assert_eq!(code, ConnectReturnCode::NotAuthorized, "unknown device");
+
+    let mut c = hub.connect(None).await;
+    let mut connect = Connect::new("d1");
+    connect.set_login(format!("{HOST}/d1"), hub.token("d1", &key, unix_now() - 1));
+    assert_eq!(
+        c.handshake(connect).await,
+        ConnectReturnCode::NotAuthorized,
+        "expired token"
+    );
+
+    let mut c = hub.connect(None).await;
+    let mut connect = Connect::new("d1");
+    connect.set_login(format!("{HOST}/d2"), hub.token("d1", &key, unix_now() + 60));
+    assert_eq!(
+        c.handshake(connect).await,
+        ConnectReturnCode::BadUserNamePassword,
+        "username names another device"
+    );
+
+    hub.device("off", serde_json::json!({"status": "disabled"}))
+        .await;
+    let off_key = hub
+        .server
+        .hub
+        .get_device("off")
+        .await
+        .unwrap()
+        .authentication
+        .symmetric_key
+        .primary_key
+        .unwrap();
+    let (_, code) = hub.connect_sas("off", &off_key, true).await;
+    assert_eq!(code, ConnectReturnCode::NotAuthorized, "disabled device");
+
+    // Tasmota's username has no api-version at all.
+    let mut c = hub.connect(None).await;
+    let mut connect = Connect::new("d1");
+    connect.set_login(format!("{HOST}/d1"), hub.token("d1", &key, unix_now() + 60));
+    assert_eq!(c.handshake(connect).await, ConnectReturnCode::Success);
+}
+
+#[tokio::test]
+async fn subscriptions_takeover_and_persistent_sessions() {
+    let hub = hub().await;
+    let key = hub.device("d1", serde_json::json!({})).await;
+    let (mut first, _) = hub.connect_sas("d1", &key, false).await;
+    let codes = first
+        .subscribe(&[
+            "$iothub/methods/POST/#",
+            "cmnd/d1/#",
+            "devices/d2/messages/devicebound/#",
+        ])
+        .await;
+    assert_eq!(
+        codes,
+        [
+            SubscribeReasonCode::Success(QoS::AtLeastOnce),
+            SubscribeReasonCode::Failure,
+            SubscribeReasonCode::Failure
+        ]
+    );
+
+    // A second connection of the same device takes over; the first is closed.
+    let (mut second, code) = hub.connect_sas("d1", &key, false).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+    assert_eq!(first.recv().await, None, "the older connection is dropped");
+
+    // The new connection never subscribed, yet the persistent session still has methods.
+    let hub_handle = hub.server.hub.clone();
+    let call = tokio::spawn(async move {
+        let request = serde_json::from_value(serde_json::json!({
+            "methodName": "reboot", "payload": {"delay": 1}, "responseTimeoutInSeconds": 5
+        }))
+        .unwrap();
+        hub_handle.invoke_method("d1", request).await
+    });
+    let request = second.next_publish().await;
+    assert!(
+        request
+            .topic
+            .starts_with("$iothub/methods/POST/reboot/?$rid="),
+        "{}",
+        request.topic
+    );
+    assert_eq!(&request.payload[..], br#"{"delay":1}"#);
+    let rid = request.topic.rsplit("$rid=").next().unwrap().to_owned();
+    second
+        .publish(
+            &format!("$iothub/methods/res/200/?$rid={rid}"),
+            QoS::AtLeastOnce,
+            br#"{"ok":true}"#,
+        )
+        .await;
+    let result = call.await.unwrap().unwrap();
+    assert_eq!(result.status, 200);
+    assert_eq!(result.payload, serde_json::json!({"ok": true}));
+
+    // A clean session forgets the subscriptions.
+    drop(second);
+    let (_third, _) = hub.connect_sas("d1", &key, true).await;
+    let request = serde_json::from_value(
+        serde_json::json!({"methodName": "x", "responseTimeoutInSeconds": 5}),
+    )
+    .unwrap();
+    let e = hub
+        .server
+        .hub
+        .invoke_method("d1", request)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 404_103);
+}
+
+#[tokio::test]
+async fn twin_requests_and_desired_patches() {
+    let hub = hub().await;
+    let key = hub.device("d1", serde_json::json!({})).await;
+    let (mut c, _) = hub.connect_sas("d1", &key, true).await;
+    // PYDEV asks for its twin without subscribing to the response topic first.
+    c.publish("$iothub/twin/GET/?$rid=1", QoS::AtMostOnce, b" ")
+        .await;
+    let res = c.next_publish().await;
+    assert_eq!(res.topic, "$iothub/twin/res/200/?$rid=1");
+    let twin: serde_json::Value = serde_json::from_slice(&res.payload).unwrap();
+    assert_eq!(twin["desired"]["$version"], 1);
+    assert_eq!(twin["reported"]["$version"], 1);
+
+    c.publish(
+        "$iothub/twin/PATCH/properties/reported/?$rid=2",
+        QoS::AtLeastOnce,
+        br#"{"temp":21}"#,
+    )
+    .await;
+    let res = c.next_publish().await;
+    assert_eq!(res.topic, "$iothub/twin/res/204/?$rid=2&$version=2");
+    assert!(res.payload.is_empty());
+    c.publish(
+        "$iothub/twin/PATCH/properties/reported/?$rid=3",
+        QoS::AtMostOnce,
+        b"[1]",
+    )
+    .await;
+    assert!(
+        c.next_publish()
+            .await
+            .topic
+            .starts_with("$iothub/twin/res/400/?$rid=3")
+    );
+
+    c.subscribe(&["$iothub/twin/PATCH/properties/desired/#"])
+        .await;
+    let patch = serde_json::json!({"properties": {"desired": {"fw": "2"}}});
+    hub.server
+        .hub
+        .update_twin("d1", &patch, None, false)
+        .await
+        .unwrap();
+    let pushed = c.next_publish().await;
+    assert_eq!(
+        pushed.topic,
+        "$iothub/twin/PATCH/properties/desired/?$version=2"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&pushed.payload).unwrap();
+    assert_eq!(body, serde_json::json!({"fw": "2", "$version": 2}));
+}
+
+#[tokio::test]
+async fn the_will_is_sent_as_telemetry_when_a_device_drops() {
+    let hub = hub().await;
+    let key = hub.device("t1", serde_json::json!({})).await;
+    let mut c = hub.connect(None).await;
+    let mut connect = Connect::new("t1");
+    connect.keep_alive = 30;
+    connect.last_will = Some(LastWill::new(
+        "devices/t1/messages/events/topic=tele%2Ft1%2FLWT",
+        "Offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    connect.set_login(format!("{HOST}/t1"), hub.token("t1", &key, unix_now() + 60));
+    assert_eq!(c.handshake(connect).await, ConnectReturnCode::Success);
+    drop(c);
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events = events_of(&hub, "t1").await;
+        if !events.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(events.len(), 1, "the Will arrived");
+    let e = &events[0].event;
+    assert_eq!(e.body, b"Offline");
+    assert_eq!(
+        e.application_properties["iothub-MessageType"].as_deref(),
+        Some("Will")
+    );
+    assert_eq!(
+        e.application_properties["topic"].as_deref(),
+        Some("tele/t1/LWT")
+    );
+    assert_eq!(
+        e.application_properties["mqtt-retain"].as_deref(),
+        Some("true")
+    );
+}
+
+#[tokio::test]
+async fn x509_devices_connect_by_thumbprint_without_a_password() {
+    let hub = hub().await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["x1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (_, sha256) = ironhub_auth::thumbprints(cert.der());
+    hub.device(
+        "x1",
+        serde_json::json!({"authentication": {"type": "selfSigned",
+        "x509Thumbprint": {"primaryThumbprint": sha256.to_lowercase()}}}),
+    )
+    .await;
+    hub.device(
+        "x2",
+        serde_json::json!({"authentication": {"type": "selfSigned",
+        "x509Thumbprint": {"primaryThumbprint": "AB".repeat(20)}}}),
+    )
+    .await;
+    let pair = || {
+        (
+            cert.der().clone(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+    };
+    let mut c = hub.connect(Some(pair())).await;
+    let mut connect = Connect::new("x1");
+    connect.set_login(format!("{HOST}/x1/?api-version=2021-04-12"), "");
+    assert_eq!(c.handshake(connect).await, ConnectReturnCode::Success);
+
+    let mut c = hub.connect(Some(pair())).await;
+    let mut connect = Connect::new("x2");
+    connect.set_login(format!("{HOST}/x2/?api-version=2021-04-12"), "");
+    assert_eq!(
+        c.handshake(connect).await,
+        ConnectReturnCode::NotAuthorized,
+        "thumbprint not registered"
+    );
+
+    let mut c = hub.connect(None).await;
+    let mut connect = Connect::new("x1");
+    connect.set_login(format!("{HOST}/x1"), "");
+    assert_eq!(
+        c.handshake(connect).await,
+        ConnectReturnCode::NotAuthorized,
+        "no certificate"
+    );
+}
