@@ -71,6 +71,26 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(rows) if rows else "(empty)"
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when pytest dies, however it dies, so that no
+    server outlives the run and holds 127.0.0.X:443 against the next one."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except Exception:
+        pass
+
+
+def _listening(addr: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(addr, timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 class IronHub:
     """One `ironhub serve` process on `address`, with its data in `workdir/data`."""
 
@@ -104,6 +124,12 @@ class IronHub:
 
     def start(self) -> None:
         assert self.proc is None, "already running"
+        if _listening(self.https):
+            pytest.fail(
+                f"something already listens on {self.address}:443 (a server left over from an "
+                "earlier run?); the readiness check would mistake it for this server",
+                pytrace=False,
+            )
         self.starts += 1
         marker = f"===== ironhub start #{self.starts} at {time.strftime('%H:%M:%S')} =====\n"
         # Append, so the logs of earlier runs (before kill9/restart) stay readable.
@@ -118,6 +144,7 @@ class IronHub:
                 stderr=err,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         self._wait_ready()
         self.info = self._read_info()

@@ -154,7 +154,8 @@ def test_delete_with_etag(rm):
 
 def test_keys_generated_when_absent(rm):
     """`None` keys are left out of the body by msrest (`"symmetricKey":{}`); empty strings are
-    sent as `""`. Either way the server generates both keys, and they differ."""
+    sent as `""`. Either way the server generates both keys, and they differ. (The C# SDK maps
+    empty keys to "absent" before sending; ironhub does the same on the server side.)"""
     for keys in ((None, None), ("", "")):
         device_id = uid("gen")
         created = rm.create_device_with_sas(device_id, *keys, "enabled")
