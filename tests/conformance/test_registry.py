@@ -445,3 +445,58 @@ def test_created_device_survives_kill9(hub, rm):
     # And etags keep moving forward after the restart.
     updated = rm2.update_device_with_sas(device_id, got.etag, pk, sk, "disabled")
     assert updated.etag != created.etag
+
+
+def _device_sas(host: str, device_id: str, key: str, ttl: int = 3600) -> str:
+    import hashlib
+    import hmac
+    import urllib.parse
+
+    sr = urllib.parse.quote(f"{host}/devices/{device_id}", safe="")
+    se = str(int(time.time()) + ttl)
+    sig = base64.b64encode(
+        hmac.new(base64.b64decode(key), f"{sr}\n{se}".encode(), hashlib.sha256).digest()
+    ).decode()
+    return f"SharedAccessSignature sr={sr}&sig={urllib.parse.quote(sig, safe='')}&se={se}"
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_connection_state_after_kill9(hub, rm):
+    """A device connected when the server is SIGKILLed is not connected after the restart until
+    it reconnects: the registry must not keep showing `Connected` (direct-method callers and
+    dashboards go by it)."""
+    import ssl
+
+    import paho.mqtt.client as mqtt
+
+    device_id = uid("state")
+    key = rm.create_device_with_sas(device_id, None, None, "enabled").authentication.symmetric_key.primary_key
+    client = mqtt.Client(client_id=device_id, clean_session=False, protocol=mqtt.MQTTv311)
+    client.username_pw_set(f"{hub.hostname}/{device_id}/?api-version=2021-04-12", _device_sas(hub.hostname, device_id, key))
+    client.tls_set(ca_certs=hub.ca_file, tls_version=ssl.PROTOCOL_TLSv1_2)
+    try:
+        assert client.connect(hub.address, 8883, keepalive=60) == 0
+        client.loop_start()
+        _wait(lambda: rm.get_device(device_id).connection_state == "Connected", 10, "Connected")
+
+        client.loop_stop()  # no reconnect from here on
+        hub.kill9()
+        hub.restart()
+        rm2 = hub.registry_manager()
+        got = rm2.get_device(device_id)
+        assert got.connection_state == "Disconnected", (
+            "after a restart, a device that has not reconnected must show Disconnected"
+        )
+        assert rm2.get_service_statistics().connected_device_count == 0
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
