@@ -346,6 +346,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn disconnect_all(&self) -> Result<u64> {
+        Self::run_on(self.runtime.clone(), |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let docs: Vec<String> = tx
+                .prepare("SELECT doc FROM devices WHERE connected = 1")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let now = Some(chrono::Utc::now());
+            for doc in &docs {
+                let mut device: DeviceRecord = serde_json::from_str(doc)?;
+                device.connection_state = ConnectionState::Disconnected;
+                device.connection_state_updated_time = now;
+                store_device(&tx, &device)?;
+            }
+            tx.commit()?;
+            Ok(docs.len() as u64)
+        })
+        .await
+    }
+
     async fn get_twin(&self, device_id: &str) -> Result<Option<TwinRecord>> {
         let id = device_id.to_owned();
         self.with(move |conn| load_twin(conn, &id)).await
@@ -610,6 +630,22 @@ mod tests {
         assert_eq!(now.connection_state, ConnectionState::Connected);
         assert_eq!(now.cloud_to_device_message_count, 2);
         assert_eq!(store.device_counts().await.unwrap().connected, 1);
+        assert_eq!(store.disconnect_all().await.unwrap(), 1);
+        assert_eq!(store.device_counts().await.unwrap().connected, 0);
+        assert_eq!(
+            store.get_device("r").await.unwrap().unwrap().etag,
+            created.etag
+        );
+        store
+            .update_device_runtime(
+                "r",
+                RuntimeUpdate {
+                    connection_state: Some(ConnectionState::Connected),
+                    ..RuntimeUpdate::default()
+                },
+            )
+            .await
+            .unwrap();
 
         // A registry update written from a stale read keeps the stored runtime fields.
         let mut stale = created.clone();
