@@ -273,7 +273,9 @@ pub fn host_without_port(host: &str) -> &str {
     }
     match host.split_once(':') {
         Some((name, port))
-            if !port.is_empty() && !port.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
+            if !port.is_empty()
+                && !port.contains(':')
+                && port.bytes().all(|b| b.is_ascii_digit()) =>
         {
             name
         }
@@ -363,8 +365,8 @@ mod tests {
         let cs = ConnectionString::parse("HostName=h;SharedAccessKey=!!").unwrap();
         let e = HubClient::new(cs, &[]).unwrap_err();
         assert!(e.to_string().contains("not base64"), "{e}");
-        let cs =
-            ConnectionString::parse(&format!("HostName=https://h/x;SharedAccessKey={KEY}")).unwrap();
+        let cs = ConnectionString::parse(&format!("HostName=https://h/x;SharedAccessKey={KEY}"))
+            .unwrap();
         assert!(HubClient::new(cs, &[]).is_err());
     }
 

@@ -79,7 +79,9 @@ fn find_rustls<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Er
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
             && let Some(tls) = find_rustls(inner)
         {
             return Some(tls);
@@ -134,7 +136,10 @@ mod tests {
         assert!(matches!(e, ClientError::CertificateNotTrusted { .. }));
         let text = e.to_string();
         assert!(text.starts_with("certificate not trusted"), "{text}");
-        assert!(text.contains("--cafile") && text.contains("SSL_CERT_FILE"), "{text}");
+        assert!(
+            text.contains("--cafile") && text.contains("SSL_CERT_FILE"),
+            "{text}"
+        );
 
         let io = std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -156,7 +161,10 @@ mod tests {
     #[test]
     fn missing_or_empty_ca_files_are_named() {
         let e = client_config(&[PathBuf::from("/nonexistent/ca.pem")]).unwrap_err();
-        assert!(e.to_string().starts_with("cannot use the CA file /nonexistent/ca.pem"));
+        assert!(
+            e.to_string()
+                .starts_with("cannot use the CA file /nonexistent/ca.pem")
+        );
         let dir = std::env::temp_dir().join(format!("ironhub-client-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");

@@ -4,8 +4,8 @@ use anyhow::{Context as _, bail};
 use serde_json::{Map, Value, json};
 
 use super::hub::{
-    AuthMethod, CreateArgs, DeleteArgs, DeviceConnectionStringArgs, DeviceFlags, KeyType,
-    ListArgs, UpdateArgs,
+    AuthMethod, CreateArgs, DeleteArgs, DeviceConnectionStringArgs, DeviceFlags, KeyType, ListArgs,
+    UpdateArgs,
 };
 use super::login::Session;
 
@@ -92,7 +92,9 @@ pub fn device_connection_string(
         }
         _ => {
             let key = device_key(device, key_type)?;
-            Ok(format!("HostName={host};DeviceId={id};SharedAccessKey={key}"))
+            Ok(format!(
+                "HostName={host};DeviceId={id};SharedAccessKey={key}"
+            ))
         }
     }
 }
@@ -250,9 +252,9 @@ fn check_credentials(method: AuthMethod, flags: &DeviceFlags) -> anyhow::Result<
             "a shared_private_key device takes no thumbprints (--primary-thumbprint, \
              --secondary-thumbprint); pass --auth-method x509_thumbprint for a certificate device"
         ),
-        AuthMethod::X509Thumbprint if keys => bail!(
-            "an x509_thumbprint device takes no keys (--primary-key, --secondary-key)"
-        ),
+        AuthMethod::X509Thumbprint if keys => {
+            bail!("an x509_thumbprint device takes no keys (--primary-key, --secondary-key)")
+        }
         AuthMethod::X509Ca if keys || thumbprints => bail!(
             "an x509_ca device takes no keys or thumbprints: its certificate chain authenticates it"
         ),
@@ -335,7 +337,10 @@ mod tests {
         };
         apply_update(&mut d, &flags).unwrap();
         assert_eq!(d["status"], "disabled");
-        assert_eq!(d["authentication"]["symmetricKey"]["primaryKey"], "cHJpbWFyeQ==");
+        assert_eq!(
+            d["authentication"]["symmetricKey"]["primaryKey"],
+            "cHJpbWFyeQ=="
+        );
         assert_eq!(d["authentication"]["symmetricKey"]["secondaryKey"], "bmV3");
         assert_eq!(d["capabilities"]["iotEdge"], false);
         assert_eq!(d["etag"], "MA==");
@@ -356,7 +361,10 @@ mod tests {
         };
         apply_update(&mut d, &to_x509).unwrap();
         assert_eq!(d["authentication"]["type"], "selfSigned");
-        assert_eq!(d["authentication"]["symmetricKey"]["primaryKey"], Value::Null);
+        assert_eq!(
+            d["authentication"]["symmetricKey"]["primaryKey"],
+            Value::Null
+        );
         // Keys on a thumbprint device are refused; a new secondary thumbprint is fine.
         let keys = DeviceFlags {
             primary_key: Some("a2V5".into()),

@@ -87,7 +87,11 @@ fn parse_login(text: &str) -> anyhow::Result<ConnectionString> {
              `ironhub hub connection-string show` on the server's machine"
         );
     }
-    if cs.shared_access_key_name.as_deref().is_none_or(str::is_empty) {
+    if cs
+        .shared_access_key_name
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
         bail!("--login has no SharedAccessKeyName (the shared access policy's name)");
     }
     if cs.shared_access_key.as_deref().is_none_or(str::is_empty) {
@@ -145,8 +149,8 @@ mod tests {
 
     #[test]
     fn logins_must_be_service_strings() {
-        let ok = parse_login("HostName=h;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5")
-            .unwrap();
+        let ok =
+            parse_login("HostName=h;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5").unwrap();
         assert_eq!(ok.host_name, "h");
         let e = parse_login("HostName=h;DeviceId=d;SharedAccessKey=a2V5").unwrap_err();
         assert!(e.to_string().contains("device connection string"), "{e}");

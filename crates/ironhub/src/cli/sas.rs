@@ -16,18 +16,17 @@ pub async fn generate(session: &Session, args: &SasTokenArgs) -> anyhow::Result<
     let token = match &args.device_id {
         Some(id) => {
             if args.policy_name.is_some() {
-                bail!("--policy-name signs hub tokens; a device token (-d) is signed with the device's key");
+                bail!(
+                    "--policy-name signs hub tokens; a device token (-d) is signed with the device's key"
+                );
             }
             let device = session.client()?.get_device(id).await?;
             let key = device_key(&device, args.key_type)?;
             device_token(session.host(), id, &key, expiry)?
         }
         None => {
-            let policy = policy_connection_string(
-                session,
-                args.policy_name.as_deref(),
-                args.key_type,
-            )?;
+            let policy =
+                policy_connection_string(session, args.policy_name.as_deref(), args.key_type)?;
             hub_token(&policy, expiry)?
         }
     };
@@ -37,17 +36,15 @@ pub async fn generate(session: &Session, args: &SasTokenArgs) -> anyhow::Result<
 /// `generate-sas-token --connection-string`: signs with the string's own key, offline. A device
 /// (or module) string gives a device token, a policy string a hub token.
 pub fn from_connection_string(text: &str, duration: u64) -> anyhow::Result<Value> {
-    let cs = ConnectionString::parse(text).context("--connection-string is not a connection string")?;
+    let cs =
+        ConnectionString::parse(text).context("--connection-string is not a connection string")?;
     let expiry = expiry(duration)?;
     let key = cs
         .key()
         .context("--connection-string has no SharedAccessKey to sign with")?;
     let token = match (&cs.device_id, &cs.module_id) {
         (Some(device), module) => {
-            let mut resource = format!(
-                "{}/devices/{device}",
-                host_without_port(&cs.host_name)
-            );
+            let mut resource = format!("{}/devices/{device}", host_without_port(&cs.host_name));
             if let Some(m) = module {
                 resource.push_str("/modules/");
                 resource.push_str(m);
@@ -122,7 +119,9 @@ fn device_token(host: &str, device_id: &str, key: &str, expiry: u64) -> anyhow::
 
 /// `sr={host}&…&skn={policy}`, signed with the policy key.
 fn hub_token(cs: &ConnectionString, expiry: u64) -> anyhow::Result<String> {
-    let key = cs.key().context("the connection string has no SharedAccessKey")?;
+    let key = cs
+        .key()
+        .context("the connection string has no SharedAccessKey")?;
     Ok(sas::generate(
         host_without_port(&cs.host_name),
         key,
