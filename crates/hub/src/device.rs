@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use ironhub_auth::thumbprints;
-use ironhub_store::{AuthType, ConnectionState, DeviceStatus, DeviceWrite, Event, NewEvent};
+use ironhub_store::{AuthType, ConnectionState, DeviceStatus, Event, NewEvent, RuntimeUpdate};
 
 use crate::{Hub, HubError};
 
@@ -144,36 +144,18 @@ impl Hub {
     }
 
     /// Records that a device connected or disconnected (`connectionState`,
-    /// `connectionStateUpdatedTime`, `lastActivityTime`). A device deleted meanwhile is left
-    /// deleted.
+    /// `connectionStateUpdatedTime`, `lastActivityTime`), without changing its etag.
     pub async fn set_connected(&self, device_id: &str, connected: bool) -> Result<(), HubError> {
-        // Retry the compare-and-swap a few times: a registry update may race with us.
-        for _ in 0..5 {
-            let Some(mut device) = self.store.get_device(device_id).await? else {
-                return Ok(());
-            };
-            let now = Some(Utc::now());
-            let etag = device.etag.clone();
-            device.connection_state = if connected {
+        let update = RuntimeUpdate {
+            connection_state: Some(if connected {
                 ConnectionState::Connected
             } else {
                 ConnectionState::Disconnected
-            };
-            device.connection_state_updated_time = now;
-            device.last_activity_time = now;
-            let write = DeviceWrite::Replace {
-                record: device,
-                if_match: Some(etag),
-            };
-            if self.store.write_devices(vec![write]).await?.is_ok() {
-                return Ok(());
-            }
-        }
-        tracing::warn!(
-            device_id,
-            connected,
-            "could not record the connection state"
-        );
+            }),
+            at: Some(Utc::now()),
+            c2d_delta: 0,
+        };
+        self.store.update_device_runtime(device_id, update).await?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
     BatchResult, ConnectionState, DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, Endpoint,
-    HubSettings, Result, Store, StoreError, TwinRecord, WriteConflict,
+    HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord, WriteConflict,
 };
 
 const FILE_NAME: &str = "ironhub.db";
@@ -162,6 +162,12 @@ fn load_twin(conn: &Connection, id: &str) -> Result<Option<TwinRecord>> {
 
 fn save_device(conn: &Connection, mut record: DeviceRecord) -> Result<DeviceRecord> {
     record.etag = next_etag(conn)?;
+    store_device(conn, &record)?;
+    Ok(record)
+}
+
+/// Writes a device as it is, etag included.
+fn store_device(conn: &Connection, record: &DeviceRecord) -> Result<()> {
     conn.execute(
         "INSERT INTO devices (device_id, enabled, connected, doc) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (device_id) DO UPDATE
@@ -170,10 +176,10 @@ fn save_device(conn: &Connection, mut record: DeviceRecord) -> Result<DeviceReco
             record.device_id,
             record.status == DeviceStatus::Enabled,
             record.connection_state == ConnectionState::Connected,
-            serde_json::to_string(&record)?
+            serde_json::to_string(record)?
         ],
     )?;
-    Ok(record)
+    Ok(())
 }
 
 /// Escapes `%`, `_` and `\\` for a LIKE pattern (device ids may contain `%` and `_`).
@@ -198,8 +204,18 @@ fn apply(
         (DeviceWrite::Replace { .. } | DeviceWrite::Delete { .. }, None) => {
             Err(WriteConflict::NotFound)
         }
-        (DeviceWrite::Replace { record, if_match }, Some(current)) => {
+        (
+            DeviceWrite::Replace {
+                mut record,
+                if_match,
+            },
+            Some(current),
+        ) => {
             if etag_matches(&current, if_match.as_deref()) {
+                record.connection_state = current.connection_state;
+                record.connection_state_updated_time = current.connection_state_updated_time;
+                record.last_activity_time = current.last_activity_time;
+                record.cloud_to_device_message_count = current.cloud_to_device_message_count;
                 Ok(Some(save_device(conn, record)?))
             } else {
                 Err(WriteConflict::EtagMismatch)
@@ -288,6 +304,31 @@ impl Store for SqliteStore {
                 disabled: total - enabled,
                 connected,
             })
+        })
+        .await
+    }
+
+    async fn update_device_runtime(&self, id: &str, update: RuntimeUpdate) -> Result<bool> {
+        let id = id.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(mut device) = load_device(&tx, &id)? else {
+                return Ok(false);
+            };
+            if let Some(state) = update.connection_state {
+                device.connection_state = state;
+                device.connection_state_updated_time =
+                    update.at.or(device.connection_state_updated_time);
+            }
+            if update.at.is_some() {
+                device.last_activity_time = update.at;
+            }
+            let count = i64::try_from(device.cloud_to_device_message_count).unwrap_or(i64::MAX);
+            device.cloud_to_device_message_count =
+                u64::try_from((count + update.c2d_delta).max(0)).unwrap_or(0);
+            store_device(&tx, &device)?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
@@ -387,7 +428,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Authentication;
+    use crate::{Authentication, ConnectionState, RuntimeUpdate};
 
     fn device(id: &str) -> DeviceRecord {
         DeviceRecord {
@@ -508,6 +549,56 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(store.device_counts().await.unwrap().total, 3);
         assert!(SqliteStore::open_existing(&dir.path().join("nothing")).is_err());
+    }
+
+    #[tokio::test]
+    async fn runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let created = store
+            .write_devices(vec![DeviceWrite::Create(device("r"))])
+            .await
+            .unwrap()
+            .unwrap()[0]
+            .clone()
+            .unwrap();
+        let connected = RuntimeUpdate {
+            connection_state: Some(ConnectionState::Connected),
+            at: Some(chrono::Utc::now()),
+            c2d_delta: 2,
+        };
+        assert!(store.update_device_runtime("r", connected).await.unwrap());
+        assert!(
+            !store
+                .update_device_runtime("nobody", RuntimeUpdate::default())
+                .await
+                .unwrap()
+        );
+        let now = store.get_device("r").await.unwrap().unwrap();
+        assert_eq!(
+            now.etag, created.etag,
+            "a connection does not invalidate If-Match"
+        );
+        assert_eq!(now.connection_state, ConnectionState::Connected);
+        assert_eq!(now.cloud_to_device_message_count, 2);
+        assert_eq!(store.device_counts().await.unwrap().connected, 1);
+
+        // A registry update written from a stale read keeps the stored runtime fields.
+        let mut stale = created.clone();
+        stale.status = DeviceStatus::Disabled;
+        let written = store
+            .write_devices(vec![DeviceWrite::Replace {
+                record: stale,
+                if_match: Some(created.etag.clone()),
+            }])
+            .await
+            .unwrap()
+            .unwrap()[0]
+            .clone()
+            .unwrap();
+        assert_eq!(written.connection_state, ConnectionState::Connected);
+        assert_eq!(written.cloud_to_device_message_count, 2);
+        assert_eq!(written.status, DeviceStatus::Disabled);
     }
 
     #[tokio::test]
