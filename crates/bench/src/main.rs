@@ -19,7 +19,7 @@ use ironhub_auth::{sas, unix_now};
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{LocalBus, SqliteEventLog, SqliteStore};
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{ConnectReturnCode, Connect, Packet, Publish};
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, Publish};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -121,7 +121,12 @@ async fn prepare_ironhub(dir: &Path, devices: usize) -> anyhow::Result<Vec<Strin
     for i in 0..devices {
         let spec = serde_json::from_value(serde_json::json!({}))?;
         let d = hub.put_device(&device_id(i), &spec, None).await?;
-        keys.push(d.authentication.symmetric_key.primary_key.unwrap_or_default());
+        keys.push(
+            d.authentication
+                .symmetric_key
+                .primary_key
+                .unwrap_or_default(),
+        );
     }
     Ok(keys)
 }
@@ -171,7 +176,12 @@ enum Login {
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
-async fn connect(config: Arc<rustls::ClientConfig>, port: u16, id: &str, login: Login) -> anyhow::Result<Tls> {
+async fn connect(
+    config: Arc<rustls::ClientConfig>,
+    port: u16,
+    id: &str,
+    login: Login,
+) -> anyhow::Result<Tls> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     tcp.set_nodelay(true)?;
     let mut tls = tokio_rustls::TlsConnector::from(config)
@@ -180,7 +190,12 @@ async fn connect(config: Arc<rustls::ClientConfig>, port: u16, id: &str, login: 
     let mut c = Connect::new(id);
     c.keep_alive = 60;
     if let Login::Sas(key) = login {
-        let token = sas::generate(&format!("{HOST}/devices/{id}"), &key, unix_now() + 3600, None)?;
+        let token = sas::generate(
+            &format!("{HOST}/devices/{id}"),
+            &key,
+            unix_now() + 3600,
+            None,
+        )?;
         c.set_login(format!("{HOST}/{id}/?api-version=2021-04-12"), token);
     }
     write(&mut tls, Packet::Connect(c)).await?;
@@ -252,7 +267,9 @@ async fn run(
     let mut tasks = Vec::with_capacity(args.devices);
     for (i, tls) in conns.into_iter().enumerate() {
         let (payload, messages, inflight) = (payload.clone(), args.messages, args.inflight);
-        tasks.push(tokio::spawn(async move { send_all(tls, i, messages, inflight, payload).await }));
+        tasks.push(tokio::spawn(async move {
+            send_all(tls, i, messages, inflight, payload).await
+        }));
     }
     for t in tasks {
         t.await??;
@@ -265,7 +282,13 @@ async fn run(
 }
 
 /// Sends `messages` QoS 1 messages with at most `inflight` unacknowledged.
-async fn send_all(mut tls: Tls, i: usize, messages: usize, inflight: usize, payload: Vec<u8>) -> anyhow::Result<()> {
+async fn send_all(
+    mut tls: Tls,
+    i: usize,
+    messages: usize,
+    inflight: usize,
+    payload: Vec<u8>,
+) -> anyhow::Result<()> {
     let topic = format!("devices/{}/messages/events/", device_id(i));
     let mut buf = BytesMut::new();
     let (mut sent, mut acked) = (0usize, 0usize);
@@ -295,6 +318,14 @@ fn report(args: &Args, ironhub: Figures, peer: Option<Figures>) {
         Some(b) => println!("| {name} | {a:.0} | {b:.0} | {:.2} |", a / b),
         None => println!("| {name} | {a:.0} | – | – |"),
     };
-    row("connects/s (TLS + CONNECT)", ironhub.connects_per_sec, peer.map(|p| p.connects_per_sec));
-    row("QoS 1 messages/s", ironhub.messages_per_sec, peer.map(|p| p.messages_per_sec));
+    row(
+        "connects/s (TLS + CONNECT)",
+        ironhub.connects_per_sec,
+        peer.map(|p| p.connects_per_sec),
+    );
+    row(
+        "QoS 1 messages/s",
+        ironhub.messages_per_sec,
+        peer.map(|p| p.messages_per_sec),
+    );
 }

@@ -18,6 +18,7 @@ pub struct HubArgs {
 
 /// How every `ironhub hub` command finds and trusts its hub.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Hub login and output")]
 pub struct CommonArgs {
     /// The hub's name: its host name or the first label of it. Only checked against the login.
     #[arg(long = "hub-name", short = 'n', global = true)]
@@ -36,7 +37,7 @@ pub struct CommonArgs {
     #[arg(long = "data-dir", env = "IRONHUB_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// A PEM file of extra CA certificates to trust (an ironhub server's is DATA_DIR/tls/ca.pem).
-    /// The system's roots are trusted too, and SSL_CERT_FILE is honoured.
+    /// The system's roots are trusted too; SSL_CERT_FILE, when set, replaces them as in OpenSSL.
     #[arg(long = "cafile", global = true)]
     pub cafile: Option<PathBuf>,
     /// Output format.
