@@ -36,6 +36,15 @@ impl AuthMethod {
     }
 }
 
+/// The outcome of authenticating a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAuth {
+    pub method: AuthMethod,
+    /// When the SAS token expires (Unix seconds); `None` for certificates.
+    pub expires: Option<u64>,
+    pub generation_id: String,
+}
+
 /// An authenticated device (or module) on a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceIdentity {
@@ -94,7 +103,7 @@ impl Hub {
         &self,
         device_id: &str,
         chain: &[impl AsRef<[u8]>],
-    ) -> Result<AuthMethod, HubError> {
+    ) -> Result<DeviceAuth, HubError> {
         let leaf = chain.first().ok_or_else(|| {
             HubError::Unauthorized("Unauthorized: no password and no client certificate.".into())
         })?;
@@ -135,12 +144,11 @@ impl Hub {
                 "Unauthorized: the device '{device_id}' is disabled."
             )));
         }
-        Ok(method)
-    }
-
-    /// The device's generation id (for the identity of a connection).
-    pub async fn generation_id(&self, device_id: &str) -> Result<String, HubError> {
-        Ok(self.get_device(device_id).await?.generation_id)
+        Ok(DeviceAuth {
+            method,
+            expires: None,
+            generation_id: device.generation_id,
+        })
     }
 
     /// Records that a device connected or disconnected (`connectionState`,
