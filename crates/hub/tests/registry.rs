@@ -93,6 +93,42 @@ async fn create_update_conflict_and_delete() {
 }
 
 #[tokio::test]
+async fn edge_devices_get_a_device_scope() {
+    let (hub, _dir) = hub().await;
+    let e = hub
+        .put_device(
+            "edge1",
+            &spec(json!({"capabilities": {"iotEdge": true}})),
+            None,
+        )
+        .await
+        .unwrap();
+    let scope = e.device_scope.clone().unwrap();
+    assert_eq!(
+        scope,
+        format!("ms-azure-iot-edge://edge1-{}", e.generation_id)
+    );
+    let again = hub
+        .put_device(
+            "edge1",
+            &spec(json!({"capabilities": {"iotEdge": true}})),
+            Some("*"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.device_scope.as_deref(),
+        Some(scope.as_str()),
+        "the scope is kept"
+    );
+    let plain = hub
+        .put_device("leaf1", &spec(json!({})), None)
+        .await
+        .unwrap();
+    assert_eq!(plain.device_scope, None);
+}
+
+#[tokio::test]
 async fn bad_input_is_refused_and_writes_nothing() {
     let (hub, _dir) = hub().await;
     let cases = [
