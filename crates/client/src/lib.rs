@@ -127,6 +127,20 @@ impl HubClient {
         body: Option<&Value>,
         if_match: Option<&str>,
     ) -> Result<Value, ClientError> {
+        self.request_within(method, path, query, body, if_match, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// [`HubClient::request`] with its own time limit (a direct method may wait minutes).
+    pub async fn request_within(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
         let url = self.url(path, query);
         let token = self.sas_token(unix_now() + TOKEN_VALIDITY_SECS)?;
         let mut builder = Request::builder()
@@ -172,11 +186,11 @@ impl HubClient {
                 .to_bytes();
             Ok::<_, ClientError>((parts, bytes))
         };
-        let (parts, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        let (parts, bytes) = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| ClientError::Timeout {
                 host: self.host.clone(),
-                seconds: REQUEST_TIMEOUT.as_secs(),
+                seconds: timeout.as_secs(),
             })??;
 
         let status = parts.status.as_u16();
@@ -248,6 +262,55 @@ impl HubClient {
         self.request(Method::POST, "/devices", &[], Some(body), None)
             .await
     }
+
+    /// `GET /twins/{id}`: the device twin.
+    pub async fn get_twin(&self, id: &str) -> Result<Value, ClientError> {
+        self.request(Method::GET, &twin_path(id), &[], None, None)
+            .await
+    }
+
+    /// `PATCH /twins/{id}` (tags and desired properties merged) or, with `replace`,
+    /// `PUT /twins/{id}`; `If-Match` is the etag or `"*"`.
+    pub async fn update_twin(
+        &self,
+        id: &str,
+        twin: &Value,
+        etag: Option<&str>,
+        replace: bool,
+    ) -> Result<Value, ClientError> {
+        let method = if replace { Method::PUT } else { Method::PATCH };
+        self.request(
+            method,
+            &twin_path(id),
+            &[],
+            Some(twin),
+            Some(etag.unwrap_or("*")),
+        )
+        .await
+    }
+
+    /// `POST /twins/{id}/methods`: invokes a direct method and waits for the device's answer.
+    /// `call` is IoT Hub's `CloudToDeviceMethod` (`methodName`, `payload`,
+    /// `responseTimeoutInSeconds`, `connectTimeoutInSeconds`).
+    pub async fn invoke_method(&self, id: &str, call: &Value) -> Result<Value, ClientError> {
+        let seconds = |k: &str| call[k].as_u64().unwrap_or(0);
+        let wait = seconds("responseTimeoutInSeconds").max(30) + seconds("connectTimeoutInSeconds");
+        let path = format!("{}/methods", twin_path(id));
+        self.request_within(
+            Method::POST,
+            &path,
+            &[],
+            Some(call),
+            None,
+            Duration::from_secs(wait + 15),
+        )
+        .await
+    }
+}
+
+/// `/twins/{id}` with the id percent-encoded as one path segment.
+pub fn twin_path(id: &str) -> String {
+    format!("/twins/{}", &device_path(id)["/devices/".len()..])
 }
 
 /// `/devices/{id}` with the id percent-encoded as one path segment.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
-use super::{device, login, output, sas};
+use super::{device, login, output, sas, twin};
 
 /// `ironhub hub`
 #[derive(Debug, Args)]
@@ -54,6 +54,15 @@ pub enum HubCommand {
         #[command(subcommand)]
         command: DeviceIdentityCommand,
     },
+    /// Manage device twins.
+    #[command(name = "device-twin")]
+    DeviceTwin {
+        #[command(subcommand)]
+        command: twin::DeviceTwinCommand,
+    },
+    /// Invoke a direct method on a device and print its answer.
+    #[command(name = "invoke-device-method")]
+    InvokeDeviceMethod(twin::InvokeMethodArgs),
     /// Generate a SAS token for a device or for a hub shared access policy.
     #[command(name = "generate-sas-token")]
     GenerateSasToken(SasTokenArgs),
@@ -305,6 +314,18 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
                     command: DeviceConnectionStringCommand::Show(a),
                 } => device::connection_string(&session, &a).await?,
             }
+        }
+        HubCommand::DeviceTwin { command } => {
+            let session = login::Session::open(&common).await?;
+            match command {
+                twin::DeviceTwinCommand::Show(a) => twin::show(&session, &a.device_id).await?,
+                twin::DeviceTwinCommand::Update(a) => twin::update(&session, &a).await?,
+                twin::DeviceTwinCommand::Replace(a) => twin::replace(&session, &a).await?,
+            }
+        }
+        HubCommand::InvokeDeviceMethod(a) => {
+            let session = login::Session::open(&common).await?;
+            twin::invoke(&session, &a).await?
         }
         HubCommand::GenerateSasToken(a) => match &a.connection_string {
             Some(cs) => sas::from_connection_string(cs, a.duration)?,

@@ -6,3 +6,4 @@ pub mod hub;
 mod login;
 mod output;
 mod sas;
+mod twin;
