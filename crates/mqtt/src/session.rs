@@ -91,6 +91,10 @@ where
     let attachment = ctx.hub.bus().attach(&key);
     let connection_id = attachment.connection_id;
     let mut session = Session::new(ctx.hub.clone(), admitted, &connect).await;
+    // Recorded before the CONNACK, so that a device (or test) that asks right after sees it.
+    if let Err(e) = ctx.hub.set_connected(&session.who.device_id, true).await {
+        tracing::warn!(error = %e, "could not record the connection");
+    }
     if conn
         .send(Packet::ConnAck(ConnAck::new(
             ConnectReturnCode::Success,
@@ -99,9 +103,6 @@ where
         .await
         .is_ok()
     {
-        if let Err(e) = ctx.hub.set_connected(&session.who.device_id, true).await {
-            tracing::warn!(error = %e, "could not record the connection");
-        }
         tracing::info!(target: "Connections", device = %key, peer = %ctx.peer, "device connected");
         let end = session.run(&mut conn, attachment).await;
         tracing::info!(target: "Connections", device = %key, end = ?end, "device disconnected");

@@ -286,9 +286,10 @@ fn new_lock_token() -> String {
 
 const MESSAGE_COLUMNS: &str = "seq, doc, body, delivery_count, lock_token, locked_until";
 
-fn message_from_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(i64, String, Vec<u8>, u32, Option<String>, Option<i64>)> {
+/// A `c2d_messages` row as read: `MESSAGE_COLUMNS` in order.
+type MessageRow = (i64, String, Vec<u8>, u32, Option<String>, Option<i64>);
+
+fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -300,14 +301,7 @@ fn message_from_row(
 }
 
 fn to_message(
-    (seq, doc, body, delivery_count, lock_token, locked_until): (
-        i64,
-        String,
-        Vec<u8>,
-        u32,
-        Option<String>,
-        Option<i64>,
-    ),
+    (seq, doc, body, delivery_count, lock_token, locked_until): MessageRow,
 ) -> Result<C2dMessage> {
     let mut m: C2dMessage = serde_json::from_str(&doc)?;
     m.body = body;
@@ -907,13 +901,13 @@ mod tests {
         assert!(store.hub_settings().await.unwrap().is_none());
         let first = HubSettings {
             policies: ironhub_auth::default_hub_policies(),
-            created_time: chrono::Utc::now(),
+            created_time: Utc::now(),
         };
         let kept = store.hub_settings_or_init(first.clone()).await.unwrap();
         assert_eq!(kept, first);
         let other = HubSettings {
             policies: ironhub_auth::default_hub_policies(),
-            created_time: chrono::Utc::now(),
+            created_time: Utc::now(),
         };
         assert_eq!(store.hub_settings_or_init(other).await.unwrap(), first);
         assert!(first.policy("IOTHUBOWNER").is_some());
