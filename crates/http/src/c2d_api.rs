@@ -215,7 +215,7 @@ async fn authenticate_device(
     connection: Option<&ConnectionInfo>,
 ) -> Result<DeviceIdentity, ApiError> {
     let auth = match header_str(headers, header::AUTHORIZATION.as_str()) {
-        Some(token) => hub.authenticate_device(device_id, token).await?.0,
+        Some(token) => hub.authenticate_device(device_id, token).await?,
         None => {
             let chain: Vec<&[u8]> = connection
                 .map(|c| c.client_certificates.iter().map(|c| c.as_ref()).collect())
@@ -226,8 +226,8 @@ async fn authenticate_device(
     Ok(DeviceIdentity {
         device_id: device_id.to_owned(),
         module_id: None,
-        generation_id: hub.generation_id(device_id).await?,
-        auth,
+        generation_id: auth.generation_id,
+        auth: auth.method,
         model_id: None,
     })
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use ironhub_auth::thumbprints;
-use ironhub_store::{AuthType, ConnectionState, DeviceStatus, DeviceWrite, Event, NewEvent};
+use ironhub_store::{AuthType, ConnectionState, DeviceStatus, Event, NewEvent, RuntimeUpdate};
 
 use crate::{Hub, HubError};
 
@@ -34,6 +34,15 @@ impl AuthMethod {
             AuthMethod::CertificateAuthority => "x509Certificate",
         }
     }
+}
+
+/// The outcome of authenticating a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAuth {
+    pub method: AuthMethod,
+    /// When the SAS token expires (Unix seconds); `None` for certificates.
+    pub expires: Option<u64>,
+    pub generation_id: String,
 }
 
 /// An authenticated device (or module) on a connection.
@@ -94,7 +103,7 @@ impl Hub {
         &self,
         device_id: &str,
         chain: &[impl AsRef<[u8]>],
-    ) -> Result<AuthMethod, HubError> {
+    ) -> Result<DeviceAuth, HubError> {
         let leaf = chain.first().ok_or_else(|| {
             HubError::Unauthorized("Unauthorized: no password and no client certificate.".into())
         })?;
@@ -135,45 +144,25 @@ impl Hub {
                 "Unauthorized: the device '{device_id}' is disabled."
             )));
         }
-        Ok(method)
-    }
-
-    /// The device's generation id (for the identity of a connection).
-    pub async fn generation_id(&self, device_id: &str) -> Result<String, HubError> {
-        Ok(self.get_device(device_id).await?.generation_id)
+        Ok(DeviceAuth {
+            method,
+            expires: None,
+            generation_id: device.generation_id,
+        })
     }
 
     /// Records that a device connected or disconnected (`connectionState`,
-    /// `connectionStateUpdatedTime`, `lastActivityTime`). A device deleted meanwhile is left
-    /// deleted.
+    /// `connectionStateUpdatedTime`, `lastActivityTime`), without changing its etag.
     pub async fn set_connected(&self, device_id: &str, connected: bool) -> Result<(), HubError> {
-        // Retry the compare-and-swap a few times: a registry update may race with us.
-        for _ in 0..5 {
-            let Some(mut device) = self.store.get_device(device_id).await? else {
-                return Ok(());
-            };
-            let now = Some(Utc::now());
-            let etag = device.etag.clone();
-            device.connection_state = if connected {
+        let update = RuntimeUpdate {
+            connection_state: Some(if connected {
                 ConnectionState::Connected
             } else {
                 ConnectionState::Disconnected
-            };
-            device.connection_state_updated_time = now;
-            device.last_activity_time = now;
-            let write = DeviceWrite::Replace {
-                record: device,
-                if_match: Some(etag),
-            };
-            if self.store.write_devices(vec![write]).await?.is_ok() {
-                return Ok(());
-            }
-        }
-        tracing::warn!(
-            device_id,
-            connected,
-            "could not record the connection state"
-        );
+            }),
+            at: Some(Utc::now()),
+        };
+        self.store.update_device_runtime(device_id, update).await?;
         Ok(())
     }
 

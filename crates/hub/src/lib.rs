@@ -19,7 +19,7 @@ use chrono::Utc;
 use ironhub_store::{DeviceBus, EventLog, HubSettings, Store};
 
 pub use auth::Principal;
-pub use device::{AuthMethod, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
+pub use device::{AuthMethod, DeviceAuth, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
 pub use error::HubError;
 
 /// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).

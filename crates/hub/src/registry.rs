@@ -233,6 +233,12 @@ impl Validated {
     }
 }
 
+/// Whether an update ends the device's current connection, as IoT Hub does when a device is
+/// disabled or its credentials change.
+fn revokes(before: &DeviceRecord, after: &DeviceRecord) -> bool {
+    after.status == DeviceStatus::Disabled || before.authentication != after.authentication
+}
+
 fn conflict_error(conflict: WriteConflict, id: &str, etag: &str) -> HubError {
     match conflict {
         WriteConflict::AlreadyExists => HubError::DeviceAlreadyExists(id.to_owned()),
@@ -320,7 +326,17 @@ impl Hub {
                 }
             }
         };
-        self.write_one(write).await
+        let before = match &write {
+            DeviceWrite::Replace { .. } => self.store.get_device(id).await?,
+            _ => None,
+        };
+        let written = self.write_one(write).await?;
+        if let Some(before) = before
+            && revokes(&before, &written)
+        {
+            self.revoke(id).await;
+        }
+        Ok(written)
     }
 
     /// `DELETE /devices/{id}`, with an optional `If-Match`.
@@ -329,7 +345,14 @@ impl Hub {
             id: id.to_owned(),
             if_match: if_match.map(normalize_if_match),
         };
-        self.write_one(write).await.map(drop)
+        self.write_one(write).await?;
+        self.revoke(id).await;
+        Ok(())
+    }
+
+    /// Closes the device's connection, if it has one (it was deleted, disabled or re-keyed).
+    async fn revoke(&self, id: &str) {
+        let _ = self.bus.send(id, ironhub_store::BusMessage::Revoked).await;
     }
 
     async fn write_one(&self, write: DeviceWrite) -> Result<DeviceRecord, HubError> {
@@ -387,6 +410,7 @@ impl Hub {
         }
         let mut seen = HashSet::new();
         let mut writes = Vec::with_capacity(items.len());
+        let mut revoked = Vec::new();
         let mut errors = Vec::new();
         for item in items {
             let id = item.id.clone().unwrap_or_default();
@@ -396,7 +420,12 @@ impl Hub {
                 )));
             }
             match self.bulk_write(&id, item).await {
-                Ok(w) => writes.push(w),
+                Ok((w, revoke)) => {
+                    if revoke {
+                        revoked.push(id);
+                    }
+                    writes.push(w);
+                }
                 Err(e) => errors.push(BulkError {
                     device_id: id,
                     error_code: e.name().to_owned(),
@@ -406,7 +435,11 @@ impl Hub {
         }
         if errors.is_empty() {
             match self.store.write_devices(writes.clone()).await? {
-                Ok(_) => {}
+                Ok(_) => {
+                    for id in revoked {
+                        self.revoke(&id).await;
+                    }
+                }
                 Err(failed) => {
                     for (i, conflict) in failed {
                         let id = writes[i].device_id().to_owned();
@@ -428,11 +461,12 @@ impl Hub {
         })
     }
 
+    /// The write for one bulk entry, and whether it ends the device's connection.
     async fn bulk_write(
         &self,
         id: &str,
         item: &ExportImportDevice,
-    ) -> Result<DeviceWrite, HubError> {
+    ) -> Result<(DeviceWrite, bool), HubError> {
         validate_device_id(id)?;
         let mode = ImportMode::parse(item.import_mode.as_deref())?;
         let fields = Validated::from_import(item)?;
@@ -445,39 +479,51 @@ impl Hub {
             })
         };
         let current = self.store.get_device(id).await?;
-        Ok(match (mode, current) {
-            (ImportMode::Delete, _) => DeviceWrite::Delete {
-                id: id.to_owned(),
-                if_match: None,
-            },
-            (ImportMode::DeleteIfMatchETag, _) => DeviceWrite::Delete {
-                id: id.to_owned(),
-                if_match: Some(needs_etag()?),
-            },
+        let replace =
+            |current: DeviceRecord, fields: Validated| -> Result<(DeviceWrite, bool), HubError> {
+                let record = fields.update(&current)?;
+                let revoke = revokes(&current, &record);
+                Ok((
+                    DeviceWrite::Replace {
+                        record,
+                        if_match: Some(current.etag),
+                    },
+                    revoke,
+                ))
+            };
+        match (mode, current) {
+            (ImportMode::Delete, _) => Ok((
+                DeviceWrite::Delete {
+                    id: id.to_owned(),
+                    if_match: None,
+                },
+                true,
+            )),
+            (ImportMode::DeleteIfMatchETag, _) => Ok((
+                DeviceWrite::Delete {
+                    id: id.to_owned(),
+                    if_match: Some(needs_etag()?),
+                },
+                true,
+            )),
             (ImportMode::Create | ImportMode::CreateOrUpdate, None) => {
-                DeviceWrite::Create(fields.create(id)?)
+                Ok((DeviceWrite::Create(fields.create(id)?), false))
             }
-            (ImportMode::Create, Some(_)) => return Err(HubError::DeviceAlreadyExists(id.into())),
+            (ImportMode::Create, Some(_)) => Err(HubError::DeviceAlreadyExists(id.into())),
             (ImportMode::Update | ImportMode::UpdateIfMatchETag, None) => {
-                return Err(HubError::DeviceNotFound(id.into()));
+                Err(HubError::DeviceNotFound(id.into()))
             }
             (ImportMode::CreateOrUpdate | ImportMode::Update, Some(current)) => {
-                DeviceWrite::Replace {
-                    record: fields.update(&current)?,
-                    if_match: Some(current.etag),
-                }
+                replace(current, fields)
             }
             (ImportMode::UpdateIfMatchETag, Some(current)) => {
                 let tag = needs_etag()?;
                 if tag != "*" && tag != current.etag {
                     return Err(HubError::PreconditionFailed(tag));
                 }
-                DeviceWrite::Replace {
-                    record: fields.update(&current)?,
-                    if_match: Some(current.etag),
-                }
+                replace(current, fields)
             }
-        })
+        }
     }
 }
 

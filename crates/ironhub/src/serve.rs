@@ -57,6 +57,14 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         bus: Arc::new(LocalBus::new()),
     };
     let hub = Hub::open(backends, config.hostnames.clone()).await?;
+    // One node holds every connection: none from before this start is still open.
+    let stale = store.disconnect_all().await?;
+    if stale > 0 {
+        tracing::info!(
+            devices = stale,
+            "marked devices connected before the restart as disconnected"
+        );
+    }
 
     let tls_dir = config.data_dir.join("tls");
     let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;

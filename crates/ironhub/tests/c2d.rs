@@ -355,6 +355,9 @@ async fn a_qos0_subscriber_completes_on_send_and_the_window_holds_five() {
         assert_eq!(p.qos, QoS::AtMostOnce);
         bodies.push(String::from_utf8(p.payload.to_vec()).unwrap());
     }
+    // The dropped connection's unacknowledged messages may come back after "6" when the old
+    // session releases them only once the new one has subscribed.
+    bodies.sort();
     assert_eq!(bodies, ["1", "2", "3", "4", "5", "6"]);
     assert_eq!(
         hub.server

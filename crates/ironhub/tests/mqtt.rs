@@ -500,3 +500,31 @@ async fn x509_devices_connect_by_thumbprint_without_a_password() {
         "no certificate"
     );
 }
+
+#[tokio::test]
+async fn disabling_a_connected_device_closes_its_connection() {
+    let hub = hub().await;
+    let key = hub.device("d1", serde_json::json!({})).await;
+    let (mut c, _) = hub.connect_sas("d1", &key, true).await;
+    // An update that changes nothing about access keeps the connection.
+    let keep: DeviceSpec =
+        serde_json::from_value(serde_json::json!({"capabilities": {"iotEdge": false}})).unwrap();
+    hub.server
+        .hub
+        .put_device("d1", &keep, Some("*"))
+        .await
+        .unwrap();
+    c.send(Packet::PingReq).await;
+    assert!(matches!(c.recv().await, Some(Packet::PingResp)));
+
+    let off: DeviceSpec =
+        serde_json::from_value(serde_json::json!({"status": "disabled"})).unwrap();
+    hub.server
+        .hub
+        .put_device("d1", &off, Some("*"))
+        .await
+        .unwrap();
+    assert_eq!(c.recv().await, None, "the disabled device was disconnected");
+    let (_, code) = hub.connect_sas("d1", &key, true).await;
+    assert_eq!(code, ConnectReturnCode::NotAuthorized);
+}

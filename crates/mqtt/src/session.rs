@@ -91,7 +91,7 @@ where
     let attachment = ctx.hub.bus().attach(&key);
     let connection_id = attachment.connection_id;
     let mut session = Session::new(ctx.hub.clone(), admitted, &connect).await;
-    // Recorded before the CONNACK, so that a device (or test) that asks right after sees it.
+    // Recorded before CONNACK, so a device that is told it is connected is seen as connected.
     if let Err(e) = ctx.hub.set_connected(&session.who.device_id, true).await {
         tracing::warn!(error = %e, "could not record the connection");
     }
@@ -155,41 +155,34 @@ async fn admit(ctx: &ConnectionContext, connect: &Connect) -> Result<Admitted, C
     }
     let hub = &ctx.hub;
     let result = match password.filter(|p| !p.is_empty()) {
-        Some(token) => hub
-            .authenticate_device(&device_id, token)
-            .await
-            .map(|(method, expiry)| (method, Some(expiry))),
-        None if !ctx.client_certificates.is_empty() => hub
-            .authenticate_device_x509(&device_id, &ctx.client_certificates)
-            .await
-            .map(|method| (method, None)),
+        Some(token) => hub.authenticate_device(&device_id, token).await,
+        None if !ctx.client_certificates.is_empty() => {
+            hub.authenticate_device_x509(&device_id, &ctx.client_certificates)
+                .await
+        }
         None => Err(HubError::Unauthorized(
             "no password and no client certificate".into(),
         )),
     };
-    let (auth, expires) = result.map_err(|e| {
+    let auth = result.map_err(|e| {
         tracing::info!(target: "Connections", peer = %ctx.peer, device = %device_id, error = %e, "connection refused");
         match e {
             HubError::ServerError(_) => ConnectReturnCode::ServiceUnavailable,
             _ => ConnectReturnCode::NotAuthorized,
         }
     })?;
-    let generation_id = hub
-        .generation_id(&device_id)
-        .await
-        .map_err(|_| ConnectReturnCode::NotAuthorized)?;
     Ok(Admitted {
         identity: DeviceIdentity {
             device_id,
             module_id,
-            generation_id,
-            auth,
+            generation_id: auth.generation_id,
+            auth: auth.method,
             model_id: user
                 .as_ref()
                 .and_then(|u| u.param("model-id"))
                 .map(str::to_owned),
         },
-        expires,
+        expires: auth.expires,
     })
 }
 

@@ -54,6 +54,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<DeviceRecord>>;
     /// Total, enabled and disabled devices.
     async fn device_counts(&self) -> Result<DeviceCounts>;
+    /// Changes a device's runtime fields without changing its etag; false if there is no such
+    /// device.
+    async fn update_device_runtime(&self, id: &str, update: RuntimeUpdate) -> Result<bool>;
+    /// Marks every device disconnected. A single-node server calls it at start, when no
+    /// connection of before can still be open; returns how many devices were connected.
+    async fn disconnect_all(&self) -> Result<u64>;
     /// A device's twin, if one was ever written (a device without one has an empty twin).
     async fn get_twin(&self, device_id: &str) -> Result<Option<TwinRecord>>;
     /// Writes a twin, if its device exists and (with `if_match`) the stored twin's etag is that

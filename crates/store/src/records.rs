@@ -102,7 +102,9 @@ pub struct DeviceRecord {
 pub enum DeviceWrite {
     /// Insert; fails with [`WriteConflict::AlreadyExists`] if the id is taken.
     Create(DeviceRecord),
-    /// Replace an existing device; with `if_match`, only when its etag is that one.
+    /// Replace an existing device; with `if_match`, only when its etag is that one. Runtime
+    /// fields (connection state and its time, last activity, cloud-to-device message count)
+    /// are kept as stored: they change through [`crate::Store::update_device_runtime`] only.
     Replace {
         record: DeviceRecord,
         if_match: Option<String>,
@@ -346,4 +348,13 @@ pub struct FeedbackBatch {
     /// How many times these records were received (the largest count among them).
     pub delivery_count: u32,
     pub records: Vec<FeedbackRecord>,
+}
+
+/// A change of a device's runtime fields, which does not change its etag (as in IoT Hub, where
+/// a device connecting does not invalidate a service's `If-Match`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeUpdate {
+    pub connection_state: Option<ConnectionState>,
+    /// Sets `lastActivityTime` (and, with a connection state, `connectionStateUpdatedTime`).
+    pub at: Option<DateTime<Utc>>,
 }

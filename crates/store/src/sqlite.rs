@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 use crate::{
     BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, ConnectionState, DeviceCounts,
     DeviceRecord, DeviceStatus, DeviceWrite, Endpoint, FeedbackBatch, FeedbackRecord,
-    FeedbackStatus, HubSettings, Result, Store, StoreError, TwinRecord, WriteConflict,
+    FeedbackStatus, HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord,
+    WriteConflict,
 };
 
 const FILE_NAME: &str = "ironhub.db";
@@ -62,6 +63,9 @@ const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// For runtime fields (connection state, activity): `synchronous=NORMAL`, which in WAL mode
+    /// survives a process crash but not a power cut, and spares every CONNECT an fsync.
+    runtime: Arc<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -117,8 +121,12 @@ impl SqliteStore {
                 ))?;
             }
         }
+        let runtime = Connection::open(path)?;
+        runtime.busy_timeout(std::time::Duration::from_secs(10))?;
+        runtime.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            runtime: Arc::new(Mutex::new(runtime)),
             path: path.to_owned(),
         })
     }
@@ -133,7 +141,13 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = self.conn.clone();
+        Self::run_on(self.conn.clone(), f).await
+    }
+
+    async fn run_on<T: Send + 'static>(
+        conn: Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
@@ -202,6 +216,12 @@ fn load_twin(conn: &Connection, id: &str) -> Result<Option<TwinRecord>> {
 
 fn save_device(conn: &Connection, mut record: DeviceRecord) -> Result<DeviceRecord> {
     record.etag = next_etag(conn)?;
+    store_device(conn, &record)?;
+    Ok(record)
+}
+
+/// Writes a device as it is, etag included.
+fn store_device(conn: &Connection, record: &DeviceRecord) -> Result<()> {
     conn.execute(
         "INSERT INTO devices (device_id, enabled, connected, doc) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (device_id) DO UPDATE
@@ -210,10 +230,10 @@ fn save_device(conn: &Connection, mut record: DeviceRecord) -> Result<DeviceReco
             record.device_id,
             record.status == DeviceStatus::Enabled,
             record.connection_state == ConnectionState::Connected,
-            serde_json::to_string(&record)?
+            serde_json::to_string(record)?
         ],
     )?;
-    Ok(record)
+    Ok(())
 }
 
 /// Escapes `%`, `_` and `\\` for a LIKE pattern (device ids may contain `%` and `_`).
@@ -238,8 +258,18 @@ fn apply(
         (DeviceWrite::Replace { .. } | DeviceWrite::Delete { .. }, None) => {
             Err(WriteConflict::NotFound)
         }
-        (DeviceWrite::Replace { record, if_match }, Some(current)) => {
+        (
+            DeviceWrite::Replace {
+                mut record,
+                if_match,
+            },
+            Some(current),
+        ) => {
             if etag_matches(&current, if_match.as_deref()) {
+                record.connection_state = current.connection_state;
+                record.connection_state_updated_time = current.connection_state_updated_time;
+                record.last_activity_time = current.last_activity_time;
+                record.cloud_to_device_message_count = current.cloud_to_device_message_count;
                 Ok(Some(save_device(conn, record)?))
             } else {
                 Err(WriteConflict::EtagMismatch)
@@ -460,6 +490,48 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn update_device_runtime(&self, id: &str, update: RuntimeUpdate) -> Result<bool> {
+        let id = id.to_owned();
+        Self::run_on(self.runtime.clone(), move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(mut device) = load_device(&tx, &id)? else {
+                return Ok(false);
+            };
+            if let Some(state) = update.connection_state {
+                device.connection_state = state;
+                device.connection_state_updated_time =
+                    update.at.or(device.connection_state_updated_time);
+            }
+            if update.at.is_some() {
+                device.last_activity_time = update.at;
+            }
+            store_device(&tx, &device)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn disconnect_all(&self) -> Result<u64> {
+        Self::run_on(self.runtime.clone(), |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let docs: Vec<String> = tx
+                .prepare("SELECT doc FROM devices WHERE connected = 1")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let now = Some(Utc::now());
+            for doc in &docs {
+                let mut device: DeviceRecord = serde_json::from_str(doc)?;
+                device.connection_state = ConnectionState::Disconnected;
+                device.connection_state_updated_time = now;
+                store_device(&tx, &device)?;
+            }
+            tx.commit()?;
+            Ok(docs.len() as u64)
+        })
+        .await
+    }
+
     async fn get_twin(&self, device_id: &str) -> Result<Option<TwinRecord>> {
         let id = device_id.to_owned();
         self.with(move |conn| load_twin(conn, &id)).await
@@ -522,7 +594,22 @@ impl Store for SqliteStore {
                      ON CONFLICT (client_id) DO UPDATE SET doc = excluded.doc",
                     params![id, serde_json::to_string(&subs)?],
                 )?,
-                None => conn.execute("DELETE FROM mqtt_sessions WHERE client_id = ?1", [id])?,
+                // Only a stored session costs a write (a clean CONNECT usually has none).
+                None => {
+                    let stored: Option<i64> = conn
+                        .query_row(
+                            "SELECT 1 FROM mqtt_sessions WHERE client_id = ?1",
+                            [&id],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    match stored {
+                        Some(_) => {
+                            conn.execute("DELETE FROM mqtt_sessions WHERE client_id = ?1", [id])?
+                        }
+                        None => 0,
+                    }
+                }
             };
             Ok(())
         })
@@ -771,7 +858,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Authentication;
+    use crate::{Authentication, ConnectionState, RuntimeUpdate};
 
     fn device(id: &str) -> DeviceRecord {
         DeviceRecord {
@@ -892,6 +979,112 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(store.device_counts().await.unwrap().total, 3);
         assert!(SqliteStore::open_existing(&dir.path().join("nothing")).is_err());
+    }
+
+    fn rules() -> C2dRules {
+        C2dRules {
+            max_depth: 50,
+            max_delivery_count: 10,
+            lock_duration: chrono::TimeDelta::seconds(60),
+            feedback_ttl: chrono::TimeDelta::seconds(3600),
+            feedback_lock_duration: chrono::TimeDelta::seconds(60),
+            feedback_batch: 64,
+        }
+    }
+
+    fn c2d_message(device_id: &str) -> C2dMessage {
+        C2dMessage {
+            device_id: device_id.into(),
+            device_generation_id: "1".into(),
+            message_id: "m".into(),
+            correlation_id: None,
+            user_id: None,
+            to: format!("/devices/{device_id}/messages/deviceBound"),
+            content_type: None,
+            content_encoding: None,
+            expiry_time: Utc::now() + chrono::TimeDelta::seconds(3600),
+            ack: crate::AckMode::Full,
+            properties: vec![],
+            body: b"x".to_vec(),
+            enqueued_time: Utc::now(),
+            sequence_number: 0,
+            delivery_count: 0,
+            lock_token: None,
+            locked_until: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let created = store
+            .write_devices(vec![DeviceWrite::Create(device("r"))])
+            .await
+            .unwrap()
+            .unwrap()[0]
+            .clone()
+            .unwrap();
+        // The cloud-to-device count is the queue's, whatever a device write says.
+        for _ in 0..2 {
+            store
+                .c2d_enqueue(c2d_message("r"), rules(), Utc::now())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let connected = RuntimeUpdate {
+            connection_state: Some(ConnectionState::Connected),
+            at: Some(Utc::now()),
+        };
+        assert!(store.update_device_runtime("r", connected).await.unwrap());
+        assert!(
+            !store
+                .update_device_runtime("nobody", RuntimeUpdate::default())
+                .await
+                .unwrap()
+        );
+        let now = store.get_device("r").await.unwrap().unwrap();
+        assert_eq!(
+            now.etag, created.etag,
+            "a connection does not invalidate If-Match"
+        );
+        assert_eq!(now.connection_state, ConnectionState::Connected);
+        assert_eq!(now.cloud_to_device_message_count, 2);
+        assert_eq!(store.device_counts().await.unwrap().connected, 1);
+        assert_eq!(store.disconnect_all().await.unwrap(), 1);
+        assert_eq!(store.device_counts().await.unwrap().connected, 0);
+        assert_eq!(
+            store.get_device("r").await.unwrap().unwrap().etag,
+            created.etag
+        );
+        store
+            .update_device_runtime(
+                "r",
+                RuntimeUpdate {
+                    connection_state: Some(ConnectionState::Connected),
+                    ..RuntimeUpdate::default()
+                },
+            )
+            .await
+            .unwrap();
+
+        // A registry update written from a stale read keeps the stored runtime fields.
+        let mut stale = created.clone();
+        stale.status = DeviceStatus::Disabled;
+        let written = store
+            .write_devices(vec![DeviceWrite::Replace {
+                record: stale,
+                if_match: Some(created.etag.clone()),
+            }])
+            .await
+            .unwrap()
+            .unwrap()[0]
+            .clone()
+            .unwrap();
+        assert_eq!(written.connection_state, ConnectionState::Connected);
+        assert_eq!(written.cloud_to_device_message_count, 2);
+        assert_eq!(written.status, DeviceStatus::Disabled);
     }
 
     #[tokio::test]

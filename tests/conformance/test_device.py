@@ -1,0 +1,339 @@
+"""The device endpoint against real clients: the Python device SDK (`azure-iot-device`) over
+MQTT and over WebSocket, `mosquitto_pub`/`mosquitto_sub`, and a byte-exact Tasmota emulation
+(paho-mqtt, as Tasmota's `xdrv_02_9_mqtt.ino` sends it; `clients.md` §3 and §10 item 10)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.parse
+
+import pytest
+from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
+from azure.iot.device.exceptions import CredentialError
+from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
+from msrest.exceptions import HttpOperationError
+
+IRONHUB_ADDRESS = "127.0.0.3"
+WAIT_S = 10
+
+
+def device_key(rm, device_id: str, **kw) -> str:
+    d = rm.create_device_with_sas(device_id, None, None, kw.get("status", "enabled"))
+    return d.authentication.symmetric_key.primary_key
+
+
+def device_client(hub, device_id: str, key: str, **kw) -> IoTHubDeviceClient:
+    cs = f"HostName={hub.hostname};DeviceId={device_id};SharedAccessKey={key}"
+    ca = open(hub.ca_file).read()
+    return IoTHubDeviceClient.create_from_connection_string(cs, server_verification_cert=ca, **kw)
+
+
+def sas(resource: str, key: str, ttl: int = 3600, encode=lambda s: urllib.parse.quote(s, safe="")) -> str:
+    """A device SAS token as the SDKs make it (`encode` decides how `sr` is transmitted)."""
+    sr = encode(resource)
+    se = str(int(time.time()) + ttl)
+    sig = base64.b64encode(
+        hmac.new(base64.b64decode(key), f"{sr}\n{se}".encode(), hashlib.sha256).digest()
+    ).decode()
+    return f"SharedAccessSignature sr={sr}&sig={urllib.parse.quote(sig, safe='')}&se={se}"
+
+
+def wait_for(predicate, timeout=WAIT_S, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("websockets", [False, True], ids=["mqtt", "websocket"])
+def test_connect_send_twin_and_methods(hub, rm, websockets):
+    device_id = f"py-{'ws' if websockets else 'mqtt'}"
+    key = device_key(rm, device_id)
+    client = device_client(hub, device_id, key, websockets=websockets)
+    client.connect()
+    try:
+        assert rm.get_device(device_id).connection_state == "Connected"
+
+        msg = Message('{"t":1}', message_id="m 1", content_type="application/json", content_encoding="utf-8")
+        msg.custom_properties = {"b": "x/y z", "a": "1"}
+        client.send_message(msg)  # returns once the hub PUBACKed it
+
+        twin = client.get_twin()
+        assert twin["desired"]["$version"] >= 1 and "$version" in twin["reported"]
+        client.patch_twin_reported_properties({"temp": 21, "nested": {"on": True}})
+        reported = rm.get_twin(device_id).properties.reported
+        assert reported["temp"] == 21 and reported["nested"] == {"on": True}
+
+        patches = []
+        client.on_twin_desired_properties_patch_received = patches.append
+        time.sleep(0.5)  # the SDK subscribes in the background
+        etag = rm.get_twin(device_id).etag
+        rm.update_twin(device_id, Twin(properties=TwinProperties(desired={"fw": "2"})), etag)
+        wait_for(lambda: patches, what="the desired patch")
+        assert patches[0]["fw"] == "2" and isinstance(patches[0]["$version"], int)
+
+        answer = {"mode": "reply"}
+
+        def on_method(request):
+            if answer["mode"] == "reply":
+                client.send_method_response(
+                    MethodResponse.create_from_method_request(request, 200, {"ok": True, "got": request.payload})
+                )
+
+        client.on_method_request_received = on_method
+        time.sleep(0.5)
+        result = rm.invoke_device_method(
+            device_id, CloudToDeviceMethod(method_name="reboot", payload={"delay": 1}, response_timeout_in_seconds=10)
+        )
+        assert result.status == 200 and result.payload == {"ok": True, "got": {"delay": 1}}
+
+        answer["mode"] = "silent"
+        started = time.monotonic()
+        with pytest.raises(HttpOperationError) as e:
+            rm.invoke_device_method(
+                device_id, CloudToDeviceMethod(method_name="hang", payload=None, response_timeout_in_seconds=5)
+            )
+        assert e.value.response.status_code == 504
+        assert e.value.response.headers["iothub-errorcode"] == "GatewayTimeout"
+        assert 4.5 < time.monotonic() - started < 15
+    finally:
+        client.shutdown()
+
+    wait_for(lambda: rm.get_device(device_id).connection_state == "Disconnected", what="Disconnected")
+    with pytest.raises(HttpOperationError) as e:
+        rm.invoke_device_method(device_id, CloudToDeviceMethod(method_name="reboot", payload={}, response_timeout_in_seconds=5))
+    assert e.value.response.status_code == 404
+    assert e.value.response.headers["iothub-errorcode"] == "DeviceNotOnline"
+
+
+def test_wrong_and_expired_credentials_are_refused(hub, rm):
+    key = device_key(rm, "py-creds")
+    wrong = device_client(hub, "py-creds", base64.b64encode(b"k" * 32).decode())
+    with pytest.raises(CredentialError):
+        wrong.connect()
+    wrong.shutdown()
+
+    # An expired token, sent with paho as the SDK would send it: CONNACK 5.
+    paho = pytest.importorskip("paho.mqtt.client")
+    token = sas(f"{hub.hostname}/devices/py-creds", key, ttl=-10)
+    assert mqtt_connack(hub, paho, "py-creds", f"{hub.hostname}/py-creds/?api-version=2021-04-12", token) == 5
+    token = sas(f"{hub.hostname}/devices/py-creds", key)
+    assert mqtt_connack(hub, paho, "py-creds", f"{hub.hostname}/py-creds/?api-version=2021-04-12", token) == 0
+
+
+def mqtt_connack(hub, paho, client_id, username, password, **tls) -> int:
+    """Connects with paho and returns the CONNACK code."""
+    result = {}
+    done = threading.Event()
+    c = paho.Client(client_id=client_id, clean_session=True, protocol=paho.MQTTv311)
+    c.username_pw_set(username, password)
+    c.tls_set(ca_certs=hub.ca_file, **tls)
+
+    def on_connect(client, userdata, flags, rc):
+        result["rc"] = rc
+        done.set()
+
+    c.on_connect = on_connect
+    c.connect(hub.address, 8883, keepalive=30)
+    c.loop_start()
+    try:
+        assert done.wait(WAIT_S), "no CONNACK"
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return result["rc"]
+
+
+def test_x509_self_signed_device(hub, rm, tmp_path):
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "x1.pem", tmp_path / "x1.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=py-x509"],
+        check=True, capture_output=True,
+    )
+    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    thumb = hashlib.sha1(der).hexdigest().upper()
+    rm.create_device_with_x509("py-x509", thumb, thumb, "enabled")
+
+    from azure.iot.device import X509
+
+    client = IoTHubDeviceClient.create_from_x509_certificate(
+        X509(str(cert), str(key)), hostname=hub.hostname, device_id="py-x509",
+        server_verification_cert=open(hub.ca_file).read(),
+    )
+    client.connect()
+    client.send_message(Message("from x509"))
+    client.patch_twin_reported_properties({"cert": "ok"})
+    client.shutdown()
+    assert rm.get_twin("py-x509").properties.reported["cert"] == "ok"
+
+    rm.create_device_with_x509("py-x509-other", "AB" * 20, "AB" * 20, "enabled")
+    other = IoTHubDeviceClient.create_from_x509_certificate(
+        X509(str(cert), str(key)), hostname=hub.hostname, device_id="py-x509-other",
+        server_verification_cert=open(hub.ca_file).read(),
+    )
+    with pytest.raises(CredentialError):
+        other.connect()
+    other.shutdown()
+
+
+def test_reconnect_after_the_server_drops_the_connection(hub, rm):
+    """PYDEV connects with clean session 0 and never re-subscribes: the session must survive a
+    dropped connection, even a server restart."""
+    key = device_key(rm, "py-reconnect")
+    client = device_client(hub, "py-reconnect", key)
+    client.connect()
+    try:
+        calls = []
+
+        def on_method(request):
+            calls.append(request.name)
+            client.send_method_response(MethodResponse.create_from_method_request(request, 200, None))
+
+        client.on_method_request_received = on_method
+        time.sleep(0.5)
+        hub.kill9()
+        hub.restart()
+        wait_for(lambda: rm.get_device("py-reconnect").connection_state == "Connected", timeout=60, what="the SDK to reconnect")
+        result = rm.invoke_device_method(
+            "py-reconnect", CloudToDeviceMethod(method_name="after-restart", payload=None, response_timeout_in_seconds=10)
+        )
+        assert result.status == 200 and calls == ["after-restart"]
+    finally:
+        client.shutdown()
+
+
+@pytest.mark.skipif(not shutil.which("mosquitto_pub"), reason="mosquitto-clients is not installed")
+def test_mosquitto_as_a_plain_device(hub, rm):
+    key = device_key(rm, "mosq1")
+    token = sas(f"{hub.hostname}/devices/mosq1", key)
+    base = ["-h", hub.address, "-p", "8883", "--cafile", hub.ca_file, "-V", "mqttv311", "-i", "mosq1",
+            "-u", f"{hub.hostname}/mosq1/?api-version=2021-04-12", "-P", token]
+    ok = subprocess.run(["mosquitto_pub", *base, "-t", "devices/mosq1/messages/events/", "-q", "1", "-m", "{}"],
+                        capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0, ok.stderr
+    # QoS 2 closes the connection, as IoT Hub does.
+    q2 = subprocess.run(["mosquitto_pub", *base, "-t", "devices/mosq1/messages/events/", "-q", "2", "-m", "x", "-d"],
+                        capture_output=True, text=True, timeout=30)
+    assert "PUBCOMP" not in q2.stdout + q2.stderr
+    # Subscribing to C2D is granted; a foreign filter gets 0x80.
+    sub = subprocess.run(["mosquitto_sub", *base, "-t", "devices/mosq1/messages/devicebound/#", "-t", "cmnd/#",
+                          "-q", "1", "-d", "-W", "2"], capture_output=True, text=True, timeout=30)
+    assert "received SUBACK" in sub.stdout + sub.stderr
+    assert "Subscribed (mid: 1): 1, 128" in sub.stdout + sub.stderr
+    wrong = subprocess.run(["mosquitto_pub", *base[:-1], sas(f"{hub.hostname}/devices/mosq1", base64.b64encode(b"x" * 32).decode()),
+                            "-t", "devices/mosq1/messages/events/", "-m", "{}"], capture_output=True, text=True, timeout=30)
+    assert wrong.returncode != 0 and "not authorised" in wrong.stderr.lower()
+
+
+def tasmota_sas(host: str, device_id: str, key: str) -> str:
+    """`AzurePSKtoToken`: `sr` with only `+ = /` encoded, fields sr, sig, se, TTL one day."""
+    enc = lambda s: s.replace("+", "%2B").replace("=", "%3D").replace("/", "%2F")
+    sr = enc(f"{host}/devices/{device_id}")
+    se = str(int(time.time()) + 86400)
+    sig = base64.b64encode(hmac.new(base64.b64decode(key), f"{sr}\n{se}".encode(), hashlib.sha256).digest()).decode()
+    return f"SharedAccessSignature sr={sr}&sig={enc(sig)}&se={se}"
+
+
+def test_tasmota_emulation(hub, rm):
+    paho = pytest.importorskip("paho.mqtt.client")
+    device_id = "AABBCCDDEEFF"
+    key = device_key(rm, device_id)
+    events = []
+    connected = threading.Event()
+    c = paho.Client(client_id=device_id, clean_session=True, protocol=paho.MQTTv311)
+    # Tasmota's username has no api-version (the `;` bug), and its Will is its LWT topic.
+    c.username_pw_set(f"{hub.hostname}/{device_id}", tasmota_sas(hub.hostname, device_id, key))
+    c.will_set(f"tele/{device_id}/LWT", "Offline", qos=1, retain=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # BearSSL: TLS 1.2 only
+    ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")
+    ctx.load_verify_locations(hub.ca_file)
+    c.tls_set_context(ctx)
+    c.on_connect = lambda *a: (events.append(("connack", a[3])), connected.set())
+    c.on_subscribe = lambda client, userdata, mid, granted: events.append(("suback", granted))
+    c.on_unsubscribe = lambda client, userdata, mid: events.append(("unsuback",))
+    c.on_message = lambda client, userdata, m: events.append(("message", m.topic, m.payload))
+    c.connect(hub.address, 8883, keepalive=30)
+    c.loop_start()
+    try:
+        assert connected.wait(WAIT_S) and ("connack", 0) in events
+        # Subscribed once per Tasmota topic, at QoS 0; then its native topics unsubscribed.
+        c.subscribe(f"devices/{device_id}/messages/devicebound/#", 0)
+        c.subscribe(f"devices/{device_id}/messages/devicebound/#", 0)
+        c.unsubscribe(f"cmnd/{device_id}/#")
+        wait_for(lambda: sum(1 for e in events if e[0] in ("suback", "unsuback")) == 3, what="SUBACKs and UNSUBACK")
+        assert [e for e in events if e[0] == "suback"] == [("suback", (0,)), ("suback", (0,))]
+        # QoS 0 retained telemetry with `topic=` in the property bag.
+        info = c.publish(f"devices/{device_id}/messages/events/topic=tele%2F{device_id}%2FSTATE", '{"POWER":"ON"}', qos=0, retain=True)
+        info.wait_for_publish(WAIT_S)
+        # A reported-properties patch with $rid=1, answered with 204.
+        c.subscribe("$iothub/twin/res/#", 0)
+        c.publish("$iothub/twin/PATCH/properties/reported/?$rid=1", '{"Tasmota":"14.0"}', qos=0)
+        wait_for(lambda: any(e[0] == "message" and e[1].startswith("$iothub/twin/res/204/?$rid=1") for e in events),
+                 what="the twin response")
+        assert c.is_connected(), "no disconnect along the way"
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    assert rm.get_twin(device_id).properties.reported["Tasmota"] == "14.0"
+
+
+def raw_tls(hub) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=hub.ca_file)
+    sock = socket.create_connection((hub.address, 8883), timeout=WAIT_S)
+    return ctx.wrap_socket(sock, server_hostname=hub.hostname)
+
+
+def closed(sock: ssl.SSLSocket) -> bool:
+    try:
+        return sock.recv(1024) == b""
+    except (ConnectionError, ssl.SSLError, OSError):
+        return True
+
+
+def test_bad_input_is_refused(hub, rm):
+    paho = pytest.importorskip("paho.mqtt.client")
+    key = device_key(rm, "bad1")
+    device_key(rm, "bad2")
+
+    # Garbage instead of CONNECT: the connection is closed.
+    s = raw_tls(hub)
+    s.sendall(b"\xff\xff\xff\xff\xffnot mqtt")
+    assert closed(s)
+
+    def connected_client(client_id, k):
+        c = paho.Client(client_id=client_id, clean_session=True, protocol=paho.MQTTv311)
+        c.username_pw_set(f"{hub.hostname}/{client_id}/?api-version=2021-04-12", sas(f"{hub.hostname}/devices/{client_id}", k))
+        c.tls_set(ca_certs=hub.ca_file)
+        state = {"rc": None, "disconnected": threading.Event()}
+        c.on_connect = lambda *a: state.update(rc=a[3])
+        c.on_disconnect = lambda *a: state["disconnected"].set()
+        c.connect(hub.address, 8883, keepalive=30)
+        c.loop_start()
+        wait_for(lambda: state["rc"] == 0, what="CONNACK 0")
+        return c, state
+
+    # Publishing on another device's topic closes the connection.
+    c, state = connected_client("bad1", key)
+    c.publish("devices/bad2/messages/events/", "spoofed", qos=1)
+    assert state["disconnected"].wait(WAIT_S), "publishing as another device was not refused"
+    c.loop_stop()
+
+    # A message over 256 KB closes the connection.
+    c, state = connected_client("bad1", key)
+    c.publish("devices/bad1/messages/events/", b"x" * (256 * 1024 + 1), qos=1)
+    assert state["disconnected"].wait(WAIT_S), "an oversized message was not refused"
+    c.loop_stop()
