@@ -1,4 +1,5 @@
-//! The IoT Hub service REST API: the device registry and its statistics.
+//! The IoT Hub service REST API: the device registry and its statistics, twins, methods
+//! (cloud-to-device messaging and the HTTPS device API are in `c2d_api`).
 
 use axum::Router;
 use axum::body::Body;
@@ -36,6 +37,7 @@ pub fn router(hub: Hub) -> Router {
         .route(crate::websocket::PATH, get(crate::websocket::upgrade))
         .route("/statistics/devices", get(registry_statistics))
         .route("/statistics/service", get(service_statistics))
+        .merge(crate::c2d_api::routes())
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .fallback(|uri: Uri| async move {
             ApiError::not_found(&format!("The resource '{}'", uri.path()))
@@ -119,7 +121,7 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceId {
     }
 }
 
-fn authorize(hub: &Hub, headers: &HeaderMap, needed: Rights) -> Result<(), ApiError> {
+pub(crate) fn authorize(hub: &Hub, headers: &HeaderMap, needed: Rights) -> Result<(), ApiError> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());

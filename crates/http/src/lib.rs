@@ -2,6 +2,7 @@
 //! WebSocket later) and the Azure-compatible REST routers. Handlers are thin: they parse the
 //! wire, call the domain, and render its answer with Azure's status codes and error bodies.
 
+mod c2d_api;
 mod error;
 mod hub_api;
 mod listener;

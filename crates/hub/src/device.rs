@@ -161,7 +161,6 @@ impl Hub {
                 ConnectionState::Disconnected
             }),
             at: Some(Utc::now()),
-            c2d_delta: 0,
         };
         self.store.update_device_runtime(device_id, update).await?;
         Ok(())

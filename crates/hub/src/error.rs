@@ -26,6 +26,10 @@ pub enum HubError {
     #[error("{0}")]
     GatewayTimeout(String),
     #[error("{0}")]
+    DeviceMaximumQueueDepthExceeded(String),
+    #[error("{0}")]
+    DeviceMessageLockLost(String),
+    #[error("{0}")]
     ServerError(String),
 }
 
@@ -49,6 +53,8 @@ impl HubError {
             HubError::MessageTooLarge(_) => 413_001,
             HubError::DeviceNotOnline(_) => 404_103,
             HubError::GatewayTimeout(_) => 504_101,
+            HubError::DeviceMaximumQueueDepthExceeded(_) => 403_004,
+            HubError::DeviceMessageLockLost(_) => 412_020,
             HubError::ServerError(_) => 500_001,
         }
     }
@@ -66,6 +72,8 @@ impl HubError {
             HubError::MessageTooLarge(_) => "MessageTooLarge",
             HubError::DeviceNotOnline(_) => "DeviceNotOnline",
             HubError::GatewayTimeout(_) => "GatewayTimeout",
+            HubError::DeviceMaximumQueueDepthExceeded(_) => "DeviceMaximumQueueDepthExceeded",
+            HubError::DeviceMessageLockLost(_) => "DeviceMessageLockLost",
             HubError::ServerError(_) => "ServerError",
         }
     }
@@ -88,5 +96,10 @@ mod tests {
         assert_eq!(HubError::PreconditionFailed("x".into()).status(), 412);
         assert_eq!(HubError::Unauthorized("x".into()).code(), 401_002);
         assert_eq!(HubError::MessageTooLarge(1).status(), 413);
+        assert_eq!(
+            HubError::DeviceMaximumQueueDepthExceeded("q".into()).status(),
+            403
+        );
+        assert_eq!(HubError::DeviceMessageLockLost("l".into()).code(), 412_020);
     }
 }

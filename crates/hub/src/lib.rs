@@ -1,10 +1,11 @@
 //! The IoT Hub domain, free of any transport: the device registry and its rules,
-//! authorization, and (in later steps) twins, messaging and methods.
+//! authorization, twins, cloud-to-device messaging and direct methods.
 //!
 //! Adapters (HTTP, MQTT) parse the wire, call [`Hub`], and render the answer in the wire's
 //! own words; [`HubError`] carries IoT Hub's status and error code for that.
 
 mod auth;
+pub mod c2d;
 mod device;
 mod error;
 pub mod methods;

@@ -101,8 +101,14 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             mqtt,
             mqtt_tls,
             hub.clone(),
-            stopped,
+            stopped.clone(),
         )),
+        // Expired cloud-to-device messages leave their queues (with feedback) even when their
+        // device never comes back.
+        tokio::spawn(
+            hub.clone()
+                .expire_c2d_until(std::time::Duration::from_secs(10), stopped),
+        ),
     ];
     Ok(Server {
         hub,
