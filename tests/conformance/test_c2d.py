@@ -4,15 +4,8 @@ The service side uses ironhub's REST send (IoT Hub itself sends C2D only over AM
 Python service SDK (azure-iot-hub) for devices, purge and feedback; the device side is the
 Python device SDK (azure-iot-device, MQTT on 8883) and mosquitto_sub.
 
-Self-contained: the `hub` fixture below starts its own server on loopback 127.0.0.6
-(ports 443 and 8883) with a fresh data directory. It is meant to be unified with the shared
-fixture of `conftest.py`.
-
-Run:  python -m venv /tmp/venv && /tmp/venv/bin/pip install azure-iot-hub==2.7.0 six \
-          azure-iot-device==2.14.0 pytest
-      /tmp/venv/bin/pytest tests/conformance/test_c2d.py
-with IRONHUB_BIN pointing at the binary (default: target/debug/ironhub, or
-$CARGO_TARGET_DIR/debug/ironhub). Needs `mosquitto_sub` for the mosquitto and Tasmota tests.
+The server is conftest's `hub` fixture on loopback 127.0.0.6 (ports 443 and 8883), wrapped with
+the helpers below. Needs `mosquitto_sub` for the mosquitto and Tasmota tests.
 """
 
 import base64
@@ -33,27 +26,8 @@ from pathlib import Path
 import pytest
 import requests
 
-HOST = "127.0.0.6"
+IRONHUB_ADDRESS = HOST = "127.0.0.6"
 API = "api-version=2021-04-12"
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _binary():
-    if os.environ.get("IRONHUB_BIN"):
-        return os.environ["IRONHUB_BIN"]
-    target = os.environ.get("CARGO_TARGET_DIR", str(REPO / "target"))
-    return str(Path(target) / "debug" / "ironhub")
-
-
-def _wait_for_port(port, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"ironhub did not listen on {HOST}:{port}")
 
 
 def sas_token(resource, key, policy=None, ttl=3600):
@@ -68,36 +42,16 @@ def sas_token(resource, key, policy=None, ttl=3600):
 
 
 class Hub:
-    """A running server and what clients need to reach it."""
+    """The module's server (conftest's `IronHub`) with what the C2D tests need."""
 
-    def __init__(self, data_dir):
-        self.data_dir = data_dir
-        # The server's output goes to a file (a pipe nobody reads would fill and stall it).
-        self.log = open(Path(data_dir) / "server.log", "wb")
-        self.process = subprocess.Popen(
-            [_binary(), "serve", "--data-dir", data_dir, "--hostname", HOST,
-             "--https-listen", f"{HOST}:443", "--mqtt-listen", f"{HOST}:8883"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        _wait_for_port(443)
-        _wait_for_port(8883)
-        info = json.loads(subprocess.check_output(
-            [_binary(), "info", "--data-dir", data_dir, "--json"]))
-        self.connection_string = info["hub"]["connectionString"]
-        self.ca_path = info["tls"]["caCertificate"]
+    def __init__(self, server):
+        self.server = server
+        self.data_dir = str(server.data_dir)
+        self.connection_string = server.connection_string
+        self.ca_path = server.ca_file
         self.ca_text = Path(self.ca_path).read_text()
-        parts = dict(p.split("=", 1) for p in self.connection_string.split(";"))
+        parts = server.connection_string_parts()
         self.policy, self.policy_key = parts["SharedAccessKeyName"], parts["SharedAccessKey"]
-        # The service SDK (msrest/requests) trusts what REQUESTS_CA_BUNDLE names.
-        os.environ["REQUESTS_CA_BUNDLE"] = self.ca_path
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
 
     def service_headers(self):
         return {"Authorization": sas_token(HOST, self.policy_key, self.policy)}
@@ -143,12 +97,9 @@ class Hub:
 
 
 @pytest.fixture(scope="module")
-def hub():
-    data_dir = tempfile.mkdtemp(prefix="ironhub-c2d-")
-    h = Hub(data_dir)
-    yield h
-    h.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
+def hub(hub):
+    """Overrides conftest's `hub` with the C2D helpers around the same server."""
+    return Hub(hub)
 
 
 def device_client(hub, device_id, key):
