@@ -5,8 +5,10 @@
 //! own words; [`HubError`] carries IoT Hub's status and error code for that.
 
 mod auth;
+mod certificates;
 mod device;
 mod error;
+pub mod events;
 pub mod methods;
 pub mod model;
 pub mod registry;

@@ -80,4 +80,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Applies all writes atomically, or none. The store assigns each written record a new
     /// etag, unique for the lifetime of the store.
     async fn write_devices(&self, writes: Vec<DeviceWrite>) -> Result<BatchResult>;
+
+    /// One CA certificate, by its exact name.
+    async fn get_certificate(&self, name: &str) -> Result<Option<CertificateRecord>>;
+    /// Every CA certificate, ordered by name.
+    async fn list_certificates(&self) -> Result<Vec<CertificateRecord>>;
+    /// Writes a CA certificate: without `if_match` only if the name is free (else
+    /// [`WriteConflict::AlreadyExists`]); with it, only if one exists (else `NotFound`) whose
+    /// etag is that one or the tag is `*` (else `EtagMismatch`). Assigns a new etag.
+    async fn put_certificate(
+        &self,
+        record: CertificateRecord,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<CertificateRecord, WriteConflict>>;
+    /// Deletes a CA certificate; with `if_match`, only if its etag is that one (or `*`).
+    async fn delete_certificate(
+        &self,
+        name: &str,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<(), WriteConflict>>;
 }
