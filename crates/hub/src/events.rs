@@ -92,9 +92,11 @@ pub struct PartitionView {
     /// The newest sequence number; -1 when nothing was ever enqueued.
     pub last_enqueued_sequence_number: i64,
     pub is_empty: bool,
-    /// In a consumer group's view: the group's checkpoint (next sequence number to read).
+    /// In a consumer group's view: the sequence number of the last event the group
+    /// checkpointed in this partition (`null` when it has none); reading `from=checkpoint`
+    /// resumes after it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<Option<u64>>,
+    pub checkpoint_sequence_number: Option<Option<u64>>,
 }
 
 /// A consumer group with its checkpoints.
@@ -196,7 +198,7 @@ impl Hub {
             beginning_sequence_number: bounds.first,
             last_enqueued_sequence_number: i64::try_from(bounds.next).unwrap_or(i64::MAX) - 1,
             is_empty: bounds.first == bounds.next,
-            checkpoint: None,
+            checkpoint_sequence_number: None,
         })
     }
 
@@ -220,7 +222,8 @@ impl Hub {
         let mut partitions = Vec::new();
         for p in 0..self.events.partition_count() {
             let mut view = self.partition_view(p).await?;
-            view.checkpoint = Some(self.events.checkpoint(group, p).await?);
+            let next = self.events.checkpoint(group, p).await?;
+            view.checkpoint_sequence_number = Some(next.and_then(|n| n.checked_sub(1)));
             partitions.push(view);
         }
         Ok(ConsumerGroupView {
@@ -252,23 +255,27 @@ impl Hub {
         }
     }
 
-    /// Records that `group` has processed a partition up to (not including) `next`.
+    /// Records that `group` has processed a partition up to and including the event with
+    /// `sequence_number` (Event Hubs' checkpoint): `from=checkpoint` resumes after it.
     pub async fn set_checkpoint(
         &self,
         group: &str,
         partition: u32,
-        next: u64,
+        sequence_number: u64,
     ) -> Result<(), HubError> {
         self.check_partition(partition)?;
         self.check_group(group).await?;
         let bounds = self.events.bounds(partition).await?;
-        if next > bounds.next {
+        if sequence_number >= bounds.next {
             return Err(HubError::ArgumentInvalid(format!(
-                "The checkpoint {next} is beyond the end of partition {partition} (next sequence number {}).",
-                bounds.next
+                "Partition {partition} has no event {sequence_number} to checkpoint (its last sequence number is {}).",
+                i128::from(bounds.next) - 1
             )));
         }
-        Ok(self.events.set_checkpoint(group, partition, next).await?)
+        Ok(self
+            .events
+            .set_checkpoint(group, partition, sequence_number + 1)
+            .await?)
     }
 
     /// Opens a reader for `group` from `from`, over one partition or all (only the device's
