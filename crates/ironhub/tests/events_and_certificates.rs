@@ -1,6 +1,6 @@
 //! Reading telemetry back over real HTTPS: the streaming event reader from every position,
 //! with filters, consumer groups and checkpoints, across a server restart; and the CA
-//! certificate API with proof of possession.
+//! certificate API with proof of possession, then an MQTT device admitted by that CA.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -15,8 +15,10 @@ use ironhub::config::ServeArgs;
 use ironhub::serve::{Server, start};
 use ironhub_auth::{sas, unix_now};
 use ironhub_hub::{AuthMethod, DeviceIdentity, Telemetry};
-use rustls::pki_types::ServerName;
+use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const HOST: &str = "eventhub.example";
@@ -453,12 +455,68 @@ fn ca(cn: &str) -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) 
 }
 
 fn signed(cn: &str, issuer: &rcgen::Issuer<'static, rcgen::KeyPair>) -> rcgen::Certificate {
+    signed_pair(cn, issuer).0
+}
+
+fn signed_pair(
+    cn: &str,
+    issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
+) -> (rcgen::Certificate, rcgen::KeyPair) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, cn);
-    params.signed_by(&key, issuer).unwrap()
+    let cert = params.signed_by(&key, issuer).unwrap();
+    (cert, key)
+}
+
+/// An MQTT CONNECT with only a client certificate (no password); returns the CONNACK code.
+async fn mqtt_connect_x509(
+    server: &Server,
+    device: &str,
+    cert: &rcgen::Certificate,
+    key: &rcgen::KeyPair,
+) -> ConnectReturnCode {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in ironhub_tls::read_certs(&server.ca_certificate).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(ironhub_tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    let tcp = TcpStream::connect(server.mqtt_addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut connect = Connect::new(device);
+    connect.set_login(format!("{HOST}/{device}/?api-version=2021-04-12"), "");
+    let mut out = bytes::BytesMut::new();
+    Packet::Connect(connect)
+        .write(&mut out, usize::MAX)
+        .unwrap();
+    tls.write_all(&out).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match Packet::read(&mut buf, 1 << 16) {
+            Ok(Packet::ConnAck(ConnAck { code, .. })) => return code,
+            Ok(other) => panic!("expected CONNACK, got {other:?}"),
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+            Err(e) => panic!("bad packet: {e:?}"),
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), tls.read_buf(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the server closed the connection before CONNACK");
+    }
 }
 
 #[tokio::test]
@@ -571,6 +629,28 @@ async fn certificate_api_with_proof_of_possession() {
     assert_eq!(status, 200, "{verified}");
     assert_eq!(verified["properties"]["isVerified"], true);
 
+    // A device whose certificate chains to the verified CA connects over MQTT, no password;
+    // its CN must be its device id.
+    let spec: ironhub_hub::model::DeviceSpec =
+        serde_json::from_value(json!({"authentication": {"type": "certificateAuthority"}}))
+            .unwrap();
+    server.hub.put_device("dev-ca", &spec, None).await.unwrap();
+    let (leaf, leaf_key) = signed_pair("dev-ca", &root_issuer);
+    assert_eq!(
+        mqtt_connect_x509(&server, "dev-ca", &leaf, &leaf_key).await,
+        ConnectReturnCode::Success
+    );
+    let (wrong, wrong_key) = signed_pair("someone-else", &root_issuer);
+    assert_eq!(
+        mqtt_connect_x509(&server, "dev-ca", &wrong, &wrong_key).await,
+        ConnectReturnCode::NotAuthorized
+    );
+    let (stranger, stranger_key) = signed_pair("dev-ca", &other_issuer);
+    assert_eq!(
+        mqtt_connect_x509(&server, "dev-ca", &stranger, &stranger_key).await,
+        ConnectReturnCode::NotAuthorized
+    );
+
     let (status, _, list) = call(&server, "GET", "/certificates", Some(&reader), None, &[]).await;
     assert_eq!(status, 200);
     assert_eq!(list["value"][0]["properties"]["isVerified"], true);
@@ -605,5 +685,10 @@ async fn certificate_api_with_proof_of_possession() {
     .await;
     assert_eq!(status, 404);
     assert_eq!(headers["iothub-errorcode"], "CertificateNotFound");
+    assert_eq!(
+        mqtt_connect_x509(&server, "dev-ca", &leaf, &leaf_key).await,
+        ConnectReturnCode::NotAuthorized,
+        "deleting the CA ends trust in it"
+    );
     server.shutdown().await;
 }
