@@ -221,7 +221,8 @@ async fn devices_authenticate_through_a_verified_ca() {
     assert_eq!(
         hub.authenticate_device_x509("dev1", &[good.der()])
             .await
-            .unwrap(),
+            .unwrap()
+            .method,
         AuthMethod::CertificateAuthority
     );
 
@@ -274,7 +275,8 @@ async fn devices_authenticate_through_a_verified_ca() {
     assert_eq!(
         hub.authenticate_device_x509("dev1", &[via.der(), inter.cert.der()])
             .await
-            .unwrap(),
+            .unwrap()
+            .method,
         AuthMethod::CertificateAuthority
     );
     assert!(
