@@ -3,7 +3,9 @@
 //! wire, call the domain, and render its answer with Azure's status codes and error bodies.
 
 mod c2d_api;
+mod certificates_api;
 mod error;
+mod events_api;
 mod hub_api;
 mod listener;
 mod websocket;

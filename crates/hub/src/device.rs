@@ -98,7 +98,9 @@ fn system_property(key: &str) -> Option<&'static str> {
 
 impl Hub {
     /// Authenticates a device by its TLS client certificate (leaf first): the leaf's SHA-1 or
-    /// SHA-256 thumbprint must be one the device registered (`selfSigned`).
+    /// SHA-256 thumbprint must be one the device registered (`selfSigned`), or the chain must
+    /// verify to a verified CA certificate with the leaf's CN equal to the device id
+    /// (`certificateAuthority`).
     pub async fn authenticate_device_x509(
         &self,
         device_id: &str,
@@ -129,9 +131,8 @@ impl Hub {
                 AuthMethod::SelfSigned
             }
             AuthType::CertificateAuthority => {
-                return Err(HubError::Unauthorized(format!(
-                    "Unauthorized: '{device_id}' authenticates by CA, and no verified CA certificate is registered."
-                )));
+                self.verify_ca_chain(device_id, chain).await?;
+                AuthMethod::CertificateAuthority
             }
             AuthType::Sas | AuthType::None => {
                 return Err(HubError::Unauthorized(format!(

@@ -25,6 +25,18 @@ pub enum HubError {
     DeviceNotOnline(String),
     #[error("{0}")]
     GatewayTimeout(String),
+    #[error("The event log has no partition {0}.")]
+    PartitionNotFound(u32),
+    #[error("The consumer group '{0}' does not exist.")]
+    ConsumerGroupNotFound(String),
+    #[error("The certificate '{0}' does not exist.")]
+    CertificateNotFound(String),
+    #[error("A certificate named '{0}' already exists; send its etag in If-Match to replace it.")]
+    CertificateAlreadyExists(String),
+    #[error("Precondition failed: the certificate's etag is not '{0}'.")]
+    CertificatePreconditionFailed(String),
+    #[error("{0}")]
+    CertificateInvalid(String),
     #[error("{0}")]
     DeviceMaximumQueueDepthExceeded(String),
     #[error("{0}")]
@@ -55,6 +67,11 @@ impl HubError {
             HubError::GatewayTimeout(_) => 504_101,
             HubError::DeviceMaximumQueueDepthExceeded(_) => 403_004,
             HubError::DeviceMessageLockLost(_) => 412_020,
+            HubError::PartitionNotFound(_) => 404_003,
+            HubError::ConsumerGroupNotFound(_) | HubError::CertificateNotFound(_) => 404_000,
+            HubError::CertificateAlreadyExists(_) => 409_000,
+            HubError::CertificatePreconditionFailed(_) => 412_002,
+            HubError::CertificateInvalid(_) => 400_004,
             HubError::ServerError(_) => 500_001,
         }
     }
@@ -74,6 +91,12 @@ impl HubError {
             HubError::GatewayTimeout(_) => "GatewayTimeout",
             HubError::DeviceMaximumQueueDepthExceeded(_) => "DeviceMaximumQueueDepthExceeded",
             HubError::DeviceMessageLockLost(_) => "DeviceMessageLockLost",
+            HubError::PartitionNotFound(_) => "PartitionNotFound",
+            HubError::ConsumerGroupNotFound(_) => "ConsumerGroupNotFound",
+            HubError::CertificateNotFound(_) => "CertificateNotFound",
+            HubError::CertificateAlreadyExists(_) => "CertificateAlreadyExists",
+            HubError::CertificatePreconditionFailed(_) => "PreconditionFailed",
+            HubError::CertificateInvalid(_) => "CertificateInvalid",
             HubError::ServerError(_) => "ServerError",
         }
     }

@@ -6,8 +6,10 @@
 
 mod auth;
 pub mod c2d;
+mod certificates;
 mod device;
 mod error;
+pub mod events;
 pub mod methods;
 pub mod model;
 pub mod registry;

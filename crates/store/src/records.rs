@@ -358,3 +358,26 @@ pub struct RuntimeUpdate {
     /// Sets `lastActivityTime` (and, with a connection state, `connectionStateUpdatedTime`).
     pub at: Option<DateTime<Utc>>,
 }
+
+/// A CA certificate uploaded to the hub, for devices that authenticate by CA
+/// (`authentication.type = certificateAuthority`). The hub domain owns the rules (parsing,
+/// proof of possession); the store keeps the record and assigns the etag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRecord {
+    pub name: String,
+    /// Assigned by the store on every write.
+    pub etag: String,
+    /// The certificate, PEM.
+    pub certificate: String,
+    pub subject: String,
+    /// SHA-1 of the DER, upper-case hex.
+    pub thumbprint: String,
+    pub expiry: DateTime<Utc>,
+    /// Proof of possession was given (or the uploader declared it verified).
+    pub is_verified: bool,
+    /// The code a proof-of-possession certificate must carry as its CN, once generated.
+    pub verification_code: Option<String>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}

@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, ConnectionState, DeviceCounts,
-    DeviceRecord, DeviceStatus, DeviceWrite, Endpoint, FeedbackBatch, FeedbackRecord,
+    BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, ConnectionState,
+    DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, Endpoint, FeedbackBatch, FeedbackRecord,
     FeedbackStatus, HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord,
     WriteConflict,
 };
@@ -56,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
          doc TEXT NOT NULL
      );
      CREATE INDEX c2d_feedback_by_lock ON c2d_feedback (lock_token);",
+    "CREATE TABLE certificates (name TEXT PRIMARY KEY, doc TEXT NOT NULL);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -212,6 +213,22 @@ fn load_twin(conn: &Connection, id: &str) -> Result<Option<TwinRecord>> {
         })
         .optional()?;
     Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+}
+
+fn load_certificate(conn: &Connection, name: &str) -> Result<Option<CertificateRecord>> {
+    let doc: Option<String> = conn
+        .query_row(
+            "SELECT doc FROM certificates WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+}
+
+/// Whether a write conditioned on `if_match` may replace `current` (`*` matches any).
+fn tag_matches(current: &str, if_match: &str) -> bool {
+    if_match == "*" || if_match == current
 }
 
 fn save_device(conn: &Connection, mut record: DeviceRecord) -> Result<DeviceRecord> {
@@ -853,6 +870,74 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn get_certificate(&self, name: &str) -> Result<Option<CertificateRecord>> {
+        let name = name.to_owned();
+        self.with(move |conn| load_certificate(conn, &name)).await
+    }
+
+    async fn list_certificates(&self) -> Result<Vec<CertificateRecord>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT doc FROM certificates ORDER BY name")?;
+            let docs = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            docs.iter()
+                .map(|d| serde_json::from_str(d).map_err(StoreError::from))
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_certificate(
+        &self,
+        record: CertificateRecord,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<CertificateRecord, WriteConflict>> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current = load_certificate(&tx, &record.name)?;
+            match (&current, if_match.as_deref()) {
+                (Some(_), None) => return Ok(Err(WriteConflict::AlreadyExists)),
+                (None, Some(_)) => return Ok(Err(WriteConflict::NotFound)),
+                (Some(c), Some(tag)) if !tag_matches(&c.etag, tag) => {
+                    return Ok(Err(WriteConflict::EtagMismatch));
+                }
+                _ => {}
+            }
+            let mut record = record;
+            record.etag = next_etag(&tx)?;
+            tx.execute(
+                "INSERT INTO certificates (name, doc) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                params![record.name, serde_json::to_string(&record)?],
+            )?;
+            tx.commit()?;
+            Ok(Ok(record))
+        })
+        .await
+    }
+
+    async fn delete_certificate(
+        &self,
+        name: &str,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<(), WriteConflict>> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(current) = load_certificate(&tx, &name)? else {
+                return Ok(Err(WriteConflict::NotFound));
+            };
+            if if_match.is_some_and(|tag| !tag_matches(&current.etag, &tag)) {
+                return Ok(Err(WriteConflict::EtagMismatch));
+            }
+            tx.execute("DELETE FROM certificates WHERE name = ?1", [&name])?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -1104,5 +1189,80 @@ mod tests {
         };
         assert_eq!(store.hub_settings_or_init(other).await.unwrap(), first);
         assert!(first.policy("IOTHUBOWNER").is_some());
+    }
+
+    #[tokio::test]
+    async fn certificates_are_compare_and_swap_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let record = CertificateRecord {
+            name: "root".into(),
+            etag: String::new(),
+            certificate: "PEM".into(),
+            subject: "CN=Root".into(),
+            thumbprint: "AB".into(),
+            expiry: now,
+            is_verified: false,
+            verification_code: None,
+            created: now,
+            updated: now,
+        };
+        let etag = {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let created = store
+                .put_certificate(record.clone(), None)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!created.etag.is_empty());
+            let again = store.put_certificate(record.clone(), None).await.unwrap();
+            assert_eq!(again, Err(WriteConflict::AlreadyExists));
+            let stale = store
+                .put_certificate(record.clone(), Some("old".into()))
+                .await
+                .unwrap();
+            assert_eq!(stale, Err(WriteConflict::EtagMismatch));
+            let missing = CertificateRecord {
+                name: "other".into(),
+                ..record.clone()
+            };
+            let r = store
+                .put_certificate(missing, Some("*".into()))
+                .await
+                .unwrap();
+            assert_eq!(r, Err(WriteConflict::NotFound));
+            let verified = CertificateRecord {
+                is_verified: true,
+                ..created.clone()
+            };
+            let updated = store
+                .put_certificate(verified, Some(created.etag.clone()))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_ne!(updated.etag, created.etag);
+            updated.etag
+        };
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let list = store.list_certificates().await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert!(list[0].is_verified);
+        assert_eq!(
+            store
+                .delete_certificate("root", Some("nope".into()))
+                .await
+                .unwrap(),
+            Err(WriteConflict::EtagMismatch)
+        );
+        store
+            .delete_certificate("root", Some(etag))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store.get_certificate("root").await.unwrap().is_none());
+        assert_eq!(
+            store.delete_certificate("root", None).await.unwrap(),
+            Err(WriteConflict::NotFound)
+        );
     }
 }
