@@ -354,7 +354,10 @@ impl Hub {
             DeviceWrite::Replace { .. } => self.store.get_device(id).await?,
             _ => None,
         };
-        let written = self.write_one(write).await?;
+        let written = self
+            .write_one(write)
+            .await?
+            .ok_or_else(|| HubError::ServerError("the store wrote no device".into()))?;
         if let Some(before) = before
             && revokes(&before, &written)
         {
@@ -379,7 +382,8 @@ impl Hub {
         let _ = self.bus.send(id, ironhub_store::BusMessage::Revoked).await;
     }
 
-    async fn write_one(&self, write: DeviceWrite) -> Result<DeviceRecord, HubError> {
+    /// Applies one write; the device as written (`None` for a delete).
+    async fn write_one(&self, write: DeviceWrite) -> Result<Option<DeviceRecord>, HubError> {
         let id = write.device_id().to_owned();
         let etag = match &write {
             DeviceWrite::Replace { if_match, .. } | DeviceWrite::Delete { if_match, .. } => {
@@ -388,7 +392,7 @@ impl Hub {
             DeviceWrite::Create(_) => String::new(),
         };
         match self.store.write_devices(vec![write]).await? {
-            Ok(mut done) => Ok(done.pop().flatten().unwrap_or_else(|| placeholder(&id))),
+            Ok(mut done) => Ok(done.pop().flatten()),
             Err(failed) => Err(failed
                 .first()
                 .map(|(_, c)| conflict_error(*c, &id, &etag))
@@ -548,26 +552,6 @@ impl Hub {
                 replace(current, fields)
             }
         }
-    }
-}
-
-/// What a successful delete "returns"; never shown to a client.
-fn placeholder(id: &str) -> DeviceRecord {
-    DeviceRecord {
-        device_id: id.to_owned(),
-        generation_id: String::new(),
-        etag: String::new(),
-        status: DeviceStatus::Disabled,
-        status_reason: None,
-        status_updated_time: None,
-        connection_state: ConnectionState::Disconnected,
-        connection_state_updated_time: None,
-        last_activity_time: None,
-        cloud_to_device_message_count: 0,
-        authentication: Authentication::default(),
-        iot_edge: false,
-        device_scope: None,
-        parent_scopes: vec![],
     }
 }
 

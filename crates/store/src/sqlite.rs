@@ -261,7 +261,7 @@ fn like_escape(s: &str) -> String {
 }
 
 fn etag_matches(current: &DeviceRecord, if_match: Option<&str>) -> bool {
-    if_match.is_none_or(|tag| tag == "*" || tag == current.etag)
+    if_match.is_none_or(|tag| tag_matches(&current.etag, tag))
 }
 
 fn apply(
@@ -567,7 +567,7 @@ impl Store for SqliteStore {
             let current = load_twin(&tx, &twin.device_id)?
                 .map(|t| t.etag)
                 .unwrap_or_default();
-            if if_match.is_some_and(|tag| tag != "*" && tag != current) {
+            if if_match.is_some_and(|tag| !tag_matches(&current, &tag)) {
                 return Ok(Err(WriteConflict::EtagMismatch));
             }
             let mut twin = twin;
