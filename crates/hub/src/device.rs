@@ -250,6 +250,36 @@ impl Hub {
                 body: message.body,
             })
             .await?;
+        self.touch(&who.device_id).await;
         Ok(event)
     }
+
+    /// Moves the device's `lastActivityTime` to now, writing at most once per
+    /// [`ACTIVITY_RESOLUTION`] for a device (a write per message would cost more than the
+    /// timestamp is worth; IoT Hub's own is not exact either).
+    pub async fn touch(&self, device_id: &str) {
+        let now = std::time::Instant::now();
+        {
+            let Ok(mut seen) = self.activity.lock() else {
+                return;
+            };
+            if seen
+                .get(device_id)
+                .is_some_and(|at| now.duration_since(*at) < ACTIVITY_RESOLUTION)
+            {
+                return;
+            }
+            seen.insert(device_id.to_owned(), now);
+        }
+        let update = RuntimeUpdate {
+            at: Some(Utc::now()),
+            ..RuntimeUpdate::default()
+        };
+        if let Err(e) = self.store.update_device_runtime(device_id, update).await {
+            tracing::warn!(device_id, error = %e, "could not record the device's activity");
+        }
+    }
 }
+
+/// How often, at most, a device's `lastActivityTime` is written.
+pub const ACTIVITY_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(30);

@@ -40,6 +40,8 @@ pub struct Hub {
     bus: Arc<dyn DeviceBus>,
     settings: Arc<HubSettings>,
     host_names: Arc<Vec<String>>,
+    /// When each device's `lastActivityTime` was last written (see `Hub::touch`).
+    activity: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 impl Hub {
@@ -58,6 +60,7 @@ impl Hub {
             bus,
             settings: Arc::new(settings),
             host_names: Arc::new(host_names),
+            activity: Arc::default(),
         })
     }
 

@@ -372,3 +372,17 @@ async fn disabling_a_connected_device_closes_its_connection() {
     let (_, code) = hub.connect_sas("d1", &key, true).await;
     assert_eq!(code, ConnectReturnCode::NotAuthorized);
 }
+
+#[tokio::test]
+async fn telemetry_moves_last_activity_time_without_changing_the_etag() {
+    let hub = hub().await;
+    let key = hub.device("act", serde_json::json!({})).await;
+    let (mut c, _) = hub.connect_sas("act", &key, true).await;
+    let connected = hub.server.hub.get_device("act").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    c.publish("devices/act/messages/events/", QoS::AtLeastOnce, b"{}").await;
+    assert!(matches!(c.recv().await, Some(Packet::PubAck(_))));
+    let after = hub.server.hub.get_device("act").await.unwrap();
+    assert!(after.last_activity_time > connected.last_activity_time);
+    assert_eq!(after.etag, connected.etag);
+}
