@@ -380,7 +380,8 @@ async fn telemetry_moves_last_activity_time_without_changing_the_etag() {
     let (mut c, _) = hub.connect_sas("act", &key, true).await;
     let connected = hub.server.hub.get_device("act").await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    c.publish("devices/act/messages/events/", QoS::AtLeastOnce, b"{}").await;
+    c.publish("devices/act/messages/events/", QoS::AtLeastOnce, b"{}")
+        .await;
     assert!(matches!(c.recv().await, Some(Packet::PubAck(_))));
     let after = hub.server.hub.get_device("act").await.unwrap();
     assert!(after.last_activity_time > connected.last_activity_time);
