@@ -337,3 +337,43 @@ def test_bad_input_is_refused(hub, rm):
     c.publish("devices/bad1/messages/events/", b"x" * (256 * 1024 + 1), qos=1)
     assert state["disconnected"].wait(WAIT_S), "an oversized message was not refused"
     c.loop_stop()
+
+
+def test_cli_twin_and_direct_method(hub, rm):
+    """`ironhub hub device-twin …` and `ironhub hub invoke-device-method`, against a real device."""
+    import json
+
+    from conftest import run_cli
+
+    key = device_key(rm, "cli-dev")
+    client = device_client(hub, "cli-dev", key)
+    client.connect()
+    try:
+        patches = []
+        client.on_twin_desired_properties_patch_received = patches.append
+        client.on_method_request_received = lambda r: client.send_method_response(
+            MethodResponse.create_from_method_request(r, 201, {"echo": r.payload})
+        )
+        time.sleep(0.5)
+        d = ["--data-dir", str(hub.data_dir)]
+        out = run_cli("hub", "invoke-device-method", "-d", "cli-dev", "--mn", "reboot", "--mp", '{"a":1}', "--to", "10", *d, check=True)
+        assert json.loads(out.stdout) == {"status": 201, "payload": {"echo": {"a": 1}}}
+
+        out = run_cli("hub", "device-twin", "update", "-d", "cli-dev", "--desired", '{"fw":"3"}', "--tags", '{"site":"lab"}', *d, check=True)
+        twin = json.loads(out.stdout)
+        assert twin["properties"]["desired"]["fw"] == "3" and twin["tags"] == {"site": "lab"}
+        wait_for(lambda: patches, what="the desired patch from the CLI")
+        assert patches[0]["fw"] == "3"
+
+        shown = json.loads(run_cli("hub", "device-twin", "show", "-d", "cli-dev", *d, check=True).stdout)
+        assert shown["etag"] == twin["etag"]
+        stale = run_cli("hub", "device-twin", "update", "-d", "cli-dev", "--tags", '{"x":1}', "--etag", "bogus", *d)
+        assert stale.returncode != 0 and "PreconditionFailed" in stale.stderr
+
+        replaced = json.loads(run_cli("hub", "device-twin", "replace", "-d", "cli-dev", "--json",
+                                      '{"tags":{"only":true},"properties":{"desired":{}}}', *d, check=True).stdout)
+        assert replaced["tags"] == {"only": True} and "fw" not in replaced["properties"]["desired"]
+    finally:
+        client.shutdown()
+    offline = run_cli("hub", "invoke-device-method", "-d", "cli-dev", "--mn", "x", "--data-dir", str(hub.data_dir))
+    assert offline.returncode != 0 and "DeviceNotOnline" in offline.stderr

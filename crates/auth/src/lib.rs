@@ -1,5 +1,5 @@
 //! Authentication primitives shared by IoT Hub and DPS: SAS tokens, shared access policies,
-//! key generation and derivation, connection strings and X.509 thumbprints.
+//! key generation and derivation, connection strings, X.509 thumbprints and CA chains.
 //!
 //! Everything here is pure (no I/O); the hub and DPS domains decide which keys apply.
 
@@ -7,6 +7,7 @@ pub mod connstr;
 pub mod keys;
 pub mod policy;
 pub mod sas;
+pub mod x509;
 
 pub use connstr::{ConnectionString, ConnectionStringError};
 pub use keys::{
@@ -15,6 +16,7 @@ pub use keys::{
 };
 pub use policy::{Rights, SharedAccessPolicy, default_hub_policies};
 pub use sas::{SasError, SasToken, resource_covers};
+pub use x509::{CertificateError, CertificateInfo};
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> u64 {

@@ -1,4 +1,6 @@
-//! The IoT Hub service REST API: the device registry and its statistics.
+//! The IoT Hub service REST API: the device registry and its statistics, twins and methods.
+//! Cloud-to-device messaging and the HTTPS device API (`c2d_api`), the event reader
+//! (`events_api`) and CA certificates (`certificates_api`) are merged in from their modules.
 
 use axum::Router;
 use axum::body::Body;
@@ -36,6 +38,9 @@ pub fn router(hub: Hub) -> Router {
         .route(crate::websocket::PATH, get(crate::websocket::upgrade))
         .route("/statistics/devices", get(registry_statistics))
         .route("/statistics/service", get(service_statistics))
+        .merge(crate::c2d_api::routes())
+        .merge(crate::events_api::routes())
+        .merge(crate::certificates_api::routes())
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .fallback(|uri: Uri| async move {
             ApiError::not_found(&format!("The resource '{}'", uri.path()))
@@ -119,7 +124,7 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceId {
     }
 }
 
-fn authorize(hub: &Hub, headers: &HeaderMap, needed: Rights) -> Result<(), ApiError> {
+pub(crate) fn authorize(hub: &Hub, headers: &HeaderMap, needed: Rights) -> Result<(), ApiError> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -127,12 +132,12 @@ fn authorize(hub: &Hub, headers: &HeaderMap, needed: Rights) -> Result<(), ApiEr
     Ok(())
 }
 
-fn if_match(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
 }
 
 /// Reads a JSON body of at most [`MAX_BODY_BYTES`]; errors are Azure-shaped.
-async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+pub(crate) async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::from(HubError::MessageTooLarge(MAX_BODY_BYTES)))?;

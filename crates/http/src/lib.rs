@@ -2,7 +2,10 @@
 //! WebSocket later) and the Azure-compatible REST routers. Handlers are thin: they parse the
 //! wire, call the domain, and render its answer with Azure's status codes and error bodies.
 
+mod c2d_api;
+mod certificates_api;
 mod error;
+mod events_api;
 mod hub_api;
 mod listener;
 mod websocket;

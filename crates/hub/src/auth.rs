@@ -3,7 +3,7 @@
 use ironhub_auth::{Rights, SasError, SasToken, unix_now};
 use ironhub_store::AuthType;
 
-use crate::{AuthMethod, Hub, HubError};
+use crate::{AuthMethod, DeviceAuth, Hub, HubError};
 
 /// Who a request was authenticated as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +78,12 @@ impl Hub {
     /// Authenticates a device by a SAS token: signed with one of the device's own keys
     /// (`sr={host}/devices/{id}`, no `skn`), or with a policy that has DeviceConnect.
     /// The device must exist, be enabled and use symmetric keys for a device-signed token.
-    /// Returns how the device authenticated and when its token expires (Unix seconds).
+    /// Returns how the device authenticated, when its token expires, and its generation.
     pub async fn authenticate_device(
         &self,
         device_id: &str,
         token_text: &str,
-    ) -> Result<(AuthMethod, u64), HubError> {
+    ) -> Result<DeviceAuth, HubError> {
         let token = SasToken::parse(token_text).map_err(unauthorized)?;
         token.check_expiry(unix_now()).map_err(unauthorized)?;
         self.covers_hub(&token, &format!("/devices/{device_id}"))?;
@@ -123,6 +123,10 @@ impl Hub {
                 "Unauthorized: the device '{device_id}' is disabled."
             )));
         }
-        Ok((method, token.expiry()))
+        Ok(DeviceAuth {
+            method,
+            expires: Some(token.expiry()),
+            generation_id: device.generation_id,
+        })
     }
 }

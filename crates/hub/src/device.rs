@@ -36,6 +36,15 @@ impl AuthMethod {
     }
 }
 
+/// The outcome of authenticating a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAuth {
+    pub method: AuthMethod,
+    /// When the SAS token expires (Unix seconds); `None` for certificates.
+    pub expires: Option<u64>,
+    pub generation_id: String,
+}
+
 /// An authenticated device (or module) on a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceIdentity {
@@ -89,12 +98,14 @@ fn system_property(key: &str) -> Option<&'static str> {
 
 impl Hub {
     /// Authenticates a device by its TLS client certificate (leaf first): the leaf's SHA-1 or
-    /// SHA-256 thumbprint must be one the device registered (`selfSigned`).
+    /// SHA-256 thumbprint must be one the device registered (`selfSigned`), or the chain must
+    /// verify to a verified CA certificate with the leaf's CN equal to the device id
+    /// (`certificateAuthority`).
     pub async fn authenticate_device_x509(
         &self,
         device_id: &str,
         chain: &[impl AsRef<[u8]>],
-    ) -> Result<AuthMethod, HubError> {
+    ) -> Result<DeviceAuth, HubError> {
         let leaf = chain.first().ok_or_else(|| {
             HubError::Unauthorized("Unauthorized: no password and no client certificate.".into())
         })?;
@@ -120,9 +131,8 @@ impl Hub {
                 AuthMethod::SelfSigned
             }
             AuthType::CertificateAuthority => {
-                return Err(HubError::Unauthorized(format!(
-                    "Unauthorized: '{device_id}' authenticates by CA, and no verified CA certificate is registered."
-                )));
+                self.verify_ca_chain(device_id, chain).await?;
+                AuthMethod::CertificateAuthority
             }
             AuthType::Sas | AuthType::None => {
                 return Err(HubError::Unauthorized(format!(
@@ -135,12 +145,11 @@ impl Hub {
                 "Unauthorized: the device '{device_id}' is disabled."
             )));
         }
-        Ok(method)
-    }
-
-    /// The device's generation id (for the identity of a connection).
-    pub async fn generation_id(&self, device_id: &str) -> Result<String, HubError> {
-        Ok(self.get_device(device_id).await?.generation_id)
+        Ok(DeviceAuth {
+            method,
+            expires: None,
+            generation_id: device.generation_id,
+        })
     }
 
     /// Records that a device connected or disconnected (`connectionState`,
@@ -153,7 +162,6 @@ impl Hub {
                 ConnectionState::Disconnected
             }),
             at: Some(Utc::now()),
-            c2d_delta: 0,
         };
         self.store.update_device_runtime(device_id, update).await?;
         Ok(())
@@ -242,6 +250,36 @@ impl Hub {
                 body: message.body,
             })
             .await?;
+        self.touch(&who.device_id).await;
         Ok(event)
     }
+
+    /// Moves the device's `lastActivityTime` to now, writing at most once per
+    /// [`ACTIVITY_RESOLUTION`] for a device (a write per message would cost more than the
+    /// timestamp is worth; IoT Hub's own is not exact either).
+    pub async fn touch(&self, device_id: &str) {
+        let now = std::time::Instant::now();
+        {
+            let Ok(mut seen) = self.activity.lock() else {
+                return;
+            };
+            if seen
+                .get(device_id)
+                .is_some_and(|at| now.duration_since(*at) < ACTIVITY_RESOLUTION)
+            {
+                return;
+            }
+            seen.insert(device_id.to_owned(), now);
+        }
+        let update = RuntimeUpdate {
+            at: Some(Utc::now()),
+            ..RuntimeUpdate::default()
+        };
+        if let Err(e) = self.store.update_device_runtime(device_id, update).await {
+            tracing::warn!(device_id, error = %e, "could not record the device's activity");
+        }
+    }
 }
+
+/// How often, at most, a device's `lastActivityTime` is written.
+pub const ACTIVITY_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(30);

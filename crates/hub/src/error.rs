@@ -25,6 +25,22 @@ pub enum HubError {
     DeviceNotOnline(String),
     #[error("{0}")]
     GatewayTimeout(String),
+    #[error("The event log has no partition {0}.")]
+    PartitionNotFound(u32),
+    #[error("The consumer group '{0}' does not exist.")]
+    ConsumerGroupNotFound(String),
+    #[error("The certificate '{0}' does not exist.")]
+    CertificateNotFound(String),
+    #[error("A certificate named '{0}' already exists; send its etag in If-Match to replace it.")]
+    CertificateAlreadyExists(String),
+    #[error("Precondition failed: the certificate's etag is not '{0}'.")]
+    CertificatePreconditionFailed(String),
+    #[error("{0}")]
+    CertificateInvalid(String),
+    #[error("{0}")]
+    DeviceMaximumQueueDepthExceeded(String),
+    #[error("{0}")]
+    DeviceMessageLockLost(String),
     #[error("{0}")]
     ServerError(String),
 }
@@ -49,6 +65,13 @@ impl HubError {
             HubError::MessageTooLarge(_) => 413_001,
             HubError::DeviceNotOnline(_) => 404_103,
             HubError::GatewayTimeout(_) => 504_101,
+            HubError::DeviceMaximumQueueDepthExceeded(_) => 403_004,
+            HubError::DeviceMessageLockLost(_) => 412_020,
+            HubError::PartitionNotFound(_) => 404_003,
+            HubError::ConsumerGroupNotFound(_) | HubError::CertificateNotFound(_) => 404_000,
+            HubError::CertificateAlreadyExists(_) => 409_000,
+            HubError::CertificatePreconditionFailed(_) => 412_002,
+            HubError::CertificateInvalid(_) => 400_004,
             HubError::ServerError(_) => 500_001,
         }
     }
@@ -66,6 +89,14 @@ impl HubError {
             HubError::MessageTooLarge(_) => "MessageTooLarge",
             HubError::DeviceNotOnline(_) => "DeviceNotOnline",
             HubError::GatewayTimeout(_) => "GatewayTimeout",
+            HubError::DeviceMaximumQueueDepthExceeded(_) => "DeviceMaximumQueueDepthExceeded",
+            HubError::DeviceMessageLockLost(_) => "DeviceMessageLockLost",
+            HubError::PartitionNotFound(_) => "PartitionNotFound",
+            HubError::ConsumerGroupNotFound(_) => "ConsumerGroupNotFound",
+            HubError::CertificateNotFound(_) => "CertificateNotFound",
+            HubError::CertificateAlreadyExists(_) => "CertificateAlreadyExists",
+            HubError::CertificatePreconditionFailed(_) => "PreconditionFailed",
+            HubError::CertificateInvalid(_) => "CertificateInvalid",
             HubError::ServerError(_) => "ServerError",
         }
     }
@@ -88,5 +119,10 @@ mod tests {
         assert_eq!(HubError::PreconditionFailed("x".into()).status(), 412);
         assert_eq!(HubError::Unauthorized("x".into()).code(), 401_002);
         assert_eq!(HubError::MessageTooLarge(1).status(), 413);
+        assert_eq!(
+            HubError::DeviceMaximumQueueDepthExceeded("q".into()).status(),
+            403
+        );
+        assert_eq!(HubError::DeviceMessageLockLost("l".into()).code(), 412_020);
     }
 }

@@ -1,12 +1,15 @@
 //! The IoT Hub domain, free of any transport: the device registry and its rules,
-//! authorization, and (in later steps) twins, messaging and methods.
+//! authorization, twins, cloud-to-device messaging and direct methods.
 //!
 //! Adapters (HTTP, MQTT) parse the wire, call [`Hub`], and render the answer in the wire's
 //! own words; [`HubError`] carries IoT Hub's status and error code for that.
 
 mod auth;
+pub mod c2d;
+mod certificates;
 mod device;
 mod error;
+pub mod events;
 pub mod methods;
 pub mod model;
 pub mod registry;
@@ -18,7 +21,7 @@ use chrono::Utc;
 use ironhub_store::{DeviceBus, EventLog, HubSettings, Store};
 
 pub use auth::Principal;
-pub use device::{AuthMethod, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
+pub use device::{AuthMethod, DeviceAuth, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
 pub use error::HubError;
 
 /// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).
@@ -37,6 +40,8 @@ pub struct Hub {
     bus: Arc<dyn DeviceBus>,
     settings: Arc<HubSettings>,
     host_names: Arc<Vec<String>>,
+    /// When each device's `lastActivityTime` was last written (see `Hub::touch`).
+    activity: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
 impl Hub {
@@ -55,6 +60,7 @@ impl Hub {
             bus,
             settings: Arc::new(settings),
             host_names: Arc::new(host_names),
+            activity: Arc::default(),
         })
     }
 

@@ -153,6 +153,22 @@ fn build_authentication(
     Ok(auth)
 }
 
+/// An IoT Edge device's scope: the one given, or IoT Hub's `ms-azure-iot-edge://{id}-{generation}`.
+/// A device that is not an edge device keeps a scope only if one was given (it names its parent).
+fn edge_scope(
+    iot_edge: bool,
+    given: Option<String>,
+    id: &str,
+    generation_id: &str,
+) -> Option<String> {
+    let given = given.filter(|s| !s.is_empty());
+    if iot_edge {
+        Some(given.unwrap_or_else(|| format!("ms-azure-iot-edge://{id}-{generation_id}")))
+    } else {
+        given
+    }
+}
+
 fn new_generation_id() -> String {
     // IoT Hub's generation ids are 18-digit decimal numbers.
     let bytes = random_bytes(8);
@@ -196,9 +212,12 @@ impl Validated {
     /// A new device with these fields.
     fn create(self, id: &str) -> Result<DeviceRecord, HubError> {
         let status = self.status.unwrap_or_default();
+        let generation_id = new_generation_id();
+        let iot_edge = self.iot_edge.unwrap_or(false);
         Ok(DeviceRecord {
             device_id: id.to_owned(),
-            generation_id: new_generation_id(),
+            device_scope: edge_scope(iot_edge, self.device_scope, id, &generation_id),
+            generation_id,
             etag: String::new(),
             status,
             status_reason: self.status_reason,
@@ -208,8 +227,7 @@ impl Validated {
             last_activity_time: None,
             cloud_to_device_message_count: 0,
             authentication: build_authentication(self.authentication.as_ref(), None)?,
-            iot_edge: self.iot_edge.unwrap_or(false),
-            device_scope: self.device_scope,
+            iot_edge,
             parent_scopes: self.parent_scopes.unwrap_or_default(),
         })
     }
@@ -227,7 +245,13 @@ impl Validated {
         next.authentication =
             build_authentication(self.authentication.as_ref(), Some(&current.authentication))?;
         next.iot_edge = self.iot_edge.unwrap_or(false);
-        next.device_scope = self.device_scope;
+        next.device_scope = edge_scope(
+            next.iot_edge,
+            self.device_scope
+                .or_else(|| current.device_scope.clone().filter(|_| current.iot_edge)),
+            &current.device_id,
+            &current.generation_id,
+        );
         next.parent_scopes = self.parent_scopes.unwrap_or_default();
         Ok(next)
     }
@@ -330,7 +354,10 @@ impl Hub {
             DeviceWrite::Replace { .. } => self.store.get_device(id).await?,
             _ => None,
         };
-        let written = self.write_one(write).await?;
+        let written = self
+            .write_one(write)
+            .await?
+            .ok_or_else(|| HubError::ServerError("the store wrote no device".into()))?;
         if let Some(before) = before
             && revokes(&before, &written)
         {
@@ -355,7 +382,8 @@ impl Hub {
         let _ = self.bus.send(id, ironhub_store::BusMessage::Revoked).await;
     }
 
-    async fn write_one(&self, write: DeviceWrite) -> Result<DeviceRecord, HubError> {
+    /// Applies one write; the device as written (`None` for a delete).
+    async fn write_one(&self, write: DeviceWrite) -> Result<Option<DeviceRecord>, HubError> {
         let id = write.device_id().to_owned();
         let etag = match &write {
             DeviceWrite::Replace { if_match, .. } | DeviceWrite::Delete { if_match, .. } => {
@@ -364,7 +392,7 @@ impl Hub {
             DeviceWrite::Create(_) => String::new(),
         };
         match self.store.write_devices(vec![write]).await? {
-            Ok(mut done) => Ok(done.pop().flatten().unwrap_or_else(|| placeholder(&id))),
+            Ok(mut done) => Ok(done.pop().flatten()),
             Err(failed) => Err(failed
                 .first()
                 .map(|(_, c)| conflict_error(*c, &id, &etag))
@@ -524,26 +552,6 @@ impl Hub {
                 replace(current, fields)
             }
         }
-    }
-}
-
-/// What a successful delete "returns"; never shown to a client.
-fn placeholder(id: &str) -> DeviceRecord {
-    DeviceRecord {
-        device_id: id.to_owned(),
-        generation_id: String::new(),
-        etag: String::new(),
-        status: DeviceStatus::Disabled,
-        status_reason: None,
-        status_updated_time: None,
-        connection_state: ConnectionState::Disconnected,
-        connection_state_updated_time: None,
-        last_activity_time: None,
-        cloud_to_device_message_count: 0,
-        authentication: Authentication::default(),
-        iot_edge: false,
-        device_scope: None,
-        parent_scopes: vec![],
     }
 }
 

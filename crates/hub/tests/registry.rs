@@ -93,6 +93,42 @@ async fn create_update_conflict_and_delete() {
 }
 
 #[tokio::test]
+async fn edge_devices_get_a_device_scope() {
+    let (hub, _dir) = hub().await;
+    let e = hub
+        .put_device(
+            "edge1",
+            &spec(json!({"capabilities": {"iotEdge": true}})),
+            None,
+        )
+        .await
+        .unwrap();
+    let scope = e.device_scope.clone().unwrap();
+    assert_eq!(
+        scope,
+        format!("ms-azure-iot-edge://edge1-{}", e.generation_id)
+    );
+    let again = hub
+        .put_device(
+            "edge1",
+            &spec(json!({"capabilities": {"iotEdge": true}})),
+            Some("*"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.device_scope.as_deref(),
+        Some(scope.as_str()),
+        "the scope is kept"
+    );
+    let plain = hub
+        .put_device("leaf1", &spec(json!({})), None)
+        .await
+        .unwrap();
+    assert_eq!(plain.device_scope, None);
+}
+
+#[tokio::test]
 async fn bad_input_is_refused_and_writes_nothing() {
     let (hub, _dir) = hub().await;
     let cases = [
@@ -299,10 +335,9 @@ async fn device_tokens_are_verified_with_the_devices_keys() {
     let later = unix_now() + 3600;
     for key in [keys.primary_key.unwrap(), keys.secondary_key.unwrap()] {
         let token = sas::generate("myhub.example/devices/dev1", &key, later, None).unwrap();
-        assert_eq!(
-            hub.authenticate_device("dev1", &token).await.unwrap(),
-            (AuthMethod::Sas, later)
-        );
+        let auth = hub.authenticate_device("dev1", &token).await.unwrap();
+        assert_eq!((auth.method, auth.expires), (AuthMethod::Sas, Some(later)));
+        assert_eq!(auth.generation_id, d.generation_id);
         // A token for one device does not open another.
         assert!(hub.authenticate_device("dev2", &token).await.is_err());
     }

@@ -6,13 +6,23 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
+use ironhub_store::Retention;
 use serde::Deserialize;
+
+/// Longest event log retention accepted: a year.
+const MAX_RETENTION_HOURS: u32 = 24 * 366;
+/// Largest event log partition accepted: 1 TiB.
+const MAX_RETENTION_MB: u64 = 1024 * 1024;
+
+fn chrono_hours(hours: u32) -> chrono::Duration {
+    chrono::Duration::hours(i64::from(hours))
+}
 
 /// `ironhub serve` flags. Each has an `IRONHUB_*` variable and a key in the `--config` file.
 #[derive(Debug, Clone, Args, Default)]
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
-    /// tls_cert, tls_key, partitions, log_format).
+    /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -37,6 +47,13 @@ pub struct ServeArgs {
     /// Event log partitions, fixed when the data directory is created [default: 4].
     #[arg(long, env = "IRONHUB_PARTITIONS", value_parser = clap::value_parser!(u32).range(1..=32))]
     pub partitions: Option<u32>,
+    /// How long telemetry stays readable in the event log, in hours [default: 24].
+    #[arg(long, env = "IRONHUB_RETENTION_HOURS", value_parser = clap::value_parser!(u32).range(1..=MAX_RETENTION_HOURS as i64))]
+    pub retention_hours: Option<u32>,
+    /// Most telemetry (message bodies) kept per event log partition, in MiB; the oldest goes
+    /// first [default: 256].
+    #[arg(long, env = "IRONHUB_RETENTION_MB_PER_PARTITION", value_parser = clap::value_parser!(u64).range(1..=MAX_RETENTION_MB))]
+    pub retention_mb_per_partition: Option<u64>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "IRONHUB_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -62,6 +79,8 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     partitions: Option<u32>,
+    retention_hours: Option<u32>,
+    retention_mb_per_partition: Option<u64>,
     log_format: Option<LogFormat>,
 }
 
@@ -81,6 +100,8 @@ pub struct ServeConfig {
     pub mqtt_listen: SocketAddr,
     pub tls_cert: Option<(PathBuf, PathBuf)>,
     pub partitions: u32,
+    /// What the event log keeps (enforced periodically while serving).
+    pub retention: Retention,
     pub log_format: LogFormat,
 }
 
@@ -136,6 +157,21 @@ impl ServeArgs {
                 .or(file.partitions)
                 .unwrap_or(4)
                 .clamp(1, 32),
+            retention: Retention {
+                max_age: chrono_hours(
+                    self.retention_hours
+                        .or(file.retention_hours)
+                        .unwrap_or(24)
+                        .clamp(1, MAX_RETENTION_HOURS),
+                ),
+                max_bytes_per_partition: self
+                    .retention_mb_per_partition
+                    .or(file.retention_mb_per_partition)
+                    .unwrap_or(256)
+                    .clamp(1, MAX_RETENTION_MB)
+                    * 1024
+                    * 1024,
+            },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
         })
     }
@@ -158,6 +194,35 @@ mod tests {
         assert_eq!(c.hostnames, ["localhost"]);
         assert_eq!(c.https_listen.to_string(), "0.0.0.0:443");
         assert_eq!(c.mqtt_listen.to_string(), "0.0.0.0:8883");
+        assert_eq!(c.retention, Retention::default());
+        assert_eq!(c.retention.max_age, chrono::Duration::hours(24));
+        assert_eq!(c.retention.max_bytes_per_partition, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn retention_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironhub.toml");
+        std::fs::write(
+            &file,
+            "retention_hours = 2\nretention_mb_per_partition = 8\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.retention.max_age, chrono::Duration::hours(2));
+        assert_eq!(c.retention.max_bytes_per_partition, 8 * 1024 * 1024);
+        let args = ServeArgs {
+            config: Some(file),
+            retention_hours: Some(48),
+            ..ServeArgs::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.retention.max_age, chrono::Duration::hours(48));
+        assert_eq!(c.retention.max_bytes_per_partition, 8 * 1024 * 1024);
     }
 
     #[test]

@@ -4,10 +4,11 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{Endpoint, LocalBus, SqliteEventLog, SqliteStore, Store};
+use ironhub_store::{Endpoint, EventLog, LocalBus, Retention, SqliteEventLog, SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -57,6 +58,14 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         bus: Arc::new(LocalBus::new()),
     };
     let hub = Hub::open(backends, config.hostnames.clone()).await?;
+    // One node holds every connection: none from before this start is still open.
+    let stale = store.disconnect_all().await?;
+    if stale > 0 {
+        tracing::info!(
+            devices = stale,
+            "marked devices connected before the restart as disconnected"
+        );
+    }
 
     let tls_dir = config.data_dir.join("tls");
     let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
@@ -93,8 +102,19 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             mqtt,
             mqtt_tls,
             hub.clone(),
-            stopped,
+            stopped.clone(),
         )),
+        tokio::spawn(enforce_retention(
+            hub.events().clone(),
+            config.retention,
+            stopped.clone(),
+        )),
+        // Expired cloud-to-device messages leave their queues (with feedback) even when their
+        // device never comes back.
+        tokio::spawn(
+            hub.clone()
+                .expire_c2d_until(Duration::from_secs(10), stopped),
+        ),
     ];
     Ok(Server {
         hub,
@@ -104,6 +124,30 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         stop,
         tasks,
     })
+}
+
+/// How often the event log's retention is enforced.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Drops what the event log no longer keeps: at start, then every minute, until `shutdown`.
+async fn enforce_retention(
+    events: Arc<dyn EventLog>,
+    retention: Retention,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match events.enforce_retention(retention).await {
+            Ok(0) => {}
+            Ok(dropped) => tracing::info!(dropped, "event log retention dropped old telemetry"),
+            Err(e) => tracing::warn!(error = %e, "event log retention failed"),
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -2,174 +2,18 @@
 //! devices send them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use bytes::BytesMut;
-use ironhub::config::ServeArgs;
-use ironhub::serve::{Server, start};
-use ironhub_auth::{sas, unix_now};
+use common::*;
+use ironhub_auth::unix_now;
 use ironhub_hub::model::DeviceSpec;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
-    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, Publish, Subscribe, SubscribeReasonCode,
+    Connect, ConnectReturnCode, LastWill, Packet, Publish, SubscribeReasonCode,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-
-const HOST: &str = "myhub.example";
-
-struct TestHub {
-    server: Server,
-    _dir: tempfile::TempDir,
-}
-
-async fn hub() -> TestHub {
-    let dir = tempfile::tempdir().unwrap();
-    let args = ServeArgs {
-        data_dir: Some(dir.path().to_owned()),
-        hostnames: vec![HOST.into()],
-        https_listen: Some("127.0.0.1:0".parse().unwrap()),
-        mqtt_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..ServeArgs::default()
-    };
-    let server = start(&args.resolve().unwrap()).await.unwrap();
-    TestHub { server, _dir: dir }
-}
-
-impl TestHub {
-    async fn device(&self, id: &str, body: serde_json::Value) -> String {
-        let spec: DeviceSpec = serde_json::from_value(body).unwrap();
-        let d = self.server.hub.put_device(id, &spec, None).await.unwrap();
-        d.authentication
-            .symmetric_key
-            .primary_key
-            .unwrap_or_default()
-    }
-
-    fn token(&self, id: &str, key: &str, expiry: u64) -> String {
-        sas::generate(&format!("{HOST}/devices/{id}"), key, expiry, None).unwrap()
-    }
-
-    async fn connect(
-        &self,
-        client_cert: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
-    ) -> Client {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in ironhub_tls::read_certs(&self.server.ca_certificate).unwrap() {
-            roots.add(c).unwrap();
-        }
-        let builder = rustls::ClientConfig::builder_with_provider(ironhub_tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
-        let config = match client_cert {
-            Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
-            None => builder.with_no_client_auth(),
-        };
-        let tcp = TcpStream::connect(self.server.mqtt_addr).await.unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from(HOST).unwrap(), tcp)
-            .await
-            .unwrap();
-        Client {
-            tls,
-            buf: BytesMut::new(),
-            next_pkid: 1,
-        }
-    }
-
-    /// Connects `id` with a SAS token signed by `key`; returns the client and the CONNACK code.
-    async fn connect_sas(&self, id: &str, key: &str, clean: bool) -> (Client, ConnectReturnCode) {
-        let mut c = self.connect(None).await;
-        let mut connect = Connect::new(id);
-        connect.clean_session = clean;
-        connect.set_login(
-            format!("{HOST}/{id}/?api-version=2021-04-12"),
-            self.token(id, key, unix_now() + 3600),
-        );
-        let code = c.handshake(connect).await;
-        (c, code)
-    }
-}
-
-struct Client {
-    tls: TlsStream<TcpStream>,
-    buf: BytesMut,
-    next_pkid: u16,
-}
-
-impl Client {
-    async fn send(&mut self, packet: Packet) {
-        let mut out = BytesMut::new();
-        packet.write(&mut out, usize::MAX).unwrap();
-        self.tls.write_all(&out).await.unwrap();
-    }
-
-    /// The next packet, or `None` when the server closed the connection (or 5 s passed).
-    async fn recv(&mut self) -> Option<Packet> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            match Packet::read(&mut self.buf, 1 << 20) {
-                Ok(p) => return Some(p),
-                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
-                Err(e) => panic!("bad packet from the server: {e:?}"),
-            }
-            let read = tokio::time::timeout_at(deadline, self.tls.read_buf(&mut self.buf)).await;
-            match read {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return None,
-            }
-        }
-    }
-
-    async fn handshake(&mut self, connect: Connect) -> ConnectReturnCode {
-        self.send(Packet::Connect(connect)).await;
-        match self.recv().await {
-            Some(Packet::ConnAck(ConnAck { code, .. })) => code,
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-    }
-
-    fn pkid(&mut self) -> u16 {
-        self.next_pkid += 1;
-        self.next_pkid
-    }
-
-    async fn publish(&mut self, topic: &str, qos: QoS, payload: &[u8]) {
-        let mut p = Publish::new(topic, qos, payload.to_vec());
-        if qos != QoS::AtMostOnce {
-            p.pkid = self.pkid();
-        }
-        self.send(Packet::Publish(p)).await;
-    }
-
-    async fn subscribe(&mut self, filters: &[&str]) -> Vec<SubscribeReasonCode> {
-        let mut s = Subscribe::new(filters[0], QoS::AtLeastOnce);
-        for f in &filters[1..] {
-            s.add((*f).to_owned(), QoS::AtLeastOnce);
-        }
-        s.pkid = self.pkid();
-        self.send(Packet::Subscribe(s)).await;
-        match self.recv().await {
-            Some(Packet::SubAck(ack)) => ack.return_codes,
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
-    }
-
-    /// The next PUBLISH from the server.
-    async fn next_publish(&mut self) -> Publish {
-        loop {
-            match self.recv().await {
-                Some(Packet::Publish(p)) => return p,
-                Some(_) => continue,
-                None => panic!("the connection closed before a PUBLISH arrived"),
-            }
-        }
-    }
-}
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 async fn events_of(hub: &TestHub, device: &str) -> Vec<ironhub_store::Event> {
     let log = hub.server.hub.events();
@@ -527,4 +371,19 @@ async fn disabling_a_connected_device_closes_its_connection() {
     assert_eq!(c.recv().await, None, "the disabled device was disconnected");
     let (_, code) = hub.connect_sas("d1", &key, true).await;
     assert_eq!(code, ConnectReturnCode::NotAuthorized);
+}
+
+#[tokio::test]
+async fn telemetry_moves_last_activity_time_without_changing_the_etag() {
+    let hub = hub().await;
+    let key = hub.device("act", serde_json::json!({})).await;
+    let (mut c, _) = hub.connect_sas("act", &key, true).await;
+    let connected = hub.server.hub.get_device("act").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    c.publish("devices/act/messages/events/", QoS::AtLeastOnce, b"{}")
+        .await;
+    assert!(matches!(c.recv().await, Some(Packet::PubAck(_))));
+    let after = hub.server.hub.get_device("act").await.unwrap();
+    assert!(after.last_activity_time > connected.last_activity_time);
+    assert_eq!(after.etag, connected.etag);
 }

@@ -1,14 +1,14 @@
 //! One device connection: CONNECT and authentication, then packets from the device and
 //! messages from the device bus, until either side ends it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use ironhub_hub::{DeviceIdentity, Hub, HubError, Telemetry};
-use ironhub_store::{Attachment, BusError, BusMessage, MethodResponse};
+use ironhub_store::{Attachment, BusError, BusMessage, C2dMessage, C2dSettle, MethodResponse};
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe,
     SubscribeReasonCode, UnsubAck, Unsubscribe,
@@ -25,6 +25,12 @@ const MAX_PACKET: usize = 256 * 1024 + 64 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// IoT Hub's largest keep-alive; the server waits 1.5 times the keep-alive.
 const MAX_KEEP_ALIVE_SECS: u64 = 1177;
+/// Cloud-to-device messages sent at QoS 1 and not yet acknowledged, at most.
+const C2D_WINDOW: usize = 5;
+/// How often a session subscribed to cloud-to-device messages looks at its queue even without
+/// a notification (a missed one, a lock run out elsewhere), and drops deliveries whose lock ran
+/// out so that they are sent again.
+const C2D_POLL: Duration = Duration::from_secs(15);
 
 /// What the transport knows about a connection.
 #[derive(Debug, Clone)]
@@ -100,6 +106,7 @@ where
         tracing::info!(target: "Connections", device = %key, peer = %ctx.peer, "device connected");
         let end = session.run(&mut conn, attachment).await;
         tracing::info!(target: "Connections", device = %key, end = ?end, "device disconnected");
+        session.release_c2d().await;
         if end == End::Unclean {
             session.send_will().await;
         }
@@ -148,41 +155,34 @@ async fn admit(ctx: &ConnectionContext, connect: &Connect) -> Result<Admitted, C
     }
     let hub = &ctx.hub;
     let result = match password.filter(|p| !p.is_empty()) {
-        Some(token) => hub
-            .authenticate_device(&device_id, token)
-            .await
-            .map(|(method, expiry)| (method, Some(expiry))),
-        None if !ctx.client_certificates.is_empty() => hub
-            .authenticate_device_x509(&device_id, &ctx.client_certificates)
-            .await
-            .map(|method| (method, None)),
+        Some(token) => hub.authenticate_device(&device_id, token).await,
+        None if !ctx.client_certificates.is_empty() => {
+            hub.authenticate_device_x509(&device_id, &ctx.client_certificates)
+                .await
+        }
         None => Err(HubError::Unauthorized(
             "no password and no client certificate".into(),
         )),
     };
-    let (auth, expires) = result.map_err(|e| {
+    let auth = result.map_err(|e| {
         tracing::info!(target: "Connections", peer = %ctx.peer, device = %device_id, error = %e, "connection refused");
         match e {
             HubError::ServerError(_) => ConnectReturnCode::ServiceUnavailable,
             _ => ConnectReturnCode::NotAuthorized,
         }
     })?;
-    let generation_id = hub
-        .generation_id(&device_id)
-        .await
-        .map_err(|_| ConnectReturnCode::NotAuthorized)?;
     Ok(Admitted {
         identity: DeviceIdentity {
             device_id,
             module_id,
-            generation_id,
-            auth,
+            generation_id: auth.generation_id,
+            auth: auth.method,
             model_id: user
                 .as_ref()
                 .and_then(|u| u.param("model-id"))
                 .map(str::to_owned),
         },
-        expires,
+        expires: auth.expires,
     })
 }
 
@@ -259,6 +259,15 @@ struct Session {
     will: Option<Publish>,
     /// Method calls sent to the device and not yet answered, by rid.
     pending_methods: HashSet<String>,
+    /// The QoS of the cloud-to-device subscription (a restored session's is 1).
+    c2d_qos: QoS,
+    /// Cloud-to-device messages published at QoS 1 and not yet acknowledged: packet id →
+    /// (lock token, when the lock runs out).
+    c2d_inflight: HashMap<u16, (String, tokio::time::Instant)>,
+    /// The last packet id used for a publish to the device.
+    last_pkid: u16,
+    /// When the queue is next looked at without a notification.
+    next_c2d_poll: tokio::time::Instant,
 }
 
 impl Session {
@@ -308,6 +317,10 @@ impl Session {
             features,
             will,
             pending_methods: HashSet::new(),
+            c2d_qos: QoS::AtLeastOnce,
+            c2d_inflight: HashMap::new(),
+            last_pkid: 0,
+            next_c2d_poll: tokio::time::Instant::now() + C2D_POLL,
         }
     }
 
@@ -320,6 +333,11 @@ impl Session {
             let now = ironhub_auth::unix_now();
             tokio::time::Instant::now() + Duration::from_secs(se.saturating_sub(now))
         });
+        // A restored persistent session gets what was queued while the device was away
+        // (PYDEV never subscribes again after reconnecting).
+        if let Err(end) = self.pump_c2d(conn).await {
+            return end;
+        }
         loop {
             // Packets already buffered are handled before waiting for more.
             match conn.parse() {
@@ -347,7 +365,22 @@ impl Session {
                     None => std::future::pending().await,
                 }
             };
+            let poll_c2d = async {
+                if self.features.contains(&Feature::CloudToDevice) {
+                    tokio::time::sleep_until(self.next_c2d_poll).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
+                () = poll_c2d => {
+                    self.next_c2d_poll = tokio::time::Instant::now() + C2D_POLL;
+                    let now = tokio::time::Instant::now();
+                    self.c2d_inflight.retain(|_, (_, until)| *until > now);
+                    if let Err(end) = self.pump_c2d(conn).await {
+                        return end;
+                    }
+                }
                 read = conn.reader.read_buf(&mut conn.buf) => match read {
                     Ok(0) | Err(_) => return End::Unclean,
                     Ok(_) => {}
@@ -382,7 +415,8 @@ impl Session {
             Packet::Publish(p) => self.on_publish(conn, p).await,
             Packet::Subscribe(s) => {
                 let ack = self.on_subscribe(&s).await;
-                conn.send(Packet::SubAck(ack)).await.map_err(io)
+                conn.send(Packet::SubAck(ack)).await.map_err(io)?;
+                self.pump_c2d(conn).await
             }
             Packet::Unsubscribe(u) => {
                 self.on_unsubscribe(&u).await;
@@ -392,7 +426,12 @@ impl Session {
             }
             Packet::PingReq => conn.send(Packet::PingResp).await.map_err(io),
             Packet::Disconnect => Err(End::Graceful),
-            Packet::PubAck(_) => Ok(()),
+            Packet::PubAck(ack) => {
+                if let Some((token, _)) = self.c2d_inflight.remove(&ack.pkid) {
+                    self.settle_c2d(&token, C2dSettle::Complete).await;
+                }
+                self.pump_c2d(conn).await
+            }
             other => {
                 tracing::info!(device = %self.who.key(), packet = ?other, "unexpected packet");
                 Err(End::Unclean)
@@ -491,10 +530,14 @@ impl Session {
             ) {
                 Some(feature) => {
                     self.features.insert(feature);
-                    codes.push(SubscribeReasonCode::Success(match filter.qos {
+                    let granted = match filter.qos {
                         QoS::AtMostOnce => QoS::AtMostOnce,
                         _ => QoS::AtLeastOnce,
-                    }));
+                    };
+                    if feature == Feature::CloudToDevice {
+                        self.c2d_qos = granted;
+                    }
+                    codes.push(SubscribeReasonCode::Success(granted));
                 }
                 None => {
                     tracing::info!(device = %self.who.key(), filter = %filter.path, "subscription refused");
@@ -539,7 +582,7 @@ impl Session {
         match message {
             BusMessage::TakenOver => Err(End::TakenOver),
             BusMessage::Revoked => Err(End::Unclean),
-            BusMessage::C2dAvailable => Ok(()),
+            BusMessage::C2dAvailable => self.pump_c2d(conn).await,
             BusMessage::DesiredPatch { version, body } => {
                 if self.features.contains(&Feature::DesiredPatches) {
                     self.publish_qos0(conn, topics::desired_patch(version), body)
@@ -581,6 +624,89 @@ impl Session {
         .map_err(|_| End::Unclean)
     }
 
+    /// Delivers waiting cloud-to-device messages while the in-flight window has room: each is
+    /// locked in the queue, then published at the subscription's QoS. At QoS 1 the PUBACK
+    /// completes it; at QoS 0 sending does.
+    async fn pump_c2d<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+    ) -> Result<(), End> {
+        if !self.features.contains(&Feature::CloudToDevice) {
+            return Ok(());
+        }
+        while self.c2d_inflight.len() < C2D_WINDOW {
+            let message = match self.hub.receive_c2d(&self.who.device_id).await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(device = %self.who.key(), error = %e, "could not read the cloud-to-device queue");
+                    break;
+                }
+            };
+            let Some(token) = message.lock_token.clone() else {
+                continue;
+            };
+            let topic = c2d_topic(&self.who.device_id, &message);
+            let mut publish = Publish::new(topic, self.c2d_qos, message.body);
+            if self.c2d_qos == QoS::AtLeastOnce {
+                let pkid = self.next_pkid();
+                publish.pkid = pkid;
+                let until = tokio::time::Instant::now() + ironhub_hub::c2d::LOCK_TIMEOUT;
+                self.c2d_inflight.insert(pkid, (token.clone(), until));
+            }
+            if conn.send(Packet::Publish(publish)).await.is_err() {
+                return Err(End::Unclean);
+            }
+            tracing::debug!(device = %self.who.key(), message_id = %message.message_id, "cloud-to-device message delivered");
+            if self.c2d_qos == QoS::AtMostOnce {
+                self.settle_c2d(&token, C2dSettle::Complete).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// A packet id for a QoS 1 publish: not 0, not one still waiting for its PUBACK.
+    fn next_pkid(&mut self) -> u16 {
+        loop {
+            self.last_pkid = self.last_pkid.wrapping_add(1);
+            if self.last_pkid != 0 && !self.c2d_inflight.contains_key(&self.last_pkid) {
+                return self.last_pkid;
+            }
+        }
+    }
+
+    async fn settle_c2d(&self, token: &str, settle: C2dSettle) {
+        if let Err(e) = self
+            .hub
+            .settle_c2d(&self.who.device_id, token, settle)
+            .await
+        {
+            // The lock ran out (and the message went out again) or the message expired.
+            tracing::debug!(device = %self.who.key(), error = %e, "cloud-to-device message not settled");
+        }
+    }
+
+    /// At the end of a connection, puts unacknowledged messages back in the queue so that the
+    /// next connection gets them at once, and tells that connection if it is already there
+    /// (a takeover).
+    async fn release_c2d(&mut self) {
+        let inflight: Vec<_> = self.c2d_inflight.drain().map(|(_, (t, _))| t).collect();
+        if inflight.is_empty() {
+            return;
+        }
+        for token in &inflight {
+            self.settle_c2d(token, C2dSettle::Abandon).await;
+        }
+        let key = self.who.key();
+        if self.hub.bus().is_connected(&key) {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                self.hub.bus().send(&key, BusMessage::C2dAvailable),
+            )
+            .await;
+        }
+    }
+
     /// Sends the Will as telemetry, marked `iothub-MessageType: Will`.
     async fn send_will(&mut self) {
         let Some(will) = self.will.take() else {
@@ -602,6 +728,35 @@ impl Session {
             }
         }
     }
+}
+
+/// `devices/{id}/messages/devicebound/{property bag}`: system properties first, then
+/// `iothub-ack`, then the application properties in the sender's order, so that a Tasmota
+/// `topic` property can be the last pair.
+fn c2d_topic(device_id: &str, m: &C2dMessage) -> String {
+    let expiry = ironhub_hub::model::azure_time(Some(m.expiry_time));
+    let mut pairs: Vec<(&str, Option<&str>)> = vec![("$.mid", Some(&m.message_id))];
+    let optional = [
+        ("$.cid", m.correlation_id.as_deref()),
+        ("$.uid", m.user_id.as_deref()),
+        ("$.to", Some(m.to.as_str())),
+        ("$.ct", m.content_type.as_deref()),
+        ("$.ce", m.content_encoding.as_deref()),
+        ("$.exp", Some(expiry.as_str())),
+    ];
+    pairs.extend(optional.into_iter().filter(|(_, v)| v.is_some()));
+    if m.ack != ironhub_store::AckMode::None {
+        pairs.push(("iothub-ack", Some(m.ack.as_str())));
+    }
+    pairs.extend(
+        m.properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+    );
+    format!(
+        "devices/{device_id}/messages/devicebound/{}",
+        topics::encode_property_bag(pairs)
+    )
 }
 
 /// The JSON body of an error answer on a response topic.

@@ -11,6 +11,7 @@ mod sqlite;
 mod sqlite_eventlog;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 pub use bus::{Attachment, BusError, BusMessage, DeviceBus, LocalBus, MethodResponse};
 pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition};
@@ -56,6 +57,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Changes a device's runtime fields without changing its etag; false if there is no such
     /// device.
     async fn update_device_runtime(&self, id: &str, update: RuntimeUpdate) -> Result<bool>;
+    /// Marks every device disconnected. A single-node server calls it at start, when no
+    /// connection of before can still be open; returns how many devices were connected.
+    async fn disconnect_all(&self) -> Result<u64>;
     /// A device's twin, if one was ever written (a device without one has an empty twin).
     async fn get_twin(&self, device_id: &str) -> Result<Option<TwinRecord>>;
     /// Writes a twin, if its device exists and (with `if_match`) the stored twin's etag is that
@@ -75,6 +79,73 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         subscriptions: Option<Vec<String>>,
     ) -> Result<()>;
     /// Applies all writes atomically, or none. The store assigns each written record a new
-    /// etag, unique for the lifetime of the store.
+    /// etag, unique for the lifetime of the store. Deleting a device deletes its twin, its
+    /// persistent MQTT sessions and its cloud-to-device queue.
     async fn write_devices(&self, writes: Vec<DeviceWrite>) -> Result<BatchResult>;
+
+    // Cloud-to-device queues. Every operation that removes a message from a queue writes, in
+    // the same transaction, a feedback record when the message's `ack` wants one
+    // ([`AckMode::wants`]), so feedback is never lost nor duplicated. `now` is passed in so
+    // that every node applies the same clock rules and tests can move time.
+
+    /// Appends a message (its `sequence_number` assigned) to the queue of an existing device
+    /// holding fewer than `rules.max_depth` live (unexpired) messages.
+    async fn c2d_enqueue(
+        &self,
+        message: C2dMessage,
+        rules: C2dRules,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<C2dMessage, C2dRefusal>>;
+    /// Dead-letters the device's expired messages (`Expired`) and those already locked
+    /// `max_delivery_count` times and visible again (`DeliveryCountExceeded`), then locks the
+    /// oldest visible message for `lock_duration` under a new lock token, counting a delivery.
+    async fn c2d_lock_next(
+        &self,
+        device_id: &str,
+        rules: C2dRules,
+        now: DateTime<Utc>,
+    ) -> Result<Option<C2dMessage>>;
+    /// Settles the message locked under `lock_token` for `device_id`. `None` when no message
+    /// of the device holds that lock (settled already, relocked, expired or purged).
+    async fn c2d_settle(
+        &self,
+        device_id: &str,
+        lock_token: &str,
+        settle: C2dSettle,
+        rules: C2dRules,
+        now: DateTime<Utc>,
+    ) -> Result<Option<C2dMessage>>;
+    /// Removes every message of the device's queue (`Purged`); returns how many.
+    async fn c2d_purge(&self, device_id: &str, rules: C2dRules, now: DateTime<Utc>) -> Result<u64>;
+    /// Dead-letters expired messages of every queue and deletes expired feedback; returns
+    /// how many messages expired.
+    async fn c2d_expire(&self, rules: C2dRules, now: DateTime<Utc>) -> Result<u64>;
+    /// Locks up to `rules.feedback_batch` unlocked (or lock-expired) feedback records, oldest
+    /// first, under one new lock token.
+    async fn feedback_lock(
+        &self,
+        rules: C2dRules,
+        now: DateTime<Utc>,
+    ) -> Result<Option<FeedbackBatch>>;
+    /// Completes (deletes) or abandons (unlocks) the batch locked under `lock_token`; `false`
+    /// when no record holds that lock.
+    async fn feedback_settle(&self, lock_token: &str, complete: bool) -> Result<bool>;
+    /// One CA certificate, by its exact name.
+    async fn get_certificate(&self, name: &str) -> Result<Option<CertificateRecord>>;
+    /// Every CA certificate, ordered by name.
+    async fn list_certificates(&self) -> Result<Vec<CertificateRecord>>;
+    /// Writes a CA certificate: without `if_match` only if the name is free (else
+    /// [`WriteConflict::AlreadyExists`]); with it, only if one exists (else `NotFound`) whose
+    /// etag is that one or the tag is `*` (else `EtagMismatch`). Assigns a new etag.
+    async fn put_certificate(
+        &self,
+        record: CertificateRecord,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<CertificateRecord, WriteConflict>>;
+    /// Deletes a CA certificate; with `if_match`, only if its etag is that one (or `*`).
+    async fn delete_certificate(
+        &self,
+        name: &str,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<(), WriteConflict>>;
 }

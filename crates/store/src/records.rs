@@ -209,6 +209,147 @@ pub struct TwinRecord {
     pub reported_metadata: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Which outcomes of a cloud-to-device message the sender wants feedback on (`iothub-ack`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    #[default]
+    None,
+    /// Only `Success`.
+    Positive,
+    /// Only failures: `Expired`, `DeliveryCountExceeded`, `Rejected`, `Purged`.
+    Negative,
+    /// Every outcome.
+    Full,
+}
+
+impl AckMode {
+    /// The value of `iothub-ack`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::None => "none",
+            AckMode::Positive => "positive",
+            AckMode::Negative => "negative",
+            AckMode::Full => "full",
+        }
+    }
+
+    /// Whether an outcome with this status produces a feedback record.
+    pub fn wants(self, status: FeedbackStatus) -> bool {
+        match self {
+            AckMode::None => false,
+            AckMode::Positive => status == FeedbackStatus::Success,
+            AckMode::Negative => status != FeedbackStatus::Success,
+            AckMode::Full => true,
+        }
+    }
+}
+
+/// How a cloud-to-device message left its queue (IoT Hub's feedback `statusCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeedbackStatus {
+    Success,
+    Expired,
+    DeliveryCountExceeded,
+    Rejected,
+    Purged,
+}
+
+/// A cloud-to-device message in a device's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct C2dMessage {
+    pub device_id: String,
+    /// The device's generation when the message was sent (for feedback).
+    pub device_generation_id: String,
+    pub message_id: String,
+    pub correlation_id: Option<String>,
+    pub user_id: Option<String>,
+    /// `/devices/{id}/messages/deviceBound`.
+    pub to: String,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub expiry_time: DateTime<Utc>,
+    pub ack: AckMode,
+    /// Application properties, in the sender's order.
+    pub properties: Vec<(String, String)>,
+    /// Kept in its own column, not in the JSON document.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    pub enqueued_time: DateTime<Utc>,
+    /// Assigned by the store at enqueue: grows with every message of the hub.
+    #[serde(skip)]
+    pub sequence_number: u64,
+    /// How many times the message was locked for delivery (kept in a column).
+    #[serde(skip)]
+    pub delivery_count: u32,
+    /// The lock of the delivery in progress, if any (kept in a column).
+    #[serde(skip)]
+    pub lock_token: Option<String>,
+    #[serde(skip)]
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// What a device (or its connection) did with a locked message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum C2dSettle {
+    /// Delivered: removed, `Success` feedback.
+    Complete,
+    /// Refused by the device: removed, `Rejected` feedback.
+    Reject,
+    /// Put back in the queue, visible again (its delivery still counts).
+    Abandon,
+}
+
+/// Why a message could not be enqueued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum C2dRefusal {
+    #[error("the device does not exist")]
+    DeviceNotFound,
+    #[error("the device's queue is full")]
+    QueueFull,
+}
+
+/// The queue rules the store applies atomically; the hub domain chooses the values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct C2dRules {
+    /// Most live messages a device's queue holds.
+    pub max_depth: usize,
+    /// A message locked this many times is dead-lettered (`DeliveryCountExceeded`).
+    pub max_delivery_count: u32,
+    /// How long a delivered message stays invisible waiting to be settled.
+    pub lock_duration: chrono::Duration,
+    /// How long feedback records are kept.
+    pub feedback_ttl: chrono::Duration,
+    /// How long a received feedback batch stays locked.
+    pub feedback_lock_duration: chrono::Duration,
+    /// Most records in one feedback batch.
+    pub feedback_batch: usize,
+}
+
+/// One feedback record (IoT Hub's shape, rendered by the hub domain).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedbackRecord {
+    pub original_message_id: String,
+    pub device_id: String,
+    pub device_generation_id: String,
+    pub status_code: FeedbackStatus,
+    /// When the outcome happened.
+    pub enqueued_time_utc: DateTime<Utc>,
+}
+
+/// Feedback records received together under one lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedbackBatch {
+    pub lock_token: String,
+    /// When the oldest record of the batch was written.
+    pub enqueued_time: DateTime<Utc>,
+    /// How many times these records were received (the largest count among them).
+    pub delivery_count: u32,
+    pub records: Vec<FeedbackRecord>,
+}
+
 /// A change of a device's runtime fields, which does not change its etag (as in IoT Hub, where
 /// a device connecting does not invalidate a service's `If-Match`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -216,6 +357,27 @@ pub struct RuntimeUpdate {
     pub connection_state: Option<ConnectionState>,
     /// Sets `lastActivityTime` (and, with a connection state, `connectionStateUpdatedTime`).
     pub at: Option<DateTime<Utc>>,
-    /// Added to `cloudToDeviceMessageCount` (saturating at zero).
-    pub c2d_delta: i64,
+}
+
+/// A CA certificate uploaded to the hub, for devices that authenticate by CA
+/// (`authentication.type = certificateAuthority`). The hub domain owns the rules (parsing,
+/// proof of possession); the store keeps the record and assigns the etag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRecord {
+    pub name: String,
+    /// Assigned by the store on every write.
+    pub etag: String,
+    /// The certificate, PEM.
+    pub certificate: String,
+    pub subject: String,
+    /// SHA-1 of the DER, upper-case hex.
+    pub thumbprint: String,
+    pub expiry: DateTime<Utc>,
+    /// Proof of possession was given (or the uploader declared it verified).
+    pub is_verified: bool,
+    /// The code a proof-of-possession certificate must carry as its CN, once generated.
+    pub verification_code: Option<String>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
 }

@@ -11,9 +11,13 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use chrono::{DateTime, Utc};
+
 use crate::{
-    BatchResult, ConnectionState, DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, Endpoint,
-    HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord, WriteConflict,
+    BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, ConnectionState,
+    DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, Endpoint, FeedbackBatch, FeedbackRecord,
+    FeedbackStatus, HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord,
+    WriteConflict,
 };
 
 const FILE_NAME: &str = "ironhub.db";
@@ -28,6 +32,31 @@ const MIGRATIONS: &[&str] = &[
      );",
     "CREATE TABLE mqtt_sessions (client_id TEXT PRIMARY KEY, doc TEXT NOT NULL);",
     "CREATE TABLE twins (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    // Cloud-to-device queues and their feedback. Times are Unix milliseconds; a message is
+    // visible when it has no lock or its lock has run out.
+    "CREATE TABLE c2d_messages (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         device_id TEXT NOT NULL,
+         expiry INTEGER NOT NULL,
+         delivery_count INTEGER NOT NULL DEFAULT 0,
+         lock_token TEXT,
+         locked_until INTEGER,
+         doc TEXT NOT NULL,
+         body BLOB NOT NULL
+     );
+     CREATE INDEX c2d_messages_by_device ON c2d_messages (device_id, seq);
+     CREATE INDEX c2d_messages_by_expiry ON c2d_messages (expiry);
+     CREATE TABLE c2d_feedback (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         enqueued INTEGER NOT NULL,
+         expiry INTEGER NOT NULL,
+         delivery_count INTEGER NOT NULL DEFAULT 0,
+         lock_token TEXT,
+         locked_until INTEGER,
+         doc TEXT NOT NULL
+     );
+     CREATE INDEX c2d_feedback_by_lock ON c2d_feedback (lock_token);",
+    "CREATE TABLE certificates (name TEXT PRIMARY KEY, doc TEXT NOT NULL);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -35,6 +64,9 @@ const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// For runtime fields (connection state, activity): `synchronous=NORMAL`, which in WAL mode
+    /// survives a process crash but not a power cut, and spares every CONNECT an fsync.
+    runtime: Arc<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -90,8 +122,12 @@ impl SqliteStore {
                 ))?;
             }
         }
+        let runtime = Connection::open(path)?;
+        runtime.busy_timeout(std::time::Duration::from_secs(10))?;
+        runtime.pragma_update(None, "synchronous", "NORMAL")?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            runtime: Arc::new(Mutex::new(runtime)),
             path: path.to_owned(),
         })
     }
@@ -106,7 +142,13 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = self.conn.clone();
+        Self::run_on(self.conn.clone(), f).await
+    }
+
+    async fn run_on<T: Send + 'static>(
+        conn: Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
@@ -142,13 +184,26 @@ fn next_etag(conn: &Connection) -> Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(next.to_string()))
 }
 
+/// A device with its live `cloudToDeviceMessageCount`: counted from its queue on every read,
+/// so that it is always current and enqueueing never races with registry writes.
 fn load_device(conn: &Connection, id: &str) -> Result<Option<DeviceRecord>> {
-    let doc: Option<String> = conn
-        .query_row("SELECT doc FROM devices WHERE device_id = ?1", [id], |r| {
-            r.get(0)
-        })
+    let row: Option<(String, u64)> = conn
+        .query_row(
+            "SELECT doc, (SELECT COUNT(*) FROM c2d_messages m
+                          WHERE m.device_id = d.device_id AND m.expiry > ?2)
+             FROM devices d WHERE device_id = ?1",
+            params![id, millis(Utc::now())],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
-    Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+    row.map(|(doc, count)| device_from_doc(&doc, count))
+        .transpose()
+}
+
+fn device_from_doc(doc: &str, c2d_count: u64) -> Result<DeviceRecord> {
+    let mut device: DeviceRecord = serde_json::from_str(doc)?;
+    device.cloud_to_device_message_count = c2d_count;
+    Ok(device)
 }
 
 fn load_twin(conn: &Connection, id: &str) -> Result<Option<TwinRecord>> {
@@ -158,6 +213,22 @@ fn load_twin(conn: &Connection, id: &str) -> Result<Option<TwinRecord>> {
         })
         .optional()?;
     Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+}
+
+fn load_certificate(conn: &Connection, name: &str) -> Result<Option<CertificateRecord>> {
+    let doc: Option<String> = conn
+        .query_row(
+            "SELECT doc FROM certificates WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+}
+
+/// Whether a write conditioned on `if_match` may replace `current` (`*` matches any).
+fn tag_matches(current: &str, if_match: &str) -> bool {
+    if_match == "*" || if_match == current
 }
 
 fn save_device(conn: &Connection, mut record: DeviceRecord) -> Result<DeviceRecord> {
@@ -190,7 +261,7 @@ fn like_escape(s: &str) -> String {
 }
 
 fn etag_matches(current: &DeviceRecord, if_match: Option<&str>) -> bool {
-    if_match.is_none_or(|tag| tag == "*" || tag == current.etag)
+    if_match.is_none_or(|tag| tag_matches(&current.etag, tag))
 }
 
 fn apply(
@@ -225,6 +296,7 @@ fn apply(
             if etag_matches(&current, if_match.as_deref()) {
                 conn.execute("DELETE FROM devices WHERE device_id = ?1", [&id])?;
                 conn.execute("DELETE FROM twins WHERE device_id = ?1", [&id])?;
+                conn.execute("DELETE FROM c2d_messages WHERE device_id = ?1", [&id])?;
                 conn.execute(
                     "DELETE FROM mqtt_sessions WHERE client_id = ?1 OR client_id LIKE ?2 ESCAPE '\\'",
                     params![id, format!("{}/%", like_escape(&id))],
@@ -235,6 +307,129 @@ fn apply(
             }
         }
     })
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A new lock token: 128 random bits in the form of a UUID, as IoT Hub's.
+fn new_lock_token() -> String {
+    let b = ironhub_auth::random_bytes(16);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+const MESSAGE_COLUMNS: &str = "seq, doc, body, delivery_count, lock_token, locked_until";
+
+/// A `c2d_messages` row as read: `MESSAGE_COLUMNS` in order.
+type MessageRow = (i64, String, Vec<u8>, u32, Option<String>, Option<i64>);
+
+fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn to_message(
+    (seq, doc, body, delivery_count, lock_token, locked_until): MessageRow,
+) -> Result<C2dMessage> {
+    let mut m: C2dMessage = serde_json::from_str(&doc)?;
+    m.body = body;
+    m.sequence_number = u64::try_from(seq).unwrap_or_default();
+    m.delivery_count = delivery_count;
+    m.lock_token = lock_token;
+    m.locked_until = locked_until.map(from_millis);
+    Ok(m)
+}
+
+/// The messages a query selects, with `params`.
+fn select_messages(
+    conn: &Connection,
+    condition: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<C2dMessage>> {
+    // `condition` may end with `LIMIT n`, which goes after the order.
+    let (condition, limit) = match condition.split_once(" LIMIT ") {
+        Some((c, n)) => (c, format!(" LIMIT {n}")),
+        None => (condition, String::new()),
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM c2d_messages WHERE {condition} ORDER BY seq{limit}"
+    ))?;
+    let rows = stmt
+        .query_map(params, message_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(to_message).collect()
+}
+
+/// Removes a message from its queue, writing the feedback its `ack` asks for.
+fn remove_message(
+    conn: &Connection,
+    message: &C2dMessage,
+    status: FeedbackStatus,
+    rules: C2dRules,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    conn.execute(
+        "DELETE FROM c2d_messages WHERE seq = ?1",
+        [i64::try_from(message.sequence_number).unwrap_or(i64::MAX)],
+    )?;
+    if message.ack.wants(status) {
+        let record = FeedbackRecord {
+            original_message_id: message.message_id.clone(),
+            device_id: message.device_id.clone(),
+            device_generation_id: message.device_generation_id.clone(),
+            status_code: status,
+            enqueued_time_utc: now,
+        };
+        conn.execute(
+            "INSERT INTO c2d_feedback (enqueued, expiry, doc) VALUES (?1, ?2, ?3)",
+            params![
+                millis(now),
+                millis(now + rules.feedback_ttl),
+                serde_json::to_string(&record)?
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Dead-letters the expired messages of one device (`Some`) or of all (`None`).
+fn expire_messages(
+    conn: &Connection,
+    device_id: Option<&str>,
+    rules: C2dRules,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let expired = match device_id {
+        Some(id) => select_messages(
+            conn,
+            "device_id = ?1 AND expiry <= ?2",
+            params![id, millis(now)],
+        )?,
+        None => select_messages(conn, "expiry <= ?1", params![millis(now)])?,
+    };
+    for m in &expired {
+        remove_message(conn, m, FeedbackStatus::Expired, rules, now)?;
+    }
+    Ok(expired.len() as u64)
 }
 
 #[async_trait]
@@ -279,13 +474,17 @@ impl Store for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT doc FROM devices WHERE device_id > ?1 ORDER BY device_id LIMIT ?2",
+                "SELECT doc, (SELECT COUNT(*) FROM c2d_messages m
+                              WHERE m.device_id = d.device_id AND m.expiry > ?3)
+                 FROM devices d WHERE device_id > ?1 ORDER BY device_id LIMIT ?2",
             )?;
-            let docs = stmt
-                .query_map(params![after, limit], |r| r.get::<_, String>(0))?
+            let rows = stmt
+                .query_map(params![after, limit, millis(Utc::now())], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            docs.iter()
-                .map(|d| serde_json::from_str(d).map_err(StoreError::from))
+            rows.iter()
+                .map(|(doc, count)| device_from_doc(doc, *count))
                 .collect()
         })
         .await
@@ -310,7 +509,7 @@ impl Store for SqliteStore {
 
     async fn update_device_runtime(&self, id: &str, update: RuntimeUpdate) -> Result<bool> {
         let id = id.to_owned();
-        self.with(move |conn| {
+        Self::run_on(self.runtime.clone(), move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let Some(mut device) = load_device(&tx, &id)? else {
                 return Ok(false);
@@ -323,12 +522,29 @@ impl Store for SqliteStore {
             if update.at.is_some() {
                 device.last_activity_time = update.at;
             }
-            let count = i64::try_from(device.cloud_to_device_message_count).unwrap_or(i64::MAX);
-            device.cloud_to_device_message_count =
-                u64::try_from((count + update.c2d_delta).max(0)).unwrap_or(0);
             store_device(&tx, &device)?;
             tx.commit()?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn disconnect_all(&self) -> Result<u64> {
+        Self::run_on(self.runtime.clone(), |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let docs: Vec<String> = tx
+                .prepare("SELECT doc FROM devices WHERE connected = 1")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let now = Some(Utc::now());
+            for doc in &docs {
+                let mut device: DeviceRecord = serde_json::from_str(doc)?;
+                device.connection_state = ConnectionState::Disconnected;
+                device.connection_state_updated_time = now;
+                store_device(&tx, &device)?;
+            }
+            tx.commit()?;
+            Ok(docs.len() as u64)
         })
         .await
     }
@@ -351,7 +567,7 @@ impl Store for SqliteStore {
             let current = load_twin(&tx, &twin.device_id)?
                 .map(|t| t.etag)
                 .unwrap_or_default();
-            if if_match.is_some_and(|tag| tag != "*" && tag != current) {
+            if if_match.is_some_and(|tag| !tag_matches(&current, &tag)) {
                 return Ok(Err(WriteConflict::EtagMismatch));
             }
             let mut twin = twin;
@@ -395,9 +611,240 @@ impl Store for SqliteStore {
                      ON CONFLICT (client_id) DO UPDATE SET doc = excluded.doc",
                     params![id, serde_json::to_string(&subs)?],
                 )?,
-                None => conn.execute("DELETE FROM mqtt_sessions WHERE client_id = ?1", [id])?,
+                // Only a stored session costs a write (a clean CONNECT usually has none).
+                None => {
+                    let stored: Option<i64> = conn
+                        .query_row(
+                            "SELECT 1 FROM mqtt_sessions WHERE client_id = ?1",
+                            [&id],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    match stored {
+                        Some(_) => {
+                            conn.execute("DELETE FROM mqtt_sessions WHERE client_id = ?1", [id])?
+                        }
+                        None => 0,
+                    }
+                }
             };
             Ok(())
+        })
+        .await
+    }
+
+    async fn c2d_enqueue(
+        &self,
+        message: C2dMessage,
+        rules: C2dRules,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<C2dMessage, C2dRefusal>> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if load_device(&tx, &message.device_id)?.is_none() {
+                return Ok(Err(C2dRefusal::DeviceNotFound));
+            }
+            let depth: u64 = tx.query_row(
+                "SELECT COUNT(*) FROM c2d_messages WHERE device_id = ?1 AND expiry > ?2",
+                params![message.device_id, millis(now)],
+                |r| r.get(0),
+            )?;
+            if depth >= rules.max_depth as u64 {
+                return Ok(Err(C2dRefusal::QueueFull));
+            }
+            tx.execute(
+                "INSERT INTO c2d_messages (device_id, expiry, doc, body) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    message.device_id,
+                    millis(message.expiry_time),
+                    serde_json::to_string(&message)?,
+                    message.body
+                ],
+            )?;
+            let mut message = message;
+            message.sequence_number = u64::try_from(tx.last_insert_rowid()).unwrap_or_default();
+            message.delivery_count = 0;
+            message.lock_token = None;
+            message.locked_until = None;
+            tx.commit()?;
+            Ok(Ok(message))
+        })
+        .await
+    }
+
+    async fn c2d_lock_next(
+        &self,
+        device_id: &str,
+        rules: C2dRules,
+        now: DateTime<Utc>,
+    ) -> Result<Option<C2dMessage>> {
+        let id = device_id.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            expire_messages(&tx, Some(&id), rules, now)?;
+            let visible = "device_id = ?1 AND (lock_token IS NULL OR locked_until <= ?2)";
+            let worn_out = select_messages(
+                &tx,
+                &format!("{visible} AND delivery_count >= ?3"),
+                params![id, millis(now), rules.max_delivery_count],
+            )?;
+            for m in &worn_out {
+                remove_message(&tx, m, FeedbackStatus::DeliveryCountExceeded, rules, now)?;
+            }
+            let next =
+                select_messages(&tx, &format!("{visible} LIMIT 1"), params![id, millis(now)])?;
+            let Some(mut message) = next.into_iter().next() else {
+                tx.commit()?;
+                return Ok(None);
+            };
+            let token = new_lock_token();
+            let until = now + rules.lock_duration;
+            tx.execute(
+                "UPDATE c2d_messages SET lock_token = ?1, locked_until = ?2,
+                 delivery_count = delivery_count + 1 WHERE seq = ?3",
+                params![
+                    token,
+                    millis(until),
+                    i64::try_from(message.sequence_number).unwrap_or(i64::MAX)
+                ],
+            )?;
+            tx.commit()?;
+            message.delivery_count += 1;
+            message.lock_token = Some(token);
+            message.locked_until = Some(until);
+            Ok(Some(message))
+        })
+        .await
+    }
+
+    async fn c2d_settle(
+        &self,
+        device_id: &str,
+        lock_token: &str,
+        settle: C2dSettle,
+        rules: C2dRules,
+        now: DateTime<Utc>,
+    ) -> Result<Option<C2dMessage>> {
+        let id = device_id.to_owned();
+        let token = lock_token.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let found = select_messages(&tx, "device_id = ?1 AND lock_token = ?2", params![id, token])?;
+            let Some(message) = found.into_iter().next() else {
+                return Ok(None);
+            };
+            match settle {
+                C2dSettle::Complete => {
+                    remove_message(&tx, &message, FeedbackStatus::Success, rules, now)?;
+                }
+                C2dSettle::Reject => {
+                    remove_message(&tx, &message, FeedbackStatus::Rejected, rules, now)?;
+                }
+                C2dSettle::Abandon => {
+                    tx.execute(
+                        "UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL WHERE seq = ?1",
+                        [i64::try_from(message.sequence_number).unwrap_or(i64::MAX)],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(Some(message))
+        })
+        .await
+    }
+
+    async fn c2d_purge(&self, device_id: &str, rules: C2dRules, now: DateTime<Utc>) -> Result<u64> {
+        let id = device_id.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            expire_messages(&tx, Some(&id), rules, now)?;
+            let all = select_messages(&tx, "device_id = ?1", [&id])?;
+            for m in &all {
+                remove_message(&tx, m, FeedbackStatus::Purged, rules, now)?;
+            }
+            tx.commit()?;
+            Ok(all.len() as u64)
+        })
+        .await
+    }
+
+    async fn c2d_expire(&self, rules: C2dRules, now: DateTime<Utc>) -> Result<u64> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let expired = expire_messages(&tx, None, rules, now)?;
+            tx.execute("DELETE FROM c2d_feedback WHERE expiry <= ?1", [millis(now)])?;
+            tx.commit()?;
+            Ok(expired)
+        })
+        .await
+    }
+
+    async fn feedback_lock(
+        &self,
+        rules: C2dRules,
+        now: DateTime<Utc>,
+    ) -> Result<Option<FeedbackBatch>> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM c2d_feedback WHERE expiry <= ?1", [millis(now)])?;
+            let rows = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT seq, enqueued, delivery_count, doc FROM c2d_feedback
+                     WHERE lock_token IS NULL OR locked_until <= ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                stmt.query_map(
+                    params![
+                        millis(now),
+                        i64::try_from(rules.feedback_batch).unwrap_or(64)
+                    ],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, u32>(2)?,
+                            r.get::<_, String>(3)?,
+                        ))
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let token = new_lock_token();
+            let until = millis(now + rules.feedback_lock_duration);
+            let mut records = Vec::with_capacity(rows.len());
+            for (seq, _, _, doc) in &rows {
+                tx.execute(
+                    "UPDATE c2d_feedback SET lock_token = ?1, locked_until = ?2,
+                     delivery_count = delivery_count + 1 WHERE seq = ?3",
+                    params![token, until, seq],
+                )?;
+                records.push(serde_json::from_str(doc)?);
+            }
+            tx.commit()?;
+            Ok(Some(FeedbackBatch {
+                lock_token: token,
+                enqueued_time: from_millis(rows.iter().map(|r| r.1).min().unwrap_or_default()),
+                delivery_count: rows.iter().map(|r| r.2 + 1).max().unwrap_or(1),
+                records,
+            }))
+        })
+        .await
+    }
+
+    async fn feedback_settle(&self, lock_token: &str, complete: bool) -> Result<bool> {
+        let token = lock_token.to_owned();
+        self.with(move |conn| {
+            let changed = if complete {
+                conn.execute("DELETE FROM c2d_feedback WHERE lock_token = ?1", [token])?
+            } else {
+                conn.execute(
+                    "UPDATE c2d_feedback SET lock_token = NULL, locked_until = NULL WHERE lock_token = ?1",
+                    [token],
+                )?
+            };
+            Ok(changed > 0)
         })
         .await
     }
@@ -420,6 +867,74 @@ impl Store for SqliteStore {
                 tx.rollback()?;
                 Ok(Err(failed))
             }
+        })
+        .await
+    }
+
+    async fn get_certificate(&self, name: &str) -> Result<Option<CertificateRecord>> {
+        let name = name.to_owned();
+        self.with(move |conn| load_certificate(conn, &name)).await
+    }
+
+    async fn list_certificates(&self) -> Result<Vec<CertificateRecord>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT doc FROM certificates ORDER BY name")?;
+            let docs = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            docs.iter()
+                .map(|d| serde_json::from_str(d).map_err(StoreError::from))
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_certificate(
+        &self,
+        record: CertificateRecord,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<CertificateRecord, WriteConflict>> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current = load_certificate(&tx, &record.name)?;
+            match (&current, if_match.as_deref()) {
+                (Some(_), None) => return Ok(Err(WriteConflict::AlreadyExists)),
+                (None, Some(_)) => return Ok(Err(WriteConflict::NotFound)),
+                (Some(c), Some(tag)) if !tag_matches(&c.etag, tag) => {
+                    return Ok(Err(WriteConflict::EtagMismatch));
+                }
+                _ => {}
+            }
+            let mut record = record;
+            record.etag = next_etag(&tx)?;
+            tx.execute(
+                "INSERT INTO certificates (name, doc) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                params![record.name, serde_json::to_string(&record)?],
+            )?;
+            tx.commit()?;
+            Ok(Ok(record))
+        })
+        .await
+    }
+
+    async fn delete_certificate(
+        &self,
+        name: &str,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<(), WriteConflict>> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(current) = load_certificate(&tx, &name)? else {
+                return Ok(Err(WriteConflict::NotFound));
+            };
+            if if_match.is_some_and(|tag| !tag_matches(&current.etag, &tag)) {
+                return Ok(Err(WriteConflict::EtagMismatch));
+            }
+            tx.execute("DELETE FROM certificates WHERE name = ?1", [&name])?;
+            tx.commit()?;
+            Ok(Ok(()))
         })
         .await
     }
@@ -551,6 +1066,39 @@ mod tests {
         assert!(SqliteStore::open_existing(&dir.path().join("nothing")).is_err());
     }
 
+    fn rules() -> C2dRules {
+        C2dRules {
+            max_depth: 50,
+            max_delivery_count: 10,
+            lock_duration: chrono::TimeDelta::seconds(60),
+            feedback_ttl: chrono::TimeDelta::seconds(3600),
+            feedback_lock_duration: chrono::TimeDelta::seconds(60),
+            feedback_batch: 64,
+        }
+    }
+
+    fn c2d_message(device_id: &str) -> C2dMessage {
+        C2dMessage {
+            device_id: device_id.into(),
+            device_generation_id: "1".into(),
+            message_id: "m".into(),
+            correlation_id: None,
+            user_id: None,
+            to: format!("/devices/{device_id}/messages/deviceBound"),
+            content_type: None,
+            content_encoding: None,
+            expiry_time: Utc::now() + chrono::TimeDelta::seconds(3600),
+            ack: crate::AckMode::Full,
+            properties: vec![],
+            body: b"x".to_vec(),
+            enqueued_time: Utc::now(),
+            sequence_number: 0,
+            delivery_count: 0,
+            lock_token: None,
+            locked_until: None,
+        }
+    }
+
     #[tokio::test]
     async fn runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields() {
         let dir = tempfile::tempdir().unwrap();
@@ -562,10 +1110,17 @@ mod tests {
             .unwrap()[0]
             .clone()
             .unwrap();
+        // The cloud-to-device count is the queue's, whatever a device write says.
+        for _ in 0..2 {
+            store
+                .c2d_enqueue(c2d_message("r"), rules(), Utc::now())
+                .await
+                .unwrap()
+                .unwrap();
+        }
         let connected = RuntimeUpdate {
             connection_state: Some(ConnectionState::Connected),
-            at: Some(chrono::Utc::now()),
-            c2d_delta: 2,
+            at: Some(Utc::now()),
         };
         assert!(store.update_device_runtime("r", connected).await.unwrap());
         assert!(
@@ -582,6 +1137,22 @@ mod tests {
         assert_eq!(now.connection_state, ConnectionState::Connected);
         assert_eq!(now.cloud_to_device_message_count, 2);
         assert_eq!(store.device_counts().await.unwrap().connected, 1);
+        assert_eq!(store.disconnect_all().await.unwrap(), 1);
+        assert_eq!(store.device_counts().await.unwrap().connected, 0);
+        assert_eq!(
+            store.get_device("r").await.unwrap().unwrap().etag,
+            created.etag
+        );
+        store
+            .update_device_runtime(
+                "r",
+                RuntimeUpdate {
+                    connection_state: Some(ConnectionState::Connected),
+                    ..RuntimeUpdate::default()
+                },
+            )
+            .await
+            .unwrap();
 
         // A registry update written from a stale read keeps the stored runtime fields.
         let mut stale = created.clone();
@@ -608,15 +1179,90 @@ mod tests {
         assert!(store.hub_settings().await.unwrap().is_none());
         let first = HubSettings {
             policies: ironhub_auth::default_hub_policies(),
-            created_time: chrono::Utc::now(),
+            created_time: Utc::now(),
         };
         let kept = store.hub_settings_or_init(first.clone()).await.unwrap();
         assert_eq!(kept, first);
         let other = HubSettings {
             policies: ironhub_auth::default_hub_policies(),
-            created_time: chrono::Utc::now(),
+            created_time: Utc::now(),
         };
         assert_eq!(store.hub_settings_or_init(other).await.unwrap(), first);
         assert!(first.policy("IOTHUBOWNER").is_some());
+    }
+
+    #[tokio::test]
+    async fn certificates_are_compare_and_swap_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let record = CertificateRecord {
+            name: "root".into(),
+            etag: String::new(),
+            certificate: "PEM".into(),
+            subject: "CN=Root".into(),
+            thumbprint: "AB".into(),
+            expiry: now,
+            is_verified: false,
+            verification_code: None,
+            created: now,
+            updated: now,
+        };
+        let etag = {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let created = store
+                .put_certificate(record.clone(), None)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!created.etag.is_empty());
+            let again = store.put_certificate(record.clone(), None).await.unwrap();
+            assert_eq!(again, Err(WriteConflict::AlreadyExists));
+            let stale = store
+                .put_certificate(record.clone(), Some("old".into()))
+                .await
+                .unwrap();
+            assert_eq!(stale, Err(WriteConflict::EtagMismatch));
+            let missing = CertificateRecord {
+                name: "other".into(),
+                ..record.clone()
+            };
+            let r = store
+                .put_certificate(missing, Some("*".into()))
+                .await
+                .unwrap();
+            assert_eq!(r, Err(WriteConflict::NotFound));
+            let verified = CertificateRecord {
+                is_verified: true,
+                ..created.clone()
+            };
+            let updated = store
+                .put_certificate(verified, Some(created.etag.clone()))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_ne!(updated.etag, created.etag);
+            updated.etag
+        };
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let list = store.list_certificates().await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert!(list[0].is_verified);
+        assert_eq!(
+            store
+                .delete_certificate("root", Some("nope".into()))
+                .await
+                .unwrap(),
+            Err(WriteConflict::EtagMismatch)
+        );
+        store
+            .delete_certificate("root", Some(etag))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store.get_certificate("root").await.unwrap().is_none());
+        assert_eq!(
+            store.delete_certificate("root", None).await.unwrap(),
+            Err(WriteConflict::NotFound)
+        );
     }
 }

@@ -1,0 +1,269 @@
+//! X.509 checks for CA-based device authentication: reading an uploaded certificate, proof of
+//! possession (a certificate signed by the CA's key), and verifying a device's chain to a CA.
+//!
+//! Parsing and signature checks are `x509-parser` (with ring); chain building, validity and
+//! key usage are `rustls-webpki`. Nothing here hand-rolls crypto or path validation.
+
+use base64::Engine as _;
+use webpki::{EndEntityCert, KeyUsage};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::pem::Pem;
+use x509_parser::prelude::FromDer as _;
+
+use rustls_pki_types::{CertificateDer, UnixTime};
+
+/// Why a certificate was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    #[error("the upload contains a private key; upload only the public certificate")]
+    PrivateKey,
+    #[error("the upload holds no certificate (expected PEM or base64-encoded DER)")]
+    Empty,
+    #[error("the upload holds {0} certificates; upload exactly one")]
+    Several(usize),
+    #[error("the certificate cannot be parsed: {0}")]
+    Malformed(String),
+    #[error("the certificate is not signed by the CA's key: {0}")]
+    NotSignedByIssuer(String),
+    #[error("the certificate chain does not verify to a trusted CA: {0}")]
+    Untrusted(String),
+}
+
+/// What ironhub keeps and shows about an X.509 certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// The subject as text, e.g. `CN=Contoso Root, O=Contoso`.
+    pub subject: String,
+    /// The first common name of the subject, if any.
+    pub common_name: Option<String>,
+    /// Validity, in Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// SHA-1 of the DER, upper-case hex (IoT Hub's `thumbprint`).
+    pub thumbprint: String,
+    /// Whether basic constraints mark it as a CA.
+    pub is_ca: bool,
+}
+
+impl CertificateInfo {
+    /// Parses one DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<CertificateInfo, CertificateError> {
+        let cert = parse(der)?;
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned);
+        Ok(CertificateInfo {
+            der: der.to_vec(),
+            subject: cert.subject().to_string(),
+            common_name,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            thumbprint: crate::thumbprints(der).0,
+            is_ca: cert.is_ca(),
+        })
+    }
+
+    /// The certificate as PEM.
+    pub fn pem(&self) -> String {
+        to_pem(&self.der)
+    }
+}
+
+fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertificateError> {
+    match X509Certificate::from_der(der) {
+        Ok(([], cert)) => Ok(cert),
+        Ok(_) => Err(CertificateError::Malformed(
+            "trailing bytes after the certificate".into(),
+        )),
+        Err(e) => Err(CertificateError::Malformed(e.to_string())),
+    }
+}
+
+/// PEM of a DER certificate (64-character lines).
+pub fn to_pem(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+/// Reads exactly one certificate from an upload: PEM, or base64 of the DER (as IoT Hub's
+/// certificate API accepts). An upload with a private key in it is refused, so that a key
+/// never lands in the store by mistake.
+pub fn read_certificate(upload: &str) -> Result<CertificateInfo, CertificateError> {
+    let text = upload.trim();
+    if text.is_empty() {
+        return Err(CertificateError::Empty);
+    }
+    if text.contains("PRIVATE KEY-----") {
+        return Err(CertificateError::PrivateKey);
+    }
+    if text.contains("-----BEGIN") {
+        let mut certs = Vec::new();
+        for block in Pem::iter_from_buffer(text.as_bytes()) {
+            let block = block.map_err(|e| CertificateError::Malformed(e.to_string()))?;
+            if block.label.contains("PRIVATE KEY") {
+                return Err(CertificateError::PrivateKey);
+            }
+            if block.label == "CERTIFICATE" {
+                certs.push(block.contents);
+            }
+        }
+        return match certs.len() {
+            0 => Err(CertificateError::Empty),
+            1 => CertificateInfo::from_der(&certs[0]),
+            n => Err(CertificateError::Several(n)),
+        };
+    }
+    let compact: String = text.split_whitespace().collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|_| {
+            CertificateError::Malformed("neither PEM nor base64-encoded DER".to_owned())
+        })?;
+    CertificateInfo::from_der(&der)
+}
+
+/// Proof of possession: `cert` must be signed by the key of `issuer` (both DER).
+pub fn verify_signed_by(cert: &[u8], issuer: &[u8]) -> Result<(), CertificateError> {
+    let cert = parse(cert)?;
+    let issuer = parse(issuer)?;
+    cert.verify_signature(Some(issuer.public_key()))
+        .map_err(|e| CertificateError::NotSignedByIssuer(e.to_string()))
+}
+
+/// Verifies a client's chain (leaf first, then any intermediates, as TLS presents it) to one
+/// of `anchors` (DER certificates, each trusted as a root), at `now` (Unix seconds), for client
+/// authentication. Checks signatures, validity periods, CA constraints along the path and the
+/// client-auth extended key usage (when the leaf has one).
+pub fn verify_client_chain(
+    chain: &[impl AsRef<[u8]>],
+    anchors: &[Vec<u8>],
+    now: u64,
+) -> Result<(), CertificateError> {
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| CertificateError::Untrusted("no client certificate".into()))?;
+    let leaf = CertificateDer::from(leaf.as_ref());
+    let end_entity =
+        EndEntityCert::try_from(&leaf).map_err(|e| CertificateError::Malformed(e.to_string()))?;
+    let intermediates: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .map(|c| CertificateDer::from(c.as_ref()))
+        .collect();
+    let anchor_ders: Vec<CertificateDer<'_>> = anchors
+        .iter()
+        .map(|a| CertificateDer::from(a.as_slice()))
+        .collect();
+    // A CA that webpki cannot use as an anchor is skipped, not fatal: others may still apply.
+    let trust: Vec<_> = anchor_ders
+        .iter()
+        .filter_map(|a| webpki::anchor_from_trusted_cert(a).ok())
+        .collect();
+    if trust.is_empty() {
+        return Err(CertificateError::Untrusted(
+            "no verified CA certificate is registered".into(),
+        ));
+    }
+    end_entity
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &trust,
+            &intermediates,
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(now)),
+            KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| CertificateError::Untrusted(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    struct Ca {
+        cert: rcgen::Certificate,
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    fn ca(cn: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            cert,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn leaf(cn: &str, ca: &Ca) -> rcgen::Certificate {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.signed_by(&key, &ca.issuer).unwrap()
+    }
+
+    #[test]
+    fn uploads_are_pem_or_base64_der_without_keys() {
+        let root_ca = ca("Root");
+        let root = &root_ca.cert;
+        let from_pem = read_certificate(&root.pem()).unwrap();
+        assert_eq!(from_pem.common_name.as_deref(), Some("Root"));
+        assert!(from_pem.is_ca);
+        assert_eq!(from_pem.thumbprint.len(), 40);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(root.der());
+        assert_eq!(read_certificate(&b64).unwrap(), from_pem);
+        assert_eq!(from_pem.pem(), root.pem().replace("\r\n", "\n"));
+
+        let with_key = format!("{}{}", root.pem(), root_ca.issuer.key().serialize_pem());
+        assert_eq!(
+            read_certificate(&with_key),
+            Err(CertificateError::PrivateKey)
+        );
+        let two = format!("{}{}", root.pem(), root.pem());
+        assert_eq!(read_certificate(&two), Err(CertificateError::Several(2)));
+        assert!(matches!(
+            read_certificate("bm90IGEgY2VydA=="),
+            Err(CertificateError::Malformed(_))
+        ));
+        assert_eq!(read_certificate("  "), Err(CertificateError::Empty));
+    }
+
+    #[test]
+    fn proof_of_possession_and_chains() {
+        let root_ca = ca("Root");
+        let root = &root_ca.cert;
+        let other = ca("Other");
+        let proof = leaf("CODE", &root_ca);
+        verify_signed_by(proof.der(), root.der()).unwrap();
+        let forged = leaf("CODE", &other);
+        assert!(matches!(
+            verify_signed_by(forged.der(), root.der()),
+            Err(CertificateError::NotSignedByIssuer(_))
+        ));
+
+        let now = crate::unix_now();
+        let device = leaf("dev1", &root_ca);
+        let anchors = vec![root.der().to_vec()];
+        verify_client_chain(&[device.der()], &anchors, now).unwrap();
+        assert!(matches!(
+            verify_client_chain(&[forged.der()], &anchors, now),
+            Err(CertificateError::Untrusted(_))
+        ));
+        assert!(verify_client_chain(&[device.der()], &[], now).is_err());
+    }
+}

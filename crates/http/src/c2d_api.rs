@@ -1,0 +1,415 @@
+//! Cloud-to-device messaging over HTTPS, and the HTTPS device API.
+//!
+//! Service side (a policy with ServiceConnect):
+//! - `POST /devices/{id}/messages/deviceBound`: sends a message (ironhub's addition; IoT Hub
+//!   sends only over AMQP). The body is the payload; system properties come in the headers IoT
+//!   Hub's HTTPS device API uses for them (`iothub-messageid`, `iothub-correlationid`,
+//!   `iothub-userid`, `iothub-expiry`, `iothub-ack`, `Content-Type`, `Content-Encoding`), and
+//!   application properties as `iothub-app-{name}` headers, in the request's order (HTTP
+//!   lower-cases header names, so property names arrive in lower case). Answers **204 No
+//!   Content** with the message id in an `iothub-messageid` header, like the other IoT Hub
+//!   calls that queue something.
+//! - `DELETE /devices/{id}/commands`: purges the device's queue (200,
+//!   `{"totalMessagesPurged":n,"deviceId":".."}`).
+//! - `GET /messages/serviceBound/feedback` (200 with a JSON array of feedback records and the
+//!   batch's lock token in `ETag` and `iothub-locktoken`; 204 when there is none),
+//!   `DELETE /messages/serviceBound/feedback/{lockToken}` (complete, 204) and
+//!   `POST /messages/serviceBound/feedback/{lockToken}/abandon` (204).
+//!
+//! Device side (the device's SAS token, a DeviceConnect policy token, or its client
+//! certificate), as IoT Hub's HTTPS device API and the SDKs that speak it:
+//! - `GET /devices/{id}/messages/deviceBound`: the next message, locked (200, body, properties
+//!   as `iothub-*` headers, lock token in a quoted `ETag`), or 204 when the queue is empty;
+//! - `DELETE /devices/{id}/messages/deviceBound/{lockToken}` completes, with `?reject` rejects
+//!   (204);
+//! - `POST /devices/{id}/messages/deviceBound/{lockToken}/abandon` (204);
+//! - `POST /devices/{id}/messages/events`: telemetry (204), single, or a batch in
+//!   `application/vnd.microsoft.iothub.json`.
+//!
+//! Paths accept both `deviceBound` (IoT Hub's documentation) and `devicebound` (Node SDK).
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use base64::Engine as _;
+use ironhub_auth::Rights;
+use ironhub_hub::c2d::{
+    MAX_MESSAGE_BYTES, OutgoingMessage, feedback_views, parse_ack, parse_expiry,
+};
+use ironhub_hub::model::azure_time;
+use ironhub_hub::{DeviceIdentity, Hub, HubError, MAX_TELEMETRY_BYTES, Telemetry};
+use ironhub_store::{C2dMessage, C2dSettle};
+
+use crate::hub_api::{authorize, json_body};
+use crate::{ApiError, ConnectionInfo};
+
+/// Prefix of application-property headers.
+const APP_PREFIX: &str = "iothub-app-";
+/// Content type of a telemetry batch.
+const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.json";
+
+/// The C2D and device routes (merged into the hub router).
+pub(crate) fn routes() -> Router<Hub> {
+    let mut router = Router::new()
+        .route("/devices/{id}/commands", delete(purge))
+        .route("/devices/{id}/messages/events", post(telemetry))
+        .route("/messages/serviceBound/feedback", get(receive_feedback))
+        .route(
+            "/messages/serviceBound/feedback/{token}",
+            delete(complete_feedback),
+        )
+        .route(
+            "/messages/serviceBound/feedback/{token}/abandon",
+            post(abandon_feedback),
+        );
+    for bound in ["deviceBound", "devicebound"] {
+        router = router
+            .route(
+                &format!("/devices/{{id}}/messages/{bound}"),
+                get(device_receive).post(service_send),
+            )
+            .route(
+                &format!("/devices/{{id}}/messages/{bound}/{{token}}"),
+                delete(device_complete),
+            )
+            .route(
+                &format!("/devices/{{id}}/messages/{bound}/{{token}}/abandon"),
+                post(device_abandon),
+            );
+    }
+    router
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Reads a body of at most `limit` bytes; more is a 413.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| HubError::MessageTooLarge(limit).into())
+}
+
+/// The `iothub-app-*` headers, in the request's order.
+fn app_properties(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let key = name.as_str().strip_prefix(APP_PREFIX)?;
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            Some((key.to_owned(), value))
+        })
+        .collect()
+}
+
+/// `POST /devices/{id}/messages/deviceBound` (service): see the module documentation.
+async fn service_send(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+    let body = read_body(body, MAX_MESSAGE_BYTES).await?;
+    let owned = |name: &str| header_str(&headers, name).map(str::to_owned);
+    let message = OutgoingMessage {
+        message_id: owned("iothub-messageid"),
+        correlation_id: owned("iothub-correlationid"),
+        user_id: owned("iothub-userid"),
+        content_type: owned("content-type"),
+        content_encoding: owned("content-encoding"),
+        expiry_time: header_str(&headers, "iothub-expiry")
+            .map(parse_expiry)
+            .transpose()?,
+        ack: header_str(&headers, "iothub-ack")
+            .map(parse_ack)
+            .transpose()?
+            .unwrap_or_default(),
+        properties: app_properties(&headers),
+        body: body.to_vec(),
+    };
+    let queued = hub.send_c2d(&id, message).await?;
+    tracing::info!(target: "ServiceOperations", device_id = %id, message_id = %queued.message_id, "cloud-to-device message sent");
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&queued.message_id) {
+        response.headers_mut().insert("iothub-messageid", v);
+    }
+    Ok(response)
+}
+
+/// `DELETE /devices/{id}/commands`.
+async fn purge(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+    let result = hub.purge_c2d(&id).await?;
+    tracing::info!(target: "ServiceOperations", device_id = %id, purged = result.total_messages_purged, "cloud-to-device queue purged");
+    Ok(json_body(&result))
+}
+
+/// `GET /messages/serviceBound/feedback`.
+async fn receive_feedback(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+    let Some(batch) = hub.receive_feedback().await? else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let mut response = json_body(&feedback_views(&batch));
+    let h = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    };
+    set("etag", format!("\"{}\"", batch.lock_token));
+    set("iothub-locktoken", batch.lock_token.clone());
+    set("iothub-messageid", batch.lock_token.clone());
+    set("iothub-to", "/messages/servicebound/feedback".into());
+    set("iothub-enqueuedtime", azure_time(Some(batch.enqueued_time)));
+    set("iothub-deliverycount", batch.delivery_count.to_string());
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.microsoft.iothub.feedback.json"),
+    );
+    Ok(response)
+}
+
+async fn complete_feedback(
+    State(hub): State<Hub>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+    hub.settle_feedback(&token, true).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn abandon_feedback(
+    State(hub): State<Hub>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+    hub.settle_feedback(&token, false).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Authenticates the device of the path: its SAS token (or a DeviceConnect policy's) in
+/// `Authorization`, else the TLS client certificate.
+async fn authenticate_device(
+    hub: &Hub,
+    device_id: &str,
+    headers: &HeaderMap,
+    connection: Option<&ConnectionInfo>,
+) -> Result<DeviceIdentity, ApiError> {
+    let auth = match header_str(headers, header::AUTHORIZATION.as_str()) {
+        Some(token) => hub.authenticate_device(device_id, token).await?,
+        None => {
+            let chain: Vec<&[u8]> = connection
+                .map(|c| c.client_certificates.iter().map(|c| c.as_ref()).collect())
+                .unwrap_or_default();
+            hub.authenticate_device_x509(device_id, &chain).await?
+        }
+    };
+    Ok(DeviceIdentity {
+        device_id: device_id.to_owned(),
+        module_id: None,
+        generation_id: auth.generation_id,
+        auth: auth.method,
+        model_id: None,
+    })
+}
+
+/// The `iothub-*` headers of a message given to a device.
+fn message_headers(m: &C2dMessage) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let mut set = |name: &str, value: &str| match (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_bytes(value.as_bytes()),
+    ) {
+        (Ok(n), Ok(v)) => {
+            h.append(n, v);
+        }
+        _ => tracing::debug!(
+            name,
+            "a message property cannot be an HTTP header; left out"
+        ),
+    };
+    if let Some(token) = &m.lock_token {
+        set("etag", &format!("\"{token}\""));
+    }
+    set("iothub-messageid", &m.message_id);
+    set("iothub-sequencenumber", &m.sequence_number.to_string());
+    set("iothub-to", &m.to);
+    set("iothub-expiry", &azure_time(Some(m.expiry_time)));
+    set("iothub-enqueuedtime", &azure_time(Some(m.enqueued_time)));
+    set("iothub-deliverycount", &m.delivery_count.to_string());
+    set("iothub-ack", m.ack.as_str());
+    if let Some(v) = &m.correlation_id {
+        set("iothub-correlationid", v);
+    }
+    if let Some(v) = &m.user_id {
+        set("iothub-userid", v);
+    }
+    if let Some(v) = &m.content_type {
+        set("content-type", v);
+    }
+    if let Some(v) = &m.content_encoding {
+        set("content-encoding", v);
+    }
+    for (k, v) in &m.properties {
+        set(&format!("{APP_PREFIX}{}", k.to_ascii_lowercase()), v);
+    }
+    h
+}
+
+/// `GET /devices/{id}/messages/deviceBound` (device).
+async fn device_receive(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let connection = request.extensions().get::<ConnectionInfo>();
+    authenticate_device(&hub, &id, &headers, connection).await?;
+    let Some(message) = hub.receive_c2d(&id).await? else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    tracing::debug!(device_id = %id, message_id = %message.message_id, "cloud-to-device message received over HTTPS");
+    let mut response = message.body.clone().into_response();
+    response.headers_mut().remove(header::CONTENT_TYPE);
+    response.headers_mut().extend(message_headers(&message));
+    Ok(response)
+}
+
+/// `DELETE /devices/{id}/messages/deviceBound/{lockToken}[?reject]` (device).
+async fn device_complete(
+    State(hub): State<Hub>,
+    Path((id, token)): Path<(String, String)>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let connection = request.extensions().get::<ConnectionInfo>();
+    authenticate_device(&hub, &id, &headers, connection).await?;
+    let reject = request
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .any(|p| p == "reject" || p.starts_with("reject="));
+    let settle = if reject {
+        C2dSettle::Reject
+    } else {
+        C2dSettle::Complete
+    };
+    hub.settle_c2d(&id, &token, settle).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /devices/{id}/messages/deviceBound/{lockToken}/abandon` (device).
+async fn device_abandon(
+    State(hub): State<Hub>,
+    Path((id, token)): Path<(String, String)>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let connection = request.extensions().get::<ConnectionInfo>();
+    authenticate_device(&hub, &id, &headers, connection).await?;
+    hub.settle_c2d(&id, &token, C2dSettle::Abandon).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The property-bag keys of the system properties a telemetry request carries in headers.
+const TELEMETRY_HEADERS: [(&str, &str); 6] = [
+    ("iothub-messageid", "$.mid"),
+    ("iothub-correlationid", "$.cid"),
+    ("iothub-userid", "$.uid"),
+    ("content-type", "$.ct"),
+    ("content-encoding", "$.ce"),
+    ("iothub-expiry", "$.exp"),
+];
+
+/// One message of a batch (`{"body": base64, "properties": {"iothub-app-k": "v"}}`).
+#[derive(Debug, serde::Deserialize)]
+struct BatchItem {
+    body: String,
+    #[serde(default)]
+    properties: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST /devices/{id}/messages/events` (device).
+async fn telemetry(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let connection = request.extensions().get::<ConnectionInfo>().cloned();
+    let who = authenticate_device(&hub, &id, &headers, connection.as_ref()).await?;
+    let body = read_body(request.into_body(), MAX_TELEMETRY_BYTES).await?;
+    let content_type = header_str(&headers, "content-type").unwrap_or("");
+    let messages = if content_type.starts_with(BATCH_CONTENT_TYPE) {
+        let items: Vec<BatchItem> = serde_json::from_slice(&body)
+            .map_err(|e| HubError::ArgumentInvalid(format!("The batch is not valid JSON: {e}.")))?;
+        items
+            .into_iter()
+            .map(|item| {
+                let body = base64::engine::general_purpose::STANDARD
+                    .decode(item.body.as_bytes())
+                    .map_err(|e| {
+                        HubError::ArgumentInvalid(format!("A batch body is not base64: {e}."))
+                    })?;
+                let properties = item
+                    .properties
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let k = k.strip_prefix(APP_PREFIX).unwrap_or(&k).to_owned();
+                        let v = match v {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        (k, Some(v))
+                    })
+                    .collect();
+                Ok(Telemetry {
+                    properties,
+                    body,
+                    ..Telemetry::default()
+                })
+            })
+            .collect::<Result<Vec<_>, HubError>>()?
+    } else {
+        let mut properties: Vec<(String, Option<String>)> = TELEMETRY_HEADERS
+            .iter()
+            .filter_map(|(name, key)| {
+                header_str(&headers, name).map(|v| ((*key).to_owned(), Some(v.to_owned())))
+            })
+            .collect();
+        properties.extend(
+            app_properties(&headers)
+                .into_iter()
+                .map(|(k, v)| (k, Some(v))),
+        );
+        vec![Telemetry {
+            properties,
+            body: body.to_vec(),
+            ..Telemetry::default()
+        }]
+    };
+    for message in messages {
+        hub.send_telemetry(&who, message).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

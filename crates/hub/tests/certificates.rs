@@ -1,0 +1,308 @@
+//! CA certificates and X.509 CA device authentication, through the domain API, with
+//! certificates generated here by rcgen.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use ironhub_hub::model::DeviceSpec;
+use ironhub_hub::{AuthMethod, Backends, Hub, HubError};
+use ironhub_store::{LocalBus, SqliteEventLog, SqliteStore};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+use serde_json::json;
+
+async fn hub() -> (Hub, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = Backends {
+        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
+        events: Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap()),
+        bus: Arc::new(LocalBus::new()),
+    };
+    let hub = Hub::open(backends, vec!["myhub.example".into()])
+        .await
+        .unwrap();
+    (hub, dir)
+}
+
+struct Ca {
+    cert: rcgen::Certificate,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn root(cn: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        cert,
+        issuer: Issuer::new(params, key),
+    }
+}
+
+fn intermediate(cn: &str, parent: &Ca) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.signed_by(&key, &parent.issuer).unwrap();
+    Ca {
+        cert,
+        issuer: Issuer::new(params, key),
+    }
+}
+
+fn leaf_with(cn: &str, ca: &Ca, edit: impl FnOnce(&mut CertificateParams)) -> rcgen::Certificate {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    edit(&mut params);
+    params.signed_by(&key, &ca.issuer).unwrap()
+}
+
+fn leaf(cn: &str, ca: &Ca) -> rcgen::Certificate {
+    leaf_with(cn, ca, |_| {})
+}
+
+async fn ca_device(hub: &Hub, id: &str) {
+    let spec: DeviceSpec =
+        serde_json::from_value(json!({"authentication": {"type": "certificateAuthority"}}))
+            .unwrap();
+    hub.put_device(id, &spec, None).await.unwrap();
+}
+
+/// Uploads `ca` and proves possession of its key.
+async fn upload_verified(hub: &Hub, name: &str, ca: &Ca) {
+    let up = hub
+        .put_certificate(name, &ca.cert.pem(), false, None)
+        .await
+        .unwrap();
+    let with_code = hub
+        .generate_verification_code(name, Some(&up.etag))
+        .await
+        .unwrap();
+    let code = with_code.verification_code.unwrap();
+    let proof = leaf(&code, ca);
+    let verified = hub
+        .verify_certificate(name, &proof.pem(), Some(&format!("\"{}\"", with_code.etag)))
+        .await
+        .unwrap();
+    assert!(verified.is_verified);
+}
+
+#[tokio::test]
+async fn upload_etags_and_proof_of_possession() {
+    let (hub, _dir) = hub().await;
+    let ca = root("Contoso Root");
+    let up = hub
+        .put_certificate("contoso", &ca.cert.pem(), false, None)
+        .await
+        .unwrap();
+    assert!(!up.is_verified);
+    assert_eq!(up.subject, "CN=Contoso Root");
+    assert_eq!(up.thumbprint.len(), 40);
+    assert!(up.verification_code.is_none());
+
+    let again = hub
+        .put_certificate("contoso", &ca.cert.pem(), false, None)
+        .await
+        .unwrap_err();
+    assert_eq!(again.status(), 409, "{again}");
+    let stale = hub
+        .put_certificate("contoso", &ca.cert.pem(), false, Some("\"nope\""))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.status(), 412);
+    let with_key = format!("{}{}", ca.cert.pem(), ca.issuer.key().serialize_pem());
+    let refused = hub
+        .put_certificate("other", &with_key, false, None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.to_string().contains("private key"), "{refused}");
+    assert!(hub.get_certificate("other").await.is_err());
+    let bad_name = hub
+        .put_certificate("no/slash", &ca.cert.pem(), false, None)
+        .await
+        .unwrap_err();
+    assert_eq!(bad_name.status(), 400);
+
+    // Verify before a code exists: refused.
+    let early = hub
+        .verify_certificate("contoso", &leaf("x", &ca).pem(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(early.status(), 400);
+
+    let coded = hub
+        .generate_verification_code("contoso", Some(&up.etag))
+        .await
+        .unwrap();
+    assert_ne!(coded.etag, up.etag, "a new code changes the etag");
+    let code = coded.verification_code.clone().unwrap();
+    assert!(code.len() >= 32);
+    assert!(
+        hub.generate_verification_code("contoso", Some(&up.etag))
+            .await
+            .unwrap_err()
+            .status()
+            == 412
+    );
+
+    // The code as CN, but signed by another key: no proof.
+    let impostor = root("Impostor");
+    let forged = leaf(&code, &impostor);
+    let e = hub
+        .verify_certificate("contoso", &forged.pem(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert!(e.to_string().contains("not signed"), "{e}");
+    // Signed by the CA, but another CN.
+    let wrong_cn = leaf("not-the-code", &ca);
+    let e = hub
+        .verify_certificate("contoso", &wrong_cn.pem(), None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("verification code"), "{e}");
+    assert!(!hub.get_certificate("contoso").await.unwrap().is_verified);
+
+    let proof = leaf(&code, &ca);
+    let verified = hub
+        .verify_certificate("contoso", &proof.pem(), Some(&coded.etag))
+        .await
+        .unwrap();
+    assert!(verified.is_verified);
+    assert!(verified.verification_code.is_none(), "the code is spent");
+    let listed = hub.list_certificates().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].is_verified);
+
+    hub.delete_certificate("contoso", Some("\"stale\""))
+        .await
+        .unwrap_err();
+    hub.delete_certificate("contoso", Some(&verified.etag))
+        .await
+        .unwrap();
+    assert!(matches!(
+        hub.delete_certificate("contoso", None).await,
+        Err(HubError::CertificateNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn devices_authenticate_through_a_verified_ca() {
+    let (hub, _dir) = hub().await;
+    ca_device(&hub, "dev1").await;
+    let ca = root("Fleet Root");
+    let good = leaf("dev1", &ca);
+
+    let before = hub
+        .authenticate_device_x509("dev1", &[good.der()])
+        .await
+        .unwrap_err();
+    assert_eq!(before.status(), 401, "no CA registered yet");
+
+    // Uploaded but not verified: not trusted.
+    hub.put_certificate("fleet", &ca.cert.pem(), false, None)
+        .await
+        .unwrap();
+    assert!(
+        hub.authenticate_device_x509("dev1", &[good.der()])
+            .await
+            .is_err()
+    );
+    hub.delete_certificate("fleet", None).await.unwrap();
+    upload_verified(&hub, "fleet", &ca).await;
+
+    assert_eq!(
+        hub.authenticate_device_x509("dev1", &[good.der()])
+            .await
+            .unwrap()
+            .method,
+        AuthMethod::CertificateAuthority
+    );
+
+    // The CN must be the device id.
+    let other = leaf("dev2", &ca);
+    let e = hub
+        .authenticate_device_x509("dev1", &[other.der()])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("CN"), "{e}");
+
+    // A leaf from a CA that was uploaded but never verified.
+    let unverified = root("Unverified Root");
+    hub.put_certificate("unverified", &unverified.cert.pem(), false, None)
+        .await
+        .unwrap();
+    let stranger = leaf("dev1", &unverified);
+    assert_eq!(
+        hub.authenticate_device_x509("dev1", &[stranger.der()])
+            .await
+            .unwrap_err()
+            .status(),
+        401
+    );
+
+    // An expired leaf.
+    let expired = leaf_with("dev1", &ca, |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    });
+    let e = hub
+        .authenticate_device_x509("dev1", &[expired.der()])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("Expired"), "{e}");
+
+    // A leaf for server authentication only.
+    let server_only = leaf_with("dev1", &ca, |p| {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    });
+    assert!(
+        hub.authenticate_device_x509("dev1", &[server_only.der()])
+            .await
+            .is_err()
+    );
+
+    // Through an intermediate the device presents after its leaf.
+    let inter = intermediate("Fleet Issuing", &ca);
+    let via = leaf("dev1", &inter);
+    assert_eq!(
+        hub.authenticate_device_x509("dev1", &[via.der(), inter.cert.der()])
+            .await
+            .unwrap()
+            .method,
+        AuthMethod::CertificateAuthority
+    );
+    assert!(
+        hub.authenticate_device_x509("dev1", &[via.der()])
+            .await
+            .is_err(),
+        "without its intermediate the chain is incomplete"
+    );
+
+    // A selfSigned device is not admitted by CA.
+    let spec: DeviceSpec = serde_json::from_value(json!({"authentication": {"type": "selfSigned",
+        "x509Thumbprint": {"primaryThumbprint": "AA".repeat(20)}}}))
+    .unwrap();
+    hub.put_device("thumb", &spec, None).await.unwrap();
+    let thumb = leaf("thumb", &ca);
+    assert!(
+        hub.authenticate_device_x509("thumb", &[thumb.der()])
+            .await
+            .is_err()
+    );
+
+    // Deleting the CA ends trust in it.
+    hub.delete_certificate("fleet", None).await.unwrap();
+    assert!(
+        hub.authenticate_device_x509("dev1", &[good.der()])
+            .await
+            .is_err()
+    );
+}
