@@ -367,11 +367,16 @@ def openssl(*args: str, cwd) -> None:
 
 
 def signed_cert(tmp, name: str, cn: str) -> str:
-    """A key and a certificate with CN=cn signed by tmp/ca.pem; returns the certificate's path."""
+    """A key and an X.509 v3 client certificate with CN=cn signed by tmp/ca.pem; returns the
+    certificate's path. (`openssl x509 -req` without extensions makes a v1 certificate, which
+    TLS libraries such as rustls/webpki refuse as a client certificate.)"""
+    (tmp / "client.ext").write_text(
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
+    )
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=tmp)
     openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-sha256", "-out", f"{name}.pem", cwd=tmp)
+            "-days", "2", "-sha256", "-extfile", "client.ext", "-out", f"{name}.pem", cwd=tmp)
     return str(tmp / f"{name}.pem")
 
 

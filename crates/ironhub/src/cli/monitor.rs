@@ -34,6 +34,10 @@ pub const NON_DECODABLE_PAYLOAD: &str = "{{non-decodable payload}}";
 /// itself (the monitor's timer decides; the server's only cleans up).
 const SERVER_TIMEOUT_SLACK_SECS: u64 = 5;
 
+/// The longest `timeout` the event stream accepts (a day); a longer monitor timeout is kept by
+/// the monitor alone.
+const MAX_SERVER_TIMEOUT_SECS: u64 = 86_400;
+
 /// `--properties` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PropertyKind {
@@ -399,11 +403,9 @@ pub async fn run(session: &Session, args: &MonitorArgs, format: Format) -> anyho
     if let Some(d) = args.device_id.as_deref().filter(|d| !has_wildcard(d)) {
         query.push(("deviceId", d.to_owned()));
     }
-    if args.timeout > 0 {
-        query.push((
-            "timeout",
-            (args.timeout + SERVER_TIMEOUT_SLACK_SECS).to_string(),
-        ));
+    let server_timeout = args.timeout.saturating_add(SERVER_TIMEOUT_SLACK_SECS);
+    if args.timeout > 0 && server_timeout <= MAX_SERVER_TIMEOUT_SECS {
+        query.push(("timeout", server_timeout.to_string()));
     }
     if args.message_count == Some(0) {
         bail!("--message-count must be greater than 0");
