@@ -18,6 +18,7 @@
 //! ```
 
 mod error;
+mod lines;
 mod tls;
 
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ use ironhub_auth::{ConnectionString, sas, unix_now};
 use serde_json::Value;
 
 pub use error::{ClientError, parse_service_error};
+pub use lines::LineStream;
 
 /// The REST API version sent with every request (the one the Python service SDK uses).
 pub const API_VERSION: &str = "2021-04-12";
@@ -141,37 +143,8 @@ impl HubClient {
         if_match: Option<&str>,
         timeout: Duration,
     ) -> Result<Value, ClientError> {
-        let url = self.url(path, query);
-        let token = self.sas_token(unix_now() + TOKEN_VALIDITY_SECS)?;
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(header::AUTHORIZATION, token)
-            .header(header::ACCEPT, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("ironhub-client/", env!("CARGO_PKG_VERSION")),
-            );
-        if let Some(etag) = if_match {
-            builder = builder.header(header::IF_MATCH, quote_etag(etag));
-        }
-        let payload = match body {
-            Some(v) => {
-                builder = builder.header(header::CONTENT_TYPE, "application/json; charset=utf-8");
-                Bytes::from(serde_json::to_vec(v).map_err(|e| ClientError::Transport {
-                    host: self.host.clone(),
-                    detail: format!("cannot encode the request body: {e}"),
-                })?)
-            }
-            None => Bytes::new(),
-        };
-        let request = builder
-            .body(Full::new(payload))
-            .map_err(|e| ClientError::Transport {
-                host: self.host.clone(),
-                detail: format!("cannot build a request for {url}: {e}"),
-            })?;
-
+        let request =
+            self.build_request(method, path, query, body, if_match, "application/json")?;
         let exchange = async {
             let response = self
                 .http
@@ -208,6 +181,194 @@ impl HubClient {
             status,
             detail: e.to_string(),
         })
+    }
+
+    /// A signed request: `Authorization`, `Accept`, `User-Agent`, `If-Match` when given, and a
+    /// JSON body when given.
+    fn build_request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        accept: &'static str,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
+        let url = self.url(path, query);
+        let token = self.sas_token(unix_now() + TOKEN_VALIDITY_SECS)?;
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(header::AUTHORIZATION, token)
+            .header(header::ACCEPT, accept)
+            .header(
+                header::USER_AGENT,
+                concat!("ironhub-client/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(etag) = if_match {
+            builder = builder.header(header::IF_MATCH, quote_etag(etag));
+        }
+        let payload = match body {
+            Some(v) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json; charset=utf-8");
+                Bytes::from(serde_json::to_vec(v).map_err(|e| ClientError::Transport {
+                    host: self.host.clone(),
+                    detail: format!("cannot encode the request body: {e}"),
+                })?)
+            }
+            None => Bytes::new(),
+        };
+        builder
+            .body(Full::new(payload))
+            .map_err(|e| ClientError::Transport {
+                host: self.host.clone(),
+                detail: format!("cannot build a request for {url}: {e}"),
+            })
+    }
+
+    /// Sends a signed `GET` and returns its body as a stream of lines, for a response that
+    /// lasts as long as the server keeps it open (the event stream). Only the wait for the
+    /// response's head is bounded (by the usual request timeout); reading has no overall limit,
+    /// so callers bound each [`LineStream::next_line`] themselves if they need to.
+    pub async fn open_line_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<LineStream, ClientError> {
+        let request = self.build_request(
+            Method::GET,
+            path,
+            query,
+            None,
+            None,
+            "application/x-ndjson, application/json",
+        )?;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(request))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                host: self.host.clone(),
+                seconds: REQUEST_TIMEOUT.as_secs(),
+            })?
+            .map_err(|e| tls::classify(&self.host, &e))?;
+        let (parts, body) = response.into_parts();
+        if !parts.status.is_success() {
+            let bytes = tokio::time::timeout(REQUEST_TIMEOUT, body.collect())
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    host: self.host.clone(),
+                    seconds: REQUEST_TIMEOUT.as_secs(),
+                })?
+                .map_err(|e| tls::classify(&self.host, &e))?
+                .to_bytes();
+            let code = parts
+                .headers
+                .get("iothub-errorcode")
+                .and_then(|v| v.to_str().ok());
+            return Err(parse_service_error(parts.status.as_u16(), code, &bytes));
+        }
+        Ok(LineStream::new(self.host.clone(), body))
+    }
+
+    /// `GET /events/consumergroups/{group}/stream?…`: the hub's telemetry as it arrives, one
+    /// JSON object a line (ironhub's event reader API; `query` takes `from`, `partition`,
+    /// `deviceId` and `timeout`).
+    pub async fn event_stream(
+        &self,
+        group: &str,
+        query: &[(&str, String)],
+    ) -> Result<LineStream, ClientError> {
+        let path = format!("{}/stream", consumer_group_path(group));
+        self.open_line_stream(&path, query).await
+    }
+
+    /// `GET /events/consumergroups`: `[{"name": …}, …]`.
+    pub async fn list_consumer_groups(&self) -> Result<Value, ClientError> {
+        self.request(Method::GET, "/events/consumergroups", &[], None, None)
+            .await
+    }
+
+    /// `GET /events/consumergroups/{group}`: the group with its checkpoints.
+    pub async fn get_consumer_group(&self, group: &str) -> Result<Value, ClientError> {
+        self.request(Method::GET, &consumer_group_path(group), &[], None, None)
+            .await
+    }
+
+    /// `PUT /events/consumergroups/{group}`: creates the group (an existing one is kept).
+    pub async fn create_consumer_group(&self, group: &str) -> Result<Value, ClientError> {
+        self.request(Method::PUT, &consumer_group_path(group), &[], None, None)
+            .await
+    }
+
+    /// `DELETE /events/consumergroups/{group}`.
+    pub async fn delete_consumer_group(&self, group: &str) -> Result<(), ClientError> {
+        self.request(Method::DELETE, &consumer_group_path(group), &[], None, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /certificates`: `{"value": [certificate, …]}`.
+    pub async fn list_certificates(&self) -> Result<Value, ClientError> {
+        self.request(Method::GET, "/certificates", &[], None, None)
+            .await
+    }
+
+    /// `GET /certificates/{name}`.
+    pub async fn get_certificate(&self, name: &str) -> Result<Value, ClientError> {
+        self.request(Method::GET, &certificate_path(name), &[], None, None)
+            .await
+    }
+
+    /// `PUT /certificates/{name}` with `{"properties":{"certificate":…,"isVerified":…}}`:
+    /// without an etag it creates the certificate (an existing name is a conflict); with one
+    /// (or `*`) it replaces it.
+    pub async fn put_certificate(
+        &self,
+        name: &str,
+        certificate: &str,
+        is_verified: bool,
+        etag: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let body = serde_json::json!({
+            "properties": { "certificate": certificate, "isVerified": is_verified }
+        });
+        self.request(Method::PUT, &certificate_path(name), &[], Some(&body), etag)
+            .await
+    }
+
+    /// `DELETE /certificates/{name}`, with `If-Match` when an etag is given.
+    pub async fn delete_certificate(
+        &self,
+        name: &str,
+        etag: Option<&str>,
+    ) -> Result<(), ClientError> {
+        self.request(Method::DELETE, &certificate_path(name), &[], None, etag)
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /certificates/{name}/generateVerificationCode`: the certificate with
+    /// `properties.verificationCode`, the CN a proof-of-possession certificate must carry.
+    pub async fn generate_verification_code(
+        &self,
+        name: &str,
+        etag: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let path = format!("{}/generateVerificationCode", certificate_path(name));
+        self.request(Method::POST, &path, &[], None, etag).await
+    }
+
+    /// `POST /certificates/{name}/verify` with `{"certificate": proof}`: a certificate whose CN
+    /// is the verification code, signed by the CA's key, proves possession of that key.
+    pub async fn verify_certificate(
+        &self,
+        name: &str,
+        proof: &str,
+        etag: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let path = format!("{}/verify", certificate_path(name));
+        let body = serde_json::json!({ "certificate": proof });
+        self.request(Method::POST, &path, &[], Some(&body), etag)
+            .await
     }
 
     /// `GET /devices/{id}`: the device, with its keys and etag.
@@ -311,6 +472,16 @@ impl HubClient {
 /// `/twins/{id}` with the id percent-encoded as one path segment.
 pub fn twin_path(id: &str) -> String {
     format!("/twins/{}", &device_path(id)["/devices/".len()..])
+}
+
+/// `/events/consumergroups/{group}` with the name percent-encoded as one path segment.
+pub fn consumer_group_path(group: &str) -> String {
+    format!("/events/consumergroups/{}", url_encode(group))
+}
+
+/// `/certificates/{name}` with the name percent-encoded as one path segment.
+pub fn certificate_path(name: &str) -> String {
+    format!("/certificates/{}", url_encode(name))
 }
 
 /// `/devices/{id}` with the id percent-encoded as one path segment.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
-use super::{device, login, output, sas, twin};
+use super::{certificate, consumer_group, device, login, monitor, output, sas, twin};
 
 /// `ironhub hub`
 #[derive(Debug, Args)]
@@ -63,6 +63,22 @@ pub enum HubCommand {
     /// Invoke a direct method on a device and print its answer.
     #[command(name = "invoke-device-method")]
     InvokeDeviceMethod(twin::InvokeMethodArgs),
+    /// Monitor device telemetry as it reaches the hub (printed as az prints it).
+    #[command(name = "monitor-events")]
+    MonitorEvents(monitor::MonitorArgs),
+    /// Manage the event endpoint's consumer groups (`--name/-n` is the group; the hub is
+    /// `--hub-name`).
+    #[command(name = "consumer-group")]
+    ConsumerGroup {
+        #[command(subcommand)]
+        command: consumer_group::ConsumerGroupCommand,
+    },
+    /// Manage CA certificates for X.509 CA device authentication (`--name/-n` is the
+    /// certificate; the hub is `--hub-name`).
+    Certificate {
+        #[command(subcommand)]
+        command: certificate::CertificateCommand,
+    },
     /// Generate a SAS token for a device or for a hub shared access policy.
     #[command(name = "generate-sas-token")]
     GenerateSasToken(SasTokenArgs),
@@ -326,6 +342,24 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
         HubCommand::InvokeDeviceMethod(a) => {
             let session = login::Session::open(&common).await?;
             twin::invoke(&session, &a).await?
+        }
+        HubCommand::MonitorEvents(a) => {
+            let session = login::Session::open(&common).await?;
+            return monitor::run(&session, &a, format).await;
+        }
+        HubCommand::ConsumerGroup { command } => {
+            let session = login::Session::open(&common).await?;
+            match consumer_group::run(&session, &command).await? {
+                Some(v) => v,
+                None => return Ok(()),
+            }
+        }
+        HubCommand::Certificate { command } => {
+            let session = login::Session::open(&common).await?;
+            match certificate::run(&session, &command).await? {
+                Some(v) => v,
+                None => return Ok(()),
+            }
         }
         HubCommand::GenerateSasToken(a) => match &a.connection_string {
             Some(cs) => sas::from_connection_string(cs, a.duration)?,

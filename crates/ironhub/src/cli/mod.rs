@@ -1,9 +1,12 @@
 //! The az-style CLI. It talks to a hub only through the Azure-compatible REST API, so it works
 //! against a real Azure IoT Hub too.
 
+mod certificate;
+mod consumer_group;
 mod device;
 pub mod hub;
 mod login;
+mod monitor;
 mod output;
 mod sas;
 mod twin;

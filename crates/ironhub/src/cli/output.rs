@@ -1,6 +1,8 @@
 //! `--output json|table`, as az prints them: JSON pretty-printed with two-space indents and
 //! sorted keys; a table with one column per top-level scalar field.
 
+use std::io::Write as _;
+
 use serde_json::Value;
 
 /// `-o/--output`
@@ -11,14 +13,20 @@ pub enum Format {
     Table,
 }
 
-/// Prints a command's result on stdout.
-#[allow(clippy::print_stdout)]
+/// Prints a command's result on stdout. A reader that has gone away (`| head`) is not an
+/// error.
 pub fn print(value: &Value, format: Format) -> anyhow::Result<()> {
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Format::Table => print!("{}", table(value)),
+    let text = match format {
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(value)?),
+        Format::Table => table(value),
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to standard output"))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// A plain aligned table: a header (field names with their first letter capitalised, as az
