@@ -43,6 +43,14 @@ pub struct CertificateInfo {
     pub not_after: i64,
     /// SHA-1 of the DER, upper-case hex (IoT Hub's `thumbprint`).
     pub thumbprint: String,
+    /// SHA-256 of the DER, upper-case hex.
+    pub sha256_thumbprint: String,
+    /// The issuer as text, in the same form as `subject`.
+    pub issuer: String,
+    /// The serial number, upper-case hex without separators.
+    pub serial_number: String,
+    /// The X.509 version as people count it (3 for a v3 certificate).
+    pub version: u32,
     /// Whether basic constraints mark it as a CA.
     pub is_ca: bool,
 }
@@ -57,13 +65,22 @@ impl CertificateInfo {
             .next()
             .and_then(|cn| cn.as_str().ok())
             .map(str::to_owned);
+        let (sha1, sha256) = crate::thumbprints(der);
         Ok(CertificateInfo {
             der: der.to_vec(),
             subject: cert.subject().to_string(),
             common_name,
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
-            thumbprint: crate::thumbprints(der).0,
+            thumbprint: sha1,
+            sha256_thumbprint: sha256,
+            issuer: cert.issuer().to_string(),
+            serial_number: cert
+                .raw_serial()
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect(),
+            version: cert.version().0 + 1,
             is_ca: cert.is_ca(),
         })
     }
@@ -225,6 +242,10 @@ mod tests {
         assert_eq!(from_pem.common_name.as_deref(), Some("Root"));
         assert!(from_pem.is_ca);
         assert_eq!(from_pem.thumbprint.len(), 40);
+        assert_eq!(from_pem.sha256_thumbprint.len(), 64);
+        assert_eq!(from_pem.issuer, from_pem.subject, "a self-signed root");
+        assert_eq!(from_pem.version, 3);
+        assert!(!from_pem.serial_number.is_empty());
         let b64 = base64::engine::general_purpose::STANDARD.encode(root.der());
         assert_eq!(read_certificate(&b64).unwrap(), from_pem);
         assert_eq!(from_pem.pem(), root.pem().replace("\r\n", "\n"));

@@ -1,17 +1,20 @@
-//! What a data directory says about the hub it holds: host name, ports, policies and the CA.
+//! What a data directory says about the hub and DPS instance it holds: host name, ports,
+//! policies, the DPS ID scope and the CA.
 //! `ironhub info` prints it; the CLI uses it to log in on the server's own machine.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use ironhub_auth::ConnectionString;
-use ironhub_store::{Endpoint, HubSettings, SqliteStore, Store as _};
+use ironhub_store::{DpsSettings, Endpoint, HubSettings, SqliteStore, Store as _};
 
 /// The hub kept in a data directory.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub endpoint: Endpoint,
     pub settings: HubSettings,
+    /// The DPS instance's settings (absent if no server of this version started here yet).
+    pub dps: Option<DpsSettings>,
     /// `DIR/tls/ca.pem`: the CA that signed the server certificate.
     pub ca_certificate: PathBuf,
 }
@@ -35,10 +38,12 @@ impl Identity {
             .endpoint()
             .await?
             .with_context(|| format!("{} holds no endpoint yet", data_dir.display()))?;
+        let dps = store.dps_settings().await?;
         let dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
         Ok(Identity {
             endpoint,
             settings,
+            dps,
             ca_certificate: ca_path(&dir),
         })
     }
@@ -69,8 +74,46 @@ impl Identity {
         })
     }
 
+    /// The DPS service connection string for a policy (`provisioningserviceowner`, …). The
+    /// DPS answers on the hub's host name and port: one server serves both.
+    pub fn dps_connection_string(
+        &self,
+        policy: &str,
+        secondary: bool,
+    ) -> anyhow::Result<ConnectionString> {
+        let dps = self
+            .dps
+            .as_ref()
+            .context("the data directory holds no DPS instance yet: start `ironhub serve` once")?;
+        let p = dps
+            .policy(policy)
+            .with_context(|| format!("the DPS has no shared access policy '{policy}'"))?;
+        Ok(ConnectionString {
+            host_name: self.endpoint.connection_host(),
+            shared_access_key_name: Some(p.key_name.clone()),
+            shared_access_key: Some(
+                if secondary {
+                    &p.secondary_key
+                } else {
+                    &p.primary_key
+                }
+                .clone(),
+            ),
+            ..ConnectionString::default()
+        })
+    }
+
     /// `ironhub info --json`: the object scripts and tests read.
     pub fn info_json(&self) -> anyhow::Result<serde_json::Value> {
+        let dps = match &self.dps {
+            Some(d) => serde_json::json!({
+                "idScope": d.id_scope,
+                "hostName": self.endpoint.host_name,
+                "serviceConnectionString":
+                    self.dps_connection_string("provisioningserviceowner", false)?.to_string(),
+            }),
+            None => serde_json::Value::Null,
+        };
         Ok(serde_json::json!({
             "hub": {
                 "hostName": self.endpoint.host_name,
@@ -79,6 +122,7 @@ impl Identity {
                 "mqttPort": self.endpoint.mqtt_port,
                 "connectionString": self.connection_string("iothubowner", false)?.to_string(),
             },
+            "dps": dps,
             "tls": { "caCertificate": self.ca_certificate },
         }))
     }

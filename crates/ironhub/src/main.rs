@@ -66,6 +66,13 @@ async fn info(data_dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
             "Connection string:  {}",
             id.connection_string("iothubowner", false)?
         );
+        if let Some(dps) = &id.dps {
+            println!("DPS ID scope:       {}", dps.id_scope);
+            println!(
+                "DPS connection:     {}",
+                id.dps_connection_string("provisioningserviceowner", false)?
+            );
+        }
         println!("CA certificate:     {}", id.ca_certificate.display());
     }
     Ok(())

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ironhub_dps::{Dps, LinkedHub};
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{Endpoint, EventLog, LocalBus, Retention, SqliteEventLog, SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -14,10 +15,11 @@ use tokio::sync::watch;
 
 use crate::config::{LogFormat, ServeArgs, ServeConfig};
 
-/// A running server: its hub, where it listens, and how to stop it.
+/// A running server: its hub and DPS instance, where it listens, and how to stop it.
 #[derive(Debug)]
 pub struct Server {
     pub hub: Hub,
+    pub dps: Dps,
     pub https_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     /// The CA certificate clients trust.
@@ -81,14 +83,21 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let https_addr = https.local_addr()?;
     let mqtt_addr = mqtt.local_addr()?;
 
-    store
-        .set_endpoint(&Endpoint {
-            host_name: hub.host_name().to_owned(),
-            host_names: config.hostnames.clone(),
-            https_port: https_addr.port(),
-            mqtt_port: mqtt_addr.port(),
-        })
-        .await?;
+    let endpoint = Endpoint {
+        host_name: hub.host_name().to_owned(),
+        host_names: config.hostnames.clone(),
+        https_port: https_addr.port(),
+        mqtt_port: mqtt_addr.port(),
+    };
+    store.set_endpoint(&endpoint).await?;
+    // The DPS instance lives in the same server and answers to the same names; at its first
+    // start it links the server's own hub.
+    let dps = Dps::open(
+        store.clone(),
+        config.hostnames.clone(),
+        Some(own_linked_hub(&hub, &endpoint)?),
+    )
+    .await?;
 
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
@@ -118,11 +127,34 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     ];
     Ok(Server {
         hub,
+        dps,
         https_addr,
         mqtt_addr,
         ca_certificate: std::path::absolute(&generated.ca).unwrap_or(generated.ca),
         stop,
         tasks,
+    })
+}
+
+/// The server's own hub as a DPS linked hub: its host name, reached with `iothubowner`.
+fn own_linked_hub(hub: &Hub, endpoint: &Endpoint) -> anyhow::Result<LinkedHub> {
+    let owner = hub
+        .settings()
+        .policy("iothubowner")
+        .context("the hub has no iothubowner policy")?;
+    let connection_string = ironhub_auth::ConnectionString {
+        host_name: endpoint.connection_host(),
+        shared_access_key_name: Some(owner.key_name.clone()),
+        shared_access_key: Some(owner.primary_key.clone()),
+        ..ironhub_auth::ConnectionString::default()
+    };
+    Ok(LinkedHub {
+        name: hub.host_name().to_owned(),
+        connection_string: connection_string.to_string(),
+        allocation_weight: None,
+        apply_allocation_policy: None,
+        location: None,
+        etag: None,
     })
 }
 

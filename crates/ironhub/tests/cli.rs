@@ -344,3 +344,61 @@ fn no_login_says_how_to_log_in() {
     let err = stderr(&out);
     assert!(err.contains("no login: pass --login"), "{err}");
 }
+
+/// `ironhub info --json` shows the DPS instance the server created at its first start, and a
+/// restart keeps its ID scope and keys.
+#[tokio::test]
+async fn info_shows_the_dps_instance_and_a_restart_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ServeArgs {
+        data_dir: Some(dir.path().to_owned()),
+        hostnames: vec!["127.0.0.1".into()],
+        https_listen: Some("127.0.0.1:0".parse().unwrap()),
+        mqtt_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServeArgs::default()
+    };
+    let info = |dir: &std::path::Path| -> Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ironhub"))
+            .args(["info", "--json", "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let config = args.resolve().unwrap();
+    let server = start(&config).await.unwrap();
+    let port = server.https_addr.port();
+    let first = info(dir.path());
+    let dps = &first["dps"];
+    assert_eq!(dps["idScope"], server.dps.id_scope());
+    assert_eq!(dps["hostName"], "127.0.0.1");
+    let cs = ConnectionString::parse(dps["serviceConnectionString"].as_str().unwrap()).unwrap();
+    assert_eq!(cs.host_name, format!("127.0.0.1:{port}"));
+    assert_eq!(
+        cs.shared_access_key_name.as_deref(),
+        Some("provisioningserviceowner")
+    );
+    assert_eq!(
+        cs.shared_access_key.as_deref(),
+        Some(server.dps.settings().policies[0].primary_key.as_str())
+    );
+    // The hub fields are unchanged, and the server's own hub is the first linked hub.
+    assert_eq!(first["hub"]["hostName"], "127.0.0.1");
+    let linked = server.dps.list_linked_hubs().await.unwrap();
+    assert_eq!(linked.len(), 1);
+    assert_eq!(linked[0].name, "127.0.0.1");
+    server.shutdown().await;
+
+    let again = start(&config).await.unwrap();
+    let second = info(dir.path());
+    assert_eq!(second["dps"]["idScope"], first["dps"]["idScope"]);
+    let cs2 = ConnectionString::parse(second["dps"]["serviceConnectionString"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(cs2.shared_access_key, cs.shared_access_key);
+    again.shutdown().await;
+}

@@ -5,15 +5,18 @@
 //! one store without a lock held across requests.
 
 pub mod bus;
+mod dps_records;
 pub mod eventlog;
 mod records;
 mod sqlite;
+mod sqlite_dps;
 mod sqlite_eventlog;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use bus::{Attachment, BusError, BusMessage, DeviceBus, LocalBus, MethodResponse};
+pub use dps_records::*;
 pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition};
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -148,4 +151,34 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         name: &str,
         if_match: Option<String>,
     ) -> Result<std::result::Result<(), WriteConflict>>;
+
+    // Device Provisioning Service. Ids are compared, looked up and ordered ASCII
+    // case-insensitively (registration and group ids are case-insensitive, seed 004 L6212);
+    // a record keeps the case it was created with.
+
+    /// The DPS instance's settings; created from `init` on the very first call and never
+    /// replaced (the ID scope is immutable).
+    async fn dps_settings_or_init(&self, init: DpsSettings) -> Result<DpsSettings>;
+    /// The DPS instance's settings, if the server was ever started.
+    async fn dps_settings(&self) -> Result<Option<DpsSettings>>;
+    /// One record of `collection`, by id in any case.
+    async fn dps_get(&self, collection: DpsCollection, id: &str) -> Result<Option<DpsRecord>>;
+    /// Records of `collection` ordered by lower-cased id, after `after` (in any case), at most
+    /// `limit`; with `group`, only those whose `group_id` is that one (in any case).
+    async fn dps_list(
+        &self,
+        collection: DpsCollection,
+        after: Option<&str>,
+        limit: usize,
+        group: Option<&str>,
+    ) -> Result<Vec<DpsRecord>>;
+    /// How many records `collection` holds (with `group`, only that group's).
+    async fn dps_count(&self, collection: DpsCollection, group: Option<&str>) -> Result<u64>;
+    /// Applies all writes to `collection` atomically, or none, like [`Store::write_devices`].
+    /// Every written record gets a new etag from the same never-reused counter.
+    async fn dps_write(
+        &self,
+        collection: DpsCollection,
+        writes: Vec<DpsWrite>,
+    ) -> Result<DpsBatchResult>;
 }

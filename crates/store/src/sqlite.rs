@@ -13,11 +13,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use chrono::{DateTime, Utc};
 
+use crate::sqlite_dps;
 use crate::{
     BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, ConnectionState,
-    DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, Endpoint, FeedbackBatch, FeedbackRecord,
-    FeedbackStatus, HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord,
-    WriteConflict,
+    DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, DpsBatchResult, DpsCollection,
+    DpsRecord, DpsSettings, DpsWrite, Endpoint, FeedbackBatch, FeedbackRecord, FeedbackStatus,
+    HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord, WriteConflict,
 };
 
 const FILE_NAME: &str = "ironhub.db";
@@ -57,6 +58,16 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX c2d_feedback_by_lock ON c2d_feedback (lock_token);",
     "CREATE TABLE certificates (name TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    // Device Provisioning Service (its settings live in `meta` under "dps"). `id_key` is the
+    // lower-cased id, so that lookups, uniqueness and order ignore case; `group_key` the
+    // lower-cased enrollment group of a registration.
+    "CREATE TABLE dps_enrollments (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);
+     CREATE TABLE dps_enrollment_groups (
+         id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL
+     );
+     CREATE TABLE dps_registrations (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);
+     CREATE INDEX dps_registrations_by_group ON dps_registrations (group_key, id_key);
+     CREATE TABLE dps_linked_hubs (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -138,7 +149,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` with the connection on the blocking pool.
-    async fn with<T: Send + 'static>(
+    pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -160,14 +171,17 @@ impl SqliteStore {
     }
 }
 
-fn get_meta<T: serde::de::DeserializeOwned>(conn: &Connection, key: &str) -> Result<Option<T>> {
+pub(crate) fn get_meta<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    key: &str,
+) -> Result<Option<T>> {
     let text: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()?;
     Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
 }
 
-fn set_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> Result<()> {
+pub(crate) fn set_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> Result<()> {
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -178,7 +192,7 @@ fn set_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> Res
 
 /// The next etag: base64 of a counter that only grows, so an etag is never reused, not even
 /// by a device deleted and created again.
-fn next_etag(conn: &Connection) -> Result<String> {
+pub(crate) fn next_etag(conn: &Connection) -> Result<String> {
     let next = get_meta::<u64>(conn, "etag_counter")?.unwrap_or(0) + 1;
     set_meta(conn, "etag_counter", &next)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(next.to_string()))
@@ -227,7 +241,7 @@ fn load_certificate(conn: &Connection, name: &str) -> Result<Option<CertificateR
 }
 
 /// Whether a write conditioned on `if_match` may replace `current` (`*` matches any).
-fn tag_matches(current: &str, if_match: &str) -> bool {
+pub(crate) fn tag_matches(current: &str, if_match: &str) -> bool {
     if_match == "*" || if_match == current
 }
 
@@ -937,6 +951,50 @@ impl Store for SqliteStore {
             Ok(Ok(()))
         })
         .await
+    }
+    async fn dps_settings_or_init(&self, init: DpsSettings) -> Result<DpsSettings> {
+        self.with(move |conn| sqlite_dps::settings_or_init(conn, init))
+            .await
+    }
+
+    async fn dps_settings(&self) -> Result<Option<DpsSettings>> {
+        self.with(|conn| sqlite_dps::settings(conn)).await
+    }
+
+    async fn dps_get(&self, collection: DpsCollection, id: &str) -> Result<Option<DpsRecord>> {
+        let id = id.to_owned();
+        self.with(move |conn| sqlite_dps::get(conn, collection, &id))
+            .await
+    }
+
+    async fn dps_list(
+        &self,
+        collection: DpsCollection,
+        after: Option<&str>,
+        limit: usize,
+        group: Option<&str>,
+    ) -> Result<Vec<DpsRecord>> {
+        let after = after.map(str::to_owned);
+        let group = group.map(str::to_owned);
+        self.with(move |conn| {
+            sqlite_dps::list(conn, collection, after.as_deref(), limit, group.as_deref())
+        })
+        .await
+    }
+
+    async fn dps_count(&self, collection: DpsCollection, group: Option<&str>) -> Result<u64> {
+        let group = group.map(str::to_owned);
+        self.with(move |conn| sqlite_dps::count(conn, collection, group.as_deref()))
+            .await
+    }
+
+    async fn dps_write(
+        &self,
+        collection: DpsCollection,
+        writes: Vec<DpsWrite>,
+    ) -> Result<DpsBatchResult> {
+        self.with(move |conn| sqlite_dps::write(conn, collection, writes))
+            .await
     }
 }
 

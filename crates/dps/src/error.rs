@@ -1,0 +1,178 @@
+//! The DPS domain's errors, each carrying an HTTP status and a DPS error code.
+//!
+//! Where the codes come from:
+//! - the HTTP statuses are the troubleshooting table of seed 004 (L12216–L12225: 400 bad
+//!   body, 401 token not valid, 404 instance or resource missing, 409 already exists, 412 etag
+//!   mismatch, 429 throttled, 500 internal);
+//! - 400207, 400208, 400209 are the custom-allocation failures of seed 004 L8764–L8768
+//!   (`CustomAllocationFailed`, `CustomAllocationIoTHubNotSpecified`,
+//!   `CustomAllocationUnauthorizedAccess`); the C SDK maps 400209 to
+//!   `PROV_DEVICE_RESULT_UNAUTHORIZED` and 400208 to `..._HUB_NOT_SPECIFIED`;
+//! - 401002 is the code DPS answers an unauthorized device or service with (the
+//!   `ProvisioningServiceErrorDetails` example in `clients.md` §7);
+//! - 404201 / 404202 (enrollment / registration not found) are codes users report from real
+//!   DPS (MicrosoftDocs/azure-docs#57082), not from the seed;
+//! - the others follow IoT Hub's pattern (status × 1000 + a small number). Clients key on the
+//!   HTTP status (and the C SDK on 4002xx in a failed registration), not on these.
+
+/// A DPS error. `status()` is the HTTP status, `code()` the `errorCode` of DPS's error body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DpsError {
+    /// The request is malformed or a value breaks a rule (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The token is missing, malformed, expired, for another resource, or does not verify;
+    /// or the device's attestation failed (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The device attested, but its enrollment (individual or group) is disabled (seed 004
+    /// L6477–L6481: the first matching entry decides, and a disabled one refuses). 401 on
+    /// the wire; an adapter may instead answer with a registration whose status is
+    /// `disabled` (seed 004 L8766, `PROV_DEVICE_RESULT_DISABLED`).
+    #[error("{0}")]
+    EnrollmentDisabled(String),
+    /// No DPS instance has this ID scope (404, seed 004 L12219).
+    #[error("There is no provisioning service with the ID scope '{0}'.")]
+    InstanceNotFound(String),
+    #[error("The enrollment '{0}' does not exist.")]
+    EnrollmentNotFound(String),
+    #[error("The enrollment group '{0}' does not exist.")]
+    EnrollmentGroupNotFound(String),
+    #[error("The registration '{0}' does not exist.")]
+    RegistrationNotFound(String),
+    #[error("The IoT hub '{0}' is not linked to this provisioning service.")]
+    LinkedHubNotFound(String),
+    /// The record exists already and the write did not say which version it replaces (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The `If-Match` etag is not the record's (412).
+    #[error("Precondition failed: the etag '{0}' does not match.")]
+    PreconditionFailed(String),
+    /// No linked hub can take the device (static hub not linked, no candidates).
+    #[error("{0}")]
+    NoHubAvailable(String),
+    #[error("{0}")]
+    CustomAllocationFailed(String),
+    #[error("{0}")]
+    CustomAllocationIotHubNotSpecified(String),
+    #[error("{0}")]
+    CustomAllocationUnauthorizedAccess(String),
+    /// Too many requests (429; the adapter adds `Retry-After`).
+    #[error("{0}")]
+    Throttled(String),
+    #[error("{0}")]
+    ServerError(String),
+}
+
+impl DpsError {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            DpsError::BadRequest(_)
+            | DpsError::NoHubAvailable(_)
+            | DpsError::CustomAllocationFailed(_)
+            | DpsError::CustomAllocationIotHubNotSpecified(_)
+            | DpsError::CustomAllocationUnauthorizedAccess(_) => 400,
+            DpsError::Unauthorized(_) | DpsError::EnrollmentDisabled(_) => 401,
+            DpsError::InstanceNotFound(_)
+            | DpsError::EnrollmentNotFound(_)
+            | DpsError::EnrollmentGroupNotFound(_)
+            | DpsError::RegistrationNotFound(_)
+            | DpsError::LinkedHubNotFound(_) => 404,
+            DpsError::Conflict(_) => 409,
+            DpsError::PreconditionFailed(_) => 412,
+            DpsError::Throttled(_) => 429,
+            DpsError::ServerError(_) => 500,
+        }
+    }
+
+    /// DPS's numeric `errorCode` (see the module documentation for where each comes from).
+    pub fn code(&self) -> u32 {
+        match self {
+            DpsError::BadRequest(_) | DpsError::NoHubAvailable(_) => 400_004,
+            DpsError::CustomAllocationFailed(_) => 400_207,
+            DpsError::CustomAllocationIotHubNotSpecified(_) => 400_208,
+            DpsError::CustomAllocationUnauthorizedAccess(_) => 400_209,
+            DpsError::Unauthorized(_) | DpsError::EnrollmentDisabled(_) => 401_002,
+            DpsError::InstanceNotFound(_) | DpsError::LinkedHubNotFound(_) => 404_000,
+            DpsError::EnrollmentNotFound(_) | DpsError::EnrollmentGroupNotFound(_) => 404_201,
+            DpsError::RegistrationNotFound(_) => 404_202,
+            DpsError::Conflict(_) => 409_001,
+            DpsError::PreconditionFailed(_) => 412_002,
+            DpsError::Throttled(_) => 429_001,
+            DpsError::ServerError(_) => 500_001,
+        }
+    }
+
+    /// A short name for logs and bulk results.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DpsError::BadRequest(_) => "BadRequest",
+            DpsError::Unauthorized(_) => "Unauthorized",
+            DpsError::EnrollmentDisabled(_) => "EnrollmentDisabled",
+            DpsError::InstanceNotFound(_) => "ProvisioningServiceNotFound",
+            DpsError::EnrollmentNotFound(_) => "EnrollmentNotFound",
+            DpsError::EnrollmentGroupNotFound(_) => "EnrollmentGroupNotFound",
+            DpsError::RegistrationNotFound(_) => "RegistrationNotFound",
+            DpsError::LinkedHubNotFound(_) => "LinkedHubNotFound",
+            DpsError::Conflict(_) => "Conflict",
+            DpsError::PreconditionFailed(_) => "PreconditionFailed",
+            DpsError::NoHubAvailable(_) => "NoHubAvailable",
+            DpsError::CustomAllocationFailed(_) => "CustomAllocationFailed",
+            DpsError::CustomAllocationIotHubNotSpecified(_) => "CustomAllocationIoTHubNotSpecified",
+            DpsError::CustomAllocationUnauthorizedAccess(_) => "CustomAllocationUnauthorizedAccess",
+            DpsError::Throttled(_) => "TooManyRequests",
+            DpsError::ServerError(_) => "InternalServerError",
+        }
+    }
+}
+
+impl From<ironhub_store::StoreError> for DpsError {
+    fn from(e: ironhub_store::StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        DpsError::ServerError("The server could not complete the operation; see its log.".into())
+    }
+}
+
+impl From<serde_json::Error> for DpsError {
+    fn from(e: serde_json::Error) -> Self {
+        tracing::error!(error = %e, "a stored DPS record does not parse");
+        DpsError::ServerError("A stored record is corrupt; see the server's log.".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_codes_agree() {
+        let all = [
+            DpsError::BadRequest(String::new()),
+            DpsError::Unauthorized(String::new()),
+            DpsError::EnrollmentDisabled(String::new()),
+            DpsError::InstanceNotFound(String::new()),
+            DpsError::EnrollmentNotFound(String::new()),
+            DpsError::RegistrationNotFound(String::new()),
+            DpsError::Conflict(String::new()),
+            DpsError::PreconditionFailed(String::new()),
+            DpsError::CustomAllocationFailed(String::new()),
+            DpsError::CustomAllocationIotHubNotSpecified(String::new()),
+            DpsError::CustomAllocationUnauthorizedAccess(String::new()),
+            DpsError::Throttled(String::new()),
+            DpsError::ServerError(String::new()),
+        ];
+        for e in all {
+            assert_eq!(u32::from(e.status()), e.code() / 1000, "{e:?}");
+        }
+        // Seed 004 L8764-L8768.
+        assert_eq!(
+            DpsError::CustomAllocationUnauthorizedAccess(String::new()).code(),
+            400_209
+        );
+        assert_eq!(
+            DpsError::CustomAllocationIotHubNotSpecified(String::new()).name(),
+            "CustomAllocationIoTHubNotSpecified"
+        );
+    }
+}

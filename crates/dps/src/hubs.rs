@@ -1,0 +1,166 @@
+//! Linked IoT hubs: the hubs DPS may assign devices to (seed 004 L6185), each with the
+//! owner-level connection string DPS reaches its registry with, a weight and whether the
+//! service's allocation may pick it (seed 004 L817–L821, L5618).
+
+use ironhub_auth::ConnectionString;
+use ironhub_store::{DpsCollection, DpsWrite, WriteConflict};
+
+use crate::model::LinkedHub;
+use crate::rules::normalize_if_match;
+use crate::{Dps, DpsError, from_record, read_all, to_record};
+
+/// At most 50 hubs may be linked (seed 004 L328).
+pub const MAX_LINKED_HUBS: u64 = 50;
+/// The largest allocation weight accepted.
+pub const MAX_ALLOCATION_WEIGHT: u32 = 1000;
+
+fn with_etag(record: &ironhub_store::DpsRecord) -> Result<LinkedHub, DpsError> {
+    let mut hub: LinkedHub = from_record(record)?;
+    hub.etag = Some(record.etag.clone());
+    Ok(hub)
+}
+
+impl Dps {
+    /// Every linked hub, ordered by host name.
+    pub async fn list_linked_hubs(&self) -> Result<Vec<LinkedHub>, DpsError> {
+        read_all(self.store.as_ref(), DpsCollection::LinkedHubs, None)
+            .await?
+            .iter()
+            .map(with_etag)
+            .collect()
+    }
+
+    /// One linked hub, by host name (any case).
+    pub async fn get_linked_hub(&self, name: &str) -> Result<LinkedHub, DpsError> {
+        let record = self
+            .store
+            .dps_get(DpsCollection::LinkedHubs, name)
+            .await?
+            .ok_or_else(|| DpsError::LinkedHubNotFound(name.to_owned()))?;
+        with_etag(&record)
+    }
+
+    /// Links a hub, or (with `if_match`, `*` or its etag) updates the link. The connection
+    /// string must name the hub (`HostName`, with or without a port) and carry a key.
+    pub async fn put_linked_hub(
+        &self,
+        hub: LinkedHub,
+        if_match: Option<&str>,
+    ) -> Result<LinkedHub, DpsError> {
+        let cs = ConnectionString::parse(&hub.connection_string).map_err(|e| {
+            DpsError::BadRequest(format!("The hub connection string is not valid: {e}."))
+        })?;
+        if cs.shared_access_key.is_none() || cs.shared_access_key_name.is_none() {
+            return Err(DpsError::BadRequest(
+                "The hub connection string needs SharedAccessKeyName and SharedAccessKey (an \
+                 iothubowner-level policy)."
+                    .into(),
+            ));
+        }
+        let name = hub.name.trim().to_owned();
+        if name.is_empty() {
+            return Err(DpsError::BadRequest(
+                "A linked hub needs a name (its host name).".into(),
+            ));
+        }
+        let host = cs
+            .host_name
+            .rsplit_once(':')
+            .map_or(cs.host_name.as_str(), |(h, p)| {
+                if p.chars().all(|c| c.is_ascii_digit()) {
+                    h
+                } else {
+                    cs.host_name.as_str()
+                }
+            });
+        if !host
+            .trim_matches(['[', ']'])
+            .eq_ignore_ascii_case(name.trim_matches(['[', ']']))
+        {
+            return Err(DpsError::BadRequest(format!(
+                "The connection string is for '{}', not for the hub '{name}'.",
+                cs.host_name
+            )));
+        }
+        if hub.weight() > MAX_ALLOCATION_WEIGHT {
+            return Err(DpsError::BadRequest(format!(
+                "The allocation weight is at most {MAX_ALLOCATION_WEIGHT}."
+            )));
+        }
+        let if_match = if_match.map(normalize_if_match);
+        if if_match.is_none()
+            && self
+                .store
+                .dps_count(DpsCollection::LinkedHubs, None)
+                .await?
+                >= MAX_LINKED_HUBS
+        {
+            return Err(DpsError::BadRequest(format!(
+                "At most {MAX_LINKED_HUBS} hubs can be linked."
+            )));
+        }
+        let stored = LinkedHub {
+            name: name.clone(),
+            etag: None,
+            ..hub
+        };
+        let record = to_record(&name, None, &stored)?;
+        let write = match &if_match {
+            None => DpsWrite::Create(record),
+            Some(tag) => DpsWrite::Replace {
+                record,
+                if_match: Some(tag.clone()),
+            },
+        };
+        match self
+            .store
+            .dps_write(DpsCollection::LinkedHubs, vec![write])
+            .await?
+        {
+            Ok(mut done) => match done.pop().flatten() {
+                Some(r) => with_etag(&r),
+                None => Err(DpsError::ServerError("the store wrote no hub".into())),
+            },
+            Err(failed) => Err(match failed.first().map(|(_, c)| *c) {
+                Some(WriteConflict::AlreadyExists) => {
+                    DpsError::Conflict(format!("The hub '{name}' is linked already."))
+                }
+                Some(WriteConflict::NotFound) => DpsError::LinkedHubNotFound(name),
+                _ => DpsError::PreconditionFailed(if_match.unwrap_or_default()),
+            }),
+        }
+    }
+
+    /// Unlinks a hub; with `if_match`, only the link with that etag. Devices already on the
+    /// hub stay there.
+    pub async fn delete_linked_hub(
+        &self,
+        name: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), DpsError> {
+        let if_match = if_match.map(normalize_if_match);
+        let write = DpsWrite::Delete {
+            id: name.to_owned(),
+            if_match: if_match.clone(),
+        };
+        match self
+            .store
+            .dps_write(DpsCollection::LinkedHubs, vec![write])
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(failed) => Err(match failed.first().map(|(_, c)| *c) {
+                Some(WriteConflict::EtagMismatch) => {
+                    DpsError::PreconditionFailed(if_match.unwrap_or_default())
+                }
+                _ => DpsError::LinkedHubNotFound(name.to_owned()),
+            }),
+        }
+    }
+
+    /// The linked hub a name refers to (any case), as it is linked.
+    pub(crate) fn find_hub<'h>(hubs: &'h [LinkedHub], name: &str) -> Option<&'h LinkedHub> {
+        hubs.iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name.trim()))
+    }
+}
