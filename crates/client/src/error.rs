@@ -46,6 +46,9 @@ pub enum ClientError {
     /// The exchange broke after the connection was made.
     #[error("request to {host} failed: {detail}")]
     Transport { host: String, detail: String },
+    /// The request cannot be expressed over HTTP (e.g. a control character in a header).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// A success status with a body that is not JSON.
     #[error("the server answered HTTP {status} with a body that is not JSON: {detail}")]
     InvalidResponse { status: u16, detail: String },

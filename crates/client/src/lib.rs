@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, header};
+use http::{HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt as _, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -143,8 +143,44 @@ impl HubClient {
         if_match: Option<&str>,
         timeout: Duration,
     ) -> Result<Value, ClientError> {
+        let mut headers = Vec::new();
+        if let Some(etag) = if_match {
+            headers.push((header::IF_MATCH, header_value(&quote_etag(etag))?));
+        }
+        let payload = match body {
+            Some(v) => {
+                headers.push((
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json; charset=utf-8"),
+                ));
+                Bytes::from(serde_json::to_vec(v).map_err(|e| ClientError::Transport {
+                    host: self.host.clone(),
+                    detail: format!("cannot encode the request body: {e}"),
+                })?)
+            }
+            None => Bytes::new(),
+        };
+        let response = self
+            .request_raw(method, path, query, headers, payload, timeout)
+            .await?;
+        response.json()
+    }
+
+    /// Sends one signed request with a raw body and extra headers, and returns the whole answer
+    /// (status, headers, body) when its status is a success; other statuses are
+    /// [`ClientError::Service`] errors.
+    pub async fn request_raw(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<RawResponse, ClientError> {
         let request =
-            self.build_request(method, path, query, body, if_match, "application/json")?;
+            self.signed_request(method, path, query, headers, body, "application/json")?;
+
         let exchange = async {
             let response = self
                 .http
@@ -174,24 +210,22 @@ impl HubClient {
                 .and_then(|v| v.to_str().ok());
             return Err(parse_service_error(status, code, &bytes));
         }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::InvalidResponse {
+        Ok(RawResponse {
             status,
-            detail: e.to_string(),
+            headers: parts.headers,
+            body: bytes,
         })
     }
 
-    /// A signed request: `Authorization`, `Accept`, `User-Agent`, `If-Match` when given, and a
-    /// JSON body when given.
-    fn build_request(
+    /// A signed request: `Authorization` (a fresh SAS token), `Accept`, `User-Agent`, and the
+    /// caller's headers and body.
+    fn signed_request(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<&Value>,
-        if_match: Option<&str>,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Bytes,
         accept: &'static str,
     ) -> Result<Request<Full<Bytes>>, ClientError> {
         let url = self.url(path, query);
@@ -205,21 +239,11 @@ impl HubClient {
                 header::USER_AGENT,
                 concat!("ironhub-client/", env!("CARGO_PKG_VERSION")),
             );
-        if let Some(etag) = if_match {
-            builder = builder.header(header::IF_MATCH, quote_etag(etag));
+        for (name, value) in headers {
+            builder = builder.header(name, value);
         }
-        let payload = match body {
-            Some(v) => {
-                builder = builder.header(header::CONTENT_TYPE, "application/json; charset=utf-8");
-                Bytes::from(serde_json::to_vec(v).map_err(|e| ClientError::Transport {
-                    host: self.host.clone(),
-                    detail: format!("cannot encode the request body: {e}"),
-                })?)
-            }
-            None => Bytes::new(),
-        };
         builder
-            .body(Full::new(payload))
+            .body(Full::new(body))
             .map_err(|e| ClientError::Transport {
                 host: self.host.clone(),
                 detail: format!("cannot build a request for {url}: {e}"),
@@ -235,12 +259,12 @@ impl HubClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<LineStream, ClientError> {
-        let request = self.build_request(
+        let request = self.signed_request(
             Method::GET,
             path,
             query,
-            None,
-            None,
+            Vec::new(),
+            Bytes::new(),
             "application/x-ndjson, application/json",
         )?;
         let response = tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(request))
@@ -467,6 +491,203 @@ impl HubClient {
         )
         .await
     }
+
+    /// `POST /devices/{id}/messages/deviceBound` (ironhub's REST send; IoT Hub itself sends
+    /// cloud-to-device messages only over AMQP): queues `message` for the device and returns
+    /// the message id the hub gave it (the one asked for, or a generated UUID).
+    pub async fn send_c2d(&self, id: &str, message: &C2dMessage) -> Result<String, ClientError> {
+        let response = self
+            .request_raw(
+                Method::POST,
+                &format!("{}/messages/deviceBound", device_path(id)),
+                &[],
+                message.headers()?,
+                Bytes::from(message.body.clone()),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        response
+            .header("iothub-messageid")
+            .map(str::to_owned)
+            .or_else(|| message.message_id.clone())
+            .ok_or(ClientError::InvalidResponse {
+                status: response.status,
+                detail: "no iothub-messageid header in the answer".into(),
+            })
+    }
+
+    /// `DELETE /devices/{id}/commands`: empties the device's cloud-to-device queue; IoT Hub
+    /// answers `{"totalMessagesPurged": n, "deviceId": "…"}`.
+    pub async fn purge_c2d(&self, id: &str) -> Result<Value, ClientError> {
+        let path = format!("{}/commands", device_path(id));
+        self.request(Method::DELETE, &path, &[], None, None).await
+    }
+
+    /// `GET /messages/serviceBound/feedback`: the next batch of feedback records, locked until
+    /// it is completed or abandoned with its lock token; `None` when there is none.
+    pub async fn receive_feedback(&self) -> Result<Option<FeedbackBatch>, ClientError> {
+        let response = self
+            .request_raw(
+                Method::GET,
+                FEEDBACK_PATH,
+                &[],
+                Vec::new(),
+                Bytes::new(),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        if response.status == 204 {
+            return Ok(None);
+        }
+        let lock_token = response
+            .header("iothub-locktoken")
+            .or_else(|| response.header("etag"))
+            .map(|t| t.trim_matches('"').to_owned())
+            .ok_or(ClientError::InvalidResponse {
+                status: response.status,
+                detail: "a feedback batch without a lock token (ETag)".into(),
+            })?;
+        let records = match response.json()? {
+            Value::Array(records) => records,
+            Value::Null => Vec::new(),
+            other => vec![other],
+        };
+        Ok(Some(FeedbackBatch {
+            lock_token,
+            records,
+        }))
+    }
+
+    /// `DELETE /messages/serviceBound/feedback/{lockToken}`: completes a feedback batch.
+    pub async fn complete_feedback(&self, lock_token: &str) -> Result<(), ClientError> {
+        let path = format!("{FEEDBACK_PATH}/{}", url_encode(lock_token));
+        self.request(Method::DELETE, &path, &[], None, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /messages/serviceBound/feedback/{lockToken}/abandon`: gives a feedback batch back
+    /// to the queue at once.
+    pub async fn abandon_feedback(&self, lock_token: &str) -> Result<(), ClientError> {
+        let path = format!("{FEEDBACK_PATH}/{}/abandon", url_encode(lock_token));
+        self.request(Method::POST, &path, &[], None, None)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Where the hub keeps feedback on cloud-to-device messages.
+const FEEDBACK_PATH: &str = "/messages/serviceBound/feedback";
+
+/// Prefix of the headers that carry a message's application properties.
+const APP_PROPERTY_PREFIX: &str = "iothub-app-";
+
+/// A successful answer, whole.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl RawResponse {
+    /// A header's value, when it is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON (`Value::Null` when it is empty).
+    pub fn json(&self) -> Result<Value, ClientError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&self.body).map_err(|e| ClientError::InvalidResponse {
+            status: self.status,
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// A cloud-to-device message to send; everything but the body is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct C2dMessage {
+    pub message_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub user_id: Option<String>,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    /// Absolute expiry, as RFC 3339 (`2026-01-02T03:04:05Z`) or an HTTP date.
+    pub expiry: Option<String>,
+    /// `none`, `positive`, `negative` or `full`.
+    pub ack: Option<String>,
+    /// Application properties, in the order the device should see them.
+    pub properties: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl C2dMessage {
+    /// The request headers: system properties as `iothub-*`, `Content-Type` and
+    /// `Content-Encoding`; application properties as `iothub-app-{name}` with the name
+    /// percent-encoded (upper-case letters included), since HTTP lower-cases header names and
+    /// allows only some characters in them; the hub decodes it.
+    pub fn headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, ClientError> {
+        let system = [
+            ("iothub-messageid", &self.message_id),
+            ("iothub-correlationid", &self.correlation_id),
+            ("iothub-userid", &self.user_id),
+            ("content-type", &self.content_type),
+            ("content-encoding", &self.content_encoding),
+            ("iothub-expiry", &self.expiry),
+            ("iothub-ack", &self.ack),
+        ];
+        let mut headers = Vec::new();
+        for (name, value) in system {
+            if let Some(value) = value {
+                headers.push((HeaderName::from_static(name), header_value(value)?));
+            }
+        }
+        for (name, value) in &self.properties {
+            let encoded = format!("{APP_PROPERTY_PREFIX}{}", encode_property_name(name));
+            let header_name = HeaderName::from_bytes(encoded.as_bytes()).map_err(|e| {
+                ClientError::InvalidRequest(format!("the property name '{name}': {e}"))
+            })?;
+            headers.push((header_name, header_value(value)?));
+        }
+        Ok(headers)
+    }
+}
+
+/// An application property's name as it goes into an `iothub-app-` header name: every byte
+/// but lower-case letters, digits, `-`, `_` and `.` percent-encoded (`Topic` → `%54opic`).
+pub fn encode_property_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A header value from text (UTF-8 is sent as is; control characters are refused).
+fn header_value(value: &str) -> Result<HeaderValue, ClientError> {
+    HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
+        ClientError::InvalidRequest(format!(
+            "'{value}' cannot be sent in an HTTP header (it holds a control character)"
+        ))
+    })
+}
+
+/// A batch of feedback records (`GET /messages/serviceBound/feedback`), with the lock token
+/// that completes or abandons it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackBatch {
+    pub lock_token: String,
+    /// IoT Hub's records: `originalMessageId`, `description`, `deviceGenerationId`,
+    /// `deviceId`, `enqueuedTimeUtc`, `statusCode`.
+    pub records: Vec<Value>,
 }
 
 /// `/twins/{id}` with the id percent-encoded as one path segment.
@@ -589,6 +810,43 @@ mod tests {
         assert_eq!(quote_etag("MA=="), "\"MA==\"");
         assert_eq!(quote_etag("\"MA==\""), "\"MA==\"");
         assert_eq!(quote_etag("*"), "\"*\"");
+    }
+
+    #[test]
+    fn c2d_headers_carry_system_properties_and_encoded_property_names() {
+        let m = C2dMessage {
+            message_id: Some("m1".into()),
+            ack: Some("full".into()),
+            content_type: Some("text/plain".into()),
+            properties: vec![
+                ("k".into(), "v".into()),
+                ("Topic".into(), "/power".into()),
+                ("a b%".into(), "é".into()),
+            ],
+            ..C2dMessage::default()
+        };
+        let headers: Vec<(String, Vec<u8>)> = m
+            .headers()
+            .unwrap()
+            .into_iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("iothub-messageid".to_owned(), b"m1".to_vec()),
+                ("content-type".to_owned(), b"text/plain".to_vec()),
+                ("iothub-ack".to_owned(), b"full".to_vec()),
+                ("iothub-app-k".to_owned(), b"v".to_vec()),
+                ("iothub-app-%54opic".to_owned(), b"/power".to_vec()),
+                ("iothub-app-a%20b%25".to_owned(), "é".as_bytes().to_vec()),
+            ]
+        );
+        let bad = C2dMessage {
+            properties: vec![("k".into(), "line\nbreak".into())],
+            ..C2dMessage::default()
+        };
+        assert!(bad.headers().is_err());
     }
 
     #[tokio::test]

@@ -5,10 +5,11 @@
 //!   sends only over AMQP). The body is the payload; system properties come in the headers IoT
 //!   Hub's HTTPS device API uses for them (`iothub-messageid`, `iothub-correlationid`,
 //!   `iothub-userid`, `iothub-expiry`, `iothub-ack`, `Content-Type`, `Content-Encoding`), and
-//!   application properties as `iothub-app-{name}` headers, in the request's order (HTTP
-//!   lower-cases header names, so property names arrive in lower case). Answers **204 No
-//!   Content** with the message id in an `iothub-messageid` header, like the other IoT Hub
-//!   calls that queue something.
+//!   application properties as `iothub-app-{name}` headers, in the request's order. HTTP
+//!   lower-cases header names, so a name is percent-decoded: `iothub-app-%54opic` is `Topic`
+//!   (ironhub's CLI encodes every upper-case letter so); plain names arrive in lower case.
+//!   Answers **204 No Content** with the message id in an `iothub-messageid` header, like the
+//!   other IoT Hub calls that queue something.
 //! - `DELETE /devices/{id}/commands`: purges the device's queue (200,
 //!   `{"totalMessagesPurged":n,"deviceId":".."}`).
 //! - `GET /messages/serviceBound/feedback` (200 with a JSON array of feedback records and the
@@ -98,14 +99,19 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         .map_err(|_| HubError::MessageTooLarge(limit).into())
 }
 
-/// The `iothub-app-*` headers, in the request's order.
+/// The `iothub-app-*` headers, in the request's order. A name may be percent-encoded
+/// (`iothub-app-%54opic` is `Topic`): HTTP lower-cases header names, so this is how a sender
+/// keeps upper-case letters, and characters header names cannot hold, in a property name.
 fn app_properties(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .filter_map(|(name, value)| {
             let key = name.as_str().strip_prefix(APP_PREFIX)?;
+            let key = percent_encoding::percent_decode_str(key)
+                .decode_utf8_lossy()
+                .into_owned();
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            Some((key.to_owned(), value))
+            Some((key, value))
         })
         .collect()
 }
@@ -412,4 +418,28 @@ async fn telemetry(
         hub.send_telemetry(&who, message).await?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn application_property_names_may_be_percent_encoded() {
+        let mut h = HeaderMap::new();
+        h.insert("iothub-app-k", HeaderValue::from_static("v"));
+        h.insert("iothub-messageid", HeaderValue::from_static("m1"));
+        h.insert("iothub-app-%54opic", HeaderValue::from_static("/power"));
+        h.insert("iothub-app-a%20b%25", HeaderValue::from_static("x"));
+        h.insert("iothub-app-50%", HeaderValue::from_static("y"));
+        assert_eq!(
+            app_properties(&h),
+            [
+                ("k".to_owned(), "v".to_owned()),
+                ("Topic".to_owned(), "/power".to_owned()),
+                ("a b%".to_owned(), "x".to_owned()),
+                ("50%".to_owned(), "y".to_owned()),
+            ]
+        );
+    }
 }

@@ -33,6 +33,8 @@ enum Command {
     },
     /// IoT Hub commands, as `az iot hub`.
     Hub(cli::hub::HubArgs),
+    /// Device commands, as `az iot device` (cloud-to-device messages).
+    Device(cli::c2d::DeviceArgs),
 }
 
 #[tokio::main]
@@ -42,6 +44,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).await,
         Command::Info { data_dir, json } => info(&data_dir, json).await,
         Command::Hub(args) => cli::hub::run(args).await,
+        Command::Device(args) => cli::c2d::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

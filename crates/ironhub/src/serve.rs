@@ -68,6 +68,15 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             "marked devices connected before the restart as disconnected"
         );
     }
+    // Nor does any delivery of a cloud-to-device message that was not acknowledged: give
+    // those messages back at once instead of when their locks run out.
+    let released = store.c2d_release_locks().await?;
+    if released > 0 {
+        tracing::info!(
+            messages = released,
+            "released cloud-to-device messages delivered but not acknowledged before the restart"
+        );
+    }
 
     let tls_dir = config.data_dir.join("tls");
     let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;

@@ -123,6 +123,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Dead-letters expired messages of every queue and deletes expired feedback; returns
     /// how many messages expired.
     async fn c2d_expire(&self, rules: C2dRules, now: DateTime<Utc>) -> Result<u64>;
+    /// Makes every locked cloud-to-device message visible again (its delivery still counts). A
+    /// single-node server calls it at start: no connection that held a lock is still open, so
+    /// nobody will settle those messages. Returns how many were locked.
+    async fn c2d_release_locks(&self) -> Result<u64>;
     /// Locks up to `rules.feedback_batch` unlocked (or lock-expired) feedback records, oldest
     /// first, under one new lock token.
     async fn feedback_lock(

@@ -782,6 +782,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn c2d_release_locks(&self) -> Result<u64> {
+        self.with(|conn| {
+            Ok(conn.execute(
+                "UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL
+                 WHERE lock_token IS NOT NULL",
+                [],
+            )? as u64)
+        })
+        .await
+    }
+
     async fn c2d_expire(&self, rules: C2dRules, now: DateTime<Utc>) -> Result<u64> {
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
