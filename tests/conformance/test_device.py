@@ -326,8 +326,10 @@ def test_bad_input_is_refused(hub, rm):
         wait_for(lambda: state["rc"] == 0, what="CONNACK 0")
         return c, state
 
-    # Publishing on another device's topic closes the connection.
+    # Publishing on another device's topic closes the connection (after one valid message,
+    # the control for the check below).
     c, state = connected_client("bad1", key)
+    c.publish("devices/bad1/messages/events/", "valid", qos=1).wait_for_publish(WAIT_S)
     c.publish("devices/bad2/messages/events/", "spoofed", qos=1)
     assert state["disconnected"].wait(WAIT_S), "publishing as another device was not refused"
     c.loop_stop()
@@ -337,6 +339,27 @@ def test_bad_input_is_refused(hub, rm):
     c.publish("devices/bad1/messages/events/", b"x" * (256 * 1024 + 1), qos=1)
     assert state["disconnected"].wait(WAIT_S), "an oversized message was not refused"
     c.loop_stop()
+
+    # And nothing refused was stored: the event stream has bad1's valid message only.
+    assert [e["body"] for e in stored_events(hub, "bad1")] == ["valid"]
+    assert stored_events(hub, "bad2") == []
+
+
+def stored_events(hub, device_id: str) -> list:
+    """Every event of a device in the event log, read through the REST event stream."""
+    import json
+
+    import requests
+
+    parts = hub.connection_string_parts()
+    auth = sas(hub.hostname, parts["SharedAccessKey"]) + f"&skn={parts['SharedAccessKeyName']}"
+    with requests.get(
+        f"https://{hub.address}/events/consumergroups/$Default/stream",
+        params={"from": "start", "deviceId": device_id, "timeout": "1", "api-version": "2021-04-12"},
+        headers={"Authorization": auth}, stream=True, timeout=30, verify=hub.ca_file,
+    ) as response:
+        assert response.status_code == 200, response.text
+        return [json.loads(line) for line in response.iter_lines() if line]
 
 
 def test_cli_twin_and_direct_method(hub, rm):
