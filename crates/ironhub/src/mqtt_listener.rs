@@ -29,7 +29,7 @@ pub async fn serve(
                         let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
                         let tls = match handshake {
                             Ok(Ok(tls)) => tls,
-                            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "MQTT TLS handshake failed"),
+                            Ok(Err(e)) => return ironhub_tls::log_handshake_error("mqtt", peer, &e),
                             Err(_) => return tracing::debug!(%peer, "MQTT TLS handshake timed out"),
                         };
                         let client_certificates = tls
