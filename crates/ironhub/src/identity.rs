@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use ironhub_auth::ConnectionString;
+use ironhub_auth::{ConnectionString, SharedAccessPolicy};
 use ironhub_store::{DpsSettings, Endpoint, HubSettings, SqliteStore, Store as _};
 
 /// The hub kept in a data directory.
@@ -59,19 +59,26 @@ impl Identity {
             .settings
             .policy(policy)
             .with_context(|| format!("the hub has no shared access policy '{policy}'"))?;
-        Ok(ConnectionString {
+        Ok(self.policy_connection_string(p, secondary))
+    }
+
+    /// `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…` for a policy of this server.
+    fn policy_connection_string(
+        &self,
+        p: &SharedAccessPolicy,
+        secondary: bool,
+    ) -> ConnectionString {
+        let key = if secondary {
+            &p.secondary_key
+        } else {
+            &p.primary_key
+        };
+        ConnectionString {
             host_name: self.endpoint.connection_host(),
             shared_access_key_name: Some(p.key_name.clone()),
-            shared_access_key: Some(
-                if secondary {
-                    &p.secondary_key
-                } else {
-                    &p.primary_key
-                }
-                .clone(),
-            ),
+            shared_access_key: Some(key.clone()),
             ..ConnectionString::default()
-        })
+        }
     }
 
     /// The DPS service connection string for a policy (`provisioningserviceowner`, …). The
@@ -88,19 +95,7 @@ impl Identity {
         let p = dps
             .policy(policy)
             .with_context(|| format!("the DPS has no shared access policy '{policy}'"))?;
-        Ok(ConnectionString {
-            host_name: self.endpoint.connection_host(),
-            shared_access_key_name: Some(p.key_name.clone()),
-            shared_access_key: Some(
-                if secondary {
-                    &p.secondary_key
-                } else {
-                    &p.primary_key
-                }
-                .clone(),
-            ),
-            ..ConnectionString::default()
-        })
+        Ok(self.policy_connection_string(p, secondary))
     }
 
     /// `ironhub info --json`: the object scripts and tests read.
