@@ -178,6 +178,25 @@ impl HubClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<RawResponse, ClientError> {
+        let response = self
+            .send(method, path, query, headers, body, timeout)
+            .await?;
+        if !(200..300).contains(&response.status) {
+            return Err(response.service_error());
+        }
+        Ok(response)
+    }
+
+    /// Sends one signed request and returns the answer whatever its status.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<RawResponse, ClientError> {
         let request =
             self.signed_request(method, path, query, headers, body, "application/json")?;
 
@@ -202,16 +221,8 @@ impl HubClient {
                 seconds: timeout.as_secs(),
             })??;
 
-        let status = parts.status.as_u16();
-        if !parts.status.is_success() {
-            let code = parts
-                .headers
-                .get("iothub-errorcode")
-                .and_then(|v| v.to_str().ok());
-            return Err(parse_service_error(status, code, &bytes));
-        }
         Ok(RawResponse {
-            status,
+            status: parts.status.as_u16(),
             headers: parts.headers,
             body: bytes,
         })
@@ -444,8 +455,30 @@ impl HubClient {
     /// answers 200 or 400 with `{"isSuccessful":…,"errors":[…],"warnings":[…]}`; a 400 with that
     /// shape is returned as `Ok` so that callers can read the per-device errors.
     pub async fn bulk(&self, body: &Value) -> Result<Value, ClientError> {
-        self.request(Method::POST, "/devices", &[], Some(body), None)
-            .await
+        let payload =
+            serde_json::to_vec(body).map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
+        let headers = vec![(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )];
+        let response = self
+            .send(
+                Method::POST,
+                "/devices",
+                &[],
+                headers,
+                Bytes::from(payload),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        match response.status {
+            200..300 => response.json(),
+            400 => match response.json() {
+                Ok(result) if result.get("isSuccessful").is_some() => Ok(result),
+                _ => Err(response.service_error()),
+            },
+            _ => Err(response.service_error()),
+        }
     }
 
     /// `GET /twins/{id}`: the device twin.
@@ -591,6 +624,11 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
+    /// The IoT Hub error this answer carries (for a status that is not a success).
+    fn service_error(&self) -> ClientError {
+        parse_service_error(self.status, self.header("iothub-errorcode"), &self.body)
+    }
+
     /// A header's value, when it is text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())

@@ -301,6 +301,19 @@ async fn client_reports_azure_errors_and_reads_statistics() {
         .await
         .unwrap();
     assert_eq!(bulk["isSuccessful"], true);
+    // A refused batch answers 400 with the per-device errors, which the client returns.
+    let refused = client
+        .bulk(&json!([
+            {"id": "b3", "importMode": "create"},
+            {"id": "b1", "importMode": "create"},
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(refused["isSuccessful"], false);
+    assert_eq!(refused["errors"][0]["deviceId"], "b1");
+    assert_eq!(refused["errors"][0]["errorCode"], "DeviceAlreadyExists");
+    // A 400 of another shape is still an error.
+    assert!(client.bulk(&json!({"not": "a list"})).await.is_err());
     assert_eq!(
         client
             .list_devices(Some(2))
