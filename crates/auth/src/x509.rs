@@ -113,8 +113,8 @@ pub fn to_pem(der: &[u8]) -> String {
     pem
 }
 
-/// Reads exactly one certificate from an upload: PEM, or base64 of the DER (as IoT Hub's
-/// certificate API accepts). An upload with a private key in it is refused, so that a key
+/// Reads exactly one certificate from an upload: PEM, base64 of the DER (as IoT Hub's
+/// certificate API accepts), or base64 of the PEM text. An upload with a private key in it is refused, so that a key
 /// never lands in the store by mistake.
 pub fn read_certificate(upload: &str) -> Result<CertificateInfo, CertificateError> {
     let text = upload.trim();
@@ -142,12 +142,19 @@ pub fn read_certificate(upload: &str) -> Result<CertificateInfo, CertificateErro
         };
     }
     let compact: String = text.split_whitespace().collect();
-    let der = base64::engine::general_purpose::STANDARD
+    let bytes = base64::engine::general_purpose::STANDARD
         .decode(compact)
         .map_err(|_| {
             CertificateError::Malformed("neither PEM nor base64-encoded DER".to_owned())
         })?;
-    CertificateInfo::from_der(&der)
+    // Base64 of the PEM text, as the Node service SDK's samples and `az iot dps
+    // certificate create` send it.
+    if let Ok(pem) = std::str::from_utf8(&bytes)
+        && pem.trim_start().starts_with("-----BEGIN")
+    {
+        return read_certificate(pem);
+    }
+    CertificateInfo::from_der(&bytes)
 }
 
 /// Proof of possession: `cert` must be signed by the key of `issuer` (both DER).
@@ -166,6 +173,19 @@ pub fn verify_client_chain(
     chain: &[impl AsRef<[u8]>],
     anchors: &[Vec<u8>],
     now: u64,
+) -> Result<(), CertificateError> {
+    verify_client_chain_via(chain, anchors, now, None)
+}
+
+/// [`verify_client_chain`], accepting only a path that goes through `via` (DER): one of the
+/// path's intermediates, or its anchor. This is how an X.509 enrollment group on an
+/// intermediate or root certificate admits exactly the devices that certificate issued,
+/// while the path still has to end at a verified CA (seed 004 L6451–L6471, L8831).
+pub fn verify_client_chain_via(
+    chain: &[impl AsRef<[u8]>],
+    anchors: &[Vec<u8>],
+    now: u64,
+    via: Option<&[u8]>,
 ) -> Result<(), CertificateError> {
     let (leaf, intermediates) = chain
         .split_first()
@@ -191,6 +211,28 @@ pub fn verify_client_chain(
             "no verified CA certificate is registered".into(),
         ));
     }
+    let via_der = via.map(CertificateDer::from);
+    let via_anchor = via_der
+        .as_ref()
+        .and_then(|v| webpki::anchor_from_trusted_cert(v).ok());
+    let through = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        let Some(via) = via else {
+            return Ok(());
+        };
+        let in_path = path
+            .intermediate_certificates()
+            .any(|c| c.der().as_ref() == via);
+        let anchor = path.anchor();
+        let is_anchor = via_anchor.as_ref().is_some_and(|v| {
+            v.subject.as_ref() == anchor.subject.as_ref()
+                && v.subject_public_key_info.as_ref() == anchor.subject_public_key_info.as_ref()
+        });
+        if in_path || is_anchor {
+            Ok(())
+        } else {
+            Err(webpki::Error::UnknownIssuer)
+        }
+    };
     end_entity
         .verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
@@ -199,7 +241,7 @@ pub fn verify_client_chain(
             UnixTime::since_unix_epoch(std::time::Duration::from_secs(now)),
             KeyUsage::client_auth(),
             None,
-            None,
+            Some(&through),
         )
         .map(|_| ())
         .map_err(|e| CertificateError::Untrusted(e.to_string()))
@@ -248,6 +290,8 @@ mod tests {
         assert!(!from_pem.serial_number.is_empty());
         let b64 = base64::engine::general_purpose::STANDARD.encode(root.der());
         assert_eq!(read_certificate(&b64).unwrap(), from_pem);
+        let b64_pem = base64::engine::general_purpose::STANDARD.encode(root.pem());
+        assert_eq!(read_certificate(&b64_pem).unwrap(), from_pem);
         assert_eq!(from_pem.pem(), root.pem().replace("\r\n", "\n"));
 
         let with_key = format!("{}{}", root.pem(), root_ca.issuer.key().serialize_pem());
@@ -286,5 +330,60 @@ mod tests {
             Err(CertificateError::Untrusted(_))
         ));
         assert!(verify_client_chain(&[device.der()], &[], now).is_err());
+    }
+
+    fn intermediate(cn: &str, parent: &Ca) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.signed_by(&key, &parent.issuer).unwrap();
+        Ca {
+            cert,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    #[test]
+    fn a_path_can_be_required_to_pass_through_a_certificate() {
+        let now = crate::unix_now();
+        let root = ca("Root");
+        let int_a = intermediate("Intermediate A", &root);
+        let int_b = intermediate("Intermediate B", &root);
+        let device = leaf("dev1", &int_a);
+        let anchors = vec![root.cert.der().to_vec()];
+        let chain = [device.der().to_vec(), int_a.cert.der().to_vec()];
+        // Through the intermediate that issued it, or through the root anchor.
+        verify_client_chain_via(&chain, &anchors, now, Some(int_a.cert.der())).unwrap();
+        verify_client_chain_via(&chain, &anchors, now, Some(root.cert.der())).unwrap();
+        // Not through a sibling intermediate, even one the device sends along.
+        let with_b = [
+            device.der().to_vec(),
+            int_a.cert.der().to_vec(),
+            int_b.cert.der().to_vec(),
+        ];
+        assert!(matches!(
+            verify_client_chain_via(&with_b, &anchors, now, Some(int_b.cert.der())),
+            Err(CertificateError::Untrusted(_))
+        ));
+        // A missing intermediate breaks the path.
+        assert!(
+            verify_client_chain_via(
+                &[device.der().to_vec()],
+                &anchors,
+                now,
+                Some(root.cert.der())
+            )
+            .is_err()
+        );
+        // The intermediate as the only anchor (a verified intermediate).
+        let int_anchor = vec![int_a.cert.der().to_vec()];
+        verify_client_chain_via(
+            &[device.der().to_vec()],
+            &int_anchor,
+            now,
+            Some(int_a.cert.der()),
+        )
+        .unwrap();
     }
 }

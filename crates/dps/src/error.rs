@@ -25,12 +25,6 @@ pub enum DpsError {
     /// or the device's attestation failed (401).
     #[error("{0}")]
     Unauthorized(String),
-    /// The device attested, but its enrollment (individual or group) is disabled (seed 004
-    /// L6477–L6481: the first matching entry decides, and a disabled one refuses). 401 on
-    /// the wire; an adapter may instead answer with a registration whose status is
-    /// `disabled` (seed 004 L8766, `PROV_DEVICE_RESULT_DISABLED`).
-    #[error("{0}")]
-    EnrollmentDisabled(String),
     /// No DPS instance has this ID scope (404, seed 004 L12219).
     #[error("There is no provisioning service with the ID scope '{0}'.")]
     InstanceNotFound(String),
@@ -42,6 +36,15 @@ pub enum DpsError {
     RegistrationNotFound(String),
     #[error("The IoT hub '{0}' is not linked to this provisioning service.")]
     LinkedHubNotFound(String),
+    #[error("The certificate '{0}' does not exist.")]
+    CertificateNotFound(String),
+    /// The device's registration operation is not known (a wrong id, or a newer
+    /// registration replaced it).
+    #[error("The registration operation '{0}' does not exist.")]
+    OperationNotFound(String),
+    /// The request is larger than DPS accepts (96 KB, seed 004 L329).
+    #[error("{0}")]
+    MessageTooLarge(String),
     /// The record exists already and the write did not say which version it replaces (409).
     #[error("{0}")]
     Conflict(String),
@@ -73,12 +76,15 @@ impl DpsError {
             | DpsError::CustomAllocationFailed(_)
             | DpsError::CustomAllocationIotHubNotSpecified(_)
             | DpsError::CustomAllocationUnauthorizedAccess(_) => 400,
-            DpsError::Unauthorized(_) | DpsError::EnrollmentDisabled(_) => 401,
+            DpsError::Unauthorized(_) => 401,
             DpsError::InstanceNotFound(_)
             | DpsError::EnrollmentNotFound(_)
             | DpsError::EnrollmentGroupNotFound(_)
             | DpsError::RegistrationNotFound(_)
-            | DpsError::LinkedHubNotFound(_) => 404,
+            | DpsError::LinkedHubNotFound(_)
+            | DpsError::CertificateNotFound(_)
+            | DpsError::OperationNotFound(_) => 404,
+            DpsError::MessageTooLarge(_) => 413,
             DpsError::Conflict(_) => 409,
             DpsError::PreconditionFailed(_) => 412,
             DpsError::Throttled(_) => 429,
@@ -93,8 +99,12 @@ impl DpsError {
             DpsError::CustomAllocationFailed(_) => 400_207,
             DpsError::CustomAllocationIotHubNotSpecified(_) => 400_208,
             DpsError::CustomAllocationUnauthorizedAccess(_) => 400_209,
-            DpsError::Unauthorized(_) | DpsError::EnrollmentDisabled(_) => 401_002,
-            DpsError::InstanceNotFound(_) | DpsError::LinkedHubNotFound(_) => 404_000,
+            DpsError::Unauthorized(_) => 401_002,
+            DpsError::InstanceNotFound(_)
+            | DpsError::LinkedHubNotFound(_)
+            | DpsError::CertificateNotFound(_) => 404_000,
+            DpsError::OperationNotFound(_) => 404_203,
+            DpsError::MessageTooLarge(_) => 413_001,
             DpsError::EnrollmentNotFound(_) | DpsError::EnrollmentGroupNotFound(_) => 404_201,
             DpsError::RegistrationNotFound(_) => 404_202,
             DpsError::Conflict(_) => 409_001,
@@ -109,12 +119,14 @@ impl DpsError {
         match self {
             DpsError::BadRequest(_) => "BadRequest",
             DpsError::Unauthorized(_) => "Unauthorized",
-            DpsError::EnrollmentDisabled(_) => "EnrollmentDisabled",
             DpsError::InstanceNotFound(_) => "ProvisioningServiceNotFound",
             DpsError::EnrollmentNotFound(_) => "EnrollmentNotFound",
             DpsError::EnrollmentGroupNotFound(_) => "EnrollmentGroupNotFound",
             DpsError::RegistrationNotFound(_) => "RegistrationNotFound",
             DpsError::LinkedHubNotFound(_) => "LinkedHubNotFound",
+            DpsError::CertificateNotFound(_) => "CertificateNotFound",
+            DpsError::OperationNotFound(_) => "OperationNotFound",
+            DpsError::MessageTooLarge(_) => "MessageTooLarge",
             DpsError::Conflict(_) => "Conflict",
             DpsError::PreconditionFailed(_) => "PreconditionFailed",
             DpsError::NoHubAvailable(_) => "NoHubAvailable",
@@ -150,10 +162,12 @@ mod tests {
         let all = [
             DpsError::BadRequest(String::new()),
             DpsError::Unauthorized(String::new()),
-            DpsError::EnrollmentDisabled(String::new()),
             DpsError::InstanceNotFound(String::new()),
             DpsError::EnrollmentNotFound(String::new()),
             DpsError::RegistrationNotFound(String::new()),
+            DpsError::CertificateNotFound(String::new()),
+            DpsError::OperationNotFound(String::new()),
+            DpsError::MessageTooLarge(String::new()),
             DpsError::Conflict(String::new()),
             DpsError::PreconditionFailed(String::new()),
             DpsError::CustomAllocationFailed(String::new()),

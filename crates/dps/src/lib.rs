@@ -11,13 +11,17 @@
 
 pub mod allocation;
 pub mod attestation;
+mod certificates;
 pub mod enrollments;
 mod error;
 pub mod hubs;
+pub mod linked;
 pub mod model;
 pub mod query;
+pub mod register;
 pub mod registrations;
 pub mod rules;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -28,7 +32,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use error::DpsError;
+pub use linked::{HubCallError, HubConnector, HubRegistry, LocalHub, StaticConnector};
 pub use model::LinkedHub;
+pub use register::Limits;
+pub use webhook::{AllocationWebhook, NoWebhook};
 
 /// The name of the policy every DPS instance starts with (seed 004 L6701–L6703).
 pub const OWNER_POLICY: &str = "provisioningserviceowner";
@@ -61,12 +68,33 @@ pub struct ServicePrincipal {
     pub rights: Rights,
 }
 
-/// One DPS instance: its settings, the names it answers to, and the store holding its state.
+/// What a DPS instance calls out to: the registries of its linked hubs, and the webhooks of
+/// custom allocation.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub connector: Arc<dyn HubConnector>,
+    pub webhook: Arc<dyn AllocationWebhook>,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Services {
+            connector: Arc::new(StaticConnector::new()),
+            webhook: Arc::new(NoWebhook),
+        }
+    }
+}
+
+/// One DPS instance: its settings, the names it answers to, the store holding its state, and
+/// what it calls out to.
 #[derive(Debug, Clone)]
 pub struct Dps {
     store: Arc<dyn Store>,
     settings: Arc<DpsSettings>,
     host_names: Arc<Vec<String>>,
+    services: Services,
+    limits: Arc<Limits>,
+    runtime: Arc<register::Runtime>,
 }
 
 fn unauthorized(e: SasError) -> DpsError {
@@ -93,6 +121,9 @@ impl Dps {
             store,
             settings: Arc::new(settings),
             host_names: Arc::new(host_names),
+            services: Services::default(),
+            limits: Arc::new(Limits::default()),
+            runtime: Arc::new(register::Runtime::new()),
         };
         if first_start
             && let Some(hub) = own_hub
@@ -101,6 +132,18 @@ impl Dps {
             dps.put_linked_hub(hub, None).await?;
         }
         Ok(dps)
+    }
+
+    /// The same instance, calling out through `services`.
+    pub fn with_services(mut self, services: Services) -> Self {
+        self.services = services;
+        self
+    }
+
+    /// The same instance, with these limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Arc::new(limits);
+        self
     }
 
     /// The ID scope devices name in their registrations.

@@ -56,9 +56,12 @@ async fn individual_enrollments_accept_every_client_vector_and_either_key() {
             .await
             .unwrap();
         assert!(matches!(a.enrollment, AttestedEnrollment::Individual(_)));
-        assert_eq!(a.device_keys, [KEY.to_owned(), OTHER_KEY.to_owned()]);
+        assert_eq!(
+            a.credential.keys().unwrap(),
+            &[KEY.to_owned(), OTHER_KEY.to_owned()]
+        );
         assert_eq!(a.device_id(), "reg-1");
-        assert_eq!(a.expires, SE);
+        assert_eq!(a.expires, Some(SE));
         assert!(!format!("{a:?}").contains(KEY), "Debug hides keys");
     }
     // Signed with the secondary key; the scope in any case.
@@ -146,7 +149,8 @@ async fn groups_accept_derived_keys_and_refuse_the_raw_group_key() {
     assert_eq!(g.enrollment_group_id, "g-main");
     assert_eq!(a.enrollment.group_id(), Some("g-main"));
     assert_eq!(
-        a.device_keys[0], DERIVED_REG1,
+        a.credential.keys().unwrap()[0],
+        DERIVED_REG1,
         "the hub device gets the derived key"
     );
     assert_eq!(
@@ -181,7 +185,7 @@ async fn groups_accept_derived_keys_and_refuse_the_raw_group_key() {
         )
         .await
         .unwrap();
-    assert_eq!(a.device_keys[0], mac_key);
+    assert_eq!(a.credential.keys().unwrap()[0], mac_key);
     let lower = ironhub_auth::derive_device_key(KEY, "aabbccddeeff").unwrap();
     let r = dps
         .attest_symmetric_key_at(
@@ -214,37 +218,36 @@ async fn the_individual_enrollment_decides_and_disabled_entries_refuse() {
         .await;
     assert_eq!(r.unwrap_err().status(), 401);
 
-    // A disabled individual enrollment refuses a correctly signed device ...
+    // A disabled individual enrollment matches a correctly signed device, and decides: the
+    // device is refused (its registration ends `disabled`) ...
     let mut e = individual("reg-1", DERIVED_REG1, OTHER_KEY);
     e.settings.provisioning_status = Some(ProvisioningStatus::Disabled);
     dps.create_or_update("reg-1", e, Some("*")).await.unwrap();
-    let r = dps
+    let a = dps
         .attest_symmetric_key_at(SCOPE, "reg-1", &derived, SE - 1)
-        .await;
-    assert!(matches!(
-        r,
-        Err(ironhub_dps::DpsError::EnrollmentDisabled(_))
-    ));
+        .await
+        .unwrap();
+    assert!(matches!(a.enrollment, AttestedEnrollment::Individual(_)));
+    assert!(!a.is_enabled());
     // ... but a wrong signature is still just unauthorized (nothing learnt about the entry).
     let r = dps
         .attest_symmetric_key_at(SCOPE, "reg-1", &token("reg-1", KEY), SE - 1)
         .await;
     assert!(matches!(r, Err(ironhub_dps::DpsError::Unauthorized(_))));
 
-    // A disabled group refuses its devices.
+    // A disabled group decides for its devices too.
     dps.delete::<IndividualEnrollment>("reg-1", None)
         .await
         .unwrap();
     let mut g = group("g", KEY, KEY);
     g.settings.provisioning_status = Some(ProvisioningStatus::Disabled);
     dps.create_or_update("g", g, Some("*")).await.unwrap();
-    let r = dps
+    let a = dps
         .attest_symmetric_key_at(SCOPE, "reg-1", &derived, SE - 1)
-        .await;
-    assert!(matches!(
-        r,
-        Err(ironhub_dps::DpsError::EnrollmentDisabled(_))
-    ));
+        .await
+        .unwrap();
+    assert!(matches!(a.enrollment, AttestedEnrollment::Group(_)));
+    assert!(!a.is_enabled());
     // No enrollment at all.
     dps.delete::<EnrollmentGroup>("g", None).await.unwrap();
     let r = dps

@@ -6,6 +6,7 @@
 
 mod auth;
 pub mod c2d;
+pub mod ca;
 mod certificates;
 mod device;
 mod error;

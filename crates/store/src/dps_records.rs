@@ -37,6 +37,8 @@ pub enum DpsCollection {
     Registrations,
     /// Linked IoT hubs, keyed by host name.
     LinkedHubs,
+    /// The latest registration operation of each device, keyed by registration id.
+    Operations,
 }
 
 /// One DPS record. Ids keep the case they were written with; the store looks them up, orders

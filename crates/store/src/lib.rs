@@ -137,21 +137,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Completes (deletes) or abandons (unlocks) the batch locked under `lock_token`; `false`
     /// when no record holds that lock.
     async fn feedback_settle(&self, lock_token: &str, complete: bool) -> Result<bool>;
-    /// One CA certificate, by its exact name.
-    async fn get_certificate(&self, name: &str) -> Result<Option<CertificateRecord>>;
-    /// Every CA certificate, ordered by name.
-    async fn list_certificates(&self) -> Result<Vec<CertificateRecord>>;
+    /// One CA certificate of `scope`, by its exact name.
+    async fn get_certificate(
+        &self,
+        scope: CertificateScope,
+        name: &str,
+    ) -> Result<Option<CertificateRecord>>;
+    /// Every CA certificate of `scope`, ordered by name.
+    async fn list_certificates(&self, scope: CertificateScope) -> Result<Vec<CertificateRecord>>;
     /// Writes a CA certificate: without `if_match` only if the name is free (else
     /// [`WriteConflict::AlreadyExists`]); with it, only if one exists (else `NotFound`) whose
     /// etag is that one or the tag is `*` (else `EtagMismatch`). Assigns a new etag.
     async fn put_certificate(
         &self,
+        scope: CertificateScope,
         record: CertificateRecord,
         if_match: Option<String>,
     ) -> Result<std::result::Result<CertificateRecord, WriteConflict>>;
     /// Deletes a CA certificate; with `if_match`, only if its etag is that one (or `*`).
     async fn delete_certificate(
         &self,
+        scope: CertificateScope,
         name: &str,
         if_match: Option<String>,
     ) -> Result<std::result::Result<(), WriteConflict>>;

@@ -359,7 +359,16 @@ pub struct RuntimeUpdate {
     pub at: Option<DateTime<Utc>>,
 }
 
-/// A CA certificate uploaded to the hub, for devices that authenticate by CA
+/// Whose CA certificates: the hub's (for devices that authenticate by CA) or the DPS
+/// instance's (for X.509 enrollment groups). Each has its own names and rules of use; the
+/// upload and proof-of-possession rules are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertificateScope {
+    Hub,
+    Dps,
+}
+
+/// A CA certificate uploaded to the hub (or to the DPS instance, see [`CertificateScope`]), for devices that authenticate by CA
 /// (`authentication.type = certificateAuthority`). The hub domain owns the rules (parsing,
 /// proof of possession); the store keeps the record and assigns the etag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,10 +15,11 @@ use chrono::{DateTime, Utc};
 
 use crate::sqlite_dps;
 use crate::{
-    BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, ConnectionState,
-    DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, DpsBatchResult, DpsCollection,
-    DpsRecord, DpsSettings, DpsWrite, Endpoint, FeedbackBatch, FeedbackRecord, FeedbackStatus,
-    HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord, WriteConflict,
+    BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, CertificateScope,
+    ConnectionState, DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, DpsBatchResult,
+    DpsCollection, DpsRecord, DpsSettings, DpsWrite, Endpoint, FeedbackBatch, FeedbackRecord,
+    FeedbackStatus, HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord,
+    WriteConflict,
 };
 
 const FILE_NAME: &str = "ironhub.db";
@@ -68,6 +69,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE dps_registrations (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);
      CREATE INDEX dps_registrations_by_group ON dps_registrations (group_key, id_key);
      CREATE TABLE dps_linked_hubs (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);",
+    // The DPS instance's CA certificates (the hub's stay in `certificates`), and the latest
+    // registration operation of each device, keyed by its registration id.
+    "CREATE TABLE dps_certificates (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+     CREATE TABLE dps_operations (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -229,14 +234,24 @@ fn load_twin(conn: &Connection, id: &str) -> Result<Option<TwinRecord>> {
     Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
 }
 
-fn load_certificate(conn: &Connection, name: &str) -> Result<Option<CertificateRecord>> {
-    let doc: Option<String> = conn
-        .query_row(
-            "SELECT doc FROM certificates WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?;
+/// The table a scope's CA certificates live in.
+fn certificate_table(scope: CertificateScope) -> &'static str {
+    match scope {
+        CertificateScope::Hub => "certificates",
+        CertificateScope::Dps => "dps_certificates",
+    }
+}
+
+fn load_certificate(
+    conn: &Connection,
+    scope: CertificateScope,
+    name: &str,
+) -> Result<Option<CertificateRecord>> {
+    let sql = format!(
+        "SELECT doc FROM {} WHERE name = ?1",
+        certificate_table(scope)
+    );
+    let doc: Option<String> = conn.query_row(&sql, [name], |r| r.get(0)).optional()?;
     Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
 }
 
@@ -896,14 +911,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_certificate(&self, name: &str) -> Result<Option<CertificateRecord>> {
+    async fn get_certificate(
+        &self,
+        scope: CertificateScope,
+        name: &str,
+    ) -> Result<Option<CertificateRecord>> {
         let name = name.to_owned();
-        self.with(move |conn| load_certificate(conn, &name)).await
+        self.with(move |conn| load_certificate(conn, scope, &name))
+            .await
     }
 
-    async fn list_certificates(&self) -> Result<Vec<CertificateRecord>> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT doc FROM certificates ORDER BY name")?;
+    async fn list_certificates(&self, scope: CertificateScope) -> Result<Vec<CertificateRecord>> {
+        self.with(move |conn| {
+            let sql = format!("SELECT doc FROM {} ORDER BY name", certificate_table(scope));
+            let mut stmt = conn.prepare_cached(&sql)?;
             let docs = stmt
                 .query_map([], |r| r.get::<_, String>(0))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -916,12 +937,13 @@ impl Store for SqliteStore {
 
     async fn put_certificate(
         &self,
+        scope: CertificateScope,
         record: CertificateRecord,
         if_match: Option<String>,
     ) -> Result<std::result::Result<CertificateRecord, WriteConflict>> {
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let current = load_certificate(&tx, &record.name)?;
+            let current = load_certificate(&tx, scope, &record.name)?;
             match (&current, if_match.as_deref()) {
                 (Some(_), None) => return Ok(Err(WriteConflict::AlreadyExists)),
                 (None, Some(_)) => return Ok(Err(WriteConflict::NotFound)),
@@ -933,8 +955,11 @@ impl Store for SqliteStore {
             let mut record = record;
             record.etag = next_etag(&tx)?;
             tx.execute(
-                "INSERT INTO certificates (name, doc) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                &format!(
+                    "INSERT INTO {} (name, doc) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                    certificate_table(scope)
+                ),
                 params![record.name, serde_json::to_string(&record)?],
             )?;
             tx.commit()?;
@@ -945,19 +970,23 @@ impl Store for SqliteStore {
 
     async fn delete_certificate(
         &self,
+        scope: CertificateScope,
         name: &str,
         if_match: Option<String>,
     ) -> Result<std::result::Result<(), WriteConflict>> {
         let name = name.to_owned();
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let Some(current) = load_certificate(&tx, &name)? else {
+            let Some(current) = load_certificate(&tx, scope, &name)? else {
                 return Ok(Err(WriteConflict::NotFound));
             };
             if if_match.is_some_and(|tag| !tag_matches(&current.etag, &tag)) {
                 return Ok(Err(WriteConflict::EtagMismatch));
             }
-            tx.execute("DELETE FROM certificates WHERE name = ?1", [&name])?;
+            tx.execute(
+                &format!("DELETE FROM {} WHERE name = ?1", certificate_table(scope)),
+                [&name],
+            )?;
             tx.commit()?;
             Ok(Ok(()))
         })
@@ -1279,15 +1308,18 @@ mod tests {
         let etag = {
             let store = SqliteStore::open(dir.path()).unwrap();
             let created = store
-                .put_certificate(record.clone(), None)
+                .put_certificate(CertificateScope::Hub, record.clone(), None)
                 .await
                 .unwrap()
                 .unwrap();
             assert!(!created.etag.is_empty());
-            let again = store.put_certificate(record.clone(), None).await.unwrap();
+            let again = store
+                .put_certificate(CertificateScope::Hub, record.clone(), None)
+                .await
+                .unwrap();
             assert_eq!(again, Err(WriteConflict::AlreadyExists));
             let stale = store
-                .put_certificate(record.clone(), Some("old".into()))
+                .put_certificate(CertificateScope::Hub, record.clone(), Some("old".into()))
                 .await
                 .unwrap();
             assert_eq!(stale, Err(WriteConflict::EtagMismatch));
@@ -1296,7 +1328,7 @@ mod tests {
                 ..record.clone()
             };
             let r = store
-                .put_certificate(missing, Some("*".into()))
+                .put_certificate(CertificateScope::Hub, missing, Some("*".into()))
                 .await
                 .unwrap();
             assert_eq!(r, Err(WriteConflict::NotFound));
@@ -1305,7 +1337,7 @@ mod tests {
                 ..created.clone()
             };
             let updated = store
-                .put_certificate(verified, Some(created.etag.clone()))
+                .put_certificate(CertificateScope::Hub, verified, Some(created.etag.clone()))
                 .await
                 .unwrap()
                 .unwrap();
@@ -1313,24 +1345,36 @@ mod tests {
             updated.etag
         };
         let store = SqliteStore::open(dir.path()).unwrap();
-        let list = store.list_certificates().await.unwrap();
+        let list = store
+            .list_certificates(CertificateScope::Hub)
+            .await
+            .unwrap();
         assert_eq!(list.len(), 1);
         assert!(list[0].is_verified);
         assert_eq!(
             store
-                .delete_certificate("root", Some("nope".into()))
+                .delete_certificate(CertificateScope::Hub, "root", Some("nope".into()))
                 .await
                 .unwrap(),
             Err(WriteConflict::EtagMismatch)
         );
         store
-            .delete_certificate("root", Some(etag))
+            .delete_certificate(CertificateScope::Hub, "root", Some(etag))
             .await
             .unwrap()
             .unwrap();
-        assert!(store.get_certificate("root").await.unwrap().is_none());
+        assert!(
+            store
+                .get_certificate(CertificateScope::Hub, "root")
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
-            store.delete_certificate("root", None).await.unwrap(),
+            store
+                .delete_certificate(CertificateScope::Hub, "root", None)
+                .await
+                .unwrap(),
             Err(WriteConflict::NotFound)
         );
     }

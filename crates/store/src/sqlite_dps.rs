@@ -12,6 +12,7 @@ fn table(collection: DpsCollection) -> &'static str {
         DpsCollection::EnrollmentGroups => "dps_enrollment_groups",
         DpsCollection::Registrations => "dps_registrations",
         DpsCollection::LinkedHubs => "dps_linked_hubs",
+        DpsCollection::Operations => "dps_operations",
     }
 }
 

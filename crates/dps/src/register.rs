@@ -1,0 +1,847 @@
+//! The device registration API's logic, for every transport (seed 004 L9642–L9716;
+//! `clients.md` §4, §5): a register request starts an operation and answers `assigning` at
+//! once (Tasmota needs exactly that, `clients.md` §5.2); the assignment (allocation, the hub
+//! side, the registration record) runs in the background, because a custom allocation webhook
+//! may take seconds (seed 004 L4528); the device polls the operation until it is `assigned`
+//! or `failed`.
+//!
+//! Each device's latest operation is kept in the store (the `Operations` collection, keyed by
+//! registration id), so any node can answer a poll, and a newer registration replaces an older
+//! one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ironhub_store::{DpsCollection, DpsRecord, DpsWrite};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::allocation::{
+    Allocation, HubAction, Reprovision, allocate, decide, effective_policy, is_legacy_api_version,
+};
+use crate::attestation::{Attested, AttestedEnrollment, DeviceCredential};
+use crate::enrollments::Enrollment;
+use crate::linked::{HubCallError, HubRegistry};
+use crate::model::{
+    DeviceRegistration, DeviceRegistrationState, InitialTwin, LinkedHub,
+    RegistrationOperationStatus, RegistrationStatus,
+};
+use crate::registrations::RegistrationRecord;
+use crate::rules::same_id;
+use crate::webhook::{DeviceRuntimeContext, allocate_by_webhook};
+use crate::{Dps, DpsError, from_record, to_record};
+
+/// Limits on the device registration API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Operation status polls one device may make in `poll_window`: DPS allows 5 per 10 s
+    /// per device (seed 004 L340); 0 for no limit.
+    pub polls_per_window: u32,
+    pub poll_window: Duration,
+    /// Registrations the whole instance accepts per minute; 0 for no limit. Azure's default
+    /// is 200 (seed 004 L339); a self-hosted server has no reason to throttle by default.
+    pub registrations_per_minute: u32,
+    /// The `retry-after` a device is told while its operation is assigning, in seconds.
+    pub retry_after_secs: u32,
+    /// The largest request body, in bytes: 96 KB (seed 004 L329).
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            polls_per_window: 5,
+            poll_window: Duration::from_secs(10),
+            registrations_per_minute: 0,
+            retry_after_secs: 2,
+            max_message_bytes: 96 * 1024,
+        }
+    }
+}
+
+/// What one running instance keeps in memory: who it is (to tell its own operations from
+/// ones a previous run left unfinished), the latencies measured to the linked hubs, and the
+/// counters of the limits.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    pub(crate) instance_id: String,
+    pub(crate) latencies: RwLock<HashMap<String, Duration>>,
+    polls: Mutex<HashMap<String, VecDeque<Instant>>>,
+    registrations: Mutex<VecDeque<Instant>>,
+}
+
+impl Runtime {
+    pub(crate) fn new() -> Self {
+        Runtime {
+            instance_id: hex(&ironhub_auth::random_bytes(8)),
+            latencies: RwLock::default(),
+            polls: Mutex::default(),
+            registrations: Mutex::default(),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new operation id in DPS's shape, `4.<16 hex>.<GUID>` (seed 004 L4596); only
+/// `[0-9a-f.-]`, which every client passes in a URL or topic unencoded.
+fn new_operation_id() -> String {
+    let r = ironhub_auth::random_bytes(24);
+    let g = hex(&r[8..]);
+    format!(
+        "4.{}.{}-{}-{}-{}-{}",
+        hex(&r[..8]),
+        &g[..8],
+        &g[8..12],
+        &g[12..16],
+        &g[16..20],
+        &g[20..32]
+    )
+}
+
+/// A device's latest registration operation, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OperationRecord {
+    operation_id: String,
+    status: RegistrationStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    registration_state: Option<DeviceRegistrationState>,
+    /// The instance that runs the assignment.
+    worker: String,
+    started: DateTime<Utc>,
+}
+
+impl OperationRecord {
+    fn answer(&self) -> RegistrationOperationStatus {
+        RegistrationOperationStatus {
+            operation_id: self.operation_id.clone(),
+            status: self.status,
+            registration_state: self.registration_state.clone(),
+        }
+    }
+}
+
+/// The registration state of a registration that failed.
+fn failed_state(registration_id: &str, e: &DpsError) -> DeviceRegistrationState {
+    let now = Utc::now();
+    DeviceRegistrationState {
+        registration_id: registration_id.to_owned(),
+        created_date_time_utc: Some(now),
+        assigned_hub: None,
+        device_id: None,
+        status: RegistrationStatus::Failed,
+        substatus: None,
+        error_code: Some(e.code()),
+        error_message: Some(e.to_string()),
+        last_updated_date_time_utc: Some(now),
+        etag: None,
+        payload: None,
+    }
+}
+
+fn hub_failed(hub: &str, e: HubCallError) -> DpsError {
+    tracing::warn!(target: "DeviceOperations", hub, error = %e, "a linked hub refused a provisioning call");
+    DpsError::ServerError(format!(
+        "The IoT hub '{hub}' could not register the device: {e}."
+    ))
+}
+
+/// The hub device for an attested device: its credential, the enrollment's IoT Edge flag.
+fn device_identity(device_id: &str, attested: &Attested) -> Value {
+    let authentication = match &attested.credential {
+        DeviceCredential::SymmetricKey([primary, secondary]) => json!({
+            "type": "sas",
+            "symmetricKey": { "primaryKey": primary, "secondaryKey": secondary },
+        }),
+        DeviceCredential::X509 { thumbprints, .. } => json!({
+            "type": "selfSigned",
+            "x509Thumbprint": {
+                "primaryThumbprint": thumbprints[0],
+                "secondaryThumbprint": thumbprints[1],
+            },
+        }),
+    };
+    json!({
+        "deviceId": device_id,
+        "status": "enabled",
+        "authentication": authentication,
+        "capabilities": { "iotEdge": attested.enrollment.settings().iot_edge() },
+    })
+}
+
+/// Creates the device on the hub, or updates its credentials and capabilities (its status,
+/// which the hub's operator may have changed, stays). Returns whether it was created.
+async fn upsert_device(
+    hub: &dyn HubRegistry,
+    device_id: &str,
+    identity: &Value,
+) -> Result<bool, HubCallError> {
+    for _ in 0..3 {
+        match hub.get_device(device_id).await? {
+            None => match hub.put_device(device_id, identity, None).await {
+                Ok(_) => return Ok(true),
+                // Created meanwhile: update it instead.
+                Err(HubCallError::Status { status: 409, .. }) => continue,
+                Err(e) => return Err(e),
+            },
+            Some(existing) => {
+                let mut body = identity.clone();
+                if let Some(status) = existing.get("status") {
+                    body["status"] = status.clone();
+                }
+                let etag = existing.get("etag").and_then(Value::as_str).unwrap_or("*");
+                match hub.put_device(device_id, &body, Some(etag)).await {
+                    Ok(_) => return Ok(false),
+                    Err(HubCallError::Status {
+                        status: 404 | 412, ..
+                    }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Err(HubCallError::Status {
+        status: 409,
+        message: "the device kept changing while it was provisioned".into(),
+    })
+}
+
+/// A twin document with these tags and desired properties (`$metadata` and `$version`
+/// left out: they are the hub's).
+fn twin_doc(tags: Option<&Map<String, Value>>, desired: Option<&Map<String, Value>>) -> Value {
+    let desired: Map<String, Value> = desired
+        .map(|d| {
+            d.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "tags": tags.cloned().unwrap_or_default(),
+        "properties": { "desired": desired },
+    })
+}
+
+fn initial_twin_doc(twin: &InitialTwin) -> Value {
+    twin_doc(
+        twin.tags.as_ref(),
+        twin.properties.as_ref().and_then(|p| p.desired.as_ref()),
+    )
+}
+
+/// Whether an initial twin sets anything.
+fn is_empty_twin(twin: &InitialTwin) -> bool {
+    twin.tags.as_ref().is_none_or(Map::is_empty)
+        && twin
+            .properties
+            .as_ref()
+            .and_then(|p| p.desired.as_ref())
+            .is_none_or(Map::is_empty)
+}
+
+impl Dps {
+    /// The limits the instance applies.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The latencies last measured to the linked hubs, by lower-cased name.
+    fn latencies(&self) -> HashMap<String, Duration> {
+        self.runtime
+            .latencies
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// The registry of a linked hub.
+    fn registry(&self, linked: &[LinkedHub], name: &str) -> Result<Arc<dyn HubRegistry>, DpsError> {
+        let hub = Dps::find_hub(linked, name)
+            .ok_or_else(|| DpsError::LinkedHubNotFound(name.to_owned()))?;
+        self.services
+            .connector
+            .connect(hub)
+            .map_err(|e| hub_failed(name, e))
+    }
+
+    /// Counts a registration against the instance's per-minute limit.
+    fn admit_registration(&self) -> Result<(), DpsError> {
+        let limit = self.limits.registrations_per_minute;
+        if limit == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut recent = self
+            .runtime
+            .registrations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= limit as usize {
+            return Err(DpsError::Throttled(format!(
+                "Too many registrations: this provisioning service accepts {limit} a minute."
+            )));
+        }
+        recent.push_back(now);
+        Ok(())
+    }
+
+    /// Counts a status poll against the device's limit (seed 004 L340).
+    fn admit_poll(&self, registration_id: &str) -> Result<(), DpsError> {
+        let limit = self.limits.polls_per_window;
+        if limit == 0 {
+            return Ok(());
+        }
+        let window = self.limits.poll_window;
+        let now = Instant::now();
+        let mut polls = self.runtime.polls.lock().unwrap_or_else(|e| e.into_inner());
+        let recent = polls
+            .entry(registration_id.to_ascii_lowercase())
+            .or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= limit as usize {
+            return Err(DpsError::Throttled(format!(
+                "Too many status polls: a device may poll {limit} times in {} seconds.",
+                window.as_secs()
+            )));
+        }
+        recent.push_back(now);
+        if polls.len() > 10_000 {
+            polls.retain(|_, r| r.back().is_some_and(|t| now.duration_since(*t) < window));
+        }
+        Ok(())
+    }
+
+    /// The `retry-after` for an answer: the poll interval while assigning, the window for a
+    /// throttled poll.
+    pub fn retry_after(&self, error: Option<&DpsError>) -> u32 {
+        match error {
+            Some(DpsError::Throttled(_)) => {
+                u32::try_from(self.limits.poll_window.as_secs().max(1)).unwrap_or(10)
+            }
+            _ => self.limits.retry_after_secs.max(1),
+        }
+    }
+
+    /// `PUT /{idScope}/registrations/{registrationId}/register` (and its MQTT form): starts a
+    /// registration of an attested device and answers `assigning` with the operation id. A
+    /// registration id in the body must be the attested one.
+    pub async fn register(
+        &self,
+        attested: Attested,
+        request: DeviceRegistration,
+        api_version: Option<&str>,
+    ) -> Result<RegistrationOperationStatus, DpsError> {
+        if let Some(body_id) = request
+            .registration_id
+            .as_deref()
+            .filter(|b| !b.trim().is_empty())
+            && !same_id(body_id, &attested.registration_id)
+        {
+            return Err(DpsError::BadRequest(format!(
+                "The registration id in the body ('{body_id}') is not the one the device \
+                 authenticated as ('{}').",
+                attested.registration_id
+            )));
+        }
+        self.admit_registration()?;
+        let mut record = OperationRecord {
+            operation_id: new_operation_id(),
+            status: RegistrationStatus::Assigning,
+            registration_state: None,
+            worker: self.runtime.instance_id.clone(),
+            started: Utc::now(),
+        };
+        // The device is answered `assigning` in every case (Tasmota needs it, clients.md
+        // §5.2); a disabled enrollment's outcome is known at once.
+        let answer = record.answer();
+        if !attested.is_enabled() {
+            let state = self.record_disabled(&attested).await?;
+            record.status = RegistrationStatus::Disabled;
+            record.registration_state = Some(state);
+            self.save_operation(&attested.registration_id, &record)
+                .await?;
+            tracing::info!(target: "DeviceOperations", registration_id = %attested.registration_id, "registration refused: the enrollment is disabled");
+            return Ok(answer);
+        }
+        self.save_operation(&attested.registration_id, &record)
+            .await?;
+        tracing::info!(target: "DeviceOperations", registration_id = %attested.registration_id, operation_id = %record.operation_id, "registration started");
+        let legacy = api_version.is_some_and(is_legacy_api_version);
+        let dps = self.clone();
+        let operation_id = record.operation_id;
+        tokio::spawn(async move {
+            dps.complete(attested, request.payload, legacy, operation_id)
+                .await;
+        });
+        Ok(answer)
+    }
+
+    /// A device of a disabled enrollment: its registration record says `disabled` (as real
+    /// DPS keeps it, and `az iot dps enrollment registration show` reads it back), and no hub
+    /// is touched.
+    async fn record_disabled(
+        &self,
+        attested: &Attested,
+    ) -> Result<DeviceRegistrationState, DpsError> {
+        let previous = match self.load_registration(&attested.registration_id).await {
+            Ok(r) => Some(r),
+            Err(DpsError::RegistrationNotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let now = Utc::now();
+        let state = DeviceRegistrationState {
+            registration_id: attested.registration_id.clone(),
+            created_date_time_utc: Some(
+                previous
+                    .as_ref()
+                    .and_then(|p| p.state.created_date_time_utc)
+                    .unwrap_or(now),
+            ),
+            assigned_hub: None,
+            device_id: None,
+            status: RegistrationStatus::Disabled,
+            substatus: None,
+            error_code: None,
+            error_message: None,
+            last_updated_date_time_utc: Some(now),
+            etag: None,
+            payload: None,
+        };
+        self.write_registration(
+            state,
+            attested.enrollment.group_id(),
+            previous.as_ref().and_then(|p| p.state.etag.as_deref()),
+        )
+        .await
+    }
+
+    /// Writes a device's operation, replacing the one it had.
+    async fn save_operation(
+        &self,
+        registration_id: &str,
+        record: &OperationRecord,
+    ) -> Result<(), DpsError> {
+        for _ in 0..3 {
+            let current = self
+                .store
+                .dps_get(DpsCollection::Operations, registration_id)
+                .await?;
+            let stored = to_record(registration_id, None, record)?;
+            let write = match current {
+                None => DpsWrite::Create(stored),
+                Some(c) => DpsWrite::Replace {
+                    record: stored,
+                    if_match: Some(c.etag),
+                },
+            };
+            if self
+                .store
+                .dps_write(DpsCollection::Operations, vec![write])
+                .await?
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        Err(DpsError::ServerError(
+            "The registration kept changing while it was written; register again.".into(),
+        ))
+    }
+
+    /// The device's operation record, with the store's etag.
+    async fn load_operation(
+        &self,
+        registration_id: &str,
+    ) -> Result<Option<(OperationRecord, DpsRecord)>, DpsError> {
+        match self
+            .store
+            .dps_get(DpsCollection::Operations, registration_id)
+            .await?
+        {
+            Some(r) => Ok(Some((from_record(&r)?, r))),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs the assignment and records its outcome in the operation (unless a newer
+    /// registration of the device replaced it meanwhile).
+    async fn complete(
+        self,
+        attested: Attested,
+        payload: Option<Value>,
+        legacy: bool,
+        operation_id: String,
+    ) {
+        let registration_id = attested.registration_id.clone();
+        let state = match self.assign(&attested, payload, legacy).await {
+            Ok(state) => {
+                tracing::info!(target: "DeviceOperations", registration_id = %registration_id, hub = ?state.assigned_hub, substatus = ?state.substatus, "device assigned");
+                state
+            }
+            Err(e) => {
+                tracing::info!(target: "DeviceOperations", registration_id = %registration_id, error = %e, "registration failed");
+                failed_state(&registration_id, &e)
+            }
+        };
+        if let Err(e) = self
+            .finish_operation(&registration_id, &operation_id, state)
+            .await
+        {
+            tracing::warn!(target: "DeviceOperations", registration_id = %registration_id, error = %e, "could not record the outcome of a registration");
+        }
+    }
+
+    async fn finish_operation(
+        &self,
+        registration_id: &str,
+        operation_id: &str,
+        state: DeviceRegistrationState,
+    ) -> Result<(), DpsError> {
+        for _ in 0..3 {
+            let Some((mut op, stored)) = self.load_operation(registration_id).await? else {
+                return Ok(());
+            };
+            if op.operation_id != operation_id {
+                return Ok(());
+            }
+            op.status = state.status;
+            op.registration_state = Some(state.clone());
+            let write = DpsWrite::Replace {
+                record: to_record(registration_id, None, &op)?,
+                if_match: Some(stored.etag),
+            };
+            if self
+                .store
+                .dps_write(DpsCollection::Operations, vec![write])
+                .await?
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        Err(DpsError::ServerError("the operation kept changing".into()))
+    }
+
+    /// `GET /{idScope}/registrations/{registrationId}/operations/{operationId}` (and its MQTT
+    /// form), for an attested device: `assigning` while the assignment runs, then `assigned`
+    /// or `failed` with the registration state. Polls count against the device's limit.
+    pub async fn operation_status(
+        &self,
+        registration_id: &str,
+        operation_id: &str,
+    ) -> Result<RegistrationOperationStatus, DpsError> {
+        self.admit_poll(registration_id)?;
+        let (op, _) = self
+            .load_operation(registration_id)
+            .await?
+            .filter(|(op, _)| op.operation_id == operation_id.trim())
+            .ok_or_else(|| DpsError::OperationNotFound(operation_id.to_owned()))?;
+        if op.status == RegistrationStatus::Assigning && op.worker != self.runtime.instance_id {
+            // A single node runs every assignment itself: one that a previous run of the
+            // server started will never finish. Say so, and the device registers again.
+            let e = DpsError::ServerError(
+                "The provisioning service restarted while this registration was assigned; \
+                 register again."
+                    .into(),
+            );
+            let state = failed_state(registration_id, &e);
+            self.finish_operation(registration_id, &op.operation_id, state.clone())
+                .await?;
+            return Ok(RegistrationOperationStatus {
+                operation_id: op.operation_id,
+                status: RegistrationStatus::Failed,
+                registration_state: Some(state),
+            });
+        }
+        Ok(op.answer())
+    }
+
+    /// `POST /{idScope}/registrations/{registrationId}` (the device's registration status
+    /// lookup, seed 004 L7319, L7398–L7413): the registration record of an attested device.
+    pub async fn device_registration_status(
+        &self,
+        registration_id: &str,
+    ) -> Result<DeviceRegistrationState, DpsError> {
+        self.admit_poll(registration_id)?;
+        self.get_registration(registration_id).await
+    }
+
+    /// Picks the hub, applies the reprovisioning policy on the hubs, and writes the
+    /// registration record.
+    async fn assign(
+        &self,
+        attested: &Attested,
+        payload: Option<Value>,
+        legacy: bool,
+    ) -> Result<DeviceRegistrationState, DpsError> {
+        let registration_id = &attested.registration_id;
+        let settings = attested.enrollment.settings();
+        let previous = match self.load_registration(registration_id).await {
+            Ok(r) => Some(r),
+            Err(DpsError::RegistrationNotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let linked = self.list_linked_hubs().await?;
+        let policy = effective_policy(settings.reprovision_policy, legacy);
+        // Never re-provision: a device with a hub stays there, so there is nothing to
+        // allocate (and no webhook to call).
+        let kept = previous
+            .as_ref()
+            .filter(|_| !policy.update_hub_assignment)
+            .map(|p| &p.state)
+            .filter(|s| s.status == RegistrationStatus::Assigned)
+            .and_then(|s| s.assigned_hub.as_deref())
+            .and_then(|h| Dps::find_hub(&linked, h));
+        let allocation = match kept {
+            Some(h) => Allocation::Hub(h.name.clone()),
+            None => allocate(settings, registration_id, &linked, &self.latencies())?,
+        };
+        let (hub, initial_twin, device_payload) = match allocation {
+            Allocation::Hub(h) => (h, settings.initial_twin.clone(), None),
+            Allocation::Custom {
+                definition,
+                linked_hubs,
+            } => {
+                let request =
+                    self.webhook_request(attested, previous.as_ref(), payload, &linked_hubs)?;
+                let answer = allocate_by_webhook(
+                    self.services.webhook.as_ref(),
+                    &definition.webhook_url,
+                    &request,
+                    tokio::time::sleep,
+                )
+                .await?;
+                let chosen = answer.iot_hub_host_name.clone().unwrap_or_default();
+                let hub = Dps::find_hub(&linked, &chosen).ok_or_else(|| {
+                    DpsError::CustomAllocationFailed(format!(
+                        "Custom allocation failed: the webhook chose the IoT hub '{chosen}', \
+                         which is not linked to this provisioning service."
+                    ))
+                })?;
+                (
+                    hub.name.clone(),
+                    answer
+                        .initial_twin
+                        .or_else(|| settings.initial_twin.clone()),
+                    answer.payload,
+                )
+            }
+        };
+        let decision = decide(policy, previous.as_ref().map(|p| &p.state), &hub, |h| {
+            Dps::find_hub(&linked, h).is_some()
+        });
+        let device_id = attested.device_id().to_owned();
+        let previous_device = previous
+            .as_ref()
+            .and_then(|p| p.state.device_id.clone())
+            .unwrap_or_else(|| device_id.clone());
+        self.apply(
+            &decision,
+            &linked,
+            attested,
+            &device_id,
+            &previous_device,
+            initial_twin.as_ref(),
+        )
+        .await?;
+        let now = Utc::now();
+        let state = DeviceRegistrationState {
+            registration_id: previous.as_ref().map_or_else(
+                || registration_id.clone(),
+                |p| p.state.registration_id.clone(),
+            ),
+            created_date_time_utc: Some(
+                previous
+                    .as_ref()
+                    .and_then(|p| p.state.created_date_time_utc)
+                    .unwrap_or(now),
+            ),
+            assigned_hub: Some(decision.hub.clone()),
+            device_id: Some(device_id),
+            status: RegistrationStatus::Assigned,
+            substatus: Some(decision.substatus),
+            error_code: None,
+            error_message: None,
+            last_updated_date_time_utc: Some(now),
+            etag: None,
+            payload: device_payload,
+        };
+        self.write_registration(
+            state,
+            attested.enrollment.group_id(),
+            previous.as_ref().and_then(|p| p.state.etag.as_deref()),
+        )
+        .await
+    }
+
+    /// Does what the decision says on the hubs.
+    async fn apply(
+        &self,
+        decision: &Reprovision,
+        linked: &[LinkedHub],
+        attested: &Attested,
+        device_id: &str,
+        previous_device: &str,
+        initial_twin: Option<&InitialTwin>,
+    ) -> Result<(), DpsError> {
+        let target = self.registry(linked, &decision.hub)?;
+        let hub = decision.hub.as_str();
+        let identity = device_identity(device_id, attested);
+        let initial = initial_twin.filter(|t| !is_empty_twin(t));
+        match &decision.action {
+            HubAction::Assign | HubAction::Keep => {
+                let created = upsert_device(target.as_ref(), device_id, &identity)
+                    .await
+                    .map_err(|e| hub_failed(hub, e))?;
+                // The initial twin is the device's starting point: on a first assignment,
+                // and whenever its device had to be created again.
+                if let Some(twin) = initial
+                    && (created || decision.action == HubAction::Assign)
+                {
+                    target
+                        .update_twin(device_id, &initial_twin_doc(twin), false)
+                        .await
+                        .map_err(|e| hub_failed(hub, e))?;
+                }
+            }
+            HubAction::Migrate { from } => {
+                let source = self.registry(linked, from)?;
+                let old_twin = match source.get_twin(previous_device).await {
+                    Ok(t) => Some(t),
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => return Err(hub_failed(from, e)),
+                };
+                upsert_device(target.as_ref(), device_id, &identity)
+                    .await
+                    .map_err(|e| hub_failed(hub, e))?;
+                let doc = match &old_twin {
+                    Some(t) => Some(twin_doc(
+                        t.get("tags").and_then(Value::as_object),
+                        t.pointer("/properties/desired").and_then(Value::as_object),
+                    )),
+                    None => initial.map(initial_twin_doc),
+                };
+                if let Some(doc) = doc {
+                    target
+                        .update_twin(device_id, &doc, true)
+                        .await
+                        .map_err(|e| hub_failed(hub, e))?;
+                }
+                source
+                    .delete_device(previous_device)
+                    .await
+                    .map_err(|e| hub_failed(from, e))?;
+            }
+            HubAction::Reset { from } => {
+                upsert_device(target.as_ref(), device_id, &identity)
+                    .await
+                    .map_err(|e| hub_failed(hub, e))?;
+                let doc = initial.map_or_else(|| twin_doc(None, None), initial_twin_doc);
+                target
+                    .update_twin(device_id, &doc, true)
+                    .await
+                    .map_err(|e| hub_failed(hub, e))?;
+                if let Some(from) = from {
+                    self.registry(linked, from)?
+                        .delete_device(previous_device)
+                        .await
+                        .map_err(|e| hub_failed(from, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The body of a custom allocation call: the enrollment without its secrets, the device's
+    /// runtime context and the candidate hubs (seed 004 L4510–L4521, L4578).
+    fn webhook_request(
+        &self,
+        attested: &Attested,
+        previous: Option<&RegistrationRecord>,
+        payload: Option<Value>,
+        linked_hubs: &[String],
+    ) -> Result<Value, DpsError> {
+        let (key, mut enrollment) = match &attested.enrollment {
+            AttestedEnrollment::Individual(e) => {
+                ("individualEnrollment", serde_json::to_value(e.for_read())?)
+            }
+            AttestedEnrollment::Group(g) => {
+                ("enrollmentGroup", serde_json::to_value(g.for_read())?)
+            }
+        };
+        if let Some(a) = enrollment
+            .get_mut("attestation")
+            .and_then(Value::as_object_mut)
+        {
+            // Keys are never sent: the symmetric key attestation is just its type.
+            a.remove("symmetricKey");
+        }
+        if let Some(e) = enrollment.as_object_mut() {
+            e.remove("registrationState");
+        }
+        let assigned = previous
+            .map(|p| &p.state)
+            .filter(|s| s.status == RegistrationStatus::Assigned);
+        let context = DeviceRuntimeContext {
+            registration_id: attested.registration_id.clone(),
+            current_iot_hub_host_name: assigned.and_then(|s| s.assigned_hub.clone()),
+            current_device_id: assigned.and_then(|s| s.device_id.clone()),
+            symmetric_key: match attested.credential {
+                DeviceCredential::SymmetricKey(_) => Some(Map::new()),
+                DeviceCredential::X509 { .. } => None,
+            },
+            x509: match &attested.credential {
+                DeviceCredential::X509 { certificate, .. } => Some(certificate.clone()),
+                DeviceCredential::SymmetricKey(_) => None,
+            },
+            payload,
+        };
+        Ok(json!({
+            key: enrollment,
+            "deviceRuntimeContext": context,
+            "linkedHubs": linked_hubs,
+        }))
+    }
+
+    /// Measures the round trip to every linked hub, for lowest-latency allocation. A hub
+    /// that cannot be reached is left out (never picked by latency) until it answers again.
+    pub async fn measure_latencies(&self) -> Result<HashMap<String, Duration>, DpsError> {
+        let mut measured = HashMap::new();
+        for hub in self.list_linked_hubs().await? {
+            let Ok(registry) = self.services.connector.connect(&hub) else {
+                continue;
+            };
+            // The first call may open a connection: the second is the round trip.
+            let _ = registry.ping().await;
+            match registry.ping().await {
+                Ok(rtt) => {
+                    measured.insert(hub.name.to_ascii_lowercase(), rtt);
+                }
+                Err(e) => {
+                    tracing::info!(hub = %hub.name, error = %e, "linked hub did not answer the latency probe");
+                }
+            }
+        }
+        if let Ok(mut l) = self.runtime.latencies.write() {
+            l.clone_from(&measured);
+        }
+        Ok(measured)
+    }
+}

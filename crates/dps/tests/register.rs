@@ -1,0 +1,679 @@
+//! The registration flow end to end in the domain: attestation, operations, allocation to
+//! linked hubs (two real in-process hubs), the hub side effects, reprovisioning policies,
+//! custom allocation through a webhook, disabled enrollments, X.509 and the poll limit.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::{KEY, SCOPE, linked_hub};
+use ironhub_auth::sas::generate;
+use ironhub_auth::{derive_device_key, unix_now};
+use ironhub_dps::attestation::Attested;
+use ironhub_dps::model::{
+    DeviceRegistration, EnrollmentGroup, IndividualEnrollment, RegistrationOperationStatus,
+    RegistrationStatus, Substatus,
+};
+use ironhub_dps::webhook::WebhookResult;
+use ironhub_dps::{
+    AllocationWebhook, Dps, DpsError, Limits, LocalHub, Services, StaticConnector,
+    default_dps_policies,
+};
+use ironhub_hub::{Backends, Hub};
+use ironhub_store::{DpsSettings, LocalBus, SqliteEventLog, SqliteStore, Store};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+use serde_json::{Value, json};
+
+const HUB_A: &str = "hub-a.example";
+const HUB_B: &str = "hub-b.example";
+
+async fn hub(name: &str, dir: &std::path::Path) -> Hub {
+    let backends = Backends {
+        store: Arc::new(SqliteStore::open(dir).unwrap()),
+        events: Arc::new(SqliteEventLog::open(dir, 2).unwrap()),
+        bus: Arc::new(LocalBus::new()),
+    };
+    Hub::open(backends, vec![name.into()]).await.unwrap()
+}
+
+/// A webhook that records what it was sent and answers from a script.
+#[derive(Debug, Default)]
+struct FakeWebhook {
+    calls: Mutex<Vec<(String, Value)>>,
+    answers: Mutex<Vec<WebhookResult>>,
+}
+
+#[async_trait]
+impl AllocationWebhook for FakeWebhook {
+    async fn post(&self, url: &str, body: Vec<u8>, _timeout: Duration) -> WebhookResult {
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        self.calls.lock().unwrap().push((url.to_owned(), body));
+        let mut answers = self.answers.lock().unwrap();
+        if answers.len() > 1 {
+            answers.remove(0)
+        } else {
+            answers[0].clone()
+        }
+    }
+}
+
+struct World {
+    dps: Dps,
+    a: Hub,
+    b: Hub,
+    webhook: Arc<FakeWebhook>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn world(limits: Limits) -> World {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = hub(HUB_A, dirs[1].path()).await;
+    let b = hub(HUB_B, dirs[2].path()).await;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dirs[0].path()).unwrap());
+    let mut policies = default_dps_policies();
+    policies[0].primary_key = KEY.into();
+    store
+        .dps_settings_or_init(DpsSettings {
+            id_scope: SCOPE.into(),
+            policies,
+            created_time: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let webhook = Arc::new(FakeWebhook::default());
+    let connector = StaticConnector::new()
+        .with(HUB_A, Arc::new(LocalHub(a.clone())))
+        .with(HUB_B, Arc::new(LocalHub(b.clone())));
+    let dps = Dps::open(store, vec!["dps.example".into()], None)
+        .await
+        .unwrap()
+        .with_services(Services {
+            connector: Arc::new(connector),
+            webhook: webhook.clone(),
+        })
+        .with_limits(limits);
+    for name in [HUB_A, HUB_B] {
+        dps.put_linked_hub(linked_hub(name), None).await.unwrap();
+    }
+    World {
+        dps,
+        a,
+        b,
+        webhook,
+        _dirs: dirs,
+    }
+}
+
+fn no_poll_limit() -> Limits {
+    Limits {
+        polls_per_window: 0,
+        ..Limits::default()
+    }
+}
+
+fn token(registration_id: &str, key: &str) -> String {
+    generate(
+        &format!("{SCOPE}/registrations/{registration_id}"),
+        key,
+        unix_now() + 3600,
+        Some("registration"),
+    )
+    .unwrap()
+}
+
+fn individual(id: &str, extra: Value) -> IndividualEnrollment {
+    let mut doc = json!({
+        "registrationId": id,
+        "attestation": {"type": "symmetricKey",
+            "symmetricKey": {"primaryKey": KEY, "secondaryKey": KEY}},
+    });
+    doc.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(doc).unwrap()
+}
+
+async fn attest(dps: &Dps, id: &str, key: &str) -> Attested {
+    dps.attest_symmetric_key(SCOPE, id, &token(id, key))
+        .await
+        .unwrap()
+}
+
+/// Registers and polls until the operation ends.
+async fn register(
+    dps: &Dps,
+    attested: Attested,
+    payload: Option<Value>,
+) -> RegistrationOperationStatus {
+    let id = attested.registration_id.clone();
+    let started = dps
+        .register(
+            attested,
+            DeviceRegistration {
+                registration_id: Some(id.clone()),
+                tpm: None,
+                payload,
+            },
+            Some("2019-03-31"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.status, RegistrationStatus::Assigning);
+    assert!(started.operation_id.starts_with("4."));
+    for _ in 0..200 {
+        let op = dps
+            .operation_status(&id, &started.operation_id)
+            .await
+            .unwrap();
+        if op.status != RegistrationStatus::Assigning {
+            assert_eq!(op.operation_id, started.operation_id);
+            return op;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the registration of {id} did not finish");
+}
+
+fn state(op: &RegistrationOperationStatus) -> &ironhub_dps::model::DeviceRegistrationState {
+    op.registration_state.as_ref().unwrap()
+}
+
+#[tokio::test]
+async fn an_individual_enrollment_provisions_its_device_with_its_keys_and_initial_twin() {
+    let w = world(no_poll_limit()).await;
+    let e = individual(
+        "reg-1",
+        json!({"deviceId": "dev-1", "iotHubHostName": HUB_B, "allocationPolicy": "static",
+               "capabilities": {"iotEdge": true},
+               "initialTwin": {"tags": {"site": "lab"}, "properties": {"desired": {"fw": "1.0"}}}}),
+    );
+    w.dps.create_or_update("reg-1", e, None).await.unwrap();
+    let op = register(&w.dps, attest(&w.dps, "reg-1", KEY).await, None).await;
+    assert_eq!(op.status, RegistrationStatus::Assigned);
+    let s = state(&op);
+    assert_eq!(s.assigned_hub.as_deref(), Some(HUB_B));
+    assert_eq!(s.device_id.as_deref(), Some("dev-1"));
+    assert_eq!(s.substatus, Some(Substatus::InitialAssignment));
+    assert!(s.etag.is_some() && s.created_date_time_utc.is_some());
+
+    let device = w.b.get_device("dev-1").await.unwrap();
+    assert_eq!(
+        device.authentication.symmetric_key.primary_key.as_deref(),
+        Some(KEY)
+    );
+    assert!(device.iot_edge);
+    assert!(
+        w.a.get_device("dev-1").await.is_err(),
+        "only the static hub"
+    );
+    let twin = w.b.get_twin("dev-1").await.unwrap();
+    assert_eq!(twin["tags"]["site"], "lab");
+    assert_eq!(twin["properties"]["desired"]["fw"], "1.0");
+
+    // The registration record, as the service API shows it.
+    let record = w.dps.get_registration("reg-1").await.unwrap();
+    assert_eq!(record.assigned_hub.as_deref(), Some(HUB_B));
+    assert_eq!(
+        w.dps.device_registration_status("reg-1").await.unwrap(),
+        record
+    );
+    // The enrollment shows its registration state.
+    let shown: IndividualEnrollment = w.dps.get("reg-1").await.unwrap();
+    assert_eq!(
+        shown.registration_state.unwrap().status,
+        RegistrationStatus::Assigned
+    );
+}
+
+#[tokio::test]
+async fn a_group_device_gets_the_derived_key_and_the_raw_group_key_is_refused() {
+    let w = world(no_poll_limit()).await;
+    let g: EnrollmentGroup = serde_json::from_value(json!({
+        "enrollmentGroupId": "g1",
+        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": KEY, "secondaryKey": KEY}},
+    }))
+    .unwrap();
+    w.dps.create_or_update("g1", g, None).await.unwrap();
+    let derived = derive_device_key(KEY, "AABBCCDDEEFF").unwrap();
+    assert!(
+        w.dps
+            .attest_symmetric_key(SCOPE, "AABBCCDDEEFF", &token("AABBCCDDEEFF", KEY))
+            .await
+            .is_err(),
+        "the group key itself is never a device key"
+    );
+    let op = register(&w.dps, attest(&w.dps, "AABBCCDDEEFF", &derived).await, None).await;
+    assert_eq!(op.status, RegistrationStatus::Assigned);
+    let hub_name = state(&op).assigned_hub.clone().unwrap();
+    let hub = if hub_name == HUB_A { &w.a } else { &w.b };
+    let device = hub.get_device("AABBCCDDEEFF").await.unwrap();
+    assert_eq!(
+        device.authentication.symmetric_key.primary_key.as_deref(),
+        Some(derived.as_str())
+    );
+    let listed = w.dps.query_registrations("g1", None, None).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+}
+
+#[tokio::test]
+async fn a_disabled_enrollment_ends_disabled_and_touches_no_hub() {
+    let w = world(no_poll_limit()).await;
+    let e = individual("reg-d", json!({"provisioningStatus": "disabled"}));
+    w.dps.create_or_update("reg-d", e, None).await.unwrap();
+    let op = register(&w.dps, attest(&w.dps, "reg-d", KEY).await, None).await;
+    assert_eq!(op.status, RegistrationStatus::Disabled);
+    assert_eq!(state(&op).status, RegistrationStatus::Disabled);
+    assert!(w.a.get_device("reg-d").await.is_err());
+    assert!(w.b.get_device("reg-d").await.is_err());
+    let record = w.dps.get_registration("reg-d").await.unwrap();
+    assert_eq!(record.status, RegistrationStatus::Disabled);
+    assert!(record.assigned_hub.is_none());
+}
+
+/// Moves the enrollment to the other hub (static) and registers again.
+async fn reprovision(w: &World, policy: Value, to: &str) -> RegistrationOperationStatus {
+    let e = individual(
+        "reg-r",
+        json!({"allocationPolicy": "static", "iotHubHostName": to, "reprovisionPolicy": policy,
+               "initialTwin": {"tags": {"initial": true}, "properties": {"desired": {"mode": "initial"}}}}),
+    );
+    w.dps.create_or_update("reg-r", e, Some("*")).await.unwrap();
+    register(&w.dps, attest(&w.dps, "reg-r", KEY).await, None).await
+}
+
+async fn first_on_a_with_a_changed_twin(w: &World) {
+    let e = individual(
+        "reg-r",
+        json!({"allocationPolicy": "static", "iotHubHostName": HUB_A,
+               "initialTwin": {"tags": {"initial": true}, "properties": {"desired": {"mode": "initial"}}}}),
+    );
+    w.dps.create_or_update("reg-r", e, None).await.unwrap();
+    let op = register(&w.dps, attest(&w.dps, "reg-r", KEY).await, None).await;
+    assert_eq!(state(&op).assigned_hub.as_deref(), Some(HUB_A));
+    w.a.update_twin(
+        "reg-r",
+        &json!({"tags": {"changed": 1}, "properties": {"desired": {"mode": "changed"}}}),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn reprovision_and_migrate_moves_the_twin_to_the_new_hub() {
+    let w = world(no_poll_limit()).await;
+    first_on_a_with_a_changed_twin(&w).await;
+    let op = reprovision(
+        &w,
+        json!({"updateHubAssignment": true, "migrateDeviceData": true}),
+        HUB_B,
+    )
+    .await;
+    let s = state(&op);
+    assert_eq!(s.assigned_hub.as_deref(), Some(HUB_B));
+    assert_eq!(s.substatus, Some(Substatus::DeviceDataMigrated));
+    assert!(
+        w.a.get_device("reg-r").await.is_err(),
+        "removed from the old hub"
+    );
+    let twin = w.b.get_twin("reg-r").await.unwrap();
+    assert_eq!(twin["tags"]["changed"], 1);
+    assert_eq!(twin["properties"]["desired"]["mode"], "changed");
+}
+
+#[tokio::test]
+async fn reprovision_and_reset_gives_the_initial_twin_on_the_new_hub() {
+    let w = world(no_poll_limit()).await;
+    first_on_a_with_a_changed_twin(&w).await;
+    let op = reprovision(
+        &w,
+        json!({"updateHubAssignment": true, "migrateDeviceData": false}),
+        HUB_B,
+    )
+    .await;
+    let s = state(&op);
+    assert_eq!(s.assigned_hub.as_deref(), Some(HUB_B));
+    assert_eq!(s.substatus, Some(Substatus::DeviceDataReset));
+    assert!(w.a.get_device("reg-r").await.is_err());
+    let twin = w.b.get_twin("reg-r").await.unwrap();
+    assert_eq!(twin["tags"]["initial"], true);
+    assert!(twin["tags"].get("changed").is_none());
+    assert_eq!(twin["properties"]["desired"]["mode"], "initial");
+}
+
+#[tokio::test]
+async fn never_reprovision_keeps_the_device_where_it_is() {
+    let w = world(no_poll_limit()).await;
+    first_on_a_with_a_changed_twin(&w).await;
+    let op = reprovision(
+        &w,
+        json!({"updateHubAssignment": false, "migrateDeviceData": false}),
+        HUB_B,
+    )
+    .await;
+    let s = state(&op);
+    assert_eq!(s.assigned_hub.as_deref(), Some(HUB_A));
+    assert_eq!(
+        s.substatus,
+        Some(Substatus::ReprovisionedToInitialAssignment)
+    );
+    assert!(w.b.get_device("reg-r").await.is_err());
+    let twin = w.a.get_twin("reg-r").await.unwrap();
+    assert_eq!(twin["properties"]["desired"]["mode"], "changed");
+}
+
+#[tokio::test]
+async fn custom_allocation_asks_the_webhook_and_returns_its_payload() {
+    let w = world(no_poll_limit()).await;
+    *w.webhook.answers.lock().unwrap() = vec![Ok((
+        200,
+        serde_json::to_vec(
+            &json!({"iotHubHostName": HUB_B, "payload": {"welcome": "aboard"},
+            "initialTwin": {"tags": {"from": "webhook"}}}),
+        )
+        .unwrap(),
+    ))];
+    let e = individual(
+        "reg-c",
+        json!({"allocationPolicy": "custom", "iotHubs": [HUB_A, HUB_B],
+               "customAllocationDefinition": {"webhookUrl": "https://alloc.example/api/f?code=K", "apiVersion": "2021-10-01"}}),
+    );
+    w.dps.create_or_update("reg-c", e, None).await.unwrap();
+    let op = register(
+        &w.dps,
+        attest(&w.dps, "reg-c", KEY).await,
+        Some(json!({"fw": "12.0"})),
+    )
+    .await;
+    assert_eq!(op.status, RegistrationStatus::Assigned, "{op:?}");
+    let s = state(&op);
+    assert_eq!(s.assigned_hub.as_deref(), Some(HUB_B));
+    assert_eq!(s.payload, Some(json!({"welcome": "aboard"})));
+    assert_eq!(
+        w.b.get_twin("reg-c").await.unwrap()["tags"]["from"],
+        "webhook"
+    );
+
+    let calls = w.webhook.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    let (url, body) = &calls[0];
+    assert_eq!(url, "https://alloc.example/api/f?code=K");
+    assert_eq!(body["individualEnrollment"]["registrationId"], "reg-c");
+    assert_eq!(
+        body["individualEnrollment"]["attestation"],
+        json!({"type": "symmetricKey"}),
+        "no keys are sent"
+    );
+    assert_eq!(body["deviceRuntimeContext"]["registrationId"], "reg-c");
+    assert_eq!(body["deviceRuntimeContext"]["symmetricKey"], json!({}));
+    assert_eq!(
+        body["deviceRuntimeContext"]["payload"],
+        json!({"fw": "12.0"})
+    );
+    assert_eq!(body["linkedHubs"], json!([HUB_A, HUB_B]));
+}
+
+#[tokio::test]
+async fn custom_allocation_failures_are_reported_with_dps_codes_and_create_nothing() {
+    let w = world(no_poll_limit()).await;
+    let e = individual(
+        "reg-f",
+        json!({"allocationPolicy": "custom",
+               "customAllocationDefinition": {"webhookUrl": "https://alloc.example/api/f", "apiVersion": "2021-10-01"}}),
+    );
+    w.dps.create_or_update("reg-f", e, None).await.unwrap();
+    for (answer, code) in [
+        (
+            Ok((400, b"Unrecognized device registration.".to_vec())),
+            400_207,
+        ),
+        (Ok((200, b"{\"iotHubHostName\":\"\"}".to_vec())), 400_208),
+        (Ok((401, Vec::new())), 400_209),
+        (
+            Ok((200, b"{\"iotHubHostName\":\"unlinked.example\"}".to_vec())),
+            400_207,
+        ),
+    ] {
+        *w.webhook.answers.lock().unwrap() = vec![answer];
+        let op = register(&w.dps, attest(&w.dps, "reg-f", KEY).await, None).await;
+        assert_eq!(op.status, RegistrationStatus::Failed);
+        assert_eq!(state(&op).error_code, Some(code), "{op:?}");
+        assert!(w.a.get_device("reg-f").await.is_err());
+        assert!(w.b.get_device("reg-f").await.is_err());
+    }
+    assert!(matches!(
+        w.dps.get_registration("reg-f").await,
+        Err(DpsError::RegistrationNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn polls_are_limited_per_device() {
+    let w = world(Limits::default()).await;
+    w.dps
+        .create_or_update("reg-p", individual("reg-p", json!({})), None)
+        .await
+        .unwrap();
+    let started = w
+        .dps
+        .register(
+            attest(&w.dps, "reg-p", KEY).await,
+            DeviceRegistration::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        w.dps
+            .operation_status("reg-p", &started.operation_id)
+            .await
+            .unwrap();
+    }
+    let e = w
+        .dps
+        .operation_status("reg-p", &started.operation_id)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 429);
+    assert_eq!(w.dps.retry_after(Some(&e)), 10);
+    // Another device is not affected; an unknown operation is a 404.
+    assert_eq!(
+        w.dps
+            .operation_status("reg-q", "4.x")
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn the_body_must_name_the_attested_registration() {
+    let w = world(no_poll_limit()).await;
+    w.dps
+        .create_or_update("reg-1", individual("reg-1", json!({})), None)
+        .await
+        .unwrap();
+    let e = w
+        .dps
+        .register(
+            attest(&w.dps, "reg-1", KEY).await,
+            DeviceRegistration {
+                registration_id: Some("someone-else".into()),
+                ..DeviceRegistration::default()
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert!(matches!(
+        w.dps.get_registration("reg-1").await,
+        Err(DpsError::RegistrationNotFound(_))
+    ));
+}
+
+// ---- X.509 -------------------------------------------------------------------------------
+
+struct Ca {
+    cert: rcgen::Certificate,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn ca(cn: &str, parent: Option<&Ca>) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = match parent {
+        Some(p) => params.signed_by(&key, &p.issuer).unwrap(),
+        None => params.self_signed(&key).unwrap(),
+    };
+    Ca {
+        cert,
+        issuer: Issuer::new(params, key),
+    }
+}
+
+fn leaf(cn: &str, issuer: Option<&Ca>) -> rcgen::Certificate {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    match issuer {
+        Some(i) => params.signed_by(&key, &i.issuer).unwrap(),
+        None => params.self_signed(&key).unwrap(),
+    }
+}
+
+fn der(certs: &[&rcgen::Certificate]) -> Vec<Vec<u8>> {
+    certs.iter().map(|c| c.der().to_vec()).collect()
+}
+
+#[tokio::test]
+async fn x509_individual_enrollments_match_the_device_certificate() {
+    let w = world(no_poll_limit()).await;
+    let own = leaf("x509-dev", None);
+    let other = leaf("x509-dev", None);
+    let e: IndividualEnrollment = serde_json::from_value(json!({
+        "registrationId": "x509-dev",
+        "attestation": {"type": "x509", "x509": {"clientCertificates": {"primary": {"certificate": own.pem()}}}},
+        "iotHubHostName": HUB_A, "allocationPolicy": "static",
+    }))
+    .unwrap();
+    w.dps.create_or_update("x509-dev", e, None).await.unwrap();
+    assert_eq!(
+        w.dps
+            .attest_x509(SCOPE, "x509-dev", &der(&[&other]))
+            .await
+            .unwrap_err()
+            .status(),
+        401,
+        "another certificate with the same CN"
+    );
+    assert_eq!(
+        w.dps
+            .attest_x509(SCOPE, "other-id", &der(&[&own]))
+            .await
+            .unwrap_err()
+            .status(),
+        401,
+        "the registration id must be the CN"
+    );
+    let attested = w
+        .dps
+        .attest_x509(SCOPE, "x509-dev", &der(&[&own]))
+        .await
+        .unwrap();
+    let op = register(&w.dps, attested, None).await;
+    assert_eq!(op.status, RegistrationStatus::Assigned);
+    let device = w.a.get_device("x509-dev").await.unwrap();
+    let (sha1, _) = ironhub_auth::thumbprints(own.der());
+    assert_eq!(
+        device
+            .authentication
+            .x509_thumbprint
+            .primary_thumbprint
+            .as_deref(),
+        Some(sha1.as_str())
+    );
+}
+
+#[tokio::test]
+async fn x509_groups_need_the_chain_to_a_verified_ca_through_their_certificate() {
+    let w = world(no_poll_limit()).await;
+    let root = ca("Fleet Root", None);
+    let intermediate = ca("Fleet Intermediate", Some(&root));
+    let device = leaf("group-dev-1", Some(&intermediate));
+    let g: EnrollmentGroup = serde_json::from_value(json!({
+        "enrollmentGroupId": "x509-group",
+        "attestation": {"type": "x509", "x509": {"signingCertificates": {"primary": {"certificate": intermediate.cert.pem()}}}},
+    }))
+    .unwrap();
+    w.dps.create_or_update("x509-group", g, None).await.unwrap();
+    let chain = der(&[&device, &intermediate.cert, &root.cert]);
+
+    // The root is uploaded but not verified: refused.
+    w.dps
+        .put_certificate("fleet-root", &root.cert.pem(), false, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.dps
+            .attest_x509(SCOPE, "group-dev-1", &chain)
+            .await
+            .unwrap_err()
+            .status(),
+        401
+    );
+    // Proof of possession verifies it.
+    let code = w
+        .dps
+        .generate_verification_code("fleet-root", None)
+        .await
+        .unwrap()
+        .verification_code
+        .unwrap();
+    let proof = leaf(&code, Some(&root));
+    w.dps
+        .verify_certificate("fleet-root", &proof.pem(), None)
+        .await
+        .unwrap();
+    // Without the intermediate, the chain does not reach the verified root.
+    assert_eq!(
+        w.dps
+            .attest_x509(SCOPE, "group-dev-1", &der(&[&device]))
+            .await
+            .unwrap_err()
+            .status(),
+        401
+    );
+    let attested = w
+        .dps
+        .attest_x509(SCOPE, "group-dev-1", &chain)
+        .await
+        .unwrap();
+    let op = register(&w.dps, attested, None).await;
+    assert_eq!(op.status, RegistrationStatus::Assigned, "{op:?}");
+    assert_eq!(
+        w.dps.get_registration("group-dev-1").await.unwrap().status,
+        RegistrationStatus::Assigned
+    );
+    // A device of another CA is not the group's.
+    let stranger_ca = ca("Other", None);
+    let stranger = leaf("stranger", Some(&stranger_ca));
+    assert_eq!(
+        w.dps
+            .attest_x509(SCOPE, "stranger", &der(&[&stranger, &stranger_ca.cert]))
+            .await
+            .unwrap_err()
+            .status(),
+        401
+    );
+}
