@@ -47,6 +47,82 @@ pub const TOKEN_VALIDITY_SECS: u64 = 3600;
 /// How long one request may take, connection included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A client for plain, unsigned HTTP(S) calls: the webhooks of DPS custom allocation. It
+/// speaks `http://` and `https://` (system roots plus `extra_ca_pems`).
+#[derive(Clone)]
+pub struct WebClient {
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for WebClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebClient")
+    }
+}
+
+impl WebClient {
+    pub fn new(extra_ca_pems: &[PathBuf]) -> Result<WebClient, ClientError> {
+        let tls = tls::client_config(extra_ca_pems)?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(WebClient {
+            http: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    /// `POST`s a JSON body to `url` and returns the status and body of the answer, whatever
+    /// the status, within `timeout`.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let host = url
+            .split_once("://")
+            .map_or(url, |(_, rest)| rest)
+            .split(['/', '?'])
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+            .header(header::ACCEPT, "application/json")
+            .header(
+                header::USER_AGENT,
+                concat!("ironhub/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ClientError::InvalidRequest(format!("cannot call {url}: {e}")))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| tls::classify(&host, &e))?;
+            let status = response.status().as_u16();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| tls::classify(&host, &e))?
+                .to_bytes();
+            Ok::<_, ClientError>((status, bytes.to_vec()))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                host: host.clone(),
+                seconds: timeout.as_secs(),
+            })?
+    }
+}
+
 /// A client for one hub, authenticated by a shared access policy's connection string.
 #[derive(Clone)]
 pub struct HubClient {

@@ -139,6 +139,23 @@ impl DpsError {
     }
 }
 
+impl DpsError {
+    /// DPS's error body, the same on every transport (`ProvisioningServiceErrorDetails`):
+    /// `{"errorCode", "trackingId", "message", "timestampUtc"}`.
+    pub fn body(&self) -> serde_json::Value {
+        let t: String = ironhub_auth::random_bytes(16)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        serde_json::json!({
+            "errorCode": self.code(),
+            "trackingId": format!("{}-{}-{}-{}-{}", &t[..8], &t[8..12], &t[12..16], &t[16..20], &t[20..]),
+            "message": self.to_string(),
+            "timestampUtc": crate::model::time::format(&chrono::Utc::now()),
+        })
+    }
+}
+
 impl From<ironhub_store::StoreError> for DpsError {
     fn from(e: ironhub_store::StoreError) -> Self {
         tracing::error!(error = %e, "store failure");

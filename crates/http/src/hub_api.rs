@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ironhub_auth::Rights;
@@ -21,8 +21,9 @@ use serde::de::DeserializeOwned;
 
 use crate::{ApiError, MAX_BODY_BYTES};
 
-/// The routes of the hub's service API, answering for `hub`.
-pub fn router(hub: Hub) -> Router {
+/// The routes of the hub's service API (the WebSocket endpoint, the fallbacks and the
+/// api-version check are added by [`crate::router`]).
+pub(crate) fn routes() -> Router<Hub> {
     Router::new()
         .route("/devices", get(list_devices).post(bulk))
         .route("/devices/", get(list_devices).post(bulk))
@@ -35,23 +36,16 @@ pub fn router(hub: Hub) -> Router {
             get(get_twin).patch(patch_twin).put(replace_twin),
         )
         .route("/twins/{id}/methods", post(invoke_method))
-        .route(crate::websocket::PATH, get(crate::websocket::upgrade))
         .route("/statistics/devices", get(registry_statistics))
         .route("/statistics/service", get(service_statistics))
         .merge(crate::c2d_api::routes())
         .merge(crate::events_api::routes())
-        .merge(crate::certificates_api::routes())
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .fallback(|uri: Uri| async move {
-            ApiError::not_found(&format!("The resource '{}'", uri.path()))
-        })
-        .layer(middleware::from_fn(check_api_version))
-        .with_state(hub)
+        .merge(crate::certificates_api::routes::<Hub>())
 }
 
 /// Accepts `api-version` values shaped like IoT Hub's (`2021-04-12`, `2020-05-31-preview`);
 /// a request without one is served as the newest version.
-async fn check_api_version(request: Request, next: Next) -> Response {
+pub(crate) async fn check_api_version(request: Request, next: Next) -> Response {
     let query = request.uri().query().unwrap_or("");
     for (k, v) in form_pairs(query) {
         if k == "api-version" && !valid_api_version(&v) {

@@ -1,4 +1,5 @@
-//! MQTT over WebSocket on the HTTPS port, at `/$iothub/websocket`, as IoT Hub serves it.
+//! MQTT over WebSocket on the HTTPS port, at `/$iothub/websocket`, as IoT Hub and DPS serve
+//! it (the same path for both: the MQTT CONNECT tells them apart).
 //!
 //! The upgrade answers with `Sec-WebSocket-Protocol: mqtt` (Node's `ws` aborts without it) and no
 //! extensions. Binary frames carry the MQTT byte stream: a packet may span frames and a frame
@@ -11,6 +12,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
+use ironhub_dps::Dps;
 use ironhub_hub::Hub;
 use ironhub_mqtt::ConnectionContext;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,9 +25,16 @@ pub const PATH: &str = "/$iothub/websocket";
 /// Size of the pipe between the WebSocket and the MQTT session.
 const PIPE_BYTES: usize = 64 * 1024;
 
+/// What an MQTT session over WebSocket may talk to.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub hub: Hub,
+    pub dps: Option<Dps>,
+}
+
 /// `GET /$iothub/websocket` with an upgrade to WebSocket.
 pub async fn upgrade(
-    State(hub): State<Hub>,
+    State(Services { hub, dps }): State<Services>,
     Extension(info): Extension<ConnectionInfo>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -34,6 +43,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| async move {
             let ctx = ConnectionContext {
                 hub,
+                dps,
                 peer: info.peer,
                 client_certificates: Arc::new(
                     info.client_certificates

@@ -22,7 +22,8 @@ fn chrono_hours(hours: u32) -> chrono::Duration {
 #[derive(Debug, Clone, Args, Default)]
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
-    /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format).
+    /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
+    /// trust_ca, dps_registrations_per_minute, dps_polls_per_device).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -57,6 +58,18 @@ pub struct ServeArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "IRONHUB_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// A CA certificate (PEM) to trust when the server calls out: hubs linked to its DPS by
+    /// connection string, custom allocation webhooks (repeatable; besides the system's roots).
+    #[arg(long = "trust-ca", env = "IRONHUB_TRUST_CA", value_delimiter = ',')]
+    pub trust_ca: Vec<PathBuf>,
+    /// Device registrations the DPS accepts per minute, 0 for no limit (Azure's default is
+    /// 200) [default: 0].
+    #[arg(long, env = "IRONHUB_DPS_REGISTRATIONS_PER_MINUTE")]
+    pub dps_registrations_per_minute: Option<u32>,
+    /// Registration status polls a device may make in 10 seconds, 0 for no limit (DPS allows
+    /// 5) [default: 5].
+    #[arg(long, env = "IRONHUB_DPS_POLLS_PER_DEVICE")]
+    pub dps_polls_per_device: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -82,6 +95,10 @@ struct FileConfig {
     retention_hours: Option<u32>,
     retention_mb_per_partition: Option<u64>,
     log_format: Option<LogFormat>,
+    #[serde(default)]
+    trust_ca: Option<OneOrMany>,
+    dps_registrations_per_minute: Option<u32>,
+    dps_polls_per_device: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +106,15 @@ struct FileConfig {
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(v) => vec![v],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// The settings the server runs with.
@@ -103,6 +129,10 @@ pub struct ServeConfig {
     /// What the event log keeps (enforced periodically while serving).
     pub retention: Retention,
     pub log_format: LogFormat,
+    /// CA certificates trusted for outgoing calls, besides the system's.
+    pub trust_ca: Vec<PathBuf>,
+    /// The DPS's limits on the device API.
+    pub dps_limits: ironhub_dps::Limits,
 }
 
 impl ServeArgs {
@@ -115,11 +145,29 @@ impl ServeArgs {
         let hostnames = if !self.hostnames.is_empty() {
             self.hostnames
         } else {
-            match file.hostname {
-                Some(OneOrMany::One(h)) => vec![h],
-                Some(OneOrMany::Many(h)) => h,
-                None => vec![],
-            }
+            file.hostname.map(OneOrMany::into_vec).unwrap_or_default()
+        };
+        let trust_ca = if !self.trust_ca.is_empty() {
+            self.trust_ca
+        } else {
+            file.trust_ca
+                .map(OneOrMany::into_vec)
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect()
+        };
+        let defaults = ironhub_dps::Limits::default();
+        let dps_limits = ironhub_dps::Limits {
+            registrations_per_minute: self
+                .dps_registrations_per_minute
+                .or(file.dps_registrations_per_minute)
+                .unwrap_or(defaults.registrations_per_minute),
+            polls_per_window: self
+                .dps_polls_per_device
+                .or(file.dps_polls_per_device)
+                .unwrap_or(defaults.polls_per_window),
+            ..defaults
         };
         let mut hostnames: Vec<String> = hostnames
             .into_iter()
@@ -173,6 +221,8 @@ impl ServeArgs {
                     * 1024,
             },
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            trust_ca,
+            dps_limits,
         })
     }
 }
@@ -197,6 +247,41 @@ mod tests {
         assert_eq!(c.retention, Retention::default());
         assert_eq!(c.retention.max_age, chrono::Duration::hours(24));
         assert_eq!(c.retention.max_bytes_per_partition, 256 * 1024 * 1024);
+        assert!(c.trust_ca.is_empty());
+        assert_eq!(c.dps_limits.registrations_per_minute, 0);
+        assert_eq!(c.dps_limits.polls_per_window, 5);
+    }
+
+    #[test]
+    fn dps_settings_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironhub.toml");
+        std::fs::write(
+            &file,
+            "trust_ca = [\"/etc/a.pem\", \"/etc/b.pem\"]\ndps_registrations_per_minute = 200\n",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(file.clone()),
+            dps_polls_per_device: Some(0),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            c.trust_ca,
+            [PathBuf::from("/etc/a.pem"), PathBuf::from("/etc/b.pem")]
+        );
+        assert_eq!(c.dps_limits.registrations_per_minute, 200);
+        assert_eq!(c.dps_limits.polls_per_window, 0);
+        let c = ServeArgs {
+            config: Some(file),
+            trust_ca: vec![PathBuf::from("/x.pem")],
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.trust_ca, [PathBuf::from("/x.pem")]);
     }
 
     #[test]

@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod config;
 pub mod identity;
+mod linked_hubs;
 mod mqtt_listener;
 pub mod serve;

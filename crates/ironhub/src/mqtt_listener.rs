@@ -1,8 +1,9 @@
-//! The MQTT-over-TLS listener (8883): TLS handshake, then an IoT Hub MQTT session.
+//! The MQTT-over-TLS listener (8883): TLS handshake, then an IoT Hub (or DPS) MQTT session.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use ironhub_dps::Dps;
 use ironhub_hub::Hub;
 use ironhub_mqtt::ConnectionContext;
 use tokio::net::TcpListener;
@@ -14,6 +15,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     hub: Hub,
+    dps: Option<Dps>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -25,6 +27,7 @@ pub async fn serve(
                     let _ = tcp.set_nodelay(true);
                     let acceptor = acceptor.clone();
                     let hub = hub.clone();
+                    let dps = dps.clone();
                     sessions.spawn(async move {
                         let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
                         let tls = match handshake {
@@ -38,7 +41,7 @@ pub async fn serve(
                             .peer_certificates()
                             .map(|c| c.iter().map(|c| c.to_vec()).collect())
                             .unwrap_or_default();
-                        let ctx = ConnectionContext { hub, peer, client_certificates: Arc::new(client_certificates) };
+                        let ctx = ConnectionContext { hub, dps, peer, client_certificates: Arc::new(client_certificates) };
                         ironhub_mqtt::serve(tls, ctx).await;
                     });
                 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ironhub_dps::{Dps, LinkedHub};
+use ironhub_dps::{Dps, LinkedHub, Services};
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{Endpoint, EventLog, LocalBus, Retention, SqliteEventLog, SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -100,28 +100,41 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     };
     store.set_endpoint(&endpoint).await?;
     // The DPS instance lives in the same server and answers to the same names; at its first
-    // start it links the server's own hub.
+    // start it links the server's own hub. It reaches its own hub in process and any other
+    // linked hub over HTTPS, trusting the system's roots, --trust-ca and its own CA.
+    let mut trust = config.trust_ca.clone();
+    trust.push(generated.ca.clone());
     let dps = Dps::open(
         store.clone(),
         config.hostnames.clone(),
         Some(own_linked_hub(&hub, &endpoint)?),
     )
-    .await?;
+    .await?
+    .with_services(Services {
+        connector: Arc::new(crate::linked_hubs::ServerConnector::new(
+            hub.clone(),
+            trust.clone(),
+        )),
+        webhook: Arc::new(crate::linked_hubs::HttpWebhook::new(&trust)?),
+    })
+    .with_limits(config.dps_limits.clone());
 
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(ironhub_http::serve_tls(
             https,
             https_tls,
-            ironhub_http::hub_router(hub.clone()),
+            ironhub_http::router(hub.clone(), Some(dps.clone())),
             stopped.clone(),
         )),
         tokio::spawn(crate::mqtt_listener::serve(
             mqtt,
             mqtt_tls,
             hub.clone(),
+            Some(dps.clone()),
             stopped.clone(),
         )),
+        tokio::spawn(measure_latencies(dps.clone(), stopped.clone())),
         tokio::spawn(enforce_retention(
             hub.events().clone(),
             config.retention,
@@ -165,6 +178,26 @@ fn own_linked_hub(hub: &Hub, endpoint: &Endpoint) -> anyhow::Result<LinkedHub> {
         location: None,
         etag: None,
     })
+}
+
+/// How often the round trips to the linked hubs are measured (lowest-latency allocation).
+const LATENCY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Measures the round trip from the DPS to each linked hub: soon after start, then every
+/// minute, until `shutdown`.
+async fn measure_latencies(dps: Dps, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(LATENCY_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match dps.measure_latencies().await {
+            Ok(measured) => tracing::debug!(?measured, "linked hub round trips"),
+            Err(e) => tracing::warn!(error = %e, "could not measure the linked hubs' latency"),
+        }
+    }
 }
 
 /// How often the event log's retention is enforced.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use ironhub_dps::Dps;
 use ironhub_hub::{DeviceIdentity, Hub, HubError, Telemetry};
 use ironhub_store::{Attachment, BusError, BusMessage, C2dMessage, C2dSettle, MethodResponse};
 use rumqttc::mqttbytes::v4::{
@@ -24,7 +25,7 @@ const MAX_PACKET: usize = 256 * 1024 + 64 * 1024;
 /// How long a client has to send CONNECT after the TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// IoT Hub's largest keep-alive; the server waits 1.5 times the keep-alive.
-const MAX_KEEP_ALIVE_SECS: u64 = 1177;
+pub(crate) const MAX_KEEP_ALIVE_SECS: u64 = 1177;
 /// Cloud-to-device messages sent at QoS 1 and not yet acknowledged, at most.
 const C2D_WINDOW: usize = 5;
 /// How often a session subscribed to cloud-to-device messages looks at its queue even without
@@ -36,6 +37,8 @@ const C2D_POLL: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone)]
 pub struct ConnectionContext {
     pub hub: Hub,
+    /// The Device Provisioning Service on the same endpoint, if the server has one.
+    pub dps: Option<Dps>,
     pub peer: SocketAddr,
     /// The TLS client certificate chain (DER, leaf first); empty when none was sent.
     pub client_certificates: Arc<Vec<Vec<u8>>>,
@@ -80,6 +83,13 @@ where
             return;
         }
     };
+    // The same endpoint serves DPS: its username is `{idScope}/registrations/{id}/…`.
+    if let Some(dps) = &ctx.dps
+        && let Some(user) = crate::provisioning::DpsUsername::of(dps, &connect)
+    {
+        crate::provisioning::serve(conn, dps.clone(), ctx.clone(), connect, user).await;
+        return;
+    }
     let admitted = match admit(&ctx, &connect).await {
         Ok(a) => a,
         Err(code) => {
@@ -187,15 +197,15 @@ async fn admit(ctx: &ConnectionContext, connect: &Connect) -> Result<Admitted, C
 }
 
 /// The socket, with a buffer of bytes read but not yet parsed.
-struct Conn<S> {
-    reader: ReadHalf<S>,
-    writer: WriteHalf<S>,
-    buf: BytesMut,
-    peer: SocketAddr,
+pub(crate) struct Conn<S> {
+    pub(crate) reader: ReadHalf<S>,
+    pub(crate) writer: WriteHalf<S>,
+    pub(crate) buf: BytesMut,
+    pub(crate) peer: SocketAddr,
 }
 
 #[derive(Debug)]
-enum ConnError {
+pub(crate) enum ConnError {
     Io(std::io::Error),
     Codec(CodecError),
 }
@@ -211,7 +221,7 @@ impl std::fmt::Display for ConnError {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// A complete packet from the buffer, if one is there.
-    fn parse(&mut self) -> Result<Option<Packet>, ConnError> {
+    pub(crate) fn parse(&mut self) -> Result<Option<Packet>, ConnError> {
         match Packet::read(&mut self.buf, MAX_PACKET) {
             Ok(p) => Ok(Some(p)),
             Err(CodecError::InsufficientBytes(_)) => Ok(None),
@@ -220,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Reads until a packet is complete; `None` at end of stream.
-    async fn next_packet(&mut self) -> Result<Option<Packet>, ConnError> {
+    pub(crate) async fn next_packet(&mut self) -> Result<Option<Packet>, ConnError> {
         loop {
             if let Some(p) = self.parse()? {
                 return Ok(Some(p));
@@ -237,7 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    async fn send(&mut self, packet: Packet) -> Result<(), ConnError> {
+    pub(crate) async fn send(&mut self, packet: Packet) -> Result<(), ConnError> {
         let mut out = BytesMut::with_capacity(packet.size() + 8);
         packet
             .write(&mut out, usize::MAX)

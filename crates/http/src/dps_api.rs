@@ -1,0 +1,469 @@
+//! The Device Provisioning Service's service REST API (api-version 2021-10-01, as
+//! `azure-iot-deviceprovisioning` and npm `azure-iot-provisioning-service` call it;
+//! `clients.md` §7), and ironhub's management calls for linked hubs.
+//!
+//! - `PUT|GET|DELETE /enrollments/{id}`, `POST /enrollments/{id}/attestationmechanism`,
+//!   `POST /enrollments/query`, `POST /enrollments` (bulk); the same under
+//!   `/enrollmentGroups`. Rights: EnrollmentRead to read, EnrollmentWrite to change.
+//! - `GET|DELETE /registrations/{id}`, `POST /registrations/{groupId}/query`. Rights:
+//!   RegistrationStatusRead, RegistrationStatusWrite.
+//! - `GET /dps/linkedHubs`, `PUT|GET|DELETE /dps/linkedHubs/{name}` with
+//!   `{"connectionString", "allocationWeight", "applyAllocationPolicy", "location"}`: in Azure
+//!   linked hubs are a property of the ARM resource (`az iot dps linked-hub`); ironhub serves
+//!   them here, with ServiceConfig. CA certificates are `/dps/certificates` (see
+//!   `certificates_api`).
+//!
+//! Paths are matched case-insensitively and with or without a trailing slash (Node's
+//! `/enrollmentgroups/…` and `/enrollments/`), see [`crate::normalize_path`]. Creates and
+//! updates answer 200, deletes 204, queries a JSON array with `x-ms-continuation` only when
+//! more pages follow. Errors have DPS's body, `{"errorCode", "trackingId", "message",
+//! "timestampUtc"}`, and an `x-ms-error-code` header.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ironhub_auth::Rights;
+use ironhub_dps::enrollments::Enrollment;
+use ironhub_dps::model::{
+    BulkEnrollmentGroupOperation, BulkEnrollmentOperation, EnrollmentGroup, IndividualEnrollment,
+    LinkedHub, QuerySpecification,
+};
+use ironhub_dps::query::QueryPage;
+use ironhub_dps::{Dps, DpsError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::hub_api::{if_match, json_body};
+use crate::read_body;
+
+/// A DPS error as DPS renders it, with the `retry-after` to send (for 429, and for an
+/// operation still assigning).
+#[derive(Debug)]
+pub struct DpsApiError {
+    pub error: DpsError,
+    pub retry_after: Option<u32>,
+}
+
+impl From<DpsError> for DpsApiError {
+    fn from(error: DpsError) -> Self {
+        DpsApiError {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for DpsApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, json_body(&self.error.body())).into_response();
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.error.code().to_string()) {
+            headers.insert("x-ms-error-code", v);
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// Authorizes a service call with a DPS shared access policy that has `needed`.
+pub(crate) fn authorize_dps(
+    dps: &Dps,
+    headers: &HeaderMap,
+    needed: Rights,
+) -> Result<(), DpsApiError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    dps.authorize_service(header, needed)?;
+    Ok(())
+}
+
+/// Reads a JSON body; an empty one (the SDKs POST some calls with none) is `T::default()`
+/// when `empty` is given.
+async fn read_json<T: DeserializeOwned>(body: Body, empty: Option<T>) -> Result<T, DpsApiError> {
+    let bytes = read_body(body)
+        .await
+        .map_err(|e| DpsError::BadRequest(e.to_string()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return empty.ok_or_else(|| DpsError::BadRequest("The request has no body.".into()).into());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        DpsError::BadRequest(format!(
+            "The request body is not valid JSON for this operation: {e}."
+        ))
+        .into()
+    })
+}
+
+/// The `{id}` of a path, or DPS's 400.
+fn id_of(path: Result<Path<String>, PathRejection>) -> Result<String, DpsApiError> {
+    path.map(|Path(id)| id)
+        .map_err(|e| DpsError::BadRequest(format!("The id in the path is not valid: {e}.")).into())
+}
+
+/// A JSON answer with the record's quoted etag as `ETag`.
+fn with_etag<T: Serialize>(value: &T, etag: Option<&str>) -> Response {
+    let mut response = json_body(value);
+    if let Some(tag) = etag
+        && let Ok(v) = HeaderValue::from_str(&format!("\"{tag}\""))
+    {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// `x-ms-max-item-count` and `x-ms-continuation` of a query request.
+fn paging(headers: &HeaderMap) -> Result<(Option<usize>, Option<String>), DpsApiError> {
+    let max = match headers
+        .get("x-ms-max-item-count")
+        .and_then(|v| v.to_str().ok())
+    {
+        None => None,
+        Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
+            DpsError::BadRequest(format!(
+                "x-ms-max-item-count must be a whole number, not '{v}'."
+            ))
+        })?),
+    };
+    let continuation = headers
+        .get("x-ms-continuation")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok((max, continuation))
+}
+
+/// A page of a query: the items, `x-ms-item-type`, and `x-ms-continuation` only when more
+/// follow (Node reads an empty header as "more", `clients.md` §7).
+fn page_response<T: Serialize>(
+    page: &QueryPage<T>,
+    item_type: &'static str,
+    max: usize,
+) -> Response {
+    let mut response = json_body(&page.items);
+    let headers = response.headers_mut();
+    headers.insert("x-ms-item-type", HeaderValue::from_static(item_type));
+    headers.insert("x-ms-max-item-count", HeaderValue::from(max));
+    if let Some(token) = &page.continuation
+        && let Ok(v) = HeaderValue::from_str(token)
+    {
+        headers.insert("x-ms-continuation", v);
+    }
+    response
+}
+
+/// The service routes, answering for `dps`.
+pub(crate) fn routes() -> Router<Dps> {
+    Router::new()
+        .merge(enrollment_routes::<IndividualEnrollment>("/enrollments"))
+        .merge(enrollment_routes::<EnrollmentGroup>("/enrollmentGroups"))
+        .route("/enrollments", post(bulk_enrollments))
+        .route("/enrollmentGroups", post(bulk_groups))
+        .route(
+            "/registrations/{id}",
+            get(get_registration).delete(delete_registration),
+        )
+        .route("/registrations/{id}/query", post(query_registrations))
+        .route("/dps/linkedHubs", get(list_linked_hubs))
+        .route(
+            "/dps/linkedHubs/{name}",
+            get(get_linked_hub)
+                .put(put_linked_hub)
+                .delete(delete_linked_hub),
+        )
+        .merge(crate::certificates_api::routes::<Dps>())
+}
+
+/// What the routes of one kind of enrollment need to know of it.
+trait Kind: Enrollment {
+    /// `x-ms-item-type` of a query.
+    const ITEM_TYPE: &'static str;
+}
+
+impl Kind for IndividualEnrollment {
+    const ITEM_TYPE: &'static str = "enrollment";
+}
+
+impl Kind for EnrollmentGroup {
+    const ITEM_TYPE: &'static str = "enrollmentGroup";
+}
+
+fn enrollment_routes<E: Kind>(prefix: &str) -> Router<Dps> {
+    Router::new()
+        .route(
+            &format!("{prefix}/{{id}}"),
+            get(get_enrollment::<E>)
+                .put(put_enrollment::<E>)
+                .delete(delete_enrollment::<E>),
+        )
+        .route(
+            &format!("{prefix}/{{id}}/attestationmechanism"),
+            post(attestation_mechanism::<E>),
+        )
+        .route(&format!("{prefix}/query"), post(query_enrollments::<E>))
+}
+
+async fn put_enrollment<E: Kind>(
+    State(dps): State<Dps>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::ENROLLMENT_WRITE)?;
+    let id = id_of(path)?;
+    let enrollment: E = read_json(body, None).await?;
+    let written = dps
+        .create_or_update(&id, enrollment, if_match(&headers))
+        .await?;
+    tracing::info!(target: "ServiceOperations", kind = E::KIND, id = %id, "enrollment created or updated");
+    Ok(with_etag(&written, written.settings().etag.as_deref()))
+}
+
+async fn get_enrollment<E: Kind>(
+    State(dps): State<Dps>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::ENROLLMENT_READ)?;
+    let id = id_of(path)?;
+    let e: E = dps.get(&id).await?;
+    Ok(with_etag(&e, e.settings().etag.as_deref()))
+}
+
+async fn delete_enrollment<E: Kind>(
+    State(dps): State<Dps>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::ENROLLMENT_WRITE)?;
+    let id = id_of(path)?;
+    dps.delete::<E>(&id, if_match(&headers)).await?;
+    tracing::info!(target: "ServiceOperations", kind = E::KIND, id = %id, "enrollment deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn attestation_mechanism<E: Kind>(
+    State(dps): State<Dps>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, DpsApiError> {
+    // The mechanism carries the keys: reading it is a write-level right, as in DPS.
+    authorize_dps(&dps, &headers, Rights::ENROLLMENT_WRITE)?;
+    let id = id_of(path)?;
+    Ok(json_body(&dps.attestation_mechanism::<E>(&id).await?))
+}
+
+async fn query_enrollments<E: Kind>(
+    State(dps): State<Dps>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::ENROLLMENT_READ)?;
+    let spec: QuerySpecification = read_json(body, Some(QuerySpecification::default())).await?;
+    let (max, continuation) = paging(&headers)?;
+    let page = dps.query::<E>(&spec, max, continuation.as_deref()).await?;
+    Ok(page_response(
+        &page,
+        E::ITEM_TYPE,
+        ironhub_dps::query::page_size(max),
+    ))
+}
+
+async fn bulk_enrollments(
+    State(dps): State<Dps>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::ENROLLMENT_WRITE)?;
+    let op: BulkEnrollmentOperation = read_json(body, None).await?;
+    let result = dps.bulk(op.mode, &op.enrollments).await?;
+    tracing::info!(target: "ServiceOperations", items = op.enrollments.len(), ok = result.is_successful, "bulk enrollment operation");
+    Ok(json_body(&result))
+}
+
+async fn bulk_groups(
+    State(dps): State<Dps>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::ENROLLMENT_WRITE)?;
+    let op: BulkEnrollmentGroupOperation = read_json(body, None).await?;
+    let result = dps.bulk(op.mode, &op.enrollment_groups).await?;
+    tracing::info!(target: "ServiceOperations", items = op.enrollment_groups.len(), ok = result.is_successful, "bulk enrollment group operation");
+    Ok(json_body(&result))
+}
+
+async fn get_registration(
+    State(dps): State<Dps>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::REGISTRATION_STATUS_READ)?;
+    let id = id_of(path)?;
+    let state = dps.get_registration(&id).await?;
+    Ok(with_etag(&state, state.etag.as_deref()))
+}
+
+async fn delete_registration(
+    State(dps): State<Dps>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::REGISTRATION_STATUS_WRITE)?;
+    let id = id_of(path)?;
+    dps.delete_registration(&id, if_match(&headers)).await?;
+    tracing::info!(target: "ServiceOperations", registration_id = %id, "registration deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn query_registrations(
+    State(dps): State<Dps>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::REGISTRATION_STATUS_READ)?;
+    let group = id_of(path)?;
+    // Python sends no body, Node a query specification: either is fine.
+    let _spec: QuerySpecification = read_json(body, Some(QuerySpecification::default())).await?;
+    let (max, continuation) = paging(&headers)?;
+    let page = dps
+        .query_registrations(&group, max, continuation.as_deref())
+        .await?;
+    Ok(page_response(
+        &page,
+        "deviceRegistration",
+        ironhub_dps::query::page_size(max),
+    ))
+}
+
+/// A linked hub as the API shows it: the connection string's key is never shown.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkedHubView {
+    name: String,
+    connection_string: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocation_weight: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    apply_allocation_policy: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+}
+
+impl From<&LinkedHub> for LinkedHubView {
+    fn from(h: &LinkedHub) -> Self {
+        // Azure masks the key the same way (`SharedAccessKey=****`, seed 004 L819).
+        let masked = h
+            .connection_string
+            .split(';')
+            .map(|part| match part.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("SharedAccessKey") => format!("{k}=****"),
+                _ => part.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(";");
+        LinkedHubView {
+            name: h.name.clone(),
+            connection_string: masked,
+            allocation_weight: h.allocation_weight,
+            apply_allocation_policy: h.apply_allocation_policy,
+            location: h.location.clone(),
+            etag: h.etag.clone(),
+        }
+    }
+}
+
+/// `PUT /dps/linkedHubs/{name}` body; the name comes from the path.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkedHubBody {
+    connection_string: Option<String>,
+    allocation_weight: Option<u32>,
+    apply_allocation_policy: Option<bool>,
+    location: Option<String>,
+}
+
+async fn list_linked_hubs(
+    State(dps): State<Dps>,
+    headers: HeaderMap,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
+    let hubs: Vec<LinkedHubView> = dps
+        .list_linked_hubs()
+        .await?
+        .iter()
+        .map(LinkedHubView::from)
+        .collect();
+    Ok(json_body(&serde_json::json!({ "value": hubs })))
+}
+
+async fn get_linked_hub(
+    State(dps): State<Dps>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
+    let name = id_of(path)?;
+    let hub = dps.get_linked_hub(&name).await?;
+    Ok(with_etag(&LinkedHubView::from(&hub), hub.etag.as_deref()))
+}
+
+async fn put_linked_hub(
+    State(dps): State<Dps>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
+    let name = id_of(path)?;
+    let b: LinkedHubBody = read_json(body, None).await?;
+    let tag = if_match(&headers);
+    // An update may leave the connection string out: the link keeps its own.
+    let connection_string = match (b.connection_string, tag) {
+        (Some(cs), _) => cs,
+        (None, Some(_)) => dps.get_linked_hub(&name).await?.connection_string,
+        (None, None) => {
+            return Err(DpsError::BadRequest(
+                "Linking a hub needs its connectionString (an iothubowner-level policy).".into(),
+            )
+            .into());
+        }
+    };
+    let hub = dps
+        .put_linked_hub(
+            LinkedHub {
+                name: name.clone(),
+                connection_string,
+                allocation_weight: b.allocation_weight,
+                apply_allocation_policy: b.apply_allocation_policy,
+                location: b.location,
+                etag: None,
+            },
+            tag,
+        )
+        .await?;
+    tracing::info!(target: "ServiceOperations", hub = %name, "linked hub created or updated");
+    Ok(with_etag(&LinkedHubView::from(&hub), hub.etag.as_deref()))
+}
+
+async fn delete_linked_hub(
+    State(dps): State<Dps>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, DpsApiError> {
+    authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
+    let name = id_of(path)?;
+    dps.delete_linked_hub(&name, if_match(&headers)).await?;
+    tracing::info!(target: "ServiceOperations", hub = %name, "linked hub deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

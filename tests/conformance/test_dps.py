@@ -1,0 +1,145 @@
+"""The Device Provisioning Service against the real Python SDKs: the service SDK
+(`azure-iot-deviceprovisioning`) manages enrollments, groups and registrations; the device SDK's
+`ProvisioningDeviceClient` registers over MQTT and over WebSocket (symmetric key, individual
+and group); each provisioned device then connects to its assigned hub with `IoTHubDeviceClient`
+and sends telemetry that the hub's event log holds."""
+
+from __future__ import annotations
+
+import pytest
+from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient
+from azure.iot.deviceprovisioning import DeviceProvisioningClient
+
+from dps_helpers import derive, dps_info, error_chain, new_key, stored_events, wait_for
+
+IRONHUB_ADDRESS = "127.0.0.10"
+
+
+@pytest.fixture(scope="module")
+def dps(hub):
+    """The service SDK's client, with the DPS connection string `ironhub info` prints."""
+    return DeviceProvisioningClient.from_connection_string(
+        dps_info(hub)["serviceConnectionString"], connection_verify=hub.ca_file
+    )
+
+
+def ca_pem(hub) -> str:
+    with open(hub.ca_file) as f:
+        return f.read()
+
+
+def provision(hub, registration_id: str, key: str, websockets: bool, payload=None):
+    client = ProvisioningDeviceClient.create_from_symmetric_key(
+        provisioning_host=hub.address,
+        registration_id=registration_id,
+        id_scope=dps_info(hub)["idScope"],
+        symmetric_key=key,
+        server_verification_cert=ca_pem(hub),
+        websockets=websockets,
+    )
+    if payload is not None:
+        client.provisioning_payload = payload
+    return client.register()
+
+
+def send_from_assigned_hub(hub, result, key: str, text: str) -> None:
+    """Connects the provisioned device to its hub and sends one message, as the samples do."""
+    state = result.registration_state
+    device = IoTHubDeviceClient.create_from_symmetric_key(
+        symmetric_key=key,
+        hostname=state.assigned_hub,
+        device_id=state.device_id,
+        server_verification_cert=ca_pem(hub),
+    )
+    try:
+        device.connect()
+        device.send_message(Message(text))
+    finally:
+        device.shutdown()
+    wait_for(
+        lambda: text in [e["body"] for e in stored_events(hub, state.device_id)],
+        what=f"{state.device_id}'s telemetry in the event log",
+    )
+
+
+@pytest.mark.parametrize("websockets", [False, True], ids=["mqtt", "websocket"])
+def test_individual_symmetric_key_enrollment(hub, dps, websockets):
+    rid = f"py-ind-{'ws' if websockets else 'mqtt'}"
+    key, second = new_key(), new_key()
+    created = dps.enrollment.create_or_update(
+        id=rid,
+        enrollment={
+            "registrationId": rid,
+            "attestation": {"type": "symmetricKey",
+                            "symmetricKey": {"primaryKey": key, "secondaryKey": second}},
+            "initialTwin": {"tags": {"site": "lab"}, "properties": {"desired": {"fw": "1.0"}}},
+        },
+    )
+    assert created["registrationId"] == rid
+    assert created["provisioningStatus"] == "enabled"
+    assert created["etag"]
+    # A read shows no keys; the attestation mechanism call does.
+    shown = dps.enrollment.get(id=rid)
+    assert shown["attestation"] == {"type": "symmetricKey", "symmetricKey": {}}
+    mechanism = dps.enrollment.get_attestation_mechanism(id=rid)
+    assert mechanism["symmetricKey"]["primaryKey"] == key
+
+    result = provision(hub, rid, key, websockets, payload={"fw": "0.9"})
+    assert result.status == "assigned"
+    state = result.registration_state
+    assert state.assigned_hub == hub.hostname
+    assert state.device_id == rid
+    assert state.sub_status == "initialAssignment"
+
+    # The hub has the device with the enrollment's keys and its initial twin.
+    rm = hub.registry_manager()
+    device = rm.get_device(rid)
+    assert device.authentication.symmetric_key.primary_key == key
+    assert device.authentication.symmetric_key.secondary_key == second
+    twin = rm.get_twin(rid)
+    assert twin.tags == {"site": "lab"}
+    assert twin.properties.desired["fw"] == "1.0"
+
+    # The registration record, through the service SDK.
+    record = dps.device_registration_state.get(id=rid)
+    assert record["status"] == "assigned"
+    assert record["assignedHub"] == hub.hostname
+
+    send_from_assigned_hub(hub, result, key, f"hello from {rid}")
+
+    # The secondary key registers the same device again.
+    again = provision(hub, rid, second, websockets)
+    assert again.status == "assigned"
+    assert again.registration_state.device_id == rid
+
+
+@pytest.mark.parametrize("websockets", [False, True], ids=["mqtt", "websocket"])
+def test_group_symmetric_key_enrollment_with_derived_keys(hub, dps, websockets):
+    gid = f"py-group-{'ws' if websockets else 'mqtt'}"
+    created = dps.enrollment_group.create_or_update(
+        id=gid,
+        enrollment_group={"enrollmentGroupId": gid,
+                          "attestation": {"type": "symmetricKey", "symmetricKey": {}}},
+    )
+    assert created["enrollmentGroupId"] == gid
+    group_key = dps.enrollment_group.get_attestation_mechanism(id=gid)["symmetricKey"]["primaryKey"]
+    assert len(group_key) == 88, "a generated key is 64 bytes"
+
+    rid = f"{gid}-dev1"
+    device_key = derive(group_key, rid)
+    result = provision(hub, rid, device_key, websockets)
+    assert result.status == "assigned"
+    assert result.registration_state.device_id == rid
+    rm = hub.registry_manager()
+    assert rm.get_device(rid).authentication.symmetric_key.primary_key == device_key
+    send_from_assigned_hub(hub, result, device_key, f"hello from {rid}")
+
+    records = list(dps.device_registration_state.query(id=gid))
+    assert [r["registrationId"] for r in records] == [rid]
+
+    # The group key itself is not a device key: refused, and nothing is created.
+    with pytest.raises(Exception) as refused:
+        provision(hub, f"{gid}-raw", group_key, websockets)
+    assert "status code 401" in error_chain(refused.value)
+    with pytest.raises(Exception):
+        rm.get_device(f"{gid}-raw")
