@@ -143,3 +143,114 @@ def test_group_symmetric_key_enrollment_with_derived_keys(hub, dps, websockets):
     assert "status code 401" in error_chain(refused.value)
     with pytest.raises(Exception):
         rm.get_device(f"{gid}-raw")
+
+
+# ---- Tasmota (xdrv_02_9_mqtt.ino, USE_MQTT_AZURE_DPS_*) -----------------------------------
+
+
+def tasmota_encode(s: str) -> str:
+    """`urlEncodeBase64`: only `+ = /` are encoded."""
+    return s.replace("+", "%2B").replace("=", "%3D").replace("/", "%2F")
+
+
+def tasmota_sign(data: str, key: str) -> str:
+    """`Sha256Sign`: base64(HMAC-SHA256(base64decode(key), data))."""
+    import base64
+    import hashlib
+    import hmac
+
+    return base64.b64encode(hmac.new(base64.b64decode(key), data.encode(), hashlib.sha256).digest()).decode()
+
+
+def tasmota_tls():
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # BearSSL: TLS 1.2 only
+    ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")
+    return ctx
+
+
+def test_tasmota_https_provisioning_then_mqtt(hub, dps):
+    """Byte for byte what `ProvisionAzureDPS()` sends: a group enrollment's key derived on the
+    device over its upper-case MAC, a PUT that must answer exactly 202 with "assigning", up to
+    four GETs (the first at once, then after 1, 2 and 3 s) that must find the compact
+    `"status":"assigned"`; then its MQTT session to the assigned hub with the derived key."""
+    import http.client
+    import json
+    import time
+
+    import paho.mqtt.client as paho
+
+    group = dps.enrollment_group.create_or_update(
+        id="tasmota-fleet",
+        enrollment_group={"enrollmentGroupId": "tasmota-fleet",
+                          "attestation": {"type": "symmetricKey", "symmetricKey": {}}},
+    )
+    assert group["enrollmentGroupId"] == "tasmota-fleet"
+    psk = dps.enrollment_group.get_attestation_mechanism(id="tasmota-fleet")["symmetricKey"]["primaryKey"]
+    scope = dps_info(hub)["idScope"]
+    mac = "A0B1C2D3E4F5"  # WiFi.macAddress() without the colons
+    device_key = tasmota_sign(mac, psk)
+    ttl = int(time.time()) + 3600
+    sr = tasmota_encode(f"{scope}/registrations/{mac}")
+    sig = tasmota_encode(tasmota_sign(f"{sr}\n{ttl}", device_key))
+    token = f"SharedAccessSignature sr={sr}&sig={sig}&skn=registration&se={ttl}"
+    headers = {"User-Agent": "Tasmota", "Content-Type": "application/json",
+               "Content-Encoding": "utf-8", "Authorization": token}
+
+    ctx = tasmota_tls()
+    ctx.load_verify_locations(hub.ca_file)
+    conn = http.client.HTTPSConnection(hub.address, 443, context=ctx, timeout=30)
+    conn.request("PUT", f"/{scope}/registrations/{mac}/register?api-version=2019-03-31",
+                 body='{"registrationId": "' + mac + '"}', headers=headers)
+    response = conn.getresponse()
+    body = response.read().decode()
+    assert response.status == 202, body  # HTTP_CODE_ACCEPTED, or Tasmota restarts
+    assert '"assigning"' in body
+    operation_id = json.loads(body)["operationId"]
+
+    assigned = None
+    for counter in range(1, 5):
+        conn.request("GET", f"/{scope}/registrations/{mac}/operations/{operation_id}?api-version=2019-03-31",
+                     headers=headers)
+        response = conn.getresponse()
+        text = response.read().decode()
+        if response.status == 200 and text.find('"status":"assigned"') > 0:
+            assigned = json.loads(text)
+            break
+        assert response.status == 202, text
+        time.sleep(counter)
+    conn.close()
+    assert assigned, "Tasmota gives up after four polls"
+    state = assigned["registrationState"]
+    device_id, iot_hub = state["deviceId"], state["assignedHub"]
+    assert device_id == mac and iot_hub == hub.hostname
+
+    # The MQTT session Tasmota opens next: username `{host}/{deviceId}` (no api-version),
+    # the SAS of AzurePSKtoToken with the derived key, its LWT as Will.
+    sr = tasmota_encode(f"{iot_hub}/devices/{device_id}")
+    se = int(time.time()) + 86400
+    signature = tasmota_encode(tasmota_sign(f"{sr}\n{se}", device_key))
+    password = f"SharedAccessSignature sr={sr}&sig={signature}&se={se}"
+    c = paho.Client(client_id=device_id, clean_session=True, protocol=paho.MQTTv311)
+    c.username_pw_set(f"{iot_hub}/{device_id}", password)
+    c.will_set(f"tele/{device_id}/LWT", "Offline", qos=1, retain=True)
+    mctx = tasmota_tls()
+    mctx.load_verify_locations(hub.ca_file)
+    c.tls_set_context(mctx)
+    connack = []
+    c.on_connect = lambda *a: connack.append(a[3])
+    c.connect(hub.address, 8883, keepalive=30)
+    c.loop_start()
+    try:
+        wait_for(lambda: connack, what="CONNACK")
+        assert connack == [0]
+        info = c.publish(f"devices/{device_id}/messages/events/topic=tele%2F{device_id}%2FSTATE",
+                         '{"POWER":"ON"}', qos=0, retain=True)
+        info.wait_for_publish(20)
+        events = wait_for(lambda: stored_events(hub, device_id), what="Tasmota's telemetry")
+        assert events[0]["applicationProperties"]["topic"] == f"tele/{device_id}/STATE"
+    finally:
+        c.loop_stop()
+        c.disconnect()
