@@ -33,6 +33,14 @@ CLI_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 200
 
 
+def loopback(address: str) -> str:
+    """A module's loopback address, moved to another /24 when `IRONHUB_TEST_NET` is set
+    (e.g. `IRONHUB_TEST_NET=127.0.1` turns 127.0.0.5 into 127.0.1.5), so that two checkouts
+    can run the suite side by side."""
+    net = os.environ.get("IRONHUB_TEST_NET")
+    return f"{net}.{address.rsplit('.', 1)[1]}" if net else address
+
+
 def ironhub_bin() -> str:
     path = os.environ.get("IRONHUB_BIN")
     if not path:
@@ -94,8 +102,9 @@ def _listening(addr: tuple[str, int]) -> bool:
 class IronHub:
     """One `ironhub serve` process on `address`, with its data in `workdir/data`."""
 
-    def __init__(self, address: str, workdir: Path):
+    def __init__(self, address: str, workdir: Path, extra_args: list[str] | None = None):
         self.address = address
+        self.extra_args = extra_args or []
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.stdout_path = workdir / "server.stdout"
@@ -120,6 +129,7 @@ class IronHub:
             f"{self.address}:443",
             "--mqtt-listen",
             f"{self.address}:8883",
+            *self.extra_args,
         ]
 
     def start(self) -> None:
@@ -254,7 +264,7 @@ class IronHub:
 @pytest.fixture(scope="module")
 def hub(request):
     """The module's running server. Module-scoped: tests in a module share one server."""
-    address = getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS)
+    address = loopback(getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS))
     workdir = Path(tempfile.mkdtemp(prefix=f"ironhub-{request.module.__name__}-"))
     server = IronHub(address, workdir)
     saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
