@@ -6,7 +6,11 @@ only thing that can differ. A module picks its address with a module-level const
 
     IRONHUB_ADDRESS = "127.0.0.3"
 
-(the default is 127.0.0.2). Tests get the running server through the `hub` fixture, which offers
+(the default is 127.0.0.2). `IRONHUB_TEST_NET` (default `127.0.0`) replaces the address's first
+three octets, so two checkouts can run the suite side by side on one machine: with
+`IRONHUB_TEST_NET=127.0.1`, 127.0.0.5 becomes 127.0.1.5. A module that needs its address at
+import time writes `IRONHUB_ADDRESS = test_address("127.0.0.5")`. Tests get the running server
+through the `hub` fixture, which offers
 `kill9()`, `restart()`, the connection string, the CA file, and `registry_manager()`.
 
 The binary is `$IRONHUB_BIN` (`scripts/test` sets it to the freshly built debug binary).
@@ -27,10 +31,23 @@ from pathlib import Path
 import pytest
 
 DEFAULT_ADDRESS = "127.0.0.2"
+TEST_NET = os.environ.get("IRONHUB_TEST_NET", "127.0.0")
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 CLI_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 200
+
+
+def test_address(address: str) -> str:
+    """`address` moved into the `IRONHUB_TEST_NET` network: its first three octets replaced.
+    Idempotent, so the `hub` fixture applies it again to whatever a module declared."""
+    net = TEST_NET.split(".")
+    if len(net) != 3 or not all(o.isdigit() and 0 <= int(o) <= 255 for o in net):
+        pytest.fail(f"IRONHUB_TEST_NET={TEST_NET!r} is not three octets such as 127.0.1", pytrace=False)
+    return ".".join(net + [address.split(".")[3]])
+
+
+test_address.__test__ = False  # not a test, despite its name
 
 
 def ironhub_bin() -> str:
@@ -254,7 +271,7 @@ class IronHub:
 @pytest.fixture(scope="module")
 def hub(request):
     """The module's running server. Module-scoped: tests in a module share one server."""
-    address = getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS)
+    address = test_address(getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS))
     workdir = Path(tempfile.mkdtemp(prefix=f"ironhub-{request.module.__name__}-"))
     server = IronHub(address, workdir)
     saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")

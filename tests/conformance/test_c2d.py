@@ -26,7 +26,9 @@ from pathlib import Path
 import pytest
 import requests
 
-IRONHUB_ADDRESS = HOST = "127.0.0.6"
+from conftest import test_address
+
+IRONHUB_ADDRESS = HOST = test_address("127.0.0.6")
 API = "api-version=2021-04-12"
 
 
