@@ -97,6 +97,11 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         host_names: config.hostnames.clone(),
         https_port: https_addr.port(),
         mqtt_port: mqtt_addr.port(),
+        https_listen: Some(https_addr),
+        tls_certificate: config
+            .tls_cert
+            .as_ref()
+            .map(|(cert, _)| std::path::absolute(cert).unwrap_or_else(|_| cert.clone())),
     };
     store.set_endpoint(&endpoint).await?;
     // The DPS instance lives in the same server and answers to the same names; at its first
