@@ -50,6 +50,17 @@ def test_address(address: str) -> str:
 test_address.__test__ = False  # not a test, despite its name
 
 
+def require_tool(name: str) -> None:
+    """Skips when a command-line tool is missing; in CI (`CI=true`) fails instead, so that a
+    scenario cannot disappear from the suite silently."""
+    if shutil.which(name):
+        return
+    message = f"{name} is not installed (scripts/test installs it as root)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 def ironhub_bin() -> str:
     path = os.environ.get("IRONHUB_BIN")
     if not path:

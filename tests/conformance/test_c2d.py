@@ -104,15 +104,21 @@ def hub(hub):
     return Hub(hub)
 
 
-def device_client(hub, device_id, key):
+def device_client(hub, device_id, key, websockets=False):
     from azure.iot.device import IoTHubDeviceClient
     return IoTHubDeviceClient.create_from_connection_string(
-        hub.device_connection_string(device_id, key), server_verification_cert=hub.ca_text)
+        hub.device_connection_string(device_id, key), server_verification_cert=hub.ca_text,
+        websockets=websockets)
 
 
-def test_python_device_receives_body_id_content_type_and_properties(hub):
+# The Python device SDK over MQTT (8883) and over MQTT over WebSocket (443, `websockets=True`).
+TRANSPORTS = pytest.mark.parametrize("websockets", [False, True], ids=["mqtt", "websocket"])
+
+
+@TRANSPORTS
+def test_python_device_receives_body_id_content_type_and_properties(hub, websockets):
     device_id, key = hub.create_device()
-    client = device_client(hub, device_id, key)
+    client = device_client(hub, device_id, key, websockets)
     client.connect()
     try:
         # Sent before the device subscribes: queued, then delivered on subscription.
@@ -172,9 +178,10 @@ def test_on_message_received_handler_gets_live_messages(hub):
         client.shutdown()
 
 
-def test_message_sent_while_disconnected_arrives_after_reconnect_without_resubscribing(hub):
+@TRANSPORTS
+def test_message_sent_while_disconnected_arrives_after_reconnect_without_resubscribing(hub, websockets):
     device_id, key = hub.create_device()
-    client = device_client(hub, device_id, key)
+    client = device_client(hub, device_id, key, websockets)
     got = []
     arrived = threading.Event()
 

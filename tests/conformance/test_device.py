@@ -21,8 +21,13 @@ from azure.iot.device.exceptions import CredentialError
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 from msrest.exceptions import HttpOperationError
 
+from conftest import require_tool
+
 IRONHUB_ADDRESS = "127.0.0.3"
 WAIT_S = 10
+
+# The Python device SDK over MQTT (8883) and over MQTT over WebSocket (443, `websockets=True`).
+TRANSPORTS = pytest.mark.parametrize("websockets", [False, True], ids=["mqtt", "websocket"])
 
 
 def device_key(rm, device_id: str, **kw) -> str:
@@ -55,7 +60,7 @@ def wait_for(predicate, timeout=WAIT_S, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("websockets", [False, True], ids=["mqtt", "websocket"])
+@TRANSPORTS
 def test_connect_send_twin_and_methods(hub, rm, websockets):
     device_id = f"py-{'ws' if websockets else 'mqtt'}"
     key = device_key(rm, device_id)
@@ -67,6 +72,15 @@ def test_connect_send_twin_and_methods(hub, rm, websockets):
         msg = Message('{"t":1}', message_id="m 1", content_type="application/json", content_encoding="utf-8")
         msg.custom_properties = {"b": "x/y z", "a": "1"}
         client.send_message(msg)  # returns once the hub PUBACKed it
+        # Read back from the event log with every property the SDK put in the topic.
+        [event] = stored_events(hub, device_id)
+        assert event["body"] == {"t": 1}
+        assert event["applicationProperties"] == {"a": "1", "b": "x/y z"}
+        system = event["systemProperties"]
+        assert system["message-id"] == "m 1"
+        assert system["content-type"] == "application/json"
+        assert system["content-encoding"] == "utf-8"
+        assert system["iothub-connection-device-id"] == device_id
 
         twin = client.get_twin()
         assert twin["desired"]["$version"] >= 1 and "$version" in twin["reported"]
@@ -154,46 +168,53 @@ def mqtt_connack(hub, paho, client_id, username, password, **tls) -> int:
     return result["rc"]
 
 
-def test_x509_self_signed_device(hub, rm, tmp_path):
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed")
+@TRANSPORTS
+def test_x509_self_signed_device(hub, rm, tmp_path, websockets):
+    require_tool("openssl")
+    suffix = "ws" if websockets else "mqtt"
+    device_id = f"py-x509-{suffix}"
     cert, key = tmp_path / "x1.pem", tmp_path / "x1.key"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=py-x509"],
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={device_id}"],
         check=True, capture_output=True,
     )
     der = ssl.PEM_cert_to_DER_cert(cert.read_text())
     thumb = hashlib.sha1(der).hexdigest().upper()
-    rm.create_device_with_x509("py-x509", thumb, thumb, "enabled")
+    rm.create_device_with_x509(device_id, thumb, thumb, "enabled")
 
     from azure.iot.device import X509
 
     client = IoTHubDeviceClient.create_from_x509_certificate(
-        X509(str(cert), str(key)), hostname=hub.hostname, device_id="py-x509",
-        server_verification_cert=open(hub.ca_file).read(),
+        X509(str(cert), str(key)), hostname=hub.hostname, device_id=device_id,
+        server_verification_cert=open(hub.ca_file).read(), websockets=websockets,
     )
     client.connect()
     client.send_message(Message("from x509"))
     client.patch_twin_reported_properties({"cert": "ok"})
     client.shutdown()
-    assert rm.get_twin("py-x509").properties.reported["cert"] == "ok"
+    assert rm.get_twin(device_id).properties.reported["cert"] == "ok"
+    [event] = stored_events(hub, device_id)
+    assert event["body"] == "from x509"
+    assert "x509" in event["systemProperties"]["iothub-connection-auth-method"].lower()
 
-    rm.create_device_with_x509("py-x509-other", "AB" * 20, "AB" * 20, "enabled")
+    rm.create_device_with_x509(f"{device_id}-other", "AB" * 20, "AB" * 20, "enabled")
     other = IoTHubDeviceClient.create_from_x509_certificate(
-        X509(str(cert), str(key)), hostname=hub.hostname, device_id="py-x509-other",
-        server_verification_cert=open(hub.ca_file).read(),
+        X509(str(cert), str(key)), hostname=hub.hostname, device_id=f"{device_id}-other",
+        server_verification_cert=open(hub.ca_file).read(), websockets=websockets,
     )
     with pytest.raises(CredentialError):
         other.connect()
     other.shutdown()
 
 
-def test_reconnect_after_the_server_drops_the_connection(hub, rm):
+@TRANSPORTS
+def test_reconnect_after_the_server_drops_the_connection(hub, rm, websockets):
     """PYDEV connects with clean session 0 and never re-subscribes: the session must survive a
     dropped connection, even a server restart."""
-    key = device_key(rm, "py-reconnect")
-    client = device_client(hub, "py-reconnect", key)
+    device_id = f"py-reconnect-{'ws' if websockets else 'mqtt'}"
+    key = device_key(rm, device_id)
+    client = device_client(hub, device_id, key, websockets=websockets)
     client.connect()
     try:
         calls = []
@@ -206,11 +227,14 @@ def test_reconnect_after_the_server_drops_the_connection(hub, rm):
         time.sleep(0.5)
         hub.kill9()
         hub.restart()
-        wait_for(lambda: rm.get_device("py-reconnect").connection_state == "Connected", timeout=60, what="the SDK to reconnect")
+        wait_for(lambda: rm.get_device(device_id).connection_state == "Connected", timeout=60, what="the SDK to reconnect")
         result = rm.invoke_device_method(
-            "py-reconnect", CloudToDeviceMethod(method_name="after-restart", payload=None, response_timeout_in_seconds=10)
+            device_id, CloudToDeviceMethod(method_name="after-restart", payload=None, response_timeout_in_seconds=10)
         )
         assert result.status == 200 and calls == ["after-restart"]
+        # And it keeps sending: telemetry after the restart reaches the event log.
+        client.send_message(Message("after the restart"))
+        assert [e["body"] for e in stored_events(hub, device_id)] == ["after the restart"]
     finally:
         client.shutdown()
 
