@@ -309,10 +309,45 @@ def test_tasmota_emulation(hub, rm):
         wait_for(lambda: any(e[0] == "message" and e[1].startswith("$iothub/twin/res/204/?$rid=1") for e in events),
                  what="the twin response")
         assert c.is_connected(), "no disconnect along the way"
+        # Power lost: the TCP connection ends without DISCONNECT, so the Will is due. Its topic
+        # is not a telemetry topic, and IoT Hub ignores such a Will (clients.md §3.7 item 5).
+        c.loop_stop()
+        c.socket().close()
     finally:
         c.loop_stop()
-        c.disconnect()
     assert rm.get_twin(device_id).properties.reported["Tasmota"] == "14.0"
+    wait_for(lambda: rm.get_device(device_id).connection_state == "Disconnected", what="Disconnected after the drop")
+
+    # The event log holds the retained STATE message, with its `topic` and the retain marker
+    # IoT Hub adds: `mqtt-retain` (Microsoft's iot-hub-mqtt-support page; it once said
+    # `x-opt-retain`, which clients.md §3.3 repeats, and was corrected to what the service
+    # sends), and nothing from the Will.
+    time.sleep(0.5)
+    [state] = stored_events(hub, device_id)
+    assert state["body"] in ('{"POWER":"ON"}', {"POWER": "ON"}), state
+    assert state["applicationProperties"] == {"topic": f"tele/{device_id}/STATE", "mqtt-retain": "true"}
+    assert "x-opt-retain" not in state["systemProperties"]
+
+    # The control: the same drop with a Will on the device's telemetry topic does send it, so
+    # the Will above was due and ignored, not lost to a clean close.
+    control_id = "AABBCCDDEE00"
+    control_key = device_key(rm, control_id)
+    k = paho.Client(client_id=control_id, clean_session=True, protocol=paho.MQTTv311)
+    k.username_pw_set(f"{hub.hostname}/{control_id}", tasmota_sas(hub.hostname, control_id, control_key))
+    k.will_set(f"devices/{control_id}/messages/events/", "Offline", qos=1, retain=True)
+    k.tls_set_context(ctx)
+    up = threading.Event()
+    k.on_connect = lambda *a: up.set()
+    k.connect(hub.address, 8883, keepalive=30)
+    k.loop_start()
+    try:
+        assert up.wait(WAIT_S)
+    finally:
+        k.loop_stop()
+    k.socket().close()
+    wait_for(lambda: stored_events(hub, control_id), what="the control's Will")
+    [will] = stored_events(hub, control_id)
+    assert will["body"] == "Offline" and will["applicationProperties"]["mqtt-retain"] == "true"
 
 
 def raw_tls(hub) -> ssl.SSLSocket:
