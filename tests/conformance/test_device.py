@@ -459,3 +459,106 @@ def test_cli_twin_and_direct_method(hub, rm):
         client.shutdown()
     offline = run_cli("hub", "invoke-device-method", "-d", "cli-dev", "--mn", "x", "--data-dir", str(hub.data_dir))
     assert offline.returncode != 0 and "DeviceNotOnline" in offline.stderr
+
+
+# -- malformed packets after CONNECT ------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _mqtt_str(b: bytes) -> bytes:
+    return len(b).to_bytes(2, "big") + b
+
+
+def _packet(byte1: int, body: bytes) -> bytes:
+    return bytes([byte1]) + _varint(len(body)) + body
+
+
+def _publish_qos1(topic: bytes, payload: bytes, pkid: int = 1, byte1: int = 0x32) -> bytes:
+    return _packet(byte1, _mqtt_str(topic) + pkid.to_bytes(2, "big") + payload)
+
+
+def _read_exactly(sock, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise AssertionError(f"connection closed after {data!r}, expected {n} bytes")
+        data += chunk
+    return data
+
+
+def _closed_by_server(sock, within: float = 5.0) -> bool:
+    """True when the server ends the connection within `within` seconds (EOF or reset); False
+    when it is still open then (a timeout is not a close)."""
+    sock.settimeout(within)
+    try:
+        while True:
+            if sock.recv(1024) == b"":
+                return True
+    except (socket.timeout, TimeoutError):
+        return False
+    except (ConnectionError, ssl.SSLError, OSError):
+        return True
+
+
+def _connected_raw(hub, device_id: str, key: str) -> ssl.SSLSocket:
+    """A TLS connection with a valid CONNECT (clean session, SAS) answered by CONNACK 0, and a
+    PINGREQ answered: the connection works before the malformed packet arrives."""
+    s = raw_tls(hub)
+    username = f"{hub.hostname}/{device_id}/?api-version=2021-04-12".encode()
+    password = sas(f"{hub.hostname}/devices/{device_id}", key).encode()
+    variable = _mqtt_str(b"MQTT") + bytes([4, 0xC2]) + (30).to_bytes(2, "big")
+    s.sendall(_packet(0x10, variable + _mqtt_str(device_id.encode()) + _mqtt_str(username) + _mqtt_str(password)))
+    assert _read_exactly(s, 4) == b"\x20\x02\x00\x00", "no CONNACK 0"
+    s.sendall(b"\xc0\x00")
+    assert _read_exactly(s, 2) == b"\xd0\x00", "no PINGRESP"
+    return s
+
+
+MALFORMED_AFTER_CONNECT = {
+    # A remaining length of five bytes (at most four are allowed).
+    "remaining-length-too-long": b"\x32\xff\xff\xff\xff\x01" + _mqtt_str(b"devices/raw1/messages/events/") + b"\x00\x01long",
+    # A remaining length shorter than the topic it announces.
+    "remaining-length-short": b"\x32\x08" + _mqtt_str(b"devices/raw1/messages/events/") + b"\x00\x01short",
+    # A topic that is not UTF-8.
+    "topic-not-utf8": _publish_qos1(b"devices/raw1/messages/events/k=\xff\xfe", b"not-utf8"),
+    # Wildcards in a PUBLISH topic name.
+    "wildcard-hash": _publish_qos1(b"devices/raw1/messages/events/#", b"wild-hash"),
+    "wildcard-plus": _publish_qos1(b"devices/raw1/messages/events/a=+", b"wild-plus"),
+    # Reserved flag bits: PUBLISH with QoS 3, SUBSCRIBE without its 0b0010, PINGREQ with a bit set.
+    "publish-qos3": _publish_qos1(b"devices/raw1/messages/events/", b"qos3", byte1=0x36),
+    "subscribe-flags": _packet(0x80, (2).to_bytes(2, "big") + _mqtt_str(b"devices/raw1/messages/devicebound/#") + b"\x01"),
+    "pingreq-flags": b"\xc1\x00",
+}
+
+
+def test_malformed_packets_after_connect_close_the_connection_and_store_nothing(hub, rm):
+    key = device_key(rm, "raw1")
+    # The control: the same hand-built packets, well formed, are accepted and stored.
+    s = _connected_raw(hub, "raw1", key)
+    s.sendall(_publish_qos1(b"devices/raw1/messages/events/k=%2B%23", b"valid"))
+    assert _read_exactly(s, 4) == b"\x40\x02\x00\x01", "no PUBACK for the valid message"
+    s.sendall(b"\xe0\x00")
+    s.close()
+
+    still_open = []
+    for name, packet in MALFORMED_AFTER_CONNECT.items():
+        s = _connected_raw(hub, "raw1", key)
+        s.sendall(packet)
+        if not _closed_by_server(s):
+            still_open.append(name)
+        s.close()
+    assert still_open == [], f"the server kept these connections open: {still_open}"
+
+    wait_for(lambda: rm.get_device("raw1").connection_state == "Disconnected", what="Disconnected")
+    events = stored_events(hub, "raw1")
+    assert [e["body"] for e in events] == ["valid"], events
+    assert events[0]["applicationProperties"] == {"k": "+#"}
