@@ -562,3 +562,55 @@ def test_malformed_packets_after_connect_close_the_connection_and_store_nothing(
     events = stored_events(hub, "raw1")
     assert [e["body"] for e in events] == ["valid"], events
     assert events[0]["applicationProperties"] == {"k": "+#"}
+
+
+def test_replace_twin_accepts_what_get_twin_returned(hub, rm, tmp_path):
+    """`PUT /twins/{id}` takes the twin `GET` returned (reported properties, `$metadata`,
+    `$version`, etag, version, status…), as IoT Hub does: with the service SDK's
+    `replace_twin(id, get_twin(id))` and the CLI's `device-twin show` → `device-twin replace`."""
+    import json
+
+    from conftest import run_cli
+
+    device_id = "twin-roundtrip"
+    key = device_key(rm, device_id)
+    client = device_client(hub, device_id, key)
+    client.connect()
+    try:
+        client.patch_twin_reported_properties({"temp": 21})
+    finally:
+        client.shutdown()
+    rm.update_twin(device_id, Twin(tags={"site": "a"}, properties=TwinProperties(desired={"fw": "1", "mode": "eco"})), "*")
+
+    # The SDK's own round trip, unchanged, then changed.
+    before = rm.get_twin(device_id)
+    assert "$metadata" in before.properties.desired and "$version" in before.properties.reported
+    same = rm.replace_twin(device_id, before)
+    assert same.tags == {"site": "a"}
+    assert {k: v for k, v in same.properties.desired.items() if not k.startswith("$")} == {"fw": "1", "mode": "eco"}
+    assert same.properties.reported["temp"] == 21, "replace must not touch reported properties"
+    twin = rm.get_twin(device_id)
+    twin.tags = {"site": "b"}
+    twin.properties.desired["fw"] = "2"
+    del twin.properties.desired["mode"]
+    replaced = rm.replace_twin(device_id, twin, twin.etag)
+    assert replaced.tags == {"site": "b"}
+    desired = replaced.properties.desired
+    assert desired["fw"] == "2" and "mode" not in desired
+    assert desired["$version"] > before.properties.desired["$version"]
+    assert replaced.properties.reported["temp"] == 21
+    assert replaced.properties.reported["$version"] == before.properties.reported["$version"]
+
+    # The CLI: what `show` printed goes back through `replace` as a file, and inline.
+    d = ["--data-dir", str(hub.data_dir)]
+    shown = run_cli("hub", "device-twin", "show", "-d", device_id, *d, check=True).stdout
+    path = tmp_path / "twin.json"
+    path.write_text(shown)
+    out = json.loads(run_cli("hub", "device-twin", "replace", "-d", device_id, "--json", str(path), *d, check=True).stdout)
+    assert out["tags"] == {"site": "b"} and out["properties"]["desired"]["fw"] == "2"
+    assert out["properties"]["reported"]["temp"] == 21
+    edited = json.loads(shown)
+    edited["properties"]["desired"]["fw"] = "3"
+    out = json.loads(run_cli("hub", "device-twin", "replace", "-d", device_id, "-j", json.dumps(edited), *d, check=True).stdout)
+    assert out["properties"]["desired"]["fw"] == "3"
+    assert rm.get_twin(device_id).properties.desired["fw"] == "3"
