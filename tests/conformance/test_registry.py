@@ -412,6 +412,34 @@ def test_expired_token_is_401(hub, rm, monkeypatch):
     rm.create_device_with_sas(device_id, new_key(), new_key(), "enabled")
 
 
+def policy_registry_manager(hub, policy: str):
+    """A registry manager signing with one of the hub's policies (its connection string from
+    `ironhub hub connection-string show --policy-name`)."""
+    import json
+
+    from conftest import run_cli
+
+    out = run_cli("hub", "connection-string", "show", "--policy-name", policy, "--data-dir", str(hub.data_dir), check=True)
+    return hub.registry_manager(json.loads(out.stdout)["connectionString"])
+
+
+def test_twin_reads_are_allowed_to_service_connect_and_registry_read(hub, rm):
+    """As in IoT Hub: the `service` policy (ServiceConnect) reads twins, like `registryRead`;
+    `device` (DeviceConnect only) cannot."""
+    device_id = uid("twin-rights")
+    rm.create_device_with_sas(device_id, new_key(), new_key(), "enabled")
+    for policy in ("service", "registryRead", "registryReadWrite", "iothubowner"):
+        twin = policy_registry_manager(hub, policy).get_twin(device_id)
+        assert twin.device_id == device_id, policy
+    with pytest.raises(HttpOperationError) as e:
+        policy_registry_manager(hub, "device").get_twin(device_id)
+    assert_error(e, 401, "IotHubUnauthorizedAccess")
+    # Device identities stay RegistryRead's: ServiceConnect alone cannot read them.
+    with pytest.raises(HttpOperationError) as e:
+        policy_registry_manager(hub, "service").get_device(device_id)
+    assert_error(e, 401)
+
+
 def test_no_authorization_header_is_401(hub):
     r = requests.get(
         f"https://{hub.hostname}/devices?api-version=2021-04-12",
