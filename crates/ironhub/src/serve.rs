@@ -245,10 +245,17 @@ fn announce(config: &ServeConfig, server: &Server) {
     );
     println!("  HTTPS (REST, MQTT over WebSocket): {}", server.https_addr);
     println!("  MQTT over TLS:                     {}", server.mqtt_addr);
-    println!(
-        "  CA certificate to trust:           {}",
-        server.ca_certificate.display()
-    );
+    match &config.tls_cert {
+        // The generated ca.pem did not sign a certificate the user brought.
+        Some((cert, _)) => println!(
+            "  TLS certificate (--tls-cert):      {} (clients trust the CA that issued it)",
+            cert.display()
+        ),
+        None => println!(
+            "  CA certificate to trust:           {}",
+            server.ca_certificate.display()
+        ),
+    }
     println!(
         "  connection string:                 ironhub info --data-dir {}",
         config.data_dir.display()
