@@ -440,6 +440,24 @@ def test_twin_reads_are_allowed_to_service_connect_and_registry_read(hub, rm):
     assert_error(e, 401)
 
 
+def test_request_body_over_the_limit_is_413_in_iot_hubs_shape(hub, rm):
+    """A body over 512 KiB is refused with 413 and IoT Hub's error body; nothing is created."""
+    # The SDK's own signed session gives the Authorization header it would send.
+    token = rm.protocol.config.credentials.signed_session().headers["Authorization"]
+    device_id = uid("huge")
+    body = b'{"deviceId": "%s", "tags": "%s"}' % (device_id.encode(), b"x" * (512 * 1024))
+    r = requests.put(
+        f"https://{hub.hostname}/devices/{device_id}?api-version=2021-04-12",
+        data=body, headers={"Authorization": token, "Content-Type": "application/json"},
+        verify=hub.ca_file, timeout=30,
+    )
+    assert r.status_code == 413, r.text
+    assert r.headers["iothub-errorcode"] == "MessageTooLarge"
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json()["Message"].startswith("ErrorCode:MessageTooLarge;"), r.text
+    assert device_id not in ids_in_registry(rm)
+
+
 def test_no_authorization_header_is_401(hub):
     r = requests.get(
         f"https://{hub.hostname}/devices?api-version=2021-04-12",
