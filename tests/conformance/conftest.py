@@ -50,15 +50,24 @@ def test_address(address: str) -> str:
 test_address.__test__ = False  # not a test, despite its name
 
 
-def require_tool(name: str) -> None:
-    """Skips when a command-line tool is missing; in CI (`CI=true`) fails instead, so that a
-    scenario cannot disappear from the suite silently."""
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def have_tool(name: str) -> bool:
+    """Whether a command-line tool (`openssl`, `mosquitto_pub`, …) is installed. In CI
+    (`CI=true`) a missing tool fails the test, so that no scenario leaves the suite silently."""
     if shutil.which(name):
-        return
-    message = f"{name} is not installed (scripts/test installs it as root)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+        return True
+    if in_ci():
+        pytest.fail(f"{name} is not installed, and CI=true (scripts/test installs it as root)", pytrace=False)
+    return False
+
+
+def require_tool(name: str) -> None:
+    """Skips the test when a command-line tool is missing; in CI (`CI=true`) fails it."""
+    if not have_tool(name):
+        pytest.skip(f"{name} is not installed (scripts/test installs it as root)")
 
 
 def ironhub_bin() -> str:

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import test_address
+from conftest import require_tool, test_address
 
 IRONHUB_ADDRESS = HOST = test_address("127.0.0.6")
 API = "api-version=2021-04-12"
@@ -230,8 +229,8 @@ def _wait_connected(hub, device_id):
     time.sleep(0.3)  # let the SUBSCRIBE land
 
 
-@pytest.mark.skipif(shutil.which("mosquitto_sub") is None, reason="needs mosquitto_sub")
 def test_mosquitto_sub_receives_at_qos1(hub):
+    require_tool("mosquitto_sub")
     device_id, key = hub.create_device()
     sub = _mosquitto_sub(hub, device_id, key, qos=1)
     _wait_connected(hub, device_id)
@@ -245,8 +244,8 @@ def test_mosquitto_sub_receives_at_qos1(hub):
     assert len(topic.split("/")) == 5, "the property bag is path segment 4"
 
 
-@pytest.mark.skipif(shutil.which("mosquitto_sub") is None, reason="needs mosquitto_sub")
 def test_tasmota_topic_property_comes_last_with_upper_case_hex(hub):
+    require_tool("mosquitto_sub")
     device_id, key = hub.create_device("tasmota")
     # Tasmota subscribes at QoS 0 (PubSubClient); it searches the topic for TOPIC= and takes
     # everything after it, replacing %2F.

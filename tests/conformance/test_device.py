@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import shutil
 import socket
 import ssl
 import subprocess
@@ -239,8 +238,9 @@ def test_reconnect_after_the_server_drops_the_connection(hub, rm, websockets):
         client.shutdown()
 
 
-@pytest.mark.skipif(not shutil.which("mosquitto_pub"), reason="mosquitto-clients is not installed")
 def test_mosquitto_as_a_plain_device(hub, rm):
+    require_tool("mosquitto_pub")
+    require_tool("mosquitto_sub")
     key = device_key(rm, "mosq1")
     token = sas(f"{hub.hostname}/devices/mosq1", key)
     base = ["-h", hub.address, "-p", "8883", "--cafile", hub.ca_file, "-V", "mqttv311", "-i", "mosq1",
