@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::FromRequestParts;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
@@ -19,6 +19,7 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::extract::QueryArgs;
 use crate::{ApiError, MAX_BODY_BYTES};
 
 /// The routes of the hub's service API, answering for `hub`.
@@ -192,7 +193,7 @@ struct ListQuery {
 
 async fn list_devices(
     State(hub): State<Hub>,
-    Query(query): Query<ListQuery>,
+    QueryArgs(query): QueryArgs<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&hub, &headers, Rights::REGISTRY_READ)?;

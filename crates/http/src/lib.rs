@@ -6,6 +6,7 @@ mod c2d_api;
 mod certificates_api;
 mod error;
 mod events_api;
+mod extract;
 mod hub_api;
 mod listener;
 mod websocket;
