@@ -6,7 +6,11 @@ only thing that can differ. A module picks its address with a module-level const
 
     IRONHUB_ADDRESS = "127.0.0.3"
 
-(the default is 127.0.0.2). Tests get the running server through the `hub` fixture, which offers
+(the default is 127.0.0.2). `IRONHUB_TEST_NET` (default `127.0.0`) replaces the address's first
+three octets, so two checkouts can run the suite side by side on one machine: with
+`IRONHUB_TEST_NET=127.0.1`, 127.0.0.5 becomes 127.0.1.5. A module that needs its address at
+import time writes `IRONHUB_ADDRESS = test_address("127.0.0.5")`. Tests get the running server
+through the `hub` fixture, which offers
 `kill9()`, `restart()`, the connection string, the CA file, and `registry_manager()`.
 
 The binary is `$IRONHUB_BIN` (`scripts/test` sets it to the freshly built debug binary).
@@ -27,18 +31,43 @@ from pathlib import Path
 import pytest
 
 DEFAULT_ADDRESS = "127.0.0.2"
+TEST_NET = os.environ.get("IRONHUB_TEST_NET", "127.0.0")
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 CLI_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 200
 
 
-def loopback(address: str) -> str:
-    """A module's loopback address, moved to another /24 when `IRONHUB_TEST_NET` is set
-    (e.g. `IRONHUB_TEST_NET=127.0.1` turns 127.0.0.5 into 127.0.1.5), so that two checkouts
-    can run the suite side by side."""
-    net = os.environ.get("IRONHUB_TEST_NET")
-    return f"{net}.{address.rsplit('.', 1)[1]}" if net else address
+def test_address(address: str) -> str:
+    """`address` moved into the `IRONHUB_TEST_NET` network: its first three octets replaced.
+    Idempotent, so the `hub` fixture applies it again to whatever a module declared."""
+    net = TEST_NET.split(".")
+    if len(net) != 3 or not all(o.isdigit() and 0 <= int(o) <= 255 for o in net):
+        pytest.fail(f"IRONHUB_TEST_NET={TEST_NET!r} is not three octets such as 127.0.1", pytrace=False)
+    return ".".join(net + [address.split(".")[3]])
+
+
+test_address.__test__ = False  # not a test, despite its name
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def have_tool(name: str) -> bool:
+    """Whether a command-line tool (`openssl`, `mosquitto_pub`, …) is installed. In CI
+    (`CI=true`) a missing tool fails the test, so that no scenario leaves the suite silently."""
+    if shutil.which(name):
+        return True
+    if in_ci():
+        pytest.fail(f"{name} is not installed, and CI=true (scripts/test installs it as root)", pytrace=False)
+    return False
+
+
+def require_tool(name: str) -> None:
+    """Skips the test when a command-line tool is missing; in CI (`CI=true`) fails it."""
+    if not have_tool(name):
+        pytest.skip(f"{name} is not installed (scripts/test installs it as root)")
 
 
 def ironhub_bin() -> str:
@@ -264,7 +293,7 @@ class IronHub:
 @pytest.fixture(scope="module")
 def hub(request):
     """The module's running server. Module-scoped: tests in a module share one server."""
-    address = loopback(getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS))
+    address = test_address(getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS))
     workdir = Path(tempfile.mkdtemp(prefix=f"ironhub-{request.module.__name__}-"))
     server = IronHub(address, workdir)
     saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")

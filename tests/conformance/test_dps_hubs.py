@@ -29,7 +29,7 @@ import pytest
 import requests
 from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient
 
-from conftest import IronHub, loopback
+from conftest import IronHub, test_address
 from dps_helpers import derive, dps_info, dps_rest, error_chain, new_key, sas, stored_events, wait_for
 
 A_ADDRESS = "127.0.0.12"
@@ -48,7 +48,7 @@ def start_server(address: str, extra: list[str]) -> IronHub:
 
 @pytest.fixture(scope="module")
 def hub_b():
-    b = start_server(loopback(B_ADDRESS), ["--hostname", loopback(B_SLOW_ADDRESS)])
+    b = start_server(test_address(B_ADDRESS), ["--hostname", test_address(B_SLOW_ADDRESS)])
     yield b
     b._kill(signal.SIGKILL)
     shutil.rmtree(b.workdir, ignore_errors=True)
@@ -57,7 +57,7 @@ def hub_b():
 @pytest.fixture(scope="module")
 def hub(hub_b):
     """A: the DPS, trusting B's CA for its calls to B's registry."""
-    a = start_server(loopback(A_ADDRESS), ["--trust-ca", hub_b.ca_file])
+    a = start_server(test_address(A_ADDRESS), ["--trust-ca", hub_b.ca_file])
     yield a
     a._kill(signal.SIGKILL)
     shutil.rmtree(a.workdir, ignore_errors=True)
@@ -228,7 +228,7 @@ class Webhook:
 
 @pytest.fixture(scope="module")
 def webhook(hub, linked):
-    w = Webhook(loopback(WEBHOOK_ADDRESS), {"a": hub.hostname, "b": linked.hostname})
+    w = Webhook(test_address(WEBHOOK_ADDRESS), {"a": hub.hostname, "b": linked.hostname})
     yield w
     w.close()
 
@@ -392,9 +392,9 @@ class DelayProxy:
 
 
 def test_lowest_latency_follows_the_measured_round_trips(hub, linked):
-    proxy = DelayProxy(loopback(B_SLOW_ADDRESS), linked.address, PROXY_DELAY_S)
+    proxy = DelayProxy(test_address(B_SLOW_ADDRESS), linked.address, PROXY_DELAY_S)
     try:
-        slow = loopback(B_SLOW_ADDRESS)
+        slow = test_address(B_SLOW_ADDRESS)
         cs = linked.connection_string.replace(f"HostName={linked.hostname}", f"HostName={slow}")
         r = dps_rest(hub, "PUT", f"/dps/linkedHubs/{slow}", {"connectionString": cs})
         assert r.status_code == 200, r.text
@@ -418,5 +418,5 @@ def test_lowest_latency_follows_the_measured_round_trips(hub, linked):
         assert r.status_code == 200, r.text
         assert register_http(hub, "nearest-2", key)["registrationState"]["assignedHub"] == hub.hostname
     finally:
-        dps_rest(hub, "DELETE", f"/dps/linkedHubs/{loopback(B_SLOW_ADDRESS)}")
+        dps_rest(hub, "DELETE", f"/dps/linkedHubs/{test_address(B_SLOW_ADDRESS)}")
         proxy.close()

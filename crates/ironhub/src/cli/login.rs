@@ -72,9 +72,18 @@ impl Session {
         &self.login.host_name
     }
 
-    /// A REST client for the hub.
+    /// A REST client for the hub. Logged in from a data directory, it dials the address the
+    /// server listens on (the hub's host name need not resolve on the server's machine) and
+    /// checks the certificate against the host name.
     pub fn client(&self) -> anyhow::Result<HubClient> {
-        Ok(HubClient::new(self.login.clone(), &self.ca_files)?)
+        let local = self
+            .identity
+            .as_ref()
+            .and_then(|i| i.endpoint.local_https_address());
+        Ok(match local {
+            Some(address) => HubClient::connecting_to(self.login.clone(), &self.ca_files, address)?,
+            None => HubClient::new(self.login.clone(), &self.ca_files)?,
+        })
     }
 }
 
