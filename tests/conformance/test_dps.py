@@ -423,3 +423,45 @@ def test_disabled_enrollments_refuse_their_devices(hub, dps, kind):
     assert "assignedHub" not in record
     with pytest.raises(Exception):
         hub.registry_manager().get_device(rid)
+
+
+def test_acknowledged_dps_state_survives_kill9(hub, dps):
+    """An enrollment answered 200 and a registration answered `assigned` are there after a
+    SIGKILL and a restart; the ID scope never changes; an operation the dead server left
+    `assigning` is answered `failed`, so the device registers again."""
+    from dps_helpers import sas
+
+    scope = dps_info(hub)["idScope"]
+    key = new_key()
+    made = dps.enrollment.create_or_update(id="survivor", enrollment={
+        "registrationId": "survivor",
+        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": key, "secondaryKey": key}}})
+    assert made["etag"]
+    result = provision(hub, "survivor", key, websockets=False)
+    assert result.status == "assigned"
+    # A registration started right before the kill: the answer was 202, its assignment may or
+    # may not have finished.
+    late_key = new_key()
+    dps.enrollment.create_or_update(id="late", enrollment={
+        "registrationId": "late",
+        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": late_key, "secondaryKey": late_key}}})
+    token = sas(f"{scope}/registrations/late", late_key, "registration")
+    started = device_http(hub, "PUT", f"/{scope}/registrations/late/register", token,
+                          json.dumps({"registrationId": "late"}).encode())
+    assert started.status_code == 202, started.text
+    operation = started.json()["operationId"]
+
+    hub.kill9()
+    hub.restart()
+
+    assert dps_info(hub)["idScope"] == scope
+    again = DeviceProvisioningClient.from_connection_string(
+        dps_info(hub)["serviceConnectionString"], connection_verify=hub.ca_file)
+    assert again.enrollment.get(id="survivor")["etag"] == made["etag"]
+    assert again.device_registration_state.get(id="survivor")["status"] == "assigned"
+    assert hub.registry_manager().get_device("survivor").authentication.symmetric_key.primary_key == key
+    polled = device_http(hub, "GET", f"/{scope}/registrations/late/operations/{operation}", token)
+    assert polled.status_code == 200, polled.text
+    assert polled.json()["status"] in ("assigned", "failed"), polled.text
+    # Registering again works either way.
+    assert provision(hub, "late", late_key, websockets=False).status == "assigned"

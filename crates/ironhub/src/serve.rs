@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use ironhub_dps::{Dps, LinkedHub, Services};
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{Endpoint, EventLog, LocalBus, Retention, SqliteEventLog, SqliteStore, Store};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use crate::config::{LogFormat, ServeArgs, ServeConfig};
@@ -87,10 +87,13 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let https_tls = ironhub_tls::server_config(&chain, &key, true)?;
     let mqtt_tls = ironhub_tls::server_config(&chain, &key, false)?;
 
-    let https = bind(config.https_listen, "HTTPS", "--https-listen").await?;
-    let mqtt = bind(config.mqtt_listen, "MQTT", "--mqtt-listen").await?;
-    let https_addr = https.local_addr()?;
-    let mqtt_addr = mqtt.local_addr()?;
+    // The ports are reserved now (so that a taken port fails the start at once) but only
+    // listened on once the hub's and the DPS's records are written: a client that can connect
+    // (the test suite's readiness check, say) finds `ironhub info` complete.
+    let https_socket = reserve(config.https_listen, "HTTPS", "--https-listen")?;
+    let mqtt_socket = reserve(config.mqtt_listen, "MQTT", "--mqtt-listen")?;
+    let https_addr = https_socket.local_addr()?;
+    let mqtt_addr = mqtt_socket.local_addr()?;
 
     let endpoint = Endpoint {
         host_name: hub.host_name().to_owned(),
@@ -124,6 +127,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     })
     .with_limits(config.dps_limits.clone());
 
+    let https = listen(https_socket, https_addr, "HTTPS", "--https-listen")?;
+    let mqtt = listen(mqtt_socket, mqtt_addr, "MQTT", "--mqtt-listen")?;
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(ironhub_http::serve_tls(
@@ -256,18 +261,52 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-            format!(
-                " (ports below 1024 need root or CAP_NET_BIND_SERVICE); choose another address with {flag}, e.g. {flag} 127.0.0.1:{}",
-                if flag == "--https-listen" { 8443 } else { 18883 }
-            )
-        } else {
-            format!("; choose another address with {flag}")
-        };
-        anyhow::anyhow!("cannot listen on {addr} for {what}: {e}{hint}")
-    })
+/// The one-line error for an address the server cannot listen on, naming the flag to use.
+fn bind_error(addr: SocketAddr, what: &str, flag: &str, e: &std::io::Error) -> anyhow::Error {
+    let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+        format!(
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE); choose another address with {flag}, e.g. {flag} 127.0.0.1:{}",
+            if flag == "--https-listen" {
+                8443
+            } else {
+                18883
+            }
+        )
+    } else {
+        format!("; choose another address with {flag}")
+    };
+    anyhow::anyhow!("cannot listen on {addr} for {what}: {e}{hint}")
+}
+
+/// Binds a socket to `addr` (as `TcpListener::bind` does, with `SO_REUSEADDR`), without
+/// listening yet.
+fn reserve(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| bind_error(addr, what, flag, &e))?;
+    #[cfg(unix)]
+    socket
+        .set_reuseaddr(true)
+        .map_err(|e| bind_error(addr, what, flag, &e))?;
+    socket
+        .bind(addr)
+        .map_err(|e| bind_error(addr, what, flag, &e))?;
+    Ok(socket)
+}
+
+/// Starts listening on a reserved socket.
+fn listen(
+    socket: TcpSocket,
+    addr: SocketAddr,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<TcpListener> {
+    socket
+        .listen(1024)
+        .map_err(|e| bind_error(addr, what, flag, &e))
 }
 
 #[allow(clippy::print_stdout)]

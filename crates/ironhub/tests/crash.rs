@@ -50,11 +50,16 @@ fn spawn_server(dir: &std::path::Path) -> Child {
         .unwrap()
 }
 
-/// Waits until the server has recorded where it listens; returns the MQTT port.
+/// Waits until the server has recorded where it listens and accepts connections there;
+/// returns the MQTT port.
 async fn mqtt_port(dir: &std::path::Path) -> u16 {
     let store = SqliteStore::open_existing(dir).unwrap();
     for _ in 0..200 {
-        if let Some(e) = store.endpoint().await.unwrap() {
+        if let Some(e) = store.endpoint().await.unwrap()
+            && tokio::net::TcpStream::connect(("127.0.0.1", e.mqtt_port))
+                .await
+                .is_ok()
+        {
             return e.mqtt_port;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -22,6 +22,8 @@ fn serve(dir: &Path, extra: &[&str]) -> Command {
 }
 
 /// Waits until the server has recorded where it listens (it does so once both are bound).
+/// The server's recorded endpoint, once both of its ports accept connections (it records
+/// where it listens, and the hub's and the DPS's identity, before it listens).
 async fn wait_listening(dir: &Path, child: &mut Child) -> ironhub_store::Endpoint {
     for _ in 0..400 {
         assert!(
@@ -30,6 +32,12 @@ async fn wait_listening(dir: &Path, child: &mut Child) -> ironhub_store::Endpoin
         );
         if let Ok(store) = SqliteStore::open_existing(dir)
             && let Ok(Some(e)) = store.endpoint().await
+            && tokio::net::TcpStream::connect(("127.0.0.1", e.https_port))
+                .await
+                .is_ok()
+            && tokio::net::TcpStream::connect(("127.0.0.1", e.mqtt_port))
+                .await
+                .is_ok()
         {
             return e;
         }
