@@ -410,11 +410,7 @@ impl Dps {
         &self,
         attested: &Attested,
     ) -> Result<DeviceRegistrationState, DpsError> {
-        let previous = match self.load_registration(&attested.registration_id).await {
-            Ok(r) => Some(r),
-            Err(DpsError::RegistrationNotFound(_)) => None,
-            Err(e) => return Err(e),
-        };
+        let previous = self.find_registration(&attested.registration_id).await?;
         let now = Utc::now();
         let state = DeviceRegistrationState {
             registration_id: attested.registration_id.clone(),
@@ -603,11 +599,7 @@ impl Dps {
     ) -> Result<DeviceRegistrationState, DpsError> {
         let registration_id = &attested.registration_id;
         let settings = attested.enrollment.settings();
-        let previous = match self.load_registration(registration_id).await {
-            Ok(r) => Some(r),
-            Err(DpsError::RegistrationNotFound(_)) => None,
-            Err(e) => return Err(e),
-        };
+        let previous = self.find_registration(registration_id).await?;
         let linked = self.list_linked_hubs().await?;
         let policy = effective_policy(settings.reprovision_policy, legacy);
         // Never re-provision: a device with a hub stays there, so there is nothing to

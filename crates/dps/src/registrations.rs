@@ -44,6 +44,18 @@ impl Dps {
         })
     }
 
+    /// A device's registration record, if it has one.
+    pub async fn find_registration(
+        &self,
+        id: &str,
+    ) -> Result<Option<RegistrationRecord>, DpsError> {
+        match self.load_registration(id).await {
+            Ok(r) => Ok(Some(r)),
+            Err(DpsError::RegistrationNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The registration of a device of an individual enrollment, if it has one.
     pub(crate) async fn registration_of_individual(
         &self,
