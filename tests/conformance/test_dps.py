@@ -465,3 +465,21 @@ def test_acknowledged_dps_state_survives_kill9(hub, dps):
     assert polled.json()["status"] in ("assigned", "failed"), polled.text
     # Registering again works either way.
     assert provision(hub, "late", late_key, websockets=False).status == "assigned"
+
+
+def test_an_enrollment_disabled_after_assignment_refuses_its_device(hub, dps):
+    rid = "disabled-later"
+    key = new_key()
+    made = dps.enrollment.create_or_update(id=rid, enrollment={
+        "registrationId": rid,
+        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": key, "secondaryKey": key}}})
+    assert provision(hub, rid, key, websockets=False).status == "assigned"
+    shown = dps.enrollment.get(id=rid)
+    shown["provisioningStatus"] = "disabled"
+    dps.enrollment.create_or_update(id=rid, enrollment=shown, if_match=made["etag"])
+    with pytest.raises(Exception) as refused:
+        provision(hub, rid, key, websockets=True)
+    assert "disabled" in error_chain(refused.value)
+    assert dps.device_registration_state.get(id=rid)["status"] == "disabled"
+    # DPS does not deprovision: the hub device stays until the hub's operator removes it.
+    assert hub.registry_manager().get_device(rid).device_id == rid
