@@ -6,8 +6,11 @@ only thing that can differ. A module picks its address with a module-level const
 
     IRONHUB_ADDRESS = "127.0.0.3"
 
-(the default is 127.0.0.2). Tests get the running server through the `hub` fixture, which offers
-`kill9()`, `restart()`, the connection string, the CA file, and `registry_manager()`.
+(the default is 127.0.0.2). `IRONHUB_TEST_NET` (default `127.0.0`) replaces the first three
+octets of every module's address, so two checkouts can run the suite side by side (with
+`IRONHUB_TEST_NET=127.0.2`, 127.0.0.5 becomes 127.0.2.5). Tests get the running server through
+the `hub` fixture, which offers `kill9()`, `restart()`, the connection string, the CA file, and
+`registry_manager()`.
 
 The binary is `$IRONHUB_BIN` (`scripts/test` sets it to the freshly built debug binary).
 """
@@ -255,6 +258,9 @@ class IronHub:
 def hub(request):
     """The module's running server. Module-scoped: tests in a module share one server."""
     address = getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS)
+    net = os.environ.get("IRONHUB_TEST_NET")
+    if net:
+        address = net + "." + address.rsplit(".", 1)[1]
     workdir = Path(tempfile.mkdtemp(prefix=f"ironhub-{request.module.__name__}-"))
     server = IronHub(address, workdir)
     saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
