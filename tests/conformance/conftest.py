@@ -6,11 +6,12 @@ only thing that can differ. A module picks its address with a module-level const
 
     IRONHUB_ADDRESS = "127.0.0.3"
 
-(the default is 127.0.0.2). `IRONHUB_TEST_NET` (default `127.0.0`) replaces the first three
-octets of every module's address, so two checkouts can run the suite side by side (with
-`IRONHUB_TEST_NET=127.0.2`, 127.0.0.5 becomes 127.0.2.5). Tests get the running server through
-the `hub` fixture, which offers `kill9()`, `restart()`, the connection string, the CA file, and
-`registry_manager()`.
+(the default is 127.0.0.2). `IRONHUB_TEST_NET` (default `127.0.0`) replaces the address's first
+three octets, so two checkouts can run the suite side by side on one machine: with
+`IRONHUB_TEST_NET=127.0.1`, 127.0.0.5 becomes 127.0.1.5. A module that needs its address at
+import time writes `IRONHUB_ADDRESS = test_address("127.0.0.5")`. Tests get the running server
+through the `hub` fixture, which offers
+`kill9()`, `restart()`, the connection string, the CA file, and `registry_manager()`.
 
 The binary is `$IRONHUB_BIN` (`scripts/test` sets it to the freshly built debug binary).
 """
@@ -30,10 +31,43 @@ from pathlib import Path
 import pytest
 
 DEFAULT_ADDRESS = "127.0.0.2"
+TEST_NET = os.environ.get("IRONHUB_TEST_NET", "127.0.0")
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 CLI_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 200
+
+
+def test_address(address: str) -> str:
+    """`address` moved into the `IRONHUB_TEST_NET` network: its first three octets replaced.
+    Idempotent, so the `hub` fixture applies it again to whatever a module declared."""
+    net = TEST_NET.split(".")
+    if len(net) != 3 or not all(o.isdigit() and 0 <= int(o) <= 255 for o in net):
+        pytest.fail(f"IRONHUB_TEST_NET={TEST_NET!r} is not three octets such as 127.0.1", pytrace=False)
+    return ".".join(net + [address.split(".")[3]])
+
+
+test_address.__test__ = False  # not a test, despite its name
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def have_tool(name: str) -> bool:
+    """Whether a command-line tool (`openssl`, `mosquitto_pub`, …) is installed. In CI
+    (`CI=true`) a missing tool fails the test, so that no scenario leaves the suite silently."""
+    if shutil.which(name):
+        return True
+    if in_ci():
+        pytest.fail(f"{name} is not installed, and CI=true (scripts/test installs it as root)", pytrace=False)
+    return False
+
+
+def require_tool(name: str) -> None:
+    """Skips the test when a command-line tool is missing; in CI (`CI=true`) fails it."""
+    if not have_tool(name):
+        pytest.skip(f"{name} is not installed (scripts/test installs it as root)")
 
 
 def ironhub_bin() -> str:
@@ -97,8 +131,9 @@ def _listening(addr: tuple[str, int]) -> bool:
 class IronHub:
     """One `ironhub serve` process on `address`, with its data in `workdir/data`."""
 
-    def __init__(self, address: str, workdir: Path):
+    def __init__(self, address: str, workdir: Path, extra_args: list[str] | None = None):
         self.address = address
+        self.extra_args = extra_args or []
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.stdout_path = workdir / "server.stdout"
@@ -123,6 +158,7 @@ class IronHub:
             f"{self.address}:443",
             "--mqtt-listen",
             f"{self.address}:8883",
+            *self.extra_args,
         ]
 
     def start(self) -> None:
@@ -257,10 +293,7 @@ class IronHub:
 @pytest.fixture(scope="module")
 def hub(request):
     """The module's running server. Module-scoped: tests in a module share one server."""
-    address = getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS)
-    net = os.environ.get("IRONHUB_TEST_NET")
-    if net:
-        address = net + "." + address.rsplit(".", 1)[1]
+    address = test_address(getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS))
     workdir = Path(tempfile.mkdtemp(prefix=f"ironhub-{request.module.__name__}-"))
     server = IronHub(address, workdir)
     saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")

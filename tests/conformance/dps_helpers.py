@@ -83,6 +83,35 @@ def dps_service_key(hub) -> str:
     return dict(p.split("=", 1) for p in cs.split(";") if p)["SharedAccessKey"]
 
 
+def dps_rest(hub, method: str, path: str, body=None, headers=None):
+    """A DPS service REST call signed with the provisioningserviceowner policy."""
+    token = sas(hub.hostname, dps_service_key(hub), "provisioningserviceowner")
+    h = {"Authorization": token, **(headers or {})}
+    return requests.request(
+        method, f"https://{hub.address}{path}", params={"api-version": "2021-10-01"},
+        json=body, headers=h, timeout=30, verify=hub.ca_file,
+    )
+
+
+def upload_verified_ca(hub, name: str, tmp: Path, ca: str) -> None:
+    """Uploads `{ca}.pem` to the DPS instance and proves possession of its key, as `az iot
+    dps certificate create/generate-verification-code/verify` does."""
+    pem = (tmp / f"{ca}.pem").read_text()
+    r = dps_rest(hub, "PUT", f"/dps/certificates/{name}", {"properties": {"certificate": pem}})
+    assert r.status_code == 201, r.text
+    assert r.json()["properties"]["isVerified"] is False
+    r = dps_rest(hub, "POST", f"/dps/certificates/{name}/generateVerificationCode",
+                 headers={"If-Match": r.json()["etag"]})
+    assert r.status_code == 200, r.text
+    code = r.json()["properties"]["verificationCode"]
+    make_signed(tmp, f"{name}-proof", code, ca)
+    proof = (tmp / f"{name}-proof.pem").read_text()
+    r = dps_rest(hub, "POST", f"/dps/certificates/{name}/verify", {"certificate": proof},
+                 headers={"If-Match": r.json()["etag"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["properties"]["isVerified"] is True
+
+
 def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -26,7 +25,9 @@ from pathlib import Path
 import pytest
 import requests
 
-IRONHUB_ADDRESS = HOST = "127.0.0.6"
+from conftest import require_tool, test_address
+
+IRONHUB_ADDRESS = HOST = test_address("127.0.0.6")
 API = "api-version=2021-04-12"
 
 
@@ -102,15 +103,21 @@ def hub(hub):
     return Hub(hub)
 
 
-def device_client(hub, device_id, key):
+def device_client(hub, device_id, key, websockets=False):
     from azure.iot.device import IoTHubDeviceClient
     return IoTHubDeviceClient.create_from_connection_string(
-        hub.device_connection_string(device_id, key), server_verification_cert=hub.ca_text)
+        hub.device_connection_string(device_id, key), server_verification_cert=hub.ca_text,
+        websockets=websockets)
 
 
-def test_python_device_receives_body_id_content_type_and_properties(hub):
+# The Python device SDK over MQTT (8883) and over MQTT over WebSocket (443, `websockets=True`).
+TRANSPORTS = pytest.mark.parametrize("websockets", [False, True], ids=["mqtt", "websocket"])
+
+
+@TRANSPORTS
+def test_python_device_receives_body_id_content_type_and_properties(hub, websockets):
     device_id, key = hub.create_device()
-    client = device_client(hub, device_id, key)
+    client = device_client(hub, device_id, key, websockets)
     client.connect()
     try:
         # Sent before the device subscribes: queued, then delivered on subscription.
@@ -170,9 +177,10 @@ def test_on_message_received_handler_gets_live_messages(hub):
         client.shutdown()
 
 
-def test_message_sent_while_disconnected_arrives_after_reconnect_without_resubscribing(hub):
+@TRANSPORTS
+def test_message_sent_while_disconnected_arrives_after_reconnect_without_resubscribing(hub, websockets):
     device_id, key = hub.create_device()
-    client = device_client(hub, device_id, key)
+    client = device_client(hub, device_id, key, websockets)
     got = []
     arrived = threading.Event()
 
@@ -221,8 +229,8 @@ def _wait_connected(hub, device_id):
     time.sleep(0.3)  # let the SUBSCRIBE land
 
 
-@pytest.mark.skipif(shutil.which("mosquitto_sub") is None, reason="needs mosquitto_sub")
 def test_mosquitto_sub_receives_at_qos1(hub):
+    require_tool("mosquitto_sub")
     device_id, key = hub.create_device()
     sub = _mosquitto_sub(hub, device_id, key, qos=1)
     _wait_connected(hub, device_id)
@@ -236,8 +244,8 @@ def test_mosquitto_sub_receives_at_qos1(hub):
     assert len(topic.split("/")) == 5, "the property bag is path segment 4"
 
 
-@pytest.mark.skipif(shutil.which("mosquitto_sub") is None, reason="needs mosquitto_sub")
 def test_tasmota_topic_property_comes_last_with_upper_case_hex(hub):
+    require_tool("mosquitto_sub")
     device_id, key = hub.create_device("tasmota")
     # Tasmota subscribes at QoS 0 (PubSubClient); it searches the topic for TOPIC= and takes
     # everything after it, replacing %2F.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import shutil
 import socket
 import ssl
 import subprocess
@@ -21,8 +20,13 @@ from azure.iot.device.exceptions import CredentialError
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 from msrest.exceptions import HttpOperationError
 
+from conftest import require_tool
+
 IRONHUB_ADDRESS = "127.0.0.3"
 WAIT_S = 10
+
+# The Python device SDK over MQTT (8883) and over MQTT over WebSocket (443, `websockets=True`).
+TRANSPORTS = pytest.mark.parametrize("websockets", [False, True], ids=["mqtt", "websocket"])
 
 
 def device_key(rm, device_id: str, **kw) -> str:
@@ -55,7 +59,7 @@ def wait_for(predicate, timeout=WAIT_S, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("websockets", [False, True], ids=["mqtt", "websocket"])
+@TRANSPORTS
 def test_connect_send_twin_and_methods(hub, rm, websockets):
     device_id = f"py-{'ws' if websockets else 'mqtt'}"
     key = device_key(rm, device_id)
@@ -67,6 +71,15 @@ def test_connect_send_twin_and_methods(hub, rm, websockets):
         msg = Message('{"t":1}', message_id="m 1", content_type="application/json", content_encoding="utf-8")
         msg.custom_properties = {"b": "x/y z", "a": "1"}
         client.send_message(msg)  # returns once the hub PUBACKed it
+        # Read back from the event log with every property the SDK put in the topic.
+        [event] = stored_events(hub, device_id)
+        assert event["body"] == {"t": 1}
+        assert event["applicationProperties"] == {"a": "1", "b": "x/y z"}
+        system = event["systemProperties"]
+        assert system["message-id"] == "m 1"
+        assert system["content-type"] == "application/json"
+        assert system["content-encoding"] == "utf-8"
+        assert system["iothub-connection-device-id"] == device_id
 
         twin = client.get_twin()
         assert twin["desired"]["$version"] >= 1 and "$version" in twin["reported"]
@@ -154,46 +167,53 @@ def mqtt_connack(hub, paho, client_id, username, password, **tls) -> int:
     return result["rc"]
 
 
-def test_x509_self_signed_device(hub, rm, tmp_path):
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is not installed")
+@TRANSPORTS
+def test_x509_self_signed_device(hub, rm, tmp_path, websockets):
+    require_tool("openssl")
+    suffix = "ws" if websockets else "mqtt"
+    device_id = f"py-x509-{suffix}"
     cert, key = tmp_path / "x1.pem", tmp_path / "x1.key"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=py-x509"],
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={device_id}"],
         check=True, capture_output=True,
     )
     der = ssl.PEM_cert_to_DER_cert(cert.read_text())
     thumb = hashlib.sha1(der).hexdigest().upper()
-    rm.create_device_with_x509("py-x509", thumb, thumb, "enabled")
+    rm.create_device_with_x509(device_id, thumb, thumb, "enabled")
 
     from azure.iot.device import X509
 
     client = IoTHubDeviceClient.create_from_x509_certificate(
-        X509(str(cert), str(key)), hostname=hub.hostname, device_id="py-x509",
-        server_verification_cert=open(hub.ca_file).read(),
+        X509(str(cert), str(key)), hostname=hub.hostname, device_id=device_id,
+        server_verification_cert=open(hub.ca_file).read(), websockets=websockets,
     )
     client.connect()
     client.send_message(Message("from x509"))
     client.patch_twin_reported_properties({"cert": "ok"})
     client.shutdown()
-    assert rm.get_twin("py-x509").properties.reported["cert"] == "ok"
+    assert rm.get_twin(device_id).properties.reported["cert"] == "ok"
+    [event] = stored_events(hub, device_id)
+    assert event["body"] == "from x509"
+    assert "x509" in event["systemProperties"]["iothub-connection-auth-method"].lower()
 
-    rm.create_device_with_x509("py-x509-other", "AB" * 20, "AB" * 20, "enabled")
+    rm.create_device_with_x509(f"{device_id}-other", "AB" * 20, "AB" * 20, "enabled")
     other = IoTHubDeviceClient.create_from_x509_certificate(
-        X509(str(cert), str(key)), hostname=hub.hostname, device_id="py-x509-other",
-        server_verification_cert=open(hub.ca_file).read(),
+        X509(str(cert), str(key)), hostname=hub.hostname, device_id=f"{device_id}-other",
+        server_verification_cert=open(hub.ca_file).read(), websockets=websockets,
     )
     with pytest.raises(CredentialError):
         other.connect()
     other.shutdown()
 
 
-def test_reconnect_after_the_server_drops_the_connection(hub, rm):
+@TRANSPORTS
+def test_reconnect_after_the_server_drops_the_connection(hub, rm, websockets):
     """PYDEV connects with clean session 0 and never re-subscribes: the session must survive a
     dropped connection, even a server restart."""
-    key = device_key(rm, "py-reconnect")
-    client = device_client(hub, "py-reconnect", key)
+    device_id = f"py-reconnect-{'ws' if websockets else 'mqtt'}"
+    key = device_key(rm, device_id)
+    client = device_client(hub, device_id, key, websockets=websockets)
     client.connect()
     try:
         calls = []
@@ -206,17 +226,21 @@ def test_reconnect_after_the_server_drops_the_connection(hub, rm):
         time.sleep(0.5)
         hub.kill9()
         hub.restart()
-        wait_for(lambda: rm.get_device("py-reconnect").connection_state == "Connected", timeout=60, what="the SDK to reconnect")
+        wait_for(lambda: rm.get_device(device_id).connection_state == "Connected", timeout=60, what="the SDK to reconnect")
         result = rm.invoke_device_method(
-            "py-reconnect", CloudToDeviceMethod(method_name="after-restart", payload=None, response_timeout_in_seconds=10)
+            device_id, CloudToDeviceMethod(method_name="after-restart", payload=None, response_timeout_in_seconds=10)
         )
         assert result.status == 200 and calls == ["after-restart"]
+        # And it keeps sending: telemetry after the restart reaches the event log.
+        client.send_message(Message("after the restart"))
+        assert [e["body"] for e in stored_events(hub, device_id)] == ["after the restart"]
     finally:
         client.shutdown()
 
 
-@pytest.mark.skipif(not shutil.which("mosquitto_pub"), reason="mosquitto-clients is not installed")
 def test_mosquitto_as_a_plain_device(hub, rm):
+    require_tool("mosquitto_pub")
+    require_tool("mosquitto_sub")
     key = device_key(rm, "mosq1")
     token = sas(f"{hub.hostname}/devices/mosq1", key)
     base = ["-h", hub.address, "-p", "8883", "--cafile", hub.ca_file, "-V", "mqttv311", "-i", "mosq1",
@@ -285,10 +309,45 @@ def test_tasmota_emulation(hub, rm):
         wait_for(lambda: any(e[0] == "message" and e[1].startswith("$iothub/twin/res/204/?$rid=1") for e in events),
                  what="the twin response")
         assert c.is_connected(), "no disconnect along the way"
+        # Power lost: the TCP connection ends without DISCONNECT, so the Will is due. Its topic
+        # is not a telemetry topic, and IoT Hub ignores such a Will (clients.md §3.7 item 5).
+        c.loop_stop()
+        c.socket().close()
     finally:
         c.loop_stop()
-        c.disconnect()
     assert rm.get_twin(device_id).properties.reported["Tasmota"] == "14.0"
+    wait_for(lambda: rm.get_device(device_id).connection_state == "Disconnected", what="Disconnected after the drop")
+
+    # The event log holds the retained STATE message, with its `topic` and the retain marker
+    # IoT Hub adds: `mqtt-retain` (Microsoft's iot-hub-mqtt-support page; it once said
+    # `x-opt-retain`, which clients.md §3.3 repeats, and was corrected to what the service
+    # sends), and nothing from the Will.
+    time.sleep(0.5)
+    [state] = stored_events(hub, device_id)
+    assert state["body"] in ('{"POWER":"ON"}', {"POWER": "ON"}), state
+    assert state["applicationProperties"] == {"topic": f"tele/{device_id}/STATE", "mqtt-retain": "true"}
+    assert "x-opt-retain" not in state["systemProperties"]
+
+    # The control: the same drop with a Will on the device's telemetry topic does send it, so
+    # the Will above was due and ignored, not lost to a clean close.
+    control_id = "AABBCCDDEE00"
+    control_key = device_key(rm, control_id)
+    k = paho.Client(client_id=control_id, clean_session=True, protocol=paho.MQTTv311)
+    k.username_pw_set(f"{hub.hostname}/{control_id}", tasmota_sas(hub.hostname, control_id, control_key))
+    k.will_set(f"devices/{control_id}/messages/events/", "Offline", qos=1, retain=True)
+    k.tls_set_context(ctx)
+    up = threading.Event()
+    k.on_connect = lambda *a: up.set()
+    k.connect(hub.address, 8883, keepalive=30)
+    k.loop_start()
+    try:
+        assert up.wait(WAIT_S)
+    finally:
+        k.loop_stop()
+    k.socket().close()
+    wait_for(lambda: stored_events(hub, control_id), what="the control's Will")
+    [will] = stored_events(hub, control_id)
+    assert will["body"] == "Offline" and will["applicationProperties"]["mqtt-retain"] == "true"
 
 
 def raw_tls(hub) -> ssl.SSLSocket:
@@ -400,3 +459,158 @@ def test_cli_twin_and_direct_method(hub, rm):
         client.shutdown()
     offline = run_cli("hub", "invoke-device-method", "-d", "cli-dev", "--mn", "x", "--data-dir", str(hub.data_dir))
     assert offline.returncode != 0 and "DeviceNotOnline" in offline.stderr
+
+
+# -- malformed packets after CONNECT ------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _mqtt_str(b: bytes) -> bytes:
+    return len(b).to_bytes(2, "big") + b
+
+
+def _packet(byte1: int, body: bytes) -> bytes:
+    return bytes([byte1]) + _varint(len(body)) + body
+
+
+def _publish_qos1(topic: bytes, payload: bytes, pkid: int = 1, byte1: int = 0x32) -> bytes:
+    return _packet(byte1, _mqtt_str(topic) + pkid.to_bytes(2, "big") + payload)
+
+
+def _read_exactly(sock, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise AssertionError(f"connection closed after {data!r}, expected {n} bytes")
+        data += chunk
+    return data
+
+
+def _closed_by_server(sock, within: float = 5.0) -> bool:
+    """True when the server ends the connection within `within` seconds (EOF or reset); False
+    when it is still open then (a timeout is not a close)."""
+    sock.settimeout(within)
+    try:
+        while True:
+            if sock.recv(1024) == b"":
+                return True
+    except (socket.timeout, TimeoutError):
+        return False
+    except (ConnectionError, ssl.SSLError, OSError):
+        return True
+
+
+def _connected_raw(hub, device_id: str, key: str) -> ssl.SSLSocket:
+    """A TLS connection with a valid CONNECT (clean session, SAS) answered by CONNACK 0, and a
+    PINGREQ answered: the connection works before the malformed packet arrives."""
+    s = raw_tls(hub)
+    username = f"{hub.hostname}/{device_id}/?api-version=2021-04-12".encode()
+    password = sas(f"{hub.hostname}/devices/{device_id}", key).encode()
+    variable = _mqtt_str(b"MQTT") + bytes([4, 0xC2]) + (30).to_bytes(2, "big")
+    s.sendall(_packet(0x10, variable + _mqtt_str(device_id.encode()) + _mqtt_str(username) + _mqtt_str(password)))
+    assert _read_exactly(s, 4) == b"\x20\x02\x00\x00", "no CONNACK 0"
+    s.sendall(b"\xc0\x00")
+    assert _read_exactly(s, 2) == b"\xd0\x00", "no PINGRESP"
+    return s
+
+
+MALFORMED_AFTER_CONNECT = {
+    # A remaining length of five bytes (at most four are allowed).
+    "remaining-length-too-long": b"\x32\xff\xff\xff\xff\x01" + _mqtt_str(b"devices/raw1/messages/events/") + b"\x00\x01long",
+    # A remaining length shorter than the topic it announces.
+    "remaining-length-short": b"\x32\x08" + _mqtt_str(b"devices/raw1/messages/events/") + b"\x00\x01short",
+    # A topic that is not UTF-8.
+    "topic-not-utf8": _publish_qos1(b"devices/raw1/messages/events/k=\xff\xfe", b"not-utf8"),
+    # Wildcards in a PUBLISH topic name.
+    "wildcard-hash": _publish_qos1(b"devices/raw1/messages/events/#", b"wild-hash"),
+    "wildcard-plus": _publish_qos1(b"devices/raw1/messages/events/a=+", b"wild-plus"),
+    # Reserved flag bits: PUBLISH with QoS 3, SUBSCRIBE without its 0b0010, PINGREQ with a bit set.
+    "publish-qos3": _publish_qos1(b"devices/raw1/messages/events/", b"qos3", byte1=0x36),
+    "subscribe-flags": _packet(0x80, (2).to_bytes(2, "big") + _mqtt_str(b"devices/raw1/messages/devicebound/#") + b"\x01"),
+    "pingreq-flags": b"\xc1\x00",
+}
+
+
+def test_malformed_packets_after_connect_close_the_connection_and_store_nothing(hub, rm):
+    key = device_key(rm, "raw1")
+    # The control: the same hand-built packets, well formed, are accepted and stored.
+    s = _connected_raw(hub, "raw1", key)
+    s.sendall(_publish_qos1(b"devices/raw1/messages/events/k=%2B%23", b"valid"))
+    assert _read_exactly(s, 4) == b"\x40\x02\x00\x01", "no PUBACK for the valid message"
+    s.sendall(b"\xe0\x00")
+    s.close()
+
+    still_open = []
+    for name, packet in MALFORMED_AFTER_CONNECT.items():
+        s = _connected_raw(hub, "raw1", key)
+        s.sendall(packet)
+        if not _closed_by_server(s):
+            still_open.append(name)
+        s.close()
+    assert still_open == [], f"the server kept these connections open: {still_open}"
+
+    wait_for(lambda: rm.get_device("raw1").connection_state == "Disconnected", what="Disconnected")
+    events = stored_events(hub, "raw1")
+    assert [e["body"] for e in events] == ["valid"], events
+    assert events[0]["applicationProperties"] == {"k": "+#"}
+
+
+def test_replace_twin_accepts_what_get_twin_returned(hub, rm, tmp_path):
+    """`PUT /twins/{id}` takes the twin `GET` returned (reported properties, `$metadata`,
+    `$version`, etag, version, status…), as IoT Hub does: with the service SDK's
+    `replace_twin(id, get_twin(id))` and the CLI's `device-twin show` → `device-twin replace`."""
+    import json
+
+    from conftest import run_cli
+
+    device_id = "twin-roundtrip"
+    key = device_key(rm, device_id)
+    client = device_client(hub, device_id, key)
+    client.connect()
+    try:
+        client.patch_twin_reported_properties({"temp": 21})
+    finally:
+        client.shutdown()
+    rm.update_twin(device_id, Twin(tags={"site": "a"}, properties=TwinProperties(desired={"fw": "1", "mode": "eco"})), "*")
+
+    # The SDK's own round trip, unchanged, then changed.
+    before = rm.get_twin(device_id)
+    assert "$metadata" in before.properties.desired and "$version" in before.properties.reported
+    same = rm.replace_twin(device_id, before)
+    assert same.tags == {"site": "a"}
+    assert {k: v for k, v in same.properties.desired.items() if not k.startswith("$")} == {"fw": "1", "mode": "eco"}
+    assert same.properties.reported["temp"] == 21, "replace must not touch reported properties"
+    twin = rm.get_twin(device_id)
+    twin.tags = {"site": "b"}
+    twin.properties.desired["fw"] = "2"
+    del twin.properties.desired["mode"]
+    replaced = rm.replace_twin(device_id, twin, twin.etag)
+    assert replaced.tags == {"site": "b"}
+    desired = replaced.properties.desired
+    assert desired["fw"] == "2" and "mode" not in desired
+    assert desired["$version"] > before.properties.desired["$version"]
+    assert replaced.properties.reported["temp"] == 21
+    assert replaced.properties.reported["$version"] == before.properties.reported["$version"]
+
+    # The CLI: what `show` printed goes back through `replace` as a file, and inline.
+    d = ["--data-dir", str(hub.data_dir)]
+    shown = run_cli("hub", "device-twin", "show", "-d", device_id, *d, check=True).stdout
+    path = tmp_path / "twin.json"
+    path.write_text(shown)
+    out = json.loads(run_cli("hub", "device-twin", "replace", "-d", device_id, "--json", str(path), *d, check=True).stdout)
+    assert out["tags"] == {"site": "b"} and out["properties"]["desired"]["fw"] == "2"
+    assert out["properties"]["reported"]["temp"] == 21
+    edited = json.loads(shown)
+    edited["properties"]["desired"]["fw"] = "3"
+    out = json.loads(run_cli("hub", "device-twin", "replace", "-d", device_id, "-j", json.dumps(edited), *d, check=True).stdout)
+    assert out["properties"]["desired"]["fw"] == "3"
+    assert rm.get_twin(device_id).properties.desired["fw"] == "3"

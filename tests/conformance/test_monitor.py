@@ -15,7 +15,6 @@ import base64
 import hashlib
 import hmac
 import json
-import shutil
 import ssl
 import subprocess
 import threading
@@ -27,7 +26,7 @@ import pytest
 import requests
 from azure.iot.device import IoTHubDeviceClient, Message
 
-from conftest import ironhub_bin, run_cli
+from conftest import have_tool, ironhub_bin, require_tool, run_cli
 
 IRONHUB_ADDRESS = "127.0.0.8"
 WAIT_S = 15
@@ -216,8 +215,8 @@ def test_enqueued_time_replays_and_the_default_is_now(hub, rm):
     assert bad.returncode != 0 and "--enqueued-time" in bad.stderr
 
 
-@pytest.mark.skipif(not shutil.which("mosquitto_pub"), reason="mosquitto-clients is not installed")
 def test_mosquitto_and_tasmota_messages(hub, rm):
+    require_tool("mosquitto_pub")
     paho = pytest.importorskip("paho.mqtt.client")
     mosq_key = device_key(rm, "mon-mosq")
     tasmota_id = "mon-A0B1C2D3E4F5"
@@ -380,8 +379,8 @@ def signed_cert(tmp, name: str, cn: str) -> str:
     return str(tmp / f"{name}.pem")
 
 
-@pytest.mark.skipif(not shutil.which("openssl"), reason="openssl is not installed")
 def test_certificate_proof_of_possession(hub, rm, tmp_path):
+    require_tool("openssl")
     d = ["--data-dir", str(hub.data_dir)]
     cli = lambda *args: json.loads(run_cli("hub", "certificate", *args, *d, check=True).stdout)
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
@@ -422,7 +421,7 @@ def test_certificate_proof_of_possession(hub, rm, tmp_path):
     run_cli("hub", "device-identity", "create", "-d", "mon-ca-dev", "--am", "x509_ca", *d, check=True)
     device_cert = signed_cert(tmp_path, "device", "mon-ca-dev")
     monitor = Monitor(hub, "-d", "mon-ca-dev", "--props", "anno", "--to", "3")
-    if shutil.which("mosquitto_pub"):
+    if have_tool("mosquitto_pub"):
         sent = subprocess.run(
             ["mosquitto_pub", "-h", hub.address, "-p", "8883", "--cafile", hub.ca_file, "--cert", device_cert,
              "--key", str(tmp_path / "device.key"), "-V", "mqttv311", "-i", "mon-ca-dev",

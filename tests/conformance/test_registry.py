@@ -333,8 +333,9 @@ def test_bulk_rejected_writes_nothing(rm):
 
 @pytest.mark.parametrize(
     "bad_id",
-    ["x" * 129, "has/slash", "has space", "semi;colon", "quote\"d"],
-    ids=["129-chars", "slash", "space", "semicolon", "double-quote"],
+    # IoT Hub's identity-registry page: `+ #` are not supported; `;` is not in its list.
+    ["x" * 129, "has/slash", "has space", "semi;colon", "quote\"d", "plus+sign", "hash#sign"],
+    ids=["129-chars", "slash", "space", "semicolon", "double-quote", "plus", "hash"],
 )
 def test_bad_device_id_is_400_and_creates_nothing(rm, bad_id):
     before = rm.get_device_registry_statistics().total_device_count
@@ -410,6 +411,52 @@ def test_expired_token_is_401(hub, rm, monkeypatch):
     # The same client with the real clock works again, and nothing was created.
     assert device_id not in ids_in_registry(rm)
     rm.create_device_with_sas(device_id, new_key(), new_key(), "enabled")
+
+
+def policy_registry_manager(hub, policy: str):
+    """A registry manager signing with one of the hub's policies (its connection string from
+    `ironhub hub connection-string show --policy-name`)."""
+    import json
+
+    from conftest import run_cli
+
+    out = run_cli("hub", "connection-string", "show", "--policy-name", policy, "--data-dir", str(hub.data_dir), check=True)
+    return hub.registry_manager(json.loads(out.stdout)["connectionString"])
+
+
+def test_twin_reads_are_allowed_to_service_connect_and_registry_read(hub, rm):
+    """As in IoT Hub: the `service` policy (ServiceConnect) reads twins, like `registryRead`;
+    `device` (DeviceConnect only) cannot."""
+    device_id = uid("twin-rights")
+    rm.create_device_with_sas(device_id, new_key(), new_key(), "enabled")
+    for policy in ("service", "registryRead", "registryReadWrite", "iothubowner"):
+        twin = policy_registry_manager(hub, policy).get_twin(device_id)
+        assert twin.device_id == device_id, policy
+    with pytest.raises(HttpOperationError) as e:
+        policy_registry_manager(hub, "device").get_twin(device_id)
+    assert_error(e, 401, "IotHubUnauthorizedAccess")
+    # Device identities stay RegistryRead's: ServiceConnect alone cannot read them.
+    with pytest.raises(HttpOperationError) as e:
+        policy_registry_manager(hub, "service").get_device(device_id)
+    assert_error(e, 401)
+
+
+def test_request_body_over_the_limit_is_413_in_iot_hubs_shape(hub, rm):
+    """A body over 512 KiB is refused with 413 and IoT Hub's error body; nothing is created."""
+    # The SDK's own signed session gives the Authorization header it would send.
+    token = rm.protocol.config.credentials.signed_session().headers["Authorization"]
+    device_id = uid("huge")
+    body = b'{"deviceId": "%s", "tags": "%s"}' % (device_id.encode(), b"x" * (512 * 1024))
+    r = requests.put(
+        f"https://{hub.hostname}/devices/{device_id}?api-version=2021-04-12",
+        data=body, headers={"Authorization": token, "Content-Type": "application/json"},
+        verify=hub.ca_file, timeout=30,
+    )
+    assert r.status_code == 413, r.text
+    assert r.headers["iothub-errorcode"] == "MessageTooLarge"
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json()["Message"].startswith("ErrorCode:MessageTooLarge;"), r.text
+    assert device_id not in ids_in_registry(rm)
 
 
 def test_no_authorization_header_is_401(hub):

@@ -63,6 +63,19 @@ impl DpsClient {
         })
     }
 
+    /// [`DpsClient::new`], but every connection goes to `address` while TLS still checks the
+    /// host name (see [`HubClient::connecting_to`]).
+    pub fn connecting_to(
+        cs: ConnectionString,
+        extra_ca_pems: &[std::path::PathBuf],
+        address: std::net::SocketAddr,
+    ) -> Result<DpsClient, ClientError> {
+        Ok(DpsClient {
+            http: HubClient::connecting_to(cs, extra_ca_pems, address)?
+                .with_api_version(DPS_API_VERSION),
+        })
+    }
+
     /// The service's `HostName` as given in the connection string (may carry `:port`).
     pub fn host_name(&self) -> &str {
         self.http.host_name()

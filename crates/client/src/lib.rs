@@ -24,7 +24,11 @@ mod error;
 mod lines;
 mod tls;
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +37,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 use ironhub_auth::sas::url_encode;
 use ironhub_auth::{ConnectionString, sas, unix_now};
@@ -138,7 +143,38 @@ pub struct HubClient {
     key_name: Option<String>,
     /// `?api-version=` of every request.
     api_version: &'static str,
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>,
+}
+
+/// How the client finds the hub's address: the host name's DNS answer, or, on the server's own
+/// machine, one fixed address (the host name may not resolve there). Either way the URL, the
+/// `Host` header, SNI and the certificate check use the host name.
+#[derive(Debug, Clone, Default)]
+struct Resolver {
+    fixed: Option<SocketAddr>,
+}
+
+type Resolving =
+    Pin<Box<dyn Future<Output = std::io::Result<std::vec::IntoIter<SocketAddr>>> + Send>>;
+
+impl tower::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        match self.fixed {
+            Some(addr) => Box::pin(std::future::ready(Ok(vec![addr].into_iter()))),
+            None => {
+                let lookup = GaiResolver::new().call(name);
+                Box::pin(async move { Ok(lookup.await?.collect::<Vec<_>>().into_iter()) })
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for HubClient {
@@ -154,6 +190,25 @@ impl HubClient {
     /// A client for the hub named by `cs` (`HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`).
     /// TLS trusts the system's roots plus the certificates in `extra_ca_pems`.
     pub fn new(cs: ConnectionString, extra_ca_pems: &[PathBuf]) -> Result<HubClient, ClientError> {
+        HubClient::build(cs, extra_ca_pems, None)
+    }
+
+    /// [`HubClient::new`], but every connection goes to `address` instead of the host name's
+    /// DNS answer, while TLS still verifies the certificate against the host name (SNI and name
+    /// check). For the server's own machine, where `--hostname myhub.example` need not resolve.
+    pub fn connecting_to(
+        cs: ConnectionString,
+        extra_ca_pems: &[PathBuf],
+        address: SocketAddr,
+    ) -> Result<HubClient, ClientError> {
+        HubClient::build(cs, extra_ca_pems, Some(address))
+    }
+
+    fn build(
+        cs: ConnectionString,
+        extra_ca_pems: &[PathBuf],
+        address: Option<SocketAddr>,
+    ) -> Result<HubClient, ClientError> {
         let key = cs
             .key()
             .map_err(|e| ClientError::ConnectionString(e.to_string()))?
@@ -169,11 +224,14 @@ impl HubClient {
             )));
         }
         let tls = tls::client_config(extra_ca_pems)?;
+        let mut tcp = HttpConnector::new_with_resolver(Resolver { fixed: address });
+        // hyper-rustls takes https:// URLs only when the HTTP connector leaves them alone.
+        tcp.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
-            .build();
+            .wrap_connector(tcp);
         let http = Client::builder(TokioExecutor::new()).build(connector);
         Ok(HubClient {
             resource: host_without_port(&host).to_owned(),

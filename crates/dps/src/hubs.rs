@@ -118,7 +118,14 @@ impl Dps {
             .await?
         {
             Ok(mut done) => match done.pop().flatten() {
-                Some(r) => with_etag(&r),
+                Some(r) => {
+                    // Lowest-latency allocation should know the new link at once.
+                    let dps = self.clone();
+                    tokio::spawn(async move {
+                        let _ = dps.measure_latencies().await;
+                    });
+                    with_etag(&r)
+                }
                 None => Err(DpsError::ServerError("the store wrote no hub".into())),
             },
             Err(failed) => Err(match failed.first().map(|(_, c)| *c) {

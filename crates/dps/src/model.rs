@@ -159,7 +159,8 @@ pub struct X509Attestation {
     pub ca_references: Option<X509CaReferences>,
 }
 
-/// How devices of an enrollment attest.
+/// How devices of an enrollment attest. Absent in a request, it is `none`, which every write
+/// refuses with a clear message (a bulk delete needs only the ids).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttestationMechanism {
@@ -171,6 +172,17 @@ pub struct AttestationMechanism {
     pub x509: Option<X509Attestation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symmetric_key: Option<SymmetricKeyAttestation>,
+}
+
+impl Default for AttestationMechanism {
+    fn default() -> Self {
+        AttestationMechanism {
+            kind: AttestationType::None,
+            tpm: None,
+            x509: None,
+            symmetric_key: None,
+        }
+    }
 }
 
 impl AttestationMechanism {
@@ -314,6 +326,7 @@ pub struct CustomAllocationDefinition {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnrollmentSettings {
+    #[serde(default)]
     pub attestation: AttestationMechanism,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<DeviceCapabilities>,

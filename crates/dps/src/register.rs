@@ -251,6 +251,16 @@ impl Dps {
         &self.limits
     }
 
+    /// The round trip last measured to a linked hub, if it answered.
+    pub fn latency_of(&self, hub: &str) -> Option<Duration> {
+        self.runtime
+            .latencies
+            .read()
+            .ok()?
+            .get(&hub.to_ascii_lowercase())
+            .copied()
+    }
+
     /// The latencies last measured to the linked hubs, by lower-cased name.
     fn latencies(&self) -> HashMap<String, Duration> {
         self.runtime

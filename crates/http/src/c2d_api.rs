@@ -31,7 +31,7 @@
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -44,6 +44,7 @@ use ironhub_hub::model::azure_time;
 use ironhub_hub::{DeviceIdentity, Hub, HubError, MAX_TELEMETRY_BYTES, Telemetry};
 use ironhub_store::{C2dMessage, C2dSettle};
 
+use crate::extract::Segments;
 use crate::hub_api::{authorize, json_body};
 use crate::{ApiError, ConnectionInfo};
 
@@ -119,7 +120,7 @@ fn app_properties(headers: &HeaderMap) -> Vec<(String, String)> {
 /// `POST /devices/{id}/messages/deviceBound` (service): see the module documentation.
 async fn service_send(
     State(hub): State<Hub>,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -154,7 +155,7 @@ async fn service_send(
 /// `DELETE /devices/{id}/commands`.
 async fn purge(
     State(hub): State<Hub>,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
@@ -194,7 +195,7 @@ async fn receive_feedback(
 
 async fn complete_feedback(
     State(hub): State<Hub>,
-    Path(token): Path<String>,
+    Segments(token): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
@@ -204,7 +205,7 @@ async fn complete_feedback(
 
 async fn abandon_feedback(
     State(hub): State<Hub>,
-    Path(token): Path<String>,
+    Segments(token): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
@@ -284,7 +285,7 @@ fn message_headers(m: &C2dMessage) -> HeaderMap {
 /// `GET /devices/{id}/messages/deviceBound` (device).
 async fn device_receive(
     State(hub): State<Hub>,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -303,7 +304,7 @@ async fn device_receive(
 /// `DELETE /devices/{id}/messages/deviceBound/{lockToken}[?reject]` (device).
 async fn device_complete(
     State(hub): State<Hub>,
-    Path((id, token)): Path<(String, String)>,
+    Segments((id, token)): Segments<(String, String)>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -327,7 +328,7 @@ async fn device_complete(
 /// `POST /devices/{id}/messages/deviceBound/{lockToken}/abandon` (device).
 async fn device_abandon(
     State(hub): State<Hub>,
-    Path((id, token)): Path<(String, String)>,
+    Segments((id, token)): Segments<(String, String)>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -358,7 +359,7 @@ struct BatchItem {
 /// `POST /devices/{id}/messages/events` (device).
 async fn telemetry(
     State(hub): State<Hub>,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {

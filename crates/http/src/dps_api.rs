@@ -358,6 +358,19 @@ struct LinkedHubView {
     location: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     etag: Option<String>,
+    /// ironhub's addition: the round trip last measured from the DPS to the hub, in
+    /// milliseconds, which lowest-latency allocation compares; absent until it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<f64>,
+}
+
+impl LinkedHubView {
+    fn of(dps: &Dps, h: &LinkedHub) -> Self {
+        LinkedHubView {
+            latency_ms: dps.latency_of(&h.name).map(|d| d.as_secs_f64() * 1000.0),
+            ..LinkedHubView::from(h)
+        }
+    }
 }
 
 impl From<&LinkedHub> for LinkedHubView {
@@ -379,6 +392,7 @@ impl From<&LinkedHub> for LinkedHubView {
             apply_allocation_policy: h.apply_allocation_policy,
             location: h.location.clone(),
             etag: h.etag.clone(),
+            latency_ms: None,
         }
     }
 }
@@ -402,7 +416,7 @@ async fn list_linked_hubs(
         .list_linked_hubs()
         .await?
         .iter()
-        .map(LinkedHubView::from)
+        .map(|h| LinkedHubView::of(&dps, h))
         .collect();
     Ok(json_body(&serde_json::json!({ "value": hubs })))
 }
@@ -415,7 +429,10 @@ async fn get_linked_hub(
     authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
     let name = id_of(path)?;
     let hub = dps.get_linked_hub(&name).await?;
-    Ok(with_etag(&LinkedHubView::from(&hub), hub.etag.as_deref()))
+    Ok(with_etag(
+        &LinkedHubView::of(&dps, &hub),
+        hub.etag.as_deref(),
+    ))
 }
 
 async fn put_linked_hub(

@@ -42,8 +42,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -57,6 +56,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use crate::ApiError;
+use crate::extract::{QueryArgs, Segments};
 use crate::hub_api::{authorize, json_body, read_json};
 
 /// Longest a reader waits in one go; the stream also notices a departed client this often.
@@ -77,21 +77,6 @@ pub(crate) fn routes() -> Router<Hub> {
             put(put_checkpoint),
         )
         .route("/events/consumergroups/{group}/stream", get(stream))
-}
-
-/// Path segments, with a malformed one (a partition that is not a number) answered as an
-/// Azure-shaped 400.
-struct Segments<T>(T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Segments<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Path(t)| Segments(t))
-            .map_err(|e| HubError::ArgumentInvalid(format!("The path is not valid: {e}.")).into())
-    }
 }
 
 async fn properties(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -213,7 +198,7 @@ fn parse_query(q: &StreamQuery) -> Result<(ReadFrom, Option<u32>, Option<Duratio
 async fn stream(
     State(hub): State<Hub>,
     Segments(group): Segments<String>,
-    Query(query): Query<StreamQuery>,
+    QueryArgs(query): QueryArgs<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;

@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::FromRequestParts;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -19,6 +19,7 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::extract::QueryArgs;
 use crate::{ApiError, MAX_BODY_BYTES};
 
 /// The routes of the hub's service API (the WebSocket endpoint, the fallbacks and the
@@ -186,7 +187,7 @@ struct ListQuery {
 
 async fn list_devices(
     State(hub): State<Hub>,
-    Query(query): Query<ListQuery>,
+    QueryArgs(query): QueryArgs<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&hub, &headers, Rights::REGISTRY_READ)?;
@@ -223,7 +224,11 @@ async fn get_twin(
     DeviceId(id): DeviceId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::REGISTRY_READ)?;
+    // IoT Hub lets ServiceConnect (the `service` policy) read twins, as well as RegistryRead.
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    hub.authorize_service_any(header, &[Rights::SERVICE_CONNECT, Rights::REGISTRY_READ])?;
     Ok(twin_response(&hub.get_twin(&id).await?))
 }
 

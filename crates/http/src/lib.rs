@@ -14,6 +14,7 @@ mod dps_api;
 mod dps_device_api;
 mod error;
 mod events_api;
+mod extract;
 mod hub_api;
 mod listener;
 mod websocket;

@@ -10,14 +10,15 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use ironhub_dps::Dps;
-use ironhub_hub::Hub;
+use ironhub_hub::{Hub, HubError};
 use ironhub_mqtt::ConnectionContext;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::ConnectionInfo;
+use crate::{ApiError, ConnectionInfo};
 
 /// The route's path.
 pub const PATH: &str = "/$iothub/websocket";
@@ -32,12 +33,23 @@ pub struct Services {
     pub dps: Option<Dps>,
 }
 
-/// `GET /$iothub/websocket` with an upgrade to WebSocket.
+/// `GET /$iothub/websocket` with an upgrade to WebSocket. A request that is not a WebSocket
+/// upgrade (a browser, `curl` without the headers) gets an Azure-shaped 400.
 pub async fn upgrade(
     State(Services { hub, dps }): State<Services>,
     Extension(info): Extension<ConnectionInfo>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return ApiError::from(HubError::ArgumentInvalid(format!(
+                "{PATH} serves MQTT over WebSocket (subprotocol mqtt); this request is not a \
+                 WebSocket upgrade: {e}."
+            )))
+            .into_response();
+        }
+    };
     ws.protocols(["mqtt"])
         .max_message_size(ironhub_hub::MAX_TELEMETRY_BYTES * 2)
         .on_upgrade(move |socket| async move {

@@ -45,6 +45,16 @@ impl Hub {
         header: Option<&str>,
         needed: Rights,
     ) -> Result<Principal, HubError> {
+        self.authorize_service_any(header, &[needed])
+    }
+
+    /// [`Hub::authorize_service`] for an operation that any one of `alternatives` allows, e.g.
+    /// reading a twin, which IoT Hub grants to ServiceConnect as well as to RegistryRead.
+    pub fn authorize_service_any(
+        &self,
+        header: Option<&str>,
+        alternatives: &[Rights],
+    ) -> Result<Principal, HubError> {
         let header = header.ok_or_else(|| {
             HubError::Unauthorized("Unauthorized: the request has no Authorization header.".into())
         })?;
@@ -63,7 +73,12 @@ impl Hub {
         token.verify_keys(policy.keys()).map_err(unauthorized)?;
         token.check_expiry(unix_now()).map_err(unauthorized)?;
         self.covers_hub(&token, "")?;
-        if !policy.rights.contains(needed) {
+        if !alternatives.iter().any(|&r| policy.rights.contains(r)) {
+            let needed = alternatives
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" or ");
             return Err(HubError::Unauthorized(format!(
                 "Unauthorized: the policy '{}' does not have the rights {needed}.",
                 policy.key_name

@@ -20,6 +20,12 @@ pub const MAX_BULK_DEVICES: usize = 100;
 /// Most devices one `GET /devices` returns, as IoT Hub.
 pub const MAX_LIST_DEVICES: usize = 1000;
 
+/// The characters besides ASCII letters and digits a device id may hold. Source: Microsoft's
+/// "Understand the identity registry in your IoT hub" (azure-docs
+/// `articles/iot-hub/iot-hub-devguide-identity-registry.md`, "Device identity properties"):
+/// "`- . % _ * ? ! ( ) , : = @ $ '`. The special characters: `+ #` are not supported." Older
+/// versions of that page, and the Event Grid event schemas, list `+ #` (and `;`) as allowed;
+/// the device SDKs cannot use `+ #` (MQTT wildcards), so they are refused, as the page now says.
 const ID_SPECIALS: &str = "-.%_*?!(),:=@$'";
 
 /// Checks a device id against IoT Hub's rules: 1–128 characters, ASCII letters and digits and

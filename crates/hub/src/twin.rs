@@ -188,7 +188,12 @@ fn object(value: Option<&Value>, what: &str) -> Result<Map<String, Value>, HubEr
     }
 }
 
-/// `properties.desired` of a twin document, refusing `properties.reported` (devices own it).
+/// `properties.desired` of a twin document. What a service cannot write is ignored, as IoT Hub
+/// ignores it, so that the twin `GET /twins/{id}` returned can be sent back as it is
+/// (`replace_twin(id, get_twin(id))`, `az iot hub device-twin replace -j <show's output>`):
+/// `properties.reported` (the device's), desired's own `$metadata` and `$version` (the hub's),
+/// and every top-level field but `tags` and `properties` (`deviceId`, `etag`, `version`,
+/// `status`, … are never read).
 fn desired_of(doc: &Value) -> Result<Option<Map<String, Value>>, HubError> {
     let Some(props) = doc.get("properties") else {
         return Ok(None);
@@ -196,15 +201,15 @@ fn desired_of(doc: &Value) -> Result<Option<Map<String, Value>>, HubError> {
     let props = props
         .as_object()
         .ok_or_else(|| invalid("properties must be a JSON object.".into()))?;
-    if props.get("reported").is_some_and(|r| !r.is_null()) {
-        return Err(invalid(
-            "Reported properties are set by the device; a service cannot write them.".into(),
-        ));
-    }
-    props
+    let mut desired = props
         .get("desired")
         .map(|d| object(Some(d), "properties.desired"))
-        .transpose()
+        .transpose()?;
+    if let Some(d) = &mut desired {
+        d.remove("$metadata");
+        d.remove("$version");
+    }
+    Ok(desired)
 }
 
 fn section_with_version(
@@ -495,6 +500,23 @@ mod tests {
         let big = obj(json!({"s": "x".repeat(4000), "t": "x".repeat(4000), "u": "x".repeat(400)}));
         assert!(check_size(&big, Section::Tags).is_err());
         assert!(check_size(&big, Section::Desired).is_ok());
+    }
+
+    #[test]
+    fn read_only_parts_of_a_twin_are_ignored() {
+        let doc = json!({
+            "deviceId": "d", "etag": "AAAA", "version": 7, "status": "enabled",
+            "properties": {
+                "desired": {"fw": "2", "$metadata": {"$lastUpdated": "T"}, "$version": 4},
+                "reported": {"temp": 21, "$version": 9},
+            },
+        });
+        assert_eq!(desired_of(&doc).unwrap(), Some(obj(json!({"fw": "2"}))));
+        assert_eq!(
+            desired_of(&json!({"properties": {"reported": {"x": 1}}})).unwrap(),
+            None
+        );
+        assert!(desired_of(&json!({"properties": {"desired": 3}})).is_err());
     }
 
     #[test]

@@ -98,6 +98,24 @@ impl Identity {
         Ok(self.policy_connection_string(p, secondary))
     }
 
+    /// The certificate the server presents when it was started with `--tls-cert`: then the
+    /// generated `ca.pem` did not sign it, and clients trust the CA that issued it instead.
+    pub fn own_certificate(&self) -> Option<&Path> {
+        self.endpoint.tls_certificate.as_deref()
+    }
+
+    /// `"tls"` of `ironhub info --json`: `caCertificate` is the CA that signed the served
+    /// certificate, `null` with `--tls-cert` (whose file is `serverCertificate`).
+    fn tls_json(&self) -> serde_json::Value {
+        match self.own_certificate() {
+            Some(cert) => serde_json::json!({
+                "caCertificate": null,
+                "serverCertificate": cert,
+            }),
+            None => serde_json::json!({ "caCertificate": self.ca_certificate }),
+        }
+    }
+
     /// `ironhub info --json`: the object scripts and tests read.
     pub fn info_json(&self) -> anyhow::Result<serde_json::Value> {
         let dps = match &self.dps {
@@ -118,7 +136,7 @@ impl Identity {
                 "connectionString": self.connection_string("iothubowner", false)?.to_string(),
             },
             "dps": dps,
-            "tls": { "caCertificate": self.ca_certificate },
+            "tls": self.tls_json(),
         }))
     }
 }

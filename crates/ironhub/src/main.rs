@@ -79,7 +79,13 @@ async fn info(data_dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
                 id.dps_connection_string("provisioningserviceowner", false)?
             );
         }
-        println!("CA certificate:     {}", id.ca_certificate.display());
+        match id.own_certificate() {
+            Some(cert) => println!(
+                "TLS certificate:    {} (--tls-cert; trust the CA that issued it)",
+                cert.display()
+            ),
+            None => println!("CA certificate:     {}", id.ca_certificate.display()),
+        }
     }
     Ok(())
 }

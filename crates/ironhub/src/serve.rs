@@ -97,6 +97,11 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         host_names: config.hostnames.clone(),
         https_port: https_addr.port(),
         mqtt_port: mqtt_addr.port(),
+        https_listen: Some(https_addr),
+        tls_certificate: config
+            .tls_cert
+            .as_ref()
+            .map(|(cert, _)| std::path::absolute(cert).unwrap_or_else(|_| cert.clone())),
     };
     store.set_endpoint(&endpoint).await?;
     // The DPS instance lives in the same server and answers to the same names; at its first
@@ -273,10 +278,17 @@ fn announce(config: &ServeConfig, server: &Server) {
     );
     println!("  HTTPS (REST, MQTT over WebSocket): {}", server.https_addr);
     println!("  MQTT over TLS:                     {}", server.mqtt_addr);
-    println!(
-        "  CA certificate to trust:           {}",
-        server.ca_certificate.display()
-    );
+    match &config.tls_cert {
+        // The generated ca.pem did not sign a certificate the user brought.
+        Some((cert, _)) => println!(
+            "  TLS certificate (--tls-cert):      {} (clients trust the CA that issued it)",
+            cert.display()
+        ),
+        None => println!(
+            "  CA certificate to trust:           {}",
+            server.ca_certificate.display()
+        ),
+    }
     println!(
         "  connection string:                 ironhub info --data-dir {}",
         config.data_dir.display()

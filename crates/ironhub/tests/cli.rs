@@ -415,3 +415,72 @@ async fn info_shows_the_dps_instance_and_a_restart_keeps_it() {
     assert_eq!(cs2.shared_access_key, cs.shared_access_key);
     again.shutdown().await;
 }
+
+/// `serve --hostname myhub.invalid` (a name no DNS resolves, as a real hub name often does not
+/// on the server's own machine): the CLI logged in from the data directory dials the listen
+/// address (loopback for 0.0.0.0) and checks the certificate against the hub's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_dir_login_works_when_the_hub_name_does_not_resolve() {
+    const NAME: &str = "myhub.invalid";
+    assert!(
+        tokio::net::lookup_host((NAME, 443)).await.is_err(),
+        "{NAME} resolves here; the test needs a name that does not"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let args = ServeArgs {
+        data_dir: Some(dir.path().to_owned()),
+        hostnames: vec![NAME.into()],
+        https_listen: Some("0.0.0.0:0".parse().unwrap()),
+        mqtt_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServeArgs::default()
+    };
+    let server = start(&args.resolve().unwrap()).await.unwrap();
+    let port = server.https_addr.port();
+    let hub = TestHub { server, dir };
+
+    let created = hub.json(&["device-identity", "create", "-d", "far1"]);
+    assert_eq!(created["deviceId"], "far1");
+    let cs = hub.json(&["device-identity", "connection-string", "show", "-d", "far1"]);
+    let cs = ConnectionString::parse(cs["connectionString"].as_str().unwrap()).unwrap();
+    assert_eq!(cs.host_name, format!("{NAME}:{port}"));
+    assert_eq!(cs.device_id.as_deref(), Some("far1"));
+    let listed = hub.json(&["device-identity", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
+    // The same login given as a connection string has no listen address to dial: it goes
+    // through DNS and says the name does not resolve.
+    let login = hub.owner_login();
+    let ca = hub.server.ca_certificate.to_str().unwrap().to_owned();
+    let out = run(
+        &[
+            "device-identity",
+            "list",
+            "--login",
+            &login,
+            "--cafile",
+            &ca,
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(NAME), "{err}");
+
+    // Dialling the address does not loosen the certificate check: a name the certificate
+    // does not carry is refused even at the right address.
+    let mut other = ConnectionString::parse(&login).unwrap();
+    other.host_name = format!("other.invalid:{port}");
+    let address = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = HubClient::connecting_to(
+        other,
+        std::slice::from_ref(&hub.server.ca_certificate),
+        address,
+    )
+    .unwrap();
+    let e = client.get_device("far1").await.unwrap_err();
+    assert!(
+        matches!(e, ironhub_client::ClientError::CertificateWrongName { .. }),
+        "{e}"
+    );
+    hub.server.shutdown().await;
+}

@@ -387,3 +387,74 @@ async fn telemetry_moves_last_activity_time_without_changing_the_etag() {
     assert!(after.last_activity_time > connected.last_activity_time);
     assert_eq!(after.etag, connected.etag);
 }
+
+/// IoT Hub drops a connection when its SAS token expires (clients.md §3.7 item 3); the device
+/// reconnects with a fresh token.
+#[tokio::test]
+async fn the_connection_closes_when_its_sas_token_expires() {
+    let hub = hub().await;
+    let key = hub.device("short", serde_json::json!({})).await;
+    let mut c = hub.connect(None).await;
+    let mut connect = Connect::new("short");
+    connect.keep_alive = 60;
+    connect.set_login(
+        format!("{HOST}/short/?api-version=2021-04-12"),
+        hub.token("short", &key, unix_now() + 3),
+    );
+    assert_eq!(c.handshake(connect).await, ConnectReturnCode::Success);
+    c.ping().await;
+    let closed = c
+        .closed_within(Duration::from_secs(8))
+        .await
+        .expect("still connected 8 s after the token expired");
+    assert!(
+        closed >= Duration::from_secs(1),
+        "closed before the token expired"
+    );
+    // The state is written just after the close.
+    let mut state = None;
+    for _ in 0..40 {
+        state = Some(
+            hub.server
+                .hub
+                .get_device("short")
+                .await
+                .unwrap()
+                .connection_state,
+        );
+        if state == Some(ironhub_store::ConnectionState::Disconnected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, Some(ironhub_store::ConnectionState::Disconnected));
+}
+
+/// Silence longer than 1.5 times the keep-alive closes the connection (MQTT 3.1.1 §3.1.2.10);
+/// traffic within it keeps the connection open.
+#[tokio::test]
+async fn the_connection_closes_after_one_and_a_half_keep_alives_of_silence() {
+    let hub = hub().await;
+    let key = hub.device("quiet", serde_json::json!({})).await;
+    let mut c = hub.connect(None).await;
+    let mut connect = Connect::new("quiet");
+    connect.keep_alive = 1;
+    connect.set_login(
+        format!("{HOST}/quiet/?api-version=2021-04-12"),
+        hub.token("quiet", &key, unix_now() + 3600),
+    );
+    assert_eq!(c.handshake(connect).await, ConnectReturnCode::Success);
+    // Pings every 0.8 s for 3 s: open all along.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        c.ping().await;
+    }
+    let closed = c
+        .closed_within(Duration::from_secs(5))
+        .await
+        .expect("still connected after 5 s of silence with a keep-alive of 1 s");
+    assert!(
+        closed >= Duration::from_millis(1400) && closed < Duration::from_secs(3),
+        "closed after {closed:?}, expected about 1.5 s"
+    );
+}

@@ -208,6 +208,8 @@ pub(crate) struct Conn<S> {
 pub(crate) enum ConnError {
     Io(std::io::Error),
     Codec(CodecError),
+    /// Fixed-header flags a packet of its type may not carry.
+    ReservedFlags(u8),
 }
 
 impl std::fmt::Display for ConnError {
@@ -215,13 +217,33 @@ impl std::fmt::Display for ConnError {
         match self {
             ConnError::Io(e) => write!(f, "{e}"),
             ConnError::Codec(e) => write!(f, "{e:?}"),
+            ConnError::ReservedFlags(byte1) => {
+                write!(f, "reserved fixed-header flags in 0x{byte1:02X}")
+            }
         }
+    }
+}
+
+/// MQTT 3.1.1 §2.2.2: every packet but PUBLISH has fixed flags (0b0010 for PUBREL, SUBSCRIBE
+/// and UNSUBSCRIBE, 0 otherwise), and a receiver closes the connection on any other
+/// [MQTT-2.2.2-2]. The codec does not check them. (PUBLISH's QoS 3 is refused by the codec.)
+fn flags_are_valid(byte1: u8) -> bool {
+    let flags = byte1 & 0x0F;
+    match byte1 >> 4 {
+        3 => true,
+        6 | 8 | 10 => flags == 0b0010,
+        _ => flags == 0,
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// A complete packet from the buffer, if one is there.
     pub(crate) fn parse(&mut self) -> Result<Option<Packet>, ConnError> {
+        if let Some(&byte1) = self.buf.first()
+            && !flags_are_valid(byte1)
+        {
+            return Err(ConnError::ReservedFlags(byte1));
+        }
         match Packet::read(&mut self.buf, MAX_PACKET) {
             Ok(p) => Ok(Some(p)),
             Err(CodecError::InsufficientBytes(_)) => Ok(None),
@@ -303,6 +325,9 @@ impl Session {
         // The Will counts only when it is the device's own telemetry topic.
         let will = connect.last_will.as_ref().and_then(|w| {
             let topic = w.topic.clone();
+            if !topics::is_valid_topic_name(&topic) {
+                return None;
+            }
             match topics::inbound(
                 &topic,
                 &admitted.identity.device_id,
@@ -456,6 +481,10 @@ impl Session {
     ) -> Result<(), End> {
         if publish.qos == QoS::ExactlyOnce {
             tracing::info!(device = %self.who.key(), "QoS 2 is not supported; closing");
+            return Err(End::Unclean);
+        }
+        if !topics::is_valid_topic_name(&publish.topic) {
+            tracing::info!(device = %self.who.key(), topic = %publish.topic, "malformed PUBLISH topic (wildcard or NUL); closing");
             return Err(End::Unclean);
         }
         let kind = topics::inbound(
@@ -774,4 +803,21 @@ fn error_body(e: &HubError) -> Vec<u8> {
     serde_json::json!({"errorCode": e.code(), "message": e.to_string()})
         .to_string()
         .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flags_are_valid;
+
+    #[test]
+    fn fixed_header_flags_are_checked_for_every_packet_type() {
+        // CONNECT, PUBACK, PINGREQ, DISCONNECT: flags 0.
+        for ok in [0x10, 0x40, 0xC0, 0xE0, 0x62, 0x82, 0xA2, 0x30, 0x3B] {
+            assert!(flags_are_valid(ok), "0x{ok:02X}");
+        }
+        // SUBSCRIBE without its 0b0010, PUBREL with 0, PINGREQ and CONNECT with a bit set.
+        for bad in [0x80, 0x83, 0x60, 0xA0, 0xC1, 0x11, 0x48, 0xE2] {
+            assert!(!flags_are_valid(bad), "0x{bad:02X}");
+        }
+    }
 }

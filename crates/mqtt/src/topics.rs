@@ -87,6 +87,13 @@ pub enum Inbound {
     Unsupported,
 }
 
+/// Whether a PUBLISH (or Will) topic is a topic name at all: MQTT 3.1.1 forbids the wildcards
+/// `+` and `#` in one [MQTT-3.3.2-2] and U+0000 in any string [MQTT-1.5.3-2]. Clients encode
+/// them in property bags (`%2B`, `%23`); a raw one makes the packet malformed.
+pub fn is_valid_topic_name(topic: &str) -> bool {
+    !topic.is_empty() && !topic.contains(['+', '#', '\0'])
+}
+
 /// Classifies a PUBLISH topic of the device `device_id` (and module `module_id`).
 pub fn inbound(topic: &str, device_id: &str, module_id: Option<&str>) -> Inbound {
     let own = match module_id {
@@ -198,6 +205,20 @@ mod tests {
 
     fn some(s: &str) -> Option<String> {
         Some(s.to_owned())
+    }
+
+    #[test]
+    fn wildcards_and_nul_are_not_topic_names() {
+        assert!(is_valid_topic_name("devices/d/messages/events/a=%2B%23"));
+        for bad in [
+            "",
+            "devices/d/messages/events/+",
+            "devices/d/messages/events/#",
+            "devices/d/messages/events/a=b+c",
+            "devices/d/messages/events/\0",
+        ] {
+            assert!(!is_valid_topic_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! The plain data the store keeps. Rules about it live in the domains (`hub`, `dps`).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
 use chrono::{DateTime, Utc};
 use ironhub_auth::SharedAccessPolicy;
 use serde::{Deserialize, Serialize};
@@ -175,9 +178,30 @@ pub struct Endpoint {
     pub host_names: Vec<String>,
     pub https_port: u16,
     pub mqtt_port: u16,
+    /// The address the HTTPS listener is bound to (absent in records of older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_listen: Option<SocketAddr>,
+    /// The server certificate given with `--tls-cert`, when the generated one is not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_certificate: Option<PathBuf>,
 }
 
 impl Endpoint {
+    /// Where a client on the server's own machine connects to reach HTTPS: the listen address,
+    /// with an unspecified IP (`0.0.0.0`, `[::]`) replaced by loopback. The host name may not
+    /// resolve there (`--hostname myhub.example`), so the CLI dials this address and checks the
+    /// certificate against the host name.
+    pub fn local_https_address(&self) -> Option<SocketAddr> {
+        let mut addr = self.https_listen?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        Some(addr)
+    }
+
     /// `host` when HTTPS is on 443, else `host:port`: the `HostName` of a connection string.
     pub fn connection_host(&self) -> String {
         if self.https_port == 443 {
@@ -389,4 +413,34 @@ pub struct CertificateRecord {
     pub verification_code: Option<String>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_clients_dial_loopback_for_an_unspecified_listen_address() {
+        let mut e = Endpoint {
+            host_name: "myhub.example".into(),
+            host_names: vec!["myhub.example".into()],
+            https_port: 443,
+            mqtt_port: 8883,
+            https_listen: None,
+            tls_certificate: None,
+        };
+        assert_eq!(e.local_https_address(), None);
+        e.https_listen = Some("0.0.0.0:443".parse().unwrap());
+        assert_eq!(
+            e.local_https_address(),
+            Some("127.0.0.1:443".parse().unwrap())
+        );
+        e.https_listen = Some("[::]:8443".parse().unwrap());
+        assert_eq!(e.local_https_address(), Some("[::1]:8443".parse().unwrap()));
+        e.https_listen = Some("127.0.0.7:443".parse().unwrap());
+        assert_eq!(
+            e.local_https_address(),
+            Some("127.0.0.7:443".parse().unwrap())
+        );
+    }
 }

@@ -130,14 +130,31 @@ impl Session {
         &self.login.host_name
     }
 
-    /// A REST client for the hub.
-    pub fn client(&self) -> anyhow::Result<HubClient> {
-        Ok(HubClient::new(self.login.clone(), &self.ca_files)?)
+    /// Logged in from a data directory: the address the server listens on (the host name
+    /// need not resolve on the server's machine).
+    fn local_address(&self) -> Option<std::net::SocketAddr> {
+        self.identity
+            .as_ref()
+            .and_then(|i| i.endpoint.local_https_address())
     }
 
-    /// A REST client for the DPS instance (a session from [`Session::open_dps`]).
+    /// A REST client for the hub. Logged in from a data directory, it dials the address the
+    /// server listens on and checks the certificate against the host name.
+    pub fn client(&self) -> anyhow::Result<HubClient> {
+        Ok(match self.local_address() {
+            Some(address) => HubClient::connecting_to(self.login.clone(), &self.ca_files, address)?,
+            None => HubClient::new(self.login.clone(), &self.ca_files)?,
+        })
+    }
+
+    /// A REST client for the DPS instance (a session from [`Session::open_dps`]); like
+    /// [`Session::client`], from a data directory it dials the server's listen address (one
+    /// server serves the hub and the DPS).
     pub fn dps_client(&self) -> anyhow::Result<DpsClient> {
-        Ok(DpsClient::new(self.login.clone(), &self.ca_files)?)
+        Ok(match self.local_address() {
+            Some(address) => DpsClient::connecting_to(self.login.clone(), &self.ca_files, address)?,
+            None => DpsClient::new(self.login.clone(), &self.ca_files)?,
+        })
     }
 }
 

@@ -130,6 +130,30 @@ impl Client {
         }
     }
 
+    /// How long until the server closes the connection, reading (and dropping) whatever it
+    /// sends meanwhile; `None` if it is still open after `within`.
+    pub async fn closed_within(&mut self, within: Duration) -> Option<Duration> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + within;
+        loop {
+            self.buf.clear();
+            match tokio::time::timeout_at(deadline, self.tls.read_buf(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Some(started.elapsed()),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// PINGREQ, answered by PINGRESP: the connection is alive.
+    pub async fn ping(&mut self) {
+        self.send(Packet::PingReq).await;
+        assert!(
+            matches!(self.recv().await, Some(Packet::PingResp)),
+            "no PINGRESP"
+        );
+    }
+
     pub async fn handshake(&mut self, connect: Connect) -> ConnectReturnCode {
         self.send(Packet::Connect(connect)).await;
         match self.recv().await {

@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+// The real Node.js Azure IoT SDKs, driven one call at a time by test_dps_node.py.
+//
+// Every subcommand prints one JSON object on standard output and exits 0, or prints
+// {"error": {...}} (the error's class, name, message and, for HTTP errors, status and body) and
+// exits 1. Trust comes from NODE_EXTRA_CA_CERTS=<ca.pem>, as a user of these SDKs would set it.
+//
+//   node dps.js register --transport mqtt|mqttws|http --host H --scope S --id R --key K [--payload JSON]
+//       ProvisioningDeviceClient.create(H, S, new Mqtt()|new MqttWs()|new Http(),
+//       new SymmetricKeySecurityClient(R, K)).register(cb): prints the registration state.
+//   node dps.js send --hub H --device-id D --key K --text T
+//       azure-iot-device's Client.fromConnectionString("HostName=H;DeviceId=D;SharedAccessKey=K",
+//       Mqtt): open, sendEvent(new Message(T)), close.
+//   node dps.js service METHOD [JSON_ARG ...]
+//       ProvisioningServiceClient.fromConnectionString($IRONHUB_DPS_CONNECTION_STRING)[METHOD](
+//       ...args, callback): prints {"result", "statusCode"}. The callback form throughout: the
+//       promise form of runBulkEnrollmentOperation never settles (an SDK bug).
+//   node dps.js query FACTORY [JSON_ARG ...]
+//       client[FACTORY](...args) (e.g. createIndividualEnrollmentQuery with a page size), then
+//       query.next(cb) until hasMoreResults is false: prints {"pages": [...]}.
+'use strict';
+
+const { parseArgs } = require('node:util');
+
+const DEADLINE_MS = 50000;
+
+function errorJson(err) {
+  const out = {
+    class: err && err.constructor ? err.constructor.name : typeof err,
+    name: err && err.name,
+    message: err && err.message,
+  };
+  const response = err && (err.response || err.transportObject);
+  if (response && response.statusCode !== undefined) out.statusCode = response.statusCode;
+  if (response && typeof response.topic === 'string') out.topic = response.topic;
+  if (err && err.responseBody !== undefined) out.responseBody = err.responseBody;
+  if (err && err.result !== undefined) out.result = err.result;
+  return out;
+}
+
+function finish(value) {
+  process.stdout.write(JSON.stringify(value) + '\n');
+  process.exit(0);
+}
+
+function fail(err) {
+  process.stdout.write(JSON.stringify({ error: errorJson(err) }) + '\n');
+  process.exit(1);
+}
+
+setTimeout(() => fail(Object.assign(new Error(`no answer within ${DEADLINE_MS} ms`), { name: 'ScriptTimeout' })), DEADLINE_MS).unref();
+process.on('uncaughtException', fail);
+
+function register(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      transport: { type: 'string' },
+      host: { type: 'string' },
+      scope: { type: 'string' },
+      id: { type: 'string' },
+      key: { type: 'string' },
+      payload: { type: 'string' },
+    },
+  });
+  const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
+  const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
+  let transport;
+  switch (values.transport) {
+    case 'mqtt': transport = new (require('azure-iot-provisioning-device-mqtt').Mqtt)(); break;
+    case 'mqttws': transport = new (require('azure-iot-provisioning-device-mqtt').MqttWs)(); break;
+    case 'http': transport = new (require('azure-iot-provisioning-device-http').Http)(); break;
+    default: throw new Error(`unknown transport ${values.transport}`);
+  }
+  const security = new SymmetricKeySecurityClient(values.id, values.key);
+  const client = ProvisioningDeviceClient.create(values.host, values.scope, transport, security);
+  if (values.payload !== undefined) client.setProvisioningPayload(JSON.parse(values.payload));
+  client.register((err, result) => (err ? fail(err) : finish({ registrationState: result })));
+}
+
+function send(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      hub: { type: 'string' },
+      'device-id': { type: 'string' },
+      key: { type: 'string' },
+      text: { type: 'string' },
+    },
+  });
+  const { Client, Message } = require('azure-iot-device');
+  const { Mqtt } = require('azure-iot-device-mqtt');
+  const cs = `HostName=${values.hub};DeviceId=${values['device-id']};SharedAccessKey=${values.key}`;
+  const client = Client.fromConnectionString(cs, Mqtt);
+  client.on('error', fail);
+  client.open((err) => {
+    if (err) return fail(err);
+    client.sendEvent(new Message(values.text), (err, result) => {
+      if (err) return fail(err);
+      const sent = { sent: true, result: result && result.constructor ? result.constructor.name : null };
+      client.close(() => finish(sent));
+    });
+  });
+}
+
+function serviceClient() {
+  const cs = process.env.IRONHUB_DPS_CONNECTION_STRING;
+  if (!cs) throw new Error('IRONHUB_DPS_CONNECTION_STRING is not set');
+  const { ProvisioningServiceClient } = require('azure-iot-provisioning-service');
+  return ProvisioningServiceClient.fromConnectionString(cs);
+}
+
+function service([method, ...jsonArgs]) {
+  const client = serviceClient();
+  if (typeof client[method] !== 'function') throw new Error(`no method ${method}`);
+  const args = jsonArgs.map((a) => JSON.parse(a));
+  client[method](...args, (err, result, response) => {
+    if (err) return fail(err);
+    finish({ result: result === undefined ? null : result, statusCode: response ? response.statusCode : null });
+  });
+}
+
+function query([factory, ...jsonArgs]) {
+  const client = serviceClient();
+  const q = client[factory](...jsonArgs.map((a) => JSON.parse(a)));
+  const pages = [];
+  const nextPage = () => {
+    q.next((err, items, response) => {
+      if (err) return fail(err);
+      pages.push({
+        items,
+        continuation: response.headers['x-ms-continuation'] === undefined ? null : response.headers['x-ms-continuation'],
+        itemType: response.headers['x-ms-item-type'] === undefined ? null : response.headers['x-ms-item-type'],
+      });
+      if (q.hasMoreResults && pages.length < 100) nextPage();
+      else finish({ pages, hasMoreResults: q.hasMoreResults });
+    });
+  };
+  nextPage();
+}
+
+const commands = { register, send, service, query };
+const [command, ...rest] = process.argv.slice(2);
+if (!commands[command]) {
+  fail(new Error(`usage: node dps.js ${Object.keys(commands).join('|')} ...`));
+} else {
+  try {
+    commands[command](rest);
+  } catch (err) {
+    fail(err);
+  }
+}
