@@ -1,9 +1,11 @@
-//! A small async HTTPS client for the Azure IoT Hub registry REST API.
+//! A small async HTTPS client for the Azure IoT Hub registry REST API and the Device
+//! Provisioning Service's service API ([`DpsClient`]).
 //!
 //! It speaks to any hub the way the Azure service SDKs do: `https://{HostName}`, every request
 //! signed with a shared access signature made from a service connection string, and
-//! `?api-version=2021-04-12` on every path. The same client reaches an ironhub server or a real
-//! Azure IoT Hub; the CLI, the DPS (for remote linked hubs) and tests use it.
+//! `?api-version=2021-04-12` on every path (`2021-10-01` for DPS). The same client reaches an
+//! ironhub server or a real Azure IoT Hub; the CLI, the DPS (for remote linked hubs) and tests
+//! use it.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ironhub_client::ClientError> {
@@ -17,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod dps;
 mod error;
 mod lines;
 mod tls;
@@ -40,10 +43,11 @@ use ironhub_auth::sas::url_encode;
 use ironhub_auth::{ConnectionString, sas, unix_now};
 use serde_json::Value;
 
+pub use dps::{DPS_API_VERSION, DpsClient, EnrollmentKind};
 pub use error::{ClientError, parse_service_error};
 pub use lines::LineStream;
 
-/// The REST API version sent with every request (the one the Python service SDK uses).
+/// The REST API version sent with every hub request (the one the Python service SDK uses).
 pub const API_VERSION: &str = "2021-04-12";
 
 /// How long a signed request's token stays valid.
@@ -137,6 +141,8 @@ pub struct HubClient {
     resource: String,
     key: String,
     key_name: Option<String>,
+    /// `?api-version=` of every request.
+    api_version: &'static str,
     http: Client<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>,
 }
 
@@ -232,8 +238,16 @@ impl HubClient {
             host,
             key,
             key_name: cs.shared_access_key_name.filter(|n| !n.is_empty()),
+            api_version: API_VERSION,
             http,
         })
+    }
+
+    /// The same client sending another `api-version` (the DPS service API's is
+    /// [`DPS_API_VERSION`]).
+    pub fn with_api_version(mut self, api_version: &'static str) -> HubClient {
+        self.api_version = api_version;
+        self
     }
 
     /// The hub's `HostName` as given in the connection string (may carry `:port`).
@@ -250,7 +264,7 @@ impl HubClient {
 
     /// `https://{host}{path}?api-version=2021-04-12[&name=value…]`, with query values encoded.
     pub fn url(&self, path: &str, query: &[(&str, String)]) -> String {
-        build_url(&self.host, path, query)
+        build_url(&self.host, self.api_version, path, query)
     }
 
     /// Sends one signed request and returns the JSON answer (`Value::Null` for an empty body,
@@ -475,21 +489,25 @@ impl HubClient {
             .map(|_| ())
     }
 
+    /// The hub's CA certificates (`/certificates`).
+    pub fn certificates(&self) -> Certificates<'_> {
+        Certificates {
+            client: self,
+            prefix: "/certificates",
+        }
+    }
+
     /// `GET /certificates`: `{"value": [certificate, …]}`.
     pub async fn list_certificates(&self) -> Result<Value, ClientError> {
-        self.request(Method::GET, "/certificates", &[], None, None)
-            .await
+        self.certificates().list().await
     }
 
     /// `GET /certificates/{name}`.
     pub async fn get_certificate(&self, name: &str) -> Result<Value, ClientError> {
-        self.request(Method::GET, &certificate_path(name), &[], None, None)
-            .await
+        self.certificates().get(name).await
     }
 
-    /// `PUT /certificates/{name}` with `{"properties":{"certificate":…,"isVerified":…}}`:
-    /// without an etag it creates the certificate (an existing name is a conflict); with one
-    /// (or `*`) it replaces it.
+    /// `PUT /certificates/{name}`; see [`Certificates::put`].
     pub async fn put_certificate(
         &self,
         name: &str,
@@ -497,10 +515,8 @@ impl HubClient {
         is_verified: bool,
         etag: Option<&str>,
     ) -> Result<Value, ClientError> {
-        let body = serde_json::json!({
-            "properties": { "certificate": certificate, "isVerified": is_verified }
-        });
-        self.request(Method::PUT, &certificate_path(name), &[], Some(&body), etag)
+        self.certificates()
+            .put(name, certificate, is_verified, etag)
             .await
     }
 
@@ -510,34 +526,29 @@ impl HubClient {
         name: &str,
         etag: Option<&str>,
     ) -> Result<(), ClientError> {
-        self.request(Method::DELETE, &certificate_path(name), &[], None, etag)
-            .await
-            .map(|_| ())
+        self.certificates().delete(name, etag).await
     }
 
-    /// `POST /certificates/{name}/generateVerificationCode`: the certificate with
-    /// `properties.verificationCode`, the CN a proof-of-possession certificate must carry.
+    /// `POST /certificates/{name}/generateVerificationCode`; see
+    /// [`Certificates::generate_verification_code`].
     pub async fn generate_verification_code(
         &self,
         name: &str,
         etag: Option<&str>,
     ) -> Result<Value, ClientError> {
-        let path = format!("{}/generateVerificationCode", certificate_path(name));
-        self.request(Method::POST, &path, &[], None, etag).await
+        self.certificates()
+            .generate_verification_code(name, etag)
+            .await
     }
 
-    /// `POST /certificates/{name}/verify` with `{"certificate": proof}`: a certificate whose CN
-    /// is the verification code, signed by the CA's key, proves possession of that key.
+    /// `POST /certificates/{name}/verify`; see [`Certificates::verify`].
     pub async fn verify_certificate(
         &self,
         name: &str,
         proof: &str,
         etag: Option<&str>,
     ) -> Result<Value, ClientError> {
-        let path = format!("{}/verify", certificate_path(name));
-        let body = serde_json::json!({ "certificate": proof });
-        self.request(Method::POST, &path, &[], Some(&body), etag)
-            .await
+        self.certificates().verify(name, proof, etag).await
     }
 
     /// `GET /devices/{id}`: the device, with its keys and etag.
@@ -760,7 +771,11 @@ pub struct RawResponse {
 impl RawResponse {
     /// The IoT Hub error this answer carries (for a status that is not a success).
     fn service_error(&self) -> ClientError {
-        parse_service_error(self.status, self.header("iothub-errorcode"), &self.body)
+        // IoT Hub names its error in `iothub-errorcode`, DPS numbers it in `x-ms-error-code`.
+        let code = self
+            .header("iothub-errorcode")
+            .or_else(|| self.header("x-ms-error-code"));
+        parse_service_error(self.status, code, &self.body)
     }
 
     /// A header's value, when it is text.
@@ -862,6 +877,89 @@ pub struct FeedbackBatch {
     pub records: Vec<Value>,
 }
 
+/// A service's CA certificates, in the ARM shape (`{"id","name","etag","type","properties":
+/// {…}}`): the hub's under `/certificates`, the DPS instance's under `/dps/certificates`.
+#[derive(Debug, Clone, Copy)]
+pub struct Certificates<'c> {
+    client: &'c HubClient,
+    prefix: &'static str,
+}
+
+impl Certificates<'_> {
+    /// `{prefix}/{name}` with the name percent-encoded as one path segment.
+    fn path(&self, name: &str) -> String {
+        format!("{}/{}", self.prefix, url_encode(name))
+    }
+
+    /// `GET {prefix}`: `{"value": [certificate, …]}`.
+    pub async fn list(&self) -> Result<Value, ClientError> {
+        self.client
+            .request(Method::GET, self.prefix, &[], None, None)
+            .await
+    }
+
+    /// `GET {prefix}/{name}`.
+    pub async fn get(&self, name: &str) -> Result<Value, ClientError> {
+        self.client
+            .request(Method::GET, &self.path(name), &[], None, None)
+            .await
+    }
+
+    /// `PUT {prefix}/{name}` with `{"properties":{"certificate":…,"isVerified":…}}`: without
+    /// an etag it creates the certificate (an existing name is a conflict); with one (or `*`)
+    /// it replaces it.
+    pub async fn put(
+        &self,
+        name: &str,
+        certificate: &str,
+        is_verified: bool,
+        etag: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let body = serde_json::json!({
+            "properties": { "certificate": certificate, "isVerified": is_verified }
+        });
+        self.client
+            .request(Method::PUT, &self.path(name), &[], Some(&body), etag)
+            .await
+    }
+
+    /// `DELETE {prefix}/{name}`, with `If-Match` when an etag is given.
+    pub async fn delete(&self, name: &str, etag: Option<&str>) -> Result<(), ClientError> {
+        self.client
+            .request(Method::DELETE, &self.path(name), &[], None, etag)
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST {prefix}/{name}/generateVerificationCode`: the certificate with
+    /// `properties.verificationCode`, the CN a proof-of-possession certificate must carry.
+    pub async fn generate_verification_code(
+        &self,
+        name: &str,
+        etag: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let path = format!("{}/generateVerificationCode", self.path(name));
+        self.client
+            .request(Method::POST, &path, &[], None, etag)
+            .await
+    }
+
+    /// `POST {prefix}/{name}/verify` with `{"certificate": proof}`: a certificate whose CN is
+    /// the verification code, signed by the CA's key, proves possession of that key.
+    pub async fn verify(
+        &self,
+        name: &str,
+        proof: &str,
+        etag: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let path = format!("{}/verify", self.path(name));
+        let body = serde_json::json!({ "certificate": proof });
+        self.client
+            .request(Method::POST, &path, &[], Some(&body), etag)
+            .await
+    }
+}
+
 /// `/twins/{id}` with the id percent-encoded as one path segment.
 pub fn twin_path(id: &str) -> String {
     format!("/twins/{}", &device_path(id)["/devices/".len()..])
@@ -872,18 +970,13 @@ pub fn consumer_group_path(group: &str) -> String {
     format!("/events/consumergroups/{}", url_encode(group))
 }
 
-/// `/certificates/{name}` with the name percent-encoded as one path segment.
-pub fn certificate_path(name: &str) -> String {
-    format!("/certificates/{}", url_encode(name))
-}
-
 /// `/devices/{id}` with the id percent-encoded as one path segment.
 pub fn device_path(id: &str) -> String {
     format!("/devices/{}", url_encode(id))
 }
 
-fn build_url(host: &str, path: &str, query: &[(&str, String)]) -> String {
-    let mut url = format!("https://{host}{path}?api-version={API_VERSION}");
+fn build_url(host: &str, api_version: &str, path: &str, query: &[(&str, String)]) -> String {
+    let mut url = format!("https://{host}{path}?api-version={api_version}");
     for (name, value) in query {
         url.push('&');
         url.push_str(&url_encode(name));

@@ -35,6 +35,8 @@ enum Command {
     Hub(cli::hub::HubArgs),
     /// Device commands, as `az iot device` (cloud-to-device messages).
     Device(cli::c2d::DeviceArgs),
+    /// Device Provisioning Service commands, as `az iot dps`.
+    Dps(cli::dps::DpsArgs),
 }
 
 #[tokio::main]
@@ -45,6 +47,7 @@ async fn main() -> ExitCode {
         Command::Info { data_dir, json } => info(&data_dir, json).await,
         Command::Hub(args) => cli::hub::run(args).await,
         Command::Device(args) => cli::c2d::run(args).await,
+        Command::Dps(args) => cli::dps::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

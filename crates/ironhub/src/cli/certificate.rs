@@ -1,7 +1,10 @@
-//! `ironhub hub certificate …`: CA certificates for X.509 CA device authentication, with
-//! proof of possession, as `az iot hub certificate …` (ARM-shaped answers).
+//! `ironhub hub certificate …` and `ironhub dps certificate …`: CA certificates for X.509 CA
+//! device authentication, with proof of possession, as `az iot hub certificate …` and
+//! `az iot dps certificate …` (ARM-shaped answers).
 //!
-//! As in az, `--name/-n` names the certificate here; the hub is named with `--hub-name` only.
+//! As in az, `--name/-n` names the certificate here; the hub is named with `--hub-name` only,
+//! the DPS instance with `--dps-name` only. The commands are the same for both services: they
+//! are generic over that name flag (`S`).
 
 use std::path::{Path, PathBuf};
 
@@ -10,27 +13,28 @@ use base64::Engine as _;
 use clap::{ArgAction, Args, Subcommand};
 use serde_json::Value;
 
-use super::login::Session;
+use ironhub_client::Certificates;
 
-/// `ironhub hub certificate <command>`
+/// `ironhub hub certificate <command>` (`S` = [`HubNameArg`]) and `ironhub dps certificate
+/// <command>` (`S` = `DpsNameArg`).
 #[derive(Debug, Subcommand)]
-pub enum CertificateCommand {
+pub enum CertificateCommand<S: Args = HubNameArg> {
     /// Upload a CA certificate (unverified unless --verified).
-    Create(CreateArgs),
+    Create(CreateArgs<S>),
     /// Replace a CA certificate.
-    Update(UpdateArgs),
+    Update(UpdateArgs<S>),
     /// List the CA certificates.
-    List(HubNameArg),
+    List(S),
     /// Get a CA certificate.
-    Show(NameArgs),
+    Show(NameArgs<S>),
     /// Delete a CA certificate.
-    Delete(EtagArgs),
+    Delete(EtagArgs<S>),
     /// Generate a verification code: the CN of the certificate `verify` takes.
     #[command(name = "generate-verification-code")]
-    GenerateVerificationCode(EtagArgs),
+    GenerateVerificationCode(EtagArgs<S>),
     /// Prove possession of the CA's key with a certificate it signed whose CN is the
     /// verification code.
-    Verify(VerifyArgs),
+    Verify(VerifyArgs<S>),
 }
 
 /// The hub's name, which az takes only as `--hub-name` for certificates.
@@ -41,21 +45,21 @@ pub struct HubNameArg {
     pub hub_name: Option<String>,
 }
 
-/// `--name`
+/// `--name` (az also spells it `--certificate-name`)
 #[derive(Debug, Clone, Args)]
-pub struct NameArgs {
+pub struct NameArgs<S: Args> {
     /// The certificate's name.
-    #[arg(long = "name", short = 'n')]
+    #[arg(long = "name", short = 'n', visible_alias = "certificate-name")]
     pub name: String,
     #[command(flatten)]
-    pub hub: HubNameArg,
+    pub service: S,
 }
 
 /// `--name` and `--etag`
 #[derive(Debug, Clone, Args)]
-pub struct EtagArgs {
+pub struct EtagArgs<S: Args> {
     #[command(flatten)]
-    pub name: NameArgs,
+    pub name: NameArgs<S>,
     /// The etag the certificate must still have [default: any].
     #[arg(long = "etag", short = 'e')]
     pub etag: Option<String>,
@@ -63,9 +67,9 @@ pub struct EtagArgs {
 
 /// `certificate create`
 #[derive(Debug, Clone, Args)]
-pub struct CreateArgs {
+pub struct CreateArgs<S: Args> {
     #[command(flatten)]
-    pub name: NameArgs,
+    pub name: NameArgs<S>,
     /// The certificate file: PEM, or DER (.cer).
     #[arg(long = "path", short = 'p')]
     pub path: PathBuf,
@@ -83,9 +87,9 @@ pub struct CreateArgs {
 
 /// `certificate update`
 #[derive(Debug, Clone, Args)]
-pub struct UpdateArgs {
+pub struct UpdateArgs<S: Args> {
     #[command(flatten)]
-    pub create: CreateArgs,
+    pub create: CreateArgs<S>,
     /// The etag the certificate must still have [default: any].
     #[arg(long = "etag", short = 'e')]
     pub etag: Option<String>,
@@ -93,9 +97,9 @@ pub struct UpdateArgs {
 
 /// `certificate verify`
 #[derive(Debug, Clone, Args)]
-pub struct VerifyArgs {
+pub struct VerifyArgs<S: Args> {
     #[command(flatten)]
-    pub name: EtagArgs,
+    pub name: EtagArgs<S>,
     /// The verification certificate (PEM or DER): CN = the verification code, signed by the CA.
     #[arg(long = "path", short = 'p')]
     pub path: PathBuf,
@@ -117,15 +121,18 @@ pub fn read_certificate(path: &Path) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// Runs a `certificate` command; `None` when it prints nothing (delete).
-pub async fn run(session: &Session, command: &CertificateCommand) -> anyhow::Result<Option<Value>> {
-    let client = session.client()?;
+/// Runs a `certificate` command against a service's certificates (the hub's or the DPS
+/// instance's); `None` when it prints nothing (delete).
+pub async fn run<S: Args>(
+    certificates: Certificates<'_>,
+    command: &CertificateCommand<S>,
+) -> anyhow::Result<Option<Value>> {
     Ok(match command {
         CertificateCommand::Create(a) => {
             let pem = read_certificate(&a.path)?;
             Some(
-                client
-                    .put_certificate(&a.name.name, &pem, a.verified.unwrap_or(false), None)
+                certificates
+                    .put(&a.name.name, &pem, a.verified.unwrap_or(false), None)
                     .await?,
             )
         }
@@ -134,29 +141,27 @@ pub async fn run(session: &Session, command: &CertificateCommand) -> anyhow::Res
             let etag = a.etag.as_deref().unwrap_or("*");
             let verified = a.create.verified.unwrap_or(false);
             Some(
-                client
-                    .put_certificate(&a.create.name.name, &pem, verified, Some(etag))
+                certificates
+                    .put(&a.create.name.name, &pem, verified, Some(etag))
                     .await?,
             )
         }
-        CertificateCommand::List(_) => Some(client.list_certificates().await?),
-        CertificateCommand::Show(a) => Some(client.get_certificate(&a.name).await?),
+        CertificateCommand::List(_) => Some(certificates.list().await?),
+        CertificateCommand::Show(a) => Some(certificates.get(&a.name).await?),
         CertificateCommand::Delete(a) => {
-            client
-                .delete_certificate(&a.name.name, a.etag.as_deref())
-                .await?;
+            certificates.delete(&a.name.name, a.etag.as_deref()).await?;
             None
         }
         CertificateCommand::GenerateVerificationCode(a) => Some(
-            client
+            certificates
                 .generate_verification_code(&a.name.name, a.etag.as_deref())
                 .await?,
         ),
         CertificateCommand::Verify(a) => {
             let pem = read_certificate(&a.path)?;
             Some(
-                client
-                    .verify_certificate(&a.name.name.name, &pem, a.name.etag.as_deref())
+                certificates
+                    .verify(&a.name.name.name, &pem, a.name.etag.as_deref())
                     .await?,
             )
         }

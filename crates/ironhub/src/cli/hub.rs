@@ -356,7 +356,7 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
         }
         HubCommand::Certificate { command } => {
             let session = login::Session::open(&common).await?;
-            match certificate::run(&session, &command).await? {
+            match certificate::run(session.client()?.certificates(), &command).await? {
                 Some(v) => v,
                 None => return Ok(()),
             }

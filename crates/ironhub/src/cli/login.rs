@@ -1,12 +1,14 @@
-//! Logging in: a connection string from `--login` (or `IRONHUB_CONNECTION_STRING`), or, on the
-//! server's machine, the owner policy read from the server's data directory.
+//! Logging in: a connection string from `--login` (or `IRONHUB_CONNECTION_STRING`, for DPS
+//! `IRONHUB_DPS_CONNECTION_STRING`), or, on the server's machine, the owner policy read from
+//! the server's data directory (`iothubowner` for the hub, `provisioningserviceowner` for DPS).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use ironhub_auth::ConnectionString;
-use ironhub_client::HubClient;
+use ironhub_client::{DpsClient, HubClient};
 
+use super::dps::DpsCommonArgs;
 use super::hub::CommonArgs;
 use crate::identity::{Identity, ca_path};
 
@@ -15,6 +17,33 @@ pub const DEFAULT_DATA_DIR: &str = "ironhub-data";
 
 /// The policy a data-directory login uses.
 pub const OWNER_POLICY: &str = "iothubowner";
+
+/// The DPS policy a data-directory login uses (az's default `--policy-name` too).
+pub const DPS_OWNER_POLICY: &str = "provisioningserviceowner";
+
+/// Which service a session logs in to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Hub,
+    Dps,
+}
+
+impl Service {
+    /// How the commands of this service are called, for messages.
+    fn commands(self) -> &'static str {
+        match self {
+            Service::Hub => "hub",
+            Service::Dps => "dps",
+        }
+    }
+
+    fn env_var(self) -> &'static str {
+        match self {
+            Service::Hub => "IRONHUB_CONNECTION_STRING",
+            Service::Dps => "IRONHUB_DPS_CONNECTION_STRING",
+        }
+    }
+}
 
 /// A logged-in CLI invocation.
 #[derive(Debug)]
@@ -28,15 +57,46 @@ pub struct Session {
 }
 
 impl Session {
-    /// Resolves the login and trust from the common flags.
+    /// Resolves the hub login and trust from the common flags.
     pub async fn open(common: &CommonArgs) -> anyhow::Result<Session> {
-        let mut ca_files: Vec<PathBuf> = common.cafile.iter().cloned().collect();
-        let (login, identity) = match common.login.as_deref().map(str::trim) {
+        let session = Session::resolve(
+            Service::Hub,
+            common.login.as_deref(),
+            common.data_dir.as_deref(),
+            common.cafile.as_deref(),
+        )
+        .await?;
+        if let Some(name) = &common.hub_name {
+            check_hub_name(name, &session.login.host_name)?;
+        }
+        Ok(session)
+    }
+
+    /// Resolves the DPS login and trust from the common `dps` flags. `--dps-name` and
+    /// `--resource-group` are not checked: the login (or the data directory) decides.
+    pub async fn open_dps(common: &DpsCommonArgs) -> anyhow::Result<Session> {
+        Session::resolve(
+            Service::Dps,
+            common.login.as_deref(),
+            common.data_dir.as_deref(),
+            common.cafile.as_deref(),
+        )
+        .await
+    }
+
+    async fn resolve(
+        service: Service,
+        login: Option<&str>,
+        data_dir: Option<&Path>,
+        cafile: Option<&Path>,
+    ) -> anyhow::Result<Session> {
+        let mut ca_files: Vec<PathBuf> = cafile.iter().map(|p| p.to_path_buf()).collect();
+        let (login, identity) = match login.map(str::trim) {
             Some(text) if !text.is_empty() => {
-                let login = parse_login(text)?;
+                let login = parse_login(text, service)?;
                 // A data directory given as well still lends its CA (handy on the server's
                 // machine with a policy other than the owner's).
-                if let Some(dir) = &common.data_dir {
+                if let Some(dir) = data_dir {
                     let ca = ca_path(dir);
                     if ca.is_file() {
                         ca_files.push(ca);
@@ -45,21 +105,19 @@ impl Session {
                 (login, None)
             }
             _ => {
-                let dir = common
-                    .data_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-                let identity = load_identity(&dir, common.data_dir.is_none()).await?;
-                let login = identity.connection_string(OWNER_POLICY, false)?;
+                let dir =
+                    data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), Path::to_path_buf);
+                let identity = load_identity(&dir, data_dir.is_none(), service).await?;
+                let login = match service {
+                    Service::Hub => identity.connection_string(OWNER_POLICY, false)?,
+                    Service::Dps => identity.dps_connection_string(DPS_OWNER_POLICY, false)?,
+                };
                 if identity.ca_certificate.is_file() {
                     ca_files.push(identity.ca_certificate.clone());
                 }
                 (login, Some(identity))
             }
         };
-        if let Some(name) = &common.hub_name {
-            check_hub_name(name, &login.host_name)?;
-        }
         Ok(Session {
             login,
             identity,
@@ -72,28 +130,49 @@ impl Session {
         &self.login.host_name
     }
 
-    /// A REST client for the hub. Logged in from a data directory, it dials the address the
-    /// server listens on (the hub's host name need not resolve on the server's machine) and
-    /// checks the certificate against the host name.
-    pub fn client(&self) -> anyhow::Result<HubClient> {
-        let local = self
-            .identity
+    /// Logged in from a data directory: the address the server listens on (the host name
+    /// need not resolve on the server's machine).
+    fn local_address(&self) -> Option<std::net::SocketAddr> {
+        self.identity
             .as_ref()
-            .and_then(|i| i.endpoint.local_https_address());
-        Ok(match local {
+            .and_then(|i| i.endpoint.local_https_address())
+    }
+
+    /// A REST client for the hub. Logged in from a data directory, it dials the address the
+    /// server listens on and checks the certificate against the host name.
+    pub fn client(&self) -> anyhow::Result<HubClient> {
+        Ok(match self.local_address() {
             Some(address) => HubClient::connecting_to(self.login.clone(), &self.ca_files, address)?,
             None => HubClient::new(self.login.clone(), &self.ca_files)?,
         })
     }
+
+    /// A REST client for the DPS instance (a session from [`Session::open_dps`]); like
+    /// [`Session::client`], from a data directory it dials the server's listen address (one
+    /// server serves the hub and the DPS).
+    pub fn dps_client(&self) -> anyhow::Result<DpsClient> {
+        Ok(match self.local_address() {
+            Some(address) => DpsClient::connecting_to(self.login.clone(), &self.ca_files, address)?,
+            None => DpsClient::new(self.login.clone(), &self.ca_files)?,
+        })
+    }
 }
 
-fn parse_login(text: &str) -> anyhow::Result<ConnectionString> {
+fn parse_login(text: &str, service: Service) -> anyhow::Result<ConnectionString> {
     let cs = ConnectionString::parse(text).context("--login is not a connection string")?;
     if cs.device_id.is_some() {
+        let example = match service {
+            Service::Hub => "HostName=…;SharedAccessKeyName=…;SharedAccessKey=…",
+            Service::Dps => {
+                "HostName=…;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=…"
+            }
+        };
         bail!(
-            "--login is a device connection string; the hub commands need a service connection \
-             string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…), e.g. from \
-             `ironhub hub connection-string show` on the server's machine"
+            "--login is a device connection string; the {} commands need a service connection \
+             string ({example}), e.g. from `ironhub {} connection-string show` on the server's \
+             machine",
+            service.commands(),
+            service.commands()
         );
     }
     if cs
@@ -109,12 +188,17 @@ fn parse_login(text: &str) -> anyhow::Result<ConnectionString> {
     Ok(cs)
 }
 
-async fn load_identity(dir: &Path, defaulted: bool) -> anyhow::Result<Identity> {
+async fn load_identity(dir: &Path, defaulted: bool, service: Service) -> anyhow::Result<Identity> {
     if !dir.exists() {
         if defaulted {
+            let what = match service {
+                Service::Hub => "connection string",
+                Service::Dps => "DPS connection string",
+            };
             bail!(
-                "no login: pass --login \"<connection string>\" (or set IRONHUB_CONNECTION_STRING), \
-                 or --data-dir DIR on the server's machine (./{DEFAULT_DATA_DIR} does not exist)"
+                "no login: pass --login \"<{what}>\" (or set {}), or --data-dir DIR on the \
+                 server's machine (./{DEFAULT_DATA_DIR} does not exist)",
+                service.env_var()
             );
         }
         bail!("the data directory {} does not exist", dir.display());
@@ -158,13 +242,23 @@ mod tests {
 
     #[test]
     fn logins_must_be_service_strings() {
-        let ok =
-            parse_login("HostName=h;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5").unwrap();
+        let ok = parse_login(
+            "HostName=h;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5",
+            Service::Hub,
+        )
+        .unwrap();
         assert_eq!(ok.host_name, "h");
-        let e = parse_login("HostName=h;DeviceId=d;SharedAccessKey=a2V5").unwrap_err();
+        let e =
+            parse_login("HostName=h;DeviceId=d;SharedAccessKey=a2V5", Service::Hub).unwrap_err();
         assert!(e.to_string().contains("device connection string"), "{e}");
-        assert!(parse_login("HostName=h;SharedAccessKey=a2V5").is_err());
-        assert!(parse_login("HostName=h;SharedAccessKeyName=p").is_err());
-        assert!(parse_login("garbage").is_err());
+        let e =
+            parse_login("HostName=h;DeviceId=d;SharedAccessKey=a2V5", Service::Dps).unwrap_err();
+        assert!(
+            e.to_string().contains("ironhub dps connection-string show"),
+            "{e}"
+        );
+        assert!(parse_login("HostName=h;SharedAccessKey=a2V5", Service::Dps).is_err());
+        assert!(parse_login("HostName=h;SharedAccessKeyName=p", Service::Hub).is_err());
+        assert!(parse_login("garbage", Service::Hub).is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! `ironhub hub generate-sas-token` and `ironhub hub connection-string show`.
+//! `ironhub hub generate-sas-token`, `ironhub hub connection-string show` and
+//! `ironhub dps connection-string show`.
 
 use anyhow::{Context as _, bail};
 use ironhub_auth::{ConnectionString, sas, unix_now};
@@ -6,8 +7,9 @@ use ironhub_client::host_without_port;
 use serde_json::{Value, json};
 
 use super::device::device_key;
+use super::dps::ConnectionStringArgs;
 use super::hub::{KeyType, SasTokenArgs};
-use super::login::{OWNER_POLICY, Session};
+use super::login::{DPS_OWNER_POLICY, OWNER_POLICY, Session};
 
 /// `generate-sas-token`: with `-d`, a device token signed with the device's key (read from the
 /// hub); without, a hub token signed with a shared access policy's key.
@@ -66,16 +68,75 @@ pub fn hub_connection_string(
     Ok(json!({ "connectionString": cs.to_string() }))
 }
 
-/// The connection string of a policy. A data-directory login knows every policy and both keys;
-/// a `--login` knows only its own policy and the one key it carries.
+/// `dps connection-string show`: `{"connectionString": "HostName=…;SharedAccessKeyName=…;
+/// SharedAccessKey=…"}` as az prints it; with `--show-all`, every policy's, as a list.
+pub fn dps_connection_string(
+    session: &Session,
+    args: &ConnectionStringArgs,
+) -> anyhow::Result<Value> {
+    if args.show_all != Some(true) {
+        let cs = service_connection_string(
+            session,
+            args.policy_name.as_deref(),
+            args.key_type,
+            Service::Dps,
+        )?;
+        return Ok(json!({ "connectionString": cs.to_string() }));
+    }
+    let names: Vec<String> = match session.identity.as_ref().and_then(|i| i.dps.as_ref()) {
+        Some(dps) => dps.policies.iter().map(|p| p.key_name.clone()).collect(),
+        None => vec![
+            session
+                .login
+                .shared_access_key_name
+                .clone()
+                .unwrap_or_default(),
+        ],
+    };
+    let all = names
+        .iter()
+        .map(|name| {
+            service_connection_string(session, Some(name), args.key_type, Service::Dps)
+                .map(|cs| Value::String(cs.to_string()))
+        })
+        .collect::<anyhow::Result<Vec<Value>>>()?;
+    Ok(json!({ "connectionString": all }))
+}
+
+/// Which service's policies a connection string is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Hub,
+    Dps,
+}
+
+/// The connection string of a hub policy.
 fn policy_connection_string(
     session: &Session,
     policy: Option<&str>,
     key_type: KeyType,
 ) -> anyhow::Result<ConnectionString> {
+    service_connection_string(session, policy, key_type, Service::Hub)
+}
+
+/// The connection string of a policy. A data-directory login knows every policy and both keys;
+/// a `--login` knows only its own policy and the one key it carries.
+fn service_connection_string(
+    session: &Session,
+    policy: Option<&str>,
+    key_type: KeyType,
+    service: Service,
+) -> anyhow::Result<ConnectionString> {
     let secondary = key_type == KeyType::Secondary;
     if let Some(identity) = &session.identity {
-        let mut cs = identity.connection_string(policy.unwrap_or(OWNER_POLICY), secondary)?;
+        let mut cs = match service {
+            Service::Hub => {
+                identity.connection_string(policy.unwrap_or(OWNER_POLICY), secondary)?
+            }
+            Service::Dps => {
+                identity.dps_connection_string(policy.unwrap_or(DPS_OWNER_POLICY), secondary)?
+            }
+        };
         // Keep the host exactly as the login spells it.
         cs.host_name = session.login.host_name.clone();
         return Ok(cs);
