@@ -52,6 +52,10 @@ pub(crate) struct Args {
     /// Devices provisioned on each transport, each once.
     #[arg(long, default_value_t = 500)]
     devices: usize,
+    /// Devices provisioned, unmeasured, on each server and transport before the measured
+    /// phases.
+    #[arg(long, default_value_t = 100)]
+    warmup: usize,
     /// Devices provisioning at once.
     #[arg(long, default_value_t = 50)]
     concurrency: usize,
@@ -165,13 +169,24 @@ pub(crate) async fn main(args: Args) -> anyhow::Result<()> {
         if with_peer {
             wait_port(peer_port).await?;
         }
-        let https = run(&args, &config, Transport::Https, https_port, &enrollment).await?;
+        let phase = |transport, port, name, devices| {
+            run(&args, &config, transport, port, &enrollment, name, devices)
+        };
+        // Unmeasured: each server's first connections, threads and store pages.
+        if args.warmup > 0 {
+            phase(Transport::Https, https_port, "warm", args.warmup).await?;
+            phase(Transport::Mqtt, mqtt_port, "warm", args.warmup).await?;
+            if with_peer {
+                phase(Transport::Https, peer_port, "warm", args.warmup).await?;
+            }
+        }
+        let https = phase(Transport::Https, https_port, "bench", args.devices).await?;
         let peer = if with_peer {
-            Some(run(&args, &config, Transport::Https, peer_port, &enrollment).await?)
+            Some(phase(Transport::Https, peer_port, "bench", args.devices).await?)
         } else {
             None
         };
-        let mqtt = run(&args, &config, Transport::Mqtt, mqtt_port, &enrollment).await?;
+        let mqtt = phase(Transport::Mqtt, mqtt_port, "bench", args.devices).await?;
         anyhow::Ok((https, mqtt, peer))
     }
     .await;
@@ -255,25 +270,29 @@ fn start_peer(bin: &str, port: u16, chain: &Path, key: &Path) -> anyhow::Result<
         .with_context(|| format!("cannot start {bin}"))
 }
 
-fn registration_id(transport: Transport, i: usize) -> String {
+fn registration_id(phase: &str, transport: Transport, i: usize) -> String {
     match transport {
-        Transport::Https => format!("https-{i:05}"),
-        Transport::Mqtt => format!("mqtt-{i:05}"),
+        Transport::Https => format!("{phase}-https-{i:05}"),
+        Transport::Mqtt => format!("{phase}-mqtt-{i:05}"),
     }
 }
 
-/// Provisions every device over `transport`, `concurrency` at once.
+/// Provisions `devices` devices over `transport`, `concurrency` at once; their registration
+/// ids start with `phase`.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     args: &Args,
     config: &Arc<rustls::ClientConfig>,
     transport: Transport,
     port: u16,
     enrollment: &Enrollment,
+    phase: &str,
+    devices: usize,
 ) -> anyhow::Result<Phase> {
     // Keys and tokens are the device's work, done before the clock starts.
-    let devices = (0..args.devices)
+    let credentials = (0..devices)
         .map(|i| {
-            let id = registration_id(transport, i);
+            let id = registration_id(phase, transport, i);
             let key = derive_device_key(&enrollment.group_key, &id)?;
             let token = sas::generate(
                 &format!("{}/registrations/{id}", enrollment.scope),
@@ -287,8 +306,8 @@ async fn run(
     let poll = Duration::from_millis(args.poll_ms);
     let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(args.devices);
-    for (id, token) in devices {
+    let mut tasks = Vec::with_capacity(devices);
+    for (id, token) in credentials {
         let (config, gate, scope) = (config.clone(), gate.clone(), enrollment.scope.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
@@ -305,7 +324,7 @@ async fn run(
             result.with_context(|| format!("{id} over {transport:?}"))
         }));
     }
-    let mut latencies = Vec::with_capacity(args.devices);
+    let mut latencies = Vec::with_capacity(devices);
     let mut polls = 0u64;
     for t in tasks {
         let (latency, n) = t.await??;
@@ -316,8 +335,8 @@ async fn run(
     latencies.sort();
     #[allow(clippy::cast_precision_loss)]
     Ok(Phase {
-        per_sec: args.devices as f64 / secs,
-        polls: polls as f64 / args.devices.max(1) as f64,
+        per_sec: devices as f64 / secs,
+        polls: polls as f64 / devices.max(1) as f64,
         latencies,
     })
 }
