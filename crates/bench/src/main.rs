@@ -1,6 +1,7 @@
 //! `ironhub-bench`: measures MQTT connects per second and QoS 1 telemetry throughput from many
 //! devices, against `ironhub serve` and, in the same run, against a peer broker (Eclipse
 //! Mosquitto) given the same TLS certificate, so that results are ratios on the same machine.
+//! `ironhub-bench provision` measures DPS provisioning instead (see `provision.rs`).
 //!
 //! Each target runs as its own process on loopback; the load comes from this process.
 //! ironhub acknowledges a QoS 1 message only once it is durable (fsync'd); Mosquitto
@@ -25,10 +26,33 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+mod provision;
+
 const HOST: &str = "bench.ironhub";
 
 #[derive(Debug, Parser)]
-#[command(about = "MQTT connects and QoS 1 telemetry: ironhub side by side with Mosquitto")]
+#[command(
+    about = "MQTT connects and QoS 1 telemetry (or, with `provision`, DPS provisioning): \
+             ironhub side by side with a peer",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Mode>,
+    #[command(flatten)]
+    telemetry: Args,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// DPS provisioning throughput (TLS connect + register + polls until assigned, many
+    /// devices at once) over HTTPS and MQTT, beside Azure/iot-identity-service's
+    /// mock-iot-server over HTTPS.
+    Provision(provision::Args),
+}
+
+/// The telemetry mode (no subcommand).
+#[derive(Debug, clap::Args)]
 struct Args {
     /// The ironhub binary to measure.
     #[arg(long, default_value = "target/release/ironhub")]
@@ -65,7 +89,14 @@ struct Figures {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Mode::Provision(args)) => provision::main(args).await,
+        None => telemetry(cli.telemetry).await,
+    }
+}
+
+async fn telemetry(args: Args) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let dir = work.path().join("ironhub");
     let keys = prepare_ironhub(&dir, args.devices).await?;
@@ -176,17 +207,40 @@ enum Login {
 
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
 
+/// A TLS 1.2 client trusting `ca` (the certificate both targets are given). With `resume`,
+/// connections may resume an earlier session (rustls's default in-memory cache); without it,
+/// every connection is a full handshake, as a device's first connection is.
+fn client_config(ca: &Path, resume: bool) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in ironhub_tls::read_certs(ca)? {
+        roots.add(c)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(ironhub_tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
+    Ok(Arc::new(config))
+}
+
+/// A new TCP connection to loopback `port` and its TLS handshake.
+async fn tls_connect(config: Arc<rustls::ClientConfig>, port: u16) -> anyhow::Result<Tls> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from(HOST)?, tcp)
+        .await?)
+}
+
 async fn connect(
     config: Arc<rustls::ClientConfig>,
     port: u16,
     id: &str,
     login: Login,
 ) -> anyhow::Result<Tls> {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    tcp.set_nodelay(true)?;
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from(HOST)?, tcp)
-        .await?;
+    let mut tls = tls_connect(config, port).await?;
     let mut c = Connect::new(id);
     c.keep_alive = 60;
     if let Login::Sas(key) = login {
@@ -235,16 +289,7 @@ async fn run(
     ca: &Path,
     login: impl Fn(usize) -> Login,
 ) -> anyhow::Result<Figures> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in ironhub_tls::read_certs(ca)? {
-        roots.add(c)?;
-    }
-    let config = Arc::new(
-        rustls::ClientConfig::builder_with_provider(ironhub_tls::provider())
-            .with_protocol_versions(&[&rustls::version::TLS12])?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+    let config = client_config(ca, true)?;
 
     let gate = Arc::new(Semaphore::new(args.connect_concurrency));
     let started = Instant::now();
