@@ -185,7 +185,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// How many records `collection` holds (with `group`, only that group's).
     async fn dps_count(&self, collection: DpsCollection, group: Option<&str>) -> Result<u64>;
     /// Applies all writes to `collection` atomically, or none, like [`Store::write_devices`].
-    /// Every written record gets a new etag from the same never-reused counter.
+    /// Every written record gets a new etag from the same never-reused counter. Writes to
+    /// [`DpsCollection::Operations`] are runtime state: they may be kept only until a power cut
+    /// (as connection state is), everything else as durably as any acknowledged write.
     async fn dps_write(
         &self,
         collection: DpsCollection,

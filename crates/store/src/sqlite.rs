@@ -181,17 +181,18 @@ pub(crate) fn get_meta<T: serde::de::DeserializeOwned>(
     key: &str,
 ) -> Result<Option<T>> {
     let text: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()?;
     Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
 }
 
 pub(crate) fn set_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![key, serde_json::to_string(value)?],
-    )?;
+    )?
+    .execute(params![key, serde_json::to_string(value)?])?;
     Ok(())
 }
 
@@ -207,13 +208,14 @@ pub(crate) fn next_etag(conn: &Connection) -> Result<String> {
 /// so that it is always current and enqueueing never races with registry writes.
 fn load_device(conn: &Connection, id: &str) -> Result<Option<DeviceRecord>> {
     let row: Option<(String, u64)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT doc, (SELECT COUNT(*) FROM c2d_messages m
                           WHERE m.device_id = d.device_id AND m.expiry > ?2)
              FROM devices d WHERE device_id = ?1",
-            params![id, millis(Utc::now())],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row(params![id, millis(Utc::now())], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     row.map(|(doc, count)| device_from_doc(&doc, count))
         .transpose()
@@ -1033,8 +1035,17 @@ impl Store for SqliteStore {
         collection: DpsCollection,
         writes: Vec<DpsWrite>,
     ) -> Result<DpsBatchResult> {
-        self.with(move |conn| sqlite_dps::write(conn, collection, writes))
-            .await
+        // A registration's operation is runtime state, like a device's connection state: it
+        // goes through the `synchronous=NORMAL` connection (it survives `kill -9`, not a power
+        // cut, after which the device registers again); everything else is acknowledged data.
+        let conn = match collection {
+            DpsCollection::Operations => self.runtime.clone(),
+            _ => self.conn.clone(),
+        };
+        Self::run_on(conn, move |conn| {
+            sqlite_dps::write(conn, collection, writes)
+        })
+        .await
     }
 }
 

@@ -40,11 +40,8 @@ pub(crate) fn settings(conn: &Connection) -> Result<Option<DpsSettings>> {
 
 pub(crate) fn get(conn: &Connection, c: DpsCollection, id: &str) -> Result<Option<DpsRecord>> {
     let doc: Option<String> = conn
-        .query_row(
-            &format!("SELECT doc FROM {} WHERE id_key = ?1", table(c)),
-            [key(id)],
-            |r| r.get(0),
-        )
+        .prepare_cached(&format!("SELECT doc FROM {} WHERE id_key = ?1", table(c)))?
+        .query_row([key(id)], |r| r.get(0))
         .optional()?;
     Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
 }
@@ -83,32 +80,31 @@ pub(crate) fn list(
 
 pub(crate) fn count(conn: &Connection, c: DpsCollection, group: Option<&str>) -> Result<u64> {
     let n: i64 = match group {
-        Some(g) => conn.query_row(
-            &format!("SELECT COUNT(*) FROM {} WHERE group_key = ?1", table(c)),
-            [key(g)],
-            |r| r.get(0),
-        )?,
-        None => conn.query_row(&format!("SELECT COUNT(*) FROM {}", table(c)), [], |r| {
-            r.get(0)
-        })?,
+        Some(g) => conn
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM {} WHERE group_key = ?1",
+                table(c)
+            ))?
+            .query_row([key(g)], |r| r.get(0))?,
+        None => conn
+            .prepare_cached(&format!("SELECT COUNT(*) FROM {}", table(c)))?
+            .query_row([], |r| r.get(0))?,
     };
     Ok(u64::try_from(n).unwrap_or_default())
 }
 
 fn save(conn: &Connection, c: DpsCollection, mut record: DpsRecord) -> Result<DpsRecord> {
     record.etag = next_etag(conn)?;
-    conn.execute(
-        &format!(
-            "INSERT INTO {} (id_key, group_key, doc) VALUES (?1, ?2, ?3)
-             ON CONFLICT (id_key) DO UPDATE SET group_key = excluded.group_key, doc = excluded.doc",
-            table(c)
-        ),
-        params![
-            key(&record.id),
-            record.group_id.as_deref().map(key),
-            serde_json::to_string(&record)?
-        ],
-    )?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO {} (id_key, group_key, doc) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id_key) DO UPDATE SET group_key = excluded.group_key, doc = excluded.doc",
+        table(c)
+    ))?
+    .execute(params![
+        key(&record.id),
+        record.group_id.as_deref().map(key),
+        serde_json::to_string(&record)?
+    ])?;
     Ok(record)
 }
 
@@ -138,10 +134,8 @@ fn apply(
         }
         (DpsWrite::Delete { id, if_match }, Some(current)) => {
             if matches(&current, if_match.as_deref()) {
-                conn.execute(
-                    &format!("DELETE FROM {} WHERE id_key = ?1", table(c)),
-                    [key(&id)],
-                )?;
+                conn.prepare_cached(&format!("DELETE FROM {} WHERE id_key = ?1", table(c)))?
+                    .execute([key(&id)])?;
                 Ok(None)
             } else {
                 Err(WriteConflict::EtagMismatch)
