@@ -46,6 +46,29 @@ async fn wait_listening(dir: &Path, child: &mut Child) -> ironhub_store::Endpoin
     panic!("the server did not start");
 }
 
+/// A server process that is killed if the test panics before it is terminated, so that a
+/// failing test leaves no server behind.
+struct Running(Option<Child>);
+
+impl Running {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the server was terminated")
+    }
+
+    fn take(mut self) -> Child {
+        self.0.take().expect("the server was terminated")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// SIGTERM, then the exit status and output (SIGKILL after `within`).
 fn terminate(child: Child, within: Duration) -> (Output, Duration) {
     let pid = child.id().to_string();
@@ -110,20 +133,22 @@ fn a_taken_port_is_one_line_naming_the_flag() {
 #[tokio::test]
 async fn sigterm_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = serve(
-        dir.path(),
-        &[
-            "--https-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let endpoint = wait_listening(dir.path(), &mut child).await;
+    let mut child = Running(Some(
+        serve(
+            dir.path(),
+            &[
+                "--https-listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    ));
+    let endpoint = wait_listening(dir.path(), child.child()).await;
     // An idle connection on each port does not hold the exit up.
     let _https = tokio::net::TcpStream::connect(("127.0.0.1", endpoint.https_port))
         .await
@@ -131,7 +156,7 @@ async fn sigterm_exits_cleanly() {
     let _mqtt = tokio::net::TcpStream::connect(("127.0.0.1", endpoint.mqtt_port))
         .await
         .unwrap();
-    let (out, took) = terminate(child, Duration::from_secs(15));
+    let (out, took) = terminate(child.take(), Duration::from_secs(15));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}:\n{stderr}", out.status);
     assert!(took < Duration::from_secs(8), "took {took:?}");
@@ -155,26 +180,28 @@ async fn own_certificate_is_served_and_named_as_such() {
     std::fs::write(&key, key_pem).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = serve(
-        dir.path(),
-        &[
-            "--hostname",
-            NAME,
-            "--https-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-        ],
-    )
-    .arg("--tls-cert")
-    .arg(&cert)
-    .arg("--tls-key")
-    .arg(&key)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let endpoint = wait_listening(dir.path(), &mut child).await;
+    let mut child = Running(Some(
+        serve(
+            dir.path(),
+            &[
+                "--hostname",
+                NAME,
+                "--https-listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            ],
+        )
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    ));
+    let endpoint = wait_listening(dir.path(), child.child()).await;
     let https = format!("127.0.0.1:{}", endpoint.https_port)
         .parse()
         .unwrap();
@@ -243,7 +270,7 @@ async fn own_certificate_is_served_and_named_as_such() {
         "{plain}"
     );
 
-    let (out, _) = terminate(child, Duration::from_secs(15));
+    let (out, _) = terminate(child.take(), Duration::from_secs(15));
     assert!(out.status.success());
     let banner = String::from_utf8_lossy(&out.stdout);
     assert!(!banner.contains("CA certificate to trust"), "{banner}");
