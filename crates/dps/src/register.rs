@@ -126,21 +126,31 @@ impl OperationRecord {
     }
 }
 
-/// The registration state of a registration that failed.
-fn failed_state(registration_id: &str, e: &DpsError) -> DeviceRegistrationState {
+/// A registration state with nothing but its id and the time (status `unassigned`).
+fn blank_state(registration_id: &str) -> DeviceRegistrationState {
     let now = Utc::now();
     DeviceRegistrationState {
         registration_id: registration_id.to_owned(),
         created_date_time_utc: Some(now),
         assigned_hub: None,
         device_id: None,
-        status: RegistrationStatus::Failed,
+        status: RegistrationStatus::Unassigned,
         substatus: None,
-        error_code: Some(e.code()),
-        error_message: Some(e.to_string()),
+        error_code: None,
+        error_message: None,
         last_updated_date_time_utc: Some(now),
         etag: None,
         payload: None,
+    }
+}
+
+/// The registration state of a registration that failed.
+fn failed_state(registration_id: &str, e: &DpsError) -> DeviceRegistrationState {
+    DeviceRegistrationState {
+        status: RegistrationStatus::Failed,
+        error_code: Some(e.code()),
+        error_message: Some(e.to_string()),
+        ..blank_state(registration_id)
     }
 }
 
@@ -411,29 +421,43 @@ impl Dps {
         attested: &Attested,
     ) -> Result<DeviceRegistrationState, DpsError> {
         let previous = self.find_registration(&attested.registration_id).await?;
+        self.record_registration(
+            attested,
+            previous.as_ref(),
+            DeviceRegistrationState {
+                status: RegistrationStatus::Disabled,
+                ..blank_state(&attested.registration_id)
+            },
+        )
+        .await
+    }
+
+    /// Writes the device's registration record, keeping the id's case and the
+    /// `createdDateTimeUtc` of the one it replaces.
+    async fn record_registration(
+        &self,
+        attested: &Attested,
+        previous: Option<&RegistrationRecord>,
+        state: DeviceRegistrationState,
+    ) -> Result<DeviceRegistrationState, DpsError> {
         let now = Utc::now();
         let state = DeviceRegistrationState {
-            registration_id: attested.registration_id.clone(),
+            registration_id: previous.map_or_else(
+                || state.registration_id.clone(),
+                |p| p.state.registration_id.clone(),
+            ),
             created_date_time_utc: Some(
                 previous
-                    .as_ref()
                     .and_then(|p| p.state.created_date_time_utc)
                     .unwrap_or(now),
             ),
-            assigned_hub: None,
-            device_id: None,
-            status: RegistrationStatus::Disabled,
-            substatus: None,
-            error_code: None,
-            error_message: None,
             last_updated_date_time_utc: Some(now),
-            etag: None,
-            payload: None,
+            ..state
         };
         self.write_registration(
             state,
             attested.enrollment.group_id(),
-            previous.as_ref().and_then(|p| p.state.etag.as_deref()),
+            previous.and_then(|p| p.state.etag.as_deref()),
         )
         .await
     }
@@ -663,32 +687,17 @@ impl Dps {
             initial_twin.as_ref(),
         )
         .await?;
-        let now = Utc::now();
-        let state = DeviceRegistrationState {
-            registration_id: previous.as_ref().map_or_else(
-                || registration_id.clone(),
-                |p| p.state.registration_id.clone(),
-            ),
-            created_date_time_utc: Some(
-                previous
-                    .as_ref()
-                    .and_then(|p| p.state.created_date_time_utc)
-                    .unwrap_or(now),
-            ),
-            assigned_hub: Some(decision.hub.clone()),
-            device_id: Some(device_id),
-            status: RegistrationStatus::Assigned,
-            substatus: Some(decision.substatus),
-            error_code: None,
-            error_message: None,
-            last_updated_date_time_utc: Some(now),
-            etag: None,
-            payload: device_payload,
-        };
-        self.write_registration(
-            state,
-            attested.enrollment.group_id(),
-            previous.as_ref().and_then(|p| p.state.etag.as_deref()),
+        self.record_registration(
+            attested,
+            previous.as_ref(),
+            DeviceRegistrationState {
+                assigned_hub: Some(decision.hub.clone()),
+                device_id: Some(device_id),
+                status: RegistrationStatus::Assigned,
+                substatus: Some(decision.substatus),
+                payload: device_payload,
+                ..blank_state(registration_id)
+            },
         )
         .await
     }
