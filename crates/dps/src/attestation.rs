@@ -299,6 +299,18 @@ fn thumbprints_of(certs: &X509Certificates) -> Option<[String; 2]> {
     Some([primary, secondary])
 }
 
+/// Whether `chain` (leaf first) goes through one of `signers` to one of `anchors`.
+fn through_any(
+    chain: &[impl AsRef<[u8]>],
+    anchors: &[Vec<u8>],
+    now: u64,
+    signers: &[Vec<u8>],
+) -> bool {
+    signers
+        .iter()
+        .any(|g| verify_client_chain_via(chain, anchors, now, Some(g)).is_ok())
+}
+
 fn x509_no_match() -> DpsError {
     DpsError::Unauthorized(
         "Unauthorized: no enrollment admits this device certificate: it is not an individual \
@@ -350,8 +362,8 @@ impl Dps {
             ));
         }
         let runtime_info = certificate_info(&leaf);
-        let anchors = self.cas().verified_anchors().await?;
-        let through = |g: &[u8]| verify_client_chain_via(chain, &anchors, now, Some(g)).is_ok();
+        // The verified CA certificates are read only where a chain is verified: a device of
+        // an individual enrollment is matched by its certificate alone.
 
         if let Some(record) = self
             .store
@@ -377,9 +389,8 @@ impl Dps {
                 // An individual enrollment may hold a signing certificate instead.
                 None => {
                     let signers = signing_certificates(self, x).await?;
-                    signers
-                        .iter()
-                        .any(|g| through(g))
+                    let anchors = self.cas().verified_anchors().await?;
+                    through_any(chain, &anchors, now, &signers)
                         .then(|| [leaf.thumbprint.clone(), leaf.thumbprint.clone()])
                 }
             }
@@ -424,8 +435,12 @@ impl Dps {
             groups.push((first, g, signers));
         }
         groups.sort_by_key(|(first, ..)| *first);
+        if groups.is_empty() {
+            return Err(x509_no_match());
+        }
+        let anchors = self.cas().verified_anchors().await?;
         for (_, g, signers) in groups {
-            if signers.iter().any(|s| through(s)) {
+            if through_any(chain, &anchors, now, &signers) {
                 return Ok(Attested {
                     registration_id: registration_id.to_owned(),
                     enrollment: AttestedEnrollment::Group(Box::new(g)),
