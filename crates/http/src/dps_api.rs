@@ -91,7 +91,7 @@ pub(crate) fn authorize_dps(
 async fn read_json<T: DeserializeOwned>(body: Body, empty: Option<T>) -> Result<T, DpsApiError> {
     let bytes = read_body(body)
         .await
-        .map_err(|e| DpsError::BadRequest(e.to_string()))?;
+        .map_err(|e| DpsError::MessageTooLarge(e.to_string()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return empty.ok_or_else(|| DpsError::BadRequest("The request has no body.".into()).into());
     }

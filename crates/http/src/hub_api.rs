@@ -133,7 +133,7 @@ pub(crate) fn if_match(headers: &HeaderMap) -> Option<&str> {
 
 /// Reads a JSON body of at most [`MAX_BODY_BYTES`]; errors are Azure-shaped.
 pub(crate) async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+    let bytes = crate::read_body(body)
         .await
         .map_err(|_| ApiError::from(HubError::MessageTooLarge(MAX_BODY_BYTES)))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
