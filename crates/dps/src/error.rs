@@ -15,6 +15,8 @@
 //! - the others follow IoT Hub's pattern (status × 1000 + a small number). Clients key on the
 //!   HTTP status (and the C SDK on 4002xx in a failed registration), not on these.
 
+use ironhub_wire::error::ErrorBody;
+
 /// A DPS error. `status()` is the HTTP status, `code()` the `errorCode` of DPS's error body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DpsError {
@@ -142,17 +144,25 @@ impl DpsError {
 impl DpsError {
     /// DPS's error body, the same on every transport (`ProvisioningServiceErrorDetails`):
     /// `{"errorCode", "trackingId", "message", "timestampUtc"}`.
-    pub fn body(&self) -> serde_json::Value {
+    pub fn body(&self) -> ErrorBody {
         let t: String = ironhub_auth::random_bytes(16)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        serde_json::json!({
-            "errorCode": self.code(),
-            "trackingId": format!("{}-{}-{}-{}-{}", &t[..8], &t[8..12], &t[12..16], &t[16..20], &t[20..]),
-            "message": self.to_string(),
-            "timestampUtc": crate::model::time::format(&chrono::Utc::now()),
-        })
+        ErrorBody {
+            error_code: Some(self.code()),
+            tracking_id: Some(format!(
+                "{}-{}-{}-{}-{}",
+                &t[..8],
+                &t[8..12],
+                &t[12..16],
+                &t[16..20],
+                &t[20..]
+            )),
+            message: Some(self.to_string()),
+            timestamp_utc: Some(crate::model::time::format(&chrono::Utc::now())),
+            ..ErrorBody::default()
+        }
     }
 }
 

@@ -24,6 +24,11 @@ use crate::allocation::{
 use crate::attestation::{Attested, AttestedEnrollment, DeviceCredential};
 use crate::enrollments::Enrollment;
 use crate::linked::{HubCallError, HubRegistry};
+use ironhub_wire::hub::{
+    AuthType, AuthenticationSpec, CapabilitiesSpec, DeviceSpec, DeviceStatus, SymmetricKeySpec,
+    ThumbprintSpec, TwinPatch,
+};
+
 use crate::model::{
     DeviceRegistration, DeviceRegistrationState, InitialTwin, LinkedHub,
     RegistrationOperationStatus, RegistrationStatus,
@@ -162,26 +167,34 @@ fn hub_failed(hub: &str, e: HubCallError) -> DpsError {
 }
 
 /// The hub device for an attested device: its credential, the enrollment's IoT Edge flag.
-fn device_identity(device_id: &str, attested: &Attested) -> Value {
+fn device_identity(device_id: &str, attested: &Attested) -> DeviceSpec {
     let authentication = match &attested.credential {
-        DeviceCredential::SymmetricKey([primary, secondary]) => json!({
-            "type": "sas",
-            "symmetricKey": { "primaryKey": primary, "secondaryKey": secondary },
-        }),
-        DeviceCredential::X509 { thumbprints, .. } => json!({
-            "type": "selfSigned",
-            "x509Thumbprint": {
-                "primaryThumbprint": thumbprints[0],
-                "secondaryThumbprint": thumbprints[1],
-            },
-        }),
+        DeviceCredential::SymmetricKey([primary, secondary]) => AuthenticationSpec {
+            kind: Some(AuthType::Sas.as_str().to_owned()),
+            symmetric_key: Some(SymmetricKeySpec {
+                primary_key: Some(primary.clone()),
+                secondary_key: Some(secondary.clone()),
+            }),
+            x509_thumbprint: None,
+        },
+        DeviceCredential::X509 { thumbprints, .. } => AuthenticationSpec {
+            kind: Some(AuthType::SelfSigned.as_str().to_owned()),
+            symmetric_key: None,
+            x509_thumbprint: Some(ThumbprintSpec {
+                primary_thumbprint: Some(thumbprints[0].clone()),
+                secondary_thumbprint: Some(thumbprints[1].clone()),
+            }),
+        },
     };
-    json!({
-        "deviceId": device_id,
-        "status": "enabled",
-        "authentication": authentication,
-        "capabilities": { "iotEdge": attested.enrollment.settings().iot_edge() },
-    })
+    DeviceSpec {
+        device_id: Some(device_id.to_owned()),
+        status: Some(DeviceStatus::Enabled.as_str().to_owned()),
+        authentication: Some(authentication),
+        capabilities: Some(CapabilitiesSpec {
+            iot_edge: Some(attested.enrollment.settings().iot_edge()),
+        }),
+        ..DeviceSpec::default()
+    }
 }
 
 /// Creates the device on the hub, or updates its credentials and capabilities (its status,
@@ -189,7 +202,7 @@ fn device_identity(device_id: &str, attested: &Attested) -> Value {
 async fn upsert_device(
     hub: &dyn HubRegistry,
     device_id: &str,
-    identity: &Value,
+    identity: &DeviceSpec,
 ) -> Result<bool, HubCallError> {
     for _ in 0..3 {
         match hub.get_device(device_id).await? {
@@ -200,11 +213,14 @@ async fn upsert_device(
                 Err(e) => return Err(e),
             },
             Some(existing) => {
-                let mut body = identity.clone();
-                if let Some(status) = existing.get("status") {
-                    body["status"] = status.clone();
-                }
-                let etag = existing.get("etag").and_then(Value::as_str).unwrap_or("*");
+                let body = DeviceSpec {
+                    status: Some(existing.status.as_str().to_owned()),
+                    ..identity.clone()
+                };
+                let etag = match existing.etag.as_str() {
+                    "" => "*",
+                    etag => etag,
+                };
                 match hub.put_device(device_id, &body, Some(etag)).await {
                     Ok(_) => return Ok(false),
                     Err(HubCallError::Status {
@@ -221,9 +237,9 @@ async fn upsert_device(
     })
 }
 
-/// A twin document with these tags and desired properties (`$metadata` and `$version`
-/// left out: they are the hub's).
-fn twin_doc(tags: Option<&Map<String, Value>>, desired: Option<&Map<String, Value>>) -> Value {
+/// A twin update with these tags and desired properties (`$metadata` and `$version` left
+/// out: they are the hub's).
+fn twin_doc(tags: Option<&Map<String, Value>>, desired: Option<&Map<String, Value>>) -> TwinPatch {
     let desired: Map<String, Value> = desired
         .map(|d| {
             d.iter()
@@ -232,13 +248,10 @@ fn twin_doc(tags: Option<&Map<String, Value>>, desired: Option<&Map<String, Valu
                 .collect()
         })
         .unwrap_or_default();
-    json!({
-        "tags": tags.cloned().unwrap_or_default(),
-        "properties": { "desired": desired },
-    })
+    TwinPatch::new(tags.cloned().unwrap_or_default(), desired)
 }
 
-fn initial_twin_doc(twin: &InitialTwin) -> Value {
+fn initial_twin_doc(twin: &InitialTwin) -> TwinPatch {
     twin_doc(
         twin.tags.as_ref(),
         twin.properties.as_ref().and_then(|p| p.desired.as_ref()),
@@ -743,10 +756,7 @@ impl Dps {
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 let doc = match &old_twin {
-                    Some(t) => Some(twin_doc(
-                        t.get("tags").and_then(Value::as_object),
-                        t.pointer("/properties/desired").and_then(Value::as_object),
-                    )),
+                    Some(t) => Some(twin_doc(Some(&t.tags), Some(&t.properties.desired))),
                     None => initial.map(initial_twin_doc),
                 };
                 if let Some(doc) = doc {

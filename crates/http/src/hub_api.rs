@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ironhub_auth::Rights;
-use ironhub_hub::model::{DeviceSpec, DeviceView, ExportImportDevice};
+use ironhub_hub::model::{DeviceSpec, ExportImportDevice, device_view};
 use ironhub_hub::{Hub, HubError};
 use ironhub_store::DeviceRecord;
 use percent_encoding::percent_decode_str;
@@ -93,7 +93,7 @@ pub(crate) fn json_body(value: &impl serde::Serialize) -> Response {
 
 /// A device with its quoted `ETag` header.
 fn device_response(device: &DeviceRecord) -> Response {
-    let view = DeviceView::from(device);
+    let view = device_view(device);
     let mut response = json_body(&view);
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", view.etag)) {
         response.headers_mut().insert(header::ETAG, v);
@@ -198,7 +198,7 @@ async fn list_devices(
         })?),
     };
     let devices = hub.list_devices(top).await?;
-    let views: Vec<DeviceView> = devices.iter().map(DeviceView::from).collect();
+    let views: Vec<_> = devices.iter().map(device_view).collect();
     Ok(json_body(&views))
 }
 
@@ -267,11 +267,9 @@ async fn update_twin(
 }
 
 /// A twin with its quoted `ETag` header.
-fn twin_response(twin: &serde_json::Value) -> Response {
+fn twin_response(twin: &ironhub_hub::model::Twin) -> Response {
     let mut response = json_body(twin);
-    if let Some(etag) = twin.get("etag").and_then(|e| e.as_str())
-        && let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\""))
-    {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", twin.etag)) {
         response.headers_mut().insert(header::ETAG, v);
     }
     response

@@ -5,7 +5,7 @@ use chrono::Utc;
 use ironhub_store::{BusMessage, DeviceRecord, TwinRecord, WriteConflict};
 use serde_json::{Map, Value, json};
 
-use crate::model::azure_time;
+use crate::model::{Capabilities, Thumbprint, Twin, TwinProperties, azure_time};
 use crate::{Hub, HubError};
 
 /// IoT Hub's limits (see `peers.md` §2.2).
@@ -217,7 +217,7 @@ fn section_with_version(
     metadata: Option<&Map<String, Value>>,
     version: u64,
     now: &str,
-) -> Value {
+) -> Map<String, Value> {
     let mut out = doc.clone();
     if let Some(meta) = metadata {
         let mut meta = meta.clone();
@@ -225,7 +225,7 @@ fn section_with_version(
         out.insert("$metadata".into(), Value::Object(meta));
     }
     out.insert("$version".into(), json!(version));
-    Value::Object(out)
+    out
 }
 
 fn empty_twin(device_id: &str) -> TwinRecord {
@@ -239,32 +239,49 @@ fn empty_twin(device_id: &str) -> TwinRecord {
 }
 
 /// The twin as `GET /twins/{id}` returns it.
-pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Value {
+pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Twin {
     let updated = twin_updated(twin);
-    json!({
-        "deviceId": device.device_id,
-        "etag": twin.etag,
-        "deviceEtag": device.etag,
-        "status": device.status,
-        "statusReason": device.status_reason,
-        "statusUpdateTime": azure_time(device.status_updated_time),
-        "connectionState": device.connection_state,
-        "lastActivityTime": azure_time(device.last_activity_time),
-        "cloudToDeviceMessageCount": device.cloud_to_device_message_count,
-        "authenticationType": device.authentication.kind,
-        "x509Thumbprint": {
-            "primaryThumbprint": device.authentication.x509_thumbprint.primary_thumbprint,
-            "secondaryThumbprint": device.authentication.x509_thumbprint.secondary_thumbprint,
+    Twin {
+        device_id: device.device_id.clone(),
+        etag: twin.etag.clone(),
+        device_etag: device.etag.clone(),
+        status: device.status,
+        status_reason: device.status_reason.clone(),
+        status_update_time: azure_time(device.status_updated_time),
+        connection_state: device.connection_state,
+        last_activity_time: azure_time(device.last_activity_time),
+        cloud_to_device_message_count: device.cloud_to_device_message_count,
+        authentication_type: device.authentication.kind,
+        x509_thumbprint: Thumbprint {
+            primary_thumbprint: device.authentication.x509_thumbprint.primary_thumbprint.clone(),
+            secondary_thumbprint: device
+                .authentication
+                .x509_thumbprint
+                .secondary_thumbprint
+                .clone(),
         },
-        "modelId": "",
-        "version": twin.version,
-        "tags": twin.tags,
-        "properties": {
-            "desired": section_with_version(&twin.desired, Some(&twin.desired_metadata), twin.desired_version, &updated.0),
-            "reported": section_with_version(&twin.reported, Some(&twin.reported_metadata), twin.reported_version, &updated.1),
+        model_id: String::new(),
+        version: twin.version,
+        tags: twin.tags.clone(),
+        properties: TwinProperties {
+            desired: section_with_version(
+                &twin.desired,
+                Some(&twin.desired_metadata),
+                twin.desired_version,
+                &updated.0,
+            ),
+            reported: section_with_version(
+                &twin.reported,
+                Some(&twin.reported_metadata),
+                twin.reported_version,
+                &updated.1,
+            ),
         },
-        "capabilities": { "iotEdge": device.iot_edge },
-    })
+        capabilities: Capabilities {
+            iot_edge: device.iot_edge,
+        },
+        other: Map::new(),
+    }
 }
 
 /// When desired and reported last changed (from their metadata), as IoT Hub renders time.
@@ -307,7 +324,7 @@ impl Hub {
     }
 
     /// `GET /twins/{id}`.
-    pub async fn get_twin(&self, device_id: &str) -> Result<Value, HubError> {
+    pub async fn get_twin(&self, device_id: &str) -> Result<Twin, HubError> {
         let (device, twin) = self.load_twin(device_id).await?;
         Ok(twin_view(&device, &twin))
     }
@@ -320,7 +337,7 @@ impl Hub {
         doc: &Value,
         if_match: Option<&str>,
         replace: bool,
-    ) -> Result<Value, HubError> {
+    ) -> Result<Twin, HubError> {
         if !doc.is_object() {
             return Err(invalid("The twin must be a JSON object.".into()));
         }

@@ -7,42 +7,7 @@ use chrono::{DateTime, Utc};
 use ironhub_auth::SharedAccessPolicy;
 use serde::{Deserialize, Serialize};
 
-/// Whether a device may connect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceStatus {
-    #[default]
-    Enabled,
-    Disabled,
-}
-
-impl DeviceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceStatus::Enabled => "enabled",
-            DeviceStatus::Disabled => "disabled",
-        }
-    }
-}
-
-/// Whether a device holds a connection right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum ConnectionState {
-    #[default]
-    Disconnected,
-    Connected,
-}
-
-/// How a device authenticates, with IoT Hub's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub enum AuthType {
-    #[default]
-    Sas,
-    SelfSigned,
-    CertificateAuthority,
-    None,
-}
+pub use ironhub_wire::hub::{AuthType, ConnectionState, DeviceStatus, FeedbackStatus};
 
 /// A pair of symmetric keys (base64).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -267,16 +232,6 @@ impl AckMode {
             AckMode::Full => true,
         }
     }
-}
-
-/// How a cloud-to-device message left its queue (IoT Hub's feedback `statusCode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FeedbackStatus {
-    Success,
-    Expired,
-    DeliveryCountExceeded,
-    Rejected,
-    Purged,
 }
 
 /// A cloud-to-device message in a device's queue.
