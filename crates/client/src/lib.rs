@@ -494,9 +494,15 @@ impl HubClient {
 
     /// `DELETE /events/consumergroups/{group}`.
     pub async fn delete_consumer_group(&self, group: &str) -> Result<(), ClientError> {
-        self.request(Method::DELETE, &consumer_group_path(group), &[], NO_BODY, None)
-            .await
-            .map(|_: Value| ())
+        self.request(
+            Method::DELETE,
+            &consumer_group_path(group),
+            &[],
+            NO_BODY,
+            None,
+        )
+        .await
+        .map(|_: Value| ())
     }
 
     /// The hub's CA certificates (`/certificates`).
@@ -708,7 +714,8 @@ impl HubClient {
     /// answers `{"totalMessagesPurged": n, "deviceId": "…"}`.
     pub async fn purge_c2d(&self, id: &str) -> Result<PurgeResult, ClientError> {
         let path = format!("{}/commands", device_path(id));
-        self.request(Method::DELETE, &path, &[], NO_BODY, None).await
+        self.request(Method::DELETE, &path, &[], NO_BODY, None)
+            .await
     }
 
     /// `GET /messages/serviceBound/feedback`: the next batch of feedback records, locked until
@@ -735,7 +742,9 @@ impl HubClient {
                 status: response.status,
                 detail: "a feedback batch without a lock token (ETag)".into(),
             })?;
-        let records = response.json::<Option<Vec<FeedbackRecord>>>()?.unwrap_or_default();
+        let records = response
+            .json::<Option<Vec<FeedbackRecord>>>()?
+            .unwrap_or_default();
         Ok(Some(FeedbackBatch {
             lock_token,
             records,

@@ -6,12 +6,10 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use ironhub_store::{DpsCollection, DpsRecord, DpsWrite, WriteConflict};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::model::{
     AllocationPolicy, AttestationMechanism, BulkEnrollmentOperationError,
-    BulkEnrollmentOperationResult, BulkMode, EnrollmentGroup, EnrollmentSettings,
+    BulkEnrollmentOperationResult, BulkMode, EnrollmentGroup, EnrollmentRecord, EnrollmentSettings,
     IndividualEnrollment, LinkedHub, QuerySpecification,
 };
 use crate::query::{QueryPage, check_query, continuation_after, page_size, resume_after};
@@ -23,17 +21,12 @@ use crate::{Dps, DpsError, from_record, to_record};
 pub const MAX_BULK_ITEMS: usize = 10;
 
 /// What individual enrollments and enrollment groups have in common for the service API.
-pub trait Enrollment: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+pub trait Enrollment: EnrollmentRecord {
     /// Where the store keeps them.
     const COLLECTION: DpsCollection;
     /// How messages name one ("enrollment", "enrollment group").
     const KIND: &'static str;
 
-    /// The id (`registrationId` or `enrollmentGroupId`).
-    fn id(&self) -> &str;
-    fn set_id(&mut self, id: &str);
-    fn settings(&self) -> &EnrollmentSettings;
-    fn settings_mut(&mut self) -> &mut EnrollmentSettings;
     /// Checks an id of this kind.
     fn validate_id(id: &str) -> Result<(), DpsError>;
     /// The 404 for a missing one.
@@ -66,18 +59,6 @@ impl Enrollment for IndividualEnrollment {
     const COLLECTION: DpsCollection = DpsCollection::Enrollments;
     const KIND: &'static str = "enrollment";
 
-    fn id(&self) -> &str {
-        &self.registration_id
-    }
-    fn set_id(&mut self, id: &str) {
-        id.clone_into(&mut self.registration_id);
-    }
-    fn settings(&self) -> &EnrollmentSettings {
-        &self.settings
-    }
-    fn settings_mut(&mut self) -> &mut EnrollmentSettings {
-        &mut self.settings
-    }
     fn validate_id(id: &str) -> Result<(), DpsError> {
         rules::validate_registration_id(id)
     }
@@ -118,18 +99,6 @@ impl Enrollment for EnrollmentGroup {
     const COLLECTION: DpsCollection = DpsCollection::EnrollmentGroups;
     const KIND: &'static str = "enrollment group";
 
-    fn id(&self) -> &str {
-        &self.enrollment_group_id
-    }
-    fn set_id(&mut self, id: &str) {
-        id.clone_into(&mut self.enrollment_group_id);
-    }
-    fn settings(&self) -> &EnrollmentSettings {
-        &self.settings
-    }
-    fn settings_mut(&mut self) -> &mut EnrollmentSettings {
-        &mut self.settings
-    }
     fn validate_id(id: &str) -> Result<(), DpsError> {
         rules::validate_group_id(id)
     }

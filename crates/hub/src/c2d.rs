@@ -22,8 +22,8 @@ use ironhub_store::{
 };
 
 use crate::model::azure_time;
-pub use ironhub_wire::hub::{FeedbackRecord, PurgeResult};
 use crate::{Hub, HubError};
+pub use ironhub_wire::hub::{FeedbackRecord, PurgeResult};
 
 /// Most live messages in one device's queue.
 pub const MAX_QUEUE_DEPTH: usize = 50;

@@ -253,7 +253,11 @@ pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Twin {
         cloud_to_device_message_count: device.cloud_to_device_message_count,
         authentication_type: device.authentication.kind,
         x509_thumbprint: Thumbprint {
-            primary_thumbprint: device.authentication.x509_thumbprint.primary_thumbprint.clone(),
+            primary_thumbprint: device
+                .authentication
+                .x509_thumbprint
+                .primary_thumbprint
+                .clone(),
             secondary_thumbprint: device
                 .authentication
                 .x509_thumbprint

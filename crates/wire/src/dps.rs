@@ -381,6 +381,55 @@ pub struct EnrollmentGroup {
     pub settings: EnrollmentSettings,
 }
 
+/// What individual enrollments and enrollment groups share, for code that handles both
+/// (the service API's paths, the domain's rules, the CLI's updates).
+pub trait EnrollmentRecord:
+    Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
+    /// The collection's path in the service API: `/enrollments` or `/enrollmentGroups`.
+    const COLLECTION_PATH: &'static str;
+
+    /// The id (`registrationId` or `enrollmentGroupId`).
+    fn id(&self) -> &str;
+    fn set_id(&mut self, id: &str);
+    fn settings(&self) -> &EnrollmentSettings;
+    fn settings_mut(&mut self) -> &mut EnrollmentSettings;
+}
+
+impl EnrollmentRecord for IndividualEnrollment {
+    const COLLECTION_PATH: &'static str = "/enrollments";
+
+    fn id(&self) -> &str {
+        &self.registration_id
+    }
+    fn set_id(&mut self, id: &str) {
+        id.clone_into(&mut self.registration_id);
+    }
+    fn settings(&self) -> &EnrollmentSettings {
+        &self.settings
+    }
+    fn settings_mut(&mut self) -> &mut EnrollmentSettings {
+        &mut self.settings
+    }
+}
+
+impl EnrollmentRecord for EnrollmentGroup {
+    const COLLECTION_PATH: &'static str = "/enrollmentGroups";
+
+    fn id(&self) -> &str {
+        &self.enrollment_group_id
+    }
+    fn set_id(&mut self, id: &str) {
+        id.clone_into(&mut self.enrollment_group_id);
+    }
+    fn settings(&self) -> &EnrollmentSettings {
+        &self.settings
+    }
+    fn settings_mut(&mut self) -> &mut EnrollmentSettings {
+        &mut self.settings
+    }
+}
+
 /// Where a registration stands (`clients.md` §4.1; seed 004 L8763–L8768).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -566,6 +615,83 @@ impl LinkedHub {
     /// Whether the service may pick this hub on its own.
     pub fn applies_allocation_policy(&self) -> bool {
         self.apply_allocation_policy.unwrap_or(true)
+    }
+}
+
+/// A linked hub as the API shows it: the connection string's key is masked
+/// (`SharedAccessKey=****`), as Azure shows the `iotHubs` of a DPS resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkedHubView {
+    pub name: String,
+    pub connection_string: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_weight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_allocation_policy: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// ironhub's addition: the round trip last measured from the DPS to the hub, in
+    /// milliseconds, which lowest-latency allocation compares; absent until it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+}
+
+impl From<&LinkedHub> for LinkedHubView {
+    fn from(h: &LinkedHub) -> Self {
+        let masked = h
+            .connection_string
+            .split(';')
+            .map(|part| match part.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("SharedAccessKey") => format!("{k}=****"),
+                _ => part.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(";");
+        LinkedHubView {
+            name: h.name.clone(),
+            connection_string: masked,
+            allocation_weight: h.allocation_weight,
+            apply_allocation_policy: h.apply_allocation_policy,
+            location: h.location.clone(),
+            etag: h.etag.clone(),
+            latency_ms: None,
+        }
+    }
+}
+
+/// `GET /dps/linkedHubs`: `{"value": [hub, …]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LinkedHubList {
+    #[serde(default)]
+    pub value: Vec<LinkedHubView>,
+}
+
+/// `PUT /dps/linkedHubs/{name}` body; the name comes from the path. An update without
+/// `connectionString` keeps the link's own.
+#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkedHubSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_string: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_weight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_allocation_policy: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+impl fmt::Debug for LinkedHubSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The connection string holds a key: never in logs.
+        f.debug_struct("LinkedHubSpec")
+            .field("allocation_weight", &self.allocation_weight)
+            .field("apply_allocation_policy", &self.apply_allocation_policy)
+            .field("location", &self.location)
+            .finish_non_exhaustive()
     }
 }
 

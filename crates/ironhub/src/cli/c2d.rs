@@ -167,10 +167,7 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
 
 /// `c2d-message send`: sends the message (`--repeat-send` times); with `--wait`, returns the
 /// feedback record for it.
-pub async fn send(
-    client: &HubClient,
-    args: &SendArgs,
-) -> anyhow::Result<Option<FeedbackRecord>> {
+pub async fn send(client: &HubClient, args: &SendArgs) -> anyhow::Result<Option<FeedbackRecord>> {
     let message = build_message(args, Utc::now())?;
     let mut sent = Vec::new();
     for _ in 0..args.repeat_send {
@@ -306,8 +303,8 @@ async fn wait_for_feedback(
     loop {
         while let Some(batch) = client.receive_feedback().await? {
             for record in batch.records {
-                let mine = record.original_message_id == message_id
-                    && record.device_id == device_id;
+                let mine =
+                    record.original_message_id == message_id && record.device_id == device_id;
                 if mine && found.is_none() {
                     found = Some(record);
                 } else {

@@ -156,6 +156,7 @@ pub async fn invoke(session: &Session, args: &InvokeMethodArgs) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn json_arguments_inline_or_from_a_file() {

@@ -11,7 +11,11 @@ use super::{AuthenticationSpec, CapabilitiesSpec};
 pub struct ExportImportDevice {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(rename = "eTag", alias = "etag", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "eTag",
+        alias = "etag",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub e_tag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub import_mode: Option<String>,

@@ -9,9 +9,8 @@ mod twin;
 
 pub use bulk::{BulkError, BulkResult, ExportImportDevice};
 pub use device::{
-    AuthType, Authentication, AuthenticationSpec, Capabilities, CapabilitiesSpec,
-    ConnectionState, Device, DeviceSpec, DeviceStatus, SymmetricKey, SymmetricKeySpec,
-    Thumbprint, ThumbprintSpec,
+    AuthType, Authentication, AuthenticationSpec, Capabilities, CapabilitiesSpec, ConnectionState,
+    Device, DeviceSpec, DeviceStatus, SymmetricKey, SymmetricKeySpec, Thumbprint, ThumbprintSpec,
 };
 pub use messaging::{FeedbackRecord, FeedbackStatus, MethodRequest, MethodResult, PurgeResult};
 pub use statistics::{RegistryStatistics, ServiceStatistics};
