@@ -7,28 +7,29 @@
 
 use serde::{Deserialize, Serialize};
 
-/// An error answer. Every field is optional and left out when absent.
+/// An error answer. Every field is optional and left out when absent. Fields are declared in
+/// the order of their JSON names, which is the order the server has always written them in.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
-    /// IoT Hub's classic form: `ErrorCode:DeviceNotFound;Device d1 not found.`
-    #[serde(rename = "Message", skip_serializing_if = "Option::is_none")]
-    pub classic_message: Option<String>,
     /// IoT Hub's classic tracking line: `Tracking ID:…-G:0-TimeStamp:…`.
     #[serde(rename = "ExceptionMessage", skip_serializing_if = "Option::is_none")]
     pub exception_message: Option<String>,
+    /// IoT Hub's classic form: `ErrorCode:DeviceNotFound;Device d1 not found.`
+    #[serde(rename = "Message", skip_serializing_if = "Option::is_none")]
+    pub classic_message: Option<String>,
+    /// Azure Resource Manager's nested form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
     /// The six-digit error code (`404001`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tracking_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_utc: Option<String>,
-    /// Azure Resource Manager's nested form.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorDetail>,
+    pub tracking_id: Option<String>,
 }
 
 /// `{"error": {"code", "message"}}`.
@@ -64,6 +65,10 @@ mod tests {
             "timestampUtc": "2026-01-01T00:00:00.0000000Z"
         }))
         .unwrap();
+        // Written with its keys in order, byte for byte as a `serde_json::Value` writes it.
+        let text = serde_json::to_string(&hub).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(text, value.to_string());
         assert_eq!(
             hub.text(),
             Some("ErrorCode:DeviceNotFound;Device d1 not found.")

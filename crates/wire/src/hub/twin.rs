@@ -10,27 +10,28 @@ use crate::JsonMap;
 
 /// A twin as the registry API returns it. The identity fields are typed; `tags` and the two
 /// property sections are passed through as the hub keeps them (with `$metadata` and
-/// `$version`). Every field reads with a default.
+/// `$version`). Every field reads with a default. Fields are declared in the order of their
+/// JSON names, which is the order the server has always written them in.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Twin {
+    pub authentication_type: AuthType,
+    pub capabilities: Capabilities,
+    pub cloud_to_device_message_count: u64,
+    pub connection_state: ConnectionState,
+    pub device_etag: String,
     pub device_id: String,
     pub etag: String,
-    pub device_etag: String,
+    pub last_activity_time: String,
+    pub model_id: String,
+    pub properties: TwinProperties,
     pub status: DeviceStatus,
     pub status_reason: Option<String>,
     pub status_update_time: String,
-    pub connection_state: ConnectionState,
-    pub last_activity_time: String,
-    pub cloud_to_device_message_count: u64,
-    pub authentication_type: AuthType,
-    pub x509_thumbprint: Thumbprint,
-    pub model_id: String,
-    pub version: u64,
     /// Pass-through: the twin's tags.
     pub tags: JsonMap,
-    pub properties: TwinProperties,
-    pub capabilities: Capabilities,
+    pub version: u64,
+    pub x509_thumbprint: Thumbprint,
     /// Pass-through: fields of another hub's answer that this version does not know.
     /// The server never fills it.
     #[serde(flatten)]
@@ -99,6 +100,13 @@ mod tests {
         assert_eq!(twin.tags["site"], "lab");
         assert_eq!(twin.properties.desired["$version"], 2);
         assert_eq!(twin.other["deviceScope"], "ms-azure-iot-edge://x");
+        // As the server writes it (nothing passed through): its keys in order, byte for byte
+        // as a `serde_json::Value` writes it.
+        let mut served = twin.clone();
+        served.other.clear();
+        let text = serde_json::to_string(&served).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(text, value.to_string());
         let mut desired = JsonMap::new();
         desired.insert("fw".into(), json!(3));
         let patch = TwinPatch::new(twin.tags.clone(), desired);
