@@ -41,6 +41,9 @@ use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 use ironhub_auth::sas::url_encode;
 use ironhub_auth::{ConnectionString, sas, unix_now};
+use ironhub_wire::certificate::{
+    CertificateDescription, CertificateList, CertificateUpload, VerificationProof,
+};
 use ironhub_wire::hub::{
     BulkResult, Device, DeviceSpec, ExportImportDevice, FeedbackRecord, MethodRequest,
     MethodResult, PurgeResult, RegistryStatistics, Twin, TwinPatch,
@@ -514,12 +517,12 @@ impl HubClient {
     }
 
     /// `GET /certificates`: `{"value": [certificate, …]}`.
-    pub async fn list_certificates(&self) -> Result<Value, ClientError> {
+    pub async fn list_certificates(&self) -> Result<CertificateList, ClientError> {
         self.certificates().list().await
     }
 
     /// `GET /certificates/{name}`.
-    pub async fn get_certificate(&self, name: &str) -> Result<Value, ClientError> {
+    pub async fn get_certificate(&self, name: &str) -> Result<CertificateDescription, ClientError> {
         self.certificates().get(name).await
     }
 
@@ -530,7 +533,7 @@ impl HubClient {
         certificate: &str,
         is_verified: bool,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<CertificateDescription, ClientError> {
         self.certificates()
             .put(name, certificate, is_verified, etag)
             .await
@@ -551,7 +554,7 @@ impl HubClient {
         &self,
         name: &str,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<CertificateDescription, ClientError> {
         self.certificates()
             .generate_verification_code(name, etag)
             .await
@@ -563,7 +566,7 @@ impl HubClient {
         name: &str,
         proof: &str,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<CertificateDescription, ClientError> {
         self.certificates().verify(name, proof, etag).await
     }
 
@@ -907,14 +910,14 @@ impl Certificates<'_> {
     }
 
     /// `GET {prefix}`: `{"value": [certificate, …]}`.
-    pub async fn list(&self) -> Result<Value, ClientError> {
+    pub async fn list(&self) -> Result<CertificateList, ClientError> {
         self.client
             .request(Method::GET, self.prefix, &[], NO_BODY, None)
             .await
     }
 
     /// `GET {prefix}/{name}`.
-    pub async fn get(&self, name: &str) -> Result<Value, ClientError> {
+    pub async fn get(&self, name: &str) -> Result<CertificateDescription, ClientError> {
         self.client
             .request(Method::GET, &self.path(name), &[], NO_BODY, None)
             .await
@@ -929,10 +932,8 @@ impl Certificates<'_> {
         certificate: &str,
         is_verified: bool,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
-        let body = serde_json::json!({
-            "properties": { "certificate": certificate, "isVerified": is_verified }
-        });
+    ) -> Result<CertificateDescription, ClientError> {
+        let body = CertificateUpload::new(certificate, is_verified);
         self.client
             .request(Method::PUT, &self.path(name), &[], Some(&body), etag)
             .await
@@ -952,7 +953,7 @@ impl Certificates<'_> {
         &self,
         name: &str,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<CertificateDescription, ClientError> {
         let path = format!("{}/generateVerificationCode", self.path(name));
         self.client
             .request(Method::POST, &path, &[], NO_BODY, etag)
@@ -966,9 +967,11 @@ impl Certificates<'_> {
         name: &str,
         proof: &str,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<CertificateDescription, ClientError> {
         let path = format!("{}/verify", self.path(name));
-        let body = serde_json::json!({ "certificate": proof });
+        let body = VerificationProof {
+            certificate: Some(proof.to_owned()),
+        };
         self.client
             .request(Method::POST, &path, &[], Some(&body), etag)
             .await

@@ -6,6 +6,7 @@
 //!   cloud-to-device purge and feedback, direct methods, statistics).
 //! - [`dps`]: the DPS service API (enrollments, groups, registration states, linked hubs,
 //!   bulk operations) and the DPS device API (register request, operation status).
+//! - [`certificate`]: CA certificates, in the shape both services use.
 //! - [`error`]: the error bodies both services answer with.
 //!
 //! Where a field is passed through untouched (twin property documents, initial twins, custom
@@ -15,6 +16,7 @@
 //! The crate holds shapes only (serde derives, defaults, renames); the rules about them
 //! live in the domains (`ironhub-hub`, `ironhub-dps`).
 
+pub mod certificate;
 pub mod dps;
 pub mod error;
 pub mod hub;
