@@ -45,8 +45,8 @@ use ironhub_wire::certificate::{
     CertificateDescription, CertificateList, CertificateUpload, VerificationProof,
 };
 use ironhub_wire::hub::{
-    BulkResult, Device, DeviceSpec, ExportImportDevice, FeedbackRecord, MethodRequest,
-    MethodResult, PurgeResult, RegistryStatistics, Twin, TwinPatch,
+    BulkResult, ConsumerGroupName, ConsumerGroupView, Device, DeviceSpec, ExportImportDevice,
+    FeedbackRecord, MethodRequest, MethodResult, PurgeResult, RegistryStatistics, Twin, TwinPatch,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -478,19 +478,22 @@ impl HubClient {
     }
 
     /// `GET /events/consumergroups`: `[{"name": …}, …]`.
-    pub async fn list_consumer_groups(&self) -> Result<Value, ClientError> {
+    pub async fn list_consumer_groups(&self) -> Result<Vec<ConsumerGroupName>, ClientError> {
         self.request(Method::GET, "/events/consumergroups", &[], NO_BODY, None)
             .await
     }
 
     /// `GET /events/consumergroups/{group}`: the group with its checkpoints.
-    pub async fn get_consumer_group(&self, group: &str) -> Result<Value, ClientError> {
+    pub async fn get_consumer_group(&self, group: &str) -> Result<ConsumerGroupView, ClientError> {
         self.request(Method::GET, &consumer_group_path(group), &[], NO_BODY, None)
             .await
     }
 
     /// `PUT /events/consumergroups/{group}`: creates the group (an existing one is kept).
-    pub async fn create_consumer_group(&self, group: &str) -> Result<Value, ClientError> {
+    pub async fn create_consumer_group(
+        &self,
+        group: &str,
+    ) -> Result<ConsumerGroupView, ClientError> {
         self.request(Method::PUT, &consumer_group_path(group), &[], NO_BODY, None)
             .await
     }

@@ -3,6 +3,7 @@
 
 mod bulk;
 mod device;
+mod events;
 mod messaging;
 mod statistics;
 mod twin;
@@ -12,6 +13,7 @@ pub use device::{
     AuthType, Authentication, AuthenticationSpec, Capabilities, CapabilitiesSpec, ConnectionState,
     Device, DeviceSpec, DeviceStatus, SymmetricKey, SymmetricKeySpec, Thumbprint, ThumbprintSpec,
 };
+pub use events::{ConsumerGroupName, ConsumerGroupView, EventsProperties, PartitionView};
 pub use messaging::{FeedbackRecord, FeedbackStatus, MethodRequest, MethodResult, PurgeResult};
 pub use statistics::{RegistryStatistics, ServiceStatistics};
 pub use twin::{Twin, TwinPatch, TwinPatchProperties, TwinProperties};
