@@ -1,0 +1,123 @@
+//! The device registration API: what a device sends to register and the operation status it
+//! polls (Azure REST API reference, Device Provisioning Service, "Runtime Registration -
+//! Register Device" and "Operation Status Lookup"), and the registration state the service
+//! API shows ("Device Registration State - Get").
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::TpmAttestation;
+use crate::time;
+
+/// Where a registration stands (`clients.md` §4.1; seed 004 L8763–L8768).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RegistrationStatus {
+    Unassigned,
+    Assigning,
+    Assigned,
+    Failed,
+    Disabled,
+}
+
+/// How the latest assignment came about (`clients.md` §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Substatus {
+    /// Assigned to a hub for the first time (or again, keeping its data on the same hub).
+    InitialAssignment,
+    /// Moved to another hub, with its twin carried over.
+    DeviceDataMigrated,
+    /// Given the enrollment's initial twin again (on a new hub or on the same one).
+    DeviceDataReset,
+    /// Kept on the hub it was assigned to before (never re-provision).
+    ReprovisionedToInitialAssignment,
+}
+
+/// A device's registration record ("registration state").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRegistrationState {
+    pub registration_id: String,
+    #[serde(default, with = "time", skip_serializing_if = "Option::is_none")]
+    pub created_date_time_utc: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_hub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    pub status: RegistrationStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substatus: Option<Substatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(default, with = "time", skip_serializing_if = "Option::is_none")]
+    pub last_updated_date_time_utc: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// A custom allocation's payload for the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// The answer to a device's register or poll: `{"operationId", "status", "registrationState"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationOperationStatus {
+    pub operation_id: String,
+    pub status: RegistrationStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_state: Option<DeviceRegistrationState>,
+}
+
+/// What a device sends to register (`clients.md` §4; seed 004 L8073–L8081).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRegistration {
+    #[serde(default)]
+    pub registration_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<TpmAttestation>,
+    /// Opaque JSON for custom allocation (PYDEV sends `null` when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_results_have_the_shape_devices_parse() {
+        // clients.md §4.1.
+        let state = DeviceRegistrationState {
+            registration_id: "reg-1".into(),
+            created_date_time_utc: None,
+            assigned_hub: Some("localhost".into()),
+            device_id: Some("reg-1".into()),
+            status: RegistrationStatus::Assigned,
+            substatus: Some(Substatus::InitialAssignment),
+            error_code: None,
+            error_message: None,
+            last_updated_date_time_utc: None,
+            etag: Some("IjAwMDAi".into()),
+            payload: None,
+        };
+        let op = RegistrationOperationStatus {
+            operation_id: "4.abc.1f0c".into(),
+            status: RegistrationStatus::Assigned,
+            registration_state: Some(state),
+        };
+        let text = serde_json::to_string(&op).unwrap();
+        // Tasmota looks for this exact compact substring (clients.md §5.2).
+        assert!(text.contains("\"status\":\"assigned\""));
+        assert!(text.contains("\"substatus\":\"initialAssignment\""));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["registrationState"]["assignedHub"], "localhost");
+        assert_eq!(
+            serde_json::to_value(Substatus::ReprovisionedToInitialAssignment).unwrap(),
+            "reprovisionedToInitialAssignment"
+        );
+    }
+}
