@@ -1,6 +1,6 @@
 //! Individual enrollments and enrollment groups: create or update with etags, get, delete,
-//! query, bulk operations and the attestation mechanism, with DPS's rules (seed 004;
-//! `clients.md` §7). Both kinds share the code through [`Enrollment`].
+//! query, bulk operations and the attestation mechanism, with DPS's rules
+//! (`docs/protocol/dps-json.md` §3). Both kinds share the code through [`Enrollment`].
 
 use std::collections::HashSet;
 
@@ -143,8 +143,9 @@ fn already_exists<E: Enrollment>(id: &str) -> DpsError {
     ))
 }
 
-/// Checks the hubs an enrollment names against the linked hubs (an unlinked hub is refused,
-/// seed 004 L9068, L9505) and writes them as they are linked; checks what the allocation
+/// Checks the hubs an enrollment names against the linked hubs (an unlinked hub is refused, as
+/// the Azure docs' enrollment samples say: "Programmatically create a Device Provisioning
+/// Service individual enrollment for TPM attestation") and writes them as they are linked; checks what the allocation
 /// policy needs.
 fn check_allocation(s: &mut EnrollmentSettings, linked: &[LinkedHub]) -> Result<(), DpsError> {
     let linked_name = |name: &str| {
@@ -244,8 +245,9 @@ impl Dps {
     /// `PUT /enrollments/{id}` or `/enrollmentGroups/{id}`: creates the enrollment when there
     /// is no `If-Match`, updates it when there is one (`*`, or its etag, quoted or not). A body
     /// that carries the etag it was read with counts as `If-Match`, so a client may send back
-    /// what it read (seed 004 L9005–L9017). Creating one that exists is a 409 (seed 004
-    /// L12221), updating one that does not a 404, a stale etag a 412. Keys left out are
+    /// what it read (`docs/protocol/dps-json.md` §3). Creating one that exists is a 409 (Azure
+    /// docs, "Troubleshooting with Azure IoT Hub Device Provisioning Service", section "Common
+    /// error codes"), updating one that does not a 404, a stale etag a 412. Keys left out are
     /// generated on create and kept on update. Answers with keys but without certificate PEMs.
     pub async fn create_or_update<E: Enrollment>(
         &self,
@@ -342,7 +344,8 @@ impl Dps {
     }
 
     /// `DELETE /enrollments/{id}` or `/enrollmentGroups/{id}`, with an optional `If-Match`.
-    /// Registration records stay (seed 004 L10142: deleting a group does not delete them).
+    /// Registration records stay: deleting a group does not delete them (Azure docs, "How to
+    /// manage device enrollments with Azure portal").
     pub async fn delete<E: Enrollment>(
         &self,
         id: &str,

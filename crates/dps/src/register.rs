@@ -1,8 +1,9 @@
-//! The device registration API's logic, for every transport (seed 004 L9642–L9716;
-//! `clients.md` §4, §5): a register request starts an operation and answers `assigning` at
-//! once (Tasmota needs exactly that, `clients.md` §5.2); the assignment (allocation, the hub
-//! side, the registration record) runs in the background, because a custom allocation webhook
-//! may take seconds (seed 004 L4528); the device polls the operation until it is `assigned`
+//! The device registration API's logic, for every transport (Azure docs, "Communicate with your
+//! DPS using the MQTT protocol"; `docs/protocol/dps-json.md` §1–§2): a register request starts
+//! an operation and answers `assigning` at once (Tasmota needs exactly that,
+//! `docs/protocol/dps-json.md` §2); the assignment (allocation, the hub side, the registration
+//! record) runs in the background, because a custom allocation webhook may take seconds (as
+//! the custom allocation tutorial's function logs show); the device polls the operation until it is `assigned`
 //! or `failed`.
 //!
 //! Each device's latest operation is kept in the store (the `Operations` collection, keyed by
@@ -42,15 +43,16 @@ use crate::{Dps, DpsError, from_record, to_record};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Operation status polls one device may make in `poll_window`: DPS allows 5 per 10 s
-    /// per device (seed 004 L340); 0 for no limit.
+    /// per device (Azure docs, "What is Azure IoT Hub Device Provisioning Service?", section
+    /// "Quotas and limits"); 0 for no limit.
     pub polls_per_window: u32,
     pub poll_window: Duration,
     /// Registrations the whole instance accepts per minute; 0 for no limit. Azure's default
-    /// is 200 (seed 004 L339); a self-hosted server has no reason to throttle by default.
+    /// is 200 ("Quotas and limits", as above); a self-hosted server has no reason to throttle by default.
     pub registrations_per_minute: u32,
     /// The `retry-after` a device is told while its operation is assigning, in seconds.
     pub retry_after_secs: u32,
-    /// The largest request body, in bytes: 96 KB (seed 004 L329).
+    /// The largest request body, in bytes: 96 KB ("Quotas and limits", as above).
     pub max_message_bytes: usize,
 }
 
@@ -92,7 +94,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A new operation id in DPS's shape, `4.<16 hex>.<GUID>` (seed 004 L4596); only
+/// A new operation id in DPS's shape, `4.<16 hex>.<GUID>` (as the custom allocation
+/// tutorial's device output shows one); only
 /// `[0-9a-f.-]`, which every client passes in a URL or topic unencoded.
 fn new_operation_id() -> String {
     let r = ironhub_auth::random_bytes(24);
@@ -330,7 +333,7 @@ impl Dps {
         Ok(())
     }
 
-    /// Counts a status poll against the device's limit (seed 004 L340).
+    /// Counts a status poll against the device's limit ("Quotas and limits", as above).
     fn admit_poll(&self, registration_id: &str) -> Result<(), DpsError> {
         let limit = self.limits.polls_per_window;
         if limit == 0 {
@@ -401,8 +404,8 @@ impl Dps {
             worker: self.runtime.instance_id.clone(),
             started: Utc::now(),
         };
-        // The device is answered `assigning` in every case (Tasmota needs it, clients.md
-        // §5.2); a disabled enrollment's outcome is known at once.
+        // The device is answered `assigning` in every case (Tasmota needs it,
+        // docs/protocol/dps-json.md §2); a disabled enrollment's outcome is known at once.
         let answer = record.answer();
         if !attested.is_enabled() {
             let state = self.record_disabled(&attested).await?;
@@ -617,7 +620,8 @@ impl Dps {
     }
 
     /// `POST /{idScope}/registrations/{registrationId}` (the device's registration status
-    /// lookup, seed 004 L7319, L7398–L7413): the registration record of an attested device.
+    /// lookup; Azure docs, "Best practices for large-scale IoT device deployments"): the
+    /// registration record of an attested device.
     pub async fn device_registration_status(
         &self,
         registration_id: &str,
@@ -791,7 +795,8 @@ impl Dps {
     }
 
     /// The body of a custom allocation call: the enrollment without its secrets, the device's
-    /// runtime context and the candidate hubs (seed 004 L4510–L4521, L4578).
+    /// runtime context and the candidate hubs (Azure docs, "Tutorial: Use custom allocation
+    /// policies with Device Provisioning Service (DPS)").
     fn webhook_request(
         &self,
         attested: &Attested,

@@ -1,6 +1,6 @@
 //! The Device Provisioning Service's service REST API (api-version 2021-10-01, as
 //! `azure-iot-deviceprovisioning` and npm `azure-iot-provisioning-service` call it;
-//! `clients.md` §7), and ironhub's management calls for linked hubs.
+//! `docs/protocol/dps-json.md` §3), and ironhub's management calls for linked hubs.
 //!
 //! - `PUT|GET|DELETE /enrollments/{id}`, `POST /enrollments/{id}/attestationmechanism`,
 //!   `POST /enrollments/query`, `POST /enrollments` (bulk); the same under
@@ -141,7 +141,8 @@ fn paging(headers: &HeaderMap) -> Result<(Option<usize>, Option<String>), DpsApi
 }
 
 /// A page of a query: the items, `x-ms-item-type`, and `x-ms-continuation` only when more
-/// follow (Node reads an empty header as "more", `clients.md` §7).
+/// follow (the Node service SDK reads an empty header as "more": its `query.js` tests the
+/// header against `undefined`).
 fn page_response<T: Serialize>(
     page: &QueryPage<T>,
     item_type: &'static str,

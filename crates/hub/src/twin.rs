@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 use crate::model::{Capabilities, Thumbprint, Twin, TwinProperties, azure_time};
 use crate::{Hub, HubError};
 
-/// IoT Hub's limits (see `peers.md` §2.2).
+/// IoT Hub's limits (Azure docs, "Understand and use device twins in IoT Hub", sections
+/// "Tags and properties format" and "Device twin size").
 pub const MAX_TAGS_BYTES: usize = 8 * 1024;
 pub const MAX_PROPERTIES_BYTES: usize = 32 * 1024;
 pub const MAX_DEPTH: usize = 10;

@@ -24,8 +24,8 @@ pub struct InitialTwinProperties {
     pub desired: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// The twin a device starts with: `{"tags": {…}, "properties": {"desired": {…}}}` (seed 004
-/// L8091–L8099, L10708–L10715).
+/// The twin a device starts with: `{"tags": {…}, "properties": {"desired": {…}}}` (Azure
+/// docs, "How to transfer payloads between devices and DPS").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct InitialTwin {
@@ -45,7 +45,8 @@ pub enum ProvisioningStatus {
     Disabled,
 }
 
-/// What DPS does with a device that registers again (seed 004 L7294–L7304):
+/// What DPS does with a device that registers again (Azure docs, "IoT Hub Device
+/// reprovisioning concepts", section "Reprovisioning policies"):
 /// `{true, true}` re-provision and migrate data (the default), `{true, false}` re-provision
 /// and reset to the initial config, `updateHubAssignment: false` never re-provision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,10 +71,11 @@ impl Default for ReprovisionPolicy {
     }
 }
 
-/// How DPS picks a hub (seed 004 L6189–L6195).
+/// How DPS picks a hub (Azure docs, "IoT Hub Device Provisioning Service (DPS)
+/// terminology", section "Allocation policy").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum AllocationPolicy {
-    /// Evenly weighted distribution, the default (`Hashed` in ARM, seed 004 L811).
+    /// Evenly weighted distribution, the default (`Hashed` in ARM).
     #[default]
     #[serde(rename = "hashed", alias = "Hashed")]
     Hashed,
@@ -88,7 +90,7 @@ pub enum AllocationPolicy {
     Custom,
 }
 
-/// The webhook custom allocation calls (seed 004 L4517–L4518).
+/// The webhook custom allocation calls (`docs/protocol/dps-json.md` §4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomAllocationDefinition {
@@ -115,7 +117,8 @@ pub struct EnrollmentSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_status: Option<ProvisioningStatus>,
     /// `None` when never set: the default applies, except for devices on a pre-reprovisioning
-    /// API version (seed 004 L7332–L7348).
+    /// API version (Azure docs, "IoT Hub Device reprovisioning concepts", section "Managing
+    /// backwards compatibility").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reprovision_policy: Option<ReprovisionPolicy>,
     #[serde(default, with = "time", skip_serializing_if = "Option::is_none")]
@@ -245,10 +248,10 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn group_json_from_the_seed_round_trips() {
-        // The enrollment group DPS sends to a custom allocation webhook (seed 004 L4510-L4518,
-        // L4578).
-        let seed = json!({
+    fn group_json_from_the_custom_allocation_tutorial_round_trips() {
+        // An enrollment group as DPS sends it to a custom allocation webhook (Azure docs,
+        // "Tutorial: Use custom allocation policies with Device Provisioning Service (DPS)").
+        let sent = json!({
             "enrollmentGroupId": "contoso-custom-allocated-devices",
             "attestation": { "type": "symmetricKey" },
             "capabilities": { "iotEdge": false },
@@ -264,7 +267,7 @@ mod tests {
                 "apiVersion": "2019-03-31"
             }
         });
-        let group: EnrollmentGroup = serde_json::from_value(seed.clone()).unwrap();
+        let group: EnrollmentGroup = serde_json::from_value(sent.clone()).unwrap();
         assert_eq!(
             group.settings.allocation_policy,
             Some(AllocationPolicy::Custom)
@@ -275,19 +278,19 @@ mod tests {
         );
         assert!(group.settings.is_enabled());
         let back = serde_json::to_value(&group).unwrap();
-        assert_eq!(back["enrollmentGroupId"], seed["enrollmentGroupId"]);
-        assert_eq!(back["attestation"], seed["attestation"]);
+        assert_eq!(back["enrollmentGroupId"], sent["enrollmentGroupId"]);
+        assert_eq!(back["attestation"], sent["attestation"]);
         assert_eq!(
             back["customAllocationDefinition"],
-            seed["customAllocationDefinition"]
+            sent["customAllocationDefinition"]
         );
         assert_eq!(back["createdDateTimeUtc"], "2020-09-23T10:58:31.6228600Z");
     }
 
     #[test]
     fn sdk_enrollment_json_parses() {
-        // What the Node sample and the Python SDK send (seed 004 L8990-L9003, L9429-L9437;
-        // clients.md §7: the SDKs send `symmetricKey: {}` to have keys generated).
+        // What the Node sample and the Python SDK send (docs/protocol/dps-json.md §3: the
+        // SDKs send `symmetricKey: {}` to have keys generated).
         let node: IndividualEnrollment = serde_json::from_value(json!({
             "registrationId": "first",
             "attestation": { "type": "tpm", "tpm": { "endorsementKey": "AToAAQAL" } }

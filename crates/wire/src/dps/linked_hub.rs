@@ -6,15 +6,16 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A linked IoT hub, in the shape of the `iotHubs` entries of the DPS resource (seed 004
-/// L817–L821): `name` is the hub's host name, devices are sent there.
+/// A linked IoT hub, in the shape of the `iotHubs` entries of the DPS resource
+/// (`docs/protocol/dps-json.md` §4): `name` is the hub's host name, devices are sent there.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkedHub {
     pub name: String,
     /// An owner-level connection string (`HostName=…;SharedAccessKeyName=iothubowner;…`).
     pub connection_string: String,
-    /// Relative weight for evenly weighted distribution; 1 when absent (seed 004 L5618).
+    /// Relative weight for evenly weighted distribution; 1 when absent (Azure docs, "Tutorial:
+    /// Provision devices across load-balanced IoT hubs").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_weight: Option<u32>,
     /// Whether the service's allocation may pick this hub for enrollments that do not name

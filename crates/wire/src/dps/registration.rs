@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::TpmAttestation;
 use crate::time;
 
-/// Where a registration stands (`clients.md` §4.1; seed 004 L8763–L8768).
+/// Where a registration stands (`docs/protocol/dps-json.md` §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RegistrationStatus {
@@ -20,7 +20,7 @@ pub enum RegistrationStatus {
     Disabled,
 }
 
-/// How the latest assignment came about (`clients.md` §4.1).
+/// How the latest assignment came about (`docs/protocol/dps-json.md` §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Substatus {
@@ -71,7 +71,7 @@ pub struct RegistrationOperationStatus {
     pub registration_state: Option<DeviceRegistrationState>,
 }
 
-/// What a device sends to register (`clients.md` §4; seed 004 L8073–L8081).
+/// What a device sends to register (`docs/protocol/dps-json.md` §1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceRegistration {
@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn registration_results_have_the_shape_devices_parse() {
-        // clients.md §4.1.
+        // docs/protocol/dps-json.md §2.
         let state = DeviceRegistrationState {
             registration_id: "reg-1".into(),
             created_date_time_utc: None,
@@ -110,7 +110,7 @@ mod tests {
             registration_state: Some(state),
         };
         let text = serde_json::to_string(&op).unwrap();
-        // Tasmota looks for this exact compact substring (clients.md §5.2).
+        // Tasmota looks for this exact compact substring (docs/protocol/dps-json.md §2).
         assert!(text.contains("\"status\":\"assigned\""));
         assert!(text.contains("\"substatus\":\"initialAssignment\""));
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
