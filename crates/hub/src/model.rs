@@ -7,7 +7,6 @@ pub use ironhub_wire::time::azure_time;
 
 /// A stored device as the registry API returns it.
 pub fn device_view(d: &DeviceRecord) -> Device {
-    let auth = &d.authentication;
     Device {
         device_id: d.device_id.clone(),
         generation_id: d.generation_id.clone(),
@@ -19,17 +18,7 @@ pub fn device_view(d: &DeviceRecord) -> Device {
         status_updated_time: azure_time(d.status_updated_time),
         last_activity_time: azure_time(d.last_activity_time),
         cloud_to_device_message_count: d.cloud_to_device_message_count,
-        authentication: Authentication {
-            symmetric_key: SymmetricKey {
-                primary_key: auth.symmetric_key.primary_key.clone(),
-                secondary_key: auth.symmetric_key.secondary_key.clone(),
-            },
-            x509_thumbprint: Thumbprint {
-                primary_thumbprint: auth.x509_thumbprint.primary_thumbprint.clone(),
-                secondary_thumbprint: auth.x509_thumbprint.secondary_thumbprint.clone(),
-            },
-            kind: auth.kind,
-        },
+        authentication: d.authentication.clone(),
         capabilities: Capabilities {
             iot_edge: d.iot_edge,
         },

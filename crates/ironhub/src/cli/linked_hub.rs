@@ -108,11 +108,11 @@ pub async fn run(client: &DpsClient, command: LinkedHubCommand) -> anyhow::Resul
                 body.connection_string = Some(cs);
             }
             // Compare-and-swap on what was read; the name is the one the DPS links it by.
-            let name = match current.name.as_str() {
+            let name = match current.hub.name.as_str() {
                 "" => a.hub.linked_hub.as_str(),
                 name => name,
             };
-            let etag = current.etag.as_deref().unwrap_or("*");
+            let etag = current.hub.etag.as_deref().unwrap_or("*");
             serde_json::to_value(client.put_linked_hub(name, &body, Some(etag)).await?)?
         }
         LinkedHubCommand::Delete(a) => {
@@ -129,14 +129,14 @@ fn link_body(current: Option<&LinkedHubView>, flags: &LinkFlags) -> LinkedHubSpe
         connection_string: None,
         allocation_weight: flags
             .allocation_weight
-            .or_else(|| current.and_then(|c| c.allocation_weight)),
+            .or_else(|| current.and_then(|c| c.hub.allocation_weight)),
         apply_allocation_policy: flags
             .apply_allocation_policy
-            .or_else(|| current.and_then(|c| c.apply_allocation_policy)),
+            .or_else(|| current.and_then(|c| c.hub.apply_allocation_policy)),
         location: flags
             .location
             .clone()
-            .or_else(|| current.and_then(|c| c.location.clone())),
+            .or_else(|| current.and_then(|c| c.hub.location.clone())),
     }
 }
 

@@ -54,19 +54,11 @@ impl LinkedHub {
 
 /// A linked hub as the API shows it: the connection string's key is masked
 /// (`SharedAccessKey=****`), as Azure shows the `iotHubs` of a DPS resource.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkedHubView {
-    pub name: String,
-    pub connection_string: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allocation_weight: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub apply_allocation_policy: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
+    #[serde(flatten)]
+    pub hub: LinkedHub,
     /// ironhub's addition: the round trip last measured from the DPS to the hub, in
     /// milliseconds, which lowest-latency allocation compares; absent until it answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,12 +77,10 @@ impl From<&LinkedHub> for LinkedHubView {
             .collect::<Vec<_>>()
             .join(";");
         LinkedHubView {
-            name: h.name.clone(),
-            connection_string: masked,
-            allocation_weight: h.allocation_weight,
-            apply_allocation_policy: h.apply_allocation_policy,
-            location: h.location.clone(),
-            etag: h.etag.clone(),
+            hub: LinkedHub {
+                connection_string: masked,
+                ..h.clone()
+            },
             latency_ms: None,
         }
     }
@@ -126,5 +116,40 @@ impl fmt::Debug for LinkedHubSpec {
             .field("apply_allocation_policy", &self.apply_allocation_policy)
             .field("location", &self.location)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_view_masks_the_key_and_reads_back() {
+        let hub = LinkedHub {
+            name: "hub1.example".into(),
+            connection_string:
+                "HostName=hub1.example;SharedAccessKeyName=iothubowner;SharedAccessKey=c2VjcmV0"
+                    .into(),
+            allocation_weight: Some(3),
+            apply_allocation_policy: None,
+            location: None,
+            etag: Some("MQ==".into()),
+        };
+        let view = LinkedHubView {
+            latency_ms: Some(1.5),
+            ..LinkedHubView::from(&hub)
+        };
+        let text = serde_json::to_string(&view).unwrap();
+        assert!(!text.contains("c2VjcmV0"));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            json!({"name": "hub1.example",
+                   "connectionString": "HostName=hub1.example;SharedAccessKeyName=iothubowner;SharedAccessKey=****",
+                   "allocationWeight": 3, "etag": "MQ==", "latencyMs": 1.5})
+        );
+        let back: LinkedHubView = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, view);
+        assert!(!format!("{back:?}").contains("****"));
     }
 }

@@ -83,7 +83,7 @@ pub struct Device {
     pub other: JsonMap,
 }
 
-/// `authentication` as returned: both credential objects are always present.
+/// `authentication` as returned (and stored): both credential objects are always present.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Authentication {
@@ -93,7 +93,8 @@ pub struct Authentication {
     pub kind: AuthType,
 }
 
-/// A device's two keys (base64) as returned, `null` when unset. `Debug` never shows them.
+/// A device's two keys (base64), `null` when unset, as the registry returns them and the store
+/// keeps them. `Debug` never shows them.
 #[derive(Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SymmetricKey {
@@ -107,7 +108,8 @@ impl std::fmt::Debug for SymmetricKey {
     }
 }
 
-/// A device's two certificate thumbprints as returned, `null` when unset.
+/// A device's two certificate thumbprints (upper-case hex, SHA-1 or SHA-256), `null` when
+/// unset, as the registry returns them and the store keeps them.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Thumbprint {
