@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use ironhub_store::{DpsCollection, DpsRecord, DpsWrite};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::allocation::{
     Allocation, HubAction, Reprovision, allocate, decide, effective_policy, is_legacy_api_version,
@@ -31,12 +31,12 @@ use ironhub_wire::hub::{
 };
 
 use crate::model::{
-    DeviceRegistration, DeviceRegistrationState, InitialTwin, LinkedHub,
-    RegistrationOperationStatus, RegistrationStatus,
+    CustomAllocationRequest, DeviceRegistration, DeviceRegistrationState, DeviceRuntimeContext,
+    InitialTwin, LinkedHub, RegistrationOperationStatus, RegistrationStatus,
 };
 use crate::registrations::RegistrationRecord;
 use crate::rules::same_id;
-use crate::webhook::{DeviceRuntimeContext, allocate_by_webhook};
+use crate::webhook::allocate_by_webhook;
 use crate::{Dps, DpsError, from_record, to_record};
 
 /// Limits on the device registration API.
@@ -663,7 +663,7 @@ impl Dps {
                 linked_hubs,
             } => {
                 let request =
-                    self.webhook_request(attested, previous.as_ref(), payload, &linked_hubs)?;
+                    self.webhook_request(attested, previous.as_ref(), payload, &linked_hubs);
                 let answer = allocate_by_webhook(
                     self.services.webhook.as_ref(),
                     &definition.webhook_url,
@@ -803,24 +803,23 @@ impl Dps {
         previous: Option<&RegistrationRecord>,
         payload: Option<Value>,
         linked_hubs: &[String],
-    ) -> Result<Value, DpsError> {
-        let (key, mut enrollment) = match &attested.enrollment {
+    ) -> CustomAllocationRequest {
+        // Keys are never sent: a symmetric key attestation is just its type; the device's
+        // registration is not part of the enrollment sent.
+        let mut individual_enrollment = None;
+        let mut enrollment_group = None;
+        match &attested.enrollment {
             AttestedEnrollment::Individual(e) => {
-                ("individualEnrollment", serde_json::to_value(e.for_read())?)
+                let mut e = e.for_read();
+                e.settings.attestation.symmetric_key = None;
+                e.registration_state = None;
+                individual_enrollment = Some(e);
             }
             AttestedEnrollment::Group(g) => {
-                ("enrollmentGroup", serde_json::to_value(g.for_read())?)
+                let mut g = g.for_read();
+                g.settings.attestation.symmetric_key = None;
+                enrollment_group = Some(g);
             }
-        };
-        if let Some(a) = enrollment
-            .get_mut("attestation")
-            .and_then(Value::as_object_mut)
-        {
-            // Keys are never sent: the symmetric key attestation is just its type.
-            a.remove("symmetricKey");
-        }
-        if let Some(e) = enrollment.as_object_mut() {
-            e.remove("registrationState");
         }
         let assigned = previous
             .map(|p| &p.state)
@@ -839,11 +838,12 @@ impl Dps {
             },
             payload,
         };
-        Ok(json!({
-            key: enrollment,
-            "deviceRuntimeContext": context,
-            "linkedHubs": linked_hubs,
-        }))
+        CustomAllocationRequest {
+            individual_enrollment,
+            enrollment_group,
+            device_runtime_context: context,
+            linked_hubs: linked_hubs.to_vec(),
+        }
     }
 
     /// Measures the round trip to every linked hub, for lowest-latency allocation. A hub

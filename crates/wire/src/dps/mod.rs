@@ -7,12 +7,14 @@
 //! service returned; see `docs/protocol/dps-json.md`).
 
 mod attestation;
+mod custom_allocation;
 mod enrollment;
 mod linked_hub;
 mod operations;
 mod registration;
 
 pub use attestation::*;
+pub use custom_allocation::*;
 pub use enrollment::*;
 pub use linked_hub::*;
 pub use operations::*;
