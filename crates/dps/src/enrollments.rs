@@ -143,10 +143,10 @@ fn already_exists<E: Enrollment>(id: &str) -> DpsError {
     ))
 }
 
-/// Checks the hubs an enrollment names against the linked hubs (an unlinked hub is refused, as
-/// the Azure docs' enrollment samples say: "Programmatically create a Device Provisioning
-/// Service individual enrollment for TPM attestation") and writes them as they are linked; checks what the allocation
-/// policy needs.
+/// Checks the hubs an enrollment names against the linked hubs (an unlinked hub is refused, as the
+/// Azure docs' enrollment samples say: "Programmatically create a Device Provisioning Service
+/// individual enrollment for TPM attestation") and writes them as they are linked; checks what the
+/// allocation policy needs.
 fn check_allocation(s: &mut EnrollmentSettings, linked: &[LinkedHub]) -> Result<(), DpsError> {
     let linked_name = |name: &str| {
         Dps::find_hub(linked, name)

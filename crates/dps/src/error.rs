@@ -1,9 +1,10 @@
 //! The DPS domain's errors, each carrying an HTTP status and a DPS error code.
 //!
 //! Where the codes come from:
-//! - the HTTP statuses are those of the Azure docs' "Troubleshooting with Azure IoT Hub
-//!   Device Provisioning Service", section "Common error codes" (400 bad body, 401 token not valid, 404 instance or resource missing, 409 already exists, 412 etag
-//!   mismatch, 429 throttled, 500 internal);
+//! - the HTTP statuses are those of the Azure docs' "Troubleshooting with Azure IoT Hub Device
+//!   Provisioning Service", section "Common error codes" (400 bad body, 401 token not valid, 404
+//!   instance or resource missing, 409 already exists, 412 etag mismatch, 429 throttled, 500
+//!   internal);
 //! - 400207, 400208, 400209 are the custom-allocation failures of the Azure docs' "How to use
 //!   custom allocation policies", section "Troubleshooting custom allocation policies"
 //!   (`CustomAllocationFailed`, `CustomAllocationIoTHubNotSpecified`,
@@ -11,10 +12,10 @@
 //!   `PROV_DEVICE_RESULT_UNAUTHORIZED` and 400208 to `..._HUB_NOT_SPECIFIED`;
 //! - 401002 is the code DPS answers an unauthorized device or service with (the
 //!   `ProvisioningServiceErrorDetails` of the service SDKs, `docs/protocol/dps-json.md` §3);
-//! - 404201 / 404202 (enrollment / registration not found) are codes users report from real
-//!   DPS (MicrosoftDocs/azure-docs#57082), not from the documentation;
-//! - the others follow IoT Hub's pattern (status × 1000 + a small number). Clients key on the
-//!   HTTP status (and the C SDK on 4002xx in a failed registration), not on these.
+//! - 404201 / 404202 (enrollment / registration not found) are codes users report from real DPS
+//!   (MicrosoftDocs/azure-docs#57082), not from the documentation;
+//! - the others follow IoT Hub's pattern (status × 1000 + a small number). Clients key on the HTTP
+//!   status (and the C SDK on 4002xx in a failed registration), not on these.
 
 use ironhub_wire::error::ErrorBody;
 

@@ -1,8 +1,9 @@
-//! How DPS reaches a linked hub's registry (DESIGN.md: "DPS talks to hubs the way it would talk
-//! to a remote hub"). [`HubRegistry`] is the part of IoT Hub's registry REST API that
-//! provisioning uses, in its JSON shapes (typed in `ironhub-wire`); [`HubConnector`] gives the registry of a linked hub.
-//! [`LocalHub`] is the server's own hub, called in process; the server's wiring adds a remote
-//! implementation over HTTPS for hubs linked by connection string (another ironhub, or Azure).
+//! How DPS reaches a linked hub's registry (DESIGN.md: "DPS talks to hubs the way it would talk to
+//! a remote hub"). [`HubRegistry`] is the part of IoT Hub's registry REST API that provisioning
+//! uses, in its JSON shapes (typed in `ironhub-wire`); [`HubConnector`] gives the registry of a
+//! linked hub. [`LocalHub`] is the server's own hub, called in process; the server's wiring adds a
+//! remote implementation over HTTPS for hubs linked by connection string (another ironhub, or
+//! Azure).
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,14 +1,13 @@
-//! The device registration API's logic, for every transport (Azure docs, "Communicate with your
-//! DPS using the MQTT protocol"; `docs/protocol/dps-json.md` §1–§2): a register request starts
-//! an operation and answers `assigning` at once (Tasmota needs exactly that,
+//! The device registration API's logic, for every transport (Azure docs, "Communicate with your DPS
+//! using the MQTT protocol"; `docs/protocol/dps-json.md` §1–§2): a register request starts an
+//! operation and answers `assigning` at once (Tasmota needs exactly that,
 //! `docs/protocol/dps-json.md` §2); the assignment (allocation, the hub side, the registration
-//! record) runs in the background, because a custom allocation webhook may take seconds (as
-//! the custom allocation tutorial's function logs show); the device polls the operation until it is `assigned`
-//! or `failed`.
+//! record) runs in the background, because a custom allocation webhook may take seconds (as the
+//! custom allocation tutorial's function logs show); the device polls the operation until it is
+//! `assigned` or `failed`.
 //!
 //! Each device's latest operation is kept in the store (the `Operations` collection, keyed by
-//! registration id), so any node can answer a poll, and a newer registration replaces an older
-//! one.
+//! registration id), so any node can answer a poll, and a newer registration replaces an older one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -47,8 +46,8 @@ pub struct Limits {
     /// "Quotas and limits"); 0 for no limit.
     pub polls_per_window: u32,
     pub poll_window: Duration,
-    /// Registrations the whole instance accepts per minute; 0 for no limit. Azure's default
-    /// is 200 ("Quotas and limits", as above); a self-hosted server has no reason to throttle by default.
+    /// Registrations the whole instance accepts per minute; 0 for no limit. Azure's default is 200
+    /// ("Quotas and limits", as above); a self-hosted server has no reason to throttle by default.
     pub registrations_per_minute: u32,
     /// The `retry-after` a device is told while its operation is assigning, in seconds.
     pub retry_after_secs: u32,

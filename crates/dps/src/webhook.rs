@@ -1,16 +1,16 @@
-//! Custom allocation: DPS calls the enrollment's webhook with the enrollment (without its
-//! secrets), what it knows of the device at run time, and the candidate hubs; the webhook
-//! answers with the hub (and optionally an initial twin and a payload for the device).
+//! Custom allocation: DPS calls the enrollment's webhook with the enrollment (without its secrets),
+//! what it knows of the device at run time, and the candidate hubs; the webhook answers with the
+//! hub (and optionally an initial twin and a payload for the device).
 //!
-//! The contract is the one the Azure docs describe ("Tutorial: Use custom allocation policies
-//! with Device Provisioning Service (DPS)"; "How to use custom allocation policies"): the
-//! request body `{"enrollmentGroup" | "individualEnrollment", "deviceRuntimeContext",
-//! "linkedHubs"}` and the answer `{"iotHubHostName", "initialTwin", "payload"}` (typed in
-//! `ironhub-wire`), and the outcomes of the troubleshooting table of the latter (section
-//! "Troubleshooting custom allocation policies"): a 2xx without a hub is `CustomAllocationIoTHubNotSpecified`
-//! (400208), a 401 is `CustomAllocationUnauthorizedAccess` (400209), a status of 429 or more is
-//! retried 10 times (after 1 s, then 9 s longer each time), anything else is
-//! `CustomAllocationFailed` (400207, "Custom allocation failed with status code: 400").
+//! The contract is the one the Azure docs describe ("Tutorial: Use custom allocation policies with
+//! Device Provisioning Service (DPS)"; "How to use custom allocation policies"): the request body
+//! `{"enrollmentGroup" | "individualEnrollment", "deviceRuntimeContext", "linkedHubs"}` and the
+//! answer `{"iotHubHostName", "initialTwin", "payload"}` (typed in `ironhub-wire`), and the
+//! outcomes of the troubleshooting table of the latter (section "Troubleshooting custom allocation
+//! policies"): a 2xx without a hub is `CustomAllocationIoTHubNotSpecified` (400208), a 401 is
+//! `CustomAllocationUnauthorizedAccess` (400209), a status of 429 or more is retried 10 times
+//! (after 1 s, then 9 s longer each time), anything else is `CustomAllocationFailed` (400207,
+//! "Custom allocation failed with status code: 400").
 
 use std::fmt;
 use std::future::Future;
@@ -62,8 +62,9 @@ pub fn retry_delay(n: u32) -> Duration {
     FIRST_RETRY + RETRY_INCREMENT * n
 }
 
-/// Calls the webhook with `request` and interprets the answer, retrying as DPS does. The body
-/// is written with its keys in order, as it always has been. `sleep` waits between tries (tests pass a clock that does not wait).
+/// Calls the webhook with `request` and interprets the answer, retrying as DPS does. The body is
+/// written with its keys in order, as it always has been. `sleep` waits between tries (tests pass a
+/// clock that does not wait).
 pub async fn allocate_by_webhook<F, Fut>(
     webhook: &dyn AllocationWebhook,
     url: &str,
