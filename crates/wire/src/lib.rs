@@ -24,3 +24,16 @@ pub mod time;
 
 /// A JSON object passed through untouched.
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+/// A `serialize_with` for a field the server has always written with the keys of its objects
+/// in order (it went through a `serde_json::Value`, whose maps are sorted), while the same
+/// type elsewhere is written in field order: keeps both outputs as they were.
+pub(crate) fn keys_in_order<T: serde::Serialize, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::Serialize as _;
+    serde_json::to_value(value)
+        .map_err(serde::ser::Error::custom)?
+        .serialize(serializer)
+}

@@ -89,7 +89,9 @@ impl From<&LinkedHub> for LinkedHubView {
 /// `GET /dps/linkedHubs`: `{"value": [hub, …]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct LinkedHubList {
-    #[serde(default)]
+    /// Written with each hub's keys in order, as the list always has been (a single hub is
+    /// written in field order).
+    #[serde(default, serialize_with = "crate::keys_in_order")]
     pub value: Vec<LinkedHubView>,
 }
 
@@ -148,6 +150,12 @@ mod tests {
                    "connectionString": "HostName=hub1.example;SharedAccessKeyName=iothubowner;SharedAccessKey=****",
                    "allocationWeight": 3, "etag": "MQ==", "latencyMs": 1.5})
         );
+        assert!(text.starts_with(r#"{"name":"hub1.example","connectionString""#));
+        let list = serde_json::to_string(&LinkedHubList {
+            value: vec![view.clone()],
+        })
+        .unwrap();
+        assert!(list.starts_with(r#"{"value":[{"allocationWeight":3,"connectionString""#));
         let back: LinkedHubView = serde_json::from_str(&text).unwrap();
         assert_eq!(back, view);
         assert!(!format!("{back:?}").contains("****"));

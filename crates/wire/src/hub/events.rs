@@ -52,6 +52,7 @@ pub struct ConsumerGroupName {
 pub struct EventsProperties {
     pub consumer_groups: Vec<String>,
     pub partition_count: usize,
+    #[serde(serialize_with = "crate::keys_in_order")]
     pub partitions: Vec<PartitionView>,
 }
 
@@ -91,6 +92,33 @@ mod tests {
             back["partitions"][2]
                 .get("checkpointSequenceNumber")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn the_events_properties_keep_their_byte_order() {
+        // `GET /events` has always written its partitions with their keys in order; a
+        // consumer group's view writes the same partitions in field order.
+        let partition = PartitionView {
+            partition_id: "0".into(),
+            beginning_sequence_number: 0,
+            last_enqueued_sequence_number: -1,
+            is_empty: true,
+            checkpoint_sequence_number: None,
+        };
+        let properties = EventsProperties {
+            consumer_groups: vec!["$Default".into()],
+            partition_count: 1,
+            partitions: vec![partition.clone()],
+        };
+        assert_eq!(
+            serde_json::to_string(&properties).unwrap(),
+            r#"{"consumerGroups":["$Default"],"partitionCount":1,"partitions":[{"beginningSequenceNumber":0,"isEmpty":true,"lastEnqueuedSequenceNumber":-1,"partitionId":"0"}]}"#
+        );
+        assert!(
+            serde_json::to_string(&partition)
+                .unwrap()
+                .starts_with(r#"{"partitionId":"0","beginningSequenceNumber":0"#)
         );
     }
 }
