@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use crate::config::{LogFormat, ServeArgs, ServeConfig};
+use crate::data_lock::DataDirLock;
 
 /// A running server: its hub and DPS instance, where it listens, and how to stop it.
 #[derive(Debug)]
@@ -26,6 +27,8 @@ pub struct Server {
     pub ca_certificate: std::path::PathBuf,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Held while the server runs: no second server writes to its data directory.
+    _lock: DataDirLock,
 }
 
 impl Server {
@@ -53,6 +56,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Opens the data directory, prepares TLS, binds both listeners and starts serving.
 pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     create_private_dir(&config.data_dir)?;
+    let lock = DataDirLock::acquire(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
     let backends = Backends {
         store: store.clone(),
@@ -165,6 +169,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         ca_certificate: std::path::absolute(&generated.ca).unwrap_or(generated.ca),
         stop,
         tasks,
+        _lock: lock,
     })
 }
 
