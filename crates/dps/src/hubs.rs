@@ -166,7 +166,7 @@ impl Dps {
         match outcome {
             Ok(()) => Ok(()),
             Err(HubCallError::Untrusted(why)) => Err(DpsError::BadRequest(format!(
-                "The hub '{name}' cannot be linked: {why}."
+                "The hub '{name}' cannot be linked: its certificate is not trusted: {why}."
             ))),
             Err(HubCallError::Status {
                 status: 401 | 403,
