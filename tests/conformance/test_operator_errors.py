@@ -4,7 +4,7 @@
   process, and `ironhub info` keeps working;
 - `ironhub dps linked-hub create` refuses a hub whose certificate the server does not trust
   (naming `--trust-ca`) and one that rejects the connection string's key; it links a trusted
-  one;
+  one, and links one that does not answer with a warning;
 - a server whose `--hostname` is an IP address logs no TLS warning when clients send that IP
   as their server name (mosquitto does);
 - `ironhub info` on a directory without data says which directory to pass;
@@ -76,6 +76,14 @@ def test_linked_hub_create_checks_the_hub(hub, other_hub):
 
     linked = run_cli("dps", "linked-hub", "create", "--connection-string", other_hub.connection_string, *d, check=True)
     assert json.loads(linked.stdout)["name"] == other_hub.hostname
+    assert json.loads(linked.stdout)["latencyMs"] >= 0 and "warning" not in linked.stderr, linked.stderr
+
+    # A hub that does not answer (nothing listens there) may come up later: linked, with a warning.
+    down = test_address(SPARE_ADDRESS)
+    down_cs = other_hub.connection_string.replace(f"HostName={other_hub.hostname}", f"HostName={down}")
+    unreached = run_cli("dps", "linked-hub", "create", "--connection-string", down_cs, *d, check=True)
+    assert "latencyMs" not in json.loads(unreached.stdout)
+    assert f"could not reach the hub '{down}'" in unreached.stderr, unreached.stderr
     names = [h["name"] for h in json.loads(run_cli("dps", "linked-hub", "list", *d, check=True).stdout)]
     assert other_hub.hostname in names
     assert "Illegal SNI" not in Path(hub.stderr_path).read_text()
@@ -93,7 +101,7 @@ def test_no_sni_warning_for_an_ip_host_name(hub):
         capture_output=True, text=True, timeout=30)
     assert sent.returncode == 0, sent.stderr
     log = Path(hub.stderr_path).read_text()
-    assert "Illegal SNI" not in log and " WARN " not in log, log[-2000:]
+    assert "Illegal SNI" not in log and "SNI" not in log, log[-2000:]
 
 
 def test_info_without_data_names_the_directory_to_pass(tmp_path):

@@ -2,6 +2,8 @@
 //! owner-level connection string DPS reaches its registry with, a weight and whether the
 //! service's allocation may pick it (seed 004 L817–L821, L5618).
 
+use std::time::Duration;
+
 use ironhub_auth::ConnectionString;
 use ironhub_store::{DpsCollection, DpsWrite, WriteConflict};
 
@@ -104,9 +106,11 @@ impl Dps {
             etag: None,
             ..hub
         };
-        if check {
-            self.check_linked_hub(&stored).await?;
-        }
+        let measured = if check {
+            self.check_linked_hub(&stored).await?
+        } else {
+            None
+        };
         let if_match = if_match.map(normalize_if_match);
         if if_match.is_none()
             && self
@@ -134,6 +138,9 @@ impl Dps {
         {
             Ok(mut done) => match done.pop().flatten() {
                 Some(r) => {
+                    if check {
+                        self.record_latency(&name, measured);
+                    }
                     // Lowest-latency allocation should know the new link at once.
                     let dps = self.clone();
                     tokio::spawn(async move {
@@ -156,15 +163,16 @@ impl Dps {
     /// Calls a hub about to be linked, as provisioning will: a hub whose certificate is not
     /// trusted, or that rejects the connection string's key, is refused with the fix; one that
     /// does not answer now (down, or not resolvable from here) is linked with a warning in the
-    /// log, since it may come up later.
-    async fn check_linked_hub(&self, hub: &LinkedHub) -> Result<(), DpsError> {
+    /// log, since it may come up later (and shows no `latencyMs` until it answers).
+    /// Returns the round trip when the hub answered.
+    async fn check_linked_hub(&self, hub: &LinkedHub) -> Result<Option<Duration>, DpsError> {
         let name = &hub.name;
         let outcome = match self.services.connector.connect(hub) {
-            Ok(registry) => registry.ping().await.map(|_| ()),
+            Ok(registry) => registry.ping().await,
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(()) => Ok(()),
+            Ok(rtt) => Ok(Some(rtt)),
             Err(HubCallError::Untrusted(why)) => Err(DpsError::BadRequest(format!(
                 "The hub '{name}' cannot be linked: its certificate is not trusted: {why}."
             ))),
@@ -182,8 +190,18 @@ impl Dps {
                     error = %e,
                     "linked a hub that does not answer now: devices cannot be assigned to it until it does"
                 );
-                Ok(())
+                Ok(None)
             }
+        }
+    }
+
+    /// Keeps (or forgets) the round trip to a hub just linked, until the next measurement.
+    fn record_latency(&self, name: &str, measured: Option<Duration>) {
+        if let Ok(mut latencies) = self.runtime.latencies.write() {
+            match measured {
+                Some(rtt) => latencies.insert(name.to_ascii_lowercase(), rtt),
+                None => latencies.remove(&name.to_ascii_lowercase()),
+            };
         }
     }
 
