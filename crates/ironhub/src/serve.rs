@@ -363,12 +363,12 @@ fn command_name() -> String {
     let Ok(exe) = std::env::current_exe() else {
         return "ironhub".to_owned();
     };
-    let on_path = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::canonicalize(dir.join("ironhub"))
-                .is_ok_and(|found| std::fs::canonicalize(&exe).is_ok_and(|me| me == found))
-        })
+    // The first `ironhub` on PATH is the one a shell runs.
+    let first_on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).find_map(|dir| std::fs::canonicalize(dir.join("ironhub")).ok())
     });
+    let on_path =
+        first_on_path.is_some_and(|found| std::fs::canonicalize(&exe).is_ok_and(|me| me == found));
     if on_path {
         "ironhub".to_owned()
     } else {
