@@ -129,7 +129,8 @@ impl Dps {
             && let Some(hub) = own_hub
             && dps.get_linked_hub(&hub.name).await.is_err()
         {
-            dps.put_linked_hub(hub, None).await?;
+            // Its own hub, reached in process once the services are set: nothing to check.
+            dps.write_linked_hub(hub, None, false).await?;
         }
         Ok(dps)
     }

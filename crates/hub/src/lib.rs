@@ -5,6 +5,7 @@
 //! own words; [`HubError`] carries IoT Hub's status and error code for that.
 
 mod auth;
+pub mod body;
 pub mod c2d;
 pub mod ca;
 mod certificates;

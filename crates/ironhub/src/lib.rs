@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod data_lock;
 pub mod identity;
 mod linked_hubs;
 mod mqtt_listener;
