@@ -20,11 +20,36 @@ pub struct QueryPage<T> {
     pub continuation: Option<String>,
 }
 
+/// The query a client meant. The Azure CLI (`az iot dps enrollment list`, `enrollment-group
+/// list`) wraps its `QuerySpecification` in another one, so the text it sends is the Python
+/// repr of the inner one: `{'additional_properties': {}, 'query': 'SELECT *'}`; DPS answers it
+/// as the inner query. Any other text is the query itself.
+fn meant(text: &str) -> &str {
+    let t = text.trim();
+    if !(t.starts_with('{') && t.ends_with('}')) {
+        return t;
+    }
+    for key in ["'query'", "\"query\""] {
+        let Some(at) = t.find(key) else { continue };
+        let rest = t[at + key.len()..].trim_start();
+        let Some(rest) = rest.strip_prefix(':').map(str::trim_start) else {
+            continue;
+        };
+        let Some(quote) = rest.chars().next().filter(|c| matches!(c, '\'' | '"')) else {
+            continue;
+        };
+        if let Some(end) = rest[1..].find(quote) {
+            return rest[1..=end].trim();
+        }
+    }
+    t
+}
+
 /// Checks a query: ironhub answers `SELECT *` (optionally `FROM <collection>`) and `*`, which
-/// is what the SDKs send; a filter is refused rather than ignored.
+/// is what the SDKs send (the Azure CLI's wrapped form included, see [`meant`]); a filter is
+/// refused rather than ignored.
 pub fn check_query(spec: &QuerySpecification) -> Result<(), DpsError> {
-    let words: Vec<String> = spec
-        .query
+    let words: Vec<String> = meant(&spec.query)
         .split_whitespace()
         .map(str::to_ascii_lowercase)
         .collect();
@@ -81,10 +106,19 @@ mod tests {
             " * ",
             "",
             "SELECT * FROM enrollments",
+            // What `az iot dps enrollment list` sends.
+            "{'additional_properties': {}, 'query': 'SELECT *'}",
+            r#"{"query": "select *"}"#,
         ] {
             check_query(&q(ok)).unwrap();
         }
-        for bad in ["SELECT * FROM enrollments WHERE x = 1", "SELECT deviceId"] {
+        for bad in [
+            "SELECT * FROM enrollments WHERE x = 1",
+            "SELECT deviceId",
+            "{'additional_properties': {}, 'query': 'SELECT * WHERE a = 1'}",
+            "{'query': 'SELECT *'",
+            "{}",
+        ] {
             assert_eq!(check_query(&q(bad)).unwrap_err().status(), 400);
         }
     }
