@@ -352,8 +352,9 @@ impl Hub {
         let if_match = if_match.map(normalize_if_match);
         let write = match (self.store.get_device(id).await?, if_match) {
             (None, None) => {
+                let scope_given = fields.device_scope.is_some();
                 let mut record = fields.create(id)?;
-                self.settle_scopes(&mut record, None).await?;
+                self.settle_scopes(&mut record, None, scope_given).await?;
                 DeviceWrite::Create(record)
             }
             (None, Some(_)) => return Err(HubError::DeviceNotFound(id.to_owned())),
@@ -362,8 +363,10 @@ impl Hub {
                 if tag != "*" && tag != current.etag {
                     return Err(HubError::PreconditionFailed(tag));
                 }
+                let scope_given = fields.device_scope.is_some();
                 let mut record = fields.update(&current)?;
-                self.settle_scopes(&mut record, Some(&current)).await?;
+                self.settle_scopes(&mut record, Some(&current), scope_given)
+                    .await?;
                 DeviceWrite::Replace {
                     record,
                     // Compare-and-swap on what was read, so a concurrent write is not lost.
@@ -531,8 +534,10 @@ impl Hub {
         let replace = async |current: DeviceRecord,
                              fields: Validated|
                -> Result<(DeviceWrite, bool), HubError> {
+            let scope_given = fields.device_scope.is_some();
             let mut record = fields.update(&current)?;
-            self.settle_scopes(&mut record, Some(&current)).await?;
+            self.settle_scopes(&mut record, Some(&current), scope_given)
+                .await?;
             let revoke = revokes(&current, &record);
             Ok((
                 DeviceWrite::Replace {
@@ -558,8 +563,9 @@ impl Hub {
                 true,
             )),
             (ImportMode::Create | ImportMode::CreateOrUpdate, None) => {
+                let scope_given = fields.device_scope.is_some();
                 let mut record = fields.create(id)?;
-                self.settle_scopes(&mut record, None).await?;
+                self.settle_scopes(&mut record, None, scope_given).await?;
                 Ok((DeviceWrite::Create(record), false))
             }
             (ImportMode::Create, Some(_)) => Err(HubError::DeviceAlreadyExists(id.into())),

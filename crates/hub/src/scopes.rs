@@ -47,22 +47,31 @@ impl Hub {
     }
 
     /// Settles `next.device_scope` and `next.parent_scopes` (as a client asked them, after the
-    /// registry's defaults) against IoT Hub's rules; `current` is the device before an update.
-    /// A scope left as it was is not checked again, so that a device whose parent was deleted
-    /// can still be updated.
+    /// registry's defaults) against IoT Hub's rules; `current` is the device before an update,
+    /// `scope_given` whether the request had a `deviceScope` (`""` included).
+    ///
+    /// For a device that is not an Edge device, a given `deviceScope` decides and `parentScopes`
+    /// is derived from it, whatever the request said: the Azure CLI changes or removes a
+    /// parent (`parent set --force`, `children remove`) by sending the device it read with only
+    /// `deviceScope` changed, its old `parentScopes` included. Without `deviceScope`, one
+    /// entry of `parentScopes` names the parent. A scope left as it was is not checked again,
+    /// so that a device whose parent was deleted can still be updated.
     pub(crate) async fn settle_scopes(
         &self,
         next: &mut DeviceRecord,
         current: Option<&DeviceRecord>,
+        scope_given: bool,
     ) -> Result<(), HubError> {
         let unchanged = |parents: &[String]| current.is_some_and(|c| c.parent_scopes == parents);
+        let too_many = |n: usize| {
+            invalid(format!(
+                "The device '{}' names {n} parents; a device has at most one.",
+                next.device_id
+            ))
+        };
         if next.iot_edge {
             if next.parent_scopes.len() > 1 {
-                return Err(invalid(format!(
-                    "The device '{}' names {} parents; a device has at most one.",
-                    next.device_id,
-                    next.parent_scopes.len()
-                )));
+                return Err(too_many(next.parent_scopes.len()));
             }
             if let Some(parent) = next.parent_scopes.first()
                 && !unchanged(&next.parent_scopes)
@@ -71,25 +80,24 @@ impl Hub {
             }
             return Ok(());
         }
-        // A device that is not an Edge device: `deviceScope` names the parent.
-        let scope = next.device_scope.take().filter(|s| !s.is_empty());
-        let scope = match (scope, next.parent_scopes.as_slice()) {
-            (None, []) => None,
-            (None, [only]) => Some(only.clone()),
-            (Some(s), []) => Some(s),
-            (Some(s), [only]) if *only == s => Some(s),
-            (s, parents) => {
-                return Err(invalid(format!(
-                    "The device '{}' is not an IoT Edge device: its parentScopes ({parents:?}) must be [deviceScope] ({s:?}).",
-                    next.device_id
-                )));
+        let scope = if scope_given {
+            next.device_scope.take().filter(|s| !s.is_empty())
+        } else {
+            match next.parent_scopes.as_slice() {
+                [] => None,
+                [only] => Some(only.clone()).filter(|s| !s.is_empty()),
+                more => return Err(too_many(more.len())),
             }
         };
         let parents: Vec<String> = scope.iter().cloned().collect();
         if let Some(s) = &scope
             && !unchanged(&parents)
+            && self.edge_by_scope(s, "deviceScope").await?.device_id == next.device_id
         {
-            self.edge_by_scope(s, "deviceScope").await?;
+            return Err(invalid(format!(
+                "The device '{}' cannot be its own parent.",
+                next.device_id
+            )));
         }
         next.device_scope = scope;
         next.parent_scopes = parents;

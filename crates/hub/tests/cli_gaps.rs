@@ -171,18 +171,10 @@ async fn leaf_devices_name_their_parent_by_device_scope() {
         "a device that is not an Edge device has no children"
     );
 
-    // Conflicting parentScopes are refused; parentScopes alone sets the scope.
+    // parentScopes alone names the parent; with deviceScope, deviceScope decides (the Azure
+    // CLI sends the device it read, old parentScopes included, with a new deviceScope).
     let other = create(&hub, "gw2", json!({"capabilities": {"iotEdge": true}})).await;
     let other_scope = other.device_scope.clone().unwrap();
-    let e = hub
-        .put_device(
-            "leaf",
-            &spec(json!({"deviceScope": scope, "parentScopes": [other_scope]})),
-            Some("*"),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), 400_004);
     let moved = hub
         .put_device(
             "leaf",
@@ -192,14 +184,43 @@ async fn leaf_devices_name_their_parent_by_device_scope() {
         .await
         .unwrap();
     assert_eq!(moved.device_scope.as_deref(), Some(other_scope.as_str()));
+    let back = hub
+        .put_device(
+            "leaf",
+            &spec(json!({"deviceScope": scope, "parentScopes": [other_scope]})),
+            Some("*"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(back.parent_scopes, [scope.clone()]);
+    let e = hub
+        .put_device(
+            "leaf",
+            &spec(json!({"parentScopes": [scope, other_scope]})),
+            Some("*"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 400_004, "one parent at most");
 
-    // Removing the parent: an empty scope.
+    // Removing the parent: an empty scope, whatever parentScopes still says.
     let removed = hub
-        .put_device("leaf", &spec(json!({"deviceScope": ""})), Some("*"))
+        .put_device(
+            "leaf",
+            &spec(json!({"deviceScope": "", "parentScopes": [scope]})),
+            Some("*"),
+        )
         .await
         .unwrap();
     assert_eq!(removed.device_scope, None);
     assert!(removed.parent_scopes.is_empty());
+
+    // An Edge device that stops being one cannot keep its own scope as its parent.
+    let e = hub
+        .put_device("gw2", &spec(json!({"deviceScope": other_scope})), Some("*"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 400_004);
 
     // An Edge device's own scope does not change, whatever an update says.
     let again = hub

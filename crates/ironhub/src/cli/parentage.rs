@@ -221,12 +221,8 @@ async fn set_parent(
     if child["capabilities"]["iotEdge"] == true {
         child["parentScopes"] = scope.into_iter().collect::<Vec<_>>().into();
     } else {
+        // As az: only deviceScope changes; the hub derives parentScopes from it.
         child["deviceScope"] = scope.unwrap_or_default().into();
-        // The hub derives parentScopes from deviceScope for a device that is not an Edge one.
-        child
-            .as_object_mut()
-            .context("the hub's device is not a JSON object")?
-            .remove("parentScopes");
     }
     let id = child["deviceId"]
         .as_str()
