@@ -142,7 +142,7 @@ async fn leaf_devices_name_their_parent_by_device_scope() {
     assert_eq!(leaf.device_scope.as_deref(), Some(scope.as_str()));
     assert_eq!(
         leaf.parent_scopes,
-        [scope.clone()],
+        [scope.as_str()],
         "parentScopes is derived"
     );
 
@@ -192,7 +192,7 @@ async fn leaf_devices_name_their_parent_by_device_scope() {
         )
         .await
         .unwrap();
-    assert_eq!(back.parent_scopes, [scope.clone()]);
+    assert_eq!(back.parent_scopes, [scope.as_str()]);
     let e = hub
         .put_device(
             "leaf",
