@@ -22,34 +22,7 @@
 
 const { parseArgs } = require('node:util');
 
-const DEADLINE_MS = 50000;
-
-function errorJson(err) {
-  const out = {
-    class: err && err.constructor ? err.constructor.name : typeof err,
-    name: err && err.name,
-    message: err && err.message,
-  };
-  const response = err && (err.response || err.transportObject);
-  if (response && response.statusCode !== undefined) out.statusCode = response.statusCode;
-  if (response && typeof response.topic === 'string') out.topic = response.topic;
-  if (err && err.responseBody !== undefined) out.responseBody = err.responseBody;
-  if (err && err.result !== undefined) out.result = err.result;
-  return out;
-}
-
-function finish(value) {
-  process.stdout.write(JSON.stringify(value) + '\n');
-  process.exit(0);
-}
-
-function fail(err) {
-  process.stdout.write(JSON.stringify({ error: errorJson(err) }) + '\n');
-  process.exit(1);
-}
-
-setTimeout(() => fail(Object.assign(new Error(`no answer within ${DEADLINE_MS} ms`), { name: 'ScriptTimeout' })), DEADLINE_MS).unref();
-process.on('uncaughtException', fail);
+const { finish, fail } = require('./output');
 
 function register(argv) {
   const { values } = parseArgs({

@@ -4,8 +4,7 @@
 // The scenarios follow Microsoft's own end-to-end suite of the Node SDK (e2etests/test/
 // registry.js, twin_e2e_tests.js, device_identity_helper.js).
 //
-// Every subcommand prints one JSON object on standard output and exits 0, or prints
-// {"error": {...}} and exits 1. The service connection string is $IRONHUB_CONNECTION_STRING;
+// Every subcommand prints one JSON object as `output.js` says. The service connection string is $IRONHUB_CONNECTION_STRING;
 // trust comes from NODE_EXTRA_CA_CERTS=<ca.pem>.
 //
 //   node hub.js twin-null --device-id D --key K
@@ -26,33 +25,7 @@
 const fs = require('node:fs');
 const { parseArgs } = require('node:util');
 
-const DEADLINE_MS = 50000;
-
-function errorJson(err) {
-  const out = {
-    class: err && err.constructor ? err.constructor.name : typeof err,
-    name: err && err.name,
-    message: err && err.message,
-  };
-  const response = err && (err.response || err.transportObject);
-  if (response && response.statusCode !== undefined) out.statusCode = response.statusCode;
-  if (err && err.responseBody !== undefined) out.responseBody = err.responseBody;
-  return out;
-}
-
-function finish(value) {
-  process.stdout.write(JSON.stringify(value) + '\n');
-  process.exit(0);
-}
-
-function fail(err) {
-  process.stdout.write(JSON.stringify({ error: errorJson(err) }) + '\n');
-  process.exit(1);
-}
-
-setTimeout(() => fail(Object.assign(new Error(`no answer within ${DEADLINE_MS} ms`), { name: 'ScriptTimeout' })), DEADLINE_MS).unref();
-process.on('uncaughtException', fail);
-process.on('unhandledRejection', fail);
+const { errorJson, finish, fail } = require('./output');
 
 function registry() {
   const cs = process.env.IRONHUB_CONNECTION_STRING;
