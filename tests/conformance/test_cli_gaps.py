@@ -368,54 +368,64 @@ def test_v1_certificates_authenticate_by_thumbprint_and_by_ca(hub, rm, hub_ca, t
     client.shutdown()
 
 
-def test_v1_certificates_with_the_node_device_sdk(hub, rm, hub_ca, tmp_path):
-    make_v1(tmp_path, "node-v1-tp", "node-v1-tp")
-    rm.create_device_with_x509("node-v1-tp", sha1_thumbprint(tmp_path / "node-v1-tp.pem"), None, "enabled")
-    make_v1(hub_ca, "node-v1-ca", "node-v1-ca", issuer="root")
-    rm.create_device_with_certificate_authority("node-v1-ca", "enabled")
-    for device_id, folder in (("node-v1-tp", tmp_path), ("node-v1-ca", hub_ca)):
+@pytest.mark.parametrize("transport", ["mqtt", "mqttws"], ids=["mqtt-8883", "websocket-443"])
+def test_v1_certificates_with_the_node_device_sdk(hub, rm, hub_ca, tmp_path, transport):
+    tp, ca = f"node-v1-tp-{transport}", f"node-v1-ca-{transport}"
+    make_v1(tmp_path, tp, tp)
+    rm.create_device_with_x509(tp, sha1_thumbprint(tmp_path / f"{tp}.pem"), None, "enabled")
+    make_v1(hub_ca, ca, ca, issuer="root")
+    rm.create_device_with_certificate_authority(ca, "enabled")
+    for device_id, folder in ((tp, tmp_path), (ca, hub_ca)):
         text = f"node v1 hello from {device_id}"
-        node(hub, "hub.js", "x509", "--hub", hub.hostname, "--device-id", device_id,
+        node(hub, "hub.js", "x509", "--hub", hub.hostname, "--device-id", device_id, "--transport", transport,
              "--cert", str(folder / f"{device_id}.pem"), "--key", str(folder / f"{device_id}.key"), "--text", text)
         wait_for(lambda: text in [e["body"] for e in stored_events(hub, device_id)], what=f"{device_id}'s telemetry")
 
 
-def test_v1_certificates_provision_through_dps(hub, tmp_path):
+@pytest.mark.parametrize("websockets", [False, True], ids=["mqtt-8883", "websocket-443"])
+def test_v1_certificates_provision_through_dps(hub, tmp_path, websockets):
     require_tool("openssl")
     scope = dps_info(hub)["idScope"]
+    suffix = "ws" if websockets else "mqtt"
 
     def register(rid: str, cert: Path, key: Path):
         return ProvisioningDeviceClient.create_from_x509_certificate(
             provisioning_host=hub.address, registration_id=rid, id_scope=scope,
             x509=X509(cert_file=str(cert), key_file=str(key)), server_verification_cert=ca_pem(hub),
+            websockets=websockets,
         ).register()
 
     # An individual enrollment holding the device's own v1 certificate.
-    make_v1(tmp_path, "dps-v1-ind", "dps-v1-ind")
-    r = dps_rest(hub, "PUT", "/enrollments/dps-v1-ind", {
-        "registrationId": "dps-v1-ind",
+    ind = f"dps-v1-ind-{suffix}"
+    make_v1(tmp_path, ind, ind)
+    r = dps_rest(hub, "PUT", f"/enrollments/{ind}", {
+        "registrationId": ind,
         "attestation": {"type": "x509", "x509": {"clientCertificates": {
-            "primary": {"certificate": (tmp_path / "dps-v1-ind.pem").read_text()}}}}})
+            "primary": {"certificate": (tmp_path / f"{ind}.pem").read_text()}}}}})
     assert r.status_code == 200, r.text
-    result = register("dps-v1-ind", tmp_path / "dps-v1-ind.pem", tmp_path / "dps-v1-ind.key")
+    result = register(ind, tmp_path / f"{ind}.pem", tmp_path / f"{ind}.key")
     assert result.status == "assigned"
+    assert hub.registry_manager().get_device(ind).authentication.x509_thumbprint.primary_thumbprint == \
+        sha1_thumbprint(tmp_path / f"{ind}.pem")
 
     # A group on a verified root, and a v1 device certificate the root signed.
     make_root(tmp_path, "dps-root", "DPS Gaps Root")
-    upload_verified_ca(hub, "dps-gaps-root", tmp_path, "dps-root")
-    r = dps_rest(hub, "PUT", "/enrollmentGroups/v1-group", {
-        "enrollmentGroupId": "v1-group",
+    upload_verified_ca(hub, f"dps-gaps-root-{suffix}", tmp_path, "dps-root")
+    group = f"v1-group-{suffix}"
+    r = dps_rest(hub, "PUT", f"/enrollmentGroups/{group}", {
+        "enrollmentGroupId": group,
         "attestation": {"type": "x509", "x509": {"signingCertificates": {
             "primary": {"certificate": (tmp_path / "dps-root.pem").read_text()}}}}})
     assert r.status_code == 200, r.text
-    make_v1(tmp_path, "dps-v1-grp", "dps-v1-grp", issuer="dps-root")
-    result = register("dps-v1-grp", tmp_path / "dps-v1-grp.pem", tmp_path / "dps-v1-grp.key")
+    grp = f"dps-v1-grp-{suffix}"
+    make_v1(tmp_path, grp, grp, issuer="dps-root")
+    result = register(grp, tmp_path / f"{grp}.pem", tmp_path / f"{grp}.key")
     assert result.status == "assigned"
     client = IoTHubDeviceClient.create_from_x509_certificate(
-        x509=X509(cert_file=str(tmp_path / "dps-v1-grp.pem"), key_file=str(tmp_path / "dps-v1-grp.key")),
-        hostname=result.registration_state.assigned_hub, device_id="dps-v1-grp",
-        server_verification_cert=ca_pem(hub))
-    sends(client, hub, "dps-v1-grp", "provisioned with a v1 certificate")
+        x509=X509(cert_file=str(tmp_path / f"{grp}.pem"), key_file=str(tmp_path / f"{grp}.key")),
+        hostname=result.registration_state.assigned_hub, device_id=grp,
+        server_verification_cert=ca_pem(hub), websockets=websockets)
+    sends(client, hub, grp, f"provisioned with a v1 certificate ({suffix})")
 
 
 # -- 4. DPS static allocation without a named hub ----------------------------------------------

@@ -17,8 +17,8 @@
 //   node hub.js scopes --prefix P
 //       registry.js's "scoped device" and "nested Edge devices" scenarios: prints what the hub
 //       answered to each step.
-//   node hub.js x509 --hub H --device-id D --cert F --key F --text T
-//       Client.fromConnectionString("HostName=H;DeviceId=D;x509=true", Mqtt) with
+//   node hub.js x509 --hub H --device-id D --cert F --key F --text T [--transport mqtt|mqttws]
+//       Client.fromConnectionString("HostName=H;DeviceId=D;x509=true", Mqtt or MqttWs) with
 //       setOptions({cert, key}): open, sendEvent(T), close.
 'use strict';
 
@@ -140,12 +140,19 @@ async function x509(argv) {
   const { values } = parseArgs({
     args: argv,
     options: {
-      hub: { type: 'string' }, 'device-id': { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, text: { type: 'string' },
+      hub: { type: 'string' },
+      'device-id': { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      text: { type: 'string' },
+      transport: { type: 'string', default: 'mqtt' },
     },
   });
   const { Client, Message } = require('azure-iot-device');
-  const { Mqtt } = require('azure-iot-device-mqtt');
-  const client = Client.fromConnectionString(`HostName=${values.hub};DeviceId=${values['device-id']};x509=true`, Mqtt);
+  const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
+  const transport = { mqtt: Mqtt, mqttws: MqttWs }[values.transport];
+  if (!transport) throw new Error(`unknown transport ${values.transport}`);
+  const client = Client.fromConnectionString(`HostName=${values.hub};DeviceId=${values['device-id']};x509=true`, transport);
   client.setOptions({ cert: fs.readFileSync(values.cert, 'utf8'), key: fs.readFileSync(values.key, 'utf8') });
   client.on('error', fail);
   await must((cb) => client.open(cb));
