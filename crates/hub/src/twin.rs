@@ -267,10 +267,11 @@ pub fn twin_etag(device: &DeviceRecord, twin: &TwinRecord) -> String {
     }
 }
 
-/// The twin as `GET /twins/{id}` returns it.
+/// The twin as `GET /twins/{id}` returns it (IoT Hub's `Twin`: the twin's own fields, and the
+/// device's status, authentication, capabilities and scopes).
 pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Value {
     let updated = twin_updated(twin);
-    json!({
+    let mut view = json!({
         "deviceId": device.device_id,
         "etag": twin_etag(device, twin),
         "deviceEtag": device.etag,
@@ -293,7 +294,12 @@ pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Value {
             "reported": section_with_version(&twin.reported, Some(&twin.reported_metadata), twin.reported_version, &updated.1),
         },
         "capabilities": { "iotEdge": device.iot_edge },
-    })
+        "parentScopes": device.parent_scopes,
+    });
+    if let Some(scope) = &device.device_scope {
+        view["deviceScope"] = json!(scope);
+    }
+    view
 }
 
 /// When desired and reported last changed (from their metadata), as IoT Hub renders time.

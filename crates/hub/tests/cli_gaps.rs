@@ -145,6 +145,13 @@ async fn leaf_devices_name_their_parent_by_device_scope() {
         [scope.as_str()],
         "parentScopes is derived"
     );
+    let twin = hub.get_twin("leaf").await.unwrap();
+    assert_eq!(
+        twin["deviceScope"],
+        scope.as_str(),
+        "the twin shows the scopes"
+    );
+    assert_eq!(twin["parentScopes"], json!([scope]));
 
     // A scope that names no Edge device is refused, on create and on update.
     let random = "6f1ed5d7-4e4c-4c36-9a0c-5b0f3d0d2a11";
