@@ -117,7 +117,7 @@ impl Hub {
                 )));
             }
             let Some(above) = parent.parent_scopes.first().cloned() else {
-                return Ok(());
+                break;
             };
             layers += 1;
             if layers > MAX_EDGE_LAYERS {
@@ -129,9 +129,64 @@ impl Hub {
             match self.edge_by_scope(&above, "parent scope").await {
                 Ok(p) => parent = p,
                 // An ancestor deleted since: the chain ends there.
-                Err(_) => return Ok(()),
+                Err(_) => break,
             }
         }
+        // The device's own Edge descendants move down with it.
+        let below = match &device.device_scope {
+            Some(scope) => self.edge_layers_below(scope).await?,
+            None => 0,
+        };
+        if layers + below > MAX_EDGE_LAYERS {
+            return Err(invalid(format!(
+                "Under this parent, the Edge devices below '{}' would be more than \
+                 {MAX_EDGE_LAYERS} layers below a top-level IoT Edge device.",
+                device.device_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// How many layers of Edge devices hang below the Edge device whose scope is `scope`
+    /// (0 when it has no Edge children). Reads the registry page by page; only a change of an
+    /// Edge device's parent asks.
+    async fn edge_layers_below(&self, scope: &str) -> Result<usize, HubError> {
+        const PAGE: usize = 1000;
+        // Each Edge device's scope, by its parent's scope.
+        let mut children: std::collections::HashMap<String, Vec<String>> = Default::default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.list_devices(after.as_deref(), PAGE).await?;
+            for d in page.iter().filter(|d| d.iot_edge) {
+                if let (Some(parent), Some(own)) = (d.parent_scopes.first(), &d.device_scope) {
+                    children
+                        .entry(parent.clone())
+                        .or_default()
+                        .push(own.clone());
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some(last.device_id.clone()),
+                _ => break,
+            }
+        }
+        let mut layer = vec![scope.to_owned()];
+        let mut depth = 0;
+        // Bounded: a deeper tree is refused anyway, and a cycle (which the rules prevent) ends.
+        while depth <= MAX_EDGE_LAYERS {
+            let next: Vec<String> = layer
+                .iter()
+                .filter_map(|s| children.get(s))
+                .flatten()
+                .cloned()
+                .collect();
+            if next.is_empty() {
+                break;
+            }
+            depth += 1;
+            layer = next;
+        }
+        Ok(depth)
     }
 }
 

@@ -269,6 +269,47 @@ async fn edge_devices_nest_at_most_five_layers_and_never_in_a_cycle() {
     // A leaf below the fifth layer is not a layer of Edge devices.
     create(&hub, "leaf", json!({"deviceScope": scopes[5]})).await;
 
+    // A subtree moves with its root: e3 (layer 3, with e4 and e5 below it) cannot go under
+    // `side` (layer 3), where e5 would be a sixth layer; one layer up is fine.
+    let e = hub
+        .put_device(
+            "e3",
+            &spec(json!({"capabilities": {"iotEdge": true}, "parentScopes": [scopes[3]]})),
+            Some("*"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 400_004, "a cycle");
+    let side = create(
+        &hub,
+        "side",
+        json!({"capabilities": {"iotEdge": true}, "parentScopes": [scopes[2]]}),
+    )
+    .await;
+    let e = hub
+        .put_device(
+            "e3",
+            &spec(json!({"capabilities": {"iotEdge": true},
+                         "parentScopes": [side.device_scope.clone().unwrap()]})),
+            Some("*"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 400_004, "e5 would be six layers down");
+    let moved = hub
+        .put_device(
+            "e3",
+            &spec(json!({"capabilities": {"iotEdge": true}, "parentScopes": [scopes[1]]})),
+            Some("*"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        moved.parent_scopes,
+        [scopes[1].as_str()],
+        "one layer up is fine"
+    );
+
     let cycle = hub
         .put_device(
             "e0",
