@@ -428,6 +428,25 @@ def test_v1_certificates_provision_through_dps(hub, tmp_path, websockets):
     sends(client, hub, grp, f"provisioned with a v1 certificate ({suffix})")
 
 
+@pytest.mark.parametrize("transport", ["mqtt", "mqttws", "http"])
+def test_v1_certificates_provision_with_the_node_dps_sdk(hub, tmp_path, transport):
+    """`_provisioning_e2e.js` of the Node SDK: an individual enrollment on a self-signed v1
+    certificate, registered with azure-iot-security-x509 over each transport (HTTP: the DPS
+    device REST API on 443)."""
+    rid = f"node-dps-v1-{transport}"
+    make_v1(tmp_path, rid, rid)
+    r = dps_rest(hub, "PUT", f"/enrollments/{rid}", {
+        "registrationId": rid,
+        "attestation": {"type": "x509", "x509": {"clientCertificates": {
+            "primary": {"certificate": (tmp_path / f"{rid}.pem").read_text()}}}}})
+    assert r.status_code == 200, r.text
+    out = node(hub, "dps.js", "register", "--transport", transport, "--host", hub.address,
+               "--scope", dps_info(hub)["idScope"], "--id", rid,
+               "--cert", str(tmp_path / f"{rid}.pem"), "--x509-key", str(tmp_path / f"{rid}.key"))
+    assert out["registrationState"]["status"] == "assigned", out
+    assert out["registrationState"]["deviceId"] == rid
+
+
 # -- 4. DPS static allocation without a named hub ----------------------------------------------
 
 
