@@ -69,6 +69,7 @@ impl Hub {
                 next.device_id
             ))
         };
+        next.parent_scopes.retain(|s| !s.is_empty());
         if next.iot_edge {
             if next.parent_scopes.len() > 1 {
                 return Err(too_many(next.parent_scopes.len()));
@@ -85,7 +86,7 @@ impl Hub {
         } else {
             match next.parent_scopes.as_slice() {
                 [] => None,
-                [only] => Some(only.clone()).filter(|s| !s.is_empty()),
+                [only] => Some(only.clone()),
                 more => return Err(too_many(more.len())),
             }
         };
