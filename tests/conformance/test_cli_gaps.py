@@ -382,6 +382,17 @@ def test_v1_certificates_with_the_node_device_sdk(hub, rm, hub_ca, tmp_path, tra
         wait_for(lambda: text in [e["body"] for e in stored_events(hub, device_id)], what=f"{device_id}'s telemetry")
 
 
+def enroll_own_v1_certificate(hub, tmp: Path, rid: str) -> None:
+    """A self-signed v1 certificate `{rid}.pem`/`.key` with CN `rid`, and an individual
+    enrollment holding it."""
+    make_v1(tmp, rid, rid)
+    r = dps_rest(hub, "PUT", f"/enrollments/{rid}", {
+        "registrationId": rid,
+        "attestation": {"type": "x509", "x509": {"clientCertificates": {
+            "primary": {"certificate": (tmp / f"{rid}.pem").read_text()}}}}})
+    assert r.status_code == 200, r.text
+
+
 @pytest.mark.parametrize("websockets", [False, True], ids=["mqtt-8883", "websocket-443"])
 def test_v1_certificates_provision_through_dps(hub, tmp_path, websockets):
     require_tool("openssl")
@@ -397,12 +408,7 @@ def test_v1_certificates_provision_through_dps(hub, tmp_path, websockets):
 
     # An individual enrollment holding the device's own v1 certificate.
     ind = f"dps-v1-ind-{suffix}"
-    make_v1(tmp_path, ind, ind)
-    r = dps_rest(hub, "PUT", f"/enrollments/{ind}", {
-        "registrationId": ind,
-        "attestation": {"type": "x509", "x509": {"clientCertificates": {
-            "primary": {"certificate": (tmp_path / f"{ind}.pem").read_text()}}}}})
-    assert r.status_code == 200, r.text
+    enroll_own_v1_certificate(hub, tmp_path, ind)
     result = register(ind, tmp_path / f"{ind}.pem", tmp_path / f"{ind}.key")
     assert result.status == "assigned"
     assert hub.registry_manager().get_device(ind).authentication.x509_thumbprint.primary_thumbprint == \
@@ -434,12 +440,7 @@ def test_v1_certificates_provision_with_the_node_dps_sdk(hub, tmp_path, transpor
     certificate, registered with azure-iot-security-x509 over each transport (HTTP: the DPS
     device REST API on 443)."""
     rid = f"node-dps-v1-{transport}"
-    make_v1(tmp_path, rid, rid)
-    r = dps_rest(hub, "PUT", f"/enrollments/{rid}", {
-        "registrationId": rid,
-        "attestation": {"type": "x509", "x509": {"clientCertificates": {
-            "primary": {"certificate": (tmp_path / f"{rid}.pem").read_text()}}}}})
-    assert r.status_code == 200, r.text
+    enroll_own_v1_certificate(hub, tmp_path, rid)
     out = node(hub, "dps.js", "register", "--transport", transport, "--host", hub.address,
                "--scope", dps_info(hub)["idScope"], "--id", rid,
                "--cert", str(tmp_path / f"{rid}.pem"), "--x509-key", str(tmp_path / f"{rid}.key"))
