@@ -12,9 +12,11 @@ mod certificates;
 mod device;
 mod error;
 pub mod events;
+pub mod keys;
 pub mod methods;
 pub mod model;
 pub mod registry;
+pub mod scopes;
 pub mod twin;
 
 use std::sync::Arc;
