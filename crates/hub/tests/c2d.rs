@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::c2d::{MAX_DELIVERY_COUNT, MAX_MESSAGE_BYTES, MAX_QUEUE_DEPTH, OutgoingMessage};
 use ironhub_hub::model::DeviceSpec;
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{
-    AckMode, BusMessage, C2dSettle, FeedbackStatus, LocalBus, SqliteEventLog, SqliteStore,
-};
+use ironhub_store::{AckMode, BusMessage, C2dSettle, FeedbackStatus};
 
 async fn open(dir: &std::path::Path) -> Hub {
     let backends = Backends {

@@ -107,7 +107,7 @@ pub enum DeviceWrite {
     Create(DeviceRecord),
     /// Replace an existing device; with `if_match`, only when its etag is that one. Runtime
     /// fields (connection state and its time, last activity, cloud-to-device message count)
-    /// are kept as stored: they change through [`crate::Store::update_device_runtime`] only.
+    /// are kept as stored: they change through [`crate::RegistryStore::update_device_runtime`] only.
     Replace {
         record: DeviceRecord,
         if_match: Option<String>,

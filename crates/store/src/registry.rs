@@ -1,0 +1,38 @@
+//! The device registry port: hub settings, where the server listens, and device identities.
+
+use async_trait::async_trait;
+
+use crate::{
+    BatchResult, DeviceCounts, DeviceRecord, DeviceWrite, Endpoint, HubSettings, Result,
+    RuntimeUpdate,
+};
+
+/// Device identities and the hub's settings. Writes are compare-and-swap on the etag.
+#[async_trait]
+pub trait RegistryStore: Send + Sync {
+    /// The hub's settings; created from `init` on the very first call and never replaced.
+    async fn hub_settings_or_init(&self, init: HubSettings) -> Result<HubSettings>;
+    /// The hub's settings, if the hub was ever started.
+    async fn hub_settings(&self) -> Result<Option<HubSettings>>;
+    /// Records where the server listens (see [`Endpoint`]).
+    async fn set_endpoint(&self, endpoint: &Endpoint) -> Result<()>;
+    /// Where the server last listened.
+    async fn endpoint(&self) -> Result<Option<Endpoint>>;
+
+    /// One device, by its exact (case-sensitive) id.
+    async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>>;
+    /// Devices ordered by id, after `after`, at most `limit`.
+    async fn list_devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<DeviceRecord>>;
+    /// Total, enabled and disabled devices.
+    async fn device_counts(&self) -> Result<DeviceCounts>;
+    /// Changes a device's runtime fields without changing its etag; false if there is no such
+    /// device.
+    async fn update_device_runtime(&self, id: &str, update: RuntimeUpdate) -> Result<bool>;
+    /// Marks every device disconnected. A single-node server calls it at start, when no
+    /// connection of before can still be open; returns how many devices were connected.
+    async fn disconnect_all(&self) -> Result<u64>;
+    /// Applies all writes atomically, or none. The store assigns each written record a new
+    /// etag, unique for the lifetime of the store. Deleting a device deletes its twin, its
+    /// persistent MQTT sessions and its cloud-to-device queue.
+    async fn write_devices(&self, writes: Vec<DeviceWrite>) -> Result<BatchResult>;
+}

@@ -1,0 +1,530 @@
+//! Cases of the cloud-to-device queue port: depth, locks, delivery counts, settling, which
+//! removals write feedback, and feedback batches.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{create_device, rules};
+use crate::{
+    AckMode, C2dMessage, C2dRefusal, C2dSettle, Clock as _, FeedbackStatus, ManualClock, Store,
+};
+
+/// A message for `device_id`, with no lock, expiring at `expiry`.
+pub fn message(device_id: &str, id: &str, ack: AckMode, expiry: DateTime<Utc>) -> C2dMessage {
+    C2dMessage {
+        device_id: device_id.into(),
+        device_generation_id: "g1".into(),
+        message_id: id.into(),
+        correlation_id: Some(format!("c-{id}")),
+        user_id: None,
+        to: format!("/devices/{device_id}/messages/deviceBound"),
+        content_type: None,
+        content_encoding: None,
+        expiry_time: expiry,
+        ack,
+        properties: vec![("z".into(), "1".into()), ("a".into(), "2".into())],
+        body: id.as_bytes().to_vec(),
+        enqueued_time: Utc::now(),
+        sequence_number: 0,
+        delivery_count: 0,
+        lock_token: None,
+        locked_until: None,
+    }
+}
+
+async fn send(
+    store: &Arc<dyn Store>,
+    clock: &ManualClock,
+    id: &str,
+    ack: AckMode,
+    ttl: i64,
+) -> C2dMessage {
+    let now = clock.now();
+    store
+        .c2d_enqueue(
+            message("d", id, ack, now + TimeDelta::seconds(ttl)),
+            rules(),
+            now,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Every feedback record waiting, as (message id, status), completing the batches.
+async fn drain_feedback(
+    store: &Arc<dyn Store>,
+    clock: &ManualClock,
+) -> Vec<(String, FeedbackStatus)> {
+    let mut all = Vec::new();
+    while let Some(batch) = store.feedback_lock(rules(), clock.now()).await.unwrap() {
+        all.extend(
+            batch
+                .records
+                .iter()
+                .map(|r| (r.original_message_id.clone(), r.status_code)),
+        );
+        assert!(
+            store
+                .feedback_settle(&batch.lock_token, true)
+                .await
+                .unwrap()
+        );
+    }
+    all
+}
+
+/// A message needs an existing device and a queue with fewer than `max_depth` live messages;
+/// expired messages leave room; the stored message has a sequence number that grows.
+pub async fn enqueue_needs_the_device_and_room_in_its_queue(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    let now = clock.now();
+    let refused = store
+        .c2d_enqueue(
+            message("d", "m0", AckMode::None, now + TimeDelta::seconds(60)),
+            rules(),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, Err(C2dRefusal::DeviceNotFound));
+    create_device(&store, "d").await;
+    let first = send(&store, &clock, "m1", AckMode::None, 10).await;
+    let second = send(&store, &clock, "m2", AckMode::None, 60).await;
+    assert!(second.sequence_number > first.sequence_number);
+    assert_eq!(second.delivery_count, 0);
+    assert_eq!(second.lock_token, None);
+    send(&store, &clock, "m3", AckMode::None, 60).await;
+    let full = store
+        .c2d_enqueue(
+            message("d", "m4", AckMode::None, now + TimeDelta::seconds(60)),
+            rules(),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(full, Err(C2dRefusal::QueueFull));
+    clock.advance(TimeDelta::seconds(10));
+    send(&store, &clock, "m5", AckMode::None, 60).await;
+    assert_eq!(
+        store
+            .get_device("d")
+            .await
+            .unwrap()
+            .unwrap()
+            .cloud_to_device_message_count,
+        3
+    );
+}
+
+/// The oldest visible message is locked under a new token and its delivery counted; a locked
+/// message is not delivered again while its lock holds; settling needs the device's token.
+pub async fn messages_are_locked_oldest_first_once_at_a_time(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    create_device(&store, "d").await;
+    create_device(&store, "other").await;
+    let first = send(&store, &clock, "m1", AckMode::None, 60).await;
+    send(&store, &clock, "m2", AckMode::None, 60).await;
+    let now = clock.now();
+    let got = store
+        .c2d_lock_next("d", rules(), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.message_id, "m1");
+    assert_eq!(got.sequence_number, first.sequence_number);
+    assert_eq!(got.body, b"m1");
+    assert_eq!(got.properties, first.properties);
+    assert_eq!(got.correlation_id.as_deref(), Some("c-m1"));
+    assert_eq!(got.delivery_count, 1);
+    assert_eq!(got.locked_until, Some(now + rules().lock_duration));
+    let token = got.lock_token.clone().unwrap();
+    let next = store
+        .c2d_lock_next("d", rules(), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.message_id, "m2");
+    assert_ne!(next.lock_token.as_deref(), Some(token.as_str()));
+    assert_eq!(store.c2d_lock_next("d", rules(), now).await.unwrap(), None);
+    assert_eq!(
+        store.c2d_lock_next("other", rules(), now).await.unwrap(),
+        None
+    );
+    let wrong_device = store
+        .c2d_settle("other", &token, C2dSettle::Complete, rules(), now)
+        .await
+        .unwrap();
+    assert_eq!(wrong_device, None);
+    let done = store
+        .c2d_settle("d", &token, C2dSettle::Complete, rules(), now)
+        .await
+        .unwrap();
+    assert_eq!(done.map(|m| m.message_id), Some("m1".to_owned()));
+    let twice = store
+        .c2d_settle("d", &token, C2dSettle::Complete, rules(), now)
+        .await
+        .unwrap();
+    assert_eq!(twice, None, "a settled message is gone");
+}
+
+/// A message whose lock ran out is visible again, relocked under a new token with its
+/// delivery counted; the old token no longer settles it. Abandoning unlocks at once but keeps
+/// the count.
+pub async fn an_expired_lock_redelivers_and_counts_the_delivery(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    create_device(&store, "d").await;
+    send(&store, &clock, "m1", AckMode::None, 3600).await;
+    let first = store
+        .c2d_lock_next("d", rules(), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance(rules().lock_duration);
+    let second = store
+        .c2d_lock_next("d", rules(), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.message_id, "m1");
+    assert_eq!(second.delivery_count, 2);
+    assert_ne!(second.lock_token, first.lock_token);
+    let stale = store
+        .c2d_settle(
+            "d",
+            first.lock_token.as_deref().unwrap(),
+            C2dSettle::Complete,
+            rules(),
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale, None);
+    let abandoned = store
+        .c2d_settle(
+            "d",
+            second.lock_token.as_deref().unwrap(),
+            C2dSettle::Abandon,
+            rules(),
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(abandoned.map(|m| m.delivery_count), Some(2));
+    assert_eq!(
+        store
+            .get_device("d")
+            .await
+            .unwrap()
+            .unwrap()
+            .cloud_to_device_message_count,
+        1,
+        "an abandoned message stays in its queue"
+    );
+}
+
+/// Complete writes `Success`, reject `Rejected`, abandon nothing; each only when the
+/// message's `ack` asks for it.
+pub async fn settling_writes_the_feedback_the_ack_asks_for(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    create_device(&store, "d").await;
+    let cases = [
+        ("full-ok", AckMode::Full, C2dSettle::Complete),
+        ("positive-ok", AckMode::Positive, C2dSettle::Complete),
+        ("negative-ok", AckMode::Negative, C2dSettle::Complete),
+        ("negative-no", AckMode::Negative, C2dSettle::Reject),
+        ("positive-no", AckMode::Positive, C2dSettle::Reject),
+        ("full-later", AckMode::Full, C2dSettle::Abandon),
+    ];
+    for (id, ack, settle) in cases {
+        send(&store, &clock, id, ack, 3600).await;
+        let m = store
+            .c2d_lock_next("d", rules(), clock.now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.message_id, id);
+        store
+            .c2d_settle(
+                "d",
+                m.lock_token.as_deref().unwrap(),
+                settle,
+                rules(),
+                clock.now(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        if settle == C2dSettle::Abandon {
+            let again = store
+                .c2d_lock_next("d", rules(), clock.now())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                again.message_id, id,
+                "an abandoned message is visible again"
+            );
+            store
+                .c2d_settle(
+                    "d",
+                    again.lock_token.as_deref().unwrap(),
+                    C2dSettle::Complete,
+                    rules(),
+                    clock.now(),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+    let feedback = drain_feedback(&store, &clock).await;
+    let expected = [
+        ("full-ok", FeedbackStatus::Success),
+        ("positive-ok", FeedbackStatus::Success),
+        ("negative-no", FeedbackStatus::Rejected),
+        ("full-later", FeedbackStatus::Success),
+    ]
+    .map(|(id, s)| (id.to_owned(), s));
+    assert_eq!(feedback, expected);
+}
+
+/// Expired messages leave as `Expired` (on the next lock or the hub-wide sweep); a message
+/// locked `max_delivery_count` times leaves as `DeliveryCountExceeded` once visible again.
+pub async fn worn_out_and_expired_messages_are_dead_lettered(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    create_device(&store, "d").await;
+    create_device(&store, "e").await;
+    send(&store, &clock, "short", AckMode::Negative, 5).await;
+    send(&store, &clock, "worn", AckMode::Full, 3600).await;
+    let now = clock.now();
+    store
+        .c2d_enqueue(
+            message("e", "elsewhere", AckMode::Full, now + TimeDelta::seconds(5)),
+            rules(),
+            now,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let first = store
+        .c2d_lock_next("d", rules(), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.message_id, "short");
+    clock.advance(TimeDelta::seconds(5));
+    for delivery in 1..=rules().max_delivery_count {
+        let m = store
+            .c2d_lock_next("d", rules(), clock.now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (m.message_id.as_str(), m.delivery_count),
+            ("worn", delivery)
+        );
+        store
+            .c2d_settle(
+                "d",
+                m.lock_token.as_deref().unwrap(),
+                C2dSettle::Abandon,
+                rules(),
+                clock.now(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .c2d_lock_next("d", rules(), clock.now())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.c2d_expire(rules(), clock.now()).await.unwrap(),
+        1,
+        "only `e`'s is left"
+    );
+    assert_eq!(store.c2d_expire(rules(), clock.now()).await.unwrap(), 0);
+    let feedback = drain_feedback(&store, &clock).await;
+    let expected = [
+        ("short", FeedbackStatus::Expired),
+        ("worn", FeedbackStatus::DeliveryCountExceeded),
+        ("elsewhere", FeedbackStatus::Expired),
+    ]
+    .map(|(id, s)| (id.to_owned(), s));
+    assert_eq!(feedback, expected);
+}
+
+/// A purge removes every message, locked or not (`Purged`, or `Expired` for those already
+/// expired), and counts the purged ones.
+pub async fn purge_empties_the_queue_with_feedback(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    create_device(&store, "d").await;
+    send(&store, &clock, "old", AckMode::Full, 5).await;
+    send(&store, &clock, "locked", AckMode::Negative, 3600).await;
+    send(&store, &clock, "quiet", AckMode::Positive, 3600).await;
+    clock.advance(TimeDelta::seconds(5));
+    store
+        .c2d_lock_next("d", rules(), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.c2d_purge("d", rules(), clock.now()).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .c2d_lock_next("d", rules(), clock.now())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.c2d_purge("d", rules(), clock.now()).await.unwrap(), 0);
+    let feedback = drain_feedback(&store, &clock).await;
+    let expected = [
+        ("old", FeedbackStatus::Expired),
+        ("locked", FeedbackStatus::Purged),
+    ]
+    .map(|(id, s)| (id.to_owned(), s));
+    assert_eq!(feedback, expected);
+}
+
+/// Releasing locks makes every locked message visible again, its delivery still counted.
+pub async fn released_locks_make_messages_visible(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    create_device(&store, "d").await;
+    send(&store, &clock, "m1", AckMode::None, 3600).await;
+    store
+        .c2d_lock_next("d", rules(), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.c2d_release_locks().await.unwrap(), 1);
+    let again = store
+        .c2d_lock_next("d", rules(), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.delivery_count, 2);
+    assert_eq!(store.c2d_release_locks().await.unwrap(), 1);
+    assert_eq!(store.c2d_release_locks().await.unwrap(), 0);
+}
+
+/// Feedback comes in batches of at most `feedback_batch`, oldest first, under one lock: a
+/// completed batch is gone, an abandoned or lock-expired one comes back with its delivery
+/// counted; feedback older than its time to live is dropped.
+pub async fn feedback_is_received_in_locked_batches(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    create_device(&store, "d").await;
+    for id in ["f1", "f2", "f3"] {
+        send(&store, &clock, id, AckMode::Full, 3600).await;
+        let m = store
+            .c2d_lock_next("d", rules(), clock.now())
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .c2d_settle(
+                "d",
+                m.lock_token.as_deref().unwrap(),
+                C2dSettle::Complete,
+                rules(),
+                clock.now(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        clock.advance(TimeDelta::seconds(1));
+    }
+    let first = store
+        .feedback_lock(rules(), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<_> = first
+        .records
+        .iter()
+        .map(|r| r.original_message_id.as_str())
+        .collect();
+    assert_eq!(ids, ["f1", "f2"]);
+    assert_eq!(first.delivery_count, 1);
+    assert_eq!(first.records[0].device_id, "d");
+    assert_eq!(first.records[0].device_generation_id, "g1");
+    assert_eq!(first.records[0].status_code, FeedbackStatus::Success);
+    let second = store
+        .feedback_lock(rules(), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<_> = second
+        .records
+        .iter()
+        .map(|r| r.original_message_id.as_str())
+        .collect();
+    assert_eq!(ids, ["f3"]);
+    assert!(first.enqueued_time < second.enqueued_time);
+    assert_eq!(
+        store.feedback_lock(rules(), clock.now()).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .feedback_settle(&second.lock_token, false)
+            .await
+            .unwrap()
+    );
+    let again = store
+        .feedback_lock(rules(), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.records, second.records);
+    assert_eq!(again.delivery_count, 2);
+    clock.advance(rules().feedback_lock_duration);
+    let relocked = store
+        .feedback_lock(rules(), clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        relocked.records, first.records,
+        "a batch whose lock ran out comes back"
+    );
+    assert!(
+        store
+            .feedback_settle(&relocked.lock_token, true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .feedback_settle(&relocked.lock_token, true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .feedback_settle(&first.lock_token, true)
+            .await
+            .unwrap()
+    );
+    clock.advance(rules().feedback_ttl);
+    assert_eq!(
+        store.feedback_lock(rules(), clock.now()).await.unwrap(),
+        None,
+        "expired feedback is dropped"
+    );
+}
