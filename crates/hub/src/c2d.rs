@@ -190,7 +190,7 @@ impl Hub {
         device_id: &str,
         message: OutgoingMessage,
     ) -> Result<C2dMessage, HubError> {
-        let now = Utc::now();
+        let now = self.now();
         let size = message.body.len()
             + message
                 .properties
@@ -280,7 +280,7 @@ impl Hub {
     pub async fn receive_c2d(&self, device_id: &str) -> Result<Option<C2dMessage>, HubError> {
         Ok(self
             .store
-            .c2d_lock_next(device_id, rules(), Utc::now())
+            .c2d_lock_next(device_id, rules(), self.now())
             .await?)
     }
 
@@ -293,7 +293,7 @@ impl Hub {
         settle: C2dSettle,
     ) -> Result<C2dMessage, HubError> {
         self.store
-            .c2d_settle(device_id, lock_token, settle, rules(), Utc::now())
+            .c2d_settle(device_id, lock_token, settle, rules(), self.now())
             .await?
             .ok_or_else(|| lock_lost(lock_token))
     }
@@ -301,7 +301,7 @@ impl Hub {
     /// `DELETE /devices/{id}/commands`: empties the device's queue.
     pub async fn purge_c2d(&self, device_id: &str) -> Result<PurgeResult, HubError> {
         self.get_device(device_id).await?;
-        let n = self.store.c2d_purge(device_id, rules(), Utc::now()).await?;
+        let n = self.store.c2d_purge(device_id, rules(), self.now()).await?;
         Ok(PurgeResult {
             total_messages_purged: n,
             device_id: device_id.to_owned(),
@@ -311,7 +311,7 @@ impl Hub {
     /// Dead-letters expired messages of every queue and drops expired feedback; returns how
     /// many messages expired. The server runs it periodically ([`Hub::expire_c2d_until`]).
     pub async fn expire_c2d(&self) -> Result<u64, HubError> {
-        Ok(self.store.c2d_expire(rules(), Utc::now()).await?)
+        Ok(self.store.c2d_expire(rules(), self.now()).await?)
     }
 
     /// Runs [`Hub::expire_c2d`] every `interval` until `stop` turns true.
@@ -338,7 +338,7 @@ impl Hub {
 
     /// `GET /messages/serviceBound/feedback`: the next batch of feedback, locked.
     pub async fn receive_feedback(&self) -> Result<Option<FeedbackBatch>, HubError> {
-        Ok(self.store.feedback_lock(rules(), Utc::now()).await?)
+        Ok(self.store.feedback_lock(rules(), self.now()).await?)
     }
 
     /// Completes (`DELETE …/feedback/{lockToken}`) or abandons (`POST …/abandon`) a batch.

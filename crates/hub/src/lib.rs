@@ -19,7 +19,7 @@ pub mod twin;
 use std::sync::Arc;
 
 use chrono::Utc;
-use ironhub_store::{DeviceBus, EventLog, HubSettings, Store};
+use ironhub_store::{Clock, DeviceBus, EventLog, HubSettings, Store, SystemClock};
 
 pub use auth::Principal;
 pub use device::{AuthMethod, DeviceAuth, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
@@ -39,6 +39,8 @@ pub struct Hub {
     store: Arc<dyn Store>,
     events: Arc<dyn EventLog>,
     bus: Arc<dyn DeviceBus>,
+    /// Where the time rules (message expiry, locks) read the time.
+    clock: Arc<dyn Clock>,
     settings: Arc<HubSettings>,
     host_names: Arc<Vec<String>>,
     /// When each device's `lastActivityTime` was last written (see `Hub::touch`).
@@ -59,10 +61,23 @@ impl Hub {
             store,
             events,
             bus,
+            clock: Arc::new(SystemClock),
             settings: Arc::new(settings),
             host_names: Arc::new(host_names),
             activity: Arc::default(),
         })
+    }
+
+    /// The same hub reading the time from `clock` (tests move time instead of sleeping; the
+    /// store should read the same clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time by the hub's clock.
+    pub fn now(&self) -> chrono::DateTime<Utc> {
+        self.clock.now()
     }
 
     /// The hub's host name: the first configured name.
