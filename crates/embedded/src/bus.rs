@@ -1,65 +1,149 @@
-//! The in-process [`DeviceBus`]: one node's connections, in memory.
+//! The in-process [`DeviceBus`]: the connections of the nodes of one process, in memory. A
+//! single server has one node ([`LocalBus::new`]); nodes joined to it ([`LocalBus::join`])
+//! share its connections, as the nodes of a hub share a NATS bus.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ironhub_store::{Attachment, BusError, BusMessage, DeviceBus, MethodResponse};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Messages a connection may have waiting before the bus treats it as stuck.
 const QUEUE: usize = 256;
 
-/// The in-process bus.
+/// The node id of a bus made by [`LocalBus::new`].
+pub const LOCAL_NODE: &str = "local";
+
+/// One device's connection: which node holds it, which connection it is, where to send.
+#[derive(Debug)]
+struct Connection {
+    node: String,
+    id: u64,
+    tx: mpsc::Sender<BusMessage>,
+}
+
+/// What the joined nodes share.
 #[derive(Debug, Default)]
-pub struct LocalBus {
-    connections: Mutex<HashMap<String, (u64, mpsc::Sender<BusMessage>)>>,
+struct Fabric {
+    connections: Mutex<HashMap<String, Connection>>,
     calls: Mutex<HashMap<u64, oneshot::Sender<Result<MethodResponse, BusError>>>>,
     ids: AtomicU64,
+    /// Woken whenever a connection attaches.
+    attached: Notify,
+}
+
+/// The in-process bus of one node.
+#[derive(Debug, Clone)]
+pub struct LocalBus {
+    node: String,
+    fabric: Arc<Fabric>,
+}
+
+impl Default for LocalBus {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl LocalBus {
+    /// The bus of a single node, named [`LOCAL_NODE`].
     pub fn new() -> Self {
-        Self::default()
+        Self::with_node(LOCAL_NODE)
+    }
+
+    /// The bus of a single node named `node`.
+    pub fn with_node(node: impl Into<String>) -> Self {
+        LocalBus {
+            node: node.into(),
+            fabric: Arc::default(),
+        }
+    }
+
+    /// The bus of another node, `node`, bridged to this one's: each reaches the other's
+    /// connections.
+    pub fn join(&self, node: impl Into<String>) -> Self {
+        LocalBus {
+            node: node.into(),
+            fabric: self.fabric.clone(),
+        }
     }
 
     fn sender(&self, device: &str) -> Option<mpsc::Sender<BusMessage>> {
-        self.connections
+        self.fabric
+            .connections
             .lock()
             .ok()?
             .get(device)
-            .map(|(_, tx)| tx.clone())
+            .filter(|c| !c.tx.is_closed())
+            .map(|c| c.tx.clone())
+    }
+
+    fn next_id(&self) -> u64 {
+        self.fabric.ids.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
 
 #[async_trait]
 impl DeviceBus for LocalBus {
-    fn attach(&self, device: &str) -> Attachment {
+    fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    async fn attach(&self, device: &str) -> Attachment {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let connection_id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Ok(mut map) = self.connections.lock()
-            && let Some((_, old)) = map.insert(device.to_owned(), (connection_id, tx))
+        let connection_id = self.next_id();
+        let connection = Connection {
+            node: self.node.clone(),
+            id: connection_id,
+            tx,
+        };
+        if let Ok(mut map) = self.fabric.connections.lock()
+            && let Some(old) = map.insert(device.to_owned(), connection)
         {
-            let _ = old.try_send(BusMessage::TakenOver);
+            let _ = old.tx.try_send(BusMessage::TakenOver);
         }
+        self.fabric.attached.notify_waiters();
         Attachment {
             connection_id,
             messages: rx,
         }
     }
 
-    fn detach(&self, device: &str, connection_id: u64) {
-        if let Ok(mut map) = self.connections.lock()
-            && map.get(device).is_some_and(|(id, _)| *id == connection_id)
+    async fn detach(&self, device: &str, connection_id: u64) {
+        if let Ok(mut map) = self.fabric.connections.lock()
+            && map.get(device).is_some_and(|c| c.id == connection_id)
         {
             map.remove(device);
         }
     }
 
-    fn is_connected(&self, device: &str) -> bool {
-        self.sender(device).is_some_and(|tx| !tx.is_closed())
+    async fn presence(&self, device: &str) -> Option<String> {
+        self.fabric
+            .connections
+            .lock()
+            .ok()?
+            .get(device)
+            .filter(|c| !c.tx.is_closed())
+            .map(|c| c.node.clone())
+    }
+
+    async fn wait_for_connect(&self, device: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before the check, so an attach in between still wakes us.
+            let attached = self.fabric.attached.notified();
+            tokio::pin!(attached);
+            attached.as_mut().enable();
+            if self.sender(device).is_some() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, attached).await.is_err() {
+                return self.sender(device).is_some();
+            }
+        }
     }
 
     async fn send(&self, device: &str, message: BusMessage) -> Result<(), BusError> {
@@ -74,9 +158,9 @@ impl DeviceBus for LocalBus {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<MethodResponse, BusError> {
-        let call_id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let call_id = self.next_id();
         let (reply, answer) = oneshot::channel();
-        if let Ok(mut calls) = self.calls.lock() {
+        if let Ok(mut calls) = self.fabric.calls.lock() {
             calls.insert(call_id, reply);
         }
         let message = BusMessage::Method {
@@ -92,14 +176,19 @@ impl DeviceBus for LocalBus {
                 Err(_) => Err(BusError::Timeout),
             },
         };
-        if let Ok(mut calls) = self.calls.lock() {
+        if let Ok(mut calls) = self.fabric.calls.lock() {
             calls.remove(&call_id);
         }
         result
     }
 
     fn complete_method(&self, call_id: u64, response: Result<MethodResponse, BusError>) {
-        let reply = self.calls.lock().ok().and_then(|mut c| c.remove(&call_id));
+        let reply = self
+            .fabric
+            .calls
+            .lock()
+            .ok()
+            .and_then(|mut c| c.remove(&call_id));
         if let Some(reply) = reply {
             let _ = reply.send(response);
         }

@@ -28,5 +28,9 @@ mod event_log {
 mod bus {
     use super::*;
 
-    ironhub_store::bus_suite!(|| Arc::new(LocalBus::new()));
+    ironhub_store::bus_suite!(|| {
+        let a = LocalBus::with_node("a");
+        let b = a.join("b");
+        (Arc::new(a), Arc::new(b))
+    });
 }

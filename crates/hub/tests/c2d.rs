@@ -379,7 +379,7 @@ async fn queues_survive_a_restart_and_die_with_their_device() {
 #[tokio::test]
 async fn sending_tells_the_connected_device() {
     let (hub, _dir) = hub_with(&["d1"]).await;
-    let mut connection = hub.bus().attach("d1");
+    let mut connection = hub.bus().attach("d1").await;
     hub.send_c2d("d1", message("ping", AckMode::None))
         .await
         .unwrap();
@@ -388,7 +388,7 @@ async fn sending_tells_the_connected_device() {
         Some(BusMessage::C2dAvailable)
     );
     // Offline devices just have it queued.
-    hub.bus().detach("d1", connection.connection_id);
+    hub.bus().detach("d1", connection.connection_id).await;
     hub.send_c2d("d1", message("later", AckMode::None))
         .await
         .unwrap();

@@ -52,16 +52,26 @@ pub struct Attachment {
     pub messages: mpsc::Receiver<BusMessage>,
 }
 
-/// See the module documentation. Devices are named `deviceId` or `deviceId/moduleId`.
+/// See the module documentation. Devices are named `deviceId` or `deviceId/moduleId`. Each
+/// node of a hub has its own bus, named by its node id; the buses of a hub's nodes reach each
+/// other's connections and know which node holds each device (its presence).
 #[async_trait]
 pub trait DeviceBus: Send + Sync + std::fmt::Debug + 'static {
-    /// Registers a connection for `device`; an earlier connection of it gets
-    /// [`BusMessage::TakenOver`].
-    fn attach(&self, device: &str) -> Attachment;
+    /// The node this bus serves (the owner it records for connections, locks and operations).
+    fn node_id(&self) -> &str;
+    /// Registers a connection for `device` on this node; an earlier connection of it, on any
+    /// node, gets [`BusMessage::TakenOver`].
+    async fn attach(&self, device: &str) -> Attachment;
     /// Removes a connection, unless a newer one has replaced it.
-    fn detach(&self, device: &str, connection_id: u64);
-    /// Whether `device` holds a connection.
-    fn is_connected(&self, device: &str) -> bool;
+    async fn detach(&self, device: &str, connection_id: u64);
+    /// The node holding `device`'s connection, if one does.
+    async fn presence(&self, device: &str) -> Option<String>;
+    /// Whether `device` holds a connection, on any node.
+    async fn is_connected(&self, device: &str) -> bool {
+        self.presence(device).await.is_some()
+    }
+    /// Waits until `device` holds a connection or `timeout` passes; whether it does.
+    async fn wait_for_connect(&self, device: &str, timeout: Duration) -> bool;
     /// Sends a message to the device's connection.
     async fn send(&self, device: &str, message: BusMessage) -> Result<(), BusError>;
     /// Calls a direct method and waits for the answer, at most `timeout`.

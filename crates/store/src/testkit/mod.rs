@@ -9,7 +9,11 @@
 //!     ironhub_store::event_log_suite!(|partitions| (Arc::new(MyLog::new(partitions)), ()));
 //! }
 //! mod bus {
-//!     ironhub_store::bus_suite!(|| Arc::new(MyBus::new()));
+//!     ironhub_store::bus_suite!(|| {
+//!         let a = MyBus::new("a");
+//!         let b = a.bridged("b");
+//!         (Arc::new(a), Arc::new(b))
+//!     });
 //! }
 //! ```
 //!
@@ -152,14 +156,15 @@ macro_rules! event_log_suite {
     };
 }
 
-/// Runs every device bus case against the buses `$make` builds (a closure returning a new
-/// `Arc<dyn DeviceBus>`-compatible bus).
+/// Runs every device bus case against the buses `$make` builds: a closure returning the buses
+/// of two nodes of one new hub, bridged (`(Arc<dyn DeviceBus>, Arc<dyn DeviceBus>)`-compatible).
 #[macro_export]
 macro_rules! bus_suite {
     ($make:expr) => {
         $crate::bus_suite!(@cases $make;
             a_new_connection_takes_over,
             messages_reach_the_current_connection_only,
+            waiting_for_a_device_ends_when_it_connects,
             method_calls_round_trip_and_time_out,
         );
     };
@@ -167,8 +172,10 @@ macro_rules! bus_suite {
         $(
             #[tokio::test]
             async fn $case() {
-                let bus: ::std::sync::Arc<dyn $crate::DeviceBus> = ($make)();
-                $crate::testkit::bus::$case(bus).await;
+                let (a, b) = ($make)();
+                let a: ::std::sync::Arc<dyn $crate::DeviceBus> = a;
+                let b: ::std::sync::Arc<dyn $crate::DeviceBus> = b;
+                $crate::testkit::bus::$case(a, b).await;
             }
         )*
     };
