@@ -8,14 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ironhub_store::{Attachment, BusError, BusMessage, DeviceBus, MethodResponse};
+use ironhub_store::{Attachment, BusError, BusMessage, DeviceBus, LOCAL_NODE, MethodResponse};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Messages a connection may have waiting before the bus treats it as stuck.
 const QUEUE: usize = 256;
-
-/// The node id of a bus made by [`LocalBus::new`].
-pub const LOCAL_NODE: &str = "local";
 
 /// One device's connection: which node holds it, which connection it is, where to send.
 #[derive(Debug)]

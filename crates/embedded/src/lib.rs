@@ -10,6 +10,6 @@ mod sqlite_c2d;
 mod sqlite_dps;
 mod sqlite_eventlog;
 
-pub use bus::{LOCAL_NODE, LocalBus};
+pub use bus::LocalBus;
 pub use sqlite::SqliteStore;
 pub use sqlite_eventlog::SqliteEventLog;

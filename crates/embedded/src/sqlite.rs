@@ -76,6 +76,8 @@ const MIGRATIONS: &[&str] = &[
     // registration operation of each device, keyed by its registration id.
     "CREATE TABLE dps_certificates (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
      CREATE TABLE dps_operations (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);",
+    // The node whose connection holds a message's lock (NULL: a server before node ids).
+    "ALTER TABLE c2d_messages ADD COLUMN lock_node TEXT;",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -110,7 +112,7 @@ impl SqliteStore {
     }
 
     fn open_file(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -127,11 +129,18 @@ impl SqliteStore {
             .enumerate()
             .map(|(i, m)| (i as i64 + 1, m))
         {
-            if version < target {
-                conn.execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {sql} PRAGMA user_version = {target}; COMMIT;"
-                ))?;
+            if version >= target {
+                continue;
             }
+            // Another process (a server and the CLI starting together) may have applied it
+            // since the version was read: check again under the write lock.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let applied: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if applied < target {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", target)?;
+            }
+            tx.commit()?;
         }
         let runtime = Connection::open(path)?;
         runtime.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -325,6 +334,7 @@ fn apply(
         ) => {
             if etag_matches(&current, if_match.as_deref()) {
                 record.connection_state = current.connection_state;
+                record.connection_node = current.connection_node;
                 record.connection_state_updated_time = current.connection_state_updated_time;
                 record.last_activity_time = current.last_activity_time;
                 record.cloud_to_device_message_count = current.cloud_to_device_message_count;
@@ -447,13 +457,8 @@ impl RegistryStore for SqliteStore {
             let Some(mut device) = load_device(&tx, &id, now)? else {
                 return Ok(false);
             };
-            if let Some(state) = update.connection_state {
-                device.connection_state = state;
-                device.connection_state_updated_time =
-                    update.at.or(device.connection_state_updated_time);
-            }
-            if update.at.is_some() {
-                device.last_activity_time = update.at;
+            if !update.apply_to(&mut device) {
+                return Ok(true);
             }
             store_device(&tx, &device)?;
             tx.commit()?;
@@ -462,7 +467,8 @@ impl RegistryStore for SqliteStore {
         .await
     }
 
-    async fn disconnect_all(&self) -> StoreResult<u64> {
+    async fn disconnect_node(&self, node: &str) -> StoreResult<u64> {
+        let node = node.to_owned();
         let now = self.clock.now();
         Self::run_on(self.runtime.clone(), move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -470,15 +476,20 @@ impl RegistryStore for SqliteStore {
                 .prepare("SELECT doc FROM devices WHERE connected = 1")?
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
-            let now = Some(now);
+            let mut disconnected = 0;
             for doc in &docs {
                 let mut device: DeviceRecord = serde_json::from_str(doc)?;
+                if !device.connected_through_or_unknown(Some(&node)) {
+                    continue;
+                }
                 device.connection_state = ConnectionState::Disconnected;
-                device.connection_state_updated_time = now;
+                device.connection_node = None;
+                device.connection_state_updated_time = Some(now);
                 store_device(&tx, &device)?;
+                disconnected += 1;
             }
             tx.commit()?;
-            Ok(docs.len() as u64)
+            Ok(disconnected)
         })
         .await
     }

@@ -27,10 +27,18 @@ fn new_lock_token() -> String {
     )
 }
 
-const MESSAGE_COLUMNS: &str = "seq, doc, body, delivery_count, lock_token, locked_until";
+const MESSAGE_COLUMNS: &str = "seq, doc, body, delivery_count, lock_token, locked_until, lock_node";
 
 /// A `c2d_messages` row as read: `MESSAGE_COLUMNS` in order.
-type MessageRow = (i64, String, Vec<u8>, u32, Option<String>, Option<i64>);
+type MessageRow = (
+    i64,
+    String,
+    Vec<u8>,
+    u32,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
 
 fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok((
@@ -40,11 +48,12 @@ fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         r.get(3)?,
         r.get(4)?,
         r.get(5)?,
+        r.get(6)?,
     ))
 }
 
 fn to_message(
-    (seq, doc, body, delivery_count, lock_token, locked_until): MessageRow,
+    (seq, doc, body, delivery_count, lock_token, locked_until, lock_node): MessageRow,
 ) -> Result<C2dMessage> {
     let mut m: C2dMessage = serde_json::from_str(&doc)?;
     m.body = body;
@@ -52,6 +61,7 @@ fn to_message(
     m.delivery_count = delivery_count;
     m.lock_token = lock_token;
     m.locked_until = locked_until.map(from_millis);
+    m.lock_node = lock_node;
     Ok(m)
 }
 
@@ -121,13 +131,14 @@ fn remove_planned(
 /// Stores a message's lock fields as the rules set them.
 fn store_lock(conn: &Connection, message: &C2dMessage) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE c2d_messages SET lock_token = ?1, locked_until = ?2, delivery_count = ?3
-         WHERE seq = ?4",
+        "UPDATE c2d_messages SET lock_token = ?1, locked_until = ?2, delivery_count = ?3,
+         lock_node = ?4 WHERE seq = ?5",
     )?
     .execute(params![
         message.lock_token,
         message.locked_until.map(millis),
         message.delivery_count,
+        message.lock_node,
         seq(message)
     ])?;
     Ok(())
@@ -180,10 +191,12 @@ impl C2dStore for SqliteStore {
     async fn c2d_lock_next(
         &self,
         device_id: &str,
+        node: &str,
         rules: C2dRules,
         now: DateTime<Utc>,
     ) -> ironhub_store::Result<Option<C2dMessage>> {
         let id = device_id.to_owned();
+        let node = node.to_owned();
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let queue = queue(&tx, &id)?;
@@ -196,7 +209,7 @@ impl C2dStore for SqliteStore {
                 tx.commit()?;
                 return Ok(None);
             };
-            c2d_rules::lock(&mut message, new_lock_token(), rules, now);
+            c2d_rules::lock(&mut message, new_lock_token(), &node, rules, now);
             store_lock(&tx, &message)?;
             tx.commit()?;
             Ok(Some(message))
@@ -260,13 +273,21 @@ impl C2dStore for SqliteStore {
         .await
     }
 
-    async fn c2d_release_locks(&self) -> ironhub_store::Result<u64> {
-        self.with(|conn| {
-            Ok(conn.execute(
-                "UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL
-                 WHERE lock_token IS NOT NULL",
-                [],
-            )? as u64)
+    async fn c2d_release_locks(&self, node: &str) -> ironhub_store::Result<u64> {
+        let node = node.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let locked = select_messages(&tx, "lock_token IS NOT NULL", [])?;
+            let mut released = 0;
+            for mut m in locked {
+                if c2d_rules::released_by_restart_of(&m, &node) {
+                    c2d_rules::unlock(&mut m);
+                    store_lock(&tx, &m)?;
+                    released += 1;
+                }
+            }
+            tx.commit()?;
+            Ok(released)
         })
         .await
     }

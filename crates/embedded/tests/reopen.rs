@@ -115,3 +115,51 @@ async fn the_event_log_survives_reopen_with_its_partitions_and_numbering() {
         "numbering continues after retention empties a partition"
     );
 }
+
+#[tokio::test]
+async fn a_store_from_before_node_ids_is_migrated_and_its_locks_belong_to_any_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = ironhub_store::testkit::rules();
+    let now = Utc::now();
+    {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        create_device(&store, "d").await;
+        let message = ironhub_store::testkit::c2d::message(
+            "d",
+            "m1",
+            ironhub_store::AckMode::None,
+            now + chrono::TimeDelta::seconds(3600),
+        );
+        store
+            .c2d_enqueue(message, rules, now)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .c2d_lock_next("d", "old", rules, now)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Back to the schema of a server before node ids: no lock_node column.
+    let conn = rusqlite::Connection::open(dir.path().join("ironhub.db")).unwrap();
+    conn.execute_batch("ALTER TABLE c2d_messages DROP COLUMN lock_node; PRAGMA user_version = 7;")
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open_existing(dir.path()).unwrap();
+    assert_eq!(
+        store.c2d_lock_next("d", "new", rules, now).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.c2d_release_locks("new").await.unwrap(),
+        1,
+        "a lock of no known node"
+    );
+    let again = store
+        .c2d_lock_next("d", "new", rules, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.lock_node.as_deref(), Some("new"));
+}

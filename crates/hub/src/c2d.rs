@@ -11,7 +11,7 @@
 //!   `ack` asks for it, a feedback record is written; the service reads feedback in locked
 //!   batches (`GET /messages/serviceBound/feedback`), kept for [`FEEDBACK_TTL`].
 //!
-//! The store applies each rule atomically (see [`ironhub_store::Store::c2d_lock_next`]); this
+//! The store applies each rule atomically (see [`ironhub_store::C2dStore::c2d_lock_next`]); this
 //! module validates what senders and devices ask for and renders IoT Hub's shapes.
 
 use std::time::Duration;
@@ -253,6 +253,7 @@ impl Hub {
             delivery_count: 0,
             lock_token: None,
             locked_until: None,
+            lock_node: None,
         };
         let queued = match self.store.c2d_enqueue(stored, rules(), now).await? {
             Ok(m) => m,
@@ -280,7 +281,7 @@ impl Hub {
     pub async fn receive_c2d(&self, device_id: &str) -> Result<Option<C2dMessage>, HubError> {
         Ok(self
             .store
-            .c2d_lock_next(device_id, rules(), self.now())
+            .c2d_lock_next(device_id, self.bus.node_id(), rules(), self.now())
             .await?)
     }
 

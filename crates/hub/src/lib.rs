@@ -13,6 +13,7 @@ mod error;
 pub mod events;
 pub mod methods;
 pub mod model;
+mod node;
 pub mod registry;
 pub mod twin;
 
@@ -24,6 +25,7 @@ use ironhub_store::{Clock, DeviceBus, EventLog, HubSettings, Store, SystemClock}
 pub use auth::Principal;
 pub use device::{AuthMethod, DeviceAuth, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
 pub use error::HubError;
+pub use node::Recovered;
 
 /// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).
 #[derive(Debug, Clone)]

@@ -7,6 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+/// The node id of a server that runs alone (the default when none is configured).
+pub const LOCAL_NODE: &str = "local";
+
 /// What the bus brings to a device's connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusMessage {

@@ -23,10 +23,12 @@ pub trait C2dStore: Send + Sync {
     ) -> Result<std::result::Result<C2dMessage, C2dRefusal>>;
     /// Dead-letters the device's expired messages (`Expired`) and those already locked
     /// `max_delivery_count` times and visible again (`DeliveryCountExceeded`), then locks the
-    /// oldest visible message for `lock_duration` under a new lock token, counting a delivery.
+    /// oldest visible message for `lock_duration` under a new lock token held by `node`,
+    /// counting a delivery.
     async fn c2d_lock_next(
         &self,
         device_id: &str,
+        node: &str,
         rules: C2dRules,
         now: DateTime<Utc>,
     ) -> Result<Option<C2dMessage>>;
@@ -45,10 +47,11 @@ pub trait C2dStore: Send + Sync {
     /// Dead-letters expired messages of every queue and deletes expired feedback; returns
     /// how many messages expired.
     async fn c2d_expire(&self, rules: C2dRules, now: DateTime<Utc>) -> Result<u64>;
-    /// Makes every locked cloud-to-device message visible again (its delivery still counts). A
-    /// single-node server calls it at start: no connection that held a lock is still open, so
-    /// nobody will settle those messages. Returns how many were locked.
-    async fn c2d_release_locks(&self) -> Result<u64>;
+    /// Makes the cloud-to-device messages locked by `node` (or by no recorded node) visible
+    /// again, their deliveries still counted. A node calls it at start: none of its own
+    /// connections that held a lock is still open, so nobody will settle those messages;
+    /// other nodes' deliveries stay locked. Returns how many it released.
+    async fn c2d_release_locks(&self, node: &str) -> Result<u64>;
     /// Locks up to `rules.feedback_batch` unlocked (or lock-expired) feedback records, oldest
     /// first, under one new lock token.
     async fn feedback_lock(

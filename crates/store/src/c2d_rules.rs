@@ -75,10 +75,25 @@ pub fn plan_lock_next(queue: &[C2dMessage], rules: C2dRules, now: DateTime<Utc>)
 }
 
 /// Locks a message for one delivery under `token`, counting the delivery.
-pub fn lock(message: &mut C2dMessage, token: String, rules: C2dRules, now: DateTime<Utc>) {
+/// Locks a message for one delivery by `node`'s connection under `token`, counting the
+/// delivery.
+pub fn lock(
+    message: &mut C2dMessage,
+    token: String,
+    node: &str,
+    rules: C2dRules,
+    now: DateTime<Utc>,
+) {
     message.delivery_count += 1;
     message.lock_token = Some(token);
     message.locked_until = Some(now + rules.lock_duration);
+    message.lock_node = Some(node.to_owned());
+}
+
+/// Whether a restart of `node` releases the message's lock: the node holds it, or a server
+/// from before node ids did (no recorded node).
+pub fn released_by_restart_of(message: &C2dMessage, node: &str) -> bool {
+    message.lock_token.is_some() && message.lock_node.as_deref().is_none_or(|n| n == node)
 }
 
 /// How settling removes a message (`None`: abandoned, it stays, unlocked, its delivery still
@@ -95,6 +110,7 @@ pub fn settle_outcome(settle: C2dSettle) -> Option<FeedbackStatus> {
 pub fn unlock(message: &mut C2dMessage) {
     message.lock_token = None;
     message.locked_until = None;
+    message.lock_node = None;
 }
 
 /// Plans a purge of a device's queue: expired messages go as `Expired`, the others as
@@ -172,6 +188,7 @@ mod tests {
             delivery_count: 0,
             lock_token: None,
             locked_until: None,
+            lock_node: None,
         }
     }
 
@@ -183,10 +200,10 @@ mod tests {
         let mut worn = message(2, AckMode::Full, now);
         worn.delivery_count = 2;
         let mut locked = message(3, AckMode::Full, now);
-        lock(&mut locked, "t".into(), rules(), now);
+        lock(&mut locked, "t".into(), "n", rules(), now);
         let mut worn_but_locked = message(4, AckMode::Full, now);
         worn_but_locked.delivery_count = 2;
-        lock(&mut worn_but_locked, "u".into(), rules(), now);
+        lock(&mut worn_but_locked, "u".into(), "n", rules(), now);
         let next = message(6, AckMode::Full, now);
         let older = message(5, AckMode::Full, now);
         let queue = [next, expired, worn, locked, worn_but_locked, older];

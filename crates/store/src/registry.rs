@@ -28,9 +28,11 @@ pub trait RegistryStore: Send + Sync {
     /// Changes a device's runtime fields without changing its etag; false if there is no such
     /// device.
     async fn update_device_runtime(&self, id: &str, update: RuntimeUpdate) -> Result<bool>;
-    /// Marks every device disconnected. A single-node server calls it at start, when no
-    /// connection of before can still be open; returns how many devices were connected.
-    async fn disconnect_all(&self) -> Result<u64>;
+    /// Marks disconnected the devices connected through `node`, or through no recorded node
+    /// (as servers before node ids left them). A node calls it at start: none of its own
+    /// connections of before is still open, while other nodes' devices stay connected.
+    /// Returns how many devices it disconnected.
+    async fn disconnect_node(&self, node: &str) -> Result<u64>;
     /// Applies all writes atomically, or none. The store assigns each written record a new
     /// etag, unique for the lifetime of the store. Deleting a device deletes its twin, its
     /// persistent MQTT sessions and its cloud-to-device queue.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{create_device, rules};
+use super::{NODE, OTHER_NODE, create_device, rules};
 use crate::{
     AckMode, C2dMessage, C2dRefusal, C2dSettle, Clock as _, FeedbackStatus, ManualClock, Store,
 };
@@ -30,6 +30,7 @@ pub fn message(device_id: &str, id: &str, ack: AckMode, expiry: DateTime<Utc>) -
         delivery_count: 0,
         lock_token: None,
         locked_until: None,
+        lock_node: None,
     }
 }
 
@@ -132,7 +133,7 @@ pub async fn messages_are_locked_oldest_first_once_at_a_time(
     send(&store, &clock, "m2", AckMode::None, 60).await;
     let now = clock.now();
     let got = store
-        .c2d_lock_next("d", rules(), now)
+        .c2d_lock_next("d", NODE, rules(), now)
         .await
         .unwrap()
         .unwrap();
@@ -145,15 +146,21 @@ pub async fn messages_are_locked_oldest_first_once_at_a_time(
     assert_eq!(got.locked_until, Some(now + rules().lock_duration));
     let token = got.lock_token.clone().unwrap();
     let next = store
-        .c2d_lock_next("d", rules(), now)
+        .c2d_lock_next("d", NODE, rules(), now)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(next.message_id, "m2");
     assert_ne!(next.lock_token.as_deref(), Some(token.as_str()));
-    assert_eq!(store.c2d_lock_next("d", rules(), now).await.unwrap(), None);
     assert_eq!(
-        store.c2d_lock_next("other", rules(), now).await.unwrap(),
+        store.c2d_lock_next("d", NODE, rules(), now).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .c2d_lock_next("other", NODE, rules(), now)
+            .await
+            .unwrap(),
         None
     );
     let wrong_device = store
@@ -183,13 +190,13 @@ pub async fn an_expired_lock_redelivers_and_counts_the_delivery(
     create_device(&store, "d").await;
     send(&store, &clock, "m1", AckMode::None, 3600).await;
     let first = store
-        .c2d_lock_next("d", rules(), clock.now())
+        .c2d_lock_next("d", NODE, rules(), clock.now())
         .await
         .unwrap()
         .unwrap();
     clock.advance(rules().lock_duration);
     let second = store
-        .c2d_lock_next("d", rules(), clock.now())
+        .c2d_lock_next("d", NODE, rules(), clock.now())
         .await
         .unwrap()
         .unwrap();
@@ -248,7 +255,7 @@ pub async fn settling_writes_the_feedback_the_ack_asks_for(
     for (id, ack, settle) in cases {
         send(&store, &clock, id, ack, 3600).await;
         let m = store
-            .c2d_lock_next("d", rules(), clock.now())
+            .c2d_lock_next("d", NODE, rules(), clock.now())
             .await
             .unwrap()
             .unwrap();
@@ -266,7 +273,7 @@ pub async fn settling_writes_the_feedback_the_ack_asks_for(
             .unwrap();
         if settle == C2dSettle::Abandon {
             let again = store
-                .c2d_lock_next("d", rules(), clock.now())
+                .c2d_lock_next("d", NODE, rules(), clock.now())
                 .await
                 .unwrap()
                 .unwrap();
@@ -319,7 +326,7 @@ pub async fn worn_out_and_expired_messages_are_dead_lettered(
         .unwrap()
         .unwrap();
     let first = store
-        .c2d_lock_next("d", rules(), clock.now())
+        .c2d_lock_next("d", NODE, rules(), clock.now())
         .await
         .unwrap()
         .unwrap();
@@ -327,7 +334,7 @@ pub async fn worn_out_and_expired_messages_are_dead_lettered(
     clock.advance(TimeDelta::seconds(5));
     for delivery in 1..=rules().max_delivery_count {
         let m = store
-            .c2d_lock_next("d", rules(), clock.now())
+            .c2d_lock_next("d", NODE, rules(), clock.now())
             .await
             .unwrap()
             .unwrap();
@@ -349,7 +356,7 @@ pub async fn worn_out_and_expired_messages_are_dead_lettered(
     }
     assert_eq!(
         store
-            .c2d_lock_next("d", rules(), clock.now())
+            .c2d_lock_next("d", NODE, rules(), clock.now())
             .await
             .unwrap(),
         None
@@ -379,14 +386,14 @@ pub async fn purge_empties_the_queue_with_feedback(store: Arc<dyn Store>, clock:
     send(&store, &clock, "quiet", AckMode::Positive, 3600).await;
     clock.advance(TimeDelta::seconds(5));
     store
-        .c2d_lock_next("d", rules(), clock.now())
+        .c2d_lock_next("d", NODE, rules(), clock.now())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(store.c2d_purge("d", rules(), clock.now()).await.unwrap(), 2);
     assert_eq!(
         store
-            .c2d_lock_next("d", rules(), clock.now())
+            .c2d_lock_next("d", NODE, rules(), clock.now())
             .await
             .unwrap(),
         None
@@ -401,24 +408,82 @@ pub async fn purge_empties_the_queue_with_feedback(store: Arc<dyn Store>, clock:
     assert_eq!(feedback, expected);
 }
 
-/// Releasing locks makes every locked message visible again, its delivery still counted.
+/// A lock records the node that took it; releasing a node's locks makes its messages visible
+/// again, their deliveries still counted, and leaves other nodes' locks alone.
 pub async fn released_locks_make_messages_visible(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
     create_device(&store, "d").await;
+    create_device(&store, "e").await;
     send(&store, &clock, "m1", AckMode::None, 3600).await;
+    let now = clock.now();
     store
-        .c2d_lock_next("d", rules(), clock.now())
+        .c2d_enqueue(
+            message("e", "theirs", AckMode::None, now + TimeDelta::seconds(60)),
+            rules(),
+            now,
+        )
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(store.c2d_release_locks().await.unwrap(), 1);
+    let mine = store
+        .c2d_lock_next("d", NODE, rules(), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mine.lock_node.as_deref(), Some(NODE));
+    let theirs = store
+        .c2d_lock_next("e", OTHER_NODE, rules(), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(theirs.lock_node.as_deref(), Some(OTHER_NODE));
+    assert_eq!(store.c2d_release_locks(NODE).await.unwrap(), 1);
     let again = store
-        .c2d_lock_next("d", rules(), clock.now())
+        .c2d_lock_next("d", NODE, rules(), now)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(again.delivery_count, 2);
-    assert_eq!(store.c2d_release_locks().await.unwrap(), 1);
-    assert_eq!(store.c2d_release_locks().await.unwrap(), 0);
+    assert_eq!(
+        store.c2d_lock_next("e", NODE, rules(), now).await.unwrap(),
+        None,
+        "the other node's delivery stays locked"
+    );
+    let settled = store
+        .c2d_settle(
+            "e",
+            theirs.lock_token.as_deref().unwrap(),
+            C2dSettle::Complete,
+            rules(),
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(settled.is_some(), "and its connection can still settle it");
+    assert_eq!(store.c2d_release_locks(NODE).await.unwrap(), 1);
+    assert_eq!(store.c2d_release_locks(NODE).await.unwrap(), 0);
+    // m1, delivered twice, is dead-lettered; m2 is locked and abandoned.
+    send(&store, &clock, "m2", AckMode::None, 3600).await;
+    let abandoned = store
+        .c2d_lock_next("d", OTHER_NODE, rules(), now)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .c2d_settle(
+            "d",
+            abandoned.lock_token.as_deref().unwrap(),
+            C2dSettle::Abandon,
+            rules(),
+            now,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.c2d_release_locks(OTHER_NODE).await.unwrap(),
+        0,
+        "an abandoned message holds no lock"
+    );
 }
 
 /// Feedback comes in batches of at most `feedback_batch`, oldest first, under one lock: a
@@ -432,7 +497,7 @@ pub async fn feedback_is_received_in_locked_batches(
     for id in ["f1", "f2", "f3"] {
         send(&store, &clock, id, AckMode::Full, 3600).await;
         let m = store
-            .c2d_lock_next("d", rules(), clock.now())
+            .c2d_lock_next("d", NODE, rules(), clock.now())
             .await
             .unwrap()
             .unwrap();

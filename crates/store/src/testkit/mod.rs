@@ -35,6 +35,11 @@ use chrono::Utc;
 
 use crate::{C2dRules, DeviceRecord, DeviceStatus, DeviceWrite, Store};
 
+/// The node the cases act as.
+pub const NODE: &str = "node-a";
+/// Another node sharing the store.
+pub const OTHER_NODE: &str = "node-b";
+
 /// A device record with every optional field empty.
 pub fn device(id: &str) -> DeviceRecord {
     DeviceRecord {
@@ -45,6 +50,7 @@ pub fn device(id: &str) -> DeviceRecord {
         status_reason: None,
         status_updated_time: None,
         connection_state: crate::ConnectionState::Disconnected,
+        connection_node: None,
         connection_state_updated_time: None,
         last_activity_time: None,
         cloud_to_device_message_count: 0,

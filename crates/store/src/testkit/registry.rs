@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::{create_device, device, now, rules};
+use super::{NODE, OTHER_NODE, create_device, device, now, rules};
 use crate::{
     C2dMessage, ConnectionState, DeviceStatus, DeviceWrite, Endpoint, HubSettings, ManualClock,
     RuntimeUpdate, Store, TwinRecord, WriteConflict,
@@ -141,6 +141,7 @@ pub async fn runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields(
         .unwrap();
     let connected = RuntimeUpdate {
         connection_state: Some(ConnectionState::Connected),
+        node: Some(NODE.into()),
         at: Some(t0),
     };
     assert!(store.update_device_runtime("r", connected).await.unwrap());
@@ -156,6 +157,7 @@ pub async fn runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields(
         "a connection does not invalidate If-Match"
     );
     assert_eq!(now_r.connection_state, ConnectionState::Connected);
+    assert_eq!(now_r.connection_node.as_deref(), Some(NODE));
     assert_eq!(now_r.connection_state_updated_time, Some(t0));
     assert_eq!(now_r.last_activity_time, Some(t0));
     assert_eq!(now_r.cloud_to_device_message_count, 2);
@@ -184,14 +186,67 @@ pub async fn runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields(
         .clone()
         .unwrap();
     assert_eq!(written.connection_state, ConnectionState::Connected);
+    assert_eq!(written.connection_node.as_deref(), Some(NODE));
     assert_eq!(written.last_activity_time, Some(t0));
     assert_eq!(written.cloud_to_device_message_count, 1);
     assert_eq!(written.status, DeviceStatus::Disabled);
 
-    assert_eq!(store.disconnect_all().await.unwrap(), 1);
+    assert_eq!(store.disconnect_node(NODE).await.unwrap(), 1);
     let after = store.get_device("r").await.unwrap().unwrap();
     assert_eq!(after.connection_state, ConnectionState::Disconnected);
+    assert_eq!(after.connection_node, None);
+    assert_eq!(after.connection_state_updated_time, Some(clock.now()));
     assert_eq!(after.etag, written.etag);
+    assert_eq!(store.device_counts().await.unwrap().connected, 0);
+}
+
+/// A connection records its node. A disconnection from another node (an old connection ending
+/// after the device moved) changes nothing; a node's restart disconnects its own devices only.
+pub async fn connections_belong_to_their_node(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    use crate::Clock as _;
+    for id in ["a1", "b1", "legacy"] {
+        create_device(&store, id).await;
+    }
+    let update = |state, node: Option<&str>| RuntimeUpdate {
+        connection_state: Some(state),
+        node: node.map(Into::into),
+        at: Some(clock.now()),
+    };
+    for (id, node) in [
+        ("a1", Some(NODE)),
+        ("b1", Some(OTHER_NODE)),
+        ("legacy", None),
+        ("a1", Some(OTHER_NODE)),
+    ] {
+        // The last: the device moved to the other node.
+        let u = update(ConnectionState::Connected, node);
+        assert!(store.update_device_runtime(id, u).await.unwrap());
+    }
+    // Its old connection on this node ends late.
+    let late = update(ConnectionState::Disconnected, Some(NODE));
+    store.update_device_runtime("a1", late).await.unwrap();
+    let a1 = store.get_device("a1").await.unwrap().unwrap();
+    assert_eq!(a1.connection_state, ConnectionState::Connected);
+    assert_eq!(a1.connection_node.as_deref(), Some(OTHER_NODE));
+    assert_eq!(store.device_counts().await.unwrap().connected, 3);
+    assert_eq!(
+        store.disconnect_node(NODE).await.unwrap(),
+        1,
+        "only the device of no known node"
+    );
+    assert_eq!(
+        store
+            .get_device("legacy")
+            .await
+            .unwrap()
+            .unwrap()
+            .connection_state,
+        ConnectionState::Disconnected
+    );
+    assert_eq!(store.device_counts().await.unwrap().connected, 2);
+    let own = update(ConnectionState::Disconnected, Some(OTHER_NODE));
+    store.update_device_runtime("b1", own).await.unwrap();
+    assert_eq!(store.disconnect_node(OTHER_NODE).await.unwrap(), 1);
     assert_eq!(store.device_counts().await.unwrap().connected, 0);
 }
 
@@ -240,13 +295,16 @@ pub async fn deleting_a_device_deletes_its_twin_queue_and_sessions(
     assert!(store.mqtt_session("dx1/m1").await.unwrap().is_some());
     create_device(&store, "d_1").await;
     assert_eq!(
-        store.c2d_lock_next("d_1", rules(), now()).await.unwrap(),
+        store
+            .c2d_lock_next("d_1", NODE, rules(), now())
+            .await
+            .unwrap(),
         None,
         "a device created again starts with an empty queue"
     );
     assert!(
         store
-            .c2d_lock_next("dx1", rules(), now())
+            .c2d_lock_next("dx1", NODE, rules(), now())
             .await
             .unwrap()
             .is_some()
