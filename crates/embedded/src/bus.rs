@@ -68,14 +68,19 @@ impl LocalBus {
         }
     }
 
-    fn sender(&self, device: &str) -> Option<mpsc::Sender<BusMessage>> {
+    /// What `f` reads of the device's open connection, if it has one.
+    fn open_connection<T>(&self, device: &str, f: impl FnOnce(&Connection) -> T) -> Option<T> {
         self.fabric
             .connections
             .lock()
             .ok()?
             .get(device)
             .filter(|c| !c.tx.is_closed())
-            .map(|c| c.tx.clone())
+            .map(f)
+    }
+
+    fn sender(&self, device: &str) -> Option<mpsc::Sender<BusMessage>> {
+        self.open_connection(device, |c| c.tx.clone())
     }
 
     fn next_id(&self) -> u64 {
@@ -118,13 +123,7 @@ impl DeviceBus for LocalBus {
     }
 
     async fn presence(&self, device: &str) -> Option<String> {
-        self.fabric
-            .connections
-            .lock()
-            .ok()?
-            .get(device)
-            .filter(|c| !c.tx.is_closed())
-            .map(|c| c.node.clone())
+        self.open_connection(device, |c| c.node.clone())
     }
 
     async fn wait_for_connect(&self, device: &str, timeout: Duration) -> bool {

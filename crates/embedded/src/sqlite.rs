@@ -360,6 +360,33 @@ fn apply(
     })
 }
 
+/// The outcome of a batch: every write's result, or every failure with its index.
+pub(crate) type Batch<R> = std::result::Result<Vec<R>, Vec<(usize, WriteConflict)>>;
+
+/// Applies every write in one transaction, committed only when none fails.
+pub(crate) fn write_all<W, R>(
+    conn: &mut Connection,
+    writes: Vec<W>,
+    mut apply: impl FnMut(&Connection, W) -> Result<std::result::Result<R, WriteConflict>>,
+) -> Result<Batch<R>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut done = Vec::with_capacity(writes.len());
+    let mut failed = Vec::new();
+    for (i, write) in writes.into_iter().enumerate() {
+        match apply(&tx, write)? {
+            Ok(record) => done.push(record),
+            Err(conflict) => failed.push((i, conflict)),
+        }
+    }
+    if failed.is_empty() {
+        tx.commit()?;
+        Ok(Ok(done))
+    } else {
+        tx.rollback()?;
+        Ok(Err(failed))
+    }
+}
+
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -496,25 +523,8 @@ impl RegistryStore for SqliteStore {
 
     async fn write_devices(&self, writes: Vec<DeviceWrite>) -> StoreResult<BatchResult> {
         let now = self.clock.now();
-        self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut done = Vec::with_capacity(writes.len());
-            let mut failed = Vec::new();
-            for (i, write) in writes.into_iter().enumerate() {
-                match apply(&tx, write, now)? {
-                    Ok(record) => done.push(record),
-                    Err(conflict) => failed.push((i, conflict)),
-                }
-            }
-            if failed.is_empty() {
-                tx.commit()?;
-                Ok(Ok(done))
-            } else {
-                tx.rollback()?;
-                Ok(Err(failed))
-            }
-        })
-        .await
+        self.with(move |conn| write_all(conn, writes, |tx, write| apply(tx, write, now)))
+            .await
     }
 }
 

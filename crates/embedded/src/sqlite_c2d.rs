@@ -13,18 +13,9 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use crate::error::Result;
 use crate::sqlite::{SqliteStore, device_exists, from_millis, millis};
 
-/// A new lock token: 128 random bits in the form of a UUID, as IoT Hub's.
+/// A new lock token: a random UUID, as IoT Hub's.
 fn new_lock_token() -> String {
-    let b = ironhub_auth::random_bytes(16);
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    ironhub_auth::random_uuid()
 }
 
 const MESSAGE_COLUMNS: &str = "seq, doc, body, delivery_count, lock_token, locked_until, lock_node";

@@ -8,7 +8,7 @@ use ironhub_store::{
 };
 
 use crate::error::Result;
-use crate::sqlite::{get_meta, next_etag, set_meta, tag_matches};
+use crate::sqlite::{get_meta, next_etag, set_meta, tag_matches, write_all};
 
 fn table(collection: DpsCollection) -> &'static str {
     match collection {
@@ -153,20 +153,5 @@ pub(crate) fn write(
     c: DpsCollection,
     writes: Vec<DpsWrite>,
 ) -> Result<DpsBatchResult> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut done = Vec::with_capacity(writes.len());
-    let mut failed = Vec::new();
-    for (i, w) in writes.into_iter().enumerate() {
-        match apply(&tx, c, w)? {
-            Ok(record) => done.push(record),
-            Err(conflict) => failed.push((i, conflict)),
-        }
-    }
-    if failed.is_empty() {
-        tx.commit()?;
-        Ok(Ok(done))
-    } else {
-        tx.rollback()?;
-        Ok(Err(failed))
-    }
+    write_all(conn, writes, |tx, w| apply(tx, c, w))
 }

@@ -27,18 +27,9 @@ async fn the_store_survives_reopen_and_is_only_opened_where_it_exists() {
         store.write_devices(writes).await.unwrap().unwrap();
         create_device(&store, "b").await;
         store.dps_settings_or_init(settings.clone()).await.unwrap();
-        let now = Utc::now();
         let record = CertificateRecord {
-            name: "root".into(),
-            etag: String::new(),
-            certificate: "PEM".into(),
-            subject: "CN=Root".into(),
-            thumbprint: "AB".into(),
-            expiry: now,
             is_verified: true,
-            verification_code: None,
-            created: now,
-            updated: now,
+            ..ironhub_store::testkit::certificates::record("root")
         };
         store
             .put_certificate(CertificateScope::Hub, record, None)

@@ -110,18 +110,7 @@ pub fn parse_expiry(value: &str) -> Result<DateTime<Utc>, HubError> {
 
 /// A UUID (version 4) as IoT Hub's SDKs generate message ids.
 pub fn new_message_id() -> String {
-    let mut b = ironhub_auth::random_bytes(16);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    ironhub_auth::random_uuid()
 }
 
 fn check_id(value: &str, what: &str) -> Result<(), HubError> {

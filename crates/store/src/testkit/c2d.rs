@@ -34,6 +34,21 @@ pub fn message(device_id: &str, id: &str, ack: AckMode, expiry: DateTime<Utc>) -
     }
 }
 
+/// Offers a message to `device`'s queue, expiring `ttl` seconds from now.
+async fn offer(
+    store: &Arc<dyn Store>,
+    clock: &ManualClock,
+    device: &str,
+    id: &str,
+    ack: AckMode,
+    ttl: i64,
+) -> Result<C2dMessage, C2dRefusal> {
+    let now = clock.now();
+    let message = message(device, id, ack, now + TimeDelta::seconds(ttl));
+    store.c2d_enqueue(message, rules(), now).await.unwrap()
+}
+
+/// Queues a message for the device `d`.
 async fn send(
     store: &Arc<dyn Store>,
     clock: &ManualClock,
@@ -41,15 +56,56 @@ async fn send(
     ack: AckMode,
     ttl: i64,
 ) -> C2dMessage {
-    let now = clock.now();
+    offer(store, clock, "d", id, ack, ttl).await.unwrap()
+}
+
+/// Asserts that the feedback waiting is exactly `expected` (message id, status), in order.
+async fn assert_feedback(
+    store: &Arc<dyn Store>,
+    clock: &ManualClock,
+    expected: &[(&str, FeedbackStatus)],
+) {
+    let feedback = drain_feedback(store, clock).await;
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(id, s)| ((*id).to_owned(), *s))
+        .collect();
+    assert_eq!(feedback, expected);
+}
+
+/// The original message ids of a feedback batch.
+fn batch_ids(batch: &crate::FeedbackBatch) -> Vec<&str> {
+    batch
+        .records
+        .iter()
+        .map(|r| r.original_message_id.as_str())
+        .collect()
+}
+
+/// Locks the device's next message for `node` (see [`crate::C2dStore::c2d_lock_next`]).
+async fn lock_next(
+    store: &Arc<dyn Store>,
+    device: &str,
+    node: &str,
+    now: DateTime<Utc>,
+) -> Option<C2dMessage> {
     store
-        .c2d_enqueue(
-            message("d", id, ack, now + TimeDelta::seconds(ttl)),
-            rules(),
-            now,
-        )
+        .c2d_lock_next(device, node, rules(), now)
         .await
         .unwrap()
+}
+
+/// Settles the message locked under `token` (see [`crate::C2dStore::c2d_settle`]).
+async fn settle_lock(
+    store: &Arc<dyn Store>,
+    device: &str,
+    token: &str,
+    how: C2dSettle,
+    now: DateTime<Utc>,
+) -> Option<C2dMessage> {
+    store
+        .c2d_settle(device, token, how, rules(), now)
+        .await
         .unwrap()
 }
 
@@ -82,15 +138,7 @@ pub async fn enqueue_needs_the_device_and_room_in_its_queue(
     store: Arc<dyn Store>,
     clock: Arc<ManualClock>,
 ) {
-    let now = clock.now();
-    let refused = store
-        .c2d_enqueue(
-            message("d", "m0", AckMode::None, now + TimeDelta::seconds(60)),
-            rules(),
-            now,
-        )
-        .await
-        .unwrap();
+    let refused = offer(&store, &clock, "d", "m0", AckMode::None, 60).await;
     assert_eq!(refused, Err(C2dRefusal::DeviceNotFound));
     create_device(&store, "d").await;
     let first = send(&store, &clock, "m1", AckMode::None, 10).await;
@@ -99,14 +147,7 @@ pub async fn enqueue_needs_the_device_and_room_in_its_queue(
     assert_eq!(second.delivery_count, 0);
     assert_eq!(second.lock_token, None);
     send(&store, &clock, "m3", AckMode::None, 60).await;
-    let full = store
-        .c2d_enqueue(
-            message("d", "m4", AckMode::None, now + TimeDelta::seconds(60)),
-            rules(),
-            now,
-        )
-        .await
-        .unwrap();
+    let full = offer(&store, &clock, "d", "m4", AckMode::None, 60).await;
     assert_eq!(full, Err(C2dRefusal::QueueFull));
     clock.advance(TimeDelta::seconds(10));
     send(&store, &clock, "m5", AckMode::None, 60).await;
@@ -132,11 +173,7 @@ pub async fn messages_are_locked_oldest_first_once_at_a_time(
     let first = send(&store, &clock, "m1", AckMode::None, 60).await;
     send(&store, &clock, "m2", AckMode::None, 60).await;
     let now = clock.now();
-    let got = store
-        .c2d_lock_next("d", NODE, rules(), now)
-        .await
-        .unwrap()
-        .unwrap();
+    let got = lock_next(&store, "d", NODE, now).await.unwrap();
     assert_eq!(got.message_id, "m1");
     assert_eq!(got.sequence_number, first.sequence_number);
     assert_eq!(got.body, b"m1");
@@ -145,38 +182,16 @@ pub async fn messages_are_locked_oldest_first_once_at_a_time(
     assert_eq!(got.delivery_count, 1);
     assert_eq!(got.locked_until, Some(now + rules().lock_duration));
     let token = got.lock_token.clone().unwrap();
-    let next = store
-        .c2d_lock_next("d", NODE, rules(), now)
-        .await
-        .unwrap()
-        .unwrap();
+    let next = lock_next(&store, "d", NODE, now).await.unwrap();
     assert_eq!(next.message_id, "m2");
     assert_ne!(next.lock_token.as_deref(), Some(token.as_str()));
-    assert_eq!(
-        store.c2d_lock_next("d", NODE, rules(), now).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .c2d_lock_next("other", NODE, rules(), now)
-            .await
-            .unwrap(),
-        None
-    );
-    let wrong_device = store
-        .c2d_settle("other", &token, C2dSettle::Complete, rules(), now)
-        .await
-        .unwrap();
+    assert_eq!(lock_next(&store, "d", NODE, now).await, None);
+    assert_eq!(lock_next(&store, "other", NODE, now).await, None);
+    let wrong_device = settle_lock(&store, "other", &token, C2dSettle::Complete, now).await;
     assert_eq!(wrong_device, None);
-    let done = store
-        .c2d_settle("d", &token, C2dSettle::Complete, rules(), now)
-        .await
-        .unwrap();
+    let done = settle_lock(&store, "d", &token, C2dSettle::Complete, now).await;
     assert_eq!(done.map(|m| m.message_id), Some("m1".to_owned()));
-    let twice = store
-        .c2d_settle("d", &token, C2dSettle::Complete, rules(), now)
-        .await
-        .unwrap();
+    let twice = settle_lock(&store, "d", &token, C2dSettle::Complete, now).await;
     assert_eq!(twice, None, "a settled message is gone");
 }
 
@@ -189,41 +204,29 @@ pub async fn an_expired_lock_redelivers_and_counts_the_delivery(
 ) {
     create_device(&store, "d").await;
     send(&store, &clock, "m1", AckMode::None, 3600).await;
-    let first = store
-        .c2d_lock_next("d", NODE, rules(), clock.now())
-        .await
-        .unwrap()
-        .unwrap();
+    let first = lock_next(&store, "d", NODE, clock.now()).await.unwrap();
     clock.advance(rules().lock_duration);
-    let second = store
-        .c2d_lock_next("d", NODE, rules(), clock.now())
-        .await
-        .unwrap()
-        .unwrap();
+    let second = lock_next(&store, "d", NODE, clock.now()).await.unwrap();
     assert_eq!(second.message_id, "m1");
     assert_eq!(second.delivery_count, 2);
     assert_ne!(second.lock_token, first.lock_token);
-    let stale = store
-        .c2d_settle(
-            "d",
-            first.lock_token.as_deref().unwrap(),
-            C2dSettle::Complete,
-            rules(),
-            clock.now(),
-        )
-        .await
-        .unwrap();
+    let stale = settle_lock(
+        &store,
+        "d",
+        first.lock_token.as_deref().unwrap(),
+        C2dSettle::Complete,
+        clock.now(),
+    )
+    .await;
     assert_eq!(stale, None);
-    let abandoned = store
-        .c2d_settle(
-            "d",
-            second.lock_token.as_deref().unwrap(),
-            C2dSettle::Abandon,
-            rules(),
-            clock.now(),
-        )
-        .await
-        .unwrap();
+    let abandoned = settle_lock(
+        &store,
+        "d",
+        second.lock_token.as_deref().unwrap(),
+        C2dSettle::Abandon,
+        clock.now(),
+    )
+    .await;
     assert_eq!(abandoned.map(|m| m.delivery_count), Some(2));
     assert_eq!(
         store
@@ -254,55 +257,45 @@ pub async fn settling_writes_the_feedback_the_ack_asks_for(
     ];
     for (id, ack, settle) in cases {
         send(&store, &clock, id, ack, 3600).await;
-        let m = store
-            .c2d_lock_next("d", NODE, rules(), clock.now())
-            .await
-            .unwrap()
-            .unwrap();
+        let m = lock_next(&store, "d", NODE, clock.now()).await.unwrap();
         assert_eq!(m.message_id, id);
-        store
-            .c2d_settle(
-                "d",
-                m.lock_token.as_deref().unwrap(),
-                settle,
-                rules(),
-                clock.now(),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        settle_lock(
+            &store,
+            "d",
+            m.lock_token.as_deref().unwrap(),
+            settle,
+            clock.now(),
+        )
+        .await
+        .unwrap();
         if settle == C2dSettle::Abandon {
-            let again = store
-                .c2d_lock_next("d", NODE, rules(), clock.now())
-                .await
-                .unwrap()
-                .unwrap();
+            let again = lock_next(&store, "d", NODE, clock.now()).await.unwrap();
             assert_eq!(
                 again.message_id, id,
                 "an abandoned message is visible again"
             );
-            store
-                .c2d_settle(
-                    "d",
-                    again.lock_token.as_deref().unwrap(),
-                    C2dSettle::Complete,
-                    rules(),
-                    clock.now(),
-                )
-                .await
-                .unwrap()
-                .unwrap();
+            settle_lock(
+                &store,
+                "d",
+                again.lock_token.as_deref().unwrap(),
+                C2dSettle::Complete,
+                clock.now(),
+            )
+            .await
+            .unwrap();
         }
     }
-    let feedback = drain_feedback(&store, &clock).await;
-    let expected = [
-        ("full-ok", FeedbackStatus::Success),
-        ("positive-ok", FeedbackStatus::Success),
-        ("negative-no", FeedbackStatus::Rejected),
-        ("full-later", FeedbackStatus::Success),
-    ]
-    .map(|(id, s)| (id.to_owned(), s));
-    assert_eq!(feedback, expected);
+    assert_feedback(
+        &store,
+        &clock,
+        &[
+            ("full-ok", FeedbackStatus::Success),
+            ("positive-ok", FeedbackStatus::Success),
+            ("negative-no", FeedbackStatus::Rejected),
+            ("full-later", FeedbackStatus::Success),
+        ],
+    )
+    .await;
 }
 
 /// Expired messages leave as `Expired` (on the next lock or the hub-wide sweep); a message
@@ -315,66 +308,45 @@ pub async fn worn_out_and_expired_messages_are_dead_lettered(
     create_device(&store, "e").await;
     send(&store, &clock, "short", AckMode::Negative, 5).await;
     send(&store, &clock, "worn", AckMode::Full, 3600).await;
-    let now = clock.now();
-    store
-        .c2d_enqueue(
-            message("e", "elsewhere", AckMode::Full, now + TimeDelta::seconds(5)),
-            rules(),
-            now,
-        )
+    offer(&store, &clock, "e", "elsewhere", AckMode::Full, 5)
         .await
-        .unwrap()
         .unwrap();
-    let first = store
-        .c2d_lock_next("d", NODE, rules(), clock.now())
-        .await
-        .unwrap()
-        .unwrap();
+    let first = lock_next(&store, "d", NODE, clock.now()).await.unwrap();
     assert_eq!(first.message_id, "short");
     clock.advance(TimeDelta::seconds(5));
     for delivery in 1..=rules().max_delivery_count {
-        let m = store
-            .c2d_lock_next("d", NODE, rules(), clock.now())
-            .await
-            .unwrap()
-            .unwrap();
+        let m = lock_next(&store, "d", NODE, clock.now()).await.unwrap();
         assert_eq!(
             (m.message_id.as_str(), m.delivery_count),
             ("worn", delivery)
         );
-        store
-            .c2d_settle(
-                "d",
-                m.lock_token.as_deref().unwrap(),
-                C2dSettle::Abandon,
-                rules(),
-                clock.now(),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        settle_lock(
+            &store,
+            "d",
+            m.lock_token.as_deref().unwrap(),
+            C2dSettle::Abandon,
+            clock.now(),
+        )
+        .await
+        .unwrap();
     }
-    assert_eq!(
-        store
-            .c2d_lock_next("d", NODE, rules(), clock.now())
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(lock_next(&store, "d", NODE, clock.now()).await, None);
     assert_eq!(
         store.c2d_expire(rules(), clock.now()).await.unwrap(),
         1,
         "only `e`'s is left"
     );
     assert_eq!(store.c2d_expire(rules(), clock.now()).await.unwrap(), 0);
-    let feedback = drain_feedback(&store, &clock).await;
-    let expected = [
-        ("short", FeedbackStatus::Expired),
-        ("worn", FeedbackStatus::DeliveryCountExceeded),
-        ("elsewhere", FeedbackStatus::Expired),
-    ]
-    .map(|(id, s)| (id.to_owned(), s));
-    assert_eq!(feedback, expected);
+    assert_feedback(
+        &store,
+        &clock,
+        &[
+            ("short", FeedbackStatus::Expired),
+            ("worn", FeedbackStatus::DeliveryCountExceeded),
+            ("elsewhere", FeedbackStatus::Expired),
+        ],
+    )
+    .await;
 }
 
 /// A purge removes every message, locked or not (`Purged`, or `Expired` for those already
@@ -385,27 +357,19 @@ pub async fn purge_empties_the_queue_with_feedback(store: Arc<dyn Store>, clock:
     send(&store, &clock, "locked", AckMode::Negative, 3600).await;
     send(&store, &clock, "quiet", AckMode::Positive, 3600).await;
     clock.advance(TimeDelta::seconds(5));
-    store
-        .c2d_lock_next("d", NODE, rules(), clock.now())
-        .await
-        .unwrap()
-        .unwrap();
+    lock_next(&store, "d", NODE, clock.now()).await.unwrap();
     assert_eq!(store.c2d_purge("d", rules(), clock.now()).await.unwrap(), 2);
-    assert_eq!(
-        store
-            .c2d_lock_next("d", NODE, rules(), clock.now())
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(lock_next(&store, "d", NODE, clock.now()).await, None);
     assert_eq!(store.c2d_purge("d", rules(), clock.now()).await.unwrap(), 0);
-    let feedback = drain_feedback(&store, &clock).await;
-    let expected = [
-        ("old", FeedbackStatus::Expired),
-        ("locked", FeedbackStatus::Purged),
-    ]
-    .map(|(id, s)| (id.to_owned(), s));
-    assert_eq!(feedback, expected);
+    assert_feedback(
+        &store,
+        &clock,
+        &[
+            ("old", FeedbackStatus::Expired),
+            ("locked", FeedbackStatus::Purged),
+        ],
+    )
+    .await;
 }
 
 /// A lock records the node that took it; releasing a node's locks makes its messages visible
@@ -415,70 +379,44 @@ pub async fn released_locks_make_messages_visible(store: Arc<dyn Store>, clock: 
     create_device(&store, "e").await;
     send(&store, &clock, "m1", AckMode::None, 3600).await;
     let now = clock.now();
-    store
-        .c2d_enqueue(
-            message("e", "theirs", AckMode::None, now + TimeDelta::seconds(60)),
-            rules(),
-            now,
-        )
+    offer(&store, &clock, "e", "theirs", AckMode::None, 60)
         .await
-        .unwrap()
         .unwrap();
-    let mine = store
-        .c2d_lock_next("d", NODE, rules(), now)
-        .await
-        .unwrap()
-        .unwrap();
+    let mine = lock_next(&store, "d", NODE, now).await.unwrap();
     assert_eq!(mine.lock_node.as_deref(), Some(NODE));
-    let theirs = store
-        .c2d_lock_next("e", OTHER_NODE, rules(), now)
-        .await
-        .unwrap()
-        .unwrap();
+    let theirs = lock_next(&store, "e", OTHER_NODE, now).await.unwrap();
     assert_eq!(theirs.lock_node.as_deref(), Some(OTHER_NODE));
     assert_eq!(store.c2d_release_locks(NODE).await.unwrap(), 1);
-    let again = store
-        .c2d_lock_next("d", NODE, rules(), now)
-        .await
-        .unwrap()
-        .unwrap();
+    let again = lock_next(&store, "d", NODE, now).await.unwrap();
     assert_eq!(again.delivery_count, 2);
     assert_eq!(
-        store.c2d_lock_next("e", NODE, rules(), now).await.unwrap(),
+        lock_next(&store, "e", NODE, now).await,
         None,
         "the other node's delivery stays locked"
     );
-    let settled = store
-        .c2d_settle(
-            "e",
-            theirs.lock_token.as_deref().unwrap(),
-            C2dSettle::Complete,
-            rules(),
-            now,
-        )
-        .await
-        .unwrap();
+    let settled = settle_lock(
+        &store,
+        "e",
+        theirs.lock_token.as_deref().unwrap(),
+        C2dSettle::Complete,
+        now,
+    )
+    .await;
     assert!(settled.is_some(), "and its connection can still settle it");
     assert_eq!(store.c2d_release_locks(NODE).await.unwrap(), 1);
     assert_eq!(store.c2d_release_locks(NODE).await.unwrap(), 0);
     // m1, delivered twice, is dead-lettered; m2 is locked and abandoned.
     send(&store, &clock, "m2", AckMode::None, 3600).await;
-    let abandoned = store
-        .c2d_lock_next("d", OTHER_NODE, rules(), now)
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .c2d_settle(
-            "d",
-            abandoned.lock_token.as_deref().unwrap(),
-            C2dSettle::Abandon,
-            rules(),
-            now,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let abandoned = lock_next(&store, "d", OTHER_NODE, now).await.unwrap();
+    settle_lock(
+        &store,
+        "d",
+        abandoned.lock_token.as_deref().unwrap(),
+        C2dSettle::Abandon,
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         store.c2d_release_locks(OTHER_NODE).await.unwrap(),
         0,
@@ -496,22 +434,16 @@ pub async fn feedback_is_received_in_locked_batches(
     create_device(&store, "d").await;
     for id in ["f1", "f2", "f3"] {
         send(&store, &clock, id, AckMode::Full, 3600).await;
-        let m = store
-            .c2d_lock_next("d", NODE, rules(), clock.now())
-            .await
-            .unwrap()
-            .unwrap();
-        store
-            .c2d_settle(
-                "d",
-                m.lock_token.as_deref().unwrap(),
-                C2dSettle::Complete,
-                rules(),
-                clock.now(),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let m = lock_next(&store, "d", NODE, clock.now()).await.unwrap();
+        settle_lock(
+            &store,
+            "d",
+            m.lock_token.as_deref().unwrap(),
+            C2dSettle::Complete,
+            clock.now(),
+        )
+        .await
+        .unwrap();
         clock.advance(TimeDelta::seconds(1));
     }
     let first = store
@@ -519,12 +451,7 @@ pub async fn feedback_is_received_in_locked_batches(
         .await
         .unwrap()
         .unwrap();
-    let ids: Vec<_> = first
-        .records
-        .iter()
-        .map(|r| r.original_message_id.as_str())
-        .collect();
-    assert_eq!(ids, ["f1", "f2"]);
+    assert_eq!(batch_ids(&first), ["f1", "f2"]);
     assert_eq!(first.delivery_count, 1);
     assert_eq!(first.records[0].device_id, "d");
     assert_eq!(first.records[0].device_generation_id, "g1");
@@ -534,12 +461,7 @@ pub async fn feedback_is_received_in_locked_batches(
         .await
         .unwrap()
         .unwrap();
-    let ids: Vec<_> = second
-        .records
-        .iter()
-        .map(|r| r.original_message_id.as_str())
-        .collect();
-    assert_eq!(ids, ["f3"]);
+    assert_eq!(batch_ids(&second), ["f3"]);
     assert!(first.enqueued_time < second.enqueued_time);
     assert_eq!(
         store.feedback_lock(rules(), clock.now()).await.unwrap(),

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use super::now;
 use crate::{CertificateRecord, CertificateScope, ManualClock, Store, WriteConflict};
 
-fn record(name: &str) -> CertificateRecord {
+/// A CA certificate record named `name` (its contents are placeholders; the store checks none).
+pub fn record(name: &str) -> CertificateRecord {
     let now = now();
     CertificateRecord {
         name: name.into(),
