@@ -78,6 +78,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE dps_operations (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);",
     // The node whose connection holds a message's lock (NULL: a server before node ids).
     "ALTER TABLE c2d_messages ADD COLUMN lock_node TEXT;",
+    // Each node's heartbeat: until when it is alive (Unix milliseconds).
+    "CREATE TABLE nodes (node TEXT PRIMARY KEY, lease_until INTEGER NOT NULL);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -517,6 +519,41 @@ impl RegistryStore for SqliteStore {
             }
             tx.commit()?;
             Ok(disconnected)
+        })
+        .await
+    }
+
+    async fn node_heartbeat(&self, node: &str, until: DateTime<Utc>) -> StoreResult<()> {
+        let node = node.to_owned();
+        // Runtime state, like connection state: it survives `kill -9`, not a power cut.
+        Self::run_on(self.runtime.clone(), move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO nodes (node, lease_until) VALUES (?1, ?2)
+                 ON CONFLICT (node) DO UPDATE SET lease_until = excluded.lease_until",
+            )?
+            .execute(params![node, millis(until)])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn expired_nodes(&self, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT node FROM nodes WHERE lease_until <= ?1 ORDER BY node")?;
+            let nodes = stmt
+                .query_map([millis(now)], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(nodes)
+        })
+        .await
+    }
+
+    async fn forget_node(&self, node: &str) -> StoreResult<()> {
+        let node = node.to_owned();
+        self.with(move |conn| {
+            conn.execute("DELETE FROM nodes WHERE node = ?1", [node])?;
+            Ok(())
         })
         .await
     }

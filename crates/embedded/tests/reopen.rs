@@ -132,10 +132,14 @@ async fn a_store_from_before_node_ids_is_migrated_and_its_locks_belong_to_any_re
             .unwrap()
             .unwrap();
     }
-    // Back to the schema of a server before node ids: no lock_node column.
+    // Back to the schema of a server before node ids: no heartbeats, no lock_node column.
     let conn = rusqlite::Connection::open(dir.path().join("ironhub.db")).unwrap();
-    conn.execute_batch("ALTER TABLE c2d_messages DROP COLUMN lock_node; PRAGMA user_version = 7;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE nodes;
+         ALTER TABLE c2d_messages DROP COLUMN lock_node;
+         PRAGMA user_version = 7;",
+    )
+    .unwrap();
     drop(conn);
     let store = SqliteStore::open_existing(dir.path()).unwrap();
     assert_eq!(

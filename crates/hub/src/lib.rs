@@ -25,7 +25,7 @@ use ironhub_store::{Clock, DeviceBus, EventLog, HubSettings, Store, SystemClock}
 pub use auth::Principal;
 pub use device::{AuthMethod, DeviceAuth, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
 pub use error::HubError;
-pub use node::Recovered;
+pub use node::{NODE_LEASE, Recovered};
 
 /// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).
 #[derive(Debug, Clone)]

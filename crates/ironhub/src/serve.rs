@@ -155,8 +155,10 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         // device never comes back.
         tokio::spawn(
             hub.clone()
-                .expire_c2d_until(Duration::from_secs(10), stopped),
+                .expire_c2d_until(Duration::from_secs(10), stopped.clone()),
         ),
+        // This node's heartbeat, and the release of what nodes that stopped answering held.
+        tokio::spawn(hub.clone().keep_node_alive_until(stopped)),
     ];
     Ok(Server {
         hub,

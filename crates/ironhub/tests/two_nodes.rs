@@ -21,7 +21,9 @@ use ironhub_hub::c2d::OutgoingMessage;
 use ironhub_hub::methods::MethodRequest;
 use ironhub_hub::model::DeviceSpec;
 use ironhub_hub::{Backends, Hub, Recovered};
-use ironhub_store::{BusMessage, C2dSettle, ConnectionState, EventLog, MethodResponse, Store};
+use ironhub_store::{
+    BusMessage, C2dSettle, ConnectionState, EventLog, ManualClock, MethodResponse, Store,
+};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -29,8 +31,9 @@ const HUB: &str = "hub.example";
 /// How long any step may take before the test fails.
 const BOUND: Duration = Duration::from_secs(10);
 
-/// What both nodes share.
+/// What both nodes share (the clock too, so that a test can let leases run out).
 struct Shared {
+    clock: Arc<ManualClock>,
     store: Arc<dyn Store>,
     events: Arc<dyn EventLog>,
     fabric: LocalBus,
@@ -39,8 +42,13 @@ struct Shared {
 
 fn shared() -> Shared {
     let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let store = SqliteStore::open(dir.path())
+        .unwrap()
+        .with_clock(clock.clone());
     Shared {
-        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
+        clock,
+        store: Arc::new(store),
         events: Arc::new(SqliteEventLog::open(dir.path(), 2).unwrap()),
         fabric: LocalBus::with_node("fabric"),
         _dir: dir,
@@ -59,7 +67,10 @@ async fn start_hub(shared: &Shared, node: &str) -> (Hub, Recovered) {
         events: shared.events.clone(),
         bus: Arc::new(bus(shared, node)),
     };
-    let hub = Hub::open(backends, vec![HUB.into()]).await.unwrap();
+    let hub = Hub::open(backends, vec![HUB.into()])
+        .await
+        .unwrap()
+        .with_clock(shared.clock.clone());
     let recovered = hub.recover_node().await.unwrap();
     (hub, recovered)
 }
@@ -181,6 +192,48 @@ async fn calls_and_messages_reach_the_node_holding_the_device_and_restarts_relea
     let again = b.receive_c2d("on-b").await.unwrap().unwrap();
     assert_eq!(again.message_id, in_flight.message_id);
     assert_eq!(again.delivery_count, 2);
+}
+
+#[tokio::test]
+async fn what_a_node_that_stops_answering_held_is_released_by_the_others() {
+    let shared = shared();
+    let (a, _) = start_hub(&shared, "node-a").await;
+    let (c, _) = start_hub(&shared, "node-c").await;
+    a.put_device("on-c", &DeviceSpec::default(), None)
+        .await
+        .unwrap();
+    let _device = connect(&c, "on-c").await;
+    a.send_c2d("on-c", OutgoingMessage::default())
+        .await
+        .unwrap();
+    let in_flight = c.receive_c2d("on-c").await.unwrap().unwrap();
+    // Node C goes silent (no more heartbeats); node A keeps renewing its own.
+    let half = chrono::TimeDelta::from_std(ironhub_hub::NODE_LEASE / 2).unwrap();
+    shared.clock.advance(half);
+    assert_eq!(a.keep_node_alive().await.unwrap(), Recovered::default());
+    assert_eq!(
+        connection_state(&a, "on-c").await,
+        ConnectionState::Connected
+    );
+    shared.clock.advance(half);
+    assert_eq!(
+        a.keep_node_alive().await.unwrap(),
+        Recovered {
+            disconnected: 1,
+            released_locks: 1
+        }
+    );
+    assert_eq!(
+        connection_state(&a, "on-c").await,
+        ConnectionState::Disconnected
+    );
+    let again = a.receive_c2d("on-c").await.unwrap().unwrap();
+    assert_eq!(again.message_id, in_flight.message_id);
+    assert_eq!(
+        a.keep_node_alive().await.unwrap(),
+        Recovered::default(),
+        "released once"
+    );
 }
 
 /// An allocation webhook that answers only once released, so that an assignment stays

@@ -1,6 +1,7 @@
 //! The device registry port: hub settings, where the server listens, and device identities.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::{
     BatchResult, DeviceCounts, DeviceRecord, DeviceWrite, Endpoint, HubSettings, Result,
@@ -33,6 +34,13 @@ pub trait RegistryStore: Send + Sync {
     /// connections of before is still open, while other nodes' devices stay connected.
     /// Returns how many devices it disconnected.
     async fn disconnect_node(&self, node: &str) -> Result<u64>;
+    /// Records that `node` is alive until `until`; a running node renews it.
+    async fn node_heartbeat(&self, node: &str, until: DateTime<Utc>) -> Result<()>;
+    /// The nodes whose last heartbeat ran out at or before `now`, ordered by id: they are gone,
+    /// and any node may release what they held (then [`RegistryStore::forget_node`]).
+    async fn expired_nodes(&self, now: DateTime<Utc>) -> Result<Vec<String>>;
+    /// Forgets a node's heartbeat (once what it held is released).
+    async fn forget_node(&self, node: &str) -> Result<()>;
     /// Applies all writes atomically, or none. The store assigns each written record a new
     /// etag, unique for the lifetime of the store. Deleting a device deletes its twin, its
     /// persistent MQTT sessions and its cloud-to-device queue.

@@ -100,6 +100,8 @@ macro_rules! store_suite {
             registry::a_failed_batch_writes_nothing_and_etags_are_never_reused,
             registry::devices_list_in_id_order_by_pages,
             registry::runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields,
+            registry::connections_belong_to_their_node,
+            registry::node_heartbeats_tell_which_nodes_are_gone,
             registry::deleting_a_device_deletes_its_twin_queue_and_sessions,
             registry::settings_are_created_once_and_endpoints_kept,
             registry::twins_are_written_compare_and_swap,

@@ -250,6 +250,43 @@ pub async fn connections_belong_to_their_node(store: Arc<dyn Store>, clock: Arc<
     assert_eq!(store.device_counts().await.unwrap().connected, 0);
 }
 
+/// A node's heartbeat keeps it alive until its lease runs out; then it is listed as gone
+/// until forgotten, and a new heartbeat brings it back.
+pub async fn node_heartbeats_tell_which_nodes_are_gone(
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+) {
+    use crate::Clock as _;
+    let t0 = clock.now();
+    assert!(store.expired_nodes(t0).await.unwrap().is_empty());
+    store
+        .node_heartbeat(NODE, t0 + chrono::TimeDelta::seconds(30))
+        .await
+        .unwrap();
+    store
+        .node_heartbeat(OTHER_NODE, t0 + chrono::TimeDelta::seconds(10))
+        .await
+        .unwrap();
+    assert!(store.expired_nodes(t0).await.unwrap().is_empty());
+    let later = t0 + chrono::TimeDelta::seconds(10);
+    assert_eq!(store.expired_nodes(later).await.unwrap(), [OTHER_NODE]);
+    store
+        .node_heartbeat(OTHER_NODE, later + chrono::TimeDelta::seconds(30))
+        .await
+        .unwrap();
+    assert!(
+        store.expired_nodes(later).await.unwrap().is_empty(),
+        "a renewed lease holds"
+    );
+    let much_later = t0 + chrono::TimeDelta::seconds(60);
+    assert_eq!(
+        store.expired_nodes(much_later).await.unwrap(),
+        [NODE, OTHER_NODE]
+    );
+    store.forget_node(OTHER_NODE).await.unwrap();
+    assert_eq!(store.expired_nodes(much_later).await.unwrap(), [NODE]);
+}
+
 /// Deleting a device deletes its twin, its queue and its persistent MQTT sessions (its own and
 /// its modules'), and nobody else's.
 pub async fn deleting_a_device_deletes_its_twin_queue_and_sessions(
