@@ -15,6 +15,7 @@ pub mod events;
 pub mod keys;
 pub mod methods;
 pub mod model;
+mod node;
 pub mod registry;
 pub mod scopes;
 pub mod twin;
@@ -22,11 +23,12 @@ pub mod twin;
 use std::sync::Arc;
 
 use chrono::Utc;
-use ironhub_store::{DeviceBus, EventLog, HubSettings, Store};
+use ironhub_store::{Clock, DeviceBus, EventLog, HubSettings, Store, SystemClock};
 
 pub use auth::Principal;
 pub use device::{AuthMethod, DeviceAuth, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
 pub use error::HubError;
+pub use node::{NODE_LEASE, Recovered};
 
 /// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).
 #[derive(Debug, Clone)]
@@ -42,6 +44,8 @@ pub struct Hub {
     store: Arc<dyn Store>,
     events: Arc<dyn EventLog>,
     bus: Arc<dyn DeviceBus>,
+    /// Where the time rules (message expiry, locks) read the time.
+    clock: Arc<dyn Clock>,
     settings: Arc<HubSettings>,
     host_names: Arc<Vec<String>>,
     /// When each device's `lastActivityTime` was last written (see `Hub::touch`).
@@ -62,10 +66,23 @@ impl Hub {
             store,
             events,
             bus,
+            clock: Arc::new(SystemClock),
             settings: Arc::new(settings),
             host_names: Arc::new(host_names),
             activity: Arc::default(),
         })
+    }
+
+    /// The same hub reading the time from `clock` (tests move time instead of sleeping; the
+    /// store should read the same clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time by the hub's clock.
+    pub fn now(&self) -> chrono::DateTime<Utc> {
+        self.clock.now()
     }
 
     /// The hub's host name: the first configured name.

@@ -238,6 +238,7 @@ impl Validated {
             status_reason: self.status_reason,
             status_updated_time: (status == DeviceStatus::Disabled).then(Utc::now),
             connection_state: ConnectionState::Disconnected,
+            connection_node: None,
             connection_state_updated_time: None,
             last_activity_time: None,
             cloud_to_device_message_count: 0,

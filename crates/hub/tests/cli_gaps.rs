@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::keys::RegenerateRequest;
 use ironhub_hub::model::DeviceSpec;
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{BusMessage, DeviceBus, LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_store::{BusMessage, DeviceBus};
 use serde_json::{Value, json};
 
 async fn hub() -> (Hub, Arc<LocalBus>, tempfile::TempDir) {
@@ -49,7 +50,7 @@ async fn keys_are_regenerated_per_policy_key_and_failures_reported() {
             "x509Thumbprint": {"primaryThumbprint": "AB".repeat(20)}}}),
     )
     .await;
-    let mut conn = bus.attach("a");
+    let mut conn = bus.attach("a").await;
 
     let result = hub
         .regenerate_keys(&regen(json!({"policyKey": "primaryKey",
@@ -379,7 +380,7 @@ async fn null_desired_and_tags_clear_them_and_the_device_is_told() {
     )
     .await
     .unwrap();
-    let mut conn = bus.attach("d");
+    let mut conn = bus.attach("d").await;
     let cleared = hub
         .update_twin(
             "d",

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use ironhub_auth::{ConnectionString, SharedAccessPolicy};
-use ironhub_store::{DpsSettings, Endpoint, HubSettings, SqliteStore, Store as _, StoreError};
+use ironhub_embedded::SqliteStore;
+use ironhub_store::prelude::*;
+use ironhub_store::{DpsSettings, Endpoint, HubSettings, StoreError};
 
 /// The hub kept in a data directory.
 #[derive(Debug, Clone)]

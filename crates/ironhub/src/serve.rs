@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ironhub_dps::{Dps, LinkedHub, Services};
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{Endpoint, EventLog, LocalBus, Retention, SqliteEventLog, SqliteStore, Store};
+use ironhub_store::{Endpoint, EventLog, Retention, Store};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
@@ -61,23 +62,22 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let backends = Backends {
         store: store.clone(),
         events: Arc::new(SqliteEventLog::open(&config.data_dir, config.partitions)?),
-        bus: Arc::new(LocalBus::new()),
+        bus: Arc::new(LocalBus::with_node(config.node_id.clone())),
     };
     let hub = Hub::open(backends, config.hostnames.clone()).await?;
-    // One node holds every connection: none from before this start is still open.
-    let stale = store.disconnect_all().await?;
-    if stale > 0 {
+    // This node's connections and deliveries from before this start are gone: mark its
+    // devices disconnected and give its locked cloud-to-device messages back at once (other
+    // nodes sharing the store keep theirs).
+    let recovered = hub.recover_node().await?;
+    if recovered.disconnected > 0 {
         tracing::info!(
-            devices = stale,
+            devices = recovered.disconnected,
             "marked devices connected before the restart as disconnected"
         );
     }
-    // Nor does any delivery of a cloud-to-device message that was not acknowledged: give
-    // those messages back at once instead of when their locks run out.
-    let released = store.c2d_release_locks().await?;
-    if released > 0 {
+    if recovered.released_locks > 0 {
         tracing::info!(
-            messages = released,
+            messages = recovered.released_locks,
             "released cloud-to-device messages delivered but not acknowledged before the restart"
         );
     }
@@ -129,7 +129,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         )),
         webhook: Arc::new(crate::linked_hubs::HttpWebhook::new(&trust)?),
     })
-    .with_limits(config.dps_limits.clone());
+    .with_limits(config.dps_limits.clone())
+    .with_node(config.node_id.clone());
 
     let https = listen(https_socket, https_addr, "HTTPS", "--https-listen")?;
     let mqtt = listen(mqtt_socket, mqtt_addr, "MQTT", "--mqtt-listen")?;
@@ -158,8 +159,10 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         // device never comes back.
         tokio::spawn(
             hub.clone()
-                .expire_c2d_until(Duration::from_secs(10), stopped),
+                .expire_c2d_until(Duration::from_secs(10), stopped.clone()),
         ),
+        // This node's heartbeat, and the release of what nodes that stopped answering held.
+        tokio::spawn(hub.clone().keep_node_alive_until(stopped)),
     ];
     Ok(Server {
         hub,

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use ironhub::identity::Identity;
 use ironhub_client::{ClientError, HubClient};
-use ironhub_store::{SqliteStore, Store as _};
+use ironhub_embedded::SqliteStore;
+use ironhub_store::prelude::*;
 
 fn serve(dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ironhub"));
