@@ -21,6 +21,7 @@ pub mod query;
 pub mod register;
 pub mod registrations;
 pub mod rules;
+pub mod tpm;
 pub mod webhook;
 
 use std::sync::Arc;
