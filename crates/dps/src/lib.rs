@@ -22,6 +22,7 @@ pub mod register;
 pub mod registrations;
 pub mod rules;
 pub mod tpm;
+mod tpm_attestation;
 pub mod webhook;
 
 use std::sync::Arc;

@@ -26,7 +26,7 @@ use crate::enrollments::Enrollment;
 use crate::linked::{HubCallError, HubRegistry};
 use crate::model::{
     DeviceRegistration, DeviceRegistrationState, InitialTwin, LinkedHub,
-    RegistrationOperationStatus, RegistrationStatus,
+    RegistrationOperationStatus, RegistrationStatus, TpmRegistrationResult,
 };
 use crate::registrations::RegistrationRecord;
 use crate::rules::same_id;
@@ -141,6 +141,8 @@ fn blank_state(registration_id: &str) -> DeviceRegistrationState {
         last_updated_date_time_utc: Some(now),
         etag: None,
         payload: None,
+        tpm: None,
+        issued_certificate_chain: None,
     }
 }
 
@@ -380,6 +382,7 @@ impl Dps {
                 attested.registration_id
             )));
         }
+        let tpm = self.tpm_registration_result(&attested, request.tpm.as_ref())?;
         self.admit_registration()?;
         let mut record = OperationRecord {
             operation_id: new_operation_id(),
@@ -407,7 +410,7 @@ impl Dps {
         let dps = self.clone();
         let operation_id = record.operation_id;
         tokio::spawn(async move {
-            dps.complete(attested, request.payload, legacy, operation_id)
+            dps.complete(attested, request.payload, tpm, legacy, operation_id)
                 .await;
         });
         Ok(answer)
@@ -516,11 +519,17 @@ impl Dps {
         self,
         attested: Attested,
         payload: Option<Value>,
+        tpm: Option<TpmRegistrationResult>,
         legacy: bool,
         operation_id: String,
     ) {
         let registration_id = attested.registration_id.clone();
-        let state = match self.assign(&attested, payload, legacy).await {
+        // The TPM's sealed key goes to the device in the operation, not in the stored record.
+        let assigned = self
+            .assign(&attested, payload, legacy)
+            .await
+            .map(|state| DeviceRegistrationState { tpm, ..state });
+        let state = match assigned {
             Ok(state) => {
                 tracing::info!(target: "DeviceOperations", registration_id = %registration_id, hub = ?state.assigned_hub, substatus = ?state.substatus, "device assigned");
                 state

@@ -158,6 +158,7 @@ async fn register(
                 registration_id: Some(id.clone()),
                 tpm: None,
                 payload,
+                csr: None,
             },
             Some("2019-03-31"),
         )
