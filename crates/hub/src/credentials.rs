@@ -51,7 +51,7 @@ pub enum CsrError {
 impl From<CsrError> for HubError {
     fn from(e: CsrError) -> Self {
         match e {
-            CsrError::Invalid(m) => HubError::ArgumentInvalid(m),
+            CsrError::Invalid(m) => HubError::CsrRejected(m),
             CsrError::Signing(m) => HubError::ServerError(m),
         }
     }
@@ -207,43 +207,126 @@ impl Issuer {
     }
 }
 
+/// The longest CSR a device may send, base64 (IoT Hub's limit is 8 KB).
+const MAX_CSR_LEN: usize = 8 * 1024;
+
 /// A device's request on `$iothub/credentials/POST/issueCertificate/`: `{"id", "csr",
-/// "replace"}`.
+/// "replace"}` and nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IssueCertificateRequest {
     pub id: String,
     pub csr: String,
-    /// The `$rid` of an earlier request this one replaces, or `*` for any.
+    /// The `$rid` of an earlier request this one replaces, or `*` for any. Requests are
+    /// answered at once, so none is ever pending: the value is only checked.
     #[serde(default)]
     pub replace: Option<String>,
 }
 
+fn invalid(m: &str) -> HubError {
+    HubError::ArgumentInvalid(format!("Issue certificate request {m}"))
+}
+
+/// Whether `rid` is a request id: 4–36 letters, digits and hyphens, no hyphen at either end.
+fn is_request_id(rid: &str) -> bool {
+    (4..=36).contains(&rid.len())
+        && rid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !rid.starts_with('-')
+        && !rid.ends_with('-')
+}
+
+impl IssueCertificateRequest {
+    /// Reads and checks a request of the device `device_id` (the checks IoT Hub makes before
+    /// it accepts one with 202).
+    pub fn read(device_id: &str, payload: &[u8]) -> Result<Self, HubError> {
+        if payload.iter().all(u8::is_ascii_whitespace) {
+            return Err(invalid(
+                "payload is missing. Include a JSON payload with 'id' and 'csr' fields.",
+            ));
+        }
+        let request: IssueCertificateRequest = serde_json::from_slice(payload).map_err(|e| {
+            invalid(&format!(
+                "payload is not valid: {e}. Only 'id', 'csr' and 'replace' are allowed."
+            ))
+        })?;
+        if request.id.is_empty() {
+            return Err(invalid("'id' field is invalid or missing."));
+        }
+        if request.id != device_id {
+            return Err(invalid(
+                "'id' field does not match the authenticated device ID.",
+            ));
+        }
+        if request.csr.trim().is_empty() {
+            return Err(invalid("'csr' field is invalid or missing."));
+        }
+        if request.csr.len() > MAX_CSR_LEN {
+            return Err(invalid("'csr' field exceeds maximum allowed length."));
+        }
+        if B64.decode(request.csr.trim()).is_err() {
+            return Err(invalid("'csr' field is not valid base64."));
+        }
+        if let Some(r) = request.replace.as_deref()
+            && r != "*"
+            && !is_request_id(r)
+        {
+            return Err(invalid(
+                "'replace' field has an invalid format: '*' or a request id of 4 to 36 \
+                 letters, digits and hyphens.",
+            ));
+        }
+        Ok(request)
+    }
+}
+
+/// One accepted issueCertificate request: its correlation id (a GUID) and when the
+/// operation expires (RFC 3339, UTC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialOperation {
+    pub correlation_id: String,
+    pub operation_expires: String,
+}
+
+/// The time now, RFC 3339 UTC with milliseconds (as IoT Hub stamps its answers).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// How long an accepted request stays answerable.
+const OPERATION_LIFETIME: Duration = Duration::from_secs(3600);
+
+impl CredentialOperation {
+    /// A new operation, starting now.
+    pub fn start() -> Self {
+        let r = ironhub_auth::random_bytes(16);
+        let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+        let expires: chrono::DateTime<chrono::Utc> = (SystemTime::now() + OPERATION_LIFETIME).into();
+        CredentialOperation {
+            correlation_id: format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            ),
+            operation_expires: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
 impl Hub {
-    /// Issues a certificate to a connected device for the key of its CSR. The request must
-    /// name the device itself; the device must exist and be enabled; the CSR's common name,
-    /// if any, must be the device id.
+    /// Issues a certificate to a device for the key of its CSR (a request
+    /// [`IssueCertificateRequest::read`] accepted). The device must exist and be enabled;
+    /// the CSR's signature must verify and its common name, if any, be the device id.
     pub async fn issue_certificate(
         &self,
         device_id: &str,
         request: &IssueCertificateRequest,
     ) -> Result<Vec<String>, HubError> {
-        let issuer = self.issuer().ok_or_else(|| {
-            HubError::ArgumentInvalid("This hub issues no certificates.".into())
-        })?;
-        if request.id != device_id {
-            return Err(HubError::ArgumentInvalid(format!(
-                "The request's id '{}' is not the device '{device_id}'.",
-                request.id
-            )));
-        }
-        if let Some(r) = request.replace.as_deref()
-            && r != "*"
-            && !(4..=36).contains(&r.len())
-        {
-            return Err(HubError::ArgumentInvalid(
-                "replace is '*' or the $rid of an earlier request (4 to 36 characters).".into(),
-            ));
-        }
+        let issuer = self
+            .issuer()
+            .ok_or_else(|| HubError::ArgumentInvalid("This hub issues no certificates.".into()))?;
         let csr = VerifiedCsr::parse(&request.csr)?;
         check_common_name(&csr, device_id)?;
         let device = self
@@ -256,7 +339,9 @@ impl Hub {
                 "Unauthorized: the device '{device_id}' is disabled."
             )));
         }
-        Ok(issuer.issue(device_id, &csr)?)
+        let chain = issuer.issue(device_id, &csr)?;
+        tracing::info!(device = device_id, "certificate issued");
+        Ok(chain)
     }
 }
 

@@ -16,6 +16,8 @@ pub enum Feature {
     TwinResponses,
     /// `devices/{d}/modules/{m}/inputs/#`
     ModuleInputs,
+    /// `$iothub/credentials/res/#`
+    CredentialResponses,
 }
 
 impl Feature {
@@ -27,6 +29,7 @@ impl Feature {
             Feature::DesiredPatches => "desired",
             Feature::TwinResponses => "twin-res",
             Feature::ModuleInputs => "inputs",
+            Feature::CredentialResponses => "credentials-res",
         }
     }
 
@@ -38,6 +41,7 @@ impl Feature {
             Feature::DesiredPatches,
             Feature::TwinResponses,
             Feature::ModuleInputs,
+            Feature::CredentialResponses,
         ]
         .into_iter()
         .find(|f| f.name() == name)
@@ -65,6 +69,8 @@ pub fn subscription(filter: &str, device_id: &str, module_id: Option<&str>) -> O
         Some(Feature::DesiredPatches)
     } else if wildcard_under("$iothub/twin/res/") {
         Some(Feature::TwinResponses)
+    } else if module_id.is_none() && wildcard_under("$iothub/credentials/res/") {
+        Some(Feature::CredentialResponses)
     } else {
         None
     }
@@ -83,6 +89,8 @@ pub enum Inbound {
     TwinPatchReported { rid: String },
     /// `$iothub/methods/res/{status}/?$rid={rid}`
     MethodResponse { status: i32, rid: String },
+    /// `$iothub/credentials/POST/issueCertificate/?$rid={rid}` (a device, not a module)
+    IssueCertificate { rid: String },
     /// Anything else: IoT Hub closes the connection.
     Unsupported,
 }
@@ -118,6 +126,8 @@ pub fn inbound(topic: &str, device_id: &str, module_id: Option<&str>) -> Inbound
         "$iothub/twin/PATCH/properties/reported/" => rid().map_or(Inbound::Unsupported, |rid| {
             Inbound::TwinPatchReported { rid }
         }),
+        "$iothub/credentials/POST/issueCertificate/" if module_id.is_none() => rid()
+            .map_or(Inbound::Unsupported, |rid| Inbound::IssueCertificate { rid }),
         _ => {
             let status = path
                 .strip_prefix("$iothub/methods/res/")
@@ -183,6 +193,14 @@ pub fn twin_response(status: u16, rid: &str, version: Option<u64>) -> String {
         Some(v) => format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"),
         None => format!("$iothub/twin/res/{status}/?$rid={rid}"),
     }
+}
+
+/// `$iothub/credentials/res/{status}/?$rid={rid}`
+pub fn credentials_response(status: u16, rid: &str) -> String {
+    format!(
+        "$iothub/credentials/res/{status}/?$rid={}",
+        utf8_percent_encode(rid, BAG)
+    )
 }
 
 /// `$iothub/twin/PATCH/properties/desired/?$version={v}`
