@@ -14,6 +14,7 @@ pub mod attestation;
 mod certificates;
 pub mod enrollments;
 mod error;
+pub mod issuance;
 pub mod hubs;
 pub mod linked;
 pub mod model;
@@ -97,6 +98,8 @@ pub struct Dps {
     services: Services,
     limits: Arc<Limits>,
     runtime: Arc<register::Runtime>,
+    /// The CA that signs devices' CSRs, when the server issues certificates.
+    issuer: Option<Arc<ironhub_hub::credentials::Issuer>>,
 }
 
 fn unauthorized(e: SasError) -> DpsError {
@@ -126,6 +129,7 @@ impl Dps {
             services: Services::default(),
             limits: Arc::new(Limits::default()),
             runtime: Arc::new(register::Runtime::new()),
+            issuer: None,
         };
         if first_start
             && let Some(hub) = own_hub

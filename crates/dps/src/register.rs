@@ -164,8 +164,10 @@ fn hub_failed(hub: &str, e: HubCallError) -> DpsError {
 }
 
 /// The hub device for an attested device: its credential, the enrollment's IoT Edge flag.
-fn device_identity(device_id: &str, attested: &Attested) -> Value {
+fn device_identity(device_id: &str, attested: &Attested, certificate: bool) -> Value {
     let authentication = match &attested.credential {
+        // A device given a certificate connects with it, whatever it attested with.
+        _ if certificate => json!({ "type": "certificateAuthority" }),
         DeviceCredential::SymmetricKey([primary, secondary]) => json!({
             "type": "sas",
             "symmetricKey": { "primaryKey": primary, "secondaryKey": secondary },
@@ -184,6 +186,15 @@ fn device_identity(device_id: &str, attested: &Attested) -> Value {
         "authentication": authentication,
         "capabilities": { "iotEdge": attested.enrollment.settings().iot_edge() },
     })
+}
+
+/// What a registration hands the device besides its assignment.
+#[derive(Debug)]
+struct Extras {
+    /// A TPM device's key, sealed to its TPM.
+    tpm: Option<TpmRegistrationResult>,
+    /// The CSR to sign once the device is assigned.
+    csr: Option<ironhub_hub::credentials::VerifiedCsr>,
 }
 
 /// Creates the device on the hub, or updates its credentials and capabilities (its status,
@@ -383,6 +394,7 @@ impl Dps {
             )));
         }
         let tpm = self.tpm_registration_result(&attested, request.tpm.as_ref())?;
+        let csr = self.read_csr(&attested, request.csr.as_deref())?;
         self.admit_registration()?;
         let mut record = OperationRecord {
             operation_id: new_operation_id(),
@@ -410,7 +422,8 @@ impl Dps {
         let dps = self.clone();
         let operation_id = record.operation_id;
         tokio::spawn(async move {
-            dps.complete(attested, request.payload, tpm, legacy, operation_id)
+            let extras = Extras { tpm, csr };
+            dps.complete(attested, request.payload, extras, legacy, operation_id)
                 .await;
         });
         Ok(answer)
@@ -519,15 +532,18 @@ impl Dps {
         self,
         attested: Attested,
         payload: Option<Value>,
-        tpm: Option<TpmRegistrationResult>,
+        extras: Extras,
         legacy: bool,
         operation_id: String,
     ) {
         let registration_id = attested.registration_id.clone();
-        // The TPM's sealed key goes to the device in the operation, not in the stored record.
+        let Extras { tpm, csr } = extras;
+        // The TPM's sealed key and the issued certificate go to the device in the operation,
+        // not in the stored record.
         let assigned = self
-            .assign(&attested, payload, legacy)
+            .assign(&attested, payload, legacy, csr.is_some())
             .await
+            .and_then(|state| self.issue_for(state, csr.as_ref()))
             .map(|state| DeviceRegistrationState { tpm, ..state });
         let state = match assigned {
             Ok(state) => {
@@ -629,6 +645,7 @@ impl Dps {
         attested: &Attested,
         payload: Option<Value>,
         legacy: bool,
+        certificate: bool,
     ) -> Result<DeviceRegistrationState, DpsError> {
         let registration_id = &attested.registration_id;
         let settings = attested.enrollment.settings();
@@ -687,10 +704,11 @@ impl Dps {
             .as_ref()
             .and_then(|p| p.state.device_id.clone())
             .unwrap_or_else(|| device_id.clone());
+        let identity = device_identity(&device_id, attested, certificate);
         self.apply(
             &decision,
             &linked,
-            attested,
+            &identity,
             &device_id,
             &previous_device,
             initial_twin.as_ref(),
@@ -716,18 +734,17 @@ impl Dps {
         &self,
         decision: &Reprovision,
         linked: &[LinkedHub],
-        attested: &Attested,
+        identity: &Value,
         device_id: &str,
         previous_device: &str,
         initial_twin: Option<&InitialTwin>,
     ) -> Result<(), DpsError> {
         let target = self.registry(linked, &decision.hub)?;
         let hub = decision.hub.as_str();
-        let identity = device_identity(device_id, attested);
         let initial = initial_twin.filter(|t| !is_empty_twin(t));
         match &decision.action {
             HubAction::Assign | HubAction::Keep => {
-                let created = upsert_device(target.as_ref(), device_id, &identity)
+                let created = upsert_device(target.as_ref(), device_id, identity)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 // The initial twin is the device's starting point: on a first assignment,
@@ -748,7 +765,7 @@ impl Dps {
                     Err(e) if e.is_not_found() => None,
                     Err(e) => return Err(hub_failed(from, e)),
                 };
-                upsert_device(target.as_ref(), device_id, &identity)
+                upsert_device(target.as_ref(), device_id, identity)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 let doc = match &old_twin {
@@ -770,7 +787,7 @@ impl Dps {
                     .map_err(|e| hub_failed(from, e))?;
             }
             HubAction::Reset { from } => {
-                upsert_device(target.as_ref(), device_id, &identity)
+                upsert_device(target.as_ref(), device_id, identity)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 let doc = initial.map_or_else(|| twin_doc(None, None), initial_twin_doc);

@@ -23,7 +23,8 @@ fn chrono_hours(hours: u32) -> chrono::Duration {
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
-    /// trust_ca, dps_registrations_per_minute, dps_polls_per_device).
+    /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, issuing_ca_cert,
+    /// issuing_ca_key, issued_certificate_days).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -70,6 +71,16 @@ pub struct ServeArgs {
     /// 5) [default: 5].
     #[arg(long, env = "IRONHUB_DPS_POLLS_PER_DEVICE")]
     pub dps_polls_per_device: Option<u32>,
+    /// Your own CA certificate (PEM) to sign devices' CSRs with, instead of the generated
+    /// ECC P-384 issuing CA.
+    #[arg(long, env = "IRONHUB_ISSUING_CA_CERT", requires = "issuing_ca_key")]
+    pub issuing_ca_cert: Option<PathBuf>,
+    /// The private key (PEM, PKCS#8) of --issuing-ca-cert.
+    #[arg(long, env = "IRONHUB_ISSUING_CA_KEY", requires = "issuing_ca_cert")]
+    pub issuing_ca_key: Option<PathBuf>,
+    /// How long certificates issued from devices' CSRs are valid, in days [default: 30].
+    #[arg(long, env = "IRONHUB_ISSUED_CERTIFICATE_DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub issued_certificate_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -99,6 +110,9 @@ struct FileConfig {
     trust_ca: Option<OneOrMany>,
     dps_registrations_per_minute: Option<u32>,
     dps_polls_per_device: Option<u32>,
+    issuing_ca_cert: Option<PathBuf>,
+    issuing_ca_key: Option<PathBuf>,
+    issued_certificate_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +147,10 @@ pub struct ServeConfig {
     pub trust_ca: Vec<PathBuf>,
     /// The DPS's limits on the device API.
     pub dps_limits: ironhub_dps::Limits,
+    /// The operator's issuing CA (certificate, key), instead of the generated one.
+    pub issuing_ca: Option<(PathBuf, PathBuf)>,
+    /// How long issued device certificates are valid, in days.
+    pub issued_certificate_days: u32,
 }
 
 impl ServeArgs {
@@ -185,7 +203,21 @@ impl ServeArgs {
             (None, None) => None,
             _ => anyhow::bail!("tls_cert and tls_key go together: give both or neither"),
         };
+        let issuing_ca = match (
+            self.issuing_ca_cert.or(file.issuing_ca_cert),
+            self.issuing_ca_key.or(file.issuing_ca_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => anyhow::bail!("issuing_ca_cert and issuing_ca_key go together: give both or neither"),
+        };
         Ok(ServeConfig {
+            issuing_ca,
+            issued_certificate_days: self
+                .issued_certificate_days
+                .or(file.issued_certificate_days)
+                .unwrap_or(ironhub_hub::credentials::DEFAULT_VALIDITY_DAYS)
+                .clamp(1, 3650),
             data_dir: self
                 .data_dir
                 .or(file.data_dir)

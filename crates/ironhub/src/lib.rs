@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod identity;
+mod issuer;
 mod linked_hubs;
 mod mqtt_listener;
 pub mod serve;

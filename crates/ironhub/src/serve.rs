@@ -59,7 +59,12 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         events: Arc::new(SqliteEventLog::open(&config.data_dir, config.partitions)?),
         bus: Arc::new(LocalBus::new()),
     };
-    let hub = Hub::open(backends, config.hostnames.clone()).await?;
+    let tls_dir = config.data_dir.join("tls");
+    let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
+    let issuer = crate::issuer::load(config, &tls_dir)?;
+    let hub = Hub::open(backends, config.hostnames.clone())
+        .await?
+        .with_issuer(issuer.clone());
     // One node holds every connection: none from before this start is still open.
     let stale = store.disconnect_all().await?;
     if stale > 0 {
@@ -78,8 +83,6 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         );
     }
 
-    let tls_dir = config.data_dir.join("tls");
-    let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
     let (chain, key) = match &config.tls_cert {
         Some((cert, key)) => (cert.clone(), key.clone()),
         None => (generated.server_chain.clone(), generated.server_key.clone()),
@@ -125,7 +128,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         )),
         webhook: Arc::new(crate::linked_hubs::HttpWebhook::new(&trust)?),
     })
-    .with_limits(config.dps_limits.clone());
+    .with_limits(config.dps_limits.clone())
+    .with_issuer(issuer);
 
     let https = listen(https_socket, https_addr, "HTTPS", "--https-listen")?;
     let mqtt = listen(mqtt_socket, mqtt_addr, "MQTT", "--mqtt-listen")?;
