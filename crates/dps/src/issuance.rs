@@ -41,8 +41,7 @@ impl Dps {
         };
         if self.issuer.is_none() {
             return Err(DpsError::BadRequest(
-                "This provisioning service issues no certificates: register without a csr."
-                    .into(),
+                "This provisioning service issues no certificates: register without a csr.".into(),
             ));
         }
         let csr = VerifiedCsr::parse(csr).map_err(csr_refused)?;

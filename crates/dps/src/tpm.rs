@@ -122,7 +122,9 @@ impl TpmPublic {
         }
         let name_alg = r.u16()?;
         if name_alg != TPM_ALG_SHA256 {
-            return Err(format!("its name algorithm 0x{name_alg:04x} is not SHA-256"));
+            return Err(format!(
+                "its name algorithm 0x{name_alg:04x} is not SHA-256"
+            ));
         }
         let attributes = r.u32()?;
         if attributes & ATTR_DECRYPT == 0 {
@@ -148,11 +150,8 @@ impl TpmPublic {
         if !r.0.is_empty() {
             return Err("it has bytes after the public area".into());
         }
-        let key = RsaPublicKey::new(
-            BigUint::from_bytes_be(modulus),
-            BigUint::from(exponent),
-        )
-        .map_err(|e| e.to_string())?;
+        let key = RsaPublicKey::new(BigUint::from_bytes_be(modulus), BigUint::from(exponent))
+            .map_err(|e| e.to_string())?;
         Ok(TpmPublic {
             area: area.to_vec(),
             sym_key_len: usize::from(sym_bits / 8),

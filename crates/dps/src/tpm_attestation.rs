@@ -92,12 +92,21 @@ impl Dps {
     }
 
     /// The key blob for the TPM of `given` (its EK and SRK), sealing the enrollment's key.
-    fn seal_key(&self, e: &IndividualEnrollment, given: &TpmAttestation) -> Result<String, DpsError> {
+    fn seal_key(
+        &self,
+        e: &IndividualEnrollment,
+        given: &TpmAttestation,
+    ) -> Result<String, DpsError> {
         let ek = TpmPublic::from_base64(&given.endorsement_key, "endorsementKey")?;
         let srk_text = given
             .storage_root_key
             .as_deref()
-            .or(e.settings.attestation.tpm.as_ref().and_then(|t| t.storage_root_key.as_deref()))
+            .or(e
+                .settings
+                .attestation
+                .tpm
+                .as_ref()
+                .and_then(|t| t.storage_root_key.as_deref()))
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| {
                 DpsError::BadRequest(

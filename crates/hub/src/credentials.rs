@@ -189,7 +189,9 @@ impl Issuer {
             .map_err(|e| CsrError::Invalid(format!("The csr's public key is not usable: {e}.")))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, device_id);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, device_id);
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -200,8 +202,8 @@ impl Issuer {
         let now = SystemTime::now();
         params.not_before = (now - BACKDATE).into();
         params.not_after = (now + days(self.validity_days)).into();
-        let issuer =
-            rcgen::Issuer::from_ca_cert_der(&self.ca_der.clone().into(), &self.key).map_err(signing)?;
+        let issuer = rcgen::Issuer::from_ca_cert_der(&self.ca_der.clone().into(), &self.key)
+            .map_err(signing)?;
         let leaf = params.signed_by(&public_key, &issuer).map_err(signing)?;
         Ok(vec![B64.encode(leaf.der()), B64.encode(&self.ca_der)])
     }
@@ -300,7 +302,8 @@ impl CredentialOperation {
     pub fn start() -> Self {
         let r = ironhub_auth::random_bytes(16);
         let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-        let expires: chrono::DateTime<chrono::Utc> = (SystemTime::now() + OPERATION_LIFETIME).into();
+        let expires: chrono::DateTime<chrono::Utc> =
+            (SystemTime::now() + OPERATION_LIFETIME).into();
         CredentialOperation {
             correlation_id: format!(
                 "{}-{}-{}-{}-{}",
@@ -382,8 +385,7 @@ mod tests {
         let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
         assert_eq!(cert.public_key().raw, &key.subject_public_key_info()[..]);
         let now = ironhub_auth::unix_now();
-        ironhub_auth::x509::verify_client_chain(&[leaf], &[issuer.ca_der().to_vec()], now)
-            .unwrap();
+        ironhub_auth::x509::verify_client_chain(&[leaf], &[issuer.ca_der().to_vec()], now).unwrap();
     }
 
     #[test]
@@ -394,7 +396,10 @@ mod tests {
         let mut der = B64.decode(&csr).unwrap();
         let last = der.len() - 1;
         der[last] ^= 1;
-        assert!(VerifiedCsr::parse(&B64.encode(der)).is_err(), "tampered signature");
+        assert!(
+            VerifiedCsr::parse(&B64.encode(der)).is_err(),
+            "tampered signature"
+        );
         let csr = VerifiedCsr::parse(&csr).unwrap();
         assert!(check_common_name(&csr, "dev-3").is_err());
         assert!(check_common_name(&csr, "dev-2").is_ok());

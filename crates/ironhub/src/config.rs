@@ -209,7 +209,9 @@ impl ServeArgs {
         ) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
-            _ => anyhow::bail!("issuing_ca_cert and issuing_ca_key go together: give both or neither"),
+            _ => anyhow::bail!(
+                "issuing_ca_cert and issuing_ca_key go together: give both or neither"
+            ),
         };
         Ok(ServeConfig {
             issuing_ca,

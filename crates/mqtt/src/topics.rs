@@ -127,7 +127,9 @@ pub fn inbound(topic: &str, device_id: &str, module_id: Option<&str>) -> Inbound
             Inbound::TwinPatchReported { rid }
         }),
         "$iothub/credentials/POST/issueCertificate/" if module_id.is_none() => rid()
-            .map_or(Inbound::Unsupported, |rid| Inbound::IssueCertificate { rid }),
+            .map_or(Inbound::Unsupported, |rid| Inbound::IssueCertificate {
+                rid,
+            }),
         _ => {
             let status = path
                 .strip_prefix("$iothub/methods/res/")
