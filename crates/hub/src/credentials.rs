@@ -406,6 +406,38 @@ mod tests {
     }
 
     #[test]
+    fn issue_requests_are_checked_before_they_are_accepted() {
+        let (csr, _) = csr_for("dev-1");
+        let ok = format!(r#"{{"id": "dev-1", "csr": "{csr}", "replace": "*"}}"#);
+        assert_eq!(
+            IssueCertificateRequest::read("dev-1", ok.as_bytes())
+                .unwrap()
+                .replace
+                .as_deref(),
+            Some("*")
+        );
+        let refused = |body: &str| {
+            let e = IssueCertificateRequest::read("dev-1", body.as_bytes()).unwrap_err();
+            assert_eq!(e.code(), 400_004, "{body}: {e}");
+        };
+        refused("");
+        refused("{\"id\": \"dev-1\", \"csr\":");
+        refused("[\"not\", \"an\", \"object\"]");
+        refused(&format!(r#"{{"id": "dev-2", "csr": "{csr}"}}"#));
+        refused(r#"{"id": "dev-1", "csr": ""}"#);
+        refused(r#"{"id": "dev-1", "csr": "not base64!"}"#);
+        refused(&format!(r#"{{"id": "dev-1", "csr": "{csr}", "other": 1}}"#));
+        refused(&format!(
+            r#"{{"id": "dev-1", "csr": "{csr}", "replace": "123"}}"#
+        ));
+        refused(&format!(
+            r#"{{"id": "dev-1", "csr": "{csr}", "replace": "-abc"}}"#
+        ));
+        let long = "A".repeat(MAX_CSR_LEN + 4);
+        refused(&format!(r#"{{"id": "dev-1", "csr": "{long}"}}"#));
+    }
+
+    #[test]
     fn an_operator_ca_must_match_its_key() {
         let a = Issuer::generate("a").unwrap();
         let b = Issuer::generate("b").unwrap();

@@ -228,6 +228,46 @@ mod tests {
     }
 
     #[test]
+    fn credentials_topics_are_a_device_s() {
+        assert_eq!(
+            inbound(
+                "$iothub/credentials/POST/issueCertificate/?$rid=ab-12",
+                "d",
+                None
+            ),
+            Inbound::IssueCertificate {
+                rid: "ab-12".into()
+            }
+        );
+        for refused in [
+            inbound("$iothub/credentials/POST/issueCertificate/", "d", None),
+            inbound(
+                "$iothub/credentials/POST/issueCertificate/?$rid=1",
+                "d",
+                Some("m"),
+            ),
+        ] {
+            assert_eq!(refused, Inbound::Unsupported);
+        }
+        assert_eq!(
+            subscription("$iothub/credentials/res/#", "d", None),
+            Some(Feature::CredentialResponses)
+        );
+        assert_eq!(
+            subscription("$iothub/credentials/res/#", "d", Some("m")),
+            None
+        );
+        assert_eq!(
+            credentials_response(202, "a b"),
+            "$iothub/credentials/res/202/?$rid=a%20b"
+        );
+        assert_eq!(
+            Feature::from_name(Feature::CredentialResponses.name()),
+            Some(Feature::CredentialResponses)
+        );
+    }
+
+    #[test]
     fn wildcards_and_nul_are_not_topic_names() {
         assert!(is_valid_topic_name("devices/d/messages/events/a=%2B%23"));
         for bad in [
