@@ -152,17 +152,24 @@ async fn register(
     payload: Option<Value>,
 ) -> RegistrationOperationStatus {
     let id = attested.registration_id.clone();
+    let request = DeviceRegistration {
+        registration_id: Some(id),
+        tpm: None,
+        payload,
+        csr: None,
+    };
+    register_with(dps, attested, request).await
+}
+
+/// Registers with `request` and polls until the operation ends.
+async fn register_with(
+    dps: &Dps,
+    attested: Attested,
+    request: DeviceRegistration,
+) -> RegistrationOperationStatus {
+    let id = attested.registration_id.clone();
     let started = dps
-        .register(
-            attested,
-            DeviceRegistration {
-                registration_id: Some(id.clone()),
-                tpm: None,
-                payload,
-                csr: None,
-            },
-            Some("2019-03-31"),
-        )
+        .register(attested, request, Some("2019-03-31"))
         .await
         .unwrap();
     assert_eq!(started.status, RegistrationStatus::Assigning);
@@ -743,30 +750,12 @@ async fn a_tpm_enrollment_challenges_its_tpm_and_provisions_it_with_the_sealed_k
             .is_err()
     );
     let attested = attest(&w.dps, "tpm-1", &key).await;
-    let started = w
-        .dps
-        .register(
-            attested,
-            DeviceRegistration {
-                registration_id: Some("tpm-1".into()),
-                tpm: Some(tpm_keys(TPM_EK)),
-                ..DeviceRegistration::default()
-            },
-            None,
-        )
-        .await
-        .unwrap();
-    let op = loop {
-        let op = w
-            .dps
-            .operation_status("tpm-1", &started.operation_id)
-            .await
-            .unwrap();
-        if op.status != RegistrationStatus::Assigning {
-            break op;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let request = DeviceRegistration {
+        registration_id: Some("tpm-1".into()),
+        tpm: Some(tpm_keys(TPM_EK)),
+        ..DeviceRegistration::default()
     };
+    let op = register_with(&w.dps, attested, request).await;
     assert_eq!(op.status, RegistrationStatus::Assigned, "{op:?}");
     let sealed = &state(&op).tpm.as_ref().unwrap().authentication_key;
     assert_ne!(sealed, &blob, "sealed again, with fresh seeds");
@@ -834,24 +823,8 @@ async fn a_csr_gets_a_certificate_and_a_bad_one_starts_nothing() {
         "{refused:?}"
     );
 
-    let started = dps
-        .register(
-            attest(&dps, "csr-1", KEY).await,
-            request(csr_for("csr-1")),
-            None,
-        )
-        .await
-        .unwrap();
-    let op = loop {
-        let op = dps
-            .operation_status("csr-1", &started.operation_id)
-            .await
-            .unwrap();
-        if op.status != RegistrationStatus::Assigning {
-            break op;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let attested = attest(&dps, "csr-1", KEY).await;
+    let op = register_with(&dps, attested, request(csr_for("csr-1"))).await;
     assert_eq!(op.status, RegistrationStatus::Assigned, "{op:?}");
     let chain = state(&op).issued_certificate_chain.clone().unwrap();
     assert_eq!(chain.len(), 2);
