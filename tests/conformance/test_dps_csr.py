@@ -21,6 +21,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+import requests
 from azure.core.exceptions import ResourceNotFoundError
 from azure.iot.deviceprovisioning import DeviceProvisioningClient
 from cryptography import x509
@@ -252,3 +253,37 @@ def test_bad_csrs_are_refused_at_registration_and_create_nothing(hub, dps):
     with pytest.raises(ResourceNotFoundError):
         dps.device_registration_state.get(id=rid)
     assert rid not in [d.device_id for d in hub.registry_manager().get_devices()]
+
+
+def test_https_registration_with_a_csr(hub, dps, tmp_path):
+    """The same over DPS's HTTPS device API (the Node transport's and Tasmota's wire)."""
+    require_tool("openssl")
+    rid = "csr-https"
+    scope = dps_info(hub)["idScope"]
+    token = sas(f"{scope}/registrations/{rid}", enroll(dps, rid), "registration")
+    base = f"https://{hub.address}/{scope}/registrations/{rid}"
+
+    def put(csr: str) -> requests.Response:
+        return requests.put(f"{base}/register", params={"api-version": DPS_API},
+                            json={"registrationId": rid, "csr": csr},
+                            headers={"Authorization": token}, timeout=30, verify=hub.ca_file)
+
+    refused = put(new_csr("someone-else")[1])
+    assert refused.status_code == 400 and refused.json()["errorCode"] == 400004, refused.text
+
+    key, csr = new_csr(rid)
+    started = put(csr)
+    assert started.status_code == 202, started.text
+    operation = started.json()["operationId"]
+
+    def poll():
+        r = requests.get(f"{base}/operations/{operation}", params={"api-version": DPS_API},
+                         headers={"Authorization": token}, timeout=30, verify=hub.ca_file)
+        assert r.status_code in (200, 202), r.text
+        return r.json() if r.status_code == 200 else None
+
+    done = wait_for(poll, what="the registration")
+    assert done["status"] == "assigned", done
+    cert = save_chain(tmp_path, "https", done["registrationState"]["issuedCertificateChain"], key)
+    openssl_verify(tmp_path, "https")
+    send(hub, rid, cert, "hello over a certificate from the HTTPS registration")
