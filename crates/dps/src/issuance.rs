@@ -6,14 +6,14 @@
 //!
 //! The CSR is checked when the device registers (a 400, nothing started, for one that is not
 //! PKCS#10, whose signature does not verify, or whose common name is not the registration
-//! id); the certificate is signed once the device is assigned.
+//! id); the certificate is signed before the device is assigned, so a device is switched to
+//! certificate authentication only once its certificate exists.
 
 use std::sync::Arc;
 
 use ironhub_hub::credentials::{CsrError, Issuer, VerifiedCsr, check_common_name};
 
 use crate::attestation::Attested;
-use crate::model::DeviceRegistrationState;
 use crate::{Dps, DpsError};
 
 fn csr_refused(e: CsrError) -> DpsError {
@@ -51,24 +51,17 @@ impl Dps {
         Ok(Some(csr))
     }
 
-    /// An assigned registration with the certificate issued for `csr`.
+    /// The certificate chain issued to `device_id` for `csr` (none without a CSR).
     pub(crate) fn issue_for(
         &self,
-        state: DeviceRegistrationState,
+        device_id: &str,
         csr: Option<&VerifiedCsr>,
-    ) -> Result<DeviceRegistrationState, DpsError> {
+    ) -> Result<Option<Vec<String>>, DpsError> {
         let (Some(csr), Some(issuer)) = (csr, &self.issuer) else {
-            return Ok(state);
+            return Ok(None);
         };
-        let device_id = state
-            .device_id
-            .clone()
-            .unwrap_or_else(|| state.registration_id.clone());
-        let chain = issuer.issue(&device_id, csr).map_err(csr_refused)?;
-        tracing::info!(target: "DeviceOperations", registration_id = %state.registration_id, "certificate issued");
-        Ok(DeviceRegistrationState {
-            issued_certificate_chain: Some(chain),
-            ..state
-        })
+        let chain = issuer.issue(device_id, csr).map_err(csr_refused)?;
+        tracing::info!(target: "DeviceOperations", device_id, "certificate issued");
+        Ok(Some(chain))
     }
 }

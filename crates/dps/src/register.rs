@@ -539,12 +539,19 @@ impl Dps {
         let registration_id = attested.registration_id.clone();
         let Extras { tpm, csr } = extras;
         // The TPM's sealed key and the issued certificate go to the device in the operation,
-        // not in the stored record.
-        let assigned = self
-            .assign(&attested, payload, legacy, csr.is_some())
-            .await
-            .and_then(|state| self.issue_for(state, csr.as_ref()))
-            .map(|state| DeviceRegistrationState { tpm, ..state });
+        // not in the stored record. The certificate is signed first: a device whose
+        // certificate could not be made is not switched to certificate authentication.
+        let assigned = match self.issue_for(attested.device_id(), csr.as_ref()) {
+            Ok(chain) => self
+                .assign(&attested, payload, legacy, chain.is_some())
+                .await
+                .map(|state| DeviceRegistrationState {
+                    tpm,
+                    issued_certificate_chain: chain,
+                    ..state
+                }),
+            Err(e) => Err(e),
+        };
         let state = match assigned {
             Ok(state) => {
                 tracing::info!(target: "DeviceOperations", registration_id = %registration_id, hub = ?state.assigned_hub, substatus = ?state.substatus, "device assigned");
