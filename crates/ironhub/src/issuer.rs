@@ -41,3 +41,32 @@ pub fn load(config: &ServeConfig, tls_dir: &Path) -> anyhow::Result<Arc<Issuer>>
         issuer.with_validity_days(config.issued_certificate_days),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServeArgs;
+
+    #[test]
+    fn a_generated_ca_is_kept_and_an_operator_ca_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServeArgs::default().resolve().unwrap();
+        let first = load(&config, dir.path()).unwrap();
+        let again = load(&config, dir.path()).unwrap();
+        assert_eq!(first.ca_der(), again.ca_der(), "kept across starts");
+
+        let theirs = Issuer::generate("operator CA").unwrap();
+        let (cert, key) = theirs.to_pem();
+        let (cert_path, key_path) = (dir.path().join("op.pem"), dir.path().join("op.key"));
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        config.issuing_ca = Some((cert_path.clone(), key_path));
+        assert_eq!(load(&config, dir.path()).unwrap().ca_der(), theirs.ca_der());
+
+        // A key that is not the certificate's is refused at start.
+        let other = dir.path().join("other.key");
+        std::fs::write(&other, Issuer::generate("x").unwrap().to_pem().1).unwrap();
+        config.issuing_ca = Some((cert_path, other));
+        assert!(load(&config, dir.path()).is_err());
+    }
+}
