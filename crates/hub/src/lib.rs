@@ -9,6 +9,7 @@ pub mod body;
 pub mod c2d;
 pub mod ca;
 mod certificates;
+pub mod credentials;
 mod device;
 mod error;
 pub mod events;
@@ -50,6 +51,8 @@ pub struct Hub {
     host_names: Arc<Vec<String>>,
     /// When each device's `lastActivityTime` was last written (see `Hub::touch`).
     activity: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// The CA that signs devices' CSRs, when the server issues certificates.
+    issuer: Option<Arc<credentials::Issuer>>,
 }
 
 impl Hub {
@@ -70,6 +73,7 @@ impl Hub {
             settings: Arc::new(settings),
             host_names: Arc::new(host_names),
             activity: Arc::default(),
+            issuer: None,
         })
     }
 
@@ -83,6 +87,17 @@ impl Hub {
     /// The time by the hub's clock.
     pub fn now(&self) -> chrono::DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// The same hub, issuing device certificates with `issuer` and trusting what it issued.
+    pub fn with_issuer(mut self, issuer: Arc<credentials::Issuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+
+    /// The CA that signs devices' CSRs, if the hub issues certificates.
+    pub fn issuer(&self) -> Option<&Arc<credentials::Issuer>> {
+        self.issuer.as_ref()
     }
 
     /// The hub's host name: the first configured name.
