@@ -46,7 +46,8 @@ use ironhub_wire::certificate::{
 };
 use ironhub_wire::hub::{
     BulkResult, ConsumerGroupName, ConsumerGroupView, Device, DeviceSpec, ExportImportDevice,
-    FeedbackRecord, MethodRequest, MethodResult, PurgeResult, RegistryStatistics, Twin, TwinPatch,
+    FeedbackRecord, MethodRequest, MethodResult, PurgeResult, RegenerateRequest, RegenerateResult,
+    RegistryStatistics, Twin, TwinPatch,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -622,6 +623,26 @@ impl HubClient {
     /// answers 200 or 400 with `{"isSuccessful":…,"errors":[…],"warnings":[…]}`; a 400 with that
     /// shape is returned as `Ok` so that callers can read the per-device errors.
     pub async fn bulk(&self, body: &[ExportImportDevice]) -> Result<BulkResult, ClientError> {
+        self.post_for_result("/devices", body).await
+    }
+
+    /// `POST /devices/keys/regenerate`: new keys for the named devices. IoT Hub answers 200,
+    /// 207 (some devices failed) or 400 (all failed) with a [`RegenerateResult`]; each is
+    /// returned as `Ok` so that callers can read the per-device errors.
+    pub async fn regenerate_keys(
+        &self,
+        body: &RegenerateRequest,
+    ) -> Result<RegenerateResult, ClientError> {
+        self.post_for_result("/devices/keys/regenerate", body).await
+    }
+
+    /// A `POST` whose 400 may still carry a per-entry result: one that reads as `T` is `Ok`
+    /// (an error body does not).
+    async fn post_for_result<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let payload =
             serde_json::to_vec(body).map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
         let headers = vec![(
@@ -631,7 +652,7 @@ impl HubClient {
         let response = self
             .send(
                 Method::POST,
-                "/devices",
+                path,
                 &[],
                 headers,
                 Bytes::from(payload),

@@ -31,7 +31,7 @@ use ironhub_wire::hub::{
 
 use crate::model::{
     CustomAllocationRequest, DeviceRegistration, DeviceRegistrationState, DeviceRuntimeContext,
-    InitialTwin, LinkedHub, RegistrationOperationStatus, RegistrationStatus,
+    InitialTwin, LinkedHub, RegistrationOperationStatus, RegistrationStatus, TpmRegistrationResult,
 };
 use crate::registrations::RegistrationRecord;
 use crate::rules::same_id;
@@ -67,11 +67,16 @@ impl Default for Limits {
     }
 }
 
-/// What one running instance keeps in memory: who it is (to tell its own operations from
-/// ones a previous run left unfinished), the latencies measured to the linked hubs, and the
-/// counters of the limits.
+/// How long an operation's runner holds it without renewing: a poll answers `failed` for an
+/// operation still `assigning` whose lease ran out (its node is gone).
+pub const OPERATION_LEASE: Duration = Duration::from_secs(30);
+
+/// What one running instance keeps in memory: who it is (its node, and this run of it, to
+/// tell its own operations from ones a previous run left unfinished), the latencies measured
+/// to the linked hubs, and the counters of the limits. The limits are counted per node.
 #[derive(Debug)]
 pub(crate) struct Runtime {
+    pub(crate) node_id: String,
     pub(crate) instance_id: String,
     pub(crate) latencies: RwLock<HashMap<String, Duration>>,
     polls: Mutex<HashMap<String, VecDeque<Instant>>>,
@@ -79,8 +84,9 @@ pub(crate) struct Runtime {
 }
 
 impl Runtime {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(node_id: String) -> Self {
         Runtime {
+            node_id,
             instance_id: hex(&ironhub_auth::random_bytes(8)),
             latencies: RwLock::default(),
             polls: Mutex::default(),
@@ -118,12 +124,33 @@ struct OperationRecord {
     status: RegistrationStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     registration_state: Option<DeviceRegistrationState>,
-    /// The instance that runs the assignment.
+    /// The run of the server (instance) that runs the assignment.
     worker: String,
+    /// The node that runs it (absent in records of servers before node ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+    /// Until when the runner holds the operation; it renews the lease while it works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_until: Option<DateTime<Utc>>,
     started: DateTime<Utc>,
 }
 
+/// The end of a lease taken or renewed at `now`.
+fn lease_from(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::TimeDelta::from_std(OPERATION_LEASE).unwrap_or_default()
+}
+
 impl OperationRecord {
+    /// Whether an `assigning` operation will never finish, seen from the run `instance` of
+    /// `node` at `now`: its runner was an earlier run of this node, or a node whose lease ran
+    /// out. An operation another live node runs is not abandoned, whichever node is asked.
+    fn abandoned(&self, node: &str, instance: &str, now: DateTime<Utc>) -> bool {
+        self.status == RegistrationStatus::Assigning
+            && self.worker != instance
+            && (self.node.as_deref().is_none_or(|n| n == node)
+                || self.lease_until.is_none_or(|until| until <= now))
+    }
+
     fn answer(&self) -> RegistrationOperationStatus {
         RegistrationOperationStatus {
             operation_id: self.operation_id.clone(),
@@ -148,6 +175,8 @@ fn blank_state(registration_id: &str) -> DeviceRegistrationState {
         last_updated_date_time_utc: Some(now),
         etag: None,
         payload: None,
+        tpm: None,
+        issued_certificate_chain: None,
     }
 }
 
@@ -169,8 +198,14 @@ fn hub_failed(hub: &str, e: HubCallError) -> DpsError {
 }
 
 /// The hub device for an attested device: its credential, the enrollment's IoT Edge flag.
-fn device_identity(device_id: &str, attested: &Attested) -> DeviceSpec {
+fn device_identity(device_id: &str, attested: &Attested, certificate: bool) -> DeviceSpec {
     let authentication = match &attested.credential {
+        // A device given a certificate connects with it, whatever it attested with.
+        _ if certificate => AuthenticationSpec {
+            kind: Some(AuthType::CertificateAuthority.as_str().to_owned()),
+            symmetric_key: None,
+            x509_thumbprint: None,
+        },
         DeviceCredential::SymmetricKey([primary, secondary]) => AuthenticationSpec {
             kind: Some(AuthType::Sas.as_str().to_owned()),
             symmetric_key: Some(SymmetricKeySpec {
@@ -197,6 +232,15 @@ fn device_identity(device_id: &str, attested: &Attested) -> DeviceSpec {
         }),
         ..DeviceSpec::default()
     }
+}
+
+/// What a registration hands the device besides its assignment.
+#[derive(Debug)]
+struct Extras {
+    /// A TPM device's key, sealed to its TPM.
+    tpm: Option<TpmRegistrationResult>,
+    /// The CSR to sign once the device is assigned.
+    csr: Option<ironhub_hub::credentials::VerifiedCsr>,
 }
 
 /// Creates the device on the hub, or updates its credentials and capabilities (its status,
@@ -395,12 +439,16 @@ impl Dps {
                 attested.registration_id
             )));
         }
+        let tpm = self.tpm_registration_result(&attested, request.tpm.as_ref())?;
+        let csr = self.read_csr(&attested, request.csr.as_deref())?;
         self.admit_registration()?;
         let mut record = OperationRecord {
             operation_id: new_operation_id(),
             status: RegistrationStatus::Assigning,
             registration_state: None,
             worker: self.runtime.instance_id.clone(),
+            node: Some(self.runtime.node_id.clone()),
+            lease_until: Some(lease_from(Utc::now())),
             started: Utc::now(),
         };
         // The device is answered `assigning` in every case (Tasmota needs it,
@@ -422,7 +470,8 @@ impl Dps {
         let dps = self.clone();
         let operation_id = record.operation_id;
         tokio::spawn(async move {
-            dps.complete(attested, request.payload, legacy, operation_id)
+            let extras = Extras { tpm, csr };
+            dps.complete(attested, request.payload, extras, legacy, operation_id)
                 .await;
         });
         Ok(answer)
@@ -531,11 +580,36 @@ impl Dps {
         self,
         attested: Attested,
         payload: Option<Value>,
+        extras: Extras,
         legacy: bool,
         operation_id: String,
     ) {
         let registration_id = attested.registration_id.clone();
-        let state = match self.assign(&attested, payload, legacy).await {
+        let Extras { tpm, csr } = extras;
+        // The TPM's sealed key and the issued certificate go to the device in the operation,
+        // not in the stored record. The certificate is signed first: a device whose
+        // certificate could not be made is not switched to certificate authentication.
+        let assignment = async {
+            let chain = self.issue_for(attested.device_id(), csr.as_ref())?;
+            self.assign(&attested, payload, legacy, chain.is_some())
+                .await
+                .map(|state| DeviceRegistrationState {
+                    tpm,
+                    issued_certificate_chain: chain,
+                    ..state
+                })
+        };
+        tokio::pin!(assignment);
+        // The lease is renewed while the assignment runs (a webhook may retry for minutes).
+        let mut renew = tokio::time::interval(OPERATION_LEASE / 3);
+        renew.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut assignment => break outcome,
+                _ = renew.tick() => self.renew_lease(&registration_id, &operation_id).await,
+            }
+        };
+        let state = match outcome {
             Ok(state) => {
                 tracing::info!(target: "DeviceOperations", registration_id = %registration_id, hub = ?state.assigned_hub, substatus = ?state.substatus, "device assigned");
                 state
@@ -550,6 +624,32 @@ impl Dps {
             .await
         {
             tracing::warn!(target: "DeviceOperations", registration_id = %registration_id, error = %e, "could not record the outcome of a registration");
+        }
+    }
+
+    /// Extends the lease of the operation this run is assigning, if it is still the device's
+    /// latest; a failure only logs (the next renewal tries again).
+    async fn renew_lease(&self, registration_id: &str, operation_id: &str) {
+        let renewed = async {
+            let Some((mut op, stored)) = self.load_operation(registration_id).await? else {
+                return Ok(());
+            };
+            if op.operation_id != operation_id || op.status != RegistrationStatus::Assigning {
+                return Ok(());
+            }
+            op.lease_until = Some(lease_from(Utc::now()));
+            let write = DpsWrite::Replace {
+                record: to_record(registration_id, None, &op)?,
+                if_match: Some(stored.etag),
+            };
+            self.store
+                .dps_write(DpsCollection::Operations, vec![write])
+                .await?
+                .map(|_| ())
+                .map_err(|_| DpsError::ServerError("the operation changed meanwhile".into()))
+        };
+        if let Err(e) = renewed.await {
+            tracing::warn!(target: "DeviceOperations", registration_id, error = %e, "could not renew the lease of a registration");
         }
     }
 
@@ -598,9 +698,10 @@ impl Dps {
             .await?
             .filter(|(op, _)| op.operation_id == operation_id.trim())
             .ok_or_else(|| DpsError::OperationNotFound(operation_id.to_owned()))?;
-        if op.status == RegistrationStatus::Assigning && op.worker != self.runtime.instance_id {
-            // A single node runs every assignment itself: one that a previous run of the
-            // server started will never finish. Say so, and the device registers again.
+        if op.abandoned(&self.runtime.node_id, &self.runtime.instance_id, Utc::now()) {
+            // An earlier run of this node, or a node whose lease ran out, started it: it will
+            // never finish. Say so, and the device registers again. An operation another live
+            // node runs stays `assigning`.
             let e = DpsError::ServerError(
                 "The provisioning service restarted while this registration was assigned; \
                  register again."
@@ -636,6 +737,7 @@ impl Dps {
         attested: &Attested,
         payload: Option<Value>,
         legacy: bool,
+        certificate: bool,
     ) -> Result<DeviceRegistrationState, DpsError> {
         let registration_id = &attested.registration_id;
         let settings = attested.enrollment.settings();
@@ -694,10 +796,11 @@ impl Dps {
             .as_ref()
             .and_then(|p| p.state.device_id.clone())
             .unwrap_or_else(|| device_id.clone());
+        let identity = device_identity(&device_id, attested, certificate);
         self.apply(
             &decision,
             &linked,
-            attested,
+            &identity,
             &device_id,
             &previous_device,
             initial_twin.as_ref(),
@@ -723,18 +826,17 @@ impl Dps {
         &self,
         decision: &Reprovision,
         linked: &[LinkedHub],
-        attested: &Attested,
+        identity: &DeviceSpec,
         device_id: &str,
         previous_device: &str,
         initial_twin: Option<&InitialTwin>,
     ) -> Result<(), DpsError> {
         let target = self.registry(linked, &decision.hub)?;
         let hub = decision.hub.as_str();
-        let identity = device_identity(device_id, attested);
         let initial = initial_twin.filter(|t| !is_empty_twin(t));
         match &decision.action {
             HubAction::Assign | HubAction::Keep => {
-                let created = upsert_device(target.as_ref(), device_id, &identity)
+                let created = upsert_device(target.as_ref(), device_id, identity)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 // The initial twin is the device's starting point: on a first assignment,
@@ -755,7 +857,7 @@ impl Dps {
                     Err(e) if e.is_not_found() => None,
                     Err(e) => return Err(hub_failed(from, e)),
                 };
-                upsert_device(target.as_ref(), device_id, &identity)
+                upsert_device(target.as_ref(), device_id, identity)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 let doc = match &old_twin {
@@ -774,7 +876,7 @@ impl Dps {
                     .map_err(|e| hub_failed(from, e))?;
             }
             HubAction::Reset { from } => {
-                upsert_device(target.as_ref(), device_id, &identity)
+                upsert_device(target.as_ref(), device_id, identity)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 let doc = initial.map_or_else(|| twin_doc(None, None), initial_twin_doc);
@@ -868,5 +970,42 @@ impl Dps {
             l.clone_from(&measured);
         }
         Ok(measured)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(node: Option<&str>, lease_until: Option<DateTime<Utc>>) -> OperationRecord {
+        OperationRecord {
+            operation_id: "4.x".into(),
+            status: RegistrationStatus::Assigning,
+            registration_state: None,
+            worker: "run-1".into(),
+            node: node.map(Into::into),
+            lease_until,
+            started: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn an_operation_is_abandoned_when_its_runner_is_gone() {
+        let now = Utc::now();
+        let live = Some(lease_from(now));
+        let ran_out = Some(now);
+        // This very run is running it.
+        assert!(!op(Some("a"), live).abandoned("a", "run-1", now));
+        // An earlier run of this node: gone, whatever its lease says.
+        assert!(op(Some("a"), live).abandoned("a", "run-2", now));
+        // Another node, still renewing its lease, is running it.
+        assert!(!op(Some("a"), live).abandoned("b", "run-9", now));
+        // Another node whose lease ran out is gone.
+        assert!(op(Some("a"), ran_out).abandoned("b", "run-9", now));
+        // A record of a server before node ids has no runner left.
+        assert!(op(None, None).abandoned("b", "run-9", now));
+        let mut done = op(Some("a"), ran_out);
+        done.status = RegistrationStatus::Assigned;
+        assert!(!done.abandoned("b", "run-9", now));
     }
 }

@@ -1,4 +1,4 @@
-//! The DPS device registration API over HTTPS (`clients.md` §5; the Node
+//! The DPS device registration API over HTTPS (`docs/protocol/dps-json.md` §1–2; the Node
 //! `azure-iot-provisioning-device-http` transport, Tasmota, and any device that speaks REST):
 //!
 //! - `PUT /{idScope}/registrations/{registrationId}/register` with
@@ -11,7 +11,9 @@
 //!   state (the registration status lookup).
 //!
 //! Every request authenticates: a DPS SAS token in `Authorization`
-//! (`sr={idScope}/registrations/{registrationId}`), or the TLS client certificate chain.
+//! (`sr={idScope}/registrations/{registrationId}`), or the TLS client certificate chain. A
+//! TPM device's first register PUT has no token and its TPM's keys in the body: it is
+//! answered 401 `{authenticationKey, keyName: "registration"}` (the TPM challenge).
 //! `Content-Encoding: utf-8` (Tasmota) is ignored; answers are always
 //! `application/json; charset=utf-8`; errors have DPS's body.
 
@@ -23,7 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use ironhub_dps::attestation::Attested;
-use ironhub_dps::model::{DeviceRegistration, RegistrationOperationStatus, RegistrationStatus};
+use ironhub_dps::model::{
+    DeviceRegistration, RegistrationOperationStatus, RegistrationStatus, TpmChallenge,
+};
 use ironhub_dps::{Dps, DpsError};
 
 use crate::dps_api::DpsApiError;
@@ -46,6 +50,14 @@ pub(crate) fn routes() -> Router<Dps> {
         )
 }
 
+/// The token in `Authorization`, if there is one.
+fn token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.trim().is_empty())
+}
+
 /// Attests the device behind a request: by its SAS token, else by its client certificate.
 pub(crate) async fn attest(
     dps: &Dps,
@@ -54,11 +66,7 @@ pub(crate) async fn attest(
     headers: &HeaderMap,
     info: &ConnectionInfo,
 ) -> Result<Attested, DpsError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|t| !t.trim().is_empty());
-    match token {
+    match token(headers) {
         Some(token) => {
             dps.attest_symmetric_key(scope, registration_id, token)
                 .await
@@ -105,7 +113,8 @@ fn operation_response(dps: &Dps, op: &RegistrationOperationStatus) -> Response {
     response
 }
 
-/// Reads the device's registration request (at most 96 KB, seed 004 L329).
+/// Reads the device's registration request (at most 96 KB: Azure docs, "Quotas and limits"
+/// of the Device Provisioning Service).
 async fn registration_body(dps: &Dps, body: Body) -> Result<DeviceRegistration, DpsError> {
     let limit = dps.limits().max_message_bytes;
     let bytes = read_body_within(body, limit).await.map_err(|_| {
@@ -142,6 +151,22 @@ async fn register(
     let fail = |e| refused(&dps, &scope, &registration_id, e);
     // Read the body first, so a malformed request is a 400 whoever sent it.
     let request = registration_body(&dps, body).await.map_err(fail)?;
+    if let Some(tpm) = request.tpm.as_ref().filter(|_| token(&headers).is_none()) {
+        // TPM attestation's first step: the challenge, as a 401.
+        let key = dps
+            .tpm_challenge(&scope, &registration_id, tpm)
+            .await
+            .map_err(fail)?;
+        let mut response = json_body(&TpmChallenge {
+            authentication_key: key,
+            key_name: "registration".into(),
+            message: "Sign a SAS token with the key in authenticationKey, once your TPM \
+                      imported it, and register again with it."
+                .into(),
+        });
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(response);
+    }
     let attested = attest(&dps, &scope, &registration_id, &headers, &info)
         .await
         .map_err(fail)?;
@@ -149,7 +174,7 @@ async fn register(
         .register(attested, request, api_version(uri.query()).as_deref())
         .await
         .map_err(fail)?;
-    // Always 202 `assigning` (clients.md §5.2), with where to poll.
+    // Always 202 `assigning` (docs/protocol/dps-json.md §2), with where to poll.
     let mut response = json_body(&op);
     *response.status_mut() = StatusCode::ACCEPTED;
     let h = response.headers_mut();

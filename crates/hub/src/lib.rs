@@ -5,25 +5,31 @@
 //! own words; [`HubError`] carries IoT Hub's status and error code for that.
 
 mod auth;
+pub mod body;
 pub mod c2d;
 pub mod ca;
 mod certificates;
+pub mod credentials;
 mod device;
 mod error;
 pub mod events;
+pub mod keys;
 pub mod methods;
 pub mod model;
+mod node;
 pub mod registry;
+pub mod scopes;
 pub mod twin;
 
 use std::sync::Arc;
 
 use chrono::Utc;
-use ironhub_store::{DeviceBus, EventLog, HubSettings, Store};
+use ironhub_store::{Clock, DeviceBus, EventLog, HubSettings, Store, SystemClock};
 
 pub use auth::Principal;
 pub use device::{AuthMethod, DeviceAuth, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
 pub use error::HubError;
+pub use node::{NODE_LEASE, Recovered};
 
 /// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).
 #[derive(Debug, Clone)]
@@ -39,10 +45,14 @@ pub struct Hub {
     store: Arc<dyn Store>,
     events: Arc<dyn EventLog>,
     bus: Arc<dyn DeviceBus>,
+    /// Where the time rules (message expiry, locks) read the time.
+    clock: Arc<dyn Clock>,
     settings: Arc<HubSettings>,
     host_names: Arc<Vec<String>>,
     /// When each device's `lastActivityTime` was last written (see `Hub::touch`).
     activity: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// The CA that signs devices' CSRs, when the server issues certificates.
+    issuer: Option<Arc<credentials::Issuer>>,
 }
 
 impl Hub {
@@ -59,10 +69,35 @@ impl Hub {
             store,
             events,
             bus,
+            clock: Arc::new(SystemClock),
             settings: Arc::new(settings),
             host_names: Arc::new(host_names),
             activity: Arc::default(),
+            issuer: None,
         })
+    }
+
+    /// The same hub reading the time from `clock` (tests move time instead of sleeping; the
+    /// store should read the same clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time by the hub's clock.
+    pub fn now(&self) -> chrono::DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The same hub, issuing device certificates with `issuer` and trusting what it issued.
+    pub fn with_issuer(mut self, issuer: Arc<credentials::Issuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+
+    /// The CA that signs devices' CSRs, if the hub issues certificates.
+    pub fn issuer(&self) -> Option<&Arc<credentials::Issuer>> {
+        self.issuer.as_ref()
     }
 
     /// The hub's host name: the first configured name.

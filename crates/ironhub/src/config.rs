@@ -23,7 +23,8 @@ fn chrono_hours(hours: u32) -> chrono::Duration {
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
-    /// trust_ca, dps_registrations_per_minute, dps_polls_per_device).
+    /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
+    /// issuing_ca_key, issued_certificate_days).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -70,6 +71,21 @@ pub struct ServeArgs {
     /// 5) [default: 5].
     #[arg(long, env = "IRONHUB_DPS_POLLS_PER_DEVICE")]
     pub dps_polls_per_device: Option<u32>,
+    /// This server's name among the nodes sharing one store: it owns the connections, message
+    /// locks and registrations it records, and releases only its own when it restarts. Letters,
+    /// digits, `.`, `_` and `-`, at most 64 [default: local].
+    #[arg(long, env = "IRONHUB_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Your own CA certificate (PEM) to sign devices' CSRs with, instead of the generated
+    /// ECC P-384 issuing CA.
+    #[arg(long, env = "IRONHUB_ISSUING_CA_CERT", requires = "issuing_ca_key")]
+    pub issuing_ca_cert: Option<PathBuf>,
+    /// The private key (PEM, PKCS#8) of --issuing-ca-cert.
+    #[arg(long, env = "IRONHUB_ISSUING_CA_KEY", requires = "issuing_ca_cert")]
+    pub issuing_ca_key: Option<PathBuf>,
+    /// How long certificates issued from devices' CSRs are valid, in days [default: 30].
+    #[arg(long, env = "IRONHUB_ISSUED_CERTIFICATE_DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub issued_certificate_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -99,6 +115,10 @@ struct FileConfig {
     trust_ca: Option<OneOrMany>,
     dps_registrations_per_minute: Option<u32>,
     dps_polls_per_device: Option<u32>,
+    node_id: Option<String>,
+    issuing_ca_cert: Option<PathBuf>,
+    issuing_ca_key: Option<PathBuf>,
+    issued_certificate_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +153,12 @@ pub struct ServeConfig {
     pub trust_ca: Vec<PathBuf>,
     /// The DPS's limits on the device API.
     pub dps_limits: ironhub_dps::Limits,
+    /// This node's id (see `ServeArgs::node_id`).
+    pub node_id: String,
+    /// The operator's issuing CA (certificate, key), instead of the generated one.
+    pub issuing_ca: Option<(PathBuf, PathBuf)>,
+    /// How long issued device certificates are valid, in days.
+    pub issued_certificate_days: u32,
 }
 
 impl ServeArgs {
@@ -177,6 +203,18 @@ impl ServeArgs {
         if hostnames.is_empty() {
             hostnames.push("localhost".into());
         }
+        let node_id = self
+            .node_id
+            .or(file.node_id)
+            .unwrap_or_else(|| ironhub_store::LOCAL_NODE.to_owned());
+        let valid = !node_id.is_empty()
+            && node_id.len() <= 64
+            && node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid {
+            anyhow::bail!("node_id {node_id:?}: use 1 to 64 letters, digits, '.', '_' or '-'");
+        }
         let tls_cert = match (
             self.tls_cert.or(file.tls_cert),
             self.tls_key.or(file.tls_key),
@@ -185,7 +223,23 @@ impl ServeArgs {
             (None, None) => None,
             _ => anyhow::bail!("tls_cert and tls_key go together: give both or neither"),
         };
+        let issuing_ca = match (
+            self.issuing_ca_cert.or(file.issuing_ca_cert),
+            self.issuing_ca_key.or(file.issuing_ca_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "issuing_ca_cert and issuing_ca_key go together: give both or neither"
+            ),
+        };
         Ok(ServeConfig {
+            issuing_ca,
+            issued_certificate_days: self
+                .issued_certificate_days
+                .or(file.issued_certificate_days)
+                .unwrap_or(ironhub_hub::credentials::DEFAULT_VALIDITY_DAYS)
+                .clamp(1, 3650),
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -223,6 +277,7 @@ impl ServeArgs {
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             trust_ca,
             dps_limits,
+            node_id,
         })
     }
 }
@@ -236,6 +291,23 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_ids_default_to_local_and_are_checked() {
+        assert_eq!(ServeArgs::default().resolve().unwrap().node_id, "local");
+        let args = ServeArgs {
+            node_id: Some("node-2.eu_west".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(args.resolve().unwrap().node_id, "node-2.eu_west");
+        for bad in ["", "has space", "a/b", &"x".repeat(65)] {
+            let args = ServeArgs {
+                node_id: Some(bad.to_owned()),
+                ..ServeArgs::default()
+            };
+            assert!(args.resolve().is_err(), "{bad:?} is refused");
+        }
+    }
 
     #[test]
     fn defaults_work_for_a_newcomer() {

@@ -3,7 +3,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod data_lock;
 pub mod identity;
+mod issuer;
 mod linked_hubs;
 mod mqtt_listener;
 pub mod serve;

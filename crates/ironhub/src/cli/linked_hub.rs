@@ -88,7 +88,9 @@ pub async fn run(client: &DpsClient, command: LinkedHubCommand) -> anyhow::Resul
                 connection_string: Some(a.connection_string),
                 ..link_body(None, &a.link)
             };
-            serde_json::to_value(client.put_linked_hub(&name, &body, None).await?)?
+            let linked = client.put_linked_hub(&name, &body, None).await?;
+            warn_if_unreached(&linked, &name);
+            serde_json::to_value(linked)?
         }
         LinkedHubCommand::List => serde_json::to_value(client.list_linked_hubs().await?)?,
         LinkedHubCommand::Show(a) => {
@@ -113,7 +115,9 @@ pub async fn run(client: &DpsClient, command: LinkedHubCommand) -> anyhow::Resul
                 name => name,
             };
             let etag = current.hub.etag.as_deref().unwrap_or("*");
-            serde_json::to_value(client.put_linked_hub(name, &body, Some(etag)).await?)?
+            let linked = client.put_linked_hub(name, &body, Some(etag)).await?;
+            warn_if_unreached(&linked, name);
+            serde_json::to_value(linked)?
         }
         LinkedHubCommand::Delete(a) => {
             client.delete_linked_hub(&a.linked_hub, None).await?;
@@ -163,6 +167,17 @@ fn hub_name(connection_string: &str) -> anyhow::Result<String> {
         bail!("--connection-string has no HostName");
     }
     Ok(host.to_owned())
+}
+
+/// ironhub answers a link with the round trip it just measured (`latencyMs`); without one the
+/// hub did not answer (a hub it could not trust, or that refused the key, is refused outright).
+fn warn_if_unreached(linked: &LinkedHubView, name: &str) {
+    if linked.latency_ms.is_none() {
+        eprintln!(
+            "warning: the server could not reach the hub '{name}' just now (its log says why); \
+             it is linked, but devices cannot be assigned to it until it answers"
+        );
+    }
 }
 
 #[cfg(test)]

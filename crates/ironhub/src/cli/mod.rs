@@ -12,5 +12,7 @@ mod linked_hub;
 mod login;
 mod monitor;
 mod output;
+mod parentage;
+mod renew_key;
 mod sas;
 mod twin;

@@ -2,18 +2,27 @@
 //! (`azure-iot-hub`, npm `azure-iothub`) and the Azure CLI send and parse it.
 
 mod bulk;
+mod credentials;
 mod device;
 mod events;
+mod keys;
 mod messaging;
 mod statistics;
 mod twin;
 
 pub use bulk::{BulkError, BulkResult, ExportImportDevice};
+pub use credentials::{
+    CredentialErrorBody, CredentialErrorInfo, IssueCertificateAccepted, IssueCertificateRequest,
+    IssuedCertificate,
+};
 pub use device::{
     AuthType, Authentication, AuthenticationSpec, Capabilities, CapabilitiesSpec, ConnectionState,
     Device, DeviceSpec, DeviceStatus, SymmetricKey, SymmetricKeySpec, Thumbprint, ThumbprintSpec,
 };
 pub use events::{ConsumerGroupName, ConsumerGroupView, EventsProperties, PartitionView};
+pub use keys::{
+    RegenerateError, RegenerateRequest, RegenerateResult, RegenerateTarget, RotatedKeys,
+};
 pub use messaging::{FeedbackRecord, FeedbackStatus, MethodRequest, MethodResult, PurgeResult};
 pub use statistics::{RegistryStatistics, ServiceStatistics};
 pub use twin::{Twin, TwinPatch, TwinPatchProperties, TwinProperties};

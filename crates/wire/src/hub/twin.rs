@@ -21,9 +21,15 @@ pub struct Twin {
     pub connection_state: ConnectionState,
     pub device_etag: String,
     pub device_id: String,
+    /// The device's own scope (an Edge device's, or the parent's for a child device); left
+    /// out when the device has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_scope: Option<String>,
     pub etag: String,
     pub last_activity_time: String,
     pub model_id: String,
+    /// The scope of the device's parent, when it has one.
+    pub parent_scopes: Vec<String>,
     pub properties: TwinProperties,
     pub status: DeviceStatus,
     pub status_reason: Option<String>,
@@ -94,12 +100,14 @@ mod tests {
                 "desired": {"fw": 2, "$metadata": {}, "$version": 2},
                 "reported": {"$version": 1}
             },
-            "deviceScope": "ms-azure-iot-edge://x"
+            "deviceScope": "ms-azure-iot-edge://x",
+            "someFutureField": {"x": 1}
         }))
         .unwrap();
         assert_eq!(twin.tags["site"], "lab");
         assert_eq!(twin.properties.desired["$version"], 2);
-        assert_eq!(twin.other["deviceScope"], "ms-azure-iot-edge://x");
+        assert_eq!(twin.device_scope.as_deref(), Some("ms-azure-iot-edge://x"));
+        assert_eq!(twin.other["someFutureField"]["x"], 1);
         // As the server writes it (nothing passed through): its keys in order, byte for byte
         // as a `serde_json::Value` writes it.
         let mut served = twin.clone();
