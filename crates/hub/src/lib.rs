@@ -9,6 +9,7 @@ pub mod c2d;
 pub mod ca;
 mod certificates;
 mod device;
+pub mod digital_twin;
 mod error;
 pub mod events;
 pub mod methods;
