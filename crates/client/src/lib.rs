@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod digital_twin;
 mod dps;
 mod error;
 mod lines;
@@ -43,6 +44,7 @@ use ironhub_auth::sas::url_encode;
 use ironhub_auth::{ConnectionString, sas, unix_now};
 use serde_json::Value;
 
+pub use digital_twin::Command;
 pub use dps::{DPS_API_VERSION, DpsClient, EnrollmentKind};
 pub use error::{ClientError, parse_service_error};
 pub use lines::LineStream;

@@ -5,6 +5,7 @@ pub mod c2d;
 mod certificate;
 mod consumer_group;
 mod device;
+mod digital_twin;
 pub mod dps;
 mod enrollment;
 pub mod hub;
