@@ -180,3 +180,38 @@ def test_cli_digital_twin(hub, rm):
         }
     finally:
         device.shutdown()
+
+
+def test_node_sdks(hub, rm):
+    """The Node.js SDKs: azure-iot-device with `modelId`, azure-iothub's DigitalTwinClient
+    (`node/pnp.js`)."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node_dir = Path(__file__).resolve().parent / "node"
+    if shutil.which("node") is None or not (node_dir / "node_modules" / "azure-iothub").is_dir():
+        pytest.fail("node or the Node SDKs are missing: run the suite through scripts/test", pytrace=False)
+    device_id = "thermo-node"
+    key = device_key(rm, device_id)
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=hub.ca_file, IRONHUB_CONNECTION_STRING=hub.connection_string)
+    proc = subprocess.run(
+        ["node", "pnp.js", "--device-cs", f"HostName={hub.hostname};DeviceId={device_id};SharedAccessKey={key}",
+         "--model", MODEL],
+        cwd=node_dir, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    out = json.loads(proc.stdout)
+    twin = out["digitalTwin"]
+    assert twin["$dtId"] == device_id and twin["$metadata"]["$model"] == MODEL
+    assert twin["serialNumber"] == "SN-node" and twin["thermostat1"]["maxTempSinceLastReboot"] == 40
+    assert out["update"]["status"] == 202 and out["update"]["etag"]
+    assert out["update"]["location"] == f"/digitaltwins/{device_id}"
+    assert out["desiredPatch"]["thermostat1"] == {"__t": "c", "targetTemperature": 25}
+    assert out["root"]["xMsCommandStatuscode"] == 202 and out["root"]["xMsRequestId"]
+    assert out["root"]["body"] == {"ran": "reboot"}
+    assert out["component"]["xMsCommandStatuscode"] == 202
+    assert out["component"]["body"] == {"ran": "thermostat1*getMaxMinReport"}
+    assert out["calls"] == [["reboot", {"delay": 2}], ["thermostat1*getMaxMinReport", "now"]]
+    assert model_id(rm, device_id) == MODEL
