@@ -19,9 +19,11 @@
 //! # Ok(()) }
 //! ```
 
+mod blob;
 mod digital_twin;
 mod dps;
 mod error;
+mod file_upload;
 mod lines;
 mod tls;
 
@@ -44,8 +46,10 @@ use ironhub_auth::sas::url_encode;
 use ironhub_auth::{ConnectionString, sas, unix_now};
 use serde_json::Value;
 
+pub use blob::StorageResponse;
 pub use digital_twin::Command;
 pub use dps::{DPS_API_VERSION, DpsClient, EnrollmentKind};
+pub use file_upload::FileNotification;
 pub use error::{ClientError, parse_service_error};
 pub use lines::LineStream;
 

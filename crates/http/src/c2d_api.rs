@@ -215,7 +215,7 @@ async fn abandon_feedback(
 
 /// Authenticates the device of the path: its SAS token (or a DeviceConnect policy's) in
 /// `Authorization`, else the TLS client certificate.
-async fn authenticate_device(
+pub(crate) async fn authenticate_device(
     hub: &Hub,
     device_id: &str,
     headers: &HeaderMap,

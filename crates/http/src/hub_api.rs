@@ -41,6 +41,7 @@ pub(crate) fn routes() -> Router<Hub> {
         .route("/statistics/service", get(service_statistics))
         .merge(crate::c2d_api::routes())
         .merge(crate::digital_twin_api::routes())
+        .merge(crate::file_upload_api::routes())
         .merge(crate::events_api::routes())
         .merge(crate::certificates_api::routes::<Hub>())
 }

@@ -16,6 +16,7 @@ mod dps_device_api;
 mod error;
 mod events_api;
 mod extract;
+mod file_upload_api;
 mod hub_api;
 mod listener;
 mod websocket;

@@ -12,6 +12,7 @@ mod device;
 pub mod digital_twin;
 mod error;
 pub mod events;
+pub mod file_upload;
 pub mod methods;
 pub mod model;
 pub mod registry;
@@ -42,6 +43,8 @@ pub struct Hub {
     bus: Arc<dyn DeviceBus>,
     settings: Arc<HubSettings>,
     host_names: Arc<Vec<String>>,
+    /// File upload, when the hub has a storage account (see `Hub::with_file_upload`).
+    file_upload: Option<Arc<file_upload::FileUpload>>,
     /// When each device's `lastActivityTime` was last written (see `Hub::touch`).
     activity: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
@@ -62,6 +65,7 @@ impl Hub {
             bus,
             settings: Arc::new(settings),
             host_names: Arc::new(host_names),
+            file_upload: None,
             activity: Arc::default(),
         })
     }

@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
+use ironhub_hub::file_upload::FileUploadSettings;
 use ironhub_store::Retention;
 use serde::Deserialize;
+
+use crate::file_upload::{FileUploadArgs, FileUploadFile};
 
 /// Longest event log retention accepted: a year.
 const MAX_RETENTION_HOURS: u32 = 24 * 366;
@@ -23,7 +26,9 @@ fn chrono_hours(hours: u32) -> chrono::Duration {
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
-    /// trust_ca, dps_registrations_per_minute, dps_polls_per_device).
+    /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, and a `[file_upload]` table
+    /// with connection_string, container, sas_ttl_hours, notifications, notification_ttl_hours,
+    /// max_delivery_count).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -70,6 +75,8 @@ pub struct ServeArgs {
     /// 5) [default: 5].
     #[arg(long, env = "IRONHUB_DPS_POLLS_PER_DEVICE")]
     pub dps_polls_per_device: Option<u32>,
+    #[command(flatten)]
+    pub file_upload: FileUploadArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -99,6 +106,7 @@ struct FileConfig {
     trust_ca: Option<OneOrMany>,
     dps_registrations_per_minute: Option<u32>,
     dps_polls_per_device: Option<u32>,
+    file_upload: Option<FileUploadFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +141,8 @@ pub struct ServeConfig {
     pub trust_ca: Vec<PathBuf>,
     /// The DPS's limits on the device API.
     pub dps_limits: ironhub_dps::Limits,
+    /// The hub's storage account for file upload, when it has one.
+    pub file_upload: Option<FileUploadSettings>,
 }
 
 impl ServeArgs {
@@ -223,6 +233,9 @@ impl ServeArgs {
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             trust_ca,
             dps_limits,
+            file_upload: self
+                .file_upload
+                .resolve(file.file_upload.unwrap_or_default())?,
         })
     }
 }

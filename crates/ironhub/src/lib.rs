@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+mod file_upload;
 pub mod identity;
 mod linked_hubs;
 mod mqtt_listener;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ironhub_dps::{Dps, LinkedHub, Services};
+use ironhub_hub::file_upload::FileUpload;
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{Endpoint, EventLog, LocalBus, Retention, SqliteEventLog, SqliteStore, Store};
 use tokio::net::{TcpListener, TcpSocket};
@@ -59,7 +60,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         events: Arc::new(SqliteEventLog::open(&config.data_dir, config.partitions)?),
         bus: Arc::new(LocalBus::new()),
     };
-    let hub = Hub::open(backends, config.hostnames.clone()).await?;
+    let mut hub = Hub::open(backends, config.hostnames.clone()).await?;
     // One node holds every connection: none from before this start is still open.
     let stale = store.disconnect_all().await?;
     if stale > 0 {
@@ -112,6 +113,12 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     // linked hub over HTTPS, trusting the system's roots, --trust-ca and its own CA.
     let mut trust = config.trust_ca.clone();
     trust.push(generated.ca.clone());
+    if let Some(settings) = config.file_upload.clone() {
+        hub = hub.with_file_upload(FileUpload {
+            settings,
+            storage: Arc::new(crate::file_upload::HttpBlobStorage::new(&trust)?),
+        });
+    }
     let dps = Dps::open(
         store.clone(),
         config.hostnames.clone(),

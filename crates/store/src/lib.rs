@@ -7,9 +7,11 @@
 pub mod bus;
 mod dps_records;
 pub mod eventlog;
+mod file_records;
 mod records;
 mod sqlite;
 mod sqlite_dps;
+mod sqlite_files;
 mod sqlite_eventlog;
 
 use async_trait::async_trait;
@@ -17,6 +19,7 @@ use chrono::{DateTime, Utc};
 
 pub use bus::{Attachment, BusError, BusMessage, DeviceBus, LocalBus, MethodResponse};
 pub use dps_records::*;
+pub use file_records::*;
 pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition};
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -137,6 +140,28 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Completes (deletes) or abandons (unlocks) the batch locked under `lock_token`; `false`
     /// when no record holds that lock.
     async fn feedback_settle(&self, lock_token: &str, complete: bool) -> Result<bool>;
+    /// Appends a file upload notification, kept until `expiry` unless a service completes it.
+    async fn file_notification_enqueue(
+        &self,
+        notification: FileNotification,
+        expiry: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Drops expired notifications and those received `rules.max_delivery_count` times, then
+    /// locks the oldest visible one for `rules.lock_duration` under a new lock token, counting
+    /// a delivery.
+    async fn file_notification_lock(
+        &self,
+        rules: FileNotificationRules,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LockedFileNotification>>;
+    /// Completes (deletes) or abandons (unlocks) the notification locked under `lock_token`;
+    /// `false` when none holds that lock any more.
+    async fn file_notification_settle(
+        &self,
+        lock_token: &str,
+        complete: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     /// One CA certificate of `scope`, by its exact name.
     async fn get_certificate(
         &self,

@@ -14,11 +14,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 
 use crate::sqlite_dps;
+use crate::sqlite_files;
 use crate::{
     BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, CertificateScope,
     ConnectionState, DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, DpsBatchResult,
     DpsCollection, DpsRecord, DpsSettings, DpsWrite, Endpoint, FeedbackBatch, FeedbackRecord,
-    FeedbackStatus, HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord,
+    FeedbackStatus, FileNotification, FileNotificationRules, LockedFileNotification, HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord,
     WriteConflict,
 };
 
@@ -73,6 +74,17 @@ const MIGRATIONS: &[&str] = &[
     // registration operation of each device, keyed by its registration id.
     "CREATE TABLE dps_certificates (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
      CREATE TABLE dps_operations (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);",
+    // File upload notifications waiting for a service (`sqlite_files`).
+    "CREATE TABLE file_notifications (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         enqueued INTEGER NOT NULL,
+         expiry INTEGER NOT NULL,
+         delivery_count INTEGER NOT NULL DEFAULT 0,
+         lock_token TEXT,
+         locked_until INTEGER,
+         doc TEXT NOT NULL
+     );
+     CREATE INDEX file_notifications_by_lock ON file_notifications (lock_token);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -340,7 +352,7 @@ fn apply(
     })
 }
 
-fn millis(t: DateTime<Utc>) -> i64 {
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
@@ -349,7 +361,7 @@ fn from_millis(ms: i64) -> DateTime<Utc> {
 }
 
 /// A new lock token: 128 random bits in the form of a UUID, as IoT Hub's.
-fn new_lock_token() -> String {
+pub(crate) fn new_lock_token() -> String {
     let b = ironhub_auth::random_bytes(16);
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(
@@ -889,6 +901,35 @@ impl Store for SqliteStore {
             Ok(changed > 0)
         })
         .await
+    }
+
+    async fn file_notification_enqueue(
+        &self,
+        notification: FileNotification,
+        expiry: DateTime<Utc>,
+    ) -> Result<()> {
+        self.with(move |conn| sqlite_files::enqueue(conn, &notification, expiry))
+            .await
+    }
+
+    async fn file_notification_lock(
+        &self,
+        rules: FileNotificationRules,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LockedFileNotification>> {
+        self.with(move |conn| sqlite_files::lock(conn, rules, now))
+            .await
+    }
+
+    async fn file_notification_settle(
+        &self,
+        lock_token: &str,
+        complete: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let token = lock_token.to_owned();
+        self.with(move |conn| sqlite_files::settle(conn, &token, complete, now))
+            .await
     }
 
     async fn write_devices(&self, writes: Vec<DeviceWrite>) -> Result<BatchResult> {

@@ -15,3 +15,4 @@ mod monitor;
 mod output;
 mod sas;
 mod twin;
+mod upload_file;

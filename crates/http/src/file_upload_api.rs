@@ -1,0 +1,112 @@
+//! File upload over HTTPS:
+//! - the device API: `POST /devices/{id}/files` (`{"blobName"}` → where to upload, with a SAS)
+//!   and `POST /devices/{id}/files/notifications` (`{"correlationId", "isSuccess",
+//!   "statusCode", "statusDescription"}` → 204), as IoT Hub serves them;
+//! - the services' file upload notification feed, ironhub's REST counterpart of IoT Hub's AMQP
+//!   link `/messages/serviceBound/filenotifications` (the same shape as the REST feedback
+//!   feed): `GET /messages/serviceBound/filenotifications` (200 with one notification, its
+//!   lock token in `ETag` and `iothub-locktoken`; 204 when there is none),
+//!   `DELETE /messages/serviceBound/filenotifications/{lockToken}` (complete, 204) and
+//!   `POST /messages/serviceBound/filenotifications/{lockToken}/abandon` (204).
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use ironhub_auth::Rights;
+use ironhub_hub::Hub;
+use ironhub_hub::file_upload::{FileUploadCompletion, FileUploadRequest};
+use ironhub_hub::model::azure_time;
+
+use crate::c2d_api::authenticate_device;
+use crate::extract::Segments;
+use crate::hub_api::{authorize, json_body, read_json};
+use crate::{ApiError, ConnectionInfo};
+
+/// Where the feed lives (also its messages' `iothub-to`).
+const FEED: &str = "/messages/serviceBound/filenotifications";
+
+/// The file upload routes (merged into the hub router).
+pub(crate) fn routes() -> Router<Hub> {
+    Router::new()
+        .route("/devices/{id}/files", post(start))
+        .route("/devices/{id}/files/notifications", post(complete))
+        .route(FEED, get(receive))
+        .route(&format!("{FEED}/{{token}}"), delete(complete_notification))
+        .route(&format!("{FEED}/{{token}}/abandon"), post(abandon_notification))
+}
+
+async fn start(
+    State(hub): State<Hub>,
+    Segments(id): Segments<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let connection = request.extensions().get::<ConnectionInfo>().cloned();
+    authenticate_device(&hub, &id, &headers, connection.as_ref()).await?;
+    let upload: FileUploadRequest = read_json(request.into_body()).await?;
+    let info = hub.start_file_upload(&id, &upload).await?;
+    tracing::info!(target: "FileUploadOperations", device_id = %id, blob = %info.blob_name, "file upload started");
+    Ok(json_body(&info))
+}
+
+async fn complete(
+    State(hub): State<Hub>,
+    Segments(id): Segments<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let connection = request.extensions().get::<ConnectionInfo>().cloned();
+    authenticate_device(&hub, &id, &headers, connection.as_ref()).await?;
+    let completion: FileUploadCompletion = read_json(request.into_body()).await?;
+    hub.complete_file_upload(&id, &completion).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn receive(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+    let Some(locked) = hub.receive_file_notification().await? else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let mut response = json_body(&locked.notification);
+    let h = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    };
+    set("etag", format!("\"{}\"", locked.lock_token));
+    set("iothub-locktoken", locked.lock_token.clone());
+    set("iothub-to", FEED.to_ascii_lowercase());
+    set(
+        "iothub-enqueuedtime",
+        azure_time(Some(locked.notification.enqueued_time_utc)),
+    );
+    set("iothub-deliverycount", locked.delivery_count.to_string());
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.microsoft.iothub.filenotification.json"),
+    );
+    Ok(response)
+}
+
+async fn complete_notification(
+    State(hub): State<Hub>,
+    Segments(token): Segments<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+    hub.settle_file_notification(&token, true).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn abandon_notification(
+    State(hub): State<Hub>,
+    Segments(token): Segments<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+    hub.settle_file_notification(&token, false).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
