@@ -90,7 +90,9 @@ impl StorageAccount {
             .filter(|k| !k.is_empty())
             .ok_or(StorageError::Invalid("AccountKey"))?;
         if !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
-            || endpoint.split_once("://").is_some_and(|(_, h)| h.is_empty())
+            || endpoint
+                .split_once("://")
+                .is_some_and(|(_, h)| h.is_empty())
         {
             return Err(StorageError::Invalid("BlobEndpoint"));
         }

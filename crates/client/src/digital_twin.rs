@@ -51,7 +51,10 @@ impl HubClient {
             HeaderValue::from_static("application/json; charset=utf-8"),
         )];
         if let Some(etag) = etag {
-            headers.push((header::IF_MATCH, crate::header_value(&crate::quote_etag(etag))?));
+            headers.push((
+                header::IF_MATCH,
+                crate::header_value(&crate::quote_etag(etag))?,
+            ));
         }
         let body = serde_json::to_vec(patch).map_err(|e| ClientError::Transport {
             host: self.host.clone(),
@@ -74,7 +77,11 @@ impl HubClient {
 
     /// `POST /digitaltwins/{id}[/components/{component}]/commands/{name}`: returns
     /// `{"payload": <the device's answer>, "status": <x-ms-command-statuscode>}`.
-    pub async fn invoke_command(&self, id: &str, command: &Command<'_>) -> Result<Value, ClientError> {
+    pub async fn invoke_command(
+        &self,
+        id: &str,
+        command: &Command<'_>,
+    ) -> Result<Value, ClientError> {
         let mut path = digital_twin_path(id);
         if let Some(c) = command.component {
             path.push_str(&format!("/components/{}", segment(c)));
@@ -91,7 +98,8 @@ impl HubClient {
             host: self.host.clone(),
             detail: format!("cannot encode the payload: {e}"),
         })?;
-        let wait = command.response_timeout.unwrap_or(30).max(30) + command.connect_timeout.unwrap_or(0);
+        let wait =
+            command.response_timeout.unwrap_or(30).max(30) + command.connect_timeout.unwrap_or(0);
         let response = self
             .request_raw(
                 Method::POST,

@@ -23,9 +23,8 @@ impl HubClient {
     /// The same hub, signing as the device `device_id` with its symmetric `key` (a token for
     /// `{host}/devices/{id}`), as a device SDK does.
     pub fn as_device(&self, device_id: &str, key: &str) -> Result<HubClient, ClientError> {
-        sas::generate("check", key, 0, None).map_err(|_| {
-            ClientError::ConnectionString("the device's key is not base64".into())
-        })?;
+        sas::generate("check", key, 0, None)
+            .map_err(|_| ClientError::ConnectionString("the device's key is not base64".into()))?;
         let mut device = self.clone();
         device.resource = format!("{}/devices/{device_id}", self.resource);
         device.key = key.to_owned();
@@ -74,9 +73,7 @@ impl HubClient {
 
     /// `GET /messages/serviceBound/filenotifications`: the next notification, locked; `None`
     /// when there is none.
-    pub async fn receive_file_notification(
-        &self,
-    ) -> Result<Option<FileNotification>, ClientError> {
+    pub async fn receive_file_notification(&self) -> Result<Option<FileNotification>, ClientError> {
         let response = self
             .request_raw(
                 Method::GET,
@@ -116,6 +113,8 @@ impl HubClient {
         } else {
             (Method::POST, format!("{FEED}/{token}/abandon"))
         };
-        self.request(method, &path, &[], None, None).await.map(|_| ())
+        self.request(method, &path, &[], None, None)
+            .await
+            .map(|_| ())
     }
 }

@@ -49,8 +49,8 @@ use serde_json::Value;
 pub use blob::StorageResponse;
 pub use digital_twin::Command;
 pub use dps::{DPS_API_VERSION, DpsClient, EnrollmentKind};
-pub use file_upload::FileNotification;
 pub use error::{ClientError, parse_service_error};
+pub use file_upload::FileNotification;
 pub use lines::LineStream;
 
 /// The REST API version sent with every hub request (the one the Python service SDK uses).

@@ -34,7 +34,10 @@ pub(crate) fn routes() -> Router<Hub> {
         .route("/devices/{id}/files/notifications", post(complete))
         .route(FEED, get(receive))
         .route(&format!("{FEED}/{{token}}"), delete(complete_notification))
-        .route(&format!("{FEED}/{{token}}/abandon"), post(abandon_notification))
+        .route(
+            &format!("{FEED}/{{token}}/abandon"),
+            post(abandon_notification),
+        )
 }
 
 async fn start(

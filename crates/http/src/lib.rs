@@ -10,8 +10,8 @@
 
 mod c2d_api;
 mod certificates_api;
-mod dps_api;
 mod digital_twin_api;
+mod dps_api;
 mod dps_device_api;
 mod error;
 mod events_api;

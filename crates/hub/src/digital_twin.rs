@@ -33,7 +33,10 @@ pub fn is_dtmi(id: &str) -> bool {
         && !version.is_empty()
         && version.bytes().all(|b| b.is_ascii_digit())
         && path.split(':').all(|segment| {
-            segment.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            segment
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic())
                 && segment
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -215,10 +218,13 @@ fn set_in(patch: &mut Map<String, Value>, segments: &[String], value: Value) {
 /// `add` and `replace` set a value, `remove` sets `null`. A path's first segment that names a
 /// component of the twin (or an `add` of an object carrying `$metadata`, which creates one)
 /// marks the component with `"__t": "c"`, as IoT Hub writes it.
-pub fn desired_patch(twin: &TwinRecord, operations: &Value) -> Result<Map<String, Value>, HubError> {
-    let operations = operations
-        .as_array()
-        .ok_or_else(|| invalid("A digital twin update is a JSON Patch: a JSON array of operations."))?;
+pub fn desired_patch(
+    twin: &TwinRecord,
+    operations: &Value,
+) -> Result<Map<String, Value>, HubError> {
+    let operations = operations.as_array().ok_or_else(|| {
+        invalid("A digital twin update is a JSON Patch: a JSON array of operations.")
+    })?;
     let known_component = |name: &str| {
         [&twin.desired, &twin.reported]
             .iter()
@@ -233,10 +239,11 @@ pub fn desired_patch(twin: &TwinRecord, operations: &Value) -> Result<Map<String
             .ok_or_else(|| invalid("Every operation of the patch needs a 'path'."))?;
         let segments = pointer(path)?;
         let value = match kind {
-            "add" | "replace" => op
-                .get("value")
-                .cloned()
-                .ok_or_else(|| invalid(format!("The '{kind}' operation on '{path}' has no 'value'.")))?,
+            "add" | "replace" => op.get("value").cloned().ok_or_else(|| {
+                invalid(format!(
+                    "The '{kind}' operation on '{path}' has no 'value'."
+                ))
+            })?,
             "remove" => Value::Null,
             other => {
                 return Err(invalid(format!(

@@ -142,7 +142,11 @@ fn correlation_id(key: &str, upload: &Upload) -> Result<String, HubError> {
 }
 
 fn open_correlation_id(key: &str, id: &str) -> Result<Upload, HubError> {
-    let bad = || HubError::InvalidFileUploadCorrelationId(format!("The correlation id '{id}' is not one this hub gave."));
+    let bad = || {
+        HubError::InvalidFileUploadCorrelationId(format!(
+            "The correlation id '{id}' is not one this hub gave."
+        ))
+    };
     let (payload, mac) = id.split_once('.').ok_or_else(bad)?;
     let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad())?)
         .map_err(|_| bad())?;
@@ -170,7 +174,9 @@ fn ring_eq(a: &[u8], b: &[u8]) -> bool {
 /// control characters or `\`, and no empty, `.` or `..` path segment (which would let a URL
 /// normalizer move the blob out of the device's folder).
 fn validate_blob_name(device_id: &str, name: &str) -> Result<(), HubError> {
-    let invalid = |why: &str| HubError::ArgumentInvalid(format!("The blob name '{name}' is not valid: {why}."));
+    let invalid = |why: &str| {
+        HubError::ArgumentInvalid(format!("The blob name '{name}' is not valid: {why}."))
+    };
     if name.is_empty() {
         return Err(HubError::ArgumentNull("blobName is required.".into()));
     }
@@ -182,7 +188,10 @@ fn validate_blob_name(device_id: &str, name: &str) -> Result<(), HubError> {
     if name.chars().any(|c| c.is_control() || c == '\\') {
         return Err(invalid("it contains a control character or '\\'"));
     }
-    if name.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    if name
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
         return Err(invalid("a path segment is empty, '.' or '..'"));
     }
     Ok(())
@@ -266,7 +275,9 @@ impl Hub {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| HubError::ArgumentNull("correlationId is required.".into()))?;
         let is_success = completion.is_success.ok_or_else(|| {
-            HubError::InvalidFileUploadCompletionStatus("isSuccess (true or false) is required.".into())
+            HubError::InvalidFileUploadCompletionStatus(
+                "isSuccess (true or false) is required.".into(),
+            )
         })?;
         let token = open_correlation_id(self.owner_key()?, id)?;
         if token.device_id != device_id {
@@ -285,7 +296,9 @@ impl Hub {
         if !is_success || !settings.notifications {
             return Ok(());
         }
-        let blob_uri = settings.account.blob_url(&token.container, &token.blob_name);
+        let blob_uri = settings
+            .account
+            .blob_url(&token.container, &token.blob_name);
         let read_sas = settings.account.blob_sas(
             &token.container,
             &token.blob_name,
@@ -293,7 +306,11 @@ impl Hub {
             &storage_time(now - TimeDelta::minutes(5)),
             &storage_time(now + TimeDelta::minutes(5)),
         );
-        let properties = match upload.storage.properties(&format!("{blob_uri}{read_sas}")).await {
+        let properties = match upload
+            .storage
+            .properties(&format!("{blob_uri}{read_sas}"))
+            .await
+        {
             Ok(Some(p)) => Some(p),
             Ok(None) => {
                 return Err(HubError::InvalidStorageEndpointOrBlob(format!(

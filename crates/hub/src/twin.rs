@@ -282,7 +282,10 @@ fn twin_updated(twin: &TwinRecord) -> (String, String) {
 }
 
 impl Hub {
-    pub(crate) async fn load_twin(&self, device_id: &str) -> Result<(DeviceRecord, TwinRecord), HubError> {
+    pub(crate) async fn load_twin(
+        &self,
+        device_id: &str,
+    ) -> Result<(DeviceRecord, TwinRecord), HubError> {
         let device = self.get_device(device_id).await?;
         let twin = self
             .store

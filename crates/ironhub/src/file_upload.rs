@@ -87,16 +87,15 @@ impl FileUploadArgs {
             "--file-upload-container '{container}' is not a valid container name (3 to 63 \
              lower-case letters, digits and single hyphens)"
         );
-        let bounded = |value: Option<u32>, range: std::ops::RangeInclusive<u32>, name: &str| {
-            match value {
+        let bounded =
+            |value: Option<u32>, range: std::ops::RangeInclusive<u32>, name: &str| match value {
                 Some(v) if !range.contains(&v) => Err(anyhow::anyhow!(
                     "file_upload.{name} must be between {} and {}, not {v}",
                     range.start(),
                     range.end()
                 )),
                 v => Ok(v),
-            }
-        };
+            };
         let mut settings = FileUploadSettings::new(account, container);
         if let Some(h) = bounded(
             self.file_upload_sas_ttl_hours.or(file.sas_ttl_hours),
@@ -184,10 +183,12 @@ mod tests {
 
     #[test]
     fn settings_from_flags_and_file() {
-        assert!(FileUploadArgs::default()
-            .resolve(FileUploadFile::default())
-            .unwrap()
-            .is_none());
+        assert!(
+            FileUploadArgs::default()
+                .resolve(FileUploadFile::default())
+                .unwrap()
+                .is_none()
+        );
         let file = FileUploadFile {
             connection_string: Some(AZURITE.into()),
             container: Some("uploads".into()),
@@ -227,7 +228,10 @@ mod tests {
                 ..file.clone()
             },
         ] {
-            assert!(FileUploadArgs::default().resolve(bad.clone()).is_err(), "{bad:?}");
+            assert!(
+                FileUploadArgs::default().resolve(bad.clone()).is_err(),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -11,16 +11,16 @@ mod file_records;
 mod records;
 mod sqlite;
 mod sqlite_dps;
-mod sqlite_files;
 mod sqlite_eventlog;
+mod sqlite_files;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use bus::{Attachment, BusError, BusMessage, DeviceBus, LocalBus, MethodResponse};
 pub use dps_records::*;
-pub use file_records::*;
 pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition};
+pub use file_records::*;
 pub use records::*;
 pub use sqlite::SqliteStore;
 pub use sqlite_eventlog::SqliteEventLog;

@@ -19,8 +19,8 @@ use crate::{
     BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, CertificateScope,
     ConnectionState, DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, DpsBatchResult,
     DpsCollection, DpsRecord, DpsSettings, DpsWrite, Endpoint, FeedbackBatch, FeedbackRecord,
-    FeedbackStatus, FileNotification, FileNotificationRules, LockedFileNotification, HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord,
-    WriteConflict,
+    FeedbackStatus, FileNotification, FileNotificationRules, HubSettings, LockedFileNotification,
+    Result, RuntimeUpdate, Store, StoreError, TwinRecord, WriteConflict,
 };
 
 const FILE_NAME: &str = "ironhub.db";

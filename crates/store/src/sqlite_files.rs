@@ -87,3 +87,138 @@ pub(crate) fn settle(
     };
     Ok(changed > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use crate::{SqliteStore, Store};
+
+    use super::*;
+
+    fn notification(blob: &str, at: DateTime<Utc>) -> FileNotification {
+        FileNotification {
+            device_id: "d1".into(),
+            blob_uri: format!("https://acct.blob.core.windows.net/c/{blob}"),
+            blob_name: blob.into(),
+            last_updated_time: Some(at),
+            blob_size_in_bytes: Some(5),
+            enqueued_time_utc: at,
+        }
+    }
+
+    #[tokio::test]
+    async fn lock_settle_redeliver_expire_and_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let rules = FileNotificationRules {
+            lock_duration: TimeDelta::seconds(60),
+            max_delivery_count: 2,
+        };
+        let t0 = Utc::now();
+        let hour = TimeDelta::hours(1);
+        for blob in ["d1/a", "d1/b", "d1/c"] {
+            store
+                .file_notification_enqueue(notification(blob, t0), t0 + hour)
+                .await
+                .unwrap();
+        }
+        // Oldest first; a locked one is not handed out again while its lock holds.
+        let a = store
+            .file_notification_lock(rules, t0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.notification.blob_name.as_str(), a.delivery_count),
+            ("d1/a", 1)
+        );
+        let b = store
+            .file_notification_lock(rules, t0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.notification.blob_name, "d1/b");
+        assert!(
+            store
+                .file_notification_settle(&b.lock_token, true, t0)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .file_notification_settle(&b.lock_token, true, t0)
+                .await
+                .unwrap()
+        );
+        // a's lock runs out: it is redelivered (its old token is lost), then dropped once it
+        // was received max_delivery_count times.
+        let later = t0 + TimeDelta::seconds(61);
+        let again = store
+            .file_notification_lock(rules, later)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (again.notification.blob_name.as_str(), again.delivery_count),
+            ("d1/a", 2)
+        );
+        assert!(
+            !store
+                .file_notification_settle(&a.lock_token, true, later)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .file_notification_settle(&again.lock_token, false, later)
+                .await
+                .unwrap()
+        );
+        let c = store
+            .file_notification_lock(rules, later)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.notification.blob_name, "d1/c");
+        assert!(
+            store
+                .file_notification_settle(&c.lock_token, false, later)
+                .await
+                .unwrap()
+        );
+        // c expires unreceived after its TTL.
+        assert!(
+            store
+                .file_notification_lock(rules, t0 + hour)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Kept on disk: a reopened store still has what was not settled.
+        store
+            .file_notification_enqueue(notification("d1/d", t0), t0 + hour)
+            .await
+            .unwrap();
+        drop(store);
+        let reopened = SqliteStore::open(dir.path()).unwrap();
+        let c_again = reopened
+            .file_notification_lock(rules, t0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                c_again.notification.blob_name.as_str(),
+                c_again.delivery_count
+            ),
+            ("d1/c", 2)
+        );
+        let d = reopened
+            .file_notification_lock(rules, t0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.notification, notification("d1/d", t0));
+    }
+}

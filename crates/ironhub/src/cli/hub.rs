@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
-use super::{
-    certificate, consumer_group, device, digital_twin, login, monitor, output, sas, twin,
-};
+use super::{certificate, consumer_group, device, digital_twin, login, monitor, output, sas, twin};
 
 /// `ironhub hub`
 #[derive(Debug, Args)]
