@@ -18,7 +18,7 @@ use ironhub_hub::{Hub, HubError};
 use serde::Deserialize;
 
 use crate::extract::{QueryArgs, Segments};
-use crate::hub_api::{authorize, if_match, json_body, read_json};
+use crate::hub_api::{authorize, authorize_twin_read, if_match, json_body, read_json, with_etag};
 use crate::{ApiError, MAX_BODY_BYTES};
 
 /// The digital-twin routes (merged into the hub router).
@@ -32,22 +32,12 @@ pub(crate) fn routes() -> Router<Hub> {
         )
 }
 
-fn with_etag(mut response: Response, etag: &str) -> Response {
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    response
-}
-
 async fn get_twin(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    hub.authorize_service_any(auth, &[Rights::SERVICE_CONNECT, Rights::REGISTRY_READ])?;
+    authorize_twin_read(&hub, &headers)?;
     let (twin, etag) = hub.get_digital_twin(&id).await?;
     Ok(with_etag(json_body(&twin), &etag))
 }

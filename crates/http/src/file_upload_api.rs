@@ -11,15 +11,14 @@
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use ironhub_auth::Rights;
 use ironhub_hub::Hub;
 use ironhub_hub::file_upload::{FileUploadCompletion, FileUploadRequest};
-use ironhub_hub::model::azure_time;
 
-use crate::c2d_api::authenticate_device;
+use crate::c2d_api::{ServiceBoundLock, authenticate_device, locked_service_message};
 use crate::extract::Segments;
 use crate::hub_api::{authorize, json_body, read_json};
 use crate::{ApiError, ConnectionInfo};
@@ -72,26 +71,17 @@ async fn receive(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response,
     let Some(locked) = hub.receive_file_notification().await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let mut response = json_body(&locked.notification);
-    let h = response.headers_mut();
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
-        }
-    };
-    set("etag", format!("\"{}\"", locked.lock_token));
-    set("iothub-locktoken", locked.lock_token.clone());
-    set("iothub-to", FEED.to_ascii_lowercase());
-    set(
-        "iothub-enqueuedtime",
-        azure_time(Some(locked.notification.enqueued_time_utc)),
-    );
-    set("iothub-deliverycount", locked.delivery_count.to_string());
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/vnd.microsoft.iothub.filenotification.json"),
-    );
-    Ok(response)
+    let response = json_body(&locked.notification);
+    Ok(locked_service_message(
+        response,
+        &ServiceBoundLock {
+            lock_token: &locked.lock_token,
+            to: "/messages/servicebound/filenotifications",
+            enqueued_time: locked.notification.enqueued_time_utc,
+            delivery_count: locked.delivery_count,
+            content_type: "application/vnd.microsoft.iothub.filenotification.json",
+        },
+    ))
 }
 
 async fn complete_notification(
