@@ -1,5 +1,6 @@
 """File upload against real clients: the Python device SDK's `get_storage_info_for_blob` →
-`azure-storage-blob` upload → `notify_blob_upload_status`, with Azurite (npm `azurite`, over
+`azure-storage-blob` upload → `notify_blob_upload_status`, the Node device SDK's `uploadToBlob`
+(`node/upload.js`), with Azurite (npm `azurite`, over
 HTTPS with a certificate of its own) as the hub's Azure Storage account; the services' file
 upload notification feed over REST; and `ironhub device upload-file`."""
 
@@ -252,3 +253,27 @@ def test_cli_upload_file(hub, rm, storage, tmp_path):
 
     missing = run_cli("device", "upload-file", "-d", "nobody", "--fp", str(path), "--ct", "text/plain", *d)
     assert missing.returncode != 0 and "DeviceNotFound" in missing.stderr
+
+
+def test_node_device_sdk_upload_to_blob(hub, rm, storage, tmp_path):
+    """azure-iot-device (Node)'s `uploadToBlob`: SAS, upload with @azure/storage-blob, notify."""
+    _, cert = storage
+    key = device_key(rm, "node-uploader")
+    trust = tmp_path / "trust.pem"
+    trust.write_text(Path(hub.ca_file).read_text() + Path(cert).read_text())
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=str(trust))
+    text = "uploaded by the Node SDK\n"
+    proc = subprocess.run(
+        ["node", "upload.js", "--device-cs", f"HostName={hub.hostname};DeviceId=node-uploader;SharedAccessKey={key}",
+         "--blob", "node/report.txt", "--text", text],
+        cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    notification, response = take_notification(hub)
+    assert notification["deviceId"] == "node-uploader"
+    assert notification["blobName"] == "node-uploader/node/report.txt"
+    assert notification["blobSizeInBytes"] == len(text)
+    assert feed(hub, "DELETE", f"{FEED}/{response.headers['iothub-locktoken']}").status_code == 204
+    blob = BlobServiceClient.from_connection_string(storage[0], connection_verify=cert).get_blob_client(
+        CONTAINER, "node-uploader/node/report.txt")
+    assert blob.download_blob().readall() == text.encode()

@@ -1,7 +1,9 @@
 //! File upload over HTTPS:
 //! - the device API: `POST /devices/{id}/files` (`{"blobName"}` → where to upload, with a SAS)
 //!   and `POST /devices/{id}/files/notifications` (`{"correlationId", "isSuccess",
-//!   "statusCode", "statusDescription"}` → 204), as IoT Hub serves them;
+//!   "statusCode", "statusDescription"}` → 204), as IoT Hub serves them, and the older form the
+//!   Node SDK sends, `POST /devices/{id}/files/notifications/{correlationId}` without the id in
+//!   the body;
 //! - the services' file upload notification feed, ironhub's REST counterpart of IoT Hub's AMQP
 //!   link `/messages/serviceBound/filenotifications` (the same shape as the REST feedback
 //!   feed): `GET /messages/serviceBound/filenotifications` (200 with one notification, its
@@ -31,6 +33,10 @@ pub(crate) fn routes() -> Router<Hub> {
     Router::new()
         .route("/devices/{id}/files", post(start))
         .route("/devices/{id}/files/notifications", post(complete))
+        .route(
+            "/devices/{id}/files/notifications/{correlation_id}",
+            post(complete_with_path_id),
+        )
         .route(FEED, get(receive))
         .route(&format!("{FEED}/{{token}}"), delete(complete_notification))
         .route(
@@ -59,9 +65,32 @@ async fn complete(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
+    finish(hub, id, None, headers, request).await
+}
+
+async fn complete_with_path_id(
+    State(hub): State<Hub>,
+    Segments((id, correlation_id)): Segments<(String, String)>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    finish(hub, id, Some(correlation_id), headers, request).await
+}
+
+/// The device's completion, with the correlation id of the path when it has one.
+async fn finish(
+    hub: Hub,
+    id: String,
+    path_id: Option<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
     let connection = request.extensions().get::<ConnectionInfo>().cloned();
     authenticate_device(&hub, &id, &headers, connection.as_ref()).await?;
-    let completion: FileUploadCompletion = read_json(request.into_body()).await?;
+    let mut completion: FileUploadCompletion = read_json(request.into_body()).await?;
+    if path_id.is_some() {
+        completion.correlation_id = path_id;
+    }
     hub.complete_file_upload(&id, &completion).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
