@@ -298,6 +298,47 @@ mod tests {
     }
 
     #[test]
+    fn file_upload_from_the_file_table_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironhub.toml");
+        std::fs::write(
+            &file,
+            "[file_upload]\nconnection_string = \"UseDevelopmentStorage=true\"\n\
+             container = \"uploads\"\nnotifications = true\nsas_ttl_hours = 2\n",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(file.clone()),
+            file_upload: FileUploadArgs {
+                file_upload_container: Some("other".into()),
+                ..FileUploadArgs::default()
+            },
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        let f = c.file_upload.unwrap();
+        assert_eq!(f.container, "other");
+        assert!(f.notifications);
+        assert_eq!(f.sas_ttl, chrono::Duration::hours(2));
+        assert!(
+            ServeArgs::default()
+                .resolve()
+                .unwrap()
+                .file_upload
+                .is_none()
+        );
+        std::fs::write(&file, "[file_upload]\ncontainer = \"uploads\"\nbogus = 1\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+
+    #[test]
     fn retention_from_file_and_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ironhub.toml");

@@ -7,11 +7,17 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::sqlite::{millis, new_lock_token};
 use crate::{FileNotification, FileNotificationRules, LockedFileNotification, Result};
 
+/// Appends a notification; those whose time ran out go at the same time, so that a feed
+/// nobody reads does not grow without end.
 pub(crate) fn enqueue(
     conn: &Connection,
     notification: &FileNotification,
     expiry: DateTime<Utc>,
 ) -> Result<()> {
+    conn.execute(
+        "DELETE FROM file_notifications WHERE expiry <= ?1",
+        [millis(notification.enqueued_time_utc)],
+    )?;
     conn.execute(
         "INSERT INTO file_notifications (enqueued, expiry, doc) VALUES (?1, ?2, ?3)",
         params![
