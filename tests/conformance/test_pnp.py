@@ -93,9 +93,22 @@ def test_model_id_digital_twin_commands_and_telemetry(hub, rm):
             dt.update_digital_twin(device_id, [{"op": "add", "path": "/targetTemperature", "value": 5}], etag='"stale"')
         assert e.value.response.status_code == 412
         assert rm.get_twin(device_id).properties.desired["targetTemperature"] == 21
-        with pytest.raises(HttpOperationError) as e:
-            dt.update_digital_twin(device_id, [{"op": "move", "from": "/a", "path": "/b"}])
-        assert e.value.response.status_code == 400
+        for bad in ([{"op": "move", "from": "/a", "path": "/b"}],
+                    [{"op": "add", "path": "/not-a-dtdl-name", "value": 1}],
+                    [{"op": "add", "path": "/thermostat1/limits", "value": [1, 2]}]):
+            with pytest.raises(HttpOperationError) as e:
+                dt.update_digital_twin(device_id, bad)
+            assert e.value.response.status_code == 400
+            assert e.value.response.headers["iothub-errorcode"] == "ArgumentInvalid"
+
+        # Replacing a whole component (the `$metadata` marker) clears what it leaves out.
+        dt.update_digital_twin(
+            device_id, [{"op": "replace", "path": "/thermostat1", "value": {"alarmAt": 50, "$metadata": {}}}]
+        )
+        assert rm.get_twin(device_id).properties.desired["thermostat1"] == {"__t": "c", "alarmAt": 50}
+        twin = dt.get_digital_twin(device_id)
+        assert twin["thermostat1"]["$metadata"]["alarmAt"]["desiredValue"] == 50
+        assert "desiredValue" not in twin["thermostat1"]["$metadata"]["targetTemperature"]
 
         # Commands are direct methods: `name` at the root, `component*name` in a component.
         calls = []

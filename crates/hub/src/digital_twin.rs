@@ -214,10 +214,12 @@ fn set_in(patch: &mut Map<String, Value>, segments: &[String], value: Value) {
     target.insert(last.clone(), value);
 }
 
-/// Turns a JSON Patch on a digital twin into a desired-properties merge patch of its twin:
-/// `add` and `replace` set a value, `remove` sets `null`. A path's first segment that names a
-/// component of the twin (or an `add` of an object carrying `$metadata`, which creates one)
-/// marks the component with `"__t": "c"`, as IoT Hub writes it.
+/// Turns a JSON Patch on a digital twin into a desired-properties merge patch of its twin, by
+/// the rules of Microsoft Learn's "Manage IoT Plug and Play digital twins": `add` and `replace`
+/// set a value, `remove` sets `null`; names are DTDL names and values hold no arrays and at
+/// most five levels. A path whose first segment names a component of the twin marks it with
+/// `"__t": "c"`, as IoT Hub writes it; an `add` or `replace` of a whole component (an object
+/// carrying the `$metadata` marker) sets its values and clears the desired values it leaves out.
 pub fn desired_patch(
     twin: &TwinRecord,
     operations: &Value,
@@ -256,12 +258,28 @@ pub fn desired_patch(
                 "The path '{path}' names a read-only part of the digital twin."
             )));
         }
-        let creates_component = segments.len() == 1
-            && kind != "remove"
-            && value.get("$metadata").is_some_and(Value::is_object);
-        if creates_component {
-            let mut component = value.as_object().cloned().unwrap_or_default();
-            component.remove("$metadata");
+        if let Some(bad) = segments.iter().find(|s| !is_dtdl_name(s)) {
+            return Err(not_conformant(bad));
+        }
+        let is_component_value =
+            segments.len() == 1 && value.get("$metadata").is_some_and(Value::is_object);
+        let mut value = value;
+        if let Value::Object(o) = &mut value
+            && is_component_value
+        {
+            o.remove("$metadata");
+        }
+        validate_property_value(&value, 1)?;
+        if is_component_value {
+            // A component's add or replace sets what it gives and clears the desired values it
+            // leaves out.
+            let mut component = Map::new();
+            if let Some(Value::Object(current)) = twin.desired.get(&segments[0]) {
+                for key in current.keys().filter(|k| *k != COMPONENT_MARKER) {
+                    component.insert(key.clone(), Value::Null);
+                }
+            }
+            component.extend(value.as_object().cloned().unwrap_or_default());
             component.insert(COMPONENT_MARKER.into(), json!("c"));
             set_in(&mut patch, &segments, Value::Object(component));
         } else if segments.len() > 1 && known_component(&segments[0]) {
@@ -273,6 +291,51 @@ pub fn desired_patch(
         }
     }
     Ok(patch)
+}
+
+/// A DTDL name (what the digital-twin API accepts for components, properties and the fields
+/// of their values): 1 to 64 letters, digits and underscores, not starting with a digit or an
+/// underscore, not ending with an underscore.
+pub fn is_dtdl_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=64).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && b.first().is_some_and(u8::is_ascii_alphabetic)
+        && b.last().is_some_and(|c| *c != b'_')
+}
+
+/// Most levels of a complex property value.
+const MAX_VALUE_DEPTH: usize = 5;
+
+fn not_conformant(name: &str) -> HubError {
+    invalid(format!(
+        "'{name}' is not a digital twin conformant name: use 1 to 64 letters, digits and underscores, starting with a letter and not ending with an underscore."
+    ))
+}
+
+/// A property value as DTDL allows it: no arrays, at most five levels of objects, every field
+/// name a DTDL name.
+fn validate_property_value(value: &Value, depth: usize) -> Result<(), HubError> {
+    match value {
+        Value::Array(_) => Err(invalid(
+            "Digital twin properties cannot hold arrays.".to_owned(),
+        )),
+        Value::Object(o) => {
+            if depth > MAX_VALUE_DEPTH {
+                return Err(invalid(format!(
+                    "A digital twin property value is nested deeper than {MAX_VALUE_DEPTH} levels."
+                )));
+            }
+            for (k, v) in o {
+                if !is_dtdl_name(k) {
+                    return Err(not_conformant(k));
+                }
+                validate_property_value(v, depth + 1)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The component's entry in a patch being built, with its marker.
@@ -444,7 +507,7 @@ mod tests {
             {"op": "replace", "path": "/thermostat1/targetTemperature", "value": 50},
             {"op": "remove", "path": "/old"},
             {"op": "add", "path": "/thermostat2", "value": {"targetTemperature": 5, "$metadata": {}}},
-            {"op": "add", "path": "/a~1b/c", "value": true},
+            {"op": "add", "path": "/settings/mode", "value": true},
         ]);
         let patch = desired_patch(&t, &ops).unwrap();
         assert_eq!(
@@ -454,9 +517,37 @@ mod tests {
                 "thermostat1": {"__t": "c", "targetTemperature": 50},
                 "old": null,
                 "thermostat2": {"__t": "c", "targetTemperature": 5},
-                "a/b": {"c": true},
+                "settings": {"mode": true},
             })
         );
+    }
+
+    #[test]
+    fn a_component_replaced_clears_what_it_leaves_out() {
+        let t = twin(
+            json!({"thermostat1": {"__t": "c", "targetTemperature": 30, "other": 1}}),
+            json!({}),
+        );
+        let ops = json!([{"op": "replace", "path": "/thermostat1", "value": {"targetTemperature": 21.5, "$metadata": {}}}]);
+        assert_eq!(
+            Value::Object(desired_patch(&t, &ops).unwrap()),
+            json!({"thermostat1": {"__t": "c", "targetTemperature": 21.5, "other": null}})
+        );
+        let ops = json!([{"op": "remove", "path": "/thermostat1"}]);
+        assert_eq!(
+            Value::Object(desired_patch(&t, &ops).unwrap()),
+            json!({"thermostat1": null})
+        );
+    }
+
+    #[test]
+    fn dtdl_names() {
+        for ok in ["a", "targetTemperature", "thermostat_1", &"x".repeat(64)] {
+            assert!(is_dtdl_name(ok), "{ok}");
+        }
+        for bad in ["", "1a", "_a", "a_", "a-b", "a b", &"x".repeat(65)] {
+            assert!(!is_dtdl_name(bad), "{bad}");
+        }
     }
 
     #[test]
@@ -469,6 +560,11 @@ mod tests {
             json!([{"op": "add", "path": "/a"}]),
             json!([{"op": "add", "path": "/$metadata", "value": 1}]),
             json!([{"op": "remove", "path": "/a//b"}]),
+            json!([{"op": "add", "path": "/a~1b", "value": 1}]),
+            json!([{"op": "add", "path": "/a-b", "value": 1}]),
+            json!([{"op": "add", "path": "/a", "value": [1, 2]}]),
+            json!([{"op": "add", "path": "/a", "value": {"bad key": 1}}]),
+            json!([{"op": "add", "path": "/a", "value": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}]),
         ] {
             assert!(desired_patch(&t, &bad).is_err(), "{bad}");
         }
