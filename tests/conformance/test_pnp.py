@@ -189,7 +189,7 @@ def test_cli_digital_twin(hub, rm):
                       check=True)
         assert json.loads(out.stdout) == {
             "payload": {"echo": {"since": "yesterday"}, "name": "thermostat1*getMaxMinReport"},
-            "status": 200,
+            "status": "200",
         }
     finally:
         device.shutdown()

@@ -38,7 +38,7 @@ impl HubClient {
             .await
     }
 
-    /// `PATCH /digitaltwins/{id}` with a JSON Patch; `If-Match` is the etag when given. Returns
+    /// `PATCH /digitaltwins/{id}` with a JSON Patch; `If-Match` is the etag, or `*`. Returns
     /// the twin's new etag.
     pub async fn update_digital_twin(
         &self,
@@ -50,12 +50,9 @@ impl HubClient {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         )];
-        if let Some(etag) = etag {
-            headers.push((
-                header::IF_MATCH,
-                crate::header_value(&crate::quote_etag(etag))?,
-            ));
-        }
+        // As az: any etag unless one is given.
+        let etag = crate::quote_etag(etag.unwrap_or("*"));
+        headers.push((header::IF_MATCH, crate::header_value(&etag)?));
         let body = serde_json::to_vec(patch).map_err(|e| ClientError::Transport {
             host: self.host.clone(),
             detail: format!("cannot encode the patch: {e}"),
@@ -75,8 +72,9 @@ impl HubClient {
             .map(|e| e.trim_matches('"').to_owned()))
     }
 
-    /// `POST /digitaltwins/{id}[/components/{component}]/commands/{name}`: returns
-    /// `{"payload": <the device's answer>, "status": <x-ms-command-statuscode>}`.
+    /// `POST /digitaltwins/{id}[/components/{component}]/commands/{name}`: returns, as
+    /// `az iot hub digital-twin invoke-command` prints it, `{"payload": <the device's answer>,
+    /// "status": "<x-ms-command-statuscode>"}`.
     pub async fn invoke_command(
         &self,
         id: &str,
@@ -113,9 +111,10 @@ impl HubClient {
                 Duration::from_secs(wait + 15),
             )
             .await?;
+        // As az prints it: the header's text.
         let status = response
             .header("x-ms-command-statuscode")
-            .and_then(|s| s.parse::<i64>().ok());
+            .map(str::to_owned);
         Ok(json!({ "payload": response.json()?, "status": status }))
     }
 }
