@@ -19,6 +19,16 @@ pub struct StorageResponse {
     pub body: Bytes,
 }
 
+impl StorageResponse {
+    /// The status's reason phrase (`Created` for 201), empty when it has none.
+    pub fn reason(&self) -> &'static str {
+        http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or_default()
+    }
+}
+
 impl WebClient {
     /// `PUT` a block blob (Azure Storage's Put Blob) at `url`, a blob URL with a SAS that
     /// allows writing it.

@@ -69,27 +69,35 @@ pub async fn run(session: &Session, args: &UploadFileArgs) -> anyhow::Result<()>
     let uploaded = storage
         .put_blob(&url, content, &args.content_type, UPLOAD_TIMEOUT)
         .await;
-    let (ok, status, description) = match &uploaded {
-        Ok(r) if (200..300).contains(&r.status) => (true, r.status, "Uploaded".to_owned()),
-        Ok(r) => (
-            false,
+    // As az reports it: storage's status and reason, or 500 "Storage upload failed.".
+    let failure = match &uploaded {
+        Ok(r) if (200..300).contains(&r.status) => None,
+        Ok(r) => Some(format!(
+            "storage answered {}: {}",
             r.status,
-            String::from_utf8_lossy(&r.body).chars().take(500).collect(),
-        ),
-        Err(e) => (false, 500, e.to_string()),
+            String::from_utf8_lossy(&r.body)
+                .chars()
+                .take(500)
+                .collect::<String>()
+        )),
+        Err(e) => Some(e.to_string()),
+    };
+    let (status, description) = match (&uploaded, &failure) {
+        (Ok(r), None) => (r.status, r.reason().to_owned()),
+        _ => (500, "Storage upload failed.".to_owned()),
     };
     as_device
         .complete_file_upload(
             &args.device_id,
             &field("correlationId"),
-            ok,
+            failure.is_none(),
             status,
             &description,
         )
         .await
         .context("cannot tell the hub how the upload went")?;
-    if !ok {
-        bail!("the upload to storage failed ({status}): {description}");
+    if let Some(why) = failure {
+        bail!("the upload to storage failed: {why}");
     }
     Ok(())
 }
