@@ -140,6 +140,12 @@ def test_model_id_digital_twin_commands_and_telemetry(hub, rm):
         assert event["systemProperties"]["dt-dataschema"] == MODEL
         assert event["systemProperties"]["dt-subject"] == "thermostat1"
         assert "$.sub" not in event["applicationProperties"]
+        # `ironhub hub monitor-events` shows them as az does: the event's interface and component.
+        out = run_cli("hub", "monitor-events", "-d", device_id, "--enqueued-time", "0", "--timeout", "2",
+                      "--message-count", "1", "--data-dir", str(hub.data_dir), check=True)
+        shown = json.loads(out.stdout)["event"]
+        assert (shown["interface"], shown["component"]) == (MODEL, "thermostat1")
+        assert shown["payload"] == {"temperature": 20}
     finally:
         device.shutdown()
 
