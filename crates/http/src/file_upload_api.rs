@@ -38,11 +38,8 @@ pub(crate) fn routes() -> Router<Hub> {
             post(complete_with_path_id),
         )
         .route(FEED, get(receive))
-        .route(&format!("{FEED}/{{token}}"), delete(complete_notification))
-        .route(
-            &format!("{FEED}/{{token}}/abandon"),
-            post(abandon_notification),
-        )
+        .route(&format!("{FEED}/{{token}}"), delete(settle::<true>))
+        .route(&format!("{FEED}/{{token}}/abandon"), post(settle::<false>))
 }
 
 async fn start(
@@ -113,22 +110,13 @@ async fn receive(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response,
     ))
 }
 
-async fn complete_notification(
+/// `DELETE …/{lockToken}` (`COMPLETE`) or `POST …/{lockToken}/abandon`.
+async fn settle<const COMPLETE: bool>(
     State(hub): State<Hub>,
     Segments(token): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
-    hub.settle_file_notification(&token, true).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn abandon_notification(
-    State(hub): State<Hub>,
-    Segments(token): Segments<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
-    hub.settle_file_notification(&token, false).await?;
+    hub.settle_file_notification(&token, COMPLETE).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
