@@ -7,7 +7,7 @@
 pub mod bus;
 mod dps_records;
 pub mod eventlog;
-mod file_records;
+mod file_notifications;
 mod records;
 mod sqlite;
 mod sqlite_dps;
@@ -20,7 +20,9 @@ use chrono::{DateTime, Utc};
 pub use bus::{Attachment, BusError, BusMessage, DeviceBus, LocalBus, MethodResponse};
 pub use dps_records::*;
 pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition};
-pub use file_records::*;
+pub use file_notifications::{
+    FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
+};
 pub use records::*;
 pub use sqlite::SqliteStore;
 pub use sqlite_eventlog::SqliteEventLog;
@@ -44,7 +46,7 @@ pub type BatchResult = std::result::Result<Vec<Option<DeviceRecord>>, Vec<(usize
 
 /// Durable state shared by every node of a hub. Every acknowledged write survives a crash.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: FileNotificationStore + Send + Sync + std::fmt::Debug + 'static {
     /// The hub's settings; created from `init` on the very first call and never replaced.
     async fn hub_settings_or_init(&self, init: HubSettings) -> Result<HubSettings>;
     /// The hub's settings, if the hub was ever started.
@@ -140,28 +142,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Completes (deletes) or abandons (unlocks) the batch locked under `lock_token`; `false`
     /// when no record holds that lock.
     async fn feedback_settle(&self, lock_token: &str, complete: bool) -> Result<bool>;
-    /// Appends a file upload notification, kept until `expiry` unless a service completes it.
-    async fn file_notification_enqueue(
-        &self,
-        notification: FileNotification,
-        expiry: DateTime<Utc>,
-    ) -> Result<()>;
-    /// Drops expired notifications and those received `rules.max_delivery_count` times, then
-    /// locks the oldest visible one for `rules.lock_duration` under a new lock token, counting
-    /// a delivery.
-    async fn file_notification_lock(
-        &self,
-        rules: FileNotificationRules,
-        now: DateTime<Utc>,
-    ) -> Result<Option<LockedFileNotification>>;
-    /// Completes (deletes) or abandons (unlocks) the notification locked under `lock_token`;
-    /// `false` when none holds that lock any more.
-    async fn file_notification_settle(
-        &self,
-        lock_token: &str,
-        complete: bool,
-        now: DateTime<Utc>,
-    ) -> Result<bool>;
     /// One CA certificate of `scope`, by its exact name.
     async fn get_certificate(
         &self,

@@ -14,13 +14,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use chrono::{DateTime, Utc};
 
 use crate::sqlite_dps;
-use crate::sqlite_files;
 use crate::{
     BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, CertificateScope,
     ConnectionState, DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, DpsBatchResult,
     DpsCollection, DpsRecord, DpsSettings, DpsWrite, Endpoint, FeedbackBatch, FeedbackRecord,
-    FeedbackStatus, FileNotification, FileNotificationRules, HubSettings, LockedFileNotification,
-    Result, RuntimeUpdate, Store, StoreError, TwinRecord, WriteConflict,
+    FeedbackStatus, HubSettings, Result, RuntimeUpdate, Store, StoreError, TwinRecord,
+    WriteConflict,
 };
 
 const FILE_NAME: &str = "ironhub.db";
@@ -901,35 +900,6 @@ impl Store for SqliteStore {
             Ok(changed > 0)
         })
         .await
-    }
-
-    async fn file_notification_enqueue(
-        &self,
-        notification: FileNotification,
-        expiry: DateTime<Utc>,
-    ) -> Result<()> {
-        self.with(move |conn| sqlite_files::enqueue(conn, &notification, expiry))
-            .await
-    }
-
-    async fn file_notification_lock(
-        &self,
-        rules: FileNotificationRules,
-        now: DateTime<Utc>,
-    ) -> Result<Option<LockedFileNotification>> {
-        self.with(move |conn| sqlite_files::lock(conn, rules, now))
-            .await
-    }
-
-    async fn file_notification_settle(
-        &self,
-        lock_token: &str,
-        complete: bool,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let token = lock_token.to_owned();
-        self.with(move |conn| sqlite_files::settle(conn, &token, complete, now))
-            .await
     }
 
     async fn write_devices(&self, writes: Vec<DeviceWrite>) -> Result<BatchResult> {

@@ -1,15 +1,19 @@
 //! The file upload notification queue of the SQLite store. Times are Unix milliseconds; a
 //! notification is visible when it has no lock or its lock has run out.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::sqlite::{millis, new_lock_token};
-use crate::{FileNotification, FileNotificationRules, LockedFileNotification, Result};
+use crate::{
+    FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification, Result,
+    SqliteStore,
+};
 
 /// Appends a notification; those whose time ran out go at the same time, so that a feed
 /// nobody reads does not grow without end.
-pub(crate) fn enqueue(
+fn enqueue(
     conn: &Connection,
     notification: &FileNotification,
     expiry: DateTime<Utc>,
@@ -29,7 +33,7 @@ pub(crate) fn enqueue(
     Ok(())
 }
 
-pub(crate) fn lock(
+fn lock(
     conn: &mut Connection,
     rules: FileNotificationRules,
     now: DateTime<Utc>,
@@ -72,12 +76,7 @@ pub(crate) fn lock(
     }))
 }
 
-pub(crate) fn settle(
-    conn: &Connection,
-    lock_token: &str,
-    complete: bool,
-    now: DateTime<Utc>,
-) -> Result<bool> {
+fn settle(conn: &Connection, lock_token: &str, complete: bool, now: DateTime<Utc>) -> Result<bool> {
     // A lock that ran out is lost: the notification may be someone else's by now.
     let changed = if complete {
         conn.execute(
@@ -94,11 +93,42 @@ pub(crate) fn settle(
     Ok(changed > 0)
 }
 
+#[async_trait]
+impl FileNotificationStore for SqliteStore {
+    async fn file_notification_enqueue(
+        &self,
+        notification: FileNotification,
+        expiry: DateTime<Utc>,
+    ) -> Result<()> {
+        self.with(move |conn| enqueue(conn, &notification, expiry))
+            .await
+    }
+
+    async fn file_notification_lock(
+        &self,
+        rules: FileNotificationRules,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LockedFileNotification>> {
+        self.with(move |conn| lock(conn, rules, now)).await
+    }
+
+    async fn file_notification_settle(
+        &self,
+        lock_token: &str,
+        complete: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let token = lock_token.to_owned();
+        self.with(move |conn| settle(conn, &token, complete, now))
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
 
-    use crate::{SqliteStore, Store};
+    use crate::SqliteStore;
 
     use super::*;
 
