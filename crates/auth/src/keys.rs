@@ -21,6 +21,23 @@ pub fn random_bytes(len: usize) -> Vec<u8> {
     bytes
 }
 
+/// A random UUID (version 4) in its usual text form, as IoT Hub's message ids and lock
+/// tokens are.
+pub fn random_uuid() -> String {
+    let mut b = random_bytes(16);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// Why a symmetric key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {

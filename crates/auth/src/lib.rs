@@ -13,7 +13,7 @@ pub mod x509;
 pub use connstr::{ConnectionString, ConnectionStringError};
 pub use keys::{
     KeyError, ThumbprintError, derive_device_key, generate_key, normalize_thumbprint, random_bytes,
-    thumbprints, validate_key,
+    random_uuid, thumbprints, validate_key,
 };
 pub use policy::{Rights, SharedAccessPolicy, default_hub_policies};
 pub use sas::{SasError, SasToken, resource_covers};

@@ -190,6 +190,9 @@ pub fn verify_client_chain_via(
     let (leaf, intermediates) = chain
         .split_first()
         .ok_or_else(|| CertificateError::Untrusted("no client certificate".into()))?;
+    if parse(leaf.as_ref())?.version().0 < 2 {
+        return verify_pre_v3_leaf(leaf.as_ref(), anchors, now, via);
+    }
     let leaf = CertificateDer::from(leaf.as_ref());
     let end_entity =
         EndEntityCert::try_from(&leaf).map_err(|e| CertificateError::Malformed(e.to_string()))?;
@@ -245,6 +248,45 @@ pub fn verify_client_chain_via(
         )
         .map(|_| ())
         .map_err(|e| CertificateError::Untrusted(e.to_string()))
+}
+
+/// An X.509 v1 (or v2) leaf, which Azure accepts (Node's `pem` package and `openssl x509 -req`
+/// without extensions make them) and webpki cannot read (it reads only v3). Such a leaf has
+/// no extensions to check, so what remains is checked here with `x509-parser`: it is valid at
+/// `now`, and it is signed by the key of one of `anchors` (a verified CA certificate) whose
+/// subject is its issuer; `via`, when given, must be that CA. A v1 leaf under an intermediate
+/// certificate is not supported: its issuer must itself be a verified CA certificate.
+fn verify_pre_v3_leaf(
+    leaf: &[u8],
+    anchors: &[Vec<u8>],
+    now: u64,
+    via: Option<&[u8]>,
+) -> Result<(), CertificateError> {
+    let cert = parse(leaf)?;
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let validity = cert.validity();
+    if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {
+        return Err(CertificateError::Untrusted(
+            "the certificate is not valid at this time".into(),
+        ));
+    }
+    let signed_by = |anchor: &Vec<u8>| {
+        parse(anchor).is_ok_and(|ca| {
+            ca.subject().as_raw() == cert.issuer().as_raw()
+                && cert.verify_signature(Some(ca.public_key())).is_ok()
+        })
+    };
+    let issuer = anchors.iter().find(|a| signed_by(a)).ok_or_else(|| {
+        CertificateError::Untrusted(
+            "the X.509 v1 certificate is not signed by a verified CA certificate".into(),
+        )
+    })?;
+    match via {
+        Some(v) if v != issuer.as_slice() => Err(CertificateError::Untrusted(
+            "the certificate was not issued by the required CA certificate".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -636,6 +636,25 @@ impl HubClient {
     /// answers 200 or 400 with `{"isSuccessful":…,"errors":[…],"warnings":[…]}`; a 400 with that
     /// shape is returned as `Ok` so that callers can read the per-device errors.
     pub async fn bulk(&self, body: &Value) -> Result<Value, ClientError> {
+        self.post_for_result("/devices", body, "isSuccessful").await
+    }
+
+    /// `POST /devices/keys/regenerate` with `{"policyKey": "primaryKey"|"secondaryKey"|"both",
+    /// "devices": [{"id": …}]}`. IoT Hub answers 200, 207 (some devices failed) or 400 (all
+    /// failed) with `{"policyKey":…,"rotatedKeys":[…],"errors":[…]}`; each is returned as
+    /// `Ok` so that callers can read the per-device errors.
+    pub async fn regenerate_keys(&self, body: &Value) -> Result<Value, ClientError> {
+        self.post_for_result("/devices/keys/regenerate", body, "rotatedKeys")
+            .await
+    }
+
+    /// A `POST` whose 400 may still carry a per-entry result: one with `field` is `Ok`.
+    async fn post_for_result(
+        &self,
+        path: &str,
+        body: &Value,
+        field: &str,
+    ) -> Result<Value, ClientError> {
         let payload =
             serde_json::to_vec(body).map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
         let headers = vec![(
@@ -645,7 +664,7 @@ impl HubClient {
         let response = self
             .send(
                 Method::POST,
-                "/devices",
+                path,
                 &[],
                 headers,
                 Bytes::from(payload),
@@ -655,7 +674,7 @@ impl HubClient {
         match response.status {
             200..300 => response.json(),
             400 => match response.json() {
-                Ok(result) if result.get("isSuccessful").is_some() => Ok(result),
+                Ok(result) if result.get(field).is_some() => Ok(result),
                 _ => Err(response.service_error()),
             },
             _ => Err(response.service_error()),

@@ -137,15 +137,19 @@ pub fn allocate(
                 Some([only]) => Some(only.as_str()),
                 _ => None,
             };
-            let name = settings
-                .iot_hub_host_name
-                .as_deref()
-                .or(only)
-                .ok_or_else(|| {
-                    DpsError::NoHubAvailable(
-                        "Static allocation needs the enrollment's iotHubHostName.".into(),
-                    )
-                })?;
+            let Some(name) = settings.iot_hub_host_name.as_deref().or(only) else {
+                // No hub named: the one hub that takes allocations is the static one; with
+                // several there is no single hub to assign.
+                return match candidates.as_slice() {
+                    [one] => Ok(Allocation::Hub(one.name.clone())),
+                    [] => Err(none()),
+                    more => Err(DpsError::NoHubAvailable(format!(
+                        "Static allocation names no hub (iotHubHostName) and {} linked hubs \
+                         could take the device; name one in the enrollment.",
+                        more.len()
+                    ))),
+                };
+            };
             return Dps::find_hub(linked, name)
                 .map(|h| Allocation::Hub(h.name.clone()))
                 .ok_or_else(|| DpsError::LinkedHubNotFound(name.to_owned()));

@@ -202,11 +202,15 @@ fn check_allocation(s: &mut EnrollmentSettings, linked: &[LinkedHub]) -> Result<
         s.iot_hubs = Some(names);
     }
     match s.allocation_policy {
+        // Static allocation without a hub (neither iotHubHostName nor iotHubs) is accepted,
+        // as DPS accepts it (the Node SDK's end-to-end suite creates such groups); the hub is
+        // then found at registration (see `allocation::allocate`). Several hubs and no
+        // iotHubHostName name no single hub, and are refused.
         Some(AllocationPolicy::Static) => {
             let listed = s.iot_hubs.as_deref().unwrap_or_default();
-            if s.iot_hub_host_name.is_none() && listed.len() != 1 {
+            if s.iot_hub_host_name.is_none() && listed.len() > 1 {
                 return Err(DpsError::BadRequest(
-                    "Static allocation needs the hub: iotHubHostName, or exactly one entry in \
+                    "Static allocation needs one hub: iotHubHostName, or at most one entry in \
                      iotHubs."
                         .into(),
                 ));

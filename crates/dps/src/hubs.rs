@@ -2,9 +2,12 @@
 //! owner-level connection string DPS reaches its registry with, a weight and whether the
 //! service's allocation may pick it (seed 004 L817–L821, L5618).
 
+use std::time::Duration;
+
 use ironhub_auth::ConnectionString;
 use ironhub_store::{DpsCollection, DpsWrite, WriteConflict};
 
+use crate::HubCallError;
 use crate::model::LinkedHub;
 use crate::rules::normalize_if_match;
 use crate::{Dps, DpsError, from_record, read_all, to_record};
@@ -42,10 +45,21 @@ impl Dps {
 
     /// Links a hub, or (with `if_match`, `*` or its etag) updates the link. The connection
     /// string must name the hub (`HostName`, with or without a port) and carry a key.
+    /// A hub that cannot be used is refused (see `check_linked_hub`).
     pub async fn put_linked_hub(
         &self,
         hub: LinkedHub,
         if_match: Option<&str>,
+    ) -> Result<LinkedHub, DpsError> {
+        self.write_linked_hub(hub, if_match, true).await
+    }
+
+    /// `put_linked_hub`, calling the hub first only when `check`.
+    pub(crate) async fn write_linked_hub(
+        &self,
+        hub: LinkedHub,
+        if_match: Option<&str>,
+        check: bool,
     ) -> Result<LinkedHub, DpsError> {
         let cs = ConnectionString::parse(&hub.connection_string).map_err(|e| {
             DpsError::BadRequest(format!("The hub connection string is not valid: {e}."))
@@ -87,6 +101,16 @@ impl Dps {
                 "The allocation weight is at most {MAX_ALLOCATION_WEIGHT}."
             )));
         }
+        let stored = LinkedHub {
+            name: name.clone(),
+            etag: None,
+            ..hub
+        };
+        let measured = if check {
+            self.check_linked_hub(&stored).await?
+        } else {
+            None
+        };
         let if_match = if_match.map(normalize_if_match);
         if if_match.is_none()
             && self
@@ -99,11 +123,6 @@ impl Dps {
                 "At most {MAX_LINKED_HUBS} hubs can be linked."
             )));
         }
-        let stored = LinkedHub {
-            name: name.clone(),
-            etag: None,
-            ..hub
-        };
         let record = to_record(&name, None, &stored)?;
         let write = match &if_match {
             None => DpsWrite::Create(record),
@@ -119,6 +138,9 @@ impl Dps {
         {
             Ok(mut done) => match done.pop().flatten() {
                 Some(r) => {
+                    if check {
+                        self.record_latency(&name, measured);
+                    }
                     // Lowest-latency allocation should know the new link at once.
                     let dps = self.clone();
                     tokio::spawn(async move {
@@ -135,6 +157,51 @@ impl Dps {
                 Some(WriteConflict::NotFound) => DpsError::LinkedHubNotFound(name),
                 _ => DpsError::PreconditionFailed(if_match.unwrap_or_default()),
             }),
+        }
+    }
+
+    /// Calls a hub about to be linked, as provisioning will: a hub whose certificate is not
+    /// trusted, or that rejects the connection string's key, is refused with the fix; one that
+    /// does not answer now (down, or not resolvable from here) is linked with a warning in the
+    /// log, since it may come up later (and shows no `latencyMs` until it answers).
+    /// Returns the round trip when the hub answered.
+    async fn check_linked_hub(&self, hub: &LinkedHub) -> Result<Option<Duration>, DpsError> {
+        let name = &hub.name;
+        let outcome = match self.services.connector.connect(hub) {
+            Ok(registry) => registry.ping().await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(rtt) => Ok(Some(rtt)),
+            Err(HubCallError::Untrusted(why)) => Err(DpsError::BadRequest(format!(
+                "The hub '{name}' cannot be linked: its certificate is not trusted: {why}."
+            ))),
+            Err(HubCallError::Status {
+                status: 401 | 403,
+                message,
+            }) => Err(DpsError::BadRequest(format!(
+                "The hub '{name}' rejected the connection string ({message}); link it with the \
+                 connection string of a policy with RegistryWrite and ServiceConnect, such as \
+                 its iothubowner (`ironhub info` on its server prints it)."
+            ))),
+            Err(e) => {
+                tracing::warn!(
+                    hub = %name,
+                    error = %e,
+                    "linked a hub that does not answer now: devices cannot be assigned to it until it does"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Keeps (or forgets) the round trip to a hub just linked, until the next measurement.
+    fn record_latency(&self, name: &str, measured: Option<Duration>) {
+        if let Ok(mut latencies) = self.runtime.latencies.write() {
+            match measured {
+                Some(rtt) => latencies.insert(name.to_ascii_lowercase(), rtt),
+                None => latencies.remove(&name.to_ascii_lowercase()),
+            };
         }
     }
 

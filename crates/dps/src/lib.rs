@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use ironhub_auth::{Rights, SasError, SasToken, SharedAccessPolicy, random_bytes, unix_now};
-use ironhub_store::{DpsCollection, DpsRecord, DpsSettings, Store};
+use ironhub_store::{DpsCollection, DpsRecord, DpsSettings, LOCAL_NODE, Store};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -123,13 +123,14 @@ impl Dps {
             host_names: Arc::new(host_names),
             services: Services::default(),
             limits: Arc::new(Limits::default()),
-            runtime: Arc::new(register::Runtime::new()),
+            runtime: Arc::new(register::Runtime::new(LOCAL_NODE.to_owned())),
         };
         if first_start
             && let Some(hub) = own_hub
             && dps.get_linked_hub(&hub.name).await.is_err()
         {
-            dps.put_linked_hub(hub, None).await?;
+            // Its own hub, reached in process once the services are set: nothing to check.
+            dps.write_linked_hub(hub, None, false).await?;
         }
         Ok(dps)
     }
@@ -137,6 +138,13 @@ impl Dps {
     /// The same instance, calling out through `services`.
     pub fn with_services(mut self, services: Services) -> Self {
         self.services = services;
+        self
+    }
+
+    /// The same instance running as node `node_id` of a deployment that shares one store (the
+    /// owner recorded on its registration operations). Call it before serving.
+    pub fn with_node(mut self, node_id: impl Into<String>) -> Self {
+        self.runtime = Arc::new(register::Runtime::new(node_id.into()));
         self
     }
 

@@ -21,9 +21,12 @@ pub enum HubCallError {
     /// The hub answered with an error status.
     #[error("the hub answered {status}: {message}")]
     Status { status: u16, message: String },
-    /// The hub could not be reached (connection, TLS, timeout).
+    /// The hub could not be reached (connection, timeout, TLS failures other than trust).
     #[error("the hub cannot be reached: {0}")]
     Unreachable(String),
+    /// The hub answered with a certificate the DPS does not trust; the text says how to fix it.
+    #[error("the hub's certificate is not trusted: {0}")]
+    Untrusted(String),
 }
 
 impl HubCallError {

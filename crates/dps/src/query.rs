@@ -20,8 +20,13 @@ pub struct QueryPage<T> {
     pub continuation: Option<String>,
 }
 
-/// Checks a query: ironhub answers `SELECT *` (optionally `FROM <collection>`) and `*`, which
-/// is what the SDKs send; a filter is refused rather than ignored.
+/// Checks a query. DPS does not evaluate the text of an enrollment or enrollment-group query:
+/// whatever it says, the answer is the whole collection, page by page (reported in the C#
+/// SDK's issue #794, "Individual Enrollment query returns always all enrollments", and what the
+/// Azure CLI relies on: `az iot dps enrollment list` sends the Python repr of a
+/// `QuerySpecification`, `{'additional_properties': {}, 'query': 'SELECT *'}`, as its text).
+/// ironhub answers the same way, and logs a query that asked for more than `SELECT *`, so that
+/// a filter that is not applied does not go unnoticed.
 pub fn check_query(spec: &QuerySpecification) -> Result<(), DpsError> {
     let words: Vec<String> = spec
         .query
@@ -29,13 +34,24 @@ pub fn check_query(spec: &QuerySpecification) -> Result<(), DpsError> {
         .map(str::to_ascii_lowercase)
         .collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    match words.as_slice() {
-        [] | ["*"] | ["select", "*"] | ["select", "*", "from", _] => Ok(()),
-        _ => Err(DpsError::BadRequest(format!(
-            "The query '{}' is not supported: ironhub answers 'SELECT *'.",
-            spec.query
-        ))),
+    let plain = matches!(
+        words.as_slice(),
+        [] | ["*"] | ["select", "*"] | ["select", "*", "from", _]
+    ) || is_cli_wrapped_select_all(&spec.query);
+    if !plain {
+        tracing::info!(query = %spec.query, "the query text is not evaluated: DPS answers every record");
     }
+    Ok(())
+}
+
+/// Whether the text is the Azure CLI's wrapped `SELECT *` (see [`check_query`]).
+fn is_cli_wrapped_select_all(text: &str) -> bool {
+    let squeezed: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    squeezed.starts_with('{') && squeezed.contains("'query':'select*'")
 }
 
 /// The page size to use for `x-ms-max-item-count`.
@@ -74,19 +90,25 @@ mod tests {
     }
 
     #[test]
-    fn queries_the_sdks_send_are_accepted() {
-        for ok in [
+    fn every_query_text_is_answered() {
+        for text in [
             "SELECT *",
             "select *",
             " * ",
             "",
             "SELECT * FROM enrollments",
+            // What `az iot dps enrollment list` sends.
+            "{'additional_properties': {}, 'query': 'SELECT *'}",
+            // DPS answers every record whatever the text says.
+            "SELECT * FROM enrollments WHERE x = 1",
+            "SELECT deviceId",
         ] {
-            check_query(&q(ok)).unwrap();
+            check_query(&q(text)).unwrap();
         }
-        for bad in ["SELECT * FROM enrollments WHERE x = 1", "SELECT deviceId"] {
-            assert_eq!(check_query(&q(bad)).unwrap_err().status(), 400);
-        }
+        assert!(is_cli_wrapped_select_all(
+            "{'additional_properties': {}, 'query': 'SELECT *'}"
+        ));
+        assert!(!is_cli_wrapped_select_all("SELECT *"));
     }
 
     #[test]

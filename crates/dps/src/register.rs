@@ -61,11 +61,16 @@ impl Default for Limits {
     }
 }
 
-/// What one running instance keeps in memory: who it is (to tell its own operations from
-/// ones a previous run left unfinished), the latencies measured to the linked hubs, and the
-/// counters of the limits.
+/// How long an operation's runner holds it without renewing: a poll answers `failed` for an
+/// operation still `assigning` whose lease ran out (its node is gone).
+pub const OPERATION_LEASE: Duration = Duration::from_secs(30);
+
+/// What one running instance keeps in memory: who it is (its node, and this run of it, to
+/// tell its own operations from ones a previous run left unfinished), the latencies measured
+/// to the linked hubs, and the counters of the limits. The limits are counted per node.
 #[derive(Debug)]
 pub(crate) struct Runtime {
+    pub(crate) node_id: String,
     pub(crate) instance_id: String,
     pub(crate) latencies: RwLock<HashMap<String, Duration>>,
     polls: Mutex<HashMap<String, VecDeque<Instant>>>,
@@ -73,8 +78,9 @@ pub(crate) struct Runtime {
 }
 
 impl Runtime {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(node_id: String) -> Self {
         Runtime {
+            node_id,
             instance_id: hex(&ironhub_auth::random_bytes(8)),
             latencies: RwLock::default(),
             polls: Mutex::default(),
@@ -111,12 +117,33 @@ struct OperationRecord {
     status: RegistrationStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     registration_state: Option<DeviceRegistrationState>,
-    /// The instance that runs the assignment.
+    /// The run of the server (instance) that runs the assignment.
     worker: String,
+    /// The node that runs it (absent in records of servers before node ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+    /// Until when the runner holds the operation; it renews the lease while it works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_until: Option<DateTime<Utc>>,
     started: DateTime<Utc>,
 }
 
+/// The end of a lease taken or renewed at `now`.
+fn lease_from(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::TimeDelta::from_std(OPERATION_LEASE).unwrap_or_default()
+}
+
 impl OperationRecord {
+    /// Whether an `assigning` operation will never finish, seen from the run `instance` of
+    /// `node` at `now`: its runner was an earlier run of this node, or a node whose lease ran
+    /// out. An operation another live node runs is not abandoned, whichever node is asked.
+    fn abandoned(&self, node: &str, instance: &str, now: DateTime<Utc>) -> bool {
+        self.status == RegistrationStatus::Assigning
+            && self.worker != instance
+            && (self.node.as_deref().is_none_or(|n| n == node)
+                || self.lease_until.is_none_or(|until| until <= now))
+    }
+
     fn answer(&self) -> RegistrationOperationStatus {
         RegistrationOperationStatus {
             operation_id: self.operation_id.clone(),
@@ -386,6 +413,8 @@ impl Dps {
             status: RegistrationStatus::Assigning,
             registration_state: None,
             worker: self.runtime.instance_id.clone(),
+            node: Some(self.runtime.node_id.clone()),
+            lease_until: Some(lease_from(Utc::now())),
             started: Utc::now(),
         };
         // The device is answered `assigning` in every case (Tasmota needs it, clients.md
@@ -520,7 +549,18 @@ impl Dps {
         operation_id: String,
     ) {
         let registration_id = attested.registration_id.clone();
-        let state = match self.assign(&attested, payload, legacy).await {
+        let assignment = self.assign(&attested, payload, legacy);
+        tokio::pin!(assignment);
+        // The lease is renewed while the assignment runs (a webhook may retry for minutes).
+        let mut renew = tokio::time::interval(OPERATION_LEASE / 3);
+        renew.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut assignment => break outcome,
+                _ = renew.tick() => self.renew_lease(&registration_id, &operation_id).await,
+            }
+        };
+        let state = match outcome {
             Ok(state) => {
                 tracing::info!(target: "DeviceOperations", registration_id = %registration_id, hub = ?state.assigned_hub, substatus = ?state.substatus, "device assigned");
                 state
@@ -535,6 +575,32 @@ impl Dps {
             .await
         {
             tracing::warn!(target: "DeviceOperations", registration_id = %registration_id, error = %e, "could not record the outcome of a registration");
+        }
+    }
+
+    /// Extends the lease of the operation this run is assigning, if it is still the device's
+    /// latest; a failure only logs (the next renewal tries again).
+    async fn renew_lease(&self, registration_id: &str, operation_id: &str) {
+        let renewed = async {
+            let Some((mut op, stored)) = self.load_operation(registration_id).await? else {
+                return Ok(());
+            };
+            if op.operation_id != operation_id || op.status != RegistrationStatus::Assigning {
+                return Ok(());
+            }
+            op.lease_until = Some(lease_from(Utc::now()));
+            let write = DpsWrite::Replace {
+                record: to_record(registration_id, None, &op)?,
+                if_match: Some(stored.etag),
+            };
+            self.store
+                .dps_write(DpsCollection::Operations, vec![write])
+                .await?
+                .map(|_| ())
+                .map_err(|_| DpsError::ServerError("the operation changed meanwhile".into()))
+        };
+        if let Err(e) = renewed.await {
+            tracing::warn!(target: "DeviceOperations", registration_id, error = %e, "could not renew the lease of a registration");
         }
     }
 
@@ -583,9 +649,10 @@ impl Dps {
             .await?
             .filter(|(op, _)| op.operation_id == operation_id.trim())
             .ok_or_else(|| DpsError::OperationNotFound(operation_id.to_owned()))?;
-        if op.status == RegistrationStatus::Assigning && op.worker != self.runtime.instance_id {
-            // A single node runs every assignment itself: one that a previous run of the
-            // server started will never finish. Say so, and the device registers again.
+        if op.abandoned(&self.runtime.node_id, &self.runtime.instance_id, Utc::now()) {
+            // An earlier run of this node, or a node whose lease ran out, started it: it will
+            // never finish. Say so, and the device registers again. An operation another live
+            // node runs stays `assigning`.
             let e = DpsError::ServerError(
                 "The provisioning service restarted while this registration was assigned; \
                  register again."
@@ -854,5 +921,42 @@ impl Dps {
             l.clone_from(&measured);
         }
         Ok(measured)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(node: Option<&str>, lease_until: Option<DateTime<Utc>>) -> OperationRecord {
+        OperationRecord {
+            operation_id: "4.x".into(),
+            status: RegistrationStatus::Assigning,
+            registration_state: None,
+            worker: "run-1".into(),
+            node: node.map(Into::into),
+            lease_until,
+            started: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn an_operation_is_abandoned_when_its_runner_is_gone() {
+        let now = Utc::now();
+        let live = Some(lease_from(now));
+        let ran_out = Some(now);
+        // This very run is running it.
+        assert!(!op(Some("a"), live).abandoned("a", "run-1", now));
+        // An earlier run of this node: gone, whatever its lease says.
+        assert!(op(Some("a"), live).abandoned("a", "run-2", now));
+        // Another node, still renewing its lease, is running it.
+        assert!(!op(Some("a"), live).abandoned("b", "run-9", now));
+        // Another node whose lease ran out is gone.
+        assert!(op(Some("a"), ran_out).abandoned("b", "run-9", now));
+        // A record of a server before node ids has no runner left.
+        assert!(op(None, None).abandoned("b", "run-9", now));
+        let mut done = op(Some("a"), ran_out);
+        done.status = RegistrationStatus::Assigned;
+        assert!(!done.abandoned("b", "run-9", now));
     }
 }

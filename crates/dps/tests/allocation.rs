@@ -137,6 +137,10 @@ fn static_custom_and_lowest_latency() {
     s.iot_hub_host_name = None;
     s.iot_hubs = Some(vec!["a".into()]);
     assert_eq!(picked(allocate(&s, "x", &hubs, &none()).unwrap()), "a");
+    // No hub named: the only linked hub, else no single hub to assign.
+    s.iot_hubs = None;
+    assert_eq!(picked(allocate(&s, "x", &hubs[..1], &none()).unwrap()), "a");
+    assert_eq!(allocate(&s, "x", &hubs, &none()).unwrap_err().status(), 400);
 
     let mut c = settings();
     c.allocation_policy = Some(AllocationPolicy::Custom);

@@ -9,7 +9,8 @@ use common::{DPS_HOST, KEY, SE, linked_hub, setup};
 use ironhub_auth::Rights;
 use ironhub_auth::sas::generate;
 use ironhub_dps::Dps;
-use ironhub_store::{SqliteStore, Store};
+use ironhub_embedded::SqliteStore;
+use ironhub_store::Store;
 
 #[tokio::test]
 async fn the_id_scope_is_made_once_and_the_own_hub_linked_at_first_start() {

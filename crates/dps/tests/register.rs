@@ -22,8 +22,9 @@ use ironhub_dps::{
     AllocationWebhook, Dps, DpsError, Limits, LocalHub, Services, StaticConnector,
     default_dps_policies,
 };
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{DpsSettings, LocalBus, SqliteEventLog, SqliteStore, Store};
+use ironhub_store::{DpsSettings, Store};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };

@@ -470,7 +470,11 @@ async fn put_linked_hub(
         )
         .await?;
     tracing::info!(target: "ServiceOperations", hub = %name, "linked hub created or updated");
-    Ok(with_etag(&LinkedHubView::from(&hub), hub.etag.as_deref()))
+    // With its round trip: absent when the hub did not answer the check just made.
+    Ok(with_etag(
+        &LinkedHubView::of(&dps, &hub),
+        hub.etag.as_deref(),
+    ))
 }
 
 async fn delete_linked_hub(

@@ -30,11 +30,15 @@
 //!    "iothub-enqueuedtime":"2024-05-01T12:00:00.123Z","x-opt-sequence-number":5,
 //!    "x-opt-offset":"5","x-opt-enqueued-time":"2024-05-01T12:00:00.123Z",…},
 //!  "applicationProperties":{"temp":"21","flag":null},
-//!  "body":{"t":21}}
+//!  "body":{"t":21},"bodyBase64":"eyJ0IjoyMX0="}
 //! ```
 //!
-//! `body` is the body's JSON when it parses as JSON, else its UTF-8 text, else base64 with
-//! `"bodyEncoding":"base64"`.
+//! `bodyBase64` is the body exactly as the device sent it (base64): what an Event Hubs reader
+//! gets as the AMQP message's data. `body` is a decoded view of it: the parsed JSON when the
+//! message's `content-type` declares JSON (`application/json`, `…+json`) and the body parses,
+//! else the body's text when it is UTF-8 (a JSON string keeps every character, so the text is
+//! exact), else the base64 again with `"bodyEncoding":"base64"`. A body that only looks like
+//! JSON, without a JSON content type, is text: `{"a":  1.50}` stays `"{\"a\":  1.50}"`.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -48,6 +52,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use base64::Engine as _;
 use ironhub_auth::Rights;
+use ironhub_hub::body::DeclaredBody;
 use ironhub_hub::events::ReadFrom;
 use ironhub_hub::{Hub, HubError};
 use ironhub_store::Event;
@@ -310,19 +315,27 @@ fn event_json(event: &Event) -> Value {
         "applicationProperties": application,
     });
     let body = &event.event.body;
-    let (value, base64) = match serde_json::from_slice::<Value>(body) {
-        Ok(v) => (v, false),
-        Err(_) => match std::str::from_utf8(body) {
-            Ok(text) => (Value::String(text.to_owned()), false),
-            Err(_) => (
-                Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
-                true,
-            ),
-        },
+    let declared = DeclaredBody::of(
+        event
+            .event
+            .system_properties
+            .get("content-type")
+            .map(String::as_str),
+    );
+    line["bodyBase64"] = base64::engine::general_purpose::STANDARD
+        .encode(body)
+        .into();
+    let parsed = match declared {
+        DeclaredBody::Json => serde_json::from_slice::<Value>(body).ok(),
+        DeclaredBody::Text | DeclaredBody::Undeclared => None,
     };
-    line["body"] = value;
-    if base64 {
-        line["bodyEncoding"] = "base64".into();
+    match (parsed, std::str::from_utf8(body)) {
+        (Some(value), _) => line["body"] = value,
+        (None, Ok(text)) => line["body"] = Value::String(text.to_owned()),
+        (None, Err(_)) => {
+            line["body"] = line["bodyBase64"].clone();
+            line["bodyEncoding"] = "base64".into();
+        }
     }
     line
 }
@@ -333,6 +346,15 @@ mod tests {
     use ironhub_store::NewEvent;
 
     fn event(body: &[u8]) -> Event {
+        typed_event(body, None)
+    }
+
+    fn typed_event(body: &[u8], content_type: Option<&str>) -> Event {
+        let mut system_properties: std::collections::BTreeMap<String, String> =
+            [("message-id".to_owned(), "m1".to_owned())].into();
+        if let Some(ct) = content_type {
+            system_properties.insert("content-type".to_owned(), ct.to_owned());
+        }
         Event {
             partition: 2,
             sequence_number: 7,
@@ -340,7 +362,7 @@ mod tests {
             event: NewEvent {
                 device_id: "dev1".into(),
                 module_id: None,
-                system_properties: [("message-id".to_owned(), "m1".to_owned())].into(),
+                system_properties,
                 application_properties: [
                     ("k".to_owned(), Some("v".to_owned())),
                     ("flag".to_owned(), None),
@@ -353,13 +375,14 @@ mod tests {
 
     #[test]
     fn lines_carry_positions_properties_and_bodies() {
-        let line = event_json(&event(br#"{"t":21}"#));
+        let line = event_json(&typed_event(br#"{"t":21}"#, Some("application/json")));
         assert_eq!(line["partition"], 2);
         assert_eq!(line["sequenceNumber"], 7);
         assert_eq!(line["offset"], "7");
         assert_eq!(line["enqueuedTime"], "2024-05-01T12:00:00.123Z");
         assert_eq!(line["moduleId"], Value::Null);
         assert_eq!(line["body"], json!({"t": 21}));
+        assert_eq!(line["bodyBase64"], "eyJ0IjoyMX0=");
         assert!(line.get("bodyEncoding").is_none());
         let sys = &line["systemProperties"];
         assert_eq!(sys["message-id"], "m1");
@@ -374,7 +397,27 @@ mod tests {
         assert_eq!(event_json(&event(b"plain text"))["body"], "plain text");
         let binary = event_json(&event(&[0xff, 0x00, 0xfe]));
         assert_eq!(binary["body"], "/wD+");
+        assert_eq!(binary["bodyBase64"], "/wD+");
         assert_eq!(binary["bodyEncoding"], "base64");
+    }
+
+    #[test]
+    fn bodies_that_only_look_like_json_stay_text() {
+        let spaced = "{\"a\":  1.50, \"n\": 123456789012345678901234567890}";
+        let line = event_json(&event(spaced.as_bytes()));
+        assert_eq!(line["body"], spaced);
+        assert!(line.get("bodyEncoding").is_none());
+        let line = event_json(&typed_event(spaced.as_bytes(), Some("text/plain")));
+        assert_eq!(line["body"], spaced);
+        // Declared JSON that does not parse is shown as its text.
+        let line = event_json(&typed_event(b"{not json", Some("application/json")));
+        assert_eq!(line["body"], "{not json");
+        // The exact bytes are always there.
+        let line = event_json(&typed_event(spaced.as_bytes(), Some("application/json")));
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(line["bodyBase64"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(bytes, spaced.as_bytes());
     }
 
     #[test]

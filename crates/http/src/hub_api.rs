@@ -28,6 +28,7 @@ pub(crate) fn routes() -> Router<Hub> {
     Router::new()
         .route("/devices", get(list_devices).post(bulk))
         .route("/devices/", get(list_devices).post(bulk))
+        .route("/devices/keys/regenerate", post(regenerate_keys))
         .route(
             "/devices/{id}",
             get(get_device).put(put_device).delete(delete_device),
@@ -231,6 +232,25 @@ async fn bulk(
         StatusCode::BAD_REQUEST
     };
     tracing::info!(target: "ServiceOperations", devices = items.len(), ok = result.is_successful, "bulk registry operation");
+    Ok((status, json_body(&result)).into_response())
+}
+
+/// `POST /devices/keys/regenerate`: 200 when every device was re-keyed, 207 when some were,
+/// 400 when none was (the statuses the Azure CLI's client accepts, each with the result).
+async fn regenerate_keys(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::REGISTRY_WRITE)?;
+    let request: ironhub_hub::keys::RegenerateRequest = read_json(body).await?;
+    let result = hub.regenerate_keys(&request).await?;
+    let status = match (result.rotated_keys.is_empty(), result.errors.is_empty()) {
+        (_, true) => StatusCode::OK,
+        (false, false) => StatusCode::MULTI_STATUS,
+        (true, false) => StatusCode::BAD_REQUEST,
+    };
+    tracing::info!(target: "ServiceOperations", rotated = result.rotated_keys.len(), failed = result.errors.len(), "device keys regenerated");
     Ok((status, json_body(&result)).into_response())
 }
 

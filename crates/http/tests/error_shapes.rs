@@ -9,9 +9,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use ironhub_auth::{sas, unix_now};
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_http::ConnectionInfo;
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{LocalBus, SqliteEventLog, SqliteStore};
 use tower::ServiceExt as _;
 
 const HOST: &str = "myhub.example";

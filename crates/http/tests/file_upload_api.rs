@@ -10,11 +10,11 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use ironhub_auth::storage::StorageAccount;
 use ironhub_auth::{sas, unix_now};
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_http::ConnectionInfo;
 use ironhub_hub::file_upload::{BlobProperties, BlobStorage, FileUpload, FileUploadSettings};
 use ironhub_hub::model::DeviceSpec;
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{LocalBus, SqliteEventLog, SqliteStore};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 

@@ -11,7 +11,7 @@
 //!   `ack` asks for it, a feedback record is written; the service reads feedback in locked
 //!   batches (`GET /messages/serviceBound/feedback`), kept for [`FEEDBACK_TTL`].
 //!
-//! The store applies each rule atomically (see [`ironhub_store::Store::c2d_lock_next`]); this
+//! The store applies each rule atomically (see [`ironhub_store::C2dStore::c2d_lock_next`]); this
 //! module validates what senders and devices ask for and renders IoT Hub's shapes.
 
 use std::time::Duration;
@@ -110,18 +110,7 @@ pub fn parse_expiry(value: &str) -> Result<DateTime<Utc>, HubError> {
 
 /// A UUID (version 4) as IoT Hub's SDKs generate message ids.
 pub fn new_message_id() -> String {
-    let mut b = ironhub_auth::random_bytes(16);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    ironhub_auth::random_uuid()
 }
 
 fn check_id(value: &str, what: &str) -> Result<(), HubError> {
@@ -190,7 +179,7 @@ impl Hub {
         device_id: &str,
         message: OutgoingMessage,
     ) -> Result<C2dMessage, HubError> {
-        let now = Utc::now();
+        let now = self.now();
         let size = message.body.len()
             + message
                 .properties
@@ -253,6 +242,7 @@ impl Hub {
             delivery_count: 0,
             lock_token: None,
             locked_until: None,
+            lock_node: None,
         };
         let queued = match self.store.c2d_enqueue(stored, rules(), now).await? {
             Ok(m) => m,
@@ -280,7 +270,7 @@ impl Hub {
     pub async fn receive_c2d(&self, device_id: &str) -> Result<Option<C2dMessage>, HubError> {
         Ok(self
             .store
-            .c2d_lock_next(device_id, rules(), Utc::now())
+            .c2d_lock_next(device_id, self.bus.node_id(), rules(), self.now())
             .await?)
     }
 
@@ -293,7 +283,7 @@ impl Hub {
         settle: C2dSettle,
     ) -> Result<C2dMessage, HubError> {
         self.store
-            .c2d_settle(device_id, lock_token, settle, rules(), Utc::now())
+            .c2d_settle(device_id, lock_token, settle, rules(), self.now())
             .await?
             .ok_or_else(|| lock_lost(lock_token))
     }
@@ -301,7 +291,7 @@ impl Hub {
     /// `DELETE /devices/{id}/commands`: empties the device's queue.
     pub async fn purge_c2d(&self, device_id: &str) -> Result<PurgeResult, HubError> {
         self.get_device(device_id).await?;
-        let n = self.store.c2d_purge(device_id, rules(), Utc::now()).await?;
+        let n = self.store.c2d_purge(device_id, rules(), self.now()).await?;
         Ok(PurgeResult {
             total_messages_purged: n,
             device_id: device_id.to_owned(),
@@ -311,7 +301,7 @@ impl Hub {
     /// Dead-letters expired messages of every queue and drops expired feedback; returns how
     /// many messages expired. The server runs it periodically ([`Hub::expire_c2d_until`]).
     pub async fn expire_c2d(&self) -> Result<u64, HubError> {
-        Ok(self.store.c2d_expire(rules(), Utc::now()).await?)
+        Ok(self.store.c2d_expire(rules(), self.now()).await?)
     }
 
     /// Runs [`Hub::expire_c2d`] every `interval` until `stop` turns true.
@@ -338,7 +328,7 @@ impl Hub {
 
     /// `GET /messages/serviceBound/feedback`: the next batch of feedback, locked.
     pub async fn receive_feedback(&self) -> Result<Option<FeedbackBatch>, HubError> {
-        Ok(self.store.feedback_lock(rules(), Utc::now()).await?)
+        Ok(self.store.feedback_lock(rules(), self.now()).await?)
     }
 
     /// Completes (`DELETE …/feedback/{lockToken}`) or abandons (`POST …/abandon`) a batch.

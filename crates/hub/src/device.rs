@@ -161,6 +161,7 @@ impl Hub {
             } else {
                 ConnectionState::Disconnected
             }),
+            node: Some(self.bus.node_id().to_owned()),
             at: Some(Utc::now()),
         };
         self.store.update_device_runtime(device_id, update).await?;

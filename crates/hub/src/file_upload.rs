@@ -235,7 +235,7 @@ impl Hub {
         validate_blob_name(device_id, name)?;
         self.get_device(device_id).await?;
         let settings = &upload.settings;
-        let now = Utc::now();
+        let now = self.now();
         let expiry = now + settings.sas_ttl;
         let blob_name = format!("{device_id}/{name}");
         let token = Upload {
@@ -285,7 +285,7 @@ impl Hub {
                 "The correlation id '{id}' belongs to another device."
             )));
         }
-        let now = Utc::now();
+        let now = self.now();
         if token.expires < now.timestamp() {
             return Err(HubError::ExpiredFileUploadCorrelationId(format!(
                 "The correlation id '{id}' has expired."
@@ -350,7 +350,7 @@ impl Hub {
         &self,
     ) -> Result<Option<LockedFileNotification>, HubError> {
         let rules = self.notification_rules()?;
-        Ok(self.store.file_notification_lock(rules, Utc::now()).await?)
+        Ok(self.store.file_notification_lock(rules, self.now()).await?)
     }
 
     /// Completes (removes) or abandons (makes visible again) a received notification.
@@ -362,7 +362,7 @@ impl Hub {
         self.file_upload()?;
         if self
             .store
-            .file_notification_settle(lock_token, complete, Utc::now())
+            .file_notification_settle(lock_token, complete, self.now())
             .await?
         {
             Ok(())

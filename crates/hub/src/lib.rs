@@ -5,6 +5,7 @@
 //! own words; [`HubError`] carries IoT Hub's status and error code for that.
 
 mod auth;
+pub mod body;
 pub mod c2d;
 pub mod ca;
 mod certificates;
@@ -13,19 +14,23 @@ pub mod digital_twin;
 mod error;
 pub mod events;
 pub mod file_upload;
+pub mod keys;
 pub mod methods;
 pub mod model;
+mod node;
 pub mod registry;
+pub mod scopes;
 pub mod twin;
 
 use std::sync::Arc;
 
 use chrono::Utc;
-use ironhub_store::{DeviceBus, EventLog, HubSettings, Store};
+use ironhub_store::{Clock, DeviceBus, EventLog, HubSettings, Store, SystemClock};
 
 pub use auth::Principal;
 pub use device::{AuthMethod, DeviceAuth, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
 pub use error::HubError;
+pub use node::{NODE_LEASE, Recovered};
 
 /// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).
 #[derive(Debug, Clone)]
@@ -41,6 +46,8 @@ pub struct Hub {
     store: Arc<dyn Store>,
     events: Arc<dyn EventLog>,
     bus: Arc<dyn DeviceBus>,
+    /// Where the time rules (message expiry, locks) read the time.
+    clock: Arc<dyn Clock>,
     settings: Arc<HubSettings>,
     host_names: Arc<Vec<String>>,
     /// File upload, when the hub has a storage account (see `Hub::with_file_upload`).
@@ -63,11 +70,24 @@ impl Hub {
             store,
             events,
             bus,
+            clock: Arc::new(SystemClock),
             settings: Arc::new(settings),
             host_names: Arc::new(host_names),
             file_upload: None,
             activity: Arc::default(),
         })
+    }
+
+    /// The same hub reading the time from `clock` (tests move time instead of sleeping; the
+    /// store should read the same clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time by the hub's clock.
+    pub fn now(&self) -> chrono::DateTime<Utc> {
+        self.clock.now()
     }
 
     /// The hub's host name: the first configured name.

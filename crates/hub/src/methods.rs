@@ -79,10 +79,11 @@ impl Hub {
         }
         self.get_device(device_id).await?;
 
-        // With a connect timeout, wait for the device to come online.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(connect_timeout);
-        while !self.bus.is_connected(device_id) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        // With a connect timeout, wait for the device to come online (on any node).
+        if connect_timeout > 0 {
+            self.bus
+                .wait_for_connect(device_id, Duration::from_secs(connect_timeout))
+                .await;
         }
         let answer = self
             .bus

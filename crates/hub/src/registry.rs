@@ -159,20 +159,29 @@ fn build_authentication(
     Ok(auth)
 }
 
-/// An IoT Edge device's scope: the one given, or IoT Hub's `ms-azure-iot-edge://{id}-{generation}`.
-/// A device that is not an edge device keeps a scope only if one was given (it names its parent).
+/// An IoT Edge device's scope, which is its own and never changes: the one it had, or on
+/// creation the one given if it names the device (an import of an exported device), else IoT
+/// Hub's `ms-azure-iot-edge://{id}-{generation}`. A device that is not an edge device keeps a
+/// scope only if one was given (it names its parent; see `scopes`).
 fn edge_scope(
     iot_edge: bool,
     given: Option<String>,
+    had: Option<&str>,
     id: &str,
     generation_id: &str,
 ) -> Option<String> {
     let given = given.filter(|s| !s.is_empty());
-    if iot_edge {
-        Some(given.unwrap_or_else(|| format!("ms-azure-iot-edge://{id}-{generation_id}")))
-    } else {
-        given
+    if !iot_edge {
+        return given;
     }
+    if let Some(had) = had {
+        return Some(had.to_owned());
+    }
+    Some(
+        given
+            .filter(|s| crate::scopes::scope_device_id(s) == Some(id))
+            .unwrap_or_else(|| format!("{}{id}-{generation_id}", crate::scopes::EDGE_SCOPE_PREFIX)),
+    )
 }
 
 fn new_generation_id() -> String {
@@ -222,13 +231,14 @@ impl Validated {
         let iot_edge = self.iot_edge.unwrap_or(false);
         Ok(DeviceRecord {
             device_id: id.to_owned(),
-            device_scope: edge_scope(iot_edge, self.device_scope, id, &generation_id),
+            device_scope: edge_scope(iot_edge, self.device_scope, None, id, &generation_id),
             generation_id,
             etag: String::new(),
             status,
             status_reason: self.status_reason,
             status_updated_time: (status == DeviceStatus::Disabled).then(Utc::now),
             connection_state: ConnectionState::Disconnected,
+            connection_node: None,
             connection_state_updated_time: None,
             last_activity_time: None,
             cloud_to_device_message_count: 0,
@@ -253,8 +263,8 @@ impl Validated {
         next.iot_edge = self.iot_edge.unwrap_or(false);
         next.device_scope = edge_scope(
             next.iot_edge,
-            self.device_scope
-                .or_else(|| current.device_scope.clone().filter(|_| current.iot_edge)),
+            self.device_scope,
+            current.device_scope.as_deref().filter(|_| current.iot_edge),
             &current.device_id,
             &current.generation_id,
         );
@@ -342,15 +352,24 @@ impl Hub {
         let fields = Validated::from_spec(spec)?;
         let if_match = if_match.map(normalize_if_match);
         let write = match (self.store.get_device(id).await?, if_match) {
-            (None, None) => DeviceWrite::Create(fields.create(id)?),
+            (None, None) => {
+                let scope_given = fields.device_scope.is_some();
+                let mut record = fields.create(id)?;
+                self.settle_scopes(&mut record, None, scope_given).await?;
+                DeviceWrite::Create(record)
+            }
             (None, Some(_)) => return Err(HubError::DeviceNotFound(id.to_owned())),
             (Some(_), None) => return Err(HubError::DeviceAlreadyExists(id.to_owned())),
             (Some(current), Some(tag)) => {
                 if tag != "*" && tag != current.etag {
                     return Err(HubError::PreconditionFailed(tag));
                 }
+                let scope_given = fields.device_scope.is_some();
+                let mut record = fields.update(&current)?;
+                self.settle_scopes(&mut record, Some(&current), scope_given)
+                    .await?;
                 DeviceWrite::Replace {
-                    record: fields.update(&current)?,
+                    record,
                     // Compare-and-swap on what was read, so a concurrent write is not lost.
                     if_match: Some(current.etag),
                 }
@@ -384,7 +403,7 @@ impl Hub {
     }
 
     /// Closes the device's connection, if it has one (it was deleted, disabled or re-keyed).
-    async fn revoke(&self, id: &str) {
+    pub(crate) async fn revoke(&self, id: &str) {
         let _ = self.bus.send(id, ironhub_store::BusMessage::Revoked).await;
     }
 
@@ -513,18 +532,22 @@ impl Hub {
             })
         };
         let current = self.store.get_device(id).await?;
-        let replace =
-            |current: DeviceRecord, fields: Validated| -> Result<(DeviceWrite, bool), HubError> {
-                let record = fields.update(&current)?;
-                let revoke = revokes(&current, &record);
-                Ok((
-                    DeviceWrite::Replace {
-                        record,
-                        if_match: Some(current.etag),
-                    },
-                    revoke,
-                ))
-            };
+        let replace = async |current: DeviceRecord,
+                             fields: Validated|
+               -> Result<(DeviceWrite, bool), HubError> {
+            let scope_given = fields.device_scope.is_some();
+            let mut record = fields.update(&current)?;
+            self.settle_scopes(&mut record, Some(&current), scope_given)
+                .await?;
+            let revoke = revokes(&current, &record);
+            Ok((
+                DeviceWrite::Replace {
+                    record,
+                    if_match: Some(current.etag),
+                },
+                revoke,
+            ))
+        };
         match (mode, current) {
             (ImportMode::Delete, _) => Ok((
                 DeviceWrite::Delete {
@@ -541,21 +564,24 @@ impl Hub {
                 true,
             )),
             (ImportMode::Create | ImportMode::CreateOrUpdate, None) => {
-                Ok((DeviceWrite::Create(fields.create(id)?), false))
+                let scope_given = fields.device_scope.is_some();
+                let mut record = fields.create(id)?;
+                self.settle_scopes(&mut record, None, scope_given).await?;
+                Ok((DeviceWrite::Create(record), false))
             }
             (ImportMode::Create, Some(_)) => Err(HubError::DeviceAlreadyExists(id.into())),
             (ImportMode::Update | ImportMode::UpdateIfMatchETag, None) => {
                 Err(HubError::DeviceNotFound(id.into()))
             }
             (ImportMode::CreateOrUpdate | ImportMode::Update, Some(current)) => {
-                replace(current, fields)
+                replace(current, fields).await
             }
             (ImportMode::UpdateIfMatchETag, Some(current)) => {
                 let tag = needs_etag()?;
                 if tag != "*" && tag != current.etag {
                     return Err(HubError::PreconditionFailed(tag));
                 }
-                replace(current, fields)
+                replace(current, fields).await
             }
         }
     }

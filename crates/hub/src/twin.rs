@@ -1,6 +1,7 @@
 //! Device twins: tags and desired properties set by services, reported properties set by the
 //! device, each with a `$version` and per-property `$metadata`, and IoT Hub's limits.
 
+use base64::Engine as _;
 use chrono::Utc;
 use ironhub_store::{BusMessage, DeviceRecord, TwinRecord, WriteConflict};
 use serde_json::{Map, Value, json};
@@ -188,24 +189,41 @@ fn object(value: Option<&Value>, what: &str) -> Result<Map<String, Value>, HubEr
     }
 }
 
+/// What an update does to a section of the twin (`tags` or `properties.desired`).
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    /// Merge these values (`null` values remove their keys).
+    Merge(Map<String, Value>),
+    /// `null` for the whole section: remove every key, as IoT Hub does.
+    Clear,
+}
+
+impl Change {
+    /// The section as a document gives it: absent, `null`, or an object.
+    fn of(value: Option<&Value>, what: &str) -> Result<Option<Self>, HubError> {
+        match value {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(Change::Clear)),
+            Some(v) => object(Some(v), what).map(|o| Some(Change::Merge(o))),
+        }
+    }
+}
+
 /// `properties.desired` of a twin document. What a service cannot write is ignored, as IoT Hub
 /// ignores it, so that the twin `GET /twins/{id}` returned can be sent back as it is
 /// (`replace_twin(id, get_twin(id))`, `az iot hub device-twin replace -j <show's output>`):
 /// `properties.reported` (the device's), desired's own `$metadata` and `$version` (the hub's),
 /// and every top-level field but `tags` and `properties` (`deviceId`, `etag`, `version`,
 /// `status`, … are never read).
-fn desired_of(doc: &Value) -> Result<Option<Map<String, Value>>, HubError> {
+fn desired_of(doc: &Value) -> Result<Option<Change>, HubError> {
     let Some(props) = doc.get("properties") else {
         return Ok(None);
     };
     let props = props
         .as_object()
         .ok_or_else(|| invalid("properties must be a JSON object.".into()))?;
-    let mut desired = props
-        .get("desired")
-        .map(|d| object(Some(d), "properties.desired"))
-        .transpose()?;
-    if let Some(d) = &mut desired {
+    let mut desired = Change::of(props.get("desired"), "properties.desired")?;
+    if let Some(Change::Merge(d)) = &mut desired {
         d.remove("$metadata");
         d.remove("$version");
     }
@@ -238,12 +256,24 @@ fn empty_twin(device_id: &str) -> TwinRecord {
     }
 }
 
-/// The twin as `GET /twins/{id}` returns it.
+/// The twin's etag. A twin that was never written (every device has one from its creation,
+/// as in IoT Hub) has an etag of its own too: one made from the device's generation id, which
+/// no store etag (a counter) can equal, and which changes when the device is created again.
+pub fn twin_etag(device: &DeviceRecord, twin: &TwinRecord) -> String {
+    if twin.etag.is_empty() {
+        base64::engine::general_purpose::STANDARD.encode(format!("twin:{}", device.generation_id))
+    } else {
+        twin.etag.clone()
+    }
+}
+
+/// The twin as `GET /twins/{id}` returns it (IoT Hub's `Twin`: the twin's own fields, and the
+/// device's status, authentication, capabilities and scopes).
 pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Value {
     let updated = twin_updated(twin);
-    json!({
+    let mut view = json!({
         "deviceId": device.device_id,
-        "etag": twin.etag,
+        "etag": twin_etag(device, twin),
         "deviceEtag": device.etag,
         "status": device.status,
         "statusReason": device.status_reason,
@@ -264,7 +294,12 @@ pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Value {
             "reported": section_with_version(&twin.reported, Some(&twin.reported_metadata), twin.reported_version, &updated.1),
         },
         "capabilities": { "iotEdge": device.iot_edge },
-    })
+        "parentScopes": device.parent_scopes,
+    });
+    if let Some(scope) = &device.device_scope {
+        view["deviceScope"] = json!(scope);
+    }
+    view
 }
 
 /// When desired and reported last changed (from their metadata), as IoT Hub renders time.
@@ -327,42 +362,44 @@ impl Hub {
         if !doc.is_object() {
             return Err(invalid("The twin must be a JSON object.".into()));
         }
-        let tags = doc
-            .get("tags")
-            .map(|t| object(Some(t), "tags"))
-            .transpose()?;
+        let tags = Change::of(doc.get("tags"), "tags")?;
         let desired = desired_of(doc)?;
-        if let Some(t) = &tags {
+        if let Some(Change::Merge(t)) = &tags {
             validate(t, Section::Tags, 1)?;
         }
-        if let Some(d) = &desired {
+        if let Some(Change::Merge(d)) = &desired {
             validate(d, Section::Desired, 1)?;
         }
         let if_match = if_match.map(crate::registry::normalize_if_match);
         let (device, current) = self.load_twin(device_id).await?;
         if let Some(tag) = &if_match
             && tag != "*"
-            && *tag != current.etag
+            && *tag != twin_etag(&device, &current)
         {
             return Err(HubError::PreconditionFailed(tag.clone()));
         }
         let now = azure_time(Some(Utc::now()));
         let mut next = current.clone();
         let mut pushed = None;
-        if let Some(t) = tags {
-            let mut unused = Map::new();
-            if replace {
-                next.tags = Map::new();
+        match tags {
+            Some(Change::Merge(t)) => {
+                let mut unused = Map::new();
+                if replace {
+                    next.tags = Map::new();
+                }
+                merge(&mut next.tags, &mut unused, &t, &now, None);
+                check_size(&next.tags, Section::Tags)?;
             }
-            merge(&mut next.tags, &mut unused, &t, &now, None);
-            check_size(&next.tags, Section::Tags)?;
-        } else if replace {
-            next.tags = Map::new();
+            Some(Change::Clear) => next.tags = Map::new(),
+            None if replace => next.tags = Map::new(),
+            None => {}
         }
         let desired_patch = match (desired, replace) {
-            (Some(d), false) => Some(d),
-            (Some(d), true) => Some(replacement_patch(&current.desired, &d)),
-            (None, true) => Some(replacement_patch(&current.desired, &Map::new())),
+            (Some(Change::Merge(d)), false) => Some(d),
+            (Some(Change::Merge(d)), true) => Some(replacement_patch(&current.desired, &d)),
+            (Some(Change::Clear), _) | (None, true) => {
+                Some(replacement_patch(&current.desired, &Map::new()))
+            }
             (None, false) => None,
         };
         if let Some(patch) = desired_patch.filter(|p| !p.is_empty()) {
@@ -514,7 +551,14 @@ mod tests {
                 "reported": {"temp": 21, "$version": 9},
             },
         });
-        assert_eq!(desired_of(&doc).unwrap(), Some(obj(json!({"fw": "2"}))));
+        assert_eq!(
+            desired_of(&doc).unwrap(),
+            Some(Change::Merge(obj(json!({"fw": "2"}))))
+        );
+        assert_eq!(
+            desired_of(&json!({"properties": {"desired": null}})).unwrap(),
+            Some(Change::Clear)
+        );
         assert_eq!(
             desired_of(&json!({"properties": {"reported": {"x": 1}}})).unwrap(),
             None

@@ -2,25 +2,31 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::c2d::{MAX_DELIVERY_COUNT, MAX_MESSAGE_BYTES, MAX_QUEUE_DEPTH, OutgoingMessage};
 use ironhub_hub::model::DeviceSpec;
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{
-    AckMode, BusMessage, C2dSettle, FeedbackStatus, LocalBus, SqliteEventLog, SqliteStore,
+    AckMode, BusMessage, C2dSettle, Clock, FeedbackStatus, ManualClock, SystemClock,
 };
 
 async fn open(dir: &std::path::Path) -> Hub {
+    open_with_clock(dir, Arc::new(SystemClock)).await
+}
+
+/// A hub whose domain and store read the time from `clock`.
+async fn open_with_clock(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Hub {
     let backends = Backends {
-        store: Arc::new(SqliteStore::open(dir).unwrap()),
+        store: Arc::new(SqliteStore::open(dir).unwrap().with_clock(clock.clone())),
         events: Arc::new(SqliteEventLog::open(dir, 4).unwrap()),
         bus: Arc::new(LocalBus::new()),
     };
     Hub::open(backends, vec!["myhub.example".into()])
         .await
         .unwrap()
+        .with_clock(clock)
 }
 
 async fn hub_with(devices: &[&str]) -> (Hub, tempfile::TempDir) {
@@ -168,8 +174,13 @@ async fn a_message_keeps_its_properties_in_order_and_gets_an_id_and_expiry() {
 
 #[tokio::test]
 async fn expired_messages_are_dead_lettered_with_feedback() {
-    let (hub, _dir) = hub_with(&["d1"]).await;
-    let soon = Utc::now() + chrono::TimeDelta::milliseconds(300);
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let hub = open_with_clock(dir.path(), clock.clone()).await;
+    hub.put_device("d1", &DeviceSpec::default(), None)
+        .await
+        .unwrap();
+    let soon = clock.now() + chrono::TimeDelta::milliseconds(300);
     let short = hub
         .send_c2d(
             "d1",
@@ -183,7 +194,7 @@ async fn expired_messages_are_dead_lettered_with_feedback() {
     hub.send_c2d("d1", message("long", AckMode::Negative))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    clock.advance(chrono::TimeDelta::milliseconds(300));
     assert_eq!(
         hub.get_device("d1")
             .await
@@ -368,7 +379,7 @@ async fn queues_survive_a_restart_and_die_with_their_device() {
 #[tokio::test]
 async fn sending_tells_the_connected_device() {
     let (hub, _dir) = hub_with(&["d1"]).await;
-    let mut connection = hub.bus().attach("d1");
+    let mut connection = hub.bus().attach("d1").await;
     hub.send_c2d("d1", message("ping", AckMode::None))
         .await
         .unwrap();
@@ -377,7 +388,7 @@ async fn sending_tells_the_connected_device() {
         Some(BusMessage::C2dAvailable)
     );
     // Offline devices just have it queued.
-    hub.bus().detach("d1", connection.connection_id);
+    hub.bus().detach("d1", connection.connection_id).await;
     hub.send_c2d("d1", message("later", AckMode::None))
         .await
         .unwrap();

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::model::DeviceSpec;
 use ironhub_hub::{AuthMethod, Backends, Hub, HubError};
-use ironhub_store::{LocalBus, SqliteEventLog, SqliteStore};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };

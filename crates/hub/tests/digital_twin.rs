@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::model::DeviceSpec;
 use ironhub_hub::{Backends, Hub, HubError};
-use ironhub_store::{LocalBus, SqliteEventLog, SqliteStore};
 use serde_json::json;
 
 const MODEL: &str = "dtmi:com:example:Thermostat;1";

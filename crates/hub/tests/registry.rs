@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use ironhub_auth::{Rights, sas, unix_now};
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::model::{DeviceSpec, ExportImportDevice};
 use ironhub_hub::{AuthMethod, Backends, Hub, HubError, Principal};
-use ironhub_store::{AuthType, DeviceStatus, LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_store::{AuthType, DeviceStatus};
 use serde_json::json;
 
 async fn hub() -> (Hub, tempfile::TempDir) {

@@ -26,9 +26,9 @@ fn chrono_hours(hours: u32) -> chrono::Duration {
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
-    /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, and a `[file_upload]` table
-    /// with connection_string, container, sas_ttl_hours, notifications, notification_ttl_hours,
-    /// max_delivery_count).
+    /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, and a
+    /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
+    /// notification_ttl_hours, max_delivery_count).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// 5) [default: 5].
     #[arg(long, env = "IRONHUB_DPS_POLLS_PER_DEVICE")]
     pub dps_polls_per_device: Option<u32>,
+    /// This server's name among the nodes sharing one store: it owns the connections, message
+    /// locks and registrations it records, and releases only its own when it restarts. Letters,
+    /// digits, `.`, `_` and `-`, at most 64 [default: local].
+    #[arg(long, env = "IRONHUB_NODE_ID")]
+    pub node_id: Option<String>,
     #[command(flatten)]
     pub file_upload: FileUploadArgs,
 }
@@ -106,6 +111,7 @@ struct FileConfig {
     trust_ca: Option<OneOrMany>,
     dps_registrations_per_minute: Option<u32>,
     dps_polls_per_device: Option<u32>,
+    node_id: Option<String>,
     file_upload: Option<FileUploadFile>,
 }
 
@@ -141,6 +147,8 @@ pub struct ServeConfig {
     pub trust_ca: Vec<PathBuf>,
     /// The DPS's limits on the device API.
     pub dps_limits: ironhub_dps::Limits,
+    /// This node's id (see `ServeArgs::node_id`).
+    pub node_id: String,
     /// The hub's storage account for file upload, when it has one.
     pub file_upload: Option<FileUploadSettings>,
 }
@@ -186,6 +194,18 @@ impl ServeArgs {
             .collect();
         if hostnames.is_empty() {
             hostnames.push("localhost".into());
+        }
+        let node_id = self
+            .node_id
+            .or(file.node_id)
+            .unwrap_or_else(|| ironhub_store::LOCAL_NODE.to_owned());
+        let valid = !node_id.is_empty()
+            && node_id.len() <= 64
+            && node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !valid {
+            anyhow::bail!("node_id {node_id:?}: use 1 to 64 letters, digits, '.', '_' or '-'");
         }
         let tls_cert = match (
             self.tls_cert.or(file.tls_cert),
@@ -233,6 +253,7 @@ impl ServeArgs {
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             trust_ca,
             dps_limits,
+            node_id,
             file_upload: self
                 .file_upload
                 .resolve(file.file_upload.unwrap_or_default())?,
@@ -249,6 +270,23 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_ids_default_to_local_and_are_checked() {
+        assert_eq!(ServeArgs::default().resolve().unwrap().node_id, "local");
+        let args = ServeArgs {
+            node_id: Some("node-2.eu_west".into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(args.resolve().unwrap().node_id, "node-2.eu_west");
+        for bad in ["", "has space", "a/b", &"x".repeat(65)] {
+            let args = ServeArgs {
+                node_id: Some(bad.to_owned()),
+                ..ServeArgs::default()
+            };
+            assert!(args.resolve().is_err(), "{bad:?} is refused");
+        }
+    }
 
     #[test]
     fn defaults_work_for_a_newcomer() {

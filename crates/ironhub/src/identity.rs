@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use ironhub_auth::{ConnectionString, SharedAccessPolicy};
-use ironhub_store::{DpsSettings, Endpoint, HubSettings, SqliteStore, Store as _};
+use ironhub_embedded::SqliteStore;
+use ironhub_store::prelude::*;
+use ironhub_store::{DpsSettings, Endpoint, HubSettings, StoreError};
 
 /// The hub kept in a data directory.
 #[derive(Debug, Clone)]
@@ -19,6 +21,18 @@ pub struct Identity {
     pub ca_certificate: PathBuf,
 }
 
+/// A directory that holds no hub: say where to look instead. A server that runs elsewhere
+/// keeps its data in its own `--data-dir` (relative to where it was started).
+fn no_hub_here(data_dir: &Path) -> anyhow::Error {
+    let shown = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    anyhow::anyhow!(
+        "{} holds no ironhub data: pass the --data-dir the server runs with (by default \
+         ironhub-data in the directory `ironhub serve` was started from); a server started with \
+         this --data-dir creates it at its first start",
+        shown.display()
+    )
+}
+
 /// Where the CA certificate of a data directory lives.
 pub fn ca_path(data_dir: &Path) -> PathBuf {
     data_dir.join("tls").join("ca.pem")
@@ -27,13 +41,14 @@ pub fn ca_path(data_dir: &Path) -> PathBuf {
 impl Identity {
     /// Reads the identity of the hub in `data_dir` (the server may be running).
     pub async fn load(data_dir: &Path) -> anyhow::Result<Identity> {
-        let store = SqliteStore::open_existing(data_dir)?;
-        let settings = store.hub_settings().await?.with_context(|| {
-            format!(
-                "{} holds no hub yet: start `ironhub serve` once",
-                data_dir.display()
-            )
+        let store = SqliteStore::open_existing(data_dir).map_err(|e| match e {
+            StoreError::NotInitialised(_) => no_hub_here(data_dir),
+            other => other.into(),
         })?;
+        let settings = store
+            .hub_settings()
+            .await?
+            .ok_or_else(|| no_hub_here(data_dir))?;
         let endpoint = store
             .endpoint()
             .await?

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod data_lock;
 mod file_upload;
 pub mod identity;
 mod linked_hubs;

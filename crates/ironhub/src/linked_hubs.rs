@@ -66,6 +66,17 @@ fn call_error(e: ClientError) -> HubCallError {
             status,
             message: e.to_string(),
         },
+        // The client's own advice (--cafile, SSL_CERT_FILE) is the CLI's; the server's flag
+        // is --trust-ca.
+        ClientError::CertificateNotTrusted { host, detail } => HubCallError::Untrusted(format!(
+            "{host} presented a certificate no CA the server trusts signed ({detail}); restart \
+             the server with --trust-ca <the CA certificate that signed it> (another ironhub's \
+             is its DATA_DIR/tls/ca.pem)"
+        )),
+        ClientError::CertificateWrongName { host, detail } => HubCallError::Untrusted(format!(
+            "{host} presented a certificate for another name ({detail}); link the hub by a host \
+             name its certificate names (its `ironhub serve --hostname`)"
+        )),
         other => HubCallError::Unreachable(other.to_string()),
     }
 }

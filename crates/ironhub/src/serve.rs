@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ironhub_dps::{Dps, LinkedHub, Services};
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::file_upload::FileUpload;
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{Endpoint, EventLog, LocalBus, Retention, SqliteEventLog, SqliteStore, Store};
+use ironhub_store::{Endpoint, EventLog, Retention, Store};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use crate::config::{LogFormat, ServeArgs, ServeConfig};
+use crate::data_lock::DataDirLock;
 
 /// A running server: its hub and DPS instance, where it listens, and how to stop it.
 #[derive(Debug)]
@@ -27,6 +29,8 @@ pub struct Server {
     pub ca_certificate: std::path::PathBuf,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Held while the server runs: no second server writes to its data directory.
+    _lock: DataDirLock,
 }
 
 impl Server {
@@ -54,27 +58,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Opens the data directory, prepares TLS, binds both listeners and starts serving.
 pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     create_private_dir(&config.data_dir)?;
+    let lock = DataDirLock::acquire(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
     let backends = Backends {
         store: store.clone(),
         events: Arc::new(SqliteEventLog::open(&config.data_dir, config.partitions)?),
-        bus: Arc::new(LocalBus::new()),
+        bus: Arc::new(LocalBus::with_node(config.node_id.clone())),
     };
     let mut hub = Hub::open(backends, config.hostnames.clone()).await?;
-    // One node holds every connection: none from before this start is still open.
-    let stale = store.disconnect_all().await?;
-    if stale > 0 {
+    // This node's connections and deliveries from before this start are gone: mark its
+    // devices disconnected and give its locked cloud-to-device messages back at once (other
+    // nodes sharing the store keep theirs).
+    let recovered = hub.recover_node().await?;
+    if recovered.disconnected > 0 {
         tracing::info!(
-            devices = stale,
+            devices = recovered.disconnected,
             "marked devices connected before the restart as disconnected"
         );
     }
-    // Nor does any delivery of a cloud-to-device message that was not acknowledged: give
-    // those messages back at once instead of when their locks run out.
-    let released = store.c2d_release_locks().await?;
-    if released > 0 {
+    if recovered.released_locks > 0 {
         tracing::info!(
-            messages = released,
+            messages = recovered.released_locks,
             "released cloud-to-device messages delivered but not acknowledged before the restart"
         );
     }
@@ -132,7 +136,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         )),
         webhook: Arc::new(crate::linked_hubs::HttpWebhook::new(&trust)?),
     })
-    .with_limits(config.dps_limits.clone());
+    .with_limits(config.dps_limits.clone())
+    .with_node(config.node_id.clone());
 
     let https = listen(https_socket, https_addr, "HTTPS", "--https-listen")?;
     let mqtt = listen(mqtt_socket, mqtt_addr, "MQTT", "--mqtt-listen")?;
@@ -161,8 +166,10 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         // device never comes back.
         tokio::spawn(
             hub.clone()
-                .expire_c2d_until(Duration::from_secs(10), stopped),
+                .expire_c2d_until(Duration::from_secs(10), stopped.clone()),
         ),
+        // This node's heartbeat, and the release of what nodes that stopped answering held.
+        tokio::spawn(hub.clone().keep_node_alive_until(stopped)),
     ];
     Ok(Server {
         hub,
@@ -172,6 +179,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         ca_certificate: std::path::absolute(&generated.ca).unwrap_or(generated.ca),
         stop,
         tasks,
+        _lock: lock,
     })
 }
 
@@ -241,9 +249,15 @@ async fn enforce_retention(
     }
 }
 
+/// The log filter without `IRONHUB_LOG`. rustls warns about every client that sends an IP
+/// address as its TLS server name (OpenSSL-based clients such as mosquitto do, when dialled
+/// by IP); that is normal for a hub whose `--hostname` is an IP, so its handshake parser
+/// logs errors only.
+const DEFAULT_LOG_FILTER: &str = "info,rustls::msgs::handshake=error";
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IRONHUB_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -268,11 +282,21 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The lowest port an unprivileged process may bind on Linux by default.
+const PRIVILEGED_PORTS: u16 = 1024;
+
 /// The one-line error for an address the server cannot listen on, naming the flag to use.
 fn bind_error(addr: SocketAddr, what: &str, flag: &str, e: &std::io::Error) -> anyhow::Error {
     let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
         format!(
-            " (ports below 1024 need root or CAP_NET_BIND_SERVICE); choose another address with {flag}, e.g. {flag} 127.0.0.1:{}",
+            " (ports below {PRIVILEGED_PORTS} need root or CAP_NET_BIND_SERVICE). The Azure device SDKs \
+             connect only to 443 and 8883: let this binary bind them with `sudo setcap \
+             cap_net_bind_service=+ep {}`, or redirect the ports (see docs/operators.md); clients \
+             that take a port (mosquitto, the CLI, the service SDKs) can use another address, \
+             e.g. {flag} 127.0.0.1:{}",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "ironhub".to_owned()),
             if flag == "--https-listen" {
                 8443
             } else {
@@ -336,9 +360,30 @@ fn announce(config: &ServeConfig, server: &Server) {
         ),
     }
     println!(
-        "  connection string:                 ironhub info --data-dir {}",
+        "  connection string:                 {} info --data-dir {}",
+        command_name(),
         config.data_dir.display()
     );
+    println!("  stop with Ctrl-C (or SIGTERM); one server per data directory");
+}
+
+/// How to run this binary from a shell: `ironhub` when that is what `PATH` finds, else its
+/// full path (e.g. `target/release/ironhub` under `cargo run`).
+fn command_name() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "ironhub".to_owned();
+    };
+    // The first `ironhub` on PATH is the one a shell runs.
+    let first_on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).find_map(|dir| std::fs::canonicalize(dir.join("ironhub")).ok())
+    });
+    let on_path =
+        first_on_path.is_some_and(|found| std::fs::canonicalize(&exe).is_ok_and(|me| me == found));
+    if on_path {
+        "ironhub".to_owned()
+    } else {
+        exe.display().to_string()
+    }
 }
 
 async fn wait_for_signal() {

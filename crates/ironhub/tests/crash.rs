@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use ironhub_auth::{sas, unix_now};
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{EventLog as _, LocalBus, SqliteEventLog, SqliteStore, Store as _};
+use ironhub_store::prelude::*;
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe};
 use rustls::pki_types::ServerName;

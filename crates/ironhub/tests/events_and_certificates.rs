@@ -137,11 +137,17 @@ async fn telemetry(server: &Server, device: &str, body: &[u8]) -> ironhub_store:
         auth: AuthMethod::Sas,
         model_id: None,
     };
+    let mut properties = vec![
+        ("$.mid".into(), Some(format!("m-{}", body.len()))),
+        ("kind".into(), Some("test".into())),
+    ];
+    // JSON bodies are declared JSON, as the SDKs' JSON messages are: the stream shows them
+    // parsed (an undeclared body is shown as its text).
+    if serde_json::from_slice::<Value>(body).is_ok() {
+        properties.push(("$.ct".into(), Some("application/json".into())));
+    }
     let message = Telemetry {
-        properties: vec![
-            ("$.mid".into(), Some(format!("m-{}", body.len()))),
-            ("kind".into(), Some("test".into())),
-        ],
+        properties,
         body: body.to_vec(),
         ..Telemetry::default()
     };

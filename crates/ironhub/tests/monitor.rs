@@ -87,10 +87,11 @@ async fn monitor_prints_each_event_as_it_arrives_then_exits_on_idle() {
     .spawn()
     .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let started = tokio::task::spawn_blocking(move || {
+    let (started, mut stderr) = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
-        BufReader::new(stderr).read_line(&mut line).unwrap();
-        line
+        let mut reader = BufReader::new(stderr);
+        reader.read_line(&mut line).unwrap();
+        (line, reader)
     })
     .await
     .unwrap();
@@ -145,6 +146,13 @@ async fn monitor_prints_each_event_as_it_arrives_then_exits_on_idle() {
     assert!(
         sent.elapsed() >= Duration::from_secs(3),
         "exited before its timeout"
+    );
+    // It says why it stopped.
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(
+        rest.contains("Stopping event monitor: no event for 3 s (--timeout"),
+        "{rest}"
     );
     server.shutdown().await;
 }

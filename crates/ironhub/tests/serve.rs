@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use ironhub::identity::Identity;
 use ironhub_client::{ClientError, HubClient};
-use ironhub_store::{SqliteStore, Store as _};
+use ironhub_embedded::SqliteStore;
+use ironhub_store::prelude::*;
 
 fn serve(dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ironhub"));
@@ -302,4 +303,71 @@ fn own_certificate(name: &str) -> (String, String, String) {
         format!("{}{}", leaf.pem(), ca_cert.pem()),
         key.serialize_pem(),
     )
+}
+
+/// One server per data directory: a second `serve` on a directory in use exits at once with
+/// one line naming the first one's pid, and changes nothing; `ironhub info` keeps working;
+/// after a `kill -9` of the first, the lock it held is gone and a new server starts.
+#[tokio::test]
+async fn a_data_directory_in_use_refuses_a_second_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let loopback = [
+        "--https-listen",
+        "127.0.0.1:0",
+        "--mqtt-listen",
+        "127.0.0.1:0",
+    ];
+    let mut first = Running(Some(
+        serve(dir.path(), &loopback)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let endpoint = wait_listening(dir.path(), first.child()).await;
+    let pid = first.child().id();
+
+    let out = serve(dir.path(), &loopback).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors = lines_with(&stderr, "error:");
+    assert_eq!(errors.len(), 1, "one error line, got:\n{stderr}");
+    assert!(errors[0].contains(&format!("pid {pid}")), "{}", errors[0]);
+    assert!(errors[0].contains("--data-dir"), "{}", errors[0]);
+    assert!(
+        out.stdout.is_empty(),
+        "no banner for a server that did not start"
+    );
+    // The first server's record of where it listens is untouched.
+    let store = SqliteStore::open_existing(dir.path()).unwrap();
+    assert_eq!(store.endpoint().await.unwrap(), Some(endpoint));
+
+    let info = Command::new(env!("CARGO_BIN_EXE_ironhub"))
+        .arg("info")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+
+    let mut killed = first.take();
+    killed.kill().unwrap(); // SIGKILL: no chance to clean up
+    killed.wait().unwrap();
+    let mut second = Running(Some(
+        serve(dir.path(), &loopback)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_listening(dir.path(), second.child()).await;
+    let holder = std::fs::read_to_string(dir.path().join("ironhub.lock")).unwrap();
+    assert!(
+        holder.starts_with(&format!("pid {},", second.child().id())),
+        "{holder}"
+    );
 }

@@ -98,7 +98,7 @@ where
         }
     };
     let key = admitted.identity.key();
-    let attachment = ctx.hub.bus().attach(&key);
+    let attachment = ctx.hub.bus().attach(&key).await;
     let connection_id = attachment.connection_id;
     let mut session = Session::new(ctx.hub.clone(), admitted, &connect).await;
     // Recorded before CONNACK, so a device that is told it is connected is seen as connected.
@@ -127,8 +127,8 @@ where
             session.send_will().await;
         }
     }
-    ctx.hub.bus().detach(&key, connection_id);
-    if !ctx.hub.bus().is_connected(&key)
+    ctx.hub.bus().detach(&key, connection_id).await;
+    if !ctx.hub.bus().is_connected(&key).await
         && let Err(e) = ctx.hub.set_connected(&session.who.device_id, false).await
     {
         tracing::warn!(error = %e, "could not record the disconnection");
@@ -743,7 +743,7 @@ impl Session {
             self.settle_c2d(token, C2dSettle::Abandon).await;
         }
         let key = self.who.key();
-        if self.hub.bus().is_connected(&key) {
+        if self.hub.bus().is_connected(&key).await {
             let _ = tokio::time::timeout(
                 Duration::from_secs(1),
                 self.hub.bus().send(&key, BusMessage::C2dAvailable),

@@ -1,14 +1,14 @@
 //! The device bus: delivers a message to the connection that holds a device, wherever it is,
-//! and carries method responses back. The embedded [`LocalBus`] serves one node; a later
-//! implementation on NATS serves many.
+//! and carries method responses back. The embedded engine's in-process bus serves one node; a
+//! later implementation on NATS serves many.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+/// The node id of a server that runs alone (the default when none is configured).
+pub const LOCAL_NODE: &str = "local";
 
 /// What the bus brings to a device's connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,16 +55,26 @@ pub struct Attachment {
     pub messages: mpsc::Receiver<BusMessage>,
 }
 
-/// See the module documentation. Devices are named `deviceId` or `deviceId/moduleId`.
+/// See the module documentation. Devices are named `deviceId` or `deviceId/moduleId`. Each
+/// node of a hub has its own bus, named by its node id; the buses of a hub's nodes reach each
+/// other's connections and know which node holds each device (its presence).
 #[async_trait]
 pub trait DeviceBus: Send + Sync + std::fmt::Debug + 'static {
-    /// Registers a connection for `device`; an earlier connection of it gets
-    /// [`BusMessage::TakenOver`].
-    fn attach(&self, device: &str) -> Attachment;
+    /// The node this bus serves (the owner it records for connections, locks and operations).
+    fn node_id(&self) -> &str;
+    /// Registers a connection for `device` on this node; an earlier connection of it, on any
+    /// node, gets [`BusMessage::TakenOver`].
+    async fn attach(&self, device: &str) -> Attachment;
     /// Removes a connection, unless a newer one has replaced it.
-    fn detach(&self, device: &str, connection_id: u64);
-    /// Whether `device` holds a connection.
-    fn is_connected(&self, device: &str) -> bool;
+    async fn detach(&self, device: &str, connection_id: u64);
+    /// The node holding `device`'s connection, if one does.
+    async fn presence(&self, device: &str) -> Option<String>;
+    /// Whether `device` holds a connection, on any node.
+    async fn is_connected(&self, device: &str) -> bool {
+        self.presence(device).await.is_some()
+    }
+    /// Waits until `device` holds a connection or `timeout` passes; whether it does.
+    async fn wait_for_connect(&self, device: &str, timeout: Duration) -> bool;
     /// Sends a message to the device's connection.
     async fn send(&self, device: &str, message: BusMessage) -> Result<(), BusError>;
     /// Calls a direct method and waits for the answer, at most `timeout`.
@@ -77,170 +87,4 @@ pub trait DeviceBus: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<MethodResponse, BusError>;
     /// Delivers the answer (or the failure) of a method call.
     fn complete_method(&self, call_id: u64, response: Result<MethodResponse, BusError>);
-}
-
-/// Messages a connection may have waiting before the bus treats it as stuck.
-const QUEUE: usize = 256;
-
-/// The in-process bus.
-#[derive(Debug, Default)]
-pub struct LocalBus {
-    connections: Mutex<HashMap<String, (u64, mpsc::Sender<BusMessage>)>>,
-    calls: Mutex<HashMap<u64, oneshot::Sender<Result<MethodResponse, BusError>>>>,
-    ids: AtomicU64,
-}
-
-impl LocalBus {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn sender(&self, device: &str) -> Option<mpsc::Sender<BusMessage>> {
-        self.connections
-            .lock()
-            .ok()?
-            .get(device)
-            .map(|(_, tx)| tx.clone())
-    }
-}
-
-#[async_trait]
-impl DeviceBus for LocalBus {
-    fn attach(&self, device: &str) -> Attachment {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let connection_id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Ok(mut map) = self.connections.lock()
-            && let Some((_, old)) = map.insert(device.to_owned(), (connection_id, tx))
-        {
-            let _ = old.try_send(BusMessage::TakenOver);
-        }
-        Attachment {
-            connection_id,
-            messages: rx,
-        }
-    }
-
-    fn detach(&self, device: &str, connection_id: u64) {
-        if let Ok(mut map) = self.connections.lock()
-            && map.get(device).is_some_and(|(id, _)| *id == connection_id)
-        {
-            map.remove(device);
-        }
-    }
-
-    fn is_connected(&self, device: &str) -> bool {
-        self.sender(device).is_some_and(|tx| !tx.is_closed())
-    }
-
-    async fn send(&self, device: &str, message: BusMessage) -> Result<(), BusError> {
-        let tx = self.sender(device).ok_or(BusError::NotConnected)?;
-        tx.send(message).await.map_err(|_| BusError::NotConnected)
-    }
-
-    async fn call_method(
-        &self,
-        device: &str,
-        name: &str,
-        payload: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<MethodResponse, BusError> {
-        let call_id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
-        let (reply, answer) = oneshot::channel();
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.insert(call_id, reply);
-        }
-        let message = BusMessage::Method {
-            call_id,
-            name: name.to_owned(),
-            payload,
-        };
-        let result = match self.send(device, message).await {
-            Err(e) => Err(e),
-            Ok(()) => match tokio::time::timeout(timeout, answer).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(BusError::NotConnected),
-                Err(_) => Err(BusError::Timeout),
-            },
-        };
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.remove(&call_id);
-        }
-        result
-    }
-
-    fn complete_method(&self, call_id: u64, response: Result<MethodResponse, BusError>) {
-        let reply = self.calls.lock().ok().and_then(|mut c| c.remove(&call_id));
-        if let Some(reply) = reply {
-            let _ = reply.send(response);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_new_connection_takes_over() {
-        let bus = LocalBus::new();
-        let mut first = bus.attach("d1");
-        let second = bus.attach("d1");
-        assert_eq!(first.messages.recv().await, Some(BusMessage::TakenOver));
-        // The old connection leaving does not unregister the new one.
-        bus.detach("d1", first.connection_id);
-        assert!(bus.is_connected("d1"));
-        bus.detach("d1", second.connection_id);
-        assert!(!bus.is_connected("d1"));
-        assert_eq!(
-            bus.send("d1", BusMessage::C2dAvailable).await,
-            Err(BusError::NotConnected)
-        );
-    }
-
-    #[tokio::test]
-    async fn method_calls_round_trip_and_time_out() {
-        let bus = std::sync::Arc::new(LocalBus::new());
-        let mut conn = bus.attach("d1");
-        let device = {
-            let bus = bus.clone();
-            tokio::spawn(async move {
-                if let Some(BusMessage::Method {
-                    call_id,
-                    name,
-                    payload,
-                }) = conn.messages.recv().await
-                {
-                    assert_eq!(name, "reboot");
-                    bus.complete_method(
-                        call_id,
-                        Ok(MethodResponse {
-                            status: 200,
-                            payload,
-                        }),
-                    );
-                }
-                conn
-            })
-        };
-        let r = bus
-            .call_method("d1", "reboot", b"{}".to_vec(), Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(
-            r,
-            MethodResponse {
-                status: 200,
-                payload: b"{}".to_vec()
-            }
-        );
-        let _conn = device.await.unwrap();
-        let r = bus
-            .call_method("d1", "slow", vec![], Duration::from_millis(20))
-            .await;
-        assert_eq!(r, Err(BusError::Timeout));
-        let r = bus
-            .call_method("nobody", "x", vec![], Duration::from_secs(1))
-            .await;
-        assert_eq!(r, Err(BusError::NotConnected));
-    }
 }

@@ -90,6 +90,9 @@ pub struct DeviceRecord {
     pub status_reason: Option<String>,
     pub status_updated_time: Option<DateTime<Utc>>,
     pub connection_state: ConnectionState,
+    /// The node holding the device's connection, while connected (a runtime field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_node: Option<String>,
     pub connection_state_updated_time: Option<DateTime<Utc>>,
     pub last_activity_time: Option<DateTime<Utc>>,
     pub cloud_to_device_message_count: u64,
@@ -106,8 +109,9 @@ pub enum DeviceWrite {
     /// Insert; fails with [`WriteConflict::AlreadyExists`] if the id is taken.
     Create(DeviceRecord),
     /// Replace an existing device; with `if_match`, only when its etag is that one. Runtime
-    /// fields (connection state and its time, last activity, cloud-to-device message count)
-    /// are kept as stored: they change through [`crate::Store::update_device_runtime`] only.
+    /// fields (connection state, its time and its node, last activity, cloud-to-device message
+    /// count) are kept as stored: they
+    /// change through [`crate::RegistryStore::update_device_runtime`] only.
     Replace {
         record: DeviceRecord,
         if_match: Option<String>,
@@ -315,6 +319,9 @@ pub struct C2dMessage {
     pub lock_token: Option<String>,
     #[serde(skip)]
     pub locked_until: Option<DateTime<Utc>>,
+    /// The node whose connection holds the lock (kept in a column).
+    #[serde(skip)]
+    pub lock_node: Option<String>,
 }
 
 /// What a device (or its connection) did with a locked message.
@@ -382,8 +389,48 @@ pub struct FeedbackBatch {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeUpdate {
     pub connection_state: Option<ConnectionState>,
+    /// The node the connection change comes from: a connection records it; a disconnection
+    /// applies only to a connection of that node (or of no recorded node), so a node whose
+    /// old connection ends late does not mark disconnected a device that moved on.
+    pub node: Option<String>,
     /// Sets `lastActivityTime` (and, with a connection state, `connectionStateUpdatedTime`).
     pub at: Option<DateTime<Utc>>,
+}
+
+impl RuntimeUpdate {
+    /// Applies the update to a device's runtime fields; false when it does not apply (a
+    /// disconnection from a node that does not hold the device's connection).
+    pub fn apply_to(&self, device: &mut DeviceRecord) -> bool {
+        if let Some(state) = self.connection_state {
+            if state == ConnectionState::Disconnected
+                && device.connection_state == ConnectionState::Connected
+                && !device.connected_through_or_unknown(self.node.as_deref())
+            {
+                return false;
+            }
+            device.connection_state = state;
+            device.connection_node = match state {
+                ConnectionState::Connected => self.node.clone(),
+                ConnectionState::Disconnected => None,
+            };
+            device.connection_state_updated_time = self.at.or(device.connection_state_updated_time);
+        }
+        if self.at.is_some() {
+            device.last_activity_time = self.at;
+        }
+        true
+    }
+}
+
+impl DeviceRecord {
+    /// Whether the device's connection is held by `node`, or by no known node (a server from
+    /// before node ids, or an update that named none).
+    pub fn connected_through_or_unknown(&self, node: Option<&str>) -> bool {
+        match (&self.connection_node, node) {
+            (None, _) | (_, None) => true,
+            (Some(held), Some(node)) => held == node,
+        }
+    }
 }
 
 /// Whose CA certificates: the hub's (for devices that authenticate by CA) or the DPS

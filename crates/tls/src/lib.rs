@@ -78,8 +78,8 @@ pub fn server_config(
 }
 
 /// Logs a failed TLS handshake: at `info` when the client's certificate was the problem (a
-/// device operator needs to see why, e.g. an X.509 v1 certificate, which TLS verification
-/// cannot parse), at `debug` otherwise (scanners and aborted connections are noise).
+/// device operator needs to see why, e.g. a certificate that does not parse or a handshake
+/// signature that does not verify), at `debug` otherwise (scanners and aborted connections are noise).
 pub fn log_handshake_error(listener: &str, peer: std::net::SocketAddr, error: &std::io::Error) {
     let text = error.to_string();
     if text.to_ascii_lowercase().contains("certificate") {

@@ -8,6 +8,8 @@
 //   node dps.js register --transport mqtt|mqttws|http --host H --scope S --id R --key K [--payload JSON]
 //       ProvisioningDeviceClient.create(H, S, new Mqtt()|new MqttWs()|new Http(),
 //       new SymmetricKeySecurityClient(R, K)).register(cb): prints the registration state.
+//       With --cert F --x509-key F instead of --key: azure-iot-security-x509's
+//       X509Security(R, {cert, key}), the device's certificate (chain) and key in PEM files.
 //   node dps.js send --hub H --device-id D --key K --text T
 //       azure-iot-device's Client.fromConnectionString("HostName=H;DeviceId=D;SharedAccessKey=K",
 //       Mqtt): open, sendEvent(new Message(T)), close.
@@ -22,34 +24,7 @@
 
 const { parseArgs } = require('node:util');
 
-const DEADLINE_MS = 50000;
-
-function errorJson(err) {
-  const out = {
-    class: err && err.constructor ? err.constructor.name : typeof err,
-    name: err && err.name,
-    message: err && err.message,
-  };
-  const response = err && (err.response || err.transportObject);
-  if (response && response.statusCode !== undefined) out.statusCode = response.statusCode;
-  if (response && typeof response.topic === 'string') out.topic = response.topic;
-  if (err && err.responseBody !== undefined) out.responseBody = err.responseBody;
-  if (err && err.result !== undefined) out.result = err.result;
-  return out;
-}
-
-function finish(value) {
-  process.stdout.write(JSON.stringify(value) + '\n');
-  process.exit(0);
-}
-
-function fail(err) {
-  process.stdout.write(JSON.stringify({ error: errorJson(err) }) + '\n');
-  process.exit(1);
-}
-
-setTimeout(() => fail(Object.assign(new Error(`no answer within ${DEADLINE_MS} ms`), { name: 'ScriptTimeout' })), DEADLINE_MS).unref();
-process.on('uncaughtException', fail);
+const { finish, fail } = require('./output');
 
 function register(argv) {
   const { values } = parseArgs({
@@ -60,11 +35,12 @@ function register(argv) {
       scope: { type: 'string' },
       id: { type: 'string' },
       key: { type: 'string' },
+      cert: { type: 'string' },
+      'x509-key': { type: 'string' },
       payload: { type: 'string' },
     },
   });
   const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
-  const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
   let transport;
   switch (values.transport) {
     case 'mqtt': transport = new (require('azure-iot-provisioning-device-mqtt').Mqtt)(); break;
@@ -72,7 +48,18 @@ function register(argv) {
     case 'http': transport = new (require('azure-iot-provisioning-device-http').Http)(); break;
     default: throw new Error(`unknown transport ${values.transport}`);
   }
-  const security = new SymmetricKeySecurityClient(values.id, values.key);
+  let security;
+  if (values.cert !== undefined) {
+    const { X509Security } = require('azure-iot-security-x509');
+    const fs = require('node:fs');
+    security = new X509Security(values.id, {
+      cert: fs.readFileSync(values.cert, 'utf8'),
+      key: fs.readFileSync(values['x509-key'], 'utf8'),
+    });
+  } else {
+    const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
+    security = new SymmetricKeySecurityClient(values.id, values.key);
+  }
   const client = ProvisioningDeviceClient.create(values.host, values.scope, transport, security);
   if (values.payload !== undefined) client.setProvisioningPayload(JSON.parse(values.payload));
   client.register((err, result) => (err ? fail(err) : finish({ registrationState: result })));

@@ -7,7 +7,8 @@ use chrono::Utc;
 use ironhub_auth::{Rights, SharedAccessPolicy};
 use ironhub_dps::model::LinkedHub;
 use ironhub_dps::{Dps, default_dps_policies};
-use ironhub_store::{DpsSettings, SqliteStore, Store};
+use ironhub_embedded::SqliteStore;
+use ironhub_store::{DpsSettings, Store};
 
 /// The key of `clients.md` §2.1's vectors.
 pub const KEY: &str = "dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleQ==";

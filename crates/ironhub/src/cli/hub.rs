@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
-use super::{certificate, consumer_group, device, digital_twin, login, monitor, output, sas, twin};
+use super::{
+    certificate, consumer_group, device, digital_twin, login, monitor, output, parentage,
+    renew_key, sas, twin,
+};
 
 /// `ironhub hub`
 #[derive(Debug, Args)]
@@ -114,6 +117,19 @@ pub enum DeviceIdentityCommand {
     ConnectionString {
         #[command(subcommand)]
         command: DeviceConnectionStringCommand,
+    },
+    /// Renew the symmetric keys of devices (`-d` several ids, or `*` for all).
+    #[command(name = "renew-key")]
+    RenewKey(renew_key::RenewKeyArgs),
+    /// Manage an IoT Edge device's child devices.
+    Children {
+        #[command(subcommand)]
+        command: parentage::ChildrenCommand,
+    },
+    /// Manage a device's parent IoT Edge device.
+    Parent {
+        #[command(subcommand)]
+        command: parentage::ParentCommand,
     },
 }
 
@@ -335,6 +351,19 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
                 DeviceIdentityCommand::ConnectionString {
                     command: DeviceConnectionStringCommand::Show(a),
                 } => device::connection_string(&session, &a).await?,
+                DeviceIdentityCommand::RenewKey(a) => renew_key::run(&session, &a).await?,
+                DeviceIdentityCommand::Children { command } => {
+                    match parentage::children(&session, &command).await? {
+                        Some(v) => v,
+                        None => return Ok(()),
+                    }
+                }
+                DeviceIdentityCommand::Parent { command } => {
+                    match parentage::parent(&session, &command).await? {
+                        Some(v) => v,
+                        None => return Ok(()),
+                    }
+                }
             }
         }
         HubCommand::DeviceTwin { command } => {

@@ -85,11 +85,11 @@ pub async fn run(client: &DpsClient, command: LinkedHubCommand) -> anyhow::Resul
             let name = hub_name(&a.connection_string)?;
             let mut body = link_body(&Map::new(), &a.link);
             body.insert("connectionString".into(), a.connection_string.into());
-            Some(
-                client
-                    .put_linked_hub(&name, &Value::Object(body), None)
-                    .await?,
-            )
+            let linked = client
+                .put_linked_hub(&name, &Value::Object(body), None)
+                .await?;
+            warn_if_unreached(&linked, &name);
+            Some(linked)
         }
         LinkedHubCommand::List => Some(Value::Array(client.list_linked_hubs().await?)),
         LinkedHubCommand::Show(a) => Some(client.get_linked_hub(&a.linked_hub).await?),
@@ -116,11 +116,11 @@ pub async fn run(client: &DpsClient, command: LinkedHubCommand) -> anyhow::Resul
                 .unwrap_or(&a.hub.linked_hub)
                 .to_owned();
             let etag = current.get("etag").and_then(Value::as_str).unwrap_or("*");
-            Some(
-                client
-                    .put_linked_hub(&name, &Value::Object(body), Some(etag))
-                    .await?,
-            )
+            let linked = client
+                .put_linked_hub(&name, &Value::Object(body), Some(etag))
+                .await?;
+            warn_if_unreached(&linked, &name);
+            Some(linked)
         }
         LinkedHubCommand::Delete(a) => {
             client.delete_linked_hub(&a.linked_hub, None).await?;
@@ -181,6 +181,17 @@ fn hub_name(connection_string: &str) -> anyhow::Result<String> {
         bail!("--connection-string has no HostName");
     }
     Ok(host.to_owned())
+}
+
+/// ironhub answers a link with the round trip it just measured (`latencyMs`); without one the
+/// hub did not answer (a hub it could not trust, or that refused the key, is refused outright).
+fn warn_if_unreached(linked: &Value, name: &str) {
+    if linked.get("connectionString").is_some() && linked.get("latencyMs").is_none() {
+        eprintln!(
+            "warning: the server could not reach the hub '{name}' just now (its log says why); \
+             it is linked, but devices cannot be assigned to it until it answers"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ mod linked_hub;
 mod login;
 mod monitor;
 mod output;
+mod parentage;
+mod renew_key;
 mod sas;
 mod twin;
 mod upload_file;

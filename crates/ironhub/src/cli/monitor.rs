@@ -19,6 +19,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, TimeZone as _, Utc};
 use clap::{ArgAction, Args, ValueEnum};
 use serde::Serialize;
@@ -261,22 +262,31 @@ pub fn shape(line: &Value, parts: Parts, content_type: Option<&str>) -> MonitorE
     }
 }
 
-/// The payload as az shows it: the body's text, as JSON when `json` and it parses.
+/// The payload as az shows it: the body's text (the bytes the device sent, decoded as UTF-8),
+/// parsed as JSON when `json` and it parses; [`NON_DECODABLE_PAYLOAD`] when it is not UTF-8.
 ///
-/// The stream sends a body as JSON when it parses as JSON, else as its text, else as base64
-/// (`"bodyEncoding": "base64"`). So a string body is either text that is not JSON (az shows it
-/// as text, whatever the content type) or a JSON string (which az shows as that string); a
-/// JSON body is shown as JSON for JSON content, else turned back into (compact) text.
+/// The stream carries the exact bytes as `bodyBase64`; a server older than that field sent
+/// only `body` (JSON when it parsed, else text, else base64 with `"bodyEncoding": "base64"`).
 fn payload(line: &Value, json: bool) -> Value {
-    if line["bodyEncoding"] == "base64" {
+    let text = match line.get("bodyBase64").and_then(Value::as_str) {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok()),
+        None if line["bodyEncoding"] == "base64" => None,
+        None => match line.get("body") {
+            None => Some(String::new()),
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(other) => Some(other.to_string()),
+        },
+    };
+    let Some(text) = text else {
         return Value::String(NON_DECODABLE_PAYLOAD.to_owned());
+    };
+    if json && let Ok(value) = serde_json::from_str::<Value>(&text) {
+        return value;
     }
-    match line.get("body") {
-        None => Value::String(String::new()),
-        Some(Value::String(text)) => Value::String(text.clone()),
-        Some(other) if json => other.clone(),
-        Some(other) => Value::String(other.to_string()),
-    }
+    Value::String(text)
 }
 
 /// `--enqueued-time` → the stream's `from`: Unix milliseconds or RFC 3339.
@@ -429,7 +439,15 @@ pub async fn run(session: &Session, args: &MonitorArgs, format: Format) -> anyho
             let next = match idle {
                 Some(limit) => match tokio::time::timeout(limit, stream.next_line()).await {
                     Ok(next) => next?,
-                    Err(_) => return Ok(()),
+                    Err(_) => {
+                        // Not eprintln!: a reader that closed stderr must not make it panic.
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "Stopping event monitor: no event for {} s (--timeout; 0 waits forever).",
+                            limit.as_secs()
+                        );
+                        return Ok(());
+                    }
                 },
                 None => stream.next_line().await?,
             };
@@ -483,8 +501,13 @@ mod tests {
                 "x-opt-enqueued-time": "2024-05-01T12:00:00.123Z"
             },
             "applicationProperties": {"alert": "high", "flag": null},
-            "body": {"temperature": 21.5}
+            "body": {"temperature": 21.5},
+            "bodyBase64": b64("{\"temperature\":21.5}")
         })
+    }
+
+    fn b64(bytes: impl AsRef<[u8]>) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
     }
 
     #[test]
@@ -565,6 +588,7 @@ mod tests {
         assert_eq!(e.event.payload, json!({"temperature": 21.5}));
         // Plain text stays text, JSON content type or not.
         line["body"] = json!("21 degrees");
+        line["bodyBase64"] = json!(b64("21 degrees"));
         assert_eq!(
             shape(&line, Parts::default(), Some("application/json"))
                 .event
@@ -572,9 +596,33 @@ mod tests {
             json!("21 degrees")
         );
         line["body"] = json!("/wD+");
+        line["bodyBase64"] = json!("/wD+");
         line["bodyEncoding"] = json!("base64");
         assert_eq!(
             shape(&line, Parts::default(), None).event.payload,
+            json!(NON_DECODABLE_PAYLOAD)
+        );
+    }
+
+    #[test]
+    fn undeclared_payloads_are_the_text_as_sent() {
+        let mut line = sdk_line();
+        line["systemProperties"]
+            .as_object_mut()
+            .unwrap()
+            .remove("content-type");
+        let spaced = "{\"a\":  1.50,\n \"n\": 123456789012345678901234567890}";
+        line["body"] = json!(spaced);
+        line["bodyBase64"] = json!(b64(spaced));
+        assert_eq!(
+            shape(&line, Parts::default(), None).event.payload,
+            json!(spaced)
+        );
+        // A server without bodyBase64: the old representation still reads.
+        let legacy = json!({"deviceId": "d", "systemProperties": {},
+            "applicationProperties": {}, "body": "/wD+", "bodyEncoding": "base64"});
+        assert_eq!(
+            shape(&legacy, Parts::default(), None).event.payload,
             json!(NON_DECODABLE_PAYLOAD)
         );
     }

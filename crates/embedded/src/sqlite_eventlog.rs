@@ -12,17 +12,21 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{oneshot, watch};
 
-use crate::eventlog::{
+use ironhub_store::StoreError;
+use ironhub_store::eventlog::{
     DEFAULT_CONSUMER_GROUP, Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition,
     partition_for,
 };
-use crate::{Result, StoreError};
+
+use crate::error::Result;
+
+type StoreResult<T> = ironhub_store::Result<T>;
 
 const FILE_NAME: &str = "events.db";
 /// Most appends committed in one transaction.
 const MAX_GROUP: usize = 512;
 
-type Reply = oneshot::Sender<Result<Event>>;
+type Reply = oneshot::Sender<StoreResult<Event>>;
 
 /// The SQLite-backed [`EventLog`].
 #[derive(Debug, Clone)]
@@ -62,7 +66,11 @@ fn to_i64(v: u64) -> i64 {
 impl SqliteEventLog {
     /// Opens (creating if needed) the log in `dir`. `partitions` applies when the log is new;
     /// an existing log keeps the count it was created with.
-    pub fn open(dir: &Path, partitions: u32) -> Result<Self> {
+    pub fn open(dir: &Path, partitions: u32) -> StoreResult<Self> {
+        Ok(Self::open_in(dir, partitions)?)
+    }
+
+    fn open_in(dir: &Path, partitions: u32) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
@@ -132,19 +140,19 @@ impl SqliteEventLog {
     async fn with_reader<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    ) -> StoreResult<T> {
         let conn = self.inner.reader.clone();
-        tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || -> StoreResult<T> {
             let guard = conn
                 .lock()
                 .map_err(|_| StoreError::Engine("an event log read panicked".into()))?;
-            f(&guard)
+            Ok(f(&guard)?)
         })
         .await
         .map_err(|e| StoreError::Engine(e.to_string()))?
     }
 
-    fn check_partition(&self, partition: u32) -> Result<()> {
+    fn check_partition(&self, partition: u32) -> StoreResult<()> {
         if partition < self.inner.partitions {
             Ok(())
         } else {
@@ -255,7 +263,7 @@ impl EventLog for SqliteEventLog {
         self.inner.partitions
     }
 
-    async fn append(&self, event: NewEvent) -> Result<Event> {
+    async fn append(&self, event: NewEvent) -> StoreResult<Event> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .writer
@@ -268,7 +276,7 @@ impl EventLog for SqliteEventLog {
             .map_err(|_| StoreError::Engine("the event log writer stopped".into()))?
     }
 
-    async fn read(&self, partition: u32, from: u64, max: usize) -> Result<Vec<Event>> {
+    async fn read(&self, partition: u32, from: u64, max: usize) -> StoreResult<Vec<Event>> {
         self.check_partition(partition)?;
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         self.with_reader(move |conn| {
@@ -286,7 +294,7 @@ impl EventLog for SqliteEventLog {
         .await
     }
 
-    async fn bounds(&self, partition: u32) -> Result<PartitionBounds> {
+    async fn bounds(&self, partition: u32) -> StoreResult<PartitionBounds> {
         self.check_partition(partition)?;
         let next = *self.inner.heads[partition as usize].borrow();
         let first = self
@@ -304,7 +312,7 @@ impl EventLog for SqliteEventLog {
         })
     }
 
-    async fn resolve(&self, partition: u32, start: StartPosition) -> Result<u64> {
+    async fn resolve(&self, partition: u32, start: StartPosition) -> StoreResult<u64> {
         let bounds = self.bounds(partition).await?;
         Ok(match start {
             StartPosition::Earliest => bounds.first,
@@ -336,7 +344,7 @@ impl EventLog for SqliteEventLog {
             .is_ok_and(|r| r.is_ok())
     }
 
-    async fn consumer_groups(&self) -> Result<Vec<String>> {
+    async fn consumer_groups(&self) -> StoreResult<Vec<String>> {
         self.with_reader(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT name FROM consumer_groups ORDER BY name <> '$Default', name",
@@ -348,7 +356,7 @@ impl EventLog for SqliteEventLog {
         .await
     }
 
-    async fn create_consumer_group(&self, name: &str) -> Result<bool> {
+    async fn create_consumer_group(&self, name: &str) -> StoreResult<bool> {
         let name = name.to_owned();
         self.with_reader(move |conn| {
             Ok(conn.execute(
@@ -359,7 +367,7 @@ impl EventLog for SqliteEventLog {
         .await
     }
 
-    async fn delete_consumer_group(&self, name: &str) -> Result<bool> {
+    async fn delete_consumer_group(&self, name: &str) -> StoreResult<bool> {
         if name == DEFAULT_CONSUMER_GROUP {
             return Ok(false);
         }
@@ -371,7 +379,7 @@ impl EventLog for SqliteEventLog {
         .await
     }
 
-    async fn checkpoint(&self, group: &str, partition: u32) -> Result<Option<u64>> {
+    async fn checkpoint(&self, group: &str, partition: u32) -> StoreResult<Option<u64>> {
         let group = group.to_owned();
         self.with_reader(move |conn| {
             Ok(conn
@@ -386,7 +394,7 @@ impl EventLog for SqliteEventLog {
         .await
     }
 
-    async fn set_checkpoint(&self, group: &str, partition: u32, next: u64) -> Result<()> {
+    async fn set_checkpoint(&self, group: &str, partition: u32, next: u64) -> StoreResult<()> {
         self.check_partition(partition)?;
         let group = group.to_owned();
         self.with_reader(move |conn| {
@@ -400,7 +408,7 @@ impl EventLog for SqliteEventLog {
         .await
     }
 
-    async fn enforce_retention(&self, retention: Retention) -> Result<u64> {
+    async fn enforce_retention(&self, retention: Retention) -> StoreResult<u64> {
         let cutoff = ms(Utc::now() - retention.max_age);
         let max_bytes = to_i64(retention.max_bytes_per_partition);
         let partitions = self.inner.partitions;
@@ -432,143 +440,5 @@ impl EventLog for SqliteEventLog {
             Ok(dropped)
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ev(device: &str, body: &str) -> NewEvent {
-        NewEvent {
-            device_id: device.into(),
-            module_id: None,
-            system_properties: [("message-id".to_owned(), "m1".to_owned())].into(),
-            application_properties: [
-                ("k".to_owned(), Some("v".to_owned())),
-                ("n".to_owned(), None),
-            ]
-            .into(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
-    #[tokio::test]
-    async fn appends_are_ordered_per_partition_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut p = 0;
-        {
-            let log = SqliteEventLog::open(dir.path(), 4).unwrap();
-            let mut seqs = Vec::new();
-            for i in 0..10 {
-                let e = log.append(ev("dev1", &format!("m{i}"))).await.unwrap();
-                seqs.push(e.sequence_number);
-                p = e.partition;
-            }
-            assert_eq!(
-                seqs,
-                (0..10).collect::<Vec<_>>(),
-                "one device's events keep their order"
-            );
-            // Concurrent appends (committed in groups) get unique, gap-free numbers.
-            let tasks: Vec<_> = (10..20)
-                .map(|i| {
-                    let log = log.clone();
-                    tokio::spawn(async move { log.append(ev("dev1", &format!("m{i}"))).await })
-                })
-                .collect();
-            for t in tasks {
-                seqs.push(t.await.unwrap().unwrap().sequence_number);
-            }
-            seqs.sort_unstable();
-            assert_eq!(seqs, (0..20).collect::<Vec<_>>());
-        }
-        let log = SqliteEventLog::open(dir.path(), 8).unwrap();
-        assert_eq!(
-            log.partition_count(),
-            4,
-            "the partition count is fixed at creation"
-        );
-        let read = log.read(p, 5, 3).await.unwrap();
-        assert_eq!(read.len(), 3);
-        assert_eq!(read[0].sequence_number, 5);
-        assert_eq!(read[0].event.body, b"m5");
-        assert_eq!(read[0].event.application_properties["n"], None);
-        assert_eq!(
-            log.bounds(p).await.unwrap(),
-            PartitionBounds { first: 0, next: 20 }
-        );
-        let next = log.append(ev("dev1", "after")).await.unwrap();
-        assert_eq!(next.sequence_number, 20);
-    }
-
-    #[tokio::test]
-    async fn positions_waiting_and_checkpoints() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = SqliteEventLog::open(dir.path(), 2).unwrap();
-        let first = log.append(ev("a", "1")).await.unwrap();
-        let p = first.partition;
-        assert_eq!(log.resolve(p, StartPosition::Earliest).await.unwrap(), 0);
-        assert_eq!(log.resolve(p, StartPosition::Latest).await.unwrap(), 1);
-        let later = Utc::now() + chrono::Duration::seconds(60);
-        assert_eq!(
-            log.resolve(p, StartPosition::EnqueuedTime(later))
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            log.resolve(p, StartPosition::EnqueuedTime(first.enqueued_time))
-                .await
-                .unwrap(),
-            0
-        );
-
-        assert!(!log.wait_for(p, 1, Duration::from_millis(20)).await);
-        let waiter = {
-            let log = log.clone();
-            tokio::spawn(async move { log.wait_for(p, 1, Duration::from_secs(5)).await })
-        };
-        log.append(ev("a", "2")).await.unwrap();
-        assert!(waiter.await.unwrap());
-
-        assert!(log.create_consumer_group("cg1").await.unwrap());
-        assert!(!log.create_consumer_group("cg1").await.unwrap());
-        assert_eq!(log.consumer_groups().await.unwrap(), ["$Default", "cg1"]);
-        log.set_checkpoint("cg1", p, 2).await.unwrap();
-        assert_eq!(log.checkpoint("cg1", p).await.unwrap(), Some(2));
-        assert!(log.delete_consumer_group("cg1").await.unwrap());
-        assert_eq!(log.checkpoint("cg1", p).await.unwrap(), None);
-        assert!(!log.delete_consumer_group("$Default").await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn retention_by_size_keeps_the_newest_and_numbering_continues() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = SqliteEventLog::open(dir.path(), 1).unwrap();
-        for i in 0..10 {
-            log.append(ev("d", &format!("{i:0>10}"))).await.unwrap();
-        }
-        let dropped = log
-            .enforce_retention(Retention {
-                max_age: chrono::Duration::days(1),
-                max_bytes_per_partition: 35,
-            })
-            .await
-            .unwrap();
-        assert_eq!(dropped, 7);
-        assert_eq!(
-            log.bounds(0).await.unwrap(),
-            PartitionBounds { first: 7, next: 10 }
-        );
-        log.enforce_retention(Retention {
-            max_age: chrono::Duration::zero() - chrono::Duration::seconds(1),
-            max_bytes_per_partition: 1 << 30,
-        })
-        .await
-        .unwrap();
-        drop(log);
-        let log = SqliteEventLog::open(dir.path(), 1).unwrap();
-        assert_eq!(log.append(ev("d", "x")).await.unwrap().sequence_number, 10);
     }
 }

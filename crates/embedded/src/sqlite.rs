@@ -1,0 +1,810 @@
+//! The embedded store: one SQLite database in the data directory.
+//!
+//! WAL journal with `synchronous=FULL`: a write is on disk before the call returns, so an
+//! acknowledged write survives `kill -9` and power loss. Other processes (the CLI and
+//! `ironhub info`) may read the same file while the server runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use chrono::{DateTime, Utc};
+
+use ironhub_store::{
+    BatchResult, CertificateRecord, CertificateScope, CertificateStore, Clock, ConnectionState,
+    DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, DpsBatchResult, DpsCollection,
+    DpsRecord, DpsSettings, DpsStore, DpsWrite, Endpoint, HubSettings, RegistryStore,
+    RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinStore, WriteConflict,
+};
+
+use crate::error::Result;
+use crate::sqlite_dps;
+
+type StoreResult<T> = ironhub_store::Result<T>;
+
+const FILE_NAME: &str = "ironhub.db";
+/// Schema migrations, applied in order; the schema version is how many have been applied.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE devices (
+         device_id TEXT PRIMARY KEY,
+         enabled INTEGER NOT NULL,
+         connected INTEGER NOT NULL,
+         doc TEXT NOT NULL
+     );",
+    "CREATE TABLE mqtt_sessions (client_id TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    "CREATE TABLE twins (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    // Cloud-to-device queues and their feedback. Times are Unix milliseconds; a message is
+    // visible when it has no lock or its lock has run out.
+    "CREATE TABLE c2d_messages (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         device_id TEXT NOT NULL,
+         expiry INTEGER NOT NULL,
+         delivery_count INTEGER NOT NULL DEFAULT 0,
+         lock_token TEXT,
+         locked_until INTEGER,
+         doc TEXT NOT NULL,
+         body BLOB NOT NULL
+     );
+     CREATE INDEX c2d_messages_by_device ON c2d_messages (device_id, seq);
+     CREATE INDEX c2d_messages_by_expiry ON c2d_messages (expiry);
+     CREATE TABLE c2d_feedback (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         enqueued INTEGER NOT NULL,
+         expiry INTEGER NOT NULL,
+         delivery_count INTEGER NOT NULL DEFAULT 0,
+         lock_token TEXT,
+         locked_until INTEGER,
+         doc TEXT NOT NULL
+     );
+     CREATE INDEX c2d_feedback_by_lock ON c2d_feedback (lock_token);",
+    "CREATE TABLE certificates (name TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    // Device Provisioning Service (its settings live in `meta` under "dps"). `id_key` is the
+    // lower-cased id, so that lookups, uniqueness and order ignore case; `group_key` the
+    // lower-cased enrollment group of a registration.
+    "CREATE TABLE dps_enrollments (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);
+     CREATE TABLE dps_enrollment_groups (
+         id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL
+     );
+     CREATE TABLE dps_registrations (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);
+     CREATE INDEX dps_registrations_by_group ON dps_registrations (group_key, id_key);
+     CREATE TABLE dps_linked_hubs (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);",
+    // The DPS instance's CA certificates (the hub's stay in `certificates`), and the latest
+    // registration operation of each device, keyed by its registration id.
+    "CREATE TABLE dps_certificates (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+     CREATE TABLE dps_operations (id_key TEXT PRIMARY KEY, group_key TEXT, doc TEXT NOT NULL);",
+    // The node whose connection holds a message's lock (NULL: a server before node ids).
+    "ALTER TABLE c2d_messages ADD COLUMN lock_node TEXT;",
+    // Each node's heartbeat: until when it is alive (Unix milliseconds).
+    "CREATE TABLE nodes (node TEXT PRIMARY KEY, lease_until INTEGER NOT NULL);",
+    // File upload notifications waiting for a service (`sqlite_files`).
+    "CREATE TABLE file_notifications (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         enqueued INTEGER NOT NULL,
+         expiry INTEGER NOT NULL,
+         delivery_count INTEGER NOT NULL DEFAULT 0,
+         lock_token TEXT,
+         locked_until INTEGER,
+         doc TEXT NOT NULL
+     );
+     CREATE INDEX file_notifications_by_lock ON file_notifications (lock_token);",
+];
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The SQLite-backed store: every port of [`ironhub_store::Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Where time rules read the time (the count of live cloud-to-device messages, the time a
+    /// start disconnects devices).
+    clock: Arc<dyn Clock>,
+    conn: Arc<Mutex<Connection>>,
+    /// For runtime fields (connection state, activity): `synchronous=NORMAL`, which in WAL mode
+    /// survives a process crash but not a power cut, and spares every CONNECT an fsync.
+    runtime: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(Self::open_file(&dir.join(FILE_NAME))?)
+    }
+
+    /// Opens the store in `dir` only if a server has created it there.
+    pub fn open_existing(dir: &Path) -> StoreResult<Self> {
+        let path = dir.join(FILE_NAME);
+        if !path.is_file() {
+            return Err(StoreError::NotInitialised(dir.display().to_string()));
+        }
+        Ok(Self::open_file(&path)?)
+    }
+
+    fn open_file(path: &Path) -> Result<Self> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "{} has schema version {version}; this ironhub knows up to {SCHEMA_VERSION}",
+                path.display()
+            ))
+            .into());
+        }
+        for (target, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i as i64 + 1, m))
+        {
+            if version >= target {
+                continue;
+            }
+            // Another process (a server and the CLI starting together) may have applied it
+            // since the version was read: check again under the write lock.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let applied: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if applied < target {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", target)?;
+            }
+            tx.commit()?;
+        }
+        let runtime = Connection::open(path)?;
+        runtime.busy_timeout(std::time::Duration::from_secs(10))?;
+        runtime.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(Self {
+            clock: Arc::new(SystemClock),
+            conn: Arc::new(Mutex::new(conn)),
+            runtime: Arc::new(Mutex::new(runtime)),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The same store reading the time from `clock` (tests move time instead of sleeping).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub(crate) async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        Self::run_on(self.conn.clone(), f).await
+    }
+
+    async fn run_on<T: Send + 'static>(
+        conn: Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        tokio::task::spawn_blocking(move || -> StoreResult<T> {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Engine("a store operation panicked".into()))?;
+            Ok(f(&mut guard)?)
+        })
+        .await
+        .map_err(|e| StoreError::Engine(e.to_string()))?
+    }
+}
+
+pub(crate) fn get_meta<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    key: &str,
+) -> Result<Option<T>> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?;
+    Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+}
+
+pub(crate) fn set_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, serde_json::to_string(value)?])?;
+    Ok(())
+}
+
+/// The next etag: base64 of a counter that only grows, so an etag is never reused, not even
+/// by a device deleted and created again.
+pub(crate) fn next_etag(conn: &Connection) -> Result<String> {
+    let next = get_meta::<u64>(conn, "etag_counter")?.unwrap_or(0) + 1;
+    set_meta(conn, "etag_counter", &next)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(next.to_string()))
+}
+
+/// A device with its live `cloudToDeviceMessageCount`: counted from its queue on every read,
+/// so that it is always current and enqueueing never races with registry writes.
+fn load_device(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<Option<DeviceRecord>> {
+    let row: Option<(String, u64)> = conn
+        .prepare_cached(
+            "SELECT doc, (SELECT COUNT(*) FROM c2d_messages m
+                          WHERE m.device_id = d.device_id AND m.expiry > ?2)
+             FROM devices d WHERE device_id = ?1",
+        )?
+        .query_row(params![id, millis(now)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    row.map(|(doc, count)| device_from_doc(&doc, count))
+        .transpose()
+}
+
+/// Whether a device exists.
+pub(crate) fn device_exists(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM devices WHERE device_id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn device_from_doc(doc: &str, c2d_count: u64) -> Result<DeviceRecord> {
+    let mut device: DeviceRecord = serde_json::from_str(doc)?;
+    device.cloud_to_device_message_count = c2d_count;
+    Ok(device)
+}
+
+fn load_twin(conn: &Connection, id: &str) -> Result<Option<TwinRecord>> {
+    let doc: Option<String> = conn
+        .query_row("SELECT doc FROM twins WHERE device_id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+}
+
+/// The table a scope's CA certificates live in.
+fn certificate_table(scope: CertificateScope) -> &'static str {
+    match scope {
+        CertificateScope::Hub => "certificates",
+        CertificateScope::Dps => "dps_certificates",
+    }
+}
+
+fn load_certificate(
+    conn: &Connection,
+    scope: CertificateScope,
+    name: &str,
+) -> Result<Option<CertificateRecord>> {
+    let sql = format!(
+        "SELECT doc FROM {} WHERE name = ?1",
+        certificate_table(scope)
+    );
+    let doc: Option<String> = conn.query_row(&sql, [name], |r| r.get(0)).optional()?;
+    Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+}
+
+/// Whether a write conditioned on `if_match` may replace `current` (`*` matches any).
+pub(crate) fn tag_matches(current: &str, if_match: &str) -> bool {
+    if_match == "*" || if_match == current
+}
+
+fn save_device(conn: &Connection, mut record: DeviceRecord) -> Result<DeviceRecord> {
+    record.etag = next_etag(conn)?;
+    store_device(conn, &record)?;
+    Ok(record)
+}
+
+/// Writes a device as it is, etag included.
+fn store_device(conn: &Connection, record: &DeviceRecord) -> Result<()> {
+    conn.execute(
+        "INSERT INTO devices (device_id, enabled, connected, doc) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (device_id) DO UPDATE
+         SET enabled = excluded.enabled, connected = excluded.connected, doc = excluded.doc",
+        params![
+            record.device_id,
+            record.status == DeviceStatus::Enabled,
+            record.connection_state == ConnectionState::Connected,
+            serde_json::to_string(record)?
+        ],
+    )?;
+    Ok(())
+}
+
+/// Escapes `%`, `_` and `\\` for a LIKE pattern (device ids may contain `%` and `_`).
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn etag_matches(current: &DeviceRecord, if_match: Option<&str>) -> bool {
+    if_match.is_none_or(|tag| tag_matches(&current.etag, tag))
+}
+
+fn apply(
+    conn: &Connection,
+    write: DeviceWrite,
+    now: DateTime<Utc>,
+) -> Result<std::result::Result<Option<DeviceRecord>, WriteConflict>> {
+    let current = load_device(conn, write.device_id(), now)?;
+    Ok(match (write, current) {
+        (DeviceWrite::Create(_), Some(_)) => Err(WriteConflict::AlreadyExists),
+        (DeviceWrite::Create(record), None) => Ok(Some(save_device(conn, record)?)),
+        (DeviceWrite::Replace { .. } | DeviceWrite::Delete { .. }, None) => {
+            Err(WriteConflict::NotFound)
+        }
+        (
+            DeviceWrite::Replace {
+                mut record,
+                if_match,
+            },
+            Some(current),
+        ) => {
+            if etag_matches(&current, if_match.as_deref()) {
+                record.connection_state = current.connection_state;
+                record.connection_node = current.connection_node;
+                record.connection_state_updated_time = current.connection_state_updated_time;
+                record.last_activity_time = current.last_activity_time;
+                record.cloud_to_device_message_count = current.cloud_to_device_message_count;
+                Ok(Some(save_device(conn, record)?))
+            } else {
+                Err(WriteConflict::EtagMismatch)
+            }
+        }
+        (DeviceWrite::Delete { id, if_match }, Some(current)) => {
+            if etag_matches(&current, if_match.as_deref()) {
+                conn.execute("DELETE FROM devices WHERE device_id = ?1", [&id])?;
+                conn.execute("DELETE FROM twins WHERE device_id = ?1", [&id])?;
+                conn.execute("DELETE FROM c2d_messages WHERE device_id = ?1", [&id])?;
+                conn.execute(
+                    "DELETE FROM mqtt_sessions WHERE client_id = ?1 OR client_id LIKE ?2 ESCAPE '\\'",
+                    params![id, format!("{}/%", like_escape(&id))],
+                )?;
+                Ok(None)
+            } else {
+                Err(WriteConflict::EtagMismatch)
+            }
+        }
+    })
+}
+
+/// The outcome of a batch: every write's result, or every failure with its index.
+pub(crate) type Batch<R> = std::result::Result<Vec<R>, Vec<(usize, WriteConflict)>>;
+
+/// Applies every write in one transaction, committed only when none fails.
+pub(crate) fn write_all<W, R>(
+    conn: &mut Connection,
+    writes: Vec<W>,
+    mut apply: impl FnMut(&Connection, W) -> Result<std::result::Result<R, WriteConflict>>,
+) -> Result<Batch<R>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut done = Vec::with_capacity(writes.len());
+    let mut failed = Vec::new();
+    for (i, write) in writes.into_iter().enumerate() {
+        match apply(&tx, write)? {
+            Ok(record) => done.push(record),
+            Err(conflict) => failed.push((i, conflict)),
+        }
+    }
+    if failed.is_empty() {
+        tx.commit()?;
+        Ok(Ok(done))
+    } else {
+        tx.rollback()?;
+        Ok(Err(failed))
+    }
+}
+
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[async_trait]
+impl RegistryStore for SqliteStore {
+    async fn hub_settings_or_init(&self, init: HubSettings) -> StoreResult<HubSettings> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let settings = match get_meta::<HubSettings>(&tx, "hub")? {
+                Some(existing) => existing,
+                None => {
+                    set_meta(&tx, "hub", &init)?;
+                    init
+                }
+            };
+            tx.commit()?;
+            Ok(settings)
+        })
+        .await
+    }
+
+    async fn hub_settings(&self) -> StoreResult<Option<HubSettings>> {
+        self.with(|conn| get_meta(conn, "hub")).await
+    }
+
+    async fn set_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
+        let endpoint = endpoint.clone();
+        self.with(move |conn| set_meta(conn, "endpoint", &endpoint))
+            .await
+    }
+
+    async fn endpoint(&self) -> StoreResult<Option<Endpoint>> {
+        self.with(|conn| get_meta(conn, "endpoint")).await
+    }
+
+    async fn get_device(&self, id: &str) -> StoreResult<Option<DeviceRecord>> {
+        let id = id.to_owned();
+        let now = self.clock.now();
+        self.with(move |conn| load_device(conn, &id, now)).await
+    }
+
+    async fn list_devices(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeviceRecord>> {
+        let after = after.unwrap_or("").to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let now = self.clock.now();
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT doc, (SELECT COUNT(*) FROM c2d_messages m
+                              WHERE m.device_id = d.device_id AND m.expiry > ?3)
+                 FROM devices d WHERE device_id > ?1 ORDER BY device_id LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![after, limit, millis(now)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.iter()
+                .map(|(doc, count)| device_from_doc(doc, *count))
+                .collect()
+        })
+        .await
+    }
+
+    async fn device_counts(&self) -> StoreResult<DeviceCounts> {
+        self.with(|conn| {
+            let (total, enabled, connected): (u64, u64, u64) = conn.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(enabled), 0), COALESCE(SUM(connected), 0) FROM devices",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            Ok(DeviceCounts {
+                total,
+                enabled,
+                disabled: total - enabled,
+                connected,
+            })
+        })
+        .await
+    }
+
+    async fn update_device_runtime(&self, id: &str, update: RuntimeUpdate) -> StoreResult<bool> {
+        let id = id.to_owned();
+        let now = self.clock.now();
+        Self::run_on(self.runtime.clone(), move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(mut device) = load_device(&tx, &id, now)? else {
+                return Ok(false);
+            };
+            if !update.apply_to(&mut device) {
+                return Ok(true);
+            }
+            store_device(&tx, &device)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn disconnect_node(&self, node: &str) -> StoreResult<u64> {
+        let node = node.to_owned();
+        let now = self.clock.now();
+        Self::run_on(self.runtime.clone(), move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let docs: Vec<String> = tx
+                .prepare("SELECT doc FROM devices WHERE connected = 1")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut disconnected = 0;
+            for doc in &docs {
+                let mut device: DeviceRecord = serde_json::from_str(doc)?;
+                if !device.connected_through_or_unknown(Some(&node)) {
+                    continue;
+                }
+                device.connection_state = ConnectionState::Disconnected;
+                device.connection_node = None;
+                device.connection_state_updated_time = Some(now);
+                store_device(&tx, &device)?;
+                disconnected += 1;
+            }
+            tx.commit()?;
+            Ok(disconnected)
+        })
+        .await
+    }
+
+    async fn node_heartbeat(&self, node: &str, until: DateTime<Utc>) -> StoreResult<()> {
+        let node = node.to_owned();
+        // Runtime state, like connection state: it survives `kill -9`, not a power cut.
+        Self::run_on(self.runtime.clone(), move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO nodes (node, lease_until) VALUES (?1, ?2)
+                 ON CONFLICT (node) DO UPDATE SET lease_until = excluded.lease_until",
+            )?
+            .execute(params![node, millis(until)])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn expired_nodes(&self, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT node FROM nodes WHERE lease_until <= ?1 ORDER BY node")?;
+            let nodes = stmt
+                .query_map([millis(now)], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(nodes)
+        })
+        .await
+    }
+
+    async fn forget_node(&self, node: &str) -> StoreResult<()> {
+        let node = node.to_owned();
+        self.with(move |conn| {
+            conn.execute("DELETE FROM nodes WHERE node = ?1", [node])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn write_devices(&self, writes: Vec<DeviceWrite>) -> StoreResult<BatchResult> {
+        let now = self.clock.now();
+        self.with(move |conn| write_all(conn, writes, |tx, write| apply(tx, write, now)))
+            .await
+    }
+}
+
+#[async_trait]
+impl TwinStore for SqliteStore {
+    async fn get_twin(&self, device_id: &str) -> StoreResult<Option<TwinRecord>> {
+        let id = device_id.to_owned();
+        self.with(move |conn| load_twin(conn, &id)).await
+    }
+
+    async fn put_twin(
+        &self,
+        twin: TwinRecord,
+        if_match: Option<String>,
+    ) -> StoreResult<std::result::Result<TwinRecord, WriteConflict>> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if !device_exists(&tx, &twin.device_id)? {
+                return Ok(Err(WriteConflict::NotFound));
+            }
+            let current = load_twin(&tx, &twin.device_id)?
+                .map(|t| t.etag)
+                .unwrap_or_default();
+            if if_match.is_some_and(|tag| !tag_matches(&current, &tag)) {
+                return Ok(Err(WriteConflict::EtagMismatch));
+            }
+            let mut twin = twin;
+            twin.etag = next_etag(&tx)?;
+            tx.execute(
+                "INSERT INTO twins (device_id, doc) VALUES (?1, ?2)
+                 ON CONFLICT (device_id) DO UPDATE SET doc = excluded.doc",
+                params![twin.device_id, serde_json::to_string(&twin)?],
+            )?;
+            tx.commit()?;
+            Ok(Ok(twin))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn mqtt_session(&self, client_id: &str) -> StoreResult<Option<Vec<String>>> {
+        let id = client_id.to_owned();
+        self.with(move |conn| {
+            let doc: Option<String> = conn
+                .query_row(
+                    "SELECT doc FROM mqtt_sessions WHERE client_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        })
+        .await
+    }
+
+    async fn set_mqtt_session(
+        &self,
+        client_id: &str,
+        subscriptions: Option<Vec<String>>,
+    ) -> StoreResult<()> {
+        let id = client_id.to_owned();
+        self.with(move |conn| {
+            match subscriptions {
+                Some(subs) => conn.execute(
+                    "INSERT INTO mqtt_sessions (client_id, doc) VALUES (?1, ?2)
+                     ON CONFLICT (client_id) DO UPDATE SET doc = excluded.doc",
+                    params![id, serde_json::to_string(&subs)?],
+                )?,
+                // Only a stored session costs a write (a clean CONNECT usually has none).
+                None => {
+                    let stored: Option<i64> = conn
+                        .query_row(
+                            "SELECT 1 FROM mqtt_sessions WHERE client_id = ?1",
+                            [&id],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    match stored {
+                        Some(_) => {
+                            conn.execute("DELETE FROM mqtt_sessions WHERE client_id = ?1", [id])?
+                        }
+                        None => 0,
+                    }
+                }
+            };
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CertificateStore for SqliteStore {
+    async fn get_certificate(
+        &self,
+        scope: CertificateScope,
+        name: &str,
+    ) -> StoreResult<Option<CertificateRecord>> {
+        let name = name.to_owned();
+        self.with(move |conn| load_certificate(conn, scope, &name))
+            .await
+    }
+
+    async fn list_certificates(
+        &self,
+        scope: CertificateScope,
+    ) -> StoreResult<Vec<CertificateRecord>> {
+        self.with(move |conn| {
+            let sql = format!("SELECT doc FROM {} ORDER BY name", certificate_table(scope));
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let docs = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            docs.iter().map(|d| Ok(serde_json::from_str(d)?)).collect()
+        })
+        .await
+    }
+
+    async fn put_certificate(
+        &self,
+        scope: CertificateScope,
+        record: CertificateRecord,
+        if_match: Option<String>,
+    ) -> StoreResult<std::result::Result<CertificateRecord, WriteConflict>> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current = load_certificate(&tx, scope, &record.name)?;
+            match (&current, if_match.as_deref()) {
+                (Some(_), None) => return Ok(Err(WriteConflict::AlreadyExists)),
+                (None, Some(_)) => return Ok(Err(WriteConflict::NotFound)),
+                (Some(c), Some(tag)) if !tag_matches(&c.etag, tag) => {
+                    return Ok(Err(WriteConflict::EtagMismatch));
+                }
+                _ => {}
+            }
+            let mut record = record;
+            record.etag = next_etag(&tx)?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (name, doc) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                    certificate_table(scope)
+                ),
+                params![record.name, serde_json::to_string(&record)?],
+            )?;
+            tx.commit()?;
+            Ok(Ok(record))
+        })
+        .await
+    }
+
+    async fn delete_certificate(
+        &self,
+        scope: CertificateScope,
+        name: &str,
+        if_match: Option<String>,
+    ) -> StoreResult<std::result::Result<(), WriteConflict>> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let Some(current) = load_certificate(&tx, scope, &name)? else {
+                return Ok(Err(WriteConflict::NotFound));
+            };
+            if if_match.is_some_and(|tag| !tag_matches(&current.etag, &tag)) {
+                return Ok(Err(WriteConflict::EtagMismatch));
+            }
+            tx.execute(
+                &format!("DELETE FROM {} WHERE name = ?1", certificate_table(scope)),
+                [&name],
+            )?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DpsStore for SqliteStore {
+    async fn dps_settings_or_init(&self, init: DpsSettings) -> StoreResult<DpsSettings> {
+        self.with(move |conn| sqlite_dps::settings_or_init(conn, init))
+            .await
+    }
+
+    async fn dps_settings(&self) -> StoreResult<Option<DpsSettings>> {
+        self.with(|conn| sqlite_dps::settings(conn)).await
+    }
+
+    async fn dps_get(&self, collection: DpsCollection, id: &str) -> StoreResult<Option<DpsRecord>> {
+        let id = id.to_owned();
+        self.with(move |conn| sqlite_dps::get(conn, collection, &id))
+            .await
+    }
+
+    async fn dps_list(
+        &self,
+        collection: DpsCollection,
+        after: Option<&str>,
+        limit: usize,
+        group: Option<&str>,
+    ) -> StoreResult<Vec<DpsRecord>> {
+        let after = after.map(str::to_owned);
+        let group = group.map(str::to_owned);
+        self.with(move |conn| {
+            sqlite_dps::list(conn, collection, after.as_deref(), limit, group.as_deref())
+        })
+        .await
+    }
+
+    async fn dps_count(&self, collection: DpsCollection, group: Option<&str>) -> StoreResult<u64> {
+        let group = group.map(str::to_owned);
+        self.with(move |conn| sqlite_dps::count(conn, collection, group.as_deref()))
+            .await
+    }
+
+    async fn dps_write(
+        &self,
+        collection: DpsCollection,
+        writes: Vec<DpsWrite>,
+    ) -> StoreResult<DpsBatchResult> {
+        // A registration's operation is runtime state, like a device's connection state: it
+        // goes through the `synchronous=NORMAL` connection (it survives `kill -9`, not a power
+        // cut, after which the device registers again); everything else is acknowledged data.
+        let conn = match collection {
+            DpsCollection::Operations => self.runtime.clone(),
+            _ => self.conn.clone(),
+        };
+        Self::run_on(conn, move |conn| {
+            sqlite_dps::write(conn, collection, writes)
+        })
+        .await
+    }
+}

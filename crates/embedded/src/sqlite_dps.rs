@@ -1,0 +1,157 @@
+//! The Device Provisioning Service's part of the SQLite store: one table per collection, each
+//! keyed by the lower-cased id, holding the domain's JSON document.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use ironhub_store::{
+    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsWrite, WriteConflict,
+};
+
+use crate::error::Result;
+use crate::sqlite::{get_meta, next_etag, set_meta, tag_matches, write_all};
+
+fn table(collection: DpsCollection) -> &'static str {
+    match collection {
+        DpsCollection::Enrollments => "dps_enrollments",
+        DpsCollection::EnrollmentGroups => "dps_enrollment_groups",
+        DpsCollection::Registrations => "dps_registrations",
+        DpsCollection::LinkedHubs => "dps_linked_hubs",
+        DpsCollection::Operations => "dps_operations",
+    }
+}
+
+/// The key ids are stored and compared under (DPS ids are ASCII).
+fn key(id: &str) -> String {
+    id.to_ascii_lowercase()
+}
+
+pub(crate) fn settings_or_init(conn: &mut Connection, init: DpsSettings) -> Result<DpsSettings> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let settings = match get_meta::<DpsSettings>(&tx, "dps")? {
+        Some(existing) => existing,
+        None => {
+            set_meta(&tx, "dps", &init)?;
+            init
+        }
+    };
+    tx.commit()?;
+    Ok(settings)
+}
+
+pub(crate) fn settings(conn: &Connection) -> Result<Option<DpsSettings>> {
+    get_meta(conn, "dps")
+}
+
+pub(crate) fn get(conn: &Connection, c: DpsCollection, id: &str) -> Result<Option<DpsRecord>> {
+    let doc: Option<String> = conn
+        .prepare_cached(&format!("SELECT doc FROM {} WHERE id_key = ?1", table(c)))?
+        .query_row([key(id)], |r| r.get(0))
+        .optional()?;
+    Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+}
+
+pub(crate) fn list(
+    conn: &Connection,
+    c: DpsCollection,
+    after: Option<&str>,
+    limit: usize,
+    group: Option<&str>,
+) -> Result<Vec<DpsRecord>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let after = key(after.unwrap_or(""));
+    let docs = match group {
+        Some(g) => {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT doc FROM {} WHERE group_key = ?1 AND id_key > ?2 ORDER BY id_key LIMIT ?3",
+                table(c)
+            ))?;
+            stmt.query_map(params![key(g), after, limit], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT doc FROM {} WHERE id_key > ?1 ORDER BY id_key LIMIT ?2",
+                table(c)
+            ))?;
+            stmt.query_map(params![after, limit], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        }
+    };
+    docs.iter()
+        .map(|d| serde_json::from_str(d).map_err(Into::into))
+        .collect()
+}
+
+pub(crate) fn count(conn: &Connection, c: DpsCollection, group: Option<&str>) -> Result<u64> {
+    let n: i64 = match group {
+        Some(g) => conn
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM {} WHERE group_key = ?1",
+                table(c)
+            ))?
+            .query_row([key(g)], |r| r.get(0))?,
+        None => conn
+            .prepare_cached(&format!("SELECT COUNT(*) FROM {}", table(c)))?
+            .query_row([], |r| r.get(0))?,
+    };
+    Ok(u64::try_from(n).unwrap_or_default())
+}
+
+fn save(conn: &Connection, c: DpsCollection, mut record: DpsRecord) -> Result<DpsRecord> {
+    record.etag = next_etag(conn)?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO {} (id_key, group_key, doc) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id_key) DO UPDATE SET group_key = excluded.group_key, doc = excluded.doc",
+        table(c)
+    ))?
+    .execute(params![
+        key(&record.id),
+        record.group_id.as_deref().map(key),
+        serde_json::to_string(&record)?
+    ])?;
+    Ok(record)
+}
+
+fn apply(
+    conn: &Connection,
+    c: DpsCollection,
+    write: DpsWrite,
+) -> Result<std::result::Result<Option<DpsRecord>, WriteConflict>> {
+    let current = get(conn, c, write.id())?;
+    let matches = |current: &DpsRecord, tag: Option<&str>| {
+        tag.is_none_or(|tag| tag_matches(&current.etag, tag))
+    };
+    Ok(match (write, current) {
+        (DpsWrite::Create(_), Some(_)) => Err(WriteConflict::AlreadyExists),
+        (DpsWrite::Create(record), None) => Ok(Some(save(conn, c, record)?)),
+        (DpsWrite::Replace { .. } | DpsWrite::Delete { .. }, None) => Err(WriteConflict::NotFound),
+        (DpsWrite::Replace { record, if_match }, Some(current)) => {
+            if matches(&current, if_match.as_deref()) {
+                let record = DpsRecord {
+                    id: current.id,
+                    ..record
+                };
+                Ok(Some(save(conn, c, record)?))
+            } else {
+                Err(WriteConflict::EtagMismatch)
+            }
+        }
+        (DpsWrite::Delete { id, if_match }, Some(current)) => {
+            if matches(&current, if_match.as_deref()) {
+                conn.prepare_cached(&format!("DELETE FROM {} WHERE id_key = ?1", table(c)))?
+                    .execute([key(&id)])?;
+                Ok(None)
+            } else {
+                Err(WriteConflict::EtagMismatch)
+            }
+        }
+    })
+}
+
+pub(crate) fn write(
+    conn: &mut Connection,
+    c: DpsCollection,
+    writes: Vec<DpsWrite>,
+) -> Result<DpsBatchResult> {
+    write_all(conn, writes, |tx, w| apply(tx, c, w))
+}

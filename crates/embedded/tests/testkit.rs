@@ -1,0 +1,36 @@
+//! The embedded engine passes the ports' conformance suite.
+
+use std::sync::Arc;
+
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_store::ManualClock;
+
+mod store {
+    use super::*;
+
+    ironhub_store::store_suite!(|clock: Arc<ManualClock>| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap().with_clock(clock);
+        (Arc::new(store), dir)
+    });
+}
+
+mod event_log {
+    use super::*;
+
+    ironhub_store::event_log_suite!(|partitions: u32| {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteEventLog::open(dir.path(), partitions).unwrap();
+        (Arc::new(log), dir)
+    });
+}
+
+mod bus {
+    use super::*;
+
+    ironhub_store::bus_suite!(|| {
+        let a = LocalBus::with_node("a");
+        let b = a.join("b");
+        (Arc::new(a), Arc::new(b))
+    });
+}

@@ -1,0 +1,241 @@
+//! Cases of the DPS port: settings, case-insensitive ids, atomic batches, listing, and the
+//! registration operations.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{create_device, now};
+use crate::{
+    DpsCollection as C, DpsRecord, DpsSettings, DpsWrite, ManualClock, Store, WriteConflict,
+};
+
+fn record(id: &str, group: Option<&str>) -> DpsRecord {
+    DpsRecord {
+        id: id.into(),
+        group_id: group.map(Into::into),
+        etag: String::new(),
+        doc: json!({ "registrationId": id, "nested": { "n": [1, 2] } }),
+    }
+}
+
+async fn create(store: &Arc<dyn Store>, c: C, r: DpsRecord) -> DpsRecord {
+    store
+        .dps_write(c, vec![DpsWrite::Create(r)])
+        .await
+        .unwrap()
+        .unwrap()[0]
+        .clone()
+        .unwrap()
+}
+
+/// The DPS settings are written once and never replaced (the ID scope is immutable).
+pub async fn settings_are_created_once(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let first = DpsSettings {
+        id_scope: "0ne0000ABCD".into(),
+        policies: vec![],
+        created_time: now(),
+    };
+    assert!(store.dps_settings().await.unwrap().is_none());
+    assert_eq!(
+        store.dps_settings_or_init(first.clone()).await.unwrap(),
+        first
+    );
+    let other = DpsSettings {
+        id_scope: "0ne11111111".into(),
+        ..first.clone()
+    };
+    assert_eq!(store.dps_settings_or_init(other).await.unwrap(), first);
+    assert_eq!(store.dps_settings().await.unwrap(), Some(first));
+}
+
+/// Ids are looked up and unique in any case, keep the case they were created with, and each
+/// collection is its own namespace; etags are never reused, not even across ports.
+pub async fn ids_are_case_insensitive_and_keep_their_case(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    let a = create(&store, C::Enrollments, record("Dev-A", None)).await;
+    assert!(!a.etag.is_empty());
+    let got = store
+        .dps_get(C::Enrollments, "dev-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, "Dev-A");
+    assert_eq!(got.doc, record("Dev-A", None).doc);
+    assert!(
+        store
+            .dps_get(C::EnrollmentGroups, "dev-a")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = store
+        .dps_write(
+            C::Enrollments,
+            vec![DpsWrite::Create(record("DEV-A", None))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.unwrap_err(), vec![(0, WriteConflict::AlreadyExists)]);
+    let replaced = store
+        .dps_write(
+            C::Enrollments,
+            vec![DpsWrite::Replace {
+                record: record("DEV-a", None),
+                if_match: Some(a.etag.clone()),
+            }],
+        )
+        .await
+        .unwrap()
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    assert_eq!(replaced.id, "Dev-A");
+    assert_ne!(replaced.etag, a.etag);
+    let stale = store
+        .dps_write(
+            C::Enrollments,
+            vec![DpsWrite::Delete {
+                id: "dev-a".into(),
+                if_match: Some(a.etag.clone()),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale.unwrap_err(), vec![(0, WriteConflict::EtagMismatch)]);
+    store
+        .dps_write(
+            C::Enrollments,
+            vec![DpsWrite::Delete {
+                id: "DEV-A".into(),
+                if_match: Some("*".into()),
+            }],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .dps_get(C::Enrollments, "Dev-A")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let b = create(&store, C::Enrollments, record("Dev-A", None)).await;
+    assert_ne!(b.etag, a.etag);
+    assert_ne!(b.etag, replaced.etag);
+    let device = create_device(&store, "Dev-A").await;
+    assert!(![&a.etag, &replaced.etag, &b.etag].contains(&&device.etag));
+}
+
+/// A batch with one failing write writes nothing.
+pub async fn a_failed_batch_writes_nothing(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let r = store
+        .dps_write(
+            C::EnrollmentGroups,
+            vec![
+                DpsWrite::Create(record("g1", None)),
+                DpsWrite::Replace {
+                    record: record("missing", None),
+                    if_match: None,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.unwrap_err(), vec![(1, WriteConflict::NotFound)]);
+    assert_eq!(store.dps_count(C::EnrollmentGroups, None).await.unwrap(), 0);
+}
+
+/// Lists are ordered by lower-cased id, page after an id in any case, and filter by group in
+/// any case.
+pub async fn lists_page_in_id_order_and_filter_by_group(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    for (id, group) in [
+        ("c", Some("G1")),
+        ("B", Some("g1")),
+        ("a", None),
+        ("d", Some("g2")),
+    ] {
+        create(&store, C::Registrations, record(id, group)).await;
+    }
+    let ids = |records: Vec<DpsRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let page = store
+        .dps_list(C::Registrations, None, 2, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(page), ["a", "B"]);
+    let rest = store
+        .dps_list(C::Registrations, Some("b"), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(ids(rest), ["c", "d"]);
+    let g1 = store
+        .dps_list(C::Registrations, None, 10, Some("g1"))
+        .await
+        .unwrap();
+    assert_eq!(ids(g1), ["B", "c"]);
+    assert_eq!(
+        store.dps_count(C::Registrations, Some("G1")).await.unwrap(),
+        2
+    );
+    assert_eq!(store.dps_count(C::Registrations, None).await.unwrap(), 4);
+    assert_eq!(store.dps_count(C::Enrollments, None).await.unwrap(), 0);
+}
+
+/// A registration's operation is a record like the others: created, replaced compare-and-swap
+/// (the next operation of the same device), read back as written, and deleted.
+pub async fn operations_are_records_like_the_others(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    let op = |status: &str| DpsRecord {
+        id: "Reg-1".into(),
+        group_id: None,
+        etag: String::new(),
+        doc: json!({ "operationId": format!("4.{status}"), "status": status }),
+    };
+    let started = create(&store, C::Operations, op("assigning")).await;
+    let done = store
+        .dps_write(
+            C::Operations,
+            vec![DpsWrite::Replace {
+                record: op("assigned"),
+                if_match: Some(started.etag.clone()),
+            }],
+        )
+        .await
+        .unwrap()
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    let read = store
+        .dps_get(C::Operations, "reg-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read, done);
+    assert_eq!(read.doc["status"], "assigned");
+    let late = store
+        .dps_write(
+            C::Operations,
+            vec![DpsWrite::Replace {
+                record: op("failed"),
+                if_match: Some(started.etag),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.unwrap_err(), vec![(0, WriteConflict::EtagMismatch)]);
+    assert!(
+        store
+            .dps_get(C::Registrations, "reg-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

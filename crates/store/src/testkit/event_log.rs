@@ -1,0 +1,149 @@
+//! Cases of the event log port. Each case gets a factory of new, empty logs with the
+//! partition count it asks for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::{EventLog, NewEvent, PartitionBounds, Retention, StartPosition};
+
+fn ev(device: &str, body: &str) -> NewEvent {
+    NewEvent {
+        device_id: device.into(),
+        module_id: Some("m".into()),
+        system_properties: [("message-id".to_owned(), "m1".to_owned())].into(),
+        application_properties: [
+            ("k".to_owned(), Some("v".to_owned())),
+            ("n".to_owned(), None),
+        ]
+        .into(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// A device's events go to its partition, numbered 0, 1, 2, … in order; concurrent appends
+/// get unique numbers without gaps; events read back as appended.
+pub async fn appends_are_numbered_in_order_without_gaps<K>(
+    make: impl Fn(u32) -> (Arc<dyn EventLog>, K),
+) {
+    let (log, _keep) = make(4);
+    assert_eq!(log.partition_count(), 4);
+    let mut seqs = Vec::new();
+    let mut p = 0;
+    for i in 0..10 {
+        let e = log.append(ev("dev1", &format!("m{i}"))).await.unwrap();
+        assert_eq!(e.partition, crate::eventlog::partition_for("dev1", 4));
+        seqs.push(e.sequence_number);
+        p = e.partition;
+    }
+    assert_eq!(
+        seqs,
+        (0..10).collect::<Vec<_>>(),
+        "one device's events keep their order"
+    );
+    let tasks: Vec<_> = (10..20)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(ev("dev1", &format!("m{i}"))).await })
+        })
+        .collect();
+    for t in tasks {
+        seqs.push(t.await.unwrap().unwrap().sequence_number);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..20).collect::<Vec<_>>());
+    let read = log.read(p, 5, 3).await.unwrap();
+    assert_eq!(read.len(), 3);
+    assert_eq!(read[0].sequence_number, 5);
+    assert_eq!(read[0].event, ev("dev1", "m5"));
+    assert_eq!(
+        log.bounds(p).await.unwrap(),
+        PartitionBounds { first: 0, next: 20 }
+    );
+    assert!(log.read(p, 20, 10).await.unwrap().is_empty());
+    assert!(log.read(4, 0, 1).await.is_err(), "there is no partition 4");
+}
+
+/// Readers start at the oldest event, at the next one, at a sequence number or at a time;
+/// waiting ends when an event arrives or the timeout passes.
+pub async fn readers_start_where_they_ask_and_wait_for_events<K>(
+    make: impl Fn(u32) -> (Arc<dyn EventLog>, K),
+) {
+    let (log, _keep) = make(2);
+    let first = log.append(ev("a", "1")).await.unwrap();
+    let p = first.partition;
+    assert_eq!(log.resolve(p, StartPosition::Earliest).await.unwrap(), 0);
+    assert_eq!(log.resolve(p, StartPosition::Latest).await.unwrap(), 1);
+    assert_eq!(log.resolve(p, StartPosition::Sequence(0)).await.unwrap(), 0);
+    let later = Utc::now() + chrono::Duration::seconds(60);
+    assert_eq!(
+        log.resolve(p, StartPosition::EnqueuedTime(later))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        log.resolve(p, StartPosition::EnqueuedTime(first.enqueued_time))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(!log.wait_for(p, 1, Duration::from_millis(20)).await);
+    assert!(log.wait_for(p, 0, Duration::from_millis(20)).await);
+    let waiter = {
+        let log = log.clone();
+        tokio::spawn(async move { log.wait_for(p, 1, Duration::from_secs(10)).await })
+    };
+    log.append(ev("a", "2")).await.unwrap();
+    assert!(waiter.await.unwrap());
+}
+
+/// `$Default` always exists; groups are created and deleted with their checkpoints.
+pub async fn consumer_groups_keep_checkpoints<K>(make: impl Fn(u32) -> (Arc<dyn EventLog>, K)) {
+    let (log, _keep) = make(2);
+    assert_eq!(log.consumer_groups().await.unwrap(), ["$Default"]);
+    assert!(log.create_consumer_group("cg1").await.unwrap());
+    assert!(!log.create_consumer_group("cg1").await.unwrap());
+    assert_eq!(log.consumer_groups().await.unwrap(), ["$Default", "cg1"]);
+    assert_eq!(log.checkpoint("cg1", 1).await.unwrap(), None);
+    log.set_checkpoint("cg1", 1, 2).await.unwrap();
+    log.set_checkpoint("cg1", 1, 3).await.unwrap();
+    assert_eq!(log.checkpoint("cg1", 1).await.unwrap(), Some(3));
+    assert_eq!(log.checkpoint("cg1", 0).await.unwrap(), None);
+    assert!(log.delete_consumer_group("cg1").await.unwrap());
+    assert_eq!(log.checkpoint("cg1", 1).await.unwrap(), None);
+    assert!(!log.delete_consumer_group("cg1").await.unwrap());
+    assert!(!log.delete_consumer_group("$Default").await.unwrap());
+}
+
+/// Retention by size keeps the newest events; once retention empties a partition, its
+/// numbering still continues.
+pub async fn retention_keeps_the_newest_and_numbering_continues<K>(
+    make: impl Fn(u32) -> (Arc<dyn EventLog>, K),
+) {
+    let (log, _keep) = make(1);
+    for i in 0..10 {
+        log.append(ev("d", &format!("{i:0>10}"))).await.unwrap();
+    }
+    let dropped = log
+        .enforce_retention(Retention {
+            max_age: chrono::Duration::days(1),
+            max_bytes_per_partition: 35,
+        })
+        .await
+        .unwrap();
+    assert_eq!(dropped, 7);
+    assert_eq!(
+        log.bounds(0).await.unwrap(),
+        PartitionBounds { first: 7, next: 10 }
+    );
+    assert_eq!(log.resolve(0, StartPosition::Sequence(2)).await.unwrap(), 7);
+    log.enforce_retention(Retention {
+        max_age: chrono::Duration::zero() - chrono::Duration::seconds(1),
+        max_bytes_per_partition: 1 << 30,
+    })
+    .await
+    .unwrap();
+    assert_eq!(log.append(ev("d", "x")).await.unwrap().sequence_number, 10);
+}

@@ -1,0 +1,194 @@
+//! The conformance suite of the ports: what any engine must do, whatever it is built on.
+//! An engine runs it from its own tests, one module per port:
+//!
+//! ```ignore
+//! mod store {
+//!     ironhub_store::store_suite!(|clock| (Arc::new(MyStore::new(clock)), ()));
+//! }
+//! mod event_log {
+//!     ironhub_store::event_log_suite!(|partitions| (Arc::new(MyLog::new(partitions)), ()));
+//! }
+//! mod bus {
+//!     ironhub_store::bus_suite!(|| {
+//!         let a = MyBus::new("a");
+//!         let b = a.bridged("b");
+//!         (Arc::new(a), Arc::new(b))
+//!     });
+//! }
+//! ```
+//!
+//! A store factory gets the [`crate::ManualClock`] the store must read the time from, and
+//! returns a fresh, empty store with whatever must live as long as it (a temporary
+//! directory). Each case is one test, so a failure names the rule it breaks. The calling
+//! crate needs `tokio` (with `macros` and `rt`).
+
+pub mod bus;
+pub mod c2d;
+pub mod certificates;
+pub mod dps;
+pub mod event_log;
+pub mod file_notifications;
+pub mod registry;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::{C2dRules, DeviceRecord, DeviceStatus, DeviceWrite, Store};
+
+/// The node the cases act as.
+pub const NODE: &str = "node-a";
+/// Another node sharing the store.
+pub const OTHER_NODE: &str = "node-b";
+
+/// A device record with every optional field empty.
+pub fn device(id: &str) -> DeviceRecord {
+    DeviceRecord {
+        device_id: id.into(),
+        generation_id: "1".into(),
+        etag: String::new(),
+        status: DeviceStatus::Enabled,
+        status_reason: None,
+        status_updated_time: None,
+        connection_state: crate::ConnectionState::Disconnected,
+        connection_node: None,
+        connection_state_updated_time: None,
+        last_activity_time: None,
+        cloud_to_device_message_count: 0,
+        authentication: crate::Authentication::default(),
+        iot_edge: false,
+        device_scope: None,
+        parent_scopes: vec![],
+    }
+}
+
+/// Creates a device and returns it as stored.
+pub async fn create_device(store: &Arc<dyn Store>, id: &str) -> DeviceRecord {
+    store
+        .write_devices(vec![DeviceWrite::Create(device(id))])
+        .await
+        .expect("the store works")
+        .expect("the device is new")[0]
+        .clone()
+        .expect("a created device is returned")
+}
+
+/// Queue rules small enough to reach every limit.
+pub fn rules() -> C2dRules {
+    C2dRules {
+        max_depth: 3,
+        max_delivery_count: 2,
+        lock_duration: chrono::TimeDelta::seconds(60),
+        feedback_ttl: chrono::TimeDelta::seconds(3600),
+        feedback_lock_duration: chrono::TimeDelta::seconds(30),
+        feedback_batch: 2,
+    }
+}
+
+/// The current time, for cases that do not move the clock.
+pub fn now() -> chrono::DateTime<Utc> {
+    Utc::now()
+}
+
+/// Runs every store case against the engine `$make` builds: a closure taking the
+/// `Arc<ManualClock>` the store reads the time from and returning
+/// `(Arc<dyn Store>-compatible store, guard)`.
+#[macro_export]
+macro_rules! store_suite {
+    ($make:expr) => {
+        $crate::store_suite!(@cases $make;
+            registry::devices_are_written_compare_and_swap,
+            registry::a_failed_batch_writes_nothing_and_etags_are_never_reused,
+            registry::devices_list_in_id_order_by_pages,
+            registry::runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields,
+            registry::connections_belong_to_their_node,
+            registry::node_heartbeats_tell_which_nodes_are_gone,
+            registry::deleting_a_device_deletes_its_twin_queue_and_sessions,
+            registry::settings_are_created_once_and_endpoints_kept,
+            registry::twins_are_written_compare_and_swap,
+            registry::persistent_sessions_are_kept_and_discarded,
+            c2d::enqueue_needs_the_device_and_room_in_its_queue,
+            c2d::messages_are_locked_oldest_first_once_at_a_time,
+            c2d::an_expired_lock_redelivers_and_counts_the_delivery,
+            c2d::settling_writes_the_feedback_the_ack_asks_for,
+            c2d::worn_out_and_expired_messages_are_dead_lettered,
+            c2d::purge_empties_the_queue_with_feedback,
+            c2d::released_locks_make_messages_visible,
+            c2d::feedback_is_received_in_locked_batches,
+            certificates::certificates_are_written_compare_and_swap,
+            certificates::each_scope_has_its_own_names,
+            dps::settings_are_created_once,
+            dps::ids_are_case_insensitive_and_keep_their_case,
+            dps::a_failed_batch_writes_nothing,
+            dps::lists_page_in_id_order_and_filter_by_group,
+            dps::operations_are_records_like_the_others,
+            file_notifications::notifications_are_locked_oldest_first_once_at_a_time,
+            file_notifications::an_expired_lock_redelivers_and_loses_the_old_token,
+            file_notifications::worn_out_and_expired_notifications_are_dropped,
+        );
+    };
+    (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let clock = ::std::sync::Arc::new($crate::ManualClock::default());
+                let (store, _keep) = ($make)(clock.clone());
+                let store: ::std::sync::Arc<dyn $crate::Store> = store;
+                $crate::testkit::$module::$case(store, clock).await;
+            }
+        )*
+    };
+}
+
+/// Runs every event log case against the logs `$make` builds: a closure taking a partition
+/// count and returning `(Arc<dyn EventLog>-compatible log, guard)`, the log new and empty.
+#[macro_export]
+macro_rules! event_log_suite {
+    ($make:expr) => {
+        $crate::event_log_suite!(@cases $make;
+            appends_are_numbered_in_order_without_gaps,
+            readers_start_where_they_ask_and_wait_for_events,
+            consumer_groups_keep_checkpoints,
+            retention_keeps_the_newest_and_numbering_continues,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let make = $make;
+                let make = |partitions: u32| {
+                    let (log, keep) = make(partitions);
+                    let log: ::std::sync::Arc<dyn $crate::EventLog> = log;
+                    (log, keep)
+                };
+                $crate::testkit::event_log::$case(make).await;
+            }
+        )*
+    };
+}
+
+/// Runs every device bus case against the buses `$make` builds: a closure returning the buses
+/// of two nodes of one new hub, bridged (`(Arc<dyn DeviceBus>, Arc<dyn DeviceBus>)`-compatible).
+#[macro_export]
+macro_rules! bus_suite {
+    ($make:expr) => {
+        $crate::bus_suite!(@cases $make;
+            a_new_connection_takes_over,
+            messages_reach_the_current_connection_only,
+            waiting_for_a_device_ends_when_it_connects,
+            method_calls_round_trip_and_time_out,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (a, b) = ($make)();
+                let a: ::std::sync::Arc<dyn $crate::DeviceBus> = a;
+                let b: ::std::sync::Arc<dyn $crate::DeviceBus> = b;
+                $crate::testkit::bus::$case(a, b).await;
+            }
+        )*
+    };
+}
