@@ -181,6 +181,11 @@ impl Dps {
             .await?
         {
             let e: IndividualEnrollment = from_record(&record)?;
+            // A TPM device signs with the key its TPM imported from the challenge.
+            let tpm_keys = match e.settings.attestation.kind {
+                AttestationType::Tpm => Some(self.tpm_keys(&e).map_err(|_| no_match())?),
+                _ => None,
+            };
             let keys = e
                 .settings
                 .attestation
@@ -188,6 +193,7 @@ impl Dps {
                 .as_ref()
                 .filter(|_| e.settings.attestation.kind == AttestationType::SymmetricKey)
                 .and_then(|k| Some([k.primary_key.clone()?, k.secondary_key.clone()?]))
+                .or(tpm_keys)
                 .ok_or_else(|| {
                     DpsError::Unauthorized(format!(
                         "Unauthorized: the enrollment of this device attests by {}, not by \

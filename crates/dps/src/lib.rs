@@ -15,12 +15,15 @@ mod certificates;
 pub mod enrollments;
 mod error;
 pub mod hubs;
+pub mod issuance;
 pub mod linked;
 pub mod model;
 pub mod query;
 pub mod register;
 pub mod registrations;
 pub mod rules;
+pub mod tpm;
+mod tpm_attestation;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -95,6 +98,8 @@ pub struct Dps {
     services: Services,
     limits: Arc<Limits>,
     runtime: Arc<register::Runtime>,
+    /// The CA that signs devices' CSRs, when the server issues certificates.
+    issuer: Option<Arc<ironhub_hub::credentials::Issuer>>,
 }
 
 fn unauthorized(e: SasError) -> DpsError {
@@ -124,6 +129,7 @@ impl Dps {
             services: Services::default(),
             limits: Arc::new(Limits::default()),
             runtime: Arc::new(register::Runtime::new(LOCAL_NODE.to_owned())),
+            issuer: None,
         };
         if first_start
             && let Some(hub) = own_hub

@@ -463,6 +463,21 @@ pub struct DeviceRegistrationState {
     /// A custom allocation's payload for the device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
+    /// For a TPM device: its hub key, sealed to its TPM as in the challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<TpmRegistrationResult>,
+    /// For a device that sent a CSR: the certificate issued to it, then its issuers (base64
+    /// DER, API `2025-07-01-preview`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_certificate_chain: Option<Vec<String>>,
+}
+
+/// What a TPM device gets back on assignment: `{"authenticationKey"}`, which it imports into
+/// its TPM (the Node SDK's `activateIdentityKey`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TpmRegistrationResult {
+    pub authentication_key: String,
 }
 
 /// The answer to a device's register or poll: `{"operationId", "status", "registrationState"}`.
@@ -486,6 +501,10 @@ pub struct DeviceRegistration {
     /// Opaque JSON for custom allocation (PYDEV sends `null` when there is none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<serde_json::Value>,
+    /// A PKCS#10 certificate signing request (base64 DER): the device asks for an
+    /// operational certificate (API `2025-07-01-preview`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
 }
 
 /// `POST …/query` body: `{"query": "SELECT *"}`.
@@ -706,6 +725,8 @@ mod tests {
             last_updated_date_time_utc: None,
             etag: Some("IjAwMDAi".into()),
             payload: None,
+            tpm: None,
+            issued_certificate_chain: None,
         };
         let op = RegistrationOperationStatus {
             operation_id: "4.abc.1f0c".into(),

@@ -26,7 +26,7 @@ use crate::enrollments::Enrollment;
 use crate::linked::{HubCallError, HubRegistry};
 use crate::model::{
     DeviceRegistration, DeviceRegistrationState, InitialTwin, LinkedHub,
-    RegistrationOperationStatus, RegistrationStatus,
+    RegistrationOperationStatus, RegistrationStatus, TpmRegistrationResult,
 };
 use crate::registrations::RegistrationRecord;
 use crate::rules::same_id;
@@ -168,6 +168,8 @@ fn blank_state(registration_id: &str) -> DeviceRegistrationState {
         last_updated_date_time_utc: Some(now),
         etag: None,
         payload: None,
+        tpm: None,
+        issued_certificate_chain: None,
     }
 }
 
@@ -189,8 +191,10 @@ fn hub_failed(hub: &str, e: HubCallError) -> DpsError {
 }
 
 /// The hub device for an attested device: its credential, the enrollment's IoT Edge flag.
-fn device_identity(device_id: &str, attested: &Attested) -> Value {
+fn device_identity(device_id: &str, attested: &Attested, certificate: bool) -> Value {
     let authentication = match &attested.credential {
+        // A device given a certificate connects with it, whatever it attested with.
+        _ if certificate => json!({ "type": "certificateAuthority" }),
         DeviceCredential::SymmetricKey([primary, secondary]) => json!({
             "type": "sas",
             "symmetricKey": { "primaryKey": primary, "secondaryKey": secondary },
@@ -209,6 +213,15 @@ fn device_identity(device_id: &str, attested: &Attested) -> Value {
         "authentication": authentication,
         "capabilities": { "iotEdge": attested.enrollment.settings().iot_edge() },
     })
+}
+
+/// What a registration hands the device besides its assignment.
+#[derive(Debug)]
+struct Extras {
+    /// A TPM device's key, sealed to its TPM.
+    tpm: Option<TpmRegistrationResult>,
+    /// The CSR to sign once the device is assigned.
+    csr: Option<ironhub_hub::credentials::VerifiedCsr>,
 }
 
 /// Creates the device on the hub, or updates its credentials and capabilities (its status,
@@ -407,6 +420,8 @@ impl Dps {
                 attested.registration_id
             )));
         }
+        let tpm = self.tpm_registration_result(&attested, request.tpm.as_ref())?;
+        let csr = self.read_csr(&attested, request.csr.as_deref())?;
         self.admit_registration()?;
         let mut record = OperationRecord {
             operation_id: new_operation_id(),
@@ -436,7 +451,8 @@ impl Dps {
         let dps = self.clone();
         let operation_id = record.operation_id;
         tokio::spawn(async move {
-            dps.complete(attested, request.payload, legacy, operation_id)
+            let extras = Extras { tpm, csr };
+            dps.complete(attested, request.payload, extras, legacy, operation_id)
                 .await;
         });
         Ok(answer)
@@ -545,11 +561,25 @@ impl Dps {
         self,
         attested: Attested,
         payload: Option<Value>,
+        extras: Extras,
         legacy: bool,
         operation_id: String,
     ) {
         let registration_id = attested.registration_id.clone();
-        let assignment = self.assign(&attested, payload, legacy);
+        let Extras { tpm, csr } = extras;
+        // The TPM's sealed key and the issued certificate go to the device in the operation,
+        // not in the stored record. The certificate is signed first: a device whose
+        // certificate could not be made is not switched to certificate authentication.
+        let assignment = async {
+            let chain = self.issue_for(attested.device_id(), csr.as_ref())?;
+            self.assign(&attested, payload, legacy, chain.is_some())
+                .await
+                .map(|state| DeviceRegistrationState {
+                    tpm,
+                    issued_certificate_chain: chain,
+                    ..state
+                })
+        };
         tokio::pin!(assignment);
         // The lease is renewed while the assignment runs (a webhook may retry for minutes).
         let mut renew = tokio::time::interval(OPERATION_LEASE / 3);
@@ -687,6 +717,7 @@ impl Dps {
         attested: &Attested,
         payload: Option<Value>,
         legacy: bool,
+        certificate: bool,
     ) -> Result<DeviceRegistrationState, DpsError> {
         let registration_id = &attested.registration_id;
         let settings = attested.enrollment.settings();
@@ -745,10 +776,11 @@ impl Dps {
             .as_ref()
             .and_then(|p| p.state.device_id.clone())
             .unwrap_or_else(|| device_id.clone());
+        let identity = device_identity(&device_id, attested, certificate);
         self.apply(
             &decision,
             &linked,
-            attested,
+            &identity,
             &device_id,
             &previous_device,
             initial_twin.as_ref(),
@@ -774,18 +806,17 @@ impl Dps {
         &self,
         decision: &Reprovision,
         linked: &[LinkedHub],
-        attested: &Attested,
+        identity: &Value,
         device_id: &str,
         previous_device: &str,
         initial_twin: Option<&InitialTwin>,
     ) -> Result<(), DpsError> {
         let target = self.registry(linked, &decision.hub)?;
         let hub = decision.hub.as_str();
-        let identity = device_identity(device_id, attested);
         let initial = initial_twin.filter(|t| !is_empty_twin(t));
         match &decision.action {
             HubAction::Assign | HubAction::Keep => {
-                let created = upsert_device(target.as_ref(), device_id, &identity)
+                let created = upsert_device(target.as_ref(), device_id, identity)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 // The initial twin is the device's starting point: on a first assignment,
@@ -806,7 +837,7 @@ impl Dps {
                     Err(e) if e.is_not_found() => None,
                     Err(e) => return Err(hub_failed(from, e)),
                 };
-                upsert_device(target.as_ref(), device_id, &identity)
+                upsert_device(target.as_ref(), device_id, identity)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 let doc = match &old_twin {
@@ -828,7 +859,7 @@ impl Dps {
                     .map_err(|e| hub_failed(from, e))?;
             }
             HubAction::Reset { from } => {
-                upsert_device(target.as_ref(), device_id, &identity)
+                upsert_device(target.as_ref(), device_id, identity)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 let doc = initial.map_or_else(|| twin_doc(None, None), initial_twin_doc);

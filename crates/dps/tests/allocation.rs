@@ -193,6 +193,8 @@ fn previous(hub: &str) -> DeviceRegistrationState {
         last_updated_date_time_utc: None,
         etag: None,
         payload: None,
+        tpm: None,
+        issued_certificate_chain: None,
     }
 }
 

@@ -26,7 +26,8 @@ use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{DpsSettings, Store};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair,
 };
 use serde_json::{Value, json};
 
@@ -152,16 +153,24 @@ async fn register(
     payload: Option<Value>,
 ) -> RegistrationOperationStatus {
     let id = attested.registration_id.clone();
+    let request = DeviceRegistration {
+        registration_id: Some(id),
+        tpm: None,
+        payload,
+        csr: None,
+    };
+    register_with(dps, attested, request).await
+}
+
+/// Registers with `request` and polls until the operation ends.
+async fn register_with(
+    dps: &Dps,
+    attested: Attested,
+    request: DeviceRegistration,
+) -> RegistrationOperationStatus {
+    let id = attested.registration_id.clone();
     let started = dps
-        .register(
-            attested,
-            DeviceRegistration {
-                registration_id: Some(id.clone()),
-                tpm: None,
-                payload,
-            },
-            Some("2019-03-31"),
-        )
+        .register(attested, request, Some("2019-03-31"))
         .await
         .unwrap();
     assert_eq!(started.status, RegistrationStatus::Assigning);
@@ -676,5 +685,157 @@ async fn x509_groups_need_the_chain_to_a_verified_ca_through_their_certificate()
             .unwrap_err()
             .status(),
         401
+    );
+}
+
+/// A real TPM's endorsement and storage root keys (`TPM2B_PUBLIC`, RSA 2048), from swtpm.
+const TPM_EK: &str = "AToAAQALAAMAsgAgg3GXZ0SEs/gakMyNRqXXJP1S124GUgtk8qHaGzMUaaoABgCAAEMAEAgAAAAAAAEA6jZTABe2raY/Iit1OwW6gszqnC0QXA82nDCYSQ5HKtHij82nsnsq6avmO1lL7VM7QpMF3rTka43b1duQSFMmqoQ7zFbaQYYsPo6B/GSJns4bVGe8zCzmIblNZTMHBq7M9cAla5+mLAGVV/GlQHcxzjcuNnvNkIaJU9bA8hLobYgAq0NJGTX3QDHjSlN7YFbjSRtsZdB93gELNrFXmMfgR5NgwEg6A0LT5rRDd+c/h2wfp9UBxSLD97YHqwCyKJazqaC4zSKS5KIDkxKMAGsvijxKsCRsSEJekK6KDVXj8SvJhAjUTIH+Z/VDoM/Wc/r9YUAjg5+EGJx0JsKChBob7w==";
+const TPM_SRK: &str = "ARoAAQALAAMAcgAAAAYAgABDABAIAAAAAAABAJMqG1wPdcoxKxmeo6vtw9OzUg6Xcewiy5NYQ9s2C+RkJT98/lMRgjjt/hPaeu0scX2NvVwZ9WpSGARqkoYOIoMxyrP6BKOvztWRmHXznLlOrRnICbwyb9HUXhTM5aMs2OYmDZFqFl1EkfmePmWuT4V4BajJqhC2ri1sYQjXQbIrJ93ltlg0TsogIUf9Txg0DqCIA66/zFJ/f5hsL0rn2jspkEI8thFZHFrXDHyKW5HBHmvPYDX1iWn2gfKuUm1DsiZTo4Sq+2E1CjHcSzXnlCHxSUwI9Y/GfvLuLgGnXRrom+FTTDqz8QY//ioT/JMfXgw4qMxSmUVmNEItkpwjVK8=";
+
+fn tpm_keys(ek: &str) -> ironhub_dps::model::TpmAttestation {
+    ironhub_dps::model::TpmAttestation {
+        endorsement_key: ek.into(),
+        storage_root_key: Some(TPM_SRK.into()),
+    }
+}
+
+#[tokio::test]
+async fn a_tpm_enrollment_challenges_its_tpm_and_provisions_it_with_the_sealed_key() {
+    use base64::Engine as _;
+    let w = world(no_poll_limit()).await;
+    let e: IndividualEnrollment = serde_json::from_value(json!({
+        "registrationId": "tpm-1", "iotHubHostName": HUB_A, "allocationPolicy": "static",
+        "attestation": {"type": "tpm", "tpm": {"endorsementKey": TPM_EK}},
+    }))
+    .unwrap();
+    w.dps.create_or_update("tpm-1", e, None).await.unwrap();
+
+    // Another TPM (the SRK stands in for its EK), or no enrollment: 401, no challenge.
+    for (id, ek) in [("tpm-1", TPM_SRK), ("tpm-nobody", TPM_EK)] {
+        let refused = w.dps.tpm_challenge(SCOPE, id, &tpm_keys(ek)).await;
+        assert!(
+            matches!(refused, Err(DpsError::Unauthorized(_))),
+            "{refused:?}"
+        );
+    }
+    let bad = w.dps.tpm_challenge(SCOPE, "tpm-1", &tpm_keys("AAAA")).await;
+    assert!(matches!(bad, Err(DpsError::BadRequest(_))), "{bad:?}");
+    let blob = w
+        .dps
+        .tpm_challenge(SCOPE, "tpm-1", &tpm_keys(TPM_EK))
+        .await
+        .unwrap();
+    assert!(
+        base64::engine::general_purpose::STANDARD
+            .decode(&blob)
+            .unwrap()
+            .len()
+            > 600
+    );
+
+    // The key inside is the one the device signs with (derived from the owner key and EK).
+    let ek = ironhub_dps::tpm::TpmPublic::from_base64(TPM_EK, "ek").unwrap();
+    let key = base64::engine::general_purpose::STANDARD.encode(ironhub_dps::tpm::device_key(
+        KEY.as_bytes(),
+        "tpm-1",
+        &ek,
+    ));
+    assert!(
+        w.dps
+            .attest_symmetric_key(
+                SCOPE,
+                "tpm-1",
+                &token("tpm-1", &derive_device_key(KEY, "x").unwrap())
+            )
+            .await
+            .is_err()
+    );
+    let attested = attest(&w.dps, "tpm-1", &key).await;
+    let request = DeviceRegistration {
+        registration_id: Some("tpm-1".into()),
+        tpm: Some(tpm_keys(TPM_EK)),
+        ..DeviceRegistration::default()
+    };
+    let op = register_with(&w.dps, attested, request).await;
+    assert_eq!(op.status, RegistrationStatus::Assigned, "{op:?}");
+    let sealed = &state(&op).tpm.as_ref().unwrap().authentication_key;
+    assert_ne!(sealed, &blob, "sealed again, with fresh seeds");
+    let device = w.a.get_device("tpm-1").await.unwrap();
+    assert_eq!(
+        device.authentication.symmetric_key.primary_key.as_deref(),
+        Some(key.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_csr_gets_a_certificate_and_a_bad_one_starts_nothing() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let w = world(no_poll_limit()).await;
+    let issuer = Arc::new(ironhub_hub::credentials::Issuer::generate("test CA").unwrap());
+    let dps = w.dps.clone().with_issuer(issuer.clone());
+    dps.create_or_update(
+        "csr-1",
+        individual(
+            "csr-1",
+            json!({"iotHubHostName": HUB_A, "allocationPolicy": "static"}),
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let csr_for = |cn: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        b64.encode(params.serialize_request(&key).unwrap().der())
+    };
+    let request = |csr: String| DeviceRegistration {
+        registration_id: Some("csr-1".into()),
+        csr: Some(csr),
+        ..DeviceRegistration::default()
+    };
+
+    for bad in [csr_for("someone-else"), "AAAA".into()] {
+        let refused = dps
+            .register(attest(&dps, "csr-1", KEY).await, request(bad), None)
+            .await;
+        assert!(
+            matches!(refused, Err(DpsError::BadRequest(_))),
+            "{refused:?}"
+        );
+    }
+    assert!(
+        dps.get_registration("csr-1").await.is_err(),
+        "nothing started"
+    );
+    // Without an issuer, a CSR is refused too.
+    let refused = w
+        .dps
+        .register(
+            attest(&w.dps, "csr-1", KEY).await,
+            request(csr_for("csr-1")),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(DpsError::BadRequest(_))),
+        "{refused:?}"
+    );
+
+    let attested = attest(&dps, "csr-1", KEY).await;
+    let op = register_with(&dps, attested, request(csr_for("csr-1"))).await;
+    assert_eq!(op.status, RegistrationStatus::Assigned, "{op:?}");
+    let chain = state(&op).issued_certificate_chain.clone().unwrap();
+    assert_eq!(chain.len(), 2);
+    assert_eq!(b64.decode(&chain[1]).unwrap(), issuer.ca_der());
+    let leaf =
+        ironhub_auth::x509::CertificateInfo::from_der(&b64.decode(&chain[0]).unwrap()).unwrap();
+    assert_eq!(leaf.common_name.as_deref(), Some("csr-1"));
+    let device = w.a.get_device("csr-1").await.unwrap();
+    assert_eq!(
+        device.authentication.kind,
+        ironhub_store::AuthType::CertificateAuthority
     );
 }

@@ -23,6 +23,8 @@ fn assigned(id: &str, hub: &str) -> DeviceRegistrationState {
         last_updated_date_time_utc: Some(Utc::now()),
         etag: None,
         payload: Some(json!({"hello": "device"})),
+        tpm: None,
+        issued_certificate_chain: None,
     }
 }
 

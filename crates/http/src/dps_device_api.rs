@@ -11,7 +11,9 @@
 //!   state (the registration status lookup).
 //!
 //! Every request authenticates: a DPS SAS token in `Authorization`
-//! (`sr={idScope}/registrations/{registrationId}`), or the TLS client certificate chain.
+//! (`sr={idScope}/registrations/{registrationId}`), or the TLS client certificate chain. A
+//! TPM device's first register PUT has no token and its TPM's keys in the body: it is
+//! answered 401 `{authenticationKey, keyName: "registration"}` (the TPM challenge).
 //! `Content-Encoding: utf-8` (Tasmota) is ignored; answers are always
 //! `application/json; charset=utf-8`; errors have DPS's body.
 
@@ -46,6 +48,14 @@ pub(crate) fn routes() -> Router<Dps> {
         )
 }
 
+/// The token in `Authorization`, if there is one.
+fn token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.trim().is_empty())
+}
+
 /// Attests the device behind a request: by its SAS token, else by its client certificate.
 pub(crate) async fn attest(
     dps: &Dps,
@@ -54,11 +64,7 @@ pub(crate) async fn attest(
     headers: &HeaderMap,
     info: &ConnectionInfo,
 ) -> Result<Attested, DpsError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|t| !t.trim().is_empty());
-    match token {
+    match token(headers) {
         Some(token) => {
             dps.attest_symmetric_key(scope, registration_id, token)
                 .await
@@ -142,6 +148,21 @@ async fn register(
     let fail = |e| refused(&dps, &scope, &registration_id, e);
     // Read the body first, so a malformed request is a 400 whoever sent it.
     let request = registration_body(&dps, body).await.map_err(fail)?;
+    if let Some(tpm) = request.tpm.as_ref().filter(|_| token(&headers).is_none()) {
+        // TPM attestation's first step: the challenge, as a 401.
+        let key = dps
+            .tpm_challenge(&scope, &registration_id, tpm)
+            .await
+            .map_err(fail)?;
+        let mut response = json_body(&serde_json::json!({
+            "authenticationKey": key,
+            "keyName": "registration",
+            "message": "Sign a SAS token with the key in authenticationKey, once your TPM \
+                        imported it, and register again with it.",
+        }));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(response);
+    }
     let attested = attest(&dps, &scope, &registration_id, &headers, &info)
         .await
         .map_err(fail)?;

@@ -91,7 +91,11 @@ impl Hub {
         chain: &[impl AsRef<[u8]>],
     ) -> Result<(), HubError> {
         let now = Utc::now();
-        let anchors = self.cas().verified_anchors().await?;
+        let mut anchors = self.cas().verified_anchors().await?;
+        // What the hub issued it trusts without a proof of possession.
+        if let Some(issuer) = &self.issuer {
+            anchors.push(issuer.ca_der().to_vec());
+        }
         if anchors.is_empty() {
             return Err(HubError::Unauthorized(format!(
                 "Unauthorized: '{device_id}' authenticates by CA, and no verified CA certificate is registered."

@@ -41,6 +41,10 @@ pub enum HubError {
     DeviceMaximumQueueDepthExceeded(String),
     #[error("{0}")]
     DeviceMessageLockLost(String),
+    /// A certificate signing request the issuing CA refused (not PKCS#10, a signature that
+    /// does not verify, another device's name).
+    #[error("{0}")]
+    CsrRejected(String),
     #[error("{0}")]
     DefaultStorageEndpointNotConfigured(String),
     #[error("{0}")]
@@ -82,6 +86,7 @@ impl HubError {
             HubError::CertificateAlreadyExists(_) => 409_000,
             HubError::CertificatePreconditionFailed(_) => 412_002,
             HubError::CertificateInvalid(_) => 400_004,
+            HubError::CsrRejected(_) => 400_037,
             HubError::DefaultStorageEndpointNotConfigured(_) => 400_014,
             HubError::InvalidFileUploadCorrelationId(_) => 400_015,
             HubError::ExpiredFileUploadCorrelationId(_) => 400_016,
@@ -112,6 +117,7 @@ impl HubError {
             HubError::CertificateAlreadyExists(_) => "CertificateAlreadyExists",
             HubError::CertificatePreconditionFailed(_) => "PreconditionFailed",
             HubError::CertificateInvalid(_) => "CertificateInvalid",
+            HubError::CsrRejected(_) => "CsrRejected",
             HubError::DefaultStorageEndpointNotConfigured(_) => {
                 "DefaultStorageEndpointNotConfigured"
             }

@@ -9,6 +9,7 @@ pub mod body;
 pub mod c2d;
 pub mod ca;
 mod certificates;
+pub mod credentials;
 mod device;
 pub mod digital_twin;
 mod error;
@@ -54,6 +55,8 @@ pub struct Hub {
     file_upload: Option<Arc<file_upload::FileUpload>>,
     /// When each device's `lastActivityTime` was last written (see `Hub::touch`).
     activity: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// The CA that signs devices' CSRs, when the server issues certificates.
+    issuer: Option<Arc<credentials::Issuer>>,
 }
 
 impl Hub {
@@ -75,6 +78,7 @@ impl Hub {
             host_names: Arc::new(host_names),
             file_upload: None,
             activity: Arc::default(),
+            issuer: None,
         })
     }
 
@@ -88,6 +92,17 @@ impl Hub {
     /// The time by the hub's clock.
     pub fn now(&self) -> chrono::DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// The same hub, issuing device certificates with `issuer` and trusting what it issued.
+    pub fn with_issuer(mut self, issuer: Arc<credentials::Issuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+
+    /// The CA that signs devices' CSRs, if the hub issues certificates.
+    pub fn issuer(&self) -> Option<&Arc<credentials::Issuer>> {
+        self.issuer.as_ref()
     }
 
     /// The hub's host name: the first configured name.

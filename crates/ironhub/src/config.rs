@@ -26,9 +26,10 @@ fn chrono_hours(hours: u32) -> chrono::Duration {
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
-    /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, and a
-    /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
-    /// notification_ttl_hours, max_delivery_count).
+    /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
+    /// issuing_ca_key, issued_certificate_days, and a `[file_upload]` table with
+    /// connection_string, container, sas_ttl_hours, notifications, notification_ttl_hours,
+    /// max_delivery_count).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -80,6 +81,16 @@ pub struct ServeArgs {
     /// digits, `.`, `_` and `-`, at most 64 [default: local].
     #[arg(long, env = "IRONHUB_NODE_ID")]
     pub node_id: Option<String>,
+    /// Your own CA certificate (PEM) to sign devices' CSRs with, instead of the generated
+    /// ECC P-384 issuing CA.
+    #[arg(long, env = "IRONHUB_ISSUING_CA_CERT", requires = "issuing_ca_key")]
+    pub issuing_ca_cert: Option<PathBuf>,
+    /// The private key (PEM, PKCS#8) of --issuing-ca-cert.
+    #[arg(long, env = "IRONHUB_ISSUING_CA_KEY", requires = "issuing_ca_cert")]
+    pub issuing_ca_key: Option<PathBuf>,
+    /// How long certificates issued from devices' CSRs are valid, in days [default: 30].
+    #[arg(long, env = "IRONHUB_ISSUED_CERTIFICATE_DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub issued_certificate_days: Option<u32>,
     #[command(flatten)]
     pub file_upload: FileUploadArgs,
 }
@@ -112,6 +123,9 @@ struct FileConfig {
     dps_registrations_per_minute: Option<u32>,
     dps_polls_per_device: Option<u32>,
     node_id: Option<String>,
+    issuing_ca_cert: Option<PathBuf>,
+    issuing_ca_key: Option<PathBuf>,
+    issued_certificate_days: Option<u32>,
     file_upload: Option<FileUploadFile>,
 }
 
@@ -149,6 +163,10 @@ pub struct ServeConfig {
     pub dps_limits: ironhub_dps::Limits,
     /// This node's id (see `ServeArgs::node_id`).
     pub node_id: String,
+    /// The operator's issuing CA (certificate, key), instead of the generated one.
+    pub issuing_ca: Option<(PathBuf, PathBuf)>,
+    /// How long issued device certificates are valid, in days.
+    pub issued_certificate_days: u32,
     /// The hub's storage account for file upload, when it has one.
     pub file_upload: Option<FileUploadSettings>,
 }
@@ -215,7 +233,23 @@ impl ServeArgs {
             (None, None) => None,
             _ => anyhow::bail!("tls_cert and tls_key go together: give both or neither"),
         };
+        let issuing_ca = match (
+            self.issuing_ca_cert.or(file.issuing_ca_cert),
+            self.issuing_ca_key.or(file.issuing_ca_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "issuing_ca_cert and issuing_ca_key go together: give both or neither"
+            ),
+        };
         Ok(ServeConfig {
+            issuing_ca,
+            issued_certificate_days: self
+                .issued_certificate_days
+                .or(file.issued_certificate_days)
+                .unwrap_or(ironhub_hub::credentials::DEFAULT_VALIDITY_DAYS)
+                .clamp(1, 3650),
             data_dir: self
                 .data_dir
                 .or(file.data_dir)

@@ -6,6 +6,7 @@ pub mod config;
 pub mod data_lock;
 mod file_upload;
 pub mod identity;
+mod issuer;
 mod linked_hubs;
 mod mqtt_listener;
 pub mod serve;

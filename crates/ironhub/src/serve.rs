@@ -65,7 +65,12 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         events: Arc::new(SqliteEventLog::open(&config.data_dir, config.partitions)?),
         bus: Arc::new(LocalBus::with_node(config.node_id.clone())),
     };
-    let mut hub = Hub::open(backends, config.hostnames.clone()).await?;
+    let tls_dir = config.data_dir.join("tls");
+    let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
+    let issuer = crate::issuer::load(config, &tls_dir)?;
+    let mut hub = Hub::open(backends, config.hostnames.clone())
+        .await?
+        .with_issuer(issuer.clone());
     // This node's connections and deliveries from before this start are gone: mark its
     // devices disconnected and give its locked cloud-to-device messages back at once (other
     // nodes sharing the store keep theirs).
@@ -83,8 +88,6 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         );
     }
 
-    let tls_dir = config.data_dir.join("tls");
-    let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
     let (chain, key) = match &config.tls_cert {
         Some((cert, key)) => (cert.clone(), key.clone()),
         None => (generated.server_chain.clone(), generated.server_key.clone()),
@@ -137,7 +140,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         webhook: Arc::new(crate::linked_hubs::HttpWebhook::new(&trust)?),
     })
     .with_limits(config.dps_limits.clone())
-    .with_node(config.node_id.clone());
+    .with_node(config.node_id.clone())
+    .with_issuer(issuer);
 
     let https = listen(https_socket, https_addr, "HTTPS", "--https-listen")?;
     let mqtt = listen(mqtt_socket, mqtt_addr, "MQTT", "--mqtt-listen")?;

@@ -102,6 +102,7 @@ impl TestDps {
                     registration_id: Some(registration_id.into()),
                     tpm: None,
                     payload: None,
+                    csr: None,
                 },
                 None,
             )

@@ -322,6 +322,7 @@ async fn register(dps: &Dps, id: &str) -> RegistrationOperationStatus {
         registration_id: Some(id.into()),
         tpm: None,
         payload: None,
+        csr: None,
     };
     dps.register(attested, request, Some("2019-03-31"))
         .await

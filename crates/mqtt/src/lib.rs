@@ -6,6 +6,7 @@
 //!
 //! The packet codec is `rumqttc`'s `mqttbytes` (MQTT 3.1.1).
 
+mod credentials;
 mod provisioning;
 mod session;
 pub mod topics;

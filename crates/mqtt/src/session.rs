@@ -552,6 +552,21 @@ impl Session {
                 };
                 self.publish_qos0(conn, topic, body).await?;
             }
+            // Answered only to a device that subscribed to them, as IoT Hub does.
+            Inbound::IssueCertificate { rid } => {
+                let answers = crate::credentials::issue_certificate(
+                    &self.hub,
+                    &self.who.device_id,
+                    &rid,
+                    &publish.payload,
+                )
+                .await;
+                if self.features.contains(&Feature::CredentialResponses) {
+                    for (topic, body) in answers {
+                        self.publish_qos0(conn, topic, body).await?;
+                    }
+                }
+            }
             Inbound::Unsupported => {
                 tracing::info!(device = %self.who.key(), topic = %publish.topic, "publish to an unsupported topic; closing");
                 return Err(End::Unclean);

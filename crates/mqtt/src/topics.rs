@@ -18,6 +18,8 @@ pub enum Feature {
     TwinResponses,
     /// `devices/{d}/modules/{m}/inputs/#`
     ModuleInputs,
+    /// `$iothub/credentials/res/#`
+    CredentialResponses,
 }
 
 impl Feature {
@@ -29,6 +31,7 @@ impl Feature {
             Feature::DesiredPatches => "desired",
             Feature::TwinResponses => "twin-res",
             Feature::ModuleInputs => "inputs",
+            Feature::CredentialResponses => "credentials-res",
         }
     }
 
@@ -40,6 +43,7 @@ impl Feature {
             Feature::DesiredPatches,
             Feature::TwinResponses,
             Feature::ModuleInputs,
+            Feature::CredentialResponses,
         ]
         .into_iter()
         .find(|f| f.name() == name)
@@ -67,6 +71,8 @@ pub fn subscription(filter: &str, device_id: &str, module_id: Option<&str>) -> O
         Some(Feature::DesiredPatches)
     } else if wildcard_under("$iothub/twin/res/") {
         Some(Feature::TwinResponses)
+    } else if module_id.is_none() && wildcard_under("$iothub/credentials/res/") {
+        Some(Feature::CredentialResponses)
     } else {
         None
     }
@@ -85,6 +91,8 @@ pub enum Inbound {
     TwinPatchReported { rid: String },
     /// `$iothub/methods/res/{status}/?$rid={rid}`
     MethodResponse { status: i32, rid: String },
+    /// `$iothub/credentials/POST/issueCertificate/?$rid={rid}` (a device, not a module)
+    IssueCertificate { rid: String },
     /// Anything else: IoT Hub closes the connection.
     Unsupported,
 }
@@ -120,6 +128,10 @@ pub fn inbound(topic: &str, device_id: &str, module_id: Option<&str>) -> Inbound
         "$iothub/twin/PATCH/properties/reported/" => rid().map_or(Inbound::Unsupported, |rid| {
             Inbound::TwinPatchReported { rid }
         }),
+        "$iothub/credentials/POST/issueCertificate/" if module_id.is_none() => rid()
+            .map_or(Inbound::Unsupported, |rid| Inbound::IssueCertificate {
+                rid,
+            }),
         _ => {
             let status = path
                 .strip_prefix("$iothub/methods/res/")
@@ -187,6 +199,14 @@ pub fn twin_response(status: u16, rid: &str, version: Option<u64>) -> String {
     }
 }
 
+/// `$iothub/credentials/res/{status}/?$rid={rid}`
+pub fn credentials_response(status: u16, rid: &str) -> String {
+    format!(
+        "$iothub/credentials/res/{status}/?$rid={}",
+        utf8_percent_encode(rid, BAG)
+    )
+}
+
 /// `$iothub/twin/PATCH/properties/desired/?$version={v}`
 pub fn desired_patch(version: u64) -> String {
     format!("$iothub/twin/PATCH/properties/desired/?$version={version}")
@@ -218,6 +238,46 @@ mod tests {
 
     fn some(s: &str) -> Option<String> {
         Some(s.to_owned())
+    }
+
+    #[test]
+    fn credentials_topics_are_a_device_s() {
+        assert_eq!(
+            inbound(
+                "$iothub/credentials/POST/issueCertificate/?$rid=ab-12",
+                "d",
+                None
+            ),
+            Inbound::IssueCertificate {
+                rid: "ab-12".into()
+            }
+        );
+        for refused in [
+            inbound("$iothub/credentials/POST/issueCertificate/", "d", None),
+            inbound(
+                "$iothub/credentials/POST/issueCertificate/?$rid=1",
+                "d",
+                Some("m"),
+            ),
+        ] {
+            assert_eq!(refused, Inbound::Unsupported);
+        }
+        assert_eq!(
+            subscription("$iothub/credentials/res/#", "d", None),
+            Some(Feature::CredentialResponses)
+        );
+        assert_eq!(
+            subscription("$iothub/credentials/res/#", "d", Some("m")),
+            None
+        );
+        assert_eq!(
+            credentials_response(202, "a b"),
+            "$iothub/credentials/res/202/?$rid=a%20b"
+        );
+        assert_eq!(
+            Feature::from_name(Feature::CredentialResponses.name()),
+            Some(Feature::CredentialResponses)
+        );
     }
 
     #[test]

@@ -56,7 +56,8 @@ fn all_names(hostnames: &[String]) -> Vec<String> {
     names
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
+/// Writes a file only its owner may read (a private key), durably.
+pub fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-pub use certs::{CertificateFiles, ensure_certificates};
+pub use certs::{CertificateFiles, ensure_certificates, write_private};
 pub use verifier::AnyClientCert;
 
 /// Errors while preparing TLS.

@@ -1,0 +1,289 @@
+"""Operational certificates issued from a device's CSR, with a device that brings only a key
+pair: paho-mqtt for the wire and `cryptography` for its keys and CSRs, as the Azure SDK for C's
+certificate-management samples and the Python SDK's preview do it.
+
+The device registers with DPS over MQTT (API `2025-07-01-preview`) with `"csr"` in its
+register body and gets `issuedCertificateChain` (checked with `openssl verify`); it connects to
+its hub with that certificate; it renews it on `$iothub/credentials/POST/issueCertificate/`
+(202, then 200 with the chain) and connects with the new one. Bad CSRs and requests are refused
+with IoT Hub's and DPS's errors, and a disabled device is refused whatever it holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import ssl
+import subprocess
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+import requests
+from azure.core.exceptions import ResourceNotFoundError
+from azure.iot.deviceprovisioning import DeviceProvisioningClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from conftest import require_tool
+from dps_helpers import dps_info, new_key, sas, stored_events, wait_for
+
+IRONHUB_ADDRESS = "127.0.0.101"
+
+DPS_API = "2025-07-01-preview"
+HUB_API = "2025-08-01-preview"
+ANSWER_S = 20
+
+
+@pytest.fixture(scope="module")
+def dps(hub):
+    return DeviceProvisioningClient.from_connection_string(
+        dps_info(hub)["serviceConnectionString"], connection_verify=hub.ca_file
+    )
+
+
+def new_csr(cn: str) -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """A fresh P-256 key and a CSR for it, base64 DER as the device sends it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+           .sign(key, hashes.SHA256()))
+    return key, base64.b64encode(csr.public_bytes(serialization.Encoding.DER)).decode()
+
+
+class Mqtt:
+    """A paho connection that collects what it receives."""
+
+    def __init__(self, hub, client_id: str, username: str, password: str | None = None,
+                 cert: tuple[Path, Path] | None = None):
+        self.answers: queue.Queue = queue.Queue()
+        self.client = paho.Client(client_id=client_id, clean_session=True, protocol=paho.MQTTv311)
+        self.client.username_pw_set(username, password)
+        ctx = ssl.create_default_context(cafile=hub.ca_file)
+        if cert:
+            ctx.load_cert_chain(certfile=str(cert[0]), keyfile=str(cert[1]))
+        self.client.tls_set_context(ctx)
+        self.client.on_message = lambda c, u, m: self.answers.put((m.topic, m.payload))
+        self.connack: list[int] = []
+        self.client.on_connect = lambda c, u, f, rc: self.connack.append(rc)
+        self.client.connect(hub.address, 8883, keepalive=60)
+        self.client.loop_start()
+        wait_for(lambda: self.connack, what="CONNACK")
+
+    def subscribe(self, topic: str) -> None:
+        subscribed = []
+        self.client.on_subscribe = lambda c, u, mid, granted: subscribed.append(granted)
+        self.client.subscribe(topic, 1)
+        wait_for(lambda: subscribed, what=f"SUBACK for {topic}")
+        assert subscribed[0][0] != 0x80, f"{topic} refused"
+
+    def ask(self, topic: str, body) -> tuple[str, dict]:
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.client.publish(topic, payload, qos=1)
+        return self.next()
+
+    def next(self) -> tuple[str, dict]:
+        topic, payload = self.answers.get(timeout=ANSWER_S)
+        return topic, json.loads(payload)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def enroll(dps, rid: str) -> str:
+    key = new_key()
+    dps.enrollment.create_or_update(id=rid, enrollment={
+        "registrationId": rid,
+        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": key, "secondaryKey": key}}})
+    return key
+
+
+def register_with_csr(hub, rid: str, key: str, csr: str) -> tuple[str, dict]:
+    """DPS over MQTT, by hand: register with the CSR, poll until the operation ends. Returns
+    the final topic and body (or the register's answer when it is an error)."""
+    scope = dps_info(hub)["idScope"]
+    m = Mqtt(hub, rid, f"{scope}/registrations/{rid}/api-version={DPS_API}",
+             sas(f"{scope}/registrations/{rid}", key, "registration"))
+    try:
+        assert m.connack == [0]
+        m.subscribe("$dps/registrations/res/#")
+        topic, body = m.ask("$dps/registrations/PUT/iotdps-register/?$rid=1",
+                            {"registrationId": rid, "csr": csr})
+        if not topic.startswith("$dps/registrations/res/202/"):
+            return topic, body
+        operation = body["operationId"]
+        for i in range(50):
+            topic, body = m.ask(
+                f"$dps/registrations/GET/iotdps-get-operationstatus/?$rid=p{i}&operationId={operation}", b"")
+            if not topic.startswith("$dps/registrations/res/202/"):
+                return topic, body
+        raise AssertionError("the registration never ended")
+    finally:
+        m.close()
+
+
+def save_chain(tmp: Path, name: str, chain: list[str], key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
+    """Writes the leaf and its key (for TLS) and the issuers (for openssl verify)."""
+    pems = [x509.load_der_x509_certificate(base64.b64decode(c)).public_bytes(serialization.Encoding.PEM)
+            for c in chain]
+    (tmp / f"{name}.pem").write_bytes(pems[0])
+    (tmp / f"{name}-issuers.pem").write_bytes(b"".join(pems[1:]))
+    (tmp / f"{name}.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return tmp / f"{name}.pem", tmp / f"{name}.key"
+
+
+def openssl_verify(tmp: Path, name: str) -> None:
+    """The chain verifies with openssl: the leaf, for client authentication, through the issuing
+    CA (the last certificate of the chain, self-signed)."""
+    proc = subprocess.run(
+        ["openssl", "verify", "-purpose", "sslclient", "-CAfile", str(tmp / f"{name}-issuers.pem"),
+         str(tmp / f"{name}.pem")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().endswith(": OK"), proc.stdout
+
+
+def hub_connection(hub, device_id: str, cert: tuple[Path, Path]) -> Mqtt:
+    return Mqtt(hub, device_id, f"{hub.hostname}/{device_id}/?api-version={HUB_API}", None, cert)
+
+
+def send(hub, device_id: str, cert: tuple[Path, Path], text: str) -> None:
+    m = hub_connection(hub, device_id, cert)
+    try:
+        assert m.connack == [0], m.connack
+        m.client.publish(f"devices/{device_id}/messages/events/", text.encode(), qos=1).wait_for_publish(ANSWER_S)
+    finally:
+        m.close()
+    wait_for(lambda: text in [e["body"] for e in stored_events(hub, device_id)],
+             what=f"{device_id}'s telemetry")
+
+
+def test_a_device_with_only_a_key_pair_gets_renews_and_uses_certificates(hub, dps, tmp_path):
+    require_tool("openssl")
+    rid = "csr-device-1"
+    sas_key = enroll(dps, rid)
+    key, csr = new_csr(rid)
+    topic, body = register_with_csr(hub, rid, sas_key, csr)
+    assert topic.startswith("$dps/registrations/res/200/"), (topic, body)
+    assert body["status"] == "assigned", body
+    state = body["registrationState"]
+    assert state["deviceId"] == rid and state["assignedHub"] == hub.hostname
+    chain = state["issuedCertificateChain"]
+    assert len(chain) == 2
+    leaf = x509.load_der_x509_certificate(base64.b64decode(chain[0]))
+    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == rid
+    assert leaf.public_key().public_numbers() == key.public_key().public_numbers()
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    issuer = x509.load_der_x509_certificate(base64.b64decode(chain[1]))
+    assert isinstance(issuer.public_key(), ec.EllipticCurvePublicKey)
+    assert issuer.public_key().curve.name == "secp384r1", "ECC P-384 as Azure's issuing CAs"
+    assert isinstance(leaf.signature_hash_algorithm, hashes.SHA384)
+    cert = save_chain(tmp_path, "first", chain, key)
+    openssl_verify(tmp_path, "first")
+
+    # The hub device authenticates by CA, and the hub trusts what it issued.
+    device = hub.registry_manager().get_device(rid)
+    assert device.authentication.type == "certificateAuthority"
+    send(hub, rid, cert, "hello with an issued certificate")
+
+    # Renewal on the hub connection: a new key, a new certificate.
+    m = hub_connection(hub, rid, cert)
+    try:
+        m.subscribe("$iothub/credentials/res/#")
+        new_key_, new_request = new_csr(rid)
+        rid_ = str(uuid.uuid4())
+        topic, accepted = m.ask(f"$iothub/credentials/POST/issueCertificate/?$rid={rid_}",
+                                {"id": rid, "csr": new_request, "replace": "*"})
+        assert topic == f"$iothub/credentials/res/202/?$rid={rid_}", (topic, accepted)
+        assert accepted["correlationId"] and accepted["operationExpires"]
+        topic, issued = m.next()
+        assert topic == f"$iothub/credentials/res/200/?$rid={rid_}", (topic, issued)
+        assert issued["correlationId"] == accepted["correlationId"]
+        renewed = issued["certificates"]
+
+        # A request for another device is refused at once.
+        topic, refused = m.ask("$iothub/credentials/POST/issueCertificate/?$rid=r-other",
+                               {"id": "someone-else", "csr": new_request})
+        assert topic == "$iothub/credentials/res/400/?$rid=r-other", topic
+        assert refused["errorCode"] == 400004
+        # A CSR for another name is accepted, then refused with the credential error.
+        _, foreign = new_csr("someone-else")
+        topic, _ = m.ask("$iothub/credentials/POST/issueCertificate/?$rid=r-foreign",
+                         {"id": rid, "csr": foreign})
+        assert topic == "$iothub/credentials/res/202/?$rid=r-foreign", topic
+        topic, failed = m.next()
+        assert topic == "$iothub/credentials/res/400/?$rid=r-foreign", topic
+        assert failed["errorCode"] == 400037
+        assert failed["info"]["credentialError"] and failed["info"]["credentialMessage"]
+        assert failed["info"]["requestId"] == "r-foreign"
+    finally:
+        m.close()
+    new_cert = save_chain(tmp_path, "renewed", renewed, new_key_)
+    openssl_verify(tmp_path, "renewed")
+    assert x509.load_pem_x509_certificate(new_cert[0].read_bytes()).serial_number != leaf.serial_number
+    send(hub, rid, new_cert, "hello with a renewed certificate")
+
+    # Disabled, the device is refused whatever certificate it holds.
+    rm = hub.registry_manager()
+    d = rm.get_device(rid)
+    rm.update_device_with_certificate_authority(rid, d.etag, status="disabled")
+    m = hub_connection(hub, rid, new_cert)
+    try:
+        assert m.connack == [5], m.connack
+    finally:
+        m.close()
+
+
+def test_bad_csrs_are_refused_at_registration_and_create_nothing(hub, dps):
+    rid = "csr-bad"
+    sas_key = enroll(dps, rid)
+    _, foreign = new_csr("another-device")
+    _, good = new_csr(rid)
+    der = bytearray(base64.b64decode(good))
+    der[-1] ^= 0x01  # the signature no longer verifies
+    for csr in (foreign, base64.b64encode(bytes(der)).decode(), "bm90IGEgY3Ny", "not base64!"):
+        topic, body = register_with_csr(hub, rid, sas_key, csr)
+        assert topic.startswith("$dps/registrations/res/400/"), (csr, topic, body)
+        assert body["errorCode"] == 400004, body
+    with pytest.raises(ResourceNotFoundError):
+        dps.device_registration_state.get(id=rid)
+    assert rid not in [d.device_id for d in hub.registry_manager().get_devices()]
+
+
+def test_https_registration_with_a_csr(hub, dps, tmp_path):
+    """The same over DPS's HTTPS device API (the Node transport's and Tasmota's wire)."""
+    require_tool("openssl")
+    rid = "csr-https"
+    scope = dps_info(hub)["idScope"]
+    token = sas(f"{scope}/registrations/{rid}", enroll(dps, rid), "registration")
+    base = f"https://{hub.address}/{scope}/registrations/{rid}"
+
+    def put(csr: str) -> requests.Response:
+        return requests.put(f"{base}/register", params={"api-version": DPS_API},
+                            json={"registrationId": rid, "csr": csr},
+                            headers={"Authorization": token}, timeout=30, verify=hub.ca_file)
+
+    refused = put(new_csr("someone-else")[1])
+    assert refused.status_code == 400 and refused.json()["errorCode"] == 400004, refused.text
+
+    key, csr = new_csr(rid)
+    started = put(csr)
+    assert started.status_code == 202, started.text
+    operation = started.json()["operationId"]
+
+    def poll():
+        r = requests.get(f"{base}/operations/{operation}", params={"api-version": DPS_API},
+                         headers={"Authorization": token}, timeout=30, verify=hub.ca_file)
+        assert r.status_code in (200, 202), r.text
+        return r.json() if r.status_code == 200 else None
+
+    done = wait_for(poll, what="the registration")
+    assert done["status"] == "assigned", done
+    cert = save_chain(tmp_path, "https", done["registrationState"]["issuedCertificateChain"], key)
+    openssl_verify(tmp_path, "https")
+    send(hub, rid, cert, "hello over a certificate from the HTTPS registration")
