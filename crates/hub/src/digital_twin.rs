@@ -12,6 +12,7 @@ use ironhub_store::TwinRecord;
 use serde_json::{Map, Value, json};
 
 use crate::methods::{MethodRequest, MethodResult};
+use crate::twin::twin_etag;
 use crate::{Hub, HubError};
 
 /// The marker IoT Hub puts in a twin property that is a component.
@@ -384,10 +385,11 @@ impl Hub {
         ))
     }
 
-    /// `GET /digitaltwins/{id}`: the digital twin and its etag (the twin's).
+    /// `GET /digitaltwins/{id}`: the digital twin and its etag (the twin's, which it has from
+    /// the device's creation).
     pub async fn get_digital_twin(&self, device_id: &str) -> Result<(Value, String), HubError> {
-        let (_, twin) = self.load_twin(device_id).await?;
-        Ok((digital_twin_view(&twin), twin.etag))
+        let (device, twin) = self.load_twin(device_id).await?;
+        Ok((digital_twin_view(&twin), twin_etag(&device, &twin)))
     }
 
     /// `PATCH /digitaltwins/{id}`: applies a JSON Patch as a desired-properties update (with
@@ -398,10 +400,10 @@ impl Hub {
         operations: &Value,
         if_match: Option<&str>,
     ) -> Result<String, HubError> {
-        let (_, twin) = self.load_twin(device_id).await?;
+        let (device, twin) = self.load_twin(device_id).await?;
         let patch = desired_patch(&twin, operations)?;
         if patch.is_empty() {
-            return Ok(twin.etag);
+            return Ok(twin_etag(&device, &twin));
         }
         let doc = json!({ "properties": { "desired": patch } });
         let updated = self.update_twin(device_id, &doc, if_match, false).await?;
