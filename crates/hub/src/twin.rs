@@ -286,7 +286,7 @@ pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Value {
             "primaryThumbprint": device.authentication.x509_thumbprint.primary_thumbprint,
             "secondaryThumbprint": device.authentication.x509_thumbprint.secondary_thumbprint,
         },
-        "modelId": "",
+        "modelId": twin.model_id.as_deref().unwrap_or_default(),
         "version": twin.version,
         "tags": twin.tags,
         "properties": {
@@ -317,7 +317,10 @@ fn twin_updated(twin: &TwinRecord) -> (String, String) {
 }
 
 impl Hub {
-    async fn load_twin(&self, device_id: &str) -> Result<(DeviceRecord, TwinRecord), HubError> {
+    pub(crate) async fn load_twin(
+        &self,
+        device_id: &str,
+    ) -> Result<(DeviceRecord, TwinRecord), HubError> {
         let device = self.get_device(device_id).await?;
         let twin = self
             .store
@@ -327,7 +330,7 @@ impl Hub {
         Ok((device, twin))
     }
 
-    async fn save_twin(
+    pub(crate) async fn save_twin(
         &self,
         twin: TwinRecord,
         if_match: Option<String>,
