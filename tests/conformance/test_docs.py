@@ -47,7 +47,10 @@ TOOLS = ["mosquitto_pub", "mosquitto_sub", "openssl", "node", "curl"]
 
 
 def pages() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    """The README and every page under docs/ with runnable blocks (an index or a protocol note
+    without any is not a test)."""
+    found = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    return [p for p in found if any("test" in marks for _, _, marks, _ in blocks(p))]
 
 
 def blocks(page: Path) -> list[tuple[int, str, set[str], str]]:

@@ -7,6 +7,7 @@ pub mod connstr;
 pub mod keys;
 pub mod policy;
 pub mod sas;
+pub mod storage;
 pub mod x509;
 
 pub use connstr::{ConnectionString, ConnectionStringError};

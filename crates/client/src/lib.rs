@@ -19,8 +19,11 @@
 //! # Ok(()) }
 //! ```
 
+mod blob;
+mod digital_twin;
 mod dps;
 mod error;
+mod file_upload;
 mod lines;
 mod tls;
 
@@ -53,8 +56,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use blob::StorageResponse;
+pub use digital_twin::Command;
 pub use dps::{DPS_API_VERSION, DpsClient, EnrollmentKind};
 pub use error::{ClientError, parse_service_error};
+pub use file_upload::LockedFileNotification;
 pub use lines::LineStream;
 
 /// The `body` of a request that sends none.
@@ -103,6 +109,34 @@ impl WebClient {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<(u16, Vec<u8>), ClientError> {
+        let response = self
+            .exchange(
+                Method::POST,
+                url,
+                &[
+                    (
+                        header::CONTENT_TYPE.as_str(),
+                        "application/json; charset=utf-8",
+                    ),
+                    (header::ACCEPT.as_str(), "application/json"),
+                ],
+                Bytes::from(body),
+                timeout,
+            )
+            .await?;
+        Ok((response.status, response.body.to_vec()))
+    }
+
+    /// One request to `url` with `headers` (and a User-Agent), within `timeout`; the answer
+    /// whatever its status.
+    pub(crate) async fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<StorageResponse, ClientError> {
         let host = url
             .split_once("://")
             .map_or(url, |(_, rest)| rest)
@@ -110,16 +144,15 @@ impl WebClient {
             .next()
             .unwrap_or_default()
             .to_owned();
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(url)
-            .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
-            .header(header::ACCEPT, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("ironhub/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(Bytes::from(body)))
+        let mut request = Request::builder().method(method).uri(url).header(
+            header::USER_AGENT,
+            concat!("ironhub/", env!("CARGO_PKG_VERSION")),
+        );
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(body))
             .map_err(|e| ClientError::InvalidRequest(format!("cannot call {url}: {e}")))?;
         let exchange = async {
             let response = self
@@ -127,14 +160,17 @@ impl WebClient {
                 .request(request)
                 .await
                 .map_err(|e| tls::classify(&host, &e))?;
-            let status = response.status().as_u16();
-            let bytes = response
-                .into_body()
+            let (parts, body) = response.into_parts();
+            let body = body
                 .collect()
                 .await
                 .map_err(|e| tls::classify(&host, &e))?
                 .to_bytes();
-            Ok::<_, ClientError>((status, bytes.to_vec()))
+            Ok::<_, ClientError>(StorageResponse {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            })
         };
         tokio::time::timeout(timeout, exchange)
             .await

@@ -1,7 +1,7 @@
 //! The embedded engine behind the ports of `ironhub-store`: [`SqliteStore`] (one SQLite file
-//! for the registry, twins, queues, certificates and DPS records), [`SqliteEventLog`] (its own
-//! SQLite file for telemetry) and [`LocalBus`] (one node's connections, in memory). It passes
-//! the ports' testkit (`cargo test -p ironhub-embedded`).
+//! for the registry, twins, queues, file upload notifications, certificates and DPS records),
+//! [`SqliteEventLog`] (its own SQLite file for telemetry) and [`LocalBus`] (one node's
+//! connections, in memory). It passes the ports' testkit (`cargo test -p ironhub-embedded`).
 
 mod bus;
 mod error;
@@ -9,6 +9,7 @@ mod sqlite;
 mod sqlite_c2d;
 mod sqlite_dps;
 mod sqlite_eventlog;
+mod sqlite_files;
 
 pub use bus::LocalBus;
 pub use sqlite::SqliteStore;

@@ -80,6 +80,17 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE c2d_messages ADD COLUMN lock_node TEXT;",
     // Each node's heartbeat: until when it is alive (Unix milliseconds).
     "CREATE TABLE nodes (node TEXT PRIMARY KEY, lease_until INTEGER NOT NULL);",
+    // File upload notifications waiting for a service (`sqlite_files`).
+    "CREATE TABLE file_notifications (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         enqueued INTEGER NOT NULL,
+         expiry INTEGER NOT NULL,
+         delivery_count INTEGER NOT NULL DEFAULT 0,
+         lock_token TEXT,
+         locked_until INTEGER,
+         doc TEXT NOT NULL
+     );
+     CREATE INDEX file_notifications_by_lock ON file_notifications (lock_token);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

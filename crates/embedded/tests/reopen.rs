@@ -1,9 +1,10 @@
 //! What the embedded engine keeps across a restart (the ports' testkit checks the rules; this
 //! checks the files).
 
-use chrono::Utc;
+use chrono::{TimeDelta, Utc};
 use ironhub_embedded::{SqliteEventLog, SqliteStore};
 use ironhub_store::prelude::*;
+use ironhub_store::testkit::file_notifications::notification;
 use ironhub_store::testkit::{create_device, device};
 use ironhub_store::{
     CertificateRecord, CertificateScope, DeviceWrite, DpsSettings, NewEvent, PartitionBounds,
@@ -119,7 +120,7 @@ async fn a_store_from_before_node_ids_is_migrated_and_its_locks_belong_to_any_re
             "d",
             "m1",
             ironhub_store::AckMode::None,
-            now + chrono::TimeDelta::seconds(3600),
+            now + TimeDelta::seconds(3600),
         );
         store
             .c2d_enqueue(message, rules, now)
@@ -132,10 +133,12 @@ async fn a_store_from_before_node_ids_is_migrated_and_its_locks_belong_to_any_re
             .unwrap()
             .unwrap();
     }
-    // Back to the schema of a server before node ids: no heartbeats, no lock_node column.
+    // Back to the schema of a server before node ids: no heartbeats, no lock_node column (and
+    // no file upload notifications, which came later).
     let conn = rusqlite::Connection::open(dir.path().join("ironhub.db")).unwrap();
     conn.execute_batch(
         "DROP TABLE nodes;
+         DROP TABLE file_notifications;
          ALTER TABLE c2d_messages DROP COLUMN lock_node;
          PRAGMA user_version = 7;",
     )
@@ -157,4 +160,56 @@ async fn a_store_from_before_node_ids_is_migrated_and_its_locks_belong_to_any_re
         .unwrap()
         .unwrap();
     assert_eq!(again.lock_node.as_deref(), Some("new"));
+    // The later migrations ran too: the file upload notification queue works.
+    let rules = ironhub_store::testkit::file_notifications::rules();
+    store
+        .file_notification_enqueue(notification("d/a", now), now + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    let locked = store.file_notification_lock(rules, now).await.unwrap();
+    assert_eq!(locked.map(|l| l.notification.blob_name), Some("d/a".into()));
+}
+
+#[tokio::test]
+async fn file_upload_notifications_survive_reopen_with_their_delivery_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = ironhub_store::testkit::file_notifications::rules();
+    let now = Utc::now();
+    {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for blob in ["d1/a", "d1/b"] {
+            store
+                .file_notification_enqueue(notification(blob, now), now + TimeDelta::hours(1))
+                .await
+                .unwrap();
+        }
+        let a = store
+            .file_notification_lock(rules, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .file_notification_settle(&a.lock_token, false, now)
+                .await
+                .unwrap()
+        );
+    }
+    let store = SqliteStore::open_existing(dir.path()).unwrap();
+    let a = store
+        .file_notification_lock(rules, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.notification.blob_name.as_str(), a.delivery_count),
+        ("d1/a", 2)
+    );
+    let b = store
+        .file_notification_lock(rules, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.notification, notification("d1/b", now));
+    assert_eq!(b.delivery_count, 1);
 }

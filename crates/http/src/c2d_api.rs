@@ -173,24 +173,52 @@ async fn receive_feedback(
     let Some(batch) = hub.receive_feedback().await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let mut response = json_body(&feedback_views(&batch));
+    let response = json_body(&feedback_views(&batch));
+    Ok(locked_service_message(
+        response,
+        &ServiceBoundLock {
+            lock_token: &batch.lock_token,
+            to: "/messages/servicebound/feedback",
+            enqueued_time: batch.enqueued_time,
+            delivery_count: batch.delivery_count,
+            content_type: "application/vnd.microsoft.iothub.feedback.json",
+        },
+    ))
+}
+
+/// What a service receives with a message of a service-bound feed under a lock.
+pub(crate) struct ServiceBoundLock<'a> {
+    pub lock_token: &'a str,
+    pub to: &'static str,
+    pub enqueued_time: chrono::DateTime<chrono::Utc>,
+    pub delivery_count: u32,
+    pub content_type: &'static str,
+}
+
+/// `response` with the headers of a locked service-bound message: the lock token in `ETag`,
+/// `iothub-locktoken` and `iothub-messageid`, then `iothub-to`, `iothub-enqueuedtime`,
+/// `iothub-deliverycount` and the content type.
+pub(crate) fn locked_service_message(
+    mut response: Response,
+    lock: &ServiceBoundLock<'_>,
+) -> Response {
     let h = response.headers_mut();
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);
         }
     };
-    set("etag", format!("\"{}\"", batch.lock_token));
-    set("iothub-locktoken", batch.lock_token.clone());
-    set("iothub-messageid", batch.lock_token.clone());
-    set("iothub-to", "/messages/servicebound/feedback".into());
-    set("iothub-enqueuedtime", azure_time(Some(batch.enqueued_time)));
-    set("iothub-deliverycount", batch.delivery_count.to_string());
+    set("etag", format!("\"{}\"", lock.lock_token));
+    set("iothub-locktoken", lock.lock_token.to_owned());
+    set("iothub-messageid", lock.lock_token.to_owned());
+    set("iothub-to", lock.to.to_owned());
+    set("iothub-enqueuedtime", azure_time(Some(lock.enqueued_time)));
+    set("iothub-deliverycount", lock.delivery_count.to_string());
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/vnd.microsoft.iothub.feedback.json"),
+        HeaderValue::from_static(lock.content_type),
     );
-    Ok(response)
+    response
 }
 
 async fn complete_feedback(
@@ -215,7 +243,7 @@ async fn abandon_feedback(
 
 /// Authenticates the device of the path: its SAS token (or a DeviceConnect policy's) in
 /// `Authorization`, else the TLS client certificate.
-async fn authenticate_device(
+pub(crate) async fn authenticate_device(
     hub: &Hub,
     device_id: &str,
     headers: &HeaderMap,

@@ -41,6 +41,8 @@ pub(crate) fn routes() -> Router<Hub> {
         .route("/statistics/devices", get(registry_statistics))
         .route("/statistics/service", get(service_statistics))
         .merge(crate::c2d_api::routes())
+        .merge(crate::digital_twin_api::routes())
+        .merge(crate::file_upload_api::routes())
         .merge(crate::events_api::routes())
         .merge(crate::certificates_api::routes::<Hub>())
 }
@@ -92,14 +94,18 @@ pub(crate) fn json_body(value: &impl serde::Serialize) -> Response {
     }
 }
 
-/// A device with its quoted `ETag` header.
-fn device_response(device: &DeviceRecord) -> Response {
-    let view = device_view(device);
-    let mut response = json_body(&view);
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", view.etag)) {
+/// `response` with a quoted `ETag` header.
+pub(crate) fn with_etag(mut response: Response, etag: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
         response.headers_mut().insert(header::ETAG, v);
     }
     response
+}
+
+/// A device with its quoted `ETag` header.
+fn device_response(device: &DeviceRecord) -> Response {
+    let view = device_view(device);
+    with_etag(json_body(&view), &view.etag)
 }
 
 /// The `{id}` of a device path, percent-decoded. A path that does not decode is a 400 in
@@ -125,6 +131,15 @@ pub(crate) fn authorize(hub: &Hub, headers: &HeaderMap, needed: Rights) -> Resul
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     hub.authorize_service(header, needed)?;
+    Ok(())
+}
+
+/// IoT Hub lets ServiceConnect (the `service` policy) read twins, as well as RegistryRead.
+pub(crate) fn authorize_twin_read(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    hub.authorize_service_any(header, &[Rights::SERVICE_CONNECT, Rights::REGISTRY_READ])?;
     Ok(())
 }
 
@@ -244,11 +259,7 @@ async fn get_twin(
     DeviceId(id): DeviceId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    // IoT Hub lets ServiceConnect (the `service` policy) read twins, as well as RegistryRead.
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    hub.authorize_service_any(header, &[Rights::SERVICE_CONNECT, Rights::REGISTRY_READ])?;
+    authorize_twin_read(&hub, &headers)?;
     Ok(twin_response(&hub.get_twin(&id).await?))
 }
 
@@ -288,11 +299,7 @@ async fn update_twin(
 
 /// A twin with its quoted `ETag` header.
 fn twin_response(twin: &ironhub_hub::model::Twin) -> Response {
-    let mut response = json_body(twin);
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", twin.etag)) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    response
+    with_etag(json_body(twin), &twin.etag)
 }
 
 async fn invoke_method(

@@ -10,11 +10,13 @@
 
 mod c2d_api;
 mod certificates_api;
+mod digital_twin_api;
 mod dps_api;
 mod dps_device_api;
 mod error;
 mod events_api;
 mod extract;
+mod file_upload_api;
 mod hub_api;
 mod listener;
 mod websocket;

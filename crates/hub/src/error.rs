@@ -46,6 +46,16 @@ pub enum HubError {
     #[error("{0}")]
     CsrRejected(String),
     #[error("{0}")]
+    DefaultStorageEndpointNotConfigured(String),
+    #[error("{0}")]
+    InvalidFileUploadCorrelationId(String),
+    #[error("{0}")]
+    ExpiredFileUploadCorrelationId(String),
+    #[error("{0}")]
+    InvalidFileUploadCompletionStatus(String),
+    #[error("{0}")]
+    InvalidStorageEndpointOrBlob(String),
+    #[error("{0}")]
     ServerError(String),
 }
 
@@ -77,6 +87,11 @@ impl HubError {
             HubError::CertificatePreconditionFailed(_) => 412_002,
             HubError::CertificateInvalid(_) => 400_004,
             HubError::CsrRejected(_) => 400_037,
+            HubError::DefaultStorageEndpointNotConfigured(_) => 400_014,
+            HubError::InvalidFileUploadCorrelationId(_) => 400_015,
+            HubError::ExpiredFileUploadCorrelationId(_) => 400_016,
+            HubError::InvalidFileUploadCompletionStatus(_) => 400_019,
+            HubError::InvalidStorageEndpointOrBlob(_) => 400_020,
             HubError::ServerError(_) => 500_001,
         }
     }
@@ -103,6 +118,13 @@ impl HubError {
             HubError::CertificatePreconditionFailed(_) => "PreconditionFailed",
             HubError::CertificateInvalid(_) => "CertificateInvalid",
             HubError::CsrRejected(_) => "CsrRejected",
+            HubError::DefaultStorageEndpointNotConfigured(_) => {
+                "DefaultStorageEndpointNotConfigured"
+            }
+            HubError::InvalidFileUploadCorrelationId(_) => "InvalidFileUploadCorrelationId",
+            HubError::ExpiredFileUploadCorrelationId(_) => "ExpiredFileUploadCorrelationId",
+            HubError::InvalidFileUploadCompletionStatus(_) => "InvalidFileUploadCompletionStatus",
+            HubError::InvalidStorageEndpointOrBlob(_) => "InvalidStorageEndpointOrBlob",
             HubError::ServerError(_) => "ServerError",
         }
     }

@@ -11,8 +11,10 @@ pub mod ca;
 mod certificates;
 pub mod credentials;
 mod device;
+pub mod digital_twin;
 mod error;
 pub mod events;
+pub mod file_upload;
 pub mod keys;
 pub mod methods;
 pub mod model;
@@ -49,6 +51,8 @@ pub struct Hub {
     clock: Arc<dyn Clock>,
     settings: Arc<HubSettings>,
     host_names: Arc<Vec<String>>,
+    /// File upload, when the hub has a storage account (see `Hub::with_file_upload`).
+    file_upload: Option<Arc<file_upload::FileUpload>>,
     /// When each device's `lastActivityTime` was last written (see `Hub::touch`).
     activity: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
     /// The CA that signs devices' CSRs, when the server issues certificates.
@@ -72,6 +76,7 @@ impl Hub {
             clock: Arc::new(SystemClock),
             settings: Arc::new(settings),
             host_names: Arc::new(host_names),
+            file_upload: None,
             activity: Arc::default(),
             issuer: None,
         })

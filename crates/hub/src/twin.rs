@@ -295,7 +295,7 @@ pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Twin {
                 .secondary_thumbprint
                 .clone(),
         },
-        model_id: String::new(),
+        model_id: twin.model_id.clone().unwrap_or_default(),
         version: twin.version,
         tags: twin.tags.clone(),
         properties: TwinProperties {
@@ -336,7 +336,10 @@ fn twin_updated(twin: &TwinRecord) -> (String, String) {
 }
 
 impl Hub {
-    async fn load_twin(&self, device_id: &str) -> Result<(DeviceRecord, TwinRecord), HubError> {
+    pub(crate) async fn load_twin(
+        &self,
+        device_id: &str,
+    ) -> Result<(DeviceRecord, TwinRecord), HubError> {
         let device = self.get_device(device_id).await?;
         let twin = self
             .store
@@ -346,7 +349,7 @@ impl Hub {
         Ok((device, twin))
     }
 
-    async fn save_twin(
+    pub(crate) async fn save_twin(
         &self,
         twin: TwinRecord,
         if_match: Option<String>,

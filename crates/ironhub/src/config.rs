@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Args;
+use ironhub_hub::file_upload::FileUploadSettings;
 use ironhub_store::Retention;
 use serde::Deserialize;
+
+use crate::file_upload::{FileUploadArgs, FileUploadFile};
 
 /// Longest event log retention accepted: a year.
 const MAX_RETENTION_HOURS: u32 = 24 * 366;
@@ -24,7 +27,9 @@ pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
     /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
-    /// issuing_ca_key, issued_certificate_days).
+    /// issuing_ca_key, issued_certificate_days, and a `[file_upload]` table with
+    /// connection_string, container, sas_ttl_hours, notifications, notification_ttl_hours,
+    /// max_delivery_count).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -86,6 +91,8 @@ pub struct ServeArgs {
     /// How long certificates issued from devices' CSRs are valid, in days [default: 30].
     #[arg(long, env = "IRONHUB_ISSUED_CERTIFICATE_DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub issued_certificate_days: Option<u32>,
+    #[command(flatten)]
+    pub file_upload: FileUploadArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -119,6 +126,7 @@ struct FileConfig {
     issuing_ca_cert: Option<PathBuf>,
     issuing_ca_key: Option<PathBuf>,
     issued_certificate_days: Option<u32>,
+    file_upload: Option<FileUploadFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +167,8 @@ pub struct ServeConfig {
     pub issuing_ca: Option<(PathBuf, PathBuf)>,
     /// How long issued device certificates are valid, in days.
     pub issued_certificate_days: u32,
+    /// The hub's storage account for file upload, when it has one.
+    pub file_upload: Option<FileUploadSettings>,
 }
 
 impl ServeArgs {
@@ -278,6 +288,9 @@ impl ServeArgs {
             trust_ca,
             dps_limits,
             node_id,
+            file_upload: self
+                .file_upload
+                .resolve(file.file_upload.unwrap_or_default())?,
         })
     }
 }
@@ -354,6 +367,47 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(c.trust_ca, [PathBuf::from("/x.pem")]);
+    }
+
+    #[test]
+    fn file_upload_from_the_file_table_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironhub.toml");
+        std::fs::write(
+            &file,
+            "[file_upload]\nconnection_string = \"UseDevelopmentStorage=true\"\n\
+             container = \"uploads\"\nnotifications = true\nsas_ttl_hours = 2\n",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(file.clone()),
+            file_upload: FileUploadArgs {
+                file_upload_container: Some("other".into()),
+                ..FileUploadArgs::default()
+            },
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        let f = c.file_upload.unwrap();
+        assert_eq!(f.container, "other");
+        assert!(f.notifications);
+        assert_eq!(f.sas_ttl, chrono::Duration::hours(2));
+        assert!(
+            ServeArgs::default()
+                .resolve()
+                .unwrap()
+                .file_upload
+                .is_none()
+        );
+        std::fs::write(&file, "[file_upload]\ncontainer = \"uploads\"\nbogus = 1\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
     }
 
     #[test]

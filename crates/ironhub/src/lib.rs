@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod data_lock;
+mod file_upload;
 pub mod identity;
 mod issuer;
 mod linked_hubs;

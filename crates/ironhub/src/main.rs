@@ -33,7 +33,7 @@ enum Command {
     },
     /// IoT Hub commands, as `az iot hub`.
     Hub(cli::hub::HubArgs),
-    /// Device commands, as `az iot device` (cloud-to-device messages).
+    /// Device commands, as `az iot device` (cloud-to-device messages, file upload).
     Device(cli::c2d::DeviceArgs),
     /// Device Provisioning Service commands, as `az iot dps`.
     Dps(cli::dps::DpsArgs),

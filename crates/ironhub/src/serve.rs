@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ironhub_dps::{Dps, LinkedHub, Services};
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_hub::file_upload::FileUpload;
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{Endpoint, EventLog, Retention, Store};
 use tokio::net::{TcpListener, TcpSocket};
@@ -67,7 +68,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let tls_dir = config.data_dir.join("tls");
     let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
     let issuer = crate::issuer::load(config, &tls_dir)?;
-    let hub = Hub::open(backends, config.hostnames.clone())
+    let mut hub = Hub::open(backends, config.hostnames.clone())
         .await?
         .with_issuer(issuer.clone());
     // This node's connections and deliveries from before this start are gone: mark its
@@ -119,6 +120,12 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     // linked hub over HTTPS, trusting the system's roots, --trust-ca and its own CA.
     let mut trust = config.trust_ca.clone();
     trust.push(generated.ca.clone());
+    if let Some(settings) = config.file_upload.clone() {
+        hub = hub.with_file_upload(FileUpload {
+            settings,
+            storage: Arc::new(crate::file_upload::HttpBlobStorage::new(&trust)?),
+        });
+    }
     let dps = Dps::open(
         store.clone(),
         config.hostnames.clone(),

@@ -1,8 +1,10 @@
-//! IoT Hub's certificate management topics (the Azure SDK for C's
-//! `az_iot_hub_client_csr.c`): a device subscribed to `$iothub/credentials/res/#` publishes
-//! `{"id", "csr", "replace"}` to `$iothub/credentials/POST/issueCertificate/?$rid={rid}`, and is
-//! answered on `$iothub/credentials/res/{status}/?$rid={rid}`: a malformed request at once with
-//! 400; an accepted one with 202 `{correlationId, operationExpires}`, then 200
+//! IoT Hub's certificate management topics (`docs/protocol/certificate-issuance.md`, "Renewal
+//! through the hub (MQTT)"; Azure/azure-sdk-for-c, branch `feature/dps-csr-preview`:
+//! `sdk/src/azure/iot/az_iot_hub_client_csr.c`): a device subscribed to
+//! `$iothub/credentials/res/#` publishes `{"id", "csr", "replace"}` to
+//! `$iothub/credentials/POST/issueCertificate/?$rid={rid}`, and is answered on
+//! `$iothub/credentials/res/{status}/?$rid={rid}`: a malformed request at once with 400; an
+//! accepted one with 202 `{correlationId, operationExpires}`, then 200
 //! `{correlationId, certificates}` (the chain, leaf first, base64 DER) or an error whose `info`
 //! carries `credentialError` and `credentialMessage`.
 

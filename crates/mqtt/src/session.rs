@@ -105,6 +105,12 @@ where
     if let Err(e) = ctx.hub.set_connected(&session.who.device_id, true).await {
         tracing::warn!(error = %e, "could not record the connection");
     }
+    // The Plug and Play model the device announced becomes its twin's `modelId`.
+    if let Some(model) = session.who.model_id.as_deref()
+        && let Err(e) = ctx.hub.announce_model(&session.who.device_id, model).await
+    {
+        tracing::info!(device = %key, error = %e, "model id not kept");
+    }
     if conn
         .send(Packet::ConnAck(ConnAck::new(
             ConnectReturnCode::Success,

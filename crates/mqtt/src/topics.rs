@@ -1,7 +1,9 @@
 //! IoT Hub's MQTT topics: what a device may publish and subscribe to, and the URL-encoded
 //! property bags that carry message properties.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{
+    AsciiSet, CONTROLS, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode,
+};
 
 /// What a device may subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -210,11 +212,22 @@ pub fn desired_patch(version: u64) -> String {
     format!("$iothub/twin/PATCH/properties/desired/?$version={version}")
 }
 
+/// What a method name's topic level escapes: only what would end or break the level. The
+/// name is otherwise sent as it is, as IoT Hub sends it: the Node SDK matches the level
+/// verbatim, and a Plug and Play component's command is `{component}*{command}`.
+const METHOD_NAME: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'/')
+    .add(b'?')
+    .add(b'#')
+    .add(b'+')
+    .add(b'%');
+
 /// `$iothub/methods/POST/{name}/?$rid={rid}`
 pub fn method_request(name: &str, rid: &str) -> String {
     format!(
         "$iothub/methods/POST/{}/?$rid={}",
-        utf8_percent_encode(name, BAG),
+        utf8_percent_encode(name, METHOD_NAME),
         utf8_percent_encode(rid, BAG)
     )
 }
@@ -415,6 +428,10 @@ mod tests {
         assert_eq!(
             method_request("reboot", "1"),
             "$iothub/methods/POST/reboot/?$rid=1"
+        );
+        assert_eq!(
+            method_request("thermostat1*getMaxMinReport", "2"),
+            "$iothub/methods/POST/thermostat1*getMaxMinReport/?$rid=2"
         );
         assert_eq!(
             desired_patch(3),

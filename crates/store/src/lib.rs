@@ -16,6 +16,7 @@ mod clock;
 mod dps;
 mod dps_records;
 pub mod eventlog;
+mod file_notifications;
 mod records;
 mod registry;
 mod sessions;
@@ -32,6 +33,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use dps::DpsStore;
 pub use dps_records::*;
 pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition};
+pub use file_notifications::{
+    FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
+};
 pub use records::*;
 pub use registry::RegistryStore;
 pub use sessions::SessionStore;
@@ -41,7 +45,7 @@ pub use twins::TwinStore;
 pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, DeviceBus as _, DpsStore as _, EventLog as _,
-        RegistryStore as _, SessionStore as _, TwinStore as _,
+        FileNotificationStore as _, RegistryStore as _, SessionStore as _, TwinStore as _,
     };
 }
 
@@ -72,6 +76,7 @@ pub trait Store:
     + C2dStore
     + CertificateStore
     + DpsStore
+    + FileNotificationStore
     + std::fmt::Debug
     + 'static
 {
@@ -84,6 +89,7 @@ impl<T> Store for T where
         + C2dStore
         + CertificateStore
         + DpsStore
+        + FileNotificationStore
         + std::fmt::Debug
         + 'static
 {

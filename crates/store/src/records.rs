@@ -169,6 +169,9 @@ pub struct TwinRecord {
     pub reported: serde_json::Map<String, serde_json::Value>,
     pub reported_version: u64,
     pub reported_metadata: serde_json::Map<String, serde_json::Value>,
+    /// The IoT Plug and Play model the device last announced when it connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
 }
 
 /// Which outcomes of a cloud-to-device message the sender wants feedback on (`iothub-ack`).

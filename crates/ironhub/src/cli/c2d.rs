@@ -1,4 +1,4 @@
-//! `ironhub device c2d-message …`: cloud-to-device messages, with the command tree and flag
+//! `ironhub device …` (`upload-file` is in `upload_file`) and `c2d-message …`: cloud-to-device messages, with the command tree and flag
 //! names of `az iot device c2d-message` (send, purge) plus `receive-feedback`, which reads the
 //! hub's feedback queue as `az iot hub monitor-feedback` does.
 //!
@@ -42,6 +42,9 @@ pub enum DeviceCommand {
         #[command(subcommand)]
         command: C2dCommand,
     },
+    /// Upload a file to the hub's storage account as the device does, then tell the hub.
+    #[command(name = "upload-file")]
+    UploadFile(super::upload_file::UploadFileArgs),
 }
 
 /// `ironhub device c2d-message <command>`
@@ -148,8 +151,11 @@ pub struct ReceiveFeedbackArgs {
 /// Runs an `ironhub device` command.
 pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
     let format = args.common.output;
-    let DeviceCommand::C2dMessage { command } = args.command;
     let session = Session::open(&args.common).await?;
+    let command = match args.command {
+        DeviceCommand::C2dMessage { command } => command,
+        DeviceCommand::UploadFile(a) => return super::upload_file::run(&session, &a).await,
+    };
     let client = session.client()?;
     let result = match command {
         C2dCommand::Send(a) => match send(&client, &a).await? {

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
 use super::{
-    certificate, consumer_group, device, login, monitor, output, parentage, renew_key, sas, twin,
+    certificate, consumer_group, device, digital_twin, login, monitor, output, parentage,
+    renew_key, sas, twin,
 };
 
 /// `ironhub hub`
@@ -61,6 +62,12 @@ pub enum HubCommand {
     DeviceTwin {
         #[command(subcommand)]
         command: twin::DeviceTwinCommand,
+    },
+    /// Manage IoT Plug and Play digital twins.
+    #[command(name = "digital-twin")]
+    DigitalTwin {
+        #[command(subcommand)]
+        command: digital_twin::DigitalTwinCommand,
     },
     /// Invoke a direct method on a device and print its answer.
     #[command(name = "invoke-device-method")]
@@ -377,6 +384,10 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
                 twin::DeviceTwinCommand::Update(a) => twin::update(&session, &a).await?,
                 twin::DeviceTwinCommand::Replace(a) => twin::replace(&session, &a).await?,
             }
+        }
+        HubCommand::DigitalTwin { command } => {
+            let session = login::Session::open(&common).await?;
+            digital_twin::run(&session, &command).await?
         }
         HubCommand::InvokeDeviceMethod(a) => {
             let session = login::Session::open(&common).await?;

@@ -72,7 +72,7 @@ pub struct InvokeMethodArgs {
 }
 
 /// A JSON argument, given inline or as the path of a file that holds it (as az takes them).
-fn json_arg(name: &str, text: &str) -> anyhow::Result<Value> {
+pub(crate) fn json_arg(name: &str, text: &str) -> anyhow::Result<Value> {
     if let Ok(v) = serde_json::from_str(text) {
         return Ok(v);
     }

@@ -78,8 +78,8 @@ pub struct TpmRegistrationResult {
 
 /// The answer (HTTP 401) to a TPM device's first register request over HTTPS, which has its
 /// TPM's keys and no token: the key sealed to the TPM, which the device imports, and the key
-/// name its SAS token is then signed with (`registration`). See the DPS documentation's "TPM
-/// attestation".
+/// name its SAS token is then signed with (`registration`). See `docs/protocol/tpm.md`, "The
+/// exchange".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TpmChallenge {

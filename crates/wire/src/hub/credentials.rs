@@ -1,8 +1,8 @@
 //! IoT Hub's certificate management over MQTT: a device publishes an [`IssueCertificateRequest`]
 //! to `$iothub/credentials/POST/issueCertificate/?$rid={rid}` and is answered on
 //! `$iothub/credentials/res/{status}/?$rid={rid}` with 202 [`IssueCertificateAccepted`], then
-//! 200 [`IssuedCertificate`], or a [`CredentialErrorBody`]. See the Azure SDK for C,
-//! `az_iot_hub_client_csr.c`, and the IoT Hub documentation on certificate management.
+//! 200 [`IssuedCertificate`], or a [`CredentialErrorBody`]. See
+//! `docs/protocol/certificate-issuance.md`, "Renewal through the hub (MQTT)".
 
 use serde::{Deserialize, Serialize};
 

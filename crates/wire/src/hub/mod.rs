@@ -5,6 +5,7 @@ mod bulk;
 mod credentials;
 mod device;
 mod events;
+mod file_upload;
 mod keys;
 mod messaging;
 mod statistics;
@@ -20,6 +21,7 @@ pub use device::{
     Device, DeviceSpec, DeviceStatus, SymmetricKey, SymmetricKeySpec, Thumbprint, ThumbprintSpec,
 };
 pub use events::{ConsumerGroupName, ConsumerGroupView, EventsProperties, PartitionView};
+pub use file_upload::{FileNotification, FileUploadCompletion, FileUploadInfo, FileUploadRequest};
 pub use keys::{
     RegenerateError, RegenerateRequest, RegenerateResult, RegenerateTarget, RotatedKeys,
 };
