@@ -77,7 +77,8 @@ def parse_cs(cs: str) -> dict:
 
 
 def check_device_sas(token: str, host: str, device_id: str, key: str) -> None:
-    """The token is a valid device SAS (clients.md §2.1) signed with `key`, for `device_id`."""
+    """The token is a valid device SAS (docs/protocol/sas-tokens.md) signed with `key`, for
+    `device_id`."""
     assert token.startswith("SharedAccessSignature "), token
     fields = dict(p.split("=", 1) for p in token[len("SharedAccessSignature "):].split("&"))
     assert {"sr", "sig", "se"} <= fields.keys(), fields

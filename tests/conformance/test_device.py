@@ -1,6 +1,6 @@
 """The device endpoint against real clients: the Python device SDK (`azure-iot-device`) over
 MQTT and over WebSocket, `mosquitto_pub`/`mosquitto_sub`, and a byte-exact Tasmota emulation
-(paho-mqtt, as Tasmota's `xdrv_02_9_mqtt.ino` sends it; `clients.md` §3 and §10 item 10)."""
+(paho-mqtt, as Tasmota's `xdrv_02_9_mqtt.ino` sends it; `docs/protocol/hub-mqtt.md`)."""
 
 from __future__ import annotations
 
@@ -310,7 +310,8 @@ def test_tasmota_emulation(hub, rm):
                  what="the twin response")
         assert c.is_connected(), "no disconnect along the way"
         # Power lost: the TCP connection ends without DISCONNECT, so the Will is due. Its topic
-        # is not a telemetry topic, and IoT Hub ignores such a Will (clients.md §3.7 item 5).
+        # is not a telemetry topic, and IoT Hub ignores such a Will (docs/protocol/hub-mqtt.md,
+        # "Will").
         c.loop_stop()
         c.socket().close()
     finally:
@@ -320,8 +321,7 @@ def test_tasmota_emulation(hub, rm):
 
     # The event log holds the retained STATE message, with its `topic` and the retain marker
     # IoT Hub adds: `mqtt-retain` (Microsoft's iot-hub-mqtt-support page; it once said
-    # `x-opt-retain`, which clients.md §3.3 repeats, and was corrected to what the service
-    # sends), and nothing from the Will.
+    # `x-opt-retain`, and was corrected to what the service sends), and nothing from the Will.
     time.sleep(0.5)
     [state] = stored_events(hub, device_id)
     assert state["body"] in ('{"POWER":"ON"}', {"POWER": "ON"}), state

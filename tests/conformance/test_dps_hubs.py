@@ -5,7 +5,7 @@ reached over its REST API, as DPS reaches a linked Azure IoT Hub).
 - evenly weighted distribution honours the allocation weights;
 - static assignment puts a device on the enrollment's hub, where the Python device SDK then
   connects and sends telemetry;
-- custom allocation calls a small local webhook (POST, the seed's request body), retries a
+- custom allocation calls a small local webhook (POST, DPS's documented request body), retries a
   503, reports a 400 as DPS does, and hands the webhook's payload to the device;
 - each reprovisioning policy (migrate, reset, never) when an enrollment moves to the other hub;
 - lowest latency follows the round trips DPS measures (B is also reached through a proxy

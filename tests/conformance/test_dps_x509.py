@@ -87,7 +87,8 @@ def test_individual_x509_enrollment(hub, tmp_path, websockets):
     result = register(hub, rid, tmp_path / "device.pem", tmp_path / "device.key", websockets)
     assert result.status == "assigned"
     assert result.registration_state.device_id == rid
-    # DPS registers X.509 devices in the hub by thumbprint (seed 004 L3120).
+    # DPS registers X.509 devices in the hub by thumbprint (Azure docs, Quickstart: Provision an
+    # X.509 certificate simulated device, 'Confirm your device provisioning registration').
     device = hub.registry_manager().get_device(rid)
     assert device.authentication.type == "selfSigned"
     assert device.authentication.x509_thumbprint.primary_thumbprint == sha1_thumbprint(tmp_path / "device.pem")

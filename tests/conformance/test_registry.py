@@ -1,4 +1,5 @@
-"""IoT Hub device registry through the real `azure-iot-hub` service SDK (clients.md §6, §10 P0.2).
+"""IoT Hub device registry through the real `azure-iot-hub` service SDK
+(`docs/protocol/hub-service.md`).
 
 Every call goes through `IoTHubRegistryManager` exactly as an application would make it; the
 assertions are what such an application sees: return values, `HttpOperationError` status codes,
@@ -69,7 +70,8 @@ def ids_in_registry(rm) -> set[str]:
 
 
 def test_sas_device_lifecycle(rm):
-    """clients.md §10 P0.2: create, get, update with etag, 409, 412, delete (If-Match "*"), 404."""
+    """docs/protocol/hub-service.md, "Registry calls": create, get, update with etag, 409, 412,
+    delete (If-Match "*"), 404."""
     device_id = uid("d")
     pk, sk = new_key(), new_key()
 

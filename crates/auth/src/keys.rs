@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn group_key_derivation_matches_the_sdks() {
-        // clients.md §2.2
+        // docs/protocol/sas-tokens.md, "Group key derivation".
         let key = derive_device_key("dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleQ==", "reg-1").unwrap();
         assert_eq!(key, "jmudKBSTQYBDw1ICt74S0TULyiEC9IC8TsUmQ4X6ZRw=");
     }

@@ -1,8 +1,9 @@
 //! Shared access signature tokens: `SharedAccessSignature sr=…&sig=…&se=…[&skn=…]`.
 //!
 //! Real clients disagree on field order, on whether `sr` is percent-encoded and on how `sig` is
-//! encoded (see `clients.md` §2.1), so verification works on the text exactly as transmitted:
-//! the string-to-sign is the raw `sr` substring, a newline, and the raw `se` substring.
+//! encoded (see `docs/protocol/sas-tokens.md`, "How each client encodes"), so verification
+//! works on the text exactly as transmitted: the string-to-sign is the raw `sr` substring, a
+//! newline, and the raw `se` substring.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -237,7 +238,7 @@ mod tests {
 
     const KEY: &str = "dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleQ==";
     const SE: u64 = 1_795_310_676;
-    // Vectors from clients.md §2.1, one per client family.
+    // Vectors of docs/protocol/sas-tokens.md, "Test vectors", one per client family.
     const PYDEV_DEVICE: &str = "SharedAccessSignature sr=myhub.azure-devices.net%2Fdevices%2Fdev1&sig=1d83YymhVOSV41GpTc5pKfjQ9P0vByobu1QU0JOUNco%3D&se=1795310676";
     const PYDEV_DPS: &str = "SharedAccessSignature sr=0ne00000000%2Fregistrations%2Freg-1&sig=cd7Oa3BD3NWIUy5JTYGpvyzv7rlEkOe%2FYx7m1PtNXEY%3D&se=1795310676";
     const NODE_DPS: &str = "SharedAccessSignature sr=0ne00000000/registrations/reg-1&sig=76TJU8jg9IqJRg7u2mI20dkbJHcUkxhidB%2F9apOy6vA%3D&skn=registration&se=1795310676";

@@ -180,7 +180,9 @@ pub fn verify_client_chain(
 /// [`verify_client_chain`], accepting only a path that goes through `via` (DER): one of the
 /// path's intermediates, or its anchor. This is how an X.509 enrollment group on an
 /// intermediate or root certificate admits exactly the devices that certificate issued,
-/// while the path still has to end at a verified CA (seed 004 L6451–L6471, L8831).
+/// while the path still has to end at a verified CA (Azure docs, X.509 certificate attestation,
+/// 'DPS device chain requirements'; Create an X.509 enrollment group with DPS service SDK,
+/// 'Add and verify your root or intermediate CA certificate').
 pub fn verify_client_chain_via(
     chain: &[impl AsRef<[u8]>],
     anchors: &[Vec<u8>],

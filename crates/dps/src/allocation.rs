@@ -1,5 +1,7 @@
-//! Allocation: which linked hub a device goes to (seed 004 L6189–L6195, L5615–L5623), and
-//! what a repeated registration does (reprovisioning, seed 004 L7255–L7348).
+//! Allocation: which linked hub a device goes to (Azure docs, IoT Hub Device Provisioning Service
+//! (DPS) terminology, 'Allocation policy'; Tutorial: Provision devices across load-balanced IoT
+//! hubs, 'Set the Device Provisioning Service allocation policy'), and what a repeated
+//! registration does (Azure docs, IoT Hub Device reprovisioning concepts).
 //!
 //! Everything here is a pure function of its inputs, so that every node decides alike.
 
@@ -20,7 +22,8 @@ pub enum Allocation {
     /// The device goes to this linked hub (its name as linked).
     Hub(String),
     /// A webhook decides (custom allocation): call it with these candidate hubs
-    /// (`linkedHubs` in the webhook's request, seed 004 L4188–L4196).
+    /// (`linkedHubs` in the webhook's request: Azure docs, Tutorial: Use custom allocation
+    /// policies with Device Provisioning Service (DPS), 'Create the custom allocation function').
     Custom {
         definition: CustomAllocationDefinition,
         linked_hubs: Vec<String>,
@@ -72,10 +75,13 @@ fn unit_hash(registration_id: &str, hub: &str) -> f64 {
 }
 
 /// Evenly weighted distribution: weighted rendezvous hashing of the registration id over the
-/// candidates. A hub's share of devices is its weight over the sum of weights (seed 004
-/// L5618); a registration id always lands on the same hub while the candidates stay the same,
+/// candidates. A hub's share of devices is its weight over the sum of weights (Azure docs,
+/// Tutorial: Provision devices across load-balanced IoT hubs, 'Set the Device Provisioning
+/// Service allocation policy'); a registration id always lands on the same hub while the
+/// candidates stay the same,
 /// and adding a hub moves only the devices it takes (previously registered devices are not
-/// rebalanced unless they re-register, seed 004 L5621–L5623).
+/// rebalanced unless they re-register: the same tutorial, 'How the allocation policy assigns
+/// devices to IoT Hubs').
 pub fn hashed<'h>(registration_id: &str, candidates: &[&'h LinkedHub]) -> Option<&'h LinkedHub> {
     candidates
         .iter()
@@ -89,7 +95,8 @@ pub fn hashed<'h>(registration_id: &str, candidates: &[&'h LinkedHub]) -> Option
 }
 
 /// Lowest latency: the candidate with the smallest measured round trip; ties (and hubs
-/// never measured) are broken by hashing (seed 004 L6192). Without any measurement it is
+/// never measured) are broken by hashing (Azure docs, IoT Hub Device Provisioning Service (DPS)
+/// terminology, 'Allocation policy'). Without any measurement it is
 /// evenly weighted distribution. ironhub measures latency from the DPS to each hub, since
 /// every device reaches both through the same server.
 pub fn lowest_latency<'h>(
@@ -132,7 +139,8 @@ pub fn allocate(
     };
     let picked = match policy {
         AllocationPolicy::Static => {
-            // The enrollment's hub overrides the service (seed 004 L5620, L6193).
+            // The enrollment's hub overrides the service (Azure docs, IoT Hub Device
+            // Provisioning Service (DPS) terminology, 'Allocation policy').
             let only = match settings.iot_hubs.as_deref() {
                 Some([only]) => Some(only.as_str()),
                 _ => None,
@@ -201,8 +209,8 @@ pub struct Reprovision {
 
 /// The reprovisioning policy that applies: the enrollment's; when it has none, the default
 /// (re-provision and migrate data), except for a device on an API version from before
-/// reprovisioning existed, which keeps the legacy behaviour of staying on its hub (seed 004
-/// L7332–L7348).
+/// reprovisioning existed, which keeps the legacy behaviour of staying on its hub (Azure docs,
+/// IoT Hub Device reprovisioning concepts, 'Managing backwards compatibility').
 pub fn effective_policy(policy: Option<ReprovisionPolicy>, legacy_api: bool) -> ReprovisionPolicy {
     match (policy, legacy_api) {
         (Some(p), _) => p,
@@ -214,21 +222,23 @@ pub fn effective_policy(policy: Option<ReprovisionPolicy>, legacy_api: bool) -> 
     }
 }
 
-/// Whether a device API version predates reprovisioning (REST 2018-04-01 and earlier, seed
-/// 004 L7348). Versions are `YYYY-MM-DD[-preview]`.
+/// Whether a device API version predates reprovisioning (REST 2018-04-01 and earlier: Azure
+/// docs, IoT Hub Device reprovisioning concepts, 'Managing backwards compatibility').
+/// Versions are `YYYY-MM-DD[-preview]`.
 pub fn is_legacy_api_version(api_version: &str) -> bool {
     api_version.get(..10).is_some_and(|d| d <= "2018-04-01")
 }
 
 /// Decides a registration from the enrollment's policy, the device's previous registration
-/// and the hub allocation picked now (seed 004 L7294–L7304):
+/// and the hub allocation picked now (Azure docs, IoT Hub Device reprovisioning concepts,
+/// 'Reprovisioning policies'):
 /// - no previous assignment (or its hub is no longer linked): assign, `initialAssignment`;
 /// - never re-provision (`updateHubAssignment: false`): stay on the previous hub,
 ///   `reprovisionedToInitialAssignment`;
 /// - re-provision and migrate data: same hub, keep (`initialAssignment`); another hub,
 ///   migrate the twin there (`deviceDataMigrated`);
 /// - re-provision and reset: the initial twin again, on the same hub too (the factory reset
-///   of seed 004 L7300), `deviceDataReset`.
+///   of 'Reprovisioning policies'), `deviceDataReset`.
 pub fn decide(
     policy: ReprovisionPolicy,
     previous: Option<&DeviceRegistrationState>,

@@ -1,17 +1,22 @@
 //! Device attestation.
 //!
 //! - By symmetric key: a device's DPS SAS token (`sr={idScope}/registrations/{registrationId}`,
-//!   any field order, `skn=registration` ignored; `clients.md` §2.1, seed 004 L6313–L6323)
+//!   any field order, `skn=registration` ignored; `docs/protocol/sas-tokens.md`; Azure docs,
+//!   Symmetric key attestation, 'Detailed attestation process')
 //!   checked against its individual enrollment's keys, or against the key derived from an
-//!   enrollment group's key (seed 004 L6329, L6369; `clients.md` §2.2).
-//! - By X.509: the TLS client certificate chain. The leaf's CN is the registration id (seed
-//!   004 L6210, L6436). An individual enrollment holds the device's own certificate (matched
+//!   enrollment group's key (Azure docs, Symmetric key attestation, 'Group Enrollments';
+//!   `docs/protocol/sas-tokens.md`, "Group key derivation").
+//! - By X.509: the TLS client certificate chain. The leaf's CN is the registration id (Azure
+//!   docs, X.509 certificate attestation, 'End-entity "leaf" certificate'). An individual
+//!   enrollment holds the device's own certificate (matched
 //!   by thumbprint); a group holds a root or intermediate certificate (its
 //!   `signingCertificates`, or `caReferences` naming a certificate of the DPS instance), and
 //!   admits a device whose presented chain goes through that certificate to a verified CA
-//!   certificate of the instance (seed 004 L6451–L6473, L8831, L10152).
+//!   certificate of the instance (Azure docs, X.509 certificate attestation, 'DPS device chain
+//!   requirements'; Configure verified CA certificates).
 //!
-//! The lookup order is the seed's (L6477–L6481): the individual enrollment first, then the
+//! The lookup order is DPS's (Azure docs, X.509 certificate attestation, 'DPS order of
+//! operations with certificates'): the individual enrollment first, then the
 //! groups (for X.509, from the first intermediate of the chain towards the root); the first
 //! entry that matches decides. A disabled one still attests the device (it proved who it
 //! is), and its registration ends `disabled` ([`Attested::is_enabled`]).
@@ -61,10 +66,13 @@ impl AttestedEnrollment {
 pub enum DeviceCredential {
     /// The keys the hub device must get, primary then secondary: the enrollment's own keys,
     /// or the keys derived from the group's (the device signed with one of them, and
-    /// reconnects to its hub with the same key, `clients.md` §2.2).
+    /// reconnects to its hub with the same key, `docs/protocol/sas-tokens.md`, "Group key
+    /// derivation").
     SymmetricKey([String; 2]),
     /// An X.509 device. The hub device authenticates by thumbprint (`selfSigned`, as DPS
-    /// registers X.509 devices, seed 004 L3120, L5567): the enrollment's certificates for an
+    /// registers X.509 devices: Azure docs, Tutorial: Provision multiple X.509 devices using
+    /// enrollment groups, 'Confirm your device provisioning registration'): the enrollment's
+    /// certificates for an
     /// individual enrollment, the device's own certificate for a group.
     X509 {
         /// SHA-1 thumbprints, upper-case hex, primary then secondary.
@@ -108,14 +116,17 @@ pub struct Attested {
 
 impl Attested {
     /// Whether the enrollment that matched may provision the device. A disabled one refuses
-    /// it (the first entry that matches decides, seed 004 L6477–L6481): the registration
-    /// ends with status `disabled` (seed 004 L8766).
+    /// it (the first entry that matches decides: Azure docs, X.509 certificate attestation,
+    /// 'DPS order of operations with certificates'): the registration ends with status
+    /// `disabled` (How to use custom allocation policies, 'Troubleshooting custom allocation
+    /// policies').
     pub fn is_enabled(&self) -> bool {
         self.enrollment.settings().is_enabled()
     }
 
     /// The IoT Hub device id: the individual enrollment's `deviceId`, else the registration
-    /// id (seed 004 L6214, L6226, L9905).
+    /// id (Azure docs, IoT Hub Device Provisioning Service (DPS) terminology, 'Enrollment
+    /// group' and 'Individual enrollment').
     pub fn device_id(&self) -> &str {
         match &self.enrollment {
             AttestedEnrollment::Individual(e) => {
@@ -212,7 +223,8 @@ impl Dps {
             });
         }
 
-        // Groups, in id order: at most 100 symmetric key groups exist (seed 004 L326).
+        // Groups, in id order: at most 100 symmetric key groups exist (Azure docs, What is
+        // Azure IoT Hub Device Provisioning Service?, 'Quotas and Limits').
         for record in read_all(self.store.as_ref(), DpsCollection::EnrollmentGroups, None).await? {
             let g: EnrollmentGroup = from_record(&record)?;
             if g.settings.attestation.kind != AttestationType::SymmetricKey {
@@ -225,7 +237,8 @@ impl Dps {
                 continue;
             };
             // Derived over the registration id exactly as sent (Tasmota sends upper-case
-            // MACs); the raw group key is never tried (seed 004 L6369).
+            // MACs); the raw group key is never tried (Azure docs, Symmetric key attestation,
+            // 'Group Enrollments').
             let derived = [
                 derive_device_key(primary, registration_id),
                 derive_device_key(secondary, registration_id),

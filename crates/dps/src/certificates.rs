@@ -1,4 +1,5 @@
-//! The DPS instance's CA certificates (seed 004 L10146–L10245): upload (PEM or `.cer`,
+//! The DPS instance's CA certificates (Azure docs, How to do proof-of-possession for X.509 CA
+//! certificates with your Device Provisioning Service): upload (PEM or `.cer`,
 //! never with a private key), verified on upload or by proof of possession, list, get and
 //! delete with etags. X.509 enrollment groups trust devices through them. The rules are IoT
 //! Hub's too, so they are shared ([`ironhub_hub::ca`]); the instance keeps its own set.
@@ -38,8 +39,9 @@ impl Dps {
         Ok(self.cas().get(name).await?)
     }
 
-    /// Uploads a CA certificate; `is_verified` sets it verified on upload (seed 004
-    /// L10156–L10181). See [`CaCertificates::put`].
+    /// Uploads a CA certificate; `is_verified` sets it verified on upload (Azure docs,
+    /// Configure verified CA certificates, 'Automatic verification of intermediate or root CA
+    /// through self-attestation'). See [`CaCertificates::put`].
     pub async fn put_certificate(
         &self,
         name: &str,
@@ -54,7 +56,8 @@ impl Dps {
     }
 
     /// Deletes a CA certificate; with `if_match`, only the one with that etag. Devices
-    /// already on their hubs stay there (seed 004 L10310).
+    /// already on their hubs stay there (Azure docs, How to roll X.509 device certificates,
+    /// 'Individual enrollments and security breaches').
     pub async fn delete_certificate(
         &self,
         name: &str,
@@ -63,7 +66,8 @@ impl Dps {
         Ok(self.cas().delete(name, if_match).await?)
     }
 
-    /// A fresh verification code (seed 004 L10191–L10195).
+    /// A fresh verification code (Azure docs, Configure verified CA certificates, 'Manual
+    /// verification of intermediate or root CA').
     pub async fn generate_verification_code(
         &self,
         name: &str,
@@ -76,7 +80,8 @@ impl Dps {
     }
 
     /// Proof of possession: a certificate with the verification code as its CN, signed by
-    /// the CA's key (seed 004 L10211–L10238).
+    /// the CA's key (Azure docs, Configure verified CA certificates, 'Digitally sign the
+    /// verification code to create a verification certificate').
     pub async fn verify_certificate(
         &self,
         name: &str,

@@ -1,6 +1,10 @@
-//! Linked IoT hubs: the hubs DPS may assign devices to (seed 004 L6185), each with the
+//! Linked IoT hubs: the hubs DPS may assign devices to (Azure docs, IoT Hub Device
+//! Provisioning Service (DPS) terminology, 'Linked IoT hubs'), each with the
 //! owner-level connection string DPS reaches its registry with, a weight and whether the
-//! service's allocation may pick it (seed 004 L817–L821, L5618).
+//! service's allocation may pick it (Azure docs, Quickstart: Set up the IoT Hub Device
+//! Provisioning Service with Azure CLI, 'Verify the provisioning service'; Tutorial: Provision
+//! devices across load-balanced IoT hubs, 'Set the Device Provisioning Service allocation
+//! policy').
 
 use std::time::Duration;
 
@@ -12,7 +16,8 @@ use crate::model::LinkedHub;
 use crate::rules::normalize_if_match;
 use crate::{Dps, DpsError, from_record, read_all, to_record};
 
-/// At most 50 hubs may be linked (seed 004 L328).
+/// At most 50 hubs may be linked (Azure docs, What is Azure IoT Hub Device Provisioning
+/// Service?, 'Quotas and Limits').
 pub const MAX_LINKED_HUBS: u64 = 50;
 /// The largest allocation weight accepted.
 pub const MAX_ALLOCATION_WEIGHT: u32 = 1000;

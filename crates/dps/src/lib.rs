@@ -40,18 +40,21 @@ pub use model::LinkedHub;
 pub use register::Limits;
 pub use webhook::{AllocationWebhook, NoWebhook};
 
-/// The name of the policy every DPS instance starts with (seed 004 L6701–L6703).
+/// The name of the policy every DPS instance starts with (Azure docs, Control access to DPS
+/// with SAS, 'Access control and permissions').
 pub const OWNER_POLICY: &str = "provisioningserviceowner";
 
-/// A new ID scope: `0ne` and 8 upper-case hex digits, e.g. `0ne000956C5` (seed 004 L814,
-/// L6258).
+/// A new ID scope: `0ne` and 8 upper-case hex digits, e.g. `0ne000956C5` (Azure docs,
+/// Quickstart: Set up the IoT Hub Device Provisioning Service with Azure CLI, 'Verify the
+/// provisioning service'; IoT Hub Device Provisioning Service (DPS) terminology, 'ID scope').
 pub fn new_id_scope() -> String {
     let hex: String = random_bytes(4).iter().map(|b| format!("{b:02X}")).collect();
     format!("0ne{hex}")
 }
 
 /// The policies a new DPS instance has: `provisioningserviceowner` with every DPS right
-/// (seed 004 L6701–L6703, L6856–L6866).
+/// (Azure docs, Control access to DPS with SAS, 'Access control and permissions' and
+/// 'Device Provisioning Service permissions').
 pub fn default_dps_policies() -> Vec<SharedAccessPolicy> {
     use Rights as R;
     vec![SharedAccessPolicy::generate(
@@ -189,7 +192,8 @@ impl Dps {
         }
     }
 
-    /// Authorizes a service call (seed 004 L6691–L6753): the `Authorization` header holds a
+    /// Authorizes a service call (Azure docs, Control access to DPS with SAS, 'Service API
+    /// authentication' and 'Security tokens'): the `Authorization` header holds a
     /// token signed with a policy's key (`skn`), not expired, whose `sr` covers one of the
     /// instance's host names by per-segment prefix (scheme, port and case ignored), from a
     /// policy with all of `needed`.

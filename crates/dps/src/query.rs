@@ -1,5 +1,5 @@
 //! Service queries: `SELECT *` over a collection, in pages with a continuation token
-//! (`x-ms-max-item-count`, `x-ms-continuation`; `clients.md` §7).
+//! (`x-ms-max-item-count`, `x-ms-continuation`; `docs/protocol/dps-service.md`, "Queries").
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

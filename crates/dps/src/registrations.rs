@@ -1,6 +1,7 @@
 //! Registration records ("device registration states"): created and replaced by device
-//! registrations, read, deleted and queried per enrollment group by the service API (seed
-//! 004 L6266–L6268: created automatically, can be deleted, cannot be updated by a client).
+//! registrations, read, deleted and queried per enrollment group by the service API (created
+//! automatically, can be deleted, cannot be updated by a client: Azure docs, IoT Hub Device
+//! Provisioning Service (DPS) terminology, 'Registration').
 
 use ironhub_store::{DpsCollection, DpsRecord, DpsWrite, WriteConflict};
 
@@ -72,7 +73,8 @@ impl Dps {
     }
 
     /// `DELETE /registrations/{id}`, with an optional `If-Match`. The device stays in its hub
-    /// (deprovisioning it there is the hub's business, seed 004 L10728).
+    /// (deprovisioning it there is the hub's business: Azure docs, How to deprovision devices
+    /// that were previously auto-provisioned).
     pub async fn delete_registration(
         &self,
         id: &str,
@@ -130,7 +132,8 @@ impl Dps {
     }
 
     /// How many registrations a group has (all of them without a group), e.g. for a quota or
-    /// the per-group counts of seed 004 L7552.
+    /// the per-group counts of Azure docs, Best practices for large-scale IoT device
+    /// deployments, 'Monitoring devices'.
     pub async fn registration_count(&self, group_id: Option<&str>) -> Result<u64, DpsError> {
         Ok(self
             .store

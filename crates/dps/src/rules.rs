@@ -1,4 +1,5 @@
-//! DPS's rules for ids, keys and attestation, as the seed states them.
+//! DPS's rules for ids, keys and attestation, as the Azure DPS documentation states them (the
+//! pages are listed in `docs/protocol/azure-docs.md`).
 
 use chrono::DateTime;
 use ironhub_auth::x509::{CertificateError, CertificateInfo, read_certificate};
@@ -10,11 +11,15 @@ use crate::model::{
     X509Attestation, X509CertificateInfo, X509CertificateWithInfo, X509Certificates,
 };
 
-/// Longest registration or enrollment group id (seed 004 L6222, L9766).
+/// Longest registration or enrollment group id (Azure docs, How to manage device enrollments
+/// with Azure portal, 'Create a symmetric key enrollment group').
 pub const MAX_ID_LEN: usize = 128;
-/// Longest registration id of an X.509 device: its certificate's CN (seed 004 L2433, L6436).
+/// Longest registration id of an X.509 device: its certificate's CN (Azure docs, Quickstart:
+/// Provision an X.509 certificate simulated device, 'Create a self-signed X.509 device
+/// certificate').
 pub const MAX_X509_REGISTRATION_ID_LEN: usize = 64;
-/// Size of generated symmetric keys, in bytes (seed 004 L6298).
+/// Size of generated symmetric keys, in bytes (Azure docs, Symmetric key attestation,
+/// 'Symmetric key creation').
 pub const GENERATED_KEY_BYTES: usize = 64;
 
 fn validate_id(id: &str, what: &str) -> Result<(), DpsError> {
@@ -44,12 +49,15 @@ fn validate_id(id: &str, what: &str) -> Result<(), DpsError> {
 }
 
 /// A registration id: case-insensitive, 1–128 of `A-Z a-z 0-9 - . _ :`, ending with a letter,
-/// a digit or `-` (seed 004 L1493–L1495, L6212, L6222, L6272).
+/// a digit or `-` (Azure docs, IoT Hub Device Provisioning Service (DPS) terminology,
+/// 'Enrollment group' and 'Registration ID'; Quickstart: Provision a simulated symmetric key
+/// device, 'Create a device enrollment').
 pub fn validate_registration_id(id: &str) -> Result<(), DpsError> {
     validate_id(id, "registration id")
 }
 
-/// An enrollment group id: the same rules as a registration id (seed 004 L9766).
+/// An enrollment group id: the same rules as a registration id (Azure docs, How to manage
+/// device enrollments with Azure portal, 'Create a symmetric key enrollment group').
 pub fn validate_group_id(id: &str) -> Result<(), DpsError> {
     validate_id(id, "enrollment group id")
 }
@@ -60,7 +68,8 @@ pub fn same_id(a: &str, b: &str) -> bool {
 }
 
 /// An `If-Match` value with a weak marker and one level of quotes removed; `*` matches any.
-/// Node sends the etag it read as is, which may itself be quoted (`clients.md` §7).
+/// Node sends the etag it read as is, which may itself be quoted
+/// (`docs/protocol/dps-service.md`, "If-Match and etags").
 pub fn normalize_if_match(value: &str) -> String {
     let v = value.trim();
     let v = v.strip_prefix("W/").unwrap_or(v);
@@ -75,9 +84,10 @@ fn supplied(value: Option<&String>) -> Option<&str> {
     value.map(|s| s.trim()).filter(|s| !s.is_empty())
 }
 
-/// The keys of a symmetric key attestation: supplied keys are checked (base64, 16–64 bytes,
-/// seed 004 L6302); missing ones are kept from `previous` (an update that leaves them out, as
-/// a `GET` answer does, keeps them) or generated (64 bytes, seed 004 L6298).
+/// The keys of a symmetric key attestation: supplied keys are checked (base64, 16–64 bytes);
+/// missing ones are kept from `previous` (an update that leaves them out, as a `GET` answer
+/// does, keeps them) or generated (64 bytes). Both rules: Azure docs, Symmetric key
+/// attestation, 'Symmetric key creation'.
 pub fn symmetric_keys(
     given: Option<&SymmetricKeyAttestation>,
     previous: Option<&SymmetricKeyAttestation>,
@@ -195,7 +205,8 @@ pub enum Owner<'a> {
 }
 
 /// Checks and completes an attestation for a write. `previous` is the stored attestation on
-/// an update: its type may not change (seed 004 L10124), and keys or certificates the client
+/// an update: its type may not change (Azure docs, How to manage device enrollments with Azure
+/// portal, 'Update an enrollment entry'), and keys or certificates the client
 /// left out are kept.
 pub fn attestation(
     given: &AttestationMechanism,
@@ -231,7 +242,8 @@ pub fn attestation(
         }),
         AttestationType::Tpm => {
             let Owner::Individual(_) = owner else {
-                // Seed 004 L11571: TPM enrollments are individual only.
+                // TPM enrollments are individual only (Azure docs, Create and provision IoT
+                // Edge devices at scale with a TPM on Linux, 'Device requirements').
                 return Err(DpsError::BadRequest(
                     "Enrollment groups attest by symmetric key or X.509, not TPM.".into(),
                 ));
@@ -311,7 +323,8 @@ fn x509_attestation(
             previous.and_then(|p| p.client_certificates.as_ref()),
             "client certificates",
         )?;
-        // The registration id is the certificate's CN (seed 004 L2433, L6210, L6436), so a
+        // The registration id is the certificate's CN (Azure docs, X.509 certificate
+        // attestation, 'End-entity "leaf" certificate'), so a
         // certificate with another CN could never register.
         if registration_id.len() > MAX_X509_REGISTRATION_ID_LEN {
             return Err(DpsError::BadRequest(format!(
@@ -364,10 +377,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn id_rules_from_the_seed() {
+    fn id_rules_as_documented() {
         for ok in [
-            "symm-key-device-007",
-            "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6",
+            "symm-key-dev-42",
+            "sn-12-34-mac-0a-1b-2c-3d-4e-5f",
             "a.b_c:d-",
             "AABBCCDDEEFF",
             "x",
@@ -409,7 +422,7 @@ mod tests {
             k.primary_key.clone().unwrap(),
             k.secondary_key.clone().unwrap(),
         );
-        assert_eq!(p.len(), 88, "64 bytes, base64 (seed 004 L1794)");
+        assert_eq!(p.len(), 88, "64 bytes, base64");
         assert_ne!(p, s);
         let empty = SymmetricKeyAttestation {
             primary_key: Some(String::new()),

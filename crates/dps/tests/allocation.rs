@@ -236,7 +236,8 @@ fn reprovisioning_follows_the_policy() {
     assert_eq!(moved.action, HubAction::Migrate { from: "b".into() });
     assert_eq!(moved.substatus, Substatus::DeviceDataMigrated);
 
-    // Re-provision and reset to the initial config, even on the same hub (seed 004 L7300).
+    // Re-provision and reset to the initial config, even on the same hub (Azure docs, IoT Hub
+    // Device reprovisioning concepts, 'Reprovisioning policies').
     let r = decide(reset, Some(&previous("b")), "a", linked);
     assert_eq!(
         r.action,
@@ -267,7 +268,8 @@ fn legacy_devices_without_a_policy_stay_on_their_hub() {
     assert!(!is_legacy_api_version("junk"));
     assert_eq!(effective_policy(None, false), ReprovisionPolicy::default());
     assert!(!effective_policy(None, true).update_hub_assignment);
-    // A saved policy always wins (seed 004 L7339).
+    // A saved policy always wins (Azure docs, IoT Hub Device reprovisioning concepts,
+    // 'Managing backwards compatibility').
     let saved = ReprovisionPolicy {
         update_hub_assignment: true,
         migrate_device_data: false,

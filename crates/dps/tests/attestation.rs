@@ -1,4 +1,4 @@
-//! Symmetric key attestation of devices, with the vectors of `clients.md` §2.1/§2.2.
+//! Symmetric key attestation of devices, with the vectors of `docs/protocol/sas-tokens.md`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -12,7 +12,7 @@ use serde_json::json;
 const PYDEV_DPS: &str = "SharedAccessSignature sr=0ne00000000%2Fregistrations%2Freg-1&sig=cd7Oa3BD3NWIUy5JTYGpvyzv7rlEkOe%2FYx7m1PtNXEY%3D&se=1795310676";
 const NODE_DPS: &str = "SharedAccessSignature sr=0ne00000000/registrations/reg-1&sig=76TJU8jg9IqJRg7u2mI20dkbJHcUkxhidB%2F9apOy6vA%3D&skn=registration&se=1795310676";
 const OTHER_KEY: &str = "b3RoZXJrZXlvdGhlcmtleW90aGVya2V5b3RoZXJrZXk=";
-/// `KEY` derived for `reg-1` (clients.md §2.2).
+/// `KEY` derived for `reg-1` (docs/protocol/sas-tokens.md, "Group key derivation").
 const DERIVED_REG1: &str = "jmudKBSTQYBDw1ICt74S0TULyiEC9IC8TsUmQ4X6ZRw=";
 
 fn individual(id: &str, primary: &str, secondary: &str) -> IndividualEnrollment {
@@ -159,8 +159,8 @@ async fn groups_accept_derived_keys_and_refuse_the_raw_group_key() {
         "group devices are named by registration id"
     );
 
-    // The PYDEV vector is signed with KEY itself: the raw group key is refused (seed 004
-    // L6369).
+    // The PYDEV vector is signed with KEY itself: the raw group key is refused (Azure docs,
+    // Symmetric key attestation, 'Group Enrollments').
     let raw = dps
         .attest_symmetric_key_at(SCOPE, "reg-1", PYDEV_DPS, SE - 1)
         .await;
@@ -208,7 +208,8 @@ async fn the_individual_enrollment_decides_and_disabled_entries_refuse() {
     dps.create_or_update("g", group("g", KEY, KEY), None)
         .await
         .unwrap();
-    // An individual enrollment with other keys shadows the group (seed 004 L6477-L6481).
+    // An individual enrollment with other keys shadows the group (Azure docs, X.509
+    // certificate attestation, 'DPS order of operations with certificates').
     dps.create_or_update("reg-1", individual("reg-1", OTHER_KEY, OTHER_KEY), None)
         .await
         .unwrap();

@@ -104,7 +104,7 @@ async fn writes_are_compare_and_swap_on_the_etag() {
     assert_eq!(
         again.status(),
         409,
-        "creating what exists (seed 004 L12221)"
+        "creating what exists (409, as DPS's troubleshooting page lists it)"
     );
     let stale = dps
         .create_or_update("d1", sym("d1"), Some("\"nope\""))
@@ -139,7 +139,8 @@ async fn writes_are_compare_and_swap_on_the_etag() {
     );
 
     // Sending back what a read returned (keys stripped, etag in the body) is an update that
-    // keeps the keys (seed 004 L9005-L9017).
+    // keeps the keys (as the Node sample of Azure docs, Create an X.509 enrollment group with
+    // DPS service SDK, does).
     let mut read: IndividualEnrollment = dps.get("d1").await.unwrap();
     read.settings.provisioning_status = Some(ironhub_dps::model::ProvisioningStatus::Disabled);
     let updated = dps

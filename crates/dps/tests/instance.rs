@@ -98,7 +98,8 @@ async fn service_tokens_need_the_host_a_policy_key_and_the_rights() {
     let s = setup().await;
     let dps = &s.dps;
     let now = ironhub_auth::unix_now();
-    // clients.md §2.1's Node service vector (raw sr, order sr,sig,skn,se); it expires in 2026,
+    // The Node service vector of docs/protocol/sas-tokens.md, "Test vectors" (raw sr, order
+    // sr,sig,skn,se); it expires in 2026,
     // so it is checked for as long as it is valid.
     let node = "SharedAccessSignature sr=mydps.azure-devices-provisioning.net&sig=ffOoGlOG6cJTgdv%2FBpg4lo6H%2FbBYEVK9DDDdrdM%2Bkls%3D&skn=provisioningserviceowner&se=1795310676";
     if now < SE {

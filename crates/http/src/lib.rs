@@ -3,7 +3,8 @@
 //! Service. Handlers are thin: they parse the wire, call the domain, and render its answer
 //! with Azure's status codes and error bodies.
 //!
-//! One host and port serve both services, as `clients.md` §1.1 lays out: the hub's paths
+//! One host and port serve both services, as `docs/protocol/endpoints.md` lays out: the hub's
+//! paths
 //! (`/devices/…`, `/twins/…`), the DPS service API (`/enrollments…`, `/enrollmentGroups…`,
 //! `/registrations/{id}…`), the DPS device API (`/{idScope}/registrations/{id}/…`) and MQTT
 //! over WebSocket (`/$iothub/websocket`, hub and DPS alike) do not collide.
@@ -70,7 +71,8 @@ pub fn hub_router(hub: Hub) -> Router {
 }
 
 /// DPS matches its path segments case-insensitively and ignores a trailing slash (Node
-/// sends `/enrollmentgroups/{id}/attestationmechanism` and `/enrollments/`, `clients.md` §7):
+/// sends `/enrollmentgroups/{id}/attestationmechanism` and `/enrollments/`,
+/// `docs/protocol/dps-service.md`, "Paths and headers"):
 /// the fixed segments of DPS paths are rewritten to the case the routes use. Ids keep their
 /// case, and the hub's paths are left alone.
 fn normalize_path(mut request: Request) -> Request {

@@ -388,7 +388,8 @@ async fn telemetry_moves_last_activity_time_without_changing_the_etag() {
     assert_eq!(after.etag, connected.etag);
 }
 
-/// IoT Hub drops a connection when its SAS token expires (clients.md §3.7 item 3); the device
+/// IoT Hub drops a connection when its SAS token expires (docs/protocol/hub-mqtt.md, "Sessions
+/// and token expiry"); the device
 /// reconnects with a fresh token.
 #[tokio::test]
 async fn the_connection_closes_when_its_sas_token_expires() {

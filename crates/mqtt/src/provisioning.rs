@@ -1,4 +1,5 @@
-//! DPS's device registration API over MQTT (seed 004 L9642–L9720; `clients.md` §4), on the
+//! DPS's device registration API over MQTT (Azure docs, Communicate with your DPS using the MQTT
+//! protocol; `docs/protocol/dps-device.md`, "MQTT"), on the
 //! same endpoints as IoT Hub's (8883, and WebSocket on 443):
 //!
 //! - CONNECT: client id = registration id, username

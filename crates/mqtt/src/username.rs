@@ -1,6 +1,7 @@
 //! The MQTT username of an IoT Hub device: `{host}/{deviceId}[/{moduleId}][/[?]{query}]`.
 //!
-//! Real devices send every variation (see `clients.md` §3.1): with and without
+//! Real devices send every variation (see `docs/protocol/hub-mqtt.md`, "CONNECT username"):
+//! with and without
 //! `?api-version=…`, without the `?`, with unencoded `:` and `;` in `model-id`. Nothing after
 //! the ids is required.
 

@@ -8,7 +8,8 @@ use crate::{DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsWrite, Res
 #[async_trait]
 pub trait DpsStore: Send + Sync {
     // Device Provisioning Service. Ids are compared, looked up and ordered ASCII
-    // case-insensitively (registration and group ids are case-insensitive, seed 004 L6212);
+    // case-insensitively (registration and group ids are case-insensitive: Azure docs, IoT Hub
+    // Device Provisioning Service (DPS) terminology, 'Enrollment group');
     // a record keeps the case it was created with.
 
     /// The DPS instance's settings; created from `init` on the very first call and never

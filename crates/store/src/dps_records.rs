@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DpsSettings {
-    /// `0ne` followed by 8 upper-case hex digits; immutable (seed 004 L6258).
+    /// `0ne` followed by 8 upper-case hex digits; immutable (Azure docs, IoT Hub Device
+    /// Provisioning Service (DPS) terminology, 'ID scope').
     pub id_scope: String,
     pub policies: Vec<SharedAccessPolicy>,
     pub created_time: DateTime<Utc>,

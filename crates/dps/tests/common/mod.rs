@@ -10,7 +10,7 @@ use ironhub_dps::{Dps, default_dps_policies};
 use ironhub_embedded::SqliteStore;
 use ironhub_store::{DpsSettings, Store};
 
-/// The key of `clients.md` §2.1's vectors.
+/// The key of the vectors in `docs/protocol/sas-tokens.md`, "Test vectors".
 pub const KEY: &str = "dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleQ==";
 /// The expiry of those vectors.
 pub const SE: u64 = 1_795_310_676;

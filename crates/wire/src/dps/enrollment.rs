@@ -258,12 +258,12 @@ mod tests {
             "etag": "\"e8002126-0000-0100-0000-5f6b2a570000\"",
             "provisioningStatus": "enabled",
             "reprovisionPolicy": { "updateHubAssignment": true, "migrateDeviceData": true },
-            "createdDateTimeUtc": "2020-09-23T10:58:31.62286Z",
-            "lastUpdatedDateTimeUtc": "2020-09-23T10:58:31.62286Z",
+            "createdDateTimeUtc": "2024-02-03T04:05:06.12345Z",
+            "lastUpdatedDateTimeUtc": "2024-02-03T04:05:06.12345Z",
             "allocationPolicy": "custom",
-            "iotHubs": ["contoso-toasters-hub-1098.azure-devices.net"],
+            "iotHubs": ["hub-a.example.net"],
             "customAllocationDefinition": {
-                "webhookUrl": "https://contoso-function-app.azurewebsites.net/api/HttpTrigger1?*****",
+                "webhookUrl": "https://allocator.example.net/api/allocate?code=secret",
                 "apiVersion": "2019-03-31"
             }
         });
@@ -284,7 +284,7 @@ mod tests {
             back["customAllocationDefinition"],
             sent["customAllocationDefinition"]
         );
-        assert_eq!(back["createdDateTimeUtc"], "2020-09-23T10:58:31.6228600Z");
+        assert_eq!(back["createdDateTimeUtc"], "2024-02-03T04:05:06.1234500Z");
     }
 
     #[test]
