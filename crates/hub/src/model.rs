@@ -45,6 +45,9 @@ pub struct AuthenticationView {
     pub x509_thumbprint: ThumbprintView,
     #[serde(rename = "type")]
     pub kind: AuthType,
+    /// ironhub's: the issuing CA that issued the device's certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_authority_name: Option<String>,
 }
 
 #[derive(Clone, Serialize)]
@@ -98,6 +101,7 @@ impl From<&DeviceRecord> for DeviceView {
                     secondary_thumbprint: auth.x509_thumbprint.secondary_thumbprint.clone(),
                 },
                 kind: auth.kind,
+                certificate_authority_name: auth.certificate_authority_name.clone(),
             },
             capabilities: Capabilities {
                 iot_edge: d.iot_edge,
@@ -129,6 +133,8 @@ pub struct AuthenticationSpec {
     pub kind: Option<String>,
     pub symmetric_key: Option<SymmetricKeySpec>,
     pub x509_thumbprint: Option<ThumbprintSpec>,
+    /// ironhub's: the issuing CA that issued a `certificateAuthority` device's certificate.
+    pub certificate_authority_name: Option<String>,
 }
 
 #[derive(Clone, Deserialize, Default)]

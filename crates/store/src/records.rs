@@ -76,6 +76,10 @@ pub struct Authentication {
     pub symmetric_key: SymmetricKey,
     #[serde(default)]
     pub x509_thumbprint: X509Thumbprint,
+    /// The issuing CA that issued a `certificateAuthority` device its certificate (and renews
+    /// it), when ironhub issued one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority_name: Option<String>,
 }
 
 /// A device identity in the registry.
