@@ -195,6 +195,7 @@ pub fn individual_body(
         body["provisioningStatus"] = status.as_str().into();
     }
     apply_allocation(&mut body, s, true)?;
+    apply_issuance_policy(&mut body, s);
     Ok(body)
 }
 
@@ -232,6 +233,7 @@ pub fn group_body(id: &str, ca: &CaNameFlags, s: &SettingsFlags) -> anyhow::Resu
         body["provisioningStatus"] = status.as_str().into();
     }
     apply_allocation(&mut body, s, true)?;
+    apply_issuance_policy(&mut body, s);
     Ok(body)
 }
 
@@ -438,7 +440,26 @@ fn update_settings(record: &mut Value, s: &SettingsFlags) -> anyhow::Result<()> 
     if let Some(edge) = s.edge_enabled {
         record["capabilities"] = json!({ "iotEdge": edge });
     }
+    apply_issuance_policy(record, s);
     Ok(())
+}
+
+/// `--certificate-authority-name`: the enrollment's `clientCertificateIssuancePolicy` (an
+/// empty name removes it).
+fn apply_issuance_policy(record: &mut Value, s: &SettingsFlags) {
+    let Some(name) = s.certificate_authority_name.as_deref().map(str::trim) else {
+        return;
+    };
+    if let Some(map) = record.as_object_mut() {
+        if name.is_empty() {
+            map.remove("clientCertificateIssuancePolicy");
+        } else {
+            map.insert(
+                "clientCertificateIssuancePolicy".into(),
+                json!({ "certificateAuthorityName": name }),
+            );
+        }
+    }
 }
 
 /// `{"updateHubAssignment", "migrateDeviceData"}` as az maps `--reprovision-policy` (its
@@ -649,6 +670,29 @@ fn warn(message: &str) {
 mod tests {
     use super::*;
     use crate::cli::hub::Status;
+
+    #[test]
+    fn the_certificate_authority_name_is_set_and_removed() {
+        let named = SettingsFlags {
+            certificate_authority_name: Some("short-lived".into()),
+            ..SettingsFlags::default()
+        };
+        let policy = json!({"certificateAuthorityName": "short-lived"});
+        let body = group_body("g", &CaNameFlags::default(), &named).unwrap();
+        assert_eq!(body["clientCertificateIssuancePolicy"], policy);
+        let flags = IndividualFlags::default();
+        let body = individual_body("d", AttestationType::SymmetricKey, &flags, &named).unwrap();
+        assert_eq!(body["clientCertificateIssuancePolicy"], policy);
+        let mut record = body.clone();
+        update_settings(&mut record, &SettingsFlags::default()).unwrap();
+        assert_eq!(record["clientCertificateIssuancePolicy"], policy, "kept");
+        let cleared = SettingsFlags {
+            certificate_authority_name: Some(String::new()),
+            ..SettingsFlags::default()
+        };
+        update_settings(&mut record, &cleared).unwrap();
+        assert!(record.get("clientCertificateIssuancePolicy").is_none());
+    }
 
     #[test]
     fn symmetric_key_enrollments_are_built_as_az_builds_them() {
