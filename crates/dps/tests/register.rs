@@ -862,7 +862,9 @@ async fn the_enrollment_names_the_issuing_ca_and_an_unknown_one_is_refused() {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let w = world(no_poll_limit()).await;
-    let short = IssuingCa::generate("short CA").unwrap().with_validity_days(3);
+    let short = IssuingCa::generate("short CA")
+        .unwrap()
+        .with_validity_days(3);
     let short_der = short.ca_der().to_vec();
     let cas = IssuingCas::new(IssuingCa::generate("default CA").unwrap())
         .with("short", short)
@@ -885,14 +887,20 @@ async fn the_enrollment_names_the_issuing_ca_and_an_unknown_one_is_refused() {
         Err(DpsError::BadRequest(m)) => assert!(m.contains("'nope'"), "{m}"),
         other => panic!("{other:?}"),
     }
-    assert!(dps.get::<EnrollmentGroup>("g-ca").await.is_err(), "nothing stored");
+    assert!(
+        dps.get::<EnrollmentGroup>("g-ca").await.is_err(),
+        "nothing stored"
+    );
     let refused = w.dps.create_or_update("g-ca", group("short"), None).await;
     assert!(
         matches!(refused, Err(DpsError::BadRequest(_))),
         "a DPS that issues nothing knows no CA: {refused:?}"
     );
 
-    let created = dps.create_or_update("g-ca", group("short"), None).await.unwrap();
+    let created = dps
+        .create_or_update("g-ca", group("short"), None)
+        .await
+        .unwrap();
     assert_eq!(created.settings.certificate_authority_name(), Some("short"));
     let read = dps.get::<EnrollmentGroup>("g-ca").await.unwrap();
     assert_eq!(
@@ -904,7 +912,11 @@ async fn the_enrollment_names_the_issuing_ca_and_an_unknown_one_is_refused() {
     renamed.settings.etag = read.settings.etag.clone();
     assert!(dps.create_or_update("g-ca", renamed, None).await.is_err());
     assert_eq!(
-        dps.get::<EnrollmentGroup>("g-ca").await.unwrap().settings.certificate_authority_name(),
+        dps.get::<EnrollmentGroup>("g-ca")
+            .await
+            .unwrap()
+            .settings
+            .certificate_authority_name(),
         Some("short"),
         "a refused update changes nothing"
     );

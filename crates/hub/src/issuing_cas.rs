@@ -107,7 +107,10 @@ mod tests {
         assert_eq!((name, ca.ca_der()), ("short-lived", &short_der[..]));
         assert_eq!(ca.validity_days(), 7);
         let e = cas.get(Some("nope")).unwrap_err().to_string();
-        assert!(e.contains("'nope'") && e.contains("default, short-lived"), "{e}");
+        assert!(
+            e.contains("'nope'") && e.contains("default, short-lived"),
+            "{e}"
+        );
         assert_eq!(cas.anchors().count(), 2);
         assert!(cas.check("default").is_ok());
     }
@@ -118,7 +121,10 @@ mod tests {
         let cas = cas.with("a.b_c-1", Issuer::generate("a").unwrap()).unwrap();
         assert!(cas.with("default", Issuer::generate("x").unwrap()).is_err());
         let cas = IssuingCas::new(Issuer::generate("d").unwrap());
-        assert!(cas.with("has space", Issuer::generate("x").unwrap()).is_err());
+        assert!(
+            cas.with("has space", Issuer::generate("x").unwrap())
+                .is_err()
+        );
         assert!(!is_ca_name(""));
         assert!(!is_ca_name(&"a".repeat(65)));
     }

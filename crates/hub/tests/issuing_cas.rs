@@ -33,7 +33,9 @@ fn request(device_id: &str) -> IssueCertificateRequest {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, device_id);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, device_id);
     let csr = B64.encode(params.serialize_request(&key).unwrap().der());
     let body = json!({"id": device_id, "csr": csr}).to_string();
     IssueCertificateRequest::read(device_id, body.as_bytes()).unwrap()

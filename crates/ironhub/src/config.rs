@@ -355,10 +355,7 @@ fn checked_issuing_cas(cas: Vec<IssuingCaConfig>) -> anyhow::Result<Vec<IssuingC
             );
         }
         if !(1..=3650).contains(&ca.validity_days) {
-            anyhow::bail!(
-                "issuing_cas {:?}: validity_days must be 1 to 3650",
-                ca.name
-            );
+            anyhow::bail!("issuing_cas {:?}: validity_days must be 1 to 3650", ca.name);
         }
     }
     Ok(cas)
@@ -411,8 +408,14 @@ mod tests {
         .unwrap();
         assert!(!c.issued_certificate_renewal);
         assert_eq!(c.issuing_cas.len(), 2);
-        assert_eq!((c.issuing_cas[0].validity_days, c.issuing_cas[0].renewal), (7, true));
-        assert_eq!((c.issuing_cas[1].validity_days, c.issuing_cas[1].renewal), (30, false));
+        assert_eq!(
+            (c.issuing_cas[0].validity_days, c.issuing_cas[0].renewal),
+            (7, true)
+        );
+        assert_eq!(
+            (c.issuing_cas[1].validity_days, c.issuing_cas[1].renewal),
+            (30, false)
+        );
         let ca = |name: &str, extra: &str| {
             format!("[[issuing_cas]]\nname = \"{name}\"\ncert = \"/a\"\nkey = \"/b\"\n{extra}")
         };
@@ -420,7 +423,10 @@ mod tests {
         assert!(config(&ca("bad name", "")).is_err());
         assert!(config(&ca("x", "validity_days = 0\n")).is_err());
         assert!(config(&ca("x", "colour = 1\n")).is_err(), "unknown keys");
-        assert!(config(&format!("{}{}", ca("x", ""), ca("x", ""))).is_err(), "twice");
+        assert!(
+            config(&format!("{}{}", ca("x", ""), ca("x", ""))).is_err(),
+            "twice"
+        );
     }
 
     #[test]

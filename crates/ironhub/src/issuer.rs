@@ -102,7 +102,10 @@ mod tests {
         assert_eq!((ca.validity_days(), ca.renews()), (2, false));
         assert_eq!(cas.anchors().count(), 2);
         config.issuing_cas[0].key = short_cert;
-        assert!(load(&config, dir.path()).is_err(), "a certificate is no key");
+        assert!(
+            load(&config, dir.path()).is_err(),
+            "a certificate is no key"
+        );
         config.issuing_cas.clear();
 
         // A key that is not the certificate's is refused at start.
