@@ -68,6 +68,10 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let tls_dir = config.data_dir.join("tls");
     let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
     let issuing_cas = crate::issuer::load(config, &tls_dir)?;
+    tracing::info!(
+        names = %issuing_cas.names().collect::<Vec<_>>().join(", "),
+        "issuing CAs"
+    );
     let mut hub = Hub::open(backends, config.hostnames.clone())
         .await?
         .with_issuing_cas(issuing_cas.clone());
