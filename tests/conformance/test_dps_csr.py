@@ -11,7 +11,8 @@ with IoT Hub's and DPS's errors, and a disabled device is refused whatever it ho
 The server runs with a second issuing CA from its config file (`[[issuing_cas]]`, its own
 validity): a group naming it in `clientCertificateIssuancePolicy` (written and read back with the
 DPS service SDK, which passes the JSON through) gets its devices certificates from that CA, and
-the hub renews them with the same CA; an enrollment naming a CA that is not configured is refused.
+the hub renews them with the same CA; a third CA, configured without renewal, refuses renewals;
+an enrollment naming a CA that is not configured is refused.
 """
 
 from __future__ import annotations
@@ -49,13 +50,17 @@ SECOND_CA = "short-lived"
 SECOND_CA_DAYS = 3
 
 
-def ironhub_args(workdir: Path) -> list[str]:
-    """A config file naming a second issuing CA (P-384, made here) with its own validity."""
+# A third one that does not renew over `$iothub/credentials`.
+FROZEN_CA = "no-renewal"
+
+
+def make_ca(workdir: Path, name: str) -> tuple[Path, Path]:
+    """A P-384 issuing CA made here: its certificate and PKCS#8 key, PEM."""
     key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "conformance short-lived CA")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"conformance {name} CA")])
     now = datetime.datetime.now(datetime.timezone.utc)
     ca = (x509.CertificateBuilder()
-          .subject_name(name).issuer_name(name)
+          .subject_name(subject).issuer_name(subject)
           .public_key(key.public_key())
           .serial_number(x509.random_serial_number())
           .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -66,16 +71,22 @@ def ironhub_args(workdir: Path) -> list[str]:
                                        data_encipherment=False, key_agreement=False,
                                        encipher_only=False, decipher_only=False), critical=True)
           .sign(key, hashes.SHA384()))
-    (workdir / "second-ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (workdir / "second-ca.key").write_bytes(key.private_bytes(
+    cert_path, key_path = workdir / f"{name}-ca.pem", workdir / f"{name}-ca.key"
+    cert_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def ironhub_args(workdir: Path) -> list[str]:
+    """A config file naming two more issuing CAs: one with its own validity, one that does not
+    renew."""
+    text = ""
+    for name, extra in ((SECOND_CA, f"validity_days = {SECOND_CA_DAYS}"), (FROZEN_CA, "renewal = false")):
+        cert, key = make_ca(workdir, name)
+        text += f'[[issuing_cas]]\nname = "{name}"\ncert = "{cert}"\nkey = "{key}"\n{extra}\n'
     config = workdir / "ironhub.toml"
-    config.write_text(
-        "[[issuing_cas]]\n"
-        f'name = "{SECOND_CA}"\n'
-        f'cert = "{workdir / "second-ca.pem"}"\n'
-        f'key = "{workdir / "second-ca.key"}"\n'
-        f"validity_days = {SECOND_CA_DAYS}\n")
+    config.write_text(text)
     return ["--config", str(config)]
 
 
@@ -341,31 +352,45 @@ def days_left(chain: list[str]) -> float:
     return left.total_seconds() / 86400
 
 
-def test_a_group_naming_a_second_ca_gets_and_renews_its_certificates(hub, dps, tmp_path):
-    require_tool("openssl")
-    second_ca = x509.load_pem_x509_certificate((hub.workdir / "second-ca.pem").read_bytes())
-    group_key = new_key()
-    policy = {"certificateAuthorityName": SECOND_CA}
-    dps.enrollment_group.create_or_update(id="csr-second-ca", enrollment_group={
-        "enrollmentGroupId": "csr-second-ca",
+def ca_of(hub, name: str) -> x509.Certificate:
+    """The certificate of a CA `ironhub_args` made."""
+    return x509.load_pem_x509_certificate((hub.workdir / f"{name}-ca.pem").read_bytes())
+
+
+def register_in_group(hub, dps, tmp: Path, ca: str, rid: str) -> tuple[list[str], tuple[Path, Path]]:
+    """A group naming the issuing CA `ca` (written and read back with the service SDK, which
+    round-trips the field: its models are the JSON itself), and a device of it registered with
+    a CSR. Returns the chain, and the certificate and key written for TLS."""
+    group_id, group_key = f"group-{rid}", new_key()
+    policy = {"certificateAuthorityName": ca}
+    dps.enrollment_group.create_or_update(id=group_id, enrollment_group={
+        "enrollmentGroupId": group_id,
         "attestation": {"type": "symmetricKey",
                         "symmetricKey": {"primaryKey": group_key, "secondaryKey": group_key}},
         "clientCertificateIssuancePolicy": policy})
-    # The service SDK round-trips the field (its models are the JSON itself).
-    group = dps.enrollment_group.get(id="csr-second-ca")
+    group = dps.enrollment_group.get(id=group_id)
     assert group["clientCertificateIssuancePolicy"] == policy, group
-
-    rid = "csr-second-ca-1"
     key, csr = new_csr(rid)
     topic, body = register_with_csr(hub, rid, derive(group_key, rid), csr)
     assert topic.startswith("$dps/registrations/res/200/"), (topic, body)
     chain = body["registrationState"]["issuedCertificateChain"]
     issuer = x509.load_der_x509_certificate(base64.b64decode(chain[1]))
-    assert issuer == second_ca, "issued by the group's CA"
+    assert issuer == ca_of(hub, ca), "issued by the group's CA"
+    return chain, save_chain(tmp, rid, chain, key)
+
+
+def verify_with(hub, tmp: Path, name: str, ca: str) -> None:
+    """openssl verify of the chain saved as `name`, against the configured CA's own file."""
+    (tmp / f"{name}-issuers.pem").write_bytes((hub.workdir / f"{ca}-ca.pem").read_bytes())
+    openssl_verify(tmp, name)
+
+
+def test_a_group_naming_a_second_ca_gets_and_renews_its_certificates(hub, dps, tmp_path):
+    require_tool("openssl")
+    rid = "csr-second-ca-1"
+    chain, cert = register_in_group(hub, dps, tmp_path, SECOND_CA, rid)
     assert SECOND_CA_DAYS - 0.01 < days_left(chain) <= SECOND_CA_DAYS, days_left(chain)
-    cert = save_chain(tmp_path, "second", chain, key)
-    (tmp_path / "second-issuers.pem").write_bytes((hub.workdir / "second-ca.pem").read_bytes())
-    openssl_verify(tmp_path, "second")
+    verify_with(hub, tmp_path, rid, SECOND_CA)
     send(hub, rid, cert, "hello with a certificate of the second CA")
 
     # The hub renews with the CA that issued the device's certificate, and its validity.
@@ -376,13 +401,28 @@ def test_a_group_naming_a_second_ca_gets_and_renews_its_certificates(hub, dps, t
         new_key_, renewed = renew(m, rid)
     finally:
         m.close()
-    assert x509.load_der_x509_certificate(base64.b64decode(renewed[1])) == second_ca
+    assert x509.load_der_x509_certificate(base64.b64decode(renewed[1])) == ca_of(hub, SECOND_CA)
     assert SECOND_CA_DAYS - 0.01 < days_left(renewed) <= SECOND_CA_DAYS, days_left(renewed)
-    new_cert = save_chain(tmp_path, "second-renewed", renewed, new_key_)
-    (tmp_path / "second-renewed-issuers.pem").write_bytes(
-        (hub.workdir / "second-ca.pem").read_bytes())
-    openssl_verify(tmp_path, "second-renewed")
+    new_cert = save_chain(tmp_path, "renewed", renewed, new_key_)
+    verify_with(hub, tmp_path, "renewed", SECOND_CA)
     send(hub, rid, new_cert, "hello with a renewed certificate of the second CA")
+
+
+def test_a_ca_without_renewal_refuses_renewals(hub, dps, tmp_path):
+    rid = "csr-frozen-1"
+    _, cert = register_in_group(hub, dps, tmp_path, FROZEN_CA, rid)
+    m = hub_connection(hub, rid, cert)
+    try:
+        assert m.connack == [0], m.connack
+        m.subscribe("$iothub/credentials/res/#")
+        topic, accepted = m.ask("$iothub/credentials/POST/issueCertificate/?$rid=r-frozen",
+                                {"id": rid, "csr": new_csr(rid)[1]})
+        assert topic == "$iothub/credentials/res/202/?$rid=r-frozen", (topic, accepted)
+        topic, failed = m.next()
+        assert topic == "$iothub/credentials/res/400/?$rid=r-frozen", (topic, failed)
+        assert FROZEN_CA in failed["info"]["credentialMessage"], failed
+    finally:
+        m.close()
 
 
 def test_an_enrollment_naming_an_unknown_ca_is_refused_and_nothing_is_created(hub, dps):
