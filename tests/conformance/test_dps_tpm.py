@@ -7,11 +7,12 @@ persisted at 0x81010001) and a storage root key (`tpm2_createprimary -C o`, at 0
 the server's challenge opened with `tpm2_activatecredential` under an EK policy session; the
 device key imported with `tpm2_import`, loaded with `tpm2_load` and persisted at 0x81000100;
 every SAS token signed inside the TPM with `tpm2_hmac`. The DPS device requests go over HTTPS
-as the Node SDK's HTTP transport sends them (`clients.md` §5.1): the first PUT carries the
-TPM's keys and no token and is answered 401 with `authenticationKey`. The provisioned device
-then connects to its hub with the Python device SDK (`create_from_sastoken`, the token signed
-by the TPM). The service SDKs (Python `azure-iot-deviceprovisioning`, Node
-`azure-iot-provisioning-service`) and `ironhub dps enrollment create` make the enrollments.
+as the Node SDK's HTTP transport sends them (`docs/protocol/tpm.md`, "The exchange"): the
+first PUT carries the TPM's keys and no token and is answered 401 with `authenticationKey`.
+The provisioned device then connects to its hub with the Python device SDK
+(`create_from_sastoken`, the token signed by the TPM). The service SDKs (Python
+`azure-iot-deviceprovisioning`, Node `azure-iot-provisioning-service`) and
+`ironhub dps enrollment create` make the enrollments.
 """
 
 from __future__ import annotations

@@ -34,8 +34,14 @@ pub struct Command<'a> {
 impl HubClient {
     /// `GET /digitaltwins/{id}`.
     pub async fn get_digital_twin(&self, id: &str) -> Result<Value, ClientError> {
-        self.request(Method::GET, &digital_twin_path(id), &[], None, None)
-            .await
+        self.request(
+            Method::GET,
+            &digital_twin_path(id),
+            &[],
+            crate::NO_BODY,
+            None,
+        )
+        .await
     }
 
     /// `PATCH /digitaltwins/{id}` with a JSON Patch; `If-Match` is the etag, or `*`. Returns
@@ -115,6 +121,6 @@ impl HubClient {
         let status = response
             .header("x-ms-command-statuscode")
             .map(str::to_owned);
-        Ok(json!({ "payload": response.json()?, "status": status }))
+        Ok(json!({ "payload": response.json::<Value>()?, "status": status }))
     }
 }

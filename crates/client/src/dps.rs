@@ -13,9 +13,16 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, header};
 use ironhub_auth::ConnectionString;
 use ironhub_auth::sas::url_encode;
-use serde_json::Value;
+use ironhub_wire::dps::{
+    AttestationMechanism, DeviceRegistrationState, EnrollmentGroup, EnrollmentRecord,
+    IndividualEnrollment, LinkedHubList, LinkedHubSpec, LinkedHubView, QuerySpecification,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::{Certificates, ClientError, HubClient, REQUEST_TIMEOUT, RawResponse, header_value};
+use crate::{
+    Certificates, ClientError, HubClient, NO_BODY, REQUEST_TIMEOUT, RawResponse, header_value,
+};
 
 /// The DPS service API version (the one `az iot dps` and the service SDKs send).
 pub const DPS_API_VERSION: &str = "2021-10-01";
@@ -35,13 +42,13 @@ pub enum EnrollmentKind {
 impl EnrollmentKind {
     fn prefix(self) -> &'static str {
         match self {
-            EnrollmentKind::Individual => "/enrollments",
-            EnrollmentKind::Group => "/enrollmentGroups",
+            EnrollmentKind::Individual => IndividualEnrollment::COLLECTION_PATH,
+            EnrollmentKind::Group => EnrollmentGroup::COLLECTION_PATH,
         }
     }
 
     fn path(self, id: &str) -> String {
-        format!("{}/{}", self.prefix(), url_encode(id))
+        enrollment_path(self.prefix(), id)
     }
 }
 
@@ -97,11 +104,11 @@ impl DpsClient {
 
     /// One signed request with a JSON body (or none) and `If-Match` sent as given (`*` or an
     /// etag, as az sends it); the whole answer on success.
-    async fn call(
+    async fn call<B: Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&B>,
         if_match: Option<&str>,
         mut headers: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<RawResponse, ClientError> {
@@ -127,28 +134,29 @@ impl DpsClient {
     }
 
     /// `GET /enrollments/{id}` or `/enrollmentGroups/{id}`: the record without its keys.
-    pub async fn get_enrollment(
-        &self,
-        kind: EnrollmentKind,
-        id: &str,
-    ) -> Result<Value, ClientError> {
-        self.call(Method::GET, &kind.path(id), None, None, Vec::new())
-            .await?
-            .json()
+    pub async fn get_enrollment<E: EnrollmentRecord>(&self, id: &str) -> Result<E, ClientError> {
+        self.call(
+            Method::GET,
+            &enrollment_path(E::COLLECTION_PATH, id),
+            NO_BODY,
+            None,
+            Vec::new(),
+        )
+        .await?
+        .json()
     }
 
     /// `PUT /enrollments/{id}` or `/enrollmentGroups/{id}`: without `if_match` it creates the
     /// record (an existing one is a 409); with `*` or an etag it replaces it.
-    pub async fn put_enrollment(
+    pub async fn put_enrollment<E: EnrollmentRecord>(
         &self,
-        kind: EnrollmentKind,
         id: &str,
-        body: &Value,
+        body: &E,
         if_match: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<E, ClientError> {
         self.call(
             Method::PUT,
-            &kind.path(id),
+            &enrollment_path(E::COLLECTION_PATH, id),
             Some(body),
             if_match,
             Vec::new(),
@@ -164,9 +172,15 @@ impl DpsClient {
         id: &str,
         if_match: Option<&str>,
     ) -> Result<(), ClientError> {
-        self.call(Method::DELETE, &kind.path(id), None, if_match, Vec::new())
-            .await
-            .map(|_| ())
+        self.call(
+            Method::DELETE,
+            &kind.path(id),
+            NO_BODY,
+            if_match,
+            Vec::new(),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `POST …/{id}/attestationmechanism`: the attestation with its keys.
@@ -174,30 +188,37 @@ impl DpsClient {
         &self,
         kind: EnrollmentKind,
         id: &str,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<AttestationMechanism, ClientError> {
         let path = format!("{}/attestationmechanism", kind.path(id));
-        self.call(Method::POST, &path, None, None, Vec::new())
+        self.call(Method::POST, &path, NO_BODY, None, Vec::new())
             .await?
             .json()
     }
 
     /// `POST /enrollments/query` or `/enrollmentGroups/query` with `SELECT *`, every page (or
     /// the first `top` records).
-    pub async fn query_enrollments(
+    pub async fn query_enrollments<E: EnrollmentRecord>(
         &self,
-        kind: EnrollmentKind,
         top: Option<usize>,
-    ) -> Result<Vec<Value>, ClientError> {
-        let spec = serde_json::json!({ "query": SELECT_ALL });
-        let path = format!("{}/query", kind.prefix());
+    ) -> Result<Vec<E>, ClientError> {
+        let spec = QuerySpecification {
+            query: SELECT_ALL.to_owned(),
+        };
+        let path = format!("{}/query", E::COLLECTION_PATH);
         self.query(&path, Some(&spec), top).await
     }
 
     /// `GET /registrations/{id}`: a device's registration state.
-    pub async fn get_registration(&self, id: &str) -> Result<Value, ClientError> {
-        self.call(Method::GET, &registration_path(id), None, None, Vec::new())
-            .await?
-            .json()
+    pub async fn get_registration(&self, id: &str) -> Result<DeviceRegistrationState, ClientError> {
+        self.call(
+            Method::GET,
+            &registration_path(id),
+            NO_BODY,
+            None,
+            Vec::new(),
+        )
+        .await?
+        .json()
     }
 
     /// `DELETE /registrations/{id}` with `If-Match` (`*` or an etag).
@@ -209,7 +230,7 @@ impl DpsClient {
         self.call(
             Method::DELETE,
             &registration_path(id),
-            None,
+            NO_BODY,
             if_match,
             Vec::new(),
         )
@@ -223,19 +244,19 @@ impl DpsClient {
         &self,
         group_id: &str,
         top: Option<usize>,
-    ) -> Result<Vec<Value>, ClientError> {
+    ) -> Result<Vec<DeviceRegistrationState>, ClientError> {
         let path = format!("{}/query", registration_path(group_id));
-        self.query(&path, None, top).await
+        self.query(&path, None::<&QuerySpecification>, top).await
     }
 
     /// A query, page after page while the answer carries `x-ms-continuation`, asking for at
     /// most what `top` still needs (as az's `_execute_query`).
-    async fn query(
+    async fn query<T: DeserializeOwned>(
         &self,
         path: &str,
-        spec: Option<&Value>,
+        spec: Option<&QuerySpecification>,
         top: Option<usize>,
-    ) -> Result<Vec<Value>, ClientError> {
+    ) -> Result<Vec<T>, ClientError> {
         let mut items = Vec::new();
         let mut continuation: Option<String> = None;
         loop {
@@ -257,15 +278,11 @@ impl DpsClient {
                 ));
             }
             let response = self.call(Method::POST, path, spec, None, headers).await?;
-            match response.json()? {
-                Value::Array(page) => items.extend(page),
-                _ => {
-                    return Err(ClientError::InvalidResponse {
-                        status: response.status,
-                        detail: format!("the answer to POST {path} is not a JSON array"),
-                    });
-                }
-            }
+            let page: Vec<T> = response.json().map_err(|e| ClientError::InvalidResponse {
+                status: response.status,
+                detail: format!("the answer to POST {path} is not a list of records: {e}"),
+            })?;
+            items.extend(page);
             continuation = response
                 .header("x-ms-continuation")
                 .map(str::trim)
@@ -283,42 +300,44 @@ impl DpsClient {
     }
 
     /// `GET /dps/linkedHubs`: the linked hubs, their connection strings' keys masked.
-    pub async fn list_linked_hubs(&self) -> Result<Vec<Value>, ClientError> {
-        let response = self
-            .call(Method::GET, LINKED_HUBS, None, None, Vec::new())
-            .await?;
-        match response.json()? {
-            Value::Object(mut map) => match map.remove("value") {
-                Some(Value::Array(hubs)) => Ok(hubs),
-                _ => Err(ClientError::InvalidResponse {
-                    status: response.status,
-                    detail: "the linked hubs have no 'value' list".into(),
-                }),
-            },
-            Value::Array(hubs) => Ok(hubs),
-            _ => Err(ClientError::InvalidResponse {
-                status: response.status,
-                detail: "the linked hubs are not a JSON object".into(),
-            }),
+    pub async fn list_linked_hubs(&self) -> Result<Vec<LinkedHubView>, ClientError> {
+        /// `{"value": […]}`, or the bare list.
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Answer {
+            List(LinkedHubList),
+            Bare(Vec<LinkedHubView>),
         }
+        let response = self
+            .call(Method::GET, LINKED_HUBS, NO_BODY, None, Vec::new())
+            .await?;
+        Ok(match response.json()? {
+            Answer::List(list) => list.value,
+            Answer::Bare(hubs) => hubs,
+        })
     }
 
     /// `GET /dps/linkedHubs/{name}` (the name is the hub's host name).
-    pub async fn get_linked_hub(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(Method::GET, &linked_hub_path(name), None, None, Vec::new())
-            .await?
-            .json()
+    pub async fn get_linked_hub(&self, name: &str) -> Result<LinkedHubView, ClientError> {
+        self.call(
+            Method::GET,
+            &linked_hub_path(name),
+            NO_BODY,
+            None,
+            Vec::new(),
+        )
+        .await?
+        .json()
     }
 
-    /// `PUT /dps/linkedHubs/{name}` with `{"connectionString", "allocationWeight",
-    /// "applyAllocationPolicy", "location"}`: links the hub, or (with `if_match`) updates the
-    /// link; an update without `connectionString` keeps the link's own.
+    /// `PUT /dps/linkedHubs/{name}`: links the hub, or (with `if_match`) updates the link; an
+    /// update without `connectionString` keeps the link's own.
     pub async fn put_linked_hub(
         &self,
         name: &str,
-        body: &Value,
+        body: &LinkedHubSpec,
         if_match: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<LinkedHubView, ClientError> {
         self.call(
             Method::PUT,
             &linked_hub_path(name),
@@ -339,7 +358,7 @@ impl DpsClient {
         self.call(
             Method::DELETE,
             &linked_hub_path(name),
-            None,
+            NO_BODY,
             if_match,
             Vec::new(),
         )
@@ -349,6 +368,10 @@ impl DpsClient {
 }
 
 const LINKED_HUBS: &str = "/dps/linkedHubs";
+
+fn enrollment_path(prefix: &str, id: &str) -> String {
+    format!("{prefix}/{}", url_encode(id))
+}
 
 fn registration_path(id: &str) -> String {
     format!("/registrations/{}", url_encode(id))

@@ -5,18 +5,21 @@
 
 use http::Method;
 use ironhub_auth::sas;
-use serde_json::{Value, json};
+use ironhub_wire::hub::{
+    FileNotification, FileUploadCompletion, FileUploadInfo, FileUploadRequest,
+};
+use serde_json::Value;
 
-use crate::{ClientError, HubClient, device_path};
+use crate::{ClientError, HubClient, NO_BODY, device_path};
 
 /// The feed of file upload notifications.
 const FEED: &str = "/messages/serviceBound/filenotifications";
 
 /// A file upload notification received under a lock.
 #[derive(Debug, Clone)]
-pub struct FileNotification {
+pub struct LockedFileNotification {
     pub lock_token: String,
-    pub notification: Value,
+    pub notification: FileNotification,
 }
 
 impl HubClient {
@@ -32,22 +35,18 @@ impl HubClient {
         Ok(device)
     }
 
-    /// `POST /devices/{id}/files` (as the device): where to upload `blob_name`,
-    /// `{correlationId, hostName, containerName, blobName, sasToken}`.
+    /// `POST /devices/{id}/files` (as the device): where to upload `blob_name`.
     pub async fn start_file_upload(
         &self,
         device_id: &str,
         blob_name: &str,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<FileUploadInfo, ClientError> {
         let path = format!("{}/files", device_path(device_id));
-        self.request(
-            Method::POST,
-            &path,
-            &[],
-            Some(&json!({ "blobName": blob_name })),
-            None,
-        )
-        .await
+        let body = FileUploadRequest {
+            blob_name: Some(blob_name.to_owned()),
+        };
+        self.request(Method::POST, &path, &[], Some(&body), None)
+            .await
     }
 
     /// `POST /devices/{id}/files/notifications` (as the device): how the upload went.
@@ -60,20 +59,22 @@ impl HubClient {
         status_description: &str,
     ) -> Result<(), ClientError> {
         let path = format!("{}/files/notifications", device_path(device_id));
-        let body = json!({
-            "correlationId": correlation_id,
-            "isSuccess": is_success,
-            "statusCode": status_code,
-            "statusDescription": status_description,
-        });
+        let body = FileUploadCompletion {
+            correlation_id: Some(correlation_id.to_owned()),
+            is_success: Some(is_success),
+            status_code: Some(i64::from(status_code)),
+            status_description: Some(status_description.to_owned()),
+        };
         self.request(Method::POST, &path, &[], Some(&body), None)
             .await
-            .map(|_| ())
+            .map(|_: Value| ())
     }
 
     /// `GET /messages/serviceBound/filenotifications`: the next notification, locked; `None`
     /// when there is none.
-    pub async fn receive_file_notification(&self) -> Result<Option<FileNotification>, ClientError> {
+    pub async fn receive_file_notification(
+        &self,
+    ) -> Result<Option<LockedFileNotification>, ClientError> {
         let response = self
             .request_raw(
                 Method::GET,
@@ -94,7 +95,7 @@ impl HubClient {
                 status: response.status,
                 detail: "the notification has no iothub-locktoken header".into(),
             })?;
-        Ok(Some(FileNotification {
+        Ok(Some(LockedFileNotification {
             lock_token,
             notification: response.json()?,
         }))
@@ -113,8 +114,8 @@ impl HubClient {
         } else {
             (Method::POST, format!("{FEED}/{token}/abandon"))
         };
-        self.request(method, &path, &[], None, None)
+        self.request(method, &path, &[], NO_BODY, None)
             .await
-            .map(|_| ())
+            .map(|_: Value| ())
     }
 }

@@ -5,7 +5,7 @@
 //! signed with a shared access signature made from a service connection string, and
 //! `?api-version=2021-04-12` on every path (`2021-10-01` for DPS). The same client reaches an
 //! ironhub server or a real Azure IoT Hub; the CLI, the DPS (for remote linked hubs) and tests
-//! use it.
+//! use it. Requests and answers are the typed shapes of `ironhub-wire`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ironhub_client::ClientError> {
@@ -15,7 +15,7 @@
 //! ).map_err(|e| ironhub_client::ClientError::ConnectionString(e.to_string()))?;
 //! let hub = ironhub_client::HubClient::new(cs, &[])?;
 //! let device = hub.get_device("d1").await?;
-//! println!("{}", device["etag"]);
+//! println!("{}", device.etag);
 //! # Ok(()) }
 //! ```
 
@@ -44,14 +44,27 @@ use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 use ironhub_auth::sas::url_encode;
 use ironhub_auth::{ConnectionString, sas, unix_now};
+use ironhub_wire::certificate::{
+    CertificateDescription, CertificateList, CertificateUpload, VerificationProof,
+};
+use ironhub_wire::hub::{
+    BulkResult, ConsumerGroupName, ConsumerGroupView, Device, DeviceSpec, ExportImportDevice,
+    FeedbackRecord, MethodRequest, MethodResult, PurgeResult, RegenerateRequest, RegenerateResult,
+    RegistryStatistics, Twin, TwinPatch,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use blob::StorageResponse;
 pub use digital_twin::Command;
 pub use dps::{DPS_API_VERSION, DpsClient, EnrollmentKind};
 pub use error::{ClientError, parse_service_error};
-pub use file_upload::FileNotification;
+pub use file_upload::LockedFileNotification;
 pub use lines::LineStream;
+
+/// The `body` of a request that sends none.
+pub const NO_BODY: Option<&Value> = None;
 
 /// The REST API version sent with every hub request (the one the Python service SDK uses).
 pub const API_VERSION: &str = "2021-04-12";
@@ -303,30 +316,31 @@ impl HubClient {
         build_url(&self.host, self.api_version, path, query)
     }
 
-    /// Sends one signed request and returns the JSON answer (`Value::Null` for an empty body,
-    /// e.g. `204 No Content`). `if_match` is sent quoted (`"etag"`), as the SDKs send it.
-    pub async fn request(
+    /// Sends one signed request and returns the JSON answer read as `R` (an empty body, e.g.
+    /// `204 No Content`, reads as JSON `null`). `if_match` is sent quoted (`"etag"`), as the
+    /// SDKs send it. [`NO_BODY`] sends no body.
+    pub async fn request<B: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<&Value>,
+        body: Option<&B>,
         if_match: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<R, ClientError> {
         self.request_within(method, path, query, body, if_match, REQUEST_TIMEOUT)
             .await
     }
 
     /// [`HubClient::request`] with its own time limit (a direct method may wait minutes).
-    pub async fn request_within(
+    pub async fn request_within<B: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<&Value>,
+        body: Option<&B>,
         if_match: Option<&str>,
         timeout: Duration,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<R, ClientError> {
         let mut headers = Vec::new();
         if let Some(etag) = if_match {
             headers.push((header::IF_MATCH, header_value(&quote_etag(etag))?));
@@ -501,28 +515,37 @@ impl HubClient {
     }
 
     /// `GET /events/consumergroups`: `[{"name": …}, …]`.
-    pub async fn list_consumer_groups(&self) -> Result<Value, ClientError> {
-        self.request(Method::GET, "/events/consumergroups", &[], None, None)
+    pub async fn list_consumer_groups(&self) -> Result<Vec<ConsumerGroupName>, ClientError> {
+        self.request(Method::GET, "/events/consumergroups", &[], NO_BODY, None)
             .await
     }
 
     /// `GET /events/consumergroups/{group}`: the group with its checkpoints.
-    pub async fn get_consumer_group(&self, group: &str) -> Result<Value, ClientError> {
-        self.request(Method::GET, &consumer_group_path(group), &[], None, None)
+    pub async fn get_consumer_group(&self, group: &str) -> Result<ConsumerGroupView, ClientError> {
+        self.request(Method::GET, &consumer_group_path(group), &[], NO_BODY, None)
             .await
     }
 
     /// `PUT /events/consumergroups/{group}`: creates the group (an existing one is kept).
-    pub async fn create_consumer_group(&self, group: &str) -> Result<Value, ClientError> {
-        self.request(Method::PUT, &consumer_group_path(group), &[], None, None)
+    pub async fn create_consumer_group(
+        &self,
+        group: &str,
+    ) -> Result<ConsumerGroupView, ClientError> {
+        self.request(Method::PUT, &consumer_group_path(group), &[], NO_BODY, None)
             .await
     }
 
     /// `DELETE /events/consumergroups/{group}`.
     pub async fn delete_consumer_group(&self, group: &str) -> Result<(), ClientError> {
-        self.request(Method::DELETE, &consumer_group_path(group), &[], None, None)
-            .await
-            .map(|_| ())
+        self.request(
+            Method::DELETE,
+            &consumer_group_path(group),
+            &[],
+            NO_BODY,
+            None,
+        )
+        .await
+        .map(|_: Value| ())
     }
 
     /// The hub's CA certificates (`/certificates`).
@@ -534,12 +557,12 @@ impl HubClient {
     }
 
     /// `GET /certificates`: `{"value": [certificate, …]}`.
-    pub async fn list_certificates(&self) -> Result<Value, ClientError> {
+    pub async fn list_certificates(&self) -> Result<CertificateList, ClientError> {
         self.certificates().list().await
     }
 
     /// `GET /certificates/{name}`.
-    pub async fn get_certificate(&self, name: &str) -> Result<Value, ClientError> {
+    pub async fn get_certificate(&self, name: &str) -> Result<CertificateDescription, ClientError> {
         self.certificates().get(name).await
     }
 
@@ -550,7 +573,7 @@ impl HubClient {
         certificate: &str,
         is_verified: bool,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<CertificateDescription, ClientError> {
         self.certificates()
             .put(name, certificate, is_verified, etag)
             .await
@@ -571,7 +594,7 @@ impl HubClient {
         &self,
         name: &str,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<CertificateDescription, ClientError> {
         self.certificates()
             .generate_verification_code(name, etag)
             .await
@@ -583,18 +606,18 @@ impl HubClient {
         name: &str,
         proof: &str,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<CertificateDescription, ClientError> {
         self.certificates().verify(name, proof, etag).await
     }
 
     /// `GET /devices/{id}`: the device, with its keys and etag.
-    pub async fn get_device(&self, id: &str) -> Result<Value, ClientError> {
-        self.request(Method::GET, &device_path(id), &[], None, None)
+    pub async fn get_device(&self, id: &str) -> Result<Device, ClientError> {
+        self.request(Method::GET, &device_path(id), &[], NO_BODY, None)
             .await
     }
 
     /// `PUT /devices/{id}` without `If-Match`: creates the device (409 if it exists).
-    pub async fn create_device(&self, id: &str, body: &Value) -> Result<Value, ClientError> {
+    pub async fn create_device(&self, id: &str, body: &DeviceSpec) -> Result<Device, ClientError> {
         self.request(Method::PUT, &device_path(id), &[], Some(body), None)
             .await
     }
@@ -603,9 +626,9 @@ impl HubClient {
     pub async fn update_device(
         &self,
         id: &str,
-        body: &Value,
+        body: &DeviceSpec,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<Device, ClientError> {
         let etag = etag.unwrap_or("*");
         self.request(Method::PUT, &device_path(id), &[], Some(body), Some(etag))
             .await
@@ -614,47 +637,48 @@ impl HubClient {
     /// `DELETE /devices/{id}` with `If-Match: "<etag>"` (or `"*"`).
     pub async fn delete_device(&self, id: &str, etag: Option<&str>) -> Result<(), ClientError> {
         let etag = etag.unwrap_or("*");
-        self.request(Method::DELETE, &device_path(id), &[], None, Some(etag))
+        self.request(Method::DELETE, &device_path(id), &[], NO_BODY, Some(etag))
             .await
-            .map(|_| ())
+            .map(|_: Value| ())
     }
 
-    /// `GET /devices?top=N`: up to `top` devices (IoT Hub caps this at 1000), as a JSON array.
-    pub async fn list_devices(&self, top: Option<u32>) -> Result<Value, ClientError> {
+    /// `GET /devices?top=N`: up to `top` devices (IoT Hub caps this at 1000).
+    pub async fn list_devices(&self, top: Option<u32>) -> Result<Vec<Device>, ClientError> {
         let query: Vec<(&str, String)> = top.map(|n| ("top", n.to_string())).into_iter().collect();
-        self.request(Method::GET, "/devices", &query, None, None)
+        self.request(Method::GET, "/devices", &query, NO_BODY, None)
             .await
     }
 
     /// `GET /statistics/devices`: total, enabled and disabled device counts.
-    pub async fn registry_statistics(&self) -> Result<Value, ClientError> {
-        self.request(Method::GET, "/statistics/devices", &[], None, None)
+    pub async fn registry_statistics(&self) -> Result<RegistryStatistics, ClientError> {
+        self.request(Method::GET, "/statistics/devices", &[], NO_BODY, None)
             .await
     }
 
     /// `POST /devices`: a bulk create/update/delete of `ExportImportDevice` entries. IoT Hub
     /// answers 200 or 400 with `{"isSuccessful":…,"errors":[…],"warnings":[…]}`; a 400 with that
     /// shape is returned as `Ok` so that callers can read the per-device errors.
-    pub async fn bulk(&self, body: &Value) -> Result<Value, ClientError> {
-        self.post_for_result("/devices", body, "isSuccessful").await
+    pub async fn bulk(&self, body: &[ExportImportDevice]) -> Result<BulkResult, ClientError> {
+        self.post_for_result("/devices", body).await
     }
 
-    /// `POST /devices/keys/regenerate` with `{"policyKey": "primaryKey"|"secondaryKey"|"both",
-    /// "devices": [{"id": …}]}`. IoT Hub answers 200, 207 (some devices failed) or 400 (all
-    /// failed) with `{"policyKey":…,"rotatedKeys":[…],"errors":[…]}`; each is returned as
-    /// `Ok` so that callers can read the per-device errors.
-    pub async fn regenerate_keys(&self, body: &Value) -> Result<Value, ClientError> {
-        self.post_for_result("/devices/keys/regenerate", body, "rotatedKeys")
-            .await
+    /// `POST /devices/keys/regenerate`: new keys for the named devices. IoT Hub answers 200,
+    /// 207 (some devices failed) or 400 (all failed) with a [`RegenerateResult`]; each is
+    /// returned as `Ok` so that callers can read the per-device errors.
+    pub async fn regenerate_keys(
+        &self,
+        body: &RegenerateRequest,
+    ) -> Result<RegenerateResult, ClientError> {
+        self.post_for_result("/devices/keys/regenerate", body).await
     }
 
-    /// A `POST` whose 400 may still carry a per-entry result: one with `field` is `Ok`.
-    async fn post_for_result(
+    /// A `POST` whose 400 may still carry a per-entry result: one that reads as `T` is `Ok`
+    /// (an error body does not).
+    async fn post_for_result<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
-        field: &str,
-    ) -> Result<Value, ClientError> {
+        body: &B,
+    ) -> Result<T, ClientError> {
         let payload =
             serde_json::to_vec(body).map_err(|e| ClientError::InvalidRequest(e.to_string()))?;
         let headers = vec![(
@@ -673,17 +697,14 @@ impl HubClient {
             .await?;
         match response.status {
             200..300 => response.json(),
-            400 => match response.json() {
-                Ok(result) if result.get(field).is_some() => Ok(result),
-                _ => Err(response.service_error()),
-            },
+            400 => response.json().map_err(|_| response.service_error()),
             _ => Err(response.service_error()),
         }
     }
 
     /// `GET /twins/{id}`: the device twin.
-    pub async fn get_twin(&self, id: &str) -> Result<Value, ClientError> {
-        self.request(Method::GET, &twin_path(id), &[], None, None)
+    pub async fn get_twin(&self, id: &str) -> Result<Twin, ClientError> {
+        self.request(Method::GET, &twin_path(id), &[], NO_BODY, None)
             .await
     }
 
@@ -692,10 +713,10 @@ impl HubClient {
     pub async fn update_twin(
         &self,
         id: &str,
-        twin: &Value,
+        twin: &TwinPatch,
         etag: Option<&str>,
         replace: bool,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<Twin, ClientError> {
         let method = if replace { Method::PUT } else { Method::PATCH };
         self.request(
             method,
@@ -708,11 +729,14 @@ impl HubClient {
     }
 
     /// `POST /twins/{id}/methods`: invokes a direct method and waits for the device's answer.
-    /// `call` is IoT Hub's `CloudToDeviceMethod` (`methodName`, `payload`,
-    /// `responseTimeoutInSeconds`, `connectTimeoutInSeconds`).
-    pub async fn invoke_method(&self, id: &str, call: &Value) -> Result<Value, ClientError> {
-        let seconds = |k: &str| call[k].as_u64().unwrap_or(0);
-        let wait = seconds("responseTimeoutInSeconds").max(30) + seconds("connectTimeoutInSeconds");
+    pub async fn invoke_method(
+        &self,
+        id: &str,
+        call: &MethodRequest,
+    ) -> Result<MethodResult, ClientError> {
+        let seconds = |s: Option<i64>| s.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+        let wait = seconds(call.response_timeout_in_seconds).max(30)
+            + seconds(call.connect_timeout_in_seconds);
         let path = format!("{}/methods", twin_path(id));
         self.request_within(
             Method::POST,
@@ -751,9 +775,10 @@ impl HubClient {
 
     /// `DELETE /devices/{id}/commands`: empties the device's cloud-to-device queue; IoT Hub
     /// answers `{"totalMessagesPurged": n, "deviceId": "…"}`.
-    pub async fn purge_c2d(&self, id: &str) -> Result<Value, ClientError> {
+    pub async fn purge_c2d(&self, id: &str) -> Result<PurgeResult, ClientError> {
         let path = format!("{}/commands", device_path(id));
-        self.request(Method::DELETE, &path, &[], None, None).await
+        self.request(Method::DELETE, &path, &[], NO_BODY, None)
+            .await
     }
 
     /// `GET /messages/serviceBound/feedback`: the next batch of feedback records, locked until
@@ -780,11 +805,9 @@ impl HubClient {
                 status: response.status,
                 detail: "a feedback batch without a lock token (ETag)".into(),
             })?;
-        let records = match response.json()? {
-            Value::Array(records) => records,
-            Value::Null => Vec::new(),
-            other => vec![other],
-        };
+        let records = response
+            .json::<Option<Vec<FeedbackRecord>>>()?
+            .unwrap_or_default();
         Ok(Some(FeedbackBatch {
             lock_token,
             records,
@@ -794,18 +817,18 @@ impl HubClient {
     /// `DELETE /messages/serviceBound/feedback/{lockToken}`: completes a feedback batch.
     pub async fn complete_feedback(&self, lock_token: &str) -> Result<(), ClientError> {
         let path = format!("{FEEDBACK_PATH}/{}", url_encode(lock_token));
-        self.request(Method::DELETE, &path, &[], None, None)
+        self.request(Method::DELETE, &path, &[], NO_BODY, None)
             .await
-            .map(|_| ())
+            .map(|_: Value| ())
     }
 
     /// `POST /messages/serviceBound/feedback/{lockToken}/abandon`: gives a feedback batch back
     /// to the queue at once.
     pub async fn abandon_feedback(&self, lock_token: &str) -> Result<(), ClientError> {
         let path = format!("{FEEDBACK_PATH}/{}/abandon", url_encode(lock_token));
-        self.request(Method::POST, &path, &[], None, None)
+        self.request(Method::POST, &path, &[], NO_BODY, None)
             .await
-            .map(|_| ())
+            .map(|_: Value| ())
     }
 }
 
@@ -838,12 +861,14 @@ impl RawResponse {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The body as JSON (`Value::Null` when it is empty).
-    pub fn json(&self) -> Result<Value, ClientError> {
-        if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&self.body).map_err(|e| ClientError::InvalidResponse {
+    /// The body as JSON read as `T` (an empty body reads as `null`).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ClientError> {
+        let read = if self.body.iter().all(u8::is_ascii_whitespace) {
+            serde_json::from_value(Value::Null)
+        } else {
+            serde_json::from_slice(&self.body)
+        };
+        read.map_err(|e| ClientError::InvalidResponse {
             status: self.status,
             detail: e.to_string(),
         })
@@ -927,9 +952,7 @@ fn header_value(value: &str) -> Result<HeaderValue, ClientError> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedbackBatch {
     pub lock_token: String,
-    /// IoT Hub's records: `originalMessageId`, `description`, `deviceGenerationId`,
-    /// `deviceId`, `enqueuedTimeUtc`, `statusCode`.
-    pub records: Vec<Value>,
+    pub records: Vec<FeedbackRecord>,
 }
 
 /// A service's CA certificates, in the ARM shape (`{"id","name","etag","type","properties":
@@ -947,16 +970,16 @@ impl Certificates<'_> {
     }
 
     /// `GET {prefix}`: `{"value": [certificate, …]}`.
-    pub async fn list(&self) -> Result<Value, ClientError> {
+    pub async fn list(&self) -> Result<CertificateList, ClientError> {
         self.client
-            .request(Method::GET, self.prefix, &[], None, None)
+            .request(Method::GET, self.prefix, &[], NO_BODY, None)
             .await
     }
 
     /// `GET {prefix}/{name}`.
-    pub async fn get(&self, name: &str) -> Result<Value, ClientError> {
+    pub async fn get(&self, name: &str) -> Result<CertificateDescription, ClientError> {
         self.client
-            .request(Method::GET, &self.path(name), &[], None, None)
+            .request(Method::GET, &self.path(name), &[], NO_BODY, None)
             .await
     }
 
@@ -969,10 +992,8 @@ impl Certificates<'_> {
         certificate: &str,
         is_verified: bool,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
-        let body = serde_json::json!({
-            "properties": { "certificate": certificate, "isVerified": is_verified }
-        });
+    ) -> Result<CertificateDescription, ClientError> {
+        let body = CertificateUpload::new(certificate, is_verified);
         self.client
             .request(Method::PUT, &self.path(name), &[], Some(&body), etag)
             .await
@@ -981,9 +1002,9 @@ impl Certificates<'_> {
     /// `DELETE {prefix}/{name}`, with `If-Match` when an etag is given.
     pub async fn delete(&self, name: &str, etag: Option<&str>) -> Result<(), ClientError> {
         self.client
-            .request(Method::DELETE, &self.path(name), &[], None, etag)
+            .request(Method::DELETE, &self.path(name), &[], NO_BODY, etag)
             .await
-            .map(|_| ())
+            .map(|_: Value| ())
     }
 
     /// `POST {prefix}/{name}/generateVerificationCode`: the certificate with
@@ -992,10 +1013,10 @@ impl Certificates<'_> {
         &self,
         name: &str,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<CertificateDescription, ClientError> {
         let path = format!("{}/generateVerificationCode", self.path(name));
         self.client
-            .request(Method::POST, &path, &[], None, etag)
+            .request(Method::POST, &path, &[], NO_BODY, etag)
             .await
     }
 
@@ -1006,9 +1027,11 @@ impl Certificates<'_> {
         name: &str,
         proof: &str,
         etag: Option<&str>,
-    ) -> Result<Value, ClientError> {
+    ) -> Result<CertificateDescription, ClientError> {
         let path = format!("{}/verify", self.path(name));
-        let body = serde_json::json!({ "certificate": proof });
+        let body = VerificationProof {
+            certificate: Some(proof.to_owned()),
+        };
         self.client
             .request(Method::POST, &path, &[], Some(&body), etag)
             .await

@@ -1,17 +1,15 @@
 //! Individual enrollments and enrollment groups: create or update with etags, get, delete,
-//! query, bulk operations and the attestation mechanism, with DPS's rules (seed 004;
-//! `clients.md` §7). Both kinds share the code through [`Enrollment`].
+//! query, bulk operations and the attestation mechanism, with DPS's rules
+//! (`docs/protocol/dps-json.md` §3). Both kinds share the code through [`Enrollment`].
 
 use std::collections::HashSet;
 
 use chrono::Utc;
 use ironhub_store::{DpsCollection, DpsRecord, DpsWrite, WriteConflict};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::model::{
     AllocationPolicy, AttestationMechanism, BulkEnrollmentOperationError,
-    BulkEnrollmentOperationResult, BulkMode, EnrollmentGroup, EnrollmentSettings,
+    BulkEnrollmentOperationResult, BulkMode, EnrollmentGroup, EnrollmentRecord, EnrollmentSettings,
     IndividualEnrollment, LinkedHub, QuerySpecification,
 };
 use crate::query::{QueryPage, check_query, continuation_after, page_size, resume_after};
@@ -23,17 +21,12 @@ use crate::{Dps, DpsError, from_record, to_record};
 pub const MAX_BULK_ITEMS: usize = 10;
 
 /// What individual enrollments and enrollment groups have in common for the service API.
-pub trait Enrollment: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+pub trait Enrollment: EnrollmentRecord {
     /// Where the store keeps them.
     const COLLECTION: DpsCollection;
     /// How messages name one ("enrollment", "enrollment group").
     const KIND: &'static str;
 
-    /// The id (`registrationId` or `enrollmentGroupId`).
-    fn id(&self) -> &str;
-    fn set_id(&mut self, id: &str);
-    fn settings(&self) -> &EnrollmentSettings;
-    fn settings_mut(&mut self) -> &mut EnrollmentSettings;
     /// Checks an id of this kind.
     fn validate_id(id: &str) -> Result<(), DpsError>;
     /// The 404 for a missing one.
@@ -66,18 +59,6 @@ impl Enrollment for IndividualEnrollment {
     const COLLECTION: DpsCollection = DpsCollection::Enrollments;
     const KIND: &'static str = "enrollment";
 
-    fn id(&self) -> &str {
-        &self.registration_id
-    }
-    fn set_id(&mut self, id: &str) {
-        id.clone_into(&mut self.registration_id);
-    }
-    fn settings(&self) -> &EnrollmentSettings {
-        &self.settings
-    }
-    fn settings_mut(&mut self) -> &mut EnrollmentSettings {
-        &mut self.settings
-    }
     fn validate_id(id: &str) -> Result<(), DpsError> {
         rules::validate_registration_id(id)
     }
@@ -118,18 +99,6 @@ impl Enrollment for EnrollmentGroup {
     const COLLECTION: DpsCollection = DpsCollection::EnrollmentGroups;
     const KIND: &'static str = "enrollment group";
 
-    fn id(&self) -> &str {
-        &self.enrollment_group_id
-    }
-    fn set_id(&mut self, id: &str) {
-        id.clone_into(&mut self.enrollment_group_id);
-    }
-    fn settings(&self) -> &EnrollmentSettings {
-        &self.settings
-    }
-    fn settings_mut(&mut self) -> &mut EnrollmentSettings {
-        &mut self.settings
-    }
     fn validate_id(id: &str) -> Result<(), DpsError> {
         rules::validate_group_id(id)
     }
@@ -174,9 +143,10 @@ fn already_exists<E: Enrollment>(id: &str) -> DpsError {
     ))
 }
 
-/// Checks the hubs an enrollment names against the linked hubs (an unlinked hub is refused,
-/// seed 004 L9068, L9505) and writes them as they are linked; checks what the allocation
-/// policy needs.
+/// Checks the hubs an enrollment names against the linked hubs (an unlinked hub is refused, as the
+/// Azure docs' enrollment samples say: "Programmatically create a Device Provisioning Service
+/// individual enrollment for TPM attestation") and writes them as they are linked; checks what the
+/// allocation policy needs.
 fn check_allocation(s: &mut EnrollmentSettings, linked: &[LinkedHub]) -> Result<(), DpsError> {
     let linked_name = |name: &str| {
         Dps::find_hub(linked, name)
@@ -280,8 +250,9 @@ impl Dps {
     /// `PUT /enrollments/{id}` or `/enrollmentGroups/{id}`: creates the enrollment when there
     /// is no `If-Match`, updates it when there is one (`*`, or its etag, quoted or not). A body
     /// that carries the etag it was read with counts as `If-Match`, so a client may send back
-    /// what it read (seed 004 L9005–L9017). Creating one that exists is a 409 (seed 004
-    /// L12221), updating one that does not a 404, a stale etag a 412. Keys left out are
+    /// what it read (`docs/protocol/dps-json.md` §3). Creating one that exists is a 409 (Azure
+    /// docs, "Troubleshooting with Azure IoT Hub Device Provisioning Service", section "Common
+    /// error codes"), updating one that does not a 404, a stale etag a 412. Keys left out are
     /// generated on create and kept on update. Answers with keys but without certificate PEMs.
     pub async fn create_or_update<E: Enrollment>(
         &self,
@@ -378,7 +349,8 @@ impl Dps {
     }
 
     /// `DELETE /enrollments/{id}` or `/enrollmentGroups/{id}`, with an optional `If-Match`.
-    /// Registration records stay (seed 004 L10142: deleting a group does not delete them).
+    /// Registration records stay: deleting a group does not delete them (Azure docs, "How to
+    /// manage device enrollments with Azure portal").
     pub async fn delete<E: Enrollment>(
         &self,
         id: &str,

@@ -1,19 +1,23 @@
 //! The DPS domain's errors, each carrying an HTTP status and a DPS error code.
 //!
 //! Where the codes come from:
-//! - the HTTP statuses are the troubleshooting table of seed 004 (L12216–L12225: 400 bad
-//!   body, 401 token not valid, 404 instance or resource missing, 409 already exists, 412 etag
-//!   mismatch, 429 throttled, 500 internal);
-//! - 400207, 400208, 400209 are the custom-allocation failures of seed 004 L8764–L8768
+//! - the HTTP statuses are those of the Azure docs' "Troubleshooting with Azure IoT Hub Device
+//!   Provisioning Service", section "Common error codes" (400 bad body, 401 token not valid, 404
+//!   instance or resource missing, 409 already exists, 412 etag mismatch, 429 throttled, 500
+//!   internal);
+//! - 400207, 400208, 400209 are the custom-allocation failures of the Azure docs' "How to use
+//!   custom allocation policies", section "Troubleshooting custom allocation policies"
 //!   (`CustomAllocationFailed`, `CustomAllocationIoTHubNotSpecified`,
 //!   `CustomAllocationUnauthorizedAccess`); the C SDK maps 400209 to
 //!   `PROV_DEVICE_RESULT_UNAUTHORIZED` and 400208 to `..._HUB_NOT_SPECIFIED`;
 //! - 401002 is the code DPS answers an unauthorized device or service with (the
-//!   `ProvisioningServiceErrorDetails` example in `clients.md` §7);
-//! - 404201 / 404202 (enrollment / registration not found) are codes users report from real
-//!   DPS (MicrosoftDocs/azure-docs#57082), not from the seed;
-//! - the others follow IoT Hub's pattern (status × 1000 + a small number). Clients key on the
-//!   HTTP status (and the C SDK on 4002xx in a failed registration), not on these.
+//!   `ProvisioningServiceErrorDetails` of the service SDKs, `docs/protocol/dps-json.md` §3);
+//! - 404201 / 404202 (enrollment / registration not found) are codes users report from real DPS
+//!   (MicrosoftDocs/azure-docs#57082), not from the documentation;
+//! - the others follow IoT Hub's pattern (status × 1000 + a small number). Clients key on the HTTP
+//!   status (and the C SDK on 4002xx in a failed registration), not on these.
+
+use ironhub_wire::error::ErrorBody;
 
 /// A DPS error. `status()` is the HTTP status, `code()` the `errorCode` of DPS's error body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +29,7 @@ pub enum DpsError {
     /// or the device's attestation failed (401).
     #[error("{0}")]
     Unauthorized(String),
-    /// No DPS instance has this ID scope (404, seed 004 L12219).
+    /// No DPS instance has this ID scope (404, "Common error codes" above).
     #[error("There is no provisioning service with the ID scope '{0}'.")]
     InstanceNotFound(String),
     #[error("The enrollment '{0}' does not exist.")]
@@ -42,7 +46,8 @@ pub enum DpsError {
     /// registration replaced it).
     #[error("The registration operation '{0}' does not exist.")]
     OperationNotFound(String),
-    /// The request is larger than DPS accepts (96 KB, seed 004 L329).
+    /// The request is larger than DPS accepts (96 KB: Azure docs, "What is Azure IoT Hub
+    /// Device Provisioning Service?", section "Quotas and limits").
     #[error("{0}")]
     MessageTooLarge(String),
     /// The record exists already and the write did not say which version it replaces (409).
@@ -142,17 +147,25 @@ impl DpsError {
 impl DpsError {
     /// DPS's error body, the same on every transport (`ProvisioningServiceErrorDetails`):
     /// `{"errorCode", "trackingId", "message", "timestampUtc"}`.
-    pub fn body(&self) -> serde_json::Value {
+    pub fn body(&self) -> ErrorBody {
         let t: String = ironhub_auth::random_bytes(16)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        serde_json::json!({
-            "errorCode": self.code(),
-            "trackingId": format!("{}-{}-{}-{}-{}", &t[..8], &t[8..12], &t[12..16], &t[16..20], &t[20..]),
-            "message": self.to_string(),
-            "timestampUtc": crate::model::time::format(&chrono::Utc::now()),
-        })
+        ErrorBody {
+            error_code: Some(self.code()),
+            tracking_id: Some(format!(
+                "{}-{}-{}-{}-{}",
+                &t[..8],
+                &t[8..12],
+                &t[12..16],
+                &t[16..20],
+                &t[20..]
+            )),
+            message: Some(self.to_string()),
+            timestamp_utc: Some(crate::model::time::format(&chrono::Utc::now())),
+            ..ErrorBody::default()
+        }
     }
 }
 
@@ -196,7 +209,7 @@ mod tests {
         for e in all {
             assert_eq!(u32::from(e.status()), e.code() / 1000, "{e:?}");
         }
-        // Seed 004 L8764-L8768.
+        // "Troubleshooting custom allocation policies" (see the module's notes).
         assert_eq!(
             DpsError::CustomAllocationUnauthorizedAccess(String::new()).code(),
             400_209

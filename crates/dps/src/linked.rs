@@ -1,17 +1,18 @@
-//! How DPS reaches a linked hub's registry (DESIGN.md: "DPS talks to hubs the way it would talk
-//! to a remote hub"). [`HubRegistry`] is the part of IoT Hub's registry REST API that
-//! provisioning uses, in its JSON shapes; [`HubConnector`] gives the registry of a linked hub.
-//! [`LocalHub`] is the server's own hub, called in process; the server's wiring adds a remote
-//! implementation over HTTPS for hubs linked by connection string (another ironhub, or Azure).
+//! How DPS reaches a linked hub's registry (DESIGN.md: "DPS talks to hubs the way it would talk to
+//! a remote hub"). [`HubRegistry`] is the part of IoT Hub's registry REST API that provisioning
+//! uses, in its JSON shapes (typed in `ironhub-wire`); [`HubConnector`] gives the registry of a
+//! linked hub. [`LocalHub`] is the server's own hub, called in process; the server's wiring adds a
+//! remote implementation over HTTPS for hubs linked by connection string (another ironhub, or
+//! Azure).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ironhub_hub::model::{DeviceSpec, DeviceView};
+use ironhub_hub::model::device_view;
 use ironhub_hub::{Hub, HubError};
-use serde_json::Value;
+use ironhub_wire::hub::{Device, DeviceSpec, Twin, TwinPatch};
 
 use crate::model::LinkedHub;
 
@@ -45,32 +46,32 @@ impl From<HubError> for HubCallError {
     }
 }
 
-/// The registry calls provisioning makes on a hub, with IoT Hub's REST JSON (`Device` and
+/// The registry calls provisioning makes on a hub, with IoT Hub's REST shapes (`Device` and
 /// `Twin` documents).
 #[async_trait]
 pub trait HubRegistry: Send + Sync + fmt::Debug {
     /// `GET /devices/{id}`; `None` when the hub has no such device.
-    async fn get_device(&self, device_id: &str) -> Result<Option<Value>, HubCallError>;
+    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, HubCallError>;
     /// `PUT /devices/{id}`: creates the device (`if_match` `None`) or replaces the one with
     /// that etag (`*` for any).
     async fn put_device(
         &self,
         device_id: &str,
-        device: &Value,
+        device: &DeviceSpec,
         if_match: Option<&str>,
-    ) -> Result<Value, HubCallError>;
+    ) -> Result<Device, HubCallError>;
     /// `DELETE /devices/{id}` of any etag; a device that is not there is no error.
     async fn delete_device(&self, device_id: &str) -> Result<(), HubCallError>;
     /// `GET /twins/{id}`.
-    async fn get_twin(&self, device_id: &str) -> Result<Value, HubCallError>;
+    async fn get_twin(&self, device_id: &str) -> Result<Twin, HubCallError>;
     /// `PATCH /twins/{id}` (`replace == false`) or `PUT /twins/{id}` (`replace == true`) with
     /// tags and desired properties, of any etag.
     async fn update_twin(
         &self,
         device_id: &str,
-        twin: &Value,
+        twin: &TwinPatch,
         replace: bool,
-    ) -> Result<Value, HubCallError>;
+    ) -> Result<Twin, HubCallError>;
     /// One cheap call, timed: the round trip from DPS to the hub (for lowest-latency
     /// allocation).
     async fn ping(&self) -> Result<Duration, HubCallError>;
@@ -85,18 +86,11 @@ pub trait HubConnector: Send + Sync + fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct LocalHub(pub Hub);
 
-fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, HubCallError> {
-    serde_json::to_value(value).map_err(|e| HubCallError::Status {
-        status: 500,
-        message: e.to_string(),
-    })
-}
-
 #[async_trait]
 impl HubRegistry for LocalHub {
-    async fn get_device(&self, device_id: &str) -> Result<Option<Value>, HubCallError> {
+    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, HubCallError> {
         match self.0.get_device(device_id).await {
-            Ok(d) => Ok(Some(to_value(&DeviceView::from(&d))?)),
+            Ok(d) => Ok(Some(device_view(&d))),
             Err(HubError::DeviceNotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -105,16 +99,11 @@ impl HubRegistry for LocalHub {
     async fn put_device(
         &self,
         device_id: &str,
-        device: &Value,
+        device: &DeviceSpec,
         if_match: Option<&str>,
-    ) -> Result<Value, HubCallError> {
-        let spec: DeviceSpec =
-            serde_json::from_value(device.clone()).map_err(|e| HubCallError::Status {
-                status: 400,
-                message: e.to_string(),
-            })?;
-        let written = self.0.put_device(device_id, &spec, if_match).await?;
-        to_value(&DeviceView::from(&written))
+    ) -> Result<Device, HubCallError> {
+        let written = self.0.put_device(device_id, device, if_match).await?;
+        Ok(device_view(&written))
     }
 
     async fn delete_device(&self, device_id: &str) -> Result<(), HubCallError> {
@@ -124,19 +113,24 @@ impl HubRegistry for LocalHub {
         }
     }
 
-    async fn get_twin(&self, device_id: &str) -> Result<Value, HubCallError> {
+    async fn get_twin(&self, device_id: &str) -> Result<Twin, HubCallError> {
         Ok(self.0.get_twin(device_id).await?)
     }
 
     async fn update_twin(
         &self,
         device_id: &str,
-        twin: &Value,
+        twin: &TwinPatch,
         replace: bool,
-    ) -> Result<Value, HubCallError> {
+    ) -> Result<Twin, HubCallError> {
+        // The domain reads a twin update as the JSON the REST API received.
+        let doc = serde_json::to_value(twin).map_err(|e| HubCallError::Status {
+            status: 400,
+            message: e.to_string(),
+        })?;
         Ok(self
             .0
-            .update_twin(device_id, twin, Some("*"), replace)
+            .update_twin(device_id, &doc, Some("*"), replace)
             .await?)
     }
 

@@ -1,13 +1,13 @@
-//! The device registration API's logic, for every transport (seed 004 L9642–L9716;
-//! `clients.md` §4, §5): a register request starts an operation and answers `assigning` at
-//! once (Tasmota needs exactly that, `clients.md` §5.2); the assignment (allocation, the hub
-//! side, the registration record) runs in the background, because a custom allocation webhook
-//! may take seconds (seed 004 L4528); the device polls the operation until it is `assigned`
-//! or `failed`.
+//! The device registration API's logic, for every transport (Azure docs, "Communicate with your DPS
+//! using the MQTT protocol"; `docs/protocol/dps-json.md` §1–§2): a register request starts an
+//! operation and answers `assigning` at once (Tasmota needs exactly that,
+//! `docs/protocol/dps-json.md` §2); the assignment (allocation, the hub side, the registration
+//! record) runs in the background, because a custom allocation webhook may take seconds (as the
+//! custom allocation tutorial's function logs show); the device polls the operation until it is
+//! `assigned` or `failed`.
 //!
 //! Each device's latest operation is kept in the store (the `Operations` collection, keyed by
-//! registration id), so any node can answer a poll, and a newer registration replaces an older
-//! one.
+//! registration id), so any node can answer a poll, and a newer registration replaces an older one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use ironhub_store::{DpsCollection, DpsRecord, DpsWrite};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::allocation::{
     Allocation, HubAction, Reprovision, allocate, decide, effective_policy, is_legacy_api_version,
@@ -24,28 +24,34 @@ use crate::allocation::{
 use crate::attestation::{Attested, AttestedEnrollment, DeviceCredential};
 use crate::enrollments::Enrollment;
 use crate::linked::{HubCallError, HubRegistry};
+use ironhub_wire::hub::{
+    AuthType, AuthenticationSpec, CapabilitiesSpec, DeviceSpec, DeviceStatus, SymmetricKeySpec,
+    ThumbprintSpec, TwinPatch,
+};
+
 use crate::model::{
-    DeviceRegistration, DeviceRegistrationState, InitialTwin, LinkedHub,
-    RegistrationOperationStatus, RegistrationStatus, TpmRegistrationResult,
+    CustomAllocationRequest, DeviceRegistration, DeviceRegistrationState, DeviceRuntimeContext,
+    InitialTwin, LinkedHub, RegistrationOperationStatus, RegistrationStatus, TpmRegistrationResult,
 };
 use crate::registrations::RegistrationRecord;
 use crate::rules::same_id;
-use crate::webhook::{DeviceRuntimeContext, allocate_by_webhook};
+use crate::webhook::allocate_by_webhook;
 use crate::{Dps, DpsError, from_record, to_record};
 
 /// Limits on the device registration API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Operation status polls one device may make in `poll_window`: DPS allows 5 per 10 s
-    /// per device (seed 004 L340); 0 for no limit.
+    /// per device (Azure docs, "What is Azure IoT Hub Device Provisioning Service?", section
+    /// "Quotas and limits"); 0 for no limit.
     pub polls_per_window: u32,
     pub poll_window: Duration,
-    /// Registrations the whole instance accepts per minute; 0 for no limit. Azure's default
-    /// is 200 (seed 004 L339); a self-hosted server has no reason to throttle by default.
+    /// Registrations the whole instance accepts per minute; 0 for no limit. Azure's default is 200
+    /// ("Quotas and limits", as above); a self-hosted server has no reason to throttle by default.
     pub registrations_per_minute: u32,
     /// The `retry-after` a device is told while its operation is assigning, in seconds.
     pub retry_after_secs: u32,
-    /// The largest request body, in bytes: 96 KB (seed 004 L329).
+    /// The largest request body, in bytes: 96 KB ("Quotas and limits", as above).
     pub max_message_bytes: usize,
 }
 
@@ -93,7 +99,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A new operation id in DPS's shape, `4.<16 hex>.<GUID>` (seed 004 L4596); only
+/// A new operation id in DPS's shape, `4.<16 hex>.<GUID>` (as the custom allocation
+/// tutorial's device output shows one); only
 /// `[0-9a-f.-]`, which every client passes in a URL or topic unencoded.
 fn new_operation_id() -> String {
     let r = ironhub_auth::random_bytes(24);
@@ -192,32 +199,44 @@ fn hub_failed(hub: &str, e: HubCallError) -> DpsError {
 
 /// The hub device for an attested device: its credential, the enrollment's IoT Edge flag.
 /// `issuing_ca` names the CA that issued the device a certificate, if one did.
-fn device_identity(device_id: &str, attested: &Attested, issuing_ca: Option<&str>) -> Value {
+fn device_identity(device_id: &str, attested: &Attested, issuing_ca: Option<&str>) -> DeviceSpec {
     let authentication = match &attested.credential {
         // A device given a certificate connects with it, whatever it attested with; the hub
         // renews it with the CA that issued it.
-        _ if issuing_ca.is_some() => json!({
-            "type": "certificateAuthority",
-            "certificateAuthorityName": issuing_ca,
-        }),
-        DeviceCredential::SymmetricKey([primary, secondary]) => json!({
-            "type": "sas",
-            "symmetricKey": { "primaryKey": primary, "secondaryKey": secondary },
-        }),
-        DeviceCredential::X509 { thumbprints, .. } => json!({
-            "type": "selfSigned",
-            "x509Thumbprint": {
-                "primaryThumbprint": thumbprints[0],
-                "secondaryThumbprint": thumbprints[1],
-            },
-        }),
+        _ if issuing_ca.is_some() => AuthenticationSpec {
+            kind: Some(AuthType::CertificateAuthority.as_str().to_owned()),
+            symmetric_key: None,
+            x509_thumbprint: None,
+            certificate_authority_name: issuing_ca.map(str::to_owned),
+        },
+        DeviceCredential::SymmetricKey([primary, secondary]) => AuthenticationSpec {
+            kind: Some(AuthType::Sas.as_str().to_owned()),
+            symmetric_key: Some(SymmetricKeySpec {
+                primary_key: Some(primary.clone()),
+                secondary_key: Some(secondary.clone()),
+            }),
+            x509_thumbprint: None,
+            certificate_authority_name: None,
+        },
+        DeviceCredential::X509 { thumbprints, .. } => AuthenticationSpec {
+            kind: Some(AuthType::SelfSigned.as_str().to_owned()),
+            symmetric_key: None,
+            x509_thumbprint: Some(ThumbprintSpec {
+                primary_thumbprint: Some(thumbprints[0].clone()),
+                secondary_thumbprint: Some(thumbprints[1].clone()),
+            }),
+            certificate_authority_name: None,
+        },
     };
-    json!({
-        "deviceId": device_id,
-        "status": "enabled",
-        "authentication": authentication,
-        "capabilities": { "iotEdge": attested.enrollment.settings().iot_edge() },
-    })
+    DeviceSpec {
+        device_id: Some(device_id.to_owned()),
+        status: Some(DeviceStatus::Enabled.as_str().to_owned()),
+        authentication: Some(authentication),
+        capabilities: Some(CapabilitiesSpec {
+            iot_edge: Some(attested.enrollment.settings().iot_edge()),
+        }),
+        ..DeviceSpec::default()
+    }
 }
 
 /// What a registration hands the device besides its assignment.
@@ -234,7 +253,7 @@ struct Extras {
 async fn upsert_device(
     hub: &dyn HubRegistry,
     device_id: &str,
-    identity: &Value,
+    identity: &DeviceSpec,
 ) -> Result<bool, HubCallError> {
     for _ in 0..3 {
         match hub.get_device(device_id).await? {
@@ -245,11 +264,14 @@ async fn upsert_device(
                 Err(e) => return Err(e),
             },
             Some(existing) => {
-                let mut body = identity.clone();
-                if let Some(status) = existing.get("status") {
-                    body["status"] = status.clone();
-                }
-                let etag = existing.get("etag").and_then(Value::as_str).unwrap_or("*");
+                let body = DeviceSpec {
+                    status: Some(existing.status.as_str().to_owned()),
+                    ..identity.clone()
+                };
+                let etag = match existing.etag.as_str() {
+                    "" => "*",
+                    etag => etag,
+                };
                 match hub.put_device(device_id, &body, Some(etag)).await {
                     Ok(_) => return Ok(false),
                     Err(HubCallError::Status {
@@ -266,9 +288,9 @@ async fn upsert_device(
     })
 }
 
-/// A twin document with these tags and desired properties (`$metadata` and `$version`
-/// left out: they are the hub's).
-fn twin_doc(tags: Option<&Map<String, Value>>, desired: Option<&Map<String, Value>>) -> Value {
+/// A twin update with these tags and desired properties (`$metadata` and `$version` left
+/// out: they are the hub's).
+fn twin_doc(tags: Option<&Map<String, Value>>, desired: Option<&Map<String, Value>>) -> TwinPatch {
     let desired: Map<String, Value> = desired
         .map(|d| {
             d.iter()
@@ -277,13 +299,10 @@ fn twin_doc(tags: Option<&Map<String, Value>>, desired: Option<&Map<String, Valu
                 .collect()
         })
         .unwrap_or_default();
-    json!({
-        "tags": tags.cloned().unwrap_or_default(),
-        "properties": { "desired": desired },
-    })
+    TwinPatch::new(tags.cloned().unwrap_or_default(), desired)
 }
 
-fn initial_twin_doc(twin: &InitialTwin) -> Value {
+fn initial_twin_doc(twin: &InitialTwin) -> TwinPatch {
     twin_doc(
         twin.tags.as_ref(),
         twin.properties.as_ref().and_then(|p| p.desired.as_ref()),
@@ -362,7 +381,7 @@ impl Dps {
         Ok(())
     }
 
-    /// Counts a status poll against the device's limit (seed 004 L340).
+    /// Counts a status poll against the device's limit ("Quotas and limits", as above).
     fn admit_poll(&self, registration_id: &str) -> Result<(), DpsError> {
         let limit = self.limits.polls_per_window;
         if limit == 0 {
@@ -437,8 +456,8 @@ impl Dps {
             lease_until: Some(lease_from(Utc::now())),
             started: Utc::now(),
         };
-        // The device is answered `assigning` in every case (Tasmota needs it, clients.md
-        // §5.2); a disabled enrollment's outcome is known at once.
+        // The device is answered `assigning` in every case (Tasmota needs it,
+        // docs/protocol/dps-json.md §2); a disabled enrollment's outcome is known at once.
         let answer = record.answer();
         if !attested.is_enabled() {
             let state = self.record_disabled(&attested).await?;
@@ -707,7 +726,8 @@ impl Dps {
     }
 
     /// `POST /{idScope}/registrations/{registrationId}` (the device's registration status
-    /// lookup, seed 004 L7319, L7398–L7413): the registration record of an attested device.
+    /// lookup; Azure docs, "Best practices for large-scale IoT device deployments"): the
+    /// registration record of an attested device.
     pub async fn device_registration_status(
         &self,
         registration_id: &str,
@@ -750,7 +770,7 @@ impl Dps {
                 linked_hubs,
             } => {
                 let request =
-                    self.webhook_request(attested, previous.as_ref(), payload, &linked_hubs)?;
+                    self.webhook_request(attested, previous.as_ref(), payload, &linked_hubs);
                 let answer = allocate_by_webhook(
                     self.services.webhook.as_ref(),
                     &definition.webhook_url,
@@ -812,7 +832,7 @@ impl Dps {
         &self,
         decision: &Reprovision,
         linked: &[LinkedHub],
-        identity: &Value,
+        identity: &DeviceSpec,
         device_id: &str,
         previous_device: &str,
         initial_twin: Option<&InitialTwin>,
@@ -847,10 +867,7 @@ impl Dps {
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 let doc = match &old_twin {
-                    Some(t) => Some(twin_doc(
-                        t.get("tags").and_then(Value::as_object),
-                        t.pointer("/properties/desired").and_then(Value::as_object),
-                    )),
+                    Some(t) => Some(twin_doc(Some(&t.tags), Some(&t.properties.desired))),
                     None => initial.map(initial_twin_doc),
                 };
                 if let Some(doc) = doc {
@@ -885,31 +902,31 @@ impl Dps {
     }
 
     /// The body of a custom allocation call: the enrollment without its secrets, the device's
-    /// runtime context and the candidate hubs (seed 004 L4510–L4521, L4578).
+    /// runtime context and the candidate hubs (Azure docs, "Tutorial: Use custom allocation
+    /// policies with Device Provisioning Service (DPS)").
     fn webhook_request(
         &self,
         attested: &Attested,
         previous: Option<&RegistrationRecord>,
         payload: Option<Value>,
         linked_hubs: &[String],
-    ) -> Result<Value, DpsError> {
-        let (key, mut enrollment) = match &attested.enrollment {
+    ) -> CustomAllocationRequest {
+        // Keys are never sent: a symmetric key attestation is just its type; the device's
+        // registration is not part of the enrollment sent.
+        let mut individual_enrollment = None;
+        let mut enrollment_group = None;
+        match &attested.enrollment {
             AttestedEnrollment::Individual(e) => {
-                ("individualEnrollment", serde_json::to_value(e.for_read())?)
+                let mut e = e.for_read();
+                e.settings.attestation.symmetric_key = None;
+                e.registration_state = None;
+                individual_enrollment = Some(e);
             }
             AttestedEnrollment::Group(g) => {
-                ("enrollmentGroup", serde_json::to_value(g.for_read())?)
+                let mut g = g.for_read();
+                g.settings.attestation.symmetric_key = None;
+                enrollment_group = Some(g);
             }
-        };
-        if let Some(a) = enrollment
-            .get_mut("attestation")
-            .and_then(Value::as_object_mut)
-        {
-            // Keys are never sent: the symmetric key attestation is just its type.
-            a.remove("symmetricKey");
-        }
-        if let Some(e) = enrollment.as_object_mut() {
-            e.remove("registrationState");
         }
         let assigned = previous
             .map(|p| &p.state)
@@ -928,11 +945,12 @@ impl Dps {
             },
             payload,
         };
-        Ok(json!({
-            key: enrollment,
-            "deviceRuntimeContext": context,
-            "linkedHubs": linked_hubs,
-        }))
+        CustomAllocationRequest {
+            individual_enrollment,
+            enrollment_group,
+            device_runtime_context: context,
+            linked_hubs: linked_hubs.to_vec(),
+        }
     }
 
     /// Measures the round trip to every linked hub, for lowest-latency allocation. A hub

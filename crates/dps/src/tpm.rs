@@ -9,18 +9,21 @@
 //! ‖ TPM2B_PUBLIC keyPublic ‖ UINT16 0                                  (the key's public area; no extra data)
 //! ```
 //!
-//! which is the order the Azure IoT C SDK (`hsm_client_tpm.c`, `insert_key_in_tpm`) and the
-//! IoT Edge identity service (`aziot-tpmd`) unmarshal it in. The credential is the 16-byte
-//! AES key of the duplicate's inner wrapper and is bound to the SRK's name: the device runs
-//! `TPM2_ActivateCredential(SRK, EK)` to get it, then `TPM2_Import` under the SRK with it, and
-//! signs its SAS tokens with the imported HMAC key.
+//! which is the order the Azure IoT C SDK (Azure/azure-iot-sdk-c:
+//! `provisioning_client/adapters/hsm_client_tpm.c`, `insert_key_in_tpm`) and the IoT Edge
+//! identity service (Azure/iot-identity-service: `tpm/aziot-tpmd/src/lib.rs`,
+//! `import_auth_key`) unmarshal it in; `docs/protocol/tpm.md` describes the exchange. The
+//! credential is the 16-byte AES key of the duplicate's inner wrapper and is bound to the
+//! SRK's name: the device runs `TPM2_ActivateCredential(SRK, EK)` to get it, then
+//! `TPM2_Import` under the SRK with it, and signs its SAS tokens with the imported HMAC key.
 //!
 //! The constructions are those of the TPM 2.0 Library specification, Part 1
-//! ("Architecture"): KDFa (§11.4.10.2), object names ("Names"), the clauses on protected
-//! storage and duplication (inner and outer wrappers, the `"STORAGE"` and `"INTEGRITY"` keys,
-//! seeds sent with RSA-OAEP and the label `"DUPLICATE"`), and "Credential Protection" (the
-//! label `"IDENTITY"`). The primitives are RustCrypto's
-//! (`rsa` OAEP, `aes` in CFB mode) and ring's (SHA-256, HMAC-SHA-256).
+//! ("Architecture"), cited by clause title (`docs/protocol/tpm.md`, "The server's
+//! cryptography"): KDFa ("Key Derivation Function"), object names ("Names"), the clauses on
+//! protected storage and duplication (inner and outer wrappers, the `"STORAGE"` and
+//! `"INTEGRITY"` keys, seeds sent with RSA-OAEP and the label `"DUPLICATE"`), and
+//! "Credential Protection" (the label `"IDENTITY"`). The primitives are RustCrypto's (`rsa`
+//! OAEP, `aes` in CFB mode) and ring's (SHA-256, HMAC-SHA-256).
 //!
 //! Only RSA EKs and SRKs with SHA-256 names and AES-CFB symmetric parameters (the templates
 //! of the TCG EK profile and of every SRK the SDKs create) are supported; an ECC EK is
@@ -205,7 +208,7 @@ fn name_of(area: &[u8]) -> Vec<u8> {
     name
 }
 
-/// KDFa with HMAC-SHA-256 (TPM 2.0 Part 1 §11.4.10.2): `bytes` bytes of
+/// KDFa with HMAC-SHA-256 (TPM 2.0 Part 1, "Key Derivation Function"): `bytes` bytes of
 /// `HMAC(key, [i]₃₂ ‖ label ‖ 00 ‖ contextU ‖ contextV ‖ [bits]₃₂)` for i = 1, 2, …
 pub fn kdfa(key: &[u8], label: &str, context_u: &[u8], context_v: &[u8], bytes: usize) -> Vec<u8> {
     let bits = u32::try_from(bytes * 8).unwrap_or(u32::MAX).to_be_bytes();
@@ -255,9 +258,10 @@ fn sized(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The outer wrapper both MakeCredential and duplication put around `plain` (Part 1's
-/// protected storage and credential protection clauses): a seed sealed to `to` under `label`, `plain` encrypted with KDFa(seed, "STORAGE",
-/// `name`) and an HMAC with KDFa(seed, "INTEGRITY") over the result and `name`. Returns the
-/// wrapped blob (`TPM2B_DIGEST hmac ‖ encrypted`) and the sealed seed.
+/// protected storage and credential protection clauses): a seed sealed to `to` under
+/// `label`, `plain` encrypted with KDFa(seed, "STORAGE", `name`) and an HMAC with
+/// KDFa(seed, "INTEGRITY") over the result and `name`. Returns the wrapped blob
+/// (`TPM2B_DIGEST hmac ‖ encrypted`) and the sealed seed.
 fn outer_wrap(
     to: &TpmPublic,
     label: &str,

@@ -1,5 +1,5 @@
-//! TPM attestation of a device, as DPS runs it over HTTPS (`clients.md` §5.1; the DPS
-//! documentation's "TPM attestation"):
+//! TPM attestation of a device, as DPS runs it over HTTPS (`docs/protocol/tpm.md`, "The
+//! exchange"; Azure docs, TPM attestation, 'Detailed attestation process'):
 //!
 //! 1. the device registers with no token and `tpm: {endorsementKey, storageRootKey}`; if an
 //!    individual TPM enrollment of its registration id holds that endorsement key, it is

@@ -1,25 +1,25 @@
-//! Custom allocation: DPS calls the enrollment's webhook with the enrollment (without its
-//! secrets), what it knows of the device at run time, and the candidate hubs; the webhook
-//! answers with the hub (and optionally an initial twin and a payload for the device).
+//! Custom allocation: DPS calls the enrollment's webhook with the enrollment (without its secrets),
+//! what it knows of the device at run time, and the candidate hubs; the webhook answers with the
+//! hub (and optionally an initial twin and a payload for the device).
 //!
-//! The contract is the seed's (seed 004 L4073–L4237, L4500–L4596, L8117–L8768): the request
-//! body `{"enrollmentGroup" | "individualEnrollment", "deviceRuntimeContext", "linkedHubs"}`,
-//! the answer `{"iotHubHostName", "initialTwin", "payload"}`, and the outcomes of its
-//! troubleshooting table (L8763–L8768): a 2xx without a hub is `CustomAllocationIoTHubNotSpecified`
-//! (400208), a 401 is `CustomAllocationUnauthorizedAccess` (400209), a status of 429 or more is
-//! retried 10 times (after 1 s, then 9 s longer each time), anything else is
-//! `CustomAllocationFailed` (400207, "Custom allocation failed with status code: 400").
+//! The contract is the one the Azure docs describe ("Tutorial: Use custom allocation policies with
+//! Device Provisioning Service (DPS)"; "How to use custom allocation policies"): the request body
+//! `{"enrollmentGroup" | "individualEnrollment", "deviceRuntimeContext", "linkedHubs"}` and the
+//! answer `{"iotHubHostName", "initialTwin", "payload"}` (typed in `ironhub-wire`), and the
+//! outcomes of the troubleshooting table of the latter (section "Troubleshooting custom allocation
+//! policies"): a 2xx without a hub is `CustomAllocationIoTHubNotSpecified` (400208), a 401 is
+//! `CustomAllocationUnauthorizedAccess` (400209), a status of 429 or more is retried 10 times
+//! (after 1 s, then 9 s longer each time), anything else is `CustomAllocationFailed` (400207,
+//! "Custom allocation failed with status code: 400").
 
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::DpsError;
-use crate::model::{InitialTwin, X509CertificateInfo};
+use crate::model::{CustomAllocationRequest, CustomAllocationResponse};
 
 /// How a webhook call came back: the HTTP status and the body, or why there was no answer.
 pub type WebhookResult = Result<(u16, Vec<u8>), String>;
@@ -46,41 +46,11 @@ impl AllocationWebhook for NoWebhook {
     }
 }
 
-/// What DPS knows of the device when it calls the webhook.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct DeviceRuntimeContext {
-    pub registration_id: String,
-    /// The hub and device id of the device's current assignment, when it has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub current_iot_hub_host_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub current_device_id: Option<String>,
-    /// `{}` for a symmetric key device: the keys are never sent (seed 004 L4511, L4519).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub symmetric_key: Option<serde_json::Map<String, Value>>,
-    /// The device certificate's information, for an X.509 device.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub x509: Option<X509CertificateInfo>,
-    /// The device's custom payload (seed 004 L4500, L4578).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<Value>,
-}
-
 /// What the webhook answers.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookAnswer {
-    #[serde(default)]
-    pub iot_hub_host_name: Option<String>,
-    #[serde(default)]
-    pub initial_twin: Option<InitialTwin>,
-    #[serde(default)]
-    pub payload: Option<Value>,
-}
+pub type WebhookAnswer = CustomAllocationResponse;
 
-/// How often a status of 429 or more is retried, and the waits between tries (seed 004
-/// L8767: retry count 10, initial interval 1 s, increment 9 s).
+/// How often a status of 429 or more is retried, and the waits between tries (the
+/// troubleshooting table: retry count 10, initial interval 1 s, increment 9 s).
 pub const RETRIES: u32 = 10;
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 pub const RETRY_INCREMENT: Duration = Duration::from_secs(9);
@@ -92,19 +62,20 @@ pub fn retry_delay(n: u32) -> Duration {
     FIRST_RETRY + RETRY_INCREMENT * n
 }
 
-/// Calls the webhook with `request` (the body, as JSON) and interprets the answer, retrying
-/// as DPS does. `sleep` waits between tries (tests pass a clock that does not wait).
+/// Calls the webhook with `request` and interprets the answer, retrying as DPS does. The body is
+/// written with its keys in order, as it always has been. `sleep` waits between tries (tests pass a
+/// clock that does not wait).
 pub async fn allocate_by_webhook<F, Fut>(
     webhook: &dyn AllocationWebhook,
     url: &str,
-    request: &Value,
+    request: &CustomAllocationRequest,
     sleep: F,
 ) -> Result<WebhookAnswer, DpsError>
 where
     F: Fn(Duration) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let body = serde_json::to_vec(request)?;
+    let body = serde_json::to_vec(&serde_json::to_value(request)?)?;
     let mut attempt = 0;
     loop {
         let outcome = webhook.post(url, body.clone(), CALL_TIMEOUT).await;
@@ -163,6 +134,7 @@ fn interpret(outcome: WebhookResult) -> Result<WebhookAnswer, DpsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DeviceRuntimeContext;
     use std::sync::Mutex;
 
     #[derive(Debug)]
@@ -187,7 +159,13 @@ mod tests {
     async fn run(answers: Vec<WebhookResult>) -> (Result<WebhookAnswer, DpsError>, Vec<Duration>) {
         let hook = scripted(answers);
         let waits = Mutex::new(Vec::new());
-        let result = allocate_by_webhook(&hook, "http://h/api?code=secret", &Value::Null, |d| {
+        let request = CustomAllocationRequest {
+            individual_enrollment: None,
+            enrollment_group: None,
+            device_runtime_context: DeviceRuntimeContext::default(),
+            linked_hubs: Vec::new(),
+        };
+        let result = allocate_by_webhook(&hook, "http://h/api?code=secret", &request, |d| {
             waits.lock().unwrap_or_else(|e| e.into_inner()).push(d);
             async {}
         })

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::linked_hub;
 use ironhub_dps::{HubCallError, HubRegistry, Services, StaticConnector};
-use serde_json::Value;
+use ironhub_wire::hub::{Device, DeviceSpec, Twin, TwinPatch};
 
 /// A hub whose every call fails the same way.
 #[derive(Debug)]
@@ -19,19 +19,24 @@ struct Failing(fn() -> HubCallError);
 
 #[async_trait]
 impl HubRegistry for Failing {
-    async fn get_device(&self, _: &str) -> Result<Option<Value>, HubCallError> {
+    async fn get_device(&self, _: &str) -> Result<Option<Device>, HubCallError> {
         Err((self.0)())
     }
-    async fn put_device(&self, _: &str, _: &Value, _: Option<&str>) -> Result<Value, HubCallError> {
+    async fn put_device(
+        &self,
+        _: &str,
+        _: &DeviceSpec,
+        _: Option<&str>,
+    ) -> Result<Device, HubCallError> {
         Err((self.0)())
     }
     async fn delete_device(&self, _: &str) -> Result<(), HubCallError> {
         Err((self.0)())
     }
-    async fn get_twin(&self, _: &str) -> Result<Value, HubCallError> {
+    async fn get_twin(&self, _: &str) -> Result<Twin, HubCallError> {
         Err((self.0)())
     }
-    async fn update_twin(&self, _: &str, _: &Value, _: bool) -> Result<Value, HubCallError> {
+    async fn update_twin(&self, _: &str, _: &TwinPatch, _: bool) -> Result<Twin, HubCallError> {
         Err((self.0)())
     }
     async fn ping(&self) -> Result<Duration, HubCallError> {

@@ -38,8 +38,10 @@ use ironhub_auth::Rights;
 use ironhub_dps::{Dps, DpsError};
 use ironhub_hub::{Hub, HubError};
 use ironhub_store::CertificateRecord;
-use serde::Deserialize;
-use serde_json::json;
+use ironhub_wire::certificate::{
+    CertificateDescription, CertificateList, CertificateProperties, CertificateUpload,
+    VerificationProof,
+};
 
 use crate::dps_api::{DpsApiError, authorize_dps};
 use crate::hub_api::{authorize, if_match, json_body};
@@ -211,26 +213,23 @@ fn rfc1123(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-fn description<S: CaService>(c: &CertificateRecord, with_code: bool) -> serde_json::Value {
-    let mut properties = json!({
-        "subject": c.subject,
-        "expiry": rfc1123(c.expiry),
-        "thumbprint": c.thumbprint,
-        "isVerified": c.is_verified,
-        "created": rfc1123(c.created),
-        "updated": rfc1123(c.updated),
-        "certificate": c.certificate,
-    });
-    if with_code {
-        properties["verificationCode"] = json!(c.verification_code);
+fn description<S: CaService>(c: &CertificateRecord, with_code: bool) -> CertificateDescription {
+    CertificateDescription {
+        etag: c.etag.clone(),
+        id: format!("{}/{}", S::PREFIX, c.name),
+        name: c.name.clone(),
+        properties: CertificateProperties {
+            certificate: c.certificate.clone(),
+            created: rfc1123(c.created),
+            expiry: rfc1123(c.expiry),
+            is_verified: c.is_verified,
+            subject: c.subject.clone(),
+            thumbprint: c.thumbprint.clone(),
+            updated: rfc1123(c.updated),
+            verification_code: c.verification_code.clone().filter(|_| with_code),
+        },
+        kind: S::TYPE.to_owned(),
     }
-    json!({
-        "id": format!("{}/{}", S::PREFIX, c.name),
-        "name": c.name,
-        "etag": c.etag,
-        "type": S::TYPE,
-        "properties": properties,
-    })
 }
 
 fn respond<S: CaService>(c: &CertificateRecord, with_code: bool) -> Response {
@@ -255,13 +254,13 @@ async fn read<S: CaService, T: serde::de::DeserializeOwned>(body: Body) -> Resul
 
 async fn list<S: CaService>(State(s): State<S>, headers: HeaderMap) -> Result<Response, S::Error> {
     s.authorize(&headers, false)?;
-    let all: Vec<_> = s
+    let value = s
         .list()
         .await?
         .iter()
         .map(|c| description::<S>(c, false))
         .collect();
-    Ok(json_body(&json!({ "value": all })))
+    Ok(json_body(&CertificateList { value }))
 }
 
 async fn get_one<S: CaService>(
@@ -274,23 +273,6 @@ async fn get_one<S: CaService>(
     Ok(respond::<S>(&s.get(&name).await?, false))
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct UploadProperties {
-    certificate: Option<String>,
-    #[serde(default)]
-    is_verified: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Upload {
-    properties: Option<UploadProperties>,
-    certificate: Option<String>,
-    #[serde(default)]
-    is_verified: bool,
-}
-
 async fn put_one<S: CaService>(
     State(s): State<S>,
     path: Result<Path<String>, PathRejection>,
@@ -299,11 +281,8 @@ async fn put_one<S: CaService>(
 ) -> Result<Response, S::Error> {
     s.authorize(&headers, true)?;
     let name = name::<S>(path)?;
-    let upload: Upload = read::<S, _>(body).await?;
-    let (certificate, is_verified) = match upload.properties {
-        Some(p) => (p.certificate, p.is_verified),
-        None => (upload.certificate, upload.is_verified),
-    };
+    let upload: CertificateUpload = read::<S, _>(body).await?;
+    let (certificate, is_verified) = upload.into_parts();
     let certificate = certificate
         .ok_or_else(|| S::bad_request("The request needs properties.certificate.".into()))?;
     let replacing = if_match(&headers).is_some();
@@ -342,11 +321,6 @@ async fn generate_code<S: CaService>(
     Ok(respond::<S>(&stored, true))
 }
 
-#[derive(Debug, Deserialize)]
-struct Proof {
-    certificate: Option<String>,
-}
-
 async fn verify<S: CaService>(
     State(s): State<S>,
     path: Result<Path<String>, PathRejection>,
@@ -355,7 +329,7 @@ async fn verify<S: CaService>(
 ) -> Result<Response, S::Error> {
     s.authorize(&headers, true)?;
     let name = name::<S>(path)?;
-    let proof: Proof = read::<S, _>(body).await?;
+    let proof: VerificationProof = read::<S, _>(body).await?;
     let certificate = proof
         .certificate
         .ok_or_else(|| S::bad_request("The request needs the verification certificate.".into()))?;

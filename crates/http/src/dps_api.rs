@@ -1,6 +1,6 @@
 //! The Device Provisioning Service's service REST API (api-version 2021-10-01, as
 //! `azure-iot-deviceprovisioning` and npm `azure-iot-provisioning-service` call it;
-//! `clients.md` §7), and ironhub's management calls for linked hubs.
+//! `docs/protocol/dps-json.md` §3), and ironhub's management calls for linked hubs.
 //!
 //! - `PUT|GET|DELETE /enrollments/{id}`, `POST /enrollments/{id}/attestationmechanism`,
 //!   `POST /enrollments/query`, `POST /enrollments` (bulk); the same under
@@ -30,12 +30,12 @@ use ironhub_auth::Rights;
 use ironhub_dps::enrollments::Enrollment;
 use ironhub_dps::model::{
     BulkEnrollmentGroupOperation, BulkEnrollmentOperation, EnrollmentGroup, IndividualEnrollment,
-    LinkedHub, QuerySpecification,
+    LinkedHub, LinkedHubList, LinkedHubSpec, LinkedHubView, QuerySpecification,
 };
 use ironhub_dps::query::QueryPage;
 use ironhub_dps::{Dps, DpsError};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::hub_api::{if_match, json_body};
 use crate::read_body;
@@ -141,7 +141,8 @@ fn paging(headers: &HeaderMap) -> Result<(Option<usize>, Option<String>), DpsApi
 }
 
 /// A page of a query: the items, `x-ms-item-type`, and `x-ms-continuation` only when more
-/// follow (Node reads an empty header as "more", `clients.md` §7).
+/// follow (the Node service SDK reads an empty header as "more": its `query.js` tests the
+/// header against `undefined`).
 fn page_response<T: Serialize>(
     page: &QueryPage<T>,
     item_type: &'static str,
@@ -344,67 +345,12 @@ async fn query_registrations(
     ))
 }
 
-/// A linked hub as the API shows it: the connection string's key is never shown.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LinkedHubView {
-    name: String,
-    connection_string: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    allocation_weight: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    apply_allocation_policy: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    location: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    etag: Option<String>,
-    /// ironhub's addition: the round trip last measured from the DPS to the hub, in
-    /// milliseconds, which lowest-latency allocation compares; absent until it answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    latency_ms: Option<f64>,
-}
-
-impl LinkedHubView {
-    fn of(dps: &Dps, h: &LinkedHub) -> Self {
-        LinkedHubView {
-            latency_ms: dps.latency_of(&h.name).map(|d| d.as_secs_f64() * 1000.0),
-            ..LinkedHubView::from(h)
-        }
+/// A linked hub as the API shows it, with the latency last measured to it.
+fn linked_hub_view(dps: &Dps, h: &LinkedHub) -> LinkedHubView {
+    LinkedHubView {
+        latency_ms: dps.latency_of(&h.name).map(|d| d.as_secs_f64() * 1000.0),
+        ..LinkedHubView::from(h)
     }
-}
-
-impl From<&LinkedHub> for LinkedHubView {
-    fn from(h: &LinkedHub) -> Self {
-        // Azure masks the key the same way (`SharedAccessKey=****`, seed 004 L819).
-        let masked = h
-            .connection_string
-            .split(';')
-            .map(|part| match part.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("SharedAccessKey") => format!("{k}=****"),
-                _ => part.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(";");
-        LinkedHubView {
-            name: h.name.clone(),
-            connection_string: masked,
-            allocation_weight: h.allocation_weight,
-            apply_allocation_policy: h.apply_allocation_policy,
-            location: h.location.clone(),
-            etag: h.etag.clone(),
-            latency_ms: None,
-        }
-    }
-}
-
-/// `PUT /dps/linkedHubs/{name}` body; the name comes from the path.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LinkedHubBody {
-    connection_string: Option<String>,
-    allocation_weight: Option<u32>,
-    apply_allocation_policy: Option<bool>,
-    location: Option<String>,
 }
 
 async fn list_linked_hubs(
@@ -412,13 +358,13 @@ async fn list_linked_hubs(
     headers: HeaderMap,
 ) -> Result<Response, DpsApiError> {
     authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
-    let hubs: Vec<LinkedHubView> = dps
+    let value = dps
         .list_linked_hubs()
         .await?
         .iter()
-        .map(|h| LinkedHubView::of(&dps, h))
+        .map(|h| linked_hub_view(&dps, h))
         .collect();
-    Ok(json_body(&serde_json::json!({ "value": hubs })))
+    Ok(json_body(&LinkedHubList { value }))
 }
 
 async fn get_linked_hub(
@@ -429,10 +375,7 @@ async fn get_linked_hub(
     authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
     let name = id_of(path)?;
     let hub = dps.get_linked_hub(&name).await?;
-    Ok(with_etag(
-        &LinkedHubView::of(&dps, &hub),
-        hub.etag.as_deref(),
-    ))
+    Ok(with_etag(&linked_hub_view(&dps, &hub), hub.etag.as_deref()))
 }
 
 async fn put_linked_hub(
@@ -443,7 +386,7 @@ async fn put_linked_hub(
 ) -> Result<Response, DpsApiError> {
     authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
     let name = id_of(path)?;
-    let b: LinkedHubBody = read_json(body, None).await?;
+    let b: LinkedHubSpec = read_json(body, None).await?;
     let tag = if_match(&headers);
     // An update may leave the connection string out: the link keeps its own.
     let connection_string = match (b.connection_string, tag) {
@@ -471,10 +414,7 @@ async fn put_linked_hub(
         .await?;
     tracing::info!(target: "ServiceOperations", hub = %name, "linked hub created or updated");
     // With its round trip: absent when the hub did not answer the check just made.
-    Ok(with_etag(
-        &LinkedHubView::of(&dps, &hub),
-        hub.etag.as_deref(),
-    ))
+    Ok(with_etag(&linked_hub_view(&dps, &hub), hub.etag.as_deref()))
 }
 
 async fn delete_linked_hub(

@@ -1,4 +1,4 @@
-//! The DPS device registration API over HTTPS (`clients.md` §5; the Node
+//! The DPS device registration API over HTTPS (`docs/protocol/dps-json.md` §1–2; the Node
 //! `azure-iot-provisioning-device-http` transport, Tasmota, and any device that speaks REST):
 //!
 //! - `PUT /{idScope}/registrations/{registrationId}/register` with
@@ -25,7 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use ironhub_dps::attestation::Attested;
-use ironhub_dps::model::{DeviceRegistration, RegistrationOperationStatus, RegistrationStatus};
+use ironhub_dps::model::{
+    DeviceRegistration, RegistrationOperationStatus, RegistrationStatus, TpmChallenge,
+};
 use ironhub_dps::{Dps, DpsError};
 
 use crate::dps_api::DpsApiError;
@@ -111,7 +113,8 @@ fn operation_response(dps: &Dps, op: &RegistrationOperationStatus) -> Response {
     response
 }
 
-/// Reads the device's registration request (at most 96 KB, seed 004 L329).
+/// Reads the device's registration request (at most 96 KB: Azure docs, "Quotas and limits"
+/// of the Device Provisioning Service).
 async fn registration_body(dps: &Dps, body: Body) -> Result<DeviceRegistration, DpsError> {
     let limit = dps.limits().max_message_bytes;
     let bytes = read_body_within(body, limit).await.map_err(|_| {
@@ -154,12 +157,13 @@ async fn register(
             .tpm_challenge(&scope, &registration_id, tpm)
             .await
             .map_err(fail)?;
-        let mut response = json_body(&serde_json::json!({
-            "authenticationKey": key,
-            "keyName": "registration",
-            "message": "Sign a SAS token with the key in authenticationKey, once your TPM \
-                        imported it, and register again with it.",
-        }));
+        let mut response = json_body(&TpmChallenge {
+            authentication_key: key,
+            key_name: "registration".into(),
+            message: "Sign a SAS token with the key in authenticationKey, once your TPM \
+                      imported it, and register again with it."
+                .into(),
+        });
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(response);
     }
@@ -170,7 +174,7 @@ async fn register(
         .register(attested, request, api_version(uri.query()).as_deref())
         .await
         .map_err(fail)?;
-    // Always 202 `assigning` (clients.md §5.2), with where to poll.
+    // Always 202 `assigning` (docs/protocol/dps-json.md §2), with where to poll.
     let mut response = json_body(&op);
     *response.status_mut() = StatusCode::ACCEPTED;
     let h = response.headers_mut();

@@ -3,6 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ironhub_hub::HubError;
+use ironhub_wire::error::ErrorBody;
 
 /// An error as IoT Hub renders it: the status, an `iothub-errorcode` header, and a JSON body
 /// with both the classic `Message: "ErrorCode:Name;text"` form (parsed by the Node SDK) and the
@@ -59,17 +60,18 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let now = chrono::Utc::now();
         let tracking_id = format!("{:032x}", rand_u128());
-        let body = serde_json::json!({
-            "Message": format!("ErrorCode:{};{}", self.name, self.message),
-            "ExceptionMessage": format!(
+        let body = ErrorBody {
+            classic_message: Some(format!("ErrorCode:{};{}", self.name, self.message)),
+            exception_message: Some(format!(
                 "Tracking ID:{tracking_id}-G:0-TimeStamp:{}",
                 now.format("%m/%d/%Y %H:%M:%S")
-            ),
-            "errorCode": self.code,
-            "trackingId": tracking_id,
-            "message": self.message,
-            "timestampUtc": ironhub_hub::model::azure_time(Some(now)),
-        });
+            )),
+            error_code: Some(self.code),
+            tracking_id: Some(tracking_id),
+            message: Some(self.message),
+            timestamp_utc: Some(ironhub_hub::model::azure_time(Some(now))),
+            error: None,
+        };
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, crate::hub_api::json_body(&body)).into_response();
         let headers = response.headers_mut();

@@ -56,6 +56,7 @@ use ironhub_hub::body::DeclaredBody;
 use ironhub_hub::events::ReadFrom;
 use ironhub_hub::{Hub, HubError};
 use ironhub_store::Event;
+use ironhub_wire::hub::{ConsumerGroupName, EventsProperties};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -87,20 +88,20 @@ pub(crate) fn routes() -> Router<Hub> {
 async fn properties(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
     let partitions = hub.partitions().await?;
-    Ok(json_body(&json!({
-        "partitionCount": partitions.len(),
-        "partitions": partitions,
-        "consumerGroups": hub.consumer_groups().await?,
-    })))
+    Ok(json_body(&EventsProperties {
+        consumer_groups: hub.consumer_groups().await?,
+        partition_count: partitions.len(),
+        partitions,
+    }))
 }
 
 async fn list_groups(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
-    let groups: Vec<Value> = hub
+    let groups: Vec<ConsumerGroupName> = hub
         .consumer_groups()
         .await?
         .into_iter()
-        .map(|name| json!({ "name": name }))
+        .map(|name| ConsumerGroupName { name })
         .collect();
     Ok(json_body(&groups))
 }

@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ironhub_auth::Rights;
-use ironhub_hub::model::{DeviceSpec, DeviceView, ExportImportDevice};
+use ironhub_hub::model::{DeviceSpec, ExportImportDevice, device_view};
 use ironhub_hub::{Hub, HubError};
 use ironhub_store::DeviceRecord;
 use percent_encoding::percent_decode_str;
@@ -104,7 +104,7 @@ pub(crate) fn with_etag(mut response: Response, etag: &str) -> Response {
 
 /// A device with its quoted `ETag` header.
 fn device_response(device: &DeviceRecord) -> Response {
-    let view = DeviceView::from(device);
+    let view = device_view(device);
     with_etag(json_body(&view), &view.etag)
 }
 
@@ -214,7 +214,7 @@ async fn list_devices(
         })?),
     };
     let devices = hub.list_devices(top).await?;
-    let views: Vec<DeviceView> = devices.iter().map(DeviceView::from).collect();
+    let views: Vec<_> = devices.iter().map(device_view).collect();
     Ok(json_body(&views))
 }
 
@@ -298,12 +298,8 @@ async fn update_twin(
 }
 
 /// A twin with its quoted `ETag` header.
-fn twin_response(twin: &serde_json::Value) -> Response {
-    let response = json_body(twin);
-    match twin.get("etag").and_then(|e| e.as_str()) {
-        Some(etag) => with_etag(response, etag),
-        None => response,
-    }
+fn twin_response(twin: &ironhub_hub::model::Twin) -> Response {
+    with_etag(json_body(twin), &twin.etag)
 }
 
 async fn invoke_method(

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use ironhub_store::{
-    AckMode, BusMessage, C2dMessage, C2dRefusal, C2dRules, C2dSettle, FeedbackBatch, FeedbackStatus,
+    AckMode, BusMessage, C2dMessage, C2dRefusal, C2dRules, C2dSettle, FeedbackBatch,
 };
-use serde::Serialize;
 
 use crate::model::azure_time;
 use crate::{Hub, HubError};
+pub use ironhub_wire::hub::{FeedbackRecord, PurgeResult};
 
 /// Most live messages in one device's queue.
 pub const MAX_QUEUE_DEPTH: usize = 50;
@@ -122,41 +122,14 @@ fn check_id(value: &str, what: &str) -> Result<(), HubError> {
     Ok(())
 }
 
-/// `DELETE /devices/{id}/commands`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct PurgeResult {
-    pub total_messages_purged: u64,
-    pub device_id: String,
-}
-
-/// One feedback record as IoT Hub renders it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct FeedbackView {
-    pub original_message_id: String,
-    pub description: String,
-    pub device_generation_id: String,
-    pub device_id: String,
-    pub enqueued_time_utc: String,
-    pub status_code: FeedbackStatus,
-}
-
 /// The feedback records of a batch, as the body of a feedback message.
-pub fn feedback_views(batch: &FeedbackBatch) -> Vec<FeedbackView> {
+pub fn feedback_views(batch: &FeedbackBatch) -> Vec<FeedbackRecord> {
     batch
         .records
         .iter()
-        .map(|r| FeedbackView {
+        .map(|r| FeedbackRecord {
             original_message_id: r.original_message_id.clone(),
-            description: match r.status_code {
-                FeedbackStatus::Success => "Success",
-                FeedbackStatus::Expired => "Message Expired",
-                FeedbackStatus::DeliveryCountExceeded => "Message delivery count exceeded",
-                FeedbackStatus::Rejected => "Message rejected",
-                FeedbackStatus::Purged => "Message purged",
-            }
-            .to_owned(),
+            description: r.status_code.description().to_owned(),
             device_generation_id: r.device_generation_id.clone(),
             device_id: r.device_id.clone(),
             enqueued_time_utc: azure_time(Some(r.enqueued_time_utc)),

@@ -235,18 +235,7 @@ impl Issuer {
 /// The longest CSR a device may send, base64 (IoT Hub's limit is 8 KB).
 const MAX_CSR_LEN: usize = 8 * 1024;
 
-/// A device's request on `$iothub/credentials/POST/issueCertificate/`: `{"id", "csr",
-/// "replace"}` and nothing else.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssueCertificateRequest {
-    pub id: String,
-    pub csr: String,
-    /// The `$rid` of an earlier request this one replaces, or `*` for any. Requests are
-    /// answered at once, so none is ever pending: the value is only checked.
-    #[serde(default)]
-    pub replace: Option<String>,
-}
+pub use ironhub_wire::hub::IssueCertificateRequest;
 
 fn invalid(m: &str) -> HubError {
     HubError::ArgumentInvalid(format!("Issue certificate request {m}"))
@@ -260,10 +249,10 @@ fn is_request_id(rid: &str) -> bool {
         && !rid.ends_with('-')
 }
 
-impl IssueCertificateRequest {
-    /// Reads and checks a request of the device `device_id` (the checks IoT Hub makes before
-    /// it accepts one with 202).
-    pub fn read(device_id: &str, payload: &[u8]) -> Result<Self, HubError> {
+/// Reads and checks an issueCertificate request of the device `device_id` (the checks IoT Hub
+/// makes before it accepts one with 202).
+pub fn read_request(device_id: &str, payload: &[u8]) -> Result<IssueCertificateRequest, HubError> {
+    {
         if payload.iter().all(u8::is_ascii_whitespace) {
             return Err(invalid(
                 "payload is missing. Include a JSON payload with 'id' and 'csr' fields.",
@@ -343,7 +332,7 @@ impl CredentialOperation {
 
 impl Hub {
     /// Issues a certificate to a device for the key of its CSR (a request
-    /// [`IssueCertificateRequest::read`] accepted). The device must exist and be enabled;
+    /// [`read_request`] accepted). The device must exist and be enabled;
     /// the CSR's signature must verify and its common name, if any, be the device id.
     pub async fn issue_certificate(
         &self,
@@ -445,14 +434,14 @@ mod tests {
         let (csr, _) = csr_for("dev-1");
         let ok = format!(r#"{{"id": "dev-1", "csr": "{csr}", "replace": "*"}}"#);
         assert_eq!(
-            IssueCertificateRequest::read("dev-1", ok.as_bytes())
+            read_request("dev-1", ok.as_bytes())
                 .unwrap()
                 .replace
                 .as_deref(),
             Some("*")
         );
         let refused = |body: &str| {
-            let e = IssueCertificateRequest::read("dev-1", body.as_bytes()).unwrap_err();
+            let e = read_request("dev-1", body.as_bytes()).unwrap_err();
             assert_eq!(e.code(), 400_004, "{body}: {e}");
         };
         refused("");

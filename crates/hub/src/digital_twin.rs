@@ -407,11 +407,7 @@ impl Hub {
         }
         let doc = json!({ "properties": { "desired": patch } });
         let updated = self.update_twin(device_id, &doc, if_match, false).await?;
-        Ok(updated
-            .get("etag")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned())
+        Ok(updated.etag)
     }
 
     /// `POST /digitaltwins/{id}[/components/{component}]/commands/{command}`: the direct method

@@ -9,10 +9,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ironhub_store::eventlog::{DEFAULT_CONSUMER_GROUP, partition_for};
 use ironhub_store::{Event, EventLog, StartPosition};
-use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::{Hub, HubError};
+pub use ironhub_wire::hub::{ConsumerGroupView, PartitionView};
 
 /// Most events read from one partition at a time.
 const BATCH: usize = 100;
@@ -80,31 +80,6 @@ fn validate_group_name(name: &str) -> Result<(), HubError> {
             "The consumer group name '{name}' is not valid: use 1 to 50 letters, digits, '.', '-' or '_', starting and ending with a letter or digit."
         )))
     }
-}
-
-/// A partition's state, named as Event Hubs' partition properties.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PartitionView {
-    pub partition_id: String,
-    /// The oldest retained sequence number.
-    pub beginning_sequence_number: u64,
-    /// The newest sequence number; -1 when nothing was ever enqueued.
-    pub last_enqueued_sequence_number: i64,
-    pub is_empty: bool,
-    /// In a consumer group's view: the sequence number of the last event the group
-    /// checkpointed in this partition (`null` when it has none); reading `from=checkpoint`
-    /// resumes after it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checkpoint_sequence_number: Option<Option<u64>>,
-}
-
-/// A consumer group with its checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConsumerGroupView {
-    pub name: String,
-    pub partitions: Vec<PartitionView>,
 }
 
 /// Reads a consumer group's events from its positions, partition by partition, in order

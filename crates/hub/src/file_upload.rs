@@ -16,7 +16,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeDelta, Utc};
 use ironhub_auth::storage::StorageAccount;
 use ironhub_store::{FileNotification, FileNotificationRules, LockedFileNotification};
-use serde::{Deserialize, Serialize};
 
 use crate::{Hub, HubError};
 
@@ -80,33 +79,7 @@ pub struct FileUpload {
     pub storage: Arc<dyn BlobStorage>,
 }
 
-/// `POST /devices/{id}/files`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FileUploadRequest {
-    pub blob_name: Option<String>,
-}
-
-/// Where the device uploads: `https://{hostName}/{containerName}/{blobName}{sasToken}`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct FileUploadInfo {
-    pub correlation_id: String,
-    pub host_name: String,
-    pub container_name: String,
-    pub blob_name: String,
-    pub sas_token: String,
-}
-
-/// `POST /devices/{id}/files/notifications`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FileUploadCompletion {
-    pub correlation_id: Option<String>,
-    pub is_success: Option<bool>,
-    pub status_code: Option<i64>,
-    pub status_description: Option<String>,
-}
+pub use ironhub_wire::hub::{FileUploadCompletion, FileUploadInfo, FileUploadRequest};
 
 /// The parts of a correlation id.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,66 +5,14 @@ use std::collections::HashSet;
 
 use ironhub_auth::generate_key;
 use ironhub_store::{AuthType, DeviceWrite};
-use serde::{Deserialize, Serialize};
+pub use ironhub_wire::hub::{
+    RegenerateError, RegenerateRequest, RegenerateResult, RegenerateTarget, RotatedKeys,
+};
 
 use crate::{Hub, HubError};
 
 /// Most devices one request may name (the Azure CLI sends batches of this size).
 pub const MAX_REGENERATE_DEVICES: usize = 100;
-
-/// The request body (IoT Hub's `BulkRegenerateDeviceKey`).
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct RegenerateRequest {
-    /// `primaryKey`, `secondaryKey` or `both`.
-    pub policy_key: Option<String>,
-    pub devices: Option<Vec<RegenerateTarget>>,
-}
-
-/// One device (or module) whose keys to regenerate.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct RegenerateTarget {
-    pub id: Option<String>,
-    pub module_id: Option<String>,
-}
-
-/// The answer (IoT Hub's `BulkRegenerateKeyResult`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct RegenerateResult {
-    pub policy_key: String,
-    pub rotated_keys: Vec<RotatedKeys>,
-    pub errors: Vec<RegenerateError>,
-}
-
-/// A device's keys after regeneration.
-#[derive(Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct RotatedKeys {
-    pub id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<String>,
-    pub primary_key: String,
-    pub secondary_key: String,
-}
-
-impl std::fmt::Debug for RotatedKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RotatedKeys({})", self.id)
-    }
-}
-
-/// A device whose keys were not regenerated, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct RegenerateError {
-    pub id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub module_id: Option<String>,
-    pub error_code: String,
-    pub error_status: String,
-}
 
 /// Which keys to regenerate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,30 +3,12 @@
 use std::time::Duration;
 
 use ironhub_store::BusError;
-use serde::{Deserialize, Serialize};
 
 use crate::{Hub, HubError};
+pub use ironhub_wire::hub::{MethodRequest, MethodResult};
 
 /// IoT Hub's limit on a method's request and response payloads.
 pub const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
-
-/// `POST /twins/{id}/methods` (IoT Hub's `CloudToDeviceMethod`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MethodRequest {
-    pub method_name: Option<String>,
-    #[serde(default)]
-    pub payload: serde_json::Value,
-    pub response_timeout_in_seconds: Option<i64>,
-    pub connect_timeout_in_seconds: Option<i64>,
-}
-
-/// The answer: the device's status and its payload (JSON, `null` when it sent none).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct MethodResult {
-    pub status: i32,
-    pub payload: serde_json::Value,
-}
 
 fn seconds(
     value: Option<i64>,

@@ -6,10 +6,11 @@ use chrono::Utc;
 use ironhub_store::{BusMessage, DeviceRecord, TwinRecord, WriteConflict};
 use serde_json::{Map, Value, json};
 
-use crate::model::azure_time;
+use crate::model::{Capabilities, Thumbprint, Twin, TwinProperties, azure_time};
 use crate::{Hub, HubError};
 
-/// IoT Hub's limits (see `peers.md` §2.2).
+/// IoT Hub's limits (Azure docs, "Understand and use device twins in IoT Hub", sections
+/// "Tags and properties format" and "Device twin size").
 pub const MAX_TAGS_BYTES: usize = 8 * 1024;
 pub const MAX_PROPERTIES_BYTES: usize = 32 * 1024;
 pub const MAX_DEPTH: usize = 10;
@@ -235,7 +236,7 @@ fn section_with_version(
     metadata: Option<&Map<String, Value>>,
     version: u64,
     now: &str,
-) -> Value {
+) -> Map<String, Value> {
     let mut out = doc.clone();
     if let Some(meta) = metadata {
         let mut meta = meta.clone();
@@ -243,7 +244,7 @@ fn section_with_version(
         out.insert("$metadata".into(), Value::Object(meta));
     }
     out.insert("$version".into(), json!(version));
-    Value::Object(out)
+    out
 }
 
 fn empty_twin(device_id: &str) -> TwinRecord {
@@ -269,37 +270,55 @@ pub fn twin_etag(device: &DeviceRecord, twin: &TwinRecord) -> String {
 
 /// The twin as `GET /twins/{id}` returns it (IoT Hub's `Twin`: the twin's own fields, and the
 /// device's status, authentication, capabilities and scopes).
-pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Value {
+pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Twin {
     let updated = twin_updated(twin);
-    let mut view = json!({
-        "deviceId": device.device_id,
-        "etag": twin_etag(device, twin),
-        "deviceEtag": device.etag,
-        "status": device.status,
-        "statusReason": device.status_reason,
-        "statusUpdateTime": azure_time(device.status_updated_time),
-        "connectionState": device.connection_state,
-        "lastActivityTime": azure_time(device.last_activity_time),
-        "cloudToDeviceMessageCount": device.cloud_to_device_message_count,
-        "authenticationType": device.authentication.kind,
-        "x509Thumbprint": {
-            "primaryThumbprint": device.authentication.x509_thumbprint.primary_thumbprint,
-            "secondaryThumbprint": device.authentication.x509_thumbprint.secondary_thumbprint,
+    Twin {
+        device_id: device.device_id.clone(),
+        etag: twin_etag(device, twin),
+        device_etag: device.etag.clone(),
+        status: device.status,
+        status_reason: device.status_reason.clone(),
+        status_update_time: azure_time(device.status_updated_time),
+        connection_state: device.connection_state,
+        last_activity_time: azure_time(device.last_activity_time),
+        cloud_to_device_message_count: device.cloud_to_device_message_count,
+        authentication_type: device.authentication.kind,
+        x509_thumbprint: Thumbprint {
+            primary_thumbprint: device
+                .authentication
+                .x509_thumbprint
+                .primary_thumbprint
+                .clone(),
+            secondary_thumbprint: device
+                .authentication
+                .x509_thumbprint
+                .secondary_thumbprint
+                .clone(),
         },
-        "modelId": twin.model_id.as_deref().unwrap_or_default(),
-        "version": twin.version,
-        "tags": twin.tags,
-        "properties": {
-            "desired": section_with_version(&twin.desired, Some(&twin.desired_metadata), twin.desired_version, &updated.0),
-            "reported": section_with_version(&twin.reported, Some(&twin.reported_metadata), twin.reported_version, &updated.1),
+        model_id: twin.model_id.clone().unwrap_or_default(),
+        version: twin.version,
+        tags: twin.tags.clone(),
+        properties: TwinProperties {
+            desired: section_with_version(
+                &twin.desired,
+                Some(&twin.desired_metadata),
+                twin.desired_version,
+                &updated.0,
+            ),
+            reported: section_with_version(
+                &twin.reported,
+                Some(&twin.reported_metadata),
+                twin.reported_version,
+                &updated.1,
+            ),
         },
-        "capabilities": { "iotEdge": device.iot_edge },
-        "parentScopes": device.parent_scopes,
-    });
-    if let Some(scope) = &device.device_scope {
-        view["deviceScope"] = json!(scope);
+        capabilities: Capabilities {
+            iot_edge: device.iot_edge,
+        },
+        device_scope: device.device_scope.clone(),
+        parent_scopes: device.parent_scopes.clone(),
+        other: Map::new(),
     }
-    view
 }
 
 /// When desired and reported last changed (from their metadata), as IoT Hub renders time.
@@ -345,7 +364,7 @@ impl Hub {
     }
 
     /// `GET /twins/{id}`.
-    pub async fn get_twin(&self, device_id: &str) -> Result<Value, HubError> {
+    pub async fn get_twin(&self, device_id: &str) -> Result<Twin, HubError> {
         let (device, twin) = self.load_twin(device_id).await?;
         Ok(twin_view(&device, &twin))
     }
@@ -358,7 +377,7 @@ impl Hub {
         doc: &Value,
         if_match: Option<&str>,
         replace: bool,
-    ) -> Result<Value, HubError> {
+    ) -> Result<Twin, HubError> {
         if !doc.is_object() {
             return Err(invalid("The twin must be a JSON object.".into()));
         }

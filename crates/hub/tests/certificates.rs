@@ -322,7 +322,7 @@ fn request(device_id: &str) -> IssueCertificateRequest {
         .push(DnType::CommonName, device_id);
     let csr = B64.encode(params.serialize_request(&key).unwrap().der());
     let body = json!({"id": device_id, "csr": csr}).to_string();
-    IssueCertificateRequest::read(device_id, body.as_bytes()).unwrap()
+    ironhub_hub::credentials::read_request(device_id, body.as_bytes()).unwrap()
 }
 
 async fn issued_ca_device(hub: &Hub, id: &str, ca: Option<&str>) {

@@ -14,7 +14,7 @@ use ironhub_dps::webhook::WebhookResult;
 use ironhub_dps::{
     AllocationWebhook, HubCallError, HubConnector, HubRegistry, LinkedHub, LocalHub,
 };
-use serde_json::Value;
+use ironhub_wire::hub::{Device, DeviceSpec, Twin, TwinPatch};
 
 /// The server's connector: its own hub in process, other hubs over HTTPS.
 #[derive(Debug)]
@@ -83,7 +83,7 @@ fn call_error(e: ClientError) -> HubCallError {
 
 #[async_trait]
 impl HubRegistry for RemoteHub {
-    async fn get_device(&self, device_id: &str) -> Result<Option<Value>, HubCallError> {
+    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, HubCallError> {
         match self.0.get_device(device_id).await {
             Ok(d) => Ok(Some(d)),
             Err(ClientError::Service { status: 404, .. }) => Ok(None),
@@ -94,9 +94,9 @@ impl HubRegistry for RemoteHub {
     async fn put_device(
         &self,
         device_id: &str,
-        device: &Value,
+        device: &DeviceSpec,
         if_match: Option<&str>,
-    ) -> Result<Value, HubCallError> {
+    ) -> Result<Device, HubCallError> {
         match if_match {
             None => self.0.create_device(device_id, device).await,
             Some(tag) => self.0.update_device(device_id, device, Some(tag)).await,
@@ -111,16 +111,16 @@ impl HubRegistry for RemoteHub {
         }
     }
 
-    async fn get_twin(&self, device_id: &str) -> Result<Value, HubCallError> {
+    async fn get_twin(&self, device_id: &str) -> Result<Twin, HubCallError> {
         self.0.get_twin(device_id).await.map_err(call_error)
     }
 
     async fn update_twin(
         &self,
         device_id: &str,
-        twin: &Value,
+        twin: &TwinPatch,
         replace: bool,
-    ) -> Result<Value, HubCallError> {
+    ) -> Result<Twin, HubCallError> {
         self.0
             .update_twin(device_id, twin, None, replace)
             .await

@@ -8,6 +8,7 @@ use ironhub::config::ServeArgs;
 use ironhub::serve::{Server, start};
 use ironhub_auth::{ConnectionString, SasToken};
 use ironhub_client::HubClient;
+use ironhub_wire::hub::{DeviceSpec, DeviceStatus, ExportImportDevice};
 use serde_json::{Value, json};
 
 struct TestHub {
@@ -257,13 +258,21 @@ async fn login_with_a_connection_string_and_a_cafile() {
     hub.server.shutdown().await;
 }
 
+fn spec(v: Value) -> DeviceSpec {
+    serde_json::from_value(v).unwrap()
+}
+
+fn items(v: Value) -> Vec<ExportImportDevice> {
+    serde_json::from_value(v).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_reports_azure_errors_and_reads_statistics() {
     let hub = hub().await;
     let client = hub.client();
-    let body = json!({"deviceId": "c1", "authentication": {"type": "sas"}});
+    let body = spec(json!({"deviceId": "c1", "authentication": {"type": "sas"}}));
     let created = client.create_device("c1", &body).await.unwrap();
-    let etag = created["etag"].as_str().unwrap().to_owned();
+    let etag = created.etag.clone();
 
     let again = client.create_device("c1", &body).await.unwrap_err();
     assert_eq!(again.status(), Some(409));
@@ -272,7 +281,7 @@ async fn client_reports_azure_errors_and_reads_statistics() {
     let stale = client
         .update_device(
             "c1",
-            &json!({"deviceId": "c1", "status": "disabled"}),
+            &spec(json!({"deviceId": "c1", "status": "disabled"})),
             Some("bm9wZQ=="),
         )
         .await
@@ -282,58 +291,41 @@ async fn client_reports_azure_errors_and_reads_statistics() {
     let ok = client
         .update_device(
             "c1",
-            &json!({"deviceId": "c1", "status": "disabled"}),
+            &spec(json!({"deviceId": "c1", "status": "disabled"})),
             Some(&etag),
         )
         .await
         .unwrap();
-    assert_eq!(ok["status"], "disabled");
+    assert_eq!(ok.status, DeviceStatus::Disabled);
 
     let stats = client.registry_statistics().await.unwrap();
-    assert_eq!(stats["totalDeviceCount"], 1);
-    assert_eq!(stats["disabledDeviceCount"], 1);
+    assert_eq!(stats.total_device_count, 1);
+    assert_eq!(stats.disabled_device_count, 1);
 
     let bulk = client
-        .bulk(&json!([
+        .bulk(&items(json!([
             {"id": "b1", "importMode": "create", "authentication": {"type": "sas"}},
             {"id": "b2", "importMode": "create", "authentication": {"type": "sas"}},
-        ]))
+        ])))
         .await
         .unwrap();
-    assert_eq!(bulk["isSuccessful"], true);
+    assert!(bulk.is_successful);
     // A refused batch answers 400 with the per-device errors, which the client returns.
     let refused = client
-        .bulk(&json!([
+        .bulk(&items(json!([
             {"id": "b3", "importMode": "create"},
             {"id": "b1", "importMode": "create"},
-        ]))
+        ])))
         .await
         .unwrap();
-    assert_eq!(refused["isSuccessful"], false);
-    assert_eq!(refused["errors"][0]["deviceId"], "b1");
-    assert_eq!(refused["errors"][0]["errorCode"], "DeviceAlreadyExists");
-    // A 400 of another shape is still an error.
-    assert!(client.bulk(&json!({"not": "a list"})).await.is_err());
-    assert_eq!(
-        client
-            .list_devices(Some(2))
-            .await
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
-    assert_eq!(
-        client
-            .list_devices(None)
-            .await
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert!(!refused.is_successful);
+    assert_eq!(refused.errors[0].device_id, "b1");
+    assert_eq!(refused.errors[0].error_code, "DeviceAlreadyExists");
+    // A 400 of another shape (an error body: the batch is empty) is still an error.
+    let empty = client.bulk(&[]).await.unwrap_err();
+    assert_eq!(empty.status(), Some(400));
+    assert_eq!(client.list_devices(Some(2)).await.unwrap().len(), 2);
+    assert_eq!(client.list_devices(None).await.unwrap().len(), 3);
 
     client.delete_device("c1", None).await.unwrap();
     let gone = client.get_device("c1").await.unwrap_err();
@@ -342,11 +334,11 @@ async fn client_reports_azure_errors_and_reads_statistics() {
     // A device id that needs percent-encoding in the path.
     let id = "a:b$c'(d)%e";
     let made = client
-        .create_device(id, &json!({"deviceId": id}))
+        .create_device(id, &spec(json!({"deviceId": id})))
         .await
         .unwrap();
-    assert_eq!(made["deviceId"], id);
-    assert_eq!(client.get_device(id).await.unwrap()["deviceId"], id);
+    assert_eq!(made.device_id, id);
+    assert_eq!(client.get_device(id).await.unwrap().device_id, id);
     hub.server.shutdown().await;
 }
 

@@ -499,9 +499,13 @@ async fn kill_9_right_after_c2d_sends_loses_no_queued_message() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(feedback.len(), N, "{feedback:?}");
-    assert!(feedback.iter().all(|r| r["statusCode"] == "Success"));
+    assert!(
+        feedback
+            .iter()
+            .all(|r| r.status_code == ironhub_wire::hub::FeedbackStatus::Success)
+    );
     let d = client.get_device(C2D_DEVICE).await.unwrap();
-    assert_eq!(d["cloudToDeviceMessageCount"], 0);
+    assert_eq!(d.cloud_to_device_message_count, 0);
 }
 
 #[tokio::test]
@@ -539,5 +543,5 @@ async fn kill_9_before_the_puback_delivers_the_message_again_after_the_restart()
         Some(Packet::PingResp)
     ));
     let d = client.get_device(C2D_DEVICE).await.unwrap();
-    assert_eq!(d["cloudToDeviceMessageCount"], 0);
+    assert_eq!(d.cloud_to_device_message_count, 0);
 }

@@ -821,9 +821,12 @@ fn c2d_topic(device_id: &str, m: &C2dMessage) -> String {
 
 /// The JSON body of an error answer on a response topic.
 fn error_body(e: &HubError) -> Vec<u8> {
-    serde_json::json!({"errorCode": e.code(), "message": e.to_string()})
-        .to_string()
-        .into_bytes()
+    let body = ironhub_wire::error::ErrorBody {
+        error_code: Some(e.code()),
+        message: Some(e.to_string()),
+        ..ironhub_wire::error::ErrorBody::default()
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
@@ -34,17 +33,8 @@ pub trait FileNotificationStore: Send + Sync {
     ) -> Result<bool>;
 }
 
-/// A file upload notification, in IoT Hub's JSON shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FileNotification {
-    pub device_id: String,
-    pub blob_uri: String,
-    pub blob_name: String,
-    pub last_updated_time: Option<DateTime<Utc>>,
-    pub blob_size_in_bytes: Option<u64>,
-    pub enqueued_time_utc: DateTime<Utc>,
-}
+/// A file upload notification, in IoT Hub's JSON shape (the `ironhub-wire` type).
+pub use ironhub_wire::hub::FileNotification;
 
 /// The file notification queue's rules (IoT Hub's file upload notification settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

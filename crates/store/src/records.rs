@@ -7,80 +7,10 @@ use chrono::{DateTime, Utc};
 use ironhub_auth::SharedAccessPolicy;
 use serde::{Deserialize, Serialize};
 
-/// Whether a device may connect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceStatus {
-    #[default]
-    Enabled,
-    Disabled,
-}
-
-impl DeviceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceStatus::Enabled => "enabled",
-            DeviceStatus::Disabled => "disabled",
-        }
-    }
-}
-
-/// Whether a device holds a connection right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum ConnectionState {
-    #[default]
-    Disconnected,
-    Connected,
-}
-
-/// How a device authenticates, with IoT Hub's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub enum AuthType {
-    #[default]
-    Sas,
-    SelfSigned,
-    CertificateAuthority,
-    None,
-}
-
-/// A pair of symmetric keys (base64).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct SymmetricKey {
-    pub primary_key: Option<String>,
-    pub secondary_key: Option<String>,
-}
-
-impl std::fmt::Debug for SymmetricKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SymmetricKey(..)")
-    }
-}
-
-/// A pair of X.509 thumbprints (upper-case hex, SHA-1 or SHA-256).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct X509Thumbprint {
-    pub primary_thumbprint: Option<String>,
-    pub secondary_thumbprint: Option<String>,
-}
-
-/// A device's credentials.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct Authentication {
-    #[serde(rename = "type")]
-    pub kind: AuthType,
-    #[serde(default)]
-    pub symmetric_key: SymmetricKey,
-    #[serde(default)]
-    pub x509_thumbprint: X509Thumbprint,
-    /// The issuing CA that issued a `certificateAuthority` device its certificate (and renews
-    /// it), when ironhub issued one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate_authority_name: Option<String>,
-}
+pub use ironhub_wire::hub::{
+    AuthType, Authentication, ConnectionState, DeviceStatus, FeedbackStatus, SymmetricKey,
+    Thumbprint as X509Thumbprint,
+};
 
 /// A device identity in the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,16 +208,6 @@ impl AckMode {
             AckMode::Full => true,
         }
     }
-}
-
-/// How a cloud-to-device message left its queue (IoT Hub's feedback `statusCode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FeedbackStatus {
-    Success,
-    Expired,
-    DeliveryCountExceeded,
-    Rejected,
-    Purged,
 }
 
 /// A cloud-to-device message in a device's queue.

@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use ironhub_client::{C2dMessage, HubClient};
-use serde_json::Value;
+use ironhub_wire::hub::FeedbackRecord;
 
 use super::hub::{CommonArgs, DeviceIdArgs};
 use super::login::Session;
@@ -159,19 +159,21 @@ pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
     let client = session.client()?;
     let result = match command {
         C2dCommand::Send(a) => match send(&client, &a).await? {
-            Some(feedback) => feedback,
+            Some(feedback) => serde_json::to_value(feedback)?,
             // az prints nothing when it does not wait.
             None => return Ok(()),
         },
-        C2dCommand::ReceiveFeedback(a) => Value::Array(receive_feedback(&client, a.abandon).await?),
-        C2dCommand::Purge(a) => client.purge_c2d(&a.device_id).await?,
+        C2dCommand::ReceiveFeedback(a) => {
+            serde_json::to_value(receive_feedback(&client, a.abandon).await?)?
+        }
+        C2dCommand::Purge(a) => serde_json::to_value(client.purge_c2d(&a.device_id).await?)?,
     };
     output::print(&result, format)
 }
 
 /// `c2d-message send`: sends the message (`--repeat-send` times); with `--wait`, returns the
 /// feedback record for it.
-pub async fn send(client: &HubClient, args: &SendArgs) -> anyhow::Result<Option<Value>> {
+pub async fn send(client: &HubClient, args: &SendArgs) -> anyhow::Result<Option<FeedbackRecord>> {
     let message = build_message(args, Utc::now())?;
     let mut sent = Vec::new();
     for _ in 0..args.repeat_send {
@@ -264,7 +266,7 @@ pub fn build_message(args: &SendArgs, now: DateTime<Utc>) -> anyhow::Result<C2dM
         .as_deref()
         .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/json"))
     {
-        serde_json::from_str::<Value>(&args.data)
+        serde_json::from_str::<serde_json::Value>(&args.data)
             .context("--data must be JSON when the content type is application/json")?;
     }
     message.body = args.data.clone().into_bytes();
@@ -302,17 +304,20 @@ async fn wait_for_feedback(
     device_id: &str,
     message_id: &str,
     deadline: tokio::time::Instant,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<FeedbackRecord> {
     let mut found = None;
     loop {
         while let Some(batch) = client.receive_feedback().await? {
             for record in batch.records {
-                let mine = record["originalMessageId"].as_str() == Some(message_id)
-                    && record["deviceId"].as_str() == Some(device_id);
+                let mine =
+                    record.original_message_id == message_id && record.device_id == device_id;
                 if mine && found.is_none() {
                     found = Some(record);
                 } else {
-                    eprintln!("feedback on another message: {record}");
+                    eprintln!(
+                        "feedback on another message: {}",
+                        serde_json::to_string(&record).unwrap_or_default()
+                    );
                 }
             }
             client.complete_feedback(&batch.lock_token).await?;
@@ -335,7 +340,10 @@ async fn wait_for_feedback(
 
 /// `c2d-message receive-feedback`: every waiting record, completing each batch read; with
 /// `abandon`, only the first batch, given back.
-pub async fn receive_feedback(client: &HubClient, abandon: bool) -> anyhow::Result<Vec<Value>> {
+pub async fn receive_feedback(
+    client: &HubClient,
+    abandon: bool,
+) -> anyhow::Result<Vec<FeedbackRecord>> {
     let mut records = Vec::new();
     while let Some(batch) = client.receive_feedback().await? {
         records.extend(batch.records);

@@ -130,40 +130,42 @@ pub async fn run<S: Args>(
     Ok(match command {
         CertificateCommand::Create(a) => {
             let pem = read_certificate(&a.path)?;
-            Some(
+            Some(serde_json::to_value(
                 certificates
                     .put(&a.name.name, &pem, a.verified.unwrap_or(false), None)
                     .await?,
-            )
+            )?)
         }
         CertificateCommand::Update(a) => {
             let pem = read_certificate(&a.create.path)?;
             let etag = a.etag.as_deref().unwrap_or("*");
             let verified = a.create.verified.unwrap_or(false);
-            Some(
+            Some(serde_json::to_value(
                 certificates
                     .put(&a.create.name.name, &pem, verified, Some(etag))
                     .await?,
-            )
+            )?)
         }
-        CertificateCommand::List(_) => Some(certificates.list().await?),
-        CertificateCommand::Show(a) => Some(certificates.get(&a.name).await?),
+        CertificateCommand::List(_) => Some(serde_json::to_value(certificates.list().await?)?),
+        CertificateCommand::Show(a) => {
+            Some(serde_json::to_value(certificates.get(&a.name).await?)?)
+        }
         CertificateCommand::Delete(a) => {
             certificates.delete(&a.name.name, a.etag.as_deref()).await?;
             None
         }
-        CertificateCommand::GenerateVerificationCode(a) => Some(
+        CertificateCommand::GenerateVerificationCode(a) => Some(serde_json::to_value(
             certificates
                 .generate_verification_code(&a.name.name, a.etag.as_deref())
                 .await?,
-        ),
+        )?),
         CertificateCommand::Verify(a) => {
             let pem = read_certificate(&a.path)?;
-            Some(
+            Some(serde_json::to_value(
                 certificates
                     .verify(&a.name.name.name, &pem, a.name.etag.as_deref())
                     .await?,
-            )
+            )?)
         }
     })
 }

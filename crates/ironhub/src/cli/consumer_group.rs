@@ -65,15 +65,19 @@ pub async fn run(
     Ok(match command {
         ConsumerGroupCommand::Create(a) => {
             check_endpoint(&a.endpoint)?;
-            Some(client.create_consumer_group(&a.name).await?)
+            Some(serde_json::to_value(
+                client.create_consumer_group(&a.name).await?,
+            )?)
         }
         ConsumerGroupCommand::List(e) => {
             check_endpoint(e)?;
-            Some(client.list_consumer_groups().await?)
+            Some(serde_json::to_value(client.list_consumer_groups().await?)?)
         }
         ConsumerGroupCommand::Show(a) => {
             check_endpoint(&a.endpoint)?;
-            Some(client.get_consumer_group(&a.name).await?)
+            Some(serde_json::to_value(
+                client.get_consumer_group(&a.name).await?,
+            )?)
         }
         ConsumerGroupCommand::Delete(a) => {
             check_endpoint(&a.endpoint)?;

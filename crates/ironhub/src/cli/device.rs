@@ -1,7 +1,11 @@
 //! `ironhub hub device-identity …`: create, show, list, update, delete and connection strings.
 
 use anyhow::{Context as _, bail};
-use serde_json::{Map, Value, json};
+use ironhub_wire::hub::{
+    AuthType, Authentication, AuthenticationSpec, CapabilitiesSpec, Device, DeviceSpec,
+    SymmetricKeySpec, ThumbprintSpec,
+};
+use serde_json::{Value, json};
 
 use super::hub::{
     AuthMethod, CreateArgs, DeleteArgs, DeviceConnectionStringArgs, DeviceFlags, KeyType, ListArgs,
@@ -12,15 +16,18 @@ use super::login::Session;
 /// `device-identity create`: `PUT /devices/{id}` without `If-Match`.
 pub async fn create(session: &Session, args: &CreateArgs) -> anyhow::Result<Value> {
     let body = create_body(&args.id.device_id, &args.flags)?;
-    Ok(session
+    let device = session
         .client()?
         .create_device(&args.id.device_id, &body)
-        .await?)
+        .await?;
+    Ok(serde_json::to_value(device)?)
 }
 
 /// `device-identity show`
 pub async fn show(session: &Session, device_id: &str) -> anyhow::Result<Value> {
-    Ok(session.client()?.get_device(device_id).await?)
+    Ok(serde_json::to_value(
+        session.client()?.get_device(device_id).await?,
+    )?)
 }
 
 /// `device-identity list`: `GET /devices?top=N`, optionally only (non-)edge devices.
@@ -31,17 +38,14 @@ pub async fn list(session: &Session, args: &ListArgs) -> anyhow::Result<Value> {
         n => bail!("--top must be between 1 and 1000, or -1 for the hub's maximum (got {n})"),
     };
     let devices = session.client()?.list_devices(top).await?;
-    let Value::Array(devices) = devices else {
-        bail!("the hub answered GET /devices with something other than a JSON array");
-    };
-    let devices = match args.edge_enabled {
+    let devices: Vec<Device> = match args.edge_enabled {
         None => devices,
         Some(edge) => devices
             .into_iter()
-            .filter(|d| d["capabilities"]["iotEdge"].as_bool().unwrap_or(false) == edge)
+            .filter(|d| d.capabilities.iot_edge == edge)
             .collect(),
     };
-    Ok(Value::Array(devices))
+    Ok(serde_json::to_value(devices)?)
 }
 
 /// `device-identity update`: read the device, change what the flags say, write it back under
@@ -53,9 +57,12 @@ pub async fn update(session: &Session, args: &UpdateArgs) -> anyhow::Result<Valu
     apply_update(&mut device, &args.flags)?;
     let etag = match &args.etag {
         Some(e) => Some(e.clone()),
-        None => device["etag"].as_str().map(str::to_owned),
+        None => Some(device.etag.clone()).filter(|e| !e.is_empty()),
     };
-    Ok(client.update_device(id, &device, etag.as_deref()).await?)
+    let written = client
+        .update_device(id, &DeviceSpec::from(&device), etag.as_deref())
+        .await?;
+    Ok(serde_json::to_value(written)?)
 }
 
 /// `device-identity delete`: prints nothing on success.
@@ -80,14 +87,15 @@ pub async fn connection_string(
 /// `HostName=…;DeviceId=…;SharedAccessKey=…` for a key device, `…;x509=true` for a certificate one.
 pub fn device_connection_string(
     host: &str,
-    device: &Value,
+    device: &Device,
     key_type: KeyType,
 ) -> anyhow::Result<String> {
-    let id = device["deviceId"]
-        .as_str()
-        .context("the hub's device has no deviceId")?;
-    match device["authentication"]["type"].as_str() {
-        Some("selfSigned" | "certificateAuthority") => {
+    let id = &device.device_id;
+    if id.is_empty() {
+        bail!("the hub's device has no deviceId");
+    }
+    match device.authentication.kind {
+        AuthType::SelfSigned | AuthType::CertificateAuthority => {
             Ok(format!("HostName={host};DeviceId={id};x509=true"))
         }
         _ => {
@@ -100,39 +108,42 @@ pub fn device_connection_string(
 }
 
 /// The device's primary or secondary symmetric key.
-pub fn device_key(device: &Value, key_type: KeyType) -> anyhow::Result<String> {
-    let id = device["deviceId"].as_str().unwrap_or("the device");
-    let kind = device["authentication"]["type"].as_str().unwrap_or("none");
-    if kind != "sas" {
-        bail!("device '{id}' authenticates with '{kind}', not with symmetric keys");
-    }
-    let field = match key_type {
-        KeyType::Primary => "primaryKey",
-        KeyType::Secondary => "secondaryKey",
+pub fn device_key(device: &Device, key_type: KeyType) -> anyhow::Result<String> {
+    let id = match device.device_id.as_str() {
+        "" => "the device",
+        id => id,
     };
-    device["authentication"]["symmetricKey"][field]
-        .as_str()
+    let kind = device.authentication.kind;
+    if kind != AuthType::Sas {
+        bail!(
+            "device '{id}' authenticates with '{}', not with symmetric keys",
+            kind.as_str()
+        );
+    }
+    let keys = &device.authentication.symmetric_key;
+    let (field, key) = match key_type {
+        KeyType::Primary => ("primaryKey", &keys.primary_key),
+        KeyType::Secondary => ("secondaryKey", &keys.secondary_key),
+    };
+    key.clone()
         .filter(|k| !k.is_empty())
-        .map(str::to_owned)
         .with_context(|| format!("device '{id}' has no {field}"))
 }
 
 /// The body of `PUT /devices/{id}` for `create`, as az builds it.
-pub fn create_body(device_id: &str, flags: &DeviceFlags) -> anyhow::Result<Value> {
+pub fn create_body(device_id: &str, flags: &DeviceFlags) -> anyhow::Result<DeviceSpec> {
     let method = flags.auth_method.unwrap_or(AuthMethod::SharedPrivateKey);
     check_credentials(method, flags)?;
-    let mut authentication = Map::new();
-    authentication.insert("type".into(), method.api_type().into());
+    let mut authentication = AuthenticationSpec {
+        kind: Some(method.api_type().to_owned()),
+        ..AuthenticationSpec::default()
+    };
     match method {
         AuthMethod::SharedPrivateKey => {
-            let mut keys = Map::new();
-            if let Some(k) = &flags.primary_key {
-                keys.insert("primaryKey".into(), k.clone().into());
-            }
-            if let Some(k) = &flags.secondary_key {
-                keys.insert("secondaryKey".into(), k.clone().into());
-            }
-            authentication.insert("symmetricKey".into(), keys.into());
+            authentication.symmetric_key = Some(SymmetricKeySpec {
+                primary_key: flags.primary_key.clone(),
+                secondary_key: flags.secondary_key.clone(),
+            });
         }
         AuthMethod::X509Thumbprint => {
             let Some(primary) = &flags.primary_thumbprint else {
@@ -141,59 +152,50 @@ pub fn create_body(device_id: &str, flags: &DeviceFlags) -> anyhow::Result<Value
                      --secondary-thumbprint)"
                 );
             };
-            authentication.insert(
-                "x509Thumbprint".into(),
-                json!({
-                    "primaryThumbprint": primary,
-                    "secondaryThumbprint": flags.secondary_thumbprint,
-                }),
-            );
+            authentication.x509_thumbprint = Some(ThumbprintSpec {
+                primary_thumbprint: Some(primary.clone()),
+                secondary_thumbprint: flags.secondary_thumbprint.clone(),
+            });
         }
         AuthMethod::X509Ca => {}
     }
-    let mut body = json!({
-        "deviceId": device_id,
-        "status": flags.status.map_or("enabled", |s| s.as_str()),
-        "authentication": authentication,
-        "capabilities": { "iotEdge": flags.edge_enabled.unwrap_or(false) },
-    });
-    if let Some(reason) = &flags.status_reason {
-        body["statusReason"] = reason.clone().into();
-    }
-    Ok(body)
+    Ok(DeviceSpec {
+        device_id: Some(device_id.to_owned()),
+        status: Some(flags.status.map_or("enabled", |s| s.as_str()).to_owned()),
+        status_reason: flags.status_reason.clone(),
+        authentication: Some(authentication),
+        capabilities: Some(CapabilitiesSpec {
+            iot_edge: Some(flags.edge_enabled.unwrap_or(false)),
+        }),
+        ..DeviceSpec::default()
+    })
 }
 
 /// Changes a device read from the hub as the flags say, leaving everything else as it was.
 /// A new `--auth-method` replaces the device's credentials: keys may be given or are generated
 /// by the hub, a thumbprint device needs `--primary-thumbprint`.
-pub fn apply_update(device: &mut Value, flags: &DeviceFlags) -> anyhow::Result<()> {
-    if !device.is_object() {
-        bail!("the hub's device is not a JSON object");
-    }
+pub fn apply_update(device: &mut Device, flags: &DeviceFlags) -> anyhow::Result<()> {
     if let Some(edge) = flags.edge_enabled {
-        device["capabilities"]["iotEdge"] = edge.into();
+        device.capabilities.iot_edge = edge;
     }
     if let Some(status) = flags.status {
-        device["status"] = status.as_str().into();
+        device.status = status.wire();
     }
     if let Some(reason) = &flags.status_reason {
-        device["statusReason"] = reason.clone().into();
+        device.status_reason = Some(reason.clone());
     }
 
-    let current = device["authentication"]["type"]
-        .as_str()
-        .unwrap_or("sas")
-        .to_owned();
+    let current = device.authentication.kind;
     let method = match flags.auth_method {
         Some(m) => m,
-        None => match current.as_str() {
-            "selfSigned" => AuthMethod::X509Thumbprint,
-            "certificateAuthority" => AuthMethod::X509Ca,
-            "sas" => AuthMethod::SharedPrivateKey,
-            other => {
+        None => match current {
+            AuthType::SelfSigned => AuthMethod::X509Thumbprint,
+            AuthType::CertificateAuthority => AuthMethod::X509Ca,
+            AuthType::Sas => AuthMethod::SharedPrivateKey,
+            AuthType::None => {
                 if has_any_credential(flags) {
                     bail!(
-                        "device authentication type '{other}' takes no keys or thumbprints; \
+                        "device authentication type 'none' takes no keys or thumbprints; \
                          pass --auth-method as well"
                     );
                 }
@@ -202,33 +204,32 @@ pub fn apply_update(device: &mut Value, flags: &DeviceFlags) -> anyhow::Result<(
         },
     };
     check_credentials(method, flags)?;
-    if method.api_type() != current {
+    if method.api_type() != current.as_str() {
         // Switching: the old credentials go; the new ones come from the flags.
         if method == AuthMethod::X509Thumbprint && flags.primary_thumbprint.is_none() {
             bail!("changing --auth-method to x509_thumbprint needs --primary-thumbprint");
         }
-        device["authentication"] = json!({
-            "type": method.api_type(),
-            "symmetricKey": { "primaryKey": null, "secondaryKey": null },
-            "x509Thumbprint": { "primaryThumbprint": null, "secondaryThumbprint": null },
-        });
+        device.authentication = Authentication {
+            kind: method.auth_type(),
+            ..Authentication::default()
+        };
     }
-    let auth = &mut device["authentication"];
+    let auth = &mut device.authentication;
     match method {
         AuthMethod::SharedPrivateKey => {
             if let Some(k) = &flags.primary_key {
-                auth["symmetricKey"]["primaryKey"] = k.clone().into();
+                auth.symmetric_key.primary_key = Some(k.clone());
             }
             if let Some(k) = &flags.secondary_key {
-                auth["symmetricKey"]["secondaryKey"] = k.clone().into();
+                auth.symmetric_key.secondary_key = Some(k.clone());
             }
         }
         AuthMethod::X509Thumbprint => {
             if let Some(t) = &flags.primary_thumbprint {
-                auth["x509Thumbprint"]["primaryThumbprint"] = t.clone().into();
+                auth.x509_thumbprint.primary_thumbprint = Some(t.clone());
             }
             if let Some(t) = &flags.secondary_thumbprint {
-                auth["x509Thumbprint"]["secondaryThumbprint"] = t.clone().into();
+                auth.x509_thumbprint.secondary_thumbprint = Some(t.clone());
             }
         }
         AuthMethod::X509Ca => {}
@@ -267,8 +268,8 @@ mod tests {
     use super::*;
     use crate::cli::hub::Status;
 
-    fn sas_device() -> Value {
-        json!({
+    fn sas_device() -> Device {
+        serde_json::from_value(json!({
             "deviceId": "d1",
             "etag": "MA==",
             "status": "enabled",
@@ -279,14 +280,15 @@ mod tests {
                 "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
             },
             "capabilities": {"iotEdge": false},
-        })
+        }))
+        .unwrap()
     }
 
     #[test]
     fn create_bodies_follow_the_auth_method() {
         let body = create_body("d1", &DeviceFlags::default()).unwrap();
         assert_eq!(
-            body,
+            serde_json::to_value(&body).unwrap(),
             json!({"deviceId": "d1", "status": "enabled",
                    "authentication": {"type": "sas", "symmetricKey": {}},
                    "capabilities": {"iotEdge": false}})
@@ -299,7 +301,7 @@ mod tests {
             edge_enabled: Some(true),
             ..DeviceFlags::default()
         };
-        let body = create_body("d2", &flags).unwrap();
+        let body = serde_json::to_value(create_body("d2", &flags).unwrap()).unwrap();
         assert_eq!(body["authentication"]["type"], "selfSigned");
         assert_eq!(
             body["authentication"]["x509Thumbprint"]["primaryThumbprint"],
@@ -336,6 +338,7 @@ mod tests {
             ..DeviceFlags::default()
         };
         apply_update(&mut d, &flags).unwrap();
+        let d = serde_json::to_value(&d).unwrap();
         assert_eq!(d["status"], "disabled");
         assert_eq!(
             d["authentication"]["symmetricKey"]["primaryKey"],
@@ -360,9 +363,10 @@ mod tests {
             ..DeviceFlags::default()
         };
         apply_update(&mut d, &to_x509).unwrap();
-        assert_eq!(d["authentication"]["type"], "selfSigned");
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(v["authentication"]["type"], "selfSigned");
         assert_eq!(
-            d["authentication"]["symmetricKey"]["primaryKey"],
+            v["authentication"]["symmetricKey"]["primaryKey"],
             Value::Null
         );
         // Keys on a thumbprint device are refused; a new secondary thumbprint is fine.
@@ -376,8 +380,9 @@ mod tests {
             ..DeviceFlags::default()
         };
         apply_update(&mut d, &stp).unwrap();
+        let v = serde_json::to_value(&d).unwrap();
         assert_eq!(
-            d["authentication"]["x509Thumbprint"]["primaryThumbprint"],
+            v["authentication"]["x509Thumbprint"]["primaryThumbprint"],
             "CD".repeat(20)
         );
         // Back to keys: the hub generates them unless given.
@@ -386,9 +391,10 @@ mod tests {
             ..DeviceFlags::default()
         };
         apply_update(&mut d, &to_sas).unwrap();
-        assert_eq!(d["authentication"]["type"], "sas");
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(v["authentication"]["type"], "sas");
         assert_eq!(
-            d["authentication"]["x509Thumbprint"]["primaryThumbprint"],
+            v["authentication"]["x509Thumbprint"]["primaryThumbprint"],
             Value::Null
         );
     }
@@ -404,7 +410,10 @@ mod tests {
             device_connection_string("h", &d, KeyType::Secondary).unwrap(),
             "HostName=h;DeviceId=d1;SharedAccessKey=c2Vjb25kYXJ5"
         );
-        let x = json!({"deviceId": "x1", "authentication": {"type": "certificateAuthority"}});
+        let x: Device = serde_json::from_value(
+            json!({"deviceId": "x1", "authentication": {"type": "certificateAuthority"}}),
+        )
+        .unwrap();
         assert_eq!(
             device_connection_string("h", &x, KeyType::Primary).unwrap(),
             "HostName=h;DeviceId=x1;x509=true"

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 use ironhub_client::{ClientError, EnrollmentKind};
+use ironhub_wire::dps::{EnrollmentGroup, IndividualEnrollment};
 use serde_json::Value;
 
 use super::certificate::{self, CertificateCommand};
@@ -299,12 +300,13 @@ pub enum AllocationPolicy {
 }
 
 impl AllocationPolicy {
-    pub fn as_str(self) -> &'static str {
+    /// The policy on the wire.
+    pub fn wire(self) -> ironhub_wire::dps::AllocationPolicy {
         match self {
-            AllocationPolicy::Hashed => "hashed",
-            AllocationPolicy::GeoLatency => "geoLatency",
-            AllocationPolicy::Static => "static",
-            AllocationPolicy::Custom => "custom",
+            AllocationPolicy::Hashed => ironhub_wire::dps::AllocationPolicy::Hashed,
+            AllocationPolicy::GeoLatency => ironhub_wire::dps::AllocationPolicy::GeoLatency,
+            AllocationPolicy::Static => ironhub_wire::dps::AllocationPolicy::Static,
+            AllocationPolicy::Custom => ironhub_wire::dps::AllocationPolicy::Custom,
         }
     }
 }
@@ -576,11 +578,11 @@ async fn execute(session: &Session, command: DpsCommand) -> anyhow::Result<Optio
                 )
                 .await?,
             ),
-            EnrollmentCommand::List(a) => Some(Value::Array(
+            EnrollmentCommand::List(a) => Some(serde_json::to_value(
                 client
-                    .query_enrollments(EnrollmentKind::Individual, top(&a))
+                    .query_enrollments::<IndividualEnrollment>(top(&a))
                     .await?,
-            )),
+            )?),
             EnrollmentCommand::Update(a) => Some(enrollment::update_individual(&client, &a).await?),
             EnrollmentCommand::Delete(a) => {
                 client
@@ -593,9 +595,9 @@ async fn execute(session: &Session, command: DpsCommand) -> anyhow::Result<Optio
                 None
             }
             EnrollmentCommand::Registration { command } => match command {
-                EnrollmentRegistrationCommand::Show(a) => {
-                    Some(client.get_registration(&a.enrollment_id).await?)
-                }
+                EnrollmentRegistrationCommand::Show(a) => Some(serde_json::to_value(
+                    client.get_registration(&a.enrollment_id).await?,
+                )?),
                 EnrollmentRegistrationCommand::Delete(a) => {
                     client
                         .delete_registration(
@@ -618,11 +620,9 @@ async fn execute(session: &Session, command: DpsCommand) -> anyhow::Result<Optio
                 )
                 .await?,
             ),
-            GroupCommand::List(a) => Some(Value::Array(
-                client
-                    .query_enrollments(EnrollmentKind::Group, top(&a))
-                    .await?,
-            )),
+            GroupCommand::List(a) => Some(serde_json::to_value(
+                client.query_enrollments::<EnrollmentGroup>(top(&a)).await?,
+            )?),
             GroupCommand::Update(a) => Some(enrollment::update_group(&client, &a).await?),
             GroupCommand::Delete(a) => {
                 client
@@ -654,14 +654,14 @@ async fn registrations(
     command: GroupRegistrationCommand,
 ) -> anyhow::Result<Option<Value>> {
     Ok(match command {
-        GroupRegistrationCommand::List(a) => Some(Value::Array(
+        GroupRegistrationCommand::List(a) => Some(serde_json::to_value(
             client
                 .query_registrations(&a.group.enrollment_id, top(&a.top))
                 .await?,
-        )),
-        GroupRegistrationCommand::Show(a) => {
-            Some(client.get_registration(&a.registration_id).await?)
-        }
+        )?),
+        GroupRegistrationCommand::Show(a) => Some(serde_json::to_value(
+            client.get_registration(&a.registration_id).await?,
+        )?),
         GroupRegistrationCommand::Delete(a) => {
             client
                 .delete_registration(&a.id.registration_id, Some(etag_or_any(a.etag.as_deref())))
@@ -686,15 +686,17 @@ async fn compute_device_key(
     let mechanism = client
         .attestation_mechanism(EnrollmentKind::Group, group)
         .await?;
-    let kind = mechanism["type"].as_str().unwrap_or("none");
-    if kind != "symmetricKey" {
+    if mechanism.kind != ironhub_wire::dps::AttestationType::SymmetricKey {
         anyhow::bail!(
-            "the enrollment group '{group}' attests by '{kind}'; compute-device-key needs a \
-             symmetric key group"
+            "the enrollment group '{group}' attests by '{}'; compute-device-key needs a \
+             symmetric key group",
+            mechanism.kind.as_str()
         );
     }
-    let key = mechanism["symmetricKey"]["primaryKey"]
-        .as_str()
+    let key = mechanism
+        .symmetric_key
+        .as_ref()
+        .and_then(|k| k.primary_key.as_deref())
         .with_context(|| format!("the enrollment group '{group}' has no primary key"))?;
     Ok(Value::String(enrollment::derive_key(
         key,

@@ -9,14 +9,21 @@
 
 use anyhow::{Context as _, bail};
 use ironhub_client::{DpsClient, EnrollmentKind};
-use serde_json::{Map, Value, json};
+use ironhub_wire::dps::{
+    AllocationPolicy as WireAllocationPolicy, AttestationMechanism,
+    AttestationType as AttestationKind, ClientCertificateIssuancePolicy, DeviceCapabilities,
+    EnrollmentGroup, EnrollmentRecord, EnrollmentSettings, IndividualEnrollment, InitialTwin,
+    InitialTwinProperties, ProvisioningStatus, ReprovisionPolicy as WireReprovisionPolicy,
+    TpmAttestation, X509Attestation, X509CaReferences, X509CertificateWithInfo, X509Certificates,
+};
+use serde_json::{Map, Value};
 
 use super::certificate::read_certificate;
 use super::dps::{
-    AllocationPolicy, AttestationType, CaNameFlags, EnrollmentCreateArgs, EnrollmentUpdateArgs,
-    GroupCreateArgs, GroupUpdateArgs, IndividualFlags, RemoveFlags, ReprovisionPolicy,
-    SettingsFlags,
+    AttestationType, CaNameFlags, EnrollmentCreateArgs, EnrollmentUpdateArgs, GroupCreateArgs,
+    GroupUpdateArgs, IndividualFlags, RemoveFlags, ReprovisionPolicy, SettingsFlags,
 };
+use super::hub::Status;
 
 /// `compute-device-key`: `base64(HMAC-SHA256(base64decode(group key), registration id))`.
 pub fn derive_key(group_key: &str, registration_id: &str) -> anyhow::Result<String> {
@@ -34,18 +41,16 @@ pub async fn create_individual(
 ) -> anyhow::Result<Value> {
     let id = &args.id.enrollment_id;
     let body = individual_body(id, args.attestation_type, &args.individual, &args.settings)?;
-    Ok(client
-        .put_enrollment(EnrollmentKind::Individual, id, &body, None)
-        .await?)
+    let written = client.put_enrollment(id, &body, None).await?;
+    Ok(serde_json::to_value(written)?)
 }
 
 /// `enrollment-group create`
 pub async fn create_group(client: &DpsClient, args: &GroupCreateArgs) -> anyhow::Result<Value> {
     let id = &args.id.enrollment_id;
     let body = group_body(id, &args.ca, &args.settings)?;
-    Ok(client
-        .put_enrollment(EnrollmentKind::Group, id, &body, None)
-        .await?)
+    let written = client.put_enrollment(id, &body, None).await?;
+    Ok(serde_json::to_value(written)?)
 }
 
 /// `enrollment show` and `enrollment-group show`: the record as DPS answers it; with
@@ -56,19 +61,34 @@ pub async fn show(
     id: &str,
     show_keys: Option<bool>,
 ) -> anyhow::Result<Value> {
-    let mut record = client.get_enrollment(kind, id).await?;
+    match kind {
+        EnrollmentKind::Individual => {
+            show_record::<IndividualEnrollment>(client, kind, id, show_keys).await
+        }
+        EnrollmentKind::Group => show_record::<EnrollmentGroup>(client, kind, id, show_keys).await,
+    }
+}
+
+async fn show_record<E: EnrollmentRecord>(
+    client: &DpsClient,
+    kind: EnrollmentKind,
+    id: &str,
+    show_keys: Option<bool>,
+) -> anyhow::Result<Value> {
+    let mut record: E = client.get_enrollment(id).await?;
     if show_keys == Some(true) {
-        let attestation = record["attestation"]["type"].as_str().unwrap_or("none");
-        if attestation == "symmetricKey" {
-            record["attestation"] = client.attestation_mechanism(kind, id).await?;
+        let attestation = record.settings().attestation.kind;
+        if attestation == AttestationKind::SymmetricKey {
+            record.settings_mut().attestation = client.attestation_mechanism(kind, id).await?;
         } else {
             warn(&format!(
-                "--show-keys: '{id}' attests by '{attestation}'; only symmetric key \
-                 attestation has keys to show"
+                "--show-keys: '{id}' attests by '{}'; only symmetric key attestation has keys \
+                 to show",
+                attestation.as_str()
             ));
         }
     }
-    Ok(record)
+    Ok(serde_json::to_value(record)?)
 }
 
 /// `enrollment update`
@@ -79,39 +99,43 @@ pub async fn update_individual(
     let kind = EnrollmentKind::Individual;
     let id = &args.id.enrollment_id;
     let s = &args.settings;
-    let mut record = client.get_enrollment(kind, id).await?;
-    let attestation = record["attestation"]["type"]
-        .as_str()
-        .unwrap_or("none")
-        .to_owned();
+    let mut record: IndividualEnrollment = client.get_enrollment(id).await?;
+    let attestation = record.settings.attestation.kind;
     let ek = args.individual.endorsement_key.as_deref();
-    check_update_flags(&attestation, s, &args.remove, ek, &CaNameFlags::default())?;
-    match attestation.as_str() {
-        "tpm" => {
+    check_update_flags(attestation, s, &args.remove, ek, &CaNameFlags::default())?;
+    let mechanism = &mut record.settings.attestation;
+    match attestation {
+        AttestationKind::Tpm => {
             if let Some(ek) = ek {
-                record["attestation"]["tpm"]["endorsementKey"] = ek.into();
+                mechanism.tpm.get_or_insert_default().endorsement_key = ek.to_owned();
             }
         }
-        "x509" => {
-            let slots = &mut record["attestation"]["x509"]["clientCertificates"];
+        AttestationKind::X509 => {
+            let slots = &mut mechanism.x509.get_or_insert_default().client_certificates;
             update_certificates(slots, s, &args.remove)?;
         }
-        "symmetricKey" => {
-            record["attestation"] = client.attestation_mechanism(kind, id).await?;
-            set_keys(&mut record["attestation"], s);
+        AttestationKind::SymmetricKey => {
+            *mechanism = client.attestation_mechanism(kind, id).await?;
+            set_keys(mechanism, s);
         }
-        _ => {}
+        AttestationKind::None => {}
     }
     let info = &args.individual;
     if let Some(device_id) = &info.device_id {
-        record["deviceId"] = device_id.clone().into();
+        record.device_id = Some(device_id.clone());
     }
     if let Some(text) = &info.device_information {
-        record["optionalDeviceInformation"] = twin_collection(Some(text), "--device-information")?;
+        record.optional_device_information = Some(Value::Object(twin_collection(
+            Some(text),
+            "--device-information",
+        )?));
     }
-    update_settings(&mut record, s)?;
+    // Read-only: the device's registration is not the client's to write.
+    record.registration_state = None;
+    update_settings(&mut record.settings, s)?;
     let etag = args.etag.as_deref().unwrap_or("*");
-    Ok(client.put_enrollment(kind, id, &record, Some(etag)).await?)
+    let written = client.put_enrollment(id, &record, Some(etag)).await?;
+    Ok(serde_json::to_value(written)?)
 }
 
 /// `enrollment-group update`
@@ -119,28 +143,27 @@ pub async fn update_group(client: &DpsClient, args: &GroupUpdateArgs) -> anyhow:
     let kind = EnrollmentKind::Group;
     let id = &args.id.enrollment_id;
     let s = &args.settings;
-    let mut record = client.get_enrollment(kind, id).await?;
-    let attestation = record["attestation"]["type"]
-        .as_str()
-        .unwrap_or("none")
-        .to_owned();
-    check_update_flags(&attestation, s, &args.remove, None, &args.ca)?;
-    match attestation.as_str() {
-        "symmetricKey" => {
-            record["attestation"] = client.attestation_mechanism(kind, id).await?;
-            set_keys(&mut record["attestation"], s);
+    let mut record: EnrollmentGroup = client.get_enrollment(id).await?;
+    let attestation = record.settings.attestation.kind;
+    check_update_flags(attestation, s, &args.remove, None, &args.ca)?;
+    let mechanism = &mut record.settings.attestation;
+    match attestation {
+        AttestationKind::SymmetricKey => {
+            *mechanism = client.attestation_mechanism(kind, id).await?;
+            set_keys(mechanism, s);
         }
-        "x509" => update_group_x509(
-            &mut record["attestation"]["x509"],
+        AttestationKind::X509 => update_group_x509(
+            mechanism.x509.get_or_insert_default(),
             s,
             &args.ca,
             &args.remove,
         )?,
-        _ => {}
+        AttestationKind::Tpm | AttestationKind::None => {}
     }
-    update_settings(&mut record, s)?;
+    update_settings(&mut record.settings, s)?;
     let etag = args.etag.as_deref().unwrap_or("*");
-    Ok(client.put_enrollment(kind, id, &record, Some(etag)).await?)
+    let written = client.put_enrollment(id, &record, Some(etag)).await?;
+    Ok(serde_json::to_value(written)?)
 }
 
 /// The body of `PUT /enrollments/{id}` for `enrollment create`.
@@ -149,7 +172,7 @@ pub fn individual_body(
     attestation_type: AttestationType,
     individual: &IndividualFlags,
     s: &SettingsFlags,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<IndividualEnrollment> {
     let keys = s.primary_key.is_some() || s.secondary_key.is_some();
     let certificates = s.certificate_path.is_some() || s.secondary_certificate_path.is_some();
     let ek = individual.endorsement_key.as_deref();
@@ -160,7 +183,14 @@ pub fn individual_body(
             let Some(ek) = ek else {
                 bail!("--attestation-type tpm needs the TPM's --endorsement-key (--ek)");
             };
-            json!({ "type": "tpm", "tpm": { "endorsementKey": ek } })
+            AttestationMechanism {
+                kind: AttestationKind::Tpm,
+                tpm: Some(TpmAttestation {
+                    endorsement_key: ek.to_owned(),
+                    storage_root_key: None,
+                }),
+                ..AttestationMechanism::default()
+            }
         }
         AttestationType::X509 => {
             refuse_keys(keys, "x509")?;
@@ -171,7 +201,10 @@ pub fn individual_body(
                      (--cp) and optionally --secondary-certificate-path (--scp)"
                 );
             }
-            json!({ "type": "x509", "x509": { "clientCertificates": certificate_slots(s)? } })
+            x509_mechanism(X509Attestation {
+                client_certificates: Some(certificate_slots(s)?),
+                ..X509Attestation::default()
+            })
         }
         AttestationType::SymmetricKey => {
             refuse_certificates(certificates, "symmetricKey")?;
@@ -179,29 +212,28 @@ pub fn individual_body(
             symmetric_key(s)
         }
     };
-    let mut body = json!({
-        "registrationId": id,
-        "attestation": attestation,
-        "capabilities": { "iotEdge": s.edge_enabled.unwrap_or(false) },
-        "initialTwin": initial_twin(None, s)?,
-        "reprovisionPolicy": reprovision_policy(s.reprovision_policy),
-        "optionalDeviceInformation":
-            twin_collection(individual.device_information.as_deref(), "--device-information")?,
-    });
-    if let Some(device_id) = &individual.device_id {
-        body["deviceId"] = device_id.clone().into();
-    }
-    if let Some(status) = s.provisioning_status {
-        body["provisioningStatus"] = status.as_str().into();
-    }
-    apply_allocation(&mut body, s, true)?;
-    apply_issuance_policy(&mut body, s);
+    let mut body = IndividualEnrollment {
+        registration_id: id.to_owned(),
+        device_id: individual.device_id.clone(),
+        registration_state: None,
+        settings: new_settings(attestation, s)?,
+        optional_device_information: Some(Value::Object(twin_collection(
+            individual.device_information.as_deref(),
+            "--device-information",
+        )?)),
+    };
+    apply_allocation(&mut body.settings, s, true)?;
+    apply_issuance_policy(&mut body.settings, s);
     Ok(body)
 }
 
 /// The body of `PUT /enrollmentGroups/{id}` for `enrollment-group create`: X.509 with signing
 /// certificates (`--cp`) or CA references (`--cn`), else symmetric key.
-pub fn group_body(id: &str, ca: &CaNameFlags, s: &SettingsFlags) -> anyhow::Result<Value> {
+pub fn group_body(
+    id: &str,
+    ca: &CaNameFlags,
+    s: &SettingsFlags,
+) -> anyhow::Result<EnrollmentGroup> {
     let keys = s.primary_key.is_some() || s.secondary_key.is_some();
     let certificates = s.certificate_path.is_some() || s.secondary_certificate_path.is_some();
     let cas = ca.root_ca_name.is_some() || ca.secondary_root_ca_name.is_some();
@@ -213,101 +245,115 @@ pub fn group_body(id: &str, ca: &CaNameFlags, s: &SettingsFlags) -> anyhow::Resu
             );
         }
         refuse_keys(keys, "x509")?;
-        let x509 = if certificates {
-            json!({ "signingCertificates": certificate_slots(s)? })
+        x509_mechanism(if certificates {
+            X509Attestation {
+                signing_certificates: Some(certificate_slots(s)?),
+                ..X509Attestation::default()
+            }
         } else {
-            ca_references(ca)
-        };
-        json!({ "type": "x509", "x509": x509 })
+            X509Attestation {
+                ca_references: Some(X509CaReferences {
+                    primary: ca.root_ca_name.clone(),
+                    secondary: ca.secondary_root_ca_name.clone(),
+                }),
+                ..X509Attestation::default()
+            }
+        })
     } else {
         symmetric_key(s)
     };
-    let mut body = json!({
-        "enrollmentGroupId": id,
-        "attestation": attestation,
-        "capabilities": { "iotEdge": s.edge_enabled.unwrap_or(false) },
-        "initialTwin": initial_twin(None, s)?,
-        "reprovisionPolicy": reprovision_policy(s.reprovision_policy),
-    });
-    if let Some(status) = s.provisioning_status {
-        body["provisioningStatus"] = status.as_str().into();
-    }
-    apply_allocation(&mut body, s, true)?;
-    apply_issuance_policy(&mut body, s);
+    let mut body = EnrollmentGroup {
+        enrollment_group_id: id.to_owned(),
+        settings: new_settings(attestation, s)?,
+    };
+    apply_allocation(&mut body.settings, s, true)?;
+    apply_issuance_policy(&mut body.settings, s);
     Ok(body)
 }
 
-fn symmetric_key(s: &SettingsFlags) -> Value {
-    let mut keys = Map::new();
+/// The settings `create` always sends, as az sends them: capabilities, the initial twin and
+/// the reprovisioning policy, and the provisioning status when given.
+fn new_settings(
+    attestation: AttestationMechanism,
+    s: &SettingsFlags,
+) -> anyhow::Result<EnrollmentSettings> {
+    Ok(EnrollmentSettings {
+        capabilities: Some(DeviceCapabilities {
+            iot_edge: s.edge_enabled.unwrap_or(false),
+        }),
+        initial_twin: Some(initial_twin(None, s)?),
+        reprovision_policy: Some(reprovision_policy(s.reprovision_policy)),
+        provisioning_status: s.provisioning_status.map(provisioning_status),
+        ..EnrollmentSettings::new(attestation)
+    })
+}
+
+fn x509_mechanism(x509: X509Attestation) -> AttestationMechanism {
+    AttestationMechanism {
+        kind: AttestationKind::X509,
+        x509: Some(x509),
+        ..AttestationMechanism::default()
+    }
+}
+
+fn symmetric_key(s: &SettingsFlags) -> AttestationMechanism {
+    AttestationMechanism::symmetric_key(s.primary_key.as_deref(), s.secondary_key.as_deref())
+}
+
+fn set_keys(attestation: &mut AttestationMechanism, s: &SettingsFlags) {
+    let keys = attestation.symmetric_key.get_or_insert_default();
     if let Some(k) = &s.primary_key {
-        keys.insert("primaryKey".into(), k.clone().into());
+        keys.primary_key = Some(k.clone());
     }
     if let Some(k) = &s.secondary_key {
-        keys.insert("secondaryKey".into(), k.clone().into());
-    }
-    json!({ "type": "symmetricKey", "symmetricKey": keys })
-}
-
-fn set_keys(attestation: &mut Value, s: &SettingsFlags) {
-    if let Some(k) = &s.primary_key {
-        attestation["symmetricKey"]["primaryKey"] = k.clone().into();
-    }
-    if let Some(k) = &s.secondary_key {
-        attestation["symmetricKey"]["secondaryKey"] = k.clone().into();
+        keys.secondary_key = Some(k.clone());
     }
 }
 
-/// `{"primary": {"certificate": …}, "secondary": …}` from `--cp` and `--scp`, each file read
-/// as az reads it (PEM text, or base64 of DER).
-fn certificate_slots(s: &SettingsFlags) -> anyhow::Result<Value> {
-    let mut slots = Map::new();
-    if let Some(path) = &s.certificate_path {
-        slots.insert(
-            "primary".into(),
-            json!({ "certificate": read_certificate(path)? }),
-        );
-    }
-    if let Some(path) = &s.secondary_certificate_path {
-        slots.insert(
-            "secondary".into(),
-            json!({ "certificate": read_certificate(path)? }),
-        );
-    }
-    Ok(Value::Object(slots))
+/// A certificate slot holding the certificate at `path`, read as az reads it (PEM text, or
+/// base64 of DER).
+fn certificate_slot(path: &std::path::Path) -> anyhow::Result<X509CertificateWithInfo> {
+    Ok(X509CertificateWithInfo {
+        certificate: Some(read_certificate(path)?),
+        info: None,
+    })
 }
 
-fn ca_references(ca: &CaNameFlags) -> Value {
-    let mut refs = Map::new();
-    if let Some(name) = &ca.root_ca_name {
-        refs.insert("primary".into(), name.clone().into());
-    }
-    if let Some(name) = &ca.secondary_root_ca_name {
-        refs.insert("secondary".into(), name.clone().into());
-    }
-    json!({ "caReferences": refs })
+/// `{"primary": {"certificate": …}, "secondary": …}` from `--cp` and `--scp`.
+fn certificate_slots(s: &SettingsFlags) -> anyhow::Result<X509Certificates> {
+    Ok(X509Certificates {
+        primary: s
+            .certificate_path
+            .as_deref()
+            .map(certificate_slot)
+            .transpose()?,
+        secondary: s
+            .secondary_certificate_path
+            .as_deref()
+            .map(certificate_slot)
+            .transpose()?,
+    })
 }
 
 /// Changes a pair of certificate slots as `--rc`, `--rsc`, `--cp` and `--scp` say. A slot
 /// read back without its certificate (DPS shows only its `info`) keeps the stored one.
 fn update_certificates(
-    slots: &mut Value,
+    slots: &mut Option<X509Certificates>,
     s: &SettingsFlags,
     remove: &RemoveFlags,
 ) -> anyhow::Result<()> {
-    if !slots.is_object() {
-        *slots = json!({});
-    }
+    let slots = slots.get_or_insert_default();
     if remove.remove_certificate == Some(true) {
-        slots["primary"] = Value::Null;
+        slots.primary = None;
     }
     if remove.remove_secondary_certificate == Some(true) {
-        slots["secondary"] = Value::Null;
+        slots.secondary = None;
     }
     if let Some(path) = &s.certificate_path {
-        slots["primary"] = json!({ "certificate": read_certificate(path)? });
+        slots.primary = Some(certificate_slot(path)?);
     }
     if let Some(path) = &s.secondary_certificate_path {
-        slots["secondary"] = json!({ "certificate": read_certificate(path)? });
+        slots.secondary = Some(certificate_slot(path)?);
     }
     Ok(())
 }
@@ -315,7 +361,7 @@ fn update_certificates(
 /// An X.509 group's update: new signing certificates or CA names replace what the group had
 /// of that kind (switching between the two kinds replaces the attestation).
 fn update_group_x509(
-    x509: &mut Value,
+    x509: &mut X509Attestation,
     s: &SettingsFlags,
     ca: &CaNameFlags,
     remove: &RemoveFlags,
@@ -333,37 +379,43 @@ fn update_group_x509(
     if !certificates && !cas && both_removed {
         bail!("removing both certificates leaves the group none: give a new one as well");
     }
-    let has_signing = x509["signingCertificates"].is_object();
-    let has_refs = x509["caReferences"].is_object();
+    let has_signing = x509.signing_certificates.is_some();
+    let has_refs = x509.ca_references.is_some();
     if cas || (!certificates && has_refs) {
         if !has_refs {
-            *x509 = json!({ "caReferences": {} });
+            *x509 = X509Attestation {
+                ca_references: Some(X509CaReferences::default()),
+                ..X509Attestation::default()
+            };
         }
-        let refs = &mut x509["caReferences"];
+        let refs = x509.ca_references.get_or_insert_default();
         if remove.remove_certificate == Some(true) {
-            refs["primary"] = Value::Null;
+            refs.primary = None;
         }
         if remove.remove_secondary_certificate == Some(true) {
-            refs["secondary"] = Value::Null;
+            refs.secondary = None;
         }
         if let Some(name) = &ca.root_ca_name {
-            refs["primary"] = name.clone().into();
+            refs.primary = Some(name.clone());
         }
         if let Some(name) = &ca.secondary_root_ca_name {
-            refs["secondary"] = name.clone().into();
+            refs.secondary = Some(name.clone());
         }
         return Ok(());
     }
     if certificates && !has_signing {
-        *x509 = json!({ "signingCertificates": {} });
+        *x509 = X509Attestation {
+            signing_certificates: Some(X509Certificates::default()),
+            ..X509Attestation::default()
+        };
     }
-    update_certificates(&mut x509["signingCertificates"], s, remove)
+    update_certificates(&mut x509.signing_certificates, s, remove)
 }
 
 /// Refuses flags the record's attestation has no use for (az's
 /// `_validate_arguments_for_attestation_mechanism`, plus the same rule for groups).
 fn check_update_flags(
-    attestation: &str,
+    attestation: AttestationKind,
     s: &SettingsFlags,
     remove: &RemoveFlags,
     endorsement_key: Option<&str>,
@@ -377,19 +429,19 @@ fn check_update_flags(
         || ca.root_ca_name.is_some()
         || ca.secondary_root_ca_name.is_some();
     match attestation {
-        "tpm" => {
+        AttestationKind::Tpm => {
             refuse_keys(keys, "tpm")?;
             refuse_certificates(certificates, "tpm")
         }
-        "x509" => {
+        AttestationKind::X509 => {
             refuse_keys(keys, "x509")?;
             refuse_endorsement_key(endorsement_key, "x509")
         }
-        "symmetricKey" => {
+        AttestationKind::SymmetricKey => {
             refuse_certificates(certificates, "symmetricKey")?;
             refuse_endorsement_key(endorsement_key, "symmetricKey")
         }
-        _ => Ok(()),
+        AttestationKind::None => Ok(()),
     }
 }
 
@@ -422,105 +474,101 @@ fn refuse_endorsement_key(ek: Option<&str>, attestation: &str) -> anyhow::Result
 }
 
 /// The settings `update` changes in both kinds of record.
-fn update_settings(record: &mut Value, s: &SettingsFlags) -> anyhow::Result<()> {
-    let Some(map) = record.as_object_mut() else {
-        bail!("the DPS answered with a record that is not a JSON object");
-    };
-    // Read-only: the device's registration is not the client's to write.
-    map.remove("registrationState");
+fn update_settings(settings: &mut EnrollmentSettings, s: &SettingsFlags) -> anyhow::Result<()> {
     if let Some(status) = s.provisioning_status {
-        record["provisioningStatus"] = status.as_str().into();
+        settings.provisioning_status = Some(provisioning_status(status));
     }
     if s.reprovision_policy.is_some() {
-        record["reprovisionPolicy"] = reprovision_policy(s.reprovision_policy);
+        settings.reprovision_policy = Some(reprovision_policy(s.reprovision_policy));
     }
-    let twin = initial_twin(Some(&record["initialTwin"]), s)?;
-    record["initialTwin"] = twin;
-    apply_allocation(record, s, false)?;
+    settings.initial_twin = Some(initial_twin(settings.initial_twin.as_ref(), s)?);
+    apply_allocation(settings, s, false)?;
     if let Some(edge) = s.edge_enabled {
-        record["capabilities"] = json!({ "iotEdge": edge });
+        settings.capabilities = Some(DeviceCapabilities { iot_edge: edge });
     }
-    apply_issuance_policy(record, s);
+    apply_issuance_policy(settings, s);
     Ok(())
 }
 
 /// `--certificate-authority-name`: the enrollment's `clientCertificateIssuancePolicy` (an
 /// empty name removes it).
-fn apply_issuance_policy(record: &mut Value, s: &SettingsFlags) {
-    let Some(name) = s.certificate_authority_name.as_deref().map(str::trim) else {
-        return;
-    };
-    if let Some(map) = record.as_object_mut() {
-        if name.is_empty() {
-            map.remove("clientCertificateIssuancePolicy");
-        } else {
-            map.insert(
-                "clientCertificateIssuancePolicy".into(),
-                json!({ "certificateAuthorityName": name }),
-            );
-        }
+fn apply_issuance_policy(settings: &mut EnrollmentSettings, s: &SettingsFlags) {
+    if let Some(name) = s.certificate_authority_name.as_deref().map(str::trim) {
+        settings.client_certificate_issuance_policy =
+            (!name.is_empty()).then(|| ClientCertificateIssuancePolicy {
+                certificate_authority_name: Some(name.to_owned()),
+            });
+    }
+}
+
+fn provisioning_status(status: Status) -> ProvisioningStatus {
+    match status {
+        Status::Enabled => ProvisioningStatus::Enabled,
+        Status::Disabled => ProvisioningStatus::Disabled,
     }
 }
 
 /// `{"updateHubAssignment", "migrateDeviceData"}` as az maps `--reprovision-policy` (its
 /// default, when none is given, is re-provision and migrate).
-pub fn reprovision_policy(policy: Option<ReprovisionPolicy>) -> Value {
+pub fn reprovision_policy(policy: Option<ReprovisionPolicy>) -> WireReprovisionPolicy {
     let (update, migrate) = match policy {
         None | Some(ReprovisionPolicy::ReprovisionAndMigrateData) => (true, true),
         Some(ReprovisionPolicy::ReprovisionAndResetData) => (true, false),
         Some(ReprovisionPolicy::Never) => (false, false),
     };
-    json!({ "updateHubAssignment": update, "migrateDeviceData": migrate })
+    WireReprovisionPolicy {
+        update_hub_assignment: update,
+        migrate_device_data: migrate,
+    }
 }
 
 /// `{"tags": {…}, "properties": {"desired": {…}}}`: each part from its flag when given, else
 /// from `current` (an update keeps what the record had).
-fn initial_twin(current: Option<&Value>, s: &SettingsFlags) -> anyhow::Result<Value> {
-    let kept = |pointer: &str| {
-        current
-            .and_then(|c| c.pointer(pointer))
-            .filter(|v| v.is_object())
-            .cloned()
-            .unwrap_or_else(|| json!({}))
-    };
+fn initial_twin(current: Option<&InitialTwin>, s: &SettingsFlags) -> anyhow::Result<InitialTwin> {
     let tags = match &s.initial_twin_tags {
         Some(text) => twin_collection(Some(text), "--initial-twin-tags")?,
-        None => kept("/tags"),
+        None => current.and_then(|c| c.tags.clone()).unwrap_or_default(),
     };
     let desired = match &s.initial_twin_properties {
         Some(text) => twin_collection(Some(text), "--initial-twin-properties")?,
-        None => kept("/properties/desired"),
+        None => current
+            .and_then(|c| c.properties.as_ref())
+            .and_then(|p| p.desired.clone())
+            .unwrap_or_default(),
     };
-    Ok(json!({ "tags": tags, "properties": { "desired": desired } }))
+    Ok(InitialTwin {
+        tags: Some(tags),
+        properties: Some(InitialTwinProperties {
+            desired: Some(desired),
+        }),
+    })
 }
 
 /// A JSON object from a flag (absent or `""`: `{}`), with `null` members removed as az's
 /// `dict_clean` does. az's Python-dictionary notation (`"{'a': True}"`) is read too.
-pub fn twin_collection(text: Option<&str>, flag: &str) -> anyhow::Result<Value> {
+pub fn twin_collection(text: Option<&str>, flag: &str) -> anyhow::Result<Map<String, Value>> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Ok(json!({}));
+        return Ok(Map::new());
     };
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => serde_json::from_str(&python_literal_to_json(text))
             .with_context(|| format!("{flag} is not JSON ({e}): {text}"))?,
     };
-    if !value.is_object() {
+    let Value::Object(map) = value else {
         bail!("{flag} must be a JSON object such as '{{\"key\": \"value\"}}', not {text}");
-    }
-    Ok(without_nulls(value))
+    };
+    Ok(without_nulls(map))
 }
 
-fn without_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
-                .collect(),
-        ),
-        other => other,
-    }
+fn without_nulls(map: Map<String, Value>) -> Map<String, Value> {
+    map.into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            Value::Object(inner) => (k, Value::Object(without_nulls(inner))),
+            other => (k, other),
+        })
+        .collect()
 }
 
 /// Python literal notation (single-quoted strings, `True`, `False`, `None`) rewritten as
@@ -576,7 +624,11 @@ fn python_literal_to_json(text: &str) -> String {
 /// checks the result as az does: `--hn HOST` is `--ap static --ih HOST`; static needs exactly
 /// one hub, custom a webhook and its API version. On `create` (`creating`), `--iot-hubs`
 /// needs `--allocation-policy`.
-fn apply_allocation(record: &mut Value, s: &SettingsFlags, creating: bool) -> anyhow::Result<()> {
+fn apply_allocation(
+    settings: &mut EnrollmentSettings,
+    s: &SettingsFlags,
+    creating: bool,
+) -> anyhow::Result<()> {
     let hubs: Vec<String> = s
         .iot_hubs
         .iter()
@@ -592,62 +644,46 @@ fn apply_allocation(record: &mut Value, s: &SettingsFlags, creating: bool) -> an
     if creating && !hubs.is_empty() && s.allocation_policy.is_none() {
         bail!("--iot-hubs needs --allocation-policy (hashed, geoLatency, static or custom)");
     }
-    let Some(map) = record.as_object_mut() else {
-        bail!("the enrollment is not a JSON object");
-    };
     if let Some(host) = &s.iot_hub_host_name {
-        map.insert(
-            "allocationPolicy".into(),
-            AllocationPolicy::Static.as_str().into(),
-        );
-        map.insert("iotHubs".into(), json!([host]));
-        map.remove("iotHubHostName");
+        settings.allocation_policy = Some(WireAllocationPolicy::Static);
+        settings.iot_hubs = Some(vec![host.clone()]);
+        settings.iot_hub_host_name = None;
     }
     if !hubs.is_empty() {
-        map.insert("iotHubs".into(), json!(hubs));
-        map.remove("iotHubHostName");
+        settings.iot_hubs = Some(hubs);
+        settings.iot_hub_host_name = None;
     }
     if let Some(policy) = s.allocation_policy {
-        map.insert("allocationPolicy".into(), policy.as_str().into());
+        settings.allocation_policy = Some(policy.wire());
     }
-    let policy = map
-        .get("allocationPolicy")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
     let custom_flags = s.webhook_url.is_some() || s.api_version.is_some();
-    match policy.as_deref() {
-        Some(p) if p.eq_ignore_ascii_case("custom") => {
-            let mut definition = map
-                .get("customAllocationDefinition")
-                .filter(|d| d.is_object())
-                .cloned()
-                .unwrap_or_else(|| json!({}));
+    match settings.allocation_policy {
+        Some(WireAllocationPolicy::Custom) => {
+            let definition = settings
+                .custom_allocation_definition
+                .get_or_insert_default();
             if let Some(url) = &s.webhook_url {
-                definition["webhookUrl"] = url.clone().into();
+                definition.webhook_url.clone_from(url);
             }
             if let Some(version) = &s.api_version {
-                definition["apiVersion"] = version.clone().into();
+                definition.api_version.clone_from(version);
             }
-            let has = |k: &str| definition[k].as_str().is_some_and(|v| !v.trim().is_empty());
-            if !has("webhookUrl") || !has("apiVersion") {
+            let has = |v: &str| !v.trim().is_empty();
+            if !has(&definition.webhook_url) || !has(&definition.api_version) {
                 bail!(
                     "--allocation-policy custom needs --webhook-url and --api-version (the API \
                      version of the enrollment DPS sends the webhook, e.g. 2021-10-01)"
                 );
             }
-            map.insert("customAllocationDefinition".into(), definition);
         }
         _ if custom_flags => {
             bail!("--webhook-url and --api-version are for --allocation-policy custom");
         }
-        Some(p) if p.eq_ignore_ascii_case("static") => {
-            let listed = map
-                .get("iotHubs")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            let named = map
-                .get("iotHubHostName")
-                .and_then(Value::as_str)
+        Some(WireAllocationPolicy::Static) => {
+            let listed = settings.iot_hubs.as_ref().map_or(0, Vec::len);
+            let named = settings
+                .iot_hub_host_name
+                .as_deref()
                 .is_some_and(|h| !h.is_empty());
             if listed != 1 && !named {
                 bail!(
@@ -669,7 +705,16 @@ fn warn(message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::hub::Status;
+    use crate::cli::dps::AllocationPolicy;
+    use serde_json::json;
+
+    fn json_of<T: serde::Serialize>(value: &T) -> Value {
+        serde_json::to_value(value).unwrap()
+    }
+
+    fn blank() -> EnrollmentSettings {
+        EnrollmentSettings::new(AttestationMechanism::default())
+    }
 
     #[test]
     fn the_certificate_authority_name_is_set_and_removed() {
@@ -678,20 +723,24 @@ mod tests {
             ..SettingsFlags::default()
         };
         let policy = json!({"certificateAuthorityName": "short-lived"});
-        let body = group_body("g", &CaNameFlags::default(), &named).unwrap();
-        assert_eq!(body["clientCertificateIssuancePolicy"], policy);
+        let group = group_body("g", &CaNameFlags::default(), &named).unwrap();
+        assert_eq!(json_of(&group)["clientCertificateIssuancePolicy"], policy);
         let flags = IndividualFlags::default();
         let body = individual_body("d", AttestationType::SymmetricKey, &flags, &named).unwrap();
-        assert_eq!(body["clientCertificateIssuancePolicy"], policy);
-        let mut record = body.clone();
-        update_settings(&mut record, &SettingsFlags::default()).unwrap();
-        assert_eq!(record["clientCertificateIssuancePolicy"], policy, "kept");
+        assert_eq!(json_of(&body)["clientCertificateIssuancePolicy"], policy);
+        let mut settings = body.settings;
+        update_settings(&mut settings, &SettingsFlags::default()).unwrap();
+        assert_eq!(
+            settings.certificate_authority_name(),
+            Some("short-lived"),
+            "kept"
+        );
         let cleared = SettingsFlags {
             certificate_authority_name: Some(String::new()),
             ..SettingsFlags::default()
         };
-        update_settings(&mut record, &cleared).unwrap();
-        assert!(record.get("clientCertificateIssuancePolicy").is_none());
+        update_settings(&mut settings, &cleared).unwrap();
+        assert!(settings.client_certificate_issuance_policy.is_none());
     }
 
     #[test]
@@ -704,7 +753,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            body,
+            json_of(&body),
             json!({
                 "registrationId": "dev-1",
                 "attestation": {"type": "symmetricKey", "symmetricKey": {}},
@@ -728,7 +777,8 @@ mod tests {
             device_id: Some("device-a".into()),
             ..IndividualFlags::default()
         };
-        let body = individual_body("dev-1", AttestationType::SymmetricKey, &flags, &s).unwrap();
+        let body =
+            json_of(&individual_body("dev-1", AttestationType::SymmetricKey, &flags, &s).unwrap());
         assert_eq!(
             body["attestation"]["symmetricKey"],
             json!({"primaryKey": "cHJpbWFyeQ=="})
@@ -765,8 +815,9 @@ mod tests {
             endorsement_key: Some("AToAAQAL".into()),
             ..IndividualFlags::default()
         };
-        let tpm =
-            individual_body("d", AttestationType::Tpm, &ek, &SettingsFlags::default()).unwrap();
+        let tpm = json_of(
+            &individual_body("d", AttestationType::Tpm, &ek, &SettingsFlags::default()).unwrap(),
+        );
         assert_eq!(
             tpm["attestation"],
             json!({"type": "tpm", "tpm": {"endorsementKey": "AToAAQAL"}})
@@ -775,16 +826,25 @@ mod tests {
             root_ca_name: Some("myca".into()),
             ..CaNameFlags::default()
         };
-        let group = group_body("g", &ca, &SettingsFlags::default()).unwrap();
+        let group = json_of(&group_body("g", &ca, &SettingsFlags::default()).unwrap());
         assert_eq!(
             group["attestation"],
             json!({"type": "x509", "x509": {"caReferences": {"primary": "myca"}}})
         );
         assert!(group_body("g", &ca, &keys).is_err());
-        assert!(check_update_flags("x509", &keys, &RemoveFlags::default(), None, &ca).is_err());
         assert!(
             check_update_flags(
-                "symmetricKey",
+                AttestationKind::X509,
+                &keys,
+                &RemoveFlags::default(),
+                None,
+                &ca
+            )
+            .is_err()
+        );
+        assert!(
+            check_update_flags(
+                AttestationKind::SymmetricKey,
                 &SettingsFlags::default(),
                 &RemoveFlags::default(),
                 None,
@@ -796,7 +856,7 @@ mod tests {
 
     #[test]
     fn allocation_rules() {
-        let mut body = json!({});
+        let mut body = blank();
         let s = SettingsFlags {
             allocation_policy: Some(AllocationPolicy::Custom),
             webhook_url: Some("https://hook.example/api".into()),
@@ -810,7 +870,7 @@ mod tests {
         };
         apply_allocation(&mut body, &s, true).unwrap();
         assert_eq!(
-            body["customAllocationDefinition"],
+            json_of(&body)["customAllocationDefinition"],
             json!({"webhookUrl": "https://hook.example/api", "apiVersion": "2021-10-01"})
         );
         // An update of the webhook alone keeps the API version.
@@ -820,7 +880,7 @@ mod tests {
         };
         apply_allocation(&mut body, &s, false).unwrap();
         assert_eq!(
-            body["customAllocationDefinition"]["apiVersion"],
+            json_of(&body)["customAllocationDefinition"]["apiVersion"],
             "2021-10-01"
         );
 
@@ -829,16 +889,19 @@ mod tests {
             iot_hubs: vec!["a.example b.example".into()],
             ..SettingsFlags::default()
         };
-        let e = apply_allocation(&mut json!({}), &two, true).unwrap_err();
+        let e = apply_allocation(&mut blank(), &two, true).unwrap_err();
         assert!(e.to_string().contains("exactly one hub"), "{e}");
         let hubs = SettingsFlags {
             iot_hubs: vec!["a.example".into()],
             ..SettingsFlags::default()
         };
-        assert!(apply_allocation(&mut json!({}), &hubs, true).is_err());
-        let mut hashed = json!({"allocationPolicy": "hashed"});
+        assert!(apply_allocation(&mut blank(), &hubs, true).is_err());
+        let mut hashed = EnrollmentSettings {
+            allocation_policy: Some(WireAllocationPolicy::Hashed),
+            ..blank()
+        };
         apply_allocation(&mut hashed, &hubs, false).unwrap();
-        assert_eq!(hashed["iotHubs"], json!(["a.example"]));
+        assert_eq!(json_of(&hashed)["iotHubs"], json!(["a.example"]));
         let webhook = SettingsFlags {
             webhook_url: Some("https://hook.example".into()),
             ..SettingsFlags::default()
@@ -848,10 +911,19 @@ mod tests {
 
     #[test]
     fn twin_collections_read_json_and_python_literals() {
-        assert_eq!(twin_collection(None, "--tags").unwrap(), json!({}));
-        assert_eq!(twin_collection(Some(""), "--tags").unwrap(), json!({}));
         assert_eq!(
-            twin_collection(Some("{'a': True, 'b': [1, None], 'c': \"it's\"}"), "--tags").unwrap(),
+            json_of(&twin_collection(None, "--tags").unwrap()),
+            json!({})
+        );
+        assert_eq!(
+            json_of(&twin_collection(Some(""), "--tags").unwrap()),
+            json!({})
+        );
+        assert_eq!(
+            json_of(
+                &twin_collection(Some("{'a': True, 'b': [1, None], 'c': \"it's\"}"), "--tags")
+                    .unwrap()
+            ),
             json!({"a": true, "b": [1, null], "c": "it's"})
         );
         let e = twin_collection(Some("[1]"), "--tags").unwrap_err();
@@ -862,13 +934,16 @@ mod tests {
 
     #[test]
     fn updates_keep_the_twin_parts_they_do_not_name() {
-        let current = json!({"tags": {"site": "lab"}, "properties": {"desired": {"fw": 1}}});
+        let current: InitialTwin = serde_json::from_value(
+            json!({"tags": {"site": "lab"}, "properties": {"desired": {"fw": 1}}}),
+        )
+        .unwrap();
         let s = SettingsFlags {
             initial_twin_properties: Some(r#"{"fw": 2}"#.into()),
             ..SettingsFlags::default()
         };
         assert_eq!(
-            initial_twin(Some(&current), &s).unwrap(),
+            json_of(&initial_twin(Some(&current), &s).unwrap()),
             json!({"tags": {"site": "lab"}, "properties": {"desired": {"fw": 2}}})
         );
     }

@@ -163,12 +163,18 @@ pub enum AuthMethod {
 
 impl AuthMethod {
     /// IoT Hub's `authentication.type` value.
-    pub fn api_type(self) -> &'static str {
+    /// The device authentication type this method gives a device.
+    pub fn auth_type(self) -> ironhub_wire::hub::AuthType {
         match self {
-            AuthMethod::SharedPrivateKey => "sas",
-            AuthMethod::X509Thumbprint => "selfSigned",
-            AuthMethod::X509Ca => "certificateAuthority",
+            AuthMethod::SharedPrivateKey => ironhub_wire::hub::AuthType::Sas,
+            AuthMethod::X509Thumbprint => ironhub_wire::hub::AuthType::SelfSigned,
+            AuthMethod::X509Ca => ironhub_wire::hub::AuthType::CertificateAuthority,
         }
+    }
+
+    /// The wire name of [`AuthMethod::auth_type`].
+    pub fn api_type(self) -> &'static str {
+        self.auth_type().as_str()
     }
 }
 
@@ -180,11 +186,16 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    /// The device status this flag sets.
+    pub fn wire(self) -> ironhub_wire::hub::DeviceStatus {
         match self {
-            Status::Enabled => "enabled",
-            Status::Disabled => "disabled",
+            Status::Enabled => ironhub_wire::hub::DeviceStatus::Enabled,
+            Status::Disabled => ironhub_wire::hub::DeviceStatus::Disabled,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.wire().as_str()
     }
 }
 

@@ -8,7 +8,8 @@ use anyhow::{Context as _, bail};
 use clap::{ArgAction, Args, Subcommand};
 use ironhub_auth::ConnectionString;
 use ironhub_client::{DpsClient, host_without_port};
-use serde_json::{Map, Value};
+use ironhub_wire::dps::{LinkedHubSpec, LinkedHubView};
+use serde_json::Value;
 
 /// `ironhub dps linked-hub <command>`
 #[derive(Debug, Subcommand)]
@@ -80,25 +81,24 @@ pub struct UpdateArgs {
 
 /// Runs a `linked-hub` command; `None` when it prints nothing (delete).
 pub async fn run(client: &DpsClient, command: LinkedHubCommand) -> anyhow::Result<Option<Value>> {
-    Ok(match command {
+    let shown = match command {
         LinkedHubCommand::Create(a) => {
             let name = hub_name(&a.connection_string)?;
-            let mut body = link_body(&Map::new(), &a.link);
-            body.insert("connectionString".into(), a.connection_string.into());
-            let linked = client
-                .put_linked_hub(&name, &Value::Object(body), None)
-                .await?;
+            let body = LinkedHubSpec {
+                connection_string: Some(a.connection_string),
+                ..link_body(None, &a.link)
+            };
+            let linked = client.put_linked_hub(&name, &body, None).await?;
             warn_if_unreached(&linked, &name);
-            Some(linked)
+            serde_json::to_value(linked)?
         }
-        LinkedHubCommand::List => Some(Value::Array(client.list_linked_hubs().await?)),
-        LinkedHubCommand::Show(a) => Some(client.get_linked_hub(&a.linked_hub).await?),
+        LinkedHubCommand::List => serde_json::to_value(client.list_linked_hubs().await?)?,
+        LinkedHubCommand::Show(a) => {
+            serde_json::to_value(client.get_linked_hub(&a.linked_hub).await?)?
+        }
         LinkedHubCommand::Update(a) => {
             let current = client.get_linked_hub(&a.hub.linked_hub).await?;
-            let Some(current) = current.as_object() else {
-                bail!("the DPS answered with a linked hub that is not a JSON object");
-            };
-            let mut body = link_body(current, &a.link);
+            let mut body = link_body(Some(&current), &a.link);
             if let Some(cs) = a.connection_string {
                 let name = hub_name(&cs)?;
                 if !name.eq_ignore_ascii_case(a.hub.linked_hub.trim()) {
@@ -107,55 +107,41 @@ pub async fn run(client: &DpsClient, command: LinkedHubCommand) -> anyhow::Resul
                         a.hub.linked_hub
                     );
                 }
-                body.insert("connectionString".into(), cs.into());
+                body.connection_string = Some(cs);
             }
             // Compare-and-swap on what was read; the name is the one the DPS links it by.
-            let name = current
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or(&a.hub.linked_hub)
-                .to_owned();
-            let etag = current.get("etag").and_then(Value::as_str).unwrap_or("*");
-            let linked = client
-                .put_linked_hub(&name, &Value::Object(body), Some(etag))
-                .await?;
-            warn_if_unreached(&linked, &name);
-            Some(linked)
+            let name = match current.hub.name.as_str() {
+                "" => a.hub.linked_hub.as_str(),
+                name => name,
+            };
+            let etag = current.hub.etag.as_deref().unwrap_or("*");
+            let linked = client.put_linked_hub(name, &body, Some(etag)).await?;
+            warn_if_unreached(&linked, name);
+            serde_json::to_value(linked)?
         }
         LinkedHubCommand::Delete(a) => {
             client.delete_linked_hub(&a.linked_hub, None).await?;
-            None
+            return Ok(None);
         }
-    })
+    };
+    Ok(Some(shown))
 }
 
 /// The link's settings: the flags' where given, else `current`'s (a `PUT` replaces them all).
-fn link_body(current: &Map<String, Value>, flags: &LinkFlags) -> Map<String, Value> {
-    let mut body = Map::new();
-    let keep = |key: &str| current.get(key).filter(|v| !v.is_null()).cloned();
-    let weight = flags
-        .allocation_weight
-        .map(Value::from)
-        .or_else(|| keep("allocationWeight"));
-    let apply = flags
-        .apply_allocation_policy
-        .map(Value::from)
-        .or_else(|| keep("applyAllocationPolicy"));
-    let location = flags
-        .location
-        .clone()
-        .map(Value::from)
-        .or_else(|| keep("location"));
-    for (key, value) in [
-        ("allocationWeight", weight),
-        ("applyAllocationPolicy", apply),
-        ("location", location),
-    ] {
-        if let Some(v) = value {
-            body.insert(key.into(), v);
-        }
+fn link_body(current: Option<&LinkedHubView>, flags: &LinkFlags) -> LinkedHubSpec {
+    LinkedHubSpec {
+        connection_string: None,
+        allocation_weight: flags
+            .allocation_weight
+            .or_else(|| current.and_then(|c| c.hub.allocation_weight)),
+        apply_allocation_policy: flags
+            .apply_allocation_policy
+            .or_else(|| current.and_then(|c| c.hub.apply_allocation_policy)),
+        location: flags
+            .location
+            .clone()
+            .or_else(|| current.and_then(|c| c.hub.location.clone())),
     }
-    body
 }
 
 /// The name a hub is linked by: its connection string's host name, without a port.
@@ -185,8 +171,8 @@ fn hub_name(connection_string: &str) -> anyhow::Result<String> {
 
 /// ironhub answers a link with the round trip it just measured (`latencyMs`); without one the
 /// hub did not answer (a hub it could not trust, or that refused the key, is refused outright).
-fn warn_if_unreached(linked: &Value, name: &str) {
-    if linked.get("connectionString").is_some() && linked.get("latencyMs").is_none() {
+fn warn_if_unreached(linked: &LinkedHubView, name: &str) {
+    if linked.latency_ms.is_none() {
         eprintln!(
             "warning: the server could not reach the hub '{name}' just now (its log says why); \
              it is linked, but devices cannot be assigned to it until it answers"
@@ -214,14 +200,17 @@ mod tests {
 
     #[test]
     fn updates_keep_the_settings_they_do_not_name() {
-        let current = json!({"name": "h", "allocationWeight": 3, "applyAllocationPolicy": false,
-                             "location": null, "connectionString": "HostName=h;SharedAccessKey=****"});
+        let current: LinkedHubView = serde_json::from_value(
+            json!({"name": "h", "allocationWeight": 3, "applyAllocationPolicy": false,
+                   "location": null, "connectionString": "HostName=h;SharedAccessKey=****"}),
+        )
+        .unwrap();
         let flags = LinkFlags {
             location: Some("lab".into()),
             ..LinkFlags::default()
         };
         assert_eq!(
-            Value::Object(link_body(current.as_object().unwrap(), &flags)),
+            serde_json::to_value(link_body(Some(&current), &flags)).unwrap(),
             json!({"allocationWeight": 3, "applyAllocationPolicy": false, "location": "lab"})
         );
     }

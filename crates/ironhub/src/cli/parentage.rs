@@ -7,6 +7,7 @@ use anyhow::{Context as _, bail};
 use clap::{ArgAction, Args, Subcommand};
 use ironhub_client::HubClient;
 use ironhub_hub::scopes::scope_device_id;
+use ironhub_wire::hub::{Device, DeviceSpec};
 use serde_json::Value;
 
 use super::login::Session;
@@ -102,7 +103,7 @@ pub async fn children(
                 children.push(child);
             }
             for child in children {
-                set_parent(&client, child, Some(scope_of(&edge)?)).await?;
+                set_parent(&client, &child, Some(scope_of(&edge)?)).await?;
             }
             Ok(None)
         }
@@ -110,7 +111,7 @@ pub async fn children(
             let ids = list_children(&client, &a.device_id)
                 .await?
                 .into_iter()
-                .map(|d| d["deviceId"].clone())
+                .map(|d| Value::String(d.device_id))
                 .collect();
             Ok(Some(Value::Array(ids)))
         }
@@ -148,7 +149,7 @@ pub async fn children(
                 bail!("Please specify child list or use --remove-all to remove all children.");
             };
             for child in children {
-                set_parent(&client, child, None).await?;
+                set_parent(&client, &child, None).await?;
             }
             Ok(None)
         }
@@ -167,80 +168,78 @@ pub async fn parent(session: &Session, command: &ParentCommand) -> anyhow::Resul
             };
             let id = scope_device_id(scope)
                 .with_context(|| format!("the parent scope '{scope}' does not name a device"))?;
-            Ok(Some(client.get_device(id).await?))
+            Ok(Some(serde_json::to_value(client.get_device(id).await?)?))
         }
         ParentCommand::Set(a) => {
             let edge = edge_device(&client, &a.parent_id).await?;
             let child = client.get_device(&a.child.device_id).await?;
             check_no_parent(&child, a.force)?;
-            set_parent(&client, child, Some(scope_of(&edge)?)).await?;
+            set_parent(&client, &child, Some(scope_of(&edge)?)).await?;
             Ok(None)
         }
     }
 }
 
 /// The device, which must be an Edge device.
-async fn edge_device(client: &HubClient, id: &str) -> anyhow::Result<Value> {
+async fn edge_device(client: &HubClient, id: &str) -> anyhow::Result<Device> {
     let device = client.get_device(id).await?;
-    if device["capabilities"]["iotEdge"] != true {
+    if !device.capabilities.iot_edge {
         bail!("The device \"{id}\" should be an edge device.");
     }
     Ok(device)
 }
 
-fn scope_of(edge: &Value) -> anyhow::Result<&str> {
-    edge["deviceScope"]
-        .as_str()
+fn scope_of(edge: &Device) -> anyhow::Result<&str> {
+    edge.device_scope
+        .as_deref()
         .filter(|s| !s.is_empty())
         .context("the edge device has no deviceScope")
 }
 
-fn parent_scopes(device: &Value) -> Vec<&str> {
-    device["parentScopes"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
+fn parent_scopes(device: &Device) -> Vec<&str> {
+    device.parent_scopes.iter().map(String::as_str).collect()
 }
 
-fn check_no_parent(child: &Value, force: bool) -> anyhow::Result<()> {
+fn check_no_parent(child: &Device, force: bool) -> anyhow::Result<()> {
     if !parent_scopes(child).is_empty() && !force {
         bail!(
             "The entered device \"{}\" already has a parent device, please use '--force' to overwrite",
-            child["deviceId"].as_str().unwrap_or_default()
+            child.device_id
         );
     }
     Ok(())
 }
 
-/// Gives `child` the parent whose scope is `scope` (or none), written under its etag.
-async fn set_parent(
-    client: &HubClient,
-    mut child: Value,
-    scope: Option<&str>,
-) -> anyhow::Result<()> {
-    if child["capabilities"]["iotEdge"] == true {
-        child["parentScopes"] = scope.into_iter().collect::<Vec<_>>().into();
+/// What replaces `child` to give it the parent whose scope is `scope` (or none): the device
+/// as read, with its scopes changed.
+fn with_parent(child: &Device, scope: Option<&str>) -> DeviceSpec {
+    let mut body = DeviceSpec::from(child);
+    if child.capabilities.iot_edge {
+        body.parent_scopes = Some(scope.into_iter().map(str::to_owned).collect());
     } else {
         // As az: only deviceScope changes; the hub derives parentScopes from it.
-        child["deviceScope"] = scope.unwrap_or_default().into();
+        body.device_scope = Some(scope.unwrap_or_default().to_owned());
     }
-    let id = child["deviceId"]
-        .as_str()
-        .context("the hub's device has no deviceId")?
-        .to_owned();
-    let etag = child["etag"].as_str().map(str::to_owned);
-    client.update_device(&id, &child, etag.as_deref()).await?;
+    body
+}
+
+/// Gives `child` the parent whose scope is `scope` (or none), written under its etag.
+async fn set_parent(client: &HubClient, child: &Device, scope: Option<&str>) -> anyhow::Result<()> {
+    if child.device_id.is_empty() {
+        bail!("the hub's device has no deviceId");
+    }
+    let etag = Some(child.etag.as_str()).filter(|e| !e.is_empty());
+    client
+        .update_device(&child.device_id, &with_parent(child, scope), etag)
+        .await?;
     Ok(())
 }
 
 /// The hub's devices whose parent is the Edge device `id`.
-async fn list_children(client: &HubClient, id: &str) -> anyhow::Result<Vec<Value>> {
+async fn list_children(client: &HubClient, id: &str) -> anyhow::Result<Vec<Device>> {
     let edge = edge_device(client, id).await?;
     let scope = scope_of(&edge)?.to_owned();
     let devices = client.list_devices(None).await?;
-    let Value::Array(devices) = devices else {
-        bail!("the hub answered GET /devices with something other than a JSON array");
-    };
     Ok(devices
         .into_iter()
         .filter(|d| parent_scopes(d).contains(&scope.as_str()))
@@ -252,12 +251,37 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn device(v: Value) -> Device {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn a_second_parent_needs_force() {
-        let orphan = json!({"deviceId": "c", "parentScopes": []});
+        let orphan = device(json!({"deviceId": "c", "parentScopes": []}));
         check_no_parent(&orphan, false).unwrap();
-        let child = json!({"deviceId": "c", "parentScopes": ["ms-azure-iot-edge://e-1"]});
+        let child = device(json!({"deviceId": "c", "parentScopes": ["ms-azure-iot-edge://e-1"]}));
         assert!(check_no_parent(&child, false).is_err());
         check_no_parent(&child, true).unwrap();
+    }
+
+    #[test]
+    fn an_edge_child_names_its_parent_in_parent_scopes_any_other_in_device_scope() {
+        let edge = device(json!({"deviceId": "e2", "capabilities": {"iotEdge": true},
+            "deviceScope": "ms-azure-iot-edge://e2-1", "parentScopes": []}));
+        let body = with_parent(&edge, Some("ms-azure-iot-edge://e-1"));
+        assert_eq!(
+            body.device_scope.as_deref(),
+            Some("ms-azure-iot-edge://e2-1")
+        );
+        assert_eq!(
+            body.parent_scopes,
+            Some(vec!["ms-azure-iot-edge://e-1".to_owned()])
+        );
+        let leaf = device(
+            json!({"deviceId": "c", "parentScopes": ["ms-azure-iot-edge://e-1"],
+            "deviceScope": "ms-azure-iot-edge://e-1"}),
+        );
+        let body = with_parent(&leaf, None);
+        assert_eq!(body.device_scope.as_deref(), Some(""));
     }
 }

@@ -2,9 +2,12 @@
 //! `az iot hub device-identity renew-key` makes them (IoT Hub's `POST /devices/keys/regenerate`
 //! in batches of 100; `swap` exchanges one device's keys with an update).
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{ArgAction, Args, ValueEnum};
-use serde_json::{Value, json};
+use ironhub_wire::hub::{
+    AuthType, Device, DeviceSpec, RegenerateRequest, RegenerateResult, RegenerateTarget,
+};
+use serde_json::Value;
 
 use super::login::Session;
 
@@ -80,83 +83,80 @@ pub async fn run(session: &Session, args: &RenewKeyArgs) -> anyhow::Result<Value
         let mut device = client.get_device(id).await?;
         swap_keys(&mut device)?;
         let etag = args.etag.as_deref().unwrap_or("*");
-        return Ok(client.update_device(id, &device, Some(etag)).await?);
+        let written = client
+            .update_device(id, &DeviceSpec::from(&device), Some(etag))
+            .await?;
+        return Ok(serde_json::to_value(written)?);
     }
     let ids: Vec<String> = if all {
         let devices = client.list_devices(None).await?;
         devices
-            .as_array()
-            .context("the hub answered GET /devices with something other than a JSON array")?
-            .iter()
-            .filter(|d| d["authentication"]["type"] == "sas")
-            .filter_map(|d| d["deviceId"].as_str().map(str::to_owned))
+            .into_iter()
+            .filter(|d| d.authentication.kind == AuthType::Sas)
+            .map(|d| d.device_id)
             .collect()
     } else {
         args.device_ids.clone()
     };
-    let mut combined = json!({
-        "policyKey": args.key_type.policy_key(),
-        "errors": [],
-        "rotatedKeys": [],
-    });
+    let policy_key = args.key_type.policy_key();
+    let mut combined = RegenerateResult {
+        policy_key: policy_key.to_owned(),
+        ..RegenerateResult::default()
+    };
     for batch in ids.chunks(BATCH) {
-        let devices: Vec<Value> = batch.iter().map(|id| json!({ "id": id })).collect();
-        let body = json!({ "policyKey": args.key_type.policy_key(), "devices": devices });
+        let body = RegenerateRequest {
+            policy_key: Some(policy_key.to_owned()),
+            devices: Some(
+                batch
+                    .iter()
+                    .map(|id| RegenerateTarget::device(id))
+                    .collect(),
+            ),
+        };
         let result = client.regenerate_keys(&body).await?;
-        for field in ["errors", "rotatedKeys"] {
-            if let (Some(all), Some(more)) = (
-                combined[field].as_array_mut(),
-                result[field].as_array().cloned(),
-            ) {
-                all.extend(more);
-            }
-        }
+        combined.errors.extend(result.errors);
+        combined.rotated_keys.extend(result.rotated_keys);
     }
     if let [id] = args.device_ids.as_slice()
         && !all
     {
-        if let Some(error) = combined["errors"].as_array().and_then(|e| e.first()) {
-            bail!(
-                "{}: {}",
-                error["errorCode"].as_str().unwrap_or("error"),
-                error["errorStatus"]
-                    .as_str()
-                    .unwrap_or("the key was not renewed")
-            );
+        if let Some(error) = combined.errors.first() {
+            bail!("{}: {}", error.error_code, error.error_status);
         }
-        return Ok(client.get_device(id).await?);
+        return Ok(serde_json::to_value(client.get_device(id).await?)?);
     }
-    Ok(combined)
+    Ok(serde_json::to_value(combined)?)
 }
 
 /// Exchanges a key device's primary and secondary keys.
-fn swap_keys(device: &mut Value) -> anyhow::Result<()> {
-    let id = device["deviceId"]
-        .as_str()
-        .unwrap_or("the device")
-        .to_owned();
-    if device["authentication"]["type"] != "sas" {
+fn swap_keys(device: &mut Device) -> anyhow::Result<()> {
+    if device.authentication.kind != AuthType::Sas {
+        let id = match device.device_id.as_str() {
+            "" => "the device",
+            id => id,
+        };
         bail!("device '{id}' does not authenticate with symmetric keys (sas)");
     }
-    let keys = &mut device["authentication"]["symmetricKey"];
-    let primary = keys["primaryKey"].take();
-    keys["primaryKey"] = keys["secondaryKey"].take();
-    keys["secondaryKey"] = primary;
+    let keys = &mut device.authentication.symmetric_key;
+    std::mem::swap(&mut keys.primary_key, &mut keys.secondary_key);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn swap_exchanges_the_keys_of_sas_devices_only() {
-        let mut d = json!({"deviceId": "d", "authentication": {"type": "sas",
-            "symmetricKey": {"primaryKey": "cA==", "secondaryKey": "cw=="}}});
+        let device = |v: Value| -> Device { serde_json::from_value(v).unwrap() };
+        let mut d = device(json!({"deviceId": "d", "authentication": {"type": "sas",
+            "symmetricKey": {"primaryKey": "cA==", "secondaryKey": "cw=="}}}));
         swap_keys(&mut d).unwrap();
-        assert_eq!(d["authentication"]["symmetricKey"]["primaryKey"], "cw==");
-        assert_eq!(d["authentication"]["symmetricKey"]["secondaryKey"], "cA==");
-        let mut x = json!({"deviceId": "x", "authentication": {"type": "selfSigned"}});
+        let keys = &d.authentication.symmetric_key;
+        assert_eq!(keys.primary_key.as_deref(), Some("cw=="));
+        assert_eq!(keys.secondary_key.as_deref(), Some("cA=="));
+        let mut x = device(json!({"deviceId": "x", "authentication": {"type": "selfSigned"}}));
         assert!(swap_keys(&mut x).is_err());
     }
 

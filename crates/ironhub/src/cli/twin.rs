@@ -2,7 +2,8 @@
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Map, Value, json};
+use ironhub_wire::hub::{MethodRequest, TwinPatch, TwinPatchProperties};
+use serde_json::{Map, Value};
 
 use super::hub::DeviceIdArgs;
 use super::login::Session;
@@ -87,7 +88,7 @@ pub(crate) fn json_arg(name: &str, text: &str) -> anyhow::Result<Value> {
 
 /// `device-twin show`
 pub async fn show(session: &Session, id: &str) -> anyhow::Result<Value> {
-    Ok(session.client()?.get_twin(id).await?)
+    Ok(serde_json::to_value(session.client()?.get_twin(id).await?)?)
 }
 
 /// `device-twin update`: `PATCH /twins/{id}`.
@@ -95,53 +96,67 @@ pub async fn update(session: &Session, args: &TwinUpdateArgs) -> anyhow::Result<
     if args.desired.is_none() && args.tags.is_none() {
         bail!("nothing to update: give --desired and/or --tags");
     }
-    let mut patch = Map::new();
-    if let Some(tags) = &args.tags {
-        patch.insert("tags".into(), json_arg("--tags", tags)?);
-    }
-    if let Some(desired) = &args.desired {
-        patch.insert(
-            "properties".into(),
-            json!({ "desired": json_arg("--desired", desired)? }),
-        );
-    }
+    let patch = TwinPatch {
+        tags: args
+            .tags
+            .as_deref()
+            .map(|t| object_arg("--tags", t))
+            .transpose()?,
+        properties: args
+            .desired
+            .as_deref()
+            .map(|d| {
+                Ok::<_, anyhow::Error>(TwinPatchProperties {
+                    desired: Some(object_arg("--desired", d)?),
+                })
+            })
+            .transpose()?,
+    };
     let client = session.client()?;
-    Ok(client
-        .update_twin(
-            &args.id.device_id,
-            &Value::Object(patch),
-            args.etag.as_deref(),
-            false,
-        )
-        .await?)
+    let twin = client
+        .update_twin(&args.id.device_id, &patch, args.etag.as_deref(), false)
+        .await?;
+    Ok(serde_json::to_value(twin)?)
+}
+
+/// A JSON argument that must be an object (tags, desired properties).
+fn object_arg(name: &str, text: &str) -> anyhow::Result<Map<String, Value>> {
+    match json_arg(name, text)? {
+        Value::Object(map) => Ok(map),
+        _ => bail!("{name} must be a JSON object"),
+    }
 }
 
 /// `device-twin replace`: `PUT /twins/{id}`.
 pub async fn replace(session: &Session, args: &TwinReplaceArgs) -> anyhow::Result<Value> {
-    let twin = json_arg("--json", &args.json)?;
+    let twin: TwinPatch = serde_json::from_value(json_arg("--json", &args.json)?)
+        .context("--json must be a twin: {\"tags\": {…}, \"properties\": {\"desired\": {…}}}")?;
     let client = session.client()?;
-    Ok(client
+    let twin = client
         .update_twin(&args.id.device_id, &twin, args.etag.as_deref(), true)
-        .await?)
+        .await?;
+    Ok(serde_json::to_value(twin)?)
 }
 
 /// `invoke-device-method`: `POST /twins/{id}/methods`, printing `{"payload": …, "status": …}`.
 pub async fn invoke(session: &Session, args: &InvokeMethodArgs) -> anyhow::Result<Value> {
-    let call = json!({
-        "methodName": args.method_name,
-        "payload": json_arg("--method-payload", &args.method_payload)?,
-        "responseTimeoutInSeconds": args.timeout,
-        "connectTimeoutInSeconds": args.connect_timeout,
-    });
-    Ok(session
+    let call = MethodRequest {
+        method_name: Some(args.method_name.clone()),
+        payload: json_arg("--method-payload", &args.method_payload)?,
+        response_timeout_in_seconds: Some(i64::try_from(args.timeout)?),
+        connect_timeout_in_seconds: Some(i64::try_from(args.connect_timeout)?),
+    };
+    let result = session
         .client()?
         .invoke_method(&args.id.device_id, &call)
-        .await?)
+        .await?;
+    Ok(serde_json::to_value(result)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn json_arguments_inline_or_from_a_file() {

@@ -42,8 +42,11 @@ pub async fn run(session: &Session, args: &UploadFileArgs) -> anyhow::Result<()>
         .context("--file-path must name a file")?;
     let service = session.client()?;
     let device = service.get_device(&args.device_id).await?;
-    let key = device["authentication"]["symmetricKey"]["primaryKey"]
-        .as_str()
+    let key = device
+        .authentication
+        .symmetric_key
+        .primary_key
+        .as_deref()
         .filter(|k| !k.is_empty())
         .with_context(|| {
             format!(
@@ -56,14 +59,13 @@ pub async fn run(session: &Session, args: &UploadFileArgs) -> anyhow::Result<()>
         .start_file_upload(&args.device_id, name)
         .await
         .context("the hub gave no place to upload to")?;
-    let field = |k: &str| info[k].as_str().unwrap_or_default().to_owned();
-    let blob: Vec<String> = field("blobName").split('/').map(url_encode).collect();
+    let blob: Vec<String> = info.blob_name.split('/').map(url_encode).collect();
     let url = format!(
         "https://{}/{}/{}{}",
-        field("hostName"),
-        url_encode(&field("containerName")),
+        info.host_name,
+        url_encode(&info.container_name),
         blob.join("/"),
-        field("sasToken")
+        info.sas_token
     );
     let storage = WebClient::new(&session.ca_files)?;
     let uploaded = storage
@@ -89,7 +91,7 @@ pub async fn run(session: &Session, args: &UploadFileArgs) -> anyhow::Result<()>
     as_device
         .complete_file_upload(
             &args.device_id,
-            &field("correlationId"),
+            &info.correlation_id,
             failure.is_none(),
             status,
             &description,

@@ -1,0 +1,54 @@
+//! `POST /devices`: bulk registry operations (Azure REST API reference, IoT Hub service,
+//! "Bulk Registry - Update Registry").
+
+use serde::{Deserialize, Serialize};
+
+use super::{AuthenticationSpec, CapabilitiesSpec};
+
+/// One entry of `POST /devices` (IoT Hub's `ExportImportDevice`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportImportDevice {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(
+        rename = "eTag",
+        alias = "etag",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub e_tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<AuthenticationSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<CapabilitiesSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_scopes: Option<Vec<String>>,
+}
+
+/// One failed entry of a bulk operation, as IoT Hub reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkError {
+    pub device_id: String,
+    pub error_code: String,
+    pub error_status: String,
+}
+
+/// The answer to `POST /devices`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkResult {
+    pub is_successful: bool,
+    #[serde(default)]
+    pub errors: Vec<BulkError>,
+    #[serde(default)]
+    pub warnings: Vec<BulkError>,
+}

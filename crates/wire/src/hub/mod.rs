@@ -1,0 +1,30 @@
+//! The IoT Hub service REST API's JSON (api-version 2021-04-12), as the service SDKs
+//! (`azure-iot-hub`, npm `azure-iothub`) and the Azure CLI send and parse it.
+
+mod bulk;
+mod credentials;
+mod device;
+mod events;
+mod file_upload;
+mod keys;
+mod messaging;
+mod statistics;
+mod twin;
+
+pub use bulk::{BulkError, BulkResult, ExportImportDevice};
+pub use credentials::{
+    CredentialErrorBody, CredentialErrorInfo, IssueCertificateAccepted, IssueCertificateRequest,
+    IssuedCertificate,
+};
+pub use device::{
+    AuthType, Authentication, AuthenticationSpec, Capabilities, CapabilitiesSpec, ConnectionState,
+    Device, DeviceSpec, DeviceStatus, SymmetricKey, SymmetricKeySpec, Thumbprint, ThumbprintSpec,
+};
+pub use events::{ConsumerGroupName, ConsumerGroupView, EventsProperties, PartitionView};
+pub use file_upload::{FileNotification, FileUploadCompletion, FileUploadInfo, FileUploadRequest};
+pub use keys::{
+    RegenerateError, RegenerateRequest, RegenerateResult, RegenerateTarget, RotatedKeys,
+};
+pub use messaging::{FeedbackRecord, FeedbackStatus, MethodRequest, MethodResult, PurgeResult};
+pub use statistics::{RegistryStatistics, ServiceStatistics};
+pub use twin::{Twin, TwinPatch, TwinPatchProperties, TwinProperties};
