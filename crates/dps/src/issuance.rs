@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use ironhub_hub::credentials::{CsrError, VerifiedCsr, check_common_name};
+use ironhub_hub::credentials::{CsrError, Issuer, VerifiedCsr, check_common_name};
 use ironhub_hub::issuing_cas::IssuingCas;
 
 use crate::attestation::Attested;
@@ -29,6 +29,20 @@ fn csr_refused(e: CsrError) -> DpsError {
         CsrError::Invalid(m) => DpsError::BadRequest(m),
         CsrError::Signing(m) => DpsError::ServerError(m),
     }
+}
+
+/// The CA the attested device's enrollment names (the default when none): a 400 when the name
+/// is no longer configured.
+fn issuing_ca<'a>(
+    cas: &'a IssuingCas,
+    attested: &Attested,
+) -> Result<(&'a str, &'a Issuer), DpsError> {
+    cas.get(attested.enrollment.settings().certificate_authority_name())
+        .map_err(|e| {
+            DpsError::BadRequest(format!(
+                "The enrollment's clientCertificateIssuancePolicy cannot be applied: {e}"
+            ))
+        })
 }
 
 /// A certificate issued at registration: the CA's name and the chain.
@@ -84,8 +98,7 @@ impl Dps {
                 "This provisioning service issues no certificates: register without a csr.".into(),
             ));
         };
-        cas.get(attested.enrollment.settings().certificate_authority_name())
-            .map_err(|e| DpsError::BadRequest(format!("The enrollment's {e}")))?;
+        issuing_ca(cas, attested)?;
         let csr = VerifiedCsr::parse(csr).map_err(csr_refused)?;
         check_common_name(&csr, &attested.registration_id)
             .or_else(|_| check_common_name(&csr, attested.device_id()))
@@ -103,9 +116,7 @@ impl Dps {
         let (Some(csr), Some(cas)) = (csr, &self.issuing_cas) else {
             return Ok(None);
         };
-        let (name, issuer) = cas
-            .get(attested.enrollment.settings().certificate_authority_name())
-            .map_err(|e| DpsError::BadRequest(format!("The enrollment's {e}")))?;
+        let (name, issuer) = issuing_ca(cas, attested)?;
         let device_id = attested.device_id();
         let chain = issuer.issue(device_id, csr).map_err(csr_refused)?;
         tracing::info!(target: "DeviceOperations", device_id, ca = name, "certificate issued");

@@ -943,4 +943,27 @@ async fn the_enrollment_names_the_issuing_ca_and_an_unknown_one_is_refused() {
         device.authentication.certificate_authority_name.as_deref(),
         Some("short")
     );
+
+    // A CA dropped from the configuration: a device of the group sending a CSR is refused
+    // with a 400 before anything starts.
+    let fewer = w.dps.clone().with_issuing_cas(Arc::new(IssuingCas::new(
+        IssuingCa::generate("default CA").unwrap(),
+    )));
+    let derived = derive_device_key(KEY, "ca-dev-2").unwrap();
+    let request = DeviceRegistration {
+        registration_id: Some("ca-dev-2".into()),
+        csr: Some(csr_for("ca-dev-2")),
+        ..DeviceRegistration::default()
+    };
+    let refused = fewer
+        .register(attest(&fewer, "ca-dev-2", &derived).await, request, None)
+        .await;
+    match refused {
+        Err(DpsError::BadRequest(m)) => assert!(m.contains("'short'"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        fewer.get_registration("ca-dev-2").await.is_err(),
+        "nothing started"
+    );
 }
