@@ -292,10 +292,13 @@ class IronHub:
 
 @pytest.fixture(scope="module")
 def hub(request):
-    """The module's running server. Module-scoped: tests in a module share one server."""
+    """The module's running server. Module-scoped: tests in a module share one server. A module
+    may define `ironhub_args(workdir) -> list[str]`: more `serve` arguments, made in the
+    server's working directory before it starts (a config file, say)."""
     address = test_address(getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS))
     workdir = Path(tempfile.mkdtemp(prefix=f"ironhub-{request.module.__name__}-"))
-    server = IronHub(address, workdir)
+    make_args = getattr(request.module, "ironhub_args", None)
+    server = IronHub(address, workdir, make_args(workdir) if make_args else None)
     saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
     try:
         server.start()

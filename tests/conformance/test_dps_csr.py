@@ -7,6 +7,12 @@ register body and gets `issuedCertificateChain` (checked with `openssl verify`);
 its hub with that certificate; it renews it on `$iothub/credentials/POST/issueCertificate/`
 (202, then 200 with the chain) and connects with the new one. Bad CSRs and requests are refused
 with IoT Hub's and DPS's errors, and a disabled device is refused whatever it holds.
+
+The server runs with a second issuing CA from its config file (`[[issuing_cas]]`, its own
+validity): a group naming it in `clientCertificateIssuancePolicy` (written and read back with the
+DPS service SDK, which passes the JSON through) gets its devices certificates from that CA, and
+the hub renews them with the same CA; a third CA, configured without renewal, refuses renewals;
+an enrollment naming a CA that is not configured is refused.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ import json
 import queue
 import ssl
 import subprocess
+import datetime
 import uuid
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 import requests
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.iot.deviceprovisioning import DeviceProvisioningClient
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,13 +37,57 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import require_tool
-from dps_helpers import dps_info, new_key, sas, stored_events, wait_for
+from dps_helpers import derive, dps_info, new_key, sas, stored_events, wait_for
 
 IRONHUB_ADDRESS = "127.0.0.101"
 
 DPS_API = "2025-07-01-preview"
 HUB_API = "2025-08-01-preview"
 ANSWER_S = 20
+
+# The second issuing CA, configured in the server's config file.
+SECOND_CA = "short-lived"
+SECOND_CA_DAYS = 3
+
+
+# A third one that does not renew over `$iothub/credentials`.
+FROZEN_CA = "no-renewal"
+
+
+def make_ca(workdir: Path, name: str) -> tuple[Path, Path]:
+    """A P-384 issuing CA made here: its certificate and PKCS#8 key, PEM."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"conformance {name} CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca = (x509.CertificateBuilder()
+          .subject_name(subject).issuer_name(subject)
+          .public_key(key.public_key())
+          .serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=365))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .sign(key, hashes.SHA384()))
+    cert_path, key_path = workdir / f"{name}-ca.pem", workdir / f"{name}-ca.key"
+    cert_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def ironhub_args(workdir: Path) -> list[str]:
+    """A config file naming two more issuing CAs: one with its own validity, one that does not
+    renew."""
+    text = ""
+    for name, extra in ((SECOND_CA, f"validity_days = {SECOND_CA_DAYS}"), (FROZEN_CA, "renewal = false")):
+        cert, key = make_ca(workdir, name)
+        text += f'[[issuing_cas]]\nname = "{name}"\ncert = "{cert}"\nkey = "{key}"\n{extra}\n'
+    config = workdir / "ironhub.toml"
+    config.write_text(text)
+    return ["--config", str(config)]
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +203,20 @@ def hub_connection(hub, device_id: str, cert: tuple[Path, Path]) -> Mqtt:
     return Mqtt(hub, device_id, f"{hub.hostname}/{device_id}/?api-version={HUB_API}", None, cert)
 
 
+def renew(m: Mqtt, device_id: str) -> tuple[ec.EllipticCurvePrivateKey, list[str]]:
+    """Renews over `$iothub/credentials` (subscribed): a new key and its certificate chain."""
+    key, request = new_csr(device_id)
+    rid = str(uuid.uuid4())
+    topic, accepted = m.ask(f"$iothub/credentials/POST/issueCertificate/?$rid={rid}",
+                            {"id": device_id, "csr": request, "replace": "*"})
+    assert topic == f"$iothub/credentials/res/202/?$rid={rid}", (topic, accepted)
+    assert accepted["correlationId"] and accepted["operationExpires"]
+    topic, issued = m.next()
+    assert topic == f"$iothub/credentials/res/200/?$rid={rid}", (topic, issued)
+    assert issued["correlationId"] == accepted["correlationId"]
+    return key, issued["certificates"]
+
+
 def send(hub, device_id: str, cert: tuple[Path, Path], text: str) -> None:
     m = hub_connection(hub, device_id, cert)
     try:
@@ -195,16 +260,8 @@ def test_a_device_with_only_a_key_pair_gets_renews_and_uses_certificates(hub, dp
     m = hub_connection(hub, rid, cert)
     try:
         m.subscribe("$iothub/credentials/res/#")
-        new_key_, new_request = new_csr(rid)
-        rid_ = str(uuid.uuid4())
-        topic, accepted = m.ask(f"$iothub/credentials/POST/issueCertificate/?$rid={rid_}",
-                                {"id": rid, "csr": new_request, "replace": "*"})
-        assert topic == f"$iothub/credentials/res/202/?$rid={rid_}", (topic, accepted)
-        assert accepted["correlationId"] and accepted["operationExpires"]
-        topic, issued = m.next()
-        assert topic == f"$iothub/credentials/res/200/?$rid={rid_}", (topic, issued)
-        assert issued["correlationId"] == accepted["correlationId"]
-        renewed = issued["certificates"]
+        new_key_, renewed = renew(m, rid)
+        new_request = new_csr(rid)[1]
 
         # A request for another device is refused at once.
         topic, refused = m.ask("$iothub/credentials/POST/issueCertificate/?$rid=r-other",
@@ -287,3 +344,115 @@ def test_https_registration_with_a_csr(hub, dps, tmp_path):
     cert = save_chain(tmp_path, "https", done["registrationState"]["issuedCertificateChain"], key)
     openssl_verify(tmp_path, "https")
     send(hub, rid, cert, "hello over a certificate from the HTTPS registration")
+
+
+def days_left(chain: list[str]) -> float:
+    leaf = x509.load_der_x509_certificate(base64.b64decode(chain[0]))
+    left = leaf.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
+    return left.total_seconds() / 86400
+
+
+def ca_of(hub, name: str) -> x509.Certificate:
+    """The certificate of a CA `ironhub_args` made."""
+    return x509.load_pem_x509_certificate((hub.workdir / f"{name}-ca.pem").read_bytes())
+
+
+def register_in_group(hub, dps, tmp: Path, ca: str, rid: str) -> tuple[list[str], tuple[Path, Path]]:
+    """A group naming the issuing CA `ca` (written and read back with the service SDK, which
+    round-trips the field: its models are the JSON itself), and a device of it registered with
+    a CSR. Returns the chain, and the certificate and key written for TLS."""
+    group_id, group_key = f"group-{rid}", new_key()
+    policy = {"certificateAuthorityName": ca}
+    dps.enrollment_group.create_or_update(id=group_id, enrollment_group={
+        "enrollmentGroupId": group_id,
+        "attestation": {"type": "symmetricKey",
+                        "symmetricKey": {"primaryKey": group_key, "secondaryKey": group_key}},
+        "clientCertificateIssuancePolicy": policy})
+    group = dps.enrollment_group.get(id=group_id)
+    assert group["clientCertificateIssuancePolicy"] == policy, group
+    key, csr = new_csr(rid)
+    topic, body = register_with_csr(hub, rid, derive(group_key, rid), csr)
+    assert topic.startswith("$dps/registrations/res/200/"), (topic, body)
+    chain = body["registrationState"]["issuedCertificateChain"]
+    issuer = x509.load_der_x509_certificate(base64.b64decode(chain[1]))
+    assert issuer == ca_of(hub, ca), "issued by the group's CA"
+    return chain, save_chain(tmp, rid, chain, key)
+
+
+def verify_with(hub, tmp: Path, name: str, ca: str) -> None:
+    """openssl verify of the chain saved as `name`, against the configured CA's own file."""
+    (tmp / f"{name}-issuers.pem").write_bytes((hub.workdir / f"{ca}-ca.pem").read_bytes())
+    openssl_verify(tmp, name)
+
+
+def test_a_group_naming_a_second_ca_gets_and_renews_its_certificates(hub, dps, tmp_path):
+    require_tool("openssl")
+    rid = "csr-second-ca-1"
+    chain, cert = register_in_group(hub, dps, tmp_path, SECOND_CA, rid)
+    assert SECOND_CA_DAYS - 0.01 < days_left(chain) <= SECOND_CA_DAYS, days_left(chain)
+    verify_with(hub, tmp_path, rid, SECOND_CA)
+    send(hub, rid, cert, "hello with a certificate of the second CA")
+
+    # The hub renews with the CA that issued the device's certificate, and its validity.
+    m = hub_connection(hub, rid, cert)
+    try:
+        assert m.connack == [0], m.connack
+        m.subscribe("$iothub/credentials/res/#")
+        new_key_, renewed = renew(m, rid)
+    finally:
+        m.close()
+    assert x509.load_der_x509_certificate(base64.b64decode(renewed[1])) == ca_of(hub, SECOND_CA)
+    assert SECOND_CA_DAYS - 0.01 < days_left(renewed) <= SECOND_CA_DAYS, days_left(renewed)
+    new_cert = save_chain(tmp_path, "renewed", renewed, new_key_)
+    verify_with(hub, tmp_path, "renewed", SECOND_CA)
+    send(hub, rid, new_cert, "hello with a renewed certificate of the second CA")
+
+
+def test_a_ca_without_renewal_refuses_renewals(hub, dps, tmp_path):
+    rid = "csr-frozen-1"
+    _, cert = register_in_group(hub, dps, tmp_path, FROZEN_CA, rid)
+    m = hub_connection(hub, rid, cert)
+    try:
+        assert m.connack == [0], m.connack
+        m.subscribe("$iothub/credentials/res/#")
+        topic, accepted = m.ask("$iothub/credentials/POST/issueCertificate/?$rid=r-frozen",
+                                {"id": rid, "csr": new_csr(rid)[1]})
+        assert topic == "$iothub/credentials/res/202/?$rid=r-frozen", (topic, accepted)
+        topic, failed = m.next()
+        assert topic == "$iothub/credentials/res/400/?$rid=r-frozen", (topic, failed)
+        assert FROZEN_CA in failed["info"]["credentialMessage"], failed
+    finally:
+        m.close()
+
+
+def test_an_enrollment_naming_an_unknown_ca_is_refused_and_nothing_is_created(hub, dps):
+    key = new_key()
+    attestation = {"type": "symmetricKey", "symmetricKey": {"primaryKey": key, "secondaryKey": key}}
+    unknown = {"certificateAuthorityName": "no-such-ca"}
+    with pytest.raises(HttpResponseError) as refused:
+        dps.enrollment.create_or_update(id="csr-unknown-ca", enrollment={
+            "registrationId": "csr-unknown-ca", "attestation": attestation,
+            "clientCertificateIssuancePolicy": unknown})
+    assert refused.value.status_code == 400, refused.value
+    assert "no-such-ca" in str(refused.value), refused.value
+    with pytest.raises(ResourceNotFoundError):
+        dps.enrollment.get(id="csr-unknown-ca")
+    with pytest.raises(HttpResponseError) as refused:
+        dps.enrollment_group.create_or_update(id="csr-unknown-ca", enrollment_group={
+            "enrollmentGroupId": "csr-unknown-ca", "attestation": attestation,
+            "clientCertificateIssuancePolicy": unknown})
+    assert refused.value.status_code == 400, refused.value
+    with pytest.raises(ResourceNotFoundError):
+        dps.enrollment_group.get(id="csr-unknown-ca")
+
+    # An update to an unknown CA changes nothing; the default CA may be named.
+    created = dps.enrollment.create_or_update(id="csr-named-ca", enrollment={
+        "registrationId": "csr-named-ca", "attestation": attestation,
+        "clientCertificateIssuancePolicy": {"certificateAuthorityName": "default"}})
+    with pytest.raises(HttpResponseError) as refused:
+        dps.enrollment.create_or_update(id="csr-named-ca", if_match=created["etag"], enrollment={
+            **created, "clientCertificateIssuancePolicy": unknown})
+    assert refused.value.status_code == 400, refused.value
+    kept = dps.enrollment.get(id="csr-named-ca")
+    assert kept["clientCertificateIssuancePolicy"] == {"certificateAuthorityName": "default"}
+    assert kept["etag"] == created["etag"]

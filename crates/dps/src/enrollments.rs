@@ -234,6 +234,7 @@ impl Dps {
         let s = body.settings_mut();
         s.attestation = attestation;
         check_allocation(s, linked)?;
+        self.check_issuance_policy(s)?;
         s.provisioning_status = Some(s.provisioning_status.unwrap_or_default());
         s.created_date_time_utc = Some(
             current

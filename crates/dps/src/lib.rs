@@ -101,8 +101,8 @@ pub struct Dps {
     services: Services,
     limits: Arc<Limits>,
     runtime: Arc<register::Runtime>,
-    /// The CA that signs devices' CSRs, when the server issues certificates.
-    issuer: Option<Arc<ironhub_hub::credentials::Issuer>>,
+    /// The CAs that sign devices' CSRs, when the server issues certificates.
+    issuing_cas: Option<Arc<ironhub_hub::issuing_cas::IssuingCas>>,
 }
 
 fn unauthorized(e: SasError) -> DpsError {
@@ -132,7 +132,7 @@ impl Dps {
             services: Services::default(),
             limits: Arc::new(Limits::default()),
             runtime: Arc::new(register::Runtime::new(LOCAL_NODE.to_owned())),
-            issuer: None,
+            issuing_cas: None,
         };
         if first_start
             && let Some(hub) = own_hub

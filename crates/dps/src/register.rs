@@ -198,13 +198,16 @@ fn hub_failed(hub: &str, e: HubCallError) -> DpsError {
 }
 
 /// The hub device for an attested device: its credential, the enrollment's IoT Edge flag.
-fn device_identity(device_id: &str, attested: &Attested, certificate: bool) -> DeviceSpec {
+/// `issuing_ca` names the CA that issued the device a certificate, if one did.
+fn device_identity(device_id: &str, attested: &Attested, issuing_ca: Option<&str>) -> DeviceSpec {
     let authentication = match &attested.credential {
-        // A device given a certificate connects with it, whatever it attested with.
-        _ if certificate => AuthenticationSpec {
+        // A device given a certificate connects with it, whatever it attested with; the hub
+        // renews it with the CA that issued it.
+        _ if issuing_ca.is_some() => AuthenticationSpec {
             kind: Some(AuthType::CertificateAuthority.as_str().to_owned()),
             symmetric_key: None,
             x509_thumbprint: None,
+            certificate_authority_name: issuing_ca.map(str::to_owned),
         },
         DeviceCredential::SymmetricKey([primary, secondary]) => AuthenticationSpec {
             kind: Some(AuthType::Sas.as_str().to_owned()),
@@ -213,6 +216,7 @@ fn device_identity(device_id: &str, attested: &Attested, certificate: bool) -> D
                 secondary_key: Some(secondary.clone()),
             }),
             x509_thumbprint: None,
+            certificate_authority_name: None,
         },
         DeviceCredential::X509 { thumbprints, .. } => AuthenticationSpec {
             kind: Some(AuthType::SelfSigned.as_str().to_owned()),
@@ -221,6 +225,7 @@ fn device_identity(device_id: &str, attested: &Attested, certificate: bool) -> D
                 primary_thumbprint: Some(thumbprints[0].clone()),
                 secondary_thumbprint: Some(thumbprints[1].clone()),
             }),
+            certificate_authority_name: None,
         },
     };
     DeviceSpec {
@@ -590,12 +595,13 @@ impl Dps {
         // not in the stored record. The certificate is signed first: a device whose
         // certificate could not be made is not switched to certificate authentication.
         let assignment = async {
-            let chain = self.issue_for(attested.device_id(), csr.as_ref())?;
-            self.assign(&attested, payload, legacy, chain.is_some())
+            let issued = self.issue_for(&attested, csr.as_ref())?;
+            let issuing_ca = issued.as_ref().map(|i| i.certificate_authority.as_str());
+            self.assign(&attested, payload, legacy, issuing_ca)
                 .await
                 .map(|state| DeviceRegistrationState {
                     tpm,
-                    issued_certificate_chain: chain,
+                    issued_certificate_chain: issued.map(|i| i.chain),
                     ..state
                 })
         };
@@ -731,13 +737,13 @@ impl Dps {
     }
 
     /// Picks the hub, applies the reprovisioning policy on the hubs, and writes the
-    /// registration record.
+    /// registration record. `issuing_ca` names the CA that issued the device a certificate.
     async fn assign(
         &self,
         attested: &Attested,
         payload: Option<Value>,
         legacy: bool,
-        certificate: bool,
+        issuing_ca: Option<&str>,
     ) -> Result<DeviceRegistrationState, DpsError> {
         let registration_id = &attested.registration_id;
         let settings = attested.enrollment.settings();
@@ -796,7 +802,7 @@ impl Dps {
             .as_ref()
             .and_then(|p| p.state.device_id.clone())
             .unwrap_or_else(|| device_id.clone());
-        let identity = device_identity(&device_id, attested, certificate);
+        let identity = device_identity(&device_id, attested, issuing_ca);
         self.apply(
             &decision,
             &linked,

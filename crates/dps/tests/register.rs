@@ -23,6 +23,8 @@ use ironhub_dps::{
     default_dps_policies,
 };
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_hub::credentials::Issuer as IssuingCa;
+use ironhub_hub::issuing_cas::IssuingCas;
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{DpsSettings, Store};
 use rcgen::{
@@ -772,8 +774,9 @@ async fn a_csr_gets_a_certificate_and_a_bad_one_starts_nothing() {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let w = world(no_poll_limit()).await;
-    let issuer = Arc::new(ironhub_hub::credentials::Issuer::generate("test CA").unwrap());
-    let dps = w.dps.clone().with_issuer(issuer.clone());
+    let cas = IssuingCas::new(IssuingCa::generate("test CA").unwrap());
+    let issuer_der = cas.default_ca().ca_der().to_vec();
+    let dps = w.dps.clone().with_issuing_cas(Arc::new(cas));
     dps.create_or_update(
         "csr-1",
         individual(
@@ -829,7 +832,7 @@ async fn a_csr_gets_a_certificate_and_a_bad_one_starts_nothing() {
     assert_eq!(op.status, RegistrationStatus::Assigned, "{op:?}");
     let chain = state(&op).issued_certificate_chain.clone().unwrap();
     assert_eq!(chain.len(), 2);
-    assert_eq!(b64.decode(&chain[1]).unwrap(), issuer.ca_der());
+    assert_eq!(b64.decode(&chain[1]).unwrap(), issuer_der);
     let leaf =
         ironhub_auth::x509::CertificateInfo::from_der(&b64.decode(&chain[0]).unwrap()).unwrap();
     assert_eq!(leaf.common_name.as_deref(), Some("csr-1"));
@@ -837,5 +840,130 @@ async fn a_csr_gets_a_certificate_and_a_bad_one_starts_nothing() {
     assert_eq!(
         device.authentication.kind,
         ironhub_store::AuthType::CertificateAuthority
+    );
+    assert_eq!(
+        device.authentication.certificate_authority_name.as_deref(),
+        Some("default"),
+        "the hub device records the CA that issued it"
+    );
+}
+
+fn csr_for(cn: &str) -> String {
+    use base64::Engine as _;
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    base64::engine::general_purpose::STANDARD.encode(params.serialize_request(&key).unwrap().der())
+}
+
+#[tokio::test]
+async fn the_enrollment_names_the_issuing_ca_and_an_unknown_one_is_refused() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let w = world(no_poll_limit()).await;
+    let short = IssuingCa::generate("short CA")
+        .unwrap()
+        .with_validity_days(3);
+    let short_der = short.ca_der().to_vec();
+    let cas = IssuingCas::new(IssuingCa::generate("default CA").unwrap())
+        .with("short", short)
+        .unwrap();
+    let dps = w.dps.clone().with_issuing_cas(Arc::new(cas));
+    let group = |name: &str| -> EnrollmentGroup {
+        serde_json::from_value(json!({
+            "enrollmentGroupId": "g-ca",
+            "attestation": {"type": "symmetricKey",
+                "symmetricKey": {"primaryKey": KEY, "secondaryKey": KEY}},
+            "iotHubHostName": HUB_A, "allocationPolicy": "static",
+            "clientCertificateIssuancePolicy": {"certificateAuthorityName": name},
+        }))
+        .unwrap()
+    };
+
+    // A name that is no configured CA: 400, nothing stored (on create and on update).
+    let refused = dps.create_or_update("g-ca", group("nope"), None).await;
+    match refused {
+        Err(DpsError::BadRequest(m)) => assert!(m.contains("'nope'"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        dps.get::<EnrollmentGroup>("g-ca").await.is_err(),
+        "nothing stored"
+    );
+    let refused = w.dps.create_or_update("g-ca", group("short"), None).await;
+    assert!(
+        matches!(refused, Err(DpsError::BadRequest(_))),
+        "a DPS that issues nothing knows no CA: {refused:?}"
+    );
+
+    let created = dps
+        .create_or_update("g-ca", group("short"), None)
+        .await
+        .unwrap();
+    assert_eq!(created.settings.certificate_authority_name(), Some("short"));
+    let read = dps.get::<EnrollmentGroup>("g-ca").await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&read).unwrap()["clientCertificateIssuancePolicy"],
+        json!({"certificateAuthorityName": "short"}),
+        "round-tripped"
+    );
+    let mut renamed = group("nope");
+    renamed.settings.etag = read.settings.etag.clone();
+    assert!(dps.create_or_update("g-ca", renamed, None).await.is_err());
+    assert_eq!(
+        dps.get::<EnrollmentGroup>("g-ca")
+            .await
+            .unwrap()
+            .settings
+            .certificate_authority_name(),
+        Some("short"),
+        "a refused update changes nothing"
+    );
+
+    let derived = derive_device_key(KEY, "ca-dev").unwrap();
+    let request = DeviceRegistration {
+        registration_id: Some("ca-dev".into()),
+        csr: Some(csr_for("ca-dev")),
+        ..DeviceRegistration::default()
+    };
+    let op = register_with(&dps, attest(&dps, "ca-dev", &derived).await, request).await;
+    assert_eq!(op.status, RegistrationStatus::Assigned, "{op:?}");
+    let chain = state(&op).issued_certificate_chain.clone().unwrap();
+    assert_eq!(b64.decode(&chain[1]).unwrap(), short_der, "the group's CA");
+    let leaf =
+        ironhub_auth::x509::CertificateInfo::from_der(&b64.decode(&chain[0]).unwrap()).unwrap();
+    let left = leaf.not_after - i64::try_from(unix_now()).unwrap();
+    assert!(
+        (3 * 86_400 - 120..=3 * 86_400).contains(&left),
+        "valid for the CA's 3 days: {left} s left"
+    );
+    let device = w.a.get_device("ca-dev").await.unwrap();
+    assert_eq!(
+        device.authentication.certificate_authority_name.as_deref(),
+        Some("short")
+    );
+
+    // A CA dropped from the configuration: a device of the group sending a CSR is refused
+    // with a 400 before anything starts.
+    let fewer = w.dps.clone().with_issuing_cas(Arc::new(IssuingCas::new(
+        IssuingCa::generate("default CA").unwrap(),
+    )));
+    let derived = derive_device_key(KEY, "ca-dev-2").unwrap();
+    let request = DeviceRegistration {
+        registration_id: Some("ca-dev-2".into()),
+        csr: Some(csr_for("ca-dev-2")),
+        ..DeviceRegistration::default()
+    };
+    let refused = fewer
+        .register(attest(&fewer, "ca-dev-2", &derived).await, request, None)
+        .await;
+    match refused {
+        Err(DpsError::BadRequest(m)) => assert!(m.contains("'short'"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        fewer.get_registration("ca-dev-2").await.is_err(),
+        "nothing started"
     );
 }

@@ -93,8 +93,8 @@ impl Hub {
         let now = Utc::now();
         let mut anchors = self.cas().verified_anchors().await?;
         // What the hub issued it trusts without a proof of possession.
-        if let Some(issuer) = &self.issuer {
-            anchors.push(issuer.ca_der().to_vec());
+        if let Some(cas) = &self.issuing_cas {
+            anchors.extend(cas.anchors().map(<[u8]>::to_vec));
         }
         if anchors.is_empty() {
             return Err(HubError::Unauthorized(format!(

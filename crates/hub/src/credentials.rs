@@ -3,9 +3,10 @@
 //! `2025-07-01-preview`, answered with `issuedCertificateChain`) and the hub renews them
 //! (`$iothub/credentials/POST/issueCertificate/`, IoT Hub's certificate management preview).
 //!
-//! The [`Issuer`] is ironhub's issuing CA: generated (ECC P-384, ECDSA-SHA-384, as Azure's
-//! certificate management issues) or a CA the operator brings. The hub trusts what it issued
-//! without a proof-of-possession step: its certificate is a trust anchor of every
+//! An [`Issuer`] is one of ironhub's issuing CAs (named in [`crate::issuing_cas`]): generated
+//! (ECC P-384, ECDSA-SHA-384, as Azure's certificate management issues) or a CA the operator
+//! brings, each with its validity and renewal policy. The hub trusts what they issued
+//! without a proof-of-possession step: their certificates are trust anchors of every
 //! `certificateAuthority` device, besides the verified CA certificates. A disabled device is
 //! refused whatever certificate it holds, and is issued none.
 
@@ -108,12 +109,15 @@ pub struct Issuer {
     ca_pem: String,
     key: KeyPair,
     validity_days: u32,
+    /// Whether devices may renew over `$iothub/credentials` what this CA issued.
+    renewal: bool,
 }
 
 impl fmt::Debug for Issuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Issuer")
             .field("validity_days", &self.validity_days)
+            .field("renewal", &self.renewal)
             .finish_non_exhaustive()
     }
 }
@@ -144,6 +148,7 @@ impl Issuer {
             ca_pem: cert.pem(),
             key,
             validity_days: DEFAULT_VALIDITY_DAYS,
+            renewal: true,
         })
     }
 
@@ -162,6 +167,7 @@ impl Issuer {
             ca_der: info.der,
             key,
             validity_days: DEFAULT_VALIDITY_DAYS,
+            renewal: true,
         })
     }
 
@@ -169,6 +175,23 @@ impl Issuer {
     pub fn with_validity_days(mut self, days: u32) -> Self {
         self.validity_days = days.max(1);
         self
+    }
+
+    /// How long the certificates it issues are valid, in days.
+    pub fn validity_days(&self) -> u32 {
+        self.validity_days
+    }
+
+    /// The same CA, renewing (or, with `false`, refusing to renew) over `$iothub/credentials`
+    /// the certificates it issued; devices then get new ones by registering again with DPS.
+    pub fn with_renewal(mut self, renewal: bool) -> Self {
+        self.renewal = renewal;
+        self
+    }
+
+    /// Whether devices may renew what it issued over `$iothub/credentials`.
+    pub fn renews(&self) -> bool {
+        self.renewal
     }
 
     /// The CA certificate, DER.
@@ -316,8 +339,8 @@ impl Hub {
         device_id: &str,
         request: &IssueCertificateRequest,
     ) -> Result<Vec<String>, HubError> {
-        let issuer = self
-            .issuer()
+        let cas = self
+            .issuing_cas()
             .ok_or_else(|| HubError::ArgumentInvalid("This hub issues no certificates.".into()))?;
         let csr = VerifiedCsr::parse(&request.csr)?;
         check_common_name(&csr, device_id)?;
@@ -331,8 +354,20 @@ impl Hub {
                 "Unauthorized: the device '{device_id}' is disabled."
             )));
         }
+        // The CA that issued the device's certificate renews it; the default for a device
+        // that never had one issued.
+        let named = device.authentication.certificate_authority_name.as_deref();
+        let (name, issuer) = cas
+            .get(named)
+            .map_err(|e| HubError::ArgumentInvalid(e.to_string()))?;
+        if !issuer.renews() {
+            return Err(HubError::ArgumentInvalid(format!(
+                "The certificate authority '{name}' does not renew certificates over \
+                 $iothub/credentials: register with the provisioning service again."
+            )));
+        }
         let chain = issuer.issue(device_id, &csr)?;
-        tracing::info!(device = device_id, "certificate issued");
+        tracing::info!(device = device_id, ca = name, "certificate issued");
         Ok(chain)
     }
 }

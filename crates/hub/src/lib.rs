@@ -15,6 +15,7 @@ pub mod digital_twin;
 mod error;
 pub mod events;
 pub mod file_upload;
+pub mod issuing_cas;
 pub mod keys;
 pub mod methods;
 pub mod model;
@@ -55,8 +56,8 @@ pub struct Hub {
     file_upload: Option<Arc<file_upload::FileUpload>>,
     /// When each device's `lastActivityTime` was last written (see `Hub::touch`).
     activity: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
-    /// The CA that signs devices' CSRs, when the server issues certificates.
-    issuer: Option<Arc<credentials::Issuer>>,
+    /// The CAs that sign devices' CSRs, when the server issues certificates.
+    issuing_cas: Option<Arc<issuing_cas::IssuingCas>>,
 }
 
 impl Hub {
@@ -78,7 +79,7 @@ impl Hub {
             host_names: Arc::new(host_names),
             file_upload: None,
             activity: Arc::default(),
-            issuer: None,
+            issuing_cas: None,
         })
     }
 
@@ -94,15 +95,15 @@ impl Hub {
         self.clock.now()
     }
 
-    /// The same hub, issuing device certificates with `issuer` and trusting what it issued.
-    pub fn with_issuer(mut self, issuer: Arc<credentials::Issuer>) -> Self {
-        self.issuer = Some(issuer);
+    /// The same hub, issuing device certificates with `cas` and trusting what they issued.
+    pub fn with_issuing_cas(mut self, cas: Arc<issuing_cas::IssuingCas>) -> Self {
+        self.issuing_cas = Some(cas);
         self
     }
 
-    /// The CA that signs devices' CSRs, if the hub issues certificates.
-    pub fn issuer(&self) -> Option<&Arc<credentials::Issuer>> {
-        self.issuer.as_ref()
+    /// The CAs that sign devices' CSRs, if the hub issues certificates.
+    pub fn issuing_cas(&self) -> Option<&Arc<issuing_cas::IssuingCas>> {
+        self.issuing_cas.as_ref()
     }
 
     /// The hub's host name: the first configured name.

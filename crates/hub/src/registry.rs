@@ -154,7 +154,23 @@ fn build_authentication(
                     .transpose()?,
             };
         }
-        AuthType::CertificateAuthority | AuthType::None => {}
+        AuthType::CertificateAuthority => {
+            // A client that leaves the name out (the Azure SDKs know nothing of it) keeps the
+            // CA that issued the device's certificate.
+            auth.certificate_authority_name = match supplied(&spec.certificate_authority_name) {
+                Some(name) if !crate::issuing_cas::is_ca_name(name) => {
+                    return Err(HubError::ArgumentInvalid(format!(
+                        "The certificate authority name '{name}' is not valid: use 1 to 64 \
+                         letters, digits, '-', '_' or '.'."
+                    )));
+                }
+                Some(name) => Some(name.to_owned()),
+                None => previous
+                    .filter(|p| p.kind == AuthType::CertificateAuthority)
+                    .and_then(|p| p.certificate_authority_name.clone()),
+            };
+        }
+        AuthType::None => {}
     }
     Ok(auth)
 }

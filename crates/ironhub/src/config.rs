@@ -27,9 +27,10 @@ pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
     /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
-    /// issuing_ca_key, issued_certificate_days, and a `[file_upload]` table with
-    /// connection_string, container, sas_ttl_hours, notifications, notification_ttl_hours,
-    /// max_delivery_count).
+    /// issuing_ca_key, issued_certificate_days, issued_certificate_renewal, `[[issuing_cas]]`
+    /// tables (more named issuing CAs: name, cert, key, validity_days, renewal) and a
+    /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
+    /// notification_ttl_hours, max_delivery_count).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -91,6 +92,10 @@ pub struct ServeArgs {
     /// How long certificates issued from devices' CSRs are valid, in days [default: 30].
     #[arg(long, env = "IRONHUB_ISSUED_CERTIFICATE_DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub issued_certificate_days: Option<u32>,
+    /// Whether devices may renew the default CA's certificates over `$iothub/credentials`
+    /// [default: true].
+    #[arg(long, env = "IRONHUB_ISSUED_CERTIFICATE_RENEWAL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub issued_certificate_renewal: Option<bool>,
     #[command(flatten)]
     pub file_upload: FileUploadArgs,
 }
@@ -126,7 +131,36 @@ struct FileConfig {
     issuing_ca_cert: Option<PathBuf>,
     issuing_ca_key: Option<PathBuf>,
     issued_certificate_days: Option<u32>,
+    issued_certificate_renewal: Option<bool>,
+    #[serde(default)]
+    issuing_cas: Vec<IssuingCaConfig>,
     file_upload: Option<FileUploadFile>,
+}
+
+/// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuingCaConfig {
+    /// What enrollments call it (`clientCertificateIssuancePolicy.certificateAuthorityName`).
+    pub name: String,
+    /// Its certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM, PKCS#8).
+    pub key: PathBuf,
+    /// How long the certificates it issues are valid, in days (1–3650) [default: 30].
+    #[serde(default = "default_validity_days")]
+    pub validity_days: u32,
+    /// Whether devices may renew its certificates over `$iothub/credentials` [default: true].
+    #[serde(default = "yes")]
+    pub renewal: bool,
+}
+
+fn default_validity_days() -> u32 {
+    ironhub_hub::credentials::DEFAULT_VALIDITY_DAYS
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,8 +199,12 @@ pub struct ServeConfig {
     pub node_id: String,
     /// The operator's issuing CA (certificate, key), instead of the generated one.
     pub issuing_ca: Option<(PathBuf, PathBuf)>,
-    /// How long issued device certificates are valid, in days.
+    /// How long the default CA's certificates are valid, in days.
     pub issued_certificate_days: u32,
+    /// Whether devices may renew the default CA's certificates.
+    pub issued_certificate_renewal: bool,
+    /// The named issuing CAs besides the default one.
+    pub issuing_cas: Vec<IssuingCaConfig>,
     /// The hub's storage account for file upload, when it has one.
     pub file_upload: Option<FileUploadSettings>,
 }
@@ -250,6 +288,11 @@ impl ServeArgs {
                 .or(file.issued_certificate_days)
                 .unwrap_or(ironhub_hub::credentials::DEFAULT_VALIDITY_DAYS)
                 .clamp(1, 3650),
+            issued_certificate_renewal: self
+                .issued_certificate_renewal
+                .or(file.issued_certificate_renewal)
+                .unwrap_or(true),
+            issuing_cas: checked_issuing_cas(file.issuing_cas)?,
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -295,6 +338,29 @@ impl ServeArgs {
     }
 }
 
+/// The `[[issuing_cas]]` tables, checked: well-formed unique names, validity 1–3650 days.
+fn checked_issuing_cas(cas: Vec<IssuingCaConfig>) -> anyhow::Result<Vec<IssuingCaConfig>> {
+    use ironhub_hub::issuing_cas::{DEFAULT_CA_NAME, is_ca_name};
+    for (i, ca) in cas.iter().enumerate() {
+        if !is_ca_name(&ca.name) {
+            anyhow::bail!(
+                "issuing_cas name {:?}: use 1 to 64 letters, digits, '-', '_' or '.'",
+                ca.name
+            );
+        }
+        if ca.name == DEFAULT_CA_NAME || cas[..i].iter().any(|c| c.name == ca.name) {
+            anyhow::bail!(
+                "issuing_cas name {:?} is taken (\"{DEFAULT_CA_NAME}\" is the default CA's)",
+                ca.name
+            );
+        }
+        if !(1..=3650).contains(&ca.validity_days) {
+            anyhow::bail!("issuing_cas {:?}: validity_days must be 1 to 3650", ca.name);
+        }
+    }
+    Ok(cas)
+}
+
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
@@ -320,6 +386,47 @@ mod tests {
             };
             assert!(args.resolve().is_err(), "{bad:?} is refused");
         }
+    }
+
+    #[test]
+    fn issuing_cas_come_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let config = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            ServeArgs {
+                config: Some(path.clone()),
+                ..ServeArgs::default()
+            }
+            .resolve()
+        };
+        let c = config(
+            "issued_certificate_renewal = false\n\
+             [[issuing_cas]]\nname = \"short\"\ncert = \"/s.pem\"\nkey = \"/s.key\"\nvalidity_days = 7\n\
+             [[issuing_cas]]\nname = \"plain\"\ncert = \"/p.pem\"\nkey = \"/p.key\"\nrenewal = false\n",
+        )
+        .unwrap();
+        assert!(!c.issued_certificate_renewal);
+        assert_eq!(c.issuing_cas.len(), 2);
+        assert_eq!(
+            (c.issuing_cas[0].validity_days, c.issuing_cas[0].renewal),
+            (7, true)
+        );
+        assert_eq!(
+            (c.issuing_cas[1].validity_days, c.issuing_cas[1].renewal),
+            (30, false)
+        );
+        let ca = |name: &str, extra: &str| {
+            format!("[[issuing_cas]]\nname = \"{name}\"\ncert = \"/a\"\nkey = \"/b\"\n{extra}")
+        };
+        assert!(config(&ca("default", "")).is_err(), "the default's name");
+        assert!(config(&ca("bad name", "")).is_err());
+        assert!(config(&ca("x", "validity_days = 0\n")).is_err());
+        assert!(config(&ca("x", "colour = 1\n")).is_err(), "unknown keys");
+        assert!(
+            config(&format!("{}{}", ca("x", ""), ca("x", ""))).is_err(),
+            "twice"
+        );
     }
 
     #[test]

@@ -67,10 +67,14 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     };
     let tls_dir = config.data_dir.join("tls");
     let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
-    let issuer = crate::issuer::load(config, &tls_dir)?;
+    let issuing_cas = crate::issuer::load(config, &tls_dir)?;
+    tracing::info!(
+        names = %issuing_cas.names().collect::<Vec<_>>().join(", "),
+        "issuing CAs"
+    );
     let mut hub = Hub::open(backends, config.hostnames.clone())
         .await?
-        .with_issuer(issuer.clone());
+        .with_issuing_cas(issuing_cas.clone());
     // This node's connections and deliveries from before this start are gone: mark its
     // devices disconnected and give its locked cloud-to-device messages back at once (other
     // nodes sharing the store keep theirs).
@@ -141,7 +145,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     })
     .with_limits(config.dps_limits.clone())
     .with_node(config.node_id.clone())
-    .with_issuer(issuer);
+    .with_issuing_cas(issuing_cas);
 
     let https = listen(https_socket, https_addr, "HTTPS", "--https-listen")?;
     let mqtt = listen(mqtt_socket, mqtt_addr, "MQTT", "--mqtt-listen")?;

@@ -396,6 +396,11 @@ pub struct SettingsFlags {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub edge_enabled: Option<bool>,
+    /// The issuing CA that signs the devices' certificates when they register with a CSR
+    /// (`clientCertificateIssuancePolicy.certificateAuthorityName`; ironhub's, az has no such
+    /// flag); "" on update goes back to the default CA.
+    #[arg(long = "certificate-authority-name")]
+    pub certificate_authority_name: Option<String>,
 }
 
 /// `--remove-certificate` and `--remove-secondary-certificate` (updates of X.509 enrollments).

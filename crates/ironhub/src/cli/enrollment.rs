@@ -11,10 +11,10 @@ use anyhow::{Context as _, bail};
 use ironhub_client::{DpsClient, EnrollmentKind};
 use ironhub_wire::dps::{
     AllocationPolicy as WireAllocationPolicy, AttestationMechanism,
-    AttestationType as AttestationKind, DeviceCapabilities, EnrollmentGroup, EnrollmentRecord,
-    EnrollmentSettings, IndividualEnrollment, InitialTwin, InitialTwinProperties,
-    ProvisioningStatus, ReprovisionPolicy as WireReprovisionPolicy, TpmAttestation,
-    X509Attestation, X509CaReferences, X509CertificateWithInfo, X509Certificates,
+    AttestationType as AttestationKind, ClientCertificateIssuancePolicy, DeviceCapabilities,
+    EnrollmentGroup, EnrollmentRecord, EnrollmentSettings, IndividualEnrollment, InitialTwin,
+    InitialTwinProperties, ProvisioningStatus, ReprovisionPolicy as WireReprovisionPolicy,
+    TpmAttestation, X509Attestation, X509CaReferences, X509CertificateWithInfo, X509Certificates,
 };
 use serde_json::{Map, Value};
 
@@ -223,6 +223,7 @@ pub fn individual_body(
         )?)),
     };
     apply_allocation(&mut body.settings, s, true)?;
+    apply_issuance_policy(&mut body.settings, s);
     Ok(body)
 }
 
@@ -266,6 +267,7 @@ pub fn group_body(
         settings: new_settings(attestation, s)?,
     };
     apply_allocation(&mut body.settings, s, true)?;
+    apply_issuance_policy(&mut body.settings, s);
     Ok(body)
 }
 
@@ -484,7 +486,19 @@ fn update_settings(settings: &mut EnrollmentSettings, s: &SettingsFlags) -> anyh
     if let Some(edge) = s.edge_enabled {
         settings.capabilities = Some(DeviceCapabilities { iot_edge: edge });
     }
+    apply_issuance_policy(settings, s);
     Ok(())
+}
+
+/// `--certificate-authority-name`: the enrollment's `clientCertificateIssuancePolicy` (an
+/// empty name removes it).
+fn apply_issuance_policy(settings: &mut EnrollmentSettings, s: &SettingsFlags) {
+    if let Some(name) = s.certificate_authority_name.as_deref().map(str::trim) {
+        settings.client_certificate_issuance_policy =
+            (!name.is_empty()).then(|| ClientCertificateIssuancePolicy {
+                certificate_authority_name: Some(name.to_owned()),
+            });
+    }
 }
 
 fn provisioning_status(status: Status) -> ProvisioningStatus {
@@ -700,6 +714,33 @@ mod tests {
 
     fn blank() -> EnrollmentSettings {
         EnrollmentSettings::new(AttestationMechanism::default())
+    }
+
+    #[test]
+    fn the_certificate_authority_name_is_set_and_removed() {
+        let named = SettingsFlags {
+            certificate_authority_name: Some("short-lived".into()),
+            ..SettingsFlags::default()
+        };
+        let policy = json!({"certificateAuthorityName": "short-lived"});
+        let group = group_body("g", &CaNameFlags::default(), &named).unwrap();
+        assert_eq!(json_of(&group)["clientCertificateIssuancePolicy"], policy);
+        let flags = IndividualFlags::default();
+        let body = individual_body("d", AttestationType::SymmetricKey, &flags, &named).unwrap();
+        assert_eq!(json_of(&body)["clientCertificateIssuancePolicy"], policy);
+        let mut settings = body.settings;
+        update_settings(&mut settings, &SettingsFlags::default()).unwrap();
+        assert_eq!(
+            settings.certificate_authority_name(),
+            Some("short-lived"),
+            "kept"
+        );
+        let cleared = SettingsFlags {
+            certificate_authority_name: Some(String::new()),
+            ..SettingsFlags::default()
+        };
+        update_settings(&mut settings, &cleared).unwrap();
+        assert!(settings.client_certificate_issuance_policy.is_none());
     }
 
     #[test]

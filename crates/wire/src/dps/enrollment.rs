@@ -100,6 +100,16 @@ pub struct CustomAllocationDefinition {
     pub api_version: String,
 }
 
+/// Which issuing CA signs the certificates of an enrollment's devices (DPS's
+/// `clientCertificateIssuancePolicy`, as the Azure DPS service SDKs model it; the default CA
+/// when it names none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificateIssuancePolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority_name: Option<String>,
+}
+
 /// The settings individual enrollments and enrollment groups share.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -132,6 +142,8 @@ pub struct EnrollmentSettings {
     pub iot_hubs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_allocation_definition: Option<CustomAllocationDefinition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate_issuance_policy: Option<ClientCertificateIssuancePolicy>,
 }
 
 impl EnrollmentSettings {
@@ -150,7 +162,15 @@ impl EnrollmentSettings {
             allocation_policy: None,
             iot_hubs: None,
             custom_allocation_definition: None,
+            client_certificate_issuance_policy: None,
         }
+    }
+
+    /// The issuing CA the enrollment names, if any.
+    pub fn certificate_authority_name(&self) -> Option<&str> {
+        self.client_certificate_issuance_policy
+            .as_ref()
+            .and_then(|p| p.certificate_authority_name.as_deref())
     }
 
     /// Whether the enrollment provisions devices.

@@ -91,6 +91,10 @@ pub struct Authentication {
     pub x509_thumbprint: Thumbprint,
     #[serde(rename = "type")]
     pub kind: AuthType,
+    /// ironhub's: the issuing CA that issued a `certificateAuthority` device its certificate
+    /// (and renews it), when ironhub issued one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_authority_name: Option<String>,
 }
 
 /// A device's two keys (base64), `null` when unset, as the registry returns them and the store
@@ -160,6 +164,9 @@ pub struct AuthenticationSpec {
     pub symmetric_key: Option<SymmetricKeySpec>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x509_thumbprint: Option<ThumbprintSpec>,
+    /// ironhub's: the issuing CA that issued a `certificateAuthority` device's certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_authority_name: Option<String>,
 }
 
 /// Keys as sent (`{}` to have both generated). `Debug` never shows them.
@@ -213,6 +220,7 @@ impl From<&Device> for DeviceSpec {
                     primary_thumbprint: auth.x509_thumbprint.primary_thumbprint.clone(),
                     secondary_thumbprint: auth.x509_thumbprint.secondary_thumbprint.clone(),
                 }),
+                certificate_authority_name: auth.certificate_authority_name.clone(),
             }),
             capabilities: Some(CapabilitiesSpec {
                 iot_edge: Some(d.capabilities.iot_edge),
@@ -261,6 +269,7 @@ mod tests {
                 kind: Some("sas".into()),
                 symmetric_key: Some(SymmetricKeySpec::default()),
                 x509_thumbprint: None,
+                certificate_authority_name: None,
             }),
             capabilities: Some(CapabilitiesSpec {
                 iot_edge: Some(false),
