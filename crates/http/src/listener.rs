@@ -1,6 +1,6 @@
-//! The TLS listener: accepts TCP, completes the TLS handshake, and serves HTTP/1.1 (with
-//! upgrades) on the connection. Each request carries a [`ConnectionInfo`] extension with the
-//! peer address and the client certificate chain, for X.509 device authentication.
+//! HTTPS on the shared TLS accept loop: serves HTTP/1.1 (with upgrades) on each admitted
+//! connection. Each request carries a [`ConnectionInfo`] extension with the peer address and the
+//! client certificate chain, for X.509 device authentication.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,15 +9,12 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use ironhub_tls::{AcceptLoop, Accepted, Admission};
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-/// How long a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish when the server shuts down.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -27,71 +24,49 @@ pub struct ConnectionInfo {
     pub peer: SocketAddr,
     /// The client's certificate chain, leaf first; empty when it sent none.
     pub client_certificates: Arc<Vec<CertificateDer<'static>>>,
+    /// The connection's place under the connection limits; whoever takes the connection over
+    /// (a WebSocket session after the upgrade) keeps a clone while it runs.
+    _admission: Option<Arc<Admission>>,
 }
 
-/// Serves `app` over TLS on `listener` until `shutdown` turns true, then lets open
-/// connections finish (for at most a few seconds).
+impl ConnectionInfo {
+    /// A client at `peer` with these certificates, outside any connection limit (tests, or a
+    /// connection that was not accepted by a listener).
+    pub fn new(peer: SocketAddr, client_certificates: Vec<CertificateDer<'static>>) -> Self {
+        ConnectionInfo {
+            peer,
+            client_certificates: Arc::new(client_certificates),
+            _admission: None,
+        }
+    }
+}
+
+/// Serves `app` over TLS on `listener` through `accept` until `shutdown` turns true, then lets
+/// open connections finish (for at most a few seconds).
 pub async fn serve_tls(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    accept: AcceptLoop,
     app: Router,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let _ = tcp.set_nodelay(true);
-                    connections.spawn(serve_connection(
-                        acceptor.clone(), tcp, peer, app.clone(), shutdown.clone(),
-                    ));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            _ = shutdown.changed() => break,
-        }
-        while connections.try_join_next().is_some() {}
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    accept
+        .with_drain(DRAIN_TIMEOUT)
+        .run(listener, shutdown, move |connection, shutdown| {
+            serve_connection(connection, app.clone(), shutdown)
+        })
+        .await;
 }
 
-async fn serve_connection(
-    acceptor: TlsAcceptor,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-    app: Router,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            ironhub_tls::log_handshake_error("https", peer, &e);
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
-    let certificates: Vec<CertificateDer<'static>> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-        .unwrap_or_default();
-    let info = ConnectionInfo {
+async fn serve_connection(connection: Accepted, app: Router, mut shutdown: watch::Receiver<bool>) {
+    let Accepted {
+        stream,
         peer,
-        client_certificates: Arc::new(certificates),
+        client_certificates,
+        admission,
+    } = connection;
+    let info = ConnectionInfo {
+        _admission: Some(Arc::new(admission)),
+        ..ConnectionInfo::new(peer, client_certificates)
     };
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(info.clone());
@@ -100,7 +75,7 @@ async fn serve_connection(
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(tls), service)
+        .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);
     tokio::select! {

@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use ironhub_hub::file_upload::FileUploadSettings;
 use ironhub_store::Retention;
+use ironhub_tls::ConnectionLimits;
 use serde::Deserialize;
 
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
@@ -16,6 +18,8 @@ use crate::file_upload::{FileUploadArgs, FileUploadFile};
 const MAX_RETENTION_HOURS: u32 = 24 * 366;
 /// Largest event log partition accepted: 1 TiB.
 const MAX_RETENTION_MB: u64 = 1024 * 1024;
+/// Longest TLS handshake timeout accepted: five minutes.
+const MAX_HANDSHAKE_SECONDS: u32 = 300;
 
 fn chrono_hours(hours: u32) -> chrono::Duration {
     chrono::Duration::hours(i64::from(hours))
@@ -27,7 +31,8 @@ pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
     /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
-    /// issuing_ca_key, issued_certificate_days, and a `[file_upload]` table with
+    /// issuing_ca_key, issued_certificate_days, max_connections, max_connections_per_address,
+    /// tls_handshake_timeout_seconds, and a `[file_upload]` table with
     /// connection_string, container, sas_ttl_hours, notifications, notification_ttl_hours,
     /// max_delivery_count).
     #[arg(long, env = "IRONHUB_CONFIG")]
@@ -91,6 +96,18 @@ pub struct ServeArgs {
     /// How long certificates issued from devices' CSRs are valid, in days [default: 30].
     #[arg(long, env = "IRONHUB_ISSUED_CERTIFICATE_DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub issued_certificate_days: Option<u32>,
+    /// Open connections the server accepts over both ports; one more is closed at once
+    /// [default: 100000].
+    #[arg(long, env = "IRONHUB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Open connections one source IP address may hold over both ports; one more is closed at
+    /// once [default: 10000].
+    #[arg(long, env = "IRONHUB_MAX_CONNECTIONS_PER_ADDRESS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: Option<u32>,
+    /// Seconds a client may take to complete the TLS handshake before it is disconnected
+    /// [default: 10].
+    #[arg(long, env = "IRONHUB_TLS_HANDSHAKE_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=MAX_HANDSHAKE_SECONDS as i64))]
+    pub tls_handshake_timeout_seconds: Option<u32>,
     #[command(flatten)]
     pub file_upload: FileUploadArgs,
 }
@@ -126,6 +143,9 @@ struct FileConfig {
     issuing_ca_cert: Option<PathBuf>,
     issuing_ca_key: Option<PathBuf>,
     issued_certificate_days: Option<u32>,
+    max_connections: Option<u32>,
+    max_connections_per_address: Option<u32>,
+    tls_handshake_timeout_seconds: Option<u32>,
     file_upload: Option<FileUploadFile>,
 }
 
@@ -169,6 +189,8 @@ pub struct ServeConfig {
     pub issued_certificate_days: u32,
     /// The hub's storage account for file upload, when it has one.
     pub file_upload: Option<FileUploadSettings>,
+    /// The caps on open connections and the TLS handshake time, over both ports.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl ServeArgs {
@@ -243,7 +265,31 @@ impl ServeArgs {
                 "issuing_ca_cert and issuing_ca_key go together: give both or neither"
             ),
         };
+        let connection_limits = ConnectionLimits {
+            max_connections: positive(
+                "max_connections",
+                self.max_connections.or(file.max_connections),
+                ConnectionLimits::DEFAULT_MAX_CONNECTIONS,
+            )?,
+            max_connections_per_address: positive(
+                "max_connections_per_address",
+                self.max_connections_per_address
+                    .or(file.max_connections_per_address),
+                ConnectionLimits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            )?,
+            handshake_timeout: match self
+                .tls_handshake_timeout_seconds
+                .or(file.tls_handshake_timeout_seconds)
+            {
+                None => ConnectionLimits::DEFAULT_HANDSHAKE_TIMEOUT,
+                Some(s @ 1..=MAX_HANDSHAKE_SECONDS) => Duration::from_secs(u64::from(s)),
+                Some(s) => anyhow::bail!(
+                    "tls_handshake_timeout_seconds {s}: use 1 to {MAX_HANDSHAKE_SECONDS}"
+                ),
+            },
+        };
         Ok(ServeConfig {
+            connection_limits,
             issuing_ca,
             issued_certificate_days: self
                 .issued_certificate_days
@@ -295,6 +341,15 @@ impl ServeArgs {
     }
 }
 
+/// A cap from the flags or the file (at least 1), or its default.
+fn positive(key: &str, value: Option<u32>, default: usize) -> anyhow::Result<usize> {
+    match value {
+        None => Ok(default),
+        Some(0) => anyhow::bail!("{key} 0: use at least 1"),
+        Some(n) => Ok(n as usize),
+    }
+}
+
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
@@ -335,6 +390,52 @@ mod tests {
         assert!(c.trust_ca.is_empty());
         assert_eq!(c.dps_limits.registrations_per_minute, 0);
         assert_eq!(c.dps_limits.polls_per_window, 5);
+    }
+
+    #[test]
+    fn connection_limits_from_defaults_file_and_flags() {
+        assert_eq!(
+            ServeArgs::default().resolve().unwrap().connection_limits,
+            ConnectionLimits::default()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironhub.toml");
+        std::fs::write(
+            &file,
+            "max_connections = 500\nmax_connections_per_address = 20\n\
+             tls_handshake_timeout_seconds = 3\n",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(file.clone()),
+            max_connections_per_address: Some(7),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            c.connection_limits,
+            ConnectionLimits {
+                max_connections: 500,
+                max_connections_per_address: 7,
+                handshake_timeout: Duration::from_secs(3),
+            }
+        );
+        std::fs::write(&file, "max_connections = 0\n").unwrap();
+        let zero = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        assert!(zero.resolve().is_err(), "a cap of 0 is refused");
+        std::fs::write(&file, "tls_handshake_timeout_seconds = 301\n").unwrap();
+        let long = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        assert!(
+            long.resolve().is_err(),
+            "a handshake timeout over 5 minutes is refused"
+        );
     }
 
     #[test]
