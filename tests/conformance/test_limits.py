@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import test_address
+from conftest import closed_by_server, test_address
 from dps_helpers import sas
 
 IRONHUB_ADDRESS = "127.0.0.125"
@@ -38,20 +38,6 @@ REFUSED_WITHIN_S = 2.0
 def tcp_from(hub, port: int, source: str = SOURCE) -> socket.socket:
     """A TCP connection to the server from `source`."""
     return socket.create_connection((hub.address, port), timeout=WAIT_S, source_address=(source, 0))
-
-
-def closed_by_server(sock, within: float) -> bool:
-    """True when the server ends the connection within `within` seconds (EOF or reset); False
-    when it is still open then (a timeout is not a close)."""
-    sock.settimeout(within)
-    try:
-        while True:
-            if sock.recv(1024) == b"":
-                return True
-    except (socket.timeout, TimeoutError):
-        return False
-    except (ConnectionError, ssl.SSLError, OSError):
-        return True
 
 
 def assert_refused(hub, port: int, source: str = SOURCE) -> None:
