@@ -29,10 +29,10 @@ fn chrono_hours(hours: u32) -> chrono::Duration {
 #[derive(Debug, Clone, Args, Default)]
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
+    /// max_connections, max_connections_per_address, tls_handshake_timeout_seconds,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
     /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
-    /// issuing_ca_key, issued_certificate_days, max_connections, max_connections_per_address,
-    /// tls_handshake_timeout_seconds, and a `[file_upload]` table with
+    /// issuing_ca_key, issued_certificate_days, and a `[file_upload]` table with
     /// connection_string, container, sas_ttl_hours, notifications, notification_ttl_hours,
     /// max_delivery_count).
     #[arg(long, env = "IRONHUB_CONFIG")]
@@ -50,6 +50,18 @@ pub struct ServeArgs {
     /// MQTT over TLS address [default: 0.0.0.0:8883].
     #[arg(long, env = "IRONHUB_MQTT_LISTEN")]
     pub mqtt_listen: Option<SocketAddr>,
+    /// Open connections the server accepts over both ports; one more is closed at once
+    /// [default: 100000].
+    #[arg(long, env = "IRONHUB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Open connections one source IP address may hold over both ports; one more is closed at
+    /// once [default: 10000].
+    #[arg(long, env = "IRONHUB_MAX_CONNECTIONS_PER_ADDRESS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: Option<u32>,
+    /// Seconds a client may take to complete the TLS handshake before it is disconnected
+    /// [default: 10].
+    #[arg(long, env = "IRONHUB_TLS_HANDSHAKE_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=MAX_HANDSHAKE_SECONDS as i64))]
+    pub tls_handshake_timeout_seconds: Option<u32>,
     /// Your own server certificate chain (PEM) instead of the generated one.
     #[arg(long, env = "IRONHUB_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -96,18 +108,6 @@ pub struct ServeArgs {
     /// How long certificates issued from devices' CSRs are valid, in days [default: 30].
     #[arg(long, env = "IRONHUB_ISSUED_CERTIFICATE_DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub issued_certificate_days: Option<u32>,
-    /// Open connections the server accepts over both ports; one more is closed at once
-    /// [default: 100000].
-    #[arg(long, env = "IRONHUB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: Option<u32>,
-    /// Open connections one source IP address may hold over both ports; one more is closed at
-    /// once [default: 10000].
-    #[arg(long, env = "IRONHUB_MAX_CONNECTIONS_PER_ADDRESS", value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections_per_address: Option<u32>,
-    /// Seconds a client may take to complete the TLS handshake before it is disconnected
-    /// [default: 10].
-    #[arg(long, env = "IRONHUB_TLS_HANDSHAKE_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=MAX_HANDSHAKE_SECONDS as i64))]
-    pub tls_handshake_timeout_seconds: Option<u32>,
     #[command(flatten)]
     pub file_upload: FileUploadArgs,
 }
@@ -129,6 +129,9 @@ struct FileConfig {
     hostname: Option<OneOrMany>,
     https_listen: Option<SocketAddr>,
     mqtt_listen: Option<SocketAddr>,
+    max_connections: Option<u32>,
+    max_connections_per_address: Option<u32>,
+    tls_handshake_timeout_seconds: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     partitions: Option<u32>,
@@ -143,9 +146,6 @@ struct FileConfig {
     issuing_ca_cert: Option<PathBuf>,
     issuing_ca_key: Option<PathBuf>,
     issued_certificate_days: Option<u32>,
-    max_connections: Option<u32>,
-    max_connections_per_address: Option<u32>,
-    tls_handshake_timeout_seconds: Option<u32>,
     file_upload: Option<FileUploadFile>,
 }
 
@@ -172,6 +172,8 @@ pub struct ServeConfig {
     pub hostnames: Vec<String>,
     pub https_listen: SocketAddr,
     pub mqtt_listen: SocketAddr,
+    /// The caps on open connections and the TLS handshake time, over both ports.
+    pub connection_limits: ConnectionLimits,
     pub tls_cert: Option<(PathBuf, PathBuf)>,
     pub partitions: u32,
     /// What the event log keeps (enforced periodically while serving).
@@ -189,8 +191,6 @@ pub struct ServeConfig {
     pub issued_certificate_days: u32,
     /// The hub's storage account for file upload, when it has one.
     pub file_upload: Option<FileUploadSettings>,
-    /// The caps on open connections and the TLS handshake time, over both ports.
-    pub connection_limits: ConnectionLimits,
 }
 
 impl ServeArgs {
@@ -289,7 +289,6 @@ impl ServeArgs {
             },
         };
         Ok(ServeConfig {
-            connection_limits,
             issuing_ca,
             issued_certificate_days: self
                 .issued_certificate_days
@@ -309,6 +308,7 @@ impl ServeArgs {
                 .mqtt_listen
                 .or(file.mqtt_listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8883))),
+            connection_limits,
             tls_cert,
             partitions: self
                 .partitions

@@ -59,6 +59,7 @@ pub struct ConnectionLimiter {
 }
 
 impl ConnectionLimiter {
+    /// A limiter with no connection open yet.
     pub fn new(limits: ConnectionLimits) -> Arc<Self> {
         let permits = limits.max_connections.min(Semaphore::MAX_PERMITS);
         Arc::new(ConnectionLimiter {
@@ -70,6 +71,7 @@ impl ConnectionLimiter {
         })
     }
 
+    /// The limits it applies.
     pub fn limits(&self) -> ConnectionLimits {
         self.limits
     }
