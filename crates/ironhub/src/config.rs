@@ -341,6 +341,12 @@ impl ServeArgs {
     }
 }
 
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not a valid config file", path.display()))
+}
+
 /// A cap from the flags or the file (at least 1), or its default.
 fn positive(key: &str, value: Option<u32>, default: usize) -> anyhow::Result<usize> {
     match value {
@@ -348,12 +354,6 @@ fn positive(key: &str, value: Option<u32>, default: usize) -> anyhow::Result<usi
         Some(0) => anyhow::bail!("{key} 0: use at least 1"),
         Some(n) => Ok(n as usize),
     }
-}
-
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{} is not a valid config file", path.display()))
 }
 
 #[cfg(test)]
