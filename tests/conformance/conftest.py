@@ -9,8 +9,7 @@ only thing that can differ. A module picks its address with a module-level const
 (the default is 127.0.0.2). `IRONHUB_TEST_NET` (default `127.0.0`) replaces the address's first
 three octets, so two checkouts can run the suite side by side on one machine: with
 `IRONHUB_TEST_NET=127.0.1`, 127.0.0.5 becomes 127.0.1.5. A module that needs its address at
-import time writes `IRONHUB_ADDRESS = test_address("127.0.0.5")`; a module that needs `serve` flags of its own
-lists them in `IRONHUB_ARGS`. Tests get the running server
+import time writes `IRONHUB_ADDRESS = test_address("127.0.0.5")`. Tests get the running server
 through the `hub` fixture, which offers
 `kill9()`, `restart()`, the connection string, the CA file, and `registry_manager()`.
 
@@ -307,10 +306,13 @@ class IronHub:
 
 @pytest.fixture(scope="module")
 def hub(request):
-    """The module's running server. Module-scoped: tests in a module share one server."""
+    """The module's running server. Module-scoped: tests in a module share one server. A module
+    may define `ironhub_args(workdir) -> list[str]`: more `serve` arguments, made in the
+    server's working directory before it starts (a config file, say)."""
     address = test_address(getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS))
     workdir = Path(tempfile.mkdtemp(prefix=f"ironhub-{request.module.__name__}-"))
-    server = IronHub(address, workdir, list(getattr(request.module, "IRONHUB_ARGS", [])))
+    make_args = getattr(request.module, "ironhub_args", None)
+    server = IronHub(address, workdir, make_args(workdir) if make_args else None)
     saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
     try:
         server.start()

@@ -25,14 +25,18 @@ SOURCE = test_address("127.0.0.126")
 OTHER_SOURCE = test_address("127.0.0.127")
 CAP = 3
 HANDSHAKE_TIMEOUT_S = 4
-IRONHUB_ARGS = [
-    "--max-connections-per-address", str(CAP),
-    "--tls-handshake-timeout-seconds", str(HANDSHAKE_TIMEOUT_S),
-]
 WAIT_S = 10.0
 # A refused connection is closed right after accept; this bound stays well under the handshake
 # timeout, so a close within it cannot be the timeout.
 REFUSED_WITHIN_S = 2.0
+
+
+def ironhub_args(workdir) -> list[str]:
+    """The `hub` fixture's server runs with a small cap and a short handshake timeout."""
+    return [
+        "--max-connections-per-address", str(CAP),
+        "--tls-handshake-timeout-seconds", str(HANDSHAKE_TIMEOUT_S),
+    ]
 
 
 def tcp_from(hub, port: int, source: str = SOURCE) -> socket.socket:
