@@ -1,5 +1,6 @@
 //! HTTPS on the shared TLS accept loop: serves HTTP/1.1 (with upgrades) on each admitted
-//! connection. Each request carries a [`ConnectionInfo`] extension with the peer address and the
+//! connection (an upgraded connection keeps its place under the connection limits, since its
+//! stream holds it). Each request carries a [`ConnectionInfo`] extension with the peer address and the
 //! client certificate chain, for X.509 device authentication.
 
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use ironhub_tls::{AcceptLoop, Accepted, Admission};
+use ironhub_tls::{AcceptLoop, Accepted};
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -24,21 +25,6 @@ pub struct ConnectionInfo {
     pub peer: SocketAddr,
     /// The client's certificate chain, leaf first; empty when it sent none.
     pub client_certificates: Arc<Vec<CertificateDer<'static>>>,
-    /// The connection's place under the connection limits; whoever takes the connection over
-    /// (a WebSocket session after the upgrade) keeps a clone while it runs.
-    _admission: Option<Arc<Admission>>,
-}
-
-impl ConnectionInfo {
-    /// A client at `peer` with these certificates, outside any connection limit (tests, or a
-    /// connection that was not accepted by a listener).
-    pub fn new(peer: SocketAddr, client_certificates: Vec<CertificateDer<'static>>) -> Self {
-        ConnectionInfo {
-            peer,
-            client_certificates: Arc::new(client_certificates),
-            _admission: None,
-        }
-    }
 }
 
 /// Serves `app` over TLS on `listener` through `accept` until `shutdown` turns true, then lets
@@ -62,11 +48,10 @@ async fn serve_connection(connection: Accepted, app: Router, mut shutdown: watch
         stream,
         peer,
         client_certificates,
-        admission,
     } = connection;
     let info = ConnectionInfo {
-        _admission: Some(Arc::new(admission)),
-        ..ConnectionInfo::new(peer, client_certificates)
+        peer,
+        client_certificates: Arc::new(client_certificates),
     };
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(info.clone());

@@ -65,8 +65,6 @@ pub async fn upgrade(
                 ),
             };
             bridge(socket, ctx).await;
-            // The session held the connection's place under the connection limits until now.
-            drop(info);
         })
 }
 

@@ -44,10 +44,10 @@ async fn assert_azure_error(hub: &Hub, method: &str, uri: &str, token: &str, sta
         .header("authorization", token)
         .body(Body::empty())
         .unwrap();
-    request.extensions_mut().insert(ConnectionInfo::new(
-        "127.0.0.1:50000".parse().unwrap(),
-        Vec::new(),
-    ));
+    request.extensions_mut().insert(ConnectionInfo {
+        peer: "127.0.0.1:50000".parse().unwrap(),
+        client_certificates: Arc::new(Vec::new()),
+    });
     let response = ironhub_http::hub_router(hub.clone())
         .oneshot(request)
         .await

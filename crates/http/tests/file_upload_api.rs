@@ -98,10 +98,10 @@ async fn call(
         .header("content-type", "application/json")
         .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
         .unwrap();
-    request.extensions_mut().insert(ConnectionInfo::new(
-        "127.0.0.1:50000".parse().unwrap(),
-        Vec::new(),
-    ));
+    request.extensions_mut().insert(ConnectionInfo {
+        peer: "127.0.0.1:50000".parse().unwrap(),
+        client_certificates: Arc::new(Vec::new()),
+    });
     let response = ironhub_http::hub_router(hub.clone())
         .oneshot(request)
         .await

@@ -33,10 +33,7 @@ pub async fn serve(
                         .collect(),
                 ),
             };
-            async move {
-                let _admission = connection.admission;
-                ironhub_mqtt::serve(connection.stream, ctx).await;
-            }
+            ironhub_mqtt::serve(connection.stream, ctx)
         })
         .await;
 }

@@ -5,11 +5,15 @@
 //! with a semaphore and stops on a shutdown broadcast.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -21,13 +25,59 @@ use crate::limits::{Admission, ConnectionLimiter};
 /// A connection whose TLS handshake completed, for the protocol to serve.
 #[derive(Debug)]
 pub struct Accepted {
-    pub stream: TlsStream<TcpStream>,
+    pub stream: AdmittedStream,
     pub peer: SocketAddr,
     /// The client's certificate chain, leaf first; empty when it sent none.
     pub client_certificates: Vec<CertificateDer<'static>>,
-    /// The connection's place under the limits: keep it as long as the connection lives
-    /// (past an HTTP upgrade, say).
-    pub admission: Admission,
+}
+
+/// The TLS stream of an admitted connection. It holds the connection's place under the limits
+/// and gives it back when dropped, whoever owns it then (an HTTP upgrade hands it on to the
+/// WebSocket session, for one).
+#[derive(Debug)]
+pub struct AdmittedStream {
+    tls: TlsStream<TcpStream>,
+    _admission: Admission,
+}
+
+impl AsyncRead for AdmittedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AdmittedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tls.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
 }
 
 /// One listener's accept loop: its name in logs, TLS configuration and the server's limiter.
@@ -171,10 +221,12 @@ impl AcceptLoop {
                 .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                 .unwrap_or_default();
             Some(Accepted {
-                stream,
+                stream: AdmittedStream {
+                    tls: stream,
+                    _admission: admission,
+                },
                 peer,
                 client_certificates,
-                admission,
             })
         }
     }
@@ -183,7 +235,7 @@ impl AcceptLoop {
 /// Logs a failed TLS handshake: at `info` when the client's certificate was the problem (a
 /// device operator needs to see why, e.g. a certificate that does not parse or a handshake
 /// signature that does not verify), at `debug` otherwise (scanners and aborted connections are noise).
-fn log_handshake_error(listener: &str, peer: SocketAddr, error: &std::io::Error) {
+fn log_handshake_error(listener: &str, peer: SocketAddr, error: &io::Error) {
     let text = error.to_string();
     if text.to_ascii_lowercase().contains("certificate") {
         tracing::info!(%peer, listener, error = %text, "TLS handshake failed: the client's certificate was refused");

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-pub use accept::{AcceptLoop, Accepted};
+pub use accept::{AcceptLoop, Accepted, AdmittedStream};
 pub use certs::{CertificateFiles, ensure_certificates, write_private};
 pub use limits::{Admission, ConnectionLimiter, ConnectionLimits, Refusal};
 pub use verifier::AnyClientCert;

@@ -31,14 +31,10 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-/// Echoes what the client sends until it closes, then gives the connection's place back and
-/// says so.
+/// Echoes what the client sends until it closes, then drops the stream (which gives the
+/// connection's place back) and says so.
 async fn echo(connection: Accepted, closed: mpsc::UnboundedSender<()>) {
-    let Accepted {
-        mut stream,
-        admission,
-        ..
-    } = connection;
+    let mut stream = connection.stream;
     let mut buf = [0u8; 64];
     while let Ok(n @ 1..) = stream.read(&mut buf).await {
         if stream.write_all(&buf[..n]).await.is_err() {
@@ -46,7 +42,6 @@ async fn echo(connection: Accepted, closed: mpsc::UnboundedSender<()>) {
         }
     }
     drop(stream);
-    drop(admission);
     let _ = closed.send(());
 }
 
