@@ -128,6 +128,20 @@ def _listening(addr: tuple[str, int]) -> bool:
         return False
 
 
+def closed_by_server(sock: socket.socket, within: float = 5.0) -> bool:
+    """True when the server ends the connection within `within` seconds (EOF or reset); False
+    when it is still open then (a timeout is not a close)."""
+    sock.settimeout(within)
+    try:
+        while True:
+            if sock.recv(1024) == b"":
+                return True
+    except (socket.timeout, TimeoutError):
+        return False
+    except OSError:  # a reset, or a TLS error (ssl.SSLError is an OSError)
+        return True
+
+
 class IronHub:
     """One `ironhub serve` process on `address`, with its data in `workdir/data`."""
 

@@ -20,7 +20,7 @@ from azure.iot.device.exceptions import CredentialError
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 from msrest.exceptions import HttpOperationError
 
-from conftest import require_tool
+from conftest import closed_by_server, require_tool
 
 IRONHUB_ADDRESS = "127.0.0.3"
 WAIT_S = 10
@@ -495,20 +495,6 @@ def _read_exactly(sock, n: int) -> bytes:
     return data
 
 
-def _closed_by_server(sock, within: float = 5.0) -> bool:
-    """True when the server ends the connection within `within` seconds (EOF or reset); False
-    when it is still open then (a timeout is not a close)."""
-    sock.settimeout(within)
-    try:
-        while True:
-            if sock.recv(1024) == b"":
-                return True
-    except (socket.timeout, TimeoutError):
-        return False
-    except (ConnectionError, ssl.SSLError, OSError):
-        return True
-
-
 def _connected_raw(hub, device_id: str, key: str) -> ssl.SSLSocket:
     """A TLS connection with a valid CONNECT (clean session, SAS) answered by CONNACK 0, and a
     PINGREQ answered: the connection works before the malformed packet arrives."""
@@ -553,7 +539,7 @@ def test_malformed_packets_after_connect_close_the_connection_and_store_nothing(
     for name, packet in MALFORMED_AFTER_CONNECT.items():
         s = _connected_raw(hub, "raw1", key)
         s.sendall(packet)
-        if not _closed_by_server(s):
+        if not closed_by_server(s):
             still_open.append(name)
         s.close()
     assert still_open == [], f"the server kept these connections open: {still_open}"

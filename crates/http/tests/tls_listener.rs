@@ -32,7 +32,9 @@ async fn start() -> Server {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let app = Router::new().route("/whoami", get(whoami));
-    tokio::spawn(serve_tls(listener, tls, app, stopped));
+    let limiter = ironhub_tls::ConnectionLimiter::new(ironhub_tls::ConnectionLimits::default());
+    let accept = ironhub_tls::AcceptLoop::new("https", tls, limiter);
+    tokio::spawn(serve_tls(listener, accept, app, stopped));
     Server {
         addr,
         ca: ironhub_tls::read_certs(&files.ca).unwrap(),

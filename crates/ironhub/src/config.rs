@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 use ironhub_hub::file_upload::FileUploadSettings;
 use ironhub_store::Retention;
+use ironhub_tls::ConnectionLimits;
 use serde::Deserialize;
 
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
@@ -16,6 +18,8 @@ use crate::file_upload::{FileUploadArgs, FileUploadFile};
 const MAX_RETENTION_HOURS: u32 = 24 * 366;
 /// Largest event log partition accepted: 1 TiB.
 const MAX_RETENTION_MB: u64 = 1024 * 1024;
+/// Longest TLS handshake timeout accepted: five minutes.
+const MAX_HANDSHAKE_SECONDS: u32 = 300;
 
 fn chrono_hours(hours: u32) -> chrono::Duration {
     chrono::Duration::hours(i64::from(hours))
@@ -25,6 +29,7 @@ fn chrono_hours(hours: u32) -> chrono::Duration {
 #[derive(Debug, Clone, Args, Default)]
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
+    /// max_connections, max_connections_per_address, tls_handshake_timeout_seconds,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
     /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
     /// issuing_ca_key, issued_certificate_days, issued_certificate_renewal, `[[issuing_cas]]`
@@ -46,6 +51,18 @@ pub struct ServeArgs {
     /// MQTT over TLS address [default: 0.0.0.0:8883].
     #[arg(long, env = "IRONHUB_MQTT_LISTEN")]
     pub mqtt_listen: Option<SocketAddr>,
+    /// Open connections the server accepts over both ports; one more is closed at once
+    /// [default: 100000].
+    #[arg(long, env = "IRONHUB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Open connections one source IP address may hold over both ports; one more is closed at
+    /// once [default: 10000].
+    #[arg(long, env = "IRONHUB_MAX_CONNECTIONS_PER_ADDRESS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: Option<u32>,
+    /// Seconds a client may take to complete the TLS handshake before it is disconnected
+    /// [default: 10].
+    #[arg(long, env = "IRONHUB_TLS_HANDSHAKE_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=MAX_HANDSHAKE_SECONDS as i64))]
+    pub tls_handshake_timeout_seconds: Option<u32>,
     /// Your own server certificate chain (PEM) instead of the generated one.
     #[arg(long, env = "IRONHUB_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -117,6 +134,9 @@ struct FileConfig {
     hostname: Option<OneOrMany>,
     https_listen: Option<SocketAddr>,
     mqtt_listen: Option<SocketAddr>,
+    max_connections: Option<u32>,
+    max_connections_per_address: Option<u32>,
+    tls_handshake_timeout_seconds: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     partitions: Option<u32>,
@@ -186,6 +206,8 @@ pub struct ServeConfig {
     pub hostnames: Vec<String>,
     pub https_listen: SocketAddr,
     pub mqtt_listen: SocketAddr,
+    /// The caps on open connections and the TLS handshake time, over both ports.
+    pub connection_limits: ConnectionLimits,
     pub tls_cert: Option<(PathBuf, PathBuf)>,
     pub partitions: u32,
     /// What the event log keeps (enforced periodically while serving).
@@ -281,6 +303,29 @@ impl ServeArgs {
                 "issuing_ca_cert and issuing_ca_key go together: give both or neither"
             ),
         };
+        let connection_limits = ConnectionLimits {
+            max_connections: positive(
+                "max_connections",
+                self.max_connections.or(file.max_connections),
+                ConnectionLimits::DEFAULT_MAX_CONNECTIONS,
+            )?,
+            max_connections_per_address: positive(
+                "max_connections_per_address",
+                self.max_connections_per_address
+                    .or(file.max_connections_per_address),
+                ConnectionLimits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            )?,
+            handshake_timeout: match self
+                .tls_handshake_timeout_seconds
+                .or(file.tls_handshake_timeout_seconds)
+            {
+                None => ConnectionLimits::DEFAULT_HANDSHAKE_TIMEOUT,
+                Some(s @ 1..=MAX_HANDSHAKE_SECONDS) => Duration::from_secs(u64::from(s)),
+                Some(s) => anyhow::bail!(
+                    "tls_handshake_timeout_seconds {s}: use 1 to {MAX_HANDSHAKE_SECONDS}"
+                ),
+            },
+        };
         Ok(ServeConfig {
             issuing_ca,
             issued_certificate_days: self
@@ -306,6 +351,7 @@ impl ServeArgs {
                 .mqtt_listen
                 .or(file.mqtt_listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8883))),
+            connection_limits,
             tls_cert,
             partitions: self
                 .partitions
@@ -365,6 +411,15 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("{} is not a valid config file", path.display()))
+}
+
+/// A cap from the flags or the file (at least 1), or its default.
+fn positive(key: &str, value: Option<u32>, default: usize) -> anyhow::Result<usize> {
+    match value {
+        None => Ok(default),
+        Some(0) => anyhow::bail!("{key} 0: use at least 1"),
+        Some(n) => Ok(n as usize),
+    }
 }
 
 #[cfg(test)]
@@ -442,6 +497,52 @@ mod tests {
         assert!(c.trust_ca.is_empty());
         assert_eq!(c.dps_limits.registrations_per_minute, 0);
         assert_eq!(c.dps_limits.polls_per_window, 5);
+    }
+
+    #[test]
+    fn connection_limits_from_defaults_file_and_flags() {
+        assert_eq!(
+            ServeArgs::default().resolve().unwrap().connection_limits,
+            ConnectionLimits::default()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironhub.toml");
+        std::fs::write(
+            &file,
+            "max_connections = 500\nmax_connections_per_address = 20\n\
+             tls_handshake_timeout_seconds = 3\n",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(file.clone()),
+            max_connections_per_address: Some(7),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            c.connection_limits,
+            ConnectionLimits {
+                max_connections: 500,
+                max_connections_per_address: 7,
+                handshake_timeout: Duration::from_secs(3),
+            }
+        );
+        std::fs::write(&file, "max_connections = 0\n").unwrap();
+        let zero = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        assert!(zero.resolve().is_err(), "a cap of 0 is refused");
+        std::fs::write(&file, "tls_handshake_timeout_seconds = 301\n").unwrap();
+        let long = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        assert!(
+            long.resolve().is_err(),
+            "a handshake timeout over 5 minutes is refused"
+        );
     }
 
     #[test]

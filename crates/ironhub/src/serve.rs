@@ -96,8 +96,18 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         Some((cert, key)) => (cert.clone(), key.clone()),
         None => (generated.server_chain.clone(), generated.server_key.clone()),
     };
-    let https_tls = ironhub_tls::server_config(&chain, &key, true)?;
-    let mqtt_tls = ironhub_tls::server_config(&chain, &key, false)?;
+    // Both ports accept under one limiter: the caps count the server's connections, not a port's.
+    let limiter = ironhub_tls::ConnectionLimiter::new(config.connection_limits);
+    let https_accept = ironhub_tls::AcceptLoop::new(
+        "https",
+        ironhub_tls::server_config(&chain, &key, true)?,
+        limiter.clone(),
+    );
+    let mqtt_accept = ironhub_tls::AcceptLoop::new(
+        "mqtt",
+        ironhub_tls::server_config(&chain, &key, false)?,
+        limiter,
+    );
 
     // The ports are reserved now (so that a taken port fails the start at once) but only
     // listened on once the hub's and the DPS's records are written: a client that can connect
@@ -153,13 +163,13 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let tasks = vec![
         tokio::spawn(ironhub_http::serve_tls(
             https,
-            https_tls,
+            https_accept,
             ironhub_http::router(hub.clone(), Some(dps.clone())),
             stopped.clone(),
         )),
         tokio::spawn(crate::mqtt_listener::serve(
             mqtt,
-            mqtt_tls,
+            mqtt_accept,
             hub.clone(),
             Some(dps.clone()),
             stopped.clone(),

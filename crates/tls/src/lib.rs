@@ -4,8 +4,12 @@
 //! Client certificates are requested but optional, and any chain is accepted at the handshake
 //! (devices authenticate by thumbprint or CA chain afterwards, in the domain); the handshake
 //! signature is still verified, so a client proves it holds the certificate's key.
+//!
+//! Every port accepts through one [`AcceptLoop`], under one server-wide [`ConnectionLimiter`].
 
+mod accept;
 mod certs;
+mod limits;
 mod verifier;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +17,9 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use accept::{AcceptLoop, Accepted, AdmittedStream};
 pub use certs::{CertificateFiles, ensure_certificates, write_private};
+pub use limits::{Admission, ConnectionLimiter, ConnectionLimits, Refusal};
 pub use verifier::AnyClientCert;
 
 /// Errors while preparing TLS.
@@ -75,16 +81,4 @@ pub fn server_config(
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
     }
     Ok(Arc::new(config))
-}
-
-/// Logs a failed TLS handshake: at `info` when the client's certificate was the problem (a
-/// device operator needs to see why, e.g. a certificate that does not parse or a handshake
-/// signature that does not verify), at `debug` otherwise (scanners and aborted connections are noise).
-pub fn log_handshake_error(listener: &str, peer: std::net::SocketAddr, error: &std::io::Error) {
-    let text = error.to_string();
-    if text.to_ascii_lowercase().contains("certificate") {
-        tracing::info!(%peer, listener, error = %text, "TLS handshake failed: the client's certificate was refused");
-    } else {
-        tracing::debug!(%peer, listener, error = %text, "TLS handshake failed");
-    }
 }

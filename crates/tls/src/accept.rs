@@ -1,0 +1,245 @@
+//! The one TLS accept loop every port runs: accept, admit under the [`ConnectionLimiter`]
+//! (a connection over a cap is closed at once), complete the TLS handshake within the limits'
+//! timeout, then hand the stream to the protocol (HTTP on 443, MQTT on 8883) until shutdown.
+//! Shaped after mini-redis's `server.rs` (tokio-rs/mini-redis), which bounds its connections
+//! with a semaphore and stops on a shutdown broadcast.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::limits::{Admission, ConnectionLimiter};
+
+/// A connection whose TLS handshake completed, for the protocol to serve.
+#[derive(Debug)]
+pub struct Accepted {
+    pub stream: AdmittedStream,
+    pub peer: SocketAddr,
+    /// The client's certificate chain, leaf first; empty when it sent none.
+    pub client_certificates: Vec<CertificateDer<'static>>,
+}
+
+/// The TLS stream of an admitted connection. It holds the connection's place under the limits
+/// and gives it back when dropped, whoever owns it then (an HTTP upgrade hands it on to the
+/// WebSocket session, for one).
+#[derive(Debug)]
+pub struct AdmittedStream {
+    tls: TlsStream<TcpStream>,
+    _admission: Admission,
+}
+
+impl AsyncRead for AdmittedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AdmittedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tls.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
+}
+
+/// One listener's accept loop: its name in logs, TLS configuration and the server's limiter.
+#[derive(Clone)]
+pub struct AcceptLoop {
+    name: &'static str,
+    acceptor: TlsAcceptor,
+    limiter: Arc<ConnectionLimiter>,
+    drain: Duration,
+}
+
+impl std::fmt::Debug for AcceptLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptLoop")
+            .field("name", &self.name)
+            .field("limiter", &self.limiter)
+            .field("drain", &self.drain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AcceptLoop {
+    /// A loop that drops open connections as soon as the server shuts down.
+    pub fn new(
+        name: &'static str,
+        tls: Arc<rustls::ServerConfig>,
+        limiter: Arc<ConnectionLimiter>,
+    ) -> Self {
+        AcceptLoop {
+            name,
+            acceptor: TlsAcceptor::from(tls),
+            limiter,
+            drain: Duration::ZERO,
+        }
+    }
+
+    /// Gives open connections up to `drain` to finish after shutdown (the protocol's handler
+    /// sees the shutdown signal and closes gracefully).
+    pub fn with_drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
+    }
+
+    /// Accepts on `listener` until `shutdown` turns true, serving each admitted connection with
+    /// `handler` (which gets the shutdown signal too), then drains or drops what is open.
+    pub async fn run<H, F>(
+        self,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+        handler: H,
+    ) where
+        H: Fn(Accepted, watch::Receiver<bool>) -> F + Clone + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        if let Some(admission) = self.admit(peer) {
+                            let _ = tcp.set_nodelay(true);
+                            let handshake = self.handshake(tcp, peer, admission);
+                            let handler = handler.clone();
+                            let shutdown = shutdown.clone();
+                            connections.spawn(async move {
+                                if let Some(accepted) = handshake.await {
+                                    handler(accepted, shutdown).await;
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(listener = self.name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            }
+            while connections.try_join_next().is_some() {}
+        }
+        drop(listener);
+        if !self.drain.is_zero() {
+            let _ = tokio::time::timeout(self.drain, async {
+                while connections.join_next().await.is_some() {}
+            })
+            .await;
+        }
+        connections.abort_all();
+    }
+
+    /// The connection's admission, or `None` when a cap refuses it (the caller drops the socket).
+    fn admit(&self, peer: SocketAddr) -> Option<Admission> {
+        match self.limiter.admit(peer.ip()) {
+            Ok(admission) => Some(admission),
+            Err(refusal) => {
+                tracing::debug!(
+                    listener = self.name,
+                    %peer,
+                    cap = ?refusal,
+                    refused = self.limiter.refused(),
+                    "connection refused: over the connection limit",
+                );
+                None
+            }
+        }
+    }
+
+    /// The TLS handshake, bounded by the limits' timeout.
+    fn handshake(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        admission: Admission,
+    ) -> impl Future<Output = Option<Accepted>> + Send + 'static {
+        let accept = self.acceptor.accept(tcp);
+        let timeout = self.limiter.limits().handshake_timeout;
+        let limiter = Arc::clone(&self.limiter);
+        let name = self.name;
+        async move {
+            tokio::pin!(accept);
+            let stream = match tokio::time::timeout(timeout, accept.as_mut()).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    log_handshake_error(name, peer, &e);
+                    return None;
+                }
+                Err(_) => {
+                    limiter.count_handshake_timeout();
+                    tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                    // The place is free before the socket closes, so a client that sees the close
+                    // may connect again at once.
+                    drop(admission);
+                    return None;
+                }
+            };
+            let client_certificates = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default();
+            Some(Accepted {
+                stream: AdmittedStream {
+                    tls: stream,
+                    _admission: admission,
+                },
+                peer,
+                client_certificates,
+            })
+        }
+    }
+}
+
+/// Logs a failed TLS handshake: at `info` when the client's certificate was the problem (a
+/// device operator needs to see why, e.g. a certificate that does not parse or a handshake
+/// signature that does not verify), at `debug` otherwise (scanners and aborted connections are noise).
+fn log_handshake_error(listener: &str, peer: SocketAddr, error: &io::Error) {
+    let text = error.to_string();
+    if text.to_ascii_lowercase().contains("certificate") {
+        tracing::info!(%peer, listener, error = %text, "TLS handshake failed: the client's certificate was refused");
+    } else {
+        tracing::debug!(%peer, listener, error = %text, "TLS handshake failed");
+    }
+}
