@@ -255,3 +255,33 @@ impl Dps {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_status_from_429_says_when_to_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ironhub_embedded::SqliteStore::open(dir.path()).unwrap());
+        let dps = Dps::open(store, vec!["dps.example".into()], None)
+            .await
+            .unwrap();
+        let cases = [
+            (DpsError::BadRequest(String::new()), None),
+            (DpsError::Unauthorized(String::new()), None),
+            (DpsError::MessageTooLarge(String::new()), None),
+            (DpsError::Throttled(String::new()), Some(10)),
+            (DpsError::ServerError(String::new()), Some(2)),
+        ];
+        for (e, retry_after) in cases {
+            let answer = dps.error_answer(&e);
+            assert_eq!(answer.status, e.status());
+            assert_eq!(answer.retry_after, retry_after, "{e:?}");
+            assert_eq!(answer.error_code, Some(e.code()));
+        }
+    }
+}
