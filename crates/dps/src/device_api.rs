@@ -7,11 +7,11 @@
 //!
 //! `retry-after` follows one rule on every transport: an `assigning` answer (202) and every
 //! answer with a status of 429 or more carry it. The provisioning SDKs treat any status ≥ 429
-//! as "try again later" on every transport and wait the `retry-after` they are given, else a
-//! default of their own (azure-iot-sdk-python, `provisioning/pipeline/
-//! pipeline_stages_provisioning.py`, `_process_retry_status_code`; azure-iot-sdk-node,
-//! `provisioning/transport/http/src/http.ts`, `registrationRequest` and
-//! `queryOperationStatus`): so a 500 says when to come back as a 429 does.
+//! as "try again later" and wait the `retry-after` they are given, else a default of their own
+//! (azure-iot-sdk-python, `provisioning/pipeline/pipeline_stages_provisioning.py`,
+//! `_process_retry_status_code`; azure-iot-sdk-node, `provisioning/transport/mqtt/src/mqtt.ts`
+//! and `provisioning/transport/http/src/http.ts`, whose REST client reports a status ≥ 300 as
+//! an error before that branch is reached): so a 500 says when to come back as a 429 does.
 
 use ironhub_auth::Credentials;
 use ironhub_wire::error::ErrorBody;

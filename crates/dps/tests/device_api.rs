@@ -66,7 +66,13 @@ async fn a_register_request_is_answered_assigning_with_retry_after_on_both_trans
     let t = token("dev-r");
     for transport in BOTH {
         let body = RequestBody::Bytes(br#"{"registrationId":"dev-r"}"#);
-        let r = request(transport, "dev-r", Some(&t), DeviceOperation::Register, body);
+        let r = request(
+            transport,
+            "dev-r",
+            Some(&t),
+            DeviceOperation::Register,
+            body,
+        );
         let answer = s.dps.device_request(&r).await;
         assert_eq!(answer.status, 202, "{transport:?}");
         assert_eq!(answer.retry_after, Some(2));
@@ -180,7 +186,8 @@ async fn throttled_polls_carry_retry_after_on_both_transports() {
 #[tokio::test]
 async fn a_tpm_challenge_is_only_given_over_https() {
     let s = setup().await;
-    let body = br#"{"registrationId":"dev-tpm","tpm":{"endorsementKey":"AAAA","storageRootKey":"AAAA"}}"#;
+    let body =
+        br#"{"registrationId":"dev-tpm","tpm":{"endorsementKey":"AAAA","storageRootKey":"AAAA"}}"#;
     let mqtt = request(
         Transport::Mqtt,
         "dev-tpm",

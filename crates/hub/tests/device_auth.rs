@@ -82,7 +82,10 @@ async fn a_sas_device_logs_in_with_its_token_and_carries_its_model() {
 
     // Nothing presented, or a blank token and no certificate: 401.
     let m = unauthorized(hub.authenticate(&login("d1", Credentials::default())).await);
-    assert!(m.contains("neither a SAS token nor a client certificate"), "{m}");
+    assert!(
+        m.contains("neither a SAS token nor a client certificate"),
+        "{m}"
+    );
     let blank = Credentials::new(Some("  "), &NO_CHAIN);
     unauthorized(hub.authenticate(&login("d1", blank)).await);
     // Another device's token, and a module login: 401.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ironhub_dps::Dps;
 use ironhub_auth::Credentials;
+use ironhub_dps::Dps;
 use ironhub_hub::{AuthenticatedDevice, DeviceIdentity, DeviceLogin, Hub, HubError, Telemetry};
 use ironhub_store::{Attachment, BusError, BusMessage, C2dMessage, C2dSettle, MethodResponse};
 use rumqttc::mqttbytes::v4::{
