@@ -15,7 +15,9 @@
 //! TPM device's first register PUT has no token and its TPM's keys in the body: it is
 //! answered 401 `{authenticationKey, keyName: "registration"}` (the TPM challenge).
 //! `Content-Encoding: utf-8` (Tasmota) is ignored; answers are always
-//! `application/json; charset=utf-8`; errors have DPS's body.
+//! `application/json; charset=utf-8`; errors have DPS's body. This file only translates: the
+//! request, its checks and its answer (status, body, `Retry-After`) are the domain's
+//! (`ironhub_dps::device_api`).
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;

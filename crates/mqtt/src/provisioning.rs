@@ -15,7 +15,9 @@
 //!
 //! The device attests on every request, with the credentials of its CONNECT: a wrong key or
 //! an unknown registration is a `res/401` answer, as real DPS gives it (PYDEV reports it as
-//! "register request returned a service error status code 401").
+//! "register request returned a service error status code 401"). This file only translates:
+//! the request, its checks and its answer (status, body, `retry-after`) are the domain's
+//! (`ironhub_dps::device_api`).
 
 use std::time::Duration;
 
