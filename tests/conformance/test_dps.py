@@ -394,6 +394,17 @@ def test_bad_device_requests_over_mqtt(hub, dps):
                           json.dumps({"registrationId": rid}).encode())
         assert topic.startswith("$dps/registrations/res/202/?$rid=10&retry-after="), topic
         assert body["status"] == "assigning"
+        op = body["operationId"]
+        # The same rules as over HTTPS (one handler in the domain): a request over 96 KB is a
+        # 413, and a throttled poll is a 429 with its retry-after.
+        topic, body = ask(c, answers, "$dps/registrations/PUT/iotdps-register/?$rid=11",
+                          b"{" + b" " * (96 * 1024) + b"}")
+        assert topic == "$dps/registrations/res/413/?$rid=11" and body["errorCode"] == 413001
+        topics = [ask(c, answers, f"$dps/registrations/GET/iotdps-get-operationstatus/?$rid=12&operationId={op}",
+                      b"")[0] for _ in range(5)]
+        throttled = [t for t in topics if t.startswith("$dps/registrations/res/429/")]
+        assert throttled, topics
+        assert throttled[0].startswith("$dps/registrations/res/429/?$rid=12&retry-after="), throttled
     finally:
         c.loop_stop()
         c.disconnect()

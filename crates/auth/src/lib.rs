@@ -4,6 +4,7 @@
 //! Everything here is pure (no I/O); the hub and DPS domains decide which keys apply.
 
 pub mod connstr;
+pub mod credentials;
 pub mod keys;
 pub mod policy;
 pub mod sas;
@@ -11,6 +12,7 @@ pub mod storage;
 pub mod x509;
 
 pub use connstr::{ConnectionString, ConnectionStringError};
+pub use credentials::Credentials;
 pub use keys::{
     KeyError, ThumbprintError, derive_device_key, generate_key, normalize_thumbprint, random_bytes,
     random_uuid, thumbprints, validate_key,

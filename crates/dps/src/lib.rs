@@ -12,6 +12,7 @@
 pub mod allocation;
 pub mod attestation;
 mod certificates;
+pub mod device_api;
 pub mod enrollments;
 mod error;
 pub mod hubs;

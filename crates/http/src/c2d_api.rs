@@ -36,12 +36,12 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use base64::Engine as _;
-use ironhub_auth::Rights;
+use ironhub_auth::{Credentials, Rights};
 use ironhub_hub::c2d::{
     MAX_MESSAGE_BYTES, OutgoingMessage, feedback_views, parse_ack, parse_expiry,
 };
 use ironhub_hub::model::azure_time;
-use ironhub_hub::{DeviceIdentity, Hub, HubError, MAX_TELEMETRY_BYTES, Telemetry};
+use ironhub_hub::{DeviceIdentity, DeviceLogin, Hub, HubError, MAX_TELEMETRY_BYTES, Telemetry};
 use ironhub_store::{C2dMessage, C2dSettle};
 
 use crate::extract::Segments;
@@ -241,30 +241,21 @@ async fn abandon_feedback(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Authenticates the device of the path: its SAS token (or a DeviceConnect policy's) in
-/// `Authorization`, else the TLS client certificate.
+/// Authenticates the device of the path with what the request presents: its
+/// `Authorization` header and the TLS client certificate chain (the hub decides which counts).
 pub(crate) async fn authenticate_device(
     hub: &Hub,
     device_id: &str,
     headers: &HeaderMap,
     connection: Option<&ConnectionInfo>,
 ) -> Result<DeviceIdentity, ApiError> {
-    let auth = match header_str(headers, header::AUTHORIZATION.as_str()) {
-        Some(token) => hub.authenticate_device(device_id, token).await?,
-        None => {
-            let chain: Vec<&[u8]> = connection
-                .map(|c| c.client_certificates.iter().map(|c| c.as_ref()).collect())
-                .unwrap_or_default();
-            hub.authenticate_device_x509(device_id, &chain).await?
-        }
+    let chain = connection.map_or(&[][..], |c| c.client_certificates.as_slice());
+    let login = DeviceLogin {
+        device_id,
+        credentials: Credentials::new(header_str(headers, header::AUTHORIZATION.as_str()), chain),
+        ..DeviceLogin::default()
     };
-    Ok(DeviceIdentity {
-        device_id: device_id.to_owned(),
-        module_id: None,
-        generation_id: auth.generation_id,
-        auth: auth.method,
-        model_id: None,
-    })
+    Ok(hub.authenticate(&login).await?.identity)
 }
 
 /// The `iothub-*` headers of a message given to a device.

@@ -40,20 +40,16 @@ use serde::de::DeserializeOwned;
 use crate::hub_api::{if_match, json_body};
 use crate::read_body;
 
-/// A DPS error as DPS renders it, with the `retry-after` to send (for 429, and for an
-/// operation still assigning).
+/// A DPS service API error as DPS renders it (the device API's answers, `retry-after`
+/// included, come whole from the domain: `ironhub_dps::device_api`).
 #[derive(Debug)]
 pub struct DpsApiError {
     pub error: DpsError,
-    pub retry_after: Option<u32>,
 }
 
 impl From<DpsError> for DpsApiError {
     fn from(error: DpsError) -> Self {
-        DpsApiError {
-            error,
-            retry_after: None,
-        }
+        DpsApiError { error }
     }
 }
 
@@ -65,9 +61,6 @@ impl IntoResponse for DpsApiError {
         let headers = response.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&self.error.code().to_string()) {
             headers.insert("x-ms-error-code", v);
-        }
-        if let Some(seconds) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

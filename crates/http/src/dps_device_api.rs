@@ -15,23 +15,22 @@
 //! TPM device's first register PUT has no token and its TPM's keys in the body: it is
 //! answered 401 `{authenticationKey, keyName: "registration"}` (the TPM challenge).
 //! `Content-Encoding: utf-8` (Tasmota) is ignored; answers are always
-//! `application/json; charset=utf-8`; errors have DPS's body.
+//! `application/json; charset=utf-8`; errors have DPS's body. This file only translates: the
+//! request, its checks and its answer (status, body, `Retry-After`) are the domain's
+//! (`ironhub_dps::device_api`).
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
-use ironhub_dps::attestation::Attested;
-use ironhub_dps::model::{
-    DeviceRegistration, RegistrationOperationStatus, RegistrationStatus, TpmChallenge,
-};
+use ironhub_auth::Credentials;
+use ironhub_dps::device_api::{DeviceOperation, DeviceRequest, RequestBody, Transport};
 use ironhub_dps::{Dps, DpsError};
 
 use crate::dps_api::DpsApiError;
-use crate::hub_api::json_body;
 use crate::{ConnectionInfo, read_body_within};
 
 pub(crate) fn routes() -> Router<Dps> {
@@ -50,93 +49,67 @@ pub(crate) fn routes() -> Router<Dps> {
         )
 }
 
-/// The token in `Authorization`, if there is one.
-fn token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|t| !t.trim().is_empty())
-}
-
-/// Attests the device behind a request: by its SAS token, else by its client certificate.
-pub(crate) async fn attest(
-    dps: &Dps,
-    scope: &str,
-    registration_id: &str,
-    headers: &HeaderMap,
-    info: &ConnectionInfo,
-) -> Result<Attested, DpsError> {
-    match token(headers) {
-        Some(token) => {
-            dps.attest_symmetric_key(scope, registration_id, token)
-                .await
-        }
-        None if !info.client_certificates.is_empty() => {
-            dps.attest_x509(scope, registration_id, &info.client_certificates)
-                .await
-        }
-        None => {
-            dps.check_id_scope(scope)?;
-            Err(DpsError::Unauthorized(
-                "Unauthorized: the request has neither an Authorization header nor a client \
-                 certificate."
-                    .into(),
-            ))
-        }
-    }
-}
-
-fn refused(dps: &Dps, scope: &str, registration_id: &str, e: DpsError) -> DpsApiError {
-    tracing::info!(target: "DeviceOperations", scope, registration_id, error = %e, "device request refused");
-    DpsApiError {
-        retry_after: matches!(e, DpsError::Throttled(_)).then(|| dps.retry_after(Some(&e))),
-        error: e,
-    }
-}
-
-/// The three path segments, or DPS's 400.
+/// The path's ids, or DPS's 400.
 fn ids<T>(path: Result<Path<T>, PathRejection>) -> Result<T, DpsApiError> {
     path.map(|Path(p)| p)
         .map_err(|e| DpsError::BadRequest(format!("The path is not valid: {e}.")).into())
 }
 
-/// An operation's answer: 202 with `Retry-After` while assigning, 200 once it ended.
-fn operation_response(dps: &Dps, op: &RegistrationOperationStatus) -> Response {
-    let mut response = json_body(op);
-    if op.status == RegistrationStatus::Assigning {
-        *response.status_mut() = StatusCode::ACCEPTED;
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(dps.retry_after(None)),
-        );
-    }
-    response
-}
-
-/// Reads the device's registration request (at most 96 KB: Azure docs, "Quotas and limits"
-/// of the Device Provisioning Service).
-async fn registration_body(dps: &Dps, body: Body) -> Result<DeviceRegistration, DpsError> {
-    let limit = dps.limits().max_message_bytes;
-    let bytes = read_body_within(body, limit).await.map_err(|_| {
-        DpsError::MessageTooLarge(format!(
-            "The request is larger than {limit} bytes, the most DPS accepts."
-        ))
-    })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(DeviceRegistration::default());
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        DpsError::BadRequest(format!(
-            "The body is not a valid device registration (JSON with registrationId): {e}."
-        ))
-    })
-}
-
-fn api_version(query: Option<&str>) -> Option<String> {
+fn api_version(query: Option<&str>) -> Option<&str> {
     query?
         .split('&')
         .find_map(|p| p.strip_prefix("api-version="))
-        .map(str::to_owned)
+}
+
+/// Hands a request to the domain and renders its answer: the status, DPS's JSON,
+/// `Retry-After`, `x-ms-error-code`, and `Location` for a register request.
+async fn handle(
+    dps: &Dps,
+    info: &ConnectionInfo,
+    headers: &HeaderMap,
+    uri: &Uri,
+    ids: (&str, &str),
+    operation: DeviceOperation<'_>,
+    body: Body,
+) -> Response {
+    let limit = dps.limits().max_message_bytes;
+    let bytes = read_body_within(body, limit).await.ok();
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let request = DeviceRequest {
+        transport: Transport::Https,
+        id_scope: ids.0,
+        registration_id: ids.1,
+        operation,
+        credentials: Credentials::new(token, &info.client_certificates),
+        body: bytes
+            .as_deref()
+            .map_or(RequestBody::TooLarge, RequestBody::Bytes),
+        api_version: api_version(uri.query()),
+    };
+    let answer = dps.device_request(&request).await;
+    let mut response = Response::new(Body::from(answer.body.to_json()));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    if let Some(seconds) = answer.retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if let Some(code) = answer.error_code {
+        h.insert("x-ms-error-code", HeaderValue::from(code));
+    }
+    if let Some(v) = answer
+        .location(&request)
+        .and_then(|l| HeaderValue::from_str(&l).ok())
+    {
+        h.insert(header::LOCATION, v);
+    }
+    response
 }
 
 async fn register(
@@ -148,83 +121,36 @@ async fn register(
     body: Body,
 ) -> Result<Response, DpsApiError> {
     let (scope, registration_id) = ids(path)?;
-    let fail = |e| refused(&dps, &scope, &registration_id, e);
-    // Read the body first, so a malformed request is a 400 whoever sent it.
-    let request = registration_body(&dps, body).await.map_err(fail)?;
-    if let Some(tpm) = request.tpm.as_ref().filter(|_| token(&headers).is_none()) {
-        // TPM attestation's first step: the challenge, as a 401.
-        let key = dps
-            .tpm_challenge(&scope, &registration_id, tpm)
-            .await
-            .map_err(fail)?;
-        let mut response = json_body(&TpmChallenge {
-            authentication_key: key,
-            key_name: "registration".into(),
-            message: "Sign a SAS token with the key in authenticationKey, once your TPM \
-                      imported it, and register again with it."
-                .into(),
-        });
-        *response.status_mut() = StatusCode::UNAUTHORIZED;
-        return Ok(response);
-    }
-    let attested = attest(&dps, &scope, &registration_id, &headers, &info)
-        .await
-        .map_err(fail)?;
-    let op = dps
-        .register(attested, request, api_version(uri.query()).as_deref())
-        .await
-        .map_err(fail)?;
-    // Always 202 `assigning` (docs/protocol/dps-json.md §2), with where to poll.
-    let mut response = json_body(&op);
-    *response.status_mut() = StatusCode::ACCEPTED;
-    let h = response.headers_mut();
-    h.insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(dps.retry_after(None)),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "/{scope}/registrations/{registration_id}/operations/{}",
-        op.operation_id
-    )) {
-        h.insert(header::LOCATION, v);
-    }
-    Ok(response)
+    let operation = DeviceOperation::Register;
+    let ids = (scope.as_str(), registration_id.as_str());
+    Ok(handle(&dps, &info, &headers, &uri, ids, operation, body).await)
 }
 
 async fn operation_status(
     State(dps): State<Dps>,
     Extension(info): Extension<ConnectionInfo>,
     path: Result<Path<(String, String, String)>, PathRejection>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, DpsApiError> {
     let (scope, registration_id, operation_id) = ids(path)?;
-    let fail = |e| refused(&dps, &scope, &registration_id, e);
-    attest(&dps, &scope, &registration_id, &headers, &info)
-        .await
-        .map_err(fail)?;
-    let op = dps
-        .operation_status(&registration_id, &operation_id)
-        .await
-        .map_err(fail)?;
-    Ok(operation_response(&dps, &op))
+    let operation = DeviceOperation::OperationStatus {
+        operation_id: &operation_id,
+    };
+    let ids = (scope.as_str(), registration_id.as_str());
+    Ok(handle(&dps, &info, &headers, &uri, ids, operation, Body::empty()).await)
 }
 
 async fn status_lookup(
     State(dps): State<Dps>,
     Extension(info): Extension<ConnectionInfo>,
     path: Result<Path<(String, String)>, PathRejection>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, DpsApiError> {
     let (scope, registration_id) = ids(path)?;
-    let fail = |e| refused(&dps, &scope, &registration_id, e);
-    registration_body(&dps, body).await.map_err(fail)?;
-    attest(&dps, &scope, &registration_id, &headers, &info)
-        .await
-        .map_err(fail)?;
-    let state = dps
-        .device_registration_status(&registration_id)
-        .await
-        .map_err(fail)?;
-    Ok(json_body(&state).into_response())
+    let operation = DeviceOperation::RegistrationStatus;
+    let ids = (scope.as_str(), registration_id.as_str());
+    Ok(handle(&dps, &info, &headers, &uri, ids, operation, body).await)
 }

@@ -11,6 +11,7 @@ pub mod ca;
 mod certificates;
 pub mod credentials;
 mod device;
+mod device_auth;
 pub mod digital_twin;
 mod error;
 pub mod events;
@@ -31,6 +32,7 @@ use ironhub_store::{Clock, DeviceBus, EventLog, HubSettings, Store, SystemClock}
 
 pub use auth::Principal;
 pub use device::{AuthMethod, DeviceAuth, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
+pub use device_auth::{AuthenticatedDevice, DeviceLogin};
 pub use error::HubError;
 pub use node::{NODE_LEASE, Recovered};
 

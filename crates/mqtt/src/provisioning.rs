@@ -15,13 +15,17 @@
 //!
 //! The device attests on every request, with the credentials of its CONNECT: a wrong key or
 //! an unknown registration is a `res/401` answer, as real DPS gives it (PYDEV reports it as
-//! "register request returned a service error status code 401").
+//! "register request returned a service error status code 401"). This file only translates:
+//! the request, its checks and its answer (status, body, `retry-after`) are the domain's
+//! (`ironhub_dps::device_api`).
 
 use std::time::Duration;
 
-use ironhub_dps::attestation::Attested;
-use ironhub_dps::model::{DeviceRegistration, RegistrationOperationStatus, RegistrationStatus};
-use ironhub_dps::{Dps, DpsError};
+use ironhub_auth::Credentials;
+use ironhub_dps::Dps;
+use ironhub_dps::device_api::{
+    DeviceAnswer, DeviceOperation, DeviceRequest, RequestBody, Transport,
+};
 use percent_encoding::percent_decode_str;
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode,
@@ -108,85 +112,36 @@ fn response_topic(status: u16, rid: &str, retry_after: Option<u32>) -> String {
     }
 }
 
-/// What the device authenticates with.
-struct Credentials {
-    token: Option<String>,
-    certificates: std::sync::Arc<Vec<Vec<u8>>>,
-}
-
+/// A DPS connection's device: who it says it is, and what its CONNECT presented.
 struct Provisioning<'a> {
     dps: Dps,
     user: DpsUsername,
-    credentials: Credentials,
+    token: Option<String>,
     ctx: &'a ConnectionContext,
 }
 
 impl Provisioning<'_> {
-    async fn attest(&self) -> Result<Attested, DpsError> {
-        let (scope, id) = (&self.user.scope, &self.user.registration_id);
-        match &self.credentials.token {
-            Some(token) => self.dps.attest_symmetric_key(scope, id, token).await,
-            None => {
-                self.dps
-                    .attest_x509(scope, id, &self.credentials.certificates)
-                    .await
-            }
-        }
-    }
-
-    /// The answer to a request: a status, a body, and a `retry-after` when there is one.
-    async fn answer(&self, topic: &str, payload: &[u8]) -> (u16, Vec<u8>, Option<u32>) {
-        let result = if topic.starts_with(REGISTER) {
-            self.register(payload).await
+    /// The answer to a request on `topic`: a status, a body, and a `retry-after` when DPS
+    /// sends one (the domain decides all three).
+    async fn answer(&self, topic: &str, payload: &[u8]) -> DeviceAnswer {
+        let (_, operation_id) = request_params(topic);
+        let operation = if topic.starts_with(REGISTER) {
+            DeviceOperation::Register
         } else {
-            let (_, operation_id) = request_params(topic);
-            self.poll(operation_id.as_deref().unwrap_or_default()).await
-        };
-        match result {
-            Ok(op) => {
-                let body = serde_json::to_vec(&op).unwrap_or_default();
-                if op.status == RegistrationStatus::Assigning {
-                    (202, body, Some(self.dps.retry_after(None)))
-                } else {
-                    (200, body, None)
-                }
+            DeviceOperation::OperationStatus {
+                operation_id: operation_id.as_deref().unwrap_or_default(),
             }
-            Err(e) => {
-                tracing::info!(target: "DeviceOperations", registration_id = %self.user.registration_id, peer = %self.ctx.peer, error = %e, "device request refused");
-                let retry = (e.status() >= 429).then(|| self.dps.retry_after(Some(&e)));
-                let body = serde_json::to_vec(&e.body()).unwrap_or_default();
-                (e.status(), body, retry)
-            }
-        }
-    }
-
-    async fn register(&self, payload: &[u8]) -> Result<RegistrationOperationStatus, DpsError> {
-        let limit = self.dps.limits().max_message_bytes;
-        if payload.len() > limit {
-            return Err(DpsError::MessageTooLarge(format!(
-                "The request is larger than {limit} bytes, the most DPS accepts."
-            )));
-        }
-        let request: DeviceRegistration = if payload.iter().all(u8::is_ascii_whitespace) {
-            DeviceRegistration::default()
-        } else {
-            serde_json::from_slice(payload).map_err(|e| {
-                DpsError::BadRequest(format!(
-                    "The body is not a valid device registration (JSON with registrationId): {e}."
-                ))
-            })?
         };
-        let attested = self.attest().await?;
-        self.dps
-            .register(attested, request, self.user.api_version.as_deref())
-            .await
-    }
-
-    async fn poll(&self, operation_id: &str) -> Result<RegistrationOperationStatus, DpsError> {
-        self.attest().await?;
-        self.dps
-            .operation_status(&self.user.registration_id, operation_id)
-            .await
+        let request = DeviceRequest {
+            transport: Transport::Mqtt,
+            id_scope: &self.user.scope,
+            registration_id: &self.user.registration_id,
+            operation,
+            credentials: Credentials::new(self.token.as_deref(), &self.ctx.client_certificates),
+            body: RequestBody::Bytes(payload),
+            api_version: self.user.api_version.as_deref(),
+        };
+        self.dps.device_request(&request).await
     }
 }
 
@@ -215,12 +170,8 @@ pub(crate) async fn serve<S>(
         let _ = conn.send(refuse(ConnectReturnCode::BadClientId)).await;
         return;
     }
-    let token = connect
-        .login
-        .as_ref()
-        .map(|l| l.password.clone())
-        .filter(|p| !p.is_empty());
-    if token.is_none() && ctx.client_certificates.is_empty() {
+    let token = connect.login.as_ref().map(|l| l.password.clone());
+    if Credentials::new(token.as_deref(), &ctx.client_certificates).is_empty() {
         // Nothing to attest with.
         let _ = conn.send(refuse(ConnectReturnCode::NotAuthorized)).await;
         return;
@@ -244,10 +195,7 @@ pub(crate) async fn serve<S>(
     let session = Provisioning {
         dps,
         user,
-        credentials: Credentials {
-            token,
-            certificates: ctx.client_certificates.clone(),
-        },
+        token,
         ctx: &ctx,
     };
     loop {
@@ -302,11 +250,11 @@ pub(crate) async fn serve<S>(
                 }
                 let (rid, _) = request_params(&p.topic);
                 let rid = rid.unwrap_or_default();
-                let (status, body, retry_after) = session.answer(&p.topic, &p.payload).await;
+                let answer = session.answer(&p.topic, &p.payload).await;
                 Packet::Publish(Publish::new(
-                    response_topic(status, &rid, retry_after),
+                    response_topic(answer.status, &rid, answer.retry_after),
                     QoS::AtMostOnce,
-                    body,
+                    answer.body.to_json(),
                 ))
             }
             // A PUBACK of an answer (a client may acknowledge QoS 0), or anything else a

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use ironhub_auth::Credentials;
 use ironhub_dps::Dps;
-use ironhub_hub::{DeviceIdentity, Hub, HubError, Telemetry};
+use ironhub_hub::{AuthenticatedDevice, DeviceIdentity, DeviceLogin, Hub, HubError, Telemetry};
 use ironhub_store::{Attachment, BusError, BusMessage, C2dMessage, C2dSettle, MethodResponse};
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe,
@@ -135,14 +136,11 @@ where
     }
 }
 
-/// A device that passed CONNECT.
-struct Admitted {
-    identity: DeviceIdentity,
-    /// When its SAS token expires (Unix seconds); `None` for certificates.
-    expires: Option<u64>,
-}
-
-async fn admit(ctx: &ConnectionContext, connect: &Connect) -> Result<Admitted, ConnectReturnCode> {
+/// CONNECT's checks: the protocol, the client id and username; then the hub authenticates.
+async fn admit(
+    ctx: &ConnectionContext,
+    connect: &Connect,
+) -> Result<AuthenticatedDevice, ConnectReturnCode> {
     if connect.protocol != Protocol::V4 {
         return Err(ConnectReturnCode::RefusedProtocolVersion);
     }
@@ -164,42 +162,20 @@ async fn admit(ctx: &ConnectionContext, connect: &Connect) -> Result<Admitted, C
         tracing::info!(peer = %ctx.peer, client_id = %connect.client_id, "username names another device");
         return Err(ConnectReturnCode::BadUserNamePassword);
     }
-    if module_id.is_some() {
-        // Module identities are not in the registry yet.
-        tracing::info!(peer = %ctx.peer, client_id = %connect.client_id, "module connections are not supported");
-        return Err(ConnectReturnCode::NotAuthorized);
-    }
-    let hub = &ctx.hub;
-    let result = match password.filter(|p| !p.is_empty()) {
-        Some(token) => hub.authenticate_device(&device_id, token).await,
-        None if !ctx.client_certificates.is_empty() => {
-            hub.authenticate_device_x509(&device_id, &ctx.client_certificates)
-                .await
-        }
-        None => Err(HubError::Unauthorized(
-            "no password and no client certificate".into(),
-        )),
+    let login = DeviceLogin {
+        device_id: &device_id,
+        module_id: module_id.as_deref(),
+        model_id: user.as_ref().and_then(|u| u.param("model-id")),
+        credentials: Credentials::new(password, &ctx.client_certificates),
     };
-    let auth = result.map_err(|e| {
-        tracing::info!(target: "Connections", peer = %ctx.peer, device = %device_id, error = %e, "connection refused");
+    let admitted = ctx.hub.authenticate(&login).await.map_err(|e| {
+        tracing::info!(target: "Connections", peer = %ctx.peer, device = %connect.client_id, error = %e, "connection refused");
         match e {
             HubError::ServerError(_) => ConnectReturnCode::ServiceUnavailable,
             _ => ConnectReturnCode::NotAuthorized,
         }
     })?;
-    Ok(Admitted {
-        identity: DeviceIdentity {
-            device_id,
-            module_id,
-            generation_id: auth.generation_id,
-            auth: auth.method,
-            model_id: user
-                .as_ref()
-                .and_then(|u| u.param("model-id"))
-                .map(str::to_owned),
-        },
-        expires: auth.expires,
-    })
+    Ok(admitted)
 }
 
 /// The socket, with a buffer of bytes read but not yet parsed.
@@ -309,7 +285,7 @@ struct Session {
 }
 
 impl Session {
-    async fn new(hub: Hub, admitted: Admitted, connect: &Connect) -> Session {
+    async fn new(hub: Hub, admitted: AuthenticatedDevice, connect: &Connect) -> Session {
         let client_id = admitted.identity.key();
         let persistent = !connect.clean_session;
         let mut features = BTreeSet::new();

@@ -1,0 +1,71 @@
+//! A device's login, whatever its transport: which credential it is checked by, and the
+//! [`DeviceIdentity`] it becomes. The MQTT CONNECT and the HTTPS device routes both come here.
+//!
+//! The choice (Azure docs, "Control access to IoT Hub", sections on SAS tokens and X.509
+//! certificates): a SAS token when the device sent one (signed with its own key, or with a
+//! policy that has DeviceConnect), else the TLS client certificate chain; a blank token is
+//! no token (an empty MQTT password next to a certificate is how the SDKs connect with X.509).
+
+use ironhub_auth::Credentials;
+
+use crate::{DeviceIdentity, Hub, HubError};
+
+/// Who a device says it is, and what it presents to prove it.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceLogin<'a> {
+    pub device_id: &'a str,
+    /// The module, for a module identity (`deviceId/moduleId`).
+    pub module_id: Option<&'a str>,
+    /// The Plug and Play model the device announces (`model-id` of an MQTT username).
+    pub model_id: Option<&'a str>,
+    pub credentials: Credentials<'a>,
+}
+
+/// A device that proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedDevice {
+    pub identity: DeviceIdentity,
+    /// When its SAS token expires (Unix seconds); `None` for certificates.
+    pub expires: Option<u64>,
+}
+
+impl Hub {
+    /// Authenticates a device's login: by its SAS token if it has one, else by its client
+    /// certificate chain. Module identities are not in the registry yet, so a module's login
+    /// is refused.
+    pub async fn authenticate(
+        &self,
+        login: &DeviceLogin<'_>,
+    ) -> Result<AuthenticatedDevice, HubError> {
+        let device_id = login.device_id;
+        if let Some(module) = login.module_id {
+            return Err(HubError::Unauthorized(format!(
+                "Unauthorized: module identities ('{device_id}/{module}') are not supported."
+            )));
+        }
+        let credentials = &login.credentials;
+        let auth = match credentials.token {
+            Some(token) => self.authenticate_device(device_id, token).await?,
+            None if !credentials.chain.is_empty() => {
+                self.authenticate_device_x509(device_id, &credentials.chain)
+                    .await?
+            }
+            None => {
+                return Err(HubError::Unauthorized(
+                    "Unauthorized: the device sent neither a SAS token nor a client certificate."
+                        .into(),
+                ));
+            }
+        };
+        Ok(AuthenticatedDevice {
+            identity: DeviceIdentity {
+                device_id: device_id.to_owned(),
+                module_id: None,
+                generation_id: auth.generation_id,
+                auth: auth.method,
+                model_id: login.model_id.map(str::to_owned),
+            },
+            expires: auth.expires,
+        })
+    }
+}
