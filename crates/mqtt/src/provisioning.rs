@@ -26,7 +26,6 @@ use ironhub_dps::Dps;
 use ironhub_dps::device_api::{
     DeviceAnswer, DeviceOperation, DeviceRequest, RequestBody, Transport,
 };
-use percent_encoding::percent_decode_str;
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode,
     UnsubAck,
@@ -35,6 +34,7 @@ use rumqttc::mqttbytes::{Protocol, QoS};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::session::{Conn, ConnectionContext, MAX_KEEP_ALIVE_SECS};
+use crate::topics::percent_decode as decode;
 
 const REGISTER: &str = "$dps/registrations/PUT/iotdps-register/";
 const OPERATION_STATUS: &str = "$dps/registrations/GET/iotdps-get-operationstatus/";
@@ -82,10 +82,6 @@ impl DpsUsername {
             api_version,
         })
     }
-}
-
-fn decode(s: &str) -> String {
-    percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// The query pairs of a request topic (`…/?$rid=1&operationId=…`), values percent-decoded

@@ -152,10 +152,15 @@ fn query_param(query: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.unwrap_or_default())
 }
 
+/// Percent-decodes one part of a topic or username (invalid UTF-8 becomes U+FFFD; `+` stays).
+pub(crate) fn percent_decode(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
 /// Decodes `k1=v1&k2&k3=` into pairs: a key without `=` has no value, `k=` an empty one.
 /// Percent-decoding leaves `+` alone.
 pub fn decode_property_bag(bag: &str) -> Vec<(String, Option<String>)> {
-    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let decode = percent_decode;
     bag.split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| match pair.split_once('=') {

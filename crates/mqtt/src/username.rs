@@ -5,7 +5,7 @@
 //! `?api-version=…`, without the `?`, with unencoded `:` and `;` in `model-id`. Nothing after
 //! the ids is required.
 
-use percent_encoding::percent_decode_str;
+use crate::topics::percent_decode as decode;
 
 /// A parsed username.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -67,10 +67,6 @@ impl Username {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-}
-
-fn decode(s: &str) -> String {
-    percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]
