@@ -154,6 +154,7 @@ class IronHub:
         self.stderr_path = workdir / "server.stderr"
         self.https = (address, 443)
         self.mqtt = (address, 8883)
+        self.amqp = (address, 5671)
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.info: dict = {}
@@ -172,6 +173,8 @@ class IronHub:
             f"{self.address}:443",
             "--mqtt-listen",
             f"{self.address}:8883",
+            "--amqp-listen",
+            f"{self.address}:5671",
             *self.extra_args,
         ]
 

@@ -12,6 +12,17 @@ pub enum Principal {
     Policy { name: String, rights: Rights },
 }
 
+/// A policy-signed token a connection presented (AMQP's claims-based security): who signed
+/// it, the resource it names, and until when it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceGrant {
+    pub principal: Principal,
+    /// The token's `sr`, decoded (`myhub.example`, `sb://myhub.example/entity`, …).
+    pub resource: String,
+    /// Unix seconds.
+    pub expires: u64,
+}
+
 fn unauthorized(e: SasError) -> HubError {
     HubError::Unauthorized(format!("Unauthorized: {e}."))
 }
@@ -59,6 +70,54 @@ impl Hub {
             HubError::Unauthorized("Unauthorized: the request has no Authorization header.".into())
         })?;
         let token = SasToken::parse(header).map_err(unauthorized)?;
+        self.check_policy_token(&token, alternatives, |t| self.covers_hub(t, ""))
+    }
+
+    /// Accepts a policy-signed token whose `sr` is this hub or anything under it (an AMQP
+    /// client presents one per audience: the hub, `{host}/messages/devicebound`, or the
+    /// Event Hubs-compatible entity `sb://{host}/{entity}`). What the token then grants is
+    /// decided per address by [`Hub::grant_covers`].
+    pub fn authorize_service_token(
+        &self,
+        token_text: &str,
+        alternatives: &[Rights],
+    ) -> Result<ServiceGrant, HubError> {
+        let token = SasToken::parse(token_text).map_err(unauthorized)?;
+        let resource = token.resource();
+        let principal = self.check_policy_token(&token, alternatives, |_| {
+            if self
+                .host_names()
+                .any(|host| ironhub_auth::resource_covers(host, &resource))
+            {
+                Ok(())
+            } else {
+                Err(unauthorized(SasError::ResourceMismatch(resource.clone())))
+            }
+        })?;
+        Ok(ServiceGrant {
+            principal,
+            resource,
+            expires: token.expiry(),
+        })
+    }
+
+    /// Whether `grant` covers `path` of this hub (`/messages/devicebound`,
+    /// `/{entity}/ConsumerGroups/$Default/Partitions/0`) and is still valid at `now`.
+    pub fn grant_covers(&self, grant: &ServiceGrant, path: &str, now: u64) -> bool {
+        grant.expires > now
+            && self.host_names().any(|host| {
+                ironhub_auth::resource_covers(&grant.resource, &format!("{host}{path}"))
+            })
+    }
+
+    /// The checks every policy-signed token passes: a known policy, its signature, expiry,
+    /// `resource_ok`, and one of `alternatives` among the policy's rights.
+    fn check_policy_token(
+        &self,
+        token: &SasToken<'_>,
+        alternatives: &[Rights],
+        resource_ok: impl FnOnce(&SasToken<'_>) -> Result<(), HubError>,
+    ) -> Result<Principal, HubError> {
         let name = token.key_name().ok_or_else(|| {
             HubError::Unauthorized(
                 "Unauthorized: service operations need a token signed with a shared access policy (skn)."
@@ -72,7 +131,7 @@ impl Hub {
         })?;
         token.verify_keys(policy.keys()).map_err(unauthorized)?;
         token.check_expiry(unix_now()).map_err(unauthorized)?;
-        self.covers_hub(&token, "")?;
+        resource_ok(token)?;
         if !alternatives.iter().any(|&r| policy.rights.contains(r)) {
             let needed = alternatives
                 .iter()

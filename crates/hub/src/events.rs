@@ -63,6 +63,15 @@ impl FromStr for ReadFrom {
     }
 }
 
+/// The name of the hub's Event Hubs-compatible entity (the `EntityPath` of its built-in
+/// endpoint): the first label of the host name, as IoT Hub names the endpoint after the hub.
+pub fn event_hub_name(host_name: &str) -> &str {
+    if host_name.parse::<std::net::IpAddr>().is_ok() {
+        return host_name;
+    }
+    host_name.split('.').next().unwrap_or(host_name)
+}
+
 /// Event Hubs' rule for consumer group names: 1–50 letters, digits, `.`, `-`, `_`, starting
 /// and ending with a letter or digit.
 fn validate_group_name(name: &str) -> Result<(), HubError> {
@@ -177,6 +186,12 @@ impl Hub {
         })
     }
 
+    /// One partition's retained range.
+    pub async fn partition(&self, partition: u32) -> Result<PartitionView, HubError> {
+        self.check_partition(partition)?;
+        self.partition_view(partition).await
+    }
+
     /// Every partition's retained range.
     pub async fn partitions(&self) -> Result<Vec<PartitionView>, HubError> {
         let mut out = Vec::new();
@@ -184,6 +199,22 @@ impl Hub {
             out.push(self.partition_view(p).await?);
         }
         Ok(out)
+    }
+
+    /// The last event a partition holds, if it holds any (Event Hubs reports its offset and
+    /// enqueued time in the partition's properties).
+    pub async fn last_event(&self, partition: u32) -> Result<Option<Event>, HubError> {
+        self.check_partition(partition)?;
+        let bounds = self.events.bounds(partition).await?;
+        if bounds.next <= bounds.first {
+            return Ok(None);
+        }
+        Ok(self
+            .events
+            .read(partition, bounds.next - 1, 1)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// Consumer group names, `$Default` first.
@@ -325,6 +356,13 @@ mod tests {
             let e = bad.parse::<ReadFrom>().unwrap_err();
             assert_eq!(e.status(), 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn event_hub_names() {
+        assert_eq!(event_hub_name("myhub.azure-devices.net"), "myhub");
+        assert_eq!(event_hub_name("localhost"), "localhost");
+        assert_eq!(event_hub_name("127.0.0.2"), "127.0.0.2");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use ironhub_store::{Clock, DeviceBus, EventLog, HubSettings, Store, SystemClock};
 
-pub use auth::Principal;
+pub use auth::{Principal, ServiceGrant};
 pub use device::{AuthMethod, DeviceAuth, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
 pub use device_auth::{AuthenticatedDevice, DeviceLogin};
 pub use error::HubError;

@@ -29,6 +29,7 @@ fn chrono_hours(hours: u32) -> chrono::Duration {
 #[derive(Debug, Clone, Args, Default)]
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
+    /// amqp_listen,
     /// max_connections, max_connections_per_address, tls_handshake_timeout_seconds,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
     /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
@@ -51,6 +52,10 @@ pub struct ServeArgs {
     /// MQTT over TLS address [default: 0.0.0.0:8883].
     #[arg(long, env = "IRONHUB_MQTT_LISTEN")]
     pub mqtt_listen: Option<SocketAddr>,
+    /// AMQP over TLS address (service clients, Event Hubs readers) [default: the HTTPS
+    /// address's IP with port 5671 (0.0.0.0:5671), or port 0 when HTTPS's port is 0].
+    #[arg(long, env = "IRONHUB_AMQP_LISTEN")]
+    pub amqp_listen: Option<SocketAddr>,
     /// Open connections the server accepts over both ports; one more is closed at once
     /// [default: 100000].
     #[arg(long, env = "IRONHUB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -125,6 +130,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where AMQP listens when not told: beside HTTPS on port 5671, so that servers on different
+/// loopback addresses (or on ephemeral ports) do not compete for one wildcard port.
+fn default_amqp_listen(https: SocketAddr) -> SocketAddr {
+    let port = if https.port() == 0 { 0 } else { 5671 };
+    SocketAddr::new(https.ip(), port)
+}
+
 /// The `--config` file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,6 +146,7 @@ struct FileConfig {
     hostname: Option<OneOrMany>,
     https_listen: Option<SocketAddr>,
     mqtt_listen: Option<SocketAddr>,
+    amqp_listen: Option<SocketAddr>,
     max_connections: Option<u32>,
     max_connections_per_address: Option<u32>,
     tls_handshake_timeout_seconds: Option<u32>,
@@ -206,6 +219,7 @@ pub struct ServeConfig {
     pub hostnames: Vec<String>,
     pub https_listen: SocketAddr,
     pub mqtt_listen: SocketAddr,
+    pub amqp_listen: SocketAddr,
     /// The caps on open connections and the TLS handshake time, over both ports.
     pub connection_limits: ConnectionLimits,
     pub tls_cert: Option<(PathBuf, PathBuf)>,
@@ -326,6 +340,10 @@ impl ServeArgs {
                 ),
             },
         };
+        let https_listen = self
+            .https_listen
+            .or(file.https_listen)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 443)));
         Ok(ServeConfig {
             issuing_ca,
             issued_certificate_days: self
@@ -343,14 +361,15 @@ impl ServeArgs {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("ironhub-data")),
             hostnames,
-            https_listen: self
-                .https_listen
-                .or(file.https_listen)
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 443))),
+            https_listen,
             mqtt_listen: self
                 .mqtt_listen
                 .or(file.mqtt_listen)
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8883))),
+            amqp_listen: self
+                .amqp_listen
+                .or(file.amqp_listen)
+                .unwrap_or_else(|| default_amqp_listen(https_listen)),
             connection_limits,
             tls_cert,
             partitions: self
@@ -491,6 +510,7 @@ mod tests {
         assert_eq!(c.hostnames, ["localhost"]);
         assert_eq!(c.https_listen.to_string(), "0.0.0.0:443");
         assert_eq!(c.mqtt_listen.to_string(), "0.0.0.0:8883");
+        assert_eq!(c.amqp_listen.to_string(), "0.0.0.0:5671");
         assert_eq!(c.retention, Retention::default());
         assert_eq!(c.retention.max_age, chrono::Duration::hours(24));
         assert_eq!(c.retention.max_bytes_per_partition, 256 * 1024 * 1024);

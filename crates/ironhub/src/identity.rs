@@ -21,6 +21,15 @@ pub struct Identity {
     pub ca_certificate: PathBuf,
 }
 
+/// The hub's Event Hubs-compatible built-in endpoint, as `ironhub info` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventHubCompatible {
+    pub endpoint: String,
+    pub entity_path: String,
+    pub connection_string: String,
+}
+
 /// A directory that holds no hub: say where to look instead. A server that runs elsewhere
 /// keeps its data in its own `--data-dir` (relative to where it was started).
 fn no_hub_here(data_dir: &Path) -> anyhow::Error {
@@ -131,6 +140,30 @@ impl Identity {
         }
     }
 
+    /// The Event Hubs-compatible built-in endpoint (`sb://{host}/`, with the port when AMQP
+    /// does not listen on 5671), its entity and a connection string for Event Hubs clients,
+    /// signed with the `service` policy; `None` before a server with AMQP started here.
+    pub fn event_hub_compatible(&self) -> Option<EventHubCompatible> {
+        let port = self.endpoint.amqp_port?;
+        let policy = self.settings.policy("service")?;
+        let host = &self.endpoint.host_name;
+        let endpoint = if port == 5671 {
+            format!("sb://{host}/")
+        } else {
+            format!("sb://{host}:{port}/")
+        };
+        let entity_path = ironhub_hub::events::event_hub_name(host).to_owned();
+        let connection_string = format!(
+            "Endpoint={endpoint};SharedAccessKeyName={};SharedAccessKey={};EntityPath={entity_path}",
+            policy.key_name, policy.primary_key
+        );
+        Some(EventHubCompatible {
+            endpoint,
+            entity_path,
+            connection_string,
+        })
+    }
+
     /// `ironhub info --json`: the object scripts and tests read.
     pub fn info_json(&self) -> anyhow::Result<serde_json::Value> {
         let dps = match &self.dps {
@@ -151,6 +184,7 @@ impl Identity {
                 "connectionString": self.connection_string("iothubowner", false)?.to_string(),
             },
             "dps": dps,
+            "eventHubCompatible": self.event_hub_compatible(),
             "tls": self.tls_json(),
         }))
     }

@@ -1,6 +1,7 @@
 //! The `ironhub` binary's library: configuration, server wiring, the data-directory identity
 //! and the az-style CLI. `main.rs` only dispatches; tests start servers through [`serve::start`].
 
+mod amqp_listener;
 pub mod cli;
 pub mod config;
 pub mod data_lock;

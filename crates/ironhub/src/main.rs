@@ -72,6 +72,13 @@ async fn info(data_dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
             "Connection string:  {}",
             id.connection_string("iothubowner", false)?
         );
+        if let Some(eh) = id.event_hub_compatible() {
+            println!(
+                "Event Hubs-compatible endpoint: {} (entity {})",
+                eh.endpoint, eh.entity_path
+            );
+            println!("Event Hubs connection string:   {}", eh.connection_string);
+        }
         if let Some(dps) = &id.dps {
             println!("DPS ID scope:       {}", dps.id_scope);
             println!(

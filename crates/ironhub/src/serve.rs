@@ -25,6 +25,7 @@ pub struct Server {
     pub dps: Dps,
     pub https_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
+    pub amqp_addr: SocketAddr,
     /// The CA certificate clients trust.
     pub ca_certificate: std::path::PathBuf,
     stop: watch::Sender<bool>,
@@ -106,6 +107,11 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let mqtt_accept = ironhub_tls::AcceptLoop::new(
         "mqtt",
         ironhub_tls::server_config(&chain, &key, false)?,
+        limiter.clone(),
+    );
+    let amqp_accept = ironhub_tls::AcceptLoop::new(
+        "amqp",
+        ironhub_tls::server_config(&chain, &key, false)?,
         limiter,
     );
 
@@ -114,14 +120,17 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     // (the test suite's readiness check, say) finds `ironhub info` complete.
     let https_socket = reserve(config.https_listen, "HTTPS", "--https-listen")?;
     let mqtt_socket = reserve(config.mqtt_listen, "MQTT", "--mqtt-listen")?;
+    let amqp_socket = reserve(config.amqp_listen, "AMQP", "--amqp-listen")?;
     let https_addr = https_socket.local_addr()?;
     let mqtt_addr = mqtt_socket.local_addr()?;
+    let amqp_addr = amqp_socket.local_addr()?;
 
     let endpoint = Endpoint {
         host_name: hub.host_name().to_owned(),
         host_names: config.hostnames.clone(),
         https_port: https_addr.port(),
         mqtt_port: mqtt_addr.port(),
+        amqp_port: Some(amqp_addr.port()),
         https_listen: Some(https_addr),
         tls_certificate: config
             .tls_cert
@@ -159,6 +168,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
 
     let https = listen(https_socket, https_addr, "HTTPS", "--https-listen")?;
     let mqtt = listen(mqtt_socket, mqtt_addr, "MQTT", "--mqtt-listen")?;
+    let amqp = listen(amqp_socket, amqp_addr, "AMQP", "--amqp-listen")?;
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(ironhub_http::serve_tls(
@@ -172,6 +182,12 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             mqtt_accept,
             hub.clone(),
             Some(dps.clone()),
+            stopped.clone(),
+        )),
+        tokio::spawn(crate::amqp_listener::serve(
+            amqp,
+            amqp_accept,
+            ironhub_amqp::AmqpContext::new(hub.clone(), amqp_addr.port()),
             stopped.clone(),
         )),
         tokio::spawn(measure_latencies(dps.clone(), stopped.clone())),
@@ -194,6 +210,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         dps,
         https_addr,
         mqtt_addr,
+        amqp_addr,
         ca_certificate: std::path::absolute(&generated.ca).unwrap_or(generated.ca),
         stop,
         tasks,
@@ -366,6 +383,7 @@ fn announce(config: &ServeConfig, server: &Server) {
     );
     println!("  HTTPS (REST, MQTT over WebSocket): {}", server.https_addr);
     println!("  MQTT over TLS:                     {}", server.mqtt_addr);
+    println!("  AMQP over TLS (Event Hubs, C2D):   {}", server.amqp_addr);
     match &config.tls_cert {
         // The generated ca.pem did not sign a certificate the user brought.
         Some((cert, _)) => println!(

@@ -116,6 +116,9 @@ pub struct Endpoint {
     pub host_names: Vec<String>,
     pub https_port: u16,
     pub mqtt_port: u16,
+    /// The port of AMQP over TLS (absent in records of older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amqp_port: Option<u16>,
     /// The address the HTTPS listener is bound to (absent in records of older servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_listen: Option<SocketAddr>,
@@ -400,6 +403,7 @@ mod tests {
             host_names: vec!["myhub.example".into()],
             https_port: 443,
             mqtt_port: 8883,
+            amqp_port: None,
             https_listen: None,
             tls_certificate: None,
         };

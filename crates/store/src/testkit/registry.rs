@@ -374,6 +374,7 @@ pub async fn settings_are_created_once_and_endpoints_kept(
         host_names: vec!["hub.local".into()],
         https_port: 8443,
         mqtt_port: 8883,
+        amqp_port: None,
         https_listen: None,
         tls_certificate: None,
     };

@@ -1,0 +1,96 @@
+//! Link addresses: what node a client attaches to. Clients send a bare path (`$cbs`), a path
+//! with a leading slash, or a full URI (`amqps://{host}/{entity}/ConsumerGroups/…`); the C
+//! SDKs vary the case, so names are matched case-insensitively.
+
+/// The nodes of the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// Claims-based security: `put-token` requests.
+    Cbs,
+    /// `$management` (alone or under the entity): Event Hubs' READ requests.
+    Management,
+    /// `{entity}/ConsumerGroups/{group}/Partitions/{partition}`.
+    Partition { group: String, partition: String },
+    /// `/messages/events`: IoT Hub's own name for the built-in endpoint.
+    Events,
+    /// Anything else.
+    Unknown,
+}
+
+/// The path of an address, without scheme, host and slashes at either end.
+pub fn path(address: &str) -> &str {
+    let rest = match address.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map_or("", |(_, path)| path),
+        None => address,
+    };
+    rest.trim_matches('/')
+}
+
+/// Which node `address` names, for the entity `entity`.
+pub fn node(address: &str, entity: &str) -> Node {
+    let path = path(address);
+    let parts: Vec<&str> = path.split('/').collect();
+    let is = |part: &str, name: &str| part.eq_ignore_ascii_case(name);
+    match parts.as_slice() {
+        [cbs] if is(cbs, "$cbs") => Node::Cbs,
+        [management] if is(management, "$management") => Node::Management,
+        [e, management] if is(e, entity) && is(management, "$management") => Node::Management,
+        [e, groups, group, partitions, partition]
+            if is(e, entity)
+                && is(groups, "ConsumerGroups")
+                && is(partitions, "Partitions")
+                && !group.is_empty() =>
+        {
+            Node::Partition {
+                group: (*group).to_owned(),
+                partition: (*partition).to_owned(),
+            }
+        }
+        [messages, events] if is(messages, "messages") && is(events, "events") => Node::Events,
+        _ => Node::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes() {
+        assert_eq!(node("$cbs", "hub"), Node::Cbs);
+        assert_eq!(node("$CBS", "hub"), Node::Cbs);
+        assert_eq!(node("$management", "hub"), Node::Management);
+        assert_eq!(
+            node("amqps://h.example/hub/$management", "hub"),
+            Node::Management
+        );
+        assert_eq!(
+            node(
+                "amqps://h.example:5671/hub/ConsumerGroups/$Default/Partitions/3",
+                "hub"
+            ),
+            Node::Partition {
+                group: "$Default".into(),
+                partition: "3".into()
+            }
+        );
+        assert_eq!(
+            node("HUB/consumergroups/cg1/partitions/0", "hub"),
+            Node::Partition {
+                group: "cg1".into(),
+                partition: "0".into()
+            }
+        );
+        assert_eq!(node("/messages/events", "hub"), Node::Events);
+        assert_eq!(
+            node("other/ConsumerGroups/$Default/Partitions/0", "hub"),
+            Node::Unknown
+        );
+        assert_eq!(
+            node("hub/ConsumerGroups//Partitions/0", "hub"),
+            Node::Unknown
+        );
+        assert_eq!(node("", "hub"), Node::Unknown);
+        assert_eq!(path("amqps://h.example/"), "");
+    }
+}

@@ -1,0 +1,334 @@
+//! One AMQP connection: SASL, then its sessions, then each link by the node it names. The
+//! request/response nodes answer on the client's link from the same node; a partition link
+//! delivers events; any other address is closed with `amqp:not-found`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use fe2o3_amqp::acceptor::{
+    ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
+};
+use fe2o3_amqp::types::definitions::{AmqpError, Error, ErrorCondition, LinkError, Role};
+use fe2o3_amqp::types::messaging::{AmqpValue, Body, FilterSet, Message, TargetArchetype};
+use fe2o3_amqp::types::primitives::{OrderedMap, Symbol, Value};
+use fe2o3_amqp::{Receiver, Sender};
+use ironhub_hub::HubError;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::AmqpContext;
+use crate::address::{Node, node};
+use crate::claims::Claims;
+use crate::eventhub::{deliver, start_position};
+use crate::requests::{self, Reply};
+use crate::sasl::HubSasl;
+
+/// Largest message a client may send: IoT Hub's 256 KiB, with room for the AMQP framing.
+const MAX_MESSAGE_SIZE: u64 = 256 * 1024 + 16 * 1024;
+
+type Response = Message<AmqpValue<Value>>;
+
+/// The links answers go out on: (node, the client's address of the link, its queue).
+#[derive(Debug, Clone, Default)]
+struct Routes {
+    links: Arc<Mutex<Vec<(Node, String, mpsc::Sender<Response>)>>>,
+}
+
+impl Routes {
+    fn add(&self, node: Node, address: String, link: mpsc::Sender<Response>) {
+        if let Ok(mut links) = self.links.lock() {
+            links.retain(|(_, _, l)| !l.is_closed());
+            links.push((node, address, link));
+        }
+    }
+
+    /// The link of `node` whose address is `reply_to`, else the latest link of `node`.
+    fn find(&self, node: &Node, reply_to: Option<&str>) -> Option<mpsc::Sender<Response>> {
+        let links = self.links.lock().ok()?;
+        let open = || {
+            links
+                .iter()
+                .rev()
+                .filter(|(n, _, l)| n == node && !l.is_closed())
+        };
+        open()
+            .find(|(_, a, _)| Some(a.as_str()) == reply_to)
+            .or_else(|| open().next())
+            .map(|(_, _, l)| l.clone())
+    }
+}
+
+/// What the links of one connection share.
+#[derive(Debug, Clone)]
+struct Shared {
+    ctx: AmqpContext,
+    peer: SocketAddr,
+    claims: Claims,
+    routes: Routes,
+    closed: watch::Receiver<bool>,
+}
+
+/// Serves one connection until the client closes it or it fails.
+pub async fn serve<Io>(stream: Io, peer: SocketAddr, ctx: AmqpContext)
+where
+    Io: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+{
+    let granted = Arc::new(Mutex::new(None));
+    let acceptor = ConnectionAcceptor::builder()
+        .container_id(ctx.hub.host_name())
+        .sasl_acceptor(HubSasl::new(ctx.hub.clone(), granted.clone()))
+        .build();
+    let mut connection = match acceptor.accept(stream).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "AMQP connection refused");
+            return;
+        }
+    };
+    let claims = Claims::default();
+    if let Some(grant) = granted.lock().ok().and_then(|mut g| g.take()) {
+        claims.put("", grant);
+    }
+    let (closing, closed) = watch::channel(false);
+    let shared = Shared {
+        ctx,
+        peer,
+        claims,
+        routes: Routes::default(),
+        closed,
+    };
+    let sessions = SessionAcceptor::new();
+    let mut tasks = JoinSet::new();
+    while let Ok(session) = sessions.accept(&mut connection).await {
+        tasks.spawn(serve_session(session, shared.clone()));
+    }
+    let _ = closing.send(true);
+    let _ = connection.close().await;
+    tasks.abort_all();
+    tracing::debug!(%peer, "AMQP connection closed");
+}
+
+async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
+    let links = LinkAcceptor::builder()
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .build();
+    let mut tasks = JoinSet::new();
+    while let Some(attach) = session.next_incoming_attach().await {
+        let (role, address, filters) = match attach.role {
+            // The client sends: it names the target.
+            Role::Sender => {
+                let address = match attach.target.as_deref() {
+                    Some(TargetArchetype::Target(t)) => t.address.clone(),
+                    _ => None,
+                };
+                (Role::Sender, address, None)
+            }
+            Role::Receiver => {
+                let source = attach.source.as_deref();
+                (
+                    Role::Receiver,
+                    source.and_then(|s| s.address.clone()),
+                    source.and_then(|s| s.filter.clone()),
+                )
+            }
+        };
+        let address = address.unwrap_or_default();
+        let link = match links.accept_incoming_attach(attach, &mut session).await {
+            Ok(link) => link,
+            Err(e) => {
+                tracing::debug!(peer = %shared.peer, address, error = %e, "AMQP attach failed");
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        match (role, link) {
+            (_, LinkEndpoint::Receiver(receiver)) => {
+                tasks.spawn(incoming(receiver, address, shared));
+            }
+            (_, LinkEndpoint::Sender(sender)) => {
+                tasks.spawn(outgoing(sender, address, filters, shared));
+            }
+        }
+    }
+    tasks.abort_all();
+    let _ = session.end().await;
+}
+
+fn error(condition: impl Into<ErrorCondition>, description: impl Into<String>) -> Error {
+    Error::new(condition, Some(description.into()), None)
+}
+
+fn not_found(address: &str) -> Error {
+    error(
+        AmqpError::NotFound,
+        format!("The messaging entity '{address}' could not be found."),
+    )
+}
+
+/// The AMQP error a domain error closes a link with.
+fn hub_error(e: &HubError) -> Error {
+    let condition = match e.status() {
+        401 | 403 => AmqpError::UnauthorizedAccess,
+        404 => AmqpError::NotFound,
+        400 => AmqpError::InvalidField,
+        _ => AmqpError::InternalError,
+    };
+    error(condition, e.to_string())
+}
+
+/// A link the client sends on: requests to `$cbs` or `$management`.
+async fn incoming(mut receiver: Receiver, address: String, shared: Shared) {
+    let node = node(&address, &shared.ctx.entity);
+    if !matches!(node, Node::Cbs | Node::Management) {
+        let _ = receiver.close_with_error(not_found(&address)).await;
+        return;
+    }
+    let mut closed = shared.closed.clone();
+    loop {
+        let delivery = tokio::select! {
+            d = receiver.recv::<Body<Value>>() => d,
+            _ = closed.changed() => return,
+        };
+        let Ok(delivery) = delivery else {
+            return;
+        };
+        let _ = receiver.accept(&delivery).await;
+        let request = delivery.message();
+        let reply: Reply = match node {
+            Node::Cbs => requests::cbs(&shared.ctx, &shared.claims, request),
+            _ => requests::management(&shared.ctx, &shared.claims, request).await,
+        };
+        let reply_to = request.properties.as_ref().and_then(|p| p.reply_to.clone());
+        let response = reply.into_message(request);
+        match shared.routes.find(&node, reply_to.as_deref()) {
+            Some(link) => {
+                let _ = link.send(response).await;
+            }
+            None => tracing::debug!(
+                peer = %shared.peer,
+                address,
+                "an AMQP request arrived without a link to answer on"
+            ),
+        }
+    }
+}
+
+/// A link the client receives on: the answers of a request node, or a partition's events.
+async fn outgoing(sender: Sender, address: String, filters: Option<FilterSet>, shared: Shared) {
+    match node(&address, &shared.ctx.entity) {
+        node @ (Node::Cbs | Node::Management) => {
+            let client_address = match sender.target().as_ref() {
+                Some(t) => t.address.clone().unwrap_or_default(),
+                None => String::new(),
+            };
+            let (tx, rx) = mpsc::channel(16);
+            shared.routes.add(node, client_address, tx);
+            answer(sender, rx, shared.closed.clone()).await;
+        }
+        Node::Partition { group, partition } => {
+            partition_link(sender, &address, &group, &partition, filters, shared).await;
+        }
+        Node::Events => {
+            let _ = sender.close_with_error(redirect(&shared.ctx)).await;
+        }
+        Node::Unknown => {
+            let _ = sender.close_with_error(not_found(&address)).await;
+        }
+    }
+}
+
+/// Sends the answers queued for a request node's link.
+async fn answer(
+    mut sender: Sender,
+    mut rx: mpsc::Receiver<Response>,
+    mut closed: watch::Receiver<bool>,
+) {
+    loop {
+        let response = tokio::select! {
+            r = rx.recv() => r,
+            _ = closed.changed() => None,
+        };
+        let Some(response) = response else {
+            return;
+        };
+        if sender.send_batchable(response).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `amqp:link:redirect` to the Event Hubs-compatible entity, as IoT Hub answers a receiver
+/// on `/messages/events`.
+fn redirect(ctx: &AmqpContext) -> Error {
+    let host = ctx.hub.host_name().to_owned();
+    let mut info = OrderedMap::new();
+    info.insert(Symbol::from("hostname"), Value::String(host.clone()));
+    info.insert(Symbol::from("network-host"), Value::String(host.clone()));
+    info.insert(Symbol::from("port"), Value::Int(i32::from(ctx.port)));
+    info.insert(
+        Symbol::from("address"),
+        Value::String(format!("amqps://{host}:{}/{}", ctx.port, ctx.entity)),
+    );
+    Error::new(
+        LinkError::Redirect,
+        Some("Use the Event Hubs-compatible endpoint.".to_owned()),
+        Some(info),
+    )
+}
+
+/// A receiver on `{entity}/ConsumerGroups/{group}/Partitions/{partition}`: authorized by the
+/// connection's claims, positioned by its filter, then fed until it or its token goes away.
+async fn partition_link(
+    sender: Sender,
+    address: &str,
+    group: &str,
+    partition: &str,
+    filters: Option<FilterSet>,
+    shared: Shared,
+) {
+    let ctx = &shared.ctx;
+    let path = format!(
+        "/{}/ConsumerGroups/{group}/Partitions/{partition}",
+        ctx.entity
+    );
+    if !shared.claims.allows(&ctx.hub, &path) {
+        let _ = sender
+            .close_with_error(error(
+                AmqpError::UnauthorizedAccess,
+                format!("Unauthorized: no valid token for '{address}'."),
+            ))
+            .await;
+        return;
+    }
+    let Ok(partition) = partition.parse::<u32>() else {
+        let _ = sender.close_with_error(not_found(address)).await;
+        return;
+    };
+    let from = match start_position(filters.as_ref()) {
+        Ok(from) => from,
+        Err(description) => {
+            let _ = sender
+                .close_with_error(error(AmqpError::NotImplemented, description))
+                .await;
+            return;
+        }
+    };
+    let reader = match ctx
+        .hub
+        .open_reader(group, from, Some(partition), None)
+        .await
+    {
+        Ok(reader) => reader,
+        Err(e) => {
+            let _ = sender.close_with_error(hub_error(&e)).await;
+            return;
+        }
+    };
+    let hub = ctx.hub.clone();
+    let claims = shared.claims.clone();
+    deliver(sender, reader, shared.closed.clone(), move || {
+        claims.allows(&hub, &path)
+    })
+    .await;
+}

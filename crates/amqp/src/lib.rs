@@ -1,0 +1,46 @@
+//! IoT Hub's AMQP 1.0 endpoint over any byte stream (TLS on 5671): SASL, claims-based
+//! security (`$cbs`), and the Event Hubs-compatible built-in endpoint (`$management` and the
+//! partition receivers) that Event Hubs clients read telemetry from.
+//!
+//! A thin adapter on fe2o3-amqp's listener side: it parses addresses, filters and request
+//! messages, calls [`Hub`], and renders the answer as IoT Hub and Event Hubs do. Who may do
+//! what is the domain's decision ([`Hub::authorize_service_token`], [`Hub::grant_covers`]).
+
+mod address;
+mod claims;
+mod connection;
+mod eventhub;
+mod message;
+mod requests;
+mod sasl;
+
+use std::net::SocketAddr;
+
+use ironhub_hub::Hub;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What every AMQP connection of a server shares.
+#[derive(Debug, Clone)]
+pub struct AmqpContext {
+    pub hub: Hub,
+    /// The Event Hubs-compatible entity's name (`EntityPath`).
+    pub entity: String,
+    /// The port AMQP over TLS listens on (told to clients that follow a redirect).
+    pub port: u16,
+}
+
+impl AmqpContext {
+    /// The endpoint of `hub`, its entity named as [`ironhub_hub::events::event_hub_name`] does.
+    pub fn new(hub: Hub, port: u16) -> Self {
+        let entity = ironhub_hub::events::event_hub_name(hub.host_name()).to_owned();
+        AmqpContext { hub, entity, port }
+    }
+}
+
+/// Serves one AMQP connection until the peer closes it or it fails.
+pub async fn serve<Io>(stream: Io, peer: SocketAddr, ctx: AmqpContext)
+where
+    Io: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+{
+    connection::serve(stream, peer, ctx).await;
+}

@@ -1,0 +1,211 @@
+//! The request/response nodes: `$cbs` (`put-token`, claims-based security) and `$management`
+//! (Event Hubs' READ of the entity and of a partition). A request comes on a link to the node,
+//! its answer goes back on the client's link from the node, correlated by message id, with
+//! `status-code` and `status-description` application properties.
+
+use fe2o3_amqp::types::messaging::{AmqpValue, ApplicationProperties, Body, Message, Properties};
+use fe2o3_amqp::types::primitives::{Array, OrderedMap, SimpleValue, Value};
+use ironhub_auth::Rights;
+use ironhub_hub::HubError;
+
+use crate::AmqpContext;
+use crate::claims::Claims;
+use crate::message::{text_property, timestamp, value_text};
+
+/// The token types `put-token` accepts: SAS tokens, as Event Hubs and IoT Hub name them.
+const SAS_TOKEN_TYPES: [&str; 2] = [
+    "servicebus.windows.net:sastoken",
+    "azure-devices.net:sastoken",
+];
+
+/// A request's answer: status, description and body.
+pub struct Reply {
+    status: i32,
+    description: String,
+    body: Value,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Self {
+        Reply {
+            status: 200,
+            description: "OK".into(),
+            body,
+        }
+    }
+
+    fn error(status: i32, description: impl Into<String>) -> Self {
+        Reply {
+            status,
+            description: description.into(),
+            body: Value::Null,
+        }
+    }
+
+    fn from_hub(e: &HubError) -> Self {
+        Reply::error(i32::from(e.status()), e.to_string())
+    }
+
+    /// The response message to `request`.
+    pub fn into_message(self, request: &Message<Body<Value>>) -> Message<AmqpValue<Value>> {
+        let request_properties = request.properties.as_ref();
+        let mut application = OrderedMap::new();
+        application.insert("status-code".to_owned(), SimpleValue::Int(self.status));
+        application.insert(
+            "status-description".to_owned(),
+            SimpleValue::String(self.description),
+        );
+        Message {
+            header: None,
+            delivery_annotations: None,
+            message_annotations: None,
+            properties: Some(Properties {
+                correlation_id: request_properties.and_then(|p| p.message_id.clone()),
+                to: request_properties.and_then(|p| p.reply_to.clone()),
+                ..Properties::default()
+            }),
+            application_properties: Some(ApplicationProperties(application)),
+            body: AmqpValue(self.body),
+            footer: None,
+        }
+    }
+}
+
+/// Answers a `$cbs` request: a `put-token` whose token the domain accepts is recorded in
+/// `claims` for its audience.
+pub fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Value>>) -> Reply {
+    let operation = text_property(request, "operation");
+    if operation.as_deref() != Some("put-token") {
+        return Reply::error(
+            400,
+            format!("The operation {operation:?} is not supported."),
+        );
+    }
+    let kind = text_property(request, "type").unwrap_or_default();
+    if !SAS_TOKEN_TYPES.contains(&kind.as_str()) {
+        return Reply::error(400, format!("The token type '{kind}' is not supported."));
+    }
+    let Some(audience) = text_property(request, "name") else {
+        return Reply::error(400, "The put-token request has no name (audience).");
+    };
+    let token = match &request.body {
+        Body::Value(AmqpValue(value)) => value_text(value),
+        _ => None,
+    };
+    let Some(token) = token else {
+        return Reply::error(400, "The put-token request carries no token.");
+    };
+    match ctx
+        .hub
+        .authorize_service_token(token, &[Rights::SERVICE_CONNECT])
+    {
+        Ok(grant) => {
+            claims.put(&audience, grant);
+            Reply::ok(Value::Null)
+        }
+        Err(e) => {
+            tracing::debug!(audience, error = %e, "put-token refused");
+            Reply::from_hub(&e)
+        }
+    }
+}
+
+/// Answers a `$management` READ of the Event Hubs-compatible entity or one of its partitions.
+pub async fn management(
+    ctx: &AmqpContext,
+    claims: &Claims,
+    request: &Message<Body<Value>>,
+) -> Reply {
+    let entity_path = format!("/{}", ctx.entity);
+    let authorized = match text_property(request, "security_token") {
+        Some(token) => ctx
+            .hub
+            .authorize_service_token(&token, &[Rights::SERVICE_CONNECT])
+            .map(|grant| {
+                ctx.hub
+                    .grant_covers(&grant, &entity_path, ironhub_auth::unix_now())
+            })
+            .unwrap_or(false),
+        None => claims.allows(&ctx.hub, &entity_path),
+    };
+    if !authorized {
+        return Reply::error(401, "Unauthorized: no valid token for the entity.");
+    }
+    let operation = text_property(request, "operation");
+    if operation.as_deref() != Some("READ") {
+        return Reply::error(
+            400,
+            format!("The operation {operation:?} is not supported."),
+        );
+    }
+    let name = text_property(request, "name").unwrap_or_default();
+    if !name.eq_ignore_ascii_case(&ctx.entity) {
+        return Reply::error(
+            404,
+            format!("The messaging entity '{name}' could not be found."),
+        );
+    }
+    match text_property(request, "type").as_deref() {
+        Some("com.microsoft:eventhub") => entity(ctx),
+        Some("com.microsoft:partition") => {
+            let partition = text_property(request, "partition").unwrap_or_default();
+            match partition.parse::<u32>() {
+                Ok(p) => match partition_properties(ctx, p).await {
+                    Ok(reply) => reply,
+                    Err(e) => Reply::from_hub(&e),
+                },
+                Err(_) => Reply::error(404, format!("The partition '{partition}' does not exist.")),
+            }
+        }
+        other => Reply::error(400, format!("The entity type {other:?} is not supported.")),
+    }
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    let mut map = OrderedMap::new();
+    for (k, v) in entries {
+        map.insert(Value::String(k.to_owned()), v);
+    }
+    Value::Map(map)
+}
+
+fn entity(ctx: &AmqpContext) -> Reply {
+    let count = ctx.hub.events().partition_count();
+    let ids: Vec<Value> = (0..count).map(|p| Value::String(p.to_string())).collect();
+    Reply::ok(map(vec![
+        ("name", Value::String(ctx.entity.clone())),
+        (
+            "created_at",
+            Value::Timestamp(timestamp(ctx.hub.settings().created_time)),
+        ),
+        (
+            "partition_count",
+            Value::Int(i32::try_from(count).unwrap_or(i32::MAX)),
+        ),
+        ("partition_ids", Value::Array(Array::from(ids))),
+    ]))
+}
+
+async fn partition_properties(ctx: &AmqpContext, partition: u32) -> Result<Reply, HubError> {
+    let view = ctx.hub.partition(partition).await?;
+    let last = ctx.hub.last_event(partition).await?;
+    let (offset, time) = match &last {
+        Some(e) => (e.sequence_number.to_string(), e.enqueued_time),
+        None => ("-1".to_owned(), chrono::DateTime::UNIX_EPOCH),
+    };
+    Ok(Reply::ok(map(vec![
+        ("name", Value::String(ctx.entity.clone())),
+        ("partition", Value::String(partition.to_string())),
+        (
+            "begin_sequence_number",
+            Value::Long(i64::try_from(view.beginning_sequence_number).unwrap_or(i64::MAX)),
+        ),
+        (
+            "last_enqueued_sequence_number",
+            Value::Long(view.last_enqueued_sequence_number),
+        ),
+        ("last_enqueued_offset", Value::String(offset)),
+        ("last_enqueued_time_utc", Value::Timestamp(timestamp(time))),
+        ("is_partition_empty", Value::Bool(view.is_empty)),
+    ])))
+}
