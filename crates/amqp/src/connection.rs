@@ -21,6 +21,7 @@ use crate::AmqpContext;
 use crate::address::{Node, node};
 use crate::claims::Claims;
 use crate::eventhub::{deliver, start_position};
+use crate::padding::Padded;
 use crate::requests::{self, Reply};
 use crate::sasl::HubSasl;
 
@@ -79,7 +80,7 @@ where
         .container_id(ctx.hub.host_name())
         .sasl_acceptor(HubSasl::new(ctx.hub.clone(), granted.clone()))
         .build();
-    let mut connection = match acceptor.accept(stream).await {
+    let mut connection = match acceptor.accept(Padded::new(stream)).await {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "AMQP connection refused");

@@ -73,7 +73,10 @@ fn parse_selector(selector: &str) -> Result<ReadFrom, String> {
                 return Ok(ReadFrom::End);
             }
             let n: i64 = value.parse().map_err(|_| bad())?;
-            // Offsets are sequence numbers here; `> -1` is the start of the stream.
+            // Offsets are sequence numbers here; `> '-1'` is the start of the stream.
+            if n < 0 {
+                return Ok(ReadFrom::Start);
+            }
             let first = if inclusive { n } else { n + 1 };
             Ok(match u64::try_from(first) {
                 Ok(seq) => ReadFrom::Sequence(seq),

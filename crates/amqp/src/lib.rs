@@ -11,6 +11,7 @@ mod claims;
 mod connection;
 mod eventhub;
 mod message;
+mod padding;
 mod requests;
 mod sasl;
 

@@ -128,12 +128,40 @@ impl<'a> SasToken<'a> {
         hmac::verify(&key, message.as_bytes(), &self.sig).is_ok()
     }
 
+    /// True when the signature was made the Service Bus way, with the key's text itself as
+    /// the HMAC key: Event Hubs clients sign so for the Event Hubs-compatible endpoint
+    /// (IoT Hub's own clients decode the key from base64 first, see [`SasToken::signed_with`]).
+    pub fn signed_with_key_text(&self, key: &str) -> bool {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, key.trim().as_bytes());
+        let message = format!("{}\n{}", self.sr_raw, self.se_raw);
+        hmac::verify(&key, message.as_bytes(), &self.sig).is_ok()
+    }
+
     /// Verifies the signature against any of `keys` (primary, then secondary).
     pub fn verify_keys<'k>(&self, keys: impl IntoIterator<Item = &'k str>) -> Result<(), SasError> {
+        self.verify_keys_with(keys, Self::signed_with)
+    }
+
+    /// [`SasToken::verify_keys`] accepting a signature made either way (IoT Hub's or
+    /// Service Bus's), as an endpoint that serves both kinds of client does.
+    pub fn verify_keys_either_way<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<(), SasError> {
+        self.verify_keys_with(keys, |t, key| {
+            t.signed_with(key) | t.signed_with_key_text(key)
+        })
+    }
+
+    fn verify_keys_with<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+        signed: impl Fn(&Self, &str) -> bool,
+    ) -> Result<(), SasError> {
         // Check every key (no early exit) so timing does not reveal which key matched.
         let matched = keys
             .into_iter()
-            .fold(false, |acc, key| self.signed_with(key) | acc);
+            .fold(false, |acc, key| signed(self, key) | acc);
         if matched {
             Ok(())
         } else {

@@ -23,6 +23,15 @@ pub struct ServiceGrant {
     pub expires: u64,
 }
 
+/// How a policy token's signature may be made.
+#[derive(Debug, Clone, Copy)]
+enum Signature {
+    /// With the key decoded from base64 (IoT Hub).
+    IotHub,
+    /// That, or with the key's text (Service Bus and Event Hubs).
+    Either,
+}
+
 fn unauthorized(e: SasError) -> HubError {
     HubError::Unauthorized(format!("Unauthorized: {e}."))
 }
@@ -70,7 +79,9 @@ impl Hub {
             HubError::Unauthorized("Unauthorized: the request has no Authorization header.".into())
         })?;
         let token = SasToken::parse(header).map_err(unauthorized)?;
-        self.check_policy_token(&token, alternatives, |t| self.covers_hub(t, ""))
+        self.check_policy_token(&token, alternatives, Signature::IotHub, |t| {
+            self.covers_hub(t, "")
+        })
     }
 
     /// Accepts a policy-signed token whose `sr` is this hub or anything under it (an AMQP
@@ -84,7 +95,8 @@ impl Hub {
     ) -> Result<ServiceGrant, HubError> {
         let token = SasToken::parse(token_text).map_err(unauthorized)?;
         let resource = token.resource();
-        let principal = self.check_policy_token(&token, alternatives, |_| {
+        // Event Hubs clients sign the Service Bus way; IoT Hub's service SDKs the IoT Hub way.
+        let principal = self.check_policy_token(&token, alternatives, Signature::Either, |_| {
             if self
                 .host_names()
                 .any(|host| ironhub_auth::resource_covers(host, &resource))
@@ -116,6 +128,7 @@ impl Hub {
         &self,
         token: &SasToken<'_>,
         alternatives: &[Rights],
+        signature: Signature,
         resource_ok: impl FnOnce(&SasToken<'_>) -> Result<(), HubError>,
     ) -> Result<Principal, HubError> {
         let name = token.key_name().ok_or_else(|| {
@@ -129,7 +142,11 @@ impl Hub {
                 "Unauthorized: there is no shared access policy '{name}'."
             ))
         })?;
-        token.verify_keys(policy.keys()).map_err(unauthorized)?;
+        match signature {
+            Signature::IotHub => token.verify_keys(policy.keys()),
+            Signature::Either => token.verify_keys_either_way(policy.keys()),
+        }
+        .map_err(unauthorized)?;
         token.check_expiry(unix_now()).map_err(unauthorized)?;
         resource_ok(token)?;
         if !alternatives.iter().any(|&r| policy.rights.contains(r)) {
