@@ -116,6 +116,20 @@ pub async fn management(
     claims: &Claims,
     request: &Message<Body<Value>>,
 ) -> Reply {
+    let operation = text_property(request, "operation");
+    if operation.as_deref() != Some("READ") {
+        return Reply::error(
+            400,
+            format!("The operation {operation:?} is not supported."),
+        );
+    }
+    let name = text_property(request, "name").unwrap_or_default();
+    if !name.eq_ignore_ascii_case(&ctx.entity) {
+        return Reply::error(
+            404,
+            format!("The messaging entity '{name}' could not be found."),
+        );
+    }
     let entity_path = format!("/{}", ctx.entity);
     let authorized = match text_property(request, "security_token") {
         Some(token) => ctx
@@ -130,20 +144,6 @@ pub async fn management(
     };
     if !authorized {
         return Reply::error(401, "Unauthorized: no valid token for the entity.");
-    }
-    let operation = text_property(request, "operation");
-    if operation.as_deref() != Some("READ") {
-        return Reply::error(
-            400,
-            format!("The operation {operation:?} is not supported."),
-        );
-    }
-    let name = text_property(request, "name").unwrap_or_default();
-    if !name.eq_ignore_ascii_case(&ctx.entity) {
-        return Reply::error(
-            404,
-            format!("The messaging entity '{name}' could not be found."),
-        );
     }
     match text_property(request, "type").as_deref() {
         Some("com.microsoft:eventhub") => entity(ctx),

@@ -1,0 +1,313 @@
+"""The Event Hubs-compatible built-in endpoint (AMQP over TLS on 5671), read by the real Event
+Hubs SDK for Python (`azure-eventhub` 5.x, its own PyAMQP stack) with the connection string
+`ironhub info --json` prints under `eventHubCompatible`. The telemetry is sent by the Python
+device SDK over MQTT; what the reader gets is compared field by field with what was sent, as IoT
+Hub delivers it (Azure docs, "Read device-to-cloud messages from the built-in endpoint"):
+AMQP properties, application properties, the `iothub-*` system properties and Event Hubs'
+`x-opt-*` annotations.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import threading
+import time
+import urllib.parse
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from azure.core.credentials import AzureSasCredential
+from azure.eventhub import EventHubConsumerClient
+from azure.eventhub.exceptions import AuthenticationError, EventHubError
+from azure.iot.device import IoTHubDeviceClient, Message
+
+from conftest import run_cli
+
+IRONHUB_ADDRESS = "127.0.0.90"
+WAIT_S = 20
+PARTITIONS = 4  # the server's default
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def partition_for(device_id: str, partitions: int = PARTITIONS) -> int:
+    """The partition the server puts a device's events in (FNV-1a of the id, as the event log
+    documents): used only to pick one device per partition."""
+    h = 0xCBF29CE484222325
+    for b in device_id.encode():
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h % partitions
+
+
+def one_device_per_partition(prefix: str) -> dict[int, str]:
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < PARTITIONS:
+        found.setdefault(partition_for(f"{prefix}-{i}"), f"{prefix}-{i}")
+        i += 1
+    return found
+
+
+def eventhub(hub) -> dict:
+    return hub.info["eventHubCompatible"]
+
+
+def consumer(hub, group: str = "$Default", connection_string: str | None = None) -> EventHubConsumerClient:
+    return EventHubConsumerClient.from_connection_string(
+        connection_string or eventhub(hub)["connectionString"],
+        consumer_group=group,
+        connection_verify=hub.ca_file,
+        retry_total=0,
+    )
+
+
+def receive(hub, partition: str, count: int, group: str = "$Default", **position) -> list:
+    """The first `count` events a fresh reader of `partition` receives from `position`
+    (`starting_position`, `starting_position_inclusive`), within WAIT_S."""
+    client = consumer(hub, group)
+    events: list = []
+    errors: list = []
+    done = threading.Event()
+
+    def on_event(_ctx, event):
+        if event is not None:
+            events.append(event)
+            if len(events) >= count:
+                done.set()
+
+    def on_error(_ctx, error):
+        errors.append(error)
+        done.set()
+
+    t = threading.Thread(
+        target=client.receive,
+        kwargs=dict(on_event=on_event, on_error=on_error, partition_id=partition, **position),
+        daemon=True,
+    )
+    t.start()
+    done.wait(WAIT_S)
+    client.close()
+    t.join(WAIT_S)
+    assert not errors, errors
+    assert len(events) >= count, f"only {len(events)} of {count} events arrived"
+    return events
+
+
+def device(hub, device_id: str) -> IoTHubDeviceClient:
+    """A connected Python device SDK client (MQTT) for a new device."""
+    rm = hub.registry_manager()
+    key = rm.create_device_with_sas(device_id, None, None, "enabled").authentication.symmetric_key.primary_key
+    cs = f"HostName={hub.hostname};DeviceId={device_id};SharedAccessKey={key}"
+    client = IoTHubDeviceClient.create_from_connection_string(cs, server_verification_cert=open(hub.ca_file).read())
+    client.connect()
+    return client
+
+
+def send(hub, device_id: str, messages: list[Message]) -> None:
+    client = device(hub, device_id)
+    try:
+        for m in messages:
+            client.send_message(m)
+    finally:
+        client.shutdown()
+
+
+def message(text: str, **props: str) -> Message:
+    m = Message(text, message_id=str(uuid.uuid4()), content_encoding="utf-8", content_type="application/json")
+    m.correlation_id = f"corr-{text}"
+    m.custom_properties.update(props)
+    return m
+
+
+def sas(resource: str, key: str, policy: str, expiry: int) -> str:
+    sr = urllib.parse.quote(resource, safe="")
+    sig = base64.b64encode(hmac.new(base64.b64decode(key), f"{sr}\n{expiry}".encode(), hashlib.sha256).digest())
+    return f"SharedAccessSignature sr={sr}&sig={urllib.parse.quote(sig.decode(), safe='')}&se={expiry}&skn={policy}"
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+def test_info_names_the_endpoint(hub):
+    eh = eventhub(hub)
+    assert eh["endpoint"] == f"sb://{hub.hostname}/"
+    assert eh["entityPath"]
+    parts = dict(p.split("=", 1) for p in eh["connectionString"].split(";"))
+    assert parts["Endpoint"] == eh["endpoint"]
+    assert parts["SharedAccessKeyName"] == "service"
+    assert base64.b64decode(parts["SharedAccessKey"])
+    assert parts["EntityPath"] == eh["entityPath"]
+    plain = run_cli("info", "--data-dir", str(hub.data_dir), check=True).stdout
+    assert eh["connectionString"] in plain
+
+
+def test_every_partition_delivers_what_the_device_sent(hub):
+    devices = one_device_per_partition("ehdev")
+    sent: dict[str, Message] = {}
+    for partition, device_id in devices.items():
+        m = message(f'{{"p": {partition}}}', colour="red", partition=str(partition))
+        sent[device_id] = m
+        send(hub, device_id, [m])
+
+    client = consumer(hub)
+    with client:
+        props = client.get_eventhub_properties()
+        assert props["eventhub_name"] == eventhub(hub)["entityPath"]
+        assert props["partition_ids"] == [str(p) for p in range(PARTITIONS)]
+        assert props["created_at"] <= datetime.now(timezone.utc)
+
+    for partition, device_id in devices.items():
+        (event,) = receive(hub, str(partition), 1, starting_position="-1")
+        m = sent[device_id]
+        assert event.body_as_str() == m.data
+        assert event.properties == {b"colour": b"red", b"partition": str(partition).encode()}
+        sysprops = event.system_properties
+        assert sysprops[b"message-id"] == m.message_id.encode()
+        assert sysprops[b"correlation-id"] == m.correlation_id.encode()
+        assert sysprops[b"content-type"] == b"application/json"
+        assert sysprops[b"content-encoding"] == b"utf-8"
+        assert sysprops[b"iothub-connection-device-id"] == device_id.encode()
+        assert sysprops[b"iothub-message-source"] == b"Telemetry"
+        assert b'"type":"sas"' in sysprops[b"iothub-connection-auth-method"]
+        assert sysprops[b"iothub-connection-auth-generation-id"]
+        assert sysprops[b"iothub-enqueuedtime"] == sysprops[b"x-opt-enqueued-time"]
+        assert event.sequence_number == 0
+        assert event.offset == "0"
+        assert event.partition_key == device_id.encode()
+        assert abs(event.enqueued_time - datetime.now(timezone.utc)) < timedelta(minutes=1)
+
+        with consumer(hub) as client:
+            p = client.get_partition_properties(str(partition))
+        assert p["id"] == str(partition)
+        assert p["beginning_sequence_number"] == 0
+        assert p["last_enqueued_sequence_number"] == 0
+        assert p["last_enqueued_offset"] == "0"
+        assert p["is_empty"] is False
+        assert p["last_enqueued_time_utc"] == event.enqueued_time
+
+
+def test_starting_positions(hub):
+    device_id = "ehpos"
+    partition = str(partition_for(device_id))
+    send(hub, device_id, [message(str(i)) for i in range(3)])
+    everything = receive(hub, partition, 3, starting_position="-1")
+    bodies = [e.body_as_str() for e in everything if e.system_properties[b"iothub-connection-device-id"] == device_id.encode()]
+    assert bodies == ["0", "1", "2"]
+    mine = [e for e in everything if e.body_as_str() in bodies]
+    first, second, third = mine[-3:]
+
+    # A sequence number: exclusive by default, inclusive on request.
+    after = receive(hub, partition, 1, starting_position=first.sequence_number)
+    assert after[0].sequence_number == second.sequence_number
+    at = receive(hub, partition, 1, starting_position=second.sequence_number, starting_position_inclusive=True)
+    assert at[0].sequence_number == second.sequence_number
+    # An offset (a string).
+    by_offset = receive(hub, partition, 1, starting_position=second.offset)
+    assert by_offset[0].sequence_number == third.sequence_number
+    # An enqueued time: the first event enqueued at or after it.
+    by_time = receive(hub, partition, 1, starting_position=third.enqueued_time, starting_position_inclusive=True)
+    assert by_time[0].sequence_number == third.sequence_number
+
+    # @latest: only what is sent after the reader attached. When the link is attached is not
+    # observable through the SDK, so a late event is sent every two seconds until one arrives.
+    client = consumer(hub)
+    got: list = []
+    arrived = threading.Event()
+
+    def on_event(_ctx, event):
+        if event is not None:
+            got.append(event)
+            arrived.set()
+
+    t = threading.Thread(
+        target=client.receive,
+        kwargs=dict(on_event=on_event, partition_id=partition, starting_position="@latest"),
+        daemon=True,
+    )
+    t.start()
+    late_id = next(f"{device_id}-late-{i}" for i in range(1000) if str(partition_for(f"{device_id}-late-{i}")) == partition)
+    late = device(hub, late_id)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not arrived.is_set() and time.monotonic() < deadline:
+            late.send_message(message("late"))
+            arrived.wait(2)
+    finally:
+        late.shutdown()
+        client.close()
+        t.join(WAIT_S)
+    assert got, "no event arrived at the @latest reader"
+    assert all(e.body_as_str() == "late" for e in got)
+    assert got[0].sequence_number > third.sequence_number
+
+
+def test_two_consumer_groups_read_independently(hub):
+    run_cli("hub", "consumer-group", "create", "--name", "analytics", "--data-dir", str(hub.data_dir), check=True)
+    device_id = "ehgroups"
+    partition = str(partition_for(device_id))
+    send(hub, device_id, [message("g1"), message("g2")])
+    for group in ("$Default", "analytics"):
+        events = receive(hub, partition, 2, group=group, starting_position="-1")
+        bodies = [e.body_as_str() for e in events if e.system_properties[b"iothub-connection-device-id"] == device_id.encode()]
+        assert bodies == ["g1", "g2"], group
+
+
+def test_unknown_consumer_group_is_not_found(hub):
+    client = consumer(hub, group="nosuchgroup")
+    errors: list = []
+    done = threading.Event()
+
+    def on_error(_ctx, error):
+        errors.append(error)
+        done.set()
+
+    t = threading.Thread(
+        target=client.receive,
+        kwargs=dict(on_event=lambda *_: None, on_error=on_error, partition_id="0", starting_position="-1"),
+        daemon=True,
+    )
+    t.start()
+    assert done.wait(WAIT_S), "no error for an unknown consumer group"
+    client.close()
+    t.join(WAIT_S)
+    assert "amqp:not-found" in str(errors[0])
+
+
+def test_unknown_entity_is_not_found(hub):
+    eh = eventhub(hub)
+    wrong = eh["connectionString"].replace(f"EntityPath={eh['entityPath']}", "EntityPath=nosuchhub")
+    with consumer(hub, connection_string=wrong) as client:
+        with pytest.raises(EventHubError) as e:
+            client.get_eventhub_properties()
+    assert "404" in str(e.value) or "not-found" in str(e.value)
+
+
+def test_wrong_and_expired_tokens_get_401(hub):
+    eh = eventhub(hub)
+    parts = dict(p.split("=", 1) for p in eh["connectionString"].split(";"))
+    wrong_key = base64.b64encode(b"x" * 32).decode()
+    wrong = eh["connectionString"].replace(parts["SharedAccessKey"], wrong_key)
+    with consumer(hub, connection_string=wrong) as client:
+        with pytest.raises(AuthenticationError) as e:
+            client.get_eventhub_properties()
+    assert "Status code: 401" in str(e.value)
+
+    audience = f"sb://{hub.hostname}/{eh['entityPath']}"
+    expired = sas(audience, parts["SharedAccessKey"], "service", int(time.time()) - 60)
+    client = EventHubConsumerClient(
+        fully_qualified_namespace=hub.hostname,
+        eventhub_name=eh["entityPath"],
+        consumer_group="$Default",
+        credential=AzureSasCredential(expired),
+        connection_verify=hub.ca_file,
+        retry_total=0,
+    )
+    with client:
+        with pytest.raises(AuthenticationError) as e:
+            client.get_eventhub_properties()
+    assert "Status code: 401" in str(e.value)
+    assert "expired" in str(e.value).lower()
