@@ -13,6 +13,10 @@ pub enum Node {
     Partition { group: String, partition: String },
     /// `/messages/events`: IoT Hub's own name for the built-in endpoint.
     Events,
+    /// `/messages/devicebound`: services send cloud-to-device messages here.
+    DeviceBound,
+    /// `/messages/serviceBound/feedback`: services receive delivery feedback here.
+    Feedback,
     /// Anything else.
     Unknown,
 }
@@ -47,6 +51,16 @@ pub fn node(address: &str, entity: &str) -> Node {
             }
         }
         [messages, events] if is(messages, "messages") && is(events, "events") => Node::Events,
+        [messages, bound] if is(messages, "messages") && is(bound, "devicebound") => {
+            Node::DeviceBound
+        }
+        [messages, bound, feedback]
+            if is(messages, "messages")
+                && is(bound, "servicebound")
+                && is(feedback, "feedback") =>
+        {
+            Node::Feedback
+        }
         _ => Node::Unknown,
     }
 }
@@ -82,6 +96,18 @@ mod tests {
             }
         );
         assert_eq!(node("/messages/events", "hub"), Node::Events);
+        assert_eq!(
+            node("amqps://h/messages/deviceBound", "hub"),
+            Node::DeviceBound
+        );
+        assert_eq!(
+            node("/messages/servicebound/feedback", "hub"),
+            Node::Feedback
+        );
+        assert_eq!(
+            node("/messages/serviceBound/Feedback", "hub"),
+            Node::Feedback
+        );
         assert_eq!(
             node("other/ConsumerGroups/$Default/Partitions/0", "hub"),
             Node::Unknown

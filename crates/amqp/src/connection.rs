@@ -7,8 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
+    SupportedReceiverSettleModes,
 };
-use fe2o3_amqp::types::definitions::{AmqpError, Error, ErrorCondition, LinkError, Role};
+use fe2o3_amqp::types::definitions::{
+    AmqpError, Error, ErrorCondition, LinkError, ReceiverSettleMode, Role,
+};
 use fe2o3_amqp::types::messaging::{AmqpValue, Body, FilterSet, Message, TargetArchetype};
 use fe2o3_amqp::types::primitives::{OrderedMap, Symbol, Value};
 use fe2o3_amqp::{Receiver, Sender};
@@ -19,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::AmqpContext;
 use crate::address::{Node, node};
+use crate::c2d;
 use crate::claims::Claims;
 use crate::eventhub::{deliver, start_position};
 use crate::padding::Padded;
@@ -111,8 +115,12 @@ where
 }
 
 async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
+    // IoT Hub settles what it receives at once (rcv-settle-mode first), whatever the sender
+    // asks: uamqp, for one, completes a send only on a settled disposition.
     let links = LinkAcceptor::builder()
         .max_message_size(MAX_MESSAGE_SIZE)
+        .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
+        .fallback_receiver_settle_mode(ReceiverSettleMode::First)
         .build();
     let mut tasks = JoinSet::new();
     while let Some(attach) = session.next_incoming_attach().await {
@@ -167,6 +175,13 @@ fn not_found(address: &str) -> Error {
     )
 }
 
+fn unauthorized(address: &str) -> Error {
+    error(
+        AmqpError::UnauthorizedAccess,
+        format!("Unauthorized: no valid token for '{address}'."),
+    )
+}
+
 /// The AMQP error a domain error closes a link with.
 fn hub_error(e: &HubError) -> Error {
     let condition = match e.status() {
@@ -181,9 +196,23 @@ fn hub_error(e: &HubError) -> Error {
 /// A link the client sends on: requests to `$cbs` or `$management`.
 async fn incoming(mut receiver: Receiver, address: String, shared: Shared) {
     let node = node(&address, &shared.ctx.entity);
-    if !matches!(node, Node::Cbs | Node::Management) {
-        let _ = receiver.close_with_error(not_found(&address)).await;
-        return;
+    match node {
+        Node::Cbs | Node::Management => {}
+        Node::DeviceBound => {
+            if !shared
+                .claims
+                .allows(&shared.ctx.hub, "/messages/devicebound")
+            {
+                let _ = receiver.close_with_error(unauthorized(&address)).await;
+                return;
+            }
+            c2d::accept_sends(receiver, shared.ctx.hub.clone(), shared.closed.clone()).await;
+            return;
+        }
+        _ => {
+            let _ = receiver.close_with_error(not_found(&address)).await;
+            return;
+        }
     }
     let mut closed = shared.closed.clone();
     loop {
@@ -233,7 +262,17 @@ async fn outgoing(sender: Sender, address: String, filters: Option<FilterSet>, s
         Node::Events => {
             let _ = sender.close_with_error(redirect(&shared.ctx)).await;
         }
-        Node::Unknown => {
+        Node::Feedback => {
+            if !shared
+                .claims
+                .allows(&shared.ctx.hub, "/messages/servicebound/feedback")
+            {
+                let _ = sender.close_with_error(unauthorized(&address)).await;
+                return;
+            }
+            c2d::send_feedback(sender, shared.ctx.hub.clone(), shared.closed.clone()).await;
+        }
+        Node::DeviceBound | Node::Unknown => {
             let _ = sender.close_with_error(not_found(&address)).await;
         }
     }
@@ -294,12 +333,7 @@ async fn partition_link(
         ctx.entity
     );
     if !shared.claims.allows(&ctx.hub, &path) {
-        let _ = sender
-            .close_with_error(error(
-                AmqpError::UnauthorizedAccess,
-                format!("Unauthorized: no valid token for '{address}'."),
-            ))
-            .await;
+        let _ = sender.close_with_error(unauthorized(address)).await;
         return;
     }
     let Ok(partition) = partition.parse::<u32>() else {

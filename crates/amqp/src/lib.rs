@@ -1,12 +1,14 @@
 //! IoT Hub's AMQP 1.0 endpoint over any byte stream (TLS on 5671): SASL, claims-based
-//! security (`$cbs`), and the Event Hubs-compatible built-in endpoint (`$management` and the
-//! partition receivers) that Event Hubs clients read telemetry from.
+//! security (`$cbs`), the service side of cloud-to-device messaging (send and feedback), and
+//! the Event Hubs-compatible built-in endpoint (`$management` and the partition receivers)
+//! that Event Hubs clients read telemetry from.
 //!
 //! A thin adapter on fe2o3-amqp's listener side: it parses addresses, filters and request
 //! messages, calls [`Hub`], and renders the answer as IoT Hub and Event Hubs do. Who may do
 //! what is the domain's decision ([`Hub::authorize_service_token`], [`Hub::grant_covers`]).
 
 mod address;
+mod c2d;
 mod claims;
 mod connection;
 mod eventhub;

@@ -1,0 +1,260 @@
+//! The service side of cloud-to-device messaging over AMQP (Azure docs, "Communicate with
+//! your IoT hub by using the AMQP Protocol", service client section): messages sent on
+//! `/messages/devicebound` with `to=/devices/{id}/messages/devicebound` are queued by the
+//! same domain call as the REST send, and feedback batches go out on
+//! `/messages/serviceBound/feedback` until the service settles them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use fe2o3_amqp::types::definitions::{AmqpError, Error};
+use fe2o3_amqp::types::messaging::{
+    AmqpValue, ApplicationProperties, Body, Data, Message, MessageId, Outcome, Properties,
+};
+use fe2o3_amqp::types::primitives::{Binary, OrderedMap, SimpleValue, Symbol, Value};
+use fe2o3_amqp::{Receiver, Sender};
+use ironhub_hub::c2d::{OutgoingMessage, feedback_views, parse_ack};
+use ironhub_hub::{Hub, HubError};
+use tokio::sync::watch;
+
+use crate::message::timestamp;
+
+/// The content type of a feedback message.
+const FEEDBACK_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.feedback.json";
+/// How often the feedback link looks for a new batch when there was none.
+const FEEDBACK_POLL: Duration = Duration::from_secs(1);
+
+/// A message id of any AMQP type as text (UUIDs in their hyphenated form).
+fn id_text(id: &MessageId) -> String {
+    match id {
+        MessageId::String(s) => s.clone(),
+        MessageId::Ulong(n) => n.to_string(),
+        MessageId::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        MessageId::Uuid(u) => {
+            let b = u.clone().into_inner();
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            )
+        }
+    }
+}
+
+/// An application property's value as text.
+fn simple_text(value: &SimpleValue) -> String {
+    match value {
+        SimpleValue::String(s) => s.clone(),
+        SimpleValue::Symbol(s) => s.as_str().to_owned(),
+        SimpleValue::Bool(b) => b.to_string(),
+        SimpleValue::Ubyte(n) => n.to_string(),
+        SimpleValue::Ushort(n) => n.to_string(),
+        SimpleValue::Uint(n) => n.to_string(),
+        SimpleValue::Ulong(n) => n.to_string(),
+        SimpleValue::Byte(n) => n.to_string(),
+        SimpleValue::Short(n) => n.to_string(),
+        SimpleValue::Int(n) => n.to_string(),
+        SimpleValue::Long(n) => n.to_string(),
+        SimpleValue::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The device a `to` of `/devices/{id}/messages/devicebound` names (the id percent-decoded,
+/// as the Node service SDK encodes it).
+fn device_of(to: &str) -> Option<String> {
+    let rest = to.strip_prefix("/devices/")?;
+    let (id, tail) = rest.split_once('/')?;
+    if id.is_empty() || !tail.eq_ignore_ascii_case("messages/devicebound") {
+        return None;
+    }
+    Some(
+        percent_encoding::percent_decode_str(id)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
+/// The body bytes: the data sections joined, or a string or binary value.
+fn body_bytes(body: &Body<Value>) -> Result<Vec<u8>, HubError> {
+    match body {
+        Body::Data(batch) => Ok(batch.iter().flat_map(|d| d.0.iter().copied()).collect()),
+        Body::Value(AmqpValue(Value::Binary(b))) => Ok(b.to_vec()),
+        Body::Value(AmqpValue(Value::String(s))) => Ok(s.clone().into_bytes()),
+        Body::Empty => Ok(Vec::new()),
+        _ => Err(HubError::ArgumentInvalid(
+            "The message body must be data sections, a string or binary.".into(),
+        )),
+    }
+}
+
+/// The device and the message a service's AMQP message asks to queue.
+fn outgoing(message: &Message<Body<Value>>) -> Result<(String, OutgoingMessage), HubError> {
+    let properties = message.properties.clone().unwrap_or_default();
+    let to = properties.to.as_deref().unwrap_or_default();
+    let device = device_of(to).ok_or_else(|| {
+        HubError::ArgumentInvalid(format!(
+            "The message's 'to' ('{to}') must be /devices/{{deviceId}}/messages/devicebound."
+        ))
+    })?;
+    let mut out = OutgoingMessage {
+        message_id: properties.message_id.as_ref().map(id_text),
+        correlation_id: properties.correlation_id.as_ref().map(id_text),
+        user_id: properties
+            .user_id
+            .as_ref()
+            .map(|u| String::from_utf8_lossy(u).into_owned()),
+        content_type: properties.content_type.map(|s| s.as_str().to_owned()),
+        content_encoding: properties.content_encoding.map(|s| s.as_str().to_owned()),
+        expiry_time: properties
+            .absolute_expiry_time
+            .and_then(|t| DateTime::<Utc>::from_timestamp_millis(t.milliseconds())),
+        body: body_bytes(&message.body)?,
+        ..OutgoingMessage::default()
+    };
+    if let Some(application) = &message.application_properties {
+        for (name, value) in application.0.iter() {
+            if name.eq_ignore_ascii_case("iothub-ack") {
+                out.ack = parse_ack(&simple_text(value))?;
+            } else {
+                out.properties.push((name.clone(), simple_text(value)));
+            }
+        }
+    }
+    Ok((device, out))
+}
+
+/// The AMQP error a refused message is rejected with.
+fn rejection(e: &HubError) -> Error {
+    let condition = match e.status() {
+        404 => AmqpError::NotFound,
+        401 | 403 => AmqpError::UnauthorizedAccess,
+        400 => AmqpError::InvalidField,
+        413 => AmqpError::FrameSizeTooSmall,
+        _ => AmqpError::InternalError,
+    };
+    let mut info = OrderedMap::new();
+    info.insert(
+        Symbol::from("com.microsoft:tracking-id"),
+        Value::String(String::new()),
+    );
+    info.insert(
+        Symbol::from("com.microsoft:error-code"),
+        Value::String(e.name().to_owned()),
+    );
+    Error::new(condition, Some(e.to_string()), Some(info))
+}
+
+/// Queues what a service sends on `/messages/devicebound`: each message is accepted once
+/// queued, or rejected with the reason (an unknown device, a full queue, a bad property).
+pub async fn accept_sends(mut receiver: Receiver, hub: Hub, mut closed: watch::Receiver<bool>) {
+    loop {
+        let delivery = tokio::select! {
+            d = receiver.recv::<Body<Value>>() => d,
+            _ = closed.changed() => return,
+        };
+        let Ok(delivery) = delivery else {
+            return;
+        };
+        let queued = match outgoing(delivery.message()) {
+            Ok((device, message)) => hub.send_c2d(&device, message).await.map(|m| (device, m)),
+            Err(e) => Err(e),
+        };
+        let settled = match queued {
+            Ok((device, m)) => {
+                tracing::info!(target: "ServiceOperations", device_id = %device, message_id = %m.message_id, "cloud-to-device message sent (AMQP)");
+                receiver.accept(&delivery).await
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cloud-to-device message refused (AMQP)");
+                receiver.reject(&delivery, rejection(&e)).await
+            }
+        };
+        if settled.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends feedback batches on `/messages/serviceBound/feedback`: a batch accepted by the
+/// service is completed, any other outcome abandons it (it comes again, as over REST).
+pub async fn send_feedback(mut sender: Sender, hub: Hub, mut closed: watch::Receiver<bool>) {
+    loop {
+        let batch = match hub.receive_feedback().await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => {
+                tokio::select! {
+                    () = tokio::time::sleep(FEEDBACK_POLL) => continue,
+                    _ = closed.changed() => return,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading feedback for an AMQP link failed");
+                let _ = sender.close_with_error(rejection(&e)).await;
+                return;
+            }
+        };
+        let body = serde_json::to_vec(&feedback_views(&batch)).unwrap_or_default();
+        let mut application = OrderedMap::new();
+        application.insert(
+            "iothub-deliverycount".to_owned(),
+            SimpleValue::Uint(batch.delivery_count),
+        );
+        let message = Message {
+            header: None,
+            delivery_annotations: None,
+            message_annotations: None,
+            properties: Some(Properties {
+                message_id: Some(MessageId::String(batch.lock_token.clone())),
+                to: Some("/messages/servicebound/feedback".to_owned()),
+                content_type: Some(Symbol::from(FEEDBACK_CONTENT_TYPE)),
+                creation_time: Some(timestamp(batch.enqueued_time)),
+                ..Properties::default()
+            }),
+            application_properties: Some(ApplicationProperties(application)),
+            body: Data(Binary::from(body)),
+            footer: None,
+        };
+        let outcome = tokio::select! {
+            o = sender.send(message) => o,
+            _ = closed.changed() => return,
+        };
+        let complete = matches!(outcome, Ok(Outcome::Accepted(_)));
+        if let Err(e) = hub.settle_feedback(&batch.lock_token, complete).await {
+            tracing::debug!(error = %e, "settling a feedback batch failed");
+        }
+        if outcome.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_addresses() {
+        assert_eq!(
+            device_of("/devices/dev1/messages/devicebound").as_deref(),
+            Some("dev1")
+        );
+        assert_eq!(
+            device_of("/devices/a%3Ab/messages/deviceBound").as_deref(),
+            Some("a:b")
+        );
+        assert_eq!(device_of("/devices//messages/devicebound"), None);
+        assert_eq!(device_of("/devices/dev1/messages/events"), None);
+        assert_eq!(device_of("dev1"), None);
+    }
+
+    #[test]
+    fn uuids_read_as_text() {
+        let id = MessageId::Uuid(fe2o3_amqp::types::primitives::Uuid::from([0x12; 16]));
+        assert_eq!(id_text(&id), "12121212-1212-1212-1212-121212121212");
+    }
+}
