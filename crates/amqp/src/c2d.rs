@@ -189,6 +189,7 @@ pub async fn send_feedback(mut sender: Sender, hub: Hub, mut closed: watch::Rece
             Ok(None) => {
                 tokio::select! {
                     () = tokio::time::sleep(FEEDBACK_POLL) => continue,
+                    _ = sender.on_detach() => return,
                     _ = closed.changed() => return,
                 }
             }

@@ -26,11 +26,15 @@ use crate::c2d;
 use crate::claims::Claims;
 use crate::eventhub::{deliver, start_position};
 use crate::padding::Padded;
+use crate::replay::{Replay, SASL_PROTOCOL, read_header};
 use crate::requests::{self, Reply};
 use crate::sasl::HubSasl;
 
 /// Largest message a client may send: IoT Hub's 256 KiB, with room for the AMQP framing.
 const MAX_MESSAGE_SIZE: u64 = 256 * 1024 + 16 * 1024;
+
+/// How long a client may take to send its protocol header once TLS is up.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type Response = Message<AmqpValue<Value>>;
 
@@ -79,12 +83,32 @@ pub async fn serve<Io>(stream: Io, peer: SocketAddr, ctx: AmqpContext)
 where
     Io: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
+    let mut stream = stream;
+    let header = match tokio::time::timeout(HEADER_TIMEOUT, read_header(&mut stream)).await {
+        Ok(Ok(header)) => header,
+        _ => {
+            tracing::debug!(%peer, "AMQP connection closed before its protocol header");
+            return;
+        }
+    };
+    let io = Padded::new(Replay::new(&header, stream));
     let granted = Arc::new(Mutex::new(None));
-    let acceptor = ConnectionAcceptor::builder()
-        .container_id(ctx.hub.host_name())
-        .sasl_acceptor(HubSasl::new(ctx.hub.clone(), granted.clone()))
-        .build();
-    let mut connection = match acceptor.accept(Padded::new(stream)).await {
+    let accepted = if header[4] == SASL_PROTOCOL {
+        ConnectionAcceptor::builder()
+            .container_id(ctx.hub.host_name())
+            .sasl_acceptor(HubSasl::new(ctx.hub.clone(), granted.clone()))
+            .build()
+            .accept(io)
+            .await
+    } else {
+        // No SASL: the client authenticates with claims-based security only.
+        ConnectionAcceptor::builder()
+            .container_id(ctx.hub.host_name())
+            .build()
+            .accept(io)
+            .await
+    };
+    let mut connection = match accepted {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "AMQP connection refused");
@@ -285,8 +309,11 @@ async fn answer(
     mut closed: watch::Receiver<bool>,
 ) {
     loop {
+        // A sender's link only ever reads the client's detach, so waiting for it here loses
+        // nothing; dropping the link then answers it.
         let response = tokio::select! {
             r = rx.recv() => r,
+            _ = sender.on_detach() => None,
             _ = closed.changed() => None,
         };
         let Some(response) = response else {

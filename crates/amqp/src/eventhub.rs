@@ -115,6 +115,7 @@ pub async fn deliver(
         }
         let batch = tokio::select! {
             batch = reader.next_batch(POLL) => batch,
+            _ = sender.on_detach() => return,
             _ = closed.changed() => return,
         };
         let events = match batch {

@@ -14,6 +14,7 @@ mod connection;
 mod eventhub;
 mod message;
 mod padding;
+mod replay;
 mod requests;
 mod sasl;
 
