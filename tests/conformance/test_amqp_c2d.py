@@ -1,0 +1,145 @@
+"""Cloud-to-device messages sent by the real service SDKs over AMQP (port 5671), received by
+the Python device SDK over MQTT: Python `IoTHubRegistryManager.send_c2d_message` (uamqp, SASL
+MSSBCBS then a CBS put-token) and Node `azure-iothub` `Client.send` (rhea, no SASL, CBS), with
+the delivery feedback read through `Client.getFeedbackReceiver`. Node runs `node/c2d.js`,
+trusting the server's CA through `NODE_EXTRA_CA_CERTS`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from azure.iot.device import IoTHubDeviceClient
+
+IRONHUB_ADDRESS = "127.0.0.91"
+WAIT_S = 20
+NODE_DIR = Path(__file__).resolve().parent / "node"
+NODE_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def registry(hub):
+    """A registry manager whose AMQP client trusts the server's CA. uamqp reads its CA bundle
+    from certifi when the client is built and azure-iot-hub offers no way to pass one, so the
+    bundle's path is pointed at the server's CA for the construction."""
+    import uamqp.authentication.common as uamqp_common
+
+    real = uamqp_common.certifi.where
+    uamqp_common.certifi.where = lambda: hub.ca_file
+    try:
+        rm = hub.registry_manager()
+    finally:
+        uamqp_common.certifi.where = real
+    yield rm
+    rm.amqp_svc_client.disconnect_sync()
+
+
+class Device:
+    """A device connected with the Python SDK over MQTT, collecting its C2D messages."""
+
+    def __init__(self, hub, registry, device_id: str):
+        key = registry.create_device_with_sas(device_id, None, None, "enabled").authentication.symmetric_key.primary_key
+        cs = f"HostName={hub.hostname};DeviceId={device_id};SharedAccessKey={key}"
+        self.client = IoTHubDeviceClient.create_from_connection_string(
+            cs, server_verification_cert=open(hub.ca_file).read()
+        )
+        self.messages: queue.Queue = queue.Queue()
+        self.client.on_message_received = self.messages.put
+        self.client.connect()
+
+    def next(self):
+        try:
+            return self.messages.get(timeout=WAIT_S)
+        except queue.Empty:
+            raise AssertionError(f"no cloud-to-device message within {WAIT_S} s") from None
+
+    def close(self):
+        self.client.shutdown()
+
+
+def run_node(hub, *args: str) -> dict:
+    if shutil.which("node") is None:
+        pytest.fail("`node` is not installed: run the suite through scripts/test", pytrace=False)
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=hub.ca_file, IRONHUB_CONNECTION_STRING=hub.connection_string)
+    proc = subprocess.run(
+        ["node", str(NODE_DIR / "c2d.js"), *args], cwd=NODE_DIR, env=env, capture_output=True,
+        text=True, timeout=NODE_TIMEOUT_S, stdin=subprocess.DEVNULL,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"`node c2d.js` printed no JSON (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}"
+    out = json.loads(lines[-1])
+    assert "error" not in out, f"{out}\n{proc.stderr}"
+    return out
+
+
+def test_python_service_sdk_sends_to_an_mqtt_device(hub, registry):
+    device = Device(hub, registry, "c2d-py")
+    try:
+        registry.send_c2d_message(
+            "c2d-py",
+            "hello over AMQP",
+            properties={
+                "messageId": "py-1",
+                "correlationId": "corr-1",
+                "contentType": "text/plain",
+                "contentEncoding": "utf-8",
+                "colour": "green",
+            },
+        )
+        m = device.next()
+        assert m.data == b"hello over AMQP"
+        assert m.message_id == "py-1"
+        assert m.correlation_id == "corr-1"
+        assert m.content_type == "text/plain"
+        assert m.content_encoding == "utf-8"
+        assert m.custom_properties["colour"] == "green"
+    finally:
+        device.close()
+
+
+def test_python_service_sdk_unknown_device_fails(hub, registry):
+    with pytest.raises(Exception, match="C2D message send failure"):
+        registry.send_c2d_message("no-such-device", "lost")
+    # The connection stays usable after a refused message.
+    device = Device(hub, registry, "c2d-py-after")
+    try:
+        registry.send_c2d_message("c2d-py-after", "still here")
+        assert device.next().data == b"still here"
+    finally:
+        device.close()
+
+
+def test_node_service_sdk_sends_and_reads_feedback(hub, registry):
+    device = Device(hub, registry, "c2d-node")
+    try:
+        out = run_node(hub, "send", "--device-id", "c2d-node", "--text", "from node", "--ack", "full", "--feedback")
+        assert out["sent"] == "MessageEnqueued"
+        m = device.next()
+        assert m.data == b"from node"
+        assert m.message_id == out["messageId"]
+        assert m.correlation_id == "node-correlation"
+        assert m.custom_properties["colour"] == "blue"
+        assert m.ack == "full"
+        feedback = out["feedback"]
+        assert feedback["contentType"] == "application/vnd.microsoft.iothub.feedback.json"
+        (record,) = [r for r in feedback["records"] if r["originalMessageId"] == out["messageId"]]
+        assert record["statusCode"] == "Success"
+        assert record["deviceId"] == "c2d-node"
+    finally:
+        device.close()
+
+
+def test_node_service_sdk_unknown_device_is_device_not_found(hub):
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=hub.ca_file, IRONHUB_CONNECTION_STRING=hub.connection_string)
+    proc = subprocess.run(
+        ["node", str(NODE_DIR / "c2d.js"), "send", "--device-id", "no-such-device", "--text", "x"],
+        cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=NODE_TIMEOUT_S, stdin=subprocess.DEVNULL,
+    )
+    out = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    assert out["sendError"]["name"] == "DeviceNotFoundError", out
