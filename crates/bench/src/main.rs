@@ -113,6 +113,7 @@ async fn telemetry(args: Args) -> anyhow::Result<()> {
         .arg(format!("127.0.0.1:{}", args.port_base + 1))
         .arg("--mqtt-listen")
         .arg(format!("127.0.0.1:{mqtt_port}"))
+        .args(["--amqp-listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -142,6 +142,7 @@ pub(crate) async fn main(args: Args) -> anyhow::Result<()> {
             .arg(format!("127.0.0.1:{https_port}"))
             .arg("--mqtt-listen")
             .arg(format!("127.0.0.1:{mqtt_port}"))
+            .args(["--amqp-listen", "127.0.0.1:0"])
             .args(["--dps-polls-per-device", "0"])
             .args(["--dps-registrations-per-minute", "0"])
             .stdout(Stdio::null())

@@ -236,6 +236,7 @@ impl C2dServer {
             .arg(format!("127.0.0.1:{}", self.https_port))
             .arg("--mqtt-listen")
             .arg(format!("127.0.0.1:{}", self.mqtt_port))
+            .args(["--amqp-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
