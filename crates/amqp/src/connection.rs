@@ -38,10 +38,13 @@ const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type Response = Message<AmqpValue<Value>>;
 
-/// The links answers go out on: (node, the client's address of the link, its queue).
+/// A link answers go out on: its node, the client's address of the link, its queue.
+type Route = (Node, String, mpsc::Sender<Response>);
+
+/// The links answers go out on.
 #[derive(Debug, Clone, Default)]
 struct Routes {
-    links: Arc<Mutex<Vec<(Node, String, mpsc::Sender<Response>)>>>,
+    links: Arc<Mutex<Vec<Route>>>,
 }
 
 impl Routes {
