@@ -311,3 +311,47 @@ def test_wrong_and_expired_tokens_get_401(hub):
             client.get_eventhub_properties()
     assert "Status code: 401" in str(e.value)
     assert "expired" in str(e.value).lower()
+
+
+def raw_attach_error(hub, address: str, audience: str):
+    """The error a receiver link on `address` is closed with, attached with PyAMQP (the AMQP
+    stack inside azure-eventhub) directly: the SDK's clients only ever attach where they expect
+    a partition."""
+    from azure.eventhub._pyamqp import ReceiveClient
+    from azure.eventhub._pyamqp.authentication import SASTokenAuth
+    from azure.eventhub._pyamqp.error import AMQPException, RetryPolicy
+
+    parts = dict(p.split("=", 1) for p in eventhub(hub)["connectionString"].split(";"))
+    auth = SASTokenAuth(audience, audience, "service", parts["SharedAccessKey"])
+    client = ReceiveClient(
+        hub.hostname,
+        f"amqps://{hub.hostname}/{address}",
+        auth=auth,
+        connection_verify=hub.ca_file,
+        retry_policy=RetryPolicy(retry_total=0),
+    )
+    try:
+        client.open()
+        with pytest.raises(AMQPException) as e:
+            client.receive_message_batch(max_batch_size=1, timeout=WAIT_S)
+        return e.value
+    finally:
+        client.close()
+
+
+def test_unknown_addresses_are_not_found_and_messages_events_redirects(hub):
+    entity = eventhub(hub)["entityPath"]
+    audience = f"sb://{hub.hostname}/{entity}"
+    for address in (f"{entity}/ConsumerGroups/$Default/Partitions/9", "nosuch/thing"):
+        error = raw_attach_error(hub, address, audience)
+        assert error.condition == b"amqp:not-found", (address, error)
+    # IoT Hub's own name for the built-in endpoint redirects to the Event Hubs entity, as uamqp
+    # era clients expect.
+    error = raw_attach_error(hub, "messages/events", f"sb://{hub.hostname}")
+    assert error.condition == b"amqp:link:redirect"
+    assert error.info[b"hostname"] == hub.hostname.encode()
+    assert error.info[b"port"] == 5671
+    assert error.info[b"address"] == f"amqps://{hub.hostname}:5671/{entity}".encode()
+    # The server is unaffected.
+    with consumer(hub) as client:
+        assert client.get_eventhub_properties()["partition_ids"]

@@ -17,6 +17,7 @@ use ironhub_hub::c2d::{OutgoingMessage, feedback_views, parse_ack};
 use ironhub_hub::{Hub, HubError};
 use tokio::sync::watch;
 
+use crate::connection::next_delivery;
 use crate::message::timestamp;
 
 /// The content type of a feedback message.
@@ -30,18 +31,7 @@ fn id_text(id: &MessageId) -> String {
         MessageId::String(s) => s.clone(),
         MessageId::Ulong(n) => n.to_string(),
         MessageId::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-        MessageId::Uuid(u) => {
-            let b = u.clone().into_inner();
-            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            format!(
-                "{}-{}-{}-{}-{}",
-                &hex[..8],
-                &hex[8..12],
-                &hex[12..16],
-                &hex[16..20],
-                &hex[20..]
-            )
-        }
+        MessageId::Uuid(u) => ironhub_auth::uuid_text(&u.clone().into_inner()),
     }
 }
 
@@ -128,6 +118,15 @@ fn outgoing(message: &Message<Body<Value>>) -> Result<(String, OutgoingMessage),
     Ok((device, out))
 }
 
+/// The error a link is closed with when the token that opened it expired.
+pub fn lapsed() -> Error {
+    Error::new(
+        AmqpError::UnauthorizedAccess,
+        Some("The token that authorized this link expired.".to_owned()),
+        None,
+    )
+}
+
 /// The AMQP error a refused message is rejected with.
 fn rejection(e: &HubError) -> Error {
     let condition = match e.status() {
@@ -151,15 +150,20 @@ fn rejection(e: &HubError) -> Error {
 
 /// Queues what a service sends on `/messages/devicebound`: each message is accepted once
 /// queued, or rejected with the reason (an unknown device, a full queue, a bad property).
-pub async fn accept_sends(mut receiver: Receiver, hub: Hub, mut closed: watch::Receiver<bool>) {
-    loop {
-        let delivery = tokio::select! {
-            d = receiver.recv::<Body<Value>>() => d,
-            _ = closed.changed() => return,
-        };
-        let Ok(delivery) = delivery else {
+/// A message that arrives after the link's token lapsed closes the link with
+/// `amqp:unauthorized-access` instead.
+pub async fn accept_sends(
+    mut receiver: Receiver,
+    hub: Hub,
+    mut closed: watch::Receiver<bool>,
+    authorized: impl Fn() -> bool,
+) {
+    while let Some(delivery) = next_delivery(&mut receiver, &mut closed).await {
+        if !authorized() {
+            let _ = receiver.reject(&delivery, lapsed()).await;
+            let _ = receiver.close_with_error(lapsed()).await;
             return;
-        };
+        }
         let queued = match outgoing(delivery.message()) {
             Ok((device, message)) => hub.send_c2d(&device, message).await.map(|m| (device, m)),
             Err(e) => Err(e),
@@ -181,9 +185,19 @@ pub async fn accept_sends(mut receiver: Receiver, hub: Hub, mut closed: watch::R
 }
 
 /// Sends feedback batches on `/messages/serviceBound/feedback`: a batch accepted by the
-/// service is completed, any other outcome abandons it (it comes again, as over REST).
-pub async fn send_feedback(mut sender: Sender, hub: Hub, mut closed: watch::Receiver<bool>) {
+/// service is completed, any other outcome abandons it (it comes again, as over REST). The
+/// link is closed once its token lapses.
+pub async fn send_feedback(
+    mut sender: Sender,
+    hub: Hub,
+    mut closed: watch::Receiver<bool>,
+    authorized: impl Fn() -> bool,
+) {
     loop {
+        if !authorized() {
+            let _ = sender.close_with_error(lapsed()).await;
+            return;
+        }
         let batch = match hub.receive_feedback().await {
             Ok(Some(batch)) => batch,
             Ok(None) => {

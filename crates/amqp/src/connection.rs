@@ -9,6 +9,7 @@ use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
     SupportedReceiverSettleModes,
 };
+use fe2o3_amqp::link::delivery::Delivery;
 use fe2o3_amqp::types::definitions::{
     AmqpError, Error, ErrorCondition, LinkError, ReceiverSettleMode, Role,
 };
@@ -220,6 +221,18 @@ fn hub_error(e: &HubError) -> Error {
     error(condition, e.to_string())
 }
 
+/// The next message the client sends on `receiver`; `None` once the link or the connection
+/// is gone.
+pub(crate) async fn next_delivery(
+    receiver: &mut Receiver,
+    closed: &mut watch::Receiver<bool>,
+) -> Option<Delivery<Body<Value>>> {
+    tokio::select! {
+        d = receiver.recv::<Body<Value>>() => d.ok(),
+        _ = closed.changed() => None,
+    }
+}
+
 /// A link the client sends on: requests to `$cbs` or `$management`.
 async fn incoming(mut receiver: Receiver, address: String, shared: Shared) {
     let node = node(&address, &shared.ctx.entity);
@@ -233,7 +246,12 @@ async fn incoming(mut receiver: Receiver, address: String, shared: Shared) {
                 let _ = receiver.close_with_error(unauthorized(&address)).await;
                 return;
             }
-            c2d::accept_sends(receiver, shared.ctx.hub.clone(), shared.closed.clone()).await;
+            let hub = shared.ctx.hub.clone();
+            let claims = shared.claims.clone();
+            c2d::accept_sends(receiver, hub.clone(), shared.closed.clone(), move || {
+                claims.allows(&hub, "/messages/devicebound")
+            })
+            .await;
             return;
         }
         _ => {
@@ -242,14 +260,7 @@ async fn incoming(mut receiver: Receiver, address: String, shared: Shared) {
         }
     }
     let mut closed = shared.closed.clone();
-    loop {
-        let delivery = tokio::select! {
-            d = receiver.recv::<Body<Value>>() => d,
-            _ = closed.changed() => return,
-        };
-        let Ok(delivery) = delivery else {
-            return;
-        };
+    while let Some(delivery) = next_delivery(&mut receiver, &mut closed).await {
         let _ = receiver.accept(&delivery).await;
         let request = delivery.message();
         let reply: Reply = match node {
@@ -297,7 +308,12 @@ async fn outgoing(sender: Sender, address: String, filters: Option<FilterSet>, s
                 let _ = sender.close_with_error(unauthorized(&address)).await;
                 return;
             }
-            c2d::send_feedback(sender, shared.ctx.hub.clone(), shared.closed.clone()).await;
+            let hub = shared.ctx.hub.clone();
+            let claims = shared.claims.clone();
+            c2d::send_feedback(sender, hub.clone(), shared.closed.clone(), move || {
+                claims.allows(&hub, "/messages/servicebound/feedback")
+            })
+            .await;
         }
         Node::DeviceBound | Node::Unknown => {
             let _ = sender.close_with_error(not_found(&address)).await;

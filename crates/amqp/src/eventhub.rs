@@ -104,13 +104,7 @@ pub async fn deliver(
 ) {
     loop {
         if !authorized() {
-            let _ = sender
-                .close_with_error(Error::new(
-                    AmqpError::UnauthorizedAccess,
-                    Some("The token that authorized this link expired.".to_owned()),
-                    None,
-                ))
-                .await;
+            let _ = sender.close_with_error(crate::c2d::lapsed()).await;
             return;
         }
         let batch = tokio::select! {

@@ -15,7 +15,7 @@ pub use connstr::{ConnectionString, ConnectionStringError};
 pub use credentials::Credentials;
 pub use keys::{
     KeyError, ThumbprintError, derive_device_key, generate_key, normalize_thumbprint, random_bytes,
-    random_uuid, thumbprints, validate_key,
+    random_uuid, thumbprints, uuid_text, validate_key,
 };
 pub use policy::{Rights, SharedAccessPolicy, default_hub_policies};
 pub use sas::{SasError, SasToken, resource_covers};

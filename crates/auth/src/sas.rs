@@ -394,6 +394,29 @@ mod tests {
     }
 
     #[test]
+    fn service_bus_signatures_verify_only_when_asked() {
+        // Event Hubs clients sign with the key's text, not its decoded bytes.
+        let sr = url_encode("sb://myhub.example/myhub");
+        let key = hmac::Key::new(hmac::HMAC_SHA256, KEY.as_bytes());
+        let sig = STANDARD.encode(hmac::sign(&key, format!("{sr}\n{SE}").as_bytes()));
+        let text = format!(
+            "{PREFIX}sr={sr}&sig={}&se={SE}&skn=service",
+            url_encode(&sig)
+        );
+        let token = SasToken::parse(&text).unwrap();
+        assert!(token.signed_with_key_text(KEY));
+        assert!(!token.signed_with(KEY));
+        assert!(token.verify_keys([KEY]).is_err());
+        token.verify_keys_either_way(["b3RoZXI=", KEY]).unwrap();
+        assert!(token.verify_keys_either_way(["b3RoZXI="]).is_err());
+        let iothub = generate("myhub.example", KEY, SE, Some("service")).unwrap();
+        SasToken::parse(&iothub)
+            .unwrap()
+            .verify_keys_either_way([KEY])
+            .unwrap();
+    }
+
+    #[test]
     fn generated_tokens_verify() {
         let token = generate("myhub.example/devices/d 1", KEY, SE, None).unwrap();
         assert!(token.starts_with("SharedAccessSignature sr=myhub.example%2Fdevices%2Fd%201&sig="));

@@ -312,19 +312,10 @@ const OPERATION_LIFETIME: Duration = Duration::from_secs(3600);
 impl CredentialOperation {
     /// A new operation, starting now.
     pub fn start() -> Self {
-        let r = ironhub_auth::random_bytes(16);
-        let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
         let expires: chrono::DateTime<chrono::Utc> =
             (SystemTime::now() + OPERATION_LIFETIME).into();
         CredentialOperation {
-            correlation_id: format!(
-                "{}-{}-{}-{}-{}",
-                &hex[..8],
-                &hex[8..12],
-                &hex[12..16],
-                &hex[16..20],
-                &hex[20..]
-            ),
+            correlation_id: ironhub_auth::uuid_text(&ironhub_auth::random_bytes(16)),
             operation_expires: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }

@@ -326,6 +326,76 @@ async fn service_tokens_need_a_policy_with_the_rights() {
 }
 
 #[tokio::test]
+async fn amqp_service_tokens_grant_what_their_resource_covers() {
+    let (hub, _dir) = hub().await;
+    let policy = |n: &str| hub.settings().policy(n).unwrap().clone();
+    let service = policy("service");
+    let later = unix_now() + 3600;
+    let entity = sas::generate(
+        "sb://myhub.example/myhub",
+        &service.primary_key,
+        later,
+        Some("service"),
+    )
+    .unwrap();
+    let grant = hub
+        .authorize_service_token(&entity, &[Rights::SERVICE_CONNECT])
+        .unwrap();
+    assert_eq!(grant.expires, later);
+    let now = unix_now();
+    assert!(hub.grant_covers(&grant, "/myhub/ConsumerGroups/$Default/Partitions/0", now));
+    assert!(hub.grant_covers(&grant, "/myhub", now));
+    assert!(!hub.grant_covers(&grant, "/other/ConsumerGroups/$Default/Partitions/0", now));
+    assert!(!hub.grant_covers(&grant, "/messages/devicebound", now));
+    assert!(!hub.grant_covers(&grant, "/myhub", later));
+
+    let whole = sas::generate(
+        "myhub.example",
+        &service.primary_key,
+        later,
+        Some("service"),
+    )
+    .unwrap();
+    let grant = hub
+        .authorize_service_token(&whole, &[Rights::SERVICE_CONNECT])
+        .unwrap();
+    assert!(hub.grant_covers(&grant, "/messages/devicebound", now));
+
+    for (resource, key, name) in [
+        ("sb://other.example/myhub", &service.primary_key, "service"),
+        // registryRead has no ServiceConnect.
+        (
+            "myhub.example",
+            &policy("registryRead").primary_key,
+            "registryRead",
+        ),
+        // Signed with another policy's key.
+        (
+            "myhub.example",
+            &policy("iothubowner").primary_key,
+            "service",
+        ),
+    ] {
+        let token = sas::generate(resource, key, later, Some(name)).unwrap();
+        let e = hub
+            .authorize_service_token(&token, &[Rights::SERVICE_CONNECT])
+            .unwrap_err();
+        assert_eq!(e.code(), 401_002, "{resource} {name}");
+    }
+    let expired = sas::generate(
+        "myhub.example",
+        &service.primary_key,
+        now - 10,
+        Some("service"),
+    )
+    .unwrap();
+    assert!(
+        hub.authorize_service_token(&expired, &[Rights::SERVICE_CONNECT])
+            .is_err()
+    );
+}
+
+#[tokio::test]
 async fn device_tokens_are_verified_with_the_devices_keys() {
     let (hub, _dir) = hub().await;
     let d = hub
