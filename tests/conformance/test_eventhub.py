@@ -355,3 +355,43 @@ def test_unknown_addresses_are_not_found_and_messages_events_redirects(hub):
     # The server is unaffected.
     with consumer(hub) as client:
         assert client.get_eventhub_properties()["partition_ids"]
+
+
+def plain_receive(hub, user: str, password: str, address: str) -> list:
+    """Messages a receiver on `address` gets within WAIT_S over a connection that logs in with
+    SASL PLAIN (IoT Hub's `{policy}@sas.root.{hub}` with a SAS token as the password)."""
+    from azure.eventhub._pyamqp import ReceiveClient
+    from azure.eventhub._pyamqp.authentication import SASLPlainAuth
+    from azure.eventhub._pyamqp.error import RetryPolicy
+
+    client = ReceiveClient(
+        hub.hostname,
+        f"amqps://{hub.hostname}/{address}",
+        auth=SASLPlainAuth(user, password),
+        connection_verify=hub.ca_file,
+        retry_policy=RetryPolicy(retry_total=0),
+    )
+    try:
+        client.open()
+        return client.receive_message_batch(max_batch_size=1, timeout=WAIT_S)
+    finally:
+        client.close()
+
+
+def test_sasl_plain_with_a_policy_token(hub):
+    device_id = "ehplain"
+    send(hub, device_id, [message("plain")])
+    entity = eventhub(hub)["entityPath"]
+    address = f"{entity}/ConsumerGroups/$Default/Partitions/{partition_for(device_id)}"
+    parts = dict(p.split("=", 1) for p in eventhub(hub)["connectionString"].split(";"))
+    user = f"service@sas.root.{hub.hostname.split('.')[0]}"
+    token = sas(hub.hostname, parts["SharedAccessKey"], "service", int(time.time()) + 600)
+    (first,) = plain_receive(hub, user, token, address)
+    # The partition's first event, with its Event Hubs position.
+    assert first.message_annotations[b"x-opt-sequence-number"] == 0
+    assert first.message_annotations[b"iothub-connection-device-id"]
+
+    # A token that does not verify fails the SASL exchange (PyAMQP reports it as a ValueError).
+    wrong = sas(hub.hostname, base64.b64encode(b"y" * 32).decode(), "service", int(time.time()) + 600)
+    with pytest.raises(ValueError, match="SASL negotiation failed"):
+        plain_receive(hub, user, wrong, address)
