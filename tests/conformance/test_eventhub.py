@@ -12,6 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
+import os
+import shutil
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -23,6 +27,8 @@ from azure.core.credentials import AzureSasCredential
 from azure.eventhub import EventHubConsumerClient
 from azure.eventhub.exceptions import AuthenticationError, EventHubError
 from azure.iot.device import IoTHubDeviceClient, Message
+
+from pathlib import Path
 
 from conftest import run_cli
 
@@ -395,3 +401,46 @@ def test_sasl_plain_with_a_policy_token(hub):
     wrong = sas(hub.hostname, base64.b64encode(b"y" * 32).decode(), "service", int(time.time()) + 600)
     with pytest.raises(ValueError, match="SASL negotiation failed"):
         plain_receive(hub, user, wrong, address)
+
+
+def test_node_event_hubs_sdk_reads_the_same_events(hub):
+    """`@azure/event-hubs` (rhea, no SASL layer but a CBS token) reads what the device sent."""
+    if shutil.which("node") is None:
+        pytest.fail("`node` is not installed: run the suite through scripts/test", pytrace=False)
+    device_id = "ehnode"
+    partition = str(partition_for(device_id))
+    sent = message('{"from": "python"}', colour="violet")
+    send(hub, device_id, [sent])
+    node_dir = Path(__file__).resolve().parent / "node"
+    env = dict(
+        os.environ,
+        NODE_EXTRA_CA_CERTS=hub.ca_file,
+        IRONHUB_EVENTHUB_CONNECTION_STRING=eventhub(hub)["connectionString"],
+    )
+    # Everything in the partition up to this device's event.
+    with consumer(hub) as client:
+        last = client.get_partition_properties(partition)["last_enqueued_sequence_number"]
+    proc = subprocess.run(
+        ["node", str(node_dir / "eventhubs.js"), "read", "--partition", partition, "--count", str(last + 1)],
+        cwd=node_dir, env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"eventhubs.js printed nothing (exit {proc.returncode})\n{proc.stderr}"
+    out = json.loads(lines[-1])
+    assert "error" not in out, f"{out}\n{proc.stderr}"
+    assert out["hub"] == {"name": eventhub(hub)["entityPath"], "partitionIds": [str(p) for p in range(PARTITIONS)]}
+    assert out["partition"]["id"] == partition
+    assert out["partition"]["lastEnqueuedSequenceNumber"] == last
+    assert out["partition"]["isEmpty"] is False
+    (mine,) = [e for e in out["events"] if e["systemProperties"].get("iothub-connection-device-id") == device_id]
+    # The SDK hands a data body that parses as JSON over parsed.
+    assert mine["body"] == {"from": "python"}
+    assert mine["properties"] == {"colour": "violet"}
+    system = mine["systemProperties"]
+    assert system["messageId"] == sent.message_id
+    assert system["correlationId"] == sent.correlation_id
+    assert system["contentType"] == "application/json"
+    assert system["contentEncoding"] == "utf-8"
+    assert system["iothub-message-source"] == "Telemetry"
+    assert mine["partitionKey"] == device_id
+    assert mine["sequenceNumber"] == last
