@@ -143,3 +143,17 @@ def test_node_service_sdk_unknown_device_is_device_not_found(hub):
     )
     out = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
     assert out["sendError"]["name"] == "DeviceNotFoundError", out
+
+
+def test_oversized_messages_are_refused_and_nothing_is_queued(hub, registry):
+    """IoT Hub's cloud-to-device limit is 64 KiB: a larger message is rejected
+    (`amqp:link:message-size-exceeded`), nothing is queued, and the link keeps working."""
+    device = Device(hub, registry, "c2d-big")
+    try:
+        with pytest.raises(Exception, match="C2D message send failure"):
+            registry.send_c2d_message("c2d-big", "x" * (64 * 1024 + 1))
+        assert registry.get_device("c2d-big").cloud_to_device_message_count == 0
+        registry.send_c2d_message("c2d-big", "small")
+        assert device.next().data == b"small"
+    finally:
+        device.close()

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fe2o3_amqp::types::definitions::{AmqpError, Error};
 use fe2o3_amqp::types::messaging::{
     AmqpValue, ApplicationProperties, Body, Data, Message, MessageId, Outcome, Properties,
 };
@@ -18,6 +17,7 @@ use ironhub_hub::{Hub, HubError};
 use tokio::sync::watch;
 
 use crate::connection::next_delivery;
+use crate::errors::{hub_error, lapsed};
 use crate::message::timestamp;
 
 /// The content type of a feedback message.
@@ -118,36 +118,6 @@ fn outgoing(message: &Message<Body<Value>>) -> Result<(String, OutgoingMessage),
     Ok((device, out))
 }
 
-/// The error a link is closed with when the token that opened it expired.
-pub fn lapsed() -> Error {
-    Error::new(
-        AmqpError::UnauthorizedAccess,
-        Some("The token that authorized this link expired.".to_owned()),
-        None,
-    )
-}
-
-/// The AMQP error a refused message is rejected with.
-fn rejection(e: &HubError) -> Error {
-    let condition = match e.status() {
-        404 => AmqpError::NotFound,
-        401 | 403 => AmqpError::UnauthorizedAccess,
-        400 => AmqpError::InvalidField,
-        413 => AmqpError::FrameSizeTooSmall,
-        _ => AmqpError::InternalError,
-    };
-    let mut info = OrderedMap::new();
-    info.insert(
-        Symbol::from("com.microsoft:tracking-id"),
-        Value::String(String::new()),
-    );
-    info.insert(
-        Symbol::from("com.microsoft:error-code"),
-        Value::String(e.name().to_owned()),
-    );
-    Error::new(condition, Some(e.to_string()), Some(info))
-}
-
 /// Queues what a service sends on `/messages/devicebound`: each message is accepted once
 /// queued, or rejected with the reason (an unknown device, a full queue, a bad property).
 /// A message that arrives after the link's token lapsed closes the link with
@@ -175,7 +145,7 @@ pub async fn accept_sends(
             }
             Err(e) => {
                 tracing::debug!(error = %e, "cloud-to-device message refused (AMQP)");
-                receiver.reject(&delivery, rejection(&e)).await
+                receiver.reject(&delivery, hub_error(&e)).await
             }
         };
         if settled.is_err() {
@@ -209,7 +179,7 @@ pub async fn send_feedback(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reading feedback for an AMQP link failed");
-                let _ = sender.close_with_error(rejection(&e)).await;
+                let _ = sender.close_with_error(hub_error(&e)).await;
                 return;
             }
         };

@@ -10,13 +10,10 @@ use fe2o3_amqp::acceptor::{
     SupportedReceiverSettleModes,
 };
 use fe2o3_amqp::link::delivery::Delivery;
-use fe2o3_amqp::types::definitions::{
-    AmqpError, Error, ErrorCondition, LinkError, ReceiverSettleMode, Role,
-};
+use fe2o3_amqp::types::definitions::{AmqpError, Error, LinkError, ReceiverSettleMode, Role};
 use fe2o3_amqp::types::messaging::{AmqpValue, Body, FilterSet, Message, TargetArchetype};
 use fe2o3_amqp::types::primitives::{OrderedMap, Symbol, Value};
 use fe2o3_amqp::{Receiver, Sender};
-use ironhub_hub::HubError;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -25,6 +22,7 @@ use crate::AmqpContext;
 use crate::address::{Node, node};
 use crate::c2d;
 use crate::claims::Claims;
+use crate::errors::{error, hub_error, not_found, unauthorized};
 use crate::eventhub::{deliver, start_position};
 use crate::padding::Padded;
 use crate::replay::{Replay, SASL_PROTOCOL, read_header};
@@ -190,35 +188,6 @@ async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
     }
     tasks.abort_all();
     let _ = session.end().await;
-}
-
-fn error(condition: impl Into<ErrorCondition>, description: impl Into<String>) -> Error {
-    Error::new(condition, Some(description.into()), None)
-}
-
-fn not_found(address: &str) -> Error {
-    error(
-        AmqpError::NotFound,
-        format!("The messaging entity '{address}' could not be found."),
-    )
-}
-
-fn unauthorized(address: &str) -> Error {
-    error(
-        AmqpError::UnauthorizedAccess,
-        format!("Unauthorized: no valid token for '{address}'."),
-    )
-}
-
-/// The AMQP error a domain error closes a link with.
-fn hub_error(e: &HubError) -> Error {
-    let condition = match e.status() {
-        401 | 403 => AmqpError::UnauthorizedAccess,
-        404 => AmqpError::NotFound,
-        400 => AmqpError::InvalidField,
-        _ => AmqpError::InternalError,
-    };
-    error(condition, e.to_string())
 }
 
 /// The next message the client sends on `receiver`; `None` once the link or the connection

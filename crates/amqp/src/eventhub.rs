@@ -104,7 +104,7 @@ pub async fn deliver(
 ) {
     loop {
         if !authorized() {
-            let _ = sender.close_with_error(crate::c2d::lapsed()).await;
+            let _ = sender.close_with_error(crate::errors::lapsed()).await;
             return;
         }
         let batch = tokio::select! {

@@ -11,6 +11,7 @@ mod address;
 mod c2d;
 mod claims;
 mod connection;
+mod errors;
 mod eventhub;
 mod message;
 mod padding;
