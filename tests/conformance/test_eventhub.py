@@ -444,3 +444,28 @@ def test_node_event_hubs_sdk_reads_the_same_events(hub):
     assert system["iothub-message-source"] == "Telemetry"
     assert mine["partitionKey"] == device_id
     assert mine["sequenceNumber"] == last
+
+
+def test_malformed_input_closes_only_that_connection(hub):
+    """Garbage instead of a protocol header, a header for an unknown protocol, and a SASL
+    header followed by a frame that does not decode: each connection is closed, nothing else
+    is affected."""
+    import socket
+    import ssl
+
+    from conftest import closed_by_server
+
+    ctx = ssl.create_default_context(cafile=hub.ca_file)
+    ctx.check_hostname = False
+    for payload in (
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"AMQP\x09\x01\x00\x00",
+        b"AMQP\x03\x01\x00\x00" + b"\x00\x00\x00\x10\x02\x01\x00\x00" + b"\xff" * 8,
+        b"AMQP\x00\x01\x00\x00" + b"\x00\x00\x00\x0c\x02\x00\x00\x00" + b"\x00\x53\x10\xee",
+    ):
+        raw = socket.create_connection((hub.hostname, 5671), timeout=WAIT_S)
+        with ctx.wrap_socket(raw, server_hostname=hub.hostname) as tls:
+            tls.sendall(payload)
+            assert closed_by_server(tls, within=WAIT_S), payload
+    with consumer(hub) as client:
+        assert client.get_eventhub_properties()["partition_ids"]

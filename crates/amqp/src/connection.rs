@@ -34,6 +34,8 @@ const MAX_MESSAGE_SIZE: u64 = 256 * 1024 + 16 * 1024;
 
 /// How long a client may take to send its protocol header once TLS is up.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a client may take from its protocol header to an open connection.
+const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type Response = Message<AmqpValue<Value>>;
 
@@ -95,20 +97,28 @@ where
     };
     let io = Padded::new(Replay::new(&header, stream));
     let granted = Arc::new(Mutex::new(None));
-    let accepted = if header[4] == SASL_PROTOCOL {
-        ConnectionAcceptor::builder()
-            .container_id(ctx.hub.host_name())
-            .sasl_acceptor(HubSasl::new(ctx.hub.clone(), granted.clone()))
-            .build()
-            .accept(io)
-            .await
-    } else {
-        // No SASL: the client authenticates with claims-based security only.
-        ConnectionAcceptor::builder()
-            .container_id(ctx.hub.host_name())
-            .build()
-            .accept(io)
-            .await
+    let accept = async {
+        if header[4] == SASL_PROTOCOL {
+            ConnectionAcceptor::builder()
+                .container_id(ctx.hub.host_name())
+                .sasl_acceptor(HubSasl::new(ctx.hub.clone(), granted.clone()))
+                .build()
+                .accept(io)
+                .await
+        } else {
+            // No SASL: the client authenticates with claims-based security only.
+            ConnectionAcceptor::builder()
+                .container_id(ctx.hub.host_name())
+                .build()
+                .accept(io)
+                .await
+        }
+    };
+    // A client that never completes the SASL exchange and the open (or sends frames that do
+    // not decode, which fe2o3-amqp waits past) is disconnected, as a slow TLS handshake is.
+    let Ok(accepted) = tokio::time::timeout(OPEN_TIMEOUT, accept).await else {
+        tracing::debug!(%peer, "AMQP connection closed: no open within the time allowed");
+        return;
     };
     let mut connection = match accepted {
         Ok(c) => c,
