@@ -469,3 +469,22 @@ def test_malformed_input_closes_only_that_connection(hub):
             assert closed_by_server(tls, within=WAIT_S), payload
     with consumer(hub) as client:
         assert client.get_eventhub_properties()["partition_ids"]
+
+
+def test_amqp_over_websocket_on_443(hub):
+    """The Event Hubs SDK's AMQP over WebSocket (`/$servicebus/websocket`, subprotocol
+    AMQPWSB10, port 443) reads the same endpoint."""
+    from azure.eventhub import TransportType
+
+    client = EventHubConsumerClient.from_connection_string(
+        eventhub(hub)["connectionString"],
+        consumer_group="$Default",
+        connection_verify=hub.ca_file,
+        retry_total=0,
+        transport_type=TransportType.AmqpOverWebsocket,
+    )
+    with client:
+        props = client.get_eventhub_properties()
+        assert props["partition_ids"] == [str(p) for p in range(PARTITIONS)]
+        p = client.get_partition_properties("0")
+        assert p["id"] == "0"

@@ -41,11 +41,27 @@ pub const MAX_BODY_BYTES: usize = 512 * 1024;
 
 /// The whole HTTPS API: the hub's, and the DPS instance's when there is one.
 pub fn router(hub: Hub, dps: Option<Dps>) -> Router {
+    router_with_amqp(hub, dps, None)
+}
+
+/// [`router`] with AMQP over WebSocket on `/$iothub/websocket` and `/$servicebus/websocket`.
+pub fn router_with_amqp(
+    hub: Hub,
+    dps: Option<Dps>,
+    amqp: Option<ironhub_amqp::AmqpContext>,
+) -> Router {
     let websocket = Router::new()
         .route(websocket::PATH, get(websocket::upgrade))
+        .route(&format!("{}/", websocket::PATH), get(websocket::upgrade))
+        .route(websocket::SERVICEBUS_PATH, get(websocket::upgrade))
+        .route(
+            &format!("{}/", websocket::SERVICEBUS_PATH),
+            get(websocket::upgrade),
+        )
         .with_state(websocket::Services {
             hub: hub.clone(),
             dps: dps.clone(),
+            amqp,
         });
     let mut app = hub_api::routes().with_state(hub).merge(websocket);
     if let Some(dps) = dps {

@@ -1,5 +1,7 @@
 //! MQTT over WebSocket on the HTTPS port, at `/$iothub/websocket`, as IoT Hub and DPS serve
-//! it (the same path for both: the MQTT CONNECT tells them apart).
+//! it (the same path for both: the MQTT CONNECT tells them apart), and AMQP over WebSocket at
+//! the same path and at `/$servicebus/websocket` (Event Hubs clients), told apart by the
+//! subprotocol the client asks for: `mqtt`, or `AMQPWSB10` (Azure's clients) or `amqp`.
 //!
 //! The upgrade answers with `Sec-WebSocket-Protocol: mqtt` (Node's `ws` aborts without it) and no
 //! extensions. Binary frames carry the MQTT byte stream: a packet may span frames and a frame
@@ -22,6 +24,11 @@ use crate::{ApiError, ConnectionInfo};
 
 /// The route's path.
 pub const PATH: &str = "/$iothub/websocket";
+/// Where Event Hubs clients ask for AMQP over WebSocket.
+pub const SERVICEBUS_PATH: &str = "/$servicebus/websocket";
+
+/// The subprotocols of AMQP over WebSocket: Azure's name and the AMQP WebSocket binding's.
+const AMQP_PROTOCOLS: [&str; 2] = ["AMQPWSB10", "amqp"];
 
 /// Size of the pipe between the WebSocket and the MQTT session.
 const PIPE_BYTES: usize = 64 * 1024;
@@ -31,12 +38,14 @@ const PIPE_BYTES: usize = 64 * 1024;
 pub struct Services {
     pub hub: Hub,
     pub dps: Option<Dps>,
+    /// The AMQP endpoint, when the server runs one.
+    pub amqp: Option<ironhub_amqp::AmqpContext>,
 }
 
 /// `GET /$iothub/websocket` with an upgrade to WebSocket. A request that is not a WebSocket
 /// upgrade (a browser, `curl` without the headers) gets an Azure-shaped 400.
 pub async fn upgrade(
-    State(Services { hub, dps }): State<Services>,
+    State(Services { hub, dps, amqp }): State<Services>,
     Extension(info): Extension<ConnectionInfo>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -44,15 +53,29 @@ pub async fn upgrade(
         Ok(ws) => ws,
         Err(e) => {
             return ApiError::from(HubError::ArgumentInvalid(format!(
-                "{PATH} serves MQTT over WebSocket (subprotocol mqtt); this request is not a \
-                 WebSocket upgrade: {e}."
+                "{PATH} serves MQTT and AMQP over WebSocket (subprotocol mqtt, AMQPWSB10 or \
+                 amqp); this request is not a WebSocket upgrade: {e}."
             )))
             .into_response();
         }
     };
-    ws.protocols(["mqtt"])
+    let mut protocols = vec!["mqtt"];
+    if amqp.is_some() {
+        protocols.extend(AMQP_PROTOCOLS);
+    }
+    ws.protocols(protocols)
         .max_message_size(ironhub_hub::MAX_TELEMETRY_BYTES * 2)
         .on_upgrade(move |socket| async move {
+            let is_amqp = socket
+                .protocol()
+                .and_then(|p| p.to_str().ok())
+                .is_some_and(|p| AMQP_PROTOCOLS.contains(&p));
+            if let (true, Some(amqp)) = (is_amqp, amqp) {
+                let (end, ws_end) = tokio::io::duplex(PIPE_BYTES);
+                let session = tokio::spawn(ironhub_amqp::serve(end, info.peer, amqp));
+                bridge(socket, ws_end, session).await;
+                return;
+            }
             let ctx = ConnectionContext {
                 hub,
                 dps,
@@ -64,14 +87,19 @@ pub async fn upgrade(
                         .collect(),
                 ),
             };
-            bridge(socket, ctx).await;
+            let (end, ws_end) = tokio::io::duplex(PIPE_BYTES);
+            let session = tokio::spawn(ironhub_mqtt::serve(end, ctx));
+            bridge(socket, ws_end, session).await;
         })
 }
 
-/// Runs an MQTT session over the WebSocket until either side closes.
-async fn bridge(mut socket: WebSocket, ctx: ConnectionContext) {
-    let (mqtt_end, mut ws_end) = tokio::io::duplex(PIPE_BYTES);
-    let session = tokio::spawn(ironhub_mqtt::serve(mqtt_end, ctx));
+/// Pumps the WebSocket's binary frames to and from `session` (which serves the other end of
+/// `ws_end`) until either side closes.
+async fn bridge(
+    mut socket: WebSocket,
+    mut ws_end: tokio::io::DuplexStream,
+    session: tokio::task::JoinHandle<()>,
+) {
     let mut buf = vec![0u8; PIPE_BYTES];
     loop {
         tokio::select! {
@@ -82,7 +110,7 @@ async fn bridge(mut socket: WebSocket, ctx: ConnectionContext) {
                     }
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                // Text frames are not MQTT; close like a broken stream.
+                // Text frames carry neither protocol; close like a broken stream.
                 Some(Ok(Message::Text(_) | Message::Close(_)) | Err(_)) | None => break,
             },
             read = ws_end.read(&mut buf) => match read {

@@ -174,7 +174,14 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         tokio::spawn(ironhub_http::serve_tls(
             https,
             https_accept,
-            ironhub_http::router(hub.clone(), Some(dps.clone())),
+            ironhub_http::router_with_amqp(
+                hub.clone(),
+                Some(dps.clone()),
+                Some(ironhub_amqp::AmqpContext::new(
+                    hub.clone(),
+                    amqp_addr.port(),
+                )),
+            ),
             stopped.clone(),
         )),
         tokio::spawn(crate::mqtt_listener::serve(
