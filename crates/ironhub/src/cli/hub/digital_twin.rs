@@ -6,9 +6,8 @@ use clap::{Args, Subcommand};
 use ironhub_client::Command;
 use serde_json::Value;
 
-use super::hub::DeviceIdArgs;
-use super::login::Session;
-use super::twin::json_arg;
+use crate::cli::args::{DeviceIdArgs, json_arg};
+use crate::cli::login::Session;
 
 /// `ironhub hub digital-twin <command>`
 #[derive(Debug, Subcommand)]

@@ -25,8 +25,8 @@ use clap::{ArgAction, Args, ValueEnum};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::login::Session;
-use super::output::Format;
+use crate::cli::login::Session;
+use crate::cli::output::Format;
 
 /// What az prints for a body that is not text.
 pub const NON_DECODABLE_PAYLOAD: &str = "{{non-decodable payload}}";

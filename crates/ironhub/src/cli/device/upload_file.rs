@@ -12,7 +12,7 @@ use clap::Args;
 use ironhub_auth::sas::url_encode;
 use ironhub_client::WebClient;
 
-use super::login::Session;
+use crate::cli::login::Session;
 
 /// How long the upload to storage may take.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);

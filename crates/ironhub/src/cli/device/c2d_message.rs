@@ -1,4 +1,4 @@
-//! `ironhub device …` (`upload-file` is in `upload_file`) and `c2d-message …`: cloud-to-device messages, with the command tree and flag
+//! `ironhub device c2d-message …`: cloud-to-device messages, with the command tree and flag
 //! names of `az iot device c2d-message` (send, purge) plus `receive-feedback`, which reads the
 //! hub's feedback queue as `az iot hub monitor-feedback` does.
 //!
@@ -13,39 +13,16 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use ironhub_client::{C2dMessage, HubClient};
 use ironhub_wire::hub::FeedbackRecord;
+use serde_json::Value;
 
-use super::hub::{CommonArgs, DeviceIdArgs};
-use super::login::Session;
-use super::output;
+use crate::cli::args::DeviceIdArgs;
+use crate::cli::login::Session;
 
 /// The body az sends when no `--data` is given.
 pub const DEFAULT_DATA: &str = "Ping from Az CLI IoT Extension";
 
 /// How often `send --wait` asks for feedback.
 const FEEDBACK_POLL: Duration = Duration::from_millis(500);
-
-/// `ironhub device`
-#[derive(Debug, Args)]
-pub struct DeviceArgs {
-    #[command(flatten)]
-    pub common: CommonArgs,
-    #[command(subcommand)]
-    pub command: DeviceCommand,
-}
-
-/// `ironhub device <command>`
-#[derive(Debug, Subcommand)]
-pub enum DeviceCommand {
-    /// Cloud-to-device messaging.
-    #[command(name = "c2d-message")]
-    C2dMessage {
-        #[command(subcommand)]
-        command: C2dCommand,
-    },
-    /// Upload a file to the hub's storage account as the device does, then tell the hub.
-    #[command(name = "upload-file")]
-    UploadFile(super::upload_file::UploadFileArgs),
-}
 
 /// `ironhub device c2d-message <command>`
 #[derive(Debug, Subcommand)]
@@ -148,27 +125,20 @@ pub struct ReceiveFeedbackArgs {
     pub abandon: bool,
 }
 
-/// Runs an `ironhub device` command.
-pub async fn run(args: DeviceArgs) -> anyhow::Result<()> {
-    let format = args.common.output;
-    let session = Session::open(&args.common).await?;
-    let command = match args.command {
-        DeviceCommand::C2dMessage { command } => command,
-        DeviceCommand::UploadFile(a) => return super::upload_file::run(&session, &a).await,
-    };
+/// Runs an `ironhub device c2d-message` command; `None` when it prints nothing.
+pub async fn run(session: &Session, command: &C2dCommand) -> anyhow::Result<Option<Value>> {
     let client = session.client()?;
-    let result = match command {
-        C2dCommand::Send(a) => match send(&client, &a).await? {
+    Ok(Some(match command {
+        C2dCommand::Send(a) => match send(&client, a).await? {
             Some(feedback) => serde_json::to_value(feedback)?,
             // az prints nothing when it does not wait.
-            None => return Ok(()),
+            None => return Ok(None),
         },
         C2dCommand::ReceiveFeedback(a) => {
             serde_json::to_value(receive_feedback(&client, a.abandon).await?)?
         }
         C2dCommand::Purge(a) => serde_json::to_value(client.purge_c2d(&a.device_id).await?)?,
-    };
-    output::print(&result, format)
+    }))
 }
 
 /// `c2d-message send`: sends the message (`--repeat-send` times); with `--wait`, returns the
@@ -266,7 +236,7 @@ pub fn build_message(args: &SendArgs, now: DateTime<Utc>) -> anyhow::Result<C2dM
         .as_deref()
         .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/json"))
     {
-        serde_json::from_str::<serde_json::Value>(&args.data)
+        serde_json::from_str::<Value>(&args.data)
             .context("--data must be JSON when the content type is application/json")?;
     }
     message.body = args.data.clone().into_bytes();

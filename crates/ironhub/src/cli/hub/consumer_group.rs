@@ -7,7 +7,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::login::Session;
+use crate::cli::login::Session;
 
 /// The only event endpoint a hub has (IoT Hub's built-in endpoint).
 const BUILT_IN_ENDPOINT: &str = "events";

@@ -10,7 +10,7 @@ use ironhub_hub::scopes::scope_device_id;
 use ironhub_wire::hub::{Device, DeviceSpec};
 use serde_json::Value;
 
-use super::login::Session;
+use crate::cli::login::Session;
 
 /// `ironhub hub device-identity children <command>`
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@ use ironhub_wire::hub::{
 };
 use serde_json::Value;
 
-use super::login::Session;
+use crate::cli::login::Session;
 
 /// How many devices one request names (az's batch size, IoT Hub's limit).
 const BATCH: usize = 100;
