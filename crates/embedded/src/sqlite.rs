@@ -15,13 +15,11 @@ use chrono::{DateTime, Utc};
 
 use ironhub_store::{
     BatchResult, CertificateRecord, CertificateScope, CertificateStore, Clock, ConnectionState,
-    DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, DpsBatchResult, DpsCollection,
-    DpsRecord, DpsSettings, DpsStore, DpsWrite, Endpoint, HubSettings, RegistryStore,
+    DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, Endpoint, HubSettings, RegistryStore,
     RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinStore, WriteConflict,
 };
 
 use crate::error::Result;
-use crate::sqlite_dps;
 
 type StoreResult<T> = ironhub_store::Result<T>;
 
@@ -183,6 +181,15 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> StoreResult<T> {
         Self::run_on(self.conn.clone(), f).await
+    }
+
+    /// Runs `f` with the connection of runtime state (`synchronous=NORMAL`: it survives
+    /// `kill -9`, not a power cut) on the blocking pool.
+    pub(crate) async fn with_runtime<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        Self::run_on(self.runtime.clone(), f).await
     }
 
     async fn run_on<T: Send + 'static>(
@@ -747,63 +754,6 @@ impl CertificateStore for SqliteStore {
             )?;
             tx.commit()?;
             Ok(Ok(()))
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl DpsStore for SqliteStore {
-    async fn dps_settings_or_init(&self, init: DpsSettings) -> StoreResult<DpsSettings> {
-        self.with(move |conn| sqlite_dps::settings_or_init(conn, init))
-            .await
-    }
-
-    async fn dps_settings(&self) -> StoreResult<Option<DpsSettings>> {
-        self.with(|conn| sqlite_dps::settings(conn)).await
-    }
-
-    async fn dps_get(&self, collection: DpsCollection, id: &str) -> StoreResult<Option<DpsRecord>> {
-        let id = id.to_owned();
-        self.with(move |conn| sqlite_dps::get(conn, collection, &id))
-            .await
-    }
-
-    async fn dps_list(
-        &self,
-        collection: DpsCollection,
-        after: Option<&str>,
-        limit: usize,
-        group: Option<&str>,
-    ) -> StoreResult<Vec<DpsRecord>> {
-        let after = after.map(str::to_owned);
-        let group = group.map(str::to_owned);
-        self.with(move |conn| {
-            sqlite_dps::list(conn, collection, after.as_deref(), limit, group.as_deref())
-        })
-        .await
-    }
-
-    async fn dps_count(&self, collection: DpsCollection, group: Option<&str>) -> StoreResult<u64> {
-        let group = group.map(str::to_owned);
-        self.with(move |conn| sqlite_dps::count(conn, collection, group.as_deref()))
-            .await
-    }
-
-    async fn dps_write(
-        &self,
-        collection: DpsCollection,
-        writes: Vec<DpsWrite>,
-    ) -> StoreResult<DpsBatchResult> {
-        // A registration's operation is runtime state, like a device's connection state: it
-        // goes through the `synchronous=NORMAL` connection (it survives `kill -9`, not a power
-        // cut, after which the device registers again); everything else is acknowledged data.
-        let conn = match collection {
-            DpsCollection::Operations => self.runtime.clone(),
-            _ => self.conn.clone(),
-        };
-        Self::run_on(conn, move |conn| {
-            sqlite_dps::write(conn, collection, writes)
         })
         .await
     }
