@@ -3,6 +3,7 @@
 //!
 //! Everything here is pure (no I/O); the hub and DPS domains decide which keys apply.
 
+mod clock;
 pub mod connstr;
 pub mod credentials;
 pub mod keys;
@@ -11,6 +12,7 @@ pub mod sas;
 pub mod storage;
 pub mod x509;
 
+pub use clock::unix_now;
 pub use connstr::{ConnectionString, ConnectionStringError};
 pub use credentials::Credentials;
 pub use keys::{
@@ -20,10 +22,3 @@ pub use keys::{
 pub use policy::{Rights, SharedAccessPolicy, default_hub_policies};
 pub use sas::{SasError, SasToken, resource_covers};
 pub use x509::{CertificateError, CertificateInfo};
-
-/// Seconds since the Unix epoch, now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
