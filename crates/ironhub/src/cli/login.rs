@@ -1,6 +1,8 @@
 //! Logging in: a connection string from `--login` (or `IRONHUB_CONNECTION_STRING`, for DPS
 //! `IRONHUB_DPS_CONNECTION_STRING`), or, on the server's machine, the owner policy read from
 //! the server's data directory (`iothubowner` for the hub, `provisioningserviceowner` for DPS).
+//! The login, trust and output flags every `hub`, `device` and `dps` command takes are here
+//! too ([`CommonArgs`], [`DpsCommonArgs`]).
 
 use std::path::{Path, PathBuf};
 
