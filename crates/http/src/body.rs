@@ -19,13 +19,18 @@ use crate::service::Service;
 /// easily).
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 
-/// How long a request's body may take to arrive (the listener puts it on every request).
+/// How long a request's body may take to arrive (the listener puts the server's on every
+/// request; a request without one, in tests, gets [`BodyReadTimeout::DEFAULT`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyReadTimeout(pub Duration);
 
+impl BodyReadTimeout {
+    pub(crate) const DEFAULT: Duration = Duration::from_secs(30);
+}
+
 impl Default for BodyReadTimeout {
     fn default() -> Self {
-        BodyReadTimeout(crate::listener::ReadTimeouts::DEFAULT_BODY)
+        BodyReadTimeout(Self::DEFAULT)
     }
 }
 

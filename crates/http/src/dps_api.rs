@@ -14,7 +14,7 @@
 //!   `certificates_api`).
 //!
 //! Paths are matched case-insensitively and with or without a trailing slash (Node's
-//! `/enrollmentgroups/…` and `/enrollments/`), see [`crate::normalize_path`]. Creates and
+//! `/enrollmentgroups/…` and `/enrollments/`), see `routes::normalize_path`. Creates and
 //! updates answer 200, deletes 204, queries a JSON array with `x-ms-continuation` only when
 //! more pages follow. Errors have DPS's body, `{"errorCode", "trackingId", "message",
 //! "timestampUtc"}`, and an `x-ms-error-code` header.

@@ -45,7 +45,7 @@ impl ReadTimeouts {
     /// The default header read timeout (hyper's own default).
     pub const DEFAULT_HEADER: Duration = Duration::from_secs(30);
     /// The default body read timeout.
-    pub const DEFAULT_BODY: Duration = Duration::from_secs(30);
+    pub const DEFAULT_BODY: Duration = BodyReadTimeout::DEFAULT;
 }
 
 impl Default for ReadTimeouts {
