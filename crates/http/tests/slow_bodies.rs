@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::{Request, Response, StatusCode};
+use axum::http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use ironhub_auth::{sas, unix_now};
 use ironhub_dps::Dps;
@@ -108,7 +108,7 @@ async fn refused_at_once(
     uri: &str,
     authorization: Option<&str>,
     declared: u64,
-) -> (StatusCode, serde_json::Value) {
+) -> (StatusCode, HeaderMap, serde_json::Value) {
     let response = tokio::time::timeout(
         AT_ONCE,
         send_silent(app, method, uri, authorization, declared),
@@ -116,8 +116,9 @@ async fn refused_at_once(
     .await
     .unwrap_or_else(|_| panic!("{method} {uri}: not answered at once"));
     let status = response.status();
+    let headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap())
+    (status, headers, serde_json::from_slice(&body).unwrap())
 }
 
 #[tokio::test]
@@ -163,10 +164,22 @@ async fn requests_without_valid_credentials_are_refused_before_their_body_on_eve
             if uri.contains("/registrations/r1") && authorization.is_none() {
                 continue; // without any credentials the body may be a TPM's (below)
             }
-            let (status, body) =
+            let (status, headers, body) =
                 refused_at_once(&s.app, method, uri, authorization, HUGE / 1000).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
             assert_eq!(body["errorCode"], 401_002, "{method} {uri}");
+            // Each service's own shape: IoT Hub's header and classic message, or DPS's header.
+            if let Some(name) = headers.get("iothub-errorcode") {
+                assert_eq!(name, "IotHubUnauthorizedAccess", "{method} {uri}");
+                let message = body["Message"].as_str().unwrap_or_default();
+                assert!(
+                    message.starts_with("ErrorCode:IotHubUnauthorizedAccess;"),
+                    "{method} {uri}: {body}"
+                );
+            } else {
+                assert_eq!(headers["x-ms-error-code"], "401002", "{method} {uri}");
+                assert!(body.get("Message").is_none(), "{method} {uri}: {body}");
+            }
         }
     }
     // Nothing was written.
@@ -177,12 +190,12 @@ async fn requests_without_valid_credentials_are_refused_before_their_body_on_eve
 async fn a_body_declared_over_the_routes_limit_is_refused_at_once() {
     let s = server().await;
     let owner = Some(s.owner_token.as_str());
-    let (status, body) = refused_at_once(&s.app, "PUT", "/devices/d1", owner, HUGE).await;
+    let (status, _, body) = refused_at_once(&s.app, "PUT", "/devices/d1", owner, HUGE).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["errorCode"], 413_001);
     // A DPS register request without credentials (whose body may be a TPM's) over DPS's limit.
     let uri = format!("/{}/registrations/r1/register", s.scope);
-    let (status, body) = refused_at_once(&s.app, "PUT", &uri, None, HUGE).await;
+    let (status, _, body) = refused_at_once(&s.app, "PUT", &uri, None, HUGE).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["errorCode"], 413_001);
 }
