@@ -6,11 +6,18 @@
 //! without reading it), one that does not arrive in time a 408, JSON that does not parse a 400.
 
 use std::convert::Infallible;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body::{Body as _, Frame, SizeHint};
 use serde::de::DeserializeOwned;
 
 use crate::service::Service;
@@ -56,11 +63,7 @@ impl<S: Send + Sync> FromRequest<S> for LazyBody {
 
     async fn from_request(request: Request, _: &S) -> Result<Self, Infallible> {
         let (parts, body) = request.into_parts();
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let declared = content_length(&parts.headers);
         let BodyReadTimeout(timeout) = parts
             .extensions
             .get::<BodyReadTimeout>()
@@ -142,5 +145,137 @@ impl<S: Service, T: DeserializeOwned, const MAX: usize> FromRequest<S> for JsonO
                     "The request body is not valid JSON for this operation: {e}."
                 ))
             })
+    }
+}
+
+/// Most of an unread body the server still reads, and throws away, after answering early.
+const MAX_LINGER_BYTES: u64 = 1024 * 1024;
+
+/// A layer for every route: when a request is answered before its body was read (refused by
+/// its credentials, or by its size), the rest of the body is read and thrown away while the
+/// answer goes out, for at most the body read timeout (counted from the request) and
+/// [`MAX_LINGER_BYTES`]. A client that writes its whole body before it reads the answer (most
+/// do) then gets the 401 or 413 instead of a reset connection, and a kept-alive connection stays
+/// usable. A body declared larger than that is not waited for: its connection is closed
+/// after the answer.
+pub(crate) async fn linger(request: Request, next: Next) -> Response {
+    let declared = content_length(request.headers());
+    if request.body().is_end_stream() || declared.is_some_and(|n| n > MAX_LINGER_BYTES) {
+        return next.run(request).await;
+    }
+    let BodyReadTimeout(timeout) = request
+        .extensions()
+        .get::<BodyReadTimeout>()
+        .copied()
+        .unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let slot = Arc::new(Mutex::new(None));
+    let (parts, body) = request.into_parts();
+    let body = Body::new(Watched {
+        inner: Some(body),
+        slot: Arc::clone(&slot),
+    });
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let unread = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    match unread {
+        None => response,
+        Some(unread) => response.map(|answer| {
+            Body::new(ThenDrain {
+                answer,
+                answered: false,
+                unread: Some(unread),
+                drained: 0,
+                deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            })
+        }),
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// A request body that, dropped before its end, leaves itself in `slot`.
+struct Watched {
+    inner: Option<Body>,
+    slot: Arc<Mutex<Option<Body>>>,
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), http_body::Body::size_hint)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take().filter(|b| !b.is_end_stream()) {
+            *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(inner);
+        }
+    }
+}
+
+/// An answer whose end waits until the request's unread body is read (see [`linger`]). Its
+/// length is not announced, so the answer is sent chunked and the server keeps polling it.
+struct ThenDrain {
+    answer: Body,
+    answered: bool,
+    unread: Option<Body>,
+    drained: u64,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for ThenDrain {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if !this.answered {
+            match ready!(Pin::new(&mut this.answer).poll_frame(cx)) {
+                Some(frame) => return Poll::Ready(Some(frame)),
+                None => this.answered = true,
+            }
+        }
+        while let Some(unread) = this.unread.as_mut() {
+            if this.deadline.as_mut().poll(cx).is_ready() || this.drained > MAX_LINGER_BYTES {
+                this.unread = None;
+                break;
+            }
+            match ready!(Pin::new(unread).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    this.drained += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                Some(Err(_)) | None => this.unread = None,
+            }
+        }
+        Poll::Ready(None)
     }
 }

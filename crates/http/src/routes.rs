@@ -13,8 +13,8 @@ use tower::ServiceExt as _;
 
 use crate::error::ApiError;
 use crate::{
-    api_version, c2d_api, certificates_api, digital_twin_api, dps_api, dps_device_api, events_api,
-    file_upload_api, hub_api, websocket,
+    api_version, body, c2d_api, certificates_api, digital_twin_api, dps_api, dps_device_api,
+    events_api, file_upload_api, hub_api, websocket,
 };
 
 /// The whole HTTPS API: the hub's, and the DPS instance's when there is one.
@@ -47,7 +47,8 @@ pub fn router(hub: Hub, dps: Option<Dps>) -> Router {
         .fallback(|uri: Uri| async move {
             ApiError::not_found(&format!("The resource '{}'", uri.path()))
         })
-        .layer(middleware::from_fn(api_version::check_api_version));
+        .layer(middleware::from_fn(api_version::check_api_version))
+        .layer(middleware::from_fn(body::linger));
     // The path is normalized before it is routed.
     Router::new().fallback_service(app.map_request(normalize_path))
 }

@@ -1,8 +1,10 @@
 //! Issue 15's slow-body abuse, at the router: every route checks the request's credentials
 //! before it reads a byte of its body, so a client that cannot authenticate is refused at once
-//! however large a body it declares and however slowly it sends it; a body declared larger than
-//! the route's limit is refused at once; and a body that does not arrive is answered 408 when
-//! the body read timeout runs out (here the default, on a paused clock).
+//! however large a body it declares and however slowly it sends it (a 401, not the 413 its
+//! declared size would get); a body declared larger than the route's limit is refused at once;
+//! a body that does not arrive is answered 408 when the body read timeout runs out (here the
+//! default, on a paused clock); and a body sent whole after an early answer is read, so the
+//! client gets the answer rather than a reset connection.
 #![allow(clippy::unwrap_used)]
 
 use std::pin::Pin;
@@ -165,7 +167,7 @@ async fn requests_without_valid_credentials_are_refused_before_their_body_on_eve
                 continue; // without any credentials the body may be a TPM's (below)
             }
             let (status, headers, body) =
-                refused_at_once(&s.app, method, uri, authorization, HUGE / 1000).await;
+                refused_at_once(&s.app, method, uri, authorization, HUGE).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
             assert_eq!(body["errorCode"], 401_002, "{method} {uri}");
             // Each service's own shape: IoT Hub's header and classic message, or DPS's header.
@@ -218,4 +220,38 @@ async fn a_body_that_does_not_arrive_is_answered_408_after_the_body_read_timeout
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["errorCode"], 408_000, "{body}");
+}
+
+/// A request answered before its body was read (over the route's limit, declared so) still has
+/// its body read to the end, so the answer's end comes after the body and the connection can
+/// carry the next request; the client sees the 413.
+#[tokio::test]
+async fn an_early_answer_reads_the_rest_of_a_body_that_comes() {
+    let s = server().await;
+    let body = vec![b' '; ironhub_http::MAX_BODY_BYTES + 10];
+    let mut request = Request::builder()
+        .method("PUT")
+        .uri("/devices/d1")
+        .header("content-length", body.len())
+        .header("authorization", &s.owner_token)
+        .body(Body::from(body))
+        .unwrap();
+    request.extensions_mut().insert(ConnectionInfo {
+        peer: "127.0.0.1:50000".parse().unwrap(),
+        client_certificates: Arc::new(Vec::new()),
+    });
+    let response = tokio::time::timeout(AT_ONCE, s.app.clone().oneshot(request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The answer is sent chunked: its end waits for the request's body.
+    assert!(response.headers().get("content-length").is_none());
+    let body = tokio::time::timeout(AT_ONCE, response.into_body().collect())
+        .await
+        .expect("the body that came was read and the answer ended")
+        .unwrap()
+        .to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["errorCode"], 413_001);
 }
