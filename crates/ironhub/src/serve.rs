@@ -165,6 +165,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             https,
             https_accept,
             ironhub_http::router(hub.clone(), Some(dps.clone())),
+            config.read_timeouts,
             stopped.clone(),
         )),
         tokio::spawn(crate::mqtt_listener::serve(
