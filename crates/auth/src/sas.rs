@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use ring::hmac;
+use std::time::Duration;
 
 const PREFIX: &str = "SharedAccessSignature ";
 
@@ -150,6 +151,17 @@ impl<'a> SasToken<'a> {
             Err(SasError::ResourceMismatch(resource))
         }
     }
+}
+
+/// The furthest ahead a token's expiry is honoured as a deadline. IoT Hub sets no upper bound
+/// on `se` (a device may sign with `u64::MAX`), so a later expiry is accepted and its timer
+/// runs this long instead, which keeps every `Instant` addition in range.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// How long a token expiring at `expiry` stays valid after `now` (both Unix seconds): zero
+/// once it has expired, at most [`MAX_TOKEN_LIFETIME`].
+pub fn time_left(expiry: u64, now: u64) -> Duration {
+    Duration::from_secs(expiry.saturating_sub(now)).min(MAX_TOKEN_LIFETIME)
 }
 
 /// Normalises a resource URI into lower-case segments: no scheme, no `:port` on the host,
@@ -330,6 +342,39 @@ mod tests {
             SasToken::parse("SharedAccessSignature sr=a&sig=!!&se=1").unwrap_err(),
             SasError::BadSignatureEncoding
         );
+    }
+
+    #[test]
+    fn extreme_expiries_parse_or_fail_cleanly() {
+        let with_se =
+            |se: &str| format!("SharedAccessSignature sr=h%2Fdevices%2Fd&sig=AA%3D%3D&se={se}");
+        for bad in ["-1", "x", "", "1.5", "18446744073709551616", "1e9", " 1"] {
+            assert_eq!(
+                SasToken::parse(&with_se(bad)).unwrap_err(),
+                SasError::BadExpiry,
+                "se={bad:?}"
+            );
+        }
+        let zero = with_se("0");
+        let t = SasToken::parse(&zero).unwrap();
+        assert_eq!(t.check_expiry(0), Err(SasError::Expired));
+        let max = with_se(&u64::MAX.to_string());
+        let max = SasToken::parse(&max).unwrap();
+        assert_eq!(max.expiry(), u64::MAX);
+        max.check_expiry(u64::MAX - 1).unwrap();
+        max.check_expiry(crate::unix_now()).unwrap();
+    }
+
+    #[test]
+    fn time_left_never_overflows() {
+        assert_eq!(time_left(0, 1_000), Duration::ZERO);
+        assert_eq!(time_left(1_000, 1_000), Duration::ZERO);
+        assert_eq!(time_left(1_060, 1_000), Duration::from_secs(60));
+        assert_eq!(time_left(u64::MAX, 0), MAX_TOKEN_LIFETIME);
+        assert_eq!(time_left(u64::MAX, u64::MAX), Duration::ZERO);
+        // The deadline a session computes from it stays representable.
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(time_left(u64::MAX, 1)).is_some());
     }
 
     #[test]

@@ -1,0 +1,121 @@
+"""Hostile credentials against real clients (issue 15, "hostile cases"): SAS tokens with
+extreme expiries, tokens whose `sr` names another resource than IoT Hub would accept, and keys
+with non-canonical base64. Each case is sent by a real client (the Python device SDK, paho as
+the SDKs send over MQTT, the service SDK) and the server must answer as IoT Hub does, keep
+serving, and leave nothing half-done."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import threading
+import time
+import urllib.parse
+
+import pytest
+from azure.iot.device import IoTHubDeviceClient, Message
+
+from dps_helpers import stored_events, wait_for
+
+IRONHUB_ADDRESS = "127.0.0.95"
+WAIT_S = 10.0
+U64_MAX = 2**64 - 1
+
+
+def token(resource: str, key: str, se, *, encode=lambda s: urllib.parse.quote(s, safe=""), skn=None) -> str:
+    """A SAS token for `resource` with the expiry `se` exactly as given (any text), signed with
+    `key` over the transmitted `sr` and `se`, as the device SDKs sign."""
+    sr = encode(resource)
+    sig = base64.b64encode(
+        hmac.new(base64.b64decode(key), f"{sr}\n{se}".encode(), hashlib.sha256).digest()
+    ).decode()
+    out = f"SharedAccessSignature sr={sr}&sig={urllib.parse.quote(sig, safe='')}&se={se}"
+    return out + (f"&skn={skn}" if skn else "")
+
+
+def device_key(rm, device_id: str) -> str:
+    return rm.create_device_with_sas(device_id, None, None, "enabled").authentication.symmetric_key.primary_key
+
+
+def paho_client(hub, device_id: str, password: str, will: str | None = None):
+    """A paho MQTT 3.1.1 client set up as the device SDKs connect (TLS, IoT Hub username)."""
+    import paho.mqtt.client as paho
+
+    c = paho.Client(client_id=device_id, clean_session=True, protocol=paho.MQTTv311)
+    c.username_pw_set(f"{hub.hostname}/{device_id}/?api-version=2021-04-12", password)
+    c.tls_set(ca_certs=hub.ca_file)
+    if will is not None:
+        c.will_set(f"devices/{device_id}/messages/events/", will, qos=1)
+    return c
+
+
+def connack(hub, device_id: str, password: str) -> int:
+    """The CONNACK return code the server answers a paho CONNECT with."""
+    c = paho_client(hub, device_id, password)
+    result = {}
+    done = threading.Event()
+
+    def on_connect(client, userdata, flags, rc):
+        result["rc"] = rc
+        done.set()
+
+    c.on_connect = on_connect
+    c.connect(hub.address, 8883, keepalive=30)
+    c.loop_start()
+    try:
+        assert done.wait(WAIT_S), "no CONNACK"
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return result["rc"]
+
+
+def test_a_token_expiring_near_2_pow_64_is_accepted_and_the_connection_behaves(hub, rm):
+    """IoT Hub sets no upper bound on `se`: a device that signs its own token with `u64::MAX`
+    connects, works, is shown Connected, and when its connection drops it is shown
+    Disconnected and its Will is sent (the session ends normally, not by a panic)."""
+    key = device_key(rm, "far-sdk")
+    resource = f"{hub.hostname}/devices/far-sdk"
+    client = IoTHubDeviceClient.create_from_sastoken(
+        token(resource, key, U64_MAX), server_verification_cert=open(hub.ca_file).read()
+    )
+    try:
+        client.connect()
+        client.send_message(Message("far"))
+        client.patch_twin_reported_properties({"far": True})
+        assert rm.get_device("far-sdk").connection_state == "Connected"
+    finally:
+        client.shutdown()
+    wait_for(lambda: rm.get_device("far-sdk").connection_state == "Disconnected", what="Disconnected")
+    assert [e["body"] for e in stored_events(hub, "far-sdk")] == ["far"]
+    assert rm.get_twin("far-sdk").properties.reported["far"] is True
+
+    # paho with a Will, then the power is lost (the socket closes without DISCONNECT).
+    key = device_key(rm, "far-will")
+    c = paho_client(hub, "far-will", token(f"{hub.hostname}/devices/far-will", key, U64_MAX), will="gone")
+    up = threading.Event()
+    c.on_connect = lambda client, userdata, flags, rc: rc == 0 and up.set()
+    c.connect(hub.address, 8883, keepalive=30)
+    c.loop_start()
+    try:
+        assert up.wait(WAIT_S), "the far-future token is accepted"
+        wait_for(lambda: rm.get_device("far-will").connection_state == "Connected", what="Connected")
+    finally:
+        c.loop_stop()
+    c.socket().close()
+    wait_for(lambda: rm.get_device("far-will").connection_state == "Disconnected", what="Disconnected after the drop")
+    wait_for(lambda: stored_events(hub, "far-will"), what="the Will")
+    assert [e["body"] for e in stored_events(hub, "far-will")] == ["gone"]
+
+
+@pytest.mark.parametrize("se", ["0", "-1", "abc", "", "1.5", str(2**64), str(2**70)])
+def test_expiries_out_of_range_or_not_numbers_are_refused(hub, rm, se):
+    """An expiry in the past, negative, not an integer or past `u64::MAX`: CONNACK 5 (not
+    authorized), and the same device connects right after with a good token."""
+    device_id = f"bad-se-{abs(hash(se)) % 10_000}"
+    key = device_key(rm, device_id)
+    resource = f"{hub.hostname}/devices/{device_id}"
+    assert connack(hub, device_id, token(resource, key, se)) == 5
+    assert connack(hub, device_id, token(resource, key, int(time.time()) + 3600)) == 0
+    wait_for(lambda: rm.get_device(device_id).connection_state == "Disconnected", what="Disconnected")
