@@ -119,3 +119,56 @@ def test_expiries_out_of_range_or_not_numbers_are_refused(hub, rm, se):
     assert connack(hub, device_id, token(resource, key, se)) == 5
     assert connack(hub, device_id, token(resource, key, int(time.time()) + 3600)) == 0
     wait_for(lambda: rm.get_device(device_id).connection_state == "Disconnected", what="Disconnected")
+
+
+def test_sr_names_the_device_exactly_with_the_host_in_any_case(hub, rm):
+    """IoT Hub compares the host name of `sr` case-insensitively and the device id exactly,
+    and a device's own key signs for `{host}/devices/{id}` only (Azure docs, "Control access
+    to IoT Hub with SAS", "Security tokens"); a policy with DeviceConnect keeps its prefix."""
+    import requests
+
+    key = device_key(rm, "Case-Dev")
+    host = hub.hostname
+    far = int(time.time()) + 3600
+
+    # The Python SDK url-encodes `sr`; paho here sends it raw, and with the host upper-cased.
+    client = IoTHubDeviceClient.create_from_sastoken(
+        token(f"{host}/devices/Case-Dev", key, far), server_verification_cert=open(hub.ca_file).read()
+    )
+    try:
+        client.connect()
+        client.send_message(Message("sdk"))
+    finally:
+        client.shutdown()
+    assert connack(hub, "Case-Dev", token(f"{host.upper()}/devices/Case-Dev", key, far, encode=lambda s: s)) == 0
+
+    refused = [
+        f"{host}/devices/case-dev",          # the id in another case
+        f"{host}/devices/CASE-DEV",
+        host,                                 # the bare host name, signed with a device key
+        f"{host}/devices",
+        f"{host}/devices/Case-Dev/modules/m1",
+    ]
+    for sr in refused:
+        assert connack(hub, "Case-Dev", token(sr, key, far)) == 5, sr
+        # The HTTPS device routes go through the same check: 401.
+        r = requests.get(
+            f"https://{hub.address}/devices/Case-Dev/messages/deviceBound",
+            params={"api-version": "2020-09-30"},
+            headers={"Authorization": token(sr, key, far)},
+            verify=hub.ca_file, timeout=WAIT_S,
+        )
+        assert r.status_code == 401, (sr, r.status_code, r.text)
+    ok = requests.get(
+        f"https://{hub.address}/devices/Case-Dev/messages/deviceBound",
+        params={"api-version": "2020-09-30"},
+        headers={"Authorization": token(f"{host}/devices/Case-Dev", key, far)},
+        verify=hub.ca_file, timeout=WAIT_S,
+    )
+    assert ok.status_code == 204, ok.text
+
+    # A policy with DeviceConnect signs for the whole hub, as before.
+    parts = hub.connection_string_parts()
+    assert parts["SharedAccessKeyName"] == "iothubowner"
+    assert connack(hub, "Case-Dev", token(host, parts["SharedAccessKey"], far, skn="iothubowner")) == 0
+    assert [e["body"] for e in stored_events(hub, "Case-Dev")] == ["sdk"]

@@ -18,7 +18,10 @@ pub use keys::{
     random_uuid, thumbprints, validate_key,
 };
 pub use policy::{Rights, SharedAccessPolicy, default_hub_policies};
-pub use sas::{MAX_TOKEN_LIFETIME, SasError, SasToken, resource_covers, time_left};
+pub use sas::{
+    MAX_TOKEN_LIFETIME, SasError, SasToken, resource_covers, resource_is,
+    resource_is_ignoring_case, time_left,
+};
 pub use x509::{CertificateError, CertificateInfo};
 
 /// Seconds since the Unix epoch, now.

@@ -164,8 +164,8 @@ pub fn time_left(expiry: u64, now: u64) -> Duration {
     Duration::from_secs(expiry.saturating_sub(now)).min(MAX_TOKEN_LIFETIME)
 }
 
-/// Normalises a resource URI into lower-case segments: no scheme, no `:port` on the host,
-/// no empty segments.
+/// A resource URI split into segments: no scheme, no empty segments, the host (first segment)
+/// lower-cased and without its `:port`, the rest exactly as given.
 fn segments(uri: &str) -> Vec<String> {
     let uri = uri.trim();
     let without_scheme = uri.split_once("://").map_or(uri, |(scheme, rest)| {
@@ -178,9 +178,10 @@ fn segments(uri: &str) -> Vec<String> {
     let mut parts: Vec<String> = without_scheme
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(str::to_ascii_lowercase)
+        .map(str::to_owned)
         .collect();
     if let Some(host) = parts.first_mut() {
+        host.make_ascii_lowercase();
         strip_port(host);
     }
     parts
@@ -200,13 +201,31 @@ fn strip_port(host: &mut String) {
 
 /// Per-segment prefix matching, as IoT Hub does it: a token for `myhub.example/devices` covers
 /// `myhub.example/devices/d1`, a token for `myhub.example` covers everything on that hub, and
-/// `myhub.example/dev` covers nothing below `/devices`. Scheme, port and case are ignored.
+/// `myhub.example/dev` covers nothing below `/devices`. Scheme and port are ignored, the host
+/// name's case too; the segments after it (device and module ids) are compared exactly, as
+/// IoT Hub's ids are case-sensitive.
 pub fn resource_covers(token_resource: &str, target: &str) -> bool {
     let granted = segments(token_resource);
     let wanted = segments(target);
     !granted.is_empty()
         && granted.len() <= wanted.len()
         && granted.iter().zip(&wanted).all(|(g, w)| g == w)
+}
+
+/// True when the token's resource names exactly `target`: the same segments, compared as
+/// [`resource_covers`] compares them. A key that belongs to one identity (a device's own key)
+/// signs tokens for that identity only, never for a prefix such as the bare host name.
+pub fn resource_is(token_resource: &str, target: &str) -> bool {
+    let (granted, wanted) = (segments(token_resource), segments(target));
+    !granted.is_empty() && granted == wanted
+}
+
+/// [`resource_is`] with every segment compared case-insensitively: DPS registration ids and
+/// ID scopes are case-insensitive (Azure docs, DPS "Symmetric key attestation").
+pub fn resource_is_ignoring_case(token_resource: &str, target: &str) -> bool {
+    let lower = |uri: &str| segments(&uri.to_lowercase());
+    let (granted, wanted) = (lower(token_resource), lower(target));
+    !granted.is_empty() && granted == wanted
 }
 
 /// Characters percent-encoded in `sr` and `sig` when this crate makes a token (everything but
@@ -408,6 +427,50 @@ mod tests {
             "127.0.0.1"
         ));
         assert!(resource_covers("[::1]:443", "[::1]/devices/x"));
+    }
+
+    #[test]
+    fn host_names_ignore_case_and_ids_do_not() {
+        assert!(resource_covers(
+            "MyHub.Example/devices/Dev1",
+            "myhub.example/devices/Dev1"
+        ));
+        assert!(!resource_covers(
+            "myhub.example/devices/dev1",
+            "myhub.example/devices/Dev1"
+        ));
+        assert!(!resource_covers(
+            "myhub.example/devices/Dev1",
+            "myhub.example/devices/dev1"
+        ));
+        assert!(!resource_covers(
+            "h/devices/d/modules/M",
+            "h/devices/d/modules/m"
+        ));
+        assert!(resource_is("HTTPS://H:8883/devices/d/", "h/devices/d"));
+        assert!(resource_is(
+            "h/devices/d/modules/m",
+            "h/devices/d/modules/m"
+        ));
+        // Exact: neither a prefix nor a longer resource.
+        assert!(!resource_is("h", "h/devices/d"));
+        assert!(!resource_is("h/devices", "h/devices/d"));
+        assert!(!resource_is("h/devices/d/modules/m", "h/devices/d"));
+        assert!(!resource_is("h/devices/D", "h/devices/d"));
+        assert!(!resource_is("", ""));
+        // DPS ids are case-insensitive throughout.
+        assert!(resource_is_ignoring_case(
+            "0NE00/registrations/Reg-1",
+            "0ne00/registrations/reg-1"
+        ));
+        assert!(!resource_is_ignoring_case(
+            "0ne00/registrations",
+            "0ne00/registrations/reg-1"
+        ));
+        assert!(!resource_is_ignoring_case(
+            "0ne00/registrations/reg-1/x",
+            "0ne00/registrations/reg-1"
+        ));
     }
 
     #[test]

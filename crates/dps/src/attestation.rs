@@ -179,9 +179,7 @@ impl Dps {
         // as registration ids are).
         let target = format!("{id_scope}/registrations/{registration_id}");
         let resource = token.resource();
-        if !(ironhub_auth::resource_covers(&resource, &target)
-            && ironhub_auth::resource_covers(&target, &resource))
-        {
+        if !ironhub_auth::resource_is_ignoring_case(&resource, &target) {
             return Err(refused(SasError::ResourceMismatch(resource)));
         }
         let expires = token.expiry();
