@@ -172,3 +172,74 @@ def test_sr_names_the_device_exactly_with_the_host_in_any_case(hub, rm):
     assert parts["SharedAccessKeyName"] == "iothubowner"
     assert connack(hub, "Case-Dev", token(host, parts["SharedAccessKey"], far, skn="iothubowner")) == 0
     assert [e["body"] for e in stored_events(hub, "Case-Dev")] == ["sdk"]
+
+
+def node_register_http(hub, registration_id: str, key: str) -> dict:
+    """`ProvisioningDeviceClient.register()` of the Node SDK over HTTPS (`node/dps.js`)."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from dps_helpers import dps_info
+
+    env = {**os.environ, "NODE_EXTRA_CA_CERTS": hub.ca_file}
+    env.pop("DEBUG", None)
+    node_dir = Path(__file__).resolve().parent / "node"
+    proc = subprocess.run(
+        ["node", "dps.js", "register", "--transport", "http", "--host", hub.address,
+         "--scope", dps_info(hub)["idScope"], "--id", registration_id, "--key", key],
+        cwd=node_dir, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])["registrationState"]
+
+
+def test_dps_registration_ids_differing_only_in_case_are_one_registration(hub, rm):
+    """DPS registration ids are case-insensitive (Azure docs, DPS "Device concepts",
+    'Registration ID'): the same device registering as `HOSTILE-CASE-01` (Python SDK, MQTT),
+    `hostile-case-01` (Node SDK, HTTPS) and `Hostile-Case-01` is one registration record and
+    one hub device, named by the first registration; the device's key is the latest one's."""
+    from azure.iot.device import ProvisioningDeviceClient
+    from azure.iot.deviceprovisioning import DeviceProvisioningClient
+    from msrest.exceptions import HttpOperationError
+
+    from dps_helpers import derive, dps_info
+
+    dps = DeviceProvisioningClient.from_connection_string(
+        dps_info(hub)["serviceConnectionString"], connection_verify=hub.ca_file
+    )
+    gid = "hostile-case-group"
+    dps.enrollment_group.create_or_update(
+        id=gid,
+        enrollment_group={"enrollmentGroupId": gid, "attestation": {"type": "symmetricKey", "symmetricKey": {}}},
+    )
+    group_key = dps.enrollment_group.get_attestation_mechanism(id=gid)["symmetricKey"]["primaryKey"]
+    ca = open(hub.ca_file).read()
+
+    def python_mqtt(rid: str) -> tuple[str, str]:
+        client = ProvisioningDeviceClient.create_from_symmetric_key(
+            provisioning_host=hub.address, registration_id=rid, id_scope=dps_info(hub)["idScope"],
+            symmetric_key=derive(group_key, rid), server_verification_cert=ca,
+        )
+        result = client.register()
+        assert result.status == "assigned", result
+        return result.registration_state.device_id, result.registration_state.assigned_hub
+
+    first = "HOSTILE-CASE-01"
+    assert python_mqtt(first)[0] == first
+    state = node_register_http(hub, "hostile-case-01", derive(group_key, "hostile-case-01"))
+    assert state["deviceId"] == first
+    assert state["registrationId"] == first
+    latest = "Hostile-Case-01"
+    assert python_mqtt(latest)[0] == first
+
+    records = list(dps.device_registration_state.query(id=gid))
+    assert [r["registrationId"] for r in records] == [first]
+    assert dps.device_registration_state.get(id="hostile-case-01")["deviceId"] == first
+    # One hub device, in the first registration's case, with the latest registration's key.
+    assert rm.get_device(first).authentication.symmetric_key.primary_key == derive(group_key, latest)
+    for other in ("hostile-case-01", latest):
+        with pytest.raises(HttpOperationError) as missing:
+            rm.get_device(other)
+        assert missing.value.response.status_code == 404

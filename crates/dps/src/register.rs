@@ -745,9 +745,68 @@ impl Dps {
         legacy: bool,
         issuing_ca: Option<&str>,
     ) -> Result<DeviceRegistrationState, DpsError> {
+        let (previous, claimed) = self.find_or_claim_registration(attested).await?;
+        let outcome = self
+            .assign_over(attested, previous, payload, legacy, issuing_ca)
+            .await;
+        if let (Err(_), Some(etag)) = (&outcome, claimed) {
+            // Nothing was assigned: the record this run claimed goes (unless it changed).
+            if let Err(e) = self
+                .delete_registration(&attested.registration_id, Some(&etag))
+                .await
+            {
+                tracing::warn!(target: "DeviceOperations", registration_id = %attested.registration_id, error = %e, "could not release a claimed registration record");
+            }
+        }
+        outcome
+    }
+
+    /// The device's registration record; when it has none yet, one is created at once in
+    /// status `assigning`, before any hub is touched, so that two registrations whose ids
+    /// differ only in case (DPS ids are case-insensitive) agree on one record, and the first
+    /// one's case names the record and the hub device. Returns the record, and the etag of the
+    /// claim when this call made it.
+    async fn find_or_claim_registration(
+        &self,
+        attested: &Attested,
+    ) -> Result<(Option<RegistrationRecord>, Option<String>), DpsError> {
+        let id = &attested.registration_id;
+        if let Some(found) = self.find_registration(id).await? {
+            return Ok((Some(found), None));
+        }
+        let claim = DeviceRegistrationState {
+            status: RegistrationStatus::Assigning,
+            ..blank_state(id)
+        };
+        match self
+            .write_registration(claim, attested.enrollment.group_id(), None)
+            .await
+        {
+            Ok(state) => {
+                let etag = state.etag.clone();
+                let record = RegistrationRecord {
+                    state,
+                    enrollment_group_id: attested.enrollment.group_id().map(str::to_owned),
+                };
+                Ok((Some(record), etag))
+            }
+            // Another registration of the same id (in another case) claimed it first.
+            Err(DpsError::Conflict(_)) => Ok((self.find_registration(id).await?, None)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Dps::assign`] once the previous registration record (if any) is known.
+    async fn assign_over(
+        &self,
+        attested: &Attested,
+        previous: Option<RegistrationRecord>,
+        payload: Option<Value>,
+        legacy: bool,
+        issuing_ca: Option<&str>,
+    ) -> Result<DeviceRegistrationState, DpsError> {
         let registration_id = &attested.registration_id;
         let settings = attested.enrollment.settings();
-        let previous = self.find_registration(registration_id).await?;
         let linked = self.list_linked_hubs().await?;
         let policy = effective_policy(settings.reprovision_policy, legacy);
         // Never re-provision: a device with a hub stays there, so there is nothing to
@@ -797,7 +856,9 @@ impl Dps {
         let decision = decide(policy, previous.as_ref().map(|p| &p.state), &hub, |h| {
             Dps::find_hub(&linked, h).is_some()
         });
-        let device_id = attested.device_id().to_owned();
+        let device_id = attested
+            .device_id_after(previous.as_ref().map(|p| &p.state))
+            .to_owned();
         let previous_device = previous
             .as_ref()
             .and_then(|p| p.state.device_id.clone())
