@@ -502,33 +502,45 @@ impl Dps {
     }
 
     /// Writes the device's registration record, keeping the id's case and the
-    /// `createdDateTimeUtc` of the one it replaces.
+    /// `createdDateTimeUtc` of the one it replaces. When another registration of the device
+    /// wrote the record meanwhile (the same id, in any case), this one, the later, replaces it.
     async fn record_registration(
         &self,
         attested: &Attested,
         previous: Option<&RegistrationRecord>,
         state: DeviceRegistrationState,
     ) -> Result<DeviceRegistrationState, DpsError> {
-        let now = Utc::now();
-        let state = DeviceRegistrationState {
-            registration_id: previous.map_or_else(
-                || state.registration_id.clone(),
-                |p| p.state.registration_id.clone(),
-            ),
-            created_date_time_utc: Some(
-                previous
-                    .and_then(|p| p.state.created_date_time_utc)
-                    .unwrap_or(now),
-            ),
-            last_updated_date_time_utc: Some(now),
-            ..state
-        };
-        self.write_registration(
-            state,
-            attested.enrollment.group_id(),
-            previous.and_then(|p| p.state.etag.as_deref()),
-        )
-        .await
+        let mut previous = previous.cloned();
+        let mut attempts = 0;
+        loop {
+            let now = Utc::now();
+            let p = previous.as_ref();
+            let next = DeviceRegistrationState {
+                registration_id: p.map_or_else(
+                    || state.registration_id.clone(),
+                    |p| p.state.registration_id.clone(),
+                ),
+                created_date_time_utc: Some(
+                    p.and_then(|p| p.state.created_date_time_utc).unwrap_or(now),
+                ),
+                last_updated_date_time_utc: Some(now),
+                ..state.clone()
+            };
+            let written = self
+                .write_registration(
+                    next,
+                    attested.enrollment.group_id(),
+                    p.and_then(|p| p.state.etag.as_deref()),
+                )
+                .await;
+            attempts += 1;
+            match written {
+                Err(DpsError::Conflict(_) | DpsError::PreconditionFailed(_)) if attempts < 3 => {
+                    previous = self.find_registration(&state.registration_id).await?;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Writes a device's operation, replacing the one it had.

@@ -1056,14 +1056,20 @@ async fn concurrent_registrations_differing_in_case_agree_on_one_device() {
         w.dps.register(upper, request("RACE-1"), None),
         w.dps.register(lower, request("race-1"), None)
     );
-    let latest = b.unwrap().operation_id;
-    assert_ne!(a.unwrap().operation_id, latest);
+    let ops = [a.unwrap().operation_id, b.unwrap().operation_id];
+    assert_ne!(ops[0], ops[1]);
+    // Whichever saved its operation last is the device's operation; the other is gone.
     let mut done = None;
-    for _ in 0..200 {
-        let op = w.dps.operation_status("race-1", &latest).await.unwrap();
-        if op.status != RegistrationStatus::Assigning {
-            done = Some(op);
-            break;
+    'poll: for _ in 0..200 {
+        for (op_id, id) in ops.iter().zip(["RACE-1", "race-1"]) {
+            match w.dps.operation_status(id, op_id).await {
+                Ok(op) if op.status != RegistrationStatus::Assigning => {
+                    done = Some(op);
+                    break 'poll;
+                }
+                Ok(_) | Err(DpsError::OperationNotFound(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
