@@ -243,3 +243,58 @@ def test_dps_registration_ids_differing_only_in_case_are_one_registration(hub, r
         with pytest.raises(HttpOperationError) as missing:
             rm.get_device(other)
         assert missing.value.response.status_code == 404
+
+
+SLOPPY = "a" * 43 + "="          # base64 whose last character has non-zero unused bits
+SLOPPY2 = "b" * 42 + "c="
+
+
+def test_keys_with_non_zero_trailing_bits_work_everywhere(hub, rm):
+    """Azure (.NET's decoder) and Python's `base64.b64decode` accept `"a"*43 + "="`: a device
+    created with it through the service SDK connects with the device SDK; an individual
+    enrollment and a group with such keys provision their devices through the DPS SDK."""
+    from azure.iot.device import ProvisioningDeviceClient
+    from azure.iot.deviceprovisioning import DeviceProvisioningClient
+
+    from dps_helpers import derive, dps_info
+
+    assert base64.b64decode(SLOPPY) == base64.b64decode("a" * 42 + "Y=")
+    created = rm.create_device_with_sas("b64-dev", SLOPPY, SLOPPY2, "enabled")
+    # The keys are kept as they were given.
+    assert created.authentication.symmetric_key.primary_key == SLOPPY
+    assert rm.get_device("b64-dev").authentication.symmetric_key.secondary_key == SLOPPY2
+    ca = open(hub.ca_file).read()
+    for key in (SLOPPY, SLOPPY2):
+        client = IoTHubDeviceClient.create_from_connection_string(
+            f"HostName={hub.hostname};DeviceId=b64-dev;SharedAccessKey={key}", server_verification_cert=ca
+        )
+        try:
+            client.connect()
+            client.send_message(Message(key[:2]))
+        finally:
+            client.shutdown()
+    wait_for(lambda: len(stored_events(hub, "b64-dev")) == 2, what="both messages")
+
+    dps = DeviceProvisioningClient.from_connection_string(
+        dps_info(hub)["serviceConnectionString"], connection_verify=hub.ca_file
+    )
+    sym = {"type": "symmetricKey", "symmetricKey": {"primaryKey": SLOPPY, "secondaryKey": SLOPPY2}}
+    dps.enrollment.create_or_update(id="b64-ind", enrollment={"registrationId": "b64-ind", "attestation": sym})
+    dps.enrollment_group.create_or_update(id="b64-group", enrollment_group={"enrollmentGroupId": "b64-group", "attestation": sym})
+    assert dps.enrollment_group.get_attestation_mechanism(id="b64-group")["symmetricKey"]["primaryKey"] == SLOPPY
+
+    def provision(rid: str, key: str):
+        client = ProvisioningDeviceClient.create_from_symmetric_key(
+            provisioning_host=hub.address, registration_id=rid, id_scope=dps_info(hub)["idScope"],
+            symmetric_key=key, server_verification_cert=ca,
+        )
+        result = client.register()
+        assert result.status == "assigned", result
+        return result.registration_state
+
+    assert provision("b64-ind", SLOPPY).device_id == "b64-ind"
+    assert rm.get_device("b64-ind").authentication.symmetric_key.primary_key == SLOPPY
+    derived = derive(SLOPPY, "b64-group-dev")
+    assert provision("b64-group-dev", derived).device_id == "b64-group-dev"
+    # A derived key is written canonically: the server's derivation gives the SDK's string.
+    assert rm.get_device("b64-group-dev").authentication.symmetric_key.primary_key == derived

@@ -3,6 +3,7 @@
 //!
 //! Everything here is pure (no I/O); the hub and DPS domains decide which keys apply.
 
+pub mod b64;
 pub mod connstr;
 pub mod credentials;
 pub mod keys;

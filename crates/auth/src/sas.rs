@@ -5,8 +5,7 @@
 //! works on the text exactly as transmitted: the string-to-sign is the raw `sr` substring, a
 //! newline, and the raw `se` substring.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use crate::b64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use ring::hmac;
 use std::time::Duration;
@@ -78,9 +77,7 @@ impl<'a> SasToken<'a> {
         let sig_text = percent_decode_str(sig_raw)
             .decode_utf8()
             .map_err(|_| SasError::BadSignatureEncoding)?;
-        let sig = STANDARD
-            .decode(sig_text.as_bytes())
-            .map_err(|_| SasError::BadSignatureEncoding)?;
+        let sig = b64::decode(sig_text.as_bytes()).map_err(|_| SasError::BadSignatureEncoding)?;
         let skn = skn
             .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
             .filter(|s| !s.is_empty());
@@ -121,7 +118,7 @@ impl<'a> SasToken<'a> {
 
     /// True when the signature was made with `key` (base64). Compared in constant time.
     pub fn signed_with(&self, key_b64: &str) -> bool {
-        let Ok(key) = STANDARD.decode(key_b64.trim()) else {
+        let Ok(key) = b64::decode(key_b64) else {
             return false;
         };
         let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
@@ -248,13 +245,11 @@ pub fn generate(
     expiry: u64,
     key_name: Option<&str>,
 ) -> Result<String, SasError> {
-    let key = STANDARD
-        .decode(key_b64.trim())
-        .map_err(|_| SasError::BadKey)?;
+    let key = b64::decode(key_b64).map_err(|_| SasError::BadKey)?;
     let sr = url_encode(resource);
     let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
     let tag = hmac::sign(&key, format!("{sr}\n{expiry}").as_bytes());
-    let sig = url_encode(&STANDARD.encode(tag.as_ref()));
+    let sig = url_encode(&b64::encode(tag.as_ref()));
     let mut token = format!("{PREFIX}sr={sr}&sig={sig}&se={expiry}");
     if let Some(name) = key_name {
         token.push_str("&skn=");

@@ -1081,6 +1081,6 @@ async fn concurrent_registrations_differing_in_case_agree_on_one_device() {
     let record = w.dps.get_registration("race-1").await.unwrap();
     assert_eq!(record.status, RegistrationStatus::Assigned);
     let named = devices_named(&w, &["RACE-1", "race-1"]).await;
-    assert_eq!(named, [record.registration_id.clone()]);
+    assert_eq!(named, std::slice::from_ref(&record.registration_id));
     assert_eq!(w.dps.registration_count(None).await.unwrap(), 1);
 }

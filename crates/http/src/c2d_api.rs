@@ -35,7 +35,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use base64::Engine as _;
 use ironhub_auth::{Credentials, Rights};
 use ironhub_hub::c2d::{
     MAX_MESSAGE_BYTES, OutgoingMessage, feedback_views, parse_ack, parse_expiry,
@@ -392,11 +391,9 @@ async fn telemetry(
         items
             .into_iter()
             .map(|item| {
-                let body = base64::engine::general_purpose::STANDARD
-                    .decode(item.body.as_bytes())
-                    .map_err(|e| {
-                        HubError::ArgumentInvalid(format!("A batch body is not base64: {e}."))
-                    })?;
+                let body = ironhub_auth::b64::decode(item.body.as_bytes()).map_err(|e| {
+                    HubError::ArgumentInvalid(format!("A batch body is not base64: {e}."))
+                })?;
                 let properties = item
                     .properties
                     .into_iter()
