@@ -749,3 +749,94 @@ async fn a_full_disk_refuses_writes_clearly_and_corrupts_nothing() {
     let stored = log.read(partition, 0, 1000).await.unwrap();
     assert!(stored.iter().all(|e| e.event.body.as_slice() != b"full"));
 }
+
+#[tokio::test]
+async fn kill_9_while_c2d_messages_are_being_sent_delivers_every_accepted_one() {
+    let mut server = C2dServer::prepare().await;
+    server.start().await;
+    let client = server.client().await;
+    // Senders race the kill: whatever got its 204 must be delivered after the restart.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let sender = {
+        let client = server.client().await;
+        tokio::spawn(async move {
+            for n in 0..500 {
+                match client.send_c2d(C2D_DEVICE, &c2d_message(n)).await {
+                    Ok(id) => tx.send(id).unwrap(),
+                    Err(_) => break,
+                }
+            }
+        })
+    };
+    let mut accepted = Vec::new();
+    while accepted.len() < 15 {
+        accepted.push(rx.recv().await.expect("the sends were accepted"));
+    }
+    server.kill9();
+    sender.await.unwrap();
+    while let Ok(id) = rx.try_recv() {
+        accepted.push(id);
+    }
+    drop(client);
+
+    server.start().await;
+    let mut device = server.device().await;
+    let mut delivered = HashSet::new();
+    while let Some(p) = device.publish_within(Duration::from_secs(3)).await {
+        device.send(Packet::PubAck(PubAck::new(p.pkid))).await;
+        delivered.insert(parse_bag(&p.topic).0);
+    }
+    let lost: Vec<&String> = accepted
+        .iter()
+        .filter(|id| !delivered.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "accepted (204) but never delivered: {lost:?}"
+    );
+}
+
+#[test]
+fn an_unwritable_data_directory_is_a_one_line_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let mut places = vec![file.join("data")];
+    // A read-only file system refuses even root (a plain chmod does not).
+    let ro = dir.path().join("ro");
+    let mount = Tmpfs::mount(&ro, 1);
+    if mount.is_some() {
+        let ok = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&ro)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        places.push(ro.join("data"));
+    }
+    for place in places {
+        let out = Command::new(env!("CARGO_BIN_EXE_ironhub"))
+            .args([
+                "serve",
+                "--https-listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&place)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{place:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(
+            lines[0].starts_with("error: cannot create the data directory")
+                && lines[0].contains(&place.display().to_string()),
+            "{stderr}"
+        );
+    }
+    drop(mount);
+}
