@@ -298,3 +298,85 @@ def test_keys_with_non_zero_trailing_bits_work_everywhere(hub, rm):
     assert provision("b64-group-dev", derived).device_id == "b64-group-dev"
     # A derived key is written canonically: the server's derivation gives the SDK's string.
     assert rm.get_device("b64-group-dev").authentication.symmetric_key.primary_key == derived
+
+
+def test_kill9_during_provisioning_leaves_nothing_half_done(hub, rm):
+    """A burst of DPS registrations (HTTPS, as the Node SDK and Tasmota register), `kill -9`
+    right after the last 202, a restart: every operation then answers `assigned` or `failed`,
+    every registration record says the same (none stays `assigning`), an assigned record has
+    its hub device with the device's key, no hub device exists without a record, and every
+    device registers again to exactly one hub device."""
+    import json
+
+    import requests
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.iot.deviceprovisioning import DeviceProvisioningClient
+    from msrest.exceptions import HttpOperationError
+
+    from dps_helpers import derive, dps_info
+    from dps_helpers import sas as dps_sas
+
+    def service():
+        return DeviceProvisioningClient.from_connection_string(
+            dps_info(hub)["serviceConnectionString"], connection_verify=hub.ca_file
+        )
+
+    gid = "crash-group"
+    service().enrollment_group.create_or_update(
+        id=gid, enrollment_group={"enrollmentGroupId": gid, "attestation": {"type": "symmetricKey", "symmetricKey": {}}}
+    )
+    group_key = service().enrollment_group.get_attestation_mechanism(id=gid)["symmetricKey"]["primaryKey"]
+    scope = dps_info(hub)["idScope"]
+    ids = [f"crash-dev-{i:02d}" for i in range(16)]
+
+    def call(method: str, rid: str, path: str, body: bytes = b""):
+        token = dps_sas(f"{scope}/registrations/{rid}", derive(group_key, rid), "registration")
+        return requests.request(
+            method, f"https://{hub.address}/{scope}/registrations/{rid}{path}",
+            params={"api-version": "2021-06-01"}, data=body, verify=hub.ca_file, timeout=30,
+            headers={"Content-Type": "application/json", "Authorization": token},
+        )
+
+    operations = {}
+    for rid in ids:
+        started = call("PUT", rid, "/register", json.dumps({"registrationId": rid}).encode())
+        assert started.status_code == 202, started.text
+        operations[rid] = started.json()["operationId"]
+    hub.kill9()
+    hub.restart()
+
+    dps = service()
+    for rid in ids:
+        polled = call("GET", rid, f"/operations/{operations[rid]}")
+        assert polled.status_code == 200, polled.text
+        status = polled.json()["status"]
+        assert status in ("assigned", "failed"), polled.text
+        try:
+            record = dps.device_registration_state.get(id=rid)
+        except ResourceNotFoundError:
+            record = None
+        try:
+            device = rm.get_device(rid)
+        except HttpOperationError as e:
+            assert e.response.status_code == 404
+            device = None
+        if record is None:
+            assert device is None, f"{rid}: a hub device without a registration record"
+            continue
+        assert record["status"] == status, (rid, record, status)
+        if status == "assigned":
+            assert device is not None, f"{rid}: assigned, but no hub device"
+            assert device.authentication.symmetric_key.primary_key == derive(group_key, rid)
+
+    # Every device registers again, to one hub device each, one record each.
+    for rid in ids:
+        started = call("PUT", rid, "/register", json.dumps({"registrationId": rid}).encode())
+        assert started.status_code == 202, started.text
+        op = started.json()["operationId"]
+        wait_for(lambda: call("GET", rid, f"/operations/{op}").json()["status"] != "assigning",
+                 what=f"{rid} assigned")
+        assert call("GET", rid, f"/operations/{op}").json()["status"] == "assigned"
+        assert rm.get_device(rid).authentication.symmetric_key.primary_key == derive(group_key, rid)
+    records = list(dps.device_registration_state.query(id=gid))
+    assert sorted(r["registrationId"] for r in records) == ids
+    assert all(r["status"] == "assigned" for r in records)

@@ -728,6 +728,7 @@ impl Dps {
             let state = failed_state(registration_id, &e);
             self.finish_operation(registration_id, &op.operation_id, state.clone())
                 .await?;
+            self.fail_abandoned_claim(registration_id, &state).await?;
             return Ok(RegistrationOperationStatus {
                 operation_id: op.operation_id,
                 status: RegistrationStatus::Failed,
@@ -735,6 +736,41 @@ impl Dps {
             });
         }
         Ok(op.answer())
+    }
+
+    /// A registration record the dead run claimed and left `assigning` says `failed` too, so
+    /// that no record stays half-done (the device registers again and replaces it).
+    async fn fail_abandoned_claim(
+        &self,
+        registration_id: &str,
+        failed: &DeviceRegistrationState,
+    ) -> Result<(), DpsError> {
+        let Some(record) = self.find_registration(registration_id).await? else {
+            return Ok(());
+        };
+        if record.state.status != RegistrationStatus::Assigning {
+            return Ok(());
+        }
+        let state = DeviceRegistrationState {
+            registration_id: record.state.registration_id.clone(),
+            created_date_time_utc: record.state.created_date_time_utc,
+            last_updated_date_time_utc: Some(Utc::now()),
+            ..failed.clone()
+        };
+        match self
+            .write_registration(
+                state,
+                record.enrollment_group_id.as_deref(),
+                record.state.etag.as_deref(),
+            )
+            .await
+        {
+            // Another registration wrote it meanwhile: that one is newer.
+            Ok(_) | Err(DpsError::PreconditionFailed(_) | DpsError::RegistrationNotFound(_)) => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `POST /{idScope}/registrations/{registrationId}` (the device's registration status
