@@ -17,6 +17,7 @@ import pytest
 from azure.iot.device import IoTHubDeviceClient, Message
 
 from dps_helpers import stored_events, wait_for
+from test_device import device_key, mqtt_connack
 
 IRONHUB_ADDRESS = "127.0.0.95"
 WAIT_S = 10.0
@@ -34,10 +35,6 @@ def token(resource: str, key: str, se, *, encode=lambda s: urllib.parse.quote(s,
     return out + (f"&skn={skn}" if skn else "")
 
 
-def device_key(rm, device_id: str) -> str:
-    return rm.create_device_with_sas(device_id, None, None, "enabled").authentication.symmetric_key.primary_key
-
-
 def paho_client(hub, device_id: str, password: str, will: str | None = None):
     """A paho MQTT 3.1.1 client set up as the device SDKs connect (TLS, IoT Hub username)."""
     import paho.mqtt.client as paho
@@ -52,23 +49,9 @@ def paho_client(hub, device_id: str, password: str, will: str | None = None):
 
 def connack(hub, device_id: str, password: str) -> int:
     """The CONNACK return code the server answers a paho CONNECT with."""
-    c = paho_client(hub, device_id, password)
-    result = {}
-    done = threading.Event()
+    import paho.mqtt.client as paho
 
-    def on_connect(client, userdata, flags, rc):
-        result["rc"] = rc
-        done.set()
-
-    c.on_connect = on_connect
-    c.connect(hub.address, 8883, keepalive=30)
-    c.loop_start()
-    try:
-        assert done.wait(WAIT_S), "no CONNACK"
-    finally:
-        c.loop_stop()
-        c.disconnect()
-    return result["rc"]
+    return mqtt_connack(hub, paho, device_id, f"{hub.hostname}/{device_id}/?api-version=2021-04-12", password)
 
 
 def test_a_token_expiring_near_2_pow_64_is_accepted_and_the_connection_behaves(hub, rm):

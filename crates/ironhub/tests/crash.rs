@@ -382,6 +382,17 @@ impl Device {
         }
     }
 
+    /// Subscribes to `$iothub/twin/res/#` and waits for the SUBACK.
+    async fn subscribe_twin_responses(&mut self) {
+        let mut subscribe = Subscribe::new("$iothub/twin/res/#", QoS::AtMostOnce);
+        subscribe.pkid = 2;
+        self.send(Packet::Subscribe(subscribe)).await;
+        while !matches!(
+            self.recv(Duration::from_secs(10)).await,
+            Some(Packet::SubAck(_))
+        ) {}
+    }
+
     /// The next PUBLISH within `wait`, pinging every few seconds to keep the connection alive.
     async fn publish_within(&mut self, wait: Duration) -> Option<Publish> {
         let deadline = tokio::time::Instant::now() + wait;
@@ -568,13 +579,7 @@ async fn kill_9_during_reported_patches_never_takes_the_twin_version_back() {
     let mut server = C2dServer::prepare().await;
     server.start().await;
     let mut device = server.device().await;
-    let mut subscribe = Subscribe::new("$iothub/twin/res/#", QoS::AtMostOnce);
-    subscribe.pkid = 2;
-    device.send(Packet::Subscribe(subscribe)).await;
-    while !matches!(
-        device.recv(Duration::from_secs(10)).await,
-        Some(Packet::SubAck(_))
-    ) {}
+    device.subscribe_twin_responses().await;
 
     // Reported patches one after the other; each 204 carries the version it made.
     let patch = |n: u32| {
@@ -629,13 +634,7 @@ async fn kill_9_during_reported_patches_never_takes_the_twin_version_back() {
 
     // And the next patch goes on from there.
     let mut device = server.device().await;
-    let mut subscribe = Subscribe::new("$iothub/twin/res/#", QoS::AtMostOnce);
-    subscribe.pkid = 2;
-    device.send(Packet::Subscribe(subscribe)).await;
-    while !matches!(
-        device.recv(Duration::from_secs(10)).await,
-        Some(Packet::SubAck(_))
-    ) {}
+    device.subscribe_twin_responses().await;
     device.send(Packet::Publish(patch(100))).await;
     let answer = device
         .publish_within(Duration::from_secs(10))

@@ -89,6 +89,18 @@ impl Gen {
     }
 }
 
+impl Gen {
+    /// One input in three made from scratch, the others a mutated seed.
+    fn input(&mut self, seeds: &[&str], alphabet: &[char]) -> String {
+        if self.below(3) == 0 {
+            self.text(alphabet, 60)
+        } else {
+            let seed = *self.pick(seeds);
+            self.mutate(seed, alphabet)
+        }
+    }
+}
+
 /// Runs `check` on `input`, naming the input when it panics.
 fn no_panic<T: std::fmt::Debug>(what: &str, input: &T, check: impl FnOnce()) {
     if catch_unwind(AssertUnwindSafe(check)).is_err() {
@@ -235,12 +247,7 @@ fn topics_never_panic() {
     ];
     let mut g = Gen::new(4);
     for _ in 0..rounds() {
-        let topic = if g.below(3) == 0 {
-            g.text(TOPIC_CHARS, 60)
-        } else {
-            let seed = *g.pick(&seeds);
-            g.mutate(seed, TOPIC_CHARS)
-        };
+        let topic = g.input(&seeds, TOPIC_CHARS);
         no_panic("the topic grammar", &topic, || {
             let _ = is_valid_topic_name(&topic);
             let _ = inbound(&topic, "d1", None);
@@ -266,12 +273,7 @@ fn usernames_never_panic_and_name_the_device() {
     ];
     let mut g = Gen::new(5);
     for _ in 0..rounds() {
-        let text = if g.below(3) == 0 {
-            g.text(USER_CHARS, 60)
-        } else {
-            let seed = *g.pick(&seeds);
-            g.mutate(seed, USER_CHARS)
-        };
+        let text = g.input(&seeds, USER_CHARS);
         no_panic("Username::parse", &text, || {
             if let Some(u) = Username::parse(&text) {
                 assert!(!u.device_id.is_empty());
