@@ -200,9 +200,9 @@ fn free_port() -> u16 {
 struct C2dServer {
     /// The data directory (in `dir`, or on the tmpfs of `mount`).
     data: std::path::PathBuf,
-    /// Unmounted before `dir` is removed (fields drop in order).
-    mount: Option<Tmpfs>,
-    dir: tempfile::TempDir,
+    /// Unmounted before `dir` is removed (fields drop in order); held only to be dropped.
+    _mount: Option<Tmpfs>,
+    _dir: tempfile::TempDir,
     https_port: u16,
     mqtt_port: u16,
     child: Option<Child>,
@@ -234,8 +234,8 @@ impl C2dServer {
         let key = device.authentication.symmetric_key.primary_key.unwrap();
         C2dServer {
             data,
-            mount,
-            dir,
+            _mount: mount,
+            _dir: dir,
             https_port: free_port(),
             mqtt_port: free_port(),
             child: None,
