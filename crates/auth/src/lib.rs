@@ -3,6 +3,7 @@
 //!
 //! Everything here is pure (no I/O); the hub and DPS domains decide which keys apply.
 
+pub mod b64;
 mod clock;
 pub mod connstr;
 pub mod credentials;
@@ -20,5 +21,8 @@ pub use keys::{
     random_uuid, thumbprints, validate_key,
 };
 pub use policy::{Rights, SharedAccessPolicy, default_hub_policies};
-pub use sas::{SasError, SasToken, resource_covers};
+pub use sas::{
+    MAX_TOKEN_LIFETIME, SasError, SasToken, resource_covers, resource_is,
+    resource_is_ignoring_case, time_left,
+};
 pub use x509::{CertificateError, CertificateInfo};

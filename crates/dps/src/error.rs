@@ -178,7 +178,7 @@ impl DpsError {
 impl From<ironhub_store::StoreError> for DpsError {
     fn from(e: ironhub_store::StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
-        DpsError::ServerError("The server could not complete the operation; see its log.".into())
+        DpsError::ServerError(ironhub_store::failure_message(&e).into())
     }
 }
 

@@ -34,7 +34,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use base64::Engine as _;
 use ironhub_hub::c2d::{
     MAX_MESSAGE_BYTES, OutgoingMessage, feedback_views, parse_ack, parse_expiry,
 };
@@ -308,11 +307,9 @@ async fn telemetry(
         items
             .into_iter()
             .map(|item| {
-                let body = base64::engine::general_purpose::STANDARD
-                    .decode(item.body.as_bytes())
-                    .map_err(|e| {
-                        HubError::ArgumentInvalid(format!("A batch body is not base64: {e}."))
-                    })?;
+                let body = ironhub_auth::b64::decode(item.body.as_bytes()).map_err(|e| {
+                    HubError::ArgumentInvalid(format!("A batch body is not base64: {e}."))
+                })?;
                 let properties = item
                     .properties
                     .into_iter()

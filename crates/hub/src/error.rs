@@ -133,7 +133,7 @@ impl HubError {
 impl From<ironhub_store::StoreError> for HubError {
     fn from(e: ironhub_store::StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
-        HubError::ServerError("The server could not complete the operation; see its log.".into())
+        HubError::ServerError(ironhub_store::failure_message(&e).into())
     }
 }
 

@@ -347,8 +347,7 @@ impl Session {
         mut attachment: Attachment,
     ) -> End {
         let expiry = self.expires.map(|se| {
-            let now = ironhub_auth::unix_now();
-            tokio::time::Instant::now() + Duration::from_secs(se.saturating_sub(now))
+            tokio::time::Instant::now() + ironhub_auth::time_left(se, ironhub_auth::unix_now())
         });
         // A restored persistent session gets what was queued while the device was away
         // (PYDEV never subscribes again after reconnecting).

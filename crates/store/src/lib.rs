@@ -33,7 +33,7 @@ pub use certificates::CertificateStore;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dps::DpsStore;
 pub use dps_records::*;
-pub use error::{Result, StoreError};
+pub use error::{Result, StoreError, failure_message};
 pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition};
 pub use file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,

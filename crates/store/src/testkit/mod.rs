@@ -119,6 +119,7 @@ macro_rules! store_suite {
             certificates::each_scope_has_its_own_names,
             dps::settings_are_created_once,
             dps::ids_are_case_insensitive_and_keep_their_case,
+            dps::concurrent_creates_in_other_cases_make_one_record,
             dps::a_failed_batch_writes_nothing,
             dps::lists_page_in_id_order_and_filter_by_group,
             dps::operations_are_records_like_the_others,
