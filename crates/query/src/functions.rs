@@ -88,9 +88,7 @@ pub(crate) const AGGREGATES: &[&str] = &["COUNT", "SUM", "AVG", "MIN", "MAX"];
 pub(crate) fn lookup(name: &str, dialect: Dialect) -> Option<(Func, usize, usize)> {
     let upper = name.to_ascii_uppercase();
     let dialect_specific = match (dialect, upper.as_str()) {
-        (Dialect::Twin, "STARTSWITH") | (Dialect::Routing, "STARTS_WITH") => {
-            Some(Func::StartsWith)
-        }
+        (Dialect::Twin, "STARTSWITH") | (Dialect::Routing, "STARTS_WITH") => Some(Func::StartsWith),
         (Dialect::Twin, "ENDSWITH") | (Dialect::Routing, "ENDS_WITH") => Some(Func::EndsWith),
         _ => None,
     };

@@ -182,11 +182,11 @@ mod tests {
         let kinds: Vec<Tok> = toks.iter().map(|t| t.tok.clone()).collect();
         assert_eq!(kinds[0], Tok::Ident("SELECT".into()));
         assert_eq!(kinds[1], Tok::Sym("*"));
-        assert_eq!(kinds[6], Tok::Ident("$y".into()));
-        assert_eq!(kinds[7], Tok::Sym(">="));
-        assert_eq!(kinds[8], Tok::Sym("-"));
-        assert_eq!(kinds[9], Tok::Num(Number::from_f64(150.0).unwrap()));
-        assert_eq!(kinds[13], Tok::Str("a'b".into()));
+        assert_eq!(kinds[7], Tok::Ident("$y".into()));
+        assert_eq!(kinds[8], Tok::Sym(">="));
+        assert_eq!(kinds[9], Tok::Sym("-"));
+        assert_eq!(kinds[10], Tok::Num(Number::from_f64(150.0).unwrap()));
+        assert_eq!(kinds[14], Tok::Str("a'b".into()));
         assert_eq!(toks[1].pos, 7);
         assert!(matches!(kinds.last(), Some(Tok::Eof)));
     }

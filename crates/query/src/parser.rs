@@ -4,10 +4,10 @@
 
 use serde_json::Value;
 
+use crate::QueryError;
 use crate::expr::{BinOp, Expr, Segment};
 use crate::functions::{self, AGGREGATES, Dialect};
 use crate::lexer::{Tok, Token};
-use crate::QueryError;
 
 /// How deeply expressions may nest (parentheses, `NOT`s, minus signs): deeper input is
 /// rejected rather than risking the stack.
@@ -195,7 +195,8 @@ impl<'t> Parser<'t> {
             false
         } else if self.eat_keyword("NIN") {
             true
-        } else if self.is_keyword("NOT") && matches!(self.peek_at(1), Tok::Ident(s) if s.eq_ignore_ascii_case("IN"))
+        } else if self.is_keyword("NOT")
+            && matches!(self.peek_at(1), Tok::Ident(s) if s.eq_ignore_ascii_case("IN"))
         {
             self.bump();
             self.bump();

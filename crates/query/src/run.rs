@@ -275,7 +275,9 @@ fn accumulate(state: &mut State, f: Aggregate, v: Option<&Value>) {
             let better = match best.as_ref() {
                 None => true,
                 Some(b) => match value::compare(v, b) {
-                    Some(o) => (f == Aggregate::Min && o.is_lt()) || (f == Aggregate::Max && o.is_gt()),
+                    Some(o) => {
+                        (f == Aggregate::Min && o.is_lt()) || (f == Aggregate::Max && o.is_gt())
+                    }
                     // Numbers sort before strings.
                     None => (f == Aggregate::Min) == v.is_number(),
                 },

@@ -163,7 +163,10 @@ impl Query {
 
     /// Whether any `SELECT` item is an aggregate.
     pub fn aggregates(&self) -> bool {
-        self.select.iter().flatten().any(|i| matches!(i.projection, Projection::Aggregate(..)))
+        self.select
+            .iter()
+            .flatten()
+            .any(|i| matches!(i.projection, Projection::Aggregate(..)))
     }
 }
 
@@ -173,7 +176,9 @@ fn collection(p: &mut Parser<'_>) -> Result<Collection, QueryError> {
     if !first.eq_ignore_ascii_case("devices") {
         return Err(p.error_at(
             pos,
-            format!("Unknown collection '{first}': FROM takes devices, devices.modules or devices.jobs"),
+            format!(
+                "Unknown collection '{first}': FROM takes devices, devices.modules or devices.jobs"
+            ),
         ));
     }
     if !p.eat_sym(".") {

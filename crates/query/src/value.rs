@@ -44,7 +44,10 @@ pub(crate) fn equal(a: &Value, b: &Value) -> Option<bool> {
             if x.len() != y.len() {
                 return Some(false);
             }
-            Some(x.iter().all(|(k, v)| y.get(k).and_then(|w| equal(v, w)) == Some(true)))
+            Some(
+                x.iter()
+                    .all(|(k, v)| y.get(k).and_then(|w| equal(v, w)) == Some(true)),
+            )
         }
         _ => None,
     }
