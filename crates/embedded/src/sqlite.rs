@@ -17,7 +17,7 @@ use ironhub_store::{
     BatchResult, CertificateRecord, CertificateScope, CertificateStore, Clock, ConnectionState,
     DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, DpsBatchResult, DpsCollection,
     DpsRecord, DpsSettings, DpsStore, DpsWrite, Endpoint, HubSettings, RegistryStore,
-    RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinStore, WriteConflict,
+    RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinScan, TwinStore, WriteConflict, DeviceTwin,
 };
 
 use crate::error::Result;
@@ -252,7 +252,7 @@ pub(crate) fn device_exists(conn: &Connection, id: &str) -> Result<bool> {
         .is_some())
 }
 
-fn device_from_doc(doc: &str, c2d_count: u64) -> Result<DeviceRecord> {
+pub(crate) fn device_from_doc(doc: &str, c2d_count: u64) -> Result<DeviceRecord> {
     let mut device: DeviceRecord = serde_json::from_str(doc)?;
     device.cloud_to_device_message_count = c2d_count;
     Ok(device)
@@ -610,6 +610,13 @@ impl TwinStore for SqliteStore {
             Ok(Ok(twin))
         })
         .await
+    }
+
+    async fn scan_twins(&self, scan: &TwinScan) -> StoreResult<Vec<DeviceTwin>> {
+        let scan = scan.clone();
+        let now = self.clock.now();
+        self.with(move |conn| crate::sqlite_query::scan(conn, &scan, now))
+            .await
     }
 }
 
