@@ -15,9 +15,10 @@ use chrono::{DateTime, Utc};
 
 use ironhub_store::{
     BatchResult, CertificateRecord, CertificateScope, CertificateStore, Clock, ConnectionState,
-    DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, DpsBatchResult, DpsCollection,
-    DpsRecord, DpsSettings, DpsStore, DpsWrite, Endpoint, HubSettings, RegistryStore,
-    RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinScan, TwinStore, WriteConflict, DeviceTwin,
+    DeviceCounts, DeviceRecord, DeviceStatus, DeviceTwin, DeviceWrite, DpsBatchResult,
+    DpsCollection, DpsRecord, DpsSettings, DpsStore, DpsWrite, Endpoint, HubSettings,
+    RegistryStore, RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinScan,
+    TwinStore, WriteConflict,
 };
 
 use crate::error::Result;

@@ -21,7 +21,9 @@ const MAX_PATH_INDEXES: i64 = 32;
 /// plain name (letters, digits, `_`, `-`): only such paths are written into SQL.
 fn json_path(section: &str, keys: &[String]) -> Option<String> {
     let plain = |k: &str| {
-        !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     };
     if keys.is_empty() || !keys.iter().all(|k| plain(k)) {
         return None;
@@ -79,7 +81,9 @@ fn ensure_index(conn: &Connection, expr: &str) -> Result<()> {
     )?;
     if exists == 0 && count < MAX_PATH_INDEXES {
         tracing::info!(index = %name, expression = %expr, "indexing a queried twin property");
-        conn.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {name} ON twins ({expr})"))?;
+        conn.execute_batch(&format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON twins ({expr})"
+        ))?;
     }
     Ok(())
 }
@@ -118,20 +122,32 @@ fn condition_sql(
             format!("json_extract(t.doc, '{path}')")
         }
     };
+    // Parameters are numbered (`?4`): the scan's own come first.
     if c.op == ScanOp::In {
-        let marks = vec!["?"; values.len()].join(", ");
-        params.extend(values);
-        return Ok(Some(format!("{column} IN ({marks})")));
+        let mut marks = Vec::new();
+        for v in values {
+            params.push(v);
+            marks.push(format!("?{}", params.len()));
+        }
+        return Ok(Some(format!("{column} IN ({})", marks.join(", "))));
     }
     let Some(value) = values.into_iter().next() else {
         return Ok(None);
     };
     params.push(value);
-    Ok(Some(format!("{column} {} ?", operator(c.op))))
+    Ok(Some(format!(
+        "{column} {} ?{}",
+        operator(c.op),
+        params.len()
+    )))
 }
 
 /// The scan (see `TwinStore::scan_twins`).
-pub(crate) fn scan(conn: &Connection, scan: &TwinScan, now: DateTime<Utc>) -> Result<Vec<DeviceTwin>> {
+pub(crate) fn scan(
+    conn: &Connection,
+    scan: &TwinScan,
+    now: DateTime<Utc>,
+) -> Result<Vec<DeviceTwin>> {
     let mut params: Vec<Sql> = vec![
         Sql::Integer(millis(now)),
         Sql::Text(scan.after.clone().unwrap_or_default()),
@@ -182,7 +198,10 @@ mod tests {
             json_path("reported", &["powerState".into(), "a-b_1".into()]).as_deref(),
             Some("$.\"reported\".\"powerState\".\"a-b_1\"")
         );
-        assert_eq!(json_path("tags", &["x'); DROP TABLE twins; --".into()]), None);
+        assert_eq!(
+            json_path("tags", &["x'); DROP TABLE twins; --".into()]),
+            None
+        );
         assert_eq!(json_path("tags", &["$version".into()]), None);
         assert_eq!(json_path("tags", &[]), None);
     }

@@ -59,9 +59,21 @@ pub async fn conditions_never_lose_a_matching_device(
     _clock: Arc<ManualClock>,
 ) {
     let fleet = [
-        ("d1", json!({"powerState": "0", "t": 20}), json!({"site": "lab"})),
-        ("d2", json!({"powerState": "1", "t": 25}), json!({"site": "lab"})),
-        ("d3", json!({"powerState": 0, "t": 30}), json!({"site": "roof"})),
+        (
+            "d1",
+            json!({"powerState": "0", "t": 20}),
+            json!({"site": "lab"}),
+        ),
+        (
+            "d2",
+            json!({"powerState": "1", "t": 25}),
+            json!({"site": "lab"}),
+        ),
+        (
+            "d3",
+            json!({"powerState": 0, "t": 30}),
+            json!({"site": "roof"}),
+        ),
         ("d4", json!({"powerState": "0", "t": 35.5}), json!({})),
     ];
     for (id, reported, tags) in &fleet {
@@ -72,19 +84,35 @@ pub async fn conditions_never_lose_a_matching_device(
     let reported = |k: &str| TwinField::Reported(vec![k.to_owned()]);
     let cases: Vec<(ScanCondition, Vec<&str>)> = vec![
         (
-            ScanCondition { field: reported("powerState"), op: ScanOp::Eq, values: vec![json!("0")] },
+            ScanCondition {
+                field: reported("powerState"),
+                op: ScanOp::Eq,
+                values: vec![json!("0")],
+            },
             vec!["d1", "d4"],
         ),
         (
-            ScanCondition { field: reported("powerState"), op: ScanOp::Eq, values: vec![json!(0)] },
+            ScanCondition {
+                field: reported("powerState"),
+                op: ScanOp::Eq,
+                values: vec![json!(0)],
+            },
             vec!["d3"],
         ),
         (
-            ScanCondition { field: reported("t"), op: ScanOp::Gt, values: vec![json!(25)] },
+            ScanCondition {
+                field: reported("t"),
+                op: ScanOp::Gt,
+                values: vec![json!(25)],
+            },
             vec!["d3", "d4"],
         ),
         (
-            ScanCondition { field: reported("t"), op: ScanOp::Le, values: vec![json!(25)] },
+            ScanCondition {
+                field: reported("t"),
+                op: ScanOp::Le,
+                values: vec![json!(25)],
+            },
             vec!["d1", "d2"],
         ),
         (
@@ -117,7 +145,9 @@ pub async fn conditions_never_lose_a_matching_device(
                 })
                 .await
                 .unwrap();
-            let Some((device, _)) = page.first() else { break };
+            let Some((device, _)) = page.first() else {
+                break;
+            };
             after = Some(device.device_id.clone());
             seen.push(device.device_id.clone());
         }
@@ -125,7 +155,10 @@ pub async fn conditions_never_lose_a_matching_device(
         sorted.sort();
         assert_eq!(seen, sorted, "{condition:?}: in id order");
         for id in &expected {
-            assert!(seen.iter().any(|s| s == id), "{condition:?} lost {id}: {seen:?}");
+            assert!(
+                seen.iter().any(|s| s == id),
+                "{condition:?} lost {id}: {seen:?}"
+            );
         }
     }
 }
