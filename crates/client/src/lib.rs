@@ -25,6 +25,7 @@ mod dps;
 mod error;
 mod file_upload;
 mod lines;
+mod query;
 mod tls;
 
 use std::future::Future;

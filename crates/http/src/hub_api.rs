@@ -44,6 +44,7 @@ pub(crate) fn routes() -> Router<Hub> {
         .merge(crate::digital_twin_api::routes())
         .merge(crate::file_upload_api::routes())
         .merge(crate::events_api::routes())
+        .merge(crate::query_api::routes())
         .merge(crate::certificates_api::routes::<Hub>())
 }
 

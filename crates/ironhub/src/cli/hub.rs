@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
 use super::{
-    certificate, consumer_group, device, digital_twin, login, monitor, output, parentage,
+    certificate, consumer_group, device, digital_twin, login, monitor, output, parentage, query,
     renew_key, sas, twin,
 };
 
@@ -88,6 +88,8 @@ pub enum HubCommand {
         #[command(subcommand)]
         command: certificate::CertificateCommand,
     },
+    /// Query the hub's device twins with IoT Hub's query language (every page, up to --top).
+    Query(query::QueryArgs),
     /// Generate a SAS token for a device or for a hub shared access policy.
     #[command(name = "generate-sas-token")]
     GenerateSasToken(SasTokenArgs),
@@ -410,6 +412,10 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
                 Some(v) => v,
                 None => return Ok(()),
             }
+        }
+        HubCommand::Query(a) => {
+            let session = login::Session::open(&common).await?;
+            query::run(&session, &a).await?
         }
         HubCommand::GenerateSasToken(a) => match &a.connection_string {
             Some(cs) => sas::from_connection_string(cs, a.duration)?,

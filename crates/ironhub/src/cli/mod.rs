@@ -14,6 +14,7 @@ mod login;
 mod monitor;
 mod output;
 mod parentage;
+mod query;
 mod renew_key;
 mod sas;
 mod twin;

@@ -1,0 +1,47 @@
+//! `POST /devices/query`: the IoT Hub query language over device twins (and the empty
+//! `devices.modules` and `devices.jobs`), a page at a time. The body is `{"query": "…"}`;
+//! `x-ms-max-item-count` and `x-ms-continuation` page through the answer, `x-ms-item-type`
+//! says what its items are (`twin`, `deviceJob`, or `raw` for projections and aggregates).
+//! Needs `RegistryRead`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::post;
+use ironhub_auth::Rights;
+use ironhub_hub::query::DEFAULT_PAGE_SIZE;
+use ironhub_hub::{Hub, HubError};
+use ironhub_wire::hub::QuerySpecification;
+
+use crate::ApiError;
+use crate::hub_api::{authorize, read_json};
+use crate::paging::{page_response, paging};
+
+/// The query route (merged into the hub router).
+pub(crate) fn routes() -> Router<Hub> {
+    Router::new().route("/devices/query", post(query))
+}
+
+async fn query(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    authorize(&hub, &headers, Rights::REGISTRY_READ)?;
+    let (max, continuation) = paging(&headers).map_err(HubError::ArgumentInvalid)?;
+    let spec: QuerySpecification = read_json(body).await?;
+    if spec.query.trim().is_empty() {
+        return Err(HubError::ArgumentNull("The query is empty.".into()).into());
+    }
+    let page = hub
+        .query_twins(&spec.query, continuation.as_deref(), max)
+        .await?;
+    Ok(page_response(
+        &page.items,
+        page.item_type.as_str(),
+        max.unwrap_or(DEFAULT_PAGE_SIZE),
+        page.continuation.as_deref(),
+    ))
+}
