@@ -12,9 +12,7 @@ use anyhow::Context as _;
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::prelude::*;
-use ironhub_store::{
-    Authentication, ConnectionState, DeviceRecord, DeviceStatus, TwinRecord,
-};
+use ironhub_store::{Authentication, ConnectionState, DeviceRecord, DeviceStatus, TwinRecord};
 use serde_json::{Map, Value, json};
 
 /// `ironhub-bench query`
@@ -94,7 +92,11 @@ fn peak_mib() -> f64 {
 }
 
 /// Runs a query to its end (or its first page only): items, pages, seconds.
-async fn timed(hub: &Hub, text: &str, first_page_only: bool) -> anyhow::Result<(usize, usize, f64)> {
+async fn timed(
+    hub: &Hub,
+    text: &str,
+    first_page_only: bool,
+) -> anyhow::Result<(usize, usize, f64)> {
     let start = Instant::now();
     let mut token: Option<String> = None;
     let (mut items, mut pages) = (0, 0);
@@ -127,7 +129,12 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     let have = store.device_counts().await?.total;
     let zero_every = args.zero_every.max(1);
     if have as usize != args.devices {
-        anyhow::ensure!(have == 0, "{} holds {have} devices, not {}", dir.display(), args.devices);
+        anyhow::ensure!(
+            have == 0,
+            "{} holds {have} devices, not {}",
+            dir.display(),
+            args.devices
+        );
         let start = Instant::now();
         let mut i = 0;
         while i < args.devices {
@@ -144,7 +151,11 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         );
     }
     let size = std::fs::metadata(store.path()).map_or(0, |m| m.len());
-    println!("store: {} ({:.0} MiB)", store.path().display(), size as f64 / 1048576.0);
+    println!(
+        "store: {} ({:.0} MiB)",
+        store.path().display(),
+        size as f64 / 1048576.0
+    );
     let backends = Backends {
         store: store.clone(),
         events: Arc::new(SqliteEventLog::open(&dir, 4)?),
@@ -152,21 +163,52 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     };
     let hub = Hub::open(backends, vec!["bench.ironhub".into()]).await?;
     let queries: &[(&str, &str, bool)] = &[
-        ("selective, first time (builds the index)", "SELECT * FROM devices WHERE properties.reported.powerState = '0'", true),
-        ("selective, again", "SELECT * FROM devices WHERE properties.reported.powerState = '0'", true),
-        ("selective, every page", "SELECT * FROM devices WHERE properties.reported.powerState = '0'", false),
-        ("selective on a tag and a range", "SELECT deviceId FROM devices WHERE tags.site = 'site-7' AND properties.reported.temperature > 49", false),
-        ("count of the selective set", "SELECT COUNT() AS n FROM devices WHERE properties.reported.powerState = '0'", false),
-        ("one device by id", "SELECT * FROM devices WHERE deviceId = 'dev-0123456'", false),
+        (
+            "selective, first time (builds the index)",
+            "SELECT * FROM devices WHERE properties.reported.powerState = '0'",
+            true,
+        ),
+        (
+            "selective, again",
+            "SELECT * FROM devices WHERE properties.reported.powerState = '0'",
+            true,
+        ),
+        (
+            "selective, every page",
+            "SELECT * FROM devices WHERE properties.reported.powerState = '0'",
+            false,
+        ),
+        (
+            "selective on a tag and a range",
+            "SELECT deviceId FROM devices WHERE tags.site = 'site-7' AND properties.reported.temperature > 40",
+            false,
+        ),
+        (
+            "count of the selective set",
+            "SELECT COUNT() AS n FROM devices WHERE properties.reported.powerState = '0'",
+            false,
+        ),
+        (
+            "one device by id",
+            "SELECT * FROM devices WHERE deviceId = 'dev-0123456'",
+            false,
+        ),
         ("first page of everything", "SELECT * FROM devices", true),
-        ("group by over every twin", "SELECT tags.floor AS floor, COUNT() AS n FROM devices GROUP BY tags.floor", false),
+        (
+            "group by over every twin",
+            "SELECT tags.floor AS floor, COUNT() AS n FROM devices GROUP BY tags.floor",
+            false,
+        ),
         ("full scan, every page", "SELECT * FROM devices", false),
     ];
     println!("| query | items | pages | seconds | peak MiB after |");
     println!("|---|---|---|---|---|");
     for (name, text, first) in queries {
         let (items, pages, seconds) = timed(&hub, text, *first).await?;
-        println!("| {name}: `{text}` | {items} | {pages} | {seconds:.3} | {:.0} |", peak_mib());
+        println!(
+            "| {name}: `{text}` | {items} | {pages} | {seconds:.3} | {:.0} |",
+            peak_mib()
+        );
     }
     Ok(())
 }

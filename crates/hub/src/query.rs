@@ -116,10 +116,14 @@ impl Hub {
         let page_size = page_size
             .unwrap_or(DEFAULT_PAGE_SIZE)
             .clamp(1, MAX_PAGE_SIZE);
+        let conditions: Vec<ScanCondition> =
+            query.hints().iter().filter_map(scan_condition).collect();
         if query.is_streamed() {
-            self.streamed_page(&query, token, page_size).await
+            self.streamed_page(&query, &conditions, token, page_size)
+                .await
         } else {
-            self.collected_page(&query, token, page_size).await
+            self.collected_page(&query, &conditions, token, page_size)
+                .await
         }
     }
 
@@ -155,11 +159,10 @@ impl Hub {
     async fn streamed_page(
         &self,
         query: &Query,
+        conditions: &[ScanCondition],
         token: Continuation,
         page_size: usize,
     ) -> Result<QueryPage, HubError> {
-        let conditions: Vec<ScanCondition> =
-            query.hints().iter().filter_map(scan_condition).collect();
         let left = query
             .top
             .map_or(u64::MAX, |top| top.saturating_sub(token.answered));
@@ -168,7 +171,7 @@ impl Hub {
         let mut after = token.after;
         let mut more = false;
         while items.len() < want {
-            let batch = self.twin_batch(query, &conditions, after.clone()).await?;
+            let batch = self.twin_batch(query, conditions, after.clone()).await?;
             let exhausted = batch.len() < SCAN_BATCH;
             let count = batch.len();
             for (i, (id, doc)) in batch.into_iter().enumerate() {
@@ -205,15 +208,14 @@ impl Hub {
     async fn collected_page(
         &self,
         query: &Query,
+        conditions: &[ScanCondition],
         token: Continuation,
         page_size: usize,
     ) -> Result<QueryPage, HubError> {
-        let conditions: Vec<ScanCondition> =
-            query.hints().iter().filter_map(scan_condition).collect();
         let mut collector = query.collector();
         let mut after = None;
         loop {
-            let batch = self.twin_batch(query, &conditions, after.take()).await?;
+            let batch = self.twin_batch(query, conditions, after.take()).await?;
             let exhausted = batch.len() < SCAN_BATCH;
             for (id, doc) in batch {
                 after = Some(id);

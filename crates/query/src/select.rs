@@ -122,7 +122,26 @@ impl Query {
             order_by,
         };
         query.check_grouping(&p, group_pos)?;
+        query.check_collection(&p)?;
         Ok(query)
+    }
+
+    /// What IoT Hub allows on each collection ("Get job information" and "GROUP BY" in the
+    /// query language page): `devices.jobs` takes only `SELECT *` without groups or
+    /// aggregates; `GROUP BY` is for device twins only.
+    fn check_collection(&self, p: &Parser<'_>) -> Result<(), QueryError> {
+        match self.collection {
+            Collection::Jobs if self.select.is_some() || !self.group_by.is_empty() => Err(p
+                .error_at(
+                    0,
+                    "Queries on devices.jobs support only SELECT * (no projections, aggregates or GROUP BY)",
+                )),
+            Collection::Modules if !self.group_by.is_empty() => Err(p.error_at(
+                0,
+                "GROUP BY is supported only on devices",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// With `GROUP BY`, every item that is not an aggregate must be one of the groups' keys.

@@ -312,6 +312,16 @@ fn mistakes_are_errors_that_point_at_them() {
             "Two SELECT items are named 'a'",
         ),
         ("", 0, "Expected SELECT"),
+        (
+            "SELECT deviceId FROM devices.jobs",
+            0,
+            "devices.jobs support only SELECT *",
+        ),
+        (
+            "SELECT COUNT() FROM devices.modules GROUP BY moduleId",
+            0,
+            "GROUP BY is supported only on devices",
+        ),
     ];
     for (text, column, message) in cases {
         let e = Query::parse(text).expect_err(text);
