@@ -179,7 +179,12 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
             false,
         ),
         (
-            "selective on a tag and a range",
+            "selective on a tag and a range, first time (two indexes)",
+            "SELECT deviceId FROM devices WHERE tags.site = 'site-7' AND properties.reported.temperature > 40",
+            false,
+        ),
+        (
+            "the same, again",
             "SELECT deviceId FROM devices WHERE tags.site = 'site-7' AND properties.reported.temperature > 40",
             false,
         ),
