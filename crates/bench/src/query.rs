@@ -61,7 +61,11 @@ fn object(v: Value) -> Map<String, Value> {
 }
 
 fn twin(i: usize, zero_every: usize) -> TwinRecord {
-    let state = if i.is_multiple_of(zero_every) { "0" } else { "1" };
+    let state = if i.is_multiple_of(zero_every) {
+        "0"
+    } else {
+        "1"
+    };
     TwinRecord {
         device_id: format!("dev-{i:07}"),
         version: 2,
