@@ -1,7 +1,8 @@
 //! `ironhub-bench`: measures MQTT connects per second and QoS 1 telemetry throughput from many
 //! devices, against `ironhub serve` and, in the same run, against a peer broker (Eclipse
 //! Mosquitto) given the same TLS certificate, so that results are ratios on the same machine.
-//! `ironhub-bench provision` measures DPS provisioning instead (see `provision.rs`).
+//! `ironhub-bench provision` measures DPS provisioning instead (see `provision.rs`), and
+//! `ironhub-bench query` twin queries over a generated fleet (see `query.rs`).
 //!
 //! Each target runs as its own process on loopback; the load comes from this process.
 //! ironhub acknowledges a QoS 1 message only once it is durable (fsync'd); Mosquitto
@@ -25,6 +26,7 @@ use tokio::sync::Semaphore;
 
 mod net;
 mod provision;
+mod query;
 
 use net::{HOST, Tls, client_config, read, tls_connect, wait_port, write};
 
@@ -47,6 +49,9 @@ enum Mode {
     /// devices at once) over HTTPS and MQTT, beside Azure/iot-identity-service's
     /// mock-iot-server over HTTPS.
     Provision(provision::Args),
+    /// Twin queries over a generated fleet (a million devices by default): selective
+    /// queries, aggregates and a full scan, with the peak memory.
+    Query(query::Args),
 }
 
 /// The telemetry mode (no subcommand).
@@ -90,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Mode::Provision(args)) => provision::main(args).await,
+        Some(Mode::Query(args)) => query::main(args).await,
         None => telemetry(cli.telemetry).await,
     }
 }

@@ -10,6 +10,7 @@ mod sqlite_c2d;
 mod sqlite_dps;
 mod sqlite_eventlog;
 mod sqlite_files;
+mod sqlite_query;
 
 pub use bus::LocalBus;
 pub use sqlite::SqliteStore;

@@ -15,8 +15,9 @@ use chrono::{DateTime, Utc};
 
 use ironhub_store::{
     BatchResult, CertificateRecord, CertificateScope, CertificateStore, Clock, ConnectionState,
-    DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, Endpoint, HubSettings, RegistryStore,
-    RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinStore, WriteConflict,
+    DeviceCounts, DeviceRecord, DeviceStatus, DeviceTwin, DeviceWrite, Endpoint, HubSettings,
+    RegistryStore, RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinScan,
+    TwinStore, WriteConflict,
 };
 
 use crate::error::Result;
@@ -175,6 +176,22 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Writes devices with their twins (replacing any with the same id) in one transaction,
+    /// each record with a new etag: a fleet for benchmarks, without a commit per record.
+    pub async fn load_fleet(&self, fleet: Vec<(DeviceRecord, TwinRecord)>) -> StoreResult<()> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for (device, mut twin) in fleet {
+                save_device(&tx, device)?;
+                twin.etag = next_etag(&tx)?;
+                store_twin(&tx, &twin)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `f` with the connection on the blocking pool.
     pub(crate) async fn with<T: Send + 'static>(
         &self,
@@ -259,7 +276,7 @@ pub(crate) fn device_exists(conn: &Connection, id: &str) -> Result<bool> {
         .is_some())
 }
 
-fn device_from_doc(doc: &str, c2d_count: u64) -> Result<DeviceRecord> {
+pub(crate) fn device_from_doc(doc: &str, c2d_count: u64) -> Result<DeviceRecord> {
     let mut device: DeviceRecord = serde_json::from_str(doc)?;
     device.cloud_to_device_message_count = c2d_count;
     Ok(device)
@@ -319,6 +336,16 @@ fn store_device(conn: &Connection, record: &DeviceRecord) -> Result<()> {
             serde_json::to_string(record)?
         ],
     )?;
+    Ok(())
+}
+
+/// Writes a twin as it is, etag included.
+fn store_twin(conn: &Connection, twin: &TwinRecord) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO twins (device_id, doc) VALUES (?1, ?2)
+         ON CONFLICT (device_id) DO UPDATE SET doc = excluded.doc",
+    )?
+    .execute(params![twin.device_id, serde_json::to_string(twin)?])?;
     Ok(())
 }
 
@@ -608,15 +635,18 @@ impl TwinStore for SqliteStore {
             }
             let mut twin = twin;
             twin.etag = next_etag(&tx)?;
-            tx.execute(
-                "INSERT INTO twins (device_id, doc) VALUES (?1, ?2)
-                 ON CONFLICT (device_id) DO UPDATE SET doc = excluded.doc",
-                params![twin.device_id, serde_json::to_string(&twin)?],
-            )?;
+            store_twin(&tx, &twin)?;
             tx.commit()?;
             Ok(Ok(twin))
         })
         .await
+    }
+
+    async fn scan_twins(&self, scan: &TwinScan) -> StoreResult<Vec<DeviceTwin>> {
+        let scan = scan.clone();
+        let now = self.clock.now();
+        self.with(move |conn| crate::sqlite_query::scan(conn, &scan, now))
+            .await
     }
 }
 

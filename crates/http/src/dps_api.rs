@@ -55,42 +55,16 @@ fn with_etag<T: Serialize>(value: &T, etag: Option<&str>) -> Response {
 
 /// `x-ms-max-item-count` and `x-ms-continuation` of a query request.
 fn paging(headers: &HeaderMap) -> Result<(Option<usize>, Option<String>), DpsApiError> {
-    let max = match headers
-        .get("x-ms-max-item-count")
-        .and_then(|v| v.to_str().ok())
-    {
-        None => None,
-        Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
-            DpsError::BadRequest(format!(
-                "x-ms-max-item-count must be a whole number, not '{v}'."
-            ))
-        })?),
-    };
-    let continuation = headers
-        .get("x-ms-continuation")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    Ok((max, continuation))
+    crate::paging::paging(headers).map_err(|m| DpsError::BadRequest(m).into())
 }
 
-/// A page of a query: the items, `x-ms-item-type`, and `x-ms-continuation` only when more
-/// follow (the Node service SDK reads an empty header as "more": its `query.js` tests the
-/// header against `undefined`).
+/// A page of a query (see [`crate::paging::page_response`]).
 fn page_response<T: Serialize>(
     page: &QueryPage<T>,
     item_type: &'static str,
     max: usize,
 ) -> Response {
-    let mut response = json_body(&page.items);
-    let headers = response.headers_mut();
-    headers.insert("x-ms-item-type", HeaderValue::from_static(item_type));
-    headers.insert("x-ms-max-item-count", HeaderValue::from(max));
-    if let Some(token) = &page.continuation
-        && let Ok(v) = HeaderValue::from_str(token)
-    {
-        headers.insert("x-ms-continuation", v);
-    }
-    response
+    crate::paging::page_response(&page.items, item_type, max, page.continuation.as_deref())
 }
 
 /// The service routes, answering for `dps`.

@@ -28,6 +28,8 @@ mod extract;
 mod file_upload_api;
 mod hub_api;
 mod listener;
+mod paging;
+mod query_api;
 mod respond;
 mod routes;
 mod service;

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod methods;
 pub mod model;
 mod node;
+pub mod query;
 pub mod registry;
 pub mod scopes;
 pub mod twin;

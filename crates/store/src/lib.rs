@@ -41,7 +41,7 @@ pub use file_notifications::{
 pub use records::*;
 pub use registry::RegistryStore;
 pub use sessions::SessionStore;
-pub use twins::TwinStore;
+pub use twins::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinScan, TwinStore};
 
 /// The ports' traits, to call their methods on a concrete engine (`use ironhub_store::prelude::*`).
 pub mod prelude {

@@ -16,6 +16,7 @@ mod digital_twin;
 mod generate_sas_token;
 mod invoke_device_method;
 mod monitor_events;
+mod query;
 
 /// `ironhub hub`
 #[derive(Debug, Args)]
@@ -66,6 +67,8 @@ pub enum HubCommand {
         #[command(subcommand)]
         command: certificate::CertificateCommand,
     },
+    /// Query the hub's device twins with IoT Hub's query language (every page, up to --top).
+    Query(query::QueryArgs),
     /// Generate a SAS token for a device or for a hub shared access policy.
     #[command(name = "generate-sas-token")]
     GenerateSasToken(generate_sas_token::SasTokenArgs),
@@ -104,6 +107,7 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
         HubCommand::Certificate { command } => {
             certificate::run(login().await?.client()?.certificates(), &command).await?
         }
+        HubCommand::Query(a) => Some(query::run(&login().await?, &a).await?),
         HubCommand::GenerateSasToken(a) => Some(generate_sas_token::run(&common, &a).await?),
         HubCommand::ConnectionString { command } => {
             Some(connection_string::run(&login().await?, &command)?)
