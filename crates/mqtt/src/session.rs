@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use ironhub_auth::Credentials;
 use ironhub_dps::Dps;
-use ironhub_hub::{AuthenticatedDevice, DeviceIdentity, DeviceLogin, Hub, HubError, Telemetry};
+use ironhub_hub::{Annotations, AuthenticatedDevice, DeviceIdentity, DeviceLogin, Hub, HubError};
 use ironhub_store::{Attachment, BusError, BusMessage, C2dMessage, C2dSettle, MethodResponse};
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe,
@@ -476,12 +476,11 @@ impl Session {
         );
         match kind {
             Inbound::Telemetry { properties } => {
-                let message = Telemetry {
-                    properties,
-                    body: publish.payload.to_vec(),
+                let annotations = Annotations {
                     retain: publish.retain,
-                    is_will: false,
+                    will: false,
                 };
+                let message = topics::telemetry(properties, publish.payload.to_vec(), annotations);
                 if let Err(e) = self.hub.send_telemetry(&self.who, message).await {
                     // Too large, or not durable: no PUBACK; IoT Hub closes the connection.
                     tracing::info!(device = %self.who.key(), error = %e, "telemetry refused; closing");
@@ -753,12 +752,11 @@ impl Session {
             &self.who.device_id,
             self.who.module_id.as_deref(),
         ) {
-            let message = Telemetry {
-                properties,
-                body: will.payload.to_vec(),
+            let annotations = Annotations {
                 retain: will.retain,
-                is_will: true,
+                will: true,
             };
+            let message = topics::telemetry(properties, will.payload.to_vec(), annotations);
             if let Err(e) = self.hub.send_telemetry(&self.who, message).await {
                 tracing::warn!(device = %self.who.key(), error = %e, "could not send the Will");
             }
