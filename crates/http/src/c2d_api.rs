@@ -42,7 +42,7 @@ use ironhub_hub::c2d::{
 };
 use ironhub_hub::model::azure_time;
 use ironhub_hub::{
-    DeviceIdentity, DeviceLogin, Hub, HubError, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry,
+    DeviceLogin, DeviceSession, Hub, HubError, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry,
 };
 use ironhub_store::{C2dMessage, C2dSettle};
 
@@ -250,14 +250,14 @@ pub(crate) async fn authenticate_device(
     device_id: &str,
     headers: &HeaderMap,
     connection: Option<&ConnectionInfo>,
-) -> Result<DeviceIdentity, ApiError> {
+) -> Result<DeviceSession, ApiError> {
     let chain = connection.map_or(&[][..], |c| c.client_certificates.as_slice());
     let login = DeviceLogin {
         device_id,
         credentials: Credentials::new(header_str(headers, header::AUTHORIZATION.as_str()), chain),
         ..DeviceLogin::default()
     };
-    Ok(hub.authenticate(&login).await?.identity)
+    Ok(hub.device_request(hub.authenticate(&login).await?))
 }
 
 /// The `iothub-*` headers of a message given to a device.
@@ -393,7 +393,7 @@ async fn telemetry(
     request: Request,
 ) -> Result<Response, ApiError> {
     let connection = request.extensions().get::<ConnectionInfo>().cloned();
-    let who = authenticate_device(&hub, &id, &headers, connection.as_ref()).await?;
+    let device = authenticate_device(&hub, &id, &headers, connection.as_ref()).await?;
     let body = read_body(request.into_body(), MAX_TELEMETRY_BYTES).await?;
     let content_type = header_str(&headers, "content-type").unwrap_or("");
     let messages = if content_type.starts_with(BATCH_CONTENT_TYPE) {
@@ -444,7 +444,7 @@ async fn telemetry(
         vec![message]
     };
     for message in messages {
-        hub.send_telemetry(&who, message).await?;
+        device.send_telemetry(message).await?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -23,6 +23,7 @@ pub mod model;
 mod node;
 pub mod registry;
 pub mod scopes;
+mod session;
 pub mod telemetry;
 pub mod twin;
 
@@ -36,6 +37,7 @@ pub use device::{AuthMethod, DeviceAuth, DeviceIdentity};
 pub use device_auth::{AuthenticatedDevice, DeviceLogin};
 pub use error::HubError;
 pub use node::{NODE_LEASE, Recovered};
+pub use session::DeviceSession;
 pub use telemetry::{Annotations, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry};
 
 /// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).

@@ -9,8 +9,10 @@ use std::time::Duration;
 use bytes::BytesMut;
 use ironhub_auth::Credentials;
 use ironhub_dps::Dps;
-use ironhub_hub::{Annotations, AuthenticatedDevice, DeviceIdentity, DeviceLogin, Hub, HubError};
-use ironhub_store::{Attachment, BusError, BusMessage, C2dMessage, C2dSettle, MethodResponse};
+use ironhub_hub::{
+    Annotations, AuthenticatedDevice, DeviceIdentity, DeviceLogin, DeviceSession, Hub, HubError,
+};
+use ironhub_store::{BusError, BusMessage, C2dMessage, C2dSettle, MethodResponse};
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, Subscribe,
     SubscribeReasonCode, UnsubAck, Unsubscribe,
@@ -99,19 +101,10 @@ where
         }
     };
     let key = admitted.identity.key();
-    let attachment = ctx.hub.bus().attach(&key).await;
-    let connection_id = attachment.connection_id;
+    // Attached, and recorded connected, before CONNACK: a device that is told it is connected
+    // is seen as connected.
+    let mut device = ctx.hub.connect_device(admitted.clone()).await;
     let mut session = Session::new(ctx.hub.clone(), admitted, &connect).await;
-    // Recorded before CONNACK, so a device that is told it is connected is seen as connected.
-    if let Err(e) = ctx.hub.set_connected(&session.who.device_id, true).await {
-        tracing::warn!(error = %e, "could not record the connection");
-    }
-    // The Plug and Play model the device announced becomes its twin's `modelId`.
-    if let Some(model) = session.who.model_id.as_deref()
-        && let Err(e) = ctx.hub.announce_model(&session.who.device_id, model).await
-    {
-        tracing::info!(device = %key, error = %e, "model id not kept");
-    }
     if conn
         .send(Packet::ConnAck(ConnAck::new(
             ConnectReturnCode::Success,
@@ -121,19 +114,14 @@ where
         .is_ok()
     {
         tracing::info!(target: "Connections", device = %key, peer = %ctx.peer, "device connected");
-        let end = session.run(&mut conn, attachment).await;
+        let end = session.run(&mut conn, &mut device).await;
         tracing::info!(target: "Connections", device = %key, end = ?end, "device disconnected");
         session.release_c2d().await;
         if end == End::Unclean {
             session.send_will().await;
         }
     }
-    ctx.hub.bus().detach(&key, connection_id).await;
-    if !ctx.hub.bus().is_connected(&key).await
-        && let Err(e) = ctx.hub.set_connected(&session.who.device_id, false).await
-    {
-        tracing::warn!(error = %e, "could not record the disconnection");
-    }
+    device.close().await;
 }
 
 /// CONNECT's checks: the protocol, the client id and username; then the hub authenticates.
@@ -344,7 +332,7 @@ impl Session {
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         conn: &mut Conn<S>,
-        mut attachment: Attachment,
+        device: &mut DeviceSession,
     ) -> End {
         let expiry = self.expires.map(|se| {
             let now = ironhub_auth::unix_now();
@@ -402,7 +390,7 @@ impl Session {
                     Ok(0) | Err(_) => return End::Unclean,
                     Ok(_) => {}
                 },
-                message = attachment.messages.recv() => match message {
+                message = device.next_message() => match message {
                     Some(m) => {
                         if let Err(end) = self.on_bus(conn, m).await {
                             return end;
