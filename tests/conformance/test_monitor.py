@@ -57,6 +57,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def read_stream(hub, device_id: str, since: str) -> list:
+    """The device's events since `since`, read over HTTPS from the NDJSON event stream."""
+    parts = hub.connection_string_parts()
+    auth = sas(hub.hostname, parts["SharedAccessKey"], parts["SharedAccessKeyName"])
+    with requests.get(
+        f"https://{hub.address}/events/consumergroups/$Default/stream",
+        params={"from": f"time:{since}", "deviceId": device_id, "timeout": "2", "api-version": "2021-04-12"},
+        headers={"Authorization": auth}, stream=True, timeout=30,
+    ) as response:
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        return [json.loads(line) for line in response.iter_lines() if line]
+
+
 def json_stream(text: str) -> list:
     """az prints one indented JSON object per message, one after another."""
     decoder, objects, i = json.JSONDecoder(), [], 0
@@ -288,16 +302,7 @@ def test_event_stream_over_https_carries_every_system_property(hub, rm):
     client.send_message(msg)
     client.shutdown()
 
-    parts = hub.connection_string_parts()
-    auth = sas(hub.hostname, parts["SharedAccessKey"], parts["SharedAccessKeyName"])
-    with requests.get(
-        f"https://{hub.address}/events/consumergroups/$Default/stream",
-        params={"from": f"time:{since}", "deviceId": "mon-https", "timeout": "2", "api-version": "2021-04-12"},
-        headers={"Authorization": auth}, stream=True, timeout=30,
-    ) as response:
-        assert response.status_code == 200, response.text
-        assert response.headers["content-type"].startswith("application/x-ndjson")
-        lines = [json.loads(line) for line in response.iter_lines() if line]
+    lines = read_stream(hub, "mon-https", since)
     [line] = lines
     assert line["deviceId"] == "mon-https" and line["moduleId"] is None
     assert line["body"] == {"v": 1} and "bodyEncoding" not in line
@@ -351,15 +356,7 @@ def test_device_properties_cannot_imitate_the_hub(hub, rm):
     )
     assert r.status_code == 204, r.text
 
-    parts = hub.connection_string_parts()
-    auth = sas(hub.hostname, parts["SharedAccessKey"], parts["SharedAccessKeyName"])
-    with requests.get(
-        f"https://{hub.address}/events/consumergroups/$Default/stream",
-        params={"from": f"time:{since}", "deviceId": "mon-spoof", "timeout": "2", "api-version": "2021-04-12"},
-        headers={"Authorization": auth}, stream=True, timeout=30,
-    ) as response:
-        assert response.status_code == 200, response.text
-        lines = [json.loads(line) for line in response.iter_lines() if line]
+    lines = read_stream(hub, "mon-spoof", since)
     assert [line["body"] for line in lines] == ["over mqtt", "over https"]
     for line in lines:
         assert line["applicationProperties"] == {"k": "v"}

@@ -2,41 +2,21 @@
 //! attach, connection state, takeover, and leaving however the session ends.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use common::{authenticated, temp_hub};
 use ironhub_hub::model::DeviceSpec;
-use ironhub_hub::{AuthMethod, AuthenticatedDevice, Backends, DeviceIdentity, Hub, Telemetry};
+use ironhub_hub::{Hub, Telemetry};
 use ironhub_store::{BusMessage, ConnectionState};
 
 async fn hub_with(device: &str) -> (Hub, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let backends = Backends {
-        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
-        events: Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap()),
-        bus: Arc::new(LocalBus::new()),
-    };
-    let hub = Hub::open(backends, vec!["myhub.example".into()])
-        .await
-        .unwrap();
+    let (hub, dir) = temp_hub().await;
     hub.put_device(device, &DeviceSpec::default(), None)
         .await
         .unwrap();
     (hub, dir)
-}
-
-fn authenticated(id: &str) -> AuthenticatedDevice {
-    AuthenticatedDevice {
-        identity: DeviceIdentity {
-            device_id: id.into(),
-            module_id: None,
-            generation_id: "gen-1".into(),
-            auth: AuthMethod::Sas,
-            model_id: None,
-        },
-        expires: None,
-    }
 }
 
 async fn state(hub: &Hub, id: &str) -> ConnectionState {

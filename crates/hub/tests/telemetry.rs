@@ -2,33 +2,15 @@
 //! device may set, and what only the hub sets.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
 
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use common::{authenticated, temp_hub};
 use ironhub_hub::{
-    Annotations, AuthMethod, Backends, DeviceIdentity, Hub, HubError, MAX_TELEMETRY_BYTES,
-    SystemProperties, Telemetry,
+    Annotations, DeviceIdentity, HubError, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry,
 };
 
-async fn open(dir: &std::path::Path) -> Hub {
-    let backends = Backends {
-        store: Arc::new(SqliteStore::open(dir).unwrap()),
-        events: Arc::new(SqliteEventLog::open(dir, 4).unwrap()),
-        bus: Arc::new(LocalBus::new()),
-    };
-    Hub::open(backends, vec!["myhub.example".into()])
-        .await
-        .unwrap()
-}
-
 fn device(id: &str) -> DeviceIdentity {
-    DeviceIdentity {
-        device_id: id.into(),
-        module_id: None,
-        generation_id: "gen-1".into(),
-        auth: AuthMethod::Sas,
-        model_id: None,
-    }
+    authenticated(id).identity
 }
 
 fn some(s: &str) -> Option<String> {
@@ -37,8 +19,7 @@ fn some(s: &str) -> Option<String> {
 
 #[tokio::test]
 async fn system_and_application_properties_land_under_iot_hub_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = open(dir.path()).await;
+    let (hub, _dir) = temp_hub().await;
     let message = Telemetry {
         system: SystemProperties {
             message_id: some("m1"),
@@ -88,8 +69,7 @@ async fn system_and_application_properties_land_under_iot_hub_names() {
 /// properties it sends.
 #[tokio::test]
 async fn a_device_cannot_imitate_the_hub_s_system_properties() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = open(dir.path()).await;
+    let (hub, _dir) = temp_hub().await;
     let message = Telemetry {
         system: SystemProperties {
             user_id: some("MyHub"),
@@ -152,8 +132,7 @@ async fn a_device_cannot_imitate_the_hub_s_system_properties() {
 
 #[tokio::test]
 async fn a_message_over_the_limit_is_refused_and_not_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let hub = open(dir.path()).await;
+    let (hub, _dir) = temp_hub().await;
     let message = Telemetry {
         application: vec![("k".into(), some("v"))],
         body: vec![b'x'; MAX_TELEMETRY_BYTES - 1],

@@ -769,18 +769,21 @@ mod tests {
         assert_eq!(published(&answer).topic, "$iothub/twin/res/400/?$rid=3");
     }
 
+    /// Calls the method `reboot` of `d1` in a task of its own.
+    fn call_reboot(hub: &Hub) -> tokio::task::JoinHandle<Result<MethodResponse, BusError>> {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            hub.bus()
+                .call_method("d1", "reboot", b"{}".to_vec(), Duration::from_secs(10))
+                .await
+        })
+    }
+
     #[tokio::test]
     async fn a_method_call_is_published_and_the_device_s_answer_completes_it() {
         let (hub, _dir) = hub().await;
         let mut s = session(&hub).await;
-        let call = {
-            let hub = hub.clone();
-            tokio::spawn(async move {
-                hub.bus()
-                    .call_method("d1", "reboot", b"{}".to_vec(), Duration::from_secs(10))
-                    .await
-            })
-        };
+        let call = call_reboot(&hub);
         // Not subscribed yet: the call fails at once.
         let first = s.next_bus_message().await.unwrap();
         assert_eq!(s.on_bus(first).await.unwrap(), []);
@@ -789,14 +792,7 @@ mod tests {
         s.on_packet(subscribe(1, &[("$iothub/methods/POST/#", QoS::AtMostOnce)]))
             .await
             .unwrap();
-        let call = {
-            let hub = hub.clone();
-            tokio::spawn(async move {
-                hub.bus()
-                    .call_method("d1", "reboot", b"{}".to_vec(), Duration::from_secs(10))
-                    .await
-            })
-        };
+        let call = call_reboot(&hub);
         let request = s.next_bus_message().await.unwrap();
         let answer = s.on_bus(request).await.unwrap();
         let topic = &published(&answer).topic;
