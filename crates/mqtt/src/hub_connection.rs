@@ -37,7 +37,8 @@ where
         tracing::info!(target: "Connections", device = %key, end = ?end, "device disconnected");
         end
     } else {
-        End::Unclean
+        // The device never heard it was connected: no Will for it.
+        End::Graceful
     };
     session.end(end).await;
 }
