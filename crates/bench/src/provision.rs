@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::{HOST, Tls, client_config, loopback, read, tls_connect, wait_port, write};
+use crate::{HOST, Tls, client_config, read, tls_connect, wait_port, write};
 
 /// The API version devices name (the SDKs' current one).
 const API_VERSION: &str = "2019-03-31";
@@ -121,16 +121,13 @@ pub(crate) async fn main(args: Args) -> anyhow::Result<()> {
     let (mqtt_port, https_port, peer_port) =
         (args.port_base, args.port_base + 1, args.port_base + 2);
     for port in [mqtt_port, https_port, peer_port] {
-        if TcpStream::connect((loopback(), port)).await.is_ok() {
-            bail!(
-                "something already listens on {}:{port}: give another --port-base",
-                loopback()
-            );
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            bail!("something already listens on 127.0.0.1:{port}: give another --port-base");
         }
     }
     let enrollment = prepare_ironhub(&dir, https_port).await?;
     let certs =
-        ironhub_tls::ensure_certificates(&dir.join("tls"), &[HOST.to_owned(), loopback().into()])?;
+        ironhub_tls::ensure_certificates(&dir.join("tls"), &[HOST.to_owned(), "127.0.0.1".into()])?;
     // No session resumption: a full handshake per device.
     let config = client_config(&certs.ca, false)?;
 
@@ -138,13 +135,13 @@ pub(crate) async fn main(args: Args) -> anyhow::Result<()> {
     // follow each other and see the same machine.
     let mut servers = vec![
         Command::new(&args.ironhub)
-            .args(["serve", "--hostname", HOST, "--hostname", loopback()])
+            .args(["serve", "--hostname", HOST, "--hostname", "127.0.0.1"])
             .arg("--data-dir")
             .arg(&dir)
             .arg("--https-listen")
-            .arg(format!("{}:{https_port}", loopback()))
+            .arg(format!("127.0.0.1:{https_port}"))
             .arg("--mqtt-listen")
-            .arg(format!("{}:{mqtt_port}", loopback()))
+            .arg(format!("127.0.0.1:{mqtt_port}"))
             .args(["--dps-polls-per-device", "0"])
             .args(["--dps-registrations-per-minute", "0"])
             .stdout(Stdio::null())
@@ -226,7 +223,7 @@ async fn prepare_ironhub(dir: &Path, https_port: u16) -> anyhow::Result<Enrollme
         events: Arc::new(SqliteEventLog::open(dir, 4)?),
         bus: Arc::new(LocalBus::new()),
     };
-    let hub = Hub::open(backends, vec![HOST.into(), loopback().into()]).await?;
+    let hub = Hub::open(backends, vec![HOST.into(), "127.0.0.1".into()]).await?;
     let owner = hub
         .settings()
         .policy("iothubowner")
@@ -245,7 +242,7 @@ async fn prepare_ironhub(dir: &Path, https_port: u16) -> anyhow::Result<Enrollme
         location: None,
         etag: None,
     };
-    let dps = Dps::open(store, vec![HOST.into(), loopback().into()], Some(own)).await?;
+    let dps = Dps::open(store, vec![HOST.into(), "127.0.0.1".into()], Some(own)).await?;
     let group_key = generate_key(32);
     let group: EnrollmentGroup = serde_json::from_value(json!({
         "enrollmentGroupId": GROUP,
