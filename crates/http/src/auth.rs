@@ -16,7 +16,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use ironhub_auth::{Credentials, Rights};
-use ironhub_hub::{DeviceIdentity, DeviceLogin, Hub};
+use ironhub_hub::{DeviceLogin, DeviceSession, Hub};
 
 use crate::error::ApiError;
 use crate::extract::Segments;
@@ -73,9 +73,10 @@ impl<S: Service, N: Needs> FromRequestParts<S> for ServiceAuth<N> {
     }
 }
 
-/// The device of the path's `{id}`, authenticated by the request's `Authorization` header or
-/// its TLS client certificate chain (the hub decides which counts).
-pub(crate) struct DeviceAuth(pub DeviceIdentity);
+/// A request session (`Hub::device_request`) of the path's `{id}` device, authenticated by
+/// the request's `Authorization` header or its TLS client certificate chain (the hub decides
+/// which counts).
+pub(crate) struct DeviceAuth(pub DeviceSession);
 
 impl FromRequestParts<Hub> for DeviceAuth {
     type Rejection = ApiError;
@@ -96,7 +97,7 @@ impl FromRequestParts<Hub> for DeviceAuth {
             ),
             ..DeviceLogin::default()
         };
-        Ok(DeviceAuth(hub.authenticate(&login).await?.identity))
+        Ok(DeviceAuth(hub.device_request(hub.authenticate(&login).await?)))
     }
 }
 

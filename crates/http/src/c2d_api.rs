@@ -38,7 +38,7 @@ use ironhub_hub::c2d::{
     MAX_MESSAGE_BYTES, OutgoingMessage, feedback_views, parse_ack, parse_expiry,
 };
 use ironhub_hub::model::azure_time;
-use ironhub_hub::{Hub, HubError, MAX_TELEMETRY_BYTES, Telemetry};
+use ironhub_hub::{Hub, HubError, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry};
 use ironhub_store::{C2dMessage, C2dSettle};
 
 use crate::auth::{DeviceAuth, ServiceAuth, ServiceConnect};
@@ -275,15 +275,23 @@ async fn device_abandon(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The property-bag keys of the system properties a telemetry request carries in headers.
-const TELEMETRY_HEADERS: [(&str, &str); 6] = [
-    ("iothub-messageid", "$.mid"),
-    ("iothub-correlationid", "$.cid"),
-    ("iothub-userid", "$.uid"),
-    ("content-type", "$.ct"),
-    ("content-encoding", "$.ce"),
-    ("iothub-expiry", "$.exp"),
-];
+/// The system property an HTTPS telemetry header (or a batch message's property) carries, as
+/// IoT Hub's HTTPS device API names them (Azure docs, "Create and read IoT Hub messages",
+/// system properties table); `None` for any other name.
+fn system_header<'a>(
+    system: &'a mut SystemProperties,
+    name: &str,
+) -> Option<&'a mut Option<String>> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "iothub-messageid" => &mut system.message_id,
+        "iothub-correlationid" => &mut system.correlation_id,
+        "iothub-userid" => &mut system.user_id,
+        "content-type" => &mut system.content_type,
+        "content-encoding" => &mut system.content_encoding,
+        "iothub-expiry" => &mut system.expiry,
+        _ => return None,
+    })
+}
 
 /// One message of a batch (`{"body": base64, "properties": {"iothub-app-k": "v"}}`).
 #[derive(Debug, serde::Deserialize)]
@@ -295,8 +303,7 @@ struct BatchItem {
 
 /// `POST /devices/{id}/messages/events` (device).
 async fn telemetry(
-    State(hub): State<Hub>,
-    DeviceAuth(who): DeviceAuth,
+    DeviceAuth(device): DeviceAuth,
     headers: HeaderMap,
     RawBody(body): RawBody<MAX_TELEMETRY_BYTES>,
 ) -> Result<Response, ApiError> {
@@ -310,45 +317,44 @@ async fn telemetry(
                 let body = ironhub_auth::b64::decode(item.body.as_bytes()).map_err(|e| {
                     HubError::ArgumentInvalid(format!("A batch body is not base64: {e}."))
                 })?;
-                let properties = item
-                    .properties
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let k = k.strip_prefix(APP_PREFIX).unwrap_or(&k).to_owned();
-                        let v = match v {
-                            serde_json::Value::String(s) => s,
-                            other => other.to_string(),
-                        };
-                        (k, Some(v))
-                    })
-                    .collect();
-                Ok(Telemetry {
-                    properties,
+                let mut message = Telemetry {
                     body,
                     ..Telemetry::default()
-                })
+                };
+                for (key, value) in item.properties {
+                    let value = match value {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    if let Some(app) = key.strip_prefix(APP_PREFIX) {
+                        message.application.push((app.to_owned(), Some(value)));
+                    } else if let Some(field) = system_header(&mut message.system, &key) {
+                        *field = Some(value);
+                    } else {
+                        message.application.push((key, Some(value)));
+                    }
+                }
+                Ok(message)
             })
             .collect::<Result<Vec<_>, HubError>>()?
     } else {
-        let mut properties: Vec<(String, Option<String>)> = TELEMETRY_HEADERS
-            .iter()
-            .filter_map(|(name, key)| {
-                header_str(&headers, name).map(|v| ((*key).to_owned(), Some(v.to_owned())))
-            })
-            .collect();
-        properties.extend(
-            app_properties(&headers)
+        let mut message = Telemetry {
+            application: app_properties(&headers)
                 .into_iter()
-                .map(|(k, v)| (k, Some(v))),
-        );
-        vec![Telemetry {
-            properties,
+                .map(|(k, v)| (k, Some(v)))
+                .collect(),
             body: body.to_vec(),
             ..Telemetry::default()
-        }]
+        };
+        for name in headers.keys() {
+            if let Some(field) = system_header(&mut message.system, name.as_str()) {
+                *field = header_str(&headers, name.as_str()).map(str::to_owned);
+            }
+        }
+        vec![message]
     };
     for message in messages {
-        hub.send_telemetry(&who, message).await?;
+        device.send_telemetry(message).await?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

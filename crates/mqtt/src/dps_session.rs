@@ -19,8 +19,6 @@
 //! the request, its checks and its answer (status, body, `retry-after`) are the domain's
 //! (`ironhub_dps::device_api`).
 
-use std::time::Duration;
-
 use ironhub_auth::Credentials;
 use ironhub_dps::Dps;
 use ironhub_dps::device_api::{
@@ -31,9 +29,10 @@ use rumqttc::mqttbytes::v4::{
     UnsubAck,
 };
 use rumqttc::mqttbytes::{Protocol, QoS};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::session::{Conn, ConnectionContext, MAX_KEEP_ALIVE_SECS};
+use crate::context::{ConnectionContext, idle_timeout};
+use crate::framing::Conn;
 use crate::topics::percent_decode as decode;
 
 const REGISTER: &str = "$dps/registrations/PUT/iotdps-register/";
@@ -145,7 +144,7 @@ impl Provisioning<'_> {
 pub(crate) async fn serve<S>(
     mut conn: Conn<S>,
     dps: Dps,
-    ctx: ConnectionContext,
+    ctx: &ConnectionContext,
     connect: Connect,
     user: DpsUsername,
 ) where
@@ -183,26 +182,20 @@ pub(crate) async fn serve<S>(
         return;
     }
     tracing::debug!(peer = %ctx.peer, registration_id = %user.registration_id, "DPS device connected");
-    let keep_alive = match u64::from(connect.keep_alive) {
-        0 => MAX_KEEP_ALIVE_SECS,
-        k => k.min(MAX_KEEP_ALIVE_SECS),
-    };
-    let idle = Duration::from_millis(keep_alive * 1500);
+    let idle = idle_timeout(connect.keep_alive);
     let session = Provisioning {
         dps,
         user,
         token,
-        ctx: &ctx,
+        ctx,
     };
     loop {
         let packet = match conn.parse() {
             Ok(Some(p)) => p,
-            Ok(None) => {
-                match tokio::time::timeout(idle, conn.reader.read_buf(&mut conn.buf)).await {
-                    Ok(Ok(n)) if n > 0 => continue,
-                    _ => return,
-                }
-            }
+            Ok(None) => match tokio::time::timeout(idle, conn.fill()).await {
+                Ok(true) => continue,
+                _ => return,
+            },
             Err(e) => {
                 tracing::info!(peer = %ctx.peer, error = %e, "malformed packet");
                 return;
