@@ -5,6 +5,7 @@
 
 mod bus;
 mod error;
+mod rows;
 mod sqlite;
 mod sqlite_c2d;
 mod sqlite_dps;

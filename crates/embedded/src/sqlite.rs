@@ -21,6 +21,7 @@ use ironhub_store::{
 };
 
 use crate::error::Result;
+use crate::rows::{device_from_doc, millis};
 
 type StoreResult<T> = ironhub_store::Result<T>;
 
@@ -276,12 +277,6 @@ pub(crate) fn device_exists(conn: &Connection, id: &str) -> Result<bool> {
         .is_some())
 }
 
-pub(crate) fn device_from_doc(doc: &str, c2d_count: u64) -> Result<DeviceRecord> {
-    let mut device: DeviceRecord = serde_json::from_str(doc)?;
-    device.cloud_to_device_message_count = c2d_count;
-    Ok(device)
-}
-
 fn load_twin(conn: &Connection, id: &str) -> Result<Option<TwinRecord>> {
     let doc: Option<String> = conn
         .query_row("SELECT doc FROM twins WHERE device_id = ?1", [id], |r| {
@@ -432,14 +427,6 @@ pub(crate) fn write_all<W, R>(
         tx.rollback()?;
         Ok(Err(failed))
     }
-}
-
-pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 #[async_trait]

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use ironhub_store::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinRecord, TwinScan};
 
 use crate::error::Result;
-use crate::sqlite::{device_from_doc, millis};
+use crate::rows::{device_from_doc, millis};
 
 /// At most this many expression indexes on twin properties; properties queried after that
 /// are filtered without one.

@@ -97,7 +97,9 @@ impl FromRequestParts<Hub> for DeviceAuth {
             ),
             ..DeviceLogin::default()
         };
-        Ok(DeviceAuth(hub.device_request(hub.authenticate(&login).await?)))
+        Ok(DeviceAuth(
+            hub.device_request(hub.authenticate(&login).await?),
+        ))
     }
 }
 

@@ -5,10 +5,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::functions::{self, Dialect, Func};
-use crate::parser::Parser;
-use crate::value::{self, Val, boolean, compare, equal, is_true};
-use crate::{QueryError, lexer};
+use crate::functions::{self, Func};
+use crate::value::{self, Val, boolean, compare, equal};
 
 /// One step of a property path.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,26 +54,6 @@ pub enum Expr {
         negated: bool,
     },
     Call(Func, Vec<Expr>),
-}
-
-/// A stand-alone condition (a routing query, the `WHERE` of a job): an expression and
-/// nothing else.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Condition(pub Expr);
-
-impl Condition {
-    /// Parses `text` as one expression of `dialect`.
-    pub fn parse(text: &str, dialect: Dialect) -> Result<Self, QueryError> {
-        let mut parser = Parser::new(text, lexer::tokenize(text)?, dialect);
-        let expr = parser.expr()?;
-        parser.expect_end()?;
-        Ok(Condition(expr))
-    }
-
-    /// Whether the condition is true of `doc` (undefined and non-boolean answers are not).
-    pub fn matches(&self, doc: &Value) -> bool {
-        is_true(&self.0.eval(doc))
-    }
 }
 
 /// `doc` at `path`; undefined where a step is missing.

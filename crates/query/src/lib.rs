@@ -7,6 +7,7 @@
 //! Expressions ([`Expr`], [`Condition`]) stand apart from `SELECT … FROM …` ([`Query`]), so
 //! routing conditions reuse them.
 
+mod condition;
 mod error;
 mod expr;
 mod functions;
@@ -17,8 +18,9 @@ mod run;
 mod select;
 mod value;
 
+pub use condition::Condition;
 pub use error::QueryError;
-pub use expr::{BinOp, Condition, Expr, Segment, lookup};
+pub use expr::{BinOp, Expr, Segment, lookup};
 pub use functions::{Dialect, Func};
 pub use hints::{Hint, HintOp};
 pub use run::{Collector, ItemType};
