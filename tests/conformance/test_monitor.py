@@ -57,6 +57,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def read_stream(hub, device_id: str, since: str) -> list:
+    """The device's events since `since`, read over HTTPS from the NDJSON event stream."""
+    parts = hub.connection_string_parts()
+    auth = sas(hub.hostname, parts["SharedAccessKey"], parts["SharedAccessKeyName"])
+    with requests.get(
+        f"https://{hub.address}/events/consumergroups/$Default/stream",
+        params={"from": f"time:{since}", "deviceId": device_id, "timeout": "2", "api-version": "2021-04-12"},
+        headers={"Authorization": auth}, stream=True, timeout=30,
+    ) as response:
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        return [json.loads(line) for line in response.iter_lines() if line]
+
+
 def json_stream(text: str) -> list:
     """az prints one indented JSON object per message, one after another."""
     decoder, objects, i = json.JSONDecoder(), [], 0
@@ -288,16 +302,7 @@ def test_event_stream_over_https_carries_every_system_property(hub, rm):
     client.send_message(msg)
     client.shutdown()
 
-    parts = hub.connection_string_parts()
-    auth = sas(hub.hostname, parts["SharedAccessKey"], parts["SharedAccessKeyName"])
-    with requests.get(
-        f"https://{hub.address}/events/consumergroups/$Default/stream",
-        params={"from": f"time:{since}", "deviceId": "mon-https", "timeout": "2", "api-version": "2021-04-12"},
-        headers={"Authorization": auth}, stream=True, timeout=30,
-    ) as response:
-        assert response.status_code == 200, response.text
-        assert response.headers["content-type"].startswith("application/x-ndjson")
-        lines = [json.loads(line) for line in response.iter_lines() if line]
+    lines = read_stream(hub, "mon-https", since)
     [line] = lines
     assert line["deviceId"] == "mon-https" and line["moduleId"] is None
     assert line["body"] == {"v": 1} and "bodyEncoding" not in line
@@ -321,6 +326,42 @@ def test_event_stream_over_https_carries_every_system_property(hub, rm):
         "x-opt-offset": str(seq),
         "x-opt-enqueued-time": enq,
     }
+
+
+def test_device_properties_cannot_imitate_the_hub(hub, rm):
+    """Issue 15: `iothub-*` names are the hub's. A device's application property named so is
+    dropped, over MQTT and HTTPS alike, and a user-id naming the hub is not kept; the device's
+    other properties are."""
+    require_tool("mosquitto_pub")
+    key = device_key(rm, "mon-spoof")
+    since = datetime.now(timezone.utc).isoformat()
+    hub_name = hub.hostname.split(".")[0]
+    bag = urllib.parse.urlencode(
+        [("$.uid", hub_name), ("iothub-connection-device-id", "victim"), ("iothub-MessageType", "Will"), ("k", "v")],
+        quote_via=urllib.parse.quote,
+    )
+    done = subprocess.run(
+        ["mosquitto_pub", "-h", hub.address, "-p", "8883", "--cafile", hub.ca_file, "-V", "mqttv311", "-i", "mon-spoof",
+         "-u", f"{hub.hostname}/mon-spoof/?api-version=2021-04-12", "-P", sas(f"{hub.hostname}/devices/mon-spoof", key),
+         "-t", f"devices/mon-spoof/messages/events/{bag}", "-q", "1", "-m", "over mqtt"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    r = requests.post(
+        f"https://{hub.address}/devices/mon-spoof/messages/events",
+        params={"api-version": "2021-04-12"},
+        headers={"Authorization": sas(f"{hub.hostname}/devices/mon-spoof", key), "iothub-userid": hub.hostname,
+                 "iothub-app-iothub-connection-device-id": "victim", "iothub-app-k": "v"},
+        data=b"over https", verify=hub.ca_file, timeout=30,
+    )
+    assert r.status_code == 204, r.text
+
+    lines = read_stream(hub, "mon-spoof", since)
+    assert [line["body"] for line in lines] == ["over mqtt", "over https"]
+    for line in lines:
+        assert line["applicationProperties"] == {"k": "v"}
+        assert line["systemProperties"]["iothub-connection-device-id"] == "mon-spoof"
+        assert "user-id" not in line["systemProperties"]
 
 
 # -- consumer groups ---------------------------------------------------------------------------

@@ -1,13 +1,12 @@
 //! Key generation, validation and derivation.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use crate::b64;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{digest, hmac};
 
 /// `len` bytes from the operating system's CSPRNG, base64-encoded.
 pub fn generate_key(len: usize) -> String {
-    STANDARD.encode(random_bytes(len))
+    b64::encode(random_bytes(len))
 }
 
 /// `len` bytes from the operating system's CSPRNG.
@@ -54,9 +53,7 @@ pub enum KeyError {
 
 /// Checks a symmetric key as IoT Hub and DPS do: base64 that decodes to 16–64 bytes.
 pub fn validate_key(key_b64: &str) -> Result<(), KeyError> {
-    let bytes = STANDARD
-        .decode(key_b64.as_bytes())
-        .map_err(|_| KeyError::NotBase64)?;
+    let bytes = b64::decode(key_b64).map_err(|_| KeyError::NotBase64)?;
     if (16..=64).contains(&bytes.len()) {
         Ok(())
     } else {
@@ -67,11 +64,11 @@ pub fn validate_key(key_b64: &str) -> Result<(), KeyError> {
 /// The device key DPS derives from a group key: `base64(HMAC-SHA256(base64decode(group), id))`,
 /// over the registration id exactly as sent.
 pub fn derive_device_key(group_key_b64: &str, registration_id: &str) -> Result<String, KeyError> {
-    let group = STANDARD
-        .decode(group_key_b64.trim())
-        .map_err(|_| KeyError::NotBase64)?;
+    let group = b64::decode(group_key_b64).map_err(|_| KeyError::NotBase64)?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, &group);
-    Ok(STANDARD.encode(hmac::sign(&key, registration_id.as_bytes()).as_ref()))
+    Ok(b64::encode(
+        hmac::sign(&key, registration_id.as_bytes()).as_ref(),
+    ))
 }
 
 /// Why an X.509 thumbprint was refused.
@@ -111,6 +108,22 @@ mod tests {
         // docs/protocol/sas-tokens.md, "Group key derivation".
         let key = derive_device_key("dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleQ==", "reg-1").unwrap();
         assert_eq!(key, "jmudKBSTQYBDw1ICt74S0TULyiEC9IC8TsUmQ4X6ZRw=");
+    }
+
+    #[test]
+    fn keys_with_non_zero_trailing_bits_are_read_as_azure_reads_them() {
+        let sloppy = format!("{}=", "a".repeat(43));
+        let canonical = format!("{}Y=", "a".repeat(42));
+        validate_key(&sloppy).unwrap();
+        // The same bytes, so the same derived key, written canonically.
+        let derived = derive_device_key(&sloppy, "reg-1").unwrap();
+        assert_eq!(derived, derive_device_key(&canonical, "reg-1").unwrap());
+        assert_eq!(b64::encode(b64::decode(&derived).unwrap()), derived);
+        // A token signed with either form verifies with the other.
+        let token = crate::sas::generate("h/devices/d", &sloppy, u64::MAX, None).unwrap();
+        let parsed = crate::SasToken::parse(&token).unwrap();
+        parsed.verify_keys([canonical.as_str()]).unwrap();
+        parsed.verify_keys([sloppy.as_str()]).unwrap();
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //!
 //! Everything here is pure (no I/O); the hub and DPS domains decide which keys apply.
 
+pub mod b64;
+mod clock;
 pub mod connstr;
 pub mod credentials;
 pub mod keys;
@@ -11,6 +13,7 @@ pub mod sas;
 pub mod storage;
 pub mod x509;
 
+pub use clock::unix_now;
 pub use connstr::{ConnectionString, ConnectionStringError};
 pub use credentials::Credentials;
 pub use keys::{
@@ -18,12 +21,8 @@ pub use keys::{
     random_uuid, thumbprints, uuid_text, validate_key,
 };
 pub use policy::{Rights, SharedAccessPolicy, default_hub_policies};
-pub use sas::{SasError, SasToken, resource_covers};
+pub use sas::{
+    MAX_TOKEN_LIFETIME, SasError, SasToken, resource_covers, resource_is,
+    resource_is_ignoring_case, time_left,
+};
 pub use x509::{CertificateError, CertificateInfo};
-
-/// Seconds since the Unix epoch, now.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}

@@ -5,10 +5,10 @@
 //! works on the text exactly as transmitted: the string-to-sign is the raw `sr` substring, a
 //! newline, and the raw `se` substring.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use crate::b64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use ring::hmac;
+use std::time::Duration;
 
 const PREFIX: &str = "SharedAccessSignature ";
 
@@ -77,9 +77,7 @@ impl<'a> SasToken<'a> {
         let sig_text = percent_decode_str(sig_raw)
             .decode_utf8()
             .map_err(|_| SasError::BadSignatureEncoding)?;
-        let sig = STANDARD
-            .decode(sig_text.as_bytes())
-            .map_err(|_| SasError::BadSignatureEncoding)?;
+        let sig = b64::decode(sig_text.as_bytes()).map_err(|_| SasError::BadSignatureEncoding)?;
         let skn = skn
             .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
             .filter(|s| !s.is_empty());
@@ -120,7 +118,7 @@ impl<'a> SasToken<'a> {
 
     /// True when the signature was made with `key` (base64). Compared in constant time.
     pub fn signed_with(&self, key_b64: &str) -> bool {
-        let Ok(key) = STANDARD.decode(key_b64.trim()) else {
+        let Ok(key) = b64::decode(key_b64) else {
             return false;
         };
         let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
@@ -180,8 +178,19 @@ impl<'a> SasToken<'a> {
     }
 }
 
-/// Normalises a resource URI into lower-case segments: no scheme, no `:port` on the host,
-/// no empty segments.
+/// The furthest ahead a token's expiry is honoured as a deadline. IoT Hub sets no upper bound
+/// on `se` (a device may sign with `u64::MAX`), so a later expiry is accepted and its timer
+/// runs this long instead, which keeps every `Instant` addition in range.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// How long a token expiring at `expiry` stays valid after `now` (both Unix seconds): zero
+/// once it has expired, at most [`MAX_TOKEN_LIFETIME`].
+pub fn time_left(expiry: u64, now: u64) -> Duration {
+    Duration::from_secs(expiry.saturating_sub(now)).min(MAX_TOKEN_LIFETIME)
+}
+
+/// A resource URI split into segments: no scheme, no empty segments, the host (first segment)
+/// lower-cased and without its `:port`, the rest exactly as given.
 fn segments(uri: &str) -> Vec<String> {
     let uri = uri.trim();
     let without_scheme = uri.split_once("://").map_or(uri, |(scheme, rest)| {
@@ -194,9 +203,10 @@ fn segments(uri: &str) -> Vec<String> {
     let mut parts: Vec<String> = without_scheme
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(str::to_ascii_lowercase)
+        .map(str::to_owned)
         .collect();
     if let Some(host) = parts.first_mut() {
+        host.make_ascii_lowercase();
         strip_port(host);
     }
     parts
@@ -216,13 +226,31 @@ fn strip_port(host: &mut String) {
 
 /// Per-segment prefix matching, as IoT Hub does it: a token for `myhub.example/devices` covers
 /// `myhub.example/devices/d1`, a token for `myhub.example` covers everything on that hub, and
-/// `myhub.example/dev` covers nothing below `/devices`. Scheme, port and case are ignored.
+/// `myhub.example/dev` covers nothing below `/devices`. Scheme and port are ignored, the host
+/// name's case too; the segments after it (device and module ids) are compared exactly, as
+/// IoT Hub's ids are case-sensitive.
 pub fn resource_covers(token_resource: &str, target: &str) -> bool {
     let granted = segments(token_resource);
     let wanted = segments(target);
     !granted.is_empty()
         && granted.len() <= wanted.len()
         && granted.iter().zip(&wanted).all(|(g, w)| g == w)
+}
+
+/// True when the token's resource names exactly `target`: the same segments, compared as
+/// [`resource_covers`] compares them. A key that belongs to one identity (a device's own key)
+/// signs tokens for that identity only, never for a prefix such as the bare host name.
+pub fn resource_is(token_resource: &str, target: &str) -> bool {
+    let (granted, wanted) = (segments(token_resource), segments(target));
+    !granted.is_empty() && granted == wanted
+}
+
+/// [`resource_is`] with every segment compared case-insensitively: DPS registration ids and
+/// ID scopes are case-insensitive (Azure docs, DPS "Symmetric key attestation").
+pub fn resource_is_ignoring_case(token_resource: &str, target: &str) -> bool {
+    let lower = |uri: &str| segments(&uri.to_lowercase());
+    let (granted, wanted) = (lower(token_resource), lower(target));
+    !granted.is_empty() && granted == wanted
 }
 
 /// Characters percent-encoded in `sr` and `sig` when this crate makes a token (everything but
@@ -245,13 +273,11 @@ pub fn generate(
     expiry: u64,
     key_name: Option<&str>,
 ) -> Result<String, SasError> {
-    let key = STANDARD
-        .decode(key_b64.trim())
-        .map_err(|_| SasError::BadKey)?;
+    let key = b64::decode(key_b64).map_err(|_| SasError::BadKey)?;
     let sr = url_encode(resource);
     let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
     let tag = hmac::sign(&key, format!("{sr}\n{expiry}").as_bytes());
-    let sig = url_encode(&STANDARD.encode(tag.as_ref()));
+    let sig = url_encode(&b64::encode(tag.as_ref()));
     let mut token = format!("{PREFIX}sr={sr}&sig={sig}&se={expiry}");
     if let Some(name) = key_name {
         token.push_str("&skn=");
@@ -361,6 +387,39 @@ mod tests {
     }
 
     #[test]
+    fn extreme_expiries_parse_or_fail_cleanly() {
+        let with_se =
+            |se: &str| format!("SharedAccessSignature sr=h%2Fdevices%2Fd&sig=AA%3D%3D&se={se}");
+        for bad in ["-1", "x", "", "1.5", "18446744073709551616", "1e9", " 1"] {
+            assert_eq!(
+                SasToken::parse(&with_se(bad)).unwrap_err(),
+                SasError::BadExpiry,
+                "se={bad:?}"
+            );
+        }
+        let zero = with_se("0");
+        let t = SasToken::parse(&zero).unwrap();
+        assert_eq!(t.check_expiry(0), Err(SasError::Expired));
+        let max = with_se(&u64::MAX.to_string());
+        let max = SasToken::parse(&max).unwrap();
+        assert_eq!(max.expiry(), u64::MAX);
+        max.check_expiry(u64::MAX - 1).unwrap();
+        max.check_expiry(crate::unix_now()).unwrap();
+    }
+
+    #[test]
+    fn time_left_never_overflows() {
+        assert_eq!(time_left(0, 1_000), Duration::ZERO);
+        assert_eq!(time_left(1_000, 1_000), Duration::ZERO);
+        assert_eq!(time_left(1_060, 1_000), Duration::from_secs(60));
+        assert_eq!(time_left(u64::MAX, 0), MAX_TOKEN_LIFETIME);
+        assert_eq!(time_left(u64::MAX, u64::MAX), Duration::ZERO);
+        // The deadline a session computes from it stays representable.
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(time_left(u64::MAX, 1)).is_some());
+    }
+
+    #[test]
     fn per_segment_prefix_matching() {
         assert!(resource_covers("myhub.example", "myhub.example/devices/d1"));
         assert!(resource_covers("MyHub.Example", "myhub.example"));
@@ -414,6 +473,50 @@ mod tests {
             .unwrap()
             .verify_keys_either_way([KEY])
             .unwrap();
+    }
+
+    #[test]
+    fn host_names_ignore_case_and_ids_do_not() {
+        assert!(resource_covers(
+            "MyHub.Example/devices/Dev1",
+            "myhub.example/devices/Dev1"
+        ));
+        assert!(!resource_covers(
+            "myhub.example/devices/dev1",
+            "myhub.example/devices/Dev1"
+        ));
+        assert!(!resource_covers(
+            "myhub.example/devices/Dev1",
+            "myhub.example/devices/dev1"
+        ));
+        assert!(!resource_covers(
+            "h/devices/d/modules/M",
+            "h/devices/d/modules/m"
+        ));
+        assert!(resource_is("HTTPS://H:8883/devices/d/", "h/devices/d"));
+        assert!(resource_is(
+            "h/devices/d/modules/m",
+            "h/devices/d/modules/m"
+        ));
+        // Exact: neither a prefix nor a longer resource.
+        assert!(!resource_is("h", "h/devices/d"));
+        assert!(!resource_is("h/devices", "h/devices/d"));
+        assert!(!resource_is("h/devices/d/modules/m", "h/devices/d"));
+        assert!(!resource_is("h/devices/D", "h/devices/d"));
+        assert!(!resource_is("", ""));
+        // DPS ids are case-insensitive throughout.
+        assert!(resource_is_ignoring_case(
+            "0NE00/registrations/Reg-1",
+            "0ne00/registrations/reg-1"
+        ));
+        assert!(!resource_is_ignoring_case(
+            "0ne00/registrations",
+            "0ne00/registrations/reg-1"
+        ));
+        assert!(!resource_is_ignoring_case(
+            "0ne00/registrations/reg-1/x",
+            "0ne00/registrations/reg-1"
+        ));
     }
 
     #[test]

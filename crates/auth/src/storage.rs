@@ -2,8 +2,6 @@
 //! and service SAS tokens for one blob (Azure Storage's "Create a service SAS": an HMAC-SHA256,
 //! with the account key, over the string-to-sign of signed version 2020-12-06 and later).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use ring::hmac;
 
 use crate::sas::url_encode;
@@ -84,8 +82,7 @@ impl StorageAccount {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(StorageError::Invalid("AccountName"));
         }
-        let key = STANDARD
-            .decode(key)
+        let key = crate::b64::decode(key)
             .ok()
             .filter(|k| !k.is_empty())
             .ok_or(StorageError::Invalid("AccountKey"))?;
@@ -161,7 +158,7 @@ impl StorageAccount {
         ]
         .join("\n");
         let key = hmac::Key::new(hmac::HMAC_SHA256, &self.key);
-        let signature = STANDARD.encode(hmac::sign(&key, string_to_sign.as_bytes()).as_ref());
+        let signature = crate::b64::encode(hmac::sign(&key, string_to_sign.as_bytes()).as_ref());
         format!(
             "?st={}&se={}&sp={}&spr={}&sv={SAS_VERSION}&sr=b&sig={}",
             url_encode(start),

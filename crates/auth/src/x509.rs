@@ -4,7 +4,6 @@
 //! Parsing and signature checks are `x509-parser` (with ring); chain building, validity and
 //! key usage are `rustls-webpki`. Nothing here hand-rolls crypto or path validation.
 
-use base64::Engine as _;
 use webpki::{EndEntityCert, KeyUsage};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::pem::Pem;
@@ -103,7 +102,7 @@ fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertificateError> {
 
 /// PEM of a DER certificate (64-character lines).
 pub fn to_pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let b64 = crate::b64::encode(der);
     let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
     for line in b64.as_bytes().chunks(64) {
         pem.push_str(&String::from_utf8_lossy(line));
@@ -142,11 +141,9 @@ pub fn read_certificate(upload: &str) -> Result<CertificateInfo, CertificateErro
         };
     }
     let compact: String = text.split_whitespace().collect();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .map_err(|_| {
-            CertificateError::Malformed("neither PEM nor base64-encoded DER".to_owned())
-        })?;
+    let bytes = crate::b64::decode(compact).map_err(|_| {
+        CertificateError::Malformed("neither PEM nor base64-encoded DER".to_owned())
+    })?;
     // Base64 of the PEM text, as the Node service SDK's samples and `az iot dps
     // certificate create` send it.
     if let Ok(pem) = std::str::from_utf8(&bytes)
@@ -332,9 +329,9 @@ mod tests {
         assert_eq!(from_pem.issuer, from_pem.subject, "a self-signed root");
         assert_eq!(from_pem.version, 3);
         assert!(!from_pem.serial_number.is_empty());
-        let b64 = base64::engine::general_purpose::STANDARD.encode(root.der());
+        let b64 = crate::b64::encode(root.der());
         assert_eq!(read_certificate(&b64).unwrap(), from_pem);
-        let b64_pem = base64::engine::general_purpose::STANDARD.encode(root.pem());
+        let b64_pem = crate::b64::encode(root.pem());
         assert_eq!(read_certificate(&b64_pem).unwrap(), from_pem);
         assert_eq!(from_pem.pem(), root.pem().replace("\r\n", "\n"));
 

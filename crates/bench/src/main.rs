@@ -1,7 +1,8 @@
 //! `ironhub-bench`: measures MQTT connects per second and QoS 1 telemetry throughput from many
 //! devices, against `ironhub serve` and, in the same run, against a peer broker (Eclipse
 //! Mosquitto) given the same TLS certificate, so that results are ratios on the same machine.
-//! `ironhub-bench provision` measures DPS provisioning instead (see `provision.rs`).
+//! `ironhub-bench provision` measures DPS provisioning instead (see `provision.rs`), and
+//! `ironhub-bench query` twin queries over a generated fleet (see `query.rs`).
 //!
 //! Each target runs as its own process on loopback; the load comes from this process.
 //! ironhub acknowledges a QoS 1 message only once it is durable (fsync'd); Mosquitto
@@ -11,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use bytes::BytesMut;
@@ -21,14 +22,13 @@ use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::{Backends, Hub};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, Publish};
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+mod net;
 mod provision;
+mod query;
 
-const HOST: &str = "bench.ironhub";
+use net::{HOST, Tls, client_config, read, tls_connect, wait_port, write};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +49,9 @@ enum Mode {
     /// devices at once) over HTTPS and MQTT, beside Azure/iot-identity-service's
     /// mock-iot-server over HTTPS.
     Provision(provision::Args),
+    /// Twin queries over a generated fleet (a million devices by default): selective
+    /// queries, aggregates and a full scan, with the peak memory.
+    Query(query::Args),
 }
 
 /// The telemetry mode (no subcommand).
@@ -92,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Mode::Provision(args)) => provision::main(args).await,
+        Some(Mode::Query(args)) => query::main(args).await,
         None => telemetry(cli.telemetry).await,
     }
 }
@@ -191,48 +195,9 @@ fn start_mosquitto(bin: &str, work: &Path, tls: &Path, port: u16) -> anyhow::Res
         .with_context(|| format!("cannot start {bin}"))
 }
 
-async fn wait_port(port: u16) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("nothing listens on 127.0.0.1:{port}")
-}
-
 enum Login {
     Sas(String),
     Anonymous,
-}
-
-type Tls = tokio_rustls::client::TlsStream<TcpStream>;
-
-/// A TLS 1.2 client trusting `ca` (the certificate both targets are given). With `resume`,
-/// connections may resume an earlier session (rustls's default in-memory cache); without it,
-/// every connection is a full handshake, as a device's first connection is.
-fn client_config(ca: &Path, resume: bool) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in ironhub_tls::read_certs(ca)? {
-        roots.add(c)?;
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(ironhub_tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS12])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    if !resume {
-        config.resumption = rustls::client::Resumption::disabled();
-    }
-    Ok(Arc::new(config))
-}
-
-/// A new TCP connection to loopback `port` and its TLS handshake.
-async fn tls_connect(config: Arc<rustls::ClientConfig>, port: u16) -> anyhow::Result<Tls> {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    tcp.set_nodelay(true)?;
-    Ok(tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from(HOST)?, tcp)
-        .await?)
 }
 
 async fn connect(
@@ -258,28 +223,6 @@ async fn connect(
     match read(&mut tls, &mut buf).await? {
         Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => Ok(tls),
         other => bail!("{id}: connection refused: {other:?}"),
-    }
-}
-
-async fn write(tls: &mut Tls, packet: Packet) -> anyhow::Result<()> {
-    let mut out = BytesMut::new();
-    packet
-        .write(&mut out, usize::MAX)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    tls.write_all(&out).await?;
-    Ok(())
-}
-
-async fn read(tls: &mut Tls, buf: &mut BytesMut) -> anyhow::Result<Packet> {
-    loop {
-        match Packet::read(buf, 1 << 20) {
-            Ok(p) => return Ok(p),
-            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
-            Err(e) => bail!("{e:?}"),
-        }
-        if tls.read_buf(buf).await? == 0 {
-            bail!("the connection closed");
-        }
     }
 }
 

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::{HOST, Tls, client_config, read, tls_connect, wait_port, write};
+use crate::net::{HOST, Tls, client_config, read, tls_connect, wait_port, write};
 
 /// The API version devices name (the SDKs' current one).
 const API_VERSION: &str = "2019-03-31";

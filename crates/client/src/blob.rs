@@ -4,30 +4,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, header};
+use http::{Method, header};
 
-use crate::{ClientError, WebClient};
+use crate::{ClientError, StorageResponse, WebClient};
 
 /// The `x-ms-version` sent to Azure Storage.
 const STORAGE_VERSION: &str = "2021-08-06";
-
-/// The answer of a plain HTTP(S) call: status, headers and body.
-#[derive(Debug, Clone)]
-pub struct StorageResponse {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl StorageResponse {
-    /// The status's reason phrase (`Created` for 201), empty when it has none.
-    pub fn reason(&self) -> &'static str {
-        http::StatusCode::from_u16(self.status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or_default()
-    }
-}
 
 impl WebClient {
     /// `PUT` a block blob (Azure Storage's Put Blob) at `url`, a blob URL with a SAS that

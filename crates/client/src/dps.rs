@@ -249,54 +249,14 @@ impl DpsClient {
         self.query(&path, None::<&QuerySpecification>, top).await
     }
 
-    /// A query, page after page while the answer carries `x-ms-continuation`, asking for at
-    /// most what `top` still needs (as az's `_execute_query`).
+    /// A query, paged (see [`HubClient::query_pages`]).
     async fn query<T: DeserializeOwned>(
         &self,
         path: &str,
         spec: Option<&QuerySpecification>,
         top: Option<usize>,
     ) -> Result<Vec<T>, ClientError> {
-        let mut items = Vec::new();
-        let mut continuation: Option<String> = None;
-        loop {
-            let mut headers = vec![(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-cache, must-revalidate"),
-            )];
-            if let Some(top) = top {
-                let wanted = top.saturating_sub(items.len());
-                headers.push((
-                    HeaderName::from_static("x-ms-max-item-count"),
-                    HeaderValue::from(wanted),
-                ));
-            }
-            if let Some(token) = &continuation {
-                headers.push((
-                    HeaderName::from_static("x-ms-continuation"),
-                    header_value(token)?,
-                ));
-            }
-            let response = self.call(Method::POST, path, spec, None, headers).await?;
-            let page: Vec<T> = response.json().map_err(|e| ClientError::InvalidResponse {
-                status: response.status,
-                detail: format!("the answer to POST {path} is not a list of records: {e}"),
-            })?;
-            items.extend(page);
-            continuation = response
-                .header("x-ms-continuation")
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned);
-            let full = top.is_some_and(|top| items.len() >= top);
-            if continuation.is_none() || full {
-                break;
-            }
-        }
-        if let Some(top) = top {
-            items.truncate(top);
-        }
-        Ok(items)
+        self.http.query_pages(path, spec, top).await
     }
 
     /// `GET /dps/linkedHubs`: the linked hubs, their connection strings' keys masked.

@@ -28,8 +28,8 @@ use ironhub_auth::{SasError, SasToken, derive_device_key, unix_now};
 use ironhub_store::DpsCollection;
 
 use crate::model::{
-    AttestationType, EnrollmentGroup, IndividualEnrollment, X509Attestation, X509CertificateInfo,
-    X509Certificates,
+    AttestationType, DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment,
+    X509Attestation, X509CertificateInfo, X509Certificates,
 };
 use crate::rules::{
     MAX_X509_REGISTRATION_ID_LEN, certificate_info, same_id, validate_registration_id,
@@ -135,6 +135,19 @@ impl Attested {
             AttestedEnrollment::Group(_) => &self.registration_id,
         }
     }
+
+    /// [`Attested::device_id`] for a device whose registration record is `previous`: a device
+    /// id taken from the registration id keeps the case of the record (the first
+    /// registration's), as registration ids are case-insensitive and device ids are not.
+    pub fn device_id_after<'a>(&'a self, previous: Option<&'a DeviceRegistrationState>) -> &'a str {
+        let own = self.device_id();
+        match previous {
+            Some(p) if own == self.registration_id && same_id(own, &p.registration_id) => {
+                &p.registration_id
+            }
+            _ => own,
+        }
+    }
 }
 
 fn refused(e: SasError) -> DpsError {
@@ -179,9 +192,7 @@ impl Dps {
         // as registration ids are).
         let target = format!("{id_scope}/registrations/{registration_id}");
         let resource = token.resource();
-        if !(ironhub_auth::resource_covers(&resource, &target)
-            && ironhub_auth::resource_covers(&target, &resource))
-        {
+        if !ironhub_auth::resource_is_ignoring_case(&resource, &target) {
             return Err(refused(SasError::ResourceMismatch(resource)));
         }
         let expires = token.expiry();

@@ -121,12 +121,41 @@ impl DeviceAnswer {
     }
 }
 
+/// Why a transport that reads the body when asked ([`Dps::device_request_reading`]) has none
+/// to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unread {
+    /// It stopped reading past [`crate::Limits::max_message_bytes`].
+    TooLarge,
+    /// The body did not arrive within the transport's read timeout.
+    TimedOut,
+}
+
 impl Dps {
     /// Handles a device request and answers it: attests the device by its credentials, reads
     /// the body, and registers, polls or looks up. Never fails: a refusal is an answer with
     /// DPS's error body.
     pub async fn device_request(&self, request: &DeviceRequest<'_>) -> DeviceAnswer {
-        match self.answer(request).await {
+        let body = match request.body {
+            RequestBody::Bytes(bytes) => Ok(bytes),
+            RequestBody::TooLarge => Err(Unread::TooLarge),
+        };
+        self.device_request_reading(request, std::future::ready(body))
+            .await
+    }
+
+    /// [`Dps::device_request`] for a transport that reads the body only when the domain asks
+    /// for it (HTTPS): `read_body` is awaited once the request's credentials, when it presents
+    /// any, were checked, so a client that cannot authenticate is refused before its body is
+    /// read. A request with no credentials at all is read first: its body may carry a TPM's
+    /// keys (the TPM challenge), and a malformed one is a 400 whoever sent it. `request.body`
+    /// is not looked at.
+    pub async fn device_request_reading<B: AsRef<[u8]>>(
+        &self,
+        request: &DeviceRequest<'_>,
+        read_body: impl Future<Output = Result<B, Unread>>,
+    ) -> DeviceAnswer {
+        match self.answer(request, read_body).await {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::info!(target: "DeviceOperations", scope = request.id_scope, registration_id = request.registration_id, transport = ?request.transport, error = %e, "device request refused");
@@ -145,34 +174,38 @@ impl Dps {
         }
     }
 
-    async fn answer(&self, request: &DeviceRequest<'_>) -> Result<DeviceAnswer, DpsError> {
+    async fn answer<B: AsRef<[u8]>>(
+        &self,
+        request: &DeviceRequest<'_>,
+        read_body: impl Future<Output = Result<B, Unread>>,
+    ) -> Result<DeviceAnswer, DpsError> {
+        let credentials = &request.credentials;
+        let presents_credentials = credentials.token.is_some() || !credentials.chain.is_empty();
         match request.operation {
             DeviceOperation::Register => {
-                // The body first, so a malformed request is a 400 whoever sent it.
-                let registration = self.registration_body(request.body)?;
-                if let Some(tpm) = registration
-                    .tpm
-                    .as_ref()
-                    .filter(|_| request.transport.carries_tpm())
-                    .filter(|_| request.credentials.token.is_none())
-                {
-                    let key = self
-                        .tpm_challenge(request.id_scope, request.registration_id, tpm)
-                        .await?;
-                    return Ok(DeviceAnswer {
-                        status: 401,
-                        body: AnswerBody::TpmChallenge(TpmChallenge {
-                            authentication_key: key,
-                            key_name: "registration".into(),
-                            message: "Sign a SAS token with the key in authenticationKey, once \
-                                      your TPM imported it, and register again with it."
-                                .into(),
-                        }),
-                        retry_after: None,
-                        error_code: None,
-                    });
-                }
-                let attested = self.attest(request).await?;
+                let attested = match presents_credentials {
+                    true => Some(self.attest(request).await?),
+                    false => None,
+                };
+                let body = read_body.await;
+                let registration = self.registration_body(body.as_ref().map(AsRef::as_ref))?;
+                let attested = match attested {
+                    Some(attested) => attested,
+                    None => {
+                        if let Some(tpm) = registration
+                            .tpm
+                            .as_ref()
+                            .filter(|_| request.transport.carries_tpm())
+                        {
+                            let key = self
+                                .tpm_challenge(request.id_scope, request.registration_id, tpm)
+                                .await?;
+                            return Ok(tpm_challenge_answer(key));
+                        }
+                        // Nothing to attest with: the 401 (or the unknown scope's 404).
+                        self.attest(request).await?
+                    }
+                };
                 let op = self
                     .register(attested, registration, request.api_version)
                     .await?;
@@ -186,8 +219,8 @@ impl Dps {
                 Ok(self.operation_answer(op))
             }
             DeviceOperation::RegistrationStatus => {
-                self.registration_body(request.body)?;
                 self.attest(request).await?;
+                self.registration_body(read_body.await.as_ref().map(AsRef::as_ref))?;
                 let state = self
                     .device_registration_status(request.registration_id)
                     .await?;
@@ -216,10 +249,18 @@ impl Dps {
     /// The device's registration request: at most `max_message_bytes` (96 KB: Azure docs,
     /// "What is Azure IoT Hub Device Provisioning Service?", "Quotas and limits"); an empty
     /// body is an empty request.
-    fn registration_body(&self, body: RequestBody<'_>) -> Result<DeviceRegistration, DpsError> {
+    fn registration_body(
+        &self,
+        body: Result<&[u8], &Unread>,
+    ) -> Result<DeviceRegistration, DpsError> {
         let limit = self.limits().max_message_bytes;
         let bytes = match body {
-            RequestBody::Bytes(b) if b.len() <= limit => b,
+            Ok(b) if b.len() <= limit => b,
+            Err(Unread::TimedOut) => {
+                return Err(DpsError::RequestTimeout(
+                    "The request's body did not arrive in time.".into(),
+                ));
+            }
             _ => {
                 return Err(DpsError::MessageTooLarge(format!(
                     "The request is larger than {limit} bytes, the most DPS accepts."
@@ -253,6 +294,22 @@ impl Dps {
                 ))
             }
         }
+    }
+}
+
+/// TPM attestation's first step: 401 with the key the device's TPM imports.
+fn tpm_challenge_answer(authentication_key: String) -> DeviceAnswer {
+    DeviceAnswer {
+        status: 401,
+        body: AnswerBody::TpmChallenge(TpmChallenge {
+            authentication_key,
+            key_name: "registration".into(),
+            message: "Sign a SAS token with the key in authenticationKey, once your TPM \
+                      imported it, and register again with it."
+                .into(),
+        }),
+        retry_after: None,
+        error_code: None,
     }
 }
 

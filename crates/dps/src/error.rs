@@ -50,6 +50,9 @@ pub enum DpsError {
     /// Device Provisioning Service?", section "Quotas and limits").
     #[error("{0}")]
     MessageTooLarge(String),
+    /// The transport gave up waiting for the request's body (408; ironhub's code, see above).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The record exists already and the write did not say which version it replaces (409).
     #[error("{0}")]
     Conflict(String),
@@ -90,6 +93,7 @@ impl DpsError {
             | DpsError::CertificateNotFound(_)
             | DpsError::OperationNotFound(_) => 404,
             DpsError::MessageTooLarge(_) => 413,
+            DpsError::RequestTimeout(_) => 408,
             DpsError::Conflict(_) => 409,
             DpsError::PreconditionFailed(_) => 412,
             DpsError::Throttled(_) => 429,
@@ -110,6 +114,7 @@ impl DpsError {
             | DpsError::CertificateNotFound(_) => 404_000,
             DpsError::OperationNotFound(_) => 404_203,
             DpsError::MessageTooLarge(_) => 413_001,
+            DpsError::RequestTimeout(_) => 408_000,
             DpsError::EnrollmentNotFound(_) | DpsError::EnrollmentGroupNotFound(_) => 404_201,
             DpsError::RegistrationNotFound(_) => 404_202,
             DpsError::Conflict(_) => 409_001,
@@ -132,6 +137,7 @@ impl DpsError {
             DpsError::CertificateNotFound(_) => "CertificateNotFound",
             DpsError::OperationNotFound(_) => "OperationNotFound",
             DpsError::MessageTooLarge(_) => "MessageTooLarge",
+            DpsError::RequestTimeout(_) => "RequestTimeout",
             DpsError::Conflict(_) => "Conflict",
             DpsError::PreconditionFailed(_) => "PreconditionFailed",
             DpsError::NoHubAvailable(_) => "NoHubAvailable",
@@ -172,7 +178,7 @@ impl DpsError {
 impl From<ironhub_store::StoreError> for DpsError {
     fn from(e: ironhub_store::StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
-        DpsError::ServerError("The server could not complete the operation; see its log.".into())
+        DpsError::ServerError(ironhub_store::failure_message(&e).into())
     }
 }
 
@@ -198,6 +204,7 @@ mod tests {
             DpsError::CertificateNotFound(String::new()),
             DpsError::OperationNotFound(String::new()),
             DpsError::MessageTooLarge(String::new()),
+            DpsError::RequestTimeout(String::new()),
             DpsError::Conflict(String::new()),
             DpsError::PreconditionFailed(String::new()),
             DpsError::CustomAllocationFailed(String::new()),

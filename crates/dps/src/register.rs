@@ -502,33 +502,45 @@ impl Dps {
     }
 
     /// Writes the device's registration record, keeping the id's case and the
-    /// `createdDateTimeUtc` of the one it replaces.
+    /// `createdDateTimeUtc` of the one it replaces. When another registration of the device
+    /// wrote the record meanwhile (the same id, in any case), this one, the later, replaces it.
     async fn record_registration(
         &self,
         attested: &Attested,
         previous: Option<&RegistrationRecord>,
         state: DeviceRegistrationState,
     ) -> Result<DeviceRegistrationState, DpsError> {
-        let now = Utc::now();
-        let state = DeviceRegistrationState {
-            registration_id: previous.map_or_else(
-                || state.registration_id.clone(),
-                |p| p.state.registration_id.clone(),
-            ),
-            created_date_time_utc: Some(
-                previous
-                    .and_then(|p| p.state.created_date_time_utc)
-                    .unwrap_or(now),
-            ),
-            last_updated_date_time_utc: Some(now),
-            ..state
-        };
-        self.write_registration(
-            state,
-            attested.enrollment.group_id(),
-            previous.and_then(|p| p.state.etag.as_deref()),
-        )
-        .await
+        let mut previous = previous.cloned();
+        let mut attempts = 0;
+        loop {
+            let now = Utc::now();
+            let p = previous.as_ref();
+            let next = DeviceRegistrationState {
+                registration_id: p.map_or_else(
+                    || state.registration_id.clone(),
+                    |p| p.state.registration_id.clone(),
+                ),
+                created_date_time_utc: Some(
+                    p.and_then(|p| p.state.created_date_time_utc).unwrap_or(now),
+                ),
+                last_updated_date_time_utc: Some(now),
+                ..state.clone()
+            };
+            let written = self
+                .write_registration(
+                    next,
+                    attested.enrollment.group_id(),
+                    p.and_then(|p| p.state.etag.as_deref()),
+                )
+                .await;
+            attempts += 1;
+            match written {
+                Err(DpsError::Conflict(_) | DpsError::PreconditionFailed(_)) if attempts < 3 => {
+                    previous = self.find_registration(&state.registration_id).await?;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Writes a device's operation, replacing the one it had.
@@ -716,6 +728,7 @@ impl Dps {
             let state = failed_state(registration_id, &e);
             self.finish_operation(registration_id, &op.operation_id, state.clone())
                 .await?;
+            self.fail_abandoned_claim(registration_id, &state).await?;
             return Ok(RegistrationOperationStatus {
                 operation_id: op.operation_id,
                 status: RegistrationStatus::Failed,
@@ -723,6 +736,41 @@ impl Dps {
             });
         }
         Ok(op.answer())
+    }
+
+    /// A registration record the dead run claimed and left `assigning` says `failed` too, so
+    /// that no record stays half-done (the device registers again and replaces it).
+    async fn fail_abandoned_claim(
+        &self,
+        registration_id: &str,
+        failed: &DeviceRegistrationState,
+    ) -> Result<(), DpsError> {
+        let Some(record) = self.find_registration(registration_id).await? else {
+            return Ok(());
+        };
+        if record.state.status != RegistrationStatus::Assigning {
+            return Ok(());
+        }
+        let state = DeviceRegistrationState {
+            registration_id: record.state.registration_id.clone(),
+            created_date_time_utc: record.state.created_date_time_utc,
+            last_updated_date_time_utc: Some(Utc::now()),
+            ..failed.clone()
+        };
+        match self
+            .write_registration(
+                state,
+                record.enrollment_group_id.as_deref(),
+                record.state.etag.as_deref(),
+            )
+            .await
+        {
+            // Another registration wrote it meanwhile: that one is newer.
+            Ok(_) | Err(DpsError::PreconditionFailed(_) | DpsError::RegistrationNotFound(_)) => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `POST /{idScope}/registrations/{registrationId}` (the device's registration status
@@ -745,9 +793,68 @@ impl Dps {
         legacy: bool,
         issuing_ca: Option<&str>,
     ) -> Result<DeviceRegistrationState, DpsError> {
+        let (previous, claimed) = self.find_or_claim_registration(attested).await?;
+        let outcome = self
+            .assign_over(attested, previous, payload, legacy, issuing_ca)
+            .await;
+        if let (Err(_), Some(etag)) = (&outcome, claimed) {
+            // Nothing was assigned: the record this run claimed goes (unless it changed).
+            if let Err(e) = self
+                .delete_registration(&attested.registration_id, Some(&etag))
+                .await
+            {
+                tracing::warn!(target: "DeviceOperations", registration_id = %attested.registration_id, error = %e, "could not release a claimed registration record");
+            }
+        }
+        outcome
+    }
+
+    /// The device's registration record; when it has none yet, one is created at once in
+    /// status `assigning`, before any hub is touched, so that two registrations whose ids
+    /// differ only in case (DPS ids are case-insensitive) agree on one record, and the first
+    /// one's case names the record and the hub device. Returns the record, and the etag of the
+    /// claim when this call made it.
+    async fn find_or_claim_registration(
+        &self,
+        attested: &Attested,
+    ) -> Result<(Option<RegistrationRecord>, Option<String>), DpsError> {
+        let id = &attested.registration_id;
+        if let Some(found) = self.find_registration(id).await? {
+            return Ok((Some(found), None));
+        }
+        let claim = DeviceRegistrationState {
+            status: RegistrationStatus::Assigning,
+            ..blank_state(id)
+        };
+        match self
+            .write_registration(claim, attested.enrollment.group_id(), None)
+            .await
+        {
+            Ok(state) => {
+                let etag = state.etag.clone();
+                let record = RegistrationRecord {
+                    state,
+                    enrollment_group_id: attested.enrollment.group_id().map(str::to_owned),
+                };
+                Ok((Some(record), etag))
+            }
+            // Another registration of the same id (in another case) claimed it first.
+            Err(DpsError::Conflict(_)) => Ok((self.find_registration(id).await?, None)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Dps::assign`] once the previous registration record (if any) is known.
+    async fn assign_over(
+        &self,
+        attested: &Attested,
+        previous: Option<RegistrationRecord>,
+        payload: Option<Value>,
+        legacy: bool,
+        issuing_ca: Option<&str>,
+    ) -> Result<DeviceRegistrationState, DpsError> {
         let registration_id = &attested.registration_id;
         let settings = attested.enrollment.settings();
-        let previous = self.find_registration(registration_id).await?;
         let linked = self.list_linked_hubs().await?;
         let policy = effective_policy(settings.reprovision_policy, legacy);
         // Never re-provision: a device with a hub stays there, so there is nothing to
@@ -797,7 +904,9 @@ impl Dps {
         let decision = decide(policy, previous.as_ref().map(|p| &p.state), &hub, |h| {
             Dps::find_hub(&linked, h).is_some()
         });
-        let device_id = attested.device_id().to_owned();
+        let device_id = attested
+            .device_id_after(previous.as_ref().map(|p| &p.state))
+            .to_owned();
         let previous_device = previous
             .as_ref()
             .and_then(|p| p.state.device_id.clone())

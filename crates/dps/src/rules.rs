@@ -274,16 +274,14 @@ pub fn attestation(
 }
 
 fn tpm_attestation(tpm: &TpmAttestation) -> Result<(), DpsError> {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD;
     let ek = tpm.endorsement_key.trim();
-    if ek.is_empty() || b64.decode(ek).is_err() {
+    if ek.is_empty() || ironhub_auth::b64::decode(ek).is_err() {
         return Err(DpsError::BadRequest(
             "A tpm attestation needs an endorsementKey in base64.".into(),
         ));
     }
     if let Some(srk) = supplied(tpm.storage_root_key.as_ref())
-        && b64.decode(srk).is_err()
+        && ironhub_auth::b64::decode(srk).is_err()
     {
         return Err(DpsError::BadRequest(
             "The tpm storageRootKey is not base64.".into(),

@@ -101,10 +101,7 @@ impl TpmPublic {
     /// Parses a key as the device sends it: base64 of a marshalled `TPM2B_PUBLIC` (a bare
     /// `TPMT_PUBLIC` is taken too). `what` names the key in errors.
     pub fn from_base64(text: &str, what: &str) -> Result<Self, DpsError> {
-        use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|e| bad(what, e))?;
+        let bytes = ironhub_auth::b64::decode(text).map_err(|e| bad(what, e))?;
         Self::from_bytes(&bytes).map_err(|e| bad(what, e))
     }
 

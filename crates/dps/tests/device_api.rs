@@ -8,7 +8,7 @@ use common::{KEY, SCOPE, setup};
 use ironhub_auth::sas::generate;
 use ironhub_auth::{Credentials, unix_now};
 use ironhub_dps::device_api::{
-    AnswerBody, DeviceAnswer, DeviceOperation, DeviceRequest, RequestBody, Transport,
+    AnswerBody, DeviceAnswer, DeviceOperation, DeviceRequest, RequestBody, Transport, Unread,
 };
 use ironhub_dps::model::{IndividualEnrollment, RegistrationStatus};
 use ironhub_dps::{Dps, Limits};
@@ -235,4 +235,64 @@ async fn the_registration_status_lookup_answers_the_record() {
     let answer = s.dps.device_request(&r).await;
     assert_eq!(answer.status, 404, "{answer:?}");
     assert_eq!(answer.retry_after, None);
+}
+
+/// A transport that reads the body when asked (HTTPS) is asked only once the credentials the
+/// request presents were checked: a client that cannot authenticate is refused without its
+/// body being read (here a body that never comes), and a request with no credentials at all is
+/// read first, since its body may carry a TPM's keys.
+#[tokio::test]
+async fn credentials_are_checked_before_the_body_is_read() {
+    let s = setup().await;
+    enroll(&s.dps, "dev-b").await;
+    let never = || std::future::pending::<Result<&[u8], Unread>>();
+    let at_once = std::time::Duration::from_secs(5);
+    let bad = "SharedAccessSignature sr=x&sig=y&se=1";
+    for operation in [
+        DeviceOperation::Register,
+        DeviceOperation::RegistrationStatus,
+    ] {
+        let r = request(
+            Transport::Https,
+            "dev-b",
+            Some(bad),
+            operation,
+            RequestBody::Bytes(b""),
+        );
+        let answer = tokio::time::timeout(at_once, s.dps.device_request_reading(&r, never()))
+            .await
+            .expect("refused without reading the body");
+        assert_eq!(answer.status, 401, "{operation:?}");
+        assert_eq!(answer.error_code, Some(401_002));
+    }
+
+    // With good credentials the body is read; one that did not arrive in time is a 408.
+    let t = token("dev-b");
+    let r = request(
+        Transport::Https,
+        "dev-b",
+        Some(&t),
+        DeviceOperation::Register,
+        RequestBody::Bytes(b""),
+    );
+    let answer = s
+        .dps
+        .device_request_reading(&r, std::future::ready(Err::<&[u8], _>(Unread::TimedOut)))
+        .await;
+    assert_eq!(answer.status, 408);
+    assert_eq!(json_of(&answer)["errorCode"], 408_000);
+
+    // Without any credentials the body comes first: a malformed one is a 400.
+    let r = request(
+        Transport::Https,
+        "dev-b",
+        None,
+        DeviceOperation::Register,
+        RequestBody::Bytes(b""),
+    );
+    let answer = s
+        .dps
+        .device_request_reading(&r, std::future::ready(Ok(&b"{not json"[..])))
+        .await;
+    assert_eq!(answer.status, 400);
 }

@@ -967,3 +967,120 @@ async fn the_enrollment_names_the_issuing_ca_and_an_unknown_one_is_refused() {
         "nothing started"
     );
 }
+
+/// The hub devices named `id` in any of these cases, on either hub.
+async fn devices_named(w: &World, ids: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for hub in [&w.a, &w.b] {
+        for id in ids {
+            if let Ok(d) = hub.get_device(id).await {
+                found.push(d.device_id.clone());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn registration_ids_differing_only_in_case_are_one_registration() {
+    let w = world(no_poll_limit()).await;
+    let g: EnrollmentGroup = serde_json::from_value(json!({
+        "enrollmentGroupId": "g-case",
+        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": KEY, "secondaryKey": KEY}},
+    }))
+    .unwrap();
+    w.dps.create_or_update("g-case", g, None).await.unwrap();
+    // The device signs with the key derived over the id exactly as it sends it.
+    let ids = ["AABBCC000001", "aabbcc000001", "AaBbCc000001"];
+    for id in ids {
+        let key = derive_device_key(KEY, id).unwrap();
+        let op = register(&w.dps, attest(&w.dps, id, &key).await, None).await;
+        assert_eq!(op.status, RegistrationStatus::Assigned, "{id}");
+        // The first registration's case names the record and the hub device.
+        assert_eq!(state(&op).registration_id, "AABBCC000001");
+        assert_eq!(state(&op).device_id.as_deref(), Some("AABBCC000001"));
+        assert_eq!(devices_named(&w, &ids).await, ["AABBCC000001"], "{id}");
+        // The hub device has the key of the latest registration.
+        let hub = if state(&op).assigned_hub.as_deref() == Some(HUB_A) {
+            &w.a
+        } else {
+            &w.b
+        };
+        let device = hub.get_device("AABBCC000001").await.unwrap();
+        assert_eq!(
+            device.authentication.symmetric_key.primary_key,
+            Some(key.clone())
+        );
+    }
+    let listed = w
+        .dps
+        .query_registrations("g-case", None, None)
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(w.dps.registration_count(None).await.unwrap(), 1);
+
+    // An individual enrollment without a deviceId: the same.
+    let e = individual("Reg-Case", json!({}));
+    w.dps.create_or_update("Reg-Case", e, None).await.unwrap();
+    for id in ["Reg-Case", "reg-case", "REG-CASE"] {
+        let op = register(&w.dps, attest(&w.dps, id, KEY).await, None).await;
+        assert_eq!(op.status, RegistrationStatus::Assigned, "{id}");
+        assert_eq!(state(&op).device_id.as_deref(), Some("Reg-Case"));
+    }
+    let all = ["Reg-Case", "reg-case", "REG-CASE"];
+    assert_eq!(devices_named(&w, &all).await, ["Reg-Case"]);
+    assert_eq!(w.dps.registration_count(None).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_registrations_differing_in_case_agree_on_one_device() {
+    let w = world(no_poll_limit()).await;
+    let e = individual(
+        "race-1",
+        json!({"allocationPolicy": "static", "iotHubHostName": HUB_A}),
+    );
+    w.dps.create_or_update("race-1", e, None).await.unwrap();
+    let (upper, lower) = (
+        attest(&w.dps, "RACE-1", KEY).await,
+        attest(&w.dps, "race-1", KEY).await,
+    );
+    // Both start before either is assigned; the second replaces the first's operation.
+    let request = |id: &str| DeviceRegistration {
+        registration_id: Some(id.to_owned()),
+        tpm: None,
+        payload: None,
+        csr: None,
+    };
+    let (a, b) = tokio::join!(
+        w.dps.register(upper, request("RACE-1"), None),
+        w.dps.register(lower, request("race-1"), None)
+    );
+    let ops = [a.unwrap().operation_id, b.unwrap().operation_id];
+    assert_ne!(ops[0], ops[1]);
+    // Whichever saved its operation last is the device's operation; the other is gone.
+    let mut done = None;
+    'poll: for _ in 0..200 {
+        for (op_id, id) in ops.iter().zip(["RACE-1", "race-1"]) {
+            match w.dps.operation_status(id, op_id).await {
+                Ok(op) if op.status != RegistrationStatus::Assigning => {
+                    done = Some(op);
+                    break 'poll;
+                }
+                Ok(_) | Err(DpsError::OperationNotFound(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let op = done.expect("the latest registration finishes");
+    assert_eq!(op.status, RegistrationStatus::Assigned);
+    // Whichever claimed the record first named it, and the device after it.
+    let s = state(&op);
+    assert_eq!(s.device_id.as_deref(), Some(s.registration_id.as_str()));
+    let record = w.dps.get_registration("race-1").await.unwrap();
+    assert_eq!(record.status, RegistrationStatus::Assigned);
+    let named = devices_named(&w, &["RACE-1", "race-1"]).await;
+    assert_eq!(named, std::slice::from_ref(&record.registration_id));
+    assert_eq!(w.dps.registration_count(None).await.unwrap(), 1);
+}

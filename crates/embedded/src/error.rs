@@ -12,7 +12,10 @@ pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error(StoreError::Engine(e.to_string()))
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Error(StoreError::Full(e.to_string())),
+            _ => Error(StoreError::Engine(e.to_string())),
+        }
     }
 }
 

@@ -5,11 +5,13 @@
 
 mod bus;
 mod error;
+mod rows;
 mod sqlite;
 mod sqlite_c2d;
 mod sqlite_dps;
 mod sqlite_eventlog;
 mod sqlite_files;
+mod sqlite_query;
 
 pub use bus::LocalBus;
 pub use sqlite::SqliteStore;

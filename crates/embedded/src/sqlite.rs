@@ -15,13 +15,13 @@ use chrono::{DateTime, Utc};
 
 use ironhub_store::{
     BatchResult, CertificateRecord, CertificateScope, CertificateStore, Clock, ConnectionState,
-    DeviceCounts, DeviceRecord, DeviceStatus, DeviceWrite, DpsBatchResult, DpsCollection,
-    DpsRecord, DpsSettings, DpsStore, DpsWrite, Endpoint, HubSettings, RegistryStore,
-    RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinStore, WriteConflict,
+    DeviceCounts, DeviceRecord, DeviceStatus, DeviceTwin, DeviceWrite, Endpoint, HubSettings,
+    RegistryStore, RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinScan,
+    TwinStore, WriteConflict,
 };
 
 use crate::error::Result;
-use crate::sqlite_dps;
+use crate::rows::{device_from_doc, millis};
 
 type StoreResult<T> = ironhub_store::Result<T>;
 
@@ -177,12 +177,37 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Writes devices with their twins (replacing any with the same id) in one transaction,
+    /// each record with a new etag: a fleet for benchmarks, without a commit per record.
+    pub async fn load_fleet(&self, fleet: Vec<(DeviceRecord, TwinRecord)>) -> StoreResult<()> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            for (device, mut twin) in fleet {
+                save_device(&tx, device)?;
+                twin.etag = next_etag(&tx)?;
+                store_twin(&tx, &twin)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `f` with the connection on the blocking pool.
     pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> StoreResult<T> {
         Self::run_on(self.conn.clone(), f).await
+    }
+
+    /// Runs `f` with the connection of runtime state (`synchronous=NORMAL`: it survives
+    /// `kill -9`, not a power cut) on the blocking pool.
+    pub(crate) async fn with_runtime<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        Self::run_on(self.runtime.clone(), f).await
     }
 
     async fn run_on<T: Send + 'static>(
@@ -252,12 +277,6 @@ pub(crate) fn device_exists(conn: &Connection, id: &str) -> Result<bool> {
         .is_some())
 }
 
-fn device_from_doc(doc: &str, c2d_count: u64) -> Result<DeviceRecord> {
-    let mut device: DeviceRecord = serde_json::from_str(doc)?;
-    device.cloud_to_device_message_count = c2d_count;
-    Ok(device)
-}
-
 fn load_twin(conn: &Connection, id: &str) -> Result<Option<TwinRecord>> {
     let doc: Option<String> = conn
         .query_row("SELECT doc FROM twins WHERE device_id = ?1", [id], |r| {
@@ -312,6 +331,16 @@ fn store_device(conn: &Connection, record: &DeviceRecord) -> Result<()> {
             serde_json::to_string(record)?
         ],
     )?;
+    Ok(())
+}
+
+/// Writes a twin as it is, etag included.
+fn store_twin(conn: &Connection, twin: &TwinRecord) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO twins (device_id, doc) VALUES (?1, ?2)
+         ON CONFLICT (device_id) DO UPDATE SET doc = excluded.doc",
+    )?
+    .execute(params![twin.device_id, serde_json::to_string(twin)?])?;
     Ok(())
 }
 
@@ -398,14 +427,6 @@ pub(crate) fn write_all<W, R>(
         tx.rollback()?;
         Ok(Err(failed))
     }
-}
-
-pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 #[async_trait]
@@ -601,15 +622,18 @@ impl TwinStore for SqliteStore {
             }
             let mut twin = twin;
             twin.etag = next_etag(&tx)?;
-            tx.execute(
-                "INSERT INTO twins (device_id, doc) VALUES (?1, ?2)
-                 ON CONFLICT (device_id) DO UPDATE SET doc = excluded.doc",
-                params![twin.device_id, serde_json::to_string(&twin)?],
-            )?;
+            store_twin(&tx, &twin)?;
             tx.commit()?;
             Ok(Ok(twin))
         })
         .await
+    }
+
+    async fn scan_twins(&self, scan: &TwinScan) -> StoreResult<Vec<DeviceTwin>> {
+        let scan = scan.clone();
+        let now = self.clock.now();
+        self.with(move |conn| crate::sqlite_query::scan(conn, &scan, now))
+            .await
     }
 }
 
@@ -747,63 +771,6 @@ impl CertificateStore for SqliteStore {
             )?;
             tx.commit()?;
             Ok(Ok(()))
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl DpsStore for SqliteStore {
-    async fn dps_settings_or_init(&self, init: DpsSettings) -> StoreResult<DpsSettings> {
-        self.with(move |conn| sqlite_dps::settings_or_init(conn, init))
-            .await
-    }
-
-    async fn dps_settings(&self) -> StoreResult<Option<DpsSettings>> {
-        self.with(|conn| sqlite_dps::settings(conn)).await
-    }
-
-    async fn dps_get(&self, collection: DpsCollection, id: &str) -> StoreResult<Option<DpsRecord>> {
-        let id = id.to_owned();
-        self.with(move |conn| sqlite_dps::get(conn, collection, &id))
-            .await
-    }
-
-    async fn dps_list(
-        &self,
-        collection: DpsCollection,
-        after: Option<&str>,
-        limit: usize,
-        group: Option<&str>,
-    ) -> StoreResult<Vec<DpsRecord>> {
-        let after = after.map(str::to_owned);
-        let group = group.map(str::to_owned);
-        self.with(move |conn| {
-            sqlite_dps::list(conn, collection, after.as_deref(), limit, group.as_deref())
-        })
-        .await
-    }
-
-    async fn dps_count(&self, collection: DpsCollection, group: Option<&str>) -> StoreResult<u64> {
-        let group = group.map(str::to_owned);
-        self.with(move |conn| sqlite_dps::count(conn, collection, group.as_deref()))
-            .await
-    }
-
-    async fn dps_write(
-        &self,
-        collection: DpsCollection,
-        writes: Vec<DpsWrite>,
-    ) -> StoreResult<DpsBatchResult> {
-        // A registration's operation is runtime state, like a device's connection state: it
-        // goes through the `synchronous=NORMAL` connection (it survives `kill -9`, not a power
-        // cut, after which the device registers again); everything else is acknowledged data.
-        let conn = match collection {
-            DpsCollection::Operations => self.runtime.clone(),
-            _ => self.conn.clone(),
-        };
-        Self::run_on(conn, move |conn| {
-            sqlite_dps::write(conn, collection, writes)
         })
         .await
     }

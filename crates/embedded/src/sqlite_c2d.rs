@@ -11,7 +11,8 @@ use ironhub_store::{
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::error::Result;
-use crate::sqlite::{SqliteStore, device_exists, from_millis, millis};
+use crate::rows::{from_millis, millis};
+use crate::sqlite::{SqliteStore, device_exists};
 
 /// A new lock token: a random UUID, as IoT Hub's.
 fn new_lock_token() -> String {

@@ -1,14 +1,15 @@
 //! The Device Provisioning Service's part of the SQLite store: one table per collection, each
 //! keyed by the lower-cased id, holding the domain's JSON document.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use ironhub_store::{
-    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsWrite, WriteConflict,
+    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsStore, DpsWrite, WriteConflict,
 };
 
 use crate::error::Result;
-use crate::sqlite::{get_meta, next_etag, set_meta, tag_matches, write_all};
+use crate::sqlite::{SqliteStore, get_meta, next_etag, set_meta, tag_matches, write_all};
 
 fn table(collection: DpsCollection) -> &'static str {
     match collection {
@@ -154,4 +155,62 @@ pub(crate) fn write(
     writes: Vec<DpsWrite>,
 ) -> Result<DpsBatchResult> {
     write_all(conn, writes, |tx, w| apply(tx, c, w))
+}
+
+#[async_trait]
+impl DpsStore for SqliteStore {
+    async fn dps_settings_or_init(&self, init: DpsSettings) -> ironhub_store::Result<DpsSettings> {
+        self.with(move |conn| settings_or_init(conn, init)).await
+    }
+
+    async fn dps_settings(&self) -> ironhub_store::Result<Option<DpsSettings>> {
+        self.with(|conn| settings(conn)).await
+    }
+
+    async fn dps_get(
+        &self,
+        collection: DpsCollection,
+        id: &str,
+    ) -> ironhub_store::Result<Option<DpsRecord>> {
+        let id = id.to_owned();
+        self.with(move |conn| get(conn, collection, &id)).await
+    }
+
+    async fn dps_list(
+        &self,
+        collection: DpsCollection,
+        after: Option<&str>,
+        limit: usize,
+        group: Option<&str>,
+    ) -> ironhub_store::Result<Vec<DpsRecord>> {
+        let after = after.map(str::to_owned);
+        let group = group.map(str::to_owned);
+        self.with(move |conn| list(conn, collection, after.as_deref(), limit, group.as_deref()))
+            .await
+    }
+
+    async fn dps_count(
+        &self,
+        collection: DpsCollection,
+        group: Option<&str>,
+    ) -> ironhub_store::Result<u64> {
+        let group = group.map(str::to_owned);
+        self.with(move |conn| count(conn, collection, group.as_deref()))
+            .await
+    }
+
+    async fn dps_write(
+        &self,
+        collection: DpsCollection,
+        writes: Vec<DpsWrite>,
+    ) -> ironhub_store::Result<DpsBatchResult> {
+        // A registration's operation is runtime state, like a device's connection state: it
+        // goes through the `synchronous=NORMAL` connection (it survives `kill -9`, not a power
+        // cut, after which the device registers again); everything else is acknowledged data.
+        let write = move |conn: &mut Connection| write(conn, collection, writes);
+        match collection {
+            DpsCollection::Operations => self.with_runtime(write).await,
+            _ => self.with(write).await,
+        }
+    }
 }

@@ -9,7 +9,8 @@ use ironhub_store::{
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::Result;
-use crate::sqlite::{SqliteStore, millis};
+use crate::rows::millis;
+use crate::sqlite::SqliteStore;
 
 /// Appends a notification; those whose time ran out go at the same time, so that a feed
 /// nobody reads does not grow without end.

@@ -30,23 +30,22 @@
 //! Paths accept both `deviceBound` (IoT Hub's documentation) and `devicebound` (Node SDK).
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use base64::Engine as _;
-use ironhub_auth::{Credentials, Rights};
 use ironhub_hub::c2d::{
     MAX_MESSAGE_BYTES, OutgoingMessage, feedback_views, parse_ack, parse_expiry,
 };
 use ironhub_hub::model::azure_time;
-use ironhub_hub::{DeviceIdentity, DeviceLogin, Hub, HubError, MAX_TELEMETRY_BYTES, Telemetry};
+use ironhub_hub::{Hub, HubError, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry};
 use ironhub_store::{C2dMessage, C2dSettle};
 
+use crate::auth::{DeviceAuth, ServiceAuth, ServiceConnect};
+use crate::body::RawBody;
+use crate::error::ApiError;
 use crate::extract::Segments;
-use crate::hub_api::{authorize, json_body};
-use crate::{ApiError, ConnectionInfo};
+use crate::respond::{ServiceBoundLock, header_str, json_body, locked_service_message};
 
 /// Prefix of application-property headers.
 const APP_PREFIX: &str = "iothub-app-";
@@ -85,21 +84,6 @@ pub(crate) fn routes() -> Router<Hub> {
     router
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
-/// Reads a body of at most `limit` bytes; more is a 413.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| HubError::MessageTooLarge(limit).into())
-}
-
 /// The `iothub-app-*` headers, in the request's order. A name may be percent-encoded
 /// (`iothub-app-%54opic` is `Topic`): HTTP lower-cases header names, so this is how a sender
 /// keeps upper-case letters, and characters header names cannot hold, in a property name.
@@ -121,11 +105,10 @@ fn app_properties(headers: &HeaderMap) -> Vec<(String, String)> {
 async fn service_send(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
+    _: ServiceAuth<ServiceConnect>,
     headers: HeaderMap,
-    body: Body,
+    RawBody(body): RawBody<MAX_MESSAGE_BYTES>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
-    let body = read_body(body, MAX_MESSAGE_BYTES).await?;
     let owned = |name: &str| header_str(&headers, name).map(str::to_owned);
     let message = OutgoingMessage {
         message_id: owned("iothub-messageid"),
@@ -156,9 +139,8 @@ async fn service_send(
 async fn purge(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    headers: HeaderMap,
+    _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
     let result = hub.purge_c2d(&id).await?;
     tracing::info!(target: "ServiceOperations", device_id = %id, purged = result.total_messages_purged, "cloud-to-device queue purged");
     Ok(json_body(&result))
@@ -167,9 +149,8 @@ async fn purge(
 /// `GET /messages/serviceBound/feedback`.
 async fn receive_feedback(
     State(hub): State<Hub>,
-    headers: HeaderMap,
+    _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
     let Some(batch) = hub.receive_feedback().await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -186,47 +167,11 @@ async fn receive_feedback(
     ))
 }
 
-/// What a service receives with a message of a service-bound feed under a lock.
-pub(crate) struct ServiceBoundLock<'a> {
-    pub lock_token: &'a str,
-    pub to: &'static str,
-    pub enqueued_time: chrono::DateTime<chrono::Utc>,
-    pub delivery_count: u32,
-    pub content_type: &'static str,
-}
-
-/// `response` with the headers of a locked service-bound message: the lock token in `ETag`,
-/// `iothub-locktoken` and `iothub-messageid`, then `iothub-to`, `iothub-enqueuedtime`,
-/// `iothub-deliverycount` and the content type.
-pub(crate) fn locked_service_message(
-    mut response: Response,
-    lock: &ServiceBoundLock<'_>,
-) -> Response {
-    let h = response.headers_mut();
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
-        }
-    };
-    set("etag", format!("\"{}\"", lock.lock_token));
-    set("iothub-locktoken", lock.lock_token.to_owned());
-    set("iothub-messageid", lock.lock_token.to_owned());
-    set("iothub-to", lock.to.to_owned());
-    set("iothub-enqueuedtime", azure_time(Some(lock.enqueued_time)));
-    set("iothub-deliverycount", lock.delivery_count.to_string());
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(lock.content_type),
-    );
-    response
-}
-
 async fn complete_feedback(
     State(hub): State<Hub>,
     Segments(token): Segments<String>,
-    headers: HeaderMap,
+    _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
     hub.settle_feedback(&token, true).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -234,28 +179,10 @@ async fn complete_feedback(
 async fn abandon_feedback(
     State(hub): State<Hub>,
     Segments(token): Segments<String>,
-    headers: HeaderMap,
+    _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
     hub.settle_feedback(&token, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// Authenticates the device of the path with what the request presents: its
-/// `Authorization` header and the TLS client certificate chain (the hub decides which counts).
-pub(crate) async fn authenticate_device(
-    hub: &Hub,
-    device_id: &str,
-    headers: &HeaderMap,
-    connection: Option<&ConnectionInfo>,
-) -> Result<DeviceIdentity, ApiError> {
-    let chain = connection.map_or(&[][..], |c| c.client_certificates.as_slice());
-    let login = DeviceLogin {
-        device_id,
-        credentials: Credentials::new(header_str(headers, header::AUTHORIZATION.as_str()), chain),
-        ..DeviceLogin::default()
-    };
-    Ok(hub.authenticate(&login).await?.identity)
 }
 
 /// The `iothub-*` headers of a message given to a device.
@@ -305,11 +232,8 @@ fn message_headers(m: &C2dMessage) -> HeaderMap {
 async fn device_receive(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    headers: HeaderMap,
-    request: Request,
+    _: DeviceAuth,
 ) -> Result<Response, ApiError> {
-    let connection = request.extensions().get::<ConnectionInfo>();
-    authenticate_device(&hub, &id, &headers, connection).await?;
     let Some(message) = hub.receive_c2d(&id).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -324,13 +248,10 @@ async fn device_receive(
 async fn device_complete(
     State(hub): State<Hub>,
     Segments((id, token)): Segments<(String, String)>,
-    headers: HeaderMap,
-    request: Request,
+    _: DeviceAuth,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
-    let connection = request.extensions().get::<ConnectionInfo>();
-    authenticate_device(&hub, &id, &headers, connection).await?;
-    let reject = request
-        .uri()
+    let reject = uri
         .query()
         .unwrap_or("")
         .split('&')
@@ -348,24 +269,29 @@ async fn device_complete(
 async fn device_abandon(
     State(hub): State<Hub>,
     Segments((id, token)): Segments<(String, String)>,
-    headers: HeaderMap,
-    request: Request,
+    _: DeviceAuth,
 ) -> Result<Response, ApiError> {
-    let connection = request.extensions().get::<ConnectionInfo>();
-    authenticate_device(&hub, &id, &headers, connection).await?;
     hub.settle_c2d(&id, &token, C2dSettle::Abandon).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The property-bag keys of the system properties a telemetry request carries in headers.
-const TELEMETRY_HEADERS: [(&str, &str); 6] = [
-    ("iothub-messageid", "$.mid"),
-    ("iothub-correlationid", "$.cid"),
-    ("iothub-userid", "$.uid"),
-    ("content-type", "$.ct"),
-    ("content-encoding", "$.ce"),
-    ("iothub-expiry", "$.exp"),
-];
+/// The system property an HTTPS telemetry header (or a batch message's property) carries, as
+/// IoT Hub's HTTPS device API names them (Azure docs, "Create and read IoT Hub messages",
+/// system properties table); `None` for any other name.
+fn system_header<'a>(
+    system: &'a mut SystemProperties,
+    name: &str,
+) -> Option<&'a mut Option<String>> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "iothub-messageid" => &mut system.message_id,
+        "iothub-correlationid" => &mut system.correlation_id,
+        "iothub-userid" => &mut system.user_id,
+        "content-type" => &mut system.content_type,
+        "content-encoding" => &mut system.content_encoding,
+        "iothub-expiry" => &mut system.expiry,
+        _ => return None,
+    })
+}
 
 /// One message of a batch (`{"body": base64, "properties": {"iothub-app-k": "v"}}`).
 #[derive(Debug, serde::Deserialize)]
@@ -377,14 +303,10 @@ struct BatchItem {
 
 /// `POST /devices/{id}/messages/events` (device).
 async fn telemetry(
-    State(hub): State<Hub>,
-    Segments(id): Segments<String>,
+    DeviceAuth(device): DeviceAuth,
     headers: HeaderMap,
-    request: Request,
+    RawBody(body): RawBody<MAX_TELEMETRY_BYTES>,
 ) -> Result<Response, ApiError> {
-    let connection = request.extensions().get::<ConnectionInfo>().cloned();
-    let who = authenticate_device(&hub, &id, &headers, connection.as_ref()).await?;
-    let body = read_body(request.into_body(), MAX_TELEMETRY_BYTES).await?;
     let content_type = header_str(&headers, "content-type").unwrap_or("");
     let messages = if content_type.starts_with(BATCH_CONTENT_TYPE) {
         let items: Vec<BatchItem> = serde_json::from_slice(&body)
@@ -392,50 +314,47 @@ async fn telemetry(
         items
             .into_iter()
             .map(|item| {
-                let body = base64::engine::general_purpose::STANDARD
-                    .decode(item.body.as_bytes())
-                    .map_err(|e| {
-                        HubError::ArgumentInvalid(format!("A batch body is not base64: {e}."))
-                    })?;
-                let properties = item
-                    .properties
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let k = k.strip_prefix(APP_PREFIX).unwrap_or(&k).to_owned();
-                        let v = match v {
-                            serde_json::Value::String(s) => s,
-                            other => other.to_string(),
-                        };
-                        (k, Some(v))
-                    })
-                    .collect();
-                Ok(Telemetry {
-                    properties,
+                let body = ironhub_auth::b64::decode(item.body.as_bytes()).map_err(|e| {
+                    HubError::ArgumentInvalid(format!("A batch body is not base64: {e}."))
+                })?;
+                let mut message = Telemetry {
                     body,
                     ..Telemetry::default()
-                })
+                };
+                for (key, value) in item.properties {
+                    let value = match value {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    if let Some(app) = key.strip_prefix(APP_PREFIX) {
+                        message.application.push((app.to_owned(), Some(value)));
+                    } else if let Some(field) = system_header(&mut message.system, &key) {
+                        *field = Some(value);
+                    } else {
+                        message.application.push((key, Some(value)));
+                    }
+                }
+                Ok(message)
             })
             .collect::<Result<Vec<_>, HubError>>()?
     } else {
-        let mut properties: Vec<(String, Option<String>)> = TELEMETRY_HEADERS
-            .iter()
-            .filter_map(|(name, key)| {
-                header_str(&headers, name).map(|v| ((*key).to_owned(), Some(v.to_owned())))
-            })
-            .collect();
-        properties.extend(
-            app_properties(&headers)
+        let mut message = Telemetry {
+            application: app_properties(&headers)
                 .into_iter()
-                .map(|(k, v)| (k, Some(v))),
-        );
-        vec![Telemetry {
-            properties,
+                .map(|(k, v)| (k, Some(v)))
+                .collect(),
             body: body.to_vec(),
             ..Telemetry::default()
-        }]
+        };
+        for name in headers.keys() {
+            if let Some(field) = system_header(&mut message.system, name.as_str()) {
+                *field = header_str(&headers, name.as_str()).map(str::to_owned);
+            }
+        }
+        vec![message]
     };
     for message in messages {
-        hub.send_telemetry(&who, message).await?;
+        device.send_telemetry(message).await?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

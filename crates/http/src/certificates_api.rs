@@ -27,36 +27,37 @@
 use std::future::Future;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use ironhub_auth::Rights;
-use ironhub_dps::{Dps, DpsError};
-use ironhub_hub::{Hub, HubError};
+use ironhub_dps::Dps;
+use ironhub_hub::Hub;
 use ironhub_store::CertificateRecord;
 use ironhub_wire::certificate::{
     CertificateDescription, CertificateList, CertificateProperties, CertificateUpload,
     VerificationProof,
 };
 
-use crate::dps_api::{DpsApiError, authorize_dps};
-use crate::hub_api::{authorize, if_match, json_body};
-use crate::{ApiError, read_body};
+use crate::auth::{Needs, RegistryRead, RegistryWrite, ServiceAuth, ServiceConfig};
+use crate::body::JsonBody;
+use crate::error::{ApiError, DpsApiError};
+use crate::extract::Segments;
+use crate::respond::{if_match, json_body};
+use crate::service::Service;
 
 /// A service that keeps CA certificates: the hub or the DPS instance.
-pub(crate) trait CaService: Clone + Send + Sync + 'static {
-    type Error: IntoResponse + Send;
+pub(crate) trait CaService: Service {
     /// ARM's resource type, e.g. `Microsoft.Devices/IotHubs/Certificates`.
     const TYPE: &'static str;
     /// Where the routes live.
     const PREFIX: &'static str;
+    /// The rights reading the certificates needs.
+    type Read: Needs;
+    /// The rights changing them needs.
+    type Write: Needs;
 
-    fn authorize(&self, headers: &HeaderMap, write: bool) -> Result<(), Self::Error>;
-    fn bad_request(message: String) -> Self::Error;
     fn list(&self) -> impl Future<Output = Result<Vec<CertificateRecord>, Self::Error>> + Send;
     fn get(
         &self,
@@ -88,21 +89,11 @@ pub(crate) trait CaService: Clone + Send + Sync + 'static {
 }
 
 impl CaService for Hub {
-    type Error = ApiError;
     const TYPE: &'static str = "Microsoft.Devices/IotHubs/Certificates";
     const PREFIX: &'static str = "/certificates";
+    type Read = RegistryRead;
+    type Write = RegistryWrite;
 
-    fn authorize(&self, headers: &HeaderMap, write: bool) -> Result<(), ApiError> {
-        let needed = if write {
-            Rights::REGISTRY_WRITE
-        } else {
-            Rights::REGISTRY_READ
-        };
-        authorize(self, headers, needed)
-    }
-    fn bad_request(message: String) -> ApiError {
-        HubError::ArgumentInvalid(message).into()
-    }
     async fn list(&self) -> Result<Vec<CertificateRecord>, ApiError> {
         Ok(self.list_certificates().await?)
     }
@@ -139,16 +130,11 @@ impl CaService for Hub {
 }
 
 impl CaService for Dps {
-    type Error = DpsApiError;
     const TYPE: &'static str = "Microsoft.Devices/ProvisioningServices/Certificates";
     const PREFIX: &'static str = "/dps/certificates";
+    type Read = ServiceConfig;
+    type Write = ServiceConfig;
 
-    fn authorize(&self, headers: &HeaderMap, _write: bool) -> Result<(), DpsApiError> {
-        authorize_dps(self, headers, Rights::SERVICE_CONFIG)
-    }
-    fn bad_request(message: String) -> DpsApiError {
-        DpsError::BadRequest(message).into()
-    }
     async fn list(&self) -> Result<Vec<CertificateRecord>, DpsApiError> {
         Ok(self.list_certificates().await?)
     }
@@ -203,12 +189,6 @@ pub(crate) fn routes<S: CaService>() -> Router<S> {
         )
 }
 
-/// The `{name}` of a certificate path, or the service's 400.
-fn name<S: CaService>(path: Result<Path<String>, PathRejection>) -> Result<String, S::Error> {
-    path.map(|Path(n)| n)
-        .map_err(|e| S::bad_request(format!("The certificate name is not valid: {e}.")))
-}
-
 fn rfc1123(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
@@ -240,20 +220,10 @@ fn respond<S: CaService>(c: &CertificateRecord, with_code: bool) -> Response {
     response
 }
 
-/// Reads a JSON body, with the service's 400 for one that does not parse.
-async fn read<S: CaService, T: serde::de::DeserializeOwned>(body: Body) -> Result<T, S::Error> {
-    let bytes = read_body(body)
-        .await
-        .map_err(|e| S::bad_request(e.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        S::bad_request(format!(
-            "The request body is not valid JSON for this operation: {e}."
-        ))
-    })
-}
-
-async fn list<S: CaService>(State(s): State<S>, headers: HeaderMap) -> Result<Response, S::Error> {
-    s.authorize(&headers, false)?;
+async fn list<S: CaService>(
+    State(s): State<S>,
+    _: ServiceAuth<S::Read>,
+) -> Result<Response, S::Error> {
     let value = s
         .list()
         .await?
@@ -265,23 +235,19 @@ async fn list<S: CaService>(State(s): State<S>, headers: HeaderMap) -> Result<Re
 
 async fn get_one<S: CaService>(
     State(s): State<S>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    _: ServiceAuth<S::Read>,
+    Segments(name): Segments<String>,
 ) -> Result<Response, S::Error> {
-    s.authorize(&headers, false)?;
-    let name = name::<S>(path)?;
     Ok(respond::<S>(&s.get(&name).await?, false))
 }
 
 async fn put_one<S: CaService>(
     State(s): State<S>,
-    path: Result<Path<String>, PathRejection>,
+    _: ServiceAuth<S::Write>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(upload): JsonBody<CertificateUpload>,
 ) -> Result<Response, S::Error> {
-    s.authorize(&headers, true)?;
-    let name = name::<S>(path)?;
-    let upload: CertificateUpload = read::<S, _>(body).await?;
     let (certificate, is_verified) = upload.into_parts();
     let certificate = certificate
         .ok_or_else(|| S::bad_request("The request needs properties.certificate.".into()))?;
@@ -300,11 +266,10 @@ async fn put_one<S: CaService>(
 
 async fn delete_one<S: CaService>(
     State(s): State<S>,
-    path: Result<Path<String>, PathRejection>,
+    _: ServiceAuth<S::Write>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, S::Error> {
-    s.authorize(&headers, true)?;
-    let name = name::<S>(path)?;
     s.delete(&name, if_match(&headers)).await?;
     tracing::info!(target: "ServiceOperations", service = S::PREFIX, certificate = %name, "CA certificate deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -312,24 +277,21 @@ async fn delete_one<S: CaService>(
 
 async fn generate_code<S: CaService>(
     State(s): State<S>,
-    path: Result<Path<String>, PathRejection>,
+    _: ServiceAuth<S::Write>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, S::Error> {
-    s.authorize(&headers, true)?;
-    let name = name::<S>(path)?;
     let stored = s.generate_code(&name, if_match(&headers)).await?;
     Ok(respond::<S>(&stored, true))
 }
 
 async fn verify<S: CaService>(
     State(s): State<S>,
-    path: Result<Path<String>, PathRejection>,
+    _: ServiceAuth<S::Write>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(proof): JsonBody<VerificationProof>,
 ) -> Result<Response, S::Error> {
-    s.authorize(&headers, true)?;
-    let name = name::<S>(path)?;
-    let proof: VerificationProof = read::<S, _>(body).await?;
     let certificate = proof
         .certificate
         .ok_or_else(|| S::bad_request("The request needs the verification certificate.".into()))?;

@@ -8,18 +8,18 @@
 //!   payload is the body, its status the `x-ms-command-statuscode` header.
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use ironhub_auth::Rights;
 use ironhub_hub::{Hub, HubError};
 use serde::Deserialize;
 
+use crate::auth::{ServiceAuth, ServiceConnect, TwinRead};
+use crate::body::{JsonBody, JsonOrEmpty};
+use crate::error::ApiError;
 use crate::extract::{QueryArgs, Segments};
-use crate::hub_api::{authorize, authorize_twin_read, if_match, json_body, read_json, with_etag};
-use crate::{ApiError, MAX_BODY_BYTES};
+use crate::respond::{if_match, json_body, with_etag};
 
 /// The digital-twin routes (merged into the hub router).
 pub(crate) fn routes() -> Router<Hub> {
@@ -35,9 +35,8 @@ pub(crate) fn routes() -> Router<Hub> {
 async fn get_twin(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    headers: HeaderMap,
+    _: ServiceAuth<TwinRead>,
 ) -> Result<Response, ApiError> {
-    authorize_twin_read(&hub, &headers)?;
     let (twin, etag) = hub.get_digital_twin(&id).await?;
     Ok(with_etag(json_body(&twin), &etag))
 }
@@ -45,11 +44,10 @@ async fn get_twin(
 async fn update_twin(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
+    _: ServiceAuth<ServiceConnect>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(operations): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
-    let operations: serde_json::Value = read_json(body).await?;
     let etag = hub
         .update_digital_twin(&id, &operations, if_match(&headers))
         .await?;
@@ -85,20 +83,20 @@ async fn root_command(
     State(hub): State<Hub>,
     Segments((id, name)): Segments<(String, String)>,
     QueryArgs(query): QueryArgs<CommandQuery>,
-    headers: HeaderMap,
-    body: Body,
+    _: ServiceAuth<ServiceConnect>,
+    JsonOrEmpty(payload): JsonOrEmpty<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    command(hub, id, None, name, query, headers, body).await
+    command(hub, id, None, name, query, payload).await
 }
 
 async fn component_command(
     State(hub): State<Hub>,
     Segments((id, component, command_name)): Segments<(String, String, String)>,
     QueryArgs(query): QueryArgs<CommandQuery>,
-    headers: HeaderMap,
-    body: Body,
+    _: ServiceAuth<ServiceConnect>,
+    JsonOrEmpty(payload): JsonOrEmpty<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    command(hub, id, Some(component), command_name, query, headers, body).await
+    command(hub, id, Some(component), command_name, query, payload).await
 }
 
 async fn command(
@@ -107,10 +105,8 @@ async fn command(
     component: Option<String>,
     name: String,
     query: CommandQuery,
-    headers: HeaderMap,
-    body: Body,
+    payload: Option<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
     let connect = seconds(
         query.connect_timeout_in_seconds.as_deref(),
         "connectTimeoutInSeconds",
@@ -119,16 +115,8 @@ async fn command(
         query.response_timeout_in_seconds.as_deref(),
         "responseTimeoutInSeconds",
     )?;
-    let bytes = crate::read_body(body)
-        .await
-        .map_err(|_| ApiError::from(HubError::MessageTooLarge(MAX_BODY_BYTES)))?;
-    let payload = if bytes.iter().all(u8::is_ascii_whitespace) {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            HubError::ArgumentInvalid(format!("The command's payload is not valid JSON: {e}."))
-        })?
-    };
+    // A command without a payload sends the device `null`.
+    let payload = payload.unwrap_or_default();
     let result = hub
         .invoke_command(
             &id,

@@ -14,19 +14,16 @@
 //!   `certificates_api`).
 //!
 //! Paths are matched case-insensitively and with or without a trailing slash (Node's
-//! `/enrollmentgroups/…` and `/enrollments/`), see [`crate::normalize_path`]. Creates and
+//! `/enrollmentgroups/…` and `/enrollments/`), see `routes::normalize_path`. Creates and
 //! updates answer 200, deletes 204, queries a JSON array with `x-ms-continuation` only when
 //! more pages follow. Errors have DPS's body, `{"errorCode", "trackingId", "message",
 //! "timestampUtc"}`, and an `x-ms-error-code` header.
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use ironhub_auth::Rights;
 use ironhub_dps::enrollments::Enrollment;
 use ironhub_dps::model::{
     BulkEnrollmentGroupOperation, BulkEnrollmentOperation, EnrollmentGroup, IndividualEnrollment,
@@ -35,72 +32,15 @@ use ironhub_dps::model::{
 use ironhub_dps::query::QueryPage;
 use ironhub_dps::{Dps, DpsError};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::hub_api::{if_match, json_body};
-use crate::read_body;
-
-/// A DPS service API error as DPS renders it (the device API's answers, `retry-after`
-/// included, come whole from the domain: `ironhub_dps::device_api`).
-#[derive(Debug)]
-pub struct DpsApiError {
-    pub error: DpsError,
-}
-
-impl From<DpsError> for DpsApiError {
-    fn from(error: DpsError) -> Self {
-        DpsApiError { error }
-    }
-}
-
-impl IntoResponse for DpsApiError {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, json_body(&self.error.body())).into_response();
-        let headers = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&self.error.code().to_string()) {
-            headers.insert("x-ms-error-code", v);
-        }
-        response
-    }
-}
-
-/// Authorizes a service call with a DPS shared access policy that has `needed`.
-pub(crate) fn authorize_dps(
-    dps: &Dps,
-    headers: &HeaderMap,
-    needed: Rights,
-) -> Result<(), DpsApiError> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    dps.authorize_service(header, needed)?;
-    Ok(())
-}
-
-/// Reads a JSON body; an empty one (the SDKs POST some calls with none) is `T::default()`
-/// when `empty` is given.
-async fn read_json<T: DeserializeOwned>(body: Body, empty: Option<T>) -> Result<T, DpsApiError> {
-    let bytes = read_body(body)
-        .await
-        .map_err(|e| DpsError::MessageTooLarge(e.to_string()))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return empty.ok_or_else(|| DpsError::BadRequest("The request has no body.".into()).into());
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        DpsError::BadRequest(format!(
-            "The request body is not valid JSON for this operation: {e}."
-        ))
-        .into()
-    })
-}
-
-/// The `{id}` of a path, or DPS's 400.
-fn id_of(path: Result<Path<String>, PathRejection>) -> Result<String, DpsApiError> {
-    path.map(|Path(id)| id)
-        .map_err(|e| DpsError::BadRequest(format!("The id in the path is not valid: {e}.")).into())
-}
+use crate::auth::{
+    EnrollmentRead, EnrollmentWrite, RegistrationStatusRead, RegistrationStatusWrite, ServiceAuth,
+    ServiceConfig,
+};
+use crate::body::{JsonBody, JsonOrEmpty};
+use crate::error::DpsApiError;
+use crate::extract::Segments;
+use crate::respond::{if_match, json_body};
 
 /// A JSON answer with the record's quoted etag as `ETag`.
 fn with_etag<T: Serialize>(value: &T, etag: Option<&str>) -> Response {
@@ -115,42 +55,16 @@ fn with_etag<T: Serialize>(value: &T, etag: Option<&str>) -> Response {
 
 /// `x-ms-max-item-count` and `x-ms-continuation` of a query request.
 fn paging(headers: &HeaderMap) -> Result<(Option<usize>, Option<String>), DpsApiError> {
-    let max = match headers
-        .get("x-ms-max-item-count")
-        .and_then(|v| v.to_str().ok())
-    {
-        None => None,
-        Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
-            DpsError::BadRequest(format!(
-                "x-ms-max-item-count must be a whole number, not '{v}'."
-            ))
-        })?),
-    };
-    let continuation = headers
-        .get("x-ms-continuation")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    Ok((max, continuation))
+    crate::paging::paging(headers).map_err(|m| DpsError::BadRequest(m).into())
 }
 
-/// A page of a query: the items, `x-ms-item-type`, and `x-ms-continuation` only when more
-/// follow (the Node service SDK reads an empty header as "more": its `query.js` tests the
-/// header against `undefined`).
+/// A page of a query (see [`crate::paging::page_response`]).
 fn page_response<T: Serialize>(
     page: &QueryPage<T>,
     item_type: &'static str,
     max: usize,
 ) -> Response {
-    let mut response = json_body(&page.items);
-    let headers = response.headers_mut();
-    headers.insert("x-ms-item-type", HeaderValue::from_static(item_type));
-    headers.insert("x-ms-max-item-count", HeaderValue::from(max));
-    if let Some(token) = &page.continuation
-        && let Ok(v) = HeaderValue::from_str(token)
-    {
-        headers.insert("x-ms-continuation", v);
-    }
-    response
+    crate::paging::page_response(&page.items, item_type, max, page.continuation.as_deref())
 }
 
 /// The service routes, answering for `dps`.
@@ -172,7 +86,6 @@ pub(crate) fn routes() -> Router<Dps> {
                 .put(put_linked_hub)
                 .delete(delete_linked_hub),
         )
-        .merge(crate::certificates_api::routes::<Dps>())
 }
 
 /// What the routes of one kind of enrollment need to know of it.
@@ -206,13 +119,11 @@ fn enrollment_routes<E: Kind>(prefix: &str) -> Router<Dps> {
 
 async fn put_enrollment<E: Kind>(
     State(dps): State<Dps>,
-    path: Result<Path<String>, PathRejection>,
+    _: ServiceAuth<EnrollmentWrite>,
+    Segments(id): Segments<String>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(enrollment): JsonBody<E>,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::ENROLLMENT_WRITE)?;
-    let id = id_of(path)?;
-    let enrollment: E = read_json(body, None).await?;
     let written = dps
         .create_or_update(&id, enrollment, if_match(&headers))
         .await?;
@@ -222,22 +133,19 @@ async fn put_enrollment<E: Kind>(
 
 async fn get_enrollment<E: Kind>(
     State(dps): State<Dps>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    _: ServiceAuth<EnrollmentRead>,
+    Segments(id): Segments<String>,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::ENROLLMENT_READ)?;
-    let id = id_of(path)?;
     let e: E = dps.get(&id).await?;
     Ok(with_etag(&e, e.settings().etag.as_deref()))
 }
 
 async fn delete_enrollment<E: Kind>(
     State(dps): State<Dps>,
-    path: Result<Path<String>, PathRejection>,
+    _: ServiceAuth<EnrollmentWrite>,
+    Segments(id): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::ENROLLMENT_WRITE)?;
-    let id = id_of(path)?;
     dps.delete::<E>(&id, if_match(&headers)).await?;
     tracing::info!(target: "ServiceOperations", kind = E::KIND, id = %id, "enrollment deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -245,22 +153,20 @@ async fn delete_enrollment<E: Kind>(
 
 async fn attestation_mechanism<E: Kind>(
     State(dps): State<Dps>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    _: ServiceAuth<EnrollmentWrite>,
+    Segments(id): Segments<String>,
 ) -> Result<Response, DpsApiError> {
     // The mechanism carries the keys: reading it is a write-level right, as in DPS.
-    authorize_dps(&dps, &headers, Rights::ENROLLMENT_WRITE)?;
-    let id = id_of(path)?;
     Ok(json_body(&dps.attestation_mechanism::<E>(&id).await?))
 }
 
 async fn query_enrollments<E: Kind>(
     State(dps): State<Dps>,
+    _: ServiceAuth<EnrollmentRead>,
     headers: HeaderMap,
-    body: Body,
+    JsonOrEmpty(spec): JsonOrEmpty<QuerySpecification>,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::ENROLLMENT_READ)?;
-    let spec: QuerySpecification = read_json(body, Some(QuerySpecification::default())).await?;
+    let spec = spec.unwrap_or_default();
     let (max, continuation) = paging(&headers)?;
     let page = dps.query::<E>(&spec, max, continuation.as_deref()).await?;
     Ok(page_response(
@@ -272,11 +178,9 @@ async fn query_enrollments<E: Kind>(
 
 async fn bulk_enrollments(
     State(dps): State<Dps>,
-    headers: HeaderMap,
-    body: Body,
+    _: ServiceAuth<EnrollmentWrite>,
+    JsonBody(op): JsonBody<BulkEnrollmentOperation>,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::ENROLLMENT_WRITE)?;
-    let op: BulkEnrollmentOperation = read_json(body, None).await?;
     let result = dps.bulk(op.mode, &op.enrollments).await?;
     tracing::info!(target: "ServiceOperations", items = op.enrollments.len(), ok = result.is_successful, "bulk enrollment operation");
     Ok(json_body(&result))
@@ -284,11 +188,9 @@ async fn bulk_enrollments(
 
 async fn bulk_groups(
     State(dps): State<Dps>,
-    headers: HeaderMap,
-    body: Body,
+    _: ServiceAuth<EnrollmentWrite>,
+    JsonBody(op): JsonBody<BulkEnrollmentGroupOperation>,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::ENROLLMENT_WRITE)?;
-    let op: BulkEnrollmentGroupOperation = read_json(body, None).await?;
     let result = dps.bulk(op.mode, &op.enrollment_groups).await?;
     tracing::info!(target: "ServiceOperations", items = op.enrollment_groups.len(), ok = result.is_successful, "bulk enrollment group operation");
     Ok(json_body(&result))
@@ -296,22 +198,19 @@ async fn bulk_groups(
 
 async fn get_registration(
     State(dps): State<Dps>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    _: ServiceAuth<RegistrationStatusRead>,
+    Segments(id): Segments<String>,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::REGISTRATION_STATUS_READ)?;
-    let id = id_of(path)?;
     let state = dps.get_registration(&id).await?;
     Ok(with_etag(&state, state.etag.as_deref()))
 }
 
 async fn delete_registration(
     State(dps): State<Dps>,
-    path: Result<Path<String>, PathRejection>,
+    _: ServiceAuth<RegistrationStatusWrite>,
+    Segments(id): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::REGISTRATION_STATUS_WRITE)?;
-    let id = id_of(path)?;
     dps.delete_registration(&id, if_match(&headers)).await?;
     tracing::info!(target: "ServiceOperations", registration_id = %id, "registration deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -319,14 +218,12 @@ async fn delete_registration(
 
 async fn query_registrations(
     State(dps): State<Dps>,
-    path: Result<Path<String>, PathRejection>,
+    _: ServiceAuth<RegistrationStatusRead>,
+    Segments(group): Segments<String>,
     headers: HeaderMap,
-    body: Body,
-) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::REGISTRATION_STATUS_READ)?;
-    let group = id_of(path)?;
     // Python sends no body, Node a query specification: either is fine.
-    let _spec: QuerySpecification = read_json(body, Some(QuerySpecification::default())).await?;
+    JsonOrEmpty(_spec): JsonOrEmpty<QuerySpecification>,
+) -> Result<Response, DpsApiError> {
     let (max, continuation) = paging(&headers)?;
     let page = dps
         .query_registrations(&group, max, continuation.as_deref())
@@ -348,9 +245,8 @@ fn linked_hub_view(dps: &Dps, h: &LinkedHub) -> LinkedHubView {
 
 async fn list_linked_hubs(
     State(dps): State<Dps>,
-    headers: HeaderMap,
+    _: ServiceAuth<ServiceConfig>,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
     let value = dps
         .list_linked_hubs()
         .await?
@@ -362,24 +258,20 @@ async fn list_linked_hubs(
 
 async fn get_linked_hub(
     State(dps): State<Dps>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    _: ServiceAuth<ServiceConfig>,
+    Segments(name): Segments<String>,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
-    let name = id_of(path)?;
     let hub = dps.get_linked_hub(&name).await?;
     Ok(with_etag(&linked_hub_view(&dps, &hub), hub.etag.as_deref()))
 }
 
 async fn put_linked_hub(
     State(dps): State<Dps>,
-    path: Result<Path<String>, PathRejection>,
+    _: ServiceAuth<ServiceConfig>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(b): JsonBody<LinkedHubSpec>,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
-    let name = id_of(path)?;
-    let b: LinkedHubSpec = read_json(body, None).await?;
     let tag = if_match(&headers);
     // An update may leave the connection string out: the link keeps its own.
     let connection_string = match (b.connection_string, tag) {
@@ -412,11 +304,10 @@ async fn put_linked_hub(
 
 async fn delete_linked_hub(
     State(dps): State<Dps>,
-    path: Result<Path<String>, PathRejection>,
+    _: ServiceAuth<ServiceConfig>,
+    Segments(name): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, DpsApiError> {
-    authorize_dps(&dps, &headers, Rights::SERVICE_CONFIG)?;
-    let name = id_of(path)?;
     dps.delete_linked_hub(&name, if_match(&headers)).await?;
     tracing::info!(target: "ServiceOperations", hub = %name, "linked hub deleted");
     Ok(StatusCode::NO_CONTENT.into_response())

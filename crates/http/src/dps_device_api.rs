@@ -20,18 +20,19 @@
 //! (`ironhub_dps::device_api`).
 
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use ironhub_auth::Credentials;
-use ironhub_dps::device_api::{DeviceOperation, DeviceRequest, RequestBody, Transport};
-use ironhub_dps::{Dps, DpsError};
+use ironhub_dps::Dps;
+use ironhub_dps::device_api::{DeviceOperation, DeviceRequest, RequestBody, Transport, Unread};
 
-use crate::dps_api::DpsApiError;
-use crate::{ConnectionInfo, read_body_within};
+use crate::body::{self, LazyBody};
+use crate::error::DpsApiError;
+use crate::extract::Segments;
+use crate::listener::ConnectionInfo;
 
 pub(crate) fn routes() -> Router<Dps> {
     Router::new()
@@ -49,12 +50,6 @@ pub(crate) fn routes() -> Router<Dps> {
         )
 }
 
-/// The path's ids, or DPS's 400.
-fn ids<T>(path: Result<Path<T>, PathRejection>) -> Result<T, DpsApiError> {
-    path.map(|Path(p)| p)
-        .map_err(|e| DpsError::BadRequest(format!("The path is not valid: {e}.")).into())
-}
-
 fn api_version(query: Option<&str>) -> Option<&str> {
     query?
         .split('&')
@@ -62,7 +57,9 @@ fn api_version(query: Option<&str>) -> Option<&str> {
 }
 
 /// Hands a request to the domain and renders its answer: the status, DPS's JSON,
-/// `Retry-After`, `x-ms-error-code`, and `Location` for a register request.
+/// `Retry-After`, `x-ms-error-code`, and `Location` for a register request. The domain reads
+/// the body when it is ready to (after the credentials, when there are any), through the one
+/// body reader.
 async fn handle(
     dps: &Dps,
     info: &ConnectionInfo,
@@ -70,10 +67,18 @@ async fn handle(
     uri: &Uri,
     ids: (&str, &str),
     operation: DeviceOperation<'_>,
-    body: Body,
+    body: Option<LazyBody>,
 ) -> Response {
     let limit = dps.limits().max_message_bytes;
-    let bytes = read_body_within(body, limit).await.ok();
+    let read_body = async move {
+        match body {
+            Some(body) => body.read(limit).await.map_err(|unread| match unread {
+                body::Unread::TooLarge => Unread::TooLarge,
+                body::Unread::TimedOut => Unread::TimedOut,
+            }),
+            None => Ok(axum::body::Bytes::new()),
+        }
+    };
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -83,12 +88,11 @@ async fn handle(
         registration_id: ids.1,
         operation,
         credentials: Credentials::new(token, &info.client_certificates),
-        body: bytes
-            .as_deref()
-            .map_or(RequestBody::TooLarge, RequestBody::Bytes),
+        // Not looked at: the domain reads the body through `read_body`.
+        body: RequestBody::Bytes(&[]),
         api_version: api_version(uri.query()),
     };
-    let answer = dps.device_request(&request).await;
+    let answer = dps.device_request_reading(&request, read_body).await;
     let mut response = Response::new(Body::from(answer.body.to_json()));
     *response.status_mut() =
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -115,42 +119,39 @@ async fn handle(
 async fn register(
     State(dps): State<Dps>,
     Extension(info): Extension<ConnectionInfo>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    Segments((scope, registration_id)): Segments<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
-    body: Body,
+    body: LazyBody,
 ) -> Result<Response, DpsApiError> {
-    let (scope, registration_id) = ids(path)?;
     let operation = DeviceOperation::Register;
     let ids = (scope.as_str(), registration_id.as_str());
-    Ok(handle(&dps, &info, &headers, &uri, ids, operation, body).await)
+    Ok(handle(&dps, &info, &headers, &uri, ids, operation, Some(body)).await)
 }
 
 async fn operation_status(
     State(dps): State<Dps>,
     Extension(info): Extension<ConnectionInfo>,
-    path: Result<Path<(String, String, String)>, PathRejection>,
+    Segments((scope, registration_id, operation_id)): Segments<(String, String, String)>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, DpsApiError> {
-    let (scope, registration_id, operation_id) = ids(path)?;
     let operation = DeviceOperation::OperationStatus {
         operation_id: &operation_id,
     };
     let ids = (scope.as_str(), registration_id.as_str());
-    Ok(handle(&dps, &info, &headers, &uri, ids, operation, Body::empty()).await)
+    Ok(handle(&dps, &info, &headers, &uri, ids, operation, None).await)
 }
 
 async fn status_lookup(
     State(dps): State<Dps>,
     Extension(info): Extension<ConnectionInfo>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    Segments((scope, registration_id)): Segments<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
-    body: Body,
+    body: LazyBody,
 ) -> Result<Response, DpsApiError> {
-    let (scope, registration_id) = ids(path)?;
     let operation = DeviceOperation::RegistrationStatus;
     let ids = (scope.as_str(), registration_id.as_str());
-    Ok(handle(&dps, &info, &headers, &uri, ids, operation, body).await)
+    Ok(handle(&dps, &info, &headers, &uri, ids, operation, Some(body)).await)
 }

@@ -1,7 +1,8 @@
-//! Azure-shaped error responses.
+//! Azure-shaped error responses: IoT Hub's ([`ApiError`]) and DPS's ([`DpsApiError`]).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ironhub_dps::DpsError;
 use ironhub_hub::HubError;
 use ironhub_wire::error::ErrorBody;
 
@@ -46,6 +47,17 @@ impl ApiError {
         }
     }
 
+    /// The request's body did not arrive within the server's body read timeout (ironhub's
+    /// code: IoT Hub documents none for it).
+    pub fn request_timeout() -> Self {
+        ApiError {
+            status: 408,
+            code: 408_000,
+            name: "RequestTimeout",
+            message: "The request's body did not arrive in time.".into(),
+        }
+    }
+
     pub fn invalid_protocol_version(v: &str) -> Self {
         ApiError {
             status: 400,
@@ -73,7 +85,7 @@ impl IntoResponse for ApiError {
             error: None,
         };
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, crate::hub_api::json_body(&body)).into_response();
+        let mut response = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
         let headers = response.headers_mut();
         if let Ok(v) = HeaderValue::from_str(self.name) {
             headers.insert("iothub-errorcode", v);
@@ -82,6 +94,38 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
+        response
+    }
+}
+
+/// A DPS error as DPS renders it: its status, DPS's JSON body and an `x-ms-error-code` header
+/// (the device API's answers, `retry-after` included, come whole from the domain:
+/// `ironhub_dps::device_api`).
+#[derive(Debug)]
+pub struct DpsApiError {
+    pub error: DpsError,
+}
+
+impl From<DpsError> for DpsApiError {
+    fn from(error: DpsError) -> Self {
+        DpsApiError { error }
+    }
+}
+
+impl IntoResponse for DpsApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.error.body()).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&self.error.code().to_string()) {
+            headers.insert("x-ms-error-code", v);
+        }
         response
     }
 }

@@ -47,11 +47,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use base64::Engine as _;
-use ironhub_auth::Rights;
 use ironhub_hub::body::DeclaredBody;
 use ironhub_hub::events::ReadFrom;
 use ironhub_hub::{Hub, HubError};
@@ -61,9 +60,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use crate::ApiError;
+use crate::auth::{ServiceAuth, ServiceConnect};
+use crate::body::JsonBody;
+use crate::error::ApiError;
 use crate::extract::{QueryArgs, Segments};
-use crate::hub_api::{authorize, json_body, read_json};
+use crate::respond::json_body;
 
 /// Longest a reader waits in one go; the stream also notices a departed client this often.
 const POLL: Duration = Duration::from_secs(15);
@@ -85,8 +86,10 @@ pub(crate) fn routes() -> Router<Hub> {
         .route("/events/consumergroups/{group}/stream", get(stream))
 }
 
-async fn properties(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+async fn properties(
+    State(hub): State<Hub>,
+    _: ServiceAuth<ServiceConnect>,
+) -> Result<Response, ApiError> {
     let partitions = hub.partitions().await?;
     Ok(json_body(&EventsProperties {
         consumer_groups: hub.consumer_groups().await?,
@@ -95,8 +98,10 @@ async fn properties(State(hub): State<Hub>, headers: HeaderMap) -> Result<Respon
     }))
 }
 
-async fn list_groups(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+async fn list_groups(
+    State(hub): State<Hub>,
+    _: ServiceAuth<ServiceConnect>,
+) -> Result<Response, ApiError> {
     let groups: Vec<ConsumerGroupName> = hub
         .consumer_groups()
         .await?
@@ -109,18 +114,16 @@ async fn list_groups(State(hub): State<Hub>, headers: HeaderMap) -> Result<Respo
 async fn get_group(
     State(hub): State<Hub>,
     Segments(group): Segments<String>,
-    headers: HeaderMap,
+    _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
     Ok(json_body(&hub.consumer_group(&group).await?))
 }
 
 async fn put_group(
     State(hub): State<Hub>,
     Segments(group): Segments<String>,
-    headers: HeaderMap,
+    _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
     let created = hub.create_consumer_group(&group).await?;
     if created {
         tracing::info!(target: "ServiceOperations", group = %group, "consumer group created");
@@ -136,9 +139,8 @@ async fn put_group(
 async fn delete_group(
     State(hub): State<Hub>,
     Segments(group): Segments<String>,
-    headers: HeaderMap,
+    _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
     hub.delete_consumer_group(&group).await?;
     tracing::info!(target: "ServiceOperations", group = %group, "consumer group deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -153,11 +155,9 @@ struct Checkpoint {
 async fn put_checkpoint(
     State(hub): State<Hub>,
     Segments((group, partition)): Segments<(String, u32)>,
-    headers: HeaderMap,
-    body: Body,
+    _: ServiceAuth<ServiceConnect>,
+    JsonBody(checkpoint): JsonBody<Checkpoint>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
-    let checkpoint: Checkpoint = read_json(body).await?;
     hub.set_checkpoint(&group, partition, checkpoint.sequence_number)
         .await?;
     Ok(json_body(&hub.consumer_group(&group).await?))
@@ -205,9 +205,8 @@ async fn stream(
     State(hub): State<Hub>,
     Segments(group): Segments<String>,
     QueryArgs(query): QueryArgs<StreamQuery>,
-    headers: HeaderMap,
+    _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
     let (from, partition, timeout) = parse_query(&query)?;
     let device = query.device_id.filter(|d| !d.is_empty());
     let mut reader = hub.open_reader(&group, from, partition, device).await?;

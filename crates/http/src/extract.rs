@@ -1,42 +1,41 @@
-//! Extractors whose rejections are answered in IoT Hub's error shape (an Azure JSON body with
-//! `iothub-errorcode`), not axum's plain text: a client's malformed path or query is a 400
-//! like every other client mistake.
+//! The one way to read a path's ids and a query string: extractors whose rejections are
+//! answered in the service's error shape (IoT Hub's or DPS's, after the router's state), not
+//! axum's plain text, so a client's malformed path or query is a 400 like every other client
+//! mistake. Ids (device, module, registration, enrollment, certificate names, lock tokens) are
+//! percent-decoded; what makes an id valid is the domain's to say.
 
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use ironhub_hub::HubError;
 use serde::de::DeserializeOwned;
 
-use crate::ApiError;
+use crate::service::Service;
 
 /// Path segments (`Path<T>`): one that does not decode (percent-encoded bytes that are not
-/// UTF-8) or parse (a partition that is not a number) is a 400 `ArgumentInvalid`.
+/// UTF-8) or parse (a partition that is not a number) is the service's 400.
 pub(crate) struct Segments<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Segments<T> {
-    type Rejection = ApiError;
+impl<S: Service, T: DeserializeOwned + Send> FromRequestParts<S> for Segments<T> {
+    type Rejection = S::Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, S::Error> {
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(t)| Segments(t))
-            .map_err(|e| HubError::ArgumentInvalid(format!("The path is not valid: {e}.")).into())
+            .map_err(|e| S::bad_request(format!("The path is not valid: {e}.")))
     }
 }
 
-/// The query string (`Query<T>`): a parameter given twice, or one that does not decode, is a
-/// 400 `ArgumentInvalid`.
+/// The query string (`Query<T>`): a parameter given twice, or one that does not decode, is the
+/// service's 400.
 pub(crate) struct QueryArgs<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for QueryArgs<T> {
-    type Rejection = ApiError;
+impl<S: Service, T: DeserializeOwned + Send> FromRequestParts<S> for QueryArgs<T> {
+    type Rejection = S::Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, S::Error> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(t)| QueryArgs(t))
-            .map_err(|e| {
-                HubError::ArgumentInvalid(format!("The query string is not valid: {e}.")).into()
-            })
+            .map_err(|e| S::bad_request(format!("The query string is not valid: {e}.")))
     }
 }

@@ -12,18 +12,18 @@
 //!   `POST /messages/serviceBound/filenotifications/{lockToken}/abandon` (204).
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use ironhub_auth::Rights;
 use ironhub_hub::Hub;
 use ironhub_hub::file_upload::{FileUploadCompletion, FileUploadRequest};
 
-use crate::c2d_api::{ServiceBoundLock, authenticate_device, locked_service_message};
+use crate::auth::{DeviceAuth, ServiceAuth, ServiceConnect};
+use crate::body::JsonBody;
+use crate::error::ApiError;
 use crate::extract::Segments;
-use crate::hub_api::{authorize, json_body, read_json};
-use crate::{ApiError, ConnectionInfo};
+use crate::respond::{ServiceBoundLock, json_body, locked_service_message};
 
 /// Where the feed lives (also its messages' `iothub-to`).
 const FEED: &str = "/messages/serviceBound/filenotifications";
@@ -45,12 +45,9 @@ pub(crate) fn routes() -> Router<Hub> {
 async fn start(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    headers: HeaderMap,
-    request: Request,
+    _: DeviceAuth,
+    JsonBody(upload): JsonBody<FileUploadRequest>,
 ) -> Result<Response, ApiError> {
-    let connection = request.extensions().get::<ConnectionInfo>().cloned();
-    authenticate_device(&hub, &id, &headers, connection.as_ref()).await?;
-    let upload: FileUploadRequest = read_json(request.into_body()).await?;
     let info = hub.start_file_upload(&id, &upload).await?;
     tracing::info!(target: "FileUploadOperations", device_id = %id, blob = %info.blob_name, "file upload started");
     Ok(json_body(&info))
@@ -59,19 +56,19 @@ async fn start(
 async fn complete(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    headers: HeaderMap,
-    request: Request,
+    _: DeviceAuth,
+    JsonBody(completion): JsonBody<FileUploadCompletion>,
 ) -> Result<Response, ApiError> {
-    finish(hub, id, None, headers, request).await
+    finish(hub, id, None, completion).await
 }
 
 async fn complete_with_path_id(
     State(hub): State<Hub>,
     Segments((id, correlation_id)): Segments<(String, String)>,
-    headers: HeaderMap,
-    request: Request,
+    _: DeviceAuth,
+    JsonBody(completion): JsonBody<FileUploadCompletion>,
 ) -> Result<Response, ApiError> {
-    finish(hub, id, Some(correlation_id), headers, request).await
+    finish(hub, id, Some(correlation_id), completion).await
 }
 
 /// The device's completion, with the correlation id of the path when it has one.
@@ -79,12 +76,8 @@ async fn finish(
     hub: Hub,
     id: String,
     path_id: Option<String>,
-    headers: HeaderMap,
-    request: Request,
+    mut completion: FileUploadCompletion,
 ) -> Result<Response, ApiError> {
-    let connection = request.extensions().get::<ConnectionInfo>().cloned();
-    authenticate_device(&hub, &id, &headers, connection.as_ref()).await?;
-    let mut completion: FileUploadCompletion = read_json(request.into_body()).await?;
     if path_id.is_some() {
         completion.correlation_id = path_id;
     }
@@ -92,8 +85,10 @@ async fn finish(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn receive(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
+async fn receive(
+    State(hub): State<Hub>,
+    _: ServiceAuth<ServiceConnect>,
+) -> Result<Response, ApiError> {
     let Some(locked) = hub.receive_file_notification().await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -114,9 +109,8 @@ async fn receive(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response,
 async fn settle<const COMPLETE: bool>(
     State(hub): State<Hub>,
     Segments(token): Segments<String>,
-    headers: HeaderMap,
+    _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
-    authorize(&hub, &headers, Rights::SERVICE_CONNECT)?;
     hub.settle_file_notification(&token, COMPLETE).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

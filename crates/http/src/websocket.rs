@@ -20,7 +20,8 @@ use ironhub_hub::{Hub, HubError};
 use ironhub_mqtt::ConnectionContext;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{ApiError, ConnectionInfo};
+use crate::error::ApiError;
+use crate::listener::ConnectionInfo;
 
 /// The route's path.
 pub const PATH: &str = "/$iothub/websocket";

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Extension;
 use axum::routing::get;
-use ironhub_http::{ConnectionInfo, serve_tls};
+use ironhub_http::{ConnectionInfo, ReadTimeouts, serve_tls};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -34,7 +34,13 @@ async fn start() -> Server {
     let app = Router::new().route("/whoami", get(whoami));
     let limiter = ironhub_tls::ConnectionLimiter::new(ironhub_tls::ConnectionLimits::default());
     let accept = ironhub_tls::AcceptLoop::new("https", tls, limiter);
-    tokio::spawn(serve_tls(listener, accept, app, stopped));
+    tokio::spawn(serve_tls(
+        listener,
+        accept,
+        app,
+        ReadTimeouts::default(),
+        stopped,
+    ));
     Server {
         addr,
         ca: ironhub_tls::read_certs(&files.ca).unwrap(),

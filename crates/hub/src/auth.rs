@@ -46,11 +46,18 @@ impl Hub {
             .chain(["localhost", "127.0.0.1"])
     }
 
-    fn covers_hub(&self, token: &SasToken<'_>, path: &str) -> Result<(), HubError> {
+    /// Checks the token's `sr` against `{host}{path}` for any of this hub's host names: as a
+    /// per-segment prefix (`resource_covers`), or, with `exact`, as exactly that resource.
+    fn covers_hub(&self, token: &SasToken<'_>, path: &str, exact: bool) -> Result<(), HubError> {
         let resource = token.resource();
+        let matches = if exact {
+            ironhub_auth::resource_is
+        } else {
+            ironhub_auth::resource_covers
+        };
         if self
             .host_names()
-            .any(|host| ironhub_auth::resource_covers(&resource, &format!("{host}{path}")))
+            .any(|host| matches(&resource, &format!("{host}{path}")))
         {
             Ok(())
         } else {
@@ -80,7 +87,7 @@ impl Hub {
         })?;
         let token = SasToken::parse(header).map_err(unauthorized)?;
         self.check_policy_token(&token, alternatives, Signature::IotHub, |t| {
-            self.covers_hub(t, "")
+            self.covers_hub(t, "", false)
         })
     }
 
@@ -167,7 +174,10 @@ impl Hub {
     }
 
     /// Authenticates a device by a SAS token: signed with one of the device's own keys
-    /// (`sr={host}/devices/{id}`, no `skn`), or with a policy that has DeviceConnect.
+    /// (no `skn`; `sr` exactly `{host}/devices/{id}`, never a prefix of it such as the bare
+    /// host name), or with a policy that has DeviceConnect (`sr` any per-segment prefix of
+    /// `{host}/devices/{id}`). The host name is compared case-insensitively, the device id
+    /// exactly (Azure docs, "Control access to IoT Hub with SAS", "Security tokens").
     /// The device must exist, be enabled and use symmetric keys for a device-signed token.
     /// Returns how the device authenticated, when its token expires, and its generation.
     pub async fn authenticate_device(
@@ -177,7 +187,8 @@ impl Hub {
     ) -> Result<DeviceAuth, HubError> {
         let token = SasToken::parse(token_text).map_err(unauthorized)?;
         token.check_expiry(unix_now()).map_err(unauthorized)?;
-        self.covers_hub(&token, &format!("/devices/{device_id}"))?;
+        let path = format!("/devices/{device_id}");
+        self.covers_hub(&token, &path, token.key_name().is_none())?;
         let device = self.store.get_device(device_id).await?.ok_or_else(|| {
             HubError::Unauthorized(format!("Unauthorized: there is no device '{device_id}'."))
         })?;

@@ -75,8 +75,7 @@ impl VerifiedCsr {
             .collect::<String>()
             .split_whitespace()
             .collect();
-        let der = B64
-            .decode(text)
+        let der = ironhub_auth::b64::decode(text)
             .map_err(|e| CsrError::Invalid(format!("The csr is not base64: {e}.")))?;
         let (rest, req) = X509CertificationRequest::from_der(&der).map_err(|e| {
             CsrError::Invalid(format!("The csr is not a PKCS#10 request (DER): {e}."))
@@ -277,7 +276,7 @@ pub fn read_request(device_id: &str, payload: &[u8]) -> Result<IssueCertificateR
         if request.csr.len() > MAX_CSR_LEN {
             return Err(invalid("'csr' field exceeds maximum allowed length."));
         }
-        if B64.decode(request.csr.trim()).is_err() {
+        if ironhub_auth::b64::decode(&request.csr).is_err() {
             return Err(invalid("'csr' field is not valid base64."));
         }
         if let Some(r) = request.replace.as_deref()

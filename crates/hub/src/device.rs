@@ -1,16 +1,11 @@
 //! What devices do, whatever their transport: authenticate by certificate, connect and
-//! disconnect, send telemetry.
-
-use std::collections::BTreeMap;
+//! disconnect.
 
 use chrono::Utc;
 use ironhub_auth::thumbprints;
-use ironhub_store::{AuthType, ConnectionState, DeviceStatus, Event, NewEvent, RuntimeUpdate};
+use ironhub_store::{AuthType, ConnectionState, DeviceStatus, RuntimeUpdate};
 
 use crate::{Hub, HubError};
-
-/// IoT Hub's limit on one device-to-cloud message (body and properties).
-pub const MAX_TELEMETRY_BYTES: usize = 256 * 1024;
 
 /// How a device proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +22,7 @@ pub enum AuthMethod {
 
 impl AuthMethod {
     /// The `type` in IoT Hub's `iothub-connection-auth-method` property.
-    fn wire_name(self) -> &'static str {
+    pub(crate) fn wire_name(self) -> &'static str {
         match self {
             AuthMethod::Sas | AuthMethod::Policy => "sas",
             AuthMethod::SelfSigned => "x509Thumbprint",
@@ -64,36 +59,6 @@ impl DeviceIdentity {
             None => self.device_id.clone(),
         }
     }
-}
-
-/// A device-to-cloud message as a transport received it.
-#[derive(Debug, Clone, Default)]
-pub struct Telemetry {
-    /// The decoded property bag, in order; `None` is a key without `=`.
-    pub properties: Vec<(String, Option<String>)>,
-    pub body: Vec<u8>,
-    /// MQTT retain flag: not stored, but recorded as the `mqtt-retain` property.
-    pub retain: bool,
-    /// Sent by the hub on the device's behalf, as its MQTT Will.
-    pub is_will: bool,
-}
-
-/// The system property a `$.xx` key of a property bag stands for.
-fn system_property(key: &str) -> Option<&'static str> {
-    Some(match key {
-        "$.mid" => "message-id",
-        "$.cid" => "correlation-id",
-        "$.uid" => "user-id",
-        "$.ct" => "content-type",
-        "$.ce" => "content-encoding",
-        "$.exp" => "absolute-expiry-time",
-        "$.to" => "to",
-        "$.on" => "iothub-outputname",
-        "$.ifid" => "iothub-interface-id",
-        "$.sub" => "dt-subject",
-        "$.schema" => "dt-dataschema",
-        _ => return None,
-    })
 }
 
 impl Hub {
@@ -183,76 +148,6 @@ impl Hub {
             .store
             .set_mqtt_session(client_id, subscriptions)
             .await?)
-    }
-
-    /// Appends a device-to-cloud message to the event log; returns once it is durable.
-    pub async fn send_telemetry(
-        &self,
-        who: &DeviceIdentity,
-        message: Telemetry,
-    ) -> Result<Event, HubError> {
-        let props_size: usize = message
-            .properties
-            .iter()
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len))
-            .sum();
-        if message.body.len() + props_size > MAX_TELEMETRY_BYTES {
-            return Err(HubError::MessageTooLarge(MAX_TELEMETRY_BYTES));
-        }
-        let mut system = BTreeMap::new();
-        let mut application = BTreeMap::new();
-        for (key, value) in message.properties {
-            match system_property(&key) {
-                Some(name) => {
-                    system.insert(name.to_owned(), value.unwrap_or_default());
-                }
-                None => {
-                    application.insert(key, value);
-                }
-            }
-        }
-        if message.retain {
-            application.insert("mqtt-retain".to_owned(), Some("true".to_owned()));
-        }
-        if message.is_will {
-            application.insert("iothub-MessageType".to_owned(), Some("Will".to_owned()));
-        }
-        system.insert("iothub-connection-device-id".into(), who.device_id.clone());
-        if let Some(m) = &who.module_id {
-            system.insert("iothub-connection-module-id".into(), m.clone());
-        }
-        system.insert(
-            "iothub-connection-auth-method".into(),
-            format!(
-                r#"{{"scope":"{}","type":"{}","issuer":"iothub","acceptingIpFilterRule":null}}"#,
-                if who.module_id.is_some() {
-                    "module"
-                } else {
-                    "device"
-                },
-                who.auth.wire_name()
-            ),
-        );
-        system.insert(
-            "iothub-connection-auth-generation-id".into(),
-            who.generation_id.clone(),
-        );
-        system.insert("iothub-message-source".into(), "Telemetry".into());
-        if let Some(model) = &who.model_id {
-            system.insert("dt-dataschema".into(), model.clone());
-        }
-        let event = self
-            .events
-            .append(NewEvent {
-                device_id: who.device_id.clone(),
-                module_id: who.module_id.clone(),
-                system_properties: system,
-                application_properties: application,
-                body: message.body,
-            })
-            .await?;
-        self.touch(&who.device_id).await;
-        Ok(event)
     }
 
     /// Moves the device's `lastActivityTime` to now, writing at most once per

@@ -55,6 +55,9 @@ pub enum HubError {
     InvalidFileUploadCompletionStatus(String),
     #[error("{0}")]
     InvalidStorageEndpointOrBlob(String),
+    /// A query that does not parse or make sense (the message points at the position).
+    #[error("{0}")]
+    InvalidQuery(String),
     #[error("{0}")]
     ServerError(String),
 }
@@ -92,6 +95,7 @@ impl HubError {
             HubError::ExpiredFileUploadCorrelationId(_) => 400_016,
             HubError::InvalidFileUploadCompletionStatus(_) => 400_019,
             HubError::InvalidStorageEndpointOrBlob(_) => 400_020,
+            HubError::InvalidQuery(_) => 400_000,
             HubError::ServerError(_) => 500_001,
         }
     }
@@ -125,6 +129,7 @@ impl HubError {
             HubError::ExpiredFileUploadCorrelationId(_) => "ExpiredFileUploadCorrelationId",
             HubError::InvalidFileUploadCompletionStatus(_) => "InvalidFileUploadCompletionStatus",
             HubError::InvalidStorageEndpointOrBlob(_) => "InvalidStorageEndpointOrBlob",
+            HubError::InvalidQuery(_) => "BadRequest",
             HubError::ServerError(_) => "ServerError",
         }
     }
@@ -133,7 +138,7 @@ impl HubError {
 impl From<ironhub_store::StoreError> for HubError {
     fn from(e: ironhub_store::StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
-        HubError::ServerError("The server could not complete the operation; see its log.".into())
+        HubError::ServerError(ironhub_store::failure_message(&e).into())
     }
 }
 

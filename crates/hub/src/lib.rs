@@ -21,8 +21,11 @@ pub mod keys;
 pub mod methods;
 pub mod model;
 mod node;
+pub mod query;
 pub mod registry;
 pub mod scopes;
+mod session;
+pub mod telemetry;
 pub mod twin;
 
 use std::sync::Arc;
@@ -31,10 +34,12 @@ use chrono::Utc;
 use ironhub_store::{Clock, DeviceBus, EventLog, HubSettings, Store, SystemClock};
 
 pub use auth::{Principal, ServiceGrant};
-pub use device::{AuthMethod, DeviceAuth, DeviceIdentity, MAX_TELEMETRY_BYTES, Telemetry};
+pub use device::{AuthMethod, DeviceAuth, DeviceIdentity};
 pub use device_auth::{AuthenticatedDevice, DeviceLogin};
 pub use error::HubError;
 pub use node::{NODE_LEASE, Recovered};
+pub use session::DeviceSession;
+pub use telemetry::{Annotations, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry};
 
 /// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).
 #[derive(Debug, Clone)]

@@ -247,7 +247,7 @@ fn section_with_version(
     out
 }
 
-fn empty_twin(device_id: &str) -> TwinRecord {
+pub(crate) fn empty_twin(device_id: &str) -> TwinRecord {
     TwinRecord {
         device_id: device_id.to_owned(),
         desired_version: 1,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use ironhub_http::ReadTimeouts;
 use ironhub_hub::file_upload::FileUploadSettings;
 use ironhub_store::Retention;
 use ironhub_tls::ConnectionLimits;
@@ -18,8 +19,8 @@ use crate::file_upload::{FileUploadArgs, FileUploadFile};
 const MAX_RETENTION_HOURS: u32 = 24 * 366;
 /// Largest event log partition accepted: 1 TiB.
 const MAX_RETENTION_MB: u64 = 1024 * 1024;
-/// Longest TLS handshake timeout accepted: five minutes.
-const MAX_HANDSHAKE_SECONDS: u32 = 300;
+/// Longest TLS handshake, header read or body read timeout accepted: five minutes.
+const MAX_TIMEOUT_SECONDS: u32 = 300;
 
 fn chrono_hours(hours: u32) -> chrono::Duration {
     chrono::Duration::hours(i64::from(hours))
@@ -31,6 +32,7 @@ pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
     /// amqp_listen,
     /// max_connections, max_connections_per_address, tls_handshake_timeout_seconds,
+    /// http_header_read_timeout_seconds, http_body_read_timeout_seconds,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
     /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
     /// issuing_ca_key, issued_certificate_days, issued_certificate_renewal, `[[issuing_cas]]`
@@ -66,8 +68,16 @@ pub struct ServeArgs {
     pub max_connections_per_address: Option<u32>,
     /// Seconds a client may take to complete the TLS handshake before it is disconnected
     /// [default: 10].
-    #[arg(long, env = "IRONHUB_TLS_HANDSHAKE_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=MAX_HANDSHAKE_SECONDS as i64))]
+    #[arg(long, env = "IRONHUB_TLS_HANDSHAKE_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=MAX_TIMEOUT_SECONDS as i64))]
     pub tls_handshake_timeout_seconds: Option<u32>,
+    /// Seconds an HTTPS client may take to send a request's line and headers (an idle
+    /// kept-alive connection counts too) before it is disconnected [default: 30].
+    #[arg(long, env = "IRONHUB_HTTP_HEADER_READ_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=MAX_TIMEOUT_SECONDS as i64))]
+    pub http_header_read_timeout_seconds: Option<u32>,
+    /// Seconds an HTTPS client may take to send a request's body before it is answered 408
+    /// and disconnected [default: 30].
+    #[arg(long, env = "IRONHUB_HTTP_BODY_READ_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=MAX_TIMEOUT_SECONDS as i64))]
+    pub http_body_read_timeout_seconds: Option<u32>,
     /// Your own server certificate chain (PEM) instead of the generated one.
     #[arg(long, env = "IRONHUB_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -150,6 +160,8 @@ struct FileConfig {
     max_connections: Option<u32>,
     max_connections_per_address: Option<u32>,
     tls_handshake_timeout_seconds: Option<u32>,
+    http_header_read_timeout_seconds: Option<u32>,
+    http_body_read_timeout_seconds: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     partitions: Option<u32>,
@@ -222,6 +234,8 @@ pub struct ServeConfig {
     pub amqp_listen: SocketAddr,
     /// The caps on open connections and the TLS handshake time, over both ports.
     pub connection_limits: ConnectionLimits,
+    /// How long an HTTPS client may take to send a request's head and its body.
+    pub read_timeouts: ReadTimeouts,
     pub tls_cert: Option<(PathBuf, PathBuf)>,
     pub partitions: u32,
     /// What the event log keeps (enforced periodically while serving).
@@ -329,16 +343,26 @@ impl ServeArgs {
                     .or(file.max_connections_per_address),
                 ConnectionLimits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             )?,
-            handshake_timeout: match self
-                .tls_handshake_timeout_seconds
-                .or(file.tls_handshake_timeout_seconds)
-            {
-                None => ConnectionLimits::DEFAULT_HANDSHAKE_TIMEOUT,
-                Some(s @ 1..=MAX_HANDSHAKE_SECONDS) => Duration::from_secs(u64::from(s)),
-                Some(s) => anyhow::bail!(
-                    "tls_handshake_timeout_seconds {s}: use 1 to {MAX_HANDSHAKE_SECONDS}"
-                ),
-            },
+            handshake_timeout: timeout(
+                "tls_handshake_timeout_seconds",
+                self.tls_handshake_timeout_seconds
+                    .or(file.tls_handshake_timeout_seconds),
+                ConnectionLimits::DEFAULT_HANDSHAKE_TIMEOUT,
+            )?,
+        };
+        let read_timeouts = ReadTimeouts {
+            header: timeout(
+                "http_header_read_timeout_seconds",
+                self.http_header_read_timeout_seconds
+                    .or(file.http_header_read_timeout_seconds),
+                ReadTimeouts::DEFAULT_HEADER,
+            )?,
+            body: timeout(
+                "http_body_read_timeout_seconds",
+                self.http_body_read_timeout_seconds
+                    .or(file.http_body_read_timeout_seconds),
+                ReadTimeouts::DEFAULT_BODY,
+            )?,
         };
         let https_listen = self
             .https_listen
@@ -371,6 +395,7 @@ impl ServeArgs {
                 .or(file.amqp_listen)
                 .unwrap_or_else(|| default_amqp_listen(https_listen)),
             connection_limits,
+            read_timeouts,
             tls_cert,
             partitions: self
                 .partitions
@@ -433,6 +458,15 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 /// A cap from the flags or the file (at least 1), or its default.
+/// A timeout in seconds, 1 to [`MAX_TIMEOUT_SECONDS`].
+fn timeout(key: &str, value: Option<u32>, default: Duration) -> anyhow::Result<Duration> {
+    match value {
+        None => Ok(default),
+        Some(s @ 1..=MAX_TIMEOUT_SECONDS) => Ok(Duration::from_secs(u64::from(s))),
+        Some(s) => anyhow::bail!("{key} {s}: use 1 to {MAX_TIMEOUT_SECONDS}"),
+    }
+}
+
 fn positive(key: &str, value: Option<u32>, default: usize) -> anyhow::Result<usize> {
     match value {
         None => Ok(default),
@@ -563,6 +597,48 @@ mod tests {
             long.resolve().is_err(),
             "a handshake timeout over 5 minutes is refused"
         );
+    }
+
+    #[test]
+    fn read_timeouts_from_defaults_file_and_flags() {
+        assert_eq!(
+            ServeArgs::default().resolve().unwrap().read_timeouts,
+            ReadTimeouts::default()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironhub.toml");
+        std::fs::write(
+            &file,
+            "http_header_read_timeout_seconds = 4
+http_body_read_timeout_seconds = 9
+",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(file.clone()),
+            http_body_read_timeout_seconds: Some(5),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            c.read_timeouts,
+            ReadTimeouts {
+                header: Duration::from_secs(4),
+                body: Duration::from_secs(5),
+            }
+        );
+        for bad in [
+            "http_header_read_timeout_seconds = 0\n",
+            "http_body_read_timeout_seconds = 301\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let args = ServeArgs {
+                config: Some(file.clone()),
+                ..ServeArgs::default()
+            };
+            assert!(args.resolve().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -182,6 +182,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
                     amqp_addr.port(),
                 )),
             ),
+            config.read_timeouts,
             stopped.clone(),
         )),
         tokio::spawn(crate::mqtt_listener::serve(

@@ -198,7 +198,11 @@ fn free_port() -> u16 {
 }
 
 struct C2dServer {
-    dir: tempfile::TempDir,
+    /// The data directory (in `dir`, or on the tmpfs of `mount`).
+    data: std::path::PathBuf,
+    /// Unmounted before `dir` is removed (fields drop in order); held only to be dropped.
+    _mount: Option<Tmpfs>,
+    _dir: tempfile::TempDir,
     https_port: u16,
     mqtt_port: u16,
     child: Option<Child>,
@@ -209,9 +213,19 @@ impl C2dServer {
     /// A hub with the device `c2d` (created before the server runs).
     async fn prepare() -> C2dServer {
         let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_owned();
+        Self::prepare_in(dir, data, None).await
+    }
+
+    /// [`C2dServer::prepare`] with the data in `data`.
+    async fn prepare_in(
+        dir: tempfile::TempDir,
+        data: std::path::PathBuf,
+        mount: Option<Tmpfs>,
+    ) -> C2dServer {
         let backends = Backends {
-            store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
-            events: Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap()),
+            store: Arc::new(SqliteStore::open(&data).unwrap()),
+            events: Arc::new(SqliteEventLog::open(&data, 4).unwrap()),
             bus: Arc::new(LocalBus::new()),
         };
         let hub = Hub::open(backends, vec![C2D_HOST.into()]).await.unwrap();
@@ -219,7 +233,9 @@ impl C2dServer {
         let device = hub.put_device(C2D_DEVICE, &spec, None).await.unwrap();
         let key = device.authentication.symmetric_key.primary_key.unwrap();
         C2dServer {
-            dir,
+            data,
+            _mount: mount,
+            _dir: dir,
             https_port: free_port(),
             mqtt_port: free_port(),
             child: None,
@@ -238,7 +254,7 @@ impl C2dServer {
             .arg(format!("127.0.0.1:{}", self.mqtt_port))
             .args(["--amqp-listen", "127.0.0.1:0"])
             .arg("--data-dir")
-            .arg(self.dir.path())
+            .arg(&self.data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -267,12 +283,10 @@ impl C2dServer {
 
     /// The REST client the CLI uses, logged in as the owner policy.
     async fn client(&self) -> ironhub_client::HubClient {
-        let id = ironhub::identity::Identity::load(self.dir.path())
-            .await
-            .unwrap();
+        let id = ironhub::identity::Identity::load(&self.data).await.unwrap();
         ironhub_client::HubClient::new(
             id.connection_string("iothubowner", false).unwrap(),
-            &[self.dir.path().join("tls/ca.pem")],
+            &[self.data.join("tls/ca.pem")],
         )
         .unwrap()
     }
@@ -280,7 +294,7 @@ impl C2dServer {
     /// The device `c2d` over MQTT (TLS, SAS), subscribed to its messages at QoS 1.
     async fn device(&self) -> Device {
         let mut roots = rustls::RootCertStore::empty();
-        for c in ironhub_tls::read_certs(&self.dir.path().join("tls/ca.pem")).unwrap() {
+        for c in ironhub_tls::read_certs(&self.data.join("tls/ca.pem")).unwrap() {
             roots.add(c).unwrap();
         }
         let config = rustls::ClientConfig::builder_with_provider(ironhub_tls::provider())
@@ -367,6 +381,17 @@ impl Device {
                 _ => return None,
             }
         }
+    }
+
+    /// Subscribes to `$iothub/twin/res/#` and waits for the SUBACK.
+    async fn subscribe_twin_responses(&mut self) {
+        let mut subscribe = Subscribe::new("$iothub/twin/res/#", QoS::AtMostOnce);
+        subscribe.pkid = 2;
+        self.send(Packet::Subscribe(subscribe)).await;
+        while !matches!(
+            self.recv(Duration::from_secs(10)).await,
+            Some(Packet::SubAck(_))
+        ) {}
     }
 
     /// The next PUBLISH within `wait`, pinging every few seconds to keep the connection alive.
@@ -545,4 +570,266 @@ async fn kill_9_before_the_puback_delivers_the_message_again_after_the_restart()
     ));
     let d = client.get_device(C2D_DEVICE).await.unwrap();
     assert_eq!(d.cloud_to_device_message_count, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Twin versions across a `kill -9`.
+
+#[tokio::test]
+async fn kill_9_during_reported_patches_never_takes_the_twin_version_back() {
+    let mut server = C2dServer::prepare().await;
+    server.start().await;
+    let mut device = server.device().await;
+    device.subscribe_twin_responses().await;
+
+    // Reported patches one after the other; each 204 carries the version it made.
+    let patch = |n: u32| {
+        Publish::new(
+            format!("$iothub/twin/PATCH/properties/reported/?$rid={n}"),
+            QoS::AtMostOnce,
+            format!("{{\"n\":{n}}}").into_bytes(),
+        )
+    };
+    let mut acked: Option<(u32, u64)> = None;
+    for n in 1..=40u32 {
+        device.send(Packet::Publish(patch(n))).await;
+        let answer = device
+            .publish_within(Duration::from_secs(10))
+            .await
+            .unwrap();
+        let prefix = format!("$iothub/twin/res/204/?$rid={n}&$version=");
+        let version: u64 = answer
+            .topic
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{}", answer.topic))
+            .parse()
+            .unwrap();
+        if let Some((_, before)) = acked {
+            assert!(
+                version > before,
+                "versions only go up: {before} then {version}"
+            );
+        }
+        acked = Some((n, version));
+    }
+    // One more patch in flight, and the server dies.
+    device.send(Packet::Publish(patch(41))).await;
+    server.kill9();
+    drop(device);
+
+    server.start().await;
+    let (last_n, last_version) = acked.unwrap();
+    let twin =
+        serde_json::to_value(server.client().await.get_twin(C2D_DEVICE).await.unwrap()).unwrap();
+    let reported = &twin["properties"]["reported"];
+    let version = reported["$version"].as_u64().unwrap();
+    let n = u32::try_from(reported["n"].as_u64().unwrap()).unwrap();
+    assert!(
+        version >= last_version,
+        "acknowledged version {last_version}, {version} after the restart"
+    );
+    assert!(
+        n >= last_n,
+        "acknowledged n={last_n}, n={n} after the restart"
+    );
+
+    // And the next patch goes on from there.
+    let mut device = server.device().await;
+    device.subscribe_twin_responses().await;
+    device.send(Packet::Publish(patch(100))).await;
+    let answer = device
+        .publish_within(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let next: u64 = answer
+        .topic
+        .rsplit("$version=")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(next > version, "{next} after {version}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A full disk.
+
+/// A tmpfs of a few MB mounted for a test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `mb` MB at `at`; `None` where mounting is not allowed (not root, or
+    /// a container without the capability), which the caller reports.
+    fn mount(at: &std::path::Path, mb: u32) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(at)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| Tmpfs(at.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes zeros to `path` until the disk refuses more.
+fn fill(path: &std::path::Path) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_clearly_and_corrupts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    let Some(mount) = Tmpfs::mount(&disk, 8) else {
+        // DESIGN.md ("A full disk is named"): only root with CAP_SYS_ADMIN can make a small disk.
+        eprintln!("cannot mount a tmpfs here (not root?): the full-disk test did not run");
+        return;
+    };
+    let mut server = C2dServer::prepare_in(dir, disk.join("data"), Some(mount)).await;
+    server.start().await;
+    let client = server.client().await;
+    let spec = serde_json::from_value(serde_json::json!({})).unwrap();
+    client.create_device("before", &spec).await.unwrap();
+
+    let filler = disk.join("filler");
+    fill(&filler);
+    let refused = client.create_device("during", &spec).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("storage is full"),
+        "a clear error: {refused}"
+    );
+    // Telemetry is not acknowledged when it cannot be kept.
+    let mut device = server.device().await;
+    let mut p = Publish::new(
+        format!("devices/{C2D_DEVICE}/messages/events/"),
+        QoS::AtLeastOnce,
+        b"full".to_vec(),
+    );
+    p.pkid = 7;
+    device.send(Packet::Publish(p)).await;
+    loop {
+        match device.recv(Duration::from_secs(5)).await {
+            Some(Packet::PubAck(a)) => {
+                panic!("PUBACK {} for a message the disk could not take", a.pkid)
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+
+    // Space again: the server works on, and nothing half-written shows, also after a crash.
+    std::fs::remove_file(&filler).unwrap();
+    client.create_device("after", &spec).await.unwrap();
+    server.kill9();
+    server.start().await;
+    let client = server.client().await;
+    client.get_device("before").await.unwrap();
+    client.get_device("after").await.unwrap();
+    assert!(client.get_device("during").await.is_err());
+    let log = SqliteEventLog::open(&server.data, 4).unwrap();
+    let partition = ironhub_store::eventlog::partition_for(C2D_DEVICE, log.partition_count());
+    let stored = log.read(partition, 0, 1000).await.unwrap();
+    assert!(stored.iter().all(|e| e.event.body.as_slice() != b"full"));
+}
+
+#[tokio::test]
+async fn kill_9_while_c2d_messages_are_being_sent_delivers_every_accepted_one() {
+    let mut server = C2dServer::prepare().await;
+    server.start().await;
+    let client = server.client().await;
+    // Senders race the kill: whatever got its 204 must be delivered after the restart.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let sender = {
+        let client = server.client().await;
+        tokio::spawn(async move {
+            for n in 0..500 {
+                match client.send_c2d(C2D_DEVICE, &c2d_message(n)).await {
+                    Ok(id) => tx.send(id).unwrap(),
+                    Err(_) => break,
+                }
+            }
+        })
+    };
+    let mut accepted = Vec::new();
+    while accepted.len() < 15 {
+        accepted.push(rx.recv().await.expect("the sends were accepted"));
+    }
+    server.kill9();
+    sender.await.unwrap();
+    while let Ok(id) = rx.try_recv() {
+        accepted.push(id);
+    }
+    drop(client);
+
+    server.start().await;
+    let mut device = server.device().await;
+    let mut delivered = HashSet::new();
+    while let Some(p) = device.publish_within(Duration::from_secs(3)).await {
+        device.send(Packet::PubAck(PubAck::new(p.pkid))).await;
+        delivered.insert(parse_bag(&p.topic).0);
+    }
+    let lost: Vec<&String> = accepted
+        .iter()
+        .filter(|id| !delivered.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "accepted (204) but never delivered: {lost:?}"
+    );
+}
+
+#[test]
+fn an_unwritable_data_directory_is_a_one_line_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let mut places = vec![file.join("data")];
+    // A read-only file system refuses even root (a plain chmod does not).
+    let ro = dir.path().join("ro");
+    let mount = Tmpfs::mount(&ro, 1);
+    if mount.is_some() {
+        let ok = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&ro)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        places.push(ro.join("data"));
+    }
+    for place in places {
+        let out = Command::new(env!("CARGO_BIN_EXE_ironhub"))
+            .args([
+                "serve",
+                "--https-listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&place)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{place:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(
+            lines[0].starts_with("error: cannot create the data directory")
+                && lines[0].contains(&place.display().to_string()),
+            "{stderr}"
+        );
+    }
+    drop(mount);
 }

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use ironhub::config::ServeArgs;
 use ironhub::serve::{Server, start};
 use ironhub_auth::{sas, unix_now};
-use ironhub_hub::{AuthMethod, DeviceIdentity, Telemetry};
+use ironhub_hub::{AuthMethod, DeviceIdentity, SystemProperties, Telemetry};
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{Value, json};
@@ -137,17 +137,18 @@ async fn telemetry(server: &Server, device: &str, body: &[u8]) -> ironhub_store:
         auth: AuthMethod::Sas,
         model_id: None,
     };
-    let mut properties = vec![
-        ("$.mid".into(), Some(format!("m-{}", body.len()))),
-        ("kind".into(), Some("test".into())),
-    ];
+    let mut system = SystemProperties {
+        message_id: Some(format!("m-{}", body.len())),
+        ..SystemProperties::default()
+    };
     // JSON bodies are declared JSON, as the SDKs' JSON messages are: the stream shows them
     // parsed (an undeclared body is shown as its text).
     if serde_json::from_slice::<Value>(body).is_ok() {
-        properties.push(("$.ct".into(), Some("application/json".into())));
+        system.content_type = Some("application/json".into());
     }
     let message = Telemetry {
-        properties,
+        system,
+        application: vec![("kind".into(), Some("test".into()))],
         body: body.to_vec(),
         ..Telemetry::default()
     };

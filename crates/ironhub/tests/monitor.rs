@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ironhub::config::ServeArgs;
 use ironhub::serve::{Server, start};
 use ironhub_client::HubClient;
-use ironhub_hub::{AuthMethod, DeviceIdentity, Telemetry};
+use ironhub_hub::{Annotations, AuthMethod, DeviceIdentity};
 use serde_json::{Value, json};
 
 async fn server(dir: &std::path::Path) -> Server {
@@ -61,14 +61,13 @@ async fn send(server: &Server, device: &str, properties: &[(&str, &str)], body: 
         auth: AuthMethod::Sas,
         model_id: None,
     };
-    let message = Telemetry {
-        properties: properties
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
-            .collect(),
-        body: body.to_vec(),
-        ..Telemetry::default()
-    };
+    // The pairs are an MQTT property bag (`$.mid`, …), read as the MQTT adapter reads it.
+    let properties = properties
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Some((*v).to_owned())))
+        .collect();
+    let message =
+        ironhub_mqtt::topics::telemetry(properties, body.to_vec(), Annotations::default());
     server.hub.send_telemetry(&who, message).await.unwrap();
 }
 

@@ -1,6 +1,7 @@
 //! IoT Hub's MQTT topics: what a device may publish and subscribe to, and the URL-encoded
 //! property bags that carry message properties.
 
+use ironhub_hub::{Annotations, SystemProperties, Telemetry};
 use percent_encoding::{
     AsciiSet, CONTROLS, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode,
 };
@@ -168,6 +169,47 @@ pub fn decode_property_bag(bag: &str) -> Vec<(String, Option<String>)> {
             None => (decode(pair), None),
         })
         .collect()
+}
+
+/// A telemetry message from its property bag: the `$.xx` keys IoT Hub's MQTT devices use for
+/// system properties (Azure docs, "Communicate with an IoT hub using the MQTT protocol",
+/// section "Sending device-to-cloud messages"; `$.ctime` and `$.sub` as the Azure SDK for C
+/// names them) become [`SystemProperties`], a key without `=` an empty value; every other
+/// pair is an application property. The hub's rules are applied by the hub.
+pub fn telemetry(
+    properties: Vec<(String, Option<String>)>,
+    body: Vec<u8>,
+    annotations: Annotations,
+) -> Telemetry {
+    let mut system = SystemProperties::default();
+    let mut application = Vec::new();
+    for (key, value) in properties {
+        let field = match key.as_str() {
+            "$.mid" => &mut system.message_id,
+            "$.cid" => &mut system.correlation_id,
+            "$.uid" => &mut system.user_id,
+            "$.ct" => &mut system.content_type,
+            "$.ce" => &mut system.content_encoding,
+            "$.exp" => &mut system.expiry,
+            "$.to" => &mut system.to,
+            "$.ctime" => &mut system.creation_time,
+            "$.on" => &mut system.output_name,
+            "$.ifid" => &mut system.interface_id,
+            "$.sub" => &mut system.component,
+            "$.schema" => &mut system.data_schema,
+            _ => {
+                application.push((key, value));
+                continue;
+            }
+        };
+        *field = Some(value.unwrap_or_default());
+    }
+    Telemetry {
+        system,
+        application,
+        body,
+        annotations,
+    }
 }
 
 /// Everything but unreserved characters is encoded, `/` included, with upper-case hex
@@ -344,6 +386,35 @@ mod tests {
             inbound("devices/d/modules/m/messages/events/", "d", Some("m")),
             Inbound::Telemetry { .. }
         ));
+    }
+
+    #[test]
+    fn property_bags_become_typed_messages() {
+        let bag = decode_property_bag(
+            "%24.mid=m1&%24.ct=application%2Fjson&%24.uid&%24.ctime=2026-12-06T10%3A00%3A00Z&%24.sub=thermostat1&%24.cdid=spoof&k=v&flag",
+        );
+        let message = telemetry(bag, b"{}".to_vec(), Annotations::default());
+        assert_eq!(
+            message.system,
+            SystemProperties {
+                message_id: some("m1"),
+                content_type: some("application/json"),
+                user_id: some(""),
+                creation_time: some("2026-12-06T10:00:00Z"),
+                component: some("thermostat1"),
+                ..SystemProperties::default()
+            }
+        );
+        // Unknown `$.` keys stay the device's own (application) properties.
+        assert_eq!(
+            message.application,
+            [
+                ("$.cdid".to_owned(), some("spoof")),
+                ("k".to_owned(), some("v")),
+                ("flag".to_owned(), None),
+            ]
+        );
+        assert_eq!(message.body, b"{}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod certificates;
 mod clock;
 mod dps;
 mod dps_records;
+mod error;
 pub mod eventlog;
 mod file_notifications;
 mod records;
@@ -32,6 +33,7 @@ pub use certificates::CertificateStore;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dps::DpsStore;
 pub use dps_records::*;
+pub use error::{Result, StoreError, failure_message};
 pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartPosition};
 pub use file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
@@ -39,7 +41,7 @@ pub use file_notifications::{
 pub use records::*;
 pub use registry::RegistryStore;
 pub use sessions::SessionStore;
-pub use twins::TwinStore;
+pub use twins::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinScan, TwinStore};
 
 /// The ports' traits, to call their methods on a concrete engine (`use ironhub_store::prelude::*`).
 pub mod prelude {
@@ -48,23 +50,6 @@ pub mod prelude {
         FileNotificationStore as _, RegistryStore as _, SessionStore as _, TwinStore as _,
     };
 }
-
-/// A failure of the storage engine itself (never a client's mistake).
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage error: {0}")]
-    Engine(String),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-    #[error("no ironhub data in {0}: start `ironhub serve --data-dir {0}` once first")]
-    NotInitialised(String),
-}
-
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// The outcome of an atomic batch: either every write was applied (with the records as stored,
-/// `None` for deletes), or none was, with the reason for each write that failed.
-pub type BatchResult = std::result::Result<Vec<Option<DeviceRecord>>, Vec<(usize, WriteConflict)>>;
 
 /// Every durable port of a hub and DPS instance together, for code that needs several (an
 /// engine implements each port; this is implemented for it). Every acknowledged write

@@ -78,6 +78,10 @@ pub enum WriteConflict {
     EtagMismatch,
 }
 
+/// The outcome of an atomic batch: either every write was applied (with the records as stored,
+/// `None` for deletes), or none was, with the reason for each write that failed.
+pub type BatchResult = Result<Vec<Option<DeviceRecord>>, Vec<(usize, WriteConflict)>>;
+
 /// Counts for registry statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DeviceCounts {

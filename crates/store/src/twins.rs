@@ -1,8 +1,45 @@
-//! The device twin port.
+//! The device twin port, and the scan that twin queries read devices and twins through.
 
 use async_trait::async_trait;
 
-use crate::{Result, TwinRecord, WriteConflict};
+pub use ironhub_query::HintOp as ScanOp;
+
+use crate::{DeviceRecord, Result, TwinRecord, WriteConflict};
+
+/// A device with its twin (`None` while the twin was never written).
+pub type DeviceTwin = (DeviceRecord, Option<TwinRecord>);
+
+/// What a scan may narrow on: the device id, or a property of the twin's tags, desired or
+/// reported properties (the keys below the section, e.g. `["powerState"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TwinField {
+    DeviceId,
+    Tags(Vec<String>),
+    Desired(Vec<String>),
+    Reported(Vec<String>),
+}
+
+/// "`field` `op` `values`" (one value, or the candidates of `In`), compared by type: a
+/// string is never equal to a number. Values are strings, numbers or booleans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanCondition {
+    pub field: TwinField,
+    pub op: ScanOp,
+    pub values: Vec<serde_json::Value>,
+}
+
+/// One page of a scan over devices and their twins.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TwinScan {
+    /// Only devices whose id sorts after this one.
+    pub after: Option<String>,
+    /// At most this many devices; fewer means the scan is complete.
+    pub limit: usize,
+    /// Conditions every wanted device satisfies. An engine may use any of them to skip
+    /// devices (an index, a filter), or none: it may return devices that fail them, never
+    /// leave out one that passes them all. The caller checks every device it gets.
+    pub conditions: Vec<ScanCondition>,
+}
 
 /// Device twins, written compare-and-swap on their etag.
 #[async_trait]
@@ -16,4 +53,8 @@ pub trait TwinStore: Send + Sync {
         twin: TwinRecord,
         if_match: Option<String>,
     ) -> Result<std::result::Result<TwinRecord, WriteConflict>>;
+    /// Devices after `scan.after` in id order, each with its twin and its live
+    /// `cloudToDeviceMessageCount`, at most `scan.limit`, narrowed by `scan.conditions` as
+    /// far as the engine can (see [`TwinScan::conditions`]).
+    async fn scan_twins(&self, scan: &TwinScan) -> Result<Vec<DeviceTwin>>;
 }

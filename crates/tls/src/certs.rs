@@ -9,7 +9,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-use crate::{TlsError, file_error};
+use crate::error::{TlsError, file_error};
 
 /// The files of a data directory's TLS material.
 #[derive(Debug, Clone)]

@@ -1,15 +1,17 @@
 //! Logging in: a connection string from `--login` (or `IRONHUB_CONNECTION_STRING`, for DPS
 //! `IRONHUB_DPS_CONNECTION_STRING`), or, on the server's machine, the owner policy read from
 //! the server's data directory (`iothubowner` for the hub, `provisioningserviceowner` for DPS).
+//! The login, trust and output flags every `hub`, `device` and `dps` command takes are here
+//! too ([`CommonArgs`], [`DpsCommonArgs`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use clap::Args;
 use ironhub_auth::ConnectionString;
 use ironhub_client::{DpsClient, HubClient};
 
-use super::dps::DpsCommonArgs;
-use super::hub::CommonArgs;
+use crate::cli::output::Format;
 use crate::identity::{Identity, ca_path};
 
 /// The data directory used when neither `--login` nor `--data-dir` is given.
@@ -20,6 +22,69 @@ pub const OWNER_POLICY: &str = "iothubowner";
 
 /// The DPS policy a data-directory login uses (az's default `--policy-name` too).
 pub const DPS_OWNER_POLICY: &str = "provisioningserviceowner";
+
+/// How every `ironhub hub` command finds and trusts its hub.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Hub login and output")]
+pub struct CommonArgs {
+    /// The hub's name: its host name or the first label of it. Only checked against the login.
+    #[arg(long = "hub-name", short = 'n', global = true)]
+    pub hub_name: Option<String>,
+    /// A service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…).
+    #[arg(
+        long = "login",
+        short = 'l',
+        env = "IRONHUB_CONNECTION_STRING",
+        hide_env_values = true,
+        global = true
+    )]
+    pub login: Option<String>,
+    /// On the server's machine: log in from its data directory [default: ./ironhub-data when
+    /// no --login is given].
+    #[arg(long = "data-dir", env = "IRONHUB_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// A PEM file of extra CA certificates to trust (an ironhub server's is DATA_DIR/tls/ca.pem).
+    /// The system's roots are trusted too; SSL_CERT_FILE, when set, replaces them as in OpenSSL.
+    #[arg(long = "cafile", global = true)]
+    pub cafile: Option<PathBuf>,
+    /// Output format.
+    #[arg(long = "output", short = 'o', value_enum, default_value_t = Format::Json, global = true)]
+    pub output: Format,
+}
+
+/// How every `ironhub dps` command finds and trusts its DPS instance.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "DPS login and output")]
+pub struct DpsCommonArgs {
+    /// The DPS instance's name or host name. Accepted for az compatibility, not checked: the
+    /// login (or, on the server's machine, the data directory) decides which instance answers.
+    #[arg(long = "dps-name", short = 'n', global = true)]
+    pub dps_name: Option<String>,
+    /// The resource group. Accepted for az compatibility and ignored: ironhub has none.
+    #[arg(long = "resource-group", short = 'g', global = true)]
+    pub resource_group: Option<String>,
+    /// A DPS service connection string
+    /// (HostName=…;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=…).
+    #[arg(
+        long = "login",
+        short = 'l',
+        env = "IRONHUB_DPS_CONNECTION_STRING",
+        hide_env_values = true,
+        global = true
+    )]
+    pub login: Option<String>,
+    /// On the server's machine: log in from its data directory, with the DPS policy
+    /// provisioningserviceowner [default: ./ironhub-data when no --login is given].
+    #[arg(long = "data-dir", env = "IRONHUB_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// A PEM file of extra CA certificates to trust (an ironhub server's is DATA_DIR/tls/ca.pem).
+    /// The system's roots are trusted too; SSL_CERT_FILE, when set, replaces them as in OpenSSL.
+    #[arg(long = "cafile", global = true)]
+    pub cafile: Option<PathBuf>,
+    /// Output format.
+    #[arg(long = "output", short = 'o', value_enum, default_value_t = Format::Json, global = true)]
+    pub output: Format,
+}
 
 /// Which service a session logs in to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,20 +1,72 @@
 //! The az-style CLI. It talks to a hub (and a DPS instance) only through the Azure-compatible
 //! REST API, so it works against a real Azure IoT Hub (and DPS) too.
+//!
+//! Each command group is one module that owns its flags (clap) and its handler: `hub`,
+//! `device` and `dps` (each composing its own groups in the same way), `info`, and `serve`
+//! (flags in [`crate::config`], handler in [`crate::serve`]). [`Cli`] composes them. The
+//! helpers they share (`args`, `login`, `output`, `sas`, and `certificate`, the certificate
+//! group both `hub` and `dps` mount) import no command module.
 
-pub mod c2d;
+use clap::{Parser, Subcommand};
+
+use crate::{config, serve};
+
+mod args;
 mod certificate;
-mod consumer_group;
-mod device;
-mod digital_twin;
+pub mod device;
 pub mod dps;
-mod enrollment;
 pub mod hub;
-mod linked_hub;
+pub mod info;
 mod login;
-mod monitor;
 mod output;
-mod parentage;
-mod renew_key;
 mod sas;
-mod twin;
-mod upload_file;
+
+/// `ironhub`: the server and its CLI, as one command tree.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ironhub",
+    version,
+    about = "A self-hosted, wire-compatible Azure IoT Hub and Device Provisioning Service"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `ironhub <command>`
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(config::ServeArgs),
+    /// Print the hub's host name, connection string and CA certificate path.
+    Info(info::InfoArgs),
+    /// IoT Hub commands, as `az iot hub`.
+    Hub(hub::HubArgs),
+    /// Device commands, as `az iot device` (cloud-to-device messages, file upload).
+    Device(device::DeviceArgs),
+    /// Device Provisioning Service commands, as `az iot dps`.
+    Dps(dps::DpsArgs),
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Info(args) => info::run(&args).await,
+        Command::Hub(args) => hub::run(args).await,
+        Command::Device(args) => device::run(args).await,
+        Command::Dps(args) => dps::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,39 +1,14 @@
-//! `ironhub hub generate-sas-token`, `ironhub hub connection-string show` and
-//! `ironhub dps connection-string show`.
+//! Connection strings and SAS tokens the CLI builds from a login: a policy's connection
+//! string, a device's key, and tokens signed with either (no command lives here).
 
 use anyhow::{Context as _, bail};
 use ironhub_auth::{ConnectionString, sas, unix_now};
 use ironhub_client::host_without_port;
+use ironhub_wire::hub::{AuthType, Device};
 use serde_json::{Value, json};
 
-use super::device::device_key;
-use super::dps::ConnectionStringArgs;
-use super::hub::{KeyType, SasTokenArgs};
-use super::login::{DPS_OWNER_POLICY, OWNER_POLICY, Session};
-
-/// `generate-sas-token`: with `-d`, a device token signed with the device's key (read from the
-/// hub); without, a hub token signed with a shared access policy's key.
-pub async fn generate(session: &Session, args: &SasTokenArgs) -> anyhow::Result<Value> {
-    let expiry = expiry(args.duration)?;
-    let token = match &args.device_id {
-        Some(id) => {
-            if args.policy_name.is_some() {
-                bail!(
-                    "--policy-name signs hub tokens; a device token (-d) is signed with the device's key"
-                );
-            }
-            let device = session.client()?.get_device(id).await?;
-            let key = device_key(&device, args.key_type)?;
-            device_token(session.host(), id, &key, expiry)?
-        }
-        None => {
-            let policy =
-                policy_connection_string(session, args.policy_name.as_deref(), args.key_type)?;
-            hub_token(&policy, expiry)?
-        }
-    };
-    Ok(json!({ "sas": token }))
-}
+use crate::cli::args::KeyType;
+use crate::cli::login::{DPS_OWNER_POLICY, OWNER_POLICY, Service, Session};
 
 /// `generate-sas-token --connection-string`: signs with the string's own key, offline. A device
 /// (or module) string gives a device token, a policy string a hub token.
@@ -58,74 +33,13 @@ pub fn from_connection_string(text: &str, duration: u64) -> anyhow::Result<Value
     Ok(json!({ "sas": token }))
 }
 
-/// `connection-string show`
-pub fn hub_connection_string(
-    session: &Session,
-    policy: Option<&str>,
-    key_type: KeyType,
-) -> anyhow::Result<Value> {
-    let cs = policy_connection_string(session, policy, key_type)?;
-    Ok(json!({ "connectionString": cs.to_string() }))
-}
-
-/// `dps connection-string show`: `{"connectionString": "HostName=…;SharedAccessKeyName=…;
-/// SharedAccessKey=…"}` as az prints it; with `--show-all`, every policy's, as a list.
-pub fn dps_connection_string(
-    session: &Session,
-    args: &ConnectionStringArgs,
-) -> anyhow::Result<Value> {
-    if args.show_all != Some(true) {
-        let cs = service_connection_string(
-            session,
-            args.policy_name.as_deref(),
-            args.key_type,
-            Service::Dps,
-        )?;
-        return Ok(json!({ "connectionString": cs.to_string() }));
-    }
-    let names: Vec<String> = match session.identity.as_ref().and_then(|i| i.dps.as_ref()) {
-        Some(dps) => dps.policies.iter().map(|p| p.key_name.clone()).collect(),
-        None => vec![
-            session
-                .login
-                .shared_access_key_name
-                .clone()
-                .unwrap_or_default(),
-        ],
-    };
-    let all = names
-        .iter()
-        .map(|name| {
-            service_connection_string(session, Some(name), args.key_type, Service::Dps)
-                .map(|cs| Value::String(cs.to_string()))
-        })
-        .collect::<anyhow::Result<Vec<Value>>>()?;
-    Ok(json!({ "connectionString": all }))
-}
-
-/// Which service's policies a connection string is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Service {
-    Hub,
-    Dps,
-}
-
-/// The connection string of a hub policy.
-fn policy_connection_string(
-    session: &Session,
-    policy: Option<&str>,
-    key_type: KeyType,
-) -> anyhow::Result<ConnectionString> {
-    service_connection_string(session, policy, key_type, Service::Hub)
-}
-
 /// The connection string of a policy. A data-directory login knows every policy and both keys;
 /// a `--login` knows only its own policy and the one key it carries.
-fn service_connection_string(
+pub fn policy_connection_string(
     session: &Session,
+    service: Service,
     policy: Option<&str>,
     key_type: KeyType,
-    service: Service,
 ) -> anyhow::Result<ConnectionString> {
     let secondary = key_type == KeyType::Secondary;
     if let Some(identity) = &session.identity {
@@ -163,7 +77,8 @@ fn service_connection_string(
     Ok(session.login.clone())
 }
 
-fn expiry(duration: u64) -> anyhow::Result<u64> {
+/// The expiry of a token valid for `duration` seconds from now.
+pub fn expiry(duration: u64) -> anyhow::Result<u64> {
     if duration == 0 {
         bail!("--duration must be at least 1 second");
     }
@@ -173,13 +88,13 @@ fn expiry(duration: u64) -> anyhow::Result<u64> {
 }
 
 /// `sr={host}/devices/{id}`, no `skn`, signed with the device key.
-fn device_token(host: &str, device_id: &str, key: &str, expiry: u64) -> anyhow::Result<String> {
+pub fn device_token(host: &str, device_id: &str, key: &str, expiry: u64) -> anyhow::Result<String> {
     let resource = format!("{}/devices/{device_id}", host_without_port(host));
     Ok(sas::generate(&resource, key, expiry, None)?)
 }
 
 /// `sr={host}&…&skn={policy}`, signed with the policy key.
-fn hub_token(cs: &ConnectionString, expiry: u64) -> anyhow::Result<String> {
+pub fn hub_token(cs: &ConnectionString, expiry: u64) -> anyhow::Result<String> {
     let key = cs
         .key()
         .context("the connection string has no SharedAccessKey")?;
@@ -189,6 +104,29 @@ fn hub_token(cs: &ConnectionString, expiry: u64) -> anyhow::Result<String> {
         expiry,
         cs.shared_access_key_name.as_deref(),
     )?)
+}
+
+/// The device's primary or secondary symmetric key.
+pub fn device_key(device: &Device, key_type: KeyType) -> anyhow::Result<String> {
+    let id = match device.device_id.as_str() {
+        "" => "the device",
+        id => id,
+    };
+    let kind = device.authentication.kind;
+    if kind != AuthType::Sas {
+        bail!(
+            "device '{id}' authenticates with '{}', not with symmetric keys",
+            kind.as_str()
+        );
+    }
+    let keys = &device.authentication.symmetric_key;
+    let (field, key) = match key_type {
+        KeyType::Primary => ("primaryKey", &keys.primary_key),
+        KeyType::Secondary => ("secondaryKey", &keys.secondary_key),
+    };
+    key.clone()
+        .filter(|k| !k.is_empty())
+        .with_context(|| format!("device '{id}' has no {field}"))
 }
 
 #[cfg(test)]
@@ -243,14 +181,16 @@ mod tests {
             identity: None,
             ca_files: vec![],
         };
-        let v = hub_connection_string(&session, None, KeyType::Primary).unwrap();
+        let hub =
+            |policy, key_type| policy_connection_string(&session, Service::Hub, policy, key_type);
+        let cs = hub(None, KeyType::Primary).unwrap();
         assert_eq!(
-            v["connectionString"],
+            cs.to_string(),
             format!("HostName=h:8443;SharedAccessKeyName=registryReadWrite;SharedAccessKey={KEY}")
         );
-        hub_connection_string(&session, Some("RegistryReadWrite"), KeyType::Primary).unwrap();
-        let e = hub_connection_string(&session, Some("iothubowner"), KeyType::Primary).unwrap_err();
+        hub(Some("RegistryReadWrite"), KeyType::Primary).unwrap();
+        let e = hub(Some("iothubowner"), KeyType::Primary).unwrap_err();
         assert!(e.to_string().contains("only the login's own policy"), "{e}");
-        assert!(hub_connection_string(&session, None, KeyType::Secondary).is_err());
+        assert!(hub(None, KeyType::Secondary).is_err());
     }
 }

@@ -130,6 +130,57 @@ pub async fn ids_are_case_insensitive_and_keep_their_case(
     assert!(![&a.etag, &replaced.etag, &b.etag].contains(&&device.etag));
 }
 
+/// Registration records created at the same time under ids differing only in case (two
+/// devices registering as `AABB` and `aabb`): exactly one create wins, in one batch or from
+/// concurrent callers, and the record keeps the winner's case.
+pub async fn concurrent_creates_in_other_cases_make_one_record(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    let both = store
+        .dps_write(
+            C::Registrations,
+            vec![
+                DpsWrite::Create(record("Twin-Case", Some("g"))),
+                DpsWrite::Create(record("twin-case", Some("g"))),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(both.unwrap_err(), vec![(1, WriteConflict::AlreadyExists)]);
+    assert_eq!(store.dps_count(C::Registrations, None).await.unwrap(), 0);
+
+    let ids = ["RACE-ID", "race-id", "Race-Id", "rACE-iD"];
+    let tasks: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let store = store.clone();
+            let r = record(id, None);
+            tokio::spawn(async move {
+                store
+                    .dps_write(C::Registrations, vec![DpsWrite::Create(r)])
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(mut written) => won.push(written.pop().flatten().unwrap().id),
+            Err(failed) => assert_eq!(failed, vec![(0, WriteConflict::AlreadyExists)]),
+        }
+    }
+    assert_eq!(won.len(), 1, "{won:?}");
+    let stored = store
+        .dps_get(C::Registrations, "RACE-id")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.id, won[0]);
+    assert_eq!(store.dps_count(C::Registrations, None).await.unwrap(), 1);
+}
+
 /// A batch with one failing write writes nothing.
 pub async fn a_failed_batch_writes_nothing(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
     let r = store

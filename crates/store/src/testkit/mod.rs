@@ -29,6 +29,7 @@ pub mod dps;
 pub mod event_log;
 pub mod file_notifications;
 pub mod registry;
+pub mod twin_scan;
 
 use std::sync::Arc;
 
@@ -107,6 +108,8 @@ macro_rules! store_suite {
             registry::settings_are_created_once_and_endpoints_kept,
             registry::twins_are_written_compare_and_swap,
             registry::persistent_sessions_are_kept_and_discarded,
+            twin_scan::scans_page_devices_in_id_order_with_their_twins,
+            twin_scan::conditions_never_lose_a_matching_device,
             c2d::enqueue_needs_the_device_and_room_in_its_queue,
             c2d::messages_are_locked_oldest_first_once_at_a_time,
             c2d::an_expired_lock_redelivers_and_counts_the_delivery,
@@ -119,6 +122,7 @@ macro_rules! store_suite {
             certificates::each_scope_has_its_own_names,
             dps::settings_are_created_once,
             dps::ids_are_case_insensitive_and_keep_their_case,
+            dps::concurrent_creates_in_other_cases_make_one_record,
             dps::a_failed_batch_writes_nothing,
             dps::lists_page_in_id_order_and_filter_by_group,
             dps::operations_are_records_like_the_others,

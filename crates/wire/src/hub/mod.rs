@@ -28,3 +28,7 @@ pub use keys::{
 pub use messaging::{FeedbackRecord, FeedbackStatus, MethodRequest, MethodResult, PurgeResult};
 pub use statistics::{RegistryStatistics, ServiceStatistics};
 pub use twin::{Twin, TwinPatch, TwinPatchProperties, TwinProperties};
+
+/// The body of `POST /devices/query` (`{"query": "SELECT …"}`): the same shape as DPS's
+/// query requests.
+pub use crate::dps::QuerySpecification;

@@ -1,0 +1,248 @@
+//! Twin queries (`POST /devices/query`): IoT Hub's query language (`ironhub-query`) run over
+//! the twins IoT Hub would answer (`GET /twins/{id}`'s shape), a page at a time, with an
+//! opaque continuation token, as the Azure page "IoT Hub query language for device and
+//! module twins, jobs, and message routing" and the service SDKs' query paging describe.
+//!
+//! Queries without groups, aggregates or `ORDER BY` stream: each page reads the store from
+//! where the last one stopped (the token holds the last device id read), so a full scan
+//! holds one batch in memory at a time. The others read every matching twin into a
+//! [`ironhub_query::Collector`] (memory by group, or by item when ordering) and page through
+//! its answer by offset. The `WHERE` clause's simple comparisons are handed to the store
+//! ([`ironhub_store::TwinScan`]), which may use them to read fewer devices; every device it
+//! returns is checked again here.
+
+use base64::Engine as _;
+use ironhub_query::{Collection, Hint, ItemType, Query};
+use ironhub_store::{ScanCondition, TwinField, TwinScan};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::twin::{empty_twin, twin_view};
+use crate::{Hub, HubError};
+
+/// Items in a page when the client does not say (`x-ms-max-item-count`).
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// The most items a page holds, whatever the client asks.
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// Devices read from the store at a time.
+const SCAN_BATCH: usize = 1000;
+
+/// One page of a query's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryPage {
+    pub items: Vec<Value>,
+    /// `x-ms-item-type`.
+    pub item_type: ItemType,
+    /// `x-ms-continuation`: where the next page starts, absent on the last page.
+    pub continuation: Option<String>,
+}
+
+/// Where the next page starts (the token is this, as base64 JSON).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Continuation {
+    /// Streamed queries: the last device id read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
+    /// Streamed queries: items answered so far (for `TOP`).
+    #[serde(default)]
+    answered: u64,
+    /// Collected queries: items answered so far.
+    #[serde(default)]
+    offset: usize,
+}
+
+impl Continuation {
+    fn parse(token: Option<&str>) -> Result<Self, HubError> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Ok(Continuation::default());
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| HubError::ArgumentInvalid("The continuation token is not valid.".into()))
+    }
+
+    fn token(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+}
+
+/// The store condition of a hint on the twin document, when it names a field the store
+/// keeps apart: the device id, or a property below tags, desired or reported (not the
+/// sections' `$metadata` and `$version`, which are computed).
+fn scan_condition(hint: &Hint) -> Option<ScanCondition> {
+    let path = &hint.path;
+    let first = path.first()?;
+    let below = |from: usize| -> Option<Vec<String>> {
+        let rest = path.get(from..)?;
+        (!rest.is_empty() && !rest[0].starts_with('$')).then(|| rest.to_vec())
+    };
+    let field = if first.eq_ignore_ascii_case("deviceId") && path.len() == 1 {
+        TwinField::DeviceId
+    } else if first.eq_ignore_ascii_case("tags") {
+        TwinField::Tags(below(1)?)
+    } else if first.eq_ignore_ascii_case("properties") {
+        match path.get(1)?.as_str() {
+            "desired" => TwinField::Desired(below(2)?),
+            "reported" => TwinField::Reported(below(2)?),
+            _ => return None,
+        }
+    } else {
+        return None;
+    };
+    Some(ScanCondition {
+        field,
+        op: hint.op,
+        values: hint.values.clone(),
+    })
+}
+
+impl Hub {
+    /// Runs a query: one page of its answer, from `continuation` (a token an earlier page
+    /// gave), with at most `page_size` items (default [`DEFAULT_PAGE_SIZE`], at most
+    /// [`MAX_PAGE_SIZE`]). `devices.modules` and `devices.jobs` are empty collections: this
+    /// hub has no module identities and runs no jobs, and IoT Hub answers a hub without them
+    /// with no items.
+    pub async fn query_twins(
+        &self,
+        text: &str,
+        continuation: Option<&str>,
+        page_size: Option<usize>,
+    ) -> Result<QueryPage, HubError> {
+        let query = Query::parse(text).map_err(|e| HubError::InvalidQuery(e.to_string()))?;
+        let token = Continuation::parse(continuation)?;
+        let page_size = page_size
+            .unwrap_or(DEFAULT_PAGE_SIZE)
+            .clamp(1, MAX_PAGE_SIZE);
+        let conditions: Vec<ScanCondition> =
+            query.hints().iter().filter_map(scan_condition).collect();
+        if query.is_streamed() {
+            self.streamed_page(&query, &conditions, token, page_size)
+                .await
+        } else {
+            self.collected_page(&query, &conditions, token, page_size)
+                .await
+        }
+    }
+
+    /// Reads the next batch of twins of the query's collection after `after`, as query
+    /// documents; `None` when the collection is exhausted.
+    async fn twin_batch(
+        &self,
+        query: &Query,
+        conditions: &[ScanCondition],
+        after: Option<String>,
+    ) -> Result<Vec<(String, Value)>, HubError> {
+        if query.collection != Collection::Devices {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .store
+            .scan_twins(&TwinScan {
+                after,
+                limit: SCAN_BATCH,
+                conditions: conditions.to_vec(),
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(device, twin)| {
+                let twin = twin.unwrap_or_else(|| empty_twin(&device.device_id));
+                let doc = serde_json::to_value(twin_view(&device, &twin))
+                    .map_err(|e| HubError::ServerError(e.to_string()))?;
+                Ok((device.device_id, doc))
+            })
+            .collect()
+    }
+
+    async fn streamed_page(
+        &self,
+        query: &Query,
+        conditions: &[ScanCondition],
+        token: Continuation,
+        page_size: usize,
+    ) -> Result<QueryPage, HubError> {
+        let left = query
+            .top
+            .map_or(u64::MAX, |top| top.saturating_sub(token.answered));
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(page_size);
+        let mut items = Vec::new();
+        let mut after = token.after;
+        let mut more = false;
+        while items.len() < want {
+            let batch = self.twin_batch(query, conditions, after.clone()).await?;
+            let exhausted = batch.len() < SCAN_BATCH;
+            let count = batch.len();
+            for (i, (id, doc)) in batch.into_iter().enumerate() {
+                after = Some(id);
+                if query.matches(&doc) {
+                    items.push(query.project(doc));
+                    if items.len() == want {
+                        more = i + 1 < count || !exhausted;
+                        break;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+            more = true;
+        }
+        let answered = token.answered + items.len() as u64;
+        let more = more && query.top.is_none_or(|top| answered < top);
+        Ok(QueryPage {
+            item_type: query.item_type(),
+            continuation: more.then(|| {
+                Continuation {
+                    after,
+                    answered,
+                    offset: 0,
+                }
+                .token()
+            }),
+            items,
+        })
+    }
+
+    async fn collected_page(
+        &self,
+        query: &Query,
+        conditions: &[ScanCondition],
+        token: Continuation,
+        page_size: usize,
+    ) -> Result<QueryPage, HubError> {
+        let mut collector = query.collector();
+        let mut after = None;
+        loop {
+            let batch = self.twin_batch(query, conditions, after.take()).await?;
+            let exhausted = batch.len() < SCAN_BATCH;
+            for (id, doc) in batch {
+                after = Some(id);
+                if query.matches(&doc) {
+                    collector.push(doc);
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        let all = collector.finish();
+        let end = token.offset.saturating_add(page_size).min(all.len());
+        let items = all
+            .get(token.offset..end)
+            .map(<[Value]>::to_vec)
+            .unwrap_or_default();
+        Ok(QueryPage {
+            item_type: query.item_type(),
+            continuation: (end < all.len()).then(|| {
+                Continuation {
+                    offset: end,
+                    ..Continuation::default()
+                }
+                .token()
+            }),
+            items,
+        })
+    }
+}

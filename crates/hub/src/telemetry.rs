@@ -1,0 +1,240 @@
+//! Device-to-cloud messages, whatever their transport: a typed message in ([`Telemetry`]), the
+//! rules applied once, and the event appended to the log.
+//!
+//! Each adapter maps its own wire to [`Telemetry`]: MQTT its property bag (`$.mid`, …, in
+//! `ironhub_mqtt::topics`), HTTPS its `iothub-*` headers, AMQP its message properties. The
+//! rules (Azure docs, "Create and read IoT Hub messages", sections "System properties of
+//! device-to-cloud messages" and "Anti-spoofing properties"):
+//!
+//! - a message (body and properties) is at most [`MAX_TELEMETRY_BYTES`];
+//! - the hub stamps `iothub-connection-*`, `iothub-message-source` (and `dt-dataschema` from
+//!   the model the device announced) itself: names starting with `iothub-` belong to the hub,
+//!   so a device's application property named so is dropped, never stored where a consumer
+//!   could take it for the hub's;
+//! - `user-id` names the sender; the hub's own name is what IoT Hub sets on the messages it
+//!   generates, so a device's `user-id` equal to it is dropped.
+
+use std::collections::BTreeMap;
+
+use ironhub_store::{Event, NewEvent};
+
+use crate::{DeviceIdentity, Hub, HubError};
+
+/// IoT Hub's limit on one device-to-cloud message (body and properties).
+pub const MAX_TELEMETRY_BYTES: usize = 256 * 1024;
+
+/// The system properties a device may set on a device-to-cloud message, each under the name
+/// IoT Hub gives it on the event (in brackets). Values are kept as the device sent them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SystemProperties {
+    /// `message-id`
+    pub message_id: Option<String>,
+    /// `correlation-id`
+    pub correlation_id: Option<String>,
+    /// `user-id`
+    pub user_id: Option<String>,
+    /// `content-type`
+    pub content_type: Option<String>,
+    /// `content-encoding`
+    pub content_encoding: Option<String>,
+    /// `absolute-expiry-time`
+    pub expiry: Option<String>,
+    /// `to`
+    pub to: Option<String>,
+    /// `iothub-creation-time-utc`
+    pub creation_time: Option<String>,
+    /// `iothub-outputname`: a module's output.
+    pub output_name: Option<String>,
+    /// `iothub-interface-id`
+    pub interface_id: Option<String>,
+    /// `dt-subject`: the Plug and Play component the message is about.
+    pub component: Option<String>,
+    /// `dt-dataschema`
+    pub data_schema: Option<String>,
+}
+
+impl SystemProperties {
+    /// The properties that are set, under IoT Hub's names.
+    fn named(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        [
+            ("message-id", &self.message_id),
+            ("correlation-id", &self.correlation_id),
+            ("user-id", &self.user_id),
+            ("content-type", &self.content_type),
+            ("content-encoding", &self.content_encoding),
+            ("absolute-expiry-time", &self.expiry),
+            ("to", &self.to),
+            ("iothub-creation-time-utc", &self.creation_time),
+            ("iothub-outputname", &self.output_name),
+            ("iothub-interface-id", &self.interface_id),
+            ("dt-subject", &self.component),
+            ("dt-dataschema", &self.data_schema),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))
+    }
+}
+
+/// What the transport says about a message beyond its properties.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// MQTT's retain flag: not kept as a retained message, but delivered as the
+    /// `mqtt-retain: true` application property, as IoT Hub does.
+    pub retain: bool,
+    /// Sent by the hub on the device's behalf, as its MQTT Will: marked
+    /// `iothub-MessageType: Will`.
+    pub will: bool,
+}
+
+/// A device-to-cloud message as a transport received it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Telemetry {
+    pub system: SystemProperties,
+    /// The sender's properties, in order; `None` is a property without a value (MQTT's `k`
+    /// without `=`). A name given twice keeps its last value.
+    pub application: Vec<(String, Option<String>)>,
+    pub body: Vec<u8>,
+    pub annotations: Annotations,
+}
+
+impl Telemetry {
+    /// The size IoT Hub's limit counts: the body, the application properties' names and
+    /// values, the system properties' values.
+    fn size(&self) -> usize {
+        let system: usize = self.system.named().map(|(_, v)| v.len()).sum();
+        let application: usize = self
+            .application
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len))
+            .sum();
+        self.body.len() + system + application
+    }
+}
+
+/// Whether a property name is the hub's to set (`iothub-*`, in any case).
+pub fn is_reserved_name(name: &str) -> bool {
+    name.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("iothub-"))
+}
+
+impl Hub {
+    /// Appends a device-to-cloud message to the event log; returns once it is durable.
+    pub async fn send_telemetry(
+        &self,
+        who: &DeviceIdentity,
+        message: Telemetry,
+    ) -> Result<Event, HubError> {
+        if message.size() > MAX_TELEMETRY_BYTES {
+            return Err(HubError::MessageTooLarge(MAX_TELEMETRY_BYTES));
+        }
+        let mut system: BTreeMap<String, String> = message
+            .system
+            .named()
+            .map(|(name, value)| (name.to_owned(), value.clone()))
+            .collect();
+        if system
+            .get("user-id")
+            .is_some_and(|uid| self.is_hub_name(uid))
+        {
+            tracing::debug!(device = %who.key(), "user-id naming the hub dropped");
+            system.remove("user-id");
+        }
+        let mut application = BTreeMap::new();
+        for (key, value) in message.application {
+            if is_reserved_name(&key) {
+                tracing::debug!(device = %who.key(), property = %key, "reserved property name dropped");
+                continue;
+            }
+            application.insert(key, value);
+        }
+        if message.annotations.retain {
+            application.insert("mqtt-retain".to_owned(), Some("true".to_owned()));
+        }
+        if message.annotations.will {
+            application.insert("iothub-MessageType".to_owned(), Some("Will".to_owned()));
+        }
+        system.insert("iothub-connection-device-id".into(), who.device_id.clone());
+        if let Some(m) = &who.module_id {
+            system.insert("iothub-connection-module-id".into(), m.clone());
+        }
+        system.insert(
+            "iothub-connection-auth-method".into(),
+            format!(
+                r#"{{"scope":"{}","type":"{}","issuer":"iothub","acceptingIpFilterRule":null}}"#,
+                if who.module_id.is_some() {
+                    "module"
+                } else {
+                    "device"
+                },
+                who.auth.wire_name()
+            ),
+        );
+        system.insert(
+            "iothub-connection-auth-generation-id".into(),
+            who.generation_id.clone(),
+        );
+        system.insert("iothub-message-source".into(), "Telemetry".into());
+        if let Some(model) = &who.model_id {
+            system.insert("dt-dataschema".into(), model.clone());
+        }
+        let event = self
+            .events
+            .append(NewEvent {
+                device_id: who.device_id.clone(),
+                module_id: who.module_id.clone(),
+                system_properties: system,
+                application_properties: application,
+                body: message.body,
+            })
+            .await?;
+        self.touch(&who.device_id).await;
+        Ok(event)
+    }
+
+    /// Whether `name` is the hub's own name: its host name or that name's first label.
+    fn is_hub_name(&self, name: &str) -> bool {
+        let host = self.host_name();
+        let label = host.split('.').next().unwrap_or(host);
+        name.eq_ignore_ascii_case(host) || name.eq_ignore_ascii_case(label)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_names_are_the_hub_prefix_in_any_case() {
+        for name in [
+            "iothub-connection-device-id",
+            "IoTHub-MessageType",
+            "iothub-",
+        ] {
+            assert!(is_reserved_name(name), "{name}");
+        }
+        for name in [
+            "iothub",
+            "k",
+            "mqtt-retain",
+            "$.uid",
+            "xiothub-a",
+            "é-iothub",
+        ] {
+            assert!(!is_reserved_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_size_counts_body_values_and_application_names() {
+        let message = Telemetry {
+            system: SystemProperties {
+                message_id: Some("1234".into()),
+                ..SystemProperties::default()
+            },
+            application: vec![("ab".into(), Some("cde".into())), ("f".into(), None)],
+            body: vec![0; 10],
+            annotations: Annotations::default(),
+        };
+        assert_eq!(message.size(), 10 + 4 + 5 + 1);
+    }
+}

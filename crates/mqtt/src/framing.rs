@@ -1,0 +1,139 @@
+//! MQTT 3.1.1 packets on a byte stream: reading whole packets (with the fixed-header checks
+//! the codec leaves out) and writing them. The packet codec is `rumqttc`'s `mqttbytes`.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use rumqttc::mqttbytes::Error as CodecError;
+use rumqttc::mqttbytes::v4::Packet;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+
+/// Largest packet read: a 256 KiB message plus its topic and properties.
+const MAX_PACKET: usize = 256 * 1024 + 64 * 1024;
+
+/// The socket, with a buffer of bytes read but not yet parsed.
+pub(crate) struct Conn<S> {
+    reader: ReadHalf<S>,
+    writer: WriteHalf<S>,
+    buf: BytesMut,
+    pub(crate) peer: SocketAddr,
+}
+
+#[derive(Debug)]
+pub(crate) enum ConnError {
+    Io(std::io::Error),
+    Codec(CodecError),
+    /// Fixed-header flags a packet of its type may not carry.
+    ReservedFlags(u8),
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::Io(e) => write!(f, "{e}"),
+            ConnError::Codec(e) => write!(f, "{e:?}"),
+            ConnError::ReservedFlags(byte1) => {
+                write!(f, "reserved fixed-header flags in 0x{byte1:02X}")
+            }
+        }
+    }
+}
+
+/// MQTT 3.1.1 §2.2.2: every packet but PUBLISH has fixed flags (0b0010 for PUBREL, SUBSCRIBE
+/// and UNSUBSCRIBE, 0 otherwise), and a receiver closes the connection on any other
+/// [MQTT-2.2.2-2]. The codec does not check them. (PUBLISH's QoS 3 is refused by the codec.)
+fn flags_are_valid(byte1: u8) -> bool {
+    let flags = byte1 & 0x0F;
+    match byte1 >> 4 {
+        3 => true,
+        6 | 8 | 10 => flags == 0b0010,
+        _ => flags == 0,
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite> Conn<S> {
+    pub(crate) fn new(stream: S, peer: SocketAddr) -> Self {
+        let (reader, writer) = tokio::io::split(stream);
+        Conn {
+            reader,
+            writer,
+            buf: BytesMut::with_capacity(4096),
+            peer,
+        }
+    }
+
+    /// A complete packet from the buffer, if one is there.
+    pub(crate) fn parse(&mut self) -> Result<Option<Packet>, ConnError> {
+        if let Some(&byte1) = self.buf.first()
+            && !flags_are_valid(byte1)
+        {
+            return Err(ConnError::ReservedFlags(byte1));
+        }
+        match Packet::read(&mut self.buf, MAX_PACKET) {
+            Ok(p) => Ok(Some(p)),
+            Err(CodecError::InsufficientBytes(_)) => Ok(None),
+            Err(e) => Err(ConnError::Codec(e)),
+        }
+    }
+
+    /// Reads more bytes into the buffer; `false` at end of stream or on an error. Safe to
+    /// cancel: bytes read are kept.
+    pub(crate) async fn fill(&mut self) -> bool {
+        matches!(self.reader.read_buf(&mut self.buf).await, Ok(n) if n > 0)
+    }
+
+    /// Reads until a packet is complete; `None` at end of stream.
+    pub(crate) async fn next_packet(&mut self) -> Result<Option<Packet>, ConnError> {
+        loop {
+            if let Some(p) = self.parse()? {
+                return Ok(Some(p));
+            }
+            if self
+                .reader
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(ConnError::Io)?
+                == 0
+            {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Writes one packet and flushes.
+    pub(crate) async fn send(&mut self, packet: Packet) -> Result<(), ConnError> {
+        self.send_all(std::slice::from_ref(&packet)).await
+    }
+
+    /// Writes packets in order, then flushes once.
+    pub(crate) async fn send_all(&mut self, packets: &[Packet]) -> Result<(), ConnError> {
+        if packets.is_empty() {
+            return Ok(());
+        }
+        let mut out = BytesMut::with_capacity(packets.iter().map(|p| p.size() + 8).sum());
+        for packet in packets {
+            packet
+                .write(&mut out, usize::MAX)
+                .map_err(ConnError::Codec)?;
+        }
+        self.writer.write_all(&out).await.map_err(ConnError::Io)?;
+        self.writer.flush().await.map_err(ConnError::Io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flags_are_valid;
+
+    #[test]
+    fn fixed_header_flags_are_checked_for_every_packet_type() {
+        // CONNECT, PUBACK, PINGREQ, DISCONNECT: flags 0.
+        for ok in [0x10, 0x40, 0xC0, 0xE0, 0x62, 0x82, 0xA2, 0x30, 0x3B] {
+            assert!(flags_are_valid(ok), "0x{ok:02X}");
+        }
+        // SUBSCRIBE without its 0b0010, PUBREL with 0, PINGREQ and CONNECT with a bit set.
+        for bad in [0x80, 0x83, 0x60, 0xA0, 0xC1, 0x11, 0x48, 0xE2] {
+            assert!(!flags_are_valid(bad), "0x{bad:02X}");
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! An IoT Hub device connection after its CONNECT: the CONNECT's checks and the hub's
+//! authentication, CONNACK, then the loop that feeds the session (`hub_session`) with packets,
+//! bus messages and timers and writes what it answers, until either side ends it.
+
+use ironhub_auth::Credentials;
+use ironhub_hub::{AuthenticatedDevice, DeviceLogin, HubError};
+use rumqttc::mqttbytes::Protocol;
+use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::context::ConnectionContext;
+use crate::framing::Conn;
+use crate::hub_session::{Answer, End, HubSession};
+use crate::username::Username;
+
+/// Serves an IoT Hub connection whose CONNECT was read, to its end.
+pub(crate) async fn serve<S>(mut conn: Conn<S>, ctx: &ConnectionContext, connect: Connect)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let admitted = match admit(ctx, &connect).await {
+        Ok(a) => a,
+        Err(code) => {
+            let _ = conn.send(Packet::ConnAck(ConnAck::new(code, false))).await;
+            return;
+        }
+    };
+    let key = admitted.identity.key();
+    // Attached, and recorded connected, before CONNACK: a device that is told it is connected
+    // is seen as connected.
+    let device = ctx.hub.connect_device(admitted).await;
+    let mut session = HubSession::new(device, &connect).await;
+    let connack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false));
+    let end = if conn.send(connack).await.is_ok() {
+        tracing::info!(target: "Connections", device = %key, peer = %ctx.peer, "device connected");
+        let end = run(&mut conn, &mut session).await;
+        tracing::info!(target: "Connections", device = %key, end = ?end, "device disconnected");
+        end
+    } else {
+        // The device never heard it was connected: no Will for it.
+        End::Graceful
+    };
+    session.end(end).await;
+}
+
+/// CONNECT's checks: the protocol, the client id and username; then the hub authenticates.
+async fn admit(
+    ctx: &ConnectionContext,
+    connect: &Connect,
+) -> Result<AuthenticatedDevice, ConnectReturnCode> {
+    if connect.protocol != Protocol::V4 {
+        return Err(ConnectReturnCode::RefusedProtocolVersion);
+    }
+    let (device_id, module_id) = match connect.client_id.split_once('/') {
+        Some((d, m)) => (d.to_owned(), Some(m.to_owned())),
+        None => (connect.client_id.clone(), None),
+    };
+    if device_id.is_empty() || ironhub_hub::registry::validate_device_id(&device_id).is_err() {
+        return Err(ConnectReturnCode::BadClientId);
+    }
+    let (username, password) = match &connect.login {
+        Some(login) => (Some(login.username.as_str()), Some(login.password.as_str())),
+        None => (None, None),
+    };
+    let user = username.and_then(Username::parse);
+    if let Some(user) = &user
+        && (user.device_id != device_id || user.module_id != module_id)
+    {
+        tracing::info!(peer = %ctx.peer, client_id = %connect.client_id, "username names another device");
+        return Err(ConnectReturnCode::BadUserNamePassword);
+    }
+    let login = DeviceLogin {
+        device_id: &device_id,
+        module_id: module_id.as_deref(),
+        model_id: user.as_ref().and_then(|u| u.param("model-id")),
+        credentials: Credentials::new(password, &ctx.client_certificates),
+    };
+    ctx.hub.authenticate(&login).await.map_err(|e| {
+        tracing::info!(target: "Connections", peer = %ctx.peer, device = %connect.client_id, error = %e, "connection refused");
+        match e {
+            HubError::ServerError(_) => ConnectReturnCode::ServiceUnavailable,
+            _ => ConnectReturnCode::NotAuthorized,
+        }
+    })
+}
+
+/// Writes what the session answered and tells it so; the session's end, or a write error's.
+async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    session: &mut HubSession,
+    answer: Answer,
+) -> Result<(), End> {
+    let packets = answer?;
+    conn.send_all(&packets).await.map_err(|_| End::Unclean)?;
+    session.sent().await;
+    Ok(())
+}
+
+/// The connection's loop: buffered packets first, then whichever comes first of the socket,
+/// the bus, the cloud-to-device timer, the keep-alive and the token's expiry.
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    session: &mut HubSession,
+) -> End {
+    let expiry = session.expiry();
+    let idle = session.idle();
+    let started = Ok(session.start().await);
+    if let Err(end) = deliver(conn, session, started).await {
+        return end;
+    }
+    loop {
+        match conn.parse() {
+            Ok(Some(packet)) => {
+                let answer = session.on_packet(packet).await;
+                if let Err(end) = deliver(conn, session, answer).await {
+                    return end;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::info!(peer = %conn.peer, error = %e, "malformed packet");
+                return End::Unclean;
+            }
+        }
+        let poll_at = session.c2d_poll_at();
+        let answer = tokio::select! {
+            () = sleep_until(poll_at) => Ok(session.on_c2d_poll().await),
+            read = conn.fill() => {
+                if !read {
+                    return End::Unclean;
+                }
+                continue;
+            }
+            message = session.next_bus_message() => match message {
+                Some(m) => session.on_bus(m).await,
+                None => return End::Unclean,
+            },
+            () = tokio::time::sleep(idle) => {
+                tracing::info!(peer = %conn.peer, "keep-alive expired");
+                return End::Unclean;
+            }
+            () = sleep_until(expiry) => {
+                tracing::info!(peer = %conn.peer, "SAS token expired");
+                return End::Unclean;
+            }
+        };
+        if let Err(end) = deliver(conn, session, answer).await {
+            return end;
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
