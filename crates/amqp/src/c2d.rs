@@ -16,8 +16,8 @@ use ironhub_hub::c2d::{OutgoingMessage, feedback_views, parse_ack};
 use ironhub_hub::{Hub, HubError};
 use tokio::sync::watch;
 
-use crate::connection::next_delivery;
 use crate::errors::{hub_error, lapsed};
+use crate::links::next_delivery;
 use crate::message::timestamp;
 
 /// The content type of a feedback message.

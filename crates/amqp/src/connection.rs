@@ -9,9 +9,8 @@ use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SessionAcceptor,
     SupportedReceiverSettleModes,
 };
-use fe2o3_amqp::link::delivery::Delivery;
 use fe2o3_amqp::types::definitions::{AmqpError, Error, LinkError, ReceiverSettleMode, Role};
-use fe2o3_amqp::types::messaging::{AmqpValue, Body, FilterSet, Message, TargetArchetype};
+use fe2o3_amqp::types::messaging::{AmqpValue, FilterSet, Message, TargetArchetype};
 use fe2o3_amqp::types::primitives::{OrderedMap, Symbol, Value};
 use fe2o3_amqp::{Receiver, Sender};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,6 +23,7 @@ use crate::c2d;
 use crate::claims::Claims;
 use crate::errors::{error, hub_error, not_found, unauthorized};
 use crate::eventhub::{deliver, start_position};
+use crate::links::next_delivery;
 use crate::padding::Padded;
 use crate::replay::{Replay, SASL_PROTOCOL, read_header};
 use crate::requests::{self, Reply};
@@ -198,18 +198,6 @@ async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
     }
     tasks.abort_all();
     let _ = session.end().await;
-}
-
-/// The next message the client sends on `receiver`; `None` once the link or the connection
-/// is gone.
-pub(crate) async fn next_delivery(
-    receiver: &mut Receiver,
-    closed: &mut watch::Receiver<bool>,
-) -> Option<Delivery<Body<Value>>> {
-    tokio::select! {
-        d = receiver.recv::<Body<Value>>() => d.ok(),
-        _ = closed.changed() => None,
-    }
 }
 
 /// A link the client sends on: requests to `$cbs` or `$management`.

@@ -11,8 +11,10 @@ mod address;
 mod c2d;
 mod claims;
 mod connection;
+mod context;
 mod errors;
 mod eventhub;
+mod links;
 mod message;
 mod padding;
 mod replay;
@@ -21,26 +23,10 @@ mod sasl;
 
 use std::net::SocketAddr;
 
+pub use context::AmqpContext;
+#[cfg(doc)]
 use ironhub_hub::Hub;
 use tokio::io::{AsyncRead, AsyncWrite};
-
-/// What every AMQP connection of a server shares.
-#[derive(Debug, Clone)]
-pub struct AmqpContext {
-    pub hub: Hub,
-    /// The Event Hubs-compatible entity's name (`EntityPath`).
-    pub entity: String,
-    /// The port AMQP over TLS listens on (told to clients that follow a redirect).
-    pub port: u16,
-}
-
-impl AmqpContext {
-    /// The endpoint of `hub`, its entity named as [`ironhub_hub::events::event_hub_name`] does.
-    pub fn new(hub: Hub, port: u16) -> Self {
-        let entity = ironhub_hub::events::event_hub_name(hub.host_name()).to_owned();
-        AmqpContext { hub, entity, port }
-    }
-}
 
 /// Serves one AMQP connection until the peer closes it or it fails.
 pub async fn serve<Io>(stream: Io, peer: SocketAddr, ctx: AmqpContext)
