@@ -22,7 +22,7 @@ pub use keys::{
 };
 pub use policy::{Rights, SharedAccessPolicy, default_hub_policies};
 pub use sas::{
-    MAX_TOKEN_LIFETIME, SasError, SasToken, resource_covers, resource_is,
-    resource_is_ignoring_case, time_left,
+    MAX_TOKEN_LIFETIME, SasError, SasToken, resource_covers, resource_covers_ignoring_case,
+    resource_is, resource_is_ignoring_case, time_left,
 };
 pub use x509::{CertificateError, CertificateInfo};

@@ -237,6 +237,13 @@ pub fn resource_covers(token_resource: &str, target: &str) -> bool {
         && granted.iter().zip(&wanted).all(|(g, w)| g == w)
 }
 
+/// [`resource_covers`] with every segment compared case-insensitively: the service-side
+/// paths of a hub and its Event Hubs-compatible entity, which Service Bus matches ignoring
+/// case (never device or module ids).
+pub fn resource_covers_ignoring_case(token_resource: &str, target: &str) -> bool {
+    resource_covers(&token_resource.to_lowercase(), &target.to_lowercase())
+}
+
 /// True when the token's resource names exactly `target`: the same segments, compared as
 /// [`resource_covers`] compares them. A key that belongs to one identity (a device's own key)
 /// signs tokens for that identity only, never for a prefix such as the bare host name.
@@ -457,7 +464,7 @@ mod tests {
         // Event Hubs clients sign with the key's text, not its decoded bytes.
         let sr = url_encode("sb://myhub.example/myhub");
         let key = hmac::Key::new(hmac::HMAC_SHA256, KEY.as_bytes());
-        let sig = STANDARD.encode(hmac::sign(&key, format!("{sr}\n{SE}").as_bytes()));
+        let sig = b64::encode(hmac::sign(&key, format!("{sr}\n{SE}").as_bytes()));
         let text = format!(
             "{PREFIX}sr={sr}&sig={}&se={SE}&skn=service",
             url_encode(&sig)

@@ -125,7 +125,12 @@ impl Hub {
     pub fn grant_covers(&self, grant: &ServiceGrant, path: &str, now: u64) -> bool {
         grant.expires > now
             && self.host_names().any(|host| {
-                ironhub_auth::resource_covers(&grant.resource, &format!("{host}{path}"))
+                // Service Bus compares entity paths ignoring case, and the Event Hubs SDKs
+                // lower-case them in their audiences (`…/consumergroups/$default`).
+                ironhub_auth::resource_covers_ignoring_case(
+                    &grant.resource,
+                    &format!("{host}{path}"),
+                )
             })
     }
 
