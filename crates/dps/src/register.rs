@@ -826,8 +826,9 @@ impl Dps {
             status: RegistrationStatus::Assigning,
             ..blank_state(id)
         };
+        // Provisional: the device was answered on its operation, not on this record.
         match self
-            .write_registration(claim, attested.enrollment.group_id(), None)
+            .write_registration_as(claim, attested.enrollment.group_id(), None, true)
             .await
         {
             Ok(state) => {

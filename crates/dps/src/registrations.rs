@@ -150,6 +150,19 @@ impl Dps {
         enrollment_group_id: Option<&str>,
         if_match: Option<&str>,
     ) -> Result<DeviceRegistrationState, DpsError> {
+        self.write_registration_as(state, enrollment_group_id, if_match, false)
+            .await
+    }
+
+    /// [`Dps::write_registration`]; `provisional` for a claim nothing was acknowledged on
+    /// (see [`ironhub_store::DpsStore::dps_write_provisional`]).
+    pub(crate) async fn write_registration_as(
+        &self,
+        state: DeviceRegistrationState,
+        enrollment_group_id: Option<&str>,
+        if_match: Option<&str>,
+        provisional: bool,
+    ) -> Result<DeviceRegistrationState, DpsError> {
         validate_registration_id(&state.registration_id)?;
         let id = state.registration_id.clone();
         let stored = DeviceRegistrationState {
@@ -164,11 +177,16 @@ impl Dps {
                 if_match: Some(normalize_if_match(tag)),
             },
         };
-        match self
-            .store
-            .dps_write(DpsCollection::Registrations, vec![write])
-            .await?
-        {
+        let written = if provisional {
+            self.store
+                .dps_write_provisional(DpsCollection::Registrations, vec![write])
+                .await?
+        } else {
+            self.store
+                .dps_write(DpsCollection::Registrations, vec![write])
+                .await?
+        };
+        match written {
             Ok(mut done) => match done.pop().flatten() {
                 Some(r) => load(&r),
                 None => Err(DpsError::ServerError("the store wrote nothing".into())),

@@ -213,4 +213,16 @@ impl DpsStore for SqliteStore {
             _ => self.with(write).await,
         }
     }
+
+    async fn dps_write_provisional(
+        &self,
+        collection: DpsCollection,
+        writes: Vec<DpsWrite>,
+    ) -> ironhub_store::Result<DpsBatchResult> {
+        // Through the `synchronous=NORMAL` connection, as operations: one database and one
+        // WAL, so the next `synchronous=FULL` commit (the hub device, the final record) makes
+        // it durable too, and a power cut before that loses only a claim nothing answered on.
+        self.with_runtime(move |conn: &mut Connection| write(conn, collection, writes))
+            .await
+    }
 }

@@ -39,4 +39,15 @@ pub trait DpsStore: Send + Sync {
         collection: DpsCollection,
         writes: Vec<DpsWrite>,
     ) -> Result<DpsBatchResult>;
+    /// [`DpsStore::dps_write`] of records that stand in for work under way and that nothing
+    /// was acknowledged on (a registration record claimed while its device is assigned): an
+    /// engine may keep them as it keeps operations, until a power cut; a later durable write
+    /// must not be kept without them. The default writes them as durably as any record.
+    async fn dps_write_provisional(
+        &self,
+        collection: DpsCollection,
+        writes: Vec<DpsWrite>,
+    ) -> Result<DpsBatchResult> {
+        self.dps_write(collection, writes).await
+    }
 }
