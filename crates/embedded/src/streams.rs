@@ -39,7 +39,9 @@ impl SqliteEventStreams {
         }
     }
 
-    fn lock(&self) -> StoreResult<std::sync::MutexGuard<'_, BTreeMap<String, Arc<SqliteEventLog>>>> {
+    fn lock(
+        &self,
+    ) -> StoreResult<std::sync::MutexGuard<'_, BTreeMap<String, Arc<SqliteEventLog>>>> {
         self.open
             .lock()
             .map_err(|_| StoreError::Engine("a stream operation panicked".into()))

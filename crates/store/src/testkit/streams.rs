@@ -25,14 +25,22 @@ pub async fn streams_are_separate_logs_created_once(streams: Arc<dyn EventStream
     assert_eq!(e.sequence_number, 0);
     assert!(hot.create_consumer_group("g").await.unwrap());
     let again = streams.open_stream("hot", 8).await.unwrap();
-    assert_eq!(again.partition_count(), 2, "an existing stream keeps its partitions");
+    assert_eq!(
+        again.partition_count(),
+        2,
+        "an existing stream keeps its partitions"
+    );
     assert_eq!(again.bounds(e.partition).await.unwrap().next, 1);
     assert_eq!(
         again.consumer_groups().await.unwrap(),
         vec!["$Default".to_owned(), "g".to_owned()]
     );
     for p in 0..3 {
-        assert_eq!(cold.bounds(p).await.unwrap().next, 0, "streams do not share events");
+        assert_eq!(
+            cold.bounds(p).await.unwrap().next,
+            0,
+            "streams do not share events"
+        );
     }
     assert_eq!(
         streams.list_streams().await.unwrap(),
@@ -42,9 +50,16 @@ pub async fn streams_are_separate_logs_created_once(streams: Arc<dyn EventStream
     assert!(!streams.delete_stream("hot").await.unwrap());
     assert!(streams.stream("hot").await.unwrap().is_none());
     let fresh = streams.open_stream("hot", 1).await.unwrap();
-    assert_eq!(fresh.partition_count(), 1, "a deleted stream leaves nothing behind");
+    assert_eq!(
+        fresh.partition_count(),
+        1,
+        "a deleted stream leaves nothing behind"
+    );
     assert_eq!(fresh.bounds(0).await.unwrap().next, 0);
-    assert!(streams.open_stream("a/b", 1).await.is_err(), "names are checked");
+    assert!(
+        streams.open_stream("a/b", 1).await.is_err(),
+        "names are checked"
+    );
 }
 
 /// The routing document is written compare-and-swap and read back as written.
