@@ -13,6 +13,7 @@ use crate::model::{
     AuthenticationSpec, BulkError, BulkResult, DeviceSpec, ExportImportDevice, RegistryStatistics,
     ServiceStatistics,
 };
+use crate::routing::RoutingSource;
 use crate::{Hub, HubError};
 
 /// Most devices one `POST /devices` may carry, as IoT Hub.
@@ -395,10 +396,20 @@ impl Hub {
             DeviceWrite::Replace { .. } => self.store.get_device(id).await?,
             _ => None,
         };
+        let created = matches!(write, DeviceWrite::Create(_));
         let written = self
             .write_one(write)
             .await?
             .ok_or_else(|| HubError::ServerError("the store wrote no device".into()))?;
+        if created {
+            self.emit_lifecycle(id, true, async {
+                self.get_twin(id)
+                    .await
+                    .ok()
+                    .and_then(|t| serde_json::to_value(t).ok())
+            })
+            .await;
+        }
         if let Some(before) = before
             && revokes(&before, &written)
         {
@@ -413,8 +424,20 @@ impl Hub {
             id: id.to_owned(),
             if_match: if_match.map(normalize_if_match),
         };
+        // The twin as it was, read only when a route takes lifecycle events.
+        let before = if self.routes_take(RoutingSource::DeviceLifecycleEvents).await {
+            self.get_twin(id)
+                .await
+                .ok()
+                .and_then(|t| serde_json::to_value(t).ok())
+        } else {
+            None
+        };
         self.write_one(write).await?;
         self.revoke(id).await;
+        if let Some(twin) = before {
+            self.emit_lifecycle(id, false, async { Some(twin) }).await;
+        }
         Ok(())
     }
 

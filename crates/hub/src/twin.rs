@@ -7,6 +7,7 @@ use ironhub_store::{BusMessage, DeviceRecord, TwinRecord, WriteConflict};
 use serde_json::{Map, Value, json};
 
 use crate::model::{Capabilities, Thumbprint, Twin, TwinProperties, azure_time};
+use crate::routing::hub_events::TwinOp;
 use crate::{Hub, HubError};
 
 /// IoT Hub's limits (Azure docs, "Understand and use device twins in IoT Hub", sections
@@ -437,6 +438,21 @@ impl Hub {
         next.version += 1;
         // Compare-and-swap on what was read (the client's etag was checked above).
         let saved = self.save_twin(next, Some(current.etag.clone())).await?;
+        let mut notification = json!({ "version": saved.version });
+        if saved.tags != current.tags {
+            notification["tags"] = Value::Object(saved.tags.clone());
+        }
+        if let Some((version, patch)) = &pushed {
+            let mut desired = patch.clone();
+            desired.insert("$version".into(), json!(version));
+            notification["properties"] = json!({ "desired": desired });
+        }
+        let op = if replace {
+            TwinOp::Replace
+        } else {
+            TwinOp::Update
+        };
+        self.emit_twin_change(device_id, op, notification).await;
         if let Some((version, mut patch)) = pushed {
             patch.insert("$version".into(), json!(version));
             let body = serde_json::to_vec(&patch).unwrap_or_default();
@@ -482,7 +498,16 @@ impl Hub {
             );
             check_size(&next.reported, Section::Reported)?;
             match self.save_twin(next, Some(current.etag.clone())).await {
-                Ok(saved) => return Ok(saved.reported_version),
+                Ok(saved) => {
+                    let mut reported = patch.clone();
+                    reported.insert("$version".into(), json!(saved.reported_version));
+                    let body = json!({
+                        "version": saved.version,
+                        "properties": { "reported": reported },
+                    });
+                    self.emit_twin_change(device_id, TwinOp::Update, body).await;
+                    return Ok(saved.reported_version);
+                }
                 Err(HubError::PreconditionFailed(_)) => continue,
                 Err(e) => return Err(e),
             }

@@ -68,6 +68,16 @@ const SYSTEM_NAMES: &[(&str, &str)] = &[
     ("$dt-subject", "dt-subject"),
 ];
 
+/// The event's property a system property name reads (`contentType` or `$contentType` →
+/// `content-type`; a wire name reads itself), ignoring case.
+pub fn system_property_key(name: &str) -> Option<&'static str> {
+    let bare = name.strip_prefix('$').unwrap_or(name);
+    SYSTEM_NAMES
+        .iter()
+        .find(|(n, _)| n[1..].eq_ignore_ascii_case(bare))
+        .map(|(_, key)| *key)
+}
+
 /// A parsed routing condition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoutingQuery {
