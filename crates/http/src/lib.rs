@@ -31,6 +31,7 @@ mod listener;
 mod paging;
 mod query_api;
 mod respond;
+mod routing_api;
 mod routes;
 mod service;
 mod websocket;

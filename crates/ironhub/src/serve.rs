@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ironhub_dps::{Dps, LinkedHub, Services};
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteEventStreams, SqliteStore};
 use ironhub_hub::file_upload::FileUpload;
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{Endpoint, EventLog, Retention, Store};
@@ -75,7 +75,10 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     );
     let mut hub = Hub::open(backends, config.hostnames.clone())
         .await?
-        .with_issuing_cas(issuing_cas.clone());
+        .with_issuing_cas(issuing_cas.clone())
+        .with_event_streams(Arc::new(SqliteEventStreams::open(
+            &config.data_dir.join("streams"),
+        )?));
     // This node's connections and deliveries from before this start are gone: mark its
     // devices disconnected and give its locked cloud-to-device messages back at once (other
     // nodes sharing the store keep theirs).

@@ -144,6 +144,33 @@ impl Hub {
         self.streams.as_ref()
     }
 
+    /// The same hub reading `endpoint`'s event stream instead of the built-in log: what the
+    /// Event Hubs-style readers (`hub::events`, the REST stream, AMQP) use to read a custom
+    /// event stream endpoint like the built-in one. `None` or `events` is the built-in log.
+    /// A view for reading: the hub's other operations are unchanged.
+    pub async fn for_endpoint(&self, endpoint: Option<&str>) -> Result<Hub, HubError> {
+        let Some(name) = endpoint.filter(|e| !e.eq_ignore_ascii_case(config::BUILT_IN)) else {
+            return Ok(self.clone());
+        };
+        let compiled = self.compiled_routing().await?;
+        let stream = match compiled.targets.get(&name.to_ascii_lowercase()) {
+            Some((_, Target::Stream { stream, .. })) => stream.clone(),
+            _ => {
+                return Err(HubError::EndpointNotFound(format!(
+                    "There is no event stream endpoint named '{name}'."
+                )));
+            }
+        };
+        let log = match &self.streams {
+            Some(streams) => streams.stream(&stream).await?,
+            None => None,
+        }
+        .ok_or_else(|| HubError::EndpointNotFound(format!("The endpoint '{name}' has no stream yet.")))?;
+        let mut view = self.clone();
+        view.events = log;
+        Ok(view)
+    }
+
     /// The routing document as it applies now (cached for [`REFRESH`]).
     pub async fn compiled_routing(&self) -> Result<Arc<Compiled>, HubError> {
         if let Some(c) = self.routing.fresh() {
