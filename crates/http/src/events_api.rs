@@ -97,20 +97,16 @@ struct EndpointHub(Hub);
 impl FromRequestParts<Hub> for EndpointHub {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        hub: &Hub,
-    ) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, hub: &Hub) -> Result<Self, ApiError> {
         #[derive(Deserialize)]
         struct Selector {
             endpoint: Option<String>,
         }
         let QueryArgs(selector) =
-            <QueryArgs<Selector> as FromRequestParts<Hub>>::from_request_parts(
-                parts, hub,
-            )
-            .await?;
-        Ok(EndpointHub(hub.for_endpoint(selector.endpoint.as_deref()).await?))
+            <QueryArgs<Selector> as FromRequestParts<Hub>>::from_request_parts(parts, hub).await?;
+        Ok(EndpointHub(
+            hub.for_endpoint(selector.endpoint.as_deref()).await?,
+        ))
     }
 }
 

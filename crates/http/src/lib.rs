@@ -31,8 +31,8 @@ mod listener;
 mod paging;
 mod query_api;
 mod respond;
-mod routing_api;
 mod routes;
+mod routing_api;
 mod service;
 mod websocket;
 

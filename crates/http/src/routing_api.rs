@@ -18,8 +18,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
-use ironhub_hub::routing::{Route, RoutingConfig, RoutingSource, TestMessage};
 use ironhub_hub::Hub;
+use ironhub_hub::routing::{Route, RoutingConfig, RoutingSource, TestMessage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -110,4 +110,3 @@ async fn test_all(
         .collect();
     Ok(json_body(&json!({ "routes": routes })))
 }
-

@@ -165,7 +165,9 @@ impl Hub {
             Some(streams) => streams.stream(&stream).await?,
             None => None,
         }
-        .ok_or_else(|| HubError::EndpointNotFound(format!("The endpoint '{name}' has no stream yet.")))?;
+        .ok_or_else(|| {
+            HubError::EndpointNotFound(format!("The endpoint '{name}' has no stream yet."))
+        })?;
         let mut view = self.clone();
         view.events = log;
         Ok(view)
