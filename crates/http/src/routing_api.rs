@@ -19,9 +19,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
 use ironhub_hub::Hub;
-use ironhub_hub::routing::{Route, RoutingConfig, RoutingSource, TestMessage};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use ironhub_hub::routing::{RoutingConfig, RoutingSource};
+use ironhub_wire::hub::{MatchedRoute, TestAllRoutesInput, TestAllRoutesResult, TestRouteInput};
 
 use crate::auth::{RegistryRead, RegistryWrite, ServiceAuth};
 use crate::body::JsonBody;
@@ -58,15 +57,6 @@ async fn put_routing(
     Ok(with_etag(json_body(&config), &etag))
 }
 
-#[derive(Debug, Deserialize)]
-struct TestRouteInput {
-    #[serde(default)]
-    message: TestMessage,
-    route: Route,
-    #[serde(default)]
-    twin: Option<Value>,
-}
-
 async fn test_new(
     State(hub): State<Hub>,
     _: ServiceAuth<RegistryRead>,
@@ -77,17 +67,6 @@ async fn test_new(
         &input.message,
         input.twin.as_ref(),
     )))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TestAllRoutesInput {
-    #[serde(default)]
-    routing_source: Option<String>,
-    #[serde(default)]
-    message: TestMessage,
-    #[serde(default)]
-    twin: Option<Value>,
 }
 
 async fn test_all(
@@ -101,12 +80,12 @@ async fn test_all(
         .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("Invalid"))
         .map(RoutingSource::parse)
         .transpose()
-        .map_err(ApiError::from)?;
-    let routes: Vec<Value> = hub
+        .map_err(|e| ApiError::from(ironhub_hub::HubError::ArgumentInvalid(e)))?;
+    let routes = hub
         .test_all_routes(source, &input.message, input.twin.as_ref())
         .await?
         .into_iter()
-        .map(|r| json!({ "properties": r }))
+        .map(|properties| MatchedRoute { properties })
         .collect();
-    Ok(json_body(&json!({ "routes": routes })))
+    Ok(json_body(&TestAllRoutesResult { routes }))
 }

@@ -11,137 +11,21 @@
 use std::collections::BTreeSet;
 
 use ironhub_query::RoutingQuery;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+pub use ironhub_wire::hub::{
+    Endpoints, Enrichment, Route, RoutingConfig, RoutingSource, StreamEndpoint,
+};
 
 use crate::HubError;
 
-/// The built-in endpoint's name.
-pub const BUILT_IN: &str = "events";
-/// The fallback route's name.
-pub const FALLBACK: &str = "$fallback";
+pub use ironhub_wire::hub::{BUILT_IN_ENDPOINT as BUILT_IN, FALLBACK_ROUTE as FALLBACK};
 /// IoT Hub's quotas: routes, custom endpoints (per kind) and enrichments.
 pub const MAX_ROUTES: usize = 100;
 pub const MAX_ENDPOINTS_PER_KIND: usize = 10;
 pub const MAX_ENRICHMENTS: usize = 10;
 /// Partitions of a custom event stream when the endpoint does not say.
 pub const DEFAULT_PARTITIONS: u32 = 4;
-
-/// Where a route takes its messages from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum RoutingSource {
-    DeviceMessages,
-    TwinChangeEvents,
-    DeviceLifecycleEvents,
-    DeviceConnectionStateEvents,
-}
-
-impl RoutingSource {
-    /// The `iothub-message-source` of the source's messages.
-    pub fn message_source(self) -> &'static str {
-        match self {
-            RoutingSource::DeviceMessages => "Telemetry",
-            RoutingSource::TwinChangeEvents => "twinChangeEvents",
-            RoutingSource::DeviceLifecycleEvents => "deviceLifecycleEvents",
-            RoutingSource::DeviceConnectionStateEvents => "deviceConnectionStateEvents",
-        }
-    }
-
-    /// Parses a source by its name, ignoring case (as az takes `--source devicemessages`).
-    pub fn parse(name: &str) -> Result<Self, HubError> {
-        [
-            RoutingSource::DeviceMessages,
-            RoutingSource::TwinChangeEvents,
-            RoutingSource::DeviceLifecycleEvents,
-            RoutingSource::DeviceConnectionStateEvents,
-        ]
-        .into_iter()
-        .find(|s| format!("{s:?}").eq_ignore_ascii_case(name))
-        .ok_or_else(|| {
-            invalid(format!(
-                "'{name}' is not a routing source: use DeviceMessages, TwinChangeEvents, DeviceLifecycleEvents or DeviceConnectionStateEvents."
-            ))
-        })
-    }
-}
-
-/// The routing document (`properties.routing`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RoutingConfig {
-    #[serde(default)]
-    pub endpoints: Endpoints,
-    #[serde(default)]
-    pub routes: Vec<Route>,
-    /// `None` is IoT Hub's default: enabled, to `events`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback_route: Option<Route>,
-    #[serde(default)]
-    pub enrichments: Vec<Enrichment>,
-}
-
-/// The custom endpoints, by kind.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Endpoints {
-    /// Event streams of this server (the shape of ARM's Event Hubs endpoints).
-    #[serde(default)]
-    pub event_hubs: Vec<StreamEndpoint>,
-    /// The file endpoint (settings defined by the endpoints crate).
-    #[serde(default)]
-    pub storage_containers: Vec<Value>,
-    /// HTTP webhooks (ironhub's own kind; settings defined by the endpoints crate).
-    #[serde(default)]
-    pub webhooks: Vec<Value>,
-    /// NATS subjects (ironhub's own kind; settings defined by the endpoints crate).
-    #[serde(default)]
-    pub nats_subjects: Vec<Value>,
-    /// Not supported: must be empty.
-    #[serde(default)]
-    pub service_bus_queues: Vec<Value>,
-    /// Not supported: must be empty.
-    #[serde(default)]
-    pub service_bus_topics: Vec<Value>,
-    /// Not supported: must be empty.
-    #[serde(default, rename = "cosmosDBSqlContainers")]
-    pub cosmos_db_sql_containers: Vec<Value>,
-}
-
-/// A custom event stream endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StreamEndpoint {
-    pub name: String,
-    /// Partitions of the stream (1–32), fixed when the stream is created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition_count: Option<u32>,
-    /// ARM's other fields, kept as given.
-    #[serde(flatten)]
-    pub other: Map<String, Value>,
-}
-
-/// A route.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Route {
-    pub name: String,
-    pub source: RoutingSource,
-    /// The routing query; none is `true`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub condition: Option<String>,
-    pub endpoint_names: Vec<String>,
-    pub is_enabled: bool,
-}
-
-/// A message enrichment: an application property added to messages sent to its endpoints.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Enrichment {
-    pub key: String,
-    /// A static value, `$twin.…` or `$iothubname`.
-    pub value: String,
-    pub endpoint_names: Vec<String>,
-}
 
 /// An external endpoint kind, whose settings the endpoints crate defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -203,9 +87,16 @@ fn check_name(what: &str, name: &str) -> Result<(), HubError> {
     }
 }
 
-impl RoutingConfig {
+/// The rules of a routing document (on ironhub-wire's shape).
+pub trait RoutingRules {
     /// Every endpoint with its target, the built-in one first.
-    pub fn targets(&self) -> Vec<(String, Target)> {
+    fn targets(&self) -> Vec<(String, Target)>;
+    /// Validates the document as IoT Hub does; the first mistake found is the error.
+    fn validate(&self) -> Result<(), HubError>;
+}
+
+impl RoutingRules for RoutingConfig {
+    fn targets(&self) -> Vec<(String, Target)> {
         let mut out = vec![(BUILT_IN.to_owned(), Target::BuiltIn)];
         for e in &self.endpoints.event_hubs {
             out.push((
@@ -216,7 +107,7 @@ impl RoutingConfig {
                 },
             ));
         }
-        for (kind, list) in self.external() {
+        for (kind, list) in external(self) {
             for settings in list {
                 if let Some(name) = settings.get("name").and_then(Value::as_str) {
                     out.push((
@@ -232,31 +123,7 @@ impl RoutingConfig {
         out
     }
 
-    fn external(&self) -> [(ExternalKind, &Vec<Value>); 3] {
-        [
-            (
-                ExternalKind::StorageContainer,
-                &self.endpoints.storage_containers,
-            ),
-            (ExternalKind::Webhook, &self.endpoints.webhooks),
-            (ExternalKind::NatsSubject, &self.endpoints.nats_subjects),
-        ]
-    }
-
-    /// The fallback route as it applies: the one given, or IoT Hub's default (enabled, to
-    /// `events`).
-    pub fn fallback(&self) -> Route {
-        self.fallback_route.clone().unwrap_or_else(|| Route {
-            name: FALLBACK.into(),
-            source: RoutingSource::DeviceMessages,
-            condition: Some("true".into()),
-            endpoint_names: vec![BUILT_IN.into()],
-            is_enabled: true,
-        })
-    }
-
-    /// Validates the document as IoT Hub does; the first mistake found is the error.
-    pub fn validate(&self) -> Result<(), HubError> {
+    fn validate(&self) -> Result<(), HubError> {
         for (what, list) in [
             ("serviceBusQueues", &self.endpoints.service_bus_queues),
             ("serviceBusTopics", &self.endpoints.service_bus_topics),
@@ -287,7 +154,7 @@ impl RoutingConfig {
                 )));
             }
         }
-        for (kind, list) in self.external() {
+        for (kind, list) in external(self) {
             if list.len() > MAX_ENDPOINTS_PER_KIND {
                 return Err(invalid(format!(
                     "At most {MAX_ENDPOINTS_PER_KIND} endpoints of one kind are allowed."
@@ -382,6 +249,18 @@ impl RoutingConfig {
         }
         Ok(())
     }
+}
+
+/// The external endpoints by kind.
+fn external(config: &RoutingConfig) -> [(ExternalKind, &Vec<Value>); 3] {
+    [
+        (
+            ExternalKind::StorageContainer,
+            &config.endpoints.storage_containers,
+        ),
+        (ExternalKind::Webhook, &config.endpoints.webhooks),
+        (ExternalKind::NatsSubject, &config.endpoints.nats_subjects),
+    ]
 }
 
 fn check_route(route: &Route, endpoints: &BTreeSet<String>) -> Result<(), HubError> {

@@ -24,7 +24,7 @@ use ironhub_query::routing::{MessageParts, message_view};
 use ironhub_store::{Event, EventLog, EventStreams, NewEvent, WriteConflict};
 use serde_json::Value;
 
-pub use config::{Enrichment, Route, RoutingConfig, RoutingSource, Target};
+pub use config::{Enrichment, Route, RoutingConfig, RoutingRules, RoutingSource, Target};
 pub use test_route::{TestMessage, TestOutcome, TestRouteResult};
 
 use crate::{Hub, HubError};

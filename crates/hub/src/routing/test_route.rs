@@ -8,69 +8,15 @@ use std::collections::BTreeMap;
 
 use ironhub_query::RoutingQuery;
 use ironhub_query::routing::{MessageParts, message_view, system_property_key};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use ironhub_wire::hub::{
+    CompilationError, ErrorPosition, ErrorRange, TestMessage, TestOutcome, TestRouteDetails,
+    TestRouteResult,
+};
 
 use super::{Route, RoutingSource};
 use crate::{Hub, HubError};
-
-/// A sample message (ARM's `RoutingMessage`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TestMessage {
-    #[serde(default)]
-    pub body: Option<String>,
-    #[serde(default)]
-    pub app_properties: BTreeMap<String, String>,
-    /// By IoT Hub's names (`contentType`, `content-type`, `connectionDeviceId`, …).
-    #[serde(default)]
-    pub system_properties: BTreeMap<String, String>,
-}
-
-/// A condition's verdict on a sample message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum TestOutcome {
-    True,
-    False,
-    Undefined,
-}
-
-/// ARM's `TestRouteResult`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TestRouteResult {
-    pub result: TestOutcome,
-    pub details: TestRouteDetails,
-}
-
-/// ARM's `TestRouteResultDetails`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TestRouteDetails {
-    pub compilation_errors: Vec<CompilationError>,
-}
-
-/// ARM's `RouteCompilationError`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CompilationError {
-    pub message: String,
-    pub severity: String,
-    pub location: ErrorRange,
-}
-
-/// Where a compilation error is (1-based line and column).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorRange {
-    pub start: ErrorPosition,
-    pub end: ErrorPosition,
-}
-
-/// A position in a condition.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorPosition {
-    pub line: usize,
-    pub column: usize,
-}
 
 /// The routing view of a sample message.
 fn sample_view(message: &TestMessage, twin: Option<&Value>) -> Value {
