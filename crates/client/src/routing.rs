@@ -13,9 +13,18 @@ impl HubClient {
     /// `GET /routing`: the routing document and its etag (none before one was written).
     pub async fn get_routing(&self) -> Result<(RoutingConfig, Option<String>), ClientError> {
         let response = self
-            .request_raw(Method::GET, "/routing", &[], vec![], Bytes::new(), REQUEST_TIMEOUT)
+            .request_raw(
+                Method::GET,
+                "/routing",
+                &[],
+                vec![],
+                Bytes::new(),
+                REQUEST_TIMEOUT,
+            )
             .await?;
-        let etag = response.header("etag").map(|e| e.trim_matches('"').to_owned());
+        let etag = response
+            .header("etag")
+            .map(|e| e.trim_matches('"').to_owned());
         Ok((response.json()?, etag))
     }
 
@@ -50,8 +59,14 @@ impl HubClient {
 
     /// `POST /routing/routes/$testnew`: one route against a sample message.
     pub async fn test_route(&self, input: &TestRouteInput) -> Result<TestRouteResult, ClientError> {
-        self.request(Method::POST, "/routing/routes/$testnew", &[], Some(input), None)
-            .await
+        self.request(
+            Method::POST,
+            "/routing/routes/$testnew",
+            &[],
+            Some(input),
+            None,
+        )
+        .await
     }
 
     /// `POST /routing/routes/$testall`: the configured routes a sample message matches.
@@ -59,8 +74,13 @@ impl HubClient {
         &self,
         input: &TestAllRoutesInput,
     ) -> Result<TestAllRoutesResult, ClientError> {
-        self.request(Method::POST, "/routing/routes/$testall", &[], Some(input), None)
-            .await
+        self.request(
+            Method::POST,
+            "/routing/routes/$testall",
+            &[],
+            Some(input),
+            None,
+        )
+        .await
     }
 }
-

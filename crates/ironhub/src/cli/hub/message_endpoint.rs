@@ -31,7 +31,12 @@ pub struct CreateArgs {
     #[arg(long = "endpoint-name", visible_alias = "en")]
     pub endpoint_name: String,
     /// `eventhub` (an event stream of this server).
-    #[arg(long = "endpoint-type", visible_alias = "type", short = 't', default_value = "eventhub")]
+    #[arg(
+        long = "endpoint-type",
+        visible_alias = "type",
+        short = 't',
+        default_value = "eventhub"
+    )]
     pub endpoint_type: String,
     /// Partitions of the stream (1–32) [default: 4].
     #[arg(long = "partition-count")]

@@ -234,7 +234,10 @@ fn to_value<T: serde::Serialize>(v: &T) -> anyhow::Result<Option<Value>> {
 }
 
 /// Runs a `message-route` command; `None` when it prints nothing (delete).
-pub async fn run(session: &Session, command: &MessageRouteCommand) -> anyhow::Result<Option<Value>> {
+pub async fn run(
+    session: &Session,
+    command: &MessageRouteCommand,
+) -> anyhow::Result<Option<Value>> {
     let client = session.client()?;
     match command {
         MessageRouteCommand::Create(a) => {
@@ -246,7 +249,10 @@ pub async fn run(session: &Session, command: &MessageRouteCommand) -> anyhow::Re
                 is_enabled: a.enabled,
             };
             let config = edit(&client, |c| {
-                if c.routes.iter().any(|r| r.name.eq_ignore_ascii_case(&route.name)) {
+                if c.routes
+                    .iter()
+                    .any(|r| r.name.eq_ignore_ascii_case(&route.name))
+                {
                     bail!("a route named '{}' exists already", route.name);
                 }
                 c.routes.push(route.clone());
@@ -383,7 +389,9 @@ pub async fn run_enrichment(
             let config = edit(&client, |c| {
                 let existing = c.enrichments.iter_mut().find(|e| e.key == a.key);
                 match (existing, create) {
-                    (Some(_), true) => bail!("an enrichment with the key '{}' exists already", a.key),
+                    (Some(_), true) => {
+                        bail!("an enrichment with the key '{}' exists already", a.key)
+                    }
                     (None, false) => bail!("there is no enrichment with the key '{}'", a.key),
                     (Some(e), false) => {
                         e.value = a.value.clone();
