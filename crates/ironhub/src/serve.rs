@@ -79,6 +79,15 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         .with_event_streams(Arc::new(SqliteEventStreams::open(
             &config.data_dir.join("streams"),
         )?));
+    if let Some(routing) = &config.routing {
+        hub.set_routing_config(routing.clone(), Some("*"))
+            .await
+            .map_err(|e| anyhow::anyhow!("the config file's [routing] is not valid: {e}"))?;
+        tracing::info!(
+            routes = routing.routes.len(),
+            "routing applied from the config file"
+        );
+    }
     // This node's connections and deliveries from before this start are gone: mark its
     // devices disconnected and give its locked cloud-to-device messages back at once (other
     // nodes sharing the store keep theirs).
