@@ -73,12 +73,7 @@ fn invalid(message: String) -> HubError {
 
 /// IoT Hub's rule for endpoint and route names: 1–64 letters, digits, `-`, `.`, `_`.
 fn check_name(what: &str, name: &str) -> Result<(), HubError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    if ok {
+    if crate::ca::is_resource_name(name) {
         Ok(())
     } else {
         Err(invalid(format!(
