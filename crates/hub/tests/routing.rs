@@ -264,3 +264,27 @@ async fn bad_documents_change_nothing() {
         404
     );
 }
+
+#[tokio::test]
+async fn external_endpoints_get_a_delivery_stream_for_their_pump() {
+    let (hub, _dir) = routed_hub().await;
+    let doc = config(json!({
+        "endpoints": {"webhooks": [{"name": "Hook", "url": "http://127.0.0.1:9/x"}]},
+        "routes": [{"name": "r", "source": "DeviceMessages", "condition": "true", "endpointNames": ["hook"], "isEnabled": true}]
+    }));
+    hub.set_routing_config(doc, None).await.unwrap();
+    let sent = hub
+        .send_telemetry(&authenticated("d1").identity, json_message("{}", &[]))
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1);
+    let streams = hub.event_streams().unwrap();
+    let delivery = streams.stream("$delivery.hook").await.unwrap().unwrap();
+    let p = ironhub_store::eventlog::partition_for("d1", delivery.partition_count());
+    assert_eq!(delivery.read(p, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        read_endpoint(&hub, "events").await.len(),
+        0,
+        "routed, so no fallback"
+    );
+}
