@@ -526,10 +526,40 @@ impl Hub {
             }
         }
         if errors.is_empty() {
+            // Lifecycle events, when a route takes them: the twins of the devices to delete
+            // are read before they go.
+            let lifecycle = self.routes_take(RoutingSource::DeviceLifecycleEvents).await;
+            let mut deleted_twins = Vec::new();
+            if lifecycle {
+                for w in &writes {
+                    if let DeviceWrite::Delete { id, .. } = w
+                        && let Ok(twin) = self.get_twin(id).await
+                    {
+                        deleted_twins.push((id.clone(), serde_json::to_value(twin).ok()));
+                    }
+                }
+            }
             match self.store.write_devices(writes.clone()).await? {
                 Ok(_) => {
                     for id in revoked {
                         self.revoke(&id).await;
+                    }
+                    if lifecycle {
+                        for w in &writes {
+                            if let DeviceWrite::Create(record) = w {
+                                let id = &record.device_id;
+                                self.emit_lifecycle(id, true, async {
+                                    self.get_twin(id)
+                                        .await
+                                        .ok()
+                                        .and_then(|t| serde_json::to_value(t).ok())
+                                })
+                                .await;
+                            }
+                        }
+                        for (id, twin) in deleted_twins {
+                            self.emit_lifecycle(&id, false, async { twin }).await;
+                        }
                     }
                 }
                 Err(failed) => {

@@ -288,3 +288,47 @@ async fn external_endpoints_get_a_delivery_stream_for_their_pump() {
         "routed, so no fallback"
     );
 }
+
+#[tokio::test]
+async fn bulk_creates_and_deletes_emit_lifecycle_events() {
+    let (hub, _dir) = routed_hub().await;
+    let doc = config(json!({
+        "endpoints": {"eventHubs": [{"name": "life"}]},
+        "routes": [{"name": "life", "source": "DeviceLifecycleEvents", "endpointNames": ["life"], "isEnabled": true}]
+    }));
+    hub.set_routing_config(doc, None).await.unwrap();
+    let item = |id: &str, mode: &str| -> ironhub_hub::model::ExportImportDevice {
+        serde_json::from_value(json!({"id": id, "importMode": mode})).unwrap()
+    };
+    let done = hub
+        .bulk(&[item("b1", "create"), item("b2", "create")])
+        .await
+        .unwrap();
+    assert!(done.is_successful);
+    assert!(
+        hub.bulk(&[item("b1", "delete")])
+            .await
+            .unwrap()
+            .is_successful
+    );
+    let mut ops: Vec<(String, String)> = read_endpoint(&hub, "life")
+        .await
+        .into_iter()
+        .map(|e| {
+            let app = e.event.application_properties;
+            (
+                app["deviceId"].clone().unwrap(),
+                app["opType"].clone().unwrap(),
+            )
+        })
+        .collect();
+    ops.sort();
+    assert_eq!(
+        ops,
+        [
+            ("b1".into(), "createDeviceIdentity".into()),
+            ("b1".into(), "deleteDeviceIdentity".into()),
+            ("b2".into(), "createDeviceIdentity".into()),
+        ]
+    );
+}
