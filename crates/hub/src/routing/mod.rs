@@ -117,11 +117,17 @@ pub struct RoutingCache {
 }
 
 impl RoutingCache {
+    /// The cached document while it is fresh. When it has aged, the first caller gets `None`
+    /// (and reads the store) while the others keep using the old copy until it is replaced,
+    /// so a busy node reads the store once per [`REFRESH`], not once per message in flight.
     fn fresh(&self) -> Option<Arc<Compiled>> {
-        let slot = self.slot.lock().ok()?;
-        slot.as_ref()
-            .filter(|(read, _)| read.elapsed() < REFRESH)
-            .map(|(_, c)| c.clone())
+        let mut slot = self.slot.lock().ok()?;
+        let (read, compiled) = slot.as_mut()?;
+        if read.elapsed() < REFRESH {
+            return Some(compiled.clone());
+        }
+        *read = Instant::now();
+        None
     }
 
     fn put(&self, compiled: Arc<Compiled>) {
