@@ -318,3 +318,26 @@ def test_bad_input_is_refused_and_changes_nothing(routed):
                            params={"endpoint": "nope", "api-version": API, "timeout": "1"},
                            headers=owner_auth(hub), timeout=TIMEOUT_S, verify=hub.ca_file)
     assert missing.status_code == 404
+
+
+def test_cli_updates_and_deletes(routed):
+    hub = routed
+    updated = cli(hub, "hub", "message-route", "update", "--route-name", "alerts", "--condition", "level = 'warn'",
+                  "--enabled", "false")
+    assert updated["condition"] == "level = 'warn'" and updated["isEnabled"] is False
+    # An endpoint a route names cannot go: the document would name a missing endpoint.
+    proc = cli(hub, "hub", "message-endpoint", "delete", "--endpoint-name", "alerts", ok=False)
+    assert "does not exist" in proc.stderr
+    cli(hub, "hub", "message-route", "delete", "--route-name", "alerts")
+    assert "alerts" not in [r["name"] for r in cli(hub, "hub", "message-route", "list")]
+    assert cli(hub, "hub", "message-endpoint", "delete", "--endpoint-name", "alerts") is None
+    names = [e["name"] for e in cli(hub, "hub", "message-endpoint", "list", "--endpoint-type", "eventhub")]
+    assert names == ["hot", "sites", "ops"]
+    enrichments = cli(hub, "hub", "message-enrichment", "update", "--key", "site", "--value", "fixed",
+                      "--endpoints", "hot")
+    assert {"key": "site", "value": "fixed", "endpointNames": ["hot"]} in enrichments
+    cli(hub, "hub", "message-enrichment", "delete", "--key", "site")
+    assert [e["key"] for e in cli(hub, "hub", "message-enrichment", "list")] == ["hubname"]
+    # Deleting every route of a source.
+    cli(hub, "hub", "message-route", "delete", "--source", "TwinChangeEvents")
+    assert cli(hub, "hub", "message-route", "list", "--source", "TwinChangeEvents") == []
