@@ -443,9 +443,8 @@ impl Hub {
             notification["tags"] = Value::Object(saved.tags.clone());
         }
         if let Some((version, patch)) = &pushed {
-            let mut desired = patch.clone();
-            desired.insert("$version".into(), json!(version));
-            notification["properties"] = json!({ "desired": desired });
+            notification["properties"] =
+                json!({ "desired": notified_section(patch, *version, &now) });
         }
         let op = if replace {
             TwinOp::Replace
@@ -499,8 +498,7 @@ impl Hub {
             check_size(&next.reported, Section::Reported)?;
             match self.save_twin(next, Some(current.etag.clone())).await {
                 Ok(saved) => {
-                    let mut reported = patch.clone();
-                    reported.insert("$version".into(), json!(saved.reported_version));
+                    let reported = notified_section(&patch, saved.reported_version, &now);
                     let body = json!({
                         "version": saved.version,
                         "properties": { "reported": reported },
@@ -516,6 +514,21 @@ impl Hub {
             "The twin is being changed too often; try again.".into(),
         ))
     }
+}
+
+/// A changed section as a twin change notification carries it: the patch, its `$metadata`
+/// (`$lastUpdated` of the section and of each property changed) and the section's new
+/// `$version`.
+fn notified_section(patch: &Map<String, Value>, version: u64, now: &str) -> Value {
+    let mut metadata = Map::new();
+    metadata.insert("$lastUpdated".into(), json!(now));
+    for key in patch.keys() {
+        metadata.insert(key.clone(), json!({ "$lastUpdated": now }));
+    }
+    let mut section = patch.clone();
+    section.insert("$metadata".into(), Value::Object(metadata));
+    section.insert("$version".into(), json!(version));
+    Value::Object(section)
 }
 
 #[cfg(test)]

@@ -218,6 +218,8 @@ async fn hub_events_are_routed_with_iot_hubs_shapes() {
     );
     assert_eq!(body(1)["tags"]["site"], "x");
     assert_eq!(body(1)["properties"]["desired"]["rate"], 5);
+    assert_eq!(body(1)["properties"]["desired"]["$version"], 2);
+    assert!(body(1)["properties"]["desired"]["$metadata"]["rate"]["$lastUpdated"].is_string());
     assert_eq!(body(2)["properties"]["reported"]["rate"], 5);
     assert_eq!(
         events[3].event.system_properties["iothub-message-source"],
