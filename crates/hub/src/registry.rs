@@ -402,13 +402,7 @@ impl Hub {
             .await?
             .ok_or_else(|| HubError::ServerError("the store wrote no device".into()))?;
         if created {
-            self.emit_lifecycle(id, true, async {
-                self.get_twin(id)
-                    .await
-                    .ok()
-                    .and_then(|t| serde_json::to_value(t).ok())
-            })
-            .await;
+            self.emit_lifecycle(id, true, self.twin_json(id)).await;
         }
         if let Some(before) = before
             && revokes(&before, &written)
@@ -426,10 +420,7 @@ impl Hub {
         };
         // The twin as it was, read only when a route takes lifecycle events.
         let before = if self.routes_take(RoutingSource::DeviceLifecycleEvents).await {
-            self.get_twin(id)
-                .await
-                .ok()
-                .and_then(|t| serde_json::to_value(t).ok())
+            self.twin_json(id).await
         } else {
             None
         };
@@ -532,10 +523,8 @@ impl Hub {
             let mut deleted_twins = Vec::new();
             if lifecycle {
                 for w in &writes {
-                    if let DeviceWrite::Delete { id, .. } = w
-                        && let Ok(twin) = self.get_twin(id).await
-                    {
-                        deleted_twins.push((id.clone(), serde_json::to_value(twin).ok()));
+                    if let DeviceWrite::Delete { id, .. } = w {
+                        deleted_twins.push((id.clone(), self.twin_json(id).await));
                     }
                 }
             }
@@ -548,13 +537,7 @@ impl Hub {
                         for w in &writes {
                             if let DeviceWrite::Create(record) = w {
                                 let id = &record.device_id;
-                                self.emit_lifecycle(id, true, async {
-                                    self.get_twin(id)
-                                        .await
-                                        .ok()
-                                        .and_then(|t| serde_json::to_value(t).ok())
-                                })
-                                .await;
+                                self.emit_lifecycle(id, true, self.twin_json(id)).await;
                             }
                         }
                         for (id, twin) in deleted_twins {

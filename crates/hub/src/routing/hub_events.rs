@@ -46,6 +46,12 @@ impl Hub {
         }
     }
 
+    /// A device's twin as JSON, as a lifecycle event's body (`None` when it cannot be read).
+    pub(crate) async fn twin_json(&self, device_id: &str) -> Option<Value> {
+        let twin = self.get_twin(device_id).await.ok()?;
+        serde_json::to_value(twin).ok()
+    }
+
     /// A twin change notification: `body` is `{"version", "tags"?, "properties": {…}}`.
     pub(crate) async fn emit_twin_change(&self, device_id: &str, op: TwinOp, body: Value) {
         if !self.routes_take(RoutingSource::TwinChangeEvents).await {
