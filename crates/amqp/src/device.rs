@@ -82,22 +82,21 @@ struct Entry {
 pub struct Devices {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     generations: Arc<AtomicU64>,
+    /// Held while a link joins: two links of a device attaching at once (the SDKs attach
+    /// several together) must share one session, not take each other over.
+    joining: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Devices {
     /// A link of `device` joins: the first one opens the device's session.
     pub async fn join(&self, hub: &Hub, claims: &Claims, device: AuthenticatedDevice) -> DeviceLink {
         let id = device.identity.device_id.clone();
+        let _joining = self.joining.lock().await;
         if let Some(link) = self.join_existing(&id) {
             return link;
         }
         // Connected (and any earlier connection taken over) before the link is answered.
         let session = hub.connect_device(device).await;
-        if let Some(link) = self.join_existing(&id) {
-            // Another link of the device won the race; this session goes again.
-            session.close().await;
-            return link;
-        }
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(DeviceState::default());
         let (stop_tx, stop) = watch::channel(None);

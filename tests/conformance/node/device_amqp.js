@@ -108,16 +108,16 @@ const commands = {
     return out;
   },
   async method(c) {
+    // The transport's enableMethods attaches the method links and tells when they are up;
+    // onDeviceMethod then finds them attached (it would attach them in the background).
+    const enabled = await settle((cb) => client._transport.enableMethods(cb));
+    if (enabled.err) throw enabled.err;
     client.onDeviceMethod(c.name, (request, response) => {
       print({ event: 'method', name: request.methodName, payload: request.payload });
       response.send(c.status, c.answer, (err) => {
         if (err) print({ event: 'methodAnswerError', error: errorJson(err) });
       });
     });
-    // onDeviceMethod attaches the method links in the background; the transport's
-    // enableMethods (idempotent) tells when they are up.
-    const enabled = await settle((cb) => client._transport.enableMethods(cb));
-    if (enabled.err) throw enabled.err;
     return { listening: c.name };
   },
   async close() {

@@ -1,0 +1,277 @@
+"""Devices over AMQP with the real Node device SDK (`azure-iot-device` with
+`azure-iot-device-amqp`'s `Amqp` on 5671 and `AmqpWs` on 443), driven through
+`node/device_amqp.js`, against the Python service SDK: telemetry read back from the event
+stream with its properties, cloud-to-device messages completed, rejected and abandoned with
+their feedback, the twin (get, reported patch, desired patch), a direct method, an X.509
+device, and the refusals (wrong key, another device's token, another device's address).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
+
+from dps_helpers import make_self_signed, sas, sha1_thumbprint, stored_events
+
+IRONHUB_ADDRESS = "127.0.0.135"
+WAIT_S = 20
+NODE_DIR = Path(__file__).resolve().parent / "node"
+TRANSPORTS = pytest.mark.parametrize("transport", ["amqp", "amqpws"])
+API = "api-version=2021-04-12"
+
+
+class NodeDevice:
+    """`node device_amqp.js`: one command a line in, one JSON line out (and events)."""
+
+    def __init__(self, hub, transport: str, connection_string: str, cert: Path | None = None,
+                 key: Path | None = None):
+        if shutil.which("node") is None:
+            pytest.fail("`node` is not installed: run the suite through scripts/test", pytrace=False)
+        env = dict(os.environ, NODE_EXTRA_CA_CERTS=hub.ca_file, DEVICE_CONNECTION_STRING=connection_string,
+                   DEBUG="azure-iot-device-amqp*,azure-iot-amqp-base*")
+        if cert:
+            env.update(DEVICE_CERT=str(cert), DEVICE_KEY=str(key))
+        self.proc = subprocess.Popen(
+            ["node", str(NODE_DIR / "device_amqp.js"), transport], cwd=NODE_DIR, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.lines: queue.Queue = queue.Queue()
+        self.events: list = []
+        self.stderr: list = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
+        self.opened = self._next(lambda m: m.get("event") in ("open", "openError"))
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.lines.put(json.loads(line))
+        self.lines.put(None)
+
+    def _next(self, wanted):
+        deadline = time.monotonic() + WAIT_S
+        for i, seen in enumerate(self.events):
+            if wanted(seen):
+                return self.events.pop(i)
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                line = self.lines.get(timeout=max(left, 0.01))
+            except queue.Empty:
+                raise AssertionError(f"no answer from the Node device within {WAIT_S} s: {self.events}\n"
+                                     + "".join(self.stderr[-60:])) from None
+            if line is None:
+                raise AssertionError("the Node device exited:\n" + "".join(self.stderr[-60:]))
+            if wanted(line):
+                return line
+            self.events.append(line)
+
+    def run(self, cmd: str, **args) -> dict:
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
+        self.proc.stdin.flush()
+        out = self._next(lambda m: m.get("cmd") == cmd)
+        assert "error" not in out, out
+        return out
+
+    def event(self, name: str, where=lambda m: True) -> dict:
+        return self._next(lambda m: m.get("event") == name and where(m))
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.run("close")
+            except AssertionError:
+                pass
+            self.proc.kill()
+        self.proc.wait(timeout=WAIT_S)
+
+
+@pytest.fixture(scope="module")
+def registry(hub):
+    """A registry manager whose AMQP client (C2D send) trusts the server's CA: uamqp reads its
+    CA bundle from certifi when the client is built."""
+    import uamqp.authentication.common as uamqp_common
+
+    real = uamqp_common.certifi.where
+    uamqp_common.certifi.where = lambda: hub.ca_file
+    try:
+        rm = hub.registry_manager()
+    finally:
+        uamqp_common.certifi.where = real
+    yield rm
+    rm.amqp_svc_client.disconnect_sync()
+
+
+def sas_device(hub, registry, device_id: str) -> tuple[str, str]:
+    key = registry.create_device_with_sas(device_id, None, None, "enabled").authentication.symmetric_key.primary_key
+    return key, f"HostName={hub.hostname};DeviceId={device_id};SharedAccessKey={key}"
+
+
+def service_headers(hub) -> dict:
+    parts = hub.connection_string_parts()
+    return {"Authorization": sas(hub.hostname, parts["SharedAccessKey"], parts["SharedAccessKeyName"])}
+
+
+def feedback(hub) -> list:
+    """Every feedback record waiting, completing the batches read (REST)."""
+    records = []
+    while True:
+        r = requests.get(f"https://{hub.address}/messages/serviceBound/feedback?{API}",
+                         headers=service_headers(hub), verify=hub.ca_file, timeout=10)
+        if r.status_code == 204:
+            return records
+        assert r.status_code == 200, r.text
+        records.extend(r.json())
+        token = r.headers["ETag"].strip('"')
+        done = requests.delete(f"https://{hub.address}/messages/serviceBound/feedback/{token}?{API}",
+                               headers=service_headers(hub), verify=hub.ca_file, timeout=10)
+        assert done.status_code == 204
+
+
+def wait_for(predicate, what: str):
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@TRANSPORTS
+def test_telemetry_twin_and_method(hub, registry, transport):
+    device_id = f"amqp-dev-{transport}"
+    _, cs = sas_device(hub, registry, device_id)
+    device = NodeDevice(hub, transport, cs)
+    try:
+        assert device.opened["event"] == "open", device.opened
+        device.run("send", text='{"t": 21}', messageId="m-1", contentType="application/json",
+                   properties={"colour": "blue"})
+        # Connected while a link of the device is up (the telemetry and C2D links are).
+        assert registry.get_device(device_id).connection_state == "Connected"
+        [event] = stored_events(hub, device_id)
+        assert event["body"] == {"t": 21}
+        assert event["applicationProperties"] == {"colour": "blue"}
+        system = event["systemProperties"]
+        assert system["message-id"] == "m-1"
+        assert system["content-type"] == "application/json"
+        assert system["iothub-connection-device-id"] == device_id
+        assert json.loads(system["iothub-connection-auth-method"])["type"] == "sas"
+
+        got = device.run("twin")
+        assert got["desired"]["$version"] == 1
+        device.run("report", patch={"firmware": "1.2"})
+        assert registry.get_twin(device_id).properties.reported["firmware"] == "1.2"
+
+        device.run("desired")
+        twin = registry.get_twin(device_id)
+        registry.update_twin(device_id, Twin(properties=TwinProperties(desired={"rate": 5})), twin.etag)
+        # The SDK reports the twin's desired properties once when listening starts, then each
+        # patch.
+        delta = device.event("desired", lambda m: "rate" in m["delta"])["delta"]
+        assert delta["rate"] == 5 and delta["$version"] == 2
+
+        device.run("method", name="reboot", status=201, answer={"ok": True})
+        result = registry.invoke_device_method(
+            device_id, CloudToDeviceMethod(method_name="reboot", payload={"delay": 1}, response_timeout_in_seconds=10))
+        assert result.status == 201
+        assert result.payload == {"ok": True}
+        assert device.event("method")["payload"] == {"delay": 1}
+    finally:
+        device.close()
+    wait_for(lambda: registry.get_device(device_id).connection_state == "Disconnected", "the disconnection")
+
+
+@TRANSPORTS
+def test_cloud_to_device_complete_reject_abandon_with_feedback(hub, registry, transport):
+    device_id = f"amqp-c2d-{transport}"
+    _, cs = sas_device(hub, registry, device_id)
+    feedback(hub)
+    device = NodeDevice(hub, transport, cs)
+    try:
+        assert device.opened["event"] == "open", device.opened
+        for n in ("one", "two", "three"):
+            registry.send_c2d_message(device_id, n, {"iothub-ack": "full", "messageId": f"c-{n}", "k": n})
+        first = device.run("c2d", settle="complete")
+        assert first["data"] == "one" and first["messageId"] == "c-one"
+        assert first["properties"]["k"] == "one"
+        assert device.run("c2d", settle="reject")["data"] == "two"
+        assert device.run("c2d", settle="abandon")["data"] == "three"
+        again = device.run("c2d", settle="complete")
+        assert again["data"] == "three"
+    finally:
+        device.close()
+    records = wait_for(lambda: (lambda r: r if len(r) >= 3 else None)(feedback(hub)), "three feedback records")
+    by_id = {r["originalMessageId"]: r["statusCode"] for r in records}
+    assert by_id == {"c-one": "Success", "c-two": "Rejected", "c-three": "Success"}
+
+
+def test_x509_device(hub, registry, tmp_path):
+    device_id = "amqp-x509"
+    make_self_signed(tmp_path, "device", device_id)
+    thumb = sha1_thumbprint(tmp_path / "device.pem")
+    registry.create_device_with_x509(device_id, thumb, thumb, "enabled")
+    cs = f"HostName={hub.hostname};DeviceId={device_id};x509=true"
+    device = NodeDevice(hub, "amqp", cs, tmp_path / "device.pem", tmp_path / "device.key")
+    try:
+        assert device.opened["event"] == "open", device.opened
+        device.run("send", text="from x509")
+        device.run("report", patch={"cert": "ok"})
+    finally:
+        device.close()
+    [event] = stored_events(hub, device_id)
+    assert event["body"] == "from x509"
+    assert "x509" in event["systemProperties"]["iothub-connection-auth-method"].lower()
+    assert registry.get_twin(device_id).properties.reported["cert"] == "ok"
+
+    # A certificate that is not the registered one gets nowhere: TLS and the open succeed (the
+    # certificate is checked when a link of the device attaches), the telemetry link is refused
+    # and the SDK reports the disconnection (or the send's failure).
+    other = tmp_path / "other"
+    other.mkdir()
+    make_self_signed(other, "device", device_id)
+    device = NodeDevice(hub, "amqp", cs, other / "device.pem", other / "device.key")
+    try:
+        if device.opened["event"] == "open":
+            device.proc.stdin.write(json.dumps({"cmd": "send", "text": "no"}) + "\n")
+            device.proc.stdin.flush()
+            out = device._next(lambda m: m.get("cmd") == "send" or m.get("event") == "disconnect")
+            assert "error" in out, out
+    finally:
+        device.close()
+    assert len(stored_events(hub, device_id)) == 1
+
+
+@TRANSPORTS
+def test_wrong_key_and_another_device_s_token_are_refused(hub, registry, transport):
+    device_id = f"amqp-bad-{transport}"
+    key, _ = sas_device(hub, registry, device_id)
+    _, other_cs = sas_device(hub, registry, f"{device_id}-other")
+    wrong = "A" * 43 + "="
+    device = NodeDevice(hub, transport, f"HostName={hub.hostname};DeviceId={device_id};SharedAccessKey={wrong}")
+    try:
+        assert device.opened["event"] == "openError", device.opened
+        assert device.opened["error"]["name"] == "UnauthorizedError", device.opened
+    finally:
+        device.close()
+    # The other device's key, signing for this device's name: refused the same way.
+    other_key = other_cs.rsplit("SharedAccessKey=", 1)[1]
+    assert other_key != key
+    device = NodeDevice(hub, transport,
+                        f"HostName={hub.hostname};DeviceId={device_id};SharedAccessKey={other_key}")
+    try:
+        assert device.opened["event"] == "openError", device.opened
+    finally:
+        device.close()
+    assert stored_events(hub, device_id) == []
+    assert registry.get_device(device_id).connection_state == "Disconnected"
