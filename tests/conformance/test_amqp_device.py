@@ -275,3 +275,54 @@ def test_wrong_key_and_another_device_s_token_are_refused(hub, registry, transpo
         device.close()
     assert stored_events(hub, device_id) == []
     assert registry.get_device(device_id).connection_state == "Disconnected"
+
+
+def run_raw(hub, *args: str) -> dict:
+    """`node amqp_raw.js`: one device link through the SDKs' AMQP layer."""
+    env = dict(os.environ, NODE_EXTRA_CA_CERTS=hub.ca_file, DEBUG="azure-iot-amqp-base*,rhea:events")
+    proc = subprocess.run(
+        ["node", str(NODE_DIR / "amqp_raw.js"), "--host", hub.hostname, *args], cwd=NODE_DIR, env=env,
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"`node amqp_raw.js` printed no JSON (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr[-6000:]}"
+    out = json.loads(lines[-1])
+    assert "error" not in out, f"{out}\n{proc.stderr}"
+    return out
+
+
+def test_a_link_to_another_device_s_address_is_refused(hub, registry):
+    key, _ = sas_device(hub, registry, "amqp-raw-a")
+    sas_device(hub, registry, "amqp-raw-b")
+    out = run_raw(hub, "--device", "amqp-raw-a", "--key", key, "--address", "/devices/amqp-raw-b/messages/events")
+    assert out["putToken"] == "ok", out
+    assert "amqp:unauthorized-access" in (out["attach"], out.get("send")), out
+    # A token for another device is refused by $cbs, and its link too.
+    out = run_raw(hub, "--device", "amqp-raw-b", "--key", key, "--address", "/devices/amqp-raw-b/messages/events")
+    assert out["putToken"] != "ok", out
+    assert "amqp:unauthorized-access" in (out["attach"], out.get("send")), out
+    # Unknown addresses under a device: not found.
+    out = run_raw(hub, "--device", "amqp-raw-a", "--key", key, "--address", "/devices/amqp-raw-a/nowhere")
+    assert "amqp:not-found" in (out["attach"], out.get("send")), out
+    assert stored_events(hub, "amqp-raw-b") == []
+    assert registry.get_device("amqp-raw-b").connection_state == "Disconnected"
+    # The device's own address works on the same kind of connection.
+    out = run_raw(hub, "--device", "amqp-raw-a", "--key", key, "--address", "/devices/amqp-raw-a/messages/events")
+    assert out == {"putToken": "ok", "attach": "ok", "send": "ok"}, out
+    assert [e["body"] for e in stored_events(hub, "amqp-raw-a")] == ["raw"]
+
+
+def test_an_expired_token_closes_the_links_unless_renewed(hub, registry):
+    key, _ = sas_device(hub, registry, "amqp-expiry")
+    address = "/devices/amqp-expiry/messages/events"
+    # Valid for 2 s, not renewed: the link is closed when it lapses.
+    out = run_raw(hub, "--device", "amqp-expiry", "--key", key, "--address", address, "--ttl", "2",
+                  "--hold", "8000")
+    assert out["send"] == "ok", out
+    assert out["detached"] == "amqp:unauthorized-access", out
+    wait_for(lambda: registry.get_device("amqp-expiry").connection_state == "Disconnected", "the disconnection")
+    # Renewed on the same connection before it lapses: the link lives on past the first expiry.
+    out = run_raw(hub, "--device", "amqp-expiry", "--key", key, "--address", address, "--ttl", "2",
+                  "--renew-after", "500", "--hold", "4000")
+    assert out["detached"] is None and out["late"] == "ok", out
+    assert len(stored_events(hub, "amqp-expiry")) == 3
