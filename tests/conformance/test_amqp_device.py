@@ -326,3 +326,31 @@ def test_an_expired_token_closes_the_links_unless_renewed(hub, registry):
                   "--renew-after", "500", "--hold", "4000")
     assert out["detached"] is None and out["late"] == "ok", out
     assert len(stored_events(hub, "amqp-expiry")) == 3
+
+
+def test_a_second_connection_takes_over_and_oversized_telemetry_is_refused(hub, registry):
+    device_id = "amqp-takeover"
+    _, cs = sas_device(hub, registry, device_id)
+    first = NodeDevice(hub, "amqp", cs)
+    second = None
+    try:
+        assert first.opened["event"] == "open", first.opened
+        first.run("send", text="first")
+        second = NodeDevice(hub, "amqpws", cs)
+        assert second.opened["event"] == "open", second.opened
+        second.run("send", text="second")
+        # The first connection's links are closed: the SDK reports the disconnection.
+        assert first.event("disconnect")["error"] is not None
+        assert registry.get_device(device_id).connection_state == "Connected"
+
+        # Over IoT Hub's 256 KB: refused, nothing stored, the connection goes on.
+        second.proc.stdin.write(json.dumps({"cmd": "send", "text": "x" * (260 * 1024)}) + "\n")
+        second.proc.stdin.flush()
+        out = second._next(lambda m: m.get("cmd") == "send")
+        assert "error" in out, out
+        second.run("send", text="after")
+    finally:
+        first.close()
+        if second:
+            second.close()
+    assert [e["body"] for e in stored_events(hub, device_id)] == ["first", "second", "after"]

@@ -194,5 +194,4 @@ mod tests {
         assert_eq!(device_of("/devices/dev1/messages/events"), None);
         assert_eq!(device_of("dev1"), None);
     }
-
 }

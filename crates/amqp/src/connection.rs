@@ -21,10 +21,10 @@ use tokio::task::JoinSet;
 
 use crate::AmqpContext;
 use crate::address::{Node, node};
-use crate::device::{DeviceLink, Devices};
-use crate::device_links;
 use crate::c2d;
 use crate::claims::Claims;
+use crate::device::{DeviceLink, Devices};
+use crate::device_links;
 use crate::errors::{error, hub_error, not_found, unauthorized};
 use crate::eventhub::{deliver, start_position};
 use crate::links::next_delivery;
@@ -90,12 +90,8 @@ struct Shared {
 }
 
 /// Serves one connection until the client closes it or it fails.
-pub async fn serve<Io>(
-    stream: Io,
-    peer: SocketAddr,
-    certificates: Vec<Vec<u8>>,
-    ctx: AmqpContext,
-) where
+pub async fn serve<Io>(stream: Io, peer: SocketAddr, certificates: Vec<Vec<u8>>, ctx: AmqpContext)
+where
     Io: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
     let mut stream = stream;
@@ -309,16 +305,17 @@ async fn outgoing(sender: Sender, address: String, filters: Option<FilterSet>, s
             })
             .await;
         }
-        Node::Device { device_id, link } => match device_link(&shared, &device_id, &address).await
-        {
-            Ok(device) => {
-                let hub = shared.ctx.hub.clone();
-                device_links::outgoing(sender, link, hub, device, shared.closed.clone()).await;
+        Node::Device { device_id, link } => {
+            match device_link(&shared, &device_id, &address).await {
+                Ok(device) => {
+                    let hub = shared.ctx.hub.clone();
+                    device_links::outgoing(sender, link, hub, device, shared.closed.clone()).await;
+                }
+                Err(e) => {
+                    let _ = sender.close_with_error(e).await;
+                }
             }
-            Err(e) => {
-                let _ = sender.close_with_error(e).await;
-            }
-        },
+        }
         Node::DeviceBound | Node::Unknown => {
             let _ = sender.close_with_error(not_found(&address)).await;
         }

@@ -50,7 +50,8 @@ pub struct DeviceLink {
 impl DeviceLink {
     /// Gives up the link's place; the device's session ends with its last link.
     pub fn leave(self) {
-        self.devices.leave(&self.identity.device_id, self.generation);
+        self.devices
+            .leave(&self.identity.device_id, self.generation);
     }
 
     /// Waits until the device's links are told to close; the error to close with.
@@ -89,7 +90,12 @@ pub struct Devices {
 
 impl Devices {
     /// A link of `device` joins: the first one opens the device's session.
-    pub async fn join(&self, hub: &Hub, claims: &Claims, device: AuthenticatedDevice) -> DeviceLink {
+    pub async fn join(
+        &self,
+        hub: &Hub,
+        claims: &Claims,
+        device: AuthenticatedDevice,
+    ) -> DeviceLink {
         let id = device.identity.device_id.clone();
         let _joining = self.joining.lock().await;
         if let Some(link) = self.join_existing(&id) {
@@ -202,8 +208,7 @@ async fn run(
             .device(&id)
             .map_or(session.expires(), |d| d.expires)
             .map(|se| {
-                tokio::time::Instant::now()
-                    + ironhub_auth::time_left(se, ironhub_auth::unix_now())
+                tokio::time::Instant::now() + ironhub_auth::time_left(se, ironhub_auth::unix_now())
             });
         let lapse = async {
             match expiry {
@@ -247,7 +252,9 @@ async fn deliver(hub: &Hub, state: &DeviceState, message: BusMessage) {
             if state.desired.load(Ordering::Relaxed) {
                 let out = state.twin_out.lock().ok().and_then(|o| o.clone());
                 if let Some(out) = out {
-                    let _ = out.send(crate::device_links::desired_patch(version, body)).await;
+                    let _ = out
+                        .send(crate::device_links::desired_patch(version, body))
+                        .await;
                 }
             }
         }
@@ -269,9 +276,148 @@ async fn deliver(hub: &Hub, state: &DeviceState, message: BusMessage) {
                 None => false,
             };
             if !sent {
-                hub.bus().complete_method(call_id, Err(BusError::NotSubscribed));
+                hub.bus()
+                    .complete_method(call_id, Err(BusError::NotSubscribed));
             }
         }
         BusMessage::TakenOver | BusMessage::Revoked => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+    use ironhub_hub::model::DeviceSpec;
+    use ironhub_hub::{AuthMethod, Backends};
+
+    use super::*;
+
+    async fn hub() -> (Hub, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let backends = Backends {
+            store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
+            events: Arc::new(SqliteEventLog::open(dir.path(), 2).unwrap()),
+            bus: Arc::new(LocalBus::new()),
+        };
+        let hub = Hub::open(backends, vec!["myhub.example".into()])
+            .await
+            .unwrap();
+        hub.put_device("d1", &DeviceSpec::default(), None)
+            .await
+            .unwrap();
+        (hub, dir)
+    }
+
+    fn device() -> AuthenticatedDevice {
+        AuthenticatedDevice {
+            identity: DeviceIdentity {
+                device_id: "d1".into(),
+                module_id: None,
+                generation_id: "gen-1".into(),
+                auth: AuthMethod::Sas,
+                model_id: None,
+            },
+            expires: None,
+        }
+    }
+
+    /// Waits (bounded) until the bus shows `d1` as `connected`.
+    async fn until_connected(hub: &Hub, connected: bool) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while hub.bus().is_connected("d1").await != connected {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn links_of_a_device_share_one_session_that_ends_with_the_last() {
+        let (hub, _dir) = hub().await;
+        let devices = Devices::default();
+        let claims = Claims::default();
+        let (a, b) = tokio::join!(
+            devices.join(&hub, &claims, device()),
+            devices.join(&hub, &claims, device())
+        );
+        assert!(Arc::ptr_eq(&a.state, &b.state));
+        assert!(hub.bus().is_connected("d1").await);
+        a.leave();
+        assert!(b.stop.borrow().is_none(), "not taken over by its sibling");
+        assert!(hub.bus().is_connected("d1").await);
+        b.leave();
+        until_connected(&hub, false).await;
+    }
+
+    #[tokio::test]
+    async fn another_connection_takes_the_device_over_and_its_links_are_told() {
+        let (hub, _dir) = hub().await;
+        let devices = Devices::default();
+        let link = devices.join(&hub, &Claims::default(), device()).await;
+        let other = hub.connect_device(device()).await;
+        let mut stop = link.stop.clone();
+        let reason = tokio::time::timeout(Duration::from_secs(5), DeviceLink::stopped(&mut stop))
+            .await
+            .unwrap();
+        assert_eq!(
+            reason.condition,
+            fe2o3_amqp::types::definitions::ErrorCondition::from(LinkError::Stolen)
+        );
+        // A link joining now opens a new session (taking over in turn).
+        link.leave();
+        let again = devices.join(&hub, &Claims::default(), device()).await;
+        assert!(again.stop.borrow().is_none());
+        other.close().await;
+        assert!(hub.bus().is_connected("d1").await);
+    }
+
+    #[tokio::test]
+    async fn a_method_call_without_a_methods_link_is_not_subscribed() {
+        let (hub, _dir) = hub().await;
+        let devices = Devices::default();
+        let _link = devices.join(&hub, &Claims::default(), device()).await;
+        let call = hub
+            .bus()
+            .call_method("d1", "reboot", b"{}".to_vec(), Duration::from_secs(5))
+            .await;
+        assert_eq!(call, Err(BusError::NotSubscribed));
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_token_closes_the_links_unless_renewed() {
+        let (hub, _dir) = hub().await;
+        let devices = Devices::default();
+        let claims = Claims::default();
+        let now = ironhub_auth::unix_now();
+        let mut short = device();
+        short.expires = Some(now + 1);
+        claims.put_device(short.clone());
+        let link = devices.join(&hub, &claims, short).await;
+        let mut stop = link.stop.clone();
+        let reason = tokio::time::timeout(Duration::from_secs(5), DeviceLink::stopped(&mut stop))
+            .await
+            .unwrap();
+        assert_eq!(
+            reason.condition,
+            fe2o3_amqp::types::definitions::ErrorCondition::from(AmqpError::UnauthorizedAccess)
+        );
+        link.leave();
+
+        let mut renewed = device();
+        renewed.expires = Some(now + 1);
+        claims.put_device(renewed.clone());
+        let link = devices.join(&hub, &claims, renewed).await;
+        let mut later = device();
+        later.expires = Some(now + 3600);
+        claims.put_device(later);
+        let mut stop = link.stop.clone();
+        let waited =
+            tokio::time::timeout(Duration::from_secs(3), DeviceLink::stopped(&mut stop)).await;
+        assert!(waited.is_err(), "closed despite the renewal: {waited:?}");
     }
 }

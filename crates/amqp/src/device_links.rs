@@ -121,7 +121,10 @@ pub async fn outgoing(
     link.leave();
 }
 
-fn set(slot: &std::sync::Mutex<Option<mpsc::Sender<Outgoing>>>, value: Option<mpsc::Sender<Outgoing>>) {
+fn set(
+    slot: &std::sync::Mutex<Option<mpsc::Sender<Outgoing>>>,
+    value: Option<mpsc::Sender<Outgoing>>,
+) {
     if let Ok(mut slot) = slot.lock() {
         *slot = value;
     }
@@ -163,7 +166,10 @@ async fn on_telemetry(
     link: &DeviceLink,
 ) -> Result<(), ()> {
     let sent = match telemetry(delivery.message()) {
-        Ok(message) => hub.send_telemetry(&link.identity, message).await.map(|_| ()),
+        Ok(message) => hub
+            .send_telemetry(&link.identity, message)
+            .await
+            .map(|_| ()),
         Err(e) => Err(e),
     };
     let settled = match sent {
@@ -318,7 +324,10 @@ fn c2d_message(m: &C2dMessage) -> Message<Data> {
         properties: Some(Properties {
             message_id: Some(MessageId::String(m.message_id.clone())),
             correlation_id: m.correlation_id.clone().map(MessageId::String),
-            user_id: m.user_id.as_ref().map(|u| Binary::from(u.as_bytes().to_vec())),
+            user_id: m
+                .user_id
+                .as_ref()
+                .map(|u| Binary::from(u.as_bytes().to_vec())),
             to: Some(m.to.clone()),
             content_type: m.content_type.as_deref().map(Symbol::from),
             content_encoding: m.content_encoding.as_deref().map(Symbol::from),
@@ -400,31 +409,29 @@ async fn on_twin_request(request: &Message<Body<Value>>, hub: &Hub, link: &Devic
         .and_then(|p| p.correlation_id.clone());
     let operation = annotation(request, "operation").unwrap_or_default();
     let resource = annotation(request, "resource");
-    let answer: Result<(u16, Option<u64>, Vec<u8>), HubError> = match (
-        operation.as_str(),
-        resource.as_deref(),
-    ) {
-        ("GET", None | Some("")) => hub
-            .device_twin(id)
-            .await
-            .map(|twin| (200, None, twin.to_string().into_bytes())),
-        ("PATCH", Some("/properties/reported")) => match body_bytes(&request.body) {
-            Ok(body) => hub
-                .patch_reported(id, &body)
+    let answer: Result<(u16, Option<u64>, Vec<u8>), HubError> =
+        match (operation.as_str(), resource.as_deref()) {
+            ("GET", None | Some("")) => hub
+                .device_twin(id)
                 .await
-                .map(|version| (204, Some(version), Vec::new())),
-            Err(e) => Err(e),
-        },
-        ("PUT" | "DELETE", Some(DESIRED_RESOURCE)) => {
-            link.state
-                .desired
-                .store(operation == "PUT", Ordering::Relaxed);
-            Ok((200, None, Vec::new()))
-        }
-        _ => Err(HubError::ArgumentInvalid(format!(
-            "The twin operation '{operation}' on {resource:?} is not supported."
-        ))),
-    };
+                .map(|twin| (200, None, twin.to_string().into_bytes())),
+            ("PATCH", Some("/properties/reported")) => match body_bytes(&request.body) {
+                Ok(body) => hub
+                    .patch_reported(id, &body)
+                    .await
+                    .map(|version| (204, Some(version), Vec::new())),
+                Err(e) => Err(e),
+            },
+            ("PUT" | "DELETE", Some(DESIRED_RESOURCE)) => {
+                link.state
+                    .desired
+                    .store(operation == "PUT", Ordering::Relaxed);
+                Ok((200, None, Vec::new()))
+            }
+            _ => Err(HubError::ArgumentInvalid(format!(
+                "The twin operation '{operation}' on {resource:?} is not supported."
+            ))),
+        };
     let message = match answer {
         Ok((status, version, body)) => twin_message(correlation_id, Some(status), version, body),
         Err(e) => twin_message(correlation_id, Some(e.status()), None, error_body(&e)),
@@ -441,10 +448,7 @@ async fn on_twin_request(request: &Message<Body<Value>>, hub: &Hub, link: &Devic
 /// A method call as the device receives it.
 pub fn method_request(call_id: u64, name: &str, payload: Vec<u8>) -> Outgoing {
     let mut application = OrderedMap::new();
-    application.insert(
-        METHOD_NAME.to_owned(),
-        SimpleValue::String(name.to_owned()),
-    );
+    application.insert(METHOD_NAME.to_owned(), SimpleValue::String(name.to_owned()));
     Message {
         header: None,
         delivery_annotations: None,
@@ -492,4 +496,79 @@ fn on_method_answer(answer: &Message<Body<Value>>, hub: &Hub, link: &DeviceLink)
     let payload = body_bytes(&answer.body).unwrap_or_default();
     hub.bus()
         .complete_method(call_id, Ok(MethodResponse { status, payload }));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use fe2o3_amqp::types::messaging::Batch;
+
+    use super::*;
+
+    #[test]
+    fn a_device_message_becomes_telemetry() {
+        let mut annotations = OrderedMap::new();
+        annotations.insert(
+            OwnedKey::Symbol(Symbol::from("iothub-interface-id")),
+            Value::String("dtmi:x;1".into()),
+        );
+        let mut application = OrderedMap::new();
+        application.insert("colour".to_owned(), SimpleValue::String("blue".into()));
+        application.insert("n".to_owned(), SimpleValue::Int(3));
+        application.insert("flag".to_owned(), SimpleValue::Null);
+        let message = Message {
+            header: None,
+            delivery_annotations: None,
+            message_annotations: Some(MessageAnnotations(annotations)),
+            properties: Some(Properties {
+                message_id: Some(MessageId::String("m1".into())),
+                content_type: Some(Symbol::from("application/json")),
+                absolute_expiry_time: Some(Timestamp::from_milliseconds(1_700_000_000_000)),
+                ..Properties::default()
+            }),
+            application_properties: Some(ApplicationProperties(application)),
+            body: Body::Data(Batch::new(vec![Data(Binary::from(b"{\"t\":1}".to_vec()))])),
+            footer: None,
+        };
+        let t = telemetry(&message).unwrap();
+        assert_eq!(t.system.message_id.as_deref(), Some("m1"));
+        assert_eq!(t.system.content_type.as_deref(), Some("application/json"));
+        assert_eq!(t.system.interface_id.as_deref(), Some("dtmi:x;1"));
+        assert_eq!(t.system.expiry.as_deref(), Some("2023-11-14T22:13:20.000Z"));
+        assert_eq!(
+            t.application,
+            [
+                ("colour".to_owned(), Some("blue".to_owned())),
+                ("n".to_owned(), Some("3".to_owned())),
+                ("flag".to_owned(), None),
+            ]
+        );
+        assert_eq!(t.body, b"{\"t\":1}");
+    }
+
+    #[test]
+    fn twin_answers_carry_status_version_and_the_correlation_id() {
+        let m = twin_message(
+            Some(MessageId::String("c1".into())),
+            Some(204),
+            Some(7),
+            Vec::new(),
+        );
+        let annotations = m.message_annotations.unwrap();
+        let get = |k: &str| {
+            annotations
+                .0
+                .get(&OwnedKey::Symbol(Symbol::from(k)) as &OwnedKey)
+                .cloned()
+        };
+        assert_eq!(get("status"), Some(Value::Int(204)));
+        assert_eq!(get("version"), Some(Value::Long(7)));
+        assert_eq!(
+            m.properties.unwrap().correlation_id,
+            Some(MessageId::String("c1".into()))
+        );
+        let patch = desired_patch(3, b"{}".to_vec());
+        assert_eq!(patch.properties.unwrap().correlation_id, None);
+    }
 }

@@ -4,8 +4,8 @@
 //! the device's properties as application properties, and the body as one data section
 //! (Azure docs, "Read device-to-cloud messages from the built-in endpoint").
 
-use fe2o3_amqp::types::messaging::{AmqpValue, Body, MessageId};
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
+use fe2o3_amqp::types::messaging::{AmqpValue, Body, MessageId};
 use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Data, Message, MessageAnnotations, Properties,
 };

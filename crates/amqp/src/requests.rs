@@ -133,8 +133,10 @@ pub async fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Valu
 /// not (the Node SDK puts the token's `sr` as it is).
 fn audience_device(audience: &str) -> Option<String> {
     let decoded = percent_encoding::percent_decode_str(audience).decode_utf8_lossy();
-    let path = crate::address::path(&decoded);
-    let mut parts = path.split('/');
+    let rest = decoded
+        .split_once("://")
+        .map_or(&*decoded, |(_, rest)| rest);
+    let mut parts = rest.trim_matches('/').split('/');
     let _host = parts.next()?;
     let (Some(devices), Some(id), None) = (parts.next(), parts.next(), parts.next()) else {
         return None;

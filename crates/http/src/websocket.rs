@@ -78,8 +78,7 @@ pub async fn upgrade(
                     .iter()
                     .map(|c| c.to_vec())
                     .collect();
-                let session =
-                    tokio::spawn(ironhub_amqp::serve(end, info.peer, certificates, amqp));
+                let session = tokio::spawn(ironhub_amqp::serve(end, info.peer, certificates, amqp));
                 bridge(socket, ws_end, session).await;
                 return;
             }

@@ -21,7 +21,12 @@ pub async fn serve(
                 .iter()
                 .map(|c| c.to_vec())
                 .collect();
-            ironhub_amqp::serve(connection.stream, connection.peer, certificates, ctx.clone())
+            ironhub_amqp::serve(
+                connection.stream,
+                connection.peer,
+                certificates,
+                ctx.clone(),
+            )
         })
         .await;
 }
