@@ -10,16 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fe2o3_amqp::types::definitions::{AmqpError, Error, LinkError};
-use fe2o3_amqp::types::messaging::{Data, Message};
 use ironhub_hub::{AuthenticatedDevice, DeviceIdentity, DeviceSession, Hub};
 use ironhub_store::{BusError, BusMessage};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::claims::Claims;
+use crate::device_messages::{Outgoing, desired_patch, method_request};
 use crate::errors::{error, lapsed};
-
-/// A message for the device on one of its sender links.
-pub type Outgoing = Message<Data>;
 
 /// What the links of one device share.
 #[derive(Debug, Default)]
@@ -252,9 +249,7 @@ async fn deliver(hub: &Hub, state: &DeviceState, message: BusMessage) {
             if state.desired.load(Ordering::Relaxed) {
                 let out = state.twin_out.lock().ok().and_then(|o| o.clone());
                 if let Some(out) = out {
-                    let _ = out
-                        .send(crate::device_links::desired_patch(version, body))
-                        .await;
+                    let _ = out.send(desired_patch(version, body)).await;
                 }
             }
         }
@@ -269,7 +264,7 @@ async fn deliver(hub: &Hub, state: &DeviceState, message: BusMessage) {
                     if let Ok(mut pending) = state.pending_methods.lock() {
                         pending.insert(call_id);
                     }
-                    out.send(crate::device_links::method_request(call_id, &name, payload))
+                    out.send(method_request(call_id, &name, payload))
                         .await
                         .is_ok()
                 }

@@ -12,27 +12,25 @@ use std::time::Duration;
 use fe2o3_amqp::link::delivery::Delivery;
 use fe2o3_amqp::types::definitions::AmqpError;
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
-use fe2o3_amqp::types::messaging::{
-    ApplicationProperties, Body, Data, Message, MessageAnnotations, MessageId, Outcome, Properties,
-};
-use fe2o3_amqp::types::primitives::{Binary, OrderedMap, SimpleValue, Symbol, Timestamp, Value};
+use fe2o3_amqp::types::messaging::{Body, Message, Outcome};
+use fe2o3_amqp::types::primitives::{SimpleValue, Symbol, Timestamp, Value};
 use fe2o3_amqp::{Receiver, Sender};
 use ironhub_hub::{Hub, HubError, SystemProperties, Telemetry};
-use ironhub_store::{C2dMessage, C2dSettle, MethodResponse};
+use ironhub_store::{C2dSettle, MethodResponse};
 use tokio::sync::{mpsc, watch};
 
 use crate::address::DeviceNode;
-use crate::device::{DeviceLink, Outgoing};
+use crate::device::DeviceLink;
+use crate::device_messages::{Outgoing, c2d_message, twin_message};
 use crate::errors::{error, hub_error};
 use crate::links::next_delivery;
-use crate::message::{body_bytes, id_text, simple_text, timestamp, value_text};
+use crate::message::{body_bytes, id_text, simple_text, value_text};
 
 /// How often a cloud-to-device link looks at the queue without a hint (a lock that ran out).
 const C2D_POLL: Duration = Duration::from_secs(15);
 /// The twin resource a device subscribes to desired-property patches on.
 const DESIRED_RESOURCE: &str = "/notifications/twin/properties/desired";
-/// Application properties of method calls and answers.
-const METHOD_NAME: &str = "IoThub-methodname";
+/// The application property of a method answer with its status.
 const METHOD_STATUS: &str = "IoThub-status";
 
 /// A link the device sends on.
@@ -305,41 +303,6 @@ async fn settle(hub: &Hub, device_id: &str, token: &str, how: C2dSettle) {
     }
 }
 
-/// A queued cloud-to-device message as the device receives it.
-fn c2d_message(m: &C2dMessage) -> Message<Data> {
-    let mut application = OrderedMap::new();
-    if m.ack != ironhub_store::AckMode::None {
-        application.insert(
-            "iothub-ack".to_owned(),
-            SimpleValue::String(m.ack.as_str().to_owned()),
-        );
-    }
-    for (k, v) in &m.properties {
-        application.insert(k.clone(), SimpleValue::String(v.clone()));
-    }
-    Message {
-        header: None,
-        delivery_annotations: None,
-        message_annotations: None,
-        properties: Some(Properties {
-            message_id: Some(MessageId::String(m.message_id.clone())),
-            correlation_id: m.correlation_id.clone().map(MessageId::String),
-            user_id: m
-                .user_id
-                .as_ref()
-                .map(|u| Binary::from(u.as_bytes().to_vec())),
-            to: Some(m.to.clone()),
-            content_type: m.content_type.as_deref().map(Symbol::from),
-            content_encoding: m.content_encoding.as_deref().map(Symbol::from),
-            absolute_expiry_time: Some(timestamp(m.expiry_time)),
-            ..Properties::default()
-        }),
-        application_properties: Some(ApplicationProperties(application)),
-        body: Data(Binary::from(m.body.clone())),
-        footer: None,
-    }
-}
-
 /// A message annotation as text.
 fn annotation(message: &Message<Body<Value>>, name: &str) -> Option<String> {
     let annotations = message.message_annotations.as_ref()?;
@@ -347,45 +310,6 @@ fn annotation(message: &Message<Body<Value>>, name: &str) -> Option<String> {
         .0
         .get(&OwnedKey::Symbol(Symbol::from(name)) as &OwnedKey)?;
     value_text(value).map(str::to_owned)
-}
-
-/// A message to the device on its twin link: `status` (and `version`) annotations, the body.
-fn twin_message(
-    correlation_id: Option<MessageId>,
-    status: Option<u16>,
-    version: Option<u64>,
-    body: Vec<u8>,
-) -> Outgoing {
-    let mut annotations = OrderedMap::new();
-    if let Some(status) = status {
-        annotations.insert(
-            OwnedKey::Symbol(Symbol::from("status")),
-            Value::Int(i32::from(status)),
-        );
-    }
-    if let Some(version) = version {
-        annotations.insert(
-            OwnedKey::Symbol(Symbol::from("version")),
-            Value::Long(i64::try_from(version).unwrap_or(i64::MAX)),
-        );
-    }
-    Message {
-        header: None,
-        delivery_annotations: None,
-        message_annotations: Some(MessageAnnotations(annotations)),
-        properties: Some(Properties {
-            correlation_id,
-            ..Properties::default()
-        }),
-        application_properties: None,
-        body: Data(Binary::from(body)),
-        footer: None,
-    }
-}
-
-/// A desired-properties patch, as a twin message without a correlation id.
-pub fn desired_patch(version: u64, body: Vec<u8>) -> Outgoing {
-    twin_message(None, None, Some(version), body)
 }
 
 /// The JSON body of an error answer.
@@ -445,24 +369,6 @@ async fn on_twin_request(request: &Message<Body<Value>>, hub: &Hub, link: &Devic
     }
 }
 
-/// A method call as the device receives it.
-pub fn method_request(call_id: u64, name: &str, payload: Vec<u8>) -> Outgoing {
-    let mut application = OrderedMap::new();
-    application.insert(METHOD_NAME.to_owned(), SimpleValue::String(name.to_owned()));
-    Message {
-        header: None,
-        delivery_annotations: None,
-        message_annotations: None,
-        properties: Some(Properties {
-            correlation_id: Some(MessageId::String(call_id.to_string())),
-            ..Properties::default()
-        }),
-        application_properties: Some(ApplicationProperties(application)),
-        body: Data(Binary::from(payload)),
-        footer: None,
-    }
-}
-
 /// The device's answer to a method call: its status and payload complete the call.
 fn on_method_answer(answer: &Message<Body<Value>>, hub: &Hub, link: &DeviceLink) {
     let call_id = answer
@@ -502,7 +408,10 @@ fn on_method_answer(answer: &Message<Body<Value>>, hub: &Hub, link: &DeviceLink)
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use fe2o3_amqp::types::messaging::Batch;
+    use fe2o3_amqp::types::messaging::{
+        ApplicationProperties, Batch, Data, MessageAnnotations, MessageId, Properties,
+    };
+    use fe2o3_amqp::types::primitives::{Binary, OrderedMap};
 
     use super::*;
 
@@ -545,30 +454,5 @@ mod tests {
             ]
         );
         assert_eq!(t.body, b"{\"t\":1}");
-    }
-
-    #[test]
-    fn twin_answers_carry_status_version_and_the_correlation_id() {
-        let m = twin_message(
-            Some(MessageId::String("c1".into())),
-            Some(204),
-            Some(7),
-            Vec::new(),
-        );
-        let annotations = m.message_annotations.unwrap();
-        let get = |k: &str| {
-            annotations
-                .0
-                .get(&OwnedKey::Symbol(Symbol::from(k)) as &OwnedKey)
-                .cloned()
-        };
-        assert_eq!(get("status"), Some(Value::Int(204)));
-        assert_eq!(get("version"), Some(Value::Long(7)));
-        assert_eq!(
-            m.properties.unwrap().correlation_id,
-            Some(MessageId::String("c1".into()))
-        );
-        let patch = desired_patch(3, b"{}".to_vec());
-        assert_eq!(patch.properties.unwrap().correlation_id, None);
     }
 }

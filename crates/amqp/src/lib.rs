@@ -15,6 +15,7 @@ mod connection;
 mod context;
 mod device;
 mod device_links;
+mod device_messages;
 mod errors;
 mod eventhub;
 mod links;
