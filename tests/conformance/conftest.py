@@ -333,6 +333,23 @@ def hub(request):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def amqp_registry(hub):
+    """A registry manager whose AMQP client (the C2D send) trusts the server's CA. uamqp reads
+    its CA bundle from certifi when the client is built and azure-iot-hub offers no way to pass
+    one, so the bundle's path is pointed at the server's CA for the construction."""
+    import uamqp.authentication.common as uamqp_common
+
+    real = uamqp_common.certifi.where
+    uamqp_common.certifi.where = lambda: hub.ca_file
+    try:
+        manager = hub.registry_manager()
+    finally:
+        uamqp_common.certifi.where = real
+    yield manager
+    manager.amqp_svc_client.disconnect_sync()
+
+
 @pytest.fixture
 def rm(hub):
     """A registry manager (real `azure-iot-hub` SDK) with the owner connection string."""

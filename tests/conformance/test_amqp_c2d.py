@@ -24,20 +24,9 @@ NODE_TIMEOUT_S = 60
 
 
 @pytest.fixture(scope="module")
-def registry(hub):
-    """A registry manager whose AMQP client trusts the server's CA. uamqp reads its CA bundle
-    from certifi when the client is built and azure-iot-hub offers no way to pass one, so the
-    bundle's path is pointed at the server's CA for the construction."""
-    import uamqp.authentication.common as uamqp_common
-
-    real = uamqp_common.certifi.where
-    uamqp_common.certifi.where = lambda: hub.ca_file
-    try:
-        rm = hub.registry_manager()
-    finally:
-        uamqp_common.certifi.where = real
-    yield rm
-    rm.amqp_svc_client.disconnect_sync()
+def registry(amqp_registry):
+    """conftest's registry manager that sends C2D over AMQP trusting the server's CA."""
+    return amqp_registry
 
 
 class Device:

@@ -21,7 +21,7 @@ import pytest
 import requests
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 
-from dps_helpers import make_self_signed, sas, sha1_thumbprint, stored_events
+from dps_helpers import make_self_signed, sas, sha1_thumbprint, stored_events, wait_for
 
 IRONHUB_ADDRESS = "127.0.0.135"
 WAIT_S = 20
@@ -97,19 +97,9 @@ class NodeDevice:
 
 
 @pytest.fixture(scope="module")
-def registry(hub):
-    """A registry manager whose AMQP client (C2D send) trusts the server's CA: uamqp reads its
-    CA bundle from certifi when the client is built."""
-    import uamqp.authentication.common as uamqp_common
-
-    real = uamqp_common.certifi.where
-    uamqp_common.certifi.where = lambda: hub.ca_file
-    try:
-        rm = hub.registry_manager()
-    finally:
-        uamqp_common.certifi.where = real
-    yield rm
-    rm.amqp_svc_client.disconnect_sync()
+def registry(amqp_registry):
+    """conftest's registry manager that sends C2D over AMQP trusting the server's CA."""
+    return amqp_registry
 
 
 def sas_device(hub, registry, device_id: str) -> tuple[str, str]:
@@ -136,16 +126,6 @@ def feedback(hub) -> list:
         done = requests.delete(f"https://{hub.address}/messages/serviceBound/feedback/{token}?{API}",
                                headers=service_headers(hub), verify=hub.ca_file, timeout=10)
         assert done.status_code == 204
-
-
-def wait_for(predicate, what: str):
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @TRANSPORTS
@@ -189,7 +169,7 @@ def test_telemetry_twin_and_method(hub, registry, transport):
         assert device.event("method")["payload"] == {"delay": 1}
     finally:
         device.close()
-    wait_for(lambda: registry.get_device(device_id).connection_state == "Disconnected", "the disconnection")
+    wait_for(lambda: registry.get_device(device_id).connection_state == "Disconnected", what="the disconnection")
 
 
 @TRANSPORTS
@@ -211,7 +191,7 @@ def test_cloud_to_device_complete_reject_abandon_with_feedback(hub, registry, tr
         assert again["data"] == "three"
     finally:
         device.close()
-    records = wait_for(lambda: (lambda r: r if len(r) >= 3 else None)(feedback(hub)), "three feedback records")
+    records = wait_for(lambda: (lambda r: r if len(r) >= 3 else None)(feedback(hub)), what="three feedback records")
     by_id = {r["originalMessageId"]: r["statusCode"] for r in records}
     assert by_id == {"c-one": "Success", "c-two": "Rejected", "c-three": "Success"}
 
@@ -320,7 +300,7 @@ def test_an_expired_token_closes_the_links_unless_renewed(hub, registry):
                   "--hold", "8000")
     assert out["send"] == "ok", out
     assert out["detached"] == "amqp:unauthorized-access", out
-    wait_for(lambda: registry.get_device("amqp-expiry").connection_state == "Disconnected", "the disconnection")
+    wait_for(lambda: registry.get_device("amqp-expiry").connection_state == "Disconnected", what="the disconnection")
     # Renewed on the same connection before it lapses: the link lives on past the first expiry.
     out = run_raw(hub, "--device", "amqp-expiry", "--key", key, "--address", address, "--ttl", "2",
                   "--renew-after", "500", "--hold", "4000")

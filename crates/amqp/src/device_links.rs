@@ -312,16 +312,6 @@ fn annotation(message: &Message<Body<Value>>, name: &str) -> Option<String> {
     value_text(value).map(str::to_owned)
 }
 
-/// The JSON body of an error answer.
-fn error_body(e: &HubError) -> Vec<u8> {
-    let body = ironhub_wire::error::ErrorBody {
-        error_code: Some(e.code()),
-        message: Some(e.to_string()),
-        ..ironhub_wire::error::ErrorBody::default()
-    };
-    serde_json::to_vec(&body).unwrap_or_default()
-}
-
 /// A twin request: GET, PATCH of the reported properties, PUT or DELETE of the desired-patch
 /// subscription; the answer goes out on the device's twin link with the request's
 /// correlation id.
@@ -358,7 +348,7 @@ async fn on_twin_request(request: &Message<Body<Value>>, hub: &Hub, link: &Devic
         };
     let message = match answer {
         Ok((status, version, body)) => twin_message(correlation_id, Some(status), version, body),
-        Err(e) => twin_message(correlation_id, Some(e.status()), None, error_body(&e)),
+        Err(e) => twin_message(correlation_id, Some(e.status()), None, e.device_body()),
     };
     let out = link.state.twin_out.lock().ok().and_then(|o| o.clone());
     match out {
