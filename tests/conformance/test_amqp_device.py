@@ -308,7 +308,7 @@ def test_an_expired_token_closes_the_links_unless_renewed(hub, registry):
     assert len(stored_events(hub, "amqp-expiry")) == 3
 
 
-def test_a_second_connection_takes_over_and_oversized_telemetry_is_refused(hub, registry):
+def test_takeover_oversized_telemetry_and_revocation(hub, registry):
     device_id = "amqp-takeover"
     _, cs = sas_device(hub, registry, device_id)
     first = NodeDevice(hub, "amqp", cs)
@@ -329,6 +329,13 @@ def test_a_second_connection_takes_over_and_oversized_telemetry_is_refused(hub, 
         out = second._next(lambda m: m.get("cmd") == "send")
         assert "error" in out, out
         second.run("send", text="after")
+
+        # Disabled: the device's links are closed (revoked), as on MQTT.
+        device = registry.get_device(device_id)
+        registry.update_device_with_sas(device_id, device.etag, device.authentication.symmetric_key.primary_key,
+                                        device.authentication.symmetric_key.secondary_key, "disabled")
+        assert second.event("disconnect")["error"] is not None
+        wait_for(lambda: registry.get_device(device_id).connection_state == "Disconnected", what="the disconnection")
     finally:
         first.close()
         if second:
