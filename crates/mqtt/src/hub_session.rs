@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use ironhub_hub::{Annotations, DeviceIdentity, DeviceSession, Hub, HubError};
+use ironhub_hub::{Annotations, DeviceIdentity, DeviceSession, Hub};
 use ironhub_store::{BusError, BusMessage, C2dMessage, C2dSettle, MethodResponse};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
