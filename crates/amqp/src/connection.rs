@@ -104,10 +104,14 @@ where
     };
     let io = Padded::new(Replay::new(&header, stream));
     let granted = Arc::new(Mutex::new(None));
+    // fe2o3-amqp advertises the threshold it enforces; the padding writer advertises half of
+    // it, as the spec recommends (AMQP 1.0 part 2, 2.4.5) and IoT Hub's clients expect.
+    let idle_ms = u32::try_from(ctx.idle_timeout.as_millis().saturating_mul(2)).unwrap_or(u32::MAX);
     let accept = async {
         if header[4] == SASL_PROTOCOL {
             ConnectionAcceptor::builder()
                 .container_id(ctx.hub.host_name())
+                .idle_time_out(idle_ms)
                 .sasl_acceptor(HubSasl::new(ctx.hub.clone(), granted.clone()))
                 .build()
                 .accept(io)
@@ -116,6 +120,7 @@ where
             // No SASL: the client authenticates with claims-based security only.
             ConnectionAcceptor::builder()
                 .container_id(ctx.hub.host_name())
+                .idle_time_out(idle_ms)
                 .build()
                 .accept(io)
                 .await
