@@ -64,6 +64,12 @@ impl DeviceLink {
     }
 }
 
+impl Drop for DeviceLink {
+    fn drop(&mut self) {
+        self.devices.leave(&self.identity.device_id, self.generation);
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     identity: DeviceIdentity,
