@@ -292,6 +292,19 @@ def test_a_link_to_another_device_s_address_is_refused(hub, registry):
     assert [e["body"] for e in stored_events(hub, "amqp-raw-a")] == ["raw"]
 
 
+def test_many_devices_share_one_connection(hub, registry):
+    """The gateway pattern: each device's token on the same connection, each its own links."""
+    key_a, _ = sas_device(hub, registry, "amqp-gw-a")
+    key_b, _ = sas_device(hub, registry, "amqp-gw-b")
+    out = run_raw(hub, "--device", "amqp-gw-a", "--key", key_a, "--address", "/devices/amqp-gw-a/messages/events",
+                  "--gateway", "amqp-gw-b", "--gateway-key", key_b)
+    assert out == {"putToken": "ok", "attach": "ok", "send": "ok", "gateway": "ok"}, out
+    [a] = stored_events(hub, "amqp-gw-a")
+    [b] = stored_events(hub, "amqp-gw-b")
+    assert (a["body"], b["body"]) == ("raw", "gateway")
+    assert b["systemProperties"]["iothub-connection-device-id"] == "amqp-gw-b"
+
+
 def test_an_expired_token_closes_the_links_unless_renewed(hub, registry):
     key, _ = sas_device(hub, registry, "amqp-expiry")
     address = "/devices/amqp-expiry/messages/events"

@@ -7,6 +7,8 @@
 //                    [--hold MS]
 //       Connects to amqps://H, puts a SAS token for H/devices/D signed with K (valid S
 //       seconds) on $cbs, attaches a sender link to A and sends one message on it. With
+//       --gateway D2 --gateway-key K2, a second device's token is put on the same connection
+//       and a message sent on its telemetry link too (`gateway`). With
 //       --renew-after, a fresh token is put after MS milliseconds; with --hold, the link is
 //       watched for MS milliseconds and a message sent at the end. Prints
 //       {"putToken": …, "attach": …, "send": …, "detached": …, "late": …}, each `"ok"` or the
@@ -48,6 +50,8 @@ async function main() {
       ttl: { type: 'string', default: '3600' },
       'renew-after': { type: 'string' },
       hold: { type: 'string' },
+      gateway: { type: 'string' },
+      'gateway-key': { type: 'string' },
     },
   });
   const ttl = Number(values.ttl);
@@ -78,6 +82,13 @@ async function main() {
     detached.then((c) => ({ err: { name: c } })),
   ]);
   out.send = sent.err ? condition(sent.err) : 'ok';
+  if (values.gateway) {
+    const other = `${values.host}/devices/${values.gateway}`;
+    const put2 = await settle((cb) => amqp.putToken(other, token(values.host, values.gateway, values['gateway-key'], ttl), cb));
+    const link2 = put2.err ? put2 : await settle((cb) => amqp.attachSenderLink(`/devices/${values.gateway}/messages/events`, null, cb));
+    const sent2 = link2.err ? link2 : await settle((cb) => link2.ok.send(AmqpMessage.fromMessage(new Message('gateway')), cb));
+    out.gateway = sent2.err ? condition(sent2.err) : 'ok';
+  }
   if (values['renew-after']) {
     setTimeout(() => {
       amqp.putToken(audience, token(values.host, values.device, values.key, 3600), (err) => {
