@@ -66,7 +66,8 @@ impl DeviceLink {
 
 impl Drop for DeviceLink {
     fn drop(&mut self) {
-        self.devices.leave(&self.identity.device_id, self.generation);
+        self.devices
+            .leave(&self.identity.device_id, self.generation);
     }
 }
 
