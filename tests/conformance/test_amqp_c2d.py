@@ -7,19 +7,15 @@ trusting the server's CA through `NODE_EXTRA_CA_CERTS`.
 
 from __future__ import annotations
 
-import json
-import os
 import queue
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 from azure.iot.device import IoTHubDeviceClient
 
+from conftest import node_json
+
 IRONHUB_ADDRESS = "127.0.0.91"
 WAIT_S = 20
-NODE_DIR = Path(__file__).resolve().parent / "node"
 NODE_TIMEOUT_S = 60
 
 
@@ -53,18 +49,8 @@ class Device:
 
 
 def run_node(hub, *args: str) -> dict:
-    if shutil.which("node") is None:
-        pytest.fail("`node` is not installed: run the suite through scripts/test", pytrace=False)
-    env = dict(os.environ, NODE_EXTRA_CA_CERTS=hub.ca_file, IRONHUB_CONNECTION_STRING=hub.connection_string)
-    proc = subprocess.run(
-        ["node", str(NODE_DIR / "c2d.js"), *args], cwd=NODE_DIR, env=env, capture_output=True,
-        text=True, timeout=NODE_TIMEOUT_S, stdin=subprocess.DEVNULL,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"`node c2d.js` printed no JSON (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}"
-    out = json.loads(lines[-1])
-    assert "error" not in out, f"{out}\n{proc.stderr}"
-    return out
+    env = {"NODE_EXTRA_CA_CERTS": hub.ca_file, "IRONHUB_CONNECTION_STRING": hub.connection_string}
+    return node_json("c2d.js", *args, env=env, timeout=NODE_TIMEOUT_S)
 
 
 def test_python_service_sdk_sends_to_an_mqtt_device(hub, registry):
@@ -125,12 +111,7 @@ def test_node_service_sdk_sends_and_reads_feedback(hub, registry):
 
 
 def test_node_service_sdk_unknown_device_is_device_not_found(hub):
-    env = dict(os.environ, NODE_EXTRA_CA_CERTS=hub.ca_file, IRONHUB_CONNECTION_STRING=hub.connection_string)
-    proc = subprocess.run(
-        ["node", str(NODE_DIR / "c2d.js"), "send", "--device-id", "no-such-device", "--text", "x"],
-        cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=NODE_TIMEOUT_S, stdin=subprocess.DEVNULL,
-    )
-    out = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    out = run_node(hub, "send", "--device-id", "no-such-device", "--text", "x")
     assert out["sendError"]["name"] == "DeviceNotFoundError", out
 
 

@@ -21,11 +21,11 @@ import pytest
 import requests
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 
+from conftest import NODE_DIR, node_json
 from dps_helpers import make_self_signed, sas, sha1_thumbprint, stored_events, wait_for
 
 IRONHUB_ADDRESS = "127.0.0.135"
 WAIT_S = 20
-NODE_DIR = Path(__file__).resolve().parent / "node"
 TRANSPORTS = pytest.mark.parametrize("transport", ["amqp", "amqpws"])
 API = "api-version=2021-04-12"
 
@@ -259,16 +259,8 @@ def test_wrong_key_and_another_device_s_token_are_refused(hub, registry, transpo
 
 def run_raw(hub, *args: str) -> dict:
     """`node amqp_raw.js`: one device link through the SDKs' AMQP layer."""
-    env = dict(os.environ, NODE_EXTRA_CA_CERTS=hub.ca_file, DEBUG="azure-iot-amqp-base*,rhea:events")
-    proc = subprocess.run(
-        ["node", str(NODE_DIR / "amqp_raw.js"), "--host", hub.hostname, *args], cwd=NODE_DIR, env=env,
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"`node amqp_raw.js` printed no JSON (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr[-6000:]}"
-    out = json.loads(lines[-1])
-    assert "error" not in out, f"{out}\n{proc.stderr}"
-    return out
+    env = {"NODE_EXTRA_CA_CERTS": hub.ca_file, "DEBUG": "azure-iot-amqp-base*,rhea:events"}
+    return node_json("amqp_raw.js", "--host", hub.hostname, *args, env=env)
 
 
 def test_a_link_to_another_device_s_address_is_refused(hub, registry):
