@@ -51,4 +51,11 @@ impl Claims {
             .find(|d| d.identity.device_id == device_id && d.expires.is_none_or(|e| e > now))
             .cloned()
     }
+
+    /// Forgets the device's login (its access was revoked: a new link must log in again).
+    pub fn forget_device(&self, device_id: &str) {
+        if let Ok(mut devices) = self.devices.lock() {
+            devices.retain(|d| d.identity.device_id != device_id);
+        }
+    }
 }

@@ -226,9 +226,17 @@ async fn run(
                     LinkError::Stolen,
                     "Another connection of the device took over.",
                 )),
-                Some(BusMessage::Revoked) | None => break Some(error(
+                Some(BusMessage::Revoked) => {
+                    // Disabled, deleted or its credentials changed: a new link logs in again.
+                    claims.forget_device(&id);
+                    break Some(error(
+                        AmqpError::UnauthorizedAccess,
+                        "The device's access was revoked.",
+                    ));
+                }
+                None => break Some(error(
                     AmqpError::UnauthorizedAccess,
-                    "The device's access was revoked.",
+                    "The device's session ended.",
                 )),
                 Some(message) => deliver(&hub, &state, message).await,
             },
@@ -381,6 +389,24 @@ mod tests {
         assert!(again.stop.borrow().is_none());
         other.close().await;
         assert!(hub.bus().is_connected("d1").await);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_device_s_links_are_closed_and_its_login_forgotten() {
+        let (hub, _dir) = hub().await;
+        let devices = Devices::default();
+        let claims = Claims::default();
+        claims.put_device(device());
+        let link = devices.join(&hub, &claims, device()).await;
+        hub.bus().send("d1", BusMessage::Revoked).await.unwrap();
+        let reason = stopped_within(&link, 5).await.unwrap();
+        assert_eq!(
+            reason.condition,
+            fe2o3_amqp::types::definitions::ErrorCondition::from(AmqpError::UnauthorizedAccess)
+        );
+        assert!(claims.device("d1").is_none());
+        link.leave();
+        until_connected(&hub, false).await;
     }
 
     #[tokio::test]
