@@ -33,7 +33,7 @@ const DESIRED_RESOURCE: &str = "/notifications/twin/properties/desired";
 /// The application property of a method answer with its status.
 const METHOD_STATUS: &str = "IoThub-status";
 
-/// A link the device sends on.
+/// A link the device sends on: telemetry, twin requests, method answers.
 pub async fn incoming(
     receiver: Receiver,
     node: DeviceNode,
@@ -42,6 +42,15 @@ pub async fn incoming(
     closed: watch::Receiver<bool>,
 ) {
     let mut receiver = receiver;
+    if node == DeviceNode::DeviceBound {
+        let _ = receiver
+            .close_with_error(error(
+                AmqpError::NotAllowed,
+                "Cloud-to-device messages are received on this address, not sent.",
+            ))
+            .await;
+        return;
+    }
     let mut stop = link.stop.clone();
     let mut closed = closed;
     loop {
@@ -55,30 +64,24 @@ pub async fn incoming(
         let Some(delivery) = delivery else {
             break;
         };
-        let handled = match node {
-            DeviceNode::Events => on_telemetry(&mut receiver, &delivery, &hub, &link).await,
+        match node {
+            DeviceNode::Events => {
+                if on_telemetry(&mut receiver, &delivery, &hub, &link)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
             DeviceNode::Twin => {
                 let _ = receiver.accept(&delivery).await;
                 on_twin_request(delivery.message(), &hub, &link).await;
-                Ok(())
             }
             DeviceNode::Methods => {
                 let _ = receiver.accept(&delivery).await;
                 on_method_answer(delivery.message(), &hub, &link);
-                Ok(())
             }
-            DeviceNode::DeviceBound => {
-                let _ = receiver
-                    .close_with_error(error(
-                        AmqpError::NotAllowed,
-                        "Cloud-to-device messages are received on this address, not sent.",
-                    ))
-                    .await;
-                break;
-            }
-        };
-        if handled.is_err() {
-            break;
+            DeviceNode::DeviceBound => break,
         }
     }
     link.leave();
