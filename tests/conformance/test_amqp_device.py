@@ -196,13 +196,14 @@ def test_cloud_to_device_complete_reject_abandon_with_feedback(hub, registry, tr
     assert by_id == {"c-one": "Success", "c-two": "Rejected", "c-three": "Success"}
 
 
-def test_x509_device(hub, registry, tmp_path):
-    device_id = "amqp-x509"
+@TRANSPORTS
+def test_x509_device(hub, registry, tmp_path, transport):
+    device_id = f"amqp-x509-{transport}"
     make_self_signed(tmp_path, "device", device_id)
     thumb = sha1_thumbprint(tmp_path / "device.pem")
     registry.create_device_with_x509(device_id, thumb, thumb, "enabled")
     cs = f"HostName={hub.hostname};DeviceId={device_id};x509=true"
-    device = NodeDevice(hub, "amqp", cs, tmp_path / "device.pem", tmp_path / "device.key")
+    device = NodeDevice(hub, transport, cs, tmp_path / "device.pem", tmp_path / "device.key")
     try:
         assert device.opened["event"] == "open", device.opened
         device.run("send", text="from x509")
@@ -220,7 +221,7 @@ def test_x509_device(hub, registry, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     make_self_signed(other, "device", device_id)
-    device = NodeDevice(hub, "amqp", cs, other / "device.pem", other / "device.key")
+    device = NodeDevice(hub, transport, cs, other / "device.pem", other / "device.key")
     try:
         if device.opened["event"] == "open":
             device.proc.stdin.write(json.dumps({"cmd": "send", "text": "no"}) + "\n")
