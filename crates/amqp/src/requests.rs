@@ -5,8 +5,8 @@
 
 use fe2o3_amqp::types::messaging::{AmqpValue, ApplicationProperties, Body, Message, Properties};
 use fe2o3_amqp::types::primitives::{Array, OrderedMap, SimpleValue, Value};
-use ironhub_auth::{Credentials, Rights};
-use ironhub_hub::{DeviceLogin, HubError};
+use ironhub_auth::Rights;
+use ironhub_hub::HubError;
 
 use crate::AmqpContext;
 use crate::claims::Claims;
@@ -98,10 +98,10 @@ pub async fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Valu
         return Reply::error(400, "The put-token request carries no token.");
     };
     if let Some(device_id) = audience_device(&audience) {
-        let login = DeviceLogin {
+        let login = ironhub_hub::DeviceLogin {
             device_id: &device_id,
-            credentials: Credentials::new(Some(token), &[] as &[&[u8]]),
-            ..DeviceLogin::default()
+            credentials: ironhub_auth::Credentials::new(Some(token), &[] as &[&[u8]]),
+            ..ironhub_hub::DeviceLogin::default()
         };
         return match ctx.hub.authenticate(&login).await {
             Ok(device) => {
