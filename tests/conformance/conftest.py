@@ -97,6 +97,25 @@ def run_cli(*args: str, timeout: float = CLI_TIMEOUT_S, check: bool = False, env
     return proc
 
 
+NODE_DIR = Path(__file__).resolve().parent / "node"
+
+
+def node_json(script: str, *args: str, env: dict, timeout: float = 60) -> dict:
+    """Runs `node/{script}` with `args` and the extra `env`, and returns the JSON object it
+    printed last (see node/output.js), failing the test on an `error` answer."""
+    if shutil.which("node") is None:
+        pytest.fail("`node` is not installed: run the suite through scripts/test", pytrace=False)
+    proc = subprocess.run(
+        ["node", str(NODE_DIR / script), *args], cwd=NODE_DIR, env=dict(os.environ, **env),
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"`node {script}` printed no JSON (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr[-6000:]}"
+    out = json.loads(lines[-1])
+    assert "error" not in out, f"{out}\n{proc.stderr[-6000:]}"
+    return out
+
+
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -331,6 +350,23 @@ def hub(request):
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def amqp_registry(hub):
+    """A registry manager whose AMQP client (the C2D send) trusts the server's CA. uamqp reads
+    its CA bundle from certifi when the client is built and azure-iot-hub offers no way to pass
+    one, so the bundle's path is pointed at the server's CA for the construction."""
+    import uamqp.authentication.common as uamqp_common
+
+    real = uamqp_common.certifi.where
+    uamqp_common.certifi.where = lambda: hub.ca_file
+    try:
+        manager = hub.registry_manager()
+    finally:
+        uamqp_common.certifi.where = real
+    yield manager
+    manager.amqp_svc_client.disconnect_sync()
 
 
 @pytest.fixture

@@ -7,37 +7,22 @@ trusting the server's CA through `NODE_EXTRA_CA_CERTS`.
 
 from __future__ import annotations
 
-import json
-import os
 import queue
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 from azure.iot.device import IoTHubDeviceClient
 
+from conftest import node_json
+
 IRONHUB_ADDRESS = "127.0.0.91"
 WAIT_S = 20
-NODE_DIR = Path(__file__).resolve().parent / "node"
 NODE_TIMEOUT_S = 60
 
 
 @pytest.fixture(scope="module")
-def registry(hub):
-    """A registry manager whose AMQP client trusts the server's CA. uamqp reads its CA bundle
-    from certifi when the client is built and azure-iot-hub offers no way to pass one, so the
-    bundle's path is pointed at the server's CA for the construction."""
-    import uamqp.authentication.common as uamqp_common
-
-    real = uamqp_common.certifi.where
-    uamqp_common.certifi.where = lambda: hub.ca_file
-    try:
-        rm = hub.registry_manager()
-    finally:
-        uamqp_common.certifi.where = real
-    yield rm
-    rm.amqp_svc_client.disconnect_sync()
+def registry(amqp_registry):
+    """conftest's registry manager that sends C2D over AMQP trusting the server's CA."""
+    return amqp_registry
 
 
 class Device:
@@ -64,18 +49,8 @@ class Device:
 
 
 def run_node(hub, *args: str) -> dict:
-    if shutil.which("node") is None:
-        pytest.fail("`node` is not installed: run the suite through scripts/test", pytrace=False)
-    env = dict(os.environ, NODE_EXTRA_CA_CERTS=hub.ca_file, IRONHUB_CONNECTION_STRING=hub.connection_string)
-    proc = subprocess.run(
-        ["node", str(NODE_DIR / "c2d.js"), *args], cwd=NODE_DIR, env=env, capture_output=True,
-        text=True, timeout=NODE_TIMEOUT_S, stdin=subprocess.DEVNULL,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"`node c2d.js` printed no JSON (exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}"
-    out = json.loads(lines[-1])
-    assert "error" not in out, f"{out}\n{proc.stderr}"
-    return out
+    env = {"NODE_EXTRA_CA_CERTS": hub.ca_file, "IRONHUB_CONNECTION_STRING": hub.connection_string}
+    return node_json("c2d.js", *args, env=env, timeout=NODE_TIMEOUT_S)
 
 
 def test_python_service_sdk_sends_to_an_mqtt_device(hub, registry):
@@ -136,12 +111,7 @@ def test_node_service_sdk_sends_and_reads_feedback(hub, registry):
 
 
 def test_node_service_sdk_unknown_device_is_device_not_found(hub):
-    env = dict(os.environ, NODE_EXTRA_CA_CERTS=hub.ca_file, IRONHUB_CONNECTION_STRING=hub.connection_string)
-    proc = subprocess.run(
-        ["node", str(NODE_DIR / "c2d.js"), "send", "--device-id", "no-such-device", "--text", "x"],
-        cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=NODE_TIMEOUT_S, stdin=subprocess.DEVNULL,
-    )
-    out = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    out = run_node(hub, "send", "--device-id", "no-such-device", "--text", "x")
     assert out["sendError"]["name"] == "DeviceNotFoundError", out
 
 

@@ -23,8 +23,24 @@ pub enum Node {
     DeviceBound,
     /// `/messages/serviceBound/feedback`: services receive delivery feedback here.
     Feedback,
+    /// `/devices/{id}/…`: a device's own links.
+    Device { device_id: String, link: DeviceNode },
     /// Anything else.
     Unknown,
+}
+
+/// The links of a device (Azure docs, "Communicate with your IoT hub by using the AMQP
+/// Protocol", device client section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceNode {
+    /// `…/messages/events`: the device sends telemetry.
+    Events,
+    /// `…/messages/devicebound`: the device receives cloud-to-device messages.
+    DeviceBound,
+    /// `…/twin`: twin requests one way, answers and desired patches the other.
+    Twin,
+    /// `…/methods/devicebound`: method calls one way, the device's answers the other.
+    Methods,
 }
 
 /// The path of an address, without scheme, host and slashes at either end.
@@ -67,6 +83,21 @@ pub fn node(address: &str, entity: &str) -> Node {
                 && is(feedback, "feedback") =>
         {
             Node::Feedback
+        }
+        [devices, id, rest @ ..] if is(devices, "devices") && !id.is_empty() => {
+            let link = match rest {
+                [m, e] if is(m, "messages") && is(e, "events") => DeviceNode::Events,
+                [m, b] if is(m, "messages") && is(b, "devicebound") => DeviceNode::DeviceBound,
+                [t] if is(t, "twin") => DeviceNode::Twin,
+                [m, b] if is(m, "methods") && is(b, "devicebound") => DeviceNode::Methods,
+                _ => return Node::Unknown,
+            };
+            Node::Device {
+                device_id: percent_encoding::percent_decode_str(id)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+                link,
+            }
         }
         _ => Node::Unknown,
     }
@@ -130,6 +161,29 @@ mod tests {
             Node::Unknown
         );
         assert_eq!(node("", "hub"), Node::Unknown);
+        assert_eq!(
+            node("amqps://h.example/devices/d%231/messages/events", "hub"),
+            Node::Device {
+                device_id: "d#1".into(),
+                link: DeviceNode::Events
+            }
+        );
+        assert_eq!(
+            node("/devices/d1/twin", "hub"),
+            Node::Device {
+                device_id: "d1".into(),
+                link: DeviceNode::Twin
+            }
+        );
+        assert_eq!(
+            node("/devices/d1/methods/deviceBound", "hub"),
+            Node::Device {
+                device_id: "d1".into(),
+                link: DeviceNode::Methods
+            }
+        );
+        assert_eq!(node("/devices/d1/modules/m1/twin", "hub"), Node::Unknown);
+        assert_eq!(node("/devices//twin", "hub"), Node::Unknown);
         assert_eq!(path("amqps://h.example/"), "");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fe2o3_amqp::types::messaging::{
-    AmqpValue, ApplicationProperties, Body, Data, Message, MessageId, Outcome, Properties,
+    ApplicationProperties, Body, Data, Message, MessageId, Outcome, Properties,
 };
 use fe2o3_amqp::types::primitives::{Binary, OrderedMap, SimpleValue, Symbol, Value};
 use fe2o3_amqp::{Receiver, Sender};
@@ -18,41 +18,12 @@ use tokio::sync::watch;
 
 use crate::errors::{hub_error, lapsed};
 use crate::links::next_delivery;
-use crate::message::timestamp;
+use crate::message::{body_bytes, id_text, simple_text, timestamp};
 
 /// The content type of a feedback message.
 const FEEDBACK_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.feedback.json";
 /// How often the feedback link looks for a new batch when there was none.
 const FEEDBACK_POLL: Duration = Duration::from_secs(1);
-
-/// A message id of any AMQP type as text (UUIDs in their hyphenated form).
-fn id_text(id: &MessageId) -> String {
-    match id {
-        MessageId::String(s) => s.clone(),
-        MessageId::Ulong(n) => n.to_string(),
-        MessageId::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-        MessageId::Uuid(u) => ironhub_auth::uuid_text(&u.clone().into_inner()),
-    }
-}
-
-/// An application property's value as text.
-fn simple_text(value: &SimpleValue) -> String {
-    match value {
-        SimpleValue::String(s) => s.clone(),
-        SimpleValue::Symbol(s) => s.as_str().to_owned(),
-        SimpleValue::Bool(b) => b.to_string(),
-        SimpleValue::Ubyte(n) => n.to_string(),
-        SimpleValue::Ushort(n) => n.to_string(),
-        SimpleValue::Uint(n) => n.to_string(),
-        SimpleValue::Ulong(n) => n.to_string(),
-        SimpleValue::Byte(n) => n.to_string(),
-        SimpleValue::Short(n) => n.to_string(),
-        SimpleValue::Int(n) => n.to_string(),
-        SimpleValue::Long(n) => n.to_string(),
-        SimpleValue::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-        other => format!("{other:?}"),
-    }
-}
 
 /// The device a `to` of `/devices/{id}/messages/devicebound` names (the id percent-decoded,
 /// as the Node service SDK encodes it).
@@ -67,19 +38,6 @@ fn device_of(to: &str) -> Option<String> {
             .decode_utf8_lossy()
             .into_owned(),
     )
-}
-
-/// The body bytes: the data sections joined, or a string or binary value.
-fn body_bytes(body: &Body<Value>) -> Result<Vec<u8>, HubError> {
-    match body {
-        Body::Data(batch) => Ok(batch.iter().flat_map(|d| d.0.iter().copied()).collect()),
-        Body::Value(AmqpValue(Value::Binary(b))) => Ok(b.to_vec()),
-        Body::Value(AmqpValue(Value::String(s))) => Ok(s.clone().into_bytes()),
-        Body::Empty => Ok(Vec::new()),
-        _ => Err(HubError::ArgumentInvalid(
-            "The message body must be data sections, a string or binary.".into(),
-        )),
-    }
 }
 
 /// The device and the message a service's AMQP message asks to queue.
@@ -235,11 +193,5 @@ mod tests {
         assert_eq!(device_of("/devices//messages/devicebound"), None);
         assert_eq!(device_of("/devices/dev1/messages/events"), None);
         assert_eq!(device_of("dev1"), None);
-    }
-
-    #[test]
-    fn uuids_read_as_text() {
-        let id = MessageId::Uuid(fe2o3_amqp::types::primitives::Uuid::from([0x12; 16]));
-        assert_eq!(id_text(&id), "12121212-1212-1212-1212-121212121212");
     }
 }

@@ -1,16 +1,18 @@
 //! What a connection has proven: the tokens it put on `$cbs` (or its PLAIN login), each good
 //! for the resource it names until it expires. A later token for the same audience replaces
-//! the earlier one, which is how a client renews.
+//! the earlier one, which is how a client renews. Device tokens are kept apart: each proves
+//! one device (many may share a connection, the gateway pattern), as the domain decided.
 
 use std::sync::{Arc, Mutex};
 
 use ironhub_auth::unix_now;
-use ironhub_hub::{Hub, ServiceGrant};
+use ironhub_hub::{AuthenticatedDevice, Hub, ServiceGrant};
 
 /// The grants of one connection, shared by its links.
 #[derive(Debug, Clone, Default)]
 pub struct Claims {
     grants: Arc<Mutex<Vec<(String, ServiceGrant)>>>,
+    devices: Arc<Mutex<Vec<AuthenticatedDevice>>>,
 }
 
 impl Claims {
@@ -30,5 +32,30 @@ impl Claims {
             .lock()
             .map(|grants| grants.iter().any(|(_, g)| hub.grant_covers(g, path, now)))
             .unwrap_or(false)
+    }
+
+    /// Records a device's token (replacing an earlier one of the same device).
+    pub fn put_device(&self, device: AuthenticatedDevice) {
+        if let Ok(mut devices) = self.devices.lock() {
+            devices.retain(|d| d.identity.device_id != device.identity.device_id);
+            devices.push(device);
+        }
+    }
+
+    /// The device `device_id` as its token proved it, while that token is valid.
+    pub fn device(&self, device_id: &str) -> Option<AuthenticatedDevice> {
+        let now = unix_now();
+        let devices = self.devices.lock().ok()?;
+        devices
+            .iter()
+            .find(|d| d.identity.device_id == device_id && d.expires.is_none_or(|e| e > now))
+            .cloned()
+    }
+
+    /// Forgets the device's login (its access was revoked: a new link must log in again).
+    pub fn forget_device(&self, device_id: &str) {
+        if let Ok(mut devices) = self.devices.lock() {
+            devices.retain(|d| d.identity.device_id != device_id);
+        }
     }
 }

@@ -13,6 +13,8 @@ use fe2o3_amqp::types::definitions::{AmqpError, Error, LinkError, ReceiverSettle
 use fe2o3_amqp::types::messaging::{AmqpValue, FilterSet, Message, TargetArchetype};
 use fe2o3_amqp::types::primitives::{OrderedMap, Symbol, Value};
 use fe2o3_amqp::{Receiver, Sender};
+use ironhub_auth::Credentials;
+use ironhub_hub::DeviceLogin;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -21,6 +23,8 @@ use crate::AmqpContext;
 use crate::address::{Node, node};
 use crate::c2d;
 use crate::claims::Claims;
+use crate::device::{DeviceLink, Devices};
+use crate::device_links;
 use crate::errors::{error, hub_error, not_found, unauthorized};
 use crate::eventhub::{deliver, start_position};
 use crate::links::next_delivery;
@@ -80,10 +84,13 @@ struct Shared {
     claims: Claims,
     routes: Routes,
     closed: watch::Receiver<bool>,
+    /// The TLS client certificate chain (DER, leaf first); empty when none was sent.
+    certificates: Arc<Vec<Vec<u8>>>,
+    devices: Devices,
 }
 
 /// Serves one connection until the client closes it or it fails.
-pub async fn serve<Io>(stream: Io, peer: SocketAddr, ctx: AmqpContext)
+pub async fn serve<Io>(stream: Io, peer: SocketAddr, certificates: Vec<Vec<u8>>, ctx: AmqpContext)
 where
     Io: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
@@ -97,10 +104,14 @@ where
     };
     let io = Padded::new(Replay::new(&header, stream));
     let granted = Arc::new(Mutex::new(None));
+    // fe2o3-amqp advertises the threshold it enforces; the padding writer advertises half of
+    // it, as the spec recommends (AMQP 1.0 part 2, 2.4.5) and IoT Hub's clients expect.
+    let idle_ms = u32::try_from(ctx.idle_timeout.as_millis().saturating_mul(2)).unwrap_or(u32::MAX);
     let accept = async {
         if header[4] == SASL_PROTOCOL {
             ConnectionAcceptor::builder()
                 .container_id(ctx.hub.host_name())
+                .idle_time_out(idle_ms)
                 .sasl_acceptor(HubSasl::new(ctx.hub.clone(), granted.clone()))
                 .build()
                 .accept(io)
@@ -109,6 +120,7 @@ where
             // No SASL: the client authenticates with claims-based security only.
             ConnectionAcceptor::builder()
                 .container_id(ctx.hub.host_name())
+                .idle_time_out(idle_ms)
                 .build()
                 .accept(io)
                 .await
@@ -138,6 +150,8 @@ where
         claims,
         routes: Routes::default(),
         closed,
+        certificates: Arc::new(certificates),
+        devices: Devices::default(),
     };
     let sessions = SessionAcceptor::new();
     let mut tasks = JoinSet::new();
@@ -145,6 +159,7 @@ where
         tasks.spawn(serve_session(session, shared.clone()));
     }
     let _ = closing.send(true);
+    shared.devices.close_all();
     let _ = connection.close().await;
     tasks.abort_all();
     tracing::debug!(%peer, "AMQP connection closed");
@@ -221,6 +236,19 @@ async fn incoming(mut receiver: Receiver, address: String, shared: Shared) {
             .await;
             return;
         }
+        Node::Device { device_id, link } => {
+            match device_link(&shared, &device_id, &address).await {
+                Ok(device) => {
+                    let hub = shared.ctx.hub.clone();
+                    device_links::incoming(receiver, link, hub, device, shared.closed.clone())
+                        .await;
+                }
+                Err(e) => {
+                    let _ = receiver.close_with_error(e).await;
+                }
+            }
+            return;
+        }
         _ => {
             let _ = receiver.close_with_error(not_found(&address)).await;
             return;
@@ -231,7 +259,7 @@ async fn incoming(mut receiver: Receiver, address: String, shared: Shared) {
         let _ = receiver.accept(&delivery).await;
         let request = delivery.message();
         let reply: Reply = match node {
-            Node::Cbs => requests::cbs(&shared.ctx, &shared.claims, request),
+            Node::Cbs => requests::cbs(&shared.ctx, &shared.claims, request).await,
             _ => requests::management(&shared.ctx, &shared.claims, request).await,
         };
         let reply_to = request.properties.as_ref().and_then(|p| p.reply_to.clone());
@@ -291,10 +319,46 @@ async fn outgoing(sender: Sender, address: String, filters: Option<FilterSet>, s
             })
             .await;
         }
+        Node::Device { device_id, link } => {
+            match device_link(&shared, &device_id, &address).await {
+                Ok(device) => {
+                    let hub = shared.ctx.hub.clone();
+                    device_links::outgoing(sender, link, hub, device, shared.closed.clone()).await;
+                }
+                Err(e) => {
+                    let _ = sender.close_with_error(e).await;
+                }
+            }
+        }
         Node::DeviceBound | Node::Unknown => {
             let _ = sender.close_with_error(not_found(&address)).await;
         }
     }
+}
+
+/// The device a link on `/devices/{device_id}/…` belongs to, once the connection proved it:
+/// by a device token put on `$cbs` (or the PLAIN login), else by the TLS client certificate,
+/// checked by the domain when the first link attaches. Another device's address is refused.
+async fn device_link(shared: &Shared, device_id: &str, address: &str) -> Result<DeviceLink, Error> {
+    let hub = &shared.ctx.hub;
+    let device = match shared.claims.device(device_id) {
+        Some(device) => device,
+        None if !shared.certificates.is_empty() => {
+            let login = DeviceLogin {
+                device_id,
+                credentials: Credentials::new(None, &shared.certificates),
+                ..DeviceLogin::default()
+            };
+            let device = hub.authenticate(&login).await.map_err(|e| {
+                tracing::info!(peer = %shared.peer, device = device_id, error = %e, "AMQP device refused");
+                hub_error(&e)
+            })?;
+            shared.claims.put_device(device.clone());
+            device
+        }
+        None => return Err(unauthorized(address)),
+    };
+    Ok(shared.devices.join(hub, &shared.claims, device).await)
 }
 
 /// Sends the answers queued for a request node's link.

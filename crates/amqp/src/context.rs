@@ -1,6 +1,12 @@
 //! What every AMQP connection of a server shares.
 
+use std::time::Duration;
+
 use ironhub_hub::Hub;
+
+/// The idle time-out IoT Hub advertises in its `open` (4 minutes): a client sends at least an
+/// empty frame that often, and a connection silent for twice that long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// What every AMQP connection of a server shares.
 #[derive(Debug, Clone)]
@@ -10,12 +16,19 @@ pub struct AmqpContext {
     pub entity: String,
     /// The port AMQP over TLS listens on (told to clients that follow a redirect).
     pub port: u16,
+    /// The idle time-out advertised to clients ([`IDLE_TIMEOUT`]).
+    pub idle_timeout: Duration,
 }
 
 impl AmqpContext {
     /// The endpoint of `hub`, its entity named as [`ironhub_hub::events::event_hub_name`] does.
     pub fn new(hub: Hub, port: u16) -> Self {
         let entity = ironhub_hub::events::event_hub_name(hub.host_name()).to_owned();
-        AmqpContext { hub, entity, port }
+        AmqpContext {
+            hub,
+            entity,
+            port,
+            idle_timeout: IDLE_TIMEOUT,
+        }
     }
 }

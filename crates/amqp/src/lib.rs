@@ -1,7 +1,8 @@
 //! IoT Hub's AMQP 1.0 endpoint over any byte stream (TLS on 5671): SASL, claims-based
 //! security (`$cbs`), the service side of cloud-to-device messaging (send and feedback), and
 //! the Event Hubs-compatible built-in endpoint (`$management` and the partition receivers)
-//! that Event Hubs clients read telemetry from.
+//! that Event Hubs clients read telemetry from, and devices' own links (telemetry,
+//! cloud-to-device, twin, methods) as the device SDKs' AMQP transports use them.
 //!
 //! A thin adapter on fe2o3-amqp's listener side: it parses addresses, filters and request
 //! messages, calls [`Hub`], and renders the answer as IoT Hub and Event Hubs do. Who may do
@@ -12,6 +13,9 @@ mod c2d;
 mod claims;
 mod connection;
 mod context;
+mod device;
+mod device_links;
+mod device_messages;
 mod errors;
 mod eventhub;
 mod links;
@@ -28,10 +32,12 @@ pub use context::AmqpContext;
 use ironhub_hub::Hub;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Serves one AMQP connection until the peer closes it or it fails.
-pub async fn serve<Io>(stream: Io, peer: SocketAddr, ctx: AmqpContext)
+/// Serves one AMQP connection until the peer closes it or it fails. `certificates` is the
+/// TLS client certificate chain (DER, leaf first; empty when none was sent): X.509 devices
+/// authenticate with it.
+pub async fn serve<Io>(stream: Io, peer: SocketAddr, certificates: Vec<Vec<u8>>, ctx: AmqpContext)
 where
     Io: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
-    connection::serve(stream, peer, ctx).await;
+    connection::serve(stream, peer, certificates, ctx).await;
 }

@@ -4,12 +4,13 @@
 //! the device's properties as application properties, and the body as one data section
 //! (Azure docs, "Read device-to-cloud messages from the built-in endpoint").
 
-use fe2o3_amqp::types::messaging::MessageId;
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
+use fe2o3_amqp::types::messaging::{AmqpValue, Body, MessageId};
 use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Data, Message, MessageAnnotations, Properties,
 };
 use fe2o3_amqp::types::primitives::{Binary, OrderedMap, SimpleValue, Symbol, Timestamp, Value};
+use ironhub_hub::HubError;
 use ironhub_store::Event;
 
 /// Milliseconds since the epoch, AMQP's timestamp.
@@ -107,5 +108,58 @@ pub fn value_text(value: &Value) -> Option<&str> {
         Value::Symbol(s) => Some(s.as_str()),
         Value::Binary(b) => std::str::from_utf8(b).ok(),
         _ => None,
+    }
+}
+
+/// A message id of any AMQP type as text (UUIDs in their hyphenated form).
+pub fn id_text(id: &MessageId) -> String {
+    match id {
+        MessageId::String(s) => s.clone(),
+        MessageId::Ulong(n) => n.to_string(),
+        MessageId::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        MessageId::Uuid(u) => ironhub_auth::uuid_text(&u.clone().into_inner()),
+    }
+}
+
+/// An application property's value as text.
+pub fn simple_text(value: &SimpleValue) -> String {
+    match value {
+        SimpleValue::String(s) => s.clone(),
+        SimpleValue::Symbol(s) => s.as_str().to_owned(),
+        SimpleValue::Bool(b) => b.to_string(),
+        SimpleValue::Ubyte(n) => n.to_string(),
+        SimpleValue::Ushort(n) => n.to_string(),
+        SimpleValue::Uint(n) => n.to_string(),
+        SimpleValue::Ulong(n) => n.to_string(),
+        SimpleValue::Byte(n) => n.to_string(),
+        SimpleValue::Short(n) => n.to_string(),
+        SimpleValue::Int(n) => n.to_string(),
+        SimpleValue::Long(n) => n.to_string(),
+        SimpleValue::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The body bytes: the data sections joined, or a string or binary value.
+pub fn body_bytes(body: &Body<Value>) -> Result<Vec<u8>, HubError> {
+    match body {
+        Body::Data(batch) => Ok(batch.iter().flat_map(|d| d.0.iter().copied()).collect()),
+        Body::Value(AmqpValue(Value::Binary(b))) => Ok(b.to_vec()),
+        Body::Value(AmqpValue(Value::String(s))) => Ok(s.clone().into_bytes()),
+        Body::Empty => Ok(Vec::new()),
+        _ => Err(HubError::ArgumentInvalid(
+            "The message body must be data sections, a string or binary.".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_read_as_text() {
+        let id = MessageId::Uuid(fe2o3_amqp::types::primitives::Uuid::from([0x12; 16]));
+        assert_eq!(id_text(&id), "12121212-1212-1212-1212-121212121212");
     }
 }

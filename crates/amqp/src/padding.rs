@@ -5,6 +5,10 @@
 //! and reads only the list8/list32 encodings (`azure/eventhub/_pyamqp/_decode.py`,
 //! `decode_frame`). This writer sits between fe2o3-amqp and the socket and pads every
 //! outgoing performative and SASL frame to its full field count with nulls.
+//!
+//! It also advertises half the idle time-out the connection enforces, as the spec asks
+//! (AMQP 1.0 part 2, 2.4.5: a peer advertises half its actual threshold): fe2o3-amqp would
+//! advertise the threshold itself.
 
 use std::io;
 use std::pin::Pin;
@@ -123,6 +127,17 @@ fn pad(frame: &[u8]) -> Option<Vec<u8>> {
     let null: &[u8] = &[0x40];
     fields.resize(expected.max(count), null);
     let mut changed = count < expected || body[list_at] == 0x45 || body[1] != 0x53;
+    let mut halved = [0u8; 5];
+    if frame_type == 0
+        && code == 0x10
+        && let Some(field) = fields.get_mut(4)
+        && let [0x70, a, b, c, d] = **field
+    {
+        halved[0] = 0x70;
+        halved[1..].copy_from_slice(&(u32::from_be_bytes([a, b, c, d]) / 2).to_be_bytes());
+        *field = &halved;
+        changed = true;
+    }
     if frame_type == 0 {
         for (i, field) in fields.iter_mut().enumerate() {
             if *field == null

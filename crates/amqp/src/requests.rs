@@ -72,8 +72,10 @@ impl Reply {
 }
 
 /// Answers a `$cbs` request: a `put-token` whose token the domain accepts is recorded in
-/// `claims` for its audience.
-pub fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Value>>) -> Reply {
+/// `claims` for its audience. An audience naming a device (`{host}/devices/{id}`, what the
+/// device SDKs put) is a device's login, decided by [`ironhub_hub::Hub::authenticate`];
+/// any other is a service's token.
+pub async fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Value>>) -> Reply {
     let operation = text_property(request, "operation");
     if operation.as_deref() != Some("put-token") {
         return Reply::error(
@@ -95,6 +97,23 @@ pub fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Value>>) -
     let Some(token) = token else {
         return Reply::error(400, "The put-token request carries no token.");
     };
+    if let Some(device_id) = audience_device(&audience) {
+        let login = ironhub_hub::DeviceLogin {
+            device_id: &device_id,
+            credentials: ironhub_auth::Credentials::new(Some(token), &[] as &[&[u8]]),
+            ..ironhub_hub::DeviceLogin::default()
+        };
+        return match ctx.hub.authenticate(&login).await {
+            Ok(device) => {
+                claims.put_device(device);
+                Reply::ok(Value::Null)
+            }
+            Err(e) => {
+                tracing::debug!(audience, error = %e, "device put-token refused");
+                Reply::from_hub(&e)
+            }
+        };
+    }
     match ctx
         .hub
         .authorize_service_token(token, &[Rights::SERVICE_CONNECT])
@@ -108,6 +127,21 @@ pub fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Value>>) -
             Reply::from_hub(&e)
         }
     }
+}
+
+/// The device a token's audience names: `[amqps://]{host}/devices/{id}`, percent-encoded or
+/// not (the Node SDK puts the token's `sr` as it is).
+fn audience_device(audience: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(audience).decode_utf8_lossy();
+    let rest = decoded
+        .split_once("://")
+        .map_or(&*decoded, |(_, rest)| rest);
+    let mut parts = rest.trim_matches('/').split('/');
+    let _host = parts.next()?;
+    let (Some(devices), Some(id), None) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    (devices.eq_ignore_ascii_case("devices") && !id.is_empty()).then(|| id.to_owned())
 }
 
 /// Answers a `$management` READ of the Event Hubs-compatible entity or one of its partitions.
@@ -211,4 +245,28 @@ async fn partition_properties(hub: &Hub, name: &str, partition: u32) -> Result<R
         ("last_enqueued_time_utc", Value::Timestamp(timestamp(time))),
         ("is_partition_empty", Value::Bool(view.is_empty)),
     ])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_audiences() {
+        assert_eq!(
+            audience_device("h.example/devices/d1").as_deref(),
+            Some("d1")
+        );
+        assert_eq!(
+            audience_device("h.example%2Fdevices%2Fd1").as_deref(),
+            Some("d1")
+        );
+        assert_eq!(
+            audience_device("amqps://h.example/devices/d1").as_deref(),
+            Some("d1")
+        );
+        assert_eq!(audience_device("h.example"), None);
+        assert_eq!(audience_device("h.example/devices/d1/modules/m1"), None);
+        assert_eq!(audience_device("sb://h.example/hub"), None);
+    }
 }

@@ -1,5 +1,5 @@
 //! The SASL mechanisms IoT Hub offers: `MSSBCBS` and `ANONYMOUS` (the client then presents
-//! its tokens on `$cbs`), and `PLAIN` with `{policy}@sas.root.{hub}` as the user name and a
+//! its tokens on `$cbs`), `EXTERNAL` (an X.509 device: its TLS client certificate), and `PLAIN` with `{policy}@sas.root.{hub}` as the user name and a
 //! SAS token as the password (Azure docs, "Communicate with your IoT hub by using the AMQP
 //! Protocol"). A PLAIN login is checked by the domain at once; what it grants is kept for the
 //! connection.
@@ -16,6 +16,8 @@ use ironhub_hub::{Hub, ServiceGrant};
 const MSSBCBS: &str = "MSSBCBS";
 const ANONYMOUS: &str = "ANONYMOUS";
 const PLAIN: &str = "PLAIN";
+/// X.509 devices: the identity is the TLS client certificate, checked when a link attaches.
+const EXTERNAL: &str = "EXTERNAL";
 
 /// The server side of the SASL exchange; `granted` receives what a PLAIN login proved.
 #[derive(Debug, Clone)]
@@ -120,12 +122,13 @@ impl SaslAcceptor for HubSasl {
             Symbol::from(MSSBCBS),
             Symbol::from(ANONYMOUS),
             Symbol::from(PLAIN),
+            Symbol::from(EXTERNAL),
         ])
     }
 
     fn on_init(&mut self, init: SaslInit) -> SaslServerFrame {
         match init.mechanism.as_str() {
-            MSSBCBS | ANONYMOUS => outcome(SaslCode::Ok),
+            MSSBCBS | ANONYMOUS | EXTERNAL => outcome(SaslCode::Ok),
             PLAIN => {
                 let response = init.initial_response.map(|b| b.into_vec());
                 outcome(self.plain(response.as_deref().unwrap_or_default()))

@@ -73,7 +73,12 @@ pub async fn upgrade(
                 .is_some_and(|p| AMQP_PROTOCOLS.contains(&p));
             if let (true, Some(amqp)) = (is_amqp, amqp) {
                 let (end, ws_end) = tokio::io::duplex(PIPE_BYTES);
-                let session = tokio::spawn(ironhub_amqp::serve(end, info.peer, amqp));
+                let certificates = info
+                    .client_certificates
+                    .iter()
+                    .map(|c| c.to_vec())
+                    .collect();
+                let session = tokio::spawn(ironhub_amqp::serve(end, info.peer, certificates, amqp));
                 bridge(socket, ws_end, session).await;
                 return;
             }

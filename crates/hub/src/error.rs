@@ -66,6 +66,17 @@ pub enum HubError {
 }
 
 impl HubError {
+    /// The JSON body a device reads an error from on a response channel (an MQTT twin
+    /// response topic, an AMQP twin link): `{"errorCode": …, "message": …}`.
+    pub fn device_body(&self) -> Vec<u8> {
+        let body = ironhub_wire::error::ErrorBody {
+            error_code: Some(self.code()),
+            message: Some(self.to_string()),
+            ..ironhub_wire::error::ErrorBody::default()
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
     /// The HTTP status code.
     pub fn status(&self) -> u16 {
         // The first three digits of the code are the status.

@@ -16,7 +16,17 @@ pub async fn serve(
 ) {
     accept
         .run(listener, shutdown, move |connection: Accepted, _| {
-            ironhub_amqp::serve(connection.stream, connection.peer, ctx.clone())
+            let certificates = connection
+                .client_certificates
+                .iter()
+                .map(|c| c.to_vec())
+                .collect();
+            ironhub_amqp::serve(
+                connection.stream,
+                connection.peer,
+                certificates,
+                ctx.clone(),
+            )
         })
         .await;
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use ironhub_hub::{Annotations, DeviceIdentity, DeviceSession, Hub, HubError};
+use ironhub_hub::{Annotations, DeviceIdentity, DeviceSession, Hub};
 use ironhub_store::{BusError, BusMessage, C2dMessage, C2dSettle, MethodResponse};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
@@ -241,7 +241,7 @@ impl HubSession {
                     ),
                     Err(e) => (
                         topics::twin_response(e.status(), &rid, None),
-                        error_body(&e),
+                        e.device_body(),
                     ),
                 };
                 out.push(publish_qos0(topic, body));
@@ -255,7 +255,7 @@ impl HubSession {
                     Ok(version) => (topics::twin_response(204, &rid, Some(version)), Vec::new()),
                     Err(e) => (
                         topics::twin_response(e.status(), &rid, None),
-                        error_body(&e),
+                        e.device_body(),
                     ),
                 };
                 out.push(publish_qos0(topic, body));
@@ -517,16 +517,6 @@ fn c2d_topic(device_id: &str, m: &C2dMessage) -> String {
         "devices/{device_id}/messages/devicebound/{}",
         topics::encode_property_bag(pairs)
     )
-}
-
-/// The JSON body of an error answer on a response topic.
-fn error_body(e: &HubError) -> Vec<u8> {
-    let body = ironhub_wire::error::ErrorBody {
-        error_code: Some(e.code()),
-        message: Some(e.to_string()),
-        ..ironhub_wire::error::ErrorBody::default()
-    };
-    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 #[cfg(test)]
