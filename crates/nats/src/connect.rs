@@ -1,0 +1,59 @@
+//! Connecting to NATS: the server URL (user and password, or a token, may be in it), a
+//! credentials file, TLS.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ironhub_store::StoreError;
+
+use crate::engine;
+
+/// How to reach the NATS servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsOptions {
+    /// `nats://[user:password@]host:port` or `tls://…`; several separated by commas.
+    pub url: String,
+    /// A `.creds` file (JWT and NKey seed) for NATS accounts.
+    pub creds_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for the server's TLS certificate.
+    pub tls_ca: Option<PathBuf>,
+    /// A PEM client certificate and its key, for servers that verify clients.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// A name the server shows for this connection.
+    pub name: Option<String>,
+}
+
+/// Connects to NATS. Fails if no server answers; once connected, the client reconnects by
+/// itself for as long as it takes, and requests fail meanwhile.
+pub async fn connect(options: &NatsOptions) -> Result<async_nats::Client, StoreError> {
+    let mut connect = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None);
+    if let Some(path) = &options.creds_file {
+        connect = connect
+            .credentials_file(path)
+            .await
+            .map_err(|e| engine(&format!("credentials file {}", path.display()), e))?;
+    }
+    if let Some(ca) = &options.tls_ca {
+        connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &options.tls_client {
+        connect = connect
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    if let Some(name) = &options.name {
+        connect = connect.name(name);
+    }
+    let urls: Vec<async_nats::ServerAddr> = options
+        .url
+        .split(',')
+        .map(|u| u.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e| engine(&format!("the URL {}", options.url), e))?;
+    connect
+        .connect(urls)
+        .await
+        .map_err(|e| engine(&format!("connect to {}", options.url), e))
+}
