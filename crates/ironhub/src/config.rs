@@ -14,6 +14,7 @@ use ironhub_tls::ConnectionLimits;
 use serde::Deserialize;
 
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
+use crate::nats::{NatsArgs, NatsFile};
 
 /// Longest event log retention accepted: a year.
 const MAX_RETENTION_HOURS: u32 = 24 * 366;
@@ -38,7 +39,8 @@ pub struct ServeArgs {
     /// issuing_ca_key, issued_certificate_days, issued_certificate_renewal, `[[issuing_cas]]`
     /// tables (more named issuing CAs: name, cert, key, validity_days, renewal) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
-    /// notification_ttl_hours, max_delivery_count).
+    /// notification_ttl_hours, max_delivery_count, and a `[nats]` table with url, creds,
+    /// tls_ca, tls_cert, tls_key).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -130,6 +132,8 @@ pub struct ServeArgs {
     pub issued_certificate_renewal: Option<bool>,
     #[command(flatten)]
     pub file_upload: FileUploadArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -180,6 +184,8 @@ struct FileConfig {
     #[serde(default)]
     issuing_cas: Vec<IssuingCaConfig>,
     file_upload: Option<FileUploadFile>,
+    #[serde(default)]
+    nats: Option<NatsFile>,
 }
 
 /// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
@@ -257,6 +263,8 @@ pub struct ServeConfig {
     pub issuing_cas: Vec<IssuingCaConfig>,
     /// The hub's storage account for file upload, when it has one.
     pub file_upload: Option<FileUploadSettings>,
+    /// Where the event log and the device bus live when not embedded (`--nats`).
+    pub nats: Option<ironhub_nats::NatsOptions>,
 }
 
 impl ServeArgs {
@@ -424,6 +432,7 @@ impl ServeArgs {
             file_upload: self
                 .file_upload
                 .resolve(file.file_upload.unwrap_or_default())?,
+            nats: self.nats.resolve(file.nats.unwrap_or_default())?,
         })
     }
 }

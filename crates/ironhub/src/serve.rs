@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ironhub_dps::{Dps, LinkedHub, Services};
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_embedded::SqliteStore;
 use ironhub_hub::file_upload::FileUpload;
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{Endpoint, EventLog, Retention, Store};
@@ -61,10 +61,11 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     create_private_dir(&config.data_dir)?;
     let lock = DataDirLock::acquire(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
+    let (events, bus) = crate::nats::open_log_and_bus(config).await?;
     let backends = Backends {
         store: store.clone(),
-        events: Arc::new(SqliteEventLog::open(&config.data_dir, config.partitions)?),
-        bus: Arc::new(LocalBus::with_node(config.node_id.clone())),
+        events,
+        bus,
     };
     let tls_dir = config.data_dir.join("tls");
     let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
