@@ -1,0 +1,114 @@
+//! What the testkit does not cover: a nats-server restart, and a node that dies without
+//! saying so.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ironhub_nats::{Names, NatsBus, NatsEventLog};
+use ironhub_store::{BusError, BusMessage, DeviceBus, EventLog, NewEvent, Retention};
+
+fn event(device: &str, body: &str) -> NewEvent {
+    NewEvent {
+        device_id: device.into(),
+        module_id: None,
+        system_properties: Default::default(),
+        application_properties: Default::default(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// While the server is down appends fail with a clear error; after it is back the log holds
+/// exactly what was acknowledged and numbering continues without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_server_restart_is_survived() {
+    let Some(mut server) = common::server() else {
+        return;
+    };
+    let names = Names::new(&common::unique("hub"));
+    let log = NatsEventLog::open(
+        server.client().await,
+        &names,
+        "events",
+        1,
+        Retention::default(),
+    )
+    .await
+    .unwrap();
+    for i in 0..5 {
+        let e = log.append(event("d", &format!("m{i}"))).await.unwrap();
+        assert_eq!(e.sequence_number, i);
+    }
+    server.kill();
+    let failed = tokio::time::timeout(Duration::from_secs(30), log.append(event("d", "lost")))
+        .await
+        .expect("an append fails within 30 s while NATS is down");
+    let message = failed
+        .expect_err("no acknowledgement without a server")
+        .to_string();
+    assert!(message.contains("NATS"), "{message}");
+    server.restart();
+    // The client reconnects by itself; the first append after that is acknowledged.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let resumed = loop {
+        match log.append(event("d", "m5")).await {
+            Ok(e) => break e,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "not resumed: {e}"),
+        }
+    };
+    let kept: Vec<String> = log
+        .read(0, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8(e.event.body).unwrap())
+        .collect();
+    // "lost" was never acknowledged; had it reached the stream before the kill, it would
+    // stand before m5, numbered in order.
+    let expected_next = kept.len() as u64 - 1;
+    assert_eq!(resumed.sequence_number, expected_next);
+    assert_eq!(&kept[..5], ["m0", "m1", "m2", "m3", "m4"]);
+    assert_eq!(kept.last().map(String::as_str), Some("m5"));
+    assert!(kept.len() <= 7);
+    assert_eq!(log.bounds(0).await.unwrap().next, expected_next + 1);
+}
+
+/// A node that dies without detaching its devices (its NATS connection gone) no longer
+/// counts as holding them, and a device connecting elsewhere takes over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_devices_are_not_connected() {
+    let Some(server) = common::server() else {
+        return;
+    };
+    let names = Names::new(&common::unique("hub"));
+    let a: Arc<dyn DeviceBus> = Arc::new(
+        NatsBus::start(server.client().await, &names, "a")
+            .await
+            .unwrap(),
+    );
+    let b_client = server.client().await;
+    let b = NatsBus::start(b_client.clone(), &names, "b").await.unwrap();
+    let held = b.attach("d1").await;
+    assert_eq!(a.presence("d1").await.as_deref(), Some("b"));
+    // Node b dies: its connection to NATS closes with nothing said on the bus.
+    drop(b_client);
+    std::mem::forget(held);
+    drop(b);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while a.presence("d1").await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node b still holds d1"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        a.send("d1", BusMessage::C2dAvailable).await,
+        Err(BusError::NotConnected)
+    );
+    let mut moved = a.attach("d1").await;
+    assert_eq!(a.presence("d1").await.as_deref(), Some("a"));
+    a.send("d1", BusMessage::C2dAvailable).await.unwrap();
+    assert_eq!(moved.messages.recv().await, Some(BusMessage::C2dAvailable));
+}
