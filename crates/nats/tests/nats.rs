@@ -1,6 +1,8 @@
 //! What the testkit does not cover: a nats-server restart, and a node that dies without
 //! saying so.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! The store ports' testkit cases for the event log and the device bus, against a real
 //! nats-server.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
