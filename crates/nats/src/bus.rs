@@ -18,9 +18,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use ironhub_store::{Attachment, BusError, BusMessage, DeviceBus, MethodResponse, Result};
+use ironhub_store::{
+    Attachment, BusError, BusMessage, DeviceBus, MethodResponse, PendingCalls, Result,
+};
 
 use crate::eventlog::bucket;
 use crate::names::{Names, escape};
@@ -45,7 +47,7 @@ struct Inner {
     names: Names,
     presence: kv::Store,
     local: Mutex<HashMap<String, Local>>,
-    calls: Mutex<HashMap<u64, oneshot::Sender<Result<MethodResponse, BusError>>>>,
+    calls: PendingCalls,
     /// Connection and call ids: a per-instance random high half, a counter low half.
     ids: AtomicU64,
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -204,7 +206,7 @@ impl NatsBus {
             names: names.clone(),
             presence,
             local: Mutex::default(),
-            calls: Mutex::default(),
+            calls: PendingCalls::default(),
             ids: AtomicU64::new(instance_tag()),
             server: Mutex::default(),
         });
@@ -294,27 +296,14 @@ impl Inner {
         timeout: Duration,
     ) -> Result<MethodResponse, BusError> {
         let call_id = self.next_id();
-        let (reply, answer) = oneshot::channel();
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.insert(call_id, reply);
-        }
         let message = BusMessage::Method {
             call_id,
             name: name.to_owned(),
             payload,
         };
-        let result = match self.deliver(device, connection, message).await {
-            Err(e) => Err(e),
-            Ok(()) => match tokio::time::timeout(timeout, answer).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(BusError::NotConnected),
-                Err(_) => Err(BusError::Timeout),
-            },
-        };
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.remove(&call_id);
-        }
-        result
+        self.calls
+            .call(call_id, self.deliver(device, connection, message), timeout)
+            .await
     }
 
     async fn answer(&self, request: Request) -> Reply {
@@ -588,14 +577,6 @@ impl DeviceBus for NatsBus {
     }
 
     fn complete_method(&self, call_id: u64, response: Result<MethodResponse, BusError>) {
-        let reply = self
-            .inner
-            .calls
-            .lock()
-            .ok()
-            .and_then(|mut c| c.remove(&call_id));
-        if let Some(reply) = reply {
-            let _ = reply.send(response);
-        }
+        self.inner.calls.complete(call_id, response);
     }
 }
