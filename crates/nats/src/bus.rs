@@ -249,20 +249,34 @@ impl Inner {
         escape(device)
     }
 
-    /// The device's presence record and its revision, if it has one.
+    /// The device's presence record and its revision, if it has one (a record ironhub
+    /// cannot read names no node); `Err` when NATS did not answer.
+    async fn read_holder(&self, device: &str) -> Result<Option<(Holder, u64)>, String> {
+        let entry = self
+            .presence
+            .entry(Self::key(device))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| {
+                let holder = serde_json::from_slice(&e.value).unwrap_or(Holder {
+                    node: String::new(),
+                    connection: 0,
+                });
+                (holder, e.revision)
+            }))
+    }
+
+    /// The device's presence record and its revision, if it has one and NATS answers.
     async fn holder(&self, device: &str) -> Option<(Holder, u64)> {
-        let entry = match self.presence.entry(Self::key(device)).await {
-            Ok(entry) => entry?,
+        match self.read_holder(device).await {
+            Ok(holder) => holder,
             Err(e) => {
                 tracing::warn!(error = %e, device, "cannot read a device's presence in NATS");
-                return None;
+                None
             }
-        };
-        if entry.operation != kv::Operation::Put {
-            return None;
         }
-        let holder = serde_json::from_slice(&entry.value).ok()?;
-        Some((holder, entry.revision))
     }
 
     /// The sender of this node's connection `connection` of `device`, if it is open.
@@ -381,6 +395,8 @@ impl Inner {
     }
 
     /// Records this node's connection as the device's holder; returns the one it replaced.
+    /// Retries only when another write came between the read and the write; gives up at once
+    /// when NATS does not answer (the connection then has no presence record).
     async fn claim(&self, device: &str, connection: u64) -> Option<Holder> {
         let key = Self::key(device);
         let value: Bytes = serde_json::to_vec(&Holder {
@@ -390,24 +406,37 @@ impl Inner {
         .ok()?
         .into();
         for _ in 0..CAS_ATTEMPTS {
-            let (previous, written) = match self.holder(device).await {
-                Some((holder, revision)) => (
-                    Some(holder),
-                    self.presence
-                        .update(&key, value.clone(), revision)
-                        .await
-                        .is_ok(),
-                ),
-                None => (
-                    None,
-                    self.presence.create(&key, value.clone()).await.is_ok(),
-                ),
+            let current = match self.read_holder(device).await {
+                Ok(current) => current,
+                Err(e) => {
+                    tracing::warn!(error = %e, device, "cannot record a device's presence in NATS");
+                    return None;
+                }
             };
-            if written {
-                return previous;
+            let written = match &current {
+                Some((_, revision)) => {
+                    match self.presence.update(&key, value.clone(), *revision).await {
+                        Ok(_) => Ok(()),
+                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(None),
+                        Err(e) => Err(Some(e.to_string())),
+                    }
+                }
+                None => match self.presence.create(&key, value.clone()).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(None),
+                    Err(e) => Err(Some(e.to_string())),
+                },
+            };
+            match written {
+                Ok(()) => return current.map(|(holder, _)| holder),
+                Err(None) => continue,
+                Err(Some(e)) => {
+                    tracing::warn!(error = %e, device, "cannot record a device's presence in NATS");
+                    return None;
+                }
             }
         }
-        tracing::warn!(device, "cannot record a device's presence in NATS");
+        tracing::warn!(device, "a device's presence kept changing; not recorded");
         None
     }
 
@@ -420,6 +449,8 @@ impl Inner {
             if holder.node != self.node || holder.connection != connection {
                 return;
             }
+            // A failed delete is looked at again: changed meanwhile, it names another
+            // connection now (nothing to do); NATS not answering ends the loop.
             if self
                 .presence
                 .delete_expect_revision(Self::key(device), Some(revision))
