@@ -1,16 +1,13 @@
 //! NATS wiring: the `serve` settings that put the event log and the device bus on NATS
-//! JetStream (`--nats`), and opening them. The store is chosen separately.
+//! JetStream (`--nats`), and opening them. `serve.rs` chooses the store apart.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use ironhub_embedded::{LocalBus, SqliteEventLog};
 use ironhub_nats::{Names, NatsBus, NatsEventLog, NatsOptions};
-use ironhub_store::{DeviceBus, EventLog};
+use ironhub_store::{DeviceBus, EventLog, Retention};
 use serde::Deserialize;
-
-use crate::config::ServeConfig;
 
 /// The hub's telemetry stream among its event streams on NATS.
 const TELEMETRY_STREAM: &str = "events";
@@ -75,32 +72,30 @@ impl NatsArgs {
     }
 }
 
-/// The event log and the device bus `config` asks for: on NATS with `--nats`, else the
-/// embedded log in the data directory and the in-process bus.
+/// The event log and the device bus on NATS for node `node_id` of the hub named by
+/// `hostnames`; `partitions` and `retention` apply to a log that is new.
 pub async fn open_log_and_bus(
-    config: &ServeConfig,
+    options: &NatsOptions,
+    hostnames: &[String],
+    node_id: &str,
+    partitions: u32,
+    retention: Retention,
 ) -> anyhow::Result<(Arc<dyn EventLog>, Arc<dyn DeviceBus>)> {
-    let Some(options) = &config.nats else {
-        return Ok((
-            Arc::new(SqliteEventLog::open(&config.data_dir, config.partitions)?),
-            Arc::new(LocalBus::with_node(config.node_id.clone())),
-        ));
-    };
     let options = NatsOptions {
-        name: Some(format!("ironhub {}", config.node_id)),
+        name: Some(format!("ironhub {node_id}")),
         ..options.clone()
     };
     let client = ironhub_nats::connect(&options).await?;
-    let names = hub_names(&config.hostnames);
+    let names = hub_names(hostnames);
     let log = NatsEventLog::open(
         client.clone(),
         &names,
         TELEMETRY_STREAM,
-        config.partitions,
-        config.retention,
+        partitions,
+        retention,
     )
     .await?;
-    let bus = NatsBus::start(client, &names, &config.node_id).await?;
+    let bus = NatsBus::start(client, &names, node_id).await?;
     tracing::info!(url = %redact(&options.url), "event log and device bus on NATS JetStream");
     Ok((Arc::new(log), Arc::new(bus)))
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ironhub_dps::{Dps, LinkedHub, Services};
-use ironhub_embedded::SqliteStore;
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::file_upload::FileUpload;
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{Endpoint, EventLog, Retention, Store};
+use ironhub_store::{DeviceBus, Endpoint, EventLog, Retention, Store};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
@@ -61,7 +61,22 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     create_private_dir(&config.data_dir)?;
     let lock = DataDirLock::acquire(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
-    let (events, bus) = crate::nats::open_log_and_bus(config).await?;
+    let (events, bus): (Arc<dyn EventLog>, Arc<dyn DeviceBus>) = match &config.nats {
+        Some(nats) => {
+            crate::nats::open_log_and_bus(
+                nats,
+                &config.hostnames,
+                &config.node_id,
+                config.partitions,
+                config.retention,
+            )
+            .await?
+        }
+        None => (
+            Arc::new(SqliteEventLog::open(&config.data_dir, config.partitions)?),
+            Arc::new(LocalBus::with_node(config.node_id.clone())),
+        ),
+    };
     let backends = Backends {
         store: store.clone(),
         events,

@@ -195,11 +195,11 @@ impl NatsBus {
         let requests = client
             .subscribe(names.node_subject(node))
             .await
-            .map_err(|e| crate::engine("subscribe to the node's bus subject", e))?;
+            .map_err(|e| crate::error::engine("subscribe to the node's bus subject", e))?;
         client
             .flush()
             .await
-            .map_err(|e| crate::engine("subscribe to the node's bus subject", e))?;
+            .map_err(|e| crate::error::engine("subscribe to the node's bus subject", e))?;
         let inner = Arc::new(Inner {
             node: node.to_owned(),
             client,

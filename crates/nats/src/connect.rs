@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ironhub_store::StoreError;
 
-use crate::engine;
+use crate::error::engine;
 
 /// How to reach the NATS servers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

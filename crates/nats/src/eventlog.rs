@@ -19,7 +19,7 @@ use ironhub_store::eventlog::{
 };
 use ironhub_store::{Result, StoreError};
 
-use crate::engine;
+use crate::error::engine;
 use crate::names::{Names, escape};
 
 /// Reads of one partition in flight at once.

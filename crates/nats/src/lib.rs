@@ -4,6 +4,7 @@
 
 mod bus;
 mod connect;
+mod error;
 mod eventlog;
 mod names;
 
@@ -11,10 +12,3 @@ pub use bus::NatsBus;
 pub use connect::{NatsOptions, connect};
 pub use eventlog::NatsEventLog;
 pub use names::Names;
-
-use ironhub_store::StoreError;
-
-/// A NATS failure as the store ports report it.
-fn engine(context: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Engine(format!("NATS: {context}: {e}"))
-}
