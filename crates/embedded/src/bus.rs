@@ -156,15 +156,9 @@ impl DeviceBus for LocalBus {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<MethodResponse, BusError> {
-        let call_id = self.next_id();
-        let message = BusMessage::Method {
-            call_id,
-            name: name.to_owned(),
-            payload,
-        };
         self.fabric
             .calls
-            .call(call_id, self.send(device, message), timeout)
+            .call(name, payload, timeout, |message| self.send(device, message))
             .await
     }
 

@@ -309,14 +309,10 @@ impl Inner {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<MethodResponse, BusError> {
-        let call_id = self.next_id();
-        let message = BusMessage::Method {
-            call_id,
-            name: name.to_owned(),
-            payload,
-        };
         self.calls
-            .call(call_id, self.deliver(device, connection, message), timeout)
+            .call(name, payload, timeout, |message| {
+                self.deliver(device, connection, message)
+            })
             .await
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
@@ -97,17 +98,25 @@ pub trait DeviceBus: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug, Default)]
 pub struct PendingCalls {
     calls: Mutex<HashMap<u64, oneshot::Sender<Result<MethodResponse, BusError>>>>,
+    ids: AtomicU64,
 }
 
 impl PendingCalls {
-    /// Registers call `call_id`, runs `deliver` (which hands the device the
-    /// [`BusMessage::Method`]) and waits for the answer, at most `timeout`.
-    pub async fn call(
+    /// Registers a call of method `name` under a new call id, hands `deliver` the
+    /// [`BusMessage::Method`] for the device and waits for the answer, at most `timeout`.
+    pub async fn call<F: Future<Output = Result<(), BusError>>>(
         &self,
-        call_id: u64,
-        deliver: impl Future<Output = Result<(), BusError>>,
+        name: &str,
+        payload: Vec<u8>,
         timeout: Duration,
+        deliver: impl FnOnce(BusMessage) -> F,
     ) -> Result<MethodResponse, BusError> {
+        let call_id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let deliver = deliver(BusMessage::Method {
+            call_id,
+            name: name.to_owned(),
+            payload,
+        });
         let (reply, answer) = oneshot::channel();
         if let Ok(mut calls) = self.calls.lock() {
             calls.insert(call_id, reply);
