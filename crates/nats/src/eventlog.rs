@@ -390,6 +390,17 @@ impl EventLog for NatsEventLog {
                 Ok(Some(_)) => {
                     needed -= 1;
                     if needed == 0 {
+                        // Published; the stream stores it in a moment. Look a few times so
+                        // that the caller's read usually finds it, then say so anyway.
+                        for _ in 0..3 {
+                            if self
+                                .bounds(partition)
+                                .await
+                                .is_ok_and(|b| b.next > sequence)
+                            {
+                                break;
+                            }
+                        }
                         return true;
                     }
                 }
