@@ -52,6 +52,20 @@ pub async fn connect(options: &NatsOptions) -> Result<async_nats::Client, StoreE
         .map(|u| u.trim().parse())
         .collect::<Result<_, _>>()
         .map_err(|e| engine(&format!("the URL {}", options.url), e))?;
+    // The client does not read credentials from the URL: a user and password, or a token
+    // alone, given there apply to every server of the list.
+    if let Some(addr) = urls.iter().find(|a| a.username().is_some()) {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let user = decode(addr.username().unwrap_or_default());
+        connect = match addr.password() {
+            Some(password) => connect.user_and_password(user, decode(password)),
+            None => connect.token(user),
+        };
+    }
     connect
         .connect(urls)
         .await

@@ -114,3 +114,29 @@ async fn a_dead_nodes_devices_are_not_connected() {
     a.send("d1", BusMessage::C2dAvailable).await.unwrap();
     assert_eq!(moved.messages.recv().await, Some(BusMessage::C2dAvailable));
 }
+
+/// A user and password (or a token) in the URL are the credentials the server is given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_url_are_used() {
+    let Some(server) = common::server_with(&["--user", "ironhub", "--pass", "s3cret/x"]) else {
+        return;
+    };
+    let (host, port) = (&server.address, server.port);
+    let connect = |url: String| async move {
+        ironhub_nats::connect(&ironhub_nats::NatsOptions {
+            url,
+            ..Default::default()
+        })
+        .await
+    };
+    let refused = connect(format!("nats://{host}:{port}")).await;
+    assert!(refused.is_err(), "no credentials, no connection");
+    let client = connect(format!("nats://ironhub:s3cret%2Fx@{host}:{port}"))
+        .await
+        .unwrap();
+    let names = Names::new(&common::unique("hub"));
+    let log = NatsEventLog::open(client, &names, "events", 1, Retention::default())
+        .await
+        .unwrap();
+    log.append(event("d", "with credentials")).await.unwrap();
+}

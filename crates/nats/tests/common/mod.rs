@@ -17,6 +17,7 @@ pub struct Server {
     pub address: String,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 static NEXT_HOST: AtomicU8 = AtomicU8::new(40);
@@ -29,6 +30,11 @@ fn host() -> String {
 /// Starts a server, or returns `None` (saying why) when nats-server is not installed and
 /// `CI` is not set; under CI a missing server fails the test.
 pub fn server() -> Option<Server> {
+    server_with(&[])
+}
+
+/// [`server`] with more `nats-server` arguments (`--user`, `--pass`, …).
+pub fn server_with(extra: &[&str]) -> Option<Server> {
     if Command::new("nats-server")
         .arg("--version")
         .output()
@@ -47,20 +53,23 @@ pub fn server() -> Option<Server> {
         .expect("a free port")
         .port();
     let dir = tempfile::tempdir().expect("a temporary directory");
+    let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
     let mut server = Server {
-        child: start(&address, port, dir.path()),
+        child: start(&address, port, dir.path(), &extra),
         address,
         port,
         dir,
+        extra,
     };
     server.wait_ready();
     Some(server)
 }
 
-fn start(address: &str, port: u16, dir: &std::path::Path) -> Child {
+fn start(address: &str, port: u16, dir: &std::path::Path, extra: &[String]) -> Child {
     Command::new("nats-server")
         .args(["-js", "-a", address, "-p", &port.to_string(), "-sd"])
         .arg(dir)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -107,7 +116,7 @@ impl Server {
 
     /// Starts the server again on the same address, port and data.
     pub fn restart(&mut self) {
-        self.child = start(&self.address, self.port, self.dir.path());
+        self.child = start(&self.address, self.port, self.dir.path(), &self.extra);
         self.wait_ready();
     }
 }
