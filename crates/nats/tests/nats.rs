@@ -140,3 +140,53 @@ async fn credentials_in_the_url_are_used() {
         .unwrap();
     log.append(event("d", "with credentials")).await.unwrap();
 }
+
+/// Appends per second from 64 concurrent appenders over 16 devices, for the JetStream log
+/// with 1 and 4 partitions (streams) and the embedded SQLite log; run by hand:
+/// `cargo test -p ironhub-nats --test nats append_rates -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn append_rates() {
+    let Some(server) = common::server() else {
+        return;
+    };
+    async fn rate(log: Arc<dyn EventLog>) -> f64 {
+        const TOTAL: usize = 8000;
+        let started = std::time::Instant::now();
+        let tasks: Vec<_> = (0..64)
+            .map(|t| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    for i in 0..TOTAL / 64 {
+                        let body = format!("{:0>256}", i);
+                        log.append(event(&format!("dev{}", t % 16), &body))
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        TOTAL as f64 / started.elapsed().as_secs_f64()
+    }
+    for partitions in [1, 4] {
+        let names = Names::new(&common::unique("hub"));
+        let log = NatsEventLog::open(
+            server.client().await,
+            &names,
+            "events",
+            partitions,
+            Retention::default(),
+        )
+        .await
+        .unwrap();
+        let r = rate(Arc::new(log)).await;
+        eprintln!("JetStream, {partitions} partition(s): {r:.0} appends/s");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = ironhub_embedded::SqliteEventLog::open(dir.path(), 4).unwrap();
+    let r = rate(Arc::new(sqlite)).await;
+    eprintln!("SQLite, 4 partitions: {r:.0} appends/s");
+}
