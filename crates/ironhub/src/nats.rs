@@ -96,7 +96,7 @@ pub async fn open_log_and_bus(
     )
     .await?;
     let bus = NatsBus::start(client, &names, node_id).await?;
-    tracing::info!(url = %redact(&options.url), "event log and device bus on NATS JetStream");
+    tracing::info!(url = %ironhub_nats::redacted(&options.url), "event log and device bus on NATS JetStream");
     Ok((Arc::new(log), Arc::new(bus)))
 }
 
@@ -105,19 +105,6 @@ pub async fn open_log_and_bus(
 fn hub_names(hostnames: &[String]) -> Names {
     let host = hostnames.first().map_or("localhost", String::as_str);
     Names::new(host.split('.').next().unwrap_or(host))
-}
-
-/// The URL without a password or token, for the log.
-fn redact(url: &str) -> String {
-    url.split(',')
-        .map(|u| match (u.find("://"), u.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}***{}", &u[..scheme + 3], &u[at..])
-            }
-            _ => u.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]
@@ -151,14 +138,10 @@ mod tests {
     }
 
     #[test]
-    fn names_and_logs_keep_secrets_out() {
+    fn hub_names_come_from_the_host_name() {
         assert_eq!(
             hub_names(&["myhub.example.com".into()]),
             Names::new("myhub")
-        );
-        assert_eq!(
-            redact("nats://u:secret@h:4222,tls://h2:4222"),
-            "nats://***@h:4222,tls://h2:4222"
         );
     }
 }

@@ -51,7 +51,7 @@ pub async fn connect(options: &NatsOptions) -> Result<async_nats::Client, StoreE
         .split(',')
         .map(|u| u.trim().parse())
         .collect::<Result<_, _>>()
-        .map_err(|e| engine(&format!("the URL {}", options.url), e))?;
+        .map_err(|e| engine(&format!("the URL {}", redacted(&options.url)), e))?;
     // The client does not read credentials from the URL: a user and password, or a token
     // alone, given there apply to every server of the list.
     if let Some(addr) = urls.iter().find(|a| a.username().is_some()) {
@@ -69,5 +69,31 @@ pub async fn connect(options: &NatsOptions) -> Result<async_nats::Client, StoreE
     connect
         .connect(urls)
         .await
-        .map_err(|e| engine(&format!("connect to {}", options.url), e))
+        .map_err(|e| engine(&format!("connect to {}", redacted(&options.url)), e))
+}
+
+/// `url` (a list, separated by commas) without passwords or tokens, for logs and errors.
+pub fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &u[..scheme + 3], &u[at..])
+            }
+            _ => u.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_stay_out_of_messages() {
+        assert_eq!(
+            redacted("nats://u:secret@h:4222,tls://h2:4222"),
+            "nats://***@h:4222,tls://h2:4222"
+        );
+    }
 }

@@ -9,6 +9,6 @@ mod eventlog;
 mod names;
 
 pub use bus::NatsBus;
-pub use connect::{NatsOptions, connect};
+pub use connect::{NatsOptions, connect, redacted};
 pub use eventlog::NatsEventLog;
 pub use names::Names;
