@@ -81,6 +81,10 @@ struct Args {
     /// Loopback port base (ironhub uses base and base+1, the peer base+2).
     #[arg(long, default_value_t = 28883)]
     port_base: u16,
+    /// Also measure ironhub with its event log and device bus on the NATS JetStream server
+    /// at this URL (`serve --nats`), after the embedded run, with the same devices.
+    #[arg(long)]
+    nats: Option<String>,
 }
 
 /// What one run measured.
@@ -108,26 +112,11 @@ async fn telemetry(args: Args) -> anyhow::Result<()> {
     ironhub_tls::ensure_certificates(&dir.join("tls"), &[HOST.to_owned(), "127.0.0.1".into()])?;
     let ca = dir.join("tls/ca.pem");
 
-    let mqtt_port = args.port_base;
-    let mut server = Command::new(&args.ironhub)
-        .args(["serve", "--hostname", HOST, "--hostname", "127.0.0.1"])
-        .arg("--data-dir")
-        .arg(&dir)
-        .arg("--https-listen")
-        .arg(format!("127.0.0.1:{}", args.port_base + 1))
-        .arg("--mqtt-listen")
-        .arg(format!("127.0.0.1:{mqtt_port}"))
-        .args(["--amqp-listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", args.ironhub.display()))?;
-    wait_port(mqtt_port).await?;
-    let ironhub = run(&args, mqtt_port, &ca, |i| Login::Sas(keys[i].clone())).await;
-    let _ = server.kill();
-    let _ = server.wait();
-    let ironhub = ironhub?;
-
+    let ironhub = measure_ironhub(&args, &dir, &ca, &keys, None).await?;
+    let on_nats = match &args.nats {
+        Some(url) => Some(measure_ironhub(&args, &dir, &ca, &keys, Some(url)).await?),
+        None => None,
+    };
     let peer = if args.mosquitto == "none" {
         None
     } else {
@@ -142,7 +131,66 @@ async fn telemetry(args: Args) -> anyhow::Result<()> {
         Some(figures?)
     };
     report(&args, ironhub, peer);
+    if let Some(on_nats) = on_nats {
+        report_nats(ironhub, on_nats);
+    }
     Ok(())
+}
+
+/// The embedded and the NATS run side by side.
+#[allow(clippy::print_stdout)]
+fn report_nats(ironhub: Figures, on_nats: Figures) {
+    println!("| measure | ironhub embedded | ironhub --nats | --nats / embedded |");
+    println!("|---|---|---|---|");
+    for (name, a, b) in [
+        (
+            "connects/s (TLS + CONNECT)",
+            ironhub.connects_per_sec,
+            on_nats.connects_per_sec,
+        ),
+        (
+            "QoS 1 messages/s",
+            ironhub.messages_per_sec,
+            on_nats.messages_per_sec,
+        ),
+    ] {
+        println!("| {name} | {a:.0} | {b:.0} | {:.2} |", b / a);
+    }
+}
+
+/// Starts `ironhub serve` on the prepared data directory (with `--nats url` when given),
+/// measures it and stops it.
+async fn measure_ironhub(
+    args: &Args,
+    dir: &Path,
+    ca: &Path,
+    keys: &[String],
+    nats: Option<&str>,
+) -> anyhow::Result<Figures> {
+    let mqtt_port = args.port_base;
+    let mut command = Command::new(&args.ironhub);
+    command
+        .args(["serve", "--hostname", HOST, "--hostname", "127.0.0.1"])
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--https-listen")
+        .arg(format!("127.0.0.1:{}", args.port_base + 1))
+        .arg("--mqtt-listen")
+        .arg(format!("127.0.0.1:{mqtt_port}"))
+        .args(["--amqp-listen", "127.0.0.1:0"]);
+    if let Some(url) = nats {
+        command.args(["--nats", url]);
+    }
+    let mut server = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", args.ironhub.display()))?;
+    wait_port(mqtt_port).await?;
+    let figures = run(args, mqtt_port, ca, |i| Login::Sas(keys[i].clone())).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    figures
 }
 
 /// Creates the hub and its devices in `dir` before the server starts; returns device keys.

@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ironhub_store::{Attachment, BusError, BusMessage, DeviceBus, LOCAL_NODE, MethodResponse};
-use tokio::sync::{Notify, mpsc, oneshot};
+use ironhub_store::{
+    Attachment, BusError, BusMessage, DeviceBus, LOCAL_NODE, MethodResponse, PendingCalls,
+};
+use tokio::sync::{Notify, mpsc};
 
 /// Messages a connection may have waiting before the bus treats it as stuck.
 const QUEUE: usize = 256;
@@ -26,7 +28,7 @@ struct Connection {
 #[derive(Debug, Default)]
 struct Fabric {
     connections: Mutex<HashMap<String, Connection>>,
-    calls: Mutex<HashMap<u64, oneshot::Sender<Result<MethodResponse, BusError>>>>,
+    calls: PendingCalls,
     ids: AtomicU64,
     /// Woken whenever a connection attaches.
     attached: Notify,
@@ -154,39 +156,13 @@ impl DeviceBus for LocalBus {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> Result<MethodResponse, BusError> {
-        let call_id = self.next_id();
-        let (reply, answer) = oneshot::channel();
-        if let Ok(mut calls) = self.fabric.calls.lock() {
-            calls.insert(call_id, reply);
-        }
-        let message = BusMessage::Method {
-            call_id,
-            name: name.to_owned(),
-            payload,
-        };
-        let result = match self.send(device, message).await {
-            Err(e) => Err(e),
-            Ok(()) => match tokio::time::timeout(timeout, answer).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(BusError::NotConnected),
-                Err(_) => Err(BusError::Timeout),
-            },
-        };
-        if let Ok(mut calls) = self.fabric.calls.lock() {
-            calls.remove(&call_id);
-        }
-        result
+        self.fabric
+            .calls
+            .call(name, payload, timeout, |message| self.send(device, message))
+            .await
     }
 
     fn complete_method(&self, call_id: u64, response: Result<MethodResponse, BusError>) {
-        let reply = self
-            .fabric
-            .calls
-            .lock()
-            .ok()
-            .and_then(|mut c| c.remove(&call_id));
-        if let Some(reply) = reply {
-            let _ = reply.send(response);
-        }
+        self.fabric.calls.complete(call_id, response);
     }
 }

@@ -15,6 +15,7 @@ use ironhub_wire::hub::RoutingConfig;
 use serde::Deserialize;
 
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
+use crate::nats::{NatsArgs, NatsFile};
 
 /// Longest event log retention accepted: a year.
 const MAX_RETENTION_HOURS: u32 = 24 * 366;
@@ -40,7 +41,8 @@ pub struct ServeArgs {
     /// tables (more named issuing CAs: name, cert, key, validity_days, renewal) and a
     /// `[routing]` table (IoT Hub's routing document, replacing the stored one at start) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
-    /// notification_ttl_hours, max_delivery_count).
+    /// notification_ttl_hours, max_delivery_count, and a `[nats]` table with url, creds,
+    /// tls_ca, tls_cert, tls_key).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -132,6 +134,8 @@ pub struct ServeArgs {
     pub issued_certificate_renewal: Option<bool>,
     #[command(flatten)]
     pub file_upload: FileUploadArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -184,6 +188,8 @@ struct FileConfig {
     file_upload: Option<FileUploadFile>,
     /// Message routing: IoT Hub's `properties.routing` document (see the README).
     routing: Option<RoutingConfig>,
+    #[serde(default)]
+    nats: Option<NatsFile>,
 }
 
 /// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
@@ -264,6 +270,8 @@ pub struct ServeConfig {
     /// The routing document of the config file's `[routing]` table: applied at every start,
     /// replacing the stored one.
     pub routing: Option<RoutingConfig>,
+    /// Where the event log and the device bus live when not embedded (`--nats`).
+    pub nats: Option<ironhub_nats::NatsOptions>,
 }
 
 impl ServeArgs {
@@ -432,6 +440,7 @@ impl ServeArgs {
                 .file_upload
                 .resolve(file.file_upload.unwrap_or_default())?,
             routing: file.routing,
+            nats: self.nats.resolve(file.nats.unwrap_or_default())?,
         })
     }
 }

@@ -10,4 +10,5 @@ pub mod identity;
 mod issuer;
 mod linked_hubs;
 mod mqtt_listener;
+mod nats;
 pub mod serve;

@@ -11,7 +11,7 @@ use ironhub_dps::{Dps, LinkedHub, Services};
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteEventStreams, SqliteStore};
 use ironhub_hub::file_upload::FileUpload;
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{Endpoint, EventLog, EventStreams, Retention, Store};
+use ironhub_store::{DeviceBus, Endpoint, EventLog, EventStreams, Retention, Store};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
@@ -62,10 +62,28 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     create_private_dir(&config.data_dir)?;
     let lock = DataDirLock::acquire(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
+    let (events, bus, streams): (Arc<dyn EventLog>, Arc<dyn DeviceBus>, Arc<dyn EventStreams>) =
+        match &config.nats {
+            Some(nats) => {
+                crate::nats::open_log_and_bus(
+                    nats,
+                    &config.hostnames,
+                    &config.node_id,
+                    config.partitions,
+                    config.retention,
+                )
+                .await?
+            }
+            None => (
+                Arc::new(SqliteEventLog::open(&config.data_dir, config.partitions)?),
+                Arc::new(LocalBus::with_node(config.node_id.clone())),
+                Arc::new(SqliteEventStreams::open(&config.data_dir.join("streams"))?),
+            ),
+        };
     let backends = Backends {
         store: store.clone(),
-        events: Arc::new(SqliteEventLog::open(&config.data_dir, config.partitions)?),
-        bus: Arc::new(LocalBus::with_node(config.node_id.clone())),
+        events,
+        bus,
     };
     let tls_dir = config.data_dir.join("tls");
     let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
@@ -77,9 +95,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let mut hub = Hub::open(backends, config.hostnames.clone())
         .await?
         .with_issuing_cas(issuing_cas.clone())
-        .with_event_streams(Arc::new(SqliteEventStreams::open(
-            &config.data_dir.join("streams"),
-        )?));
+        .with_event_streams(streams);
     if let Some(routing) = &config.routing {
         hub.set_routing_config(routing.clone(), Some("*"))
             .await
@@ -464,7 +480,7 @@ fn command_name() -> String {
 /// Installs the SIGINT and SIGTERM handlers now and returns what waits for either: installed
 /// before the server starts (and announces its ports), a signal sent as soon as the ports are
 /// known stops the server cleanly instead of killing the process by the default action.
-fn listen_for_signals() -> impl std::future::Future<Output = ()> {
+fn listen_for_signals() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{Signal, SignalKind, signal};

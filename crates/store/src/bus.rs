@@ -4,8 +4,12 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The node id of a server that runs alone (the default when none is configured).
 pub const LOCAL_NODE: &str = "local";
@@ -87,4 +91,55 @@ pub trait DeviceBus: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<MethodResponse, BusError>;
     /// Delivers the answer (or the failure) of a method call.
     fn complete_method(&self, call_id: u64, response: Result<MethodResponse, BusError>);
+}
+
+/// The method calls a node waits on, by call id: what a bus pairs a device's answer
+/// ([`DeviceBus::complete_method`]) with its call through.
+#[derive(Debug, Default)]
+pub struct PendingCalls {
+    calls: Mutex<HashMap<u64, oneshot::Sender<Result<MethodResponse, BusError>>>>,
+    ids: AtomicU64,
+}
+
+impl PendingCalls {
+    /// Registers a call of method `name` under a new call id, hands `deliver` the
+    /// [`BusMessage::Method`] for the device and waits for the answer, at most `timeout`.
+    pub async fn call<F: Future<Output = Result<(), BusError>>>(
+        &self,
+        name: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+        deliver: impl FnOnce(BusMessage) -> F,
+    ) -> Result<MethodResponse, BusError> {
+        let call_id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let deliver = deliver(BusMessage::Method {
+            call_id,
+            name: name.to_owned(),
+            payload,
+        });
+        let (reply, answer) = oneshot::channel();
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.insert(call_id, reply);
+        }
+        let result = match deliver.await {
+            Err(e) => Err(e),
+            Ok(()) => match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(BusError::NotConnected),
+                Err(_) => Err(BusError::Timeout),
+            },
+        };
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.remove(&call_id);
+        }
+        result
+    }
+
+    /// Hands a call its answer (nothing if it already ended).
+    pub fn complete(&self, call_id: u64, response: Result<MethodResponse, BusError>) {
+        let reply = self.calls.lock().ok().and_then(|mut c| c.remove(&call_id));
+        if let Some(reply) = reply {
+            let _ = reply.send(response);
+        }
+    }
 }

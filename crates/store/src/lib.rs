@@ -30,7 +30,9 @@ pub mod streams;
 pub mod testkit;
 mod twins;
 
-pub use bus::{Attachment, BusError, BusMessage, DeviceBus, LOCAL_NODE, MethodResponse};
+pub use bus::{
+    Attachment, BusError, BusMessage, DeviceBus, LOCAL_NODE, MethodResponse, PendingCalls,
+};
 pub use c2d::C2dStore;
 pub use certificates::CertificateStore;
 pub use clock::{Clock, ManualClock, SystemClock};

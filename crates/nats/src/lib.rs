@@ -1,0 +1,17 @@
+//! ironhub on NATS JetStream: the event log ([`NatsEventLog`]), named event streams
+//! ([`NatsEventStreams`]) and the device bus
+//! ([`NatsBus`]) that let many nodes serve one hub. DESIGN.md ("NATS") maps partitions,
+//! streams, KV buckets and subjects.
+
+mod bus;
+mod connect;
+mod error;
+mod eventlog;
+mod names;
+mod streams;
+
+pub use bus::NatsBus;
+pub use connect::{NatsOptions, connect, redacted};
+pub use eventlog::NatsEventLog;
+pub use names::Names;
+pub use streams::NatsEventStreams;

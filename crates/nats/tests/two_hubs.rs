@@ -1,0 +1,126 @@
+//! Two nodes of one hub — two `Hub` instances over one store, each with its own NATS
+//! connection, event log and bus on one nats-server: what is sent through one node reaches a
+//! device connected to the other, and telemetry appended on either is read on both.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ironhub_embedded::SqliteStore;
+use ironhub_hub::c2d::OutgoingMessage;
+use ironhub_hub::methods::MethodRequest;
+use ironhub_hub::model::DeviceSpec;
+use ironhub_hub::{Backends, Hub};
+use ironhub_nats::{Names, NatsBus, NatsEventLog};
+use ironhub_store::{BusMessage, MethodResponse, NewEvent, Retention, Store};
+use serde_json::json;
+
+const BOUND: Duration = Duration::from_secs(10);
+
+async fn node(server: &common::Server, store: &Arc<dyn Store>, names: &Names, id: &str) -> Hub {
+    let client = server.client().await;
+    let backends = Backends {
+        store: store.clone(),
+        events: Arc::new(
+            NatsEventLog::open(client.clone(), names, "events", 2, Retention::default())
+                .await
+                .unwrap(),
+        ),
+        bus: Arc::new(NatsBus::start(client, names, id).await.unwrap()),
+    };
+    Hub::open(backends, vec!["hub.example".into()])
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_node_sends_reaches_a_device_on_the_other() {
+    let Some(server) = common::server() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let names = Names::new(&common::unique("hub"));
+    let a = node(&server, &store, &names, "node-a").await;
+    let b = node(&server, &store, &names, "node-b").await;
+    a.put_device("on-b", &DeviceSpec::default(), None)
+        .await
+        .unwrap();
+    let mut device = b.bus().attach("on-b").await;
+    b.set_connected("on-b", true).await.unwrap();
+    assert_eq!(a.bus().presence("on-b").await.as_deref(), Some("node-b"));
+
+    // A direct method through node A, answered by the device on node B.
+    let request = MethodRequest {
+        method_name: Some("reboot".into()),
+        payload: json!({"delay": 1}),
+        response_timeout_in_seconds: Some(10),
+        connect_timeout_in_seconds: None,
+    };
+    let call = tokio::spawn({
+        let a = a.clone();
+        async move { a.invoke_method("on-b", request).await }
+    });
+    let Some(BusMessage::Method {
+        call_id, payload, ..
+    }) = tokio::time::timeout(BOUND, device.messages.recv())
+        .await
+        .unwrap()
+    else {
+        panic!("the device did not get the method call");
+    };
+    b.bus().complete_method(
+        call_id,
+        Ok(MethodResponse {
+            status: 201,
+            payload,
+        }),
+    );
+    let answer = call.await.unwrap().unwrap();
+    assert_eq!((answer.status, answer.payload), (201, json!({"delay": 1})));
+
+    // A C2D message through node A is announced on node B and received there.
+    let message = OutgoingMessage {
+        body: b"hello from a".to_vec(),
+        ..OutgoingMessage::default()
+    };
+    a.send_c2d("on-b", message).await.unwrap();
+    let hint = tokio::time::timeout(BOUND, device.messages.recv()).await;
+    assert_eq!(hint.unwrap(), Some(BusMessage::C2dAvailable));
+    let delivered = b.receive_c2d("on-b").await.unwrap().unwrap();
+    assert_eq!(delivered.body, b"hello from a");
+
+    // A desired-properties patch through node A reaches the device on node B.
+    a.update_twin(
+        "on-b",
+        &json!({"properties": {"desired": {"fan": 3}}}),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    let patch = tokio::time::timeout(BOUND, device.messages.recv()).await;
+    let Some(BusMessage::DesiredPatch { body, .. }) = patch.unwrap() else {
+        panic!("the device did not get the desired patch");
+    };
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["fan"], 3);
+
+    // Telemetry appended on either node is one log, read on both.
+    let event = |body: &str| NewEvent {
+        device_id: "on-b".into(),
+        module_id: None,
+        system_properties: Default::default(),
+        application_properties: Default::default(),
+        body: body.as_bytes().to_vec(),
+    };
+    let first = a.events().append(event("1")).await.unwrap();
+    let second = b.events().append(event("2")).await.unwrap();
+    assert_eq!(second.sequence_number, first.sequence_number + 1);
+    let read = a.events().read(first.partition, 0, 10).await.unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[1].event.body, b"2");
+}
