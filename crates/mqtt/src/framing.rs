@@ -19,8 +19,9 @@ pub(crate) struct Conn<S> {
     pub(crate) peer: SocketAddr,
 }
 
+/// Why a connection's bytes are not a packet, or could not be read or written.
 #[derive(Debug)]
-pub(crate) enum ConnError {
+pub enum ConnError {
     Io(std::io::Error),
     Codec(CodecError),
     /// Fixed-header flags a packet of its type may not carry.
@@ -51,6 +52,22 @@ fn flags_are_valid(byte1: u8) -> bool {
     }
 }
 
+/// Takes the first packet off `buf` as a connection reads it: the fixed-header checks the
+/// codec leaves out, then the codec, with the largest packet a connection accepts. `Ok(None)`
+/// while the packet is incomplete (nothing is consumed then).
+pub fn read_packet(buf: &mut BytesMut) -> Result<Option<Packet>, ConnError> {
+    if let Some(&byte1) = buf.first()
+        && !flags_are_valid(byte1)
+    {
+        return Err(ConnError::ReservedFlags(byte1));
+    }
+    match Packet::read(buf, MAX_PACKET) {
+        Ok(p) => Ok(Some(p)),
+        Err(CodecError::InsufficientBytes(_)) => Ok(None),
+        Err(e) => Err(ConnError::Codec(e)),
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite> Conn<S> {
     pub(crate) fn new(stream: S, peer: SocketAddr) -> Self {
         let (reader, writer) = tokio::io::split(stream);
@@ -64,16 +81,7 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
 
     /// A complete packet from the buffer, if one is there.
     pub(crate) fn parse(&mut self) -> Result<Option<Packet>, ConnError> {
-        if let Some(&byte1) = self.buf.first()
-            && !flags_are_valid(byte1)
-        {
-            return Err(ConnError::ReservedFlags(byte1));
-        }
-        match Packet::read(&mut self.buf, MAX_PACKET) {
-            Ok(p) => Ok(Some(p)),
-            Err(CodecError::InsufficientBytes(_)) => Ok(None),
-            Err(e) => Err(ConnError::Codec(e)),
-        }
+        read_packet(&mut self.buf)
     }
 
     /// Reads more bytes into the buffer; `false` at end of stream or on an error. Safe to
