@@ -897,17 +897,14 @@ impl Dps {
         legacy: bool,
         issuing_ca: Option<&str>,
     ) -> Result<DeviceRegistrationState, DpsError> {
-        let previous = Some(previous);
         let registration_id = &attested.registration_id;
         let settings = attested.enrollment.settings();
         let linked = self.list_linked_hubs().await?;
         let policy = effective_policy(settings.reprovision_policy, legacy);
         // Never re-provision: a device with a hub stays there, so there is nothing to
         // allocate (and no webhook to call).
-        let kept = previous
-            .as_ref()
+        let kept = Some(&previous.state)
             .filter(|_| !policy.update_hub_assignment)
-            .map(|p| &p.state)
             .filter(|s| s.status == RegistrationStatus::Assigned)
             .and_then(|s| s.assigned_hub.as_deref())
             .and_then(|h| Dps::find_hub(&linked, h));
@@ -922,7 +919,7 @@ impl Dps {
                 linked_hubs,
             } => {
                 let request =
-                    self.webhook_request(attested, previous.as_ref(), payload, &linked_hubs);
+                    self.webhook_request(attested, Some(&previous), payload, &linked_hubs);
                 let answer = allocate_by_webhook(
                     self.services.webhook.as_ref(),
                     &definition.webhook_url,
@@ -946,15 +943,14 @@ impl Dps {
                 )
             }
         };
-        let decision = decide(policy, previous.as_ref().map(|p| &p.state), &hub, |h| {
+        let decision = decide(policy, Some(&previous.state), &hub, |h| {
             Dps::find_hub(&linked, h).is_some()
         });
-        let device_id = attested
-            .device_id_after(previous.as_ref().map(|p| &p.state))
-            .to_owned();
+        let device_id = attested.device_id_after(Some(&previous.state)).to_owned();
         let previous_device = previous
-            .as_ref()
-            .and_then(|p| p.state.device_id.clone())
+            .state
+            .device_id
+            .clone()
             .unwrap_or_else(|| device_id.clone());
         let identity = device_identity(&device_id, attested, issuing_ca);
         self.apply(
@@ -968,7 +964,7 @@ impl Dps {
         .await?;
         self.record_registration(
             attested,
-            previous.as_ref(),
+            Some(&previous),
             DeviceRegistrationState {
                 assigned_hub: Some(decision.hub.clone()),
                 device_id: Some(device_id),
