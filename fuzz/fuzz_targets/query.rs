@@ -1,13 +1,13 @@
 //! The query language (`ironhub_query`): any text parses as a query and as a routing or twin
 //! condition, or is refused, never a panic; a parsed query runs over a small fixed fleet of
 //! twins (filter, projection, aggregation); and every document it matches satisfies each of
-//! the query's hints, the comparisons a store may use to read fewer documents.
+//! the query's hints (the comparisons a store may use to read fewer documents), each
+//! evaluated as a condition of the language.
 #![no_main]
 
-use std::cmp::Ordering;
 use std::sync::LazyLock;
 
-use ironhub_query::{Condition, Dialect, Hint, HintOp, Query, Segment, lookup};
+use ironhub_query::{BinOp, Condition, Dialect, Expr, Hint, HintOp, Query, Segment};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 
@@ -30,41 +30,29 @@ static FLEET: LazyLock<Vec<Value>> = LazyLock::new(|| {
     ]
 });
 
-/// Typed comparison, as the language compares: numbers with numbers, strings with strings.
-fn compare(a: &Value, b: &Value) -> Option<Ordering> {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
-                return Some(x.cmp(&y));
-            }
-            if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
-                return Some(x.cmp(&y));
-            }
-            x.as_f64()?.partial_cmp(&y.as_f64()?)
+/// The hint as a condition of the language: `path op value` (or `path IN [values]`).
+fn as_condition(hint: &Hint) -> Condition {
+    let path = Box::new(Expr::Path(
+        hint.path.iter().cloned().map(Segment::Key).collect(),
+    ));
+    let mut values = hint.values.iter().cloned().map(Expr::Literal);
+    let op = match hint.op {
+        HintOp::In => {
+            return Condition(Expr::In {
+                expr: path,
+                list: values.collect(),
+                negated: false,
+            });
         }
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
-        _ => None,
-    }
-}
-
-fn holds(hint: &Hint, doc: &Value) -> bool {
-    let path: Vec<Segment> = hint.path.iter().cloned().map(Segment::Key).collect();
-    let Some(value) = lookup(doc, &path) else {
-        return false;
+        HintOp::Eq => BinOp::Eq,
+        HintOp::Lt => BinOp::Lt,
+        HintOp::Le => BinOp::Le,
+        HintOp::Gt => BinOp::Gt,
+        HintOp::Ge => BinOp::Ge,
     };
-    let is = |want: &[Ordering]| {
-        hint.values
-            .iter()
-            .any(|v| compare(value, v).is_some_and(|o| want.contains(&o)))
-    };
-    match hint.op {
-        HintOp::Eq | HintOp::In => is(&[Ordering::Equal]),
-        HintOp::Lt => is(&[Ordering::Less]),
-        HintOp::Le => is(&[Ordering::Less, Ordering::Equal]),
-        HintOp::Gt => is(&[Ordering::Greater]),
-        HintOp::Ge => is(&[Ordering::Greater, Ordering::Equal]),
-    }
+    let value = values.next().expect("a comparison hint has one value");
+    assert!(values.next().is_none(), "a comparison hint has one value");
+    Condition(Expr::Binary(op, path, Box::new(Expr::Literal(value))))
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -92,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
     for doc in &matched {
         for hint in &hints {
             assert!(
-                holds(hint, doc),
+                as_condition(hint).matches(doc),
                 "{doc} matches {text:?} but not its hint {hint:?}"
             );
         }
