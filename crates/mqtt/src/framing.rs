@@ -131,7 +131,28 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::flags_are_valid;
+    use super::{ConnError, flags_are_valid, read_packet};
+    use bytes::BytesMut;
+    use rumqttc::mqttbytes::v4::{Packet, PubAck};
+
+    #[test]
+    fn packets_are_read_one_at_a_time_and_only_when_complete() {
+        // A PUBACK, a PINGREQ, and the first byte of a DISCONNECT.
+        let mut buf = BytesMut::from(&[0x40, 0x02, 0x00, 0x05, 0xC0, 0x00, 0xE0][..]);
+        let mut half = BytesMut::from(&[0x40, 0x02, 0x00][..]);
+        assert!(matches!(read_packet(&mut half), Ok(None)));
+        assert_eq!(half.len(), 3, "nothing is consumed while incomplete");
+        assert_eq!(
+            read_packet(&mut buf).unwrap(),
+            Some(Packet::PubAck(PubAck::new(5)))
+        );
+        assert_eq!(read_packet(&mut buf).unwrap(), Some(Packet::PingReq));
+        assert!(matches!(read_packet(&mut buf), Ok(None)));
+        assert!(matches!(
+            read_packet(&mut BytesMut::from(&[0x80, 0x00][..])),
+            Err(ConnError::ReservedFlags(0x80))
+        ));
+    }
 
     #[test]
     fn fixed_header_flags_are_checked_for_every_packet_type() {
