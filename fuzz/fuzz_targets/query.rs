@@ -52,7 +52,7 @@ fn as_condition(hint: &Hint) -> Condition {
     };
     let value = values.next().expect("a comparison hint has one value");
     assert!(values.next().is_none(), "a comparison hint has one value");
-    Condition(Expr::Binary(op, path, Box::new(Expr::Literal(value))))
+    Condition(Expr::Binary(op, path, Box::new(value)))
 }
 
 fuzz_target!(|data: &[u8]| {
