@@ -239,6 +239,24 @@ fn device_identity(device_id: &str, attested: &Attested, issuing_ca: Option<&str
     }
 }
 
+/// A device's operation as this run last wrote it.
+#[derive(Debug)]
+struct TrackedOperation {
+    record: OperationRecord,
+    etag: String,
+}
+
+/// What [`Dps::register`] wrote before answering, handed to the assignment so that it reads
+/// none of it again.
+#[derive(Debug)]
+struct Started {
+    operation: TrackedOperation,
+    /// The device's registration record: the one it had, or the claim.
+    previous: RegistrationRecord,
+    /// The claim's etag, when this registration made it.
+    claimed: Option<String>,
+}
+
 /// What a registration hands the device besides its assignment.
 #[derive(Debug)]
 struct Extras {
@@ -468,15 +486,13 @@ impl Dps {
             tracing::info!(target: "DeviceOperations", registration_id = %attested.registration_id, "registration refused: the enrollment is disabled");
             return Ok(answer);
         }
-        self.save_operation(&attested.registration_id, &record)
-            .await?;
-        tracing::info!(target: "DeviceOperations", registration_id = %attested.registration_id, operation_id = %record.operation_id, "registration started");
+        let started = self.begin(&attested, record).await?;
+        tracing::info!(target: "DeviceOperations", registration_id = %attested.registration_id, operation_id = %started.operation.record.operation_id, "registration started");
         let legacy = api_version.is_some_and(is_legacy_api_version);
         let dps = self.clone();
-        let operation_id = record.operation_id;
         tokio::spawn(async move {
             let extras = Extras { tpm, csr };
-            dps.complete(attested, request.payload, extras, legacy, operation_id)
+            dps.complete(attested, request.payload, extras, legacy, started)
                 .await;
         });
         Ok(answer)
@@ -543,6 +559,38 @@ impl Dps {
         }
     }
 
+    /// Writes the device's new operation and, when the device has no registration record yet,
+    /// claims one in status `assigning`, in one store transaction, before any hub is touched:
+    /// so two registrations whose ids differ only in case (DPS ids are case-insensitive) agree
+    /// on one record, and the first one's case names the record and the hub device.
+    async fn begin(
+        &self,
+        attested: &Attested,
+        record: OperationRecord,
+    ) -> Result<Started, DpsError> {
+        let id = &attested.registration_id;
+        let claim = DeviceRegistrationState {
+            status: RegistrationStatus::Assigning,
+            ..blank_state(id)
+        };
+        let begun = self
+            .store
+            .dps_begin_registration(
+                to_record(id, None, &record)?,
+                to_record(id, attested.enrollment.group_id(), &claim)?,
+            )
+            .await?;
+        let previous = RegistrationRecord::from_stored(&begun.registration)?;
+        Ok(Started {
+            operation: TrackedOperation {
+                record,
+                etag: begun.operation.etag,
+            },
+            claimed: begun.claimed.then(|| begun.registration.etag.clone()),
+            previous,
+        })
+    }
+
     /// Writes a device's operation, replacing the one it had.
     async fn save_operation(
         &self,
@@ -599,17 +647,22 @@ impl Dps {
         payload: Option<Value>,
         extras: Extras,
         legacy: bool,
-        operation_id: String,
+        started: Started,
     ) {
         let registration_id = attested.registration_id.clone();
         let Extras { tpm, csr } = extras;
+        let Started {
+            operation: mut tracked,
+            previous,
+            claimed,
+        } = started;
         // The TPM's sealed key and the issued certificate go to the device in the operation,
         // not in the stored record. The certificate is signed first: a device whose
         // certificate could not be made is not switched to certificate authentication.
         let assignment = async {
             let issued = self.issue_for(&attested, csr.as_ref())?;
             let issuing_ca = issued.as_ref().map(|i| i.certificate_authority.as_str());
-            self.assign(&attested, payload, legacy, issuing_ca)
+            self.assign_over(&attested, previous, payload, legacy, issuing_ca)
                 .await
                 .map(|state| DeviceRegistrationState {
                     tpm,
@@ -624,9 +677,15 @@ impl Dps {
         let outcome = loop {
             tokio::select! {
                 outcome = &mut assignment => break outcome,
-                _ = renew.tick() => self.renew_lease(&registration_id, &operation_id).await,
+                _ = renew.tick() => self.renew_lease(&registration_id, &mut tracked).await,
             }
         };
+        if let (Err(_), Some(etag)) = (&outcome, &claimed) {
+            // Nothing was assigned: the record this run claimed goes (unless it changed).
+            if let Err(e) = self.delete_registration(&registration_id, Some(etag)).await {
+                tracing::warn!(target: "DeviceOperations", registration_id = %registration_id, error = %e, "could not release a claimed registration record");
+            }
+        }
         let state = match outcome {
             Ok(state) => {
                 tracing::info!(target: "DeviceOperations", registration_id = %registration_id, hub = ?state.assigned_hub, substatus = ?state.substatus, "device assigned");
@@ -637,64 +696,107 @@ impl Dps {
                 failed_state(&registration_id, &e)
             }
         };
+        let operation_id = tracked.record.operation_id.clone();
         if let Err(e) = self
-            .finish_operation(&registration_id, &operation_id, state)
+            .finish_operation(&registration_id, &operation_id, state, Some(tracked))
             .await
         {
             tracing::warn!(target: "DeviceOperations", registration_id = %registration_id, error = %e, "could not record the outcome of a registration");
         }
     }
 
+    /// Replaces the device's operation with `op` if its etag is still `etag`; returns the new
+    /// etag, or `None` when the operation changed meanwhile.
+    async fn replace_operation(
+        &self,
+        registration_id: &str,
+        op: &OperationRecord,
+        etag: &str,
+    ) -> Result<Option<String>, DpsError> {
+        let write = DpsWrite::Replace {
+            record: to_record(registration_id, None, op)?,
+            if_match: Some(etag.to_owned()),
+        };
+        Ok(self
+            .store
+            .dps_write(DpsCollection::Operations, vec![write])
+            .await?
+            .ok()
+            .and_then(|mut done| done.pop().flatten())
+            .map(|r| r.etag))
+    }
+
     /// Extends the lease of the operation this run is assigning, if it is still the device's
     /// latest; a failure only logs (the next renewal tries again).
-    async fn renew_lease(&self, registration_id: &str, operation_id: &str) {
+    async fn renew_lease(&self, registration_id: &str, tracked: &mut TrackedOperation) {
         let renewed = async {
-            let Some((mut op, stored)) = self.load_operation(registration_id).await? else {
-                return Ok(());
-            };
-            if op.operation_id != operation_id || op.status != RegistrationStatus::Assigning {
+            let mut op = tracked.record.clone();
+            op.lease_until = Some(lease_from(Utc::now()));
+            if let Some(etag) = self
+                .replace_operation(registration_id, &op, &tracked.etag)
+                .await?
+            {
+                *tracked = TrackedOperation { record: op, etag };
                 return Ok(());
             }
-            op.lease_until = Some(lease_from(Utc::now()));
-            let write = DpsWrite::Replace {
-                record: to_record(registration_id, None, &op)?,
-                if_match: Some(stored.etag),
+            // Changed meanwhile: renewed only if it is still this run's and assigning.
+            let Some((mut current, stored)) = self.load_operation(registration_id).await? else {
+                return Ok(());
             };
-            self.store
-                .dps_write(DpsCollection::Operations, vec![write])
+            if current.operation_id != op.operation_id
+                || current.status != RegistrationStatus::Assigning
+            {
+                return Ok(());
+            }
+            current.lease_until = op.lease_until;
+            match self
+                .replace_operation(registration_id, &current, &stored.etag)
                 .await?
-                .map(|_| ())
-                .map_err(|_| DpsError::ServerError("the operation changed meanwhile".into()))
+            {
+                Some(etag) => {
+                    *tracked = TrackedOperation {
+                        record: current,
+                        etag,
+                    };
+                    Ok(())
+                }
+                None => Err(DpsError::ServerError(
+                    "the operation changed meanwhile".into(),
+                )),
+            }
         };
         if let Err(e) = renewed.await {
             tracing::warn!(target: "DeviceOperations", registration_id, error = %e, "could not renew the lease of a registration");
         }
     }
 
+    /// Records a registration's outcome in its operation, unless a newer registration of the
+    /// device replaced the operation. `known` is the operation as this run last wrote it (its
+    /// first attempt then reads nothing).
     async fn finish_operation(
         &self,
         registration_id: &str,
         operation_id: &str,
         state: DeviceRegistrationState,
+        mut known: Option<TrackedOperation>,
     ) -> Result<(), DpsError> {
         for _ in 0..3 {
-            let Some((mut op, stored)) = self.load_operation(registration_id).await? else {
-                return Ok(());
+            let (mut op, etag) = match known.take() {
+                Some(t) => (t.record, t.etag),
+                None => match self.load_operation(registration_id).await? {
+                    Some((op, stored)) => (op, stored.etag),
+                    None => return Ok(()),
+                },
             };
             if op.operation_id != operation_id {
                 return Ok(());
             }
             op.status = state.status;
             op.registration_state = Some(state.clone());
-            let write = DpsWrite::Replace {
-                record: to_record(registration_id, None, &op)?,
-                if_match: Some(stored.etag),
-            };
             if self
-                .store
-                .dps_write(DpsCollection::Operations, vec![write])
+                .replace_operation(registration_id, &op, &etag)
                 .await?
-                .is_ok()
+                .is_some()
             {
                 return Ok(());
             }
@@ -726,7 +828,7 @@ impl Dps {
                     .into(),
             );
             let state = failed_state(registration_id, &e);
-            self.finish_operation(registration_id, &op.operation_id, state.clone())
+            self.finish_operation(registration_id, &op.operation_id, state.clone(), None)
                 .await?;
             self.fail_abandoned_claim(registration_id, &state).await?;
             return Ok(RegistrationOperationStatus {
@@ -785,71 +887,12 @@ impl Dps {
     }
 
     /// Picks the hub, applies the reprovisioning policy on the hubs, and writes the
-    /// registration record. `issuing_ca` names the CA that issued the device a certificate.
-    async fn assign(
-        &self,
-        attested: &Attested,
-        payload: Option<Value>,
-        legacy: bool,
-        issuing_ca: Option<&str>,
-    ) -> Result<DeviceRegistrationState, DpsError> {
-        let (previous, claimed) = self.find_or_claim_registration(attested).await?;
-        let outcome = self
-            .assign_over(attested, previous, payload, legacy, issuing_ca)
-            .await;
-        if let (Err(_), Some(etag)) = (&outcome, claimed) {
-            // Nothing was assigned: the record this run claimed goes (unless it changed).
-            if let Err(e) = self
-                .delete_registration(&attested.registration_id, Some(&etag))
-                .await
-            {
-                tracing::warn!(target: "DeviceOperations", registration_id = %attested.registration_id, error = %e, "could not release a claimed registration record");
-            }
-        }
-        outcome
-    }
-
-    /// The device's registration record; when it has none yet, one is created at once in
-    /// status `assigning`, before any hub is touched, so that two registrations whose ids
-    /// differ only in case (DPS ids are case-insensitive) agree on one record, and the first
-    /// one's case names the record and the hub device. Returns the record, and the etag of the
-    /// claim when this call made it.
-    async fn find_or_claim_registration(
-        &self,
-        attested: &Attested,
-    ) -> Result<(Option<RegistrationRecord>, Option<String>), DpsError> {
-        let id = &attested.registration_id;
-        if let Some(found) = self.find_registration(id).await? {
-            return Ok((Some(found), None));
-        }
-        let claim = DeviceRegistrationState {
-            status: RegistrationStatus::Assigning,
-            ..blank_state(id)
-        };
-        // Provisional: the device was answered on its operation, not on this record.
-        match self
-            .write_registration_as(claim, attested.enrollment.group_id(), None, true)
-            .await
-        {
-            Ok(state) => {
-                let etag = state.etag.clone();
-                let record = RegistrationRecord {
-                    state,
-                    enrollment_group_id: attested.enrollment.group_id().map(str::to_owned),
-                };
-                Ok((Some(record), etag))
-            }
-            // Another registration of the same id (in another case) claimed it first.
-            Err(DpsError::Conflict(_)) => Ok((self.find_registration(id).await?, None)),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// [`Dps::assign`] once the previous registration record (if any) is known.
+    /// registration record over `previous` (the device's record, or the claim
+    /// [`Dps::register`] made). `issuing_ca` names the CA that issued the device a certificate.
     async fn assign_over(
         &self,
         attested: &Attested,
-        previous: Option<RegistrationRecord>,
+        previous: RegistrationRecord,
         payload: Option<Value>,
         legacy: bool,
         issuing_ca: Option<&str>,
@@ -860,10 +903,8 @@ impl Dps {
         let policy = effective_policy(settings.reprovision_policy, legacy);
         // Never re-provision: a device with a hub stays there, so there is nothing to
         // allocate (and no webhook to call).
-        let kept = previous
-            .as_ref()
+        let kept = Some(&previous.state)
             .filter(|_| !policy.update_hub_assignment)
-            .map(|p| &p.state)
             .filter(|s| s.status == RegistrationStatus::Assigned)
             .and_then(|s| s.assigned_hub.as_deref())
             .and_then(|h| Dps::find_hub(&linked, h));
@@ -878,7 +919,7 @@ impl Dps {
                 linked_hubs,
             } => {
                 let request =
-                    self.webhook_request(attested, previous.as_ref(), payload, &linked_hubs);
+                    self.webhook_request(attested, Some(&previous), payload, &linked_hubs);
                 let answer = allocate_by_webhook(
                     self.services.webhook.as_ref(),
                     &definition.webhook_url,
@@ -902,15 +943,14 @@ impl Dps {
                 )
             }
         };
-        let decision = decide(policy, previous.as_ref().map(|p| &p.state), &hub, |h| {
+        let decision = decide(policy, Some(&previous.state), &hub, |h| {
             Dps::find_hub(&linked, h).is_some()
         });
-        let device_id = attested
-            .device_id_after(previous.as_ref().map(|p| &p.state))
-            .to_owned();
+        let device_id = attested.device_id_after(Some(&previous.state)).to_owned();
         let previous_device = previous
-            .as_ref()
-            .and_then(|p| p.state.device_id.clone())
+            .state
+            .device_id
+            .clone()
             .unwrap_or_else(|| device_id.clone());
         let identity = device_identity(&device_id, attested, issuing_ca);
         self.apply(
@@ -924,7 +964,7 @@ impl Dps {
         .await?;
         self.record_registration(
             attested,
-            previous.as_ref(),
+            Some(&previous),
             DeviceRegistrationState {
                 assigned_hub: Some(decision.hub.clone()),
                 device_id: Some(device_id),

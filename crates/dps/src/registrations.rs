@@ -10,7 +10,8 @@ use crate::query::{QueryPage, continuation_after, page_size, resume_after};
 use crate::rules::{normalize_if_match, validate_group_id, validate_registration_id};
 use crate::{Dps, DpsError, from_record, to_record};
 
-fn load(record: &DpsRecord) -> Result<DeviceRegistrationState, DpsError> {
+/// A stored registration record's state, with the id's stored case and the etag.
+pub(crate) fn load(record: &DpsRecord) -> Result<DeviceRegistrationState, DpsError> {
     let mut state: DeviceRegistrationState = from_record(record)?;
     // A record keeps the case of the id it was created with.
     state.registration_id.clone_from(&record.id);
@@ -26,6 +27,16 @@ pub struct RegistrationRecord {
     pub enrollment_group_id: Option<String>,
 }
 
+impl RegistrationRecord {
+    /// The record as stored.
+    pub(crate) fn from_stored(record: &DpsRecord) -> Result<Self, DpsError> {
+        Ok(RegistrationRecord {
+            state: load(record)?,
+            enrollment_group_id: record.group_id.clone(),
+        })
+    }
+}
+
 impl Dps {
     /// `GET /registrations/{id}`.
     pub async fn get_registration(&self, id: &str) -> Result<DeviceRegistrationState, DpsError> {
@@ -39,10 +50,7 @@ impl Dps {
             .dps_get(DpsCollection::Registrations, id)
             .await?
             .ok_or_else(|| DpsError::RegistrationNotFound(id.to_owned()))?;
-        Ok(RegistrationRecord {
-            state: load(&record)?,
-            enrollment_group_id: record.group_id.clone(),
-        })
+        RegistrationRecord::from_stored(&record)
     }
 
     /// A device's registration record, if it has one.
@@ -150,19 +158,6 @@ impl Dps {
         enrollment_group_id: Option<&str>,
         if_match: Option<&str>,
     ) -> Result<DeviceRegistrationState, DpsError> {
-        self.write_registration_as(state, enrollment_group_id, if_match, false)
-            .await
-    }
-
-    /// [`Dps::write_registration`]; `provisional` for a claim nothing was acknowledged on
-    /// (see [`ironhub_store::DpsStore::dps_write_provisional`]).
-    pub(crate) async fn write_registration_as(
-        &self,
-        state: DeviceRegistrationState,
-        enrollment_group_id: Option<&str>,
-        if_match: Option<&str>,
-        provisional: bool,
-    ) -> Result<DeviceRegistrationState, DpsError> {
         validate_registration_id(&state.registration_id)?;
         let id = state.registration_id.clone();
         let stored = DeviceRegistrationState {
@@ -177,16 +172,11 @@ impl Dps {
                 if_match: Some(normalize_if_match(tag)),
             },
         };
-        let written = if provisional {
-            self.store
-                .dps_write_provisional(DpsCollection::Registrations, vec![write])
-                .await?
-        } else {
-            self.store
-                .dps_write(DpsCollection::Registrations, vec![write])
-                .await?
-        };
-        match written {
+        match self
+            .store
+            .dps_write(DpsCollection::Registrations, vec![write])
+            .await?
+        {
             Ok(mut done) => match done.pop().flatten() {
                 Some(r) => load(&r),
                 None => Err(DpsError::ServerError("the store wrote nothing".into())),

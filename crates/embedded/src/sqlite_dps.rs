@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use ironhub_store::{
-    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsStore, DpsWrite, WriteConflict,
+    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsStore, DpsWrite, RegistrationBegun,
+    WriteConflict,
 };
 
 use crate::error::Result;
@@ -157,6 +158,34 @@ pub(crate) fn write(
     write_all(conn, writes, |tx, w| apply(tx, c, w))
 }
 
+/// The device's operation written and its registration claimed (or found), in one transaction.
+pub(crate) fn begin_registration(
+    conn: &mut Connection,
+    operation: DpsRecord,
+    claim: DpsRecord,
+) -> Result<RegistrationBegun> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let operation = match get(&tx, DpsCollection::Operations, &operation.id)? {
+        // The stored id keeps its case, as a replace keeps it.
+        Some(current) => DpsRecord {
+            id: current.id,
+            ..operation
+        },
+        None => operation,
+    };
+    let operation = save(&tx, DpsCollection::Operations, operation)?;
+    let (registration, claimed) = match get(&tx, DpsCollection::Registrations, &claim.id)? {
+        Some(found) => (found, false),
+        None => (save(&tx, DpsCollection::Registrations, claim)?, true),
+    };
+    tx.commit()?;
+    Ok(RegistrationBegun {
+        operation,
+        registration,
+        claimed,
+    })
+}
+
 #[async_trait]
 impl DpsStore for SqliteStore {
     async fn dps_settings_or_init(&self, init: DpsSettings) -> ironhub_store::Result<DpsSettings> {
@@ -214,15 +243,16 @@ impl DpsStore for SqliteStore {
         }
     }
 
-    async fn dps_write_provisional(
+    async fn dps_begin_registration(
         &self,
-        collection: DpsCollection,
-        writes: Vec<DpsWrite>,
-    ) -> ironhub_store::Result<DpsBatchResult> {
+        operation: DpsRecord,
+        claim: DpsRecord,
+    ) -> ironhub_store::Result<RegistrationBegun> {
         // Through the `synchronous=NORMAL` connection, as operations: one database and one
         // WAL, so the next `synchronous=FULL` commit (the hub device, the final record) makes
-        // it durable too, and a power cut before that loses only a claim nothing answered on.
-        self.with_runtime(move |conn: &mut Connection| write(conn, collection, writes))
+        // the claim durable too, and a power cut before that loses only a claim nothing was
+        // answered on.
+        self.with_runtime(move |conn| begin_registration(conn, operation, claim))
             .await
     }
 }

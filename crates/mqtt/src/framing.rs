@@ -19,8 +19,9 @@ pub(crate) struct Conn<S> {
     pub(crate) peer: SocketAddr,
 }
 
+/// Why a connection's bytes are not a packet, or could not be read or written.
 #[derive(Debug)]
-pub(crate) enum ConnError {
+pub enum ConnError {
     Io(std::io::Error),
     Codec(CodecError),
     /// Fixed-header flags a packet of its type may not carry.
@@ -51,6 +52,22 @@ fn flags_are_valid(byte1: u8) -> bool {
     }
 }
 
+/// Takes the first packet off `buf` as a connection reads it: the fixed-header checks the
+/// codec leaves out, then the codec, with the largest packet a connection accepts. `Ok(None)`
+/// while the packet is incomplete (nothing is consumed then).
+pub fn read_packet(buf: &mut BytesMut) -> Result<Option<Packet>, ConnError> {
+    if let Some(&byte1) = buf.first()
+        && !flags_are_valid(byte1)
+    {
+        return Err(ConnError::ReservedFlags(byte1));
+    }
+    match Packet::read(buf, MAX_PACKET) {
+        Ok(p) => Ok(Some(p)),
+        Err(CodecError::InsufficientBytes(_)) => Ok(None),
+        Err(e) => Err(ConnError::Codec(e)),
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite> Conn<S> {
     pub(crate) fn new(stream: S, peer: SocketAddr) -> Self {
         let (reader, writer) = tokio::io::split(stream);
@@ -64,16 +81,7 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
 
     /// A complete packet from the buffer, if one is there.
     pub(crate) fn parse(&mut self) -> Result<Option<Packet>, ConnError> {
-        if let Some(&byte1) = self.buf.first()
-            && !flags_are_valid(byte1)
-        {
-            return Err(ConnError::ReservedFlags(byte1));
-        }
-        match Packet::read(&mut self.buf, MAX_PACKET) {
-            Ok(p) => Ok(Some(p)),
-            Err(CodecError::InsufficientBytes(_)) => Ok(None),
-            Err(e) => Err(ConnError::Codec(e)),
-        }
+        read_packet(&mut self.buf)
     }
 
     /// Reads more bytes into the buffer; `false` at end of stream or on an error. Safe to
@@ -123,7 +131,28 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::flags_are_valid;
+    use super::{ConnError, flags_are_valid, read_packet};
+    use bytes::BytesMut;
+    use rumqttc::mqttbytes::v4::{Packet, PubAck};
+
+    #[test]
+    fn packets_are_read_one_at_a_time_and_only_when_complete() {
+        // A PUBACK, a PINGREQ, and the first byte of a DISCONNECT.
+        let mut buf = BytesMut::from(&[0x40, 0x02, 0x00, 0x05, 0xC0, 0x00, 0xE0][..]);
+        let mut half = BytesMut::from(&[0x40, 0x02, 0x00][..]);
+        assert!(matches!(read_packet(&mut half), Ok(None)));
+        assert_eq!(half.len(), 3, "nothing is consumed while incomplete");
+        assert_eq!(
+            read_packet(&mut buf).unwrap(),
+            Some(Packet::PubAck(PubAck::new(5)))
+        );
+        assert_eq!(read_packet(&mut buf).unwrap(), Some(Packet::PingReq));
+        assert!(matches!(read_packet(&mut buf), Ok(None)));
+        assert!(matches!(
+            read_packet(&mut BytesMut::from(&[0x80, 0x00][..])),
+            Err(ConnError::ReservedFlags(0x80))
+        ));
+    }
 
     #[test]
     fn fixed_header_flags_are_checked_for_every_packet_type() {

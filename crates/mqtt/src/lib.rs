@@ -22,3 +22,4 @@ pub mod username;
 
 pub use connection::serve;
 pub use context::ConnectionContext;
+pub use framing::{ConnError, read_packet};

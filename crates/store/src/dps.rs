@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 
-use crate::{DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsWrite, Result};
+use crate::{
+    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsWrite, RegistrationBegun, Result,
+    StoreError,
+};
 
 /// The DPS instance's settings and records.
 #[async_trait]
@@ -39,15 +42,68 @@ pub trait DpsStore: Send + Sync {
         collection: DpsCollection,
         writes: Vec<DpsWrite>,
     ) -> Result<DpsBatchResult>;
-    /// [`DpsStore::dps_write`] of records that stand in for work under way and that nothing
-    /// was acknowledged on (a registration record claimed while its device is assigned): an
-    /// engine may keep them as it keeps operations, until a power cut; a later durable write
-    /// must not be kept without them. The default writes them as durably as any record.
-    async fn dps_write_provisional(
+    /// Starts a device's registration in one transaction: writes `operation` as the device's
+    /// operation (creating it, or replacing whatever operation it had: the newer registration
+    /// wins) and, when the device has no registration record under its id in any case, creates
+    /// `claim` as that record, so that registrations whose ids differ only in case agree on one
+    /// record. Both are kept as operations are (until a power cut): nothing was acknowledged on
+    /// the claim, and the later durable write of the registration's outcome carries it.
+    ///
+    /// The default does it in several calls (not atomically); engines override it.
+    async fn dps_begin_registration(
         &self,
-        collection: DpsCollection,
-        writes: Vec<DpsWrite>,
-    ) -> Result<DpsBatchResult> {
-        self.dps_write(collection, writes).await
+        operation: DpsRecord,
+        claim: DpsRecord,
+    ) -> Result<RegistrationBegun> {
+        let mut written = None;
+        for _ in 0..3 {
+            let write = match self
+                .dps_get(DpsCollection::Operations, &operation.id)
+                .await?
+            {
+                None => DpsWrite::Create(operation.clone()),
+                Some(_) => DpsWrite::Replace {
+                    record: operation.clone(),
+                    if_match: None,
+                },
+            };
+            if let Ok(mut done) = self
+                .dps_write(DpsCollection::Operations, vec![write])
+                .await?
+            {
+                written = done.pop().flatten();
+                break;
+            }
+        }
+        let operation = written.ok_or_else(|| {
+            StoreError::Engine("the operation kept changing while it was written".into())
+        })?;
+        for _ in 0..3 {
+            if let Some(found) = self
+                .dps_get(DpsCollection::Registrations, &claim.id)
+                .await?
+            {
+                return Ok(RegistrationBegun {
+                    operation,
+                    registration: found,
+                    claimed: false,
+                });
+            }
+            let create = DpsWrite::Create(claim.clone());
+            if let Ok(mut done) = self
+                .dps_write(DpsCollection::Registrations, vec![create])
+                .await?
+                && let Some(registration) = done.pop().flatten()
+            {
+                return Ok(RegistrationBegun {
+                    operation,
+                    registration,
+                    claimed: true,
+                });
+            }
+        }
+        Err(StoreError::Engine(
+            "the registration kept changing while it was claimed".into(),
+        ))
     }
 }

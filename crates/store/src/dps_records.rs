@@ -89,3 +89,14 @@ impl DpsWrite {
 /// The outcome of an atomic batch of DPS writes: every record as stored (`None` for deletes),
 /// or, when any write failed, nothing written and the reason for each write that failed.
 pub type DpsBatchResult = crate::Result<Vec<Option<DpsRecord>>, Vec<(usize, crate::WriteConflict)>>;
+
+/// What [`crate::DpsStore::dps_begin_registration`] wrote and found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrationBegun {
+    /// The device's operation, as stored.
+    pub operation: DpsRecord,
+    /// The device's registration record: the claim, or the record it already had.
+    pub registration: DpsRecord,
+    /// Whether `registration` is the claim this call created.
+    pub claimed: bool,
+}

@@ -290,3 +290,77 @@ pub async fn operations_are_records_like_the_others(
             .is_none()
     );
 }
+
+/// Starting a registration writes the device's operation (replacing any) and claims its
+/// registration record only when it has none in any case, in one transaction: of concurrent
+/// registrations whose ids differ only in case, exactly one claims, and every one gets that
+/// record back.
+pub async fn beginning_a_registration_claims_one_record(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    let op = |id: &str, n: u32| DpsRecord {
+        id: id.into(),
+        group_id: None,
+        etag: String::new(),
+        doc: json!({ "operationId": format!("4.{n}"), "status": "assigning" }),
+    };
+    let first = store
+        .dps_begin_registration(op("Claim-Me", 1), record("Claim-Me", Some("g")))
+        .await
+        .unwrap();
+    assert!(first.claimed);
+    assert_eq!(first.registration.id, "Claim-Me");
+    assert_eq!(first.registration.group_id.as_deref(), Some("g"));
+    assert_ne!(first.operation.etag, first.registration.etag);
+    assert_eq!(
+        store.dps_get(C::Operations, "claim-me").await.unwrap(),
+        Some(first.operation.clone())
+    );
+    assert_eq!(
+        store.dps_get(C::Registrations, "CLAIM-ME").await.unwrap(),
+        Some(first.registration.clone())
+    );
+
+    let again = store
+        .dps_begin_registration(op("claim-me", 2), record("claim-me", None))
+        .await
+        .unwrap();
+    assert!(!again.claimed);
+    assert_eq!(again.registration, first.registration);
+    assert_eq!(again.operation.id, "Claim-Me");
+    assert_eq!(again.operation.doc["operationId"], "4.2");
+    assert_ne!(again.operation.etag, first.operation.etag);
+    assert_eq!(
+        store.dps_get(C::Operations, "CLAIM-me").await.unwrap(),
+        Some(again.operation)
+    );
+
+    let ids = ["RACE-ID", "race-id", "Race-Id", "rACE-iD"];
+    let tasks: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let store = store.clone();
+            let (o, r) = (op(id, n as u32), record(id, None));
+            tokio::spawn(async move { store.dps_begin_registration(o, r).await.unwrap() })
+        })
+        .collect();
+    let mut begun = Vec::new();
+    for task in tasks {
+        begun.push(task.await.unwrap());
+    }
+    let claims: Vec<_> = begun.iter().filter(|b| b.claimed).collect();
+    assert_eq!(claims.len(), 1, "{begun:?}");
+    for b in &begun {
+        assert_eq!(b.registration, claims[0].registration);
+    }
+    assert_eq!(store.dps_count(C::Registrations, None).await.unwrap(), 2);
+    assert_eq!(store.dps_count(C::Operations, None).await.unwrap(), 2);
+    let last = store
+        .dps_get(C::Operations, "race-ID")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(begun.iter().any(|b| b.operation == last));
+}
