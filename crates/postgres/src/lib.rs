@@ -3,13 +3,18 @@
 //! every port implementation builds on: the connection options ([`PgOptions`], a
 //! `postgres://` URL with its credentials, `sslmode` and a CA file), a pool of connections
 //! over TLS ([`connect`]) and the versioned schema ([`migrate`]), applied once at start under
-//! an advisory lock so that nodes starting together never migrate twice.
+//! an advisory lock so that nodes starting together never migrate twice; and [`PgStore`],
+//! the ports implemented so far (MQTT sessions, CA certificates).
 
 mod migrations;
 mod options;
+mod pg_certificates;
+mod pg_sessions;
 mod pool;
+mod store;
 mod tls;
 
 pub use migrations::{MIGRATIONS, applied_versions, migrate};
 pub use options::PgOptions;
 pub use pool::{Pool, connect};
+pub use store::PgStore;

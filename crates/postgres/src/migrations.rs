@@ -15,6 +15,7 @@ const MIGRATION_LOCK: i64 = 0x69_726f_6e68_7562;
 pub const MIGRATIONS: &[(i32, &str)] = &[(
     1,
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value JSONB NOT NULL);
+     CREATE SEQUENCE etag_counter;
      CREATE TABLE devices (
          device_id TEXT COLLATE \"C\" PRIMARY KEY,
          enabled BOOLEAN NOT NULL,

@@ -1,0 +1,50 @@
+//! The PostgreSQL store: a pool over a migrated database, and what its ports share.
+
+use base64::Engine as _;
+use ironhub_store::{Result, StoreError};
+
+use crate::{PgOptions, Pool, connect, migrate, pool};
+
+/// The store ports on PostgreSQL (so far: MQTT sessions and CA certificates).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(crate) pool: Pool,
+}
+
+impl PgStore {
+    /// Connects to the database of `options` and brings its schema up to date.
+    pub async fn open(options: &PgOptions) -> Result<Self> {
+        let pool = connect(options).await?;
+        migrate(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {
+        pool::client(&self.pool).await
+    }
+}
+
+/// A failed statement, as the ports report it.
+pub(crate) fn db(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Engine(format!("PostgreSQL: {e}"))
+}
+
+/// A stored document that does not parse.
+pub(crate) fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// A fresh etag, unique for the lifetime of the database (shaped as the embedded engine's).
+pub(crate) async fn next_etag(client: &impl deadpool_postgres::GenericClient) -> Result<String> {
+    let next: i64 = client
+        .query_one("SELECT nextval('etag_counter')", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    Ok(base64::engine::general_purpose::STANDARD.encode(next.to_string()))
+}
+
+/// Whether an `If-Match` tag accepts the stored etag.
+pub(crate) fn tag_matches(current: &str, if_match: &str) -> bool {
+    if_match == "*" || if_match == current
+}
