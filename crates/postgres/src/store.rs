@@ -5,7 +5,7 @@ use ironhub_store::{Result, StoreError};
 
 use crate::{PgOptions, Pool, connect, migrate, pool};
 
-/// The store ports on PostgreSQL (so far: MQTT sessions and CA certificates).
+/// The store ports on PostgreSQL (so far: MQTT sessions, CA certificates, file upload notifications).
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: Pool,

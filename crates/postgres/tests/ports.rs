@@ -167,3 +167,104 @@ async fn concurrent_creates_of_one_name_let_one_win() {
     }
     assert_eq!(won, 1);
 }
+
+fn notification(blob: &str, at: chrono::DateTime<Utc>) -> ironhub_store::FileNotification {
+    ironhub_store::FileNotification {
+        device_id: "d1".into(),
+        blob_uri: format!("https://acct.blob.core.windows.net/c/{blob}"),
+        blob_name: blob.into(),
+        last_updated_time: Some(at),
+        blob_size_in_bytes: Some(5),
+        enqueued_time_utc: at,
+    }
+}
+
+#[tokio::test]
+async fn file_notifications_are_locked_settled_and_dropped() {
+    use chrono::TimeDelta;
+    use ironhub_store::FileNotificationRules;
+    let Some(options) = test_database("files").await else {
+        return;
+    };
+    let store = PgStore::open(&options).await.unwrap();
+    let rules = FileNotificationRules {
+        lock_duration: TimeDelta::seconds(60),
+        max_delivery_count: 2,
+    };
+    let t0 = Utc::now();
+    let ttl = TimeDelta::hours(1);
+    store
+        .file_notification_enqueue(notification("a", t0), t0 + ttl)
+        .await
+        .unwrap();
+    store
+        .file_notification_enqueue(notification("b", t0), t0 + ttl)
+        .await
+        .unwrap();
+    // Oldest first; a locked one is invisible until its lock runs out.
+    let a = store
+        .file_notification_lock(rules, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.notification.blob_name.as_str(), a.delivery_count),
+        ("a", 1)
+    );
+    let b = store
+        .file_notification_lock(rules, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.notification.blob_name, "b");
+    assert_eq!(store.file_notification_lock(rules, t0).await.unwrap(), None);
+    // Completing deletes; abandoning makes it visible again.
+    assert!(
+        store
+            .file_notification_settle(&b.lock_token, true, t0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .file_notification_settle(&b.lock_token, true, t0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .file_notification_settle(&a.lock_token, false, t0)
+            .await
+            .unwrap()
+    );
+    let again = store
+        .file_notification_lock(rules, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.notification.blob_name.as_str(), again.delivery_count),
+        ("a", 2)
+    );
+    // A lock that ran out is lost; at the maximum delivery count the notification is dropped.
+    let later = t0 + TimeDelta::seconds(61);
+    assert!(
+        !store
+            .file_notification_settle(&again.lock_token, true, later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.file_notification_lock(rules, later).await.unwrap(),
+        None
+    );
+    // Expired notifications are never handed out.
+    store
+        .file_notification_enqueue(notification("c", t0), t0 + ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.file_notification_lock(rules, t0 + ttl).await.unwrap(),
+        None
+    );
+}
