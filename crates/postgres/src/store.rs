@@ -5,7 +5,8 @@ use ironhub_store::{Result, StoreError};
 
 use crate::{PgOptions, Pool, connect, migrate, pool};
 
-/// The store ports on PostgreSQL (so far: MQTT sessions, CA certificates, file upload notifications).
+/// The store ports on PostgreSQL (so far: MQTT sessions, CA certificates, file upload notifications, DPS
+/// records).
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: Pool,
@@ -47,4 +48,37 @@ pub(crate) async fn next_etag(client: &impl deadpool_postgres::GenericClient) ->
 /// Whether an `If-Match` tag accepts the stored etag.
 pub(crate) fn tag_matches(current: &str, if_match: &str) -> bool {
     if_match == "*" || if_match == current
+}
+
+/// A setting kept in `meta` under `key`, if it was ever set.
+pub(crate) async fn meta<T: serde::de::DeserializeOwned>(
+    client: &impl deadpool_postgres::GenericClient,
+    key: &str,
+) -> Result<Option<T>> {
+    let row = client
+        .query_opt("SELECT value::text FROM meta WHERE key = $1", &[&key])
+        .await
+        .map_err(db)?;
+    row.map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(corrupt))
+        .transpose()
+}
+
+/// The setting under `key`; `init` is stored on the very first call and never replaced, even
+/// when nodes race to store theirs (the first one's wins, and all of them return it).
+pub(crate) async fn meta_or_init<T: serde::Serialize + serde::de::DeserializeOwned>(
+    client: &impl deadpool_postgres::GenericClient,
+    key: &str,
+    init: T,
+) -> Result<T> {
+    let value = serde_json::to_string(&init).map_err(corrupt)?;
+    client
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ($1, $2::text::jsonb) ON CONFLICT (key) DO NOTHING",
+            &[&key, &value],
+        )
+        .await
+        .map_err(db)?;
+    meta(client, key)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("the setting {key} vanished")))
 }

@@ -268,3 +268,138 @@ async fn file_notifications_are_locked_settled_and_dropped() {
         None
     );
 }
+
+fn dps_record(id: &str, group: Option<&str>) -> ironhub_store::DpsRecord {
+    ironhub_store::DpsRecord {
+        id: id.into(),
+        group_id: group.map(Into::into),
+        etag: String::new(),
+        doc: serde_json::json!({ "registrationId": id }),
+    }
+}
+
+#[tokio::test]
+async fn dps_settings_are_set_once() {
+    use ironhub_store::DpsSettings;
+    let Some(options) = test_database("dps_settings").await else {
+        return;
+    };
+    let store = PgStore::open(&options).await.unwrap();
+    assert_eq!(store.dps_settings().await.unwrap(), None);
+    let first = DpsSettings {
+        id_scope: "0ne00000001".into(),
+        policies: vec![],
+        created_time: Utc::now(),
+    };
+    let second = DpsSettings {
+        id_scope: "0ne00000002".into(),
+        ..first.clone()
+    };
+    assert_eq!(
+        store.dps_settings_or_init(first.clone()).await.unwrap(),
+        first
+    );
+    assert_eq!(store.dps_settings_or_init(second).await.unwrap(), first);
+    assert_eq!(store.dps_settings().await.unwrap(), Some(first));
+}
+
+#[tokio::test]
+async fn dps_records_are_case_insensitive_paged_and_written_all_or_none() {
+    use ironhub_store::{DpsCollection::Registrations as R, DpsWrite};
+    let Some(options) = test_database("dps_records").await else {
+        return;
+    };
+    let store = PgStore::open(&options).await.unwrap();
+    let created = store
+        .dps_write(
+            R,
+            vec![
+                DpsWrite::Create(dps_record("Dev-B", Some("G1"))),
+                DpsWrite::Create(dps_record("dev-a", Some("g1"))),
+                DpsWrite::Create(dps_record("dev-c", None)),
+            ],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let b = created[0].clone().unwrap();
+    assert_eq!(
+        store.dps_get(R, "DEV-b").await.unwrap().unwrap().id,
+        "Dev-B"
+    );
+    // A conflict anywhere writes nothing.
+    let failed = store
+        .dps_write(
+            R,
+            vec![
+                DpsWrite::Create(dps_record("dev-d", None)),
+                DpsWrite::Create(dps_record("DEV-A", None)),
+                DpsWrite::Replace {
+                    record: dps_record("dev-b", None),
+                    if_match: Some("stale".into()),
+                },
+                DpsWrite::Delete {
+                    id: "nobody".into(),
+                    if_match: None,
+                },
+            ],
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        failed,
+        vec![
+            (1, WriteConflict::AlreadyExists),
+            (2, WriteConflict::EtagMismatch),
+            (3, WriteConflict::NotFound)
+        ]
+    );
+    assert_eq!(store.dps_get(R, "dev-d").await.unwrap(), None);
+    // A replace keeps the id's case and takes a new etag.
+    let replaced = store
+        .dps_write(
+            R,
+            vec![DpsWrite::Replace {
+                record: dps_record("DEV-B", Some("g1")),
+                if_match: Some(b.etag.clone()),
+            }],
+        )
+        .await
+        .unwrap()
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    assert_eq!(replaced.id, "Dev-B");
+    assert_ne!(replaced.etag, b.etag);
+    let ids = |records: Vec<ironhub_store::DpsRecord>| -> Vec<String> {
+        records.into_iter().map(|r| r.id).collect()
+    };
+    assert_eq!(
+        ids(store.dps_list(R, None, 2, None).await.unwrap()),
+        ["dev-a", "Dev-B"]
+    );
+    assert_eq!(
+        ids(store.dps_list(R, Some("DEV-B"), 2, None).await.unwrap()),
+        ["dev-c"]
+    );
+    assert_eq!(
+        ids(store.dps_list(R, None, 10, Some("G1")).await.unwrap()),
+        ["dev-a", "Dev-B"]
+    );
+    assert_eq!(store.dps_count(R, None).await.unwrap(), 3);
+    assert_eq!(store.dps_count(R, Some("g1")).await.unwrap(), 2);
+    let deleted = store
+        .dps_write(
+            R,
+            vec![DpsWrite::Delete {
+                id: "dev-b".into(),
+                if_match: Some("*".into()),
+            }],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deleted, vec![None]);
+    assert_eq!(store.dps_count(R, None).await.unwrap(), 2);
+}
