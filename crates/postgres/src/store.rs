@@ -1,23 +1,32 @@
 //! The PostgreSQL store: a pool over a migrated database, and what its ports share.
 
 use base64::Engine as _;
-use ironhub_store::{Result, StoreError};
+use std::sync::Arc;
+
+use ironhub_store::{Clock, Result, StoreError, SystemClock};
 
 use crate::{PgOptions, Pool, connect, migrate, pool};
 
-/// The store ports on PostgreSQL (so far: MQTT sessions, CA certificates, file upload notifications, DPS
-/// records).
+/// The store ports on PostgreSQL (so far: registry, MQTT sessions, CA certificates, file upload
+/// notifications, DPS records).
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: Pool,
+    /// Where time rules read the time (the count of live cloud-to-device messages).
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl PgStore {
     /// Connects to the database of `options` and brings its schema up to date.
     pub async fn open(options: &PgOptions) -> Result<Self> {
+        Self::open_with_clock(options, Arc::new(SystemClock)).await
+    }
+
+    /// [`PgStore::open`], reading the time from `clock` (a `ManualClock` in tests).
+    pub async fn open_with_clock(options: &PgOptions, clock: Arc<dyn Clock>) -> Result<Self> {
         let pool = connect(options).await?;
         migrate(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, clock })
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object> {

@@ -403,3 +403,142 @@ async fn dps_records_are_case_insensitive_paged_and_written_all_or_none() {
     assert_eq!(deleted, vec![None]);
     assert_eq!(store.dps_count(R, None).await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn devices_are_written_all_or_none_and_keep_their_runtime_fields() {
+    use ironhub_store::testkit::device;
+    use ironhub_store::{ConnectionState, DeviceStatus, DeviceWrite, RuntimeUpdate};
+    let Some(options) = test_database("registry").await else {
+        return;
+    };
+    let store = PgStore::open(&options).await.unwrap();
+    let created = store
+        .write_devices(vec![
+            DeviceWrite::Create(device("b")),
+            DeviceWrite::Create(device("a")),
+            DeviceWrite::Create(device("B")),
+        ])
+        .await
+        .unwrap()
+        .unwrap();
+    let a = created[1].clone().unwrap();
+    let failed = store
+        .write_devices(vec![
+            DeviceWrite::Create(device("c")),
+            DeviceWrite::Create(device("a")),
+            DeviceWrite::Delete {
+                id: "a".into(),
+                if_match: Some("stale".into()),
+            },
+        ])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        failed,
+        vec![
+            (1, WriteConflict::AlreadyExists),
+            (2, WriteConflict::EtagMismatch)
+        ]
+    );
+    assert_eq!(store.get_device("c").await.unwrap(), None);
+    // Ids are case-sensitive and ordered byte by byte.
+    let ids: Vec<String> = store
+        .list_devices(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.device_id)
+        .collect();
+    assert_eq!(ids, ["B", "a", "b"]);
+    assert_eq!(store.list_devices(Some("a"), 10).await.unwrap().len(), 1);
+    // A runtime update changes no etag; a replace keeps the runtime fields.
+    let at = Utc::now();
+    let connect = RuntimeUpdate {
+        connection_state: Some(ConnectionState::Connected),
+        node: Some("node-a".into()),
+        at: Some(at),
+    };
+    assert!(store.update_device_runtime("a", connect).await.unwrap());
+    assert!(
+        !store
+            .update_device_runtime("zz", RuntimeUpdate::default())
+            .await
+            .unwrap()
+    );
+    let connected = store.get_device("a").await.unwrap().unwrap();
+    assert_eq!(connected.etag, a.etag);
+    assert_eq!(connected.connection_node.as_deref(), Some("node-a"));
+    let mut disabled = device("a");
+    disabled.status = DeviceStatus::Disabled;
+    let replaced = store
+        .write_devices(vec![DeviceWrite::Replace {
+            record: disabled,
+            if_match: Some(a.etag.clone()),
+        }])
+        .await
+        .unwrap()
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    assert_ne!(replaced.etag, a.etag);
+    assert_eq!(replaced.connection_state, ConnectionState::Connected);
+    let counts = store.device_counts().await.unwrap();
+    assert_eq!(
+        (
+            counts.total,
+            counts.enabled,
+            counts.disabled,
+            counts.connected
+        ),
+        (3, 2, 1, 1)
+    );
+    // Another node's restart leaves the device connected; its own does not.
+    assert_eq!(store.disconnect_node("node-b").await.unwrap(), 0);
+    assert_eq!(store.disconnect_node("node-a").await.unwrap(), 1);
+    assert_eq!(store.device_counts().await.unwrap().connected, 0);
+    // Deleting a device deletes its persistent sessions (its modules' too), not others'.
+    for client in ["a", "a/m1", "ab"] {
+        store
+            .set_mqtt_session(client, Some(vec!["t".into()]))
+            .await
+            .unwrap();
+    }
+    store
+        .write_devices(vec![DeviceWrite::Delete {
+            id: "a".into(),
+            if_match: None,
+        }])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.get_device("a").await.unwrap(), None);
+    assert_eq!(store.mqtt_session("a").await.unwrap(), None);
+    assert_eq!(store.mqtt_session("a/m1").await.unwrap(), None);
+    assert!(store.mqtt_session("ab").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn settings_endpoint_and_node_heartbeats() {
+    use chrono::TimeDelta;
+    let Some(options) = test_database("nodes").await else {
+        return;
+    };
+    let store = PgStore::open(&options).await.unwrap();
+    assert_eq!(store.hub_settings().await.unwrap(), None);
+    assert_eq!(store.endpoint().await.unwrap(), None);
+    let t0 = Utc::now();
+    store.node_heartbeat("node-b", t0).await.unwrap();
+    store.node_heartbeat("node-a", t0).await.unwrap();
+    store
+        .node_heartbeat("node-c", t0 + TimeDelta::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(store.expired_nodes(t0).await.unwrap(), ["node-a", "node-b"]);
+    store
+        .node_heartbeat("node-a", t0 + TimeDelta::seconds(30))
+        .await
+        .unwrap();
+    store.forget_node("node-b").await.unwrap();
+    assert!(store.expired_nodes(t0).await.unwrap().is_empty());
+}
