@@ -8,7 +8,7 @@ use ironhub_store::{
 };
 
 use crate::PgStore;
-use crate::store::{corrupt, db, meta, meta_or_init, next_etag, tag_matches};
+use crate::store::{corrupt, db, meta, meta_or_init, next_etag, tag_matches, write_all};
 
 fn table(collection: DpsCollection) -> &'static str {
     match collection {
@@ -184,22 +184,9 @@ impl DpsStore for PgStore {
         writes: Vec<DpsWrite>,
     ) -> Result<DpsBatchResult> {
         // All or none: committed only when no write conflicts.
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let mut done = Vec::with_capacity(writes.len());
-        let mut failed = Vec::new();
-        for (i, write) in writes.into_iter().enumerate() {
-            match apply(&tx, collection, write).await? {
-                Ok(record) => done.push(record),
-                Err(conflict) => failed.push((i, conflict)),
-            }
-        }
-        if failed.is_empty() {
-            tx.commit().await.map_err(db)?;
-            Ok(Ok(done))
-        } else {
-            tx.rollback().await.map_err(db)?;
-            Ok(Err(failed))
-        }
+        write_all(self, writes, async move |tx, write| {
+            apply(tx, collection, write).await
+        })
+        .await
     }
 }

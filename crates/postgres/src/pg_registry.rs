@@ -9,7 +9,7 @@ use ironhub_store::{
 };
 
 use crate::PgStore;
-use crate::store::{corrupt, db, meta, meta_or_init, next_etag, tag_matches};
+use crate::store::{corrupt, db, meta, meta_or_init, next_etag, tag_matches, write_all};
 
 /// The columns of a device read with its live `cloudToDeviceMessageCount` (`$now`: the
 /// placeholder of the time), counted from its queue on every read so it is always current.
@@ -308,22 +308,9 @@ impl RegistryStore for PgStore {
 
     async fn write_devices(&self, writes: Vec<DeviceWrite>) -> Result<BatchResult> {
         let now = self.clock.now();
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let mut done = Vec::with_capacity(writes.len());
-        let mut failed = Vec::new();
-        for (i, write) in writes.into_iter().enumerate() {
-            match apply(&tx, write, now).await? {
-                Ok(record) => done.push(record),
-                Err(conflict) => failed.push((i, conflict)),
-            }
-        }
-        if failed.is_empty() {
-            tx.commit().await.map_err(db)?;
-            Ok(Ok(done))
-        } else {
-            tx.rollback().await.map_err(db)?;
-            Ok(Err(failed))
-        }
+        write_all(self, writes, async move |tx, write| {
+            apply(tx, write, now).await
+        })
+        .await
     }
 }

@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use std::sync::Arc;
 
-use ironhub_store::{Clock, Result, StoreError, SystemClock};
+use ironhub_store::{Clock, Result, StoreError, SystemClock, WriteConflict};
 
 use crate::{PgOptions, Pool, connect, migrate, pool};
 
@@ -90,4 +90,33 @@ pub(crate) async fn meta_or_init<T: serde::Serialize + serde::de::DeserializeOwn
     meta(client, key)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("the setting {key} vanished")))
+}
+
+/// Applies every write in one transaction, committed only when none conflicts: every result,
+/// or every conflict with its write's index.
+pub(crate) async fn write_all<W, R>(
+    store: &PgStore,
+    writes: Vec<W>,
+    mut apply: impl AsyncFnMut(
+        &deadpool_postgres::Transaction<'_>,
+        W,
+    ) -> Result<std::result::Result<R, WriteConflict>>,
+) -> Result<std::result::Result<Vec<R>, Vec<(usize, WriteConflict)>>> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(db)?;
+    let mut done = Vec::with_capacity(writes.len());
+    let mut failed = Vec::new();
+    for (i, write) in writes.into_iter().enumerate() {
+        match apply(&tx, write).await? {
+            Ok(record) => done.push(record),
+            Err(conflict) => failed.push((i, conflict)),
+        }
+    }
+    if failed.is_empty() {
+        tx.commit().await.map_err(db)?;
+        Ok(Ok(done))
+    } else {
+        tx.rollback().await.map_err(db)?;
+        Ok(Err(failed))
+    }
 }
