@@ -117,11 +117,7 @@ async fn apply(
             Some(current),
         ) => {
             if matches(&current, if_match.as_deref()) {
-                record.connection_state = current.connection_state;
-                record.connection_node = current.connection_node;
-                record.connection_state_updated_time = current.connection_state_updated_time;
-                record.last_activity_time = current.last_activity_time;
-                record.cloud_to_device_message_count = current.cloud_to_device_message_count;
+                record.keep_runtime_of(&current);
                 record.etag = next_etag(client).await?;
                 store_device(client, &record, false).await?;
                 Ok(Some(record))

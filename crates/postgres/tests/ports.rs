@@ -8,23 +8,9 @@ use chrono::Utc;
 use common::test_database;
 use ironhub_postgres::PgStore;
 use ironhub_store::prelude::*;
-use ironhub_store::{CertificateRecord, CertificateScope, WriteConflict};
-
-fn record(name: &str) -> CertificateRecord {
-    let now = Utc::now();
-    CertificateRecord {
-        name: name.into(),
-        etag: String::new(),
-        certificate: "PEM".into(),
-        subject: "CN=Root".into(),
-        thumbprint: "AB".into(),
-        expiry: now,
-        is_verified: false,
-        verification_code: None,
-        created: now,
-        updated: now,
-    }
-}
+use ironhub_store::testkit::certificates::record;
+use ironhub_store::testkit::file_notifications::notification;
+use ironhub_store::{CertificateScope, WriteConflict};
 
 #[tokio::test]
 async fn mqtt_sessions_are_stored_and_discarded() {
@@ -166,17 +152,6 @@ async fn concurrent_creates_of_one_name_let_one_win() {
         }
     }
     assert_eq!(won, 1);
-}
-
-fn notification(blob: &str, at: chrono::DateTime<Utc>) -> ironhub_store::FileNotification {
-    ironhub_store::FileNotification {
-        device_id: "d1".into(),
-        blob_uri: format!("https://acct.blob.core.windows.net/c/{blob}"),
-        blob_name: blob.into(),
-        last_updated_time: Some(at),
-        blob_size_in_bytes: Some(5),
-        enqueued_time_utc: at,
-    }
 }
 
 #[tokio::test]
