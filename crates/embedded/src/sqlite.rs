@@ -382,11 +382,7 @@ fn apply(
             Some(current),
         ) => {
             if etag_matches(&current, if_match.as_deref()) {
-                record.connection_state = current.connection_state;
-                record.connection_node = current.connection_node;
-                record.connection_state_updated_time = current.connection_state_updated_time;
-                record.last_activity_time = current.last_activity_time;
-                record.cloud_to_device_message_count = current.cloud_to_device_message_count;
+                record.keep_runtime_of(&current);
                 Ok(Some(save_device(conn, record)?))
             } else {
                 Err(WriteConflict::EtagMismatch)

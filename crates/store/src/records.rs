@@ -354,6 +354,16 @@ impl RuntimeUpdate {
 }
 
 impl DeviceRecord {
+    /// Takes the runtime fields (connection state, its time and its node, last activity,
+    /// cloud-to-device message count) from the stored device, as a replace keeps them.
+    pub fn keep_runtime_of(&mut self, current: &DeviceRecord) {
+        self.connection_state = current.connection_state;
+        self.connection_node = current.connection_node.clone();
+        self.connection_state_updated_time = current.connection_state_updated_time;
+        self.last_activity_time = current.last_activity_time;
+        self.cloud_to_device_message_count = current.cloud_to_device_message_count;
+    }
+
     /// Whether the device's connection is held by `node`, or by no known node (a server from
     /// before node ids, or an update that named none).
     pub fn connected_through_or_unknown(&self, node: Option<&str>) -> bool {

@@ -1,0 +1,24 @@
+//! The PostgreSQL engine behind ironhub's store ports (see `DESIGN.md`, "Scale-out"): where
+//! several server nodes of one hub keep their shared state. This crate holds the foundation
+//! every port implementation builds on: the connection options ([`PgOptions`], a
+//! `postgres://` URL with its credentials, `sslmode` and a CA file), a pool of connections
+//! over TLS ([`connect`]) and the versioned schema ([`migrate`]), applied once at start under
+//! an advisory lock so that nodes starting together never migrate twice; and [`PgStore`],
+//! the ports implemented so far (registry, MQTT sessions, CA certificates, file upload
+//! notifications, DPS records).
+
+mod migrations;
+mod options;
+mod pg_certificates;
+mod pg_dps;
+mod pg_files;
+mod pg_registry;
+mod pg_sessions;
+mod pool;
+mod store;
+mod tls;
+
+pub use migrations::{MIGRATIONS, applied_versions, migrate};
+pub use options::PgOptions;
+pub use pool::{Pool, connect};
+pub use store::PgStore;

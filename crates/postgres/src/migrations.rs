@@ -1,0 +1,150 @@
+//! The versioned schema: each migration runs once, in order, recorded in `schema_migrations`.
+//! A node applies the missing ones at start inside one transaction holding an advisory lock,
+//! so two nodes starting together wait for each other and the second finds nothing to do.
+
+use ironhub_store::{Result, StoreError};
+
+use crate::{Pool, pool};
+
+/// The advisory lock key that serialises migrations (any fixed number; "ironhub" in ASCII).
+const MIGRATION_LOCK: i64 = 0x69_726f_6e68_7562;
+
+/// The schema, one step per version (never edit a released step: add one). Times are Unix
+/// milliseconds, as the embedded engine keeps them; records are `jsonb` documents, with the
+/// columns queries select or order on beside them.
+pub const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value JSONB NOT NULL);
+     CREATE SEQUENCE etag_counter;
+     CREATE TABLE devices (
+         device_id TEXT COLLATE \"C\" PRIMARY KEY,
+         enabled BOOLEAN NOT NULL,
+         connected BOOLEAN NOT NULL,
+         doc JSONB NOT NULL
+     );
+     CREATE TABLE twins (device_id TEXT COLLATE \"C\" PRIMARY KEY, doc JSONB NOT NULL);
+     CREATE TABLE mqtt_sessions (client_id TEXT PRIMARY KEY, doc JSONB NOT NULL);
+     CREATE TABLE c2d_messages (
+         seq BIGSERIAL PRIMARY KEY,
+         device_id TEXT COLLATE \"C\" NOT NULL,
+         expiry BIGINT NOT NULL,
+         delivery_count INTEGER NOT NULL DEFAULT 0,
+         lock_token TEXT,
+         locked_until BIGINT,
+         lock_node TEXT,
+         doc JSONB NOT NULL,
+         body BYTEA NOT NULL
+     );
+     CREATE INDEX c2d_messages_by_device ON c2d_messages (device_id, seq);
+     CREATE INDEX c2d_messages_by_expiry ON c2d_messages (expiry);
+     CREATE TABLE c2d_feedback (
+         seq BIGSERIAL PRIMARY KEY,
+         enqueued BIGINT NOT NULL,
+         expiry BIGINT NOT NULL,
+         delivery_count INTEGER NOT NULL DEFAULT 0,
+         lock_token TEXT,
+         locked_until BIGINT,
+         doc JSONB NOT NULL
+     );
+     CREATE INDEX c2d_feedback_by_lock ON c2d_feedback (lock_token);
+     CREATE TABLE certificates (name TEXT PRIMARY KEY, doc JSONB NOT NULL);
+     CREATE TABLE dps_enrollments (id_key TEXT PRIMARY KEY, group_key TEXT, doc JSONB NOT NULL);
+     CREATE TABLE dps_enrollment_groups (
+         id_key TEXT PRIMARY KEY, group_key TEXT, doc JSONB NOT NULL
+     );
+     CREATE TABLE dps_registrations (id_key TEXT PRIMARY KEY, group_key TEXT, doc JSONB NOT NULL);
+     CREATE INDEX dps_registrations_by_group ON dps_registrations (group_key, id_key);
+     CREATE TABLE dps_linked_hubs (id_key TEXT PRIMARY KEY, group_key TEXT, doc JSONB NOT NULL);
+     CREATE TABLE dps_certificates (name TEXT PRIMARY KEY, doc JSONB NOT NULL);
+     CREATE TABLE dps_operations (id_key TEXT PRIMARY KEY, group_key TEXT, doc JSONB NOT NULL);
+     CREATE TABLE nodes (node TEXT PRIMARY KEY, lease_until BIGINT NOT NULL);
+     CREATE TABLE file_notifications (
+         seq BIGSERIAL PRIMARY KEY,
+         enqueued BIGINT NOT NULL,
+         expiry BIGINT NOT NULL,
+         delivery_count INTEGER NOT NULL DEFAULT 0,
+         lock_token TEXT,
+         locked_until BIGINT,
+         doc JSONB NOT NULL
+     );
+     CREATE INDEX file_notifications_by_lock ON file_notifications (lock_token);",
+)];
+
+fn engine(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+    move |e| StoreError::Engine(format!("PostgreSQL {what}: {e}"))
+}
+
+/// Applies the migrations the database lacks and returns how many it applied (0 when the
+/// schema is current). A database migrated by a newer ironhub is refused rather than used.
+pub async fn migrate(pool: &Pool) -> Result<usize> {
+    let mut client = pool::client(pool).await?;
+    let tx = client.transaction().await.map_err(engine("migration"))?;
+    // Held until the transaction ends; other nodes wait here.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(engine("migration lock"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(engine("migration"))?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(engine("migration"))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let newest_known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    if let Some(newer) = applied.iter().find(|v| **v > newest_known) {
+        return Err(StoreError::Corrupt(format!(
+            "the database's schema is version {newer}, newer than this ironhub knows \
+             ({newest_known}): upgrade ironhub"
+        )));
+    }
+    let mut count = 0;
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql)
+            .await
+            .map_err(engine(&format!("migration {version}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await
+        .map_err(engine("migration"))?;
+        tracing::info!(version, "applied PostgreSQL schema migration");
+        count += 1;
+    }
+    tx.commit().await.map_err(engine("migration"))?;
+    Ok(count)
+}
+
+/// The versions recorded in `schema_migrations`, in order (empty before the first migration).
+pub async fn applied_versions(pool: &Pool) -> Result<Vec<i32>> {
+    let client = pool::client(pool).await?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await
+        .map_err(engine("query"))?
+        .get(0);
+    if !exists {
+        return Ok(vec![]);
+    }
+    Ok(client
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .map_err(engine("query"))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
