@@ -1,5 +1,5 @@
 //! The ports that carry all shared state (see `DESIGN.md`): the records and one async trait
-//! per concern — registry, twins, MQTT sessions, cloud-to-device queues, certificates, DPS
+//! per concern — registry, modules, twins, MQTT sessions, cloud-to-device queues, certificates, DPS
 //! records ([`Store`] bundles them), the event log, the device bus and the clock — with the
 //! cloud-to-device transition rules every engine applies ([`c2d_rules`]). Engines live in
 //! their own crates (`ironhub-embedded`: SQLite and in-process); the `testkit` feature holds
@@ -18,6 +18,7 @@ mod dps_records;
 mod error;
 pub mod eventlog;
 mod file_notifications;
+mod modules;
 mod records;
 mod registry;
 mod sessions;
@@ -38,6 +39,7 @@ pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartP
 pub use file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
 };
+pub use modules::ModuleStore;
 pub use records::*;
 pub use registry::RegistryStore;
 pub use sessions::SessionStore;
@@ -47,7 +49,8 @@ pub use twins::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinScan, TwinStor
 pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, DeviceBus as _, DpsStore as _, EventLog as _,
-        FileNotificationStore as _, RegistryStore as _, SessionStore as _, TwinStore as _,
+        FileNotificationStore as _, ModuleStore as _, RegistryStore as _, SessionStore as _,
+        TwinStore as _,
     };
 }
 
@@ -56,6 +59,7 @@ pub mod prelude {
 /// survives a crash.
 pub trait Store:
     RegistryStore
+    + ModuleStore
     + TwinStore
     + SessionStore
     + C2dStore
@@ -69,6 +73,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: RegistryStore
+        + ModuleStore
         + TwinStore
         + SessionStore
         + C2dStore

@@ -8,6 +8,7 @@ mod events;
 mod file_upload;
 mod keys;
 mod messaging;
+mod module;
 mod statistics;
 mod twin;
 
@@ -26,6 +27,7 @@ pub use keys::{
     RegenerateError, RegenerateRequest, RegenerateResult, RegenerateTarget, RotatedKeys,
 };
 pub use messaging::{FeedbackRecord, FeedbackStatus, MethodRequest, MethodResult, PurgeResult};
+pub use module::{Module, ModuleSpec};
 pub use statistics::{RegistryStatistics, ServiceStatistics};
 pub use twin::{Twin, TwinPatch, TwinPatchProperties, TwinProperties};
 
