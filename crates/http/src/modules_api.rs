@@ -1,0 +1,74 @@
+//! The IoT Hub service REST API of module identities: `/devices/{id}/modules[/{mid}]`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ironhub_hub::Hub;
+use ironhub_hub::model::ModuleSpec;
+use ironhub_hub::modules::module_view;
+use ironhub_store::ModuleRecord;
+
+use crate::auth::{RegistryRead, RegistryWrite, ServiceAuth};
+use crate::body::JsonBody;
+use crate::error::ApiError;
+use crate::extract::Segments;
+use crate::respond::{if_match, json_body, with_etag};
+
+/// The routes of module identities.
+pub(crate) fn routes() -> Router<Hub> {
+    Router::new()
+        .route("/devices/{id}/modules", get(list_modules))
+        .route(
+            "/devices/{id}/modules/{mid}",
+            get(get_module).put(put_module).delete(delete_module),
+        )
+}
+
+/// A module with its quoted `ETag` header.
+fn module_response(module: &ModuleRecord) -> Response {
+    let view = module_view(module);
+    with_etag(json_body(&view), &view.etag)
+}
+
+async fn list_modules(
+    State(hub): State<Hub>,
+    Segments(id): Segments<String>,
+    _: ServiceAuth<RegistryRead>,
+) -> Result<Response, ApiError> {
+    let modules = hub.list_modules(&id).await?;
+    let views: Vec<_> = modules.iter().map(module_view).collect();
+    Ok(json_body(&views))
+}
+
+async fn get_module(
+    State(hub): State<Hub>,
+    Segments((id, mid)): Segments<(String, String)>,
+    _: ServiceAuth<RegistryRead>,
+) -> Result<Response, ApiError> {
+    Ok(module_response(&hub.get_module(&id, &mid).await?))
+}
+
+async fn put_module(
+    State(hub): State<Hub>,
+    Segments((id, mid)): Segments<(String, String)>,
+    _: ServiceAuth<RegistryWrite>,
+    headers: HeaderMap,
+    JsonBody(spec): JsonBody<ModuleSpec>,
+) -> Result<Response, ApiError> {
+    let module = hub.put_module(&id, &mid, &spec, if_match(&headers)).await?;
+    tracing::info!(target: "ServiceOperations", device_id = %id, module_id = %mid, "module created or updated");
+    Ok(module_response(&module))
+}
+
+async fn delete_module(
+    State(hub): State<Hub>,
+    Segments((id, mid)): Segments<(String, String)>,
+    _: ServiceAuth<RegistryWrite>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    hub.delete_module(&id, &mid, if_match(&headers)).await?;
+    tracing::info!(target: "ServiceOperations", device_id = %id, module_id = %mid, "module deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,154 @@
+"""Module identities (`/devices/{id}/modules/{mid}`) through the real service SDKs: Python's
+`IoTHubRegistryManager` and Node's `azure-iothub` `Registry`. The assertions are what an
+application sees: return values, error statuses and IoT Hub's error codes, and that a refused
+request changed nothing."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from msrest.exceptions import HttpOperationError
+
+from azure.iot.hub.protocol.models import Module
+
+IRONHUB_ADDRESS = "127.0.0.165"
+TIMEOUT_S = 60
+NODE_DIR = Path(__file__).resolve().parent / "node"
+
+_counter = itertools.count(1)
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{next(_counter)}"
+
+
+def assert_error(excinfo, status: int, error_code: str) -> None:
+    response = excinfo.value.response
+    assert response.status_code == status, f"expected HTTP {status}, got {response.status_code}: {response.text}"
+    assert response.headers.get("iothub-errorcode") == error_code, response.text
+    assert response.json().get("Message", "").startswith(f"ErrorCode:{error_code};"), response.text
+
+
+def node(hub, *args: str) -> dict:
+    """`node modules.js <args>` with the owner connection string, trusting the server's CA."""
+    if shutil.which("node") is None or not (NODE_DIR / "node_modules" / "azure-iothub").is_dir():
+        pytest.fail("node and the Node SDKs are needed: run the suite through scripts/test", pytrace=False)
+    env = {k: v for k, v in os.environ.items() if k != "DEBUG"}
+    env["NODE_EXTRA_CA_CERTS"] = hub.ca_file
+    env["IRONHUB_CONNECTION_STRING"] = hub.connection_string
+    proc = subprocess.run(["node", "modules.js", *args], cwd=NODE_DIR, env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    out = json.loads(lines[-1]) if lines else {}
+    assert proc.returncode == 0 and "error" not in out, f"node modules.js failed: {proc.stdout}\n{proc.stderr}"
+    return out
+
+
+def test_sas_module_lifecycle_with_the_python_registry_manager(rm):
+    device_id, module_id = uid("d"), "temp-sensor"
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+
+    created = rm.create_module_with_sas(device_id, module_id, "me", "", "")
+    assert (created.device_id, created.module_id, created.managed_by) == (device_id, module_id, "me")
+    assert created.etag and created.generation_id
+    assert created.connection_state == "Disconnected"
+    assert created.cloud_to_device_message_count == 0
+    keys = created.authentication.symmetric_key
+    assert created.authentication.type == "sas" and keys.primary_key and keys.secondary_key, "keys are generated"
+
+    got = rm.get_module(device_id, module_id)
+    assert (got.etag, got.authentication.symmetric_key.primary_key) == (created.etag, keys.primary_key)
+    rm.create_module_with_sas(device_id, "another", None, "", "")
+    assert [m.module_id for m in rm.get_modules(device_id)] == ["another", module_id]
+
+    with pytest.raises(HttpOperationError) as e:
+        rm.create_module_with_sas(device_id, module_id, None, "", "")
+    assert_error(e, 409, "ModuleAlreadyExistsOnDevice")
+
+    with pytest.raises(HttpOperationError) as e:
+        rm.update_module_with_sas(device_id, module_id, "other", "stale-etag", "", "")
+    assert_error(e, 412, "PreconditionFailed")
+    assert rm.get_module(device_id, module_id).managed_by == "me", "a refused update changes nothing"
+
+    updated = rm.update_module_with_sas(device_id, module_id, "other", created.etag, "", "")
+    assert updated.managed_by == "other" and updated.etag != created.etag
+    assert updated.authentication.symmetric_key.primary_key == keys.primary_key, "an update keeps the keys"
+    assert updated.generation_id == created.generation_id
+
+    with pytest.raises(HttpOperationError) as e:
+        rm.delete_module(device_id, module_id, etag=created.etag)
+    assert_error(e, 412, "PreconditionFailed")
+    rm.delete_module(device_id, module_id, etag=updated.etag)
+    with pytest.raises(HttpOperationError) as e:
+        rm.get_module(device_id, module_id)
+    assert_error(e, 404, "ModuleNotFound")
+    with pytest.raises(HttpOperationError) as e:
+        rm.delete_module(device_id, module_id)
+    assert_error(e, 404, "ModuleNotFound")
+
+
+def test_x509_and_ca_modules(rm):
+    device_id = uid("d")
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    tp = "AB" * 20
+    m = rm.create_module_with_x509(device_id, "x", None, tp.lower(), None)
+    assert m.authentication.type == "selfSigned"
+    assert m.authentication.x509_thumbprint.primary_thumbprint == tp
+    ca = rm.create_module_with_certificate_authority(device_id, "ca", None)
+    assert ca.authentication.type == "certificateAuthority"
+    assert not ca.authentication.symmetric_key.primary_key
+
+
+def test_modules_of_a_missing_device_and_bad_ids(rm):
+    with pytest.raises(HttpOperationError) as e:
+        rm.create_module_with_sas("no-such-device", "m", None, "", "")
+    assert_error(e, 404, "DeviceNotFound")
+    with pytest.raises(HttpOperationError) as e:
+        rm.get_modules("no-such-device")
+    assert_error(e, 404, "DeviceNotFound")
+    with pytest.raises(HttpOperationError) as e:
+        rm.get_module("no-such-device", "m")
+    assert_error(e, 404, "DeviceNotFound")
+
+    device_id = uid("d")
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    for bad in ["has space", "x" * 129, "hash#"]:
+        with pytest.raises(HttpOperationError) as e:
+            rm.create_module_with_sas(device_id, bad, None, "", "")
+        assert_error(e, 400, "ArgumentInvalid")
+    with pytest.raises(HttpOperationError) as e:
+        rm.create_module_with_sas(device_id, "k", None, "not-base64!", "")
+    assert_error(e, 400, "ArgumentInvalid")
+    # A body naming another module than the URL.
+    with pytest.raises(HttpOperationError) as e:
+        rm.protocol.modules.create_or_update_identity(device_id, "k", Module(device_id=device_id, module_id="other"))
+    assert_error(e, 400, "ArgumentInvalid")
+    assert rm.get_modules(device_id) == [], "refused requests change nothing"
+
+
+def test_a_device_deleted_takes_its_modules(rm):
+    device_id = uid("d")
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    rm.create_module_with_sas(device_id, "m", None, "", "")
+    rm.delete_device(device_id)
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    assert rm.get_modules(device_id) == []
+
+
+def test_node_registry_module_calls(hub, rm):
+    device_id = uid("d")
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    out = node(hub, "lifecycle", "--device-id", device_id, "--module-id", "nodemod")
+    assert out["got"]["moduleId"] == "nodemod" and out["got"]["deviceId"] == device_id
+    assert out["got"]["authentication"]["type"] == "sas"
+    assert [m["moduleId"] for m in out["list"]] == ["nodemod"]
+    assert out["stale"]["statusCode"] == 412, out["stale"]
+    assert out["added"]["statusCode"] == 409, out["added"]
+    assert out["gone"]["statusCode"] == 404, out["gone"]
+    assert rm.get_modules(device_id) == []
