@@ -91,11 +91,12 @@ const MIGRATIONS: &[&str] = &[
          doc TEXT NOT NULL
      );
      CREATE INDEX file_notifications_by_lock ON file_notifications (lock_token);",
-    // Module identities (`sqlite_modules`); a device's go with it.
+    // Module identities and their twins (`sqlite_modules`); a device's go with it.
     "CREATE TABLE modules (
          device_id TEXT NOT NULL,
          module_id TEXT NOT NULL,
          doc TEXT NOT NULL,
+         twin TEXT,
          PRIMARY KEY (device_id, module_id)
      );",
 ];

@@ -1,7 +1,8 @@
-//! Module identities in the SQLite store: one row per module, keyed by device and module id.
+//! Module identities in the SQLite store: one row per module, keyed by device and module id,
+//! with the module's twin.
 
 use async_trait::async_trait;
-use ironhub_store::{ModuleRecord, ModuleStore, ModuleWrite, WriteConflict};
+use ironhub_store::{ModuleRecord, ModuleStore, ModuleWrite, TwinRecord, WriteConflict};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::Result;
@@ -91,6 +92,47 @@ fn apply(conn: &mut Connection, write: ModuleWrite) -> Result<WriteResult> {
     Ok(outcome)
 }
 
+/// A module's twin: `None` for no module, `Some(None)` for a module whose twin was never
+/// written.
+fn load_twin(
+    conn: &Connection,
+    device_id: &str,
+    module_id: &str,
+) -> Result<Option<Option<TwinRecord>>> {
+    let doc: Option<Option<String>> = conn
+        .prepare_cached("SELECT twin FROM modules WHERE device_id = ?1 AND module_id = ?2")?
+        .query_row([device_id, module_id], |r| r.get(0))
+        .optional()?;
+    Ok(match doc {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(d)) => Some(Some(serde_json::from_str(&d)?)),
+    })
+}
+
+fn put_twin(
+    conn: &mut Connection,
+    module_id: &str,
+    mut twin: TwinRecord,
+    if_match: Option<String>,
+) -> Result<std::result::Result<TwinRecord, WriteConflict>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(current) = load_twin(&tx, &twin.device_id, module_id)? else {
+        return Ok(Err(WriteConflict::NotFound));
+    };
+    let current = current.map(|t| t.etag).unwrap_or_default();
+    if if_match.is_some_and(|tag| !tag_matches(&current, &tag)) {
+        return Ok(Err(WriteConflict::EtagMismatch));
+    }
+    twin.etag = next_etag(&tx)?;
+    tx.execute(
+        "UPDATE modules SET twin = ?3 WHERE device_id = ?1 AND module_id = ?2",
+        params![twin.device_id, module_id, serde_json::to_string(&twin)?],
+    )?;
+    tx.commit()?;
+    Ok(Ok(twin))
+}
+
 #[async_trait]
 impl ModuleStore for SqliteStore {
     async fn get_module(
@@ -120,5 +162,26 @@ impl ModuleStore for SqliteStore {
 
     async fn write_module(&self, write: ModuleWrite) -> StoreResult<WriteResult> {
         self.with(move |conn| apply(conn, write)).await
+    }
+
+    async fn get_module_twin(
+        &self,
+        device_id: &str,
+        module_id: &str,
+    ) -> StoreResult<Option<TwinRecord>> {
+        let (d, m) = (device_id.to_owned(), module_id.to_owned());
+        self.with(move |conn| Ok(load_twin(conn, &d, &m)?.flatten()))
+            .await
+    }
+
+    async fn put_module_twin(
+        &self,
+        module_id: &str,
+        twin: TwinRecord,
+        if_match: Option<String>,
+    ) -> StoreResult<std::result::Result<TwinRecord, WriteConflict>> {
+        let m = module_id.to_owned();
+        self.with(move |conn| put_twin(conn, &m, twin, if_match))
+            .await
     }
 }

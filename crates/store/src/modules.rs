@@ -1,8 +1,9 @@
-//! The port for module identities: each belongs to one device and goes with it.
+//! The port for module identities and their twins: each belongs to one device and goes
+//! with it.
 
 use async_trait::async_trait;
 
-use crate::{ModuleRecord, ModuleWrite, Result, WriteConflict};
+use crate::{ModuleRecord, ModuleWrite, Result, TwinRecord, WriteConflict};
 
 /// Module identities, written compare-and-swap on their etag. Deleting a device (see
 /// [`crate::RegistryStore::write_devices`]) deletes its modules.
@@ -18,4 +19,16 @@ pub trait ModuleStore: Send + Sync {
         &self,
         write: ModuleWrite,
     ) -> Result<std::result::Result<Option<ModuleRecord>, WriteConflict>>;
+    /// A module's twin, if one was ever written (`twin.device_id` is the module's device).
+    async fn get_module_twin(&self, device_id: &str, module_id: &str)
+    -> Result<Option<TwinRecord>>;
+    /// Writes a module's twin, if the module exists and (with `if_match`) the stored twin's
+    /// etag is that one (no stored twin matches `""`). Assigns a new etag. The twin goes with
+    /// its module.
+    async fn put_module_twin(
+        &self,
+        module_id: &str,
+        twin: TwinRecord,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<TwinRecord, WriteConflict>>;
 }

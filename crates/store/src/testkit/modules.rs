@@ -136,3 +136,55 @@ pub async fn modules_list_in_id_order_and_go_with_their_device(
     create_device(&store, "d").await;
     assert!(store.list_modules("d").await.unwrap().is_empty());
 }
+
+/// A module's twin needs its module, is written compare-and-swap, is the module's own (not
+/// its device's) and goes with the module.
+pub async fn module_twins_are_written_compare_and_swap(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    create_device(&store, "d").await;
+    let twin = |v| crate::TwinRecord {
+        device_id: "d".into(),
+        version: v,
+        ..Default::default()
+    };
+    let r = store.put_module_twin("m", twin(1), None).await.unwrap();
+    assert_eq!(r, Err(WriteConflict::NotFound));
+    write(&store, ModuleWrite::Create(module("d", "m")))
+        .await
+        .unwrap();
+    assert!(store.get_module_twin("d", "m").await.unwrap().is_none());
+    let stale = store
+        .put_module_twin("m", twin(1), Some("x".into()))
+        .await
+        .unwrap();
+    assert_eq!(stale, Err(WriteConflict::EtagMismatch));
+    let first = store
+        .put_module_twin("m", twin(1), Some(String::new()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!first.etag.is_empty());
+    let second = store
+        .put_module_twin("m", twin(2), Some(first.etag.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(second.etag, first.etag);
+    assert_eq!(store.get_module_twin("d", "m").await.unwrap(), Some(second));
+    assert!(
+        store.get_twin("d").await.unwrap().is_none(),
+        "the device's twin is its own"
+    );
+    let delete = ModuleWrite::Delete {
+        device_id: "d".into(),
+        module_id: "m".into(),
+        if_match: None,
+    };
+    write(&store, delete).await.unwrap();
+    write(&store, ModuleWrite::Create(module("d", "m")))
+        .await
+        .unwrap();
+    assert!(store.get_module_twin("d", "m").await.unwrap().is_none());
+}
