@@ -152,3 +152,38 @@ def test_node_registry_module_calls(hub, rm):
     assert out["added"]["statusCode"] == 409, out["added"]
     assert out["gone"]["statusCode"] == 404, out["gone"]
     assert rm.get_modules(device_id) == []
+
+
+def test_module_twin_tags_and_desired(rm):
+    from azure.iot.hub.models import Twin, TwinProperties
+
+    device_id = uid("d")
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    rm.create_module_with_sas(device_id, "m", None, "", "")
+    twin = rm.get_module_twin(device_id, "m")
+    assert (twin.device_id, twin.module_id) == (device_id, "m")
+    assert twin.etag and twin.properties.desired["$version"] == 1
+
+    patched = rm.update_module_twin(
+        device_id, "m", Twin(tags={"site": "north"}, properties=TwinProperties(desired={"rate": 5})), twin.etag
+    )
+    assert patched.tags == {"site": "north"}
+    assert patched.properties.desired["rate"] == 5 and patched.properties.desired["$version"] == 2
+    assert patched.etag != twin.etag
+    assert rm.get_twin(device_id).tags in (None, {}), "the device's twin is its own"
+
+    with pytest.raises(HttpOperationError) as e:
+        rm.update_module_twin(device_id, "m", Twin(tags={"x": 1}), twin.etag)
+    assert_error(e, 412, "PreconditionFailed")
+    assert rm.get_module_twin(device_id, "m").tags == {"site": "north"}, "a refused patch changes nothing"
+
+    replaced = rm.replace_module_twin(device_id, "m", Twin(tags={"only": True}))
+    assert replaced.tags == {"only": True}
+    assert "rate" not in replaced.properties.desired
+
+    with pytest.raises(HttpOperationError) as e:
+        rm.get_module_twin(device_id, "nope")
+    assert_error(e, 404, "ModuleNotFound")
+    with pytest.raises(HttpOperationError) as e:
+        rm.update_module_twin("no-such-device", "m", Twin(tags={"x": 1}))
+    assert_error(e, 404, "DeviceNotFound")

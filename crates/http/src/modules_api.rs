@@ -1,4 +1,5 @@
-//! The IoT Hub service REST API of module identities: `/devices/{id}/modules[/{mid}]`.
+//! The IoT Hub service REST API of module identities (`/devices/{id}/modules[/{mid}]`) and
+//! their twins (`/twins/{id}/modules/{mid}`).
 
 use axum::Router;
 use axum::extract::State;
@@ -10,7 +11,7 @@ use ironhub_hub::model::ModuleSpec;
 use ironhub_hub::modules::module_view;
 use ironhub_store::ModuleRecord;
 
-use crate::auth::{RegistryRead, RegistryWrite, ServiceAuth};
+use crate::auth::{RegistryRead, RegistryWrite, ServiceAuth, ServiceConnect, TwinRead};
 use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::extract::Segments;
@@ -23,6 +24,10 @@ pub(crate) fn routes() -> Router<Hub> {
         .route(
             "/devices/{id}/modules/{mid}",
             get(get_module).put(put_module).delete(delete_module),
+        )
+        .route(
+            "/twins/{id}/modules/{mid}",
+            get(get_twin).patch(patch_twin).put(replace_twin),
         )
 }
 
@@ -71,4 +76,48 @@ async fn delete_module(
     hub.delete_module(&id, &mid, if_match(&headers)).await?;
     tracing::info!(target: "ServiceOperations", device_id = %id, module_id = %mid, "module deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_twin(
+    State(hub): State<Hub>,
+    Segments((id, mid)): Segments<(String, String)>,
+    _: ServiceAuth<TwinRead>,
+) -> Result<Response, ApiError> {
+    let twin = hub.get_module_twin(&id, &mid).await?;
+    Ok(with_etag(json_body(&twin), &twin.etag))
+}
+
+async fn patch_twin(
+    State(hub): State<Hub>,
+    Segments((id, mid)): Segments<(String, String)>,
+    _: ServiceAuth<ServiceConnect>,
+    headers: HeaderMap,
+    JsonBody(doc): JsonBody<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    update_twin(hub, id, mid, &headers, doc, false).await
+}
+
+async fn replace_twin(
+    State(hub): State<Hub>,
+    Segments((id, mid)): Segments<(String, String)>,
+    _: ServiceAuth<ServiceConnect>,
+    headers: HeaderMap,
+    JsonBody(doc): JsonBody<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    update_twin(hub, id, mid, &headers, doc, true).await
+}
+
+async fn update_twin(
+    hub: Hub,
+    id: String,
+    mid: String,
+    headers: &HeaderMap,
+    doc: serde_json::Value,
+    replace: bool,
+) -> Result<Response, ApiError> {
+    let twin = hub
+        .update_module_twin(&id, &mid, &doc, if_match(headers), replace)
+        .await?;
+    tracing::info!(target: "ServiceOperations", device_id = %id, module_id = %mid, replace, "module twin updated");
+    Ok(with_etag(json_body(&twin), &twin.etag))
 }

@@ -296,6 +296,7 @@ pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Twin {
                 .clone(),
         },
         model_id: twin.model_id.clone().unwrap_or_default(),
+        module_id: None,
         version: twin.version,
         tags: twin.tags.clone(),
         properties: TwinProperties {
@@ -333,6 +334,69 @@ fn twin_updated(twin: &TwinRecord) -> (String, String) {
         latest(&twin.desired_metadata),
         latest(&twin.reported_metadata),
     )
+}
+
+/// A desired properties patch to push to a device, with its `$version`.
+pub(crate) type DesiredPush = (u64, Map<String, Value>);
+
+/// A service's `PATCH` (`replace == false`) or `PUT` (`replace == true`) of a twin's tags and
+/// desired properties applied to `current` (device's or module's): the next twin, and the
+/// desired patch with its version to push to the device, if desired properties changed.
+pub(crate) fn service_update(
+    current: &TwinRecord,
+    doc: &Value,
+    replace: bool,
+) -> Result<(TwinRecord, Option<DesiredPush>), HubError> {
+    if !doc.is_object() {
+        return Err(invalid("The twin must be a JSON object.".into()));
+    }
+    let tags = Change::of(doc.get("tags"), "tags")?;
+    let desired = desired_of(doc)?;
+    if let Some(Change::Merge(t)) = &tags {
+        validate(t, Section::Tags, 1)?;
+    }
+    if let Some(Change::Merge(d)) = &desired {
+        validate(d, Section::Desired, 1)?;
+    }
+    let now = azure_time(Some(Utc::now()));
+    let mut next = current.clone();
+    let mut pushed = None;
+    match tags {
+        Some(Change::Merge(t)) => {
+            let mut unused = Map::new();
+            if replace {
+                next.tags = Map::new();
+            }
+            merge(&mut next.tags, &mut unused, &t, &now, None);
+            check_size(&next.tags, Section::Tags)?;
+        }
+        Some(Change::Clear) => next.tags = Map::new(),
+        None if replace => next.tags = Map::new(),
+        None => {}
+    }
+    let desired_patch = match (desired, replace) {
+        (Some(Change::Merge(d)), false) => Some(d),
+        (Some(Change::Merge(d)), true) => Some(replacement_patch(&current.desired, &d)),
+        (Some(Change::Clear), _) | (None, true) => {
+            Some(replacement_patch(&current.desired, &Map::new()))
+        }
+        (None, false) => None,
+    };
+    if let Some(patch) = desired_patch.filter(|p| !p.is_empty()) {
+        next.desired_version += 1;
+        let v = next.desired_version;
+        merge(
+            &mut next.desired,
+            &mut next.desired_metadata,
+            &patch,
+            &now,
+            Some(v),
+        );
+        check_size(&next.desired, Section::Desired)?;
+        pushed = Some((v, patch));
+    }
+    next.version += 1;
+    Ok((next, pushed))
 }
 
 impl Hub {
@@ -378,17 +442,6 @@ impl Hub {
         if_match: Option<&str>,
         replace: bool,
     ) -> Result<Twin, HubError> {
-        if !doc.is_object() {
-            return Err(invalid("The twin must be a JSON object.".into()));
-        }
-        let tags = Change::of(doc.get("tags"), "tags")?;
-        let desired = desired_of(doc)?;
-        if let Some(Change::Merge(t)) = &tags {
-            validate(t, Section::Tags, 1)?;
-        }
-        if let Some(Change::Merge(d)) = &desired {
-            validate(d, Section::Desired, 1)?;
-        }
         let if_match = if_match.map(crate::registry::normalize_if_match);
         let (device, current) = self.load_twin(device_id).await?;
         if let Some(tag) = &if_match
@@ -397,44 +450,7 @@ impl Hub {
         {
             return Err(HubError::PreconditionFailed(tag.clone()));
         }
-        let now = azure_time(Some(Utc::now()));
-        let mut next = current.clone();
-        let mut pushed = None;
-        match tags {
-            Some(Change::Merge(t)) => {
-                let mut unused = Map::new();
-                if replace {
-                    next.tags = Map::new();
-                }
-                merge(&mut next.tags, &mut unused, &t, &now, None);
-                check_size(&next.tags, Section::Tags)?;
-            }
-            Some(Change::Clear) => next.tags = Map::new(),
-            None if replace => next.tags = Map::new(),
-            None => {}
-        }
-        let desired_patch = match (desired, replace) {
-            (Some(Change::Merge(d)), false) => Some(d),
-            (Some(Change::Merge(d)), true) => Some(replacement_patch(&current.desired, &d)),
-            (Some(Change::Clear), _) | (None, true) => {
-                Some(replacement_patch(&current.desired, &Map::new()))
-            }
-            (None, false) => None,
-        };
-        if let Some(patch) = desired_patch.filter(|p| !p.is_empty()) {
-            next.desired_version += 1;
-            let v = next.desired_version;
-            merge(
-                &mut next.desired,
-                &mut next.desired_metadata,
-                &patch,
-                &now,
-                Some(v),
-            );
-            check_size(&next.desired, Section::Desired)?;
-            pushed = Some((v, patch));
-        }
-        next.version += 1;
+        let (next, pushed) = service_update(&current, doc, replace)?;
         // Compare-and-swap on what was read (the client's etag was checked above).
         let saved = self.save_twin(next, Some(current.etag.clone())).await?;
         if let Some((version, mut patch)) = pushed {
