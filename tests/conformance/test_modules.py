@@ -5,14 +5,23 @@ request changed nothing."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import itertools
 import json
 import os
 import shutil
 import subprocess
+import threading
+import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
+import requests
+from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
+from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 from msrest.exceptions import HttpOperationError
 
 from azure.iot.hub.protocol.models import Module
@@ -155,8 +164,6 @@ def test_node_registry_module_calls(hub, rm):
 
 
 def test_module_twin_tags_and_desired(rm):
-    from azure.iot.hub.models import Twin, TwinProperties
-
     device_id = uid("d")
     rm.create_device_with_sas(device_id, "", "", "enabled")
     rm.create_module_with_sas(device_id, "m", None, "", "")
@@ -187,3 +194,145 @@ def test_module_twin_tags_and_desired(rm):
     with pytest.raises(HttpOperationError) as e:
         rm.update_module_twin("no-such-device", "m", Twin(tags={"x": 1}))
     assert_error(e, 404, "DeviceNotFound")
+
+
+# --- modules over MQTT ------------------------------------------------------------------------
+
+WAIT_S = 20
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT_S):
+    """Polls `predicate` until it holds (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stored_events(hub, device_id: str) -> list:
+    """Every event of a device in the event log, read through the REST event stream."""
+    parts = hub.connection_string_parts()
+    token = sas(hub.hostname, parts["SharedAccessKey"], parts["SharedAccessKeyName"])
+    with requests.get(
+        f"https://{hub.address}/events/consumergroups/$Default/stream",
+        params={"from": "start", "deviceId": device_id, "timeout": "1", "api-version": "2021-04-12"},
+        headers={"Authorization": token}, stream=True, timeout=30, verify=hub.ca_file,
+    ) as response:
+        assert response.status_code == 200, response.text
+        return [json.loads(line) for line in response.iter_lines() if line]
+
+
+def sas(resource: str, key: str, policy: str | None = None, ttl: int = 3600) -> str:
+    sr = urllib.parse.quote(resource, safe="")
+    expiry = int(time.time()) + ttl
+    sig = base64.b64encode(hmac.new(base64.b64decode(key), f"{sr}\n{expiry}".encode(), hashlib.sha256).digest())
+    token = f"SharedAccessSignature sr={sr}&sig={urllib.parse.quote(sig.decode(), safe='')}&se={expiry}"
+    return token + (f"&skn={policy}" if policy else "")
+
+
+def module_client(hub, device_id: str, module_id: str, key: str) -> IoTHubModuleClient:
+    cs = f"HostName={hub.hostname};DeviceId={device_id};ModuleId={module_id};SharedAccessKey={key}"
+    return IoTHubModuleClient.create_from_connection_string(cs, server_verification_cert=open(hub.ca_file).read())
+
+
+def test_module_client_telemetry_twin_and_methods_over_mqtt(hub, rm):
+    device_id = uid("d")
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    key = rm.create_module_with_sas(device_id, "sensor", None, "", "").authentication.symmetric_key.primary_key
+    client = module_client(hub, device_id, "sensor", key)
+    client.connect()
+    try:
+        assert rm.get_device(device_id).connection_state == "Disconnected", \
+            "a module's connection is not the device's"
+
+        client.send_message(Message('{"t":1}', content_type="application/json", content_encoding="utf-8"))
+        [event] = stored_events(hub, device_id)
+        assert event["body"] == {"t": 1}
+        assert event["systemProperties"]["iothub-connection-device-id"] == device_id
+        assert event["systemProperties"]["iothub-connection-module-id"] == "sensor"
+
+        twin = client.get_twin()
+        assert twin["desired"]["$version"] == 1
+        client.patch_twin_reported_properties({"temp": 21})
+        assert rm.get_module_twin(device_id, "sensor").properties.reported["temp"] == 21
+        assert "temp" not in rm.get_twin(device_id).properties.reported, "the device's twin is its own"
+
+        patches = []
+        client.on_twin_desired_properties_patch_received = patches.append
+
+        def patched():
+            if not patches:  # the SDK subscribes in the background: send again until heard
+                rm.update_module_twin(device_id, "sensor", Twin(properties=TwinProperties(desired={"fw": "2"})))
+            return patches
+
+        wait_for(patched, "the desired patch")
+        assert patches[0]["fw"] == "2"
+
+        def on_method(request):
+            client.send_method_response(MethodResponse.create_from_method_request(request, 200, {"got": request.payload}))
+
+        client.on_method_request_received = on_method
+        request = CloudToDeviceMethod(method_name="reset", payload={"n": 1}, response_timeout_in_seconds=10)
+
+        def invoked():
+            try:
+                return rm.invoke_device_module_method(device_id, "sensor", request)
+            except HttpOperationError as e:  # not subscribed yet
+                assert e.response.status_code == 404, e.response.text
+                return None
+
+        result = wait_for(invoked, "the method's answer")
+        assert result.status == 200 and result.payload == {"got": {"n": 1}}
+        with pytest.raises(HttpOperationError) as e:
+            rm.invoke_device_method(device_id, CloudToDeviceMethod(method_name="reset", payload={}))
+        assert_error(e, 404, "DeviceNotOnline")
+    finally:
+        client.shutdown()
+
+
+def connack(hub, client_id: str, username: str, password: str, publish_to: str | None = None):
+    """Connects with paho; returns the CONNACK code and, with `publish_to`, whether the server
+    closed the connection after a QoS 1 PUBLISH there."""
+    import paho.mqtt.client as paho
+
+    result, done, gone = {}, threading.Event(), threading.Event()
+    c = paho.Client(client_id=client_id, clean_session=True, protocol=paho.MQTTv311)
+    c.username_pw_set(username, password)
+    c.tls_set(ca_certs=hub.ca_file)
+    c.on_connect = lambda client, userdata, flags, rc: (result.__setitem__("rc", rc), done.set())
+    c.on_disconnect = lambda client, userdata, rc: gone.set()
+    c.connect(hub.address, 8883, keepalive=30)
+    c.loop_start()
+    try:
+        assert done.wait(WAIT_S), "no CONNACK"
+        if publish_to is not None and result["rc"] == 0:
+            c.publish(publish_to, b"x", qos=1)
+            result["closed"] = gone.wait(WAIT_S)
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return result
+
+
+def test_a_module_token_is_the_module_s_only(hub, rm):
+    device_id = uid("d")
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    key = rm.create_module_with_sas(device_id, "m1", None, "", "").authentication.symmetric_key.primary_key
+    rm.create_module_with_sas(device_id, "m2", None, "", "")
+    token = sas(f"{hub.hostname}/devices/{device_id}/modules/m1", key)
+    user = f"{hub.hostname}/{device_id}/m1/?api-version=2021-04-12"
+    assert connack(hub, f"{device_id}/m1", user, token)["rc"] == 0
+    # Another module's identity, or the device's, with m1's token.
+    other_user = f"{hub.hostname}/{device_id}/m2/?api-version=2021-04-12"
+    assert connack(hub, f"{device_id}/m2", other_user, token)["rc"] == 5
+    assert connack(hub, device_id, f"{hub.hostname}/{device_id}/?api-version=2021-04-12", token)["rc"] == 5
+    # m1's connection publishing on m2's telemetry topic is closed, and nothing is stored.
+    out = connack(hub, f"{device_id}/m1", user, token, publish_to=f"devices/{device_id}/modules/m2/messages/events/")
+    assert out["closed"], "the server must close a connection that publishes on another module's topic"
+    assert stored_events(hub, device_id) == []
+    # A deleted module cannot connect any more.
+    rm.delete_module(device_id, "m1")
+    assert connack(hub, f"{device_id}/m1", user, token)["rc"] == 5

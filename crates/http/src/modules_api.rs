@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use ironhub_hub::Hub;
 use ironhub_hub::model::ModuleSpec;
 use ironhub_hub::modules::module_view;
@@ -29,6 +29,7 @@ pub(crate) fn routes() -> Router<Hub> {
             "/twins/{id}/modules/{mid}",
             get(get_twin).patch(patch_twin).put(replace_twin),
         )
+        .route("/twins/{id}/modules/{mid}/methods", post(invoke_method))
 }
 
 /// A module with its quoted `ETag` header.
@@ -120,4 +121,16 @@ async fn update_twin(
         .await?;
     tracing::info!(target: "ServiceOperations", device_id = %id, module_id = %mid, replace, "module twin updated");
     Ok(with_etag(json_body(&twin), &twin.etag))
+}
+
+async fn invoke_method(
+    State(hub): State<Hub>,
+    Segments((id, mid)): Segments<(String, String)>,
+    _: ServiceAuth<ServiceConnect>,
+    JsonBody(request): JsonBody<ironhub_hub::methods::MethodRequest>,
+) -> Result<Response, ApiError> {
+    let name = request.method_name.clone().unwrap_or_default();
+    let result = hub.invoke_module_method(&id, &mid, request).await;
+    tracing::info!(target: "ServiceOperations", device_id = %id, module_id = %mid, method = %name, ok = result.is_ok(), "module direct method");
+    Ok(json_body(&result?))
 }

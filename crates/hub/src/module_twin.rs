@@ -6,8 +6,11 @@ use ironhub_store::{DeviceRecord, ModuleRecord, TwinRecord, WriteConflict};
 use serde_json::Value;
 
 use crate::model::{Thumbprint, Twin, azure_time};
-use crate::twin::{empty_twin, service_update, twin_view};
-use crate::{Hub, HubError};
+use crate::twin::{
+    apply_reported, device_twin_doc, empty_twin, reported_patch, service_update, too_busy,
+    twin_view,
+};
+use crate::{DeviceIdentity, Hub, HubError};
 
 /// The module twin's etag; one never written has one made from the module's generation id
 /// (which no store etag can equal, and which changes when the module is created again).
@@ -91,7 +94,7 @@ impl Hub {
         {
             return Err(HubError::PreconditionFailed(tag.clone()));
         }
-        let (next, _pushed) = service_update(&current, doc, replace)?;
+        let (next, pushed) = service_update(&current, doc, replace)?;
         // Compare-and-swap on what was read (the client's etag was checked above).
         let saved = match self
             .store
@@ -107,6 +110,52 @@ impl Hub {
             }
             Err(_) => return Err(HubError::PreconditionFailed(if_match.unwrap_or_default())),
         };
+        self.push_desired(&format!("{device_id}/{module_id}"), pushed)
+            .await;
         Ok(module_twin_view(&device, &module, &saved))
+    }
+
+    /// A connected device's or module's `GET` of its own twin.
+    pub async fn identity_twin(&self, who: &DeviceIdentity) -> Result<Value, HubError> {
+        match &who.module_id {
+            None => self.device_twin(&who.device_id).await,
+            Some(m) => {
+                let (_, _, twin) = self.load_module_twin(&who.device_id, m).await?;
+                Ok(device_twin_doc(&twin))
+            }
+        }
+    }
+
+    /// A connected device's or module's patch of its own reported properties; returns the new
+    /// reported `$version`.
+    pub async fn identity_patch_reported(
+        &self,
+        who: &DeviceIdentity,
+        body: &[u8],
+    ) -> Result<u64, HubError> {
+        let Some(module_id) = &who.module_id else {
+            return self.patch_reported(&who.device_id, body).await;
+        };
+        let patch = reported_patch(body)?;
+        // Compare-and-swap, retried: a service may update the same twin meanwhile.
+        for _ in 0..5 {
+            let (_, _, current) = self.load_module_twin(&who.device_id, module_id).await?;
+            let next = apply_reported(&current, &patch)?;
+            match self
+                .store
+                .put_module_twin(module_id, next, Some(current.etag.clone()))
+                .await?
+            {
+                Ok(saved) => return Ok(saved.reported_version),
+                Err(WriteConflict::EtagMismatch) => continue,
+                Err(_) => {
+                    return Err(HubError::ModuleNotFound(
+                        who.device_id.clone(),
+                        module_id.clone(),
+                    ));
+                }
+            }
+        }
+        Err(too_busy())
     }
 }

@@ -144,8 +144,19 @@ impl Hub {
                 }
             }
         };
-        let written = self.write_module(write, device_id, module_id, "").await?;
-        written.ok_or_else(|| HubError::ServerError("the store wrote no module".into()))
+        let before = match &write {
+            ModuleWrite::Replace { .. } => self.store.get_module(device_id, module_id).await?,
+            _ => None,
+        };
+        let written = self
+            .write_module(write, device_id, module_id, "")
+            .await?
+            .ok_or_else(|| HubError::ServerError("the store wrote no module".into()))?;
+        // New credentials end the module's connection, as for a device.
+        if before.is_some_and(|b| b.authentication != written.authentication) {
+            self.revoke(&format!("{device_id}/{module_id}")).await;
+        }
+        Ok(written)
     }
 
     /// `DELETE /devices/{id}/modules/{mid}`, with an optional `If-Match`.

@@ -418,8 +418,13 @@ impl Hub {
             id: id.to_owned(),
             if_match: if_match.map(normalize_if_match),
         };
+        let modules = self.store.list_modules(id).await?;
         self.write_one(write).await?;
         self.revoke(id).await;
+        // Its modules went with it, and so do their connections.
+        for m in modules {
+            self.revoke(&format!("{id}/{}", m.module_id)).await;
+        }
         Ok(())
     }
 

@@ -453,60 +453,89 @@ impl Hub {
         let (next, pushed) = service_update(&current, doc, replace)?;
         // Compare-and-swap on what was read (the client's etag was checked above).
         let saved = self.save_twin(next, Some(current.etag.clone())).await?;
+        self.push_desired(device_id, pushed).await;
+        Ok(twin_view(&device, &saved))
+    }
+
+    /// Sends a desired properties patch to the device or module connected as `key` (see
+    /// [`crate::DeviceIdentity::key`]). Not queued for one that is offline: it reads its twin
+    /// when it reconnects.
+    pub(crate) async fn push_desired(&self, key: &str, pushed: Option<DesiredPush>) {
         if let Some((version, mut patch)) = pushed {
             patch.insert("$version".into(), json!(version));
             let body = serde_json::to_vec(&patch).unwrap_or_default();
-            // Not queued for a device that is offline: it reads its twin when it reconnects.
             let _ = self
                 .bus
-                .send(device_id, BusMessage::DesiredPatch { version, body })
+                .send(key, BusMessage::DesiredPatch { version, body })
                 .await;
         }
-        Ok(twin_view(&device, &saved))
     }
 
     /// A device's `GET` of its twin: `{"desired": {…, "$version"}, "reported": {…, "$version"}}`.
     pub async fn device_twin(&self, device_id: &str) -> Result<Value, HubError> {
         let (_, twin) = self.load_twin(device_id).await?;
-        let now = azure_time(None);
-        Ok(json!({
-            "desired": section_with_version(&twin.desired, None, twin.desired_version, &now),
-            "reported": section_with_version(&twin.reported, None, twin.reported_version, &now),
-        }))
+        Ok(device_twin_doc(&twin))
     }
 
     /// A device's patch of its reported properties; returns the new reported `$version`.
     pub async fn patch_reported(&self, device_id: &str, body: &[u8]) -> Result<u64, HubError> {
-        let patch: Value = serde_json::from_slice(body)
-            .map_err(|e| invalid(format!("The reported properties are not valid JSON: {e}.")))?;
-        let patch = object(Some(&patch), "The reported properties patch")?;
-        validate(&patch, Section::Reported, 1)?;
+        let patch = reported_patch(body)?;
         // Compare-and-swap, retried: a service may update the same twin meanwhile.
         for _ in 0..5 {
             let (_, current) = self.load_twin(device_id).await?;
-            let mut next = current.clone();
-            next.reported_version += 1;
-            next.version += 1;
-            let now = azure_time(Some(Utc::now()));
-            let v = next.reported_version;
-            merge(
-                &mut next.reported,
-                &mut next.reported_metadata,
-                &patch,
-                &now,
-                Some(v),
-            );
-            check_size(&next.reported, Section::Reported)?;
+            let next = apply_reported(&current, &patch)?;
             match self.save_twin(next, Some(current.etag.clone())).await {
                 Ok(saved) => return Ok(saved.reported_version),
                 Err(HubError::PreconditionFailed(_)) => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(HubError::ServerError(
-            "The twin is being changed too often; try again.".into(),
-        ))
+        Err(too_busy())
     }
+}
+
+/// The error of a twin that kept changing under a compare-and-swap.
+pub(crate) fn too_busy() -> HubError {
+    HubError::ServerError("The twin is being changed too often; try again.".into())
+}
+
+/// A device's (or module's) reported properties patch, parsed and checked.
+pub(crate) fn reported_patch(body: &[u8]) -> Result<Map<String, Value>, HubError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("The reported properties are not valid JSON: {e}.")))?;
+    let patch = object(Some(&patch), "The reported properties patch")?;
+    validate(&patch, Section::Reported, 1)?;
+    Ok(patch)
+}
+
+/// `current` with a reported properties patch merged, its versions counted up.
+pub(crate) fn apply_reported(
+    current: &TwinRecord,
+    patch: &Map<String, Value>,
+) -> Result<TwinRecord, HubError> {
+    let mut next = current.clone();
+    next.reported_version += 1;
+    next.version += 1;
+    let now = azure_time(Some(Utc::now()));
+    let v = next.reported_version;
+    merge(
+        &mut next.reported,
+        &mut next.reported_metadata,
+        patch,
+        &now,
+        Some(v),
+    );
+    check_size(&next.reported, Section::Reported)?;
+    Ok(next)
+}
+
+/// What a device's `GET` of its twin returns: `{"desired": {…, "$version"}, "reported": …}`.
+pub(crate) fn device_twin_doc(twin: &TwinRecord) -> Value {
+    let now = azure_time(None);
+    json!({
+        "desired": section_with_version(&twin.desired, None, twin.desired_version, &now),
+        "reported": section_with_version(&twin.reported, None, twin.reported_version, &now),
+    })
 }
 
 #[cfg(test)]
