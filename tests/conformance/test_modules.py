@@ -24,6 +24,8 @@ from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 from msrest.exceptions import HttpOperationError
 
+from conftest import ironhub_bin
+
 from azure.iot.hub.protocol.models import Module
 
 IRONHUB_ADDRESS = "127.0.0.165"
@@ -336,3 +338,70 @@ def test_a_module_token_is_the_module_s_only(hub, rm):
     # A deleted module cannot connect any more.
     rm.delete_module(device_id, "m1")
     assert connack(hub, f"{device_id}/m1", user, token)["rc"] == 5
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def cli(hub, *args: str, ok: bool = True):
+    """`ironhub hub <args> --data-dir <the server's>`; the parsed JSON output, or the process
+    when `ok` is False."""
+    proc = subprocess.run([ironhub_bin(), "hub", *args, "--data-dir", str(hub.data_dir)], capture_output=True,
+                          text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+    if not ok:
+        return proc
+    assert proc.returncode == 0, f"`{' '.join(args)}` exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+def test_cli_module_commands(hub, rm):
+    device_id = uid("d")
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    ids = ["-d", device_id, "-m", "cli-mod"]
+    created = cli(hub, "module-identity", "create", *ids)
+    assert created["moduleId"] == "cli-mod" and created["authentication"]["type"] == "sas"
+    assert cli(hub, "module-identity", "show", *ids)["etag"] == created["etag"]
+    assert [m["moduleId"] for m in cli(hub, "module-identity", "list", "-d", device_id)] == ["cli-mod"]
+    cs = cli(hub, "module-identity", "connection-string", "show", *ids)["connectionString"]
+    key = created["authentication"]["symmetricKey"]["primaryKey"]
+    assert cs == f"HostName={hub.hostname};DeviceId={device_id};ModuleId=cli-mod;SharedAccessKey={key}"
+    tp = "CD" * 20
+    updated = cli(hub, "module-identity", "update", *ids, "--auth-method", "x509_thumbprint",
+                  "--primary-thumbprint", tp)
+    assert updated["authentication"]["type"] == "selfSigned"
+    assert updated["authentication"]["x509Thumbprint"]["primaryThumbprint"] == tp
+
+    twin = cli(hub, "module-twin", "update", *ids, "--desired", '{"rate": 3}', "--tags", '{"site": "a"}')
+    assert twin["moduleId"] == "cli-mod" and twin["properties"]["desired"]["rate"] == 3 and twin["tags"] == {"site": "a"}
+    twin = cli(hub, "module-twin", "replace", *ids, "--json", '{"tags": {"b": 1}}')
+    assert twin["tags"] == {"b": 1} and "rate" not in twin["properties"]["desired"]
+    assert cli(hub, "module-twin", "show", *ids)["tags"] == {"b": 1}
+
+    # Nobody listens: IoT Hub's 404 DeviceNotOnline.
+    proc = cli(hub, "invoke-module-method", *ids, "--method-name", "x", "--timeout", "5", ok=False)
+    assert proc.returncode != 0 and "DeviceNotOnline" in proc.stderr + proc.stdout, proc.stderr
+
+    assert cli(hub, "module-identity", "delete", *ids) is None
+    proc = cli(hub, "module-identity", "show", *ids, ok=False)
+    assert proc.returncode != 0 and "ModuleNotFound" in proc.stderr + proc.stdout, proc.stderr
+    proc = cli(hub, "module-identity", "create", "-d", "no-such-device", "-m", "m", ok=False)
+    assert proc.returncode != 0 and "DeviceNotFound" in proc.stderr + proc.stdout, proc.stderr
+
+
+def test_cli_invoke_module_method_answered(hub, rm):
+    device_id = uid("d")
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    key = rm.create_module_with_sas(device_id, "svc", None, "", "").authentication.symmetric_key.primary_key
+    client = module_client(hub, device_id, "svc", key)
+    client.on_method_request_received = lambda r: client.send_method_response(
+        MethodResponse.create_from_method_request(r, 201, {"echo": r.payload}))
+    client.connect()
+    try:
+        def answered():
+            proc = cli(hub, "invoke-module-method", "-d", device_id, "-m", "svc", "--method-name", "echo",
+                       "--method-payload", '{"a": 1}', "--timeout", "10", ok=False)
+            return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+        assert wait_for(answered, "the module's answer") == {"payload": {"echo": {"a": 1}}, "status": 201}
+    finally:
+        client.shutdown()

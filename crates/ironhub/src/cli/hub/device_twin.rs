@@ -91,7 +91,7 @@ async fn update(session: &Session, args: &TwinUpdateArgs) -> anyhow::Result<Valu
 }
 
 /// A JSON argument that must be an object (tags, desired properties).
-fn object_arg(name: &str, text: &str) -> anyhow::Result<Map<String, Value>> {
+pub(super) fn object_arg(name: &str, text: &str) -> anyhow::Result<Map<String, Value>> {
     match json_arg(name, text)? {
         Value::Object(map) => Ok(map),
         _ => bail!("{name} must be a JSON object"),
