@@ -5,26 +5,21 @@ request changed nothing."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import itertools
 import json
 import os
 import shutil
 import subprocess
 import threading
-import time
-import urllib.parse
 from pathlib import Path
 
 import pytest
-import requests
 from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 from msrest.exceptions import HttpOperationError
 
 from conftest import ironhub_bin
+from dps_helpers import sas, stored_events, wait_for
 
 from azure.iot.hub.protocol.models import Module
 
@@ -203,38 +198,6 @@ def test_module_twin_tags_and_desired(rm):
 WAIT_S = 20
 
 
-def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    """Polls `predicate` until it holds (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def stored_events(hub, device_id: str) -> list:
-    """Every event of a device in the event log, read through the REST event stream."""
-    parts = hub.connection_string_parts()
-    token = sas(hub.hostname, parts["SharedAccessKey"], parts["SharedAccessKeyName"])
-    with requests.get(
-        f"https://{hub.address}/events/consumergroups/$Default/stream",
-        params={"from": "start", "deviceId": device_id, "timeout": "1", "api-version": "2021-04-12"},
-        headers={"Authorization": token}, stream=True, timeout=30, verify=hub.ca_file,
-    ) as response:
-        assert response.status_code == 200, response.text
-        return [json.loads(line) for line in response.iter_lines() if line]
-
-
-def sas(resource: str, key: str, policy: str | None = None, ttl: int = 3600) -> str:
-    sr = urllib.parse.quote(resource, safe="")
-    expiry = int(time.time()) + ttl
-    sig = base64.b64encode(hmac.new(base64.b64decode(key), f"{sr}\n{expiry}".encode(), hashlib.sha256).digest())
-    token = f"SharedAccessSignature sr={sr}&sig={urllib.parse.quote(sig.decode(), safe='')}&se={expiry}"
-    return token + (f"&skn={policy}" if policy else "")
-
-
 def module_client(hub, device_id: str, module_id: str, key: str) -> IoTHubModuleClient:
     cs = f"HostName={hub.hostname};DeviceId={device_id};ModuleId={module_id};SharedAccessKey={key}"
     return IoTHubModuleClient.create_from_connection_string(cs, server_verification_cert=open(hub.ca_file).read())
@@ -270,7 +233,7 @@ def test_module_client_telemetry_twin_and_methods_over_mqtt(hub, rm):
                 rm.update_module_twin(device_id, "sensor", Twin(properties=TwinProperties(desired={"fw": "2"})))
             return patches
 
-        wait_for(patched, "the desired patch")
+        wait_for(patched, what="the desired patch")
         assert patches[0]["fw"] == "2"
 
         def on_method(request):
@@ -286,7 +249,7 @@ def test_module_client_telemetry_twin_and_methods_over_mqtt(hub, rm):
                 assert e.response.status_code == 404, e.response.text
                 return None
 
-        result = wait_for(invoked, "the method's answer")
+        result = wait_for(invoked, what="the method's answer")
         assert result.status == 200 and result.payload == {"got": {"n": 1}}
         with pytest.raises(HttpOperationError) as e:
             rm.invoke_device_method(device_id, CloudToDeviceMethod(method_name="reset", payload={}))
@@ -402,7 +365,7 @@ def test_cli_invoke_module_method_answered(hub, rm):
                        "--method-payload", '{"a": 1}', "--timeout", "10", ok=False)
             return json.loads(proc.stdout) if proc.returncode == 0 else None
 
-        assert wait_for(answered, "the module's answer") == {"payload": {"echo": {"a": 1}}, "status": 201}
+        assert wait_for(answered, what="the module's answer") == {"payload": {"echo": {"a": 1}}, "status": 201}
     finally:
         client.shutdown()
 

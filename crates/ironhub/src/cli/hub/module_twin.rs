@@ -1,15 +1,15 @@
 //! `ironhub hub module-twin …`: show, update (merge) and replace a module twin, and
 //! `ironhub hub invoke-module-method`.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use http::Method;
 use ironhub_client::{NO_BODY, twin_path};
-use ironhub_wire::hub::{MethodRequest, MethodResult, Twin, TwinPatch, TwinPatchProperties};
+use ironhub_wire::hub::{MethodRequest, MethodResult, Twin, TwinPatch};
 use serde_json::Value;
 
 use crate::cli::args::{ModuleIdArgs, json_arg};
-use crate::cli::hub::device_twin::object_arg;
+use crate::cli::hub::device_twin::twin_patch;
 use crate::cli::login::Session;
 
 /// `ironhub hub module-twin <command>`
@@ -89,25 +89,7 @@ pub async fn run(session: &Session, command: &ModuleTwinCommand) -> anyhow::Resu
             return Ok(serde_json::to_value(twin)?);
         }
         ModuleTwinCommand::Update(a) => {
-            if a.desired.is_none() && a.tags.is_none() {
-                bail!("nothing to update: give --desired and/or --tags");
-            }
-            let patch = TwinPatch {
-                tags: a
-                    .tags
-                    .as_deref()
-                    .map(|t| object_arg("--tags", t))
-                    .transpose()?,
-                properties: a
-                    .desired
-                    .as_deref()
-                    .map(|d| {
-                        Ok::<_, anyhow::Error>(TwinPatchProperties {
-                            desired: Some(object_arg("--desired", d)?),
-                        })
-                    })
-                    .transpose()?,
-            };
+            let patch = twin_patch(a.tags.as_deref(), a.desired.as_deref())?;
             (&a.id, patch, &a.etag, Method::PATCH)
         }
         ModuleTwinCommand::Replace(a) => {
