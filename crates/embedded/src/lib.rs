@@ -1,5 +1,5 @@
 //! The embedded engine behind the ports of `ironhub-store`: [`SqliteStore`] (one SQLite file
-//! for the registry, twins, queues, file upload notifications, certificates and DPS records),
+//! for the registry, modules, twins, queues, file upload notifications, certificates and DPS records),
 //! [`SqliteEventLog`] (its own SQLite file for telemetry), [`SqliteEventStreams`] (named
 //! streams beside it, one such file each) and [`LocalBus`] (one node's
 //! connections, in memory). It passes the ports' testkit (`cargo test -p ironhub-embedded`).
@@ -12,6 +12,7 @@ mod sqlite_c2d;
 mod sqlite_dps;
 mod sqlite_eventlog;
 mod sqlite_files;
+mod sqlite_modules;
 mod sqlite_query;
 mod sqlite_routing;
 mod streams;

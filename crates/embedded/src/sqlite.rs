@@ -91,6 +91,14 @@ const MIGRATIONS: &[&str] = &[
          doc TEXT NOT NULL
      );
      CREATE INDEX file_notifications_by_lock ON file_notifications (lock_token);",
+    // Module identities and their twins (`sqlite_modules`); a device's go with it.
+    "CREATE TABLE modules (
+         device_id TEXT NOT NULL,
+         module_id TEXT NOT NULL,
+         doc TEXT NOT NULL,
+         twin TEXT,
+         PRIMARY KEY (device_id, module_id)
+     );",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -392,6 +400,7 @@ fn apply(
             if etag_matches(&current, if_match.as_deref()) {
                 conn.execute("DELETE FROM devices WHERE device_id = ?1", [&id])?;
                 conn.execute("DELETE FROM twins WHERE device_id = ?1", [&id])?;
+                conn.execute("DELETE FROM modules WHERE device_id = ?1", [&id])?;
                 conn.execute("DELETE FROM c2d_messages WHERE device_id = ?1", [&id])?;
                 conn.execute(
                     "DELETE FROM mqtt_sessions WHERE client_id = ?1 OR client_id LIKE ?2 ESCAPE '\\'",

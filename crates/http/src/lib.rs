@@ -28,6 +28,7 @@ mod extract;
 mod file_upload_api;
 mod hub_api;
 mod listener;
+mod modules_api;
 mod paging;
 mod query_api;
 mod respond;

@@ -178,6 +178,83 @@ impl Hub {
         })
     }
 
+    /// How a device's or module's (`who`) token is signed: by a policy with DeviceConnect, or
+    /// by one of the identity's own keys.
+    fn token_method(
+        &self,
+        token: &SasToken<'_>,
+        authentication: &ironhub_store::Authentication,
+        who: &str,
+    ) -> Result<AuthMethod, HubError> {
+        Ok(match token.key_name() {
+            Some(name) => {
+                let policy = self
+                    .settings
+                    .policy(name)
+                    .filter(|p| p.rights.contains(Rights::DEVICE_CONNECT))
+                    .ok_or_else(|| {
+                        HubError::Unauthorized(format!(
+                            "Unauthorized: '{name}' is not a policy with DeviceConnect."
+                        ))
+                    })?;
+                token.verify_keys(policy.keys()).map_err(unauthorized)?;
+                AuthMethod::Policy
+            }
+            None => {
+                let keys = &authentication.symmetric_key;
+                if authentication.kind != AuthType::Sas {
+                    return Err(HubError::Unauthorized(format!(
+                        "Unauthorized: '{who}' does not use symmetric keys."
+                    )));
+                }
+                let keys = [&keys.primary_key, &keys.secondary_key];
+                token
+                    .verify_keys(keys.into_iter().flatten().map(String::as_str))
+                    .map_err(unauthorized)?;
+                AuthMethod::Sas
+            }
+        })
+    }
+
+    /// Authenticates a module identity by a SAS token: one signed with the module's own key
+    /// for exactly `{hub}/devices/{id}/modules/{mid}`, or with a DeviceConnect policy's key for
+    /// a resource that covers it. The module's device must be enabled.
+    pub async fn authenticate_module(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        token_text: &str,
+    ) -> Result<DeviceAuth, HubError> {
+        let token = SasToken::parse(token_text).map_err(unauthorized)?;
+        token.check_expiry(unix_now()).map_err(unauthorized)?;
+        let path = format!("/devices/{device_id}/modules/{module_id}");
+        self.covers_hub(&token, &path, token.key_name().is_none())?;
+        let who = format!("{device_id}/{module_id}");
+        let module = self
+            .store
+            .get_module(device_id, module_id)
+            .await?
+            .ok_or_else(|| {
+                HubError::Unauthorized(format!("Unauthorized: there is no module '{who}'."))
+            })?;
+        let method = self.token_method(&token, &module.authentication, &who)?;
+        let enabled = self
+            .store
+            .get_device(device_id)
+            .await?
+            .is_some_and(|d| d.status == ironhub_store::DeviceStatus::Enabled);
+        if !enabled {
+            return Err(HubError::Unauthorized(format!(
+                "Unauthorized: the device '{device_id}' is disabled or gone."
+            )));
+        }
+        Ok(DeviceAuth {
+            method,
+            expires: Some(token.expiry()),
+            generation_id: module.generation_id,
+        })
+    }
+
     /// Authenticates a device by a SAS token: signed with one of the device's own keys
     /// (no `skn`; `sr` exactly `{host}/devices/{id}`, never a prefix of it such as the bare
     /// host name), or with a policy that has DeviceConnect (`sr` any per-segment prefix of
@@ -197,34 +274,7 @@ impl Hub {
         let device = self.store.get_device(device_id).await?.ok_or_else(|| {
             HubError::Unauthorized(format!("Unauthorized: there is no device '{device_id}'."))
         })?;
-        let method = match token.key_name() {
-            Some(name) => {
-                let policy = self
-                    .settings
-                    .policy(name)
-                    .filter(|p| p.rights.contains(Rights::DEVICE_CONNECT))
-                    .ok_or_else(|| {
-                        HubError::Unauthorized(format!(
-                            "Unauthorized: '{name}' is not a policy with DeviceConnect."
-                        ))
-                    })?;
-                token.verify_keys(policy.keys()).map_err(unauthorized)?;
-                AuthMethod::Policy
-            }
-            None => {
-                let keys = &device.authentication.symmetric_key;
-                if device.authentication.kind != AuthType::Sas {
-                    return Err(HubError::Unauthorized(format!(
-                        "Unauthorized: the device '{device_id}' does not use symmetric keys."
-                    )));
-                }
-                let keys = [&keys.primary_key, &keys.secondary_key];
-                token
-                    .verify_keys(keys.into_iter().flatten().map(String::as_str))
-                    .map_err(unauthorized)?;
-                AuthMethod::Sas
-            }
-        };
+        let method = self.token_method(&token, &device.authentication, device_id)?;
         if device.status != ironhub_store::DeviceStatus::Enabled {
             return Err(HubError::Unauthorized(format!(
                 "Unauthorized: the device '{device_id}' is disabled."

@@ -31,26 +31,29 @@ pub struct AuthenticatedDevice {
 
 impl Hub {
     /// Authenticates a device's login: by its SAS token if it has one, else by its client
-    /// certificate chain. Module identities are not in the registry yet, so a module's login
-    /// is refused.
+    /// certificate chain; a module (`deviceId/moduleId`) by its SAS token.
     pub async fn authenticate(
         &self,
         login: &DeviceLogin<'_>,
     ) -> Result<AuthenticatedDevice, HubError> {
         let device_id = login.device_id;
-        if let Some(module) = login.module_id {
-            return Err(HubError::Unauthorized(format!(
-                "Unauthorized: module identities ('{device_id}/{module}') are not supported."
-            )));
-        }
         let credentials = &login.credentials;
-        let auth = match credentials.token {
-            Some(token) => self.authenticate_device(device_id, token).await?,
-            None if !credentials.chain.is_empty() => {
+        let auth = match (login.module_id, credentials.token) {
+            (Some(module), Some(token)) => {
+                self.authenticate_module(device_id, module, token).await?
+            }
+            (Some(module), None) => {
+                return Err(HubError::Unauthorized(format!(
+                    "Unauthorized: module '{device_id}/{module}' sent no SAS token; modules \
+                     authenticate with SAS tokens only."
+                )));
+            }
+            (None, Some(token)) => self.authenticate_device(device_id, token).await?,
+            (None, None) if !credentials.chain.is_empty() => {
                 self.authenticate_device_x509(device_id, &credentials.chain)
                     .await?
             }
-            None => {
+            (None, None) => {
                 return Err(HubError::Unauthorized(
                     "Unauthorized: the device sent neither a SAS token nor a client certificate."
                         .into(),
@@ -60,7 +63,7 @@ impl Hub {
         Ok(AuthenticatedDevice {
             identity: DeviceIdentity {
                 device_id: device_id.to_owned(),
-                module_id: None,
+                module_id: login.module_id.map(str::to_owned),
                 generation_id: auth.generation_id,
                 auth: auth.method,
                 model_id: login.model_id.map(str::to_owned),

@@ -17,6 +17,12 @@ pub enum HubError {
     DeviceAlreadyExists(String),
     #[error("Precondition failed: the device's etag is not '{0}'.")]
     PreconditionFailed(String),
+    /// A module that does not exist: (device id, module id).
+    #[error("Module {1} on device {0} not found.")]
+    ModuleNotFound(String, String),
+    /// A module id already taken on its device: (device id, module id).
+    #[error("A module with ID '{1}' already exists on device '{0}'.")]
+    ModuleAlreadyExistsOnDevice(String, String),
     #[error("The request body is larger than {0} bytes.")]
     MessageTooLarge(usize),
     #[error(
@@ -93,6 +99,8 @@ impl HubError {
             HubError::DeviceNotFound(_) => 404_001,
             HubError::DeviceAlreadyExists(_) => 409_001,
             HubError::PreconditionFailed(_) => 412_002,
+            HubError::ModuleNotFound(..) => 404_010,
+            HubError::ModuleAlreadyExistsOnDevice(..) => 409_301,
             HubError::MessageTooLarge(_) => 413_001,
             HubError::DeviceNotOnline(_) => 404_103,
             HubError::GatewayTimeout(_) => 504_101,
@@ -125,6 +133,8 @@ impl HubError {
             HubError::DeviceNotFound(_) => "DeviceNotFound",
             HubError::DeviceAlreadyExists(_) => "DeviceAlreadyExists",
             HubError::PreconditionFailed(_) => "PreconditionFailed",
+            HubError::ModuleNotFound(..) => "ModuleNotFound",
+            HubError::ModuleAlreadyExistsOnDevice(..) => "ModuleAlreadyExistsOnDevice",
             HubError::MessageTooLarge(_) => "MessageTooLarge",
             HubError::DeviceNotOnline(_) => "DeviceNotOnline",
             HubError::GatewayTimeout(_) => "GatewayTimeout",

@@ -20,6 +20,8 @@ pub mod issuing_cas;
 pub mod keys;
 pub mod methods;
 pub mod model;
+pub mod module_twin;
+pub mod modules;
 mod node;
 pub mod query;
 pub mod registry;

@@ -35,6 +35,28 @@ impl Hub {
         device_id: &str,
         request: MethodRequest,
     ) -> Result<MethodResult, HubError> {
+        self.call(device_id, None, request).await
+    }
+
+    /// Invokes a direct method on the module `module_id` of `device_id` and waits for its
+    /// answer (`POST /twins/{id}/modules/{mid}/methods`).
+    pub async fn invoke_module_method(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        request: MethodRequest,
+    ) -> Result<MethodResult, HubError> {
+        self.call(device_id, Some(module_id), request).await
+    }
+
+    /// A method call on a device or one of its modules: the request checked, the target
+    /// checked to exist, then the call over the bus to its connection.
+    async fn call(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        request: MethodRequest,
+    ) -> Result<MethodResult, HubError> {
         let name = request
             .method_name
             .as_deref()
@@ -59,7 +81,17 @@ impl Hub {
         if payload.len() > MAX_METHOD_PAYLOAD {
             return Err(HubError::MessageTooLarge(MAX_METHOD_PAYLOAD));
         }
-        self.get_device(device_id).await?;
+        let key = match module_id {
+            Some(m) => {
+                self.get_module(device_id, m).await?;
+                format!("{device_id}/{m}")
+            }
+            None => {
+                self.get_device(device_id).await?;
+                device_id.to_owned()
+            }
+        };
+        let device_id = key.as_str();
 
         // With a connect timeout, wait for the device to come online (on any node).
         if connect_timeout > 0 {

@@ -17,7 +17,13 @@ use ironhub_store::{ScanCondition, TwinField, TwinScan};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::module_twin::module_twin_view;
 use crate::twin::{empty_twin, twin_view};
+
+/// A twin as a query document.
+fn to_doc(twin: crate::model::Twin) -> Result<Value, HubError> {
+    serde_json::to_value(twin).map_err(|e| HubError::ServerError(e.to_string()))
+}
 use crate::{Hub, HubError};
 
 /// Items in a page when the client does not say (`x-ms-max-item-count`).
@@ -102,9 +108,9 @@ fn scan_condition(hint: &Hint) -> Option<ScanCondition> {
 impl Hub {
     /// Runs a query: one page of its answer, from `continuation` (a token an earlier page
     /// gave), with at most `page_size` items (default [`DEFAULT_PAGE_SIZE`], at most
-    /// [`MAX_PAGE_SIZE`]). `devices.modules` and `devices.jobs` are empty collections: this
-    /// hub has no module identities and runs no jobs, and IoT Hub answers a hub without them
-    /// with no items.
+    /// [`MAX_PAGE_SIZE`]). `devices.modules` reads every module's twin; `devices.jobs` is
+    /// an empty collection: this hub runs no jobs, and IoT Hub answers a hub without them with
+    /// no items.
     pub async fn query_twins(
         &self,
         text: &str,
@@ -127,16 +133,19 @@ impl Hub {
         }
     }
 
-    /// Reads the next batch of twins of the query's collection after `after`, as query
-    /// documents; `None` when the collection is exhausted.
+    /// Reads the next batch of twins of the query's collection after `after` (a device id,
+    /// or `deviceId/moduleId` for module twins: ids hold no `/`), as query documents keyed so,
+    /// and whether the collection is exhausted after it.
     async fn twin_batch(
         &self,
         query: &Query,
         conditions: &[ScanCondition],
         after: Option<String>,
-    ) -> Result<Vec<(String, Value)>, HubError> {
-        if query.collection != Collection::Devices {
-            return Ok(Vec::new());
+    ) -> Result<(Vec<(String, Value)>, bool), HubError> {
+        match query.collection {
+            Collection::Devices => {}
+            Collection::Modules => return self.module_twin_batch(after).await,
+            _ => return Ok((Vec::new(), true)),
         }
         let rows = self
             .store
@@ -146,14 +155,67 @@ impl Hub {
                 conditions: conditions.to_vec(),
             })
             .await?;
-        rows.into_iter()
+        let exhausted = rows.len() < SCAN_BATCH;
+        let docs = rows
+            .into_iter()
             .map(|(device, twin)| {
                 let twin = twin.unwrap_or_else(|| empty_twin(&device.device_id));
-                let doc = serde_json::to_value(twin_view(&device, &twin))
-                    .map_err(|e| HubError::ServerError(e.to_string()))?;
-                Ok((device.device_id, doc))
+                Ok((device.device_id.clone(), to_doc(twin_view(&device, &twin))?))
             })
-            .collect()
+            .collect::<Result<_, HubError>>()?;
+        Ok((docs, exhausted))
+    }
+
+    /// The module twins of the next batch of devices: those after `after`'s module on its
+    /// device first, then every module of the devices after it.
+    async fn module_twin_batch(
+        &self,
+        after: Option<String>,
+    ) -> Result<(Vec<(String, Value)>, bool), HubError> {
+        let (after_device, after_module) = match &after {
+            Some(key) => match key.split_once('/') {
+                Some((d, m)) => (Some(d.to_owned()), Some(m.to_owned())),
+                None => (Some(key.clone()), None),
+            },
+            None => (None, None),
+        };
+        // The device whose modules the last page stopped in, and the module it stopped at.
+        let resume = after_device.clone().zip(after_module);
+        let mut devices = Vec::new();
+        if let Some((d, _)) = &resume
+            && let Some(device) = self.store.get_device(d).await?
+        {
+            devices.push(device);
+        }
+        let rows = self
+            .store
+            .scan_twins(&TwinScan {
+                after: after_device,
+                limit: SCAN_BATCH,
+                conditions: Vec::new(),
+            })
+            .await?;
+        let exhausted = rows.len() < SCAN_BATCH;
+        devices.extend(rows.into_iter().map(|(device, _)| device));
+        let mut docs = Vec::new();
+        for device in devices {
+            for module in self.store.list_modules(&device.device_id).await? {
+                if resume
+                    .as_ref()
+                    .is_some_and(|(d, m)| module.device_id == *d && module.module_id <= *m)
+                {
+                    continue;
+                }
+                let twin = self
+                    .store
+                    .get_module_twin(&device.device_id, &module.module_id)
+                    .await?
+                    .unwrap_or_else(|| empty_twin(&device.device_id));
+                let key = format!("{}/{}", device.device_id, module.module_id);
+                docs.push((key, to_doc(module_twin_view(&device, &module, &twin))?));
+            }
+        }
+        Ok((docs, exhausted))
     }
 
     async fn streamed_page(
@@ -171,8 +233,7 @@ impl Hub {
         let mut after = token.after;
         let mut more = false;
         while items.len() < want {
-            let batch = self.twin_batch(query, conditions, after.clone()).await?;
-            let exhausted = batch.len() < SCAN_BATCH;
+            let (batch, exhausted) = self.twin_batch(query, conditions, after.clone()).await?;
             let count = batch.len();
             for (i, (id, doc)) in batch.into_iter().enumerate() {
                 after = Some(id);
@@ -215,8 +276,7 @@ impl Hub {
         let mut collector = query.collector();
         let mut after = None;
         loop {
-            let batch = self.twin_batch(query, conditions, after.take()).await?;
-            let exhausted = batch.len() < SCAN_BATCH;
+            let (batch, exhausted) = self.twin_batch(query, conditions, after.take()).await?;
             for (id, doc) in batch {
                 after = Some(id);
                 if query.matches(&doc) {

@@ -32,14 +32,19 @@ const ID_SPECIALS: &str = "-.%_*?!(),:=@$'";
 /// Checks a device id against IoT Hub's rules: 1–128 characters, ASCII letters and digits and
 /// `- . % _ * ? ! ( ) , : = @ $ '`.
 pub fn validate_device_id(id: &str) -> Result<(), HubError> {
+    validate_id("device", id)
+}
+
+/// Checks a device's or module's (`what`) id against IoT Hub's rules, which are the same.
+pub(crate) fn validate_id(what: &str, id: &str) -> Result<(), HubError> {
     if id.is_empty() {
-        return Err(HubError::ArgumentNull(
-            "The device id must not be empty.".into(),
-        ));
+        return Err(HubError::ArgumentNull(format!(
+            "The {what} id must not be empty."
+        )));
     }
     if id.len() > 128 {
         return Err(HubError::ArgumentInvalid(format!(
-            "The device id '{id}' is longer than 128 characters."
+            "The {what} id '{id}' is longer than 128 characters."
         )));
     }
     if let Some(bad) = id
@@ -47,7 +52,7 @@ pub fn validate_device_id(id: &str) -> Result<(), HubError> {
         .find(|c| !(c.is_ascii_alphanumeric() || ID_SPECIALS.contains(*c)))
     {
         return Err(HubError::ArgumentInvalid(format!(
-            "The device id '{id}' contains '{bad}'; a device id may contain ASCII letters, digits and {ID_SPECIALS}"
+            "The {what} id '{id}' contains '{bad}'; a {what} id may contain ASCII letters, digits and {ID_SPECIALS}"
         )));
     }
     Ok(())
@@ -113,7 +118,7 @@ fn checked_thumbprint(tp: &str, which: &str) -> Result<String, HubError> {
 
 /// The credentials a spec asks for. `previous` supplies keys a client left out on an update,
 /// so that an update never rotates keys by surprise; on create, missing keys are generated.
-fn build_authentication(
+pub(crate) fn build_authentication(
     spec: Option<&AuthenticationSpec>,
     previous: Option<&Authentication>,
 ) -> Result<Authentication, HubError> {
@@ -201,7 +206,7 @@ fn edge_scope(
     )
 }
 
-fn new_generation_id() -> String {
+pub(crate) fn new_generation_id() -> String {
     // IoT Hub's generation ids are 18-digit decimal numbers.
     let bytes = random_bytes(8);
     let n = u64::from_le_bytes(bytes.try_into().unwrap_or([7; 8]));
@@ -424,8 +429,13 @@ impl Hub {
         } else {
             None
         };
+        let modules = self.store.list_modules(id).await?;
         self.write_one(write).await?;
         self.revoke(id).await;
+        // Its modules went with it, and so do their connections.
+        for m in modules {
+            self.revoke(&format!("{id}/{}", m.module_id)).await;
+        }
         if let Some(twin) = before {
             self.emit_lifecycle(id, false, async { Some(twin) }).await;
         }

@@ -51,12 +51,15 @@ impl Hub {
             device,
         };
         let who = session.identity();
-        if let Err(e) = self.set_connected(&who.device_id, true).await {
+        // A module's connection is its own: the device's connection state is not its to set.
+        if who.module_id.is_none()
+            && let Err(e) = self.set_connected(&who.device_id, true).await
+        {
             tracing::warn!(device = %key, error = %e, "could not record the connection");
         }
         self.emit_connection_state(&who.device_id, who.module_id.as_deref(), true)
             .await;
-        if let Some(model) = who.model_id.as_deref()
+        if let Some(model) = who.model_id.as_deref().filter(|_| who.module_id.is_none())
             && let Err(e) = self.announce_model(&who.device_id, model).await
         {
             tracing::info!(device = %key, error = %e, "model id not kept");
@@ -141,7 +144,10 @@ async fn leave(hub: &Hub, who: &DeviceIdentity, connection_id: u64) {
     let key = who.key();
     hub.bus.detach(&key, connection_id).await;
     if !hub.bus.is_connected(&key).await {
-        if let Err(e) = hub.set_connected(&who.device_id, false).await {
+        // A module's connection is its own: the device's connection state is not its to set.
+        if who.module_id.is_none()
+            && let Err(e) = hub.set_connected(&who.device_id, false).await
+        {
             tracing::warn!(device = %key, error = %e, "could not record the disconnection");
         }
         hub.emit_connection_state(&who.device_id, who.module_id.as_deref(), false)

@@ -297,6 +297,7 @@ pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Twin {
                 .clone(),
         },
         model_id: twin.model_id.clone().unwrap_or_default(),
+        module_id: None,
         version: twin.version,
         tags: twin.tags.clone(),
         properties: TwinProperties {
@@ -334,6 +335,69 @@ fn twin_updated(twin: &TwinRecord) -> (String, String) {
         latest(&twin.desired_metadata),
         latest(&twin.reported_metadata),
     )
+}
+
+/// A desired properties patch to push to a device, with its `$version`.
+pub(crate) type DesiredPush = (u64, Map<String, Value>);
+
+/// A service's `PATCH` (`replace == false`) or `PUT` (`replace == true`) of a twin's tags and
+/// desired properties applied to `current` (device's or module's): the next twin, and the
+/// desired patch with its version to push to the device, if desired properties changed.
+pub(crate) fn service_update(
+    current: &TwinRecord,
+    doc: &Value,
+    replace: bool,
+) -> Result<(TwinRecord, Option<DesiredPush>), HubError> {
+    if !doc.is_object() {
+        return Err(invalid("The twin must be a JSON object.".into()));
+    }
+    let tags = Change::of(doc.get("tags"), "tags")?;
+    let desired = desired_of(doc)?;
+    if let Some(Change::Merge(t)) = &tags {
+        validate(t, Section::Tags, 1)?;
+    }
+    if let Some(Change::Merge(d)) = &desired {
+        validate(d, Section::Desired, 1)?;
+    }
+    let now = azure_time(Some(Utc::now()));
+    let mut next = current.clone();
+    let mut pushed = None;
+    match tags {
+        Some(Change::Merge(t)) => {
+            let mut unused = Map::new();
+            if replace {
+                next.tags = Map::new();
+            }
+            merge(&mut next.tags, &mut unused, &t, &now, None);
+            check_size(&next.tags, Section::Tags)?;
+        }
+        Some(Change::Clear) => next.tags = Map::new(),
+        None if replace => next.tags = Map::new(),
+        None => {}
+    }
+    let desired_patch = match (desired, replace) {
+        (Some(Change::Merge(d)), false) => Some(d),
+        (Some(Change::Merge(d)), true) => Some(replacement_patch(&current.desired, &d)),
+        (Some(Change::Clear), _) | (None, true) => {
+            Some(replacement_patch(&current.desired, &Map::new()))
+        }
+        (None, false) => None,
+    };
+    if let Some(patch) = desired_patch.filter(|p| !p.is_empty()) {
+        next.desired_version += 1;
+        let v = next.desired_version;
+        merge(
+            &mut next.desired,
+            &mut next.desired_metadata,
+            &patch,
+            &now,
+            Some(v),
+        );
+        check_size(&next.desired, Section::Desired)?;
+        pushed = Some((v, patch));
+    }
+    next.version += 1;
+    Ok((next, pushed))
 }
 
 impl Hub {
@@ -379,17 +443,6 @@ impl Hub {
         if_match: Option<&str>,
         replace: bool,
     ) -> Result<Twin, HubError> {
-        if !doc.is_object() {
-            return Err(invalid("The twin must be a JSON object.".into()));
-        }
-        let tags = Change::of(doc.get("tags"), "tags")?;
-        let desired = desired_of(doc)?;
-        if let Some(Change::Merge(t)) = &tags {
-            validate(t, Section::Tags, 1)?;
-        }
-        if let Some(Change::Merge(d)) = &desired {
-            validate(d, Section::Desired, 1)?;
-        }
         let if_match = if_match.map(crate::registry::normalize_if_match);
         let (device, current) = self.load_twin(device_id).await?;
         if let Some(tag) = &if_match
@@ -398,44 +451,7 @@ impl Hub {
         {
             return Err(HubError::PreconditionFailed(tag.clone()));
         }
-        let now = azure_time(Some(Utc::now()));
-        let mut next = current.clone();
-        let mut pushed = None;
-        match tags {
-            Some(Change::Merge(t)) => {
-                let mut unused = Map::new();
-                if replace {
-                    next.tags = Map::new();
-                }
-                merge(&mut next.tags, &mut unused, &t, &now, None);
-                check_size(&next.tags, Section::Tags)?;
-            }
-            Some(Change::Clear) => next.tags = Map::new(),
-            None if replace => next.tags = Map::new(),
-            None => {}
-        }
-        let desired_patch = match (desired, replace) {
-            (Some(Change::Merge(d)), false) => Some(d),
-            (Some(Change::Merge(d)), true) => Some(replacement_patch(&current.desired, &d)),
-            (Some(Change::Clear), _) | (None, true) => {
-                Some(replacement_patch(&current.desired, &Map::new()))
-            }
-            (None, false) => None,
-        };
-        if let Some(patch) = desired_patch.filter(|p| !p.is_empty()) {
-            next.desired_version += 1;
-            let v = next.desired_version;
-            merge(
-                &mut next.desired,
-                &mut next.desired_metadata,
-                &patch,
-                &now,
-                Some(v),
-            );
-            check_size(&next.desired, Section::Desired)?;
-            pushed = Some((v, patch));
-        }
-        next.version += 1;
+        let (next, pushed) = service_update(&current, doc, replace)?;
         // Compare-and-swap on what was read (the client's etag was checked above).
         let saved = self.save_twin(next, Some(current.etag.clone())).await?;
         let mut notification = json!({ "version": saved.version });
@@ -443,8 +459,7 @@ impl Hub {
             notification["tags"] = Value::Object(saved.tags.clone());
         }
         if let Some((version, patch)) = &pushed {
-            notification["properties"] =
-                json!({ "desired": notified_section(patch, *version, &now) });
+            notification["properties"] = json!({ "desired": notified_section(patch, *version, &azure_time(Some(Utc::now()))) });
         }
         let op = if replace {
             TwinOp::Replace
@@ -452,52 +467,40 @@ impl Hub {
             TwinOp::Update
         };
         self.emit_twin_change(device_id, op, notification).await;
+        self.push_desired(device_id, pushed).await;
+        Ok(twin_view(&device, &saved))
+    }
+
+    /// Sends a desired properties patch to the device or module connected as `key` (see
+    /// [`crate::DeviceIdentity::key`]). Not queued for one that is offline: it reads its twin
+    /// when it reconnects.
+    pub(crate) async fn push_desired(&self, key: &str, pushed: Option<DesiredPush>) {
         if let Some((version, mut patch)) = pushed {
             patch.insert("$version".into(), json!(version));
             let body = serde_json::to_vec(&patch).unwrap_or_default();
-            // Not queued for a device that is offline: it reads its twin when it reconnects.
             let _ = self
                 .bus
-                .send(device_id, BusMessage::DesiredPatch { version, body })
+                .send(key, BusMessage::DesiredPatch { version, body })
                 .await;
         }
-        Ok(twin_view(&device, &saved))
     }
 
     /// A device's `GET` of its twin: `{"desired": {…, "$version"}, "reported": {…, "$version"}}`.
     pub async fn device_twin(&self, device_id: &str) -> Result<Value, HubError> {
         let (_, twin) = self.load_twin(device_id).await?;
-        let now = azure_time(None);
-        Ok(json!({
-            "desired": section_with_version(&twin.desired, None, twin.desired_version, &now),
-            "reported": section_with_version(&twin.reported, None, twin.reported_version, &now),
-        }))
+        Ok(device_twin_doc(&twin))
     }
 
     /// A device's patch of its reported properties; returns the new reported `$version`.
     pub async fn patch_reported(&self, device_id: &str, body: &[u8]) -> Result<u64, HubError> {
-        let patch: Value = serde_json::from_slice(body)
-            .map_err(|e| invalid(format!("The reported properties are not valid JSON: {e}.")))?;
-        let patch = object(Some(&patch), "The reported properties patch")?;
-        validate(&patch, Section::Reported, 1)?;
+        let patch = reported_patch(body)?;
         // Compare-and-swap, retried: a service may update the same twin meanwhile.
         for _ in 0..5 {
             let (_, current) = self.load_twin(device_id).await?;
-            let mut next = current.clone();
-            next.reported_version += 1;
-            next.version += 1;
-            let now = azure_time(Some(Utc::now()));
-            let v = next.reported_version;
-            merge(
-                &mut next.reported,
-                &mut next.reported_metadata,
-                &patch,
-                &now,
-                Some(v),
-            );
-            check_size(&next.reported, Section::Reported)?;
+            let next = apply_reported(&current, &patch)?;
             match self.save_twin(next, Some(current.etag.clone())).await {
                 Ok(saved) => {
+                    let now = azure_time(Some(Utc::now()));
                     let reported = notified_section(&patch, saved.reported_version, &now);
                     let body = json!({
                         "version": saved.version,
@@ -510,9 +513,7 @@ impl Hub {
                 Err(e) => return Err(e),
             }
         }
-        Err(HubError::ServerError(
-            "The twin is being changed too often; try again.".into(),
-        ))
+        Err(too_busy())
     }
 }
 
@@ -529,6 +530,50 @@ fn notified_section(patch: &Map<String, Value>, version: u64, now: &str) -> Valu
     section.insert("$metadata".into(), Value::Object(metadata));
     section.insert("$version".into(), json!(version));
     Value::Object(section)
+}
+
+/// The error of a twin that kept changing under a compare-and-swap.
+pub(crate) fn too_busy() -> HubError {
+    HubError::ServerError("The twin is being changed too often; try again.".into())
+}
+
+/// A device's (or module's) reported properties patch, parsed and checked.
+pub(crate) fn reported_patch(body: &[u8]) -> Result<Map<String, Value>, HubError> {
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("The reported properties are not valid JSON: {e}.")))?;
+    let patch = object(Some(&patch), "The reported properties patch")?;
+    validate(&patch, Section::Reported, 1)?;
+    Ok(patch)
+}
+
+/// `current` with a reported properties patch merged, its versions counted up.
+pub(crate) fn apply_reported(
+    current: &TwinRecord,
+    patch: &Map<String, Value>,
+) -> Result<TwinRecord, HubError> {
+    let mut next = current.clone();
+    next.reported_version += 1;
+    next.version += 1;
+    let now = azure_time(Some(Utc::now()));
+    let v = next.reported_version;
+    merge(
+        &mut next.reported,
+        &mut next.reported_metadata,
+        patch,
+        &now,
+        Some(v),
+    );
+    check_size(&next.reported, Section::Reported)?;
+    Ok(next)
+}
+
+/// What a device's `GET` of its twin returns: `{"desired": {…, "$version"}, "reported": …}`.
+pub(crate) fn device_twin_doc(twin: &TwinRecord) -> Value {
+    let now = azure_time(None);
+    json!({
+        "desired": section_with_version(&twin.desired, None, twin.desired_version, &now),
+        "reported": section_with_version(&twin.reported, None, twin.reported_version, &now),
+    })
 }
 
 #[cfg(test)]

@@ -507,7 +507,7 @@ async fn a_sas_device_logs_in_with_its_token_and_carries_its_model() {
     );
     let blank = Credentials::new(Some("  "), &NO_CHAIN);
     unauthorized(hub.authenticate(&login("d1", blank)).await);
-    // Another device's token, and a module login: 401.
+    // Another device's token, and the device's token for one of its modules: 401.
     let other = device_token("d2");
     unauthorized(
         hub.authenticate(&login("d1", Credentials::new(Some(&other), &NO_CHAIN)))
@@ -515,8 +515,42 @@ async fn a_sas_device_logs_in_with_its_token_and_carries_its_model() {
     );
     let mut module = login("d1", Credentials::new(Some(&token), &NO_CHAIN));
     module.module_id = Some("m1");
-    let m = unauthorized(hub.authenticate(&module).await);
-    assert!(m.contains("module"), "{m}");
+    unauthorized(hub.authenticate(&module).await);
+}
+
+#[tokio::test]
+async fn a_module_logs_in_with_its_own_token_only() {
+    let (hub, _dir) = hub().await;
+    hub.put_device("d1", &spec(json!({})), None).await.unwrap();
+    let spec_m = ironhub_hub::model::ModuleSpec::default();
+    let m1 = hub.put_module("d1", "m1", &spec_m, None).await.unwrap();
+    hub.put_module("d1", "m2", &spec_m, None).await.unwrap();
+    let key = m1.authentication.symmetric_key.primary_key.clone().unwrap();
+    let later = unix_now() + 3600;
+    let token = sas::generate("myhub.example/devices/d1/modules/m1", &key, later, None).unwrap();
+    let as_module = |m: &'static str| DeviceLogin {
+        device_id: "d1",
+        module_id: Some(m),
+        credentials: Credentials::new(Some(&token), &NO_CHAIN),
+        ..DeviceLogin::default()
+    };
+    let device = hub.authenticate(&as_module("m1")).await.unwrap();
+    assert_eq!(device.identity.module_id.as_deref(), Some("m1"));
+    assert_eq!(device.identity.key(), "d1/m1");
+    assert_eq!(device.identity.generation_id, m1.generation_id);
+    // Another module, or the device itself, with m1's token: 401.
+    unauthorized(hub.authenticate(&as_module("m2")).await);
+    unauthorized(
+        hub.authenticate(&login("d1", Credentials::new(Some(&token), &NO_CHAIN)))
+            .await,
+    );
+    // A deleted module, or a disabled device, cannot log in.
+    hub.put_device("d1", &spec(json!({"status": "disabled"})), Some("*"))
+        .await
+        .unwrap();
+    unauthorized(hub.authenticate(&as_module("m1")).await);
+    hub.delete_module("d1", "m1", None).await.unwrap();
+    unauthorized(hub.authenticate(&as_module("m1")).await);
 }
 
 #[tokio::test]

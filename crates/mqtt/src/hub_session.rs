@@ -234,7 +234,7 @@ impl HubSession {
             // Twin answers go to the requesting connection even if it never subscribed to
             // `$iothub/twin/res/#` (PYDEV's reconnect GET does that): nobody else can take them.
             Inbound::TwinGet { rid } => {
-                let (topic, body) = match self.hub().device_twin(&self.who().device_id).await {
+                let (topic, body) = match self.hub().identity_twin(self.who()).await {
                     Ok(twin) => (
                         topics::twin_response(200, &rid, None),
                         twin.to_string().into_bytes(),
@@ -249,7 +249,7 @@ impl HubSession {
             Inbound::TwinPatchReported { rid } => {
                 let patched = self
                     .hub()
-                    .patch_reported(&self.who().device_id, &publish.payload)
+                    .identity_patch_reported(self.who(), &publish.payload)
                     .await;
                 let (topic, body) = match patched {
                     Ok(version) => (topics::twin_response(204, &rid, Some(version)), Vec::new()),

@@ -1,5 +1,5 @@
 //! The ports that carry all shared state (see `DESIGN.md`): the records and one async trait
-//! per concern — registry, twins, MQTT sessions, cloud-to-device queues, certificates, DPS
+//! per concern — registry, modules, twins, MQTT sessions, cloud-to-device queues, certificates, DPS
 //! records, the routing document ([`Store`] bundles them), the event log and its named
 //! streams, the device bus and the clock — with the
 //! cloud-to-device transition rules every engine applies ([`c2d_rules`]). Engines live in
@@ -19,6 +19,7 @@ mod dps_records;
 mod error;
 pub mod eventlog;
 mod file_notifications;
+mod modules;
 mod records;
 mod registry;
 mod routing;
@@ -43,6 +44,7 @@ pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartP
 pub use file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
 };
+pub use modules::ModuleStore;
 pub use records::*;
 pub use registry::RegistryStore;
 pub use routing::{RoutingRecord, RoutingStore};
@@ -54,8 +56,8 @@ pub use twins::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinScan, TwinStor
 pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, DeviceBus as _, DpsStore as _, EventLog as _,
-        FileNotificationStore as _, RegistryStore as _, RoutingStore as _, SessionStore as _,
-        TwinStore as _,
+        FileNotificationStore as _, ModuleStore as _, RegistryStore as _, RoutingStore as _,
+        SessionStore as _, TwinStore as _,
     };
 }
 
@@ -64,6 +66,7 @@ pub mod prelude {
 /// survives a crash.
 pub trait Store:
     RegistryStore
+    + ModuleStore
     + TwinStore
     + SessionStore
     + C2dStore
@@ -78,6 +81,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: RegistryStore
+        + ModuleStore
         + TwinStore
         + SessionStore
         + C2dStore

@@ -436,3 +436,41 @@ mod tests {
         );
     }
 }
+
+/// A module identity of a device in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleRecord {
+    pub device_id: String,
+    pub module_id: String,
+    pub generation_id: String,
+    /// Assigned by the store on every write; opaque to everyone else.
+    pub etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
+    pub connection_state: ConnectionState,
+    pub connection_state_updated_time: Option<DateTime<Utc>>,
+    pub last_activity_time: Option<DateTime<Utc>>,
+    pub cloud_to_device_message_count: u64,
+    pub authentication: Authentication,
+}
+
+/// One write of a module identity.
+#[derive(Debug, Clone)]
+pub enum ModuleWrite {
+    /// Insert; [`WriteConflict::NotFound`] if the device does not exist,
+    /// [`WriteConflict::AlreadyExists`] if the module does.
+    Create(ModuleRecord),
+    /// Replace an existing module; with `if_match`, only when its etag is that one. The
+    /// connection state, its time and the last activity are kept as stored.
+    Replace {
+        record: ModuleRecord,
+        if_match: Option<String>,
+    },
+    /// Delete; with `if_match`, only when the etag is that one.
+    Delete {
+        device_id: String,
+        module_id: String,
+        if_match: Option<String>,
+    },
+}

@@ -42,7 +42,7 @@ pub trait RegistryStore: Send + Sync {
     /// Forgets a node's heartbeat (once what it held is released).
     async fn forget_node(&self, node: &str) -> Result<()>;
     /// Applies all writes atomically, or none. The store assigns each written record a new
-    /// etag, unique for the lifetime of the store. Deleting a device deletes its twin, its
+    /// etag, unique for the lifetime of the store. Deleting a device deletes its twin, its modules, its
     /// persistent MQTT sessions and its cloud-to-device queue.
     async fn write_devices(&self, writes: Vec<DeviceWrite>) -> Result<BatchResult>;
 }

@@ -41,6 +41,17 @@ pub struct DeviceIdArgs {
     pub device_id: String,
 }
 
+/// `-d/--device-id` and `-m/--module-id`
+#[derive(Debug, Clone, Args)]
+pub struct ModuleIdArgs {
+    /// Target device.
+    #[arg(long = "device-id", short = 'd')]
+    pub device_id: String,
+    /// Target module.
+    #[arg(long = "module-id", short = 'm')]
+    pub module_id: String,
+}
+
 /// A JSON argument, given inline or as the path of a file that holds it (as az takes them).
 pub fn json_arg(name: &str, text: &str) -> anyhow::Result<Value> {
     if let Ok(v) = serde_json::from_str(text) {

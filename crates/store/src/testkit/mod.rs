@@ -31,6 +31,7 @@ pub mod certificates;
 pub mod dps;
 pub mod event_log;
 pub mod file_notifications;
+pub mod modules;
 pub mod registry;
 pub mod streams;
 pub mod twin_scan;
@@ -112,6 +113,9 @@ macro_rules! store_suite {
             registry::settings_are_created_once_and_endpoints_kept,
             registry::twins_are_written_compare_and_swap,
             registry::persistent_sessions_are_kept_and_discarded,
+            modules::modules_are_written_compare_and_swap,
+            modules::modules_list_in_id_order_and_go_with_their_device,
+            modules::module_twins_are_written_compare_and_swap,
             twin_scan::scans_page_devices_in_id_order_with_their_twins,
             twin_scan::conditions_never_lose_a_matching_device,
             c2d::enqueue_needs_the_device_and_room_in_its_queue,

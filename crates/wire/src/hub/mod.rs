@@ -8,6 +8,7 @@ mod events;
 mod file_upload;
 mod keys;
 mod messaging;
+mod module;
 mod routing;
 mod statistics;
 mod twin;
@@ -27,6 +28,7 @@ pub use keys::{
     RegenerateError, RegenerateRequest, RegenerateResult, RegenerateTarget, RotatedKeys,
 };
 pub use messaging::{FeedbackRecord, FeedbackStatus, MethodRequest, MethodResult, PurgeResult};
+pub use module::{Module, ModuleSpec};
 pub use routing::{
     BUILT_IN_ENDPOINT, CompilationError, Endpoints, Enrichment, ErrorPosition, ErrorRange,
     FALLBACK_ROUTE, MatchedRoute, Route, RoutingConfig, RoutingSource, StreamEndpoint,

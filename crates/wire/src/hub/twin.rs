@@ -28,6 +28,9 @@ pub struct Twin {
     pub etag: String,
     pub last_activity_time: String,
     pub model_id: String,
+    /// The module's id, in a module's twin only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
     /// The scope of the device's parent, when it has one.
     pub parent_scopes: Vec<String>,
     pub properties: TwinProperties,

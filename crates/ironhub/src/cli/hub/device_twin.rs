@@ -64,30 +64,29 @@ async fn show(session: &Session, id: &str) -> anyhow::Result<Value> {
 
 /// `device-twin update`: `PATCH /twins/{id}`.
 async fn update(session: &Session, args: &TwinUpdateArgs) -> anyhow::Result<Value> {
-    if args.desired.is_none() && args.tags.is_none() {
+    let patch = twin_patch(args.tags.as_deref(), args.desired.as_deref())?;
+    let client = session.client()?;
+    let twin = client
+        .update_twin(&args.id.device_id, &patch, args.etag.as_deref(), false)
+        .await?;
+    Ok(serde_json::to_value(twin)?)
+}
+
+/// The twin patch of `--tags` and `--desired` (device and module twins alike).
+pub(super) fn twin_patch(tags: Option<&str>, desired: Option<&str>) -> anyhow::Result<TwinPatch> {
+    if desired.is_none() && tags.is_none() {
         bail!("nothing to update: give --desired and/or --tags");
     }
-    let patch = TwinPatch {
-        tags: args
-            .tags
-            .as_deref()
-            .map(|t| object_arg("--tags", t))
-            .transpose()?,
-        properties: args
-            .desired
-            .as_deref()
+    Ok(TwinPatch {
+        tags: tags.map(|t| object_arg("--tags", t)).transpose()?,
+        properties: desired
             .map(|d| {
                 Ok::<_, anyhow::Error>(TwinPatchProperties {
                     desired: Some(object_arg("--desired", d)?),
                 })
             })
             .transpose()?,
-    };
-    let client = session.client()?;
-    let twin = client
-        .update_twin(&args.id.device_id, &patch, args.etag.as_deref(), false)
-        .await?;
-    Ok(serde_json::to_value(twin)?)
+    })
 }
 
 /// A JSON argument that must be an object (tags, desired properties).

@@ -17,6 +17,8 @@ mod generate_sas_token;
 mod invoke_device_method;
 mod message_endpoint;
 mod message_route;
+mod module_identity;
+mod module_twin;
 mod monitor_events;
 mod query;
 
@@ -50,6 +52,21 @@ pub enum HubCommand {
         #[command(subcommand)]
         command: digital_twin::DigitalTwinCommand,
     },
+    /// Manage the modules of devices.
+    #[command(name = "module-identity")]
+    ModuleIdentity {
+        #[command(subcommand)]
+        command: module_identity::ModuleIdentityCommand,
+    },
+    /// Manage module twins.
+    #[command(name = "module-twin")]
+    ModuleTwin {
+        #[command(subcommand)]
+        command: module_twin::ModuleTwinCommand,
+    },
+    /// Invoke a direct method on a module and print its answer.
+    #[command(name = "invoke-module-method")]
+    InvokeModuleMethod(module_twin::InvokeModuleMethodArgs),
     /// Invoke a direct method on a device and print its answer.
     #[command(name = "invoke-device-method")]
     InvokeDeviceMethod(invoke_device_method::InvokeMethodArgs),
@@ -115,6 +132,13 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
         HubCommand::DigitalTwin { command } => {
             Some(digital_twin::run(&login().await?, &command).await?)
         }
+        HubCommand::ModuleIdentity { command } => {
+            module_identity::run(&login().await?, &command).await?
+        }
+        HubCommand::ModuleTwin { command } => {
+            Some(module_twin::run(&login().await?, &command).await?)
+        }
+        HubCommand::InvokeModuleMethod(a) => Some(module_twin::invoke(&login().await?, &a).await?),
         HubCommand::InvokeDeviceMethod(a) => {
             Some(invoke_device_method::run(&login().await?, &a).await?)
         }

@@ -1,0 +1,34 @@
+//! The port for module identities and their twins: each belongs to one device and goes
+//! with it.
+
+use async_trait::async_trait;
+
+use crate::{ModuleRecord, ModuleWrite, Result, TwinRecord, WriteConflict};
+
+/// Module identities, written compare-and-swap on their etag. Deleting a device (see
+/// [`crate::RegistryStore::write_devices`]) deletes its modules.
+#[async_trait]
+pub trait ModuleStore: Send + Sync {
+    /// One module, by its device's and its own exact (case-sensitive) ids.
+    async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Option<ModuleRecord>>;
+    /// A device's modules ordered by module id (none for a device that does not exist).
+    async fn list_modules(&self, device_id: &str) -> Result<Vec<ModuleRecord>>;
+    /// Applies one write; the store assigns a written record a new etag, unique for the
+    /// lifetime of the store. Returns the record as stored (`None` for a delete).
+    async fn write_module(
+        &self,
+        write: ModuleWrite,
+    ) -> Result<std::result::Result<Option<ModuleRecord>, WriteConflict>>;
+    /// A module's twin, if one was ever written (`twin.device_id` is the module's device).
+    async fn get_module_twin(&self, device_id: &str, module_id: &str)
+    -> Result<Option<TwinRecord>>;
+    /// Writes a module's twin, if the module exists and (with `if_match`) the stored twin's
+    /// etag is that one (no stored twin matches `""`). Assigns a new etag. The twin goes with
+    /// its module.
+    async fn put_module_twin(
+        &self,
+        module_id: &str,
+        twin: TwinRecord,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<TwinRecord, WriteConflict>>;
+}
