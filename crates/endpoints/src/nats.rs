@@ -1,0 +1,236 @@
+//! The NATS subject endpoint: each message is published to the endpoint's subject, the
+//! payload exactly the message's bytes, its properties as NATS headers (`headers.rs`).
+//!
+//! Delivery is confirmed one of two ways, chosen per message without configuration: the
+//! message is first published through JetStream with a `Nats-Msg-Id` of the endpoint and its
+//! delivery id, so when a stream captures the subject the server's publish acknowledgement
+//! proves it was stored, and a repeat after a lost acknowledgement is dropped by the
+//! stream's duplicate window. When no stream captures it (the server answers "no
+//! responders"), the message is published on core NATS and the connection flushed: the
+//! server has it, and core NATS promises nothing further. While the client is not connected
+//! nothing is published (the client would buffer it); the attempt fails and is retried.
+//!
+//! In the subject, `{deviceId}` is replaced by the sender's device id with every character
+//! other than ASCII letters, digits, `-` and `_` written `%XX`, so a device id can neither
+//! add tokens (`.`) nor wildcards.
+
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishErrorKind as JsPublishErrorKind;
+use async_nats::{Client, ConnectOptions, HeaderMap};
+use async_trait::async_trait;
+use bytes::Bytes;
+use ironhub_store::Event;
+use tokio::sync::OnceCell;
+
+use crate::headers::{delivery_id, message_headers};
+use crate::settings::{DEFAULT_TIMEOUT_SECS, EndpointConfigError, NatsSubjectSettings};
+use crate::sink::{Accepted, BatchError, DeliveryError, Sink};
+
+const DEVICE_ID: &str = "{deviceId}";
+
+/// Checks a subject to publish to: dot-separated non-empty tokens, no whitespace, no
+/// wildcard, `{deviceId}` the only placeholder.
+pub fn check_subject(subject: &str) -> Result<(), EndpointConfigError> {
+    let err = |why: &str| EndpointConfigError::new(format!("subject '{subject}' {why}"));
+    if subject.is_empty() {
+        return Err(err("is empty"));
+    }
+    for token in subject.split('.') {
+        if token.is_empty() {
+            return Err(err("has an empty token"));
+        }
+        if token.contains(char::is_whitespace) || token.chars().any(char::is_control) {
+            return Err(err("contains whitespace"));
+        }
+        if token == "*" || token == ">" || token.contains(['*', '>']) {
+            return Err(err(
+                "contains a wildcard ('*' or '>'); one publishes to a subject",
+            ));
+        }
+        if token.replace(DEVICE_ID, "").contains(['{', '}']) {
+            return Err(err("has a placeholder other than {deviceId}"));
+        }
+    }
+    Ok(())
+}
+
+/// The subject for `device_id`.
+pub fn render_subject(subject: &str, device_id: &str) -> String {
+    if !subject.contains(DEVICE_ID) {
+        return subject.to_owned();
+    }
+    let mut escaped = String::with_capacity(device_id.len());
+    for b in device_id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            escaped.push(char::from(b));
+        } else {
+            escaped.push_str(&format!("%{b:02X}"));
+        }
+    }
+    subject.replace(DEVICE_ID, &escaped)
+}
+
+/// A [`Sink`] publishing each message to a NATS subject (see the module documentation).
+#[derive(Debug)]
+pub struct NatsSink {
+    name: String,
+    settings: NatsSubjectSettings,
+    timeout: Duration,
+    client: OnceCell<Client>,
+}
+
+fn publish_failure(url: &str, e: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::transient(format!("cannot publish to {url}: {e}"))
+}
+
+impl NatsSink {
+    pub fn new(settings: &NatsSubjectSettings) -> NatsSink {
+        NatsSink {
+            name: settings.name.clone(),
+            settings: settings.clone(),
+            timeout: Duration::from_secs(u64::from(
+                settings.timeout_in_seconds.unwrap_or(DEFAULT_TIMEOUT_SECS),
+            )),
+            client: OnceCell::new(),
+        }
+    }
+
+    /// The client, connecting (in the background, retrying for ever) on first use.
+    async fn client(&self) -> Result<&Client, DeliveryError> {
+        self.client
+            .get_or_try_init(|| async {
+                let s = &self.settings;
+                let mut options = ConnectOptions::new()
+                    .name(format!("ironhub endpoint {}", self.name))
+                    .retry_on_initial_connect()
+                    .max_reconnects(None)
+                    .connection_timeout(self.timeout)
+                    .reconnect_delay_callback(|attempts| {
+                        Duration::from_millis((attempts as u64 * 100).min(2_000))
+                    });
+                if let (Some(user), Some(password)) = (&s.user, &s.password) {
+                    options = options.user_and_password(user.clone(), password.clone());
+                }
+                if let Some(token) = &s.token {
+                    options = options.token(token.clone());
+                }
+                if let Some(ca) = &s.ca_file {
+                    options = options.add_root_certificates(ca.clone()).require_tls(true);
+                }
+                if s.url.starts_with("tls://") {
+                    options = options.require_tls(true);
+                }
+                options.connect(s.url.as_str()).await.map_err(|e| {
+                    DeliveryError::transient(format!("cannot connect to {}: {e}", s.url))
+                })
+            })
+            .await
+    }
+
+    fn headers(&self, event: &Event) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in message_headers(event) {
+            headers.insert(k.as_str(), v.as_str());
+        }
+        headers
+    }
+
+    /// Publishes one message; `Ok(true)` when JetStream acknowledged it, `Ok(false)` when it
+    /// went to core NATS and awaits a flush.
+    async fn publish(&self, client: &Client, event: &Event) -> Result<bool, DeliveryError> {
+        let url = &self.settings.url;
+        let subject = render_subject(&self.settings.subject, &event.event.device_id);
+        let headers = self.headers(event);
+        let payload = Bytes::from(event.event.body.clone());
+        let mut js = async_nats::jetstream::new(client.clone());
+        js.set_timeout(self.timeout);
+        let message = async_nats::jetstream::message::PublishMessage::build()
+            .payload(payload.clone())
+            .headers(headers.clone())
+            .message_id(format!("{}:{}", self.name, delivery_id(event)));
+        let acked = match js.send_publish(subject.clone(), message).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match acked {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == JsPublishErrorKind::StreamNotFound => {
+                client
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        async_nats::PublishErrorKind::MaxPayloadExceeded => {
+                            DeliveryError::permanent(format!("{url} refused the message: {e}"))
+                        }
+                        _ => publish_failure(url, e),
+                    })?;
+                Ok(false)
+            }
+            Err(e) if e.kind() == JsPublishErrorKind::MaxPayloadExceeded => Err(
+                DeliveryError::permanent(format!("{url} refused the message: {e}")),
+            ),
+            Err(e) => Err(publish_failure(url, e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for NatsSink {
+    async fn deliver(&self, batch: &[Event]) -> Result<Accepted, BatchError> {
+        let at = |delivered: usize| move |error: DeliveryError| BatchError { delivered, error };
+        let client = self.client().await.map_err(at(0))?;
+        if client.connection_state() != async_nats::connection::State::Connected {
+            return Err(at(0)(DeliveryError::transient(format!(
+                "not connected to {}",
+                self.settings.url
+            ))));
+        }
+        // Messages published on core NATS since the last flush: the first one's index.
+        let mut unflushed: Option<usize> = None;
+        for (i, event) in batch.iter().enumerate() {
+            let acked = match self.publish(client, event).await {
+                Ok(acked) => acked,
+                Err(e) => {
+                    // What went to core NATS before the failure is not confirmed.
+                    return Err(at(unflushed.unwrap_or(i))(e));
+                }
+            };
+            if !acked && unflushed.is_none() {
+                unflushed = Some(i);
+            }
+        }
+        if let Some(first) = unflushed {
+            tokio::time::timeout(self.timeout, client.flush())
+                .await
+                .map_err(|_| publish_failure(&self.settings.url, "flush timed out"))
+                .and_then(|r| r.map_err(|e| publish_failure(&self.settings.url, e)))
+                .map_err(at(first))?;
+        }
+        Ok(Accepted::Delivered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_cannot_change_the_subject_shape() {
+        assert_eq!(
+            render_subject("t.{deviceId}.in", "dev.1*>%"),
+            "t.dev%2E1%2A%3E%25.in"
+        );
+        assert_eq!(render_subject("fixed", "d"), "fixed");
+    }
+
+    #[test]
+    fn subjects_are_checked() {
+        assert!(check_subject("a.{deviceId}").is_ok());
+        assert!(check_subject("a..b").is_err());
+        assert!(check_subject("a.>").is_err());
+        assert!(check_subject("a b").is_err());
+        assert!(check_subject("a.{moduleId}").is_err());
+        assert!(check_subject("").is_err());
+    }
+}
