@@ -362,13 +362,14 @@ impl Worker {
         tracing::warn!(endpoint = %self.shared.endpoint, partition = self.partition,
             sequence = event.sequence_number, attempts = self.attempts, error = %error,
             "message dead-lettered");
+        self.attempts = 0;
+        let advanced = self.advance(event.sequence_number + 1, 0).await;
         self.record_failure(&error, Outcome::Dead);
         self.shared.status.send_modify(|s| s.dead_lettered += 1);
-        self.attempts = 0;
-        if self.advance(event.sequence_number + 1, 0).await.is_err() {
-            return self.pause().await;
+        match advanced {
+            Ok(()) => Step::Continue,
+            Err(()) => self.pause().await,
         }
-        Step::Continue
     }
 
     /// Moves the checkpoint to `next`, the end of a chunk the sink closed.
