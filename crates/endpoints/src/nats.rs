@@ -1,33 +1,41 @@
 //! The NATS subject endpoint: each message is published to the endpoint's subject, the
 //! payload exactly the message's bytes, its properties as NATS headers (`headers.rs`).
 //!
-//! Delivery is confirmed one of two ways, chosen per message without configuration: the
-//! message is first published through JetStream with a `Nats-Msg-Id` of the endpoint and its
-//! delivery id, so when a stream captures the subject the server's publish acknowledgement
-//! proves it was stored, and a repeat after a lost acknowledgement is dropped by the
-//! stream's duplicate window. When no stream captures it (the server answers "no
-//! responders"), the message is published on core NATS and the connection flushed: the
-//! server has it, and core NATS promises nothing further. While the client is not connected
-//! nothing is published (the client would buffer it); the attempt fails and is retried.
+//! Delivery is confirmed one of two ways, chosen per subject without configuration. The sink
+//! asks JetStream whether a stream captures the subject (`$JS.API.STREAM.NAMES`, the answer
+//! kept for 30 s). If one does, the message is published through JetStream with a
+//! `Nats-Msg-Id` of the endpoint and its delivery id: the server's acknowledgement proves it
+//! was stored, and a repeat after a lost acknowledgement is dropped by the stream's duplicate
+//! window. If none does (or the server has no JetStream), the message is published on core
+//! NATS and the connection flushed: the server has it, and core NATS promises nothing
+//! further. While the client is not connected nothing is published (the client would buffer
+//! it); the attempt fails and is retried.
 //!
 //! In the subject, `{deviceId}` is replaced by the sender's device id with every character
 //! other than ASCII letters, digits, `-` and `_` written `%XX`, so a device id can neither
 //! add tokens (`.`) nor wildcards.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_nats::jetstream::context::PublishErrorKind as JsPublishErrorKind;
-use async_nats::{Client, ConnectOptions, HeaderMap};
+use async_nats::{Client, ConnectOptions, HeaderMap, RequestErrorKind};
 use async_trait::async_trait;
 use bytes::Bytes;
 use ironhub_store::Event;
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use crate::headers::{delivery_id, message_headers};
 use crate::settings::{DEFAULT_TIMEOUT_SECS, EndpointConfigError, NatsSubjectSettings};
 use crate::sink::{Accepted, BatchError, DeliveryError, Sink};
 
 const DEVICE_ID: &str = "{deviceId}";
+/// How long the answer "does a stream capture this subject" is trusted.
+const STREAM_LOOKUP_TTL: Duration = Duration::from_secs(30);
+/// The most subjects whose answer is kept.
+const STREAM_LOOKUP_MAX: usize = 10_000;
 
 /// Checks a subject to publish to: dot-separated non-empty tokens, no whitespace, no
 /// wildcard, `{deviceId}` the only placeholder.
@@ -77,7 +85,15 @@ pub struct NatsSink {
     name: String,
     settings: NatsSubjectSettings,
     timeout: Duration,
-    client: OnceCell<Client>,
+    conn: OnceCell<Conn>,
+    /// Per subject: whether a stream captures it, and since when that is known.
+    streams: Mutex<HashMap<String, (bool, Instant)>>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    client: Client,
+    js: async_nats::jetstream::Context,
 }
 
 fn publish_failure(url: &str, e: impl std::fmt::Display) -> DeliveryError {
@@ -92,18 +108,19 @@ impl NatsSink {
             timeout: Duration::from_secs(u64::from(
                 settings.timeout_in_seconds.unwrap_or(DEFAULT_TIMEOUT_SECS),
             )),
-            client: OnceCell::new(),
+            conn: OnceCell::new(),
+            streams: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The client, connecting (in the background, retrying for ever) on first use.
-    async fn client(&self) -> Result<&Client, DeliveryError> {
-        self.client
+    /// The connection, made on first use (a failure is retried at the next attempt); once
+    /// made, the client reconnects by itself whenever it is lost.
+    async fn conn(&self) -> Result<&Conn, DeliveryError> {
+        self.conn
             .get_or_try_init(|| async {
                 let s = &self.settings;
                 let mut options = ConnectOptions::new()
                     .name(format!("ironhub endpoint {}", self.name))
-                    .retry_on_initial_connect()
                     .max_reconnects(None)
                     .connection_timeout(self.timeout)
                     .reconnect_delay_callback(|attempts| {
@@ -121,11 +138,55 @@ impl NatsSink {
                 if s.url.starts_with("tls://") {
                     options = options.require_tls(true);
                 }
-                options.connect(s.url.as_str()).await.map_err(|e| {
+                let client = options.connect(s.url.as_str()).await.map_err(|e| {
                     DeliveryError::transient(format!("cannot connect to {}: {e}", s.url))
-                })
+                })?;
+                let mut js = async_nats::jetstream::new(client.clone());
+                js.set_timeout(self.timeout);
+                Ok(Conn { client, js })
             })
             .await
+    }
+
+    /// Whether a JetStream stream captures `subject`.
+    async fn captured(&self, client: &Client, subject: &str) -> Result<bool, DeliveryError> {
+        let lock = || {
+            self.streams
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some((known, at)) = lock().get(subject)
+            && at.elapsed() < STREAM_LOOKUP_TTL
+        {
+            return Ok(*known);
+        }
+        let question =
+            serde_json::to_vec(&serde_json::json!({ "subject": subject })).unwrap_or_default();
+        let answer = tokio::time::timeout(
+            self.timeout,
+            client.request("$JS.API.STREAM.NAMES", question.into()),
+        )
+        .await
+        .map_err(|_| publish_failure(&self.settings.url, "JetStream lookup timed out"))?;
+        let captured = match answer {
+            Ok(message) => serde_json::from_slice::<serde_json::Value>(&message.payload)
+                .ok()
+                .and_then(|v| {
+                    v.get("streams")
+                        .and_then(|s| s.as_array())
+                        .map(|s| !s.is_empty())
+                })
+                .unwrap_or(false),
+            // No JetStream on this server.
+            Err(e) if e.kind() == RequestErrorKind::NoResponders => false,
+            Err(e) => return Err(publish_failure(&self.settings.url, e)),
+        };
+        let mut cache = lock();
+        if cache.len() >= STREAM_LOOKUP_MAX {
+            cache.clear();
+        }
+        cache.insert(subject.to_owned(), (captured, Instant::now()));
+        Ok(captured)
     }
 
     fn headers(&self, event: &Event) -> HeaderMap {
@@ -138,39 +199,45 @@ impl NatsSink {
 
     /// Publishes one message; `Ok(true)` when JetStream acknowledged it, `Ok(false)` when it
     /// went to core NATS and awaits a flush.
-    async fn publish(&self, client: &Client, event: &Event) -> Result<bool, DeliveryError> {
+    async fn publish(&self, conn: &Conn, event: &Event) -> Result<bool, DeliveryError> {
         let url = &self.settings.url;
         let subject = render_subject(&self.settings.subject, &event.event.device_id);
         let headers = self.headers(event);
         let payload = Bytes::from(event.event.body.clone());
-        let mut js = async_nats::jetstream::new(client.clone());
-        js.set_timeout(self.timeout);
+        let refused = |e: &dyn std::fmt::Display| {
+            DeliveryError::permanent(format!("{url} refused the message: {e}"))
+        };
+        if !self.captured(&conn.client, &subject).await? {
+            conn.client
+                .publish_with_headers(subject, headers, payload)
+                .await
+                .map_err(|e| match e.kind() {
+                    async_nats::PublishErrorKind::MaxPayloadExceeded => refused(&e),
+                    _ => publish_failure(url, e),
+                })?;
+            return Ok(false);
+        }
         let message = async_nats::jetstream::message::PublishMessage::build()
-            .payload(payload.clone())
-            .headers(headers.clone())
+            .payload(payload)
+            .headers(headers)
             .message_id(format!("{}:{}", self.name, delivery_id(event)));
-        let acked = match js.send_publish(subject.clone(), message).await {
+        let acked = match conn.js.send_publish(subject.clone(), message).await {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
         match acked {
             Ok(_) => Ok(true),
-            Err(e) if e.kind() == JsPublishErrorKind::StreamNotFound => {
-                client
-                    .publish_with_headers(subject, headers, payload)
-                    .await
-                    .map_err(|e| match e.kind() {
-                        async_nats::PublishErrorKind::MaxPayloadExceeded => {
-                            DeliveryError::permanent(format!("{url} refused the message: {e}"))
-                        }
-                        _ => publish_failure(url, e),
-                    })?;
-                Ok(false)
+            Err(e) if e.kind() == JsPublishErrorKind::MaxPayloadExceeded => Err(refused(&e)),
+            Err(e) => {
+                if e.kind() == JsPublishErrorKind::StreamNotFound {
+                    // The stream went away: look again next time.
+                    self.streams
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&subject);
+                }
+                Err(publish_failure(url, e))
             }
-            Err(e) if e.kind() == JsPublishErrorKind::MaxPayloadExceeded => Err(
-                DeliveryError::permanent(format!("{url} refused the message: {e}")),
-            ),
-            Err(e) => Err(publish_failure(url, e)),
         }
     }
 }
@@ -179,7 +246,8 @@ impl NatsSink {
 impl Sink for NatsSink {
     async fn deliver(&self, batch: &[Event]) -> Result<Accepted, BatchError> {
         let at = |delivered: usize| move |error: DeliveryError| BatchError { delivered, error };
-        let client = self.client().await.map_err(at(0))?;
+        let conn = self.conn().await.map_err(at(0))?;
+        let client = &conn.client;
         if client.connection_state() != async_nats::connection::State::Connected {
             return Err(at(0)(DeliveryError::transient(format!(
                 "not connected to {}",
@@ -189,7 +257,7 @@ impl Sink for NatsSink {
         // Messages published on core NATS since the last flush: the first one's index.
         let mut unflushed: Option<usize> = None;
         for (i, event) in batch.iter().enumerate() {
-            let acked = match self.publish(client, event).await {
+            let acked = match self.publish(conn, event).await {
                 Ok(acked) => acked,
                 Err(e) => {
                     // What went to core NATS before the failure is not confirmed.
