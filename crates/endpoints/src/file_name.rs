@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use crate::settings::EndpointConfigError;
+use crate::error::EndpointConfigError;
 
 /// IoT Hub's default file name format.
 pub const DEFAULT_FORMAT: &str = "{iothub}/{partition}/{YYYY}/{MM}/{DD}/{HH}/{mm}";

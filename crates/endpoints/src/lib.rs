@@ -11,6 +11,7 @@
 //!
 //! The crate knows the ports of `ironhub-store` only, not the hub.
 
+mod error;
 mod file;
 mod file_name;
 mod headers;
@@ -20,6 +21,7 @@ mod record;
 mod settings;
 mod sink;
 mod status;
+mod subject;
 mod webhook;
 
 use std::path::PathBuf;
@@ -28,12 +30,13 @@ use std::sync::Arc;
 pub use file::FileSink;
 pub use file_name::{DEFAULT_FORMAT as DEFAULT_FILE_NAME_FORMAT, FileNameFormat};
 pub use headers::{DELIVERY_ID, message_headers};
-pub use nats::{NatsSink, render_subject};
+pub use nats::NatsSink;
 pub use pump::{Pump, PumpConfig, dead_letter};
 pub use record::{AVRO_SCHEMA, AVRO_SCHEMA_JSON, ENQUEUED_TIME_PROPERTY, avro_record, json_line};
 pub use settings::*;
 pub use sink::{Accepted, BatchError, DeliveryError, Sink};
 pub use status::{EndpointStatus, Health};
+pub use subject::{check_subject, render_subject};
 pub use webhook::WebhookSink;
 
 /// What a sink needs from the server besides its settings.

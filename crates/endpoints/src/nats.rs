@@ -9,11 +9,8 @@
 //! window. If none does (or the server has no JetStream), the message is published on core
 //! NATS and the connection flushed: the server has it, and core NATS promises nothing
 //! further. While the client is not connected nothing is published (the client would buffer
-//! it); the attempt fails and is retried.
-//!
-//! In the subject, `{deviceId}` is replaced by the sender's device id with every character
-//! other than ASCII letters, digits, `-` and `_` written `%XX`, so a device id can neither
-//! add tokens (`.`) nor wildcards.
+//! it); the attempt fails and is retried. The subject's `{deviceId}` is expanded as
+//! `subject.rs` says.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,56 +25,14 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::headers::{delivery_id, message_headers};
-use crate::settings::{DEFAULT_TIMEOUT_SECS, EndpointConfigError, NatsSubjectSettings};
+use crate::settings::{DEFAULT_TIMEOUT_SECS, NatsSubjectSettings};
 use crate::sink::{Accepted, BatchError, DeliveryError, Sink};
+use crate::subject::render_subject;
 
-const DEVICE_ID: &str = "{deviceId}";
 /// How long the answer "does a stream capture this subject" is trusted.
 const STREAM_LOOKUP_TTL: Duration = Duration::from_secs(30);
 /// The most subjects whose answer is kept.
 const STREAM_LOOKUP_MAX: usize = 10_000;
-
-/// Checks a subject to publish to: dot-separated non-empty tokens, no whitespace, no
-/// wildcard, `{deviceId}` the only placeholder.
-pub fn check_subject(subject: &str) -> Result<(), EndpointConfigError> {
-    let err = |why: &str| EndpointConfigError::new(format!("subject '{subject}' {why}"));
-    if subject.is_empty() {
-        return Err(err("is empty"));
-    }
-    for token in subject.split('.') {
-        if token.is_empty() {
-            return Err(err("has an empty token"));
-        }
-        if token.contains(char::is_whitespace) || token.chars().any(char::is_control) {
-            return Err(err("contains whitespace"));
-        }
-        if token == "*" || token == ">" || token.contains(['*', '>']) {
-            return Err(err(
-                "contains a wildcard ('*' or '>'); one publishes to a subject",
-            ));
-        }
-        if token.replace(DEVICE_ID, "").contains(['{', '}']) {
-            return Err(err("has a placeholder other than {deviceId}"));
-        }
-    }
-    Ok(())
-}
-
-/// The subject for `device_id`.
-pub fn render_subject(subject: &str, device_id: &str) -> String {
-    if !subject.contains(DEVICE_ID) {
-        return subject.to_owned();
-    }
-    let mut escaped = String::with_capacity(device_id.len());
-    for b in device_id.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            escaped.push(char::from(b));
-        } else {
-            escaped.push_str(&format!("%{b:02X}"));
-        }
-    }
-    subject.replace(DEVICE_ID, &escaped)
-}
 
 /// A [`Sink`] publishing each message to a NATS subject (see the module documentation).
 #[derive(Debug)]
@@ -276,29 +231,5 @@ impl Sink for NatsSink {
                 .map_err(at(first))?;
         }
         Ok(Accepted::Delivered)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn device_ids_cannot_change_the_subject_shape() {
-        assert_eq!(
-            render_subject("t.{deviceId}.in", "dev.1*>%"),
-            "t.dev%2E1%2A%3E%25.in"
-        );
-        assert_eq!(render_subject("fixed", "d"), "fixed");
-    }
-
-    #[test]
-    fn subjects_are_checked() {
-        assert!(check_subject("a.{deviceId}").is_ok());
-        assert!(check_subject("a..b").is_err());
-        assert!(check_subject("a.>").is_err());
-        assert!(check_subject("a b").is_err());
-        assert!(check_subject("a.{moduleId}").is_err());
-        assert!(check_subject("").is_err());
     }
 }

@@ -240,14 +240,16 @@ impl Worker {
 
     async fn step(&mut self) -> Step {
         let sink = self.shared.sink.clone();
-        match sink.close_due(self.partition, false).await {
-            Ok(Some(next)) => {
-                if self.advance_closed(next).await.is_err() {
-                    return self.pause().await;
+        if sink.buffering() {
+            match sink.close_due(self.partition, false).await {
+                Ok(Some(next)) => {
+                    if self.advance_closed(next).await.is_err() {
+                        return self.pause().await;
+                    }
                 }
+                Ok(None) => {}
+                Err(e) => return self.buffer_failed(e).await,
             }
-            Ok(None) => {}
-            Err(e) => return self.buffer_failed(e).await,
         }
         let events = match self
             .shared

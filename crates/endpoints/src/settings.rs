@@ -7,18 +7,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::error::EndpointConfigError;
 use crate::file_name::FileNameFormat;
-
-/// Why an endpoint's settings were refused; the message names the field and the rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct EndpointConfigError(pub String);
-
-impl EndpointConfigError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        EndpointConfigError(message.into())
-    }
-}
 
 /// The kinds of external endpoint, by the name of their list in the routing document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -423,7 +413,7 @@ fn check_nats(s: &NatsSubjectSettings) -> Result<(), EndpointConfigError> {
             s.url
         )));
     }
-    crate::nats::check_subject(&s.subject)?;
+    crate::subject::check_subject(&s.subject)?;
     if s.password.is_some() != s.user.is_some() {
         return Err(EndpointConfigError::new(
             "user and password go together".to_owned(),
