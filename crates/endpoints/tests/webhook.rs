@@ -304,3 +304,96 @@ async fn a_failing_receiver_dead_letters_and_the_others_are_unaffected() {
     refusing_pump.stop().await;
     good_pump.stop().await;
 }
+
+/// An HTTPS receiver with a certificate of a CA of its own; answers 200 and keeps the bodies.
+async fn start_tls_receiver(
+    dir: &std::path::Path,
+) -> (String, std::path::PathBuf, Arc<Mutex<Vec<Vec<u8>>>>) {
+    use http_body_util::BodyExt as _;
+    let files = ironhub_tls::ensure_certificates(dir, &[host()]).expect("certificates");
+    let config = ironhub_tls::server_config(&files.server_chain, &files.server_key, true)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = tokio::net::TcpListener::bind((host(), 0))
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the certificate ends here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let kept = kept.clone();
+                        async move {
+                            let body = request.into_body().collect().await?.to_bytes();
+                            kept.lock().expect("lock").push(body.to_vec());
+                            Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Empty::<
+                                Bytes,
+                            >::new(
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (format!("https://{address}/in"), files.ca, bodies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_receivers_are_trusted_through_the_ca_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, ca, bodies) = start_tls_receiver(&dir.path().join("tls")).await;
+    let context = SinkContext {
+        hub_name: "hub".into(),
+        file_root: dir.path().to_path_buf(),
+    };
+    let stream = open_log(&dir.path().join("stream"), 1);
+    let untrusting_stream = open_log(&dir.path().join("untrusting"), 1);
+    let dead = open_log(&dir.path().join("dead"), 1);
+    for s in [&stream, &untrusting_stream] {
+        append_all(s, vec![message("d1", b"\x01secret\x02", None)]).await;
+    }
+    let trusting = validate(
+        EndpointKind::Webhooks,
+        &json!({"name": "tls", "url": url, "caFile": ca}),
+    )
+    .expect("valid");
+    let untrusting = validate(
+        EndpointKind::Webhooks,
+        &json!({"name": "untrusting", "url": url, "maxDeliveryCount": 2}),
+    )
+    .expect("valid");
+    let pump = Pump::start(
+        "tls",
+        stream,
+        sink(&trusting, &context).expect("sink"),
+        dead.clone(),
+        fast(2),
+    );
+    let other = Pump::start(
+        "untrusting",
+        untrusting_stream,
+        sink(&untrusting, &context).expect("sink"),
+        dead.clone(),
+        fast(2),
+    );
+    wait_status(&pump, "1 delivery", |s| s.delivered == 1).await;
+    assert_eq!(*bodies.lock().expect("lock"), [b"\x01secret\x02".to_vec()]);
+    let status = wait_status(&other, "1 dead letter", |s| s.dead_lettered == 1).await;
+    let error = status.last_known_error.unwrap_or_default();
+    assert!(error.contains("certificate not trusted"), "{error}");
+    pump.stop().await;
+    other.stop().await;
+}
