@@ -199,6 +199,10 @@ impl NatsSink {
 
 #[async_trait]
 impl Sink for NatsSink {
+    async fn probe(&self) -> Result<(), DeliveryError> {
+        self.conn().await.map(|_| ())
+    }
+
     async fn deliver(&self, batch: &[Event]) -> Result<Accepted, BatchError> {
         let at = |delivered: usize| move |error: DeliveryError| BatchError { delivered, error };
         let conn = self.conn().await.map_err(at(0))?;

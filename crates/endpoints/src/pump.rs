@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::settings::DEFAULT_MAX_DELIVERY_COUNT;
+use crate::settings::{DEFAULT_MAX_DELIVERY_COUNT, Settings};
 use crate::sink::{Accepted, BatchError, DeliveryError, Sink};
 use crate::status::{self, EndpointStatus, Outcome};
 
@@ -62,6 +62,16 @@ impl Default for PumpConfig {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             idle_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PumpConfig {
+    /// The defaults with the endpoint's own `maxDeliveryCount`.
+    pub fn for_settings(settings: &Settings) -> Self {
+        PumpConfig {
+            max_delivery_count: settings.max_delivery_count(),
+            ..PumpConfig::default()
         }
     }
 }

@@ -56,6 +56,12 @@ pub trait Sink: Send + Sync + std::fmt::Debug + 'static {
     /// Delivers `batch` (non-empty, one partition, in sequence order).
     async fn deliver(&self, batch: &[Event]) -> Result<Accepted, BatchError>;
 
+    /// Checks that the endpoint can be reached now (a NATS connection, a webhook's TCP
+    /// connection), for a configuration that wants to refuse an endpoint that is down.
+    async fn probe(&self) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+
     /// Whether the sink buffers (answers [`Accepted::Buffered`]).
     fn buffering(&self) -> bool {
         false

@@ -92,6 +92,32 @@ impl WebhookSink {
 
 #[async_trait]
 impl Sink for WebhookSink {
+    async fn probe(&self) -> Result<(), DeliveryError> {
+        let uri: http::Uri = self
+            .url
+            .parse()
+            .map_err(|e| DeliveryError::permanent(format!("{}: {e}", self.url)))?;
+        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        match tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect((host, port))).await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(DeliveryError::transient(format!(
+                "cannot connect to {host}:{port}: {e}"
+            ))),
+            Err(_) => Err(DeliveryError::transient(format!(
+                "cannot connect to {host}:{port} within {} s",
+                self.timeout.as_secs()
+            ))),
+        }
+    }
+
     async fn deliver(&self, batch: &[Event]) -> Result<Accepted, BatchError> {
         for (delivered, event) in batch.iter().enumerate() {
             self.post(event)

@@ -215,6 +215,12 @@ async fn core_nats_subjects_get_each_message_with_headers() {
     let port = free_port();
     let url = format!("nats://{}:{port}", host());
     let _server = start_nats(port, &dir.path().join("js")).await;
+    nats_sink(&url, "plain.x").probe().await.expect("up");
+    let down = nats_sink(&format!("nats://{}:{}", host(), free_port()), "plain.x")
+        .probe()
+        .await
+        .expect_err("down");
+    assert!(down.message.contains("cannot connect"), "{down}");
     let listener = async_nats::connect(url.as_str()).await.expect("connect");
     let mut subscription = listener.subscribe("plain.>").await.expect("subscribe");
     listener.flush().await.expect("flush");

@@ -199,6 +199,18 @@ async fn a_failing_receiver_dead_letters_and_the_others_are_unaffected() {
     let broken_url = start_receiver(broken.clone()).await;
     let refusing_url = start_receiver(refusing.clone()).await;
     let good_url = start_receiver(good.clone()).await;
+    // A configuration may ask whether an endpoint is up before taking it.
+    webhook("good", &good_url, 3).probe().await.expect("up");
+    let closed = {
+        let listener = std::net::TcpListener::bind((host(), 0)).expect("bind");
+        listener.local_addr().expect("address")
+    };
+    let down = webhook("down", &format!("http://{closed}/in"), 3)
+        .probe()
+        .await
+        .expect_err("down");
+    assert!(down.message.contains("cannot connect"), "{down}");
+    assert!(down.retryable);
     for stream in [&broken_stream, &refusing_stream, &good_stream] {
         append_all(
             stream,
