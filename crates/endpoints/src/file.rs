@@ -77,7 +77,8 @@ fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> DeliveryError
 
 impl FileSink {
     /// A sink for `settings` writing under `root` (for relative container names) as hub
-    /// `hub`. Creates the container's directory and clears temporary files a crash left.
+    /// `hub`. Creates the container's directory; a partition's first chunk clears the
+    /// temporary files a crash left for it.
     pub fn new(
         settings: &StorageContainerSettings,
         hub: &str,
@@ -85,11 +86,6 @@ impl FileSink {
     ) -> Result<FileSink, EndpointConfigError> {
         let directory = settings.directory(root);
         let scratch = directory.join(format!(".ironhub-{}", settings.name));
-        if scratch.exists() {
-            std::fs::remove_dir_all(&scratch).map_err(|e| {
-                EndpointConfigError::new(format!("cannot clear {}: {e}", scratch.display()))
-            })?;
-        }
         std::fs::create_dir_all(&scratch).map_err(|e| {
             EndpointConfigError::new(format!(
                 "containerName: cannot create {}: {e}",
@@ -124,6 +120,16 @@ impl Inner {
     }
 
     fn open(&self, partition: u32, first: u64) -> Result<Chunk, DeliveryError> {
+        // What a crash left of the partition's chunks is void: its messages are read again.
+        let prefix = format!("{partition}-");
+        for entry in std::fs::read_dir(&self.scratch)
+            .map_err(|e| io_error("read", &self.scratch, e))?
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         let temp = self.scratch.join(format!("{partition}-{first}.tmp"));
         let file = File::create(&temp).map_err(|e| io_error("create", &temp, e))?;
         let out = BufWriter::new(file);
