@@ -67,6 +67,12 @@ impl WebhookSink {
             .await
             .map_err(|e| match e {
                 ironhub_client::ClientError::InvalidRequest(m) => DeliveryError::permanent(m),
+                ironhub_client::ClientError::CertificateNotTrusted { host, detail } => {
+                    DeliveryError::transient(format!(
+                        "certificate not trusted: {host} presented a certificate no trusted CA \
+                         signed ({detail}); give the endpoint a caFile with its CA"
+                    ))
+                }
                 other => DeliveryError::transient(other.to_string()),
             })?;
         match answer.status {

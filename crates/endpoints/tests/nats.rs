@@ -43,9 +43,15 @@ fn free_port() -> u16 {
 
 /// Starts nats-server with JetStream (data in `store`) and waits for it to say it is ready.
 async fn start_nats(port: u16, store: &Path) -> Child {
+    start_nats_with(port, store, &[]).await
+}
+
+/// [`start_nats`] with more arguments.
+async fn start_nats_with(port: u16, store: &Path, extra: &[&Path]) -> Child {
     let mut child = Command::new("nats-server")
         .args(["-js", "-a", &host(), "-p", &port.to_string(), "-sd"])
         .arg(store)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -84,11 +90,11 @@ async fn stop_nats(mut child: Child) {
 }
 
 fn nats_sink(url: &str, subject: &str) -> Arc<dyn Sink> {
-    let settings = validate(
-        EndpointKind::NatsSubjects,
-        &json!({"name": "bus", "url": url, "subject": subject, "timeoutInSeconds": 2}),
-    )
-    .expect("valid settings");
+    nats_sink_with(json!({"name": "bus", "url": url, "subject": subject, "timeoutInSeconds": 2}))
+}
+
+fn nats_sink_with(settings: serde_json::Value) -> Arc<dyn Sink> {
+    let settings = validate(EndpointKind::NatsSubjects, &settings).expect("valid settings");
     sink(
         &settings,
         &SinkContext {
@@ -259,5 +265,57 @@ async fn core_nats_subjects_get_each_message_with_headers() {
         Some("0-0")
     );
     wait_status(&pump, "2 deliveries", |s| s.delivered == 2).await;
+    pump.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_servers_are_trusted_through_the_ca_file() {
+    if !nats_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls =
+        ironhub_tls::ensure_certificates(&dir.path().join("tls"), &[host()]).expect("certificates");
+    let port = free_port();
+    let _server = start_nats_with(
+        port,
+        &dir.path().join("js"),
+        &[
+            Path::new("--tls"),
+            Path::new("--tlscert"),
+            &tls.server_chain,
+            Path::new("--tlskey"),
+            &tls.server_key,
+        ],
+    )
+    .await;
+    let url = format!("tls://{}:{port}", host());
+    let listener = async_nats::ConnectOptions::new()
+        .add_root_certificates(tls.ca.clone())
+        .require_tls(true)
+        .connect(url.as_str())
+        .await
+        .expect("connect over TLS");
+    let mut subscription = listener.subscribe("secure.>").await.expect("subscribe");
+    listener.flush().await.expect("flush");
+
+    let trusting = nats_sink_with(json!({"name": "secure", "url": url,
+        "subject": "secure.{deviceId}", "caFile": tls.ca, "timeoutInSeconds": 2}));
+    trusting.probe().await.expect("trusted");
+    let untrusting = nats_sink_with(json!({"name": "plain", "url": url,
+        "subject": "secure.{deviceId}", "timeoutInSeconds": 2}));
+    let refused = untrusting.probe().await.expect_err("not trusted");
+    assert!(refused.message.contains("cannot connect"), "{refused}");
+
+    let stream = open_log(&dir.path().join("stream"), 1);
+    let dead = open_log(&dir.path().join("dead"), 1);
+    let pump = Pump::start("secure", stream.clone(), trusting, dead, fast(3));
+    append_all(&stream, vec![message("dev-a", b"over tls", None)]).await;
+    let m = tokio::time::timeout(WAIT, subscription.next())
+        .await
+        .unwrap_or_else(|_| panic!("no message in time; {:?}", pump.status()))
+        .expect("subscribed");
+    assert_eq!(m.payload.as_ref(), b"over tls");
+    wait_status(&pump, "1 delivery", |s| s.delivered == 1).await;
     pump.stop().await;
 }
