@@ -90,3 +90,9 @@ pub async fn read_all(log: &Arc<dyn EventLog>) -> Vec<Event> {
     }
     out
 }
+
+/// Asserts that the status's last error mentions `text`.
+pub fn assert_error(status: &EndpointStatus, text: &str) {
+    let error = status.last_known_error.as_deref().unwrap_or_default();
+    assert!(error.contains(text), "{text:?} not in {status:?}");
+}
