@@ -120,6 +120,8 @@ impl Inner {
     }
 
     fn open(&self, partition: u32, first: u64) -> Result<Chunk, DeliveryError> {
+        // Made again if someone removed it while the server ran.
+        std::fs::create_dir_all(&self.scratch).map_err(|e| io_error("create", &self.scratch, e))?;
         // What a crash left of the partition's chunks is void: its messages are read again.
         let prefix = format!("{partition}-");
         for entry in std::fs::read_dir(&self.scratch)

@@ -256,3 +256,41 @@ async fn an_open_chunk_lost_in_a_crash_is_written_again() {
         "the crash's temporary file is gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_that_cannot_be_written_dead_letters_then_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stream = open_log(&dir.path().join("stream"), 1);
+    let dead = open_log(&dir.path().join("dead"), 1);
+    let sink = file_sink(
+        dir.path(),
+        json!({"name": "cold", "containerName": "blocked", "encoding": "json",
+               "batchFrequencyInSeconds": 1}),
+    );
+    // The scratch directory becomes a file: no chunk can be opened.
+    let scratch = dir.path().join("blocked/.ironhub-cold");
+    std::fs::remove_dir(&scratch).expect("remove");
+    std::fs::write(&scratch, b"in the way").expect("block");
+    let pump = Pump::start("cold", stream.clone(), sink, dead.clone(), fast(2));
+    append_all(&stream, vec![message("dev-a", b"lost?", None)]).await;
+    let status = wait_status(&pump, "1 dead letter", |s| s.dead_lettered == 1).await;
+    assert_eq!(status.health_status, Health::Dead);
+    assert_error(&status, "cannot create");
+    let letters = read_all(&dead).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event.body, b"lost?");
+    assert_eq!(
+        letters[0].event.system_properties[ironhub_endpoints::dead_letter::ATTEMPTS],
+        "2"
+    );
+    // Once the directory is back, the next message is written and the endpoint is healthy.
+    std::fs::remove_file(&scratch).expect("unblock");
+    std::fs::create_dir(&scratch).expect("restore");
+    append_all(&stream, vec![message("dev-a", b"kept", None)]).await;
+    let status = wait_status(&pump, "1 delivery", |s| s.delivered == 1).await;
+    assert_eq!(status.health_status, Health::Healthy);
+    pump.stop().await;
+    let written = files(&dir.path().join("blocked"));
+    assert_eq!(written.len(), 1);
+    assert_eq!(json_bodies(&written[0]), [b"kept".to_vec()]);
+}
