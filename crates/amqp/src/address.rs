@@ -9,8 +9,14 @@ pub enum Node {
     Cbs,
     /// `$management` (alone or under the entity): Event Hubs' READ requests.
     Management,
-    /// `{entity}/ConsumerGroups/{group}/Partitions/{partition}`.
-    Partition { group: String, partition: String },
+    /// `{entity}/ConsumerGroups/{group}/Partitions/{partition}`: the hub's entity, or a
+    /// custom event stream endpoint of message routing by its name (`stream` is then
+    /// `Some(name)`).
+    Partition {
+        stream: Option<String>,
+        group: String,
+        partition: String,
+    },
     /// `/messages/events`: IoT Hub's own name for the built-in endpoint.
     Events,
     /// `/messages/devicebound`: services send cloud-to-device messages here.
@@ -38,14 +44,15 @@ pub fn node(address: &str, entity: &str) -> Node {
     match parts.as_slice() {
         [cbs] if is(cbs, "$cbs") => Node::Cbs,
         [management] if is(management, "$management") => Node::Management,
-        [e, management] if is(e, entity) && is(management, "$management") => Node::Management,
+        [_, management] if is(management, "$management") => Node::Management,
         [e, groups, group, partitions, partition]
-            if is(e, entity)
+            if !e.is_empty()
                 && is(groups, "ConsumerGroups")
                 && is(partitions, "Partitions")
                 && !group.is_empty() =>
         {
             Node::Partition {
+                stream: (!is(e, entity)).then(|| (*e).to_owned()),
                 group: (*group).to_owned(),
                 partition: (*partition).to_owned(),
             }
@@ -84,6 +91,7 @@ mod tests {
                 "hub"
             ),
             Node::Partition {
+                stream: None,
                 group: "$Default".into(),
                 partition: "3".into()
             }
@@ -91,6 +99,7 @@ mod tests {
         assert_eq!(
             node("HUB/consumergroups/cg1/partitions/0", "hub"),
             Node::Partition {
+                stream: None,
                 group: "cg1".into(),
                 partition: "0".into()
             }
@@ -110,7 +119,11 @@ mod tests {
         );
         assert_eq!(
             node("other/ConsumerGroups/$Default/Partitions/0", "hub"),
-            Node::Unknown
+            Node::Partition {
+                stream: Some("other".into()),
+                group: "$Default".into(),
+                partition: "0".into()
+            }
         );
         assert_eq!(
             node("hub/ConsumerGroups//Partitions/0", "hub"),

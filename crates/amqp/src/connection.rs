@@ -261,8 +261,17 @@ async fn outgoing(sender: Sender, address: String, filters: Option<FilterSet>, s
             shared.routes.add(node, client_address, tx);
             answer(sender, rx, shared.closed.clone()).await;
         }
-        Node::Partition { group, partition } => {
-            partition_link(sender, &address, &group, &partition, filters, shared).await;
+        Node::Partition {
+            stream,
+            group,
+            partition,
+        } => {
+            let target = Partition {
+                stream: stream.as_deref(),
+                group: &group,
+                partition: &partition,
+            };
+            partition_link(sender, &address, target, filters, shared).await;
         }
         Node::Events => {
             let _ = sender.close_with_error(redirect(&shared.ctx)).await;
@@ -330,21 +339,37 @@ fn redirect(ctx: &AmqpContext) -> Error {
     )
 }
 
+/// What a partition link reads: the hub's entity or a custom event stream (`stream`).
+struct Partition<'a> {
+    stream: Option<&'a str>,
+    group: &'a str,
+    partition: &'a str,
+}
+
 /// A receiver on `{entity}/ConsumerGroups/{group}/Partitions/{partition}`: authorized by the
 /// connection's claims, positioned by its filter, then fed until it or its token goes away.
 async fn partition_link(
     sender: Sender,
     address: &str,
-    group: &str,
-    partition: &str,
+    target: Partition<'_>,
     filters: Option<FilterSet>,
     shared: Shared,
 ) {
     let ctx = &shared.ctx;
-    let path = format!(
-        "/{}/ConsumerGroups/{group}/Partitions/{partition}",
-        ctx.entity
-    );
+    let Partition {
+        stream,
+        group,
+        partition,
+    } = target;
+    let entity = stream.unwrap_or(&ctx.entity);
+    let path = format!("/{entity}/ConsumerGroups/{group}/Partitions/{partition}");
+    let reading = match ctx.hub.for_endpoint(stream).await {
+        Ok(hub) => hub,
+        Err(_) => {
+            let _ = sender.close_with_error(not_found(address)).await;
+            return;
+        }
+    };
     if !shared.claims.allows(&ctx.hub, &path) {
         let _ = sender.close_with_error(unauthorized(address)).await;
         return;
@@ -362,8 +387,7 @@ async fn partition_link(
             return;
         }
     };
-    let reader = match ctx
-        .hub
+    let reader = match reading
         .open_reader(group, from, Some(partition), None)
         .await
     {

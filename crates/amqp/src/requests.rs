@@ -6,7 +6,7 @@
 use fe2o3_amqp::types::messaging::{AmqpValue, ApplicationProperties, Body, Message, Properties};
 use fe2o3_amqp::types::primitives::{Array, OrderedMap, SimpleValue, Value};
 use ironhub_auth::Rights;
-use ironhub_hub::HubError;
+use ironhub_hub::{Hub, HubError};
 
 use crate::AmqpContext;
 use crate::claims::Claims;
@@ -124,13 +124,16 @@ pub async fn management(
         );
     }
     let name = text_property(request, "name").unwrap_or_default();
-    if !name.eq_ignore_ascii_case(&ctx.entity) {
+    // The hub's entity, or a custom event stream endpoint of message routing by its name.
+    let stream = (!name.eq_ignore_ascii_case(&ctx.entity)).then_some(name.as_str());
+    let Ok(hub) = ctx.hub.for_endpoint(stream).await else {
         return Reply::error(
             404,
             format!("The messaging entity '{name}' could not be found."),
         );
-    }
-    let entity_path = format!("/{}", ctx.entity);
+    };
+    let entity_name = stream.map_or_else(|| ctx.entity.clone(), str::to_owned);
+    let entity_path = format!("/{entity_name}");
     let authorized = match text_property(request, "security_token") {
         Some(token) => ctx
             .hub
@@ -146,11 +149,11 @@ pub async fn management(
         return Reply::error(401, "Unauthorized: no valid token for the entity.");
     }
     match text_property(request, "type").as_deref() {
-        Some("com.microsoft:eventhub") => entity(ctx),
+        Some("com.microsoft:eventhub") => entity(&hub, &entity_name),
         Some("com.microsoft:partition") => {
             let partition = text_property(request, "partition").unwrap_or_default();
             match partition.parse::<u32>() {
-                Ok(p) => match partition_properties(ctx, p).await {
+                Ok(p) => match partition_properties(&hub, &entity_name, p).await {
                     Ok(reply) => reply,
                     Err(e) => Reply::from_hub(&e),
                 },
@@ -169,14 +172,14 @@ fn map(entries: Vec<(&str, Value)>) -> Value {
     Value::Map(map)
 }
 
-fn entity(ctx: &AmqpContext) -> Reply {
-    let count = ctx.hub.events().partition_count();
+fn entity(hub: &Hub, name: &str) -> Reply {
+    let count = hub.events().partition_count();
     let ids: Vec<Value> = (0..count).map(|p| Value::String(p.to_string())).collect();
     Reply::ok(map(vec![
-        ("name", Value::String(ctx.entity.clone())),
+        ("name", Value::String(name.to_owned())),
         (
             "created_at",
-            Value::Timestamp(timestamp(ctx.hub.settings().created_time)),
+            Value::Timestamp(timestamp(hub.settings().created_time)),
         ),
         (
             "partition_count",
@@ -186,15 +189,15 @@ fn entity(ctx: &AmqpContext) -> Reply {
     ]))
 }
 
-async fn partition_properties(ctx: &AmqpContext, partition: u32) -> Result<Reply, HubError> {
-    let view = ctx.hub.partition(partition).await?;
-    let last = ctx.hub.last_event(partition).await?;
+async fn partition_properties(hub: &Hub, name: &str, partition: u32) -> Result<Reply, HubError> {
+    let view = hub.partition(partition).await?;
+    let last = hub.last_event(partition).await?;
     let (offset, time) = match &last {
         Some(e) => (e.sequence_number.to_string(), e.enqueued_time),
         None => ("-1".to_owned(), chrono::DateTime::UNIX_EPOCH),
     };
     Ok(Reply::ok(map(vec![
-        ("name", Value::String(ctx.entity.clone())),
+        ("name", Value::String(name.to_owned())),
         ("partition", Value::String(partition.to_string())),
         (
             "begin_sequence_number",

@@ -27,6 +27,7 @@ mod file_upload;
 mod hub;
 mod lines;
 mod query;
+mod routing;
 mod tls;
 mod web;
 

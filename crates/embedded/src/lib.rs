@@ -1,6 +1,7 @@
 //! The embedded engine behind the ports of `ironhub-store`: [`SqliteStore`] (one SQLite file
 //! for the registry, twins, queues, file upload notifications, certificates and DPS records),
-//! [`SqliteEventLog`] (its own SQLite file for telemetry) and [`LocalBus`] (one node's
+//! [`SqliteEventLog`] (its own SQLite file for telemetry), [`SqliteEventStreams`] (named
+//! streams beside it, one such file each) and [`LocalBus`] (one node's
 //! connections, in memory). It passes the ports' testkit (`cargo test -p ironhub-embedded`).
 
 mod bus;
@@ -12,7 +13,10 @@ mod sqlite_dps;
 mod sqlite_eventlog;
 mod sqlite_files;
 mod sqlite_query;
+mod sqlite_routing;
+mod streams;
 
 pub use bus::LocalBus;
 pub use sqlite::SqliteStore;
 pub use sqlite_eventlog::SqliteEventLog;
+pub use streams::SqliteEventStreams;

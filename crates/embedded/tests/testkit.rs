@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteEventStreams, SqliteStore};
 use ironhub_store::ManualClock;
 
 mod store {
@@ -22,6 +22,16 @@ mod event_log {
         let dir = tempfile::tempdir().unwrap();
         let log = SqliteEventLog::open(dir.path(), partitions).unwrap();
         (Arc::new(log), dir)
+    });
+}
+
+mod streams {
+    use super::*;
+
+    ironhub_store::event_streams_suite!(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let streams = SqliteEventStreams::open(&dir.path().join("streams")).unwrap();
+        (Arc::new(streams), dir)
     });
 }
 

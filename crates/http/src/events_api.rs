@@ -3,6 +3,9 @@
 //! (AMQP); ironhub serves the same data as a streaming REST API until it speaks AMQP.
 //!
 //! Every route needs a policy with **ServiceConnect** (as reading the built-in endpoint does).
+//! Every route takes `?endpoint=NAME` to read a custom event stream endpoint of message
+//! routing instead of the built-in `events` (its own partitions, consumer groups and
+//! checkpoints); an unknown name is `404` `EndpointNotFound`.
 //!
 //! - `GET /events` → `{"partitionCount":n,"partitions":[{"partitionId":"0",
 //!   "beginningSequenceNumber":…,"lastEnqueuedSequenceNumber":…,"isEmpty":…}],"consumerGroups":[…]}`
@@ -46,7 +49,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -86,8 +90,28 @@ pub(crate) fn routes() -> Router<Hub> {
         .route("/events/consumergroups/{group}/stream", get(stream))
 }
 
+/// The hub reading the event stream the `endpoint` query parameter names (a custom event
+/// stream routing endpoint); without it, or with `events`, the built-in log.
+struct EndpointHub(Hub);
+
+impl FromRequestParts<Hub> for EndpointHub {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &Hub) -> Result<Self, ApiError> {
+        #[derive(Deserialize)]
+        struct Selector {
+            endpoint: Option<String>,
+        }
+        let QueryArgs(selector) =
+            <QueryArgs<Selector> as FromRequestParts<Hub>>::from_request_parts(parts, hub).await?;
+        Ok(EndpointHub(
+            hub.for_endpoint(selector.endpoint.as_deref()).await?,
+        ))
+    }
+}
+
 async fn properties(
-    State(hub): State<Hub>,
+    EndpointHub(hub): EndpointHub,
     _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
     let partitions = hub.partitions().await?;
@@ -99,7 +123,7 @@ async fn properties(
 }
 
 async fn list_groups(
-    State(hub): State<Hub>,
+    EndpointHub(hub): EndpointHub,
     _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
     let groups: Vec<ConsumerGroupName> = hub
@@ -112,7 +136,7 @@ async fn list_groups(
 }
 
 async fn get_group(
-    State(hub): State<Hub>,
+    EndpointHub(hub): EndpointHub,
     Segments(group): Segments<String>,
     _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
@@ -120,7 +144,7 @@ async fn get_group(
 }
 
 async fn put_group(
-    State(hub): State<Hub>,
+    EndpointHub(hub): EndpointHub,
     Segments(group): Segments<String>,
     _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
@@ -137,7 +161,7 @@ async fn put_group(
 }
 
 async fn delete_group(
-    State(hub): State<Hub>,
+    EndpointHub(hub): EndpointHub,
     Segments(group): Segments<String>,
     _: ServiceAuth<ServiceConnect>,
 ) -> Result<Response, ApiError> {
@@ -153,7 +177,7 @@ struct Checkpoint {
 }
 
 async fn put_checkpoint(
-    State(hub): State<Hub>,
+    EndpointHub(hub): EndpointHub,
     Segments((group, partition)): Segments<(String, u32)>,
     _: ServiceAuth<ServiceConnect>,
     JsonBody(checkpoint): JsonBody<Checkpoint>,
@@ -202,7 +226,7 @@ fn parse_query(q: &StreamQuery) -> Result<(ReadFrom, Option<u32>, Option<Duratio
 }
 
 async fn stream(
-    State(hub): State<Hub>,
+    EndpointHub(hub): EndpointHub,
     Segments(group): Segments<String>,
     QueryArgs(query): QueryArgs<StreamQuery>,
     _: ServiceAuth<ServiceConnect>,

@@ -32,6 +32,7 @@ mod paging;
 mod query_api;
 mod respond;
 mod routes;
+mod routing_api;
 mod service;
 mod websocket;
 

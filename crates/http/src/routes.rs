@@ -14,7 +14,7 @@ use tower::ServiceExt as _;
 use crate::error::ApiError;
 use crate::{
     api_version, body, c2d_api, certificates_api, digital_twin_api, dps_api, dps_device_api,
-    events_api, file_upload_api, hub_api, query_api, websocket,
+    events_api, file_upload_api, hub_api, query_api, routing_api, websocket,
 };
 
 /// The whole HTTPS API: the hub's, and the DPS instance's when there is one.
@@ -48,6 +48,7 @@ pub fn router_with_amqp(
         .merge(file_upload_api::routes())
         .merge(events_api::routes())
         .merge(query_api::routes())
+        .merge(routing_api::routes())
         .merge(certificates_api::routes::<Hub>());
     let mut app = hub_routes.with_state(hub).merge(websocket);
     if let Some(dps) = dps {

@@ -47,14 +47,19 @@ fn unquote(value: &str) -> String {
         .to_owned()
 }
 
-/// IoT Hub's and DPS's rule for certificate names: 1–64 of `A-Z a-z 0-9 - . _`.
-fn validate_name(name: &str) -> Result<(), CaError> {
-    let ok = !name.is_empty()
+/// IoT Hub's and DPS's rule for the names of certificates, routes and endpoints: 1–64 of
+/// `A-Z a-z 0-9 - . _`.
+pub(crate) fn is_resource_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+/// The certificate name rule ([`is_resource_name`]).
+fn validate_name(name: &str) -> Result<(), CaError> {
+    if is_resource_name(name) {
         Ok(())
     } else {
         Err(CaError::InvalidName(format!(

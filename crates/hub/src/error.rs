@@ -58,6 +58,9 @@ pub enum HubError {
     /// A query that does not parse or make sense (the message points at the position).
     #[error("{0}")]
     InvalidQuery(String),
+    /// A routing endpoint that does not exist (or is not an event stream).
+    #[error("{0}")]
+    EndpointNotFound(String),
     #[error("{0}")]
     ServerError(String),
 }
@@ -96,6 +99,7 @@ impl HubError {
             HubError::InvalidFileUploadCompletionStatus(_) => 400_019,
             HubError::InvalidStorageEndpointOrBlob(_) => 400_020,
             HubError::InvalidQuery(_) => 400_000,
+            HubError::EndpointNotFound(_) => 404_000,
             HubError::ServerError(_) => 500_001,
         }
     }
@@ -130,6 +134,7 @@ impl HubError {
             HubError::InvalidFileUploadCompletionStatus(_) => "InvalidFileUploadCompletionStatus",
             HubError::InvalidStorageEndpointOrBlob(_) => "InvalidStorageEndpointOrBlob",
             HubError::InvalidQuery(_) => "BadRequest",
+            HubError::EndpointNotFound(_) => "EndpointNotFound",
             HubError::ServerError(_) => "ServerError",
         }
     }

@@ -23,6 +23,7 @@ pub mod model;
 mod node;
 pub mod query;
 pub mod registry;
+pub mod routing;
 pub mod scopes;
 mod session;
 pub mod telemetry;
@@ -31,7 +32,7 @@ pub mod twin;
 use std::sync::Arc;
 
 use chrono::Utc;
-use ironhub_store::{Clock, DeviceBus, EventLog, HubSettings, Store, SystemClock};
+use ironhub_store::{Clock, DeviceBus, EventLog, EventStreams, HubSettings, Store, SystemClock};
 
 pub use auth::{Principal, ServiceGrant};
 pub use device::{AuthMethod, DeviceAuth, DeviceIdentity};
@@ -65,6 +66,10 @@ pub struct Hub {
     activity: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
     /// The CAs that sign devices' CSRs, when the server issues certificates.
     issuing_cas: Option<Arc<issuing_cas::IssuingCas>>,
+    /// Named event streams, for routing endpoints (see `Hub::with_event_streams`).
+    streams: Option<Arc<dyn EventStreams>>,
+    /// This node's copy of the routing document.
+    routing: Arc<routing::RoutingCache>,
 }
 
 impl Hub {
@@ -87,6 +92,8 @@ impl Hub {
             file_upload: None,
             activity: Arc::default(),
             issuing_cas: None,
+            streams: None,
+            routing: Arc::default(),
         })
     }
 

@@ -13,6 +13,7 @@ use crate::model::{
     AuthenticationSpec, BulkError, BulkResult, DeviceSpec, ExportImportDevice, RegistryStatistics,
     ServiceStatistics,
 };
+use crate::routing::RoutingSource;
 use crate::{Hub, HubError};
 
 /// Most devices one `POST /devices` may carry, as IoT Hub.
@@ -395,10 +396,14 @@ impl Hub {
             DeviceWrite::Replace { .. } => self.store.get_device(id).await?,
             _ => None,
         };
+        let created = matches!(write, DeviceWrite::Create(_));
         let written = self
             .write_one(write)
             .await?
             .ok_or_else(|| HubError::ServerError("the store wrote no device".into()))?;
+        if created {
+            self.emit_lifecycle(id, true, self.twin_json(id)).await;
+        }
         if let Some(before) = before
             && revokes(&before, &written)
         {
@@ -413,8 +418,17 @@ impl Hub {
             id: id.to_owned(),
             if_match: if_match.map(normalize_if_match),
         };
+        // The twin as it was, read only when a route takes lifecycle events.
+        let before = if self.routes_take(RoutingSource::DeviceLifecycleEvents).await {
+            self.twin_json(id).await
+        } else {
+            None
+        };
         self.write_one(write).await?;
         self.revoke(id).await;
+        if let Some(twin) = before {
+            self.emit_lifecycle(id, false, async { Some(twin) }).await;
+        }
         Ok(())
     }
 
@@ -503,10 +517,32 @@ impl Hub {
             }
         }
         if errors.is_empty() {
+            // Lifecycle events, when a route takes them: the twins of the devices to delete
+            // are read before they go.
+            let lifecycle = self.routes_take(RoutingSource::DeviceLifecycleEvents).await;
+            let mut deleted_twins = Vec::new();
+            if lifecycle {
+                for w in &writes {
+                    if let DeviceWrite::Delete { id, .. } = w {
+                        deleted_twins.push((id.clone(), self.twin_json(id).await));
+                    }
+                }
+            }
             match self.store.write_devices(writes.clone()).await? {
                 Ok(_) => {
                     for id in revoked {
                         self.revoke(&id).await;
+                    }
+                    if lifecycle {
+                        for w in &writes {
+                            if let DeviceWrite::Create(record) = w {
+                                let id = &record.device_id;
+                                self.emit_lifecycle(id, true, self.twin_json(id)).await;
+                            }
+                        }
+                        for (id, twin) in deleted_twins {
+                            self.emit_lifecycle(&id, false, async { twin }).await;
+                        }
                     }
                 }
                 Err(failed) => {

@@ -54,6 +54,8 @@ impl Hub {
         if let Err(e) = self.set_connected(&who.device_id, true).await {
             tracing::warn!(device = %key, error = %e, "could not record the connection");
         }
+        self.emit_connection_state(&who.device_id, who.module_id.as_deref(), true)
+            .await;
         if let Some(model) = who.model_id.as_deref()
             && let Err(e) = self.announce_model(&who.device_id, model).await
         {
@@ -97,8 +99,9 @@ impl DeviceSession {
         }
     }
 
-    /// Sends a device-to-cloud message as this device; returns once it is durable.
-    pub async fn send_telemetry(&self, message: Telemetry) -> Result<Event, crate::HubError> {
+    /// Sends a device-to-cloud message as this device; returns once it is durable (the events
+    /// as appended, one per endpoint routing chose).
+    pub async fn send_telemetry(&self, message: Telemetry) -> Result<Vec<Event>, crate::HubError> {
         self.hub
             .send_telemetry(&self.device.identity, message)
             .await
@@ -137,9 +140,11 @@ impl Drop for DeviceSession {
 async fn leave(hub: &Hub, who: &DeviceIdentity, connection_id: u64) {
     let key = who.key();
     hub.bus.detach(&key, connection_id).await;
-    if !hub.bus.is_connected(&key).await
-        && let Err(e) = hub.set_connected(&who.device_id, false).await
-    {
-        tracing::warn!(device = %key, error = %e, "could not record the disconnection");
+    if !hub.bus.is_connected(&key).await {
+        if let Err(e) = hub.set_connected(&who.device_id, false).await {
+            tracing::warn!(device = %key, error = %e, "could not record the disconnection");
+        }
+        hub.emit_connection_state(&who.device_id, who.module_id.as_deref(), false)
+            .await;
     }
 }

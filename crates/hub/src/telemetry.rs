@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use ironhub_store::{Event, NewEvent};
 
+use crate::routing::RoutingSource;
 use crate::{DeviceIdentity, Hub, HubError};
 
 /// IoT Hub's limit on one device-to-cloud message (body and properties).
@@ -118,12 +119,13 @@ pub fn is_reserved_name(name: &str) -> bool {
 }
 
 impl Hub {
-    /// Appends a device-to-cloud message to the event log; returns once it is durable.
+    /// Sends a device-to-cloud message where routing says (by default, the built-in event
+    /// log); returns the events as appended, one per endpoint, once all are durable.
     pub async fn send_telemetry(
         &self,
         who: &DeviceIdentity,
         message: Telemetry,
-    ) -> Result<Event, HubError> {
+    ) -> Result<Vec<Event>, HubError> {
         if message.size() > MAX_TELEMETRY_BYTES {
             return Err(HubError::MessageTooLarge(MAX_TELEMETRY_BYTES));
         }
@@ -177,18 +179,20 @@ impl Hub {
         if let Some(model) = &who.model_id {
             system.insert("dt-dataschema".into(), model.clone());
         }
-        let event = self
-            .events
-            .append(NewEvent {
-                device_id: who.device_id.clone(),
-                module_id: who.module_id.clone(),
-                system_properties: system,
-                application_properties: application,
-                body: message.body,
-            })
+        let events = self
+            .route_message(
+                RoutingSource::DeviceMessages,
+                NewEvent {
+                    device_id: who.device_id.clone(),
+                    module_id: who.module_id.clone(),
+                    system_properties: system,
+                    application_properties: application,
+                    body: message.body,
+                },
+            )
             .await?;
         self.touch(&who.device_id).await;
-        Ok(event)
+        Ok(events)
     }
 
     /// Whether `name` is the hub's own name: its host name or that name's first label.

@@ -7,6 +7,7 @@ use ironhub_store::{BusMessage, DeviceRecord, TwinRecord, WriteConflict};
 use serde_json::{Map, Value, json};
 
 use crate::model::{Capabilities, Thumbprint, Twin, TwinProperties, azure_time};
+use crate::routing::hub_events::TwinOp;
 use crate::{Hub, HubError};
 
 /// IoT Hub's limits (Azure docs, "Understand and use device twins in IoT Hub", sections
@@ -437,6 +438,20 @@ impl Hub {
         next.version += 1;
         // Compare-and-swap on what was read (the client's etag was checked above).
         let saved = self.save_twin(next, Some(current.etag.clone())).await?;
+        let mut notification = json!({ "version": saved.version });
+        if saved.tags != current.tags {
+            notification["tags"] = Value::Object(saved.tags.clone());
+        }
+        if let Some((version, patch)) = &pushed {
+            notification["properties"] =
+                json!({ "desired": notified_section(patch, *version, &now) });
+        }
+        let op = if replace {
+            TwinOp::Replace
+        } else {
+            TwinOp::Update
+        };
+        self.emit_twin_change(device_id, op, notification).await;
         if let Some((version, mut patch)) = pushed {
             patch.insert("$version".into(), json!(version));
             let body = serde_json::to_vec(&patch).unwrap_or_default();
@@ -482,7 +497,15 @@ impl Hub {
             );
             check_size(&next.reported, Section::Reported)?;
             match self.save_twin(next, Some(current.etag.clone())).await {
-                Ok(saved) => return Ok(saved.reported_version),
+                Ok(saved) => {
+                    let reported = notified_section(&patch, saved.reported_version, &now);
+                    let body = json!({
+                        "version": saved.version,
+                        "properties": { "reported": reported },
+                    });
+                    self.emit_twin_change(device_id, TwinOp::Update, body).await;
+                    return Ok(saved.reported_version);
+                }
                 Err(HubError::PreconditionFailed(_)) => continue,
                 Err(e) => return Err(e),
             }
@@ -491,6 +514,21 @@ impl Hub {
             "The twin is being changed too often; try again.".into(),
         ))
     }
+}
+
+/// A changed section as a twin change notification carries it: the patch, its `$metadata`
+/// (`$lastUpdated` of the section and of each property changed) and the section's new
+/// `$version`.
+fn notified_section(patch: &Map<String, Value>, version: u64, now: &str) -> Value {
+    let mut metadata = Map::new();
+    metadata.insert("$lastUpdated".into(), json!(now));
+    for key in patch.keys() {
+        metadata.insert(key.clone(), json!({ "$lastUpdated": now }));
+    }
+    let mut section = patch.clone();
+    section.insert("$metadata".into(), Value::Object(metadata));
+    section.insert("$version".into(), json!(version));
+    Value::Object(section)
 }
 
 #[cfg(test)]

@@ -42,7 +42,11 @@ async fn system_and_application_properties_land_under_iot_hub_names() {
             will: false,
         },
     };
-    let event = hub.send_telemetry(&device("d1"), message).await.unwrap();
+    let event = hub
+        .send_telemetry(&device("d1"), message)
+        .await
+        .unwrap()
+        .remove(0);
     let system = &event.event.system_properties;
     for (name, value) in [
         ("message-id", "m1"),
@@ -85,7 +89,11 @@ async fn a_device_cannot_imitate_the_hub_s_system_properties() {
         body: b"x".to_vec(),
         annotations: Annotations::default(),
     };
-    let event = hub.send_telemetry(&device("d1"), message).await.unwrap();
+    let event = hub
+        .send_telemetry(&device("d1"), message)
+        .await
+        .unwrap()
+        .remove(0);
     let system = &event.event.system_properties;
     assert_eq!(
         system
@@ -110,7 +118,11 @@ async fn a_device_cannot_imitate_the_hub_s_system_properties() {
             },
             ..Telemetry::default()
         };
-        let event = hub.send_telemetry(&device("d1"), message).await.unwrap();
+        let event = hub
+            .send_telemetry(&device("d1"), message)
+            .await
+            .unwrap()
+            .remove(0);
         let stored = event.event.system_properties.get("user-id");
         assert_eq!(stored.is_some(), kept, "{uid}");
     }
@@ -123,7 +135,11 @@ async fn a_device_cannot_imitate_the_hub_s_system_properties() {
         },
         ..Telemetry::default()
     };
-    let event = hub.send_telemetry(&device("d1"), will).await.unwrap();
+    let event = hub
+        .send_telemetry(&device("d1"), will)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(
         event.event.application_properties.get("iothub-MessageType"),
         Some(&some("Will"))
@@ -147,7 +163,11 @@ async fn a_message_over_the_limit_is_refused_and_not_stored() {
         body: vec![b'x'; MAX_TELEMETRY_BYTES],
         ..Telemetry::default()
     };
-    let event = hub.send_telemetry(&device("d1"), exact).await.unwrap();
+    let event = hub
+        .send_telemetry(&device("d1"), exact)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(
         event.sequence_number, 0,
         "the refused message took no place"

@@ -11,6 +11,7 @@ use ironhub_http::ReadTimeouts;
 use ironhub_hub::file_upload::FileUploadSettings;
 use ironhub_store::Retention;
 use ironhub_tls::ConnectionLimits;
+use ironhub_wire::hub::RoutingConfig;
 use serde::Deserialize;
 
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
@@ -37,6 +38,7 @@ pub struct ServeArgs {
     /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
     /// issuing_ca_key, issued_certificate_days, issued_certificate_renewal, `[[issuing_cas]]`
     /// tables (more named issuing CAs: name, cert, key, validity_days, renewal) and a
+    /// `[routing]` table (IoT Hub's routing document, replacing the stored one at start) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
     /// notification_ttl_hours, max_delivery_count).
     #[arg(long, env = "IRONHUB_CONFIG")]
@@ -180,6 +182,8 @@ struct FileConfig {
     #[serde(default)]
     issuing_cas: Vec<IssuingCaConfig>,
     file_upload: Option<FileUploadFile>,
+    /// Message routing: IoT Hub's `properties.routing` document (see the README).
+    routing: Option<RoutingConfig>,
 }
 
 /// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
@@ -257,6 +261,9 @@ pub struct ServeConfig {
     pub issuing_cas: Vec<IssuingCaConfig>,
     /// The hub's storage account for file upload, when it has one.
     pub file_upload: Option<FileUploadSettings>,
+    /// The routing document of the config file's `[routing]` table: applied at every start,
+    /// replacing the stored one.
+    pub routing: Option<RoutingConfig>,
 }
 
 impl ServeArgs {
@@ -424,6 +431,7 @@ impl ServeArgs {
             file_upload: self
                 .file_upload
                 .resolve(file.file_upload.unwrap_or_default())?,
+            routing: file.routing,
         })
     }
 }
@@ -671,6 +679,33 @@ http_body_read_timeout_seconds = 9
         .resolve()
         .unwrap();
         assert_eq!(c.trust_ca, [PathBuf::from("/x.pem")]);
+    }
+
+    #[test]
+    fn routing_from_the_file_in_arm_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironhub.toml");
+        std::fs::write(
+            &file,
+            "[routing]\n\
+             endpoints.eventHubs = [{ name = \"hot\", partitionCount = 2 }]\n\
+             routes = [{ name = \"hot\", source = \"DeviceMessages\", condition = \"$body.t > 30\", \
+             endpointNames = [\"hot\"], isEnabled = true }]\n\
+             fallbackRoute = { name = \"$fallback\", source = \"DeviceMessages\", \
+             endpointNames = [\"events\"], isEnabled = false }\n",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        let routing = c.routing.unwrap();
+        assert_eq!(routing.endpoints.event_hubs[0].partition_count, Some(2));
+        assert_eq!(routing.routes[0].condition.as_deref(), Some("$body.t > 30"));
+        assert!(!routing.fallback().is_enabled);
+        assert!(ServeArgs::default().resolve().unwrap().routing.is_none());
     }
 
     #[test]

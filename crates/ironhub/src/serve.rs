@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ironhub_dps::{Dps, LinkedHub, Services};
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteEventStreams, SqliteStore};
 use ironhub_hub::file_upload::FileUpload;
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{Endpoint, EventLog, Retention, Store};
+use ironhub_store::{Endpoint, EventLog, EventStreams, Retention, Store};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
@@ -75,7 +75,19 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     );
     let mut hub = Hub::open(backends, config.hostnames.clone())
         .await?
-        .with_issuing_cas(issuing_cas.clone());
+        .with_issuing_cas(issuing_cas.clone())
+        .with_event_streams(Arc::new(SqliteEventStreams::open(
+            &config.data_dir.join("streams"),
+        )?));
+    if let Some(routing) = &config.routing {
+        hub.set_routing_config(routing.clone(), Some("*"))
+            .await
+            .map_err(|e| anyhow::anyhow!("the config file's [routing] is not valid: {e}"))?;
+        tracing::info!(
+            routes = routing.routes.len(),
+            "routing applied from the config file"
+        );
+    }
     // This node's connections and deliveries from before this start are gone: mark its
     // devices disconnected and give its locked cloud-to-device messages back at once (other
     // nodes sharing the store keep theirs).
@@ -201,6 +213,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         tokio::spawn(measure_latencies(dps.clone(), stopped.clone())),
         tokio::spawn(enforce_retention(
             hub.events().clone(),
+            hub.event_streams().cloned(),
             config.retention,
             stopped.clone(),
         )),
@@ -271,9 +284,11 @@ async fn measure_latencies(dps: Dps, mut shutdown: watch::Receiver<bool>) {
 /// How often the event log's retention is enforced.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Drops what the event log no longer keeps: at start, then every minute, until `shutdown`.
+/// Drops what the event log and the named event streams (routing endpoints) no longer keep:
+/// at start, then every minute, until `shutdown`.
 async fn enforce_retention(
     events: Arc<dyn EventLog>,
+    streams: Option<Arc<dyn EventStreams>>,
     retention: Retention,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -288,6 +303,21 @@ async fn enforce_retention(
             Ok(0) => {}
             Ok(dropped) => tracing::info!(dropped, "event log retention dropped old telemetry"),
             Err(e) => tracing::warn!(error = %e, "event log retention failed"),
+        }
+        let Some(streams) = &streams else {
+            continue;
+        };
+        for name in streams.list_streams().await.unwrap_or_default() {
+            let Ok(Some(stream)) = streams.stream(&name).await else {
+                continue;
+            };
+            match stream.enforce_retention(retention).await {
+                Ok(0) => {}
+                Ok(dropped) => {
+                    tracing::info!(stream = %name, dropped, "stream retention dropped old messages")
+                }
+                Err(e) => tracing::warn!(stream = %name, error = %e, "stream retention failed"),
+            }
         }
     }
 }

@@ -152,7 +152,12 @@ async fn telemetry(server: &Server, device: &str, body: &[u8]) -> ironhub_store:
         body: body.to_vec(),
         ..Telemetry::default()
     };
-    server.hub.send_telemetry(&who, message).await.unwrap()
+    server
+        .hub
+        .send_telemetry(&who, message)
+        .await
+        .unwrap()
+        .remove(0)
 }
 
 #[tokio::test]

@@ -17,7 +17,8 @@ pub struct Condition(pub Expr);
 impl Condition {
     /// Parses `text` as one expression of `dialect`.
     pub fn parse(text: &str, dialect: Dialect) -> Result<Self, QueryError> {
-        let mut parser = Parser::new(text, lexer::tokenize(text)?, dialect);
+        let tokens = lexer::tokenize_with(text, dialect == Dialect::Routing)?;
+        let mut parser = Parser::new(text, tokens, dialect);
         let expr = parser.expr()?;
         parser.expect_end()?;
         Ok(Condition(expr))

@@ -38,6 +38,13 @@ fn ident_char(c: char) -> bool {
 
 /// The tokens of `text`, ending with [`Tok::Eof`].
 pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, QueryError> {
+    tokenize_with(text, false)
+}
+
+/// The tokens of `text`; with `dashed`, a name starting with `$` may hold dashes between
+/// letters (`$iothub-enqueuedtime`, `$dt-dataschema`), as routing queries name system
+/// properties.
+pub(crate) fn tokenize_with(text: &str, dashed: bool) -> Result<Vec<Token>, QueryError> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -49,7 +56,13 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, QueryError> {
         }
         let start = i;
         if ident_start(c) {
-            while i < chars.len() && ident_char(chars[i]) {
+            while i < chars.len()
+                && (ident_char(chars[i])
+                    || (dashed
+                        && c == '$'
+                        && chars[i] == '-'
+                        && chars.get(i + 1).is_some_and(char::is_ascii_alphabetic)))
+            {
                 i += 1;
             }
             out.push(Token {

@@ -1,6 +1,7 @@
 //! The ports that carry all shared state (see `DESIGN.md`): the records and one async trait
 //! per concern — registry, twins, MQTT sessions, cloud-to-device queues, certificates, DPS
-//! records ([`Store`] bundles them), the event log, the device bus and the clock — with the
+//! records, the routing document ([`Store`] bundles them), the event log and its named
+//! streams, the device bus and the clock — with the
 //! cloud-to-device transition rules every engine applies ([`c2d_rules`]). Engines live in
 //! their own crates (`ironhub-embedded`: SQLite and in-process); the `testkit` feature holds
 //! the conformance suite each of them must pass.
@@ -20,7 +21,9 @@ pub mod eventlog;
 mod file_notifications;
 mod records;
 mod registry;
+mod routing;
 mod sessions;
+pub mod streams;
 // A test suite: its cases assert with `unwrap`, as tests do.
 #[cfg(feature = "testkit")]
 #[allow(clippy::unwrap_used)]
@@ -40,14 +43,17 @@ pub use file_notifications::{
 };
 pub use records::*;
 pub use registry::RegistryStore;
+pub use routing::{RoutingRecord, RoutingStore};
 pub use sessions::SessionStore;
+pub use streams::EventStreams;
 pub use twins::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinScan, TwinStore};
 
 /// The ports' traits, to call their methods on a concrete engine (`use ironhub_store::prelude::*`).
 pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, DeviceBus as _, DpsStore as _, EventLog as _,
-        FileNotificationStore as _, RegistryStore as _, SessionStore as _, TwinStore as _,
+        FileNotificationStore as _, RegistryStore as _, RoutingStore as _, SessionStore as _,
+        TwinStore as _,
     };
 }
 
@@ -62,6 +68,7 @@ pub trait Store:
     + CertificateStore
     + DpsStore
     + FileNotificationStore
+    + RoutingStore
     + std::fmt::Debug
     + 'static
 {
@@ -75,6 +82,7 @@ impl<T> Store for T where
         + CertificateStore
         + DpsStore
         + FileNotificationStore
+        + RoutingStore
         + std::fmt::Debug
         + 'static
 {

@@ -8,6 +8,9 @@
 //! mod event_log {
 //!     ironhub_store::event_log_suite!(|partitions| (Arc::new(MyLog::new(partitions)), ()));
 //! }
+//! mod streams {
+//!     ironhub_store::event_streams_suite!(|| (Arc::new(MyStreams::new()), ()));
+//! }
 //! mod bus {
 //!     ironhub_store::bus_suite!(|| {
 //!         let a = MyBus::new("a");
@@ -29,6 +32,7 @@ pub mod dps;
 pub mod event_log;
 pub mod file_notifications;
 pub mod registry;
+pub mod streams;
 pub mod twin_scan;
 
 use std::sync::Arc;
@@ -129,6 +133,7 @@ macro_rules! store_suite {
             file_notifications::notifications_are_locked_oldest_first_once_at_a_time,
             file_notifications::an_expired_lock_redelivers_and_loses_the_old_token,
             file_notifications::worn_out_and_expired_notifications_are_dropped,
+            streams::routing_is_written_compare_and_swap,
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
@@ -169,6 +174,20 @@ macro_rules! event_log_suite {
                 $crate::testkit::event_log::$case(make).await;
             }
         )*
+    };
+}
+
+/// Runs every named event streams case against the engine `$make` builds: a closure
+/// returning `(Arc<dyn EventStreams>-compatible streams, guard)`, new and empty.
+#[macro_export]
+macro_rules! event_streams_suite {
+    ($make:expr) => {
+        #[tokio::test]
+        async fn streams_are_separate_logs_created_once() {
+            let (streams, _keep) = ($make)();
+            let streams: ::std::sync::Arc<dyn $crate::EventStreams> = streams;
+            $crate::testkit::streams::streams_are_separate_logs_created_once(streams).await;
+        }
     };
 }
 

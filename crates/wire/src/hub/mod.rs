@@ -8,6 +8,7 @@ mod events;
 mod file_upload;
 mod keys;
 mod messaging;
+mod routing;
 mod statistics;
 mod twin;
 
@@ -26,6 +27,12 @@ pub use keys::{
     RegenerateError, RegenerateRequest, RegenerateResult, RegenerateTarget, RotatedKeys,
 };
 pub use messaging::{FeedbackRecord, FeedbackStatus, MethodRequest, MethodResult, PurgeResult};
+pub use routing::{
+    BUILT_IN_ENDPOINT, CompilationError, Endpoints, Enrichment, ErrorPosition, ErrorRange,
+    FALLBACK_ROUTE, MatchedRoute, Route, RoutingConfig, RoutingSource, StreamEndpoint,
+    TestAllRoutesInput, TestAllRoutesResult, TestMessage, TestOutcome, TestRouteDetails,
+    TestRouteInput, TestRouteResult,
+};
 pub use statistics::{RegistryStatistics, ServiceStatistics};
 pub use twin::{Twin, TwinPatch, TwinPatchProperties, TwinProperties};
 

@@ -15,6 +15,8 @@ mod device_twin;
 mod digital_twin;
 mod generate_sas_token;
 mod invoke_device_method;
+mod message_endpoint;
+mod message_route;
 mod monitor_events;
 mod query;
 
@@ -67,6 +69,24 @@ pub enum HubCommand {
         #[command(subcommand)]
         command: certificate::CertificateCommand,
     },
+    /// Manage message routes, the fallback route, and test routes against a sample message.
+    #[command(name = "message-route")]
+    MessageRoute {
+        #[command(subcommand)]
+        command: message_route::MessageRouteCommand,
+    },
+    /// Manage custom routing endpoints (event streams of this server).
+    #[command(name = "message-endpoint")]
+    MessageEndpoint {
+        #[command(subcommand)]
+        command: message_endpoint::MessageEndpointCommand,
+    },
+    /// Manage message enrichments (application properties stamped per endpoint).
+    #[command(name = "message-enrichment")]
+    MessageEnrichment {
+        #[command(subcommand)]
+        command: message_route::MessageEnrichmentCommand,
+    },
     /// Query the hub's device twins with IoT Hub's query language (every page, up to --top).
     Query(query::QueryArgs),
     /// Generate a SAS token for a device or for a hub shared access policy.
@@ -106,6 +126,15 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
         }
         HubCommand::Certificate { command } => {
             certificate::run(login().await?.client()?.certificates(), &command).await?
+        }
+        HubCommand::MessageRoute { command } => {
+            message_route::run(&login().await?, &command).await?
+        }
+        HubCommand::MessageEndpoint { command } => {
+            message_endpoint::run(&login().await?, &command).await?
+        }
+        HubCommand::MessageEnrichment { command } => {
+            message_route::run_enrichment(&login().await?, &command).await?
         }
         HubCommand::Query(a) => Some(query::run(&login().await?, &a).await?),
         HubCommand::GenerateSasToken(a) => Some(generate_sas_token::run(&common, &a).await?),

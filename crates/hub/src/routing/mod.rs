@@ -1,0 +1,348 @@
+//! Message routing as IoT Hub has it: the routing document ([`config`]) kept in the store,
+//! compiled once and cached (re-read at most every [`REFRESH`], so every node applies a
+//! change within that time and no message costs a store read), and the dispatch of each
+//! message — telemetry and the hub's own events ([`hub_events`]) — to the endpoints its
+//! source's enabled routes select, with the fallback route and enrichments. A message goes
+//! once to each selected endpoint, and the caller hears back only when every append is
+//! durable.
+//!
+//! With no routing document stored, telemetry goes to the built-in log exactly as before
+//! routing existed, and the hub's events go nowhere (IoT Hub sends them only where a route
+//! says).
+
+pub mod config;
+pub mod hub_events;
+mod test_route;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::SecondsFormat;
+use ironhub_query::RoutingQuery;
+use ironhub_query::routing::{MessageParts, message_view};
+use ironhub_store::{Event, EventLog, EventStreams, NewEvent, WriteConflict};
+use serde_json::Value;
+
+pub use config::{Enrichment, Route, RoutingConfig, RoutingRules, RoutingSource, Target};
+pub use test_route::{TestMessage, TestOutcome, TestRouteResult};
+
+use crate::{Hub, HubError};
+
+/// How long a node uses the routing document it read before reading it again.
+pub const REFRESH: Duration = Duration::from_secs(1);
+
+/// The routing document compiled: conditions parsed, endpoints resolved.
+#[derive(Debug)]
+pub struct Compiled {
+    /// Whether a document is stored (without one, IoT Hub's defaults apply).
+    configured: bool,
+    config: RoutingConfig,
+    /// The enabled routes, with their conditions.
+    routes: Vec<(Route, RoutingQuery)>,
+    /// The fallback route's condition, when it is enabled.
+    fallback: Option<RoutingQuery>,
+    /// Endpoints by lower-case name: the name as written and where it goes.
+    targets: BTreeMap<String, (String, Target)>,
+    uses_twin: bool,
+}
+
+impl Compiled {
+    /// Compiles a validated document.
+    fn new(config: RoutingConfig, etag: Option<String>) -> Result<Self, HubError> {
+        let mut routes = Vec::new();
+        let mut uses_twin = config
+            .enrichments
+            .iter()
+            .any(|e| e.value.starts_with("$twin."));
+        for route in config.routes.iter().filter(|r| r.is_enabled) {
+            let query = config::compile(route)?;
+            uses_twin |= query.uses_twin();
+            routes.push((route.clone(), query));
+        }
+        let fallback_route = config.fallback();
+        let fallback = if fallback_route.is_enabled {
+            Some(config::compile(&fallback_route)?)
+        } else {
+            None
+        };
+        let targets = config
+            .targets()
+            .into_iter()
+            .map(|(name, target)| (name.to_ascii_lowercase(), (name, target)))
+            .collect();
+        Ok(Compiled {
+            configured: etag.is_some(),
+            config,
+            routes,
+            fallback,
+            targets,
+            uses_twin,
+        })
+    }
+
+    /// Whether an enabled route takes messages of `source` (else the hub need not build them).
+    pub fn has_routes(&self, source: RoutingSource) -> bool {
+        self.routes.iter().any(|(r, _)| r.source == source)
+    }
+
+    /// The endpoints (lower-case names, in order, each once) a message of `source` with the
+    /// routing view `view` goes to.
+    fn select(&self, source: RoutingSource, view: &Value) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (route, query) in &self.routes {
+            if route.source == source && query.matches(view) {
+                for e in &route.endpoint_names {
+                    let e = e.to_ascii_lowercase();
+                    if !out.contains(&e) {
+                        out.push(e);
+                    }
+                }
+            }
+        }
+        if out.is_empty()
+            && source == RoutingSource::DeviceMessages
+            && self.fallback.as_ref().is_some_and(|q| q.matches(view))
+        {
+            out.push(config::BUILT_IN.to_owned());
+        }
+        out
+    }
+}
+
+/// The node's copy of the routing document.
+#[derive(Debug, Default)]
+pub struct RoutingCache {
+    slot: Mutex<Option<(Instant, Arc<Compiled>)>>,
+}
+
+impl RoutingCache {
+    /// The cached document while it is fresh. When it has aged, the first caller gets `None`
+    /// (and reads the store) while the others keep using the old copy until it is replaced,
+    /// so a busy node reads the store once per [`REFRESH`], not once per message in flight.
+    fn fresh(&self) -> Option<Arc<Compiled>> {
+        let mut slot = self.slot.lock().ok()?;
+        let (read, compiled) = slot.as_mut()?;
+        if read.elapsed() < REFRESH {
+            return Some(compiled.clone());
+        }
+        *read = Instant::now();
+        None
+    }
+
+    fn put(&self, compiled: Arc<Compiled>) {
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some((Instant::now(), compiled));
+        }
+    }
+}
+
+impl Hub {
+    /// The same hub, able to route to named event streams (custom endpoints and the delivery
+    /// streams of external endpoints).
+    pub fn with_event_streams(mut self, streams: Arc<dyn EventStreams>) -> Self {
+        self.streams = Some(streams);
+        self
+    }
+
+    /// The named event streams, if the hub has them.
+    pub fn event_streams(&self) -> Option<&Arc<dyn EventStreams>> {
+        self.streams.as_ref()
+    }
+
+    /// The same hub reading `endpoint`'s event stream instead of the built-in log: what the
+    /// Event Hubs-style readers (`hub::events`, the REST stream, AMQP) use to read a custom
+    /// event stream endpoint like the built-in one. `None` or `events` is the built-in log.
+    /// A view for reading: the hub's other operations are unchanged.
+    pub async fn for_endpoint(&self, endpoint: Option<&str>) -> Result<Hub, HubError> {
+        let Some(name) = endpoint.filter(|e| !e.eq_ignore_ascii_case(config::BUILT_IN)) else {
+            return Ok(self.clone());
+        };
+        let compiled = self.compiled_routing().await?;
+        let stream = match compiled.targets.get(&name.to_ascii_lowercase()) {
+            Some((_, Target::Stream { stream, .. })) => stream.clone(),
+            _ => {
+                return Err(HubError::EndpointNotFound(format!(
+                    "There is no event stream endpoint named '{name}'."
+                )));
+            }
+        };
+        let log = match &self.streams {
+            Some(streams) => streams.stream(&stream).await?,
+            None => None,
+        }
+        .ok_or_else(|| {
+            HubError::EndpointNotFound(format!("The endpoint '{name}' has no stream yet."))
+        })?;
+        let mut view = self.clone();
+        view.events = log;
+        Ok(view)
+    }
+
+    /// The routing document as it applies now (cached for [`REFRESH`]).
+    pub async fn compiled_routing(&self) -> Result<Arc<Compiled>, HubError> {
+        if let Some(c) = self.routing.fresh() {
+            return Ok(c);
+        }
+        let compiled = Arc::new(match self.store.routing().await? {
+            Some(record) => {
+                let config: RoutingConfig = serde_json::from_value(record.doc).map_err(|e| {
+                    HubError::ServerError(format!("the stored routing document is unreadable: {e}"))
+                })?;
+                Compiled::new(config, Some(record.etag))?
+            }
+            None => Compiled::new(RoutingConfig::default(), None)?,
+        });
+        self.routing.put(compiled.clone());
+        Ok(compiled)
+    }
+
+    /// The routing document and its etag (`None` before one was written: IoT Hub's defaults).
+    pub async fn routing_config(&self) -> Result<(RoutingConfig, Option<String>), HubError> {
+        Ok(match self.store.routing().await? {
+            Some(record) => (
+                serde_json::from_value(record.doc).map_err(|e| {
+                    HubError::ServerError(format!("the stored routing document is unreadable: {e}"))
+                })?,
+                Some(record.etag),
+            ),
+            None => (RoutingConfig::default(), None),
+        })
+    }
+
+    /// Replaces the routing document, compare-and-swap on `if_match` (`*` or the etag read).
+    /// A document that fails validation, or whose streams cannot be opened, changes nothing.
+    /// The streams of its endpoints are created before it is stored.
+    pub async fn set_routing_config(
+        &self,
+        config: RoutingConfig,
+        if_match: Option<&str>,
+    ) -> Result<(RoutingConfig, String), HubError> {
+        config.validate()?;
+        for (name, target) in config.targets() {
+            if let Some((stream, partitions)) = streamed(&target) {
+                let streams = self.streams.as_ref().ok_or_else(|| {
+                    HubError::ArgumentInvalid(format!(
+                        "The endpoint '{name}' needs event streams, which this server was started without."
+                    ))
+                })?;
+                streams.open_stream(&stream, partitions).await?;
+            }
+        }
+        let doc =
+            serde_json::to_value(&config).map_err(|e| HubError::ServerError(e.to_string()))?;
+        let if_match = if_match.map(crate::registry::normalize_if_match);
+        let record = match self.store.put_routing(doc, if_match.clone()).await? {
+            Ok(r) => r,
+            Err(WriteConflict::EtagMismatch | WriteConflict::NotFound) => {
+                return Err(HubError::PreconditionFailed(if_match.unwrap_or_default()));
+            }
+            Err(WriteConflict::AlreadyExists) => {
+                return Err(HubError::ServerError("the routing write conflicted".into()));
+            }
+        };
+        self.routing.put(Arc::new(Compiled::new(
+            config.clone(),
+            Some(record.etag.clone()),
+        )?));
+        Ok((config, record.etag))
+    }
+
+    /// Sends a message of `source` where routing says; returns the events as appended (one
+    /// per endpoint, none when no route took it), once all are durable.
+    pub(crate) async fn route_message(
+        &self,
+        source: RoutingSource,
+        event: NewEvent,
+    ) -> Result<Vec<Event>, HubError> {
+        let compiled = self.compiled_routing().await?;
+        if !compiled.configured {
+            if source != RoutingSource::DeviceMessages {
+                return Ok(Vec::new());
+            }
+            return Ok(vec![self.events.append(event).await?]);
+        }
+        if source != RoutingSource::DeviceMessages && !compiled.has_routes(source) {
+            return Ok(Vec::new());
+        }
+        let twin = if compiled.uses_twin {
+            match self.get_twin(&event.device_id).await {
+                Ok(t) => serde_json::to_value(t).ok(),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        let mut system = event.system_properties.clone();
+        system.insert(
+            "iothub-enqueuedtime".into(),
+            self.now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        );
+        let view = message_view(MessageParts {
+            system: &system,
+            application: &event.application_properties,
+            body: &event.body,
+            twin: twin.as_ref(),
+        });
+        let mut appended = Vec::new();
+        for endpoint in compiled.select(source, &view) {
+            let Some((name, target)) = compiled.targets.get(&endpoint) else {
+                continue;
+            };
+            let mut copy = event.clone();
+            for e in compiled.config.enrichments.iter().filter(|e| {
+                e.endpoint_names
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
+            }) {
+                let value = self.enrichment_value(&e.value, twin.as_ref());
+                copy.application_properties
+                    .insert(e.key.clone(), Some(value));
+            }
+            let log = self.endpoint_log(target).await?;
+            appended.push(log.append(copy).await?);
+        }
+        Ok(appended)
+    }
+
+    /// The log an endpoint's messages are appended to.
+    async fn endpoint_log(&self, target: &Target) -> Result<Arc<dyn EventLog>, HubError> {
+        match streamed(target) {
+            None => Ok(self.events.clone()),
+            Some((stream, partitions)) => {
+                let streams = self.streams.as_ref().ok_or_else(|| {
+                    HubError::ServerError(
+                        "routing names a stream, but the server has no event streams".into(),
+                    )
+                })?;
+                Ok(streams.open_stream(&stream, partitions).await?)
+            }
+        }
+    }
+
+    /// An enrichment's value: `$iothubname`, a `$twin.…` path (its text when the twin has
+    /// nothing there, as IoT Hub stamps it), or the static value.
+    fn enrichment_value(&self, value: &str, twin: Option<&Value>) -> String {
+        if value.eq_ignore_ascii_case("$iothubname") {
+            return crate::events::event_hub_name(self.host_name()).to_owned();
+        }
+        if let Some(path) = value.strip_prefix("$twin.") {
+            let found = twin.and_then(|t| path.split('.').try_fold(t, |at, key| at.get(key)));
+            return match found {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => value.to_owned(),
+            };
+        }
+        value.to_owned()
+    }
+}
+
+/// The stream of a target and its partition count, `None` for the built-in log.
+fn streamed(target: &Target) -> Option<(String, u32)> {
+    match target {
+        Target::BuiltIn => None,
+        Target::Stream { stream, partitions } => Some((stream.clone(), *partitions)),
+        Target::External { stream, .. } => Some((stream.clone(), config::DEFAULT_PARTITIONS)),
+    }
+}
