@@ -1,4 +1,5 @@
-//! [`WebClient`]: plain, unsigned HTTP(S) calls (custom allocation webhooks, Azure Storage).
+//! [`WebClient`]: plain, unsigned HTTP(S) calls (custom allocation webhooks, Azure Storage,
+//! routing's webhook endpoints).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,8 +68,8 @@ impl WebClient {
     }
 
     /// One request to `url` with `headers` (and a User-Agent), within `timeout`; the answer
-    /// whatever its status.
-    pub(crate) async fn exchange(
+    /// whatever its status (routing's webhook endpoints deliver with it).
+    pub async fn exchange(
         &self,
         method: Method,
         url: &str,

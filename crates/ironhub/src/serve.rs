@@ -228,6 +228,12 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             stopped.clone(),
         )),
         tokio::spawn(measure_latencies(dps.clone(), stopped.clone())),
+        // Routing's external endpoints (files, webhooks, NATS subjects).
+        tokio::spawn(crate::endpoint_pumps::run(
+            hub.clone(),
+            config.data_dir.join("endpoints"),
+            stopped.clone(),
+        )),
         tokio::spawn(enforce_retention(
             hub.events().clone(),
             hub.event_streams().cloned(),

@@ -57,13 +57,20 @@ pub fn delivery_stream_name(endpoint: &str) -> String {
     format!("$delivery.{}", endpoint.to_ascii_lowercase())
 }
 
-/// Checks an external endpoint's settings: the endpoints crate replaces this with each
-/// kind's own check (the seam where the two meet). Here: a JSON object with a `name`.
+/// Checks an external endpoint's settings with its kind's own rules (`ironhub-endpoints`).
 pub fn validate_external(kind: ExternalKind, settings: &Value) -> Result<(), String> {
-    let _ = kind;
-    match settings.get("name") {
-        Some(Value::String(_)) => Ok(()),
-        _ => Err("an endpoint must be an object with a string 'name'".into()),
+    ironhub_endpoints::validate(kind.into(), settings)
+        .map(|_| ())
+        .map_err(|e| e.0)
+}
+
+impl From<ExternalKind> for ironhub_endpoints::EndpointKind {
+    fn from(kind: ExternalKind) -> Self {
+        match kind {
+            ExternalKind::StorageContainer => ironhub_endpoints::EndpointKind::StorageContainers,
+            ExternalKind::Webhook => ironhub_endpoints::EndpointKind::Webhooks,
+            ExternalKind::NatsSubject => ironhub_endpoints::EndpointKind::NatsSubjects,
+        }
     }
 }
 
@@ -156,8 +163,10 @@ impl RoutingRules for RoutingConfig {
                 )));
             }
             for settings in list {
+                // Named, not printed: settings may hold a password.
+                let name = settings.get("name").and_then(Value::as_str).unwrap_or("?");
                 validate_external(kind, settings)
-                    .map_err(|e| invalid(format!("The endpoint {settings} is not valid: {e}.")))?;
+                    .map_err(|e| invalid(format!("The endpoint '{name}' is not valid: {e}.")))?;
             }
         }
         let mut names = BTreeSet::new();
@@ -244,6 +253,21 @@ impl RoutingRules for RoutingConfig {
         }
         Ok(())
     }
+}
+
+/// The external endpoints' settings, for their delivery pumps (a stored document was
+/// validated; an entry that no longer passes is left out and logged).
+pub fn external_endpoints(config: &RoutingConfig) -> Vec<ironhub_endpoints::Settings> {
+    let mut out = Vec::new();
+    for (kind, list) in external(config) {
+        for settings in list {
+            match ironhub_endpoints::validate(kind.into(), settings) {
+                Ok(s) => out.push(s),
+                Err(e) => tracing::warn!(error = %e, "a stored routing endpoint is not valid"),
+            }
+        }
+    }
+    out
 }
 
 /// The external endpoints by kind.
