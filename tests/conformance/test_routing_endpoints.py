@@ -220,3 +220,23 @@ def test_an_endpoint_that_is_down_holds_back_no_other(endpoints):
         return [m for m in published if m.subject == "telemetry.routed-2"]
 
     assert wait_until("the NATS subject", nats_messages)[0].data == b'{"temperature": 50, "n": 9}'
+
+    # The endpoint nobody listens on gives the message up after its two attempts: it is kept
+    # as a dead letter, readable like an event stream as the endpoint `$deadletter.nowhere`.
+    def dead_letters():
+        params = {"from": "start", "timeout": "1", "endpoint": "$deadletter.nowhere", "api-version": API}
+        with rest_stream(hub, params) as r:
+            if r.status_code == 404:  # the pump has not opened its dead-letter stream yet
+                return []
+            assert r.status_code == 200, r.text
+            return [json.loads(line) for line in r.iter_lines() if line]
+
+    dead = wait_until("the dead letter", lambda: [e for e in dead_letters() if e.get("deviceId") == "routed-2"])
+    assert base64.b64decode(dead[0]["bodyBase64"]) == b'{"temperature": 50, "n": 9}'
+
+
+def rest_stream(hub, params: dict) -> requests.Response:
+    parts = hub.connection_string_parts()
+    auth = sas(hub.hostname, parts["SharedAccessKey"], parts["SharedAccessKeyName"])
+    return requests.get(f"https://{hub.address}/events/consumergroups/$Default/stream", params=params,
+                        headers={"Authorization": auth}, stream=True, timeout=WAIT_S, verify=hub.ca_file)

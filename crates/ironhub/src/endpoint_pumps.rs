@@ -10,14 +10,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ironhub_endpoints::{EndpointPumps, EndpointStreams, PumpConfig, SinkContext, SinkFactory};
 use ironhub_hub::Hub;
-use ironhub_hub::routing::config::{DEFAULT_PARTITIONS, delivery_stream_name, external_endpoints};
+use ironhub_hub::routing::config::{
+    DEFAULT_PARTITIONS, dead_letter_stream_name, delivery_stream_name, external_endpoints,
+};
 use ironhub_store::{EventLog, EventStreams};
 use tokio::sync::watch;
-
-/// The stream an external endpoint's dead letters go to.
-pub fn dead_letter_stream_name(endpoint: &str) -> String {
-    format!("$deadletter.{}", endpoint.to_ascii_lowercase())
-}
 
 #[derive(Debug)]
 struct HubStreams(Arc<dyn EventStreams>);

@@ -57,6 +57,15 @@ pub fn delivery_stream_name(endpoint: &str) -> String {
     format!("$delivery.{}", endpoint.to_ascii_lowercase())
 }
 
+/// The stream an external endpoint's dead letters go to (what its pump gave up delivering),
+/// readable like a custom stream as the endpoint `$deadletter.{name}`.
+pub fn dead_letter_stream_name(endpoint: &str) -> String {
+    format!("{DEAD_LETTER_PREFIX}{}", endpoint.to_ascii_lowercase())
+}
+
+/// How the dead letters of an external endpoint are named among endpoints and streams.
+pub const DEAD_LETTER_PREFIX: &str = "$deadletter.";
+
 /// Checks an external endpoint's settings with its kind's own rules (`ironhub-endpoints`).
 pub fn validate_external(kind: ExternalKind, settings: &Value) -> Result<(), String> {
     ironhub_endpoints::validate(kind.into(), settings)

@@ -159,8 +159,19 @@ impl Hub {
             return Ok(self.clone());
         };
         let compiled = self.compiled_routing().await?;
-        let stream = match compiled.targets.get(&name.to_ascii_lowercase()) {
-            Some((_, Target::Stream { stream, .. })) => stream.clone(),
+        // `$deadletter.{name}`: what an external endpoint's pump gave up delivering.
+        let dead_letters = name
+            .get(..config::DEAD_LETTER_PREFIX.len())
+            .filter(|p| p.eq_ignore_ascii_case(config::DEAD_LETTER_PREFIX))
+            .map(|_| &name[config::DEAD_LETTER_PREFIX.len()..]);
+        let target = compiled
+            .targets
+            .get(&dead_letters.unwrap_or(name).to_ascii_lowercase());
+        let stream = match (target, dead_letters) {
+            (Some((_, Target::Stream { stream, .. })), None) => stream.clone(),
+            (Some((_, Target::External { .. })), Some(endpoint)) => {
+                config::dead_letter_stream_name(endpoint)
+            }
             _ => {
                 return Err(HubError::EndpointNotFound(format!(
                     "There is no event stream endpoint named '{name}'."
