@@ -121,6 +121,11 @@ impl AcceptLoop {
         self
     }
 
+    /// How long open connections get after shutdown (zero: none).
+    pub fn drain(&self) -> Duration {
+        self.drain
+    }
+
     /// Accepts on `listener` until `shutdown` turns true, serving each admitted connection with
     /// `handler` (which gets the shutdown signal too), then drains or drops what is open.
     pub async fn run<H, F>(
