@@ -21,8 +21,7 @@ use tower::ServiceExt as _;
 
 use crate::body::BodyReadTimeout;
 
-/// How long open connections get to finish when the server shuts down, unless the accept
-/// loop says otherwise (`AcceptLoop::with_drain`).
+/// How long open connections get to finish when the server shuts down.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the TLS layer knows about the client of a request.
@@ -67,12 +66,8 @@ pub async fn serve_tls(
     timeouts: ReadTimeouts,
     shutdown: watch::Receiver<bool>,
 ) {
-    let drain = match accept.drain() {
-        d if d.is_zero() => DRAIN_TIMEOUT,
-        d => d,
-    };
     accept
-        .with_drain(drain)
+        .with_drain(DRAIN_TIMEOUT)
         .run(listener, shutdown, move |connection, shutdown| {
             serve_connection(connection, app.clone(), timeouts, shutdown)
         })

@@ -161,10 +161,15 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         ironhub_tls::server_config(&chain, &key, false)?,
         limiter,
     );
-    // On a stop, device connections close themselves (the hub's drain) and get this long.
-    let https_accept = https_accept.with_drain(config.drain_timeout);
-    let mqtt_accept = mqtt_accept.with_drain(config.drain_timeout);
-    let amqp_accept = amqp_accept.with_drain(config.drain_timeout);
+    // On a stop, device connections close themselves once acknowledged (the hub's drain) and
+    // get this long; what is not a device connection yet is dropped.
+    let drain = hub.drain().clone();
+    let idle = move || {
+        let drain = drain.clone();
+        async move { drain.idle().await }
+    };
+    let mqtt_accept = mqtt_accept.with_drain_until(config.drain_timeout, idle.clone());
+    let amqp_accept = amqp_accept.with_drain_until(config.drain_timeout, idle);
 
     // The ports are reserved now (so that a taken port fails the start at once) but only
     // listened on once the hub's and the DPS's records are written: a client that can connect
