@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import requests
 from azure.iot.device import IoTHubDeviceClient, Message
 
 from conftest import STOP_TIMEOUT_S, test_address
-from dps_helpers import stored_events
+from dps_helpers import stored_events, wait_for
 
 IRONHUB_ADDRESS = test_address("127.0.0.180")
 HEALTH_PORT = 8080
@@ -25,15 +24,6 @@ WAIT_S = 20.0
 
 def ironhub_args(workdir) -> list[str]:
     return ["--health-listen", f"{IRONHUB_ADDRESS}:{HEALTH_PORT}", "--drain-timeout-seconds", "5"]
-
-
-def wait_for(predicate, what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_live_and_ready_over_https_and_plain_http(hub):
@@ -88,7 +78,7 @@ class Sender:
 def test_sigterm_drains_device_connections_after_their_acknowledgements(hub, rm):
     senders = [Sender(hub, rm, "drain-mqtt", False), Sender(hub, rm, "drain-ws", True)]
     try:
-        wait_for(lambda: all(len(s.acknowledged) >= 3 for s in senders), "telemetry flowing")
+        wait_for(lambda: all(len(s.acknowledged) >= 3 for s in senders), what="telemetry flowing")
         assert requests.get(f"http://{hub.address}:{HEALTH_PORT}/health/ready", timeout=10).status_code == 200
         for s in senders:
             assert rm.get_device(s.device_id).connection_state == "Connected"

@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,17 +70,9 @@ where
 
 /// GET over HTTPS, trusting the server's CA, without credentials.
 async fn https_get(hub: &TestHub, path: &str) -> (u16, Value) {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in ironhub_tls::read_certs(&hub.server.ca_certificate).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(ironhub_tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let tcp = TcpStream::connect(hub.server.https_addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = hub
+        .tls_connector(None)
         .connect(ServerName::try_from(HOST).unwrap(), tcp)
         .await
         .unwrap();
