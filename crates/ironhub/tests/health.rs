@@ -180,3 +180,22 @@ async fn a_stop_closes_device_connections_after_their_acknowledgements() {
     );
     assert_eq!(domain.drain().open_connections(), 0);
 }
+
+#[tokio::test]
+async fn a_device_connecting_while_draining_is_told_the_server_is_unavailable() {
+    let hub = hub_with_health_port().await;
+    let key = hub.device("late", serde_json::json!({})).await;
+    hub.server.hub.drain().begin();
+    let (_client, code) = hub.connect_sas("late", &key, false).await;
+    assert_eq!(code, ConnectReturnCode::ServiceUnavailable);
+    assert_eq!(
+        hub.server
+            .hub
+            .get_device("late")
+            .await
+            .unwrap()
+            .connection_state,
+        ironhub_store::ConnectionState::Disconnected
+    );
+    hub.server.shutdown().await;
+}

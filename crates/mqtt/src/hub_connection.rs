@@ -49,13 +49,18 @@ where
     session.end(end).await;
 }
 
-/// CONNECT's checks: the protocol, the client id and username; then the hub authenticates.
+/// CONNECT's checks: the protocol, the node not draining, the client id and username; then
+/// the hub authenticates.
 async fn admit(
     ctx: &ConnectionContext,
     connect: &Connect,
 ) -> Result<AuthenticatedDevice, ConnectReturnCode> {
     if connect.protocol != Protocol::V4 {
         return Err(ConnectReturnCode::RefusedProtocolVersion);
+    }
+    // A connection accepted just before a drain began: the device goes elsewhere.
+    if ctx.hub.drain().is_draining() {
+        return Err(ConnectReturnCode::ServiceUnavailable);
     }
     let (device_id, module_id) = match connect.client_id.split_once('/') {
         Some((d, m)) => (d.to_owned(), Some(m.to_owned())),
