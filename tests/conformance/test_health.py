@@ -88,7 +88,8 @@ def test_sigterm_drains_device_connections_after_their_acknowledgements(hub, rm)
         hub.proc = None
         assert code == 0, hub.logs()
         for s in senders:
-            assert s.dropped.wait(WAIT_S), f"{s.device_id}: the SDK did not see its connection closed"
+            wait_for(lambda: s.dropped.is_set() or not s.client.connected,
+                     what=f"{s.device_id}: the SDK to see its connection closed")
             s.thread.join(WAIT_S)
             assert not s.thread.is_alive(), f"{s.device_id}: the sender is still blocked"
         log = open(hub.stderr_path).read()
@@ -107,10 +108,17 @@ def test_sigterm_drains_device_connections_after_their_acknowledgements(hub, rm)
         assert "marked devices connected before the restart" not in restarted, restarted
     finally:
         for s in senders:
-            try:
-                s.client.shutdown()
-            except Exception:
-                pass
+            # Bounded: the SDK's shutdown waits on its own disconnect.
+            closing = threading.Thread(target=_shut_down, args=(s.client,), daemon=True)
+            closing.start()
+            closing.join(WAIT_S)
+
+
+def _shut_down(client) -> None:
+    try:
+        client.shutdown()
+    except Exception:
+        pass
 
 
 def log_of_last_start(hub) -> str:
