@@ -155,8 +155,23 @@ where
     };
     let sessions = SessionAcceptor::new();
     let mut tasks = JoinSet::new();
-    while let Ok(session) = sessions.accept(&mut connection).await {
-        tasks.spawn(serve_session(session, shared.clone()));
+    // Counted open until closed; a drain of the node closes the connection (every message
+    // received so far was settled when it was stored).
+    let drain = shared.ctx.hub.drain().clone();
+    let _open = drain.track();
+    loop {
+        tokio::select! {
+            session = sessions.accept(&mut connection) => match session {
+                Ok(session) => {
+                    tasks.spawn(serve_session(session, shared.clone()));
+                }
+                Err(_) => break,
+            },
+            () = drain.begun() => {
+                tracing::debug!(%peer, "AMQP connection closed: the server is draining");
+                break;
+            }
+        }
     }
     let _ = closing.send(true);
     shared.devices.close_all();

@@ -26,6 +26,7 @@ mod error;
 mod events_api;
 mod extract;
 mod file_upload_api;
+mod health_api;
 mod hub_api;
 mod listener;
 mod modules_api;
@@ -39,5 +40,6 @@ mod websocket;
 
 pub use body::MAX_BODY_BYTES;
 pub use error::{ApiError, DpsApiError};
+pub use health_api::{LIVE_PATH, READY_PATH, serve_health};
 pub use listener::{ConnectionInfo, ReadTimeouts, serve_tls};
 pub use routes::{hub_router, router, router_with_amqp};

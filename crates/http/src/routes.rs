@@ -51,6 +51,7 @@ pub fn router_with_amqp(
         .merge(query_api::routes())
         .merge(routing_api::routes())
         .merge(certificates_api::routes::<Hub>());
+    let health = crate::health_api::routes(hub.clone());
     let mut app = hub_routes.with_state(hub).merge(websocket);
     if let Some(dps) = dps {
         app = app.merge(
@@ -68,8 +69,8 @@ pub fn router_with_amqp(
         })
         .layer(middleware::from_fn(api_version::check_api_version))
         .layer(middleware::from_fn(body::linger));
-    // The path is normalized before it is routed.
-    Router::new().fallback_service(app.map_request(normalize_path))
+    // The path is normalized before it is routed. The health routes take no `api-version`.
+    health.fallback_service(app.map_request(normalize_path))
 }
 
 /// The hub's API alone (a server without DPS, and tests).

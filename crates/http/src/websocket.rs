@@ -133,5 +133,20 @@ async fn bridge(
     // Closing our end of the pipe ends the session (as a dropped connection).
     drop(ws_end);
     let _ = session.await;
-    let _ = socket.send(Message::Close(None)).await;
+    if socket.send(Message::Close(None)).await.is_ok() {
+        // RFC 6455, 5.5.1: the client answers a Close with its own before the TCP connection
+        // closes; closing at once makes some clients (paho's WebSocket transport) fail writing
+        // that answer and never report the disconnect. Bounded.
+        let _ = tokio::time::timeout(CLOSE_ANSWER_WAIT, async {
+            while let Some(Ok(frame)) = socket.recv().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
+
+/// How long a closing WebSocket waits for the client's Close.
+const CLOSE_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);

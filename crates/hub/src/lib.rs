@@ -16,6 +16,7 @@ pub mod digital_twin;
 mod error;
 pub mod events;
 pub mod file_upload;
+pub mod health;
 pub mod issuing_cas;
 pub mod keys;
 pub mod methods;
@@ -72,6 +73,8 @@ pub struct Hub {
     streams: Option<Arc<dyn EventStreams>>,
     /// This node's copy of the routing document.
     routing: Arc<routing::RoutingCache>,
+    /// This node's drain (see `health`).
+    drain: health::Drain,
 }
 
 impl Hub {
@@ -96,6 +99,7 @@ impl Hub {
             issuing_cas: None,
             streams: None,
             routing: Arc::default(),
+            drain: health::Drain::default(),
         })
     }
 

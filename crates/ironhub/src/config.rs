@@ -24,6 +24,9 @@ const MAX_RETENTION_MB: u64 = 1024 * 1024;
 /// Longest TLS handshake, header read or body read timeout accepted: five minutes.
 const MAX_TIMEOUT_SECONDS: u32 = 300;
 
+/// How long a stop waits for connections to drain by default.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn chrono_hours(hours: u32) -> chrono::Duration {
     chrono::Duration::hours(i64::from(hours))
 }
@@ -34,7 +37,8 @@ pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
     /// amqp_listen,
     /// max_connections, max_connections_per_address, tls_handshake_timeout_seconds,
-    /// http_header_read_timeout_seconds, http_body_read_timeout_seconds,
+    /// http_header_read_timeout_seconds, http_body_read_timeout_seconds, health_listen,
+    /// drain_timeout_seconds,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
     /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
     /// issuing_ca_key, issued_certificate_days, issued_certificate_renewal, `[[issuing_cas]]`
@@ -82,6 +86,14 @@ pub struct ServeArgs {
     /// and disconnected [default: 30].
     #[arg(long, env = "IRONHUB_HTTP_BODY_READ_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=MAX_TIMEOUT_SECONDS as i64))]
     pub http_body_read_timeout_seconds: Option<u32>,
+    /// A plain-HTTP address answering only `/health/live` and `/health/ready`, for load
+    /// balancers that do not speak TLS [default: none; HTTPS answers them always].
+    #[arg(long, env = "IRONHUB_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+    /// How long a stop (SIGTERM, SIGINT) waits for device connections to close after their
+    /// acknowledgements and for open HTTP requests, 1 to 300 [default: 10].
+    #[arg(long, env = "IRONHUB_DRAIN_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=MAX_TIMEOUT_SECONDS as i64))]
+    pub drain_timeout_seconds: Option<u32>,
     /// Your own server certificate chain (PEM) instead of the generated one.
     #[arg(long, env = "IRONHUB_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -168,6 +180,8 @@ struct FileConfig {
     tls_handshake_timeout_seconds: Option<u32>,
     http_header_read_timeout_seconds: Option<u32>,
     http_body_read_timeout_seconds: Option<u32>,
+    health_listen: Option<SocketAddr>,
+    drain_timeout_seconds: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     partitions: Option<u32>,
@@ -246,6 +260,10 @@ pub struct ServeConfig {
     pub connection_limits: ConnectionLimits,
     /// How long an HTTPS client may take to send a request's head and its body.
     pub read_timeouts: ReadTimeouts,
+    /// The plain-HTTP health address, when there is one.
+    pub health_listen: Option<SocketAddr>,
+    /// How long a stop waits for connections to drain.
+    pub drain_timeout: Duration,
     pub tls_cert: Option<(PathBuf, PathBuf)>,
     pub partitions: u32,
     /// What the event log keeps (enforced periodically while serving).
@@ -411,6 +429,12 @@ impl ServeArgs {
                 .unwrap_or_else(|| default_amqp_listen(https_listen)),
             connection_limits,
             read_timeouts,
+            health_listen: self.health_listen.or(file.health_listen),
+            drain_timeout: timeout(
+                "drain_timeout_seconds",
+                self.drain_timeout_seconds.or(file.drain_timeout_seconds),
+                DEFAULT_DRAIN_TIMEOUT,
+            )?,
             tls_cert,
             partitions: self
                 .partitions

@@ -26,19 +26,53 @@ pub struct Server {
     pub https_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub amqp_addr: SocketAddr,
+    /// The plain-HTTP health address, when `--health-listen` asked for one.
+    pub health_addr: Option<SocketAddr>,
     /// The CA certificate clients trust.
     pub ca_certificate: std::path::PathBuf,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The plain-HTTP health listener, stopped last: it answers 503 through the drain.
+    health: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    /// How long [`Server::shutdown`] waits for connections to drain.
+    drain_timeout: Duration,
     /// Held while the server runs: no second server writes to its data directory.
     _lock: DataDirLock,
 }
 
 impl Server {
-    /// Stops accepting, lets open HTTP requests finish, and ends MQTT sessions.
+    /// Drains, then stops: readiness turns 503 at once, the listeners stop accepting, device
+    /// connections (MQTT, AMQP, WebSocket) close once what they received is acknowledged (the
+    /// devices recorded disconnected), open HTTP requests finish; all within the drain
+    /// timeout, after which what is left is dropped.
     pub async fn shutdown(self) {
+        let drain = self.hub.drain().clone();
+        drain.begin();
+        tracing::info!(
+            device_connections = drain.open_connections(),
+            timeout_seconds = self.drain_timeout.as_secs(),
+            "draining"
+        );
         let _ = self.stop.send(true);
-        for task in self.tasks {
+        let mut tasks = self.tasks;
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            for task in &mut tasks {
+                let _ = task.await;
+            }
+            drain.idle().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                device_connections = drain.open_connections(),
+                "the drain timed out: closing what is left"
+            );
+            for task in &tasks {
+                task.abort();
+            }
+        }
+        if let Some((stop, task)) = self.health {
+            let _ = stop.send(true);
             let _ = task.await;
         }
     }
@@ -143,6 +177,15 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         ironhub_tls::server_config(&chain, &key, false)?,
         limiter,
     );
+    // On a stop, device connections close themselves once acknowledged (the hub's drain) and
+    // get this long; what is not a device connection yet is dropped.
+    let drain = hub.drain().clone();
+    let idle = move || {
+        let drain = drain.clone();
+        async move { drain.idle().await }
+    };
+    let mqtt_accept = mqtt_accept.with_drain_until(config.drain_timeout, idle.clone());
+    let amqp_accept = amqp_accept.with_drain_until(config.drain_timeout, idle);
 
     // The ports are reserved now (so that a taken port fails the start at once) but only
     // listened on once the hub's and the DPS's records are written: a client that can connect
@@ -153,6 +196,14 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let https_addr = https_socket.local_addr()?;
     let mqtt_addr = mqtt_socket.local_addr()?;
     let amqp_addr = amqp_socket.local_addr()?;
+    let health_socket = config
+        .health_listen
+        .map(|addr| reserve(addr, "health checks", "--health-listen"))
+        .transpose()?;
+    let health_addr = health_socket
+        .as_ref()
+        .map(TcpSocket::local_addr)
+        .transpose()?;
 
     let endpoint = Endpoint {
         host_name: hub.host_name().to_owned(),
@@ -198,6 +249,15 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let https = listen(https_socket, https_addr, "HTTPS", "--https-listen")?;
     let mqtt = listen(mqtt_socket, mqtt_addr, "MQTT", "--mqtt-listen")?;
     let amqp = listen(amqp_socket, amqp_addr, "AMQP", "--amqp-listen")?;
+    let health = match (health_socket, health_addr) {
+        (Some(socket), Some(addr)) => {
+            let listener = listen(socket, addr, "health checks", "--health-listen")?;
+            let (stop, stopped) = watch::channel(false);
+            let task = tokio::spawn(ironhub_http::serve_health(listener, hub.clone(), stopped));
+            Some((stop, task))
+        }
+        _ => None,
+    };
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(ironhub_http::serve_tls(
@@ -255,9 +315,12 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         https_addr,
         mqtt_addr,
         amqp_addr,
+        health_addr,
         ca_certificate: std::path::absolute(&generated.ca).unwrap_or(generated.ca),
         stop,
         tasks,
+        health,
+        drain_timeout: config.drain_timeout,
         _lock: lock,
     })
 }
@@ -445,6 +508,9 @@ fn announce(config: &ServeConfig, server: &Server) {
     println!("  HTTPS (REST, MQTT over WebSocket): {}", server.https_addr);
     println!("  MQTT over TLS:                     {}", server.mqtt_addr);
     println!("  AMQP over TLS (Event Hubs, C2D):   {}", server.amqp_addr);
+    if let Some(addr) = server.health_addr {
+        println!("  health checks (plain HTTP):        {addr}");
+    }
     match &config.tls_cert {
         // The generated ca.pem did not sign a certificate the user brought.
         Some((cert, _)) => println!(

@@ -68,6 +68,9 @@ pub fn read_packet(buf: &mut BytesMut) -> Result<Option<Packet>, ConnError> {
     }
 }
 
+/// How long closing the write side may take.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl<S: AsyncRead + AsyncWrite> Conn<S> {
     pub(crate) fn new(stream: S, peer: SocketAddr) -> Self {
         let (reader, writer) = tokio::io::split(stream);
@@ -126,6 +129,12 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
         }
         self.writer.write_all(&out).await.map_err(ConnError::Io)?;
         self.writer.flush().await.map_err(ConnError::Io)
+    }
+
+    /// Closes the write side (a TLS close_notify, then FIN), bounded: the server ends the
+    /// connection (a drain) and the client sees it closed.
+    pub(crate) async fn close(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.writer.shutdown()).await;
     }
 }
 

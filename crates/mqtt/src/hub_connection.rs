@@ -3,6 +3,7 @@
 //! bus messages and timers and writes what it answers, until either side ends it.
 
 use ironhub_auth::Credentials;
+use ironhub_hub::health::Drain;
 use ironhub_hub::{AuthenticatedDevice, DeviceLogin, HubError};
 use rumqttc::mqttbytes::Protocol;
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
@@ -26,6 +27,8 @@ where
         }
     };
     let key = admitted.identity.key();
+    // Counted open until the session ended, so a drain waits for its acknowledgements.
+    let _open = ctx.hub.drain().track();
     // Attached, and recorded connected, before CONNACK: a device that is told it is connected
     // is seen as connected.
     let device = ctx.hub.connect_device(admitted).await;
@@ -33,7 +36,10 @@ where
     let connack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false));
     let end = if conn.send(connack).await.is_ok() {
         tracing::info!(target: "Connections", device = %key, peer = %ctx.peer, "device connected");
-        let end = run(&mut conn, &mut session).await;
+        let end = run(&mut conn, &mut session, ctx.hub.drain()).await;
+        if end == End::Drained {
+            conn.close().await;
+        }
         tracing::info!(target: "Connections", device = %key, end = ?end, "device disconnected");
         end
     } else {
@@ -43,13 +49,18 @@ where
     session.end(end).await;
 }
 
-/// CONNECT's checks: the protocol, the client id and username; then the hub authenticates.
+/// CONNECT's checks: the protocol, the node not draining, the client id and username; then
+/// the hub authenticates.
 async fn admit(
     ctx: &ConnectionContext,
     connect: &Connect,
 ) -> Result<AuthenticatedDevice, ConnectReturnCode> {
     if connect.protocol != Protocol::V4 {
         return Err(ConnectReturnCode::RefusedProtocolVersion);
+    }
+    // A connection accepted just before a drain began: the device goes elsewhere.
+    if ctx.hub.drain().is_draining() {
+        return Err(ConnectReturnCode::ServiceUnavailable);
     }
     let (device_id, module_id) = match connect.client_id.split_once('/') {
         Some((d, m)) => (d.to_owned(), Some(m.to_owned())),
@@ -97,10 +108,13 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The connection's loop: buffered packets first, then whichever comes first of the socket,
-/// the bus, the cloud-to-device timer, the keep-alive and the token's expiry.
+/// the bus, the cloud-to-device timer, the keep-alive, the token's expiry and the node's
+/// drain. Each packet is answered (its PUBACK after what it carries is durable) before the
+/// next is waited for, so a drain ends the connection with every received message answered.
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     session: &mut HubSession,
+    drain: &Drain,
 ) -> End {
     let expiry = session.expiry();
     let idle = session.idle();
@@ -144,6 +158,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 tracing::info!(peer = %conn.peer, "SAS token expired");
                 return End::Unclean;
             }
+            () = drain.begun() => return End::Drained,
         };
         if let Err(end) = deliver(conn, session, answer).await {
             return end;

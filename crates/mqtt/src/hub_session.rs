@@ -34,6 +34,9 @@ pub(crate) enum End {
     Graceful,
     /// Another connection of the device took over.
     TakenOver,
+    /// The server is draining: the connection is closed after what it received was
+    /// acknowledged, without the Will (the device reconnects to another node).
+    Drained,
     /// Anything else: a dropped socket, a protocol violation, an expired token, a timeout.
     Unclean,
 }

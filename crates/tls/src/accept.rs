@@ -87,7 +87,13 @@ pub struct AcceptLoop {
     acceptor: TlsAcceptor,
     limiter: Arc<ConnectionLimiter>,
     drain: Duration,
+    /// What the drain waits for instead of every connection's end (see
+    /// [`AcceptLoop::with_drain_until`]).
+    idle: Option<Idle>,
 }
+
+/// A future that resolves once the connections that matter have ended.
+type Idle = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl std::fmt::Debug for AcceptLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,6 +117,7 @@ impl AcceptLoop {
             acceptor: TlsAcceptor::from(tls),
             limiter,
             drain: Duration::ZERO,
+            idle: None,
         }
     }
 
@@ -118,6 +125,19 @@ impl AcceptLoop {
     /// sees the shutdown signal and closes gracefully).
     pub fn with_drain(mut self, drain: Duration) -> Self {
         self.drain = drain;
+        self
+    }
+
+    /// Gives open connections up to `drain` after shutdown, but waits only until `idle`
+    /// resolves (say, once the sessions that hold acknowledgements closed themselves): the
+    /// rest (a half-done handshake, an idle socket) is dropped then.
+    pub fn with_drain_until<F, Fut>(mut self, drain: Duration, idle: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.drain = drain;
+        self.idle = Some(Arc::new(move || Box::pin(idle())));
         self
     }
 
@@ -162,7 +182,10 @@ impl AcceptLoop {
         drop(listener);
         if !self.drain.is_zero() {
             let _ = tokio::time::timeout(self.drain, async {
-                while connections.join_next().await.is_some() {}
+                match &self.idle {
+                    Some(idle) => idle().await,
+                    None => while connections.join_next().await.is_some() {},
+                }
             })
             .await;
         }

@@ -57,6 +57,24 @@ impl TestHub {
         &self,
         client_cert: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
     ) -> Client {
+        let tcp = TcpStream::connect(self.server.mqtt_addr).await.unwrap();
+        let tls = self
+            .tls_connector(client_cert)
+            .connect(ServerName::try_from(HOST).unwrap(), tcp)
+            .await
+            .unwrap();
+        Client {
+            tls,
+            buf: BytesMut::new(),
+            next_pkid: 1,
+        }
+    }
+
+    /// A TLS client trusting the server's CA, with `client_cert` when given.
+    pub fn tls_connector(
+        &self,
+        client_cert: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+    ) -> tokio_rustls::TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         for c in ironhub_tls::read_certs(&self.server.ca_certificate).unwrap() {
             roots.add(c).unwrap();
@@ -69,16 +87,7 @@ impl TestHub {
             Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
             None => builder.with_no_client_auth(),
         };
-        let tcp = TcpStream::connect(self.server.mqtt_addr).await.unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from(HOST).unwrap(), tcp)
-            .await
-            .unwrap();
-        Client {
-            tls,
-            buf: BytesMut::new(),
-            next_pkid: 1,
-        }
+        tokio_rustls::TlsConnector::from(Arc::new(config))
     }
 
     /// Connects `id` with a SAS token signed by `key`; returns the client and the CONNACK code.
