@@ -2,6 +2,7 @@
 //! twin of the module's own.
 
 use base64::Engine as _;
+use chrono::Utc;
 use ironhub_store::{DeviceRecord, ModuleRecord, TwinRecord, WriteConflict};
 use serde_json::Value;
 
@@ -94,7 +95,7 @@ impl Hub {
         {
             return Err(HubError::PreconditionFailed(tag.clone()));
         }
-        let (next, pushed) = service_update(&current, doc, replace)?;
+        let (next, pushed) = service_update(&current, doc, replace, &azure_time(Some(Utc::now())))?;
         // Compare-and-swap on what was read (the client's etag was checked above).
         let saved = match self
             .store
@@ -140,7 +141,7 @@ impl Hub {
         // Compare-and-swap, retried: a service may update the same twin meanwhile.
         for _ in 0..5 {
             let (_, _, current) = self.load_module_twin(&who.device_id, module_id).await?;
-            let next = apply_reported(&current, &patch)?;
+            let next = apply_reported(&current, &patch, &azure_time(Some(Utc::now())))?;
             match self
                 .store
                 .put_module_twin(module_id, next, Some(current.etag.clone()))

@@ -343,10 +343,12 @@ pub(crate) type DesiredPush = (u64, Map<String, Value>);
 /// A service's `PATCH` (`replace == false`) or `PUT` (`replace == true`) of a twin's tags and
 /// desired properties applied to `current` (device's or module's): the next twin, and the
 /// desired patch with its version to push to the device, if desired properties changed.
+/// `now` (an [`azure_time`]) stamps the changed properties' `$metadata`.
 pub(crate) fn service_update(
     current: &TwinRecord,
     doc: &Value,
     replace: bool,
+    now: &str,
 ) -> Result<(TwinRecord, Option<DesiredPush>), HubError> {
     if !doc.is_object() {
         return Err(invalid("The twin must be a JSON object.".into()));
@@ -359,7 +361,6 @@ pub(crate) fn service_update(
     if let Some(Change::Merge(d)) = &desired {
         validate(d, Section::Desired, 1)?;
     }
-    let now = azure_time(Some(Utc::now()));
     let mut next = current.clone();
     let mut pushed = None;
     match tags {
@@ -368,7 +369,7 @@ pub(crate) fn service_update(
             if replace {
                 next.tags = Map::new();
             }
-            merge(&mut next.tags, &mut unused, &t, &now, None);
+            merge(&mut next.tags, &mut unused, &t, now, None);
             check_size(&next.tags, Section::Tags)?;
         }
         Some(Change::Clear) => next.tags = Map::new(),
@@ -390,7 +391,7 @@ pub(crate) fn service_update(
             &mut next.desired,
             &mut next.desired_metadata,
             &patch,
-            &now,
+            now,
             Some(v),
         );
         check_size(&next.desired, Section::Desired)?;
@@ -451,7 +452,9 @@ impl Hub {
         {
             return Err(HubError::PreconditionFailed(tag.clone()));
         }
-        let (next, pushed) = service_update(&current, doc, replace)?;
+        // One time for the stored `$metadata` and the change notification.
+        let now = azure_time(Some(Utc::now()));
+        let (next, pushed) = service_update(&current, doc, replace, &now)?;
         // Compare-and-swap on what was read (the client's etag was checked above).
         let saved = self.save_twin(next, Some(current.etag.clone())).await?;
         let mut notification = json!({ "version": saved.version });
@@ -459,7 +462,8 @@ impl Hub {
             notification["tags"] = Value::Object(saved.tags.clone());
         }
         if let Some((version, patch)) = &pushed {
-            notification["properties"] = json!({ "desired": notified_section(patch, *version, &azure_time(Some(Utc::now()))) });
+            notification["properties"] =
+                json!({ "desired": notified_section(patch, *version, &now) });
         }
         let op = if replace {
             TwinOp::Replace
@@ -497,10 +501,10 @@ impl Hub {
         // Compare-and-swap, retried: a service may update the same twin meanwhile.
         for _ in 0..5 {
             let (_, current) = self.load_twin(device_id).await?;
-            let next = apply_reported(&current, &patch)?;
+            let now = azure_time(Some(Utc::now()));
+            let next = apply_reported(&current, &patch, &now)?;
             match self.save_twin(next, Some(current.etag.clone())).await {
                 Ok(saved) => {
-                    let now = azure_time(Some(Utc::now()));
                     let reported = notified_section(&patch, saved.reported_version, &now);
                     let body = json!({
                         "version": saved.version,
@@ -546,21 +550,22 @@ pub(crate) fn reported_patch(body: &[u8]) -> Result<Map<String, Value>, HubError
     Ok(patch)
 }
 
-/// `current` with a reported properties patch merged, its versions counted up.
+/// `current` with a reported properties patch merged at `now` (an [`azure_time`]), its versions
+/// counted up.
 pub(crate) fn apply_reported(
     current: &TwinRecord,
     patch: &Map<String, Value>,
+    now: &str,
 ) -> Result<TwinRecord, HubError> {
     let mut next = current.clone();
     next.reported_version += 1;
     next.version += 1;
-    let now = azure_time(Some(Utc::now()));
     let v = next.reported_version;
     merge(
         &mut next.reported,
         &mut next.reported_metadata,
         patch,
-        &now,
+        now,
         Some(v),
     );
     check_size(&next.reported, Section::Reported)?;

@@ -163,18 +163,23 @@ impl EventStreams for NatsEventStreams {
         }
         let mut open = self.open.lock().await;
         open.remove(name);
-        // Every partition stream, whatever count it was created with, then the stream's
-        // keys (count, groups, checkpoints), then its catalog entry.
+        // Its partition streams (as many as its recorded count; every possible one when a
+        // creation stopped before recording it), then the stream's keys (count, groups,
+        // checkpoints), then its catalog entry.
         let key = escape(&nats_stream(name));
-        let mut partition = 0u32;
-        while partition < MAX_STREAM_PARTITIONS {
+        let partitions = catalog
+            .get(&format!("{key}.partitions"))
+            .await
+            .map_err(|e| engine("read a stream's partition count", e))?
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok())
+            .unwrap_or(MAX_STREAM_PARTITIONS);
+        for partition in 0..partitions {
             let stream = self.names.partition_stream(&nats_stream(name), partition);
             match self.js.delete_stream(&stream).await {
                 Ok(_) => {}
                 Err(e) if e.to_string().contains("not found") => {}
                 Err(e) => return Err(engine(&format!("delete stream {stream}"), e)),
             }
-            partition += 1;
         }
         let mut keys = catalog
             .keys()
