@@ -1,0 +1,185 @@
+//! Provisioning one simulated device through DPS over MQTT with an enrollment group's key
+//! (the device's key derived from it, as the device SDKs do): CONNECT as
+//! `{scope}/registrations/{id}`, SUBSCRIBE to the answers, register, poll until assigned.
+//! The request/answer exchange follows `crates/bench/src/provision.rs` (`request`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use bytes::BytesMut;
+use ironhub_auth::{derive_device_key, sas, unix_now};
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, Publish, Subscribe};
+use serde_json::{Value, json};
+
+use crate::net::{BoxStream, Dialer, read, write};
+
+/// The DPS device API version the SDKs use.
+const API_VERSION: &str = "2021-06-01";
+/// The longest wait between two status polls, whatever `retry-after` says.
+const MAX_POLL: Duration = Duration::from_secs(1);
+/// How many status polls before giving up.
+const MAX_POLLS: u32 = 60;
+
+/// Where and how devices provision.
+#[derive(Debug, Clone)]
+pub struct Dps {
+    /// The DPS endpoint's host name (its certificate's name).
+    pub host: String,
+    /// The address its MQTT port listens on.
+    pub address: SocketAddr,
+    pub id_scope: String,
+    /// The enrollment group's symmetric key (base64).
+    pub group_key: String,
+}
+
+/// What DPS assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub hub: String,
+    pub device_id: String,
+    /// The device's key (derived from the group key).
+    pub key: String,
+}
+
+impl Dps {
+    /// Registers `registration_id` and waits until DPS assigns it.
+    pub async fn provision(
+        &self,
+        dialer: &Dialer,
+        n: usize,
+        registration_id: &str,
+    ) -> anyhow::Result<Assignment> {
+        let key = derive_device_key(&self.group_key, registration_id)
+            .context("--group-key is not a base64 key")?;
+        let scope = &self.id_scope;
+        let token = sas::generate(
+            &format!("{scope}/registrations/{registration_id}"),
+            &key,
+            unix_now() + 3600,
+            Some("registration"),
+        )?;
+        let mut stream = dialer.connect(self.address, n).await?;
+        let mut buf = BytesMut::new();
+        let mut c = Connect::new(registration_id);
+        c.keep_alive = 60;
+        c.set_login(
+            format!("{scope}/registrations/{registration_id}/api-version={API_VERSION}"),
+            token,
+        );
+        write(&mut stream, Packet::Connect(c)).await?;
+        match read(&mut stream, &mut buf).await? {
+            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {}
+            other => bail!("DPS refused the connection: {other:?}"),
+        }
+        let mut s = Subscribe::new("$dps/registrations/res/#", QoS::AtLeastOnce);
+        s.pkid = 1;
+        write(&mut stream, Packet::Subscribe(s)).await?;
+        match read(&mut stream, &mut buf).await? {
+            Packet::SubAck(_) => {}
+            other => bail!("no SUBACK from DPS: {other:?}"),
+        }
+        let body = json!({ "registrationId": registration_id }).to_string();
+        let (status, mut wait, answer) = request(
+            &mut stream,
+            &mut buf,
+            1,
+            "$dps/registrations/PUT/iotdps-register/?$rid=1".into(),
+            body.into_bytes(),
+        )
+        .await?;
+        if status != 202 {
+            bail!("the register request was answered {status}: {answer}");
+        }
+        let operation = answer["operationId"]
+            .as_str()
+            .context("the register answer has no operationId")?
+            .to_owned();
+        for rid in 2..MAX_POLLS + 2 {
+            tokio::time::sleep(wait).await;
+            let (status, retry, answer) = request(
+                &mut stream,
+                &mut buf,
+                rid,
+                format!(
+                    "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={operation}"
+                ),
+                Vec::new(),
+            )
+            .await?;
+            wait = retry;
+            match (status, answer["status"].as_str()) {
+                (200, Some("assigned")) => {
+                    let _ = write(&mut stream, Packet::Disconnect).await;
+                    let state = &answer["registrationState"];
+                    let text = |name: &str| {
+                        state[name]
+                            .as_str()
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .with_context(|| format!("an assigned answer without {name}: {answer}"))
+                    };
+                    return Ok(Assignment {
+                        hub: text("assignedHub")?,
+                        device_id: text("deviceId")?,
+                        key,
+                    });
+                }
+                (202 | 200, Some("assigning" | "unassigned")) => {}
+                _ => bail!("a status poll was answered {status}: {answer}"),
+            }
+        }
+        bail!("not assigned after {MAX_POLLS} polls")
+    }
+}
+
+/// Publishes a DPS request at QoS 1 and waits for its answer (`res/{status}/?$rid={rid}`):
+/// the status, how long to wait before polling (`retry-after`, at most [`MAX_POLL`]) and
+/// the body.
+async fn request(
+    stream: &mut BoxStream,
+    buf: &mut BytesMut,
+    rid: u32,
+    topic: String,
+    payload: Vec<u8>,
+) -> anyhow::Result<(u16, Duration, Value)> {
+    let mut p = Publish::new(topic, QoS::AtLeastOnce, payload);
+    p.pkid = u16::try_from(rid % 65_535 + 1).unwrap_or(1);
+    write(stream, Packet::Publish(p)).await?;
+    loop {
+        match read(stream, buf).await? {
+            Packet::PubAck(_) => {}
+            Packet::Publish(answer) => {
+                let (path, query) = answer.topic.split_once("/?").unwrap_or((&answer.topic, ""));
+                let status = path
+                    .strip_prefix("$dps/registrations/res/")
+                    .and_then(|s| s.parse::<u16>().ok())
+                    .with_context(|| format!("not a DPS answer: {}", answer.topic))?;
+                let mut mine = false;
+                let mut wait = Duration::from_millis(200);
+                for pair in query.split('&') {
+                    match pair.split_once('=') {
+                        Some(("$rid", r)) => mine = r == rid.to_string(),
+                        Some(("retry-after", s)) => {
+                            if let Ok(s) = s.parse::<u64>() {
+                                wait = Duration::from_secs(s).min(MAX_POLL);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if !mine {
+                    bail!("an answer to another request: {}", answer.topic);
+                }
+                let body = if answer.payload.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&answer.payload)?
+                };
+                return Ok((status, wait, body));
+            }
+            other => bail!("an unexpected packet from DPS: {other:?}"),
+        }
+    }
+}
