@@ -2,7 +2,7 @@
 //! REST API, so it works against a real Azure IoT Hub (and DPS) too.
 //!
 //! Each command group is one module that owns its flags (clap) and its handler: `hub`,
-//! `device` and `dps` (each composing its own groups in the same way), `info`, and `serve`
+//! `device` and `dps` (each composing its own groups in the same way), `info`, `simulate` (the engine is `ironhub_simulate`'s), and `serve`
 //! (flags in [`crate::config`], handler in [`crate::serve`]). [`Cli`] composes them. The
 //! helpers they share (`args`, `login`, `output`, `sas`, and `certificate`, the certificate
 //! group both `hub` and `dps` mount) import no command module.
@@ -20,6 +20,7 @@ pub mod info;
 mod login;
 mod output;
 mod sas;
+pub mod simulate;
 
 /// `ironhub`: the server and its CLI, as one command tree.
 #[derive(Debug, Parser)]
@@ -46,6 +47,8 @@ pub enum Command {
     Device(device::DeviceArgs),
     /// Device Provisioning Service commands, as `az iot dps`.
     Dps(dps::DpsArgs),
+    /// A fleet of simulated devices against a hub (or any MQTT broker), with a load report.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Runs a parsed command line.
@@ -56,6 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hub(args) => hub::run(args).await,
         Command::Device(args) => device::run(args).await,
         Command::Dps(args) => dps::run(args).await,
+        Command::Simulate(args) => simulate::run(args).await,
     }
 }
 
