@@ -12,14 +12,17 @@ use anyhow::bail;
 use bytes::BytesMut;
 use ironhub_auth::{sas, unix_now};
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, Publish, Subscribe, SubscribeFilter};
+use rumqttc::mqttbytes::v4::{
+    Connect, ConnectReturnCode, Packet, Publish, Subscribe, SubscribeFilter,
+};
 use tokio::io::{AsyncWriteExt as _, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
+use crate::config::Config;
 use crate::net::{BoxStream, Dialer, read, write};
+use crate::phase::Phase;
 use crate::stats::{Latency, Stats, bump};
-use crate::{Config, Phase};
 
 /// How long a device waits for its last PUBACKs once it has stopped sending.
 const PUBACK_WAIT: Duration = Duration::from_secs(10);
@@ -155,7 +158,14 @@ impl Device {
             }
         });
         let result = self
-            .traffic(config, stats, &mut wr, &mut incoming, sending_done, &mut leave)
+            .traffic(
+                config,
+                stats,
+                &mut wr,
+                &mut incoming,
+                sending_done,
+                &mut leave,
+            )
             .await;
         reader.abort();
         if result.is_ok() {
@@ -220,9 +230,10 @@ impl Device {
         loop {
             match read(rd, buf).await? {
                 Packet::SubAck(a) => {
-                    if a.return_codes.iter().any(|c| {
-                        matches!(c, rumqttc::mqttbytes::v4::SubscribeReasonCode::Failure)
-                    }) {
+                    if a.return_codes
+                        .iter()
+                        .any(|c| matches!(c, rumqttc::mqttbytes::v4::SubscribeReasonCode::Failure))
+                    {
                         bail!("a subscription was refused");
                     }
                     return Ok(());
@@ -255,13 +266,16 @@ impl Device {
         let offset = config
             .msg_interval
             .mul_f64((self.index % 1000) as f64 / 1000.0);
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, config.msg_interval);
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + offset, config.msg_interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let twin_every = config.twin_interval.unwrap_or(Duration::from_secs(86_400));
-        let mut twin_tick = tokio::time::interval_at(tokio::time::Instant::now() + twin_every, twin_every);
+        let mut twin_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + twin_every, twin_every);
         twin_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let ping_every = Duration::from_secs(u64::from(KEEP_ALIVE_SECS) / 2);
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let deadline = config.deadline;
         let mut inflight: HashMap<u16, Instant> = HashMap::new();
         let (mut due, mut seq, mut pkid, mut twin_rid) = (0u64, 0u64, 0u16, 0u64);
@@ -281,9 +295,7 @@ impl Device {
                 let topic = if config.plain_mqtt {
                     telemetry_topic.clone()
                 } else {
-                    format!(
-                        "{telemetry_topic}$.mid={mid}&$.ct=application%2Fjson&$.ce=utf-8"
-                    )
+                    format!("{telemetry_topic}$.mid={mid}&$.ct=application%2Fjson&$.ce=utf-8")
                 };
                 let mut p = Publish::new(topic, qos, body(seq, config.msg_size));
                 if config.qos1 {
@@ -314,7 +326,8 @@ impl Device {
                 drain_until = Some(tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
             }
             let sleep_until = drain_until.unwrap_or_else(|| {
-                deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400))
+                deadline
+                    .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400))
             });
             tokio::select! {
                 _ = tick.tick(), if sending => due += 1,
@@ -390,7 +403,11 @@ impl Device {
         } else if p.topic.starts_with("devices/") && p.topic.contains("/messages/devicebound/") {
             bump(&stats.c2d_received);
             if p.qos == QoS::AtLeastOnce {
-                write(wr, Packet::PubAck(rumqttc::mqttbytes::v4::PubAck::new(p.pkid))).await?;
+                write(
+                    wr,
+                    Packet::PubAck(rumqttc::mqttbytes::v4::PubAck::new(p.pkid)),
+                )
+                .await?;
                 bump(&stats.c2d_completed);
             }
         }

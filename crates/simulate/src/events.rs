@@ -71,7 +71,10 @@ fn seen(run: &str, line: &str, stats: &Stats) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    stats.record(Latency::Stream, Duration::from_micros(now.saturating_sub(at)));
+    stats.record(
+        Latency::Stream,
+        Duration::from_micros(now.saturating_sub(at)),
+    );
     bump(&stats.in_stream);
 }
 
@@ -84,8 +87,16 @@ mod tests {
     fn only_the_runs_messages_count() {
         let stats = Stats::default();
         let id = crate::device::message_id("run1", 0, 0);
-        seen("run1", &format!(r#"{{"systemProperties":{{"message-id":"{id}"}}}}"#), &stats);
-        seen("run1", r#"{"systemProperties":{"message-id":"run2.0.0.1"}}"#, &stats);
+        seen(
+            "run1",
+            &format!(r#"{{"systemProperties":{{"message-id":"{id}"}}}}"#),
+            &stats,
+        );
+        seen(
+            "run1",
+            r#"{"systemProperties":{"message-id":"run2.0.0.1"}}"#,
+            &stats,
+        );
         seen("run1", r#"{"systemProperties":{}}"#, &stats);
         seen("run1", "not json", &stats);
         assert_eq!(get(&stats.in_stream), 1);

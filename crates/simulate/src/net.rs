@@ -35,7 +35,10 @@ pub struct Dialer {
 impl Dialer {
     /// A dialer; `tls` names the host whose certificate is checked, `sources` the local
     /// addresses used in turn (empty: the system picks).
-    pub fn new(tls: Option<(Arc<rustls::ClientConfig>, &str)>, sources: Vec<IpAddr>) -> anyhow::Result<Dialer> {
+    pub fn new(
+        tls: Option<(Arc<rustls::ClientConfig>, &str)>,
+        sources: Vec<IpAddr>,
+    ) -> anyhow::Result<Dialer> {
         let tls = match tls {
             Some((config, host)) => Some((
                 config,

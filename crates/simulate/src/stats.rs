@@ -43,9 +43,11 @@ pub enum Latency {
 
 fn histogram() -> Mutex<Histogram<u64>> {
     // Microseconds from 1 µs to an hour, three significant digits.
-    Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| {
-        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"))
-    }))
+    Mutex::new(
+        Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| {
+            Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"))
+        }),
+    )
 }
 
 impl Default for Stats {
@@ -237,7 +239,10 @@ impl Report {
         for (name, p) in [
             ("connect", &self.latency_ms.connect),
             ("publish→PUBACK", &self.latency_ms.publish_to_puback),
-            ("publish→event stream", &self.latency_ms.publish_to_event_stream),
+            (
+                "publish→event stream",
+                &self.latency_ms.publish_to_event_stream,
+            ),
         ] {
             if let Some(p) = p {
                 out.push_str(&format!(
@@ -249,7 +254,11 @@ impl Report {
         if self.errors.is_empty() {
             out.push_str("errors: none\n");
         } else {
-            let list: Vec<String> = self.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let list: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
             out.push_str(&format!("errors: {}\n", list.join(", ")));
         }
         out

@@ -41,7 +41,12 @@ pub struct SimulateArgs {
     pub hub_name: Option<String>,
     /// A service connection string with RegistryRead (RegistryWrite for --create) and
     /// ServiceConnect (to read the event stream back).
-    #[arg(long = "login", short = 'l', env = "IRONHUB_CONNECTION_STRING", hide_env_values = true)]
+    #[arg(
+        long = "login",
+        short = 'l',
+        env = "IRONHUB_CONNECTION_STRING",
+        hide_env_values = true
+    )]
     pub login: Option<String>,
     /// On the server's machine: log in from its data directory [default: ./ironhub-data when
     /// no --login is given].
@@ -74,7 +79,12 @@ pub struct SimulateArgs {
     #[arg(long = "connect-rate", default_value_t = 0.0)]
     pub connect_rate: f64,
     /// Seconds between two messages of one device.
-    #[arg(long = "msg-interval", visible_alias = "mi", default_value_t = 3.0, conflicts_with = "msg_rate")]
+    #[arg(
+        long = "msg-interval",
+        visible_alias = "mi",
+        default_value_t = 3.0,
+        conflicts_with = "msg_rate"
+    )]
     pub msg_interval: f64,
     /// Messages per second over the whole fleet (instead of --msg-interval).
     #[arg(long = "msg-rate")]
@@ -159,7 +169,10 @@ impl SimulateArgs {
         if !(self.connect_rate.is_finite() && self.connect_rate >= 0.0) {
             bail!("--connect-rate must be 0 or a positive number");
         }
-        let duration = self.duration.map(|d| seconds("--duration", d)).transpose()?;
+        let duration = self
+            .duration
+            .map(|d| seconds("--duration", d))
+            .transpose()?;
         let twin_interval = self
             .twin_interval
             .map(|t| seconds("--twin-interval", t))
@@ -255,7 +268,14 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let host = ironhub_client::host_without_port(session.host()).to_owned();
         let (_, address) = resolve(&host, MQTT_PORT).await?;
         let dialer = Dialer::new(Some((tls.clone(), host.as_str())), sources)?;
-        (Fleet::Hub { host, address, keys }, dialer)
+        (
+            Fleet::Hub {
+                host,
+                address,
+                keys,
+            },
+            dialer,
+        )
     };
     let progress = if args.no_progress {
         Progress::Off
@@ -280,31 +300,37 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
-    use crate::cli::{Cli, Command};
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
 
     fn parse(args: &[&str]) -> SimulateArgs {
-        let mut all = vec!["ironhub", "simulate"];
+        let mut all = vec!["simulate"];
         all.extend_from_slice(args);
-        match Cli::try_parse_from(all).unwrap().command {
-            Command::Simulate(a) => a,
-            other => panic!("{other:?}"),
-        }
+        Cli::try_parse_from(all).unwrap().args
     }
 
     #[test]
     fn rates_counts_and_durations() {
-        let c = parse(&["--device-count", "50", "--msg-rate", "100"]).config().unwrap();
+        let c = parse(&["--device-count", "50", "--msg-rate", "100"])
+            .config()
+            .unwrap();
         assert_eq!(c.msg_interval, Duration::from_millis(500));
-        assert_eq!(c.msg_count, Some(100), "az's default count without a duration");
+        assert_eq!(
+            c.msg_count,
+            Some(100),
+            "az's default count without a duration"
+        );
         let c = parse(&["--duration", "5", "--qos", "0"]).config().unwrap();
         assert_eq!(c.msg_count, None);
         assert!(!c.qos1);
         assert!(parse(&["--msg-interval", "0"]).config().is_err());
         assert!(parse(&["--device-count", "0"]).config().is_err());
-        assert!(
-            Cli::try_parse_from(["ironhub", "simulate", "--create", "--mqtt-broker", "h:1"]).is_err()
-        );
-        assert!(Cli::try_parse_from(["ironhub", "simulate", "--dps-scope", "s"]).is_err());
+        assert!(Cli::try_parse_from(["simulate", "--create", "--mqtt-broker", "h:1"]).is_err());
+        assert!(Cli::try_parse_from(["simulate", "--dps-scope", "s"]).is_err());
     }
 
     #[tokio::test]
