@@ -115,6 +115,7 @@ impl Device {
         sending_done: &mut Option<mpsc::UnboundedSender<()>>,
         mut leave: watch::Receiver<bool>,
     ) -> Result<(), (&'static str, anyhow::Error)> {
+        let admitted = phase.admit().await;
         let started = Instant::now();
         let stream = dialer
             .connect(self.address, self.index)
@@ -129,6 +130,7 @@ impl Device {
         stats.record(Latency::Connect, started.elapsed());
         bump(&stats.connected);
         phase.connected(started);
+        drop(admitted);
         let hub = matches!(self.login, Login::Hub { .. });
         if hub {
             self.subscribe(&mut wr, &mut rd, &mut buf, config.twin_interval.is_some())

@@ -17,8 +17,6 @@ use crate::phase::Phase;
 use crate::progress::{self, Progress};
 use crate::stats::{self, Latency, Report, Stats, bump, get};
 
-/// Connections opened at once when no connect rate is given.
-const CONNECT_CONCURRENCY: usize = 100;
 /// Registry requests made at once while devices are created or read.
 const REGISTRY_CONCURRENCY: usize = 16;
 /// How long devices stay once they have all stopped sending, at most, while the event stream
@@ -106,7 +104,6 @@ pub async fn run(
     let config = Arc::new(config);
     let (done_tx, mut done) = mpsc::unbounded_channel();
     let (leave_tx, leave) = watch::channel(false);
-    let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let mut devices = JoinSet::new();
     let t0 = tokio::time::Instant::now();
     for i in 0..config.device_count {
@@ -117,7 +114,7 @@ pub async fn run(
             stats.clone(),
             phase.clone(),
         );
-        let (done_tx, leave, gate) = (done_tx.clone(), leave.clone(), gate.clone());
+        let (done_tx, leave) = (done_tx.clone(), leave.clone());
         devices.spawn(async move {
             if config.connect_rate > 0.0 {
                 tokio::time::sleep_until(
@@ -125,7 +122,7 @@ pub async fn run(
                 )
                 .await;
             }
-            let permit = gate.acquire_owned().await;
+            let permit = phase.admit().await;
             let device = match ready(&config, &fleet, &dialer, &stats, i).await {
                 Ok(device) => device,
                 Err((kind, _e)) => {
