@@ -100,8 +100,8 @@ impl Device {
         let result = self
             .session(&config, &dialer, &stats, &phase, &mut done, leave)
             .await;
-        if let Err((kind, _e)) = result {
-            stats.error(kind);
+        if let Err((kind, e)) = result {
+            stats.error_because(kind, &e);
         }
         tell(&mut done);
     }

@@ -34,8 +34,8 @@ pub async fn read(
     ];
     let mut lines = match client.event_stream("$Default", &query).await {
         Ok(lines) => lines,
-        Err(_) => {
-            stats.error("event-stream");
+        Err(e) => {
+            stats.error_because("event-stream", &e.into());
             return;
         }
     };
@@ -48,8 +48,12 @@ pub async fn read(
             }
             line = lines.next_line() => match line {
                 Ok(Some(line)) => seen(&run, &line, &stats),
-                Ok(None) | Err(_) => {
-                    stats.error("event-stream");
+                Ok(None) => {
+                    stats.error_because("event-stream", &anyhow::anyhow!("the server ended the stream"));
+                    return;
+                }
+                Err(e) => {
+                    stats.error_because("event-stream", &e.into());
                     return;
                 }
             },

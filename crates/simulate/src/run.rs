@@ -125,8 +125,8 @@ pub async fn run(
             let permit = phase.admit().await;
             let device = match ready(&config, &fleet, &dialer, &stats, i).await {
                 Ok(device) => device,
-                Err((kind, _e)) => {
-                    stats.error(kind);
+                Err((kind, e)) => {
+                    stats.error_because(kind, &e);
                     let _ = done_tx.send(());
                     return;
                 }
@@ -135,8 +135,8 @@ pub async fn run(
             let dialer = match &device.login {
                 Login::Hub { host, .. } => match dialer.for_host(host) {
                     Ok(d) => d,
-                    Err(_) => {
-                        stats.error("connect");
+                    Err(e) => {
+                        stats.error_because("connect", &e);
                         let _ = done_tx.send(());
                         return;
                     }
@@ -313,5 +313,6 @@ fn report(
             publish_to_event_stream: stats.percentiles(Latency::Stream),
         },
         errors: stats.errors(),
+        first_errors: stats.first_errors(),
     }
 }

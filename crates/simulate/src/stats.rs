@@ -25,6 +25,7 @@ pub struct Stats {
     pub methods_received: AtomicU64,
     pub methods_answered: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
+    first_errors: Mutex<BTreeMap<String, String>>,
     connect: Mutex<Histogram<u64>>,
     puback: Mutex<Histogram<u64>>,
     stream: Mutex<Histogram<u64>>,
@@ -66,6 +67,7 @@ impl Default for Stats {
             methods_received: AtomicU64::new(0),
             methods_answered: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
+            first_errors: Mutex::new(BTreeMap::new()),
             connect: histogram(),
             puback: histogram(),
             stream: histogram(),
@@ -91,6 +93,19 @@ impl Stats {
     /// Counts an error of `kind` (`connect`, `provision`, `puback-timeout`, …).
     pub fn error(&self, kind: &str) {
         *lock(&self.errors).entry(kind.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Counts an error of `kind` and keeps the first message of each kind.
+    pub fn error_because(&self, kind: &str, why: &anyhow::Error) {
+        self.error(kind);
+        lock(&self.first_errors)
+            .entry(kind.to_owned())
+            .or_insert_with(|| format!("{why:#}"));
+    }
+
+    /// The first message of each kind of error (for errors counted with one).
+    pub fn first_errors(&self) -> BTreeMap<String, String> {
+        lock(&self.first_errors).clone()
     }
 
     /// The errors counted so far.
@@ -159,6 +174,8 @@ pub struct Report {
     pub latency_ms: Latencies,
     /// Errors by kind; empty when none happened.
     pub errors: BTreeMap<String, u64>,
+    /// The first error message of each kind that has one.
+    pub first_errors: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -260,6 +277,9 @@ impl Report {
                 .map(|(k, n)| format!("{k} {n}"))
                 .collect();
             out.push_str(&format!("errors: {}\n", list.join(", ")));
+            for (kind, why) in &self.first_errors {
+                out.push_str(&format!("  first {kind} error: {why}\n"));
+            }
         }
         out
     }
@@ -284,5 +304,13 @@ mod tests {
         s.error("connect");
         s.error("connect");
         assert_eq!(s.errors().get("connect"), Some(&2));
+        s.error_because("provision", &anyhow::anyhow!("first"));
+        s.error_because("provision", &anyhow::anyhow!("second"));
+        assert_eq!(s.errors().get("provision"), Some(&2));
+        assert_eq!(
+            s.first_errors().get("provision").map(String::as_str),
+            Some("first")
+        );
+        assert_eq!(s.first_errors().get("connect"), None);
     }
 }

@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use ironhub_simulate::{Config, Dialer, Dps, Fleet, MQTT_PORT, Progress, Stats};
 
-use crate::cli::login::{CommonArgs, Session};
+use crate::cli::login::{CommonArgs, DEFAULT_DATA_DIR, Session};
 use crate::cli::output::{self, Format};
 
 /// `--output` of `simulate`.
@@ -203,12 +203,17 @@ impl SimulateArgs {
     }
 
     /// The hub login: required unless the devices are plain MQTT clients or provision
-    /// through DPS (then without a login the event stream is not read back).
+    /// through DPS (then without a login, given or from ./ironhub-data, the event stream is not
+    /// read back and only --ca-file and the system's roots are trusted).
     async fn session(&self) -> anyhow::Result<Option<Session>> {
         if self.mqtt_broker.is_some() {
             return Ok(None);
         }
-        if self.dps_scope.is_some() && self.login.is_none() && self.data_dir.is_none() {
+        if self.dps_scope.is_some()
+            && self.login.is_none()
+            && self.data_dir.is_none()
+            && !std::path::Path::new(DEFAULT_DATA_DIR).is_dir()
+        {
             return Ok(None);
         }
         let common = CommonArgs {
@@ -284,9 +289,18 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     };
     let report = ironhub_simulate::run(config, fleet, dialer, client, progress, stats).await?;
     match args.output {
-        ReportFormat::Json => output::print(&serde_json::to_value(&report)?, Format::Json),
-        ReportFormat::Text => emit(&report.to_text()),
+        ReportFormat::Json => output::print(&serde_json::to_value(&report)?, Format::Json)?,
+        ReportFormat::Text => emit(&report.to_text())?,
     }
+    if report.devices.connected == 0 {
+        let kinds: Vec<String> = report
+            .errors
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        bail!("no device connected (errors: {})", kinds.join(", "));
+    }
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]
