@@ -408,7 +408,10 @@ async fn module_twins_and_identities_emit_events_with_the_module_id() {
         assert_eq!(app["moduleId"].as_deref(), Some("m1"));
         assert_eq!(app["hubName"].as_deref(), Some("myhub"));
         assert!(app.contains_key("operationTimestamp"));
-        assert_eq!(e.event.system_properties["iothub-connection-module-id"], "m1");
+        assert_eq!(
+            e.event.system_properties["iothub-connection-module-id"],
+            "m1"
+        );
         assert_eq!(e.event.module_id.as_deref(), Some("m1"));
     }
     let body =
@@ -429,7 +432,10 @@ async fn file_batches_are_iot_hubs_unless_the_server_allows_small_ones() {
     let err = hub.set_routing_config(doc.clone(), None).await.unwrap_err();
     assert!(matches!(err, HubError::ArgumentInvalid(_)), "{err}");
     assert!(err.to_string().contains("60 to 720"), "{err}");
-    assert!(hub.routing_config().await.unwrap().1.is_none(), "nothing stored");
+    assert!(
+        hub.routing_config().await.unwrap().1.is_none(),
+        "nothing stored"
+    );
     let allowing = hub.with_routing_allowances(ironhub_hub::routing::Allowances {
         small_file_batches: true,
     });
