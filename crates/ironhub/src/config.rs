@@ -757,6 +757,39 @@ http_body_read_timeout_seconds = 9
     }
 
     #[test]
+    fn small_file_batches_are_off_unless_the_file_or_a_flag_allows_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironhub.toml");
+        std::fs::write(&file, "allow_small_file_batches = true\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        assert!(
+            from_file
+                .resolve()
+                .unwrap()
+                .routing_allowances
+                .small_file_batches
+        );
+        let flag_wins = ServeArgs {
+            config: Some(file),
+            allow_small_file_batches: Some(false),
+            ..ServeArgs::default()
+        };
+        assert!(
+            !flag_wins
+                .resolve()
+                .unwrap()
+                .routing_allowances
+                .small_file_batches
+        );
+        let default = ServeArgs::default().resolve().unwrap();
+        assert!(!default.routing_allowances.small_file_batches);
+        assert!(default.routing.is_none());
+    }
+
+    #[test]
     fn file_upload_from_the_file_table_and_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ironhub.toml");
