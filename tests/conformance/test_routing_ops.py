@@ -17,32 +17,17 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
 from azure.iot.device import IoTHubDeviceClient, Message
 from azure.iot.hub.models import Twin, TwinProperties
 
 from conftest import ironhub_bin, test_address
-from dps_helpers import sas
+from routing_helpers import put_routing, rest, stream_events
 
 IRONHUB_ADDRESS = test_address("127.0.0.190")
 WEBHOOK_ADDRESS = test_address("127.0.0.191")
 WEBHOOK_PORT = 8191
-API = "2021-04-12"
 TIMEOUT_S = 60
 WAIT_S = 30
-
-
-def rest(hub, method: str, path: str, **kwargs) -> requests.Response:
-    parts = hub.connection_string_parts()
-    headers = {"Authorization": sas(hub.hostname, parts["SharedAccessKey"], parts["SharedAccessKeyName"]),
-               **kwargs.pop("headers", {})}
-    return requests.request(method, f"https://{hub.address}{path}", params={"api-version": API},
-                            headers=headers, timeout=TIMEOUT_S, verify=hub.ca_file, **kwargs)
-
-
-def put_routing(hub, doc: dict) -> requests.Response:
-    etag = rest(hub, "GET", "/routing").headers.get("ETag")
-    return rest(hub, "PUT", "/routing", json=doc, headers={"If-Match": etag} if etag else {})
 
 
 def cli(hub, *args: str):
@@ -50,19 +35,6 @@ def cli(hub, *args: str):
                           text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"`{' '.join(args)}` exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return json.loads(proc.stdout)
-
-
-def stream_events(hub, endpoint: str) -> list[dict]:
-    """Every event of a stream endpoint through the REST event stream, from the start, until a
-    second passes without one."""
-    parts = hub.connection_string_parts()
-    params = {"from": "start", "timeout": "1", "api-version": API, "endpoint": endpoint}
-    with requests.get(f"https://{hub.address}/events/consumergroups/$Default/stream", params=params,
-                      headers={"Authorization": sas(hub.hostname, parts["SharedAccessKey"],
-                                                    parts["SharedAccessKeyName"])},
-                      stream=True, timeout=TIMEOUT_S, verify=hub.ca_file) as r:
-        assert r.status_code == 200, r.text
-        return [json.loads(line) for line in r.iter_lines() if line]
 
 
 def wait_for(what: str, check):

@@ -52,6 +52,21 @@ async fn read_endpoint(hub: &Hub, endpoint: &str) -> Vec<Event> {
     out
 }
 
+/// Every event of a stream endpoint in the order it was enqueued.
+async fn read_in_order(hub: &Hub, endpoint: &str) -> Vec<Event> {
+    let mut events = read_endpoint(hub, endpoint).await;
+    events.sort_by_key(|e| e.enqueued_time);
+    events
+}
+
+/// The `opType` of each of the hub's events.
+fn op_types(events: &[Event]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e.event.application_properties["opType"].as_deref().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn routes_select_endpoints_by_condition_with_enrichments_and_fallback() {
     let (hub, _dir) = routed_hub().await;
@@ -178,12 +193,8 @@ async fn hub_events_are_routed_with_iot_hubs_shapes() {
     session.close().await;
     hub.delete_device("d1", None).await.unwrap();
 
-    let mut events = read_endpoint(&hub, "ops").await;
-    events.sort_by_key(|e| e.enqueued_time);
-    let ops: Vec<&str> = events
-        .iter()
-        .map(|e| e.event.application_properties["opType"].as_deref().unwrap())
-        .collect();
+    let events = read_in_order(&hub, "ops").await;
+    let ops = op_types(&events);
     assert_eq!(
         ops,
         [
@@ -387,12 +398,8 @@ async fn module_twins_and_identities_emit_events_with_the_module_id() {
     .unwrap();
     hub.delete_module("d1", "m1", None).await.unwrap();
 
-    let mut events = read_endpoint(&hub, "ops").await;
-    events.sort_by_key(|e| e.enqueued_time);
-    let ops: Vec<&str> = events
-        .iter()
-        .map(|e| e.event.application_properties["opType"].as_deref().unwrap())
-        .collect();
+    let events = read_in_order(&hub, "ops").await;
+    let ops = op_types(&events);
     assert_eq!(
         ops,
         [
