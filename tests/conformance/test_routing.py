@@ -22,12 +22,11 @@ from azure.eventhub import EventHubConsumerClient
 from azure.iot.device import IoTHubDeviceClient, Message
 
 from conftest import ironhub_bin, require_tool, test_address
-from dps_helpers import sas
+from routing_helpers import API, owner_auth, rest, stream_events
 
 IRONHUB_ADDRESS = test_address("127.0.0.110")
 TIMEOUT_S = 60
 WAIT_S = 20
-API = "2021-04-12"
 
 
 def cli(hub, *args: str, ok: bool = True):
@@ -45,31 +44,6 @@ def cli(hub, *args: str, ok: bool = True):
 def hub_name(hub) -> str:
     """The hub's name as its events carry it (`hubName`, `$iothubname`): its entity's name."""
     return hub.info["eventHubCompatible"]["entityPath"]
-
-
-def owner_auth(hub) -> dict:
-    parts = hub.connection_string_parts()
-    return {"Authorization": sas(hub.hostname, parts["SharedAccessKey"], parts["SharedAccessKeyName"])}
-
-
-def rest(hub, method: str, path: str, **kwargs) -> requests.Response:
-    headers = {**owner_auth(hub), **kwargs.pop("headers", {})}
-    return requests.request(method, f"https://{hub.address}{path}", params={"api-version": API},
-                            headers=headers, timeout=TIMEOUT_S, verify=hub.ca_file, **kwargs)
-
-
-def stream_events(hub, endpoint: str | None, device_id: str | None = None) -> list[dict]:
-    """Every event of an endpoint (the built-in one without `endpoint`) through the REST event
-    stream, from the start, until a second passes without one."""
-    params = {"from": "start", "timeout": "1", "api-version": API}
-    if endpoint:
-        params["endpoint"] = endpoint
-    if device_id:
-        params["deviceId"] = device_id
-    with requests.get(f"https://{hub.address}/events/consumergroups/$Default/stream", params=params,
-                      headers=owner_auth(hub), stream=True, timeout=TIMEOUT_S, verify=hub.ca_file) as r:
-        assert r.status_code == 200, r.text
-        return [json.loads(line) for line in r.iter_lines() if line]
 
 
 def device_client(hub, device_id: str) -> IoTHubDeviceClient:

@@ -4,7 +4,8 @@
 use bytes::Bytes;
 use http::{HeaderValue, Method, header};
 use ironhub_wire::hub::{
-    RoutingConfig, TestAllRoutesInput, TestAllRoutesResult, TestRouteInput, TestRouteResult,
+    EndpointHealthList, RoutingConfig, TestAllRoutesInput, TestAllRoutesResult, TestRouteInput,
+    TestRouteResult,
 };
 
 use crate::{ClientError, HubClient, REQUEST_TIMEOUT, header_value, quote_etag};
@@ -26,6 +27,20 @@ impl HubClient {
             .header("etag")
             .map(|e| e.trim_matches('"').to_owned());
         Ok((response.json()?, etag))
+    }
+
+    /// `GET /routingEndpointsHealth`: the health of the external endpoints (ARM's shape).
+    pub async fn endpoint_health(&self) -> Result<EndpointHealthList, ClientError> {
+        self.request_raw(
+            Method::GET,
+            "/routingEndpointsHealth",
+            &[],
+            vec![],
+            Bytes::new(),
+            REQUEST_TIMEOUT,
+        )
+        .await?
+        .json()
     }
 
     /// `PUT /routing`: replaces the routing document, compare-and-swap on `if_match`.

@@ -1,14 +1,30 @@
 //! The routing document of the SQLite store: one row of the `meta` table, with its etag.
+//! Endpoint leases and health are rows of `meta` too (`endpoint_lease.{name}`,
+//! `endpoint_health.{name}`, names lower-cased), written on the runtime connection: renewed
+//! every second, they need not cost an fsync each, and a lease lost to a power cut only lets
+//! another node take the endpoint over.
 
 use async_trait::async_trait;
-use ironhub_store::{RoutingRecord, RoutingStore, WriteConflict};
-use rusqlite::TransactionBehavior;
+use chrono::{DateTime, Utc};
+use ironhub_store::{EndpointHealth, RoutingRecord, RoutingStore, WriteConflict};
+use rusqlite::{TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
 
+use crate::rows::millis;
 use crate::sqlite::{SqliteStore, get_meta, next_etag, set_meta, tag_matches};
 
 type StoreResult<T> = ironhub_store::Result<T>;
 
 const KEY: &str = "routing";
+const LEASE: &str = "endpoint_lease.";
+const HEALTH: &str = "endpoint_health.";
+
+/// Who delivers to an endpoint, and until when (Unix milliseconds).
+#[derive(Debug, Serialize, Deserialize)]
+struct Lease {
+    node: String,
+    until: i64,
+}
 
 #[async_trait]
 impl RoutingStore for SqliteStore {
@@ -38,6 +54,75 @@ impl RoutingStore for SqliteStore {
             set_meta(&tx, KEY, &record)?;
             tx.commit()?;
             Ok(Ok(record))
+        })
+        .await
+    }
+
+    async fn lease_endpoint(
+        &self,
+        endpoint: &str,
+        node: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let key = format!("{LEASE}{}", endpoint.to_ascii_lowercase());
+        let node = node.to_owned();
+        self.with_runtime(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<Lease> = get_meta(&tx, &key)?;
+            if current.is_some_and(|l| l.node != node && l.until > millis(now)) {
+                return Ok(false);
+            }
+            set_meta(
+                &tx,
+                &key,
+                &Lease {
+                    node,
+                    until: millis(until),
+                },
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release_endpoint(&self, endpoint: &str, node: &str) -> StoreResult<()> {
+        let key = format!("{LEASE}{}", endpoint.to_ascii_lowercase());
+        let node = node.to_owned();
+        self.with_runtime(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<Lease> = get_meta(&tx, &key)?;
+            if current.is_some_and(|l| l.node == node) {
+                tx.execute("DELETE FROM meta WHERE key = ?1", [&key])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_endpoint_health(&self, health: EndpointHealth) -> StoreResult<()> {
+        let key = format!("{HEALTH}{}", health.endpoint_id.to_ascii_lowercase());
+        self.with_runtime(move |conn| set_meta(conn, &key, &health))
+            .await
+    }
+
+    async fn endpoint_health(&self) -> StoreResult<Vec<EndpointHealth>> {
+        self.with_runtime(move |conn| {
+            // Keys from `endpoint_health.` up to (not including) `endpoint_health/`.
+            let end = format!("{}/", HEALTH.trim_end_matches('.'));
+            let mut stmt = conn.prepare_cached(
+                "SELECT value FROM meta WHERE key >= ?1 AND key < ?2 ORDER BY key",
+            )?;
+            let rows = stmt
+                .query_map(params![HEALTH, end], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(serde_json::from_str(&row)?);
+            }
+            Ok(out)
         })
         .await
     }

@@ -9,7 +9,8 @@
 //!    routed messages to), the sink and a dead-letter log → a running pump with retries,
 //!    dead-lettering and an [`EndpointStatus`] in IoT Hub's health terms.
 //!
-//! [`EndpointPumps`] keeps one pump per endpoint of the routing document as it changes.
+//! [`EndpointPumps`] keeps one pump per endpoint of the routing document as it changes, and,
+//! with [`Leases`], one node delivering to each endpoint among nodes sharing a store.
 //!
 //! The crate knows the ports of `ironhub-store` only, not the hub.
 
@@ -33,7 +34,7 @@ use std::sync::Arc;
 pub use file::FileSink;
 pub use file_name::{DEFAULT_FORMAT as DEFAULT_FILE_NAME_FORMAT, FileNameFormat};
 pub use headers::{DELIVERY_ID, message_headers};
-pub use manager::{EndpointPumps, EndpointStreams, SinkFactory};
+pub use manager::{ENDPOINT_LEASE, EndpointPumps, EndpointStreams, Leases, SinkFactory};
 pub use nats::NatsSink;
 pub use pump::{Pump, PumpConfig, dead_letter};
 pub use record::{AVRO_SCHEMA, AVRO_SCHEMA_JSON, ENQUEUED_TIME_PROPERTY, avro_record, json_line};

@@ -2,12 +2,20 @@
 //! the routing document each time it changes (`apply`): pumps of removed endpoints stop, an
 //! endpoint whose settings changed restarts with its new sink, new endpoints start. The
 //! streams come from the server ([`EndpointStreams`]), so the crate stays free of the hub.
+//!
+//! Several nodes sharing a store agree through it ([`Leases`], `apply_leased`): a node runs
+//! an endpoint's pump only while it holds the endpoint's lease, renewed at every apply, so
+//! each message is delivered by one node; when the holder stops it gives its leases up, and
+//! when it dies its leases run out and another node takes over. Each pump's health goes to
+//! the store as it changes, so every node answers the same.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use ironhub_store::EventLog;
+use chrono::TimeDelta;
+use ironhub_store::{Clock, EventLog, RoutingStore};
 use tokio::sync::Mutex;
 
 use crate::error::EndpointConfigError;
@@ -29,6 +37,73 @@ pub trait EndpointStreams: Send + Sync + std::fmt::Debug + 'static {
 pub type SinkFactory =
     Arc<dyn Fn(&Settings) -> Result<Arc<dyn Sink>, EndpointConfigError> + Send + Sync>;
 
+/// How long an endpoint lease holds unless renewed: a dead node's endpoints are taken over
+/// within this time.
+pub const ENDPOINT_LEASE: Duration = Duration::from_secs(10);
+
+/// The least time between two health writes of one endpoint (a change is written at the
+/// latest this long after it happened).
+const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// This node's claims on endpoints in a store shared with other nodes.
+#[derive(Clone)]
+pub struct Leases {
+    store: Arc<dyn RoutingStore>,
+    node: String,
+    duration: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Leases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leases")
+            .field("node", &self.node)
+            .field("duration", &self.duration)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Leases {
+    /// Leases for `node` in `store`, each holding `duration` (normally [`ENDPOINT_LEASE`]) by
+    /// `clock`.
+    pub fn new(
+        store: Arc<dyn RoutingStore>,
+        node: &str,
+        duration: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Leases {
+            store,
+            node: node.to_owned(),
+            duration,
+            clock,
+        }
+    }
+
+    /// Takes or renews the lease on `endpoint`; a store that cannot be reached counts as no.
+    async fn hold(&self, endpoint: &str) -> bool {
+        let now = self.clock.now();
+        let until = now + TimeDelta::from_std(self.duration).unwrap_or(TimeDelta::seconds(10));
+        match self
+            .store
+            .lease_endpoint(endpoint, &self.node, now, until)
+            .await
+        {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(endpoint, error = %e, "cannot renew the endpoint's lease; its pump stops");
+                false
+            }
+        }
+    }
+
+    async fn release(&self, endpoint: &str) {
+        if let Err(e) = self.store.release_endpoint(endpoint, &self.node).await {
+            tracing::warn!(endpoint, error = %e, "cannot give the endpoint's lease up; it runs out");
+        }
+    }
+}
+
 /// The pumps of a hub's external endpoints (see the module documentation).
 pub struct EndpointPumps {
     streams: Arc<dyn EndpointStreams>,
@@ -36,6 +111,8 @@ pub struct EndpointPumps {
     /// Applied to every pump, with each endpoint's own `maxDeliveryCount`.
     config: PumpConfig,
     running: Mutex<BTreeMap<String, (Settings, Pump)>>,
+    /// Where leases are taken and health written, when nodes share a store.
+    leases: Option<Leases>,
 }
 
 impl std::fmt::Debug for EndpointPumps {
@@ -58,7 +135,39 @@ impl EndpointPumps {
             sinks,
             config,
             running: Mutex::new(BTreeMap::new()),
+            leases: None,
         }
+    }
+
+    /// The same pumps, each run only while this node holds its endpoint's lease in `leases`'
+    /// store (see [`EndpointPumps::apply_leased`]), and writing its health there.
+    pub fn with_leases(mut self, leases: Leases) -> Self {
+        self.leases = Some(leases);
+        self
+    }
+
+    /// Runs the pumps of those of `endpoints` whose lease this node holds or takes now, and
+    /// renews those leases; call it well within the lease time (every second, say). Without
+    /// leases, the same as [`EndpointPumps::apply`].
+    pub async fn apply_leased(&self, endpoints: &[Settings]) -> Result<(), EndpointConfigError> {
+        let Some(leases) = &self.leases else {
+            return self.apply(endpoints).await;
+        };
+        let mut held = Vec::new();
+        for settings in endpoints {
+            if leases.hold(settings.name()).await {
+                held.push(settings.clone());
+            }
+        }
+        let result = self.apply(&held).await;
+        // A lease taken for a pump that could not start is given back for another node.
+        let running = self.running.lock().await;
+        for settings in &held {
+            if !running.contains_key(&key(settings.name())) {
+                leases.release(settings.name()).await;
+            }
+        }
+        result
     }
 
     /// Runs exactly the pumps of `endpoints`. Every sink is built before any pump changes, so
@@ -115,6 +224,9 @@ impl EndpointPumps {
                 ..self.config.clone()
             };
             let pump = Pump::start(settings.name(), delivery, sink, dead, config);
+            if let Some(leases) = &self.leases {
+                tokio::spawn(report_health(pump.watch(), leases.store.clone()));
+            }
             running.insert(name, (settings, pump));
         }
         Ok(())
@@ -148,11 +260,39 @@ impl EndpointPumps {
             .map(|(_, pump)| pump.watch())
     }
 
-    /// Stops every pump (at shutdown).
+    /// Stops every pump (at shutdown), then gives their leases up so that another node takes
+    /// the endpoints over at once.
     pub async fn stop(&self) {
         let running = std::mem::take(&mut *self.running.lock().await);
-        for (_, (_, pump)) in running {
+        for (_, (settings, pump)) in running {
             pump.stop().await;
+            if let Some(leases) = &self.leases {
+                leases.release(settings.name()).await;
+            }
         }
+    }
+}
+
+/// Writes a pump's health to the store each time it changes (at most every
+/// [`HEALTH_INTERVAL`]), until the pump is gone.
+async fn report_health(
+    mut status: tokio::sync::watch::Receiver<EndpointStatus>,
+    store: Arc<dyn RoutingStore>,
+) {
+    let mut last = None;
+    while status.changed().await.is_ok() {
+        let health = status.borrow_and_update().to_health();
+        if last.as_ref() != Some(&health) {
+            if let Err(e) = store.put_endpoint_health(health.clone()).await {
+                tracing::warn!(endpoint = %health.endpoint_id, error = %e, "cannot record the endpoint's health");
+            }
+            last = Some(health);
+        }
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+    // The pump stopped: what it saw last.
+    let health = status.borrow().to_health();
+    if last.as_ref() != Some(&health) {
+        let _ = store.put_endpoint_health(health).await;
     }
 }

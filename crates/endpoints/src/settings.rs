@@ -87,10 +87,30 @@ impl<'de> Deserialize<'de> for Encoding {
 pub const DEFAULT_BATCH_FREQUENCY_SECS: u32 = 300;
 /// IoT Hub's default `maxChunkSizeInBytes` (300 MiB).
 pub const DEFAULT_MAX_CHUNK_BYTES: u64 = 314_572_800;
-/// IoT Hub's largest `batchFrequencyInSeconds` (its smallest is 60; ironhub allows 1).
+/// IoT Hub's smallest `batchFrequencyInSeconds` (ARM's `RoutingStorageContainerProperties`).
+pub const MIN_BATCH_FREQUENCY_SECS: u32 = 60;
+/// IoT Hub's largest `batchFrequencyInSeconds`.
 pub const MAX_BATCH_FREQUENCY_SECS: u32 = 720;
-/// IoT Hub's largest `maxChunkSizeInBytes` (500 MiB; its smallest is 10 MiB, ironhub allows 1).
+/// IoT Hub's smallest `maxChunkSizeInBytes` (10 MiB).
+pub const MIN_CHUNK_BYTES: u64 = 10_485_760;
+/// IoT Hub's largest `maxChunkSizeInBytes` (500 MiB).
 pub const MAX_CHUNK_BYTES: u64 = 524_288_000;
+
+/// What a server lets endpoint settings be beyond IoT Hub's ranges. The default is none:
+/// IoT Hub's rules exactly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowances {
+    /// File endpoints may close chunks from 1 s and 1 byte on (IoT Hub: 60 s and 10 MiB), so
+    /// that tests and demonstrations need not wait a minute (`serve --allow-small-file-batches`).
+    pub small_file_batches: bool,
+}
+
+impl Allowances {
+    /// Everything a stored document may hold: what some server once accepted.
+    pub const ANY: Allowances = Allowances {
+        small_file_batches: true,
+    };
+}
 /// How many failed attempts a message gets before it is dead-lettered, unless the endpoint
 /// says otherwise.
 pub const DEFAULT_MAX_DELIVERY_COUNT: u32 = 10;
@@ -230,10 +250,20 @@ impl Settings {
 }
 
 /// Reads and checks one endpoint's settings, as found in the routing document's list of
-/// `kind`. Every rule is checked here, so a sink built from the result only fails at delivery.
+/// `kind`, by IoT Hub's rules. Every rule is checked here, so a sink built from the result
+/// only fails at delivery.
 pub fn validate(
     kind: EndpointKind,
     value: &serde_json::Value,
+) -> Result<Settings, EndpointConfigError> {
+    validate_with(kind, value, Allowances::default())
+}
+
+/// [`validate`] with the server's `allowances` beyond IoT Hub's ranges.
+pub fn validate_with(
+    kind: EndpointKind,
+    value: &serde_json::Value,
+    allowances: Allowances,
 ) -> Result<Settings, EndpointConfigError> {
     let what = kind.list_name();
     let parse_error =
@@ -242,7 +272,7 @@ pub fn validate(
         EndpointKind::StorageContainers => {
             let s: StorageContainerSettings =
                 serde_json::from_value(value.clone()).map_err(parse_error)?;
-            check_storage(&s)?;
+            check_storage(&s, allowances)?;
             Settings::StorageContainer(s)
         }
         EndpointKind::Webhooks => {
@@ -284,7 +314,10 @@ pub fn check_endpoint_name(name: &str) -> Result<(), EndpointConfigError> {
     Ok(())
 }
 
-fn check_storage(s: &StorageContainerSettings) -> Result<(), EndpointConfigError> {
+fn check_storage(
+    s: &StorageContainerSettings,
+    allowances: Allowances,
+) -> Result<(), EndpointConfigError> {
     check_endpoint_name(&s.name)?;
     let container = std::path::Path::new(&s.container_name);
     if !container.is_absolute() && !is_container_name(&s.container_name) {
@@ -306,18 +339,23 @@ fn check_storage(s: &StorageContainerSettings) -> Result<(), EndpointConfigError
         )));
     }
     s.file_name_format()?;
+    let (min_frequency, min_chunk) = if allowances.small_file_batches {
+        (1, 1)
+    } else {
+        (MIN_BATCH_FREQUENCY_SECS, MIN_CHUNK_BYTES)
+    };
     let frequency = s.batch_frequency_secs();
-    if !(1..=MAX_BATCH_FREQUENCY_SECS).contains(&frequency) {
+    if !(min_frequency..=MAX_BATCH_FREQUENCY_SECS).contains(&frequency) {
         return Err(EndpointConfigError::new(format!(
-            "batchFrequencyInSeconds {frequency} is out of range: it must be 1 to \
-             {MAX_BATCH_FREQUENCY_SECS} (IoT Hub: 60 to 720)"
+            "batchFrequencyInSeconds {frequency} is out of range: it must be {min_frequency} \
+             to {MAX_BATCH_FREQUENCY_SECS}"
         )));
     }
     let chunk = s.max_chunk_bytes();
-    if !(1..=MAX_CHUNK_BYTES).contains(&chunk) {
+    if !(min_chunk..=MAX_CHUNK_BYTES).contains(&chunk) {
         return Err(EndpointConfigError::new(format!(
-            "maxChunkSizeInBytes {chunk} is out of range: it must be 1 to {MAX_CHUNK_BYTES} \
-             (IoT Hub: 10485760 to 524288000)"
+            "maxChunkSizeInBytes {chunk} is out of range: it must be {min_chunk} to \
+             {MAX_CHUNK_BYTES}"
         )));
     }
     Ok(())
@@ -455,6 +493,38 @@ mod tests {
             s.directory(std::path::Path::new("/data")),
             PathBuf::from("/data/telemetry")
         );
+    }
+
+    #[test]
+    fn file_batches_follow_iot_hubs_ranges_unless_the_server_allows_small_ones() {
+        let kind = EndpointKind::StorageContainers;
+        for (field, value) in [
+            ("batchFrequencyInSeconds", json!(59)),
+            ("batchFrequencyInSeconds", json!(1)),
+            ("maxChunkSizeInBytes", json!(10_485_759)),
+            ("maxChunkSizeInBytes", json!(524_288_001u64)),
+        ] {
+            let doc = json!({"name": "a", "containerName": "ccc", field: value});
+            assert!(
+                refused(kind, doc.clone()).contains(field),
+                "{field} {value}"
+            );
+            let small = validate_with(kind, &doc, Allowances::ANY);
+            assert_eq!(
+                small.is_ok(),
+                value != json!(524_288_001u64),
+                "{field} {value}"
+            );
+        }
+        for (field, value) in [
+            ("batchFrequencyInSeconds", json!(60)),
+            ("batchFrequencyInSeconds", json!(720)),
+            ("maxChunkSizeInBytes", json!(10_485_760)),
+            ("maxChunkSizeInBytes", json!(524_288_000)),
+        ] {
+            let doc = json!({"name": "a", "containerName": "ccc", field: value});
+            assert!(validate(kind, &doc).is_ok(), "{field} {value}");
+        }
     }
 
     #[test]

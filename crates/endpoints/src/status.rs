@@ -4,24 +4,11 @@
 //! started.
 
 use chrono::{DateTime, Utc};
+use ironhub_store::EndpointHealth;
 use serde::Serialize;
 
-/// IoT Hub's endpoint health states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    /// Nothing was delivered or attempted yet.
-    #[default]
-    Unknown,
-    /// The last attempt in every partition succeeded.
-    Healthy,
-    /// Some partitions deliver while others retry or dead-letter.
-    Degraded,
-    /// Every partition that tried is retrying.
-    Unhealthy,
-    /// Messages were dead-lettered and nothing was delivered since.
-    Dead,
-}
+/// IoT Hub's endpoint health states (ARM's `healthStatus`).
+pub use ironhub_store::EndpointHealthStatus as Health;
 
 /// A snapshot of an endpoint's delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
@@ -37,6 +24,21 @@ pub struct EndpointStatus {
     pub delivered: u64,
     /// Messages dead-lettered since the pump started.
     pub dead_lettered: u64,
+}
+
+impl EndpointStatus {
+    /// The status as ARM's `EndpointHealthData` has it (times in RFC 1123).
+    pub fn to_health(&self) -> EndpointHealth {
+        let time = |t: Option<DateTime<Utc>>| t.map(ironhub_wire::hub::arm_time);
+        EndpointHealth {
+            endpoint_id: self.endpoint_id.clone(),
+            health_status: self.health_status,
+            last_known_error: self.last_known_error.clone(),
+            last_known_error_time: time(self.last_known_error_time),
+            last_successful_send_attempt_time: time(self.last_successful_send_attempt_time),
+            last_send_attempt_time: time(self.last_send_attempt_time),
+        }
+    }
 }
 
 /// A partition's last outcome.

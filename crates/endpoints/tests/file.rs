@@ -10,13 +10,14 @@ use std::sync::Arc;
 use base64::Engine as _;
 use common::*;
 use ironhub_endpoints::{
-    Accepted, EndpointKind, FileSink, Health, Pump, Settings, Sink, SinkContext, json_line, sink,
-    validate,
+    Accepted, Allowances, EndpointKind, FileSink, Health, Pump, Settings, Sink, SinkContext,
+    json_line, sink, validate_with,
 };
 use serde_json::json;
 
 fn file_sink(root: &Path, settings: serde_json::Value) -> Arc<dyn Sink> {
-    let settings = validate(EndpointKind::StorageContainers, &settings).expect("valid settings");
+    let settings = validate_with(EndpointKind::StorageContainers, &settings, Allowances::ANY)
+        .expect("valid settings");
     sink(
         &settings,
         &SinkContext {
@@ -222,7 +223,7 @@ async fn an_open_chunk_lost_in_a_crash_is_written_again() {
     let settings = json!({"name": "cold", "containerName": "crash", "encoding": "json",
                           "batchFrequencyInSeconds": 1});
     let Settings::StorageContainer(storage) =
-        validate(EndpointKind::StorageContainers, &settings).expect("valid")
+        validate_with(EndpointKind::StorageContainers, &settings, Allowances::ANY).expect("valid")
     else {
         panic!("kind");
     };

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use common::*;
 use ironhub_endpoints::{
-    EndpointKind, EndpointPumps, EndpointStreams, Health, Settings, SinkContext, SinkFactory, sink,
-    validate,
+    Allowances, EndpointKind, EndpointPumps, EndpointStreams, Health, Settings, SinkContext,
+    SinkFactory, sink, validate_with,
 };
 use ironhub_store::EventLog;
 use serde_json::json;
@@ -45,10 +45,11 @@ impl EndpointStreams for DirStreams {
 }
 
 fn storage(name: &str, container: &str) -> Settings {
-    validate(
+    validate_with(
         EndpointKind::StorageContainers,
         &json!({"name": name, "containerName": container, "encoding": "json",
                 "batchFrequencyInSeconds": 1}),
+        Allowances::ANY,
     )
     .expect("valid")
 }
@@ -104,10 +105,11 @@ async fn pumps_follow_the_routing_document() {
     assert_eq!(pumps.status("warm").await.map(|s| s.delivered), Some(1));
 
     // warm removed, Cold changed (restarted: its counts start again), hot added.
-    let changed = validate(
+    let changed = validate_with(
         EndpointKind::StorageContainers,
         &json!({"name": "Cold", "containerName": "cold2", "encoding": "json",
                 "batchFrequencyInSeconds": 1}),
+        Allowances::ANY,
     )
     .expect("valid");
     pumps

@@ -12,6 +12,9 @@
 //!   {"compilationErrors": […]}}`)
 //! - `POST /routing/routes/$testall` (RegistryRead) with ARM's `TestAllRoutesInput`
 //!   (`{"routingSource", "message", "twin"}`) → `{"routes": [{"properties": route}]}`
+//! - `GET /routingEndpointsHealth` (RegistryRead) → ARM's `EndpointHealthDataListResult`
+//!   (`{"value": [{"endpointId", "healthStatus", "lastKnownError", …}]}`), named as ARM's
+//!   path under the hub resource
 
 use axum::Router;
 use axum::extract::State;
@@ -32,6 +35,14 @@ pub(crate) fn routes() -> Router<Hub> {
         .route("/routing", get(get_routing).put(put_routing))
         .route("/routing/routes/$testnew", post(test_new))
         .route("/routing/routes/$testall", post(test_all))
+        .route("/routingEndpointsHealth", get(endpoint_health))
+}
+
+async fn endpoint_health(
+    State(hub): State<Hub>,
+    _: ServiceAuth<RegistryRead>,
+) -> Result<Response, ApiError> {
+    Ok(json_body(&hub.endpoint_health().await?))
 }
 
 async fn get_routing(

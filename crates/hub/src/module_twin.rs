@@ -7,9 +7,10 @@ use ironhub_store::{DeviceRecord, ModuleRecord, TwinRecord, WriteConflict};
 use serde_json::Value;
 
 use crate::model::{Thumbprint, Twin, azure_time};
+use crate::routing::hub_events::TwinOp;
 use crate::twin::{
-    apply_reported, device_twin_doc, empty_twin, reported_patch, service_update, too_busy,
-    twin_view,
+    apply_reported, device_twin_doc, empty_twin, reported_change_notification, reported_patch,
+    service_change_notification, service_update, too_busy, twin_view,
 };
 use crate::{DeviceIdentity, Hub, HubError};
 
@@ -95,7 +96,9 @@ impl Hub {
         {
             return Err(HubError::PreconditionFailed(tag.clone()));
         }
-        let (next, pushed) = service_update(&current, doc, replace, &azure_time(Some(Utc::now())))?;
+        // One time for the stored `$metadata` and the change notification.
+        let now = azure_time(Some(Utc::now()));
+        let (next, pushed) = service_update(&current, doc, replace, &now)?;
         // Compare-and-swap on what was read (the client's etag was checked above).
         let saved = match self
             .store
@@ -111,9 +114,23 @@ impl Hub {
             }
             Err(_) => return Err(HubError::PreconditionFailed(if_match.unwrap_or_default())),
         };
+        let notification = service_change_notification(&current, &saved, pushed.as_ref(), &now);
+        self.emit_twin_change(
+            device_id,
+            Some(module_id),
+            TwinOp::of(replace),
+            notification,
+        )
+        .await;
         self.push_desired(&format!("{device_id}/{module_id}"), pushed)
             .await;
         Ok(module_twin_view(&device, &module, &saved))
+    }
+
+    /// A module's twin as JSON, as a lifecycle event's body (`None` when it cannot be read).
+    pub(crate) async fn module_twin_json(&self, device_id: &str, module_id: &str) -> Option<Value> {
+        let twin = self.get_module_twin(device_id, module_id).await.ok()?;
+        serde_json::to_value(twin).ok()
     }
 
     /// A connected device's or module's `GET` of its own twin.
@@ -141,13 +158,19 @@ impl Hub {
         // Compare-and-swap, retried: a service may update the same twin meanwhile.
         for _ in 0..5 {
             let (_, _, current) = self.load_module_twin(&who.device_id, module_id).await?;
-            let next = apply_reported(&current, &patch, &azure_time(Some(Utc::now())))?;
+            let now = azure_time(Some(Utc::now()));
+            let next = apply_reported(&current, &patch, &now)?;
             match self
                 .store
                 .put_module_twin(module_id, next, Some(current.etag.clone()))
                 .await?
             {
-                Ok(saved) => return Ok(saved.reported_version),
+                Ok(saved) => {
+                    let body = reported_change_notification(&patch, &saved, &now);
+                    self.emit_twin_change(&who.device_id, Some(module_id), TwinOp::Update, body)
+                        .await;
+                    return Ok(saved.reported_version);
+                }
                 Err(WriteConflict::EtagMismatch) => continue,
                 Err(_) => {
                     return Err(HubError::ModuleNotFound(

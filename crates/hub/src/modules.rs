@@ -5,6 +5,7 @@ use ironhub_store::{ConnectionState, ModuleRecord, ModuleWrite, WriteConflict};
 
 use crate::model::{Module, ModuleSpec, azure_time};
 use crate::registry::{build_authentication, new_generation_id, normalize_if_match, validate_id};
+use crate::routing::RoutingSource;
 use crate::{Hub, HubError};
 
 /// Checks a module id against IoT Hub's rules (those of device ids).
@@ -148,10 +149,16 @@ impl Hub {
             ModuleWrite::Replace { .. } => self.store.get_module(device_id, module_id).await?,
             _ => None,
         };
+        let created = matches!(write, ModuleWrite::Create(_));
         let written = self
             .write_module(write, device_id, module_id, "")
             .await?
             .ok_or_else(|| HubError::ServerError("the store wrote no module".into()))?;
+        if created {
+            let twin = self.module_twin_json(device_id, module_id);
+            self.emit_lifecycle(device_id, Some(module_id), true, twin)
+                .await;
+        }
         // New credentials end the module's connection, as for a device.
         if before.is_some_and(|b| b.authentication != written.authentication) {
             self.revoke(&format!("{device_id}/{module_id}")).await;
@@ -174,8 +181,18 @@ impl Hub {
             module_id: module_id.to_owned(),
             if_match,
         };
+        // The twin as it was, read only when a route takes lifecycle events.
+        let before = if self.routes_take(RoutingSource::DeviceLifecycleEvents).await {
+            self.module_twin_json(device_id, module_id).await
+        } else {
+            None
+        };
         self.write_module(write, device_id, module_id, &etag)
             .await?;
+        if let Some(twin) = before {
+            self.emit_lifecycle(device_id, Some(module_id), false, async { Some(twin) })
+                .await;
+        }
         Ok(())
     }
 

@@ -407,7 +407,8 @@ impl Hub {
             .await?
             .ok_or_else(|| HubError::ServerError("the store wrote no device".into()))?;
         if created {
-            self.emit_lifecycle(id, true, self.twin_json(id)).await;
+            self.emit_lifecycle(id, None, true, self.twin_json(id))
+                .await;
         }
         if let Some(before) = before
             && revokes(&before, &written)
@@ -437,7 +438,8 @@ impl Hub {
             self.revoke(&format!("{id}/{}", m.module_id)).await;
         }
         if let Some(twin) = before {
-            self.emit_lifecycle(id, false, async { Some(twin) }).await;
+            self.emit_lifecycle(id, None, false, async { Some(twin) })
+                .await;
         }
         Ok(())
     }
@@ -547,11 +549,12 @@ impl Hub {
                         for w in &writes {
                             if let DeviceWrite::Create(record) = w {
                                 let id = &record.device_id;
-                                self.emit_lifecycle(id, true, self.twin_json(id)).await;
+                                self.emit_lifecycle(id, None, true, self.twin_json(id))
+                                    .await;
                             }
                         }
                         for (id, twin) in deleted_twins {
-                            self.emit_lifecycle(&id, false, async { twin }).await;
+                            self.emit_lifecycle(&id, None, false, async { twin }).await;
                         }
                     }
                 }

@@ -457,20 +457,9 @@ impl Hub {
         let (next, pushed) = service_update(&current, doc, replace, &now)?;
         // Compare-and-swap on what was read (the client's etag was checked above).
         let saved = self.save_twin(next, Some(current.etag.clone())).await?;
-        let mut notification = json!({ "version": saved.version });
-        if saved.tags != current.tags {
-            notification["tags"] = Value::Object(saved.tags.clone());
-        }
-        if let Some((version, patch)) = &pushed {
-            notification["properties"] =
-                json!({ "desired": notified_section(patch, *version, &now) });
-        }
-        let op = if replace {
-            TwinOp::Replace
-        } else {
-            TwinOp::Update
-        };
-        self.emit_twin_change(device_id, op, notification).await;
+        let notification = service_change_notification(&current, &saved, pushed.as_ref(), &now);
+        self.emit_twin_change(device_id, None, TwinOp::of(replace), notification)
+            .await;
         self.push_desired(device_id, pushed).await;
         Ok(twin_view(&device, &saved))
     }
@@ -505,12 +494,9 @@ impl Hub {
             let next = apply_reported(&current, &patch, &now)?;
             match self.save_twin(next, Some(current.etag.clone())).await {
                 Ok(saved) => {
-                    let reported = notified_section(&patch, saved.reported_version, &now);
-                    let body = json!({
-                        "version": saved.version,
-                        "properties": { "reported": reported },
-                    });
-                    self.emit_twin_change(device_id, TwinOp::Update, body).await;
+                    let body = reported_change_notification(&patch, &saved, &now);
+                    self.emit_twin_change(device_id, None, TwinOp::Update, body)
+                        .await;
                     return Ok(saved.reported_version);
                 }
                 Err(HubError::PreconditionFailed(_)) => continue,
@@ -519,6 +505,36 @@ impl Hub {
         }
         Err(too_busy())
     }
+}
+
+/// The body of the twin change notification of a service's update (device's or module's):
+/// `version`, the tags when they changed, the desired patch when desired properties changed.
+pub(crate) fn service_change_notification(
+    current: &TwinRecord,
+    saved: &TwinRecord,
+    pushed: Option<&DesiredPush>,
+    now: &str,
+) -> Value {
+    let mut notification = json!({ "version": saved.version });
+    if saved.tags != current.tags {
+        notification["tags"] = Value::Object(saved.tags.clone());
+    }
+    if let Some((version, patch)) = pushed {
+        notification["properties"] = json!({ "desired": notified_section(patch, *version, now) });
+    }
+    notification
+}
+
+/// The body of the twin change notification of a reported properties patch.
+pub(crate) fn reported_change_notification(
+    patch: &Map<String, Value>,
+    saved: &TwinRecord,
+    now: &str,
+) -> Value {
+    json!({
+        "version": saved.version,
+        "properties": { "reported": notified_section(patch, saved.reported_version, now) },
+    })
 }
 
 /// A changed section as a twin change notification carries it: the patch, its `$metadata`

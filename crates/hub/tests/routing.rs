@@ -52,6 +52,21 @@ async fn read_endpoint(hub: &Hub, endpoint: &str) -> Vec<Event> {
     out
 }
 
+/// Every event of a stream endpoint in the order it was enqueued.
+async fn read_in_order(hub: &Hub, endpoint: &str) -> Vec<Event> {
+    let mut events = read_endpoint(hub, endpoint).await;
+    events.sort_by_key(|e| e.enqueued_time);
+    events
+}
+
+/// The `opType` of each of the hub's events.
+fn op_types(events: &[Event]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e.event.application_properties["opType"].as_deref().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn routes_select_endpoints_by_condition_with_enrichments_and_fallback() {
     let (hub, _dir) = routed_hub().await;
@@ -178,12 +193,8 @@ async fn hub_events_are_routed_with_iot_hubs_shapes() {
     session.close().await;
     hub.delete_device("d1", None).await.unwrap();
 
-    let mut events = read_endpoint(&hub, "ops").await;
-    events.sort_by_key(|e| e.enqueued_time);
-    let ops: Vec<&str> = events
-        .iter()
-        .map(|e| e.event.application_properties["opType"].as_deref().unwrap())
-        .collect();
+    let events = read_in_order(&hub, "ops").await;
+    let ops = op_types(&events);
     assert_eq!(
         ops,
         [
@@ -332,5 +343,139 @@ async fn bulk_creates_and_deletes_emit_lifecycle_events() {
             ("b1".into(), "deleteDeviceIdentity".into()),
             ("b2".into(), "createDeviceIdentity".into()),
         ]
+    );
+}
+
+#[tokio::test]
+async fn module_twins_and_identities_emit_events_with_the_module_id() {
+    let (hub, _dir) = routed_hub().await;
+    let doc = config(json!({
+        "endpoints": {"eventHubs": [{"name": "ops"}]},
+        "routes": [
+            {"name": "twin", "source": "TwinChangeEvents", "condition": "$twin.moduleId = 'm1' AND $body.properties.desired.rate > 1", "endpointNames": ["ops"], "isEnabled": true},
+            {"name": "reported", "source": "TwinChangeEvents", "condition": "IS_DEFINED($body.properties.reported)", "endpointNames": ["ops"], "isEnabled": true},
+            {"name": "life", "source": "DeviceLifecycleEvents", "condition": "IS_DEFINED(moduleId)", "endpointNames": ["ops"], "isEnabled": true}
+        ]
+    }));
+    hub.set_routing_config(doc, None).await.unwrap();
+    hub.put_device("d1", &DeviceSpec::default(), None)
+        .await
+        .unwrap();
+    let spec = ironhub_hub::model::ModuleSpec::default();
+    hub.put_module("d1", "m1", &spec, None).await.unwrap();
+    // Not selected by the condition: a rate of 1.
+    hub.update_module_twin(
+        "d1",
+        "m1",
+        &json!({"properties": {"desired": {"rate": 1}}}),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    hub.update_module_twin(
+        "d1",
+        "m1",
+        &json!({"tags": {"k": "v"}, "properties": {"desired": {"rate": 5}}}),
+        None,
+        true,
+    )
+    .await
+    .unwrap();
+    let mut module = authenticated("d1").identity;
+    module.module_id = Some("m1".into());
+    hub.identity_patch_reported(&module, br#"{"temp": 21}"#)
+        .await
+        .unwrap();
+    // A device's own twin change is not a module's.
+    hub.update_twin(
+        "d1",
+        &json!({"properties": {"desired": {"rate": 9}}}),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    hub.delete_module("d1", "m1", None).await.unwrap();
+
+    let events = read_in_order(&hub, "ops").await;
+    let ops = op_types(&events);
+    assert_eq!(
+        ops,
+        [
+            "createDeviceIdentity",
+            "replaceTwin",
+            "updateTwin",
+            "deleteDeviceIdentity"
+        ]
+    );
+    for e in &events {
+        let app = &e.event.application_properties;
+        assert_eq!(app["deviceId"].as_deref(), Some("d1"));
+        assert_eq!(app["moduleId"].as_deref(), Some("m1"));
+        assert_eq!(app["hubName"].as_deref(), Some("myhub"));
+        assert!(app.contains_key("operationTimestamp"));
+        assert_eq!(
+            e.event.system_properties["iothub-connection-module-id"],
+            "m1"
+        );
+        assert_eq!(e.event.module_id.as_deref(), Some("m1"));
+    }
+    let body =
+        |i: usize| -> serde_json::Value { serde_json::from_slice(&events[i].event.body).unwrap() };
+    assert_eq!(body(0)["moduleId"], "m1");
+    assert_eq!(body(1)["tags"]["k"], "v");
+    assert_eq!(body(1)["properties"]["desired"]["rate"], 5);
+    assert_eq!(body(2)["properties"]["reported"]["temp"], 21);
+    assert_eq!(body(3)["moduleId"], "m1");
+}
+
+#[tokio::test]
+async fn file_batches_are_iot_hubs_unless_the_server_allows_small_ones() {
+    let (hub, dir) = routed_hub().await;
+    let doc = config(json!({
+        "endpoints": {"storageContainers": [{"name": "cold", "containerName": "cold", "batchFrequencyInSeconds": 1}]}
+    }));
+    let err = hub.set_routing_config(doc.clone(), None).await.unwrap_err();
+    assert!(matches!(err, HubError::ArgumentInvalid(_)), "{err}");
+    assert!(err.to_string().contains("60 to 720"), "{err}");
+    assert!(
+        hub.routing_config().await.unwrap().1.is_none(),
+        "nothing stored"
+    );
+    let allowing = hub.with_routing_allowances(ironhub_hub::routing::Allowances {
+        small_file_batches: true,
+    });
+    allowing.set_routing_config(doc, None).await.unwrap();
+    drop(dir);
+}
+
+#[tokio::test]
+async fn endpoint_health_lists_external_endpoints_as_their_pumps_recorded() {
+    let (hub, _dir) = routed_hub().await;
+    let doc = config(json!({
+        "endpoints": {
+            "eventHubs": [{"name": "ops"}],
+            "webhooks": [{"name": "Hook", "url": "http://127.0.0.1:9/x"}],
+            "natsSubjects": [{"name": "bus", "url": "nats://127.0.0.1:9", "subject": "t"}]
+        }
+    }));
+    hub.set_routing_config(doc, None).await.unwrap();
+    hub.store()
+        .put_endpoint_health(ironhub_store::EndpointHealth {
+            endpoint_id: "hook".into(),
+            health_status: ironhub_store::EndpointHealthStatus::Dead,
+            last_known_error: Some("connection refused".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let list = serde_json::to_value(hub.endpoint_health().await.unwrap()).unwrap();
+    assert_eq!(
+        list,
+        json!({"value": [
+            {"endpointId": "Hook", "healthStatus": "dead", "lastKnownError": "connection refused"},
+            {"endpointId": "bus", "healthStatus": "unknown"}
+        ]})
     );
 }

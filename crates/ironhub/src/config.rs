@@ -41,7 +41,8 @@ pub struct ServeArgs {
     /// drain_timeout_seconds,
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
     /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
-    /// issuing_ca_key, issued_certificate_days, issued_certificate_renewal, `[[issuing_cas]]`
+    /// issuing_ca_key, issued_certificate_days, issued_certificate_renewal,
+    /// allow_small_file_batches, `[[issuing_cas]]`
     /// tables (more named issuing CAs: name, cert, key, validity_days, renewal) and a
     /// `[routing]` table (IoT Hub's routing document, replacing the stored one at start) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
@@ -144,6 +145,11 @@ pub struct ServeArgs {
     /// [default: true].
     #[arg(long, env = "IRONHUB_ISSUED_CERTIFICATE_RENEWAL", value_parser = clap::builder::BoolishValueParser::new())]
     pub issued_certificate_renewal: Option<bool>,
+    /// Let file endpoints close chunks from 1 second and 1 byte on (IoT Hub refuses a
+    /// `batchFrequencyInSeconds` under 60 and a `maxChunkSizeInBytes` under 10 MiB), for tests
+    /// and demonstrations [default: false].
+    #[arg(long, env = "IRONHUB_ALLOW_SMALL_FILE_BATCHES", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, default_missing_value = "true")]
+    pub allow_small_file_batches: Option<bool>,
     #[command(flatten)]
     pub file_upload: FileUploadArgs,
     #[command(flatten)]
@@ -197,6 +203,7 @@ struct FileConfig {
     issuing_ca_key: Option<PathBuf>,
     issued_certificate_days: Option<u32>,
     issued_certificate_renewal: Option<bool>,
+    allow_small_file_batches: Option<bool>,
     #[serde(default)]
     issuing_cas: Vec<IssuingCaConfig>,
     file_upload: Option<FileUploadFile>,
@@ -281,6 +288,8 @@ pub struct ServeConfig {
     pub issued_certificate_days: u32,
     /// Whether devices may renew the default CA's certificates.
     pub issued_certificate_renewal: bool,
+    /// What endpoint settings may be beyond IoT Hub's ranges.
+    pub routing_allowances: ironhub_hub::routing::Allowances,
     /// The named issuing CAs besides the default one.
     pub issuing_cas: Vec<IssuingCaConfig>,
     /// The hub's storage account for file upload, when it has one.
@@ -412,6 +421,12 @@ impl ServeArgs {
                 .issued_certificate_renewal
                 .or(file.issued_certificate_renewal)
                 .unwrap_or(true),
+            routing_allowances: ironhub_hub::routing::Allowances {
+                small_file_batches: self
+                    .allow_small_file_batches
+                    .or(file.allow_small_file_batches)
+                    .unwrap_or(false),
+            },
             issuing_cas: checked_issuing_cas(file.issuing_cas)?,
             data_dir: self
                 .data_dir
@@ -739,6 +754,39 @@ http_body_read_timeout_seconds = 9
         assert_eq!(routing.routes[0].condition.as_deref(), Some("$body.t > 30"));
         assert!(!routing.fallback().is_enabled);
         assert!(ServeArgs::default().resolve().unwrap().routing.is_none());
+    }
+
+    #[test]
+    fn small_file_batches_are_off_unless_the_file_or_a_flag_allows_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ironhub.toml");
+        std::fs::write(&file, "allow_small_file_batches = true\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        assert!(
+            from_file
+                .resolve()
+                .unwrap()
+                .routing_allowances
+                .small_file_batches
+        );
+        let flag_wins = ServeArgs {
+            config: Some(file),
+            allow_small_file_batches: Some(false),
+            ..ServeArgs::default()
+        };
+        assert!(
+            !flag_wins
+                .resolve()
+                .unwrap()
+                .routing_allowances
+                .small_file_batches
+        );
+        let default = ServeArgs::default().resolve().unwrap();
+        assert!(!default.routing_allowances.small_file_batches);
+        assert!(default.routing.is_none());
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod amqp_listener;
 pub mod cli;
 pub mod config;
 pub mod data_lock;
-mod endpoint_pumps;
+pub mod endpoint_pumps;
 mod file_upload;
 pub mod identity;
 mod issuer;

@@ -129,7 +129,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let mut hub = Hub::open(backends, config.hostnames.clone())
         .await?
         .with_issuing_cas(issuing_cas.clone())
-        .with_event_streams(streams);
+        .with_event_streams(streams)
+        .with_routing_allowances(config.routing_allowances);
     if let Some(routing) = &config.routing {
         hub.set_routing_config(routing.clone(), Some("*"))
             .await
@@ -292,6 +293,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         tokio::spawn(crate::endpoint_pumps::run(
             hub.clone(),
             config.data_dir.join("endpoints"),
+            Arc::new(ironhub_store::SystemClock),
+            ironhub_endpoints::ENDPOINT_LEASE,
             stopped.clone(),
         )),
         tokio::spawn(enforce_retention(

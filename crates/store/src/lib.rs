@@ -47,7 +47,7 @@ pub use file_notifications::{
 pub use modules::ModuleStore;
 pub use records::*;
 pub use registry::RegistryStore;
-pub use routing::{RoutingRecord, RoutingStore};
+pub use routing::{EndpointHealth, EndpointHealthStatus, RoutingRecord, RoutingStore};
 pub use sessions::SessionStore;
 pub use streams::EventStreams;
 pub use twins::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinScan, TwinStore};

@@ -19,6 +19,8 @@ pub use ironhub_wire::hub::{
 
 use crate::HubError;
 
+pub use ironhub_endpoints::Allowances;
+
 pub use ironhub_wire::hub::{BUILT_IN_ENDPOINT as BUILT_IN, FALLBACK_ROUTE as FALLBACK};
 /// IoT Hub's quotas: routes, custom endpoints (per kind) and enrichments.
 pub const MAX_ROUTES: usize = 100;
@@ -66,9 +68,14 @@ pub fn dead_letter_stream_name(endpoint: &str) -> String {
 /// How the dead letters of an external endpoint are named among endpoints and streams.
 pub const DEAD_LETTER_PREFIX: &str = "$deadletter.";
 
-/// Checks an external endpoint's settings with its kind's own rules (`ironhub-endpoints`).
-pub fn validate_external(kind: ExternalKind, settings: &Value) -> Result<(), String> {
-    ironhub_endpoints::validate(kind.into(), settings)
+/// Checks an external endpoint's settings with its kind's own rules (`ironhub-endpoints`) and
+/// the server's `allowances` beyond IoT Hub's ranges.
+pub fn validate_external(
+    kind: ExternalKind,
+    settings: &Value,
+    allowances: Allowances,
+) -> Result<(), String> {
+    ironhub_endpoints::validate_with(kind.into(), settings, allowances)
         .map(|_| ())
         .map_err(|e| e.0)
 }
@@ -103,7 +110,11 @@ pub trait RoutingRules {
     /// Every endpoint with its target, the built-in one first.
     fn targets(&self) -> Vec<(String, Target)>;
     /// Validates the document as IoT Hub does; the first mistake found is the error.
-    fn validate(&self) -> Result<(), HubError>;
+    fn validate(&self) -> Result<(), HubError> {
+        self.validate_with(Allowances::default())
+    }
+    /// [`RoutingRules::validate`] with the server's `allowances` beyond IoT Hub's ranges.
+    fn validate_with(&self, allowances: Allowances) -> Result<(), HubError>;
 }
 
 impl RoutingRules for RoutingConfig {
@@ -134,7 +145,7 @@ impl RoutingRules for RoutingConfig {
         out
     }
 
-    fn validate(&self) -> Result<(), HubError> {
+    fn validate_with(&self, allowances: Allowances) -> Result<(), HubError> {
         for (what, list) in [
             ("serviceBusQueues", &self.endpoints.service_bus_queues),
             ("serviceBusTopics", &self.endpoints.service_bus_topics),
@@ -174,7 +185,7 @@ impl RoutingRules for RoutingConfig {
             for settings in list {
                 // Named, not printed: settings may hold a password.
                 let name = settings.get("name").and_then(Value::as_str).unwrap_or("?");
-                validate_external(kind, settings)
+                validate_external(kind, settings, allowances)
                     .map_err(|e| invalid(format!("The endpoint '{name}' is not valid: {e}.")))?;
             }
         }
@@ -270,7 +281,8 @@ pub fn external_endpoints(config: &RoutingConfig) -> Vec<ironhub_endpoints::Sett
     let mut out = Vec::new();
     for (kind, list) in external(config) {
         for settings in list {
-            match ironhub_endpoints::validate(kind.into(), settings) {
+            // Stored, so accepted once under some server's allowances.
+            match ironhub_endpoints::validate_with(kind.into(), settings, Allowances::ANY) {
                 Ok(s) => out.push(s),
                 Err(e) => tracing::warn!(error = %e, "a stored routing endpoint is not valid"),
             }

@@ -33,6 +33,17 @@ pub enum TwinOp {
     Replace,
 }
 
+impl TwinOp {
+    /// A replacement (`PUT`) or a patch.
+    pub fn of(replace: bool) -> Self {
+        if replace {
+            TwinOp::Replace
+        } else {
+            TwinOp::Update
+        }
+    }
+}
+
 impl Hub {
     /// Whether an enabled route takes messages of `source` (a failure to read the routing
     /// document counts as no).
@@ -52,8 +63,15 @@ impl Hub {
         serde_json::to_value(twin).ok()
     }
 
-    /// A twin change notification: `body` is `{"version", "tags"?, "properties": {…}}`.
-    pub(crate) async fn emit_twin_change(&self, device_id: &str, op: TwinOp, body: Value) {
+    /// A twin change notification of a device's twin, or of module `module_id`'s: `body` is
+    /// `{"version", "tags"?, "properties": {…}}`.
+    pub(crate) async fn emit_twin_change(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        op: TwinOp,
+        body: Value,
+    ) {
         if !self.routes_take(RoutingSource::TwinChangeEvents).await {
             return;
         }
@@ -64,7 +82,7 @@ impl Hub {
         self.emit(
             RoutingSource::TwinChangeEvents,
             device_id,
-            None,
+            module_id,
             op,
             "twinChangeNotification",
             &body,
@@ -72,11 +90,16 @@ impl Hub {
         .await;
     }
 
-    /// A device was created (`createDeviceIdentity`) or deleted (`deleteDeviceIdentity`);
-    /// the body is its twin (for a deletion, as it was). `twin` is only called when a route
-    /// takes lifecycle events.
-    pub(crate) async fn emit_lifecycle<F>(&self, device_id: &str, created: bool, twin: F)
-    where
+    /// A device (or module `module_id`) was created (`createDeviceIdentity`) or deleted
+    /// (`deleteDeviceIdentity`, the names IoT Hub uses for modules too); the body is its twin
+    /// (for a deletion, as it was). `twin` is only called when a route takes lifecycle events.
+    pub(crate) async fn emit_lifecycle<F>(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        created: bool,
+        twin: F,
+    ) where
         F: Future<Output = Option<Value>>,
     {
         if !self.routes_take(RoutingSource::DeviceLifecycleEvents).await {
@@ -93,7 +116,7 @@ impl Hub {
         self.emit(
             RoutingSource::DeviceLifecycleEvents,
             device_id,
-            None,
+            module_id,
             op,
             "deviceLifecycleNotification",
             &body,

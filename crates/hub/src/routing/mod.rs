@@ -6,11 +6,15 @@
 //! once to each selected endpoint, and the caller hears back only when every append is
 //! durable.
 //!
+//! The health of external endpoints, as their pumps record it in the store, is answered by
+//! [`Hub::endpoint_health`].
+//!
 //! With no routing document stored, telemetry goes to the built-in log exactly as before
 //! routing existed, and the hub's events go nowhere (IoT Hub sends them only where a route
 //! says).
 
 pub mod config;
+mod health;
 pub mod hub_events;
 mod test_route;
 
@@ -24,7 +28,9 @@ use ironhub_query::routing::{MessageParts, message_view};
 use ironhub_store::{Event, EventLog, EventStreams, NewEvent, WriteConflict};
 use serde_json::Value;
 
-pub use config::{Enrichment, Route, RoutingConfig, RoutingRules, RoutingSource, Target};
+pub use config::{
+    Allowances, Enrichment, Route, RoutingConfig, RoutingRules, RoutingSource, Target,
+};
 pub use test_route::{TestMessage, TestOutcome, TestRouteResult};
 
 use crate::{Hub, HubError};
@@ -110,10 +116,12 @@ impl Compiled {
     }
 }
 
-/// The node's copy of the routing document.
+/// The node's copy of the routing document, and what the server allows beyond IoT Hub's
+/// ranges when a document is written.
 #[derive(Debug, Default)]
 pub struct RoutingCache {
     slot: Mutex<Option<(Instant, Arc<Compiled>)>>,
+    allowances: Allowances,
 }
 
 impl RoutingCache {
@@ -138,6 +146,16 @@ impl RoutingCache {
 }
 
 impl Hub {
+    /// The same hub, accepting endpoint settings beyond IoT Hub's ranges as `allowances` say
+    /// (`serve --allow-small-file-batches`).
+    pub fn with_routing_allowances(mut self, allowances: Allowances) -> Self {
+        self.routing = Arc::new(RoutingCache {
+            slot: Mutex::new(None),
+            allowances,
+        });
+        self
+    }
+
     /// The same hub, able to route to named event streams (custom endpoints and the delivery
     /// streams of external endpoints).
     pub fn with_event_streams(mut self, streams: Arc<dyn EventStreams>) -> Self {
@@ -229,7 +247,7 @@ impl Hub {
         config: RoutingConfig,
         if_match: Option<&str>,
     ) -> Result<(RoutingConfig, String), HubError> {
-        config.validate()?;
+        config.validate_with(self.routing.allowances)?;
         for (name, target) in config.targets() {
             if let Some((stream, partitions)) = streamed(&target) {
                 let streams = self.streams.as_ref().ok_or_else(|| {
@@ -276,11 +294,13 @@ impl Hub {
         if source != RoutingSource::DeviceMessages && !compiled.has_routes(source) {
             return Ok(Vec::new());
         }
+        // A module's messages and events see the module's twin, as in IoT Hub.
         let twin = if compiled.uses_twin {
-            match self.get_twin(&event.device_id).await {
-                Ok(t) => serde_json::to_value(t).ok(),
-                Err(_) => None,
-            }
+            let twin = match &event.module_id {
+                Some(m) => self.get_module_twin(&event.device_id, m).await,
+                None => self.get_twin(&event.device_id).await,
+            };
+            twin.ok().and_then(|t| serde_json::to_value(t).ok())
         } else {
             None
         };

@@ -29,6 +29,7 @@ pub mod bus;
 pub mod c2d;
 pub mod certificates;
 pub mod dps;
+pub mod endpoints;
 pub mod event_log;
 pub mod file_notifications;
 pub mod modules;
@@ -139,6 +140,9 @@ macro_rules! store_suite {
             file_notifications::an_expired_lock_redelivers_and_loses_the_old_token,
             file_notifications::worn_out_and_expired_notifications_are_dropped,
             streams::routing_is_written_compare_and_swap,
+            endpoints::an_endpoint_lease_has_one_holder,
+            endpoints::an_expired_or_released_lease_is_taken_over,
+            endpoints::endpoint_health_is_kept_per_endpoint,
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {

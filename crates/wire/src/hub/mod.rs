@@ -4,6 +4,7 @@
 mod bulk;
 mod credentials;
 mod device;
+mod endpoint_health;
 mod events;
 mod file_upload;
 mod keys;
@@ -22,6 +23,7 @@ pub use device::{
     AuthType, Authentication, AuthenticationSpec, Capabilities, CapabilitiesSpec, ConnectionState,
     Device, DeviceSpec, DeviceStatus, SymmetricKey, SymmetricKeySpec, Thumbprint, ThumbprintSpec,
 };
+pub use endpoint_health::{EndpointHealth, EndpointHealthList, EndpointHealthStatus, arm_time};
 pub use events::{ConsumerGroupName, ConsumerGroupView, EventsProperties, PartitionView};
 pub use file_upload::{FileNotification, FileUploadCompletion, FileUploadInfo, FileUploadRequest};
 pub use keys::{

@@ -3,7 +3,8 @@
 //! `--endpoint-type`). ironhub's own kind here is `eventhub`: an event stream of this server
 //! with its own partitions and consumer groups, read like the built-in `events` (REST
 //! `?endpoint=NAME`, AMQP entity `NAME`). Endpoints of other kinds are listed, shown and
-//! deleted here; they are created through the routing document.
+//! deleted here; they are created through the routing document. `health` answers ARM's
+//! `routingEndpointsHealth` (az has no command for it; the name is ARM's `GetEndpointHealth`).
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
@@ -24,6 +25,17 @@ pub enum MessageEndpointCommand {
     Show(NameArgs),
     /// Delete an endpoint (refused while a route or an enrichment names it).
     Delete(NameArgs),
+    /// The health of the file, webhook and NATS endpoints (ARM's `routingEndpointsHealth`).
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Only this endpoint.
+    #[arg(long = "endpoint-name", visible_alias = "en")]
+    pub endpoint_name: Option<String>,
+    #[command(flatten)]
+    pub hub: HubName,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +142,18 @@ pub async fn run(
                 .cloned()
                 .map(Some)
                 .with_context(|| format!("there is no endpoint named '{}'", a.endpoint_name))
+        }
+        MessageEndpointCommand::Health(a) => {
+            let mut list = client.endpoint_health().await?;
+            let Some(name) = &a.endpoint_name else {
+                return Ok(Some(serde_json::to_value(list.value)?));
+            };
+            list.value
+                .retain(|h| h.endpoint_id.eq_ignore_ascii_case(name));
+            let one = list.value.pop().with_context(|| {
+                format!("there is no file, webhook or NATS endpoint named '{name}'")
+            })?;
+            Ok(Some(serde_json::to_value(one)?))
         }
         MessageEndpointCommand::Delete(a) => {
             edit(&client, |c| {
