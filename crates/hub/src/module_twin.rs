@@ -58,7 +58,7 @@ impl Hub {
         module_id: &str,
     ) -> Result<(DeviceRecord, ModuleRecord, TwinRecord), HubError> {
         let module = self.get_module(device_id, module_id).await?;
-        let device = self.get_device(device_id).await?;
+        let device = self.device_record(device_id).await?;
         let twin = self
             .store
             .get_module_twin(device_id, module_id)
@@ -73,6 +73,7 @@ impl Hub {
         device_id: &str,
         module_id: &str,
     ) -> Result<Twin, HubError> {
+        self.admit(crate::throttle::Operation::ServiceTwin, Some(device_id))?;
         let (device, module, twin) = self.load_module_twin(device_id, module_id).await?;
         Ok(module_twin_view(&device, &module, &twin))
     }
@@ -87,6 +88,7 @@ impl Hub {
         if_match: Option<&str>,
         replace: bool,
     ) -> Result<Twin, HubError> {
+        self.admit(crate::throttle::Operation::ServiceTwin, Some(device_id))?;
         let if_match = if_match.map(crate::registry::normalize_if_match);
         let (device, module, current) = self.load_module_twin(device_id, module_id).await?;
         if let Some(tag) = &if_match
@@ -121,6 +123,7 @@ impl Hub {
         match &who.module_id {
             None => self.device_twin(&who.device_id).await,
             Some(m) => {
+                self.admit(crate::throttle::Operation::DeviceTwin, Some(&who.key()))?;
                 let (_, _, twin) = self.load_module_twin(&who.device_id, m).await?;
                 Ok(device_twin_doc(&twin))
             }
@@ -137,6 +140,7 @@ impl Hub {
         let Some(module_id) = &who.module_id else {
             return self.patch_reported(&who.device_id, body).await;
         };
+        self.admit(crate::throttle::Operation::DeviceTwin, Some(&who.key()))?;
         let patch = reported_patch(body)?;
         // Compare-and-swap, retried: a service may update the same twin meanwhile.
         for _ in 0..5 {

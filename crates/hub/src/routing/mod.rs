@@ -277,7 +277,7 @@ impl Hub {
             return Ok(Vec::new());
         }
         let twin = if compiled.uses_twin {
-            match self.get_twin(&event.device_id).await {
+            match self.twin_of(&event.device_id).await {
                 Ok(t) => serde_json::to_value(t).ok(),
                 Err(_) => None,
             }
