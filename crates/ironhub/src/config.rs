@@ -46,7 +46,7 @@ pub struct ServeArgs {
     /// `[routing]` table (IoT Hub's routing document, replacing the stored one at start) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
     /// notification_ttl_hours, max_delivery_count, and a `[nats]` table with url, creds,
-    /// tls_ca, tls_cert, tls_key).
+    /// tls_ca, tls_cert, tls_key, and a `[throttling]` table of rates).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -204,6 +204,8 @@ struct FileConfig {
     routing: Option<RoutingConfig>,
     #[serde(default)]
     nats: Option<NatsFile>,
+    /// Throttling rates (`docs/operators.md`, "Throttling"); none when left out.
+    throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
 }
 
 /// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
@@ -290,6 +292,8 @@ pub struct ServeConfig {
     pub routing: Option<RoutingConfig>,
     /// Where the event log and the device bus live when not embedded (`--nats`).
     pub nats: Option<ironhub_nats::NatsOptions>,
+    /// The `[throttling]` table, checked; `None`: nothing is throttled.
+    pub throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
 }
 
 impl ServeArgs {
@@ -465,6 +469,11 @@ impl ServeArgs {
                 .resolve(file.file_upload.unwrap_or_default())?,
             routing: file.routing,
             nats: self.nats.resolve(file.nats.unwrap_or_default())?,
+            throttling: file
+                .throttling
+                .map(|t| t.check().map(|()| t))
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
         })
     }
 }
