@@ -82,7 +82,9 @@ pub struct Rate {
 
 impl Rate {
     fn burst(&self) -> f64 {
-        f64::from(self.burst.unwrap_or(0)).max(self.rate.ceil()).max(1.0)
+        f64::from(self.burst.unwrap_or(0))
+            .max(self.rate.ceil())
+            .max(1.0)
     }
 }
 
@@ -384,7 +386,10 @@ impl Throttle {
         }
         // Windows older than the last few are never read again.
         if window % 16 == 0
-            && let Err(e) = self.windows.forget_windows_before(window.saturating_sub(4)).await
+            && let Err(e) = self
+                .windows
+                .forget_windows_before(window.saturating_sub(4))
+                .await
         {
             tracing::debug!(error = %e, "old throttling windows not forgotten");
         }
@@ -430,11 +435,7 @@ mod tests {
         })
     }
 
-    fn node(
-        s: &ThrottleSettings,
-        store: &SqliteStore,
-        clock: &Arc<ManualClock>,
-    ) -> Throttle {
+    fn node(s: &ThrottleSettings, store: &SqliteStore, clock: &Arc<ManualClock>) -> Throttle {
         Throttle::new(s.clone(), Arc::new(store.clone())).with_clock(clock.clone())
     }
 
