@@ -200,6 +200,10 @@ def test_frames_over_the_limits_are_refused_at_once(hub, rm):
     try:
         mqtt_connect(hub, rm, s, "big-frames")
         topic = b"devices/big-frames/messages/events/"
+        # First a PUBLISH under the limit (QoS 1): acknowledged, the connection stays.
+        small = struct.pack(">H", len(topic)) + topic + struct.pack(">H", 1) + b"x" * 1000
+        s.sendall(bytes([0x32]) + varint(len(small)) + small)
+        assert s.recv(4) == b"\x40\x02\x00\x01", "the PUBACK of a packet under the limit"
         s.sendall(bytes([0x30]) + varint(MQTT_MAX_PACKET + 1) + struct.pack(">H", len(topic)) + topic)
         assert closed_by_server(s, SLACK_S), "an MQTT packet over the limit closes the connection"
     finally:
