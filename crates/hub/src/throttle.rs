@@ -385,7 +385,7 @@ impl Throttle {
             }
         }
         // Windows older than the last few are never read again.
-        if window % 16 == 0
+        if window.is_multiple_of(16)
             && let Err(e) = self
                 .windows
                 .forget_windows_before(window.saturating_sub(4))
