@@ -588,6 +588,40 @@ mod tests {
     }
 
     #[test]
+    fn throttling_comes_from_the_config_file_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let config = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            ServeArgs {
+                config: Some(path.clone()),
+                ..ServeArgs::default()
+            }
+            .resolve()
+        };
+        assert!(config("").unwrap().throttling.is_none(), "off by default");
+        let c = config(
+            "[throttling]\n[throttling.d2c]\ndevice = { rate = 5, burst = 10 }\n\
+             [throttling.registry]\nhub = { rate = 1.67 }\n",
+        )
+        .unwrap();
+        let t = c.throttling.unwrap();
+        assert_eq!(t.d2c.device.unwrap().burst, Some(10));
+        assert!(t.d2c.hub.is_none() && t.c2d.hub.is_none());
+        assert!((t.registry.hub.unwrap().rate - 1.67).abs() < 1e-9);
+        let refused = config("[throttling.d2c]\nhub = { rate = -1 }\n").unwrap_err();
+        assert!(
+            refused.to_string().contains("throttling.d2c.hub.rate"),
+            "{refused}"
+        );
+        assert!(
+            config("[throttling.d2c]\nhub = { rat = 1 }\n").is_err(),
+            "unknown keys"
+        );
+        assert!(config("[throttling.telemetry]\n").is_err(), "unknown kinds");
+    }
+
+    #[test]
     fn defaults_work_for_a_newcomer() {
         let c = ServeArgs::default().resolve().unwrap();
         assert_eq!(c.data_dir, PathBuf::from("ironhub-data"));
