@@ -116,6 +116,27 @@ def tls(hub, port: int) -> ssl.SSLSocket:
     return ctx.wrap_socket(socket.create_connection((hub.address, port), timeout=30), server_hostname=hub.hostname)
 
 
+def websocket(hub) -> ssl.SSLSocket:
+    """A TLS connection upgraded to WebSocket on the MQTT path (101 read), nothing sent yet."""
+    ws = tls(hub, 443)
+    ws.sendall(
+        (
+            "GET /$iothub/websocket HTTP/1.1\r\n"
+            f"Host: {hub.hostname}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = ws.recv(4096)
+        assert chunk, "the upgrade was answered"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return ws
+
+
 def test_a_connection_flood_does_not_starve_real_clients_or_grow_memory(hub, rm):
     others = Others(hub, rm, "flood-witness")
     flood: list[socket.socket] = []
@@ -143,22 +164,7 @@ def test_a_connection_flood_does_not_starve_real_clients_or_grow_memory(hub, rm)
 
 def test_silent_mqtt_and_websocket_clients_are_closed(hub):
     silent_mqtt = tls(hub, 8883)
-    silent_ws = tls(hub, 443)
-    silent_ws.sendall(
-        (
-            "GET /$iothub/websocket HTTP/1.1\r\n"
-            f"Host: {hub.hostname}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Protocol: mqtt\r\n\r\n"
-        ).encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = silent_ws.recv(4096)
-        assert chunk, "the upgrade was answered"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
+    silent_ws = websocket(hub)
     try:
         # Neither sends an MQTT CONNECT: both are closed once the CONNECT timeout runs out.
         assert closed_by_server(silent_mqtt, CONNECT_TIMEOUT_S + SLACK_S)
@@ -210,23 +216,8 @@ def test_frames_over_the_limits_are_refused_at_once(hub, rm):
         s.close()
 
     # WebSocket: a frame declaring 64 MiB is refused from its header.
-    ws = tls(hub, 443)
+    ws = websocket(hub)
     try:
-        ws.sendall(
-            (
-                "GET /$iothub/websocket HTTP/1.1\r\n"
-                f"Host: {hub.hostname}\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                "Sec-WebSocket-Protocol: mqtt\r\n\r\n"
-            ).encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = ws.recv(4096)
-            assert chunk
-            head += chunk
-        assert head.startswith(b"HTTP/1.1 101"), head
         # FIN + binary, masked, 64-bit length, mask key, a few bytes of the payload.
         ws.sendall(bytes([0x82, 0x80 | 127]) + struct.pack(">Q", HUGE) + b"\x01\x02\x03\x04" + b"\x00" * 64)
         assert closed_by_server(ws, SLACK_S), "a WebSocket frame over the limit closes the connection"

@@ -546,18 +546,21 @@ mod tests {
         }
     }
 
+    /// The settings of a config file holding `text` (written in `dir`).
+    fn from_file(dir: &std::path::Path, text: &str) -> anyhow::Result<ServeConfig> {
+        let path = dir.join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+    }
+
     #[test]
     fn issuing_cas_come_from_the_config_file() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        let config = |text: &str| {
-            std::fs::write(&path, text).unwrap();
-            ServeArgs {
-                config: Some(path.clone()),
-                ..ServeArgs::default()
-            }
-            .resolve()
-        };
+        let config = |text: &str| from_file(dir.path(), text);
         let c = config(
             "issued_certificate_renewal = false\n\
              [[issuing_cas]]\nname = \"short\"\ncert = \"/s.pem\"\nkey = \"/s.key\"\nvalidity_days = 7\n\
@@ -590,15 +593,7 @@ mod tests {
     #[test]
     fn throttling_comes_from_the_config_file_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        let config = |text: &str| {
-            std::fs::write(&path, text).unwrap();
-            ServeArgs {
-                config: Some(path.clone()),
-                ..ServeArgs::default()
-            }
-            .resolve()
-        };
+        let config = |text: &str| from_file(dir.path(), text);
         assert!(config("").unwrap().throttling.is_none(), "off by default");
         let c = config(
             "[throttling]\n[throttling.d2c]\ndevice = { rate = 5, burst = 10 }\n\
