@@ -547,7 +547,7 @@ mod tests {
     }
 
     /// The settings of a config file holding `text` (written in `dir`).
-    fn from_file(dir: &std::path::Path, text: &str) -> anyhow::Result<ServeConfig> {
+    fn from_file(dir: &Path, text: &str) -> anyhow::Result<ServeConfig> {
         let path = dir.join("c.toml");
         std::fs::write(&path, text).unwrap();
         ServeArgs {
