@@ -1,5 +1,6 @@
 //! The AMQP errors links are closed and messages rejected with, in IoT Hub's conditions
-//! (`amqp:not-found`, `amqp:unauthorized-access`, `amqp:link:message-size-exceeded`, …), with
+//! (`amqp:not-found`, `amqp:unauthorized-access`, `amqp:link:message-size-exceeded`,
+//! `com.microsoft:device-container-throttled`, …), with
 //! IoT Hub's error code name under `com.microsoft:error-code` when the domain gave one.
 
 use fe2o3_amqp::types::definitions::{AmqpError, Error, ErrorCondition, LinkError};
@@ -42,6 +43,8 @@ pub fn hub_error(e: &HubError) -> Error {
         404 => AmqpError::NotFound.into(),
         413 => LinkError::MessageSizeExceeded.into(),
         400 => AmqpError::InvalidField.into(),
+        // IoT Hub's throttling condition (the device SDKs read it as a throttling error).
+        429 => ErrorCondition::Custom(Symbol::from("com.microsoft:device-container-throttled")),
         _ => AmqpError::InternalError.into(),
     };
     let mut info = OrderedMap::new();
@@ -62,6 +65,14 @@ mod tests {
         assert_eq!(
             e.condition,
             ErrorCondition::from(LinkError::MessageSizeExceeded)
+        );
+        let e = hub_error(&HubError::Throttled {
+            message: String::new(),
+            retry_after_secs: 1,
+        });
+        assert_eq!(
+            e.condition,
+            ErrorCondition::Custom(Symbol::from("com.microsoft:device-container-throttled"))
         );
         let e = hub_error(&HubError::DeviceNotFound("d".into()));
         assert_eq!(e.condition, ErrorCondition::from(AmqpError::NotFound));

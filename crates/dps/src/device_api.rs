@@ -331,7 +331,8 @@ mod tests {
             (DpsError::BadRequest(String::new()), None),
             (DpsError::Unauthorized(String::new()), None),
             (DpsError::MessageTooLarge(String::new()), None),
-            (DpsError::Throttled(String::new()), Some(10)),
+            (DpsError::Throttled(String::new(), None), Some(10)),
+            (DpsError::Throttled(String::new(), Some(3)), Some(3)),
             (DpsError::ServerError(String::new()), Some(2)),
         ];
         for (e, retry_after) in cases {

@@ -68,9 +68,9 @@ pub enum DpsError {
     CustomAllocationIotHubNotSpecified(String),
     #[error("{0}")]
     CustomAllocationUnauthorizedAccess(String),
-    /// Too many requests (429; the adapter adds `Retry-After`).
+    /// Too many requests (429 with `Retry-After`: the seconds given, or the poll window).
     #[error("{0}")]
-    Throttled(String),
+    Throttled(String, Option<u32>),
     #[error("{0}")]
     ServerError(String),
 }
@@ -96,7 +96,7 @@ impl DpsError {
             DpsError::RequestTimeout(_) => 408,
             DpsError::Conflict(_) => 409,
             DpsError::PreconditionFailed(_) => 412,
-            DpsError::Throttled(_) => 429,
+            DpsError::Throttled(..) => 429,
             DpsError::ServerError(_) => 500,
         }
     }
@@ -119,7 +119,7 @@ impl DpsError {
             DpsError::RegistrationNotFound(_) => 404_202,
             DpsError::Conflict(_) => 409_001,
             DpsError::PreconditionFailed(_) => 412_002,
-            DpsError::Throttled(_) => 429_001,
+            DpsError::Throttled(..) => 429_001,
             DpsError::ServerError(_) => 500_001,
         }
     }
@@ -144,7 +144,7 @@ impl DpsError {
             DpsError::CustomAllocationFailed(_) => "CustomAllocationFailed",
             DpsError::CustomAllocationIotHubNotSpecified(_) => "CustomAllocationIoTHubNotSpecified",
             DpsError::CustomAllocationUnauthorizedAccess(_) => "CustomAllocationUnauthorizedAccess",
-            DpsError::Throttled(_) => "TooManyRequests",
+            DpsError::Throttled(..) => "TooManyRequests",
             DpsError::ServerError(_) => "InternalServerError",
         }
     }
@@ -210,7 +210,7 @@ mod tests {
             DpsError::CustomAllocationFailed(String::new()),
             DpsError::CustomAllocationIotHubNotSpecified(String::new()),
             DpsError::CustomAllocationUnauthorizedAccess(String::new()),
-            DpsError::Throttled(String::new()),
+            DpsError::Throttled(String::new(), None),
             DpsError::ServerError(String::new()),
         ];
         for e in all {

@@ -104,6 +104,8 @@ pub struct Dps {
     runtime: Arc<register::Runtime>,
     /// The CAs that sign devices' CSRs, when the server issues certificates.
     issuing_cas: Option<Arc<ironhub_hub::issuing_cas::IssuingCas>>,
+    /// The node's limiter, when throttling is configured (shared with its hub).
+    throttle: Option<Arc<ironhub_hub::throttle::Throttle>>,
 }
 
 fn unauthorized(e: SasError) -> DpsError {
@@ -134,6 +136,7 @@ impl Dps {
             limits: Arc::new(Limits::default()),
             runtime: Arc::new(register::Runtime::new(LOCAL_NODE.to_owned())),
             issuing_cas: None,
+            throttle: None,
         };
         if first_start
             && let Some(hub) = own_hub
@@ -155,6 +158,13 @@ impl Dps {
     /// owner recorded on its registration operations). Call it before serving.
     pub fn with_node(mut self, node_id: impl Into<String>) -> Self {
         self.runtime = Arc::new(register::Runtime::new(node_id.into()));
+        self
+    }
+
+    /// The same instance, throttling registrations with `throttle` (the node's, shared with
+    /// its hub).
+    pub fn with_throttle(mut self, throttle: Arc<ironhub_hub::throttle::Throttle>) -> Self {
+        self.throttle = Some(throttle);
         self
     }
 

@@ -24,6 +24,7 @@ use crate::allocation::{
 use crate::attestation::{Attested, AttestedEnrollment, DeviceCredential};
 use crate::enrollments::Enrollment;
 use crate::linked::{HubCallError, HubRegistry};
+use ironhub_hub::throttle::Operation;
 use ironhub_wire::hub::{
     AuthType, AuthenticationSpec, CapabilitiesSpec, DeviceSpec, DeviceStatus, SymmetricKeySpec,
     ThumbprintSpec, TwinPatch,
@@ -372,8 +373,17 @@ impl Dps {
             .map_err(|e| hub_failed(name, e))
     }
 
-    /// Counts a registration against the instance's per-minute limit.
-    fn admit_registration(&self) -> Result<(), DpsError> {
+    /// Counts a registration against the shared throttle's rates (`[throttling]`
+    /// `dps_registrations`, per instance and per registration id) and the instance's per-minute limit.
+    fn admit_registration(&self, registration_id: &str) -> Result<(), DpsError> {
+        if let Some(throttle) = &self.throttle {
+            throttle
+                .admit(
+                    Operation::DpsRegistration,
+                    Some(&registration_id.to_ascii_lowercase()),
+                )
+                .map_err(|e| DpsError::Throttled(e.to_string(), e.retry_after()))?;
+        }
         let limit = self.limits.registrations_per_minute;
         if limit == 0 {
             return Ok(());
@@ -391,9 +401,12 @@ impl Dps {
             recent.pop_front();
         }
         if recent.len() >= limit as usize {
-            return Err(DpsError::Throttled(format!(
-                "Too many registrations: this provisioning service accepts {limit} a minute."
-            )));
+            return Err(DpsError::Throttled(
+                format!(
+                    "Too many registrations: this provisioning service accepts {limit} a minute."
+                ),
+                None,
+            ));
         }
         recent.push_back(now);
         Ok(())
@@ -418,10 +431,13 @@ impl Dps {
             recent.pop_front();
         }
         if recent.len() >= limit as usize {
-            return Err(DpsError::Throttled(format!(
-                "Too many status polls: a device may poll {limit} times in {} seconds.",
-                window.as_secs()
-            )));
+            return Err(DpsError::Throttled(
+                format!(
+                    "Too many status polls: a device may poll {limit} times in {} seconds.",
+                    window.as_secs()
+                ),
+                None,
+            ));
         }
         recent.push_back(now);
         if polls.len() > 10_000 {
@@ -434,7 +450,8 @@ impl Dps {
     /// throttled poll.
     pub fn retry_after(&self, error: Option<&DpsError>) -> u32 {
         match error {
-            Some(DpsError::Throttled(_)) => {
+            Some(DpsError::Throttled(_, Some(seconds))) => (*seconds).max(1),
+            Some(DpsError::Throttled(_, None)) => {
                 u32::try_from(self.limits.poll_window.as_secs().max(1)).unwrap_or(10)
             }
             _ => self.limits.retry_after_secs.max(1),
@@ -464,7 +481,7 @@ impl Dps {
         }
         let tpm = self.tpm_registration_result(&attested, request.tpm.as_ref())?;
         let csr = self.read_csr(&attested, request.csr.as_deref())?;
-        self.admit_registration()?;
+        self.admit_registration(&attested.registration_id)?;
         let mut record = OperationRecord {
             operation_id: new_operation_id(),
             status: RegistrationStatus::Assigning,

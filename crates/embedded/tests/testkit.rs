@@ -44,3 +44,14 @@ mod bus {
         (Arc::new(a), Arc::new(b))
     });
 }
+
+mod rate_windows {
+    use super::*;
+
+    ironhub_store::rate_windows_suite!(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SqliteStore::open(dir.path()).unwrap();
+        let b = SqliteStore::open(dir.path()).unwrap();
+        (Arc::new(a), Arc::new(b), dir)
+    });
+}

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: u32,
     pub name: &'static str,
     pub message: String,
+    /// The `Retry-After` of a throttled request, in seconds.
+    pub retry_after: Option<u32>,
 }
 
 impl From<HubError> for ApiError {
@@ -24,6 +26,7 @@ impl From<HubError> for ApiError {
             code: e.code(),
             name: e.name(),
             message: e.to_string(),
+            retry_after: e.retry_after(),
         }
     }
 }
@@ -35,6 +38,7 @@ impl ApiError {
             code: 404_000,
             name: "NotFound",
             message: format!("{what} was not found."),
+            retry_after: None,
         }
     }
 
@@ -44,6 +48,7 @@ impl ApiError {
             code: 405_000,
             name: "MethodNotAllowed",
             message: "The HTTP method is not allowed on this resource.".into(),
+            retry_after: None,
         }
     }
 
@@ -55,6 +60,7 @@ impl ApiError {
             code: 408_000,
             name: "RequestTimeout",
             message: "The request's body did not arrive in time.".into(),
+            retry_after: None,
         }
     }
 
@@ -64,6 +70,7 @@ impl ApiError {
             code: 400_001,
             name: "InvalidProtocolVersion",
             message: format!("The api-version '{v}' is not valid."),
+            retry_after: None,
         }
     }
 }
@@ -89,6 +96,9 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         if let Ok(v) = HeaderValue::from_str(self.name) {
             headers.insert("iothub-errorcode", v);
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         headers.insert(
             header::CONTENT_TYPE,

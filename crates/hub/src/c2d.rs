@@ -152,6 +152,7 @@ impl Hub {
         device_id: &str,
         message: OutgoingMessage,
     ) -> Result<C2dMessage, HubError> {
+        self.admit(crate::throttle::Operation::CloudToDevice, Some(device_id))?;
         let now = self.now();
         let size = message.body.len()
             + message
@@ -196,7 +197,7 @@ impl Hub {
             }
             Some(t) => t.min(now + delta(MAX_TTL)),
         };
-        let device = self.get_device(device_id).await?;
+        let device = self.device_record(device_id).await?;
         let stored = C2dMessage {
             device_id: device.device_id.clone(),
             device_generation_id: device.generation_id,
@@ -263,7 +264,7 @@ impl Hub {
 
     /// `DELETE /devices/{id}/commands`: empties the device's queue.
     pub async fn purge_c2d(&self, device_id: &str) -> Result<PurgeResult, HubError> {
-        self.get_device(device_id).await?;
+        self.device_record(device_id).await?;
         let n = self.store.c2d_purge(device_id, rules(), self.now()).await?;
         Ok(PurgeResult {
             total_messages_purged: n,

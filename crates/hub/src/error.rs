@@ -67,6 +67,12 @@ pub enum HubError {
     /// A routing endpoint that does not exist (or is not an event stream).
     #[error("{0}")]
     EndpointNotFound(String),
+    /// Over a throttling limit (`throttle`): 429 with `Retry-After`.
+    #[error("{message}")]
+    Throttled {
+        message: String,
+        retry_after_secs: u32,
+    },
     #[error("{0}")]
     ServerError(String),
 }
@@ -81,6 +87,16 @@ impl HubError {
             ..ironhub_wire::error::ErrorBody::default()
         };
         serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// When a throttled client may try again, in seconds (the `Retry-After` of a 429).
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            HubError::Throttled {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
     }
 
     /// The HTTP status code.
@@ -119,6 +135,7 @@ impl HubError {
             HubError::InvalidStorageEndpointOrBlob(_) => 400_020,
             HubError::InvalidQuery(_) => 400_000,
             HubError::EndpointNotFound(_) => 404_000,
+            HubError::Throttled { .. } => 429_001,
             HubError::ServerError(_) => 500_001,
         }
     }
@@ -156,6 +173,7 @@ impl HubError {
             HubError::InvalidStorageEndpointOrBlob(_) => "InvalidStorageEndpointOrBlob",
             HubError::InvalidQuery(_) => "BadRequest",
             HubError::EndpointNotFound(_) => "EndpointNotFound",
+            HubError::Throttled { .. } => "ThrottlingException",
             HubError::ServerError(_) => "ServerError",
         }
     }

@@ -206,7 +206,7 @@ impl Hub {
         let upload = self.file_upload()?;
         let name = request.blob_name.as_deref().unwrap_or_default();
         validate_blob_name(device_id, name)?;
-        self.get_device(device_id).await?;
+        self.device_record(device_id).await?;
         let settings = &upload.settings;
         let now = self.now();
         let expiry = now + settings.sas_ttl;

@@ -139,7 +139,7 @@ impl Hub {
                 "The device '{id}' appears more than once in the request."
             )));
         }
-        let mut record = self.get_device(id).await?;
+        let mut record = self.device_record(id).await?;
         if record.authentication.kind != AuthType::Sas {
             return Err(HubError::ArgumentInvalid(format!(
                 "The device '{id}' does not authenticate with symmetric keys."

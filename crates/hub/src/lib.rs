@@ -30,6 +30,7 @@ pub mod routing;
 pub mod scopes;
 mod session;
 pub mod telemetry;
+pub mod throttle;
 pub mod twin;
 
 use std::sync::Arc;
@@ -75,6 +76,8 @@ pub struct Hub {
     routing: Arc<routing::RoutingCache>,
     /// This node's drain (see `health`).
     drain: health::Drain,
+    /// The limiter, when throttling is configured (see `throttle`).
+    throttle: Option<Arc<throttle::Throttle>>,
 }
 
 impl Hub {
@@ -100,6 +103,7 @@ impl Hub {
             streams: None,
             routing: Arc::default(),
             drain: health::Drain::default(),
+            throttle: None,
         })
     }
 
@@ -108,6 +112,21 @@ impl Hub {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The same hub, throttling operations with `throttle` (shared with the DPS of the node).
+    pub fn with_throttle(mut self, throttle: Arc<throttle::Throttle>) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
+    /// Admits one operation of kind `op` (by or aimed at `device`), or refuses it with IoT
+    /// Hub's throttling error; always admits when throttling is off.
+    pub fn admit(&self, op: throttle::Operation, device: Option<&str>) -> Result<(), HubError> {
+        match &self.throttle {
+            Some(t) => t.admit(op, device),
+            None => Ok(()),
+        }
     }
 
     /// The time by the hub's clock.

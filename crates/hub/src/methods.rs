@@ -57,6 +57,7 @@ impl Hub {
         module_id: Option<&str>,
         request: MethodRequest,
     ) -> Result<MethodResult, HubError> {
+        self.admit(crate::throttle::Operation::Methods, Some(device_id))?;
         let name = request
             .method_name
             .as_deref()
@@ -87,7 +88,7 @@ impl Hub {
                 format!("{device_id}/{m}")
             }
             None => {
-                self.get_device(device_id).await?;
+                self.device_record(device_id).await?;
                 device_id.to_owned()
             }
         };

@@ -59,7 +59,7 @@ impl Hub {
         module_id: &str,
     ) -> Result<(DeviceRecord, ModuleRecord, TwinRecord), HubError> {
         let module = self.get_module(device_id, module_id).await?;
-        let device = self.get_device(device_id).await?;
+        let device = self.device_record(device_id).await?;
         let twin = self
             .store
             .get_module_twin(device_id, module_id)
@@ -70,6 +70,16 @@ impl Hub {
 
     /// `GET /twins/{id}/modules/{mid}`.
     pub async fn get_module_twin(
+        &self,
+        device_id: &str,
+        module_id: &str,
+    ) -> Result<Twin, HubError> {
+        self.admit(crate::throttle::Operation::ServiceTwin, Some(device_id))?;
+        self.module_twin_of(device_id, module_id).await
+    }
+
+    /// A module's twin, for the hub's own rules (not throttled).
+    pub(crate) async fn module_twin_of(
         &self,
         device_id: &str,
         module_id: &str,
@@ -88,6 +98,7 @@ impl Hub {
         if_match: Option<&str>,
         replace: bool,
     ) -> Result<Twin, HubError> {
+        self.admit(crate::throttle::Operation::ServiceTwin, Some(device_id))?;
         let if_match = if_match.map(crate::registry::normalize_if_match);
         let (device, module, current) = self.load_module_twin(device_id, module_id).await?;
         if let Some(tag) = &if_match
@@ -129,7 +140,7 @@ impl Hub {
 
     /// A module's twin as JSON, as a lifecycle event's body (`None` when it cannot be read).
     pub(crate) async fn module_twin_json(&self, device_id: &str, module_id: &str) -> Option<Value> {
-        let twin = self.get_module_twin(device_id, module_id).await.ok()?;
+        let twin = self.module_twin_of(device_id, module_id).await.ok()?;
         serde_json::to_value(twin).ok()
     }
 
@@ -138,6 +149,7 @@ impl Hub {
         match &who.module_id {
             None => self.device_twin(&who.device_id).await,
             Some(m) => {
+                self.admit(crate::throttle::Operation::DeviceTwin, Some(&who.key()))?;
                 let (_, _, twin) = self.load_module_twin(&who.device_id, m).await?;
                 Ok(device_twin_doc(&twin))
             }
@@ -154,6 +166,7 @@ impl Hub {
         let Some(module_id) = &who.module_id else {
             return self.patch_reported(&who.device_id, body).await;
         };
+        self.admit(crate::throttle::Operation::DeviceTwin, Some(&who.key()))?;
         let patch = reported_patch(body)?;
         // Compare-and-swap, retried: a service may update the same twin meanwhile.
         for _ in 0..5 {

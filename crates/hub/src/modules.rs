@@ -71,7 +71,7 @@ impl Hub {
         match self.store.get_module(device_id, module_id).await? {
             Some(m) => Ok(m),
             None => {
-                self.get_device(device_id).await?;
+                self.device_record(device_id).await?;
                 Err(HubError::ModuleNotFound(
                     device_id.to_owned(),
                     module_id.to_owned(),
@@ -83,7 +83,7 @@ impl Hub {
     /// `GET /devices/{id}/modules`: the device's modules in id order; 404 for a device that
     /// does not exist.
     pub async fn list_modules(&self, device_id: &str) -> Result<Vec<ModuleRecord>, HubError> {
-        self.get_device(device_id).await?;
+        self.device_record(device_id).await?;
         Ok(self.store.list_modules(device_id).await?)
     }
 
@@ -99,7 +99,7 @@ impl Hub {
     ) -> Result<ModuleRecord, HubError> {
         validate_module_id(module_id)?;
         check_body_ids(device_id, module_id, spec)?;
-        self.get_device(device_id).await?;
+        self.device_record(device_id).await?;
         let if_match = if_match.map(normalize_if_match);
         let current = self.store.get_module(device_id, module_id).await?;
         let managed_by = spec.managed_by.clone().filter(|m| !m.is_empty());
@@ -173,7 +173,7 @@ impl Hub {
         module_id: &str,
         if_match: Option<&str>,
     ) -> Result<(), HubError> {
-        self.get_device(device_id).await?;
+        self.device_record(device_id).await?;
         let if_match = if_match.map(normalize_if_match);
         let etag = if_match.clone().unwrap_or_default();
         let write = ModuleWrite::Delete {

@@ -347,8 +347,14 @@ impl ImportMode {
 }
 
 impl Hub {
-    /// One device.
+    /// `GET /devices/{id}`: one device (a registry operation, throttled as one).
     pub async fn get_device(&self, id: &str) -> Result<DeviceRecord, HubError> {
+        self.admit(crate::throttle::Operation::Registry, Some(id))?;
+        self.device_record(id).await
+    }
+
+    /// One device, for the hub's own rules (not throttled).
+    pub(crate) async fn device_record(&self, id: &str) -> Result<DeviceRecord, HubError> {
         self.store
             .get_device(id)
             .await?
@@ -363,6 +369,7 @@ impl Hub {
         spec: &DeviceSpec,
         if_match: Option<&str>,
     ) -> Result<DeviceRecord, HubError> {
+        self.admit(crate::throttle::Operation::Registry, Some(id))?;
         validate_device_id(id)?;
         if let Some(body_id) = spec.device_id.as_deref()
             && body_id != id
@@ -420,6 +427,7 @@ impl Hub {
 
     /// `DELETE /devices/{id}`, with an optional `If-Match`.
     pub async fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), HubError> {
+        self.admit(crate::throttle::Operation::Registry, Some(id))?;
         let write = DeviceWrite::Delete {
             id: id.to_owned(),
             if_match: if_match.map(normalize_if_match),
@@ -469,6 +477,7 @@ impl Hub {
 
     /// `GET /devices?top=N`: at most `top` devices (IoT Hub caps it at 1000), ordered by id.
     pub async fn list_devices(&self, top: Option<usize>) -> Result<Vec<DeviceRecord>, HubError> {
+        self.admit(crate::throttle::Operation::Registry, None)?;
         let top = top.unwrap_or(MAX_LIST_DEVICES).min(MAX_LIST_DEVICES);
         Ok(self.store.list_devices(None, top).await?)
     }
@@ -494,6 +503,7 @@ impl Hub {
     /// `POST /devices`: up to 100 creates, updates and deletes, applied all together or not at
     /// all. `Err` is for a request that is malformed as a whole.
     pub async fn bulk(&self, items: &[ExportImportDevice]) -> Result<BulkResult, HubError> {
+        self.admit(crate::throttle::Operation::Registry, None)?;
         if items.is_empty() {
             return Err(HubError::ArgumentNull("The request has no devices.".into()));
         }

@@ -126,6 +126,7 @@ impl Hub {
         who: &DeviceIdentity,
         message: Telemetry,
     ) -> Result<Vec<Event>, HubError> {
+        self.admit(crate::throttle::Operation::DeviceToCloud, Some(&who.key()))?;
         if message.size() > MAX_TELEMETRY_BYTES {
             return Err(HubError::MessageTooLarge(MAX_TELEMETRY_BYTES));
         }

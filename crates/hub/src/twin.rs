@@ -406,7 +406,7 @@ impl Hub {
         &self,
         device_id: &str,
     ) -> Result<(DeviceRecord, TwinRecord), HubError> {
-        let device = self.get_device(device_id).await?;
+        let device = self.device_record(device_id).await?;
         let twin = self
             .store
             .get_twin(device_id)
@@ -429,8 +429,14 @@ impl Hub {
         }
     }
 
-    /// `GET /twins/{id}`.
+    /// `GET /twins/{id}` (a service twin operation, throttled as one).
     pub async fn get_twin(&self, device_id: &str) -> Result<Twin, HubError> {
+        self.admit(crate::throttle::Operation::ServiceTwin, Some(device_id))?;
+        self.twin_of(device_id).await
+    }
+
+    /// A device's twin, for the hub's own rules (not throttled).
+    pub(crate) async fn twin_of(&self, device_id: &str) -> Result<Twin, HubError> {
         let (device, twin) = self.load_twin(device_id).await?;
         Ok(twin_view(&device, &twin))
     }
@@ -444,6 +450,7 @@ impl Hub {
         if_match: Option<&str>,
         replace: bool,
     ) -> Result<Twin, HubError> {
+        self.admit(crate::throttle::Operation::ServiceTwin, Some(device_id))?;
         let if_match = if_match.map(crate::registry::normalize_if_match);
         let (device, current) = self.load_twin(device_id).await?;
         if let Some(tag) = &if_match
@@ -480,12 +487,14 @@ impl Hub {
 
     /// A device's `GET` of its twin: `{"desired": {…, "$version"}, "reported": {…, "$version"}}`.
     pub async fn device_twin(&self, device_id: &str) -> Result<Value, HubError> {
+        self.admit(crate::throttle::Operation::DeviceTwin, Some(device_id))?;
         let (_, twin) = self.load_twin(device_id).await?;
         Ok(device_twin_doc(&twin))
     }
 
     /// A device's patch of its reported properties; returns the new reported `$version`.
     pub async fn patch_reported(&self, device_id: &str, body: &[u8]) -> Result<u64, HubError> {
+        self.admit(crate::throttle::Operation::DeviceTwin, Some(device_id))?;
         let patch = reported_patch(body)?;
         // Compare-and-swap, retried: a service may update the same twin meanwhile.
         for _ in 0..5 {

@@ -47,7 +47,7 @@ pub struct ServeArgs {
     /// `[routing]` table (IoT Hub's routing document, replacing the stored one at start) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
     /// notification_ttl_hours, max_delivery_count, and a `[nats]` table with url, creds,
-    /// tls_ca, tls_cert, tls_key).
+    /// tls_ca, tls_cert, tls_key, and a `[throttling]` table of rates).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -211,6 +211,8 @@ struct FileConfig {
     routing: Option<RoutingConfig>,
     #[serde(default)]
     nats: Option<NatsFile>,
+    /// Throttling rates (`docs/operators.md`, "Throttling"); none when left out.
+    throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
 }
 
 /// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
@@ -299,6 +301,8 @@ pub struct ServeConfig {
     pub routing: Option<RoutingConfig>,
     /// Where the event log and the device bus live when not embedded (`--nats`).
     pub nats: Option<ironhub_nats::NatsOptions>,
+    /// The `[throttling]` table, checked; `None`: nothing is throttled.
+    pub throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
 }
 
 impl ServeArgs {
@@ -480,6 +484,11 @@ impl ServeArgs {
                 .resolve(file.file_upload.unwrap_or_default())?,
             routing: file.routing,
             nats: self.nats.resolve(file.nats.unwrap_or_default())?,
+            throttling: file
+                .throttling
+                .map(|t| t.check().map(|()| t))
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
         })
     }
 }
@@ -552,18 +561,21 @@ mod tests {
         }
     }
 
+    /// The settings of a config file holding `text` (written in `dir`).
+    fn from_file(dir: &Path, text: &str) -> anyhow::Result<ServeConfig> {
+        let path = dir.join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        }
+        .resolve()
+    }
+
     #[test]
     fn issuing_cas_come_from_the_config_file() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        let config = |text: &str| {
-            std::fs::write(&path, text).unwrap();
-            ServeArgs {
-                config: Some(path.clone()),
-                ..ServeArgs::default()
-            }
-            .resolve()
-        };
+        let config = |text: &str| from_file(dir.path(), text);
         let c = config(
             "issued_certificate_renewal = false\n\
              [[issuing_cas]]\nname = \"short\"\ncert = \"/s.pem\"\nkey = \"/s.key\"\nvalidity_days = 7\n\
@@ -591,6 +603,32 @@ mod tests {
             config(&format!("{}{}", ca("x", ""), ca("x", ""))).is_err(),
             "twice"
         );
+    }
+
+    #[test]
+    fn throttling_comes_from_the_config_file_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |text: &str| from_file(dir.path(), text);
+        assert!(config("").unwrap().throttling.is_none(), "off by default");
+        let c = config(
+            "[throttling]\n[throttling.d2c]\ndevice = { rate = 5, burst = 10 }\n\
+             [throttling.registry]\nhub = { rate = 1.67 }\n",
+        )
+        .unwrap();
+        let t = c.throttling.unwrap();
+        assert_eq!(t.d2c.device.unwrap().burst, Some(10));
+        assert!(t.d2c.hub.is_none() && t.c2d.hub.is_none());
+        assert!((t.registry.hub.unwrap().rate - 1.67).abs() < 1e-9);
+        let refused = config("[throttling.d2c]\nhub = { rate = -1 }\n").unwrap_err();
+        assert!(
+            refused.to_string().contains("throttling.d2c.hub.rate"),
+            "{refused}"
+        );
+        assert!(
+            config("[throttling.d2c]\nhub = { rat = 1 }\n").is_err(),
+            "unknown keys"
+        );
+        assert!(config("[throttling.telemetry]\n").is_err(), "unknown kinds");
     }
 
     #[test]

@@ -95,7 +95,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     create_private_dir(&config.data_dir)?;
     let lock = DataDirLock::acquire(&config.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
+    let sqlite = Arc::new(SqliteStore::open(&config.data_dir)?);
+    let store: Arc<dyn Store> = sqlite.clone();
     let (events, bus, streams): (Arc<dyn EventLog>, Arc<dyn DeviceBus>, Arc<dyn EventStreams>) =
         match &config.nats {
             Some(nats) => {
@@ -131,6 +132,10 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         .with_issuing_cas(issuing_cas.clone())
         .with_event_streams(streams)
         .with_routing_allowances(config.routing_allowances);
+    let throttle = crate::throttling::start(config.throttling.as_ref(), sqlite);
+    if let Some(t) = &throttle {
+        hub = hub.with_throttle(t.clone());
+    }
     if let Some(routing) = &config.routing {
         hub.set_routing_config(routing.clone(), Some("*"))
             .await
@@ -246,6 +251,10 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     .with_limits(config.dps_limits.clone())
     .with_node(config.node_id.clone())
     .with_issuing_cas(issuing_cas);
+    let dps = match throttle {
+        Some(t) => dps.with_throttle(t),
+        None => dps,
+    };
 
     let https = listen(https_socket, https_addr, "HTTPS", "--https-listen")?;
     let mqtt = listen(mqtt_socket, mqtt_addr, "MQTT", "--mqtt-listen")?;

@@ -20,6 +20,7 @@ mod error;
 pub mod eventlog;
 mod file_notifications;
 mod modules;
+mod rates;
 mod records;
 mod registry;
 mod routing;
@@ -45,6 +46,7 @@ pub use file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
 };
 pub use modules::ModuleStore;
+pub use rates::{RateWindows, WindowCount};
 pub use records::*;
 pub use registry::RegistryStore;
 pub use routing::{EndpointHealth, EndpointHealthStatus, RoutingRecord, RoutingStore};
@@ -56,8 +58,8 @@ pub use twins::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinScan, TwinStor
 pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, DeviceBus as _, DpsStore as _, EventLog as _,
-        FileNotificationStore as _, ModuleStore as _, RegistryStore as _, RoutingStore as _,
-        SessionStore as _, TwinStore as _,
+        FileNotificationStore as _, ModuleStore as _, RateWindows as _, RegistryStore as _,
+        RoutingStore as _, SessionStore as _, TwinStore as _,
     };
 }
 

@@ -297,8 +297,8 @@ impl Hub {
         // A module's messages and events see the module's twin, as in IoT Hub.
         let twin = if compiled.uses_twin {
             let twin = match &event.module_id {
-                Some(m) => self.get_module_twin(&event.device_id, m).await,
-                None => self.get_twin(&event.device_id).await,
+                Some(m) => self.module_twin_of(&event.device_id, m).await,
+                None => self.twin_of(&event.device_id).await,
             };
             twin.ok().and_then(|t| serde_json::to_value(t).ok())
         } else {

@@ -33,6 +33,7 @@ pub mod endpoints;
 pub mod event_log;
 pub mod file_notifications;
 pub mod modules;
+pub mod rates;
 pub mod registry;
 pub mod streams;
 pub mod twin_scan;
@@ -197,6 +198,32 @@ macro_rules! event_streams_suite {
             let streams: ::std::sync::Arc<dyn $crate::EventStreams> = streams;
             $crate::testkit::streams::streams_are_separate_logs_created_once(streams).await;
         }
+    };
+}
+
+/// Runs every rate windows case against the engine `$make` builds: a closure returning two
+/// handles on one new, empty store (`(Arc<dyn RateWindows>, Arc<dyn RateWindows>, guard)`-compatible),
+/// as two nodes sharing it.
+#[macro_export]
+macro_rules! rate_windows_suite {
+    ($make:expr) => {
+        $crate::rate_windows_suite!(@cases $make;
+            counts_add_up_across_nodes,
+            keys_and_windows_are_apart,
+            old_windows_are_forgotten,
+            concurrent_additions_are_not_lost,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (a, b, _keep) = ($make)();
+                let a: ::std::sync::Arc<dyn $crate::RateWindows> = a;
+                let b: ::std::sync::Arc<dyn $crate::RateWindows> = b;
+                $crate::testkit::rates::$case(a, b).await;
+            }
+        )*
     };
 }
 
