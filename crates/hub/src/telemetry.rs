@@ -121,7 +121,7 @@ pub fn is_reserved_name(name: &str) -> bool {
 impl Hub {
     /// Sends a device-to-cloud message where routing says (by default, the built-in event
     /// log); returns the events as appended, one per endpoint, once all are durable.
-    pub async fn send_telemetry(
+    pub(crate) async fn send_telemetry_unobserved(
         &self,
         who: &DeviceIdentity,
         message: Telemetry,

@@ -430,14 +430,14 @@ impl Hub {
     }
 
     /// `GET /twins/{id}`.
-    pub async fn get_twin(&self, device_id: &str) -> Result<Twin, HubError> {
+    pub(crate) async fn get_twin_unobserved(&self, device_id: &str) -> Result<Twin, HubError> {
         let (device, twin) = self.load_twin(device_id).await?;
         Ok(twin_view(&device, &twin))
     }
 
     /// `PATCH /twins/{id}` (`replace == false`) or `PUT /twins/{id}` (`replace == true`): tags and
     /// desired properties. A change of desired properties is pushed to the device.
-    pub async fn update_twin(
+    pub(crate) async fn update_twin_unobserved(
         &self,
         device_id: &str,
         doc: &Value,
@@ -490,13 +490,17 @@ impl Hub {
     }
 
     /// A device's `GET` of its twin: `{"desired": {…, "$version"}, "reported": {…, "$version"}}`.
-    pub async fn device_twin(&self, device_id: &str) -> Result<Value, HubError> {
+    pub(crate) async fn device_twin_unobserved(&self, device_id: &str) -> Result<Value, HubError> {
         let (_, twin) = self.load_twin(device_id).await?;
         Ok(device_twin_doc(&twin))
     }
 
     /// A device's patch of its reported properties; returns the new reported `$version`.
-    pub async fn patch_reported(&self, device_id: &str, body: &[u8]) -> Result<u64, HubError> {
+    pub(crate) async fn patch_reported_unobserved(
+        &self,
+        device_id: &str,
+        body: &[u8],
+    ) -> Result<u64, HubError> {
         let patch = reported_patch(body)?;
         // Compare-and-swap, retried: a service may update the same twin meanwhile.
         for _ in 0..5 {

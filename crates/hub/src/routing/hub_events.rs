@@ -48,7 +48,7 @@ impl Hub {
 
     /// A device's twin as JSON, as a lifecycle event's body (`None` when it cannot be read).
     pub(crate) async fn twin_json(&self, device_id: &str) -> Option<Value> {
-        let twin = self.get_twin(device_id).await.ok()?;
+        let twin = self.get_twin_unobserved(device_id).await.ok()?;
         serde_json::to_value(twin).ok()
     }
 
