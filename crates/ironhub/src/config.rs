@@ -15,6 +15,7 @@ use ironhub_wire::hub::RoutingConfig;
 use serde::Deserialize;
 
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
+use crate::monitoring::{Monitoring, MonitoringArgs, MonitoringFile};
 use crate::nats::{NatsArgs, NatsFile};
 
 /// Longest event log retention accepted: a year.
@@ -46,7 +47,8 @@ pub struct ServeArgs {
     /// `[routing]` table (IoT Hub's routing document, replacing the stored one at start) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
     /// notification_ttl_hours, max_delivery_count, and a `[nats]` table with url, creds,
-    /// tls_ca, tls_cert, tls_key).
+    /// tls_ca, tls_cert, tls_key, and a `[monitoring]` table with metrics_listen,
+    /// diagnostic_logs, diagnostic_logs_file, diagnostic_logs_max_mb, diagnostic_logs_keep).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -148,6 +150,8 @@ pub struct ServeArgs {
     pub file_upload: FileUploadArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
+    #[command(flatten)]
+    pub monitoring: MonitoringArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -204,6 +208,8 @@ struct FileConfig {
     routing: Option<RoutingConfig>,
     #[serde(default)]
     nats: Option<NatsFile>,
+    #[serde(default)]
+    monitoring: Option<MonitoringFile>,
 }
 
 /// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
@@ -290,6 +296,8 @@ pub struct ServeConfig {
     pub routing: Option<RoutingConfig>,
     /// Where the event log and the device bus live when not embedded (`--nats`).
     pub nats: Option<ironhub_nats::NatsOptions>,
+    /// Metrics and diagnostic logs.
+    pub monitoring: Monitoring,
 }
 
 impl ServeArgs {
@@ -465,6 +473,9 @@ impl ServeArgs {
                 .resolve(file.file_upload.unwrap_or_default())?,
             routing: file.routing,
             nats: self.nats.resolve(file.nats.unwrap_or_default())?,
+            monitoring: self
+                .monitoring
+                .resolve(file.monitoring.unwrap_or_default())?,
         })
     }
 }

@@ -13,7 +13,8 @@ tokio::task_local! {
 pub struct Caller {
     /// The peer's IP address.
     pub ip: IpAddr,
-    /// The listener that accepted it: `https`, `mqtt` or `amqp`.
+    /// The listener that accepted it (`https`, `mqtt` or `amqp`), or the WebSocket
+    /// subprotocol's transport on the HTTPS listener (`mqtt-ws`, `amqp-ws`).
     pub listener: &'static str,
 }
 
@@ -27,6 +28,15 @@ impl Caller {
 /// Runs `future` with `caller` as the current task's caller.
 pub async fn scope<F: Future>(caller: Caller, future: F) -> F::Output {
     CALLER.scope(caller, future).await
+}
+
+/// Runs `future` with `caller` as its caller when there is one (for a task spawned on behalf
+/// of a connection: task-locals do not cross `tokio::spawn`).
+pub async fn within<F: Future>(caller: Option<Caller>, future: F) -> F::Output {
+    match caller {
+        Some(caller) => CALLER.scope(caller, future).await,
+        None => future.await,
+    }
 }
 
 /// The current task's caller, when a connection set one.

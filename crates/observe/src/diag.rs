@@ -245,6 +245,8 @@ fn listener_protocol(listener: &str) -> &'static str {
     match listener {
         "mqtt" => "Mqtt",
         "amqp" => "Amqp",
+        "mqtt-ws" => "MqttWs",
+        "amqp-ws" => "AmqpWs",
         _ => "Http",
     }
 }
