@@ -82,7 +82,11 @@ impl Dps {
             Ok(state) => state.assigned_hub.as_deref().unwrap_or_default(),
             Err(_) => "",
         };
-        let status = if outcome.is_ok() { "Success" } else { "Failure" };
+        let status = if outcome.is_ok() {
+            "Success"
+        } else {
+            "Failure"
+        };
         let m = &metrics().dps;
         m.registration_attempt(self.service_name(), hub, status);
         if outcome.is_ok() {
@@ -125,7 +129,11 @@ impl Dps {
 
     /// `DELETE /enrollments/{id}` or `/enrollmentGroups/{id}` (see `delete_unobserved`); a
     /// `ServiceOperations` `Delete`.
-    pub async fn delete<E: Enrollment>(&self, id: &str, if_match: Option<&str>) -> Result<(), DpsError> {
+    pub async fn delete<E: Enrollment>(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), DpsError> {
         let started = Instant::now();
         let result = self.delete_unobserved::<E>(id, if_match).await;
         service_record::<E, _>("Delete", id, started, &result);

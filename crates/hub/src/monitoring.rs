@@ -16,7 +16,9 @@ use crate::model::{DeviceSpec, MethodRequest, MethodResult, Twin};
 use crate::query::QueryPage;
 use crate::routing::RoutingSource;
 use crate::routing::config::{ExternalKind, Target};
-use crate::{AuthenticatedDevice, DeviceIdentity, DeviceLogin, DeviceSession, Hub, HubError, Telemetry};
+use crate::{
+    AuthenticatedDevice, DeviceIdentity, DeviceLogin, DeviceSession, Hub, HubError, Telemetry,
+};
 
 /// The record's outcome: failed with the error's status, code and message.
 fn outcome<T>(record: Record, result: &Result<T, HubError>) -> Record {
@@ -149,7 +151,9 @@ impl Hub {
         settle: C2dSettle,
     ) -> Result<C2dMessage, HubError> {
         let started = Instant::now();
-        let result = self.settle_c2d_unobserved(device_id, lock_token, settle).await;
+        let result = self
+            .settle_c2d_unobserved(device_id, lock_token, settle)
+            .await;
         let hub = &metrics().hub;
         let (counter, operation) = match settle {
             C2dSettle::Complete => (&hub.c2d_complete, "complete"),
@@ -300,7 +304,11 @@ impl Hub {
     ) -> Result<DeviceRecord, HubError> {
         let started = Instant::now();
         let result = self.put_device_unobserved(id, spec, if_match).await;
-        let operation = if if_match.is_some() { "update" } else { "create" };
+        let operation = if if_match.is_some() {
+            "update"
+        } else {
+            "create"
+        };
         identity_record(operation, id, started, &result);
         result
     }
@@ -346,7 +354,12 @@ impl Hub {
 }
 
 /// A `DeviceIdentityOperations` record, when the category is on.
-fn identity_record<T>(operation: &'static str, id: &str, started: Instant, result: &Result<T, HubError>) {
+fn identity_record<T>(
+    operation: &'static str,
+    id: &str,
+    started: Instant,
+    result: &Result<T, HubError>,
+) {
     if diag::enabled(Category::DeviceIdentityOperations) {
         let record = Record::new(Category::DeviceIdentityOperations, operation)
             .property("deviceId", id)

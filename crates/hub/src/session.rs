@@ -39,7 +39,10 @@ pub struct DeviceSession {
 impl Hub {
     /// Opens a connected device's session: see the module documentation. Failing to record
     /// the connection state or the model is logged, not fatal: the device is connected.
-    pub(crate) async fn connect_device_unobserved(&self, device: AuthenticatedDevice) -> DeviceSession {
+    pub(crate) async fn connect_device_unobserved(
+        &self,
+        device: AuthenticatedDevice,
+    ) -> DeviceSession {
         let key = device.identity.key();
         let attachment = self.bus.attach(&key).await;
         let session = DeviceSession {

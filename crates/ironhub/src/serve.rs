@@ -102,7 +102,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     create_private_dir(&config.data_dir)?;
     let lock = DataDirLock::acquire(&config.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
+    let store: Arc<dyn Store> = Arc::new(ironhub_store::TimedStore::new(
+        Arc::new(SqliteStore::open(&config.data_dir)?),
+        |port, took| ironhub_observe::metrics().process.store_call(port, took),
+    ));
     let (events, bus, streams): (Arc<dyn EventLog>, Arc<dyn DeviceBus>, Arc<dyn EventStreams>) =
         match &config.nats {
             Some(nats) => {

@@ -164,7 +164,12 @@ impl Record {
         } else {
             Level::Error
         };
-        self.result_type = if status < 500 { "ClientError" } else { "Failure" }.into();
+        self.result_type = if status < 500 {
+            "ClientError"
+        } else {
+            "Failure"
+        }
+        .into();
         self.result_signature = status.to_string();
         self.result_description = format!("{code}: {description}");
         self
@@ -426,7 +431,12 @@ mod tests {
         assert_eq!(v["resultSignature"], "401");
         assert_eq!(v["callerIpAddress"], "10.1.2.XXX");
         assert_eq!(v["location"], "node-1");
-        assert!(v["resourceId"].as_str().unwrap().ends_with("/IOTHUBS/MYHUB.EXAMPLE"));
+        assert!(
+            v["resourceId"]
+                .as_str()
+                .unwrap()
+                .ends_with("/IOTHUBS/MYHUB.EXAMPLE")
+        );
         assert_eq!(v["correlationId"].as_str().unwrap().len(), 36);
         let props: Value = serde_json::from_str(v["properties"].as_str().unwrap()).unwrap();
         assert_eq!(props["deviceId"], "d1");

@@ -297,16 +297,36 @@ impl Metrics {
                 "C2D messages rejected",
                 &hub.c2d_reject,
             ),
-            ("C2DMessagesExpired", "C2D Messages Expired", &hub.c2d_expired),
+            (
+                "C2DMessagesExpired",
+                "C2D Messages Expired",
+                &hub.c2d_expired,
+            ),
         ];
         for (name, display, counter) in counters {
             azure!("iothub", name, display, counter.clone());
         }
         let outcomes: [(&str, &str, &Outcomes); 6] = [
-            ("c2d.twin.read", "Twin reads from back end", &hub.service_twin_read),
-            ("c2d.twin.update", "Twin updates from back end", &hub.service_twin_update),
-            ("d2c.twin.read", "Twin reads from devices", &hub.device_twin_read),
-            ("d2c.twin.update", "Twin updates from devices", &hub.device_twin_update),
+            (
+                "c2d.twin.read",
+                "Twin reads from back end",
+                &hub.service_twin_read,
+            ),
+            (
+                "c2d.twin.update",
+                "Twin updates from back end",
+                &hub.service_twin_update,
+            ),
+            (
+                "d2c.twin.read",
+                "Twin reads from devices",
+                &hub.device_twin_read,
+            ),
+            (
+                "d2c.twin.update",
+                "Twin updates from devices",
+                &hub.device_twin_update,
+            ),
             ("c2d.methods", "Direct method invocations", &hub.methods),
             ("twinQueries", "Twin queries", &hub.queries),
         ];
@@ -407,7 +427,8 @@ mod tests {
         m.dps.attestation_attempt("my-dps", "Failure", "Mqtt");
         m.dps.attestation_attempt("my-dps", "Success", "Http");
         m.dps.attestation_attempt("my-dps", "Success", "Http");
-        m.dps.registration_attempt("my-dps", "hub.example", "Success");
+        m.dps
+            .registration_attempt("my-dps", "hub.example", "Success");
         m.dps.device_assignment("my-dps", "hub.example");
         m.hub.telemetry_ingress_all.inc();
         m.hub.telemetry_ingress_success.inc();
@@ -435,7 +456,10 @@ mod tests {
             r#"ironhub_store_call_duration_seconds_count{port="registry"} 1"#,
             "# EOF",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line:?} missing from:\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from:\n{text}"
+            );
         }
     }
 
@@ -444,7 +468,10 @@ mod tests {
         let m = Metrics::new();
         let open = m.process.connection("amqp");
         drop(open);
-        assert!(m.encode().contains(r#"ironhub_connections{listener="amqp"} 0"#));
+        assert!(
+            m.encode()
+                .contains(r#"ironhub_connections{listener="amqp"} 0"#)
+        );
     }
 
     #[test]
