@@ -112,10 +112,12 @@ def test_scripted_run_shows_in_metrics_and_logs(hub, amqp_registry):
         def on_method(request):
             client.send_method_response(MethodResponse.create_from_method_request(request, 200, {"ok": True}))
 
+        received = []
         client.on_method_request_received = on_method
+        client.on_message_received = received.append  # the SDK's PUBACK completes it
         amqp_registry.send_c2d_message(device_id, "complete me")
-        received = client.receive_message(timeout=15)  # the SDK's PUBACK completes it
-        assert received is not None and received.data == b"complete me"
+        wait_for(lambda: received, what="the C2D message")
+        assert received[0].data == b"complete me"
         twin = rm.get_twin(device_id)
         rm.update_twin(device_id, Twin(properties=TwinProperties(desired={"fw": "2"})), twin.etag)
         result = wait_for(lambda: _invoke(rm, device_id), what="the method answered")
