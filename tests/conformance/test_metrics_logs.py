@@ -14,6 +14,7 @@ import json
 import re
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 import requests
@@ -179,6 +180,10 @@ def test_scripted_run_shows_in_metrics_and_logs(hub, amqp_registry):
     assert ("ironhub_connections", (("listener", "mqtt"),)) in m
     assert ("ironhub_event_log_lag", (("consumer_group", "$Default"),)) in m
     assert any(name == "ironhub_store_call_duration_seconds_count" for name, _ in m)
+    # Every series the Grafana dashboard draws exists.
+    dashboard = (Path(__file__).parents[2] / "docs" / "grafana" / "ironhub.json").read_text()
+    drawn = set(re.findall(r"\b(?:iothub|dps|ironhub)_[A-Za-z0-9_]+", dashboard))
+    assert drawn and drawn <= {name for name, _ in m}, drawn - {name for name, _ in m}
 
     # The diagnostic log: every record has the resource logs' fields.
     wanted = {("DeviceOperations", "AttestationAttempt"), ("DeviceOperations", "RegistrationAttempt"),
