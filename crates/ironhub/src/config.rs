@@ -151,7 +151,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]
-    pub monitoring: MonitoringArgs,
+    pub monitoring: Box<MonitoringArgs>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]

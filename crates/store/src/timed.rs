@@ -8,21 +8,40 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::*;
+use crate::c2d::C2dStore;
+use crate::certificates::CertificateStore;
+use crate::dps::DpsStore;
+use crate::dps_records::{
+    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsWrite, RegistrationBegun,
+};
+use crate::error::Result;
+use crate::file_notifications::{
+    FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
+};
+use crate::modules::ModuleStore;
+use crate::records::{
+    BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, CertificateScope,
+    DeviceCounts, DeviceRecord, DeviceWrite, Endpoint, FeedbackBatch, HubSettings, ModuleRecord,
+    ModuleWrite, RuntimeUpdate, TwinRecord, WriteConflict,
+};
+use crate::registry::RegistryStore;
+use crate::routing::{RoutingRecord, RoutingStore};
+use crate::sessions::SessionStore;
+use crate::twins::{DeviceTwin, TwinScan, TwinStore};
 
 /// What [`TimedStore`] tells about each call: the port and how long the call took.
 pub type CallObserver = fn(&'static str, Duration);
 
-/// A [`Store`] that reports how long each call to the store it wraps took.
+/// A store (every port `S` implements) that reports how long each call to `S` took.
 #[derive(Debug)]
-pub struct TimedStore {
-    inner: Arc<dyn Store>,
+pub struct TimedStore<S: ?Sized> {
+    inner: Arc<S>,
     observer: CallObserver,
 }
 
-impl TimedStore {
+impl<S: ?Sized> TimedStore<S> {
     /// Wraps `inner`, telling `observer` about every call.
-    pub fn new(inner: Arc<dyn Store>, observer: CallObserver) -> Self {
+    pub fn new(inner: Arc<S>, observer: CallObserver) -> Self {
         TimedStore { inner, observer }
     }
 }
@@ -38,7 +57,7 @@ macro_rules! timed {
 }
 
 #[async_trait]
-impl RegistryStore for TimedStore {
+impl<S: RegistryStore + ?Sized> RegistryStore for TimedStore<S> {
     async fn hub_settings_or_init(&self, init: HubSettings) -> Result<HubSettings> {
         timed!(self, "registry", hub_settings_or_init(init))
     }
@@ -81,7 +100,7 @@ impl RegistryStore for TimedStore {
 }
 
 #[async_trait]
-impl ModuleStore for TimedStore {
+impl<S: ModuleStore + ?Sized> ModuleStore for TimedStore<S> {
     async fn get_module(&self, device_id: &str, module_id: &str) -> Result<Option<ModuleRecord>> {
         timed!(self, "modules", get_module(device_id, module_id))
     }
@@ -112,7 +131,7 @@ impl ModuleStore for TimedStore {
 }
 
 #[async_trait]
-impl TwinStore for TimedStore {
+impl<S: TwinStore + ?Sized> TwinStore for TimedStore<S> {
     async fn get_twin(&self, device_id: &str) -> Result<Option<TwinRecord>> {
         timed!(self, "twins", get_twin(device_id))
     }
@@ -129,7 +148,7 @@ impl TwinStore for TimedStore {
 }
 
 #[async_trait]
-impl SessionStore for TimedStore {
+impl<S: SessionStore + ?Sized> SessionStore for TimedStore<S> {
     async fn mqtt_session(&self, client_id: &str) -> Result<Option<Vec<String>>> {
         timed!(self, "sessions", mqtt_session(client_id))
     }
@@ -143,7 +162,7 @@ impl SessionStore for TimedStore {
 }
 
 #[async_trait]
-impl C2dStore for TimedStore {
+impl<S: C2dStore + ?Sized> C2dStore for TimedStore<S> {
     async fn c2d_enqueue(
         &self,
         message: C2dMessage,
@@ -197,7 +216,7 @@ impl C2dStore for TimedStore {
 }
 
 #[async_trait]
-impl CertificateStore for TimedStore {
+impl<S: CertificateStore + ?Sized> CertificateStore for TimedStore<S> {
     async fn get_certificate(
         &self,
         scope: CertificateScope,
@@ -235,7 +254,7 @@ impl CertificateStore for TimedStore {
 }
 
 #[async_trait]
-impl DpsStore for TimedStore {
+impl<S: DpsStore + ?Sized> DpsStore for TimedStore<S> {
     async fn dps_settings_or_init(&self, init: DpsSettings) -> Result<DpsSettings> {
         timed!(self, "dps", dps_settings_or_init(init))
     }
@@ -274,7 +293,7 @@ impl DpsStore for TimedStore {
 }
 
 #[async_trait]
-impl FileNotificationStore for TimedStore {
+impl<S: FileNotificationStore + ?Sized> FileNotificationStore for TimedStore<S> {
     async fn file_notification_enqueue(
         &self,
         notification: FileNotification,
@@ -312,7 +331,7 @@ impl FileNotificationStore for TimedStore {
 }
 
 #[async_trait]
-impl RoutingStore for TimedStore {
+impl<S: RoutingStore + ?Sized> RoutingStore for TimedStore<S> {
     async fn routing(&self) -> Result<Option<RoutingRecord>> {
         timed!(self, "routing", routing())
     }
