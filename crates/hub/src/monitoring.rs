@@ -28,19 +28,6 @@ fn outcome<T>(record: Record, result: &Result<T, HubError>) -> Record {
     }
 }
 
-/// `authType` as IoT Hub's logs and `iothub-connection-auth-method` show it.
-fn auth_type(who: &DeviceIdentity) -> String {
-    format!(
-        r#"{{"scope":"{}","type":"{}","issuer":"iothub","acceptingIpFilterRule":null}}"#,
-        if who.module_id.is_some() {
-            "module"
-        } else {
-            "device"
-        },
-        who.auth.wire_name()
-    )
-}
-
 /// A record about a device (or module) identity.
 fn about(category: Category, operation: &'static str, who: &DeviceIdentity) -> Record {
     let record = Record::new(category, operation).property("deviceId", who.device_id.as_str());
@@ -83,7 +70,7 @@ impl Hub {
             let who = session.identity();
             diag::emit(
                 about(Category::Connections, "deviceConnect", who)
-                    .property("authType", auth_type(who))
+                    .property("authType", who.auth_method())
                     .since(started),
             );
         }
@@ -107,7 +94,7 @@ impl Hub {
         }
         if let Some(started) = started {
             let record = about(Category::DeviceTelemetry, "ingress", who)
-                .property("authType", auth_type(who))
+                .property("authType", who.auth_method())
                 .property("messageSizeInBytes", size)
                 .since(started);
             diag::emit(outcome(record, &result));
@@ -127,18 +114,7 @@ impl Hub {
         if result.is_ok() {
             metrics().process.c2d_sent.inc();
         }
-        if diag::enabled(Category::C2DCommands) {
-            let mut record = Record::new(Category::C2DCommands, "send")
-                .property("deviceId", device_id)
-                .property("messageSizeInBytes", size)
-                .since(started);
-            if let Ok(m) = &result {
-                record = record
-                    .property("messageId", m.message_id.as_str())
-                    .correlation(m.message_id.as_str());
-            }
-            diag::emit(outcome(record, &result));
-        }
+        c2d_record("send", device_id, Some(size), started, &result);
         result
     }
 
@@ -163,17 +139,7 @@ impl Hub {
         if result.is_ok() {
             counter.inc();
         }
-        if diag::enabled(Category::C2DCommands) {
-            let mut record = Record::new(Category::C2DCommands, operation)
-                .property("deviceId", device_id)
-                .since(started);
-            if let Ok(m) = &result {
-                record = record
-                    .property("messageId", m.message_id.as_str())
-                    .correlation(m.message_id.as_str());
-            }
-            diag::emit(outcome(record, &result));
-        }
+        c2d_record(operation, device_id, None, started, &result);
         result
     }
 
@@ -353,6 +319,31 @@ impl Hub {
     }
 }
 
+/// A `C2DCommands` record about one message, correlated by its id, when the category is on.
+fn c2d_record(
+    operation: &'static str,
+    device_id: &str,
+    size: Option<usize>,
+    started: Instant,
+    result: &Result<C2dMessage, HubError>,
+) {
+    if !diag::enabled(Category::C2DCommands) {
+        return;
+    }
+    let mut record = Record::new(Category::C2DCommands, operation)
+        .property("deviceId", device_id)
+        .since(started);
+    if let Some(size) = size {
+        record = record.property("messageSizeInBytes", size);
+    }
+    if let Ok(m) = result {
+        record = record
+            .property("messageId", m.message_id.as_str())
+            .correlation(m.message_id.as_str());
+    }
+    diag::emit(outcome(record, result));
+}
+
 /// A `DeviceIdentityOperations` record, when the category is on.
 fn identity_record<T>(
     operation: &'static str,
@@ -373,7 +364,7 @@ pub(crate) fn disconnected(who: &DeviceIdentity) {
     if diag::enabled(Category::Connections) {
         diag::emit(
             about(Category::Connections, "deviceDisconnect", who)
-                .property("authType", auth_type(who)),
+                .property("authType", who.auth_method()),
         );
     }
 }

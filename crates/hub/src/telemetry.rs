@@ -159,18 +159,7 @@ impl Hub {
         if let Some(m) = &who.module_id {
             system.insert("iothub-connection-module-id".into(), m.clone());
         }
-        system.insert(
-            "iothub-connection-auth-method".into(),
-            format!(
-                r#"{{"scope":"{}","type":"{}","issuer":"iothub","acceptingIpFilterRule":null}}"#,
-                if who.module_id.is_some() {
-                    "module"
-                } else {
-                    "device"
-                },
-                who.auth.wire_name()
-            ),
-        );
+        system.insert("iothub-connection-auth-method".into(), who.auth_method());
         system.insert(
             "iothub-connection-auth-generation-id".into(),
             who.generation_id.clone(),
