@@ -223,6 +223,8 @@ def test_scripted_run_shows_in_metrics_and_logs(hub, amqp_registry):
     assert len(props("DeviceTelemetry", "ingress")) == 3
     [(complete, completed)] = props("C2DCommands", "complete")
     assert completed["deviceId"] == device_id and complete["correlationId"] == completed["messageId"]
+    sends = [p for _, p in props("C2DCommands", "send")]
+    assert len(sends) == 2 and all(p["protocol"] == "Amqp" for p in sends), sends
     [(_, reject)] = props("C2DCommands", "reject")
     assert reject["protocol"] == "Http"
     [method] = [p for r, p in props("DirectMethods", "send") if r["resultType"] == "Success"]
