@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use ironhub_observe::diag::{self, Category, Record};
+use ironhub_observe::diag::{self, AzureError, Category, Record};
 use ironhub_observe::metrics;
 use ironhub_store::DpsCollection;
 
@@ -17,11 +17,13 @@ use crate::model::{DeviceRegistrationState, QuerySpecification};
 use crate::query::QueryPage;
 use crate::{Dps, DpsError};
 
-/// The record's outcome: failed with the error's status, code and message.
-fn outcome<T>(record: Record, result: &Result<T, DpsError>) -> Record {
-    match result {
-        Ok(_) => record,
-        Err(e) => record.failed(e.status(), e.code(), e),
+impl AzureError for DpsError {
+    fn status(&self) -> u16 {
+        DpsError::status(self)
+    }
+
+    fn code(&self) -> u32 {
+        DpsError::code(self)
     }
 }
 
@@ -66,7 +68,7 @@ impl Dps {
                 .property("type", "Registration")
                 .protocol(protocol)
                 .since(started);
-            diag::emit(outcome(record, &result));
+            diag::emit(record.outcome(&result));
         }
         result
     }
@@ -166,6 +168,6 @@ fn service_record<E: Enrollment, T>(
             .property("id", id)
             .property("type", enrollment_type::<E>())
             .since(started);
-        diag::emit(outcome(record, result));
+        diag::emit(record.outcome(result));
     }
 }

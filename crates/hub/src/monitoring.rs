@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use ironhub_observe::diag::{self, Category, Record};
+use ironhub_observe::diag::{self, AzureError, Category, Record};
 use ironhub_observe::metrics;
 use ironhub_store::{C2dMessage, C2dSettle, DeviceRecord, Event};
 use serde_json::Value;
@@ -20,11 +20,13 @@ use crate::{
     AuthenticatedDevice, DeviceIdentity, DeviceLogin, DeviceSession, Hub, HubError, Telemetry,
 };
 
-/// The record's outcome: failed with the error's status, code and message.
-fn outcome<T>(record: Record, result: &Result<T, HubError>) -> Record {
-    match result {
-        Ok(_) => record,
-        Err(e) => record.failed(e.status(), e.code(), e),
+impl AzureError for HubError {
+    fn status(&self) -> u16 {
+        HubError::status(self)
+    }
+
+    fn code(&self) -> u32 {
+        HubError::code(self)
     }
 }
 
@@ -97,7 +99,7 @@ impl Hub {
                 .property("authType", who.auth_method())
                 .property("messageSizeInBytes", size)
                 .since(started);
-            diag::emit(outcome(record, &result));
+            diag::emit(record.outcome(&result));
         }
         result
     }
@@ -222,7 +224,7 @@ impl Hub {
                     .property("responseSize", answer.payload.to_string().len())
                     .property("status", answer.status);
             }
-            diag::emit(outcome(record, &result));
+            diag::emit(record.outcome(&result));
         }
         result
     }
@@ -255,7 +257,7 @@ impl Hub {
             if let Ok(page) = &result {
                 record = record.property("resultSize", page.items.len());
             }
-            diag::emit(outcome(record, &result));
+            diag::emit(record.outcome(&result));
         }
         result
     }
@@ -341,7 +343,7 @@ fn c2d_record(
             .property("messageId", m.message_id.as_str())
             .correlation(m.message_id.as_str());
     }
-    diag::emit(outcome(record, result));
+    diag::emit(record.outcome(result));
 }
 
 /// A `DeviceIdentityOperations` record, when the category is on.
@@ -355,7 +357,7 @@ fn identity_record<T>(
         let record = Record::new(Category::DeviceIdentityOperations, operation)
             .property("deviceId", id)
             .since(started);
-        diag::emit(outcome(record, result));
+        diag::emit(record.outcome(result));
     }
 }
 

@@ -124,6 +124,14 @@ pub enum Level {
     Error,
 }
 
+/// A domain error as a failed record shows it: its HTTP status, Azure error code and message.
+pub trait AzureError: std::fmt::Display {
+    /// The HTTP status.
+    fn status(&self) -> u16;
+    /// Azure's error code (`401002`, …).
+    fn code(&self) -> u32;
+}
+
 /// One diagnostic log record, built by the domain.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -173,6 +181,14 @@ impl Record {
         self.result_signature = status.to_string();
         self.result_description = format!("{code}: {description}");
         self
+    }
+
+    /// Marks it failed when `result` is an error (see [`Record::failed`]).
+    pub fn outcome<T, E: AzureError>(self, result: &Result<T, E>) -> Self {
+        match result {
+            Ok(_) => self,
+            Err(e) => self.failed(e.status(), e.code(), e),
+        }
     }
 
     /// How long it took, measured from `started`.
