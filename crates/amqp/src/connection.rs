@@ -163,7 +163,10 @@ where
         tokio::select! {
             session = sessions.accept(&mut connection) => match session {
                 Ok(session) => {
-                    tasks.spawn(serve_session(session, shared.clone()));
+                    // Its links are this connection's caller's (a task-local).
+                    let caller = ironhub_observe::caller::current();
+                    let served = serve_session(session, shared.clone());
+                    tasks.spawn(ironhub_observe::caller::within(caller, served));
                 }
                 Err(_) => break,
             },
@@ -217,12 +220,15 @@ async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
             }
         };
         let shared = shared.clone();
+        let caller = ironhub_observe::caller::current();
         match (role, link) {
             (_, LinkEndpoint::Receiver(receiver)) => {
-                tasks.spawn(incoming(receiver, address, shared));
+                let link = incoming(receiver, address, shared);
+                tasks.spawn(ironhub_observe::caller::within(caller, link));
             }
             (_, LinkEndpoint::Sender(sender)) => {
-                tasks.spawn(outgoing(sender, address, filters, shared));
+                let link = outgoing(sender, address, filters, shared);
+                tasks.spawn(ironhub_observe::caller::within(caller, link));
             }
         }
     }

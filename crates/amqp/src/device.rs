@@ -125,7 +125,7 @@ impl Devices {
                 },
             );
         }
-        tokio::spawn(run(
+        let device_session = run(
             session,
             state.clone(),
             stop_tx,
@@ -133,7 +133,10 @@ impl Devices {
             claims.clone(),
             self.clone(),
             generation,
-        ));
+        );
+        // The device's connection is its caller (a task-local) for the session's life.
+        let caller = ironhub_observe::caller::current();
+        tokio::spawn(ironhub_observe::caller::within(caller, device_session));
         DeviceLink {
             identity,
             state,

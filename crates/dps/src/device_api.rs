@@ -184,7 +184,7 @@ impl Dps {
         match request.operation {
             DeviceOperation::Register => {
                 let attested = match presents_credentials {
-                    true => Some(self.attest(request).await?),
+                    true => Some(self.attest_counted(request).await?),
                     false => None,
                 };
                 let body = read_body.await;
@@ -203,7 +203,7 @@ impl Dps {
                             return Ok(tpm_challenge_answer(key));
                         }
                         // Nothing to attest with: the 401 (or the unknown scope's 404).
-                        self.attest(request).await?
+                        self.attest_counted(request).await?
                     }
                 };
                 let op = self
@@ -278,7 +278,7 @@ impl Dps {
     }
 
     /// Attests the device behind a request: by its SAS token, else by its client certificate.
-    async fn attest(&self, request: &DeviceRequest<'_>) -> Result<Attested, DpsError> {
+    pub(crate) async fn attest(&self, request: &DeviceRequest<'_>) -> Result<Attested, DpsError> {
         let (scope, id) = (request.id_scope, request.registration_id);
         let credentials = &request.credentials;
         match credentials.token {

@@ -254,7 +254,7 @@ impl Dps {
     /// docs, "Troubleshooting with Azure IoT Hub Device Provisioning Service", section "Common
     /// error codes"), updating one that does not a 404, a stale etag a 412. Keys left out are
     /// generated on create and kept on update. Answers with keys but without certificate PEMs.
-    pub async fn create_or_update<E: Enrollment>(
+    pub(crate) async fn create_or_update_unobserved<E: Enrollment>(
         &self,
         id: &str,
         body: E,
@@ -321,7 +321,7 @@ impl Dps {
     /// `GET /enrollments/{id}` or `/enrollmentGroups/{id}`, as DPS answers it (no keys; see
     /// [`Enrollment::for_read`]). An individual enrollment carries the device's registration
     /// state once it has registered.
-    pub async fn get<E: Enrollment>(&self, id: &str) -> Result<E, DpsError> {
+    pub(crate) async fn get_unobserved<E: Enrollment>(&self, id: &str) -> Result<E, DpsError> {
         let e = self.load::<E>(id).await?.ok_or_else(|| E::not_found(id))?;
         self.with_registration(e).await.map(|e| e.for_read())
     }
@@ -351,7 +351,7 @@ impl Dps {
     /// `DELETE /enrollments/{id}` or `/enrollmentGroups/{id}`, with an optional `If-Match`.
     /// Registration records stay: deleting a group does not delete them (Azure docs, "How to
     /// manage device enrollments with Azure portal").
-    pub async fn delete<E: Enrollment>(
+    pub(crate) async fn delete_unobserved<E: Enrollment>(
         &self,
         id: &str,
         if_match: Option<&str>,
@@ -372,7 +372,7 @@ impl Dps {
 
     /// `POST /enrollments/query` or `/enrollmentGroups/query`: one page, ordered by id, as
     /// reads answer (no keys).
-    pub async fn query<E: Enrollment>(
+    pub(crate) async fn query_unobserved<E: Enrollment>(
         &self,
         spec: &QuerySpecification,
         max_items: Option<usize>,

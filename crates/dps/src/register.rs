@@ -706,10 +706,12 @@ impl Dps {
         let state = match outcome {
             Ok(state) => {
                 tracing::info!(target: "DeviceOperations", registration_id = %registration_id, hub = ?state.assigned_hub, substatus = ?state.substatus, "device assigned");
+                self.registration_outcome(&registration_id, Ok(&state));
                 state
             }
             Err(e) => {
                 tracing::info!(target: "DeviceOperations", registration_id = %registration_id, error = %e, "registration failed");
+                self.registration_outcome(&registration_id, Err(&e));
                 failed_state(&registration_id, &e)
             }
         };

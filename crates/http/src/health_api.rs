@@ -55,8 +55,18 @@ async fn ready(State(hub): State<Hub>) -> Response {
 
 /// Serves the health routes over plain HTTP on `listener` until `shutdown` (anything else is
 /// 404), each connection in a task of its own.
-pub async fn serve_health(listener: TcpListener, hub: Hub, mut shutdown: watch::Receiver<bool>) {
-    let app = routes(hub).fallback(|| async { StatusCode::NOT_FOUND });
+pub async fn serve_health(listener: TcpListener, hub: Hub, shutdown: watch::Receiver<bool>) {
+    serve_plain(listener, routes(hub), shutdown).await;
+}
+
+/// Serves `app` over plain HTTP on `listener` until `shutdown` (anything else is 404), each
+/// connection in a task of its own.
+pub(crate) async fn serve_plain(
+    listener: TcpListener,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = app.fallback(|| async { StatusCode::NOT_FOUND });
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let (tcp, _) = tokio::select! {
@@ -64,7 +74,7 @@ pub async fn serve_health(listener: TcpListener, hub: Hub, mut shutdown: watch::
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "health listener: accept failed");
+                    tracing::warn!(error = %e, "plain HTTP listener: accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }

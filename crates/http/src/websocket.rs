@@ -64,6 +64,8 @@ pub async fn upgrade(
     if amqp.is_some() {
         protocols.extend(AMQP_PROTOCOLS);
     }
+    // The upgraded connection runs in tasks of its own: its caller goes along.
+    let caller = ironhub_observe::caller::current();
     ws.protocols(protocols)
         .max_message_size(ironhub_hub::MAX_TELEMETRY_BYTES * 2)
         .on_upgrade(move |socket| async move {
@@ -71,6 +73,10 @@ pub async fn upgrade(
                 .protocol()
                 .and_then(|p| p.to_str().ok())
                 .is_some_and(|p| AMQP_PROTOCOLS.contains(&p));
+            let caller = caller.map(|c| ironhub_observe::Caller {
+                listener: if is_amqp { "amqp-ws" } else { "mqtt-ws" },
+                ..c
+            });
             if let (true, Some(amqp)) = (is_amqp, amqp) {
                 let (end, ws_end) = tokio::io::duplex(PIPE_BYTES);
                 let certificates = info
@@ -78,7 +84,10 @@ pub async fn upgrade(
                     .iter()
                     .map(|c| c.to_vec())
                     .collect();
-                let session = tokio::spawn(ironhub_amqp::serve(end, info.peer, certificates, amqp));
+                let session = tokio::spawn(ironhub_observe::caller::within(
+                    caller,
+                    ironhub_amqp::serve(end, info.peer, certificates, amqp),
+                ));
                 bridge(socket, ws_end, session).await;
                 return;
             }
@@ -94,7 +103,10 @@ pub async fn upgrade(
                 ),
             };
             let (end, ws_end) = tokio::io::duplex(PIPE_BYTES);
-            let session = tokio::spawn(ironhub_mqtt::serve(end, ctx));
+            let session = tokio::spawn(ironhub_observe::caller::within(
+                caller,
+                ironhub_mqtt::serve(end, ctx),
+            ));
             bridge(socket, ws_end, session).await;
         })
 }

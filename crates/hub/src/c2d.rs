@@ -147,7 +147,7 @@ fn lock_lost(token: &str) -> HubError {
 impl Hub {
     /// Queues a message for `device_id` and tells the device's connection, if there is one.
     /// Returns the message as stored (with its id, expiry and sequence number).
-    pub async fn send_c2d(
+    pub(crate) async fn send_c2d_unobserved(
         &self,
         device_id: &str,
         message: OutgoingMessage,
@@ -250,7 +250,7 @@ impl Hub {
 
     /// Completes, rejects or abandons the message locked under `lock_token`.
     /// 412 DeviceMessageLockLost when no message holds that lock.
-    pub async fn settle_c2d(
+    pub(crate) async fn settle_c2d_unobserved(
         &self,
         device_id: &str,
         lock_token: &str,
@@ -274,7 +274,7 @@ impl Hub {
 
     /// Dead-letters expired messages of every queue and drops expired feedback; returns how
     /// many messages expired. The server runs it periodically ([`Hub::expire_c2d_until`]).
-    pub async fn expire_c2d(&self) -> Result<u64, HubError> {
+    pub(crate) async fn expire_c2d_unobserved(&self) -> Result<u64, HubError> {
         Ok(self.store.c2d_expire(rules(), self.now()).await?)
     }
 

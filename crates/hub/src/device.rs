@@ -52,6 +52,20 @@ pub struct DeviceIdentity {
 }
 
 impl DeviceIdentity {
+    /// How it authenticated, as IoT Hub's `iothub-connection-auth-method` property and its
+    /// logs' `authType` show it.
+    pub(crate) fn auth_method(&self) -> String {
+        format!(
+            r#"{{"scope":"{}","type":"{}","issuer":"iothub","acceptingIpFilterRule":null}}"#,
+            if self.module_id.is_some() {
+                "module"
+            } else {
+                "device"
+            },
+            self.auth.wire_name()
+        )
+    }
+
     /// `deviceId` or `deviceId/moduleId`: how the bus and MQTT client ids name it.
     pub fn key(&self) -> String {
         match &self.module_id {

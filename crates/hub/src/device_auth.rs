@@ -32,7 +32,7 @@ pub struct AuthenticatedDevice {
 impl Hub {
     /// Authenticates a device's login: by its SAS token if it has one, else by its client
     /// certificate chain; a module (`deviceId/moduleId`) by its SAS token.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate_unobserved(
         &self,
         login: &DeviceLogin<'_>,
     ) -> Result<AuthenticatedDevice, HubError> {

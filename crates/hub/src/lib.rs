@@ -23,6 +23,7 @@ pub mod methods;
 pub mod model;
 pub mod module_twin;
 pub mod modules;
+mod monitoring;
 mod node;
 pub mod query;
 pub mod registry;

@@ -51,7 +51,7 @@ impl Hub {
 
     /// A method call on a device or one of its modules: the request checked, the target
     /// checked to exist, then the call over the bus to its connection.
-    async fn call(
+    pub(crate) async fn call_unobserved(
         &self,
         device_id: &str,
         module_id: Option<&str>,

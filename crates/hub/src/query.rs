@@ -111,7 +111,7 @@ impl Hub {
     /// [`MAX_PAGE_SIZE`]). `devices.modules` reads every module's twin; `devices.jobs` is
     /// an empty collection: this hub runs no jobs, and IoT Hub answers a hub without them with
     /// no items.
-    pub async fn query_twins(
+    pub(crate) async fn query_twins_unobserved(
         &self,
         text: &str,
         continuation: Option<&str>,

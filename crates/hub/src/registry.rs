@@ -363,7 +363,7 @@ impl Hub {
 
     /// `PUT /devices/{id}`: creates the device when there is no `If-Match`, updates it when
     /// there is one (`*` or its etag). Nothing is written when the request is refused.
-    pub async fn put_device(
+    pub(crate) async fn put_device_unobserved(
         &self,
         id: &str,
         spec: &DeviceSpec,
@@ -426,7 +426,11 @@ impl Hub {
     }
 
     /// `DELETE /devices/{id}`, with an optional `If-Match`.
-    pub async fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), HubError> {
+    pub(crate) async fn delete_device_unobserved(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), HubError> {
         self.admit(crate::throttle::Operation::Registry, Some(id))?;
         let write = DeviceWrite::Delete {
             id: id.to_owned(),

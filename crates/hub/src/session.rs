@@ -39,7 +39,10 @@ pub struct DeviceSession {
 impl Hub {
     /// Opens a connected device's session: see the module documentation. Failing to record
     /// the connection state or the model is logged, not fatal: the device is connected.
-    pub async fn connect_device(&self, device: AuthenticatedDevice) -> DeviceSession {
+    pub(crate) async fn connect_device_unobserved(
+        &self,
+        device: AuthenticatedDevice,
+    ) -> DeviceSession {
         let key = device.identity.key();
         let attachment = self.bus.attach(&key).await;
         let session = DeviceSession {
@@ -142,6 +145,7 @@ impl Drop for DeviceSession {
 /// Detaches a connection and, unless a newer one holds the device, records it disconnected.
 async fn leave(hub: &Hub, who: &DeviceIdentity, connection_id: u64) {
     let key = who.key();
+    crate::monitoring::disconnected(who);
     hub.bus.detach(&key, connection_id).await;
     if !hub.bus.is_connected(&key).await {
         // A module's connection is its own: the device's connection state is not its to set.

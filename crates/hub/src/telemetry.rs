@@ -121,7 +121,7 @@ pub fn is_reserved_name(name: &str) -> bool {
 impl Hub {
     /// Sends a device-to-cloud message where routing says (by default, the built-in event
     /// log); returns the events as appended, one per endpoint, once all are durable.
-    pub async fn send_telemetry(
+    pub(crate) async fn send_telemetry_unobserved(
         &self,
         who: &DeviceIdentity,
         message: Telemetry,
@@ -160,18 +160,7 @@ impl Hub {
         if let Some(m) = &who.module_id {
             system.insert("iothub-connection-module-id".into(), m.clone());
         }
-        system.insert(
-            "iothub-connection-auth-method".into(),
-            format!(
-                r#"{{"scope":"{}","type":"{}","issuer":"iothub","acceptingIpFilterRule":null}}"#,
-                if who.module_id.is_some() {
-                    "module"
-                } else {
-                    "device"
-                },
-                who.auth.wire_name()
-            ),
-        );
+        system.insert("iothub-connection-auth-method".into(), who.auth_method());
         system.insert(
             "iothub-connection-auth-generation-id".into(),
             who.generation_id.clone(),

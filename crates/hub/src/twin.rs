@@ -430,7 +430,7 @@ impl Hub {
     }
 
     /// `GET /twins/{id}` (a service twin operation, throttled as one).
-    pub async fn get_twin(&self, device_id: &str) -> Result<Twin, HubError> {
+    pub(crate) async fn get_twin_unobserved(&self, device_id: &str) -> Result<Twin, HubError> {
         self.admit(crate::throttle::Operation::ServiceTwin, Some(device_id))?;
         self.twin_of(device_id).await
     }
@@ -443,7 +443,7 @@ impl Hub {
 
     /// `PATCH /twins/{id}` (`replace == false`) or `PUT /twins/{id}` (`replace == true`): tags and
     /// desired properties. A change of desired properties is pushed to the device.
-    pub async fn update_twin(
+    pub(crate) async fn update_twin_unobserved(
         &self,
         device_id: &str,
         doc: &Value,
@@ -486,14 +486,18 @@ impl Hub {
     }
 
     /// A device's `GET` of its twin: `{"desired": {…, "$version"}, "reported": {…, "$version"}}`.
-    pub async fn device_twin(&self, device_id: &str) -> Result<Value, HubError> {
+    pub(crate) async fn device_twin_unobserved(&self, device_id: &str) -> Result<Value, HubError> {
         self.admit(crate::throttle::Operation::DeviceTwin, Some(device_id))?;
         let (_, twin) = self.load_twin(device_id).await?;
         Ok(device_twin_doc(&twin))
     }
 
     /// A device's patch of its reported properties; returns the new reported `$version`.
-    pub async fn patch_reported(&self, device_id: &str, body: &[u8]) -> Result<u64, HubError> {
+    pub(crate) async fn patch_reported_unobserved(
+        &self,
+        device_id: &str,
+        body: &[u8],
+    ) -> Result<u64, HubError> {
         self.admit(crate::throttle::Operation::DeviceTwin, Some(device_id))?;
         let patch = reported_patch(body)?;
         // Compare-and-swap, retried: a service may update the same twin meanwhile.

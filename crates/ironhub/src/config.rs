@@ -15,6 +15,7 @@ use ironhub_wire::hub::RoutingConfig;
 use serde::Deserialize;
 
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
+use crate::monitoring::{Monitoring, MonitoringArgs, MonitoringFile};
 use crate::nats::{NatsArgs, NatsFile};
 
 /// Longest event log retention accepted: a year.
@@ -47,7 +48,9 @@ pub struct ServeArgs {
     /// `[routing]` table (IoT Hub's routing document, replacing the stored one at start) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
     /// notification_ttl_hours, max_delivery_count, and a `[nats]` table with url, creds,
-    /// tls_ca, tls_cert, tls_key, and a `[throttling]` table of rates).
+    /// tls_ca, tls_cert, tls_key, a `[throttling]` table of rates, and a `[monitoring]` table
+    /// with metrics_listen, diagnostic_logs, diagnostic_logs_file, diagnostic_logs_max_mb,
+    /// diagnostic_logs_keep).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -154,6 +157,8 @@ pub struct ServeArgs {
     pub file_upload: FileUploadArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
+    #[command(flatten)]
+    pub monitoring: Box<MonitoringArgs>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -213,6 +218,8 @@ struct FileConfig {
     nats: Option<NatsFile>,
     /// Throttling rates (`docs/operators.md`, "Throttling"); none when left out.
     throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
+    #[serde(default)]
+    monitoring: Option<MonitoringFile>,
 }
 
 /// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
@@ -303,6 +310,8 @@ pub struct ServeConfig {
     pub nats: Option<ironhub_nats::NatsOptions>,
     /// The `[throttling]` table, checked; `None`: nothing is throttled.
     pub throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
+    /// Metrics and diagnostic logs.
+    pub monitoring: Monitoring,
 }
 
 impl ServeArgs {
@@ -489,6 +498,9 @@ impl ServeArgs {
                 .map(|t| t.check().map(|()| t))
                 .transpose()
                 .map_err(anyhow::Error::msg)?,
+            monitoring: self
+                .monitoring
+                .resolve(file.monitoring.unwrap_or_default())?,
         })
     }
 }

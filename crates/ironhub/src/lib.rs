@@ -10,6 +10,7 @@ mod file_upload;
 pub mod identity;
 mod issuer;
 mod linked_hubs;
+mod monitoring;
 mod mqtt_listener;
 mod nats;
 pub mod serve;

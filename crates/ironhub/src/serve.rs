@@ -28,6 +28,8 @@ pub struct Server {
     pub amqp_addr: SocketAddr,
     /// The plain-HTTP health address, when `--health-listen` asked for one.
     pub health_addr: Option<SocketAddr>,
+    /// The plain-HTTP metrics address, when `--metrics-listen` asked for one.
+    pub metrics_addr: Option<SocketAddr>,
     /// The CA certificate clients trust.
     pub ca_certificate: std::path::PathBuf,
     stop: watch::Sender<bool>,
@@ -82,6 +84,11 @@ impl Server {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     init_logging(config.log_format);
+    crate::monitoring::start_diagnostic_logs(
+        &config.monitoring,
+        &config.hostnames[0],
+        &config.node_id,
+    )?;
     let signals = listen_for_signals();
     let server = start(&config).await?;
     announce(&config, &server);
@@ -96,7 +103,10 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     create_private_dir(&config.data_dir)?;
     let lock = DataDirLock::acquire(&config.data_dir)?;
     let sqlite = Arc::new(SqliteStore::open(&config.data_dir)?);
-    let store: Arc<dyn Store> = sqlite.clone();
+    let store: Arc<dyn Store> = Arc::new(ironhub_store::TimedStore::new(
+        sqlite.clone(),
+        |port, took| ironhub_observe::metrics().process.store_call(port, took),
+    ));
     let (events, bus, streams): (Arc<dyn EventLog>, Arc<dyn DeviceBus>, Arc<dyn EventStreams>) =
         match &config.nats {
             Some(nats) => {
@@ -210,6 +220,15 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         .as_ref()
         .map(TcpSocket::local_addr)
         .transpose()?;
+    let metrics_socket = config
+        .monitoring
+        .metrics_listen
+        .map(|addr| reserve(addr, "metrics", "--metrics-listen"))
+        .transpose()?;
+    let metrics_addr = metrics_socket
+        .as_ref()
+        .map(TcpSocket::local_addr)
+        .transpose()?;
 
     let endpoint = Endpoint {
         host_name: hub.host_name().to_owned(),
@@ -269,7 +288,15 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         _ => None,
     };
     let (stop, stopped) = watch::channel(false);
-    let tasks = vec![
+    let metrics = match (metrics_socket, metrics_addr) {
+        (Some(socket), Some(addr)) => {
+            let listener = listen(socket, addr, "metrics", "--metrics-listen")?;
+            let metrics = ironhub_http::serve_metrics(listener, hub.clone(), stopped.clone());
+            Some(tokio::spawn(metrics))
+        }
+        _ => None,
+    };
+    let mut tasks = vec![
         tokio::spawn(ironhub_http::serve_tls(
             https,
             https_accept,
@@ -321,6 +348,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         // This node's heartbeat, and the release of what nodes that stopped answering held.
         tokio::spawn(hub.clone().keep_node_alive_until(stopped)),
     ];
+    tasks.extend(metrics);
     Ok(Server {
         hub,
         dps,
@@ -328,6 +356,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         mqtt_addr,
         amqp_addr,
         health_addr,
+        metrics_addr,
         ca_certificate: std::path::absolute(&generated.ca).unwrap_or(generated.ca),
         stop,
         tasks,
@@ -522,6 +551,9 @@ fn announce(config: &ServeConfig, server: &Server) {
     println!("  AMQP over TLS (Event Hubs, C2D):   {}", server.amqp_addr);
     if let Some(addr) = server.health_addr {
         println!("  health checks (plain HTTP):        {addr}");
+    }
+    if let Some(addr) = server.metrics_addr {
+        println!("  metrics (plain HTTP, /metrics):    {addr}");
     }
     match &config.tls_cert {
         // The generated ca.pem did not sign a certificate the user brought.

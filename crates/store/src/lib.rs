@@ -26,6 +26,7 @@ mod registry;
 mod routing;
 mod sessions;
 pub mod streams;
+mod timed;
 // A test suite: its cases assert with `unwrap`, as tests do.
 #[cfg(feature = "testkit")]
 #[allow(clippy::unwrap_used)]
@@ -52,6 +53,7 @@ pub use registry::RegistryStore;
 pub use routing::{EndpointHealth, EndpointHealthStatus, RoutingRecord, RoutingStore};
 pub use sessions::SessionStore;
 pub use streams::EventStreams;
+pub use timed::{CallObserver, TimedStore};
 pub use twins::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinScan, TwinStore};
 
 /// The ports' traits, to call their methods on a concrete engine (`use ironhub_store::prelude::*`).

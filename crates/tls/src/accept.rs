@@ -162,11 +162,18 @@ impl AcceptLoop {
                             let handshake = self.handshake(tcp, peer, admission);
                             let handler = handler.clone();
                             let shutdown = shutdown.clone();
-                            connections.spawn(async move {
+                            let caller = ironhub_observe::Caller {
+                                ip: peer.ip(),
+                                listener: self.name,
+                            };
+                            let open = ironhub_observe::metrics().process.connection(self.name);
+                            // The caller is known to the domain for the connection's life.
+                            connections.spawn(ironhub_observe::caller::scope(caller, async move {
+                                let _open = open;
                                 if let Some(accepted) = handshake.await {
                                     handler(accepted, shutdown).await;
                                 }
-                            });
+                            }));
                         }
                     }
                     Err(e) => {

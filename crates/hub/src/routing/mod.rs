@@ -289,7 +289,9 @@ impl Hub {
             if source != RoutingSource::DeviceMessages {
                 return Ok(Vec::new());
             }
-            return Ok(vec![self.events.append(event).await?]);
+            let appended = self.events.append(event).await;
+            crate::monitoring::delivered("events", &Target::BuiltIn, source, appended.is_ok());
+            return Ok(vec![appended?]);
         }
         if source != RoutingSource::DeviceMessages && !compiled.has_routes(source) {
             return Ok(Vec::new());
@@ -331,7 +333,12 @@ impl Hub {
                     .insert(e.key.clone(), Some(value));
             }
             let log = self.endpoint_log(target).await?;
-            appended.push(log.append(copy).await?);
+            let delivered = log.append(copy).await;
+            crate::monitoring::delivered(name, target, source, delivered.is_ok());
+            appended.push(delivered?);
+        }
+        if appended.is_empty() {
+            crate::monitoring::orphaned(source);
         }
         Ok(appended)
     }
