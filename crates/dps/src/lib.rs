@@ -30,6 +30,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 use chrono::Utc;
+use ironhub_auth::access::{AccessError, Caller, Operation, ServiceAccess};
 use ironhub_auth::{Rights, SasError, SasToken, SharedAccessPolicy, random_bytes, unix_now};
 use ironhub_store::{DpsCollection, DpsRecord, DpsSettings, LOCAL_NODE, Store};
 use serde::Serialize;
@@ -104,6 +105,8 @@ pub struct Dps {
     runtime: Arc<register::Runtime>,
     /// The CAs that sign devices' CSRs, when the server issues certificates.
     issuing_cas: Option<Arc<ironhub_hub::issuing_cas::IssuingCas>>,
+    /// Who may call the service API: policies and/or bearer tokens.
+    access: Arc<ServiceAccess>,
 }
 
 fn unauthorized(e: SasError) -> DpsError {
@@ -134,6 +137,7 @@ impl Dps {
             limits: Arc::new(Limits::default()),
             runtime: Arc::new(register::Runtime::new(LOCAL_NODE.to_owned())),
             issuing_cas: None,
+            access: Arc::new(ServiceAccess::local(ironhub_auth::oidc::DPS_AUDIENCE)),
         };
         if first_start
             && let Some(hub) = own_hub
@@ -156,6 +160,52 @@ impl Dps {
     pub fn with_node(mut self, node_id: impl Into<String>) -> Self {
         self.runtime = Arc::new(register::Runtime::new(node_id.into()));
         self
+    }
+
+    /// The same instance, accepting service callers as `access` says (bearer tokens of an
+    /// OpenID Connect issuer, local authentication on or off).
+    pub fn with_service_access(mut self, access: ServiceAccess) -> Self {
+        self.access = Arc::new(access);
+        self
+    }
+
+    /// Authorizes a service `operation` (`request`, e.g. `GET on /enrollments/x`, names it in
+    /// a refusal): a bearer token whose roles grant its data action, or a policy token with
+    /// one of its rights while local authentication is on.
+    pub async fn authorize_operation(
+        &self,
+        header: Option<&str>,
+        operation: Operation,
+        request: &str,
+    ) -> Result<(), DpsError> {
+        let header = header.ok_or_else(|| {
+            DpsError::Unauthorized("Unauthorized: the request has no Authorization header.".into())
+        })?;
+        let caller = self
+            .access
+            .caller(header)
+            .await
+            .map_err(|e| DpsError::Unauthorized(format!("Unauthorized: {e}.")))?;
+        match caller {
+            Caller::Sas(token) => {
+                let mut refusal = None;
+                for needed in operation.rights() {
+                    match self.authorize_service(Some(token), *needed) {
+                        Ok(_) => return Ok(()),
+                        Err(e) => refusal = Some(e),
+                    }
+                }
+                Err(refusal.unwrap_or_else(|| DpsError::Unauthorized("Unauthorized.".into())))
+            }
+            Caller::Bearer(identity)
+                if operation.allowed_by(identity.roles.iter().map(String::as_str)) =>
+            {
+                Ok(())
+            }
+            Caller::Bearer(identity) => Err(DpsError::Unauthorized(
+                ironhub_auth::access::not_permitted(&identity, operation, request),
+            )),
+        }
     }
 
     /// The same instance, with these limits.
@@ -206,6 +256,12 @@ impl Dps {
         let header = header.ok_or_else(|| {
             DpsError::Unauthorized("Unauthorized: the request has no Authorization header.".into())
         })?;
+        if !self.access.local_auth {
+            return Err(DpsError::Unauthorized(format!(
+                "Unauthorized: {}.",
+                AccessError::LocalAuthDisabled
+            )));
+        }
         let token = SasToken::parse(header).map_err(unauthorized)?;
         let name = token.key_name().ok_or_else(|| {
             DpsError::Unauthorized(

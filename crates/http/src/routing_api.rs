@@ -22,7 +22,7 @@ use ironhub_hub::Hub;
 use ironhub_hub::routing::{RoutingConfig, RoutingSource};
 use ironhub_wire::hub::{MatchedRoute, TestAllRoutesInput, TestAllRoutesResult, TestRouteInput};
 
-use crate::auth::{RegistryRead, RegistryWrite, ServiceAuth};
+use crate::auth::{RoutingRead, RoutingWrite, ServiceAuth};
 use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::respond::{if_match, json_body, with_etag};
@@ -36,7 +36,7 @@ pub(crate) fn routes() -> Router<Hub> {
 
 async fn get_routing(
     State(hub): State<Hub>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<RoutingRead>,
 ) -> Result<Response, ApiError> {
     let (config, etag) = hub.routing_config().await?;
     let response = json_body(&config);
@@ -49,7 +49,7 @@ async fn get_routing(
 async fn put_routing(
     State(hub): State<Hub>,
     headers: HeaderMap,
-    _: ServiceAuth<RegistryWrite>,
+    _: ServiceAuth<RoutingWrite>,
     JsonBody(config): JsonBody<RoutingConfig>,
 ) -> Result<Response, ApiError> {
     let (config, etag) = hub.set_routing_config(config, if_match(&headers)).await?;
@@ -59,7 +59,7 @@ async fn put_routing(
 
 async fn test_new(
     State(hub): State<Hub>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<RoutingRead>,
     JsonBody(input): JsonBody<TestRouteInput>,
 ) -> Result<Response, ApiError> {
     Ok(json_body(&hub.test_route(
@@ -71,7 +71,7 @@ async fn test_new(
 
 async fn test_all(
     State(hub): State<Hub>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<RoutingRead>,
     JsonBody(input): JsonBody<TestAllRoutesInput>,
 ) -> Result<Response, ApiError> {
     let source = input

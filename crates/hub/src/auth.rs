@@ -1,5 +1,8 @@
 //! Who may call: shared access policies for the service API, device keys for devices.
 
+use std::sync::Arc;
+
+use ironhub_auth::access::{AccessError, Caller, Operation, ServiceAccess};
 use ironhub_auth::{Rights, SasError, SasToken, unix_now};
 use ironhub_store::AuthType;
 
@@ -36,7 +39,46 @@ fn unauthorized(e: SasError) -> HubError {
     HubError::Unauthorized(format!("Unauthorized: {e}."))
 }
 
+fn refused(e: AccessError) -> HubError {
+    HubError::Unauthorized(format!("Unauthorized: {e}."))
+}
+
 impl Hub {
+    /// The same hub, accepting service callers as `access` says (bearer tokens of an
+    /// OpenID Connect issuer, local authentication on or off).
+    pub fn with_service_access(mut self, access: ServiceAccess) -> Self {
+        self.access = Arc::new(access);
+        self
+    }
+
+    /// Authorizes a service `operation` (`request`, e.g. `GET on /twins/d1`, names it in a
+    /// refusal): a bearer token whose roles grant its data action, or a policy token with one
+    /// of its rights while local authentication is on. A missing permission is refused with
+    /// 401 as IoT Hub refuses it.
+    pub async fn authorize_operation(
+        &self,
+        header: Option<&str>,
+        operation: Operation,
+        request: &str,
+    ) -> Result<(), HubError> {
+        let header = header.ok_or_else(|| {
+            HubError::Unauthorized("Unauthorized: the request has no Authorization header.".into())
+        })?;
+        match self.access.caller(header).await.map_err(refused)? {
+            Caller::Sas(token) => self
+                .authorize_service_any(Some(token), operation.rights())
+                .map(drop),
+            Caller::Bearer(identity)
+                if operation.allowed_by(identity.roles.iter().map(String::as_str)) =>
+            {
+                Ok(())
+            }
+            Caller::Bearer(identity) => Err(HubError::Unauthorized(
+                ironhub_auth::access::not_permitted(&identity, operation, request),
+            )),
+        }
+    }
+
     /// The names a token's `sr` may use for this hub: every configured host name, plus the
     /// loopback names the server certificate always carries.
     fn host_names(&self) -> impl Iterator<Item = &str> {
@@ -143,6 +185,9 @@ impl Hub {
         signature: Signature,
         resource_ok: impl FnOnce(&SasToken<'_>) -> Result<(), HubError>,
     ) -> Result<Principal, HubError> {
+        if !self.access.local_auth {
+            return Err(refused(AccessError::LocalAuthDisabled));
+        }
         let name = token.key_name().ok_or_else(|| {
             HubError::Unauthorized(
                 "Unauthorized: service operations need a token signed with a shared access policy (skn)."

@@ -75,6 +75,8 @@ pub struct Hub {
     routing: Arc<routing::RoutingCache>,
     /// This node's drain (see `health`).
     drain: health::Drain,
+    /// Who may call the service APIs: policies and/or bearer tokens (see `auth`).
+    access: Arc<ironhub_auth::access::ServiceAccess>,
 }
 
 impl Hub {
@@ -100,6 +102,9 @@ impl Hub {
             streams: None,
             routing: Arc::default(),
             drain: health::Drain::default(),
+            access: Arc::new(ironhub_auth::access::ServiceAccess::local(
+                ironhub_auth::oidc::IOT_HUB_AUDIENCE,
+            )),
         })
     }
 

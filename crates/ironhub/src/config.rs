@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
 use crate::nats::{NatsArgs, NatsFile};
+use crate::service_auth::{AuthArgs, AuthFile, AuthSettings};
 
 /// Longest event log retention accepted: a year.
 const MAX_RETENTION_HOURS: u32 = 24 * 366;
@@ -148,6 +149,8 @@ pub struct ServeArgs {
     pub file_upload: FileUploadArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -204,6 +207,9 @@ struct FileConfig {
     routing: Option<RoutingConfig>,
     #[serde(default)]
     nats: Option<NatsFile>,
+    /// Service API access: `disable_local_auth` and `[auth.oidc]` (see the README).
+    #[serde(default)]
+    auth: Option<AuthFile>,
 }
 
 /// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
@@ -290,6 +296,8 @@ pub struct ServeConfig {
     pub routing: Option<RoutingConfig>,
     /// Where the event log and the device bus live when not embedded (`--nats`).
     pub nats: Option<ironhub_nats::NatsOptions>,
+    /// Who may call the service APIs (bearer tokens, `disableLocalAuth`).
+    pub auth: AuthSettings,
 }
 
 impl ServeArgs {
@@ -465,6 +473,7 @@ impl ServeArgs {
                 .resolve(file.file_upload.unwrap_or_default())?,
             routing: file.routing,
             nats: self.nats.resolve(file.nats.unwrap_or_default())?,
+            auth: self.auth.resolve(file.auth.unwrap_or_default())?,
         })
     }
 }

@@ -13,3 +13,4 @@ mod linked_hubs;
 mod mqtt_listener;
 mod nats;
 pub mod serve;
+pub mod service_auth;
