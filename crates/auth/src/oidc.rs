@@ -231,3 +231,179 @@ pub fn assignments(table: &HashMap<String, Vec<String>>) -> Vec<RoleAssignment> 
     out.sort_by(|a, b| (&a.principal, &a.role).cmp(&(&b.principal, &b.role)));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{EncodingKey, Header};
+    use ring::rand::SystemRandom;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+    use serde_json::json;
+
+    use super::*;
+
+    const ISSUER: &str = "https://idp.example/tenant";
+
+    /// A P-256 key: its PKCS#8 document and its public JWK named `kid`.
+    fn key(kid: &str) -> (Vec<u8>, Value) {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                .unwrap();
+        let point = pair.public_key().as_ref();
+        let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])});
+        (pkcs8.as_ref().to_vec(), jwk)
+    }
+
+    /// Serves a fixed JWKS (or fails), counting fetches.
+    #[derive(Debug)]
+    struct Fixed {
+        jwks: Option<Value>,
+        fetches: AtomicUsize,
+    }
+
+    impl KeySource for Fixed {
+        fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + '_>> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            let answer = match &self.jwks {
+                Some(jwks) => Ok(jwks.to_string().into_bytes()),
+                None => Err("connection refused".to_owned()),
+            };
+            Box::pin(std::future::ready(answer))
+        }
+    }
+
+    fn verifier(jwks: Option<Value>) -> (Oidc, Arc<Fixed>) {
+        let source = Arc::new(Fixed {
+            jwks,
+            fetches: AtomicUsize::new(0),
+        });
+        let settings = OidcSettings {
+            issuer: ISSUER.into(),
+            leeway_seconds: 60,
+            role_claim: "roles".into(),
+            assignments: vec![RoleAssignment {
+                principal: "group-1".into(),
+                role: "IoT Hub Twin Contributor".into(),
+            }],
+        };
+        (Oidc::new(settings, source.clone()), source)
+    }
+
+    fn sign(pkcs8: &[u8], kid: &str, claims: Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_der(pkcs8)).unwrap()
+    }
+
+    fn claims(offset_exp: i64) -> Value {
+        let now = crate::unix_now() as i64;
+        json!({"iss": ISSUER, "aud": IOT_HUB_AUDIENCE, "exp": now + offset_exp, "nbf": now - 10,
+            "oid": "oid-1", "upn": "ada@example", "roles": ["IoT Hub Data Reader"],
+            "groups": ["group-1"]})
+    }
+
+    fn run<T>(f: impl Future<Output = T>) -> T {
+        // The verifier's only await is the key source, which is ready at once here.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("pending"),
+        }
+    }
+
+    #[test]
+    fn valid_tokens_name_their_principal_and_roles() {
+        let (pkcs8, jwk) = key("k1");
+        let (oidc, source) = verifier(Some(json!({"keys": [jwk]})));
+        let token = sign(&pkcs8, "k1", claims(600));
+        let identity = run(oidc.verify(&token, "https://iothubs.azure.net/")).unwrap();
+        assert_eq!(identity.name, "ada@example");
+        assert_eq!(
+            identity.roles,
+            ["IoT Hub Data Reader", "IoT Hub Twin Contributor"]
+        );
+        // Cached: a second token does not fetch again.
+        run(oidc.verify(&token, IOT_HUB_AUDIENCE)).unwrap();
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn expiry_audience_issuer_and_signature_are_checked() {
+        let (pkcs8, jwk) = key("k1");
+        let (oidc, _) = verifier(Some(json!({"keys": [jwk]})));
+        // Within the 60 s skew, then beyond it.
+        run(oidc.verify(&sign(&pkcs8, "k1", claims(-30)), IOT_HUB_AUDIENCE)).unwrap();
+        let expired = run(oidc.verify(&sign(&pkcs8, "k1", claims(-120)), IOT_HUB_AUDIENCE));
+        assert!(matches!(expired, Err(OidcError::Invalid(_))), "{expired:?}");
+        let dps = run(oidc.verify(&sign(&pkcs8, "k1", claims(600)), DPS_AUDIENCE));
+        assert!(matches!(dps, Err(OidcError::Invalid(_))), "{dps:?}");
+        let mut other_issuer = claims(600);
+        other_issuer["iss"] = json!("https://evil.example/");
+        let wrong = run(oidc.verify(&sign(&pkcs8, "k1", other_issuer), IOT_HUB_AUDIENCE));
+        assert!(matches!(wrong, Err(OidcError::Invalid(_))), "{wrong:?}");
+        let (forged, _) = key("k1");
+        let bad = run(oidc.verify(&sign(&forged, "k1", claims(600)), IOT_HUB_AUDIENCE));
+        assert!(matches!(bad, Err(OidcError::Invalid(_))), "{bad:?}");
+        assert!(matches!(
+            run(oidc.verify("not.a.jwt", IOT_HUB_AUDIENCE)),
+            Err(OidcError::Malformed(_))
+        ));
+        let hs256 = jsonwebtoken::encode(
+            &Header::default(),
+            &claims(600),
+            &EncodingKey::from_secret(b"k"),
+        )
+        .unwrap();
+        assert!(matches!(
+            run(oidc.verify(&hs256, IOT_HUB_AUDIENCE)),
+            Err(OidcError::Algorithm(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_refetch_at_most_once_per_interval() {
+        let (pkcs8, jwk) = key("k1");
+        let (oidc, source) = verifier(Some(json!({"keys": [jwk]})));
+        let unknown = sign(&pkcs8, "k2", claims(600));
+        assert_eq!(
+            run(oidc.verify(&unknown, IOT_HUB_AUDIENCE)),
+            Err(OidcError::UnknownKey)
+        );
+        assert_eq!(
+            run(oidc.verify(&unknown, IOT_HUB_AUDIENCE)),
+            Err(OidcError::UnknownKey)
+        );
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_unreachable_issuer_refuses_tokens() {
+        let (pkcs8, _) = key("k1");
+        let (oidc, _) = verifier(None);
+        let refused = run(oidc.verify(&sign(&pkcs8, "k1", claims(600)), IOT_HUB_AUDIENCE));
+        assert!(
+            matches!(refused, Err(OidcError::KeysUnavailable(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn bearer_headers_and_discovery() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("SharedAccessSignature sr=x"), None);
+        assert_eq!(
+            jwks_uri(br#"{"jwks_uri":"https://idp/keys"}"#).unwrap(),
+            "https://idp/keys"
+        );
+        assert!(jwks_uri(b"{}").is_err());
+    }
+}
