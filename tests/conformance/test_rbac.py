@@ -277,6 +277,11 @@ def test_dps_service_api_takes_dps_tokens(hub):
     hub_role = token(["IoT Hub Data Contributor"], audience=DPS_AUDIENCE)
     assert rest(hub, "GET", path, hub_role, api=dps_api).status_code == 401
     assert rest(hub, "DELETE", path, contributor, api=dps_api).status_code == 204
+    # DPS's shared access policies are local authentication too.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRONHUB_")}
+    sas = subprocess.run([ironhub_bin(), "dps", "enrollment-group", "list", "--data-dir", str(hub.data_dir)],
+                         capture_output=True, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL, env=env)
+    assert sas.returncode not in (0, 2) and "local authentication" in sas.stderr.lower(), sas.stderr
 
 
 def cli(hub, *args, jwt):

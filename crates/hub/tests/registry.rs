@@ -654,3 +654,46 @@ async fn policy_tokens_keep_the_prefix_rule_with_exact_ids() {
         refused(&hub, "Dev1", &token(sr)).await;
     }
 }
+
+#[tokio::test]
+async fn operations_check_policy_rights_and_local_auth() {
+    use ironhub_auth::access::{Operation, ServiceAccess};
+    let (hub, _dir) = hub().await;
+    let reader = hub.settings().policy("registryRead").unwrap().clone();
+    let token = sas::generate(
+        "myhub.example",
+        &reader.primary_key,
+        unix_now() + 3600,
+        Some("registryRead"),
+    )
+    .unwrap();
+    hub.authorize_operation(Some(&token), Operation::DeviceRead, "GET on /devices/d")
+        .await
+        .unwrap();
+    let e = hub
+        .authorize_operation(Some(&token), Operation::DeviceDelete, "DELETE on /devices/d")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 401_002);
+    // No issuer configured: a bearer token is refused, never mistaken for a SAS token.
+    let e = hub
+        .authorize_operation(Some("Bearer a.b.c"), Operation::DeviceRead, "GET on /devices")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no OpenID Connect issuer"), "{e}");
+
+    let mut access = ServiceAccess::local(ironhub_auth::oidc::IOT_HUB_AUDIENCE);
+    access.local_auth = false;
+    let hub = hub.with_service_access(access);
+    let e = hub
+        .authorize_operation(Some(&token), Operation::DeviceRead, "GET on /devices/d")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 401_002);
+    assert!(e.to_string().contains("local authentication"), "{e}");
+    // AMQP's claims-based security takes policy tokens too, and is refused the same way.
+    assert!(
+        hub.authorize_service_token(&token, &[Rights::REGISTRY_READ])
+            .is_err()
+    );
+}
