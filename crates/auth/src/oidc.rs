@@ -193,7 +193,7 @@ impl Oidc {
             .collect();
         principals.extend(strings("groups"));
         for assignment in &self.settings.assignments {
-            if principals.iter().any(|p| *p == assignment.principal) {
+            if principals.contains(&assignment.principal) {
                 roles.push(assignment.role.clone());
             }
         }
@@ -251,9 +251,8 @@ mod tests {
     fn key(kid: &str) -> (Vec<u8>, Value) {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-                .unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         let point = pair.public_key().as_ref();
         let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256",
             "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])});

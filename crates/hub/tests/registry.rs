@@ -671,13 +671,21 @@ async fn operations_check_policy_rights_and_local_auth() {
         .await
         .unwrap();
     let e = hub
-        .authorize_operation(Some(&token), Operation::DeviceDelete, "DELETE on /devices/d")
+        .authorize_operation(
+            Some(&token),
+            Operation::DeviceDelete,
+            "DELETE on /devices/d",
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), 401_002);
     // No issuer configured: a bearer token is refused, never mistaken for a SAS token.
     let e = hub
-        .authorize_operation(Some("Bearer a.b.c"), Operation::DeviceRead, "GET on /devices")
+        .authorize_operation(
+            Some("Bearer a.b.c"),
+            Operation::DeviceRead,
+            "GET on /devices",
+        )
         .await
         .unwrap_err();
     assert!(e.to_string().contains("no OpenID Connect issuer"), "{e}");
