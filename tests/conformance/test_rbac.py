@@ -309,3 +309,41 @@ def test_cli_auth_type_login(hub, device):
                               "--hub-name", hub.hostname], capture_output=True, text=True, timeout=TIMEOUT_S,
                              env={k: v for k, v in os.environ.items() if not k.startswith("IRONHUB_")})
     assert missing.returncode != 0 and "IRONHUB_BEARER_TOKEN" in missing.stderr, missing.stderr
+
+
+def token_registry(hub, jwt: str):
+    """`registry`, with the AMQP client (C2D over `$cbs` with a `bearer` token) trusting the
+    server's CA: uamqp reads its bundle from certifi when the client is built."""
+    import uamqp.authentication.common as uamqp_common
+
+    real = uamqp_common.certifi.where
+    uamqp_common.certifi.where = lambda: hub.ca_file
+    try:
+        rm, _ = registry(hub, jwt)
+    finally:
+        uamqp_common.certifi.where = real
+    return rm
+
+
+def test_c2d_over_amqp_with_bearer_tokens(hub, device):
+    device_id, _ = device
+    sender = token_registry(hub, token(["IoT Hub Data Contributor"]))
+    try:
+        sender.send_c2d_message(device_id, "from a bearer")
+    finally:
+        sender.amqp_svc_client.disconnect_sync()
+    reader = token_registry(hub, token(["IoT Hub Data Reader"]))
+    try:
+        with pytest.raises(Exception) as info:
+            reader.send_c2d_message(device_id, "a reader may not send")
+        # The token is accepted; the link is not (its roles lack the send action).
+        assert "UnauthorizedAccess" in str(info.value), repr(info.value)
+    finally:
+        reader.amqp_svc_client.disconnect_sync()
+    expired = token_registry(hub, token(["IoT Hub Data Contributor"], lifetime=-600))
+    try:
+        with pytest.raises(Exception) as info:
+            expired.send_c2d_message(device_id, "expired")
+        assert type(info.value).__name__ == "TokenAuthFailure", repr(info.value)
+    finally:
+        expired.amqp_svc_client.disconnect_sync()

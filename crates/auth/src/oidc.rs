@@ -71,6 +71,8 @@ pub struct Identity {
     /// For messages: `upn`, `preferred_username`, `oid` or `sub`, the first present.
     pub name: String,
     pub roles: Vec<String>,
+    /// Its `exp`, Unix seconds.
+    pub expires: u64,
 }
 
 #[derive(Debug, Default)]
@@ -197,7 +199,12 @@ impl Oidc {
                 roles.push(assignment.role.clone());
             }
         }
-        Identity { name, roles }
+        let expires = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        Identity {
+            name,
+            roles,
+            expires,
+        }
     }
 }
 

@@ -13,6 +13,8 @@ use crate::{AuthMethod, DeviceAuth, Hub, HubError};
 pub enum Principal {
     /// A shared access policy, with its rights.
     Policy { name: String, rights: Rights },
+    /// A bearer token's principal, with its roles.
+    Bearer { name: String, roles: Vec<String> },
 }
 
 /// A policy-signed token a connection presented (AMQP's claims-based security): who signed
@@ -162,9 +164,41 @@ impl Hub {
         })
     }
 
+    /// Accepts a bearer token a connection presented on `$cbs` (IoT Hub's `jwt` token type):
+    /// verified as on REST; what it grants is decided per address by its roles
+    /// ([`Hub::grant_covers`]).
+    pub async fn authorize_service_bearer(&self, header: &str) -> Result<ServiceGrant, HubError> {
+        match self.access.caller(header).await.map_err(refused)? {
+            Caller::Bearer(identity) => Ok(ServiceGrant {
+                principal: Principal::Bearer {
+                    name: identity.name,
+                    roles: identity.roles,
+                },
+                resource: self.host_name().to_owned(),
+                expires: identity.expires,
+            }),
+            Caller::Sas(_) => Err(HubError::Unauthorized(
+                "Unauthorized: a jwt token must be a bearer token.".into(),
+            )),
+        }
+    }
+
     /// Whether `grant` covers `path` of this hub (`/messages/devicebound`,
-    /// `/{entity}/ConsumerGroups/$Default/Partitions/0`) and is still valid at `now`.
+    /// `/{entity}/ConsumerGroups/$Default/Partitions/0`) and is still valid at `now`; a bearer
+    /// grant's roles must also allow what the address does.
     pub fn grant_covers(&self, grant: &ServiceGrant, path: &str, now: u64) -> bool {
+        if let Principal::Bearer { roles, .. } = &grant.principal {
+            let lower = path.to_ascii_lowercase();
+            let operation = match lower.trim_end_matches('/') {
+                "/messages/devicebound" => Operation::C2dSend,
+                "/messages/servicebound/feedback" => Operation::C2dFeedback,
+                "/messages/servicebound/filenotifications" => Operation::FileNotifications,
+                _ => Operation::EventsRead,
+            };
+            if !operation.allowed_by(roles.iter().map(String::as_str)) {
+                return false;
+            }
+        }
         grant.expires > now
             && self.host_names().any(|host| {
                 // Service Bus compares entity paths ignoring case, and the Event Hubs SDKs
