@@ -705,3 +705,27 @@ async fn operations_check_policy_rights_and_local_auth() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn bearer_grants_cover_the_addresses_their_roles_allow() {
+    use ironhub_hub::ServiceGrant;
+    let (hub, _dir) = hub().await;
+    let grant = |role: &str| ServiceGrant {
+        principal: Principal::Bearer {
+            name: "ada".into(),
+            roles: vec![role.into()],
+        },
+        resource: "myhub.example".into(),
+        expires: unix_now() + 600,
+    };
+    let now = unix_now();
+    let reader = grant("IoT Hub Data Reader");
+    assert!(!hub.grant_covers(&reader, "/messages/devicebound", now));
+    assert!(hub.grant_covers(&reader, "/myhub/ConsumerGroups/$Default/Partitions/0", now));
+    let contributor = grant("IoT Hub Data Contributor");
+    assert!(hub.grant_covers(&contributor, "/messages/devicebound", now));
+    assert!(hub.grant_covers(&contributor, "/messages/serviceBound/feedback", now));
+    assert!(!hub.grant_covers(&contributor, "/messages/devicebound", now + 601));
+    let twins = grant("IoT Hub Twin Contributor");
+    assert!(!hub.grant_covers(&twins, "/messages/serviceBound/feedback", now));
+}
