@@ -181,6 +181,37 @@ impl ServiceAccess {
     }
 }
 
+impl ServiceAccess {
+    /// Decides a service call of `operation` (`request`, e.g. `GET on /twins/d1`, names it in a
+    /// refusal): a bearer token whose roles grant the operation's data action, or a SAS token
+    /// that `check_sas` accepts for one of its rights. Refusals are made with `unauthorized`
+    /// (the service's 401).
+    pub async fn authorize<E>(
+        &self,
+        header: Option<&str>,
+        operation: Operation,
+        request: &str,
+        unauthorized: impl Fn(String) -> E,
+        check_sas: impl FnOnce(&str, &'static [Rights]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let header = header.ok_or_else(|| {
+            unauthorized("Unauthorized: the request has no Authorization header.".into())
+        })?;
+        match self.caller(header).await {
+            Err(e) => Err(unauthorized(format!("Unauthorized: {e}."))),
+            Ok(Caller::Sas(token)) => check_sas(token, operation.rights()),
+            Ok(Caller::Bearer(identity))
+                if operation.allowed_by(identity.roles.iter().map(String::as_str)) =>
+            {
+                Ok(())
+            }
+            Ok(Caller::Bearer(identity)) => {
+                Err(unauthorized(not_permitted(&identity, operation, request)))
+            }
+        }
+    }
+}
+
 /// Who an `Authorization` header presents.
 #[derive(Debug)]
 pub enum Caller<'a> {

@@ -30,7 +30,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 use chrono::Utc;
-use ironhub_auth::access::{AccessError, Caller, Operation, ServiceAccess};
+use ironhub_auth::access::{AccessError, Operation, ServiceAccess};
 use ironhub_auth::{Rights, SasError, SasToken, SharedAccessPolicy, random_bytes, unix_now};
 use ironhub_store::{DpsCollection, DpsRecord, DpsSettings, LOCAL_NODE, Store};
 use serde::Serialize;
@@ -178,34 +178,24 @@ impl Dps {
         operation: Operation,
         request: &str,
     ) -> Result<(), DpsError> {
-        let header = header.ok_or_else(|| {
-            DpsError::Unauthorized("Unauthorized: the request has no Authorization header.".into())
-        })?;
-        let caller = self
-            .access
-            .caller(header)
-            .await
-            .map_err(|e| DpsError::Unauthorized(format!("Unauthorized: {e}.")))?;
-        match caller {
-            Caller::Sas(token) => {
-                let mut refusal = None;
-                for needed in operation.rights() {
-                    match self.authorize_service(Some(token), *needed) {
-                        Ok(_) => return Ok(()),
-                        Err(e) => refusal = Some(e),
+        self.access
+            .authorize(
+                header,
+                operation,
+                request,
+                DpsError::Unauthorized,
+                |token, rights| {
+                    let mut refusal = DpsError::Unauthorized("Unauthorized.".into());
+                    for needed in rights {
+                        match self.authorize_service(Some(token), *needed) {
+                            Ok(_) => return Ok(()),
+                            Err(e) => refusal = e,
+                        }
                     }
-                }
-                Err(refusal.unwrap_or_else(|| DpsError::Unauthorized("Unauthorized.".into())))
-            }
-            Caller::Bearer(identity)
-                if operation.allowed_by(identity.roles.iter().map(String::as_str)) =>
-            {
-                Ok(())
-            }
-            Caller::Bearer(identity) => Err(DpsError::Unauthorized(
-                ironhub_auth::access::not_permitted(&identity, operation, request),
-            )),
-        }
+                    Err(refusal)
+                },
+            )
+            .await
     }
 
     /// The same instance, with these limits.

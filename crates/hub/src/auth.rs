@@ -63,22 +63,15 @@ impl Hub {
         operation: Operation,
         request: &str,
     ) -> Result<(), HubError> {
-        let header = header.ok_or_else(|| {
-            HubError::Unauthorized("Unauthorized: the request has no Authorization header.".into())
-        })?;
-        match self.access.caller(header).await.map_err(refused)? {
-            Caller::Sas(token) => self
-                .authorize_service_any(Some(token), operation.rights())
-                .map(drop),
-            Caller::Bearer(identity)
-                if operation.allowed_by(identity.roles.iter().map(String::as_str)) =>
-            {
-                Ok(())
-            }
-            Caller::Bearer(identity) => Err(HubError::Unauthorized(
-                ironhub_auth::access::not_permitted(&identity, operation, request),
-            )),
-        }
+        self.access
+            .authorize(
+                header,
+                operation,
+                request,
+                HubError::Unauthorized,
+                |token, rights| self.authorize_service_any(Some(token), rights).map(drop),
+            )
+            .await
     }
 
     /// The names a token's `sr` may use for this hub: every configured host name, plus the
