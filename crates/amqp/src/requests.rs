@@ -13,6 +13,10 @@ use crate::claims::Claims;
 use crate::message::{text_property, timestamp, value_text};
 
 /// The token types `put-token` accepts: SAS tokens, as Event Hubs and IoT Hub name them.
+/// The `type` of a `put-token` carrying a JWT from an identity provider (IoT Hub's `jwt`;
+/// uamqp's JWT authentication sends `bearer`).
+const BEARER_TOKEN_TYPES: [&str; 2] = ["jwt", "bearer"];
+
 const SAS_TOKEN_TYPES: [&str; 2] = [
     "servicebus.windows.net:sastoken",
     "azure-devices.net:sastoken",
@@ -84,7 +88,8 @@ pub async fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Valu
         );
     }
     let kind = text_property(request, "type").unwrap_or_default();
-    if !SAS_TOKEN_TYPES.contains(&kind.as_str()) {
+    let bearer = BEARER_TOKEN_TYPES.contains(&kind.as_str());
+    if !bearer && !SAS_TOKEN_TYPES.contains(&kind.as_str()) {
         return Reply::error(400, format!("The token type '{kind}' is not supported."));
     }
     let Some(audience) = text_property(request, "name") else {
@@ -97,6 +102,24 @@ pub async fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Valu
     let Some(token) = token else {
         return Reply::error(400, "The put-token request carries no token.");
     };
+    if bearer {
+        // uamqp sends `Bearer {jwt}`; IoT Hub's own clients the bare JWT.
+        let header = if ironhub_auth::oidc::bearer_token(token).is_some() {
+            token.to_owned()
+        } else {
+            format!("Bearer {token}")
+        };
+        return match ctx.hub.authorize_service_bearer(&header).await {
+            Ok(grant) => {
+                claims.put(&audience, grant);
+                Reply::ok(Value::Null)
+            }
+            Err(e) => {
+                tracing::debug!(audience, error = %e, "bearer put-token refused");
+                Reply::from_hub(&e)
+            }
+        };
+    }
     if let Some(device_id) = audience_device(&audience) {
         let login = ironhub_hub::DeviceLogin {
             device_id: &device_id,

@@ -82,7 +82,8 @@ impl HubSasl {
 
 fn principal_name(grant: &ServiceGrant) -> &str {
     match &grant.principal {
-        ironhub_hub::Principal::Policy { name, .. } => name,
+        ironhub_hub::Principal::Policy { name, .. }
+        | ironhub_hub::Principal::Bearer { name, .. } => name,
     }
 }
 

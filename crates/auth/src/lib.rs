@@ -1,14 +1,19 @@
 //! Authentication primitives shared by IoT Hub and DPS: SAS tokens, shared access policies,
-//! key generation and derivation, connection strings, X.509 thumbprints and CA chains.
+//! key generation and derivation, connection strings, X.509 thumbprints and CA chains, bearer
+//! tokens from an OpenID Connect issuer, and the data-plane roles and operations they are
+//! checked against.
 //!
-//! Everything here is pure (no I/O); the hub and DPS domains decide which keys apply.
+//! Everything here is pure (no I/O: an issuer's keys come through [`oidc::KeySource`]); the hub and DPS domains decide which keys apply.
 
+pub mod access;
 pub mod b64;
 mod clock;
 pub mod connstr;
 pub mod credentials;
 pub mod keys;
+pub mod oidc;
 pub mod policy;
+pub mod roles;
 pub mod sas;
 pub mod storage;
 pub mod x509;

@@ -83,6 +83,14 @@ impl DpsClient {
         })
     }
 
+    /// The same client authenticating with `Authorization: Bearer {token}` (see
+    /// [`HubClient::with_bearer_token`]).
+    pub fn with_bearer_token(self, token: impl Into<String>) -> DpsClient {
+        DpsClient {
+            http: self.http.with_bearer_token(token),
+        }
+    }
+
     /// The service's `HostName` as given in the connection string (may carry `:port`).
     pub fn host_name(&self) -> &str {
         self.http.host_name()

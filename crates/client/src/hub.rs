@@ -55,6 +55,8 @@ pub struct HubClient {
     pub(crate) resource: String,
     pub(crate) key: String,
     pub(crate) key_name: Option<String>,
+    /// A bearer token sent instead of a SAS token (`--auth-type login`).
+    bearer: Option<String>,
     /// `?api-version=` of every request.
     api_version: &'static str,
     http: Client<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>,
@@ -152,6 +154,7 @@ impl HubClient {
             host,
             key,
             key_name: cs.shared_access_key_name.filter(|n| !n.is_empty()),
+            bearer: None,
             api_version: API_VERSION,
             http,
         })
@@ -162,6 +165,21 @@ impl HubClient {
     pub fn with_api_version(mut self, api_version: &'static str) -> HubClient {
         self.api_version = api_version;
         self
+    }
+
+    /// The same client authenticating every request with `Authorization: Bearer {token}` (a
+    /// token from an OpenID Connect issuer the server accepts) instead of a SAS token.
+    pub fn with_bearer_token(mut self, token: impl Into<String>) -> HubClient {
+        self.bearer = Some(token.into());
+        self
+    }
+
+    /// The `Authorization` value of a request: the bearer token, or a fresh SAS token.
+    fn authorization(&self) -> Result<String, ClientError> {
+        match &self.bearer {
+            Some(token) => Ok(format!("Bearer {token}")),
+            None => self.sas_token(unix_now() + TOKEN_VALIDITY_SECS),
+        }
     }
 
     /// The hub's `HostName` as given in the connection string (may carry `:port`).
@@ -291,7 +309,7 @@ impl HubClient {
         })
     }
 
-    /// A signed request: `Authorization` (a fresh SAS token), `Accept`, `User-Agent`, and the
+    /// A signed request: `Authorization` (a fresh SAS token or the bearer token), `Accept`, `User-Agent`, and the
     /// caller's headers and body.
     fn signed_request(
         &self,
@@ -303,7 +321,7 @@ impl HubClient {
         accept: &'static str,
     ) -> Result<Request<Full<Bytes>>, ClientError> {
         let url = self.url(path, query);
-        let token = self.sas_token(unix_now() + TOKEN_VALIDITY_SECS)?;
+        let token = self.authorization()?;
         let mut builder = Request::builder()
             .method(method)
             .uri(&url)

@@ -31,6 +31,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 use chrono::Utc;
+use ironhub_auth::access::{AccessError, Operation, ServiceAccess};
 use ironhub_auth::{Rights, SasError, SasToken, SharedAccessPolicy, random_bytes, unix_now};
 use ironhub_store::{DpsCollection, DpsRecord, DpsSettings, LOCAL_NODE, Store};
 use serde::Serialize;
@@ -107,6 +108,8 @@ pub struct Dps {
     issuing_cas: Option<Arc<ironhub_hub::issuing_cas::IssuingCas>>,
     /// The node's limiter, when throttling is configured (shared with its hub).
     throttle: Option<Arc<ironhub_hub::throttle::Throttle>>,
+    /// Who may call the service API: policies and/or bearer tokens.
+    access: Arc<ServiceAccess>,
 }
 
 fn unauthorized(e: SasError) -> DpsError {
@@ -138,6 +141,7 @@ impl Dps {
             runtime: Arc::new(register::Runtime::new(LOCAL_NODE.to_owned())),
             issuing_cas: None,
             throttle: None,
+            access: Arc::new(ServiceAccess::local(ironhub_auth::oidc::DPS_AUDIENCE)),
         };
         if first_start
             && let Some(hub) = own_hub
@@ -167,6 +171,42 @@ impl Dps {
     pub fn with_throttle(mut self, throttle: Arc<ironhub_hub::throttle::Throttle>) -> Self {
         self.throttle = Some(throttle);
         self
+    }
+
+    /// The same instance, accepting service callers as `access` says (bearer tokens of an
+    /// OpenID Connect issuer, local authentication on or off).
+    pub fn with_service_access(mut self, access: ServiceAccess) -> Self {
+        self.access = Arc::new(access);
+        self
+    }
+
+    /// Authorizes a service `operation` (`request`, e.g. `GET on /enrollments/x`, names it in
+    /// a refusal): a bearer token whose roles grant its data action, or a policy token with
+    /// one of its rights while local authentication is on.
+    pub async fn authorize_operation(
+        &self,
+        header: Option<&str>,
+        operation: Operation,
+        request: &str,
+    ) -> Result<(), DpsError> {
+        self.access
+            .authorize(
+                header,
+                operation,
+                request,
+                DpsError::Unauthorized,
+                |token, rights| {
+                    let mut refusal = DpsError::Unauthorized("Unauthorized.".into());
+                    for needed in rights {
+                        match self.authorize_service(Some(token), *needed) {
+                            Ok(_) => return Ok(()),
+                            Err(e) => refusal = e,
+                        }
+                    }
+                    Err(refusal)
+                },
+            )
+            .await
     }
 
     /// The same instance, with these limits.
@@ -217,6 +257,12 @@ impl Dps {
         let header = header.ok_or_else(|| {
             DpsError::Unauthorized("Unauthorized: the request has no Authorization header.".into())
         })?;
+        if !self.access.local_auth {
+            return Err(DpsError::Unauthorized(format!(
+                "Unauthorized: {}.",
+                AccessError::LocalAuthDisabled
+            )));
+        }
         let token = SasToken::parse(header).map_err(unauthorized)?;
         let name = token.key_name().ok_or_else(|| {
             DpsError::Unauthorized(

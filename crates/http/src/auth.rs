@@ -1,11 +1,12 @@
 //! Authentication as extractors, so that no handler checks credentials by hand and every
 //! route checks them before its body is read (a handler's body extractor comes last):
-//! - [`ServiceAuth<N>`]: a service call, authorized by a shared access policy of the hub or of
-//!   the DPS instance (the router's state) with the rights `N` names;
+//! - [`ServiceAuth<N>`]: a service call of the operation `N`, authorized by the hub or the DPS
+//!   instance (the router's state): a shared access policy with the operation's rights, or a
+//!   bearer token whose roles grant its data action;
 //! - [`DeviceAuth`]: the device of an HTTPS device API path, authenticated by its SAS token or
 //!   its TLS client certificate chain.
 //!
-//! The domain decides (`Hub::authorize_service_any`, `Dps::authorize_service`,
+//! The domain decides (`Hub::authorize_operation`, `Dps::authorize_operation`,
 //! `Hub::authenticate`); these only gather what the request presents and render the refusal in
 //! the service's error shape (e.g. 401 `IotHubUnauthorizedAccess`).
 
@@ -15,7 +16,8 @@ use std::marker::PhantomData;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use ironhub_auth::{Credentials, Rights};
+use ironhub_auth::Credentials;
+use ironhub_auth::access::Operation;
 use ironhub_hub::{DeviceLogin, DeviceSession, Hub};
 
 use crate::error::ApiError;
@@ -24,51 +26,43 @@ use crate::listener::ConnectionInfo;
 use crate::respond::header_str;
 use crate::service::Service;
 
-/// The rights a route needs: any one of [`Needs::ANY_OF`].
+/// The operation a route performs; the domain knows what it takes
+/// ([`Operation::rights`], [`Operation::data_action`]).
 pub(crate) trait Needs: Send + Sync + 'static {
-    const ANY_OF: &'static [Rights];
+    const OP: Operation;
 }
 
 macro_rules! needs {
-    ($($(#[$doc:meta])* $name:ident = [$($right:ident),+];)+) => {$(
-        $(#[$doc])*
+    ($($name:ident),+ $(,)?) => {$(
+        #[doc = concat!("The service operation `", stringify!($name), "`.")]
         pub(crate) struct $name;
         impl Needs for $name {
-            const ANY_OF: &'static [Rights] = &[$(Rights::$right),+];
+            const OP: Operation = Operation::$name;
         }
     )+};
 }
 
 needs! {
-    /// The hub's RegistryRead.
-    RegistryRead = [REGISTRY_READ];
-    /// The hub's RegistryWrite.
-    RegistryWrite = [REGISTRY_WRITE];
-    /// The hub's ServiceConnect.
-    ServiceConnect = [SERVICE_CONNECT];
-    /// Reading a twin: IoT Hub lets ServiceConnect (the `service` policy) do it, as well as
-    /// RegistryRead.
-    TwinRead = [SERVICE_CONNECT, REGISTRY_READ];
-    /// DPS's EnrollmentRead.
-    EnrollmentRead = [ENROLLMENT_READ];
-    /// DPS's EnrollmentWrite.
-    EnrollmentWrite = [ENROLLMENT_WRITE];
-    /// DPS's RegistrationStatusRead.
-    RegistrationStatusRead = [REGISTRATION_STATUS_READ];
-    /// DPS's RegistrationStatusWrite.
-    RegistrationStatusWrite = [REGISTRATION_STATUS_WRITE];
-    /// DPS's ServiceConfig.
-    ServiceConfig = [SERVICE_CONFIG];
+    DeviceRead, DeviceWrite, DeviceDelete, TwinRead, TwinWrite, Query, RegistryStatistics,
+    ServiceStatistics, MethodInvoke, C2dSend, C2dFeedback, C2dPurge, FileNotifications,
+    DigitalTwinRead, DigitalTwinWrite, DigitalTwinInvoke, EventsRead, EventsWrite, RoutingRead,
+    RoutingWrite, HubCertificatesRead, HubCertificatesWrite, EnrollmentRead, EnrollmentWrite,
+    EnrollmentDelete, GroupRead, GroupWrite, GroupDelete, AttestationMechanism,
+    RegistrationRead, RegistrationDelete, LinkedHubsRead, LinkedHubsWrite, DpsCertificatesRead,
+    DpsCertificatesWrite,
 }
 
-/// A service call authorized with the rights `N` names, by the router's service.
+/// A service call authorized for the operation `N`, by the router's service.
 pub(crate) struct ServiceAuth<N>(PhantomData<N>);
 
 impl<S: Service, N: Needs> FromRequestParts<S> for ServiceAuth<N> {
     type Rejection = S::Error;
 
     async fn from_request_parts(parts: &mut Parts, service: &S) -> Result<Self, S::Error> {
-        service.authorize(authorization(parts), N::ANY_OF)?;
+        let request = format!("{} on {}", parts.method, parts.uri.path());
+        service
+            .authorize(authorization(parts), N::OP, &request)
+            .await?;
         Ok(ServiceAuth(PhantomData))
     }
 }

@@ -41,7 +41,7 @@ use ironhub_hub::model::azure_time;
 use ironhub_hub::{Hub, HubError, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry};
 use ironhub_store::{C2dMessage, C2dSettle};
 
-use crate::auth::{DeviceAuth, ServiceAuth, ServiceConnect};
+use crate::auth::{C2dFeedback, C2dPurge, C2dSend, DeviceAuth, ServiceAuth};
 use crate::body::RawBody;
 use crate::error::ApiError;
 use crate::extract::Segments;
@@ -105,7 +105,7 @@ fn app_properties(headers: &HeaderMap) -> Vec<(String, String)> {
 async fn service_send(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<C2dSend>,
     headers: HeaderMap,
     RawBody(body): RawBody<MAX_MESSAGE_BYTES>,
 ) -> Result<Response, ApiError> {
@@ -139,7 +139,7 @@ async fn service_send(
 async fn purge(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<C2dPurge>,
 ) -> Result<Response, ApiError> {
     let result = hub.purge_c2d(&id).await?;
     tracing::info!(target: "ServiceOperations", device_id = %id, purged = result.total_messages_purged, "cloud-to-device queue purged");
@@ -149,7 +149,7 @@ async fn purge(
 /// `GET /messages/serviceBound/feedback`.
 async fn receive_feedback(
     State(hub): State<Hub>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<C2dFeedback>,
 ) -> Result<Response, ApiError> {
     let Some(batch) = hub.receive_feedback().await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -170,7 +170,7 @@ async fn receive_feedback(
 async fn complete_feedback(
     State(hub): State<Hub>,
     Segments(token): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<C2dFeedback>,
 ) -> Result<Response, ApiError> {
     hub.settle_feedback(&token, true).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -179,7 +179,7 @@ async fn complete_feedback(
 async fn abandon_feedback(
     State(hub): State<Hub>,
     Segments(token): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<C2dFeedback>,
 ) -> Result<Response, ApiError> {
     hub.settle_feedback(&token, false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

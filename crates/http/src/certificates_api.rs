@@ -40,7 +40,10 @@ use ironhub_wire::certificate::{
     VerificationProof,
 };
 
-use crate::auth::{Needs, RegistryRead, RegistryWrite, ServiceAuth, ServiceConfig};
+use crate::auth::{
+    DpsCertificatesRead, DpsCertificatesWrite, HubCertificatesRead, HubCertificatesWrite, Needs,
+    ServiceAuth,
+};
 use crate::body::JsonBody;
 use crate::error::{ApiError, DpsApiError};
 use crate::extract::Segments;
@@ -53,9 +56,9 @@ pub(crate) trait CaService: Service {
     const TYPE: &'static str;
     /// Where the routes live.
     const PREFIX: &'static str;
-    /// The rights reading the certificates needs.
+    /// The operation reading the certificates is.
     type Read: Needs;
-    /// The rights changing them needs.
+    /// The operation changing them is.
     type Write: Needs;
 
     fn list(&self) -> impl Future<Output = Result<Vec<CertificateRecord>, Self::Error>> + Send;
@@ -91,8 +94,8 @@ pub(crate) trait CaService: Service {
 impl CaService for Hub {
     const TYPE: &'static str = "Microsoft.Devices/IotHubs/Certificates";
     const PREFIX: &'static str = "/certificates";
-    type Read = RegistryRead;
-    type Write = RegistryWrite;
+    type Read = HubCertificatesRead;
+    type Write = HubCertificatesWrite;
 
     async fn list(&self) -> Result<Vec<CertificateRecord>, ApiError> {
         Ok(self.list_certificates().await?)
@@ -132,8 +135,8 @@ impl CaService for Hub {
 impl CaService for Dps {
     const TYPE: &'static str = "Microsoft.Devices/ProvisioningServices/Certificates";
     const PREFIX: &'static str = "/dps/certificates";
-    type Read = ServiceConfig;
-    type Write = ServiceConfig;
+    type Read = DpsCertificatesRead;
+    type Write = DpsCertificatesWrite;
 
     async fn list(&self) -> Result<Vec<CertificateRecord>, DpsApiError> {
         Ok(self.list_certificates().await?)

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use ironhub_hub::{Hub, HubError};
 use serde::Deserialize;
 
-use crate::auth::{ServiceAuth, ServiceConnect, TwinRead};
+use crate::auth::{DigitalTwinInvoke, DigitalTwinRead, DigitalTwinWrite, ServiceAuth};
 use crate::body::{JsonBody, JsonOrEmpty};
 use crate::error::ApiError;
 use crate::extract::{QueryArgs, Segments};
@@ -35,7 +35,7 @@ pub(crate) fn routes() -> Router<Hub> {
 async fn get_twin(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<TwinRead>,
+    _: ServiceAuth<DigitalTwinRead>,
 ) -> Result<Response, ApiError> {
     let (twin, etag) = hub.get_digital_twin(&id).await?;
     Ok(with_etag(json_body(&twin), &etag))
@@ -44,7 +44,7 @@ async fn get_twin(
 async fn update_twin(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<DigitalTwinWrite>,
     headers: HeaderMap,
     JsonBody(operations): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
@@ -83,7 +83,7 @@ async fn root_command(
     State(hub): State<Hub>,
     Segments((id, name)): Segments<(String, String)>,
     QueryArgs(query): QueryArgs<CommandQuery>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<DigitalTwinInvoke>,
     JsonOrEmpty(payload): JsonOrEmpty<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     command(hub, id, None, name, query, payload).await
@@ -93,7 +93,7 @@ async fn component_command(
     State(hub): State<Hub>,
     Segments((id, component, command_name)): Segments<(String, String, String)>,
     QueryArgs(query): QueryArgs<CommandQuery>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<DigitalTwinInvoke>,
     JsonOrEmpty(payload): JsonOrEmpty<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     command(hub, id, Some(component), command_name, query, payload).await

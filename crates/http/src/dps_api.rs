@@ -34,8 +34,9 @@ use ironhub_dps::{Dps, DpsError};
 use serde::Serialize;
 
 use crate::auth::{
-    EnrollmentRead, EnrollmentWrite, RegistrationStatusRead, RegistrationStatusWrite, ServiceAuth,
-    ServiceConfig,
+    AttestationMechanism, EnrollmentDelete, EnrollmentRead, EnrollmentWrite, GroupDelete,
+    GroupRead, GroupWrite, LinkedHubsRead, LinkedHubsWrite, Needs, RegistrationDelete,
+    RegistrationRead, ServiceAuth,
 };
 use crate::body::{JsonBody, JsonOrEmpty};
 use crate::error::DpsApiError;
@@ -92,14 +93,26 @@ pub(crate) fn routes() -> Router<Dps> {
 trait Kind: Enrollment {
     /// `x-ms-item-type` of a query.
     const ITEM_TYPE: &'static str;
+    /// Reading (and querying) them.
+    type Read: Needs;
+    /// Creating or replacing one.
+    type Write: Needs;
+    /// Deleting one.
+    type Delete: Needs;
 }
 
 impl Kind for IndividualEnrollment {
     const ITEM_TYPE: &'static str = "enrollment";
+    type Read = EnrollmentRead;
+    type Write = EnrollmentWrite;
+    type Delete = EnrollmentDelete;
 }
 
 impl Kind for EnrollmentGroup {
     const ITEM_TYPE: &'static str = "enrollmentGroup";
+    type Read = GroupRead;
+    type Write = GroupWrite;
+    type Delete = GroupDelete;
 }
 
 fn enrollment_routes<E: Kind>(prefix: &str) -> Router<Dps> {
@@ -119,7 +132,7 @@ fn enrollment_routes<E: Kind>(prefix: &str) -> Router<Dps> {
 
 async fn put_enrollment<E: Kind>(
     State(dps): State<Dps>,
-    _: ServiceAuth<EnrollmentWrite>,
+    _: ServiceAuth<E::Write>,
     Segments(id): Segments<String>,
     headers: HeaderMap,
     JsonBody(enrollment): JsonBody<E>,
@@ -133,7 +146,7 @@ async fn put_enrollment<E: Kind>(
 
 async fn get_enrollment<E: Kind>(
     State(dps): State<Dps>,
-    _: ServiceAuth<EnrollmentRead>,
+    _: ServiceAuth<E::Read>,
     Segments(id): Segments<String>,
 ) -> Result<Response, DpsApiError> {
     let e: E = dps.get(&id).await?;
@@ -142,7 +155,7 @@ async fn get_enrollment<E: Kind>(
 
 async fn delete_enrollment<E: Kind>(
     State(dps): State<Dps>,
-    _: ServiceAuth<EnrollmentWrite>,
+    _: ServiceAuth<E::Delete>,
     Segments(id): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, DpsApiError> {
@@ -153,7 +166,7 @@ async fn delete_enrollment<E: Kind>(
 
 async fn attestation_mechanism<E: Kind>(
     State(dps): State<Dps>,
-    _: ServiceAuth<EnrollmentWrite>,
+    _: ServiceAuth<AttestationMechanism>,
     Segments(id): Segments<String>,
 ) -> Result<Response, DpsApiError> {
     // The mechanism carries the keys: reading it is a write-level right, as in DPS.
@@ -162,7 +175,7 @@ async fn attestation_mechanism<E: Kind>(
 
 async fn query_enrollments<E: Kind>(
     State(dps): State<Dps>,
-    _: ServiceAuth<EnrollmentRead>,
+    _: ServiceAuth<E::Read>,
     headers: HeaderMap,
     JsonOrEmpty(spec): JsonOrEmpty<QuerySpecification>,
 ) -> Result<Response, DpsApiError> {
@@ -188,7 +201,7 @@ async fn bulk_enrollments(
 
 async fn bulk_groups(
     State(dps): State<Dps>,
-    _: ServiceAuth<EnrollmentWrite>,
+    _: ServiceAuth<GroupWrite>,
     JsonBody(op): JsonBody<BulkEnrollmentGroupOperation>,
 ) -> Result<Response, DpsApiError> {
     let result = dps.bulk(op.mode, &op.enrollment_groups).await?;
@@ -198,7 +211,7 @@ async fn bulk_groups(
 
 async fn get_registration(
     State(dps): State<Dps>,
-    _: ServiceAuth<RegistrationStatusRead>,
+    _: ServiceAuth<RegistrationRead>,
     Segments(id): Segments<String>,
 ) -> Result<Response, DpsApiError> {
     let state = dps.get_registration(&id).await?;
@@ -207,7 +220,7 @@ async fn get_registration(
 
 async fn delete_registration(
     State(dps): State<Dps>,
-    _: ServiceAuth<RegistrationStatusWrite>,
+    _: ServiceAuth<RegistrationDelete>,
     Segments(id): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, DpsApiError> {
@@ -218,7 +231,7 @@ async fn delete_registration(
 
 async fn query_registrations(
     State(dps): State<Dps>,
-    _: ServiceAuth<RegistrationStatusRead>,
+    _: ServiceAuth<RegistrationRead>,
     Segments(group): Segments<String>,
     headers: HeaderMap,
     // Python sends no body, Node a query specification: either is fine.
@@ -245,7 +258,7 @@ fn linked_hub_view(dps: &Dps, h: &LinkedHub) -> LinkedHubView {
 
 async fn list_linked_hubs(
     State(dps): State<Dps>,
-    _: ServiceAuth<ServiceConfig>,
+    _: ServiceAuth<LinkedHubsRead>,
 ) -> Result<Response, DpsApiError> {
     let value = dps
         .list_linked_hubs()
@@ -258,7 +271,7 @@ async fn list_linked_hubs(
 
 async fn get_linked_hub(
     State(dps): State<Dps>,
-    _: ServiceAuth<ServiceConfig>,
+    _: ServiceAuth<LinkedHubsRead>,
     Segments(name): Segments<String>,
 ) -> Result<Response, DpsApiError> {
     let hub = dps.get_linked_hub(&name).await?;
@@ -267,7 +280,7 @@ async fn get_linked_hub(
 
 async fn put_linked_hub(
     State(dps): State<Dps>,
-    _: ServiceAuth<ServiceConfig>,
+    _: ServiceAuth<LinkedHubsWrite>,
     Segments(name): Segments<String>,
     headers: HeaderMap,
     JsonBody(b): JsonBody<LinkedHubSpec>,
@@ -304,7 +317,7 @@ async fn put_linked_hub(
 
 async fn delete_linked_hub(
     State(dps): State<Dps>,
-    _: ServiceAuth<ServiceConfig>,
+    _: ServiceAuth<LinkedHubsWrite>,
     Segments(name): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, DpsApiError> {

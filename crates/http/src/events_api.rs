@@ -64,7 +64,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
-use crate::auth::{ServiceAuth, ServiceConnect};
+use crate::auth::{EventsRead, EventsWrite, ServiceAuth};
 use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::extract::{QueryArgs, Segments};
@@ -112,7 +112,7 @@ impl FromRequestParts<Hub> for EndpointHub {
 
 async fn properties(
     EndpointHub(hub): EndpointHub,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<EventsRead>,
 ) -> Result<Response, ApiError> {
     let partitions = hub.partitions().await?;
     Ok(json_body(&EventsProperties {
@@ -124,7 +124,7 @@ async fn properties(
 
 async fn list_groups(
     EndpointHub(hub): EndpointHub,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<EventsRead>,
 ) -> Result<Response, ApiError> {
     let groups: Vec<ConsumerGroupName> = hub
         .consumer_groups()
@@ -138,7 +138,7 @@ async fn list_groups(
 async fn get_group(
     EndpointHub(hub): EndpointHub,
     Segments(group): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<EventsRead>,
 ) -> Result<Response, ApiError> {
     Ok(json_body(&hub.consumer_group(&group).await?))
 }
@@ -146,7 +146,7 @@ async fn get_group(
 async fn put_group(
     EndpointHub(hub): EndpointHub,
     Segments(group): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<EventsWrite>,
 ) -> Result<Response, ApiError> {
     let created = hub.create_consumer_group(&group).await?;
     if created {
@@ -163,7 +163,7 @@ async fn put_group(
 async fn delete_group(
     EndpointHub(hub): EndpointHub,
     Segments(group): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<EventsWrite>,
 ) -> Result<Response, ApiError> {
     hub.delete_consumer_group(&group).await?;
     tracing::info!(target: "ServiceOperations", group = %group, "consumer group deleted");
@@ -179,7 +179,7 @@ struct Checkpoint {
 async fn put_checkpoint(
     EndpointHub(hub): EndpointHub,
     Segments((group, partition)): Segments<(String, u32)>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<EventsWrite>,
     JsonBody(checkpoint): JsonBody<Checkpoint>,
 ) -> Result<Response, ApiError> {
     hub.set_checkpoint(&group, partition, checkpoint.sequence_number)
@@ -229,7 +229,7 @@ async fn stream(
     EndpointHub(hub): EndpointHub,
     Segments(group): Segments<String>,
     QueryArgs(query): QueryArgs<StreamQuery>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<EventsRead>,
 ) -> Result<Response, ApiError> {
     let (from, partition, timeout) = parse_query(&query)?;
     let device = query.device_id.filter(|d| !d.is_empty());

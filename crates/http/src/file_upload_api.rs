@@ -19,7 +19,7 @@ use axum::routing::{delete, get, post};
 use ironhub_hub::Hub;
 use ironhub_hub::file_upload::{FileUploadCompletion, FileUploadRequest};
 
-use crate::auth::{DeviceAuth, ServiceAuth, ServiceConnect};
+use crate::auth::{DeviceAuth, FileNotifications, ServiceAuth};
 use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::extract::Segments;
@@ -87,7 +87,7 @@ async fn finish(
 
 async fn receive(
     State(hub): State<Hub>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<FileNotifications>,
 ) -> Result<Response, ApiError> {
     let Some(locked) = hub.receive_file_notification().await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -109,7 +109,7 @@ async fn receive(
 async fn settle<const COMPLETE: bool>(
     State(hub): State<Hub>,
     Segments(token): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<FileNotifications>,
 ) -> Result<Response, ApiError> {
     hub.settle_file_notification(&token, COMPLETE).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -10,7 +10,10 @@ use ironhub_hub::{Hub, HubError};
 use ironhub_store::DeviceRecord;
 use serde::Deserialize;
 
-use crate::auth::{RegistryRead, RegistryWrite, ServiceAuth, ServiceConnect, TwinRead};
+use crate::auth::{
+    DeviceDelete, DeviceRead, DeviceWrite, MethodInvoke, RegistryStatistics, ServiceAuth,
+    ServiceStatistics, TwinRead, TwinWrite,
+};
 use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::extract::{QueryArgs, Segments};
@@ -44,7 +47,7 @@ fn device_response(device: &DeviceRecord) -> Response {
 async fn get_device(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<DeviceRead>,
 ) -> Result<Response, ApiError> {
     Ok(device_response(&hub.get_device(&id).await?))
 }
@@ -52,7 +55,7 @@ async fn get_device(
 async fn put_device(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<RegistryWrite>,
+    _: ServiceAuth<DeviceWrite>,
     headers: HeaderMap,
     JsonBody(spec): JsonBody<DeviceSpec>,
 ) -> Result<Response, ApiError> {
@@ -64,7 +67,7 @@ async fn put_device(
 async fn delete_device(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<RegistryWrite>,
+    _: ServiceAuth<DeviceDelete>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     hub.delete_device(&id, if_match(&headers)).await?;
@@ -80,7 +83,7 @@ struct ListQuery {
 async fn list_devices(
     State(hub): State<Hub>,
     QueryArgs(query): QueryArgs<ListQuery>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<DeviceRead>,
 ) -> Result<Response, ApiError> {
     let top = match query.top.as_deref() {
         None | Some("") => None,
@@ -95,7 +98,7 @@ async fn list_devices(
 
 async fn bulk(
     State(hub): State<Hub>,
-    _: ServiceAuth<RegistryWrite>,
+    _: ServiceAuth<DeviceWrite>,
     JsonBody(items): JsonBody<Vec<ExportImportDevice>>,
 ) -> Result<Response, ApiError> {
     let result = hub.bulk(&items).await?;
@@ -112,7 +115,7 @@ async fn bulk(
 /// 400 when none was (the statuses the Azure CLI's client accepts, each with the result).
 async fn regenerate_keys(
     State(hub): State<Hub>,
-    _: ServiceAuth<RegistryWrite>,
+    _: ServiceAuth<DeviceWrite>,
     JsonBody(request): JsonBody<ironhub_hub::keys::RegenerateRequest>,
 ) -> Result<Response, ApiError> {
     let result = hub.regenerate_keys(&request).await?;
@@ -136,7 +139,7 @@ async fn get_twin(
 async fn patch_twin(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<TwinWrite>,
     headers: HeaderMap,
     JsonBody(doc): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
@@ -146,7 +149,7 @@ async fn patch_twin(
 async fn replace_twin(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<TwinWrite>,
     headers: HeaderMap,
     JsonBody(doc): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
@@ -175,7 +178,7 @@ fn twin_response(twin: &ironhub_hub::model::Twin) -> Response {
 async fn invoke_method(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<MethodInvoke>,
     JsonBody(request): JsonBody<ironhub_hub::methods::MethodRequest>,
 ) -> Result<Response, ApiError> {
     let name = request.method_name.clone().unwrap_or_default();
@@ -186,14 +189,14 @@ async fn invoke_method(
 
 async fn registry_statistics(
     State(hub): State<Hub>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<RegistryStatistics>,
 ) -> Result<Response, ApiError> {
     Ok(json_body(&hub.registry_statistics().await?))
 }
 
 async fn service_statistics(
     State(hub): State<Hub>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<ServiceStatistics>,
 ) -> Result<Response, ApiError> {
     Ok(json_body(&hub.service_statistics().await?))
 }

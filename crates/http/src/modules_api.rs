@@ -11,7 +11,9 @@ use ironhub_hub::model::ModuleSpec;
 use ironhub_hub::modules::module_view;
 use ironhub_store::ModuleRecord;
 
-use crate::auth::{RegistryRead, RegistryWrite, ServiceAuth, ServiceConnect, TwinRead};
+use crate::auth::{
+    DeviceDelete, DeviceRead, DeviceWrite, MethodInvoke, ServiceAuth, TwinRead, TwinWrite,
+};
 use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::extract::Segments;
@@ -41,7 +43,7 @@ fn module_response(module: &ModuleRecord) -> Response {
 async fn list_modules(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<DeviceRead>,
 ) -> Result<Response, ApiError> {
     let modules = hub.list_modules(&id).await?;
     let views: Vec<_> = modules.iter().map(module_view).collect();
@@ -51,7 +53,7 @@ async fn list_modules(
 async fn get_module(
     State(hub): State<Hub>,
     Segments((id, mid)): Segments<(String, String)>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<DeviceRead>,
 ) -> Result<Response, ApiError> {
     Ok(module_response(&hub.get_module(&id, &mid).await?))
 }
@@ -59,7 +61,7 @@ async fn get_module(
 async fn put_module(
     State(hub): State<Hub>,
     Segments((id, mid)): Segments<(String, String)>,
-    _: ServiceAuth<RegistryWrite>,
+    _: ServiceAuth<DeviceWrite>,
     headers: HeaderMap,
     JsonBody(spec): JsonBody<ModuleSpec>,
 ) -> Result<Response, ApiError> {
@@ -71,7 +73,7 @@ async fn put_module(
 async fn delete_module(
     State(hub): State<Hub>,
     Segments((id, mid)): Segments<(String, String)>,
-    _: ServiceAuth<RegistryWrite>,
+    _: ServiceAuth<DeviceDelete>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     hub.delete_module(&id, &mid, if_match(&headers)).await?;
@@ -91,7 +93,7 @@ async fn get_twin(
 async fn patch_twin(
     State(hub): State<Hub>,
     Segments((id, mid)): Segments<(String, String)>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<TwinWrite>,
     headers: HeaderMap,
     JsonBody(doc): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
@@ -101,7 +103,7 @@ async fn patch_twin(
 async fn replace_twin(
     State(hub): State<Hub>,
     Segments((id, mid)): Segments<(String, String)>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<TwinWrite>,
     headers: HeaderMap,
     JsonBody(doc): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
@@ -126,7 +128,7 @@ async fn update_twin(
 async fn invoke_method(
     State(hub): State<Hub>,
     Segments((id, mid)): Segments<(String, String)>,
-    _: ServiceAuth<ServiceConnect>,
+    _: ServiceAuth<MethodInvoke>,
     JsonBody(request): JsonBody<ironhub_hub::methods::MethodRequest>,
 ) -> Result<Response, ApiError> {
     let name = request.method_name.clone().unwrap_or_default();

@@ -14,7 +14,7 @@ use ironhub_hub::{Hub, HubError};
 use ironhub_wire::hub::QuerySpecification;
 
 use crate::ApiError;
-use crate::auth::{RegistryRead, ServiceAuth};
+use crate::auth::{Query, ServiceAuth};
 use crate::body::JsonBody;
 use crate::paging::{page_response, paging};
 
@@ -25,7 +25,7 @@ pub(crate) fn routes() -> Router<Hub> {
 
 async fn query(
     State(hub): State<Hub>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<Query>,
     headers: HeaderMap,
     JsonBody(spec): JsonBody<QuerySpecification>,
 ) -> Result<Response, ApiError> {

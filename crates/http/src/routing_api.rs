@@ -25,7 +25,7 @@ use ironhub_hub::Hub;
 use ironhub_hub::routing::{RoutingConfig, RoutingSource};
 use ironhub_wire::hub::{MatchedRoute, TestAllRoutesInput, TestAllRoutesResult, TestRouteInput};
 
-use crate::auth::{RegistryRead, RegistryWrite, ServiceAuth};
+use crate::auth::{RoutingRead, RoutingWrite, ServiceAuth};
 use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::respond::{if_match, json_body, with_etag};
@@ -40,14 +40,14 @@ pub(crate) fn routes() -> Router<Hub> {
 
 async fn endpoint_health(
     State(hub): State<Hub>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<RoutingRead>,
 ) -> Result<Response, ApiError> {
     Ok(json_body(&hub.endpoint_health().await?))
 }
 
 async fn get_routing(
     State(hub): State<Hub>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<RoutingRead>,
 ) -> Result<Response, ApiError> {
     let (config, etag) = hub.routing_config().await?;
     let response = json_body(&config);
@@ -60,7 +60,7 @@ async fn get_routing(
 async fn put_routing(
     State(hub): State<Hub>,
     headers: HeaderMap,
-    _: ServiceAuth<RegistryWrite>,
+    _: ServiceAuth<RoutingWrite>,
     JsonBody(config): JsonBody<RoutingConfig>,
 ) -> Result<Response, ApiError> {
     let (config, etag) = hub.set_routing_config(config, if_match(&headers)).await?;
@@ -70,7 +70,7 @@ async fn put_routing(
 
 async fn test_new(
     State(hub): State<Hub>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<RoutingRead>,
     JsonBody(input): JsonBody<TestRouteInput>,
 ) -> Result<Response, ApiError> {
     Ok(json_body(&hub.test_route(
@@ -82,7 +82,7 @@ async fn test_new(
 
 async fn test_all(
     State(hub): State<Hub>,
-    _: ServiceAuth<RegistryRead>,
+    _: ServiceAuth<RoutingRead>,
     JsonBody(input): JsonBody<TestAllRoutesInput>,
 ) -> Result<Response, ApiError> {
     let source = input

@@ -3,7 +3,7 @@
 //! error body or DPS's), so one extractor serves the routes of both.
 
 use axum::response::IntoResponse;
-use ironhub_auth::Rights;
+use ironhub_auth::access::Operation;
 use ironhub_dps::{Dps, DpsError};
 use ironhub_hub::{Hub, HubError};
 
@@ -14,9 +14,14 @@ pub(crate) trait Service: Clone + Send + Sync + 'static {
     /// Its error response.
     type Error: IntoResponse + Send;
 
-    /// Checks the `Authorization` header of a service call: a token of one of its shared
-    /// access policies with any one of `any_of` (the domain decides).
-    fn authorize(&self, authorization: Option<&str>, any_of: &[Rights]) -> Result<(), Self::Error>;
+    /// Checks the `Authorization` header of a service call of `operation` (`request` names
+    /// it in a refusal; the domain decides).
+    fn authorize(
+        &self,
+        authorization: Option<&str>,
+        operation: Operation,
+        request: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// A malformed request (400).
     fn bad_request(message: String) -> Self::Error;
     /// A body over the route's limit of `limit` bytes (413).
@@ -30,9 +35,15 @@ pub(crate) trait Service: Clone + Send + Sync + 'static {
 impl Service for Hub {
     type Error = ApiError;
 
-    fn authorize(&self, authorization: Option<&str>, any_of: &[Rights]) -> Result<(), ApiError> {
-        self.authorize_service_any(authorization, any_of)?;
-        Ok(())
+    async fn authorize(
+        &self,
+        authorization: Option<&str>,
+        operation: Operation,
+        request: &str,
+    ) -> Result<(), ApiError> {
+        Ok(self
+            .authorize_operation(authorization, operation, request)
+            .await?)
     }
     fn bad_request(message: String) -> ApiError {
         HubError::ArgumentInvalid(message).into()
@@ -51,15 +62,15 @@ impl Service for Hub {
 impl Service for Dps {
     type Error = DpsApiError;
 
-    fn authorize(&self, authorization: Option<&str>, any_of: &[Rights]) -> Result<(), DpsApiError> {
-        let mut refusal = DpsError::Unauthorized("Unauthorized.".into());
-        for needed in any_of {
-            match self.authorize_service(authorization, *needed) {
-                Ok(_) => return Ok(()),
-                Err(e) => refusal = e,
-            }
-        }
-        Err(refusal.into())
+    async fn authorize(
+        &self,
+        authorization: Option<&str>,
+        operation: Operation,
+        request: &str,
+    ) -> Result<(), DpsApiError> {
+        Ok(self
+            .authorize_operation(authorization, operation, request)
+            .await?)
     }
     fn bad_request(message: String) -> DpsApiError {
         DpsError::BadRequest(message).into()

@@ -1,5 +1,8 @@
 //! Who may call: shared access policies for the service API, device keys for devices.
 
+use std::sync::Arc;
+
+use ironhub_auth::access::{AccessError, Caller, Operation, ServiceAccess};
 use ironhub_auth::{Rights, SasError, SasToken, unix_now};
 use ironhub_store::AuthType;
 
@@ -10,6 +13,8 @@ use crate::{AuthMethod, DeviceAuth, Hub, HubError};
 pub enum Principal {
     /// A shared access policy, with its rights.
     Policy { name: String, rights: Rights },
+    /// A bearer token's principal, with its roles.
+    Bearer { name: String, roles: Vec<String> },
 }
 
 /// A policy-signed token a connection presented (AMQP's claims-based security): who signed
@@ -36,7 +41,39 @@ fn unauthorized(e: SasError) -> HubError {
     HubError::Unauthorized(format!("Unauthorized: {e}."))
 }
 
+fn refused(e: AccessError) -> HubError {
+    HubError::Unauthorized(format!("Unauthorized: {e}."))
+}
+
 impl Hub {
+    /// The same hub, accepting service callers as `access` says (bearer tokens of an
+    /// OpenID Connect issuer, local authentication on or off).
+    pub fn with_service_access(mut self, access: ServiceAccess) -> Self {
+        self.access = Arc::new(access);
+        self
+    }
+
+    /// Authorizes a service `operation` (`request`, e.g. `GET on /twins/d1`, names it in a
+    /// refusal): a bearer token whose roles grant its data action, or a policy token with one
+    /// of its rights while local authentication is on. A missing permission is refused with
+    /// 401 as IoT Hub refuses it.
+    pub async fn authorize_operation(
+        &self,
+        header: Option<&str>,
+        operation: Operation,
+        request: &str,
+    ) -> Result<(), HubError> {
+        self.access
+            .authorize(
+                header,
+                operation,
+                request,
+                HubError::Unauthorized,
+                |token, rights| self.authorize_service_any(Some(token), rights).map(drop),
+            )
+            .await
+    }
+
     /// The names a token's `sr` may use for this hub: every configured host name, plus the
     /// loopback names the server certificate always carries.
     fn host_names(&self) -> impl Iterator<Item = &str> {
@@ -120,9 +157,41 @@ impl Hub {
         })
     }
 
+    /// Accepts a bearer token a connection presented on `$cbs` (IoT Hub's `jwt` token type):
+    /// verified as on REST; what it grants is decided per address by its roles
+    /// ([`Hub::grant_covers`]).
+    pub async fn authorize_service_bearer(&self, header: &str) -> Result<ServiceGrant, HubError> {
+        match self.access.caller(header).await.map_err(refused)? {
+            Caller::Bearer(identity) => Ok(ServiceGrant {
+                principal: Principal::Bearer {
+                    name: identity.name,
+                    roles: identity.roles,
+                },
+                resource: self.host_name().to_owned(),
+                expires: identity.expires,
+            }),
+            Caller::Sas(_) => Err(HubError::Unauthorized(
+                "Unauthorized: a jwt token must be a bearer token.".into(),
+            )),
+        }
+    }
+
     /// Whether `grant` covers `path` of this hub (`/messages/devicebound`,
-    /// `/{entity}/ConsumerGroups/$Default/Partitions/0`) and is still valid at `now`.
+    /// `/{entity}/ConsumerGroups/$Default/Partitions/0`) and is still valid at `now`; a bearer
+    /// grant's roles must also allow what the address does.
     pub fn grant_covers(&self, grant: &ServiceGrant, path: &str, now: u64) -> bool {
+        if let Principal::Bearer { roles, .. } = &grant.principal {
+            let lower = path.to_ascii_lowercase();
+            let operation = match lower.trim_end_matches('/') {
+                "/messages/devicebound" => Operation::C2dSend,
+                "/messages/servicebound/feedback" => Operation::C2dFeedback,
+                "/messages/servicebound/filenotifications" => Operation::FileNotifications,
+                _ => Operation::EventsRead,
+            };
+            if !operation.allowed_by(roles.iter().map(String::as_str)) {
+                return false;
+            }
+        }
         grant.expires > now
             && self.host_names().any(|host| {
                 // Service Bus compares entity paths ignoring case, and the Event Hubs SDKs
@@ -143,6 +212,9 @@ impl Hub {
         signature: Signature,
         resource_ok: impl FnOnce(&SasToken<'_>) -> Result<(), HubError>,
     ) -> Result<Principal, HubError> {
+        if !self.access.local_auth {
+            return Err(refused(AccessError::LocalAuthDisabled));
+        }
         let name = token.key_name().ok_or_else(|| {
             HubError::Unauthorized(
                 "Unauthorized: service operations need a token signed with a shared access policy (skn)."

@@ -79,6 +79,8 @@ pub struct Hub {
     drain: health::Drain,
     /// The limiter, when throttling is configured (see `throttle`).
     throttle: Option<Arc<throttle::Throttle>>,
+    /// Who may call the service APIs: policies and/or bearer tokens (see `auth`).
+    access: Arc<ironhub_auth::access::ServiceAccess>,
 }
 
 impl Hub {
@@ -105,6 +107,9 @@ impl Hub {
             routing: Arc::default(),
             drain: health::Drain::default(),
             throttle: None,
+            access: Arc::new(ironhub_auth::access::ServiceAccess::local(
+                ironhub_auth::oidc::IOT_HUB_AUDIENCE,
+            )),
         })
     }
 

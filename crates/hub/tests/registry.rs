@@ -654,3 +654,78 @@ async fn policy_tokens_keep_the_prefix_rule_with_exact_ids() {
         refused(&hub, "Dev1", &token(sr)).await;
     }
 }
+
+#[tokio::test]
+async fn operations_check_policy_rights_and_local_auth() {
+    use ironhub_auth::access::{Operation, ServiceAccess};
+    let (hub, _dir) = hub().await;
+    let reader = hub.settings().policy("registryRead").unwrap().clone();
+    let token = sas::generate(
+        "myhub.example",
+        &reader.primary_key,
+        unix_now() + 3600,
+        Some("registryRead"),
+    )
+    .unwrap();
+    hub.authorize_operation(Some(&token), Operation::DeviceRead, "GET on /devices/d")
+        .await
+        .unwrap();
+    let e = hub
+        .authorize_operation(
+            Some(&token),
+            Operation::DeviceDelete,
+            "DELETE on /devices/d",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 401_002);
+    // No issuer configured: a bearer token is refused, never mistaken for a SAS token.
+    let e = hub
+        .authorize_operation(
+            Some("Bearer a.b.c"),
+            Operation::DeviceRead,
+            "GET on /devices",
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no OpenID Connect issuer"), "{e}");
+
+    let mut access = ServiceAccess::local(ironhub_auth::oidc::IOT_HUB_AUDIENCE);
+    access.local_auth = false;
+    let hub = hub.with_service_access(access);
+    let e = hub
+        .authorize_operation(Some(&token), Operation::DeviceRead, "GET on /devices/d")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 401_002);
+    assert!(e.to_string().contains("local authentication"), "{e}");
+    // AMQP's claims-based security takes policy tokens too, and is refused the same way.
+    assert!(
+        hub.authorize_service_token(&token, &[Rights::REGISTRY_READ])
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn bearer_grants_cover_the_addresses_their_roles_allow() {
+    use ironhub_hub::ServiceGrant;
+    let (hub, _dir) = hub().await;
+    let grant = |role: &str| ServiceGrant {
+        principal: Principal::Bearer {
+            name: "ada".into(),
+            roles: vec![role.into()],
+        },
+        resource: "myhub.example".into(),
+        expires: unix_now() + 600,
+    };
+    let now = unix_now();
+    let reader = grant("IoT Hub Data Reader");
+    assert!(!hub.grant_covers(&reader, "/messages/devicebound", now));
+    assert!(hub.grant_covers(&reader, "/myhub/ConsumerGroups/$Default/Partitions/0", now));
+    let contributor = grant("IoT Hub Data Contributor");
+    assert!(hub.grant_covers(&contributor, "/messages/devicebound", now));
+    assert!(hub.grant_covers(&contributor, "/messages/serviceBound/feedback", now));
+    assert!(!hub.grant_covers(&contributor, "/messages/devicebound", now + 601));
+    let twins = grant("IoT Hub Twin Contributor");
+    assert!(!hub.grant_covers(&twins, "/messages/serviceBound/feedback", now));
+}

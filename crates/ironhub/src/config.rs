@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
 use crate::monitoring::{Monitoring, MonitoringArgs, MonitoringFile};
 use crate::nats::{NatsArgs, NatsFile};
+use crate::service_auth::{AuthArgs, AuthFile, AuthSettings};
 
 /// Longest event log retention accepted: a year.
 const MAX_RETENTION_HOURS: u32 = 24 * 366;
@@ -159,6 +160,8 @@ pub struct ServeArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub monitoring: Box<MonitoringArgs>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -220,6 +223,9 @@ struct FileConfig {
     throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
     #[serde(default)]
     monitoring: Option<MonitoringFile>,
+    /// Service API access: `disable_local_auth` and `[auth.oidc]` (see the README).
+    #[serde(default)]
+    auth: Option<AuthFile>,
 }
 
 /// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
@@ -312,6 +318,8 @@ pub struct ServeConfig {
     pub throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
     /// Metrics and diagnostic logs.
     pub monitoring: Monitoring,
+    /// Who may call the service APIs (bearer tokens, `disableLocalAuth`).
+    pub auth: AuthSettings,
 }
 
 impl ServeArgs {
@@ -501,6 +509,7 @@ impl ServeArgs {
             monitoring: self
                 .monitoring
                 .resolve(file.monitoring.unwrap_or_default())?,
+            auth: self.auth.resolve(file.auth.unwrap_or_default())?,
         })
     }
 }

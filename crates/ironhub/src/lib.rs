@@ -15,3 +15,4 @@ mod mqtt_listener;
 mod nats;
 pub mod serve;
 mod throttling;
+pub mod service_auth;

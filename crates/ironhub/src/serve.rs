@@ -254,6 +254,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             storage: Arc::new(crate::file_upload::HttpBlobStorage::new(&trust)?),
         });
     }
+    let (hub_access, dps_access) = crate::service_auth::service_access(&config.auth, &trust)?;
+    hub = hub.with_service_access(hub_access);
     let dps = Dps::open(
         store.clone(),
         config.hostnames.clone(),
@@ -269,7 +271,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     })
     .with_limits(config.dps_limits.clone())
     .with_node(config.node_id.clone())
-    .with_issuing_cas(issuing_cas);
+    .with_issuing_cas(issuing_cas)
+    .with_service_access(dps_access);
     let dps = match throttle {
         Some(t) => dps.with_throttle(t),
         None => dps,

@@ -47,6 +47,11 @@ pub struct CommonArgs {
     /// The system's roots are trusted too; SSL_CERT_FILE, when set, replaces them as in OpenSSL.
     #[arg(long = "cafile", global = true)]
     pub cafile: Option<PathBuf>,
+    /// How requests authenticate (az's --auth-type): `key`, with the login's shared access
+    /// policy, or `login`, with a bearer token from your identity provider read from
+    /// IRONHUB_BEARER_TOKEN (the server needs an OpenID Connect issuer, `[auth.oidc]`).
+    #[arg(long = "auth-type", value_enum, default_value_t = AuthType::Key, global = true)]
+    pub auth_type: AuthType,
     /// Output format.
     #[arg(long = "output", short = 'o', value_enum, default_value_t = Format::Json, global = true)]
     pub output: Format,
@@ -81,10 +86,28 @@ pub struct DpsCommonArgs {
     /// The system's roots are trusted too; SSL_CERT_FILE, when set, replaces them as in OpenSSL.
     #[arg(long = "cafile", global = true)]
     pub cafile: Option<PathBuf>,
+    /// How requests authenticate (az's --auth-type): `key`, with the login's shared access
+    /// policy, or `login`, with a bearer token from your identity provider read from
+    /// IRONHUB_BEARER_TOKEN (the server needs an OpenID Connect issuer, `[auth.oidc]`).
+    #[arg(long = "auth-type", value_enum, default_value_t = AuthType::Key, global = true)]
+    pub auth_type: AuthType,
     /// Output format.
     #[arg(long = "output", short = 'o', value_enum, default_value_t = Format::Json, global = true)]
     pub output: Format,
 }
+
+/// How a CLI request authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AuthType {
+    /// A SAS token made with the login's shared access policy key.
+    #[default]
+    Key,
+    /// A bearer token from the environment ([`BEARER_TOKEN_ENV`]).
+    Login,
+}
+
+/// Where `--auth-type login` reads its bearer token.
+pub const BEARER_TOKEN_ENV: &str = "IRONHUB_BEARER_TOKEN";
 
 /// Which service a session logs in to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +142,8 @@ pub struct Session {
     pub identity: Option<Identity>,
     /// CA files to trust besides the system roots.
     pub ca_files: Vec<PathBuf>,
+    /// The bearer token requests carry instead of SAS tokens (`--auth-type login`).
+    pub bearer: Option<String>,
 }
 
 impl Session {
@@ -129,6 +154,7 @@ impl Session {
             common.login.as_deref(),
             common.data_dir.as_deref(),
             common.cafile.as_deref(),
+            (common.auth_type, common.hub_name.as_deref()),
         )
         .await?;
         if let Some(name) = &common.hub_name {
@@ -145,6 +171,7 @@ impl Session {
             common.login.as_deref(),
             common.data_dir.as_deref(),
             common.cafile.as_deref(),
+            (common.auth_type, common.dps_name.as_deref()),
         )
         .await
     }
@@ -154,10 +181,29 @@ impl Session {
         login: Option<&str>,
         data_dir: Option<&Path>,
         cafile: Option<&Path>,
+        (auth_type, name): (AuthType, Option<&str>),
     ) -> anyhow::Result<Session> {
         let mut ca_files: Vec<PathBuf> = cafile.iter().map(|p| p.to_path_buf()).collect();
-        let (login, identity) = match login.map(str::trim) {
-            Some(text) if !text.is_empty() => {
+        let bearer = match auth_type {
+            AuthType::Key => None,
+            AuthType::Login => Some(bearer_token()?),
+        };
+        let login = login.map(str::trim).filter(|l| !l.is_empty());
+        let named_host = name.filter(|n| n.contains(['.', ':']));
+        let (login, identity) = match (login, named_host) {
+            // A bearer token needs no key: the host name alone says where to go.
+            (None, Some(host)) if bearer.is_some() && data_dir.is_none() => (
+                ConnectionString {
+                    host_name: host.trim().to_owned(),
+                    shared_access_key_name: None,
+                    shared_access_key: Some(String::new()),
+                    device_id: None,
+                    module_id: None,
+                    gateway_host_name: None,
+                },
+                None,
+            ),
+            (Some(text), _) => {
                 let login = parse_login(text, service)?;
                 // A data directory given as well still lends its CA (handy on the server's
                 // machine with a policy other than the owner's).
@@ -169,7 +215,7 @@ impl Session {
                 }
                 (login, None)
             }
-            _ => {
+            (None, _) => {
                 let dir =
                     data_dir.map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), Path::to_path_buf);
                 let identity = load_identity(&dir, data_dir.is_none(), service).await?;
@@ -187,6 +233,7 @@ impl Session {
             login,
             identity,
             ca_files,
+            bearer,
         })
     }
 
@@ -206,9 +253,13 @@ impl Session {
     /// A REST client for the hub. Logged in from a data directory, it dials the address the
     /// server listens on and checks the certificate against the host name.
     pub fn client(&self) -> anyhow::Result<HubClient> {
-        Ok(match self.local_address() {
+        let client = match self.local_address() {
             Some(address) => HubClient::connecting_to(self.login.clone(), &self.ca_files, address)?,
             None => HubClient::new(self.login.clone(), &self.ca_files)?,
+        };
+        Ok(match &self.bearer {
+            Some(token) => client.with_bearer_token(token.clone()),
+            None => client,
         })
     }
 
@@ -216,11 +267,33 @@ impl Session {
     /// [`Session::client`], from a data directory it dials the server's listen address (one
     /// server serves the hub and the DPS).
     pub fn dps_client(&self) -> anyhow::Result<DpsClient> {
-        Ok(match self.local_address() {
+        let client = match self.local_address() {
             Some(address) => DpsClient::connecting_to(self.login.clone(), &self.ca_files, address)?,
             None => DpsClient::new(self.login.clone(), &self.ca_files)?,
+        };
+        Ok(match &self.bearer {
+            Some(token) => client.with_bearer_token(token.clone()),
+            None => client,
         })
     }
+}
+
+/// The bearer token of `--auth-type login`.
+fn bearer_token() -> anyhow::Result<String> {
+    let token = std::env::var(BEARER_TOKEN_ENV).unwrap_or_default();
+    let token = token.trim();
+    let token = token
+        .strip_prefix("Bearer ")
+        .or_else(|| token.strip_prefix("bearer "))
+        .unwrap_or(token);
+    if token.is_empty() {
+        bail!(
+            "--auth-type login needs a bearer token from your identity provider in \
+             {BEARER_TOKEN_ENV} (for the audience https://iothubs.azure.net, or \
+             https://azure-devices-provisioning.net for dps commands)"
+        );
+    }
+    Ok(token.to_owned())
 }
 
 fn parse_login(text: &str, service: Service) -> anyhow::Result<ConnectionString> {

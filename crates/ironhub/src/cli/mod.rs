@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Print the hub's host name, connection string and CA certificate path.
     Info(info::InfoArgs),
     /// IoT Hub commands, as `az iot hub`.
@@ -54,7 +54,7 @@ pub enum Command {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Info(args) => info::run(&args).await,
         Command::Hub(args) => hub::run(args).await,
         Command::Device(args) => device::run(args).await,

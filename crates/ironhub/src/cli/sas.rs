@@ -180,6 +180,7 @@ mod tests {
             .unwrap(),
             identity: None,
             ca_files: vec![],
+            bearer: None,
         };
         let hub =
             |policy, key_type| policy_connection_string(&session, Service::Hub, policy, key_type);

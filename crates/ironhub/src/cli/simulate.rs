@@ -221,6 +221,7 @@ impl SimulateArgs {
             login: self.login.clone(),
             data_dir: self.data_dir.clone(),
             cafile: self.ca_file.clone(),
+            auth_type: super::login::AuthType::Key,
             output: Format::Json,
         };
         Ok(Some(Session::open(&common).await?))
