@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use ironhub_store::{
     BatchResult, CertificateRecord, CertificateScope, CertificateStore, Clock, ConnectionState,
     DeviceCounts, DeviceRecord, DeviceStatus, DeviceTwin, DeviceWrite, Endpoint, HubSettings,
-    RegistryStore, RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinScan,
+    RegistryStore, RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinAggregate, TwinGroup, TwinRecord, TwinScan,
     TwinStore, WriteConflict,
 };
 
@@ -645,6 +645,15 @@ impl TwinStore for SqliteStore {
         let scan = scan.clone();
         let now = self.clock.now();
         self.with(move |conn| crate::sqlite_query::scan(conn, &scan, now))
+            .await
+    }
+
+    async fn aggregate_twins(
+        &self,
+        request: &TwinAggregate,
+    ) -> StoreResult<Option<Vec<TwinGroup>>> {
+        let request = request.clone();
+        self.with(move |conn| crate::sqlite_aggregate::aggregate(conn, &request))
             .await
     }
 }

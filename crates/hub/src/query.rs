@@ -12,8 +12,8 @@
 //! returns is checked again here.
 
 use base64::Engine as _;
-use ironhub_query::{Collection, Hint, ItemType, Query};
-use ironhub_store::{ScanCondition, TwinField, TwinScan};
+use ironhub_query::{Collection, GroupRow, Hint, ItemType, Query};
+use ironhub_store::{ScanCondition, TwinAggregate, TwinField, TwinScan};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -79,29 +79,62 @@ impl Continuation {
 /// keeps apart: the device id, or a property below tags, desired or reported (not the
 /// sections' `$metadata` and `$version`, which are computed).
 fn scan_condition(hint: &Hint) -> Option<ScanCondition> {
-    let path = &hint.path;
+    Some(ScanCondition {
+        field: twin_field(&hint.path)?,
+        op: hint.op,
+        values: hint.values.clone(),
+    })
+}
+
+/// The field a property path of the twin document names, when the store keeps it apart
+/// (see [`scan_condition`]).
+fn twin_field(path: &[String]) -> Option<TwinField> {
     let first = path.first()?;
     let below = |from: usize| -> Option<Vec<String>> {
         let rest = path.get(from..)?;
         (!rest.is_empty() && !rest[0].starts_with('$')).then(|| rest.to_vec())
     };
-    let field = if first.eq_ignore_ascii_case("deviceId") && path.len() == 1 {
-        TwinField::DeviceId
+    if first.eq_ignore_ascii_case("deviceId") && path.len() == 1 {
+        Some(TwinField::DeviceId)
     } else if first.eq_ignore_ascii_case("tags") {
-        TwinField::Tags(below(1)?)
+        Some(TwinField::Tags(below(1)?))
     } else if first.eq_ignore_ascii_case("properties") {
         match path.get(1)?.as_str() {
-            "desired" => TwinField::Desired(below(2)?),
-            "reported" => TwinField::Reported(below(2)?),
-            _ => return None,
+            "desired" => Some(TwinField::Desired(below(2)?)),
+            "reported" => Some(TwinField::Reported(below(2)?)),
+            _ => None,
         }
     } else {
+        None
+    }
+}
+
+/// The store request computing a device twin query's groups, when every path it needs is a
+/// field the store keeps apart and its `WHERE` clause is only such comparisons.
+fn aggregate_request(query: &Query) -> Option<TwinAggregate> {
+    if query.collection != Collection::Devices {
         return None;
-    };
-    Some(ScanCondition {
-        field,
-        op: hint.op,
-        values: hint.values.clone(),
+    }
+    let plan = query.pushdown()?;
+    Some(TwinAggregate {
+        conditions: plan
+            .conditions
+            .iter()
+            .map(scan_condition)
+            .collect::<Option<_>>()?,
+        group_by: plan
+            .group_by
+            .iter()
+            .map(|p| twin_field(p))
+            .collect::<Option<_>>()?,
+        aggregates: plan
+            .aggregates
+            .into_iter()
+            .map(|(f, arg)| match arg {
+                None => Some((f, None)),
+                Some(p) => twin_field(&p).map(|t| (f, Some(t))),
+            })
+            .collect::<Option<_>>()?,
     })
 }
 
@@ -117,6 +150,28 @@ impl Hub {
         continuation: Option<&str>,
         page_size: Option<usize>,
     ) -> Result<QueryPage, HubError> {
+        self.query_page(text, continuation, page_size, true).await
+    }
+
+    /// [`Hub::query_twins`] without handing `GROUP BY` to the store: every twin is read and
+    /// grouped here. The answer is the same, only slower: this is what tests and benchmarks
+    /// compare the store's groups with.
+    pub async fn query_twins_scanned(
+        &self,
+        text: &str,
+        continuation: Option<&str>,
+        page_size: Option<usize>,
+    ) -> Result<QueryPage, HubError> {
+        self.query_page(text, continuation, page_size, false).await
+    }
+
+    async fn query_page(
+        &self,
+        text: &str,
+        continuation: Option<&str>,
+        page_size: Option<usize>,
+        pushdown: bool,
+    ) -> Result<QueryPage, HubError> {
         let query = Query::parse(text).map_err(|e| HubError::InvalidQuery(e.to_string()))?;
         let token = Continuation::parse(continuation)?;
         let page_size = page_size
@@ -128,7 +183,7 @@ impl Hub {
             self.streamed_page(&query, &conditions, token, page_size)
                 .await
         } else {
-            self.collected_page(&query, &conditions, token, page_size)
+            self.collected_page(&query, &conditions, token, page_size, pushdown)
                 .await
         }
     }
@@ -266,13 +321,12 @@ impl Hub {
         })
     }
 
-    async fn collected_page(
+    /// Reads every matching twin of the query's collection into a collector.
+    async fn collect_in_process(
         &self,
         query: &Query,
         conditions: &[ScanCondition],
-        token: Continuation,
-        page_size: usize,
-    ) -> Result<QueryPage, HubError> {
+    ) -> Result<Vec<Value>, HubError> {
         let mut collector = query.collector();
         let mut after = None;
         loop {
@@ -284,10 +338,36 @@ impl Hub {
                 }
             }
             if exhausted {
-                break;
+                return Ok(collector.finish());
             }
         }
-        let all = collector.finish();
+    }
+
+    async fn collected_page(
+        &self,
+        query: &Query,
+        conditions: &[ScanCondition],
+        token: Continuation,
+        page_size: usize,
+        pushdown: bool,
+    ) -> Result<QueryPage, HubError> {
+        let pushed = match pushdown.then(|| aggregate_request(query)).flatten() {
+            Some(request) => self.store.aggregate_twins(&request).await?,
+            None => None,
+        };
+        let all = match pushed {
+            Some(groups) => query.group_items(
+                groups
+                    .into_iter()
+                    .map(|g| GroupRow {
+                        keys: g.keys,
+                        values: g.values,
+                    })
+                    .collect(),
+                None,
+            ),
+            None => self.collect_in_process(query, conditions).await?,
+        };
         let end = token.offset.saturating_add(page_size).min(all.len());
         let items = all
             .get(token.offset..end)

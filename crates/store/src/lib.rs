@@ -50,7 +50,10 @@ pub use registry::RegistryStore;
 pub use routing::{RoutingRecord, RoutingStore};
 pub use sessions::SessionStore;
 pub use streams::EventStreams;
-pub use twins::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinScan, TwinStore};
+pub use twins::{
+    AggregateOp, DeviceTwin, ScanCondition, ScanOp, TwinAggregate, TwinField, TwinGroup, TwinScan,
+    TwinStore,
+};
 
 /// The ports' traits, to call their methods on a concrete engine (`use ironhub_store::prelude::*`).
 pub mod prelude {
