@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use ironhub_store::{
     BatchResult, CertificateRecord, CertificateScope, CertificateStore, Clock, ConnectionState,
     DeviceCounts, DeviceRecord, DeviceStatus, DeviceTwin, DeviceWrite, Endpoint, HubSettings,
-    RegistryStore, RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinAggregate, TwinGroup, TwinRecord, TwinScan,
-    TwinStore, WriteConflict,
+    RegistryStore, RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinAggregate, TwinGroup,
+    TwinRecord, TwinScan, TwinStore, WriteConflict,
 };
 
 use crate::error::Result;

@@ -50,7 +50,9 @@ fn values() -> Vec<Option<Value>> {
 }
 
 /// Literals a query compares with, as query text.
-const LITERALS: &[&str] = &["'0'", "'1'", "0", "1", "1.0", "2.5", "-3", "true", "'é'", "'a'"];
+const LITERALS: &[&str] = &[
+    "'0'", "'1'", "0", "1", "1.0", "2.5", "-3", "true", "'é'", "'a'",
+];
 const PATHS: &[&str] = &[
     "tags.site",
     "tags.floor",

@@ -144,12 +144,7 @@ impl Query {
     /// plain paths, its `WHERE` clause is only comparisons of paths with literals joined by
     /// `AND`, and it orders by group keys only. The collection is the caller's to check.
     pub fn pushdown(&self) -> Option<Pushdown> {
-        if !self.grouped()
-            || !self
-                .order_by
-                .iter()
-                .all(|(e, _)| self.group_by.contains(e))
-        {
+        if !self.grouped() || !self.order_by.iter().all(|(e, _)| self.group_by.contains(e)) {
             return None;
         }
         let group_by = self

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::expr::Expr;
 use crate::aggregate::{Accumulator, GroupRow, sort_rows};
+use crate::expr::Expr;
 use crate::select::{Collection, Projection, Query};
 use crate::value::is_true;
 
@@ -183,7 +183,11 @@ impl Collector<'_> {
             .map(|g| {
                 let row = GroupRow {
                     keys: g.keys,
-                    values: g.accumulators.into_iter().map(Accumulator::finish).collect(),
+                    values: g
+                        .accumulators
+                        .into_iter()
+                        .map(Accumulator::finish)
+                        .collect(),
                 };
                 (row, g.order)
             })
@@ -198,4 +202,3 @@ fn order_keys(order_by: &[(Expr, bool)], doc: &Value) -> Vec<Option<Value>> {
         .map(|(e, _)| e.eval(doc).map(std::borrow::Cow::into_owned))
         .collect()
 }
-
