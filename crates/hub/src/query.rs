@@ -41,6 +41,65 @@ pub struct QueryPage {
     pub item_type: ItemType,
     /// `x-ms-continuation`: where the next page starts, absent on the last page.
     pub continuation: Option<String>,
+    /// The names of the `SELECT` items in `SELECT` order (none for `SELECT *`): IoT Hub
+    /// writes each projected item's properties in this order.
+    pub columns: Vec<String>,
+}
+
+impl QueryPage {
+    /// The items as the answer writes them: projected items with their properties in
+    /// `SELECT` order ([`QueryPage::columns`]), the others as they are.
+    pub fn ordered_items(&self) -> Vec<OrderedItem<'_>> {
+        self.items
+            .iter()
+            .map(|value| OrderedItem {
+                value,
+                columns: &self.columns,
+            })
+            .collect()
+    }
+}
+
+/// An item that serializes its properties in the order of `columns` (then any others, in
+/// their own order).
+#[derive(Debug, Clone, Copy)]
+pub struct OrderedItem<'a> {
+    value: &'a Value,
+    columns: &'a [String],
+}
+
+impl Serialize for OrderedItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(map) = self.value else {
+            return self.value.serialize(serializer);
+        };
+        if self.columns.is_empty() {
+            return map.serialize(serializer);
+        }
+        let mut out = serializer.serialize_map(Some(map.len()))?;
+        for name in self.columns {
+            if let Some(v) = map.get(name) {
+                out.serialize_entry(name, v)?;
+            }
+        }
+        for (k, v) in map {
+            if !self.columns.contains(k) {
+                out.serialize_entry(k, v)?;
+            }
+        }
+        out.end()
+    }
+}
+
+/// The names of a query's `SELECT` items, in order.
+fn columns(query: &Query) -> Vec<String> {
+    query
+        .select
+        .iter()
+        .flatten()
+        .map(|i| i.name.clone())
+        .collect()
 }
 
 /// Where the next page starts (the token is this, as base64 JSON).
@@ -308,6 +367,7 @@ impl Hub {
         let answered = token.answered + items.len() as u64;
         let more = more && query.top.is_none_or(|top| answered < top);
         Ok(QueryPage {
+            columns: columns(query),
             item_type: query.item_type(),
             continuation: more.then(|| {
                 Continuation {
@@ -374,6 +434,7 @@ impl Hub {
             .map(<[Value]>::to_vec)
             .unwrap_or_default();
         Ok(QueryPage {
+            columns: columns(query),
             item_type: query.item_type(),
             continuation: (end < all.len()).then(|| {
                 Continuation {
