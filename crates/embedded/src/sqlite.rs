@@ -17,7 +17,7 @@ use ironhub_store::{
     BatchResult, CertificateRecord, CertificateScope, CertificateStore, Clock, ConnectionState,
     DeviceCounts, DeviceRecord, DeviceStatus, DeviceTwin, DeviceWrite, Endpoint, HubSettings,
     RegistryStore, RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinAggregate, TwinGroup,
-    TwinRecord, TwinScan, TwinStore, WriteConflict,
+    TwinRecord, TwinScan, TwinStore, TwinTop, WriteConflict,
 };
 
 use crate::error::Result;
@@ -654,6 +654,13 @@ impl TwinStore for SqliteStore {
     ) -> StoreResult<Option<Vec<TwinGroup>>> {
         let request = request.clone();
         self.with(move |conn| crate::sqlite_aggregate::aggregate(conn, &request))
+            .await
+    }
+
+    async fn top_twins(&self, request: &TwinTop) -> StoreResult<Option<Vec<DeviceTwin>>> {
+        let request = request.clone();
+        let now = self.clock.now();
+        self.with(move |conn| crate::sqlite_order::top(conn, &request, now))
             .await
     }
 }

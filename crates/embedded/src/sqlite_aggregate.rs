@@ -76,7 +76,7 @@ fn json_types(v: &Value) -> &'static str {
 }
 
 /// One condition as exact SQL, or `None` when it cannot be written exactly.
-fn exact_condition(
+pub(crate) fn exact_condition(
     conn: &Connection,
     c: &ScanCondition,
     params: &mut Vec<Sql>,

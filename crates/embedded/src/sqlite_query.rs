@@ -180,6 +180,12 @@ pub(crate) fn scan(
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    device_twins(rows)
+}
+
+/// Devices with their twins from rows of (device document, queued message count, twin
+/// document).
+pub(crate) fn device_twins(rows: Vec<(String, u64, Option<String>)>) -> Result<Vec<DeviceTwin>> {
     rows.into_iter()
         .map(|(device, count, twin)| {
             let twin: Option<TwinRecord> = twin.map(|t| serde_json::from_str(&t)).transpose()?;

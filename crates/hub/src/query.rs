@@ -13,7 +13,7 @@
 
 use base64::Engine as _;
 use ironhub_query::{Collection, GroupRow, Hint, ItemType, Query};
-use ironhub_store::{ScanCondition, TwinAggregate, TwinField, TwinScan};
+use ironhub_store::{ScanCondition, TwinAggregate, TwinField, TwinScan, TwinTop};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -194,6 +194,29 @@ fn aggregate_request(query: &Query) -> Option<TwinAggregate> {
                 Some(p) => twin_field(&p).map(|t| (f, Some(t))),
             })
             .collect::<Option<_>>()?,
+    })
+}
+
+/// The store request giving a device twin query's first items in order, when the path it
+/// orders by is a twin property and its `WHERE` clause only comparisons on stored fields.
+fn top_request(query: &Query) -> Option<TwinTop> {
+    if query.collection != Collection::Devices {
+        return None;
+    }
+    let plan = query.top_pushdown()?;
+    let order_by = match twin_field(&plan.order_by)? {
+        TwinField::DeviceId => return None,
+        field => field,
+    };
+    Some(TwinTop {
+        conditions: plan
+            .conditions
+            .iter()
+            .map(scan_condition)
+            .collect::<Option<_>>()?,
+        order_by,
+        descending: plan.descending,
+        limit: usize::try_from(plan.top).ok()?,
     })
 }
 
@@ -381,6 +404,47 @@ impl Hub {
         })
     }
 
+    /// The items of a collected query as the store computes them (its groups, or its first
+    /// twins in order), or `None` when the store does not.
+    async fn pushed_down(
+        &self,
+        query: &Query,
+        pushdown: bool,
+    ) -> Result<Option<Vec<Value>>, HubError> {
+        if !pushdown {
+            return Ok(None);
+        }
+        if let Some(request) = aggregate_request(query) {
+            let Some(groups) = self.store.aggregate_twins(&request).await? else {
+                return Ok(None);
+            };
+            let groups = groups
+                .into_iter()
+                .map(|g| GroupRow {
+                    keys: g.keys,
+                    values: g.values,
+                })
+                .collect();
+            return Ok(Some(query.group_items(groups, None)));
+        }
+        let Some(request) = top_request(query) else {
+            return Ok(None);
+        };
+        let Some(rows) = self.store.top_twins(&request).await? else {
+            return Ok(None);
+        };
+        // The store's order is the language's: the collector keeps it, and checks each twin.
+        let mut collector = query.collector();
+        for (device, twin) in rows {
+            let twin = twin.unwrap_or_else(|| empty_twin(&device.device_id));
+            let doc = to_doc(twin_view(&device, &twin))?;
+            if query.matches(&doc) {
+                collector.push(doc);
+            }
+        }
+        Ok(Some(collector.finish()))
+    }
+
     /// Reads every matching twin of the query's collection into a collector.
     async fn collect_in_process(
         &self,
@@ -411,23 +475,11 @@ impl Hub {
         page_size: usize,
         pushdown: bool,
     ) -> Result<QueryPage, HubError> {
-        let pushed = match pushdown.then(|| aggregate_request(query)).flatten() {
-            Some(request) => self.store.aggregate_twins(&request).await?,
-            None => None,
-        };
-        let all = match pushed {
-            Some(groups) => query.group_items(
-                groups
-                    .into_iter()
-                    .map(|g| GroupRow {
-                        keys: g.keys,
-                        values: g.values,
-                    })
-                    .collect(),
-                None,
-            ),
+        let all = match self.pushed_down(query, pushdown).await? {
+            Some(items) => items,
             None => self.collect_in_process(query, conditions).await?,
         };
+
         let end = token.offset.saturating_add(page_size).min(all.len());
         let items = all
             .get(token.offset..end)

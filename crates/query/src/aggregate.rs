@@ -122,6 +122,17 @@ pub struct Pushdown {
     pub conditions: Vec<Hint>,
 }
 
+/// What a store needs to give a query's first items itself: `SELECT TOP n … ORDER BY` one
+/// plain path, without groups, its `WHERE` clause only comparisons joined by `AND` (as for
+/// [`Pushdown`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopPushdown {
+    pub order_by: Vec<String>,
+    pub descending: bool,
+    pub top: u64,
+    pub conditions: Vec<Hint>,
+}
+
 /// The keys of a path made of keys only.
 pub(crate) fn plain_path(e: &Expr) -> Option<Vec<String>> {
     let Expr::Path(path) = e else { return None };
@@ -165,6 +176,22 @@ impl Query {
         Some(Pushdown {
             group_by,
             aggregates,
+            conditions: self.exact_hints()?,
+        })
+    }
+
+    /// What a store needs to give this query's items in order (see [`TopPushdown`]).
+    pub fn top_pushdown(&self) -> Option<TopPushdown> {
+        let [(key, descending)] = self.order_by.as_slice() else {
+            return None;
+        };
+        if self.grouped() {
+            return None;
+        }
+        Some(TopPushdown {
+            order_by: plain_path(key)?,
+            descending: *descending,
+            top: self.top?,
             conditions: self.exact_hints()?,
         })
     }

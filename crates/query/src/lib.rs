@@ -20,7 +20,7 @@ mod run;
 mod select;
 mod value;
 
-pub use aggregate::{Accumulator, GroupRow, Pushdown};
+pub use aggregate::{Accumulator, GroupRow, Pushdown, TopPushdown};
 pub use condition::Condition;
 pub use error::QueryError;
 pub use expr::{BinOp, Expr, Segment, lookup};

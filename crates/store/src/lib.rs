@@ -52,7 +52,7 @@ pub use sessions::SessionStore;
 pub use streams::EventStreams;
 pub use twins::{
     AggregateOp, DeviceTwin, ScanCondition, ScanOp, TwinAggregate, TwinField, TwinGroup, TwinScan,
-    TwinStore,
+    TwinStore, TwinTop,
 };
 
 /// The ports' traits, to call their methods on a concrete engine (`use ironhub_store::prelude::*`).

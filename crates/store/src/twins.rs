@@ -66,6 +66,20 @@ pub struct TwinGroup {
     pub first: String,
 }
 
+/// The first devices in the order of one twin property ([`TwinStore::top_twins`]), as the
+/// language orders values: missing, `null`, booleans (`false` first), numbers, strings (by
+/// code point), then arrays and objects; devices with equal values in id order (also when
+/// `descending`, which reverses the order of values only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TwinTop {
+    /// Every one holds, exactly (as for [`TwinAggregate::conditions`]).
+    pub conditions: Vec<ScanCondition>,
+    /// A property of tags, desired or reported properties.
+    pub order_by: TwinField,
+    pub descending: bool,
+    pub limit: usize,
+}
+
 /// Device twins, written compare-and-swap on their etag.
 #[async_trait]
 pub trait TwinStore: Send + Sync {
@@ -86,6 +100,13 @@ pub trait TwinStore: Send + Sync {
     /// engine does not compute it (the caller then reads every twin through
     /// [`TwinStore::scan_twins`]). An engine that answers must answer exactly, or not at all.
     async fn aggregate_twins(&self, request: &TwinAggregate) -> Result<Option<Vec<TwinGroup>>> {
+        let _ = request;
+        Ok(None)
+    }
+    /// The first `request.limit` devices that satisfy its conditions, in its order, each with
+    /// its twin and its live `cloudToDeviceMessageCount`; or `None` when this engine cannot
+    /// give exactly that (then the caller reads every twin and sorts them itself).
+    async fn top_twins(&self, request: &TwinTop) -> Result<Option<Vec<DeviceTwin>>> {
         let _ = request;
         Ok(None)
     }
