@@ -415,7 +415,7 @@ fn add_twinless(
 }
 
 /// Whether a device id satisfies a condition on the device id.
-fn device_id_passes(id: &str, c: &ScanCondition) -> bool {
+pub(crate) fn device_id_passes(id: &str, c: &ScanCondition) -> bool {
     let TwinField::DeviceId = c.field else {
         return false;
     };

@@ -14,7 +14,7 @@ use ironhub_store::{DeviceTwin, TwinField, TwinTop};
 
 use crate::error::Result;
 use crate::rows::millis;
-use crate::sqlite_aggregate::exact_condition;
+use crate::sqlite_aggregate::{device_id_passes, exact_condition};
 use crate::sqlite_query::{device_twins, ensure_index, json_path};
 
 /// The rank of arrays: this one and the ones above are not ordered as the language orders.
@@ -49,18 +49,6 @@ pub(crate) fn top(
         .conditions
         .iter()
         .any(|c| !matches!(c.field, TwinField::DeviceId));
-    if !on_twin {
-        // A device without a twin row has the property missing, and would rank first: it is
-        // not in the index, so decline unless every device has a twin row.
-        let (devices, twins): (i64, i64) = conn.query_row(
-            "SELECT (SELECT COUNT(*) FROM devices), (SELECT COUNT(*) FROM twins)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        if devices != twins {
-            return Ok(None);
-        }
-    }
     let mut params = vec![
         Sql::Integer(millis(now)),
         Sql::Integer(i64::try_from(request.limit).unwrap_or(i64::MAX)),
@@ -113,5 +101,64 @@ pub(crate) fn top(
     if rows.iter().any(|r| r.3 >= FIRST_UNORDERED_RANK) {
         return Ok(None);
     }
-    device_twins(rows.into_iter().map(|(d, n, t, _)| (d, n, t)).collect()).map(Some)
+    let mut found = device_twins(
+        rows.iter()
+            .map(|(d, n, t, _)| (d.clone(), *n, t.clone()))
+            .collect(),
+    )?
+    .into_iter()
+    .zip(rows.iter().map(|r| r.3))
+    .collect::<Vec<_>>();
+    if !on_twin {
+        // Devices without a twin row have the property missing (rank 0): they are not in the
+        // index, and join the devices of rank 0 in id order.
+        let twinless = twinless(conn, request, now)?;
+        if !twinless.is_empty() {
+            found.extend(twinless.into_iter().map(|d| (d, 0)));
+            let descending = request.descending;
+            found.sort_by(|(a, ra), (b, rb)| {
+                let by_rank = if descending { rb.cmp(ra) } else { ra.cmp(rb) };
+                by_rank.then_with(|| {
+                    if *ra == 0 {
+                        a.0.device_id.cmp(&b.0.device_id)
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                })
+            });
+            found.truncate(request.limit);
+        }
+    }
+    Ok(Some(found.into_iter().map(|(d, _)| d).collect()))
+}
+
+/// The first devices without a twin row that pass the conditions (on the device id), in id
+/// order, at most `request.limit`.
+fn twinless(conn: &Connection, request: &TwinTop, now: DateTime<Utc>) -> Result<Vec<DeviceTwin>> {
+    let (devices, twins): (i64, i64) = conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM devices), (SELECT COUNT(*) FROM twins)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if devices == twins {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.doc, (SELECT COUNT(*) FROM c2d_messages m
+                        WHERE m.device_id = d.device_id AND m.expiry > ?1), d.device_id
+         FROM devices d
+         WHERE NOT EXISTS (SELECT 1 FROM twins t WHERE t.device_id = d.device_id)
+         ORDER BY d.device_id",
+    )?;
+    let mut rows = stmt.query([millis(now)])?;
+    let mut out = Vec::new();
+    while out.len() < request.limit
+        && let Some(r) = rows.next()?
+    {
+        let id: String = r.get(2)?;
+        if request.conditions.iter().all(|c| device_id_passes(&id, c)) {
+            out.push((r.get::<_, String>(0)?, r.get::<_, u64>(1)?, None));
+        }
+    }
+    device_twins(out)
 }
