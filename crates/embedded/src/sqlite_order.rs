@@ -78,15 +78,7 @@ pub(crate) fn top(
     } else {
         format!("WHERE {}", terms.join(" AND "))
     };
-    let sql = format!(
-        "SELECT d.doc, (SELECT COUNT(*) FROM c2d_messages m
-                        WHERE m.device_id = d.device_id AND m.expiry > ?1), t.doc, {rank}
-         FROM twins t JOIN devices d ON d.device_id = t.device_id
-         {where_clause}
-         ORDER BY {rank} {dir}, json_extract(t.doc, '{path}') {dir}, t.device_id ASC
-         LIMIT ?2",
-        rank = rank("t.doc", &path)
-    );
+    let sql = top_sql(&path, dir, &where_clause);
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
         .query_map(params_from_iter(params), |r| {
@@ -132,6 +124,19 @@ pub(crate) fn top(
     Ok(Some(found.into_iter().map(|(d, _)| d).collect()))
 }
 
+/// The SQL of the first twins ordered by the property at `path`, `dir` `ASC` or `DESC`.
+fn top_sql(path: &str, dir: &str, where_clause: &str) -> String {
+    format!(
+        "SELECT d.doc, (SELECT COUNT(*) FROM c2d_messages m
+                        WHERE m.device_id = d.device_id AND m.expiry > ?1), t.doc, {rank}
+         FROM twins t JOIN devices d ON d.device_id = t.device_id
+         {where_clause}
+         ORDER BY {rank} {dir}, json_extract(t.doc, '{path}') {dir}, t.device_id ASC
+         LIMIT ?2",
+        rank = rank("t.doc", path)
+    )
+}
+
 /// The first devices without a twin row that pass the conditions (on the device id), in id
 /// order, at most `request.limit`.
 fn twinless(conn: &Connection, request: &TwinTop, now: DateTime<Utc>) -> Result<Vec<DeviceTwin>> {
@@ -161,4 +166,46 @@ fn twinless(conn: &Connection, request: &TwinTop, now: DateTime<Utc>) -> Result<
         }
     }
     device_twins(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Either way, SQLite walks the property's index and stops after `TOP`: no sort.
+    #[test]
+    fn the_first_twins_come_from_the_index_without_a_sort() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE devices (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+             CREATE TABLE twins (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+             CREATE TABLE c2d_messages (device_id TEXT, expiry INTEGER);",
+        )
+        .unwrap();
+        let path = json_path("reported", &["t".into()]).unwrap();
+        for (dir, id_dir) in [("ASC", ""), ("DESC", " DESC")] {
+            ensure_index(
+                &conn,
+                &format!(
+                    "{}, json_extract(doc, '{path}'), device_id{id_dir}",
+                    rank("doc", &path)
+                ),
+            )
+            .unwrap();
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", top_sql(&path, dir, "")))
+                .unwrap()
+                .query_map([0, 10], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|s| s.starts_with("SCAN t USING INDEX twins_by_"))
+                    && !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+                "{dir}: {plan:?}"
+            );
+        }
+    }
 }

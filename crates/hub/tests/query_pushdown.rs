@@ -223,7 +223,7 @@ async fn pages(hub: &Hub, text: &str, size: usize, scanned: bool) -> Vec<String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_pushed_to_the_store_answer_as_the_hub_does() {
-    for seed in 1..=12u64 {
+    for seed in 1..=20u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let (hub, _dir) = common::temp_hub().await;
         random_fleet(&hub, &mut rng).await;

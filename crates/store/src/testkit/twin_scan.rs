@@ -273,3 +273,66 @@ pub async fn groups_keep_types_apart_and_count_every_device(
         )]
     );
 }
+
+/// An engine that gives the first twins in the order of a property orders them as the
+/// language does: missing (devices without a twin too), `null`, booleans, numbers (`1`
+/// and `1.0` tie), strings; ties in ascending id order, also when descending.
+pub async fn first_twins_come_in_the_language_order(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    use crate::TwinTop;
+    let fleet = [
+        ("d1", json!({"t": "b"})),
+        ("d2", json!({"t": 1.0})),
+        ("d3", json!({"t": 2})),
+        ("d4", json!({"t": true})),
+        ("d5", json!({})),
+        ("d6", json!({"t": 1})),
+        ("d7", json!({"t": "a"})),
+        ("d8", json!({"t": false})),
+        ("d9", json!({"t": -0.5})),
+    ];
+    for (id, reported) in &fleet {
+        create_device(&store, id).await;
+        put_reported(&store, id, reported.clone(), json!({})).await;
+    }
+    create_device(&store, "d0").await;
+    let first = |descending: bool, limit: usize, conditions: Vec<ScanCondition>| {
+        let store = store.clone();
+        async move {
+            let request = TwinTop {
+                conditions,
+                order_by: TwinField::Reported(vec!["t".into()]),
+                descending,
+                limit,
+            };
+            store
+                .top_twins(&request)
+                .await
+                .unwrap()
+                .map(|rows| ids(&rows))
+        }
+    };
+    let Some(ascending) = first(false, 20, Vec::new()).await else {
+        return;
+    };
+    assert_eq!(
+        ascending,
+        ["d0", "d5", "d8", "d4", "d9", "d2", "d6", "d3", "d7", "d1"]
+    );
+    assert_eq!(
+        first(true, 6, Vec::new()).await.unwrap(),
+        ["d1", "d7", "d3", "d2", "d6", "d9"]
+    );
+    assert_eq!(
+        first(false, 3, Vec::new()).await.unwrap(),
+        ["d0", "d5", "d8"]
+    );
+    let numbers = vec![ScanCondition {
+        field: TwinField::Reported(vec!["t".into()]),
+        op: ScanOp::Gt,
+        values: vec![json!(0)],
+    }];
+    assert_eq!(first(true, 20, numbers).await.unwrap(), ["d3", "d2", "d6"]);
+}
