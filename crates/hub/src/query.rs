@@ -9,7 +9,10 @@
 //! [`ironhub_query::Collector`] (memory by group, or by item when ordering) and page through
 //! its answer by offset. The `WHERE` clause's simple comparisons are handed to the store
 //! ([`ironhub_store::TwinScan`]), which may use them to read fewer devices; every device it
-//! returns is checked again here.
+//! returns is checked again here. Before reading every twin, a collected query is offered
+//! whole to the store when it can be answered there exactly: its groups
+//! ([`ironhub_store::TwinAggregate`]) or its first twins in order
+//! ([`ironhub_store::TwinTop`]); a store that declines leaves it to the collector.
 
 use base64::Engine as _;
 use ironhub_query::{Collection, GroupRow, Hint, ItemType, Query};
