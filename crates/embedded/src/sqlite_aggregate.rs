@@ -337,11 +337,7 @@ fn accumulated(
         .into_iter()
         .map(|g| TwinGroup {
             keys: g.keys,
-            values: g
-                .accumulators
-                .into_iter()
-                .map(Accumulator::finish)
-                .collect(),
+            values: Accumulator::finish_all(g.accumulators),
             first: g.first,
         })
         .collect())
@@ -390,8 +386,7 @@ fn add_twinless(
         for acc in &mut accumulators {
             acc.push(None);
         }
-        let values: Vec<Option<Value>> =
-            accumulators.into_iter().map(Accumulator::finish).collect();
+        let values = Accumulator::finish_all(accumulators);
         match groups.iter_mut().find(|g| g.keys == keys) {
             Some(g) => {
                 for ((f, _), v) in request.aggregates.iter().zip(&mut g.values) {
@@ -440,11 +435,9 @@ mod tests {
     /// without sorting and without reading each twin.
     #[test]
     fn counting_groups_reads_only_the_index() {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = crate::sqlite_query::tests::scratch();
         conn.execute_batch(
-            "CREATE TABLE devices (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-             CREATE TABLE twins (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-             INSERT INTO devices VALUES ('a', '{}'), ('b', '{}'), ('c', '{}');
+            "INSERT INTO devices VALUES ('a', '{}'), ('b', '{}'), ('c', '{}');
              INSERT INTO twins VALUES ('a', '{\"tags\":{\"floor\":1}}'),
                  ('b', '{\"tags\":{\"floor\":1.0}}'), ('c', '{\"tags\":{\"floor\":1}}');",
         )

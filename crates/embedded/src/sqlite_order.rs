@@ -176,13 +176,7 @@ mod tests {
     /// Either way, SQLite walks the property's index and stops after `TOP`: no sort.
     #[test]
     fn the_first_twins_come_from_the_index_without_a_sort() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE devices (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-             CREATE TABLE twins (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-             CREATE TABLE c2d_messages (device_id TEXT, expiry INTEGER);",
-        )
-        .unwrap();
+        let conn = crate::sqlite_query::tests::scratch();
         let path = json_path("reported", &["t".into()]).unwrap();
         for (dir, id_dir) in [("ASC", ""), ("DESC", " DESC")] {
             ensure_index(

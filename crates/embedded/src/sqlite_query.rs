@@ -195,8 +195,21 @@ pub(crate) fn device_twins(rows: Vec<(String, u64, Option<String>)>) -> Result<V
 }
 
 #[cfg(test)]
-mod tests {
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
     use super::*;
+
+    /// An in-memory database with the tables twin queries read (and none of their rows).
+    pub(crate) fn scratch() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE devices (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+             CREATE TABLE twins (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+             CREATE TABLE c2d_messages (device_id TEXT, expiry INTEGER);",
+        )
+        .unwrap();
+        conn
+    }
 
     #[test]
     fn only_plain_keys_are_written_into_sql() {

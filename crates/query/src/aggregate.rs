@@ -86,6 +86,11 @@ impl Accumulator {
         }
     }
 
+    /// The value of each aggregate, in order.
+    pub fn finish_all(accumulators: Vec<Accumulator>) -> Vec<Option<Value>> {
+        accumulators.into_iter().map(Accumulator::finish).collect()
+    }
+
     /// The aggregate's value: undefined when no document gave it a number (or string).
     pub fn finish(self) -> Option<Value> {
         match self.state {
@@ -224,11 +229,7 @@ impl Query {
             }
             groups.push(GroupRow {
                 keys: Vec::new(),
-                values: self
-                    .accumulators()
-                    .into_iter()
-                    .map(Accumulator::finish)
-                    .collect(),
+                values: Accumulator::finish_all(self.accumulators()),
             });
         }
         let key_of = |g: &GroupRow, e: &Expr| {

@@ -183,11 +183,7 @@ impl Collector<'_> {
             .map(|g| {
                 let row = GroupRow {
                     keys: g.keys,
-                    values: g
-                        .accumulators
-                        .into_iter()
-                        .map(Accumulator::finish)
-                        .collect(),
+                    values: Accumulator::finish_all(g.accumulators),
                 };
                 (row, g.order)
             })
