@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::expr::{Expr, Segment};
+use crate::expr::Expr;
 use crate::hints::Hint;
 use crate::select::{Aggregate, Projection, Query};
 use crate::value::{self, sort_order};
@@ -138,17 +138,6 @@ pub struct TopPushdown {
     pub conditions: Vec<Hint>,
 }
 
-/// The keys of a path made of keys only.
-pub(crate) fn plain_path(e: &Expr) -> Option<Vec<String>> {
-    let Expr::Path(path) = e else { return None };
-    path.iter()
-        .map(|s| match s {
-            Segment::Key(k) => Some(k.clone()),
-            Segment::Index(_) => None,
-        })
-        .collect()
-}
-
 impl Query {
     /// Whether the query has groups or aggregates (its items come from groups).
     pub fn grouped(&self) -> bool {
@@ -166,13 +155,13 @@ impl Query {
         let group_by = self
             .group_by
             .iter()
-            .map(plain_path)
+            .map(Expr::keys)
             .collect::<Option<Vec<_>>>()?;
         let mut aggregates = Vec::new();
         for item in self.select.iter().flatten() {
             if let Projection::Aggregate(f, arg) = &item.projection {
                 let arg = match arg {
-                    Some(e) => Some(plain_path(e)?),
+                    Some(e) => Some(Expr::keys(e)?),
                     None => None,
                 };
                 aggregates.push((*f, arg));
@@ -194,7 +183,7 @@ impl Query {
             return None;
         }
         Some(TopPushdown {
-            order_by: plain_path(key)?,
+            order_by: Expr::keys(key)?,
             descending: *descending,
             top: self.top?,
             conditions: self.exact_hints()?,

@@ -4,7 +4,6 @@
 
 use serde_json::Value;
 
-use crate::aggregate::plain_path as keys;
 use crate::expr::{BinOp, Expr};
 use crate::select::Query;
 
@@ -46,7 +45,8 @@ fn collect(e: &Expr, out: &mut Vec<Hint>) -> bool {
             collect(r, out) && left
         }
         Expr::Binary(op, l, r) => {
-            let (path, value, flipped) = match (keys(l), scalar(r), keys(r), scalar(l)) {
+            let (path, value, flipped) = match (Expr::keys(l), scalar(r), Expr::keys(r), scalar(l))
+            {
                 (Some(p), Some(v), ..) => (p, v, false),
                 (_, _, Some(p), Some(v)) => (p, v, true),
                 _ => return false,
@@ -71,7 +71,7 @@ fn collect(e: &Expr, out: &mut Vec<Hint>) -> bool {
             list,
             negated: false,
         } => {
-            let Some(path) = keys(expr) else {
+            let Some(path) = Expr::keys(expr) else {
                 return false;
             };
             let values: Option<Vec<Value>> = list.iter().map(|i| scalar(i).cloned()).collect();
