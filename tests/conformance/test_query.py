@@ -159,6 +159,26 @@ def test_group_by_projections_and_undefined_versus_null(hub, rm, outlets):
     assert counted == [{"n": 6}]
 
 
+def test_projected_properties_come_in_select_order(hub, rm, outlets):
+    """IoT Hub writes a projected item's properties in the order of the SELECT list, not sorted
+    by name: read the raw body's order, and what the Node service SDK hands over (the Python
+    SDK reads every item into a `Twin` model, which keeps no order)."""
+    text = ("SELECT properties.reported.powerState AS state, deviceId FROM devices "
+            "WHERE deviceId IN ['tas-02', 'tas-04']")
+    r = post_query(hub, json.dumps({"query": text}))
+    assert r.status_code == 200 and r.headers["x-ms-item-type"] == "raw"
+    assert json.loads(r.text, object_pairs_hook=list) == [[("state", "1"), ("deviceId", "tas-02")],
+                                                          [("state", 0), ("deviceId", "tas-04")]]
+    grouped = ("SELECT properties.reported.powerState AS zstate, COUNT() AS n FROM devices "
+               "WHERE STARTSWITH(deviceId, 'tas-') GROUP BY properties.reported.powerState")
+    r = post_query(hub, json.dumps({"query": grouped}))
+    assert r.status_code == 200
+    assert {tuple(k for k, _ in item) for item in json.loads(r.text, object_pairs_hook=list)} == {("zstate", "n"), ("n",)}
+    raw = node(hub, "raw", "--sql", "SELECT properties.reported.powerState AS state, deviceId FROM devices "
+               "WHERE deviceId = 'tas-02'")
+    assert [list(item) for item in raw["items"]] == [["state", "deviceId"]]
+
+
 def test_node_create_query_pages_with_next_as_twin(hub, outlets):
     out = node(hub, "twins", "--sql", "SELECT * FROM devices WHERE STARTSWITH(deviceId, 'tas-')", "--page-size", "3")
     assert out["pageSizes"] == [3, 3, 1]

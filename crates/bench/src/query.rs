@@ -2,7 +2,8 @@
 //! twins in the embedded store (or reuses one in `--data-dir`), then times queries through
 //! the hub's domain (`Hub::query_twins`, what `POST /devices/query` calls): selective ones
 //! (the first time, which builds the store's index on the queried property, and again),
-//! aggregates, and a full scan paged to the end, with the process's peak memory.
+//! groups and `ORDER BY … TOP` (computed by the store, and once in the hub for comparison),
+//! and a full scan paged to the end, with the process's peak memory.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,24 +96,32 @@ fn peak_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// How much of a query's answer to read, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    FirstPage,
+    AllPages,
+    /// Every page, without handing groups or order to the store (`Hub::query_twins_scanned`).
+    AllPagesScanned,
+}
+
 /// Runs a query to its end (or its first page only): items, pages, seconds.
-async fn timed(
-    hub: &Hub,
-    text: &str,
-    first_page_only: bool,
-) -> anyhow::Result<(usize, usize, f64)> {
+async fn timed(hub: &Hub, text: &str, read: Read) -> anyhow::Result<(usize, usize, f64)> {
     let start = Instant::now();
     let mut token: Option<String> = None;
     let (mut items, mut pages) = (0, 0);
     loop {
-        let page = hub
-            .query_twins(text, token.as_deref(), Some(1000))
-            .await
-            .with_context(|| format!("query {text}"))?;
+        let page = if read == Read::AllPagesScanned {
+            hub.query_twins_scanned(text, token.as_deref(), Some(1000))
+                .await
+        } else {
+            hub.query_twins(text, token.as_deref(), Some(1000)).await
+        }
+        .with_context(|| format!("query {text}"))?;
         items += page.items.len();
         pages += 1;
         match page.continuation {
-            Some(t) if !first_page_only => token = Some(t),
+            Some(t) if read != Read::FirstPage => token = Some(t),
             _ => break,
         }
     }
@@ -166,54 +175,85 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         bus: Arc::new(LocalBus::new()),
     };
     let hub = Hub::open(backends, vec!["bench.ironhub".into()]).await?;
-    let queries: &[(&str, &str, bool)] = &[
+    const GROUP_FLOORS: &str =
+        "SELECT tags.floor AS floor, COUNT() AS n FROM devices GROUP BY tags.floor";
+    const GROUP_POWER: &str = "SELECT properties.reported.powerState AS powerState, COUNT() AS n FROM devices GROUP BY properties.reported.powerState";
+    const TOP_HOTTEST: &str =
+        "SELECT TOP 10 * FROM devices ORDER BY properties.reported.temperature DESC";
+    const SELECTIVE: &str = "SELECT * FROM devices WHERE properties.reported.powerState = '0'";
+    const SITE_RANGE: &str = "SELECT deviceId FROM devices WHERE tags.site = 'site-7' AND properties.reported.temperature > 40";
+    let queries: &[(&str, &str, Read)] = &[
         (
             "selective, first time (builds the index)",
-            "SELECT * FROM devices WHERE properties.reported.powerState = '0'",
-            true,
+            SELECTIVE,
+            Read::FirstPage,
         ),
-        (
-            "selective, again",
-            "SELECT * FROM devices WHERE properties.reported.powerState = '0'",
-            true,
-        ),
-        (
-            "selective, every page",
-            "SELECT * FROM devices WHERE properties.reported.powerState = '0'",
-            false,
-        ),
+        ("selective, again", SELECTIVE, Read::FirstPage),
+        ("selective, every page", SELECTIVE, Read::AllPages),
         (
             "selective on a tag and a range, first time (two indexes)",
-            "SELECT deviceId FROM devices WHERE tags.site = 'site-7' AND properties.reported.temperature > 40",
-            false,
+            SITE_RANGE,
+            Read::AllPages,
         ),
-        (
-            "the same, again",
-            "SELECT deviceId FROM devices WHERE tags.site = 'site-7' AND properties.reported.temperature > 40",
-            false,
-        ),
+        ("the same, again", SITE_RANGE, Read::AllPages),
         (
             "count of the selective set",
             "SELECT COUNT() AS n FROM devices WHERE properties.reported.powerState = '0'",
-            false,
+            Read::AllPages,
         ),
         (
             "one device by id",
             "SELECT * FROM devices WHERE deviceId = 'dev-0123456'",
-            false,
+            Read::AllPages,
         ),
-        ("first page of everything", "SELECT * FROM devices", true),
         (
-            "group by over every twin",
-            "SELECT tags.floor AS floor, COUNT() AS n FROM devices GROUP BY tags.floor",
-            false,
+            "first page of everything",
+            "SELECT * FROM devices",
+            Read::FirstPage,
         ),
-        ("full scan, every page", "SELECT * FROM devices", false),
+        (
+            "group by, first time (builds the index)",
+            GROUP_FLOORS,
+            Read::AllPages,
+        ),
+        ("group by, again", GROUP_FLOORS, Read::AllPages),
+        (
+            "group by, in the hub (reads every twin)",
+            GROUP_FLOORS,
+            Read::AllPagesScanned,
+        ),
+        (
+            "group by powerState, first time (builds the index)",
+            GROUP_POWER,
+            Read::AllPages,
+        ),
+        ("group by powerState, again", GROUP_POWER, Read::AllPages),
+        (
+            "group by with a selective where",
+            "SELECT tags.floor AS floor, COUNT() AS n FROM devices WHERE properties.reported.powerState = '0' GROUP BY tags.floor",
+            Read::AllPages,
+        ),
+        (
+            "group by with an average (the store reads every twin)",
+            "SELECT tags.floor AS floor, AVG(properties.reported.temperature) AS t FROM devices GROUP BY tags.floor",
+            Read::AllPages,
+        ),
+        (
+            "order by with top, first time (builds the index)",
+            TOP_HOTTEST,
+            Read::AllPages,
+        ),
+        ("order by with top, again", TOP_HOTTEST, Read::AllPages),
+        (
+            "full scan, every page",
+            "SELECT * FROM devices",
+            Read::AllPages,
+        ),
     ];
     println!("| query | items | pages | seconds | peak MiB after |");
     println!("|---|---|---|---|---|");
-    for (name, text, first) in queries {
-        let (items, pages, seconds) = timed(&hub, text, *first).await?;
+    for (name, text, read) in queries {
+        let (items, pages, seconds) = timed(&hub, text, *read).await?;
         println!(
             "| {name}: `{text}` | {items} | {pages} | {seconds:.3} | {:.0} |",
             peak_mib()

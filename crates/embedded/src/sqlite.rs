@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use ironhub_store::{
     BatchResult, CertificateRecord, CertificateScope, CertificateStore, Clock, ConnectionState,
     DeviceCounts, DeviceRecord, DeviceStatus, DeviceTwin, DeviceWrite, Endpoint, HubSettings,
-    RegistryStore, RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinRecord, TwinScan,
-    TwinStore, WriteConflict,
+    RegistryStore, RuntimeUpdate, SessionStore, StoreError, SystemClock, TwinAggregate, TwinGroup,
+    TwinRecord, TwinScan, TwinStore, TwinTop, WriteConflict,
 };
 
 use crate::error::Result;
@@ -645,6 +645,22 @@ impl TwinStore for SqliteStore {
         let scan = scan.clone();
         let now = self.clock.now();
         self.with(move |conn| crate::sqlite_query::scan(conn, &scan, now))
+            .await
+    }
+
+    async fn aggregate_twins(
+        &self,
+        request: &TwinAggregate,
+    ) -> StoreResult<Option<Vec<TwinGroup>>> {
+        let request = request.clone();
+        self.with(move |conn| crate::sqlite_aggregate::aggregate(conn, &request))
+            .await
+    }
+
+    async fn top_twins(&self, request: &TwinTop) -> StoreResult<Option<Vec<DeviceTwin>>> {
+        let request = request.clone();
+        let now = self.clock.now();
+        self.with(move |conn| crate::sqlite_order::top(conn, &request, now))
             .await
     }
 }

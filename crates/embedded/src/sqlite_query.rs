@@ -19,7 +19,7 @@ const MAX_PATH_INDEXES: i64 = 32;
 
 /// The SQLite JSON path of a twin property (`$."reported"."powerState"`), when every key is a
 /// plain name (letters, digits, `_`, `-`): only such paths are written into SQL.
-fn json_path(section: &str, keys: &[String]) -> Option<String> {
+pub(crate) fn json_path(section: &str, keys: &[String]) -> Option<String> {
     let plain = |k: &str| {
         !k.is_empty()
             && k.bytes()
@@ -37,7 +37,7 @@ fn json_path(section: &str, keys: &[String]) -> Option<String> {
 
 /// A JSON scalar as an SQL value comparable with what `json_extract` returns (text for
 /// strings, integers and reals for numbers, 1 and 0 for booleans).
-fn sql_value(v: &Value) -> Option<Sql> {
+pub(crate) fn sql_value(v: &Value) -> Option<Sql> {
     match v {
         Value::String(s) => Some(Sql::Text(s.clone())),
         Value::Bool(b) => Some(Sql::Integer(i64::from(*b))),
@@ -49,7 +49,7 @@ fn sql_value(v: &Value) -> Option<Sql> {
     }
 }
 
-fn operator(op: ScanOp) -> &'static str {
+pub(crate) fn operator(op: ScanOp) -> &'static str {
     match op {
         ScanOp::Eq | ScanOp::In => "=",
         ScanOp::Lt => "<",
@@ -71,7 +71,7 @@ fn index_name(expr: &str) -> String {
 }
 
 /// Creates the index on a twin property's expression, unless it exists or the cap is reached.
-fn ensure_index(conn: &Connection, expr: &str) -> Result<()> {
+pub(crate) fn ensure_index(conn: &Connection, expr: &str) -> Result<()> {
     let name = index_name(expr);
     let (exists, count): (i64, i64) = conn.query_row(
         "SELECT COALESCE(SUM(name = ?1), 0), COUNT(*) FROM sqlite_master
@@ -180,6 +180,12 @@ pub(crate) fn scan(
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    device_twins(rows)
+}
+
+/// Devices with their twins from rows of (device document, queued message count, twin
+/// document).
+pub(crate) fn device_twins(rows: Vec<(String, u64, Option<String>)>) -> Result<Vec<DeviceTwin>> {
     rows.into_iter()
         .map(|(device, count, twin)| {
             let twin: Option<TwinRecord> = twin.map(|t| serde_json::from_str(&t)).transpose()?;
@@ -189,8 +195,21 @@ pub(crate) fn scan(
 }
 
 #[cfg(test)]
-mod tests {
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
     use super::*;
+
+    /// An in-memory database with the tables twin queries read (and none of their rows).
+    pub(crate) fn scratch() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE devices (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+             CREATE TABLE twins (device_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+             CREATE TABLE c2d_messages (device_id TEXT, expiry INTEGER);",
+        )
+        .unwrap();
+        conn
+    }
 
     #[test]
     fn only_plain_keys_are_written_into_sql() {

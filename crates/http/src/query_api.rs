@@ -37,7 +37,7 @@ async fn query(
         .query_twins(&spec.query, continuation.as_deref(), max)
         .await?;
     Ok(page_response(
-        &page.items,
+        &page.ordered_items(),
         page.item_type.as_str(),
         max.unwrap_or(DEFAULT_PAGE_SIZE),
         page.continuation.as_deref(),

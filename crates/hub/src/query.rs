@@ -9,11 +9,14 @@
 //! [`ironhub_query::Collector`] (memory by group, or by item when ordering) and page through
 //! its answer by offset. The `WHERE` clause's simple comparisons are handed to the store
 //! ([`ironhub_store::TwinScan`]), which may use them to read fewer devices; every device it
-//! returns is checked again here.
+//! returns is checked again here. Before reading every twin, a collected query is offered
+//! whole to the store when it can be answered there exactly: its groups
+//! ([`ironhub_store::TwinAggregate`]) or its first twins in order
+//! ([`ironhub_store::TwinTop`]); a store that declines leaves it to the collector.
 
 use base64::Engine as _;
-use ironhub_query::{Collection, Hint, ItemType, Query};
-use ironhub_store::{ScanCondition, TwinField, TwinScan};
+use ironhub_query::{Collection, GroupRow, Hint, ItemType, Query};
+use ironhub_store::{ScanCondition, TwinAggregate, TwinField, TwinScan, TwinTop};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -41,6 +44,65 @@ pub struct QueryPage {
     pub item_type: ItemType,
     /// `x-ms-continuation`: where the next page starts, absent on the last page.
     pub continuation: Option<String>,
+    /// The names of the `SELECT` items in `SELECT` order (none for `SELECT *`): IoT Hub
+    /// writes each projected item's properties in this order.
+    pub columns: Vec<String>,
+}
+
+impl QueryPage {
+    /// The items as the answer writes them: projected items with their properties in
+    /// `SELECT` order ([`QueryPage::columns`]), the others as they are.
+    pub fn ordered_items(&self) -> Vec<OrderedItem<'_>> {
+        self.items
+            .iter()
+            .map(|value| OrderedItem {
+                value,
+                columns: &self.columns,
+            })
+            .collect()
+    }
+}
+
+/// An item that serializes its properties in the order of `columns` (then any others, in
+/// their own order).
+#[derive(Debug, Clone, Copy)]
+pub struct OrderedItem<'a> {
+    value: &'a Value,
+    columns: &'a [String],
+}
+
+impl Serialize for OrderedItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(map) = self.value else {
+            return self.value.serialize(serializer);
+        };
+        if self.columns.is_empty() {
+            return map.serialize(serializer);
+        }
+        let mut out = serializer.serialize_map(Some(map.len()))?;
+        for name in self.columns {
+            if let Some(v) = map.get(name) {
+                out.serialize_entry(name, v)?;
+            }
+        }
+        for (k, v) in map {
+            if !self.columns.contains(k) {
+                out.serialize_entry(k, v)?;
+            }
+        }
+        out.end()
+    }
+}
+
+/// The names of a query's `SELECT` items, in order.
+fn columns(query: &Query) -> Vec<String> {
+    query
+        .select
+        .iter()
+        .flatten()
+        .map(|i| i.name.clone())
+        .collect()
 }
 
 /// Where the next page starts (the token is this, as base64 JSON).
@@ -79,29 +141,85 @@ impl Continuation {
 /// keeps apart: the device id, or a property below tags, desired or reported (not the
 /// sections' `$metadata` and `$version`, which are computed).
 fn scan_condition(hint: &Hint) -> Option<ScanCondition> {
-    let path = &hint.path;
+    Some(ScanCondition {
+        field: twin_field(&hint.path)?,
+        op: hint.op,
+        values: hint.values.clone(),
+    })
+}
+
+/// The field a property path of the twin document names, when the store keeps it apart
+/// (see [`scan_condition`]).
+fn twin_field(path: &[String]) -> Option<TwinField> {
     let first = path.first()?;
     let below = |from: usize| -> Option<Vec<String>> {
         let rest = path.get(from..)?;
         (!rest.is_empty() && !rest[0].starts_with('$')).then(|| rest.to_vec())
     };
-    let field = if first.eq_ignore_ascii_case("deviceId") && path.len() == 1 {
-        TwinField::DeviceId
+    if first.eq_ignore_ascii_case("deviceId") && path.len() == 1 {
+        Some(TwinField::DeviceId)
     } else if first.eq_ignore_ascii_case("tags") {
-        TwinField::Tags(below(1)?)
+        Some(TwinField::Tags(below(1)?))
     } else if first.eq_ignore_ascii_case("properties") {
         match path.get(1)?.as_str() {
-            "desired" => TwinField::Desired(below(2)?),
-            "reported" => TwinField::Reported(below(2)?),
-            _ => return None,
+            "desired" => Some(TwinField::Desired(below(2)?)),
+            "reported" => Some(TwinField::Reported(below(2)?)),
+            _ => None,
         }
     } else {
+        None
+    }
+}
+
+/// The store request computing a device twin query's groups, when every path it needs is a
+/// field the store keeps apart and its `WHERE` clause is only such comparisons.
+fn aggregate_request(query: &Query) -> Option<TwinAggregate> {
+    if query.collection != Collection::Devices {
         return None;
+    }
+    let plan = query.pushdown()?;
+    Some(TwinAggregate {
+        conditions: plan
+            .conditions
+            .iter()
+            .map(scan_condition)
+            .collect::<Option<_>>()?,
+        group_by: plan
+            .group_by
+            .iter()
+            .map(|p| twin_field(p))
+            .collect::<Option<_>>()?,
+        aggregates: plan
+            .aggregates
+            .into_iter()
+            .map(|(f, arg)| match arg {
+                None => Some((f, None)),
+                Some(p) => twin_field(&p).map(|t| (f, Some(t))),
+            })
+            .collect::<Option<_>>()?,
+    })
+}
+
+/// The store request giving a device twin query's first items in order, when the path it
+/// orders by is a twin property and its `WHERE` clause only comparisons on stored fields.
+fn top_request(query: &Query) -> Option<TwinTop> {
+    if query.collection != Collection::Devices {
+        return None;
+    }
+    let plan = query.top_pushdown()?;
+    let order_by = match twin_field(&plan.order_by)? {
+        TwinField::DeviceId => return None,
+        field => field,
     };
-    Some(ScanCondition {
-        field,
-        op: hint.op,
-        values: hint.values.clone(),
+    Some(TwinTop {
+        conditions: plan
+            .conditions
+            .iter()
+            .map(scan_condition)
+            .collect::<Option<_>>()?,
+        order_by,
+        descending: plan.descending,
+        limit: usize::try_from(plan.top).ok()?,
     })
 }
 
@@ -117,6 +235,28 @@ impl Hub {
         continuation: Option<&str>,
         page_size: Option<usize>,
     ) -> Result<QueryPage, HubError> {
+        self.query_page(text, continuation, page_size, true).await
+    }
+
+    /// [`Hub::query_twins`] without handing `GROUP BY` to the store: every twin is read and
+    /// grouped here. The answer is the same, only slower: this is what tests and benchmarks
+    /// compare the store's groups with.
+    pub async fn query_twins_scanned(
+        &self,
+        text: &str,
+        continuation: Option<&str>,
+        page_size: Option<usize>,
+    ) -> Result<QueryPage, HubError> {
+        self.query_page(text, continuation, page_size, false).await
+    }
+
+    async fn query_page(
+        &self,
+        text: &str,
+        continuation: Option<&str>,
+        page_size: Option<usize>,
+        pushdown: bool,
+    ) -> Result<QueryPage, HubError> {
         let query = Query::parse(text).map_err(|e| HubError::InvalidQuery(e.to_string()))?;
         let token = Continuation::parse(continuation)?;
         let page_size = page_size
@@ -128,7 +268,7 @@ impl Hub {
             self.streamed_page(&query, &conditions, token, page_size)
                 .await
         } else {
-            self.collected_page(&query, &conditions, token, page_size)
+            self.collected_page(&query, &conditions, token, page_size, pushdown)
                 .await
         }
     }
@@ -253,6 +393,7 @@ impl Hub {
         let answered = token.answered + items.len() as u64;
         let more = more && query.top.is_none_or(|top| answered < top);
         Ok(QueryPage {
+            columns: columns(query),
             item_type: query.item_type(),
             continuation: more.then(|| {
                 Continuation {
@@ -266,13 +407,53 @@ impl Hub {
         })
     }
 
-    async fn collected_page(
+    /// The items of a collected query as the store computes them (its groups, or its first
+    /// twins in order), or `None` when the store does not.
+    async fn pushed_down(
+        &self,
+        query: &Query,
+        pushdown: bool,
+    ) -> Result<Option<Vec<Value>>, HubError> {
+        if !pushdown {
+            return Ok(None);
+        }
+        if let Some(request) = aggregate_request(query) {
+            let Some(groups) = self.store.aggregate_twins(&request).await? else {
+                return Ok(None);
+            };
+            let groups = groups
+                .into_iter()
+                .map(|g| GroupRow {
+                    keys: g.keys,
+                    values: g.values,
+                })
+                .collect();
+            return Ok(Some(query.group_items(groups, None)));
+        }
+        let Some(request) = top_request(query) else {
+            return Ok(None);
+        };
+        let Some(rows) = self.store.top_twins(&request).await? else {
+            return Ok(None);
+        };
+        // The store's order is the language's: the collector keeps it, and checks each twin.
+        let mut collector = query.collector();
+        for (device, twin) in rows {
+            let twin = twin.unwrap_or_else(|| empty_twin(&device.device_id));
+            let doc = to_doc(twin_view(&device, &twin))?;
+            if query.matches(&doc) {
+                collector.push(doc);
+            }
+        }
+        Ok(Some(collector.finish()))
+    }
+
+    /// Reads every matching twin of the query's collection into a collector.
+    async fn collect_in_process(
         &self,
         query: &Query,
         conditions: &[ScanCondition],
-        token: Continuation,
-        page_size: usize,
-    ) -> Result<QueryPage, HubError> {
+    ) -> Result<Vec<Value>, HubError> {
         let mut collector = query.collector();
         let mut after = None;
         loop {
@@ -284,16 +465,31 @@ impl Hub {
                 }
             }
             if exhausted {
-                break;
+                return Ok(collector.finish());
             }
         }
-        let all = collector.finish();
+    }
+
+    async fn collected_page(
+        &self,
+        query: &Query,
+        conditions: &[ScanCondition],
+        token: Continuation,
+        page_size: usize,
+        pushdown: bool,
+    ) -> Result<QueryPage, HubError> {
+        let all = match self.pushed_down(query, pushdown).await? {
+            Some(items) => items,
+            None => self.collect_in_process(query, conditions).await?,
+        };
+
         let end = token.offset.saturating_add(page_size).min(all.len());
         let items = all
             .get(token.offset..end)
             .map(<[Value]>::to_vec)
             .unwrap_or_default();
         Ok(QueryPage {
+            columns: columns(query),
             item_type: query.item_type(),
             continuation: (end < all.len()).then(|| {
                 Continuation {

@@ -117,6 +117,17 @@ impl Expr {
     }
 
     /// The name a projection of this expression gets without `AS`: a path's last property.
+    /// The keys of a property path made of keys only (no array index).
+    pub(crate) fn keys(&self) -> Option<Vec<String>> {
+        let Expr::Path(path) = self else { return None };
+        path.iter()
+            .map(|s| match s {
+                Segment::Key(k) => Some(k.clone()),
+                Segment::Index(_) => None,
+            })
+            .collect()
+    }
+
     pub(crate) fn default_name(&self) -> Option<&str> {
         match self {
             Expr::Path(path) => path.iter().rev().find_map(|s| match s {

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::expr::{BinOp, Expr, Segment};
+use crate::expr::{BinOp, Expr};
 use crate::select::Query;
 
 /// How a [`Hint`]'s property compares with its values.
@@ -36,27 +36,20 @@ fn scalar(e: &Expr) -> Option<&Value> {
     }
 }
 
-fn keys(e: &Expr) -> Option<Vec<String>> {
-    let Expr::Path(path) = e else { return None };
-    path.iter()
-        .map(|s| match s {
-            Segment::Key(k) => Some(k.clone()),
-            Segment::Index(_) => None,
-        })
-        .collect()
-}
-
-fn collect(e: &Expr, out: &mut Vec<Hint>) {
+/// Adds the hints of `e` (a term of the top-level `AND`) to `out`; false when some part of
+/// it gave no hint (the hints then only narrow: they do not say the whole clause).
+fn collect(e: &Expr, out: &mut Vec<Hint>) -> bool {
     match e {
         Expr::Binary(BinOp::And, l, r) => {
-            collect(l, out);
-            collect(r, out);
+            let left = collect(l, out);
+            collect(r, out) && left
         }
         Expr::Binary(op, l, r) => {
-            let (path, value, flipped) = match (keys(l), scalar(r), keys(r), scalar(l)) {
+            let (path, value, flipped) = match (Expr::keys(l), scalar(r), Expr::keys(r), scalar(l))
+            {
                 (Some(p), Some(v), ..) => (p, v, false),
                 (_, _, Some(p), Some(v)) => (p, v, true),
-                _ => return,
+                _ => return false,
             };
             let op = match (op, flipped) {
                 (BinOp::Eq, _) => HintOp::Eq,
@@ -64,30 +57,37 @@ fn collect(e: &Expr, out: &mut Vec<Hint>) {
                 (BinOp::Le, false) | (BinOp::Ge, true) => HintOp::Le,
                 (BinOp::Gt, false) | (BinOp::Lt, true) => HintOp::Gt,
                 (BinOp::Ge, false) | (BinOp::Le, true) => HintOp::Ge,
-                _ => return,
+                _ => return false,
             };
             out.push(Hint {
                 path,
                 op,
                 values: vec![value.clone()],
             });
+            true
         }
         Expr::In {
             expr,
             list,
             negated: false,
         } => {
-            let Some(path) = keys(expr) else { return };
+            let Some(path) = Expr::keys(expr) else {
+                return false;
+            };
             let values: Option<Vec<Value>> = list.iter().map(|i| scalar(i).cloned()).collect();
-            if let Some(values) = values {
-                out.push(Hint {
-                    path,
-                    op: HintOp::In,
-                    values,
-                });
+            match values {
+                Some(values) if !values.is_empty() => {
+                    out.push(Hint {
+                        path,
+                        op: HintOp::In,
+                        values,
+                    });
+                    true
+                }
+                _ => false,
             }
         }
-        _ => {}
+        _ => false,
     }
 }
 
@@ -99,5 +99,15 @@ impl Query {
             collect(f, &mut out);
         }
         out
+    }
+
+    /// The whole `WHERE` clause as hints, when it is nothing but hints joined by `AND` (a
+    /// document matches exactly when it satisfies them all); no clause gives none.
+    pub fn exact_hints(&self) -> Option<Vec<Hint>> {
+        let mut out = Vec::new();
+        match &self.filter {
+            Some(f) => collect(f, &mut out).then_some(out),
+            None => Some(out),
+        }
     }
 }

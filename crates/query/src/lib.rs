@@ -7,6 +7,7 @@
 //! Expressions ([`Expr`], [`Condition`]) stand apart from `SELECT … FROM …` ([`Query`]), so
 //! routing conditions reuse them.
 
+mod aggregate;
 mod condition;
 mod error;
 mod expr;
@@ -19,6 +20,7 @@ mod run;
 mod select;
 mod value;
 
+pub use aggregate::{Accumulator, GroupRow, Pushdown, TopPushdown};
 pub use condition::Condition;
 pub use error::QueryError;
 pub use expr::{BinOp, Expr, Segment, lookup};

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::aggregate::{Accumulator, GroupRow, sort_rows};
 use crate::expr::Expr;
-use crate::select::{Aggregate, Collection, Projection, Query};
-use crate::value::{self, is_true, sort_order};
+use crate::select::{Collection, Projection, Query};
+use crate::value::is_true;
 
 /// What the items of an answer are (IoT Hub's `x-ms-item-type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,20 +83,12 @@ impl Query {
     }
 }
 
-/// The running state of one aggregate.
-#[derive(Debug, Clone)]
-enum State {
-    Count(u64),
-    Sum(Option<f64>),
-    Avg(f64, u64),
-    Extreme(Option<Value>),
-}
-
 #[derive(Debug)]
 struct Group {
-    /// The first document of the group: the group's keys are evaluated on it.
-    sample: Value,
-    states: Vec<State>,
+    keys: Vec<Option<Value>>,
+    /// The `ORDER BY` values of the group's first document.
+    order: Vec<Option<Value>>,
+    accumulators: Vec<Accumulator>,
 }
 
 /// Gathers the matching documents of a query with groups, aggregates or order, and gives
@@ -125,14 +118,10 @@ fn group_key(values: &[Option<Value>]) -> String {
 }
 
 impl Collector<'_> {
-    fn grouped(&self) -> bool {
-        !self.query.group_by.is_empty() || self.query.aggregates()
-    }
-
     /// Adds a document that matched the query's filter.
     pub fn push(&mut self, doc: Value) {
         let query = self.query;
-        if !self.grouped() {
+        if !query.grouped() {
             let keys = order_keys(&query.order_by, &doc);
             self.rows.push((keys, query.project(doc)));
             if let Some(top) = query.top.and_then(|t| usize::try_from(t).ok())
@@ -153,19 +142,26 @@ impl Collector<'_> {
             Some(at) => *at,
             None => {
                 self.groups.push(Group {
-                    sample: doc.clone(),
-                    states: initial_states(query),
+                    order: order_keys(&query.order_by, &doc),
+                    keys,
+                    accumulators: query.accumulators(),
                 });
                 self.index.insert(key, self.groups.len() - 1);
                 self.groups.len() - 1
             }
         };
         let group = &mut self.groups[at];
-        for (state, item) in group.states.iter_mut().zip(query.select.iter().flatten()) {
-            if let Projection::Aggregate(f, arg) = &item.projection {
-                let v = arg.as_ref().and_then(|a| a.eval(&doc));
-                accumulate(state, *f, v.as_deref());
-            }
+        let args = query
+            .select
+            .iter()
+            .flatten()
+            .filter_map(|item| match &item.projection {
+                Projection::Aggregate(_, arg) => Some(arg),
+                Projection::Expr(_) => None,
+            });
+        for (acc, arg) in group.accumulators.iter_mut().zip(args) {
+            let v = arg.as_ref().and_then(|a| a.eval(&doc));
+            acc.push(v.as_deref());
         }
     }
 
@@ -173,7 +169,7 @@ impl Collector<'_> {
     pub fn finish(mut self) -> Vec<Value> {
         let query = self.query;
         let top = query.top.and_then(|t| usize::try_from(t).ok());
-        if !self.grouped() {
+        if !query.grouped() {
             sort_rows(&query.order_by, &mut self.rows);
             let mut rows: Vec<Value> = self.rows.into_iter().map(|(_, r)| r).collect();
             if let Some(top) = top {
@@ -181,37 +177,18 @@ impl Collector<'_> {
             }
             return rows;
         }
-        if self.groups.is_empty() && query.group_by.is_empty() {
-            // Aggregates over no documents still give their one row (`COUNT()` is 0).
-            self.groups.push(Group {
-                sample: Value::Null,
-                states: initial_states(query),
-            });
-        }
-        let mut rows: Vec<(Vec<Option<Value>>, Value)> = self
+        let (groups, order): (Vec<GroupRow>, Vec<_>) = self
             .groups
             .into_iter()
             .map(|g| {
-                let keys = order_keys(&query.order_by, &g.sample);
-                let mut out = Map::new();
-                for (item, state) in query.select.iter().flatten().zip(g.states) {
-                    let v = match &item.projection {
-                        Projection::Expr(e) => e.eval(&g.sample).map(std::borrow::Cow::into_owned),
-                        Projection::Aggregate(..) => result(state),
-                    };
-                    if let Some(v) = v {
-                        out.insert(item.name.clone(), v);
-                    }
-                }
-                (keys, Value::Object(out))
+                let row = GroupRow {
+                    keys: g.keys,
+                    values: Accumulator::finish_all(g.accumulators),
+                };
+                (row, g.order)
             })
-            .collect();
-        sort_rows(&query.order_by, &mut rows);
-        let mut rows: Vec<Value> = rows.into_iter().map(|(_, r)| r).collect();
-        if let Some(top) = top {
-            rows.truncate(top);
-        }
-        rows
+            .unzip();
+        query.group_items(groups, Some(order))
     }
 }
 
@@ -220,85 +197,4 @@ fn order_keys(order_by: &[(Expr, bool)], doc: &Value) -> Vec<Option<Value>> {
         .iter()
         .map(|(e, _)| e.eval(doc).map(std::borrow::Cow::into_owned))
         .collect()
-}
-
-fn sort_rows(order_by: &[(Expr, bool)], rows: &mut [(Vec<Option<Value>>, Value)]) {
-    if order_by.is_empty() {
-        return;
-    }
-    rows.sort_by(|(a, _), (b, _)| {
-        for (i, (_, desc)) in order_by.iter().enumerate() {
-            let o = sort_order(a[i].as_ref(), b[i].as_ref());
-            let o = if *desc { o.reverse() } else { o };
-            if o.is_ne() {
-                return o;
-            }
-        }
-        std::cmp::Ordering::Equal
-    });
-}
-
-fn initial_states(query: &Query) -> Vec<State> {
-    query
-        .select
-        .iter()
-        .flatten()
-        .map(|item| match item.projection {
-            Projection::Aggregate(Aggregate::Count, _) => State::Count(0),
-            Projection::Aggregate(Aggregate::Sum, _) => State::Sum(None),
-            Projection::Aggregate(Aggregate::Avg, _) => State::Avg(0.0, 0),
-            _ => State::Extreme(None),
-        })
-        .collect()
-}
-
-/// Adds one document's value to an aggregate: `COUNT()` counts documents; the others take
-/// numbers only (`MIN` and `MAX` strings too, among strings), and skip anything else.
-fn accumulate(state: &mut State, f: Aggregate, v: Option<&Value>) {
-    match state {
-        State::Count(n) => *n += 1,
-        State::Sum(sum) => {
-            if let Some(x) = v.and_then(Value::as_f64) {
-                *sum = Some(sum.unwrap_or(0.0) + x);
-            }
-        }
-        State::Avg(sum, n) => {
-            if let Some(x) = v.and_then(Value::as_f64) {
-                *sum += x;
-                *n += 1;
-            }
-        }
-        State::Extreme(best) => {
-            let Some(v) = v.filter(|v| v.is_number() || v.is_string()) else {
-                return;
-            };
-            let better = match best.as_ref() {
-                None => true,
-                Some(b) => match value::compare(v, b) {
-                    Some(o) => {
-                        (f == Aggregate::Min && o.is_lt()) || (f == Aggregate::Max && o.is_gt())
-                    }
-                    // Numbers sort before strings.
-                    None => (f == Aggregate::Min) == v.is_number(),
-                },
-            };
-            if better {
-                *best = Some(v.clone());
-            }
-        }
-    }
-}
-
-fn result(state: State) -> Option<Value> {
-    match state {
-        State::Count(n) => Some(Value::from(n)),
-        State::Sum(sum) => value::number(sum?).map(std::borrow::Cow::into_owned),
-        State::Avg(sum, n) => {
-            if n == 0 {
-                return None;
-            }
-            value::number(sum / n as f64).map(std::borrow::Cow::into_owned)
-        }
-        State::Extreme(v) => v,
-    }
 }

@@ -54,7 +54,10 @@ pub use routing::{EndpointHealth, EndpointHealthStatus, RoutingRecord, RoutingSt
 pub use sessions::SessionStore;
 pub use streams::EventStreams;
 pub use timed::{CallObserver, TimedStore};
-pub use twins::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinScan, TwinStore};
+pub use twins::{
+    AggregateOp, DeviceTwin, ScanCondition, ScanOp, TwinAggregate, TwinField, TwinGroup, TwinScan,
+    TwinStore, TwinTop,
+};
 
 /// The ports' traits, to call their methods on a concrete engine (`use ironhub_store::prelude::*`).
 pub mod prelude {

@@ -27,7 +27,7 @@ use crate::records::{
 use crate::registry::RegistryStore;
 use crate::routing::{EndpointHealth, RoutingRecord, RoutingStore};
 use crate::sessions::SessionStore;
-use crate::twins::{DeviceTwin, TwinScan, TwinStore};
+use crate::twins::{DeviceTwin, TwinAggregate, TwinGroup, TwinScan, TwinStore, TwinTop};
 
 /// What [`TimedStore`] tells about each call: the port and how long the call took.
 pub type CallObserver = fn(&'static str, Duration);
@@ -144,6 +144,12 @@ impl<S: TwinStore + ?Sized> TwinStore for TimedStore<S> {
     }
     async fn scan_twins(&self, scan: &TwinScan) -> Result<Vec<DeviceTwin>> {
         timed!(self, "twins", scan_twins(scan))
+    }
+    async fn aggregate_twins(&self, request: &TwinAggregate) -> Result<Option<Vec<TwinGroup>>> {
+        timed!(self, "twins", aggregate_twins(request))
+    }
+    async fn top_twins(&self, request: &TwinTop) -> Result<Option<Vec<DeviceTwin>>> {
+        timed!(self, "twins", top_twins(request))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-pub use ironhub_query::HintOp as ScanOp;
+pub use ironhub_query::{Aggregate as AggregateOp, HintOp as ScanOp};
 
 use crate::{DeviceRecord, Result, TwinRecord, WriteConflict};
 
@@ -41,6 +41,45 @@ pub struct TwinScan {
     pub conditions: Vec<ScanCondition>,
 }
 
+/// A `GROUP BY` for the engine to compute ([`TwinStore::aggregate_twins`]): over the devices
+/// that satisfy every condition (exactly: typed, `'0'` is not `0`, a missing property
+/// satisfies none), one group per distinct combination of the values of `group_by` (a
+/// missing property is its own value, apart from `null`; `1` and `1.0` are apart, as their
+/// JSON texts are), each with the aggregates of `aggregates`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TwinAggregate {
+    pub conditions: Vec<ScanCondition>,
+    pub group_by: Vec<TwinField>,
+    /// `COUNT()` (no field), or `SUM`, `AVG`, `MIN`, `MAX` of a field, computed as
+    /// [`ironhub_query::Accumulator`] does over the group's devices in id order.
+    pub aggregates: Vec<(AggregateOp, Option<TwinField>)>,
+}
+
+/// One group of a [`TwinAggregate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TwinGroup {
+    /// The value of each `group_by` field (`None`: missing).
+    pub keys: Vec<Option<serde_json::Value>>,
+    /// The value of each aggregate (`None`: undefined, e.g. `SUM` over no numbers).
+    pub values: Vec<Option<serde_json::Value>>,
+    /// The smallest device id in the group.
+    pub first: String,
+}
+
+/// The first devices in the order of one twin property ([`TwinStore::top_twins`]), as the
+/// language orders values: missing, `null`, booleans (`false` first), numbers, strings (by
+/// code point), then arrays and objects; devices with equal values in id order (also when
+/// `descending`, which reverses the order of values only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TwinTop {
+    /// Every one holds, exactly (as for [`TwinAggregate::conditions`]).
+    pub conditions: Vec<ScanCondition>,
+    /// A property of tags, desired or reported properties.
+    pub order_by: TwinField,
+    pub descending: bool,
+    pub limit: usize,
+}
+
 /// Device twins, written compare-and-swap on their etag.
 #[async_trait]
 pub trait TwinStore: Send + Sync {
@@ -57,4 +96,18 @@ pub trait TwinStore: Send + Sync {
     /// `cloudToDeviceMessageCount`, at most `scan.limit`, narrowed by `scan.conditions` as
     /// far as the engine can (see [`TwinScan::conditions`]).
     async fn scan_twins(&self, scan: &TwinScan) -> Result<Vec<DeviceTwin>>;
+    /// The groups of `request`, ordered by their first device id, or `None` when this
+    /// engine does not compute it (the caller then reads every twin through
+    /// [`TwinStore::scan_twins`]). An engine that answers must answer exactly, or not at all.
+    async fn aggregate_twins(&self, request: &TwinAggregate) -> Result<Option<Vec<TwinGroup>>> {
+        let _ = request;
+        Ok(None)
+    }
+    /// The first `request.limit` devices that satisfy its conditions, in its order, each with
+    /// its twin and its live `cloudToDeviceMessageCount`; or `None` when this engine cannot
+    /// give exactly that (then the caller reads every twin and sorts them itself).
+    async fn top_twins(&self, request: &TwinTop) -> Result<Option<Vec<DeviceTwin>>> {
+        let _ = request;
+        Ok(None)
+    }
 }

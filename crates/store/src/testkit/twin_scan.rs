@@ -162,3 +162,177 @@ pub async fn conditions_never_lose_a_matching_device(
         }
     }
 }
+
+/// The groups an engine computes for `request`, or `None` when it does not compute groups
+/// (an engine may leave them to the caller: then there is nothing to check).
+async fn groups(
+    store: &Arc<dyn Store>,
+    request: crate::TwinAggregate,
+) -> Option<Vec<(Vec<Option<Value>>, Vec<Option<Value>>, String)>> {
+    let groups = store.aggregate_twins(&request).await.unwrap()?;
+    Some(
+        groups
+            .into_iter()
+            .map(|g| (g.keys, g.values, g.first))
+            .collect(),
+    )
+}
+
+/// An engine that computes `GROUP BY` keeps apart what the language keeps apart (`'0'` and
+/// `0`, `1` and `1.0`, a missing property and the others), counts devices without a twin in
+/// the groups of missing keys, applies conditions exactly, and orders groups by their first
+/// device id.
+pub async fn groups_keep_types_apart_and_count_every_device(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    use crate::{AggregateOp, TwinAggregate};
+    let fleet = [
+        ("d1", json!({"p": "0", "t": 20}), json!({"floor": 1})),
+        ("d2", json!({"p": 0, "t": 25.5}), json!({"floor": 1.0})),
+        ("d3", json!({"p": "0", "t": "hot"}), json!({"floor": 1})),
+        (
+            "d4",
+            json!({"p": true, "t": 30}),
+            json!({"floor": {"n": 2}}),
+        ),
+        ("d5", json!({"p": 1}), json!({})),
+    ];
+    for (id, reported, tags) in &fleet {
+        create_device(&store, id).await;
+        put_reported(&store, id, reported.clone(), tags.clone()).await;
+    }
+    create_device(&store, "d0").await;
+    let p = || TwinField::Reported(vec!["p".into()]);
+    let t = || TwinField::Reported(vec!["t".into()]);
+    let counted = TwinAggregate {
+        group_by: vec![p()],
+        aggregates: vec![(AggregateOp::Count, None)],
+        ..TwinAggregate::default()
+    };
+    let Some(answer) = groups(&store, counted).await else {
+        return;
+    };
+    let n = |k: Option<Value>, c: u64, first: &str| (vec![k], vec![Some(json!(c))], first.into());
+    assert_eq!(
+        answer,
+        vec![
+            n(None, 1, "d0"),
+            n(Some(json!("0")), 2, "d1"),
+            n(Some(json!(0)), 1, "d2"),
+            n(Some(json!(true)), 1, "d4"),
+            n(Some(json!(1)), 1, "d5"),
+        ]
+    );
+    let floors = TwinAggregate {
+        group_by: vec![TwinField::Tags(vec!["floor".into()])],
+        aggregates: vec![(AggregateOp::Count, None)],
+        conditions: vec![ScanCondition {
+            field: t(),
+            op: ScanOp::Ge,
+            values: vec![json!(20)],
+        }],
+    };
+    // `'hot'` is not a number: d3 fails `t >= 20`; d0 has no `t`.
+    assert_eq!(
+        groups(&store, floors).await.unwrap(),
+        vec![
+            n(Some(json!(1)), 1, "d1"),
+            n(Some(json!(1.0)), 1, "d2"),
+            n(Some(json!({"n": 2})), 1, "d4"),
+        ]
+    );
+    let sums = TwinAggregate {
+        group_by: vec![],
+        aggregates: vec![
+            (AggregateOp::Sum, Some(t())),
+            (AggregateOp::Min, Some(t())),
+            (AggregateOp::Max, Some(t())),
+            (AggregateOp::Avg, Some(p())),
+            (AggregateOp::Count, None),
+        ],
+        conditions: vec![ScanCondition {
+            field: TwinField::DeviceId,
+            op: ScanOp::In,
+            values: vec![json!("d0"), json!("d2"), json!("d3"), json!("d4")],
+        }],
+    };
+    // MIN and MAX take strings too (numbers sort first); AVG of `p` sees one number, 0.
+    assert_eq!(
+        groups(&store, sums).await.unwrap(),
+        vec![(
+            vec![],
+            vec![
+                Some(json!(55.5)),
+                Some(json!(25.5)),
+                Some(json!("hot")),
+                Some(json!(0)),
+                Some(json!(4)),
+            ],
+            "d0".into()
+        )]
+    );
+}
+
+/// An engine that gives the first twins in the order of a property orders them as the
+/// language does: missing (devices without a twin too), `null`, booleans, numbers (`1`
+/// and `1.0` tie), strings; ties in ascending id order, also when descending.
+pub async fn first_twins_come_in_the_language_order(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    use crate::TwinTop;
+    let fleet = [
+        ("d1", json!({"t": "b"})),
+        ("d2", json!({"t": 1.0})),
+        ("d3", json!({"t": 2})),
+        ("d4", json!({"t": true})),
+        ("d5", json!({})),
+        ("d6", json!({"t": 1})),
+        ("d7", json!({"t": "a"})),
+        ("d8", json!({"t": false})),
+        ("d9", json!({"t": -0.5})),
+    ];
+    for (id, reported) in &fleet {
+        create_device(&store, id).await;
+        put_reported(&store, id, reported.clone(), json!({})).await;
+    }
+    create_device(&store, "d0").await;
+    let first = |descending: bool, limit: usize, conditions: Vec<ScanCondition>| {
+        let store = store.clone();
+        async move {
+            let request = TwinTop {
+                conditions,
+                order_by: TwinField::Reported(vec!["t".into()]),
+                descending,
+                limit,
+            };
+            store
+                .top_twins(&request)
+                .await
+                .unwrap()
+                .map(|rows| ids(&rows))
+        }
+    };
+    let Some(ascending) = first(false, 20, Vec::new()).await else {
+        return;
+    };
+    assert_eq!(
+        ascending,
+        ["d0", "d5", "d8", "d4", "d9", "d2", "d6", "d3", "d7", "d1"]
+    );
+    assert_eq!(
+        first(true, 6, Vec::new()).await.unwrap(),
+        ["d1", "d7", "d3", "d2", "d6", "d9"]
+    );
+    assert_eq!(
+        first(false, 3, Vec::new()).await.unwrap(),
+        ["d0", "d5", "d8"]
+    );
+    let numbers = vec![ScanCondition {
+        field: TwinField::Reported(vec!["t".into()]),
+        op: ScanOp::Gt,
+        values: vec![json!(0)],
+    }];
+    assert_eq!(first(true, 20, numbers).await.unwrap(), ["d3", "d2", "d6"]);
+}

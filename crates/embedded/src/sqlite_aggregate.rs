@@ -1,0 +1,479 @@
+//! `GROUP BY` on SQLite (`TwinStore::aggregate_twins`). A group key is the JSON text of the
+//! property (`doc -> '$."tags"."floor"'`: `'0'` and `0` are apart, `null` is the text `null`
+//! and a missing property SQL `NULL`), so SQLite's grouping is the language's. Conditions
+//! are typed (`json_type`) so that they hold exactly as the language's comparisons do.
+//!
+//! When every aggregate is `COUNT()`, SQLite counts: each grouped property gets an
+//! expression index (with the device id, so the index alone answers the query) the first
+//! time, and a `GROUP BY` over the fleet reads only that index. Other aggregates read the
+//! matching twins in device id order and feed [`ironhub_query::Accumulator`]s, as the
+//! in-process evaluation does.
+
+use std::collections::HashMap;
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, params_from_iter};
+use serde_json::Value;
+
+use ironhub_query::Accumulator;
+use ironhub_store::{AggregateOp, ScanCondition, ScanOp, TwinAggregate, TwinField, TwinGroup};
+
+use crate::error::Result;
+use crate::sqlite_query::{ensure_index, json_path, operator, sql_value};
+
+/// A field as SQL over `twins t`: its JSON text, or (the device id) plain text.
+enum Column {
+    Id,
+    Json(String),
+}
+
+impl Column {
+    fn of(field: &TwinField) -> Option<Column> {
+        let (section, keys) = match field {
+            TwinField::DeviceId => return Some(Column::Id),
+            TwinField::Tags(k) => ("tags", k),
+            TwinField::Desired(k) => ("desired", k),
+            TwinField::Reported(k) => ("reported", k),
+        };
+        json_path(section, keys).map(Column::Json)
+    }
+
+    /// The expression giving the field's JSON text (or the id), `NULL` when missing.
+    fn text(&self) -> String {
+        match self {
+            Column::Id => "t.device_id".to_owned(),
+            Column::Json(path) => format!("t.doc -> '{path}'"),
+        }
+    }
+
+    /// The expression as an index on `twins` writes it.
+    fn indexed(&self) -> String {
+        match self {
+            Column::Id => "device_id".to_owned(),
+            Column::Json(path) => format!("doc -> '{path}'"),
+        }
+    }
+
+    /// A value of this column as JSON.
+    fn value(&self, text: Option<String>) -> Result<Option<Value>> {
+        Ok(match (self, text) {
+            (_, None) => None,
+            (Column::Id, Some(id)) => Some(Value::String(id)),
+            (Column::Json(_), Some(t)) => Some(serde_json::from_str(&t)?),
+        })
+    }
+}
+
+/// The `json_type` names of a value's type.
+fn json_types(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "'text'",
+        Value::Number(_) => "'integer', 'real'",
+        Value::Bool(true) => "'true'",
+        Value::Bool(false) => "'false'",
+        _ => "NULL",
+    }
+}
+
+/// One condition as exact SQL, or `None` when it cannot be written exactly.
+pub(crate) fn exact_condition(
+    conn: &Connection,
+    c: &ScanCondition,
+    params: &mut Vec<Sql>,
+) -> Result<Option<String>> {
+    if c.values.is_empty() || c.values.iter().any(|v| sql_value(v).is_none()) {
+        return Ok(None);
+    }
+    // Booleans are only equal or not: the language does not order them.
+    if c.op != ScanOp::Eq && c.op != ScanOp::In && c.values.iter().any(Value::is_boolean) {
+        return Ok(None);
+    }
+    let mut mark = |v: &Value| {
+        params.extend(sql_value(v));
+        format!("?{}", params.len())
+    };
+    let Some(column) = Column::of(&c.field) else {
+        return Ok(None);
+    };
+    let path = match &column {
+        Column::Id => {
+            if !c.values.iter().all(Value::is_string) {
+                return Ok(None);
+            }
+            let marks: Vec<String> = c.values.iter().map(&mut mark).collect();
+            return Ok(Some(if c.op == ScanOp::In {
+                format!("t.device_id IN ({})", marks.join(", "))
+            } else {
+                format!("t.device_id {} {}", operator(c.op), marks[0])
+            }));
+        }
+        Column::Json(path) => path.clone(),
+    };
+    let extract = format!("json_extract(t.doc, '{path}')");
+    ensure_index(conn, &format!("json_extract(doc, '{path}')"))?;
+    let typed = |v: &Value, test: String| {
+        format!(
+            "(json_type(t.doc, '{path}') IN ({}) AND {test})",
+            json_types(v)
+        )
+    };
+    if c.op == ScanOp::In {
+        let mut all = Vec::new();
+        let mut terms = Vec::new();
+        for v in &c.values {
+            let m = mark(v);
+            all.push(m.clone());
+            terms.push(typed(v, format!("{extract} = {m}")));
+        }
+        // The plain `IN` lets SQLite use the index; the typed terms make it exact.
+        return Ok(Some(format!(
+            "{extract} IN ({}) AND ({})",
+            all.join(", "),
+            terms.join(" OR ")
+        )));
+    }
+    let v = &c.values[0];
+    let m = mark(v);
+    Ok(Some(format!(
+        "{extract} {} {m} AND {}",
+        operator(c.op),
+        typed(v, "1".to_owned())
+    )))
+}
+
+/// The groups of `request` (see `TwinStore::aggregate_twins`), or `None` when a field or a
+/// condition cannot be written as SQL exactly.
+pub(crate) fn aggregate(
+    conn: &Connection,
+    request: &TwinAggregate,
+) -> Result<Option<Vec<TwinGroup>>> {
+    let Some(keys) = request
+        .group_by
+        .iter()
+        .map(Column::of)
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    let mut params = Vec::new();
+    let mut terms = Vec::new();
+    for c in &request.conditions {
+        match exact_condition(conn, c, &mut params)? {
+            Some(term) => terms.push(term),
+            None => return Ok(None),
+        }
+    }
+    let where_clause = if terms.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", terms.join(" AND "))
+    };
+    let counts_only = request
+        .aggregates
+        .iter()
+        .all(|(f, _)| *f == AggregateOp::Count);
+    let mut groups = if counts_only {
+        counted(conn, request, &keys, &where_clause, params)?
+    } else {
+        let Some(args) = request
+            .aggregates
+            .iter()
+            .map(|(_, field)| match field {
+                None => Some(None),
+                Some(f) => Column::of(f).map(Some),
+            })
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(None);
+        };
+        accumulated(conn, request, &keys, &args, &where_clause, params)?
+    };
+    // Devices without a twin row have every twin property missing: they pass no condition
+    // on one, and fall in the groups of missing keys.
+    let on_twin = |f: &TwinField| !matches!(f, TwinField::DeviceId);
+    if !request.conditions.iter().any(|c| on_twin(&c.field)) {
+        add_twinless(conn, request, &mut groups)?;
+    }
+    groups.sort_by(|a, b| a.first.cmp(&b.first));
+    Ok(Some(groups))
+}
+
+/// `GROUP BY` and `COUNT(*)` in SQL, over an index of the grouped properties.
+fn counted(
+    conn: &Connection,
+    request: &TwinAggregate,
+    keys: &[Column],
+    where_clause: &str,
+    params: Vec<Sql>,
+) -> Result<Vec<TwinGroup>> {
+    if keys.iter().any(|k| matches!(k, Column::Json(_))) {
+        let indexed: Vec<String> = keys.iter().map(Column::indexed).collect();
+        ensure_index(conn, &format!("{}, device_id", indexed.join(", ")))?;
+    }
+    let sql = counted_sql(keys, where_clause);
+    let n = keys.len();
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(params_from_iter(params), |r| {
+            let mut texts = Vec::with_capacity(n);
+            for i in 0..n {
+                texts.push(r.get::<_, Option<String>>(i)?);
+            }
+            Ok((
+                texts,
+                r.get::<_, u64>(n)?,
+                r.get::<_, Option<String>>(n + 1)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut groups = Vec::new();
+    for (texts, count, first) in rows {
+        // Without GROUP BY, SQLite answers one row even over no twins.
+        let Some(first) = first else { continue };
+        let keys = keys
+            .iter()
+            .zip(texts)
+            .map(|(k, t)| k.value(t))
+            .collect::<Result<Vec<_>>>()?;
+        let values = request
+            .aggregates
+            .iter()
+            .map(|_| Some(Value::from(count)))
+            .collect();
+        groups.push(TwinGroup {
+            keys,
+            values,
+            first,
+        });
+    }
+    Ok(groups)
+}
+
+/// The SQL of [`counted`].
+fn counted_sql(keys: &[Column], where_clause: &str) -> String {
+    let mut select: Vec<String> = keys.iter().map(Column::text).collect();
+    let group_by = if keys.is_empty() {
+        String::new()
+    } else {
+        let columns: Vec<String> = (1..=keys.len()).map(|i| i.to_string()).collect();
+        format!("GROUP BY {}", columns.join(", "))
+    };
+    select.push("COUNT(*)".into());
+    select.push("MIN(t.device_id)".into());
+    format!(
+        "SELECT {} FROM twins t {where_clause} {group_by}",
+        select.join(", ")
+    )
+}
+
+/// A group being accumulated in Rust.
+struct Running {
+    keys: Vec<Option<Value>>,
+    accumulators: Vec<Accumulator>,
+    first: String,
+}
+
+/// Reads the matching twins in device id order and accumulates their groups.
+fn accumulated(
+    conn: &Connection,
+    request: &TwinAggregate,
+    keys: &[Column],
+    args: &[Option<Column>],
+    where_clause: &str,
+    params: Vec<Sql>,
+) -> Result<Vec<TwinGroup>> {
+    let mut select = vec!["t.device_id".to_owned()];
+    select.extend(keys.iter().map(Column::text));
+    select.extend(args.iter().flatten().map(Column::text));
+    let sql = format!(
+        "SELECT {} FROM twins t {where_clause} ORDER BY t.device_id",
+        select.join(", ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(params))?;
+    let mut running: Vec<Running> = Vec::new();
+    let mut index: HashMap<Vec<Option<String>>, usize> = HashMap::new();
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let mut texts = Vec::with_capacity(keys.len());
+        for i in 0..keys.len() {
+            texts.push(r.get::<_, Option<String>>(1 + i)?);
+        }
+        let at = match index.get(&texts) {
+            Some(at) => *at,
+            None => {
+                let values = keys
+                    .iter()
+                    .zip(texts.iter().cloned())
+                    .map(|(k, t)| k.value(t))
+                    .collect::<Result<Vec<_>>>()?;
+                running.push(Running {
+                    keys: values,
+                    accumulators: request
+                        .aggregates
+                        .iter()
+                        .map(|(f, _)| Accumulator::new(*f))
+                        .collect(),
+                    first: id.clone(),
+                });
+                index.insert(texts, running.len() - 1);
+                running.len() - 1
+            }
+        };
+        let mut column = 1 + keys.len();
+        for (acc, arg) in running[at].accumulators.iter_mut().zip(args) {
+            let v = match arg {
+                Some(col) => {
+                    let text: Option<String> = r.get(column)?;
+                    column += 1;
+                    col.value(text)?
+                }
+                None => None,
+            };
+            acc.push(v.as_ref());
+        }
+    }
+    Ok(running
+        .into_iter()
+        .map(|g| TwinGroup {
+            keys: g.keys,
+            values: Accumulator::finish_all(g.accumulators),
+            first: g.first,
+        })
+        .collect())
+}
+
+/// Adds the devices that have no twin row (whose device id passes the conditions) to the
+/// groups: every twin property of theirs is missing.
+fn add_twinless(
+    conn: &Connection,
+    request: &TwinAggregate,
+    groups: &mut Vec<TwinGroup>,
+) -> Result<()> {
+    let (devices, twins): (i64, i64) = conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM devices), (SELECT COUNT(*) FROM twins)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if devices == twins {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.device_id FROM devices d
+         WHERE NOT EXISTS (SELECT 1 FROM twins t WHERE t.device_id = d.device_id)
+         ORDER BY d.device_id",
+    )?;
+    let ids = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    for id in ids {
+        if !request.conditions.iter().all(|c| device_id_passes(&id, c)) {
+            continue;
+        }
+        let keys: Vec<Option<Value>> = request
+            .group_by
+            .iter()
+            .map(|f| matches!(f, TwinField::DeviceId).then(|| Value::String(id.clone())))
+            .collect();
+        let fresh = || {
+            request
+                .aggregates
+                .iter()
+                .map(|(f, _)| Accumulator::new(*f))
+                .collect::<Vec<_>>()
+        };
+        let mut accumulators = fresh();
+        for acc in &mut accumulators {
+            acc.push(None);
+        }
+        let values = Accumulator::finish_all(accumulators);
+        match groups.iter_mut().find(|g| g.keys == keys) {
+            Some(g) => {
+                for ((f, _), v) in request.aggregates.iter().zip(&mut g.values) {
+                    if *f == AggregateOp::Count {
+                        let n = v.as_ref().and_then(Value::as_u64).unwrap_or(0);
+                        *v = Some(Value::from(n + 1));
+                    }
+                }
+                if id < g.first {
+                    g.first = id;
+                }
+            }
+            None => groups.push(TwinGroup {
+                keys,
+                values,
+                first: id,
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a device id satisfies a condition on the device id.
+pub(crate) fn device_id_passes(id: &str, c: &ScanCondition) -> bool {
+    let TwinField::DeviceId = c.field else {
+        return false;
+    };
+    c.values.iter().any(|v| {
+        let Some(v) = v.as_str() else { return false };
+        match c.op {
+            ScanOp::Eq | ScanOp::In => id == v,
+            ScanOp::Lt => id < v,
+            ScanOp::Le => id <= v,
+            ScanOp::Gt => id > v,
+            ScanOp::Ge => id >= v,
+        }
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A `GROUP BY` over the fleet with `COUNT()` walks the index of the grouped property,
+    /// without sorting and without reading each twin.
+    #[test]
+    fn counting_groups_reads_only_the_index() {
+        let conn = crate::sqlite_query::tests::scratch();
+        conn.execute_batch(
+            "INSERT INTO devices VALUES ('a', '{}'), ('b', '{}'), ('c', '{}');
+             INSERT INTO twins VALUES ('a', '{\"tags\":{\"floor\":1}}'),
+                 ('b', '{\"tags\":{\"floor\":1.0}}'), ('c', '{\"tags\":{\"floor\":1}}');",
+        )
+        .unwrap();
+        let request = TwinAggregate {
+            group_by: vec![TwinField::Tags(vec!["floor".into()])],
+            aggregates: vec![(AggregateOp::Count, None)],
+            conditions: Vec::new(),
+        };
+        let groups = aggregate(&conn, &request).unwrap().unwrap();
+        let counts: Vec<_> = groups
+            .iter()
+            .map(|g| (g.keys[0].clone().unwrap().to_string(), g.values[0].clone()))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("1".to_owned(), Some(Value::from(2))),
+                ("1.0".to_owned(), Some(Value::from(1)))
+            ]
+        );
+        let keys = [Column::of(&request.group_by[0]).unwrap()];
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", counted_sql(&keys, "")))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        // SQLite walks the index in key order (no sort), counting from the index's entries;
+        // it reads a twin only for each group's first row (the key's JSON text).
+        assert!(
+            plan.len() == 1
+                && plan[0].starts_with("SCAN t USING")
+                && plan[0].contains("INDEX twins_by_"),
+            "{plan:?}"
+        );
+    }
+}
