@@ -23,6 +23,7 @@ pub mod methods;
 pub mod model;
 pub mod module_twin;
 pub mod modules;
+pub mod network;
 mod node;
 pub mod query;
 pub mod registry;
@@ -75,6 +76,8 @@ pub struct Hub {
     routing: Arc<routing::RoutingCache>,
     /// This node's drain (see `health`).
     drain: health::Drain,
+    /// This node's copy of the network rules.
+    network: Arc<network::NetworkCache>,
 }
 
 impl Hub {
@@ -100,6 +103,7 @@ impl Hub {
             streams: None,
             routing: Arc::default(),
             drain: health::Drain::default(),
+            network: Arc::default(),
         })
     }
 

@@ -20,6 +20,7 @@ mod error;
 pub mod eventlog;
 mod file_notifications;
 mod modules;
+mod network;
 mod records;
 mod registry;
 mod routing;
@@ -47,6 +48,7 @@ pub use file_notifications::{
 pub use modules::ModuleStore;
 pub use records::*;
 pub use registry::RegistryStore;
+pub use network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 pub use routing::{RoutingRecord, RoutingStore};
 pub use sessions::SessionStore;
 pub use streams::EventStreams;
@@ -56,7 +58,8 @@ pub use twins::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinScan, TwinStor
 pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, DeviceBus as _, DpsStore as _, EventLog as _,
-        FileNotificationStore as _, ModuleStore as _, RegistryStore as _, RoutingStore as _,
+        FileNotificationStore as _, ModuleStore as _, NetworkRulesStore as _, RegistryStore as _,
+        RoutingStore as _,
         SessionStore as _, TwinStore as _,
     };
 }
@@ -74,6 +77,7 @@ pub trait Store:
     + DpsStore
     + FileNotificationStore
     + RoutingStore
+    + NetworkRulesStore
     + std::fmt::Debug
     + 'static
 {
@@ -89,6 +93,7 @@ impl<T> Store for T where
         + DpsStore
         + FileNotificationStore
         + RoutingStore
+        + NetworkRulesStore
         + std::fmt::Debug
         + 'static
 {

@@ -139,6 +139,7 @@ macro_rules! store_suite {
             file_notifications::an_expired_lock_redelivers_and_loses_the_old_token,
             file_notifications::worn_out_and_expired_notifications_are_dropped,
             streams::routing_is_written_compare_and_swap,
+            streams::network_rules_are_kept_per_scope,
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
