@@ -15,6 +15,7 @@ use fe2o3_amqp::types::primitives::{OrderedMap, Symbol, Value};
 use fe2o3_amqp::{Receiver, Sender};
 use ironhub_auth::Credentials;
 use ironhub_hub::DeviceLogin;
+use ironhub_hub::network::{self, Peer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -159,6 +160,12 @@ where
     // received so far was settled when it was stored).
     let drain = shared.ctx.hub.drain().clone();
     let _open = drain.track();
+    let network_peer = Peer {
+        ip: peer.ip(),
+        private_endpoint: shared.ctx.private_endpoint,
+    };
+    let refused = network::refused(shared.ctx.hub.clone(), network_peer, AmqpContext::ENDPOINTS);
+    tokio::pin!(refused);
     loop {
         tokio::select! {
             session = sessions.accept(&mut connection) => match session {
@@ -171,6 +178,7 @@ where
                 tracing::debug!(%peer, "AMQP connection closed: the server is draining");
                 break;
             }
+            () = &mut refused => break,
         }
     }
     let _ = closing.send(true);

@@ -19,6 +19,7 @@ pub mod hubs;
 pub mod issuance;
 pub mod linked;
 pub mod model;
+mod network;
 pub mod query;
 pub mod register;
 pub mod registrations;

@@ -28,6 +28,7 @@ mod extract;
 mod file_upload_api;
 mod health_api;
 mod hub_api;
+mod network_api;
 mod listener;
 mod modules_api;
 mod paging;

@@ -111,7 +111,7 @@ async fn an_open_connection_hears_of_a_rule_that_refuses_it() {
     let (hub, _dir) = hub().await;
     let device = NetworkEndpoint::HubDevice;
     assert!(hub.network_admits(&peer("10.0.0.9"), device).await);
-    let watching = tokio::spawn(refused(hub.clone(), peer("10.0.0.9"), device));
+    let watching = tokio::spawn(refused(hub.clone(), peer("10.0.0.9"), &[NetworkEndpoint::HubDevice]));
     // A rule for someone else leaves it open.
     hub.set_network_rules(
         NetworkScope::Hub,

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
 use crate::nats::{NatsArgs, NatsFile};
+use crate::netpolicy::{NetPolicy, NetPolicyArgs, NetPolicyFile};
 
 /// Longest event log retention accepted: a year.
 const MAX_RETENTION_HOURS: u32 = 24 * 366;
@@ -46,7 +47,9 @@ pub struct ServeArgs {
     /// `[routing]` table (IoT Hub's routing document, replacing the stored one at start) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
     /// notification_ttl_hours, max_delivery_count, and a `[nats]` table with url, creds,
-    /// tls_ca, tls_cert, tls_key).
+    /// tls_ca, tls_cert, tls_key, and a `[network]` table with min_tls_version,
+    /// tls_cipher_suites, device_hostname, service_hostname, private_endpoints and the
+    /// `[network.hub]`/`[network.dps]` rules).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -148,6 +151,8 @@ pub struct ServeArgs {
     pub file_upload: FileUploadArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
+    #[command(flatten)]
+    pub network: NetPolicyArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -204,6 +209,9 @@ struct FileConfig {
     routing: Option<RoutingConfig>,
     #[serde(default)]
     nats: Option<NatsFile>,
+    /// Network rules and TLS policy (see `netpolicy`).
+    #[serde(default)]
+    network: Option<NetPolicyFile>,
 }
 
 /// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
@@ -290,6 +298,8 @@ pub struct ServeConfig {
     pub routing: Option<RoutingConfig>,
     /// Where the event log and the device bus live when not embedded (`--nats`).
     pub nats: Option<ironhub_nats::NatsOptions>,
+    /// IP filters, private endpoints and the TLS policy.
+    pub network: NetPolicy,
 }
 
 impl ServeArgs {
@@ -465,6 +475,7 @@ impl ServeArgs {
                 .resolve(file.file_upload.unwrap_or_default())?,
             routing: file.routing,
             nats: self.nats.resolve(file.nats.unwrap_or_default())?,
+            network: self.network.resolve(file.network.unwrap_or_default())?,
         })
     }
 }

@@ -12,4 +12,5 @@ mod issuer;
 mod linked_hubs;
 mod mqtt_listener;
 mod nats;
+pub mod netpolicy;
 pub mod serve;

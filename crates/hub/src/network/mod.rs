@@ -15,7 +15,7 @@ mod rules;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ironhub_store::{NetworkScope, WriteConflict};
+use ironhub_store::{NetworkScope, Store, WriteConflict};
 use ironhub_wire::network::NetworkRules;
 use tokio::sync::watch;
 
@@ -93,53 +93,68 @@ fn scope_of(endpoint: NetworkEndpoint) -> NetworkScope {
     }
 }
 
+/// The rules of `scope` in `store` as written, with their etag (`None` before any were:
+/// everything is let in). The DPS domain reads its own scope with it.
+pub async fn load(
+    store: &dyn Store,
+    scope: NetworkScope,
+) -> Result<(NetworkRules, Option<String>), HubError> {
+    Ok(match store.network_rules(scope).await? {
+        Some(record) => (
+            serde_json::from_value(record.doc).map_err(|e| {
+                HubError::ServerError(format!("the stored network rules are unreadable: {e}"))
+            })?,
+            Some(record.etag),
+        ),
+        None => (NetworkRules::default(), None),
+    })
+}
+
+/// Replaces the rules of `scope` in `store`, compare-and-swap on `if_match` (`*` or the etag
+/// read). Rules that fail validation change nothing (`400 ArgumentInvalid`); every node
+/// applies them within [`REFRESH`]. Returns the new etag.
+pub async fn save(
+    store: &dyn Store,
+    scope: NetworkScope,
+    rules: &NetworkRules,
+    if_match: Option<&str>,
+) -> Result<String, HubError> {
+    Policy::new(rules.clone())?;
+    let doc = serde_json::to_value(rules).map_err(|e| HubError::ServerError(e.to_string()))?;
+    let if_match = if_match.map(crate::registry::normalize_if_match);
+    match store.put_network_rules(scope, doc, if_match.clone()).await? {
+        Ok(record) => {
+            tracing::info!(target: "ServiceOperations", scope = scope.as_str(), "network rules updated");
+            Ok(record.etag)
+        }
+        Err(WriteConflict::EtagMismatch | WriteConflict::NotFound) => {
+            Err(HubError::PreconditionFailed(if_match.unwrap_or_default()))
+        }
+        Err(WriteConflict::AlreadyExists) => {
+            Err(HubError::ServerError("the network rules write conflicted".into()))
+        }
+    }
+}
+
 impl Hub {
-    /// The rules of `scope` as written, with their etag (`None` before any were: everything
-    /// is let in).
+    /// The rules of `scope` as written, with their etag (see [`load`]).
     pub async fn network_rules(
         &self,
         scope: NetworkScope,
     ) -> Result<(NetworkRules, Option<String>), HubError> {
-        Ok(match self.store.network_rules(scope).await? {
-            Some(record) => (
-                serde_json::from_value(record.doc).map_err(|e| {
-                    HubError::ServerError(format!("the stored network rules are unreadable: {e}"))
-                })?,
-                Some(record.etag),
-            ),
-            None => (NetworkRules::default(), None),
-        })
+        load(self.store.as_ref(), scope).await
     }
 
-    /// Replaces the rules of `scope`, compare-and-swap on `if_match` (`*` or the etag read).
-    /// Rules that fail validation change nothing (`400 ArgumentInvalid`). This node applies
-    /// them at once, the others within [`REFRESH`].
+    /// Replaces the rules of `scope` (see [`save`]); this node applies them at once.
     pub async fn set_network_rules(
         &self,
         scope: NetworkScope,
         rules: NetworkRules,
         if_match: Option<&str>,
     ) -> Result<(NetworkRules, String), HubError> {
-        Policy::new(rules.clone())?;
-        let doc =
-            serde_json::to_value(&rules).map_err(|e| HubError::ServerError(e.to_string()))?;
-        let if_match = if_match.map(crate::registry::normalize_if_match);
-        let record = match self
-            .store
-            .put_network_rules(scope, doc, if_match.clone())
-            .await?
-        {
-            Ok(r) => r,
-            Err(WriteConflict::EtagMismatch | WriteConflict::NotFound) => {
-                return Err(HubError::PreconditionFailed(if_match.unwrap_or_default()));
-            }
-            Err(WriteConflict::AlreadyExists) => {
-                return Err(HubError::ServerError("the network rules write conflicted".into()));
-            }
-        };
-        tracing::info!(scope = scope.as_str(), "network rules updated");
+        let etag = save(self.store.as_ref(), scope, &rules, if_match).await?;
         self.refresh_network().await?;
-        Ok((rules, record.etag))
+        Ok((rules, etag))
     }
 
     /// Reads both scopes' rules from the store and applies them on this node.
@@ -226,17 +241,24 @@ impl Hub {
     }
 }
 
-/// Waits until the rules change so that `peer` may no longer reach `endpoint` (never, when
-/// they keep admitting it): what an open connection selects on to close.
-pub async fn refused(hub: Hub, peer: Peer, endpoint: NetworkEndpoint) {
+/// Waits until the rules change so that `peer` may reach none of `endpoints` any more (never,
+/// when they keep admitting it): what an open connection selects on to close. It listens from
+/// the call on, so a change made before its first poll is not missed.
+pub fn refused(
+    hub: Hub,
+    peer: Peer,
+    endpoints: &'static [NetworkEndpoint],
+) -> impl Future<Output = ()> + Send + 'static {
     let mut changes = hub.network_changes();
-    loop {
-        if changes.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-        if !hub.network_admits(&peer, endpoint).await {
-            tracing::info!(peer = %peer.ip, ?endpoint, "closing a connection the network rules now refuse");
-            return;
+    async move {
+        loop {
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            if !hub.network_admits_any(&peer, endpoints).await {
+                tracing::info!(peer = %peer.ip, ?endpoints, "closing a connection the network rules now refuse");
+                return;
+            }
         }
     }
 }
