@@ -38,8 +38,19 @@ pub(crate) fn routes() -> Router<Hub> {
     Router::new().route("/networkRules", get(get_rules).put(put_rules))
 }
 
-pub(crate) fn dps_routes() -> Router<Dps> {
-    Router::new().route("/dps/networkRules", get(get_dps_rules).put(put_dps_rules))
+/// The DPS instance's rules; `hub` is told of a change, so this node applies it at once.
+pub(crate) fn dps_routes(hub: Hub) -> Router<Dps> {
+    Router::new().route(
+        "/dps/networkRules",
+        get(get_dps_rules).put(
+            move |State(dps): State<Dps>,
+                  headers: HeaderMap,
+                  auth: ServiceAuth<EnrollmentWrite>,
+                  body: JsonBody<NetworkRules>| {
+                put_dps_rules(hub, dps, headers, auth, body)
+            },
+        ),
+    )
 }
 
 fn answer(rules: &NetworkRules, etag: Option<&str>) -> Response {
@@ -79,12 +90,17 @@ async fn get_dps_rules(
 }
 
 async fn put_dps_rules(
-    State(dps): State<Dps>,
+    hub: Hub,
+    dps: Dps,
     headers: HeaderMap,
     _: ServiceAuth<EnrollmentWrite>,
     JsonBody(rules): JsonBody<NetworkRules>,
 ) -> Result<Response, DpsApiError> {
     let (rules, etag) = dps.set_network_rules(rules, if_match(&headers)).await?;
+    if let Err(e) = hub.reload_network_rules().await {
+        // Stored: every node (this one too) applies it within a second anyway.
+        tracing::warn!(error = %e, "cannot reload the network rules");
+    }
     Ok(answer(&rules, Some(&etag)))
 }
 

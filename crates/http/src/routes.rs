@@ -55,6 +55,7 @@ pub fn router_with_amqp(
         .merge(certificates_api::routes::<Hub>());
     let health = crate::health_api::routes(hub.clone());
     let network_check = middleware::from_fn_with_state(hub.clone(), network_api::check);
+    let network_hub = hub.clone();
     let mut app = hub_routes.with_state(hub).merge(websocket);
     if let Some(dps) = dps {
         app = app.merge(
@@ -62,7 +63,7 @@ pub fn router_with_amqp(
                 .merge(dps_api::routes())
                 .merge(certificates_api::routes::<Dps>())
                 .merge(dps_device_api::routes())
-                .merge(network_api::dps_routes())
+                .merge(network_api::dps_routes(network_hub))
                 .with_state(dps),
         );
     }

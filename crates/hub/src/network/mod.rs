@@ -157,6 +157,12 @@ impl Hub {
         Ok((rules, etag))
     }
 
+    /// Reads both scopes' rules from the store again and applies them on this node at once
+    /// (after a write made without [`Hub::set_network_rules`], such as the DPS domain's).
+    pub async fn reload_network_rules(&self) -> Result<(), HubError> {
+        self.refresh_network().await.map(|_| ())
+    }
+
     /// Reads both scopes' rules from the store and applies them on this node.
     async fn refresh_network(&self) -> Result<Arc<Policies>, HubError> {
         let mut policies = Policies::default();
