@@ -20,7 +20,7 @@ import threading
 import pytest
 from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient
 
-from conftest import IronHub, require_tool, test_address
+from conftest import IronHub, require_tool, run_cli, test_address
 from dps_helpers import dps_info, dps_rest, new_key, sas, stored_events, wait_for
 
 IRONHUB_ADDRESS = test_address("127.0.0.210")
@@ -346,3 +346,42 @@ def test_the_certificate_names_the_device_and_service_endpoints(tls13_hub):
     named = s_client(tls13_hub.address, tls13_hub.ca_file, "-verify_hostname", "np.device.example.net",
                      "-verify_return_error")
     assert named.returncode == 0, named.stdout + named.stderr
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+
+def cli(hub, *args: str, ok: bool = True):
+    proc = run_cli(*args, "--data-dir", str(hub.data_dir))
+    if not ok:
+        assert proc.returncode not in (0, 2), proc.stdout
+        return proc
+    assert proc.returncode == 0, f"{args}: {proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def test_the_cli_edits_hub_and_dps_rules_in_order(hub, rm):
+    cli(hub, "hub", "network-rule", "add", "--name", "rest", "--action", "Reject", "--ip-mask", "127.0.26.0/24")
+    shown = cli(hub, "hub", "network-rule", "add", "--name", "one", "--action", "Accept",
+                "--ip-mask", ALLOWED, "--position", "0")
+    assert [r["filterName"] for r in shown["ipFilterRules"]] == ["one", "rest"]
+    assert connects(hub, rm, "np-cli", ALLOWED)
+    moved = cli(hub, "hub", "network-rule", "move", "--name", "rest", "--position", "0")
+    assert [r["filterName"] for r in moved["ipFilterRules"]] == ["rest", "one"]
+    assert not connects(hub, rm, "np-cli", ALLOWED)
+    # A bad mask: the server's 400 is the CLI's error, and nothing changed.
+    bad = cli(hub, "hub", "network-rule", "add", "--name", "x", "--action", "Reject", "--ip-mask", "1.2.3/8", ok=False)
+    assert "ipMask" in bad.stderr, bad.stderr
+    assert cli(hub, "hub", "network-rule", "show") == moved
+    cli(hub, "hub", "network-rule", "remove", "--name", "rest")
+    assert connects(hub, rm, "np-cli", ALLOWED)
+    off = cli(hub, "hub", "network-rule", "public-network-access", "--value", "Disabled")
+    assert off["publicNetworkAccess"] == "Disabled"
+    assert not connects(hub, rm, "np-cli", ALLOWED)
+
+    dps = cli(hub, "dps", "network-rule", "add", "--name", "devices", "--action", "Reject",
+              "--ip-mask", FILTERED, "--target", "deviceApi")
+    assert dps["ipFilterRules"] == [{"filterName": "devices", "action": "Reject", "ipMask": FILTERED,
+                                     "target": "deviceApi"}]
+    # The DPS instance's rules are its own.
+    assert cli(hub, "hub", "network-rule", "show")["publicNetworkAccess"] == "Disabled"
+    assert "publicNetworkAccess" in cli(hub, "dps", "network-rule", "show")

@@ -26,6 +26,7 @@ mod error;
 mod file_upload;
 mod hub;
 mod lines;
+mod network;
 mod query;
 mod routing;
 mod tls;
