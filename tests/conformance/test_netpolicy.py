@@ -385,3 +385,33 @@ def test_the_cli_edits_hub_and_dps_rules_in_order(hub, rm):
     # The DPS instance's rules are its own.
     assert cli(hub, "hub", "network-rule", "show")["publicNetworkAccess"] == "Disabled"
     assert "publicNetworkAccess" in cli(hub, "dps", "network-rule", "show")
+
+
+def test_network_rule_sets_and_the_built_in_event_hub_endpoint(hub, rm):
+    from azure.eventhub import EventHubConsumerClient
+
+    def reads_events(address: str) -> bool:
+        client = EventHubConsumerClient.from_connection_string(
+            hub.info["eventHubCompatible"]["connectionString"], consumer_group="$Default",
+            connection_verify=hub.ca_file, retry_total=0)
+        with source(address):
+            try:
+                return bool(client.get_eventhub_properties()["partition_ids"])
+            except Exception:
+                return False
+            finally:
+                client.close()
+
+    rule_sets = lambda apply: {"networkRuleSets": {  # noqa: E731
+        "defaultAction": "Deny", "applyToBuiltInEventHubEndpoint": apply,
+        "ipRules": [{"filterName": "allowed", "action": "Allow", "ipMask": ALLOWED},
+                    # This host's loopback, where the test's service calls come from.
+                    {"filterName": "host", "action": "Allow", "ipMask": "127.0.0.1"}]}}
+    put_rules(hub, rule_sets(False))
+    assert connects(hub, rm, "np-rulesets", ALLOWED)
+    assert not connects(hub, rm, "np-rulesets", FILTERED)
+    # Not applied to the Event Hubs-compatible endpoint: it still reads from there.
+    assert reads_events(FILTERED)
+    put_rules(hub, rule_sets(True))
+    assert not reads_events(FILTERED)
+    assert reads_events(ALLOWED)
