@@ -226,7 +226,11 @@ async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
         };
         // The network rules of the link's endpoint (the connection passed the port's).
         if let Some(endpoint) = endpoint_of(&node(&address, &shared.ctx.entity))
-            && !shared.ctx.hub.network_admits(&shared.network_peer(), endpoint).await
+            && !shared
+                .ctx
+                .hub
+                .network_admits(&shared.network_peer(), endpoint)
+                .await
         {
             tracing::info!(peer = %shared.peer, address, "AMQP link refused by the network rules");
             let refusal = error(AmqpError::UnauthorizedAccess, "Unauthorized".to_owned());

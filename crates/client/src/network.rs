@@ -33,7 +33,14 @@ impl HubClient {
         path: &str,
     ) -> Result<(NetworkRules, Option<String>), ClientError> {
         let response = self
-            .request_raw(Method::GET, path, &[], vec![], Bytes::new(), REQUEST_TIMEOUT)
+            .request_raw(
+                Method::GET,
+                path,
+                &[],
+                vec![],
+                Bytes::new(),
+                REQUEST_TIMEOUT,
+            )
             .await?;
         let etag = response
             .header("etag")
@@ -58,9 +65,16 @@ impl HubClient {
             host: self.host_name().to_owned(),
             detail: format!("cannot encode the request body: {e}"),
         })?;
-        self.request_raw(Method::PUT, path, &[], headers, Bytes::from(body), REQUEST_TIMEOUT)
-            .await?
-            .json()
+        self.request_raw(
+            Method::PUT,
+            path,
+            &[],
+            headers,
+            Bytes::from(body),
+            REQUEST_TIMEOUT,
+        )
+        .await?
+        .json()
     }
 }
 

@@ -2,9 +2,7 @@
 //! `meta` table, with its etag, written compare-and-swap.
 
 use async_trait::async_trait;
-use ironhub_store::{
-    NetworkRulesStore, NetworkScope, RoutingRecord, RoutingStore, WriteConflict,
-};
+use ironhub_store::{NetworkRulesStore, NetworkScope, RoutingRecord, RoutingStore, WriteConflict};
 use rusqlite::TransactionBehavior;
 
 use crate::sqlite::{SqliteStore, get_meta, next_etag, set_meta, tag_matches};

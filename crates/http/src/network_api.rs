@@ -164,16 +164,28 @@ mod tests {
     fn paths_map_to_their_endpoints() {
         use NetworkEndpoint::*;
         assert_eq!(endpoints_of("/devices/d1/messages/events"), [HubDevice]);
-        assert_eq!(endpoints_of("/devices/d1/messages/deviceBound/abc"), [HubDevice]);
-        assert_eq!(endpoints_of("/devices/d1/modules/m/messages/events"), [HubDevice]);
+        assert_eq!(
+            endpoints_of("/devices/d1/messages/deviceBound/abc"),
+            [HubDevice]
+        );
+        assert_eq!(
+            endpoints_of("/devices/d1/modules/m/messages/events"),
+            [HubDevice]
+        );
         assert_eq!(endpoints_of("/devices/d1/files"), [HubDevice]);
         assert_eq!(endpoints_of("/devices/d1"), [HubService]);
         assert_eq!(endpoints_of("/twins/d1/methods"), [HubService]);
         assert_eq!(endpoints_of("/networkRules"), [HubService]);
-        assert_eq!(endpoints_of("/events/consumergroups/$Default/stream"), [HubEventHub]);
+        assert_eq!(
+            endpoints_of("/events/consumergroups/$Default/stream"),
+            [HubEventHub]
+        );
         assert_eq!(endpoints_of("/enrollments/e1"), [DpsService]);
         assert_eq!(endpoints_of("/dps/networkRules"), [DpsService]);
-        assert_eq!(endpoints_of("/0ne0001/registrations/r1/register"), [DpsDevice]);
+        assert_eq!(
+            endpoints_of("/0ne0001/registrations/r1/register"),
+            [DpsDevice]
+        );
         assert!(endpoints_of("/$iothub/websocket").contains(&DpsDevice));
     }
 }

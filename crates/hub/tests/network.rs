@@ -61,10 +61,16 @@ async fn rules_are_stored_per_scope_and_applied_in_order() {
         .await
         .unwrap_err();
     assert_eq!((e.status(), e.code()), (401, 401_002));
-    assert!(!e.to_string().contains("rule"), "the answer does not name the rule");
+    assert!(
+        !e.to_string().contains("rule"),
+        "the answer does not name the rule"
+    );
     assert!(hub.network_admits(&peer("10.0.0.2"), device).await);
     // The DPS instance has its own rules.
-    assert!(hub.network_admits(&peer("10.0.0.1"), NetworkEndpoint::DpsDevice).await);
+    assert!(
+        hub.network_admits(&peer("10.0.0.1"), NetworkEndpoint::DpsDevice)
+            .await
+    );
 
     // Reordered: the accept-all rule wins first.
     let stale = hub
@@ -81,7 +87,10 @@ async fn rules_are_stored_per_scope_and_applied_in_order() {
         .await
         .unwrap_err();
     assert_eq!(e.status(), 412);
-    assert_eq!(hub.network_rules(NetworkScope::Hub).await.unwrap().1, Some(stale.1));
+    assert_eq!(
+        hub.network_rules(NetworkScope::Hub).await.unwrap().1,
+        Some(stale.1)
+    );
 }
 
 #[tokio::test]
@@ -111,7 +120,11 @@ async fn an_open_connection_hears_of_a_rule_that_refuses_it() {
     let (hub, _dir) = hub().await;
     let device = NetworkEndpoint::HubDevice;
     assert!(hub.network_admits(&peer("10.0.0.9"), device).await);
-    let watching = tokio::spawn(refused(hub.clone(), peer("10.0.0.9"), &[NetworkEndpoint::HubDevice]));
+    let watching = tokio::spawn(refused(
+        hub.clone(),
+        peer("10.0.0.9"),
+        &[NetworkEndpoint::HubDevice],
+    ));
     // A rule for someone else leaves it open.
     hub.set_network_rules(
         NetworkScope::Hub,

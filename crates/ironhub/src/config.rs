@@ -151,8 +151,9 @@ pub struct ServeArgs {
     pub file_upload: FileUploadArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// Boxed: the network and TLS flags would make every CLI command as large as `serve`.
     #[command(flatten)]
-    pub network: NetPolicyArgs,
+    pub network: Box<NetPolicyArgs>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]

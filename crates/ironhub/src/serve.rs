@@ -186,7 +186,10 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         ironhub_tls::server_config_with(&chain, &key, false, tls)?,
         limiter.clone(),
     )
-    .with_gate(crate::netpolicy::gate(hub.clone(), crate::mqtt_listener::ENDPOINTS))
+    .with_gate(crate::netpolicy::gate(
+        hub.clone(),
+        crate::mqtt_listener::ENDPOINTS,
+    ))
     .private_endpoint(config.network.is_private("mqtt"));
     let amqp_accept = ironhub_tls::AcceptLoop::new(
         "amqp",

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use rumqttc::mqttbytes::v4::Packet;
 use ironhub_hub::network::{self, NetworkEndpoint};
+use rumqttc::mqttbytes::v4::Packet;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::context::ConnectionContext;
@@ -44,7 +44,11 @@ where
     {
         // The network rules drop a refused connection without an answer, now or when they
         // change.
-        if !ctx.hub.network_admits(&peer, NetworkEndpoint::DpsDevice).await {
+        if !ctx
+            .hub
+            .network_admits(&peer, NetworkEndpoint::DpsDevice)
+            .await
+        {
             return;
         }
         tokio::select! {
@@ -53,7 +57,11 @@ where
         }
         return;
     }
-    if !ctx.hub.network_admits(&peer, NetworkEndpoint::HubDevice).await {
+    if !ctx
+        .hub
+        .network_admits(&peer, NetworkEndpoint::HubDevice)
+        .await
+    {
         return;
     }
     hub_connection::serve(conn, &ctx, connect).await;

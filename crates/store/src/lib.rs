@@ -46,9 +46,9 @@ pub use file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
 };
 pub use modules::ModuleStore;
+pub use network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 pub use records::*;
 pub use registry::RegistryStore;
-pub use network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 pub use routing::{RoutingRecord, RoutingStore};
 pub use sessions::SessionStore;
 pub use streams::EventStreams;
@@ -59,8 +59,7 @@ pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, DeviceBus as _, DpsStore as _, EventLog as _,
         FileNotificationStore as _, ModuleStore as _, NetworkRulesStore as _, RegistryStore as _,
-        RoutingStore as _,
-        SessionStore as _, TwinStore as _,
+        RoutingStore as _, SessionStore as _, TwinStore as _,
     };
 }
 

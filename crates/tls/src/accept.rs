@@ -102,7 +102,8 @@ type Idle = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sy
 
 /// Asked with the peer's address and whether the listener is a private endpoint, before the
 /// TLS handshake: `false` closes the connection.
-type Gate = Arc<dyn Fn(SocketAddr, bool) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+type Gate =
+    Arc<dyn Fn(SocketAddr, bool) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 impl std::fmt::Debug for AcceptLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

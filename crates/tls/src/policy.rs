@@ -48,7 +48,11 @@ fn iana_name(suite: &SupportedCipherSuite) -> String {
 
 /// The IANA names of every cipher suite the server can offer, TLS 1.3's first.
 pub fn supported_cipher_suites() -> Vec<String> {
-    crate::provider().cipher_suites.iter().map(iana_name).collect()
+    crate::provider()
+        .cipher_suites
+        .iter()
+        .map(iana_name)
+        .collect()
 }
 
 /// Checks `policy` (the cipher suites exist and leave one for the versions allowed).
@@ -108,7 +112,10 @@ mod tests {
     #[test]
     fn suites_are_chosen_by_iana_name() {
         let names = supported_cipher_suites();
-        assert!(names.contains(&"TLS_AES_128_GCM_SHA256".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"TLS_AES_128_GCM_SHA256".to_owned()),
+            "{names:?}"
+        );
         assert!(names.contains(&"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".to_owned()));
         let policy = TlsPolicy {
             min_version: MinTlsVersion::Tls12,

@@ -23,23 +23,24 @@ impl Cidr {
             .parse()
             .map_err(|_| format!("'{text}' is not an IP address or a CIDR block"))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("'{text}' has a prefix length that is not 0 to {max}"))?,
-        };
+        let prefix =
+            match prefix {
+                None => max,
+                Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
+                    format!("'{text}' has a prefix length that is not 0 to {max}")
+                })?,
+            };
         Ok(Cidr { network, prefix })
     }
 
     /// Whether `ip` is in the block (an IPv4-mapped IPv6 address counts as its IPv4 address).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_matches(u128::from(u32::from(net)) << 96, u128::from(u32::from(ip)) << 96, self.prefix)
-            }
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_matches(
+                u128::from(u32::from(net)) << 96,
+                u128::from(u32::from(ip)) << 96,
+                self.prefix,
+            ),
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
                 prefix_matches(u128::from(net), u128::from(ip), self.prefix)
             }
@@ -88,7 +89,15 @@ mod tests {
 
     #[test]
     fn bad_masks_are_refused() {
-        for bad in ["", "10.0.0/8", "10.0.0.0/33", "::/129", "10.0.0.0/-1", "host/8", "1.2.3.4/"] {
+        for bad in [
+            "",
+            "10.0.0/8",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/-1",
+            "host/8",
+            "1.2.3.4/",
+        ] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
     }

@@ -36,7 +36,11 @@ struct Policies {
 
 impl Policies {
     fn of(&self, endpoint: NetworkEndpoint) -> &Policy {
-        if endpoint.is_dps() { &self.dps.0 } else { &self.hub.0 }
+        if endpoint.is_dps() {
+            &self.dps.0
+        } else {
+            &self.hub.0
+        }
     }
 }
 
@@ -74,9 +78,9 @@ impl NetworkCache {
         let Ok(mut slot) = self.slot.lock() else {
             return;
         };
-        let changed = slot.as_ref().is_none_or(|(_, old)| {
-            old.hub.1 != policies.hub.1 || old.dps.1 != policies.dps.1
-        });
+        let changed = slot
+            .as_ref()
+            .is_none_or(|(_, old)| old.hub.1 != policies.hub.1 || old.dps.1 != policies.dps.1);
         *slot = Some((Instant::now(), policies));
         drop(slot);
         if changed {
@@ -122,7 +126,10 @@ pub async fn save(
     Policy::new(rules.clone())?;
     let doc = serde_json::to_value(rules).map_err(|e| HubError::ServerError(e.to_string()))?;
     let if_match = if_match.map(crate::registry::normalize_if_match);
-    match store.put_network_rules(scope, doc, if_match.clone()).await? {
+    match store
+        .put_network_rules(scope, doc, if_match.clone())
+        .await?
+    {
         Ok(record) => {
             tracing::info!(target: "ServiceOperations", scope = scope.as_str(), "network rules updated");
             Ok(record.etag)
@@ -130,9 +137,9 @@ pub async fn save(
         Err(WriteConflict::EtagMismatch | WriteConflict::NotFound) => {
             Err(HubError::PreconditionFailed(if_match.unwrap_or_default()))
         }
-        Err(WriteConflict::AlreadyExists) => {
-            Err(HubError::ServerError("the network rules write conflicted".into()))
-        }
+        Err(WriteConflict::AlreadyExists) => Err(HubError::ServerError(
+            "the network rules write conflicted".into(),
+        )),
     }
 }
 

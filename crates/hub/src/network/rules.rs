@@ -55,7 +55,10 @@ impl NetworkEndpoint {
 
     /// Whether the DPS instance's rules apply (else the hub's).
     pub fn is_dps(self) -> bool {
-        matches!(self, NetworkEndpoint::DpsDevice | NetworkEndpoint::DpsService)
+        matches!(
+            self,
+            NetworkEndpoint::DpsDevice | NetworkEndpoint::DpsService
+        )
     }
 }
 
@@ -133,7 +136,8 @@ impl Policy {
             return is_host_loopback(peer.ip);
         }
         if let Some(sets) = &self.rules.network_rule_sets {
-            if endpoint == NetworkEndpoint::HubEventHub && !sets.apply_to_built_in_event_hub_endpoint
+            if endpoint == NetworkEndpoint::HubEventHub
+                && !sets.apply_to_built_in_event_hub_endpoint
             {
                 return true;
             }
@@ -319,8 +323,13 @@ mod tests {
             e.to_string()
         };
         assert!(bad(vec![rule("a", Accept, "10.0.0.0/40")]).contains("ipMask"));
-        assert!(bad(vec![rule("a", Accept, "1.2.3.4"), rule("A", Reject, "1.2.3.5")])
-            .contains("more than once"));
+        assert!(
+            bad(vec![
+                rule("a", Accept, "1.2.3.4"),
+                rule("A", Reject, "1.2.3.5")
+            ])
+            .contains("more than once")
+        );
         assert!(bad(vec![rule("a b", Accept, "1.2.3.4")]).contains("not valid"));
         assert!(bad(vec![rule("", Accept, "1.2.3.4")]).contains("not valid"));
         let many = (0..=MAX_RULES)
