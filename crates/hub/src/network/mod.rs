@@ -62,10 +62,16 @@ impl Default for NetworkCache {
 }
 
 impl NetworkCache {
+    /// The rules while fresh. Once aged, the first caller gets `None` (and reads the store)
+    /// while the others keep the old copy until it is replaced, as the routing cache does.
     fn fresh(&self) -> Option<Arc<Policies>> {
-        let slot = self.slot.lock().ok()?;
-        let (read, policies) = slot.as_ref()?;
-        (read.elapsed() < REFRESH).then(|| policies.clone())
+        let mut slot = self.slot.lock().ok()?;
+        let (read, policies) = slot.as_mut()?;
+        if read.elapsed() < REFRESH {
+            return Some(policies.clone());
+        }
+        *read = Instant::now();
+        None
     }
 
     fn stale(&self) -> Option<Arc<Policies>> {
