@@ -21,6 +21,7 @@
 
 mod blob;
 mod digital_twin;
+mod document;
 mod dps;
 mod error;
 mod file_upload;
