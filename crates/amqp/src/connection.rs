@@ -15,6 +15,7 @@ use fe2o3_amqp::types::primitives::{OrderedMap, Symbol, Value};
 use fe2o3_amqp::{Receiver, Sender};
 use ironhub_auth::Credentials;
 use ironhub_hub::DeviceLogin;
+use ironhub_hub::network::{self, NetworkEndpoint, Peer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -159,6 +160,12 @@ where
     // received so far was settled when it was stored).
     let drain = shared.ctx.hub.drain().clone();
     let _open = drain.track();
+    let refused = network::refused(
+        shared.ctx.hub.clone(),
+        shared.network_peer(),
+        AmqpContext::ENDPOINTS,
+    );
+    tokio::pin!(refused);
     loop {
         tokio::select! {
             session = sessions.accept(&mut connection) => match session {
@@ -174,6 +181,7 @@ where
                 tracing::debug!(%peer, "AMQP connection closed: the server is draining");
                 break;
             }
+            () = &mut refused => break,
         }
     }
     let _ = closing.send(true);
@@ -219,6 +227,22 @@ async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
                 continue;
             }
         };
+        // The network rules of the link's endpoint (the connection passed the port's).
+        if let Some(endpoint) = endpoint_of(&node(&address, &shared.ctx.entity))
+            && !shared
+                .ctx
+                .hub
+                .network_admits(&shared.network_peer(), endpoint)
+                .await
+        {
+            tracing::info!(peer = %shared.peer, address, "AMQP link refused by the network rules");
+            let refusal = error(AmqpError::UnauthorizedAccess, "Unauthorized".to_owned());
+            let _ = match link {
+                LinkEndpoint::Receiver(r) => r.close_with_error(refusal).await.map_err(|_| ()),
+                LinkEndpoint::Sender(s) => s.close_with_error(refusal).await.map_err(|_| ()),
+            };
+            continue;
+        }
         let shared = shared.clone();
         let caller = ironhub_observe::caller::current();
         match (role, link) {
@@ -234,6 +258,29 @@ async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
     }
     tasks.abort_all();
     let _ = session.end().await;
+}
+
+/// The endpoint a link's node belongs to, for the network rules; `None` for `$cbs` (and
+/// nodes that answer for themselves), which every client needs.
+fn endpoint_of(node: &Node) -> Option<NetworkEndpoint> {
+    match node {
+        Node::Partition { .. } | Node::Events | Node::Management => {
+            Some(NetworkEndpoint::HubEventHub)
+        }
+        Node::DeviceBound | Node::Feedback => Some(NetworkEndpoint::HubService),
+        Node::Device { .. } => Some(NetworkEndpoint::HubDevice),
+        Node::Cbs | Node::Unknown => None,
+    }
+}
+
+impl Shared {
+    /// The client as the network rules see it.
+    fn network_peer(&self) -> Peer {
+        Peer {
+            ip: self.peer.ip(),
+            private_endpoint: self.ctx.private_endpoint,
+        }
+    }
 }
 
 /// A link the client sends on: requests to `$cbs` or `$management`.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ironhub_hub::Hub;
+use ironhub_hub::network::NetworkEndpoint;
 
 /// The idle time-out IoT Hub advertises in its `open` (4 minutes): a client sends at least an
 /// empty frame that often, and a connection silent for twice that long is closed.
@@ -18,6 +19,8 @@ pub struct AmqpContext {
     pub port: u16,
     /// The idle time-out advertised to clients ([`IDLE_TIMEOUT`]).
     pub idle_timeout: Duration,
+    /// Whether connections come through a listener named a private endpoint.
+    pub private_endpoint: bool,
 }
 
 impl AmqpContext {
@@ -29,6 +32,15 @@ impl AmqpContext {
             entity,
             port,
             idle_timeout: IDLE_TIMEOUT,
+            private_endpoint: false,
         }
     }
+
+    /// The endpoint kinds an AMQP connection may reach: what the network rules are asked at
+    /// accept time, and what an open connection is closed for when none admits it any more.
+    pub const ENDPOINTS: &'static [NetworkEndpoint] = &[
+        NetworkEndpoint::HubDevice,
+        NetworkEndpoint::HubService,
+        NetworkEndpoint::HubEventHub,
+    ];
 }

@@ -40,6 +40,8 @@ pub enum Operation {
     RoutingWrite,
     HubCertificatesRead,
     HubCertificatesWrite,
+    NetworkRulesRead,
+    NetworkRulesWrite,
     // DPS
     EnrollmentRead,
     EnrollmentWrite,
@@ -54,6 +56,8 @@ pub enum Operation {
     LinkedHubsWrite,
     DpsCertificatesRead,
     DpsCertificatesWrite,
+    DpsNetworkRulesRead,
+    DpsNetworkRulesWrite,
 }
 
 const HUB: &str = "Microsoft.Devices/IotHubs/";
@@ -64,10 +68,11 @@ impl Operation {
     pub fn rights(self) -> &'static [Rights] {
         use Operation::*;
         match self {
-            DeviceRead | Query | RegistryStatistics | RoutingRead | HubCertificatesRead => {
+            DeviceRead | Query | RegistryStatistics | RoutingRead | HubCertificatesRead
+            | NetworkRulesRead => {
                 &[Rights::REGISTRY_READ]
             }
-            DeviceWrite | DeviceDelete | RoutingWrite | HubCertificatesWrite => {
+            DeviceWrite | DeviceDelete | RoutingWrite | HubCertificatesWrite | NetworkRulesWrite => {
                 &[Rights::REGISTRY_WRITE]
             }
             // IoT Hub lets ServiceConnect (the `service` policy) read twins too.
@@ -75,9 +80,9 @@ impl Operation {
             TwinWrite | ServiceStatistics | MethodInvoke | C2dSend | C2dFeedback | C2dPurge
             | FileNotifications | DigitalTwinWrite | DigitalTwinInvoke | EventsRead
             | EventsWrite => &[Rights::SERVICE_CONNECT],
-            EnrollmentRead | GroupRead => &[Rights::ENROLLMENT_READ],
-            EnrollmentWrite | EnrollmentDelete | GroupWrite | GroupDelete
-            | AttestationMechanism => &[Rights::ENROLLMENT_WRITE],
+            EnrollmentRead | GroupRead | DpsNetworkRulesRead => &[Rights::ENROLLMENT_READ],
+            EnrollmentWrite | EnrollmentDelete | GroupWrite | GroupDelete | AttestationMechanism
+            | DpsNetworkRulesWrite => &[Rights::ENROLLMENT_WRITE],
             RegistrationRead => &[Rights::REGISTRATION_STATUS_READ],
             RegistrationDelete => &[Rights::REGISTRATION_STATUS_WRITE],
             LinkedHubsRead | LinkedHubsWrite | DpsCertificatesRead | DpsCertificatesWrite => {
@@ -110,6 +115,8 @@ impl Operation {
             RoutingWrite => (HUB, "routing/write"),
             HubCertificatesRead => (HUB, "certificates/read"),
             HubCertificatesWrite => (HUB, "certificates/write"),
+            NetworkRulesRead => (HUB, "networkRules/read"),
+            NetworkRulesWrite => (HUB, "networkRules/write"),
             EnrollmentRead => (DPS, "enrollments/read"),
             EnrollmentWrite => (DPS, "enrollments/write"),
             EnrollmentDelete => (DPS, "enrollments/delete"),
@@ -123,6 +130,8 @@ impl Operation {
             LinkedHubsWrite => (DPS, "linkedHubs/write"),
             DpsCertificatesRead => (DPS, "certificates/read"),
             DpsCertificatesWrite => (DPS, "certificates/write"),
+            DpsNetworkRulesRead => (DPS, "networkRules/read"),
+            DpsNetworkRulesWrite => (DPS, "networkRules/write"),
         }
     }
 

@@ -96,6 +96,11 @@ impl DpsClient {
         self.http.host_name()
     }
 
+    /// The signed HTTPS client underneath (DPS's api-version).
+    pub(crate) fn http(&self) -> &HubClient {
+        &self.http
+    }
+
     /// `https://{host}{path}?api-version=2021-10-01[&…]`.
     pub fn url(&self, path: &str, query: &[(&str, String)]) -> String {
         self.http.url(path, query)

@@ -21,11 +21,13 @@
 
 mod blob;
 mod digital_twin;
+mod document;
 mod dps;
 mod error;
 mod file_upload;
 mod hub;
 mod lines;
+mod network;
 mod query;
 mod routing;
 mod tls;

@@ -20,6 +20,7 @@ pub mod issuance;
 pub mod linked;
 pub mod model;
 mod monitoring;
+mod network;
 pub mod query;
 pub mod register;
 pub mod registrations;

@@ -1,12 +1,14 @@
-//! The routing document of the SQLite store: one row of the `meta` table, with its etag.
-//! Endpoint leases and health are rows of `meta` too (`endpoint_lease.{name}`,
-//! `endpoint_health.{name}`, names lower-cased), written on the runtime connection: renewed
-//! every second, they need not cost an fsync each, and a lease lost to a power cut only lets
-//! another node take the endpoint over.
+//! The routing document and the network rules of the SQLite store: each one row of the `meta`
+//! table, with its etag, written compare-and-swap. Endpoint leases and health are rows of `meta`
+//! too (`endpoint_lease.{name}`, `endpoint_health.{name}`, names lower-cased), written on the
+//! runtime connection: renewed every second, they need not cost an fsync each, and a lease lost
+//! to a power cut only lets another node take the endpoint over.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ironhub_store::{EndpointHealth, RoutingRecord, RoutingStore, WriteConflict};
+use ironhub_store::{
+    EndpointHealth, NetworkRulesStore, NetworkScope, RoutingRecord, RoutingStore, WriteConflict,
+};
 use rusqlite::{TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
@@ -26,20 +28,22 @@ struct Lease {
     until: i64,
 }
 
-#[async_trait]
-impl RoutingStore for SqliteStore {
-    async fn routing(&self) -> StoreResult<Option<RoutingRecord>> {
-        self.with(|conn| get_meta(conn, KEY)).await
-    }
+/// The `meta` key of a scope's network rules.
+fn network_key(scope: NetworkScope) -> String {
+    format!("network.{}", scope.as_str())
+}
 
-    async fn put_routing(
+impl SqliteStore {
+    /// Replaces the document under `key`, compare-and-swap on `if_match`.
+    async fn put_document(
         &self,
+        key: String,
         doc: serde_json::Value,
         if_match: Option<String>,
     ) -> StoreResult<Result<RoutingRecord, WriteConflict>> {
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current: Option<RoutingRecord> = get_meta(&tx, KEY)?;
+            let current: Option<RoutingRecord> = get_meta(&tx, &key)?;
             match (&current, if_match.as_deref()) {
                 (None, Some(tag)) if tag != "*" => return Ok(Err(WriteConflict::NotFound)),
                 (Some(c), Some(tag)) if !tag_matches(&c.etag, tag) => {
@@ -51,11 +55,26 @@ impl RoutingStore for SqliteStore {
                 doc,
                 etag: next_etag(&tx)?,
             };
-            set_meta(&tx, KEY, &record)?;
+            set_meta(&tx, &key, &record)?;
             tx.commit()?;
             Ok(Ok(record))
         })
         .await
+    }
+}
+
+#[async_trait]
+impl RoutingStore for SqliteStore {
+    async fn routing(&self) -> StoreResult<Option<RoutingRecord>> {
+        self.with(|conn| get_meta(conn, KEY)).await
+    }
+
+    async fn put_routing(
+        &self,
+        doc: serde_json::Value,
+        if_match: Option<String>,
+    ) -> StoreResult<Result<RoutingRecord, WriteConflict>> {
+        self.put_document(KEY.to_owned(), doc, if_match).await
     }
 
     async fn lease_endpoint(
@@ -125,5 +144,22 @@ impl RoutingStore for SqliteStore {
             Ok(out)
         })
         .await
+    }
+}
+
+#[async_trait]
+impl NetworkRulesStore for SqliteStore {
+    async fn network_rules(&self, scope: NetworkScope) -> StoreResult<Option<RoutingRecord>> {
+        let key = network_key(scope);
+        self.with(move |conn| get_meta(conn, &key)).await
+    }
+
+    async fn put_network_rules(
+        &self,
+        scope: NetworkScope,
+        doc: serde_json::Value,
+        if_match: Option<String>,
+    ) -> StoreResult<Result<RoutingRecord, WriteConflict>> {
+        self.put_document(network_key(scope), doc, if_match).await
     }
 }

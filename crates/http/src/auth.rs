@@ -49,7 +49,8 @@ needs! {
     RoutingWrite, HubCertificatesRead, HubCertificatesWrite, EnrollmentRead, EnrollmentWrite,
     EnrollmentDelete, GroupRead, GroupWrite, GroupDelete, AttestationMechanism,
     RegistrationRead, RegistrationDelete, LinkedHubsRead, LinkedHubsWrite, DpsCertificatesRead,
-    DpsCertificatesWrite,
+    DpsCertificatesWrite, NetworkRulesRead, NetworkRulesWrite, DpsNetworkRulesRead,
+    DpsNetworkRulesWrite,
 }
 
 /// A service call authorized for the operation `N`, by the router's service.

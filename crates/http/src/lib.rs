@@ -31,6 +31,7 @@ mod hub_api;
 mod listener;
 mod metrics_api;
 mod modules_api;
+mod network_api;
 mod paging;
 mod query_api;
 mod respond;

@@ -30,6 +30,18 @@ pub struct ConnectionInfo {
     pub peer: SocketAddr,
     /// The client's certificate chain, leaf first; empty when it sent none.
     pub client_certificates: Arc<Vec<CertificateDer<'static>>>,
+    /// Whether it came through a listener named a private endpoint.
+    pub private_endpoint: bool,
+}
+
+impl ConnectionInfo {
+    /// The client as the network rules see it.
+    pub fn network_peer(&self) -> ironhub_hub::network::Peer {
+        ironhub_hub::network::Peer {
+            ip: self.peer.ip(),
+            private_endpoint: self.private_endpoint,
+        }
+    }
 }
 
 /// How long a client may take to send a request, its head and its body apart.
@@ -84,10 +96,12 @@ async fn serve_connection(
         stream,
         peer,
         client_certificates,
+        private_endpoint,
     } = connection;
     let info = ConnectionInfo {
         peer,
         client_certificates: Arc::new(client_certificates),
+        private_endpoint,
     };
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(info.clone());

@@ -14,7 +14,8 @@ use tower::ServiceExt as _;
 use crate::error::ApiError;
 use crate::{
     api_version, body, c2d_api, certificates_api, digital_twin_api, dps_api, dps_device_api,
-    events_api, file_upload_api, hub_api, modules_api, query_api, routing_api, websocket,
+    events_api, file_upload_api, hub_api, modules_api, network_api, query_api, routing_api,
+    websocket,
 };
 
 /// The whole HTTPS API: the hub's, and the DPS instance's when there is one.
@@ -50,8 +51,11 @@ pub fn router_with_amqp(
         .merge(events_api::routes())
         .merge(query_api::routes())
         .merge(routing_api::routes())
+        .merge(network_api::routes())
         .merge(certificates_api::routes::<Hub>());
     let health = crate::health_api::routes(hub.clone());
+    let network_check = middleware::from_fn_with_state(hub.clone(), network_api::check);
+    let network_hub = hub.clone();
     let mut app = hub_routes.with_state(hub).merge(websocket);
     if let Some(dps) = dps {
         app = app.merge(
@@ -59,6 +63,7 @@ pub fn router_with_amqp(
                 .merge(dps_api::routes())
                 .merge(certificates_api::routes::<Dps>())
                 .merge(dps_device_api::routes())
+                .merge(network_api::dps_routes(network_hub))
                 .with_state(dps),
         );
     }
@@ -68,6 +73,7 @@ pub fn router_with_amqp(
             ApiError::not_found(&format!("The resource '{}'", uri.path()))
         })
         .layer(middleware::from_fn(api_version::check_api_version))
+        .layer(network_check)
         .layer(middleware::from_fn(body::linger));
     // The path is normalized before it is routed. The health routes take no `api-version`.
     health.fallback_service(app.map_request(normalize_path))

@@ -84,6 +84,10 @@ pub async fn upgrade(
                     .iter()
                     .map(|c| c.to_vec())
                     .collect();
+                let amqp = ironhub_amqp::AmqpContext {
+                    private_endpoint: info.private_endpoint,
+                    ..amqp
+                };
                 let session = tokio::spawn(ironhub_observe::caller::within(
                     caller,
                     ironhub_amqp::serve(end, info.peer, certificates, amqp),
@@ -101,6 +105,7 @@ pub async fn upgrade(
                         .map(|c| c.to_vec())
                         .collect(),
                 ),
+                private_endpoint: info.private_endpoint,
             };
             let (end, ws_end) = tokio::io::duplex(PIPE_BYTES);
             let session = tokio::spawn(ironhub_observe::caller::within(

@@ -47,6 +47,7 @@ async fn assert_azure_error(hub: &Hub, method: &str, uri: &str, token: &str, sta
     request.extensions_mut().insert(ConnectionInfo {
         peer: "127.0.0.1:50000".parse().unwrap(),
         client_certificates: Arc::new(Vec::new()),
+        private_endpoint: false,
     });
     let response = ironhub_http::hub_router(hub.clone())
         .oneshot(request)

@@ -99,6 +99,7 @@ async fn send_silent(
     request.extensions_mut().insert(ConnectionInfo {
         peer: "127.0.0.1:50000".parse().unwrap(),
         client_certificates: Arc::new(Vec::new()),
+        private_endpoint: false,
     });
     app.clone().oneshot(request).await.unwrap()
 }
@@ -239,6 +240,7 @@ async fn an_early_answer_reads_the_rest_of_a_body_that_comes() {
     request.extensions_mut().insert(ConnectionInfo {
         peer: "127.0.0.1:50000".parse().unwrap(),
         client_certificates: Arc::new(Vec::new()),
+        private_endpoint: false,
     });
     let response = tokio::time::timeout(AT_ONCE, s.app.clone().oneshot(request))
         .await

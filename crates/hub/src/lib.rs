@@ -24,6 +24,7 @@ pub mod model;
 pub mod module_twin;
 pub mod modules;
 mod monitoring;
+pub mod network;
 mod node;
 pub mod query;
 pub mod registry;
@@ -81,6 +82,8 @@ pub struct Hub {
     throttle: Option<Arc<throttle::Throttle>>,
     /// Who may call the service APIs: policies and/or bearer tokens (see `auth`).
     access: Arc<ironhub_auth::access::ServiceAccess>,
+    /// This node's copy of the network rules.
+    network: Arc<network::NetworkCache>,
 }
 
 impl Hub {
@@ -110,6 +113,7 @@ impl Hub {
             access: Arc::new(ironhub_auth::access::ServiceAccess::local(
                 ironhub_auth::oidc::IOT_HUB_AUDIENCE,
             )),
+            network: Arc::default(),
         })
     }
 

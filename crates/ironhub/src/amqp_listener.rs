@@ -25,7 +25,10 @@ pub async fn serve(
                 connection.stream,
                 connection.peer,
                 certificates,
-                ctx.clone(),
+                AmqpContext {
+                    private_endpoint: connection.private_endpoint,
+                    ..ctx.clone()
+                },
             )
         })
         .await;

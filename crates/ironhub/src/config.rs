@@ -18,6 +18,7 @@ use crate::file_upload::{FileUploadArgs, FileUploadFile};
 use crate::monitoring::{Monitoring, MonitoringArgs, MonitoringFile};
 use crate::nats::{NatsArgs, NatsFile};
 use crate::service_auth::{AuthArgs, AuthFile, AuthSettings};
+use crate::netpolicy::{NetPolicy, NetPolicyArgs, NetPolicyFile};
 
 /// Longest event log retention accepted: a year.
 const MAX_RETENTION_HOURS: u32 = 24 * 366;
@@ -49,9 +50,11 @@ pub struct ServeArgs {
     /// `[routing]` table (IoT Hub's routing document, replacing the stored one at start) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
     /// notification_ttl_hours, max_delivery_count, and a `[nats]` table with url, creds,
-    /// tls_ca, tls_cert, tls_key, a `[throttling]` table of rates, and a `[monitoring]` table
-    /// with metrics_listen, diagnostic_logs, diagnostic_logs_file, diagnostic_logs_max_mb,
-    /// diagnostic_logs_keep).
+    /// tls_ca, tls_cert, tls_key, a `[throttling]` table of rates, a `[monitoring]` table with
+    /// metrics_listen, diagnostic_logs, diagnostic_logs_file, diagnostic_logs_max_mb,
+    /// diagnostic_logs_keep, an `[auth]` table, and a `[network]` table with min_tls_version,
+    /// tls_cipher_suites, device_hostname, service_hostname, private_endpoints and the
+    /// `[network.hub]`/`[network.dps]` rules).
     #[arg(long, env = "IRONHUB_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where everything the server keeps lives [default: ./ironhub-data].
@@ -162,6 +165,9 @@ pub struct ServeArgs {
     pub monitoring: Box<MonitoringArgs>,
     #[command(flatten)]
     pub auth: AuthArgs,
+    /// Boxed: the network and TLS flags would make every CLI command as large as `serve`.
+    #[command(flatten)]
+    pub network: Box<NetPolicyArgs>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -226,6 +232,9 @@ struct FileConfig {
     /// Service API access: `disable_local_auth` and `[auth.oidc]` (see the README).
     #[serde(default)]
     auth: Option<AuthFile>,
+    /// Network rules and TLS policy (see `netpolicy`).
+    #[serde(default)]
+    network: Option<NetPolicyFile>,
 }
 
 /// One more named issuing CA (a `[[issuing_cas]]` table of the config file).
@@ -320,6 +329,8 @@ pub struct ServeConfig {
     pub monitoring: Monitoring,
     /// Who may call the service APIs (bearer tokens, `disableLocalAuth`).
     pub auth: AuthSettings,
+    /// IP filters, private endpoints and the TLS policy.
+    pub network: NetPolicy,
 }
 
 impl ServeArgs {
@@ -510,6 +521,7 @@ impl ServeArgs {
                 .monitoring
                 .resolve(file.monitoring.unwrap_or_default())?,
             auth: self.auth.resolve(file.auth.unwrap_or_default())?,
+            network: self.network.resolve(file.network.unwrap_or_default())?,
         })
     }
 }

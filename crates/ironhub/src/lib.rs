@@ -13,6 +13,7 @@ mod linked_hubs;
 mod monitoring;
 mod mqtt_listener;
 mod nats;
+pub mod netpolicy;
 pub mod serve;
 mod throttling;
 pub mod service_auth;

@@ -5,10 +5,14 @@ use std::sync::Arc;
 
 use ironhub_dps::Dps;
 use ironhub_hub::Hub;
+use ironhub_hub::network::NetworkEndpoint;
 use ironhub_mqtt::ConnectionContext;
 use ironhub_tls::{AcceptLoop, Accepted};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// The endpoints MQTT reaches: the hub's and the DPS instance's device APIs.
+pub const ENDPOINTS: &[NetworkEndpoint] = &[NetworkEndpoint::HubDevice, NetworkEndpoint::DpsDevice];
 
 /// Serves MQTT sessions on `listener` until `shutdown`; open sessions end with the process
 /// (devices reconnect, and their sessions persist).
@@ -32,6 +36,7 @@ pub async fn serve(
                         .map(|c| c.to_vec())
                         .collect(),
                 ),
+                private_endpoint: connection.private_endpoint,
             };
             ironhub_mqtt::serve(connection.stream, ctx)
         })

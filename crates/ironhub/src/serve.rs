@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use ironhub_dps::{Dps, LinkedHub, Services};
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteEventStreams, SqliteStore};
 use ironhub_hub::file_upload::FileUpload;
+use ironhub_hub::network::NetworkEndpoint;
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::{DeviceBus, Endpoint, EventLog, EventStreams, Retention, Store};
 use tokio::net::{TcpListener, TcpSocket};
@@ -131,7 +132,14 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         bus,
     };
     let tls_dir = config.data_dir.join("tls");
-    let generated = ironhub_tls::ensure_certificates(&tls_dir, &config.hostnames)?;
+    // The device and service endpoint names are in the certificate too.
+    let cert_names: Vec<String> = config
+        .hostnames
+        .iter()
+        .chain(&config.network.endpoint_hostnames)
+        .cloned()
+        .collect();
+    let generated = ironhub_tls::ensure_certificates(&tls_dir, &cert_names)?;
     let issuing_cas = crate::issuer::load(config, &tls_dir)?;
     tracing::info!(
         names = %issuing_cas.names().collect::<Vec<_>>().join(", "),
@@ -155,6 +163,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             "routing applied from the config file"
         );
     }
+    config.network.apply_rules(&hub).await?;
     // This node's connections and deliveries from before this start are gone: mark its
     // devices disconnected and give its locked cloud-to-device messages back at once (other
     // nodes sharing the store keep theirs).
@@ -178,21 +187,36 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     };
     // Both ports accept under one limiter: the caps count the server's connections, not a port's.
     let limiter = ironhub_tls::ConnectionLimiter::new(config.connection_limits);
+    // Every port applies the TLS policy, and asks the network rules before the handshake
+    // about the endpoints it serves.
+    let tls = &config.network.tls;
     let https_accept = ironhub_tls::AcceptLoop::new(
         "https",
-        ironhub_tls::server_config(&chain, &key, true)?,
+        ironhub_tls::server_config_with(&chain, &key, true, tls)?,
         limiter.clone(),
-    );
+    )
+    .with_gate(crate::netpolicy::gate(hub.clone(), &NetworkEndpoint::ALL))
+    .private_endpoint(config.network.is_private("https"));
     let mqtt_accept = ironhub_tls::AcceptLoop::new(
         "mqtt",
-        ironhub_tls::server_config(&chain, &key, false)?,
+        ironhub_tls::server_config_with(&chain, &key, false, tls)?,
         limiter.clone(),
-    );
+    )
+    .with_gate(crate::netpolicy::gate(
+        hub.clone(),
+        crate::mqtt_listener::ENDPOINTS,
+    ))
+    .private_endpoint(config.network.is_private("mqtt"));
     let amqp_accept = ironhub_tls::AcceptLoop::new(
         "amqp",
-        ironhub_tls::server_config(&chain, &key, false)?,
+        ironhub_tls::server_config_with(&chain, &key, false, tls)?,
         limiter,
-    );
+    )
+    .with_gate(crate::netpolicy::gate(
+        hub.clone(),
+        ironhub_amqp::AmqpContext::ENDPOINTS,
+    ))
+    .private_endpoint(config.network.is_private("amqp"));
     // On a stop, device connections close themselves once acknowledged (the hub's drain) and
     // get this long; what is not a device connection yet is dropped.
     let drain = hub.drain().clone();
@@ -348,6 +372,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             hub.clone()
                 .expire_c2d_until(Duration::from_secs(10), stopped.clone()),
         ),
+        // Rules changed through another node reach this node's open connections.
+        tokio::spawn(hub.clone().watch_network_rules_until(stopped.clone())),
         // This node's heartbeat, and the release of what nodes that stopped answering held.
         tokio::spawn(hub.clone().keep_node_alive_until(stopped)),
     ];

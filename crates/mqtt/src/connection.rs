@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use ironhub_hub::network::{self, NetworkEndpoint};
 use rumqttc::mqttbytes::v4::Packet;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -37,10 +38,30 @@ where
         }
     };
     // The same endpoint serves DPS: its username is `{idScope}/registrations/{id}/…`.
+    let peer = ctx.network_peer();
     if let Some(dps) = &ctx.dps
         && let Some(user) = DpsUsername::of(dps, &connect)
     {
-        dps_session::serve(conn, dps.clone(), &ctx, connect, user).await;
+        // The network rules drop a refused connection without an answer, now or when they
+        // change.
+        if !ctx
+            .hub
+            .network_admits(&peer, NetworkEndpoint::DpsDevice)
+            .await
+        {
+            return;
+        }
+        tokio::select! {
+            () = dps_session::serve(conn, dps.clone(), &ctx, connect, user) => {}
+            () = network::refused(ctx.hub.clone(), peer, &[NetworkEndpoint::DpsDevice]) => {}
+        }
+        return;
+    }
+    if !ctx
+        .hub
+        .network_admits(&peer, NetworkEndpoint::HubDevice)
+        .await
+    {
         return;
     }
     hub_connection::serve(conn, &ctx, connect).await;

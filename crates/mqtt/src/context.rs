@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ironhub_dps::Dps;
 use ironhub_hub::Hub;
+use ironhub_hub::network::Peer;
 
 /// IoT Hub's largest keep-alive; the server waits 1.5 times the keep-alive.
 const MAX_KEEP_ALIVE_SECS: u64 = 1177;
@@ -19,6 +20,18 @@ pub struct ConnectionContext {
     pub peer: SocketAddr,
     /// The TLS client certificate chain (DER, leaf first); empty when none was sent.
     pub client_certificates: Arc<Vec<Vec<u8>>>,
+    /// Whether it came through a listener named a private endpoint.
+    pub private_endpoint: bool,
+}
+
+impl ConnectionContext {
+    /// The peer as the network rules see it.
+    pub(crate) fn network_peer(&self) -> Peer {
+        Peer {
+            ip: self.peer.ip(),
+            private_endpoint: self.private_endpoint,
+        }
+    }
 }
 
 /// How long a session waits for a packet: 1.5 times the CONNECT's keep-alive, which is capped

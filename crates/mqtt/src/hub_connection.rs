@@ -4,6 +4,7 @@
 
 use ironhub_auth::Credentials;
 use ironhub_hub::health::Drain;
+use ironhub_hub::network::{self, NetworkEndpoint};
 use ironhub_hub::{AuthenticatedDevice, DeviceLogin, HubError};
 use rumqttc::mqttbytes::Protocol;
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
@@ -36,7 +37,12 @@ where
     let connack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false));
     let end = if conn.send(connack).await.is_ok() {
         tracing::info!(target: "Connections", device = %key, peer = %ctx.peer, "device connected");
-        let end = run(&mut conn, &mut session, ctx.hub.drain()).await;
+        let refused = network::refused(
+            ctx.hub.clone(),
+            ctx.network_peer(),
+            &[NetworkEndpoint::HubDevice],
+        );
+        let end = run(&mut conn, &mut session, ctx.hub.drain(), refused).await;
         if end == End::Drained {
             conn.close().await;
         }
@@ -115,7 +121,9 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     session: &mut HubSession,
     drain: &Drain,
+    refused: impl Future<Output = ()>,
 ) -> End {
+    tokio::pin!(refused);
     let expiry = session.expiry();
     let idle = session.idle();
     let started = Ok(session.start().await);
@@ -159,6 +167,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 return End::Unclean;
             }
             () = drain.begun() => return End::Drained,
+            // The network rules changed and refuse this peer now: the connection is dropped.
+            () = &mut refused => return End::Unclean,
         };
         if let Err(end) = deliver(conn, session, answer).await {
             return end;

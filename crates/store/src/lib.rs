@@ -21,6 +21,7 @@ pub mod eventlog;
 mod file_notifications;
 mod modules;
 mod rates;
+mod network;
 mod records;
 mod registry;
 mod routing;
@@ -48,6 +49,7 @@ pub use file_notifications::{
 };
 pub use modules::ModuleStore;
 pub use rates::{RateWindows, WindowCount};
+pub use network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 pub use records::*;
 pub use registry::RegistryStore;
 pub use routing::{EndpointHealth, EndpointHealthStatus, RoutingRecord, RoutingStore};
@@ -63,7 +65,8 @@ pub use twins::{
 pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, DeviceBus as _, DpsStore as _, EventLog as _,
-        FileNotificationStore as _, ModuleStore as _, RateWindows as _, RegistryStore as _,
+        FileNotificationStore as _, ModuleStore as _, NetworkRulesStore as _, RateWindows as _,
+        RegistryStore as _,
         RoutingStore as _, SessionStore as _, TwinStore as _,
     };
 }
@@ -81,6 +84,7 @@ pub trait Store:
     + DpsStore
     + FileNotificationStore
     + RoutingStore
+    + NetworkRulesStore
     + std::fmt::Debug
     + 'static
 {
@@ -96,6 +100,7 @@ impl<T> Store for T where
         + DpsStore
         + FileNotificationStore
         + RoutingStore
+        + NetworkRulesStore
         + std::fmt::Debug
         + 'static
 {

@@ -25,6 +25,7 @@ use crate::records::{
     ModuleWrite, RuntimeUpdate, TwinRecord, WriteConflict,
 };
 use crate::registry::RegistryStore;
+use crate::network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 use crate::routing::{EndpointHealth, RoutingRecord, RoutingStore};
 use crate::sessions::SessionStore;
 use crate::twins::{DeviceTwin, TwinAggregate, TwinGroup, TwinScan, TwinStore, TwinTop};
@@ -365,5 +366,20 @@ impl<S: RoutingStore + ?Sized> RoutingStore for TimedStore<S> {
     }
     async fn endpoint_health(&self) -> Result<Vec<EndpointHealth>> {
         timed!(self, "routing", endpoint_health())
+    }
+}
+
+#[async_trait]
+impl<S: NetworkRulesStore + ?Sized> NetworkRulesStore for TimedStore<S> {
+    async fn network_rules(&self, scope: NetworkScope) -> Result<Option<NetworkRulesRecord>> {
+        timed!(self, "network", network_rules(scope))
+    }
+    async fn put_network_rules(
+        &self,
+        scope: NetworkScope,
+        doc: serde_json::Value,
+        if_match: Option<String>,
+    ) -> Result<std::result::Result<NetworkRulesRecord, WriteConflict>> {
+        timed!(self, "network", put_network_rules(scope, doc, if_match))
     }
 }

@@ -29,6 +29,8 @@ pub struct Accepted {
     pub peer: SocketAddr,
     /// The client's certificate chain, leaf first; empty when it sent none.
     pub client_certificates: Vec<CertificateDer<'static>>,
+    /// Whether the listener is a private endpoint (see [`AcceptLoop::private_endpoint`]).
+    pub private_endpoint: bool,
 }
 
 /// The TLS stream of an admitted connection. It holds the connection's place under the limits
@@ -90,10 +92,18 @@ pub struct AcceptLoop {
     /// What the drain waits for instead of every connection's end (see
     /// [`AcceptLoop::with_drain_until`]).
     idle: Option<Idle>,
+    /// Whether a peer may connect at all (see [`AcceptLoop::with_gate`]).
+    gate: Option<Gate>,
+    private_endpoint: bool,
 }
 
 /// A future that resolves once the connections that matter have ended.
 type Idle = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Asked with the peer's address and whether the listener is a private endpoint, before the
+/// TLS handshake: `false` closes the connection.
+type Gate =
+    Arc<dyn Fn(SocketAddr, bool) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 impl std::fmt::Debug for AcceptLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,7 +128,27 @@ impl AcceptLoop {
             limiter,
             drain: Duration::ZERO,
             idle: None,
+            gate: None,
+            private_endpoint: false,
         }
+    }
+
+    /// Asks `gate` about each admitted connection before its TLS handshake (the network
+    /// rules): a connection it refuses is closed at once, with no answer.
+    pub fn with_gate<F, Fut>(mut self, gate: F) -> Self
+    where
+        F: Fn(SocketAddr, bool) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        self.gate = Some(Arc::new(move |peer, private| Box::pin(gate(peer, private))));
+        self
+    }
+
+    /// Marks this listener a private endpoint: its connections say so ([`Accepted`]), and the
+    /// network rules let them in even with public network access disabled.
+    pub fn private_endpoint(mut self, private: bool) -> Self {
+        self.private_endpoint = private;
+        self
     }
 
     /// Gives open connections up to `drain` to finish after shutdown (the protocol's handler
@@ -159,6 +189,8 @@ impl AcceptLoop {
                     Ok((tcp, peer)) => {
                         if let Some(admission) = self.admit(peer) {
                             let _ = tcp.set_nodelay(true);
+                            let gate = self.gate.as_ref().map(|g| g(peer, self.private_endpoint));
+                            let name = self.name;
                             let handshake = self.handshake(tcp, peer, admission);
                             let handler = handler.clone();
                             let shutdown = shutdown.clone();
@@ -170,6 +202,10 @@ impl AcceptLoop {
                             // The caller is known to the domain for the connection's life.
                             connections.spawn(ironhub_observe::caller::scope(caller, async move {
                                 let _open = open;
+                                if let Some(gate) = gate && !gate.await {
+                                    tracing::debug!(listener = name, %peer, "connection refused by the network rules");
+                                    return;
+                                }
                                 if let Some(accepted) = handshake.await {
                                     handler(accepted, shutdown).await;
                                 }
@@ -227,6 +263,7 @@ impl AcceptLoop {
         let timeout = self.limiter.limits().handshake_timeout;
         let limiter = Arc::clone(&self.limiter);
         let name = self.name;
+        let private_endpoint = self.private_endpoint;
         async move {
             tokio::pin!(accept);
             let stream = match tokio::time::timeout(timeout, accept.as_mut()).await {
@@ -257,6 +294,7 @@ impl AcceptLoop {
                 },
                 peer,
                 client_certificates,
+                private_endpoint,
             })
         }
     }

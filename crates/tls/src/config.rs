@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::{TlsError, file_error};
+use crate::policy::TlsPolicy;
 use crate::verifier::AnyClientCert;
 
 /// The crypto provider every ironhub TLS endpoint uses (ring).
@@ -40,9 +41,19 @@ pub fn server_config(
     key: &Path,
     alpn_http1: bool,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = provider();
+    server_config_with(cert_chain, key, alpn_http1, &TlsPolicy::default())
+}
+
+/// [`server_config`] under `policy`: its lowest version and its cipher suites.
+pub fn server_config_with(
+    cert_chain: &Path,
+    key: &Path,
+    alpn_http1: bool,
+    policy: &TlsPolicy,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = policy.provider()?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(policy.versions())?
         .with_client_cert_verifier(Arc::new(AnyClientCert::new(provider)))
         .with_single_cert(read_certs(cert_chain)?, read_key(key)?)?;
     if alpn_http1 {

@@ -11,6 +11,8 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("TLS configuration failed: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("TLS policy: {0}")]
+    Policy(String),
 }
 
 /// A file that cannot be read or used, and why.

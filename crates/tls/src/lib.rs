@@ -12,11 +12,13 @@ mod certs;
 mod config;
 mod error;
 mod limits;
+mod policy;
 mod verifier;
 
 pub use accept::{AcceptLoop, Accepted, AdmittedStream};
 pub use certs::{CertificateFiles, ensure_certificates, write_private};
-pub use config::{provider, read_certs, read_key, server_config};
+pub use config::{provider, read_certs, read_key, server_config, server_config_with};
 pub use error::TlsError;
 pub use limits::{Admission, ConnectionLimiter, ConnectionLimits, Refusal};
+pub use policy::{MinTlsVersion, TlsPolicy, check_policy, supported_cipher_suites};
 pub use verifier::AnyClientCert;

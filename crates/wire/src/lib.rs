@@ -8,6 +8,7 @@
 //!   bulk operations) and the DPS device API (register request, operation status).
 //! - [`certificate`]: CA certificates, in the shape both services use.
 //! - [`error`]: the error bodies both services answer with.
+//! - [`network`]: IP filter rules and public network access, as ARM writes them.
 //!
 //! Where a field is passed through untouched (twin property documents, initial twins, custom
 //! allocation payloads, method payloads) its type is a `serde_json` map or value and its
@@ -20,6 +21,7 @@ pub mod certificate;
 pub mod dps;
 pub mod error;
 pub mod hub;
+pub mod network;
 pub mod time;
 
 /// A JSON object passed through untouched.

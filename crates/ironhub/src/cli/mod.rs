@@ -18,6 +18,7 @@ pub mod dps;
 pub mod hub;
 pub mod info;
 mod login;
+mod network_rule;
 mod output;
 mod sas;
 pub mod simulate;

@@ -146,6 +146,7 @@ macro_rules! store_suite {
             endpoints::an_endpoint_lease_has_one_holder,
             endpoints::an_expired_or_released_lease_is_taken_over,
             endpoints::endpoint_health_is_kept_per_endpoint,
+            streams::network_rules_are_kept_per_scope,
         );
     };
     (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -101,3 +101,80 @@ pub async fn routing_is_written_compare_and_swap(
         .unwrap();
     assert_eq!(store.routing().await.unwrap().unwrap(), third);
 }
+
+/// The hub's and the DPS instance's network rules are two documents, each written
+/// compare-and-swap.
+pub async fn network_rules_are_kept_per_scope(
+    store: Arc<dyn Store>,
+    _clock: Arc<crate::ManualClock>,
+) {
+    use crate::NetworkScope;
+    assert!(
+        store
+            .network_rules(NetworkScope::Hub)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let hub = store
+        .put_network_rules(NetworkScope::Hub, serde_json::json!({"a": 1}), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .network_rules(NetworkScope::Dps)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        store
+            .put_network_rules(
+                NetworkScope::Dps,
+                serde_json::json!({}),
+                Some(hub.etag.clone())
+            )
+            .await
+            .unwrap(),
+        Err(WriteConflict::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .put_network_rules(
+                NetworkScope::Hub,
+                serde_json::json!({}),
+                Some("stale".into())
+            )
+            .await
+            .unwrap(),
+        Err(WriteConflict::EtagMismatch)
+    ));
+    let dps = store
+        .put_network_rules(
+            NetworkScope::Dps,
+            serde_json::json!({"b": 2}),
+            Some("*".into()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(dps.etag, hub.etag);
+    assert_eq!(
+        store
+            .network_rules(NetworkScope::Hub)
+            .await
+            .unwrap()
+            .unwrap(),
+        hub
+    );
+    assert_eq!(
+        store
+            .network_rules(NetworkScope::Dps)
+            .await
+            .unwrap()
+            .unwrap()
+            .doc,
+        serde_json::json!({"b": 2})
+    );
+}

@@ -73,6 +73,12 @@ pub enum DpsCommand {
         #[command(subcommand)]
         command: CertificateCommand<DpsNameArg>,
     },
+    /// Manage the DPS instance's IP filter rules and public network access.
+    #[command(name = "network-rule")]
+    NetworkRule {
+        #[command(subcommand)]
+        command: crate::cli::network_rule::NetworkRuleCommand,
+    },
     /// Manage the IoT hubs devices are assigned to. ironhub's `/dps/linkedHubs`: an ARM
     /// resource in Azure.
     #[command(name = "linked-hub")]
@@ -122,6 +128,10 @@ async fn execute(session: &Session, command: DpsCommand) -> anyhow::Result<Optio
             certificate::run(client.certificates(), &command).await?
         }
         DpsCommand::LinkedHub { command } => linked_hub::run(&client, command).await?,
+        DpsCommand::NetworkRule { command } => Some(
+            crate::cli::network_rule::run(crate::cli::network_rule::Rules::Dps(&client), &command)
+                .await?,
+        ),
         DpsCommand::ConnectionString { command } => {
             Some(connection_string::run(session, &command)?)
         }

@@ -98,6 +98,12 @@ pub enum HubCommand {
         #[command(subcommand)]
         command: message_endpoint::MessageEndpointCommand,
     },
+    /// Manage the hub's IP filter rules and public network access.
+    #[command(name = "network-rule")]
+    NetworkRule {
+        #[command(subcommand)]
+        command: crate::cli::network_rule::NetworkRuleCommand,
+    },
     /// Manage message enrichments (application properties stamped per endpoint).
     #[command(name = "message-enrichment")]
     MessageEnrichment {
@@ -153,6 +159,11 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
         }
         HubCommand::MessageRoute { command } => {
             message_route::run(&login().await?, &command).await?
+        }
+        HubCommand::NetworkRule { command } => {
+            let client = login().await?.client()?;
+            let rules = crate::cli::network_rule::Rules::Hub(&client);
+            Some(crate::cli::network_rule::run(rules, &command).await?)
         }
         HubCommand::MessageEndpoint { command } => {
             message_endpoint::run(&login().await?, &command).await?
