@@ -21,8 +21,10 @@ BIN=$TARGET/release
 if [ ! -x /usr/sbin/mosquitto ]; then
   apt-get install -y --no-install-recommends mosquitto
 fi
+# Not `--locked`: rumqttd 0.20.0's lock file pins metrics 0.22.1, which current compilers
+# reject (E0521); the newest compatible releases of its dependencies build.
 if [ ! -x "$TOOLS/bin/rumqttd" ]; then
-  CARGO_INCREMENTAL=0 cargo install rumqttd --locked --root "$TOOLS"
+  CARGO_INCREMENTAL=0 cargo install rumqttd --version 0.20.0 --root "$TOOLS"
 fi
 # ironhub and the load generator, optimized, in a target directory of their own.
 CARGO_TARGET_DIR=$TARGET CARGO_INCREMENTAL=0 cargo build --release -p ironhub -p ironhub-bench

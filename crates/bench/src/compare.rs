@@ -33,7 +33,7 @@ use ironhub_store::{
     Authentication, ConnectionState, DeviceRecord, DeviceStatus, SymmetricKey, TwinRecord,
 };
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{Connect, Packet, PubAck, Publish, Subscribe};
+use rumqttc::mqttbytes::v4::{Packet, PubAck, Publish, Subscribe};
 use tokio::sync::{Barrier, Semaphore};
 
 use crate::net::{HOST, Tls, client_config, read, wait_port, write};
@@ -171,8 +171,7 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     );
     let work = tempfile::tempdir()?;
     let tls_dir = work.path().join("tls");
-    let certs =
-        ironhub_tls::ensure_certificates(&tls_dir, &[HOST.to_owned(), "127.0.0.1".into()])?;
+    let certs = ironhub_tls::ensure_certificates(&tls_dir, &[HOST.to_owned(), "127.0.0.1".into()])?;
     let mut results = Results::default();
     for round in 0..args.rounds {
         targets.rotate_left(usize::from(round > 0));
@@ -214,6 +213,12 @@ async fn measure(
         service_token: String::new(),
     };
     if target == Target::Ironhub {
+        // The certificate the peers are given, where ironhub looks for its own.
+        std::fs::create_dir_all(dir.join("tls"))?;
+        for file in std::fs::read_dir(&tls)? {
+            let file = file?;
+            std::fs::copy(file.path(), dir.join("tls").join(file.file_name()))?;
+        }
         let devices = args.storm_devices.max(args.devices).max(args.idle);
         (setup.device_key, setup.service_token) =
             prepare(&dir, devices, args.devices, args.c2d_messages, args.payload).await?;

@@ -108,7 +108,9 @@ async fn respond(
             }
             _ => continue,
         };
-        if p.topic.starts_with("$iothub/twin/PATCH/properties/desired/") {
+        if p.topic
+            .starts_with("$iothub/twin/PATCH/properties/desired/")
+        {
             let _ = patches.send(Instant::now());
         } else if let Some(rest) = p.topic.strip_prefix("$iothub/methods/POST/") {
             let rid = rest.split("$rid=").nth(1).unwrap_or_default();
@@ -179,7 +181,11 @@ async fn call(
         .header(header::AUTHORIZATION, token)
         .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
         .body(Full::new(Bytes::from(body.to_string())))?;
-    let response = send.send_request(request).await?;
+    send.ready().await?;
+    let response = send
+        .send_request(request)
+        .await
+        .map_err(|e| anyhow::anyhow!("{method} {path}: {e:?}"))?;
     let status = response.status().as_u16();
     response.into_body().collect().await?;
     Ok(status)

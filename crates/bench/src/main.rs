@@ -10,7 +10,7 @@
 //! either makes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -131,7 +131,8 @@ async fn telemetry(args: Args) -> anyhow::Result<()> {
         None
     } else {
         let port = args.port_base + 2;
-        let mut broker = peers::start_mosquitto(&args.mosquitto, work.path(), &dir.join("tls"), port)?;
+        let mut broker =
+            peers::start_mosquitto(&args.mosquitto, work.path(), &dir.join("tls"), port)?;
         let figures = match wait_port(port).await {
             Ok(()) => run(&args, port, &ca, |_| Login::Anonymous).await,
             Err(e) => Err(e),

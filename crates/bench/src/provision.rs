@@ -584,5 +584,8 @@ fn report(args: &Args, https: &Phase, mqtt: &Phase, peer: Option<&Phase>) {
         "ironhub MQTT / ironhub HTTPS registrations/s: {:.2}",
         mqtt.per_sec / https.per_sec
     );
-    println!("load average (1, 5, 15 min) at the end: {}", crate::stats::load_average());
+    println!(
+        "load average (1, 5, 15 min) at the end: {}",
+        crate::stats::load_average()
+    );
 }

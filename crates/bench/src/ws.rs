@@ -34,7 +34,10 @@ pub async fn connect(
         head.push(b);
     }
     if !head.starts_with(b"HTTP/1.1 101") {
-        bail!("the upgrade was refused: {}", String::from_utf8_lossy(&head));
+        bail!(
+            "the upgrade was refused: {}",
+            String::from_utf8_lossy(&head)
+        );
     }
     let mut packet = BytesMut::new();
     connect
