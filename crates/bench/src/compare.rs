@@ -29,9 +29,7 @@ use ironhub_auth::{generate_key, sas, unix_now};
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::c2d::OutgoingMessage;
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::{
-    Authentication, ConnectionState, DeviceRecord, DeviceStatus, SymmetricKey, TwinRecord,
-};
+use ironhub_store::{Authentication, SymmetricKey, TwinRecord};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Packet, PubAck, Publish, Subscribe};
 use tokio::sync::{Barrier, Semaphore};
@@ -358,23 +356,7 @@ async fn prepare(
         let end = (i + 10_000).min(devices);
         let fleet = (i..end)
             .map(|n| {
-                let device = DeviceRecord {
-                    device_id: device_id(n),
-                    generation_id: format!("{n}"),
-                    etag: String::new(),
-                    status: DeviceStatus::Enabled,
-                    status_reason: None,
-                    status_updated_time: None,
-                    connection_state: ConnectionState::Disconnected,
-                    connection_node: None,
-                    connection_state_updated_time: None,
-                    last_activity_time: None,
-                    cloud_to_device_message_count: 0,
-                    authentication: authentication.clone(),
-                    iot_edge: false,
-                    device_scope: None,
-                    parent_scopes: vec![],
-                };
+                let device = crate::query::device_record(device_id(n), n, authentication.clone());
                 let twin = TwinRecord {
                     device_id: device_id(n),
                     version: 1,
