@@ -10,7 +10,7 @@
 //! either makes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,9 +24,14 @@ use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, Publish};
 use tokio::sync::Semaphore;
 
+mod compare;
+mod latency;
 mod net;
+mod peers;
 mod provision;
 mod query;
+mod stats;
+mod ws;
 
 use net::{HOST, Tls, client_config, read, tls_connect, wait_port, write};
 
@@ -49,6 +54,10 @@ enum Mode {
     /// devices at once) over HTTPS and MQTT, beside Azure/iot-identity-service's
     /// mock-iot-server over HTTPS.
     Provision(provision::Args),
+    /// The same MQTT load against ironhub, Mosquitto and rumqttd in one run, several rounds:
+    /// TLS connect storm, QoS 1 fan-in, C2D delivery, idle connections' memory; and
+    /// ironhub's direct-method and desired-patch latencies.
+    Compare(compare::Args),
     /// Twin queries over a generated fleet (a million devices by default): selective
     /// queries, aggregates and a full scan, with the peak memory.
     Query(query::Args),
@@ -100,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Mode::Provision(args)) => provision::main(args).await,
         Some(Mode::Query(args)) => query::main(args).await,
+        Some(Mode::Compare(args)) => compare::main(args).await,
         None => telemetry(cli.telemetry).await,
     }
 }
@@ -121,7 +131,8 @@ async fn telemetry(args: Args) -> anyhow::Result<()> {
         None
     } else {
         let port = args.port_base + 2;
-        let mut broker = start_mosquitto(&args.mosquitto, work.path(), &dir.join("tls"), port)?;
+        let mut broker =
+            peers::start_mosquitto(&args.mosquitto, work.path(), &dir.join("tls"), port)?;
         let figures = match wait_port(port).await {
             Ok(()) => run(&args, port, &ca, |_| Login::Anonymous).await,
             Err(e) => Err(e),
@@ -219,44 +230,15 @@ fn device_id(i: usize) -> String {
     format!("bench-{i:05}")
 }
 
-fn start_mosquitto(bin: &str, work: &Path, tls: &Path, port: u16) -> anyhow::Result<Child> {
-    let conf = work.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            // `user root`: run as root, Mosquitto would otherwise drop to its own user, which
-            // cannot read the private key (mode 0600) it is given.
-            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_inflight_messages 0\nmax_queued_messages 0\n\
-             cafile {}\ncertfile {}\nkeyfile {}\ntls_version tlsv1.2\n",
-            tls.join("ca.pem").display(),
-            tls.join("server.pem").display(),
-            tls.join("server-key.pem").display()
-        ),
-    )?;
-    Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {bin}"))
-}
-
 enum Login {
     Sas(String),
     Anonymous,
 }
 
-async fn connect(
-    config: Arc<rustls::ClientConfig>,
-    port: u16,
-    id: &str,
-    login: Login,
-) -> anyhow::Result<Tls> {
-    let mut tls = tls_connect(config, port).await?;
+/// A device's CONNECT: with a SAS token of its key for ironhub, anonymous for a peer.
+fn connect_packet(id: &str, login: Login, keep_alive: u16) -> anyhow::Result<Packet> {
     let mut c = Connect::new(id);
-    c.keep_alive = 60;
+    c.keep_alive = keep_alive;
     if let Login::Sas(key) = login {
         let token = sas::generate(
             &format!("{HOST}/devices/{id}"),
@@ -266,7 +248,19 @@ async fn connect(
         )?;
         c.set_login(format!("{HOST}/{id}/?api-version=2021-04-12"), token);
     }
-    write(&mut tls, Packet::Connect(c)).await?;
+    Ok(Packet::Connect(c))
+}
+
+/// A new TLS connection to loopback `port` and a successful CONNECT on it.
+async fn connect(
+    config: Arc<rustls::ClientConfig>,
+    port: u16,
+    id: &str,
+    login: Login,
+    keep_alive: u16,
+) -> anyhow::Result<Tls> {
+    let mut tls = tls_connect(config, port).await?;
+    write(&mut tls, connect_packet(id, login, keep_alive)?).await?;
     let mut buf = BytesMut::new();
     match read(&mut tls, &mut buf).await? {
         Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => Ok(tls),
@@ -290,7 +284,7 @@ async fn run(
         let (config, gate, login) = (config.clone(), gate.clone(), login(i));
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            connect(config, port, &device_id(i), login).await
+            connect(config, port, &device_id(i), login, 60).await
         }));
     }
     let mut conns = Vec::with_capacity(args.devices);

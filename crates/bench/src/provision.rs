@@ -87,18 +87,7 @@ struct Phase {
 
 impl Phase {
     fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        // Nearest rank.
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
-        let rank =
-            ((p * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
-        self.latencies[rank - 1].as_secs_f64() * 1000.0
+        crate::stats::percentile_ms(&self.latencies, p)
     }
 }
 
@@ -113,7 +102,7 @@ pub(crate) async fn main(args: Args) -> anyhow::Result<()> {
     {
         println!(
             "load average (1, 5, 15 min) at the start: {}",
-            load_average()
+            crate::stats::load_average()
         );
     }
     let work = tempfile::tempdir()?;
@@ -196,16 +185,6 @@ pub(crate) async fn main(args: Args) -> anyhow::Result<()> {
     let (https, mqtt, peer) = measured?;
     report(&args, &https, &mqtt, peer.as_ref());
     Ok(())
-}
-
-/// `/proc/loadavg`'s three load averages, as `uptime` prints them.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn stop(servers: Vec<Child>) {
@@ -605,5 +584,8 @@ fn report(args: &Args, https: &Phase, mqtt: &Phase, peer: Option<&Phase>) {
         "ironhub MQTT / ironhub HTTPS registrations/s: {:.2}",
         mqtt.per_sec / https.per_sec
     );
-    println!("load average (1, 5, 15 min) at the end: {}", load_average());
+    println!(
+        "load average (1, 5, 15 min) at the end: {}",
+        crate::stats::load_average()
+    );
 }

@@ -35,9 +35,19 @@ pub struct Args {
 }
 
 fn device(i: usize) -> DeviceRecord {
+    device_record(format!("dev-{i:07}"), i, Authentication::default())
+}
+
+/// An enabled, disconnected device `device_id` with `authentication`, as a generated fleet
+/// holds it.
+pub(crate) fn device_record(
+    device_id: String,
+    n: usize,
+    authentication: Authentication,
+) -> DeviceRecord {
     DeviceRecord {
-        device_id: format!("dev-{i:07}"),
-        generation_id: format!("{i}"),
+        device_id,
+        generation_id: format!("{n}"),
         etag: String::new(),
         status: DeviceStatus::Enabled,
         status_reason: None,
@@ -47,7 +57,7 @@ fn device(i: usize) -> DeviceRecord {
         connection_state_updated_time: None,
         last_activity_time: None,
         cloud_to_device_message_count: 0,
-        authentication: Authentication::default(),
+        authentication,
         iot_edge: false,
         device_scope: None,
         parent_scopes: vec![],

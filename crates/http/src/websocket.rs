@@ -33,6 +33,10 @@ const AMQP_PROTOCOLS: [&str; 2] = ["AMQPWSB10", "amqp"];
 
 /// Size of the pipe between the WebSocket and the MQTT session.
 const PIPE_BYTES: usize = 64 * 1024;
+/// Bytes read from the pipe into one frame, and the WebSocket's read buffer: small, since an
+/// idle connection holds both for its lifetime (tungstenite's default read buffer is 128 KiB);
+/// larger messages take more reads, not larger buffers.
+const CHUNK_BYTES: usize = 8 * 1024;
 
 /// What an MQTT session over WebSocket may talk to.
 #[derive(Debug, Clone)]
@@ -67,6 +71,7 @@ pub async fn upgrade(
     // The upgraded connection runs in tasks of its own: its caller goes along.
     let caller = ironhub_observe::caller::current();
     ws.protocols(protocols)
+        .read_buffer_size(CHUNK_BYTES)
         .max_message_size(ironhub_hub::MAX_TELEMETRY_BYTES * 2)
         .on_upgrade(move |socket| async move {
             let is_amqp = socket
@@ -123,7 +128,7 @@ async fn bridge(
     mut ws_end: tokio::io::DuplexStream,
     session: tokio::task::JoinHandle<()>,
 ) {
-    let mut buf = vec![0u8; PIPE_BYTES];
+    let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
         tokio::select! {
             frame = socket.recv() => match frame {
