@@ -69,20 +69,17 @@ impl Operation {
         use Operation::*;
         match self {
             DeviceRead | Query | RegistryStatistics | RoutingRead | HubCertificatesRead
-            | NetworkRulesRead => {
-                &[Rights::REGISTRY_READ]
-            }
-            DeviceWrite | DeviceDelete | RoutingWrite | HubCertificatesWrite | NetworkRulesWrite => {
-                &[Rights::REGISTRY_WRITE]
-            }
+            | NetworkRulesRead => &[Rights::REGISTRY_READ],
+            DeviceWrite | DeviceDelete | RoutingWrite | HubCertificatesWrite
+            | NetworkRulesWrite => &[Rights::REGISTRY_WRITE],
             // IoT Hub lets ServiceConnect (the `service` policy) read twins too.
             TwinRead | DigitalTwinRead => &[Rights::SERVICE_CONNECT, Rights::REGISTRY_READ],
             TwinWrite | ServiceStatistics | MethodInvoke | C2dSend | C2dFeedback | C2dPurge
             | FileNotifications | DigitalTwinWrite | DigitalTwinInvoke | EventsRead
             | EventsWrite => &[Rights::SERVICE_CONNECT],
             EnrollmentRead | GroupRead | DpsNetworkRulesRead => &[Rights::ENROLLMENT_READ],
-            EnrollmentWrite | EnrollmentDelete | GroupWrite | GroupDelete | AttestationMechanism
-            | DpsNetworkRulesWrite => &[Rights::ENROLLMENT_WRITE],
+            EnrollmentWrite | EnrollmentDelete | GroupWrite | GroupDelete
+            | AttestationMechanism | DpsNetworkRulesWrite => &[Rights::ENROLLMENT_WRITE],
             RegistrationRead => &[Rights::REGISTRATION_STATUS_READ],
             RegistrationDelete => &[Rights::REGISTRATION_STATUS_WRITE],
             LinkedHubsRead | LinkedHubsWrite | DpsCertificatesRead | DpsCertificatesWrite => {

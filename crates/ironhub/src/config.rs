@@ -17,8 +17,8 @@ use serde::Deserialize;
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
 use crate::monitoring::{Monitoring, MonitoringArgs, MonitoringFile};
 use crate::nats::{NatsArgs, NatsFile};
-use crate::service_auth::{AuthArgs, AuthFile, AuthSettings};
 use crate::netpolicy::{NetPolicy, NetPolicyArgs, NetPolicyFile};
+use crate::service_auth::{AuthArgs, AuthFile, AuthSettings};
 
 /// Longest event log retention accepted: a year.
 const MAX_RETENTION_HOURS: u32 = 24 * 366;

@@ -15,5 +15,5 @@ mod mqtt_listener;
 mod nats;
 pub mod netpolicy;
 pub mod serve;
-mod throttling;
 pub mod service_auth;
+mod throttling;

@@ -20,8 +20,8 @@ mod error;
 pub mod eventlog;
 mod file_notifications;
 mod modules;
-mod rates;
 mod network;
+mod rates;
 mod records;
 mod registry;
 mod routing;
@@ -48,8 +48,8 @@ pub use file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
 };
 pub use modules::ModuleStore;
-pub use rates::{RateWindows, WindowCount};
 pub use network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
+pub use rates::{RateWindows, WindowCount};
 pub use records::*;
 pub use registry::RegistryStore;
 pub use routing::{EndpointHealth, EndpointHealthStatus, RoutingRecord, RoutingStore};
@@ -66,8 +66,7 @@ pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, DeviceBus as _, DpsStore as _, EventLog as _,
         FileNotificationStore as _, ModuleStore as _, NetworkRulesStore as _, RateWindows as _,
-        RegistryStore as _,
-        RoutingStore as _, SessionStore as _, TwinStore as _,
+        RegistryStore as _, RoutingStore as _, SessionStore as _, TwinStore as _,
     };
 }
 

@@ -19,13 +19,13 @@ use crate::file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
 };
 use crate::modules::ModuleStore;
+use crate::network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 use crate::records::{
     BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, CertificateScope,
     DeviceCounts, DeviceRecord, DeviceWrite, Endpoint, FeedbackBatch, HubSettings, ModuleRecord,
     ModuleWrite, RuntimeUpdate, TwinRecord, WriteConflict,
 };
 use crate::registry::RegistryStore;
-use crate::network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 use crate::routing::{EndpointHealth, RoutingRecord, RoutingStore};
 use crate::sessions::SessionStore;
 use crate::twins::{DeviceTwin, TwinAggregate, TwinGroup, TwinScan, TwinStore, TwinTop};
