@@ -34,9 +34,10 @@ use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Packet, PubAck, Publish, Subscribe};
 use tokio::sync::{Barrier, Semaphore};
 
+use crate::device::{Login, connect, connect_packet, device_id, send_all};
 use crate::net::{HOST, Tls, client_config, read, wait_port, write};
+use crate::peers;
 use crate::stats::{median, percentile_ms, rss_kib};
-use crate::{Login, connect, connect_packet, device_id, peers, send_all};
 
 /// `ironhub-bench compare`
 #[derive(Debug, clap::Args)]
