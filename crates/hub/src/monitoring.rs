@@ -91,8 +91,14 @@ impl Hub {
         let started = diag::enabled(Category::DeviceTelemetry).then(Instant::now);
         let size = message.body.len();
         let result = self.send_telemetry_unobserved(who, message).await;
-        if result.is_ok() {
-            hub.telemetry_ingress_success.inc();
+        match &result {
+            Ok(_) => {
+                hub.telemetry_ingress_success.inc();
+            }
+            Err(HubError::Throttled { .. }) => {
+                hub.telemetry_ingress_send_throttle.inc();
+            }
+            Err(_) => {}
         }
         if let Some(started) = started {
             let record = about(Category::DeviceTelemetry, "ingress", who)

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+mod common;
+
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::model::DeviceSpec;
 use ironhub_hub::throttle::{Rate, Rates, Throttle, ThrottleSettings};
@@ -34,6 +36,10 @@ async fn client_operations_are_throttled_and_the_hubs_own_reads_are_not() {
             hub: None,
             device: one_a_second(),
         },
+        d2c: Rates {
+            hub: None,
+            device: one_a_second(),
+        },
         ..ThrottleSettings::default()
     };
     let clock = Arc::new(ManualClock::default());
@@ -58,6 +64,18 @@ async fn client_operations_are_throttled_and_the_hubs_own_reads_are_not() {
     hub.get_twin("d1").await.unwrap();
     assert!(hub.get_twin("d1").await.is_err());
     hub.send_c2d("d1", Default::default()).await.unwrap();
+    // Telemetry over its rate is refused and counted as Azure's `sendThrottle`.
+    let who = common::authenticated("d1").identity;
+    let throttled = &ironhub_observe::metrics()
+        .hub
+        .telemetry_ingress_send_throttle;
+    let before = throttled.get();
+    hub.send_telemetry(&who, Default::default()).await.unwrap();
+    assert!(matches!(
+        hub.send_telemetry(&who, Default::default()).await,
+        Err(HubError::Throttled { .. })
+    ));
+    assert!(throttled.get() > before);
     clock.advance(chrono::TimeDelta::seconds(1));
     assert!(
         matches!(hub.get_device("d2").await, Err(HubError::DeviceNotFound(_))),

@@ -52,6 +52,8 @@ pub struct HubMetrics {
     pub telemetry_ingress_all: Counter,
     /// `d2c.telemetry.ingress.success`: telemetry messages the hub accepted.
     pub telemetry_ingress_success: Counter,
+    /// `d2c.telemetry.ingress.sendThrottle`: telemetry messages refused by throttling.
+    pub telemetry_ingress_send_throttle: Counter,
     /// `c2d.commands.egress.complete.success`.
     pub c2d_complete: Counter,
     /// `c2d.commands.egress.abandon.success`.
@@ -271,7 +273,7 @@ impl Metrics {
             "Registration attempts",
             dps.registration_attempts.clone(),
         );
-        let counters: [(&str, &str, &Counter); 6] = [
+        let counters: [(&str, &str, &Counter); 7] = [
             (
                 "d2c.telemetry.ingress.allProtocol",
                 "Telemetry message send attempts",
@@ -281,6 +283,11 @@ impl Metrics {
                 "d2c.telemetry.ingress.success",
                 "Telemetry messages sent",
                 &hub.telemetry_ingress_success,
+            ),
+            (
+                "d2c.telemetry.ingress.sendThrottle",
+                "Number of throttling errors",
+                &hub.telemetry_ingress_send_throttle,
             ),
             (
                 "c2d.commands.egress.complete.success",
