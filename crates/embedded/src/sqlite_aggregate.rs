@@ -536,10 +536,10 @@ mod tests {
         );
     }
 
-    fn plan(conn: &Connection, sql: &str) -> Vec<String> {
+    fn query_plan(conn: &Connection, sql: &str, params: Vec<Sql>) -> Vec<String> {
         conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .unwrap()
-            .query_map([], |r| r.get::<_, String>(3))
+            .query_map(params_from_iter(params), |r| r.get::<_, String>(3))
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap()
@@ -592,10 +592,27 @@ mod tests {
         let keys = [Column::of(&floor).unwrap()];
         let args = [Column::of(&t).unwrap(), Column::Id];
         let args: Vec<&Column> = args.iter().collect();
-        let plan = plan(&conn, &accumulated_sql(&keys, &args, ""));
+        let plan = query_plan(&conn, &accumulated_sql(&keys, &args, ""), Vec::new());
         assert!(
             plan.len() == 1
                 && plan[0].starts_with("SCAN t USING COVERING INDEX twins_by_"),
+            "{plan:?}"
+        );
+        // With a condition on a twin property, SQLite starts from that property's index
+        // (reading only the twins it selects), not from a walk of the covering index.
+        let condition = ScanCondition {
+            field: TwinField::Reported(vec!["p".into()]),
+            op: ScanOp::Eq,
+            values: vec![Value::from("x")],
+        };
+        let mut params = Vec::new();
+        let term = exact_condition(&conn, &condition, &mut params)
+            .unwrap()
+            .unwrap();
+        let sql = accumulated_sql(&keys, &args, &format!("WHERE {term}"));
+        let plan = query_plan(&conn, &sql, params);
+        assert!(
+            plan.iter().any(|p| p.starts_with("SEARCH t USING INDEX twins_by_")),
             "{plan:?}"
         );
     }

@@ -41,6 +41,10 @@ fn values() -> Vec<Option<Value>> {
         Some(json!(1.0)),
         Some(json!(2.5)),
         Some(json!(-3)),
+        // Floating sums round by the order they are added in (device id order).
+        Some(json!(0.1)),
+        Some(json!(1e16)),
+        Some(json!(0.7)),
         Some(json!(true)),
         Some(json!(false)),
         Some(json!("a\"b")),
