@@ -5,9 +5,10 @@
 //!
 //! When every aggregate is `COUNT()`, SQLite counts: each grouped property gets an
 //! expression index (with the device id, so the index alone answers the query) the first
-//! time, and a `GROUP BY` over the fleet reads only that index. Other aggregates read the
-//! matching twins in device id order and feed [`ironhub_query::Accumulator`]s, as the
-//! in-process evaluation does.
+//! time, and a `GROUP BY` over the fleet reads only that index. Other aggregates read each
+//! group's values in device id order and feed [`ironhub_query::Accumulator`]s, as the
+//! in-process evaluation does; without conditions on twin properties they come from a
+//! covering index of (keys, device id, arguments), built on demand like the others.
 
 use std::collections::HashMap;
 
@@ -594,8 +595,7 @@ mod tests {
         let args: Vec<&Column> = args.iter().collect();
         let plan = query_plan(&conn, &accumulated_sql(&keys, &args, ""), Vec::new());
         assert!(
-            plan.len() == 1
-                && plan[0].starts_with("SCAN t USING COVERING INDEX twins_by_"),
+            plan.len() == 1 && plan[0].starts_with("SCAN t USING COVERING INDEX twins_by_"),
             "{plan:?}"
         );
         // With a condition on a twin property, SQLite starts from that property's index
@@ -612,7 +612,8 @@ mod tests {
         let sql = accumulated_sql(&keys, &args, &format!("WHERE {term}"));
         let plan = query_plan(&conn, &sql, params);
         assert!(
-            plan.iter().any(|p| p.starts_with("SEARCH t USING INDEX twins_by_")),
+            plan.iter()
+                .any(|p| p.starts_with("SEARCH t USING INDEX twins_by_")),
             "{plan:?}"
         );
     }

@@ -1,4 +1,5 @@
-//! `GROUP BY` and `ORDER BY` with `TOP` computed by the store (push-down) answer exactly what
+//! `GROUP BY` (counts over an index, other aggregates over a covering index) and `ORDER BY`
+//! with `TOP` computed by the store (push-down) answer exactly what
 //! the hub's own evaluation answers: random small fleets, random queries, every page
 //! compared as JSON text (so `1` and `1.0`, `'0'` and `0` must come out alike).
 #![allow(clippy::unwrap_used)]
