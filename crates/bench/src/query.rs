@@ -190,6 +190,7 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     const GROUP_POWER: &str = "SELECT properties.reported.powerState AS powerState, COUNT() AS n FROM devices GROUP BY properties.reported.powerState";
     const TOP_HOTTEST: &str =
         "SELECT TOP 10 * FROM devices ORDER BY properties.reported.temperature DESC";
+    const GROUP_AVG: &str = "SELECT tags.floor AS floor, AVG(properties.reported.temperature) AS t FROM devices GROUP BY tags.floor";
     const SELECTIVE: &str = "SELECT * FROM devices WHERE properties.reported.powerState = '0'";
     const SITE_RANGE: &str = "SELECT deviceId FROM devices WHERE tags.site = 'site-7' AND properties.reported.temperature > 40";
     let queries: &[(&str, &str, Read)] = &[
@@ -244,8 +245,19 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
             Read::AllPages,
         ),
         (
-            "group by with an average (the store reads every twin)",
-            "SELECT tags.floor AS floor, AVG(properties.reported.temperature) AS t FROM devices GROUP BY tags.floor",
+            "group by with an average, first time (builds the covering index)",
+            GROUP_AVG,
+            Read::AllPages,
+        ),
+        ("group by with an average, again", GROUP_AVG, Read::AllPages),
+        (
+            "group by with sum, min and max (the same covering index)",
+            "SELECT tags.floor AS floor, SUM(properties.reported.temperature) AS s, MIN(properties.reported.temperature) AS lo, MAX(properties.reported.temperature) AS hi FROM devices GROUP BY tags.floor",
+            Read::AllPages,
+        ),
+        (
+            "group by with an average and a selective where",
+            "SELECT tags.floor AS floor, AVG(properties.reported.temperature) AS t FROM devices WHERE properties.reported.powerState = '0' GROUP BY tags.floor",
             Read::AllPages,
         ),
         (

@@ -5,9 +5,10 @@
 //!
 //! When every aggregate is `COUNT()`, SQLite counts: each grouped property gets an
 //! expression index (with the device id, so the index alone answers the query) the first
-//! time, and a `GROUP BY` over the fleet reads only that index. Other aggregates read the
-//! matching twins in device id order and feed [`ironhub_query::Accumulator`]s, as the
-//! in-process evaluation does.
+//! time, and a `GROUP BY` over the fleet reads only that index. Other aggregates read each
+//! group's values in device id order and feed [`ironhub_query::Accumulator`]s, as the
+//! in-process evaluation does; without conditions on twin properties they come from a
+//! covering index of (keys, device id, arguments), built on demand like the others.
 
 use std::collections::HashMap;
 
@@ -273,7 +274,63 @@ struct Running {
     first: String,
 }
 
-/// Reads the matching twins in device id order and accumulates their groups.
+/// At most this many expressions in one covering index of [`accumulated`] (group keys, the
+/// device id, the aggregates' distinct arguments); a wider query reads the twins instead.
+const MAX_COVERING_COLUMNS: usize = 8;
+
+/// The distinct arguments of the aggregates (in first-use order), and for each aggregate the
+/// position of its argument among them.
+fn distinct_args(args: &[Option<Column>]) -> (Vec<&Column>, Vec<Option<usize>>) {
+    let mut distinct: Vec<&Column> = Vec::new();
+    let at = args
+        .iter()
+        .map(|arg| {
+            let col = arg.as_ref()?;
+            let i = distinct
+                .iter()
+                .position(|d| d.text() == col.text())
+                .unwrap_or_else(|| {
+                    distinct.push(col);
+                    distinct.len() - 1
+                });
+            Some(i)
+        })
+        .collect();
+    (distinct, at)
+}
+
+/// The expressions of the covering index of [`accumulated`]: the group keys, the device id,
+/// then the aggregates' arguments, so that a walk in index order gives each group's twins in
+/// device id order with every value it needs.
+fn covering_index(keys: &[Column], args: &[&Column]) -> Vec<String> {
+    let mut columns: Vec<String> = keys.iter().map(Column::indexed).collect();
+    columns.push("device_id".into());
+    columns.extend(
+        args.iter()
+            .filter(|a| !matches!(a, Column::Id))
+            .map(|a| a.indexed()),
+    );
+    columns
+}
+
+/// The SQL of [`accumulated`]: keys, device id and distinct arguments, in the order of
+/// [`covering_index`].
+fn accumulated_sql(keys: &[Column], args: &[&Column], where_clause: &str) -> String {
+    let mut select: Vec<String> = keys.iter().map(Column::text).collect();
+    select.push("t.device_id".into());
+    select.extend(args.iter().map(|a| a.text()));
+    let order: Vec<String> = (1..=keys.len() + 1).map(|i| i.to_string()).collect();
+    format!(
+        "SELECT {} FROM twins t {where_clause} ORDER BY {}",
+        select.join(", "),
+        order.join(", ")
+    )
+}
+
+/// Reads the matching twins by group, each group's in device id order, and accumulates the
+/// groups. Without conditions on twin properties, an index of (keys, device id, arguments)
+/// (built the first time, within the cap of twin indexes) holds every value read, so SQLite
+/// walks it alone; with conditions, it reads the twins their indexes select.
 fn accumulated(
     conn: &Connection,
     request: &TwinAggregate,
@@ -282,55 +339,58 @@ fn accumulated(
     where_clause: &str,
     params: Vec<Sql>,
 ) -> Result<Vec<TwinGroup>> {
-    let mut select = vec!["t.device_id".to_owned()];
-    select.extend(keys.iter().map(Column::text));
-    select.extend(args.iter().flatten().map(Column::text));
-    let sql = format!(
-        "SELECT {} FROM twins t {where_clause} ORDER BY t.device_id",
-        select.join(", ")
-    );
+    let (distinct, at) = distinct_args(args);
+    let on_twin = request
+        .conditions
+        .iter()
+        .any(|c| !matches!(c.field, TwinField::DeviceId));
+    let covering = covering_index(keys, &distinct);
+    let any_json = keys
+        .iter()
+        .chain(distinct.iter().copied())
+        .any(|c| matches!(c, Column::Json(_)));
+    if !on_twin && any_json && covering.len() <= MAX_COVERING_COLUMNS {
+        ensure_index(conn, &covering.join(", "))?;
+    }
+    let sql = accumulated_sql(keys, &distinct, where_clause);
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(params))?;
     let mut running: Vec<Running> = Vec::new();
     let mut index: HashMap<Vec<Option<String>>, usize> = HashMap::new();
+    let mut values: Vec<Option<Value>> = Vec::with_capacity(distinct.len());
     while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
         let mut texts = Vec::with_capacity(keys.len());
         for i in 0..keys.len() {
-            texts.push(r.get::<_, Option<String>>(1 + i)?);
+            texts.push(r.get::<_, Option<String>>(i)?);
         }
-        let at = match index.get(&texts) {
-            Some(at) => *at,
+        let group = match index.get(&texts) {
+            Some(group) => *group,
             None => {
-                let values = keys
+                let key_values = keys
                     .iter()
                     .zip(texts.iter().cloned())
                     .map(|(k, t)| k.value(t))
                     .collect::<Result<Vec<_>>>()?;
                 running.push(Running {
-                    keys: values,
+                    keys: key_values,
                     accumulators: request
                         .aggregates
                         .iter()
                         .map(|(f, _)| Accumulator::new(*f))
                         .collect(),
-                    first: id.clone(),
+                    // Rows of a group come in device id order: its first is its least.
+                    first: r.get(keys.len())?,
                 });
                 index.insert(texts, running.len() - 1);
                 running.len() - 1
             }
         };
-        let mut column = 1 + keys.len();
-        for (acc, arg) in running[at].accumulators.iter_mut().zip(args) {
-            let v = match arg {
-                Some(col) => {
-                    let text: Option<String> = r.get(column)?;
-                    column += 1;
-                    col.value(text)?
-                }
-                None => None,
-            };
-            acc.push(v.as_ref());
+        values.clear();
+        for (i, col) in distinct.iter().enumerate() {
+            values.push(col.value(r.get(keys.len() + 1 + i)?)?);
+        }
+        for (acc, arg) in running[group].accumulators.iter_mut().zip(&at) {
+            acc.push(arg.and_then(|i| values[i].as_ref()));
         }
     }
     Ok(running
@@ -473,6 +533,87 @@ mod tests {
             plan.len() == 1
                 && plan[0].starts_with("SCAN t USING")
                 && plan[0].contains("INDEX twins_by_"),
+            "{plan:?}"
+        );
+    }
+
+    fn query_plan(conn: &Connection, sql: &str, params: Vec<Sql>) -> Vec<String> {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(params_from_iter(params), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// A `GROUP BY` over the fleet with `SUM`, `AVG`, `MIN`, `MAX` walks one covering index
+    /// of (key, device id, arguments) in order: no sort, no twin read; the aggregates see
+    /// each group's values in device id order, as the language's evaluation does.
+    #[test]
+    fn other_aggregates_read_only_a_covering_index() {
+        let conn = crate::sqlite_query::tests::scratch();
+        conn.execute_batch(
+            "INSERT INTO devices VALUES ('a', '{}'), ('b', '{}'), ('c', '{}'), ('d', '{}');
+             INSERT INTO twins VALUES
+                 ('d', '{\"tags\":{\"floor\":1},\"reported\":{\"t\":1.0}}'),
+                 ('a', '{\"tags\":{\"floor\":1},\"reported\":{\"t\":1}}'),
+                 ('b', '{\"tags\":{\"floor\":2},\"reported\":{\"t\":\"x\"}}'),
+                 ('c', '{\"tags\":{\"floor\":1},\"reported\":{\"t\":2.5}}');",
+        )
+        .unwrap();
+        let floor = TwinField::Tags(vec!["floor".into()]);
+        let t = TwinField::Reported(vec!["t".into()]);
+        let request = TwinAggregate {
+            group_by: vec![floor.clone()],
+            aggregates: vec![
+                (AggregateOp::Avg, Some(t.clone())),
+                (AggregateOp::Min, Some(t.clone())),
+                (AggregateOp::Max, Some(TwinField::DeviceId)),
+                (AggregateOp::Sum, Some(t.clone())),
+                (AggregateOp::Count, None),
+            ],
+            conditions: Vec::new(),
+        };
+        let groups = aggregate(&conn, &request).unwrap().unwrap();
+        let texts: Vec<String> = groups
+            .iter()
+            .map(|g| format!("{} {:?} {:?} {}", g.first, g.keys, g.values, g.values.len()))
+            .collect();
+        // `MIN` keeps the first of `1` (device a) and `1.0` (device d); `SUM` and `AVG` skip
+        // the string, which `MIN` and `MAX` take among strings.
+        assert_eq!(
+            texts,
+            [
+                "a [Some(Number(1))] [Some(Number(1.5)), Some(Number(1)), Some(String(\"d\")), \
+                 Some(Number(4.5)), Some(Number(3))] 5",
+                "b [Some(Number(2))] [None, Some(String(\"x\")), Some(String(\"b\")), None, \
+                 Some(Number(1))] 5",
+            ]
+        );
+        let keys = [Column::of(&floor).unwrap()];
+        let args = [Column::of(&t).unwrap(), Column::Id];
+        let args: Vec<&Column> = args.iter().collect();
+        let plan = query_plan(&conn, &accumulated_sql(&keys, &args, ""), Vec::new());
+        assert!(
+            plan.len() == 1 && plan[0].starts_with("SCAN t USING COVERING INDEX twins_by_"),
+            "{plan:?}"
+        );
+        // With a condition on a twin property, SQLite starts from that property's index
+        // (reading only the twins it selects), not from a walk of the covering index.
+        let condition = ScanCondition {
+            field: TwinField::Reported(vec!["p".into()]),
+            op: ScanOp::Eq,
+            values: vec![Value::from("x")],
+        };
+        let mut params = Vec::new();
+        let term = exact_condition(&conn, &condition, &mut params)
+            .unwrap()
+            .unwrap();
+        let sql = accumulated_sql(&keys, &args, &format!("WHERE {term}"));
+        let plan = query_plan(&conn, &sql, params);
+        assert!(
+            plan.iter()
+                .any(|p| p.starts_with("SEARCH t USING INDEX twins_by_")),
             "{plan:?}"
         );
     }

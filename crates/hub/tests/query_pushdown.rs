@@ -1,4 +1,5 @@
-//! `GROUP BY` and `ORDER BY` with `TOP` computed by the store (push-down) answer exactly what
+//! `GROUP BY` (counts over an index, other aggregates over a covering index) and `ORDER BY`
+//! with `TOP` computed by the store (push-down) answer exactly what
 //! the hub's own evaluation answers: random small fleets, random queries, every page
 //! compared as JSON text (so `1` and `1.0`, `'0'` and `0` must come out alike).
 #![allow(clippy::unwrap_used)]
@@ -41,6 +42,10 @@ fn values() -> Vec<Option<Value>> {
         Some(json!(1.0)),
         Some(json!(2.5)),
         Some(json!(-3)),
+        // Floating sums round by the order they are added in (device id order).
+        Some(json!(0.1)),
+        Some(json!(1e16)),
+        Some(json!(0.7)),
         Some(json!(true)),
         Some(json!(false)),
         Some(json!("a\"b")),
