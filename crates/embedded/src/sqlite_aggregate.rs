@@ -142,6 +142,41 @@ pub(crate) fn exact_condition(
     )))
 }
 
+/// A string or boolean as the JSON text SQLite's `->` gives for it in a stored document
+/// (documents are written by `serde_json`, so a string's text is the canonical one), or
+/// `None` for a value whose text is not one spelling of it: numbers (`1` and `1.0` are
+/// equal in the language) and strings with escapes (kept out for safety).
+fn json_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Bool(b) => Some(b.to_string()),
+        Value::String(s) => {
+            let text = Value::String(s.clone()).to_string();
+            (!text[1..text.len() - 1].contains('\\')).then_some(text)
+        }
+        _ => None,
+    }
+}
+
+/// The conditions on twin properties with their columns, sorted by path (so that `a AND b`
+/// and `b AND a` share an index), when every one of them is an equality whose JSON text
+/// decides it exactly ([`json_text`]) and there is at least one; `None` otherwise.
+fn text_equalities(conditions: &[ScanCondition]) -> Option<Vec<(&ScanCondition, Column)>> {
+    let mut leading = Vec::new();
+    for c in conditions {
+        if matches!(c.field, TwinField::DeviceId) {
+            continue;
+        }
+        let column = Column::of(&c.field)?;
+        let single = c.op == ScanOp::Eq || (c.op == ScanOp::In && c.values.len() == 1);
+        if !single || c.values.len() != 1 || json_text(&c.values[0]).is_none() {
+            return None;
+        }
+        leading.push((c, column));
+    }
+    leading.sort_by_key(|(_, column)| column.indexed());
+    (!leading.is_empty()).then_some(leading)
+}
+
 /// The groups of `request` (see `TwinStore::aggregate_twins`), or `None` when a field or a
 /// condition cannot be written as SQL exactly.
 pub(crate) fn aggregate(
@@ -158,12 +193,31 @@ pub(crate) fn aggregate(
     };
     let mut params = Vec::new();
     let mut terms = Vec::new();
+    // Equalities on twin properties compared as JSON text lead the index, so that the
+    // index alone answers; otherwise each condition selects twins through its own index.
+    let leading = text_equalities(&request.conditions);
+    if let Some(leading) = &leading {
+        for (c, column) in leading {
+            if let (Column::Json(path), Some(text)) = (column, json_text(&c.values[0])) {
+                params.push(Sql::Text(text));
+                terms.push(format!("t.doc -> '{path}' = ?{}", params.len()));
+            }
+        }
+    }
     for c in &request.conditions {
+        if leading.is_some() && !matches!(c.field, TwinField::DeviceId) {
+            continue;
+        }
         match exact_condition(conn, c, &mut params)? {
             Some(term) => terms.push(term),
             None => return Ok(None),
         }
     }
+    let leading: Vec<Column> = leading
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, column)| column)
+        .collect();
     let where_clause = if terms.is_empty() {
         String::new()
     } else {
@@ -174,7 +228,7 @@ pub(crate) fn aggregate(
         .iter()
         .all(|(f, _)| *f == AggregateOp::Count);
     let mut groups = if counts_only {
-        counted(conn, request, &keys, &where_clause, params)?
+        counted(conn, request, &leading, &keys, &where_clause, params)?
     } else {
         let Some(args) = request
             .aggregates
@@ -187,7 +241,7 @@ pub(crate) fn aggregate(
         else {
             return Ok(None);
         };
-        accumulated(conn, request, &keys, &args, &where_clause, params)?
+        accumulated(conn, request, &leading, &keys, &args, &where_clause, params)?
     };
     // Devices without a twin row have every twin property missing: they pass no condition
     // on one, and fall in the groups of missing keys.
@@ -203,12 +257,13 @@ pub(crate) fn aggregate(
 fn counted(
     conn: &Connection,
     request: &TwinAggregate,
+    leading: &[Column],
     keys: &[Column],
     where_clause: &str,
     params: Vec<Sql>,
 ) -> Result<Vec<TwinGroup>> {
-    if keys.iter().any(|k| matches!(k, Column::Json(_))) {
-        let indexed: Vec<String> = keys.iter().map(Column::indexed).collect();
+    if leading.iter().chain(keys).any(|k| matches!(k, Column::Json(_))) {
+        let indexed: Vec<String> = leading.iter().chain(keys).map(Column::indexed).collect();
         ensure_index(conn, &format!("{}, device_id", indexed.join(", ")))?;
     }
     let sql = counted_sql(keys, where_clause);
@@ -299,11 +354,12 @@ fn distinct_args(args: &[Option<Column>]) -> (Vec<&Column>, Vec<Option<usize>>) 
     (distinct, at)
 }
 
-/// The expressions of the covering index of [`accumulated`]: the group keys, the device id,
+/// The expressions of the covering index of [`accumulated`]: the properties of the
+/// conditions' equalities (see [`text_equalities`]), the group keys, the device id,
 /// then the aggregates' arguments, so that a walk in index order gives each group's twins in
 /// device id order with every value it needs.
-fn covering_index(keys: &[Column], args: &[&Column]) -> Vec<String> {
-    let mut columns: Vec<String> = keys.iter().map(Column::indexed).collect();
+fn covering_index(leading: &[Column], keys: &[Column], args: &[&Column]) -> Vec<String> {
+    let mut columns: Vec<String> = leading.iter().chain(keys).map(Column::indexed).collect();
     columns.push("device_id".into());
     columns.extend(
         args.iter()
@@ -334,19 +390,23 @@ fn accumulated_sql(keys: &[Column], args: &[&Column], where_clause: &str) -> Str
 fn accumulated(
     conn: &Connection,
     request: &TwinAggregate,
+    leading: &[Column],
     keys: &[Column],
     args: &[Option<Column>],
     where_clause: &str,
     params: Vec<Sql>,
 ) -> Result<Vec<TwinGroup>> {
     let (distinct, at) = distinct_args(args);
-    let on_twin = request
-        .conditions
+    // Conditions on twin properties that do not lead the index select twins through theirs.
+    let on_twin = leading.is_empty()
+        && request
+            .conditions
+            .iter()
+            .any(|c| !matches!(c.field, TwinField::DeviceId));
+    let covering = covering_index(leading, keys, &distinct);
+    let any_json = leading
         .iter()
-        .any(|c| !matches!(c.field, TwinField::DeviceId));
-    let covering = covering_index(keys, &distinct);
-    let any_json = keys
-        .iter()
+        .chain(keys)
         .chain(distinct.iter().copied())
         .any(|c| matches!(c, Column::Json(_)));
     if !on_twin && any_json && covering.len() <= MAX_COVERING_COLUMNS {
