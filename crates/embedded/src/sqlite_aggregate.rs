@@ -262,7 +262,11 @@ fn counted(
     where_clause: &str,
     params: Vec<Sql>,
 ) -> Result<Vec<TwinGroup>> {
-    if leading.iter().chain(keys).any(|k| matches!(k, Column::Json(_))) {
+    if leading
+        .iter()
+        .chain(keys)
+        .any(|k| matches!(k, Column::Json(_)))
+    {
         let indexed: Vec<String> = leading.iter().chain(keys).map(Column::indexed).collect();
         ensure_index(conn, &format!("{}, device_id", indexed.join(", ")))?;
     }
@@ -706,7 +710,10 @@ mod tests {
         for (group_by, aggregates) in [
             (vec![], vec![(AggregateOp::Count, None)]),
             (vec![floor.clone()], vec![(AggregateOp::Count, None)]),
-            (vec![floor.clone()], vec![(AggregateOp::Sum, Some(t.clone()))]),
+            (
+                vec![floor.clone()],
+                vec![(AggregateOp::Sum, Some(t.clone()))],
+            ),
         ] {
             let request = TwinAggregate {
                 group_by,
