@@ -610,21 +610,29 @@ mod tests {
             .unwrap()
     }
 
+    /// A scratch database holding these devices, each with this twin document.
+    fn fleet(twins: &[(&str, &str)]) -> Connection {
+        let conn = crate::sqlite_query::tests::scratch();
+        for (id, doc) in twins {
+            conn.execute("INSERT INTO devices VALUES (?1, '{}')", [id])
+                .unwrap();
+            conn.execute("INSERT INTO twins VALUES (?1, ?2)", [id, doc])
+                .unwrap();
+        }
+        conn
+    }
+
     /// A `GROUP BY` over the fleet with `SUM`, `AVG`, `MIN`, `MAX` walks one covering index
     /// of (key, device id, arguments) in order: no sort, no twin read; the aggregates see
     /// each group's values in device id order, as the language's evaluation does.
     #[test]
     fn other_aggregates_read_only_a_covering_index() {
-        let conn = crate::sqlite_query::tests::scratch();
-        conn.execute_batch(
-            "INSERT INTO devices VALUES ('a', '{}'), ('b', '{}'), ('c', '{}'), ('d', '{}');
-             INSERT INTO twins VALUES
-                 ('d', '{\"tags\":{\"floor\":1},\"reported\":{\"t\":1.0}}'),
-                 ('a', '{\"tags\":{\"floor\":1},\"reported\":{\"t\":1}}'),
-                 ('b', '{\"tags\":{\"floor\":2},\"reported\":{\"t\":\"x\"}}'),
-                 ('c', '{\"tags\":{\"floor\":1},\"reported\":{\"t\":2.5}}');",
-        )
-        .unwrap();
+        let conn = fleet(&[
+            ("d", r#"{"tags":{"floor":1},"reported":{"t":1.0}}"#),
+            ("a", r#"{"tags":{"floor":1},"reported":{"t":1}}"#),
+            ("b", r#"{"tags":{"floor":2},"reported":{"t":"x"}}"#),
+            ("c", r#"{"tags":{"floor":1},"reported":{"t":2.5}}"#),
+        ]);
         let floor = TwinField::Tags(vec!["floor".into()]);
         let t = TwinField::Reported(vec!["t".into()]);
         let request = TwinAggregate {
@@ -687,16 +695,12 @@ mod tests {
     /// twin read, no sort.
     #[test]
     fn equalities_lead_an_index_that_alone_answers() {
-        let conn = crate::sqlite_query::tests::scratch();
-        conn.execute_batch(
-            "INSERT INTO devices VALUES ('a', '{}'), ('b', '{}'), ('c', '{}'), ('d', '{}');
-             INSERT INTO twins VALUES
-                 ('a', '{\"tags\":{\"floor\":1},\"reported\":{\"p\":\"1\",\"t\":2}}'),
-                 ('b', '{\"tags\":{\"floor\":1},\"reported\":{\"p\":1,\"t\":5}}'),
-                 ('c', '{\"tags\":{\"floor\":2},\"reported\":{\"p\":\"1\",\"t\":4}}'),
-                 ('d', '{\"tags\":{\"floor\":1},\"reported\":{\"p\":\"1\",\"t\":1.5}}');",
-        )
-        .unwrap();
+        let conn = fleet(&[
+            ("a", r#"{"tags":{"floor":1},"reported":{"p":"1","t":2}}"#),
+            ("b", r#"{"tags":{"floor":1},"reported":{"p":1,"t":5}}"#),
+            ("c", r#"{"tags":{"floor":2},"reported":{"p":"1","t":4}}"#),
+            ("d", r#"{"tags":{"floor":1},"reported":{"p":"1","t":1.5}}"#),
+        ]);
         let floor = TwinField::Tags(vec!["floor".into()]);
         let t = TwinField::Reported(vec!["t".into()]);
         let condition = ScanCondition {
