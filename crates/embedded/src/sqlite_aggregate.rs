@@ -23,6 +23,7 @@ use crate::error::Result;
 use crate::sqlite_query::{ensure_index, json_path, operator, sql_value};
 
 /// A field as SQL over `twins t`: its JSON text, or (the device id) plain text.
+#[derive(Clone)]
 enum Column {
     Id,
     Json(String),
@@ -191,17 +192,44 @@ pub(crate) fn aggregate(
     else {
         return Ok(None);
     };
+    let counts_only = request
+        .aggregates
+        .iter()
+        .all(|(f, _)| *f == AggregateOp::Count);
+    let Some(args) = request
+        .aggregates
+        .iter()
+        .map(|(_, field)| match field {
+            None => Some(None),
+            Some(_) if counts_only => Some(None),
+            Some(f) => Column::of(f).map(Some),
+        })
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    // Equalities on twin properties compared as JSON text lead an index that alone answers,
+    // when that index exists or can be built (within the caps); otherwise each condition
+    // selects twins through its own property's index.
+    let mut leading = text_equalities(&request.conditions);
+    if let Some(equalities) = &leading {
+        let columns: Vec<Column> = equalities.iter().map(|(_, c)| c.clone()).collect();
+        let (distinct, _) = distinct_args(&args);
+        let index = if counts_only {
+            counting_index(&columns, &keys)
+        } else {
+            covering_index(&columns, &keys, &distinct)
+        };
+        if index.len() > MAX_COVERING_COLUMNS || !ensure_index(conn, &index.join(", "))? {
+            leading = None;
+        }
+    }
     let mut params = Vec::new();
     let mut terms = Vec::new();
-    // Equalities on twin properties compared as JSON text lead the index, so that the
-    // index alone answers; otherwise each condition selects twins through its own index.
-    let leading = text_equalities(&request.conditions);
-    if let Some(leading) = &leading {
-        for (c, column) in leading {
-            if let (Column::Json(path), Some(text)) = (column, json_text(&c.values[0])) {
-                params.push(Sql::Text(text));
-                terms.push(format!("t.doc -> '{path}' = ?{}", params.len()));
-            }
+    for (c, column) in leading.iter().flatten() {
+        if let (Column::Json(path), Some(text)) = (column, json_text(&c.values[0])) {
+            params.push(Sql::Text(text));
+            terms.push(format!("t.doc -> '{path}' = ?{}", params.len()));
         }
     }
     for c in &request.conditions {
@@ -223,24 +251,9 @@ pub(crate) fn aggregate(
     } else {
         format!("WHERE {}", terms.join(" AND "))
     };
-    let counts_only = request
-        .aggregates
-        .iter()
-        .all(|(f, _)| *f == AggregateOp::Count);
     let mut groups = if counts_only {
         counted(conn, request, &leading, &keys, &where_clause, params)?
     } else {
-        let Some(args) = request
-            .aggregates
-            .iter()
-            .map(|(_, field)| match field {
-                None => Some(None),
-                Some(f) => Column::of(f).map(Some),
-            })
-            .collect::<Option<Vec<_>>>()
-        else {
-            return Ok(None);
-        };
         accumulated(conn, request, &leading, &keys, &args, &where_clause, params)?
     };
     // Devices without a twin row have every twin property missing: they pass no condition
@@ -267,8 +280,7 @@ fn counted(
         .chain(keys)
         .any(|k| matches!(k, Column::Json(_)))
     {
-        let indexed: Vec<String> = leading.iter().chain(keys).map(Column::indexed).collect();
-        ensure_index(conn, &format!("{}, device_id", indexed.join(", ")))?;
+        ensure_index(conn, &counting_index(leading, keys).join(", "))?;
     }
     let sql = counted_sql(keys, where_clause);
     let n = keys.len();
@@ -307,6 +319,14 @@ fn counted(
         });
     }
     Ok(groups)
+}
+
+/// The expressions of the index [`counted`] walks: the properties of the conditions'
+/// equalities (see [`text_equalities`]), the group keys, the device id.
+fn counting_index(leading: &[Column], keys: &[Column]) -> Vec<String> {
+    let mut columns: Vec<String> = leading.iter().chain(keys).map(Column::indexed).collect();
+    columns.push("device_id".into());
+    columns
 }
 
 /// The SQL of [`counted`].
@@ -775,5 +795,43 @@ mod tests {
             ..condition
         };
         assert!(text_equalities(&[range]).is_none());
+    }
+
+    /// Once the cap of twin indexes is reached, an equality `WHERE` keeps its typed
+    /// conditions (and any property index built before) and still answers exactly.
+    #[test]
+    fn equalities_past_the_index_cap_answer_exactly() {
+        let conn = fleet(&[
+            ("a", r#"{"reported":{"p":"1"}}"#),
+            ("b", r#"{"reported":{"p":1}}"#),
+            ("c", r#"{"reported":{"p":"1"}}"#),
+        ]);
+        for i in 0..32 {
+            conn.execute_batch(&format!(
+                "CREATE INDEX twins_by_cap{i} ON twins (device_id)"
+            ))
+            .unwrap();
+        }
+        let condition = ScanCondition {
+            field: TwinField::Reported(vec!["p".into()]),
+            op: ScanOp::Eq,
+            values: vec![Value::from("1")],
+        };
+        let request = TwinAggregate {
+            group_by: Vec::new(),
+            aggregates: vec![(AggregateOp::Count, None)],
+            conditions: vec![condition],
+        };
+        let groups = aggregate(&conn, &request).unwrap().unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].values, [Some(Value::from(2))]);
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'twins_by_%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 32);
     }
 }
