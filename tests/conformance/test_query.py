@@ -120,6 +120,29 @@ def test_tasmota_outlets_at_string_zero(hub, rm, outlets):
     assert [t["deviceId"] for t in numeric] == ["tas-04"]
 
 
+def test_aggregates_with_an_equality_where(hub, rm, outlets):
+    """COUNT, MIN and GROUP BY under a WHERE equality on a reported property (the store reads
+    one index led by the property's JSON text): the string '0' and the number 0 stay apart."""
+    queries = {
+        "SELECT COUNT() AS n FROM devices WHERE properties.reported.powerState = '0'": [{"n": 3}],
+        "SELECT COUNT() AS n FROM devices WHERE properties.reported.powerState = 0": [{"n": 1}],
+        ("SELECT MIN(deviceId) AS first, COUNT() AS n FROM devices "
+         "WHERE properties.reported.powerState = '1'"): [{"first": "tas-02", "n": 2}],
+        ("SELECT properties.reported.powerState AS s, COUNT() AS n FROM devices "
+         "WHERE properties.reported.powerState = '0' AND deviceId > 'tas-01' "
+         "GROUP BY properties.reported.powerState"): [{"s": "0", "n": 2}],
+    }
+    for _ in range(2):  # the first query of a shape builds its index, the second reads it
+        for text, expected in queries.items():
+            r = post_query(hub, json.dumps({"query": text}))
+            assert r.status_code == 200 and r.headers["x-ms-item-type"] == "raw", r.text
+            assert r.json() == expected, text
+    # The Python service SDK reads the same answer.
+    text = next(iter(queries))
+    items, _, kind = python_query(rm, text)
+    assert kind == "raw" and len(items) == 1
+
+
 def test_paging_with_continuation_tokens(hub, rm, outlets):
     text = "SELECT * FROM devices WHERE STARTSWITH(deviceId, 'tas-')"
     items, pages, _ = python_query(rm, text, page_size=2)

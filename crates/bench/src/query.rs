@@ -213,6 +213,11 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
             Read::AllPages,
         ),
         (
+            "count of the broad set (the index the count above built)",
+            "SELECT COUNT() AS n FROM devices WHERE properties.reported.powerState = '1'",
+            Read::AllPages,
+        ),
+        (
             "one device by id",
             "SELECT * FROM devices WHERE deviceId = 'dev-0123456'",
             Read::AllPages,
@@ -245,6 +250,11 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
             Read::AllPages,
         ),
         (
+            "group by with a broad where (the index the selective one built)",
+            "SELECT tags.floor AS floor, COUNT() AS n FROM devices WHERE properties.reported.powerState = '1' GROUP BY tags.floor",
+            Read::AllPages,
+        ),
+        (
             "group by with an average, first time (builds the covering index)",
             GROUP_AVG,
             Read::AllPages,
@@ -258,6 +268,11 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
         (
             "group by with an average and a selective where",
             "SELECT tags.floor AS floor, AVG(properties.reported.temperature) AS t FROM devices WHERE properties.reported.powerState = '0' GROUP BY tags.floor",
+            Read::AllPages,
+        ),
+        (
+            "group by with an average and a broad where (the same index)",
+            "SELECT tags.floor AS floor, AVG(properties.reported.temperature) AS t FROM devices WHERE properties.reported.powerState = '1' GROUP BY tags.floor",
             Read::AllPages,
         ),
         (

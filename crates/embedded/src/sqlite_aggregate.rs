@@ -23,6 +23,7 @@ use crate::error::Result;
 use crate::sqlite_query::{ensure_index, json_path, operator, sql_value};
 
 /// A field as SQL over `twins t`: its JSON text, or (the device id) plain text.
+#[derive(Clone)]
 enum Column {
     Id,
     Json(String),
@@ -142,6 +143,41 @@ pub(crate) fn exact_condition(
     )))
 }
 
+/// A string or boolean as the JSON text SQLite's `->` gives for it in a stored document
+/// (documents are written by `serde_json`, so a string's text is the canonical one), or
+/// `None` for a value whose text is not one spelling of it: numbers (`1` and `1.0` are
+/// equal in the language) and strings with escapes (kept out for safety).
+fn json_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Bool(b) => Some(b.to_string()),
+        Value::String(s) => {
+            let text = Value::String(s.clone()).to_string();
+            (!text[1..text.len() - 1].contains('\\')).then_some(text)
+        }
+        _ => None,
+    }
+}
+
+/// The conditions on twin properties with their columns, sorted by path (so that `a AND b`
+/// and `b AND a` share an index), when every one of them is an equality whose JSON text
+/// decides it exactly ([`json_text`]) and there is at least one; `None` otherwise.
+fn text_equalities(conditions: &[ScanCondition]) -> Option<Vec<(&ScanCondition, Column)>> {
+    let mut leading = Vec::new();
+    for c in conditions {
+        if matches!(c.field, TwinField::DeviceId) {
+            continue;
+        }
+        let column = Column::of(&c.field)?;
+        let single = c.op == ScanOp::Eq || (c.op == ScanOp::In && c.values.len() == 1);
+        if !single || c.values.len() != 1 || json_text(&c.values[0]).is_none() {
+            return None;
+        }
+        leading.push((c, column));
+    }
+    leading.sort_by_key(|(_, column)| column.indexed());
+    (!leading.is_empty()).then_some(leading)
+}
+
 /// The groups of `request` (see `TwinStore::aggregate_twins`), or `None` when a field or a
 /// condition cannot be written as SQL exactly.
 pub(crate) fn aggregate(
@@ -156,38 +192,69 @@ pub(crate) fn aggregate(
     else {
         return Ok(None);
     };
+    let counts_only = request
+        .aggregates
+        .iter()
+        .all(|(f, _)| *f == AggregateOp::Count);
+    let Some(args) = request
+        .aggregates
+        .iter()
+        .map(|(_, field)| match field {
+            None => Some(None),
+            Some(_) if counts_only => Some(None),
+            Some(f) => Column::of(f).map(Some),
+        })
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    // Equalities on twin properties compared as JSON text lead an index that alone answers,
+    // when that index exists or can be built (within the caps); otherwise each condition
+    // selects twins through its own property's index.
+    let mut leading = text_equalities(&request.conditions);
+    if let Some(equalities) = &leading {
+        let columns: Vec<Column> = equalities.iter().map(|(_, c)| c.clone()).collect();
+        let (distinct, _) = distinct_args(&args);
+        let index = if counts_only {
+            counting_index(&columns, &keys)
+        } else {
+            covering_index(&columns, &keys, &distinct)
+        };
+        if index.len() > MAX_COVERING_COLUMNS || !ensure_index(conn, &index.join(", "))? {
+            leading = None;
+        }
+    }
     let mut params = Vec::new();
     let mut terms = Vec::new();
+    for (c, column) in leading.iter().flatten() {
+        if let (Column::Json(path), Some(text)) = (column, json_text(&c.values[0])) {
+            params.push(Sql::Text(text));
+            terms.push(format!("t.doc -> '{path}' = ?{}", params.len()));
+        }
+    }
     for c in &request.conditions {
+        if leading.is_some() && !matches!(c.field, TwinField::DeviceId) {
+            continue;
+        }
         match exact_condition(conn, c, &mut params)? {
             Some(term) => terms.push(term),
             None => return Ok(None),
         }
     }
+    let leading: Vec<Column> = leading
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, column)| column)
+        .collect();
     let where_clause = if terms.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", terms.join(" AND "))
     };
-    let counts_only = request
-        .aggregates
-        .iter()
-        .all(|(f, _)| *f == AggregateOp::Count);
     let mut groups = if counts_only {
-        counted(conn, request, &keys, &where_clause, params)?
+        counted(conn, request, &leading, &keys, &where_clause, params)?
     } else {
-        let Some(args) = request
-            .aggregates
-            .iter()
-            .map(|(_, field)| match field {
-                None => Some(None),
-                Some(f) => Column::of(f).map(Some),
-            })
-            .collect::<Option<Vec<_>>>()
-        else {
-            return Ok(None);
-        };
-        accumulated(conn, request, &keys, &args, &where_clause, params)?
+        accumulated(conn, request, &leading, &keys, &args, &where_clause, params)?
     };
     // Devices without a twin row have every twin property missing: they pass no condition
     // on one, and fall in the groups of missing keys.
@@ -203,13 +270,17 @@ pub(crate) fn aggregate(
 fn counted(
     conn: &Connection,
     request: &TwinAggregate,
+    leading: &[Column],
     keys: &[Column],
     where_clause: &str,
     params: Vec<Sql>,
 ) -> Result<Vec<TwinGroup>> {
-    if keys.iter().any(|k| matches!(k, Column::Json(_))) {
-        let indexed: Vec<String> = keys.iter().map(Column::indexed).collect();
-        ensure_index(conn, &format!("{}, device_id", indexed.join(", ")))?;
+    if leading
+        .iter()
+        .chain(keys)
+        .any(|k| matches!(k, Column::Json(_)))
+    {
+        ensure_index(conn, &counting_index(leading, keys).join(", "))?;
     }
     let sql = counted_sql(keys, where_clause);
     let n = keys.len();
@@ -248,6 +319,14 @@ fn counted(
         });
     }
     Ok(groups)
+}
+
+/// The expressions of the index [`counted`] walks: the properties of the conditions'
+/// equalities (see [`text_equalities`]), the group keys, the device id.
+fn counting_index(leading: &[Column], keys: &[Column]) -> Vec<String> {
+    let mut columns: Vec<String> = leading.iter().chain(keys).map(Column::indexed).collect();
+    columns.push("device_id".into());
+    columns
 }
 
 /// The SQL of [`counted`].
@@ -299,11 +378,12 @@ fn distinct_args(args: &[Option<Column>]) -> (Vec<&Column>, Vec<Option<usize>>) 
     (distinct, at)
 }
 
-/// The expressions of the covering index of [`accumulated`]: the group keys, the device id,
+/// The expressions of the covering index of [`accumulated`]: the properties of the
+/// conditions' equalities (see [`text_equalities`]), the group keys, the device id,
 /// then the aggregates' arguments, so that a walk in index order gives each group's twins in
 /// device id order with every value it needs.
-fn covering_index(keys: &[Column], args: &[&Column]) -> Vec<String> {
-    let mut columns: Vec<String> = keys.iter().map(Column::indexed).collect();
+fn covering_index(leading: &[Column], keys: &[Column], args: &[&Column]) -> Vec<String> {
+    let mut columns: Vec<String> = leading.iter().chain(keys).map(Column::indexed).collect();
     columns.push("device_id".into());
     columns.extend(
         args.iter()
@@ -334,19 +414,23 @@ fn accumulated_sql(keys: &[Column], args: &[&Column], where_clause: &str) -> Str
 fn accumulated(
     conn: &Connection,
     request: &TwinAggregate,
+    leading: &[Column],
     keys: &[Column],
     args: &[Option<Column>],
     where_clause: &str,
     params: Vec<Sql>,
 ) -> Result<Vec<TwinGroup>> {
     let (distinct, at) = distinct_args(args);
-    let on_twin = request
-        .conditions
+    // Conditions on twin properties that do not lead the index select twins through theirs.
+    let on_twin = leading.is_empty()
+        && request
+            .conditions
+            .iter()
+            .any(|c| !matches!(c.field, TwinField::DeviceId));
+    let covering = covering_index(leading, keys, &distinct);
+    let any_json = leading
         .iter()
-        .any(|c| !matches!(c.field, TwinField::DeviceId));
-    let covering = covering_index(keys, &distinct);
-    let any_json = keys
-        .iter()
+        .chain(keys)
         .chain(distinct.iter().copied())
         .any(|c| matches!(c, Column::Json(_)));
     if !on_twin && any_json && covering.len() <= MAX_COVERING_COLUMNS {
@@ -546,21 +630,29 @@ mod tests {
             .unwrap()
     }
 
+    /// A scratch database holding these devices, each with this twin document.
+    fn fleet(twins: &[(&str, &str)]) -> Connection {
+        let conn = crate::sqlite_query::tests::scratch();
+        for (id, doc) in twins {
+            conn.execute("INSERT INTO devices VALUES (?1, '{}')", [id])
+                .unwrap();
+            conn.execute("INSERT INTO twins VALUES (?1, ?2)", [id, doc])
+                .unwrap();
+        }
+        conn
+    }
+
     /// A `GROUP BY` over the fleet with `SUM`, `AVG`, `MIN`, `MAX` walks one covering index
     /// of (key, device id, arguments) in order: no sort, no twin read; the aggregates see
     /// each group's values in device id order, as the language's evaluation does.
     #[test]
     fn other_aggregates_read_only_a_covering_index() {
-        let conn = crate::sqlite_query::tests::scratch();
-        conn.execute_batch(
-            "INSERT INTO devices VALUES ('a', '{}'), ('b', '{}'), ('c', '{}'), ('d', '{}');
-             INSERT INTO twins VALUES
-                 ('d', '{\"tags\":{\"floor\":1},\"reported\":{\"t\":1.0}}'),
-                 ('a', '{\"tags\":{\"floor\":1},\"reported\":{\"t\":1}}'),
-                 ('b', '{\"tags\":{\"floor\":2},\"reported\":{\"t\":\"x\"}}'),
-                 ('c', '{\"tags\":{\"floor\":1},\"reported\":{\"t\":2.5}}');",
-        )
-        .unwrap();
+        let conn = fleet(&[
+            ("d", r#"{"tags":{"floor":1},"reported":{"t":1.0}}"#),
+            ("a", r#"{"tags":{"floor":1},"reported":{"t":1}}"#),
+            ("b", r#"{"tags":{"floor":2},"reported":{"t":"x"}}"#),
+            ("c", r#"{"tags":{"floor":1},"reported":{"t":2.5}}"#),
+        ]);
         let floor = TwinField::Tags(vec!["floor".into()]);
         let t = TwinField::Reported(vec!["t".into()]);
         let request = TwinAggregate {
@@ -616,5 +708,130 @@ mod tests {
                 .any(|p| p.starts_with("SEARCH t USING INDEX twins_by_")),
             "{plan:?}"
         );
+    }
+
+    /// An aggregate whose `WHERE` is equalities on twin properties (typed: `'1'`, not `1`)
+    /// reads one index led by the conditions' JSON text, with or without `GROUP BY`: no
+    /// twin read, no sort.
+    #[test]
+    fn equalities_lead_an_index_that_alone_answers() {
+        let conn = fleet(&[
+            ("a", r#"{"tags":{"floor":1},"reported":{"p":"1","t":2}}"#),
+            ("b", r#"{"tags":{"floor":1},"reported":{"p":1,"t":5}}"#),
+            ("c", r#"{"tags":{"floor":2},"reported":{"p":"1","t":4}}"#),
+            ("d", r#"{"tags":{"floor":1},"reported":{"p":"1","t":1.5}}"#),
+        ]);
+        let floor = TwinField::Tags(vec!["floor".into()]);
+        let t = TwinField::Reported(vec!["t".into()]);
+        let condition = ScanCondition {
+            field: TwinField::Reported(vec!["p".into()]),
+            op: ScanOp::Eq,
+            values: vec![Value::from("1")],
+        };
+        assert!(text_equalities(std::slice::from_ref(&condition)).is_some());
+        let params = || vec![Sql::Text("\"1\"".into())];
+        let where_clause = "WHERE t.doc -> '$.\"reported\".\"p\"' = ?1";
+        for (group_by, aggregates) in [
+            (vec![], vec![(AggregateOp::Count, None)]),
+            (vec![floor.clone()], vec![(AggregateOp::Count, None)]),
+            (
+                vec![floor.clone()],
+                vec![(AggregateOp::Sum, Some(t.clone()))],
+            ),
+        ] {
+            let request = TwinAggregate {
+                group_by,
+                aggregates,
+                conditions: vec![condition.clone()],
+            };
+            let groups = aggregate(&conn, &request).unwrap().unwrap();
+            let texts: Vec<String> = groups
+                .iter()
+                .map(|g| format!("{} {:?} {:?}", g.first, g.keys, g.values))
+                .collect();
+            // Device b's `p` is the number 1: it does not match the string '1'.
+            let expected = match (request.group_by.len(), request.aggregates[0].0) {
+                (0, _) => vec!["a [] [Some(Number(3))]"],
+                (_, AggregateOp::Count) => vec![
+                    "a [Some(Number(1))] [Some(Number(2))]",
+                    "c [Some(Number(2))] [Some(Number(1))]",
+                ],
+                _ => vec![
+                    "a [Some(Number(1))] [Some(Number(3.5))]",
+                    "c [Some(Number(2))] [Some(Number(4))]",
+                ],
+            };
+            assert_eq!(texts, expected);
+            let keys: Vec<Column> = request.group_by.iter().filter_map(Column::of).collect();
+            let sql = match request.aggregates[0].1 {
+                None => counted_sql(&keys, where_clause),
+                Some(_) => {
+                    let args = [Column::of(&t).unwrap()];
+                    let args: Vec<&Column> = args.iter().collect();
+                    accumulated_sql(&keys, &args, where_clause)
+                }
+            };
+            let plan = query_plan(&conn, &sql, params());
+            // Counting by group reads, as without a condition, each group's first key text
+            // from its twin (SQLite does not call that index covering); the rest are covered.
+            let search = if keys.is_empty() || request.aggregates[0].1.is_some() {
+                "SEARCH t USING COVERING INDEX twins_by_"
+            } else {
+                "SEARCH t USING INDEX twins_by_"
+            };
+            assert!(
+                plan.len() == 1 && plan[0].starts_with(search) && plan[0].contains("(<expr>=?)"),
+                "{sql}: {plan:?}"
+            );
+        }
+        // Numbers (`1` = `1.0`) and ranges keep the typed conditions.
+        let number = ScanCondition {
+            values: vec![Value::from(1)],
+            ..condition.clone()
+        };
+        assert!(text_equalities(&[number]).is_none());
+        let range = ScanCondition {
+            op: ScanOp::Gt,
+            ..condition
+        };
+        assert!(text_equalities(&[range]).is_none());
+    }
+
+    /// Once the cap of twin indexes is reached, an equality `WHERE` keeps its typed
+    /// conditions (and any property index built before) and still answers exactly.
+    #[test]
+    fn equalities_past_the_index_cap_answer_exactly() {
+        let conn = fleet(&[
+            ("a", r#"{"reported":{"p":"1"}}"#),
+            ("b", r#"{"reported":{"p":1}}"#),
+            ("c", r#"{"reported":{"p":"1"}}"#),
+        ]);
+        for i in 0..32 {
+            conn.execute_batch(&format!(
+                "CREATE INDEX twins_by_cap{i} ON twins (device_id)"
+            ))
+            .unwrap();
+        }
+        let condition = ScanCondition {
+            field: TwinField::Reported(vec!["p".into()]),
+            op: ScanOp::Eq,
+            values: vec![Value::from("1")],
+        };
+        let request = TwinAggregate {
+            group_by: Vec::new(),
+            aggregates: vec![(AggregateOp::Count, None)],
+            conditions: vec![condition],
+        };
+        let groups = aggregate(&conn, &request).unwrap().unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].values, [Some(Value::from(2))]);
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'twins_by_%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 32);
     }
 }

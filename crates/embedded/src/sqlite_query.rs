@@ -70,8 +70,9 @@ fn index_name(expr: &str) -> String {
     format!("twins_by_{hash:016x}")
 }
 
-/// Creates the index on a twin property's expression, unless it exists or the cap is reached.
-pub(crate) fn ensure_index(conn: &Connection, expr: &str) -> Result<()> {
+/// Creates the index on a twin property's expression, unless it exists or the cap is reached;
+/// whether the index exists afterwards.
+pub(crate) fn ensure_index(conn: &Connection, expr: &str) -> Result<bool> {
     let name = index_name(expr);
     let (exists, count): (i64, i64) = conn.query_row(
         "SELECT COALESCE(SUM(name = ?1), 0), COUNT(*) FROM sqlite_master
@@ -84,8 +85,9 @@ pub(crate) fn ensure_index(conn: &Connection, expr: &str) -> Result<()> {
         conn.execute_batch(&format!(
             "CREATE INDEX IF NOT EXISTS {name} ON twins ({expr})"
         ))?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(exists > 0)
 }
 
 /// One condition as SQL (with its parameters), or `None` when it cannot be (the scan then
