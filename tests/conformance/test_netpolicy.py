@@ -26,6 +26,9 @@ from dps_helpers import dps_info, dps_rest, new_key, sas, stored_events, wait_fo
 IRONHUB_ADDRESS = test_address("127.0.0.210")
 FILTERED = test_address("127.0.0.211")
 ALLOWED = test_address("127.0.0.212")
+# The test clients' neighbourhood (.208-.215): not the host's own 127.0.0.1, from which the
+# tests write the rules, whatever IRONHUB_TEST_NET is.
+NEIGHBOURS = ".".join(FILTERED.split(".")[:3]) + ".208/29"
 TLS13_ADDRESS = test_address("127.0.0.213")
 WAIT_S = 20.0
 
@@ -195,7 +198,7 @@ def dps_key(hub) -> str:
 
 
 def test_reordered_rules_change_the_outcome(hub, rm):
-    net = ".".join(FILTERED.split(".")[:3]) + ".0/24"
+    net = NEIGHBOURS
     put_rules(hub, reject(("one", "Accept", FILTERED), ("rest", "Reject", net)))
     assert connects(hub, rm, "np-order", FILTERED)
     assert not connects(hub, rm, "np-order", ALLOWED)
@@ -360,7 +363,7 @@ def cli(hub, *args: str, ok: bool = True):
 
 
 def test_the_cli_edits_hub_and_dps_rules_in_order(hub, rm):
-    cli(hub, "hub", "network-rule", "add", "--name", "rest", "--action", "Reject", "--ip-mask", "127.0.26.0/24")
+    cli(hub, "hub", "network-rule", "add", "--name", "rest", "--action", "Reject", "--ip-mask", NEIGHBOURS)
     shown = cli(hub, "hub", "network-rule", "add", "--name", "one", "--action", "Accept",
                 "--ip-mask", ALLOWED, "--position", "0")
     assert [r["filterName"] for r in shown["ipFilterRules"]] == ["one", "rest"]
