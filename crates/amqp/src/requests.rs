@@ -88,8 +88,8 @@ pub async fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Valu
         );
     }
     let kind = text_property(request, "type").unwrap_or_default();
-    let bearer = BEARER_TOKEN_TYPES.contains(&kind.as_str());
-    if !bearer && !SAS_TOKEN_TYPES.contains(&kind.as_str()) {
+    let bearer_kind = BEARER_TOKEN_TYPES.contains(&kind.as_str());
+    if !bearer_kind && !SAS_TOKEN_TYPES.contains(&kind.as_str()) {
         return Reply::error(400, format!("The token type '{kind}' is not supported."));
     }
     let Some(audience) = text_property(request, "name") else {
@@ -102,6 +102,8 @@ pub async fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Valu
     let Some(token) = token else {
         return Reply::error(400, "The put-token request carries no token.");
     };
+    // uamqp's `JWTTokenAuth` (the Python service SDK's) puts SAS tokens with the type `jwt` too.
+    let bearer = bearer_kind && !token.trim_start().starts_with("SharedAccessSignature ");
     if bearer {
         // uamqp sends `Bearer {jwt}`; IoT Hub's own clients the bare JWT.
         let header = if ironhub_auth::oidc::bearer_token(token).is_some() {
