@@ -47,10 +47,17 @@ type Response = Message<AmqpValue<Value>>;
 /// A link answers go out on: its node, the client's address of the link, its queue.
 type Route = (Node, String, mpsc::Sender<Response>);
 
+/// How long a request waits for the link its answer goes out on. A client may send its
+/// request as soon as its sending link is attached, before the server has attached the
+/// receiving one: uamqp attaches `$cbs`'s sender first and puts its token at once.
+const ROUTE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The links answers go out on.
 #[derive(Debug, Clone, Default)]
 struct Routes {
     links: Arc<Mutex<Vec<Route>>>,
+    /// Woken each time a link is added.
+    added: Arc<tokio::sync::Notify>,
 }
 
 impl Routes {
@@ -58,6 +65,32 @@ impl Routes {
         if let Ok(mut links) = self.links.lock() {
             links.retain(|(_, _, l)| !l.is_closed());
             links.push((node, address, link));
+        }
+        self.added.notify_waiters();
+    }
+
+    /// [`Routes::find`], waiting up to [`ROUTE_WAIT`] for the link to be attached, or until
+    /// the connection closes.
+    async fn wait_for(
+        &self,
+        node: &Node,
+        reply_to: Option<&str>,
+        closed: &mut watch::Receiver<bool>,
+    ) -> Option<mpsc::Sender<Response>> {
+        let deadline = tokio::time::Instant::now() + ROUTE_WAIT;
+        loop {
+            // Registered before the look, so an `add` between the two is not missed.
+            let added = self.added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            if let Some(link) = self.find(node, reply_to) {
+                return Some(link);
+            }
+            tokio::select! {
+                () = &mut added => {}
+                () = tokio::time::sleep_until(deadline) => return None,
+                _ = closed.changed() => return None,
+            }
         }
     }
 
@@ -332,14 +365,18 @@ async fn incoming(mut receiver: Receiver, address: String, shared: Shared) {
         };
         let reply_to = request.properties.as_ref().and_then(|p| p.reply_to.clone());
         let response = reply.into_message(request);
-        match shared.routes.find(&node, reply_to.as_deref()) {
+        match shared
+            .routes
+            .wait_for(&node, reply_to.as_deref(), &mut closed)
+            .await
+        {
             Some(link) => {
                 let _ = link.send(response).await;
             }
-            None => tracing::debug!(
+            None => tracing::info!(
                 peer = %shared.peer,
                 address,
-                "an AMQP request arrived without a link to answer on"
+                "an AMQP request's answer dropped: no link to answer on was attached"
             ),
         }
     }
