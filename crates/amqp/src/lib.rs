@@ -24,6 +24,7 @@ mod padding;
 mod replay;
 mod requests;
 mod sasl;
+mod service_bound;
 
 use std::net::SocketAddr;
 
