@@ -302,27 +302,10 @@ mod tests {
 
     use std::time::Duration;
 
-    use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
-    use ironhub_hub::model::DeviceSpec;
-    use ironhub_hub::{AuthMethod, Backends};
+    use ironhub_hub::AuthMethod;
 
     use super::*;
-
-    async fn hub() -> (Hub, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let backends = Backends {
-            store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
-            events: Arc::new(SqliteEventLog::open(dir.path(), 2).unwrap()),
-            bus: Arc::new(LocalBus::new()),
-        };
-        let hub = Hub::open(backends, vec!["myhub.example".into()])
-            .await
-            .unwrap();
-        hub.put_device("d1", &DeviceSpec::default(), None)
-            .await
-            .unwrap();
-        (hub, dir)
-    }
+    use crate::testing::hub;
 
     fn device() -> AuthenticatedDevice {
         AuthenticatedDevice {

@@ -25,6 +25,8 @@ mod replay;
 mod requests;
 mod sasl;
 mod service_bound;
+#[cfg(test)]
+mod testing;
 
 use std::net::SocketAddr;
 

@@ -212,7 +212,82 @@ impl SaslAcceptor for HubSasl {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use fe2o3_amqp::types::definitions::{AmqpError, ErrorCondition};
+    use ironhub_hub::model::ModuleSpec;
+
     use super::*;
+    use crate::testing::{HOST, hub};
+
+    fn token(resource: &str, key: &str, expiry: u64) -> String {
+        ironhub_auth::sas::generate(resource, key, expiry, None).unwrap()
+    }
+
+    fn device_login(device_id: &str, module_id: Option<&str>, token: String) -> PlainLogin {
+        PlainLogin::Device {
+            device_id: device_id.into(),
+            module_id: module_id.map(str::to_owned),
+            token,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_device_s_and_a_module_s_plain_logins_are_the_domain_s_to_decide() {
+        let (hub, _dir) = hub().await;
+        let device = hub.get_device("d1").await.unwrap();
+        let key = device.authentication.symmetric_key.primary_key.unwrap();
+        let module = hub
+            .put_module("d1", "m1", &ModuleSpec::default(), None)
+            .await
+            .unwrap();
+        let module_key = module.authentication.symmetric_key.primary_key.unwrap();
+        let later = ironhub_auth::unix_now() + 600;
+        let own = format!("{HOST}/devices/d1");
+
+        let claims = Claims::default();
+        device_login("d1", None, token(&own, &key, later))
+            .verify(&hub, &claims)
+            .await
+            .unwrap();
+        assert_eq!(claims.device("d1").unwrap().expires, Some(later));
+        assert!(claims.device("d1/m1").is_none());
+        device_login(
+            "d1",
+            Some("m1"),
+            token(&format!("{own}/modules/m1"), &module_key, later),
+        )
+        .verify(&hub, &claims)
+        .await
+        .unwrap();
+        let proven = claims.device("d1/m1").unwrap();
+        assert_eq!(proven.identity.module_id.as_deref(), Some("m1"));
+
+        // Refused, and nothing recorded: a wrong key, the module's token for the device, the
+        // device's token for the module, an expired token, not a token.
+        let wrong = ironhub_auth::generate_key(32);
+        for (module_id, token) in [
+            (None, token(&own, &wrong, later)),
+            (
+                None,
+                token(&format!("{own}/modules/m1"), &module_key, later),
+            ),
+            (Some("m1"), token(&own, &key, later)),
+            (None, token(&own, &key, ironhub_auth::unix_now() - 1)),
+            (None, "secret".to_owned()),
+        ] {
+            let claims = Claims::default();
+            let refused = device_login("d1", module_id, token)
+                .verify(&hub, &claims)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused.condition,
+                ErrorCondition::from(AmqpError::UnauthorizedAccess)
+            );
+            assert!(claims.device("d1").is_none() && claims.device("d1/m1").is_none());
+        }
+    }
 
     #[test]
     fn plain_user_names() {

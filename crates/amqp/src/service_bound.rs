@@ -156,3 +156,38 @@ pub async fn send(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_locked_message_carries_its_lock_token_path_type_and_delivery_count() {
+        let locked = Locked {
+            lock_token: "lock-1".into(),
+            delivery_count: 2,
+            enqueued_time: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap(),
+            body: b"{}".to_vec(),
+        };
+        let m = Queue::FileNotifications.message(locked);
+        let p = m.properties.unwrap();
+        assert_eq!(p.message_id, Some(MessageId::String("lock-1".into())));
+        assert_eq!(
+            p.to.as_deref(),
+            Some("/messages/servicebound/filenotifications")
+        );
+        assert_eq!(
+            p.content_type.unwrap().as_str(),
+            "application/vnd.microsoft.iothub.filenotification.json"
+        );
+        assert_eq!(p.creation_time.unwrap().milliseconds(), 1_700_000_000_000);
+        let application = m.application_properties.unwrap();
+        assert_eq!(
+            application.0.get("iothub-deliverycount"),
+            Some(&SimpleValue::Uint(2))
+        );
+        assert_eq!(m.body.0.to_vec(), b"{}");
+    }
+}
