@@ -122,16 +122,17 @@ def test_a_module_token_does_not_open_its_device_s_links(hub, registry):
 # -- SASL PLAIN ---------------------------------------------------------------------------------
 
 
-def plain_send(hub, user: str, password: str, target: str) -> str:
-    """Sends one message to `target` with uamqp over a connection that logs in with SASL
-    PLAIN; "ok" or the error's text."""
+def plain_send(hub, user: str, password: str, target: str, to: str | None = None) -> str:
+    """Sends one message (message id `p-1`, `to` if given) to `target` with uamqp over a
+    connection that logs in with SASL PLAIN; "ok" or the error's text."""
     import uamqp
     from uamqp.authentication import SASLPlain
 
     client = uamqp.SendClient(f"amqps://{hub.hostname}{target}",
                               auth=SASLPlain(hub.hostname, user, password, verify=hub.ca_file))
     try:
-        client.send_message(uamqp.Message(b"plain", properties=uamqp.message.MessageProperties(message_id="p-1")))
+        properties = uamqp.message.MessageProperties(message_id="p-1", to=to)
+        client.send_message(uamqp.Message(b"plain", properties=properties))
         return "ok"
     except Exception as e:  # noqa: BLE001 - the client's refusal, whatever its class
         return f"{type(e).__name__}: {e}"
@@ -203,22 +204,11 @@ def test_sasl_plain_policy_sends_cloud_to_device(hub, registry):
     parts = hub.connection_string_parts()
     policy = parts["SharedAccessKeyName"]
     token = sas(hub.hostname, parts["SharedAccessKey"]) + f"&skn={policy}"
-    import uamqp
-    from uamqp.authentication import SASLPlain
+    user = f"{policy}@sas.root.{hub_name(hub)}"
 
     def send(password: str) -> str:
-        client = uamqp.SendClient(f"amqps://{hub.hostname}/messages/devicebound",
-                                  auth=SASLPlain(hub.hostname, f"{policy}@sas.root.{hub_name(hub)}", password,
-                                                 verify=hub.ca_file))
-        message = uamqp.Message(b"to the device", properties=uamqp.message.MessageProperties(
-            message_id="c-1", to=f"/devices/{device_id}/messages/devicebound"))
-        try:
-            client.send_message(message)
-            return "ok"
-        except Exception as e:  # noqa: BLE001
-            return f"{type(e).__name__}: {e}"
-        finally:
-            client.close()
+        return plain_send(hub, user, password, "/messages/devicebound",
+                          to=f"/devices/{device_id}/messages/devicebound")
 
     assert send(token) == "ok"
     assert registry.get_device(device_id).cloud_to_device_message_count == 1
