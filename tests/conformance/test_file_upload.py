@@ -2,10 +2,12 @@
 `azure-storage-blob` upload → `notify_blob_upload_status`, the Node device SDK's `uploadToBlob`
 (`node/upload.js`), with Azurite (npm `azurite`, over
 HTTPS with a certificate of its own) as the hub's Azure Storage account; the services' file
-upload notification feed over REST; and `ironhub device upload-file`."""
+upload notification feed over REST and over AMQP (the Node service SDK's
+`getFileNotificationReceiver`); and `ironhub device upload-file`."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,7 +23,7 @@ import requests
 from azure.iot.device import IoTHubDeviceClient
 from azure.storage.blob import BlobClient, BlobServiceClient
 
-from conftest import IronHub, require_tool, run_cli, test_address
+from conftest import IronHub, node_json, require_tool, run_cli, test_address
 from test_device import device_key, sas
 
 HUB_ADDRESS = "127.0.0.51"
@@ -277,3 +279,76 @@ def test_node_device_sdk_upload_to_blob(hub, rm, storage, tmp_path):
     blob = BlobServiceClient.from_connection_string(storage[0], connection_verify=cert).get_blob_client(
         CONTAINER, "node-uploader/node/report.txt")
     assert blob.download_blob().readall() == text.encode()
+
+
+def uploaded(hub, key: str, storage, device_id: str, blob: str, data: bytes) -> None:
+    """A blob uploaded through the device API and notified as a success."""
+    r = device_call(hub, device_id, key, "/files", {"blobName": blob})
+    assert r.status_code == 200, r.text
+    info = r.json()
+    BlobClient.from_blob_url(blob_url(info), connection_verify=storage[1]).upload_blob(data)
+    r = device_call(hub, device_id, key, "/files/notifications",
+                    {"correlationId": info["correlationId"], "isSuccess": True, "statusCode": 201})
+    assert r.status_code == 204, r.text
+
+
+def test_node_service_sdk_receives_notifications_over_amqp(hub, rm, storage):
+    """azure-iothub (Node)'s `getFileNotificationReceiver` on `/messages/serviceBound/filenotifications`:
+    IoT Hub's JSON; the SDK's receiver accepts what it receives (rhea's auto-accept), so the
+    notification is completed then and there, and gone from the REST feed too."""
+    assert feed(hub).status_code == 204
+    key = device_key(rm, "amqp-notified")
+    uploaded(hub, key, storage, "amqp-notified", "logs/a.txt", b"abc")
+    env = {"NODE_EXTRA_CA_CERTS": hub.ca_file, "IRONHUB_CONNECTION_STRING": hub.connection_string}
+    out = node_json("file_notifications.js", "--settle", "complete", env=env)
+    [got] = out["received"]
+    notification = got["notification"]
+    assert notification["deviceId"] == "amqp-notified"
+    assert notification["blobName"] == "amqp-notified/logs/a.txt"
+    assert notification["blobUri"] == (
+        f"https://{test_address(STORAGE_ADDRESS)}:{STORAGE_PORT}/{ACCOUNT}/{CONTAINER}/amqp-notified/logs/a.txt")
+    assert notification["blobSizeInBytes"] == 3
+    assert notification["lastUpdatedTime"] and notification["enqueuedTimeUtc"]
+    assert got["contentType"] == "application/vnd.microsoft.iothub.filenotification.json"
+    assert got["deliveryCount"] == 1 and got["messageId"]
+    assert feed(hub).status_code == 204
+
+    # A service whose key does not verify gets no receiver, and the notification stays queued.
+    uploaded(hub, key, storage, "amqp-notified", "logs/b.txt", b"b")
+    parts = hub.connection_string_parts()
+    wrong = hub.connection_string.replace(parts["SharedAccessKey"], "A" * 43 + "=")
+    out = node_json("file_notifications.js", "--settle", "complete",
+                    env=dict(env, IRONHUB_CONNECTION_STRING=wrong))
+    # The SDK reports the refused put-token as its failure to connect.
+    assert out["receiverError"]["message"] == "AMQP Transport: Could not connect", out
+    waiting, response = take_notification(hub)
+    assert waiting["blobName"] == "amqp-notified/logs/b.txt"
+    assert feed(hub, "DELETE", f"{FEED}/{response.headers['iothub-locktoken']}").status_code == 204
+
+
+def test_notifications_are_abandoned_and_completed_by_disposition(hub, rm, storage):
+    """uamqp's receiver, logged in with SASL PLAIN as a policy (`{policy}@sas.root.{hub}`),
+    settling by hand: `released` abandons (it comes again, counted), `accepted` completes."""
+    from uamqp import ReceiveClient
+    from uamqp.authentication import SASLPlain
+
+    assert feed(hub).status_code == 204
+    uploaded(hub, device_key(rm, "amqp-settled"), storage, "amqp-settled", "c.txt", b"cc")
+    parts = hub.connection_string_parts()
+    policy = parts["SharedAccessKeyName"]
+    token = sas(hub.hostname, parts["SharedAccessKey"]) + f"&skn={policy}"
+    auth = SASLPlain(hub.hostname, f"{policy}@sas.root.{hub.hostname.split('.')[0]}", token, verify=hub.ca_file)
+    client = ReceiveClient(f"amqps://{hub.hostname}{FEED}", auth=auth, auto_complete=False)
+    try:
+        [first] = client.receive_message_batch(max_batch_size=1, timeout=20000)
+        assert json.loads(b"".join(first.get_data()))["blobName"] == "amqp-settled/c.txt"
+        assert first.application_properties[b"iothub-deliverycount"] == 1
+        first.release()
+        [again] = client.receive_message_batch(max_batch_size=1, timeout=20000)
+        assert json.loads(b"".join(again.get_data())) == json.loads(b"".join(first.get_data()))
+        assert again.application_properties[b"iothub-deliverycount"] == 2
+        again.accept()
+        assert client.receive_message_batch(max_batch_size=1, timeout=2000) == []
+    finally:
+        client.close()
+    assert feed(hub).status_code == 204

@@ -23,8 +23,16 @@ pub enum Node {
     DeviceBound,
     /// `/messages/serviceBound/feedback`: services receive delivery feedback here.
     Feedback,
-    /// `/devices/{id}/…`: a device's own links.
-    Device { device_id: String, link: DeviceNode },
+    /// `/devices/{id}/…` (or `/devices/{id}/modules/{mid}/…`): a device's or module's own
+    /// links.
+    Device {
+        device_id: String,
+        module_id: Option<String>,
+        link: DeviceNode,
+    },
+    /// `/messages/serviceBound/filenotifications`: services receive file upload
+    /// notifications here.
+    FileNotifications,
     /// Anything else.
     Unknown,
 }
@@ -33,7 +41,8 @@ pub enum Node {
 /// Protocol", device client section).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceNode {
-    /// `…/messages/events`: the device sends telemetry.
+    /// `…/messages/events`: the device sends telemetry (a module also receives its input
+    /// messages on it, as the Node `ModuleClient` attaches it).
     Events,
     /// `…/messages/devicebound`: the device receives cloud-to-device messages.
     DeviceBound,
@@ -84,23 +93,60 @@ pub fn node(address: &str, entity: &str) -> Node {
         {
             Node::Feedback
         }
+        [messages, bound, files]
+            if is(messages, "messages")
+                && is(bound, "servicebound")
+                && is(files, "filenotifications") =>
+        {
+            Node::FileNotifications
+        }
+        [devices, id, modules, mid, rest @ ..]
+            if is(devices, "devices")
+                && !id.is_empty()
+                && is(modules, "modules")
+                && !mid.is_empty() =>
+        {
+            // Modules receive no cloud-to-device messages (IoT Hub has no module queue).
+            match device_node(rest) {
+                Some(DeviceNode::DeviceBound) | None => Node::Unknown,
+                Some(link) => Node::Device {
+                    device_id: decoded(id),
+                    module_id: Some(decoded(mid)),
+                    link,
+                },
+            }
+        }
         [devices, id, rest @ ..] if is(devices, "devices") && !id.is_empty() => {
-            let link = match rest {
-                [m, e] if is(m, "messages") && is(e, "events") => DeviceNode::Events,
-                [m, b] if is(m, "messages") && is(b, "devicebound") => DeviceNode::DeviceBound,
-                [t] if is(t, "twin") => DeviceNode::Twin,
-                [m, b] if is(m, "methods") && is(b, "devicebound") => DeviceNode::Methods,
-                _ => return Node::Unknown,
-            };
-            Node::Device {
-                device_id: percent_encoding::percent_decode_str(id)
-                    .decode_utf8_lossy()
-                    .into_owned(),
-                link,
+            match device_node(rest) {
+                Some(link) => Node::Device {
+                    device_id: decoded(id),
+                    module_id: None,
+                    link,
+                },
+                None => Node::Unknown,
             }
         }
         _ => Node::Unknown,
     }
+}
+
+/// The link a device's or module's address names after its own path.
+fn device_node(rest: &[&str]) -> Option<DeviceNode> {
+    let is = |part: &str, name: &str| part.eq_ignore_ascii_case(name);
+    Some(match rest {
+        [m, e] if is(m, "messages") && is(e, "events") => DeviceNode::Events,
+        [m, b] if is(m, "messages") && is(b, "devicebound") => DeviceNode::DeviceBound,
+        [t] if is(t, "twin") => DeviceNode::Twin,
+        [m, b] if is(m, "methods") && is(b, "devicebound") => DeviceNode::Methods,
+        _ => return None,
+    })
+}
+
+/// A percent-decoded id of an address.
+fn decoded(id: &str) -> String {
+    percent_encoding::percent_decode_str(id)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -165,6 +211,7 @@ mod tests {
             node("amqps://h.example/devices/d%231/messages/events", "hub"),
             Node::Device {
                 device_id: "d#1".into(),
+                module_id: None,
                 link: DeviceNode::Events
             }
         );
@@ -172,6 +219,7 @@ mod tests {
             node("/devices/d1/twin", "hub"),
             Node::Device {
                 device_id: "d1".into(),
+                module_id: None,
                 link: DeviceNode::Twin
             }
         );
@@ -179,10 +227,35 @@ mod tests {
             node("/devices/d1/methods/deviceBound", "hub"),
             Node::Device {
                 device_id: "d1".into(),
+                module_id: None,
                 link: DeviceNode::Methods
             }
         );
-        assert_eq!(node("/devices/d1/modules/m1/twin", "hub"), Node::Unknown);
+        assert_eq!(
+            node("/devices/d1/modules/m%2F1/twin", "hub"),
+            Node::Device {
+                device_id: "d1".into(),
+                module_id: Some("m/1".into()),
+                link: DeviceNode::Twin
+            }
+        );
+        assert_eq!(
+            node("amqps://h/devices/d1/modules/m1/messages/events", "hub"),
+            Node::Device {
+                device_id: "d1".into(),
+                module_id: Some("m1".into()),
+                link: DeviceNode::Events
+            }
+        );
+        assert_eq!(
+            node("/devices/d1/modules/m1/messages/devicebound", "hub"),
+            Node::Unknown
+        );
+        assert_eq!(node("/devices/d1/modules//twin", "hub"), Node::Unknown);
+        assert_eq!(
+            node("/messages/serviceBound/fileNotifications", "hub"),
+            Node::FileNotifications
+        );
         assert_eq!(node("/devices//twin", "hub"), Node::Unknown);
         assert_eq!(path("amqps://h.example/"), "");
     }

@@ -1,29 +1,19 @@
 //! The service side of cloud-to-device messaging over AMQP (Azure docs, "Communicate with
 //! your IoT hub by using the AMQP Protocol", service client section): messages sent on
 //! `/messages/devicebound` with `to=/devices/{id}/messages/devicebound` are queued by the
-//! same domain call as the REST send, and feedback batches go out on
-//! `/messages/serviceBound/feedback` until the service settles them.
-
-use std::time::Duration;
+//! same domain call as the REST send (feedback goes out through `service_bound`).
 
 use chrono::{DateTime, Utc};
-use fe2o3_amqp::types::messaging::{
-    ApplicationProperties, Body, Data, Message, MessageId, Outcome, Properties,
-};
-use fe2o3_amqp::types::primitives::{Binary, OrderedMap, SimpleValue, Symbol, Value};
-use fe2o3_amqp::{Receiver, Sender};
-use ironhub_hub::c2d::{OutgoingMessage, feedback_views, parse_ack};
+use fe2o3_amqp::Receiver;
+use fe2o3_amqp::types::messaging::{Body, Message};
+use fe2o3_amqp::types::primitives::Value;
+use ironhub_hub::c2d::{OutgoingMessage, parse_ack};
 use ironhub_hub::{Hub, HubError};
 use tokio::sync::watch;
 
 use crate::errors::{hub_error, lapsed};
 use crate::links::next_delivery;
-use crate::message::{body_bytes, id_text, simple_text, timestamp};
-
-/// The content type of a feedback message.
-const FEEDBACK_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.feedback.json";
-/// How often the feedback link looks for a new batch when there was none.
-const FEEDBACK_POLL: Duration = Duration::from_secs(1);
+use crate::message::{body_bytes, id_text, simple_text};
 
 /// The device a `to` of `/devices/{id}/messages/devicebound` names (the id percent-decoded,
 /// as the Node service SDK encodes it).
@@ -107,70 +97,6 @@ pub async fn accept_sends(
             }
         };
         if settled.is_err() {
-            return;
-        }
-    }
-}
-
-/// Sends feedback batches on `/messages/serviceBound/feedback`: a batch accepted by the
-/// service is completed, any other outcome abandons it (it comes again, as over REST). The
-/// link is closed once its token lapses.
-pub async fn send_feedback(
-    mut sender: Sender,
-    hub: Hub,
-    mut closed: watch::Receiver<bool>,
-    authorized: impl Fn() -> bool,
-) {
-    loop {
-        if !authorized() {
-            let _ = sender.close_with_error(lapsed()).await;
-            return;
-        }
-        let batch = match hub.receive_feedback().await {
-            Ok(Some(batch)) => batch,
-            Ok(None) => {
-                tokio::select! {
-                    () = tokio::time::sleep(FEEDBACK_POLL) => continue,
-                    _ = sender.on_detach() => return,
-                    _ = closed.changed() => return,
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading feedback for an AMQP link failed");
-                let _ = sender.close_with_error(hub_error(&e)).await;
-                return;
-            }
-        };
-        let body = serde_json::to_vec(&feedback_views(&batch)).unwrap_or_default();
-        let mut application = OrderedMap::new();
-        application.insert(
-            "iothub-deliverycount".to_owned(),
-            SimpleValue::Uint(batch.delivery_count),
-        );
-        let message = Message {
-            header: None,
-            delivery_annotations: None,
-            message_annotations: None,
-            properties: Some(Properties {
-                message_id: Some(MessageId::String(batch.lock_token.clone())),
-                to: Some("/messages/servicebound/feedback".to_owned()),
-                content_type: Some(Symbol::from(FEEDBACK_CONTENT_TYPE)),
-                creation_time: Some(timestamp(batch.enqueued_time)),
-                ..Properties::default()
-            }),
-            application_properties: Some(ApplicationProperties(application)),
-            body: Data(Binary::from(body)),
-            footer: None,
-        };
-        let outcome = tokio::select! {
-            o = sender.send(message) => o,
-            _ = closed.changed() => return,
-        };
-        let complete = matches!(outcome, Ok(Outcome::Accepted(_)));
-        if let Err(e) = hub.settle_feedback(&batch.lock_token, complete).await {
-            tracing::debug!(error = %e, "settling a feedback batch failed");
-        }
-        if outcome.is_err() {
             return;
         }
     }

@@ -1,7 +1,8 @@
 //! What a connection has proven: the tokens it put on `$cbs` (or its PLAIN login), each good
 //! for the resource it names until it expires. A later token for the same audience replaces
 //! the earlier one, which is how a client renews. Device tokens are kept apart: each proves
-//! one device (many may share a connection, the gateway pattern), as the domain decided.
+//! one device or module (many may share a connection, the gateway pattern), as the domain
+//! decided, and is found by the identity's key (`deviceId` or `deviceId/moduleId`).
 
 use std::sync::{Arc, Mutex};
 
@@ -34,28 +35,35 @@ impl Claims {
             .unwrap_or(false)
     }
 
-    /// Records a device's token (replacing an earlier one of the same device).
+    /// Records a device's or module's token (replacing an earlier one of the same identity).
     pub fn put_device(&self, device: AuthenticatedDevice) {
         if let Ok(mut devices) = self.devices.lock() {
-            devices.retain(|d| d.identity.device_id != device.identity.device_id);
+            let key = device.identity.key();
+            devices.retain(|d| !same(d, &key));
             devices.push(device);
         }
     }
 
-    /// The device `device_id` as its token proved it, while that token is valid.
-    pub fn device(&self, device_id: &str) -> Option<AuthenticatedDevice> {
+    /// The device or module `key` (`deviceId` or `deviceId/moduleId`) as its token proved
+    /// it, while that token is valid.
+    pub fn device(&self, key: &str) -> Option<AuthenticatedDevice> {
         let now = unix_now();
         let devices = self.devices.lock().ok()?;
         devices
             .iter()
-            .find(|d| d.identity.device_id == device_id && d.expires.is_none_or(|e| e > now))
+            .find(|d| same(d, key) && d.expires.is_none_or(|e| e > now))
             .cloned()
     }
 
-    /// Forgets the device's login (its access was revoked: a new link must log in again).
-    pub fn forget_device(&self, device_id: &str) {
+    /// Forgets the login of `key` (its access was revoked: a new link must log in again).
+    pub fn forget_device(&self, key: &str) {
         if let Ok(mut devices) = self.devices.lock() {
-            devices.retain(|d| d.identity.device_id != device_id);
+            devices.retain(|d| !same(d, key));
         }
     }
+}
+
+/// Whether `device` is the identity `key` names.
+fn same(device: &AuthenticatedDevice, key: &str) -> bool {
+    device.identity.key() == key
 }

@@ -33,6 +33,7 @@ use crate::padding::Padded;
 use crate::replay::{Replay, SASL_PROTOCOL, read_header};
 use crate::requests::{self, Reply};
 use crate::sasl::HubSasl;
+use crate::service_bound::{self, Queue};
 
 /// Largest message a client may send: IoT Hub's 256 KiB, with room for the AMQP framing.
 const MAX_MESSAGE_SIZE: u64 = 256 * 1024 + 16 * 1024;
@@ -137,7 +138,7 @@ where
         }
     };
     let io = Padded::new(Replay::new(&header, stream));
-    let granted = Arc::new(Mutex::new(None));
+    let login = Arc::new(Mutex::new(None));
     // fe2o3-amqp advertises the threshold it enforces; the padding writer advertises half of
     // it, as the spec recommends (AMQP 1.0 part 2, 2.4.5) and IoT Hub's clients expect.
     let idle_ms = u32::try_from(ctx.idle_timeout.as_millis().saturating_mul(2)).unwrap_or(u32::MAX);
@@ -146,7 +147,7 @@ where
             ConnectionAcceptor::builder()
                 .container_id(ctx.hub.host_name())
                 .idle_time_out(idle_ms)
-                .sasl_acceptor(HubSasl::new(ctx.hub.clone(), granted.clone()))
+                .sasl_acceptor(HubSasl::new(ctx.hub.clone(), login.clone()))
                 .build()
                 .accept(io)
                 .await
@@ -174,8 +175,13 @@ where
         }
     };
     let claims = Claims::default();
-    if let Some(grant) = granted.lock().ok().and_then(|mut g| g.take()) {
-        claims.put("", grant);
+    // A PLAIN login is proven (or the connection closed) before any session is served.
+    let login = login.lock().ok().and_then(|mut l| l.take());
+    if let Some(login) = login
+        && let Err(e) = login.verify(&ctx.hub, &claims).await
+    {
+        let _ = connection.close_with_error(e).await;
+        return;
     }
     let (closing, closed) = watch::channel(false);
     let shared = Shared {
@@ -300,7 +306,9 @@ fn endpoint_of(node: &Node) -> Option<NetworkEndpoint> {
         Node::Partition { .. } | Node::Events | Node::Management => {
             Some(NetworkEndpoint::HubEventHub)
         }
-        Node::DeviceBound | Node::Feedback => Some(NetworkEndpoint::HubService),
+        Node::DeviceBound | Node::Feedback | Node::FileNotifications => {
+            Some(NetworkEndpoint::HubService)
+        }
         Node::Device { .. } => Some(NetworkEndpoint::HubDevice),
         Node::Cbs | Node::Unknown => None,
     }
@@ -337,8 +345,12 @@ async fn incoming(mut receiver: Receiver, address: String, shared: Shared) {
             .await;
             return;
         }
-        Node::Device { device_id, link } => {
-            match device_link(&shared, &device_id, &address).await {
+        Node::Device {
+            device_id,
+            module_id,
+            link,
+        } => {
+            match device_link(&shared, &device_id, module_id.as_deref(), &address).await {
                 Ok(device) => {
                     let hub = shared.ctx.hub.clone();
                     device_links::incoming(receiver, link, hub, device, shared.closed.clone())
@@ -409,48 +421,64 @@ async fn outgoing(sender: Sender, address: String, filters: Option<FilterSet>, s
         Node::Events => {
             let _ = sender.close_with_error(redirect(&shared.ctx)).await;
         }
-        Node::Feedback => {
-            if !shared
-                .claims
-                .allows(&shared.ctx.hub, "/messages/servicebound/feedback")
-            {
+        node @ (Node::Feedback | Node::FileNotifications) => {
+            let queue = if node == Node::Feedback {
+                Queue::Feedback
+            } else {
+                Queue::FileNotifications
+            };
+            if !shared.claims.allows(&shared.ctx.hub, queue.path()) {
                 let _ = sender.close_with_error(unauthorized(&address)).await;
                 return;
             }
             let hub = shared.ctx.hub.clone();
             let claims = shared.claims.clone();
-            c2d::send_feedback(sender, hub.clone(), shared.closed.clone(), move || {
-                claims.allows(&hub, "/messages/servicebound/feedback")
-            })
+            service_bound::send(
+                sender,
+                queue,
+                hub.clone(),
+                shared.closed.clone(),
+                move || claims.allows(&hub, queue.path()),
+            )
             .await;
         }
-        Node::Device { device_id, link } => {
-            match device_link(&shared, &device_id, &address).await {
-                Ok(device) => {
-                    let hub = shared.ctx.hub.clone();
-                    device_links::outgoing(sender, link, hub, device, shared.closed.clone()).await;
-                }
-                Err(e) => {
-                    let _ = sender.close_with_error(e).await;
-                }
+        Node::Device {
+            device_id,
+            module_id,
+            link,
+        } => match device_link(&shared, &device_id, module_id.as_deref(), &address).await {
+            Ok(device) => {
+                let hub = shared.ctx.hub.clone();
+                device_links::outgoing(sender, link, hub, device, shared.closed.clone()).await;
             }
-        }
+            Err(e) => {
+                let _ = sender.close_with_error(e).await;
+            }
+        },
         Node::DeviceBound | Node::Unknown => {
             let _ = sender.close_with_error(not_found(&address)).await;
         }
     }
 }
 
-/// The device a link on `/devices/{device_id}/…` belongs to, once the connection proved it:
-/// by a device token put on `$cbs` (or the PLAIN login), else by the TLS client certificate,
-/// checked by the domain when the first link attaches. Another device's address is refused.
-async fn device_link(shared: &Shared, device_id: &str, address: &str) -> Result<DeviceLink, Error> {
+/// The device (or module) a link on `/devices/{device_id}[/modules/{module_id}]/…` belongs
+/// to, once the connection proved it: by a token put on `$cbs` (or the PLAIN login), else by
+/// the TLS client certificate, checked by the domain when the first link attaches. Another
+/// identity's address is refused.
+async fn device_link(
+    shared: &Shared,
+    device_id: &str,
+    module_id: Option<&str>,
+    address: &str,
+) -> Result<DeviceLink, Error> {
     let hub = &shared.ctx.hub;
-    let device = match shared.claims.device(device_id) {
+    let key = module_id.map_or_else(|| device_id.to_owned(), |m| format!("{device_id}/{m}"));
+    let device = match shared.claims.device(&key) {
         Some(device) => device,
         None if !shared.certificates.is_empty() => {
             let login = DeviceLogin {
                 device_id,
+                module_id,
                 credentials: Credentials::new(None, &shared.certificates),
                 ..DeviceLogin::default()
             };

@@ -1,4 +1,5 @@
-//! The devices of one AMQP connection: each device whose links are up holds one domain session
+//! The devices (and modules, each its own identity) of one AMQP connection, by identity key
+//! (`deviceId` or `deviceId/moduleId`): each device whose links are up holds one domain session
 //! ([`Hub::connect_device`]: connected, on the device bus, taking over an earlier connection),
 //! opened by its first link and closed with its last. A task per device reads what the bus
 //! brings it (cloud-to-device hints, desired patches, method calls) and hands it to the link
@@ -47,8 +48,7 @@ pub struct DeviceLink {
 impl DeviceLink {
     /// Gives up the link's place; the device's session ends with its last link.
     pub fn leave(self) {
-        self.devices
-            .leave(&self.identity.device_id, self.generation);
+        self.devices.leave(&self.identity.key(), self.generation);
     }
 
     /// Waits until the device's links are told to close; the error to close with.
@@ -66,8 +66,7 @@ impl DeviceLink {
 
 impl Drop for DeviceLink {
     fn drop(&mut self) {
-        self.devices
-            .leave(&self.identity.device_id, self.generation);
+        self.devices.leave(&self.identity.key(), self.generation);
     }
 }
 
@@ -100,7 +99,7 @@ impl Devices {
         claims: &Claims,
         device: AuthenticatedDevice,
     ) -> DeviceLink {
-        let id = device.identity.device_id.clone();
+        let id = device.identity.key();
         let _joining = self.joining.lock().await;
         if let Some(link) = self.join_existing(&id) {
             return link;
@@ -207,7 +206,7 @@ async fn run(
     devices: Devices,
     generation: u64,
 ) {
-    let id = session.identity().device_id.clone();
+    let id = session.identity().key();
     let hub = session.hub().clone();
     let reason = loop {
         // The token that let the device in, or the one that renewed it.
@@ -303,27 +302,10 @@ mod tests {
 
     use std::time::Duration;
 
-    use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
-    use ironhub_hub::model::DeviceSpec;
-    use ironhub_hub::{AuthMethod, Backends};
+    use ironhub_hub::AuthMethod;
 
     use super::*;
-
-    async fn hub() -> (Hub, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let backends = Backends {
-            store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
-            events: Arc::new(SqliteEventLog::open(dir.path(), 2).unwrap()),
-            bus: Arc::new(LocalBus::new()),
-        };
-        let hub = Hub::open(backends, vec!["myhub.example".into()])
-            .await
-            .unwrap();
-        hub.put_device("d1", &DeviceSpec::default(), None)
-            .await
-            .unwrap();
-        (hub, dir)
-    }
+    use crate::testing::hub;
 
     fn device() -> AuthenticatedDevice {
         AuthenticatedDevice {

@@ -3,8 +3,10 @@
 //! `…/messages/events`, cloud-to-device messages on `…/messages/devicebound` settled by the
 //! device's outcome, the twin pair on `…/twin` (`operation`/`resource` annotations in,
 //! `status`/`version` out, correlated by `correlation-id`) and the method pair on
-//! `…/methods/devicebound` (`IoThub-methodname` out, `IoThub-status` back). Each maps the
-//! wire to a domain call; the rules are the hub's.
+//! `…/methods/devicebound` (`IoThub-methodname` out, `IoThub-status` back). A module
+//! (`/devices/{id}/modules/{mid}/…`) has the same links but cloud-to-device, and receives its
+//! input messages on `…/messages/events`. Each maps the wire to a domain call for the link's
+//! identity (device or module); the rules are the hub's.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -109,6 +111,12 @@ pub async fn outgoing(
             set(&link.state.methods_out, Some(tx));
             pump(sender, rx, &link, closed).await;
             set(&link.state.methods_out, None);
+        }
+        DeviceNode::Events if link.identity.module_id.is_some() => {
+            // A module's input messages: IoT Hub routes none to them (only an IoT Edge hub
+            // does), so the link stays open and quiet, as MQTT's `inputs/#` subscription.
+            let (_tx, rx) = mpsc::channel(1);
+            pump(sender, rx, &link, closed).await;
         }
         DeviceNode::Events => {
             let _ = sender
@@ -319,7 +327,7 @@ fn annotation(message: &Message<Body<Value>>, name: &str) -> Option<String> {
 /// subscription; the answer goes out on the device's twin link with the request's
 /// correlation id.
 async fn on_twin_request(request: &Message<Body<Value>>, hub: &Hub, link: &DeviceLink) {
-    let id = &link.identity.device_id;
+    let who = &link.identity;
     let correlation_id = request
         .properties
         .as_ref()
@@ -329,12 +337,12 @@ async fn on_twin_request(request: &Message<Body<Value>>, hub: &Hub, link: &Devic
     let answer: Result<(u16, Option<u64>, Vec<u8>), HubError> =
         match (operation.as_str(), resource.as_deref()) {
             ("GET", None | Some("")) => hub
-                .device_twin(id)
+                .identity_twin(who)
                 .await
                 .map(|twin| (200, None, twin.to_string().into_bytes())),
             ("PATCH", Some("/properties/reported")) => match body_bytes(&request.body) {
                 Ok(body) => hub
-                    .patch_reported(id, &body)
+                    .identity_patch_reported(who, &body)
                     .await
                     .map(|version| (204, Some(version), Vec::new())),
                 Err(e) => Err(e),
@@ -358,7 +366,9 @@ async fn on_twin_request(request: &Message<Body<Value>>, hub: &Hub, link: &Devic
         Some(out) => {
             let _ = out.send(message).await;
         }
-        None => tracing::debug!(device = %id, "a twin request without a twin link to answer on"),
+        None => {
+            tracing::debug!(device = %who.key(), "a twin request without a twin link to answer on");
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! IoT Hub's AMQP 1.0 endpoint over any byte stream (TLS on 5671): SASL, claims-based
-//! security (`$cbs`), the service side of cloud-to-device messaging (send and feedback), and
-//! the Event Hubs-compatible built-in endpoint (`$management` and the partition receivers)
-//! that Event Hubs clients read telemetry from, and devices' own links (telemetry,
-//! cloud-to-device, twin, methods) as the device SDKs' AMQP transports use them.
+//! security (`$cbs`), the service side of cloud-to-device messaging (send and feedback) and
+//! file upload notifications, the Event Hubs-compatible built-in endpoint (`$management` and
+//! the partition receivers) that Event Hubs clients read telemetry from, and devices' and
+//! modules' own links (telemetry, cloud-to-device, twin, methods) as the device SDKs' AMQP
+//! transports use them.
 //!
 //! A thin adapter on fe2o3-amqp's listener side: it parses addresses, filters and request
 //! messages, calls [`Hub`], and renders the answer as IoT Hub and Event Hubs do. Who may do
@@ -24,6 +25,9 @@ mod padding;
 mod replay;
 mod requests;
 mod sasl;
+mod service_bound;
+#[cfg(test)]
+mod testing;
 
 use std::net::SocketAddr;
 

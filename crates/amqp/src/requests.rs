@@ -122,9 +122,10 @@ pub async fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Valu
             }
         };
     }
-    if let Some(device_id) = audience_device(&audience) {
+    if let Some((device_id, module_id)) = audience_device(&audience) {
         let login = ironhub_hub::DeviceLogin {
             device_id: &device_id,
+            module_id: module_id.as_deref(),
             credentials: ironhub_auth::Credentials::new(Some(token), &[] as &[&[u8]]),
             ..ironhub_hub::DeviceLogin::default()
         };
@@ -154,19 +155,30 @@ pub async fn cbs(ctx: &AmqpContext, claims: &Claims, request: &Message<Body<Valu
     }
 }
 
-/// The device a token's audience names: `[amqps://]{host}/devices/{id}`, percent-encoded or
-/// not (the Node SDK puts the token's `sr` as it is).
-fn audience_device(audience: &str) -> Option<String> {
+/// The device (and module) a token's audience names: `[amqps://]{host}/devices/{id}` or
+/// `…/devices/{id}/modules/{mid}`, percent-encoded or not (the Node SDK puts the token's
+/// `sr` as it is).
+fn audience_device(audience: &str) -> Option<(String, Option<String>)> {
     let decoded = percent_encoding::percent_decode_str(audience).decode_utf8_lossy();
     let rest = decoded
         .split_once("://")
         .map_or(&*decoded, |(_, rest)| rest);
-    let mut parts = rest.trim_matches('/').split('/');
-    let _host = parts.next()?;
-    let (Some(devices), Some(id), None) = (parts.next(), parts.next(), parts.next()) else {
-        return None;
-    };
-    (devices.eq_ignore_ascii_case("devices") && !id.is_empty()).then(|| id.to_owned())
+    let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let is = |part: &str, name: &str| part.eq_ignore_ascii_case(name);
+    match parts.as_slice() {
+        [_host, devices, id] if is(devices, "devices") && !id.is_empty() => {
+            Some(((*id).to_owned(), None))
+        }
+        [_host, devices, id, modules, mid]
+            if is(devices, "devices")
+                && !id.is_empty()
+                && is(modules, "modules")
+                && !mid.is_empty() =>
+        {
+            Some(((*id).to_owned(), Some((*mid).to_owned())))
+        }
+        _ => None,
+    }
 }
 
 /// Answers a `$management` READ of the Event Hubs-compatible entity or one of its partitions.
@@ -278,20 +290,20 @@ mod tests {
 
     #[test]
     fn device_audiences() {
+        let device = |id: &str| Some((id.to_owned(), None));
+        assert_eq!(audience_device("h.example/devices/d1"), device("d1"));
+        assert_eq!(audience_device("h.example%2Fdevices%2Fd1"), device("d1"));
         assert_eq!(
-            audience_device("h.example/devices/d1").as_deref(),
-            Some("d1")
-        );
-        assert_eq!(
-            audience_device("h.example%2Fdevices%2Fd1").as_deref(),
-            Some("d1")
-        );
-        assert_eq!(
-            audience_device("amqps://h.example/devices/d1").as_deref(),
-            Some("d1")
+            audience_device("amqps://h.example/devices/d1"),
+            device("d1")
         );
         assert_eq!(audience_device("h.example"), None);
-        assert_eq!(audience_device("h.example/devices/d1/modules/m1"), None);
+        assert_eq!(
+            audience_device("h.example%2Fdevices%2Fd1%2Fmodules%2Fm1"),
+            Some(("d1".to_owned(), Some("m1".to_owned())))
+        );
+        assert_eq!(audience_device("h.example/devices/d1/modules/"), None);
+        assert_eq!(audience_device("h.example/devices/d1/twin"), None);
         assert_eq!(audience_device("sb://h.example/hub"), None);
     }
 }

@@ -1,17 +1,30 @@
 //! The SASL mechanisms IoT Hub offers: `MSSBCBS` and `ANONYMOUS` (the client then presents
-//! its tokens on `$cbs`), `EXTERNAL` (an X.509 device: its TLS client certificate), and `PLAIN` with `{policy}@sas.root.{hub}` as the user name and a
-//! SAS token as the password (Azure docs, "Communicate with your IoT hub by using the AMQP
-//! Protocol"). A PLAIN login is checked by the domain at once; what it grants is kept for the
-//! connection.
+//! its tokens on `$cbs`), `EXTERNAL` (an X.509 device: its TLS client certificate), and
+//! `PLAIN` with a SAS token as the password and as the user name `{policy}@sas.root.{hub}`
+//! (a service), `{deviceId}@sas.{hub}` (a device) or `{deviceId}/{moduleId}@sas.{hub}` (a
+//! module) (Azure docs, "Communicate with your IoT hub by using the AMQP Protocol", and
+//! "Control access to IoT Hub", protocol specifics).
+//!
+//! fe2o3-amqp asks the acceptor synchronously, while a device's token can only be checked
+//! against its keys in the store. So a policy's login, which the hub's settings decide, is
+//! checked during the exchange; a device's or module's is recorded as claimed, the exchange
+//! succeeds, and [`PlainLogin::verify`] has the domain ([`Hub::authenticate`], the same call
+//! as MQTT's CONNECT and `$cbs`) decide before the connection serves a session: a refusal
+//! closes the connection with `amqp:unauthorized-access`, so no link of an unproven device
+//! is ever attached and nothing it sent is kept.
 
 use std::sync::{Arc, Mutex};
 
 use fe2o3_amqp::acceptor::SaslAcceptor;
 use fe2o3_amqp::acceptor::sasl_acceptor::SaslServerFrame;
+use fe2o3_amqp::types::definitions::Error;
 use fe2o3_amqp::types::primitives::{Array, Symbol};
 use fe2o3_amqp::types::sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse};
-use ironhub_auth::Rights;
-use ironhub_hub::{Hub, ServiceGrant};
+use ironhub_auth::{Credentials, Rights};
+use ironhub_hub::{DeviceLogin, Hub, ServiceGrant};
+
+use crate::claims::Claims;
+use crate::errors::hub_error;
 
 const MSSBCBS: &str = "MSSBCBS";
 const ANONYMOUS: &str = "ANONYMOUS";
@@ -19,16 +32,63 @@ const PLAIN: &str = "PLAIN";
 /// X.509 devices: the identity is the TLS client certificate, checked when a link attaches.
 const EXTERNAL: &str = "EXTERNAL";
 
-/// The server side of the SASL exchange; `granted` receives what a PLAIN login proved.
+/// What a PLAIN login presented.
+#[derive(Debug, Clone)]
+pub enum PlainLogin {
+    /// A shared access policy's login, checked during the exchange.
+    Service(ServiceGrant),
+    /// A device's or module's login, to be checked by [`PlainLogin::verify`].
+    Device {
+        device_id: String,
+        module_id: Option<String>,
+        token: String,
+    },
+}
+
+impl PlainLogin {
+    /// Records what the login proves in `claims`: a policy's grant as it is, a device's or
+    /// module's once the domain accepts its token; the domain's refusal otherwise.
+    pub async fn verify(self, hub: &Hub, claims: &Claims) -> Result<(), Error> {
+        match self {
+            PlainLogin::Service(grant) => claims.put("", grant),
+            PlainLogin::Device {
+                device_id,
+                module_id,
+                token,
+            } => {
+                let login = DeviceLogin {
+                    device_id: &device_id,
+                    module_id: module_id.as_deref(),
+                    credentials: Credentials::new(Some(&token), &[] as &[&[u8]]),
+                    ..DeviceLogin::default()
+                };
+                let device = hub.authenticate(&login).await.map_err(|e| {
+                    tracing::info!(device = %device_id, module = ?module_id, error = %e, "AMQP PLAIN login refused");
+                    hub_error(&e)
+                })?;
+                claims.put_device(device);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The server side of the SASL exchange; `login` receives what a PLAIN login presented.
 #[derive(Debug, Clone)]
 pub struct HubSasl {
     hub: Hub,
-    granted: Arc<Mutex<Option<ServiceGrant>>>,
+    login: Arc<Mutex<Option<PlainLogin>>>,
 }
 
 impl HubSasl {
-    pub fn new(hub: Hub, granted: Arc<Mutex<Option<ServiceGrant>>>) -> Self {
-        HubSasl { hub, granted }
+    pub fn new(hub: Hub, login: Arc<Mutex<Option<PlainLogin>>>) -> Self {
+        HubSasl { hub, login }
+    }
+
+    fn record(&self, login: PlainLogin) {
+        if let Ok(mut slot) = self.login.lock() {
+            *slot = Some(login);
+        }
     }
 
     /// Checks a PLAIN login: `authzid NUL authcid NUL password`.
@@ -50,9 +110,7 @@ impl HubSasl {
                     .authorize_service_token(password, &[Rights::SERVICE_CONNECT])
                 {
                     Ok(grant) if principal_name(&grant) == policy => {
-                        if let Ok(mut slot) = self.granted.lock() {
-                            *slot = Some(grant);
-                        }
+                        self.record(PlainLogin::Service(grant));
                         SaslCode::Ok
                     }
                     Ok(_) => {
@@ -68,12 +126,13 @@ impl HubSasl {
                     }
                 }
             }
-            Some(PlainUser::Device(device)) => {
-                tracing::info!(
-                    device,
-                    "AMQP PLAIN login refused: devices cannot connect over AMQP yet"
-                );
-                SaslCode::Auth
+            Some(PlainUser::Device(device_id, module_id)) => {
+                self.record(PlainLogin::Device {
+                    device_id: device_id.to_owned(),
+                    module_id: module_id.map(str::to_owned),
+                    token: password.to_owned(),
+                });
+                SaslCode::Ok
             }
             None => SaslCode::Auth,
         }
@@ -92,19 +151,26 @@ fn principal_name(grant: &ServiceGrant) -> &str {
 enum PlainUser<'a> {
     /// `{policy}@sas.root.{hub}`.
     Policy(&'a str),
-    /// `{deviceId}@sas.{hub}`.
-    Device(&'a str),
+    /// `{deviceId}@sas.{hub}`, or `{deviceId}/{moduleId}@sas.{hub}` for a module.
+    Device(&'a str, Option<&'a str>),
 }
 
 fn plain_user(user: &str) -> Option<PlainUser<'_>> {
-    let (name, realm) = user.split_once('@')?;
+    // Device ids may hold `@`; the realm is what follows the last one.
+    let (name, realm) = user.rsplit_once('@')?;
     if name.is_empty() {
         return None;
     }
     if realm.starts_with("sas.root.") {
         Some(PlainUser::Policy(name))
     } else if realm.starts_with("sas.") {
-        Some(PlainUser::Device(name))
+        match name.split_once('/') {
+            None => Some(PlainUser::Device(name, None)),
+            Some((device, module)) if !device.is_empty() && !module.is_empty() => {
+                Some(PlainUser::Device(device, Some(module)))
+            }
+            Some(_) => None,
+        }
     } else {
         None
     }
@@ -146,7 +212,82 @@ impl SaslAcceptor for HubSasl {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use fe2o3_amqp::types::definitions::{AmqpError, ErrorCondition};
+    use ironhub_hub::model::ModuleSpec;
+
     use super::*;
+    use crate::testing::{HOST, hub};
+
+    fn token(resource: &str, key: &str, expiry: u64) -> String {
+        ironhub_auth::sas::generate(resource, key, expiry, None).unwrap()
+    }
+
+    fn device_login(device_id: &str, module_id: Option<&str>, token: String) -> PlainLogin {
+        PlainLogin::Device {
+            device_id: device_id.into(),
+            module_id: module_id.map(str::to_owned),
+            token,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_device_s_and_a_module_s_plain_logins_are_the_domain_s_to_decide() {
+        let (hub, _dir) = hub().await;
+        let device = hub.get_device("d1").await.unwrap();
+        let key = device.authentication.symmetric_key.primary_key.unwrap();
+        let module = hub
+            .put_module("d1", "m1", &ModuleSpec::default(), None)
+            .await
+            .unwrap();
+        let module_key = module.authentication.symmetric_key.primary_key.unwrap();
+        let later = ironhub_auth::unix_now() + 600;
+        let own = format!("{HOST}/devices/d1");
+
+        let claims = Claims::default();
+        device_login("d1", None, token(&own, &key, later))
+            .verify(&hub, &claims)
+            .await
+            .unwrap();
+        assert_eq!(claims.device("d1").unwrap().expires, Some(later));
+        assert!(claims.device("d1/m1").is_none());
+        device_login(
+            "d1",
+            Some("m1"),
+            token(&format!("{own}/modules/m1"), &module_key, later),
+        )
+        .verify(&hub, &claims)
+        .await
+        .unwrap();
+        let proven = claims.device("d1/m1").unwrap();
+        assert_eq!(proven.identity.module_id.as_deref(), Some("m1"));
+
+        // Refused, and nothing recorded: a wrong key, the module's token for the device, the
+        // device's token for the module, an expired token, not a token.
+        let wrong = ironhub_auth::generate_key(32);
+        for (module_id, token) in [
+            (None, token(&own, &wrong, later)),
+            (
+                None,
+                token(&format!("{own}/modules/m1"), &module_key, later),
+            ),
+            (Some("m1"), token(&own, &key, later)),
+            (None, token(&own, &key, ironhub_auth::unix_now() - 1)),
+            (None, "secret".to_owned()),
+        ] {
+            let claims = Claims::default();
+            let refused = device_login("d1", module_id, token)
+                .verify(&hub, &claims)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused.condition,
+                ErrorCondition::from(AmqpError::UnauthorizedAccess)
+            );
+            assert!(claims.device("d1").is_none() && claims.device("d1/m1").is_none());
+        }
+    }
 
     #[test]
     fn plain_user_names() {
@@ -156,8 +297,18 @@ mod tests {
         );
         assert_eq!(
             plain_user("dev1@sas.myhub"),
-            Some(PlainUser::Device("dev1"))
+            Some(PlainUser::Device("dev1", None))
         );
+        assert_eq!(
+            plain_user("dev1/mod1@sas.myhub"),
+            Some(PlainUser::Device("dev1", Some("mod1")))
+        );
+        assert_eq!(
+            plain_user("a@b@sas.myhub"),
+            Some(PlainUser::Device("a@b", None))
+        );
+        assert_eq!(plain_user("dev1/@sas.myhub"), None);
+        assert_eq!(plain_user("/mod1@sas.myhub"), None);
         assert_eq!(plain_user("service"), None);
         assert_eq!(plain_user("@sas.root.myhub"), None);
         assert_eq!(plain_user("a@b"), None);

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // A device on the real `azure-iot-device` Client over AMQP (`Amqp`, port 5671) or AMQP over
-// WebSocket (`AmqpWs`, port 443), driven line by line by test_amqp_device.py. Trust comes from
-// NODE_EXTRA_CA_CERTS=<ca.pem>.
+// WebSocket (`AmqpWs`, port 443), driven line by line by test_amqp_device.py (and a module on
+// its ModuleClient, by test_amqp_modules.py). Trust comes from NODE_EXTRA_CA_CERTS=<ca.pem>.
 //
 //   node device_amqp.js amqp|amqpws
 //       DEVICE_CONNECTION_STRING: the device's connection string (with `x509=true` for an
-//       X.509 device, whose PEM files are DEVICE_CERT and DEVICE_KEY).
+//       X.509 device, whose PEM files are DEVICE_CERT and DEVICE_KEY); one with `ModuleId=`
+//       opens a ModuleClient instead.
 //
 // It opens the client and prints {"event": "open"} or {"event": "openError", "error": …},
 // then reads one JSON command a line from standard input and prints one JSON line for each:
@@ -17,13 +18,14 @@
 //                                         waits for the next C2D message and settles it
 //   {"cmd": "method", "name": N, "status": S, "answer": {…}}
 //                                         answers calls of method N: each prints {"event": "method", …}
+//   {"cmd": "inputs"}                     (a module) attaches its input messages link
 //   {"cmd": "close"}
 // Errors print {"error": …} for the command (the process goes on); events arrive unasked.
 'use strict';
 
 const fs = require('node:fs');
 const readline = require('node:readline');
-const { Client, Message } = require('azure-iot-device');
+const { Client, ModuleClient, Message } = require('azure-iot-device');
 const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 
 const { errorJson } = require('./output');
@@ -37,7 +39,8 @@ function settle(call) {
 }
 
 const transport = process.argv[2] === 'amqpws' ? AmqpWs : Amqp;
-const client = Client.fromConnectionString(process.env.DEVICE_CONNECTION_STRING, transport);
+const isModule = /(^|;)ModuleId=/i.test(process.env.DEVICE_CONNECTION_STRING);
+const client = (isModule ? ModuleClient : Client).fromConnectionString(process.env.DEVICE_CONNECTION_STRING, transport);
 if (process.env.DEVICE_CERT) {
   client.setOptions({
     cert: fs.readFileSync(process.env.DEVICE_CERT, 'utf8'),
@@ -112,13 +115,19 @@ const commands = {
     // onDeviceMethod then finds them attached (it would attach them in the background).
     const enabled = await settle((cb) => client._transport.enableMethods(cb));
     if (enabled.err) throw enabled.err;
-    client.onDeviceMethod(c.name, (request, response) => {
+    const on = isModule ? client.onMethod.bind(client) : client.onDeviceMethod.bind(client);
+    on(c.name, (request, response) => {
       print({ event: 'method', name: request.methodName, payload: request.payload });
       response.send(c.status, c.answer, (err) => {
         if (err) print({ event: 'methodAnswerError', error: errorJson(err) });
       });
     });
     return { listening: c.name };
+  },
+  async inputs() {
+    const enabled = await settle((cb) => client._transport.enableInputMessages(cb));
+    if (enabled.err) throw enabled.err;
+    return { listening: true };
   },
   async close() {
     await settle((cb) => client.close(cb));
@@ -132,11 +141,13 @@ async function main() {
     print({ event: 'openError', error: errorJson(opened.err) });
     process.exit(0);
   }
-  client.on('message', (message) => {
-    const resolve = waiting.shift();
-    if (resolve) resolve(message);
-    else received.push(message);
-  });
+  if (!isModule) {
+    client.on('message', (message) => {
+      const resolve = waiting.shift();
+      if (resolve) resolve(message);
+      else received.push(message);
+    });
+  }
   print({ event: 'open' });
   const lines = readline.createInterface({ input: process.stdin });
   for await (const line of lines) {
