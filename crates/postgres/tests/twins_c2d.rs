@@ -1,5 +1,6 @@
-//! Device twins and cloud-to-device queues on a real PostgreSQL (see `tests/common`): every
-//! case of the ports' testkit, then two nodes (two stores, two pools on one database) racing.
+//! Device twins and cloud-to-device queues on a real PostgreSQL (see `tests/common`) shared by
+//! two nodes (two stores, two pools on one database) racing; the single-node rules are the
+//! testkit's (`tests/testkit.rs`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,38 +14,7 @@ use common::test_database;
 use ironhub_postgres::{PgOptions, PgStore};
 use ironhub_store::prelude::*;
 use ironhub_store::testkit::{self, create_device, rules};
-use ironhub_store::{AckMode, ManualClock, TwinRecord, WriteConflict};
-
-/// Runs testkit cases, each on a database of its own.
-macro_rules! testkit_cases {
-    ($($module:ident :: $case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                let Some(options) = test_database(stringify!($module)).await else {
-                    return;
-                };
-                let clock = Arc::new(ManualClock::default());
-                let store = PgStore::open_with_clock(&options, clock.clone()).await.unwrap();
-                testkit::$module::$case(Arc::new(store), clock).await;
-            }
-        )*
-    };
-}
-
-testkit_cases!(
-    registry::twins_are_written_compare_and_swap,
-    twin_scan::scans_page_devices_in_id_order_with_their_twins,
-    twin_scan::conditions_never_lose_a_matching_device,
-    c2d::enqueue_needs_the_device_and_room_in_its_queue,
-    c2d::messages_are_locked_oldest_first_once_at_a_time,
-    c2d::an_expired_lock_redelivers_and_counts_the_delivery,
-    c2d::settling_writes_the_feedback_the_ack_asks_for,
-    c2d::worn_out_and_expired_messages_are_dead_lettered,
-    c2d::purge_empties_the_queue_with_feedback,
-    c2d::released_locks_make_messages_visible,
-    c2d::feedback_is_received_in_locked_batches,
-);
+use ironhub_store::{AckMode, TwinRecord, WriteConflict};
 
 /// Two nodes of one hub: two stores, each with its own pool, on one database.
 async fn two_nodes(options: &PgOptions) -> (Arc<PgStore>, Arc<PgStore>) {
