@@ -15,6 +15,8 @@ mod pg_dps;
 mod pg_files;
 mod pg_registry;
 mod pg_sessions;
+mod pg_twin_aggregate;
+mod pg_twin_top;
 mod pg_twins;
 mod pool;
 mod store;

@@ -10,8 +10,8 @@ use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
 use ironhub_store::{
-    DeviceTwin, Result, ScanCondition, ScanOp, TwinField, TwinRecord, TwinScan, TwinStore,
-    WriteConflict,
+    DeviceTwin, Result, ScanCondition, ScanOp, TwinAggregate, TwinField, TwinGroup, TwinRecord,
+    TwinScan, TwinStore, TwinTop, WriteConflict,
 };
 
 use crate::PgStore;
@@ -22,18 +22,18 @@ use crate::store::{corrupt, db, next_etag, tag_matches};
 /// as `f64`, PostgreSQL exactly, and beyond 2^53 the two may disagree.
 const EXACT_NUMBERS: f64 = 9_007_199_254_740_992.0;
 
-/// The statement parameters of a scan, numbered in the order they are added.
+/// The statement parameters of a query, numbered in the order they are added.
 #[derive(Default)]
-struct Params(Vec<Box<dyn ToSql + Sync + Send>>);
+pub(crate) struct Params(Vec<Box<dyn ToSql + Sync + Send>>);
 
 impl Params {
     /// Adds a parameter and returns its placeholder (`$4`).
-    fn add(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
+    pub(crate) fn add(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
         self.0.push(Box::new(value));
         format!("${}", self.0.len())
     }
 
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+    pub(crate) fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.0
             .iter()
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))
@@ -63,7 +63,7 @@ fn pushable(value: &Value) -> bool {
 }
 
 /// The twin section and keys of a property field (`None` for the device id or an empty path).
-fn property_path(field: &TwinField) -> Option<Vec<String>> {
+pub(crate) fn property_path(field: &TwinField) -> Option<Vec<String>> {
     let (section, keys) = match field {
         TwinField::DeviceId => return None,
         TwinField::Tags(keys) => ("tags", keys),
@@ -87,8 +87,9 @@ fn containing(path: &[String], value: &Value) -> String {
 }
 
 /// One condition as SQL over `d` (devices) and `t` (twins), and whether it reads the twin;
-/// `None` when it cannot be written exactly.
-fn condition_sql(c: &ScanCondition, params: &mut Params) -> Option<(String, bool)> {
+/// `None` when it cannot be written exactly. With `exact`, the SQL holds exactly when the
+/// language's comparison does; without, it may hold for more twins (to use the index).
+fn condition_sql(c: &ScanCondition, params: &mut Params, exact: bool) -> Option<(String, bool)> {
     if c.values.is_empty() || !c.values.iter().all(pushable) {
         return None;
     }
@@ -111,6 +112,16 @@ fn condition_sql(c: &ScanCondition, params: &mut Params) -> Option<(String, bool
         });
     }
     let path = property_path(&c.field)?;
+    if exact && matches!(c.op, ScanOp::Eq | ScanOp::In) {
+        // `jsonb` equality is typed, numbers by value; a missing property is `NULL`.
+        let texts: Vec<String> = c.values.iter().map(Value::to_string).collect();
+        let at = params.add(path);
+        let any = params.add(texts);
+        return Some((
+            format!("(t.doc #> {at}::text[]) = ANY({any}::text[]::jsonb[])"),
+            true,
+        ));
+    }
     if matches!(c.op, ScanOp::Eq | ScanOp::In) {
         // Containment is typed (`"0"` does not contain `0`) and may only take more devices
         // than asked (an array contains its elements): never fewer.
@@ -144,6 +155,16 @@ fn condition_sql(c: &ScanCondition, params: &mut Params) -> Option<(String, bool
     ))
 }
 
+/// Every condition as SQL that holds exactly when the language's comparison does (`TRUE`
+/// for none), or `None` when one cannot be written so.
+pub(crate) fn exact_where(conditions: &[ScanCondition], params: &mut Params) -> Option<String> {
+    let mut terms = vec!["TRUE".to_owned()];
+    for c in conditions {
+        terms.push(condition_sql(c, params, true)?.0);
+    }
+    Some(terms.join(" AND "))
+}
+
 /// The scan (see `TwinStore::scan_twins`).
 async fn scan(
     client: &impl deadpool_postgres::GenericClient,
@@ -157,7 +178,7 @@ async fn scan(
     let mut terms = vec![format!("d.device_id > {after}")];
     let mut joins_twin = false;
     for c in &scan.conditions {
-        if let Some((term, on_twin)) = condition_sql(c, &mut params) {
+        if let Some((term, on_twin)) = condition_sql(c, &mut params, false) {
             terms.push(term);
             joins_twin |= on_twin;
         }
@@ -173,16 +194,18 @@ async fn scan(
         terms.join(" AND ")
     );
     let rows = client.query(&sql, &params.refs()).await.map_err(db)?;
-    rows.iter()
-        .map(|row| {
-            let twin = row
-                .get::<_, Option<&str>>(2)
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(corrupt)?;
-            Ok((device_from_row(row)?, twin))
-        })
-        .collect()
+    rows.iter().map(device_twin_from_row).collect()
+}
+
+/// A device and its twin from a row of the device document, its live message count and the
+/// twin document (`NULL` without one).
+pub(crate) fn device_twin_from_row(row: &tokio_postgres::Row) -> Result<DeviceTwin> {
+    let twin = row
+        .get::<_, Option<&str>>(2)
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(corrupt)?;
+    Ok((device_from_row(row)?, twin))
 }
 
 async fn load_twin(
@@ -250,6 +273,15 @@ impl TwinStore for PgStore {
         let now = self.clock.now().timestamp_millis();
         scan(&self.client().await?, request, now).await
     }
+
+    async fn aggregate_twins(&self, request: &TwinAggregate) -> Result<Option<Vec<TwinGroup>>> {
+        crate::pg_twin_aggregate::aggregate(&self.client().await?, request).await
+    }
+
+    async fn top_twins(&self, request: &TwinTop) -> Result<Option<Vec<DeviceTwin>>> {
+        let now = self.clock.now().timestamp_millis();
+        crate::pg_twin_top::top(&self.client().await?, request, now).await
+    }
 }
 
 #[cfg(test)]
@@ -282,16 +314,24 @@ mod tests {
             condition(TwinField::DeviceId, ScanOp::Eq, vec![json!(1)]),
             condition(TwinField::Tags(vec![]), ScanOp::Eq, vec![json!(1)]),
         ] {
-            assert_eq!(condition_sql(&c, &mut params), None, "{c:?}");
+            assert_eq!(condition_sql(&c, &mut params, false), None, "{c:?}");
         }
         assert!(params.0.is_empty());
-        let (sql, on_twin) =
-            condition_sql(&condition(t(), ScanOp::Le, vec![json!(2.5)]), &mut params).unwrap();
+        let (sql, on_twin) = condition_sql(
+            &condition(t(), ScanOp::Le, vec![json!(2.5)]),
+            &mut params,
+            false,
+        )
+        .unwrap();
         assert!(on_twin);
         assert!(sql.contains("'number'") && sql.contains("<= $1::text::numeric"));
         assert!(!sql.contains("COLLATE"));
-        let (sql, _) =
-            condition_sql(&condition(t(), ScanOp::Gt, vec![json!("m")]), &mut params).unwrap();
+        let (sql, _) = condition_sql(
+            &condition(t(), ScanOp::Gt, vec![json!("m")]),
+            &mut params,
+            false,
+        )
+        .unwrap();
         assert!(sql.contains("COLLATE \"C\" > $3::text::text"), "{sql}");
     }
 }

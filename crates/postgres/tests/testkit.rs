@@ -28,10 +28,8 @@ macro_rules! testkit_cases {
     };
 }
 
-// Not yet: `twin_scan::groups_keep_types_apart_and_count_every_device` and
-// `twin_scan::first_twins_come_in_the_language_order` (this engine leaves `GROUP BY` and
-// `ORDER BY` to the caller, so they would check nothing), and the ports PostgreSQL does not
-// implement yet (modules, routing, network rules, rate windows).
+// Not yet: the ports PostgreSQL does not implement (modules, routing, network rules, rate
+// windows).
 testkit_cases!(
     registry::devices_are_written_compare_and_swap,
     registry::a_failed_batch_writes_nothing_and_etags_are_never_reused,
@@ -45,6 +43,8 @@ testkit_cases!(
     registry::persistent_sessions_are_kept_and_discarded,
     twin_scan::scans_page_devices_in_id_order_with_their_twins,
     twin_scan::conditions_never_lose_a_matching_device,
+    twin_scan::groups_keep_types_apart_and_count_every_device,
+    twin_scan::first_twins_come_in_the_language_order,
     c2d::enqueue_needs_the_device_and_room_in_its_queue,
     c2d::messages_are_locked_oldest_first_once_at_a_time,
     c2d::an_expired_lock_redelivers_and_counts_the_delivery,
