@@ -16,6 +16,7 @@ mod pg_files;
 mod pg_registry;
 mod pg_sessions;
 mod pg_twin_aggregate;
+mod pg_twin_sql;
 mod pg_twin_top;
 mod pg_twins;
 mod pool;

@@ -101,10 +101,8 @@ async fn remove_planned(
     rules: C2dRules,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    for (number, status) in removals {
-        if let Some(m) = queue.iter().find(|m| m.sequence_number == *number) {
-            remove_message(tx, m, *status, rules, now).await?;
-        }
+    for (m, status) in c2d_rules::planned(queue, removals) {
+        remove_message(tx, m, status, rules, now).await?;
     }
     Ok(())
 }

@@ -15,11 +15,8 @@ use serde_json::Value;
 use ironhub_query::Accumulator;
 use ironhub_store::{AggregateOp, Result, TwinAggregate, TwinField, TwinGroup};
 
-use crate::pg_twins::{Params, exact_where, property_path};
+use crate::pg_twin_sql::{EXACT_NUMBERS, Params, exact_where, property_path};
 use crate::store::{corrupt, db};
-
-/// Magnitudes from which a number is declined (see the module's documentation).
-const BIG: f64 = 9_007_199_254_740_992.0;
 
 /// A field's value as `jsonb` text (`NULL` when missing).
 fn json_text(field: &TwinField, params: &mut Params) -> Option<String> {
@@ -33,7 +30,7 @@ fn json_text(field: &TwinField, params: &mut Params) -> Option<String> {
 /// Whether a value holds a number the round trip through `jsonb` may change.
 fn has_big_number(v: &Value) -> bool {
     match v {
-        Value::Number(n) => n.as_f64().is_none_or(|f| f.abs() >= BIG),
+        Value::Number(n) => n.as_f64().is_none_or(|f| f.abs() >= EXACT_NUMBERS),
         Value::Array(items) => items.iter().any(has_big_number),
         Value::Object(map) => map.values().any(has_big_number),
         _ => false,
@@ -68,10 +65,7 @@ pub(crate) async fn aggregate(
     else {
         return Ok(None);
     };
-    let counts_only = request
-        .aggregates
-        .iter()
-        .all(|(f, _)| *f == AggregateOp::Count);
+    let counts_only = request.counts_only();
     // `COUNT(x)` counts documents, as the accumulator does: its argument is not read.
     let args = if counts_only {
         Vec::new()

@@ -8,7 +8,7 @@
 
 use ironhub_store::{DeviceTwin, Result, TwinField, TwinTop};
 
-use crate::pg_twins::{Params, device_twin_from_row, exact_where, property_path};
+use crate::pg_twin_sql::{Params, device_twin_from_row, exact_where, property_path};
 use crate::store::db;
 
 /// The rank of arrays: this one and the ones above are not ordered as the language orders.
