@@ -12,7 +12,7 @@ use ironhub_store::{
 
 use crate::PgStore;
 use crate::pg_twin_sql::{Params, condition_sql, device_twin_from_row};
-use crate::store::{corrupt, db, next_etag, tag_matches};
+use crate::store::{corrupt, db, lock_device, next_etag, tag_matches};
 
 /// The scan (see `TwinStore::scan_twins`).
 async fn scan(
@@ -76,14 +76,7 @@ impl TwinStore for PgStore {
         let tx = client.transaction().await.map_err(db)?;
         // The device's row lock orders every write of its twin (and its deletion): the etag
         // read below is the one the write replaces.
-        let device = tx
-            .query_opt(
-                "SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE",
-                &[&twin.device_id],
-            )
-            .await
-            .map_err(db)?;
-        if device.is_none() {
+        if !lock_device(&tx, &twin.device_id).await? {
             return Ok(Err(WriteConflict::NotFound));
         }
         let current = load_twin(&tx, &twin.device_id)
