@@ -214,3 +214,38 @@ async fn scan_conditions_narrow_in_the_database() {
         "{plan:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_sending_at_once_never_overfill_a_queue() {
+    use ironhub_store::C2dRefusal;
+    let Some(options) = test_database("c2d_depth").await else {
+        return;
+    };
+    let (a, b) = two_nodes(&options).await;
+    create_device(&a, "d").await;
+    let mut rules = rules();
+    rules.max_depth = 5;
+    let now = Utc::now();
+    let sends: Vec<_> = (0..12)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let message = testkit::c2d::message(
+                "d",
+                &format!("m{i}"),
+                AckMode::None,
+                now + TimeDelta::hours(1),
+            );
+            tokio::spawn(async move { store.c2d_enqueue(message, rules, now).await.unwrap() })
+        })
+        .collect();
+    let mut accepted = 0;
+    for send in sends {
+        match send.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(refusal) => assert_eq!(refusal, C2dRefusal::QueueFull),
+        }
+    }
+    assert_eq!(accepted, 5);
+    let device = b.get_device("d").await.unwrap().unwrap();
+    assert_eq!(device.cloud_to_device_message_count, 5);
+}
