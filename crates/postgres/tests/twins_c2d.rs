@@ -1,6 +1,5 @@
-//! Device twins and cloud-to-device queues on a real PostgreSQL (see `tests/common`) shared by
-//! two nodes (two stores, two pools on one database) racing; the single-node rules are the
-//! testkit's (`tests/testkit.rs`).
+//! Device twins and cloud-to-device queues on a real PostgreSQL (see `tests/common`): two nodes
+//! (two stores, two pools on one database) racing; the testkit cases run in `testkit.rs`.
 
 #![allow(clippy::unwrap_used)]
 

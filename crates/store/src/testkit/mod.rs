@@ -113,21 +113,13 @@ pub fn now() -> chrono::DateTime<Utc> {
     Utc::now()
 }
 
-/// Calls the macro in brackets with `$args` followed by the cases of one group of ports, so
-/// that an engine that has those ports runs them before it has all of [`crate::Store`]:
-/// `device_state` ([`DeviceState`]), `dps` ([`DpsState`]), `certificates` and
-/// `file_notifications`. [`store_suite!`] runs them with the others:
-///
-/// ```ignore
-/// macro_rules! my_cases {
-///     ($($module:ident :: $case:ident),* $(,)?) => { /* one test per case */ };
-/// }
-/// ironhub_store::port_cases!(device_state, [my_cases]);
-/// ```
+/// Runs every store case against the engine `$make` builds: a closure taking the
+/// `Arc<ManualClock>` the store reads the time from and returning
+/// `(Arc<dyn Store>-compatible store, guard)`.
 #[macro_export]
-macro_rules! port_cases {
-    (device_state, [$($callback:tt)+] $($args:tt)*) => {
-        $($callback)+!($($args)*
+macro_rules! store_suite {
+    ($make:expr) => {
+        $crate::store_suite!(@cases $make;
             registry::devices_are_written_compare_and_swap,
             registry::a_failed_batch_writes_nothing_and_etags_are_never_reused,
             registry::devices_list_in_id_order_by_pages,
@@ -138,6 +130,9 @@ macro_rules! port_cases {
             registry::settings_are_created_once_and_endpoints_kept,
             registry::twins_are_written_compare_and_swap,
             registry::persistent_sessions_are_kept_and_discarded,
+            modules::modules_are_written_compare_and_swap,
+            modules::modules_list_in_id_order_and_go_with_their_device,
+            modules::module_twins_are_written_compare_and_swap,
             twin_scan::scans_page_devices_in_id_order_with_their_twins,
             twin_scan::conditions_never_lose_a_matching_device,
             twin_scan::groups_keep_types_apart_and_count_every_device,
@@ -150,10 +145,8 @@ macro_rules! port_cases {
             c2d::purge_empties_the_queue_with_feedback,
             c2d::released_locks_make_messages_visible,
             c2d::feedback_is_received_in_locked_batches,
-        );
-    };
-    (dps, [$($callback:tt)+] $($args:tt)*) => {
-        $($callback)+!($($args)*
+            certificates::certificates_are_written_compare_and_swap,
+            certificates::each_scope_has_its_own_names,
             dps::settings_are_created_once,
             dps::ids_are_case_insensitive_and_keep_their_case,
             dps::concurrent_creates_in_other_cases_make_one_record,
@@ -161,37 +154,9 @@ macro_rules! port_cases {
             dps::lists_page_in_id_order_and_filter_by_group,
             dps::operations_are_records_like_the_others,
             dps::beginning_a_registration_claims_one_record,
-        );
-    };
-    (certificates, [$($callback:tt)+] $($args:tt)*) => {
-        $($callback)+!($($args)*
-            certificates::certificates_are_written_compare_and_swap,
-            certificates::each_scope_has_its_own_names,
-        );
-    };
-    (file_notifications, [$($callback:tt)+] $($args:tt)*) => {
-        $($callback)+!($($args)*
             file_notifications::notifications_are_locked_oldest_first_once_at_a_time,
             file_notifications::an_expired_lock_redelivers_and_loses_the_old_token,
             file_notifications::worn_out_and_expired_notifications_are_dropped,
-        );
-    };
-}
-
-/// Runs every store case against the engine `$make` builds: a closure taking the
-/// `Arc<ManualClock>` the store reads the time from and returning
-/// `(Arc<dyn Store>-compatible store, guard)`.
-#[macro_export]
-macro_rules! store_suite {
-    ($make:expr) => {
-        $crate::port_cases!(device_state, [$crate::store_suite] @cases $make;);
-        $crate::port_cases!(dps, [$crate::store_suite] @cases $make;);
-        $crate::port_cases!(certificates, [$crate::store_suite] @cases $make;);
-        $crate::port_cases!(file_notifications, [$crate::store_suite] @cases $make;);
-        $crate::store_suite!(@cases $make;
-            modules::modules_are_written_compare_and_swap,
-            modules::modules_list_in_id_order_and_go_with_their_device,
-            modules::module_twins_are_written_compare_and_swap,
             streams::routing_is_written_compare_and_swap,
             endpoints::an_endpoint_lease_has_one_holder,
             endpoints::an_expired_or_released_lease_is_taken_over,
