@@ -12,9 +12,10 @@ const MIGRATION_LOCK: i64 = 0x69_726f_6e68_7562;
 /// The schema, one step per version (never edit a released step: add one). Times are Unix
 /// milliseconds, as the embedded engine keeps them; records are `jsonb` documents, with the
 /// columns queries select or order on beside them.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value JSONB NOT NULL);
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value JSONB NOT NULL);
      CREATE SEQUENCE etag_counter;
      CREATE TABLE devices (
          device_id TEXT COLLATE \"C\" PRIMARY KEY,
@@ -68,7 +69,13 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
          doc JSONB NOT NULL
      );
      CREATE INDEX file_notifications_by_lock ON file_notifications (lock_token);",
-)];
+    ),
+    // Twin queries: equality and `IN` on any twin property as containment (`doc @> ...`).
+    (
+        2,
+        "CREATE INDEX twins_by_containment ON twins USING GIN (doc jsonb_path_ops);",
+    ),
+];
 
 fn engine(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
     move |e| StoreError::Engine(format!("PostgreSQL {what}: {e}"))

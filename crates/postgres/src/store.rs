@@ -7,8 +7,8 @@ use ironhub_store::{Clock, Result, StoreError, SystemClock, WriteConflict};
 
 use crate::{PgOptions, Pool, connect, migrate, pool};
 
-/// The store ports on PostgreSQL (so far: registry, MQTT sessions, CA certificates, file upload
-/// notifications, DPS records).
+/// The store ports on PostgreSQL (so far: registry, device twins, cloud-to-device queues, MQTT
+/// sessions, CA certificates, file upload notifications, DPS records).
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: Pool,
@@ -52,6 +52,22 @@ pub(crate) async fn next_etag(client: &impl deadpool_postgres::GenericClient) ->
         .map_err(db)?
         .get(0);
     Ok(base64::engine::general_purpose::STANDARD.encode(next.to_string()))
+}
+
+/// Locks a device's row until the transaction ends, ordering the writes of what belongs to
+/// it (its twin, its queue) and its deletion; `false` when there is no such device.
+pub(crate) async fn lock_device(
+    client: &impl deadpool_postgres::GenericClient,
+    device_id: &str,
+) -> Result<bool> {
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE",
+            &[&device_id],
+        )
+        .await
+        .map_err(db)?;
+    Ok(row.is_some())
 }
 
 /// Whether an `If-Match` tag accepts the stored etag.

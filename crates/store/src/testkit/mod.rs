@@ -42,7 +42,22 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::{C2dRules, DeviceRecord, DeviceStatus, DeviceWrite, Store};
+use crate::{
+    C2dRules, C2dStore, DeviceRecord, DeviceStatus, DeviceWrite, DpsStore, RegistryStore,
+    SessionStore, TwinStore,
+};
+
+/// The ports of a device's own state, which the [`registry`], [`twin_scan`] and [`c2d`] cases
+/// use: an engine runs those cases as soon as it has these, before it has every port of
+/// [`crate::Store`] (as each case takes only the ports it uses).
+pub trait DeviceState: RegistryStore + TwinStore + C2dStore + SessionStore {}
+
+impl<T: RegistryStore + TwinStore + C2dStore + SessionStore + ?Sized> DeviceState for T {}
+
+/// The ports the [`dps`] cases use: DPS records, and devices to tell their etags apart.
+pub trait DpsState: RegistryStore + DpsStore {}
+
+impl<T: RegistryStore + DpsStore + ?Sized> DpsState for T {}
 
 /// The node the cases act as.
 pub const NODE: &str = "node-a";
@@ -71,7 +86,7 @@ pub fn device(id: &str) -> DeviceRecord {
 }
 
 /// Creates a device and returns it as stored.
-pub async fn create_device(store: &Arc<dyn Store>, id: &str) -> DeviceRecord {
+pub async fn create_device<S: RegistryStore + ?Sized>(store: &Arc<S>, id: &str) -> DeviceRecord {
     store
         .write_devices(vec![DeviceWrite::Create(device(id))])
         .await
@@ -155,7 +170,8 @@ macro_rules! store_suite {
             async fn $case() {
                 let clock = ::std::sync::Arc::new($crate::ManualClock::default());
                 let (store, _keep) = ($make)(clock.clone());
-                let store: ::std::sync::Arc<dyn $crate::Store> = store;
+                // Every port, although a case takes only those it uses.
+                let _: ::std::sync::Arc<dyn $crate::Store> = store.clone();
                 $crate::testkit::$module::$case(store, clock).await;
             }
         )*
