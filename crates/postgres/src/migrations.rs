@@ -12,7 +12,8 @@ const MIGRATION_LOCK: i64 = 0x69_726f_6e68_7562;
 /// The schema, one step per version (never edit a released step: add one). Times are Unix
 /// milliseconds, as the embedded engine keeps them; records are `jsonb` documents, with the
 /// columns queries select or order on beside them.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
     1,
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value JSONB NOT NULL);
      CREATE SEQUENCE etag_counter;
@@ -68,7 +69,30 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
          doc JSONB NOT NULL
      );
      CREATE INDEX file_notifications_by_lock ON file_notifications (lock_token);",
-)];
+    ),
+    // Modules (gone with their device), the routing and network rules documents, endpoint
+    // leases and health, and rate windows (unlogged: counts a few seconds old at most, best
+    // effort as the embedded engine keeps them).
+    (
+        3,
+        "CREATE TABLE modules (
+             device_id TEXT COLLATE \"C\" NOT NULL
+                 REFERENCES devices (device_id) ON DELETE CASCADE,
+             module_id TEXT COLLATE \"C\" NOT NULL,
+             doc JSONB NOT NULL,
+             twin JSONB,
+             PRIMARY KEY (device_id, module_id)
+         );
+         CREATE TABLE documents (key TEXT PRIMARY KEY, etag TEXT NOT NULL, doc JSONB NOT NULL);
+         CREATE TABLE endpoint_leases (
+             endpoint TEXT PRIMARY KEY, node TEXT NOT NULL, lease_until BIGINT NOT NULL
+         );
+         CREATE TABLE endpoint_health (endpoint TEXT COLLATE \"C\" PRIMARY KEY, doc JSONB NOT NULL);
+         CREATE UNLOGGED TABLE rate_windows (
+             key TEXT NOT NULL, win BIGINT NOT NULL, count BIGINT NOT NULL, PRIMARY KEY (key, win)
+         );",
+    ),
+];
 
 fn engine(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
     move |e| StoreError::Engine(format!("PostgreSQL {what}: {e}"))
