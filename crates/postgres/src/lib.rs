@@ -17,6 +17,7 @@ mod pg_network;
 mod pg_rates;
 mod pg_registry;
 mod pg_routing;
+mod pg_shared;
 mod pg_sessions;
 mod pool;
 mod store;
