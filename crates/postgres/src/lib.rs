@@ -4,11 +4,12 @@
 //! `postgres://` URL with its credentials, `sslmode` and a CA file), a pool of connections
 //! over TLS ([`connect`]) and the versioned schema ([`migrate`]), applied once at start under
 //! an advisory lock so that nodes starting together never migrate twice; and [`PgStore`],
-//! the ports implemented so far (registry, MQTT sessions, CA certificates, file upload
-//! notifications, DPS records).
+//! the ports implemented so far (registry, device twins, cloud-to-device queues, MQTT
+//! sessions, CA certificates, file upload notifications, DPS records).
 
 mod migrations;
 mod options;
+mod pg_c2d;
 mod pg_certificates;
 mod pg_dps;
 mod pg_files;
@@ -19,6 +20,7 @@ mod pg_registry;
 mod pg_routing;
 mod pg_shared;
 mod pg_sessions;
+mod pg_twins;
 mod pool;
 mod store;
 mod tls;

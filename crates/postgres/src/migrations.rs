@@ -14,8 +14,8 @@ const MIGRATION_LOCK: i64 = 0x69_726f_6e68_7562;
 /// columns queries select or order on beside them.
 pub const MIGRATIONS: &[(i32, &str)] = &[
     (
-    1,
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value JSONB NOT NULL);
+        1,
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value JSONB NOT NULL);
      CREATE SEQUENCE etag_counter;
      CREATE TABLE devices (
          device_id TEXT COLLATE \"C\" PRIMARY KEY,
@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
          doc JSONB NOT NULL
      );
      CREATE INDEX file_notifications_by_lock ON file_notifications (lock_token);",
+    ),
+    // Twin queries: equality and `IN` on any twin property as containment (`doc @> ...`).
+    (
+        2,
+        "CREATE INDEX twins_by_containment ON twins USING GIN (doc jsonb_path_ops);",
     ),
     // Modules (gone with their device), the routing and network rules documents, endpoint
     // leases and health, and rate windows (unlogged: counts a few seconds old at most, best

@@ -21,7 +21,7 @@ fn device_select(now: &str) -> String {
     )
 }
 
-fn device_from_row(row: &tokio_postgres::Row) -> Result<DeviceRecord> {
+pub(crate) fn device_from_row(row: &tokio_postgres::Row) -> Result<DeviceRecord> {
     let mut device: DeviceRecord = serde_json::from_str(row.get::<_, &str>(0)).map_err(corrupt)?;
     device.cloud_to_device_message_count = u64::try_from(row.get::<_, i64>(1)).unwrap_or(0);
     Ok(device)

@@ -1,5 +1,5 @@
 //! The ports' conformance suite (`ironhub_store::testkit`) against a real PostgreSQL, each case
-//! on a database of its own (see `tests/common`).
+//! on a database of its own (see `tests/common`); the twin and queue cases are in `twins_c2d.rs`.
 
 mod common;
 
@@ -47,6 +47,27 @@ macro_rules! rate_cases {
 }
 
 store_cases!(
+    registry::devices_are_written_compare_and_swap,
+    registry::a_failed_batch_writes_nothing_and_etags_are_never_reused,
+    registry::devices_list_in_id_order_by_pages,
+    registry::runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields,
+    registry::connections_belong_to_their_node,
+    registry::node_heartbeats_tell_which_nodes_are_gone,
+    registry::deleting_a_device_deletes_its_twin_queue_and_sessions,
+    registry::settings_are_created_once_and_endpoints_kept,
+    registry::persistent_sessions_are_kept_and_discarded,
+    certificates::certificates_are_written_compare_and_swap,
+    certificates::each_scope_has_its_own_names,
+    dps::settings_are_created_once,
+    dps::ids_are_case_insensitive_and_keep_their_case,
+    dps::concurrent_creates_in_other_cases_make_one_record,
+    dps::a_failed_batch_writes_nothing,
+    dps::lists_page_in_id_order_and_filter_by_group,
+    dps::operations_are_records_like_the_others,
+    dps::beginning_a_registration_claims_one_record,
+    file_notifications::notifications_are_locked_oldest_first_once_at_a_time,
+    file_notifications::an_expired_lock_redelivers_and_loses_the_old_token,
+    file_notifications::worn_out_and_expired_notifications_are_dropped,
     modules::modules_are_written_compare_and_swap,
     modules::modules_list_in_id_order_and_go_with_their_device,
     modules::module_twins_are_written_compare_and_swap,

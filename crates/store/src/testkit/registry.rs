@@ -386,7 +386,10 @@ pub async fn settings_are_created_once_and_endpoints_kept(
 
 /// A twin needs its device; `if_match` is compared with the stored twin's etag (no twin
 /// matches `""`); every write gets a new etag, never one a device had.
-pub async fn twins_are_written_compare_and_swap(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+pub async fn twins_are_written_compare_and_swap(
+    store: Arc<dyn super::TwinsAndQueues>,
+    _clock: Arc<ManualClock>,
+) {
     let twin = |v: u64| TwinRecord {
         device_id: "t".into(),
         version: v,
