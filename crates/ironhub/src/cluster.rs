@@ -42,6 +42,11 @@ pub(crate) async fn open(config: &ServeConfig) -> anyhow::Result<Backing> {
          event log and device bus would stay inside this process, where other nodes never see \
          them: give --nats too (see the README, \"Several nodes\")"
     );
+    anyhow::ensure!(
+        config.node_id != ironhub_store::LOCAL_NODE,
+        "--store postgres://… makes this server one node of several: give each node its own \
+         --node-id (a node's restart releases what its id holds)"
+    );
     let pg = PgStore::open(options)
         .await
         .context("cannot open the --store database")?;

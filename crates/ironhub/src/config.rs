@@ -602,6 +602,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_store_is_embedded_or_a_postgres_url() {
+        assert!(store_url(None).unwrap().is_none());
+        assert!(store_url(Some(" ".into())).unwrap().is_none());
+        let pg = store_url(Some("postgres://u:secret@db.example:5432/hub".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pg.database(), Some("hub"));
+        let wrong = store_url(Some("mysql://u:secret@db/hub".into())).unwrap_err();
+        assert!(wrong.to_string().contains("postgres://"), "{wrong}");
+        assert!(!wrong.to_string().contains("secret"));
+    }
+
+    #[test]
     fn node_ids_default_to_local_and_are_checked() {
         assert_eq!(ServeArgs::default().resolve().unwrap().node_id, "local");
         let args = ServeArgs {

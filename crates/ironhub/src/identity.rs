@@ -80,7 +80,8 @@ impl Identity {
         data_dir: &Path,
     ) -> anyhow::Result<Identity> {
         let store = ironhub_postgres::PgStore::open(options).await?;
-        let none = || anyhow::anyhow!("the --store database holds no hub: start a node on it first");
+        let none =
+            || anyhow::anyhow!("the --store database holds no hub: start a node on it first");
         let settings = store.hub_settings().await?.ok_or_else(none)?;
         let endpoint = store.endpoint().await?.ok_or_else(none)?;
         let dps = store.dps_settings().await?;

@@ -598,8 +598,14 @@ fn announce(config: &ServeConfig, server: &Server) {
             server.ca_certificate.display()
         ),
     }
+    // A cluster's hub is read from its store (the URL may hold a password: not printed).
+    let store = if config.store.is_some() {
+        " --store \"$IRONHUB_STORE\""
+    } else {
+        ""
+    };
     println!(
-        "  connection string:                 {} info --data-dir {}",
+        "  connection string:                 {} info{store} --data-dir {}",
         command_name(),
         config.data_dir.display()
     );

@@ -2,9 +2,7 @@
 //! each (`network.hub`, `network.dps`), written compare-and-swap as the routing document is.
 
 use async_trait::async_trait;
-use ironhub_store::{
-    NetworkRulesRecord, NetworkRulesStore, NetworkScope, Result, WriteConflict,
-};
+use ironhub_store::{NetworkRulesRecord, NetworkRulesStore, NetworkScope, Result, WriteConflict};
 
 use crate::PgStore;
 
