@@ -31,6 +31,7 @@ NODE_ADDRESSES = ["127.0.0.239", "127.0.0.240", "127.0.0.241"]
 NATS_ADDRESS = "127.0.0.241"
 NATS_PORT = 4222
 WAIT_S = 30
+ALL_ADDRESSES = [test_address(a) for a in NODE_ADDRESSES]
 
 
 def _postgres_admin_url() -> str:
@@ -70,19 +71,45 @@ class Node(IronHub):
         super().__init__(address, workdir, extra_args)
         self.store = store
 
+    def launch(self) -> None:
+        """Starts the process without waiting for it (from the main thread: the server dies
+        with the thread that started it)."""
+        self._deferred = True
+        try:
+            self.start()
+        finally:
+            self._deferred = False
+
+    def wait_started(self) -> None:
+        """Waits until a launched node listens, then reads the hub."""
+        self._wait_ready()
+        self.info = self._read_info()
+
+    def _wait_ready(self) -> None:
+        if not getattr(self, "_deferred", False):
+            super()._wait_ready()
+
     def _read_info(self) -> dict:
+        if getattr(self, "_deferred", False):
+            return {}
         proc = run_cli("info", "--store", self.store, "--data-dir", str(self.data_dir), "--json", check=True)
         info = json.loads(proc.stdout)
-        # The endpoint the store keeps is the last started node's: this one's.
-        assert info["hub"]["hostName"] == self.address, info
+        # The store keeps the endpoint of the node that wrote it last (the nodes start
+        # together); each node answers to its own address, so the test reaches it there.
+        host = info["hub"]["hostName"]
+        assert host in ALL_ADDRESSES, info
+        info["hub"]["hostName"] = self.address
+        info["hub"]["connectionString"] = info["hub"]["connectionString"].replace(
+            f"HostName={host};", f"HostName={self.address};"
+        )
         assert Path(info["tls"]["caCertificate"]).is_file(), info
         return info
 
 
 @pytest.fixture(scope="module")
 def nodes(database):
-    """Three nodes started one after the other, each with its data directory, over one database
-    and one nats-server."""
+    """Three nodes started together, each with its data directory, over one database and one
+    nats-server."""
     workdir = Path(tempfile.mkdtemp(prefix="ironhub-cluster-"))
     started: list[Node] = []
     saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
@@ -92,9 +119,13 @@ def nodes(database):
                 node_dir = workdir / f"node-{i}"
                 node_dir.mkdir()
                 args = ["--store", database, "--nats", nats_url, "--node-id", f"node-{i}"]
-                node = Node(test_address(address), node_dir, database, args)
-                node.start()
-                started.append(node)
+                started.append(Node(test_address(address), node_dir, database, args))
+            # All at once: the first to reach the empty database creates the schema and the
+            # hub's identity, the others must take theirs from it.
+            for node in started:
+                node.launch()
+            for node in started:
+                node.wait_started()
             os.environ["REQUESTS_CA_BUNDLE"] = started[0].ca_file
             yield started
             for node in started:
@@ -106,7 +137,10 @@ def nodes(database):
             os.environ.pop("REQUESTS_CA_BUNDLE", None)
         else:
             os.environ["REQUESTS_CA_BUNDLE"] = saved_bundle
-        shutil.rmtree(workdir, ignore_errors=True)
+        if os.environ.get("IRONHUB_KEEP_TMP"):
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_nodes_share_the_hubs_keys_and_ca(nodes):
@@ -170,14 +204,20 @@ def test_device_on_node_2_is_reached_through_node_1_and_read_through_node_3(node
     assert [e["body"] for e in events] == ["t-0", "t-1", "t-2"]
 
 
-def test_a_store_without_nats_is_refused(database, tmp_path):
+@pytest.mark.parametrize(
+    "extra, told",
+    [([], "--nats"), (["--nats", "nats://127.0.0.1:1"], "--node-id")],
+    ids=["without-nats", "default-node-id"],
+)
+def test_a_node_that_would_keep_state_in_its_process_is_refused(database, tmp_path, extra, told):
+    address = ALL_ADDRESSES[0]
     proc = subprocess.run(
         [
             ironhub_bin(), "serve", "--store", database, "--data-dir", str(tmp_path / "data"),
-            "--hostname", test_address(NODE_ADDRESSES[0]), "--https-listen", f"{test_address(NODE_ADDRESSES[0])}:0",
-            "--mqtt-listen", f"{test_address(NODE_ADDRESSES[0])}:0", "--amqp-listen", f"{test_address(NODE_ADDRESSES[0])}:0",
+            "--hostname", address, "--https-listen", f"{address}:0",
+            "--mqtt-listen", f"{address}:0", "--amqp-listen", f"{address}:0", *extra,
         ],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode != 0
-    assert "--nats" in proc.stderr, proc.stderr
+    assert told in proc.stderr, proc.stderr
