@@ -10,6 +10,26 @@ use crate::store::{corrupt, db, next_etag, tag_matches};
 
 type WriteResult = std::result::Result<Option<ModuleRecord>, WriteConflict>;
 
+/// A module's column (`doc` or `twin`): `None` for no module; locked until the transaction
+/// ends (`lock`).
+async fn column(
+    client: &impl deadpool_postgres::GenericClient,
+    column: &str,
+    device_id: &str,
+    module_id: &str,
+    lock: bool,
+) -> Result<Option<Option<String>>> {
+    let sql = format!(
+        "SELECT {column}::text FROM modules WHERE device_id = $1 AND module_id = $2{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = client
+        .query_opt(&sql, &[&device_id, &module_id])
+        .await
+        .map_err(db)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// One module; locked until the transaction ends (`lock`).
 async fn load(
     client: &impl deadpool_postgres::GenericClient,
@@ -17,15 +37,10 @@ async fn load(
     module_id: &str,
     lock: bool,
 ) -> Result<Option<ModuleRecord>> {
-    let sql = format!(
-        "SELECT doc::text FROM modules WHERE device_id = $1 AND module_id = $2{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    let row = client
-        .query_opt(&sql, &[&device_id, &module_id])
-        .await
-        .map_err(db)?;
-    row.map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(corrupt))
+    column(client, "doc", device_id, module_id, lock)
+        .await?
+        .flatten()
+        .map(|doc| serde_json::from_str(&doc).map_err(corrupt))
         .transpose()
 }
 
@@ -87,9 +102,7 @@ async fn apply(tx: &deadpool_postgres::Transaction<'_>, write: ModuleWrite) -> R
                 Err(WriteConflict::EtagMismatch)
             }
             Some(current) => {
-                record.connection_state = current.connection_state;
-                record.connection_state_updated_time = current.connection_state_updated_time;
-                record.last_activity_time = current.last_activity_time;
+                record.keep_runtime_of(&current);
                 Ok(save(tx, record, false).await?)
             }
         },
@@ -129,20 +142,13 @@ async fn load_twin(
     module_id: &str,
     lock: bool,
 ) -> Result<Option<Option<TwinRecord>>> {
-    let sql = format!(
-        "SELECT twin::text FROM modules WHERE device_id = $1 AND module_id = $2{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    let row = client
-        .query_opt(&sql, &[&device_id, &module_id])
-        .await
-        .map_err(db)?;
-    row.map(|r| {
-        r.get::<_, Option<&str>>(0)
-            .map(|doc| serde_json::from_str(doc).map_err(corrupt))
-            .transpose()
-    })
-    .transpose()
+    column(client, "twin", device_id, module_id, lock)
+        .await?
+        .map(|twin| {
+            twin.map(|doc| serde_json::from_str(&doc).map_err(corrupt))
+                .transpose()
+        })
+        .transpose()
 }
 
 #[async_trait]

@@ -7,27 +7,6 @@ use std::sync::Arc;
 
 use common::test_database;
 use ironhub_postgres::PgStore;
-use ironhub_store::ManualClock;
-
-/// One test per store case, on a fresh store reading the time from the case's clock.
-macro_rules! store_cases {
-    ($($module:ident :: $case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(options) = test_database("kit").await else {
-                    return;
-                };
-                let clock = Arc::new(ManualClock::default());
-                let store = PgStore::open_with_clock(&options, clock.clone())
-                    .await
-                    .expect("the test database opens");
-                let store: Arc<dyn ironhub_store::Store> = Arc::new(store);
-                ironhub_store::testkit::$module::$case(store, clock).await;
-            }
-        )*
-    };
-}
 
 /// One test per rate windows case, on two stores over one database (two nodes).
 macro_rules! rate_cases {
@@ -46,7 +25,7 @@ macro_rules! rate_cases {
     };
 }
 
-store_cases!(
+testkit_cases!(
     registry::devices_are_written_compare_and_swap,
     registry::a_failed_batch_writes_nothing_and_etags_are_never_reused,
     registry::devices_list_in_id_order_by_pages,

@@ -13,24 +13,7 @@ use common::test_database;
 use ironhub_postgres::{PgOptions, PgStore};
 use ironhub_store::prelude::*;
 use ironhub_store::testkit::{self, create_device, rules};
-use ironhub_store::{AckMode, ManualClock, TwinRecord, WriteConflict};
-
-/// Runs testkit cases, each on a database of its own.
-macro_rules! testkit_cases {
-    ($($module:ident :: $case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                let Some(options) = test_database(stringify!($module)).await else {
-                    return;
-                };
-                let clock = Arc::new(ManualClock::default());
-                let store = PgStore::open_with_clock(&options, clock.clone()).await.unwrap();
-                testkit::$module::$case(Arc::new(store), clock).await;
-            }
-        )*
-    };
-}
+use ironhub_store::{AckMode, TwinRecord, WriteConflict};
 
 testkit_cases!(
     registry::twins_are_written_compare_and_swap,
