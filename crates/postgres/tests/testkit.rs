@@ -1,5 +1,5 @@
 //! The ports' conformance suite (`ironhub_store::testkit`) against a real PostgreSQL, each case
-//! on a database of its own (see `tests/common`); the twin and queue cases are in `twins_c2d.rs`.
+//! on a database of its own (see `tests/common`); `twins_c2d.rs` adds races between two nodes.
 
 mod common;
 
@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use common::test_database;
 use ironhub_postgres::PgStore;
+use ironhub_store::ManualClock;
 
 /// One test per rate windows case, on two stores over one database (two nodes).
 macro_rules! rate_cases {
@@ -25,37 +26,13 @@ macro_rules! rate_cases {
     };
 }
 
-testkit_cases!(
-    registry::devices_are_written_compare_and_swap,
-    registry::a_failed_batch_writes_nothing_and_etags_are_never_reused,
-    registry::devices_list_in_id_order_by_pages,
-    registry::runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields,
-    registry::connections_belong_to_their_node,
-    registry::node_heartbeats_tell_which_nodes_are_gone,
-    registry::deleting_a_device_deletes_its_twin_queue_and_sessions,
-    registry::settings_are_created_once_and_endpoints_kept,
-    registry::persistent_sessions_are_kept_and_discarded,
-    certificates::certificates_are_written_compare_and_swap,
-    certificates::each_scope_has_its_own_names,
-    dps::settings_are_created_once,
-    dps::ids_are_case_insensitive_and_keep_their_case,
-    dps::concurrent_creates_in_other_cases_make_one_record,
-    dps::a_failed_batch_writes_nothing,
-    dps::lists_page_in_id_order_and_filter_by_group,
-    dps::operations_are_records_like_the_others,
-    dps::beginning_a_registration_claims_one_record,
-    file_notifications::notifications_are_locked_oldest_first_once_at_a_time,
-    file_notifications::an_expired_lock_redelivers_and_loses_the_old_token,
-    file_notifications::worn_out_and_expired_notifications_are_dropped,
-    modules::modules_are_written_compare_and_swap,
-    modules::modules_list_in_id_order_and_go_with_their_device,
-    modules::module_twins_are_written_compare_and_swap,
-    streams::routing_is_written_compare_and_swap,
-    streams::network_rules_are_kept_per_scope,
-    endpoints::an_endpoint_lease_has_one_holder,
-    endpoints::an_expired_or_released_lease_is_taken_over,
-    endpoints::endpoint_health_is_kept_per_endpoint,
-);
+ironhub_store::store_suite!(async_or_skip: |clock: Arc<ManualClock>| async move {
+    let options = test_database("kit").await?;
+    let store = PgStore::open_with_clock(&options, clock)
+        .await
+        .expect("the test database opens");
+    Some((Arc::new(store), ()))
+});
 
 rate_cases!(
     counts_add_up_across_nodes,

@@ -1,5 +1,5 @@
-//! Device twins and cloud-to-device queues on a real PostgreSQL (see `tests/common`): every
-//! case of the ports' testkit, then two nodes (two stores, two pools on one database) racing.
+//! Device twins and cloud-to-device queues on a real PostgreSQL (see `tests/common`): two nodes
+//! (two stores, two pools on one database) racing; the testkit cases run in `testkit.rs`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,20 +14,6 @@ use ironhub_postgres::{PgOptions, PgStore};
 use ironhub_store::prelude::*;
 use ironhub_store::testkit::{self, create_device, rules};
 use ironhub_store::{AckMode, TwinRecord, WriteConflict};
-
-testkit_cases!(
-    registry::twins_are_written_compare_and_swap,
-    twin_scan::scans_page_devices_in_id_order_with_their_twins,
-    twin_scan::conditions_never_lose_a_matching_device,
-    c2d::enqueue_needs_the_device_and_room_in_its_queue,
-    c2d::messages_are_locked_oldest_first_once_at_a_time,
-    c2d::an_expired_lock_redelivers_and_counts_the_delivery,
-    c2d::settling_writes_the_feedback_the_ack_asks_for,
-    c2d::worn_out_and_expired_messages_are_dead_lettered,
-    c2d::purge_empties_the_queue_with_feedback,
-    c2d::released_locks_make_messages_visible,
-    c2d::feedback_is_received_in_locked_batches,
-);
 
 /// Two nodes of one hub: two stores, each with its own pool, on one database.
 async fn two_nodes(options: &PgOptions) -> (Arc<PgStore>, Arc<PgStore>) {

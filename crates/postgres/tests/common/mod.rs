@@ -33,24 +33,3 @@ pub async fn test_database(name: &str) -> Option<PgOptions> {
     }
     Some(admin.with_database(&db))
 }
-
-/// One test per case of the ports' testkit (`module::case`), each on a fresh store over a
-/// database of its own, reading the time from the case's clock.
-#[macro_export]
-macro_rules! testkit_cases {
-    ($($module:ident :: $case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let Some(options) = $crate::common::test_database(stringify!($module)).await else {
-                    return;
-                };
-                let clock = ::std::sync::Arc::new(::ironhub_store::ManualClock::default());
-                let store = ::ironhub_postgres::PgStore::open_with_clock(&options, clock.clone())
-                    .await
-                    .expect("the test database opens");
-                ::ironhub_store::testkit::$module::$case(::std::sync::Arc::new(store), clock).await;
-            }
-        )*
-    };
-}
