@@ -1,6 +1,8 @@
 //! The ports' conformance suite (`ironhub_store::testkit`) against a real PostgreSQL, each case
 //! on a database of its own (see `tests/common`); `twins_c2d.rs` adds races between two nodes.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

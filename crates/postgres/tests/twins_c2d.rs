@@ -45,11 +45,7 @@ async fn two_nodes_patching_one_twin_on_one_etag_let_one_win() {
         let outcomes = [x.await.unwrap(), y.await.unwrap()];
         let won: Vec<&TwinRecord> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
         assert_eq!(won.len(), 1, "round {round}: {outcomes:?}");
-        assert!(
-            outcomes
-                .iter()
-                .any(|o| *o == Err(WriteConflict::EtagMismatch))
-        );
+        assert!(outcomes.contains(&Err(WriteConflict::EtagMismatch)));
         // The winner's write is the one stored, seen alike by both nodes.
         let stored = b.get_twin("d").await.unwrap().unwrap();
         assert_eq!(&stored, won[0]);
