@@ -236,22 +236,42 @@ macro_rules! event_streams_suite {
 
 /// Runs every rate windows case against the engine `$make` builds: a closure returning two
 /// handles on one new, empty store (`(Arc<dyn RateWindows>, Arc<dyn RateWindows>, guard)`-compatible),
-/// as two nodes sharing it.
+/// as two nodes sharing it. With `async_or_skip: $make`, a future of an `Option` of them, as
+/// [`store_suite!`] takes it.
 #[macro_export]
 macro_rules! rate_windows_suite {
+    (async_or_skip: $make:expr) => {
+        $crate::rate_windows_suite!(@list async_or_skip $make);
+    };
     ($make:expr) => {
-        $crate::rate_windows_suite!(@cases $make;
+        $crate::rate_windows_suite!(@list sync $make);
+    };
+    (@list $mode:ident $make:expr) => {
+        $crate::rate_windows_suite!(@cases $mode $make;
             counts_add_up_across_nodes,
             keys_and_windows_are_apart,
             old_windows_are_forgotten,
             concurrent_additions_are_not_lost,
         );
     };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
+    (@cases sync $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $case() {
                 let (a, b, _keep) = ($make)();
+                let a: ::std::sync::Arc<dyn $crate::RateWindows> = a;
+                let b: ::std::sync::Arc<dyn $crate::RateWindows> = b;
+                $crate::testkit::rates::$case(a, b).await;
+            }
+        )*
+    };
+    (@cases async_or_skip $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some((a, b, _keep)) = ($make)().await else {
+                    return;
+                };
                 let a: ::std::sync::Arc<dyn $crate::RateWindows> = a;
                 let b: ::std::sync::Arc<dyn $crate::RateWindows> = b;
                 $crate::testkit::rates::$case(a, b).await;
