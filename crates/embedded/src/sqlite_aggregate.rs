@@ -20,7 +20,7 @@ use ironhub_query::Accumulator;
 use ironhub_store::{AggregateOp, ScanCondition, ScanOp, TwinAggregate, TwinField, TwinGroup};
 
 use crate::error::Result;
-use crate::sqlite_query::{ensure_index, json_path, operator, sql_value};
+use crate::sqlite_query::{ensure_index, json_path, sql_value};
 
 /// A field as SQL over `twins t`: its JSON text, or (the device id) plain text.
 #[derive(Clone)]
@@ -106,7 +106,7 @@ pub(crate) fn exact_condition(
             return Ok(Some(if c.op == ScanOp::In {
                 format!("t.device_id IN ({})", marks.join(", "))
             } else {
-                format!("t.device_id {} {}", operator(c.op), marks[0])
+                format!("t.device_id {} {}", c.op.symbol(), marks[0])
             }));
         }
         Column::Json(path) => path.clone(),
@@ -138,7 +138,7 @@ pub(crate) fn exact_condition(
     let m = mark(v);
     Ok(Some(format!(
         "{extract} {} {m} AND {}",
-        operator(c.op),
+        c.op.symbol(),
         typed(v, "1".to_owned())
     )))
 }
@@ -192,10 +192,7 @@ pub(crate) fn aggregate(
     else {
         return Ok(None);
     };
-    let counts_only = request
-        .aggregates
-        .iter()
-        .all(|(f, _)| *f == AggregateOp::Count);
+    let counts_only = request.counts_only();
     let Some(args) = request
         .aggregates
         .iter()

@@ -112,10 +112,8 @@ fn remove_planned(
     rules: C2dRules,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    for (number, status) in removals {
-        if let Some(m) = queue.iter().find(|m| m.sequence_number == *number) {
-            remove_message(conn, m, *status, rules, now)?;
-        }
+    for (m, status) in c2d_rules::planned(queue, removals) {
+        remove_message(conn, m, status, rules, now)?;
     }
     Ok(())
 }

@@ -49,16 +49,6 @@ pub(crate) fn sql_value(v: &Value) -> Option<Sql> {
     }
 }
 
-pub(crate) fn operator(op: ScanOp) -> &'static str {
-    match op {
-        ScanOp::Eq | ScanOp::In => "=",
-        ScanOp::Lt => "<",
-        ScanOp::Le => "<=",
-        ScanOp::Gt => ">",
-        ScanOp::Ge => ">=",
-    }
-}
-
 /// A stable name for the index on `expr`.
 fn index_name(expr: &str) -> String {
     // FNV-1a: stable across versions and processes.
@@ -139,7 +129,7 @@ fn condition_sql(
     params.push(value);
     Ok(Some(format!(
         "{column} {} ?{}",
-        operator(c.op),
+        c.op.symbol(),
         params.len()
     )))
 }

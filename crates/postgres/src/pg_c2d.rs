@@ -17,7 +17,7 @@ use ironhub_store::{
 };
 
 use crate::PgStore;
-use crate::store::{corrupt, db};
+use crate::store::{corrupt, db, lock_device};
 
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
@@ -101,10 +101,8 @@ async fn remove_planned(
     rules: C2dRules,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    for (number, status) in removals {
-        if let Some(m) = queue.iter().find(|m| m.sequence_number == *number) {
-            remove_message(tx, m, *status, rules, now).await?;
-        }
+    for (m, status) in c2d_rules::planned(queue, removals) {
+        remove_message(tx, m, status, rules, now).await?;
     }
     Ok(())
 }
@@ -139,14 +137,7 @@ impl C2dStore for PgStore {
         let tx = client.transaction().await.map_err(db)?;
         // The device's row lock orders the senders of one queue: each counts what the
         // previous one added.
-        let device = tx
-            .query_opt(
-                "SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE",
-                &[&message.device_id],
-            )
-            .await
-            .map_err(db)?;
-        if device.is_none() {
+        if !lock_device(&tx, &message.device_id).await? {
             return Ok(Err(C2dRefusal::DeviceNotFound));
         }
         let live: i64 = tx

@@ -1,148 +1,18 @@
 //! Device twins on PostgreSQL: each twin one `jsonb` document, written compare-and-swap on its
-//! etag under its device's row lock, and the twin scan that queries read through. A scan's
-//! conditions become SQL over the documents: equality and `IN` as containment (`@>`, served by
-//! the GIN index of migration 2), ranges as typed comparisons, the device id over the primary
-//! key. A condition that cannot be written exactly is left to the caller, who checks every
-//! device anyway (see `TwinScan::conditions`).
+//! etag under its device's row lock, and the twin scan that queries read through, its
+//! conditions pushed down as far as they can be written (`pg_twin_sql`); `GROUP BY` and `TOP`
+//! are `pg_twin_aggregate`'s and `pg_twin_top`'s.
 
 use async_trait::async_trait;
-use serde_json::Value;
-use tokio_postgres::types::ToSql;
 
 use ironhub_store::{
-    DeviceTwin, Result, ScanCondition, ScanOp, TwinField, TwinRecord, TwinScan, TwinStore,
+    DeviceTwin, Result, TwinAggregate, TwinGroup, TwinRecord, TwinScan, TwinStore, TwinTop,
     WriteConflict,
 };
 
 use crate::PgStore;
-use crate::pg_registry::device_from_row;
-use crate::store::{corrupt, db, next_etag, tag_matches};
-
-/// Numbers further from zero than this are not pushed down: the query language compares them
-/// as `f64`, PostgreSQL exactly, and beyond 2^53 the two may disagree.
-const EXACT_NUMBERS: f64 = 9_007_199_254_740_992.0;
-
-/// The statement parameters of a scan, numbered in the order they are added.
-#[derive(Default)]
-struct Params(Vec<Box<dyn ToSql + Sync + Send>>);
-
-impl Params {
-    /// Adds a parameter and returns its placeholder (`$4`).
-    fn add(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
-        self.0.push(Box::new(value));
-        format!("${}", self.0.len())
-    }
-
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.0
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect()
-    }
-}
-
-fn operator(op: ScanOp) -> &'static str {
-    match op {
-        ScanOp::Eq | ScanOp::In => "=",
-        ScanOp::Lt => "<",
-        ScanOp::Le => "<=",
-        ScanOp::Gt => ">",
-        ScanOp::Ge => ">=",
-    }
-}
-
-/// Whether PostgreSQL compares `value` as the query language does: a string without NUL
-/// (which `jsonb` cannot hold), a boolean, or a number within `EXACT_NUMBERS`.
-fn pushable(value: &Value) -> bool {
-    match value {
-        Value::String(s) => !s.contains('\0'),
-        Value::Bool(_) => true,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f.abs() < EXACT_NUMBERS),
-        _ => false,
-    }
-}
-
-/// The twin section and keys of a property field (`None` for the device id or an empty path).
-fn property_path(field: &TwinField) -> Option<Vec<String>> {
-    let (section, keys) = match field {
-        TwinField::DeviceId => return None,
-        TwinField::Tags(keys) => ("tags", keys),
-        TwinField::Desired(keys) => ("desired", keys),
-        TwinField::Reported(keys) => ("reported", keys),
-    };
-    if keys.is_empty() {
-        return None;
-    }
-    let mut path = vec![section.to_owned()];
-    path.extend(keys.iter().cloned());
-    Some(path)
-}
-
-/// The smallest document containing `value` at `path` (`{"reported": {"t": 1}}`).
-fn containing(path: &[String], value: &Value) -> String {
-    let doc = path.iter().rev().fold(value.clone(), |inner, key| {
-        Value::Object(serde_json::Map::from_iter([(key.clone(), inner)]))
-    });
-    doc.to_string()
-}
-
-/// One condition as SQL over `d` (devices) and `t` (twins), and whether it reads the twin;
-/// `None` when it cannot be written exactly.
-fn condition_sql(c: &ScanCondition, params: &mut Params) -> Option<(String, bool)> {
-    if c.values.is_empty() || !c.values.iter().all(pushable) {
-        return None;
-    }
-    if c.field == TwinField::DeviceId {
-        let ids: Option<Vec<String>> = c
-            .values
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect();
-        let mut ids = ids?;
-        return Some(if matches!(c.op, ScanOp::Eq | ScanOp::In) {
-            (
-                format!("d.device_id = ANY({}::text[])", params.add(ids)),
-                false,
-            )
-        } else {
-            let id = ids.pop()?;
-            let op = operator(c.op);
-            (format!("d.device_id {op} {}::text", params.add(id)), false)
-        });
-    }
-    let path = property_path(&c.field)?;
-    if matches!(c.op, ScanOp::Eq | ScanOp::In) {
-        // Containment is typed (`"0"` does not contain `0`) and may only take more devices
-        // than asked (an array contains its elements): never fewer.
-        let alternatives: Vec<String> = c
-            .values
-            .iter()
-            .map(|v| {
-                let doc = params.add(containing(&path, v));
-                format!("t.doc @> {doc}::text::jsonb")
-            })
-            .collect();
-        return Some((format!("({})", alternatives.join(" OR ")), true));
-    }
-    let value = c.values.first()?;
-    let (kind, cast, collate, bound) = match value {
-        Value::Number(_) => ("number", "numeric", "", params.add(value.to_string())),
-        // Strings by code point.
-        Value::String(s) => ("string", "text", " COLLATE \"C\"", params.add(s.clone())),
-        // The language orders only numbers and strings.
-        _ => return None,
-    };
-    let at = params.add(path);
-    let op = operator(c.op);
-    // Only values of the bound's type compare.
-    Some((
-        format!(
-            "(CASE WHEN jsonb_typeof(t.doc #> {at}::text[]) = '{kind}'
-                   THEN (t.doc #>> {at}::text[])::{cast} END){collate} {op} {bound}::text::{cast}"
-        ),
-        true,
-    ))
-}
+use crate::pg_twin_sql::{Params, condition_sql, device_twin_from_row};
+use crate::store::{corrupt, db, lock_device, next_etag, tag_matches};
 
 /// The scan (see `TwinStore::scan_twins`).
 async fn scan(
@@ -157,7 +27,7 @@ async fn scan(
     let mut terms = vec![format!("d.device_id > {after}")];
     let mut joins_twin = false;
     for c in &scan.conditions {
-        if let Some((term, on_twin)) = condition_sql(c, &mut params) {
+        if let Some((term, on_twin)) = condition_sql(c, &mut params, false) {
             terms.push(term);
             joins_twin |= on_twin;
         }
@@ -173,16 +43,7 @@ async fn scan(
         terms.join(" AND ")
     );
     let rows = client.query(&sql, &params.refs()).await.map_err(db)?;
-    rows.iter()
-        .map(|row| {
-            let twin = row
-                .get::<_, Option<&str>>(2)
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(corrupt)?;
-            Ok((device_from_row(row)?, twin))
-        })
-        .collect()
+    rows.iter().map(device_twin_from_row).collect()
 }
 
 async fn load_twin(
@@ -215,14 +76,7 @@ impl TwinStore for PgStore {
         let tx = client.transaction().await.map_err(db)?;
         // The device's row lock orders every write of its twin (and its deletion): the etag
         // read below is the one the write replaces.
-        let device = tx
-            .query_opt(
-                "SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE",
-                &[&twin.device_id],
-            )
-            .await
-            .map_err(db)?;
-        if device.is_none() {
+        if !lock_device(&tx, &twin.device_id).await? {
             return Ok(Err(WriteConflict::NotFound));
         }
         let current = load_twin(&tx, &twin.device_id)
@@ -250,48 +104,13 @@ impl TwinStore for PgStore {
         let now = self.clock.now().timestamp_millis();
         scan(&self.client().await?, request, now).await
     }
-}
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn containment_documents_nest_the_path() {
-        let path = vec!["reported".to_owned(), "a".to_owned(), "b'c".to_owned()];
-        assert_eq!(
-            containing(&path, &json!("0")),
-            r#"{"reported":{"a":{"b'c":"0"}}}"#
-        );
+    async fn aggregate_twins(&self, request: &TwinAggregate) -> Result<Option<Vec<TwinGroup>>> {
+        crate::pg_twin_aggregate::aggregate(&self.client().await?, request).await
     }
 
-    #[test]
-    fn only_exact_comparisons_are_pushed_down() {
-        let condition = |field, op, values| ScanCondition { field, op, values };
-        let t = || TwinField::Reported(vec!["t".into()]);
-        let mut params = Params::default();
-        // Booleans, NUL, huge numbers, nested values and non-string ids are left to the caller.
-        for c in [
-            condition(t(), ScanOp::Gt, vec![json!(true)]),
-            condition(t(), ScanOp::Eq, vec![json!("a\0b")]),
-            condition(t(), ScanOp::Eq, vec![json!(1e300)]),
-            condition(t(), ScanOp::Eq, vec![json!({"a": 1})]),
-            condition(t(), ScanOp::In, vec![]),
-            condition(TwinField::DeviceId, ScanOp::Eq, vec![json!(1)]),
-            condition(TwinField::Tags(vec![]), ScanOp::Eq, vec![json!(1)]),
-        ] {
-            assert_eq!(condition_sql(&c, &mut params), None, "{c:?}");
-        }
-        assert!(params.0.is_empty());
-        let (sql, on_twin) =
-            condition_sql(&condition(t(), ScanOp::Le, vec![json!(2.5)]), &mut params).unwrap();
-        assert!(on_twin);
-        assert!(sql.contains("'number'") && sql.contains("<= $1::text::numeric"));
-        assert!(!sql.contains("COLLATE"));
-        let (sql, _) =
-            condition_sql(&condition(t(), ScanOp::Gt, vec![json!("m")]), &mut params).unwrap();
-        assert!(sql.contains("COLLATE \"C\" > $3::text::text"), "{sql}");
+    async fn top_twins(&self, request: &TwinTop) -> Result<Option<Vec<DeviceTwin>>> {
+        let now = self.clock.now().timestamp_millis();
+        crate::pg_twin_top::top(&self.client().await?, request, now).await
     }
 }

@@ -53,6 +53,22 @@ pub(crate) async fn next_etag(client: &impl deadpool_postgres::GenericClient) ->
     Ok(base64::engine::general_purpose::STANDARD.encode(next.to_string()))
 }
 
+/// Locks a device's row until the transaction ends, ordering the writes of what belongs to
+/// it (its twin, its queue) and its deletion; `false` when there is no such device.
+pub(crate) async fn lock_device(
+    client: &impl deadpool_postgres::GenericClient,
+    device_id: &str,
+) -> Result<bool> {
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE",
+            &[&device_id],
+        )
+        .await
+        .map_err(db)?;
+    Ok(row.is_some())
+}
+
 /// Whether an `If-Match` tag accepts the stored etag.
 pub(crate) fn tag_matches(current: &str, if_match: &str) -> bool {
     if_match == "*" || if_match == current

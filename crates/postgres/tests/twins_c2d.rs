@@ -122,3 +122,129 @@ async fn two_nodes_receiving_from_one_queue_never_share_a_message() {
     );
     assert_eq!(delivered, sent);
 }
+
+/// The scan's conditions narrow in the database, typed as the query language compares:
+/// equality and `IN` by containment, ranges on numbers or strings (by code point) only, and
+/// the containment index serves equality.
+#[tokio::test]
+async fn scan_conditions_narrow_in_the_database() {
+    use ironhub_store::{ScanCondition, ScanOp, TwinField, TwinScan};
+    use serde_json::json;
+    let Some(options) = test_database("scan").await else {
+        return;
+    };
+    let store = Arc::new(PgStore::open(&options).await.unwrap());
+    let fleet = [
+        ("d1", json!({"v": "0", "s": {"it's": 1}})),
+        ("d2", json!({"v": 0, "s": {"it's": 2}})),
+        ("d3", json!({"v": 2.5})),
+        ("d4", json!({"v": "B"})),
+        ("d5", json!({"v": "a"})),
+        ("d6", json!({"v": true})),
+        ("d7", json!({"v": null})),
+    ];
+    for (id, reported) in &fleet {
+        create_device(&store, id).await;
+        let twin = TwinRecord {
+            device_id: (*id).into(),
+            reported: reported.as_object().cloned().unwrap(),
+            ..TwinRecord::default()
+        };
+        store.put_twin(twin, None).await.unwrap().unwrap();
+    }
+    create_device(&store, "d8").await;
+    let v = || TwinField::Reported(vec!["v".into()]);
+    let scan = |field: TwinField, op: ScanOp, values: Vec<serde_json::Value>| {
+        let store = store.clone();
+        async move {
+            let request = TwinScan {
+                after: None,
+                limit: 100,
+                conditions: vec![ScanCondition { field, op, values }],
+            };
+            let rows = store.scan_twins(&request).await.unwrap();
+            rows.into_iter()
+                .map(|(d, _)| d.device_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(scan(v(), ScanOp::Eq, vec![json!("0")]).await, ["d1"]);
+    assert_eq!(scan(v(), ScanOp::Eq, vec![json!(0)]).await, ["d2"]);
+    assert_eq!(scan(v(), ScanOp::Eq, vec![json!(0.0)]).await, ["d2"]);
+    assert_eq!(
+        scan(v(), ScanOp::In, vec![json!(2.5), json!("a"), json!(false)]).await,
+        ["d3", "d5"]
+    );
+    assert_eq!(scan(v(), ScanOp::Ge, vec![json!(0)]).await, ["d2", "d3"]);
+    assert_eq!(scan(v(), ScanOp::Lt, vec![json!(1)]).await, ["d2"]);
+    // "B" < "a" < "b" by code point, whatever the database's collation.
+    assert_eq!(scan(v(), ScanOp::Gt, vec![json!("B")]).await, ["d5"]);
+    assert_eq!(
+        scan(v(), ScanOp::Lt, vec![json!("b")]).await,
+        ["d1", "d4", "d5"]
+    );
+    let nested = TwinField::Reported(vec!["s".into(), "it's".into()]);
+    assert_eq!(scan(nested, ScanOp::Eq, vec![json!(2)]).await, ["d2"]);
+    assert_eq!(
+        scan(TwinField::DeviceId, ScanOp::Ge, vec![json!("d7")]).await,
+        ["d7", "d8"]
+    );
+    // A boolean range is the caller's to check: every device comes back.
+    assert_eq!(scan(v(), ScanOp::Gt, vec![json!(false)]).await.len(), 8);
+
+    let pool = ironhub_postgres::connect(&options).await.unwrap();
+    let client = pool.get().await.unwrap();
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .unwrap();
+    let plan: Vec<String> = client
+        .query(
+            "EXPLAIN SELECT device_id FROM twins WHERE doc @> '{\"reported\": {\"v\": 0}}'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        plan.iter().any(|l| l.contains("twins_by_containment")),
+        "{plan:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_sending_at_once_never_overfill_a_queue() {
+    use ironhub_store::C2dRefusal;
+    let Some(options) = test_database("c2d_depth").await else {
+        return;
+    };
+    let (a, b) = two_nodes(&options).await;
+    create_device(&a, "d").await;
+    let mut rules = rules();
+    rules.max_depth = 5;
+    let now = Utc::now();
+    let sends: Vec<_> = (0..12)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let message = testkit::c2d::message(
+                "d",
+                &format!("m{i}"),
+                AckMode::None,
+                now + TimeDelta::hours(1),
+            );
+            tokio::spawn(async move { store.c2d_enqueue(message, rules, now).await.unwrap() })
+        })
+        .collect();
+    let mut accepted = 0;
+    for send in sends {
+        match send.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(refusal) => assert_eq!(refusal, C2dRefusal::QueueFull),
+        }
+    }
+    assert_eq!(accepted, 5);
+    let device = b.get_device("d").await.unwrap().unwrap();
+    assert_eq!(device.cloud_to_device_message_count, 5);
+}

@@ -19,6 +19,20 @@ pub enum HintOp {
     In,
 }
 
+impl HintOp {
+    /// The comparison's operator as the language and SQL write it (`In`: `=`, with one of
+    /// the values).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            HintOp::Eq | HintOp::In => "=",
+            HintOp::Lt => "<",
+            HintOp::Le => "<=",
+            HintOp::Gt => ">",
+            HintOp::Ge => ">=",
+        }
+    }
+}
+
 /// "The property at `path` is `op` `values`", which every matching document satisfies.
 /// Values are strings, numbers or booleans (never null, arrays or objects); the comparison
 /// is typed (`'0'` is not `0`).

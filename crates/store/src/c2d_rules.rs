@@ -74,7 +74,19 @@ pub fn plan_lock_next(queue: &[C2dMessage], rules: C2dRules, now: DateTime<Utc>)
     plan
 }
 
-/// Locks a message for one delivery under `token`, counting the delivery.
+/// The messages of `queue` that planned removals name, each with why it leaves.
+pub fn planned<'a>(
+    queue: &'a [C2dMessage],
+    removals: &'a [(u64, FeedbackStatus)],
+) -> impl Iterator<Item = (&'a C2dMessage, FeedbackStatus)> + 'a {
+    removals.iter().filter_map(|(number, status)| {
+        queue
+            .iter()
+            .find(|m| m.sequence_number == *number)
+            .map(|m| (m, *status))
+    })
+}
+
 /// Locks a message for one delivery by `node`'s connection under `token`, counting the
 /// delivery.
 pub fn lock(

@@ -55,6 +55,16 @@ pub struct TwinAggregate {
     pub aggregates: Vec<(AggregateOp, Option<TwinField>)>,
 }
 
+impl TwinAggregate {
+    /// Whether every aggregate is `COUNT` (which counts devices, whatever its argument), so
+    /// that an engine can count the groups without reading any value.
+    pub fn counts_only(&self) -> bool {
+        self.aggregates
+            .iter()
+            .all(|(f, _)| *f == AggregateOp::Count)
+    }
+}
+
 /// One group of a [`TwinAggregate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct TwinGroup {

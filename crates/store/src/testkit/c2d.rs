@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{NODE, OTHER_NODE, TwinsAndQueues, create_device, rules};
+use super::{DeviceState, NODE, OTHER_NODE, create_device, rules};
 use crate::{AckMode, C2dMessage, C2dRefusal, C2dSettle, Clock as _, FeedbackStatus, ManualClock};
 
 /// A message for `device_id`, with no lock, expiring at `expiry`.
@@ -34,7 +34,7 @@ pub fn message(device_id: &str, id: &str, ack: AckMode, expiry: DateTime<Utc>) -
 
 /// Offers a message to `device`'s queue, expiring `ttl` seconds from now.
 async fn offer(
-    store: &Arc<dyn TwinsAndQueues>,
+    store: &Arc<dyn DeviceState>,
     clock: &ManualClock,
     device: &str,
     id: &str,
@@ -48,7 +48,7 @@ async fn offer(
 
 /// Queues a message for the device `d`.
 async fn send(
-    store: &Arc<dyn TwinsAndQueues>,
+    store: &Arc<dyn DeviceState>,
     clock: &ManualClock,
     id: &str,
     ack: AckMode,
@@ -59,7 +59,7 @@ async fn send(
 
 /// Asserts that the feedback waiting is exactly `expected` (message id, status), in order.
 async fn assert_feedback(
-    store: &Arc<dyn TwinsAndQueues>,
+    store: &Arc<dyn DeviceState>,
     clock: &ManualClock,
     expected: &[(&str, FeedbackStatus)],
 ) {
@@ -82,7 +82,7 @@ fn batch_ids(batch: &crate::FeedbackBatch) -> Vec<&str> {
 
 /// Locks the device's next message for `node` (see [`crate::C2dStore::c2d_lock_next`]).
 async fn lock_next(
-    store: &Arc<dyn TwinsAndQueues>,
+    store: &Arc<dyn DeviceState>,
     device: &str,
     node: &str,
     now: DateTime<Utc>,
@@ -95,7 +95,7 @@ async fn lock_next(
 
 /// Settles the message locked under `token` (see [`crate::C2dStore::c2d_settle`]).
 async fn settle_lock(
-    store: &Arc<dyn TwinsAndQueues>,
+    store: &Arc<dyn DeviceState>,
     device: &str,
     token: &str,
     how: C2dSettle,
@@ -109,7 +109,7 @@ async fn settle_lock(
 
 /// Every feedback record waiting, as (message id, status), completing the batches.
 async fn drain_feedback(
-    store: &Arc<dyn TwinsAndQueues>,
+    store: &Arc<dyn DeviceState>,
     clock: &ManualClock,
 ) -> Vec<(String, FeedbackStatus)> {
     let mut all = Vec::new();
@@ -133,7 +133,7 @@ async fn drain_feedback(
 /// A message needs an existing device and a queue with fewer than `max_depth` live messages;
 /// expired messages leave room; the stored message has a sequence number that grows.
 pub async fn enqueue_needs_the_device_and_room_in_its_queue(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     clock: Arc<ManualClock>,
 ) {
     let refused = offer(&store, &clock, "d", "m0", AckMode::None, 60).await;
@@ -163,7 +163,7 @@ pub async fn enqueue_needs_the_device_and_room_in_its_queue(
 /// The oldest visible message is locked under a new token and its delivery counted; a locked
 /// message is not delivered again while its lock holds; settling needs the device's token.
 pub async fn messages_are_locked_oldest_first_once_at_a_time(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     clock: Arc<ManualClock>,
 ) {
     create_device(&store, "d").await;
@@ -197,7 +197,7 @@ pub async fn messages_are_locked_oldest_first_once_at_a_time(
 /// delivery counted; the old token no longer settles it. Abandoning unlocks at once but keeps
 /// the count.
 pub async fn an_expired_lock_redelivers_and_counts_the_delivery(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     clock: Arc<ManualClock>,
 ) {
     create_device(&store, "d").await;
@@ -241,7 +241,7 @@ pub async fn an_expired_lock_redelivers_and_counts_the_delivery(
 /// Complete writes `Success`, reject `Rejected`, abandon nothing; each only when the
 /// message's `ack` asks for it.
 pub async fn settling_writes_the_feedback_the_ack_asks_for(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     clock: Arc<ManualClock>,
 ) {
     create_device(&store, "d").await;
@@ -299,7 +299,7 @@ pub async fn settling_writes_the_feedback_the_ack_asks_for(
 /// Expired messages leave as `Expired` (on the next lock or the hub-wide sweep); a message
 /// locked `max_delivery_count` times leaves as `DeliveryCountExceeded` once visible again.
 pub async fn worn_out_and_expired_messages_are_dead_lettered(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     clock: Arc<ManualClock>,
 ) {
     create_device(&store, "d").await;
@@ -350,7 +350,7 @@ pub async fn worn_out_and_expired_messages_are_dead_lettered(
 /// A purge removes every message, locked or not (`Purged`, or `Expired` for those already
 /// expired), and counts the purged ones.
 pub async fn purge_empties_the_queue_with_feedback(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     clock: Arc<ManualClock>,
 ) {
     create_device(&store, "d").await;
@@ -376,7 +376,7 @@ pub async fn purge_empties_the_queue_with_feedback(
 /// A lock records the node that took it; releasing a node's locks makes its messages visible
 /// again, their deliveries still counted, and leaves other nodes' locks alone.
 pub async fn released_locks_make_messages_visible(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     clock: Arc<ManualClock>,
 ) {
     create_device(&store, "d").await;
@@ -432,7 +432,7 @@ pub async fn released_locks_make_messages_visible(
 /// completed batch is gone, an abandoned or lock-expired one comes back with its delivery
 /// counted; feedback older than its time to live is dropped.
 pub async fn feedback_is_received_in_locked_batches(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     clock: Arc<ManualClock>,
 ) {
     create_device(&store, "d").await;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::now;
-use crate::{CertificateRecord, CertificateScope, ManualClock, Store, WriteConflict};
+use crate::{CertificateRecord, CertificateScope, CertificateStore, ManualClock, WriteConflict};
 
 /// A CA certificate record named `name` (its contents are placeholders; the store checks none).
 pub fn record(name: &str) -> CertificateRecord {
@@ -25,7 +25,7 @@ pub fn record(name: &str) -> CertificateRecord {
 /// Without `if_match` a write only creates; with it, it only replaces a certificate whose
 /// etag is that one (or `*`); deletes likewise; every write gets a new etag.
 pub async fn certificates_are_written_compare_and_swap(
-    store: Arc<dyn Store>,
+    store: Arc<dyn CertificateStore>,
     _clock: Arc<ManualClock>,
 ) {
     let hub = CertificateScope::Hub;
@@ -103,7 +103,10 @@ pub async fn certificates_are_written_compare_and_swap(
 }
 
 /// The hub's and the DPS instance's certificates are separate namespaces.
-pub async fn each_scope_has_its_own_names(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+pub async fn each_scope_has_its_own_names(
+    store: Arc<dyn CertificateStore>,
+    _clock: Arc<ManualClock>,
+) {
     let hub = store
         .put_certificate(CertificateScope::Hub, record("ca"), None)
         .await

@@ -5,10 +5,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{create_device, now};
-use crate::{
-    DpsCollection as C, DpsRecord, DpsSettings, DpsWrite, ManualClock, Store, WriteConflict,
-};
+use super::{DpsState, create_device, now};
+use crate::{DpsCollection as C, DpsRecord, DpsSettings, DpsWrite, ManualClock, WriteConflict};
 
 fn record(id: &str, group: Option<&str>) -> DpsRecord {
     DpsRecord {
@@ -19,7 +17,7 @@ fn record(id: &str, group: Option<&str>) -> DpsRecord {
     }
 }
 
-async fn create(store: &Arc<dyn Store>, c: C, r: DpsRecord) -> DpsRecord {
+async fn create(store: &Arc<dyn DpsState>, c: C, r: DpsRecord) -> DpsRecord {
     store
         .dps_write(c, vec![DpsWrite::Create(r)])
         .await
@@ -30,7 +28,7 @@ async fn create(store: &Arc<dyn Store>, c: C, r: DpsRecord) -> DpsRecord {
 }
 
 /// The DPS settings are written once and never replaced (the ID scope is immutable).
-pub async fn settings_are_created_once(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+pub async fn settings_are_created_once(store: Arc<dyn DpsState>, _clock: Arc<ManualClock>) {
     let first = DpsSettings {
         id_scope: "0ne0000ABCD".into(),
         policies: vec![],
@@ -52,7 +50,7 @@ pub async fn settings_are_created_once(store: Arc<dyn Store>, _clock: Arc<Manual
 /// Ids are looked up and unique in any case, keep the case they were created with, and each
 /// collection is its own namespace; etags are never reused, not even across ports.
 pub async fn ids_are_case_insensitive_and_keep_their_case(
-    store: Arc<dyn Store>,
+    store: Arc<dyn DpsState>,
     _clock: Arc<ManualClock>,
 ) {
     let a = create(&store, C::Enrollments, record("Dev-A", None)).await;
@@ -134,7 +132,7 @@ pub async fn ids_are_case_insensitive_and_keep_their_case(
 /// devices registering as `AABB` and `aabb`): exactly one create wins, in one batch or from
 /// concurrent callers, and the record keeps the winner's case.
 pub async fn concurrent_creates_in_other_cases_make_one_record(
-    store: Arc<dyn Store>,
+    store: Arc<dyn DpsState>,
     _clock: Arc<ManualClock>,
 ) {
     let both = store
@@ -182,7 +180,7 @@ pub async fn concurrent_creates_in_other_cases_make_one_record(
 }
 
 /// A batch with one failing write writes nothing.
-pub async fn a_failed_batch_writes_nothing(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+pub async fn a_failed_batch_writes_nothing(store: Arc<dyn DpsState>, _clock: Arc<ManualClock>) {
     let r = store
         .dps_write(
             C::EnrollmentGroups,
@@ -203,7 +201,7 @@ pub async fn a_failed_batch_writes_nothing(store: Arc<dyn Store>, _clock: Arc<Ma
 /// Lists are ordered by lower-cased id, page after an id in any case, and filter by group in
 /// any case.
 pub async fn lists_page_in_id_order_and_filter_by_group(
-    store: Arc<dyn Store>,
+    store: Arc<dyn DpsState>,
     _clock: Arc<ManualClock>,
 ) {
     for (id, group) in [
@@ -241,7 +239,7 @@ pub async fn lists_page_in_id_order_and_filter_by_group(
 /// A registration's operation is a record like the others: created, replaced compare-and-swap
 /// (the next operation of the same device), read back as written, and deleted.
 pub async fn operations_are_records_like_the_others(
-    store: Arc<dyn Store>,
+    store: Arc<dyn DpsState>,
     _clock: Arc<ManualClock>,
 ) {
     let op = |status: &str| DpsRecord {
@@ -296,7 +294,7 @@ pub async fn operations_are_records_like_the_others(
 /// registrations whose ids differ only in case, exactly one claims, and every one gets that
 /// record back.
 pub async fn beginning_a_registration_claims_one_record(
-    store: Arc<dyn Store>,
+    store: Arc<dyn DpsState>,
     _clock: Arc<ManualClock>,
 ) {
     let op = |id: &str, n: u32| DpsRecord {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::{
-    Clock as _, FileNotification, FileNotificationRules, LockedFileNotification, ManualClock, Store,
+    Clock as _, FileNotification, FileNotificationRules, FileNotificationStore,
+    LockedFileNotification, ManualClock,
 };
 
 /// The rules the cases use: a notification is received at most twice, locked for a minute.
@@ -33,7 +34,7 @@ pub fn notification(blob: &str, at: DateTime<Utc>) -> FileNotification {
 }
 
 /// Queues the notification of `blob`, now by `clock`, expiring an hour later.
-async fn enqueue(store: &Arc<dyn Store>, clock: &ManualClock, blob: &str) {
+async fn enqueue(store: &Arc<dyn FileNotificationStore>, clock: &ManualClock, blob: &str) {
     let now = clock.now();
     store
         .file_notification_enqueue(notification(blob, now), now + TTL)
@@ -42,7 +43,10 @@ async fn enqueue(store: &Arc<dyn Store>, clock: &ManualClock, blob: &str) {
 }
 
 /// Locks the oldest visible notification, now by `clock`.
-async fn lock(store: &Arc<dyn Store>, clock: &ManualClock) -> Option<LockedFileNotification> {
+async fn lock(
+    store: &Arc<dyn FileNotificationStore>,
+    clock: &ManualClock,
+) -> Option<LockedFileNotification> {
     store
         .file_notification_lock(rules(), clock.now())
         .await
@@ -50,7 +54,12 @@ async fn lock(store: &Arc<dyn Store>, clock: &ManualClock) -> Option<LockedFileN
 }
 
 /// Completes (`true`) or abandons the notification locked under `token`, now by `clock`.
-async fn settle(store: &Arc<dyn Store>, clock: &ManualClock, token: &str, complete: bool) -> bool {
+async fn settle(
+    store: &Arc<dyn FileNotificationStore>,
+    clock: &ManualClock,
+    token: &str,
+    complete: bool,
+) -> bool {
     store
         .file_notification_settle(token, complete, clock.now())
         .await
@@ -69,7 +78,7 @@ fn seen(locked: &LockedFileNotification) -> (&str, u32) {
 /// delivery counted; a locked one is not handed out again while its lock holds; completing
 /// removes it, once.
 pub async fn notifications_are_locked_oldest_first_once_at_a_time(
-    store: Arc<dyn Store>,
+    store: Arc<dyn FileNotificationStore>,
     clock: Arc<ManualClock>,
 ) {
     assert_eq!(lock(&store, &clock).await, None, "an empty queue");
@@ -98,7 +107,7 @@ pub async fn notifications_are_locked_oldest_first_once_at_a_time(
 /// its delivery counted; the old token settles nothing any more. Abandoning unlocks at once
 /// and keeps the count.
 pub async fn an_expired_lock_redelivers_and_loses_the_old_token(
-    store: Arc<dyn Store>,
+    store: Arc<dyn FileNotificationStore>,
     clock: Arc<ManualClock>,
 ) {
     enqueue(&store, &clock, "d1/a").await;
@@ -128,7 +137,7 @@ pub async fn an_expired_lock_redelivers_and_loses_the_old_token(
 /// A notification received `max_delivery_count` times and visible again is dropped; one
 /// never completed is dropped when its time to live runs out, received or not.
 pub async fn worn_out_and_expired_notifications_are_dropped(
-    store: Arc<dyn Store>,
+    store: Arc<dyn FileNotificationStore>,
     clock: Arc<ManualClock>,
 ) {
     enqueue(&store, &clock, "d1/a").await;

@@ -43,14 +43,21 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::{
-    C2dRules, C2dStore, DeviceRecord, DeviceStatus, DeviceWrite, RegistryStore, TwinStore,
+    C2dRules, C2dStore, DeviceRecord, DeviceStatus, DeviceWrite, DpsStore, RegistryStore,
+    SessionStore, TwinStore,
 };
 
-/// The ports the twin and queue cases ([`twin_scan`], [`c2d`]) use: an engine runs those
-/// cases as soon as it has these three, before it has every port of [`crate::Store`].
-pub trait TwinsAndQueues: RegistryStore + TwinStore + C2dStore {}
+/// The ports of a device's own state, which the [`registry`], [`twin_scan`] and [`c2d`] cases
+/// use: an engine runs those cases as soon as it has these, before it has every port of
+/// [`crate::Store`] (as each case takes only the ports it uses).
+pub trait DeviceState: RegistryStore + TwinStore + C2dStore + SessionStore {}
 
-impl<T: RegistryStore + TwinStore + C2dStore + ?Sized> TwinsAndQueues for T {}
+impl<T: RegistryStore + TwinStore + C2dStore + SessionStore + ?Sized> DeviceState for T {}
+
+/// The ports the [`dps`] cases use: DPS records, and devices to tell their etags apart.
+pub trait DpsState: RegistryStore + DpsStore {}
+
+impl<T: RegistryStore + DpsStore + ?Sized> DpsState for T {}
 
 /// The node the cases act as.
 pub const NODE: &str = "node-a";

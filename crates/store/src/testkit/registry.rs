@@ -4,15 +4,18 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::{NODE, OTHER_NODE, create_device, device, now, rules};
+use super::{DeviceState, NODE, OTHER_NODE, create_device, device, now, rules};
 use crate::{
     C2dMessage, ConnectionState, DeviceStatus, DeviceWrite, Endpoint, HubSettings, ManualClock,
-    RuntimeUpdate, Store, TwinRecord, WriteConflict,
+    RuntimeUpdate, TwinRecord, WriteConflict,
 };
 
 /// A create takes a free id; a replace or delete needs the current etag (or `*`); every
 /// write gets a new etag.
-pub async fn devices_are_written_compare_and_swap(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+pub async fn devices_are_written_compare_and_swap(
+    store: Arc<dyn DeviceState>,
+    _clock: Arc<ManualClock>,
+) {
     let a = create_device(&store, "a").await;
     assert!(!a.etag.is_empty());
     let again = store
@@ -63,7 +66,7 @@ pub async fn devices_are_written_compare_and_swap(store: Arc<dyn Store>, _clock:
 /// A batch with one failing write writes nothing; an id deleted and created again gets an
 /// etag it never had.
 pub async fn a_failed_batch_writes_nothing_and_etags_are_never_reused(
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeviceState>,
     _clock: Arc<ManualClock>,
 ) {
     let r = store
@@ -92,19 +95,22 @@ pub async fn a_failed_batch_writes_nothing_and_etags_are_never_reused(
     assert_ne!(first.etag, second.etag);
 }
 
-/// Devices list in id order, a page after a given id.
-pub async fn devices_list_in_id_order_by_pages(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
-    let writes = ["c", "a", "b"]
+/// Devices list in id order (case-sensitive, byte by byte), a page after a given id.
+pub async fn devices_list_in_id_order_by_pages(
+    store: Arc<dyn DeviceState>,
+    _clock: Arc<ManualClock>,
+) {
+    let writes = ["c", "a", "b", "B"]
         .map(|id| DeviceWrite::Create(device(id)))
         .to_vec();
     store.write_devices(writes).await.unwrap().unwrap();
-    let page = store.list_devices(None, 2).await.unwrap();
+    let page = store.list_devices(None, 3).await.unwrap();
     let ids: Vec<_> = page.iter().map(|d| d.device_id.as_str()).collect();
-    assert_eq!(ids, ["a", "b"]);
-    let rest = store.list_devices(Some("b"), 2).await.unwrap();
+    assert_eq!(ids, ["B", "a", "b"]);
+    let rest = store.list_devices(Some("b"), 3).await.unwrap();
     let ids: Vec<_> = rest.iter().map(|d| d.device_id.as_str()).collect();
     assert_eq!(ids, ["c"]);
-    assert_eq!(store.device_counts().await.unwrap().total, 3);
+    assert_eq!(store.device_counts().await.unwrap().total, 4);
 }
 
 fn c2d_message(device_id: &str, expiry: chrono::DateTime<Utc>) -> C2dMessage {
@@ -115,7 +121,7 @@ fn c2d_message(device_id: &str, expiry: chrono::DateTime<Utc>) -> C2dMessage {
 /// keeps them as stored; `cloudToDeviceMessageCount` is the number of live messages by the
 /// store's clock, whatever a write says.
 pub async fn runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields(
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeviceState>,
     clock: Arc<ManualClock>,
 ) {
     use crate::Clock as _;
@@ -202,7 +208,10 @@ pub async fn runtime_updates_keep_the_etag_and_replaces_keep_runtime_fields(
 
 /// A connection records its node. A disconnection from another node (an old connection ending
 /// after the device moved) changes nothing; a node's restart disconnects its own devices only.
-pub async fn connections_belong_to_their_node(store: Arc<dyn Store>, clock: Arc<ManualClock>) {
+pub async fn connections_belong_to_their_node(
+    store: Arc<dyn DeviceState>,
+    clock: Arc<ManualClock>,
+) {
     use crate::Clock as _;
     for id in ["a1", "b1", "legacy"] {
         create_device(&store, id).await;
@@ -253,7 +262,7 @@ pub async fn connections_belong_to_their_node(store: Arc<dyn Store>, clock: Arc<
 /// A node's heartbeat keeps it alive until its lease runs out; then it is listed as gone
 /// until forgotten, and a new heartbeat brings it back.
 pub async fn node_heartbeats_tell_which_nodes_are_gone(
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeviceState>,
     clock: Arc<ManualClock>,
 ) {
     use crate::Clock as _;
@@ -290,7 +299,7 @@ pub async fn node_heartbeats_tell_which_nodes_are_gone(
 /// Deleting a device deletes its twin, its queue and its persistent MQTT sessions (its own and
 /// its modules'), and nobody else's.
 pub async fn deleting_a_device_deletes_its_twin_queue_and_sessions(
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeviceState>,
     _clock: Arc<ManualClock>,
 ) {
     for id in ["d_1", "dx1"] {
@@ -350,7 +359,7 @@ pub async fn deleting_a_device_deletes_its_twin_queue_and_sessions(
 
 /// The hub's settings are written once and never replaced; the endpoint is the last one set.
 pub async fn settings_are_created_once_and_endpoints_kept(
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeviceState>,
     _clock: Arc<ManualClock>,
 ) {
     assert!(store.hub_settings().await.unwrap().is_none());
@@ -387,7 +396,7 @@ pub async fn settings_are_created_once_and_endpoints_kept(
 /// A twin needs its device; `if_match` is compared with the stored twin's etag (no twin
 /// matches `""`); every write gets a new etag, never one a device had.
 pub async fn twins_are_written_compare_and_swap(
-    store: Arc<dyn super::TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     _clock: Arc<ManualClock>,
 ) {
     let twin = |v: u64| TwinRecord {
@@ -433,7 +442,7 @@ pub async fn twins_are_written_compare_and_swap(
 
 /// Persistent MQTT sessions are kept by client id until discarded.
 pub async fn persistent_sessions_are_kept_and_discarded(
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeviceState>,
     _clock: Arc<ManualClock>,
 ) {
     assert!(store.mqtt_session("c1").await.unwrap().is_none());

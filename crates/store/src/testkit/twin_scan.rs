@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{TwinsAndQueues, create_device};
+use super::{DeviceState, create_device};
 use crate::{ManualClock, ScanCondition, ScanOp, TwinField, TwinRecord, TwinScan};
 
-async fn put_reported(store: &Arc<dyn TwinsAndQueues>, id: &str, reported: Value, tags: Value) {
+async fn put_reported(store: &Arc<dyn DeviceState>, id: &str, reported: Value, tags: Value) {
     let twin = TwinRecord {
         device_id: id.into(),
         reported: reported.as_object().cloned().unwrap_or_default(),
@@ -24,7 +24,7 @@ fn ids(rows: &[crate::DeviceTwin]) -> Vec<String> {
 /// Without conditions a scan pages through every device in id order, each with its twin
 /// (`None` for one never written).
 pub async fn scans_page_devices_in_id_order_with_their_twins(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     _clock: Arc<ManualClock>,
 ) {
     for id in ["c", "a", "b"] {
@@ -55,7 +55,7 @@ pub async fn scans_page_devices_in_id_order_with_their_twins(
 /// Whatever an engine does with conditions, every device that satisfies them all comes
 /// back, in id order, page after page; a string is not equal to a number.
 pub async fn conditions_never_lose_a_matching_device(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     _clock: Arc<ManualClock>,
 ) {
     let fleet = [
@@ -166,7 +166,7 @@ pub async fn conditions_never_lose_a_matching_device(
 /// The groups an engine computes for `request`, or `None` when it does not compute groups
 /// (an engine may leave them to the caller: then there is nothing to check).
 async fn groups(
-    store: &Arc<dyn TwinsAndQueues>,
+    store: &Arc<dyn DeviceState>,
     request: crate::TwinAggregate,
 ) -> Option<Vec<(Vec<Option<Value>>, Vec<Option<Value>>, String)>> {
     let groups = store.aggregate_twins(&request).await.unwrap()?;
@@ -183,7 +183,7 @@ async fn groups(
 /// the groups of missing keys, applies conditions exactly, and orders groups by their first
 /// device id.
 pub async fn groups_keep_types_apart_and_count_every_device(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     _clock: Arc<ManualClock>,
 ) {
     use crate::{AggregateOp, TwinAggregate};
@@ -278,7 +278,7 @@ pub async fn groups_keep_types_apart_and_count_every_device(
 /// language does: missing (devices without a twin too), `null`, booleans, numbers (`1`
 /// and `1.0` tie), strings; ties in ascending id order, also when descending.
 pub async fn first_twins_come_in_the_language_order(
-    store: Arc<dyn TwinsAndQueues>,
+    store: Arc<dyn DeviceState>,
     _clock: Arc<ManualClock>,
 ) {
     use crate::TwinTop;
