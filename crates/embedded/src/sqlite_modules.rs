@@ -58,9 +58,7 @@ fn apply(conn: &mut Connection, write: ModuleWrite) -> Result<WriteResult> {
                 Err(WriteConflict::EtagMismatch)
             }
             Some(current) => {
-                record.connection_state = current.connection_state;
-                record.connection_state_updated_time = current.connection_state_updated_time;
-                record.last_activity_time = current.last_activity_time;
+                record.keep_runtime_of(&current);
                 Ok(Some(save(&tx, record)?))
             }
         },

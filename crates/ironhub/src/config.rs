@@ -45,7 +45,7 @@ pub struct ServeArgs {
     /// tls_cert, tls_key, partitions, retention_hours, retention_mb_per_partition, log_format,
     /// trust_ca, dps_registrations_per_minute, dps_polls_per_device, node_id, issuing_ca_cert,
     /// issuing_ca_key, issued_certificate_days, issued_certificate_renewal,
-    /// allow_small_file_batches, `[[issuing_cas]]`
+    /// allow_small_file_batches, store, `[[issuing_cas]]`
     /// tables (more named issuing CAs: name, cert, key, validity_days, renewal) and a
     /// `[routing]` table (IoT Hub's routing document, replacing the stored one at start) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
@@ -161,6 +161,11 @@ pub struct ServeArgs {
     pub file_upload: FileUploadArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// Keep the hub's state in PostgreSQL instead of the data directory, so that several nodes
+    /// serve one hub (with --nats): `postgres://user:password@host:5432/db`, with
+    /// `?sslmode=require&sslrootcert=ca.pem` for TLS, or `?host=/socket/dir`.
+    #[arg(long = "store", env = "IRONHUB_STORE", hide_env_values = true)]
+    pub store: Option<String>,
     #[command(flatten)]
     pub monitoring: Box<MonitoringArgs>,
     #[command(flatten)]
@@ -225,6 +230,8 @@ struct FileConfig {
     routing: Option<RoutingConfig>,
     #[serde(default)]
     nats: Option<NatsFile>,
+    /// Where the state lives: a `postgres://` URL (see `--store`).
+    store: Option<String>,
     /// Throttling rates (`docs/operators.md`, "Throttling"); none when left out.
     throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
     #[serde(default)]
@@ -279,6 +286,19 @@ impl OneOrMany {
     }
 }
 
+/// The `--store` URL: `None` (or empty) is the embedded store, a `postgres://` URL the shared
+/// PostgreSQL store.
+pub fn store_url(url: Option<String>) -> anyhow::Result<Option<ironhub_postgres::PgOptions>> {
+    let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        "--store takes a postgres:// (or postgresql://) URL"
+    );
+    Ok(Some(ironhub_postgres::PgOptions::parse(&url)?))
+}
+
 /// The settings the server runs with.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -323,6 +343,9 @@ pub struct ServeConfig {
     pub routing: Option<RoutingConfig>,
     /// Where the event log and the device bus live when not embedded (`--nats`).
     pub nats: Option<ironhub_nats::NatsOptions>,
+    /// The PostgreSQL database the nodes of a cluster share (`--store`); `None`: the data
+    /// directory's embedded store.
+    pub store: Option<ironhub_postgres::PgOptions>,
     /// The `[throttling]` table, checked; `None`: nothing is throttled.
     pub throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
     /// Metrics and diagnostic logs.
@@ -512,6 +535,7 @@ impl ServeArgs {
                 .resolve(file.file_upload.unwrap_or_default())?,
             routing: file.routing,
             nats: self.nats.resolve(file.nats.unwrap_or_default())?,
+            store: store_url(self.store.or(file.store))?,
             throttling: file
                 .throttling
                 .map(|t| t.check().map(|()| t))
@@ -576,6 +600,19 @@ fn positive(key: &str, value: Option<u32>, default: usize) -> anyhow::Result<usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_is_embedded_or_a_postgres_url() {
+        assert!(store_url(None).unwrap().is_none());
+        assert!(store_url(Some(" ".into())).unwrap().is_none());
+        let pg = store_url(Some("postgres://u:secret@db.example:5432/hub".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pg.database(), Some("hub"));
+        let wrong = store_url(Some("mysql://u:secret@db/hub".into())).unwrap_err();
+        assert!(wrong.to_string().contains("postgres://"), "{wrong}");
+        assert!(!wrong.to_string().contains("secret"));
+    }
 
     #[test]
     fn node_ids_default_to_local_and_are_checked() {

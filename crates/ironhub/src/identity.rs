@@ -72,6 +72,40 @@ impl Identity {
         })
     }
 
+    /// Reads the identity of a cluster's hub from its shared store: the endpoint of the node
+    /// that started last, and the cluster's CA, written to `data_dir/tls/ca.pem` when that
+    /// file is absent (so that a path to it can be shown).
+    pub async fn load_shared(
+        options: &ironhub_postgres::PgOptions,
+        data_dir: &Path,
+    ) -> anyhow::Result<Identity> {
+        let store = ironhub_postgres::PgStore::open(options).await?;
+        let none =
+            || anyhow::anyhow!("the --store database holds no hub: start a node on it first");
+        let settings = store.hub_settings().await?.ok_or_else(none)?;
+        let endpoint = store.endpoint().await?.ok_or_else(none)?;
+        let dps = store.dps_settings().await?;
+        let dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+        let ca_certificate = ca_path(&dir);
+        if !ca_certificate.is_file() {
+            let pem = crate::cluster::shared_ca_certificate(&store)
+                .await?
+                .ok_or_else(none)?;
+            if let Some(parent) = ca_certificate.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::write(&ca_certificate, pem)
+                .with_context(|| format!("cannot write {}", ca_certificate.display()))?;
+        }
+        Ok(Identity {
+            endpoint,
+            settings,
+            dps,
+            ca_certificate,
+        })
+    }
+
     /// The service connection string for a policy (`iothubowner`, …), with its primary or
     /// secondary key.
     pub fn connection_string(

@@ -12,8 +12,8 @@ use ironhub_hub::issuing_cas::IssuingCas;
 
 use crate::config::ServeConfig;
 
-const CERT_FILE: &str = "issuing-ca.pem";
-const KEY_FILE: &str = "issuing-ca.key";
+pub(crate) const CERT_FILE: &str = "issuing-ca.pem";
+pub(crate) const KEY_FILE: &str = "issuing-ca.key";
 
 fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))

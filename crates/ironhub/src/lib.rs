@@ -3,6 +3,7 @@
 
 mod amqp_listener;
 pub mod cli;
+mod cluster;
 pub mod config;
 pub mod data_lock;
 pub mod endpoint_pumps;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ironhub_dps::{Dps, LinkedHub, Services};
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteEventStreams, SqliteStore};
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteEventStreams};
 use ironhub_hub::file_upload::FileUpload;
 use ironhub_hub::network::NetworkEndpoint;
 use ironhub_hub::{Backends, Hub};
@@ -103,9 +103,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     create_private_dir(&config.data_dir)?;
     let lock = DataDirLock::acquire(&config.data_dir)?;
-    let sqlite = Arc::new(SqliteStore::open(&config.data_dir)?);
+    let backing = crate::cluster::open(config).await?;
     let store: Arc<dyn Store> = Arc::new(ironhub_store::TimedStore::new(
-        sqlite.clone(),
+        backing.store.clone(),
         |port, took| ironhub_observe::metrics().process.store_call(port, took),
     ));
     let (events, bus, streams): (Arc<dyn EventLog>, Arc<dyn DeviceBus>, Arc<dyn EventStreams>) =
@@ -139,6 +139,9 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         .chain(&config.network.endpoint_hostnames)
         .cloned()
         .collect();
+    if let Some(pg) = &backing.shared {
+        crate::cluster::share_tls_identity(pg, config, &tls_dir, &cert_names).await?;
+    }
     let generated = ironhub_tls::ensure_certificates(&tls_dir, &cert_names)?;
     let issuing_cas = crate::issuer::load(config, &tls_dir)?;
     tracing::info!(
@@ -150,7 +153,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         .with_issuing_cas(issuing_cas.clone())
         .with_event_streams(streams)
         .with_routing_allowances(config.routing_allowances);
-    let throttle = crate::throttling::start(config.throttling.as_ref(), sqlite);
+    let throttle = crate::throttling::start(config.throttling.as_ref(), backing.windows);
     if let Some(t) = &throttle {
         hub = hub.with_throttle(t.clone());
     }
@@ -595,8 +598,14 @@ fn announce(config: &ServeConfig, server: &Server) {
             server.ca_certificate.display()
         ),
     }
+    // A cluster's hub is read from its store (the URL may hold a password: not printed).
+    let store = if config.store.is_some() {
+        " --store \"$IRONHUB_STORE\""
+    } else {
+        ""
+    };
     println!(
-        "  connection string:                 {} info --data-dir {}",
+        "  connection string:                 {} info{store} --data-dir {}",
         command_name(),
         config.data_dir.display()
     );

@@ -4,8 +4,8 @@
 //! `postgres://` URL with its credentials, `sslmode` and a CA file), a pool of connections
 //! over TLS ([`connect`]) and the versioned schema ([`migrate`]), applied once at start under
 //! an advisory lock so that nodes starting together never migrate twice; and [`PgStore`],
-//! the ports implemented so far (registry, device twins, cloud-to-device queues, MQTT
-//! sessions, CA certificates, file upload notifications, DPS records).
+//! every durable port (`ironhub_store::Store`), the rate windows, and the settings the nodes
+//! share beyond the ports.
 
 mod migrations;
 mod options;
@@ -13,8 +13,13 @@ mod pg_c2d;
 mod pg_certificates;
 mod pg_dps;
 mod pg_files;
+mod pg_modules;
+mod pg_network;
+mod pg_rates;
 mod pg_registry;
+mod pg_routing;
 mod pg_sessions;
+mod pg_shared;
 mod pg_twin_aggregate;
 mod pg_twin_sql;
 mod pg_twin_top;

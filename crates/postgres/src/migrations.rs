@@ -75,6 +75,28 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         2,
         "CREATE INDEX twins_by_containment ON twins USING GIN (doc jsonb_path_ops);",
     ),
+    // Modules (gone with their device), the routing and network rules documents, endpoint
+    // leases and health, and rate windows (unlogged: counts a few seconds old at most, best
+    // effort as the embedded engine keeps them).
+    (
+        3,
+        "CREATE TABLE modules (
+             device_id TEXT COLLATE \"C\" NOT NULL
+                 REFERENCES devices (device_id) ON DELETE CASCADE,
+             module_id TEXT COLLATE \"C\" NOT NULL,
+             doc JSONB NOT NULL,
+             twin JSONB,
+             PRIMARY KEY (device_id, module_id)
+         );
+         CREATE TABLE documents (key TEXT PRIMARY KEY, etag TEXT NOT NULL, doc JSONB NOT NULL);
+         CREATE TABLE endpoint_leases (
+             endpoint TEXT PRIMARY KEY, node TEXT NOT NULL, lease_until BIGINT NOT NULL
+         );
+         CREATE TABLE endpoint_health (endpoint TEXT COLLATE \"C\" PRIMARY KEY, doc JSONB NOT NULL);
+         CREATE UNLOGGED TABLE rate_windows (
+             key TEXT NOT NULL, win BIGINT NOT NULL, count BIGINT NOT NULL, PRIMARY KEY (key, win)
+         );",
+    ),
 ];
 
 fn engine(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {

@@ -7,8 +7,7 @@ use ironhub_store::{Clock, Result, StoreError, SystemClock, WriteConflict};
 
 use crate::{PgOptions, Pool, connect, migrate, pool};
 
-/// The store ports on PostgreSQL (so far: registry, device twins, cloud-to-device queues, MQTT
-/// sessions, CA certificates, file upload notifications, DPS records).
+/// The store ports on PostgreSQL: every durable port and the rate windows.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: Pool,

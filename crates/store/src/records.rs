@@ -455,6 +455,16 @@ pub struct ModuleRecord {
     pub authentication: Authentication,
 }
 
+impl ModuleRecord {
+    /// Takes the runtime fields (connection state, its time, last activity) from the stored
+    /// module, as a replace keeps them.
+    pub fn keep_runtime_of(&mut self, current: &ModuleRecord) {
+        self.connection_state = current.connection_state;
+        self.connection_state_updated_time = current.connection_state_updated_time;
+        self.last_activity_time = current.last_activity_time;
+    }
+}
+
 /// One write of a module identity.
 #[derive(Debug, Clone)]
 pub enum ModuleWrite {

@@ -1,5 +1,6 @@
 //! `ironhub info`: the hub's host name, connection strings (its own and its Event
-//! Hubs-compatible endpoint's) and CA certificate path, read from the server's data directory.
+//! Hubs-compatible endpoint's) and CA certificate path, read from the server's data directory
+//! or, for a cluster, from its shared store (`--store`).
 
 use std::path::PathBuf;
 
@@ -16,12 +17,19 @@ pub struct InfoArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Read the hub of a cluster from its shared store (the `postgres://` URL of `serve
+    /// --store`); the CA certificate is then written to `DATA_DIR/tls/ca.pem` if absent.
+    #[arg(long = "store", env = "IRONHUB_STORE", hide_env_values = true)]
+    pub store: Option<String>,
 }
 
 /// Runs `ironhub info`.
 #[allow(clippy::print_stdout)]
 pub async fn run(args: &InfoArgs) -> anyhow::Result<()> {
-    let id = Identity::load(&args.data_dir).await?;
+    let id = match crate::config::store_url(args.store.clone())? {
+        Some(options) => Identity::load_shared(&options, &args.data_dir).await?,
+        None => Identity::load(&args.data_dir).await?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&id.info_json()?)?);
     } else {

@@ -115,11 +115,19 @@ pub fn now() -> chrono::DateTime<Utc> {
 
 /// Runs every store case against the engine `$make` builds: a closure taking the
 /// `Arc<ManualClock>` the store reads the time from and returning
-/// `(Arc<dyn Store>-compatible store, guard)`.
+/// `(Arc<dyn Store>-compatible store, guard)`. With `async_or_skip: $make`, the closure
+/// returns a future of `Option<(store, guard)>` instead, `None` skipping the case (an engine
+/// on a server the machine may lack); those cases run on a multi-threaded runtime.
 #[macro_export]
 macro_rules! store_suite {
+    (async_or_skip: $make:expr) => {
+        $crate::store_suite!(@list async_or_skip $make);
+    };
     ($make:expr) => {
-        $crate::store_suite!(@cases $make;
+        $crate::store_suite!(@list sync $make);
+    };
+    (@list $mode:ident $make:expr) => {
+        $crate::store_suite!(@cases $mode $make;
             registry::devices_are_written_compare_and_swap,
             registry::a_failed_batch_writes_nothing_and_etags_are_never_reused,
             registry::devices_list_in_id_order_by_pages,
@@ -164,13 +172,26 @@ macro_rules! store_suite {
             streams::network_rules_are_kept_per_scope,
         );
     };
-    (@cases $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
+    (@cases sync $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $case() {
                 let clock = ::std::sync::Arc::new($crate::ManualClock::default());
                 let (store, _keep) = ($make)(clock.clone());
                 // Every port, although a case takes only those it uses.
+                let _: ::std::sync::Arc<dyn $crate::Store> = store.clone();
+                $crate::testkit::$module::$case(store, clock).await;
+            }
+        )*
+    };
+    (@cases async_or_skip $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let clock = ::std::sync::Arc::new($crate::ManualClock::default());
+                let Some((store, _keep)) = ($make)(clock.clone()).await else {
+                    return;
+                };
                 let _: ::std::sync::Arc<dyn $crate::Store> = store.clone();
                 $crate::testkit::$module::$case(store, clock).await;
             }
@@ -222,22 +243,42 @@ macro_rules! event_streams_suite {
 
 /// Runs every rate windows case against the engine `$make` builds: a closure returning two
 /// handles on one new, empty store (`(Arc<dyn RateWindows>, Arc<dyn RateWindows>, guard)`-compatible),
-/// as two nodes sharing it.
+/// as two nodes sharing it. With `async_or_skip: $make`, a future of an `Option` of them, as
+/// [`store_suite!`] takes it.
 #[macro_export]
 macro_rules! rate_windows_suite {
+    (async_or_skip: $make:expr) => {
+        $crate::rate_windows_suite!(@list async_or_skip $make);
+    };
     ($make:expr) => {
-        $crate::rate_windows_suite!(@cases $make;
+        $crate::rate_windows_suite!(@list sync $make);
+    };
+    (@list $mode:ident $make:expr) => {
+        $crate::rate_windows_suite!(@cases $mode $make;
             counts_add_up_across_nodes,
             keys_and_windows_are_apart,
             old_windows_are_forgotten,
             concurrent_additions_are_not_lost,
         );
     };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
+    (@cases sync $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $case() {
                 let (a, b, _keep) = ($make)();
+                let a: ::std::sync::Arc<dyn $crate::RateWindows> = a;
+                let b: ::std::sync::Arc<dyn $crate::RateWindows> = b;
+                $crate::testkit::rates::$case(a, b).await;
+            }
+        )*
+    };
+    (@cases async_or_skip $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some((a, b, _keep)) = ($make)().await else {
+                    return;
+                };
                 let a: ::std::sync::Arc<dyn $crate::RateWindows> = a;
                 let b: ::std::sync::Arc<dyn $crate::RateWindows> = b;
                 $crate::testkit::rates::$case(a, b).await;

@@ -1,0 +1,149 @@
+//! Scale-out wiring (`serve --store postgres://…`): the store the server runs on, embedded in
+//! the data directory or PostgreSQL shared by the nodes of one hub, and, on PostgreSQL, the
+//! hub's TLS identity (the CA that signs the server certificates and the default issuing CA)
+//! shared through the store, so that every node presents a certificate the same CA signed and
+//! issues device certificates from the same CA. The policies, keys and DPS ID scope are
+//! records of the store already (created once by whichever node starts first).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ironhub_embedded::SqliteStore;
+use ironhub_postgres::PgStore;
+use ironhub_store::{RateWindows, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ServeConfig;
+
+/// The store a server runs on, as its ports.
+pub(crate) struct Backing {
+    /// Every durable port.
+    pub store: Arc<dyn Store>,
+    /// Where throttling counts.
+    pub windows: Arc<dyn RateWindows>,
+    /// The shared database, when the server is a node of a cluster.
+    pub shared: Option<PgStore>,
+}
+
+/// Opens the store of `config`: PostgreSQL with `--store`, else the data directory's.
+pub(crate) async fn open(config: &ServeConfig) -> anyhow::Result<Backing> {
+    let Some(options) = &config.store else {
+        let sqlite = Arc::new(SqliteStore::open(&config.data_dir)?);
+        return Ok(Backing {
+            store: sqlite.clone(),
+            windows: sqlite,
+            shared: None,
+        });
+    };
+    anyhow::ensure!(
+        config.nats.is_some(),
+        "--store postgres://… shares the hub's state between nodes, but without --nats its \
+         event log and device bus would stay inside this process, where other nodes never see \
+         them: give --nats too (see the README, \"Several nodes\")"
+    );
+    anyhow::ensure!(
+        config.node_id != ironhub_store::LOCAL_NODE,
+        "--store postgres://… makes this server one node of several: give each node its own \
+         --node-id (a node's restart releases what its id holds)"
+    );
+    let pg = PgStore::open(options)
+        .await
+        .context("cannot open the --store database")?;
+    tracing::info!(database = ?options.database(), "store on PostgreSQL");
+    Ok(Backing {
+        store: Arc::new(pg.clone()),
+        windows: Arc::new(pg.clone()),
+        shared: Some(pg),
+    })
+}
+
+/// The CA and the default issuing CA as PEM, as the store shares them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SharedTls {
+    ca_cert: String,
+    ca_key: String,
+    /// Absent when the node that stored them ran with an operator's issuing CA
+    /// (`--issuing-ca-cert`): every node is then given that CA's files.
+    issuing_ca: Option<(String, String)>,
+}
+
+/// The setting the TLS identity is shared under.
+const SHARED_TLS: &str = "tls";
+const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca-key.pem";
+/// Written by `ironhub_tls::ensure_certificates`: removing it reissues the server certificate.
+const SERVER_NAMES: &str = "server-names.txt";
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+impl SharedTls {
+    /// The identity in `tls_dir`; the issuing CA with `issuing` (no operator's CA).
+    fn read(tls_dir: &Path, issuing: bool) -> anyhow::Result<Self> {
+        let issuing_ca = if issuing {
+            Some((
+                read(&tls_dir.join(crate::issuer::CERT_FILE))?,
+                read(&tls_dir.join(crate::issuer::KEY_FILE))?,
+            ))
+        } else {
+            None
+        };
+        Ok(Self {
+            ca_cert: read(&tls_dir.join(CA_CERT))?,
+            ca_key: read(&tls_dir.join(CA_KEY))?,
+            issuing_ca,
+        })
+    }
+
+    /// Writes the identity into `tls_dir`, replacing the node's own; the server certificate is
+    /// reissued by the CA written.
+    fn write(&self, tls_dir: &Path) -> anyhow::Result<()> {
+        let public = |name: &str, pem: &str| {
+            let path = tls_dir.join(name);
+            std::fs::write(&path, pem).with_context(|| format!("cannot write {}", path.display()))
+        };
+        ironhub_tls::write_private(&tls_dir.join(CA_KEY), &self.ca_key)?;
+        public(CA_CERT, &self.ca_cert)?;
+        if let Some((cert, key)) = &self.issuing_ca {
+            ironhub_tls::write_private(&tls_dir.join(crate::issuer::KEY_FILE), key)?;
+            public(crate::issuer::CERT_FILE, cert)?;
+        }
+        match std::fs::remove_file(tls_dir.join(SERVER_NAMES)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).context("cannot replace the server certificate")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Makes the node's TLS identity in `tls_dir` the cluster's: the first node to start stores
+/// its own (generated or kept from before), the others replace theirs with it. Call before
+/// the certificates and issuing CAs are loaded.
+pub(crate) async fn share_tls_identity(
+    pg: &PgStore,
+    config: &ServeConfig,
+    tls_dir: &Path,
+    cert_names: &[String],
+) -> anyhow::Result<()> {
+    // This node's own, generated when it has none: its candidate.
+    ironhub_tls::ensure_certificates(tls_dir, cert_names)?;
+    crate::issuer::load(config, tls_dir)?;
+    let own = SharedTls::read(tls_dir, config.issuing_ca.is_none())?;
+    let shared = pg.shared_setting_or_init(SHARED_TLS, own.clone()).await?;
+    if shared != own {
+        shared.write(tls_dir)?;
+        tracing::info!("took the cluster's CA and issuing CA from the store");
+    }
+    Ok(())
+}
+
+/// The cluster's CA certificate (PEM), if a node stored it.
+pub(crate) async fn shared_ca_certificate(pg: &PgStore) -> anyhow::Result<Option<String>> {
+    Ok(pg
+        .shared_setting::<SharedTls>(SHARED_TLS)
+        .await?
+        .map(|tls| tls.ca_cert))
+}
