@@ -18,6 +18,7 @@ an enrollment naming a CA that is not configured is refused.
 from __future__ import annotations
 
 import base64
+import time
 import json
 import queue
 import ssl
@@ -154,6 +155,14 @@ def enroll(dps, rid: str) -> str:
     return key
 
 
+def retry_after(topic: str) -> float:
+    """The seconds a DPS answer's topic asks the device to wait (`retry-after=`), else 1."""
+    for part in topic.split("?", 1)[-1].split("&"):
+        if part.startswith("retry-after="):
+            return float(part.split("=", 1)[1])
+    return 1.0
+
+
 def register_with_csr(hub, rid: str, key: str, csr: str) -> tuple[str, dict]:
     """DPS over MQTT, by hand: register with the CSR, poll until the operation ends. Returns
     the final topic and body (or the register's answer when it is an error)."""
@@ -169,9 +178,12 @@ def register_with_csr(hub, rid: str, key: str, csr: str) -> tuple[str, dict]:
             return topic, body
         operation = body["operationId"]
         for i in range(50):
+            # As a device does: wait what the answer's retry-after says (DPS refuses a device
+            # that polls faster with 429, which names its own retry-after).
+            time.sleep(min(retry_after(topic), 3))
             topic, body = m.ask(
                 f"$dps/registrations/GET/iotdps-get-operationstatus/?$rid=p{i}&operationId={operation}", b"")
-            if not topic.startswith("$dps/registrations/res/202/"):
+            if not topic.startswith(("$dps/registrations/res/202/", "$dps/registrations/res/429/")):
                 return topic, body
         raise AssertionError("the registration never ended")
     finally:
