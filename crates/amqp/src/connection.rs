@@ -638,7 +638,7 @@ mod tests {
         let ctx = AmqpContext::new(hub, 5671);
         let (client, server) = tokio::io::duplex(1 << 16);
         let peer = "127.0.0.1:1".parse().unwrap();
-        tokio::spawn(crate::serve(server, peer, Vec::new(), ctx));
+        tokio::spawn(super::serve(server, peer, Vec::new(), ctx));
 
         let mut connection = Connection::builder()
             .container_id("t")
