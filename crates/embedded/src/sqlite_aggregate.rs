@@ -1,14 +1,15 @@
 //! `GROUP BY` on SQLite (`TwinStore::aggregate_twins`). A group key is the JSON text of the
 //! property (`doc -> '$."tags"."floor"'`: `'0'` and `0` are apart, `null` is the text `null`
-//! and a missing property SQL `NULL`), so SQLite's grouping is the language's. Conditions
-//! are typed (`json_type`) so that they hold exactly as the language's comparisons do.
+//! and a missing property SQL `NULL`), so SQLite's grouping is the language's.
 //!
-//! When every aggregate is `COUNT()`, SQLite counts: each grouped property gets an
-//! expression index (with the device id, so the index alone answers the query) the first
-//! time, and a `GROUP BY` over the fleet reads only that index. Other aggregates read each
-//! group's values in device id order and feed [`ironhub_query::Accumulator`]s, as the
-//! in-process evaluation does; without conditions on twin properties they come from a
-//! covering index of (keys, device id, arguments), built on demand like the others.
+//! One expression index answers a query of a shape (built the first time, within the caps):
+//! its conditions on twin properties (an equality as the property's JSON text, any other
+//! comparison as its type rank and value, `sqlite_typed`), the group keys, the device id and
+//! the aggregates' arguments, so that SQLite reads that index alone, in (keys, device id)
+//! order. `COUNT()` is counted by SQLite; other aggregates read each group's values in
+//! device id order and feed [`ironhub_query::Accumulator`]s, as the in-process evaluation
+//! does. Past the caps, conditions are typed (`json_type`) over the twins their properties'
+//! indexes select.
 
 use std::collections::HashMap;
 
