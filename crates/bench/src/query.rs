@@ -32,9 +32,10 @@ pub struct Args {
     /// Devices written per transaction while generating.
     #[arg(long, default_value_t = 10_000)]
     batch: usize,
-    /// Runs only the queries whose name or text contains this (all when absent).
+    /// Runs only the queries whose name or text contains one of these (repeatable; all
+    /// queries when absent).
     #[arg(long)]
-    only: Option<String>,
+    only: Vec<String>,
 }
 
 fn device(i: usize) -> DeviceRecord {
@@ -328,10 +329,8 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     println!("| query | items | pages | seconds | peak MiB after |");
     println!("|---|---|---|---|---|");
     for (name, text, read) in queries {
-        if let Some(only) = &args.only
-            && !name.contains(only.as_str())
-            && !text.contains(only.as_str())
-        {
+        let picked = |o: &String| name.contains(o.as_str()) || text.contains(o.as_str());
+        if !args.only.is_empty() && !args.only.iter().any(picked) {
             continue;
         }
         let (items, pages, seconds) = timed(&hub, text, *read).await?;
