@@ -18,6 +18,7 @@ mod sqlite_order;
 mod sqlite_query;
 mod sqlite_rates;
 mod sqlite_routing;
+mod sqlite_typed;
 mod streams;
 
 pub use bus::LocalBus;

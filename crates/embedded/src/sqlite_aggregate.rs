@@ -1,14 +1,15 @@
 //! `GROUP BY` on SQLite (`TwinStore::aggregate_twins`). A group key is the JSON text of the
 //! property (`doc -> '$."tags"."floor"'`: `'0'` and `0` are apart, `null` is the text `null`
-//! and a missing property SQL `NULL`), so SQLite's grouping is the language's. Conditions
-//! are typed (`json_type`) so that they hold exactly as the language's comparisons do.
+//! and a missing property SQL `NULL`), so SQLite's grouping is the language's.
 //!
-//! When every aggregate is `COUNT()`, SQLite counts: each grouped property gets an
-//! expression index (with the device id, so the index alone answers the query) the first
-//! time, and a `GROUP BY` over the fleet reads only that index. Other aggregates read each
-//! group's values in device id order and feed [`ironhub_query::Accumulator`]s, as the
-//! in-process evaluation does; without conditions on twin properties they come from a
-//! covering index of (keys, device id, arguments), built on demand like the others.
+//! One expression index answers a query of a shape (built the first time, within the caps):
+//! its conditions on twin properties (an equality as the property's JSON text, any other
+//! comparison as its type rank and value, `sqlite_typed`), the group keys, the device id and
+//! the aggregates' arguments, so that SQLite reads that index alone, in (keys, device id)
+//! order. `COUNT()` is counted by SQLite; other aggregates read each group's values in
+//! device id order and feed [`ironhub_query::Accumulator`]s, as the in-process evaluation
+//! does. Past the caps, conditions are typed (`json_type`) over the twins their properties'
+//! indexes select.
 
 use std::collections::HashMap;
 
@@ -20,7 +21,8 @@ use ironhub_query::Accumulator;
 use ironhub_store::{AggregateOp, ScanCondition, ScanOp, TwinAggregate, TwinField, TwinGroup};
 
 use crate::error::Result;
-use crate::sqlite_query::{ensure_index, json_path, sql_value};
+use crate::sqlite_query::{ensure_index, index_name, json_path, sql_value};
+use crate::sqlite_typed;
 
 /// A field as SQL over `twins t`: its JSON text, or (the device id) plain text.
 #[derive(Clone)]
@@ -83,7 +85,7 @@ pub(crate) fn exact_condition(
     c: &ScanCondition,
     params: &mut Vec<Sql>,
 ) -> Result<Option<String>> {
-    if c.values.is_empty() || c.values.iter().any(|v| sql_value(v).is_none()) {
+    if c.values.is_empty() || !c.values.iter().all(sqlite_typed::exact_literal) {
         return Ok(None);
     }
     // Booleans are only equal or not: the language does not order them.
@@ -158,24 +160,126 @@ fn json_text(v: &Value) -> Option<String> {
     }
 }
 
-/// The conditions on twin properties with their columns, sorted by path (so that `a AND b`
-/// and `b AND a` share an index), when every one of them is an equality whose JSON text
-/// decides it exactly ([`json_text`]) and there is at least one; `None` otherwise.
-fn text_equalities(conditions: &[ScanCondition]) -> Option<Vec<(&ScanCondition, Column)>> {
-    let mut leading = Vec::new();
-    for c in conditions {
-        if matches!(c.field, TwinField::DeviceId) {
-            continue;
+/// A condition on a twin property as the push-down index holds it.
+enum Key<'a> {
+    /// An equality that the property's JSON text decides ([`json_text`]): one column.
+    Text { path: String, text: String },
+    /// Any other comparison (numbers, ranges, `IN` of several values): two columns, the
+    /// property's type rank and value (`sqlite_typed`).
+    Typed {
+        path: String,
+        condition: &'a ScanCondition,
+    },
+}
+
+impl Key<'_> {
+    /// The key's expressions as an index on `twins` writes them.
+    fn columns(&self) -> Vec<String> {
+        match self {
+            Key::Text { path, .. } => vec![format!("doc -> '{path}'")],
+            Key::Typed { path, .. } => {
+                vec![
+                    sqlite_typed::rank("doc", path),
+                    sqlite_typed::value("doc", path),
+                ]
+            }
         }
-        let column = Column::of(&c.field)?;
-        let single = c.op == ScanOp::Eq || (c.op == ScanOp::In && c.values.len() == 1);
-        if !single || c.values.len() != 1 || json_text(&c.values[0]).is_none() {
+    }
+
+    /// Whether the key selects one value, so that the index's next columns stay in order
+    /// within what it selects.
+    fn point(&self) -> bool {
+        match self {
+            Key::Text { .. } => true,
+            Key::Typed { condition, .. } => {
+                condition.values.len() == 1 && matches!(condition.op, ScanOp::Eq | ScanOp::In)
+            }
+        }
+    }
+
+    /// The condition over the key's columns, with its parameters added to `params`.
+    fn term(&self, params: &mut Vec<Sql>) -> Option<String> {
+        match self {
+            Key::Text { path, text } => {
+                params.push(Sql::Text(text.clone()));
+                Some(format!("t.doc -> '{path}' = ?{}", params.len()))
+            }
+            Key::Typed { path, condition } => sqlite_typed::condition(path, condition, params),
+        }
+    }
+}
+
+/// The conditions on twin properties as index keys: the points first, then the others,
+/// each sorted by their columns (so that `a AND b` and `b AND a` share an index); `None`
+/// when one of them cannot be written exactly.
+fn condition_keys(conditions: &[ScanCondition]) -> Option<Vec<Key<'_>>> {
+    let mut keys = Vec::new();
+    for c in conditions {
+        let (section, names) = match &c.field {
+            TwinField::DeviceId => continue,
+            TwinField::Tags(k) => ("tags", k),
+            TwinField::Desired(k) => ("desired", k),
+            TwinField::Reported(k) => ("reported", k),
+        };
+        let path = json_path(section, names)?;
+        if !c.values.iter().all(sqlite_typed::exact_literal) || c.values.is_empty() {
             return None;
         }
-        leading.push((c, column));
+        // The language does not order booleans: left to the hub.
+        let ordered = !matches!(c.op, ScanOp::Eq | ScanOp::In);
+        if ordered && c.values.iter().any(Value::is_boolean) {
+            return None;
+        }
+        let single = c.op == ScanOp::Eq || (c.op == ScanOp::In && c.values.len() == 1);
+        keys.push(match json_text(&c.values[0]) {
+            Some(text) if single => Key::Text { path, text },
+            _ => Key::Typed { path, condition: c },
+        });
     }
-    leading.sort_by_key(|(_, column)| column.indexed());
-    (!leading.is_empty()).then_some(leading)
+    keys.sort_by_key(|k| (!k.point(), k.columns()));
+    Some(keys)
+}
+
+/// The expressions of the index a push-down walks, and whether it is covering. Points lead
+/// (one range each), then the group keys and the device id, so that each group's rows come
+/// in device id order; the other conditions follow (SQLite tests them on the index's
+/// entries), then the aggregates' arguments. Counting without groups needs no order: the
+/// other conditions come before the device id there, so that the first is a range of the
+/// index.
+fn pushdown_index(
+    conditions: &[Key<'_>],
+    keys: &[Column],
+    args: &[&Column],
+    counts_only: bool,
+) -> Vec<String> {
+    let (points, spread): (Vec<&Key>, Vec<&Key>) = conditions.iter().partition(|k| k.point());
+    let mut columns: Vec<String> = points.iter().flat_map(|k| k.columns()).collect();
+    let spread: Vec<String> = spread.iter().flat_map(|k| k.columns()).collect();
+    if counts_only && keys.is_empty() {
+        columns.extend(spread);
+        columns.push("device_id".into());
+        return columns;
+    }
+    columns.extend(keys.iter().map(Column::indexed));
+    columns.push("device_id".into());
+    columns.extend(spread);
+    if !counts_only {
+        columns.extend(
+            args.iter()
+                .filter(|a| !matches!(a, Column::Id))
+                .map(|a| a.indexed()),
+        );
+    }
+    columns
+}
+
+/// The SQL that answers an aggregate, with its parameters.
+struct Statement {
+    keys: Vec<Column>,
+    args: Vec<Option<Column>>,
+    counts_only: bool,
+    sql: String,
+    params: Vec<Sql>,
 }
 
 /// The groups of `request` (see `TwinStore::aggregate_twins`), or `None` when a field or a
@@ -184,6 +288,27 @@ pub(crate) fn aggregate(
     conn: &Connection,
     request: &TwinAggregate,
 ) -> Result<Option<Vec<TwinGroup>>> {
+    let Some(statement) = statement(conn, request)? else {
+        return Ok(None);
+    };
+    let mut groups = if statement.counts_only {
+        counted(conn, request, statement)?
+    } else {
+        accumulated(conn, request, statement)?
+    };
+    // Devices without a twin row have every twin property missing: they pass no condition
+    // on one, and fall in the groups of missing keys.
+    let on_twin = |f: &TwinField| !matches!(f, TwinField::DeviceId);
+    if !request.conditions.iter().any(|c| on_twin(&c.field)) {
+        add_twinless(conn, request, &mut groups)?;
+    }
+    groups.sort_by(|a, b| a.first.cmp(&b.first));
+    Ok(Some(groups))
+}
+
+/// The statement answering `request` (building its index the first time), or `None` when
+/// a field or a condition cannot be written as SQL exactly.
+fn statement(conn: &Connection, request: &TwinAggregate) -> Result<Option<Statement>> {
     let Some(keys) = request
         .group_by
         .iter()
@@ -205,85 +330,83 @@ pub(crate) fn aggregate(
     else {
         return Ok(None);
     };
-    // Equalities on twin properties compared as JSON text lead an index that alone answers,
-    // when that index exists or can be built (within the caps); otherwise each condition
-    // selects twins through its own property's index.
-    let mut leading = text_equalities(&request.conditions);
-    if let Some(equalities) = &leading {
-        let columns: Vec<Column> = equalities.iter().map(|(_, c)| c.clone()).collect();
-        let (distinct, _) = distinct_args(&args);
-        let index = if counts_only {
-            counting_index(&columns, &keys)
-        } else {
-            covering_index(&columns, &keys, &distinct)
-        };
-        if index.len() > MAX_COVERING_COLUMNS || !ensure_index(conn, &index.join(", "))? {
-            leading = None;
-        }
-    }
+    let (distinct, _) = distinct_args(&args);
+    // The conditions, keys and arguments are the columns of one index that alone answers,
+    // when it exists or can be built (within the caps); otherwise each condition selects
+    // twins through its own property's index, and SQLite reads them.
     let mut params = Vec::new();
     let mut terms = Vec::new();
-    for (c, column) in leading.iter().flatten() {
-        if let (Column::Json(path), Some(text)) = (column, json_text(&c.values[0])) {
-            params.push(Sql::Text(text));
-            terms.push(format!("t.doc -> '{path}' = ?{}", params.len()));
+    let mut indexed_by = None;
+    if let Some(conditions) = condition_keys(&request.conditions) {
+        let index = pushdown_index(&conditions, &keys, &distinct, counts_only);
+        let any_json = !conditions.is_empty()
+            || keys
+                .iter()
+                .chain(distinct.iter().copied())
+                .any(|c| matches!(c, Column::Json(_)));
+        let expr = index.join(", ");
+        if any_json && index.len() <= MAX_COVERING_COLUMNS && ensure_index(conn, &expr)? {
+            for key in &conditions {
+                match key.term(&mut params) {
+                    Some(term) => terms.push(term),
+                    None => return Ok(None),
+                }
+            }
+            indexed_by = Some(index_name(&expr));
+        } else if !any_json {
+            indexed_by = Some(String::new());
         }
     }
     for c in &request.conditions {
-        if leading.is_some() && !matches!(c.field, TwinField::DeviceId) {
-            continue;
-        }
-        match exact_condition(conn, c, &mut params)? {
-            Some(term) => terms.push(term),
-            None => return Ok(None),
+        if indexed_by.is_some() && matches!(c.field, TwinField::DeviceId) {
+            match exact_condition(conn, c, &mut params)? {
+                Some(term) => terms.push(term),
+                None => return Ok(None),
+            }
         }
     }
-    let leading: Vec<Column> = leading
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(_, column)| column)
-        .collect();
+    if indexed_by.is_none() {
+        for c in &request.conditions {
+            match exact_condition(conn, c, &mut params)? {
+                Some(term) => terms.push(term),
+                None => return Ok(None),
+            }
+        }
+    }
+    let from = match indexed_by.as_deref() {
+        Some(name) if !name.is_empty() => format!("twins t INDEXED BY {name}"),
+        _ => "twins t".to_owned(),
+    };
     let where_clause = if terms.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", terms.join(" AND "))
     };
-    let mut groups = if counts_only {
-        counted(conn, request, &leading, &keys, &where_clause, params)?
+    let sql = if counts_only {
+        counted_sql(&keys, &from, &where_clause)
     } else {
-        accumulated(conn, request, &leading, &keys, &args, &where_clause, params)?
+        accumulated_sql(&keys, &distinct, &from, &where_clause)
     };
-    // Devices without a twin row have every twin property missing: they pass no condition
-    // on one, and fall in the groups of missing keys.
-    let on_twin = |f: &TwinField| !matches!(f, TwinField::DeviceId);
-    if !request.conditions.iter().any(|c| on_twin(&c.field)) {
-        add_twinless(conn, request, &mut groups)?;
-    }
-    groups.sort_by(|a, b| a.first.cmp(&b.first));
-    Ok(Some(groups))
+    Ok(Some(Statement {
+        keys,
+        args,
+        counts_only,
+        sql,
+        params,
+    }))
 }
 
-/// `GROUP BY` and `COUNT(*)` in SQL, over an index of the grouped properties.
+/// `GROUP BY` and `COUNT(*)` in SQL, over the index of [`pushdown_index`].
 fn counted(
     conn: &Connection,
     request: &TwinAggregate,
-    leading: &[Column],
-    keys: &[Column],
-    where_clause: &str,
-    params: Vec<Sql>,
+    statement: Statement,
 ) -> Result<Vec<TwinGroup>> {
-    if leading
-        .iter()
-        .chain(keys)
-        .any(|k| matches!(k, Column::Json(_)))
-    {
-        ensure_index(conn, &counting_index(leading, keys).join(", "))?;
-    }
-    let sql = counted_sql(keys, where_clause);
+    let keys = &statement.keys;
     let n = keys.len();
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stmt = conn.prepare_cached(&statement.sql)?;
     let rows = stmt
-        .query_map(params_from_iter(params), |r| {
+        .query_map(params_from_iter(statement.params), |r| {
             let mut texts = Vec::with_capacity(n);
             for i in 0..n {
                 texts.push(r.get::<_, Option<String>>(i)?);
@@ -318,16 +441,8 @@ fn counted(
     Ok(groups)
 }
 
-/// The expressions of the index [`counted`] walks: the properties of the conditions'
-/// equalities (see [`text_equalities`]), the group keys, the device id.
-fn counting_index(leading: &[Column], keys: &[Column]) -> Vec<String> {
-    let mut columns: Vec<String> = leading.iter().chain(keys).map(Column::indexed).collect();
-    columns.push("device_id".into());
-    columns
-}
-
-/// The SQL of [`counted`].
-fn counted_sql(keys: &[Column], where_clause: &str) -> String {
+/// The SQL of [`counted`], reading `from` (`twins t`, maybe with its index).
+fn counted_sql(keys: &[Column], from: &str, where_clause: &str) -> String {
     let mut select: Vec<String> = keys.iter().map(Column::text).collect();
     let group_by = if keys.is_empty() {
         String::new()
@@ -338,7 +453,7 @@ fn counted_sql(keys: &[Column], where_clause: &str) -> String {
     select.push("COUNT(*)".into());
     select.push("MIN(t.device_id)".into());
     format!(
-        "SELECT {} FROM twins t {where_clause} {group_by}",
+        "SELECT {} FROM {from} {where_clause} {group_by}",
         select.join(", ")
     )
 }
@@ -350,8 +465,8 @@ struct Running {
     first: String,
 }
 
-/// At most this many expressions in one covering index of [`accumulated`] (group keys, the
-/// device id, the aggregates' distinct arguments); a wider query reads the twins instead.
+/// At most this many expressions in one index of [`pushdown_index`]; a wider query reads
+/// the twins instead.
 const MAX_COVERING_COLUMNS: usize = 8;
 
 /// The distinct arguments of the aggregates (in first-use order), and for each aggregate the
@@ -375,67 +490,32 @@ fn distinct_args(args: &[Option<Column>]) -> (Vec<&Column>, Vec<Option<usize>>) 
     (distinct, at)
 }
 
-/// The expressions of the covering index of [`accumulated`]: the properties of the
-/// conditions' equalities (see [`text_equalities`]), the group keys, the device id,
-/// then the aggregates' arguments, so that a walk in index order gives each group's twins in
-/// device id order with every value it needs.
-fn covering_index(leading: &[Column], keys: &[Column], args: &[&Column]) -> Vec<String> {
-    let mut columns: Vec<String> = leading.iter().chain(keys).map(Column::indexed).collect();
-    columns.push("device_id".into());
-    columns.extend(
-        args.iter()
-            .filter(|a| !matches!(a, Column::Id))
-            .map(|a| a.indexed()),
-    );
-    columns
-}
-
 /// The SQL of [`accumulated`]: keys, device id and distinct arguments, in the order of
-/// [`covering_index`].
-fn accumulated_sql(keys: &[Column], args: &[&Column], where_clause: &str) -> String {
+/// [`pushdown_index`], reading `from`.
+fn accumulated_sql(keys: &[Column], args: &[&Column], from: &str, where_clause: &str) -> String {
     let mut select: Vec<String> = keys.iter().map(Column::text).collect();
     select.push("t.device_id".into());
     select.extend(args.iter().map(|a| a.text()));
     let order: Vec<String> = (1..=keys.len() + 1).map(|i| i.to_string()).collect();
     format!(
-        "SELECT {} FROM twins t {where_clause} ORDER BY {}",
+        "SELECT {} FROM {from} {where_clause} ORDER BY {}",
         select.join(", "),
         order.join(", ")
     )
 }
 
 /// Reads the matching twins by group, each group's in device id order, and accumulates the
-/// groups. Without conditions on twin properties, an index of (keys, device id, arguments)
-/// (built the first time, within the cap of twin indexes) holds every value read, so SQLite
-/// walks it alone; with conditions, it reads the twins their indexes select.
+/// groups. Over the index of [`pushdown_index`] every value read is in the index, so SQLite
+/// walks it alone; without it, SQLite reads the twins the conditions' indexes select.
 fn accumulated(
     conn: &Connection,
     request: &TwinAggregate,
-    leading: &[Column],
-    keys: &[Column],
-    args: &[Option<Column>],
-    where_clause: &str,
-    params: Vec<Sql>,
+    statement: Statement,
 ) -> Result<Vec<TwinGroup>> {
-    let (distinct, at) = distinct_args(args);
-    // Conditions on twin properties that do not lead the index select twins through theirs.
-    let on_twin = leading.is_empty()
-        && request
-            .conditions
-            .iter()
-            .any(|c| !matches!(c.field, TwinField::DeviceId));
-    let covering = covering_index(leading, keys, &distinct);
-    let any_json = leading
-        .iter()
-        .chain(keys)
-        .chain(distinct.iter().copied())
-        .any(|c| matches!(c, Column::Json(_)));
-    if !on_twin && any_json && covering.len() <= MAX_COVERING_COLUMNS {
-        ensure_index(conn, &covering.join(", "))?;
-    }
-    let sql = accumulated_sql(keys, &distinct, where_clause);
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(params))?;
+    let keys = &statement.keys;
+    let (distinct, at) = distinct_args(&statement.args);
+    let mut stmt = conn.prepare_cached(&statement.sql)?;
+    let mut rows = stmt.query(params_from_iter(statement.params))?;
     let mut running: Vec<Running> = Vec::new();
     let mut index: HashMap<Vec<Option<String>>, usize> = HashMap::new();
     let mut values: Vec<Option<Value>> = Vec::with_capacity(distinct.len());
@@ -571,52 +651,7 @@ pub(crate) fn device_id_passes(id: &str, c: &ScanCondition) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    /// A `GROUP BY` over the fleet with `COUNT()` walks the index of the grouped property,
-    /// without sorting and without reading each twin.
-    #[test]
-    fn counting_groups_reads_only_the_index() {
-        let conn = crate::sqlite_query::tests::scratch();
-        conn.execute_batch(
-            "INSERT INTO devices VALUES ('a', '{}'), ('b', '{}'), ('c', '{}');
-             INSERT INTO twins VALUES ('a', '{\"tags\":{\"floor\":1}}'),
-                 ('b', '{\"tags\":{\"floor\":1.0}}'), ('c', '{\"tags\":{\"floor\":1}}');",
-        )
-        .unwrap();
-        let request = TwinAggregate {
-            group_by: vec![TwinField::Tags(vec!["floor".into()])],
-            aggregates: vec![(AggregateOp::Count, None)],
-            conditions: Vec::new(),
-        };
-        let groups = aggregate(&conn, &request).unwrap().unwrap();
-        let counts: Vec<_> = groups
-            .iter()
-            .map(|g| (g.keys[0].clone().unwrap().to_string(), g.values[0].clone()))
-            .collect();
-        assert_eq!(
-            counts,
-            [
-                ("1".to_owned(), Some(Value::from(2))),
-                ("1.0".to_owned(), Some(Value::from(1)))
-            ]
-        );
-        let keys = [Column::of(&request.group_by[0]).unwrap()];
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", counted_sql(&keys, "")))
-            .unwrap()
-            .query_map([], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        // SQLite walks the index in key order (no sort), counting from the index's entries;
-        // it reads a twin only for each group's first row (the key's JSON text).
-        assert!(
-            plan.len() == 1
-                && plan[0].starts_with("SCAN t USING")
-                && plan[0].contains("INDEX twins_by_"),
-            "{plan:?}"
-        );
-    }
+    use serde_json::json;
 
     fn query_plan(conn: &Connection, sql: &str, params: Vec<Sql>) -> Vec<String> {
         conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
@@ -625,6 +660,12 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap()
+    }
+
+    /// The plan SQLite follows for `request`'s statement.
+    fn plan_of(conn: &Connection, request: &TwinAggregate) -> Vec<String> {
+        let statement = statement(conn, request).unwrap().unwrap();
+        query_plan(conn, &statement.sql, statement.params)
     }
 
     /// A scratch database holding these devices, each with this twin document.
@@ -637,6 +678,51 @@ mod tests {
                 .unwrap();
         }
         conn
+    }
+
+    /// Each group as "first [keys] [values]".
+    fn texts(groups: &[TwinGroup]) -> Vec<String> {
+        groups
+            .iter()
+            .map(|g| format!("{} {:?} {:?}", g.first, g.keys, g.values))
+            .collect()
+    }
+
+    fn condition(field: TwinField, op: ScanOp, values: Vec<Value>) -> ScanCondition {
+        ScanCondition { field, op, values }
+    }
+
+    /// A `GROUP BY` over the fleet with `COUNT()` walks the index of the grouped property,
+    /// without sorting and without reading each twin.
+    #[test]
+    fn counting_groups_reads_only_the_index() {
+        let conn = fleet(&[
+            ("a", r#"{"tags":{"floor":1}}"#),
+            ("b", r#"{"tags":{"floor":1.0}}"#),
+            ("c", r#"{"tags":{"floor":1}}"#),
+        ]);
+        let request = TwinAggregate {
+            group_by: vec![TwinField::Tags(vec!["floor".into()])],
+            aggregates: vec![(AggregateOp::Count, None)],
+            conditions: Vec::new(),
+        };
+        let groups = aggregate(&conn, &request).unwrap().unwrap();
+        assert_eq!(
+            texts(&groups),
+            [
+                "a [Some(Number(1))] [Some(Number(2))]",
+                "b [Some(Number(1.0))] [Some(Number(1))]"
+            ]
+        );
+        let plan = plan_of(&conn, &request);
+        // SQLite walks the index in key order (no sort), counting from the index's entries;
+        // it reads a twin only for each group's first row (the key's JSON text).
+        assert!(
+            plan.len() == 1
+                && plan[0].starts_with("SCAN t USING")
+                && plan[0].contains("INDEX twins_by_"),
+            "{plan:?}"
+        );
     }
 
     /// A `GROUP BY` over the fleet with `SUM`, `AVG`, `MIN`, `MAX` walks one covering index
@@ -664,45 +750,20 @@ mod tests {
             conditions: Vec::new(),
         };
         let groups = aggregate(&conn, &request).unwrap().unwrap();
-        let texts: Vec<String> = groups
-            .iter()
-            .map(|g| format!("{} {:?} {:?} {}", g.first, g.keys, g.values, g.values.len()))
-            .collect();
         // `MIN` keeps the first of `1` (device a) and `1.0` (device d); `SUM` and `AVG` skip
         // the string, which `MIN` and `MAX` take among strings.
         assert_eq!(
-            texts,
+            texts(&groups),
             [
                 "a [Some(Number(1))] [Some(Number(1.5)), Some(Number(1)), Some(String(\"d\")), \
-                 Some(Number(4.5)), Some(Number(3))] 5",
+                 Some(Number(4.5)), Some(Number(3))]",
                 "b [Some(Number(2))] [None, Some(String(\"x\")), Some(String(\"b\")), None, \
-                 Some(Number(1))] 5",
+                 Some(Number(1))]",
             ]
         );
-        let keys = [Column::of(&floor).unwrap()];
-        let args = [Column::of(&t).unwrap(), Column::Id];
-        let args: Vec<&Column> = args.iter().collect();
-        let plan = query_plan(&conn, &accumulated_sql(&keys, &args, ""), Vec::new());
+        let plan = plan_of(&conn, &request);
         assert!(
             plan.len() == 1 && plan[0].starts_with("SCAN t USING COVERING INDEX twins_by_"),
-            "{plan:?}"
-        );
-        // With a condition on a twin property, SQLite starts from that property's index
-        // (reading only the twins it selects), not from a walk of the covering index.
-        let condition = ScanCondition {
-            field: TwinField::Reported(vec!["p".into()]),
-            op: ScanOp::Eq,
-            values: vec![Value::from("x")],
-        };
-        let mut params = Vec::new();
-        let term = exact_condition(&conn, &condition, &mut params)
-            .unwrap()
-            .unwrap();
-        let sql = accumulated_sql(&keys, &args, &format!("WHERE {term}"));
-        let plan = query_plan(&conn, &sql, params);
-        assert!(
-            plan.iter()
-                .any(|p| p.starts_with("SEARCH t USING INDEX twins_by_")),
             "{plan:?}"
         );
     }
@@ -720,14 +781,8 @@ mod tests {
         ]);
         let floor = TwinField::Tags(vec!["floor".into()]);
         let t = TwinField::Reported(vec!["t".into()]);
-        let condition = ScanCondition {
-            field: TwinField::Reported(vec!["p".into()]),
-            op: ScanOp::Eq,
-            values: vec![Value::from("1")],
-        };
-        assert!(text_equalities(std::slice::from_ref(&condition)).is_some());
-        let params = || vec![Sql::Text("\"1\"".into())];
-        let where_clause = "WHERE t.doc -> '$.\"reported\".\"p\"' = ?1";
+        let p = TwinField::Reported(vec!["p".into()]);
+        let is_text_one = condition(p.clone(), ScanOp::Eq, vec![json!("1")]);
         for (group_by, aggregates) in [
             (vec![], vec![(AggregateOp::Count, None)]),
             (vec![floor.clone()], vec![(AggregateOp::Count, None)]),
@@ -739,13 +794,9 @@ mod tests {
             let request = TwinAggregate {
                 group_by,
                 aggregates,
-                conditions: vec![condition.clone()],
+                conditions: vec![is_text_one.clone()],
             };
             let groups = aggregate(&conn, &request).unwrap().unwrap();
-            let texts: Vec<String> = groups
-                .iter()
-                .map(|g| format!("{} {:?} {:?}", g.first, g.keys, g.values))
-                .collect();
             // Device b's `p` is the number 1: it does not match the string '1'.
             let expected = match (request.group_by.len(), request.aggregates[0].0) {
                 (0, _) => vec!["a [] [Some(Number(3))]"],
@@ -758,50 +809,132 @@ mod tests {
                     "c [Some(Number(2))] [Some(Number(4))]",
                 ],
             };
-            assert_eq!(texts, expected);
-            let keys: Vec<Column> = request.group_by.iter().filter_map(Column::of).collect();
-            let sql = match request.aggregates[0].1 {
-                None => counted_sql(&keys, where_clause),
-                Some(_) => {
-                    let args = [Column::of(&t).unwrap()];
-                    let args: Vec<&Column> = args.iter().collect();
-                    accumulated_sql(&keys, &args, where_clause)
-                }
-            };
-            let plan = query_plan(&conn, &sql, params());
+            assert_eq!(texts(&groups), expected);
+            let plan = plan_of(&conn, &request);
             // Counting by group reads, as without a condition, each group's first key text
             // from its twin (SQLite does not call that index covering); the rest are covered.
-            let search = if keys.is_empty() || request.aggregates[0].1.is_some() {
+            let search = if request.group_by.is_empty() || request.aggregates[0].1.is_some() {
                 "SEARCH t USING COVERING INDEX twins_by_"
             } else {
                 "SEARCH t USING INDEX twins_by_"
             };
             assert!(
                 plan.len() == 1 && plan[0].starts_with(search) && plan[0].contains("(<expr>=?)"),
-                "{sql}: {plan:?}"
+                "{plan:?}"
             );
         }
-        // Numbers (`1` = `1.0`) and ranges keep the typed conditions.
-        let number = ScanCondition {
-            values: vec![Value::from(1)],
-            ..condition.clone()
+    }
+
+    /// Numbers (`1` equals `1.0`, not `'1'`), ranges and `IN` of several values of mixed
+    /// types are answered from one index holding each property's type rank and value: with
+    /// an equality on a number or without groups, SQLite searches it; a range or an `IN`
+    /// under `GROUP BY` or another aggregate is tested on the entries of a walk in (keys,
+    /// device id) order. Never a twin read for a condition, never a sort.
+    #[test]
+    fn numbers_ranges_and_lists_read_one_index() {
+        let conn = fleet(&[
+            ("a", r#"{"tags":{"floor":1},"reported":{"p":1,"t":2}}"#),
+            ("b", r#"{"tags":{"floor":1},"reported":{"p":1.0,"t":5}}"#),
+            ("c", r#"{"tags":{"floor":2},"reported":{"p":"1","t":4}}"#),
+            ("d", r#"{"tags":{"floor":1},"reported":{"p":true,"t":"9"}}"#),
+            ("e", r#"{"tags":{"floor":2},"reported":{"p":2,"t":1.5}}"#),
+            ("f", r#"{"tags":{"floor":"1"},"reported":{"p":null,"t":7}}"#),
+            ("g", r#"{"tags":{},"reported":{"t":3}}"#),
+        ]);
+        let floor = TwinField::Tags(vec!["floor".into()]);
+        let t = TwinField::Reported(vec!["t".into()]);
+        let p = TwinField::Reported(vec!["p".into()]);
+        let count = vec![(AggregateOp::Count, None)];
+        let cases = [
+            // (group by, aggregates, conditions, answer, plan's start)
+            (
+                vec![],
+                count.clone(),
+                vec![condition(p.clone(), ScanOp::Eq, vec![json!(1.0)])],
+                vec!["a [] [Some(Number(2))]"],
+                "SEARCH t USING COVERING INDEX twins_by_",
+            ),
+            (
+                vec![],
+                count.clone(),
+                vec![condition(t.clone(), ScanOp::Gt, vec![json!(3)])],
+                vec!["b [] [Some(Number(3))]"],
+                "SEARCH t USING COVERING INDEX twins_by_",
+            ),
+            (
+                vec![floor.clone()],
+                count.clone(),
+                vec![condition(t.clone(), ScanOp::Le, vec![json!(4)])],
+                vec![
+                    "a [Some(Number(1))] [Some(Number(1))]",
+                    "c [Some(Number(2))] [Some(Number(2))]",
+                    "g [None] [Some(Number(1))]",
+                ],
+                "SCAN t USING INDEX twins_by_",
+            ),
+            (
+                vec![floor.clone()],
+                vec![
+                    (AggregateOp::Avg, Some(t.clone())),
+                    (AggregateOp::Min, Some(p.clone())),
+                ],
+                vec![condition(
+                    p.clone(),
+                    ScanOp::In,
+                    vec![json!(1), json!("1"), json!(true)],
+                )],
+                vec![
+                    "a [Some(Number(1))] [Some(Number(3.5)), Some(Number(1))]",
+                    "c [Some(Number(2))] [Some(Number(4)), Some(String(\"1\"))]",
+                ],
+                "SCAN t USING COVERING INDEX twins_by_",
+            ),
+            (
+                vec![p.clone()],
+                vec![(AggregateOp::Max, Some(t.clone()))],
+                vec![
+                    condition(floor.clone(), ScanOp::Eq, vec![json!(1)]),
+                    condition(t.clone(), ScanOp::Lt, vec![json!(6)]),
+                ],
+                // Group keys are JSON texts: `1` and `1.0` stay apart, as in the language.
+                vec![
+                    "a [Some(Number(1))] [Some(Number(2))]",
+                    "b [Some(Number(1.0))] [Some(Number(5))]",
+                ],
+                "SEARCH t USING COVERING INDEX twins_by_",
+            ),
+        ];
+        for (group_by, aggregates, conditions, answer, start) in cases {
+            let request = TwinAggregate {
+                group_by,
+                aggregates,
+                conditions,
+            };
+            let groups = aggregate(&conn, &request).unwrap().unwrap();
+            assert_eq!(texts(&groups), answer, "{request:?}");
+            let plan = plan_of(&conn, &request);
+            assert!(
+                plan.len() == 1 && plan[0].starts_with(start),
+                "{request:?}: {plan:?}"
+            );
+        }
+        // A range on booleans is the hub's (the language does not order them).
+        let request = TwinAggregate {
+            group_by: Vec::new(),
+            aggregates: count,
+            conditions: vec![condition(p, ScanOp::Gt, vec![json!(false)])],
         };
-        assert!(text_equalities(&[number]).is_none());
-        let range = ScanCondition {
-            op: ScanOp::Gt,
-            ..condition
-        };
-        assert!(text_equalities(&[range]).is_none());
+        assert!(aggregate(&conn, &request).unwrap().is_none());
     }
 
     /// Once the cap of twin indexes is reached, an equality `WHERE` keeps its typed
     /// conditions (and any property index built before) and still answers exactly.
     #[test]
-    fn equalities_past_the_index_cap_answer_exactly() {
+    fn conditions_past_the_index_cap_answer_exactly() {
         let conn = fleet(&[
-            ("a", r#"{"reported":{"p":"1"}}"#),
-            ("b", r#"{"reported":{"p":1}}"#),
-            ("c", r#"{"reported":{"p":"1"}}"#),
+            ("a", r#"{"reported":{"p":"1","t":1}}"#),
+            ("b", r#"{"reported":{"p":1,"t":1.0}}"#),
+            ("c", r#"{"reported":{"p":"1","t":"1"}}"#),
         ]);
         for i in 0..32 {
             conn.execute_batch(&format!(
@@ -809,19 +942,24 @@ mod tests {
             ))
             .unwrap();
         }
-        let condition = ScanCondition {
-            field: TwinField::Reported(vec!["p".into()]),
-            op: ScanOp::Eq,
-            values: vec![Value::from("1")],
-        };
-        let request = TwinAggregate {
-            group_by: Vec::new(),
-            aggregates: vec![(AggregateOp::Count, None)],
-            conditions: vec![condition],
-        };
-        let groups = aggregate(&conn, &request).unwrap().unwrap();
-        assert_eq!(groups.len(), 1);
-        assert_eq!(groups[0].values, [Some(Value::from(2))]);
+        for (field, values, answer) in [
+            ("p", vec![json!("1")], 2),
+            ("t", vec![json!(1)], 2),
+            ("t", vec![json!(1), json!("1")], 3),
+        ] {
+            let request = TwinAggregate {
+                group_by: Vec::new(),
+                aggregates: vec![(AggregateOp::Count, None)],
+                conditions: vec![condition(
+                    TwinField::Reported(vec![field.into()]),
+                    ScanOp::In,
+                    values,
+                )],
+            };
+            let groups = aggregate(&conn, &request).unwrap().unwrap();
+            assert_eq!(groups.len(), 1);
+            assert_eq!(groups[0].values, [Some(Value::from(answer))]);
+        }
         let indexes: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'twins_by_%'",

@@ -2,10 +2,14 @@
 //! with the module's twin.
 
 use async_trait::async_trait;
-use ironhub_store::{ModuleRecord, ModuleStore, ModuleWrite, TwinRecord, WriteConflict};
+use ironhub_store::{
+    ModuleRecord, ModuleStore, ModuleTwin, ModuleWrite, TwinRecord, WriteConflict,
+};
+use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::Result;
+use crate::rows::device_from_doc;
 use crate::sqlite::{SqliteStore, device_exists, next_etag, tag_matches};
 
 type StoreResult<T> = ironhub_store::Result<T>;
@@ -131,6 +135,45 @@ fn put_twin(
     Ok(Ok(twin))
 }
 
+/// The modules after `after` in (device id, module id) order, with their devices and twins
+/// (see `ModuleStore::scan_module_twins`): one walk of the modules' primary key.
+fn scan(
+    conn: &Connection,
+    after: Option<(String, Option<String>)>,
+    limit: usize,
+) -> Result<Vec<ModuleTwin>> {
+    // `(d, m) > (after, NULL)` holds for every module of a later device and none of its own.
+    let (device, module) = match after {
+        Some((d, m)) => (Sql::Text(d), m.map_or(Sql::Null, Sql::Text)),
+        None => (Sql::Text(String::new()), Sql::Null),
+    };
+    let limit = Sql::Integer(i64::try_from(limit).unwrap_or(i64::MAX));
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.doc, m.doc, m.twin FROM modules m JOIN devices d ON d.device_id = m.device_id
+         WHERE (m.device_id, m.module_id) > (?1, ?2)
+         ORDER BY m.device_id, m.module_id LIMIT ?3",
+    )?;
+    let rows = stmt
+        .query_map(params![device, module, limit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(device, module, twin)| {
+            // A module twin's view counts the module's queued messages, not its device's.
+            Ok((
+                device_from_doc(&device, 0)?,
+                serde_json::from_str(&module)?,
+                twin.map(|t| serde_json::from_str(&t)).transpose()?,
+            ))
+        })
+        .collect()
+}
+
 #[async_trait]
 impl ModuleStore for SqliteStore {
     async fn get_module(
@@ -160,6 +203,16 @@ impl ModuleStore for SqliteStore {
 
     async fn write_module(&self, write: ModuleWrite) -> StoreResult<WriteResult> {
         self.with(move |conn| apply(conn, write)).await
+    }
+
+    async fn scan_module_twins(
+        &self,
+        after: Option<(&str, Option<&str>)>,
+        limit: usize,
+    ) -> StoreResult<Option<Vec<ModuleTwin>>> {
+        let after = after.map(|(d, m)| (d.to_owned(), m.map(str::to_owned)));
+        self.with(move |conn| scan(conn, after, limit).map(Some))
+            .await
     }
 
     async fn get_module_twin(

@@ -16,18 +16,10 @@ use crate::error::Result;
 use crate::rows::millis;
 use crate::sqlite_aggregate::{device_id_passes, exact_condition};
 use crate::sqlite_query::{device_twins, ensure_index, json_path};
+use crate::sqlite_typed::rank;
 
 /// The rank of arrays: this one and the ones above are not ordered as the language orders.
 const FIRST_UNORDERED_RANK: i64 = 5;
-
-/// The rank of the type of the property at `path` of the twin document `doc`.
-fn rank(doc: &str, path: &str) -> String {
-    format!(
-        "(CASE json_type({doc}, '{path}') WHEN 'null' THEN 1 WHEN 'true' THEN 2 \
-         WHEN 'false' THEN 2 WHEN 'integer' THEN 3 WHEN 'real' THEN 3 WHEN 'text' THEN 4 \
-         WHEN 'array' THEN 5 WHEN 'object' THEN 6 ELSE 0 END)"
-    )
-}
 
 /// The first devices of `request` (see `TwinStore::top_twins`), or `None` when the answer
 /// cannot be given exactly.

@@ -50,7 +50,7 @@ pub(crate) fn sql_value(v: &Value) -> Option<Sql> {
 }
 
 /// A stable name for the index on `expr`.
-fn index_name(expr: &str) -> String {
+pub(crate) fn index_name(expr: &str) -> String {
     // FNV-1a: stable across versions and processes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in expr.bytes() {

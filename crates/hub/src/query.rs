@@ -306,8 +306,10 @@ impl Hub {
         Ok((docs, exhausted))
     }
 
-    /// The module twins of the next batch of devices: those after `after`'s module on its
-    /// device first, then every module of the devices after it.
+    /// The next batch of module twins: those after `after`'s module on its device first,
+    /// then every module of the devices after it. The store scans them when it can
+    /// (`ModuleStore::scan_module_twins`); otherwise each device of a batch is asked for its
+    /// modules and their twins.
     async fn module_twin_batch(
         &self,
         after: Option<String>,
@@ -319,6 +321,21 @@ impl Hub {
             },
             None => (None, None),
         };
+        let from = after_device
+            .as_deref()
+            .map(|d| (d, after_module.as_deref()));
+        if let Some(rows) = self.store.scan_module_twins(from, SCAN_BATCH).await? {
+            let exhausted = rows.len() < SCAN_BATCH;
+            let docs = rows
+                .into_iter()
+                .map(|(device, module, twin)| {
+                    let twin = twin.unwrap_or_else(|| empty_twin(&device.device_id));
+                    let key = format!("{}/{}", device.device_id, module.module_id);
+                    Ok((key, to_doc(module_twin_view(&device, &module, &twin))?))
+                })
+                .collect::<Result<_, HubError>>()?;
+            return Ok((docs, exhausted));
+        }
         // The device whose modules the last page stopped in, and the module it stopped at.
         let resume = after_device.clone().zip(after_module);
         let mut devices = Vec::new();

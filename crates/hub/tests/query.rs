@@ -146,3 +146,51 @@ async fn bad_queries_and_tokens_are_client_errors() {
         .unwrap_err();
     assert!(matches!(e, HubError::ArgumentInvalid(_)));
 }
+
+/// `devices.modules` pages through every module twin of every device once, in (device id,
+/// module id) order, whatever the page size, with each module's own twin and etags.
+#[tokio::test]
+async fn module_twins_page_in_id_order() {
+    let (hub, _dir) = fleet(4).await;
+    let mut expected = Vec::new();
+    for (device, module) in [("d02", "b"), ("d00", "m"), ("d02", "a"), ("d03", "z")] {
+        hub.put_module(device, module, &Default::default(), None)
+            .await
+            .unwrap();
+        let doc = json!({"tags": {"module": module}});
+        hub.update_module_twin(device, module, &doc, None, false)
+            .await
+            .unwrap();
+        expected.push(format!("{device}/{module}"));
+    }
+    expected.sort();
+    for size in 1..=5 {
+        let (items, _) = all_pages(&hub, "SELECT * FROM devices.modules", size).await;
+        let got: Vec<String> = items
+            .iter()
+            .map(|t| {
+                assert_eq!(t["tags"]["module"], t["moduleId"]);
+                assert!(t["etag"].is_string() && t["deviceEtag"].is_string(), "{t}");
+                format!(
+                    "{}/{}",
+                    t["deviceId"].as_str().unwrap(),
+                    t["moduleId"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "pages of {size}");
+    }
+    let (items, _) = all_pages(
+        &hub,
+        "SELECT deviceId, moduleId FROM devices.modules WHERE tags.module >= 'm'",
+        1,
+    )
+    .await;
+    assert_eq!(
+        items,
+        [
+            json!({"deviceId": "d00", "moduleId": "m"}),
+            json!({"deviceId": "d03", "moduleId": "z"})
+        ]
+    );
+}

@@ -47,7 +47,7 @@ pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartP
 pub use file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
 };
-pub use modules::ModuleStore;
+pub use modules::{ModuleStore, ModuleTwin};
 pub use network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 pub use rates::{RateWindows, WindowCount};
 pub use records::*;

@@ -3,7 +3,10 @@
 
 use async_trait::async_trait;
 
-use crate::{ModuleRecord, ModuleWrite, Result, TwinRecord, WriteConflict};
+use crate::{DeviceRecord, ModuleRecord, ModuleWrite, Result, TwinRecord, WriteConflict};
+
+/// A module with its device and its twin (`None`: never written).
+pub type ModuleTwin = (DeviceRecord, ModuleRecord, Option<TwinRecord>);
 
 /// Module identities, written compare-and-swap on their etag. Deleting a device (see
 /// [`crate::RegistryStore::write_devices`]) deletes its modules.
@@ -31,4 +34,16 @@ pub trait ModuleStore: Send + Sync {
         twin: TwinRecord,
         if_match: Option<String>,
     ) -> Result<std::result::Result<TwinRecord, WriteConflict>>;
+    /// Every device's modules in (device id, module id) order, each with its device and its
+    /// twin, at most `limit`: after `after`'s device, or after `after`'s module on its device
+    /// when it names one. `None` when this engine does not scan modules (the default): the
+    /// caller then lists each device's modules and reads their twins one by one.
+    async fn scan_module_twins(
+        &self,
+        after: Option<(&str, Option<&str>)>,
+        limit: usize,
+    ) -> Result<Option<Vec<ModuleTwin>>> {
+        let _ = (after, limit);
+        Ok(None)
+    }
 }

@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
 };
-use crate::modules::ModuleStore;
+use crate::modules::{ModuleStore, ModuleTwin};
 use crate::network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 use crate::records::{
     BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, CertificateScope,
@@ -128,6 +128,13 @@ impl<S: ModuleStore + ?Sized> ModuleStore for TimedStore<S> {
         if_match: Option<String>,
     ) -> Result<std::result::Result<TwinRecord, WriteConflict>> {
         timed!(self, "modules", put_module_twin(module_id, twin, if_match))
+    }
+    async fn scan_module_twins(
+        &self,
+        after: Option<(&str, Option<&str>)>,
+        limit: usize,
+    ) -> Result<Option<Vec<ModuleTwin>>> {
+        timed!(self, "modules", scan_module_twins(after, limit))
     }
 }
 

@@ -188,3 +188,67 @@ pub async fn module_twins_are_written_compare_and_swap(
         .unwrap();
     assert!(store.get_module_twin("d", "m").await.unwrap().is_none());
 }
+
+/// An engine that scans module twins gives every module of every device once, in (device
+/// id, module id) order, each with its device and its twin, a page at a time from where the
+/// last stopped (an engine that does not scan answers `None`).
+pub async fn module_twins_scan_in_id_order(store: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    for d in ["b", "a", "c"] {
+        create_device(&store, d).await;
+    }
+    for (d, m) in [("b", "y"), ("a", "m"), ("b", "x"), ("c", "z"), ("b", "X")] {
+        write(&store, ModuleWrite::Create(module(d, m)))
+            .await
+            .unwrap();
+    }
+    let twin = crate::TwinRecord {
+        device_id: "b".into(),
+        version: 3,
+        ..Default::default()
+    };
+    store
+        .put_module_twin("x", twin, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(all) = store.scan_module_twins(None, 100).await.unwrap() else {
+        return;
+    };
+    let ids: Vec<String> = all
+        .iter()
+        .map(|(d, m, t)| {
+            assert_eq!(d.device_id, m.device_id);
+            let version = t.as_ref().map_or(0, |t| t.version);
+            format!("{}/{}/{version}", m.device_id, m.module_id)
+        })
+        .collect();
+    assert_eq!(ids, ["a/m/0", "b/X/0", "b/x/3", "b/y/0", "c/z/0"]);
+    let page = |after: Option<(&'static str, Option<&'static str>)>, limit| {
+        let store = store.clone();
+        async move {
+            let rows = store
+                .scan_module_twins(after, limit)
+                .await
+                .unwrap()
+                .unwrap();
+            rows.iter()
+                .map(|(_, m, _)| format!("{}/{}", m.device_id, m.module_id))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(Some(("b", Some("X"))), 2).await, ["b/x", "b/y"]);
+    assert_eq!(page(Some(("b", Some("y"))), 2).await, ["c/z"]);
+    assert_eq!(page(Some(("a", None)), 1).await, ["b/X"]);
+    assert_eq!(page(Some(("b", None)), 5).await, ["c/z"]);
+    assert!(page(Some(("c", Some("z"))), 5).await.is_empty());
+    // Modules go with their device.
+    store
+        .write_devices(vec![DeviceWrite::Delete {
+            id: "b".into(),
+            if_match: None,
+        }])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(page(None, 10).await, ["a/m", "c/z"]);
+}
