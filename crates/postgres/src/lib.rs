@@ -10,6 +10,7 @@
 mod migrations;
 mod options;
 mod pg_certificates;
+mod pg_configurations;
 mod pg_dps;
 mod pg_files;
 mod pg_registry;
