@@ -27,6 +27,8 @@ use crate::routing::hub_events::TwinOp;
 use crate::twin::{empty_twin, service_change_notification, service_update, twin_view};
 use crate::{Hub, HubError};
 
+/// How often every node runs a pass without being kicked (changes made through other nodes).
+pub const PASS_INTERVAL: Duration = Duration::from_secs(30);
 /// Twins read from the store at a time.
 const BATCH: usize = 500;
 /// Tries of one twin's compare-and-swap write before the pass leaves it to the next.
@@ -172,7 +174,12 @@ pub fn plan_edge(
                 .entry(module.clone())
                 .or_insert_with(|| current.get(module).cloned().unwrap_or_default());
             for (path, value) in paths {
-                set_path(doc, path, value.clone());
+                match (path.is_empty(), value) {
+                    // A module's whole desired properties, beside the layer's paths.
+                    (true, Value::Object(whole)) => *doc = whole.clone(),
+                    (true, _) => {}
+                    (false, v) => set_path(doc, path, v.clone()),
+                }
             }
         }
     }
@@ -192,7 +199,7 @@ impl Hub {
 
     /// Applies configurations until `stop` turns true: a pass on every kick and every `every`.
     pub async fn run_configurations(
-        &self,
+        self,
         every: Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {

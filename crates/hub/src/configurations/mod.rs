@@ -204,3 +204,43 @@ impl Hub {
 fn to_value(doc: &Configuration) -> Result<Value, HubError> {
     serde_json::to_value(doc).map_err(|e| HubError::ServerError(e.to_string()))
 }
+
+/// `POST /configurations/testQueries`: a target condition and custom metric queries to check.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueriesTest {
+    #[serde(default)]
+    pub target_condition: String,
+    #[serde(default)]
+    pub custom_metric_queries: std::collections::BTreeMap<String, String>,
+}
+
+/// What `testQueries` answers: the target condition's error and each bad query's, empty when
+/// they are valid.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueriesTestResult {
+    pub target_condition_error: String,
+    pub custom_metric_query_errors: std::collections::BTreeMap<String, String>,
+}
+
+impl Hub {
+    /// `POST /configurations/testQueries`.
+    pub fn test_configuration_queries(&self, input: &QueriesTest) -> QueriesTestResult {
+        let mut result = QueriesTestResult::default();
+        let condition = input.target_condition.trim();
+        if !condition.is_empty()
+            && let Err(e) = ironhub_query::Condition::parse(condition, ironhub_query::Dialect::Twin)
+        {
+            result.target_condition_error = e.to_string();
+        }
+        for (name, query) in &input.custom_metric_queries {
+            if let Err(e) = ironhub_query::Query::parse(query) {
+                result
+                    .custom_metric_query_errors
+                    .insert(name.clone(), e.to_string());
+            }
+        }
+        result
+    }
+}
