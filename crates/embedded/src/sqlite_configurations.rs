@@ -50,7 +50,9 @@ impl ConfigurationStore for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let (id, doc, if_match) = match write {
                 ConfigurationWrite::Create { id, doc } => (id, Some(doc), None),
-                ConfigurationWrite::Replace { id, doc, if_match } => (id, Some(doc), Some(if_match)),
+                ConfigurationWrite::Replace { id, doc, if_match } => {
+                    (id, Some(doc), Some(if_match))
+                }
                 ConfigurationWrite::Delete { id, if_match } => (id, None, Some(if_match)),
             };
             let key = key(&id);

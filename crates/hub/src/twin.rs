@@ -173,7 +173,10 @@ fn stamp(meta: &mut Map<String, Value>, now: &str, version: Option<u64>) {
 
 /// What a replacement of `old` by `new` sends to the device: new values, and `null` for every
 /// key that disappeared.
-pub(crate) fn replacement_patch(old: &Map<String, Value>, new: &Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn replacement_patch(
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+) -> Map<String, Value> {
     let mut patch = new.clone();
     for key in old.keys() {
         if !new.contains_key(key) {

@@ -4,8 +4,7 @@
 
 use async_trait::async_trait;
 use ironhub_store::{
-    ConfigurationRecord, ConfigurationStore, ConfigurationWrite, Result, StoreError,
-    WriteConflict,
+    ConfigurationRecord, ConfigurationStore, ConfigurationWrite, Result, StoreError, WriteConflict,
 };
 
 use crate::PgStore;

@@ -66,9 +66,10 @@ pub use twins::{
 /// The ports' traits, to call their methods on a concrete engine (`use ironhub_store::prelude::*`).
 pub mod prelude {
     pub use crate::{
-        C2dStore as _, CertificateStore as _, ConfigurationStore as _, DeviceBus as _, DpsStore as _, EventLog as _,
-        FileNotificationStore as _, ModuleStore as _, NetworkRulesStore as _, RateWindows as _,
-        RegistryStore as _, RoutingStore as _, SessionStore as _, TwinStore as _,
+        C2dStore as _, CertificateStore as _, ConfigurationStore as _, DeviceBus as _,
+        DpsStore as _, EventLog as _, FileNotificationStore as _, ModuleStore as _,
+        NetworkRulesStore as _, RateWindows as _, RegistryStore as _, RoutingStore as _,
+        SessionStore as _, TwinStore as _,
     };
 }
 

@@ -108,7 +108,11 @@ pub fn rank(configs: &mut [Parsed]) {
 /// What device or module configurations `ranked` (see [`rank`]) do to one twin, whose query
 /// document is `doc`: the desired patch to write and the twin's next `configurations`, or
 /// `None` when the twin already has both.
-pub fn plan(ranked: &[Parsed], doc: &Value, twin: &TwinRecord) -> Option<(Map<String, Value>, Map<String, Value>)> {
+pub fn plan(
+    ranked: &[Parsed],
+    doc: &Value,
+    twin: &TwinRecord,
+) -> Option<(Map<String, Value>, Map<String, Value>)> {
     let targeting: Vec<&Parsed> = ranked.iter().filter(|c| c.targets(doc)).collect();
     // Each path goes to the first (highest-ranked) configuration that sets it.
     let mut winners: BTreeMap<String, usize> = BTreeMap::new();
@@ -139,7 +143,11 @@ pub fn plan(ranked: &[Parsed], doc: &Value, twin: &TwinRecord) -> Option<(Map<St
             }
             won.push(key);
         }
-        let status = if won.is_empty() { "Targeted" } else { "Applied" };
+        let status = if won.is_empty() {
+            "Targeted"
+        } else {
+            "Applied"
+        };
         entries.insert(config.id.clone(), entry(config, status, &won));
     }
     (!patch.is_empty() || entries != twin.configurations).then_some((patch, entries))
@@ -233,13 +241,27 @@ impl Hub {
             view.etag = Some(record.etag);
             match Parsed::parse(&view) {
                 Ok(parsed) => configs.push(parsed),
-                Err(e) => tracing::warn!(id = %record.id, error = %e, "invalid configuration skipped"),
+                Err(e) => {
+                    tracing::warn!(id = %record.id, error = %e, "invalid configuration skipped")
+                }
             }
         }
         rank(&mut configs);
-        let devices: Vec<Parsed> = configs.iter().filter(|c| c.kind == Kind::Device).cloned().collect();
-        let modules: Vec<Parsed> = configs.iter().filter(|c| c.kind == Kind::Module).cloned().collect();
-        let edge: Vec<Parsed> = configs.iter().filter(|c| c.kind == Kind::Edge).cloned().collect();
+        let devices: Vec<Parsed> = configs
+            .iter()
+            .filter(|c| c.kind == Kind::Device)
+            .cloned()
+            .collect();
+        let modules: Vec<Parsed> = configs
+            .iter()
+            .filter(|c| c.kind == Kind::Module)
+            .cloned()
+            .collect();
+        let edge: Vec<Parsed> = configs
+            .iter()
+            .filter(|c| c.kind == Kind::Edge)
+            .cloned()
+            .collect();
         let mut after = None;
         loop {
             let rows = self
@@ -288,13 +310,18 @@ impl Hub {
                 return Ok(());
             };
             let now = azure_time(Some(Utc::now()));
-            let (mut next, pushed) =
-                service_update(&twin, &json!({"properties": {"desired": patch}}), false, &now)?;
+            let (mut next, pushed) = service_update(
+                &twin,
+                &json!({"properties": {"desired": patch}}),
+                false,
+                &now,
+            )?;
             next.configurations = entries;
             match self.store.put_twin(next, Some(twin.etag.clone())).await? {
                 Ok(saved) => {
                     if pushed.is_some() {
-                        let body = service_change_notification(&twin, &saved, pushed.as_ref(), &now);
+                        let body =
+                            service_change_notification(&twin, &saved, pushed.as_ref(), &now);
                         self.emit_twin_change(id, None, TwinOp::Update, body).await;
                         self.push_desired(id, pushed).await;
                     }
@@ -310,10 +337,16 @@ impl Hub {
                 }
             }
         }
-        Err(HubError::PreconditionFailed("the twin kept changing".into()))
+        Err(HubError::PreconditionFailed(
+            "the twin kept changing".into(),
+        ))
     }
 
-    async fn apply_to_modules(&self, device: &DeviceRecord, ranked: &[Parsed]) -> Result<(), HubError> {
+    async fn apply_to_modules(
+        &self,
+        device: &DeviceRecord,
+        ranked: &[Parsed],
+    ) -> Result<(), HubError> {
         let id = &device.device_id;
         for module in self.store.list_modules(id).await? {
             let mid = &module.module_id;
@@ -328,7 +361,10 @@ impl Hub {
                 let Some((patch, entries)) = plan(ranked, &doc, &twin) else {
                     break;
                 };
-                if self.write_module_twin(id, mid, &twin, patch, entries).await? {
+                if self
+                    .write_module_twin(id, mid, &twin, patch, entries)
+                    .await?
+                {
                     break;
                 }
             }
@@ -347,8 +383,12 @@ impl Hub {
         entries: Map<String, Value>,
     ) -> Result<bool, HubError> {
         let now = azure_time(Some(Utc::now()));
-        let (mut next, pushed) =
-            service_update(twin, &json!({"properties": {"desired": patch}}), false, &now)?;
+        let (mut next, pushed) = service_update(
+            twin,
+            &json!({"properties": {"desired": patch}}),
+            false,
+            &now,
+        )?;
         next.configurations = entries;
         match self
             .store
@@ -396,9 +436,27 @@ mod tests {
     #[test]
     fn the_highest_priority_wins_each_path_and_others_are_targeted() {
         let mut configs = vec![
-            parsed("low", 1, "tags.a = 1", json!({"properties.desired.x": 1, "properties.desired.y": 1}), "e1"),
-            parsed("high", 5, "tags.a = 1", json!({"properties.desired.x": 5}), "e2"),
-            parsed("other", 9, "tags.a = 2", json!({"properties.desired.x": 9}), "e3"),
+            parsed(
+                "low",
+                1,
+                "tags.a = 1",
+                json!({"properties.desired.x": 1, "properties.desired.y": 1}),
+                "e1",
+            ),
+            parsed(
+                "high",
+                5,
+                "tags.a = 1",
+                json!({"properties.desired.x": 5}),
+                "e2",
+            ),
+            parsed(
+                "other",
+                9,
+                "tags.a = 2",
+                json!({"properties.desired.x": 9}),
+                "e3",
+            ),
         ];
         rank(&mut configs);
         let twin = TwinRecord::default();
@@ -423,8 +481,20 @@ mod tests {
     #[test]
     fn a_path_lost_by_a_deleted_configuration_goes_to_the_next() {
         let mut configs = vec![
-            parsed("low", 1, "tags.a = 1", json!({"properties.desired.x": 1}), "e1"),
-            parsed("high", 5, "tags.a = 1", json!({"properties.desired.x": 5}), "e2"),
+            parsed(
+                "low",
+                1,
+                "tags.a = 1",
+                json!({"properties.desired.x": 1}),
+                "e1",
+            ),
+            parsed(
+                "high",
+                5,
+                "tags.a = 1",
+                json!({"properties.desired.x": 5}),
+                "e2",
+            ),
         ];
         rank(&mut configs);
         let mut twin = TwinRecord::default();
@@ -448,14 +518,26 @@ mod tests {
             .unwrap();
             Parsed::parse(&config).unwrap()
         };
-        let base = deployment("base", 1, json!({
+        let base = deployment(
+            "base",
+            1,
+            json!({
             "$edgeAgent": {"properties.desired": {"modules": {"a": {"v": 1}}}},
-            "$edgeHub": {"properties.desired": {"routes": {}}}}));
-        let older = deployment("old", 0, json!({
+            "$edgeHub": {"properties.desired": {"routes": {}}}}),
+        );
+        let older = deployment(
+            "old",
+            0,
+            json!({
             "$edgeAgent": {"properties.desired": {"modules": {}}},
-            "$edgeHub": {"properties.desired": {}}}));
-        let layer = deployment("layer", 3, json!({
-            "$edgeAgent": {"properties.desired.modules.b": {"v": 2}}}));
+            "$edgeHub": {"properties.desired": {}}}),
+        );
+        let layer = deployment(
+            "layer",
+            3,
+            json!({
+            "$edgeAgent": {"properties.desired.modules.b": {"v": 2}}}),
+        );
         let mut all = vec![older, base, layer];
         rank(&mut all);
         let targeting: Vec<&Parsed> = all.iter().collect();

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use ironhub_store::{ConnectionState, DeviceRecord, ModuleRecord, ModuleWrite, TwinRecord, WriteConflict};
+use ironhub_store::{
+    ConnectionState, DeviceRecord, ModuleRecord, ModuleWrite, TwinRecord, WriteConflict,
+};
 use serde_json::{Map, Value};
 
 use super::apply::plan_edge;
@@ -31,7 +33,12 @@ impl Hub {
             return Ok(());
         }
         for module_id in [EDGE_AGENT, EDGE_HUB] {
-            if self.store.get_module(&device.device_id, module_id).await?.is_some() {
+            if self
+                .store
+                .get_module(&device.device_id, module_id)
+                .await?
+                .is_some()
+            {
                 continue;
             }
             let record = ModuleRecord {
@@ -114,7 +121,10 @@ impl Hub {
         let mut current = BTreeMap::new();
         for module in self.store.list_modules(id).await? {
             let twin = self.store.get_module_twin(id, &module.module_id).await?;
-            current.insert(module.module_id, twin.map(|t| t.desired).unwrap_or_default());
+            current.insert(
+                module.module_id,
+                twin.map(|t| t.desired).unwrap_or_default(),
+            );
         }
         let (desired, entries) = plan_edge(&targeting, &current);
         if entries == agent.configurations {
@@ -142,7 +152,9 @@ impl Hub {
             let is_agent = module_id == EDGE_AGENT;
             for attempt in 0..=TRIES {
                 if attempt == TRIES {
-                    return Err(HubError::PreconditionFailed("the module twin kept changing".into()));
+                    return Err(HubError::PreconditionFailed(
+                        "the module twin kept changing".into(),
+                    ));
                 }
                 let twin: TwinRecord = self
                     .store
@@ -181,8 +193,8 @@ impl Hub {
         who: &DeviceIdentity,
         device_id: &str,
     ) -> Result<(), HubError> {
-        let own = who.device_id == device_id
-            && who.module_id.as_deref().is_none_or(|m| m == EDGE_AGENT);
+        let own =
+            who.device_id == device_id && who.module_id.as_deref().is_none_or(|m| m == EDGE_AGENT);
         if own && self.device_record(device_id).await?.iot_edge {
             Ok(())
         } else {

@@ -196,14 +196,18 @@ impl Parsed {
         }
         if !condition.is_empty() {
             let parsed_condition = Condition::parse(&condition, Dialect::Twin).map_err(|e| {
-                invalid(format!("The target condition '{condition}' is invalid: {e}"))
+                invalid(format!(
+                    "The target condition '{condition}' is invalid: {e}"
+                ))
             })?;
             parsed.condition = Some(parsed_condition);
         }
         parsed.condition_text = condition;
         for (name, query) in &config.metrics.queries {
             Query::parse(query).map_err(|e| {
-                invalid(format!("The metric query '{name}' ('{query}') is invalid: {e}"))
+                invalid(format!(
+                    "The metric query '{name}' ('{query}') is invalid: {e}"
+                ))
             })?;
         }
         Ok(parsed)

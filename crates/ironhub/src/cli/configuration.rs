@@ -319,7 +319,9 @@ fn content_of(text: &str, flavor: Flavor) -> anyhow::Result<ConfigurationContent
     if !ok {
         match flavor {
             Flavor::Configuration => {
-                bail!("--content must hold deviceContent or moduleContent (deployments are `ironhub edge deployment`)")
+                bail!(
+                    "--content must hold deviceContent or moduleContent (deployments are `ironhub edge deployment`)"
+                )
             }
             Flavor::Deployment => bail!("--content must hold modulesContent"),
         }
@@ -340,8 +342,7 @@ fn metrics_of(text: &str) -> anyhow::Result<std::collections::BTreeMap<String, S
         value = inner;
     }
     let queries = value.get("queries").cloned().unwrap_or(Value::Null);
-    serde_json::from_value(queries)
-        .context("--metrics must be {\"queries\": {name: query, …}}")
+    serde_json::from_value(queries).context("--metrics must be {\"queries\": {name: query, …}}")
 }
 
 /// Whether a configuration belongs to the group (deployments have `modulesContent`).
@@ -402,7 +403,13 @@ async fn run_op(session: &Session, op: Op, flavor: Flavor) -> anyhow::Result<Opt
                 body.metrics.queries = metrics_of(m)?;
             }
             client
-                .request(Method::PUT, &config_path(&id), &[], Some(&body), Some(&etag))
+                .request(
+                    Method::PUT,
+                    &config_path(&id),
+                    &[],
+                    Some(&body),
+                    Some(&etag),
+                )
                 .await?
         }
         Op::Delete(id, flags) => {

@@ -56,13 +56,19 @@ pub async fn configurations_are_written_compare_and_swap(
         .unwrap()
         .unwrap();
     assert_ne!(b2.etag, b.etag);
-    assert_eq!(store.get_configuration("b").await.unwrap(), Some(b2.clone()));
+    assert_eq!(
+        store.get_configuration("b").await.unwrap(),
+        Some(b2.clone())
+    );
     let delete = |id: &str, tag: &str| ConfigurationWrite::Delete {
         id: id.into(),
         if_match: tag.into(),
     };
     assert_eq!(
-        store.write_configuration(delete("b", &b.etag)).await.unwrap(),
+        store
+            .write_configuration(delete("b", &b.etag))
+            .await
+            .unwrap(),
         Err(WriteConflict::EtagMismatch)
     );
     assert_eq!(
