@@ -202,6 +202,31 @@ def test_the_highest_priority_wins_a_conflict(hub, rm, cm):
     cm.delete_configuration(low)
 
 
+
+def test_a_module_configuration_reaches_the_targeted_module_twins(hub, rm, cm):
+    device_id, role = uid("host"), uid("role")
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    for module_id in ["probe", "other"]:
+        rm.create_module_with_sas(device_id, module_id, None, "", "")
+    rm.update_module_twin(device_id, "probe", Twin(tags={"role": role}), "*")
+    config_id = uid("modcfg")
+    cm.create_configuration(Configuration(
+        id=config_id, content=ConfigurationContent(module_content={"properties.desired.rate": 5}),
+        target_condition=f"FROM devices.modules WHERE tags.role = '{role}'", priority=1))
+    wait_for(lambda: rm.get_module_twin(device_id, "probe").properties.desired.get("rate") == 5, WAIT_S,
+             "the module configured")
+    assert "rate" not in rm.get_module_twin(device_id, "other").properties.desired
+    assert configurations(hub, device_id, "probe")[config_id] == {"status": "Applied"}
+    got = cm.get_configuration(config_id)
+    assert got.system_metrics.results == {"targetedCount": 1, "appliedCount": 1}
+    # A module configuration's condition must name the modules collection.
+    with pytest.raises(HttpOperationError) as e:
+        cm.create_configuration(Configuration(
+            id=uid("modcfg"), content=ConfigurationContent(module_content={"properties.desired.rate": 1}),
+            target_condition=f"tags.role = '{role}'"))
+    assert_error(e, 400, "ArgumentInvalid")
+    cm.delete_configuration(config_id)
+
 MANIFEST = {
     "modulesContent": {
         "$edgeAgent": {"properties.desired": {
