@@ -4,9 +4,9 @@
 
 use async_trait::async_trait;
 use ironhub_store::{ConfigurationRecord, ConfigurationStore, ConfigurationWrite, WriteConflict};
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::TransactionBehavior;
 
-use crate::sqlite::{SqliteStore, get_meta, next_etag, set_meta, tag_matches};
+use crate::sqlite::{SqliteStore, get_meta, meta_with_prefix, next_etag, set_meta, tag_matches};
 
 type StoreResult<T> = ironhub_store::Result<T>;
 
@@ -24,22 +24,7 @@ impl ConfigurationStore for SqliteStore {
     }
 
     async fn list_configurations(&self) -> StoreResult<Vec<ConfigurationRecord>> {
-        self.with(move |conn| {
-            // Keys from `configuration.` up to (not including) `configuration/`.
-            let end = format!("{}/", PREFIX.trim_end_matches('.'));
-            let mut stmt = conn.prepare_cached(
-                "SELECT value FROM meta WHERE key >= ?1 AND key < ?2 ORDER BY key",
-            )?;
-            let rows = stmt
-                .query_map(params![PREFIX, end], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                out.push(serde_json::from_str(&row)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.with(move |conn| meta_with_prefix(conn, PREFIX)).await
     }
 
     async fn write_configuration(

@@ -7,14 +7,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use ironhub_hub::Hub;
 use ironhub_hub::model::{Configuration, ConfigurationContent};
-use ironhub_hub::{Hub, HubError};
-use serde::Deserialize;
 
 use crate::auth::{DeviceRead, DeviceWrite, ServiceAuth};
 use crate::body::JsonBody;
 use crate::error::ApiError;
-use crate::extract::{QueryArgs, Segments};
+use crate::extract::{QueryArgs, Segments, TopQuery};
 use crate::respond::{if_match, json_body, with_etag};
 
 /// The routes of configurations and deployments.
@@ -43,23 +42,12 @@ fn configuration_response(config: &Configuration) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    top: Option<String>,
-}
-
 async fn list_configurations(
     State(hub): State<Hub>,
-    QueryArgs(query): QueryArgs<ListQuery>,
+    QueryArgs(query): QueryArgs<TopQuery>,
     _: ServiceAuth<DeviceRead>,
 ) -> Result<Response, ApiError> {
-    let top = match query.top.as_deref() {
-        None | Some("") => None,
-        Some(t) => Some(t.parse::<usize>().map_err(|_| {
-            HubError::ArgumentInvalid(format!("top must be a whole number, not '{t}'."))
-        })?),
-    };
-    Ok(json_body(&hub.list_configurations(top).await?))
+    Ok(json_body(&hub.list_configurations(query.top()?).await?))
 }
 
 async fn get_configuration(

@@ -38,13 +38,9 @@ pub struct DeploymentIdArgs {
     pub id: String,
 }
 
-/// The flags of `create` both groups share.
+/// What `create` sets and `update` may change.
 #[derive(Debug, Clone, Args)]
-pub struct CreateFlags {
-    /// The content: inline JSON or a file path (`{"deviceContent": …}`,
-    /// `{"modulesContent": …}`, or either inside `{"content": …}`).
-    #[arg(long = "content", short = 'k')]
-    pub content: String,
+pub struct TargetFlags {
     /// Which twins it targets, in IoT Hub's query language (e.g. "tags.building=43").
     #[arg(long = "target-condition", visible_alias = "tc", short = 't')]
     pub target_condition: Option<String>,
@@ -59,17 +55,41 @@ pub struct CreateFlags {
     pub metrics: Option<String>,
 }
 
+impl TargetFlags {
+    /// Sets the flags given on `config`.
+    fn apply(&self, config: &mut Configuration) -> anyhow::Result<()> {
+        if let Some(t) = &self.target_condition {
+            config.target_condition.clone_from(t);
+        }
+        if let Some(p) = self.priority {
+            config.priority = p;
+        }
+        if let Some(l) = &self.labels {
+            config.labels = Some(labels_of(l)?);
+        }
+        if let Some(m) = &self.metrics {
+            config.metrics.queries = metrics_of(m)?;
+        }
+        Ok(())
+    }
+}
+
+/// The flags of `create` both groups share.
+#[derive(Debug, Clone, Args)]
+pub struct CreateFlags {
+    /// The content: inline JSON or a file path (`{"deviceContent": …}`,
+    /// `{"modulesContent": …}`, or either inside `{"content": …}`).
+    #[arg(long = "content", short = 'k')]
+    pub content: String,
+    #[command(flatten)]
+    pub target: TargetFlags,
+}
+
 /// The flags of `update`: what IoT Hub lets change.
 #[derive(Debug, Clone, Args)]
 pub struct UpdateFlags {
-    #[arg(long = "target-condition", visible_alias = "tc", short = 't')]
-    pub target_condition: Option<String>,
-    #[arg(long = "priority", visible_alias = "pri")]
-    pub priority: Option<i64>,
-    #[arg(long = "labels", visible_alias = "lab")]
-    pub labels: Option<String>,
-    #[arg(long = "metrics", short = 'm')]
-    pub metrics: Option<String>,
+    #[command(flatten)]
+    pub target: TargetFlags,
     /// The etag it must still have [default: the one just read].
     #[arg(long = "etag", short = 'e')]
     pub etag: Option<String>,
@@ -357,16 +377,9 @@ async fn run_op(session: &Session, op: Op, flavor: Flavor) -> anyhow::Result<Opt
             let mut body = Configuration {
                 id: id.clone(),
                 content: content_of(&flags.content, flavor)?,
-                target_condition: flags.target_condition.unwrap_or_default(),
-                priority: flags.priority.unwrap_or(0),
                 ..Configuration::default()
             };
-            if let Some(l) = &flags.labels {
-                body.labels = Some(labels_of(l)?);
-            }
-            if let Some(m) = &flags.metrics {
-                body.metrics.queries = metrics_of(m)?;
-            }
+            flags.target.apply(&mut body)?;
             client
                 .request(Method::PUT, &config_path(&id), &[], Some(&body), None)
                 .await?
@@ -390,18 +403,7 @@ async fn run_op(session: &Session, op: Op, flavor: Flavor) -> anyhow::Result<Opt
                 .clone()
                 .or_else(|| body.etag.clone())
                 .unwrap_or_else(|| "*".into());
-            if let Some(t) = flags.target_condition {
-                body.target_condition = t;
-            }
-            if let Some(p) = flags.priority {
-                body.priority = p;
-            }
-            if let Some(l) = &flags.labels {
-                body.labels = Some(labels_of(l)?);
-            }
-            if let Some(m) = &flags.metrics {
-                body.metrics.queries = metrics_of(m)?;
-            }
+            flags.target.apply(&mut body)?;
             client
                 .request(
                     Method::PUT,
