@@ -88,6 +88,8 @@ pub struct Hub {
     /// Wakes this node's configurations pass (`configurations::apply`): a hint, the state is
     /// in the store.
     configurations_kick: Arc<tokio::sync::Notify>,
+    /// Whether this node's last pass found no configuration and nothing to clear.
+    configurations_idle: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Hub {
@@ -119,6 +121,7 @@ impl Hub {
             )),
             network: Arc::default(),
             configurations_kick: Arc::default(),
+            configurations_idle: Arc::default(),
         })
     }
 

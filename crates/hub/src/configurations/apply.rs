@@ -10,7 +10,7 @@
 //! that stops targeting a twin, or is deleted, leaves the desired properties it wrote.
 //!
 //! A pass runs when this node changes a configuration or a twin's tags (`kick`), and every
-//! interval on every node, so a change made through another node is applied too: all state is
+//! [`PASS_INTERVAL`] on every node, so a change made through another node is applied too: all state is
 //! in the store, writes are compare-and-swap, and a pass is idempotent.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,7 +28,7 @@ use crate::twin::{empty_twin, service_change_notification, service_update, twin_
 use crate::{Hub, HubError};
 
 /// How often every node runs a pass without being kicked (changes made through other nodes).
-pub const PASS_INTERVAL: Duration = Duration::from_secs(30);
+pub const PASS_INTERVAL: Duration = Duration::from_secs(60);
 /// Twins read from the store at a time.
 const BATCH: usize = 500;
 /// Tries of one twin's compare-and-swap write before the pass leaves it to the next.
@@ -202,6 +202,8 @@ pub fn plan_edge(
 impl Hub {
     /// Asks for a pass soon (a configuration or a twin's tags changed on this node).
     pub fn kick_configurations(&self) {
+        self.configurations_idle
+            .store(false, std::sync::atomic::Ordering::Release);
         self.configurations_kick.notify_one();
     }
 
@@ -245,6 +247,17 @@ impl Hub {
                     tracing::warn!(id = %record.id, error = %e, "invalid configuration skipped")
                 }
             }
+        }
+        // With no configuration, a pass only clears what deleted ones left on twins: after one
+        // such pass, the next ones skip the scan until a kick or a restart (a configuration
+        // created through another node is seen by the next pass: the skip needs none stored).
+        let idle = configs.is_empty();
+        if idle
+            && self
+                .configurations_idle
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return Ok(());
         }
         rank(&mut configs);
         let devices: Vec<Parsed> = configs
@@ -299,13 +312,15 @@ impl Hub {
         edge: &[Parsed],
     ) -> Result<(), HubError> {
         let id = &device.device_id;
+        if device.iot_edge {
+            let doc = serde_json::to_value(twin_view(device, &twin))
+                .map_err(|e| HubError::ServerError(e.to_string()))?;
+            self.ensure_edge_modules(device).await?;
+            self.apply_deployments(device, &doc, edge).await?;
+        }
         for _ in 0..TRIES {
             let doc = serde_json::to_value(twin_view(device, &twin))
                 .map_err(|e| HubError::ServerError(e.to_string()))?;
-            if device.iot_edge {
-                self.ensure_edge_modules(device).await?;
-                self.apply_deployments(device, &doc, edge).await?;
-            }
             let Some((patch, entries)) = plan(ranked, &doc, &twin) else {
                 return Ok(());
             };
