@@ -10,6 +10,7 @@ mod rows;
 mod sqlite;
 mod sqlite_aggregate;
 mod sqlite_c2d;
+mod sqlite_configurations;
 mod sqlite_dps;
 mod sqlite_eventlog;
 mod sqlite_files;

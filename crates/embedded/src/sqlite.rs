@@ -251,6 +251,25 @@ pub(crate) fn get_meta<T: serde::de::DeserializeOwned>(
     Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
 }
 
+/// Every `meta` value whose key starts with `prefix` (which ends in `.`), in key order.
+pub(crate) fn meta_with_prefix<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    prefix: &str,
+) -> Result<Vec<T>> {
+    // Keys from `prefix.` up to (not including) `prefix/`.
+    let end = format!("{}/", prefix.trim_end_matches('.'));
+    let mut stmt =
+        conn.prepare_cached("SELECT value FROM meta WHERE key >= ?1 AND key < ?2 ORDER BY key")?;
+    let rows = stmt
+        .query_map(params![prefix, end], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(serde_json::from_str(&row)?);
+    }
+    Ok(out)
+}
+
 pub(crate) fn set_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)

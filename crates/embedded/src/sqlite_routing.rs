@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use ironhub_store::{
     EndpointHealth, NetworkRulesStore, NetworkScope, RoutingRecord, RoutingStore, WriteConflict,
 };
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::TransactionBehavior;
 use serde::{Deserialize, Serialize};
 
 use crate::rows::millis;
-use crate::sqlite::{SqliteStore, get_meta, next_etag, set_meta, tag_matches};
+use crate::sqlite::{SqliteStore, get_meta, meta_with_prefix, next_etag, set_meta, tag_matches};
 
 type StoreResult<T> = ironhub_store::Result<T>;
 
@@ -128,22 +128,8 @@ impl RoutingStore for SqliteStore {
     }
 
     async fn endpoint_health(&self) -> StoreResult<Vec<EndpointHealth>> {
-        self.with_runtime(move |conn| {
-            // Keys from `endpoint_health.` up to (not including) `endpoint_health/`.
-            let end = format!("{}/", HEALTH.trim_end_matches('.'));
-            let mut stmt = conn.prepare_cached(
-                "SELECT value FROM meta WHERE key >= ?1 AND key < ?2 ORDER BY key",
-            )?;
-            let rows = stmt
-                .query_map(params![HEALTH, end], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                out.push(serde_json::from_str(&row)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.with_runtime(move |conn| meta_with_prefix(conn, HEALTH))
+            .await
     }
 }
 

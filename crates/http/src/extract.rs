@@ -6,6 +6,8 @@
 
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
+use ironhub_hub::HubError;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::service::Service;
@@ -37,5 +39,23 @@ impl<S: Service, T: DeserializeOwned + Send> FromRequestParts<S> for QueryArgs<T
             .await
             .map(|Query(t)| QueryArgs(t))
             .map_err(|e| S::bad_request(format!("The query string is not valid: {e}.")))
+    }
+}
+
+/// `?top=n` of a list (`GET /devices`, `GET /configurations`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct TopQuery {
+    top: Option<String>,
+}
+
+impl TopQuery {
+    /// The cap asked for: a whole number, or none when absent or empty.
+    pub(crate) fn top(&self) -> Result<Option<usize>, HubError> {
+        match self.top.as_deref() {
+            None | Some("") => Ok(None),
+            Some(t) => t.parse::<usize>().map(Some).map_err(|_| {
+                HubError::ArgumentInvalid(format!("top must be a whole number, not '{t}'."))
+            }),
+        }
     }
 }

@@ -5,10 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use ironhub_hub::Hub;
 use ironhub_hub::model::{DeviceSpec, ExportImportDevice, device_view};
-use ironhub_hub::{Hub, HubError};
 use ironhub_store::DeviceRecord;
-use serde::Deserialize;
 
 use crate::auth::{
     DeviceDelete, DeviceRead, DeviceWrite, MethodInvoke, RegistryStatistics, ServiceAuth,
@@ -16,7 +15,7 @@ use crate::auth::{
 };
 use crate::body::JsonBody;
 use crate::error::ApiError;
-use crate::extract::{QueryArgs, Segments};
+use crate::extract::{QueryArgs, Segments, TopQuery};
 use crate::respond::{if_match, json_body, with_etag};
 
 /// The routes of the hub's registry, twin, method and statistics API.
@@ -75,22 +74,12 @@ async fn delete_device(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    top: Option<String>,
-}
-
 async fn list_devices(
     State(hub): State<Hub>,
-    QueryArgs(query): QueryArgs<ListQuery>,
+    QueryArgs(query): QueryArgs<TopQuery>,
     _: ServiceAuth<DeviceRead>,
 ) -> Result<Response, ApiError> {
-    let top = match query.top.as_deref() {
-        None | Some("") => None,
-        Some(t) => Some(t.parse::<usize>().map_err(|_| {
-            HubError::ArgumentInvalid(format!("top must be a whole number, not '{t}'."))
-        })?),
-    };
+    let top = query.top()?;
     let devices = hub.list_devices(top).await?;
     let views: Vec<_> = devices.iter().map(device_view).collect();
     Ok(json_body(&views))

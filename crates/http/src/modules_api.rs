@@ -1,5 +1,6 @@
 //! The IoT Hub service REST API of module identities (`/devices/{id}/modules[/{mid}]`) and
-//! their twins (`/twins/{id}/modules/{mid}`).
+//! their twins (`/twins/{id}/modules/{mid}`). An IoT Edge device manages its own modules with
+//! its own credentials (`edge_auth`).
 
 use axum::Router;
 use axum::extract::State;
@@ -15,6 +16,7 @@ use crate::auth::{
     DeviceDelete, DeviceRead, DeviceWrite, MethodInvoke, ServiceAuth, TwinRead, TwinWrite,
 };
 use crate::body::JsonBody;
+use crate::edge_auth::ModuleAdmin;
 use crate::error::ApiError;
 use crate::extract::Segments;
 use crate::respond::{if_match, json_body, with_etag};
@@ -43,7 +45,7 @@ fn module_response(module: &ModuleRecord) -> Response {
 async fn list_modules(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<DeviceRead>,
+    _: ModuleAdmin<DeviceRead>,
 ) -> Result<Response, ApiError> {
     let modules = hub.list_modules(&id).await?;
     let views: Vec<_> = modules.iter().map(module_view).collect();
@@ -53,7 +55,7 @@ async fn list_modules(
 async fn get_module(
     State(hub): State<Hub>,
     Segments((id, mid)): Segments<(String, String)>,
-    _: ServiceAuth<DeviceRead>,
+    _: ModuleAdmin<DeviceRead>,
 ) -> Result<Response, ApiError> {
     Ok(module_response(&hub.get_module(&id, &mid).await?))
 }
@@ -61,7 +63,7 @@ async fn get_module(
 async fn put_module(
     State(hub): State<Hub>,
     Segments((id, mid)): Segments<(String, String)>,
-    _: ServiceAuth<DeviceWrite>,
+    _: ModuleAdmin<DeviceWrite>,
     headers: HeaderMap,
     JsonBody(spec): JsonBody<ModuleSpec>,
 ) -> Result<Response, ApiError> {
@@ -73,7 +75,7 @@ async fn put_module(
 async fn delete_module(
     State(hub): State<Hub>,
     Segments((id, mid)): Segments<(String, String)>,
-    _: ServiceAuth<DeviceDelete>,
+    _: ModuleAdmin<DeviceDelete>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     hub.delete_module(&id, &mid, if_match(&headers)).await?;

@@ -73,6 +73,12 @@ pub enum HubError {
         message: String,
         retry_after_secs: u32,
     },
+    /// A configuration or deployment that does not exist.
+    #[error("Configuration '{0}' was not found.")]
+    ConfigurationNotFound(String),
+    /// A configuration created with an id already taken.
+    #[error("Configuration '{0}' already exists.")]
+    ConfigurationAlreadyExists(String),
     #[error("{0}")]
     ServerError(String),
 }
@@ -136,6 +142,8 @@ impl HubError {
             HubError::InvalidQuery(_) => 400_000,
             HubError::EndpointNotFound(_) => 404_000,
             HubError::Throttled { .. } => 429_001,
+            HubError::ConfigurationNotFound(_) => 404_000,
+            HubError::ConfigurationAlreadyExists(_) => 409_000,
             HubError::ServerError(_) => 500_001,
         }
     }
@@ -174,6 +182,8 @@ impl HubError {
             HubError::InvalidQuery(_) => "BadRequest",
             HubError::EndpointNotFound(_) => "EndpointNotFound",
             HubError::Throttled { .. } => "ThrottlingException",
+            HubError::ConfigurationNotFound(_) => "ConfigurationNotFound",
+            HubError::ConfigurationAlreadyExists(_) => "ConfigurationAlreadyExists",
             HubError::ServerError(_) => "ServerError",
         }
     }

@@ -9,6 +9,7 @@ pub mod body;
 pub mod c2d;
 pub mod ca;
 mod certificates;
+pub mod configurations;
 pub mod credentials;
 mod device;
 mod device_auth;
@@ -84,6 +85,11 @@ pub struct Hub {
     access: Arc<ironhub_auth::access::ServiceAccess>,
     /// This node's copy of the network rules.
     network: Arc<network::NetworkCache>,
+    /// Wakes this node's configurations pass (`configurations::apply`): a hint, the state is
+    /// in the store.
+    configurations_kick: Arc<tokio::sync::Notify>,
+    /// Whether this node's last pass found no configuration and nothing to clear.
+    configurations_idle: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Hub {
@@ -114,6 +120,8 @@ impl Hub {
                 ironhub_auth::oidc::IOT_HUB_AUDIENCE,
             )),
             network: Arc::default(),
+            configurations_kick: Arc::default(),
+            configurations_idle: Arc::default(),
         })
     }
 

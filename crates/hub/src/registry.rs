@@ -417,6 +417,10 @@ impl Hub {
             self.emit_lifecycle(id, None, true, self.twin_json(id))
                 .await;
         }
+        if written.iot_edge {
+            self.ensure_edge_modules(&written).await?;
+            self.kick_configurations();
+        }
         if let Some(before) = before
             && revokes(&before, &written)
         {
@@ -555,9 +559,13 @@ impl Hub {
                 }
             }
             match self.store.write_devices(writes.clone()).await? {
-                Ok(_) => {
+                Ok(written) => {
                     for id in revoked {
                         self.revoke(&id).await;
+                    }
+                    for device in written.iter().flatten().filter(|d| d.iot_edge) {
+                        self.ensure_edge_modules(device).await?;
+                        self.kick_configurations();
                     }
                     if lifecycle {
                         for w in &writes {

@@ -173,7 +173,10 @@ fn stamp(meta: &mut Map<String, Value>, now: &str, version: Option<u64>) {
 
 /// What a replacement of `old` by `new` sends to the device: new values, and `null` for every
 /// key that disappeared.
-fn replacement_patch(old: &Map<String, Value>, new: &Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn replacement_patch(
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+) -> Map<String, Value> {
     let mut patch = new.clone();
     for key in old.keys() {
         if !new.contains_key(key) {
@@ -319,8 +322,22 @@ pub fn twin_view(device: &DeviceRecord, twin: &TwinRecord) -> Twin {
         },
         device_scope: device.device_scope.clone(),
         parent_scopes: device.parent_scopes.clone(),
-        other: Map::new(),
+        other: configurations_field(twin),
     }
+}
+
+/// The twin's `configurations` (see `configurations::apply`), when any targets it.
+fn configurations_field(twin: &TwinRecord) -> Map<String, Value> {
+    let mut other = Map::new();
+    if !twin.configurations.is_empty() {
+        other.insert(
+            "configurations".into(),
+            Value::Object(crate::configurations::apply::visible_entries(
+                &twin.configurations,
+            )),
+        );
+    }
+    other
 }
 
 /// When desired and reported last changed (from their metadata), as IoT Hub renders time.
@@ -468,6 +485,10 @@ impl Hub {
         self.emit_twin_change(device_id, None, TwinOp::of(replace), notification)
             .await;
         self.push_desired(device_id, pushed).await;
+        if saved.tags != current.tags {
+            // The twin may have moved in or out of a configuration's target.
+            self.kick_configurations();
+        }
         Ok(twin_view(&device, &saved))
     }
 

@@ -375,6 +375,11 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             hub.clone()
                 .expire_c2d_until(Duration::from_secs(10), stopped.clone()),
         ),
+        // Configurations and IoT Edge deployments reach the twins they target.
+        tokio::spawn(hub.clone().run_configurations(
+            ironhub_hub::configurations::apply::PASS_INTERVAL,
+            stopped.clone(),
+        )),
         // Rules changed through another node reach this node's open connections.
         tokio::spawn(hub.clone().watch_network_rules_until(stopped.clone())),
         // This node's heartbeat, and the release of what nodes that stopped answering held.

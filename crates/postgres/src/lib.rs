@@ -11,6 +11,7 @@ mod migrations;
 mod options;
 mod pg_c2d;
 mod pg_certificates;
+mod pg_configurations;
 mod pg_dps;
 mod pg_files;
 mod pg_modules;

@@ -69,6 +69,17 @@ pub(crate) fn tokenize_with(text: &str, dashed: bool) -> Result<Vec<Token>, Quer
                 tok: Tok::Ident(chars[start..i].iter().collect()),
                 pos: start,
             });
+        } else if c == '[' && chars.get(i + 1) == Some(&'[') {
+            // `[[name]]`: an identifier that may hold any character but `]]` (a
+            // configuration id in `configurations.[[id]].status`).
+            let close = (i + 2..chars.len().saturating_sub(1))
+                .find(|&j| chars[j] == ']' && chars[j + 1] == ']')
+                .ok_or_else(|| QueryError::at(text, start, "'[[' without its ']]'".to_owned()))?;
+            out.push(Token {
+                tok: Tok::Ident(chars[i + 2..close].iter().collect()),
+                pos: start,
+            });
+            i = close + 2;
         } else if c.is_ascii_digit() {
             i = number_end(&chars, i);
             let literal: String = chars[start..i].iter().collect();

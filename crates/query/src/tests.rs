@@ -509,3 +509,15 @@ fn no_input_makes_it_panic() {
     let minus = format!("SELECT * FROM devices WHERE {}x", "- ".repeat(10_000));
     assert!(Query::parse(&minus).is_err());
 }
+
+#[test]
+fn double_brackets_quote_a_name() {
+    let doc = json!({"configurations": {"fw-v1.2": {"status": "Applied"}}});
+    let c = Condition::parse(
+        "configurations.[[fw-v1.2]].status = 'Applied'",
+        Dialect::Twin,
+    )
+    .unwrap();
+    assert!(c.matches(&doc));
+    assert!(Condition::parse("configurations.[[open", Dialect::Twin).is_err());
+}

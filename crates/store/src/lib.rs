@@ -1,6 +1,6 @@
 //! The ports that carry all shared state (see `DESIGN.md`): the records and one async trait
 //! per concern — registry, modules, twins, MQTT sessions, cloud-to-device queues, certificates, DPS
-//! records, the routing document ([`Store`] bundles them), the event log and its named
+//! records, the routing document, the configurations ([`Store`] bundles them), the event log and its named
 //! streams, the device bus and the clock — with the
 //! cloud-to-device transition rules every engine applies ([`c2d_rules`]). Engines live in
 //! their own crates (`ironhub-embedded`: SQLite and in-process); the `testkit` feature holds
@@ -14,6 +14,7 @@ mod c2d;
 pub mod c2d_rules;
 mod certificates;
 mod clock;
+mod configurations;
 mod dps;
 mod dps_records;
 mod error;
@@ -40,6 +41,7 @@ pub use bus::{
 pub use c2d::C2dStore;
 pub use certificates::CertificateStore;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use configurations::{ConfigurationRecord, ConfigurationStore, ConfigurationWrite};
 pub use dps::DpsStore;
 pub use dps_records::*;
 pub use error::{Result, StoreError, failure_message};
@@ -64,9 +66,10 @@ pub use twins::{
 /// The ports' traits, to call their methods on a concrete engine (`use ironhub_store::prelude::*`).
 pub mod prelude {
     pub use crate::{
-        C2dStore as _, CertificateStore as _, DeviceBus as _, DpsStore as _, EventLog as _,
-        FileNotificationStore as _, ModuleStore as _, NetworkRulesStore as _, RateWindows as _,
-        RegistryStore as _, RoutingStore as _, SessionStore as _, TwinStore as _,
+        C2dStore as _, CertificateStore as _, ConfigurationStore as _, DeviceBus as _,
+        DpsStore as _, EventLog as _, FileNotificationStore as _, ModuleStore as _,
+        NetworkRulesStore as _, RateWindows as _, RegistryStore as _, RoutingStore as _,
+        SessionStore as _, TwinStore as _,
     };
 }
 
@@ -84,6 +87,7 @@ pub trait Store:
     + FileNotificationStore
     + RoutingStore
     + NetworkRulesStore
+    + ConfigurationStore
     + std::fmt::Debug
     + 'static
 {
@@ -100,6 +104,7 @@ impl<T> Store for T where
         + FileNotificationStore
         + RoutingStore
         + NetworkRulesStore
+        + ConfigurationStore
         + std::fmt::Debug
         + 'static
 {

@@ -179,6 +179,10 @@ pub struct TwinRecord {
     /// The IoT Plug and Play model the device last announced when it connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_id: Option<String>,
+    /// The configurations that target the twin and how far each got, by configuration id
+    /// (IoT Hub's `configurations`: `{"id": {"status": "Targeted" | "Applied"}}`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub configurations: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Which outcomes of a cloud-to-device message the sender wants feedback on (`iothub-ack`).

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::c2d::C2dStore;
 use crate::certificates::CertificateStore;
+use crate::configurations::{ConfigurationRecord, ConfigurationStore, ConfigurationWrite};
 use crate::dps::DpsStore;
 use crate::dps_records::{
     DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsWrite, RegistrationBegun,
@@ -388,5 +389,21 @@ impl<S: NetworkRulesStore + ?Sized> NetworkRulesStore for TimedStore<S> {
         if_match: Option<String>,
     ) -> Result<std::result::Result<NetworkRulesRecord, WriteConflict>> {
         timed!(self, "network", put_network_rules(scope, doc, if_match))
+    }
+}
+
+#[async_trait]
+impl<S: ConfigurationStore + ?Sized> ConfigurationStore for TimedStore<S> {
+    async fn get_configuration(&self, id: &str) -> Result<Option<ConfigurationRecord>> {
+        timed!(self, "configurations", get_configuration(id))
+    }
+    async fn list_configurations(&self) -> Result<Vec<ConfigurationRecord>> {
+        timed!(self, "configurations", list_configurations())
+    }
+    async fn write_configuration(
+        &self,
+        write: ConfigurationWrite,
+    ) -> Result<std::result::Result<Option<ConfigurationRecord>, WriteConflict>> {
+        timed!(self, "configurations", write_configuration(write))
     }
 }

@@ -13,6 +13,7 @@ use crate::{config, serve};
 
 mod args;
 mod certificate;
+mod configuration;
 pub mod device;
 pub mod dps;
 pub mod hub;
@@ -46,6 +47,8 @@ pub enum Command {
     Hub(hub::HubArgs),
     /// Device commands, as `az iot device` (cloud-to-device messages, file upload).
     Device(device::DeviceArgs),
+    /// IoT Edge commands, as `az iot edge` (set-modules, deployments).
+    Edge(configuration::EdgeArgs),
     /// Device Provisioning Service commands, as `az iot dps`.
     Dps(dps::DpsArgs),
     /// A fleet of simulated devices against a hub (or any MQTT broker), with a load report.
@@ -59,6 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info::run(&args).await,
         Command::Hub(args) => hub::run(args).await,
         Command::Device(args) => device::run(args).await,
+        Command::Edge(args) => configuration::run_edge(args).await,
         Command::Dps(args) => dps::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
     }

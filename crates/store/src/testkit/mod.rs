@@ -28,6 +28,7 @@
 pub mod bus;
 pub mod c2d;
 pub mod certificates;
+pub mod configurations;
 pub mod dps;
 pub mod endpoints;
 pub mod event_log;
@@ -171,6 +172,7 @@ macro_rules! store_suite {
             endpoints::an_expired_or_released_lease_is_taken_over,
             endpoints::endpoint_health_is_kept_per_endpoint,
             streams::network_rules_are_kept_per_scope,
+            configurations::configurations_are_written_compare_and_swap,
         );
     };
     (@cases sync $make:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -2,6 +2,7 @@
 //! (`azure-iot-hub`, npm `azure-iothub`) and the Azure CLI send and parse it.
 
 mod bulk;
+mod configuration;
 mod credentials;
 mod device;
 mod endpoint_health;
@@ -15,6 +16,7 @@ mod statistics;
 mod twin;
 
 pub use bulk::{BulkError, BulkResult, ExportImportDevice};
+pub use configuration::{Configuration, ConfigurationContent, ConfigurationMetrics};
 pub use credentials::{
     CredentialErrorBody, CredentialErrorInfo, IssueCertificateAccepted, IssueCertificateRequest,
     IssuedCertificate,

@@ -58,6 +58,11 @@ pub enum HubCommand {
         #[command(subcommand)]
         command: module_identity::ModuleIdentityCommand,
     },
+    /// Manage automatic device management configurations.
+    Configuration {
+        #[command(subcommand)]
+        command: crate::cli::configuration::ConfigurationCommand,
+    },
     /// Manage module twins.
     #[command(name = "module-twin")]
     ModuleTwin {
@@ -140,6 +145,9 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
         }
         HubCommand::ModuleIdentity { command } => {
             module_identity::run(&login().await?, &command).await?
+        }
+        HubCommand::Configuration { command } => {
+            crate::cli::configuration::run_configuration(&login().await?, command).await?
         }
         HubCommand::ModuleTwin { command } => {
             Some(module_twin::run(&login().await?, &command).await?)
