@@ -11,6 +11,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 /// Largest packet read: a 256 KiB message plus its topic and properties.
 const MAX_PACKET: usize = 256 * 1024 + 64 * 1024;
 
+/// Bytes a read asks for at least, and the capacity the buffer may keep while a connection
+/// waits: a buffer that grew for a burst or a large packet is let go once it is empty, so an
+/// idle connection holds at most this much.
+const READ_BYTES: usize = 512;
+const IDLE_CAPACITY: usize = 1024;
+
 /// The socket, with a buffer of bytes read but not yet parsed.
 pub(crate) struct Conn<S> {
     reader: ReadHalf<S>,
@@ -77,7 +83,7 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
         Conn {
             reader,
             writer,
-            buf: BytesMut::with_capacity(4096),
+            buf: BytesMut::new(),
             peer,
         }
     }
@@ -90,7 +96,16 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
     /// Reads more bytes into the buffer; `false` at end of stream or on an error. Safe to
     /// cancel: bytes read are kept.
     pub(crate) async fn fill(&mut self) -> bool {
+        self.prepare_read();
         matches!(self.reader.read_buf(&mut self.buf).await, Ok(n) if n > 0)
+    }
+
+    /// Lets go of a large empty buffer, and makes room for a read of [`READ_BYTES`] at least.
+    fn prepare_read(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > IDLE_CAPACITY {
+            self.buf = BytesMut::new();
+        }
+        self.buf.reserve(READ_BYTES);
     }
 
     /// Reads until a packet is complete; `None` at end of stream.
@@ -99,6 +114,7 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
             if let Some(p) = self.parse()? {
                 return Ok(Some(p));
             }
+            self.prepare_read();
             if self
                 .reader
                 .read_buf(&mut self.buf)
