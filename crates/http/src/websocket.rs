@@ -75,7 +75,8 @@ pub async fn upgrade(
     let caller = ironhub_observe::caller::current();
     ws.protocols(protocols)
         .read_buffer_size(IDLE_READ_BYTES)
-        .max_message_size(ironhub_hub::MAX_TELEMETRY_BYTES * 2)
+        .max_message_size(hub.frame_limits().websocket_message_bytes)
+        .max_frame_size(hub.frame_limits().websocket_message_bytes)
         .on_upgrade(move |socket| async move {
             let is_amqp = socket
                 .protocol()

@@ -16,6 +16,7 @@ pub mod digital_twin;
 mod error;
 pub mod events;
 pub mod file_upload;
+pub mod frame_limits;
 pub mod health;
 pub mod issuing_cas;
 pub mod keys;
@@ -84,6 +85,8 @@ pub struct Hub {
     access: Arc<ironhub_auth::access::ServiceAccess>,
     /// This node's copy of the network rules.
     network: Arc<network::NetworkCache>,
+    /// The transports' read limits.
+    frame_limits: frame_limits::FrameLimits,
 }
 
 impl Hub {
@@ -114,6 +117,7 @@ impl Hub {
                 ironhub_auth::oidc::IOT_HUB_AUDIENCE,
             )),
             network: Arc::default(),
+            frame_limits: frame_limits::FrameLimits::default(),
         })
     }
 
@@ -122,6 +126,17 @@ impl Hub {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The same hub, its transports reading frames and packets up to `limits`.
+    pub fn with_frame_limits(mut self, limits: frame_limits::FrameLimits) -> Self {
+        self.frame_limits = limits;
+        self
+    }
+
+    /// The transports' read limits.
+    pub fn frame_limits(&self) -> frame_limits::FrameLimits {
+        self.frame_limits
     }
 
     /// The same hub, throttling operations with `throttle` (shared with the DPS of the node).

@@ -27,7 +27,7 @@ pub fn serve<S>(stream: S, ctx: ConnectionContext) -> impl Future<Output = ()> +
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let conn = Conn::new(stream, ctx.peer);
+    let conn = Conn::new(stream, ctx.peer, ctx.hub.frame_limits().mqtt_packet_bytes);
     serve_conn(conn, ctx)
 }
 

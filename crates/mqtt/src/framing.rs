@@ -4,12 +4,11 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
+use ironhub_hub::frame_limits::FrameLimits;
 use rumqttc::mqttbytes::Error as CodecError;
 use rumqttc::mqttbytes::v4::Packet;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-/// Largest packet read: a 256 KiB message plus its topic and properties.
-const MAX_PACKET: usize = 256 * 1024 + 64 * 1024;
 
 /// Bytes a read asks for at least, and the capacity the buffer may keep while a connection
 /// waits: a buffer that grew for a burst or a large packet is let go once it is empty, so an
@@ -22,6 +21,8 @@ pub(crate) struct Conn<S> {
     reader: ReadHalf<S>,
     writer: WriteHalf<S>,
     buf: BytesMut,
+    /// The largest packet read (`FrameLimits::mqtt_packet_bytes`).
+    max_packet: usize,
     pub(crate) peer: SocketAddr,
 }
 
@@ -59,15 +60,22 @@ fn flags_are_valid(byte1: u8) -> bool {
 }
 
 /// Takes the first packet off `buf` as a connection reads it: the fixed-header checks the
-/// codec leaves out, then the codec, with the largest packet a connection accepts. `Ok(None)`
-/// while the packet is incomplete (nothing is consumed then).
+/// codec leaves out, then the codec, with the largest packet a connection accepts by default.
+/// `Ok(None)` while the packet is incomplete (nothing is consumed then).
 pub fn read_packet(buf: &mut BytesMut) -> Result<Option<Packet>, ConnError> {
+    read_packet_up_to(buf, FrameLimits::DEFAULT_MQTT_PACKET_BYTES)
+}
+
+/// [`read_packet`] with the largest packet `max_packet` (counted after the fixed header, as
+/// the packet's remaining length): a packet declaring more is an error from its fixed header
+/// on, before its body is read.
+pub fn read_packet_up_to(buf: &mut BytesMut, max_packet: usize) -> Result<Option<Packet>, ConnError> {
     if let Some(&byte1) = buf.first()
         && !flags_are_valid(byte1)
     {
         return Err(ConnError::ReservedFlags(byte1));
     }
-    match Packet::read(buf, MAX_PACKET) {
+    match Packet::read(buf, max_packet) {
         Ok(p) => Ok(Some(p)),
         Err(CodecError::InsufficientBytes(_)) => Ok(None),
         Err(e) => Err(ConnError::Codec(e)),
@@ -78,19 +86,20 @@ pub fn read_packet(buf: &mut BytesMut) -> Result<Option<Packet>, ConnError> {
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<S: AsyncRead + AsyncWrite> Conn<S> {
-    pub(crate) fn new(stream: S, peer: SocketAddr) -> Self {
+    pub(crate) fn new(stream: S, peer: SocketAddr, max_packet: usize) -> Self {
         let (reader, writer) = tokio::io::split(stream);
         Conn {
             reader,
             writer,
             buf: BytesMut::new(),
+            max_packet,
             peer,
         }
     }
 
     /// A complete packet from the buffer, if one is there.
     pub(crate) fn parse(&mut self) -> Result<Option<Packet>, ConnError> {
-        read_packet(&mut self.buf)
+        read_packet_up_to(&mut self.buf, self.max_packet)
     }
 
     /// Reads more bytes into the buffer; `false` at end of stream or on an error. Safe to
@@ -156,8 +165,9 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ConnError, flags_are_valid, read_packet};
+    use super::{ConnError, flags_are_valid, read_packet, read_packet_up_to};
     use bytes::BytesMut;
+use ironhub_hub::frame_limits::FrameLimits;
     use rumqttc::mqttbytes::v4::{Packet, PubAck};
 
     #[test]
@@ -177,6 +187,24 @@ mod tests {
             read_packet(&mut BytesMut::from(&[0x80, 0x00][..])),
             Err(ConnError::ReservedFlags(0x80))
         ));
+    }
+
+    #[test]
+    fn a_packet_over_the_configured_limit_is_refused_from_its_header() {
+        // A PUBLISH declaring 2,000 bytes, of which only the fixed header and topic are here.
+        let mut head = BytesMut::from(&[0x30, 0xD0, 0x0F, 0x00, 0x01, b't'][..]);
+        assert!(matches!(read_packet(&mut head.clone()), Ok(None)), "under the default");
+        assert!(matches!(
+            read_packet_up_to(&mut head, 1024),
+            Err(ConnError::Codec(_))
+        ));
+        // The limit counts the packet after its fixed header: at the limit it is read.
+        let mut at = BytesMut::from(&[0x30, 0x04, 0x00, 0x01, b't', b'x'][..]);
+        assert!(matches!(
+            read_packet_up_to(&mut at.clone(), 3),
+            Err(ConnError::Codec(_))
+        ));
+        assert!(matches!(read_packet_up_to(&mut at, 4), Ok(Some(Packet::Publish(_)))));
     }
 
     #[test]
