@@ -545,7 +545,10 @@ mod tests {
             })
             .collect();
         let total: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
-        assert_eq!(total, 100, "80 devices could take 240; the hub's burst is 100");
+        assert_eq!(
+            total, 100,
+            "80 devices could take 240; the hub's burst is 100"
+        );
         assert!(t.admit(Operation::DeviceToCloud, Some("fresh")).is_err());
         // A refusal by the hub takes nothing from the device: it still has its burst later.
         clock.advance(second());

@@ -9,7 +9,6 @@ use rumqttc::mqttbytes::Error as CodecError;
 use rumqttc::mqttbytes::v4::Packet;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-
 /// Bytes a read asks for at least, and the capacity the buffer may keep while a connection
 /// waits: a buffer that grew for a burst or a large packet is let go once it is empty, so an
 /// idle connection holds at most this much.
@@ -69,7 +68,10 @@ pub fn read_packet(buf: &mut BytesMut) -> Result<Option<Packet>, ConnError> {
 /// [`read_packet`] with the largest packet `max_packet` (counted after the fixed header, as
 /// the packet's remaining length): a packet declaring more is an error from its fixed header
 /// on, before its body is read.
-pub fn read_packet_up_to(buf: &mut BytesMut, max_packet: usize) -> Result<Option<Packet>, ConnError> {
+pub fn read_packet_up_to(
+    buf: &mut BytesMut,
+    max_packet: usize,
+) -> Result<Option<Packet>, ConnError> {
     if let Some(&byte1) = buf.first()
         && !flags_are_valid(byte1)
     {
@@ -167,7 +169,7 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
 mod tests {
     use super::{ConnError, flags_are_valid, read_packet, read_packet_up_to};
     use bytes::BytesMut;
-use ironhub_hub::frame_limits::FrameLimits;
+    use ironhub_hub::frame_limits::FrameLimits;
     use rumqttc::mqttbytes::v4::{Packet, PubAck};
 
     #[test]
@@ -193,7 +195,10 @@ use ironhub_hub::frame_limits::FrameLimits;
     fn a_packet_over_the_configured_limit_is_refused_from_its_header() {
         // A PUBLISH declaring 2,000 bytes, of which only the fixed header and topic are here.
         let mut head = BytesMut::from(&[0x30, 0xD0, 0x0F, 0x00, 0x01, b't'][..]);
-        assert!(matches!(read_packet(&mut head.clone()), Ok(None)), "under the default");
+        assert!(
+            matches!(read_packet(&mut head.clone()), Ok(None)),
+            "under the default"
+        );
         assert!(matches!(
             read_packet_up_to(&mut head, 1024),
             Err(ConnError::Codec(_))
@@ -204,7 +209,10 @@ use ironhub_hub::frame_limits::FrameLimits;
             read_packet_up_to(&mut at.clone(), 3),
             Err(ConnError::Codec(_))
         ));
-        assert!(matches!(read_packet_up_to(&mut at, 4), Ok(Some(Packet::Publish(_)))));
+        assert!(matches!(
+            read_packet_up_to(&mut at, 4),
+            Ok(Some(Packet::Publish(_)))
+        ));
     }
 
     #[test]
