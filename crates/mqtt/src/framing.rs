@@ -169,7 +169,6 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
 mod tests {
     use super::{ConnError, flags_are_valid, read_packet, read_packet_up_to};
     use bytes::BytesMut;
-    use ironhub_hub::frame_limits::FrameLimits;
     use rumqttc::mqttbytes::v4::{Packet, PubAck};
 
     #[test]
