@@ -35,9 +35,6 @@ use crate::requests::{self, Reply};
 use crate::sasl::HubSasl;
 use crate::service_bound::{self, Queue};
 
-/// Largest message a client may send: IoT Hub's 256 KiB, with room for the AMQP framing.
-const MAX_MESSAGE_SIZE: u64 = 256 * 1024 + 16 * 1024;
-
 /// How long a client may take to send its protocol header once TLS is up.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a client may take from its protocol header to an open connection.
@@ -234,7 +231,9 @@ async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
     // IoT Hub settles what it receives at once (rcv-settle-mode first), whatever the sender
     // asks: uamqp, for one, completes a send only on a settled disposition.
     let links = LinkAcceptor::builder()
-        .max_message_size(MAX_MESSAGE_SIZE)
+        // The largest message a client may send (IoT Hub's 256 KiB with room for the AMQP
+        // framing by default): `serve --max-amqp-message-bytes`.
+        .max_message_size(shared.ctx.hub.frame_limits().amqp_message_bytes)
         .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
         .fallback_receiver_settle_mode(ReceiverSettleMode::First)
         .build();

@@ -33,10 +33,13 @@ const AMQP_PROTOCOLS: [&str; 2] = ["AMQPWSB10", "amqp"];
 
 /// Size of the pipe between the WebSocket and the MQTT session.
 const PIPE_BYTES: usize = 64 * 1024;
-/// Bytes read from the pipe into one frame, and the WebSocket's read buffer: small, since an
-/// idle connection holds both for its lifetime (tungstenite's default read buffer is 128 KiB);
-/// larger messages take more reads, not larger buffers.
+/// The most bytes read from the pipe into one frame, once a read found more waiting.
 const CHUNK_BYTES: usize = 8 * 1024;
+/// The WebSocket's read buffer and the first read from the pipe: small, since an idle
+/// connection holds both while it waits (tungstenite's default read buffer is 128 KiB). A
+/// frame larger than the read buffer gets room for itself when its header is read, and a read
+/// from the pipe that fills its room is followed by reads of [`CHUNK_BYTES`].
+const IDLE_READ_BYTES: usize = 512;
 
 /// What an MQTT session over WebSocket may talk to.
 #[derive(Debug, Clone)]
@@ -71,8 +74,9 @@ pub async fn upgrade(
     // The upgraded connection runs in tasks of its own: its caller goes along.
     let caller = ironhub_observe::caller::current();
     ws.protocols(protocols)
-        .read_buffer_size(CHUNK_BYTES)
-        .max_message_size(ironhub_hub::MAX_TELEMETRY_BYTES * 2)
+        .read_buffer_size(IDLE_READ_BYTES)
+        .max_message_size(hub.frame_limits().websocket_message_bytes)
+        .max_frame_size(hub.frame_limits().websocket_message_bytes)
         .on_upgrade(move |socket| async move {
             let is_amqp = socket
                 .protocol()
@@ -128,8 +132,12 @@ async fn bridge(
     mut ws_end: tokio::io::DuplexStream,
     session: tokio::task::JoinHandle<()>,
 ) {
-    let mut buf = vec![0u8; CHUNK_BYTES];
+    // What the session wrote, sent as a frame without a copy (`split`); the buffer is
+    // allocated again for each read, small unless the last read found more waiting.
+    let mut out = bytes::BytesMut::new();
+    let mut read_size = IDLE_READ_BYTES;
     loop {
+        out.reserve(read_size);
         tokio::select! {
             frame = socket.recv() => match frame {
                 Some(Ok(Message::Binary(bytes))) => {
@@ -141,10 +149,11 @@ async fn bridge(
                 // Text frames carry neither protocol; close like a broken stream.
                 Some(Ok(Message::Text(_) | Message::Close(_)) | Err(_)) | None => break,
             },
-            read = ws_end.read(&mut buf) => match read {
+            read = ws_end.read_buf(&mut out) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let frame = Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]));
+                    read_size = if n >= read_size { CHUNK_BYTES } else { IDLE_READ_BYTES };
+                    let frame = Message::Binary(out.split().freeze());
                     if socket.send(frame).await.is_err() {
                         break;
                     }

@@ -17,6 +17,7 @@ pub mod digital_twin;
 mod error;
 pub mod events;
 pub mod file_upload;
+pub mod frame_limits;
 pub mod health;
 pub mod issuing_cas;
 pub mod keys;
@@ -90,6 +91,8 @@ pub struct Hub {
     configurations_kick: Arc<tokio::sync::Notify>,
     /// Whether this node's last pass found no configuration and nothing to clear.
     configurations_idle: Arc<std::sync::atomic::AtomicBool>,
+    /// The transports' read limits.
+    frame_limits: frame_limits::FrameLimits,
 }
 
 impl Hub {
@@ -122,6 +125,7 @@ impl Hub {
             network: Arc::default(),
             configurations_kick: Arc::default(),
             configurations_idle: Arc::default(),
+            frame_limits: frame_limits::FrameLimits::default(),
         })
     }
 
@@ -130,6 +134,17 @@ impl Hub {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The same hub, its transports reading frames and packets up to `limits`.
+    pub fn with_frame_limits(mut self, limits: frame_limits::FrameLimits) -> Self {
+        self.frame_limits = limits;
+        self
+    }
+
+    /// The transports' read limits.
+    pub fn frame_limits(&self) -> frame_limits::FrameLimits {
+        self.frame_limits
     }
 
     /// The same hub, throttling operations with `throttle` (shared with the DPS of the node).

@@ -14,7 +14,8 @@
 //! overshoot this allows.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use ironhub_store::{Clock, RateWindows, SystemClock, WindowCount};
@@ -254,13 +255,38 @@ impl Bucket {
     }
 }
 
+/// Shards of the buckets, each under its own lock.
+const SHARDS: usize = 64;
+
+type Shard = HashMap<String, Bucket>;
+
+/// The shard holding `key`'s bucket.
+fn shard_of(key: &str) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % SHARDS as u64) as usize
+}
+
+/// `key`'s bucket among the locked shards.
+fn find<'a>(locked: &'a mut [(usize, MutexGuard<'_, Shard>)], key: &str) -> Option<&'a mut Bucket> {
+    let shard = shard_of(key);
+    locked
+        .iter_mut()
+        .find(|(i, _)| *i == shard)
+        .and_then(|(_, buckets)| buckets.get_mut(key))
+}
+
 /// The limiter a node's hub and DPS consult (see the module documentation).
+///
+/// The buckets are sharded by key, each shard under its own lock, so that operations on
+/// different devices rarely wait on each other; an operation that takes from two buckets (the
+/// hub's and a device's) locks both shards, in shard order, and decides under both locks.
 #[derive(Debug)]
 pub struct Throttle {
     settings: ThrottleSettings,
     windows: Arc<dyn RateWindows>,
     clock: Arc<dyn Clock>,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    shards: Box<[Mutex<Shard>]>,
 }
 
 impl Throttle {
@@ -270,8 +296,14 @@ impl Throttle {
             settings,
             windows,
             clock: Arc::new(SystemClock),
-            buckets: Mutex::default(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        self.shards[shard]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The same limiter reading the time from `clock` (tests move time instead of sleeping).
@@ -299,7 +331,6 @@ impl Throttle {
             return Ok(());
         }
         let window = self.window();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let mut keys = Vec::with_capacity(2);
         if let Some(rate) = rates.hub {
             keys.push((op.name().to_owned(), rate, "the hub"));
@@ -307,14 +338,25 @@ impl Throttle {
         if let Some((rate, id)) = device_rate {
             keys.push((format!("{}/{id}", op.name()), rate, "this device"));
         }
+        // Both shards locked, in shard order (no two callers wait on each other in a cycle).
+        let mut shards: Vec<usize> = keys.iter().map(|(key, _, _)| shard_of(key)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let mut locked: Vec<(usize, MutexGuard<'_, Shard>)> =
+            shards.into_iter().map(|i| (i, self.lock(i))).collect();
         for (key, rate, _) in &keys {
-            let bucket = buckets
-                .entry(key.clone())
-                .or_insert_with(|| Bucket::new(window, *rate));
-            bucket.roll(window);
+            match find(&mut locked, key) {
+                Some(b) => b.roll(window),
+                None => {
+                    let shard = shard_of(key);
+                    if let Some((_, buckets)) = locked.iter_mut().find(|(i, _)| *i == shard) {
+                        buckets.insert(key.clone(), Bucket::new(window, *rate));
+                    }
+                }
+            }
         }
         for (key, rate, whose) in &keys {
-            if let Some(b) = buckets.get(key)
+            if let Some(b) = find(&mut locked, key)
                 && !b.has_room()
             {
                 return Err(HubError::Throttled {
@@ -329,7 +371,7 @@ impl Throttle {
             }
         }
         for (key, _, _) in &keys {
-            if let Some(b) = buckets.get_mut(key) {
+            if let Some(b) = find(&mut locked, key) {
                 b.take();
             }
         }
@@ -342,15 +384,17 @@ impl Throttle {
     pub async fn reconcile(&self) {
         let window = self.window();
         let mut asked: Vec<(String, u64, u64)> = Vec::new();
-        {
-            let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        for shard in 0..SHARDS {
+            let mut buckets = self.lock(shard);
             buckets.retain(|_, b| !b.is_idle(window));
             for (key, b) in buckets.iter_mut() {
+                let mut told_this_window = false;
                 for (w, n) in b.untold.drain(..) {
+                    told_this_window |= w == window;
                     asked.push((key.clone(), w, n));
                 }
                 // A bucket of this window reads the others' count even if it has nothing to tell.
-                if b.window == window && !asked.iter().any(|(k, w, _)| k == key && *w == window) {
+                if b.window == window && !told_this_window {
                     asked.push((key.clone(), window, 0));
                 }
             }
@@ -373,15 +417,12 @@ impl Throttle {
                 return;
             }
         };
-        {
-            let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-            for ((key, w, n), total) in asked.iter().zip(totals) {
-                if let Some(b) = buckets.get_mut(key)
-                    && b.window == *w
-                {
-                    b.mine_told += n;
-                    b.others = total.saturating_sub(b.mine_told);
-                }
+        for ((key, w, n), total) in asked.iter().zip(totals) {
+            if let Some(b) = self.lock(shard_of(key)).get_mut(key)
+                && b.window == *w
+            {
+                b.mine_told += n;
+                b.others = total.saturating_sub(b.mine_told);
             }
         }
         // Windows older than the last few are never read again.
@@ -480,6 +521,38 @@ mod tests {
         assert_eq!(admitted(&t, "a", 2) + admitted(&t, "b", 2), 3);
         clock.advance(second());
         assert_eq!(admitted(&t, "c", 5), 3);
+    }
+
+    #[tokio::test]
+    async fn threads_on_many_devices_share_the_hub_bucket_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let clock = Arc::new(ManualClock::default());
+        // The hub's bucket and the devices' sit in different shards; each device may send 3.
+        let t = Arc::new(node(
+            &settings(rate(100.0, 100), rate(1.0, 3)),
+            &store,
+            &clock,
+        ));
+        let threads: Vec<_> = (0..8)
+            .map(|n| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    (0..10)
+                        .map(|d| admitted(&t, &format!("t{n}-d{d}"), 5))
+                        .sum::<usize>()
+                })
+            })
+            .collect();
+        let total: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(
+            total, 100,
+            "80 devices could take 240; the hub's burst is 100"
+        );
+        assert!(t.admit(Operation::DeviceToCloud, Some("fresh")).is_err());
+        // A refusal by the hub takes nothing from the device: it still has its burst later.
+        clock.advance(second());
+        assert_eq!(admitted(&t, "fresh", 5), 3);
     }
 
     #[tokio::test]

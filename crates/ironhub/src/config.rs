@@ -15,6 +15,7 @@ use ironhub_wire::hub::RoutingConfig;
 use serde::Deserialize;
 
 use crate::file_upload::{FileUploadArgs, FileUploadFile};
+use crate::frame_limits::{FrameLimitArgs, FrameLimitsFile};
 use crate::monitoring::{Monitoring, MonitoringArgs, MonitoringFile};
 use crate::nats::{NatsArgs, NatsFile};
 use crate::netpolicy::{NetPolicy, NetPolicyArgs, NetPolicyFile};
@@ -52,7 +53,8 @@ pub struct ServeArgs {
     /// notification_ttl_hours, max_delivery_count, and a `[nats]` table with url, creds,
     /// tls_ca, tls_cert, tls_key, a `[throttling]` table of rates, a `[monitoring]` table with
     /// metrics_listen, diagnostic_logs, diagnostic_logs_file, diagnostic_logs_max_mb,
-    /// diagnostic_logs_keep, an `[auth]` table, and a `[network]` table with min_tls_version,
+    /// diagnostic_logs_keep, a `[frame_limits]` table with mqtt_packet_bytes,
+    /// websocket_message_bytes, amqp_message_bytes, an `[auth]` table, and a `[network]` table with min_tls_version,
     /// tls_cipher_suites, device_hostname, service_hostname, private_endpoints and the
     /// `[network.hub]`/`[network.dps]` rules).
     #[arg(long, env = "IRONHUB_CONFIG")]
@@ -169,6 +171,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub monitoring: Box<MonitoringArgs>,
     #[command(flatten)]
+    pub frame_limits: FrameLimitArgs,
+    #[command(flatten)]
     pub auth: AuthArgs,
     /// Boxed: the network and TLS flags would make every CLI command as large as `serve`.
     #[command(flatten)]
@@ -236,6 +240,7 @@ struct FileConfig {
     throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
     #[serde(default)]
     monitoring: Option<MonitoringFile>,
+    frame_limits: Option<FrameLimitsFile>,
     /// Service API access: `disable_local_auth` and `[auth.oidc]` (see the README).
     #[serde(default)]
     auth: Option<AuthFile>,
@@ -350,6 +355,8 @@ pub struct ServeConfig {
     pub throttling: Option<ironhub_hub::throttle::ThrottleSettings>,
     /// Metrics and diagnostic logs.
     pub monitoring: Monitoring,
+    /// The largest MQTT packet, WebSocket message and AMQP message a client may send.
+    pub frame_limits: ironhub_hub::frame_limits::FrameLimits,
     /// Who may call the service APIs (bearer tokens, `disableLocalAuth`).
     pub auth: AuthSettings,
     /// IP filters, private endpoints and the TLS policy.
@@ -544,6 +551,9 @@ impl ServeArgs {
             monitoring: self
                 .monitoring
                 .resolve(file.monitoring.unwrap_or_default())?,
+            frame_limits: self
+                .frame_limits
+                .resolve(file.frame_limits.unwrap_or_default())?,
             auth: self.auth.resolve(file.auth.unwrap_or_default())?,
             network: self.network.resolve(file.network.unwrap_or_default())?,
         })

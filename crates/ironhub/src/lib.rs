@@ -8,6 +8,7 @@ pub mod config;
 pub mod data_lock;
 pub mod endpoint_pumps;
 mod file_upload;
+mod frame_limits;
 pub mod identity;
 mod issuer;
 mod linked_hubs;

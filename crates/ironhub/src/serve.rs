@@ -152,7 +152,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         .await?
         .with_issuing_cas(issuing_cas.clone())
         .with_event_streams(streams)
-        .with_routing_allowances(config.routing_allowances);
+        .with_routing_allowances(config.routing_allowances)
+        .with_frame_limits(config.frame_limits);
     let throttle = crate::throttling::start(config.throttling.as_ref(), backing.windows);
     if let Some(t) = &throttle {
         hub = hub.with_throttle(t.clone());

@@ -4,18 +4,24 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
+use ironhub_hub::frame_limits::FrameLimits;
 use rumqttc::mqttbytes::Error as CodecError;
 use rumqttc::mqttbytes::v4::Packet;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-/// Largest packet read: a 256 KiB message plus its topic and properties.
-const MAX_PACKET: usize = 256 * 1024 + 64 * 1024;
+/// Bytes a read asks for at least, and the capacity the buffer may keep while a connection
+/// waits: a buffer that grew for a burst or a large packet is let go once it is empty, so an
+/// idle connection holds at most this much.
+const READ_BYTES: usize = 512;
+const IDLE_CAPACITY: usize = 1024;
 
 /// The socket, with a buffer of bytes read but not yet parsed.
 pub(crate) struct Conn<S> {
     reader: ReadHalf<S>,
     writer: WriteHalf<S>,
     buf: BytesMut,
+    /// The largest packet read (`FrameLimits::mqtt_packet_bytes`).
+    max_packet: usize,
     pub(crate) peer: SocketAddr,
 }
 
@@ -53,15 +59,25 @@ fn flags_are_valid(byte1: u8) -> bool {
 }
 
 /// Takes the first packet off `buf` as a connection reads it: the fixed-header checks the
-/// codec leaves out, then the codec, with the largest packet a connection accepts. `Ok(None)`
-/// while the packet is incomplete (nothing is consumed then).
+/// codec leaves out, then the codec, with the largest packet a connection accepts by default.
+/// `Ok(None)` while the packet is incomplete (nothing is consumed then).
 pub fn read_packet(buf: &mut BytesMut) -> Result<Option<Packet>, ConnError> {
+    read_packet_up_to(buf, FrameLimits::DEFAULT_MQTT_PACKET_BYTES)
+}
+
+/// [`read_packet`] with the largest packet `max_packet` (counted after the fixed header, as
+/// the packet's remaining length): a packet declaring more is an error from its fixed header
+/// on, before its body is read.
+pub fn read_packet_up_to(
+    buf: &mut BytesMut,
+    max_packet: usize,
+) -> Result<Option<Packet>, ConnError> {
     if let Some(&byte1) = buf.first()
         && !flags_are_valid(byte1)
     {
         return Err(ConnError::ReservedFlags(byte1));
     }
-    match Packet::read(buf, MAX_PACKET) {
+    match Packet::read(buf, max_packet) {
         Ok(p) => Ok(Some(p)),
         Err(CodecError::InsufficientBytes(_)) => Ok(None),
         Err(e) => Err(ConnError::Codec(e)),
@@ -72,25 +88,35 @@ pub fn read_packet(buf: &mut BytesMut) -> Result<Option<Packet>, ConnError> {
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<S: AsyncRead + AsyncWrite> Conn<S> {
-    pub(crate) fn new(stream: S, peer: SocketAddr) -> Self {
+    pub(crate) fn new(stream: S, peer: SocketAddr, max_packet: usize) -> Self {
         let (reader, writer) = tokio::io::split(stream);
         Conn {
             reader,
             writer,
-            buf: BytesMut::with_capacity(4096),
+            buf: BytesMut::new(),
+            max_packet,
             peer,
         }
     }
 
     /// A complete packet from the buffer, if one is there.
     pub(crate) fn parse(&mut self) -> Result<Option<Packet>, ConnError> {
-        read_packet(&mut self.buf)
+        read_packet_up_to(&mut self.buf, self.max_packet)
     }
 
     /// Reads more bytes into the buffer; `false` at end of stream or on an error. Safe to
     /// cancel: bytes read are kept.
     pub(crate) async fn fill(&mut self) -> bool {
+        self.prepare_read();
         matches!(self.reader.read_buf(&mut self.buf).await, Ok(n) if n > 0)
+    }
+
+    /// Lets go of a large empty buffer, and makes room for a read of [`READ_BYTES`] at least.
+    fn prepare_read(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > IDLE_CAPACITY {
+            self.buf = BytesMut::new();
+        }
+        self.buf.reserve(READ_BYTES);
     }
 
     /// Reads until a packet is complete; `None` at end of stream.
@@ -99,6 +125,7 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
             if let Some(p) = self.parse()? {
                 return Ok(Some(p));
             }
+            self.prepare_read();
             if self
                 .reader
                 .read_buf(&mut self.buf)
@@ -140,7 +167,7 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ConnError, flags_are_valid, read_packet};
+    use super::{ConnError, flags_are_valid, read_packet, read_packet_up_to};
     use bytes::BytesMut;
     use rumqttc::mqttbytes::v4::{Packet, PubAck};
 
@@ -160,6 +187,30 @@ mod tests {
         assert!(matches!(
             read_packet(&mut BytesMut::from(&[0x80, 0x00][..])),
             Err(ConnError::ReservedFlags(0x80))
+        ));
+    }
+
+    #[test]
+    fn a_packet_over_the_configured_limit_is_refused_from_its_header() {
+        // A PUBLISH declaring 2,000 bytes, of which only the fixed header and topic are here.
+        let mut head = BytesMut::from(&[0x30, 0xD0, 0x0F, 0x00, 0x01, b't'][..]);
+        assert!(
+            matches!(read_packet(&mut head.clone()), Ok(None)),
+            "under the default"
+        );
+        assert!(matches!(
+            read_packet_up_to(&mut head, 1024),
+            Err(ConnError::Codec(_))
+        ));
+        // The limit counts the packet after its fixed header: at the limit it is read.
+        let mut at = BytesMut::from(&[0x30, 0x04, 0x00, 0x01, b't', b'x'][..]);
+        assert!(matches!(
+            read_packet_up_to(&mut at.clone(), 3),
+            Err(ConnError::Codec(_))
+        ));
+        assert!(matches!(
+            read_packet_up_to(&mut at, 4),
+            Ok(Some(Packet::Publish(_)))
         ));
     }
 

@@ -16,11 +16,15 @@ use crate::hub_session::{Answer, End, HubSession};
 use crate::username::Username;
 
 /// Serves an IoT Hub connection whose CONNECT was read, to its end.
-pub(crate) async fn serve<S>(mut conn: Conn<S>, ctx: &ConnectionContext, connect: Connect)
+///
+/// What runs once (authentication, the session's start and end) is boxed where it is awaited,
+/// so the connection's task does not hold its state while the device is idle
+/// ([`crate::serve`]).
+pub(crate) async fn serve<S>(mut conn: Conn<S>, ctx: &ConnectionContext, connect: Box<Connect>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let admitted = match admit(ctx, &connect).await {
+    let admitted = match Box::pin(admit(ctx, &connect)).await {
         Ok(a) => a,
         Err(code) => {
             let _ = conn.send(Packet::ConnAck(ConnAck::new(code, false))).await;
@@ -32,16 +36,17 @@ where
     let _open = ctx.hub.drain().track();
     // Attached, and recorded connected, before CONNACK: a device that is told it is connected
     // is seen as connected.
-    let device = ctx.hub.connect_device(admitted).await;
-    let mut session = HubSession::new(device, &connect).await;
+    let device = Box::pin(ctx.hub.connect_device(admitted)).await;
+    let mut session = Box::pin(HubSession::new(device, &connect)).await;
+    drop(connect);
     let connack = Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false));
     let end = if conn.send(connack).await.is_ok() {
         tracing::info!(target: "Connections", device = %key, peer = %ctx.peer, "device connected");
-        let refused = network::refused(
+        let refused = Box::pin(network::refused(
             ctx.hub.clone(),
             ctx.network_peer(),
             &[NetworkEndpoint::HubDevice],
-        );
+        ));
         let end = run(&mut conn, &mut session, ctx.hub.drain(), refused).await;
         if end == End::Drained {
             conn.close().await;
@@ -52,7 +57,7 @@ where
         // The device never heard it was connected: no Will for it.
         End::Graceful
     };
-    session.end(end).await;
+    Box::pin(session.end(end)).await;
 }
 
 /// CONNECT's checks: the protocol, the node not draining, the client id and username; then
@@ -109,7 +114,7 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), End> {
     let packets = answer?;
     conn.send_all(&packets).await.map_err(|_| End::Unclean)?;
-    session.sent().await;
+    Box::pin(session.sent()).await;
     Ok(())
 }
 
@@ -121,19 +126,18 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     session: &mut HubSession,
     drain: &Drain,
-    refused: impl Future<Output = ()>,
+    mut refused: std::pin::Pin<Box<impl Future<Output = ()>>>,
 ) -> End {
-    tokio::pin!(refused);
     let expiry = session.expiry();
     let idle = session.idle();
-    let started = Ok(session.start().await);
+    let started = Ok(Box::pin(session.start()).await);
     if let Err(end) = deliver(conn, session, started).await {
         return end;
     }
     loop {
         match conn.parse() {
             Ok(Some(packet)) => {
-                let answer = session.on_packet(packet).await;
+                let answer = Box::pin(session.on_packet(packet)).await;
                 if let Err(end) = deliver(conn, session, answer).await {
                     return end;
                 }
@@ -147,7 +151,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let poll_at = session.c2d_poll_at();
         let answer = tokio::select! {
-            () = sleep_until(poll_at) => Ok(session.on_c2d_poll().await),
+            () = sleep_until(poll_at) => Ok(Box::pin(session.on_c2d_poll()).await),
             read = conn.fill() => {
                 if !read {
                     return End::Unclean;
@@ -155,7 +159,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
             message = session.next_bus_message() => match message {
-                Some(m) => session.on_bus(m).await,
+                Some(m) => Box::pin(session.on_bus(m)).await,
                 None => return End::Unclean,
             },
             () = tokio::time::sleep(idle) => {

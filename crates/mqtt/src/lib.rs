@@ -22,4 +22,4 @@ pub mod username;
 
 pub use connection::serve;
 pub use context::ConnectionContext;
-pub use framing::{ConnError, read_packet};
+pub use framing::{ConnError, read_packet, read_packet_up_to};

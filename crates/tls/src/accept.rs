@@ -191,7 +191,9 @@ impl AcceptLoop {
                             let _ = tcp.set_nodelay(true);
                             let gate = self.gate.as_ref().map(|g| g(peer, self.private_endpoint));
                             let name = self.name;
-                            let handshake = self.handshake(tcp, peer, admission);
+                            // Boxed, and freed once done: the connection's task holds it only while it
+                            // runs, not for the connection's life.
+                            let handshake = Box::pin(self.handshake(tcp, peer, admission));
                             let handler = handler.clone();
                             let shutdown = shutdown.clone();
                             let caller = ironhub_observe::Caller {

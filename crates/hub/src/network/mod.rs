@@ -274,7 +274,8 @@ pub fn refused(
             if changes.changed().await.is_err() {
                 return std::future::pending().await;
             }
-            if !hub.network_admits_any(&peer, endpoints).await {
+            // Boxed: every open connection holds this future while it waits.
+            if !Box::pin(hub.network_admits_any(&peer, endpoints)).await {
                 tracing::info!(peer = %peer.ip, ?endpoints, "closing a connection the network rules now refuse");
                 return;
             }
