@@ -28,8 +28,8 @@ use ironhub_dps::Dps;
 use ironhub_dps::model::{EnrollmentGroup, LinkedHub};
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::{Backends, Hub};
-use ironhub_store::Store;
 use ironhub_simulate::provision::{Poll, register, registration_token};
+use ironhub_store::Store;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -421,8 +421,14 @@ impl Device<'_> {
     ) -> anyhow::Result<(Duration, u32)> {
         let started = Instant::now();
         let mut tls = tls_connect(config, port).await?;
-        let registered =
-            register(&mut tls, self.scope, self.id, self.token, Poll::Every(self.poll)).await?;
+        let registered = register(
+            &mut tls,
+            self.scope,
+            self.id,
+            self.token,
+            Poll::Every(self.poll),
+        )
+        .await?;
         Ok((started.elapsed(), registered.polls))
     }
 }
