@@ -6,7 +6,8 @@
 #
 # ROUNDS (3): rounds of compare and provision. QUERY_DEVICES (1000000): the query fleet's size,
 # 0 skips it. SCALE_DEVICES (60000): `scale` (not part of `all`) holds that many `ironhub
-# simulate` devices on one server from 254 loopback source addresses.
+# simulate` devices on one server from 254 loopback source addresses. SKIP_BUILD=1: measure
+# the release binaries already built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,8 +37,11 @@ fi
 if [ ! -x "$TOOLS/bin/rumqttd" ]; then
   CARGO_INCREMENTAL=0 cargo install rumqttd --version 0.20.0 --root "$TOOLS"
 fi
-# ironhub and the load generator, optimized, in a target directory of their own.
-CARGO_TARGET_DIR=$TARGET CARGO_INCREMENTAL=0 cargo build --release -p ironhub -p ironhub-bench
+# ironhub and the load generator, optimized, in a target directory of their own
+# (SKIP_BUILD=1: the binaries already there, as they are).
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  CARGO_TARGET_DIR=$TARGET CARGO_INCREMENTAL=0 cargo build --release -p ironhub -p ironhub-bench
+fi
 
 # 15,000 held connections (60,000 in `scale`) need as many descriptors in the server and in
 # the load generator: root may raise the hard limit, anyone else gets the hard limit.
