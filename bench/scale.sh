@@ -4,7 +4,9 @@
 # 64k connections to one port). Run by run.sh inside a private network namespace, where the
 # default ports (443, 8883) are free.
 #
-#   bench/scale.sh IRONHUB DEVICES [extra `ironhub simulate` arguments]
+#   SCALE_SECONDS=300 bench/scale.sh IRONHUB DEVICES [extra `ironhub simulate` arguments]
+#
+# SCALE_SECONDS: how long the fleet runs from its first connect (connecting included).
 set -euo pipefail
 ironhub=$1
 devices=$2
@@ -43,7 +45,7 @@ sampler=$!
 
 started=$(date +%s)
 "$ironhub" simulate --data-dir "$dir/data" --create --device-count "$devices" \
-  --msg-interval 60 --duration 150 --source-addresses 127.0.1.0/24 --no-progress -o json "$@" \
+  --msg-interval 60 --duration "${SCALE_SECONDS:-300}" --source-addresses 127.0.1.0/24 --no-progress -o json "$@" \
   >"$dir/report.json" || echo "simulate exited with status $?"
 echo "simulate took $(($(date +%s) - started)) s (device creation included)"
 kill "$sampler" 2>/dev/null || true

@@ -238,3 +238,86 @@ async fn request<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DPS that answers the register request `assigning` and the first poll too, then
+    /// `assigned`: what a device reads back over MQTT.
+    async fn fake_dps(mut s: tokio::io::DuplexStream) -> anyhow::Result<()> {
+        use rumqttc::mqttbytes::v4::{ConnAck, PubAck, SubAck, SubscribeReasonCode};
+        let mut buf = BytesMut::new();
+        let mut polls = 0;
+        loop {
+            match read(&mut s, &mut buf).await? {
+                Packet::Connect(c) => {
+                    assert_eq!(c.client_id, "reg-1");
+                    let login = c.login.context("no login")?;
+                    assert_eq!(
+                        login.username,
+                        "0ne/registrations/reg-1/api-version=2021-06-01"
+                    );
+                    let ack = ConnAck::new(ConnectReturnCode::Success, false);
+                    write(&mut s, Packet::ConnAck(ack)).await?;
+                }
+                Packet::Subscribe(sub) => {
+                    let codes = vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)];
+                    write(&mut s, Packet::SubAck(SubAck::new(sub.pkid, codes))).await?;
+                }
+                Packet::Publish(p) => {
+                    write(&mut s, Packet::PubAck(PubAck::new(p.pkid))).await?;
+                    let rid = p.topic.split("$rid=").nth(1).unwrap_or_default();
+                    let rid = rid.split('&').next().unwrap_or_default();
+                    let (status, body) = if p.topic.contains("iotdps-register") {
+                        (202, json!({"operationId": "op", "status": "assigning"}))
+                    } else if polls == 0 {
+                        polls += 1;
+                        (202, json!({"operationId": "op", "status": "assigning"}))
+                    } else {
+                        let state = json!({"assignedHub": "hub.example", "deviceId": "reg-1"});
+                        (
+                            200,
+                            json!({"status": "assigned", "registrationState": state}),
+                        )
+                    };
+                    let topic =
+                        format!("$dps/registrations/res/{status}/?$rid={rid}&retry-after=3");
+                    let answer = Publish::new(topic, QoS::AtMostOnce, body.to_string());
+                    write(&mut s, Packet::Publish(answer)).await?;
+                }
+                Packet::Disconnect => return Ok(()),
+                other => bail!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn register_polls_at_the_given_interval_until_assigned() {
+        let (mut device, dps) = tokio::io::duplex(4096);
+        let server = tokio::spawn(fake_dps(dps));
+        // A fixed 1 ms poll, not the answers' `retry-after=3`: the test would take 2 s with it.
+        let registered = tokio::time::timeout(
+            Duration::from_secs(10),
+            register(
+                &mut device,
+                "0ne",
+                "reg-1",
+                "token",
+                Poll::Every(Duration::from_millis(1)),
+            ),
+        )
+        .await
+        .expect("registered in time")
+        .unwrap();
+        assert_eq!(
+            registered,
+            Registered {
+                hub: "hub.example".into(),
+                device_id: "reg-1".into(),
+                polls: 2,
+            }
+        );
+        server.await.unwrap().unwrap();
+    }
+}
