@@ -52,10 +52,13 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Each run in a private network namespace: its loopback is its own, so fixed ports cannot
 # collide with anything else on the machine, and its port range and TIME_WAIT reuse can be
-# set for tens of thousands of connections.
+# set for tens of thousands of connections. The clients' port range starts above the servers'
+# fixed ports (28883-28886, 28983-28985, 443, 8883): a client connection holding one of them
+# as its own port keeps the next server started there from listening (how a server of a
+# round "did not start").
 isolated() {
   unshare -n bash -c 'ip link set lo up &&
-    sysctl -qw net.ipv4.ip_local_port_range="1024 65000" net.ipv4.tcp_tw_reuse=1 &&
+    sysctl -qw net.ipv4.ip_local_port_range="30000 65000" net.ipv4.tcp_tw_reuse=1 &&
     exec "$@"' isolated "$@"
 }
 
