@@ -19,7 +19,7 @@
 //! to the last message's arrival.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,9 +104,13 @@ impl Target {
     }
 }
 
-/// The figures, each a name, the target and a value per round.
+/// The figures, each a name, the target, the round and a value; `round` is the one being
+/// measured.
 #[derive(Default)]
-struct Results(Vec<(&'static str, Target, f64)>);
+struct Results {
+    round: usize,
+    figures: Vec<(&'static str, Target, usize, f64)>,
+}
 
 impl Results {
     fn add(&mut self, measure: &'static str, target: Target, value: f64) {
@@ -114,14 +118,15 @@ impl Results {
         {
             println!("  {} {measure}: {value:.2}", target.name());
         }
-        self.0.push((measure, target, value));
+        self.figures.push((measure, target, self.round, value));
     }
 
-    fn values(&self, measure: &str, target: Target) -> Vec<f64> {
-        self.0
+    /// A target's figures for `measure`, with their rounds.
+    fn values(&self, measure: &str, target: Target) -> Vec<(usize, f64)> {
+        self.figures
             .iter()
-            .filter(|(m, t, _)| *m == measure && *t == target)
-            .map(|(_, _, v)| *v)
+            .filter(|(m, t, _, _)| *m == measure && *t == target)
+            .map(|(_, _, r, v)| (*r, *v))
             .collect()
     }
 }
@@ -172,20 +177,34 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     let tls_dir = work.path().join("tls");
     let certs = ironhub_tls::ensure_certificates(&tls_dir, &[HOST.to_owned(), "127.0.0.1".into()])?;
     let mut results = Results::default();
+    let mut failures = Vec::new();
     for round in 0..args.rounds {
         targets.rotate_left(usize::from(round > 0));
+        results.round = round;
         for &target in &targets {
             println!("round {} of {}: {}", round + 1, args.rounds, target.name());
-            measure(&args, round, target, work.path(), &certs.ca, &mut results)
+            // A server that fails its round is reported and the run goes on: the other
+            // servers' figures of the same run are still worth having.
+            if let Err(e) = measure(&args, round, target, work.path(), &certs.ca, &mut results)
                 .await
-                .with_context(|| format!("round {}, {}", round + 1, target.name()))?;
+                .with_context(|| format!("round {}, {}", round + 1, target.name()))
+            {
+                println!("  FAILED: {e:#}");
+                failures.push(format!("{e:#}"));
+            }
         }
     }
     report(&args, &targets, &results);
+    for f in &failures {
+        println!("failed: {f}");
+    }
     println!(
         "load average (1, 5, 15 min) at the end: {}",
         crate::stats::load_average()
     );
+    if !failures.is_empty() {
+        bail!("{} of the servers' rounds failed", failures.len());
+    }
     Ok(())
 }
 
@@ -286,22 +305,27 @@ impl Server {
         tls: &Path,
     ) -> anyhow::Result<Server> {
         let port = setup.mqtt_port;
+        let bin = match setup.target {
+            Target::Ironhub => args.ironhub.to_string_lossy().into_owned(),
+            Target::Mosquitto => args.mosquitto.clone(),
+            Target::Rumqttd => args.rumqttd.clone(),
+        };
         let child = match setup.target {
-            Target::Ironhub => Command::new(&args.ironhub)
-                .args(["serve", "--hostname", HOST, "--hostname", "127.0.0.1"])
-                .arg("--data-dir")
-                .arg(dir)
-                .arg("--https-listen")
-                .arg(format!("127.0.0.1:{}", setup.https_port))
-                .arg("--mqtt-listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .args(["--amqp-listen", "127.0.0.1:0"])
-                .args(["--max-connections-per-address", "100000"])
-                .args(["--max-connections", "100000"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .with_context(|| format!("cannot start {}", args.ironhub.display()))?,
+            Target::Ironhub => peers::spawn(
+                Command::new(&args.ironhub)
+                    .args(["serve", "--hostname", HOST, "--hostname", "127.0.0.1"])
+                    .arg("--data-dir")
+                    .arg(dir)
+                    .arg("--https-listen")
+                    .arg(format!("127.0.0.1:{}", setup.https_port))
+                    .arg("--mqtt-listen")
+                    .arg(format!("127.0.0.1:{port}"))
+                    .args(["--amqp-listen", "127.0.0.1:0"])
+                    .args(["--max-connections-per-address", "100000"])
+                    .args(["--max-connections", "100000"]),
+                &bin,
+                work,
+            )?,
             Target::Mosquitto => peers::start_mosquitto(&args.mosquitto, work, tls, port)?,
             Target::Rumqttd => peers::start_rumqttd(&args.rumqttd, work, tls, port)?,
         };
@@ -309,15 +333,23 @@ impl Server {
             pid: child.id(),
             child,
         };
-        if let Err(e) = wait_port(port).await {
+        let mut ready = wait_port(port).await;
+        if ready.is_ok() && setup.target == Target::Ironhub {
+            ready = wait_port(setup.https_port).await;
+        }
+        if let Err(e) = ready {
+            // Why it did not come up: whether it exited, and what it said.
+            let exited = server.child.try_wait().ok().flatten();
             let _ = server.child.kill();
             let _ = server.child.wait();
-            return Err(e);
+            return Err(e.context(format!(
+                "{} {}; its output ({}):\n{}",
+                setup.target.name(),
+                exited.map_or_else(|| "was running".to_owned(), |s| format!("exited ({s})")),
+                peers::log_path(work, &bin).display(),
+                peers::log_tail(work, &bin)
+            )));
         }
-        if setup.target == Target::Ironhub {
-            wait_port(setup.https_port).await?;
-        }
-        server.pid = server.child.id();
         Ok(server)
     }
 
@@ -661,9 +693,10 @@ fn report(args: &Args, targets: &[Target], results: &Results) {
     }
     println!("{head}");
     println!("|---|---|{}", "---|".repeat(peers.len() * 2));
-    let cell = |v: &[f64]| {
-        let rounds: Vec<String> = v.iter().map(|x| format!("{x:.1}")).collect();
-        format!("{} ({:.1})", rounds.join(" / "), median(v))
+    let only = |v: &[(usize, f64)]| v.iter().map(|(_, x)| *x).collect::<Vec<f64>>();
+    let cell = |v: &[(usize, f64)]| {
+        let rounds: Vec<String> = v.iter().map(|(_, x)| format!("{x:.1}")).collect();
+        format!("{} ({:.1})", rounds.join(" / "), median(&only(v)))
     };
     for measure in [
         CONNECTS,
@@ -681,7 +714,8 @@ fn report(args: &Args, targets: &[Target], results: &Results) {
             continue;
         }
         let mut row = format!("| {measure} | {} |", cell(&ours));
-        let theirs: Vec<Vec<f64>> = peers.iter().map(|p| results.values(measure, *p)).collect();
+        let theirs: Vec<Vec<(usize, f64)>> =
+            peers.iter().map(|p| results.values(measure, *p)).collect();
         for v in &theirs {
             if v.is_empty() {
                 row.push_str(" – |");
@@ -693,14 +727,17 @@ fn report(args: &Args, targets: &[Target], results: &Results) {
             if v.is_empty() {
                 row.push_str(" – |");
             } else {
+                // Round by round, where both were measured.
                 let per_round: Vec<String> = ours
                     .iter()
-                    .zip(v)
-                    .map(|(a, b)| format!("{:.2}", a / b))
+                    .filter_map(|(r, a)| {
+                        let (_, b) = v.iter().find(|(rb, _)| rb == r)?;
+                        Some(format!("{:.2}", a / b))
+                    })
                     .collect();
                 row.push_str(&format!(
                     " {:.2} ({}) |",
-                    median(&ours) / median(v),
+                    median(&only(&ours)) / median(&only(v)),
                     per_round.join(" / ")
                 ));
             }

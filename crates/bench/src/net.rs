@@ -1,15 +1,14 @@
-//! What both benchmarks share: the host name the targets' certificates carry, and MQTT over
-//! TLS to a loopback port, one packet at a time.
+//! What the benchmarks share: the host name the targets' certificates carry, TLS 1.2 to a
+//! loopback port, and MQTT packets one at a time (`ironhub_simulate::net`'s reader and writer).
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
-use bytes::BytesMut;
-use rumqttc::mqttbytes::v4::Packet;
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ironhub_simulate::Dialer;
+pub use ironhub_simulate::net::{read, write};
 use tokio::net::TcpStream;
 
 /// The host name the benchmark's certificates are issued for.
@@ -27,7 +26,7 @@ pub async fn wait_port(port: u16) -> anyhow::Result<()> {
 }
 
 /// A client's TLS stream.
-pub type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+pub type Tls = ironhub_simulate::net::BoxStream;
 
 /// A TLS 1.2 client trusting `ca` (the certificate both targets are given). With `resume`,
 /// connections may resume an earlier session (rustls's default in-memory cache); without it,
@@ -47,35 +46,9 @@ pub fn client_config(ca: &Path, resume: bool) -> anyhow::Result<Arc<rustls::Clie
     Ok(Arc::new(config))
 }
 
-/// A new TCP connection to loopback `port` and its TLS handshake.
+/// A new TCP connection to loopback `port` and its TLS handshake (certificate name [`HOST`]).
 pub async fn tls_connect(config: Arc<rustls::ClientConfig>, port: u16) -> anyhow::Result<Tls> {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    tcp.set_nodelay(true)?;
-    Ok(tokio_rustls::TlsConnector::from(config)
-        .connect(ServerName::try_from(HOST)?, tcp)
-        .await?)
-}
-
-/// Writes one MQTT packet.
-pub async fn write(tls: &mut Tls, packet: Packet) -> anyhow::Result<()> {
-    let mut out = BytesMut::new();
-    packet
-        .write(&mut out, usize::MAX)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    tls.write_all(&out).await?;
-    Ok(())
-}
-
-/// Reads one MQTT packet, buffering what follows it in `buf`.
-pub async fn read(tls: &mut Tls, buf: &mut BytesMut) -> anyhow::Result<Packet> {
-    loop {
-        match Packet::read(buf, 1 << 20) {
-            Ok(p) => return Ok(p),
-            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
-            Err(e) => bail!("{e:?}"),
-        }
-        if tls.read_buf(buf).await? == 0 {
-            bail!("the connection closed");
-        }
-    }
+    Dialer::new(Some((config, HOST)), Vec::new())?
+        .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), 0)
+        .await
 }

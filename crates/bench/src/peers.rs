@@ -2,8 +2,8 @@
 //! certificate ironhub generated: Eclipse Mosquitto (Debian's package) and rumqttd (the Rust
 //! broker, `cargo install rumqttd`). Both accept anonymous clients and acknowledge from memory.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 
 use anyhow::Context as _;
 
@@ -24,7 +24,7 @@ pub fn start_mosquitto(bin: &str, work: &Path, tls: &Path, port: u16) -> anyhow:
             tls.join("server-key.pem").display()
         ),
     )?;
-    spawn(Command::new(bin).arg("-c").arg(&conf), bin)
+    spawn(Command::new(bin).arg("-c").arg(&conf), bin, work)
 }
 
 /// Starts rumqttd with one MQTT 3.1.1 listener on `127.0.0.1:port` over TLS (rustls) with
@@ -48,13 +48,33 @@ pub fn start_rumqttd(bin: &str, work: &Path, tls: &Path, port: u16) -> anyhow::R
             tls.join("server-key.pem").display()
         ),
     )?;
-    spawn(Command::new(bin).arg("-c").arg(&conf), bin)
+    spawn(Command::new(bin).arg("-c").arg(&conf), bin, work)
 }
 
-fn spawn(command: &mut Command, bin: &str) -> anyhow::Result<Child> {
+/// Starts `command` with its output appended to [`log_path`] in `work`.
+pub fn spawn(command: &mut Command, bin: &str, work: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(work, bin))?;
     command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
         .spawn()
         .with_context(|| format!("cannot start {bin}"))
+}
+
+/// Where a server's output goes: `{work}/{binary's file name}.log`.
+pub fn log_path(work: &Path, bin: &str) -> PathBuf {
+    let name = Path::new(bin)
+        .file_name()
+        .map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned());
+    work.join(format!("{name}.log"))
+}
+
+/// The last lines of a server's output, for an error message.
+pub fn log_tail(work: &Path, bin: &str) -> String {
+    let text = std::fs::read_to_string(log_path(work, bin)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }

@@ -18,24 +18,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::Request;
 use hyper::header;
 use hyper_util::rt::TokioIo;
-use ironhub_auth::{derive_device_key, generate_key, sas, unix_now};
+use ironhub_auth::{derive_device_key, generate_key};
 use ironhub_dps::Dps;
 use ironhub_dps::model::{EnrollmentGroup, LinkedHub};
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::{Backends, Hub};
+use ironhub_simulate::provision::{Poll, register, registration_token};
 use ironhub_store::Store;
-use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, Publish, Subscribe};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::net::{HOST, Tls, client_config, read, tls_connect, wait_port, write};
+use crate::net::{HOST, client_config, tls_connect, wait_port};
 
 /// The API version devices name (the SDKs' current one).
 const API_VERSION: &str = "2019-03-31";
@@ -275,12 +274,7 @@ async fn run(
         .map(|i| {
             let id = registration_id(phase, transport, i);
             let key = derive_device_key(&enrollment.group_key, &id)?;
-            let token = sas::generate(
-                &format!("{}/registrations/{id}", enrollment.scope),
-                &key,
-                unix_now() + 3600,
-                Some("registration"),
-            )?;
+            let token = registration_token(&enrollment.scope, &id, &key)?;
             anyhow::Ok((id, token))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -418,77 +412,24 @@ impl Device<'_> {
         Ok((status, answer))
     }
 
-    /// Over MQTT: CONNECT, SUBSCRIBE to the answers, the register request, polls.
+    /// Over MQTT: CONNECT, SUBSCRIBE to the answers, the register request, polls
+    /// (`ironhub_simulate`'s exchange, as `ironhub simulate` provisions).
     async fn over_mqtt(
         &self,
         config: Arc<rustls::ClientConfig>,
         port: u16,
     ) -> anyhow::Result<(Duration, u32)> {
-        let (scope, id) = (self.scope, self.id);
         let started = Instant::now();
         let mut tls = tls_connect(config, port).await?;
-        let mut buf = BytesMut::new();
-        let mut c = Connect::new(id);
-        c.keep_alive = 60;
-        c.set_login(
-            format!("{scope}/registrations/{id}/api-version={API_VERSION}"),
-            self.token,
-        );
-        write(&mut tls, Packet::Connect(c)).await?;
-        match read(&mut tls, &mut buf).await? {
-            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {}
-            other => bail!("connection refused: {other:?}"),
-        }
-        let mut s = Subscribe::new("$dps/registrations/res/#", QoS::AtLeastOnce);
-        s.pkid = 1;
-        write(&mut tls, Packet::Subscribe(s)).await?;
-        match read(&mut tls, &mut buf).await? {
-            Packet::SubAck(_) => {}
-            other => bail!("no SUBACK: {other:?}"),
-        }
-        let body = json!({ "registrationId": id }).to_string();
-        let (status, answer) = request(
+        let registered = register(
             &mut tls,
-            &mut buf,
-            1,
-            "$dps/registrations/PUT/iotdps-register/?$rid=1".into(),
-            body.into_bytes(),
+            self.scope,
+            self.id,
+            self.token,
+            Poll::Every(self.poll),
         )
         .await?;
-        if status != 202 {
-            bail!("register answered {status}: {answer}");
-        }
-        let operation = answer["operationId"]
-            .as_str()
-            .context("the register answer has no operationId")?
-            .to_owned();
-        let mut polls = 0u32;
-        loop {
-            tokio::time::sleep(self.poll).await;
-            polls += 1;
-            let rid = polls + 1;
-            let (status, answer) = request(
-                &mut tls,
-                &mut buf,
-                rid,
-                format!(
-                    "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={operation}"
-                ),
-                b" ".to_vec(),
-            )
-            .await?;
-            match (status, answer["status"].as_str()) {
-                (200, Some("assigned")) => {
-                    assigned(&answer)?;
-                    break;
-                }
-                (202, Some("assigning")) => {}
-                _ => bail!("a poll answered {status}: {answer}"),
-            }
-        }
-        let elapsed = started.elapsed();
-        write(&mut tls, Packet::Disconnect).await?;
-        Ok((elapsed, polls))
+        Ok((started.elapsed(), registered.polls))
     }
 }
 
@@ -501,36 +442,6 @@ fn assigned(answer: &Value) -> anyhow::Result<()> {
         bail!("an assigned answer without a hub or device id: {answer}");
     }
     Ok(())
-}
-
-/// Publishes a DPS request at QoS 1 and waits for its answer (`res/{status}/?$rid={rid}`).
-async fn request(
-    tls: &mut Tls,
-    buf: &mut BytesMut,
-    rid: u32,
-    topic: String,
-    payload: Vec<u8>,
-) -> anyhow::Result<(u16, Value)> {
-    let mut p = Publish::new(topic, QoS::AtLeastOnce, payload);
-    p.pkid = u16::try_from(rid % 65_535 + 1).unwrap_or(1);
-    write(tls, Packet::Publish(p)).await?;
-    loop {
-        match read(tls, buf).await? {
-            Packet::PubAck(_) => {}
-            Packet::Publish(answer) => {
-                let (path, query) = answer.topic.split_once("/?").unwrap_or((&answer.topic, ""));
-                let status = path
-                    .strip_prefix("$dps/registrations/res/")
-                    .and_then(|s| s.parse::<u16>().ok())
-                    .with_context(|| format!("not an answer: {}", answer.topic))?;
-                if !query.split('&').any(|q| q == format!("$rid={rid}")) {
-                    bail!("an answer to another request: {}", answer.topic);
-                }
-                return Ok((status, serde_json::from_slice(&answer.payload)?));
-            }
-            other => bail!("unexpected packet: {other:?}"),
-        }
-    }
 }
 
 #[allow(clippy::print_stdout)]

@@ -1,7 +1,6 @@
 //! Connections: TCP from a chosen local source address (so one machine can open more than the
 //! ~64k connections one source address allows towards one port), optional TLS, and MQTT
-//! packets read and written one at a time. The packet reader and writer follow
-//! `crates/bench/src/net.rs` (`read`, `write`), on any stream instead of a TLS one.
+//! packets read and written one at a time (on any stream; `ironhub-bench` uses them too).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
