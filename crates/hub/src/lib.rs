@@ -14,6 +14,7 @@ pub mod credentials;
 mod device;
 mod device_auth;
 pub mod digital_twin;
+pub mod epochs;
 mod error;
 pub mod events;
 pub mod file_upload;
