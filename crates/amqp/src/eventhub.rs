@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fe2o3_amqp::Sender;
-use fe2o3_amqp::types::definitions::{AmqpError, Error};
+use fe2o3_amqp::types::definitions::{AmqpError, Error, Fields, LinkError};
 use fe2o3_amqp::types::messaging::FilterSet;
-use fe2o3_amqp::types::primitives::Value;
+use fe2o3_amqp::types::primitives::{Symbol, Value};
+use ironhub_hub::epochs::{PartitionHold, ReaderDisconnected};
 use ironhub_hub::events::{EventReader, ReadFrom};
 use tokio::sync::watch;
 
@@ -20,6 +21,29 @@ const SELECTOR_FILTER_CODE: u64 = 0x0000_468C_0000_0004;
 
 /// How long a receiver waits for events before it looks again whether it should stop.
 const POLL: Duration = Duration::from_secs(5);
+
+/// The link property an exclusive receiver names its epoch with (the SDKs' `owner_level`,
+/// `ownerLevel`).
+const EPOCH: &str = "com.microsoft:epoch";
+
+/// The epoch a receiver's attach asks for, if any (a long; other integer types are taken too).
+pub fn epoch(properties: Option<&Fields>) -> Option<i64> {
+    match properties?.get(&Symbol::from(EPOCH))? {
+        Value::Long(n) => Some(*n),
+        Value::Int(n) => Some(i64::from(*n)),
+        Value::Short(n) => Some(i64::from(*n)),
+        Value::Byte(n) => Some(i64::from(*n)),
+        Value::Uint(n) => Some(i64::from(*n)),
+        Value::Ulong(n) => i64::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+/// A receiver refused or disconnected for another's epoch: `amqp:link:stolen`, which the
+/// Event Hubs SDKs surface as a receiver (consumer) disconnected error.
+pub fn stolen(why: &ReaderDisconnected) -> Error {
+    Error::new(LinkError::Stolen, Some(why.to_string()), None)
+}
 
 /// Where a receiver starts, from its source's filters: a selector filter of the form
 /// `amqp.annotation.x-opt-{offset|sequence-number|enqueued-time} {>|>=} 'value'`; no filter
@@ -93,15 +117,20 @@ fn parse_selector(selector: &str) -> Result<ReadFrom, String> {
     }
 }
 
-/// Delivers a partition's events on `sender` until the link or the connection goes away, or
+/// Delivers a partition's events on `sender` until the link or the connection goes away,
 /// `authorized` says the token that opened it lapsed (the link is then closed with
-/// `amqp:unauthorized-access`, as a client that does not renew its token sees on Event Hubs).
+/// `amqp:unauthorized-access`, as a client that does not renew its token sees on Event Hubs),
+/// or another receiver takes the partition from `hold` (closed with `amqp:link:stolen`).
 pub async fn deliver(
     mut sender: Sender,
     mut reader: EventReader,
+    mut hold: PartitionHold,
     mut closed: watch::Receiver<bool>,
     authorized: impl Fn() -> bool,
 ) {
+    // One wait for the whole link (a reader without epoch watches the bus while it waits).
+    let lost = hold.lost();
+    tokio::pin!(lost);
     loop {
         if !authorized() {
             let _ = sender.close_with_error(crate::errors::lapsed()).await;
@@ -111,6 +140,10 @@ pub async fn deliver(
             batch = reader.next_batch(POLL) => batch,
             _ = sender.on_detach() => return,
             _ = closed.changed() => return,
+            lost = &mut lost => {
+                let _ = sender.close_with_error(stolen(&lost)).await;
+                return;
+            }
         };
         let events = match batch {
             Ok(events) => events,
@@ -130,6 +163,10 @@ pub async fn deliver(
             let sent = tokio::select! {
                 sent = sender.send_batchable(event_message(event)) => sent,
                 _ = closed.changed() => return,
+                lost = &mut lost => {
+                    let _ = sender.close_with_error(stolen(&lost)).await;
+                    return;
+                }
             };
             if sent.is_err() {
                 return;
