@@ -113,10 +113,11 @@ pub async fn outgoing(
             set(&link.state.methods_out, None);
         }
         DeviceNode::Events if link.identity.module_id.is_some() => {
-            // A module's input messages: IoT Hub routes none to them (only an IoT Edge hub
-            // does), so the link stays open and quiet, as MQTT's `inputs/#` subscription.
-            let (_tx, rx) = mpsc::channel(1);
+            // A module's input messages, routed by its device's `$edgeHub` routes.
+            let (tx, rx) = mpsc::channel(16);
+            set(&link.state.inputs_out, Some(tx));
             pump(sender, rx, &link, closed).await;
+            set(&link.state.inputs_out, None);
         }
         DeviceNode::Events => {
             let _ = sender
@@ -197,9 +198,12 @@ fn time_text(t: &Timestamp) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
+/// The application property a module's message names its output with.
+const OUTPUT_NAME: &str = "iothub-outputname";
+
 /// A device's AMQP message as telemetry: the AMQP properties are its system properties, the
 /// `iothub-interface-id`, `dt-subject` and `dt-dataschema` annotations the Plug and Play
-/// ones, the application properties its own.
+/// ones, `iothub-outputname` its output, the application properties its own.
 fn telemetry(message: &Message<Body<Value>>) -> Result<Telemetry, HubError> {
     let p = message.properties.clone().unwrap_or_default();
     let mut system = SystemProperties {
@@ -230,18 +234,17 @@ fn telemetry(message: &Message<Body<Value>>) -> Result<Telemetry, HubError> {
             *field = value_text(value).map(str::to_owned);
         }
     }
-    let application = message
-        .application_properties
-        .as_ref()
-        .map(|a| {
-            a.0.iter()
-                .map(|(k, v)| {
-                    let v = (!matches!(v, SimpleValue::Null)).then(|| simple_text(v));
-                    (k.clone(), v)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut application = Vec::new();
+    for (k, v) in message.application_properties.iter().flat_map(|a| a.0.iter()) {
+        let v = (!matches!(v, SimpleValue::Null)).then(|| simple_text(v));
+        // A module names the output it sends to here (the Node `ModuleClient`'s
+        // `sendOutputEvent`).
+        if k == OUTPUT_NAME {
+            system.output_name = v;
+            continue;
+        }
+        application.push((k.clone(), v));
+    }
     Ok(Telemetry {
         system,
         application,

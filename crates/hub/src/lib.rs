@@ -24,6 +24,7 @@ pub mod issuing_cas;
 pub mod keys;
 pub mod methods;
 pub mod model;
+pub mod module_inputs;
 pub mod module_twin;
 pub mod modules;
 mod monitoring;
