@@ -300,7 +300,9 @@ async fn deliver(hub: &Hub, state: &DeviceState, message: BusMessage) {
                 Some(out) => {
                     let _ = out.send(input_message(&message)).await;
                 }
-                None => tracing::debug!(input = %message.input, "no input link: the module input message dropped"),
+                None => {
+                    tracing::debug!(input = %message.input, "no input link: the module input message dropped")
+                }
             }
         }
         BusMessage::TakenOver | BusMessage::Revoked => {}

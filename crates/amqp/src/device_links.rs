@@ -235,7 +235,11 @@ fn telemetry(message: &Message<Body<Value>>) -> Result<Telemetry, HubError> {
         }
     }
     let mut application = Vec::new();
-    for (k, v) in message.application_properties.iter().flat_map(|a| a.0.iter()) {
+    for (k, v) in message
+        .application_properties
+        .iter()
+        .flat_map(|a| a.0.iter())
+    {
         let v = (!matches!(v, SimpleValue::Null)).then(|| simple_text(v));
         // A module names the output it sends to here (the Node `ModuleClient`'s
         // `sendOutputEvent`).
@@ -432,6 +436,11 @@ mod tests {
         application.insert("colour".to_owned(), SimpleValue::String("blue".into()));
         application.insert("n".to_owned(), SimpleValue::Int(3));
         application.insert("flag".to_owned(), SimpleValue::Null);
+        // A module's output (Node's `sendOutputEvent`): a system property, not the sender's.
+        application.insert(
+            "iothub-outputname".to_owned(),
+            SimpleValue::String("out1".into()),
+        );
         let message = Message {
             header: None,
             delivery_annotations: None,
@@ -451,6 +460,7 @@ mod tests {
         assert_eq!(t.system.content_type.as_deref(), Some("application/json"));
         assert_eq!(t.system.interface_id.as_deref(), Some("dtmi:x;1"));
         assert_eq!(t.system.expiry.as_deref(), Some("2023-11-14T22:13:20.000Z"));
+        assert_eq!(t.system.output_name.as_deref(), Some("out1"));
         assert_eq!(
             t.application,
             [

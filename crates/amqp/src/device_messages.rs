@@ -185,4 +185,45 @@ mod tests {
         let patch = desired_patch(3, b"{}".to_vec());
         assert_eq!(patch.properties.unwrap().correlation_id, None);
     }
+
+    #[test]
+    fn an_input_message_names_its_input_and_keeps_the_sender_s_properties() {
+        let m = input_message(&InputMessage {
+            input: "in1".into(),
+            system: [
+                ("message-id", "m1"),
+                ("content-type", "application/json"),
+                ("iothub-connection-device-id", "edge"),
+                ("iothub-connection-module-id", "filter"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            application: [("level".to_owned(), Some("info".to_owned()))].into(),
+            body: b"hi".to_vec(),
+        });
+        let annotations = m.message_annotations.unwrap();
+        let get = |k: &str| {
+            annotations
+                .0
+                .get(&OwnedKey::Symbol(Symbol::from(k)) as &OwnedKey)
+                .cloned()
+        };
+        assert_eq!(get(INPUT_NAME), Some(Value::String("in1".into())));
+        assert_eq!(
+            get("iothub-connection-module-id"),
+            Some(Value::String("filter".into()))
+        );
+        let properties = m.properties.unwrap();
+        assert_eq!(properties.message_id, Some(MessageId::String("m1".into())));
+        assert_eq!(
+            properties.content_type,
+            Some(Symbol::from("application/json"))
+        );
+        assert_eq!(
+            m.application_properties.unwrap().0.get("level"),
+            Some(&SimpleValue::String("info".into()))
+        );
+        assert_eq!(m.body.0.to_vec(), b"hi");
+    }
 }

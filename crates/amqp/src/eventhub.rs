@@ -73,25 +73,47 @@ pub fn start_position(filters: Option<&FilterSet>) -> Result<ReadFrom, String> {
     Ok(ReadFrom::Start)
 }
 
-/// Parses one selector expression.
+/// Parses one selector expression: `amqp.annotation.{field} {op} {value}`, the form every
+/// Event Hubs SDK sends (Python `azure-eventhub`, Node `@azure/event-hubs`, uamqp): the field
+/// `x-opt-offset`, `x-opt-sequence-number` or `x-opt-enqueued-time` (Unix milliseconds), the
+/// operator `>` or `>=` (inclusive), the value quoted (`'5'`) or a bare number; names in any
+/// case, spaces around the operator optional. Anything else is refused with a description.
 fn parse_selector(selector: &str) -> Result<ReadFrom, String> {
-    let bad = || format!("The selector filter '{selector}' is not supported.");
-    let rest = selector
-        .trim()
-        .strip_prefix("amqp.annotation.")
-        .ok_or_else(bad)?;
-    let (field, rest) = rest.split_once(char::is_whitespace).ok_or_else(bad)?;
-    let (inclusive, rest) = match rest.trim_start() {
-        r if r.starts_with(">=") => (true, &r[2..]),
-        r if r.starts_with('>') => (false, &r[1..]),
-        _ => return Err(bad()),
+    let bad = || {
+        format!(
+            "The selector filter '{selector}' is not supported: a receiver's position is \
+             `amqp.annotation.x-opt-offset`, `amqp.annotation.x-opt-sequence-number` or \
+             `amqp.annotation.x-opt-enqueued-time` compared with `>` or `>=` to one value."
+        )
     };
-    let value = rest
-        .trim()
-        .strip_prefix('\'')
-        .and_then(|v| v.strip_suffix('\''))
+    let text = selector.trim();
+    const PREFIX: &str = "amqp.annotation.";
+    let rest = text
+        .get(..PREFIX.len())
+        .filter(|p| p.eq_ignore_ascii_case(PREFIX))
+        .map(|_| &text[PREFIX.len()..])
         .ok_or_else(bad)?;
-    match field {
+    let end = rest
+        .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '=' | '!'))
+        .ok_or_else(bad)?;
+    let (field, rest) = rest.split_at(end);
+    let rest = rest.trim_start();
+    let (inclusive, rest) = if let Some(r) = rest.strip_prefix(">=") {
+        (true, r)
+    } else if let Some(r) = rest.strip_prefix('>') {
+        (false, r)
+    } else {
+        return Err(bad());
+    };
+    let rest = rest.trim();
+    let value = match rest.strip_prefix('\'') {
+        Some(quoted) => quoted.strip_suffix('\'').ok_or_else(bad)?,
+        None => rest,
+    };
+    if value.is_empty() || value.contains('\'') {
+        return Err(bad());
+    }
+    match field.to_ascii_lowercase().as_str() {
         "x-opt-offset" | "x-opt-sequence-number" => {
             if value == "@latest" {
                 return Ok(ReadFrom::End);
@@ -101,15 +123,26 @@ fn parse_selector(selector: &str) -> Result<ReadFrom, String> {
             if n < 0 {
                 return Ok(ReadFrom::Start);
             }
-            let first = if inclusive { n } else { n + 1 };
+            let first = if inclusive { n } else { n.saturating_add(1) };
             Ok(match u64::try_from(first) {
                 Ok(seq) => ReadFrom::Sequence(seq),
                 Err(_) => ReadFrom::Start,
             })
         }
         "x-opt-enqueued-time" => {
-            let ms: i64 = value.parse().map_err(|_| bad())?;
-            let ms = if inclusive { ms } else { ms + 1 };
+            // Whole milliseconds; a fractional number (a JavaScript time may be one) is cut.
+            let ms = match value.parse::<i64>() {
+                Ok(ms) => ms,
+                Err(_) => {
+                    let f: f64 = value.parse().map_err(|_| bad())?;
+                    if !f.is_finite() {
+                        return Err(bad());
+                    }
+                    // Saturates; out of range is refused by `from_timestamp_millis` below.
+                    f.floor() as i64
+                }
+            };
+            let ms = if inclusive { ms } else { ms.saturating_add(1) };
             let time = DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(bad)?;
             Ok(ReadFrom::Time(time))
         }
@@ -181,8 +214,12 @@ mod tests {
 
     #[test]
     fn selectors() {
-        let p = |s: &str| parse_selector(s).unwrap();
+        let p = |s: &str| parse_selector(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        let time = |ms| ReadFrom::Time(DateTime::<Utc>::from_timestamp_millis(ms).unwrap());
+        // What the SDKs send: Python's `event_position_selector`, Node's
+        // `getEventPositionFilter` (offset, sequence number, enqueued time; `>` or `>=`).
         assert_eq!(p("amqp.annotation.x-opt-offset > '-1'"), ReadFrom::Start);
+        assert_eq!(p("amqp.annotation.x-opt-offset >= '-1'"), ReadFrom::Start);
         assert_eq!(p("amqp.annotation.x-opt-offset > '@latest'"), ReadFrom::End);
         assert_eq!(
             p("amqp.annotation.x-opt-offset >= '@latest'"),
@@ -193,22 +230,61 @@ mod tests {
             ReadFrom::Sequence(6)
         );
         assert_eq!(
+            p("amqp.annotation.x-opt-offset >= '5'"),
+            ReadFrom::Sequence(5)
+        );
+        assert_eq!(
+            p("amqp.annotation.x-opt-sequence-number > '5'"),
+            ReadFrom::Sequence(6)
+        );
+        assert_eq!(
             p("amqp.annotation.x-opt-sequence-number >= '5'"),
             ReadFrom::Sequence(5)
         );
         assert_eq!(
             p("amqp.annotation.x-opt-enqueued-time > '1700000000000'"),
-            ReadFrom::Time(DateTime::<Utc>::from_timestamp_millis(1_700_000_000_001).unwrap())
+            time(1_700_000_000_001)
+        );
+        assert_eq!(
+            p("amqp.annotation.x-opt-enqueued-time >= '1700000000000'"),
+            time(1_700_000_000_000)
+        );
+        // Looser spellings of the same.
+        assert_eq!(
+            p("  AMQP.Annotation.X-Opt-Offset>'5'  "),
+            ReadFrom::Sequence(6)
+        );
+        assert_eq!(
+            p("amqp.annotation.x-opt-sequence-number>=7"),
+            ReadFrom::Sequence(7)
+        );
+        assert_eq!(p("amqp.annotation.x-opt-offset > 5"), ReadFrom::Sequence(6));
+        assert_eq!(
+            p("amqp.annotation.x-opt-enqueued-time >= '1700000000000.7'"),
+            time(1_700_000_000_000)
+        );
+        assert_eq!(
+            p("amqp.annotation.x-opt-offset > '9223372036854775807'"),
+            ReadFrom::Sequence(i64::MAX as u64)
         );
         for bad in [
             "",
             "amqp.annotation.x-opt-offset = '1'",
-            "amqp.annotation.x-opt-offset > 1",
+            "amqp.annotation.x-opt-offset < '1'",
+            "amqp.annotation.x-opt-offset <> '1'",
             "amqp.annotation.x-opt-offset > 'x'",
+            "amqp.annotation.x-opt-offset > ''",
+            "amqp.annotation.x-opt-offset > '1",
+            "amqp.annotation.x-opt-offset > '1' AND amqp.annotation.x-opt-offset < '9'",
             "amqp.annotation.x-opt-other > '1'",
+            "amqp.annotation.x-opt-enqueued-time > 'NaN'",
+            "amqp.annotation.x-opt-enqueued-time > '99999999999999999999'",
+            "amqp.annotation.x-opt-offset",
             "x-opt-offset > '1'",
+            "sys.offset > '1'",
         ] {
-            assert!(parse_selector(bad).is_err(), "{bad}");
+            let e = parse_selector(bad).unwrap_err();
+            assert!(e.contains("is not supported"), "{bad}: {e}");
         }
     }
 }

@@ -73,12 +73,7 @@ impl EdgeRoute {
 
     /// The input this route sends a message of `module` (sent to `output`, if any) to, when
     /// it takes it; `view` is the message as a routing condition sees it.
-    fn input_for(
-        &self,
-        module: &str,
-        output: Option<&str>,
-        view: &Value,
-    ) -> Option<(&str, &str)> {
+    fn input_for(&self, module: &str, output: Option<&str>, view: &Value) -> Option<(&str, &str)> {
         let (target, input) = self.target.as_ref()?;
         let takes = match &self.source {
             Source::Any => true,
@@ -157,7 +152,12 @@ fn brokered_endpoint(sink: &str) -> Option<(String, String)> {
         .strip_prefix('"')
         .and_then(|p| p.strip_suffix('"'))
         .or_else(|| inner.strip_prefix('\'').and_then(|p| p.strip_suffix('\'')))?;
-    match path.trim_matches('/').split('/').collect::<Vec<_>>().as_slice() {
+    match path
+        .trim_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [modules, m, inputs, i]
             if modules.eq_ignore_ascii_case("modules")
                 && inputs.eq_ignore_ascii_case("inputs")

@@ -21,8 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use ironhub_store::{
-    Attachment, BusError, BusMessage, DeviceBus, InputMessage, MethodResponse, PendingCalls,
-    Result,
+    Attachment, BusError, BusMessage, DeviceBus, InputMessage, MethodResponse, PendingCalls, Result,
 };
 
 use crate::eventlog::bucket;
@@ -84,7 +83,10 @@ enum Wire {
     TakenOver,
     Revoked,
     C2dAvailable,
-    DesiredPatch { version: u64, body: String },
+    DesiredPatch {
+        version: u64,
+        body: String,
+    },
     Input {
         input: String,
         system: BTreeMap<String, String>,
