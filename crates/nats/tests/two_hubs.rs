@@ -36,16 +36,22 @@ async fn node(server: &common::Server, store: &Arc<dyn Store>, names: &Names, id
         .unwrap()
 }
 
+/// Nodes `node-a` and `node-b` of a new hub over one store (kept in the directory returned).
+async fn two_nodes(server: &common::Server) -> (Hub, Hub, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let names = Names::new(&common::unique("hub"));
+    let a = node(server, &store, &names, "node-a").await;
+    let b = node(server, &store, &names, "node-b").await;
+    (a, b, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_node_sends_reaches_a_device_on_the_other() {
     let Some(server) = common::server() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let names = Names::new(&common::unique("hub"));
-    let a = node(&server, &store, &names, "node-a").await;
-    let b = node(&server, &store, &names, "node-b").await;
+    let (a, b, _dir) = two_nodes(&server).await;
     a.put_device("on-b", &DeviceSpec::default(), None)
         .await
         .unwrap();
@@ -133,14 +139,13 @@ async fn epoch_readers_hold_a_partition_across_nodes() {
     let Some(server) = common::server() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let names = Names::new(&common::unique("hub"));
-    let a = node(&server, &store, &names, "node-a").await;
-    let b = node(&server, &store, &names, "node-b").await;
+    let (a, b, _dir) = two_nodes(&server).await;
 
     let mut plain = b.hold_partition("eh", "$Default", 0, None).await.unwrap();
-    let mut first = a.hold_partition("eh", "$Default", 0, Some(1)).await.unwrap();
+    let mut first = a
+        .hold_partition("eh", "$Default", 0, Some(1))
+        .await
+        .unwrap();
     let lost = tokio::time::timeout(BOUND, plain.lost()).await.unwrap();
     assert!(lost.0.contains("without epoch"), "{lost}");
     assert!(b.hold_partition("eh", "$Default", 0, None).await.is_err());
