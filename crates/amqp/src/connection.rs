@@ -27,7 +27,7 @@ use crate::claims::Claims;
 use crate::device::{DeviceLink, Devices};
 use crate::device_links;
 use crate::errors::{error, hub_error, not_found, unauthorized};
-use crate::eventhub::{deliver, start_position};
+use crate::eventhub::{deliver, start_position, stolen};
 use crate::links::next_delivery;
 use crate::padding::Padded;
 use crate::replay::{Replay, SASL_PROTOCOL, read_header};
@@ -239,6 +239,7 @@ async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
         .build();
     let mut tasks = JoinSet::new();
     while let Some(attach) = session.next_incoming_attach().await {
+        let epoch = crate::eventhub::epoch(attach.properties.as_ref());
         let (role, address, filters) = match attach.role {
             // The client sends: it names the target.
             Role::Sender => {
@@ -289,7 +290,7 @@ async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
                 tasks.spawn(ironhub_observe::caller::within(caller, link));
             }
             (_, LinkEndpoint::Sender(sender)) => {
-                let link = outgoing(sender, address, filters, shared);
+                let link = outgoing(sender, address, Reading { filters, epoch }, shared);
                 tasks.spawn(ironhub_observe::caller::within(caller, link));
             }
         }
@@ -393,8 +394,14 @@ async fn incoming(mut receiver: Receiver, address: String, shared: Shared) {
     }
 }
 
+/// How a partition receiver asked to read: its source's filters and its link's epoch.
+struct Reading {
+    filters: Option<FilterSet>,
+    epoch: Option<i64>,
+}
+
 /// A link the client receives on: the answers of a request node, or a partition's events.
-async fn outgoing(sender: Sender, address: String, filters: Option<FilterSet>, shared: Shared) {
+async fn outgoing(sender: Sender, address: String, reading: Reading, shared: Shared) {
     match node(&address, &shared.ctx.entity) {
         node @ (Node::Cbs | Node::Management) => {
             let client_address = match sender.target().as_ref() {
@@ -415,7 +422,7 @@ async fn outgoing(sender: Sender, address: String, filters: Option<FilterSet>, s
                 group: &group,
                 partition: &partition,
             };
-            partition_link(sender, &address, target, filters, shared).await;
+            partition_link(sender, &address, target, reading, shared).await;
         }
         Node::Events => {
             let _ = sender.close_with_error(redirect(&shared.ctx)).await;
@@ -543,12 +550,14 @@ struct Partition<'a> {
 }
 
 /// A receiver on `{entity}/ConsumerGroups/{group}/Partitions/{partition}`: authorized by the
-/// connection's claims, positioned by its filter, then fed until it or its token goes away.
+/// connection's claims, positioned by its filter, placed by its epoch (refused with
+/// `amqp:link:stolen` when another receiver's epoch wins), then fed until it or its token goes
+/// away, or a receiver with a higher epoch takes the partition.
 async fn partition_link(
     sender: Sender,
     address: &str,
     target: Partition<'_>,
-    filters: Option<FilterSet>,
+    how: Reading,
     shared: Shared,
 ) {
     let ctx = &shared.ctx;
@@ -574,7 +583,7 @@ async fn partition_link(
         let _ = sender.close_with_error(not_found(address)).await;
         return;
     };
-    let from = match start_position(filters.as_ref()) {
+    let from = match start_position(how.filters.as_ref()) {
         Ok(from) => from,
         Err(description) => {
             let _ = sender
@@ -593,9 +602,21 @@ async fn partition_link(
             return;
         }
     };
+    let hold = match ctx
+        .hub
+        .hold_partition(entity, group, partition, how.epoch)
+        .await
+    {
+        Ok(hold) => hold,
+        Err(refused) => {
+            tracing::debug!(peer = %shared.peer, address, %refused, "AMQP receiver refused");
+            let _ = sender.close_with_error(stolen(&refused)).await;
+            return;
+        }
+    };
     let hub = ctx.hub.clone();
     let claims = shared.claims.clone();
-    deliver(sender, reader, shared.closed.clone(), move || {
+    deliver(sender, reader, hold, shared.closed.clone(), move || {
         claims.allows(&hub, &path)
     })
     .await;

@@ -113,10 +113,11 @@ pub async fn outgoing(
             set(&link.state.methods_out, None);
         }
         DeviceNode::Events if link.identity.module_id.is_some() => {
-            // A module's input messages: IoT Hub routes none to them (only an IoT Edge hub
-            // does), so the link stays open and quiet, as MQTT's `inputs/#` subscription.
-            let (_tx, rx) = mpsc::channel(1);
+            // A module's input messages, routed by its device's `$edgeHub` routes.
+            let (tx, rx) = mpsc::channel(16);
+            set(&link.state.inputs_out, Some(tx));
             pump(sender, rx, &link, closed).await;
+            set(&link.state.inputs_out, None);
         }
         DeviceNode::Events => {
             let _ = sender
@@ -197,9 +198,12 @@ fn time_text(t: &Timestamp) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
+/// The application property a module's message names its output with.
+const OUTPUT_NAME: &str = "iothub-outputname";
+
 /// A device's AMQP message as telemetry: the AMQP properties are its system properties, the
 /// `iothub-interface-id`, `dt-subject` and `dt-dataschema` annotations the Plug and Play
-/// ones, the application properties its own.
+/// ones, `iothub-outputname` its output, the application properties its own.
 fn telemetry(message: &Message<Body<Value>>) -> Result<Telemetry, HubError> {
     let p = message.properties.clone().unwrap_or_default();
     let mut system = SystemProperties {
@@ -230,18 +234,21 @@ fn telemetry(message: &Message<Body<Value>>) -> Result<Telemetry, HubError> {
             *field = value_text(value).map(str::to_owned);
         }
     }
-    let application = message
+    let mut application = Vec::new();
+    for (k, v) in message
         .application_properties
-        .as_ref()
-        .map(|a| {
-            a.0.iter()
-                .map(|(k, v)| {
-                    let v = (!matches!(v, SimpleValue::Null)).then(|| simple_text(v));
-                    (k.clone(), v)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+        .iter()
+        .flat_map(|a| a.0.iter())
+    {
+        let v = (!matches!(v, SimpleValue::Null)).then(|| simple_text(v));
+        // A module names the output it sends to here (the Node `ModuleClient`'s
+        // `sendOutputEvent`).
+        if k == OUTPUT_NAME {
+            system.output_name = v;
+            continue;
+        }
+        application.push((k.clone(), v));
+    }
     Ok(Telemetry {
         system,
         application,
@@ -429,6 +436,11 @@ mod tests {
         application.insert("colour".to_owned(), SimpleValue::String("blue".into()));
         application.insert("n".to_owned(), SimpleValue::Int(3));
         application.insert("flag".to_owned(), SimpleValue::Null);
+        // A module's output (Node's `sendOutputEvent`): a system property, not the sender's.
+        application.insert(
+            "iothub-outputname".to_owned(),
+            SimpleValue::String("out1".into()),
+        );
         let message = Message {
             header: None,
             delivery_annotations: None,
@@ -448,6 +460,7 @@ mod tests {
         assert_eq!(t.system.content_type.as_deref(), Some("application/json"));
         assert_eq!(t.system.interface_id.as_deref(), Some("dtmi:x;1"));
         assert_eq!(t.system.expiry.as_deref(), Some("2023-11-14T22:13:20.000Z"));
+        assert_eq!(t.system.output_name.as_deref(), Some("out1"));
         assert_eq!(
             t.application,
             [

@@ -8,7 +8,7 @@ use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Data, Message, MessageAnnotations, MessageId, Properties,
 };
 use fe2o3_amqp::types::primitives::{Binary, OrderedMap, SimpleValue, Symbol, Value};
-use ironhub_store::C2dMessage;
+use ironhub_store::{C2dMessage, InputMessage};
 
 use crate::message::timestamp;
 
@@ -110,6 +110,51 @@ pub fn method_request(call_id: u64, name: &str, payload: Vec<u8>) -> Outgoing {
     }
 }
 
+/// The annotation naming the input a module's message arrives on (read by the Node
+/// `ModuleClient`'s AMQP transport for its `inputMessage` event).
+pub const INPUT_NAME: &str = "x-opt-input-name";
+
+/// A message routed to a module's input: the sender's AMQP and application properties, the
+/// input and the sending device and module as annotations.
+pub fn input_message(m: &InputMessage) -> Outgoing {
+    let text = |name: &str| m.system.get(name).cloned();
+    let mut annotations = OrderedMap::new();
+    annotations.insert(
+        OwnedKey::Symbol(Symbol::from(INPUT_NAME)),
+        Value::String(m.input.clone()),
+    );
+    for name in [
+        "iothub-connection-device-id",
+        "iothub-connection-module-id",
+        "iothub-outputname",
+    ] {
+        if let Some(value) = text(name) {
+            annotations.insert(OwnedKey::Symbol(Symbol::from(name)), Value::String(value));
+        }
+    }
+    let mut application = OrderedMap::new();
+    for (k, v) in &m.application {
+        let v = v.clone().map_or(SimpleValue::Null, SimpleValue::String);
+        application.insert(k.clone(), v);
+    }
+    Message {
+        header: None,
+        delivery_annotations: None,
+        message_annotations: Some(MessageAnnotations(annotations)),
+        properties: Some(Properties {
+            message_id: text("message-id").map(MessageId::String),
+            correlation_id: text("correlation-id").map(MessageId::String),
+            user_id: text("user-id").map(|u| Binary::from(u.into_bytes())),
+            content_type: text("content-type").map(Symbol::from),
+            content_encoding: text("content-encoding").map(Symbol::from),
+            ..Properties::default()
+        }),
+        application_properties: Some(ApplicationProperties(application)),
+        body: Data(Binary::from(m.body.clone())),
+        footer: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -139,5 +184,46 @@ mod tests {
         );
         let patch = desired_patch(3, b"{}".to_vec());
         assert_eq!(patch.properties.unwrap().correlation_id, None);
+    }
+
+    #[test]
+    fn an_input_message_names_its_input_and_keeps_the_sender_s_properties() {
+        let m = input_message(&InputMessage {
+            input: "in1".into(),
+            system: [
+                ("message-id", "m1"),
+                ("content-type", "application/json"),
+                ("iothub-connection-device-id", "edge"),
+                ("iothub-connection-module-id", "filter"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            application: [("level".to_owned(), Some("info".to_owned()))].into(),
+            body: b"hi".to_vec(),
+        });
+        let annotations = m.message_annotations.unwrap();
+        let get = |k: &str| {
+            annotations
+                .0
+                .get(&OwnedKey::Symbol(Symbol::from(k)) as &OwnedKey)
+                .cloned()
+        };
+        assert_eq!(get(INPUT_NAME), Some(Value::String("in1".into())));
+        assert_eq!(
+            get("iothub-connection-module-id"),
+            Some(Value::String("filter".into()))
+        );
+        let properties = m.properties.unwrap();
+        assert_eq!(properties.message_id, Some(MessageId::String("m1".into())));
+        assert_eq!(
+            properties.content_type,
+            Some(Symbol::from("application/json"))
+        );
+        assert_eq!(
+            m.application_properties.unwrap().0.get("level"),
+            Some(&SimpleValue::String("info".into()))
+        );
+        assert_eq!(m.body.0.to_vec(), b"hi");
     }
 }

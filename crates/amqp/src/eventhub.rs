@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fe2o3_amqp::Sender;
-use fe2o3_amqp::types::definitions::{AmqpError, Error};
+use fe2o3_amqp::types::definitions::{AmqpError, Error, Fields, LinkError};
 use fe2o3_amqp::types::messaging::FilterSet;
-use fe2o3_amqp::types::primitives::Value;
+use fe2o3_amqp::types::primitives::{Symbol, Value};
+use ironhub_hub::epochs::{PartitionHold, ReaderDisconnected};
 use ironhub_hub::events::{EventReader, ReadFrom};
 use tokio::sync::watch;
 
@@ -20,6 +21,29 @@ const SELECTOR_FILTER_CODE: u64 = 0x0000_468C_0000_0004;
 
 /// How long a receiver waits for events before it looks again whether it should stop.
 const POLL: Duration = Duration::from_secs(5);
+
+/// The link property an exclusive receiver names its epoch with (the SDKs' `owner_level`,
+/// `ownerLevel`).
+const EPOCH: &str = "com.microsoft:epoch";
+
+/// The epoch a receiver's attach asks for, if any (a long; other integer types are taken too).
+pub fn epoch(properties: Option<&Fields>) -> Option<i64> {
+    match properties?.get(&Symbol::from(EPOCH))? {
+        Value::Long(n) => Some(*n),
+        Value::Int(n) => Some(i64::from(*n)),
+        Value::Short(n) => Some(i64::from(*n)),
+        Value::Byte(n) => Some(i64::from(*n)),
+        Value::Uint(n) => Some(i64::from(*n)),
+        Value::Ulong(n) => i64::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+/// A receiver refused or disconnected for another's epoch: `amqp:link:stolen`, which the
+/// Event Hubs SDKs surface as a receiver (consumer) disconnected error.
+pub fn stolen(why: &ReaderDisconnected) -> Error {
+    Error::new(LinkError::Stolen, Some(why.to_string()), None)
+}
 
 /// Where a receiver starts, from its source's filters: a selector filter of the form
 /// `amqp.annotation.x-opt-{offset|sequence-number|enqueued-time} {>|>=} 'value'`; no filter
@@ -49,25 +73,47 @@ pub fn start_position(filters: Option<&FilterSet>) -> Result<ReadFrom, String> {
     Ok(ReadFrom::Start)
 }
 
-/// Parses one selector expression.
+/// Parses one selector expression: `amqp.annotation.{field} {op} {value}`, the form every
+/// Event Hubs SDK sends (Python `azure-eventhub`, Node `@azure/event-hubs`, uamqp): the field
+/// `x-opt-offset`, `x-opt-sequence-number` or `x-opt-enqueued-time` (Unix milliseconds), the
+/// operator `>` or `>=` (inclusive), the value quoted (`'5'`) or a bare number; names in any
+/// case, spaces around the operator optional. Anything else is refused with a description.
 fn parse_selector(selector: &str) -> Result<ReadFrom, String> {
-    let bad = || format!("The selector filter '{selector}' is not supported.");
-    let rest = selector
-        .trim()
-        .strip_prefix("amqp.annotation.")
-        .ok_or_else(bad)?;
-    let (field, rest) = rest.split_once(char::is_whitespace).ok_or_else(bad)?;
-    let (inclusive, rest) = match rest.trim_start() {
-        r if r.starts_with(">=") => (true, &r[2..]),
-        r if r.starts_with('>') => (false, &r[1..]),
-        _ => return Err(bad()),
+    let bad = || {
+        format!(
+            "The selector filter '{selector}' is not supported: a receiver's position is \
+             `amqp.annotation.x-opt-offset`, `amqp.annotation.x-opt-sequence-number` or \
+             `amqp.annotation.x-opt-enqueued-time` compared with `>` or `>=` to one value."
+        )
     };
-    let value = rest
-        .trim()
-        .strip_prefix('\'')
-        .and_then(|v| v.strip_suffix('\''))
+    let text = selector.trim();
+    const PREFIX: &str = "amqp.annotation.";
+    let rest = text
+        .get(..PREFIX.len())
+        .filter(|p| p.eq_ignore_ascii_case(PREFIX))
+        .map(|_| &text[PREFIX.len()..])
         .ok_or_else(bad)?;
-    match field {
+    let end = rest
+        .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '=' | '!'))
+        .ok_or_else(bad)?;
+    let (field, rest) = rest.split_at(end);
+    let rest = rest.trim_start();
+    let (inclusive, rest) = if let Some(r) = rest.strip_prefix(">=") {
+        (true, r)
+    } else if let Some(r) = rest.strip_prefix('>') {
+        (false, r)
+    } else {
+        return Err(bad());
+    };
+    let rest = rest.trim();
+    let value = match rest.strip_prefix('\'') {
+        Some(quoted) => quoted.strip_suffix('\'').ok_or_else(bad)?,
+        None => rest,
+    };
+    if value.is_empty() || value.contains('\'') {
+        return Err(bad());
+    }
+    match field.to_ascii_lowercase().as_str() {
         "x-opt-offset" | "x-opt-sequence-number" => {
             if value == "@latest" {
                 return Ok(ReadFrom::End);
@@ -77,15 +123,26 @@ fn parse_selector(selector: &str) -> Result<ReadFrom, String> {
             if n < 0 {
                 return Ok(ReadFrom::Start);
             }
-            let first = if inclusive { n } else { n + 1 };
+            let first = if inclusive { n } else { n.saturating_add(1) };
             Ok(match u64::try_from(first) {
                 Ok(seq) => ReadFrom::Sequence(seq),
                 Err(_) => ReadFrom::Start,
             })
         }
         "x-opt-enqueued-time" => {
-            let ms: i64 = value.parse().map_err(|_| bad())?;
-            let ms = if inclusive { ms } else { ms + 1 };
+            // Whole milliseconds; a fractional number (a JavaScript time may be one) is cut.
+            let ms = match value.parse::<i64>() {
+                Ok(ms) => ms,
+                Err(_) => {
+                    let f: f64 = value.parse().map_err(|_| bad())?;
+                    if !f.is_finite() {
+                        return Err(bad());
+                    }
+                    // Saturates; out of range is refused by `from_timestamp_millis` below.
+                    f.floor() as i64
+                }
+            };
+            let ms = if inclusive { ms } else { ms.saturating_add(1) };
             let time = DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(bad)?;
             Ok(ReadFrom::Time(time))
         }
@@ -93,15 +150,20 @@ fn parse_selector(selector: &str) -> Result<ReadFrom, String> {
     }
 }
 
-/// Delivers a partition's events on `sender` until the link or the connection goes away, or
+/// Delivers a partition's events on `sender` until the link or the connection goes away,
 /// `authorized` says the token that opened it lapsed (the link is then closed with
-/// `amqp:unauthorized-access`, as a client that does not renew its token sees on Event Hubs).
+/// `amqp:unauthorized-access`, as a client that does not renew its token sees on Event Hubs),
+/// or another receiver takes the partition from `hold` (closed with `amqp:link:stolen`).
 pub async fn deliver(
     mut sender: Sender,
     mut reader: EventReader,
+    mut hold: PartitionHold,
     mut closed: watch::Receiver<bool>,
     authorized: impl Fn() -> bool,
 ) {
+    // One wait for the whole link (a reader without epoch watches the bus while it waits).
+    let lost = hold.lost();
+    tokio::pin!(lost);
     loop {
         if !authorized() {
             let _ = sender.close_with_error(crate::errors::lapsed()).await;
@@ -111,6 +173,10 @@ pub async fn deliver(
             batch = reader.next_batch(POLL) => batch,
             _ = sender.on_detach() => return,
             _ = closed.changed() => return,
+            lost = &mut lost => {
+                let _ = sender.close_with_error(stolen(&lost)).await;
+                return;
+            }
         };
         let events = match batch {
             Ok(events) => events,
@@ -130,6 +196,10 @@ pub async fn deliver(
             let sent = tokio::select! {
                 sent = sender.send_batchable(event_message(event)) => sent,
                 _ = closed.changed() => return,
+                lost = &mut lost => {
+                    let _ = sender.close_with_error(stolen(&lost)).await;
+                    return;
+                }
             };
             if sent.is_err() {
                 return;
@@ -144,8 +214,12 @@ mod tests {
 
     #[test]
     fn selectors() {
-        let p = |s: &str| parse_selector(s).unwrap();
+        let p = |s: &str| parse_selector(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        let time = |ms| ReadFrom::Time(DateTime::<Utc>::from_timestamp_millis(ms).unwrap());
+        // What the SDKs send: Python's `event_position_selector`, Node's
+        // `getEventPositionFilter` (offset, sequence number, enqueued time; `>` or `>=`).
         assert_eq!(p("amqp.annotation.x-opt-offset > '-1'"), ReadFrom::Start);
+        assert_eq!(p("amqp.annotation.x-opt-offset >= '-1'"), ReadFrom::Start);
         assert_eq!(p("amqp.annotation.x-opt-offset > '@latest'"), ReadFrom::End);
         assert_eq!(
             p("amqp.annotation.x-opt-offset >= '@latest'"),
@@ -156,22 +230,61 @@ mod tests {
             ReadFrom::Sequence(6)
         );
         assert_eq!(
+            p("amqp.annotation.x-opt-offset >= '5'"),
+            ReadFrom::Sequence(5)
+        );
+        assert_eq!(
+            p("amqp.annotation.x-opt-sequence-number > '5'"),
+            ReadFrom::Sequence(6)
+        );
+        assert_eq!(
             p("amqp.annotation.x-opt-sequence-number >= '5'"),
             ReadFrom::Sequence(5)
         );
         assert_eq!(
             p("amqp.annotation.x-opt-enqueued-time > '1700000000000'"),
-            ReadFrom::Time(DateTime::<Utc>::from_timestamp_millis(1_700_000_000_001).unwrap())
+            time(1_700_000_000_001)
+        );
+        assert_eq!(
+            p("amqp.annotation.x-opt-enqueued-time >= '1700000000000'"),
+            time(1_700_000_000_000)
+        );
+        // Looser spellings of the same.
+        assert_eq!(
+            p("  AMQP.Annotation.X-Opt-Offset>'5'  "),
+            ReadFrom::Sequence(6)
+        );
+        assert_eq!(
+            p("amqp.annotation.x-opt-sequence-number>=7"),
+            ReadFrom::Sequence(7)
+        );
+        assert_eq!(p("amqp.annotation.x-opt-offset > 5"), ReadFrom::Sequence(6));
+        assert_eq!(
+            p("amqp.annotation.x-opt-enqueued-time >= '1700000000000.7'"),
+            time(1_700_000_000_000)
+        );
+        assert_eq!(
+            p("amqp.annotation.x-opt-offset > '9223372036854775807'"),
+            ReadFrom::Sequence(i64::MAX as u64)
         );
         for bad in [
             "",
             "amqp.annotation.x-opt-offset = '1'",
-            "amqp.annotation.x-opt-offset > 1",
+            "amqp.annotation.x-opt-offset < '1'",
+            "amqp.annotation.x-opt-offset <> '1'",
             "amqp.annotation.x-opt-offset > 'x'",
+            "amqp.annotation.x-opt-offset > ''",
+            "amqp.annotation.x-opt-offset > '1",
+            "amqp.annotation.x-opt-offset > '1' AND amqp.annotation.x-opt-offset < '9'",
             "amqp.annotation.x-opt-other > '1'",
+            "amqp.annotation.x-opt-enqueued-time > 'NaN'",
+            "amqp.annotation.x-opt-enqueued-time > '99999999999999999999'",
+            "amqp.annotation.x-opt-offset",
             "x-opt-offset > '1'",
+            "sys.offset > '1'",
         ] {
-            assert!(parse_selector(bad).is_err(), "{bad}");
+            let e = parse_selector(bad).unwrap_err();
+            assert!(e.contains("is not supported"), "{bad}: {e}");
         }
     }
 }

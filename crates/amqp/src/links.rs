@@ -14,7 +14,13 @@ pub(crate) async fn next_delivery(
     closed: &mut watch::Receiver<bool>,
 ) -> Option<Delivery<Body<Value>>> {
     tokio::select! {
-        d = receiver.recv::<Body<Value>>() => d.ok(),
+        d = receiver.recv::<Body<Value>>() => match d {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::debug!(error = ?e, "an AMQP link the client sends on ended");
+                None
+            }
+        },
         _ = closed.changed() => None,
     }
 }

@@ -169,6 +169,11 @@ impl Hub {
         if let Some(model) = &who.model_id {
             system.insert("dt-dataschema".into(), model.clone());
         }
+        // A module's message also goes to the inputs its device's `$edgeHub` routes name.
+        let to_inputs = who
+            .module_id
+            .is_some()
+            .then(|| (system.clone(), application.clone(), message.body.clone()));
         let events = self
             .route_message(
                 RoutingSource::DeviceMessages,
@@ -181,6 +186,10 @@ impl Hub {
                 },
             )
             .await?;
+        if let Some((system, application, body)) = to_inputs {
+            self.route_to_inputs(who, &system, &application, &body)
+                .await;
+        }
         self.touch(&who.device_id).await;
         Ok(events)
     }

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use ironhub_hub::{Annotations, DeviceIdentity, DeviceSession, Hub};
-use ironhub_store::{BusError, BusMessage, C2dMessage, C2dSettle, MethodResponse};
+use ironhub_store::{BusError, BusMessage, C2dMessage, C2dSettle, InputMessage, MethodResponse};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     Connect, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, Unsubscribe,
@@ -369,6 +369,15 @@ impl HubSession {
                         .complete_method(call_id, Err(BusError::NotSubscribed));
                 }
             }
+            BusMessage::Input(message) => {
+                let who = self.who();
+                if self.features.contains(&Feature::ModuleInputs)
+                    && let Some(module_id) = who.module_id.as_deref()
+                {
+                    let topic = input_topic(&who.device_id, module_id, &message);
+                    out.push(publish_qos0(topic, message.body));
+                }
+            }
         }
         Ok(out)
     }
@@ -491,6 +500,34 @@ impl HubSession {
 
 fn publish_qos0(topic: String, payload: Vec<u8>) -> Packet {
     Packet::Publish(Publish::new(topic, QoS::AtMostOnce, payload))
+}
+
+/// `devices/{id}/modules/{mid}/inputs/{input}/{property bag}`: the system properties IoT
+/// Edge's hub sends (message and correlation id, content type and encoding, the sending
+/// device, module and output), then the sender's properties.
+fn input_topic(device_id: &str, module_id: &str, m: &InputMessage) -> String {
+    let system = [
+        ("$.mid", "message-id"),
+        ("$.cid", "correlation-id"),
+        ("$.ct", "content-type"),
+        ("$.ce", "content-encoding"),
+        ("$.cdid", "iothub-connection-device-id"),
+        ("$.cmid", "iothub-connection-module-id"),
+        ("$.on", "iothub-outputname"),
+    ];
+    let pairs = system
+        .into_iter()
+        .filter_map(|(short, name)| Some((short, Some(m.system.get(name)?.as_str()))))
+        .chain(
+            m.application
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_deref())),
+        );
+    format!(
+        "devices/{device_id}/modules/{module_id}/inputs/{}/{}",
+        m.input,
+        topics::encode_property_bag(pairs)
+    )
 }
 
 /// `devices/{id}/messages/devicebound/{property bag}`: system properties first, then

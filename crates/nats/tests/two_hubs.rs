@@ -36,16 +36,22 @@ async fn node(server: &common::Server, store: &Arc<dyn Store>, names: &Names, id
         .unwrap()
 }
 
+/// Nodes `node-a` and `node-b` of a new hub over one store (kept in the directory returned).
+async fn two_nodes(server: &common::Server) -> (Hub, Hub, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let names = Names::new(&common::unique("hub"));
+    let a = node(server, &store, &names, "node-a").await;
+    let b = node(server, &store, &names, "node-b").await;
+    (a, b, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_node_sends_reaches_a_device_on_the_other() {
     let Some(server) = common::server() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let names = Names::new(&common::unique("hub"));
-    let a = node(&server, &store, &names, "node-a").await;
-    let b = node(&server, &store, &names, "node-b").await;
+    let (a, b, _dir) = two_nodes(&server).await;
     a.put_device("on-b", &DeviceSpec::default(), None)
         .await
         .unwrap();
@@ -123,4 +129,43 @@ async fn what_one_node_sends_reaches_a_device_on_the_other() {
     let read = a.events().read(first.partition, 0, 10).await.unwrap();
     assert_eq!(read.len(), 2);
     assert_eq!(read[1].event.body, b"2");
+}
+
+/// Exclusive (epoch) readers across two nodes over NATS: a higher epoch on one node takes the
+/// partition from the holder on the other, a lower one is refused by it, and a reader without
+/// epoch on either node leaves when an epoch reader arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epoch_readers_hold_a_partition_across_nodes() {
+    let Some(server) = common::server() else {
+        return;
+    };
+    let (a, b, _dir) = two_nodes(&server).await;
+
+    let mut plain = b.hold_partition("eh", "$Default", 0, None).await.unwrap();
+    let mut first = a
+        .hold_partition("eh", "$Default", 0, Some(1))
+        .await
+        .unwrap();
+    let lost = tokio::time::timeout(BOUND, plain.lost()).await.unwrap();
+    assert!(lost.0.contains("without epoch"), "{lost}");
+    assert!(b.hold_partition("eh", "$Default", 0, None).await.is_err());
+
+    let taking = tokio::spawn({
+        let b = b.clone();
+        async move { b.hold_partition("eh", "$Default", 0, Some(5)).await }
+    });
+    let lost = tokio::time::timeout(BOUND, first.lost()).await.unwrap();
+    assert!(lost.0.contains("epoch 5"), "{lost}");
+    let mut second = taking.await.unwrap().unwrap();
+
+    let lower = tokio::spawn({
+        let a = a.clone();
+        async move { a.hold_partition("eh", "$Default", 0, Some(4)).await }
+    });
+    let refused = tokio::select! {
+        refused = lower => refused.unwrap().unwrap_err(),
+        lost = second.lost() => panic!("the holder yielded to a lower epoch: {lost}"),
+        () = tokio::time::sleep(BOUND) => panic!("no answer within {BOUND:?}"),
+    };
+    assert!(refused.0.contains("higher epoch 5"), "{refused}");
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,6 +31,22 @@ pub enum BusMessage {
         name: String,
         payload: Vec<u8>,
     },
+    /// A message routed to one of a module's inputs.
+    Input(InputMessage),
+}
+
+/// A message for a module's input (IoT Edge's `BrokeredEndpoint("/modules/{m}/inputs/{i}")`):
+/// another module's output message, as its sender's transport gave it to the hub.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputMessage {
+    /// The input's name.
+    pub input: String,
+    /// System properties under IoT Hub's names (`message-id`, `content-type`,
+    /// `iothub-connection-device-id`, `iothub-connection-module-id`, `iothub-outputname`, …).
+    pub system: BTreeMap<String, String>,
+    /// The sender's properties; `None` is a property without a value.
+    pub application: BTreeMap<String, Option<String>>,
+    pub body: Vec<u8>,
 }
 
 /// A device's answer to a direct method.

@@ -18,7 +18,10 @@
 //                                         waits for the next C2D message and settles it
 //   {"cmd": "method", "name": N, "status": S, "answer": {…}}
 //                                         answers calls of method N: each prints {"event": "method", …}
-//   {"cmd": "inputs"}                     (a module) attaches its input messages link
+//   {"cmd": "inputs"}                     (a module) attaches its input messages link: each
+//                                         input message prints {"event": "input", "input": …, …}
+//   {"cmd": "output", "output": O, "text": T, "messageId": M, "properties": {k: v}}
+//                                         (a module) sends to its output O
 //   {"cmd": "close"}
 // Errors print {"error": …} for the command (the process goes on); events arrive unasked.
 'use strict';
@@ -127,7 +130,26 @@ const commands = {
   async inputs() {
     const enabled = await settle((cb) => client._transport.enableInputMessages(cb));
     if (enabled.err) throw enabled.err;
+    client.on('inputMessage', (input, message) => {
+      print({
+        event: 'input',
+        input,
+        data: message.data.toString(),
+        messageId: message.messageId,
+        contentType: message.contentType,
+        properties: Object.fromEntries(message.properties.propertyList.map((p) => [p.key, p.value])),
+      });
+      client.complete(message, () => {});
+    });
     return { listening: true };
+  },
+  async output(c) {
+    const message = new Message(c.text);
+    if (c.messageId) message.messageId = c.messageId;
+    for (const [k, v] of Object.entries(c.properties || {})) message.properties.add(k, v);
+    const sent = await settle((cb) => client.sendOutputEvent(c.output, message, cb));
+    if (sent.err) throw sent.err;
+    return { sent: sent.ok.constructor.name };
   },
   async close() {
     await settle((cb) => client.close(cb));

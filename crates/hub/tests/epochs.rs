@@ -1,0 +1,97 @@
+//! Exclusive (epoch) readers of a partition, on two nodes of one hub sharing a store and a
+//! bus fabric, as the nodes of a deployment share PostgreSQL and NATS.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_hub::{Backends, Hub};
+
+/// Two nodes of one hub.
+async fn two_nodes() -> (Hub, Hub, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let events = Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap());
+    let a = LocalBus::with_node("a");
+    let b = a.join("b");
+    let open = |bus: LocalBus| {
+        Hub::open(
+            Backends {
+                store: store.clone(),
+                events: events.clone(),
+                bus: Arc::new(bus),
+            },
+            vec!["myhub.example".into()],
+        )
+    };
+    let first = open(a).await.unwrap();
+    let second = open(b).await.unwrap();
+    (first, second, dir)
+}
+
+/// Bounds a wait that must end.
+async fn soon<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), f)
+        .await
+        .expect("timed out")
+}
+
+#[tokio::test]
+async fn a_higher_epoch_on_another_node_takes_over_and_a_lower_one_is_refused() {
+    let (a, b, _dir) = two_nodes().await;
+    let mut first = a
+        .hold_partition("eh", "$Default", 0, Some(1))
+        .await
+        .unwrap();
+    // Without epoch: refused on either node while an epoch reader holds.
+    assert!(b.hold_partition("eh", "$default", 0, None).await.is_err());
+    assert!(a.hold_partition("eh", "$Default", 0, None).await.is_err());
+    // Another partition and another group are free.
+    b.hold_partition("eh", "$Default", 1, None).await.unwrap();
+    b.hold_partition("eh", "other", 0, None).await.unwrap();
+
+    let second = tokio::spawn(async move {
+        let hold = b.hold_partition("EH", "$Default", 0, Some(2)).await;
+        (b, hold)
+    });
+    let lost = soon(first.lost()).await;
+    assert!(lost.0.contains("epoch 2"), "{lost}");
+    let (b, second) = soon(second).await.unwrap();
+    let mut second = second.unwrap();
+
+    // A lower epoch is refused by the holder, which stays.
+    let asking = a.clone();
+    let lower =
+        tokio::spawn(async move { asking.hold_partition("eh", "$Default", 0, Some(1)).await });
+    let refused = tokio::select! {
+        refused = lower => refused.unwrap().unwrap_err(),
+        lost = second.lost() => panic!("the holder yielded to a lower epoch: {lost}"),
+    };
+    assert!(refused.0.contains("higher epoch 2"), "{refused}");
+
+    // An equal epoch takes over, as on Event Hubs.
+    let asking = a.clone();
+    let equal =
+        tokio::spawn(async move { asking.hold_partition("eh", "$Default", 0, Some(2)).await });
+    soon(second.lost()).await;
+    let third = soon(equal).await.unwrap().unwrap();
+
+    // Once the holder is gone the partition is free again, for any reader.
+    drop(third);
+    b.hold_partition("eh", "$Default", 0, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_epoch_reader_disconnects_readers_without_epoch_on_every_node() {
+    let (a, b, _dir) = two_nodes().await;
+    let mut here = a.hold_partition("eh", "$Default", 3, None).await.unwrap();
+    let mut there = b.hold_partition("eh", "$Default", 3, None).await.unwrap();
+    let _epoch = a
+        .hold_partition("eh", "$Default", 3, Some(0))
+        .await
+        .unwrap();
+    for lost in [soon(here.lost()).await, soon(there.lost()).await] {
+        assert!(lost.0.contains("without epoch"), "{lost}");
+    }
+}
