@@ -279,7 +279,10 @@ mod tests {
             }
         );
         assert_eq!(
-            node("amqps://dps.example/0ne00ABC123/Registrations/dev%3A1", "hub"),
+            node(
+                "amqps://dps.example/0ne00ABC123/Registrations/dev%3A1",
+                "hub"
+            ),
             Node::Registration {
                 scope: "0ne00ABC123".into(),
                 registration_id: "dev:1".into()

@@ -383,7 +383,11 @@ async fn incoming(
                 match device.answer(delivery.message()).await {
                     Ok(answer) => {
                         let _ = receiver.accept(&delivery).await;
-                        match shared.registrations.wait_for(&node, None, &mut closed).await {
+                        match shared
+                            .registrations
+                            .wait_for(&node, None, &mut closed)
+                            .await
+                        {
                             Some(link) => {
                                 let _ = link.send(answer).await;
                             }

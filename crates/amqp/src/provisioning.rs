@@ -146,11 +146,10 @@ fn render(answer: DeviceAnswer, request: &Message<Body<Value>>) -> Result<Answer
             info,
         ));
     }
-    let correlation_id = request.properties.as_ref().and_then(|p| {
-        p.correlation_id
-            .clone()
-            .or_else(|| p.message_id.clone())
-    });
+    let correlation_id = request
+        .properties
+        .as_ref()
+        .and_then(|p| p.correlation_id.clone().or_else(|| p.message_id.clone()));
     let mut application = ApplicationProperties::default();
     if let Some(seconds) = answer.retry_after {
         for name in RETRY_AFTER {
@@ -181,7 +180,9 @@ mod tests {
 
     use fe2o3_amqp::types::definitions::{AmqpError, ErrorCondition};
     use fe2o3_amqp::types::messaging::{AmqpValue, Batch, MessageId};
-    use ironhub_dps::model::{IndividualEnrollment, RegistrationOperationStatus, RegistrationStatus};
+    use ironhub_dps::model::{
+        IndividualEnrollment, RegistrationOperationStatus, RegistrationStatus,
+    };
     use serde_json::json;
 
     use super::*;
@@ -195,7 +196,11 @@ mod tests {
         (dps, dir)
     }
 
-    fn request(operation: &str, operation_id: Option<&str>, body: Body<Value>) -> Message<Body<Value>> {
+    fn request(
+        operation: &str,
+        operation_id: Option<&str>,
+        body: Body<Value>,
+    ) -> Message<Body<Value>> {
         let mut application = ApplicationProperties::default();
         application.insert(OPERATION_TYPE.into(), SimpleValue::String(operation.into()));
         if let Some(id) = operation_id {
