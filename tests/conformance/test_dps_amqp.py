@@ -119,38 +119,38 @@ def test_wrong_key_is_unauthorized(hub, transport):
     assert_no_hub_device(hub, f"{gid}-raw")
 
 
+def x509_enrollment(hub, tmp_path, name: str) -> str:
+    """An individual enrollment for a new self-signed certificate `{name}.pem` whose CN is the
+    registration id; returns the registration id."""
+    rid = unique(f"amqp-{name}")
+    make_self_signed(tmp_path, name, rid)
+    service(hub, "createOrUpdateIndividualEnrollment", {
+        "registrationId": rid,
+        "attestation": {"type": "x509", "x509": {"clientCertificates": {
+            "primary": {"certificate": (tmp_path / f"{name}.pem").read_text()}}}},
+    })
+    return rid
+
+
+def x509_register_args(hub, tmp_path, rid: str, cert: str) -> list[str]:
+    """`register` over AMQP as `rid` with the certificate `{cert}.pem` and its key."""
+    return ["register", "--transport", "amqp", "--host", hub.address,
+            "--scope", hub.info["dps"]["idScope"], "--id", rid,
+            "--cert", str(tmp_path / f"{cert}.pem"), "--x509-key", str(tmp_path / f"{cert}.key")]
+
+
 def test_individual_x509_enrollment(hub, tmp_path):
     if not have_tool("openssl"):
         if in_ci():
             pytest.fail("openssl is not installed")
         pytest.skip("openssl is not installed")
-    rid = unique("amqp-x509")
-    make_self_signed(tmp_path, "device", rid)
-    service(hub, "createOrUpdateIndividualEnrollment", {
-        "registrationId": rid,
-        "attestation": {"type": "x509", "x509": {"clientCertificates": {
-            "primary": {"certificate": (tmp_path / "device.pem").read_text()}}}},
-    })
-    out = node_ok(hub, "register", "--transport", "amqp", "--host", hub.address,
-                  "--scope", hub.info["dps"]["idScope"], "--id", rid,
-                  "--cert", str(tmp_path / "device.pem"),
-                  "--x509-key", str(tmp_path / "device.key"))
-    state = out["registrationState"]
+    rid = x509_enrollment(hub, tmp_path, "device")
+    state = node_ok(hub, *x509_register_args(hub, tmp_path, rid, "device"))["registrationState"]
     assert state["status"] == "assigned" and state["deviceId"] == rid
-    device = hub.registry_manager().get_device(rid)
-    assert device.authentication.type == "selfSigned"
+    assert hub.registry_manager().get_device(rid).authentication.type == "selfSigned"
 
     # Another device's certificate for this registration: refused, nothing registered.
-    other = unique("amqp-x509-other")
-    make_self_signed(tmp_path, "other", other)
-    service(hub, "createOrUpdateIndividualEnrollment", {
-        "registrationId": other,
-        "attestation": {"type": "x509", "x509": {"clientCertificates": {
-            "primary": {"certificate": (tmp_path / "other.pem").read_text()}}}},
-    })
-    refused = node_error(hub, "register", "--transport", "amqp", "--host", hub.address,
-                         "--scope", hub.info["dps"]["idScope"], "--id", other,
-                         "--cert", str(tmp_path / "device.pem"),
-                         "--x509-key", str(tmp_path / "device.key"))
+    other = x509_enrollment(hub, tmp_path, "other")
+    refused = node_error(hub, *x509_register_args(hub, tmp_path, other, "device"))
     assert refused["condition"] == "amqp:unauthorized-access", refused
     assert_no_hub_device(hub, other)

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::sasl_profile::SaslProfile;
+use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::definitions::AmqpError;
 use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Body, Data, Message, MessageId, Outcome, Properties,
@@ -95,6 +96,21 @@ async fn connect(server: &Server, registration_id: &str, token: String) -> Conne
         .unwrap()
 }
 
+/// A session with the device's receiver and sender on `address`, attached as the SDKs do.
+async fn links(
+    connection: &mut ConnectionHandle<()>,
+    address: &str,
+) -> (SessionHandle<()>, Receiver, Sender) {
+    let mut session = Session::begin(connection).await.unwrap();
+    let answers = Receiver::attach(&mut session, "answers", address)
+        .await
+        .unwrap();
+    let requests = Sender::attach(&mut session, "requests", address)
+        .await
+        .unwrap();
+    (session, answers, requests)
+}
+
 fn register_request() -> Message<Data> {
     let mut application = ApplicationProperties::default();
     application.insert(
@@ -118,13 +134,7 @@ async fn a_registration_is_answered_on_the_device_s_receiver() {
     let address = format!("{}/registrations/dev-1", server.dps.id_scope());
     let sas = token(&server.dps, "dev-1", &server.key);
     let mut connection = connect(&server, "dev-1", sas).await;
-    let mut session = Session::begin(&mut connection).await.unwrap();
-    let mut answers = Receiver::attach(&mut session, "answers", address.as_str())
-        .await
-        .unwrap();
-    let mut requests = Sender::attach(&mut session, "requests", address.as_str())
-        .await
-        .unwrap();
+    let (_session, mut answers, mut requests) = links(&mut connection, &address).await;
 
     let outcome = requests.send(register_request()).await.unwrap();
     assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
@@ -158,13 +168,7 @@ async fn a_wrong_key_is_rejected_and_another_registration_s_link_refused() {
     let address = format!("{}/registrations/dev-1", server.dps.id_scope());
     let wrong = token(&server.dps, "dev-1", &ironhub_auth::generate_key(32));
     let mut connection = connect(&server, "dev-1", wrong).await;
-    let mut session = Session::begin(&mut connection).await.unwrap();
-    let _answers = Receiver::attach(&mut session, "answers", address.as_str())
-        .await
-        .unwrap();
-    let mut requests = Sender::attach(&mut session, "requests", address.as_str())
-        .await
-        .unwrap();
+    let (mut session, _answers, mut requests) = links(&mut connection, &address).await;
     let outcome = requests.send(register_request()).await.unwrap();
     let Outcome::Rejected(rejected) = outcome else {
         panic!("not rejected: {outcome:?}");
