@@ -363,46 +363,8 @@ async fn incoming(
 ) {
     let node = node(&address, &shared.ctx.entity);
     match node {
-        Node::Registration {
-            ref scope,
-            ref registration_id,
-        } => {
-            let device = match registration(&shared, scope, registration_id, &address) {
-                Ok(device) => device,
-                Err(e) => {
-                    let _ = receiver.close_with_error(e).await;
-                    return;
-                }
-            };
-            let device = Registration {
-                api_version: api_version.as_deref(),
-                ..device
-            };
-            let mut closed = shared.closed.clone();
-            while let Some(delivery) = next_delivery(&mut receiver, &mut closed).await {
-                match device.answer(delivery.message()).await {
-                    Ok(answer) => {
-                        let _ = receiver.accept(&delivery).await;
-                        match shared
-                            .registrations
-                            .wait_for(&node, None, &mut closed)
-                            .await
-                        {
-                            Some(link) => {
-                                let _ = link.send(answer).await;
-                            }
-                            None => tracing::info!(
-                                peer = %shared.peer,
-                                address,
-                                "a DPS answer dropped: the device attached no link to receive it"
-                            ),
-                        }
-                    }
-                    Err(refusal) => {
-                        let _ = receiver.reject(&delivery, refusal).await;
-                    }
-                }
-            }
+        Node::Registration { .. } => {
+            registration_requests(receiver, node, address, api_version, shared).await;
             return;
         }
         Node::Cbs | Node::Management => {}
@@ -550,6 +512,59 @@ async fn outgoing(sender: Sender, address: String, filters: Option<FilterSet>, s
         }
         Node::DeviceBound | Node::Unknown => {
             let _ = sender.close_with_error(not_found(&address)).await;
+        }
+    }
+}
+
+/// A device's link to DPS: each request answered by the domain, the answer sent on the
+/// device's link from the same node (the request accepted), or the request rejected.
+async fn registration_requests(
+    mut receiver: Receiver,
+    node: Node,
+    address: String,
+    api_version: Option<String>,
+    shared: Shared,
+) {
+    let Node::Registration {
+        scope,
+        registration_id,
+    } = &node
+    else {
+        return;
+    };
+    let device = match registration(&shared, scope, registration_id, &address) {
+        Ok(device) => Registration {
+            api_version: api_version.as_deref(),
+            ..device
+        },
+        Err(e) => {
+            let _ = receiver.close_with_error(e).await;
+            return;
+        }
+    };
+    let mut closed = shared.closed.clone();
+    while let Some(delivery) = next_delivery(&mut receiver, &mut closed).await {
+        let answer = match device.answer(delivery.message()).await {
+            Ok(answer) => answer,
+            Err(refusal) => {
+                let _ = receiver.reject(&delivery, refusal).await;
+                continue;
+            }
+        };
+        let _ = receiver.accept(&delivery).await;
+        match shared
+            .registrations
+            .wait_for(&node, None, &mut closed)
+            .await
+        {
+            Some(link) => {
+                let _ = link.send(answer).await;
+            }
+            None => tracing::info!(
+                peer = %shared.peer,
+                address,
+                "a DPS answer dropped: the device attached no link to receive it"
+            ),
         }
     }
 }
