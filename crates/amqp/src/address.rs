@@ -33,6 +33,12 @@ pub enum Node {
     /// `/messages/serviceBound/filenotifications`: services receive file upload
     /// notifications here.
     FileNotifications,
+    /// `{idScope}/registrations/{registrationId}`: a device's requests to DPS one way, the
+    /// answers the other.
+    Registration {
+        scope: String,
+        registration_id: String,
+    },
     /// Anything else.
     Unknown,
 }
@@ -100,6 +106,14 @@ pub fn node(address: &str, entity: &str) -> Node {
         {
             Node::FileNotifications
         }
+        [scope, registrations, id]
+            if is(registrations, "registrations") && !scope.is_empty() && !id.is_empty() =>
+        {
+            Node::Registration {
+                scope: (*scope).to_owned(),
+                registration_id: decoded(id),
+            }
+        }
         [devices, id, modules, mid, rest @ ..]
             if is(devices, "devices")
                 && !id.is_empty()
@@ -143,7 +157,7 @@ fn device_node(rest: &[&str]) -> Option<DeviceNode> {
 }
 
 /// A percent-decoded id of an address.
-fn decoded(id: &str) -> String {
+pub(crate) fn decoded(id: &str) -> String {
     percent_encoding::percent_decode_str(id)
         .decode_utf8_lossy()
         .into_owned()
@@ -257,6 +271,29 @@ mod tests {
             Node::FileNotifications
         );
         assert_eq!(node("/devices//twin", "hub"), Node::Unknown);
+        assert_eq!(
+            node("0ne00ABC123/registrations/dev-1", "hub"),
+            Node::Registration {
+                scope: "0ne00ABC123".into(),
+                registration_id: "dev-1".into()
+            }
+        );
+        assert_eq!(
+            node(
+                "amqps://dps.example/0ne00ABC123/Registrations/dev%3A1",
+                "hub"
+            ),
+            Node::Registration {
+                scope: "0ne00ABC123".into(),
+                registration_id: "dev:1".into()
+            }
+        );
+        assert_eq!(node("0ne00ABC123/registrations/", "hub"), Node::Unknown);
+        assert_eq!(node("/registrations/dev-1", "hub"), Node::Unknown);
+        assert_eq!(
+            node("0ne00ABC123/registrations/dev-1/operations", "hub"),
+            Node::Unknown
+        );
         assert_eq!(path("amqps://h.example/"), "");
     }
 }

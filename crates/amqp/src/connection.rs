@@ -1,6 +1,7 @@
 //! One AMQP connection: SASL, then its sessions, then each link by the node it names. The
-//! request/response nodes answer on the client's link from the same node; a partition link
-//! delivers events; any other address is closed with `amqp:not-found`.
+//! request/response nodes answer on the client's link from the same node (`$cbs`,
+//! `$management`, and a device's DPS registration); a partition link delivers events; any
+//! other address is closed with `amqp:not-found`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,9 @@ use fe2o3_amqp::acceptor::{
     SupportedReceiverSettleModes,
 };
 use fe2o3_amqp::types::definitions::{AmqpError, Error, LinkError, ReceiverSettleMode, Role};
-use fe2o3_amqp::types::messaging::{AmqpValue, FilterSet, Message, TargetArchetype};
+use fe2o3_amqp::types::messaging::{
+    AmqpValue, FilterSet, Message, SerializableBody, TargetArchetype,
+};
 use fe2o3_amqp::types::primitives::{OrderedMap, Symbol, Value};
 use fe2o3_amqp::{Receiver, Sender};
 use ironhub_auth::Credentials;
@@ -30,9 +33,10 @@ use crate::errors::{error, hub_error, not_found, unauthorized};
 use crate::eventhub::{deliver, start_position, stolen};
 use crate::links::next_delivery;
 use crate::padding::Padded;
+use crate::provisioning::{self, Registration};
 use crate::replay::{Replay, SASL_PROTOCOL, read_header};
 use crate::requests::{self, Reply};
-use crate::sasl::HubSasl;
+use crate::sasl::{HubSasl, PlainLogin, RegistrationLogin};
 use crate::service_bound::{self, Queue};
 
 /// How long a client may take to send its protocol header once TLS is up.
@@ -43,23 +47,32 @@ const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 type Response = Message<AmqpValue<Value>>;
 
 /// A link answers go out on: its node, the client's address of the link, its queue.
-type Route = (Node, String, mpsc::Sender<Response>);
+type Route<M> = (Node, String, mpsc::Sender<M>);
 
 /// How long a request waits for the link its answer goes out on. A client may send its
 /// request as soon as its sending link is attached, before the server has attached the
 /// receiving one: uamqp attaches `$cbs`'s sender first and puts its token at once.
 const ROUTE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The links answers go out on.
-#[derive(Debug, Clone, Default)]
-struct Routes {
-    links: Arc<Mutex<Vec<Route>>>,
+/// The links answers (of type `M`) go out on.
+#[derive(Debug, Clone)]
+struct Routes<M> {
+    links: Arc<Mutex<Vec<Route<M>>>>,
     /// Woken each time a link is added.
     added: Arc<tokio::sync::Notify>,
 }
 
-impl Routes {
-    fn add(&self, node: Node, address: String, link: mpsc::Sender<Response>) {
+impl<M> Default for Routes<M> {
+    fn default() -> Self {
+        Routes {
+            links: Arc::default(),
+            added: Arc::default(),
+        }
+    }
+}
+
+impl<M> Routes<M> {
+    fn add(&self, node: Node, address: String, link: mpsc::Sender<M>) {
         if let Ok(mut links) = self.links.lock() {
             links.retain(|(_, _, l)| !l.is_closed());
             links.push((node, address, link));
@@ -74,7 +87,7 @@ impl Routes {
         node: &Node,
         reply_to: Option<&str>,
         closed: &mut watch::Receiver<bool>,
-    ) -> Option<mpsc::Sender<Response>> {
+    ) -> Option<mpsc::Sender<M>> {
         let deadline = tokio::time::Instant::now() + ROUTE_WAIT;
         loop {
             // Registered before the look, so an `add` between the two is not missed.
@@ -93,7 +106,7 @@ impl Routes {
     }
 
     /// The link of `node` whose address is `reply_to`, else the latest link of `node`.
-    fn find(&self, node: &Node, reply_to: Option<&str>) -> Option<mpsc::Sender<Response>> {
+    fn find(&self, node: &Node, reply_to: Option<&str>) -> Option<mpsc::Sender<M>> {
         let links = self.links.lock().ok()?;
         let open = || {
             links
@@ -114,7 +127,11 @@ struct Shared {
     ctx: AmqpContext,
     peer: SocketAddr,
     claims: Claims,
-    routes: Routes,
+    routes: Routes<Response>,
+    /// The links DPS's answers go out on.
+    registrations: Routes<provisioning::Answer>,
+    /// The connection's DPS login (SASL PLAIN), when it made one.
+    registration_login: Option<Arc<RegistrationLogin>>,
     closed: watch::Receiver<bool>,
     /// The TLS client certificate chain (DER, leaf first); empty when none was sent.
     certificates: Arc<Vec<Vec<u8>>>,
@@ -172,8 +189,17 @@ where
         }
     };
     let claims = Claims::default();
-    // A PLAIN login is proven (or the connection closed) before any session is served.
+    // A PLAIN login is proven (or the connection closed) before any session is served; a
+    // DPS login is attested with each of its requests.
     let login = login.lock().ok().and_then(|mut l| l.take());
+    let registration_login = match &login {
+        Some(PlainLogin::Registration(r)) if ctx.dps.is_some() => Some(Arc::new(r.clone())),
+        Some(PlainLogin::Registration(r)) => {
+            let _ = connection.close_with_error(unauthorized(&r.scope)).await;
+            return;
+        }
+        _ => None,
+    };
     if let Some(login) = login
         && let Err(e) = login.verify(&ctx.hub, &claims).await
     {
@@ -186,6 +212,8 @@ where
         peer,
         claims,
         routes: Routes::default(),
+        registrations: Routes::default(),
+        registration_login,
         closed,
         certificates: Arc::new(certificates),
         devices: Devices::default(),
@@ -240,6 +268,7 @@ async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
     let mut tasks = JoinSet::new();
     while let Some(attach) = session.next_incoming_attach().await {
         let epoch = crate::eventhub::epoch(attach.properties.as_ref());
+        let api_version = provisioning::api_version(attach.properties.as_ref());
         let (role, address, filters) = match attach.role {
             // The client sends: it names the target.
             Role::Sender => {
@@ -286,7 +315,7 @@ async fn serve_session(mut session: ListenerSessionHandle, shared: Shared) {
         let caller = ironhub_observe::caller::current();
         match (role, link) {
             (_, LinkEndpoint::Receiver(receiver)) => {
-                let link = incoming(receiver, address, shared);
+                let link = incoming(receiver, address, api_version, shared);
                 tasks.spawn(ironhub_observe::caller::within(caller, link));
             }
             (_, LinkEndpoint::Sender(sender)) => {
@@ -310,6 +339,7 @@ fn endpoint_of(node: &Node) -> Option<NetworkEndpoint> {
             Some(NetworkEndpoint::HubService)
         }
         Node::Device { .. } => Some(NetworkEndpoint::HubDevice),
+        Node::Registration { .. } => Some(NetworkEndpoint::DpsDevice),
         Node::Cbs | Node::Unknown => None,
     }
 }
@@ -324,10 +354,20 @@ impl Shared {
     }
 }
 
-/// A link the client sends on: requests to `$cbs` or `$management`.
-async fn incoming(mut receiver: Receiver, address: String, shared: Shared) {
+/// A link the client sends on: requests to `$cbs`, `$management` or DPS, C2D sends, a
+/// device's messages.
+async fn incoming(
+    mut receiver: Receiver,
+    address: String,
+    api_version: Option<String>,
+    shared: Shared,
+) {
     let node = node(&address, &shared.ctx.entity);
     match node {
+        Node::Registration { .. } => {
+            registration_requests(receiver, node, address, api_version, shared).await;
+            return;
+        }
         Node::Cbs | Node::Management => {}
         Node::DeviceBound => {
             if !shared
@@ -461,10 +501,111 @@ async fn outgoing(sender: Sender, address: String, reading: Reading, shared: Sha
                 let _ = sender.close_with_error(e).await;
             }
         },
+        Node::Registration {
+            scope,
+            registration_id,
+        } => {
+            if let Err(e) = registration(&shared, &scope, &registration_id, &address) {
+                let _ = sender.close_with_error(e).await;
+                return;
+            }
+            let (tx, rx) = mpsc::channel(16);
+            let node = Node::Registration {
+                scope,
+                registration_id,
+            };
+            shared.registrations.add(node, String::new(), tx);
+            answer(sender, rx, shared.closed.clone()).await;
+        }
         Node::DeviceBound | Node::Unknown => {
             let _ = sender.close_with_error(not_found(&address)).await;
         }
     }
+}
+
+/// A device's link to DPS: each request answered by the domain, the answer sent on the
+/// device's link from the same node (the request accepted), or the request rejected.
+async fn registration_requests(
+    mut receiver: Receiver,
+    node: Node,
+    address: String,
+    api_version: Option<String>,
+    shared: Shared,
+) {
+    let Node::Registration {
+        scope,
+        registration_id,
+    } = &node
+    else {
+        return;
+    };
+    let device = match registration(&shared, scope, registration_id, &address) {
+        Ok(device) => Registration {
+            api_version: api_version.as_deref(),
+            ..device
+        },
+        Err(e) => {
+            let _ = receiver.close_with_error(e).await;
+            return;
+        }
+    };
+    let mut closed = shared.closed.clone();
+    while let Some(delivery) = next_delivery(&mut receiver, &mut closed).await {
+        let answer = match device.answer(delivery.message()).await {
+            Ok(answer) => answer,
+            Err(refusal) => {
+                let _ = receiver.reject(&delivery, refusal).await;
+                continue;
+            }
+        };
+        let _ = receiver.accept(&delivery).await;
+        match shared
+            .registrations
+            .wait_for(&node, None, &mut closed)
+            .await
+        {
+            Some(link) => {
+                let _ = link.send(answer).await;
+            }
+            None => tracing::info!(
+                peer = %shared.peer,
+                address,
+                "a DPS answer dropped: the device attached no link to receive it"
+            ),
+        }
+    }
+}
+
+/// The registration a link on `{scope}/registrations/{registration_id}` serves, with the
+/// connection's credentials: when DPS is served here, and the connection's DPS login (if it
+/// made one) is for that registration.
+fn registration<'a>(
+    shared: &'a Shared,
+    scope: &'a str,
+    registration_id: &'a str,
+    address: &str,
+) -> Result<Registration<'a>, Error> {
+    let Some(dps) = shared.ctx.dps.as_ref() else {
+        return Err(not_found(address));
+    };
+    let token = match shared.registration_login.as_deref() {
+        Some(login)
+            if login.scope.eq_ignore_ascii_case(scope)
+                && login.registration_id.eq_ignore_ascii_case(registration_id) =>
+        {
+            Some(login.token.as_str())
+        }
+        Some(_) => return Err(unauthorized(address)),
+        None => None,
+    };
+    Ok(Registration {
+        dps,
+        scope,
+        registration_id,
+        token,
+        certificates: &shared.certificates,
+        api_version: None,
+    })
 }
 
 /// The device (or module) a link on `/devices/{device_id}[/modules/{module_id}]/…` belongs
@@ -501,9 +642,9 @@ async fn device_link(
 }
 
 /// Sends the answers queued for a request node's link.
-async fn answer(
+async fn answer<T: SerializableBody + Send>(
     mut sender: Sender,
-    mut rx: mpsc::Receiver<Response>,
+    mut rx: mpsc::Receiver<Message<T>>,
     mut closed: watch::Receiver<bool>,
 ) {
     loop {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ironhub_dps::Dps;
 use ironhub_hub::Hub;
 use ironhub_hub::network::NetworkEndpoint;
 
@@ -13,6 +14,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(240);
 #[derive(Debug, Clone)]
 pub struct AmqpContext {
     pub hub: Hub,
+    /// The DPS instance whose device registration API the connections serve, if any
+    /// ([`AmqpContext::with_dps`]).
+    pub dps: Option<Dps>,
     /// The Event Hubs-compatible entity's name (`EntityPath`).
     pub entity: String,
     /// The port AMQP over TLS listens on (told to clients that follow a redirect).
@@ -29,10 +33,20 @@ impl AmqpContext {
         let entity = ironhub_hub::events::event_hub_name(hub.host_name()).to_owned();
         AmqpContext {
             hub,
+            dps: None,
             entity,
             port,
             idle_timeout: IDLE_TIMEOUT,
             private_endpoint: false,
+        }
+    }
+
+    /// The endpoint that also serves `dps`'s device registration API
+    /// (`{idScope}/registrations/{registrationId}` links).
+    pub fn with_dps(self, dps: Dps) -> Self {
+        AmqpContext {
+            dps: Some(dps),
+            ..self
         }
     }
 
@@ -42,5 +56,6 @@ impl AmqpContext {
         NetworkEndpoint::HubDevice,
         NetworkEndpoint::HubService,
         NetworkEndpoint::HubEventHub,
+        NetworkEndpoint::DpsDevice,
     ];
 }

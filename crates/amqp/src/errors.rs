@@ -36,9 +36,9 @@ pub fn lapsed() -> Error {
     )
 }
 
-/// A domain error as AMQP: its condition by the error's status, its code name in the info.
-pub fn hub_error(e: &HubError) -> Error {
-    let condition: ErrorCondition = match e.status() {
+/// The condition of an error with the HTTP status `status` (of the hub's or DPS's errors).
+pub fn status_condition(status: u16) -> ErrorCondition {
+    match status {
         401 | 403 => AmqpError::UnauthorizedAccess.into(),
         404 => AmqpError::NotFound.into(),
         413 => LinkError::MessageSizeExceeded.into(),
@@ -46,7 +46,12 @@ pub fn hub_error(e: &HubError) -> Error {
         // IoT Hub's throttling condition (the device SDKs read it as a throttling error).
         429 => ErrorCondition::Custom(Symbol::from("com.microsoft:device-container-throttled")),
         _ => AmqpError::InternalError.into(),
-    };
+    }
+}
+
+/// A domain error as AMQP: its condition by the error's status, its code name in the info.
+pub fn hub_error(e: &HubError) -> Error {
+    let condition = status_condition(e.status());
     let mut info = OrderedMap::new();
     info.insert(
         Symbol::from("com.microsoft:error-code"),

@@ -3,7 +3,8 @@
 //! file upload notifications, the Event Hubs-compatible built-in endpoint (`$management` and
 //! the partition receivers) that Event Hubs clients read telemetry from, and devices' and
 //! modules' own links (telemetry, cloud-to-device, twin, methods) as the device SDKs' AMQP
-//! transports use them.
+//! transports use them, and DPS's device registration API as the provisioning SDKs' AMQP
+//! transports use it.
 //!
 //! A thin adapter on fe2o3-amqp's listener side: it parses addresses, filters and request
 //! messages, calls [`Hub`], and renders the answer as IoT Hub and Event Hubs do. Who may do
@@ -22,6 +23,7 @@ mod eventhub;
 mod links;
 mod message;
 mod padding;
+mod provisioning;
 mod replay;
 mod requests;
 mod sasl;

@@ -3,7 +3,9 @@
 //! `PLAIN` with a SAS token as the password and as the user name `{policy}@sas.root.{hub}`
 //! (a service), `{deviceId}@sas.{hub}` (a device) or `{deviceId}/{moduleId}@sas.{hub}` (a
 //! module) (Azure docs, "Communicate with your IoT hub by using the AMQP Protocol", and
-//! "Control access to IoT Hub", protocol specifics).
+//! "Control access to IoT Hub", protocol specifics), or `{idScope}/registrations/{id}` (a
+//! device provisioning itself with a DPS token, as the provisioning SDKs' AMQP transports
+//! log in; DPS attests it on each request, as over MQTT).
 //!
 //! fe2o3-amqp asks the acceptor synchronously, while a device's token can only be checked
 //! against its keys in the store. So a policy's login, which the hub's settings decide, is
@@ -23,6 +25,7 @@ use fe2o3_amqp::types::sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse};
 use ironhub_auth::{Credentials, Rights};
 use ironhub_hub::{DeviceLogin, Hub, ServiceGrant};
 
+use crate::address::decoded;
 use crate::claims::Claims;
 use crate::errors::hub_error;
 
@@ -43,6 +46,17 @@ pub enum PlainLogin {
         module_id: Option<String>,
         token: String,
     },
+    /// A device's login to DPS: its token is attested by the domain with each request on
+    /// its registration's links (`provisioning.rs`).
+    Registration(RegistrationLogin),
+}
+
+/// What a DPS login presented: `{idScope}/registrations/{registrationId}` and a SAS token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationLogin {
+    pub scope: String,
+    pub registration_id: String,
+    pub token: String,
 }
 
 impl PlainLogin {
@@ -51,6 +65,8 @@ impl PlainLogin {
     pub async fn verify(self, hub: &Hub, claims: &Claims) -> Result<(), Error> {
         match self {
             PlainLogin::Service(grant) => claims.put("", grant),
+            // Nothing to record for the hub: DPS attests it with each request.
+            PlainLogin::Registration(_) => {}
             PlainLogin::Device {
                 device_id,
                 module_id,
@@ -134,6 +150,14 @@ impl HubSasl {
                 });
                 SaslCode::Ok
             }
+            Some(PlainUser::Registration(scope, registration_id)) => {
+                self.record(PlainLogin::Registration(RegistrationLogin {
+                    scope: scope.to_owned(),
+                    registration_id: decoded(registration_id),
+                    token: password.to_owned(),
+                }));
+                SaslCode::Ok
+            }
             None => SaslCode::Auth,
         }
     }
@@ -153,11 +177,26 @@ enum PlainUser<'a> {
     Policy(&'a str),
     /// `{deviceId}@sas.{hub}`, or `{deviceId}/{moduleId}@sas.{hub}` for a module.
     Device(&'a str, Option<&'a str>),
+    /// `{idScope}/registrations/{registrationId}`: a device's DPS login (no realm; a
+    /// registration id holds no `@`).
+    Registration(&'a str, &'a str),
 }
 
 fn plain_user(user: &str) -> Option<PlainUser<'_>> {
     // Device ids may hold `@`; the realm is what follows the last one.
-    let (name, realm) = user.rsplit_once('@')?;
+    let Some((name, realm)) = user.rsplit_once('@') else {
+        let mut parts = user.split('/');
+        return match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(scope), Some(registrations), Some(id), None)
+                if registrations.eq_ignore_ascii_case("registrations")
+                    && !scope.is_empty()
+                    && !id.is_empty() =>
+            {
+                Some(PlainUser::Registration(scope, id))
+            }
+            _ => None,
+        };
+    };
     if name.is_empty() {
         return None;
     }
@@ -312,5 +351,12 @@ mod tests {
         assert_eq!(plain_user("service"), None);
         assert_eq!(plain_user("@sas.root.myhub"), None);
         assert_eq!(plain_user("a@b"), None);
+        assert_eq!(
+            plain_user("0ne00ABC123/registrations/dev-1"),
+            Some(PlainUser::Registration("0ne00ABC123", "dev-1"))
+        );
+        assert_eq!(plain_user("0ne00ABC123/registrations/"), None);
+        assert_eq!(plain_user("0ne00ABC123/devices/dev-1"), None);
+        assert_eq!(plain_user("0ne00ABC123/registrations/dev-1/x"), None);
     }
 }

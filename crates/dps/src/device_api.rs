@@ -28,12 +28,15 @@ use crate::{Dps, DpsError};
 pub enum Transport {
     Https,
     Mqtt,
+    /// AMQP 1.0: requests on the `{idScope}/registrations/{registrationId}` links.
+    Amqp,
 }
 
 impl Transport {
     /// Whether TPM attestation's challenge can be answered on it: not over MQTT (Azure docs,
     /// "Communicate with DPS using the MQTT protocol", the note at its start), where a TPM key
-    /// in the body is ignored and the device attests by its CONNECT's credentials.
+    /// in the body is ignored and the device attests by its CONNECT's credentials; nor over
+    /// AMQP, whose TPM challenge is a SASL exchange ironhub does not offer.
     fn carries_tpm(self) -> bool {
         matches!(self, Transport::Https)
     }
@@ -164,8 +167,9 @@ impl Dps {
         }
     }
 
-    /// The answer to an error, with its `retry-after` when the status is 429 or more.
-    fn error_answer(&self, e: &DpsError) -> DeviceAnswer {
+    /// The answer to an error, with its `retry-after` when the status is 429 or more (for an
+    /// adapter that refuses a request before the domain sees it).
+    pub fn error_answer(&self, e: &DpsError) -> DeviceAnswer {
         DeviceAnswer {
             status: e.status(),
             body: AnswerBody::Error(e.body()),

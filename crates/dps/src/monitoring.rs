@@ -32,6 +32,7 @@ fn protocol(transport: Transport) -> &'static str {
     match transport {
         Transport::Https => "Http",
         Transport::Mqtt => "Mqtt",
+        Transport::Amqp => "Amqp",
     }
 }
 

@@ -188,21 +188,30 @@ async fn a_tpm_challenge_is_only_given_over_https() {
     let s = setup().await;
     let body =
         br#"{"registrationId":"dev-tpm","tpm":{"endorsementKey":"AAAA","storageRootKey":"AAAA"}}"#;
+    // Over MQTT and AMQP the TPM keys are ignored: the device has nothing else to attest with.
+    for transport in [Transport::Mqtt, Transport::Amqp] {
+        let r = request(
+            transport,
+            "dev-tpm",
+            None,
+            DeviceOperation::Register,
+            RequestBody::Bytes(body),
+        );
+        let answer = s.dps.device_request(&r).await;
+        assert_eq!(answer.status, 401, "{transport:?}");
+        assert!(
+            json_of(&answer)["message"]
+                .as_str()
+                .unwrap()
+                .contains("neither a SAS token nor a client certificate")
+        );
+    }
     let mqtt = request(
         Transport::Mqtt,
         "dev-tpm",
         None,
         DeviceOperation::Register,
         RequestBody::Bytes(body),
-    );
-    // Over MQTT the TPM keys are ignored: the device has nothing else to attest with.
-    let answer = s.dps.device_request(&mqtt).await;
-    assert_eq!(answer.status, 401);
-    assert!(
-        json_of(&answer)["message"]
-            .as_str()
-            .unwrap()
-            .contains("neither a SAS token nor a client certificate")
     );
     // Over HTTPS they start TPM attestation (here refused: the key is not a TPM's).
     let https = DeviceRequest {

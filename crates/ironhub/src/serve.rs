@@ -334,10 +334,10 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             ironhub_http::router_with_amqp(
                 hub.clone(),
                 Some(dps.clone()),
-                Some(ironhub_amqp::AmqpContext::new(
-                    hub.clone(),
-                    amqp_addr.port(),
-                )),
+                Some(
+                    ironhub_amqp::AmqpContext::new(hub.clone(), amqp_addr.port())
+                        .with_dps(dps.clone()),
+                ),
             ),
             config.read_timeouts,
             stopped.clone(),
@@ -352,7 +352,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         tokio::spawn(crate::amqp_listener::serve(
             amqp,
             amqp_accept,
-            ironhub_amqp::AmqpContext::new(hub.clone(), amqp_addr.port()),
+            ironhub_amqp::AmqpContext::new(hub.clone(), amqp_addr.port()).with_dps(dps.clone()),
             stopped.clone(),
         )),
         tokio::spawn(measure_latencies(dps.clone(), stopped.clone())),

@@ -1,18 +1,20 @@
 #!/usr/bin/env node
-// The real Node.js Azure IoT SDKs, driven one call at a time by test_dps_node.py.
+// The real Node.js Azure IoT SDKs, driven one call at a time by test_dps_node.py and
+// test_dps_amqp.py.
 //
 // Every subcommand prints one JSON object on standard output and exits 0, or prints
 // {"error": {...}} (the error's class, name, message and, for HTTP errors, status and body) and
 // exits 1. Trust comes from NODE_EXTRA_CA_CERTS=<ca.pem>, as a user of these SDKs would set it.
 //
-//   node dps.js register --transport mqtt|mqttws|http --host H --scope S --id R --key K [--payload JSON]
-//       ProvisioningDeviceClient.create(H, S, new Mqtt()|new MqttWs()|new Http(),
+//   node dps.js register --transport mqtt|mqttws|http|amqp|amqpws --host H --scope S --id R --key K [--payload JSON]
+//       ProvisioningDeviceClient.create(H, S, new Mqtt()|new MqttWs()|new Http()|new Amqp()|new AmqpWs(),
 //       new SymmetricKeySecurityClient(R, K)).register(cb): prints the registration state.
 //       With --cert F --x509-key F instead of --key: azure-iot-security-x509's
 //       X509Security(R, {cert, key}), the device's certificate (chain) and key in PEM files.
-//   node dps.js send --hub H --device-id D --key K --text T
+//   node dps.js send --hub H --device-id D --key K --text T [--transport mqtt|amqp]
 //       azure-iot-device's Client.fromConnectionString("HostName=H;DeviceId=D;SharedAccessKey=K",
-//       Mqtt): open, sendEvent(new Message(T)), close.
+//       Mqtt (the default) or azure-iot-device-amqp's Amqp): open, sendEvent(new Message(T)),
+//       close.
 //   node dps.js service METHOD [JSON_ARG ...]
 //       ProvisioningServiceClient.fromConnectionString($IRONHUB_DPS_CONNECTION_STRING)[METHOD](
 //       ...args, callback): prints {"result", "statusCode"}. The callback form throughout: the
@@ -46,6 +48,8 @@ function register(argv) {
     case 'mqtt': transport = new (require('azure-iot-provisioning-device-mqtt').Mqtt)(); break;
     case 'mqttws': transport = new (require('azure-iot-provisioning-device-mqtt').MqttWs)(); break;
     case 'http': transport = new (require('azure-iot-provisioning-device-http').Http)(); break;
+    case 'amqp': transport = new (require('azure-iot-provisioning-device-amqp').Amqp)(); break;
+    case 'amqpws': transport = new (require('azure-iot-provisioning-device-amqp').AmqpWs)(); break;
     default: throw new Error(`unknown transport ${values.transport}`);
   }
   let security;
@@ -73,12 +77,18 @@ function send(argv) {
       'device-id': { type: 'string' },
       key: { type: 'string' },
       text: { type: 'string' },
+      transport: { type: 'string', default: 'mqtt' },
     },
   });
   const { Client, Message } = require('azure-iot-device');
-  const { Mqtt } = require('azure-iot-device-mqtt');
+  let Transport;
+  switch (values.transport) {
+    case 'mqtt': Transport = require('azure-iot-device-mqtt').Mqtt; break;
+    case 'amqp': Transport = require('azure-iot-device-amqp').Amqp; break;
+    default: throw new Error(`unknown transport ${values.transport}`);
+  }
   const cs = `HostName=${values.hub};DeviceId=${values['device-id']};SharedAccessKey=${values.key}`;
-  const client = Client.fromConnectionString(cs, Mqtt);
+  const client = Client.fromConnectionString(cs, Transport);
   client.on('error', fail);
   client.open((err) => {
     if (err) return fail(err);

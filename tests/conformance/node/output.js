@@ -1,6 +1,7 @@
 // What every script here prints: one JSON object on standard output, then exit 0, or
 // {"error": {...}} (the error's class, name, message and, for HTTP and MQTT errors, status,
-// topic and body) and exit 1. A script that has not answered within DEADLINE_MS fails.
+// topic and body, for AMQP errors their condition and description) and exit 1. A script that
+// has not answered within DEADLINE_MS fails.
 'use strict';
 
 const DEADLINE_MS = 50000;
@@ -16,6 +17,9 @@ function errorJson(err) {
   if (response && typeof response.topic === 'string') out.topic = response.topic;
   if (err && err.responseBody !== undefined) out.responseBody = err.responseBody;
   if (err && err.result !== undefined) out.result = err.result;
+  // An AMQP error as the peer sent it (a rejected delivery's error is passed on as it came).
+  if (err && typeof err.condition === 'string') out.condition = err.condition;
+  if (err && typeof err.description === 'string') out.description = err.description;
   return out;
 }
 
