@@ -5,8 +5,8 @@
 //
 //   node jobs.js twin-update --job-id J --condition C --patch JSON
 //       JobClient.scheduleTwinUpdate(J, C, patch), then getJob(J) until the job is over
-//       (bounded): prints the scheduled job, the final job, and the jobs createQuery('scheduleUpdateTwin',
-//       'completed') pages through (their ids, the number of pages).
+//       (bounded): prints the scheduled job, the final job, and the ids of the jobs
+//       createQuery('scheduleUpdateTwin', 'completed', 1) pages through with the number of pages.
 'use strict';
 
 const { parseArgs } = require('node:util');
@@ -32,7 +32,7 @@ async function twinUpdate(argv) {
   const deadline = Date.now() + WAIT_MS;
   let job;
   for (;;) {
-    job = (await client.getJob(jobId)).result;
+    job = (await client.getJob(jobId)).jobStatus;
     if (['completed', 'failed', 'cancelled'].includes(job.status)) break;
     if (Date.now() > deadline) throw new Error(`job ${jobId} still ${job.status}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -46,7 +46,7 @@ async function twinUpdate(argv) {
     for (const item of page.items) ids.push(item.jobId);
     if (pages > 50) throw new Error('paging does not end');
   }
-  finish({ scheduled: scheduled.result, job, queried: ids, pages });
+  finish({ scheduled: scheduled.jobStatus, job, queried: ids, pages });
 }
 
 const [command, ...rest] = process.argv.slice(2);
