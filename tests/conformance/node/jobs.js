@@ -41,7 +41,8 @@ async function twinUpdate(argv) {
   const ids = [];
   let pages = 0;
   while (query.hasMoreResults) {
-    const page = (await query.next()).result;
+    // With a promise (no callback), next() forgets the query's own token: pass it.
+    const page = (await query.next(query.continuationToken)).result;
     pages += 1;
     for (const item of page.items) ids.push(item.jobId);
     if (pages > 50) throw new Error('paging does not end');
