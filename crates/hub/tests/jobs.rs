@@ -9,7 +9,7 @@ use chrono::TimeDelta;
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::model::{DeviceSpec, JobRequest, MethodRequest};
 use ironhub_hub::{Backends, Hub, HubError};
-use ironhub_store::{Clock as _, JobStore as _, ManualClock};
+use ironhub_store::{Clock as _, ManualClock};
 use serde_json::json;
 
 /// A hub reading `clock`, with devices d0..d{n-1}, tagged `group` `a` (even) or `b` (odd).
