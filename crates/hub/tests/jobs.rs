@@ -3,10 +3,11 @@
 //! start time, cancel, maximum execution time, two nodes sharing one job, and refusals.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::model::{DeviceSpec, JobRequest, MethodRequest};
 use ironhub_hub::{Backends, Hub, HubError};
 use ironhub_store::{Clock as _, ManualClock};
@@ -14,16 +15,8 @@ use serde_json::json;
 
 /// A hub reading `clock`, with devices d0..d{n-1}, tagged `group` `a` (even) or `b` (odd).
 async fn hub_with(n: usize, clock: Arc<ManualClock>) -> (Hub, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let backends = Backends {
-        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
-        events: Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap()),
-        bus: Arc::new(LocalBus::new()),
-    };
-    let hub = Hub::open(backends, vec!["myhub.example".into()])
-        .await
-        .unwrap()
-        .with_clock(clock);
+    let (hub, dir) = common::temp_hub().await;
+    let hub = hub.with_clock(clock);
     for i in 0..n {
         let id = format!("d{i}");
         hub.put_device(&id, &DeviceSpec::default(), None)
@@ -155,7 +148,11 @@ async fn a_job_out_of_time_fails_without_running() {
     hub.run_due_jobs().await.unwrap();
     let job = hub.get_job("short").await.unwrap();
     assert_eq!(job.status, "failed");
-    assert!(job.failure_reason.unwrap().contains("maxExecutionTimeInSeconds"));
+    assert!(
+        job.failure_reason
+            .unwrap()
+            .contains("maxExecutionTimeInSeconds")
+    );
     assert_eq!(job.device_job_statistics.unwrap().device_count, 0);
 }
 
