@@ -283,3 +283,19 @@ def test_the_cli_creates_shows_lists_and_cancels_jobs(hub, rm):
 
     missing = cli(hub, "show", "--job-id", uid("nope"), check=False)
     assert missing.returncode != 0 and "JobNotFound" in (missing.stderr + missing.stdout)
+
+
+def test_an_acknowledged_job_survives_kill_9_and_runs_after_the_restart(hub, rm, jm):
+    group = uid("kgrp")
+    device_id = uid("durable")
+    create_device(rm, device_id, {"group": group})
+    job_id = uid("durable-job")
+    soon = datetime.now(timezone.utc) + timedelta(seconds=3)
+    created = jm.create_scheduled_job(job_id, twin_job(job_id, f"tags.group = '{group}'", start_time=soon))
+    assert created.status == "scheduled"
+    hub.kill9()
+    hub.restart()
+    assert jm.get_scheduled_job(job_id).query_condition == f"tags.group = '{group}'"
+    job = finished(jm, job_id)
+    assert job.status == "completed" and job.device_job_statistics.succeeded_count == 1
+    assert rm.get_twin(device_id).properties.desired["fw"] == "2.0"
