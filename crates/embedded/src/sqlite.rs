@@ -99,6 +99,15 @@ const MIGRATIONS: &[&str] = &[
          twin TEXT,
          PRIMARY KEY (device_id, module_id)
      );",
+    // Scheduled jobs and each job's result per device (`sqlite_jobs`).
+    "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+     CREATE TABLE job_devices (
+         device_id TEXT NOT NULL,
+         job_id TEXT NOT NULL,
+         doc TEXT NOT NULL,
+         PRIMARY KEY (device_id, job_id)
+     );
+     CREATE INDEX job_devices_by_job ON job_devices (job_id, device_id);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

@@ -1,5 +1,5 @@
-//! `POST /devices/query`: the IoT Hub query language over device twins (and the empty
-//! `devices.modules` and `devices.jobs`), a page at a time. The body is `{"query": "…"}`;
+//! `POST /devices/query`: the IoT Hub query language over device twins, module twins
+//! (`devices.modules`) and scheduled jobs' device records (`devices.jobs`), a page at a time. The body is `{"query": "…"}`;
 //! `x-ms-max-item-count` and `x-ms-continuation` page through the answer, `x-ms-item-type`
 //! says what its items are (`twin`, `deviceJob`, or `raw` for projections and aggregates).
 //! Needs `RegistryRead`.

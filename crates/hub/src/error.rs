@@ -79,6 +79,12 @@ pub enum HubError {
     /// A configuration created with an id already taken.
     #[error("Configuration '{0}' already exists.")]
     ConfigurationAlreadyExists(String),
+    /// A scheduled job that does not exist.
+    #[error("Job '{0}' was not found.")]
+    JobNotFound(String),
+    /// A scheduled job created with an id already taken.
+    #[error("A job with id '{0}' already exists.")]
+    JobAlreadyExists(String),
     #[error("{0}")]
     ServerError(String),
 }
@@ -144,6 +150,8 @@ impl HubError {
             HubError::Throttled { .. } => 429_001,
             HubError::ConfigurationNotFound(_) => 404_000,
             HubError::ConfigurationAlreadyExists(_) => 409_000,
+            HubError::JobNotFound(_) => 404_002,
+            HubError::JobAlreadyExists(_) => 409_000,
             HubError::ServerError(_) => 500_001,
         }
     }
@@ -184,6 +192,8 @@ impl HubError {
             HubError::Throttled { .. } => "ThrottlingException",
             HubError::ConfigurationNotFound(_) => "ConfigurationNotFound",
             HubError::ConfigurationAlreadyExists(_) => "ConfigurationAlreadyExists",
+            HubError::JobNotFound(_) => "JobNotFound",
+            HubError::JobAlreadyExists(_) => "JobAlreadyExists",
             HubError::ServerError(_) => "ServerError",
         }
     }

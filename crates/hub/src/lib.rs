@@ -21,6 +21,7 @@ pub mod file_upload;
 pub mod frame_limits;
 pub mod health;
 pub mod issuing_cas;
+pub mod jobs;
 pub mod keys;
 pub mod methods;
 pub mod model;
@@ -91,6 +92,8 @@ pub struct Hub {
     /// Wakes this node's configurations pass (`configurations::apply`): a hint, the state is
     /// in the store.
     configurations_kick: Arc<tokio::sync::Notify>,
+    /// Wakes this node's jobs runner (`jobs::runner`): a hint, the jobs are in the store.
+    jobs_kick: Arc<tokio::sync::Notify>,
     /// Whether this node's last pass found no configuration and nothing to clear.
     configurations_idle: Arc<std::sync::atomic::AtomicBool>,
     /// The transports' read limits.
@@ -127,6 +130,7 @@ impl Hub {
             network: Arc::default(),
             configurations_kick: Arc::default(),
             configurations_idle: Arc::default(),
+            jobs_kick: Arc::default(),
             frame_limits: frame_limits::FrameLimits::default(),
         })
     }

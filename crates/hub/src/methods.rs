@@ -28,6 +28,49 @@ fn seconds(
     }
 }
 
+/// A method request's parts, checked.
+pub(crate) struct Checked {
+    pub name: String,
+    pub response_timeout: u64,
+    pub connect_timeout: u64,
+    pub payload: Vec<u8>,
+}
+
+/// Checks a method request as IoT Hub does (a name, timeouts in range, a payload within
+/// [`MAX_METHOD_PAYLOAD`]): the direct method call and a method job's creation.
+pub(crate) fn check_request(request: &MethodRequest) -> Result<Checked, HubError> {
+    let name = request
+        .method_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| HubError::ArgumentNull("methodName is required.".into()))?
+        .to_owned();
+    let response_timeout = seconds(
+        request.response_timeout_in_seconds,
+        30,
+        5..=300,
+        "responseTimeoutInSeconds",
+    )?;
+    let connect_timeout = seconds(
+        request.connect_timeout_in_seconds,
+        0,
+        0..=300,
+        "connectTimeoutInSeconds",
+    )?;
+    let payload = serde_json::to_vec(&request.payload)
+        .map_err(|e| HubError::ArgumentInvalid(e.to_string()))?;
+    if payload.len() > MAX_METHOD_PAYLOAD {
+        return Err(HubError::MessageTooLarge(MAX_METHOD_PAYLOAD));
+    }
+    Ok(Checked {
+        name,
+        response_timeout,
+        connect_timeout,
+        payload,
+    })
+}
+
 impl Hub {
     /// Invokes a direct method on `device_id` and waits for its answer.
     pub async fn invoke_method(
@@ -58,30 +101,12 @@ impl Hub {
         request: MethodRequest,
     ) -> Result<MethodResult, HubError> {
         self.admit(crate::throttle::Operation::Methods, Some(device_id))?;
-        let name = request
-            .method_name
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| HubError::ArgumentNull("methodName is required.".into()))?
-            .to_owned();
-        let response_timeout = seconds(
-            request.response_timeout_in_seconds,
-            30,
-            5..=300,
-            "responseTimeoutInSeconds",
-        )?;
-        let connect_timeout = seconds(
-            request.connect_timeout_in_seconds,
-            0,
-            0..=300,
-            "connectTimeoutInSeconds",
-        )?;
-        let payload = serde_json::to_vec(&request.payload)
-            .map_err(|e| HubError::ArgumentInvalid(e.to_string()))?;
-        if payload.len() > MAX_METHOD_PAYLOAD {
-            return Err(HubError::MessageTooLarge(MAX_METHOD_PAYLOAD));
-        }
+        let Checked {
+            name,
+            response_timeout,
+            connect_timeout,
+            payload,
+        } = check_request(&request)?;
         let key = match module_id {
             Some(m) => {
                 self.get_module(device_id, m).await?;

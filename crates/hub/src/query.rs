@@ -226,9 +226,8 @@ fn top_request(query: &Query) -> Option<TwinTop> {
 impl Hub {
     /// Runs a query: one page of its answer, from `continuation` (a token an earlier page
     /// gave), with at most `page_size` items (default [`DEFAULT_PAGE_SIZE`], at most
-    /// [`MAX_PAGE_SIZE`]). `devices.modules` reads every module's twin; `devices.jobs` is
-    /// an empty collection: this hub runs no jobs, and IoT Hub answers a hub without them with
-    /// no items.
+    /// [`MAX_PAGE_SIZE`]). `devices.modules` reads every module's twin; `devices.jobs` every
+    /// device's record of each scheduled job (`hub::jobs`).
     pub(crate) async fn query_twins_unobserved(
         &self,
         text: &str,
@@ -285,7 +284,7 @@ impl Hub {
         match query.collection {
             Collection::Devices => {}
             Collection::Modules => return self.module_twin_batch(after).await,
-            _ => return Ok((Vec::new(), true)),
+            Collection::Jobs => return self.device_job_batch(after).await,
         }
         let rows = self
             .store

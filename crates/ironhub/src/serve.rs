@@ -381,6 +381,11 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             ironhub_hub::configurations::apply::PASS_INTERVAL,
             stopped.clone(),
         )),
+        // Scheduled jobs run when due, on whichever nodes see them first.
+        tokio::spawn(
+            hub.clone()
+                .run_jobs(ironhub_hub::jobs::runner::PASS_INTERVAL, stopped.clone()),
+        ),
         // Rules changed through another node reach this node's open connections.
         tokio::spawn(hub.clone().watch_network_rules_until(stopped.clone())),
         // This node's heartbeat, and the release of what nodes that stopped answering held.

@@ -14,6 +14,7 @@ mod pg_certificates;
 mod pg_configurations;
 mod pg_dps;
 mod pg_files;
+mod pg_jobs;
 mod pg_modules;
 mod pg_network;
 mod pg_rates;

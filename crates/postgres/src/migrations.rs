@@ -97,6 +97,18 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
              key TEXT NOT NULL, win BIGINT NOT NULL, count BIGINT NOT NULL, PRIMARY KEY (key, win)
          );",
     ),
+    // Scheduled jobs and each job's result per device (`pg_jobs.rs`).
+    (
+        4,
+        "CREATE TABLE jobs (job_id TEXT COLLATE \"C\" PRIMARY KEY, doc JSONB NOT NULL);
+         CREATE TABLE job_devices (
+             device_id TEXT COLLATE \"C\" NOT NULL,
+             job_id TEXT COLLATE \"C\" NOT NULL,
+             doc JSONB NOT NULL,
+             PRIMARY KEY (device_id, job_id)
+         );
+         CREATE INDEX job_devices_by_job ON job_devices (job_id, device_id);",
+    ),
 ];
 
 fn engine(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {

@@ -2,7 +2,7 @@
 //! [GROUP BY …] [ORDER BY … [ASC|DESC]]`, parsed into a [`Query`].
 
 use crate::QueryError;
-use crate::expr::Expr;
+use crate::expr::{Expr, Segment};
 use crate::functions::{AGGREGATES, Dialect};
 use crate::lexer::{self, Tok};
 use crate::parser::Parser;
@@ -113,6 +113,12 @@ impl Query {
             }
         }
         p.expect_end()?;
+        let mut filter = filter;
+        if collection == Collection::Jobs
+            && let Some(f) = filter.as_mut()
+        {
+            strip_jobs_prefix(f);
+        }
         let query = Query {
             select,
             top,
@@ -269,4 +275,33 @@ fn aggregate(p: &mut Parser<'_>) -> Result<Projection, QueryError> {
     let arg = p.expr()?;
     p.expect_sym(")")?;
     Ok(Projection::Aggregate(function, Some(arg)))
+}
+
+/// `devices.jobs.jobId` names a device job's `jobId`, as IoT Hub's examples write it
+/// (`SELECT * FROM devices.jobs WHERE devices.jobs.deviceId = 'x'`): the collection's prefix
+/// is dropped from every path of a `devices.jobs` filter.
+fn strip_jobs_prefix(expr: &mut Expr) {
+    match expr {
+        Expr::Path(segments) => {
+            let prefixed = matches!(
+                segments.as_slice(),
+                [Segment::Key(a), Segment::Key(b), _, ..]
+                    if a.eq_ignore_ascii_case("devices") && b.eq_ignore_ascii_case("jobs")
+            );
+            if prefixed {
+                segments.drain(..2);
+            }
+        }
+        Expr::Literal(_) => {}
+        Expr::Array(items) | Expr::Call(_, items) => items.iter_mut().for_each(strip_jobs_prefix),
+        Expr::Not(inner) | Expr::Neg(inner) => strip_jobs_prefix(inner),
+        Expr::Binary(_, left, right) => {
+            strip_jobs_prefix(left);
+            strip_jobs_prefix(right);
+        }
+        Expr::In { expr, list, .. } => {
+            strip_jobs_prefix(expr);
+            list.iter_mut().for_each(strip_jobs_prefix);
+        }
+    }
 }

@@ -521,3 +521,19 @@ fn double_brackets_quote_a_name() {
     assert!(c.matches(&doc));
     assert!(Condition::parse("configurations.[[open", Dialect::Twin).is_err());
 }
+
+#[test]
+fn device_job_filters_may_name_the_collection() {
+    let record = json!({"deviceId": "d1", "jobId": "j1", "status": "completed"});
+    for text in [
+        "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'j1'",
+        "SELECT * FROM devices.jobs WHERE jobId = 'j1' AND devices.jobs.status IN ['completed']",
+    ] {
+        assert!(Query::parse(text).unwrap().matches(&record), "{text}");
+    }
+    let other = Query::parse("SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'j2'").unwrap();
+    assert!(!other.matches(&record));
+    // Twin queries keep their paths as written.
+    let twin = Query::parse("SELECT * FROM devices WHERE devices.jobs.jobId = 'j1'").unwrap();
+    assert!(!twin.matches(&record));
+}

@@ -1,6 +1,6 @@
 //! The ports that carry all shared state (see `DESIGN.md`): the records and one async trait
 //! per concern — registry, modules, twins, MQTT sessions, cloud-to-device queues, certificates, DPS
-//! records, the routing document, the configurations ([`Store`] bundles them), the event log and its named
+//! records, the routing document, the configurations, the scheduled jobs ([`Store`] bundles them), the event log and its named
 //! streams, the device bus and the clock — with the
 //! cloud-to-device transition rules every engine applies ([`c2d_rules`]). Engines live in
 //! their own crates (`ironhub-embedded`: SQLite and in-process); the `testkit` feature holds
@@ -20,6 +20,7 @@ mod dps_records;
 mod error;
 pub mod eventlog;
 mod file_notifications;
+mod jobs;
 mod modules;
 mod network;
 mod rates;
@@ -50,6 +51,7 @@ pub use eventlog::{Event, EventLog, NewEvent, PartitionBounds, Retention, StartP
 pub use file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
 };
+pub use jobs::{JobDeviceRecord, JobRecord, JobStore};
 pub use modules::{ModuleStore, ModuleTwin};
 pub use network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 pub use rates::{RateWindows, WindowCount};
@@ -68,7 +70,7 @@ pub use twins::{
 pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, ConfigurationStore as _, DeviceBus as _,
-        DpsStore as _, EventLog as _, FileNotificationStore as _, ModuleStore as _,
+        DpsStore as _, EventLog as _, FileNotificationStore as _, JobStore as _, ModuleStore as _,
         NetworkRulesStore as _, RateWindows as _, RegistryStore as _, RoutingStore as _,
         SessionStore as _, TwinStore as _,
     };
@@ -89,6 +91,7 @@ pub trait Store:
     + RoutingStore
     + NetworkRulesStore
     + ConfigurationStore
+    + JobStore
     + std::fmt::Debug
     + 'static
 {
@@ -106,6 +109,7 @@ impl<T> Store for T where
         + RoutingStore
         + NetworkRulesStore
         + ConfigurationStore
+        + JobStore
         + std::fmt::Debug
         + 'static
 {

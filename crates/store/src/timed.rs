@@ -407,3 +407,33 @@ impl<S: ConfigurationStore + ?Sized> ConfigurationStore for TimedStore<S> {
         timed!(self, "configurations", write_configuration(write))
     }
 }
+
+#[async_trait]
+impl<S: crate::jobs::JobStore + ?Sized> crate::jobs::JobStore for TimedStore<S> {
+    async fn get_job(&self, job_id: &str) -> Result<Option<crate::jobs::JobRecord>> {
+        timed!(self, "jobs", get_job(job_id))
+    }
+    async fn list_jobs(&self) -> Result<Vec<crate::jobs::JobRecord>> {
+        timed!(self, "jobs", list_jobs())
+    }
+    async fn write_job(
+        &self,
+        job_id: &str,
+        doc: serde_json::Value,
+        if_match: Option<&str>,
+    ) -> Result<std::result::Result<crate::jobs::JobRecord, WriteConflict>> {
+        timed!(self, "jobs", write_job(job_id, doc, if_match))
+    }
+    async fn claim_job_device(&self, record: crate::jobs::JobDeviceRecord) -> Result<bool> {
+        timed!(self, "jobs", claim_job_device(record))
+    }
+    async fn put_job_device(&self, record: crate::jobs::JobDeviceRecord) -> Result<()> {
+        timed!(self, "jobs", put_job_device(record))
+    }
+    async fn list_job_devices(
+        &self,
+        job_id: Option<&str>,
+    ) -> Result<Vec<crate::jobs::JobDeviceRecord>> {
+        timed!(self, "jobs", list_job_devices(job_id))
+    }
+}

@@ -33,6 +33,7 @@ pub mod dps;
 pub mod endpoints;
 pub mod event_log;
 pub mod file_notifications;
+pub mod jobs;
 pub mod modules;
 pub mod rates;
 pub mod registry;
@@ -173,6 +174,8 @@ macro_rules! store_suite {
             endpoints::endpoint_health_is_kept_per_endpoint,
             streams::network_rules_are_kept_per_scope,
             configurations::configurations_are_written_compare_and_swap,
+            jobs::jobs_are_written_compare_and_swap,
+            jobs::a_job_claims_each_device_once,
         );
     };
     (@cases sync $make:expr; $($module:ident :: $case:ident),* $(,)?) => {

@@ -8,6 +8,7 @@ mod device;
 mod endpoint_health;
 mod events;
 mod file_upload;
+mod jobs;
 mod keys;
 mod messaging;
 mod module;
@@ -28,6 +29,9 @@ pub use device::{
 pub use endpoint_health::{EndpointHealth, EndpointHealthList, EndpointHealthStatus, arm_time};
 pub use events::{ConsumerGroupName, ConsumerGroupView, EventsProperties, PartitionView};
 pub use file_upload::{FileNotification, FileUploadCompletion, FileUploadInfo, FileUploadRequest};
+pub use jobs::{
+    DeviceJob, DeviceJobError, DeviceJobOutcome, DeviceJobStatistics, JobRequest, JobResponse,
+};
 pub use keys::{
     RegenerateError, RegenerateRequest, RegenerateResult, RegenerateTarget, RotatedKeys,
 };

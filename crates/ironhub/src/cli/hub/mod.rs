@@ -15,6 +15,7 @@ mod device_twin;
 mod digital_twin;
 mod generate_sas_token;
 mod invoke_device_method;
+mod job;
 mod message_endpoint;
 mod message_route;
 mod module_identity;
@@ -62,6 +63,11 @@ pub enum HubCommand {
     Configuration {
         #[command(subcommand)]
         command: crate::cli::configuration::ConfigurationCommand,
+    },
+    /// Manage scheduled jobs (twin updates and direct methods on many devices).
+    Job {
+        #[command(subcommand)]
+        command: job::JobCommand,
     },
     /// Manage module twins.
     #[command(name = "module-twin")]
@@ -149,6 +155,7 @@ pub async fn run(args: HubArgs) -> anyhow::Result<()> {
         HubCommand::Configuration { command } => {
             crate::cli::configuration::run_configuration(&login().await?, command).await?
         }
+        HubCommand::Job { command } => Some(job::run(&login().await?, &command).await?),
         HubCommand::ModuleTwin { command } => {
             Some(module_twin::run(&login().await?, &command).await?)
         }
