@@ -30,6 +30,15 @@ pub struct Signed {
     pub session: Session,
 }
 
+impl std::fmt::Debug for Signed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: never in logs.
+        f.debug_struct("Signed")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Signed {
     /// Whether the policy may perform `operation`, decided as for a REST call.
     pub async fn may(&self, operation: Operation) -> Result<(), HubError> {
@@ -75,8 +84,9 @@ fn signed(headers: &HeaderMap, hub: &Hub) -> Option<Signed> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
     let value = session::from_header(cookies)?;
     let settings = hub.settings();
-    let (policy, key, session) =
-        session::open(value, hub.host_name(), unix_now(), |name| settings.policy(name))?;
+    let (policy, key, session) = session::open(value, hub.host_name(), unix_now(), |name| {
+        settings.policy(name)
+    })?;
     Some(Signed {
         hub: hub.clone(),
         policy: policy.key_name.clone(),
@@ -87,6 +97,7 @@ fn signed(headers: &HeaderMap, hub: &Hub) -> Option<Signed> {
 
 /// A form post of a signed-in session: same origin, with the session's CSRF token (`csrf`)
 /// among the fields of `T`.
+#[derive(Debug)]
 pub struct Posted<T>(pub Signed, pub T);
 
 /// A form's fields with the CSRF token every console form carries.
@@ -118,14 +129,22 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<Hub> for Posted<T> {
 
 /// Reads a form post's `application/x-www-form-urlencoded` body (axum's default body limit).
 pub async fn read_form<T: DeserializeOwned>(request: Request, hub: &Hub) -> Result<T, Response> {
-    let bad = |message: String| (StatusCode::BAD_REQUEST, crate::layout::bare("Refused", &message)).into_response();
+    let bad = |message: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            crate::layout::bare("Refused", &message),
+        )
+            .into_response()
+    };
     let form_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !form_type {
-        return Err(bad("A console form is posted as application/x-www-form-urlencoded.".into()));
+        return Err(bad(
+            "A console form is posted as application/x-www-form-urlencoded.".into(),
+        ));
     }
     let body = Bytes::from_request(request, hub)
         .await
@@ -153,7 +172,9 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
     if origin.strip_prefix("https://") == Some(host) {
         Ok(())
     } else {
-        Err(forbidden("The form was refused: it was posted from another site."))
+        Err(forbidden(
+            "The form was refused: it was posted from another site.",
+        ))
     }
 }
 

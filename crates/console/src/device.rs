@@ -11,7 +11,7 @@ use ironhub_auth::access::Operation;
 use ironhub_hub::HubError;
 use ironhub_hub::c2d::OutgoingMessage;
 use ironhub_wire::hub::{DeviceSpec, MethodRequest, MethodResult};
-use maud::{Markup, html};
+use maud::html;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -207,7 +207,14 @@ pub async fn set_status(
     }
     .await;
     let outcome = match result {
-        Ok(d) => Outcome::ok(format!("The device is now {}.", if d.status == ironhub_store::DeviceStatus::Enabled { "enabled" } else { "disabled" })),
+        Ok(d) => Outcome::ok(format!(
+            "The device is now {}.",
+            if d.status == ironhub_store::DeviceStatus::Enabled {
+                "enabled"
+            } else {
+                "disabled"
+            }
+        )),
         Err(e) => Outcome::error(&e),
     };
     render(&signed, &id, false, outcome).await
@@ -258,14 +265,20 @@ fn json_object(text: &str, what: &str) -> Result<Value, HubError> {
 
 /// `POST /console/devices/{id}/twin`: replaces the desired properties and tags, on the
 /// condition that the twin is still the one the page showed.
-pub async fn update_twin(Path(id): Path<String>, Posted(signed, form): Posted<TwinForm>) -> Response {
+pub async fn update_twin(
+    Path(id): Path<String>,
+    Posted(signed, form): Posted<TwinForm>,
+) -> Response {
     let result = async {
         signed.may(Operation::TwinWrite).await?;
         let doc = json!({
             "tags": json_object(&form.tags, "Tags")?,
             "properties": { "desired": json_object(&form.desired, "Desired properties")? },
         });
-        signed.hub.update_twin(&id, &doc, Some(&form.etag), true).await
+        signed
+            .hub
+            .update_twin(&id, &doc, Some(&form.etag), true)
+            .await
     }
     .await;
     let outcome = match result {
@@ -354,9 +367,8 @@ pub async fn invoke_method(
         let payload = if form.payload.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&form.payload).map_err(|e| {
-                HubError::ArgumentInvalid(format!("The payload is not JSON: {e}."))
-            })?
+            serde_json::from_str(&form.payload)
+                .map_err(|e| HubError::ArgumentInvalid(format!("The payload is not JSON: {e}.")))?
         };
         let timeout = form.timeout.trim().parse::<i64>().ok();
         let request = MethodRequest {

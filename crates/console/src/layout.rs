@@ -94,7 +94,11 @@ pub fn error_page(signed: &Signed, e: &HubError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
-        page(signed, "Not possible", html! { p.notice.error { (e.to_string()) } }),
+        page(
+            signed,
+            "Not possible",
+            html! { p.notice.error { (e.to_string()) } },
+        ),
     )
         .into_response()
 }

@@ -47,7 +47,10 @@ pub fn routes(hub: Hub) -> Router {
 }
 
 async fn css() -> Response {
-    asset("text/css; charset=utf-8", include_str!("../assets/console.css"))
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../assets/console.css"),
+    )
 }
 
 async fn js() -> Response {

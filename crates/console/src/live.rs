@@ -49,9 +49,11 @@ fn events(reader: EventReader) -> impl Stream<Item = Result<Event, Infallible>> 
                     return Some((Ok(event), (reader, pending)));
                 }
                 match reader.next_batch(WAIT).await {
-                    Ok(batch) => pending.extend(batch.iter().map(|e| {
-                        Event::default().data(line(e).to_string())
-                    })),
+                    Ok(batch) => pending.extend(
+                        batch
+                            .iter()
+                            .map(|e| Event::default().data(line(e).to_string())),
+                    ),
                     Err(e) => {
                         tracing::warn!(error = %e, "console telemetry stream ended by a read failure");
                         return None;

@@ -125,8 +125,13 @@ mod tests {
     fn a_sealed_session_opens_only_with_its_policy_key_and_before_expiry() {
         let policy = SharedAccessPolicy::generate("iothubowner", Rights::REGISTRY_READ);
         let session = Session::new(1000).expect("random");
-        let cookie = seal("iothubowner", &policy.secondary_key, "hub.example", &session)
-            .expect("sealed");
+        let cookie = seal(
+            "iothubowner",
+            &policy.secondary_key,
+            "hub.example",
+            &session,
+        )
+        .expect("sealed");
         let find = |name: &str| (name == "iothubowner").then_some(&policy);
         let (found, key, opened) = open(&cookie, "hub.example", 1001, find).expect("opens");
         assert_eq!(found.key_name, "iothubowner");

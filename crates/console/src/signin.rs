@@ -84,7 +84,9 @@ pub async fn sign_in(State(hub): State<Hub>, request: Request) -> Response {
         }
     };
     if policy.is_empty() || key.is_empty() {
-        return refuse("Give a connection string with SharedAccessKeyName and SharedAccessKey, or a policy name and key.");
+        return refuse(
+            "Give a connection string with SharedAccessKeyName and SharedAccessKey, or a policy name and key.",
+        );
     }
     let any_right = [
         Rights::REGISTRY_READ,
@@ -99,10 +101,14 @@ pub async fn sign_in(State(hub): State<Hub>, request: Request) -> Response {
         tracing::info!(target: "ServiceOperations", policy = %policy, "console sign-in refused");
         return refuse("This policy name and key are not accepted by this hub.");
     };
-    let cookie = Session::new(unix_now())
-        .and_then(|s| session::seal(&name, &key, hub.host_name(), &s));
+    let cookie =
+        Session::new(unix_now()).and_then(|s| session::seal(&name, &key, hub.host_name(), &s));
     let Some(cookie) = cookie else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, page(Some("No session could be made."))).into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            page(Some("No session could be made.")),
+        )
+            .into_response();
     };
     tracing::info!(target: "ServiceOperations", policy = %name, "console sign-in");
     (

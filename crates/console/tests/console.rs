@@ -76,10 +76,24 @@ async fn pages_need_a_session_and_a_wrong_key_gets_none() {
         let to = response.headers()[header::LOCATION].to_str().unwrap();
         assert!(to == "/console/signin" || to == "/console", "{uri} -> {to}");
     }
-    let response = call(&hub, "POST", "/console/signin", None, "policy=iothubowner&key=AAAA").await;
+    let response = call(
+        &hub,
+        "POST",
+        "/console/signin",
+        None,
+        "policy=iothubowner&key=AAAA",
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(response.headers().get(header::SET_COOKIE).is_none());
-    let forged = call(&hub, "GET", "/console", Some("ironhub-console=aW90aHVib3duZXI.AAAA"), "").await;
+    let forged = call(
+        &hub,
+        "GET",
+        "/console",
+        Some("ironhub-console=aW90aHVib3duZXI.AAAA"),
+        "",
+    )
+    .await;
     assert_eq!(forged.status(), StatusCode::SEE_OTHER);
 }
 
@@ -89,26 +103,69 @@ async fn owner_creates_devices_only_with_the_csrf_token_and_a_valid_id() {
     let (cookie, csrf) = sign_in(&hub, "iothubowner").await;
     let page = call(&hub, "GET", "/console", Some(&cookie), "").await;
     assert_eq!(page.headers()[header::X_FRAME_OPTIONS], "DENY");
-    assert!(page.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        page.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     assert!(text(page).await.contains(HOST));
 
-    let no_token = call(&hub, "POST", "/console/devices", Some(&cookie), "device_id=d1").await;
+    let no_token = call(
+        &hub,
+        "POST",
+        "/console/devices",
+        Some(&cookie),
+        "device_id=d1",
+    )
+    .await;
     assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
-    let bad_id = call(&hub, "POST", "/console/devices", Some(&cookie), &format!("csrf={csrf}&device_id=bad+id%21")).await;
+    let bad_id = call(
+        &hub,
+        "POST",
+        "/console/devices",
+        Some(&cookie),
+        &format!("csrf={csrf}&device_id=bad+id%21"),
+    )
+    .await;
     assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
     assert!(text(bad_id).await.contains("device_id-error"));
     assert!(hub.get_device("d1").await.is_err());
     assert!(hub.get_device("bad id!").await.is_err());
 
-    let created = call(&hub, "POST", "/console/devices", Some(&cookie), &format!("csrf={csrf}&device_id=d1")).await;
+    let created = call(
+        &hub,
+        "POST",
+        "/console/devices",
+        Some(&cookie),
+        &format!("csrf={csrf}&device_id=d1"),
+    )
+    .await;
     assert_eq!(created.status(), StatusCode::SEE_OTHER);
     assert_eq!(created.headers()[header::LOCATION], "/console/devices/d1");
     let device = text(call(&hub, "GET", "/console/devices/d1", Some(&cookie), "").await).await;
     assert!(device.contains("twin-form") && device.contains("delete-form"));
     // Keys are masked until asked.
-    let key = hub.get_device("d1").await.unwrap().authentication.symmetric_key.primary_key.unwrap();
+    let key = hub
+        .get_device("d1")
+        .await
+        .unwrap()
+        .authentication
+        .symmetric_key
+        .primary_key
+        .unwrap();
     assert!(!device.contains(&key));
-    let shown = text(call(&hub, "GET", "/console/devices/d1?keys=show", Some(&cookie), "").await).await;
+    let shown = text(
+        call(
+            &hub,
+            "GET",
+            "/console/devices/d1?keys=show",
+            Some(&cookie),
+            "",
+        )
+        .await,
+    )
+    .await;
     assert!(shown.contains(&key));
 }
 
@@ -116,22 +173,49 @@ async fn owner_creates_devices_only_with_the_csrf_token_and_a_valid_id() {
 async fn a_read_only_policy_sees_no_write_controls_and_its_posts_are_refused() {
     let (hub, _dir) = hub().await;
     let (owner, owner_csrf) = sign_in(&hub, "iothubowner").await;
-    let created = call(&hub, "POST", "/console/devices", Some(&owner), &format!("csrf={owner_csrf}&device_id=d1")).await;
+    let created = call(
+        &hub,
+        "POST",
+        "/console/devices",
+        Some(&owner),
+        &format!("csrf={owner_csrf}&device_id=d1"),
+    )
+    .await;
     assert_eq!(created.status(), StatusCode::SEE_OTHER);
 
     let (reader, csrf) = sign_in(&hub, "registryRead").await;
     let device = text(call(&hub, "GET", "/console/devices/d1", Some(&reader), "").await).await;
-    for control in ["twin-form", "delete-form", "status-form", "c2d-form", "method-form"] {
+    for control in [
+        "twin-form",
+        "delete-form",
+        "status-form",
+        "c2d-form",
+        "method-form",
+    ] {
         assert!(!device.contains(control), "{control}");
     }
     assert!(device.contains("twin-json"));
     let list = text(call(&hub, "GET", "/console/devices", Some(&reader), "").await).await;
     assert!(!list.contains("create-device") && list.contains("/console/devices/d1"));
-    let delete = call(&hub, "POST", "/console/devices/d1/delete", Some(&reader), &format!("csrf={csrf}")).await;
+    let delete = call(
+        &hub,
+        "POST",
+        "/console/devices/d1/delete",
+        Some(&reader),
+        &format!("csrf={csrf}"),
+    )
+    .await;
     assert_eq!(delete.status(), StatusCode::UNAUTHORIZED);
     assert!(hub.get_device("d1").await.is_ok());
     // One session's token does not pass for another's.
-    let crossed = call(&hub, "POST", "/console/devices/d1/delete", Some(&owner), &format!("csrf={csrf}")).await;
+    let crossed = call(
+        &hub,
+        "POST",
+        "/console/devices/d1/delete",
+        Some(&owner),
+        &format!("csrf={csrf}"),
+    )
+    .await;
     assert_eq!(crossed.status(), StatusCode::FORBIDDEN);
     assert!(hub.get_device("d1").await.is_ok());
 }

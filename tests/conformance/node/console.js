@@ -110,7 +110,7 @@ async function main() {
 
   // Live telemetry: the stream is open before the device sends.
   await page.reload();
-  await page.waitForSelector('#telemetry[data-state=open]');
+  await page.waitForSelector('#telemetry[data-state=open]', { state: 'attached' });
   await ask('send-telemetry');
   await page.waitForSelector('#telemetry li:has-text("hello-console")');
   result.telemetry = await page.textContent('#telemetry li');
