@@ -132,7 +132,7 @@ pub async fn read_form<T: DeserializeOwned>(request: Request, hub: &Hub) -> Resu
     let bad = |message: String| {
         (
             StatusCode::BAD_REQUEST,
-            crate::layout::bare("Refused", &message),
+            crate::frame::bare("Refused", &message),
         )
             .into_response()
     };
@@ -181,7 +181,7 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
 fn forbidden(message: &str) -> Response {
     (
         StatusCode::FORBIDDEN,
-        crate::layout::bare("Refused", message),
+        crate::frame::bare("Refused", message),
     )
         .into_response()
 }

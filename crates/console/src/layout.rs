@@ -6,6 +6,7 @@ use ironhub_hub::HubError;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::access::Signed;
+use crate::frame::head;
 
 /// A page with the console's navigation, for a signed-in session.
 pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
@@ -29,27 +30,6 @@ pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
                 main { h1 { (title) } (body) }
             }
         }
-    }
-}
-
-/// A page without navigation (sign-in, refusals).
-pub fn bare(title: &str, body: &str) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head { (head(title)) }
-            body { main { h1 { (title) } p.error { (body) } p { a href="/console" { "Back to the console" } } } }
-        }
-    }
-}
-
-fn head(title: &str) -> Markup {
-    html! {
-        meta charset="utf-8";
-        meta name="viewport" content="width=device-width, initial-scale=1";
-        title { (title) " · ironhub" }
-        link rel="stylesheet" href="/console/assets/console.css";
-        script src="/console/assets/console.js" defer {}
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod access;
 mod device;
 mod devices;
+mod frame;
 pub mod layout;
 mod live;
 mod overview;

@@ -31,12 +31,7 @@ fn page(error: Option<&str>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · ironhub" }
-                link rel="stylesheet" href="/console/assets/console.css";
-            }
+            head { (crate::frame::head("Sign in")) }
             body {
                 main {
                     h1 { "Sign in to the ironhub console" }
