@@ -115,7 +115,9 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<Hub> for Posted<T> {
     async fn from_request(request: Request, hub: &Hub) -> Result<Self, Response> {
         let (mut parts, body) = request.into_parts();
         let signed = Signed::from_request_parts(&mut parts, hub).await?;
-        same_origin(&parts.headers)?;
+        if !same_origin(&parts.headers) {
+            return Err(cross_site());
+        }
         let request = Request::from_parts(parts, body);
         let WithCsrf { csrf, form } = read_form(request, hub).await?;
         if !same_token(&csrf, &signed.session.csrf) {
@@ -161,21 +163,20 @@ fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Refuses a post whose `Origin` (when the browser sends one) is not this server.
-pub fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
+/// Whether a post comes from this server: its `Origin`, when the browser sends one, is it.
+pub fn same_origin(headers: &HeaderMap) -> bool {
     let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST))
     else {
-        return Ok(());
+        return true;
     };
     let origin = origin.to_str().unwrap_or_default();
     let host = host.to_str().unwrap_or_default();
-    if origin.strip_prefix("https://") == Some(host) {
-        Ok(())
-    } else {
-        Err(forbidden(
-            "The form was refused: it was posted from another site.",
-        ))
-    }
+    origin.strip_prefix("https://") == Some(host)
+}
+
+/// The refusal of a post from another site.
+pub fn cross_site() -> Response {
+    forbidden("The form was refused: it was posted from another site.")
 }
 
 fn forbidden(message: &str) -> Response {

@@ -8,7 +8,7 @@ use ironhub_hub::Hub;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
-use crate::access::{NoFields, Posted, read_form, same_origin};
+use crate::access::{NoFields, Posted, cross_site, read_form, same_origin};
 use crate::session::{self, Session};
 
 /// What the sign-in form posts: a connection string, or a policy name and key.
@@ -59,8 +59,8 @@ fn page(error: Option<&str>) -> Markup {
 /// `POST /console/signin`: checks the policy and key the way a REST call's token is checked
 /// (a token signed with the key must be accepted), then sets the session cookie.
 pub async fn sign_in(State(hub): State<Hub>, request: Request) -> Response {
-    if let Err(refused) = same_origin(request.headers()) {
-        return refused;
+    if !same_origin(request.headers()) {
+        return cross_site();
     }
     let form: SignIn = match read_form(request, &hub).await {
         Ok(form) => form,

@@ -162,15 +162,41 @@ async fn owner_creates_devices_only_with_the_csrf_token_and_a_valid_id() {
 
     // Disable with the page's ETag; a stale one is a conflict and changes nothing.
     let etag = field(&device, "etag");
-    let form = format!("csrf={csrf}&status=disabled&etag={}", ironhub_auth::sas::url_encode(&etag));
-    let disabled = call(&hub, "POST", "/console/devices/d1/status", Some(&cookie), &form).await;
+    let form = format!(
+        "csrf={csrf}&status=disabled&etag={}",
+        ironhub_auth::sas::url_encode(&etag)
+    );
+    let disabled = call(
+        &hub,
+        "POST",
+        "/console/devices/d1/status",
+        Some(&cookie),
+        &form,
+    )
+    .await;
     assert_eq!(disabled.status(), StatusCode::OK);
     assert!(text(disabled).await.contains("now disabled"));
-    assert_eq!(hub.get_device("d1").await.unwrap().status, ironhub_store::DeviceStatus::Disabled);
-    let form = format!("csrf={csrf}&status=enabled&etag={}", ironhub_auth::sas::url_encode(&etag));
-    let stale = call(&hub, "POST", "/console/devices/d1/status", Some(&cookie), &form).await;
+    assert_eq!(
+        hub.get_device("d1").await.unwrap().status,
+        ironhub_store::DeviceStatus::Disabled
+    );
+    let form = format!(
+        "csrf={csrf}&status=enabled&etag={}",
+        ironhub_auth::sas::url_encode(&etag)
+    );
+    let stale = call(
+        &hub,
+        "POST",
+        "/console/devices/d1/status",
+        Some(&cookie),
+        &form,
+    )
+    .await;
     assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
-    assert_eq!(hub.get_device("d1").await.unwrap().status, ironhub_store::DeviceStatus::Disabled);
+    assert_eq!(
+        hub.get_device("d1").await.unwrap().status,
+        ironhub_store::DeviceStatus::Disabled
+    );
 }
 
 /// The value of the first hidden field `name` in a page.
