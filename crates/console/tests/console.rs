@@ -162,36 +162,28 @@ async fn owner_creates_devices_only_with_the_csrf_token_and_a_valid_id() {
 
     // Disable with the page's ETag; a stale one is a conflict and changes nothing.
     let etag = field(&device, "etag");
-    let form = format!(
-        "csrf={csrf}&status=disabled&etag={}",
-        ironhub_auth::sas::url_encode(&etag)
-    );
-    let disabled = call(
-        &hub,
-        "POST",
-        "/console/devices/d1/status",
-        Some(&cookie),
-        &form,
-    )
-    .await;
+    let set_status = |status: &'static str| {
+        let form = format!(
+            "csrf={csrf}&status={status}&etag={}",
+            ironhub_auth::sas::url_encode(&etag)
+        );
+        let hub = hub.clone();
+        let cookie = cookie.clone();
+        async move {
+            call(
+                &hub,
+                "POST",
+                "/console/devices/d1/status",
+                Some(&cookie),
+                &form,
+            )
+            .await
+        }
+    };
+    let disabled = set_status("disabled").await;
     assert_eq!(disabled.status(), StatusCode::OK);
     assert!(text(disabled).await.contains("now disabled"));
-    assert_eq!(
-        hub.get_device("d1").await.unwrap().status,
-        ironhub_store::DeviceStatus::Disabled
-    );
-    let form = format!(
-        "csrf={csrf}&status=enabled&etag={}",
-        ironhub_auth::sas::url_encode(&etag)
-    );
-    let stale = call(
-        &hub,
-        "POST",
-        "/console/devices/d1/status",
-        Some(&cookie),
-        &form,
-    )
-    .await;
+    let stale = set_status("enabled").await;
     assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
     assert_eq!(
         hub.get_device("d1").await.unwrap().status,
