@@ -56,6 +56,11 @@ pub fn router_with_amqp(
         .merge(network_api::routes())
         .merge(certificates_api::routes::<Hub>());
     let health = crate::health_api::routes(hub.clone());
+    // The web console (`/` and `/console/…`), behind the same network rules.
+    let console = ironhub_console::routes(hub.clone()).layer(middleware::from_fn_with_state(
+        hub.clone(),
+        network_api::check,
+    ));
     let network_check = middleware::from_fn_with_state(hub.clone(), network_api::check);
     let network_hub = hub.clone();
     let mut app = hub_routes.with_state(hub).merge(websocket);
@@ -78,7 +83,9 @@ pub fn router_with_amqp(
         .layer(network_check)
         .layer(middleware::from_fn(body::linger));
     // The path is normalized before it is routed. The health routes take no `api-version`.
-    health.fallback_service(app.map_request(normalize_path))
+    health
+        .merge(console)
+        .fallback_service(app.map_request(normalize_path))
 }
 
 /// The hub's API alone (a server without DPS, and tests).

@@ -1,0 +1,192 @@
+//! Who is signed in, as extractors: [`Signed`] opens the session cookie and acts as its policy
+//! through the hub's own authorization (the one the REST API uses: `Hub::authorize_operation`
+//! with a token the console signs with the policy's key), and [`Posted`] adds what every form
+//! post must carry: a same-origin request and the session's CSRF token.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use ironhub_auth::access::Operation;
+use ironhub_auth::{sas, unix_now};
+use ironhub_hub::{Hub, HubError};
+use serde::de::DeserializeOwned;
+
+use crate::session::{self, Session};
+
+/// Where a request without a session is sent.
+pub const SIGN_IN: &str = "/console/signin";
+/// How long a token the console signs for one check lives, in seconds.
+const TOKEN_SECS: u64 = 300;
+
+/// A signed-in session: the hub, the policy it acts as and its CSRF token.
+#[derive(Clone)]
+pub struct Signed {
+    pub hub: Hub,
+    /// The policy's name as the hub spells it.
+    pub policy: String,
+    key: String,
+    pub session: Session,
+}
+
+impl std::fmt::Debug for Signed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: never in logs.
+        f.debug_struct("Signed")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signed {
+    /// Whether the policy may perform `operation`, decided as for a REST call.
+    pub async fn may(&self, operation: Operation) -> Result<(), HubError> {
+        let token = sas::generate(
+            self.hub.host_name(),
+            &self.key,
+            unix_now() + TOKEN_SECS,
+            Some(&self.policy),
+        )
+        .map_err(|e| HubError::Unauthorized(format!("Unauthorized: {e}.")))?;
+        let request = format!("{operation:?} from the console");
+        self.hub
+            .authorize_operation(Some(&token), operation, &request)
+            .await
+    }
+
+    /// [`Signed::may`] as a yes or no, to decide which controls a page shows.
+    pub async fn can(&self, operation: Operation) -> bool {
+        self.may(operation).await.is_ok()
+    }
+
+    /// The policy's connection string (it holds the key the user signed in with).
+    pub fn connection_string(&self) -> String {
+        format!(
+            "HostName={};SharedAccessKeyName={};SharedAccessKey={}",
+            self.hub.host_name(),
+            self.policy,
+            self.key
+        )
+    }
+}
+
+impl FromRequestParts<Hub> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &Hub) -> Result<Self, Response> {
+        signed(&parts.headers, hub).ok_or_else(|| Redirect::to(SIGN_IN).into_response())
+    }
+}
+
+/// The session a request's cookie holds, if it is valid now.
+fn signed(headers: &HeaderMap, hub: &Hub) -> Option<Signed> {
+    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+    let value = session::from_header(cookies)?;
+    let settings = hub.settings();
+    let (policy, key, session) = session::open(value, hub.host_name(), unix_now(), |name| {
+        settings.policy(name)
+    })?;
+    Some(Signed {
+        hub: hub.clone(),
+        policy: policy.key_name.clone(),
+        key: key.to_owned(),
+        session,
+    })
+}
+
+/// A form post of a signed-in session: same origin, with the session's CSRF token (`csrf`)
+/// among the fields of `T`.
+#[derive(Debug)]
+pub struct Posted<T>(pub Signed, pub T);
+
+/// A form's fields with the CSRF token every console form carries.
+#[derive(serde::Deserialize)]
+struct WithCsrf<T> {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    form: T,
+}
+
+impl<T: DeserializeOwned + Send + 'static> FromRequest<Hub> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, hub: &Hub) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let signed = Signed::from_request_parts(&mut parts, hub).await?;
+        if !same_origin(&parts.headers) {
+            return Err(cross_site());
+        }
+        let request = Request::from_parts(parts, body);
+        let WithCsrf { csrf, form } = read_form(request, hub).await?;
+        if !same_token(&csrf, &signed.session.csrf) {
+            return Err(forbidden(
+                "The form was refused: its security token is missing or stale. Reload the page and try again.",
+            ));
+        }
+        Ok(Posted(signed, form))
+    }
+}
+
+/// Reads a form post's `application/x-www-form-urlencoded` body (axum's default body limit).
+pub async fn read_form<T: DeserializeOwned>(request: Request, hub: &Hub) -> Result<T, Response> {
+    let bad = |message: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            crate::frame::bare("Refused", &message),
+        )
+            .into_response()
+    };
+    let form_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form_type {
+        return Err(bad(
+            "A console form is posted as application/x-www-form-urlencoded.".into(),
+        ));
+    }
+    let body = Bytes::from_request(request, hub)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    serde_urlencoded::from_bytes(&body).map_err(|e| bad(format!("The form is not valid: {e}.")))
+}
+
+/// Compares two tokens in a time that does not depend on where they differ.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
+}
+
+/// Whether a post comes from this server: its `Origin`, when the browser sends one, is it.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), headers.get(header::HOST))
+    else {
+        return true;
+    };
+    let origin = origin.to_str().unwrap_or_default();
+    let host = host.to_str().unwrap_or_default();
+    origin.strip_prefix("https://") == Some(host)
+}
+
+/// The refusal of a post from another site.
+pub fn cross_site() -> Response {
+    forbidden("The form was refused: it was posted from another site.")
+}
+
+fn forbidden(message: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        crate::frame::bare("Refused", message),
+    )
+        .into_response()
+}
+
+/// The fields of a form that posts nothing but its CSRF token.
+#[derive(Debug, serde::Deserialize)]
+pub struct NoFields {}

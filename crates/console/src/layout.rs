@@ -1,0 +1,96 @@
+//! The page frame every console page shares, and the pieces pages reuse.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ironhub_hub::HubError;
+use maud::{DOCTYPE, Markup, html};
+
+use crate::access::Signed;
+use crate::frame::head;
+
+/// A page with the console's navigation, for a signed-in session.
+pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { (head(title)) }
+            body {
+                header {
+                    nav {
+                        a.brand href="/console" { (signed.hub.host_name()) }
+                        a href="/console" { "Overview" }
+                        a href="/console/devices" { "Devices" }
+                        form.inline method="post" action="/console/signout" {
+                            (csrf(signed))
+                            span.who { (signed.policy) }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+/// The hidden CSRF field every form carries.
+pub fn csrf(signed: &Signed) -> Markup {
+    html! { input type="hidden" name="csrf" value=(signed.session.csrf); }
+}
+
+/// A notice above a page's content: an error (red) or a success.
+pub fn notice(message: Option<&Notice>) -> Markup {
+    html! {
+        @if let Some(n) = message {
+            p class=(if n.ok { "notice ok" } else { "notice error" }) role="status" { (n.text) }
+        }
+    }
+}
+
+/// A message a page shows after a form post.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub ok: bool,
+    pub text: String,
+}
+
+impl Notice {
+    pub fn ok(text: impl Into<String>) -> Notice {
+        Notice {
+            ok: true,
+            text: text.into(),
+        }
+    }
+    pub fn error(e: &HubError) -> Notice {
+        Notice {
+            ok: false,
+            text: e.to_string(),
+        }
+    }
+}
+
+/// A page with the status of `e` (404 for a missing device, 401 for a refused right, …).
+pub fn error_page(signed: &Signed, e: &HubError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        page(
+            signed,
+            "Not possible",
+            html! { p.notice.error { (e.to_string()) } },
+        ),
+    )
+        .into_response()
+}
+
+/// `s` with its characters escaped for a URL path segment.
+pub fn segment(s: &str) -> String {
+    ironhub_auth::sas::url_encode(s)
+}
+
+/// A secret shown as dots unless `reveal`.
+pub fn secret(value: &str, reveal: bool) -> Markup {
+    html! {
+        @if reveal { code.secret { (value) } } @else { code.masked { "••••••••••••" } }
+    }
+}

@@ -1,0 +1,97 @@
+//! ironhub's web console: server-rendered HTML pages (maud) on the HTTPS port, under
+//! `/console` (and `/`, which leads there), so no IoT Hub or DPS REST path is shadowed.
+//!
+//! A person signs in with a shared access policy (its connection string, or its name and a
+//! key) and the console then acts as exactly that policy: every page and form asks the hub's
+//! own authorization (`Hub::authorize_operation`, as the REST API does) before it reads or
+//! writes, and calls the same `Hub` methods the REST handlers call. The session is a sealed
+//! cookie ([`session`]), so any node of a cluster serves any request. Pages, styles and the
+//! one small script are compiled into the binary; nothing is fetched from elsewhere.
+
+pub mod access;
+mod device;
+mod devices;
+mod frame;
+pub mod layout;
+mod live;
+mod overview;
+pub mod session;
+mod signin;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use ironhub_hub::Hub;
+
+/// The console's routes, with the hub as their state.
+pub fn routes(hub: Hub) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console") }))
+        .route("/console", get(overview::show))
+        .route("/console/", get(overview::show))
+        .route("/console/signin", get(signin::form).post(signin::sign_in))
+        .route("/console/signout", post(signin::sign_out))
+        .route("/console/devices", get(devices::list).post(devices::create))
+        .route("/console/devices/{id}", get(device::show))
+        .route("/console/devices/{id}/status", post(device::set_status))
+        .route("/console/devices/{id}/delete", post(device::delete))
+        .route("/console/devices/{id}/twin", post(device::update_twin))
+        .route("/console/devices/{id}/c2d", post(device::send_c2d))
+        .route("/console/devices/{id}/method", post(device::invoke_method))
+        .route("/console/devices/{id}/events", get(live::device_events))
+        .route("/console/assets/console.css", get(css))
+        .route("/console/assets/console.js", get(js))
+        .layer(middleware::map_response(protect))
+        .with_state(hub)
+}
+
+async fn css() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../assets/console.css"),
+    )
+}
+
+async fn js() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/console.js"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The headers every console answer carries: no framing by other sites (clickjacking), no
+/// script, style or form target but this server's, no MIME sniffing, and pages not cached.
+async fn protect(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}

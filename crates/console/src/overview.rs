@@ -1,0 +1,64 @@
+//! The hub's overview: its name, the signed-in policy's connection string, device counts.
+
+use axum::extract::Query;
+use ironhub_auth::access::Operation;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use crate::access::Signed;
+use crate::layout::{page, secret};
+
+/// `?reveal=key` shows the key.
+#[derive(Debug, Default, Deserialize)]
+pub struct Reveal {
+    #[serde(default)]
+    reveal: String,
+}
+
+/// `GET /console`.
+pub async fn show(signed: Signed, Query(q): Query<Reveal>) -> Markup {
+    let hub = &signed.hub;
+    let registry = match signed.may(Operation::RegistryStatistics).await {
+        Ok(()) => hub.registry_statistics().await.ok(),
+        Err(_) => None,
+    };
+    let connected = match signed.may(Operation::ServiceStatistics).await {
+        Ok(()) => hub
+            .service_statistics()
+            .await
+            .ok()
+            .map(|s| s.connected_device_count),
+        Err(_) => None,
+    };
+    let count = |n: Option<u64>| n.map_or_else(|| "—".to_owned(), |n| n.to_string());
+    let reveal = q.reveal == "key";
+    page(
+        &signed,
+        "Overview",
+        html! {
+            section {
+                h2 { "Hub" }
+                p { "Host name: " code #host-name { (hub.host_name()) } }
+                p { "Signed in as the shared access policy " b { (signed.policy) } "." }
+                p {
+                    "Connection string: "
+                    @if reveal {
+                        code.secret #connection-string { (signed.connection_string()) }
+                        " " a href="/console" { "Hide" }
+                    } @else {
+                        code { "HostName=" (hub.host_name()) ";SharedAccessKeyName=" (signed.policy) ";SharedAccessKey=" }
+                        (secret("", false))
+                        " " a href="/console?reveal=key" { "Show" }
+                    }
+                }
+            }
+            div.stats {
+                div { b #total-devices { (count(registry.as_ref().map(|r| r.total_device_count))) } "devices" }
+                div { b #enabled-devices { (count(registry.as_ref().map(|r| r.enabled_device_count))) } "enabled" }
+                div { b #disabled-devices { (count(registry.as_ref().map(|r| r.disabled_device_count))) } "disabled" }
+                div { b #connected-devices { (count(connected)) } "connected" }
+            }
+            p { a href="/console/devices" { "Devices →" } }
+        },
+    )
+}

@@ -1,0 +1,123 @@
+//! Sign-in with a shared access policy, and sign-out.
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use ironhub_auth::{ConnectionString, Rights, sas, unix_now};
+use ironhub_hub::Hub;
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+use crate::access::{NoFields, Posted, cross_site, read_form, same_origin};
+use crate::session::{self, Session};
+
+/// What the sign-in form posts: a connection string, or a policy name and key.
+#[derive(Debug, Default, Deserialize)]
+pub struct SignIn {
+    #[serde(default)]
+    connection_string: String,
+    #[serde(default)]
+    policy: String,
+    #[serde(default)]
+    key: String,
+}
+
+/// `GET /console/signin`.
+pub async fn form() -> Markup {
+    page(None)
+}
+
+fn page(error: Option<&str>) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head { (crate::frame::head("Sign in")) }
+            body {
+                main {
+                    h1 { "Sign in to the ironhub console" }
+                    p { "Sign in with a shared access policy of the hub. The console acts with exactly that policy's rights." }
+                    @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+                    section {
+                        form method="post" action="/console/signin" autocomplete="off" {
+                            label for="connection_string" { "Connection string" }
+                            input #connection_string type="password" name="connection_string"
+                                placeholder="HostName=…;SharedAccessKeyName=…;SharedAccessKey=…";
+                            p { "or" }
+                            label for="policy" { "Policy name" }
+                            input #policy type="text" name="policy";
+                            label for="key" { "Key" }
+                            input #key type="password" name="key";
+                            p { button type="submit" { "Sign in" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /console/signin`: checks the policy and key the way a REST call's token is checked
+/// (a token signed with the key must be accepted), then sets the session cookie.
+pub async fn sign_in(State(hub): State<Hub>, request: Request) -> Response {
+    if !same_origin(request.headers()) {
+        return cross_site();
+    }
+    let form: SignIn = match read_form(request, &hub).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
+    let refuse = |message: &str| (StatusCode::UNAUTHORIZED, page(Some(message))).into_response();
+    let (policy, key) = if form.connection_string.trim().is_empty() {
+        (form.policy.trim().to_owned(), form.key.trim().to_owned())
+    } else {
+        match ConnectionString::parse(&form.connection_string) {
+            Ok(cs) => (
+                cs.shared_access_key_name.unwrap_or_default(),
+                cs.shared_access_key.unwrap_or_default(),
+            ),
+            Err(e) => return refuse(&format!("The connection string is not valid: {e}.")),
+        }
+    };
+    if policy.is_empty() || key.is_empty() {
+        return refuse(
+            "Give a connection string with SharedAccessKeyName and SharedAccessKey, or a policy name and key.",
+        );
+    }
+    let any_right = [
+        Rights::REGISTRY_READ,
+        Rights::REGISTRY_WRITE,
+        Rights::SERVICE_CONNECT,
+        Rights::DEVICE_CONNECT,
+    ];
+    let checked = sas::generate(hub.host_name(), &key, unix_now() + 60, Some(&policy))
+        .ok()
+        .and_then(|token| hub.authorize_service_any(Some(&token), &any_right).ok());
+    let Some(ironhub_hub::Principal::Policy { name, .. }) = checked else {
+        tracing::info!(target: "ServiceOperations", policy = %policy, "console sign-in refused");
+        return refuse("This policy name and key are not accepted by this hub.");
+    };
+    let cookie =
+        Session::new(unix_now()).and_then(|s| session::seal(&name, &key, hub.host_name(), &s));
+    let Some(cookie) = cookie else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            page(Some("No session could be made.")),
+        )
+            .into_response();
+    };
+    tracing::info!(target: "ServiceOperations", policy = %name, "console sign-in");
+    (
+        [(header::SET_COOKIE, session::set_cookie(&cookie))],
+        Redirect::to("/console"),
+    )
+        .into_response()
+}
+
+/// `POST /console/signout`: removes the session cookie.
+pub async fn sign_out(Posted(_, NoFields {}): Posted<NoFields>) -> Response {
+    (
+        [(header::SET_COOKIE, session::set_cookie(""))],
+        Redirect::to(crate::access::SIGN_IN),
+    )
+        .into_response()
+}

@@ -1,0 +1,254 @@
+//! The console's routes in process: sign-in, the session cookie, CSRF and the policy's rights.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use axum::response::Response;
+use http_body_util::BodyExt as _;
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_hub::{Backends, Hub};
+use tower::ServiceExt as _;
+
+const HOST: &str = "myhub.example";
+
+async fn hub() -> (Hub, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = Backends {
+        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
+        events: Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap()),
+        bus: Arc::new(LocalBus::new()),
+    };
+    (Hub::open(backends, vec![HOST.into()]).await.unwrap(), dir)
+}
+
+async fn call(hub: &Hub, method: &str, uri: &str, cookie: Option<&str>, form: &str) -> Response {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(c) = cookie {
+        request = request.header(header::COOKIE, c);
+    }
+    if method == "POST" {
+        request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    let request = request.body(Body::from(form.to_owned())).unwrap();
+    ironhub_console::routes(hub.clone())
+        .oneshot(request)
+        .await
+        .unwrap()
+}
+
+async fn text(response: Response) -> String {
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// Signs in as `policy` and returns the cookie and a page's CSRF token.
+async fn sign_in(hub: &Hub, policy: &str) -> (String, String) {
+    let key = hub.settings().policy(policy).unwrap().primary_key.clone();
+    let form = format!(
+        "policy={policy}&key={}",
+        ironhub_auth::sas::url_encode(&key)
+    );
+    let response = call(hub, "POST", "/console/signin", None, &form).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let set = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(set.contains("Secure; HttpOnly; SameSite=Strict"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let page = text(call(hub, "GET", "/console", Some(&cookie), "").await).await;
+    (cookie, field(&page, "csrf"))
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_a_wrong_key_gets_none() {
+    let (hub, _dir) = hub().await;
+    for uri in ["/", "/console", "/console/devices", "/console/devices/d1"] {
+        let response = call(&hub, "GET", uri, None, "").await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{uri}");
+        let to = response.headers()[header::LOCATION].to_str().unwrap();
+        assert!(to == "/console/signin" || to == "/console", "{uri} -> {to}");
+    }
+    let response = call(
+        &hub,
+        "POST",
+        "/console/signin",
+        None,
+        "policy=iothubowner&key=AAAA",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().get(header::SET_COOKIE).is_none());
+    let forged = call(
+        &hub,
+        "GET",
+        "/console",
+        Some("ironhub-console=aW90aHVib3duZXI.AAAA"),
+        "",
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn owner_creates_devices_only_with_the_csrf_token_and_a_valid_id() {
+    let (hub, _dir) = hub().await;
+    let (cookie, csrf) = sign_in(&hub, "iothubowner").await;
+    let page = call(&hub, "GET", "/console", Some(&cookie), "").await;
+    assert_eq!(page.headers()[header::X_FRAME_OPTIONS], "DENY");
+    assert!(
+        page.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert!(text(page).await.contains(HOST));
+
+    let no_token = call(
+        &hub,
+        "POST",
+        "/console/devices",
+        Some(&cookie),
+        "device_id=d1",
+    )
+    .await;
+    assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
+    let bad_id = call(
+        &hub,
+        "POST",
+        "/console/devices",
+        Some(&cookie),
+        &format!("csrf={csrf}&device_id=bad+id%21"),
+    )
+    .await;
+    assert_eq!(bad_id.status(), StatusCode::BAD_REQUEST);
+    assert!(text(bad_id).await.contains("device_id-error"));
+    assert!(hub.get_device("d1").await.is_err());
+    assert!(hub.get_device("bad id!").await.is_err());
+
+    let created = call(
+        &hub,
+        "POST",
+        "/console/devices",
+        Some(&cookie),
+        &format!("csrf={csrf}&device_id=d1"),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    assert_eq!(created.headers()[header::LOCATION], "/console/devices/d1");
+    let device = text(call(&hub, "GET", "/console/devices/d1", Some(&cookie), "").await).await;
+    assert!(device.contains("twin-form") && device.contains("delete-form"));
+    // Keys are masked until asked.
+    let key = hub
+        .get_device("d1")
+        .await
+        .unwrap()
+        .authentication
+        .symmetric_key
+        .primary_key
+        .unwrap();
+    assert!(!device.contains(&key));
+    let shown = text(
+        call(
+            &hub,
+            "GET",
+            "/console/devices/d1?keys=show",
+            Some(&cookie),
+            "",
+        )
+        .await,
+    )
+    .await;
+    assert!(shown.contains(&key));
+
+    // Disable with the page's ETag; a stale one is a conflict and changes nothing.
+    let etag = field(&device, "etag");
+    let set_status = |status: &'static str| {
+        let form = format!(
+            "csrf={csrf}&status={status}&etag={}",
+            ironhub_auth::sas::url_encode(&etag)
+        );
+        let hub = hub.clone();
+        let cookie = cookie.clone();
+        async move {
+            call(
+                &hub,
+                "POST",
+                "/console/devices/d1/status",
+                Some(&cookie),
+                &form,
+            )
+            .await
+        }
+    };
+    let disabled = set_status("disabled").await;
+    assert_eq!(disabled.status(), StatusCode::OK);
+    assert!(text(disabled).await.contains("now disabled"));
+    let stale = set_status("enabled").await;
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(
+        hub.get_device("d1").await.unwrap().status,
+        ironhub_store::DeviceStatus::Disabled
+    );
+}
+
+/// The value of the first hidden field `name` in a page.
+fn field(page: &str, name: &str) -> String {
+    page.split(&format!("name=\"{name}\" value=\""))
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_read_only_policy_sees_no_write_controls_and_its_posts_are_refused() {
+    let (hub, _dir) = hub().await;
+    let (owner, owner_csrf) = sign_in(&hub, "iothubowner").await;
+    let created = call(
+        &hub,
+        "POST",
+        "/console/devices",
+        Some(&owner),
+        &format!("csrf={owner_csrf}&device_id=d1"),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+
+    let (reader, csrf) = sign_in(&hub, "registryRead").await;
+    let device = text(call(&hub, "GET", "/console/devices/d1", Some(&reader), "").await).await;
+    for control in [
+        "twin-form",
+        "delete-form",
+        "status-form",
+        "c2d-form",
+        "method-form",
+    ] {
+        assert!(!device.contains(control), "{control}");
+    }
+    assert!(device.contains("twin-json"));
+    let list = text(call(&hub, "GET", "/console/devices", Some(&reader), "").await).await;
+    assert!(!list.contains("create-device") && list.contains("/console/devices/d1"));
+    let delete = call(
+        &hub,
+        "POST",
+        "/console/devices/d1/delete",
+        Some(&reader),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(delete.status(), StatusCode::UNAUTHORIZED);
+    assert!(hub.get_device("d1").await.is_ok());
+    // One session's token does not pass for another's.
+    let crossed = call(
+        &hub,
+        "POST",
+        "/console/devices/d1/delete",
+        Some(&owner),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(crossed.status(), StatusCode::FORBIDDEN);
+    assert!(hub.get_device("d1").await.is_ok());
+}

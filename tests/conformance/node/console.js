@@ -1,0 +1,185 @@
+// Drives the web console in headless Chromium (Debian's, through playwright-core) for
+// test_console.py. The device side is the Python test's: at each `{"wait": name, ...}` line
+// this prints, the script stops until the test answers with one JSON line on standard input.
+// The last line is the result object, or {"error": ...}.
+//
+// Usage: node console.js <base-url> <artefact-dir>
+// Environment: IRONHUB_CONNECTION_STRING (iothubowner), IRONHUB_READ_CONNECTION_STRING
+// (registryRead), CHROMIUM (default /usr/bin/chromium).
+'use strict';
+
+const readline = require('readline');
+const path = require('path');
+const { chromium } = require('playwright-core');
+const { errorJson } = require('./output');
+
+const DEADLINE_MS = 180000;
+const STEP_MS = 20000;
+const [base, artefacts] = process.argv.slice(2);
+const owner = process.env.IRONHUB_CONNECTION_STRING;
+const reader = process.env.IRONHUB_READ_CONNECTION_STRING;
+
+const answers = [];
+const waiting = [];
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  const value = JSON.parse(line);
+  if (waiting.length) waiting.shift()(value); else answers.push(value);
+});
+
+/** Prints a wait line and returns the test's answer. */
+function ask(name, data = {}) {
+  process.stdout.write(JSON.stringify({ wait: name, ...data }) + '\n');
+  return answers.length ? Promise.resolve(answers.shift()) : new Promise((resolve) => waiting.push(resolve));
+}
+
+function check(condition, what) {
+  if (!condition) throw new Error(`check failed: ${what}`);
+}
+
+let browser;
+async function done(value) {
+  if (browser) await browser.close().catch(() => {});
+  process.stdout.write(JSON.stringify(value) + '\n');
+  process.exit(value.error ? 1 : 0);
+}
+setTimeout(() => done({ error: { name: 'ScriptTimeout', message: `no result within ${DEADLINE_MS} ms` } }), DEADLINE_MS).unref();
+process.on('unhandledRejection', (e) => done({ error: errorJson(e) }));
+
+/** No horizontal overflow at the page's width. */
+async function fits(page) {
+  return page.evaluate(() => document.scrollingElement.scrollWidth <= window.innerWidth);
+}
+
+async function signIn(page, fields) {
+  await page.goto(`${base}/console/signin`);
+  for (const [name, value] of Object.entries(fields)) await page.fill(`[name=${name}]`, value);
+  await Promise.all([page.waitForURL(`${base}/console`), page.click('button[type=submit]')]);
+}
+
+async function main() {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox'],
+  });
+  // The server's certificate is issued by the test hub's own CA, which Chromium does not know.
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+  context.setDefaultTimeout(STEP_MS);
+  const page = await context.newPage();
+  page.on('dialog', (dialog) => dialog.accept());
+  const result = {};
+
+  // Without a session every page leads to the sign-in form.
+  for (const p of ['/', '/console', '/console/devices', '/console/devices/any']) {
+    await page.goto(`${base}${p}`);
+    check(page.url() === `${base}/console/signin`, `${p} redirects to sign-in, not ${page.url()}`);
+  }
+  const anonymous = await page.request.post(`${base}/console/devices`, { form: { device_id: 'anon-dev' }, maxRedirects: 0 });
+  result.anonymousPost = anonymous.status();
+
+  // A wrong key is refused.
+  await page.goto(`${base}/console/signin`);
+  await page.fill('[name=policy]', 'iothubowner');
+  await page.fill('[name=key]', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=');
+  await page.click('button[type=submit]');
+  result.badKeyShown = await page.locator('.notice.error').isVisible();
+
+  await signIn(page, { connection_string: owner });
+  result.overviewHost = await page.textContent('#host-name');
+  result.keyMasked = !(await page.content()).includes(owner.split('SharedAccessKey=')[1]);
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === 'ironhub-console');
+  result.cookie = { httpOnly: session.httpOnly, secure: session.secure, sameSite: session.sameSite, expires: session.expires };
+  const headers = (await page.request.get(`${base}/console`)).headers();
+  result.headers = { xfo: headers['x-frame-options'], csp: headers['content-security-policy'] };
+
+  // A post without the CSRF token is refused and creates nothing.
+  const noCsrf = await page.request.post(`${base}/console/devices`, { form: { device_id: 'csrf-dev' } });
+  result.noCsrfStatus = noCsrf.status();
+
+  // A bad id: a message beside the field.
+  await page.goto(`${base}/console/devices`);
+  await page.fill('#device_id', 'bad id!');
+  await page.click('#create-device button[type=submit]');
+  result.badIdMessage = await page.textContent('#device_id-error');
+
+  // Create the device through the form.
+  const id = 'console-dev';
+  await page.fill('#device_id', id);
+  await Promise.all([page.waitForURL(`${base}/console/devices/${id}`), page.click('#create-device button[type=submit]')]);
+  await ask('created', { deviceId: id });
+
+  // Live telemetry: the stream is open before the device sends.
+  await page.reload();
+  await page.waitForSelector('#telemetry[data-state=open]', { state: 'attached' });
+  await ask('send-telemetry');
+  await page.waitForSelector('#telemetry li:has-text("hello-console")');
+  result.telemetry = await page.textContent('#telemetry li');
+
+  // A cloud-to-device message with a property (Tasmota's Topic=/power).
+  await page.fill('#c2d-body', 'ON');
+  await page.fill('#c2d-properties', 'Topic=/power');
+  await page.click('#c2d-form button[type=submit]');
+  result.c2dNotice = await page.textContent('.notice');
+  await ask('c2d-sent');
+
+  // Desired properties, then an ETag conflict from a second tab.
+  await page.goto(`${base}/console/devices/${id}`);
+  const stale = await context.newPage();
+  await stale.goto(`${base}/console/devices/${id}`);
+  await page.fill('#desired', '{"color": "red"}');
+  await page.click('#twin-form button[type=submit]');
+  result.twinNotice = await page.textContent('.notice');
+  await ask('twin-saved');
+  await stale.fill('#desired', '{"color": "blue"}');
+  const [conflict] = await Promise.all([
+    stale.waitForResponse((r) => r.url().endsWith('/twin')),
+    stale.click('#twin-form button[type=submit]'),
+  ]);
+  result.conflictStatus = conflict.status();
+  result.conflictNotice = await stale.textContent('.notice');
+  await stale.close();
+
+  // A direct method and its answer.
+  await page.fill('#method-name', 'reboot');
+  await page.fill('#method-payload', '{"delay": 1}');
+  await page.click('#method-form button[type=submit]');
+  await page.waitForSelector('#method-result');
+  result.methodStatus = await page.textContent('#method-status');
+  result.methodResult = JSON.parse(await page.textContent('#method-result'));
+
+  // Phone and desktop widths: screenshots, and nothing wider than the screen.
+  result.fits = {};
+  for (const [name, width, height] of [['phone', 390, 844], ['desktop', 1280, 800]]) {
+    await page.setViewportSize({ width, height });
+    for (const [label, p] of [['overview', '/console'], ['devices', '/console/devices'], ['device', `/console/devices/${id}`]]) {
+      await page.goto(`${base}${p}`);
+      result.fits[`${label}-${name}`] = await fits(page);
+      await page.screenshot({ path: path.join(artefacts, `${label}-${name}.png`), fullPage: true });
+    }
+  }
+
+  // Sign out: the pages lead to sign-in again.
+  await page.click('nav button[type=submit]');
+  await page.goto(`${base}/console/devices/${id}`);
+  result.signedOut = page.url() === `${base}/console/signin`;
+
+  // A read-only policy sees no write controls, and a forged post is refused.
+  await page.setViewportSize({ width: 1280, height: 800 });
+  const cs = Object.fromEntries(reader.split(';').map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]));
+  await signIn(page, { policy: cs.SharedAccessKeyName, key: cs.SharedAccessKey });
+  await page.goto(`${base}/console/devices/${id}`);
+  result.readOnlyControls = await page.locator('#status-form, #delete-form, #twin-form, #c2d-form, #method-form').count();
+  result.readOnlyTwinShown = await page.locator('#twin-json').count();
+  await page.goto(`${base}/console/devices`);
+  result.readOnlyCreate = await page.locator('#create-device').count();
+  result.readOnlyListed = await page.locator(`#devices a:has-text("${id}")`).count();
+  const csrf = await page.getAttribute('nav input[name=csrf]', 'value');
+  const forged = await page.request.post(`${base}/console/devices/${id}/delete`, { form: { csrf } });
+  result.forgedDeleteStatus = forged.status();
+  const forgedCreate = await page.request.post(`${base}/console/devices`, { form: { csrf, device_id: 'forged-dev' } });
+  result.forgedCreateStatus = forgedCreate.status();
+
+  await done(result);
+}
+
+main().catch((e) => done({ error: errorJson(e) }));

@@ -1,0 +1,137 @@
+"""The web console (`/console`), driven in headless Chromium by `node/console.js`
+(playwright-core), while the device side is the real Python device SDK over MQTT: sign-in with
+the owner connection string, a device created through the form, its telemetry shown live, a
+cloud-to-device message with `Topic=/power`, a desired-property edit and an ETag conflict, a
+direct method; a bad device id, a post without the CSRF token, a read-only policy's page and
+its forged posts; screenshots at a phone's and a desktop's width, with no horizontal overflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+
+import pytest
+from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
+from msrest.exceptions import HttpOperationError
+
+from conftest import NODE_DIR, require_tool, run_cli
+
+IRONHUB_ADDRESS = "127.0.0.76"
+WAIT_S = 20
+CHROMIUM = "/usr/bin/chromium"
+
+
+def policy_connection_string(hub, policy: str) -> str:
+    out = run_cli("hub", "connection-string", "show", "--policy-name", policy, "--data-dir", str(hub.data_dir), check=True)
+    return json.loads(out.stdout)["connectionString"]
+
+
+class Device:
+    """The device the console created, connected with the Python SDK; it answers `reboot` by
+    echoing the payload and collects its C2D messages and desired patches."""
+
+    def __init__(self, hub, rm, device_id: str):
+        key = rm.get_device(device_id).authentication.symmetric_key.primary_key
+        cs = f"HostName={hub.hostname};DeviceId={device_id};SharedAccessKey={key}"
+        self.client = IoTHubDeviceClient.create_from_connection_string(cs, server_verification_cert=open(hub.ca_file).read())
+        self.messages: queue.Queue = queue.Queue()
+        self.patches: queue.Queue = queue.Queue()
+        self.client.on_message_received = self.messages.put
+        self.client.on_twin_desired_properties_patch_received = self.patches.put
+        self.client.on_method_request_received = self.answer
+        self.client.connect()
+
+    def answer(self, request):
+        self.client.send_method_response(MethodResponse.create_from_method_request(request, 200, {"echo": request.payload, "name": request.name}))
+
+    def close(self):
+        self.client.shutdown()
+
+
+def test_console_end_to_end(hub, rm, tmp_path):
+    require_tool("node")
+    require_tool(CHROMIUM.rsplit("/", 1)[1])
+    env = {
+        "IRONHUB_CONNECTION_STRING": hub.connection_string,
+        "IRONHUB_READ_CONNECTION_STRING": policy_connection_string(hub, "registryRead"),
+        "CHROMIUM": CHROMIUM,
+    }
+    proc = subprocess.Popen(
+        ["node", str(NODE_DIR / "console.js"), f"https://{hub.hostname}", str(tmp_path)],
+        cwd=NODE_DIR, env=dict(os.environ, **env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    device = None
+    result = None
+    try:
+        for line in proc.stdout:
+            if not line.startswith("{"):
+                continue
+            msg = json.loads(line)
+            step = msg.get("wait")
+            if step is None:
+                result = msg
+                break
+            if step == "created":
+                device = Device(hub, rm, msg["deviceId"])
+            elif step == "send-telemetry":
+                device.client.send_message(Message("hello-console"))
+            elif step == "c2d-sent":
+                m = device.messages.get(timeout=WAIT_S)
+                assert m.data == b"ON"
+                assert m.custom_properties.get("Topic") == "/power", m.custom_properties
+            elif step == "twin-saved":
+                patch = device.patches.get(timeout=WAIT_S)
+                assert patch.get("color") == "red", patch
+            proc.stdin.write("{}\n")
+            proc.stdin.flush()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if device is not None:
+            device.close()
+    assert result is not None, f"console.js gave no result\n{proc.stderr.read()[-6000:]}"
+    assert "error" not in result, f"{result}\n{proc.stderr.read()[-6000:]}"
+
+    # Without a session: a redirect to sign-in, nothing created.
+    assert result["anonymousPost"] == 303
+    assert result["badKeyShown"]
+    assert result["overviewHost"] == hub.hostname
+    assert result["keyMasked"]
+    assert result["cookie"]["httpOnly"] and result["cookie"]["secure"] and result["cookie"]["sameSite"] == "Strict"
+    assert result["cookie"]["expires"] > 0
+    assert result["headers"]["xfo"] == "DENY"
+    assert "frame-ancestors 'none'" in result["headers"]["csp"]
+    assert result["noCsrfStatus"] == 403
+    assert "bad id!" in result["badIdMessage"] or "invalid" in result["badIdMessage"].lower(), result["badIdMessage"]
+    assert result["telemetry"].endswith("hello-console") or "hello-console" in result["telemetry"]
+    assert "queued" in result["c2dNotice"]
+    assert "saved" in result["twinNotice"]
+    assert result["conflictStatus"] == 412
+    assert "ETag" in result["conflictNotice"]
+    assert result["methodStatus"] == "200"
+    assert result["methodResult"] == {"echo": {"delay": 1}, "name": "reboot"}
+    assert all(result["fits"].values()), result["fits"]
+    assert len(result["fits"]) == 6
+    for name in ("overview", "devices", "device"):
+        for width in ("phone", "desktop"):
+            assert (tmp_path / f"{name}-{width}.png").stat().st_size > 0
+    assert result["signedOut"]
+    # The read-only policy reads but sees no write controls; its forged posts are refused.
+    assert result["readOnlyControls"] == 0
+    assert result["readOnlyTwinShown"] == 1
+    assert result["readOnlyCreate"] == 0
+    assert result["readOnlyListed"] == 1
+    assert result["forgedDeleteStatus"] == 401
+    assert result["forgedCreateStatus"] == 401
+
+    # What the refused requests did not do, and what the accepted ones did.
+    for refused in ("anon-dev", "csrf-dev", "bad id!", "forged-dev"):
+        with pytest.raises(HttpOperationError):
+            rm.get_device(refused)
+    assert rm.get_device("console-dev").status == "enabled"
+    assert rm.get_twin("console-dev").properties.desired["color"] == "red"
