@@ -18,6 +18,7 @@ The binary is `$IRONHUB_BIN` (`scripts/test` sets it to the freshly built debug 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -326,30 +327,53 @@ class IronHub:
         )
 
 
+@contextlib.contextmanager
+def server_workdir(prefix: str):
+    """A temporary directory for servers' data and logs, removed at the end unless
+    `IRONHUB_KEEP_TMP` is set."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield workdir
+    finally:
+        if os.environ.get("IRONHUB_KEEP_TMP"):
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serving(servers: list[IronHub]):
+    """Kills `servers` at the end, however the block ends, and meanwhile makes `requests` (the
+    service SDKs) trust the first one's CA through `REQUESTS_CA_BUNDLE` (restored after)."""
+    saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+    try:
+        os.environ["REQUESTS_CA_BUNDLE"] = servers[0].ca_file
+        yield servers
+    finally:
+        for server in servers:
+            server._kill(signal.SIGKILL)
+        if saved_bundle is None:
+            os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        else:
+            os.environ["REQUESTS_CA_BUNDLE"] = saved_bundle
+
+
 @pytest.fixture(scope="module")
 def hub(request):
     """The module's running server. Module-scoped: tests in a module share one server. A module
     may define `ironhub_args(workdir) -> list[str]`: more `serve` arguments, made in the
     server's working directory before it starts (a config file, say)."""
     address = test_address(getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS))
-    workdir = Path(tempfile.mkdtemp(prefix=f"ironhub-{request.module.__name__}-"))
     make_args = getattr(request.module, "ironhub_args", None)
-    server = IronHub(address, workdir, make_args(workdir) if make_args else None)
-    saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
-    try:
-        server.start()
-        os.environ["REQUESTS_CA_BUNDLE"] = server.ca_file
-        yield server
-    finally:
-        server._kill(signal.SIGKILL)
-        if saved_bundle is None:
-            os.environ.pop("REQUESTS_CA_BUNDLE", None)
-        else:
-            os.environ["REQUESTS_CA_BUNDLE"] = saved_bundle
-        if os.environ.get("IRONHUB_KEEP_TMP"):
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with server_workdir(f"ironhub-{request.module.__name__}-") as workdir:
+        server = IronHub(address, workdir, make_args(workdir) if make_args else None)
+        try:
+            server.start()
+        except BaseException:
+            server._kill(signal.SIGKILL)
+            raise
+        with serving([server]):
+            yield server
 
 
 @pytest.fixture(scope="module")
