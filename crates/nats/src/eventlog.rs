@@ -102,7 +102,11 @@ fn body_len(payload: &[u8]) -> u64 {
 /// Opens (creating if needed) the KV bucket `name`; nodes racing here get the same bucket.
 /// The bucket's stream is created here, as the KV conventions lay it out, because the
 /// client's own bucket creation first reads account details nats-server 2.9 does not send.
-pub(crate) async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::Store> {
+pub(crate) async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+) -> Result<kv::Store> {
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
@@ -115,7 +119,7 @@ pub(crate) async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::St
         deny_delete: true,
         allow_direct: true,
         discard: stream::DiscardPolicy::New,
-        num_replicas: 1,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -138,7 +142,7 @@ impl NatsEventLog {
         retention: Retention,
     ) -> Result<Self> {
         let js = jetstream::new(client.clone());
-        let bucket = bucket(&js, &names.log_bucket()).await?;
+        let bucket = bucket(&js, &names.log_bucket(), names.replicas()).await?;
         let key = escape(stream);
         let count_key = format!("{key}.partitions");
         let partitions = match bucket
@@ -175,7 +179,7 @@ impl NatsEventLog {
                     max_age: retention.max_age.to_std().unwrap_or_default(),
                     max_bytes: i64::try_from(retention.max_bytes_per_partition).unwrap_or(i64::MAX),
                     discard: stream::DiscardPolicy::Old,
-                    num_replicas: 1,
+                    num_replicas: names.replicas(),
                     ..Default::default()
                 })
                 .await
