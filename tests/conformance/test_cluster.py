@@ -137,3 +137,27 @@ def test_migrate_applies_the_schema_once_and_then_reports_it_current():
         assert "the schema is current" in run_cli("migrate", "--store", url, "--check", check=True).stdout
     wrong = run_cli("migrate", "--store", "mysql://u:secret@db/hub")
     assert wrong.returncode != 0 and "postgres://" in wrong.stderr and "secret" not in wrong.stderr
+
+
+def test_a_nul_in_a_twin_is_refused_and_changes_nothing(nodes):
+    """PostgreSQL's jsonb cannot hold U+0000: the hub refuses it as IoT Hub does (400
+    ArgumentInvalid) instead of failing in the database (500)."""
+    import requests
+
+    from test_device import sas
+
+    node = nodes[0]
+    rm = node.registry_manager()
+    rm.create_device_with_sas("nul-dev", None, None, "enabled")
+    before = rm.get_twin("nul-dev")
+    parts = node.connection_string_parts()
+    auth = sas(node.hostname, parts["SharedAccessKey"]) + f"&skn={parts['SharedAccessKeyName']}"
+    for body in ({"tags": {"site": "a\u0000b"}}, {"properties": {"desired": {"x": ["\u0000"]}}}):
+        r = requests.patch(
+            f"https://{node.address}/twins/nul-dev?api-version=2021-04-12", json=body,
+            headers={"Authorization": auth, "If-Match": "*"}, verify=node.ca_file, timeout=30,
+        )
+        assert r.status_code == 400, r.text
+        assert r.json()["Message"].startswith("ErrorCode:ArgumentInvalid;"), r.text
+    after = rm.get_twin("nul-dev")
+    assert (after.etag, after.version, after.tags) == (before.etag, before.version, before.tags)

@@ -227,7 +227,10 @@ mod tests {
     fn an_unreachable_store_is_a_503_and_any_other_failure_a_500() {
         let down = HubError::from(ironhub_store::StoreError::Unavailable("gone".into()));
         assert_eq!((down.status(), down.name()), (503, "ServiceUnavailable"));
-        assert!(!down.to_string().contains("gone"), "details stay in the log");
+        assert!(
+            !down.to_string().contains("gone"),
+            "details stay in the log"
+        );
         let broken = HubError::from(ironhub_store::StoreError::Engine("bad".into()));
         assert_eq!(broken.status(), 500);
     }

@@ -692,7 +692,7 @@ mod tests {
         }
         assert!(validate(&obj(deep), Section::Tags, 1).is_err());
         assert!(validate(&obj(json!({"s": "x".repeat(4097)})), Section::Reported, 1).is_err());
-        for nul in [json!({"s": "a\u0000b"}), json!({"a": [{"s": "\u0000"}]})] {
+        for nul in [json!({"s": "a\u{0}b"}), json!({"a": [{"s": "\u{0}"}]})] {
             let e = validate(&obj(nul.clone()), Section::Tags, 1).unwrap_err();
             assert!(matches!(e, HubError::ArgumentInvalid(_)), "{nul}: {e:?}");
         }

@@ -195,7 +195,10 @@ mod tests {
     fn nodes_behind_one_name_are_one_hub_wherever_each_listens() {
         let a = endpoint(&["hub.example"], "10.0.0.1:443");
         assert!(same_hub(&a, &endpoint(&["hub.example"], "10.0.0.2:443")));
-        assert!(!same_hub(&a, &endpoint(&["node-2.example"], "10.0.0.2:443")));
+        assert!(!same_hub(
+            &a,
+            &endpoint(&["node-2.example"], "10.0.0.2:443")
+        ));
         let mut other_port = endpoint(&["hub.example"], "10.0.0.2:443");
         other_port.mqtt_port = 18883;
         assert!(!same_hub(&a, &other_port));

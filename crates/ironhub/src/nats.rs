@@ -153,7 +153,14 @@ mod tests {
             nats_replicas: Some(3),
             ..Default::default()
         };
-        assert_eq!(three.resolve(NatsFile::default()).unwrap().unwrap().replicas, 3);
+        assert_eq!(
+            three
+                .resolve(NatsFile::default())
+                .unwrap()
+                .unwrap()
+                .replicas,
+            3
+        );
         let too_many = NatsFile {
             url: Some("nats://x".into()),
             replicas: Some(7),
