@@ -376,19 +376,24 @@ def hub(request):
             yield server
 
 
-@pytest.fixture(scope="module")
-def amqp_registry(hub):
-    """A registry manager whose AMQP client (the C2D send) trusts the server's CA. uamqp reads
+def amqp_registry_manager(server: IronHub):
+    """A registry manager whose AMQP client (the C2D send) trusts `server`'s CA. uamqp reads
     its CA bundle from certifi when the client is built and azure-iot-hub offers no way to pass
     one, so the bundle's path is pointed at the server's CA for the construction."""
     import uamqp.authentication.common as uamqp_common
 
     real = uamqp_common.certifi.where
-    uamqp_common.certifi.where = lambda: hub.ca_file
+    uamqp_common.certifi.where = lambda: server.ca_file
     try:
-        manager = hub.registry_manager()
+        return server.registry_manager()
     finally:
         uamqp_common.certifi.where = real
+
+
+@pytest.fixture(scope="module")
+def amqp_registry(hub):
+    """The module's `amqp_registry_manager`, disconnected at the end."""
+    manager = amqp_registry_manager(hub)
     yield manager
     manager.amqp_svc_client.disconnect_sync()
 

@@ -19,7 +19,7 @@ from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 
 from cluster_helpers import cluster, fresh_database, postgres_admin_url
-from conftest import ironhub_bin, run_cli, test_address
+from conftest import amqp_registry_manager, ironhub_bin, run_cli, test_address
 from services import nats_server
 from test_device import device_key, stored_events, wait_for
 
@@ -58,18 +58,9 @@ def test_nodes_share_the_hubs_keys_and_ca(nodes):
 
 
 def test_device_on_node_2_is_reached_through_node_1_and_read_through_node_3(nodes):
-    import uamqp.authentication.common as uamqp_common
-
     node1, node2, node3 = nodes
     ca = node1.ca_file
-    # uamqp reads its CA bundle from certifi when the client is built (see conftest's
-    # `amqp_registry`).
-    real = uamqp_common.certifi.where
-    uamqp_common.certifi.where = lambda: ca
-    try:
-        rm = node1.registry_manager()
-    finally:
-        uamqp_common.certifi.where = real
+    rm = amqp_registry_manager(node1)
     device_id = "cluster-dev"
     key = device_key(rm, device_id)
     client = IoTHubDeviceClient.create_from_connection_string(

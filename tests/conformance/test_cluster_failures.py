@@ -25,7 +25,7 @@ from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod
 
 from cluster_helpers import cluster, fresh_database
-from conftest import test_address
+from conftest import amqp_registry_manager, test_address
 from services import NatsServer, PostgresServer
 from test_device import sas, stored_events, wait_for
 
@@ -204,8 +204,6 @@ def test_postgres_restarted_under_the_nodes(nodes, postgres):
 
 
 def test_nats_restarted_under_the_nodes(nodes, nats):
-    import uamqp.authentication.common as uamqp_common
-
     node1, node2, node3 = nodes
     key = create_device(node1, "nats-outage")
     client = IoTHubDeviceClient.create_from_connection_string(
@@ -229,12 +227,7 @@ def test_nats_restarted_under_the_nodes(nodes, nats):
 
     wait_for(lambda: stored() == ["before-0", "before-1", "before-2"], WAIT_S, "the telemetry kept by JetStream")
 
-    real = uamqp_common.certifi.where
-    uamqp_common.certifi.where = lambda: node1.ca_file
-    try:
-        rm = node1.registry_manager()
-    finally:
-        uamqp_common.certifi.where = real
+    rm = amqp_registry_manager(node1)
     got: dict[str, list] = {"c2d": [], "method": []}
     client = IoTHubDeviceClient.create_from_connection_string(
         f"HostName={node2.hostname};DeviceId=nats-outage;SharedAccessKey={key}",

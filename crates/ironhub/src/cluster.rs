@@ -65,16 +65,16 @@ pub(crate) async fn open(config: &ServeConfig) -> anyhow::Result<Backing> {
 /// so a rolling restart with a new name takes effect); only `https_listen`, where the CLI on
 /// that node's machine dials, is the node's own and is then the last one's.
 pub(crate) async fn check_endpoint(store: &dyn Store, own: &Endpoint) -> anyhow::Result<()> {
-    if let Some(stored) = store.endpoint().await? {
-        if !same_hub(&stored, own) {
-            tracing::warn!(
+    if let Some(stored) = store.endpoint().await?
+        && !same_hub(&stored, own)
+    {
+        tracing::warn!(
                 stored = ?(&stored.host_names, stored.https_port, stored.mqtt_port, stored.amqp_port),
                 this_node = ?(&own.host_names, own.https_port, own.mqtt_port, own.amqp_port),
                 "this node names the hub or its ports differently from the node that started \
                  before it; give every node the same --hostname and ports (the load \
                  balancer's): this node's replace them"
-            );
-        }
+        );
     }
     Ok(())
 }

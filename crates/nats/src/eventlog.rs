@@ -129,6 +129,32 @@ pub(crate) async fn bucket(
         .map_err(|e| engine(&format!("open KV bucket {name}"), e))
 }
 
+/// `kv::Store::create`, tried again (three times in all) when JetStream's acknowledgement
+/// did not come: nodes starting together on a busy server may wait past the client's timeout,
+/// and a create that did land meanwhile is then told `AlreadyExists`, as to a second node.
+async fn create_key(
+    bucket: &kv::Store,
+    key: &str,
+    value: Bytes,
+) -> std::result::Result<u64, kv::CreateError> {
+    let mut tries = 1;
+    loop {
+        match bucket.create(key, value.clone()).await {
+            Err(e)
+                if tries < 3
+                    && matches!(
+                        e.kind(),
+                        kv::CreateErrorKind::Ack | kv::CreateErrorKind::Publish
+                    ) =>
+            {
+                tracing::warn!(key, error = %e, "NATS KV create not acknowledged; trying again");
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
 impl NatsEventLog {
     /// Opens event stream `stream` of hub `names` (`$events` for its telemetry), creating its
     /// partitions' JetStream streams if needed, on any node. `partitions` applies when the
@@ -145,23 +171,21 @@ impl NatsEventLog {
         let bucket = bucket(&js, &names.log_bucket(), names.replicas()).await?;
         let key = escape(stream);
         let count_key = format!("{key}.partitions");
-        let partitions = match bucket
-            .create(&count_key, partitions.max(1).to_string().into())
-            .await
-        {
-            Ok(_) => partitions.max(1),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                let kept = bucket
-                    .get(&count_key)
-                    .await
-                    .map_err(|e| engine("read the partition count", e))?
-                    .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok());
-                kept.ok_or_else(|| StoreError::Corrupt(format!("{count_key} in NATS")))?
-            }
-            Err(e) => return Err(engine("record the partition count", e)),
-        };
+        let partitions =
+            match create_key(&bucket, &count_key, partitions.max(1).to_string().into()).await {
+                Ok(_) => partitions.max(1),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    let kept = bucket
+                        .get(&count_key)
+                        .await
+                        .map_err(|e| engine("read the partition count", e))?
+                        .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok());
+                    kept.ok_or_else(|| StoreError::Corrupt(format!("{count_key} in NATS")))?
+                }
+                Err(e) => return Err(engine("record the partition count", e)),
+            };
         let group = format!("{key}.group.{}", escape(DEFAULT_CONSUMER_GROUP));
-        match bucket.create(&group, Bytes::from_static(b"1")).await {
+        match create_key(&bucket, &group, Bytes::from_static(b"1")).await {
             Ok(_) => {}
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
             Err(e) => return Err(engine("create the $Default consumer group", e)),
