@@ -18,6 +18,7 @@ The binary is `$IRONHUB_BIN` (`scripts/test` sets it to the freshly built debug 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -326,45 +327,73 @@ class IronHub:
         )
 
 
-@pytest.fixture(scope="module")
-def hub(request):
-    """The module's running server. Module-scoped: tests in a module share one server. A module
-    may define `ironhub_args(workdir) -> list[str]`: more `serve` arguments, made in the
-    server's working directory before it starts (a config file, say)."""
-    address = test_address(getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS))
-    workdir = Path(tempfile.mkdtemp(prefix=f"ironhub-{request.module.__name__}-"))
-    make_args = getattr(request.module, "ironhub_args", None)
-    server = IronHub(address, workdir, make_args(workdir) if make_args else None)
-    saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+@contextlib.contextmanager
+def server_workdir(prefix: str):
+    """A temporary directory for servers' data and logs, removed at the end unless
+    `IRONHUB_KEEP_TMP` is set."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        server.start()
-        os.environ["REQUESTS_CA_BUNDLE"] = server.ca_file
-        yield server
+        yield workdir
     finally:
-        server._kill(signal.SIGKILL)
-        if saved_bundle is None:
-            os.environ.pop("REQUESTS_CA_BUNDLE", None)
-        else:
-            os.environ["REQUESTS_CA_BUNDLE"] = saved_bundle
         if os.environ.get("IRONHUB_KEEP_TMP"):
             print(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def serving(servers: list[IronHub]):
+    """Kills `servers` at the end, however the block ends, and meanwhile makes `requests` (the
+    service SDKs) trust the first one's CA through `REQUESTS_CA_BUNDLE` (restored after)."""
+    saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+    try:
+        os.environ["REQUESTS_CA_BUNDLE"] = servers[0].ca_file
+        yield servers
+    finally:
+        for server in servers:
+            server._kill(signal.SIGKILL)
+        if saved_bundle is None:
+            os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        else:
+            os.environ["REQUESTS_CA_BUNDLE"] = saved_bundle
+
+
 @pytest.fixture(scope="module")
-def amqp_registry(hub):
-    """A registry manager whose AMQP client (the C2D send) trusts the server's CA. uamqp reads
+def hub(request):
+    """The module's running server. Module-scoped: tests in a module share one server. A module
+    may define `ironhub_args(workdir) -> list[str]`: more `serve` arguments, made in the
+    server's working directory before it starts (a config file, say)."""
+    address = test_address(getattr(request.module, "IRONHUB_ADDRESS", DEFAULT_ADDRESS))
+    make_args = getattr(request.module, "ironhub_args", None)
+    with server_workdir(f"ironhub-{request.module.__name__}-") as workdir:
+        server = IronHub(address, workdir, make_args(workdir) if make_args else None)
+        try:
+            server.start()
+        except BaseException:
+            server._kill(signal.SIGKILL)
+            raise
+        with serving([server]):
+            yield server
+
+
+def amqp_registry_manager(server: IronHub):
+    """A registry manager whose AMQP client (the C2D send) trusts `server`'s CA. uamqp reads
     its CA bundle from certifi when the client is built and azure-iot-hub offers no way to pass
     one, so the bundle's path is pointed at the server's CA for the construction."""
     import uamqp.authentication.common as uamqp_common
 
     real = uamqp_common.certifi.where
-    uamqp_common.certifi.where = lambda: hub.ca_file
+    uamqp_common.certifi.where = lambda: server.ca_file
     try:
-        manager = hub.registry_manager()
+        return server.registry_manager()
     finally:
         uamqp_common.certifi.where = real
+
+
+@pytest.fixture(scope="module")
+def amqp_registry(hub):
+    """The module's `amqp_registry_manager`, disconnected at the end."""
+    manager = amqp_registry_manager(hub)
     yield manager
     manager.amqp_svc_client.disconnect_sync()
 

@@ -5,11 +5,19 @@ its data in a temporary directory, and stops it (and removes the data) when the 
 
     with nats_server(test_address("127.0.0.110"), 4222) as url:
         ...  # url is "nats://127.0.0.110:4222"
+
+`NatsServer` and `PostgresServer` are the same services as objects a failure test may `stop()`
+and `start()` again over the same data (`with NatsServer(...) as nats:`, `nats.url`).
+`PostgresServer` is a private PostgreSQL (Debian's `postgresql`, as `scripts/test` starts one)
+listening only on a Unix socket in its temporary directory; `admin_url` reaches its `postgres`
+database as the superuser.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
 import shutil
 import subprocess
 import tempfile
@@ -19,34 +27,102 @@ from pathlib import Path
 from conftest import _die_with_parent, _listening, _tail, require_tool
 
 READY_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+
+
+class NatsServer:
+    """A nats-server with JetStream (file storage) that can be stopped and started again."""
+
+    def __init__(self, address: str, port: int = 4222):
+        require_tool("nats-server")
+        self.address, self.port = address, port
+        self.data = Path(tempfile.mkdtemp(prefix="ironhub-nats-"))
+        self.log = self.data / "nats.log"
+        self.url = f"nats://{address}:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["nats-server", "-js", "-a", self.address, "-p", str(self.port), "-sd", str(self.data / "js"),
+             "-l", str(self.log)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        # nats-server has no readiness notification; its port accepting is the event.
+        while not _listening((self.address, self.port)):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.proc.returncode}:\n{_tail(self.log)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server not listening on {self.address}:{self.port}:\n{_tail(self.log)}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM (nats-server flushes JetStream and exits), SIGKILL past the bound."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> "NatsServer":
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def nats_server(address: str, port: int = 4222):
-    require_tool("nats-server")
-    data = Path(tempfile.mkdtemp(prefix="ironhub-nats-"))
-    log = data / "nats.log"
-    proc = subprocess.Popen(
-        ["nats-server", "-js", "-a", address, "-p", str(port), "-sd", str(data / "js"), "-l", str(log)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
-    )
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        # nats-server has no readiness notification; its port accepting is the event.
-        while not _listening((address, port)):
-            if proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {proc.returncode}:\n{_tail(log)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nats-server not listening on {address}:{port}:\n{_tail(log)}")
-            time.sleep(0.05)
-        yield f"nats://{address}:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(data, ignore_errors=True)
+    with NatsServer(address, port) as nats:
+        yield nats.url
+
+
+class PostgresServer:
+    """A PostgreSQL of a test's own on a Unix socket, stopped and started at will."""
+
+    def __init__(self):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: [int(x) for x in p.split("/")[4].split(".") if x.isdigit()])
+        if not bins or not os.access(f"{bins[-1]}/initdb", os.X_OK):
+            require_tool("initdb")  # skips, or fails in CI, with the usual message
+        self.bin = bins[-1]
+        self.dir = Path(tempfile.mkdtemp(prefix="ironhub-pg-"))
+        self.as_user = []
+        if os.getuid() == 0:
+            # initdb refuses root: the server runs as `postgres`.
+            shutil.chown(self.dir, "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.admin_url = f"postgresql://postgres@/postgres?host={self.dir}"
+        self._run("initdb", "-D", str(self.dir / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_user, f"{self.bin}/{tool}", *args], check=True, capture_output=True,
+                       timeout=60, preexec_fn=_die_with_parent)
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w",
+                  "-o", f"-c listen_addresses='' -k {self.dir} -c max_connections=200 -c fsync=off", "start")
+
+    def stop(self) -> None:
+        """A fast shutdown: open sessions are ended, as when an operator restarts the server."""
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+
+    def __enter__(self) -> "PostgresServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(subprocess.SubprocessError):
+            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -4,25 +4,22 @@ IRONHUB_TEST_POSTGRES_URL) and one nats-server (started by this module). Real cl
 device registered through node 1 connects with the Python device SDK to node 2; a C2D message, a
 direct method and a desired patch sent through node 1 reach it; its telemetry is read through
 node 3's event stream. The nodes share the hub's keys and CA, so one CA file and one owner key
-serve every node; `ironhub info --store` reads the hub from the database.
+serve every node; `ironhub info --store` reads the hub from the database, and `ironhub migrate
+--store` brings a database's schema up to date without a server.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import signal
 import subprocess
-import tempfile
-import urllib.parse
 from pathlib import Path
 
 import pytest
 from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 
-from conftest import IronHub, ironhub_bin, require_tool, run_cli, test_address
+from cluster_helpers import cluster, fresh_database, postgres_admin_url
+from conftest import amqp_registry_manager, ironhub_bin, run_cli, test_address
 from services import nats_server
 from test_device import device_key, stored_events, wait_for
 
@@ -34,113 +31,19 @@ WAIT_S = 30
 ALL_ADDRESSES = [test_address(a) for a in NODE_ADDRESSES]
 
 
-def _postgres_admin_url() -> str:
-    url = os.environ.get("IRONHUB_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("IRONHUB_TEST_POSTGRES_URL is not set (scripts/test starts a PostgreSQL)", pytrace=False)
-        pytest.skip("IRONHUB_TEST_POSTGRES_URL is not set (scripts/test starts a PostgreSQL and sets it)")
-    return url
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(path=f"/{database}"))
-
-
 @pytest.fixture(scope="module")
 def database():
     """A database of the module's own on the suite's PostgreSQL, dropped at the end."""
-    require_tool("psql")
-    admin = _postgres_admin_url()
-    name = f"ironhub_cluster_{os.getpid()}"
-
-    def psql(sql: str) -> None:
-        subprocess.run(["psql", admin, "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True, capture_output=True, timeout=60)
-
-    psql(f"DROP DATABASE IF EXISTS {name}")
-    psql(f"CREATE DATABASE {name}")
-    yield _with_database(admin, name)
-    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-class Node(IronHub):
-    """One node of the cluster; `ironhub info` reads the hub from the shared store."""
-
-    def __init__(self, address: str, workdir: Path, store: str, extra_args: list[str]):
-        super().__init__(address, workdir, extra_args)
-        self.store = store
-
-    def launch(self) -> None:
-        """Starts the process without waiting for it (from the main thread: the server dies
-        with the thread that started it)."""
-        self._deferred = True
-        try:
-            self.start()
-        finally:
-            self._deferred = False
-
-    def wait_started(self) -> None:
-        """Waits until a launched node listens, then reads the hub."""
-        self._wait_ready()
-        self.info = self._read_info()
-
-    def _wait_ready(self) -> None:
-        if not getattr(self, "_deferred", False):
-            super()._wait_ready()
-
-    def _read_info(self) -> dict:
-        if getattr(self, "_deferred", False):
-            return {}
-        proc = run_cli("info", "--store", self.store, "--data-dir", str(self.data_dir), "--json", check=True)
-        info = json.loads(proc.stdout)
-        # The store keeps the endpoint of the node that wrote it last (the nodes start
-        # together); each node answers to its own address, so the test reaches it there.
-        host = info["hub"]["hostName"]
-        assert host in ALL_ADDRESSES, info
-        info["hub"]["hostName"] = self.address
-        info["hub"]["connectionString"] = info["hub"]["connectionString"].replace(
-            f"HostName={host};", f"HostName={self.address};"
-        )
-        assert Path(info["tls"]["caCertificate"]).is_file(), info
-        return info
+    with fresh_database(postgres_admin_url(), f"ironhub_cluster_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def nodes(database):
-    """Three nodes started together, each with its data directory, over one database and one
-    nats-server."""
-    workdir = Path(tempfile.mkdtemp(prefix="ironhub-cluster-"))
-    started: list[Node] = []
-    saved_bundle = os.environ.get("REQUESTS_CA_BUNDLE")
-    try:
-        with nats_server(test_address(NATS_ADDRESS), NATS_PORT) as nats_url:
-            for i, address in enumerate(NODE_ADDRESSES, start=1):
-                node_dir = workdir / f"node-{i}"
-                node_dir.mkdir()
-                args = ["--store", database, "--nats", nats_url, "--node-id", f"node-{i}"]
-                started.append(Node(test_address(address), node_dir, database, args))
-            # All at once: the first to reach the empty database creates the schema and the
-            # hub's identity, the others must take theirs from it.
-            for node in started:
-                node.launch()
-            for node in started:
-                node.wait_started()
-            os.environ["REQUESTS_CA_BUNDLE"] = started[0].ca_file
+    """Three nodes started together over one database and one nats-server."""
+    with nats_server(test_address(NATS_ADDRESS), NATS_PORT) as nats_url:
+        with cluster(database, nats_url, ALL_ADDRESSES) as started:
             yield started
-            for node in started:
-                node._kill(signal.SIGKILL)
-    finally:
-        for node in started:
-            node._kill(signal.SIGKILL)
-        if saved_bundle is None:
-            os.environ.pop("REQUESTS_CA_BUNDLE", None)
-        else:
-            os.environ["REQUESTS_CA_BUNDLE"] = saved_bundle
-        if os.environ.get("IRONHUB_KEEP_TMP"):
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_nodes_share_the_hubs_keys_and_ca(nodes):
@@ -155,18 +58,9 @@ def test_nodes_share_the_hubs_keys_and_ca(nodes):
 
 
 def test_device_on_node_2_is_reached_through_node_1_and_read_through_node_3(nodes):
-    import uamqp.authentication.common as uamqp_common
-
     node1, node2, node3 = nodes
     ca = node1.ca_file
-    # uamqp reads its CA bundle from certifi when the client is built (see conftest's
-    # `amqp_registry`).
-    real = uamqp_common.certifi.where
-    uamqp_common.certifi.where = lambda: ca
-    try:
-        rm = node1.registry_manager()
-    finally:
-        uamqp_common.certifi.where = real
+    rm = amqp_registry_manager(node1)
     device_id = "cluster-dev"
     key = device_key(rm, device_id)
     client = IoTHubDeviceClient.create_from_connection_string(
@@ -221,3 +115,40 @@ def test_a_node_that_would_keep_state_in_its_process_is_refused(database, tmp_pa
     )
     assert proc.returncode != 0
     assert told in proc.stderr, proc.stderr
+
+
+def test_migrate_applies_the_schema_once_and_then_reports_it_current():
+    with fresh_database(postgres_admin_url(), f"ironhub_migrate_{os.getpid()}") as url:
+        check = run_cli("migrate", "--store", url, "--check")
+        assert check.returncode != 0 and "lacks migration(s) 1, " in check.stderr, check.stderr
+        first = run_cli("migrate", "--store", url, check=True)
+        assert first.stdout.startswith("applied migration(s) 1, "), first.stdout
+        again = run_cli("migrate", "--store", url, check=True)
+        assert "the schema is current" in again.stdout and "nothing to apply" in again.stdout, again.stdout
+        assert "the schema is current" in run_cli("migrate", "--store", url, "--check", check=True).stdout
+    wrong = run_cli("migrate", "--store", "mysql://u:secret@db/hub")
+    assert wrong.returncode != 0 and "postgres://" in wrong.stderr and "secret" not in wrong.stderr
+
+
+def test_a_nul_in_a_twin_is_refused_and_changes_nothing(nodes):
+    """PostgreSQL's jsonb cannot hold U+0000: the hub refuses it as IoT Hub does (400
+    ArgumentInvalid) instead of failing in the database (500)."""
+    import requests
+
+    from test_device import sas
+
+    node = nodes[0]
+    rm = node.registry_manager()
+    rm.create_device_with_sas("nul-dev", None, None, "enabled")
+    before = rm.get_twin("nul-dev")
+    parts = node.connection_string_parts()
+    auth = sas(node.hostname, parts["SharedAccessKey"]) + f"&skn={parts['SharedAccessKeyName']}"
+    for body in ({"tags": {"site": "a\u0000b"}}, {"properties": {"desired": {"x": ["\u0000"]}}}):
+        r = requests.patch(
+            f"https://{node.address}/twins/nul-dev?api-version=2021-04-12", json=body,
+            headers={"Authorization": auth, "If-Match": "*"}, verify=node.ca_file, timeout=30,
+        )
+        assert r.status_code == 400, r.text
+        assert r.json()["Message"].startswith("ErrorCode:ArgumentInvalid;"), r.text
+    after = rm.get_twin("nul-dev")
+    assert (after.etag, after.version, after.tags) == (before.etag, before.version, before.tags)

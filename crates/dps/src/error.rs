@@ -73,6 +73,9 @@ pub enum DpsError {
     Throttled(String, Option<u32>),
     #[error("{0}")]
     ServerError(String),
+    /// The service's storage cannot be reached now (see `StoreError::Unavailable`).
+    #[error("{0}")]
+    ServiceUnavailable(String),
 }
 
 impl DpsError {
@@ -98,6 +101,7 @@ impl DpsError {
             DpsError::PreconditionFailed(_) => 412,
             DpsError::Throttled(..) => 429,
             DpsError::ServerError(_) => 500,
+            DpsError::ServiceUnavailable(_) => 503,
         }
     }
 
@@ -121,6 +125,7 @@ impl DpsError {
             DpsError::PreconditionFailed(_) => 412_002,
             DpsError::Throttled(..) => 429_001,
             DpsError::ServerError(_) => 500_001,
+            DpsError::ServiceUnavailable(_) => 503_001,
         }
     }
 
@@ -146,6 +151,7 @@ impl DpsError {
             DpsError::CustomAllocationUnauthorizedAccess(_) => "CustomAllocationUnauthorizedAccess",
             DpsError::Throttled(..) => "TooManyRequests",
             DpsError::ServerError(_) => "InternalServerError",
+            DpsError::ServiceUnavailable(_) => "ServiceUnavailable",
         }
     }
 }
@@ -177,8 +183,13 @@ impl DpsError {
 
 impl From<ironhub_store::StoreError> for DpsError {
     fn from(e: ironhub_store::StoreError) -> Self {
+        let message = ironhub_store::failure_message(&e).into();
+        if let ironhub_store::StoreError::Unavailable(_) = e {
+            tracing::warn!(error = %e, "store unavailable");
+            return DpsError::ServiceUnavailable(message);
+        }
         tracing::error!(error = %e, "store failure");
-        DpsError::ServerError(ironhub_store::failure_message(&e).into())
+        DpsError::ServerError(message)
     }
 }
 

@@ -87,6 +87,9 @@ pub enum HubError {
     JobAlreadyExists(String),
     #[error("{0}")]
     ServerError(String),
+    /// The hub's storage cannot be reached now (see `StoreError::Unavailable`).
+    #[error("{0}")]
+    ServiceUnavailable(String),
 }
 
 impl HubError {
@@ -153,6 +156,7 @@ impl HubError {
             HubError::JobNotFound(_) => 404_002,
             HubError::JobAlreadyExists(_) => 409_000,
             HubError::ServerError(_) => 500_001,
+            HubError::ServiceUnavailable(_) => 503_001,
         }
     }
 
@@ -195,14 +199,20 @@ impl HubError {
             HubError::JobNotFound(_) => "JobNotFound",
             HubError::JobAlreadyExists(_) => "JobAlreadyExists",
             HubError::ServerError(_) => "ServerError",
+            HubError::ServiceUnavailable(_) => "ServiceUnavailable",
         }
     }
 }
 
 impl From<ironhub_store::StoreError> for HubError {
     fn from(e: ironhub_store::StoreError) -> Self {
+        let message = ironhub_store::failure_message(&e).into();
+        if let ironhub_store::StoreError::Unavailable(_) = e {
+            tracing::warn!(error = %e, "store unavailable");
+            return HubError::ServiceUnavailable(message);
+        }
         tracing::error!(error = %e, "store failure");
-        HubError::ServerError(ironhub_store::failure_message(&e).into())
+        HubError::ServerError(message)
     }
 }
 
@@ -221,5 +231,17 @@ mod tests {
             403
         );
         assert_eq!(HubError::DeviceMessageLockLost("l".into()).code(), 412_020);
+    }
+
+    #[test]
+    fn an_unreachable_store_is_a_503_and_any_other_failure_a_500() {
+        let down = HubError::from(ironhub_store::StoreError::Unavailable("gone".into()));
+        assert_eq!((down.status(), down.name()), (503, "ServiceUnavailable"));
+        assert!(
+            !down.to_string().contains("gone"),
+            "details stay in the log"
+        );
+        let broken = HubError::from(ironhub_store::StoreError::Engine("bad".into()));
+        assert_eq!(broken.status(), 500);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use ironhub_embedded::SqliteStore;
 use ironhub_postgres::PgStore;
-use ironhub_store::{RateWindows, Store};
+use ironhub_store::{Endpoint, RateWindows, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ServeConfig;
@@ -56,6 +56,33 @@ pub(crate) async fn open(config: &ServeConfig) -> anyhow::Result<Backing> {
         windows: Arc::new(pg.clone()),
         shared: Some(pg),
     })
+}
+
+/// Warns when this node's endpoint names the hub differently from the stored one. The
+/// endpoint is the hub's, not a node's: the host names and ports devices, services and DPS
+/// use (a load balancer's, in front of every node), so every node should be given the same
+/// `--hostname`s and ports. Each node stores its own at start (the last one started wins,
+/// so a rolling restart with a new name takes effect); only `https_listen`, where the CLI on
+/// that node's machine dials, is the node's own and is then the last one's.
+pub(crate) async fn check_endpoint(store: &dyn Store, own: &Endpoint) -> anyhow::Result<()> {
+    if let Some(stored) = store.endpoint().await?
+        && !same_hub(&stored, own)
+    {
+        tracing::warn!(
+                stored = ?(&stored.host_names, stored.https_port, stored.mqtt_port, stored.amqp_port),
+                this_node = ?(&own.host_names, own.https_port, own.mqtt_port, own.amqp_port),
+                "this node names the hub or its ports differently from the node that started \
+                 before it; give every node the same --hostname and ports (the load \
+                 balancer's): this node's replace them"
+        );
+    }
+    Ok(())
+}
+
+/// Whether two endpoints name the hub alike (names and ports; not where each node listens).
+fn same_hub(a: &Endpoint, b: &Endpoint) -> bool {
+    (&a.host_names, a.https_port, a.mqtt_port, a.amqp_port)
+        == (&b.host_names, b.https_port, b.mqtt_port, b.amqp_port)
 }
 
 /// The CA and the default issuing CA as PEM, as the store shares them.
@@ -146,4 +173,34 @@ pub(crate) async fn shared_ca_certificate(pg: &PgStore) -> anyhow::Result<Option
         .shared_setting::<SharedTls>(SHARED_TLS)
         .await?
         .map(|tls| tls.ca_cert))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(names: &[&str], listen: &str) -> Endpoint {
+        Endpoint {
+            host_name: names[0].to_owned(),
+            host_names: names.iter().map(|n| (*n).to_owned()).collect(),
+            https_port: 443,
+            mqtt_port: 8883,
+            amqp_port: Some(5671),
+            https_listen: Some(listen.parse().unwrap_or_else(|_| unreachable!())),
+            tls_certificate: None,
+        }
+    }
+
+    #[test]
+    fn nodes_behind_one_name_are_one_hub_wherever_each_listens() {
+        let a = endpoint(&["hub.example"], "10.0.0.1:443");
+        assert!(same_hub(&a, &endpoint(&["hub.example"], "10.0.0.2:443")));
+        assert!(!same_hub(
+            &a,
+            &endpoint(&["node-2.example"], "10.0.0.2:443")
+        ));
+        let mut other_port = endpoint(&["hub.example"], "10.0.0.2:443");
+        other_port.mqtt_port = 18883;
+        assert!(!same_hub(&a, &other_port));
+    }
 }

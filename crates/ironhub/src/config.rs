@@ -51,7 +51,7 @@ pub struct ServeArgs {
     /// `[routing]` table (IoT Hub's routing document, replacing the stored one at start) and a
     /// `[file_upload]` table with connection_string, container, sas_ttl_hours, notifications,
     /// notification_ttl_hours, max_delivery_count, and a `[nats]` table with url, creds,
-    /// tls_ca, tls_cert, tls_key, a `[throttling]` table of rates, a `[monitoring]` table with
+    /// tls_ca, tls_cert, tls_key, replicas, a `[throttling]` table of rates, a `[monitoring]` table with
     /// metrics_listen, diagnostic_logs, diagnostic_logs_file, diagnostic_logs_max_mb,
     /// diagnostic_logs_keep, a `[frame_limits]` table with mqtt_packet_bytes,
     /// websocket_message_bytes, amqp_message_bytes, an `[auth]` table, and a `[network]` table with min_tls_version,

@@ -34,6 +34,10 @@ pub struct NatsArgs {
     /// The private key (PEM) of --nats-tls-cert.
     #[arg(long, env = "IRONHUB_NATS_TLS_KEY", requires = "nats_tls_cert")]
     pub nats_tls_key: Option<PathBuf>,
+    /// How many copies JetStream keeps of the streams and buckets ironhub creates: 1 for one
+    /// nats-server (the default), 3 for a JetStream cluster of 3.
+    #[arg(long, env = "IRONHUB_NATS_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: Option<u8>,
 }
 
 /// The same settings in the `--config` file's `[nats]` table.
@@ -45,6 +49,7 @@ pub struct NatsFile {
     pub tls_ca: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub replicas: Option<u8>,
 }
 
 impl NatsArgs {
@@ -62,12 +67,18 @@ impl NatsArgs {
             (None, None) => None,
             _ => anyhow::bail!("the NATS tls_cert and tls_key go together: give both or neither"),
         };
+        let replicas = self.nats_replicas.or(file.replicas).unwrap_or(1);
+        anyhow::ensure!(
+            (1..=5).contains(&replicas),
+            "NATS replicas {replicas}: JetStream keeps 1 to 5 copies"
+        );
         Ok(Some(NatsOptions {
             url,
             creds_file: self.nats_creds.or(file.creds),
             tls_ca: self.nats_tls_ca.or(file.tls_ca),
             tls_client,
             name: None,
+            replicas: usize::from(replicas),
         }))
     }
 }
@@ -86,7 +97,7 @@ pub async fn open_log_and_bus(
         ..options.clone()
     };
     let client = ironhub_nats::connect(&options).await?;
-    let names = hub_names(hostnames);
+    let names = hub_names(hostnames).with_replicas(options.replicas);
     let log = NatsEventLog::open(
         client.clone(),
         &names,
@@ -136,6 +147,26 @@ mod tests {
             ..Default::default()
         };
         assert!(NatsArgs::default().resolve(half).is_err());
+        assert_eq!(options.replicas, 1);
+        let three = NatsArgs {
+            nats_url: Some("nats://a:4222,nats://b:4222".into()),
+            nats_replicas: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            three
+                .resolve(NatsFile::default())
+                .unwrap()
+                .unwrap()
+                .replicas,
+            3
+        );
+        let too_many = NatsFile {
+            url: Some("nats://x".into()),
+            replicas: Some(7),
+            ..Default::default()
+        };
+        assert!(NatsArgs::default().resolve(too_many).is_err());
     }
 
     #[test]

@@ -270,6 +270,9 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             .as_ref()
             .map(|(cert, _)| std::path::absolute(cert).unwrap_or_else(|_| cert.clone())),
     };
+    if backing.shared.is_some() {
+        crate::cluster::check_endpoint(store.as_ref(), &endpoint).await?;
+    }
     store.set_endpoint(&endpoint).await?;
     // The DPS instance lives in the same server and answers to the same names; at its first
     // start it links the server's own hub. It reaches its own hub in process and any other

@@ -100,7 +100,9 @@ async fn admit(
     ctx.hub.authenticate(&login).await.map_err(|e| {
         tracing::info!(target: "Connections", peer = %ctx.peer, device = %connect.client_id, error = %e, "connection refused");
         match e {
-            HubError::ServerError(_) => ConnectReturnCode::ServiceUnavailable,
+            HubError::ServerError(_) | HubError::ServiceUnavailable(_) => {
+                ConnectReturnCode::ServiceUnavailable
+            }
             _ => ConnectReturnCode::NotAuthorized,
         }
     })

@@ -217,7 +217,7 @@ impl NatsBus {
     /// starts answering the other nodes' requests.
     pub async fn start(client: async_nats::Client, names: &Names, node: &str) -> Result<Self> {
         let js = jetstream::new(client.clone());
-        let presence = bucket(&js, &names.presence_bucket()).await?;
+        let presence = bucket(&js, &names.presence_bucket(), names.replicas()).await?;
         let requests = client
             .subscribe(names.node_subject(node))
             .await

@@ -21,6 +21,10 @@ pub struct NatsOptions {
     pub tls_client: Option<(PathBuf, PathBuf)>,
     /// A name the server shows for this connection.
     pub name: Option<String>,
+    /// How many copies JetStream keeps of each stream and KV bucket ironhub creates: 1 on a
+    /// single nats-server, 3 on a JetStream cluster of 3 (0 counts as 1). Applies to what is
+    /// created from then on; JetStream keeps an existing stream's setting.
+    pub replicas: usize,
 }
 
 /// Connects to NATS. Fails if no server answers; once connected, the client reconnects by

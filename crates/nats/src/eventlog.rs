@@ -102,7 +102,11 @@ fn body_len(payload: &[u8]) -> u64 {
 /// Opens (creating if needed) the KV bucket `name`; nodes racing here get the same bucket.
 /// The bucket's stream is created here, as the KV conventions lay it out, because the
 /// client's own bucket creation first reads account details nats-server 2.9 does not send.
-pub(crate) async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::Store> {
+pub(crate) async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+) -> Result<kv::Store> {
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
@@ -115,7 +119,7 @@ pub(crate) async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::St
         deny_delete: true,
         allow_direct: true,
         discard: stream::DiscardPolicy::New,
-        num_replicas: 1,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -123,6 +127,32 @@ pub(crate) async fn bucket(js: &jetstream::Context, name: &str) -> Result<kv::St
     js.get_key_value(name)
         .await
         .map_err(|e| engine(&format!("open KV bucket {name}"), e))
+}
+
+/// `kv::Store::create`, tried again (three times in all) when JetStream's acknowledgement
+/// did not come: nodes starting together on a busy server may wait past the client's timeout,
+/// and a create that did land meanwhile is then told `AlreadyExists`, as to a second node.
+async fn create_key(
+    bucket: &kv::Store,
+    key: &str,
+    value: Bytes,
+) -> std::result::Result<u64, kv::CreateError> {
+    let mut tries = 1;
+    loop {
+        match bucket.create(key, value.clone()).await {
+            Err(e)
+                if tries < 3
+                    && matches!(
+                        e.kind(),
+                        kv::CreateErrorKind::Ack | kv::CreateErrorKind::Publish
+                    ) =>
+            {
+                tracing::warn!(key, error = %e, "NATS KV create not acknowledged; trying again");
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
 }
 
 impl NatsEventLog {
@@ -138,26 +168,24 @@ impl NatsEventLog {
         retention: Retention,
     ) -> Result<Self> {
         let js = jetstream::new(client.clone());
-        let bucket = bucket(&js, &names.log_bucket()).await?;
+        let bucket = bucket(&js, &names.log_bucket(), names.replicas()).await?;
         let key = escape(stream);
         let count_key = format!("{key}.partitions");
-        let partitions = match bucket
-            .create(&count_key, partitions.max(1).to_string().into())
-            .await
-        {
-            Ok(_) => partitions.max(1),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                let kept = bucket
-                    .get(&count_key)
-                    .await
-                    .map_err(|e| engine("read the partition count", e))?
-                    .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok());
-                kept.ok_or_else(|| StoreError::Corrupt(format!("{count_key} in NATS")))?
-            }
-            Err(e) => return Err(engine("record the partition count", e)),
-        };
+        let partitions =
+            match create_key(&bucket, &count_key, partitions.max(1).to_string().into()).await {
+                Ok(_) => partitions.max(1),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    let kept = bucket
+                        .get(&count_key)
+                        .await
+                        .map_err(|e| engine("read the partition count", e))?
+                        .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok());
+                    kept.ok_or_else(|| StoreError::Corrupt(format!("{count_key} in NATS")))?
+                }
+                Err(e) => return Err(engine("record the partition count", e)),
+            };
         let group = format!("{key}.group.{}", escape(DEFAULT_CONSUMER_GROUP));
-        match bucket.create(&group, Bytes::from_static(b"1")).await {
+        match create_key(&bucket, &group, Bytes::from_static(b"1")).await {
             Ok(_) => {}
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
             Err(e) => return Err(engine("create the $Default consumer group", e)),
@@ -175,7 +203,7 @@ impl NatsEventLog {
                     max_age: retention.max_age.to_std().unwrap_or_default(),
                     max_bytes: i64::try_from(retention.max_bytes_per_partition).unwrap_or(i64::MAX),
                     discard: stream::DiscardPolicy::Old,
-                    num_replicas: 1,
+                    num_replicas: names.replicas(),
                     ..Default::default()
                 })
                 .await

@@ -14,11 +14,13 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
-/// A hub's names on NATS.
+/// A hub's names on NATS, and how many copies of what it creates JetStream keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     /// The hub's name as stream and bucket names allow it (letters, digits, `-`, `_`).
     hub: String,
+    /// The replicas of every stream and bucket created (at least 1).
+    replicas: usize,
 }
 
 impl Names {
@@ -34,7 +36,20 @@ impl Names {
                 }
             })
             .collect();
-        Names { hub }
+        Names { hub, replicas: 1 }
+    }
+
+    /// The same names, creating streams and buckets with `replicas` copies (0 counts as 1).
+    pub fn with_replicas(self, replicas: usize) -> Self {
+        Names {
+            replicas: replicas.max(1),
+            ..self
+        }
+    }
+
+    /// The replicas of every stream and bucket created.
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     /// The JetStream stream holding partition `partition` of event stream `stream`.

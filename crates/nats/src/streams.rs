@@ -52,7 +52,7 @@ impl NatsEventStreams {
     }
 
     async fn catalog(&self) -> Result<kv::Store> {
-        bucket(&self.js, &self.names.log_bucket()).await
+        bucket(&self.js, &self.names.log_bucket(), self.names.replicas()).await
     }
 
     async fn open_log(&self, name: &str, partitions: u32) -> Result<Arc<NatsEventLog>> {

@@ -30,7 +30,7 @@ mod pool;
 mod store;
 mod tls;
 
-pub use migrations::{MIGRATIONS, applied_versions, migrate};
+pub use migrations::{MIGRATIONS, applied_versions, migrate, pending};
 pub use options::PgOptions;
 pub use pool::{Pool, connect};
 pub use store::PgStore;

@@ -115,9 +115,10 @@ fn engine(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
     move |e| StoreError::Engine(format!("PostgreSQL {what}: {e}"))
 }
 
-/// Applies the migrations the database lacks and returns how many it applied (0 when the
-/// schema is current). A database migrated by a newer ironhub is refused rather than used.
-pub async fn migrate(pool: &Pool) -> Result<usize> {
+/// Applies the migrations the database lacks and returns the versions it applied, in order
+/// (none when the schema is current). A database migrated by a newer ironhub is refused rather
+/// than used.
+pub async fn migrate(pool: &Pool) -> Result<Vec<i32>> {
     let mut client = pool::client(pool).await?;
     let tx = client.transaction().await.map_err(engine("migration"))?;
     // Held until the transaction ends; other nodes wait here.
@@ -139,6 +140,30 @@ pub async fn migrate(pool: &Pool) -> Result<usize> {
         .iter()
         .map(|row| row.get(0))
         .collect();
+    let mut done = Vec::new();
+    for version in pending(&applied)? {
+        let Some((_, sql)) = MIGRATIONS.iter().find(|(v, _)| *v == version) else {
+            continue;
+        };
+        tx.batch_execute(sql)
+            .await
+            .map_err(engine(&format!("migration {version}")))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(engine("migration"))?;
+        tracing::info!(version, "applied PostgreSQL schema migration");
+        done.push(version);
+    }
+    tx.commit().await.map_err(engine("migration"))?;
+    Ok(done)
+}
+
+/// The versions of [`MIGRATIONS`] missing from `applied`, in order; an error when `applied`
+/// holds a version newer than this build knows (a newer ironhub migrated the database).
+pub fn pending(applied: &[i32]) -> Result<Vec<i32>> {
     let newest_known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
     if let Some(newer) = applied.iter().find(|v| **v > newest_known) {
         return Err(StoreError::Corrupt(format!(
@@ -146,25 +171,11 @@ pub async fn migrate(pool: &Pool) -> Result<usize> {
              ({newest_known}): upgrade ironhub"
         )));
     }
-    let mut count = 0;
-    for (version, sql) in MIGRATIONS {
-        if applied.contains(version) {
-            continue;
-        }
-        tx.batch_execute(sql)
-            .await
-            .map_err(engine(&format!("migration {version}")))?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version) VALUES ($1)",
-            &[version],
-        )
-        .await
-        .map_err(engine("migration"))?;
-        tracing::info!(version, "applied PostgreSQL schema migration");
-        count += 1;
-    }
-    tx.commit().await.map_err(engine("migration"))?;
-    Ok(count)
+    Ok(MIGRATIONS
+        .iter()
+        .map(|(v, _)| *v)
+        .filter(|v| !applied.contains(v))
+        .collect())
 }
 
 /// The versions recorded in `schema_migrations`, in order (empty before the first migration).

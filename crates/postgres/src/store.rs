@@ -33,8 +33,12 @@ impl PgStore {
     }
 }
 
-/// A failed statement, as the ports report it.
+/// A failed statement, as the ports report it: `Unavailable` when the server went away
+/// (the connection closed, or the server is shutting down or starting).
 pub(crate) fn db(e: tokio_postgres::Error) -> StoreError {
+    if pool::server_gone(&e) {
+        return StoreError::Unavailable(format!("PostgreSQL: {e}"));
+    }
     StoreError::Engine(format!("PostgreSQL: {e}"))
 }
 

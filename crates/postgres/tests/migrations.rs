@@ -6,7 +6,7 @@
 mod common;
 
 use common::test_database;
-use ironhub_postgres::{MIGRATIONS, applied_versions, connect, migrate};
+use ironhub_postgres::{MIGRATIONS, applied_versions, connect, migrate, pending};
 
 #[tokio::test]
 async fn migrating_twice_applies_each_version_once() {
@@ -15,10 +15,12 @@ async fn migrating_twice_applies_each_version_once() {
     };
     let pool = connect(&options).await.unwrap();
     assert_eq!(applied_versions(&pool).await.unwrap(), Vec::<i32>::new());
-    assert_eq!(migrate(&pool).await.unwrap(), MIGRATIONS.len());
-    assert_eq!(migrate(&pool).await.unwrap(), 0);
     let all: Vec<i32> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+    assert_eq!(pending(&[]).unwrap(), all);
+    assert_eq!(migrate(&pool).await.unwrap(), all);
+    assert_eq!(migrate(&pool).await.unwrap(), Vec::<i32>::new());
     assert_eq!(applied_versions(&pool).await.unwrap(), all);
+    assert_eq!(pending(&all).unwrap(), Vec::<i32>::new());
     // The schema is there.
     let client = pool.get().await.unwrap();
     let n: i64 = client
@@ -39,7 +41,7 @@ async fn nodes_starting_together_migrate_once() {
         let options = options.clone();
         nodes.push(tokio::spawn(async move {
             let pool = connect(&options).await.unwrap();
-            migrate(&pool).await.unwrap()
+            migrate(&pool).await.unwrap().len()
         }));
     }
     let mut total = 0;
@@ -72,6 +74,8 @@ async fn a_schema_newer_than_this_build_is_refused() {
         .unwrap();
     let e = migrate(&pool).await.unwrap_err().to_string();
     assert!(e.contains("9999"), "{e}");
+    let applied = applied_versions(&pool).await.unwrap();
+    assert!(pending(&applied).unwrap_err().to_string().contains("9999"));
 }
 
 #[tokio::test]

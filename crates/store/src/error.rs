@@ -8,6 +8,10 @@ pub enum StoreError {
     /// The disk holding the data is full: the write was not made.
     #[error("the disk of the data directory is full: {0}")]
     Full(String),
+    /// The engine's server cannot be reached now (stopped, restarting, unreachable): the
+    /// operation failed and a retry may succeed once it is back.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("no ironhub data in {0}: start `ironhub serve --data-dir {0}` once first")]
@@ -23,6 +27,9 @@ pub fn failure_message(e: &StoreError) -> &'static str {
     match e {
         StoreError::Full(_) => {
             "The server's storage is full, so nothing was written; retry once space is freed."
+        }
+        StoreError::Unavailable(_) => {
+            "The server's storage cannot be reached now, so the operation failed; retry later."
         }
         _ => "The server could not complete the operation; see its log.",
     }

@@ -2,7 +2,7 @@
 //! REST API, so it works against a real Azure IoT Hub (and DPS) too.
 //!
 //! Each command group is one module that owns its flags (clap) and its handler: `hub`,
-//! `device` and `dps` (each composing its own groups in the same way), `info`, `simulate` (the engine is `ironhub_simulate`'s), and `serve`
+//! `device` and `dps` (each composing its own groups in the same way), `info`, `migrate`, `simulate` (the engine is `ironhub_simulate`'s), and `serve`
 //! (flags in [`crate::config`], handler in [`crate::serve`]). [`Cli`] composes them. The
 //! helpers they share (`args`, `login`, `output`, `sas`, and `certificate`, the certificate
 //! group both `hub` and `dps` mount) import no command module.
@@ -19,6 +19,7 @@ pub mod dps;
 pub mod hub;
 pub mod info;
 mod login;
+pub mod migrate;
 mod network_rule;
 mod output;
 mod sas;
@@ -43,6 +44,8 @@ pub enum Command {
     Serve(Box<config::ServeArgs>),
     /// Print the hub's host name, connection string and CA certificate path.
     Info(info::InfoArgs),
+    /// Apply a cluster's PostgreSQL schema migrations (`--store`) without starting a server.
+    Migrate(migrate::MigrateArgs),
     /// IoT Hub commands, as `az iot hub`.
     Hub(hub::HubArgs),
     /// Device commands, as `az iot device` (cloud-to-device messages, file upload).
@@ -60,6 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(*args).await,
         Command::Info(args) => info::run(&args).await,
+        Command::Migrate(args) => migrate::run(&args).await,
         Command::Hub(args) => hub::run(args).await,
         Command::Device(args) => device::run(args).await,
         Command::Edge(args) => configuration::run_edge(args).await,

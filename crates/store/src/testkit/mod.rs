@@ -139,6 +139,7 @@ macro_rules! store_suite {
             registry::deleting_a_device_deletes_its_twin_queue_and_sessions,
             registry::settings_are_created_once_and_endpoints_kept,
             registry::twins_are_written_compare_and_swap,
+            registry::a_twin_the_engine_refuses_leaves_the_stored_one,
             registry::persistent_sessions_are_kept_and_discarded,
             modules::modules_are_written_compare_and_swap,
             modules::modules_list_in_id_order_and_go_with_their_device,

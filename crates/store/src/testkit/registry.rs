@@ -440,6 +440,37 @@ pub async fn twins_are_written_compare_and_swap(
     assert_ne!(third.etag, second.etag);
 }
 
+/// A twin the engine cannot hold (a string with NUL, which PostgreSQL's `jsonb` refuses; the
+/// hub's domain never writes one) is stored whole or not at all: on an error the stored twin
+/// is unchanged, and the engine goes on serving.
+pub async fn a_twin_the_engine_refuses_leaves_the_stored_one(
+    store: Arc<dyn DeviceState>,
+    _clock: Arc<ManualClock>,
+) {
+    create_device(&store, "nul").await;
+    let mut twin = TwinRecord {
+        device_id: "nul".into(),
+        version: 1,
+        ..TwinRecord::default()
+    };
+    twin.tags.insert("ok".into(), "fine".into());
+    let first = store
+        .put_twin(twin.clone(), Some(String::new()))
+        .await
+        .unwrap()
+        .unwrap();
+    twin.version = 2;
+    twin.tags.insert("bad".into(), "a\u{0}b".into());
+    match store.put_twin(twin, Some(first.etag.clone())).await {
+        Ok(written) => {
+            let written = written.unwrap();
+            assert_eq!(written.tags["bad"], "a\u{0}b", "stored faithfully");
+            assert_eq!(store.get_twin("nul").await.unwrap(), Some(written));
+        }
+        Err(_) => assert_eq!(store.get_twin("nul").await.unwrap(), Some(first)),
+    }
+}
+
 /// Persistent MQTT sessions are kept by client id until discarded.
 pub async fn persistent_sessions_are_kept_and_discarded(
     store: Arc<dyn DeviceState>,

@@ -1,0 +1,255 @@
+"""What an operator's failures do to a cluster of three nodes (`ironhub serve --store postgres://…
+--nats … --node-id …`), with a PostgreSQL and a nats-server of this module's own, which the tests
+stop and start:
+
+- a node killed with SIGKILL while devices send telemetry at QoS 1 through it and through the
+  others: every message a node acknowledged (PUBACK) is read back afterwards through a surviving
+  node, and the killed node's devices carry on through another node;
+- PostgreSQL restarted under running nodes: meanwhile requests get a prompt 503
+  (`ServiceUnavailable`) and devices a CONNACK "server unavailable", neither a hang nor a 500;
+  afterwards everything works again, without restarting a node;
+- nats-server restarted: telemetry acknowledged before is still there (JetStream keeps it on
+  disk), and the nodes reconnect by themselves, so telemetry, C2D and direct methods work again.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+import time
+
+import pytest
+import requests
+from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
+from azure.iot.hub.models import CloudToDeviceMethod
+
+from cluster_helpers import cluster, fresh_database
+from conftest import amqp_registry_manager, test_address
+from services import NatsServer, PostgresServer
+from test_device import sas, stored_events, wait_for
+
+NODE_ADDRESSES = [test_address(a) for a in ("127.0.0.41", "127.0.0.42", "127.0.0.43")]
+NATS_ADDRESS = test_address("127.0.0.44")
+WAIT_S = 30
+API = "api-version=2021-04-12"
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def nats():
+    with NatsServer(NATS_ADDRESS, 4222) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def nodes(postgres, nats):
+    with fresh_database(postgres.admin_url, f"ironhub_failures_{os.getpid()}") as database:
+        with cluster(database, nats.url, NODE_ADDRESSES, prefix="ironhub-cluster-failures-") as started:
+            yield started
+
+
+def owner_auth(node) -> dict:
+    parts = node.connection_string_parts()
+    return {"Authorization": sas(node.hostname, parts["SharedAccessKey"]) + f"&skn={parts['SharedAccessKeyName']}"}
+
+
+def create_device(node, device_id: str) -> str:
+    r = requests.put(f"https://{node.address}/devices/{device_id}?{API}", json={"deviceId": device_id},
+                     headers=owner_auth(node), verify=node.ca_file, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["authentication"]["symmetricKey"]["primaryKey"]
+
+
+class Sender(threading.Thread):
+    """A device sending telemetry at QoS 1 with paho, one message at a time, each waited for;
+    records what was acknowledged (PUBACK). When its node dies it connects to the next live one."""
+
+    def __init__(self, device_id: str, key: str, nodes: list, first: int):
+        super().__init__(daemon=True)
+        self.device_id, self.key, self.nodes, self.at = device_id, key, nodes, first
+        self.acked: list[str] = []
+        self.nodes_used: list[int] = []
+        self.done = threading.Event()
+        self.error: Exception | None = None
+
+    def connect(self, node):
+        import paho.mqtt.client as paho
+
+        c = paho.Client(client_id=self.device_id, clean_session=False, protocol=paho.MQTTv311)
+        c.username_pw_set(f"{node.hostname}/{self.device_id}/?{API}", sas(f"{node.hostname}/devices/{self.device_id}", self.key))
+        ctx = ssl.create_default_context(cafile=node.ca_file)
+        c.tls_set_context(ctx)
+        connected = threading.Event()
+        c.on_connect = lambda client, userdata, flags, rc: rc == 0 and connected.set()
+        c.connect(node.address, 8883, keepalive=30)
+        c.loop_start()
+        if not connected.wait(WAIT_S):
+            c.loop_stop()
+            raise AssertionError(f"{self.device_id}: no CONNACK from {node.address}")
+        return c
+
+    def run(self):
+        try:
+            seq = 0
+            while not self.done.is_set():
+                node = self.nodes[self.at]
+                if node.proc is None:  # killed: a load balancer would send it to another node
+                    self.at = (self.at + 1) % len(self.nodes)
+                    continue
+                self.nodes_used.append(self.at)
+                c = self.connect(node)
+                try:
+                    while not self.done.is_set() and node.proc is not None:
+                        body = f"{self.device_id}-{seq}"
+                        seq += 1
+                        info = c.publish(f"devices/{self.device_id}/messages/events/", body, qos=1)
+                        info.wait_for_publish(timeout=5)
+                        if info.is_published():
+                            self.acked.append(body)
+                        elif node.proc is not None and info.rc == 0:
+                            raise AssertionError(f"{self.device_id}: {body} not acknowledged within 5 s")
+                finally:
+                    c.disconnect()
+                    c.loop_stop()
+        except Exception as e:  # reported by the test
+            self.error = e
+
+
+def test_a_killed_node_loses_no_acknowledged_telemetry_and_its_devices_move_on(nodes):
+    node1, node2, node3 = nodes
+    senders = []
+    for i in range(6):
+        device_id = f"kill9-{i}"
+        senders.append(Sender(device_id, create_device(node2, device_id), nodes, first=i % 3))
+    for s in senders:
+        s.start()
+    try:
+        wait_for(lambda: all(len(s.acked) >= 5 for s in senders), WAIT_S, "telemetry through every node")
+        node1.kill9()
+        before = {s.device_id: len(s.acked) for s in senders}
+        wait_for(lambda: all(len(s.acked) >= before[s.device_id] + 5 for s in senders), WAIT_S,
+                 "telemetry after the kill, the killed node's devices through another node")
+    finally:
+        for s in senders:
+            s.done.set()
+        for s in senders:
+            s.join(WAIT_S)
+    for s in senders:
+        assert s.error is None, s.error
+    moved = [s for s in senders if s.nodes_used[0] == 0]
+    assert moved and all(len(s.nodes_used) > 1 for s in moved), [s.nodes_used for s in senders]
+    for s in senders:
+        stored = [e["body"] for e in stored_events(node3, s.device_id)]
+        lost = [b for b in s.acked if b not in stored]
+        assert not lost, f"{s.device_id}: acknowledged but not stored: {lost}"
+    # The killed node comes back under its id and serves again.
+    node1.start()
+    assert requests.get(f"https://{node1.address}/devices/kill9-0?{API}", headers=owner_auth(node1),
+                        verify=node1.ca_file, timeout=30).status_code == 200
+
+
+def test_postgres_restarted_under_the_nodes(nodes, postgres):
+    node1, node2, _ = nodes
+    key = create_device(node1, "pg-outage")
+    postgres.stop()
+    try:
+        started = time.monotonic()
+        r = requests.get(f"https://{node2.address}/devices/pg-outage?{API}", headers=owner_auth(node2),
+                         verify=node2.ca_file, timeout=30)
+        assert time.monotonic() - started < 20, "the request waited on the database too long"
+        assert r.status_code == 503, (r.status_code, r.text)
+        assert r.json()["Message"].startswith("ErrorCode:ServiceUnavailable;"), r.text
+        # A device that must be authenticated against the store is told the same, promptly.
+        import paho.mqtt.client as paho
+
+        c = paho.Client(client_id="pg-outage", protocol=paho.MQTTv311)
+        c.username_pw_set(f"{node2.hostname}/pg-outage/?{API}", sas(f"{node2.hostname}/devices/pg-outage", key))
+        c.tls_set_context(ssl.create_default_context(cafile=node2.ca_file))
+        answer = []
+        got = threading.Event()
+        c.on_connect = lambda client, userdata, flags, rc: (answer.append(rc), got.set())
+        c.connect(node2.address, 8883, keepalive=30)
+        c.loop_start()
+        try:
+            assert got.wait(20), "no CONNACK while the database is down"
+        finally:
+            c.loop_stop()
+        assert answer == [paho.CONNACK_REFUSED_SERVER_UNAVAILABLE], answer
+    finally:
+        postgres.start()
+
+    def works() -> bool:
+        r = requests.get(f"https://{node2.address}/devices/pg-outage?{API}", headers=owner_auth(node2),
+                         verify=node2.ca_file, timeout=30)
+        return r.status_code == 200
+
+    wait_for(works, WAIT_S, "node 2 to use the database again")
+    create_device(node1, "pg-after")
+    client = IoTHubDeviceClient.create_from_connection_string(
+        f"HostName={node2.hostname};DeviceId=pg-outage;SharedAccessKey={key}",
+        server_verification_cert=open(node2.ca_file).read(),
+    )
+    client.connect()
+    try:
+        client.send_message(Message("after the outage"))
+    finally:
+        client.shutdown()
+    assert [e["body"] for e in stored_events(node1, "pg-outage")] == ["after the outage"]
+
+
+def test_nats_restarted_under_the_nodes(nodes, nats):
+    node1, node2, node3 = nodes
+    key = create_device(node1, "nats-outage")
+    client = IoTHubDeviceClient.create_from_connection_string(
+        f"HostName={node2.hostname};DeviceId=nats-outage;SharedAccessKey={key}",
+        server_verification_cert=open(node2.ca_file).read(),
+    )
+    client.connect()
+    try:
+        for i in range(3):
+            client.send_message(Message(f"before-{i}"))
+    finally:
+        client.shutdown()
+    nats.stop()
+    nats.start()
+
+    def stored() -> list:
+        try:
+            return [e["body"] for e in stored_events(node3, "nats-outage")]
+        except (AssertionError, requests.RequestException):
+            return []
+
+    wait_for(lambda: stored() == ["before-0", "before-1", "before-2"], WAIT_S, "the telemetry kept by JetStream")
+
+    rm = amqp_registry_manager(node1)
+    got: dict[str, list] = {"c2d": [], "method": []}
+    client = IoTHubDeviceClient.create_from_connection_string(
+        f"HostName={node2.hostname};DeviceId=nats-outage;SharedAccessKey={key}",
+        server_verification_cert=open(node2.ca_file).read(),
+    )
+    client.on_message_received = lambda m: got["c2d"].append(m.data.decode())
+
+    def on_method(request):
+        got["method"].append(request.name)
+        client.send_method_response(MethodResponse.create_from_method_request(request, 200, {"ok": True}))
+
+    client.on_method_request_received = on_method
+    client.connect()
+    try:
+        client.send_message(Message("after"))
+        rm.send_c2d_message("nats-outage", "c2d after")
+        wait_for(lambda: got["c2d"] == ["c2d after"], WAIT_S, "the C2D message after the restart")
+        result = rm.invoke_device_method(
+            "nats-outage", CloudToDeviceMethod(method_name="ping", payload={}, response_timeout_in_seconds=10)
+        )
+        assert result.status == 200 and result.payload == {"ok": True}
+    finally:
+        client.shutdown()
+        rm.amqp_svc_client.disconnect_sync()
+    assert stored() == ["before-0", "before-1", "before-2", "after"]
