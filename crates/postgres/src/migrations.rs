@@ -97,6 +97,13 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
              key TEXT NOT NULL, win BIGINT NOT NULL, count BIGINT NOT NULL, PRIMARY KEY (key, win)
          );",
     ),
+    // Configurations and IoT Edge deployments: one document per id with its etag.
+    (
+        4,
+        "CREATE TABLE configurations (
+             id TEXT COLLATE \"C\" PRIMARY KEY, etag TEXT NOT NULL, doc JSONB NOT NULL
+         );",
+    ),
 ];
 
 fn engine(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
