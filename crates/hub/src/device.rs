@@ -76,25 +76,62 @@ impl DeviceIdentity {
 }
 
 impl Hub {
-    /// Authenticates a device by its TLS client certificate (leaf first): the leaf's SHA-1 or
-    /// SHA-256 thumbprint must be one the device registered (`selfSigned`), or the chain must
-    /// verify to a verified CA certificate with the leaf's CN equal to the device id
-    /// (`certificateAuthority`).
+    /// Authenticates a device by its TLS client certificate (leaf first): see
+    /// [`Hub::authenticate_x509`].
     pub async fn authenticate_device_x509(
         &self,
         device_id: &str,
         chain: &[impl AsRef<[u8]>],
     ) -> Result<DeviceAuth, HubError> {
+        self.authenticate_x509(device_id, None, chain).await
+    }
+
+    /// Authenticates a device, or one of its modules (`module_id`), by its TLS client
+    /// certificate (leaf first), by the identity's own registration: the leaf's SHA-1 or
+    /// SHA-256 thumbprint must be one it registered (`selfSigned`; the subject does not
+    /// matter), or the chain must verify to a verified CA certificate with the leaf's CN equal
+    /// to the device id, or `{deviceId}/{moduleId}` for a module (`certificateAuthority`, as
+    /// IoT Hub requires of a module's CA-signed certificate). The device must be enabled.
+    pub async fn authenticate_x509(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        chain: &[impl AsRef<[u8]>],
+    ) -> Result<DeviceAuth, HubError> {
         let leaf = chain.first().ok_or_else(|| {
             HubError::Unauthorized("Unauthorized: no password and no client certificate.".into())
         })?;
-        let device = self.store.get_device(device_id).await?.ok_or_else(|| {
-            HubError::Unauthorized(format!("Unauthorized: there is no device '{device_id}'."))
-        })?;
-        let method = match device.authentication.kind {
+        let device = self.store.get_device(device_id).await?;
+        let (who, authentication, generation_id) = match module_id {
+            None => {
+                let device = device.as_ref().ok_or_else(|| {
+                    HubError::Unauthorized(format!(
+                        "Unauthorized: there is no device '{device_id}'."
+                    ))
+                })?;
+                (
+                    device_id.to_owned(),
+                    device.authentication.clone(),
+                    device.generation_id.clone(),
+                )
+            }
+            Some(module_id) => {
+                let who = format!("{device_id}/{module_id}");
+                let module = self
+                    .store
+                    .get_module(device_id, module_id)
+                    .await?
+                    .filter(|_| device.is_some())
+                    .ok_or_else(|| {
+                        HubError::Unauthorized(format!("Unauthorized: there is no module '{who}'."))
+                    })?;
+                (who, module.authentication, module.generation_id)
+            }
+        };
+        let method = match authentication.kind {
             AuthType::SelfSigned => {
                 let (sha1, sha256) = thumbprints(leaf.as_ref());
-                let registered = &device.authentication.x509_thumbprint;
+                let registered = &authentication.x509_thumbprint;
                 let matches = [
                     &registered.primary_thumbprint,
                     &registered.secondary_thumbprint,
@@ -104,22 +141,22 @@ impl Hub {
                 .any(|t| t.eq_ignore_ascii_case(&sha1) || t.eq_ignore_ascii_case(&sha256));
                 if !matches {
                     return Err(HubError::Unauthorized(format!(
-                        "Unauthorized: the certificate's thumbprint is not registered for '{device_id}'."
+                        "Unauthorized: the certificate's thumbprint is not registered for '{who}'."
                     )));
                 }
                 AuthMethod::SelfSigned
             }
             AuthType::CertificateAuthority => {
-                self.verify_ca_chain(device_id, chain).await?;
+                self.verify_ca_chain(&who, chain).await?;
                 AuthMethod::CertificateAuthority
             }
             AuthType::Sas | AuthType::None => {
                 return Err(HubError::Unauthorized(format!(
-                    "Unauthorized: '{device_id}' does not authenticate by certificate."
+                    "Unauthorized: '{who}' does not authenticate by certificate."
                 )));
             }
         };
-        if device.status != DeviceStatus::Enabled {
+        if device.is_none_or(|d| d.status != DeviceStatus::Enabled) {
             return Err(HubError::Unauthorized(format!(
                 "Unauthorized: the device '{device_id}' is disabled."
             )));
@@ -127,7 +164,7 @@ impl Hub {
         Ok(DeviceAuth {
             method,
             expires: None,
-            generation_id: device.generation_id,
+            generation_id,
         })
     }
 
