@@ -1,8 +1,11 @@
-"""Module identities that authenticate with X.509 certificates, through the Python device SDK's
-`IoTHubModuleClient.create_from_x509_certificate` (client id `{deviceId}/{moduleId}`, no
-password, a client certificate): `selfSigned` modules by their registered thumbprint, and
-`certificateAuthority` modules by a chain to a CA the hub verified, whose leaf's CN is
-`{deviceId}/{moduleId}` as IoT Hub requires. A wrong certificate is refused."""
+"""Module identities with real clients: modules that authenticate with X.509 certificates,
+through the Python device SDK's `IoTHubModuleClient.create_from_x509_certificate` (client id
+`{deviceId}/{moduleId}`, no password, a client certificate): `selfSigned` modules by their
+registered thumbprint, and `certificateAuthority` modules by a chain to a CA the hub verified,
+whose leaf's CN is `{deviceId}/{moduleId}` as IoT Hub requires; a wrong certificate is refused.
+And a module's own connection state (`connectionState`, `connectionStateUpdatedTime`,
+`lastActivityTime` of its identity and its twin, `devices.modules` queries on it) while a
+module client is connected over MQTT (Python) or AMQP (Node's `ModuleClient`), and after."""
 
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ from pathlib import Path
 import pytest
 from azure.iot.device import IoTHubModuleClient, Message, X509
 from azure.iot.device.exceptions import CredentialError
+from azure.iot.hub.models import QuerySpecification
 
 from conftest import ironhub_bin, require_tool, test_address
-from dps_helpers import make_root, make_self_signed, make_signed, sha1_thumbprint, stored_events
+from dps_helpers import make_root, make_self_signed, make_signed, sha1_thumbprint, stored_events, wait_for
+from test_amqp_device import NodeDevice
 
 IRONHUB_ADDRESS = test_address("127.0.0.31")
 CLI_TIMEOUT_S = 30
@@ -139,3 +144,49 @@ def test_module_thumbprints_are_validated(hub, rm):
         assert e.value.response.status_code == 400
         assert e.value.response.headers.get("iothub-errorcode") == "ArgumentInvalid"
     assert rm.get_modules(device_id) == [], "refused requests change nothing"
+
+
+def shown(rm, device_id: str, module_id: str) -> tuple[str, str]:
+    """The module's connection state as its identity and its twin show it."""
+    return (rm.get_module(device_id, module_id).connection_state,
+            rm.get_module_twin(device_id, module_id).connection_state)
+
+
+@pytest.mark.parametrize("transport", ["mqtt", "amqp"])
+def test_a_module_is_shown_connected_while_its_client_is(hub, rm, transport):
+    device_id, module_id = uid(f"state-{transport}"), "watcher"
+    rm.create_device_with_sas(device_id, "", "", "enabled")
+    created = rm.create_module_with_sas(device_id, module_id, None, "", "")
+    assert created.connection_state == "Disconnected"
+    assert shown(rm, device_id, module_id) == ("Disconnected", "Disconnected")
+    cs = (f"HostName={hub.hostname};DeviceId={device_id};ModuleId={module_id};"
+          f"SharedAccessKey={created.authentication.symmetric_key.primary_key}")
+    connected_modules = QuerySpecification(
+        query=f"SELECT * FROM devices.modules WHERE connectionState = 'Connected' AND deviceId = '{device_id}'")
+
+    if transport == "mqtt":
+        client = IoTHubModuleClient.create_from_connection_string(
+            cs, server_verification_cert=Path(hub.ca_file).read_text(), connection_retry=False)
+        client.connect()
+        close = client.shutdown
+    else:
+        node = NodeDevice(hub, "amqp", cs)
+        assert node.opened["event"] == "open", node.opened
+        node.run("send", text="hello")  # the links attach: the module is connected
+        close = node.close
+    try:
+        wait_for(lambda: shown(rm, device_id, module_id) == ("Connected", "Connected"), what="Connected")
+        connected = rm.get_module(device_id, module_id)
+        assert connected.etag == created.etag, "a connection does not change the etag"
+        assert connected.connection_state_updated_time > created.connection_state_updated_time
+        assert connected.last_activity_time > created.last_activity_time
+        assert [t.module_id for t in rm.query_iot_hub(connected_modules).items] == [module_id]
+        assert rm.get_device(device_id).connection_state == "Disconnected", "the device is not connected"
+    finally:
+        close()
+
+    wait_for(lambda: shown(rm, device_id, module_id) == ("Disconnected", "Disconnected"), what="Disconnected")
+    after = rm.get_module(device_id, module_id)
+    assert after.connection_state_updated_time >= connected.connection_state_updated_time
+    assert after.etag == created.etag
+    assert rm.query_iot_hub(connected_modules).items == []

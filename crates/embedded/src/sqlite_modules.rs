@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use ironhub_store::{
-    ModuleRecord, ModuleStore, ModuleTwin, ModuleWrite, TwinRecord, WriteConflict,
+    ModuleRecord, ModuleStore, ModuleTwin, ModuleWrite, RuntimeUpdate, TwinRecord, WriteConflict,
 };
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -92,6 +92,40 @@ fn apply(conn: &mut Connection, write: ModuleWrite) -> Result<WriteResult> {
         tx.commit()?;
     }
     Ok(outcome)
+}
+
+/// Writes a module's document as it is, etag included (its runtime fields changed).
+fn store_runtime(conn: &Connection, module: &ModuleRecord) -> Result<()> {
+    conn.prepare_cached("UPDATE modules SET doc = ?3 WHERE device_id = ?1 AND module_id = ?2")?
+        .execute(params![
+            module.device_id,
+            module.module_id,
+            serde_json::to_string(module)?
+        ])?;
+    Ok(())
+}
+
+/// Marks disconnected the modules whose connection `node` (or no known node) held; how many.
+pub(crate) fn disconnect_node_modules(
+    conn: &Connection,
+    node: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64> {
+    let docs: Vec<String> = conn
+        .prepare(
+            "SELECT doc FROM modules WHERE json_extract(doc, '$.connectionState') = 'Connected'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut disconnected = 0;
+    for doc in &docs {
+        let mut module: ModuleRecord = serde_json::from_str(doc)?;
+        if module.runtime().disconnect_from(node, now) {
+            store_runtime(conn, &module)?;
+            disconnected += 1;
+        }
+    }
+    Ok(disconnected)
 }
 
 /// A module's twin: `None` for no module, `Some(None)` for a module whose twin was never
@@ -213,6 +247,28 @@ impl ModuleStore for SqliteStore {
         let after = after.map(|(d, m)| (d.to_owned(), m.map(str::to_owned)));
         self.with(move |conn| scan(conn, after, limit).map(Some))
             .await
+    }
+
+    async fn update_module_runtime(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        update: RuntimeUpdate,
+    ) -> StoreResult<bool> {
+        let (d, m) = (device_id.to_owned(), module_id.to_owned());
+        // Runtime state, as a device's: it survives `kill -9`, not a power cut.
+        self.with_runtime(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(mut module) = load(&tx, &d, &m)? else {
+                return Ok(false);
+            };
+            if update.apply_to_module(&mut module) {
+                store_runtime(&tx, &module)?;
+                tx.commit()?;
+            }
+            Ok(true)
+        })
+        .await
     }
 
     async fn get_module_twin(

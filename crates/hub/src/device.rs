@@ -171,7 +171,26 @@ impl Hub {
     /// Records that a device connected or disconnected (`connectionState`,
     /// `connectionStateUpdatedTime`, `lastActivityTime`), without changing its etag.
     pub async fn set_connected(&self, device_id: &str, connected: bool) -> Result<(), HubError> {
-        let update = RuntimeUpdate {
+        self.store
+            .update_device_runtime(device_id, self.connection_update(connected))
+            .await?;
+        Ok(())
+    }
+
+    /// [`Hub::set_connected`] for a device or a module: a module's connection sets the
+    /// module's own fields, never its device's.
+    pub async fn set_identity_connected(
+        &self,
+        who: &DeviceIdentity,
+        connected: bool,
+    ) -> Result<(), HubError> {
+        self.update_runtime(who, self.connection_update(connected))
+            .await
+    }
+
+    /// A connection or disconnection through this node, now.
+    fn connection_update(&self, connected: bool) -> RuntimeUpdate {
+        RuntimeUpdate {
             connection_state: Some(if connected {
                 ConnectionState::Connected
             } else {
@@ -179,8 +198,27 @@ impl Hub {
             }),
             node: Some(self.bus.node_id().to_owned()),
             at: Some(Utc::now()),
+        }
+    }
+
+    /// Applies a runtime update to the device's or the module's record.
+    async fn update_runtime(
+        &self,
+        who: &DeviceIdentity,
+        update: RuntimeUpdate,
+    ) -> Result<(), HubError> {
+        match &who.module_id {
+            None => {
+                self.store
+                    .update_device_runtime(&who.device_id, update)
+                    .await?
+            }
+            Some(module_id) => {
+                self.store
+                    .update_module_runtime(&who.device_id, module_id, update)
+                    .await?
+            }
         };
-        self.store.update_device_runtime(device_id, update).await?;
         Ok(())
     }
 
@@ -201,29 +239,30 @@ impl Hub {
             .await?)
     }
 
-    /// Moves the device's `lastActivityTime` to now, writing at most once per
-    /// [`ACTIVITY_RESOLUTION`] for a device (a write per message would cost more than the
-    /// timestamp is worth; IoT Hub's own is not exact either).
-    pub async fn touch(&self, device_id: &str) {
+    /// Moves the device's (or the module's) `lastActivityTime` to now, writing at most once
+    /// per [`ACTIVITY_RESOLUTION`] for an identity (a write per message would cost more than
+    /// the timestamp is worth; IoT Hub's own is not exact either).
+    pub async fn touch(&self, who: &DeviceIdentity) {
         let now = std::time::Instant::now();
+        let key = who.key();
         {
             let Ok(mut seen) = self.activity.lock() else {
                 return;
             };
             if seen
-                .get(device_id)
+                .get(&key)
                 .is_some_and(|at| now.duration_since(*at) < ACTIVITY_RESOLUTION)
             {
                 return;
             }
-            seen.insert(device_id.to_owned(), now);
+            seen.insert(key.clone(), now);
         }
         let update = RuntimeUpdate {
             at: Some(Utc::now()),
             ..RuntimeUpdate::default()
         };
-        if let Err(e) = self.store.update_device_runtime(device_id, update).await {
-            tracing::warn!(device_id, error = %e, "could not record the device's activity");
+        if let Err(e) = self.update_runtime(who, update).await {
+            tracing::warn!(device = %key, error = %e, "could not record the activity");
         }
     }
 }

@@ -181,7 +181,7 @@ impl Hub {
                 },
             )
             .await?;
-        self.touch(&who.device_id).await;
+        self.touch(who).await;
         Ok(events)
     }
 
