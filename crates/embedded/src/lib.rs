@@ -14,6 +14,7 @@ mod sqlite_configurations;
 mod sqlite_dps;
 mod sqlite_eventlog;
 mod sqlite_files;
+mod sqlite_module_runtime;
 mod sqlite_modules;
 mod sqlite_order;
 mod sqlite_query;

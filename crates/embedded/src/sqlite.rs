@@ -576,7 +576,7 @@ impl RegistryStore for SqliteStore {
                     disconnected += 1;
                 }
             }
-            disconnected += crate::sqlite_modules::disconnect_node_modules(&tx, &node, now)?;
+            disconnected += crate::sqlite_module_runtime::disconnect_node_modules(&tx, &node, now)?;
             tx.commit()?;
             Ok(disconnected)
         })

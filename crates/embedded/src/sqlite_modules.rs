@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::error::Result;
 use crate::rows::device_from_doc;
 use crate::sqlite::{SqliteStore, device_exists, next_etag, tag_matches};
+use crate::sqlite_module_runtime::store_runtime;
 
 type StoreResult<T> = ironhub_store::Result<T>;
 type WriteResult = std::result::Result<Option<ModuleRecord>, WriteConflict>;
@@ -92,40 +93,6 @@ fn apply(conn: &mut Connection, write: ModuleWrite) -> Result<WriteResult> {
         tx.commit()?;
     }
     Ok(outcome)
-}
-
-/// Writes a module's document as it is, etag included (its runtime fields changed).
-fn store_runtime(conn: &Connection, module: &ModuleRecord) -> Result<()> {
-    conn.prepare_cached("UPDATE modules SET doc = ?3 WHERE device_id = ?1 AND module_id = ?2")?
-        .execute(params![
-            module.device_id,
-            module.module_id,
-            serde_json::to_string(module)?
-        ])?;
-    Ok(())
-}
-
-/// Marks disconnected the modules whose connection `node` (or no known node) held; how many.
-pub(crate) fn disconnect_node_modules(
-    conn: &Connection,
-    node: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<u64> {
-    let docs: Vec<String> = conn
-        .prepare(
-            "SELECT doc FROM modules WHERE json_extract(doc, '$.connectionState') = 'Connected'",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut disconnected = 0;
-    for doc in &docs {
-        let mut module: ModuleRecord = serde_json::from_str(doc)?;
-        if module.runtime().disconnect_from(node, now) {
-            store_runtime(conn, &module)?;
-            disconnected += 1;
-        }
-    }
-    Ok(disconnected)
 }
 
 /// A module's twin: `None` for no module, `Some(None)` for a module whose twin was never
