@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -22,20 +21,12 @@ from msrest.exceptions import HttpOperationError
 from conftest import IronHub, require_tool, run_cli, test_address
 from dps_helpers import wait_for
 from services import nats_server
+from test_cluster import _postgres_admin_url, _with_database
 
 ADDRESS = test_address("127.0.0.33")
 NATS_ADDRESS = test_address("127.0.0.34")
 NATS_PORT = 4222
 APPLY_WAIT_S = 30
-
-
-def _postgres_admin_url() -> str:
-    url = os.environ.get("IRONHUB_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("IRONHUB_TEST_POSTGRES_URL is not set (scripts/test starts a PostgreSQL)", pytrace=False)
-        pytest.skip("IRONHUB_TEST_POSTGRES_URL is not set (scripts/test starts a PostgreSQL and sets it)")
-    return url
 
 
 class PgHub(IronHub):
@@ -63,8 +54,7 @@ def pg_hub():
 
     psql(f"DROP DATABASE IF EXISTS {name}")
     psql(f"CREATE DATABASE {name}")
-    parts = urllib.parse.urlsplit(admin)
-    store = urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+    store = _with_database(admin, name)
     workdir = Path(tempfile.mkdtemp(prefix="ironhub-configs-pg-"))
     hub = None
     try:
