@@ -97,9 +97,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
              key TEXT NOT NULL, win BIGINT NOT NULL, count BIGINT NOT NULL, PRIMARY KEY (key, win)
          );",
     ),
-    // Configurations and IoT Edge deployments: one document per id with its etag.
+    // Configurations and IoT Edge deployments: one document per id with its etag. Version 5:
+    // 4 is the jobs branch's (`pg_jobs.rs`), merged into main alongside.
     (
-        4,
+        5,
         "CREATE TABLE configurations (
              id TEXT COLLATE \"C\" PRIMARY KEY, etag TEXT NOT NULL, doc JSONB NOT NULL
          );",
