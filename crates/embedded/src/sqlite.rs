@@ -580,15 +580,12 @@ impl RegistryStore for SqliteStore {
             let mut disconnected = 0;
             for doc in &docs {
                 let mut device: DeviceRecord = serde_json::from_str(doc)?;
-                if !device.connected_through_or_unknown(Some(&node)) {
-                    continue;
+                if device.runtime().disconnect_from(&node, now) {
+                    store_device(&tx, &device)?;
+                    disconnected += 1;
                 }
-                device.connection_state = ConnectionState::Disconnected;
-                device.connection_node = None;
-                device.connection_state_updated_time = Some(now);
-                store_device(&tx, &device)?;
-                disconnected += 1;
             }
+            disconnected += crate::sqlite_module_runtime::disconnect_node_modules(&tx, &node, now)?;
             tx.commit()?;
             Ok(disconnected)
         })

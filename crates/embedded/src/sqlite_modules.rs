@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use ironhub_store::{
-    ModuleRecord, ModuleStore, ModuleTwin, ModuleWrite, TwinRecord, WriteConflict,
+    ModuleRecord, ModuleStore, ModuleTwin, ModuleWrite, RuntimeUpdate, TwinRecord, WriteConflict,
 };
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::error::Result;
 use crate::rows::device_from_doc;
 use crate::sqlite::{SqliteStore, device_exists, next_etag, tag_matches};
+use crate::sqlite_module_runtime::store_runtime;
 
 type StoreResult<T> = ironhub_store::Result<T>;
 type WriteResult = std::result::Result<Option<ModuleRecord>, WriteConflict>;
@@ -213,6 +214,28 @@ impl ModuleStore for SqliteStore {
         let after = after.map(|(d, m)| (d.to_owned(), m.map(str::to_owned)));
         self.with(move |conn| scan(conn, after, limit).map(Some))
             .await
+    }
+
+    async fn update_module_runtime(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        update: RuntimeUpdate,
+    ) -> StoreResult<bool> {
+        let (d, m) = (device_id.to_owned(), module_id.to_owned());
+        // Runtime state, as a device's: it survives `kill -9`, not a power cut.
+        self.with_runtime(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(mut module) = load(&tx, &d, &m)? else {
+                return Ok(false);
+            };
+            if update.apply_to_module(&mut module) {
+                store_runtime(&tx, &module)?;
+                tx.commit()?;
+            }
+            Ok(true)
+        })
+        .await
     }
 
     async fn get_module_twin(

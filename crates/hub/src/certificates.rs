@@ -83,11 +83,12 @@ impl Hub {
         Ok(self.cas().verify(name, proof, if_match).await?)
     }
 
-    /// Verifies a device's client certificate chain (leaf first) against the verified,
-    /// unexpired CA certificates, and checks that the leaf's CN is the device id.
+    /// Verifies a device's or module's client certificate chain (leaf first) against the
+    /// verified, unexpired CA certificates, and checks that the leaf's CN is `identity` (the
+    /// device id, or `{deviceId}/{moduleId}`).
     pub(crate) async fn verify_ca_chain(
         &self,
-        device_id: &str,
+        identity: &str,
         chain: &[impl AsRef<[u8]>],
     ) -> Result<(), HubError> {
         let now = Utc::now();
@@ -98,7 +99,7 @@ impl Hub {
         }
         if anchors.is_empty() {
             return Err(HubError::Unauthorized(format!(
-                "Unauthorized: '{device_id}' authenticates by CA, and no verified CA certificate is registered."
+                "Unauthorized: '{identity}' authenticates by CA, and no verified CA certificate is registered."
             )));
         }
         let unauthorized =
@@ -109,9 +110,9 @@ impl Hub {
         let cn = CertificateInfo::from_der(leaf)
             .map_err(unauthorized)?
             .common_name;
-        if cn.as_deref() != Some(device_id) {
+        if cn.as_deref() != Some(identity) {
             return Err(HubError::Unauthorized(format!(
-                "Unauthorized: the certificate's CN '{}' is not the device id '{device_id}'.",
+                "Unauthorized: the certificate's CN '{}' is not the identity's id '{identity}'.",
                 cn.unwrap_or_default()
             )));
         }

@@ -76,25 +76,62 @@ impl DeviceIdentity {
 }
 
 impl Hub {
-    /// Authenticates a device by its TLS client certificate (leaf first): the leaf's SHA-1 or
-    /// SHA-256 thumbprint must be one the device registered (`selfSigned`), or the chain must
-    /// verify to a verified CA certificate with the leaf's CN equal to the device id
-    /// (`certificateAuthority`).
+    /// Authenticates a device by its TLS client certificate (leaf first): see
+    /// [`Hub::authenticate_x509`].
     pub async fn authenticate_device_x509(
         &self,
         device_id: &str,
         chain: &[impl AsRef<[u8]>],
     ) -> Result<DeviceAuth, HubError> {
+        self.authenticate_x509(device_id, None, chain).await
+    }
+
+    /// Authenticates a device, or one of its modules (`module_id`), by its TLS client
+    /// certificate (leaf first), by the identity's own registration: the leaf's SHA-1 or
+    /// SHA-256 thumbprint must be one it registered (`selfSigned`; the subject does not
+    /// matter), or the chain must verify to a verified CA certificate with the leaf's CN equal
+    /// to the device id, or `{deviceId}/{moduleId}` for a module (`certificateAuthority`, as
+    /// IoT Hub requires of a module's CA-signed certificate). The device must be enabled.
+    pub async fn authenticate_x509(
+        &self,
+        device_id: &str,
+        module_id: Option<&str>,
+        chain: &[impl AsRef<[u8]>],
+    ) -> Result<DeviceAuth, HubError> {
         let leaf = chain.first().ok_or_else(|| {
             HubError::Unauthorized("Unauthorized: no password and no client certificate.".into())
         })?;
-        let device = self.store.get_device(device_id).await?.ok_or_else(|| {
-            HubError::Unauthorized(format!("Unauthorized: there is no device '{device_id}'."))
-        })?;
-        let method = match device.authentication.kind {
+        let device = self.store.get_device(device_id).await?;
+        let (who, authentication, generation_id) = match module_id {
+            None => {
+                let device = device.as_ref().ok_or_else(|| {
+                    HubError::Unauthorized(format!(
+                        "Unauthorized: there is no device '{device_id}'."
+                    ))
+                })?;
+                (
+                    device_id.to_owned(),
+                    device.authentication.clone(),
+                    device.generation_id.clone(),
+                )
+            }
+            Some(module_id) => {
+                let who = format!("{device_id}/{module_id}");
+                let module = self
+                    .store
+                    .get_module(device_id, module_id)
+                    .await?
+                    .filter(|_| device.is_some())
+                    .ok_or_else(|| {
+                        HubError::Unauthorized(format!("Unauthorized: there is no module '{who}'."))
+                    })?;
+                (who, module.authentication, module.generation_id)
+            }
+        };
+        let method = match authentication.kind {
             AuthType::SelfSigned => {
                 let (sha1, sha256) = thumbprints(leaf.as_ref());
-                let registered = &device.authentication.x509_thumbprint;
+                let registered = &authentication.x509_thumbprint;
                 let matches = [
                     &registered.primary_thumbprint,
                     &registered.secondary_thumbprint,
@@ -104,22 +141,22 @@ impl Hub {
                 .any(|t| t.eq_ignore_ascii_case(&sha1) || t.eq_ignore_ascii_case(&sha256));
                 if !matches {
                     return Err(HubError::Unauthorized(format!(
-                        "Unauthorized: the certificate's thumbprint is not registered for '{device_id}'."
+                        "Unauthorized: the certificate's thumbprint is not registered for '{who}'."
                     )));
                 }
                 AuthMethod::SelfSigned
             }
             AuthType::CertificateAuthority => {
-                self.verify_ca_chain(device_id, chain).await?;
+                self.verify_ca_chain(&who, chain).await?;
                 AuthMethod::CertificateAuthority
             }
             AuthType::Sas | AuthType::None => {
                 return Err(HubError::Unauthorized(format!(
-                    "Unauthorized: '{device_id}' does not authenticate by certificate."
+                    "Unauthorized: '{who}' does not authenticate by certificate."
                 )));
             }
         };
-        if device.status != DeviceStatus::Enabled {
+        if device.is_none_or(|d| d.status != DeviceStatus::Enabled) {
             return Err(HubError::Unauthorized(format!(
                 "Unauthorized: the device '{device_id}' is disabled."
             )));
@@ -127,14 +164,33 @@ impl Hub {
         Ok(DeviceAuth {
             method,
             expires: None,
-            generation_id: device.generation_id,
+            generation_id,
         })
     }
 
     /// Records that a device connected or disconnected (`connectionState`,
     /// `connectionStateUpdatedTime`, `lastActivityTime`), without changing its etag.
     pub async fn set_connected(&self, device_id: &str, connected: bool) -> Result<(), HubError> {
-        let update = RuntimeUpdate {
+        self.store
+            .update_device_runtime(device_id, self.connection_update(connected))
+            .await?;
+        Ok(())
+    }
+
+    /// [`Hub::set_connected`] for a device or a module: a module's connection sets the
+    /// module's own fields, never its device's.
+    pub async fn set_identity_connected(
+        &self,
+        who: &DeviceIdentity,
+        connected: bool,
+    ) -> Result<(), HubError> {
+        self.update_runtime(who, self.connection_update(connected))
+            .await
+    }
+
+    /// A connection or disconnection through this node, now.
+    fn connection_update(&self, connected: bool) -> RuntimeUpdate {
+        RuntimeUpdate {
             connection_state: Some(if connected {
                 ConnectionState::Connected
             } else {
@@ -142,8 +198,27 @@ impl Hub {
             }),
             node: Some(self.bus.node_id().to_owned()),
             at: Some(Utc::now()),
+        }
+    }
+
+    /// Applies a runtime update to the device's or the module's record.
+    async fn update_runtime(
+        &self,
+        who: &DeviceIdentity,
+        update: RuntimeUpdate,
+    ) -> Result<(), HubError> {
+        match &who.module_id {
+            None => {
+                self.store
+                    .update_device_runtime(&who.device_id, update)
+                    .await?
+            }
+            Some(module_id) => {
+                self.store
+                    .update_module_runtime(&who.device_id, module_id, update)
+                    .await?
+            }
         };
-        self.store.update_device_runtime(device_id, update).await?;
         Ok(())
     }
 
@@ -164,29 +239,30 @@ impl Hub {
             .await?)
     }
 
-    /// Moves the device's `lastActivityTime` to now, writing at most once per
-    /// [`ACTIVITY_RESOLUTION`] for a device (a write per message would cost more than the
-    /// timestamp is worth; IoT Hub's own is not exact either).
-    pub async fn touch(&self, device_id: &str) {
+    /// Moves the device's (or the module's) `lastActivityTime` to now, writing at most once
+    /// per [`ACTIVITY_RESOLUTION`] for an identity (a write per message would cost more than
+    /// the timestamp is worth; IoT Hub's own is not exact either).
+    pub async fn touch(&self, who: &DeviceIdentity) {
         let now = std::time::Instant::now();
+        let key = who.key();
         {
             let Ok(mut seen) = self.activity.lock() else {
                 return;
             };
             if seen
-                .get(device_id)
+                .get(&key)
                 .is_some_and(|at| now.duration_since(*at) < ACTIVITY_RESOLUTION)
             {
                 return;
             }
-            seen.insert(device_id.to_owned(), now);
+            seen.insert(key.clone(), now);
         }
         let update = RuntimeUpdate {
             at: Some(Utc::now()),
             ..RuntimeUpdate::default()
         };
-        if let Err(e) = self.store.update_device_runtime(device_id, update).await {
-            tracing::warn!(device_id, error = %e, "could not record the device's activity");
+        if let Err(e) = self.update_runtime(who, update).await {
+            tracing::warn!(device = %key, error = %e, "could not record the activity");
         }
     }
 }

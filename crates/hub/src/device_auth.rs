@@ -5,6 +5,9 @@
 //! certificates): a SAS token when the device sent one (signed with its own key, or with a
 //! policy that has DeviceConnect), else the TLS client certificate chain; a blank token is
 //! no token (an empty MQTT password next to a certificate is how the SDKs connect with X.509).
+//! A module (`deviceId/moduleId`) is checked the same way against its own registration; a
+//! CA-signed module certificate names `{deviceId}/{moduleId}` as its CN, as IoT Hub requires
+//! (MicrosoftDocs/azure-docs issues 63273 and 111494, on module X.509 certificates).
 
 use ironhub_auth::Credentials;
 
@@ -30,8 +33,8 @@ pub struct AuthenticatedDevice {
 }
 
 impl Hub {
-    /// Authenticates a device's login: by its SAS token if it has one, else by its client
-    /// certificate chain; a module (`deviceId/moduleId`) by its SAS token.
+    /// Authenticates a device's or a module's (`deviceId/moduleId`) login: by its SAS token
+    /// if it has one, else by its client certificate chain.
     pub(crate) async fn authenticate_unobserved(
         &self,
         login: &DeviceLogin<'_>,
@@ -42,18 +45,12 @@ impl Hub {
             (Some(module), Some(token)) => {
                 self.authenticate_module(device_id, module, token).await?
             }
-            (Some(module), None) => {
-                return Err(HubError::Unauthorized(format!(
-                    "Unauthorized: module '{device_id}/{module}' sent no SAS token; modules \
-                     authenticate with SAS tokens only."
-                )));
-            }
             (None, Some(token)) => self.authenticate_device(device_id, token).await?,
-            (None, None) if !credentials.chain.is_empty() => {
-                self.authenticate_device_x509(device_id, &credentials.chain)
+            (module, None) if !credentials.chain.is_empty() => {
+                self.authenticate_x509(device_id, module, &credentials.chain)
                     .await?
             }
-            (None, None) => {
+            (_, None) => {
                 return Err(HubError::Unauthorized(
                     "Unauthorized: the device sent neither a SAS token nor a client certificate."
                         .into(),

@@ -111,6 +111,7 @@ impl Hub {
                 etag: String::new(),
                 managed_by,
                 connection_state: ConnectionState::Disconnected,
+                connection_node: None,
                 connection_state_updated_time: None,
                 last_activity_time: None,
                 cloud_to_device_message_count: 0,

@@ -54,10 +54,8 @@ impl Hub {
             device,
         };
         let who = session.identity();
-        // A module's connection is its own: the device's connection state is not its to set.
-        if who.module_id.is_none()
-            && let Err(e) = self.set_connected(&who.device_id, true).await
-        {
+        // A module's connection is its own: it sets the module's state, not its device's.
+        if let Err(e) = self.set_identity_connected(who, true).await {
             tracing::warn!(device = %key, error = %e, "could not record the connection");
         }
         self.emit_connection_state(&who.device_id, who.module_id.as_deref(), true)
@@ -148,10 +146,7 @@ async fn leave(hub: &Hub, who: &DeviceIdentity, connection_id: u64) {
     crate::monitoring::disconnected(who);
     hub.bus.detach(&key, connection_id).await;
     if !hub.bus.is_connected(&key).await {
-        // A module's connection is its own: the device's connection state is not its to set.
-        if who.module_id.is_none()
-            && let Err(e) = hub.set_connected(&who.device_id, false).await
-        {
+        if let Err(e) = hub.set_identity_connected(who, false).await {
             tracing::warn!(device = %key, error = %e, "could not record the disconnection");
         }
         hub.emit_connection_state(&who.device_id, who.module_id.as_deref(), false)

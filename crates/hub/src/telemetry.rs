@@ -190,7 +190,7 @@ impl Hub {
             self.route_to_inputs(who, &system, &application, &body)
                 .await;
         }
-        self.touch(&who.device_id).await;
+        self.touch(who).await;
         Ok(events)
     }
 

@@ -406,3 +406,155 @@ async fn renewal_uses_the_ca_that_issued_the_device() {
     let e = hub.put_device("dev-bad", &spec, None).await.unwrap_err();
     assert_eq!(e.status(), 400, "{e}");
 }
+
+/// A module's login (`deviceId/moduleId`) with only a client certificate.
+async fn module_login(
+    hub: &Hub,
+    device_id: &str,
+    module_id: &str,
+    chain: &[&[u8]],
+) -> Result<ironhub_hub::AuthenticatedDevice, HubError> {
+    let login = ironhub_hub::DeviceLogin {
+        device_id,
+        module_id: Some(module_id),
+        model_id: None,
+        credentials: ironhub_auth::Credentials::new(None, chain),
+    };
+    hub.authenticate(&login).await
+}
+
+async fn put_module(hub: &Hub, device_id: &str, module_id: &str, auth: serde_json::Value) {
+    let spec = serde_json::from_value(json!({ "authentication": auth })).unwrap();
+    hub.put_module(device_id, module_id, &spec, None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn modules_authenticate_by_their_own_certificates() {
+    let (hub, _dir) = hub().await;
+    hub.put_device("dev1", &DeviceSpec::default(), None)
+        .await
+        .unwrap();
+    let ca = root("Fleet Root");
+    upload_verified(&hub, "fleet", &ca).await;
+
+    // selfSigned: the thumbprint (SHA-1 or SHA-256) decides, whatever the subject.
+    let own = leaf("anything", &root("Module Self"));
+    let (sha1, sha256) = ironhub_auth::thumbprints(own.der());
+    put_module(
+        &hub,
+        "dev1",
+        "thumb",
+        json!({"type": "selfSigned", "x509Thumbprint": {"primaryThumbprint": sha1}}),
+    )
+    .await;
+    let device = module_login(&hub, "dev1", "thumb", &[own.der()])
+        .await
+        .unwrap();
+    assert_eq!(device.identity.module_id.as_deref(), Some("thumb"));
+    assert_eq!(device.identity.auth, AuthMethod::SelfSigned);
+    assert_eq!(device.expires, None);
+    put_module(
+        &hub,
+        "dev1",
+        "thumb256",
+        json!({"type": "selfSigned", "x509Thumbprint": {"primaryThumbprint": "AB".repeat(32),
+            "secondaryThumbprint": sha256.to_lowercase()}}),
+    )
+    .await;
+    module_login(&hub, "dev1", "thumb256", &[own.der()])
+        .await
+        .unwrap();
+    // Another certificate, or the device's own login with the module's certificate, fails.
+    let stranger = leaf("dev1/thumb", &ca);
+    let e = module_login(&hub, "dev1", "thumb", &[stranger.der()])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("thumbprint"), "{e}");
+    assert!(
+        hub.authenticate_device_x509("dev1", &[own.der()])
+            .await
+            .is_err()
+    );
+
+    // certificateAuthority: a verified CA's chain, the CN `{deviceId}/{moduleId}`.
+    put_module(&hub, "dev1", "ca", json!({"type": "certificateAuthority"})).await;
+    let good = leaf("dev1/ca", &ca);
+    let device = module_login(&hub, "dev1", "ca", &[good.der()])
+        .await
+        .unwrap();
+    assert_eq!(device.identity.auth, AuthMethod::CertificateAuthority);
+    for cn in ["ca", "dev1", "dev1/other"] {
+        let wrong = leaf(cn, &ca);
+        let e = module_login(&hub, "dev1", "ca", &[wrong.der()])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("CN"), "{cn}: {e}");
+    }
+    let unverified = leaf("dev1/ca", &root("Unverified Root"));
+    assert_eq!(
+        module_login(&hub, "dev1", "ca", &[unverified.der()])
+            .await
+            .unwrap_err()
+            .status(),
+        401
+    );
+
+    // A SAS module has no certificate to match; a missing module or device is refused.
+    put_module(&hub, "dev1", "sas", json!({"type": "sas"})).await;
+    let e = module_login(&hub, "dev1", "sas", &[good.der()])
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("does not authenticate by certificate"),
+        "{e}"
+    );
+    for (d, m) in [("dev1", "nope"), ("nodev", "ca")] {
+        assert_eq!(
+            module_login(&hub, d, m, &[good.der()])
+                .await
+                .unwrap_err()
+                .status(),
+            401
+        );
+    }
+    // Nothing presented at all.
+    assert_eq!(
+        module_login(&hub, "dev1", "ca", &[])
+            .await
+            .unwrap_err()
+            .status(),
+        401
+    );
+
+    // A disabled device's modules are refused too.
+    let spec: DeviceSpec = serde_json::from_value(json!({"status": "disabled"})).unwrap();
+    hub.put_device("dev1", &spec, Some("*")).await.unwrap();
+    let e = module_login(&hub, "dev1", "ca", &[good.der()])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("disabled"), "{e}");
+}
+
+#[tokio::test]
+async fn module_thumbprints_are_validated_as_devices_are() {
+    let (hub, _dir) = hub().await;
+    hub.put_device("dev1", &DeviceSpec::default(), None)
+        .await
+        .unwrap();
+    for auth in [
+        json!({"type": "selfSigned"}),
+        json!({"type": "selfSigned", "x509Thumbprint": {"primaryThumbprint": "not-hex"}}),
+        json!({"type": "selfSigned", "x509Thumbprint": {"primaryThumbprint": "AB".repeat(21)}}),
+    ] {
+        let spec = serde_json::from_value(json!({ "authentication": auth })).unwrap();
+        let e = hub.put_module("dev1", "m", &spec, None).await.unwrap_err();
+        assert_eq!(e.status(), 400, "{auth}: {e}");
+    }
+    assert!(
+        hub.get_module("dev1", "m").await.is_err(),
+        "nothing written"
+    );
+}

@@ -109,6 +109,13 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
          );
          CREATE INDEX job_devices_by_job ON job_devices (job_id, device_id);",
     ),
+    // Configurations and IoT Edge deployments: one document per id with its etag.
+    (
+        5,
+        "CREATE TABLE configurations (
+             id TEXT COLLATE \"C\" PRIMARY KEY, etag TEXT NOT NULL, doc JSONB NOT NULL
+         );",
+    ),
 ];
 
 fn engine(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {

@@ -3,7 +3,9 @@
 //! it; creating a module holds its device's row so the two never cross.
 
 use async_trait::async_trait;
-use ironhub_store::{ModuleRecord, ModuleStore, ModuleWrite, Result, TwinRecord, WriteConflict};
+use ironhub_store::{
+    ModuleRecord, ModuleStore, ModuleWrite, Result, RuntimeUpdate, TwinRecord, WriteConflict,
+};
 
 use crate::PgStore;
 use crate::store::{corrupt, db, next_etag, tag_matches};
@@ -67,6 +69,48 @@ async fn save(
         .await
         .map_err(db)?;
     Ok((n > 0).then_some(record))
+}
+
+/// Writes a module's document as it is, etag included (its runtime fields changed).
+async fn store_runtime(
+    client: &impl deadpool_postgres::GenericClient,
+    module: &ModuleRecord,
+) -> Result<()> {
+    let doc = serde_json::to_string(module).map_err(corrupt)?;
+    client
+        .execute(
+            "UPDATE modules SET doc = $3::text::jsonb WHERE device_id = $1 AND module_id = $2",
+            &[&module.device_id, &module.module_id, &doc],
+        )
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Marks disconnected the modules whose connection `node` (or no known node) held; how many.
+pub(crate) async fn disconnect_node_modules(
+    client: &impl deadpool_postgres::GenericClient,
+    node: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64> {
+    let rows = client
+        .query(
+            "SELECT doc::text FROM modules WHERE doc->>'connectionState' = 'Connected'
+             ORDER BY device_id, module_id FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(db)?;
+    let mut disconnected = 0;
+    for row in &rows {
+        let mut module: ModuleRecord =
+            serde_json::from_str(row.get::<_, &str>(0)).map_err(corrupt)?;
+        if module.runtime().disconnect_from(node, now) {
+            store_runtime(client, &module).await?;
+            disconnected += 1;
+        }
+    }
+    Ok(disconnected)
 }
 
 fn matches(current: &ModuleRecord, if_match: Option<&str>) -> bool {
@@ -181,6 +225,24 @@ impl ModuleStore for PgStore {
             tx.rollback().await.map_err(db)?;
         }
         Ok(outcome)
+    }
+
+    async fn update_module_runtime(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        update: RuntimeUpdate,
+    ) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let Some(mut module) = load(&tx, device_id, module_id, true).await? else {
+            return Ok(false);
+        };
+        if update.apply_to_module(&mut module) {
+            store_runtime(&tx, &module).await?;
+            tx.commit().await.map_err(db)?;
+        }
+        Ok(true)
     }
 
     async fn get_module_twin(

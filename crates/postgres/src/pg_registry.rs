@@ -254,15 +254,12 @@ impl RegistryStore for PgStore {
         for row in &rows {
             let mut device: DeviceRecord =
                 serde_json::from_str(row.get::<_, &str>(0)).map_err(corrupt)?;
-            if !device.connected_through_or_unknown(Some(node)) {
-                continue;
+            if device.runtime().disconnect_from(node, now) {
+                store_device(&tx, &device, false).await?;
+                disconnected += 1;
             }
-            device.connection_state = ConnectionState::Disconnected;
-            device.connection_node = None;
-            device.connection_state_updated_time = Some(now);
-            store_device(&tx, &device, false).await?;
-            disconnected += 1;
         }
+        disconnected += crate::pg_modules::disconnect_node_modules(&tx, node, now).await?;
         tx.commit().await.map_err(db)?;
         Ok(disconnected)
     }

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 
-use crate::{DeviceRecord, ModuleRecord, ModuleWrite, Result, TwinRecord, WriteConflict};
+use crate::{
+    DeviceRecord, ModuleRecord, ModuleWrite, Result, RuntimeUpdate, TwinRecord, WriteConflict,
+};
 
 /// A module with its device and its twin (`None`: never written).
 pub type ModuleTwin = (DeviceRecord, ModuleRecord, Option<TwinRecord>);
@@ -22,6 +24,15 @@ pub trait ModuleStore: Send + Sync {
         &self,
         write: ModuleWrite,
     ) -> Result<std::result::Result<Option<ModuleRecord>, WriteConflict>>;
+    /// Changes a module's runtime fields (connection state, last activity) by the device's
+    /// rule ([`RuntimeUpdate::apply_to_module`]) without changing its etag; false if there is
+    /// no such module.
+    async fn update_module_runtime(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        update: RuntimeUpdate,
+    ) -> Result<bool>;
     /// A module's twin, if one was ever written (`twin.device_id` is the module's device).
     async fn get_module_twin(&self, device_id: &str, module_id: &str)
     -> Result<Option<TwinRecord>>;

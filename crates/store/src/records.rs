@@ -332,26 +332,77 @@ pub struct RuntimeUpdate {
     pub at: Option<DateTime<Utc>>,
 }
 
+/// The runtime fields a device and a module identity both keep, borrowed from either record,
+/// so that one rule ([`RuntimeUpdate::apply`]) changes both.
+#[derive(Debug)]
+pub struct RuntimeFields<'a> {
+    pub connection_state: &'a mut ConnectionState,
+    pub connection_node: &'a mut Option<String>,
+    pub connection_state_updated_time: &'a mut Option<DateTime<Utc>>,
+    pub last_activity_time: &'a mut Option<DateTime<Utc>>,
+}
+
+/// Whether a connection `held` by a node (or by none known) is `node`'s (or any, for none).
+fn held_by(held: Option<&str>, node: Option<&str>) -> bool {
+    match (held, node) {
+        (None, _) | (_, None) => true,
+        (Some(held), Some(node)) => held == node,
+    }
+}
+
+impl RuntimeFields<'_> {
+    /// Whether the connection is held by `node`, or by no known node (a server from before
+    /// node ids, or an update that named none).
+    pub fn connected_through_or_unknown(&self, node: Option<&str>) -> bool {
+        held_by(self.connection_node.as_deref(), node)
+    }
+
+    /// Marks the identity disconnected at `at` if `node` (or no known node) holds its
+    /// connection, as a node's recovery does; whether it did.
+    pub fn disconnect_from(&mut self, node: &str, at: DateTime<Utc>) -> bool {
+        if *self.connection_state != ConnectionState::Connected
+            || !self.connected_through_or_unknown(Some(node))
+        {
+            return false;
+        }
+        *self.connection_state = ConnectionState::Disconnected;
+        *self.connection_node = None;
+        *self.connection_state_updated_time = Some(at);
+        true
+    }
+}
+
 impl RuntimeUpdate {
     /// Applies the update to a device's runtime fields; false when it does not apply (a
     /// disconnection from a node that does not hold the device's connection).
     pub fn apply_to(&self, device: &mut DeviceRecord) -> bool {
+        self.apply(device.runtime())
+    }
+
+    /// Applies the update to a module identity's runtime fields, by the device's rule.
+    pub fn apply_to_module(&self, module: &mut ModuleRecord) -> bool {
+        self.apply(module.runtime())
+    }
+
+    /// Applies the update to the runtime fields of a device or a module.
+    pub fn apply(&self, fields: RuntimeFields<'_>) -> bool {
         if let Some(state) = self.connection_state {
             if state == ConnectionState::Disconnected
-                && device.connection_state == ConnectionState::Connected
-                && !device.connected_through_or_unknown(self.node.as_deref())
+                && *fields.connection_state == ConnectionState::Connected
+                && !fields.connected_through_or_unknown(self.node.as_deref())
             {
                 return false;
             }
-            device.connection_state = state;
-            device.connection_node = match state {
+            *fields.connection_state = state;
+            *fields.connection_node = match state {
                 ConnectionState::Connected => self.node.clone(),
                 ConnectionState::Disconnected => None,
             };
-            device.connection_state_updated_time = self.at.or(device.connection_state_updated_time);
+            *fields.connection_state_updated_time =
+                self.at.or(*fields.connection_state_updated_time);
         }
         if self.at.is_some() {
-            device.last_activity_time = self.at;
+            *fields.last_activity_time = self.at;
         }
         true
     }
@@ -371,9 +422,16 @@ impl DeviceRecord {
     /// Whether the device's connection is held by `node`, or by no known node (a server from
     /// before node ids, or an update that named none).
     pub fn connected_through_or_unknown(&self, node: Option<&str>) -> bool {
-        match (&self.connection_node, node) {
-            (None, _) | (_, None) => true,
-            (Some(held), Some(node)) => held == node,
+        held_by(self.connection_node.as_deref(), node)
+    }
+
+    /// Its runtime fields, for [`RuntimeUpdate::apply`].
+    pub fn runtime(&mut self) -> RuntimeFields<'_> {
+        RuntimeFields {
+            connection_state: &mut self.connection_state,
+            connection_node: &mut self.connection_node,
+            connection_state_updated_time: &mut self.connection_state_updated_time,
+            last_activity_time: &mut self.last_activity_time,
         }
     }
 }
@@ -453,6 +511,9 @@ pub struct ModuleRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_by: Option<String>,
     pub connection_state: ConnectionState,
+    /// The node holding the module's connection while it is connected (as a device's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_node: Option<String>,
     pub connection_state_updated_time: Option<DateTime<Utc>>,
     pub last_activity_time: Option<DateTime<Utc>>,
     pub cloud_to_device_message_count: u64,
@@ -460,12 +521,23 @@ pub struct ModuleRecord {
 }
 
 impl ModuleRecord {
-    /// Takes the runtime fields (connection state, its time, last activity) from the stored
-    /// module, as a replace keeps them.
+    /// Takes the runtime fields (connection state, its time and its node, last activity)
+    /// from the stored module, as a replace keeps them.
     pub fn keep_runtime_of(&mut self, current: &ModuleRecord) {
         self.connection_state = current.connection_state;
+        self.connection_node = current.connection_node.clone();
         self.connection_state_updated_time = current.connection_state_updated_time;
         self.last_activity_time = current.last_activity_time;
+    }
+
+    /// Its runtime fields, for [`RuntimeUpdate::apply`].
+    pub fn runtime(&mut self) -> RuntimeFields<'_> {
+        RuntimeFields {
+            connection_state: &mut self.connection_state,
+            connection_node: &mut self.connection_node,
+            connection_state_updated_time: &mut self.connection_state_updated_time,
+            last_activity_time: &mut self.last_activity_time,
+        }
     }
 }
 

@@ -29,10 +29,10 @@ pub trait RegistryStore: Send + Sync {
     /// Changes a device's runtime fields without changing its etag; false if there is no such
     /// device.
     async fn update_device_runtime(&self, id: &str, update: RuntimeUpdate) -> Result<bool>;
-    /// Marks disconnected the devices connected through `node`, or through no recorded node
-    /// (as servers before node ids left them). A node calls it at start: none of its own
-    /// connections of before is still open, while other nodes' devices stay connected.
-    /// Returns how many devices it disconnected.
+    /// Marks disconnected the devices and modules connected through `node`, or through no
+    /// recorded node (as servers before node ids left them). A node calls it at start: none of
+    /// its own connections of before is still open, while other nodes' devices stay
+    /// connected. Returns how many devices and modules it disconnected.
     async fn disconnect_node(&self, node: &str) -> Result<u64>;
     /// Records that `node` is alive until `until`; a running node renews it.
     async fn node_heartbeat(&self, node: &str, until: DateTime<Utc>) -> Result<()>;

@@ -115,6 +115,18 @@ impl<S: ModuleStore + ?Sized> ModuleStore for TimedStore<S> {
     ) -> Result<std::result::Result<Option<ModuleRecord>, WriteConflict>> {
         timed!(self, "modules", write_module(write))
     }
+    async fn update_module_runtime(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        update: RuntimeUpdate,
+    ) -> Result<bool> {
+        timed!(
+            self,
+            "modules",
+            update_module_runtime(device_id, module_id, update)
+        )
+    }
     async fn get_module_twin(
         &self,
         device_id: &str,

@@ -145,6 +145,7 @@ macro_rules! store_suite {
             modules::modules_list_in_id_order_and_go_with_their_device,
             modules::module_twins_are_written_compare_and_swap,
             modules::module_twins_scan_in_id_order,
+            modules::module_connections_keep_the_etag_and_belong_to_their_node,
             twin_scan::scans_page_devices_in_id_order_with_their_twins,
             twin_scan::conditions_never_lose_a_matching_device,
             twin_scan::groups_keep_types_apart_and_count_every_device,

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use super::create_device;
+use super::{NODE, OTHER_NODE};
 use crate::{
-    ConnectionState, DeviceWrite, ManualClock, ModuleRecord, ModuleWrite, Store, WriteConflict,
+    ConnectionState, DeviceWrite, ManualClock, ModuleRecord, ModuleWrite, RuntimeUpdate, Store,
+    WriteConflict,
 };
 
 /// A module record of `device` with every optional field empty.
@@ -16,6 +18,7 @@ pub fn module(device: &str, id: &str) -> ModuleRecord {
         etag: String::new(),
         managed_by: None,
         connection_state: ConnectionState::Disconnected,
+        connection_node: None,
         connection_state_updated_time: None,
         last_activity_time: None,
         cloud_to_device_message_count: 0,
@@ -251,4 +254,85 @@ pub async fn module_twins_scan_in_id_order(store: Arc<dyn Store>, _clock: Arc<Ma
         .unwrap()
         .unwrap();
     assert_eq!(page(None, 10).await, ["a/m", "c/z"]);
+}
+
+/// A module's connection state changes as a device's does: without a new etag, kept by a
+/// replace, a disconnection applying only to the node holding the connection, and a node's
+/// recovery releasing only its own modules.
+pub async fn module_connections_keep_the_etag_and_belong_to_their_node(
+    store: Arc<dyn Store>,
+    _clock: Arc<ManualClock>,
+) {
+    create_device(&store, "d").await;
+    let created = write(&store, ModuleWrite::Create(module("d", "m")))
+        .await
+        .unwrap()
+        .unwrap();
+    write(&store, ModuleWrite::Create(module("d", "other")))
+        .await
+        .unwrap();
+    let at = chrono::Utc::now();
+    let update = |state, node: &str| RuntimeUpdate {
+        connection_state: Some(state),
+        node: Some(node.into()),
+        at: Some(at),
+    };
+    assert!(
+        !store
+            .update_module_runtime("d", "nope", update(ConnectionState::Connected, NODE))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .update_module_runtime("d", "m", update(ConnectionState::Connected, NODE))
+            .await
+            .unwrap()
+    );
+    let m = store.get_module("d", "m").await.unwrap().unwrap();
+    assert_eq!(m.connection_state, ConnectionState::Connected);
+    assert_eq!(m.connection_node.as_deref(), Some(NODE));
+    assert_eq!(m.connection_state_updated_time, Some(at));
+    assert_eq!(m.last_activity_time, Some(at));
+    assert_eq!(m.etag, created.etag, "runtime changes keep the etag");
+    // A replace keeps the runtime fields.
+    let replaced = write(
+        &store,
+        ModuleWrite::Replace {
+            record: module("d", "m"),
+            if_match: Some(m.etag.clone()),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(replaced.connection_state, ConnectionState::Connected);
+    assert_eq!(replaced.connection_node.as_deref(), Some(NODE));
+    // Another node's late disconnection changes nothing; the holder's does.
+    store
+        .update_module_runtime("d", "m", update(ConnectionState::Disconnected, OTHER_NODE))
+        .await
+        .unwrap();
+    let m = store.get_module("d", "m").await.unwrap().unwrap();
+    assert_eq!(m.connection_state, ConnectionState::Connected);
+    store
+        .update_module_runtime("d", "m", update(ConnectionState::Disconnected, NODE))
+        .await
+        .unwrap();
+    let m = store.get_module("d", "m").await.unwrap().unwrap();
+    assert_eq!(m.connection_state, ConnectionState::Disconnected);
+    assert_eq!(m.connection_node, None);
+    // A node's recovery disconnects its own modules only.
+    for (id, node) in [("m", NODE), ("other", OTHER_NODE)] {
+        store
+            .update_module_runtime("d", id, update(ConnectionState::Connected, node))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.disconnect_node(NODE).await.unwrap(), 1);
+    let m = store.get_module("d", "m").await.unwrap().unwrap();
+    assert_eq!(m.connection_state, ConnectionState::Disconnected);
+    let other = store.get_module("d", "other").await.unwrap().unwrap();
+    assert_eq!(other.connection_state, ConnectionState::Connected);
+    assert_eq!(store.disconnect_node(OTHER_NODE).await.unwrap(), 1);
 }
