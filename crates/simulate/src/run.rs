@@ -129,9 +129,12 @@ async fn create_batch(client: &HubClient, ids: &[String]) -> anyhow::Result<Vec<
     Ok(created)
 }
 
+/// A bulk creation's answer: the index of its first device and each device's key, when created.
+type Created = anyhow::Result<(usize, Vec<Option<String>>)>;
+
 /// Waits for one bulk creation and records its keys.
 async fn collect_created(
-    tasks: &mut JoinSet<anyhow::Result<(usize, Vec<Option<String>>)>>,
+    tasks: &mut JoinSet<Created>,
     keys: &mut [Option<String>],
     stats: &Stats,
 ) -> anyhow::Result<()> {
