@@ -148,6 +148,14 @@ def _listening(addr: tuple[str, int]) -> bool:
         return False
 
 
+def assert_hub_error(excinfo, status: int, error_code: str) -> None:
+    """The service SDK's `HttpOperationError` (in `excinfo`) answered `status` with IoT Hub's
+    error code in the `iothub-errorcode` header."""
+    response = excinfo.value.response
+    assert response.status_code == status, f"expected HTTP {status}, got {response.status_code}: {response.text}"
+    assert response.headers.get("iothub-errorcode") == error_code, response.text
+
+
 def closed_by_server(sock: socket.socket, within: float = 5.0) -> bool:
     """True when the server ends the connection within `within` seconds (EOF or reset); False
     when it is still open then (a timeout is not a close)."""

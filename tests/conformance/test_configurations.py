@@ -18,7 +18,7 @@ from azure.iot.hub import IoTHubConfigurationManager
 from azure.iot.hub.models import Configuration, ConfigurationContent, ConfigurationMetrics, Twin
 from msrest.exceptions import HttpOperationError
 
-from conftest import run_cli
+from conftest import assert_hub_error as assert_error, run_cli
 from dps_helpers import sas, wait_for
 
 IRONHUB_ADDRESS = "127.0.0.245"
@@ -37,12 +37,6 @@ def cm(hub):
     manager = IoTHubConfigurationManager.from_connection_string(hub.connection_string)
     manager.protocol.config.connection.verify = hub.ca_file
     return manager
-
-
-def assert_error(excinfo, status: int, error_code: str) -> None:
-    response = excinfo.value.response
-    assert response.status_code == status, f"expected HTTP {status}, got {response.status_code}: {response.text}"
-    assert response.headers.get("iothub-errorcode") == error_code, response.text
 
 
 def device_config(config_id: str, condition: str, content: dict, priority: int = 0,

@@ -20,7 +20,7 @@ from azure.iot.hub import IoTHubJobManager
 from azure.iot.hub.models import CloudToDeviceMethod, JobRequest, Twin, TwinProperties
 from msrest.exceptions import HttpOperationError
 
-from conftest import node_json, run_cli
+from conftest import assert_hub_error as assert_error, node_json, run_cli
 from dps_helpers import sas, wait_for
 
 IRONHUB_ADDRESS = "127.0.0.21"
@@ -39,12 +39,6 @@ def jm(hub):
     manager = IoTHubJobManager.from_connection_string(hub.connection_string)
     manager.protocol.config.connection.verify = hub.ca_file
     return manager
-
-
-def assert_error(excinfo, status: int, error_code: str) -> None:
-    response = excinfo.value.response
-    assert response.status_code == status, f"expected HTTP {status}, got {response.status_code}: {response.text}"
-    assert response.headers.get("iothub-errorcode") == error_code, response.text
 
 
 def create_device(rm, device_id: str, tags: dict | None = None) -> str:

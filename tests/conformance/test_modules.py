@@ -18,7 +18,7 @@ from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod, Twin, TwinProperties
 from msrest.exceptions import HttpOperationError
 
-from conftest import ironhub_bin
+from conftest import assert_hub_error, ironhub_bin
 from dps_helpers import sas, stored_events, wait_for
 
 from azure.iot.hub.protocol.models import Module
@@ -35,9 +35,8 @@ def uid(prefix: str) -> str:
 
 
 def assert_error(excinfo, status: int, error_code: str) -> None:
+    assert_hub_error(excinfo, status, error_code)
     response = excinfo.value.response
-    assert response.status_code == status, f"expected HTTP {status}, got {response.status_code}: {response.text}"
-    assert response.headers.get("iothub-errorcode") == error_code, response.text
     assert response.json().get("Message", "").startswith(f"ErrorCode:{error_code};"), response.text
 
 
