@@ -28,6 +28,10 @@ use crate::stats::{Latency, Stats, bump};
 const PUBACK_WAIT: Duration = Duration::from_secs(10);
 /// The MQTT keep-alive a device announces (and half of which it pings at).
 const KEEP_ALIVE_SECS: u16 = 60;
+/// How long a device waits for its connection: TCP, TLS and CONNACK. A server over its
+/// capacity may never accept; the device then fails with a `connect` error instead of
+/// holding the run past its duration.
+const CONNECT_WAIT: Duration = Duration::from_secs(30);
 /// The IoT Hub MQTT API version the SDKs announce.
 const HUB_API_VERSION: &str = "2021-04-12";
 
@@ -117,15 +121,16 @@ impl Device {
     ) -> Result<(), (&'static str, anyhow::Error)> {
         let admitted = phase.admit().await;
         let started = Instant::now();
-        let stream = dialer
-            .connect(self.address, self.index)
+        let stream = tokio::time::timeout(CONNECT_WAIT, dialer.connect(self.address, self.index))
             .await
+            .unwrap_or_else(|_| bail!("no connection within {CONNECT_WAIT:?}"))
             .map_err(|e| ("connect", e))?;
         let (rd, mut wr) = tokio::io::split(stream);
         let mut rd = rd;
         let mut buf = BytesMut::new();
-        self.connect(&mut wr, &mut rd, &mut buf)
+        tokio::time::timeout(CONNECT_WAIT, self.connect(&mut wr, &mut rd, &mut buf))
             .await
+            .unwrap_or_else(|_| bail!("no CONNACK within {CONNECT_WAIT:?}"))
             .map_err(|e| ("connack", e))?;
         stats.record(Latency::Connect, started.elapsed());
         bump(&stats.connected);
