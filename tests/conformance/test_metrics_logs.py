@@ -28,8 +28,8 @@ from dps_helpers import dps_info, dps_service_key, new_key, sas, wait_for
 IRONHUB_ADDRESS = test_address("127.0.0.205")
 METRICS_PORT = 9100
 API = {"api-version": "2021-04-12"}
-FIELDS = ("time", "resourceId", "operationName", "category", "level", "resultType",
-          "resultSignature", "resultDescription", "durationMs", "callerIpAddress",
+FIELDS = ("time", "resourceId", "operationName", "operationVersion", "category", "level",
+          "resultType", "resultSignature", "resultDescription", "durationMs", "callerIpAddress",
           "correlationId", "location", "properties")
 
 
@@ -214,9 +214,13 @@ def test_scripted_run_shows_in_metrics_and_logs(hub, amqp_registry):
     for r, p in attestations:
         assert p["type"] == "Registration" and p["protocol"] == "Mqtt" and p["id"].startswith("metrics-dev-")
         assert r["callerIpAddress"].endswith(".XXX"), r
+        # The device SDK's api-version 2019-03-31, named as DPS's log examples name it.
+        assert r["operationVersion"] == "March2019", r
     failed = next(r for r, _ in attestations if r["resultType"] == "ClientError")
     assert failed["resultSignature"] == "401", failed
-    assert {p["id"] for _, p in props("ServiceOperations", "Upsert")} == {"metrics-dev-1", "metrics-dev-2"}
+    upserts = props("ServiceOperations", "Upsert")
+    assert {p["id"] for _, p in upserts} == {"metrics-dev-1", "metrics-dev-2"}
+    assert {r["operationVersion"] for r, _ in upserts} == {"October2021"}  # the service SDK's 2021-10-01
     connects = [p for _, p in props("Connections", "deviceConnect") if p.get("deviceId") == device_id]
     assert connects and connects[0]["protocol"] == "Mqtt" and '"type":"sas"' in connects[0]["authType"]
     assert connects[0]["maskedIpAddress"].endswith(".XXX")

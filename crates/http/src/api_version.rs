@@ -11,12 +11,17 @@ use crate::error::ApiError;
 /// a request without one is served as the newest version.
 pub(crate) async fn check_api_version(request: Request, next: Next) -> Response {
     let query = request.uri().query().unwrap_or("");
+    let mut version = None;
     for (k, v) in form_pairs(query) {
-        if k == "api-version" && !valid_api_version(&v) {
-            return ApiError::invalid_protocol_version(&v).into_response();
+        if k == "api-version" {
+            if !valid_api_version(&v) {
+                return ApiError::invalid_protocol_version(&v).into_response();
+            }
+            version = Some(v);
         }
     }
-    next.run(request).await
+    // The diagnostic log's `operationVersion` of whatever the request does.
+    ironhub_observe::caller::with_api_version(version.as_deref(), next.run(request)).await
 }
 
 fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {

@@ -241,6 +241,7 @@ impl Record {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             resource_id: settings.resource_id(self.category.resource()),
             operation_name: self.operation,
+            operation_version: crate::caller::operation_version().unwrap_or_default(),
             category: self.category.name(),
             level: self.level,
             result_type: &self.result_type,
@@ -279,6 +280,7 @@ struct Line<'a> {
     time: String,
     resource_id: String,
     operation_name: &'static str,
+    operation_version: String,
     category: &'static str,
     level: Level,
     result_type: &'a str,
@@ -439,7 +441,13 @@ mod tests {
         let record = Record::new(Category::Connections, "deviceConnect")
             .property("deviceId", "d1")
             .failed(401, 401002, "Unauthorized");
-        let line = crate::caller::scope(caller, async { record.to_line(&settings()) }).await;
+        let line = crate::caller::scope(
+            caller,
+            crate::caller::with_api_version(Some("2019-03-31"), async {
+                record.to_line(&settings())
+            }),
+        )
+        .await;
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["category"], "Connections");
         assert_eq!(v["operationName"], "deviceConnect");
@@ -447,6 +455,7 @@ mod tests {
         assert_eq!(v["resultSignature"], "401");
         assert_eq!(v["callerIpAddress"], "10.1.2.XXX");
         assert_eq!(v["location"], "node-1");
+        assert_eq!(v["operationVersion"], "March2019");
         assert!(
             v["resourceId"]
                 .as_str()
