@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use fe2o3_amqp::types::definitions::{AmqpError, Error, LinkError};
 use ironhub_hub::{AuthenticatedDevice, DeviceIdentity, DeviceSession, Hub};
-use ironhub_store::{BusError, BusMessage};
+use ironhub_store::{BusError, BusMessage, MethodCall};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::claims::Claims;
@@ -272,11 +272,12 @@ async fn deliver(hub: &Hub, state: &DeviceState, message: BusMessage) {
                 }
             }
         }
-        BusMessage::Method {
-            call_id,
-            name,
-            payload,
-        } => {
+        BusMessage::Method(call) => {
+            let MethodCall {
+                call_id,
+                name,
+                payload,
+            } = *call;
             let out = state.methods_out.lock().ok().and_then(|o| o.clone());
             let sent = match out {
                 Some(out) => {

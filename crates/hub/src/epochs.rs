@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ironhub_store::{Attachment, BusError, BusMessage, DeviceBus, MethodResponse};
+use ironhub_store::{Attachment, BusError, BusMessage, DeviceBus, MethodCall, MethodResponse};
 
 use crate::Hub;
 
@@ -129,11 +129,10 @@ impl PartitionHold {
         let mine = *mine;
         loop {
             match attachment.messages.recv().await {
-                Some(BusMessage::Method {
-                    call_id,
-                    name,
-                    payload,
-                }) if name == EPOCH_CALL => {
+                Some(BusMessage::Method(call)) if call.name == EPOCH_CALL => {
+                    let MethodCall {
+                        call_id, payload, ..
+                    } = *call;
                     let theirs = std::str::from_utf8(&payload)
                         .ok()
                         .and_then(|t| t.trim().parse::<i64>().ok());
@@ -162,9 +161,9 @@ impl PartitionHold {
                         ),
                     }
                 }
-                Some(BusMessage::Method { call_id, .. }) => {
+                Some(BusMessage::Method(call)) => {
                     self.bus
-                        .complete_method(call_id, Err(BusError::NotSubscribed));
+                        .complete_method(call.call_id, Err(BusError::NotSubscribed));
                 }
                 Some(BusMessage::TakenOver) | None => {
                     return ReaderDisconnected(format!(

@@ -240,7 +240,11 @@ impl Hub {
                 body: body.to_vec(),
             };
             let key = format!("{}/{target_module}", who.device_id);
-            if let Err(e) = self.bus.send(&key, BusMessage::Input(message)).await {
+            if let Err(e) = self
+                .bus
+                .send(&key, BusMessage::Input(Box::new(message)))
+                .await
+            {
                 tracing::debug!(module = %key, input, error = %e, "a module input message was not delivered");
             }
         }

@@ -112,14 +112,13 @@ async fn calls_and_messages_reach_the_node_holding_the_device_and_restarts_relea
         let a = a.clone();
         async move { a.invoke_method("on-b", request).await }
     });
-    let Some(BusMessage::Method {
-        call_id, payload, ..
-    }) = tokio::time::timeout(BOUND, device.messages.recv())
+    let Some(BusMessage::Method(delivered)) = tokio::time::timeout(BOUND, device.messages.recv())
         .await
         .unwrap()
     else {
         panic!("the device did not get the method call");
     };
+    let (call_id, payload) = (delivered.call_id, delivered.payload);
     b.bus().complete_method(
         call_id,
         Ok(MethodResponse {

@@ -10,7 +10,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use ironhub_hub::{Annotations, DeviceIdentity, DeviceSession, Hub};
-use ironhub_store::{BusError, BusMessage, C2dMessage, C2dSettle, InputMessage, MethodResponse};
+use ironhub_store::{
+    BusError, BusMessage, C2dMessage, C2dSettle, InputMessage, MethodCall, MethodResponse,
+};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     Connect, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, Unsubscribe,
@@ -354,11 +356,12 @@ impl HubSession {
                     out.push(publish_qos0(topics::desired_patch(version), body));
                 }
             }
-            BusMessage::Method {
-                call_id,
-                name,
-                payload,
-            } => {
+            BusMessage::Method(call) => {
+                let MethodCall {
+                    call_id,
+                    name,
+                    payload,
+                } = *call;
                 if self.features.contains(&Feature::Methods) {
                     let rid = call_id.to_string();
                     out.push(publish_qos0(topics::method_request(&name, &rid), payload));

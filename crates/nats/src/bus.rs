@@ -111,7 +111,7 @@ impl Wire {
                 application: m.application.clone(),
                 body: B64.encode(&m.body),
             },
-            BusMessage::Method { .. } => return None,
+            BusMessage::Method(_) => return None,
         })
     }
 
@@ -129,12 +129,12 @@ impl Wire {
                 system,
                 application,
                 body,
-            } => BusMessage::Input(InputMessage {
+            } => BusMessage::Input(Box::new(InputMessage {
                 input,
                 system,
                 application,
                 body: B64.decode(body).unwrap_or_default(),
-            }),
+            })),
         }
     }
 }

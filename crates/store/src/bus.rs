@@ -25,14 +25,20 @@ pub enum BusMessage {
     C2dAvailable,
     /// A desired-properties patch, already rendered (JSON with `$version`).
     DesiredPatch { version: u64, body: Vec<u8> },
-    /// A direct method call; answer with [`DeviceBus::complete_method`] and this `call_id`.
-    Method {
-        call_id: u64,
-        name: String,
-        payload: Vec<u8>,
-    },
+    /// A direct method call; answer with [`DeviceBus::complete_method`] and its `call_id`.
+    Method(Box<MethodCall>),
     /// A message routed to one of a module's inputs.
-    Input(InputMessage),
+    Input(Box<InputMessage>),
+}
+
+/// A direct method call as the bus carries it (boxed in [`BusMessage`], whose size is what
+/// every connection's channel reserves 32 slots of when it attaches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodCall {
+    /// What [`DeviceBus::complete_method`] answers it with.
+    pub call_id: u64,
+    pub name: String,
+    pub payload: Vec<u8>,
 }
 
 /// A message for a module's input (IoT Edge's `BrokeredEndpoint("/modules/{m}/inputs/{i}")`):
@@ -128,11 +134,11 @@ impl PendingCalls {
         deliver: impl FnOnce(BusMessage) -> F,
     ) -> Result<MethodResponse, BusError> {
         let call_id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
-        let deliver = deliver(BusMessage::Method {
+        let deliver = deliver(BusMessage::Method(Box::new(MethodCall {
             call_id,
             name: name.to_owned(),
             payload,
-        });
+        })));
         let (reply, answer) = oneshot::channel();
         if let Ok(mut calls) = self.calls.lock() {
             calls.insert(call_id, reply);
@@ -157,5 +163,18 @@ impl PendingCalls {
         if let Some(reply) = reply {
             let _ = reply.send(response);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's channel reserves its first block of 32 messages when it attaches, so
+    /// every idle device holds 32 times this: the large variants are boxed.
+    #[test]
+    fn a_bus_message_is_small() {
+        let size = size_of::<BusMessage>();
+        assert!(size <= 40, "a BusMessage is {size} bytes");
     }
 }

@@ -37,8 +37,8 @@ pub mod testkit;
 mod twins;
 
 pub use bus::{
-    Attachment, BusError, BusMessage, DeviceBus, InputMessage, LOCAL_NODE, MethodResponse,
-    PendingCalls,
+    Attachment, BusError, BusMessage, DeviceBus, InputMessage, LOCAL_NODE, MethodCall,
+    MethodResponse, PendingCalls,
 };
 pub use c2d::C2dStore;
 pub use certificates::CertificateStore;

@@ -54,7 +54,7 @@ pub async fn messages_reach_the_current_connection_only(
     assert_eq!(device.messages.recv().await, Some(BusMessage::C2dAvailable));
     assert_eq!(module.messages.recv().await, Some(patch));
     // A module input message crosses nodes whole.
-    let input = BusMessage::Input(crate::InputMessage {
+    let input = BusMessage::Input(Box::new(crate::InputMessage {
         input: "in1".into(),
         system: [("message-id".to_owned(), "m1".to_owned())].into(),
         application: [
@@ -63,7 +63,7 @@ pub async fn messages_reach_the_current_connection_only(
         ]
         .into(),
         body: vec![0, 159, 146, 150],
-    });
+    }));
     b.send("d1/m1", input.clone()).await.unwrap();
     assert_eq!(module.messages.recv().await, Some(input));
     assert!(device.messages.try_recv().is_err());
@@ -102,12 +102,12 @@ pub async fn method_calls_round_trip_and_time_out(a: Arc<dyn DeviceBus>, b: Arc<
     let device = {
         let b = b.clone();
         tokio::spawn(async move {
-            if let Some(BusMessage::Method {
-                call_id,
-                name,
-                payload,
-            }) = conn.messages.recv().await
-            {
+            if let Some(BusMessage::Method(call)) = conn.messages.recv().await {
+                let crate::MethodCall {
+                    call_id,
+                    name,
+                    payload,
+                } = *call;
                 assert_eq!(name, "reboot");
                 b.complete_method(
                     call_id,
