@@ -8,6 +8,8 @@ stop and start:
 - a node killed with SIGKILL while a service sends cloud-to-device messages to devices
   connected through it: every accepted message is delivered (one the killed node had locked
   comes back once its heartbeat runs out), and none completed before is delivered again;
+- a node killed while its job runner waits on a device: once its heartbeat runs out, another
+  node runs the job on that device again, and the job completes;
 - PostgreSQL restarted under running nodes: meanwhile requests get a prompt 503
   (`ServiceUnavailable`) and devices a CONNACK "server unavailable", neither a hang nor a 500;
   afterwards everything works again, without restarting a node;
@@ -293,6 +295,61 @@ def test_c2d_sent_while_a_node_is_killed_is_delivered_and_what_was_completed_nev
         for body in {b for b in bodies if bodies.count(b) > 1}:
             first = next(at for b, at in received if b == body)
             assert first == 0, f"{d.device_id}: {body} delivered twice, first through a node that lived"
+
+
+def job_manager(node):
+    from azure.iot.hub import IoTHubJobManager
+
+    manager = IoTHubJobManager.from_connection_string(node.connection_string)
+    manager.protocol.config.connection.verify = node.ca_file
+    return manager
+
+
+@pytest.mark.timeout(300)  # the killed node's claim is handed over only when its heartbeat runs out
+def test_a_job_device_left_running_by_a_killed_node_is_run_again_by_another(nodes):
+    """A method job created through node 1 (whose runner starts it at once) calls a device
+    connected through node 2, which does not answer the first call; node 1 is killed meanwhile.
+    Once its heartbeat runs out, another node runs the job on the device again, which answers:
+    the job completes long before its maximum time, with the device called twice (the call in
+    flight when its node died is the one IoT Hub-style at-least-once repeats)."""
+    from azure.iot.hub.models import JobRequest
+
+    node1, node2, _ = nodes
+    device_id = "job-kill9"
+    key = create_device(node2, device_id)
+    calls: list[str] = []
+    client = IoTHubDeviceClient.create_from_connection_string(
+        f"HostName={node2.hostname};DeviceId={device_id};SharedAccessKey={key}",
+        server_verification_cert=open(node2.ca_file).read(),
+    )
+
+    def on_method(request):
+        calls.append(request.name)
+        if len(calls) > 1:
+            client.send_method_response(MethodResponse.create_from_method_request(request, 200, {"n": len(calls)}))
+
+    client.on_method_request_received = on_method
+    client.connect()
+    job_id = f"kill9-job-{os.getpid()}"
+    try:
+        job_manager(node1).create_scheduled_job(job_id, JobRequest(
+            job_id=job_id, type="scheduleDeviceMethod", query_condition=f"deviceId = '{device_id}'",
+            cloud_to_device_method=CloudToDeviceMethod(
+                method_name="reboot", payload={}, response_timeout_in_seconds=120, connect_timeout_in_seconds=0),
+            max_execution_time_in_seconds=3600,
+        ))
+        wait_for(lambda: len(calls) == 1, WAIT_S, "the job's first call")
+        node1.kill9()
+        jm = job_manager(node2)
+        wait_for(lambda: jm.get_scheduled_job(job_id).status == "completed", 100,
+                 "the job completed by a surviving node")
+    finally:
+        client.shutdown()
+        if node1.proc is None:
+            node1.start()
+    assert calls == ["reboot", "reboot"], calls
+    stats = jm.get_scheduled_job(job_id).device_job_statistics
+    assert (stats.device_count, stats.succeeded_count, stats.failed_count) == (1, 1, 0)
 
 
 def test_postgres_restarted_under_the_nodes(nodes, postgres):
