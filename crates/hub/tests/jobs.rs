@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::model::{DeviceSpec, JobRequest, MethodRequest};
-use ironhub_hub::{Backends, Hub, HubError, NODE_LEASE};
+use ironhub_hub::{Backends, Hub, HubError, NODE_LEASE, Recovered};
 use ironhub_store::{
     Attachment, BusMessage, Clock as _, EventLog, ManualClock, MethodResponse, Store,
 };
@@ -232,27 +232,66 @@ async fn refused_requests_store_nothing() {
     assert_eq!((err.status(), err.name()), (404, "JobNotFound"));
 }
 
-/// Node `node` of a deployment over `store` and `events`, its bus bridged to `fabric`'s.
-async fn node_of(
-    store: &Arc<dyn Store>,
-    events: &Arc<dyn EventLog>,
-    fabric: &LocalBus,
-    node: &str,
-    clock: &Arc<ManualClock>,
-) -> Hub {
-    let hub = Hub::open(
-        Backends {
-            store: store.clone(),
-            events: events.clone(),
-            bus: Arc::new(fabric.join(node)),
-        },
-        vec!["myhub.example".into()],
-    )
-    .await
-    .unwrap()
-    .with_clock(clock.clone());
-    hub.recover_node().await.unwrap();
-    hub
+/// What the nodes of one deployment share: the store, the event log, the bus fabric and the
+/// clock (so that a test can let a heartbeat run out).
+struct Deployment {
+    clock: Arc<ManualClock>,
+    store: Arc<dyn Store>,
+    events: Arc<dyn EventLog>,
+    fabric: LocalBus,
+    _dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Deployment {
+            clock: Arc::new(ManualClock::default()),
+            store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
+            events: Arc::new(SqliteEventLog::open(dir.path(), 2).unwrap()),
+            fabric: LocalBus::with_node("fabric"),
+            _dir: dir,
+        }
+    }
+
+    /// Starts node `node` (again), releasing what an earlier run of it held.
+    async fn node(&self, node: &str) -> (Hub, Recovered) {
+        let hub = Hub::open(
+            Backends {
+                store: self.store.clone(),
+                events: self.events.clone(),
+                bus: Arc::new(self.fabric.join(node)),
+            },
+            vec!["myhub.example".into()],
+        )
+        .await
+        .unwrap()
+        .with_clock(self.clock.clone());
+        let recovered = hub.recover_node().await.unwrap();
+        (hub, recovered)
+    }
+}
+
+/// A job calling `reboot` on the devices `condition` selects, waiting up to a minute for each.
+fn reboot_job(condition: &str) -> JobRequest {
+    JobRequest {
+        job_type: Some("scheduleDeviceMethod".into()),
+        cloud_to_device_method: Some(MethodRequest {
+            method_name: Some("reboot".into()),
+            payload: json!({}),
+            response_timeout_in_seconds: Some(60),
+            connect_timeout_in_seconds: Some(0),
+        }),
+        query_condition: Some(condition.into()),
+        max_execution_time_in_seconds: Some(3600),
+        ..JobRequest::default()
+    }
+}
+
+/// A pass of `hub`'s job runner in a task of its own (aborted: the node dies).
+fn spawn_pass(hub: &Hub) -> tokio::task::JoinHandle<Result<(), HubError>> {
+    let hub = hub.clone();
+    tokio::spawn(async move { hub.run_due_jobs().await })
 }
 
 /// A device connected through `hub`'s node, as an adapter connects one.
@@ -282,13 +321,9 @@ fn answer(hub: &Hub, call_id: u64) {
 
 #[tokio::test]
 async fn a_dead_nodes_job_device_is_run_by_another_once_and_a_finished_one_never_again() {
-    let clock = Arc::new(ManualClock::default());
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let events: Arc<dyn EventLog> = Arc::new(SqliteEventLog::open(dir.path(), 2).unwrap());
-    let fabric = LocalBus::with_node("fabric");
-    let a = node_of(&store, &events, &fabric, "node-a", &clock).await;
-    let b = node_of(&store, &events, &fabric, "node-b", &clock).await;
+    let deployment = Deployment::new();
+    let (a, _) = deployment.node("node-a").await;
+    let (b, _) = deployment.node("node-b").await;
     for id in ["m0", "m1"] {
         a.put_device(id, &DeviceSpec::default(), None)
             .await
@@ -299,25 +334,12 @@ async fn a_dead_nodes_job_device_is_run_by_another_once_and_a_finished_one_never
     }
     let mut m0 = connect(&a, "m0").await;
     let mut m1 = connect(&a, "m1").await;
-    let request = JobRequest {
-        job_type: Some("scheduleDeviceMethod".into()),
-        cloud_to_device_method: Some(MethodRequest {
-            method_name: Some("reboot".into()),
-            payload: json!({}),
-            response_timeout_in_seconds: Some(60),
-            connect_timeout_in_seconds: Some(0),
-        }),
-        query_condition: Some("tags.group = 'm'".into()),
-        max_execution_time_in_seconds: Some(3600),
-        ..JobRequest::default()
-    };
-    a.create_job("reboot", &request).await.unwrap();
+    a.create_job("reboot", &reboot_job("tags.group = 'm'"))
+        .await
+        .unwrap();
 
     // Node A runs the job: m0 answers, then node A dies while it waits on m1.
-    let pass = tokio::spawn({
-        let a = a.clone();
-        async move { a.run_due_jobs().await }
-    });
+    let pass = spawn_pass(&a);
     let call = method_call(&mut m0).await;
     answer(&a, call);
     method_call(&mut m1).await;
@@ -341,16 +363,15 @@ async fn a_dead_nodes_job_device_is_run_by_another_once_and_a_finished_one_never
     assert_eq!(b.get_job("reboot").await.unwrap().status, "running");
 
     // Node A's heartbeat runs out: node B puts m1 back to `pending`, once, and runs it.
-    clock.advance(TimeDelta::from_std(NODE_LEASE).unwrap() + TimeDelta::seconds(1));
+    deployment
+        .clock
+        .advance(TimeDelta::from_std(NODE_LEASE).unwrap() + TimeDelta::seconds(1));
     assert_eq!(b.keep_node_alive().await.unwrap().released_job_devices, 1);
     assert_eq!(b.keep_node_alive().await.unwrap().released_job_devices, 0);
     let records = b.job_devices("reboot").await.unwrap();
     assert_eq!(status(records.clone()), ["completed", "pending"]);
     assert!(records[1].start_time_utc.is_none());
-    let pass = tokio::spawn({
-        let b = b.clone();
-        async move { b.run_due_jobs().await }
-    });
+    let pass = spawn_pass(&b);
     let call = method_call(&mut m1).await;
     answer(&b, call);
     pass.await.unwrap().unwrap();
@@ -379,54 +400,25 @@ async fn a_dead_nodes_job_device_is_run_by_another_once_and_a_finished_one_never
 
 #[tokio::test]
 async fn a_node_restarted_under_its_id_releases_the_job_devices_it_was_on() {
-    let clock = Arc::new(ManualClock::default());
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let events: Arc<dyn EventLog> = Arc::new(SqliteEventLog::open(dir.path(), 2).unwrap());
-    let fabric = LocalBus::with_node("fabric");
-    let a = node_of(&store, &events, &fabric, "node-a", &clock).await;
+    let deployment = Deployment::new();
+    let (a, _) = deployment.node("node-a").await;
     a.put_device("m0", &DeviceSpec::default(), None)
         .await
         .unwrap();
     let mut m0 = connect(&a, "m0").await;
-    let request = JobRequest {
-        job_type: Some("scheduleDeviceMethod".into()),
-        cloud_to_device_method: Some(MethodRequest {
-            method_name: Some("reboot".into()),
-            payload: json!({}),
-            response_timeout_in_seconds: Some(60),
-            connect_timeout_in_seconds: Some(0),
-        }),
-        query_condition: Some("deviceId = 'm0'".into()),
-        ..JobRequest::default()
-    };
-    a.create_job("restart", &request).await.unwrap();
-    let pass = tokio::spawn({
-        let a = a.clone();
-        async move { a.run_due_jobs().await }
-    });
+    a.create_job("restart", &reboot_job("deviceId = 'm0'"))
+        .await
+        .unwrap();
+    let pass = spawn_pass(&a);
     method_call(&mut m0).await;
     pass.abort();
     assert!(pass.await.unwrap_err().is_cancelled());
     drop((a, m0));
     // Node A starts again at once, long before its heartbeat would run out.
-    let a = Hub::open(
-        Backends {
-            store: store.clone(),
-            events: events.clone(),
-            bus: Arc::new(fabric.join("node-a")),
-        },
-        vec!["myhub.example".into()],
-    )
-    .await
-    .unwrap()
-    .with_clock(clock.clone());
-    assert_eq!(a.recover_node().await.unwrap().released_job_devices, 1);
+    let (a, recovered) = deployment.node("node-a").await;
+    assert_eq!(recovered.released_job_devices, 1);
     let mut m0 = connect(&a, "m0").await;
-    let pass = tokio::spawn({
-        let a = a.clone();
-        async move { a.run_due_jobs().await }
-    });
+    let pass = spawn_pass(&a);
     let call = method_call(&mut m0).await;
     answer(&a, call);
     pass.await.unwrap().unwrap();
