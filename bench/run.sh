@@ -2,24 +2,25 @@
 # Side-by-side benchmarks: ironhub, Eclipse Mosquitto and rumqttd under the same load in one
 # run, then ironhub's own figures (DPS provisioning, twin queries). See bench/README.md.
 #
-#   bench/run.sh [all|compare|provision|query|scale] [extra arguments for that mode]
+#   bench/run.sh [all|compare|provision|query|scale|cluster] [extra arguments for that mode]
 #
 # ROUNDS (3): rounds of compare and provision. QUERY_DEVICES (1000000): the query fleet's size,
 # 0 skips it. SCALE_DEVICES (60000): `scale` (not part of `all`) holds that many `ironhub
 # simulate` devices on one server from 254 loopback source addresses. SKIP_BUILD=1: measure
-# the release binaries already built.
+# the release binaries already built. CLUSTER_DEVICES (3000), CLUSTER_MESSAGES (100): `cluster`
+# (not part of `all`) compares one node with three over PostgreSQL and NATS (bench/cluster.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-all}
 shift || true
 if [ "$what" = all ] && [ $# -gt 0 ]; then
-  echo "extra arguments go to one mode: bench/run.sh compare|provision|query|scale ARGS..." >&2
+  echo "extra arguments go to one mode: bench/run.sh compare|provision|query|scale|cluster ARGS..." >&2
   exit 2
 fi
 case "$what" in
-  all | compare | provision | query | scale) ;;
-  *) echo "unknown mode $what: all, compare, provision, query or scale" >&2; exit 2 ;;
+  all | compare | provision | query | scale | cluster) ;;
+  *) echo "unknown mode $what: all, compare, provision, query, scale or cluster" >&2; exit 2 ;;
 esac
 TOOLS=${IRONHUB_BENCH_TOOLS:-$HOME/.cache/ironhub-bench-tools}
 TARGET=${IRONHUB_BENCH_TARGET:-$HOME/.cache/bench-target}
@@ -88,5 +89,9 @@ if [ "$what" = scale ]; then
   # ironhub simulate near 64k connections: one release server, devices created through the
   # registry, then held with a message a minute, from 254 source addresses (127.0.1.0/24).
   isolated bench/scale.sh "$BIN/ironhub" "$SCALE_DEVICES" "$@" || status=$?
+fi
+if [ "$what" = cluster ]; then
+  # One node against three (PostgreSQL + NATS JetStream), the same simulate fleets.
+  isolated bench/cluster.sh "$BIN/ironhub" "${CLUSTER_DEVICES:-3000}" "${CLUSTER_MESSAGES:-100}" || status=$?
 fi
 exit "$status"

@@ -94,15 +94,17 @@ class Node(IronHub):
 
 
 @contextlib.contextmanager
-def cluster(database: str, nats_url: str, addresses: list[str], prefix: str = "ironhub-cluster-"):
+def cluster(database: str, nats_url: str, addresses: list[str], prefix: str = "ironhub-cluster-",
+            extra_args: list[str] | None = None):
     """Nodes on `addresses` (already moved into the test net) started together over one database
-    and one nats-server; each has its own data directory. Yields the nodes, killed at the end."""
+    and one nats-server (or a list of them, `nats_url` separated by commas), with `extra_args`
+    for `serve`; each has its own data directory. Yields the nodes, killed at the end."""
     with server_workdir(prefix) as workdir:
         nodes: list[Node] = []
         for i, address in enumerate(addresses, start=1):
             node_dir = workdir / f"node-{i}"
             node_dir.mkdir()
-            args = ["--store", database, "--nats", nats_url, "--node-id", f"node-{i}"]
+            args = ["--store", database, "--nats", nats_url, "--node-id", f"node-{i}", *(extra_args or [])]
             nodes.append(Node(address, node_dir, database, args, addresses))
         try:
             # All at once: the first to reach the empty database creates the schema and the

@@ -8,6 +8,9 @@ its data in a temporary directory, and stops it (and removes the data) when the 
 
 `NatsServer` and `PostgresServer` are the same services as objects a failure test may `stop()`
 and `start()` again over the same data (`with NatsServer(...) as nats:`, `nats.url`).
+`NatsCluster(addresses)` is a JetStream cluster of one nats-server on each address (client
+port, route port and monitoring port the same on every address), `url` the list of all of them
+separated by commas; a test may `kill9(i)` one server and `start(i)` it again.
 `PostgresServer` is a private PostgreSQL (Debian's `postgresql`, as `scripts/test` starts one)
 listening only on a Unix socket in its temporary directory; `admin_url` reaches its `postgres`
 database as the superuser.
@@ -33,9 +36,10 @@ STOP_TIMEOUT_S = 10.0
 class NatsServer:
     """A nats-server with JetStream (file storage) that can be stopped and started again."""
 
-    def __init__(self, address: str, port: int = 4222):
+    def __init__(self, address: str, port: int = 4222, cluster_args: list[str] | None = None):
         require_tool("nats-server")
         self.address, self.port = address, port
+        self.cluster_args = cluster_args or []
         self.data = Path(tempfile.mkdtemp(prefix="ironhub-nats-"))
         self.log = self.data / "nats.log"
         self.url = f"nats://{address}:{port}"
@@ -44,7 +48,7 @@ class NatsServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             ["nats-server", "-js", "-a", self.address, "-p", str(self.port), "-sd", str(self.data / "js"),
-             "-l", str(self.log)],
+             "-l", str(self.log), *self.cluster_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
@@ -81,6 +85,89 @@ class NatsServer:
     def __exit__(self, *exc) -> None:
         self.stop()
         shutil.rmtree(self.data, ignore_errors=True)
+
+
+def _direct(url: str, timeout: float):
+    """Opens `url` on loopback, never through a proxy the environment names."""
+    import urllib.request
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=timeout)
+
+
+class NatsCluster:
+    """A JetStream cluster of three (or more) nats-servers, one on each address, routed to each
+    other; each keeps its data in a temporary directory of its own."""
+
+    def __init__(self, addresses: list[str], port: int = 4222, route_port: int = 6222, monitor_port: int = 8222):
+        self.addresses, self.monitor_port = addresses, monitor_port
+        routes = ",".join(f"nats://{a}:{route_port}" for a in addresses)
+        self.servers = [
+            NatsServer(address, port, [
+                "--server_name", f"n{i}", "--cluster_name", "ironhub-test",
+                "--cluster", f"nats://{address}:{route_port}", "--routes", routes,
+                "-m", str(monitor_port),
+            ])
+            for i, address in enumerate(addresses, start=1)
+        ]
+        self.url = ",".join(s.url for s in self.servers)
+
+    def start(self, i: int) -> None:
+        """Starts server `i` (from 0) again and waits until it is healthy."""
+        self.servers[i].start()
+        self.wait_healthy(i)
+
+    def wait_healthy(self, i: int) -> None:
+        """Waits until server `i` answers `/healthz` (JetStream has a meta leader the server
+        is current with)."""
+        server = self.servers[i]
+        deadline = time.monotonic() + READY_TIMEOUT_S * 3
+        while not self._healthy(i):
+            if server.proc is None or server.proc.poll() is not None:
+                raise RuntimeError(f"nats-server {server.address} exited:\n{_tail(server.log)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server {server.address} not healthy:\n{_tail(server.log)}")
+            time.sleep(0.1)
+
+    def _healthy(self, i: int) -> bool:
+        import urllib.error
+
+        try:
+            with _direct(f"http://{self.addresses[i]}:{self.monitor_port}/healthz", 2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def jsz(self, i: int) -> dict:
+        """Server `i`'s JetStream report with its streams and their configurations."""
+        import json
+
+        url = f"http://{self.addresses[i]}:{self.monitor_port}/jsz?streams=true&config=true"
+        with _direct(url, 5) as r:
+            return json.load(r)
+
+    def kill9(self, i: int) -> None:
+        """SIGKILL: no chance to flush or step down."""
+        server = self.servers[i]
+        assert server.proc is not None, "not running"
+        server.proc.kill()
+        server.proc.wait()
+        server.proc = None
+
+    def __enter__(self) -> "NatsCluster":
+        try:
+            # All at once: no server is healthy before the others are routed to it.
+            for server in self.servers:
+                server.start()
+            for i in range(len(self.servers)):
+                self.wait_healthy(i)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for server in self.servers:
+            server.__exit__()
 
 
 @contextlib.contextmanager

@@ -5,6 +5,11 @@ stop and start:
 - a node killed with SIGKILL while devices send telemetry at QoS 1 through it and through the
   others: every message a node acknowledged (PUBACK) is read back afterwards through a surviving
   node, and the killed node's devices carry on through another node;
+- a node killed with SIGKILL while a service sends cloud-to-device messages to devices
+  connected through it: every accepted message is delivered (one the killed node had locked
+  comes back once its heartbeat runs out), and none completed before is delivered again;
+- a node killed while its job runner waits on a device: once its heartbeat runs out, another
+  node runs the job on that device again, and the job completes;
 - PostgreSQL restarted under running nodes: meanwhile requests get a prompt 503
   (`ServiceUnavailable`) and devices a CONNACK "server unavailable", neither a hang nor a 500;
   afterwards everything works again, without restarting a node;
@@ -152,6 +157,207 @@ def test_a_killed_node_loses_no_acknowledged_telemetry_and_its_devices_move_on(n
     node1.start()
     assert requests.get(f"https://{node1.address}/devices/kill9-0?{API}", headers=owner_auth(node1),
                         verify=node1.ca_file, timeout=30).status_code == 200
+
+
+class C2dDevice:
+    """A device receiving cloud-to-device messages at QoS 1 with paho (each PUBACK completes
+    its message); records every receipt with the node it came through. `move_to` connects it
+    through another node, as a device does when its node dies."""
+
+    def __init__(self, device_id: str, key: str):
+        self.device_id, self.key = device_id, key
+        self.received: list[tuple[str, int]] = []
+        self.lock = threading.Lock()
+        self.client = None
+        self.at: int | None = None
+
+    def bodies(self) -> list[str]:
+        with self.lock:
+            return [body for body, _ in self.received]
+
+    def move_to(self, nodes: list, at: int) -> None:
+        import paho.mqtt.client as paho
+
+        self.drop()
+        node = nodes[at]
+        c = paho.Client(client_id=self.device_id, clean_session=False, protocol=paho.MQTTv311)
+        c.username_pw_set(f"{node.hostname}/{self.device_id}/?{API}", sas(f"{node.hostname}/devices/{self.device_id}", self.key))
+        c.tls_set_context(ssl.create_default_context(cafile=node.ca_file))
+        subscribed = threading.Event()
+
+        def on_connect(client, userdata, flags, rc):
+            if rc == 0:
+                client.subscribe(f"devices/{self.device_id}/messages/devicebound/#", qos=1)
+
+        def on_message(client, userdata, msg):
+            with self.lock:
+                self.received.append((msg.payload.decode(), at))
+
+        c.on_connect = on_connect
+        c.on_subscribe = lambda *args: subscribed.set()
+        c.on_message = on_message
+        c.connect(node.address, 8883, keepalive=30)
+        c.loop_start()
+        self.client, self.at = c, at
+        if not subscribed.wait(WAIT_S):
+            raise AssertionError(f"{self.device_id}: not subscribed through {node.address}")
+
+    def drop(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.client = None
+
+
+def c2d_queue_depth(node, device_id: str) -> int:
+    r = requests.get(f"https://{node.address}/devices/{device_id}?{API}", headers=owner_auth(node),
+                     verify=node.ca_file, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["cloudToDeviceMessageCount"]
+
+
+@pytest.mark.timeout(300)  # the killed node's locks are released only when its heartbeat runs out
+def test_c2d_sent_while_a_node_is_killed_is_delivered_and_what_was_completed_never_again(nodes):
+    """A service keeps sending cloud-to-device messages (AMQP, through node 2) to devices, some
+    connected through node 1, while node 1 is killed with SIGKILL. Every accepted message is
+    delivered; one node 1 had delivered but not settled comes back once its lock is released
+    (node 1's heartbeat runs out): IoT Hub's at-least-once. One completed before the kill is
+    never delivered again, and at the end every queue is empty."""
+    node1, node2, node3 = nodes
+    devices = [C2dDevice(f"c2d-kill9-{i}", "") for i in range(4)]
+    for i, d in enumerate(devices):
+        d.key = create_device(node2, d.device_id)
+        d.move_to(nodes, i % 3)
+    on_node1 = [d for d in devices if d.at == 0]
+    assert on_node1
+    rm = amqp_registry_manager(node2)
+    accepted: dict[str, list[str]] = {d.device_id: [] for d in devices}
+    try:
+        # Completed before the kill: received, and gone from every queue.
+        for d in devices:
+            for n in range(3):
+                body = f"{d.device_id}-before-{n}"
+                rm.send_c2d_message(d.device_id, body)
+                accepted[d.device_id].append(body)
+        wait_for(lambda: all(set(accepted[d.device_id]) <= set(d.bodies()) for d in devices), WAIT_S,
+                 "the messages before the kill")
+        wait_for(lambda: all(c2d_queue_depth(node2, d.device_id) == 0 for d in devices), WAIT_S,
+                 "the messages before the kill to be completed")
+        completed_before = {d.device_id: list(accepted[d.device_id]) for d in devices}
+
+        # Sends go on across the kill: up to 20 a device until node 1 is killed, then 10 more
+        # (under the queue depth of 50 however slowly the devices drain).
+        errors: list[Exception] = []
+        sent_all, killed = threading.Event(), threading.Event()
+
+        def send():
+            try:
+                for n in range(20):
+                    if killed.is_set():
+                        break
+                    for d in devices:
+                        rm.send_c2d_message(d.device_id, f"{d.device_id}-during-{n}")
+                        accepted[d.device_id].append(f"{d.device_id}-during-{n}")
+                killed.wait(WAIT_S)
+                for n in range(10):
+                    for d in devices:
+                        rm.send_c2d_message(d.device_id, f"{d.device_id}-after-{n}")
+                        accepted[d.device_id].append(f"{d.device_id}-after-{n}")
+            except Exception as e:  # reported by the test
+                errors.append(e)
+            finally:
+                sent_all.set()
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        wait_for(lambda: all(sum("-during-" in b for b in d.bodies()) >= 2 for d in on_node1), WAIT_S,
+                 "messages through node 1 before it is killed")
+        node1.kill9()
+        killed.set()
+        for d in on_node1:
+            d.move_to(nodes, 2)
+        assert sent_all.wait(WAIT_S * 2), "the sends did not finish"
+        sender.join(WAIT_S)
+        assert not errors, errors
+        assert all(sum("-after-" in b for b in accepted[d.device_id]) == 10 for d in devices), accepted
+        # A message node 1 delivered but had not settled when it died is locked by it: node 1's
+        # heartbeat (30 s) runs out, a surviving node releases its locks, and the device's
+        # session (polled every 15 s) delivers it again; then every queue is empty.
+        wait_for(lambda: all(set(accepted[d.device_id]) <= set(d.bodies()) for d in devices), 100,
+                 "every accepted message delivered")
+        wait_for(lambda: all(c2d_queue_depth(node3, d.device_id) == 0 for d in devices), 100,
+                 "every queue to be empty")
+    finally:
+        rm.amqp_svc_client.disconnect_sync()
+        for d in devices:
+            d.drop()
+        if node1.proc is None:
+            node1.start()
+    for d in devices:
+        with d.lock:
+            received = list(d.received)
+        bodies = [b for b, _ in received]
+        assert set(bodies) == set(accepted[d.device_id]), (d.device_id, bodies)
+        for body in completed_before[d.device_id]:
+            assert bodies.count(body) == 1, f"{d.device_id}: {body} completed before the kill, delivered again"
+        for body in {b for b in bodies if bodies.count(b) > 1}:
+            first = next(at for b, at in received if b == body)
+            assert first == 0, f"{d.device_id}: {body} delivered twice, first through a node that lived"
+
+
+def job_manager(node):
+    from azure.iot.hub import IoTHubJobManager
+
+    manager = IoTHubJobManager.from_connection_string(node.connection_string)
+    manager.protocol.config.connection.verify = node.ca_file
+    return manager
+
+
+@pytest.mark.timeout(300)  # the killed node's claim is handed over only when its heartbeat runs out
+def test_a_job_device_left_running_by_a_killed_node_is_run_again_by_another(nodes):
+    """A method job created through node 1 (whose runner starts it at once) calls a device
+    connected through node 2, which does not answer the first call; node 1 is killed meanwhile.
+    Once its heartbeat runs out, another node runs the job on the device again, which answers:
+    the job completes long before its maximum time, with the device called twice (the call in
+    flight when its node died is the one IoT Hub-style at-least-once repeats)."""
+    from azure.iot.hub.models import JobRequest
+
+    node1, node2, _ = nodes
+    device_id = "job-kill9"
+    key = create_device(node2, device_id)
+    calls: list[str] = []
+    client = IoTHubDeviceClient.create_from_connection_string(
+        f"HostName={node2.hostname};DeviceId={device_id};SharedAccessKey={key}",
+        server_verification_cert=open(node2.ca_file).read(),
+    )
+
+    def on_method(request):
+        calls.append(request.name)
+        if len(calls) > 1:
+            client.send_method_response(MethodResponse.create_from_method_request(request, 200, {"n": len(calls)}))
+
+    client.on_method_request_received = on_method
+    client.connect()
+    job_id = f"kill9-job-{os.getpid()}"
+    try:
+        job_manager(node1).create_scheduled_job(job_id, JobRequest(
+            job_id=job_id, type="scheduleDeviceMethod", query_condition=f"deviceId = '{device_id}'",
+            cloud_to_device_method=CloudToDeviceMethod(
+                method_name="reboot", payload={}, response_timeout_in_seconds=120, connect_timeout_in_seconds=0),
+            max_execution_time_in_seconds=3600,
+        ))
+        wait_for(lambda: len(calls) == 1, WAIT_S, "the job's first call")
+        node1.kill9()
+        jm = job_manager(node2)
+        wait_for(lambda: jm.get_scheduled_job(job_id).status == "completed", 100,
+                 "the job completed by a surviving node")
+    finally:
+        client.shutdown()
+        if node1.proc is None:
+            node1.start()
+    assert calls == ["reboot", "reboot"], calls
+    stats = jm.get_scheduled_job(job_id).device_job_statistics
+    assert (stats.device_count, stats.succeeded_count, stats.failed_count) == (1, 1, 0)
 
 
 def test_postgres_restarted_under_the_nodes(nodes, postgres):

@@ -1,6 +1,7 @@
 //! Scheduled jobs of the SQLite store: the `jobs` table (one document and etag per job,
 //! written compare-and-swap in one transaction) and `job_devices` (each job's result per
-//! device, claimed with an insert that does nothing when the row exists).
+//! device, claimed with an insert that does nothing when the row exists, handed over by a
+//! compare-and-swap on the document in one transaction).
 
 use async_trait::async_trait;
 use ironhub_store::{JobDeviceRecord, JobRecord, JobStore, WriteConflict};
@@ -107,6 +108,38 @@ impl JobStore for SqliteStore {
                 serde_json::to_string(&record.doc)?
             ])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn replace_job_device(
+        &self,
+        record: JobDeviceRecord,
+        expected: &serde_json::Value,
+    ) -> StoreResult<bool> {
+        let expected = expected.clone();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored: Option<String> = tx
+                .prepare_cached("SELECT doc FROM job_devices WHERE device_id = ?1 AND job_id = ?2")?
+                .query_row(params![record.device_id, record.job_id], |row| row.get(0))
+                .optional()?;
+            let Some(stored) = stored else {
+                return Ok(false);
+            };
+            if serde_json::from_str::<serde_json::Value>(&stored)? != expected {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "UPDATE job_devices SET doc = ?3 WHERE device_id = ?1 AND job_id = ?2",
+            )?
+            .execute(params![
+                record.device_id,
+                record.job_id,
+                serde_json::to_string(&record.doc)?
+            ])?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }

@@ -1,5 +1,5 @@
-//! The hub as one node among several sharing a store: what it owns (the connections and the
-//! cloud-to-device locks it records with its node id), the heartbeat that says it is alive,
+//! The hub as one node among several sharing a store: what it owns (the connections, the
+//! cloud-to-device locks and the job devices it records with its node id), the heartbeat that says it is alive,
 //! and what it releases — its own entries when it starts, and those of nodes whose heartbeat
 //! ran out.
 
@@ -21,12 +21,15 @@ pub struct Recovered {
     pub disconnected: u64,
     /// Cloud-to-device messages made visible again.
     pub released_locks: u64,
+    /// Devices a job was running on, put back to `pending` for any node to run.
+    pub released_job_devices: u64,
 }
 
 impl std::ops::AddAssign for Recovered {
     fn add_assign(&mut self, other: Recovered) {
         self.disconnected += other.disconnected;
         self.released_locks += other.released_locks;
+        self.released_job_devices += other.released_job_devices;
     }
 }
 
@@ -38,7 +41,8 @@ impl Hub {
 
     /// At a node's start: says it is alive, then releases what its earlier run held and nobody
     /// will finish — its connections (their devices are marked disconnected) and its
-    /// deliveries in flight (visible again at once instead of when their locks run out) — and
+    /// deliveries in flight (visible again at once instead of when their locks run out), the
+    /// devices its job runner was on (`pending` again) — and
     /// what nodes whose heartbeat ran out held. Other live nodes' devices stay connected and
     /// their deliveries locked. Call it before listening.
     pub async fn recover_node(&self) -> Result<Recovered, HubError> {
@@ -66,6 +70,7 @@ impl Hub {
                 Ok(r) if r != Recovered::default() => tracing::info!(
                     devices = r.disconnected,
                     messages = r.released_locks,
+                    job_devices = r.released_job_devices,
                     "released what nodes that stopped answering held"
                 ),
                 Ok(_) => {}
@@ -79,11 +84,12 @@ impl Hub {
         Ok(self.store.node_heartbeat(self.node_id(), until).await?)
     }
 
-    /// Releases the connections and locks `node` holds.
+    /// Releases the connections, locks and job devices `node` holds.
     async fn release(&self, node: &str) -> Result<Recovered, HubError> {
         Ok(Recovered {
             disconnected: self.store.disconnect_node(node).await?,
             released_locks: self.store.c2d_release_locks(node).await?,
+            released_job_devices: self.release_job_devices(node).await?,
         })
     }
 

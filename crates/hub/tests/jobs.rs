@@ -1,17 +1,26 @@
 //! Scheduled jobs through the domain API on a real (temporary) store: the runner's passes
 //! (called directly, the clock moved by hand), the devices a job selects, its statistics,
-//! start time, cancel, maximum execution time, two nodes sharing one job, and refusals.
+//! start time, cancel, maximum execution time, two nodes sharing one job, a node dying
+//! while it runs a job (its device handed over once its heartbeat runs out or it restarts),
+//! and refusals.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::TimeDelta;
+use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::model::{DeviceSpec, JobRequest, MethodRequest};
-use ironhub_hub::{Backends, Hub, HubError};
-use ironhub_store::{Clock as _, ManualClock};
+use ironhub_hub::{Backends, Hub, HubError, NODE_LEASE, Recovered};
+use ironhub_store::{
+    Attachment, BusMessage, Clock as _, EventLog, ManualClock, MethodResponse, Store,
+};
 use serde_json::json;
+
+/// How long any step may take before the test fails.
+const BOUND: Duration = Duration::from_secs(10);
 
 /// A hub reading `clock`, with devices d0..d{n-1}, tagged `group` `a` (even) or `b` (odd).
 async fn hub_with(n: usize, clock: Arc<ManualClock>) -> (Hub, tempfile::TempDir) {
@@ -221,4 +230,197 @@ async fn refused_requests_store_nothing() {
     assert_eq!(err.status(), 409);
     let err = hub.get_job("nope").await.unwrap_err();
     assert_eq!((err.status(), err.name()), (404, "JobNotFound"));
+}
+
+/// What the nodes of one deployment share: the store, the event log, the bus fabric and the
+/// clock (so that a test can let a heartbeat run out).
+struct Deployment {
+    clock: Arc<ManualClock>,
+    store: Arc<dyn Store>,
+    events: Arc<dyn EventLog>,
+    fabric: LocalBus,
+    _dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Deployment {
+            clock: Arc::new(ManualClock::default()),
+            store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
+            events: Arc::new(SqliteEventLog::open(dir.path(), 2).unwrap()),
+            fabric: LocalBus::with_node("fabric"),
+            _dir: dir,
+        }
+    }
+
+    /// Starts node `node` (again), releasing what an earlier run of it held.
+    async fn node(&self, node: &str) -> (Hub, Recovered) {
+        let hub = Hub::open(
+            Backends {
+                store: self.store.clone(),
+                events: self.events.clone(),
+                bus: Arc::new(self.fabric.join(node)),
+            },
+            vec!["myhub.example".into()],
+        )
+        .await
+        .unwrap()
+        .with_clock(self.clock.clone());
+        let recovered = hub.recover_node().await.unwrap();
+        (hub, recovered)
+    }
+}
+
+/// A job calling `reboot` on the devices `condition` selects, waiting up to a minute for each.
+fn reboot_job(condition: &str) -> JobRequest {
+    JobRequest {
+        job_type: Some("scheduleDeviceMethod".into()),
+        cloud_to_device_method: Some(MethodRequest {
+            method_name: Some("reboot".into()),
+            payload: json!({}),
+            response_timeout_in_seconds: Some(60),
+            connect_timeout_in_seconds: Some(0),
+        }),
+        query_condition: Some(condition.into()),
+        max_execution_time_in_seconds: Some(3600),
+        ..JobRequest::default()
+    }
+}
+
+/// A pass of `hub`'s job runner in a task of its own (aborted: the node dies).
+fn spawn_pass(hub: &Hub) -> tokio::task::JoinHandle<Result<(), HubError>> {
+    let hub = hub.clone();
+    tokio::spawn(async move { hub.run_due_jobs().await })
+}
+
+/// A device connected through `hub`'s node, as an adapter connects one.
+async fn connect(hub: &Hub, device: &str) -> Attachment {
+    let attachment = hub.bus().attach(device).await;
+    hub.set_connected(device, true).await.unwrap();
+    attachment
+}
+
+/// Waits for the method call the job makes on a device; returns its call id.
+async fn method_call(device: &mut Attachment) -> u64 {
+    match tokio::time::timeout(BOUND, device.messages.recv()).await {
+        Ok(Some(BusMessage::Method { call_id, .. })) => call_id,
+        other => panic!("no method call: {other:?}"),
+    }
+}
+
+fn answer(hub: &Hub, call_id: u64) {
+    hub.bus().complete_method(
+        call_id,
+        Ok(MethodResponse {
+            status: 200,
+            payload: br#"{"ok":true}"#.to_vec(),
+        }),
+    );
+}
+
+#[tokio::test]
+async fn a_dead_nodes_job_device_is_run_by_another_once_and_a_finished_one_never_again() {
+    let deployment = Deployment::new();
+    let (a, _) = deployment.node("node-a").await;
+    let (b, _) = deployment.node("node-b").await;
+    for id in ["m0", "m1"] {
+        a.put_device(id, &DeviceSpec::default(), None)
+            .await
+            .unwrap();
+        a.update_twin(id, &json!({"tags": {"group": "m"}}), Some("*"), false)
+            .await
+            .unwrap();
+    }
+    let mut m0 = connect(&a, "m0").await;
+    let mut m1 = connect(&a, "m1").await;
+    a.create_job("reboot", &reboot_job("tags.group = 'm'"))
+        .await
+        .unwrap();
+
+    // Node A runs the job: m0 answers, then node A dies while it waits on m1.
+    let pass = spawn_pass(&a);
+    let call = method_call(&mut m0).await;
+    answer(&a, call);
+    method_call(&mut m1).await;
+    pass.abort();
+    assert!(pass.await.unwrap_err().is_cancelled());
+    let status = |records: Vec<ironhub_hub::model::DeviceJob>| -> Vec<String> {
+        records.into_iter().map(|r| r.status).collect()
+    };
+    assert_eq!(
+        status(b.job_devices("reboot").await.unwrap()),
+        ["completed", "running"]
+    );
+    // m1 reconnects through node B. While node A's heartbeat holds, its claim stands.
+    drop(m1);
+    let mut m1 = connect(&b, "m1").await;
+    b.run_due_jobs().await.unwrap();
+    assert!(
+        m1.messages.try_recv().is_err(),
+        "run while node A's claim holds"
+    );
+    assert_eq!(b.get_job("reboot").await.unwrap().status, "running");
+
+    // Node A's heartbeat runs out: node B puts m1 back to `pending`, once, and runs it.
+    deployment
+        .clock
+        .advance(TimeDelta::from_std(NODE_LEASE).unwrap() + TimeDelta::seconds(1));
+    assert_eq!(b.keep_node_alive().await.unwrap().released_job_devices, 1);
+    assert_eq!(b.keep_node_alive().await.unwrap().released_job_devices, 0);
+    let records = b.job_devices("reboot").await.unwrap();
+    assert_eq!(status(records.clone()), ["completed", "pending"]);
+    assert!(records[1].start_time_utc.is_none());
+    let pass = spawn_pass(&b);
+    let call = method_call(&mut m1).await;
+    answer(&b, call);
+    pass.await.unwrap().unwrap();
+    let job = b.get_job("reboot").await.unwrap();
+    assert_eq!(job.status, "completed");
+    assert_eq!(job.device_job_statistics.unwrap().succeeded_count, 2);
+    let records = b.job_devices("reboot").await.unwrap();
+    assert_eq!(status(records.clone()), ["completed", "completed"]);
+    assert_eq!(
+        records[1]
+            .outcome
+            .as_ref()
+            .unwrap()
+            .device_method_response
+            .as_ref()
+            .unwrap()
+            .status,
+        200
+    );
+    // m0, finished before node A died, was called once.
+    assert!(m0.messages.try_recv().is_err(), "m0 called again");
+    // What is served is IoT Hub's record: the node that ran it stays inside.
+    let served = serde_json::to_value(&records[1]).unwrap();
+    assert!(served.get("ironhubNode").is_none(), "{served}");
+}
+
+#[tokio::test]
+async fn a_node_restarted_under_its_id_releases_the_job_devices_it_was_on() {
+    let deployment = Deployment::new();
+    let (a, _) = deployment.node("node-a").await;
+    a.put_device("m0", &DeviceSpec::default(), None)
+        .await
+        .unwrap();
+    let mut m0 = connect(&a, "m0").await;
+    a.create_job("restart", &reboot_job("deviceId = 'm0'"))
+        .await
+        .unwrap();
+    let pass = spawn_pass(&a);
+    method_call(&mut m0).await;
+    pass.abort();
+    assert!(pass.await.unwrap_err().is_cancelled());
+    drop((a, m0));
+    // Node A starts again at once, long before its heartbeat would run out.
+    let (a, recovered) = deployment.node("node-a").await;
+    assert_eq!(recovered.released_job_devices, 1);
+    let mut m0 = connect(&a, "m0").await;
+    let pass = spawn_pass(&a);
+    let call = method_call(&mut m0).await;
+    answer(&a, call);
+    pass.await.unwrap().unwrap();
+    assert_eq!(a.get_job("restart").await.unwrap().status, "completed");
 }

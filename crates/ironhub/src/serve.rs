@@ -184,6 +184,12 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
             "released cloud-to-device messages delivered but not acknowledged before the restart"
         );
     }
+    if recovered.released_job_devices > 0 {
+        tracing::info!(
+            devices = recovered.released_job_devices,
+            "released job devices this node was running before the restart"
+        );
+    }
 
     let (chain, key) = match &config.tls_cert {
         Some((cert, key)) => (cert.clone(), key.clone()),

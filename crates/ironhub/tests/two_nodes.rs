@@ -154,7 +154,8 @@ async fn calls_and_messages_reach_the_node_holding_the_device_and_restarts_relea
         recovered,
         Recovered {
             disconnected: 1,
-            released_locks: 0
+            released_locks: 0,
+            released_job_devices: 0
         }
     );
     assert_eq!(
@@ -185,7 +186,8 @@ async fn calls_and_messages_reach_the_node_holding_the_device_and_restarts_relea
         recovered,
         Recovered {
             disconnected: 1,
-            released_locks: 1
+            released_locks: 1,
+            released_job_devices: 0
         }
     );
     let again = b.receive_c2d("on-b").await.unwrap().unwrap();
@@ -219,7 +221,8 @@ async fn what_a_node_that_stops_answering_held_is_released_by_the_others() {
         a.keep_node_alive().await.unwrap(),
         Recovered {
             disconnected: 1,
-            released_locks: 1
+            released_locks: 1,
+            released_job_devices: 0
         }
     );
     assert_eq!(

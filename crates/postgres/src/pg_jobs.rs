@@ -127,6 +127,26 @@ impl JobStore for PgStore {
         Ok(())
     }
 
+    async fn replace_job_device(
+        &self,
+        record: JobDeviceRecord,
+        expected: &serde_json::Value,
+    ) -> Result<bool> {
+        let doc = serde_json::to_string(&record.doc).map_err(corrupt)?;
+        let expected = serde_json::to_string(expected).map_err(corrupt)?;
+        let written = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE job_devices SET doc = $3::text::jsonb
+                 WHERE device_id = $1 AND job_id = $2 AND doc = $4::text::jsonb",
+                &[&record.device_id, &record.job_id, &doc, &expected],
+            )
+            .await
+            .map_err(db)?;
+        Ok(written == 1)
+    }
+
     async fn list_job_devices(&self, job_id: Option<&str>) -> Result<Vec<JobDeviceRecord>> {
         let client = self.client().await?;
         let rows = match job_id {

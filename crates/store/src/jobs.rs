@@ -1,7 +1,8 @@
 //! The port of IoT Hub's scheduled jobs (`/jobs/v2/{id}`): each job one JSON document with
 //! its etag, written compare-and-swap, and beside it one result per device the job reached
 //! (`devices.jobs`). A device's result is first written as a claim, which succeeds once per
-//! job and device whichever node asks, so two nodes running one job never run a device twice.
+//! job and device whichever node asks, so two nodes running one job never run a device twice;
+//! a claim a dead node left is handed over compare-and-swap on the document.
 //! The domain (`hub::jobs`) owns the documents' shapes and the rules.
 
 use async_trait::async_trait;
@@ -49,6 +50,14 @@ pub trait JobStore: Send + Sync {
     async fn claim_job_device(&self, record: JobDeviceRecord) -> Result<bool>;
     /// Replaces (or writes) a device's result of a job.
     async fn put_job_device(&self, record: JobDeviceRecord) -> Result<()>;
+    /// Replaces a device's result of a job only while its stored document still equals
+    /// `expected` (compare-and-swap on the whole document): `true` when this call replaced
+    /// it, `false` when it changed meanwhile or is absent.
+    async fn replace_job_device(
+        &self,
+        record: JobDeviceRecord,
+        expected: &serde_json::Value,
+    ) -> Result<bool>;
     /// The results of one job (`Some`) or of every job (`None`), in device id then job id
     /// order.
     async fn list_job_devices(&self, job_id: Option<&str>) -> Result<Vec<JobDeviceRecord>>;

@@ -442,6 +442,13 @@ impl<S: crate::jobs::JobStore + ?Sized> crate::jobs::JobStore for TimedStore<S> 
     async fn put_job_device(&self, record: crate::jobs::JobDeviceRecord) -> Result<()> {
         timed!(self, "jobs", put_job_device(record))
     }
+    async fn replace_job_device(
+        &self,
+        record: crate::jobs::JobDeviceRecord,
+        expected: &serde_json::Value,
+    ) -> Result<bool> {
+        timed!(self, "jobs", replace_job_device(record, expected))
+    }
     async fn list_job_devices(
         &self,
         job_id: Option<&str>,

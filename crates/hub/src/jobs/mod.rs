@@ -2,8 +2,10 @@
 //! direct method (`scheduleDeviceMethod`) run from a start time on every device a query
 //! condition selects. Here: what a job request may hold (IoT Hub's `400 ArgumentInvalid`,
 //! nothing stored), its creation, reading, query and cancellation, and its statistics, counted
-//! from the per-device records; `runner` runs due jobs on every node.
+//! from the per-device records; `runner` runs due jobs on every node, `claims` says which node
+//! runs a job on a device and hands a dead node's devices over.
 
+mod claims;
 pub mod runner;
 
 use base64::Engine as _;
@@ -26,6 +28,8 @@ const MAX_ID_LENGTH: usize = 128;
 /// A job's status.
 pub mod status {
     pub const QUEUED: &str = "queued";
+    /// A device's record that waits for a node to run it (its node died while running it).
+    pub const PENDING: &str = "pending";
     pub const SCHEDULED: &str = "scheduled";
     pub const RUNNING: &str = "running";
     pub const COMPLETED: &str = "completed";

@@ -1,12 +1,14 @@
 //! Running jobs, on every node: a pass reads every job, starts those due (compare-and-swap
 //! from `queued`/`scheduled` to `running`), and runs each running job on the devices its
 //! query condition selects. A device is run once per job: its record is first written as a
-//! claim (`JobStore::claim_job_device`), which only one node wins. Before each device the
+//! claim (`JobStore::claim_job_device`), which only one node wins (`claims` hands over the
+//! claims of a node that died). Before each device the
 //! job is read again, so a cancel stops it, and past `startTime + maxExecutionTimeInSeconds`
 //! it stops too. The node that finds every device's record final completes the job. A pass
 //! runs every [`PASS_INTERVAL`] and at once when a job is created on this node (a `Notify`,
 //! only a hint: the state is in the store).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -144,6 +146,15 @@ impl Hub {
     async fn run_job(&self, job: &JobResponse) -> Result<(), HubError> {
         let deadline = deadline(job)?;
         let mut out_of_time = false;
+        // The records as the pass starts: a device with none is claimed, one left `pending`
+        // by a dead node is taken over, any other is not this pass's to run.
+        let existing: HashMap<String, JobDeviceRecord> = self
+            .store
+            .list_job_devices(Some(&job.job_id))
+            .await?
+            .into_iter()
+            .map(|r| (r.device_id.clone(), r))
+            .collect();
         for device_id in self.job_targets(job).await? {
             if self.now() >= deadline {
                 out_of_time = true;
@@ -166,17 +177,12 @@ impl Hub {
                 outcome: None,
                 error: None,
             };
-            let claimed = self
-                .store
-                .claim_job_device(JobDeviceRecord {
-                    job_id: job.job_id.clone(),
-                    device_id: device_id.clone(),
-                    doc: to_doc(&record)?,
-                })
-                .await?;
-            if !claimed {
+            let Some(claim) = self
+                .claim_for_job(&record, existing.get(&device_id))
+                .await?
+            else {
                 continue;
-            }
+            };
             match self.run_on_device(job, &device_id).await {
                 Ok(answer) => {
                     record.status = status::COMPLETED.to_owned();
@@ -195,13 +201,7 @@ impl Hub {
             let end = azure_time(Some(self.now()));
             record.end_time_utc = Some(end.clone());
             record.last_updated_date_time_utc = Some(end);
-            self.store
-                .put_job_device(JobDeviceRecord {
-                    job_id: job.job_id.clone(),
-                    device_id,
-                    doc: to_doc(&record)?,
-                })
-                .await?;
+            self.record_job_result(&record, &claim).await?;
         }
         self.finish_job(&job.job_id, out_of_time || self.now() >= deadline)
             .await

@@ -143,3 +143,50 @@ pub async fn a_job_claims_each_device_once(store: Arc<dyn Store>, _clock: Arc<cr
     );
     assert!(store.list_job_devices(Some("j9")).await.unwrap().is_empty());
 }
+
+/// A device's result is handed over compare-and-swap on its whole document: only while it is
+/// still what the caller read, so of two nodes taking one claim over only one wins.
+pub async fn a_job_device_is_replaced_compare_and_swap(
+    store: Arc<dyn Store>,
+    _clock: Arc<crate::ManualClock>,
+) {
+    let record = |status: &str, node: &str| JobDeviceRecord {
+        job_id: "j1".into(),
+        device_id: "d1".into(),
+        doc: json!({"jobId": "j1", "deviceId": "d1", "status": status, "node": node, "n": 1}),
+    };
+    // Nothing to replace yet.
+    let running = record("running", "a");
+    assert!(
+        !store
+            .replace_job_device(record("pending", ""), &running.doc)
+            .await
+            .unwrap()
+    );
+    assert!(store.list_job_devices(Some("j1")).await.unwrap().is_empty());
+    assert!(store.claim_job_device(running.clone()).await.unwrap());
+    assert!(
+        store
+            .replace_job_device(record("pending", ""), &running.doc)
+            .await
+            .unwrap()
+    );
+    // The claim read before is stale now: a second replacement on it loses.
+    assert!(
+        !store
+            .replace_job_device(record("pending", "late"), &running.doc)
+            .await
+            .unwrap()
+    );
+    let pending = record("pending", "");
+    assert!(
+        store
+            .replace_job_device(record("running", "b"), &pending.doc)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.list_job_devices(None).await.unwrap(),
+        vec![record("running", "b")]
+    );
+}

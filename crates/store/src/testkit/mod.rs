@@ -178,6 +178,7 @@ macro_rules! store_suite {
             configurations::configurations_are_written_compare_and_swap,
             jobs::jobs_are_written_compare_and_swap,
             jobs::a_job_claims_each_device_once,
+            jobs::a_job_device_is_replaced_compare_and_swap,
         );
     };
     (@cases sync $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
