@@ -14,6 +14,7 @@ use std::time::Duration;
 use fe2o3_amqp::link::delivery::Delivery;
 use fe2o3_amqp::types::definitions::AmqpError;
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
+use fe2o3_amqp::types::messaging::message::DecodeIntoMessage;
 use fe2o3_amqp::types::messaging::{Body, Message, Outcome};
 use fe2o3_amqp::types::primitives::{SimpleValue, Symbol, Timestamp, Value};
 use fe2o3_amqp::{Receiver, Sender};
@@ -175,12 +176,22 @@ async fn on_telemetry(
     hub: &Hub,
     link: &DeviceLink,
 ) -> Result<(), ()> {
-    let sent = match telemetry(delivery.message()) {
-        Ok(message) => hub
-            .send_telemetry(&link.identity, message)
-            .await
-            .map(|_| ()),
-        Err(e) => Err(e),
+    let sent = if *delivery.message_format() == Some(BATCH_FORMAT) {
+        match batch(delivery.message()) {
+            Ok(messages) => hub
+                .send_telemetry_batch(&link.identity, messages)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        }
+    } else {
+        match telemetry(delivery.message()) {
+            Ok(message) => hub
+                .send_telemetry(&link.identity, message)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        }
     };
     let settled = match sent {
         Ok(()) => receiver.accept(delivery).await,
@@ -190,6 +201,34 @@ async fn on_telemetry(
         }
     };
     settled.map_err(|_| ())
+}
+
+/// The message format of a batched transfer (Microsoft's, as the C and .NET device SDKs and
+/// the Event Hubs SDKs send it): its body is data sections, each an encoded AMQP message.
+const BATCH_FORMAT: u32 = 0x8001_3700;
+
+/// The messages of a batched transfer, in order, each as telemetry of its own; an error if
+/// any section is not a whole AMQP message, so a malformed batch stores nothing.
+fn batch(message: &Message<Body<Value>>) -> Result<Vec<Telemetry>, HubError> {
+    let Body::Data(sections) = &message.body else {
+        return Err(HubError::ArgumentInvalid(
+            "A batched message's body must be data sections.".into(),
+        ));
+    };
+    sections
+        .iter()
+        .enumerate()
+        .map(|(i, section)| {
+            let reader = serde_amqp::read::SliceReader::new(&section.0);
+            let inner = <Body<Value> as DecodeIntoMessage>::decode_message_from_reader(reader)
+                .map_err(|e| {
+                    HubError::ArgumentInvalid(format!(
+                        "Section {i} of the batch is not an AMQP message: {e}."
+                    ))
+                })?;
+            telemetry(&inner)
+        })
+        .collect()
 }
 
 /// An AMQP time as IoT Hub writes it on an event.
