@@ -12,7 +12,6 @@ error and stores nothing.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -25,10 +24,9 @@ from azure.eventhub._pyamqp.message import BatchMessage, Message, Properties
 
 from conftest import test_address
 from dps_helpers import sas, stored_events
+from eventhub_helpers import receive_events
 
 IRONHUB_ADDRESS = test_address("127.0.0.57")
-WAIT_S = 20
-
 
 def device_key(hub, device_id: str) -> str:
     rm = hub.registry_manager()
@@ -83,29 +81,9 @@ def read_events(hub, device_id: str, count: int) -> list:
         hub.info["eventHubCompatible"]["connectionString"], consumer_group="$Default",
         connection_verify=hub.ca_file, retry_total=0,
     )
-    events: list = []
-    errors: list = []
-    done = threading.Event()
-
-    def on_event(_ctx, event):
-        if event is not None and event.system_properties.get(b"iothub-connection-device-id") == device_id.encode():
-            events.append(event)
-            if len(events) >= count:
-                done.set()
-
-    def on_error(_ctx, error):
-        errors.append(error)
-        done.set()
-
-    t = threading.Thread(target=client.receive, daemon=True, kwargs=dict(
-        on_event=on_event, on_error=on_error, partition_id=partition, starting_position="-1"))
-    t.start()
-    done.wait(WAIT_S)
-    client.close()
-    t.join(WAIT_S)
-    assert not errors, errors
-    assert len(events) >= count, f"only {len(events)} of {count} events arrived"
-    return events
+    mine = device_id.encode()
+    return receive_events(client, count, partition_id=partition, starting_position="-1",
+                          where=lambda e: e.system_properties.get(b"iothub-connection-device-id") == mine)
 
 
 @pytest.mark.parametrize("transport", [TransportType.Amqp, TransportType.AmqpOverWebsocket],

@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from azure.eventhub.exceptions import AuthenticationError, EventHubError
 from azure.iot.device import IoTHubDeviceClient, Message
 
 from conftest import ironhub_bin, test_address
+from eventhub_helpers import receive_events
 
 IRONHUB_ADDRESS = test_address("127.0.0.58")
 WAIT_S = 20
@@ -62,26 +62,10 @@ def test_python_event_hubs_sdk_reads_over_plain_amqp(hub):
     sent = send_telemetry(hub, device_id, '{"via": "plain"}')
     client = EventHubConsumerClient.from_connection_string(
         emulator_connection_string(hub), consumer_group="$Default", retry_total=0)
-    events, errors = [], []
-    done = threading.Event()
-
-    def on_event(_ctx, event):
-        if event is not None and event.system_properties.get(b"iothub-connection-device-id") == device_id.encode():
-            events.append(event)
-            done.set()
-
-    def on_error(_ctx, error):
-        errors.append(error)
-        done.set()
-
-    with client:
-        assert client.get_eventhub_properties()["partition_ids"]
-        t = threading.Thread(target=client.receive, daemon=True, kwargs=dict(
-            on_event=on_event, on_error=on_error, starting_position="-1"))
-        t.start()
-        done.wait(WAIT_S)
-    t.join(WAIT_S)
-    assert not errors, errors
+    assert client.get_eventhub_properties()["partition_ids"]
+    mine = device_id.encode()
+    events = receive_events(client, 1, starting_position="-1",
+                            where=lambda e: e.system_properties.get(b"iothub-connection-device-id") == mine)
     (event,) = events
     assert event.body_as_json() == {"via": "plain"}
     assert event.properties == {b"colour": b"amber"}

@@ -458,7 +458,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use fe2o3_amqp::types::messaging::{
-        ApplicationProperties, Batch, Data, MessageAnnotations, MessageId, Properties,
+        AmqpValue, ApplicationProperties, Batch, Data, MessageAnnotations, MessageId, Properties,
     };
     use fe2o3_amqp::types::primitives::{Binary, OrderedMap};
 
@@ -509,5 +509,57 @@ mod tests {
             ]
         );
         assert_eq!(t.body, b"{\"t\":1}");
+    }
+
+    /// A message with an id and a data body, encoded as one section of a batch.
+    fn encoded(id: &str, body: &[u8]) -> Data {
+        use fe2o3_amqp::types::messaging::message::__private::Serializable;
+        let message = Message {
+            header: None,
+            delivery_annotations: None,
+            message_annotations: None,
+            properties: Some(Properties {
+                message_id: Some(MessageId::String(id.into())),
+                ..Properties::default()
+            }),
+            application_properties: None,
+            body: Body::<Value>::Data(Batch::new(vec![Data(Binary::from(body.to_vec()))])),
+            footer: None,
+        };
+        Data(Binary::from(
+            serde_amqp::to_vec(&Serializable(message)).unwrap(),
+        ))
+    }
+
+    fn batch_of(sections: Vec<Data>) -> Message<Body<Value>> {
+        Message {
+            header: None,
+            delivery_annotations: None,
+            message_annotations: None,
+            properties: None,
+            application_properties: None,
+            body: Body::Data(Batch::new(sections)),
+            footer: None,
+        }
+    }
+
+    #[test]
+    fn each_section_of_a_batch_is_a_message() {
+        let got = batch(&batch_of(vec![encoded("a", b"1"), encoded("b", b"22")])).unwrap();
+        let ids: Vec<_> = got.iter().map(|t| t.system.message_id.clone()).collect();
+        assert_eq!(ids, [Some("a".to_owned()), Some("b".to_owned())]);
+        assert_eq!(got[1].body, b"22");
+    }
+
+    #[test]
+    fn a_section_that_is_not_a_message_refuses_the_batch() {
+        let garbage = Data(Binary::from(vec![0x00, 0x53, 0x75, 0xa0, 0x09, b'x']));
+        let err = batch(&batch_of(vec![encoded("a", b"1"), garbage])).unwrap_err();
+        assert!(matches!(err, HubError::ArgumentInvalid(_)), "{err}");
+        let value_body = Message {
+            body: Body::Value(AmqpValue(Value::String("x".into()))),
+            ..batch_of(Vec::new())
+        };
+        assert!(batch(&value_body).is_err());
     }
 }

@@ -157,10 +157,7 @@ impl Hub {
         for _ in &messages {
             self.admit(crate::throttle::Operation::DeviceToCloud, Some(&who.key()))?;
         }
-        let stamped: Vec<NewEvent> = messages
-            .into_iter()
-            .map(|m| self.stamped(who, m))
-            .collect();
+        let stamped: Vec<NewEvent> = messages.into_iter().map(|m| self.stamped(who, m)).collect();
         let mut events = Vec::with_capacity(stamped.len());
         for event in stamped {
             events.extend(self.deliver_telemetry(who, event).await?);

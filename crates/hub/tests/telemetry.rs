@@ -230,5 +230,8 @@ async fn a_batch_over_the_limit_or_empty_stores_nothing() {
         .await
         .unwrap()
         .remove(0);
-    assert_eq!(event.sequence_number, 0, "the refused batches took no place");
+    assert_eq!(
+        event.sequence_number, 0,
+        "the refused batches took no place"
+    );
 }

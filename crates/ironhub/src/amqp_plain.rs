@@ -36,7 +36,10 @@ mod tests {
         let v6: SocketAddr = "[::1]:5672".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:5672".parse().unwrap();
         assert_eq!(checked_listen(None, false).unwrap(), None);
-        assert_eq!(checked_listen(Some(loopback), false).unwrap(), Some(loopback));
+        assert_eq!(
+            checked_listen(Some(loopback), false).unwrap(),
+            Some(loopback)
+        );
         assert_eq!(checked_listen(Some(v6), false).unwrap(), Some(v6));
         let refused = checked_listen(Some(any), false).unwrap_err().to_string();
         assert!(refused.contains("--amqp-plain-any-address"), "{refused}");

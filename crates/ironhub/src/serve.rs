@@ -324,7 +324,9 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let mqtt = listen(mqtt_socket, mqtt_addr, "MQTT", "--mqtt-listen")?;
     let amqp = listen(amqp_socket, amqp_addr, "AMQP", "--amqp-listen")?;
     let amqp_plain = match (amqp_plain_socket, amqp_plain_addr) {
-        (Some(socket), Some(addr)) => Some(listen(socket, addr, "plain AMQP", "--amqp-plain-listen")?),
+        (Some(socket), Some(addr)) => {
+            Some(listen(socket, addr, "plain AMQP", "--amqp-plain-listen")?)
+        }
         _ => None,
     };
     let health = match (health_socket, health_addr) {
