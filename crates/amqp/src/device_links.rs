@@ -176,25 +176,19 @@ async fn on_telemetry(
     hub: &Hub,
     link: &DeviceLink,
 ) -> Result<(), ()> {
-    let sent = if *delivery.message_format() == Some(BATCH_FORMAT) {
-        match batch(delivery.message()) {
-            Ok(messages) => hub
-                .send_telemetry_batch(&link.identity, messages)
+    let message = delivery.message();
+    let sent = async {
+        if *delivery.message_format() == Some(BATCH_FORMAT) {
+            hub.send_telemetry_batch(&link.identity, batch(message)?)
                 .await
-                .map(|_| ()),
-            Err(e) => Err(e),
-        }
-    } else {
-        match telemetry(delivery.message()) {
-            Ok(message) => hub
-                .send_telemetry(&link.identity, message)
+        } else {
+            hub.send_telemetry(&link.identity, telemetry(message)?)
                 .await
-                .map(|_| ()),
-            Err(e) => Err(e),
         }
-    };
+    }
+    .await;
     let settled = match sent {
-        Ok(()) => receiver.accept(delivery).await,
+        Ok(_) => receiver.accept(delivery).await,
         Err(e) => {
             tracing::info!(device = %link.identity.key(), error = %e, "AMQP telemetry refused");
             receiver.reject(delivery, hub_error(&e)).await
