@@ -31,6 +31,7 @@ from azure.iot.device import IoTHubDeviceClient, Message
 from pathlib import Path
 
 from conftest import run_cli
+from eventhub_helpers import receive_events
 
 IRONHUB_ADDRESS = "127.0.0.90"
 WAIT_S = 20
@@ -74,33 +75,7 @@ def consumer(hub, group: str = "$Default", connection_string: str | None = None)
 def receive(hub, partition: str, count: int, group: str = "$Default", **position) -> list:
     """The first `count` events a fresh reader of `partition` receives from `position`
     (`starting_position`, `starting_position_inclusive`), within WAIT_S."""
-    client = consumer(hub, group)
-    events: list = []
-    errors: list = []
-    done = threading.Event()
-
-    def on_event(_ctx, event):
-        if event is not None:
-            events.append(event)
-            if len(events) >= count:
-                done.set()
-
-    def on_error(_ctx, error):
-        errors.append(error)
-        done.set()
-
-    t = threading.Thread(
-        target=client.receive,
-        kwargs=dict(on_event=on_event, on_error=on_error, partition_id=partition, **position),
-        daemon=True,
-    )
-    t.start()
-    done.wait(WAIT_S)
-    client.close()
-    t.join(WAIT_S)
-    assert not errors, errors
-    assert len(events) >= count, f"only {len(events)} of {count} events arrived"
-    return events
+    return receive_events(consumer(hub, group), count, wait_s=WAIT_S, partition_id=partition, **position)
 
 
 def device(hub, device_id: str) -> IoTHubDeviceClient:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import uuid
 
 import pytest
@@ -22,6 +21,7 @@ from azure.eventhub import EventHubConsumerClient
 from azure.iot.device import IoTHubDeviceClient, Message
 
 from conftest import ironhub_bin, require_tool, test_address
+from eventhub_helpers import receive_events
 from routing_helpers import API, owner_auth, rest, stream_events
 
 IRONHUB_ADDRESS = test_address("127.0.0.110")
@@ -68,27 +68,7 @@ def read_entity(hub, entity: str, count: int) -> list:
     cs = ";".join(p if not p.startswith("EntityPath=") else f"EntityPath={entity}" for p in cs.split(";"))
     client = EventHubConsumerClient.from_connection_string(cs, consumer_group="$Default",
                                                           connection_verify=hub.ca_file, retry_total=0)
-    events, errors, done = [], [], threading.Event()
-
-    def on_event(_ctx, event):
-        if event is not None:
-            events.append(event)
-            if len(events) >= count:
-                done.set()
-
-    def on_error(_ctx, error):
-        errors.append(error)
-        done.set()
-
-    t = threading.Thread(target=client.receive, daemon=True,
-                         kwargs=dict(on_event=on_event, on_error=on_error, starting_position="-1"))
-    t.start()
-    done.wait(WAIT_S)
-    client.close()
-    t.join(WAIT_S)
-    assert not errors, errors
-    assert len(events) >= count, f"only {len(events)} of {count} events arrived"
-    return events
+    return receive_events(client, count, wait_s=WAIT_S, starting_position="-1")
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ use std::time::Duration;
 use fe2o3_amqp::link::delivery::Delivery;
 use fe2o3_amqp::types::definitions::AmqpError;
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
+use fe2o3_amqp::types::messaging::message::DecodeIntoMessage;
 use fe2o3_amqp::types::messaging::{Body, Message, Outcome};
 use fe2o3_amqp::types::primitives::{SimpleValue, Symbol, Timestamp, Value};
 use fe2o3_amqp::{Receiver, Sender};
@@ -175,21 +176,53 @@ async fn on_telemetry(
     hub: &Hub,
     link: &DeviceLink,
 ) -> Result<(), ()> {
-    let sent = match telemetry(delivery.message()) {
-        Ok(message) => hub
-            .send_telemetry(&link.identity, message)
-            .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let message = delivery.message();
+    let sent = async {
+        if *delivery.message_format() == Some(BATCH_FORMAT) {
+            hub.send_telemetry_batch(&link.identity, batch(message)?)
+                .await
+        } else {
+            hub.send_telemetry(&link.identity, telemetry(message)?)
+                .await
+        }
+    }
+    .await;
     let settled = match sent {
-        Ok(()) => receiver.accept(delivery).await,
+        Ok(_) => receiver.accept(delivery).await,
         Err(e) => {
             tracing::info!(device = %link.identity.key(), error = %e, "AMQP telemetry refused");
             receiver.reject(delivery, hub_error(&e)).await
         }
     };
     settled.map_err(|_| ())
+}
+
+/// The message format of a batched transfer (Microsoft's, as the C and .NET device SDKs and
+/// the Event Hubs SDKs send it): its body is data sections, each an encoded AMQP message.
+const BATCH_FORMAT: u32 = 0x8001_3700;
+
+/// The messages of a batched transfer, in order, each as telemetry of its own; an error if
+/// any section is not a whole AMQP message, so a malformed batch stores nothing.
+fn batch(message: &Message<Body<Value>>) -> Result<Vec<Telemetry>, HubError> {
+    let Body::Data(sections) = &message.body else {
+        return Err(HubError::ArgumentInvalid(
+            "A batched message's body must be data sections.".into(),
+        ));
+    };
+    sections
+        .iter()
+        .enumerate()
+        .map(|(i, section)| {
+            let reader = serde_amqp::read::SliceReader::new(&section.0);
+            let inner = <Body<Value> as DecodeIntoMessage>::decode_message_from_reader(reader)
+                .map_err(|e| {
+                    HubError::ArgumentInvalid(format!(
+                        "Section {i} of the batch is not an AMQP message: {e}."
+                    ))
+                })?;
+            telemetry(&inner)
+        })
+        .collect()
 }
 
 /// An AMQP time as IoT Hub writes it on an event.
@@ -419,7 +452,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use fe2o3_amqp::types::messaging::{
-        ApplicationProperties, Batch, Data, MessageAnnotations, MessageId, Properties,
+        AmqpValue, ApplicationProperties, Batch, Data, MessageAnnotations, MessageId, Properties,
     };
     use fe2o3_amqp::types::primitives::{Binary, OrderedMap};
 
@@ -470,5 +503,57 @@ mod tests {
             ]
         );
         assert_eq!(t.body, b"{\"t\":1}");
+    }
+
+    /// A message with an id and a data body, encoded as one section of a batch.
+    fn encoded(id: &str, body: &[u8]) -> Data {
+        use fe2o3_amqp::types::messaging::message::__private::Serializable;
+        let message = Message {
+            header: None,
+            delivery_annotations: None,
+            message_annotations: None,
+            properties: Some(Properties {
+                message_id: Some(MessageId::String(id.into())),
+                ..Properties::default()
+            }),
+            application_properties: None,
+            body: Body::<Value>::Data(Batch::new(vec![Data(Binary::from(body.to_vec()))])),
+            footer: None,
+        };
+        Data(Binary::from(
+            serde_amqp::to_vec(&Serializable(message)).unwrap(),
+        ))
+    }
+
+    fn batch_of(sections: Vec<Data>) -> Message<Body<Value>> {
+        Message {
+            header: None,
+            delivery_annotations: None,
+            message_annotations: None,
+            properties: None,
+            application_properties: None,
+            body: Body::Data(Batch::new(sections)),
+            footer: None,
+        }
+    }
+
+    #[test]
+    fn each_section_of_a_batch_is_a_message() {
+        let got = batch(&batch_of(vec![encoded("a", b"1"), encoded("b", b"22")])).unwrap();
+        let ids: Vec<_> = got.iter().map(|t| t.system.message_id.clone()).collect();
+        assert_eq!(ids, [Some("a".to_owned()), Some("b".to_owned())]);
+        assert_eq!(got[1].body, b"22");
+    }
+
+    #[test]
+    fn a_section_that_is_not_a_message_refuses_the_batch() {
+        let garbage = Data(Binary::from(vec![0x00, 0x53, 0x75, 0xa0, 0x09, b'x']));
+        let err = batch(&batch_of(vec![encoded("a", b"1"), garbage])).unwrap_err();
+        assert!(matches!(err, HubError::ArgumentInvalid(_)), "{err}");
+        let value_body = Message {
+            body: Body::Value(AmqpValue(Value::String("x".into()))),
+            ..batch_of(Vec::new())
+        };
+        assert!(batch(&value_body).is_err());
     }
 }

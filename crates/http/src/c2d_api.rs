@@ -353,9 +353,10 @@ async fn telemetry(
         }
         vec![message]
     };
-    for message in messages {
-        device.send_telemetry(message).await?;
-    }
+    match <[Telemetry; 1]>::try_from(messages) {
+        Ok([message]) => device.send_telemetry(message).await?,
+        Err(batch) => device.send_telemetry_batch(batch).await?,
+    };
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

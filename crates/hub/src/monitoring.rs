@@ -110,6 +110,40 @@ impl Hub {
         result
     }
 
+    /// Sends a batch of device-to-cloud messages (see `send_telemetry_batch_unobserved`),
+    /// each counted in `d2c.telemetry.ingress.*`; one `DeviceTelemetry` `ingress` record
+    /// for the batch.
+    pub async fn send_telemetry_batch(
+        &self,
+        who: &DeviceIdentity,
+        messages: Vec<Telemetry>,
+    ) -> Result<Vec<Event>, HubError> {
+        let hub = &metrics().hub;
+        let count = u64::try_from(messages.len()).unwrap_or(u64::MAX);
+        hub.telemetry_ingress_all.inc_by(count);
+        let started = diag::enabled(Category::DeviceTelemetry).then(Instant::now);
+        let size: usize = messages.iter().map(|m| m.body.len()).sum();
+        let result = self.send_telemetry_batch_unobserved(who, messages).await;
+        match &result {
+            Ok(_) => {
+                hub.telemetry_ingress_success.inc_by(count);
+            }
+            Err(HubError::Throttled { .. }) => {
+                hub.telemetry_ingress_send_throttle.inc_by(count);
+            }
+            Err(_) => {}
+        }
+        if let Some(started) = started {
+            let record = about(Category::DeviceTelemetry, "ingress", who)
+                .property("authType", who.auth_method())
+                .property("messageSizeInBytes", size)
+                .property("batchSize", count)
+                .since(started);
+            diag::emit(record.outcome(&result));
+        }
+        result
+    }
+
     /// Queues a cloud-to-device message (see `send_c2d_unobserved`); a `C2DCommands` `send`.
     pub async fn send_c2d(
         &self,

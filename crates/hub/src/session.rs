@@ -111,6 +111,17 @@ impl DeviceSession {
             .await
     }
 
+    /// Sends a batch of device-to-cloud messages as this device (see
+    /// [`Hub::send_telemetry_batch`]); returns once all are durable.
+    pub async fn send_telemetry_batch(
+        &self,
+        messages: Vec<Telemetry>,
+    ) -> Result<Vec<Event>, crate::HubError> {
+        self.hub
+            .send_telemetry_batch(&self.device.identity, messages)
+            .await
+    }
+
     /// Ends the session: detaches from the bus and shows the device disconnected unless a
     /// newer connection holds it.
     pub async fn close(mut self) {

@@ -130,6 +130,45 @@ impl Hub {
         if message.size() > MAX_TELEMETRY_BYTES {
             return Err(HubError::MessageTooLarge(MAX_TELEMETRY_BYTES));
         }
+        let event = self.stamped(who, message);
+        let events = self.deliver_telemetry(who, event).await?;
+        self.touch(who).await;
+        Ok(events)
+    }
+
+    /// Sends a batch of device-to-cloud messages (AMQP's batched transfer, the HTTPS device
+    /// API's batch), each as its own event, in order; returns every event appended. The
+    /// batch is judged whole before anything is appended: IoT Hub's size limit counts the
+    /// batch as one message, and each message is admitted by the throttle, so a batch too
+    /// large, throttled or empty stores nothing.
+    pub(crate) async fn send_telemetry_batch_unobserved(
+        &self,
+        who: &DeviceIdentity,
+        messages: Vec<Telemetry>,
+    ) -> Result<Vec<Event>, HubError> {
+        if messages.is_empty() {
+            return Err(HubError::ArgumentInvalid(
+                "The batch holds no message.".into(),
+            ));
+        }
+        if messages.iter().map(Telemetry::size).sum::<usize>() > MAX_TELEMETRY_BYTES {
+            return Err(HubError::MessageTooLarge(MAX_TELEMETRY_BYTES));
+        }
+        for _ in &messages {
+            self.admit(crate::throttle::Operation::DeviceToCloud, Some(&who.key()))?;
+        }
+        let stamped: Vec<NewEvent> = messages.into_iter().map(|m| self.stamped(who, m)).collect();
+        let mut events = Vec::with_capacity(stamped.len());
+        for event in stamped {
+            events.extend(self.deliver_telemetry(who, event).await?);
+        }
+        self.touch(who).await;
+        Ok(events)
+    }
+
+    /// The event a device's message becomes: the hub's rules on the sender's properties,
+    /// then the hub's own stamps.
+    fn stamped(&self, who: &DeviceIdentity, message: Telemetry) -> NewEvent {
         let mut system: BTreeMap<String, String> = message
             .system
             .named()
@@ -169,28 +208,36 @@ impl Hub {
         if let Some(model) = &who.model_id {
             system.insert("dt-dataschema".into(), model.clone());
         }
-        // A module's message also goes to the inputs its device's `$edgeHub` routes name.
-        let to_inputs = who
-            .module_id
-            .is_some()
-            .then(|| (system.clone(), application.clone(), message.body.clone()));
-        let events = self
-            .route_message(
-                RoutingSource::DeviceMessages,
-                NewEvent {
-                    device_id: who.device_id.clone(),
-                    module_id: who.module_id.clone(),
-                    system_properties: system,
-                    application_properties: application,
-                    body: message.body,
-                },
+        NewEvent {
+            device_id: who.device_id.clone(),
+            module_id: who.module_id.clone(),
+            system_properties: system,
+            application_properties: application,
+            body: message.body,
+        }
+    }
+
+    /// Routes a stamped message (and a module's to the inputs its device's `$edgeHub`
+    /// routes name); the events as appended, once durable.
+    async fn deliver_telemetry(
+        &self,
+        who: &DeviceIdentity,
+        event: NewEvent,
+    ) -> Result<Vec<Event>, HubError> {
+        let to_inputs = who.module_id.is_some().then(|| {
+            (
+                event.system_properties.clone(),
+                event.application_properties.clone(),
+                event.body.clone(),
             )
+        });
+        let events = self
+            .route_message(RoutingSource::DeviceMessages, event)
             .await?;
         if let Some((system, application, body)) = to_inputs {
             self.route_to_inputs(who, &system, &application, &body)
                 .await;
         }
-        self.touch(who).await;
         Ok(events)
     }
 

@@ -173,3 +173,65 @@ async fn a_message_over_the_limit_is_refused_and_not_stored() {
         "the refused message took no place"
     );
 }
+
+/// A batch (AMQP's batched transfer, the HTTPS batch) is one event per message, each with its
+/// own properties and the hub's stamps, in order.
+#[tokio::test]
+async fn each_message_of_a_batch_is_an_event_of_its_own() {
+    let (hub, _dir) = temp_hub().await;
+    let batch = (0..3)
+        .map(|i| Telemetry {
+            system: SystemProperties {
+                message_id: Some(format!("m{i}")),
+                ..SystemProperties::default()
+            },
+            application: vec![("i".into(), Some(i.to_string())), ("iothub-x".into(), None)],
+            body: vec![b'a' + i],
+            ..Telemetry::default()
+        })
+        .collect();
+    let events = hub
+        .send_telemetry_batch(&device("d1"), batch)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3);
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event.sequence_number, i as u64);
+        let e = &event.event;
+        assert_eq!(e.body, [b'a' + i as u8]);
+        assert_eq!(e.system_properties["message-id"], format!("m{i}"));
+        assert_eq!(e.system_properties["iothub-connection-device-id"], "d1");
+        assert_eq!(e.application_properties.len(), 1, "iothub-x is the hub's");
+        assert_eq!(e.application_properties["i"], Some(i.to_string()));
+    }
+}
+
+/// The batch is judged whole: over the limit together (each message within it) or empty, it
+/// is refused and nothing of it is stored.
+#[tokio::test]
+async fn a_batch_over_the_limit_or_empty_stores_nothing() {
+    let (hub, _dir) = temp_hub().await;
+    let half = || Telemetry {
+        body: vec![b'x'; MAX_TELEMETRY_BYTES / 2 + 1],
+        ..Telemetry::default()
+    };
+    let err = hub
+        .send_telemetry_batch(&device("d1"), vec![half(), half()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HubError::MessageTooLarge(_)), "{err}");
+    let err = hub
+        .send_telemetry_batch(&device("d1"), Vec::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HubError::ArgumentInvalid(_)), "{err}");
+    let event = hub
+        .send_telemetry(&device("d1"), half())
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        event.sequence_number, 0,
+        "the refused batches took no place"
+    );
+}

@@ -39,7 +39,7 @@ fn chrono_hours(hours: u32) -> chrono::Duration {
 #[derive(Debug, Clone, Args, Default)]
 pub struct ServeArgs {
     /// A TOML file with the same settings (keys: data_dir, hostname, https_listen, mqtt_listen,
-    /// amqp_listen,
+    /// amqp_listen, amqp_plain_listen, amqp_plain_any_address,
     /// max_connections, max_connections_per_address, tls_handshake_timeout_seconds,
     /// http_header_read_timeout_seconds, http_body_read_timeout_seconds, health_listen,
     /// drain_timeout_seconds,
@@ -76,6 +76,15 @@ pub struct ServeArgs {
     /// address's IP with port 5671 (0.0.0.0:5671), or port 0 when HTTPS's port is 0].
     #[arg(long, env = "IRONHUB_AMQP_LISTEN")]
     pub amqp_listen: Option<SocketAddr>,
+    /// Plain AMQP (no TLS) address, for Event Hubs clients' development emulator mode
+    /// (`UseDevelopmentEmulator=true`, port 5672); development only, a loopback address
+    /// unless --amqp-plain-any-address [default: none].
+    #[arg(long, env = "IRONHUB_AMQP_PLAIN_LISTEN")]
+    pub amqp_plain_listen: Option<SocketAddr>,
+    /// Lets --amqp-plain-listen bind a non-loopback address (tokens then cross the network
+    /// in the clear).
+    #[arg(long, env = "IRONHUB_AMQP_PLAIN_ANY_ADDRESS")]
+    pub amqp_plain_any_address: bool,
     /// Open connections the server accepts over both ports; one more is closed at once
     /// [default: 100000].
     #[arg(long, env = "IRONHUB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -204,6 +213,8 @@ struct FileConfig {
     https_listen: Option<SocketAddr>,
     mqtt_listen: Option<SocketAddr>,
     amqp_listen: Option<SocketAddr>,
+    amqp_plain_listen: Option<SocketAddr>,
+    amqp_plain_any_address: Option<bool>,
     max_connections: Option<u32>,
     max_connections_per_address: Option<u32>,
     tls_handshake_timeout_seconds: Option<u32>,
@@ -312,6 +323,8 @@ pub struct ServeConfig {
     pub https_listen: SocketAddr,
     pub mqtt_listen: SocketAddr,
     pub amqp_listen: SocketAddr,
+    /// The opt-in plain AMQP address (checked: loopback unless allowed otherwise).
+    pub amqp_plain_listen: Option<SocketAddr>,
     /// The caps on open connections and the TLS handshake time, over both ports.
     pub connection_limits: ConnectionLimits,
     /// How long an HTTPS client may take to send a request's head and its body.
@@ -504,6 +517,10 @@ impl ServeArgs {
                 .amqp_listen
                 .or(file.amqp_listen)
                 .unwrap_or_else(|| default_amqp_listen(https_listen)),
+            amqp_plain_listen: crate::amqp_plain::checked_listen(
+                self.amqp_plain_listen.or(file.amqp_plain_listen),
+                self.amqp_plain_any_address || file.amqp_plain_any_address.unwrap_or(false),
+            )?,
             connection_limits,
             read_timeouts,
             health_listen: self.health_listen.or(file.health_listen),

@@ -2,6 +2,7 @@
 //! and the az-style CLI. `main.rs` only dispatches; tests start servers through [`serve::start`].
 
 mod amqp_listener;
+mod amqp_plain;
 pub mod cli;
 mod cluster;
 pub mod config;

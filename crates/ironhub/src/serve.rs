@@ -27,6 +27,8 @@ pub struct Server {
     pub https_addr: SocketAddr,
     pub mqtt_addr: SocketAddr,
     pub amqp_addr: SocketAddr,
+    /// The plain AMQP address, when `--amqp-plain-listen` asked for one.
+    pub amqp_plain_addr: Option<SocketAddr>,
     /// The plain-HTTP health address, when `--health-listen` asked for one.
     pub health_addr: Option<SocketAddr>,
     /// The plain-HTTP metrics address, when `--metrics-listen` asked for one.
@@ -236,6 +238,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     };
     let mqtt_accept = mqtt_accept.with_drain_until(config.drain_timeout, idle.clone());
     let amqp_accept = amqp_accept.with_drain_until(config.drain_timeout, idle);
+    let amqp_plain_accept = amqp_accept.without_tls("amqp-plain");
 
     // The ports are reserved now (so that a taken port fails the start at once) but only
     // listened on once the hub's and the DPS's records are written: a client that can connect
@@ -246,6 +249,14 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let https_addr = https_socket.local_addr()?;
     let mqtt_addr = mqtt_socket.local_addr()?;
     let amqp_addr = amqp_socket.local_addr()?;
+    let amqp_plain_socket = config
+        .amqp_plain_listen
+        .map(|addr| reserve(addr, "plain AMQP", "--amqp-plain-listen"))
+        .transpose()?;
+    let amqp_plain_addr = amqp_plain_socket
+        .as_ref()
+        .map(TcpSocket::local_addr)
+        .transpose()?;
     let health_socket = config
         .health_listen
         .map(|addr| reserve(addr, "health checks", "--health-listen"))
@@ -318,6 +329,12 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
     let https = listen(https_socket, https_addr, "HTTPS", "--https-listen")?;
     let mqtt = listen(mqtt_socket, mqtt_addr, "MQTT", "--mqtt-listen")?;
     let amqp = listen(amqp_socket, amqp_addr, "AMQP", "--amqp-listen")?;
+    let amqp_plain = match (amqp_plain_socket, amqp_plain_addr) {
+        (Some(socket), Some(addr)) => {
+            Some(listen(socket, addr, "plain AMQP", "--amqp-plain-listen")?)
+        }
+        _ => None,
+    };
     let health = match (health_socket, health_addr) {
         (Some(socket), Some(addr)) => {
             let listener = listen(socket, addr, "health checks", "--health-listen")?;
@@ -398,15 +415,26 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         // Rules changed through another node reach this node's open connections.
         tokio::spawn(hub.clone().watch_network_rules_until(stopped.clone())),
         // This node's heartbeat, and the release of what nodes that stopped answering held.
-        tokio::spawn(hub.clone().keep_node_alive_until(stopped)),
+        tokio::spawn(hub.clone().keep_node_alive_until(stopped.clone())),
     ];
+    let stopped_plain = stopped;
     tasks.extend(metrics);
+    // The same AMQP endpoint without TLS, for Event Hubs clients' development emulator mode.
+    tasks.extend(amqp_plain.map(|listener| {
+        tokio::spawn(crate::amqp_listener::serve(
+            listener,
+            amqp_plain_accept,
+            ironhub_amqp::AmqpContext::new(hub.clone(), amqp_addr.port()).with_dps(dps.clone()),
+            stopped_plain,
+        ))
+    }));
     Ok(Server {
         hub,
         dps,
         https_addr,
         mqtt_addr,
         amqp_addr,
+        amqp_plain_addr,
         health_addr,
         metrics_addr,
         ca_certificate: std::path::absolute(&generated.ca).unwrap_or(generated.ca),
@@ -601,6 +629,9 @@ fn announce(config: &ServeConfig, server: &Server) {
     println!("  HTTPS (REST, MQTT over WebSocket): {}", server.https_addr);
     println!("  MQTT over TLS:                     {}", server.mqtt_addr);
     println!("  AMQP over TLS (Event Hubs, C2D):   {}", server.amqp_addr);
+    if let Some(addr) = server.amqp_plain_addr {
+        println!("  plain AMQP (development only):     {addr}");
+    }
     if let Some(addr) = server.health_addr {
         println!("  health checks (plain HTTP):        {addr}");
     }

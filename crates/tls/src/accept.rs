@@ -1,6 +1,8 @@
 //! The one TLS accept loop every port runs: accept, admit under the [`ConnectionLimiter`]
 //! (a connection over a cap is closed at once), complete the TLS handshake within the limits'
 //! timeout, then hand the stream to the protocol (HTTP on 443, MQTT on 8883) until shutdown.
+//! A plain loop ([`AcceptLoop::without_tls`], the opt-in AMQP listener for Event Hubs clients'
+//! development emulator mode) does the same without TLS: same caps, gate and drain.
 //! Shaped after mini-redis's `server.rs` (tokio-rs/mini-redis), which bounds its connections
 //! with a semaphore and stops on a shutdown broadcast.
 
@@ -33,13 +35,35 @@ pub struct Accepted {
     pub private_endpoint: bool,
 }
 
-/// The TLS stream of an admitted connection. It holds the connection's place under the limits
-/// and gives it back when dropped, whoever owns it then (an HTTP upgrade hands it on to the
-/// WebSocket session, for one).
+/// The stream of an admitted connection (TLS, or plain TCP on a plain loop). It holds the
+/// connection's place under the limits and gives it back when dropped, whoever owns it then
+/// (an HTTP upgrade hands it on to the WebSocket session, for one).
 #[derive(Debug)]
 pub struct AdmittedStream {
-    tls: TlsStream<TcpStream>,
+    io: Transport,
     _admission: Admission,
+}
+
+#[derive(Debug)]
+enum Transport {
+    Tls(Box<TlsStream<TcpStream>>),
+    Plain(TcpStream),
+}
+
+/// Forwards a poll to the stream underneath, whichever it is.
+macro_rules! forward {
+    ($self:ident, $io:ident => $call:expr) => {
+        match &mut $self.io {
+            Transport::Tls(tls) => {
+                let $io = Pin::new(tls.as_mut());
+                $call
+            }
+            Transport::Plain(tcp) => {
+                let $io = Pin::new(tcp);
+                $call
+            }
+        }
+    };
 }
 
 impl AsyncRead for AdmittedStream {
@@ -48,7 +72,7 @@ impl AsyncRead for AdmittedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tls).poll_read(cx, buf)
+        forward!(self, io => io.poll_read(cx, buf))
     }
 }
 
@@ -58,7 +82,7 @@ impl AsyncWrite for AdmittedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tls).poll_write(cx, buf)
+        forward!(self, io => io.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -66,19 +90,22 @@ impl AsyncWrite for AdmittedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tls).poll_write_vectored(cx, bufs)
+        forward!(self, io => io.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tls.is_write_vectored()
+        match &self.io {
+            Transport::Tls(tls) => tls.is_write_vectored(),
+            Transport::Plain(tcp) => tcp.is_write_vectored(),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tls).poll_flush(cx)
+        forward!(self, io => io.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tls).poll_shutdown(cx)
+        forward!(self, io => io.poll_shutdown(cx))
     }
 }
 
@@ -86,7 +113,8 @@ impl AsyncWrite for AdmittedStream {
 #[derive(Clone)]
 pub struct AcceptLoop {
     name: &'static str,
-    acceptor: TlsAcceptor,
+    /// `None` on a plain loop: no TLS at all.
+    acceptor: Option<TlsAcceptor>,
     limiter: Arc<ConnectionLimiter>,
     drain: Duration,
     /// What the drain waits for instead of every connection's end (see
@@ -124,12 +152,22 @@ impl AcceptLoop {
     ) -> Self {
         AcceptLoop {
             name,
-            acceptor: TlsAcceptor::from(tls),
+            acceptor: Some(TlsAcceptor::from(tls)),
             limiter,
             drain: Duration::ZERO,
             idle: None,
             gate: None,
             private_endpoint: false,
+        }
+    }
+
+    /// This loop without TLS, under another name: connections are admitted, gated and drained
+    /// as on this one and handed to the protocol as plain TCP, with no client certificate.
+    pub fn without_tls(&self, name: &'static str) -> Self {
+        AcceptLoop {
+            name,
+            acceptor: None,
+            ..self.clone()
         }
     }
 
@@ -254,19 +292,31 @@ impl AcceptLoop {
         }
     }
 
-    /// The TLS handshake, bounded by the limits' timeout.
+    /// The TLS handshake, bounded by the limits' timeout (none on a plain loop).
     fn handshake(
         &self,
         tcp: TcpStream,
         peer: SocketAddr,
         admission: Admission,
     ) -> impl Future<Output = Option<Accepted>> + Send + 'static {
-        let accept = self.acceptor.accept(tcp);
+        let acceptor = self.acceptor.clone();
         let timeout = self.limiter.limits().handshake_timeout;
         let limiter = Arc::clone(&self.limiter);
         let name = self.name;
         let private_endpoint = self.private_endpoint;
         async move {
+            let Some(acceptor) = acceptor else {
+                return Some(Accepted {
+                    stream: AdmittedStream {
+                        io: Transport::Plain(tcp),
+                        _admission: admission,
+                    },
+                    peer,
+                    client_certificates: Vec::new(),
+                    private_endpoint,
+                });
+            };
+            let accept = acceptor.accept(tcp);
             tokio::pin!(accept);
             let stream = match tokio::time::timeout(timeout, accept.as_mut()).await {
                 Ok(Ok(stream)) => stream,
@@ -291,7 +341,7 @@ impl AcceptLoop {
                 .unwrap_or_default();
             Some(Accepted {
                 stream: AdmittedStream {
-                    tls: stream,
+                    io: Transport::Tls(Box::new(stream)),
                     _admission: admission,
                 },
                 peer,

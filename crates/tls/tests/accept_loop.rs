@@ -22,6 +22,8 @@ const NO_HANDSHAKE_TIMEOUT_IN_SIGHT: ConnectionLimits = ConnectionLimits {
 
 struct Server {
     addr: std::net::SocketAddr,
+    /// The same loop without TLS ([`AcceptLoop::without_tls`]), on its own listener.
+    plain_addr: std::net::SocketAddr,
     connector: tokio_rustls::TlsConnector,
     limiter: Arc<ConnectionLimiter>,
     /// One message each time a handler has let its connection go.
@@ -65,11 +67,20 @@ async fn start(limits: ConnectionLimits) -> Server {
     let (stop, stopped) = watch::channel(false);
     let (closed_tx, closed) = mpsc::unbounded_channel();
     let accept = AcceptLoop::new("test", tls, limiter.clone());
+    let plain_listener = TcpListener::bind((test_ip(57), 0)).await.unwrap();
+    let plain_addr = plain_listener.local_addr().unwrap();
+    let plain_closed = closed_tx.clone();
+    tokio::spawn(accept.without_tls("test-plain").run(
+        plain_listener,
+        stopped.clone(),
+        move |connection, _| echo(connection, plain_closed.clone()),
+    ));
     let task = tokio::spawn(accept.run(listener, stopped, move |connection, _| {
         echo(connection, closed_tx.clone())
     }));
     Server {
         addr,
+        plain_addr,
         connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
         limiter,
         closed,
@@ -102,7 +113,13 @@ impl Server {
     }
 }
 
-async fn echo_once(tls: &mut TlsStream<TcpStream>) -> Vec<u8> {
+/// `127.0.0.{last}` moved into the test network (`IRONHUB_TEST_NET`, default 127.0.0).
+fn test_ip(last: u8) -> std::net::IpAddr {
+    let net = std::env::var("IRONHUB_TEST_NET").unwrap_or_else(|_| "127.0.0".into());
+    format!("{net}.{last}").parse().unwrap()
+}
+
+async fn echo_once(tls: &mut (impl AsyncRead + tokio::io::AsyncWrite + Unpin)) -> Vec<u8> {
     tls.write_all(b"ping").await.unwrap();
     let mut buf = [0u8; 4];
     tokio::time::timeout(WAIT, tls.read_exact(&mut buf))
@@ -184,6 +201,24 @@ async fn the_total_cap_counts_every_connection() {
     .await;
     let _only = server.admitted().await;
     server.refused().await;
+    assert_eq!(server.limiter.refused(), 1);
+}
+
+#[tokio::test]
+async fn a_loop_without_tls_serves_plain_tcp_under_the_same_caps() {
+    let server = start(ConnectionLimits {
+        max_connections: 2,
+        ..NO_HANDSHAKE_TIMEOUT_IN_SIGHT
+    })
+    .await;
+    let _tls = server.admitted().await;
+    let mut plain = TcpStream::connect(server.plain_addr).await.unwrap();
+    assert_eq!(echo_once(&mut plain).await, b"ping", "no TLS in the way");
+    let mut third = TcpStream::connect(server.plain_addr).await.unwrap();
+    assert!(
+        closed_by_server(&mut third).await,
+        "the TLS and the plain connection fill the cap together"
+    );
     assert_eq!(server.limiter.refused(), 1);
 }
 
