@@ -52,16 +52,21 @@ struct Meta {
     module_id: Option<String>,
     system_properties: std::collections::BTreeMap<String, String>,
     application_properties: std::collections::BTreeMap<String, Option<String>>,
+    /// The enqueued time of an imported event (`EventLog::import`), which JetStream's own
+    /// time of the message cannot carry; absent for an event appended here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    enqueued_time: Option<DateTime<Utc>>,
 }
 
 /// A message's payload: the length of the metadata (4 bytes, big-endian), the metadata
 /// (JSON), the body.
-fn encode(event: &NewEvent) -> Result<Bytes> {
+fn encode(event: &NewEvent, enqueued_time: Option<DateTime<Utc>>) -> Result<Bytes> {
     let meta = serde_json::to_vec(&Meta {
         device_id: event.device_id.clone(),
         module_id: event.module_id.clone(),
         system_properties: event.system_properties.clone(),
         application_properties: event.application_properties.clone(),
+        enqueued_time,
     })
     .map_err(|e| StoreError::Engine(e.to_string()))?;
     let len = u32::try_from(meta.len())
@@ -73,7 +78,8 @@ fn encode(event: &NewEvent) -> Result<Bytes> {
     Ok(buf.freeze())
 }
 
-fn decode(payload: &[u8]) -> Result<NewEvent> {
+/// The event in a payload, and its imported enqueued time if it has one.
+fn decode(payload: &[u8]) -> Result<(NewEvent, Option<DateTime<Utc>>)> {
     let corrupt = || StoreError::Corrupt("an event in NATS is not in ironhub's format".into());
     let (len, rest) = payload.split_first_chunk::<4>().ok_or_else(corrupt)?;
     let len = u32::from_be_bytes(*len) as usize;
@@ -82,13 +88,14 @@ fn decode(payload: &[u8]) -> Result<NewEvent> {
     }
     let (meta, body) = rest.split_at(len);
     let meta: Meta = serde_json::from_slice(meta).map_err(|_| corrupt())?;
-    Ok(NewEvent {
+    let event = NewEvent {
         device_id: meta.device_id,
         module_id: meta.module_id,
         system_properties: meta.system_properties,
         application_properties: meta.application_properties,
         body: body.to_vec(),
-    })
+    };
+    Ok((event, meta.enqueued_time))
 }
 
 /// The body's size in a stored message (what retention by size counts).
@@ -232,6 +239,39 @@ impl NatsEventLog {
         Ok(log)
     }
 
+    /// Appends an event to its partition; `imported` is the enqueued time it keeps (`None`:
+    /// JetStream's time of the message).
+    async fn publish(&self, event: NewEvent, imported: Option<DateTime<Utc>>) -> Result<Event> {
+        let partition = partition_for(&event.device_id, self.partition_count());
+        let payload = encode(&event, imported)?;
+
+        let ack = self
+            .inner
+            .js
+            .publish(self.inner.subjects[partition as usize].clone(), payload)
+            .await
+            .map_err(|e| engine("append an event", e))?
+            .await
+            .map_err(|e| engine("append an event (no acknowledgement)", e))?;
+        // The ack carries no time: the stored message's is the event's enqueued time.
+        let enqueued_time = match imported {
+            Some(t) => t,
+            None => self
+                .stored(partition, ack.sequence)
+                .await
+                .ok()
+                .flatten()
+                .map_or_else(Utc::now, |(t, _)| t),
+        };
+        Ok(Event {
+            partition,
+            sequence_number: ack.sequence - 1,
+            enqueued_time,
+            event,
+        })
+    }
+
+
     fn stream(&self, partition: u32) -> Result<&stream::Stream> {
         self.inner
             .streams
@@ -282,11 +322,12 @@ impl NatsEventLog {
         let Some((time, payload)) = self.stored(partition, seq).await? else {
             return Ok(None);
         };
+        let (event, imported) = decode(&payload)?;
         Ok(Some(Event {
             partition,
             sequence_number: seq - 1,
-            enqueued_time: time,
-            event: decode(&payload)?,
+            enqueued_time: imported.unwrap_or(time),
+            event,
         }))
     }
 
@@ -331,31 +372,12 @@ impl EventLog for NatsEventLog {
     }
 
     async fn append(&self, event: NewEvent) -> Result<Event> {
-        let partition = partition_for(&event.device_id, self.partition_count());
-        let payload = encode(&event)?;
-        let ack = self
-            .inner
-            .js
-            .publish(self.inner.subjects[partition as usize].clone(), payload)
-            .await
-            .map_err(|e| engine("append an event", e))?
-            .await
-            .map_err(|e| engine("append an event (no acknowledgement)", e))?;
-        // The ack carries no time: the stored message's is the event's enqueued time.
-        let enqueued_time = self
-            .stored(partition, ack.sequence)
-            .await
-            .ok()
-            .flatten()
-            .map_or_else(Utc::now, |(t, _)| t);
-        Ok(Event {
-            partition,
-            sequence_number: ack.sequence - 1,
-            enqueued_time,
-            event,
-        })
+        self.publish(event, None).await
     }
 
+    async fn import(&self, event: Event) -> Result<Event> {
+        self.publish(event.event, Some(event.enqueued_time)).await
+    }
     async fn read(&self, partition: u32, from: u64, max: usize) -> Result<Vec<Event>> {
         let bounds = bounds_of(&self.state(partition).await?);
         let start = from.max(bounds.first);
@@ -613,8 +635,11 @@ mod tests {
             application_properties: [("k".to_owned(), None)].into(),
             body: b"hello".to_vec(),
         };
-        let payload = encode(&event).unwrap();
-        assert_eq!(decode(&payload).unwrap(), event);
+        let payload = encode(&event, None).unwrap();
+        assert_eq!(decode(&payload).unwrap(), (event.clone(), None));
+        let at = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        let payload = encode(&event, Some(at)).unwrap();
+        assert_eq!(decode(&payload).unwrap(), (event, Some(at)));
         assert_eq!(body_len(&payload), 5);
         assert!(decode(b"\0\0\0\x09{}").is_err());
         assert_eq!(unescape(&escape("$Default/x.y")), "$Default/x.y");

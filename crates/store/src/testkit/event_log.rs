@@ -147,3 +147,25 @@ pub async fn retention_keeps_the_newest_and_numbering_continues<K>(
     .unwrap();
     assert_eq!(log.append(ev("d", "x")).await.unwrap().sequence_number, 10);
 }
+
+/// An imported event keeps its enqueued time (to the millisecond) and properties, takes the
+/// log's next sequence number in its device's partition, and reads back so.
+pub async fn imports_keep_enqueued_times<K>(make: impl Fn(u32) -> (Arc<dyn EventLog>, K)) {
+    let (log, _keep) = make(2);
+    let appended = log.append(ev("dev1", "new")).await.unwrap();
+    let then = chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+    let old = crate::Event {
+        partition: 99,
+        sequence_number: 12_345,
+        enqueued_time: then,
+        event: ev("dev1", "old"),
+    };
+    let imported = log.import(old.clone()).await.unwrap();
+    assert_eq!(imported.partition, appended.partition);
+    assert_eq!(imported.sequence_number, appended.sequence_number + 1);
+    assert_eq!(imported.enqueued_time, then);
+    let read = log.read(appended.partition, imported.sequence_number, 1).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].enqueued_time, then);
+    assert_eq!(read[0].event, old.event);
+}
