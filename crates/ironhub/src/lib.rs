@@ -4,6 +4,7 @@
 mod amqp_listener;
 pub mod cli;
 mod cluster;
+pub mod hub_move;
 pub mod config;
 pub mod data_lock;
 pub mod endpoint_pumps;
