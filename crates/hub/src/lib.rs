@@ -30,6 +30,7 @@ pub mod module_twin;
 pub mod modules;
 mod monitoring;
 pub mod network;
+pub mod nul;
 mod node;
 pub mod query;
 pub mod registry;
