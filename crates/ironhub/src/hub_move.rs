@@ -520,3 +520,114 @@ async fn copy_log(
     }
     Ok(t)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteEventStreams, SqliteStore};
+    use ironhub_hub::c2d::OutgoingMessage;
+    use ironhub_hub::model::DeviceSpec;
+    use ironhub_hub::{Backends, Hub};
+    use ironhub_store::NewEvent;
+    use ironhub_store::prelude::*;
+
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> (Arc<SqliteStore>, Logs) {
+        let store = Arc::new(SqliteStore::open(dir).unwrap());
+        let logs = Logs {
+            events: Arc::new(SqliteEventLog::open(dir, 4).unwrap()),
+            streams: Arc::new(SqliteEventStreams::open(&dir.join("streams")).unwrap()),
+        };
+        (store, logs)
+    }
+
+    fn event(device: &str, body: &str) -> NewEvent {
+        NewEvent {
+            device_id: device.into(),
+            module_id: None,
+            system_properties: [("message-id".to_owned(), body.to_owned())].into(),
+            application_properties: [("k".to_owned(), Some("v".to_owned()))].into(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hub_moves_with_every_count_agreeing_and_once_only() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (source, source_logs) = open(a.path());
+        let hub = Hub::open(
+            Backends {
+                store: source.clone(),
+                events: source_logs.events.clone(),
+                bus: Arc::new(LocalBus::new()),
+            },
+            vec!["myhub.example".into()],
+        )
+        .await
+        .unwrap();
+        for id in ["d1", "d2"] {
+            hub.put_device(id, &DeviceSpec::default(), None)
+                .await
+                .unwrap();
+        }
+        let queued = hub
+            .send_c2d(
+                "d1",
+                OutgoingMessage {
+                    body: b"queued".to_vec(),
+                    properties: vec![("p".into(), "1".into())],
+                    ..OutgoingMessage::default()
+                },
+            )
+            .await
+            .unwrap();
+        let sent = [
+            source_logs.events.append(event("d1", "one")).await.unwrap(),
+            source_logs.events.append(event("d2", "two")).await.unwrap(),
+        ];
+
+        let (target, target_logs) = open(b.path());
+        ensure_empty(&*target, Some(&target_logs)).await.unwrap();
+        let tallies = copy(&*source, &source_logs, &*target, Some(&target_logs))
+            .await
+            .unwrap();
+        assert!(tallies.iter().all(Tally::agrees), "{tallies:?}");
+        let counted = |kind: &str| tallies.iter().find(|t| t.kind == kind).unwrap().counted;
+        assert_eq!(counted("devices"), 2);
+        assert_eq!(counted("queued cloud-to-device messages"), 1);
+        assert_eq!(counted("telemetry events"), 2);
+
+        let (before, after) = (
+            source.get_device("d1").await.unwrap().unwrap(),
+            target.get_device("d1").await.unwrap().unwrap(),
+        );
+        assert_eq!(after.authentication, before.authentication, "the keys move");
+        assert_eq!(after.generation_id, before.generation_id);
+        assert_eq!(
+            target.hub_settings().await.unwrap().unwrap().policies,
+            source.hub_settings().await.unwrap().unwrap().policies
+        );
+        let moved = target.c2d_queue("d1").await.unwrap();
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].message_id, queued.message_id);
+        assert_eq!(moved[0].properties, queued.properties);
+        assert_eq!(moved[0].enqueued_time, queued.enqueued_time);
+        for event in sent {
+            let read = target_logs
+                .events
+                .read(event.partition, 0, 10)
+                .await
+                .unwrap();
+            let copied = read.iter().find(|e| e.event == event.event).unwrap();
+            assert_eq!(copied.enqueued_time, event.enqueued_time);
+        }
+
+        let again = ensure_empty(&*target, Some(&target_logs))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(again.contains("not empty") && again.contains("2 device(s)"), "{again}");
+    }
+}
