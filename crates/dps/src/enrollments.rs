@@ -317,10 +317,9 @@ impl Dps {
         let e = self.prepare(id, body, current, linked).await?;
         let record = to_record(e.id(), None, &e)?;
         if ironhub_hub::nul::contains_nul(&record.doc) {
-            return Err(DpsError::BadRequest(ironhub_hub::nul::nul_message(&format!(
-                "the {}",
-                E::KIND
-            ))));
+            return Err(DpsError::BadRequest(ironhub_hub::nul::nul_message(
+                &format!("the {}", E::KIND),
+            )));
         }
         Ok(record)
     }

@@ -414,5 +414,8 @@ async fn a_nul_character_in_a_message_is_refused_before_it_is_queued() {
     let mut bad = message("body", AckMode::None);
     bad.correlation_id = Some("c\u{0}".into());
     assert!(hub.send_c2d("d1", bad).await.is_err());
-    assert!(hub.receive_c2d("d1").await.unwrap().is_none(), "nothing queued");
+    assert!(
+        hub.receive_c2d("d1").await.unwrap().is_none(),
+        "nothing queued"
+    );
 }

@@ -222,7 +222,9 @@ async fn devices_and_twins(source: &dyn Store, target: &dyn Store) -> anyhow::Re
             Ok(done) => devices.written += done.len() as u64,
             Err(conflicts) => anyhow::bail!(
                 "cannot create devices: {}",
-                refusals(&conflicts, |i| page.get(i).map(|(d, _)| d.device_id.as_str()))
+                refusals(&conflicts, |i| page
+                    .get(i)
+                    .map(|(d, _)| d.device_id.as_str()))
             ),
         }
         for (device, twin) in page {
@@ -628,6 +630,9 @@ mod tests {
             .await
             .unwrap_err()
             .to_string();
-        assert!(again.contains("not empty") && again.contains("2 device(s)"), "{again}");
+        assert!(
+            again.contains("not empty") && again.contains("2 device(s)"),
+            "{again}"
+        );
     }
 }

@@ -4,12 +4,12 @@
 mod amqp_listener;
 pub mod cli;
 mod cluster;
-pub mod hub_move;
 pub mod config;
 pub mod data_lock;
 pub mod endpoint_pumps;
 mod file_upload;
 mod frame_limits;
+pub mod hub_move;
 pub mod identity;
 mod issuer;
 mod linked_hubs;

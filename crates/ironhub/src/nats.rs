@@ -96,7 +96,8 @@ pub async fn open_log_and_bus(
         name: Some(format!("ironhub {node_id}")),
         ..options.clone()
     };
-    let (client, names, log, streams) = open_log(&options, hostnames, partitions, retention).await?;
+    let (client, names, log, streams) =
+        open_log(&options, hostnames, partitions, retention).await?;
     let bus = NatsBus::start(client, &names, node_id).await?;
     tracing::info!(url = %ironhub_nats::redacted(&options.url), "event log and device bus on NATS JetStream");
     Ok((Arc::new(log), Arc::new(bus), Arc::new(streams)))
@@ -109,7 +110,12 @@ pub(crate) async fn open_log(
     hostnames: &[String],
     partitions: u32,
     retention: Retention,
-) -> anyhow::Result<(ironhub_nats::NatsClient, Names, NatsEventLog, NatsEventStreams)> {
+) -> anyhow::Result<(
+    ironhub_nats::NatsClient,
+    Names,
+    NatsEventLog,
+    NatsEventStreams,
+)> {
     let client = ironhub_nats::connect(options).await?;
     let names = hub_names(hostnames).with_replicas(options.replicas);
     let log = NatsEventLog::open(

@@ -271,7 +271,6 @@ impl NatsEventLog {
         })
     }
 
-
     fn stream(&self, partition: u32) -> Result<&stream::Stream> {
         self.inner
             .streams

@@ -188,9 +188,8 @@ impl C2dStore for PgStore {
 
     async fn c2d_queue(&self, device_id: &str) -> Result<Vec<C2dMessage>> {
         let client = self.client().await?;
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM c2d_messages WHERE device_id = $1 ORDER BY seq"
-        );
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM c2d_messages WHERE device_id = $1 ORDER BY seq");
         let rows = client.query(&sql, &[&device_id]).await.map_err(db)?;
         rows.iter().map(to_message).collect()
     }

@@ -48,11 +48,11 @@ pub async fn run(args: &MigrateArgs) -> anyhow::Result<()> {
     let Some(options) = crate::config::store_url(Some(args.store.clone()))? else {
         anyhow::bail!("--store takes a postgres:// (or postgresql://) URL");
     };
-    let nats = args.nats.clone().resolve(crate::nats::NatsFile::default())?;
-    anyhow::ensure!(
-        nats.is_none() || args.from.is_some(),
-        "--nats goes with --from DATA_DIR (the hub to move); the schema alone needs none"
-    );
+    // Only a move uses NATS (a node's IRONHUB_NATS in the environment is no error without one).
+    let nats = args
+        .nats
+        .clone()
+        .resolve(crate::nats::NatsFile::default())?;
     // Before anything is written: a running server keeps the hub to move.
     let source = match &args.from {
         Some(dir) => Some(open_source(dir)?),
@@ -151,13 +151,7 @@ async fn move_hub(
     };
     hub_move::ensure_empty(&pg, target_logs.as_ref()).await?;
     println!("moving the hub of {} …", source.dir.display());
-    let tallies = hub_move::copy(
-        &*source.store,
-        &source.logs,
-        &pg,
-        target_logs.as_ref(),
-    )
-    .await?;
+    let tallies = hub_move::copy(&*source.store, &source.logs, &pg, target_logs.as_ref()).await?;
     let tls = crate::cluster::import_tls_identity(&pg, &source.dir.join("tls")).await?;
     print!("{}", report(&tallies));
     if tls {
@@ -182,7 +176,10 @@ async fn move_hub(
 
 /// The table of counts: one line a kind.
 fn report(tallies: &[Tally]) -> String {
-    let mut out = format!("{:<52} {:>8} {:>8} {:>8}\n", "kind", "read", "written", "counted");
+    let mut out = format!(
+        "{:<52} {:>8} {:>8} {:>8}\n",
+        "kind", "read", "written", "counted"
+    );
     for t in tallies {
         out.push_str(&format!(
             "{:<52} {:>8} {:>8} {:>8}{}\n",

@@ -164,7 +164,10 @@ pub async fn imports_keep_enqueued_times<K>(make: impl Fn(u32) -> (Arc<dyn Event
     assert_eq!(imported.partition, appended.partition);
     assert_eq!(imported.sequence_number, appended.sequence_number + 1);
     assert_eq!(imported.enqueued_time, then);
-    let read = log.read(appended.partition, imported.sequence_number, 1).await.unwrap();
+    let read = log
+        .read(appended.partition, imported.sequence_number, 1)
+        .await
+        .unwrap();
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].enqueued_time, then);
     assert_eq!(read[0].event, old.event);
