@@ -78,8 +78,7 @@ fn encode(event: &NewEvent, enqueued_time: Option<DateTime<Utc>>) -> Result<Byte
     Ok(buf.freeze())
 }
 
-/// The event in a payload, and its imported enqueued time if it has one.
-fn decode(payload: &[u8]) -> Result<(NewEvent, Option<DateTime<Utc>>)> {
+fn decode(payload: &[u8]) -> Result<NewEvent> {
     let corrupt = || StoreError::Corrupt("an event in NATS is not in ironhub's format".into());
     let (len, rest) = payload.split_first_chunk::<4>().ok_or_else(corrupt)?;
     let len = u32::from_be_bytes(*len) as usize;
@@ -88,14 +87,25 @@ fn decode(payload: &[u8]) -> Result<(NewEvent, Option<DateTime<Utc>>)> {
     }
     let (meta, body) = rest.split_at(len);
     let meta: Meta = serde_json::from_slice(meta).map_err(|_| corrupt())?;
-    let event = NewEvent {
+    Ok(NewEvent {
         device_id: meta.device_id,
         module_id: meta.module_id,
         system_properties: meta.system_properties,
         application_properties: meta.application_properties,
         body: body.to_vec(),
-    };
-    Ok((event, meta.enqueued_time))
+    })
+}
+
+/// The enqueued time an imported event carries in its metadata, if any.
+fn imported_time(payload: &[u8]) -> Option<DateTime<Utc>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Time {
+        enqueued_time: Option<DateTime<Utc>>,
+    }
+    let (len, rest) = payload.split_first_chunk::<4>()?;
+    let meta = rest.get(..u32::from_be_bytes(*len) as usize)?;
+    serde_json::from_slice::<Time>(meta).ok()?.enqueued_time
 }
 
 /// The body's size in a stored message (what retention by size counts).
@@ -308,10 +318,14 @@ impl NatsEventLog {
         Ok(lo)
     }
 
-    /// A stored message's time and payload.
+    /// A stored message's enqueued time (an imported event's own, else JetStream's) and
+    /// payload.
     async fn stored(&self, partition: u32, seq: u64) -> Result<Option<(DateTime<Utc>, Bytes)>> {
         match self.stream(partition)?.get_raw_message(seq).await {
-            Ok(m) => Ok(Some((m.time, m.payload))),
+            Ok(m) => Ok(Some((
+                imported_time(&m.payload).unwrap_or(m.time),
+                m.payload,
+            ))),
             Err(e) if matches!(e.kind(), stream::RawMessageErrorKind::NoMessageFound) => Ok(None),
             Err(e) => Err(engine("read an event", e)),
         }
@@ -321,12 +335,11 @@ impl NatsEventLog {
         let Some((time, payload)) = self.stored(partition, seq).await? else {
             return Ok(None);
         };
-        let (event, imported) = decode(&payload)?;
         Ok(Some(Event {
             partition,
             sequence_number: seq - 1,
-            enqueued_time: imported.unwrap_or(time),
-            event,
+            enqueued_time: time,
+            event: decode(&payload)?,
         }))
     }
 
@@ -568,7 +581,12 @@ impl EventLog for NatsEventLog {
             if state.messages > 0 {
                 // A stricter age than the streams' own.
                 let cutoff = Utc::now() - retention.max_age;
-                if state.first_timestamp < cutoff {
+                // The oldest event's own time (an imported one's is older than JetStream's).
+                let oldest = self
+                    .stored(p, first)
+                    .await?
+                    .map_or(state.first_timestamp, |(t, _)| t);
+                if oldest < cutoff {
                     keep_from = self.first_at_or_after(p, cutoff, first, last + 1).await?;
                 }
                 // A stricter size (of bodies) than the streams' own (of whole messages).
@@ -635,10 +653,12 @@ mod tests {
             body: b"hello".to_vec(),
         };
         let payload = encode(&event, None).unwrap();
-        assert_eq!(decode(&payload).unwrap(), (event.clone(), None));
+        assert_eq!(decode(&payload).unwrap(), event);
+        assert_eq!(imported_time(&payload), None);
         let at = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
         let payload = encode(&event, Some(at)).unwrap();
-        assert_eq!(decode(&payload).unwrap(), (event, Some(at)));
+        assert_eq!(decode(&payload).unwrap(), event);
+        assert_eq!(imported_time(&payload), Some(at));
         assert_eq!(body_len(&payload), 5);
         assert!(decode(b"\0\0\0\x09{}").is_err());
         assert_eq!(unescape(&escape("$Default/x.y")), "$Default/x.y");
