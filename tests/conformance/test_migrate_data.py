@@ -11,12 +11,10 @@ directory a running server holds, a target that is not empty) fails clearly and 
 from __future__ import annotations
 
 import os
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from azure.eventhub import EventHubConsumerClient
 from azure.iot.device import IoTHubDeviceClient, Message, ProvisioningDeviceClient, X509
 from azure.iot.deviceprovisioning import DeviceProvisioningClient
 from azure.iot.hub.models import Twin, TwinProperties
@@ -25,6 +23,7 @@ from conftest import IronHub, amqp_registry_manager, run_cli, server_workdir, se
 from cluster_helpers import cluster, fresh_database, postgres_admin_url
 from dps_helpers import dps_info, make_self_signed, new_key, sha1_thumbprint, wait_for
 from services import nats_server
+from test_eventhub import receive
 
 ADDRESS = test_address("127.0.0.17")
 NATS_ADDRESS = test_address("127.0.0.18")
@@ -47,35 +46,6 @@ def sas_client(hub, device_id: str, key: str, ca_file: str) -> IoTHubDeviceClien
 
 def migrate(*args: str):
     return run_cli("migrate", *args, timeout=120)
-
-
-def receive_all(hub, count: int, ca_file: str) -> list:
-    """The first `count` events of every partition from the start, through azure-eventhub."""
-    client = EventHubConsumerClient.from_connection_string(
-        hub.info["eventHubCompatible"]["connectionString"], consumer_group="$Default",
-        connection_verify=ca_file, retry_total=0)
-    events: list = []
-    errors: list = []
-    done = threading.Event()
-
-    def on_event(_ctx, event):
-        if event is not None:
-            events.append(event)
-            if len(events) >= count:
-                done.set()
-
-    def on_error(_ctx, error):
-        errors.append(error)
-        done.set()
-
-    t = threading.Thread(target=client.receive, daemon=True, kwargs=dict(
-        on_event=on_event, on_error=on_error, starting_position="-1"))
-    t.start()
-    done.wait(WAIT_S)
-    client.close()
-    t.join(WAIT_S)
-    assert not errors, errors
-    return events
 
 
 def test_a_hub_moves_into_a_cluster_with_everything_in_it(tmp_path):
@@ -180,7 +150,8 @@ def test_a_hub_moves_into_a_cluster_with_everything_in_it(tmp_path):
                 x509.shutdown()
 
             # The old telemetry, with its properties and enqueued times, then the new.
-            events = receive_all(node, 4, old_ca)
+            # (Every partition: `partition_id` None.)
+            events = receive(node, None, 4, starting_position="-1")
             bodies = [e.body_as_str() for e in events]
             assert [b for b in bodies if b.startswith("old-")] == ["old-0", "old-1", "old-2"], bodies
             assert "new-from-x509" in bodies, bodies
