@@ -315,7 +315,13 @@ impl Dps {
         linked: &[LinkedHub],
     ) -> Result<DpsRecord, DpsError> {
         let e = self.prepare(id, body, current, linked).await?;
-        to_record(e.id(), None, &e)
+        let record = to_record(e.id(), None, &e)?;
+        if ironhub_hub::nul::contains_nul(&record.doc) {
+            return Err(DpsError::BadRequest(ironhub_hub::nul::nul_message(
+                &format!("the {}", E::KIND),
+            )));
+        }
+        Ok(record)
     }
 
     /// `GET /enrollments/{id}` or `/enrollmentGroups/{id}`, as DPS answers it (no keys; see

@@ -81,6 +81,30 @@ fn queue(conn: &Connection, device_id: &str) -> Result<Vec<C2dMessage>> {
     select_messages(conn, "device_id = ?1", [device_id])
 }
 
+/// Appends `message` to its device's queue with `delivery_count` deliveries and no lock;
+/// returns it as stored.
+fn insert_message(
+    conn: &Connection,
+    mut message: C2dMessage,
+    delivery_count: u32,
+) -> Result<C2dMessage> {
+    conn.prepare_cached(
+        "INSERT INTO c2d_messages (device_id, expiry, doc, body, delivery_count)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        message.device_id,
+        millis(message.expiry_time),
+        serde_json::to_string(&message)?,
+        message.body,
+        delivery_count
+    ])?;
+    message.sequence_number = u64::try_from(conn.last_insert_rowid()).unwrap_or_default();
+    message.delivery_count = delivery_count;
+    c2d_rules::unlock(&mut message);
+    Ok(message)
+}
+
 /// Removes a message from its queue, writing the feedback its `ack` asks for.
 fn remove_message(
     conn: &Connection,
@@ -159,19 +183,29 @@ impl C2dStore for SqliteStore {
             {
                 return Ok(Err(refusal));
             }
-            tx.prepare_cached(
-                "INSERT INTO c2d_messages (device_id, expiry, doc, body) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                message.device_id,
-                millis(message.expiry_time),
-                serde_json::to_string(&message)?,
-                message.body
-            ])?;
-            let mut message = message;
-            message.sequence_number = u64::try_from(tx.last_insert_rowid()).unwrap_or_default();
-            message.delivery_count = 0;
-            c2d_rules::unlock(&mut message);
+            let message = insert_message(&tx, message, 0)?;
+            tx.commit()?;
+            Ok(Ok(message))
+        })
+        .await
+    }
+
+    async fn c2d_queue(&self, device_id: &str) -> ironhub_store::Result<Vec<C2dMessage>> {
+        let device_id = device_id.to_owned();
+        self.with(move |conn| queue(conn, &device_id)).await
+    }
+
+    async fn c2d_import(
+        &self,
+        message: C2dMessage,
+    ) -> ironhub_store::Result<std::result::Result<C2dMessage, C2dRefusal>> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !device_exists(&tx, &message.device_id)? {
+                return Ok(Err(C2dRefusal::DeviceNotFound));
+            }
+            let delivery_count = message.delivery_count;
+            let message = insert_message(&tx, message, delivery_count)?;
             tx.commit()?;
             Ok(Ok(message))
         })

@@ -27,6 +27,8 @@ const FILE_NAME: &str = "events.db";
 const MAX_GROUP: usize = 512;
 
 type Reply = oneshot::Sender<StoreResult<Event>>;
+/// An event to append, with the enqueued time it keeps when imported (`None`: now).
+type Append = (NewEvent, Option<DateTime<Utc>>, Reply);
 
 /// The SQLite-backed [`EventLog`].
 #[derive(Debug, Clone)]
@@ -37,7 +39,7 @@ pub struct SqliteEventLog {
 #[derive(Debug)]
 struct Inner {
     partitions: u32,
-    writer: Mutex<mpsc::Sender<(NewEvent, Reply)>>,
+    writer: Mutex<mpsc::Sender<Append>>,
     reader: Arc<Mutex<Connection>>,
     /// Per partition: the next sequence number (what a reader waits on).
     heads: Vec<watch::Sender<u64>>,
@@ -64,6 +66,20 @@ fn to_i64(v: u64) -> i64 {
 }
 
 impl SqliteEventLog {
+    /// Hands an event to the writer thread and waits until it is committed.
+    async fn write(&self, event: NewEvent, at: Option<DateTime<Utc>>) -> StoreResult<Event> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Engine("the event log writer is gone".into()))?
+            .send((event, at, reply))
+            .map_err(|_| StoreError::Engine("the event log writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Engine("the event log writer stopped".into()))?
+    }
+
     /// Opens (creating if needed) the log in `dir`. `partitions` applies when the log is new;
     /// an existing log keeps the count it was created with.
     pub fn open(dir: &Path, partitions: u32) -> StoreResult<Self> {
@@ -165,7 +181,7 @@ impl SqliteEventLog {
 
 fn writer_loop(
     mut conn: Connection,
-    rx: mpsc::Receiver<(NewEvent, Reply)>,
+    rx: mpsc::Receiver<Append>,
     mut next: Vec<u64>,
     heads: Vec<watch::Sender<u64>>,
     partitions: u32,
@@ -189,14 +205,14 @@ fn writer_loop(
                         changed
                     });
                 }
-                for ((_, reply), event) in group.into_iter().zip(events) {
+                for ((_, _, reply), event) in group.into_iter().zip(events) {
                     let _ = reply.send(Ok(event));
                 }
             }
             Err(e) => {
                 next = before;
                 tracing::error!(error = %e, "event log append failed");
-                for (_, reply) in group {
+                for (_, _, reply) in group {
                     let _ = reply.send(Err(StoreError::Engine(e.to_string())));
                 }
             }
@@ -206,7 +222,7 @@ fn writer_loop(
 
 fn commit_group(
     conn: &mut Connection,
-    group: &[(NewEvent, Reply)],
+    group: &[Append],
     next: &mut [u64],
     partitions: u32,
 ) -> Result<Vec<Event>> {
@@ -217,12 +233,12 @@ fn commit_group(
             "INSERT INTO events (partition, seq, enqueued_ms, size, doc, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for (new, _) in group {
+        for (new, at, _) in group {
             let partition = partition_for(&new.device_id, partitions);
             let slot = &mut next[partition as usize];
             // Milliseconds, as stored, so an event reads back exactly as it was acknowledged.
-            let now = DateTime::from_timestamp_millis(Utc::now().timestamp_millis())
-                .unwrap_or_else(Utc::now);
+            let at = at.unwrap_or_else(Utc::now);
+            let now = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
             let event = Event {
                 partition,
                 sequence_number: *slot,
@@ -264,16 +280,11 @@ impl EventLog for SqliteEventLog {
     }
 
     async fn append(&self, event: NewEvent) -> StoreResult<Event> {
-        let (reply, answer) = oneshot::channel();
-        self.inner
-            .writer
-            .lock()
-            .map_err(|_| StoreError::Engine("the event log writer is gone".into()))?
-            .send((event, reply))
-            .map_err(|_| StoreError::Engine("the event log writer stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Engine("the event log writer stopped".into()))?
+        self.write(event, None).await
+    }
+
+    async fn import(&self, event: Event) -> StoreResult<Event> {
+        self.write(event.event, Some(event.enqueued_time)).await
     }
 
     async fn read(&self, partition: u32, from: u64, max: usize) -> StoreResult<Vec<Event>> {

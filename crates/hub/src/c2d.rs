@@ -218,6 +218,7 @@ impl Hub {
             locked_until: None,
             lock_node: None,
         };
+        crate::nul::reject_nul_in(&stored, "the message's properties")?;
         let queued = match self.store.c2d_enqueue(stored, rules(), now).await? {
             Ok(m) => m,
             Err(C2dRefusal::DeviceNotFound) => {

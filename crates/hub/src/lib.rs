@@ -31,6 +31,7 @@ pub mod modules;
 mod monitoring;
 pub mod network;
 mod node;
+pub mod nul;
 pub mod query;
 pub mod registry;
 pub mod routing;

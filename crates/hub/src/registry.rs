@@ -225,25 +225,34 @@ struct Validated {
 
 impl Validated {
     fn from_spec(spec: &DeviceSpec) -> Result<Self, HubError> {
-        Ok(Validated {
+        Validated {
             status: parse_status(spec.status.as_deref())?,
             status_reason: spec.status_reason.clone(),
             authentication: spec.authentication.clone(),
             iot_edge: spec.capabilities.as_ref().and_then(|c| c.iot_edge),
             device_scope: spec.device_scope.clone(),
             parent_scopes: spec.parent_scopes.clone(),
-        })
+        }
+        .without_nul()
     }
 
     fn from_import(item: &ExportImportDevice) -> Result<Self, HubError> {
-        Ok(Validated {
+        Validated {
             status: parse_status(item.status.as_deref())?,
             status_reason: item.status_reason.clone(),
             authentication: item.authentication.clone(),
             iot_edge: item.capabilities.as_ref().and_then(|c| c.iot_edge),
             device_scope: item.device_scope.clone(),
             parent_scopes: item.parent_scopes.clone(),
-        })
+        }
+        .without_nul()
+    }
+
+    /// Itself, unless a free-text field holds the NUL character (see [`crate::nul`]).
+    fn without_nul(self) -> Result<Self, HubError> {
+        let texts = serde_json::json!([self.status_reason, self.device_scope, self.parent_scopes]);
+        crate::nul::reject_nul(&texts, "the device")?;
+        Ok(self)
     }
 
     /// A new device with these fields.

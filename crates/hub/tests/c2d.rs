@@ -400,3 +400,22 @@ async fn sending_tells_the_connected_device() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_nul_character_in_a_message_is_refused_before_it_is_queued() {
+    let (hub, _dir) = hub_with(&["d1"]).await;
+    let mut bad = message("body", AckMode::None);
+    bad.properties = vec![("k".into(), "a\u{0}b".into())];
+    let e = hub.send_c2d("d1", bad).await.unwrap_err();
+    assert!(
+        matches!(e, ironhub_hub::HubError::ArgumentInvalid(_)),
+        "{e:?}"
+    );
+    let mut bad = message("body", AckMode::None);
+    bad.correlation_id = Some("c\u{0}".into());
+    assert!(hub.send_c2d("d1", bad).await.is_err());
+    assert!(
+        hub.receive_c2d("d1").await.unwrap().is_none(),
+        "nothing queued"
+    );
+}

@@ -167,6 +167,24 @@ pub(crate) async fn share_tls_identity(
     Ok(())
 }
 
+/// Makes the TLS identity in a moved hub's `tls_dir` (its CA, and its issuing CA when it has
+/// one) the cluster's, so that devices keep trusting the server and their issued
+/// certificates: `ironhub migrate --from` calls it before any node starts. Returns whether
+/// there was one to store; fails when the store holds another one already.
+pub(crate) async fn import_tls_identity(pg: &PgStore, tls_dir: &Path) -> anyhow::Result<bool> {
+    if !tls_dir.join(CA_CERT).is_file() {
+        return Ok(false);
+    }
+    let issuing = tls_dir.join(crate::issuer::CERT_FILE).is_file();
+    let own = SharedTls::read(tls_dir, issuing)?;
+    let shared = pg.shared_setting_or_init(SHARED_TLS, own.clone()).await?;
+    anyhow::ensure!(
+        shared == own,
+        "the target database holds another hub's CA already"
+    );
+    Ok(true)
+}
+
 /// The cluster's CA certificate (PEM), if a node stored it.
 pub(crate) async fn shared_ca_certificate(pg: &PgStore) -> anyhow::Result<Option<String>> {
     Ok(pg

@@ -10,6 +10,7 @@ pub mod data_lock;
 pub mod endpoint_pumps;
 mod file_upload;
 mod frame_limits;
+pub mod hub_move;
 pub mod identity;
 mod issuer;
 mod linked_hubs;

@@ -96,7 +96,27 @@ pub async fn open_log_and_bus(
         name: Some(format!("ironhub {node_id}")),
         ..options.clone()
     };
-    let client = ironhub_nats::connect(&options).await?;
+    let (client, names, log, streams) =
+        open_log(&options, hostnames, partitions, retention).await?;
+    let bus = NatsBus::start(client, &names, node_id).await?;
+    tracing::info!(url = %ironhub_nats::redacted(&options.url), "event log and device bus on NATS JetStream");
+    Ok((Arc::new(log), Arc::new(bus), Arc::new(streams)))
+}
+
+/// The event log and the named event streams on NATS of the hub named by `hostnames`, with
+/// the client and names they use; `partitions` and `retention` apply to a log that is new.
+pub(crate) async fn open_log(
+    options: &NatsOptions,
+    hostnames: &[String],
+    partitions: u32,
+    retention: Retention,
+) -> anyhow::Result<(
+    ironhub_nats::NatsClient,
+    Names,
+    NatsEventLog,
+    NatsEventStreams,
+)> {
+    let client = ironhub_nats::connect(options).await?;
     let names = hub_names(hostnames).with_replicas(options.replicas);
     let log = NatsEventLog::open(
         client.clone(),
@@ -107,9 +127,7 @@ pub async fn open_log_and_bus(
     )
     .await?;
     let streams = NatsEventStreams::new(client.clone(), &names, retention);
-    let bus = NatsBus::start(client, &names, node_id).await?;
-    tracing::info!(url = %ironhub_nats::redacted(&options.url), "event log and device bus on NATS JetStream");
-    Ok((Arc::new(log), Arc::new(bus), Arc::new(streams)))
+    Ok((client, names, log, streams))
 }
 
 /// A hub's NATS names come from its host name's first label (`myhub` of

@@ -52,16 +52,21 @@ struct Meta {
     module_id: Option<String>,
     system_properties: std::collections::BTreeMap<String, String>,
     application_properties: std::collections::BTreeMap<String, Option<String>>,
+    /// The enqueued time of an imported event (`EventLog::import`), which JetStream's own
+    /// time of the message cannot carry; absent for an event appended here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    enqueued_time: Option<DateTime<Utc>>,
 }
 
 /// A message's payload: the length of the metadata (4 bytes, big-endian), the metadata
 /// (JSON), the body.
-fn encode(event: &NewEvent) -> Result<Bytes> {
+fn encode(event: &NewEvent, enqueued_time: Option<DateTime<Utc>>) -> Result<Bytes> {
     let meta = serde_json::to_vec(&Meta {
         device_id: event.device_id.clone(),
         module_id: event.module_id.clone(),
         system_properties: event.system_properties.clone(),
         application_properties: event.application_properties.clone(),
+        enqueued_time,
     })
     .map_err(|e| StoreError::Engine(e.to_string()))?;
     let len = u32::try_from(meta.len())
@@ -89,6 +94,18 @@ fn decode(payload: &[u8]) -> Result<NewEvent> {
         application_properties: meta.application_properties,
         body: body.to_vec(),
     })
+}
+
+/// The enqueued time an imported event carries in its metadata, if any.
+fn imported_time(payload: &[u8]) -> Option<DateTime<Utc>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Time {
+        enqueued_time: Option<DateTime<Utc>>,
+    }
+    let (len, rest) = payload.split_first_chunk::<4>()?;
+    let meta = rest.get(..u32::from_be_bytes(*len) as usize)?;
+    serde_json::from_slice::<Time>(meta).ok()?.enqueued_time
 }
 
 /// The body's size in a stored message (what retention by size counts).
@@ -232,6 +249,38 @@ impl NatsEventLog {
         Ok(log)
     }
 
+    /// Appends an event to its partition; `imported` is the enqueued time it keeps (`None`:
+    /// JetStream's time of the message).
+    async fn publish(&self, event: NewEvent, imported: Option<DateTime<Utc>>) -> Result<Event> {
+        let partition = partition_for(&event.device_id, self.partition_count());
+        let payload = encode(&event, imported)?;
+
+        let ack = self
+            .inner
+            .js
+            .publish(self.inner.subjects[partition as usize].clone(), payload)
+            .await
+            .map_err(|e| engine("append an event", e))?
+            .await
+            .map_err(|e| engine("append an event (no acknowledgement)", e))?;
+        // The ack carries no time: the stored message's is the event's enqueued time.
+        let enqueued_time = match imported {
+            Some(t) => t,
+            None => self
+                .stored(partition, ack.sequence)
+                .await
+                .ok()
+                .flatten()
+                .map_or_else(Utc::now, |(t, _)| t),
+        };
+        Ok(Event {
+            partition,
+            sequence_number: ack.sequence - 1,
+            enqueued_time,
+            event,
+        })
+    }
+
     fn stream(&self, partition: u32) -> Result<&stream::Stream> {
         self.inner
             .streams
@@ -269,10 +318,14 @@ impl NatsEventLog {
         Ok(lo)
     }
 
-    /// A stored message's time and payload.
+    /// A stored message's enqueued time (an imported event's own, else JetStream's) and
+    /// payload.
     async fn stored(&self, partition: u32, seq: u64) -> Result<Option<(DateTime<Utc>, Bytes)>> {
         match self.stream(partition)?.get_raw_message(seq).await {
-            Ok(m) => Ok(Some((m.time, m.payload))),
+            Ok(m) => Ok(Some((
+                imported_time(&m.payload).unwrap_or(m.time),
+                m.payload,
+            ))),
             Err(e) if matches!(e.kind(), stream::RawMessageErrorKind::NoMessageFound) => Ok(None),
             Err(e) => Err(engine("read an event", e)),
         }
@@ -331,31 +384,12 @@ impl EventLog for NatsEventLog {
     }
 
     async fn append(&self, event: NewEvent) -> Result<Event> {
-        let partition = partition_for(&event.device_id, self.partition_count());
-        let payload = encode(&event)?;
-        let ack = self
-            .inner
-            .js
-            .publish(self.inner.subjects[partition as usize].clone(), payload)
-            .await
-            .map_err(|e| engine("append an event", e))?
-            .await
-            .map_err(|e| engine("append an event (no acknowledgement)", e))?;
-        // The ack carries no time: the stored message's is the event's enqueued time.
-        let enqueued_time = self
-            .stored(partition, ack.sequence)
-            .await
-            .ok()
-            .flatten()
-            .map_or_else(Utc::now, |(t, _)| t);
-        Ok(Event {
-            partition,
-            sequence_number: ack.sequence - 1,
-            enqueued_time,
-            event,
-        })
+        self.publish(event, None).await
     }
 
+    async fn import(&self, event: Event) -> Result<Event> {
+        self.publish(event.event, Some(event.enqueued_time)).await
+    }
     async fn read(&self, partition: u32, from: u64, max: usize) -> Result<Vec<Event>> {
         let bounds = bounds_of(&self.state(partition).await?);
         let start = from.max(bounds.first);
@@ -547,7 +581,12 @@ impl EventLog for NatsEventLog {
             if state.messages > 0 {
                 // A stricter age than the streams' own.
                 let cutoff = Utc::now() - retention.max_age;
-                if state.first_timestamp < cutoff {
+                // The oldest event's own time (an imported one's is older than JetStream's).
+                let oldest = self
+                    .stored(p, first)
+                    .await?
+                    .map_or(state.first_timestamp, |(t, _)| t);
+                if oldest < cutoff {
                     keep_from = self.first_at_or_after(p, cutoff, first, last + 1).await?;
                 }
                 // A stricter size (of bodies) than the streams' own (of whole messages).
@@ -613,8 +652,13 @@ mod tests {
             application_properties: [("k".to_owned(), None)].into(),
             body: b"hello".to_vec(),
         };
-        let payload = encode(&event).unwrap();
+        let payload = encode(&event, None).unwrap();
         assert_eq!(decode(&payload).unwrap(), event);
+        assert_eq!(imported_time(&payload), None);
+        let at = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        let payload = encode(&event, Some(at)).unwrap();
+        assert_eq!(decode(&payload).unwrap(), event);
+        assert_eq!(imported_time(&payload), Some(at));
         assert_eq!(body_len(&payload), 5);
         assert!(decode(b"\0\0\0\x09{}").is_err());
         assert_eq!(unescape(&escape("$Default/x.y")), "$Default/x.y");

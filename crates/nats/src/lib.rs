@@ -10,6 +10,8 @@ mod eventlog;
 mod names;
 mod streams;
 
+/// A connection to NATS, as [`connect`] opens it.
+pub use async_nats::Client as NatsClient;
 pub use bus::NatsBus;
 pub use connect::{NatsOptions, connect, redacted};
 pub use eventlog::NatsEventLog;

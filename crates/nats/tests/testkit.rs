@@ -54,6 +54,7 @@ log_cases!(
     readers_start_where_they_ask_and_wait_for_events,
     consumer_groups_keep_checkpoints,
     retention_keeps_the_newest_and_numbering_continues,
+    imports_keep_enqueued_times,
 );
 
 /// The buses of two nodes of one hub on `server`.

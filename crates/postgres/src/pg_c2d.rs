@@ -62,6 +62,36 @@ async fn queue(tx: &Tx<'_>, device_id: &str) -> Result<Vec<C2dMessage>> {
     lock_messages(tx, "device_id = $1", &[&device_id]).await
 }
 
+/// Appends `message` to its device's queue with `delivery_count` deliveries and no lock;
+/// returns it as stored.
+async fn insert_message(
+    tx: &Tx<'_>,
+    mut message: C2dMessage,
+    delivery_count: u32,
+) -> Result<C2dMessage> {
+    let doc = serde_json::to_string(&message).map_err(corrupt)?;
+    let count = i32::try_from(delivery_count).unwrap_or(i32::MAX);
+    let seq: i64 = tx
+        .query_one(
+            "INSERT INTO c2d_messages (device_id, expiry, doc, body, delivery_count)
+             VALUES ($1, $2, $3::text::jsonb, $4, $5) RETURNING seq",
+            &[
+                &message.device_id,
+                &message.expiry_time.timestamp_millis(),
+                &doc,
+                &message.body,
+                &count,
+            ],
+        )
+        .await
+        .map_err(db)?
+        .get(0);
+    message.sequence_number = u64::try_from(seq).unwrap_or_default();
+    message.delivery_count = delivery_count;
+    c2d_rules::unlock(&mut message);
+    Ok(message)
+}
+
 /// Removes a message from its queue, writing the feedback its `ack` asks for.
 async fn remove_message(
     tx: &Tx<'_>,
@@ -151,26 +181,31 @@ impl C2dStore for PgStore {
         if let Err(refusal) = c2d_rules::admit(usize::try_from(live).unwrap_or(usize::MAX), rules) {
             return Ok(Err(refusal));
         }
-        let doc = serde_json::to_string(&message).map_err(corrupt)?;
-        let seq: i64 = tx
-            .query_one(
-                "INSERT INTO c2d_messages (device_id, expiry, doc, body)
-                 VALUES ($1, $2, $3::text::jsonb, $4) RETURNING seq",
-                &[
-                    &message.device_id,
-                    &message.expiry_time.timestamp_millis(),
-                    &doc,
-                    &message.body,
-                ],
-            )
-            .await
-            .map_err(db)?
-            .get(0);
+        let message = insert_message(&tx, message, 0).await?;
         tx.commit().await.map_err(db)?;
-        let mut message = message;
-        message.sequence_number = u64::try_from(seq).unwrap_or_default();
-        message.delivery_count = 0;
-        c2d_rules::unlock(&mut message);
+        Ok(Ok(message))
+    }
+
+    async fn c2d_queue(&self, device_id: &str) -> Result<Vec<C2dMessage>> {
+        let client = self.client().await?;
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM c2d_messages WHERE device_id = $1 ORDER BY seq");
+        let rows = client.query(&sql, &[&device_id]).await.map_err(db)?;
+        rows.iter().map(to_message).collect()
+    }
+
+    async fn c2d_import(
+        &self,
+        message: C2dMessage,
+    ) -> Result<std::result::Result<C2dMessage, C2dRefusal>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        if !lock_device(&tx, &message.device_id).await? {
+            return Ok(Err(C2dRefusal::DeviceNotFound));
+        }
+        let delivery_count = message.delivery_count;
+        let message = insert_message(&tx, message, delivery_count).await?;
+        tx.commit().await.map_err(db)?;
         Ok(Ok(message))
     }
 

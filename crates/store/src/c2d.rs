@@ -21,6 +21,16 @@ pub trait C2dStore: Send + Sync {
         rules: C2dRules,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<C2dMessage, C2dRefusal>>;
+    /// Every message of the device's queue, live or expired, locked or not, oldest first, as
+    /// stored (to copy a hub: `ironhub migrate --from`).
+    async fn c2d_queue(&self, device_id: &str) -> Result<Vec<C2dMessage>>;
+    /// Appends a message read from another hub's queue as it was: its message id, enqueued
+    /// and expiry times, properties and delivery count kept, without a lock (the connection
+    /// that held one is gone) and without the depth check; only its `sequence_number` is new.
+    async fn c2d_import(
+        &self,
+        message: C2dMessage,
+    ) -> Result<std::result::Result<C2dMessage, C2dRefusal>>;
     /// Dead-letters the device's expired messages (`Expired`) and those already locked
     /// `max_delivery_count` times and visible again (`DeliveryCountExceeded`), then locks the
     /// oldest visible message for `lock_duration` under a new lock token held by `node`,

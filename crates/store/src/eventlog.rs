@@ -92,6 +92,16 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     fn partition_count(&self) -> u32;
     /// Appends an event to its device's partition; returns it as stored, once durable.
     async fn append(&self, event: NewEvent) -> Result<Event>;
+    /// Appends an event read from another log (a hub moved by `ironhub migrate --from`) to
+    /// its device's partition here, keeping its enqueued time and properties; its sequence
+    /// number is this log's next. Import a partition's events in order. The default refuses:
+    /// an engine that can keep the time overrides it.
+    async fn import(&self, event: Event) -> Result<Event> {
+        let _ = event;
+        Err(crate::StoreError::Engine(
+            "this event log cannot import events".into(),
+        ))
+    }
     /// Up to `max` events of a partition from sequence number `from` on.
     async fn read(&self, partition: u32, from: u64, max: usize) -> Result<Vec<Event>>;
     /// The retained range of a partition.

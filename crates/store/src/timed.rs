@@ -198,6 +198,15 @@ impl<S: C2dStore + ?Sized> C2dStore for TimedStore<S> {
     ) -> Result<std::result::Result<C2dMessage, C2dRefusal>> {
         timed!(self, "c2d", c2d_enqueue(message, rules, now))
     }
+    async fn c2d_queue(&self, device_id: &str) -> Result<Vec<C2dMessage>> {
+        timed!(self, "c2d", c2d_queue(device_id))
+    }
+    async fn c2d_import(
+        &self,
+        message: C2dMessage,
+    ) -> Result<std::result::Result<C2dMessage, C2dRefusal>> {
+        timed!(self, "c2d", c2d_import(message))
+    }
     async fn c2d_lock_next(
         &self,
         device_id: &str,

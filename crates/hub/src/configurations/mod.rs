@@ -77,6 +77,7 @@ impl Hub {
             )));
         }
         Parsed::parse(config)?;
+        crate::nul::reject_nul_in(config, "the configuration")?;
         let now = azure_time(Some(Utc::now()));
         let if_match = if_match.map(normalize_if_match);
         let current = self.store.get_configuration(id).await?;

@@ -260,7 +260,9 @@ impl Hub {
         request: &JobRequest,
     ) -> Result<JobResponse, HubError> {
         let job = new_job(id, request, self.now())?;
-        match self.store.write_job(id, to_doc(&job)?, None).await? {
+        let doc = to_doc(&job)?;
+        crate::nul::reject_nul(&doc, "the job")?;
+        match self.store.write_job(id, doc, None).await? {
             Ok(_) => {}
             Err(WriteConflict::AlreadyExists) => {
                 return Err(HubError::JobAlreadyExists(id.to_owned()));

@@ -44,7 +44,8 @@ pub enum Command {
     Serve(Box<config::ServeArgs>),
     /// Print the hub's host name, connection string and CA certificate path.
     Info(info::InfoArgs),
-    /// Apply a cluster's PostgreSQL schema migrations (`--store`) without starting a server.
+    /// Apply a cluster's PostgreSQL schema migrations (`--store`) without starting a server; with
+    /// `--from DATA_DIR`, move a stopped single-machine hub into the (empty) cluster.
     Migrate(migrate::MigrateArgs),
     /// IoT Hub commands, as `az iot hub`.
     Hub(hub::HubArgs),

@@ -519,3 +519,50 @@ pub async fn feedback_is_received_in_locked_batches(
         "expired feedback is dropped"
     );
 }
+
+/// `c2d_queue` reads a device's whole queue as stored (locks included), oldest first;
+/// `c2d_import` appends a message as it was (ids, times, properties, delivery count kept, no
+/// lock, past a full queue) to an existing device only.
+pub async fn queues_read_back_and_import_as_they_were(
+    store: Arc<dyn DeviceState>,
+    clock: Arc<ManualClock>,
+) {
+    create_device(&store, "d").await;
+    create_device(&store, "e").await;
+    let now = clock.now();
+    send(&store, &clock, "m1", AckMode::Full, 3600).await;
+    send(&store, &clock, "m2", AckMode::None, 3600).await;
+    let locked = lock_next(&store, "d", NODE, now).await.unwrap();
+    let queue = store.c2d_queue("d").await.unwrap();
+    let ids: Vec<_> = queue.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(ids, ["m1", "m2"]);
+    assert_eq!(queue[0].lock_token, locked.lock_token);
+    assert_eq!(queue[0].delivery_count, 1);
+    assert!(store.c2d_queue("nobody").await.unwrap().is_empty());
+
+    let mut old = queue[0].clone();
+    old.device_id = "e".into();
+    let imported = store.c2d_import(old.clone()).await.unwrap().unwrap();
+    assert_eq!(imported.delivery_count, 1);
+    assert_eq!(imported.lock_token, None);
+    let read = store.c2d_queue("e").await.unwrap();
+    assert_eq!(read.len(), 1);
+    let mut expected = old.clone();
+    crate::c2d_rules::unlock(&mut expected);
+    expected.sequence_number = read[0].sequence_number;
+    assert_eq!(read[0], expected, "kept as it was, unlocked");
+    let again = lock_next(&store, "e", NODE, now).await.unwrap();
+    assert_eq!(again.message_id, "m1");
+    assert_eq!(again.delivery_count, 2, "its deliveries still count");
+    // Past the depth rule, which applies to new messages only.
+    for i in 0..rules().max_depth + 1 {
+        let mut m = old.clone();
+        m.message_id = format!("x{i}");
+        assert!(store.c2d_import(m).await.unwrap().is_ok());
+    }
+    old.device_id = "nobody".into();
+    assert_eq!(
+        store.c2d_import(old).await.unwrap(),
+        Err(C2dRefusal::DeviceNotFound)
+    );
+}

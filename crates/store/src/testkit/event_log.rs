@@ -147,3 +147,32 @@ pub async fn retention_keeps_the_newest_and_numbering_continues<K>(
     .unwrap();
     assert_eq!(log.append(ev("d", "x")).await.unwrap().sequence_number, 10);
 }
+
+/// An imported event keeps its enqueued time (to the millisecond) and properties, takes the
+/// log's next sequence number in its device's partition, reads back so, and positions by
+/// enqueued time count its own time (a move imports into a new log, then appends follow).
+pub async fn imports_keep_enqueued_times<K>(make: impl Fn(u32) -> (Arc<dyn EventLog>, K)) {
+    let (log, _keep) = make(2);
+    let then = chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+    let old = crate::Event {
+        partition: 99,
+        sequence_number: 12_345,
+        enqueued_time: then,
+        event: ev("dev1", "old"),
+    };
+    let imported = log.import(old.clone()).await.unwrap();
+    let p = crate::eventlog::partition_for("dev1", 2);
+    assert_eq!((imported.partition, imported.sequence_number), (p, 0));
+    assert_eq!(imported.enqueued_time, then);
+    let appended = log.append(ev("dev1", "new")).await.unwrap();
+    assert_eq!(appended.sequence_number, 1);
+    let read = log.read(p, 0, 2).await.unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[0].enqueued_time, then);
+    assert_eq!(read[0].event, old.event);
+    assert!(read[1].enqueued_time > then);
+    let at = |t| log.resolve(p, StartPosition::EnqueuedTime(t));
+    assert_eq!(at(then).await.unwrap(), 0);
+    let later = then + chrono::TimeDelta::milliseconds(1);
+    assert_eq!(at(later).await.unwrap(), 1);
+}

@@ -158,6 +158,7 @@ macro_rules! store_suite {
             c2d::purge_empties_the_queue_with_feedback,
             c2d::released_locks_make_messages_visible,
             c2d::feedback_is_received_in_locked_batches,
+            c2d::queues_read_back_and_import_as_they_were,
             certificates::certificates_are_written_compare_and_swap,
             certificates::each_scope_has_its_own_names,
             dps::settings_are_created_once,
@@ -218,6 +219,7 @@ macro_rules! event_log_suite {
             readers_start_where_they_ask_and_wait_for_events,
             consumer_groups_keep_checkpoints,
             retention_keeps_the_newest_and_numbering_continues,
+            imports_keep_enqueued_times,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
