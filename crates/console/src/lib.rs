@@ -9,6 +9,7 @@
 //! one small script are compiled into the binary; nothing is fetched from elsewhere.
 
 pub mod access;
+mod ca;
 mod device;
 mod devices;
 mod frame;
@@ -31,6 +32,7 @@ pub fn routes(hub: Hub) -> Router {
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(overview::show))
         .route("/console/", get(overview::show))
+        .route(ca::PATH, get(ca::download))
         .route("/console/signin", get(signin::form).post(signin::sign_in))
         .route("/console/signout", post(signin::sign_out))
         .route("/console/devices", get(devices::list).post(devices::create))
