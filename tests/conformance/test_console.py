@@ -3,25 +3,32 @@
 the owner connection string, a device created through the form, its telemetry shown live, a
 cloud-to-device message with `Topic=/power`, a desired-property edit and an ETag conflict, a
 direct method; a bad device id, a post without the CSRF token, a read-only policy's page and
-its forged posts; screenshots at a phone's and a desktop's width, with no horizontal overflow.
+its forged posts; failed sign-ins limited per client address; the CA certificate download;
+screenshots at a phone's and a desktop's width, with no horizontal overflow.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
+import ssl
 import subprocess
+import urllib.parse
 
 import pytest
 from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
 from msrest.exceptions import HttpOperationError
 
-from conftest import NODE_DIR, require_tool, run_cli
+from conftest import NODE_DIR, require_tool, run_cli, test_address
 
 IRONHUB_ADDRESS = "127.0.0.76"
 WAIT_S = 20
 CHROMIUM = "/usr/bin/chromium"
+# Client addresses the sign-in limit tests send from (loopback takes any 127/8 source).
+GUESSER_ADDRESS = test_address("127.0.0.69")
+BYSTANDER_ADDRESS = test_address("127.0.0.70")
 
 
 def policy_connection_string(hub, policy: str) -> str:
@@ -135,3 +142,61 @@ def test_console_end_to_end(hub, rm, tmp_path):
             rm.get_device(refused)
     assert rm.get_device("console-dev").status == "enabled"
     assert rm.get_twin("console-dev").properties.desired["color"] == "red"
+
+
+def console_request(hub, source: str, method: str, path: str, form: dict | None = None, cookie: str | None = None):
+    """One HTTPS request to the console from the client address `source`: (status, headers, body)."""
+    context = ssl.create_default_context(cafile=hub.ca_file)
+    conn = http.client.HTTPSConnection(hub.hostname, 443, context=context, source_address=(source, 0), timeout=WAIT_S)
+    headers = {}
+    body = None
+    if form is not None:
+        body = urllib.parse.urlencode(form)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    if cookie:
+        headers["Cookie"] = cookie
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.headers, response.read().decode()
+    finally:
+        conn.close()
+
+
+def test_failed_sign_ins_are_limited_per_address_and_the_ca_downloads(hub):
+    owner = hub.connection_string_parts()
+    wrong = {"policy": "iothubowner", "key": "d3Jvbmcga2V5IHdyb25nIGtleQ=="}
+    right = {"policy": "iothubowner", "key": owner["SharedAccessKey"]}
+    # Wrong keys from one address: refused one by one, then refused outright with 429. Five
+    # failures fall in one minute unless a minute ends among them, so the refusal comes
+    # after five to nine of them.
+    failures = 0
+    while True:
+        status, headers, body = console_request(hub, GUESSER_ADDRESS, "POST", "/console/signin", wrong)
+        if status == 429:
+            break
+        assert status == 401, (status, body[:500])
+        failures += 1
+        assert failures < 10, "no refusal after nine failed sign-ins"
+    assert failures >= 5, f"refused after only {failures} failures"
+    assert 1 <= int(headers["Retry-After"]) <= 60, headers
+    assert "Too many failed sign-ins" in body
+    # The right key from that address is refused too (the key is not even checked) ...
+    status, headers, body = console_request(hub, GUESSER_ADDRESS, "POST", "/console/signin", right)
+    assert status == 429 and "Retry-After" in headers
+    # ... while another address signs in.
+    status, headers, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/signin", right)
+    assert status == 303, (status, body[:500])
+    cookie = headers["Set-Cookie"].split(";", 1)[0]
+
+    # The overview links the CA certificate, and it downloads as the server's ca.pem.
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console", cookie=cookie)
+    assert status == 200 and 'href="/console/ca.pem"' in body
+    status, headers, body = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/ca.pem", cookie=cookie)
+    assert status == 200
+    assert headers["Content-Type"] == "application/x-pem-file"
+    assert "attachment" in headers["Content-Disposition"]
+    assert body == open(hub.ca_file).read()
+    # Not without a session.
+    status, headers, _ = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/ca.pem")
+    assert status == 303 and headers["Location"] == "/console/signin"
