@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import ssl
 import subprocess
 import urllib.parse
@@ -163,7 +164,14 @@ def console_request(hub, source: str, method: str, path: str, form: dict | None 
         conn.close()
 
 
-def test_failed_sign_ins_are_limited_per_address_and_the_ca_downloads(hub):
+def csrf_of(page: str) -> str:
+    """The CSRF token a console page's forms carry."""
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, page[:500]
+    return match.group(1)
+
+
+def test_failed_sign_ins_are_limited_per_address_and_the_ca_downloads(hub, rm):
     owner = hub.connection_string_parts()
     wrong = {"policy": "iothubowner", "key": "d3Jvbmcga2V5IHdyb25nIGtleQ=="}
     right = {"policy": "iothubowner", "key": owner["SharedAccessKey"]}
@@ -200,3 +208,24 @@ def test_failed_sign_ins_are_limited_per_address_and_the_ca_downloads(hub):
     # Not without a session.
     status, headers, _ = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/ca.pem")
     assert status == 303 and headers["Location"] == "/console/signin"
+
+    # X.509 devices from the create form: self-signed with both thumbprints, CA-signed; a
+    # self-signed one without thumbprints is refused and not created.
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/devices", cookie=cookie)
+    csrf = csrf_of(page)
+    primary, secondary = "A" * 40, "B" * 40
+    create = {"csrf": csrf, "device_id": "x509-self", "auth": "selfSigned", "primary_thumbprint": primary, "secondary_thumbprint": secondary}
+    status, headers, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/devices", create, cookie=cookie)
+    assert status == 303 and headers["Location"] == "/console/devices/x509-self", (status, body[:500])
+    auth = rm.get_device("x509-self").authentication
+    assert auth.type == "selfSigned"
+    assert (auth.x509_thumbprint.primary_thumbprint, auth.x509_thumbprint.secondary_thumbprint) == (primary, secondary)
+    create = {"csrf": csrf, "device_id": "x509-ca", "auth": "certificateAuthority"}
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/devices", create, cookie=cookie)
+    assert status == 303, (status, body[:500])
+    assert rm.get_device("x509-ca").authentication.type == "certificateAuthority"
+    create = {"csrf": csrf, "device_id": "x509-none", "auth": "selfSigned"}
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/devices", create, cookie=cookie)
+    assert status == 400 and "thumbprint" in body.lower(), (status, body[:800])
+    with pytest.raises(HttpOperationError):
+        rm.get_device("x509-none")
