@@ -229,3 +229,43 @@ def test_failed_sign_ins_are_limited_per_address_and_the_ca_downloads(hub, rm):
     assert status == 400 and "thumbprint" in body.lower(), (status, body[:800])
     with pytest.raises(HttpOperationError):
         rm.get_device("x509-none")
+
+    # Modules: created from the device page, the module twin edited on the condition of its
+    # ETag, a read-only policy's view without controls and its forged post refused, deletion.
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/devices/x509-self", cookie=cookie)
+    assert 'id="create-module"' in page
+    status, headers, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/devices/x509-self/modules", {"csrf": csrf, "module_id": "mod-1"}, cookie=cookie)
+    module_path = "/console/devices/x509-self/modules/mod-1"
+    assert status == 303 and headers["Location"] == module_path, (status, body[:500])
+    assert rm.get_module("x509-self", "mod-1").authentication.type == "sas"
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/devices/x509-self", cookie=cookie)
+    assert f'href="{module_path}"' in page
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", module_path, cookie=cookie)
+    etag = re.search(r'name="etag" value="([^"]+)"', page).group(1)
+    twin = {"csrf": csrf, "etag": etag, "desired": '{"speed": 3}', "tags": '{"site": "a"}'}
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "POST", module_path + "/twin", twin, cookie=cookie)
+    assert status == 200 and "Twin saved" in body, (status, body[:800])
+    saved = rm.get_module_twin("x509-self", "mod-1")
+    assert saved.properties.desired["speed"] == 3 and saved.tags == {"site": "a"}
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "POST", module_path + "/twin", dict(twin, desired='{"speed": 4}'), cookie=cookie)
+    assert status == 412, (status, body[:800])
+    assert rm.get_module_twin("x509-self", "mod-1").properties.desired["speed"] == 3
+
+    read_only = dict(p.split("=", 1) for p in policy_connection_string(hub, "registryRead").split(";"))
+    status, headers, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/signin", {"policy": "registryRead", "key": read_only["SharedAccessKey"]})
+    assert status == 303
+    reader = headers["Set-Cookie"].split(";", 1)[0]
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/devices/x509-self", cookie=reader)
+    assert f'href="{module_path}"' in page and 'id="create-module"' not in page
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", module_path, cookie=reader)
+    assert status == 200 and "speed" in page
+    assert 'id="twin-form"' not in page and 'id="delete-module"' not in page
+    status, _, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", module_path + "/delete", {"csrf": csrf_of(page)}, cookie=reader)
+    assert status == 401
+    status, _, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", module_path + "/delete", {"csrf": "forged"}, cookie=cookie)
+    assert status == 403
+    assert rm.get_module("x509-self", "mod-1").module_id == "mod-1"
+    status, headers, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", module_path + "/delete", {"csrf": csrf}, cookie=cookie)
+    assert status == 303 and headers["Location"] == "/console/devices/x509-self"
+    with pytest.raises(HttpOperationError):
+        rm.get_module("x509-self", "mod-1")

@@ -57,7 +57,7 @@ pub async fn show(signed: Signed, Path(id): Path<String>, Query(q): Query<Show>)
 }
 
 /// JSON of a map without its `$` entries (`$metadata`, `$version`), pretty-printed.
-fn editable(map: &Map<String, Value>) -> String {
+pub(crate) fn editable(map: &Map<String, Value>) -> String {
     let kept: Map<String, Value> = map
         .iter()
         .filter(|(k, _)| !k.starts_with('$'))
@@ -86,6 +86,7 @@ async fn render(signed: &Signed, id: &str, reveal: bool, outcome: Outcome) -> Re
     let can_c2d = signed.can(Operation::C2dSend).await;
     let can_method = signed.can(Operation::MethodInvoke).await;
     let can_events = signed.can(Operation::EventsRead).await;
+    let modules = crate::modules::section(signed, id).await;
     let path = format!("/console/devices/{}", segment(id));
     let keys = &device.authentication.symmetric_key;
     let enabled = matches!(device.status, ironhub_wire::hub::DeviceStatus::Enabled);
@@ -146,6 +147,7 @@ async fn render(signed: &Signed, id: &str, reveal: bool, outcome: Outcome) -> Re
                 }
             }
         }
+        (modules)
         @if can_c2d {
             section {
                 h2 { "Cloud-to-device message" }
@@ -243,15 +245,15 @@ pub async fn delete(
 #[derive(Debug, Deserialize)]
 pub struct TwinForm {
     #[serde(default)]
-    desired: String,
+    pub(crate) desired: String,
     #[serde(default)]
-    tags: String,
+    pub(crate) tags: String,
     #[serde(default)]
-    etag: String,
+    pub(crate) etag: String,
 }
 
 /// A JSON object typed into a form field named `what` (empty: `{}`).
-fn json_object(text: &str, what: &str) -> Result<Value, HubError> {
+pub(crate) fn json_object(text: &str, what: &str) -> Result<Value, HubError> {
     if text.trim().is_empty() {
         return Ok(json!({}));
     }

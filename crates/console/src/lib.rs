@@ -15,6 +15,7 @@ mod devices;
 mod frame;
 pub mod layout;
 mod live;
+mod modules;
 mod overview;
 pub mod session;
 mod signin;
@@ -43,6 +44,16 @@ pub fn routes(hub: Hub) -> Router {
         .route("/console/devices/{id}/c2d", post(device::send_c2d))
         .route("/console/devices/{id}/method", post(device::invoke_method))
         .route("/console/devices/{id}/events", get(live::device_events))
+        .route("/console/devices/{id}/modules", post(modules::create))
+        .route("/console/devices/{id}/modules/{mid}", get(modules::show))
+        .route(
+            "/console/devices/{id}/modules/{mid}/twin",
+            post(modules::update_twin),
+        )
+        .route(
+            "/console/devices/{id}/modules/{mid}/delete",
+            post(modules::delete),
+        )
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))
         .layer(middleware::map_response(protect))
