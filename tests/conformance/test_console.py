@@ -124,8 +124,9 @@ def test_console_end_to_end(hub, rm, tmp_path):
     assert result["methodStatus"] == "200"
     assert result["methodResult"] == {"echo": {"delay": 1}, "name": "reboot"}
     assert all(result["fits"].values()), result["fits"]
-    assert len(result["fits"]) == 6
-    for name in ("overview", "devices", "device"):
+    assert len(result["fits"]) == 8
+    assert result["moduleTwinForms"] == 1
+    for name in ("overview", "devices", "device", "module"):
         for width in ("phone", "desktop"):
             assert (tmp_path / f"{name}-{width}.png").stat().st_size > 0
     assert result["signedOut"]
@@ -143,6 +144,7 @@ def test_console_end_to_end(hub, rm, tmp_path):
             rm.get_device(refused)
     assert rm.get_device("console-dev").status == "enabled"
     assert rm.get_twin("console-dev").properties.desired["color"] == "red"
+    assert rm.get_module("console-dev", "console-mod").module_id == "console-mod"
 
 
 def console_request(hub, source: str, method: str, path: str, form: dict | None = None, cookie: str | None = None):

@@ -147,11 +147,20 @@ async function main() {
   result.methodStatus = await page.textContent('#method-status');
   result.methodResult = JSON.parse(await page.textContent('#method-result'));
 
+  // A module, created through the device page's form; its page has its twin form.
+  await page.goto(`${base}/console/devices/${id}`);
+  await page.fill('#module_id', 'console-mod');
+  await Promise.all([
+    page.waitForURL(`${base}/console/devices/${id}/modules/console-mod`),
+    page.click('#create-module button[type=submit]'),
+  ]);
+  result.moduleTwinForms = await page.locator('#twin-form').count();
+
   // Phone and desktop widths: screenshots, and nothing wider than the screen.
   result.fits = {};
   for (const [name, width, height] of [['phone', 390, 844], ['desktop', 1280, 800]]) {
     await page.setViewportSize({ width, height });
-    for (const [label, p] of [['overview', '/console'], ['devices', '/console/devices'], ['device', `/console/devices/${id}`]]) {
+    for (const [label, p] of [['overview', '/console'], ['devices', '/console/devices'], ['device', `/console/devices/${id}`], ['module', `/console/devices/${id}/modules/console-mod`]]) {
       await page.goto(`${base}${p}`);
       result.fits[`${label}-${name}`] = await fits(page);
       await page.screenshot({ path: path.join(artefacts, `${label}-${name}.png`), fullPage: true });
