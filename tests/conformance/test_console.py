@@ -23,6 +23,7 @@ from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
 from msrest.exceptions import HttpOperationError
 
 from conftest import NODE_DIR, require_tool, run_cli, test_address
+from dps_helpers import make_root, make_signed, sas
 
 IRONHUB_ADDRESS = "127.0.0.76"
 WAIT_S = 20
@@ -124,9 +125,9 @@ def test_console_end_to_end(hub, rm, tmp_path):
     assert result["methodStatus"] == "200"
     assert result["methodResult"] == {"echo": {"delay": 1}, "name": "reboot"}
     assert all(result["fits"].values()), result["fits"]
-    assert len(result["fits"]) == 8
+    assert len(result["fits"]) == 10
     assert result["moduleTwinForms"] == 1
-    for name in ("overview", "devices", "device", "module"):
+    for name in ("overview", "devices", "device", "module", "certificates"):
         for width in ("phone", "desktop"):
             assert (tmp_path / f"{name}-{width}.png").stat().st_size > 0
     assert result["signedOut"]
@@ -173,7 +174,7 @@ def csrf_of(page: str) -> str:
     return match.group(1)
 
 
-def test_failed_sign_ins_are_limited_per_address_and_the_ca_downloads(hub, rm):
+def test_failed_sign_ins_are_limited_per_address_and_the_ca_downloads(hub, rm, tmp_path):
     owner = hub.connection_string_parts()
     wrong = {"policy": "iothubowner", "key": "d3Jvbmcga2V5IHdyb25nIGtleQ=="}
     right = {"policy": "iothubowner", "key": owner["SharedAccessKey"]}
@@ -271,3 +272,57 @@ def test_failed_sign_ins_are_limited_per_address_and_the_ca_downloads(hub, rm):
     assert status == 303 and headers["Location"] == "/console/devices/x509-self"
     with pytest.raises(HttpOperationError):
         rm.get_module("x509-self", "mod-1")
+
+
+    # CA certificates: uploaded, a verification code generated, proof of possession given,
+    # each step on the condition of the ETag the page showed; the read-only policy sees no
+    # forms; deletion. The REST API (IoT Hub's /certificates) sees each step.
+    def rest_certificate(name: str):
+        token = sas(hub.hostname, owner["SharedAccessKey"], "iothubowner")
+        conn = http.client.HTTPSConnection(hub.hostname, 443, context=ssl.create_default_context(cafile=hub.ca_file), timeout=WAIT_S)
+        try:
+            conn.request("GET", f"/certificates/{name}?api-version=2021-04-12", headers={"Authorization": token})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"null")
+        finally:
+            conn.close()
+
+    make_root(tmp_path, "console-ca", "Console Test CA")
+    pem = (tmp_path / "console-ca.pem").read_text()
+    upload = {"csrf": csrf, "name": "console-ca", "certificate": pem}
+    status, headers, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/certificates", upload, cookie=cookie)
+    cert_path = "/console/certificates/console-ca"
+    assert status == 303 and headers["Location"] == cert_path, (status, body[:800])
+    status, body = rest_certificate("console-ca")
+    assert status == 200 and body["properties"]["isVerified"] is False
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/certificates", dict(upload, name="bad-ca", certificate="not a certificate"), cookie=cookie)
+    assert status == 400, (status, body[:800])
+    assert rest_certificate("bad-ca")[0] == 404
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/certificates", cookie=cookie)
+    assert f'href="{cert_path}"' in page and 'id="upload-certificate"' in page
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", cert_path, cookie=cookie)
+    etag = re.search(r'name="etag" value="([^"]+)"', page).group(1)
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "POST", cert_path + "/code", {"csrf": csrf, "etag": etag}, cookie=cookie)
+    assert status == 200, (status, page[:800])
+    code = re.search(r'id="verification-code">([^<]+)<', page).group(1)
+    make_signed(tmp_path, "console-proof", code, "console-ca")
+    proof = (tmp_path / "console-proof.pem").read_text()
+    # The page from before the code was generated is stale: refused, nothing verified.
+    status, _, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", cert_path + "/verify", {"csrf": csrf, "etag": etag, "certificate": proof}, cookie=cookie)
+    assert status == 412
+    assert rest_certificate("console-ca")[1]["properties"]["isVerified"] is False
+    etag = re.search(r'name="etag" value="([^"]+)"', page).group(1)
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "POST", cert_path + "/verify", {"csrf": csrf, "etag": etag, "certificate": proof}, cookie=cookie)
+    assert status == 200 and 'id="verified">yes<' in page, (status, page[:800])
+    assert rest_certificate("console-ca")[1]["properties"]["isVerified"] is True
+
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", cert_path, cookie=reader)
+    assert "Console Test CA" in page and 'id="delete-certificate"' not in page
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/certificates", cookie=reader)
+    assert f'href="{cert_path}"' in page and 'id="upload-certificate"' not in page
+    status, _, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", cert_path + "/delete", {"csrf": csrf_of(page)}, cookie=reader)
+    assert status == 401
+    assert rest_certificate("console-ca")[0] == 200
+    status, headers, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", cert_path + "/delete", {"csrf": csrf}, cookie=cookie)
+    assert status == 303 and headers["Location"] == "/console/certificates"
+    assert rest_certificate("console-ca")[0] == 404

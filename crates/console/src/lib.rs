@@ -10,6 +10,7 @@
 
 pub mod access;
 mod ca;
+mod certificates;
 mod device;
 mod devices;
 mod frame;
@@ -34,6 +35,23 @@ pub fn routes(hub: Hub) -> Router {
         .route("/console", get(overview::show))
         .route("/console/", get(overview::show))
         .route(ca::PATH, get(ca::download))
+        .route(
+            certificates::PATH,
+            get(certificates::list).post(certificates::upload),
+        )
+        .route("/console/certificates/{name}", get(certificates::show))
+        .route(
+            "/console/certificates/{name}/code",
+            post(certificates::generate_code),
+        )
+        .route(
+            "/console/certificates/{name}/verify",
+            post(certificates::verify),
+        )
+        .route(
+            "/console/certificates/{name}/delete",
+            post(certificates::delete),
+        )
         .route("/console/signin", get(signin::form).post(signin::sign_in))
         .route("/console/signout", post(signin::sign_out))
         .route("/console/devices", get(devices::list).post(devices::create))
