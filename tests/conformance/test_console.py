@@ -88,6 +88,8 @@ def test_console_end_to_end(hub, rm, tmp_path):
                 device = Device(hub, rm, msg["deviceId"])
             elif step == "send-telemetry":
                 device.client.send_message(Message("hello-console"))
+            elif step == "send-hub-telemetry":
+                device.client.send_message(Message("hello-hub"))
             elif step == "c2d-sent":
                 m = device.messages.get(timeout=WAIT_S)
                 assert m.data == b"ON"
@@ -125,9 +127,10 @@ def test_console_end_to_end(hub, rm, tmp_path):
     assert result["methodStatus"] == "200"
     assert result["methodResult"] == {"echo": {"delay": 1}, "name": "reboot"}
     assert all(result["fits"].values()), result["fits"]
-    assert len(result["fits"]) == 10
+    assert "console-dev: hello-hub" in result["hubTelemetry"], result["hubTelemetry"]
+    assert len(result["fits"]) == 12
     assert result["moduleTwinForms"] == 1
-    for name in ("overview", "devices", "device", "module", "certificates"):
+    for name in ("overview", "devices", "device", "module", "certificates", "telemetry"):
         for width in ("phone", "desktop"):
             assert (tmp_path / f"{name}-{width}.png").stat().st_size > 0
     assert result["signedOut"]

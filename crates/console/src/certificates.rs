@@ -35,6 +35,7 @@ async fn render_list(signed: &Signed, refused: Option<&HubError>) -> Response {
             code { "certificateAuthority" } "), once possession of their key is proven." }
         @match &certificates {
             Err(e) => p.notice.error { (e.to_string()) },
+            Ok(list) if list.is_empty() => p { "No certificates." },
             Ok(list) => {
                 div.scroll {
                     table #certificates {
@@ -52,7 +53,6 @@ async fn render_list(signed: &Signed, refused: Option<&HubError>) -> Response {
                         }
                     }
                 }
-                @if list.is_empty() { p { "No certificates." } }
             }
         }
         @if can_write {

@@ -21,6 +21,7 @@ pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
                         a href="/console" { "Overview" }
                         a href="/console/devices" { "Devices" }
                         a href="/console/certificates" { "Certificates" }
+                        a href="/console/telemetry" { "Telemetry" }
                         form.inline method="post" action="/console/signout" {
                             (csrf(signed))
                             span.who { (signed.policy) }

@@ -52,6 +52,8 @@ pub fn routes(hub: Hub) -> Router {
             "/console/certificates/{name}/delete",
             post(certificates::delete),
         )
+        .route("/console/telemetry", get(live::hub_page))
+        .route("/console/telemetry/events", get(live::hub_events))
         .route("/console/signin", get(signin::form).post(signin::sign_in))
         .route("/console/signout", post(signin::sign_out))
         .route("/console/devices", get(devices::list).post(devices::create))
