@@ -24,6 +24,7 @@ from msrest.exceptions import HttpOperationError
 
 from conftest import NODE_DIR, require_tool, run_cli, test_address
 from dps_helpers import make_root, make_signed, sas
+from routing_helpers import put_routing
 
 IRONHUB_ADDRESS = "127.0.0.76"
 WAIT_S = 20
@@ -128,9 +129,9 @@ def test_console_end_to_end(hub, rm, tmp_path):
     assert result["methodResult"] == {"echo": {"delay": 1}, "name": "reboot"}
     assert all(result["fits"].values()), result["fits"]
     assert "console-dev: hello-hub" in result["hubTelemetry"], result["hubTelemetry"]
-    assert len(result["fits"]) == 12
+    assert len(result["fits"]) == 14
     assert result["moduleTwinForms"] == 1
-    for name in ("overview", "devices", "device", "module", "certificates", "telemetry"):
+    for name in ("overview", "devices", "device", "module", "certificates", "telemetry", "routes"):
         for width in ("phone", "desktop"):
             assert (tmp_path / f"{name}-{width}.png").stat().st_size > 0
     assert result["signedOut"]
@@ -329,3 +330,27 @@ def test_failed_sign_ins_are_limited_per_address_and_the_ca_downloads(hub, rm, t
     status, headers, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", cert_path + "/delete", {"csrf": csrf}, cookie=cookie)
     assert status == 303 and headers["Location"] == "/console/certificates"
     assert rest_certificate("console-ca")[0] == 404
+
+
+    # Routing: the document, its endpoint's health, and a test of the routes.
+    doc = {
+        "endpoints": {"storageContainers": [{"name": "cold", "containerName": str(tmp_path / "cold"), "encoding": "json"}]},
+        "routes": [
+            {"name": "critical", "source": "DeviceMessages", "condition": "level = 'critical'", "endpointNames": ["cold"], "isEnabled": True},
+            {"name": "warm", "source": "DeviceMessages", "condition": "level = 'warm'", "endpointNames": ["cold"], "isEnabled": True},
+        ],
+    }
+    r = put_routing(hub, doc)
+    assert r.status_code == 200, r.text
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/routes", cookie=reader)
+    assert status == 200
+    assert "level = &#39;critical&#39;" in page or "level = 'critical'" in page, page[:2000]
+    health = re.search(r'<table id="endpoint-health">.*?</table>', page, re.S).group(0)
+    assert "cold" in health
+    test = {"csrf": csrf_of(page), "source": "DeviceMessages", "body": "{}", "properties": "level=critical"}
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/routes/test", test, cookie=reader)
+    assert status == 200, (status, page[:800])
+    matched = re.search(r'<ul id="test-result">(.*?)</ul>', page, re.S).group(1)
+    assert "critical" in matched and "warm" not in matched, matched
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/routes/test", dict(test, properties="level"), cookie=reader)
+    assert status == 400 and "name=value" in page, (status, page[:800])

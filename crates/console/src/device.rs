@@ -312,7 +312,7 @@ pub struct C2dForm {
 }
 
 /// `name=value` lines (blank lines skipped; a line without `=` is refused).
-fn properties(text: &str) -> Result<Vec<(String, String)>, HubError> {
+pub(crate) fn properties(text: &str) -> Result<Vec<(String, String)>, HubError> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())

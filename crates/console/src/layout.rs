@@ -22,6 +22,7 @@ pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
                         a href="/console/devices" { "Devices" }
                         a href="/console/certificates" { "Certificates" }
                         a href="/console/telemetry" { "Telemetry" }
+                        a href="/console/routes" { "Routes" }
                         form.inline method="post" action="/console/signout" {
                             (csrf(signed))
                             span.who { (signed.policy) }

@@ -18,6 +18,7 @@ pub mod layout;
 mod live;
 mod modules;
 mod overview;
+mod routes;
 pub mod session;
 mod signin;
 
@@ -54,6 +55,8 @@ pub fn routes(hub: Hub) -> Router {
         )
         .route("/console/telemetry", get(live::hub_page))
         .route("/console/telemetry/events", get(live::hub_events))
+        .route(routes::PATH, get(routes::show))
+        .route("/console/routes/test", post(routes::test))
         .route("/console/signin", get(signin::form).post(signin::sign_in))
         .route("/console/signout", post(signin::sign_out))
         .route("/console/devices", get(devices::list).post(devices::create))

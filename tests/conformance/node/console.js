@@ -169,7 +169,7 @@ async function main() {
   result.fits = {};
   for (const [name, width, height] of [['phone', 390, 844], ['desktop', 1280, 800]]) {
     await page.setViewportSize({ width, height });
-    for (const [label, p] of [['overview', '/console'], ['devices', '/console/devices'], ['device', `/console/devices/${id}`], ['module', `/console/devices/${id}/modules/console-mod`], ['certificates', '/console/certificates'], ['telemetry', '/console/telemetry']]) {
+    for (const [label, p] of [['overview', '/console'], ['devices', '/console/devices'], ['device', `/console/devices/${id}`], ['module', `/console/devices/${id}/modules/console-mod`], ['certificates', '/console/certificates'], ['telemetry', '/console/telemetry'], ['routes', '/console/routes']]) {
       await page.goto(`${base}${p}`);
       result.fits[`${label}-${name}`] = await fits(page);
       await page.screenshot({ path: path.join(artefacts, `${label}-${name}.png`), fullPage: true });
