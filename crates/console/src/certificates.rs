@@ -199,7 +199,12 @@ pub async fn generate_code(
             .await
     }
     .await;
-    after(&signed, &name, result.map(|_| "A verification code was generated.")).await
+    after(
+        &signed,
+        &name,
+        result.map(|_| "A verification code was generated."),
+    )
+    .await
 }
 
 /// `POST /console/certificates/{name}/verify`: proof of possession.
@@ -213,7 +218,12 @@ pub async fn verify(Path(name): Path<String>, Posted(signed, form): Posted<Chang
     }
     .await;
     tracing::info!(target: "ServiceOperations", certificate = %name, ok = result.is_ok(), policy = %signed.policy, "CA certificate proof of possession from the console");
-    after(&signed, &name, result.map(|_| "The certificate is verified.")).await
+    after(
+        &signed,
+        &name,
+        result.map(|_| "The certificate is verified."),
+    )
+    .await
 }
 
 /// The certificate's page after a post, with its outcome.

@@ -3,8 +3,8 @@
 //! message (what IoT Hub's "test all routes" answers). Reading and testing need the
 //! `RoutingRead` right the REST API asks for.
 
-use axum::response::{IntoResponse, Response};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use ironhub_auth::access::Operation;
 use ironhub_hub::HubError;
 use ironhub_wire::hub::{Route, RoutingSource, TestMessage};
