@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use ironhub_auth::access::Operation;
 use ironhub_hub::HubError;
 use ironhub_hub::c2d::OutgoingMessage;
-use ironhub_wire::hub::{DeviceSpec, MethodRequest, MethodResult};
-use maud::html;
+use ironhub_wire::hub::{DeviceSpec, MethodRequest, MethodResult, Twin};
+use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -57,7 +57,7 @@ pub async fn show(signed: Signed, Path(id): Path<String>, Query(q): Query<Show>)
 }
 
 /// JSON of a map without its `$` entries (`$metadata`, `$version`), pretty-printed.
-pub(crate) fn editable(map: &Map<String, Value>) -> String {
+fn editable(map: &Map<String, Value>) -> String {
     let kept: Map<String, Value> = map
         .iter()
         .filter(|(k, _)| !k.starts_with('$'))
@@ -127,25 +127,7 @@ async fn render(signed: &Signed, id: &str, reveal: bool, outcome: Outcome) -> Re
             }
         }
         @if let Some(twin) = &twin {
-            section #twin {
-                h2 { "Twin" }
-                @if can_twin {
-                    @let (desired, tags) = outcome.draft.clone().unwrap_or_else(|| (editable(&twin.properties.desired), serde_json::to_string_pretty(&twin.tags).unwrap_or_default()));
-                    form #twin-form method="post" action={ (path) "/twin" } {
-                        (csrf(signed))
-                        input type="hidden" name="etag" value=(twin.etag);
-                        label for="desired" { "Desired properties (JSON)" }
-                        textarea #desired name="desired" { (desired) }
-                        label for="tags" { "Tags (JSON)" }
-                        textarea #tags name="tags" { (tags) }
-                        button type="submit" { "Save twin" }
-                    }
-                }
-                details {
-                    summary { "Whole twin (version " (twin.version) ", ETag " (twin.etag) ")" }
-                    pre #twin-json { (serde_json::to_string_pretty(twin).unwrap_or_default()) }
-                }
-            }
+            (twin_section(signed, "Twin", &path, twin, can_twin, outcome.draft.clone()))
         }
         (modules)
         @if can_c2d {
@@ -183,6 +165,40 @@ async fn render(signed: &Signed, id: &str, reveal: bool, outcome: Outcome) -> Re
     };
     let status = outcome.status.unwrap_or(StatusCode::OK);
     (status, page(signed, &device.device_id, body)).into_response()
+}
+
+/// A twin's section (a device's or a module's): the form that replaces its desired properties
+/// and tags (with `draft`, what a refused post sent) on the condition of its ETag when the
+/// policy may write twins, and the whole twin.
+pub(crate) fn twin_section(
+    signed: &Signed,
+    heading: &str,
+    path: &str,
+    twin: &Twin,
+    can_twin: bool,
+    draft: Option<(String, String)>,
+) -> Markup {
+    html! {
+        section #twin {
+            h2 { (heading) }
+            @if can_twin {
+                @let (desired, tags) = draft.unwrap_or_else(|| (editable(&twin.properties.desired), serde_json::to_string_pretty(&twin.tags).unwrap_or_default()));
+                form #twin-form method="post" action={ (path) "/twin" } {
+                    (csrf(signed))
+                    input type="hidden" name="etag" value=(twin.etag);
+                    label for="desired" { "Desired properties (JSON)" }
+                    textarea #desired name="desired" { (desired) }
+                    label for="tags" { "Tags (JSON)" }
+                    textarea #tags name="tags" { (tags) }
+                    button type="submit" { "Save twin" }
+                }
+            }
+            details {
+                summary { "Whole twin (version " (twin.version) ", ETag " (twin.etag) ")" }
+                pre #twin-json { (serde_json::to_string_pretty(twin).unwrap_or_default()) }
+            }
+        }
+    }
 }
 
 /// The status form.

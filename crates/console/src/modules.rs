@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::access::{NoFields, Posted, Signed};
-use crate::device::{TwinForm, editable, json_object};
+use crate::device::{TwinForm, json_object, twin_section};
 use crate::layout::{Notice, csrf, error_page, notice, page, segment};
 
 /// The device page's section: its modules, and the create form when the policy may write.
@@ -128,25 +128,7 @@ async fn render(
             }
         }
         @if let Some(twin) = &twin {
-            section #twin {
-                h2 { "Module twin" }
-                @if can_twin {
-                    @let (desired, tags) = draft.clone().unwrap_or_else(|| (editable(&twin.properties.desired), serde_json::to_string_pretty(&twin.tags).unwrap_or_default()));
-                    form #twin-form method="post" action={ (path) "/twin" } {
-                        (csrf(signed))
-                        input type="hidden" name="etag" value=(twin.etag);
-                        label for="desired" { "Desired properties (JSON)" }
-                        textarea #desired name="desired" { (desired) }
-                        label for="tags" { "Tags (JSON)" }
-                        textarea #tags name="tags" { (tags) }
-                        button type="submit" { "Save twin" }
-                    }
-                }
-                details {
-                    summary { "Whole twin (version " (twin.version) ", ETag " (twin.etag) ")" }
-                    pre #twin-json { (serde_json::to_string_pretty(twin).unwrap_or_default()) }
-                }
-            }
+            (twin_section(signed, "Module twin", &path, twin, can_twin, draft))
         }
     };
     let title = format!("{id} / {mid}");
