@@ -269,7 +269,7 @@ pub struct TwinForm {
 }
 
 /// A JSON object typed into a form field named `what` (empty: `{}`).
-pub(crate) fn json_object(text: &str, what: &str) -> Result<Value, HubError> {
+fn json_object(text: &str, what: &str) -> Result<Value, HubError> {
     if text.trim().is_empty() {
         return Ok(json!({}));
     }
@@ -281,6 +281,18 @@ pub(crate) fn json_object(text: &str, what: &str) -> Result<Value, HubError> {
     }
 }
 
+impl TwinForm {
+    /// The twin document the form stands for (tags and desired properties, to replace), if
+    /// the policy may write twins.
+    pub(crate) async fn document(&self, signed: &Signed) -> Result<Value, HubError> {
+        signed.may(Operation::TwinWrite).await?;
+        Ok(json!({
+            "tags": json_object(&self.tags, "Tags")?,
+            "properties": { "desired": json_object(&self.desired, "Desired properties")? },
+        }))
+    }
+}
+
 /// `POST /console/devices/{id}/twin`: replaces the desired properties and tags, on the
 /// condition that the twin is still the one the page showed.
 pub async fn update_twin(
@@ -288,11 +300,7 @@ pub async fn update_twin(
     Posted(signed, form): Posted<TwinForm>,
 ) -> Response {
     let result = async {
-        signed.may(Operation::TwinWrite).await?;
-        let doc = json!({
-            "tags": json_object(&form.tags, "Tags")?,
-            "properties": { "desired": json_object(&form.desired, "Desired properties")? },
-        });
+        let doc = form.document(&signed).await?;
         signed
             .hub
             .update_twin(&id, &doc, Some(&form.etag), true)

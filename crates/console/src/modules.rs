@@ -11,10 +11,9 @@ use ironhub_hub::HubError;
 use ironhub_wire::hub::ModuleSpec;
 use maud::{Markup, html};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::access::{NoFields, Posted, Signed};
-use crate::device::{TwinForm, json_object, twin_section};
+use crate::device::{TwinForm, twin_section};
 use crate::layout::{Notice, csrf, error_page, notice, page, segment};
 
 /// The device page's section: its modules, and the create form when the policy may write.
@@ -142,11 +141,7 @@ pub async fn update_twin(
     Posted(signed, form): Posted<TwinForm>,
 ) -> Response {
     let result = async {
-        signed.may(Operation::TwinWrite).await?;
-        let doc = json!({
-            "tags": json_object(&form.tags, "Tags")?,
-            "properties": { "desired": json_object(&form.desired, "Desired properties")? },
-        });
+        let doc = form.document(&signed).await?;
         signed
             .hub
             .update_module_twin(&id, &mid, &doc, Some(&form.etag), true)
