@@ -3,25 +3,35 @@
 the owner connection string, a device created through the form, its telemetry shown live, a
 cloud-to-device message with `Topic=/power`, a desired-property edit and an ETag conflict, a
 direct method; a bad device id, a post without the CSRF token, a read-only policy's page and
-its forged posts; screenshots at a phone's and a desktop's width, with no horizontal overflow.
+its forged posts; failed sign-ins limited per client address; the CA certificate download;
+screenshots at a phone's and a desktop's width, with no horizontal overflow.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
+import re
+import ssl
 import subprocess
+import urllib.parse
 
 import pytest
 from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
 from msrest.exceptions import HttpOperationError
 
-from conftest import NODE_DIR, require_tool, run_cli
+from conftest import NODE_DIR, require_tool, run_cli, test_address
+from dps_helpers import make_root, make_signed, sas
+from routing_helpers import put_routing
 
 IRONHUB_ADDRESS = "127.0.0.76"
 WAIT_S = 20
 CHROMIUM = "/usr/bin/chromium"
+# Client addresses the sign-in limit tests send from (loopback takes any 127/8 source).
+GUESSER_ADDRESS = test_address("127.0.0.69")
+BYSTANDER_ADDRESS = test_address("127.0.0.70")
 
 
 def policy_connection_string(hub, policy: str) -> str:
@@ -79,6 +89,8 @@ def test_console_end_to_end(hub, rm, tmp_path):
                 device = Device(hub, rm, msg["deviceId"])
             elif step == "send-telemetry":
                 device.client.send_message(Message("hello-console"))
+            elif step == "send-hub-telemetry":
+                device.client.send_message(Message("hello-hub"))
             elif step == "c2d-sent":
                 m = device.messages.get(timeout=WAIT_S)
                 assert m.data == b"ON"
@@ -116,8 +128,10 @@ def test_console_end_to_end(hub, rm, tmp_path):
     assert result["methodStatus"] == "200"
     assert result["methodResult"] == {"echo": {"delay": 1}, "name": "reboot"}
     assert all(result["fits"].values()), result["fits"]
-    assert len(result["fits"]) == 6
-    for name in ("overview", "devices", "device"):
+    assert "console-dev: hello-hub" in result["hubTelemetry"], result["hubTelemetry"]
+    assert len(result["fits"]) == 14
+    assert result["moduleTwinForms"] == 1
+    for name in ("overview", "devices", "device", "module", "certificates", "telemetry", "routes"):
         for width in ("phone", "desktop"):
             assert (tmp_path / f"{name}-{width}.png").stat().st_size > 0
     assert result["signedOut"]
@@ -135,3 +149,208 @@ def test_console_end_to_end(hub, rm, tmp_path):
             rm.get_device(refused)
     assert rm.get_device("console-dev").status == "enabled"
     assert rm.get_twin("console-dev").properties.desired["color"] == "red"
+    assert rm.get_module("console-dev", "console-mod").module_id == "console-mod"
+
+
+def console_request(hub, source: str, method: str, path: str, form: dict | None = None, cookie: str | None = None):
+    """One HTTPS request to the console from the client address `source`: (status, headers, body)."""
+    context = ssl.create_default_context(cafile=hub.ca_file)
+    conn = http.client.HTTPSConnection(hub.hostname, 443, context=context, source_address=(source, 0), timeout=WAIT_S)
+    headers = {}
+    body = None
+    if form is not None:
+        body = urllib.parse.urlencode(form)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    if cookie:
+        headers["Cookie"] = cookie
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.headers, response.read().decode()
+    finally:
+        conn.close()
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token a console page's forms carry."""
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, page[:500]
+    return match.group(1)
+
+
+def test_failed_sign_ins_are_limited_per_address_and_the_ca_downloads(hub, rm, tmp_path):
+    owner = hub.connection_string_parts()
+    wrong = {"policy": "iothubowner", "key": "d3Jvbmcga2V5IHdyb25nIGtleQ=="}
+    right = {"policy": "iothubowner", "key": owner["SharedAccessKey"]}
+    # Wrong keys from one address: refused one by one, then refused outright with 429. Five
+    # failures fall in one minute unless a minute ends among them, so the refusal comes
+    # after five to nine of them.
+    failures = 0
+    while True:
+        status, headers, body = console_request(hub, GUESSER_ADDRESS, "POST", "/console/signin", wrong)
+        if status == 429:
+            break
+        assert status == 401, (status, body[:500])
+        failures += 1
+        assert failures < 10, "no refusal after nine failed sign-ins"
+    assert failures >= 5, f"refused after only {failures} failures"
+    assert 1 <= int(headers["Retry-After"]) <= 60, headers
+    assert "Too many failed sign-ins" in body
+    # The right key from that address is refused too (the key is not even checked) ...
+    status, headers, body = console_request(hub, GUESSER_ADDRESS, "POST", "/console/signin", right)
+    assert status == 429 and "Retry-After" in headers
+    # ... while another address signs in.
+    status, headers, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/signin", right)
+    assert status == 303, (status, body[:500])
+    cookie = headers["Set-Cookie"].split(";", 1)[0]
+
+    # The overview links the CA certificate, and it downloads as the server's ca.pem.
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console", cookie=cookie)
+    assert status == 200 and 'href="/console/ca.pem"' in body
+    status, headers, body = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/ca.pem", cookie=cookie)
+    assert status == 200
+    assert headers["Content-Type"] == "application/x-pem-file"
+    assert "attachment" in headers["Content-Disposition"]
+    assert body == open(hub.ca_file).read()
+    # Not without a session.
+    status, headers, _ = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/ca.pem")
+    assert status == 303 and headers["Location"] == "/console/signin"
+
+    # X.509 devices from the create form: self-signed with both thumbprints, CA-signed; a
+    # self-signed one without thumbprints is refused and not created.
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/devices", cookie=cookie)
+    csrf = csrf_of(page)
+    primary, secondary = "A" * 40, "B" * 40
+    create = {"csrf": csrf, "device_id": "x509-self", "auth": "selfSigned", "primary_thumbprint": primary, "secondary_thumbprint": secondary}
+    status, headers, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/devices", create, cookie=cookie)
+    assert status == 303 and headers["Location"] == "/console/devices/x509-self", (status, body[:500])
+    auth = rm.get_device("x509-self").authentication
+    assert auth.type == "selfSigned"
+    assert (auth.x509_thumbprint.primary_thumbprint, auth.x509_thumbprint.secondary_thumbprint) == (primary, secondary)
+    create = {"csrf": csrf, "device_id": "x509-ca", "auth": "certificateAuthority"}
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/devices", create, cookie=cookie)
+    assert status == 303, (status, body[:500])
+    assert rm.get_device("x509-ca").authentication.type == "certificateAuthority"
+    create = {"csrf": csrf, "device_id": "x509-none", "auth": "selfSigned"}
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/devices", create, cookie=cookie)
+    assert status == 400 and "thumbprint" in body.lower(), (status, body[:800])
+    with pytest.raises(HttpOperationError):
+        rm.get_device("x509-none")
+
+    # Modules: created from the device page, the module twin edited on the condition of its
+    # ETag, a read-only policy's view without controls and its forged post refused, deletion.
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/devices/x509-self", cookie=cookie)
+    assert 'id="create-module"' in page
+    status, headers, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/devices/x509-self/modules", {"csrf": csrf, "module_id": "mod-1"}, cookie=cookie)
+    module_path = "/console/devices/x509-self/modules/mod-1"
+    assert status == 303 and headers["Location"] == module_path, (status, body[:500])
+    assert rm.get_module("x509-self", "mod-1").authentication.type == "sas"
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/devices/x509-self", cookie=cookie)
+    assert f'href="{module_path}"' in page
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", module_path, cookie=cookie)
+    etag = re.search(r'name="etag" value="([^"]+)"', page).group(1)
+    twin = {"csrf": csrf, "etag": etag, "desired": '{"speed": 3}', "tags": '{"site": "a"}'}
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "POST", module_path + "/twin", twin, cookie=cookie)
+    assert status == 200 and "Twin saved" in body, (status, body[:800])
+    saved = rm.get_module_twin("x509-self", "mod-1")
+    assert saved.properties.desired["speed"] == 3 and saved.tags == {"site": "a"}
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "POST", module_path + "/twin", dict(twin, desired='{"speed": 4}'), cookie=cookie)
+    assert status == 412, (status, body[:800])
+    assert rm.get_module_twin("x509-self", "mod-1").properties.desired["speed"] == 3
+
+    read_only = dict(p.split("=", 1) for p in policy_connection_string(hub, "registryRead").split(";"))
+    status, headers, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/signin", {"policy": "registryRead", "key": read_only["SharedAccessKey"]})
+    assert status == 303
+    reader = headers["Set-Cookie"].split(";", 1)[0]
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/devices/x509-self", cookie=reader)
+    assert f'href="{module_path}"' in page and 'id="create-module"' not in page
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", module_path, cookie=reader)
+    assert status == 200 and "speed" in page
+    assert 'id="twin-form"' not in page and 'id="delete-module"' not in page
+    status, _, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", module_path + "/delete", {"csrf": csrf_of(page)}, cookie=reader)
+    assert status == 401
+    status, _, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", module_path + "/delete", {"csrf": "forged"}, cookie=cookie)
+    assert status == 403
+    assert rm.get_module("x509-self", "mod-1").module_id == "mod-1"
+    status, headers, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", module_path + "/delete", {"csrf": csrf}, cookie=cookie)
+    assert status == 303 and headers["Location"] == "/console/devices/x509-self"
+    with pytest.raises(HttpOperationError):
+        rm.get_module("x509-self", "mod-1")
+
+
+    # CA certificates: uploaded, a verification code generated, proof of possession given,
+    # each step on the condition of the ETag the page showed; the read-only policy sees no
+    # forms; deletion. The REST API (IoT Hub's /certificates) sees each step.
+    def rest_certificate(name: str):
+        token = sas(hub.hostname, owner["SharedAccessKey"], "iothubowner")
+        conn = http.client.HTTPSConnection(hub.hostname, 443, context=ssl.create_default_context(cafile=hub.ca_file), timeout=WAIT_S)
+        try:
+            conn.request("GET", f"/certificates/{name}?api-version=2021-04-12", headers={"Authorization": token})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"null")
+        finally:
+            conn.close()
+
+    make_root(tmp_path, "console-ca", "Console Test CA")
+    pem = (tmp_path / "console-ca.pem").read_text()
+    upload = {"csrf": csrf, "name": "console-ca", "certificate": pem}
+    status, headers, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/certificates", upload, cookie=cookie)
+    cert_path = "/console/certificates/console-ca"
+    assert status == 303 and headers["Location"] == cert_path, (status, body[:800])
+    status, body = rest_certificate("console-ca")
+    assert status == 200 and body["properties"]["isVerified"] is False
+    status, _, body = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/certificates", dict(upload, name="bad-ca", certificate="not a certificate"), cookie=cookie)
+    assert status == 400, (status, body[:800])
+    assert rest_certificate("bad-ca")[0] == 404
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/certificates", cookie=cookie)
+    assert f'href="{cert_path}"' in page and 'id="upload-certificate"' in page
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", cert_path, cookie=cookie)
+    etag = re.search(r'name="etag" value="([^"]+)"', page).group(1)
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "POST", cert_path + "/code", {"csrf": csrf, "etag": etag}, cookie=cookie)
+    assert status == 200, (status, page[:800])
+    code = re.search(r'id="verification-code">([^<]+)<', page).group(1)
+    make_signed(tmp_path, "console-proof", code, "console-ca")
+    proof = (tmp_path / "console-proof.pem").read_text()
+    # The page from before the code was generated is stale: refused, nothing verified.
+    status, _, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", cert_path + "/verify", {"csrf": csrf, "etag": etag, "certificate": proof}, cookie=cookie)
+    assert status == 412
+    assert rest_certificate("console-ca")[1]["properties"]["isVerified"] is False
+    etag = re.search(r'name="etag" value="([^"]+)"', page).group(1)
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "POST", cert_path + "/verify", {"csrf": csrf, "etag": etag, "certificate": proof}, cookie=cookie)
+    assert status == 200 and 'id="verified">yes<' in page, (status, page[:800])
+    assert rest_certificate("console-ca")[1]["properties"]["isVerified"] is True
+
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", cert_path, cookie=reader)
+    assert "Console Test CA" in page and 'id="delete-certificate"' not in page
+    _, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/certificates", cookie=reader)
+    assert f'href="{cert_path}"' in page and 'id="upload-certificate"' not in page
+    status, _, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", cert_path + "/delete", {"csrf": csrf_of(page)}, cookie=reader)
+    assert status == 401
+    assert rest_certificate("console-ca")[0] == 200
+    status, headers, _ = console_request(hub, BYSTANDER_ADDRESS, "POST", cert_path + "/delete", {"csrf": csrf}, cookie=cookie)
+    assert status == 303 and headers["Location"] == "/console/certificates"
+    assert rest_certificate("console-ca")[0] == 404
+
+
+    # Routing: the document, its endpoint's health, and a test of the routes.
+    doc = {
+        "endpoints": {"storageContainers": [{"name": "cold", "containerName": str(tmp_path / "cold"), "encoding": "json"}]},
+        "routes": [
+            {"name": "critical", "source": "DeviceMessages", "condition": "level = 'critical'", "endpointNames": ["cold"], "isEnabled": True},
+            {"name": "warm", "source": "DeviceMessages", "condition": "level = 'warm'", "endpointNames": ["cold"], "isEnabled": True},
+        ],
+    }
+    r = put_routing(hub, doc)
+    assert r.status_code == 200, r.text
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "GET", "/console/routes", cookie=reader)
+    assert status == 200
+    assert "level = &#39;critical&#39;" in page or "level = 'critical'" in page, page[:2000]
+    health = re.search(r'<table id="endpoint-health">.*?</table>', page, re.S).group(0)
+    assert "cold" in health
+    test = {"csrf": csrf_of(page), "source": "DeviceMessages", "body": "{}", "properties": "level=critical"}
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/routes/test", test, cookie=reader)
+    assert status == 200, (status, page[:800])
+    matched = re.search(r'<ul id="test-result">(.*?)</ul>', page, re.S).group(1)
+    assert "critical" in matched and "warm" not in matched, matched
+    status, _, page = console_request(hub, BYSTANDER_ADDRESS, "POST", "/console/routes/test", dict(test, properties="level"), cookie=reader)
+    assert status == 400 and "name=value" in page, (status, page[:800])

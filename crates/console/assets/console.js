@@ -9,7 +9,9 @@ document.querySelectorAll("[data-events]").forEach((list) => {
     const m = JSON.parse(event.data);
     const item = document.createElement("li");
     const props = Object.entries(m.properties || {}).map(([k, v]) => `${k}=${v}`).join(" ");
-    item.textContent = `${m.enqueuedTime}  ${m.body}${props ? "  [" + props + "]" : ""}`;
+    // The whole hub's list says who sent each message.
+    const from = list.dataset.from === "show" ? `${m.deviceId}${m.moduleId ? "/" + m.moduleId : ""}: ` : "";
+    item.textContent = `${m.enqueuedTime}  ${from}${m.body}${props ? "  [" + props + "]" : ""}`;
     list.prepend(item);
   };
 });

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use ironhub_auth::access::Operation;
 use ironhub_hub::HubError;
 use ironhub_hub::c2d::OutgoingMessage;
-use ironhub_wire::hub::{DeviceSpec, MethodRequest, MethodResult};
-use maud::html;
+use ironhub_wire::hub::{DeviceSpec, MethodRequest, MethodResult, Twin};
+use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -86,6 +86,7 @@ async fn render(signed: &Signed, id: &str, reveal: bool, outcome: Outcome) -> Re
     let can_c2d = signed.can(Operation::C2dSend).await;
     let can_method = signed.can(Operation::MethodInvoke).await;
     let can_events = signed.can(Operation::EventsRead).await;
+    let modules = crate::modules::section(signed, id).await;
     let path = format!("/console/devices/{}", segment(id));
     let keys = &device.authentication.symmetric_key;
     let enabled = matches!(device.status, ironhub_wire::hub::DeviceStatus::Enabled);
@@ -126,26 +127,9 @@ async fn render(signed: &Signed, id: &str, reveal: bool, outcome: Outcome) -> Re
             }
         }
         @if let Some(twin) = &twin {
-            section #twin {
-                h2 { "Twin" }
-                @if can_twin {
-                    @let (desired, tags) = outcome.draft.clone().unwrap_or_else(|| (editable(&twin.properties.desired), serde_json::to_string_pretty(&twin.tags).unwrap_or_default()));
-                    form #twin-form method="post" action={ (path) "/twin" } {
-                        (csrf(signed))
-                        input type="hidden" name="etag" value=(twin.etag);
-                        label for="desired" { "Desired properties (JSON)" }
-                        textarea #desired name="desired" { (desired) }
-                        label for="tags" { "Tags (JSON)" }
-                        textarea #tags name="tags" { (tags) }
-                        button type="submit" { "Save twin" }
-                    }
-                }
-                details {
-                    summary { "Whole twin (version " (twin.version) ", ETag " (twin.etag) ")" }
-                    pre #twin-json { (serde_json::to_string_pretty(twin).unwrap_or_default()) }
-                }
-            }
+            (twin_section(signed, "Twin", &path, twin, can_twin, outcome.draft.clone()))
         }
+        (modules)
         @if can_c2d {
             section {
                 h2 { "Cloud-to-device message" }
@@ -181,6 +165,40 @@ async fn render(signed: &Signed, id: &str, reveal: bool, outcome: Outcome) -> Re
     };
     let status = outcome.status.unwrap_or(StatusCode::OK);
     (status, page(signed, &device.device_id, body)).into_response()
+}
+
+/// A twin's section (a device's or a module's): the form that replaces its desired properties
+/// and tags (with `draft`, what a refused post sent) on the condition of its ETag when the
+/// policy may write twins, and the whole twin.
+pub(crate) fn twin_section(
+    signed: &Signed,
+    heading: &str,
+    path: &str,
+    twin: &Twin,
+    can_twin: bool,
+    draft: Option<(String, String)>,
+) -> Markup {
+    html! {
+        section #twin {
+            h2 { (heading) }
+            @if can_twin {
+                @let (desired, tags) = draft.unwrap_or_else(|| (editable(&twin.properties.desired), serde_json::to_string_pretty(&twin.tags).unwrap_or_default()));
+                form #twin-form method="post" action={ (path) "/twin" } {
+                    (csrf(signed))
+                    input type="hidden" name="etag" value=(twin.etag);
+                    label for="desired" { "Desired properties (JSON)" }
+                    textarea #desired name="desired" { (desired) }
+                    label for="tags" { "Tags (JSON)" }
+                    textarea #tags name="tags" { (tags) }
+                    button type="submit" { "Save twin" }
+                }
+            }
+            details {
+                summary { "Whole twin (version " (twin.version) ", ETag " (twin.etag) ")" }
+                pre #twin-json { (serde_json::to_string_pretty(twin).unwrap_or_default()) }
+            }
+        }
+    }
 }
 
 /// The status form.
@@ -243,11 +261,11 @@ pub async fn delete(
 #[derive(Debug, Deserialize)]
 pub struct TwinForm {
     #[serde(default)]
-    desired: String,
+    pub(crate) desired: String,
     #[serde(default)]
-    tags: String,
+    pub(crate) tags: String,
     #[serde(default)]
-    etag: String,
+    pub(crate) etag: String,
 }
 
 /// A JSON object typed into a form field named `what` (empty: `{}`).
@@ -263,6 +281,18 @@ fn json_object(text: &str, what: &str) -> Result<Value, HubError> {
     }
 }
 
+impl TwinForm {
+    /// The twin document the form stands for (tags and desired properties, to replace), if
+    /// the policy may write twins.
+    pub(crate) async fn document(&self, signed: &Signed) -> Result<Value, HubError> {
+        signed.may(Operation::TwinWrite).await?;
+        Ok(json!({
+            "tags": json_object(&self.tags, "Tags")?,
+            "properties": { "desired": json_object(&self.desired, "Desired properties")? },
+        }))
+    }
+}
+
 /// `POST /console/devices/{id}/twin`: replaces the desired properties and tags, on the
 /// condition that the twin is still the one the page showed.
 pub async fn update_twin(
@@ -270,11 +300,7 @@ pub async fn update_twin(
     Posted(signed, form): Posted<TwinForm>,
 ) -> Response {
     let result = async {
-        signed.may(Operation::TwinWrite).await?;
-        let doc = json!({
-            "tags": json_object(&form.tags, "Tags")?,
-            "properties": { "desired": json_object(&form.desired, "Desired properties")? },
-        });
+        let doc = form.document(&signed).await?;
         signed
             .hub
             .update_twin(&id, &doc, Some(&form.etag), true)
@@ -310,7 +336,7 @@ pub struct C2dForm {
 }
 
 /// `name=value` lines (blank lines skipped; a line without `=` is refused).
-fn properties(text: &str) -> Result<Vec<(String, String)>, HubError> {
+pub(crate) fn properties(text: &str) -> Result<Vec<(String, String)>, HubError> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use ironhub_auth::access::Operation;
 use ironhub_hub::HubError;
-use ironhub_wire::hub::DeviceSpec;
+use ironhub_wire::hub::{AuthenticationSpec, DeviceSpec, ThumbprintSpec};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
@@ -71,13 +71,23 @@ async fn render(
             (notice(created.as_ref()))
             @if can_create {
                 section {
-                    h2 { "New device (symmetric keys)" }
+                    h2 { "New device" }
                     form #create-device method="post" action="/console/devices" {
                         (csrf(signed))
                         label for="device_id" { "Device id" }
                         input #device_id type="text" name="device_id" required value=(field_value.unwrap_or_default())
                             aria-describedby="device_id-error";
                         @if let Some(m) = field_message { span #device_id-error.field-error role="alert" { (m) } }
+                        label for="auth" { "Authentication" }
+                        select #auth name="auth" {
+                            option value="sas" selected { "Symmetric keys (generated)" }
+                            option value="selfSigned" { "X.509 self-signed (thumbprints)" }
+                            option value="certificateAuthority" { "X.509 CA-signed" }
+                        }
+                        label for="primary_thumbprint" { "Primary thumbprint (self-signed)" }
+                        input #primary_thumbprint type="text" name="primary_thumbprint" placeholder="SHA-1 or SHA-256, hex";
+                        label for="secondary_thumbprint" { "Secondary thumbprint (self-signed)" }
+                        input #secondary_thumbprint type="text" name="secondary_thumbprint" placeholder="SHA-1 or SHA-256, hex";
                         button type="submit" { "Create" }
                     }
                 }
@@ -126,19 +136,43 @@ fn row(item: &Value) -> Markup {
 pub struct Create {
     #[serde(default)]
     device_id: String,
+    /// `sas` (the default), `selfSigned` or `certificateAuthority`, as the REST API names them.
+    #[serde(default)]
+    auth: String,
+    #[serde(default)]
+    primary_thumbprint: String,
+    #[serde(default)]
+    secondary_thumbprint: String,
 }
 
-/// `POST /console/devices`: creates a device with generated keys; a refusal is shown beside
-/// the field, and nothing is created.
+impl Create {
+    /// The registry's device of this form: the hub checks it as it checks a REST `PUT`.
+    fn spec(&self, id: &str) -> DeviceSpec {
+        let given = |t: &str| Some(t.trim().to_owned()).filter(|t| !t.is_empty());
+        let kind = given(&self.auth).unwrap_or_else(|| "sas".to_owned());
+        let x509_thumbprint = (kind == "selfSigned").then(|| ThumbprintSpec {
+            primary_thumbprint: given(&self.primary_thumbprint),
+            secondary_thumbprint: given(&self.secondary_thumbprint),
+        });
+        DeviceSpec {
+            device_id: Some(id.to_owned()),
+            authentication: Some(AuthenticationSpec {
+                kind: Some(kind),
+                x509_thumbprint,
+                ..AuthenticationSpec::default()
+            }),
+            ..DeviceSpec::default()
+        }
+    }
+}
+
+/// `POST /console/devices`: creates a device (generated keys, or X.509 by thumbprints or by
+/// CA); a refusal is shown beside the field, and nothing is created.
 pub async fn create(Posted(signed, form): Posted<Create>) -> Response {
     let id = form.device_id.trim().to_owned();
     let result: Result<(), HubError> = async {
         signed.may(Operation::DeviceWrite).await?;
-        let spec = DeviceSpec {
-            device_id: Some(id.clone()),
-            ..DeviceSpec::default()
-        };
-        signed.hub.put_device(&id, &spec, None).await?;
+        signed.hub.put_device(&id, &form.spec(&id), None).await?;
         Ok(())
     }
     .await;

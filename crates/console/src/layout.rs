@@ -20,6 +20,9 @@ pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
                         a.brand href="/console" { (signed.hub.host_name()) }
                         a href="/console" { "Overview" }
                         a href="/console/devices" { "Devices" }
+                        a href="/console/certificates" { "Certificates" }
+                        a href="/console/telemetry" { "Telemetry" }
+                        a href="/console/routes" { "Routes" }
                         form.inline method="post" action="/console/signout" {
                             (csrf(signed))
                             span.who { (signed.policy) }

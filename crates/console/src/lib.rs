@@ -9,12 +9,16 @@
 //! one small script are compiled into the binary; nothing is fetched from elsewhere.
 
 pub mod access;
+mod ca;
+mod certificates;
 mod device;
 mod devices;
 mod frame;
 pub mod layout;
 mod live;
+mod modules;
 mod overview;
+mod routes;
 pub mod session;
 mod signin;
 
@@ -31,6 +35,28 @@ pub fn routes(hub: Hub) -> Router {
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(overview::show))
         .route("/console/", get(overview::show))
+        .route(ca::PATH, get(ca::download))
+        .route(
+            certificates::PATH,
+            get(certificates::list).post(certificates::upload),
+        )
+        .route("/console/certificates/{name}", get(certificates::show))
+        .route(
+            "/console/certificates/{name}/code",
+            post(certificates::generate_code),
+        )
+        .route(
+            "/console/certificates/{name}/verify",
+            post(certificates::verify),
+        )
+        .route(
+            "/console/certificates/{name}/delete",
+            post(certificates::delete),
+        )
+        .route("/console/telemetry", get(live::hub_page))
+        .route("/console/telemetry/events", get(live::hub_events))
+        .route(routes::PATH, get(routes::show))
+        .route("/console/routes/test", post(routes::test))
         .route("/console/signin", get(signin::form).post(signin::sign_in))
         .route("/console/signout", post(signin::sign_out))
         .route("/console/devices", get(devices::list).post(devices::create))
@@ -41,6 +67,16 @@ pub fn routes(hub: Hub) -> Router {
         .route("/console/devices/{id}/c2d", post(device::send_c2d))
         .route("/console/devices/{id}/method", post(device::invoke_method))
         .route("/console/devices/{id}/events", get(live::device_events))
+        .route("/console/devices/{id}/modules", post(modules::create))
+        .route("/console/devices/{id}/modules/{mid}", get(modules::show))
+        .route(
+            "/console/devices/{id}/modules/{mid}/twin",
+            post(modules::update_twin),
+        )
+        .route(
+            "/console/devices/{id}/modules/{mid}/delete",
+            post(modules::delete),
+        )
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))
         .layer(middleware::map_response(protect))

@@ -51,6 +51,7 @@ pub async fn show(signed: Signed, Query(q): Query<Reveal>) -> Markup {
                         " " a href="/console?reveal=key" { "Show" }
                     }
                 }
+                (crate::ca::section(&signed))
             }
             div.stats {
                 div { b #total-devices { (count(registry.as_ref().map(|r| r.total_device_count))) } "devices" }

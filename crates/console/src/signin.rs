@@ -62,6 +62,22 @@ pub async fn sign_in(State(hub): State<Hub>, request: Request) -> Response {
     if !same_origin(request.headers()) {
         return cross_site();
     }
+    // The client's address, put there by the HTTPS listener (none for a request made in
+    // process).
+    let client = request
+        .extensions()
+        .get::<ironhub_hub::network::Peer>()
+        .map(|peer| peer.ip);
+    if let Err(e) = hub.admit_sign_in(client).await {
+        tracing::info!(target: "ServiceOperations", client = ?client, "console sign-in refused: too many failures");
+        let retry_after = e.retry_after().unwrap_or(60).to_string();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry_after)],
+            page(Some(&e.to_string())),
+        )
+            .into_response();
+    }
     let form: SignIn = match read_form(request, &hub).await {
         Ok(form) => form,
         Err(refused) => return refused,
@@ -93,7 +109,8 @@ pub async fn sign_in(State(hub): State<Hub>, request: Request) -> Response {
         .ok()
         .and_then(|token| hub.authorize_service_any(Some(&token), &any_right).ok());
     let Some(ironhub_hub::Principal::Policy { name, .. }) = checked else {
-        tracing::info!(target: "ServiceOperations", policy = %policy, "console sign-in refused");
+        tracing::info!(target: "ServiceOperations", policy = %policy, client = ?client, "console sign-in refused");
+        hub.sign_in_failed(client).await;
         return refuse("This policy name and key are not accepted by this hub.");
     };
     let cookie =

@@ -15,12 +15,18 @@ const HOST: &str = "myhub.example";
 
 async fn hub() -> (Hub, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let backends = Backends {
-        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
+        store: store.clone(),
         events: Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap()),
         bus: Arc::new(LocalBus::new()),
     };
-    (Hub::open(backends, vec![HOST.into()]).await.unwrap(), dir)
+    // Failed sign-ins counted in the store, as `serve` has them.
+    let hub = Hub::open(backends, vec![HOST.into()])
+        .await
+        .unwrap()
+        .with_rate_windows(store);
+    (hub, dir)
 }
 
 async fn call(hub: &Hub, method: &str, uri: &str, cookie: Option<&str>, form: &str) -> Response {
@@ -251,4 +257,59 @@ async fn a_read_only_policy_sees_no_write_controls_and_its_posts_are_refused() {
     .await;
     assert_eq!(crossed.status(), StatusCode::FORBIDDEN);
     assert!(hub.get_device("d1").await.is_ok());
+}
+
+/// A sign-in post from the client address `ip`, as the HTTPS listener marks it.
+async fn sign_in_from(hub: &Hub, ip: &str, policy: &str, key: &str) -> Response {
+    let form = format!("policy={policy}&key={}", ironhub_auth::sas::url_encode(key));
+    let mut request = Request::builder()
+        .method("POST")
+        .uri("/console/signin")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(ironhub_hub::network::Peer::public(ip.parse().unwrap()));
+    ironhub_console::routes(hub.clone())
+        .oneshot(request)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn failed_sign_ins_refuse_their_address_only() {
+    let (hub, _dir) = hub().await;
+    let key = hub
+        .settings()
+        .policy("iothubowner")
+        .unwrap()
+        .primary_key
+        .clone();
+    let wrong =
+        ironhub_auth::SharedAccessPolicy::generate("x", ironhub_auth::Rights::REGISTRY_READ);
+    let mut refused_after = None;
+    // Five failures fall in one minute unless a minute ends among them.
+    for attempt in 1..=10 {
+        let response = sign_in_from(&hub, "192.0.2.1", "iothubowner", &wrong.primary_key).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry: u64 = response.headers()[header::RETRY_AFTER]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&retry));
+            assert!(text(response).await.contains("Too many failed sign-ins"));
+            refused_after = Some(attempt - 1);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let failures = refused_after.expect("refused within ten attempts");
+    assert!((5..10).contains(&failures), "{failures}");
+    // The right key from that address is refused too; another address signs in.
+    let response = sign_in_from(&hub, "192.0.2.1", "iothubowner", &key).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let response = sign_in_from(&hub, "192.0.2.2", "iothubowner", &key).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }

@@ -136,6 +136,19 @@ fn endpoints_of(path: &str) -> &'static [NetworkEndpoint] {
     &[HubService]
 }
 
+/// The request with its client as a [`ironhub_hub::network::Peer`] extension, for handlers
+/// outside this crate (the console).
+pub(crate) async fn with_peer(mut request: Request) -> Request {
+    if let Some(peer) = request
+        .extensions()
+        .get::<ConnectionInfo>()
+        .map(ConnectionInfo::network_peer)
+    {
+        request.extensions_mut().insert(peer);
+    }
+    request
+}
+
 /// Refuses a request whose client the network rules refuse for the route's endpoint.
 pub(crate) async fn check(State(hub): State<Hub>, request: Request, next: Next) -> Response {
     let Some(peer) = request

@@ -57,10 +57,13 @@ pub fn router_with_amqp(
         .merge(certificates_api::routes::<Hub>());
     let health = crate::health_api::routes(hub.clone());
     // The web console (`/` and `/console/…`), behind the same network rules.
-    let console = ironhub_console::routes(hub.clone()).layer(middleware::from_fn_with_state(
-        hub.clone(),
-        network_api::check,
-    ));
+    // The console also reads the client's address (failed sign-ins are limited per address).
+    let console = ironhub_console::routes(hub.clone())
+        .layer(middleware::from_fn_with_state(
+            hub.clone(),
+            network_api::check,
+        ))
+        .layer(middleware::map_request(network_api::with_peer));
     let network_check = middleware::from_fn_with_state(hub.clone(), network_api::check);
     let network_hub = hub.clone();
     let mut app = hub_routes.with_state(hub).merge(websocket);

@@ -36,7 +36,9 @@ pub mod query;
 pub mod registry;
 pub mod routing;
 pub mod scopes;
+mod server_ca;
 mod session;
+mod sign_in_limit;
 pub mod telemetry;
 pub mod throttle;
 pub mod twin;
@@ -52,6 +54,7 @@ pub use device_auth::{AuthenticatedDevice, DeviceLogin};
 pub use error::HubError;
 pub use node::{NODE_LEASE, Recovered};
 pub use session::DeviceSession;
+pub use sign_in_limit::FAILED_SIGN_INS_PER_MINUTE;
 pub use telemetry::{Annotations, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry};
 
 /// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).
@@ -86,6 +89,10 @@ pub struct Hub {
     drain: health::Drain,
     /// The limiter, when throttling is configured (see `throttle`).
     throttle: Option<Arc<throttle::Throttle>>,
+    /// Where failed console sign-ins are counted (see `sign_in_limit`).
+    rate_windows: Option<Arc<dyn ironhub_store::RateWindows>>,
+    /// The CA certificate clients trust (see `server_ca`).
+    server_ca: Option<Arc<str>>,
     /// Who may call the service APIs: policies and/or bearer tokens (see `auth`).
     access: Arc<ironhub_auth::access::ServiceAccess>,
     /// This node's copy of the network rules.
@@ -125,6 +132,8 @@ impl Hub {
             routing: Arc::default(),
             drain: health::Drain::default(),
             throttle: None,
+            rate_windows: None,
+            server_ca: None,
             access: Arc::new(ironhub_auth::access::ServiceAccess::local(
                 ironhub_auth::oidc::IOT_HUB_AUDIENCE,
             )),

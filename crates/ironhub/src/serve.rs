@@ -155,7 +155,15 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Server> {
         .with_issuing_cas(issuing_cas.clone())
         .with_event_streams(streams)
         .with_routing_allowances(config.routing_allowances)
-        .with_frame_limits(config.frame_limits);
+        .with_frame_limits(config.frame_limits)
+        .with_rate_windows(backing.windows.clone());
+    // The console offers the generated CA to download; a brought certificate's CA is the
+    // user's to hand out.
+    if config.tls_cert.is_none() {
+        let pem = std::fs::read_to_string(&generated.ca)
+            .with_context(|| format!("reading {}", generated.ca.display()))?;
+        hub = hub.with_server_ca(pem);
+    }
     let throttle = crate::throttling::start(config.throttling.as_ref(), backing.windows);
     if let Some(t) = &throttle {
         hub = hub.with_throttle(t.clone());

@@ -115,6 +115,15 @@ async function main() {
   await page.waitForSelector('#telemetry li:has-text("hello-console")');
   result.telemetry = await page.textContent('#telemetry li');
 
+  // The whole hub's telemetry page, filtered to the device: says who sent each message.
+  const hubTelemetry = await context.newPage();
+  await hubTelemetry.goto(`${base}/console/telemetry?device=${id}`);
+  await hubTelemetry.waitForSelector('#telemetry[data-state=open]', { state: 'attached' });
+  await ask('send-hub-telemetry');
+  await hubTelemetry.waitForSelector('#telemetry li:has-text("hello-hub")');
+  result.hubTelemetry = await hubTelemetry.textContent('#telemetry li');
+  await hubTelemetry.close();
+
   // A cloud-to-device message with a property (Tasmota's Topic=/power).
   await page.fill('#c2d-body', 'ON');
   await page.fill('#c2d-properties', 'Topic=/power');
@@ -147,11 +156,20 @@ async function main() {
   result.methodStatus = await page.textContent('#method-status');
   result.methodResult = JSON.parse(await page.textContent('#method-result'));
 
+  // A module, created through the device page's form; its page has its twin form.
+  await page.goto(`${base}/console/devices/${id}`);
+  await page.fill('#module_id', 'console-mod');
+  await Promise.all([
+    page.waitForURL(`${base}/console/devices/${id}/modules/console-mod`),
+    page.click('#create-module button[type=submit]'),
+  ]);
+  result.moduleTwinForms = await page.locator('#twin-form').count();
+
   // Phone and desktop widths: screenshots, and nothing wider than the screen.
   result.fits = {};
   for (const [name, width, height] of [['phone', 390, 844], ['desktop', 1280, 800]]) {
     await page.setViewportSize({ width, height });
-    for (const [label, p] of [['overview', '/console'], ['devices', '/console/devices'], ['device', `/console/devices/${id}`]]) {
+    for (const [label, p] of [['overview', '/console'], ['devices', '/console/devices'], ['device', `/console/devices/${id}`], ['module', `/console/devices/${id}/modules/console-mod`], ['certificates', '/console/certificates'], ['telemetry', '/console/telemetry'], ['routes', '/console/routes']]) {
       await page.goto(`${base}${p}`);
       result.fits[`${label}-${name}`] = await fits(page);
       await page.screenshot({ path: path.join(artefacts, `${label}-${name}.png`), fullPage: true });
