@@ -293,6 +293,15 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Gives the blob up: nothing appears under its name (a local container's partial file
+    /// is removed; Azure Storage drops uncommitted blocks by itself).
+    pub async fn abandon(self) {
+        if let Target::Local { part, file, .. } = self.target {
+            drop(file);
+            let _ = tokio::fs::remove_file(&part).await;
+        }
+    }
+
     /// Completes the blob: it appears whole under its name.
     pub async fn finish(mut self) -> Result<(), ContainerError> {
         let one_call = matches!(&self.target, Target::Azure { blocks, .. } if blocks.is_empty());

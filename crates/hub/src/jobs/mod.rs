@@ -4,6 +4,7 @@
 //! nothing stored), its creation, reading, query and cancellation, and its statistics, counted
 //! from the per-device records; `runner` runs due jobs on every node.
 
+pub mod import_export;
 pub mod runner;
 
 use base64::Engine as _;
@@ -324,6 +325,9 @@ impl Hub {
         };
         let mut matching = Vec::new();
         for record in self.store.list_jobs().await? {
+            if import_export::is_import_export(&record) {
+                continue;
+            }
             let job = parse_job(&record)?;
             if wanted(&job.job_type, job_type) && wanted(&job.status, job_status) {
                 matching.push(job);
