@@ -78,7 +78,10 @@ impl WebClient {
         content: Bytes,
         timeout: Duration,
     ) -> Result<StorageResponse, ClientError> {
-        let url = with_query(url, &format!("comp=block&blockid={}", encode_query(block_id)));
+        let url = with_query(
+            url,
+            &format!("comp=block&blockid={}", encode_query(block_id)),
+        );
         self.exchange(
             Method::PUT,
             &url,
@@ -149,7 +152,10 @@ mod tests {
             with_query("http://h/a/c/b?sv=1&sig=x", "comp=block"),
             "http://h/a/c/b?sv=1&sig=x&comp=block"
         );
-        assert_eq!(with_query("file:///b", "comp=block"), "file:///b?comp=block");
+        assert_eq!(
+            with_query("file:///b", "comp=block"),
+            "file:///b?comp=block"
+        );
         assert_eq!(encode_query("YWI+/w=="), "YWI%2B%2Fw%3D%3D");
     }
 }

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::{status, to_doc};
 use crate::model::{
-    AuthenticationSpec, Authentication, CapabilitiesSpec, ExportImportDevice, ImportError,
+    Authentication, AuthenticationSpec, CapabilitiesSpec, ExportImportDevice, ImportError,
     ImportExportJob, ImportTwinProperties, ModuleSpec, SymmetricKeySpec, ThumbprintSpec, Twin,
     azure_time,
 };
@@ -73,8 +73,9 @@ struct Stored {
 }
 
 fn parse(record: &JobRecord) -> Result<Stored, HubError> {
-    serde_json::from_value(record.doc.clone())
-        .map_err(|e| HubError::ServerError(format!("a stored import/export job is unreadable: {e}")))
+    serde_json::from_value(record.doc.clone()).map_err(|e| {
+        HubError::ServerError(format!("a stored import/export job is unreadable: {e}"))
+    })
 }
 
 /// A GUID-shaped job id, as IoT Hub gives its import and export jobs.
@@ -100,16 +101,13 @@ fn container_uri(uri: Option<&str>, field: &str) -> Result<String, HubError> {
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .ok_or_else(|| HubError::ArgumentNull(format!("The job needs {field}.")))?;
-    blob_container::check_container_uri(uri)
-        .map_err(|e| invalid(format!("{field}: {e}")))?;
+    blob_container::check_container_uri(uri).map_err(|e| invalid(format!("{field}: {e}")))?;
     Ok(uri.to_owned())
 }
 
 /// A blob name of a request, `devices.txt` when absent.
 fn blob_name(name: Option<&str>) -> Result<String, HubError> {
-    let name = name
-        .filter(|n| !n.is_empty())
-        .unwrap_or(DEFAULT_BLOB_NAME);
+    let name = name.filter(|n| !n.is_empty()).unwrap_or(DEFAULT_BLOB_NAME);
     blob_container::check_blob_name(name).map_err(|e| invalid(e.to_string()))?;
     Ok(name.to_owned())
 }
@@ -603,10 +601,7 @@ impl JobRun<'_> {
         let container =
             BlobContainer::open(job.output_blob_container_uri.as_deref().unwrap_or_default())
                 .map_err(|e| e.to_string())?;
-        let name = job
-            .output_blob_name
-            .as_deref()
-            .unwrap_or(DEFAULT_BLOB_NAME);
+        let name = job.output_blob_name.as_deref().unwrap_or(DEFAULT_BLOB_NAME);
         let exclude_keys = job.exclude_keys_in_export.unwrap_or(false);
         let mut writer = container.writer(name).await.map_err(|e| e.to_string())?;
         let total = store
@@ -639,7 +634,10 @@ impl JobRun<'_> {
                         .await
                         .map_err(|e| e.to_string())?
                         .unwrap_or_else(|| crate::twin::empty_twin(id));
-                    push_line(&mut text, &module_line(device, &module, &twin, exclude_keys))?;
+                    push_line(
+                        &mut text,
+                        &module_line(device, &module, &twin, exclude_keys),
+                    )?;
                 }
             }
             writer.write(&text).await.map_err(|e| e.to_string())?;

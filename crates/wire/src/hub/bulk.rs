@@ -29,11 +29,7 @@ pub struct ExportImportDevice {
     pub status_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authentication: Option<AuthenticationSpec>,
-    #[serde(
-        rename = "twinETag",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "twinETag", default, skip_serializing_if = "Option::is_none")]
     pub twin_e_tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<serde_json::Map<String, serde_json::Value>>,
