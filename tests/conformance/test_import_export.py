@@ -1,7 +1,8 @@
 """Import and export jobs (`POST /jobs/create`, `GET /jobs`, `GET|DELETE /jobs/{id}`) against
 real clients: the Python service SDK's `create_import_export_job` / `get_import_export_job(s)` /
-`cancel_import_export_job` and the Node service SDK's `exportDevicesToBlob` /
-`importDevicesFromBlob` / `getJob` / `listJobs` (`node/import_export.js`), with Azurite (npm
+`cancel_import_export_job`, the Node service SDK's `exportDevicesToBlob` /
+`importDevicesFromBlob` / `getJob` / `listJobs` (`node/import_export.js`) and
+`ironhub hub device-identity export|import` (az's flags), with Azurite (npm
 `azurite`, plain HTTP, in memory) as the storage account and `azure-storage-blob` making the
 container, its SAS and reading the blobs; and ironhub's `file:///` containers."""
 
@@ -24,7 +25,7 @@ from azure.iot.hub.models import JobProperties
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 from msrest.exceptions import HttpOperationError
 
-from conftest import IronHub, assert_hub_error, node_json, serving, server_workdir, test_address
+from conftest import IronHub, assert_hub_error, node_json, run_cli, serving, server_workdir, test_address
 
 IRONHUB_ADDRESS = "127.0.0.35"
 SECOND_HUB_ADDRESS = "127.0.0.37"
@@ -306,3 +307,21 @@ def test_a_finished_job_is_left_as_it_is_by_a_cancel(hub, rm, jm, fleet, tmp_pat
     job = wait_job(jm, created.job_id)
     jm.cancel_import_export_job(created.job_id)
     assert jm.get_import_export_job(created.job_id).status == job.status == "completed"
+
+
+def cli(hub, *args: str) -> dict:
+    proc = run_cli("hub", "device-identity", *args, "--login", hub.connection_string, "--cafile", hub.ca_file,
+                   check=True)
+    return json.loads(proc.stdout)
+
+
+def test_cli_exports_and_imports_with_azs_flags(hub, storage, fleet, second_hub):
+    uri = storage.container("export-cli")
+    job = cli(hub, "export", "--bcu", uri, "--ik", "--wait")
+    assert (job["type"], job["status"], job["excludeKeysInExport"]) == ("export", "completed", False)
+    rows = lines(storage.read("export-cli", "devices.txt"))
+    assert all(r["authentication"]["symmetricKey"].get("primaryKey") for r in rows if "moduleId" not in r)
+    job = cli(hub, "export", "--blob-container-uri", uri)
+    assert job["status"] == "enqueued" and job["excludeKeysInExport"] is True
+    job = cli(second_hub, "import", "--ibcu", uri, "--obcu", uri, "--wait")
+    assert job["status"] == "completed", job
