@@ -84,6 +84,9 @@ fn new_job_id() -> String {
     let mut b = [0u8; 16];
     // The system's random source does not fail on the platforms ironhub runs on.
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    // A version 4 (random) GUID.
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",
