@@ -9,15 +9,9 @@ container, its SAS and reading the blobs; and ironhub's `file:///` containers.""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
-import socket
-import subprocess
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from azure.iot.hub import IoTHubJobManager
@@ -26,6 +20,7 @@ from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, gener
 from msrest.exceptions import HttpOperationError
 
 from conftest import IronHub, assert_hub_error, node_json, run_cli, serving, server_workdir, test_address
+from services import azurite_blob
 
 IRONHUB_ADDRESS = "127.0.0.35"
 SECOND_HUB_ADDRESS = "127.0.0.37"
@@ -34,18 +29,8 @@ STORAGE_PORT = 10000
 # Azurite's well-known development account.
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-NODE_DIR = Path(__file__).resolve().parent / "node"
-READY_S = 30
 JOB_WAIT_S = 30
 DEVICES = 50
-
-
-def _listening(addr) -> bool:
-    try:
-        with socket.create_connection(addr, timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 class Storage:
@@ -78,31 +63,9 @@ class Storage:
 
 @pytest.fixture(scope="module")
 def storage():
-    azurite = NODE_DIR / "node_modules" / ".bin" / "azurite-blob"
-    if shutil.which("node") is None or not azurite.exists():
-        pytest.fail("node or azurite is missing: run the suite through scripts/test", pytrace=False)
     address = test_address(STORAGE_ADDRESS)
-    if _listening((address, STORAGE_PORT)):
-        pytest.fail(f"something already listens on {address}:{STORAGE_PORT}", pytrace=False)
-    workdir = Path(tempfile.mkdtemp(prefix="ironhub-azurite-ie-"))
-    log = open(workdir / "azurite.log", "w")
-    proc = subprocess.Popen(
-        [str(azurite), "--blobHost", address, "--blobPort", str(STORAGE_PORT), "--inMemoryPersistence",
-         "--skipApiVersionCheck", "--loose", "--silent"],
-        cwd=NODE_DIR, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + READY_S
-        while not _listening((address, STORAGE_PORT)):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"azurite did not start:\n{(workdir / 'azurite.log').read_text()}", pytrace=False)
-            time.sleep(0.1)
+    with azurite_blob(address, STORAGE_PORT, "--inMemoryPersistence"):
         yield Storage(address)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

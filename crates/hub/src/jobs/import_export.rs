@@ -40,7 +40,7 @@ pub const IMPORT_ERRORS_BLOB: &str = "importErrors.log";
 /// The status of a job not yet started.
 pub const ENQUEUED: &str = "enqueued";
 /// How long a node's claim on a running job holds without renewal.
-pub const LEASE: Duration = Duration::from_secs(60);
+pub const LEASE: Duration = Duration::from_secs(300);
 /// The largest input blob an import reads.
 pub const MAX_IMPORT_BYTES: usize = 256 * 1024 * 1024;
 /// Devices (or import rows) between two progress records.
