@@ -288,3 +288,12 @@ def test_cli_exports_and_imports_with_azs_flags(hub, storage, fleet, second_hub)
     assert job["status"] == "enqueued" and job["excludeKeysInExport"] is True
     job = cli(second_hub, "import", "--ibcu", uri, "--obcu", uri, "--wait")
     assert job["status"] == "completed", job
+
+
+def test_a_job_survives_kill_9(hub, jm, fleet, tmp_path):
+    created = jm.create_import_export_job(JobProperties(type="export", output_blob_container_uri=f"file://{tmp_path}"))
+    hub._kill(signal.SIGKILL)
+    hub.start()
+    job = wait_job(job_manager(hub), created.job_id)
+    assert job.status == "completed", job.failure_reason
+    assert (tmp_path / "devices.txt").exists()

@@ -1,6 +1,7 @@
 //! Import and export jobs through the domain API on a real (temporary) store, with `file:///`
-//! containers: a round trip between two hubs, a cancel before the run, a job whose node died
-//! (ended `failed`, never left `running`), and the scheduled jobs' API not seeing them.
+//! containers: a round trip between two hubs, a cancel before the run, jobs whose node died
+//! (an export run again, an import ended `failed`: never left `running`), and the scheduled
+//! jobs' API not seeing them.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -107,32 +108,63 @@ async fn mark_running(
         .unwrap();
 }
 
+fn import_from(dir: &std::path::Path) -> ImportExportJob {
+    let uri = format!("file://{}", dir.display());
+    ImportExportJob {
+        job_type: "import".into(),
+        input_blob_container_uri: Some(uri.clone()),
+        output_blob_container_uri: Some(uri),
+        ..ImportExportJob::default()
+    }
+}
+
 #[tokio::test]
-async fn a_job_whose_node_died_ends_failed() {
+async fn a_job_whose_node_died_is_never_left_running() {
     let clock = Arc::new(ManualClock::default());
     let (hub, _d) = common::temp_hub().await;
     let hub = hub.with_clock(clock.clone());
+    hub.put_device("d1", &DeviceSpec::default(), None)
+        .await
+        .unwrap();
     let blobs = tempfile::tempdir().unwrap();
+    std::fs::write(blobs.path().join("devices.txt"), "{\"id\": \"n1\"}\n").unwrap();
     let lease = TimeDelta::from_std(LEASE).unwrap();
     let now = ironhub_store::Clock::now(clock.as_ref());
 
-    // This node's own run, found at a pass: the process that ran it is gone.
-    let mine = hub
+    // This node's own runs, found at a pass: the process that ran them is gone. The export
+    // runs again; the import (its rows may not apply twice) ends failed.
+    let export = hub
         .create_import_export_job(&export_to(blobs.path()))
         .await
         .unwrap();
-    mark_running(&hub, &mine.job_id, hub.node_id(), now + lease).await;
-    // Another node's, while its lease holds, then after.
+    mark_running(&hub, &export.job_id, hub.node_id(), now + lease).await;
+    let import = hub
+        .create_import_export_job(&import_from(blobs.path()))
+        .await
+        .unwrap();
+    mark_running(&hub, &import.job_id, hub.node_id(), now + lease).await;
+    // Another node's import, while its lease holds, then after.
     let theirs = hub
-        .create_import_export_job(&export_to(blobs.path()))
+        .create_import_export_job(&import_from(blobs.path()))
         .await
         .unwrap();
     mark_running(&hub, &theirs.job_id, "other-node", now + lease).await;
 
     hub.run_due_jobs().await.unwrap();
-    let job = hub.get_import_export_job(&mine.job_id).await.unwrap();
+    assert_eq!(
+        hub.get_import_export_job(&export.job_id)
+            .await
+            .unwrap()
+            .status,
+        "completed"
+    );
+    let job = hub.get_import_export_job(&import.job_id).await.unwrap();
     assert_eq!(job.status, "failed");
     assert!(job.failure_reason.unwrap().contains("interrupted"));
+    assert!(
+        hub.get_device("n1").await.is_err(),
+        "the interrupted import is not run again"
+    );
     assert_eq!(
         hub.get_import_export_job(&theirs.job_id)
             .await

@@ -11,7 +11,8 @@
 //! a node claims an `enqueued` job compare-and-swap (its node id and a lease), renews the
 //! lease as it goes (and finds a cancel there), and ends it `completed` or `failed` with a
 //! reason. A job `running` under a lease that ran out, or under this node's id when a pass
-//! starts (its run died with the process), is ended `failed`: it is never left running.
+//! starts (its run died with the process), is never left running: an export is run again
+//! from the start, an import ended `failed`.
 
 use std::time::Duration;
 
@@ -364,7 +365,8 @@ impl Hub {
     }
 
     /// The runner's step for one import or export job: an `enqueued` job is claimed and run
-    /// to its end; a `running` one whose node died is ended `failed`.
+    /// to its end; a `running` one whose node died is run again (an export) or ended `failed`
+    /// (an import).
     pub(crate) async fn advance_import_export(&self, record: JobRecord) -> Result<(), HubError> {
         let mut stored = parse(&record)?;
         match stored.job.status.as_str() {
@@ -372,19 +374,25 @@ impl Hub {
             status::RUNNING => {
                 let mine = stored.node.as_deref() == Some(self.node_id());
                 let expired = stored.lease_until.is_none_or(|t| t <= self.now());
-                if mine || expired {
+                if !(mine || expired) {
+                    return Ok(());
+                }
+                // Its node stopped: an export is written again from the start (its blob
+                // appears only when complete); an import, whose rows may not apply twice,
+                // ends failed.
+                if stored.job.job_type != EXPORT {
                     let run = JobRun {
                         hub: self,
                         key: record.job_id.clone(),
                         etag: record.etag.clone(),
                         stored,
                     };
-                    run.end(Err(
-                        "The job was interrupted: the node running it stopped.".into()
-                    ))
-                    .await?;
+                    return run
+                        .end(Err(
+                            "The job was interrupted: the node running it stopped.".into()
+                        ))
+                        .await;
                 }
-                return Ok(());
             }
             _ => return Ok(()),
         }
