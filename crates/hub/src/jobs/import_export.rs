@@ -22,7 +22,7 @@ use ironhub_store::{DeviceRecord, JobRecord, ModuleRecord, TwinRecord, WriteConf
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{status, to_doc};
+use super::{IMPORT_EXPORT_PREFIX as KEY_PREFIX, is_import_export, status, to_doc};
 use crate::model::{
     Authentication, AuthenticationSpec, CapabilitiesSpec, ExportImportDevice, ImportError,
     ImportExportJob, ImportTwinProperties, ModuleSpec, SymmetricKeySpec, ThumbprintSpec, Twin,
@@ -46,8 +46,6 @@ pub const LEASE: Duration = Duration::from_secs(300);
 pub const MAX_IMPORT_BYTES: usize = 256 * 1024 * 1024;
 /// Devices (or import rows) between two progress records.
 const STEP: usize = 100;
-/// Where import and export jobs are kept in the `JobStore` (a scheduled job's id has no `/`).
-const KEY_PREFIX: &str = "$importExport/";
 
 fn invalid(message: impl Into<String>) -> HubError {
     HubError::ArgumentInvalid(message.into())
@@ -55,11 +53,6 @@ fn invalid(message: impl Into<String>) -> HubError {
 
 fn key(job_id: &str) -> String {
     format!("{KEY_PREFIX}{job_id}")
-}
-
-/// Whether a `JobStore` record is an import or export job (and not a scheduled job).
-pub fn is_import_export(record: &JobRecord) -> bool {
-    record.job_id.starts_with(KEY_PREFIX)
 }
 
 /// A job as stored: the document clients see, and which node runs it until when.

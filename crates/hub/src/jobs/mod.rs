@@ -24,6 +24,15 @@ pub const DEFAULT_MAX_EXECUTION_SECONDS: i64 = 3600;
 /// The longest job id IoT Hub takes.
 const MAX_ID_LENGTH: usize = 128;
 
+/// Where import and export jobs (`import_export`) are kept in the `JobStore`, before their
+/// id: a scheduled job's id has no `/`.
+pub(crate) const IMPORT_EXPORT_PREFIX: &str = "$importExport/";
+
+/// Whether a `JobStore` record is an import or export job (and not a scheduled job).
+pub fn is_import_export(record: &JobRecord) -> bool {
+    record.job_id.starts_with(IMPORT_EXPORT_PREFIX)
+}
+
 /// A job's status.
 pub mod status {
     pub const QUEUED: &str = "queued";
@@ -325,7 +334,7 @@ impl Hub {
         };
         let mut matching = Vec::new();
         for record in self.store.list_jobs().await? {
-            if import_export::is_import_export(&record) {
+            if is_import_export(&record) {
                 continue;
             }
             let job = parse_job(&record)?;

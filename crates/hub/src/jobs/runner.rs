@@ -62,7 +62,7 @@ impl Hub {
     /// next pass.
     pub async fn run_due_jobs(&self) -> Result<(), HubError> {
         for record in self.store.list_jobs().await? {
-            if super::import_export::is_import_export(&record) {
+            if super::is_import_export(&record) {
                 let job_id = record.job_id.clone();
                 if let Err(e) = self.advance_import_export(record).await {
                     tracing::warn!(job_id = %job_id, error = %e, "import/export job step failed; retried on the next pass");
