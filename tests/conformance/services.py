@@ -11,6 +11,12 @@ and `start()` again over the same data (`with NatsServer(...) as nats:`, `nats.u
 `NatsCluster(addresses)` is a JetStream cluster of one nats-server on each address (client
 port, route port and monitoring port the same on every address), `url` the list of all of them
 separated by commas; a test may `kill9(i)` one server and `start(i)` it again.
+`azurite_blob(address, port, *args)` runs Azurite's blob service (npm `azurite`, in
+`node/node_modules`) on one loopback address with its extra arguments, and kills it at the end:
+
+    with azurite_blob(address, 10000, "--inMemoryPersistence"):
+        ...  # http://{address}:10000/devstoreaccount1
+
 `PostgresServer` is a private PostgreSQL (Debian's `postgresql`, as `scripts/test` starts one)
 listening only on a Unix socket in its temporary directory; `admin_url` reaches its `postgres`
 database as the superuser.
@@ -22,15 +28,50 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from conftest import _die_with_parent, _listening, _tail, require_tool
+import pytest
+
+from conftest import NODE_DIR, _die_with_parent, _listening, _tail, require_tool
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
+AZURITE_READY_S = 30.0
+
+
+@contextlib.contextmanager
+def azurite_blob(address: str, port: int, *args: str):
+    """Azurite's blob service on `address:port` with `args` (`--location`, `--cert`, …, or
+    `--inMemoryPersistence`), `--skipApiVersionCheck --loose --silent` always; killed at the end."""
+    azurite = NODE_DIR / "node_modules" / ".bin" / "azurite-blob"
+    if shutil.which("node") is None or not azurite.exists():
+        pytest.fail("node or azurite is missing: run the suite through scripts/test", pytrace=False)
+    if _listening((address, port)):
+        pytest.fail(f"something already listens on {address}:{port}", pytrace=False)
+    logdir = Path(tempfile.mkdtemp(prefix="ironhub-azurite-log-"))
+    log = open(logdir / "azurite.log", "w")
+    proc = subprocess.Popen(
+        [str(azurite), "--blobHost", address, "--blobPort", str(port), *args, "--skipApiVersionCheck", "--loose",
+         "--silent"],
+        cwd=NODE_DIR, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + AZURITE_READY_S
+        # Azurite has no readiness notification; its port accepting is the event.
+        while not _listening((address, port)):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"azurite did not start:\n{_tail(logdir / 'azurite.log')}", pytrace=False)
+            time.sleep(0.1)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=STOP_TIMEOUT_S)
+        log.close()
+        shutil.rmtree(logdir, ignore_errors=True)
 
 
 class NatsServer:

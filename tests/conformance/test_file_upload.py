@@ -11,10 +11,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from azure.iot.device import IoTHubDeviceClient
 from azure.storage.blob import BlobClient, BlobServiceClient
 
 from conftest import IronHub, node_json, require_tool, run_cli, test_address
+from services import azurite_blob
 from test_device import device_key, sas
 
 HUB_ADDRESS = "127.0.0.51"
@@ -34,16 +33,7 @@ CONTAINER = "uploads"
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 NODE_DIR = Path(__file__).resolve().parent / "node"
-READY_S = 30
 FEED = "/messages/serviceBound/filenotifications"
-
-
-def _listening(addr) -> bool:
-    try:
-        with socket.create_connection(addr, timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +41,6 @@ def storage():
     """Azurite's blob service on its own loopback address, over HTTPS with a certificate for that
     address from a CA of its own; yields (connection string, the CA's certificate file)."""
     require_tool("openssl")
-    azurite = NODE_DIR / "node_modules" / ".bin" / "azurite-blob"
-    if shutil.which("node") is None or not azurite.exists():
-        pytest.fail("node or azurite is missing: run the suite through scripts/test", pytrace=False)
     address = test_address(STORAGE_ADDRESS)
     workdir = Path(tempfile.mkdtemp(prefix="ironhub-azurite-"))
     ca, ca_key = workdir / "storage-ca.pem", workdir / "storage-ca.key"
@@ -69,28 +56,14 @@ def storage():
          "-extfile", str(ext), "-out", str(cert)],
     ):
         subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
-    if _listening((address, STORAGE_PORT)):
-        pytest.fail(f"something already listens on {address}:{STORAGE_PORT}", pytrace=False)
-    log = open(workdir / "azurite.log", "w")
-    proc = subprocess.Popen(
-        [str(azurite), "--blobHost", address, "--blobPort", str(STORAGE_PORT), "--location", str(workdir / "data"),
-         "--cert", str(cert), "--key", str(key), "--skipApiVersionCheck", "--loose", "--silent"],
-        cwd=NODE_DIR, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
     try:
-        deadline = time.monotonic() + READY_S
-        while not _listening((address, STORAGE_PORT)):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"azurite did not start:\n{(workdir / 'azurite.log').read_text()}", pytrace=False)
-            time.sleep(0.1)
-        endpoint = f"https://{address}:{STORAGE_PORT}/{ACCOUNT}"
-        cs = f"DefaultEndpointsProtocol=https;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};BlobEndpoint={endpoint};"
-        BlobServiceClient.from_connection_string(cs, connection_verify=str(ca)).create_container(CONTAINER)
-        yield cs, str(ca)
+        with azurite_blob(address, STORAGE_PORT, "--location", str(workdir / "data"), "--cert", str(cert),
+                          "--key", str(key)):
+            endpoint = f"https://{address}:{STORAGE_PORT}/{ACCOUNT}"
+            cs = f"DefaultEndpointsProtocol=https;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};BlobEndpoint={endpoint};"
+            BlobServiceClient.from_connection_string(cs, connection_verify=str(ca)).create_container(CONTAINER)
+            yield cs, str(ca)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -14,6 +14,7 @@
 //!
 //! The crate knows the ports of `ironhub-store` only, not the hub.
 
+pub mod blob_container;
 mod error;
 mod file;
 mod file_name;

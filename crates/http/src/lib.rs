@@ -30,6 +30,7 @@ mod extract;
 mod file_upload_api;
 mod health_api;
 mod hub_api;
+mod import_export_api;
 mod jobs_api;
 mod listener;
 mod metrics_api;

@@ -14,8 +14,8 @@ use tower::ServiceExt as _;
 use crate::error::ApiError;
 use crate::{
     api_version, body, c2d_api, certificates_api, configurations_api, digital_twin_api, dps_api,
-    dps_device_api, events_api, file_upload_api, hub_api, jobs_api, modules_api, network_api,
-    query_api, routing_api, websocket,
+    dps_device_api, events_api, file_upload_api, hub_api, import_export_api, jobs_api, modules_api,
+    network_api, query_api, routing_api, websocket,
 };
 
 /// The whole HTTPS API: the hub's, and the DPS instance's when there is one.
@@ -47,6 +47,7 @@ pub fn router_with_amqp(
         .merge(modules_api::routes())
         .merge(configurations_api::routes())
         .merge(jobs_api::routes())
+        .merge(import_export_api::routes())
         .merge(c2d_api::routes())
         .merge(digital_twin_api::routes())
         .merge(file_upload_api::routes())

@@ -530,6 +530,15 @@ impl Hub {
                 items.len()
             )));
         }
+        self.apply_bulk(items).await
+    }
+
+    /// Applies bulk entries all together or not at all (`POST /devices` once its request is
+    /// admitted and checked; one row of an import job).
+    pub(crate) async fn apply_bulk(
+        &self,
+        items: &[ExportImportDevice],
+    ) -> Result<BulkResult, HubError> {
         let mut seen = HashSet::new();
         let mut writes = Vec::with_capacity(items.len());
         let mut revoked = Vec::new();

@@ -6,6 +6,7 @@
 //! runs a job on a device and hands a dead node's devices over.
 
 mod claims;
+pub mod import_export;
 pub mod runner;
 
 use base64::Engine as _;
@@ -24,6 +25,15 @@ pub const DEVICE_METHOD: &str = "scheduleDeviceMethod";
 pub const DEFAULT_MAX_EXECUTION_SECONDS: i64 = 3600;
 /// The longest job id IoT Hub takes.
 const MAX_ID_LENGTH: usize = 128;
+
+/// Where import and export jobs (`import_export`) are kept in the `JobStore`, before their
+/// id: a scheduled job's id has no `/`.
+pub(crate) const IMPORT_EXPORT_PREFIX: &str = "$importExport/";
+
+/// Whether a `JobStore` record is an import or export job (and not a scheduled job).
+pub fn is_import_export(record: &JobRecord) -> bool {
+    record.job_id.starts_with(IMPORT_EXPORT_PREFIX)
+}
 
 /// A job's status.
 pub mod status {
@@ -330,6 +340,9 @@ impl Hub {
         };
         let mut matching = Vec::new();
         for record in self.store.list_jobs().await? {
+            if is_import_export(&record) {
+                continue;
+            }
             let job = parse_job(&record)?;
             if wanted(&job.job_type, job_type) && wanted(&job.status, job_status) {
                 matching.push(job);

@@ -6,7 +6,8 @@
 //! job is read again, so a cancel stops it, and past `startTime + maxExecutionTimeInSeconds`
 //! it stops too. The node that finds every device's record final completes the job. A pass
 //! runs every [`PASS_INTERVAL`] and at once when a job is created on this node (a `Notify`,
-//! only a hint: the state is in the store).
+//! only a hint: the state is in the store). The same pass runs import and export jobs
+//! (`import_export`), each to its end.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -63,6 +64,13 @@ impl Hub {
     /// next pass.
     pub async fn run_due_jobs(&self) -> Result<(), HubError> {
         for record in self.store.list_jobs().await? {
+            if super::is_import_export(&record) {
+                let job_id = record.job_id.clone();
+                if let Err(e) = self.advance_import_export(record).await {
+                    tracing::warn!(job_id = %job_id, error = %e, "import/export job step failed; retried on the next pass");
+                }
+                continue;
+            }
             let job = match parse_job(&record) {
                 Ok(job) => job,
                 Err(e) => {

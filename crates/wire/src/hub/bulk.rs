@@ -3,14 +3,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AuthenticationSpec, CapabilitiesSpec};
+use super::{AuthenticationSpec, CapabilitiesSpec, ImportTwinProperties};
 
-/// One entry of `POST /devices` (IoT Hub's `ExportImportDevice`).
+/// One entry of `POST /devices` (IoT Hub's `ExportImportDevice`), and one line of an import
+/// or export job's blob (a device, or one of its modules when `moduleId` is given, with its
+/// twin's `twinETag`, `tags` and `properties`; `POST /devices` ignores those).
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportImportDevice {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
     #[serde(
         rename = "eTag",
         alias = "etag",
@@ -25,6 +29,12 @@ pub struct ExportImportDevice {
     pub status_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authentication: Option<AuthenticationSpec>,
+    #[serde(rename = "twinETag", default, skip_serializing_if = "Option::is_none")]
+    pub twin_e_tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<ImportTwinProperties>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<CapabilitiesSpec>,
     #[serde(skip_serializing_if = "Option::is_none")]

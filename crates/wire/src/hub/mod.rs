@@ -8,6 +8,7 @@ mod device;
 mod endpoint_health;
 mod events;
 mod file_upload;
+mod import_export;
 mod jobs;
 mod keys;
 mod messaging;
@@ -29,6 +30,7 @@ pub use device::{
 pub use endpoint_health::{EndpointHealth, EndpointHealthList, EndpointHealthStatus, arm_time};
 pub use events::{ConsumerGroupName, ConsumerGroupView, EventsProperties, PartitionView};
 pub use file_upload::{FileNotification, FileUploadCompletion, FileUploadInfo, FileUploadRequest};
+pub use import_export::{ImportError, ImportExportJob, ImportTwinProperties};
 pub use jobs::{
     DeviceJob, DeviceJobError, DeviceJobOutcome, DeviceJobStatistics, JobRequest, JobResponse,
 };

@@ -1,5 +1,6 @@
 //! `ironhub hub device-identity …`: create, show, list, update, delete and connection strings
-//! (`renew-key` in `renew_key`, `children` and `parent` in `parentage`).
+//! (`renew-key` in `renew_key`, `children` and `parent` in `parentage`, `export` and `import`
+//! in `import_export`).
 
 use anyhow::bail;
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
@@ -13,6 +14,7 @@ use crate::cli::args::{DeviceIdArgs, KeyType, Status};
 use crate::cli::login::Session;
 use crate::cli::sas::device_key;
 
+mod import_export;
 mod parentage;
 mod renew_key;
 
@@ -48,6 +50,10 @@ pub enum DeviceIdentityCommand {
         #[command(subcommand)]
         command: parentage::ParentCommand,
     },
+    /// Export every device identity (and module) to a blob container (an export job).
+    Export(import_export::ExportArgs),
+    /// Import device identities from a blob container (an import job).
+    Import(import_export::ImportArgs),
 }
 
 /// `ironhub hub device-identity connection-string <command>`
@@ -190,6 +196,8 @@ pub async fn run(
 ) -> anyhow::Result<Option<Value>> {
     Ok(Some(match command {
         DeviceIdentityCommand::Create(a) => create(session, a).await?,
+        DeviceIdentityCommand::Export(a) => import_export::export(session, a).await?,
+        DeviceIdentityCommand::Import(a) => import_export::import(session, a).await?,
         DeviceIdentityCommand::Show(a) => show(session, &a.device_id).await?,
         DeviceIdentityCommand::List(a) => list(session, a).await?,
         DeviceIdentityCommand::Update(a) => update(session, a).await?,
