@@ -304,7 +304,7 @@ async fn connect(hub: &Hub, device: &str) -> Attachment {
 /// Waits for the method call the job makes on a device; returns its call id.
 async fn method_call(device: &mut Attachment) -> u64 {
     match tokio::time::timeout(BOUND, device.messages.recv()).await {
-        Ok(Some(BusMessage::Method { call_id, .. })) => call_id,
+        Ok(Some(BusMessage::Method(call))) => call.call_id,
         other => panic!("no method call: {other:?}"),
     }
 }
