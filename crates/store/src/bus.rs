@@ -31,8 +31,8 @@ pub enum BusMessage {
         name: String,
         payload: Vec<u8>,
     },
-    /// A message routed to one of a module's inputs.
-    Input(InputMessage),
+    /// Messages are waiting in the module's input queue (`ModuleInputStore`).
+    InputsAvailable,
 }
 
 /// A message for a module's input (IoT Edge's `BrokeredEndpoint("/modules/{m}/inputs/{i}")`):
