@@ -32,6 +32,7 @@ mod health_api;
 mod hub_api;
 mod jobs_api;
 mod listener;
+mod method_caller;
 mod metrics_api;
 mod modules_api;
 mod network_api;

@@ -14,6 +14,7 @@ pub mod credentials;
 mod device;
 mod device_auth;
 pub mod digital_twin;
+pub mod edge_callers;
 pub mod epochs;
 mod error;
 pub mod events;
