@@ -32,6 +32,7 @@ pub mod modules;
 mod monitoring;
 pub mod network;
 mod node;
+pub mod on_behalf_of;
 pub mod query;
 pub mod registry;
 pub mod routing;
