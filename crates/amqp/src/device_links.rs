@@ -298,15 +298,8 @@ async fn deliver_c2d(
             };
             settle(hub, id, &token, how).await;
         }
-        tokio::select! {
-            () = link.state.c2d.notified() => {}
-            () = tokio::time::sleep(C2D_POLL) => {}
-            _ = sender.on_detach() => return,
-            _ = closed.changed() => return,
-            e = DeviceLink::stopped(&mut stop) => {
-                let _ = sender.close_with_error(e).await;
-                return;
-            }
+        if !more_to_send(&mut sender, &link.state.c2d, &mut closed, &mut stop).await {
+            return;
         }
     }
 }
@@ -354,15 +347,29 @@ async fn deliver_inputs(
                 None => return,
             }
         }
-        tokio::select! {
-            () = link.state.inputs.notified() => {}
-            () = tokio::time::sleep(C2D_POLL) => {}
-            _ = sender.on_detach() => return,
-            _ = closed.changed() => return,
-            e = DeviceLink::stopped(&mut stop) => {
-                let _ = sender.close_with_error(e).await;
-                return;
-            }
+        if !more_to_send(&mut sender, &link.state.inputs, &mut closed, &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Waits until a sending link's queue may hold more (`hint`, or the poll interval): `false`
+/// when the link is gone instead (detached, the connection closed, or the device's links
+/// told to close, which closes it with the reason).
+async fn more_to_send(
+    sender: &mut Sender,
+    hint: &tokio::sync::Notify,
+    closed: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<Option<fe2o3_amqp::types::definitions::Error>>,
+) -> bool {
+    tokio::select! {
+        () = hint.notified() => true,
+        () = tokio::time::sleep(C2D_POLL) => true,
+        _ = sender.on_detach() => false,
+        _ = closed.changed() => false,
+        e = DeviceLink::stopped(stop) => {
+            let _ = sender.close_with_error(e).await;
+            false
         }
     }
 }

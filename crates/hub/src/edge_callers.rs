@@ -76,12 +76,13 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
 
-    fn token(sr: &str) -> String {
+    /// A SAS token for `sr` signed with a fixed key.
+    pub(crate) fn token(sr: &str) -> String {
         ironhub_auth::sas::generate(sr, "a2V5a2V5a2V5a2V5a2V5a2V5", 4_000_000_000, None).unwrap()
     }
 

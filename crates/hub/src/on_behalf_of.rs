@@ -79,10 +79,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    fn token(sr: &str) -> String {
-        ironhub_auth::sas::generate(sr, "a2V5a2V5a2V5a2V5a2V5a2V5", 4_000_000_000, None).unwrap()
-    }
+    use crate::edge_callers::tests::token;
 
     #[test]
     fn an_edge_hub_token_acts_for_others_only() {
