@@ -298,9 +298,10 @@ async fn deliver_c2d(
             };
             settle(hub, id, &token, how).await;
         }
-        if !more_to_send(&mut sender, &link.state.c2d, &mut closed, &mut stop).await {
-            return;
-        }
+        sender = match more_to_send(sender, &link.state.c2d, &mut closed, &mut stop).await {
+            Some(sender) => sender,
+            None => return,
+        };
     }
 }
 
@@ -347,31 +348,33 @@ async fn deliver_inputs(
                 None => return,
             }
         }
-        if !more_to_send(&mut sender, &link.state.inputs, &mut closed, &mut stop).await {
-            return;
-        }
+        sender = match more_to_send(sender, &link.state.inputs, &mut closed, &mut stop).await {
+            Some(sender) => sender,
+            None => return,
+        };
     }
 }
 
-/// Waits until a sending link's queue may hold more (`hint`, or the poll interval): `false`
-/// when the link is gone instead (detached, the connection closed, or the device's links
-/// told to close, which closes it with the reason).
+/// Waits until a sending link's queue may hold more (`hint`, or the poll interval) and gives
+/// the link back; `None` when the link is gone instead (detached, the connection closed, or
+/// the device's links told to close, which closes it with the reason).
 async fn more_to_send(
-    sender: &mut Sender,
+    mut sender: Sender,
     hint: &tokio::sync::Notify,
     closed: &mut watch::Receiver<bool>,
     stop: &mut watch::Receiver<Option<fe2o3_amqp::types::definitions::Error>>,
-) -> bool {
+) -> Option<Sender> {
     tokio::select! {
-        () = hint.notified() => true,
-        () = tokio::time::sleep(C2D_POLL) => true,
-        _ = sender.on_detach() => false,
-        _ = closed.changed() => false,
+        () = hint.notified() => {}
+        () = tokio::time::sleep(C2D_POLL) => {}
+        _ = sender.on_detach() => return None,
+        _ = closed.changed() => return None,
         e = DeviceLink::stopped(stop) => {
             let _ = sender.close_with_error(e).await;
-            false
+            return None;
         }
     }
+    Some(sender)
 }
 
 async fn settle(hub: &Hub, device_id: &str, token: &str, how: C2dSettle) {
