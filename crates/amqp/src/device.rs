@@ -16,7 +16,7 @@ use ironhub_store::{BusError, BusMessage, MethodCall};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::claims::Claims;
-use crate::device_messages::{Outgoing, desired_patch, input_message, method_request};
+use crate::device_messages::{Outgoing, desired_patch, method_request};
 use crate::errors::{error, lapsed};
 
 /// What the links of one device share.
@@ -32,8 +32,8 @@ pub struct DeviceState {
     pub methods_out: Mutex<Option<mpsc::Sender<Outgoing>>>,
     /// Method calls sent to the device and not yet answered.
     pub pending_methods: Mutex<HashSet<u64>>,
-    /// A module's link its input messages go out on (`…/messages/events`).
-    pub inputs_out: Mutex<Option<mpsc::Sender<Outgoing>>>,
+    /// Rung when a module's input messages may be waiting (`…/messages/events`).
+    pub inputs: Notify,
 }
 
 /// A link's share of its device: who it is, the shared state, and the signal that closes
@@ -295,17 +295,7 @@ async fn deliver(hub: &Hub, state: &DeviceState, message: BusMessage) {
                     .complete_method(call_id, Err(BusError::NotSubscribed));
             }
         }
-        BusMessage::Input(message) => {
-            let out = state.inputs_out.lock().ok().and_then(|o| o.clone());
-            match out {
-                Some(out) => {
-                    let _ = out.send(input_message(&message)).await;
-                }
-                None => {
-                    tracing::debug!(input = %message.input, "no input link: the module input message dropped")
-                }
-            }
-        }
+        BusMessage::InputsAvailable => state.inputs.notify_one(),
         BusMessage::TakenOver | BusMessage::Revoked => {}
     }
 }

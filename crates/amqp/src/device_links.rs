@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::address::DeviceNode;
 use crate::device::DeviceLink;
-use crate::device_messages::{Outgoing, c2d_message, twin_message};
+use crate::device_messages::{Outgoing, c2d_message, input_message, twin_message};
 use crate::errors::{error, hub_error};
 use crate::links::next_delivery;
 use crate::message::{body_bytes, id_text, simple_text, value_text};
@@ -115,10 +115,7 @@ pub async fn outgoing(
         }
         DeviceNode::Events if link.identity.module_id.is_some() => {
             // A module's input messages, routed by its device's `$edgeHub` routes.
-            let (tx, rx) = mpsc::channel(16);
-            set(&link.state.inputs_out, Some(tx));
-            pump(sender, rx, &link, closed).await;
-            set(&link.state.inputs_out, None);
+            deliver_inputs(sender, &hub, &link, closed).await;
         }
         DeviceNode::Events => {
             let _ = sender
@@ -334,17 +331,83 @@ async fn deliver_c2d(
             };
             settle(hub, id, &token, how).await;
         }
-        tokio::select! {
-            () = link.state.c2d.notified() => {}
-            () = tokio::time::sleep(C2D_POLL) => {}
-            _ = sender.on_detach() => return,
-            _ = closed.changed() => return,
-            e = DeviceLink::stopped(&mut stop) => {
-                let _ = sender.close_with_error(e).await;
-                return;
+        sender = match more_to_send(sender, &link.state.c2d, &mut closed, &mut stop).await {
+            Some(sender) => sender,
+            None => return,
+        };
+    }
+}
+
+/// Delivers a module's input queue in order, one message at a time: accepted or rejected,
+/// it leaves the queue; released or modified, or unsettled when the link goes, it waits for
+/// the module's next link.
+async fn deliver_inputs(
+    mut sender: Sender,
+    hub: &Hub,
+    link: &DeviceLink,
+    mut closed: watch::Receiver<bool>,
+) {
+    let who = &link.identity;
+    let mut stop = link.stop.clone();
+    let mut cursor = 0;
+    loop {
+        loop {
+            let next = match hub.pending_inputs(who, cursor, 1).await {
+                Ok(mut pending) => pending.pop(),
+                Err(e) => {
+                    tracing::warn!(device = %who.key(), error = %e, "could not read the module's input queue");
+                    None
+                }
+            };
+            let Some(queued) = next else {
+                break;
+            };
+            cursor = queued.sequence_number;
+            let outcome = tokio::select! {
+                o = sender.send(input_message(&queued.message)) => o.ok(),
+                _ = closed.changed() => None,
+                e = DeviceLink::stopped(&mut stop) => {
+                    let _ = sender.close_with_error(e).await;
+                    return;
+                }
+            };
+            match outcome {
+                Some(Outcome::Accepted(_) | Outcome::Rejected(_)) => {
+                    if let Err(e) = hub.complete_input(who, queued.sequence_number).await {
+                        tracing::warn!(device = %who.key(), error = %e, "could not remove a delivered input message");
+                    }
+                }
+                Some(_) => {}
+                None => return,
             }
         }
+        sender = match more_to_send(sender, &link.state.inputs, &mut closed, &mut stop).await {
+            Some(sender) => sender,
+            None => return,
+        };
     }
+}
+
+/// Waits until a sending link's queue may hold more (`hint`, or the poll interval) and gives
+/// the link back; `None` when the link is gone instead (detached, the connection closed, or
+/// the device's links told to close, which closes it with the reason).
+async fn more_to_send(
+    mut sender: Sender,
+    hint: &tokio::sync::Notify,
+    closed: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<Option<fe2o3_amqp::types::definitions::Error>>,
+) -> Option<Sender> {
+    tokio::select! {
+        () = hint.notified() => {}
+        () = tokio::time::sleep(C2D_POLL) => {}
+        _ = sender.on_detach() => return None,
+        _ = closed.changed() => return None,
+        e = DeviceLink::stopped(stop) => {
+            let _ = sender.close_with_error(e).await;
+            return None;
+        }
+    }
+    Some(sender)
 }
 
 async fn settle(hub: &Hub, device_id: &str, token: &str, how: C2dSettle) {

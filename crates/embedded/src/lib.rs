@@ -15,6 +15,7 @@ mod sqlite_dps;
 mod sqlite_eventlog;
 mod sqlite_files;
 mod sqlite_jobs;
+mod sqlite_module_inputs;
 mod sqlite_module_runtime;
 mod sqlite_modules;
 mod sqlite_order;

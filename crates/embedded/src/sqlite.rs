@@ -108,6 +108,18 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (device_id, job_id)
      );
      CREATE INDEX job_devices_by_job ON job_devices (job_id, device_id);",
+    // Module input queues (`sqlite_module_inputs`); a module's go with it. `expiry` is Unix
+    // milliseconds.
+    "CREATE TABLE module_inputs (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         device_id TEXT NOT NULL,
+         module_id TEXT NOT NULL,
+         expiry INTEGER NOT NULL,
+         doc TEXT NOT NULL,
+         body BLOB NOT NULL
+     );
+     CREATE INDEX module_inputs_by_module ON module_inputs (device_id, module_id, seq);
+     CREATE INDEX module_inputs_by_expiry ON module_inputs (expiry);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -430,6 +442,7 @@ fn apply(
                 conn.execute("DELETE FROM twins WHERE device_id = ?1", [&id])?;
                 conn.execute("DELETE FROM modules WHERE device_id = ?1", [&id])?;
                 conn.execute("DELETE FROM c2d_messages WHERE device_id = ?1", [&id])?;
+                conn.execute("DELETE FROM module_inputs WHERE device_id = ?1", [&id])?;
                 conn.execute(
                     "DELETE FROM mqtt_sessions WHERE client_id = ?1 OR client_id LIKE ?2 ESCAPE '\\'",
                     params![id, format!("{}/%", like_escape(&id))],

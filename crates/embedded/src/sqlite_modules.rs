@@ -82,6 +82,10 @@ fn apply(conn: &mut Connection, write: ModuleWrite) -> Result<WriteResult> {
                     [&device_id, &module_id],
                 )?;
                 tx.execute(
+                    "DELETE FROM module_inputs WHERE device_id = ?1 AND module_id = ?2",
+                    [&device_id, &module_id],
+                )?;
+                tx.execute(
                     "DELETE FROM mqtt_sessions WHERE client_id = ?1",
                     [format!("{device_id}/{module_id}")],
                 )?;

@@ -134,7 +134,8 @@ async fn a_store_from_before_node_ids_is_migrated_and_its_locks_belong_to_any_re
             .unwrap();
     }
     // Back to the schema of a server before node ids: no heartbeats, no lock_node column (and
-    // no file upload notifications, no modules and no jobs, which came later).
+    // no file upload notifications, no modules, no jobs and no module input queues, which
+    // came later).
     let conn = rusqlite::Connection::open(dir.path().join("ironhub.db")).unwrap();
     conn.execute_batch(
         "DROP TABLE nodes;
@@ -142,6 +143,7 @@ async fn a_store_from_before_node_ids_is_migrated_and_its_locks_belong_to_any_re
          DROP TABLE modules;
          DROP TABLE job_devices;
          DROP TABLE jobs;
+         DROP TABLE module_inputs;
          ALTER TABLE c2d_messages DROP COLUMN lock_node;
          PRAGMA user_version = 7;",
     )

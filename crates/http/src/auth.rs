@@ -71,31 +71,58 @@ impl<S: Service, N: Needs> FromRequestParts<S> for ServiceAuth<N> {
 /// A request session (`Hub::device_request`) of the path's `{id}` device, authenticated by
 /// the request's `Authorization` header or its TLS client certificate chain (the hub decides
 /// which counts).
-pub(crate) struct DeviceAuth(pub DeviceSession);
+pub(crate) struct DeviceAuth;
 
 impl FromRequestParts<Hub> for DeviceAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, hub: &Hub) -> Result<Self, ApiError> {
-        let Segments(ids) =
-            Segments::<HashMap<String, String>>::from_request_parts(parts, hub).await?;
-        let device_id = ids.get("id").map_or("", String::as_str);
-        let chain = parts
-            .extensions
-            .get::<ConnectionInfo>()
-            .map_or(&[][..], |c| c.client_certificates.as_slice());
-        let login = DeviceLogin {
-            device_id,
-            credentials: Credentials::new(
-                header_str(&parts.headers, header::AUTHORIZATION.as_str()),
-                chain,
-            ),
-            ..DeviceLogin::default()
-        };
-        Ok(DeviceAuth(
-            hub.device_request(hub.authenticate(&login).await?),
-        ))
+        identity_request(parts, hub, false)
+            .await
+            .map(|_| DeviceAuth)
     }
+}
+
+/// [`DeviceAuth`] for the routes a module may call too (its telemetry): the module is the
+/// path's `{mid}`, or the module a module-scoped token names on the device's path (as the
+/// Node SDK's HTTP `ModuleClient` sends it).
+pub(crate) struct IdentityAuth(pub DeviceSession);
+
+impl FromRequestParts<Hub> for IdentityAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &Hub) -> Result<Self, ApiError> {
+        identity_request(parts, hub, true).await.map(IdentityAuth)
+    }
+}
+
+/// The request session of the path's device (or, when `modules`, module).
+async fn identity_request(
+    parts: &mut Parts,
+    hub: &Hub,
+    modules: bool,
+) -> Result<DeviceSession, ApiError> {
+    let Segments(ids) = Segments::<HashMap<String, String>>::from_request_parts(parts, hub).await?;
+    let device_id = ids.get("id").map_or("", String::as_str);
+    let token = header_str(&parts.headers, header::AUTHORIZATION.as_str());
+    let module_id = match ids.get("mid") {
+        Some(mid) if modules => Some(mid.clone()),
+        _ if modules => {
+            token.and_then(|t| ironhub_hub::edge_callers::module_of_token(device_id, t))
+        }
+        _ => None,
+    };
+    let chain = parts
+        .extensions
+        .get::<ConnectionInfo>()
+        .map_or(&[][..], |c| c.client_certificates.as_slice());
+    let login = DeviceLogin {
+        device_id,
+        module_id: module_id.as_deref(),
+        credentials: Credentials::new(token, chain),
+        ..DeviceLogin::default()
+    };
+    Ok(hub.device_request(hub.authenticate(&login).await?))
 }
 
 /// The `Authorization` header, when it is text.

@@ -25,7 +25,8 @@
 //!   (204);
 //! - `POST /devices/{id}/messages/deviceBound/{lockToken}/abandon` (204);
 //! - `POST /devices/{id}/messages/events`: telemetry (204), single, or a batch in
-//!   `application/vnd.microsoft.iothub.json`.
+//!   `application/vnd.microsoft.iothub.json`; a module's with its own token, there or on
+//!   `POST /devices/{id}/modules/{mid}/messages/events`.
 //!
 //! Paths accept both `deviceBound` (IoT Hub's documentation) and `devicebound` (Node SDK).
 
@@ -41,7 +42,7 @@ use ironhub_hub::model::azure_time;
 use ironhub_hub::{Hub, HubError, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry};
 use ironhub_store::{C2dMessage, C2dSettle};
 
-use crate::auth::{C2dFeedback, C2dPurge, C2dSend, DeviceAuth, ServiceAuth};
+use crate::auth::{C2dFeedback, C2dPurge, C2dSend, DeviceAuth, IdentityAuth, ServiceAuth};
 use crate::body::RawBody;
 use crate::error::ApiError;
 use crate::extract::Segments;
@@ -57,6 +58,10 @@ pub(crate) fn routes() -> Router<Hub> {
     let mut router = Router::new()
         .route("/devices/{id}/commands", delete(purge))
         .route("/devices/{id}/messages/events", post(telemetry))
+        .route(
+            "/devices/{id}/modules/{mid}/messages/events",
+            post(telemetry),
+        )
         .route("/messages/serviceBound/feedback", get(receive_feedback))
         .route(
             "/messages/serviceBound/feedback/{token}",
@@ -301,9 +306,10 @@ struct BatchItem {
     properties: serde_json::Map<String, serde_json::Value>,
 }
 
-/// `POST /devices/{id}/messages/events` (device).
+/// `POST /devices/{id}/messages/events` (a device, or a module with its own token) and
+/// `POST /devices/{id}/modules/{mid}/messages/events` (a module).
 async fn telemetry(
-    DeviceAuth(device): DeviceAuth,
+    IdentityAuth(device): IdentityAuth,
     headers: HeaderMap,
     RawBody(body): RawBody<MAX_TELEMETRY_BYTES>,
 ) -> Result<Response, ApiError> {

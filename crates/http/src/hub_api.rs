@@ -10,12 +10,13 @@ use ironhub_hub::model::{DeviceSpec, ExportImportDevice, device_view};
 use ironhub_store::DeviceRecord;
 
 use crate::auth::{
-    DeviceDelete, DeviceRead, DeviceWrite, MethodInvoke, RegistryStatistics, ServiceAuth,
-    ServiceStatistics, TwinRead, TwinWrite,
+    DeviceDelete, DeviceRead, DeviceWrite, RegistryStatistics, ServiceAuth, ServiceStatistics,
+    TwinRead, TwinWrite,
 };
 use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::extract::{QueryArgs, Segments, TopQuery};
+use crate::method_caller::MethodCaller;
 use crate::respond::{if_match, json_body, with_etag};
 
 /// The routes of the hub's registry, twin, method and statistics API.
@@ -167,7 +168,7 @@ fn twin_response(twin: &ironhub_hub::model::Twin) -> Response {
 async fn invoke_method(
     State(hub): State<Hub>,
     Segments(id): Segments<String>,
-    _: ServiceAuth<MethodInvoke>,
+    _: MethodCaller,
     JsonBody(request): JsonBody<ironhub_hub::methods::MethodRequest>,
 ) -> Result<Response, ApiError> {
     let name = request.method_name.clone().unwrap_or_default();

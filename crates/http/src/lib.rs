@@ -33,6 +33,7 @@ mod hub_api;
 mod import_export_api;
 mod jobs_api;
 mod listener;
+mod method_caller;
 mod metrics_api;
 mod modules_api;
 mod network_api;

@@ -12,13 +12,12 @@ use ironhub_hub::model::ModuleSpec;
 use ironhub_hub::modules::module_view;
 use ironhub_store::ModuleRecord;
 
-use crate::auth::{
-    DeviceDelete, DeviceRead, DeviceWrite, MethodInvoke, ServiceAuth, TwinRead, TwinWrite,
-};
+use crate::auth::{DeviceDelete, DeviceRead, DeviceWrite, ServiceAuth, TwinRead, TwinWrite};
 use crate::body::JsonBody;
 use crate::edge_auth::ModuleAdmin;
 use crate::error::ApiError;
 use crate::extract::Segments;
+use crate::method_caller::MethodCaller;
 use crate::respond::{if_match, json_body, with_etag};
 
 /// The routes of module identities.
@@ -130,7 +129,7 @@ async fn update_twin(
 async fn invoke_method(
     State(hub): State<Hub>,
     Segments((id, mid)): Segments<(String, String)>,
-    _: ServiceAuth<MethodInvoke>,
+    _: MethodCaller,
     JsonBody(request): JsonBody<ironhub_hub::methods::MethodRequest>,
 ) -> Result<Response, ApiError> {
     let name = request.method_name.clone().unwrap_or_default();

@@ -279,7 +279,8 @@ impl Hub {
         Ok(self.store.c2d_expire(rules(), self.now()).await?)
     }
 
-    /// Runs [`Hub::expire_c2d`] every `interval` until `stop` turns true.
+    /// Runs [`Hub::expire_c2d`] and [`Hub::expire_inputs`] every `interval` until `stop`
+    /// turns true.
     pub async fn expire_c2d_until(
         self,
         interval: Duration,
@@ -293,6 +294,11 @@ impl Hub {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(expired = n, "cloud-to-device messages expired"),
                 Err(e) => tracing::warn!(error = %e, "could not expire cloud-to-device messages"),
+            }
+            match self.expire_inputs().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "module input messages expired"),
+                Err(e) => tracing::warn!(error = %e, "could not expire module input messages"),
             }
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}

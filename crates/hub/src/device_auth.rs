@@ -41,16 +41,25 @@ impl Hub {
     ) -> Result<AuthenticatedDevice, HubError> {
         let device_id = login.device_id;
         let credentials = &login.credentials;
-        let auth = match (login.module_id, credentials.token) {
-            (Some(module), Some(token)) => {
+        // IoT Edge's hub logging in a device behind it with its own `$edgeHub` token.
+        let edge = credentials.token.and_then(|t| {
+            crate::on_behalf_of::edge_hub_acting_for(t, device_id, login.module_id)
+                .map(|edge| (edge, t))
+        });
+        let auth = match (edge, login.module_id, credentials.token) {
+            (Some((edge, token)), module, _) => {
+                self.authenticate_on_behalf_of(&edge, device_id, module, token)
+                    .await?
+            }
+            (None, Some(module), Some(token)) => {
                 self.authenticate_module(device_id, module, token).await?
             }
-            (None, Some(token)) => self.authenticate_device(device_id, token).await?,
-            (module, None) if !credentials.chain.is_empty() => {
+            (None, None, Some(token)) => self.authenticate_device(device_id, token).await?,
+            (None, module, None) if !credentials.chain.is_empty() => {
                 self.authenticate_x509(device_id, module, &credentials.chain)
                     .await?
             }
-            (_, None) => {
+            (None, _, None) => {
                 return Err(HubError::Unauthorized(
                     "Unauthorized: the device sent neither a SAS token nor a client certificate."
                         .into(),

@@ -4,20 +4,23 @@
 //! BrokeredEndpoint("/modules/{t}/inputs/{i}")`, the routes in `properties.desired.routes`,
 //! each a string (schema 1.0) or an object with `route` (1.1)).
 //!
-//! ironhub plays that part for modules connected to it: a module's telemetry is stored as
+//! ironhub plays that part for the modules of its devices: a module's telemetry is stored as
 //! ever (as if every route also went `$upstream`), and each route whose source and condition
-//! match sends it over the device bus to the target module's connection, wherever it is.
-//! Delivery is at most once: a module that is not connected misses the message (IoT Edge's
-//! hub would store it for the route's time to live).
+//! match appends it to the target module's input queue in the store, where it waits, as IoT
+//! Edge's hub stores and forwards it, until the module takes it (acknowledged: a PUBACK, an
+//! AMQP accept) or its time to live runs out (`storeAndForwardConfiguration.timeToLiveSecs` of
+//! the `$edgeHub` desired properties, 7,200 s by default). The bus only says "look at your
+//! input queue" (`BusMessage::InputsAvailable`) to the module's connection, wherever it is.
 
 use std::collections::BTreeMap;
 
+use chrono::Duration;
 use ironhub_query::routing::{MessageParts, RoutingQuery, message_view};
-use ironhub_store::{BusMessage, InputMessage};
+use ironhub_store::{BusMessage, InputMessage, QueuedInput};
 use serde_json::Value;
 
 use crate::configurations::edge::EDGE_HUB;
-use crate::{DeviceIdentity, Hub};
+use crate::{DeviceIdentity, Hub, HubError};
 
 /// One route of an IoT Edge hub, as far as module inputs go.
 #[derive(Debug)]
@@ -186,10 +189,28 @@ pub fn edge_routes(desired: &serde_json::Map<String, Value>) -> Vec<EdgeRoute> {
         .collect()
 }
 
+/// How long a module input message waits when the `$edgeHub` twin names no time to live
+/// (IoT Edge's default, two hours).
+pub const DEFAULT_INPUT_TTL_SECS: i64 = 7200;
+
+/// The time to live of module input messages: the `$edgeHub` desired properties'
+/// `storeAndForwardConfiguration.timeToLiveSecs`, if a positive number, else the default.
+pub fn input_ttl(desired: &serde_json::Map<String, Value>) -> Duration {
+    let secs = desired
+        .get("storeAndForwardConfiguration")
+        .and_then(|c| c.get("timeToLiveSecs"))
+        .and_then(Value::as_i64)
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_INPUT_TTL_SECS);
+    Duration::try_seconds(secs).unwrap_or(Duration::MAX)
+}
+
 impl Hub {
-    /// Sends a module's message to the inputs its device's `$edgeHub` routes name (see the
-    /// module documentation); `system` and `application` are the message's properties as
-    /// stored. Best effort: a failure is logged, never the sender's.
+    /// Queues a module's message for the inputs its device's `$edgeHub` routes name (see the
+    /// module documentation) and tells each target module's connection; `system` and
+    /// `application` are the message's properties as stored. Called before the sender's
+    /// message is acknowledged; a failure is logged, never the sender's (its message is in
+    /// the event log already).
     pub(crate) async fn route_to_inputs(
         &self,
         who: &DeviceIdentity,
@@ -215,6 +236,7 @@ impl Hub {
         if routes.is_empty() {
             return;
         }
+        let expiry = self.now() + input_ttl(&twin.desired);
         let view = message_view(MessageParts {
             system,
             application,
@@ -240,14 +262,64 @@ impl Hub {
                 body: body.to_vec(),
             };
             let key = format!("{}/{target_module}", who.device_id);
-            if let Err(e) = self
-                .bus
-                .send(&key, BusMessage::Input(Box::new(message)))
+            match self
+                .store
+                .input_enqueue(&who.device_id, target_module, &message, expiry)
                 .await
             {
-                tracing::debug!(module = %key, input, error = %e, "a module input message was not delivered");
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tracing::debug!(module = %key, input, "a route names a module that does not exist");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(module = %key, input, error = %e, "a module input message was not queued");
+                    continue;
+                }
+            }
+            if let Err(e) = self.bus.send(&key, BusMessage::InputsAvailable).await {
+                tracing::debug!(module = %key, error = %e, "the module is not connected; its input message waits");
             }
         }
+    }
+
+    /// Up to `max` messages waiting at the inputs of module `who`, oldest first, after
+    /// sequence number `after` (0 for all): what a module's connection delivers next.
+    pub async fn pending_inputs(
+        &self,
+        who: &DeviceIdentity,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<QueuedInput>, HubError> {
+        let Some(module) = who.module_id.as_deref() else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .store
+            .input_pending(&who.device_id, module, after, max, self.now())
+            .await?)
+    }
+
+    /// Removes an input message module `who` acknowledged; `false` when it was gone already
+    /// (expired, or acknowledged on another connection).
+    pub async fn complete_input(
+        &self,
+        who: &DeviceIdentity,
+        sequence_number: u64,
+    ) -> Result<bool, HubError> {
+        let Some(module) = who.module_id.as_deref() else {
+            return Ok(false);
+        };
+        Ok(self
+            .store
+            .input_remove(&who.device_id, module, sequence_number)
+            .await?)
+    }
+
+    /// Drops the input messages whose time to live ran out; returns how many. The server runs
+    /// it with the cloud-to-device expiry ([`Hub::expire_c2d_until`]).
+    pub async fn expire_inputs(&self) -> Result<u64, HubError> {
+        Ok(self.store.input_expire(self.now()).await?)
     }
 }
 
@@ -292,6 +364,18 @@ mod tests {
         let r = "from /messages/* into brokeredendpoint('/modules/b/inputs/x')";
         assert_eq!(target(r, "a", None, none.clone()).as_deref(), Some("b/x"));
         assert_eq!(target("FROM /* INTO $upstream", "a", None, none), None);
+    }
+
+    #[test]
+    fn the_time_to_live_comes_from_store_and_forward() {
+        let ttl = |desired: Value| input_ttl(desired.as_object().unwrap()).num_seconds();
+        assert_eq!(ttl(json!({})), 7200);
+        let set = json!({"storeAndForwardConfiguration": {"timeToLiveSecs": 30}});
+        assert_eq!(ttl(set), 30);
+        let bad = json!({"storeAndForwardConfiguration": {"timeToLiveSecs": -1}});
+        assert_eq!(ttl(bad), 7200);
+        let text = json!({"storeAndForwardConfiguration": {"timeToLiveSecs": "30"}});
+        assert_eq!(ttl(text), 7200);
     }
 
     #[test]

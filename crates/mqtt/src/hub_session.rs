@@ -13,6 +13,7 @@ use ironhub_hub::{Annotations, DeviceIdentity, DeviceSession, Hub};
 use ironhub_store::{
     BusError, BusMessage, C2dMessage, C2dSettle, InputMessage, MethodCall, MethodResponse,
 };
+
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     Connect, Packet, PubAck, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, Unsubscribe,
@@ -28,6 +29,8 @@ const C2D_WINDOW: usize = 5;
 /// a notification (a missed one, a lock run out elsewhere), and drops deliveries whose lock ran
 /// out so that they are sent again.
 const C2D_POLL: Duration = Duration::from_secs(15);
+/// Module input messages sent at QoS 1 and not yet acknowledged, at most.
+const INPUT_WINDOW: usize = 16;
 
 /// Why a session ended; decides whether the Will is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,16 @@ pub(crate) struct HubSession {
     last_pkid: u16,
     /// When the queue is next looked at without a notification.
     next_c2d_poll: Instant,
+    /// The QoS of the module input subscription.
+    input_qos: QoS,
+    /// The highest sequence number of the module's input queue sent on this connection: the
+    /// queue is read after it (what was not acknowledged goes out again on the next one).
+    input_cursor: u64,
+    /// Module input messages published at QoS 1 and not yet acknowledged: packet id →
+    /// sequence number.
+    input_inflight: HashMap<u16, u64>,
+    /// Module input messages published at QoS 0, removed once written: sequence numbers.
+    input_unsettled: Vec<u64>,
 }
 
 impl HubSession {
@@ -117,6 +130,10 @@ impl HubSession {
             c2d_unsettled: Vec::new(),
             last_pkid: 0,
             next_c2d_poll: Instant::now() + C2D_POLL,
+            input_qos: QoS::AtLeastOnce,
+            input_cursor: 0,
+            input_inflight: HashMap::new(),
+            input_unsettled: Vec::new(),
             device,
         }
     }
@@ -141,11 +158,12 @@ impl HubSession {
             .map(|se| Instant::now() + ironhub_auth::time_left(se, ironhub_auth::unix_now()))
     }
 
-    /// When [`HubSession::on_c2d_poll`] is due; `None` without a cloud-to-device subscription.
+    /// When [`HubSession::on_c2d_poll`] is due; `None` without a cloud-to-device or module
+    /// input subscription.
     pub(crate) fn c2d_poll_at(&self) -> Option<Instant> {
-        self.features
-            .contains(&Feature::CloudToDevice)
-            .then_some(self.next_c2d_poll)
+        (self.features.contains(&Feature::CloudToDevice)
+            || self.features.contains(&Feature::ModuleInputs))
+        .then_some(self.next_c2d_poll)
     }
 
     /// The next message the device bus brings; `None` when the bus let go.
@@ -154,10 +172,12 @@ impl HubSession {
     }
 
     /// What is sent right after CONNACK: a restored persistent session gets what was queued
-    /// while the device was away (PYDEV never subscribes again after reconnecting).
+    /// while the device (or module) was away (PYDEV never subscribes again after
+    /// reconnecting).
     pub(crate) async fn start(&mut self) -> Vec<Packet> {
         let mut out = Vec::new();
         self.pump_c2d(&mut out).await;
+        self.pump_inputs(&mut out).await;
         out
     }
 
@@ -179,6 +199,7 @@ impl HubSession {
                 let ack = self.on_subscribe(&s).await;
                 out.push(Packet::SubAck(ack));
                 self.pump_c2d(&mut out).await;
+                self.pump_inputs(&mut out).await;
             }
             Packet::Unsubscribe(u) => {
                 self.on_unsubscribe(&u).await;
@@ -189,8 +210,11 @@ impl HubSession {
             Packet::PubAck(ack) => {
                 if let Some((token, _)) = self.c2d_inflight.remove(&ack.pkid) {
                     self.settle_c2d(&token, C2dSettle::Complete).await;
+                    self.pump_c2d(&mut out).await;
+                } else if let Some(seq) = self.input_inflight.remove(&ack.pkid) {
+                    self.complete_input(seq).await;
+                    self.pump_inputs(&mut out).await;
                 }
-                self.pump_c2d(&mut out).await;
             }
             other => {
                 tracing::info!(device = %self.who().key(), packet = ?other, "unexpected packet");
@@ -307,6 +331,9 @@ impl HubSession {
                     if feature == Feature::CloudToDevice {
                         self.c2d_qos = granted;
                     }
+                    if feature == Feature::ModuleInputs {
+                        self.input_qos = granted;
+                    }
                     codes.push(SubscribeReasonCode::Success(granted));
                 }
                 None => {
@@ -372,15 +399,7 @@ impl HubSession {
                         .complete_method(call_id, Err(BusError::NotSubscribed));
                 }
             }
-            BusMessage::Input(message) => {
-                let who = self.who();
-                if self.features.contains(&Feature::ModuleInputs)
-                    && let Some(module_id) = who.module_id.as_deref()
-                {
-                    let topic = input_topic(&who.device_id, module_id, &message);
-                    out.push(publish_qos0(topic, message.body));
-                }
-            }
+            BusMessage::InputsAvailable => self.pump_inputs(&mut out).await,
         }
         Ok(out)
     }
@@ -421,11 +440,65 @@ impl HubSession {
         }
     }
 
+    /// Sends a module the messages waiting at its inputs, in queue order, while the in-flight
+    /// window has room: at QoS 1 the PUBACK removes each from the queue; at QoS 0 writing it
+    /// does ([`HubSession::sent`]).
+    async fn pump_inputs(&mut self, out: &mut Vec<Packet>) {
+        if !self.features.contains(&Feature::ModuleInputs) {
+            return;
+        }
+        let Some(module_id) = self.who().module_id.clone() else {
+            return;
+        };
+        loop {
+            let room = INPUT_WINDOW.saturating_sub(self.input_inflight.len());
+            if room == 0 {
+                return;
+            }
+            let pending = match self
+                .hub()
+                .pending_inputs(self.who(), self.input_cursor, room)
+                .await
+            {
+                Ok(pending) => pending,
+                Err(e) => {
+                    tracing::warn!(device = %self.who().key(), error = %e, "could not read the module's input queue");
+                    return;
+                }
+            };
+            if pending.is_empty() {
+                return;
+            }
+            for queued in pending {
+                self.input_cursor = self.input_cursor.max(queued.sequence_number);
+                let topic = input_topic(&self.who().device_id, &module_id, &queued.message);
+                let mut publish = Publish::new(topic, self.input_qos, queued.message.body);
+                if self.input_qos == QoS::AtLeastOnce {
+                    publish.pkid = self.next_pkid();
+                    self.input_inflight
+                        .insert(publish.pkid, queued.sequence_number);
+                } else {
+                    self.input_unsettled.push(queued.sequence_number);
+                }
+                out.push(Packet::Publish(publish));
+            }
+        }
+    }
+
+    async fn complete_input(&self, seq: u64) {
+        if let Err(e) = self.hub().complete_input(self.who(), seq).await {
+            tracing::warn!(device = %self.who().key(), error = %e, "could not remove a delivered input message");
+        }
+    }
+
     /// Tells the session that the packets it returned were written: the cloud-to-device
-    /// messages among them sent at QoS 0 are complete.
+    /// and module input messages among them sent at QoS 0 are complete.
     pub(crate) async fn sent(&mut self) {
         for token in std::mem::take(&mut self.c2d_unsettled) {
             self.settle_c2d(&token, C2dSettle::Complete).await;
+        }
+        for seq in std::mem::take(&mut self.input_unsettled) {
+            self.complete_input(seq).await;
         }
     }
 
@@ -433,7 +506,10 @@ impl HubSession {
     fn next_pkid(&mut self) -> u16 {
         loop {
             self.last_pkid = self.last_pkid.wrapping_add(1);
-            if self.last_pkid != 0 && !self.c2d_inflight.contains_key(&self.last_pkid) {
+            if self.last_pkid != 0
+                && !self.c2d_inflight.contains_key(&self.last_pkid)
+                && !self.input_inflight.contains_key(&self.last_pkid)
+            {
                 return self.last_pkid;
             }
         }

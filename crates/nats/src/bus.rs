@@ -6,7 +6,7 @@
 //! as disconnected at once: the lease is the node's NATS connection (the server drops it when
 //! the socket closes, or after its pings go unanswered).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use ironhub_store::{
-    Attachment, BusError, BusMessage, DeviceBus, InputMessage, MethodResponse, PendingCalls, Result,
+    Attachment, BusError, BusMessage, DeviceBus, MethodResponse, PendingCalls, Result,
 };
 
 use crate::eventlog::bucket;
@@ -83,16 +83,8 @@ enum Wire {
     TakenOver,
     Revoked,
     C2dAvailable,
-    DesiredPatch {
-        version: u64,
-        body: String,
-    },
-    Input {
-        input: String,
-        system: BTreeMap<String, String>,
-        application: BTreeMap<String, Option<String>>,
-        body: String,
-    },
+    DesiredPatch { version: u64, body: String },
+    InputsAvailable,
 }
 
 impl Wire {
@@ -105,12 +97,7 @@ impl Wire {
                 version: *version,
                 body: B64.encode(body),
             },
-            BusMessage::Input(m) => Wire::Input {
-                input: m.input.clone(),
-                system: m.system.clone(),
-                application: m.application.clone(),
-                body: B64.encode(&m.body),
-            },
+            BusMessage::InputsAvailable => Wire::InputsAvailable,
             BusMessage::Method(_) => return None,
         })
     }
@@ -124,17 +111,7 @@ impl Wire {
                 version,
                 body: B64.decode(body).unwrap_or_default(),
             },
-            Wire::Input {
-                input,
-                system,
-                application,
-                body,
-            } => BusMessage::Input(Box::new(InputMessage {
-                input,
-                system,
-                application,
-                body: B64.decode(body).unwrap_or_default(),
-            })),
+            Wire::InputsAvailable => BusMessage::InputsAvailable,
         }
     }
 }

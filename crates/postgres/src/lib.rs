@@ -15,6 +15,7 @@ mod pg_configurations;
 mod pg_dps;
 mod pg_files;
 mod pg_jobs;
+mod pg_module_inputs;
 mod pg_modules;
 mod pg_network;
 mod pg_rates;

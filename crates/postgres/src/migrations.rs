@@ -115,6 +115,21 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         "CREATE TABLE configurations (
              id TEXT COLLATE \"C\" PRIMARY KEY, etag TEXT NOT NULL, doc JSONB NOT NULL
          );",
+    ), // Module input queues (`pg_module_inputs.rs`); a module's go with it.
+    (
+        6,
+        "CREATE TABLE module_inputs (
+             seq BIGSERIAL PRIMARY KEY,
+             device_id TEXT COLLATE \"C\" NOT NULL,
+             module_id TEXT COLLATE \"C\" NOT NULL,
+             expiry BIGINT NOT NULL,
+             doc JSONB NOT NULL,
+             body BYTEA NOT NULL,
+             FOREIGN KEY (device_id, module_id) REFERENCES modules (device_id, module_id)
+                 ON DELETE CASCADE
+         );
+         CREATE INDEX module_inputs_by_module ON module_inputs (device_id, module_id, seq);
+         CREATE INDEX module_inputs_by_expiry ON module_inputs (expiry);",
     ),
 ];
 

@@ -27,8 +27,8 @@ pub enum BusMessage {
     DesiredPatch { version: u64, body: Vec<u8> },
     /// A direct method call; answer with [`DeviceBus::complete_method`] and its `call_id`.
     Method(Box<MethodCall>),
-    /// A message routed to one of a module's inputs.
-    Input(Box<InputMessage>),
+    /// Messages are waiting in the module's input queue (`ModuleInputStore`).
+    InputsAvailable,
 }
 
 /// A direct method call as the bus carries it (boxed in [`BusMessage`], whose size is what

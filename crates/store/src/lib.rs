@@ -1,5 +1,5 @@
 //! The ports that carry all shared state (see `DESIGN.md`): the records and one async trait
-//! per concern — registry, modules, twins, MQTT sessions, cloud-to-device queues, certificates, DPS
+//! per concern — registry, modules, module input queues, twins, MQTT sessions, cloud-to-device queues, certificates, DPS
 //! records, the routing document, the configurations, the scheduled jobs ([`Store`] bundles them), the event log and its named
 //! streams, the device bus and the clock — with the
 //! cloud-to-device transition rules every engine applies ([`c2d_rules`]). Engines live in
@@ -21,6 +21,7 @@ mod error;
 pub mod eventlog;
 mod file_notifications;
 mod jobs;
+mod module_inputs;
 mod modules;
 mod network;
 mod rates;
@@ -52,6 +53,7 @@ pub use file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
 };
 pub use jobs::{JobDeviceRecord, JobRecord, JobStore};
+pub use module_inputs::{ModuleInputStore, QueuedInput};
 pub use modules::{ModuleStore, ModuleTwin};
 pub use network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 pub use rates::{RateWindows, WindowCount};
@@ -70,9 +72,9 @@ pub use twins::{
 pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, ConfigurationStore as _, DeviceBus as _,
-        DpsStore as _, EventLog as _, FileNotificationStore as _, JobStore as _, ModuleStore as _,
-        NetworkRulesStore as _, RateWindows as _, RegistryStore as _, RoutingStore as _,
-        SessionStore as _, TwinStore as _,
+        DpsStore as _, EventLog as _, FileNotificationStore as _, JobStore as _,
+        ModuleInputStore as _, ModuleStore as _, NetworkRulesStore as _, RateWindows as _,
+        RegistryStore as _, RoutingStore as _, SessionStore as _, TwinStore as _,
     };
 }
 
@@ -82,6 +84,7 @@ pub mod prelude {
 pub trait Store:
     RegistryStore
     + ModuleStore
+    + ModuleInputStore
     + TwinStore
     + SessionStore
     + C2dStore
@@ -100,6 +103,7 @@ pub trait Store:
 impl<T> Store for T where
     T: RegistryStore
         + ModuleStore
+        + ModuleInputStore
         + TwinStore
         + SessionStore
         + C2dStore

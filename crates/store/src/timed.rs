@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::bus::InputMessage;
 use crate::c2d::C2dStore;
 use crate::certificates::CertificateStore;
 use crate::configurations::{ConfigurationRecord, ConfigurationStore, ConfigurationWrite};
@@ -19,6 +20,7 @@ use crate::error::Result;
 use crate::file_notifications::{
     FileNotification, FileNotificationRules, FileNotificationStore, LockedFileNotification,
 };
+use crate::module_inputs::{ModuleInputStore, QueuedInput};
 use crate::modules::{ModuleStore, ModuleTwin};
 use crate::network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 use crate::records::{
@@ -98,6 +100,52 @@ impl<S: RegistryStore + ?Sized> RegistryStore for TimedStore<S> {
     }
     async fn write_devices(&self, writes: Vec<DeviceWrite>) -> Result<BatchResult> {
         timed!(self, "registry", write_devices(writes))
+    }
+}
+
+#[async_trait]
+impl<S: ModuleInputStore + ?Sized> ModuleInputStore for TimedStore<S> {
+    async fn input_enqueue(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        message: &InputMessage,
+        expiry_time: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        timed!(
+            self,
+            "module_inputs",
+            input_enqueue(device_id, module_id, message, expiry_time)
+        )
+    }
+    async fn input_pending(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        after: u64,
+        max: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<QueuedInput>> {
+        timed!(
+            self,
+            "module_inputs",
+            input_pending(device_id, module_id, after, max, now)
+        )
+    }
+    async fn input_remove(
+        &self,
+        device_id: &str,
+        module_id: &str,
+        sequence_number: u64,
+    ) -> Result<bool> {
+        timed!(
+            self,
+            "module_inputs",
+            input_remove(device_id, module_id, sequence_number)
+        )
+    }
+    async fn input_expire(&self, now: DateTime<Utc>) -> Result<u64> {
+        timed!(self, "module_inputs", input_expire(now))
     }
 }
 

@@ -34,6 +34,7 @@ pub mod endpoints;
 pub mod event_log;
 pub mod file_notifications;
 pub mod jobs;
+pub mod module_inputs;
 pub mod modules;
 pub mod rates;
 pub mod registry;
@@ -146,6 +147,7 @@ macro_rules! store_suite {
             modules::module_twins_are_written_compare_and_swap,
             modules::module_twins_scan_in_id_order,
             modules::module_connections_keep_the_etag_and_belong_to_their_node,
+            module_inputs::module_input_queues_keep_order_until_removed_or_expired,
             twin_scan::scans_page_devices_in_id_order_with_their_twins,
             twin_scan::conditions_never_lose_a_matching_device,
             twin_scan::groups_keep_types_apart_and_count_every_device,
