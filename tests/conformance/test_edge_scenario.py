@@ -1,0 +1,221 @@
+"""One IoT Edge device's life, end to end, with the calls the IoT Edge runtime makes (Azure
+docs, "Provision an IoT Edge device at scale with symmetric keys", "Deploy IoT Edge modules at
+scale", "Authenticate a downstream device to Azure IoT Hub"):
+
+1. the device registers through DPS with the device SDK's `ProvisioningDeviceClient` against an
+   enrollment with `capabilities.iotEdge`, and the hub makes it an Edge device with its
+   `$edgeAgent` and `$edgeHub` modules;
+2. with the SAS key it provisioned with (as the identity service, aziot-identityd, signs), it
+   creates and reads its own modules over REST (`managedBy: iotEdge`);
+3. an Edge deployment made with the service SDK's `IoTHubConfigurationManager` reaches the
+   `$edgeAgent` module twin, read by `IoTHubModuleClient` with the module's key; a layered
+   deployment arrives as a desired patch; the agent's reported `lastDesiredVersion` /
+   `lastDesiredStatus` make the deployment's `reportedSuccessfulCount`;
+4. a `$edgeHub`-style MQTT connection sends for a child device in the Edge device's scope, and
+   the Event Hubs SDK reads it as the child's telemetry.
+
+The refusals (another device's modules, another module's topics, a child outside the scope)
+are checked along the way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+import requests
+from azure.iot.device import ProvisioningDeviceClient
+from azure.iot.deviceprovisioning import DeviceProvisioningClient
+from azure.iot.hub import IoTHubConfigurationManager
+from azure.iot.hub.models import Configuration, ConfigurationContent
+from paho.mqtt import client as paho
+
+from conftest import test_address
+from dps_helpers import dps_info, new_key, sas, wait_for
+from eventhub_helpers import receive_events
+from test_configurations import MANIFEST, agent_client, configurations, device_token
+from test_device import mqtt_connack
+from test_edge_on_behalf_of import Child, edge_hub_token
+from test_eventhub import consumer
+from test_modules import connack
+
+IRONHUB_ADDRESS = test_address("127.0.0.72")
+API = "api-version=2021-04-12"
+WAIT_S = 20
+
+_counter = itertools.count(1)
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{next(_counter)}"
+
+
+@pytest.fixture(scope="module")
+def dps(hub):
+    return DeviceProvisioningClient.from_connection_string(
+        dps_info(hub)["serviceConnectionString"], connection_verify=hub.ca_file)
+
+
+@pytest.fixture(scope="module")
+def cm(hub):
+    manager = IoTHubConfigurationManager.from_connection_string(hub.connection_string)
+    manager.protocol.config.connection.verify = hub.ca_file
+    return manager
+
+
+@pytest.fixture(scope="module")
+def edge(hub, dps):
+    """An Edge device provisioned through DPS: its id, its key and its fleet tag."""
+    rid, key, fleet = uid("edge-scn"), new_key(), uid("fleet")
+    dps.enrollment.create_or_update(id=rid, enrollment={
+        "registrationId": rid,
+        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": key, "secondaryKey": new_key()}},
+        "capabilities": {"iotEdge": True},
+        "initialTwin": {"tags": {"fleet": fleet}},
+    })
+    client = ProvisioningDeviceClient.create_from_symmetric_key(
+        provisioning_host=hub.address, registration_id=rid, id_scope=dps_info(hub)["idScope"],
+        symmetric_key=key, server_verification_cert=open(hub.ca_file).read())
+    result = client.register()
+    assert result.status == "assigned", result
+    assert result.registration_state.assigned_hub == hub.hostname
+    return {"id": result.registration_state.device_id, "key": key, "fleet": fleet}
+
+
+def modules_url(hub, device_id: str, module_id: str = "") -> str:
+    return f"https://{hub.address}/devices/{device_id}/modules" + (f"/{module_id}" if module_id else "") + f"?{API}"
+
+
+def test_dps_makes_an_edge_device_with_its_system_modules(hub, rm, edge):
+    device = rm.get_device(edge["id"])
+    assert device.capabilities.iot_edge is True
+    assert device.authentication.symmetric_key.primary_key == edge["key"]
+    assert device.device_scope, "an Edge device has a scope for its children"
+    assert {m.module_id for m in rm.get_modules(edge["id"])} == {"$edgeAgent", "$edgeHub"}
+    assert rm.get_twin(edge["id"]).tags == {"fleet": edge["fleet"]}
+
+
+def test_the_edge_device_manages_its_own_modules_with_its_own_key(hub, rm, edge):
+    own = device_token(hub, edge["id"], edge["key"])
+    made = requests.put(modules_url(hub, edge["id"], "sensor"), headers=own, timeout=10,
+                        json={"moduleId": "sensor", "deviceId": edge["id"], "managedBy": "iotEdge"})
+    assert made.status_code == 200, made.text
+    assert made.json()["authentication"]["symmetricKey"]["primaryKey"], "the hub generates the module's keys"
+    got = requests.get(modules_url(hub, edge["id"], "sensor"), headers=own, timeout=10)
+    assert got.status_code == 200, got.text
+    assert (got.json()["moduleId"], got.json()["managedBy"]) == ("sensor", "iotEdge")
+    listed = requests.get(modules_url(hub, edge["id"]), headers=own, timeout=10)
+    assert {m["moduleId"] for m in listed.json()} == {"$edgeAgent", "$edgeHub", "sensor"}
+
+    # Another device's modules with the Edge device's token: 401, nothing made.
+    other = uid("plain")
+    rm.create_device_with_sas(other, "", "", "enabled")
+    refused = requests.put(modules_url(hub, other, "x"), headers=own, timeout=10, json={"moduleId": "x"})
+    assert refused.status_code == 401, refused.text
+    assert refused.headers.get("iothub-errorcode") == "IotHubUnauthorizedAccess"
+    assert requests.get(modules_url(hub, other), headers=own, timeout=10).status_code == 401
+    assert rm.get_modules(other) == []
+    # A token signed with another key for the Edge device's own resource: 401.
+    forged = device_token(hub, edge["id"], new_key())
+    assert requests.get(modules_url(hub, edge["id"]), headers=forged, timeout=10).status_code == 401
+
+
+def edge_deployment(deployment_id: str, condition: str, modules_content: dict, priority: int) -> Configuration:
+    return Configuration(id=deployment_id, content=ConfigurationContent(modules_content=modules_content),
+                         target_condition=condition, priority=priority)
+
+
+def test_a_deployment_reaches_the_edge_agent_and_its_report_counts(hub, rm, cm, edge):
+    condition = f"tags.fleet = '{edge['fleet']}'"
+    base_id, layer_id = uid("base"), uid("layer")
+    cm.create_configuration(edge_deployment(base_id, condition, MANIFEST["modulesContent"], 5))
+    wait_for(lambda: base_id in configurations(hub, edge["id"], "$edgeAgent"), WAIT_S, "the deployment applied")
+
+    agent = agent_client(hub, rm, edge["id"])
+    patches: list = []
+    got_patch = threading.Event()
+
+    def on_patch(patch):
+        patches.append(patch)
+        got_patch.set()
+
+    agent.on_twin_desired_properties_patch_received = on_patch
+    agent.connect()
+    try:
+        twin = agent.get_twin()
+        wanted = MANIFEST["modulesContent"]["$edgeAgent"]["properties.desired"]
+        assert twin["desired"]["systemModules"] == wanted["systemModules"]
+        assert twin["desired"]["runtime"] == wanted["runtime"]
+        assert rm.get_module_twin(edge["id"], "$edgeHub").properties.desired["routes"] == {
+            "upstream": "FROM /messages/* INTO $upstream"}
+
+        # A layered deployment adds a module: the agent gets it as a desired patch.
+        sensor = {"version": "1.0", "type": "docker", "status": "running", "restartPolicy": "always",
+                  "settings": {"image": "mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:1.4"}}
+        cm.create_configuration(edge_deployment(
+            layer_id, condition, {"$edgeAgent": {"properties.desired.modules.sensor": sensor}}, 9))
+        assert got_patch.wait(WAIT_S), "the agent received no desired patch"
+        wait_for(lambda: any(p.get("modules", {}).get("sensor") == sensor for p in patches), WAIT_S,
+                 "the layered module in a patch")
+        twin = agent.get_twin()
+        assert twin["desired"]["modules"] == {"sensor": sensor}
+
+        # The agent reports what it applied, as edgeAgent does; IoT Hub counts it.
+        agent.patch_twin_reported_properties({
+            "schemaVersion": "1.0", "lastDesiredVersion": twin["desired"]["$version"],
+            "lastDesiredStatus": {"code": 200, "description": ""},
+            "modules": {"sensor": {"runtimeStatus": "running"}},
+        })
+        reported = rm.get_module_twin(edge["id"], "$edgeAgent").properties.reported
+        assert reported["lastDesiredVersion"] == twin["desired"]["$version"]
+        for deployment_id in (base_id, layer_id):
+            wait_for(lambda d=deployment_id: cm.get_configuration(d).system_metrics.results.get(
+                "reportedSuccessfulCount") == 1, WAIT_S, f"{deployment_id} counted as reported")
+            results = cm.get_configuration(deployment_id).system_metrics.results
+            assert results["targetedCount"] == 1 and results["appliedCount"] == 1, results
+            assert results["reportedFailedCount"] == 0, results
+    finally:
+        agent.shutdown()
+        for deployment_id in (layer_id, base_id):
+            cm.delete_configuration(deployment_id)
+
+
+def test_a_module_token_is_refused_on_another_module_s_topics(hub, rm, edge):
+    key = rm.get_module(edge["id"], "$edgeAgent").authentication.symmetric_key.primary_key
+    token = sas(f"{hub.hostname}/devices/{edge['id']}/modules/$edgeAgent", key)
+    user = f"{hub.hostname}/{edge['id']}/$edgeAgent/?{API}"
+    out = connack(hub, f"{edge['id']}/$edgeAgent", user, token,
+                  publish_to=f"devices/{edge['id']}/modules/$edgeHub/messages/events/")
+    assert out["rc"] == 0 and out["closed"], out
+    # Nor does it log in as `$edgeHub`.
+    hub_user = f"{hub.hostname}/{edge['id']}/$edgeHub/?{API}"
+    assert connack(hub, f"{edge['id']}/$edgeHub", hub_user, token)["rc"] == 5
+
+
+def test_edge_hub_sends_for_a_child_in_its_scope(hub, rm, edge):
+    child_id, stranger_id = uid("scn-child"), uid("scn-stranger")
+    rm.create_device_with_sas(child_id, None, None, "enabled")
+    child = rm.get_device(child_id)
+    scope = rm.get_device(edge["id"]).device_scope
+    child.device_scope, child.parent_scopes = scope, [scope]
+    rm.protocol.devices.create_or_update_identity(child_id, child, "*")
+    assert rm.get_device(child_id).parent_scopes == [scope]
+    rm.create_device_with_sas(stranger_id, None, None, "enabled")
+
+    password = edge_hub_token(hub, rm, edge["id"])
+    text = f"temperature from {child_id}"
+    connection = Child(hub, child_id, password)
+    try:
+        connection.publish(f"devices/{child_id}/messages/events/", text.encode())
+    finally:
+        connection.close()
+    (event,) = receive_events(
+        consumer(hub), 1, where=lambda e: e.system_properties.get(b"iothub-connection-device-id") == child_id.encode(),
+        wait_s=WAIT_S, starting_position="-1")
+    assert event.body_as_str() == text
+    assert b"iothub-connection-module-id" not in event.system_properties
+
+    # A device outside the Edge device's scope is refused with the same token.
+    rc = mqtt_connack(hub, paho, stranger_id, f"{hub.hostname}/{stranger_id}/?{API}", password)
+    assert rc == 5, rc
