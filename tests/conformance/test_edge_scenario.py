@@ -126,6 +126,12 @@ def edge_deployment(deployment_id: str, condition: str, modules_content: dict, p
                          target_condition=condition, priority=priority)
 
 
+def counts(cm, deployment_id: str) -> tuple:
+    """A deployment's (`reportedSuccessfulCount`, `reportedFailedCount`) system metrics."""
+    results = cm.get_configuration(deployment_id).system_metrics.results
+    return results.get("reportedSuccessfulCount"), results.get("reportedFailedCount")
+
+
 def test_a_deployment_reaches_the_edge_agent_and_its_report_counts(hub, rm, cm, edge):
     condition = f"tags.fleet = '{edge['fleet']}'"
     base_id, layer_id = uid("base"), uid("layer")
@@ -161,24 +167,40 @@ def test_a_deployment_reaches_the_edge_agent_and_its_report_counts(hub, rm, cm, 
         twin = agent.get_twin()
         assert twin["desired"]["modules"] == {"sensor": sensor}
 
-        # The agent reports what it applied, as edgeAgent does; IoT Hub counts it.
-        agent.patch_twin_reported_properties({
-            "schemaVersion": "1.0", "lastDesiredVersion": twin["desired"]["$version"],
-            "lastDesiredStatus": {"code": 200, "description": ""},
-            "modules": {"sensor": {"runtimeStatus": "running"}},
-        })
-        reported = rm.get_module_twin(edge["id"], "$edgeAgent").properties.reported
-        assert reported["lastDesiredVersion"] == twin["desired"]["$version"]
-        for deployment_id in (base_id, layer_id):
-            wait_for(lambda d=deployment_id: cm.get_configuration(d).system_metrics.results.get(
-                "reportedSuccessfulCount") == 1, WAIT_S, f"{deployment_id} counted as reported")
-            results = cm.get_configuration(deployment_id).system_metrics.results
-            assert results["targetedCount"] == 1 and results["appliedCount"] == 1, results
-            assert results["reportedFailedCount"] == 0, results
+        # The agent reports what it did with the desired version, as edgeAgent does, and IoT
+        # Hub counts it: a failure first, then a success.
+        version = twin["desired"]["$version"]
+        for code, successful, failed in [(400, 0, 1), (200, 1, 0)]:
+            agent.patch_twin_reported_properties({
+                "schemaVersion": "1.0", "lastDesiredVersion": version,
+                "lastDesiredStatus": {"code": code, "description": ""},
+                "modules": {"sensor": {"runtimeStatus": "running" if code == 200 else "failed"}},
+            })
+            reported = rm.get_module_twin(edge["id"], "$edgeAgent").properties.reported
+            assert (reported["lastDesiredVersion"], reported["lastDesiredStatus"]["code"]) == (version, code)
+            for deployment_id in (base_id, layer_id):
+                wait_for(lambda d=deployment_id: counts(cm, d) == (successful, failed), WAIT_S,
+                         f"{deployment_id} counting the report {code}")
+                results = cm.get_configuration(deployment_id).system_metrics.results
+                assert results["targetedCount"] == 1 and results["appliedCount"] == 1, results
+
+        # The layer deleted: the agent gets a new desired version, which its last report does
+        # not match, until it reports that one. (Whether the layer's module leaves the twin is
+        # not checked: the server now sends `"modules": {}` as a merge patch, which keeps it.)
+        cm.delete_configuration(layer_id)
+        wait_for(lambda: layer_id not in configurations(hub, edge["id"], "$edgeAgent"), WAIT_S,
+                 "the layer no longer on the agent's twin")
+        wait_for(lambda: any(p.get("$version", 0) > version for p in patches), WAIT_S, "a newer desired version")
+        newer = agent.get_twin()["desired"]["$version"]
+        wait_for(lambda: counts(cm, base_id) == (0, 0), WAIT_S, "the stale report no longer counted")
+        agent.patch_twin_reported_properties({"lastDesiredVersion": newer,
+                                              "lastDesiredStatus": {"code": 200, "description": ""}})
+        wait_for(lambda: counts(cm, base_id) == (1, 0), WAIT_S, "the new report counted")
     finally:
         agent.shutdown()
         for deployment_id in (layer_id, base_id):
-            cm.delete_configuration(deployment_id)
+            if deployment_id in {c.id for c in cm.get_configurations()}:
+                cm.delete_configuration(deployment_id)
 
 
 def test_a_module_token_is_refused_on_another_module_s_topics(hub, rm, edge):
