@@ -284,6 +284,22 @@ def agent_client(hub, rm, edge_id: str) -> IoTHubModuleClient:
     return IoTHubModuleClient.create_from_connection_string(cs, server_verification_cert=open(hub.ca_file).read())
 
 
+def listening_agent(hub, rm, edge_id: str):
+    """`agent_client`, connected: the client, the list of desired patches it receives, and an
+    event set on the first."""
+    agent = agent_client(hub, rm, edge_id)
+    patches: list = []
+    got_patch = threading.Event()
+
+    def on_patch(patch):
+        patches.append(patch)
+        got_patch.set()
+
+    agent.on_twin_desired_properties_patch_received = on_patch
+    agent.connect()
+    return agent, patches, got_patch
+
+
 def test_set_modules_and_a_layered_deployment_reach_the_edge_agent(hub, rm, tmp_path):
     edge_id, fleet = uid("edge"), uid("fleet")
     rm.create_device_with_sas(edge_id, "", "", "enabled", iot_edge=True)
@@ -294,16 +310,7 @@ def test_set_modules_and_a_layered_deployment_reach_the_edge_agent(hub, rm, tmp_
     assert rm.get_module_twin(edge_id, "$edgeHub").properties.desired["routes"] == {
         "upstream": "FROM /messages/* INTO $upstream"}
 
-    agent = agent_client(hub, rm, edge_id)
-    patches = []
-    got_patch = threading.Event()
-
-    def on_patch(patch):
-        patches.append(patch)
-        got_patch.set()
-
-    agent.on_twin_desired_properties_patch_received = on_patch
-    agent.connect()
+    agent, patches, got_patch = listening_agent(hub, rm, edge_id)
     try:
         twin = agent.get_twin()
         assert twin["desired"]["schemaVersion"] == "1.1"

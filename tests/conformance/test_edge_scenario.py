@@ -21,7 +21,6 @@ are checked along the way.
 from __future__ import annotations
 
 import itertools
-import threading
 
 import pytest
 import requests
@@ -34,7 +33,7 @@ from paho.mqtt import client as paho
 from conftest import test_address
 from dps_helpers import dps_info, new_key, sas, wait_for
 from eventhub_helpers import receive_events
-from test_configurations import MANIFEST, agent_client, configurations, device_token
+from test_configurations import MANIFEST, configurations, device_token, listening_agent
 from test_device import mqtt_connack
 from test_edge_on_behalf_of import Child, edge_hub_token
 from test_eventhub import consumer
@@ -138,16 +137,7 @@ def test_a_deployment_reaches_the_edge_agent_and_its_report_counts(hub, rm, cm, 
     cm.create_configuration(edge_deployment(base_id, condition, MANIFEST["modulesContent"], 5))
     wait_for(lambda: base_id in configurations(hub, edge["id"], "$edgeAgent"), WAIT_S, "the deployment applied")
 
-    agent = agent_client(hub, rm, edge["id"])
-    patches: list = []
-    got_patch = threading.Event()
-
-    def on_patch(patch):
-        patches.append(patch)
-        got_patch.set()
-
-    agent.on_twin_desired_properties_patch_received = on_patch
-    agent.connect()
+    agent, patches, got_patch = listening_agent(hub, rm, edge["id"])
     try:
         twin = agent.get_twin()
         wanted = MANIFEST["modulesContent"]["$edgeAgent"]["properties.desired"]
