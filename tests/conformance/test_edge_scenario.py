@@ -35,7 +35,8 @@ from dps_helpers import dps_info, new_key, sas, wait_for
 from eventhub_helpers import receive_events
 from test_configurations import MANIFEST, configurations, device_token, listening_agent
 from test_device import mqtt_connack
-from test_edge_on_behalf_of import Child, edge_hub_token
+from test_amqp_module_inputs import edge_device
+from test_edge_on_behalf_of import Child, child_of, edge_hub_token
 from test_eventhub import consumer
 from test_modules import connack
 
@@ -79,7 +80,7 @@ def edge(hub, dps):
     result = client.register()
     assert result.status == "assigned", result
     assert result.registration_state.assigned_hub == hub.hostname
-    return {"id": result.registration_state.device_id, "key": key, "fleet": fleet}
+    return {"id": result.registration_state.device_id, "rid": rid, "key": key, "fleet": fleet}
 
 
 def modules_url(hub, device_id: str, module_id: str = "") -> str:
@@ -228,6 +229,24 @@ def test_edge_hub_sends_for_a_child_in_its_scope(hub, rm, edge):
     assert event.body_as_str() == text
     assert b"iothub-connection-module-id" not in event.system_properties
 
-    # A device outside the Edge device's scope is refused with the same token.
-    rc = mqtt_connack(hub, paho, stranger_id, f"{hub.hostname}/{stranger_id}/?{API}", password)
-    assert rc == 5, rc
+    # A device outside the Edge device's scope, or in another Edge device's, is refused with
+    # the same token.
+    other_edge, other_child = uid("scn-other-edge"), uid("scn-other-child")
+    edge_device(hub, other_edge, {})
+    child_of(rm, other_edge, other_child)
+    for device_id in (stranger_id, other_child):
+        rc = mqtt_connack(hub, paho, device_id, f"{hub.hostname}/{device_id}/?{API}", password)
+        assert rc == 5, (device_id, rc)
+
+
+def test_the_edge_device_and_its_own_modules_survive_kill_9(hub, rm, dps, edge):
+    own = device_token(hub, edge["id"], edge["key"])
+    made = requests.put(modules_url(hub, edge["id"], "durable"), headers=own, timeout=10,
+                        json={"moduleId": "durable", "deviceId": edge["id"], "managedBy": "iotEdge"})
+    assert made.status_code == 200, made.text
+    hub.kill9()
+    hub.restart()
+    assert rm.get_device(edge["id"]).capabilities.iot_edge is True
+    assert {m.module_id for m in rm.get_modules(edge["id"])} >= {"$edgeAgent", "$edgeHub", "durable"}
+    assert rm.get_module(edge["id"], "durable").managed_by == "iotEdge"
+    assert dps.device_registration_state.get(id=edge["rid"])["status"] == "assigned"
