@@ -42,6 +42,7 @@ from test_modules import connack
 
 IRONHUB_ADDRESS = test_address("127.0.0.72")
 API = "api-version=2021-04-12"
+IDENTITYD_API = "api-version=2017-11-08-preview"
 WAIT_S = 20
 
 _counter = itertools.count(1)
@@ -96,29 +97,56 @@ def test_dps_makes_an_edge_device_with_its_system_modules(hub, rm, edge):
     assert rm.get_twin(edge["id"]).tags == {"fleet": edge["fleet"]}
 
 
+def identityd(method: str, url: str, token: dict, body=None, if_match: bool = False):
+    """A module call as aziot-identityd makes it (Azure/iot-identity-service,
+    `aziot-hub-client-async`): api-version 2017-11-08-preview, a device SAS token, JSON."""
+    headers = {**token, **({"If-Match": "*"} if if_match else {})}
+    return requests.request(method, url.replace(API, IDENTITYD_API), headers=headers, json=body, timeout=10)
+
+
+def edge_module(device_id: str, module_id: str) -> dict:
+    """The body aziot-identityd sends to create (or update) an Edge module."""
+    return {"moduleId": module_id, "managedBy": "iotEdge", "deviceId": device_id, "authentication": {"type": "sas"}}
+
+
 def test_the_edge_device_manages_its_own_modules_with_its_own_key(hub, rm, edge):
     own = device_token(hub, edge["id"], edge["key"])
-    made = requests.put(modules_url(hub, edge["id"], "sensor"), headers=own, timeout=10,
-                        json={"moduleId": "sensor", "deviceId": edge["id"], "managedBy": "iotEdge"})
+    made = identityd("PUT", modules_url(hub, edge["id"], "sensor"), own, edge_module(edge["id"], "sensor"))
     assert made.status_code == 200, made.text
-    assert made.json()["authentication"]["symmetricKey"]["primaryKey"], "the hub generates the module's keys"
-    got = requests.get(modules_url(hub, edge["id"], "sensor"), headers=own, timeout=10)
+    assert made.headers["content-type"].startswith("application/json")
+    keys = made.json()["authentication"]["symmetricKey"]
+    assert keys["primaryKey"] and keys["secondaryKey"], "the hub generates the module's keys"
+    got = identityd("GET", modules_url(hub, edge["id"], "sensor"), own)
     assert got.status_code == 200, got.text
     assert (got.json()["moduleId"], got.json()["managedBy"]) == ("sensor", "iotEdge")
-    listed = requests.get(modules_url(hub, edge["id"]), headers=own, timeout=10)
+    assert got.json()["generationId"]
+    listed = identityd("GET", modules_url(hub, edge["id"]), own)
     assert {m["moduleId"] for m in listed.json()} == {"$edgeAgent", "$edgeHub", "sensor"}
+    # Its update (If-Match: *) keeps the module; its delete answers 204.
+    updated = identityd("PUT", modules_url(hub, edge["id"], "sensor"), own, edge_module(edge["id"], "sensor"),
+                        if_match=True)
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["generationId"] == got.json()["generationId"]
+    identityd("PUT", modules_url(hub, edge["id"], "gone"), own, edge_module(edge["id"], "gone"))
+    deleted = identityd("DELETE", modules_url(hub, edge["id"], "gone"), own, if_match=True)
+    assert deleted.status_code == 204, deleted.text
+    assert "gone" not in {m.module_id for m in rm.get_modules(edge["id"])}
 
     # Another device's modules with the Edge device's token: 401, nothing made.
     other = uid("plain")
     rm.create_device_with_sas(other, "", "", "enabled")
-    refused = requests.put(modules_url(hub, other, "x"), headers=own, timeout=10, json={"moduleId": "x"})
+    refused = identityd("PUT", modules_url(hub, other, "x"), own, edge_module(other, "x"))
     assert refused.status_code == 401, refused.text
     assert refused.headers.get("iothub-errorcode") == "IotHubUnauthorizedAccess"
-    assert requests.get(modules_url(hub, other), headers=own, timeout=10).status_code == 401
+    assert refused.json()["Message"], "aziot-identityd reads the error's Message"
+    assert identityd("GET", modules_url(hub, other), own).status_code == 401
+    assert identityd("DELETE", modules_url(hub, edge["id"], "sensor"), device_token(hub, other, rm.get_device(
+        other).authentication.symmetric_key.primary_key), if_match=True).status_code == 401
     assert rm.get_modules(other) == []
+    assert rm.get_module(edge["id"], "sensor").module_id == "sensor"
     # A token signed with another key for the Edge device's own resource: 401.
     forged = device_token(hub, edge["id"], new_key())
-    assert requests.get(modules_url(hub, edge["id"]), headers=forged, timeout=10).status_code == 401
+    assert identityd("GET", modules_url(hub, edge["id"]), forged).status_code == 401
 
 
 def edge_deployment(deployment_id: str, condition: str, modules_content: dict, priority: int) -> Configuration:
@@ -241,8 +269,7 @@ def test_edge_hub_sends_for_a_child_in_its_scope(hub, rm, edge):
 
 def test_the_edge_device_and_its_own_modules_survive_kill_9(hub, rm, dps, edge):
     own = device_token(hub, edge["id"], edge["key"])
-    made = requests.put(modules_url(hub, edge["id"], "durable"), headers=own, timeout=10,
-                        json={"moduleId": "durable", "deviceId": edge["id"], "managedBy": "iotEdge"})
+    made = identityd("PUT", modules_url(hub, edge["id"], "durable"), own, edge_module(edge["id"], "durable"))
     assert made.status_code == 200, made.text
     hub.kill9()
     hub.restart()
