@@ -20,7 +20,12 @@ are checked along the way.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import itertools
+import time
+import urllib.parse
 
 import pytest
 import requests
@@ -97,6 +102,15 @@ def test_dps_makes_an_edge_device_with_its_system_modules(hub, rm, edge):
     assert rm.get_twin(edge["id"]).tags == {"fleet": edge["fleet"]}
 
 
+def identityd_token(audience: str, key: str) -> str:
+    """A SAS token as aziot-identityd makes it (`aziot-cloud-client-async-common`): the audience
+    lowercased and percent-encoded, `sig` and `se` form-encoded, 30 seconds of validity, no `skn`."""
+    sr = urllib.parse.quote(audience.lower(), safe="")
+    se = str(int(time.time()) + 30)
+    sig = base64.b64encode(hmac.new(base64.b64decode(key), f"{sr}\n{se}".encode(), hashlib.sha256).digest()).decode()
+    return f"SharedAccessSignature sr={sr}&" + urllib.parse.urlencode([("sig", sig), ("se", se)])
+
+
 def identityd(method: str, url: str, token: dict, body=None, if_match: bool = False):
     """A module call as aziot-identityd makes it (Azure/iot-identity-service,
     `aziot-hub-client-async`): api-version 2017-11-08-preview, a device SAS token, JSON."""
@@ -110,7 +124,7 @@ def edge_module(device_id: str, module_id: str) -> dict:
 
 
 def test_the_edge_device_manages_its_own_modules_with_its_own_key(hub, rm, edge):
-    own = device_token(hub, edge["id"], edge["key"])
+    own = {"Authorization": identityd_token(f"{hub.hostname}/devices/{edge['id']}", edge["key"])}
     made = identityd("PUT", modules_url(hub, edge["id"], "sensor"), own, edge_module(edge["id"], "sensor"))
     assert made.status_code == 200, made.text
     assert made.headers["content-type"].startswith("application/json")
@@ -147,6 +161,47 @@ def test_the_edge_device_manages_its_own_modules_with_its_own_key(hub, rm, edge)
     # A token signed with another key for the Edge device's own resource: 401.
     forged = device_token(hub, edge["id"], new_key())
     assert identityd("GET", modules_url(hub, edge["id"]), forged).status_code == 401
+
+
+def test_identityd_provisions_an_edge_device_over_https(hub, dps, rm):
+    """aziot-identityd's DPS client (`aziot-dps-client-async`): PUT register, then GET the
+    operation until it is no longer `assigning`, api-version 2018-11-01, its own SAS token."""
+    rid, key = uid("edge-https"), new_key()
+    dps.enrollment.create_or_update(id=rid, enrollment={
+        "registrationId": rid, "capabilities": {"iotEdge": True},
+        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": key, "secondaryKey": new_key()}}})
+    scope = dps_info(hub)["idScope"]
+    base = f"https://{hub.address}/{scope}/registrations/{rid}"
+
+    def call(method: str, path: str, body=None):
+        auth = {"Authorization": identityd_token(f"{scope}/registrations/{rid}", key)}
+        r = requests.request(method, f"{base}{path}?api-version=2018-11-01", headers=auth, json=body, timeout=10)
+        assert r.status_code in (200, 202), r.text
+        assert r.headers["content-type"].startswith("application/json")
+        return r.json()
+
+    operation = call("PUT", "/register", {"registrationId": rid})
+
+    def finished():
+        status = call("GET", f"/operations/{operation['operationId']}")
+        return None if status["status"] == "assigning" else status
+
+    done = wait_for(finished, WAIT_S, "the assignment")
+    assert done["status"] == "assigned", done
+    state = done["registrationState"]
+    assert (state["assignedHub"], state["deviceId"]) == (hub.hostname, rid)
+    assert rm.get_device(rid).capabilities.iot_edge is True
+    # Its first hub call: the modules the Edge runtime is to manage.
+    own = {"Authorization": identityd_token(f"{state['assignedHub']}/devices/{rid}", key)}
+    listed = identityd("GET", modules_url(hub, rid), own)
+    assert listed.status_code == 200, listed.text
+    assert {m["moduleId"] for m in listed.json()} == {"$edgeAgent", "$edgeHub"}
+    # A wrong key is refused with a JSON error identityd can read.
+    wrong = {"Authorization": identityd_token(f"{scope}/registrations/{rid}", new_key())}
+    refused = requests.put(f"{base}/register?api-version=2018-11-01", headers=wrong,
+                           json={"registrationId": rid}, timeout=10)
+    assert refused.status_code == 401, refused.text
+    assert refused.json().get("message") or refused.json().get("Message"), refused.text
 
 
 def edge_deployment(deployment_id: str, condition: str, modules_content: dict, priority: int) -> Configuration:
