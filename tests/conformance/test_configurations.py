@@ -278,9 +278,10 @@ def test_an_edge_device_gets_its_system_modules_and_manages_its_own(hub, rm):
     assert deleted.status_code == 204, deleted.text
 
 
-def agent_client(hub, rm, edge_id: str) -> IoTHubModuleClient:
-    key = rm.get_module(edge_id, "$edgeAgent").authentication.symmetric_key.primary_key
-    cs = f"HostName={hub.hostname};DeviceId={edge_id};ModuleId=$edgeAgent;SharedAccessKey={key}"
+def agent_client(hub, rm, edge_id: str, module_id: str = "$edgeAgent") -> IoTHubModuleClient:
+    """A module client (MQTT) of the Edge device's `module_id`, with that module's key."""
+    key = rm.get_module(edge_id, module_id).authentication.symmetric_key.primary_key
+    cs = f"HostName={hub.hostname};DeviceId={edge_id};ModuleId={module_id};SharedAccessKey={key}"
     return IoTHubModuleClient.create_from_connection_string(cs, server_verification_cert=open(hub.ca_file).read())
 
 

@@ -29,7 +29,7 @@ import urllib.parse
 
 import pytest
 import requests
-from azure.iot.device import ProvisioningDeviceClient
+from azure.iot.device import Message, ProvisioningDeviceClient
 from azure.iot.deviceprovisioning import DeviceProvisioningClient
 from azure.iot.hub import IoTHubConfigurationManager
 from azure.iot.hub.models import Configuration, ConfigurationContent
@@ -38,7 +38,7 @@ from paho.mqtt import client as paho
 from conftest import test_address
 from dps_helpers import dps_info, new_key, sas, wait_for
 from eventhub_helpers import receive_events
-from test_configurations import MANIFEST, configurations, device_token, listening_agent
+from test_configurations import MANIFEST, agent_client, configurations, device_token, listening_agent
 from test_device import mqtt_connack
 from test_amqp_module_inputs import edge_device
 from test_edge_on_behalf_of import Child, child_of, edge_hub_token
@@ -299,18 +299,27 @@ def test_edge_hub_sends_for_a_child_in_its_scope(hub, rm, edge):
     assert rm.get_device(child_id).parent_scopes == [scope]
     rm.create_device_with_sas(stranger_id, None, None, "enabled")
 
+    # edgeHub keeps its own module connection beside the ones it opens for its children.
+    edge_hub = agent_client(hub, rm, edge["id"], "$edgeHub")
+    edge_hub.connect()
     password = edge_hub_token(hub, rm, edge["id"])
     text = f"temperature from {child_id}"
     connection = Child(hub, child_id, password)
     try:
         connection.publish(f"devices/{child_id}/messages/events/", text.encode())
+        edge_hub.send_message(Message(f"edgeHub of {edge['id']}"))
+        edge_hub.patch_twin_reported_properties({"clients": {child_id: {"status": "Connected"}}})
     finally:
         connection.close()
-    (event,) = receive_events(
-        consumer(hub), 1, where=lambda e: e.system_properties.get(b"iothub-connection-device-id") == child_id.encode(),
-        wait_s=WAIT_S, starting_position="-1")
-    assert event.body_as_str() == text
-    assert b"iothub-connection-module-id" not in event.system_properties
+        edge_hub.shutdown()
+    events = receive_events(
+        consumer(hub), 2, where=lambda e: e.system_properties.get(b"iothub-connection-device-id") in (
+            child_id.encode(), edge["id"].encode()), wait_s=WAIT_S, starting_position="-1")
+    by_sender = {(e.system_properties[b"iothub-connection-device-id"].decode(),
+                  e.system_properties.get(b"iothub-connection-module-id", b"").decode()): e.body_as_str() for e in events}
+    assert by_sender == {(child_id, ""): text, (edge["id"], "$edgeHub"): f"edgeHub of {edge['id']}"}, by_sender
+    reported = rm.get_module_twin(edge["id"], "$edgeHub").properties.reported
+    assert reported["clients"] == {child_id: {"status": "Connected"}}
 
     # A device outside the Edge device's scope, or in another Edge device's, is refused with
     # the same token.
