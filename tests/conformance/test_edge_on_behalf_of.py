@@ -47,21 +47,27 @@ class Child:
         self.connected = threading.Event()
         self.subscribed = queue.Queue()
         self.acked = queue.Queue()
+        self.granted: dict = {}
+        self.gone = threading.Event()
         c = paho.Client(client_id=device_id, clean_session=True, protocol=paho.MQTTv311)
         c.username_pw_set(f"{hub.hostname}/{device_id}/?api-version=2021-04-12", password)
         c.tls_set(ca_certs=hub.ca_file)
         c.on_connect = lambda client, userdata, flags, rc: self.connected.set()
         c.on_message = lambda client, userdata, m: self.inbox.put((m.topic, m.payload))
-        c.on_subscribe = lambda client, userdata, mid, granted: self.subscribed.put(mid)
+        c.on_subscribe = lambda client, userdata, mid, granted: (
+            self.granted.__setitem__(mid, list(granted)), self.subscribed.put(mid))
+        c.on_disconnect = lambda client, userdata, rc: self.gone.set()
         c.on_publish = lambda client, userdata, mid: self.acked.put(mid)
         c.connect(hub.address, 8883, keepalive=30)
         c.loop_start()
         assert self.connected.wait(WAIT_S), "no CONNACK"
         self.client = c
 
-    def subscribe(self, topic: str) -> None:
+    def subscribe(self, topic: str) -> list:
+        """Subscribes at QoS 1; the SUBACK's granted QoS list (128: refused)."""
         _, mid = self.client.subscribe(topic, qos=1)
         assert self.subscribed.get(timeout=WAIT_S) == mid
+        return self.granted[mid]
 
     def publish(self, topic: str, payload: bytes) -> None:
         info = self.client.publish(topic, payload, qos=1)

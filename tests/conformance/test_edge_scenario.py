@@ -284,6 +284,13 @@ def test_a_module_token_is_refused_on_another_module_s_topics(hub, rm, edge):
     out = connack(hub, f"{edge['id']}/$edgeAgent", user, token,
                   publish_to=f"devices/{edge['id']}/modules/$edgeHub/messages/events/")
     assert out["rc"] == 0 and out["closed"], out
+    # Nor does it subscribe to `$edgeHub`'s inputs: refused in the SUBACK, or disconnected.
+    agent = Child(hub, f"{edge['id']}/$edgeAgent", token)
+    try:
+        granted = agent.subscribe(f"devices/{edge['id']}/modules/$edgeHub/inputs/#")
+        assert granted == [128] or agent.gone.wait(WAIT_S), granted
+    finally:
+        agent.close()
     # Nor does it log in as `$edgeHub`.
     hub_user = f"{hub.hostname}/{edge['id']}/$edgeHub/?{API}"
     assert connack(hub, f"{edge['id']}/$edgeHub", hub_user, token)["rc"] == 5
