@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import itertools
 import time
 import urllib.parse
 
@@ -31,14 +30,14 @@ import pytest
 import requests
 from azure.iot.device import Message, ProvisioningDeviceClient
 from azure.iot.deviceprovisioning import DeviceProvisioningClient
-from azure.iot.hub import IoTHubConfigurationManager
 from azure.iot.hub.models import Configuration, ConfigurationContent
 from paho.mqtt import client as paho
 
 from conftest import test_address
 from dps_helpers import dps_info, new_key, sas, wait_for
 from eventhub_helpers import receive_events
-from test_configurations import MANIFEST, agent_client, configurations, device_token, listening_agent
+from test_configurations import (  # noqa: F401 (cm: the configuration manager fixture)
+    API, MANIFEST, agent_client, cm, configurations, device_token, listening_agent, uid)
 from test_device import mqtt_connack
 from test_amqp_module_inputs import edge_device
 from test_edge_on_behalf_of import Child, child_of, edge_hub_token
@@ -46,28 +45,14 @@ from test_eventhub import consumer
 from test_modules import connack
 
 IRONHUB_ADDRESS = test_address("127.0.0.72")
-API = "api-version=2021-04-12"
 IDENTITYD_API = "api-version=2017-11-08-preview"
 WAIT_S = 20
-
-_counter = itertools.count(1)
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{next(_counter)}"
 
 
 @pytest.fixture(scope="module")
 def dps(hub):
     return DeviceProvisioningClient.from_connection_string(
         dps_info(hub)["serviceConnectionString"], connection_verify=hub.ca_file)
-
-
-@pytest.fixture(scope="module")
-def cm(hub):
-    manager = IoTHubConfigurationManager.from_connection_string(hub.connection_string)
-    manager.protocol.config.connection.verify = hub.ca_file
-    return manager
 
 
 @pytest.fixture(scope="module")
