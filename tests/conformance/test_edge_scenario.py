@@ -3,19 +3,22 @@ docs, "Provision an IoT Edge device at scale with symmetric keys", "Deploy IoT E
 scale", "Authenticate a downstream device to Azure IoT Hub"):
 
 1. the device registers through DPS with the device SDK's `ProvisioningDeviceClient` against an
-   enrollment with `capabilities.iotEdge`, and the hub makes it an Edge device with its
+   enrollment with `capabilities.iotEdge` (and, in its own test, over HTTPS exactly as
+   aziot-identityd's DPS client does), and the hub makes it an Edge device with its
    `$edgeAgent` and `$edgeHub` modules;
-2. with the SAS key it provisioned with (as the identity service, aziot-identityd, signs), it
-   creates and reads its own modules over REST (`managedBy: iotEdge`);
+2. with the SAS key it provisioned with, signed as aziot-identityd signs, it creates, reads,
+   updates and deletes its own modules over REST (`managedBy: iotEdge`, api-version
+   2017-11-08-preview);
 3. an Edge deployment made with the service SDK's `IoTHubConfigurationManager` reaches the
    `$edgeAgent` module twin, read by `IoTHubModuleClient` with the module's key; a layered
    deployment arrives as a desired patch; the agent's reported `lastDesiredVersion` /
-   `lastDesiredStatus` make the deployment's `reportedSuccessfulCount`;
-4. a `$edgeHub`-style MQTT connection sends for a child device in the Edge device's scope, and
-   the Event Hubs SDK reads it as the child's telemetry.
+   `lastDesiredStatus` make the deployment's `reportedSuccessfulCount`/`reportedFailedCount`;
+4. `$edgeHub`, connected as itself, also opens an MQTT connection for a child device in the
+   Edge device's scope; the Event Hubs SDK reads both messages with their senders.
 
-The refusals (another device's modules, another module's topics, a child outside the scope)
-are checked along the way.
+The refusals (another device's modules, another module's topics and login, a child outside
+the scope or in another Edge device's) are checked along the way, and the device and its
+modules survive `kill -9`.
 """
 
 from __future__ import annotations
@@ -29,17 +32,17 @@ import urllib.parse
 import pytest
 import requests
 from azure.iot.device import Message, ProvisioningDeviceClient
-from azure.iot.deviceprovisioning import DeviceProvisioningClient
 from azure.iot.hub.models import Configuration, ConfigurationContent
 from paho.mqtt import client as paho
 
 from conftest import test_address
 from dps_helpers import dps_info, new_key, sas, wait_for
 from eventhub_helpers import receive_events
+from test_amqp_module_inputs import edge_device
 from test_configurations import (  # noqa: F401 (cm: the configuration manager fixture)
     API, MANIFEST, agent_client, cm, configurations, device_token, listening_agent, uid)
 from test_device import mqtt_connack
-from test_amqp_module_inputs import edge_device
+from test_dps import dps  # noqa: F401 (the DPS service client fixture)
 from test_edge_on_behalf_of import Child, child_of, edge_hub_token
 from test_eventhub import consumer
 from test_modules import connack
@@ -47,12 +50,6 @@ from test_modules import connack
 IRONHUB_ADDRESS = test_address("127.0.0.72")
 IDENTITYD_API = "api-version=2017-11-08-preview"
 WAIT_S = 20
-
-
-@pytest.fixture(scope="module")
-def dps(hub):
-    return DeviceProvisioningClient.from_connection_string(
-        dps_info(hub)["serviceConnectionString"], connection_verify=hub.ca_file)
 
 
 @pytest.fixture(scope="module")
