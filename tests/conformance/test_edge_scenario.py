@@ -40,7 +40,7 @@ from dps_helpers import dps_info, new_key, sas, wait_for
 from eventhub_helpers import receive_events
 from test_amqp_module_inputs import edge_device
 from test_configurations import (  # noqa: F401 (cm: the configuration manager fixture)
-    API, MANIFEST, agent_client, cm, configurations, device_token, listening_agent, uid)
+    API, MANIFEST, agent_client, cli, cm, configurations, device_token, listening_agent, uid)
 from test_device import mqtt_connack
 from test_dps import dps  # noqa: F401 (the DPS service client fixture)
 from test_edge_on_behalf_of import Child, child_of, edge_hub_token
@@ -239,6 +239,10 @@ def test_a_deployment_reaches_the_edge_agent_and_its_report_counts(hub, rm, cm, 
                          f"{deployment_id} counting the report {code}")
                 results = cm.get_configuration(deployment_id).system_metrics.results
                 assert results["targetedCount"] == 1 and results["appliedCount"] == 1, results
+        # The devices behind the count, as `az iot edge deployment show-metric` lists them.
+        shown = cli(hub, "edge", "deployment", "show-metric", "--deployment-id", base_id,
+                    "--metric-id", "reportedSuccessfulCount", "--metric-type", "system")
+        assert [r["deviceId"] for r in shown["result"]] == [edge["id"]], shown
 
         # The layer deleted: the agent gets a new desired version, which its last report does
         # not match, until it reports that one. (Whether the layer's module leaves the twin is
