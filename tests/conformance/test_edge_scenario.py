@@ -244,14 +244,18 @@ def test_a_deployment_reaches_the_edge_agent_and_its_report_counts(hub, rm, cm, 
                     "--metric-id", "reportedSuccessfulCount", "--metric-type", "system")
         assert [r["deviceId"] for r in shown["result"]] == [edge["id"]], shown
 
-        # The layer deleted: the agent gets a new desired version, which its last report does
-        # not match, until it reports that one. (Whether the layer's module leaves the twin is
-        # not checked: the server now sends `"modules": {}` as a merge patch, which keeps it.)
+        # The layer deleted: its module leaves the agent's twin (the patch names it `null`, as a
+        # merge patch must), and the agent gets a new desired version, which its last report
+        # does not match, until it reports that one.
         cm.delete_configuration(layer_id)
         wait_for(lambda: layer_id not in configurations(hub, edge["id"], "$edgeAgent"), WAIT_S,
                  "the layer no longer on the agent's twin")
         wait_for(lambda: any(p.get("$version", 0) > version for p in patches), WAIT_S, "a newer desired version")
-        newer = agent.get_twin()["desired"]["$version"]
+        removal = next(p for p in patches if p.get("$version", 0) > version)
+        assert removal["modules"] == {"sensor": None}, removal
+        twin = agent.get_twin()
+        assert "sensor" not in twin["desired"].get("modules", {}), twin["desired"]
+        newer = twin["desired"]["$version"]
         wait_for(lambda: counts(cm, base_id) == (0, 0), WAIT_S, "the stale report no longer counted")
         agent.patch_twin_reported_properties({"lastDesiredVersion": newer,
                                               "lastDesiredStatus": {"code": 200, "description": ""}})

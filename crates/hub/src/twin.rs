@@ -177,13 +177,25 @@ fn stamp(meta: &mut Map<String, Value>, now: &str, version: Option<u64>) {
     }
 }
 
-/// What a replacement of `old` by `new` sends to the device: new values, and `null` for every
-/// key that disappeared.
+/// What a replacement of `old` by `new` merges into the twin and sends to the device: new
+/// values, and `null` for every key that disappeared, at any depth (a merge patch keeps what
+/// it does not name, so a layered deployment's module removed from `modules` must be named).
 pub(crate) fn replacement_patch(
     old: &Map<String, Value>,
     new: &Map<String, Value>,
 ) -> Map<String, Value> {
-    let mut patch = new.clone();
+    let mut patch: Map<String, Value> = new
+        .iter()
+        .map(|(key, value)| {
+            let value = match (old.get(key), value) {
+                (Some(Value::Object(was)), Value::Object(is)) => {
+                    Value::Object(replacement_patch(was, is))
+                }
+                _ => value.clone(),
+            };
+            (key.clone(), value)
+        })
+        .collect();
     for key in old.keys() {
         if !new.contains_key(key) {
             patch.insert(key.clone(), Value::Null);
@@ -737,5 +749,13 @@ mod tests {
     fn replacement_nulls_removed_keys() {
         let p = replacement_patch(&obj(json!({"a": 1, "b": 2})), &obj(json!({"b": 3})));
         assert_eq!(Value::Object(p), json!({"a": null, "b": 3}));
+        // Nested keys that disappear are named too, or merging the patch would keep them.
+        let was = obj(json!({"modules": {"sensor": {"v": 1}, "filter": {"v": 2}}, "x": {"y": 1}}));
+        let is = obj(json!({"modules": {"filter": {"v": 3}}, "x": 5}));
+        let p = replacement_patch(&was, &is);
+        assert_eq!(
+            Value::Object(p),
+            json!({"modules": {"sensor": null, "filter": {"v": 3}}, "x": 5})
+        );
     }
 }
