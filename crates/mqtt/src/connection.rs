@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ironhub_hub::network::{self, NetworkEndpoint};
-use rumqttc::mqttbytes::v4::{Connect, Packet};
+use rumqttc::mqttbytes::v4::Packet;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::context::ConnectionContext;
@@ -51,15 +51,15 @@ where
             return;
         }
     };
-    // The diagnostic log's `operationVersion`: the `api-version` the username names.
-    if let Some(version) = api_version(&connect) {
-        ironhub_observe::caller::set_api_version(version);
-    }
     // The same endpoint serves DPS: its username is `{idScope}/registrations/{id}/…`.
     let peer = ctx.network_peer();
     if let Some(dps) = &ctx.dps
         && let Some(user) = DpsUsername::of(dps, &connect)
     {
+        // The diagnostic log's `operationVersion`.
+        if let Some(version) = user.api_version.as_deref() {
+            ironhub_observe::caller::set_api_version(version);
+        }
         // The network rules drop a refused connection without an answer, now or when they
         // change.
         if !Box::pin(ctx.hub.network_admits(&peer, NetworkEndpoint::DpsDevice)).await {
@@ -79,14 +79,6 @@ where
         return;
     }
     hub_connection::serve(conn, &ctx, Box::new(connect)).await;
-}
-
-/// The `api-version` in CONNECT's username (`…/?api-version=…&…` for a device or module,
-/// `…/api-version=…` for DPS).
-fn api_version(connect: &Connect) -> Option<&str> {
-    let username = &connect.login.as_ref()?.username;
-    let (_, rest) = username.split_once("api-version=")?;
-    rest.split('&').next().filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]

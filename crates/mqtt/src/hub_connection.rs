@@ -85,6 +85,10 @@ async fn admit(
         None => (None, None),
     };
     let user = username.and_then(Username::parse);
+    // The diagnostic log's `operationVersion`.
+    if let Some(version) = user.as_ref().and_then(|u| u.param("api-version")) {
+        ironhub_observe::caller::set_api_version(version);
+    }
     if let Some(user) = &user
         && (user.device_id != device_id || user.module_id != module_id)
     {
