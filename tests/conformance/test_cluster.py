@@ -118,7 +118,7 @@ def test_a_node_that_would_keep_state_in_its_process_is_refused(database, tmp_pa
 
 
 def test_migrate_applies_the_schema_once_and_then_reports_it_current():
-    with fresh_database(postgres_admin_url(), f"ironhub_migrate_{os.getpid()}") as url:
+    with fresh_database(postgres_admin_url(), f"ironhub_cluster_migrate_{os.getpid()}") as url:
         check = run_cli("migrate", "--store", url, "--check")
         assert check.returncode != 0 and "lacks migration(s) 1, " in check.stderr, check.stderr
         first = run_cli("migrate", "--store", url, check=True)

@@ -23,7 +23,7 @@ from dps_helpers import dps_info, new_key, sas
 from services import nats_server
 
 ADDRESS = test_address("127.0.0.19")
-NATS_ADDRESS = test_address("127.0.0.18")
+NATS_ADDRESS = test_address("127.0.0.19")  # its own (test_migrate_data.py has .18), port 4222 beside the hub
 NATS_PORT = 4223
 API = {"api-version": "2021-04-12"}
 

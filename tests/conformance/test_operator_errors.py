@@ -45,7 +45,8 @@ def test_second_server_on_a_data_directory_in_use_refuses_to_start(hub):
     spare = test_address(SPARE_ADDRESS)
     second = subprocess.run(
         [ironhub_bin(), "serve", "--data-dir", str(hub.data_dir), "--hostname", spare,
-         "--https-listen", f"{spare}:443", "--mqtt-listen", f"{spare}:8883"],
+         "--https-listen", f"{spare}:443", "--mqtt-listen", f"{spare}:8883",
+         "--amqp-listen", f"{spare}:5671"],
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
     )
     assert second.returncode == 1
@@ -122,7 +123,8 @@ def test_unprivileged_bind_offers_setcap_and_another_port():
     out = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
          str(binary), "serve", "--data-dir", str(tmp_path / "data"), "--hostname", spare,
-         "--https-listen", f"{spare}:443", "--mqtt-listen", f"{spare}:8883"],
+         "--https-listen", f"{spare}:443", "--mqtt-listen", f"{spare}:8883",
+         "--amqp-listen", f"{spare}:5671"],
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
     )
     shutil.rmtree(tmp_path, ignore_errors=True)
