@@ -74,39 +74,13 @@ pub fn operation_version() -> Option<String> {
 }
 
 fn month_year(api_version: &str) -> String {
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
-    let date = api_version.strip_suffix("-preview").unwrap_or(api_version);
-    let mut parts = date.splitn(3, '-');
-    let (Some(year), Some(month), Some(day)) = (parts.next(), parts.next(), parts.next()) else {
-        return api_version.to_owned();
+    let (date, preview) = match api_version.strip_suffix("-preview") {
+        Some(date) => (date, "Preview"),
+        None => (api_version, ""),
     };
-    match (
-        year.parse::<u16>(),
-        month.parse::<usize>(),
-        day.parse::<u8>(),
-    ) {
-        (Ok(year), Ok(month @ 1..=12), Ok(_)) if year >= 1000 => {
-            let preview = if date.len() == api_version.len() {
-                ""
-            } else {
-                "Preview"
-            };
-            format!("{}{year}{preview}", MONTHS[month - 1])
-        }
-        _ => api_version.to_owned(),
+    match chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+        Ok(day) => format!("{}{preview}", day.format("%B%Y")),
+        Err(_) => api_version.to_owned(),
     }
 }
 
