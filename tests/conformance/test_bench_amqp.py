@@ -16,7 +16,7 @@ import pytest
 from conftest import ironhub_bin, test_address
 
 ADDRESS = test_address("127.0.0.92")
-TIMEOUT_S = 240
+TIMEOUT_S = 100
 ROWS = (
     "MQTT QoS 1 ingest, messages/s",
     "AMQP ingest, messages/s",

@@ -23,14 +23,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use tokio::sync::Semaphore;
 
 use crate::compare::{FanIn, Setup, Target, fan_in};
 use crate::events_read::{Endpoint, read_amqp, read_rest};
 use crate::net::{HOST, client_config};
 use crate::report::{Results, ratio_cell, rounds_cell};
-use crate::server::{PARTITIONS, Ports, Server, prepare_ironhub};
+use crate::server::{PARTITIONS, Ports, Server, certificates, prepare_ironhub};
 
 /// `ironhub-bench amqp`
 #[derive(Debug, clap::Args)]
@@ -67,39 +67,22 @@ const IRONHUB: &str = "ironhub";
 #[allow(clippy::print_stdout)]
 pub async fn main(args: Args) -> anyhow::Result<()> {
     crate::net::set_address(args.address);
-    println!(
-        "load average (1, 5, 15 min) at the start: {}",
-        crate::stats::load_average()
-    );
+    let mut results = Results::start();
     let work = tempfile::tempdir()?;
-    let tls_dir = work.path().join("tls");
-    let certs = ironhub_tls::ensure_certificates(&tls_dir, &[HOST.to_owned(), "127.0.0.1".into()])?;
-    let mut results = Results::default();
-    let mut failures = Vec::new();
+    let ca = certificates(work.path())?;
     for round in 0..args.rounds {
         results.round = round;
         println!("round {} of {}", round + 1, args.rounds);
         // A failed round is reported and the others still run.
-        if let Err(e) = measure(&args, round, work.path(), &certs.ca, &mut results)
+        if let Err(e) = measure(&args, round, work.path(), &ca, &mut results)
             .await
             .with_context(|| format!("round {}", round + 1))
         {
-            println!("  FAILED: {e:#}");
-            failures.push(format!("{e:#}"));
+            results.failed(&e);
         }
     }
     report(&args, &results);
-    for f in &failures {
-        println!("failed: {f}");
-    }
-    println!(
-        "load average (1, 5, 15 min) at the end: {}",
-        crate::stats::load_average()
-    );
-    if !failures.is_empty() {
-        bail!("{} of the rounds failed", failures.len());
-    }
-    Ok(())
+    results.finish("rounds")
 }
 
 /// One round: a fresh ironhub, both ingests, both reads.

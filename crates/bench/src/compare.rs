@@ -29,10 +29,10 @@ use rumqttc::mqttbytes::v4::{Packet, PubAck, Publish, Subscribe};
 use tokio::sync::{Barrier, Semaphore};
 
 use crate::device::{Login, connect, connect_packet, device_id, send_all};
-use crate::net::{HOST, Tls, client_config, read, write};
+use crate::net::{Tls, client_config, read, write};
 use crate::peers;
 use crate::report::{Results, ratio_cell, rounds_cell};
-use crate::server::{Ports, Server, prepare_ironhub};
+use crate::server::{Ports, Server, certificates, prepare_ironhub};
 use crate::stats::{percentile_ms, rss_kib};
 
 /// `ironhub-bench compare`
@@ -149,43 +149,25 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     if args.rumqttd != "none" {
         targets.push(Target::Rumqttd);
     }
-    println!(
-        "load average (1, 5, 15 min) at the start: {}",
-        crate::stats::load_average()
-    );
+    let mut results = Results::start();
     let work = tempfile::tempdir()?;
-    let tls_dir = work.path().join("tls");
-    let certs = ironhub_tls::ensure_certificates(&tls_dir, &[HOST.to_owned(), "127.0.0.1".into()])?;
-    let mut results = Results::default();
-    let mut failures = Vec::new();
+    let ca = certificates(work.path())?;
     for round in 0..args.rounds {
         targets.rotate_left(usize::from(round > 0));
         results.round = round;
         for &target in &targets {
             println!("round {} of {}: {}", round + 1, args.rounds, target.name());
-            // A server that fails its round is reported and the run goes on: the other
-            // servers' figures of the same run are still worth having.
-            if let Err(e) = measure(&args, round, target, work.path(), &certs.ca, &mut results)
+            // A server that fails its round is reported and the run goes on.
+            if let Err(e) = measure(&args, round, target, work.path(), &ca, &mut results)
                 .await
                 .with_context(|| format!("round {}, {}", round + 1, target.name()))
             {
-                println!("  FAILED: {e:#}");
-                failures.push(format!("{e:#}"));
+                results.failed(&e);
             }
         }
     }
     report(&args, &targets, &results);
-    for f in &failures {
-        println!("failed: {f}");
-    }
-    println!(
-        "load average (1, 5, 15 min) at the end: {}",
-        crate::stats::load_average()
-    );
-    if !failures.is_empty() {
-        bail!("{} of the servers' rounds failed", failures.len());
-    }
-    Ok(())
+    results.finish("servers' rounds")
 }
 
 /// One round of one target: the load on a first instance, idle connections on a second.

@@ -5,14 +5,54 @@
 
 use crate::stats::median;
 
-/// The figures of a run; `round` is the one being measured.
+/// The figures of a run and the parts of it that failed; `round` is the one being measured.
 #[derive(Default)]
 pub struct Results {
     pub round: usize,
     figures: Vec<(&'static str, &'static str, usize, f64)>,
+    failures: Vec<String>,
 }
 
 impl Results {
+    /// A new run: prints the machine's load average at its start.
+    pub fn start() -> Self {
+        #[allow(clippy::print_stdout)]
+        {
+            println!(
+                "load average (1, 5, 15 min) at the start: {}",
+                crate::stats::load_average()
+            );
+        }
+        Self::default()
+    }
+
+    /// Records (and prints) a part of the run that failed; the run goes on, since the other
+    /// figures of the same run are still worth having.
+    pub fn failed(&mut self, e: &anyhow::Error) {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("  FAILED: {e:#}");
+        }
+        self.failures.push(format!("{e:#}"));
+    }
+
+    /// After the table: the failures again and the load average at the end; an error naming
+    /// how many of the run's `parts` failed, if any did.
+    #[allow(clippy::print_stdout)]
+    pub fn finish(&self, parts: &str) -> anyhow::Result<()> {
+        for f in &self.failures {
+            println!("failed: {f}");
+        }
+        println!(
+            "load average (1, 5, 15 min) at the end: {}",
+            crate::stats::load_average()
+        );
+        if !self.failures.is_empty() {
+            anyhow::bail!("{} of the {parts} failed", self.failures.len());
+        }
+        Ok(())
+    }
+
     /// Records (and prints) `value` of `measure` for `column` in the current round.
     pub fn add(&mut self, measure: &'static str, column: &'static str, value: f64) {
         #[allow(clippy::print_stdout)]

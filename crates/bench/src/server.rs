@@ -3,7 +3,7 @@
 //! ports, and any server waited for until it listens (or reported with the end of its output
 //! when it does not).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
 
@@ -108,6 +108,16 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The TLS certificate every server of a run is given (ironhub generates it), in
+/// `{work}/tls`; returns the path of its CA certificate.
+pub fn certificates(work: &Path) -> anyhow::Result<PathBuf> {
+    let certs = ironhub_tls::ensure_certificates(
+        &work.join("tls"),
+        &[HOST.to_owned(), "127.0.0.1".into()],
+    )?;
+    Ok(certs.ca)
 }
 
 /// Creates the hub in `dir` with the certificate of `tls` (the one the peers are given, where
