@@ -2,9 +2,9 @@
 # Side-by-side benchmarks: ironhub, Eclipse Mosquitto and rumqttd under the same load in one
 # run, then ironhub's own figures (DPS provisioning, twin queries). See bench/README.md.
 #
-#   bench/run.sh [all|compare|provision|query|scale|cluster] [extra arguments for that mode]
+#   bench/run.sh [all|compare|amqp|provision|query|scale|cluster] [extra arguments for that mode]
 #
-# ROUNDS (3): rounds of compare and provision. QUERY_DEVICES (1000000): the query fleet's size,
+# ROUNDS (3): rounds of compare, amqp and provision. QUERY_DEVICES (1000000): the query fleet's size,
 # 0 skips it. SCALE_DEVICES (60000): `scale` (not part of `all`) holds that many `ironhub
 # simulate` devices on one server from 254 loopback source addresses. SKIP_BUILD=1: measure
 # the release binaries already built. CLUSTER_DEVICES (3000), CLUSTER_MESSAGES (100): `cluster`
@@ -15,12 +15,12 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 shift || true
 if [ "$what" = all ] && [ $# -gt 0 ]; then
-  echo "extra arguments go to one mode: bench/run.sh compare|provision|query|scale|cluster ARGS..." >&2
+  echo "extra arguments go to one mode: bench/run.sh compare|amqp|provision|query|scale|cluster ARGS..." >&2
   exit 2
 fi
 case "$what" in
-  all | compare | provision | query | scale | cluster) ;;
-  *) echo "unknown mode $what: all, compare, provision, query, scale or cluster" >&2; exit 2 ;;
+  all | compare | amqp | provision | query | scale | cluster) ;;
+  *) echo "unknown mode $what: all, compare, amqp, provision, query, scale or cluster" >&2; exit 2 ;;
 esac
 TOOLS=${IRONHUB_BENCH_TOOLS:-$HOME/.cache/ironhub-bench-tools}
 TARGET=${IRONHUB_BENCH_TARGET:-$HOME/.cache/bench-target}
@@ -69,6 +69,11 @@ status=0
 if [ "$what" = all ] || [ "$what" = compare ]; then
   isolated "$BIN/ironhub-bench" compare --ironhub "$BIN/ironhub" \
     --mosquitto /usr/sbin/mosquitto --rumqttd "$TOOLS/bin/rumqttd" --rounds "$ROUNDS" "$@" ||
+    status=$?
+fi
+if [ "$what" = all ] || [ "$what" = amqp ]; then
+  # AMQP telemetry beside MQTT on one ironhub, then the events read back (Event Hubs, REST).
+  isolated "$BIN/ironhub-bench" amqp --ironhub "$BIN/ironhub" --rounds "$ROUNDS" "$@" ||
     status=$?
 fi
 if [ "$what" = all ] || [ "$what" = provision ]; then

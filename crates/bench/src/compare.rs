@@ -19,25 +19,21 @@
 //! to the last message's arrival.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::BytesMut;
-use ironhub_auth::{generate_key, sas, unix_now};
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
-use ironhub_hub::c2d::OutgoingMessage;
-use ironhub_hub::{Backends, Hub};
-use ironhub_store::{Authentication, SymmetricKey, TwinRecord};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Packet, PubAck, Publish, Subscribe};
 use tokio::sync::{Barrier, Semaphore};
 
 use crate::device::{Login, connect, connect_packet, device_id, send_all};
-use crate::net::{HOST, Tls, client_config, read, wait_port, write};
+use crate::net::{Tls, client_config, read, write};
 use crate::peers;
-use crate::stats::{median, percentile_ms, rss_kib};
+use crate::report::{Results, ratio_cell, rounds_cell};
+use crate::server::{Ports, Server, certificates, prepare_ironhub};
+use crate::stats::{percentile_ms, rss_kib};
 
 /// `ironhub-bench compare`
 #[derive(Debug, clap::Args)]
@@ -60,18 +56,8 @@ pub struct Args {
     /// Connections the storm opens at once.
     #[arg(long, default_value_t = 64)]
     storm_concurrency: usize,
-    /// Devices sending telemetry (QoS 1 fan-in) and receiving C2D.
-    #[arg(long, default_value_t = 1000)]
-    devices: usize,
-    /// QoS 1 messages each device sends.
-    #[arg(long, default_value_t = 100)]
-    messages: usize,
-    /// Messages a device may have unacknowledged (paho's default is 20).
-    #[arg(long, default_value_t = 20)]
-    inflight: usize,
-    /// Payload bytes of a telemetry or C2D message.
-    #[arg(long, default_value_t = 256)]
-    payload: usize,
+    #[command(flatten)]
+    load: FanIn,
     /// C2D messages each device receives (IoT Hub queues 50 at most for a device).
     #[arg(long, default_value_t = 10)]
     c2d_messages: usize,
@@ -88,7 +74,7 @@ pub struct Args {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     Ironhub,
     Mosquitto,
     Rumqttd,
@@ -104,33 +90,6 @@ impl Target {
     }
 }
 
-/// The figures, each a name, the target, the round and a value; `round` is the one being
-/// measured.
-#[derive(Default)]
-struct Results {
-    round: usize,
-    figures: Vec<(&'static str, Target, usize, f64)>,
-}
-
-impl Results {
-    fn add(&mut self, measure: &'static str, target: Target, value: f64) {
-        #[allow(clippy::print_stdout)]
-        {
-            println!("  {} {measure}: {value:.2}", target.name());
-        }
-        self.figures.push((measure, target, self.round, value));
-    }
-
-    /// A target's figures for `measure`, with their rounds.
-    fn values(&self, measure: &str, target: Target) -> Vec<(usize, f64)> {
-        self.figures
-            .iter()
-            .filter(|(m, t, _, _)| *m == measure && *t == target)
-            .map(|(_, _, r, v)| (*r, *v))
-            .collect()
-    }
-}
-
 const CONNECTS: &str = "TLS connect storm, connects/s";
 const FAN_IN: &str = "QoS 1 fan-in, messages/s";
 const C2D: &str = "C2D delivered, messages/s";
@@ -142,13 +101,34 @@ const DESIRED_P50: &str = "desired patch to device p50, ms";
 const DESIRED_P99: &str = "desired patch to device p99, ms";
 
 /// What a server needs to be measured: where it listens and how devices log in.
-struct Setup {
-    target: Target,
-    mqtt_port: u16,
-    https_port: u16,
+pub(crate) struct Setup {
+    pub target: Target,
+    pub mqtt_port: u16,
+    pub https_port: u16,
     /// ironhub's device key (every device has it) and service token.
-    device_key: String,
-    service_token: String,
+    pub device_key: String,
+    pub service_token: String,
+}
+
+/// The telemetry fan-in: `devices` devices each send `messages` messages of `payload` bytes
+/// with at most `inflight` unacknowledged (`compare`'s C2D goes to the same devices, with
+/// payloads of the same size).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct FanIn {
+    /// Devices sending telemetry, each on its own connection (in `compare`, also receiving
+    /// C2D).
+    #[arg(long, default_value_t = 1000)]
+    pub devices: usize,
+    /// Messages each device sends (over each transport, in `amqp`).
+    #[arg(long, default_value_t = 100)]
+    pub messages: usize,
+    /// Messages a device may have unacknowledged (paho's default is 20); over AMQP, transfers
+    /// not yet settled.
+    #[arg(long, default_value_t = 20)]
+    pub inflight: usize,
+    /// Payload bytes of a telemetry or C2D message.
+    #[arg(long, default_value_t = 256)]
+    pub payload: usize,
 }
 
 impl Setup {
@@ -169,43 +149,25 @@ pub async fn main(args: Args) -> anyhow::Result<()> {
     if args.rumqttd != "none" {
         targets.push(Target::Rumqttd);
     }
-    println!(
-        "load average (1, 5, 15 min) at the start: {}",
-        crate::stats::load_average()
-    );
+    let mut results = Results::start();
     let work = tempfile::tempdir()?;
-    let tls_dir = work.path().join("tls");
-    let certs = ironhub_tls::ensure_certificates(&tls_dir, &[HOST.to_owned(), "127.0.0.1".into()])?;
-    let mut results = Results::default();
-    let mut failures = Vec::new();
+    let ca = certificates(work.path())?;
     for round in 0..args.rounds {
         targets.rotate_left(usize::from(round > 0));
         results.round = round;
         for &target in &targets {
             println!("round {} of {}: {}", round + 1, args.rounds, target.name());
-            // A server that fails its round is reported and the run goes on: the other
-            // servers' figures of the same run are still worth having.
-            if let Err(e) = measure(&args, round, target, work.path(), &certs.ca, &mut results)
+            // A server that fails its round is reported and the run goes on.
+            if let Err(e) = measure(&args, round, target, work.path(), &ca, &mut results)
                 .await
                 .with_context(|| format!("round {}, {}", round + 1, target.name()))
             {
-                println!("  FAILED: {e:#}");
-                failures.push(format!("{e:#}"));
+                results.failed(&e);
             }
         }
     }
     report(&args, &targets, &results);
-    for f in &failures {
-        println!("failed: {f}");
-    }
-    println!(
-        "load average (1, 5, 15 min) at the end: {}",
-        crate::stats::load_average()
-    );
-    if !failures.is_empty() {
-        bail!("{} of the servers' rounds failed", failures.len());
-    }
-    Ok(())
+    results.finish("servers' rounds")
 }
 
 /// One round of one target: the load on a first instance, idle connections on a second.
@@ -219,6 +181,11 @@ async fn measure(
 ) -> anyhow::Result<()> {
     let dir = work.join(format!("ironhub-{round}"));
     let tls = work.join("tls");
+    let ports = Ports {
+        mqtt: args.port_base,
+        https: args.port_base + 1,
+        amqp: None,
+    };
     let mut setup = Setup {
         target,
         mqtt_port: match target {
@@ -231,26 +198,31 @@ async fn measure(
         service_token: String::new(),
     };
     if target == Target::Ironhub {
-        // The certificate the peers are given, where ironhub looks for its own.
-        std::fs::create_dir_all(dir.join("tls"))?;
-        for file in std::fs::read_dir(&tls)? {
-            let file = file?;
-            std::fs::copy(file.path(), dir.join("tls").join(file.file_name()))?;
-        }
-        let devices = args.storm_devices.max(args.devices).max(args.idle);
-        (setup.device_key, setup.service_token) =
-            prepare(&dir, devices, args.devices, args.c2d_messages, args.payload).await?;
+        let devices = args.storm_devices.max(args.load.devices).max(args.idle);
+        (setup.device_key, setup.service_token) = prepare_ironhub(
+            &dir,
+            &tls,
+            devices,
+            args.load.devices,
+            args.c2d_messages,
+            args.load.payload,
+        )
+        .await?;
     }
-    let server = Server::start(args, &setup, work, &dir, &tls).await?;
+    let server = start(args, &setup, work, &dir, &tls, ports).await?;
     let load = async {
         let config = client_config(ca, false)?;
         results.add(
             CONNECTS,
-            target,
+            target.name(),
             storm(&setup, &config, args.storm_devices, args.storm_concurrency).await?,
         );
-        results.add(FAN_IN, target, fan_in(args, &setup, &config).await?);
-        results.add(C2D, target, c2d(args, &setup, &config).await?);
+        results.add(
+            FAN_IN,
+            target.name(),
+            fan_in(args.load, &setup, &config).await?,
+        );
+        results.add(C2D, target.name(), c2d(args, &setup, &config).await?);
         if target == Target::Ironhub {
             let id = device_id(0);
             let tls = connect(config.clone(), setup.mqtt_port, &id, setup.login(), 60).await?;
@@ -264,10 +236,10 @@ async fn measure(
                 100,
             )
             .await?;
-            results.add(METHOD_P50, target, percentile_ms(&l.methods, 0.5));
-            results.add(METHOD_P99, target, percentile_ms(&l.methods, 0.99));
-            results.add(DESIRED_P50, target, percentile_ms(&l.desired, 0.5));
-            results.add(DESIRED_P99, target, percentile_ms(&l.desired, 0.99));
+            results.add(METHOD_P50, target.name(), percentile_ms(&l.methods, 0.5));
+            results.add(METHOD_P99, target.name(), percentile_ms(&l.methods, 0.99));
+            results.add(DESIRED_P50, target.name(), percentile_ms(&l.desired, 0.5));
+            results.add(DESIRED_P99, target.name(), percentile_ms(&l.desired, 0.99));
         }
         anyhow::Ok(())
     }
@@ -282,155 +254,37 @@ async fn measure(
         transports.push((IDLE_WS, true));
     }
     for (measure, websocket) in transports {
-        let server = Server::start(args, &setup, work, &dir, &tls).await?;
+        let server = start(args, &setup, work, &dir, &tls, ports).await?;
         let held = idle(args, &setup, ca, server.pid, websocket).await;
         server.stop();
-        results.add(measure, target, held?);
+        results.add(measure, target.name(), held?);
     }
     Ok(())
 }
 
-/// A started server process.
-struct Server {
-    child: Child,
-    pid: u32,
-}
-
-impl Server {
-    async fn start(
-        args: &Args,
-        setup: &Setup,
-        work: &Path,
-        dir: &Path,
-        tls: &Path,
-    ) -> anyhow::Result<Server> {
-        let port = setup.mqtt_port;
-        let bin = match setup.target {
-            Target::Ironhub => args.ironhub.to_string_lossy().into_owned(),
-            Target::Mosquitto => args.mosquitto.clone(),
-            Target::Rumqttd => args.rumqttd.clone(),
-        };
-        let child = match setup.target {
-            Target::Ironhub => peers::spawn(
-                Command::new(&args.ironhub)
-                    .args(["serve", "--hostname", HOST, "--hostname", "127.0.0.1"])
-                    .arg("--data-dir")
-                    .arg(dir)
-                    .arg("--https-listen")
-                    .arg(format!("127.0.0.1:{}", setup.https_port))
-                    .arg("--mqtt-listen")
-                    .arg(format!("127.0.0.1:{port}"))
-                    .args(["--amqp-listen", "127.0.0.1:0"])
-                    .args(["--max-connections-per-address", "100000"])
-                    .args(["--max-connections", "100000"]),
-                &bin,
-                work,
-            )?,
-            Target::Mosquitto => peers::start_mosquitto(&args.mosquitto, work, tls, port)?,
-            Target::Rumqttd => peers::start_rumqttd(&args.rumqttd, work, tls, port)?,
-        };
-        let mut server = Server {
-            pid: child.id(),
-            child,
-        };
-        let mut ready = wait_port(port).await;
-        if ready.is_ok() && setup.target == Target::Ironhub {
-            ready = wait_port(setup.https_port).await;
-        }
-        if let Err(e) = ready {
-            // Why it did not come up: whether it exited, and what it said.
-            let exited = server.child.try_wait().ok().flatten();
-            let _ = server.child.kill();
-            let _ = server.child.wait();
-            return Err(e.context(format!(
-                "{} {}; its output ({}):\n{}",
-                setup.target.name(),
-                exited.map_or_else(|| "was running".to_owned(), |s| format!("exited ({s})")),
-                peers::log_path(work, &bin).display(),
-                peers::log_tail(work, &bin)
-            )));
-        }
-        Ok(server)
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Creates the hub in `dir` with `devices` devices (one key for all; the benchmark's devices
-/// need not be told apart by key) and `c2d` messages queued for each of the first
-/// `c2d_devices`; returns the device key and a service token of `iothubowner`.
-async fn prepare(
+/// Starts `setup`'s server: ironhub on `dir` and `ports`, or a peer with the certificate of
+/// `tls` on its own MQTT port.
+async fn start(
+    args: &Args,
+    setup: &Setup,
+    work: &Path,
     dir: &Path,
-    devices: usize,
-    c2d_devices: usize,
-    c2d: usize,
-    payload: usize,
-) -> anyhow::Result<(String, String)> {
-    let store = Arc::new(SqliteStore::open(dir)?);
-    let backends = Backends {
-        store: store.clone(),
-        events: Arc::new(SqliteEventLog::open(dir, 4)?),
-        bus: Arc::new(LocalBus::new()),
+    tls: &Path,
+    ports: Ports,
+) -> anyhow::Result<Server> {
+    let port = setup.mqtt_port;
+    let (child, bin) = match setup.target {
+        Target::Ironhub => return Server::ironhub(&args.ironhub, dir, work, ports).await,
+        Target::Mosquitto => (
+            peers::start_mosquitto(&args.mosquitto, work, tls, port)?,
+            &args.mosquitto,
+        ),
+        Target::Rumqttd => (
+            peers::start_rumqttd(&args.rumqttd, work, tls, port)?,
+            &args.rumqttd,
+        ),
     };
-    let hub = Hub::open(backends, vec![HOST.into(), "127.0.0.1".into()]).await?;
-    let key = generate_key(32);
-    let authentication = Authentication {
-        symmetric_key: SymmetricKey {
-            primary_key: Some(key.clone()),
-            secondary_key: Some(generate_key(32)),
-        },
-        ..Authentication::default()
-    };
-    let mut i = 0;
-    while i < devices {
-        let end = (i + 10_000).min(devices);
-        let fleet = (i..end)
-            .map(|n| {
-                let device = crate::query::device_record(device_id(n), n, authentication.clone());
-                let twin = TwinRecord {
-                    device_id: device_id(n),
-                    version: 1,
-                    ..TwinRecord::default()
-                };
-                (device, twin)
-            })
-            .collect();
-        store.load_fleet(fleet).await?;
-        i = end;
-    }
-    let gate = Arc::new(Semaphore::new(64));
-    let mut tasks = Vec::with_capacity(c2d_devices * c2d);
-    for d in 0..c2d_devices {
-        for _ in 0..c2d {
-            let (hub, gate) = (hub.clone(), gate.clone());
-            let message = OutgoingMessage {
-                body: vec![b'c'; payload],
-                ..OutgoingMessage::default()
-            };
-            tasks.push(tokio::spawn(async move {
-                let _permit = gate.acquire_owned().await?;
-                hub.send_c2d(&device_id(d), message).await?;
-                anyhow::Ok(())
-            }));
-        }
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let owner = hub
-        .settings()
-        .policy("iothubowner")
-        .context("the hub has no iothubowner policy")?;
-    let token = sas::generate(
-        HOST,
-        &owner.primary_key,
-        unix_now() + 24 * 3600,
-        Some(&owner.key_name),
-    )?;
-    Ok((key, token))
+    Server::ready(child, setup.target.name(), bin, work, &[port]).await
 }
 
 /// Connects `devices` devices, `concurrency` at once, each a full TLS handshake; returns
@@ -486,18 +340,19 @@ async fn close_all(conns: Vec<Tls>) {
     }
 }
 
-/// QoS 1 telemetry from `args.devices` devices at once; returns messages per second.
-async fn fan_in(
-    args: &Args,
+/// QoS 1 telemetry from `load.devices` devices at once (connected, 64 at a time, before the
+/// clock starts); returns messages per second.
+pub(crate) async fn fan_in(
+    load: FanIn,
     setup: &Setup,
     config: &Arc<rustls::ClientConfig>,
 ) -> anyhow::Result<f64> {
-    let conns = connect_all(setup, config, 0..args.devices, 64).await?;
-    let payload = vec![b'x'; args.payload];
+    let conns = connect_all(setup, config, 0..load.devices, 64).await?;
+    let payload = vec![b'x'; load.payload];
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(conns.len());
     for (i, tls) in conns.into_iter().enumerate() {
-        let (payload, messages, inflight) = (payload.clone(), args.messages, args.inflight);
+        let (payload, messages, inflight) = (payload.clone(), load.messages, load.inflight);
         tasks.push(tokio::spawn(async move {
             send_all(tls, i, messages, inflight, payload).await
         }));
@@ -506,7 +361,7 @@ async fn fan_in(
         t.await??;
     }
     #[allow(clippy::cast_precision_loss)]
-    Ok((args.devices * args.messages) as f64 / started.elapsed().as_secs_f64())
+    Ok((load.devices * load.messages) as f64 / started.elapsed().as_secs_f64())
 }
 
 /// The C2D topic a device subscribes to and the peers' publishers publish to.
@@ -514,14 +369,14 @@ fn c2d_topic(i: usize) -> String {
     format!("devices/{}/messages/devicebound/", device_id(i))
 }
 
-/// C2D to `args.devices` subscribed devices, `args.c2d_messages` each, every one acknowledged
+/// C2D to `args.load.devices` subscribed devices, `args.c2d_messages` each, every one acknowledged
 /// by its device; returns messages delivered per second.
 async fn c2d(
     args: &Args,
     setup: &Setup,
     config: &Arc<rustls::ClientConfig>,
 ) -> anyhow::Result<f64> {
-    let conns = connect_all(setup, config, 0..args.devices, 64).await?;
+    let conns = connect_all(setup, config, 0..args.load.devices, 64).await?;
     let expected = args.c2d_messages;
     // Every device and the clock's start wait for all subscriptions to be sent.
     let barrier = Arc::new(Barrier::new(conns.len() + 1));
@@ -570,7 +425,7 @@ async fn c2d(
         p.await??;
     }
     #[allow(clippy::cast_precision_loss)]
-    Ok((args.devices * expected) as f64 / secs)
+    Ok((args.load.devices * expected) as f64 / secs)
 }
 
 /// The peers' C2D senders: four connections, each publishing QoS 1 to a quarter of the
@@ -601,8 +456,11 @@ async fn publish_c2d(
     }
     let mut tasks = Vec::with_capacity(SENDERS);
     for (s, mut tls) in senders.into_iter().enumerate() {
-        let topics: Vec<String> = (s..args.devices).step_by(SENDERS).map(c2d_topic).collect();
-        let (messages, payload) = (args.c2d_messages, vec![b'c'; args.payload]);
+        let topics: Vec<String> = (s..args.load.devices)
+            .step_by(SENDERS)
+            .map(c2d_topic)
+            .collect();
+        let (messages, payload) = (args.c2d_messages, vec![b'c'; args.load.payload]);
         tasks.push(tokio::spawn(async move {
             let total = topics.len() * messages;
             let (mut sent, mut acked, mut buf) = (0usize, 0usize, BytesMut::new());
@@ -671,11 +529,11 @@ fn report(args: &Args, targets: &[Target], results: &Results) {
         args.rounds,
         args.storm_devices,
         args.storm_concurrency,
-        args.devices,
-        args.messages,
-        args.inflight,
-        args.payload,
-        args.devices,
+        args.load.devices,
+        args.load.messages,
+        args.load.inflight,
+        args.load.payload,
+        args.load.devices,
         args.c2d_messages,
         args.idle
     );
@@ -693,11 +551,6 @@ fn report(args: &Args, targets: &[Target], results: &Results) {
     }
     println!("{head}");
     println!("|---|---|{}", "---|".repeat(peers.len() * 2));
-    let only = |v: &[(usize, f64)]| v.iter().map(|(_, x)| *x).collect::<Vec<f64>>();
-    let cell = |v: &[(usize, f64)]| {
-        let rounds: Vec<String> = v.iter().map(|(_, x)| format!("{x:.1}")).collect();
-        format!("{} ({:.1})", rounds.join(" / "), median(&only(v)))
-    };
     for measure in [
         CONNECTS,
         FAN_IN,
@@ -709,38 +562,20 @@ fn report(args: &Args, targets: &[Target], results: &Results) {
         DESIRED_P50,
         DESIRED_P99,
     ] {
-        let ours = results.values(measure, Target::Ironhub);
+        let ours = results.values(measure, Target::Ironhub.name());
         if ours.is_empty() {
             continue;
         }
-        let mut row = format!("| {measure} | {} |", cell(&ours));
-        let theirs: Vec<Vec<(usize, f64)>> =
-            peers.iter().map(|p| results.values(measure, *p)).collect();
+        let theirs: Vec<Vec<(usize, f64)>> = peers
+            .iter()
+            .map(|p| results.values(measure, p.name()))
+            .collect();
+        let mut row = format!("| {measure} | {} |", rounds_cell(&ours));
         for v in &theirs {
-            if v.is_empty() {
-                row.push_str(" – |");
-            } else {
-                row.push_str(&format!(" {} |", cell(v)));
-            }
+            row.push_str(&format!(" {} |", rounds_cell(v)));
         }
         for v in &theirs {
-            if v.is_empty() {
-                row.push_str(" – |");
-            } else {
-                // Round by round, where both were measured.
-                let per_round: Vec<String> = ours
-                    .iter()
-                    .filter_map(|(r, a)| {
-                        let (_, b) = v.iter().find(|(rb, _)| rb == r)?;
-                        Some(format!("{:.2}", a / b))
-                    })
-                    .collect();
-                row.push_str(&format!(
-                    " {:.2} ({}) |",
-                    median(&only(&ours)) / median(&only(v)),
-                    per_round.join(" / ")
-                ));
-            }
+            row.push_str(&format!(" {} |", ratio_cell(&ours, v)));
         }
         println!("{row}");
     }

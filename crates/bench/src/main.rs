@@ -2,7 +2,8 @@
 //! devices, against `ironhub serve` and, in the same run, against a peer broker (Eclipse
 //! Mosquitto) given the same TLS certificate, so that results are ratios on the same machine.
 //! `ironhub-bench provision` measures DPS provisioning instead (see `provision.rs`), and
-//! `ironhub-bench query` twin queries over a generated fleet (see `query.rs`).
+//! `ironhub-bench query` twin queries over a generated fleet (see `query.rs`), and
+//! `ironhub-bench amqp` AMQP telemetry and Event Hubs reads beside MQTT (see `amqp.rs`).
 //!
 //! Each target runs as its own process on loopback; the load comes from this process.
 //! ironhub acknowledges a QoS 1 message only once it is durable (fsync'd); Mosquitto
@@ -20,13 +21,18 @@ use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::{Backends, Hub};
 use tokio::sync::Semaphore;
 
+mod amqp;
+mod amqp_device;
 mod compare;
 mod device;
+mod events_read;
 mod latency;
 mod net;
 mod peers;
 mod provision;
 mod query;
+mod report;
+mod server;
 mod stats;
 mod ws;
 
@@ -59,6 +65,10 @@ enum Mode {
     /// Twin queries over a generated fleet (a million devices by default): selective
     /// queries, aggregates and a full scan, with the peak memory.
     Query(query::Args),
+    /// Telemetry ingest over AMQP beside the same load over MQTT, then every event read back
+    /// from the built-in endpoint by Event Hubs partition receivers (and the REST stream), on
+    /// one ironhub, several rounds.
+    Amqp(amqp::Args),
 }
 
 /// The telemetry mode (no subcommand).
@@ -108,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Mode::Provision(args)) => provision::main(args).await,
         Some(Mode::Query(args)) => query::main(args).await,
         Some(Mode::Compare(args)) => compare::main(args).await,
+        Some(Mode::Amqp(args)) => amqp::main(args).await,
         None => telemetry(cli.telemetry).await,
     }
 }

@@ -1,9 +1,9 @@
 //! What the benchmarks share: the host name the targets' certificates carry, TLS 1.2 to a
 //! loopback port, and MQTT packets one at a time (`ironhub_simulate::net`'s reader and writer).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::bail;
@@ -14,15 +14,33 @@ use tokio::net::TcpStream;
 /// The host name the benchmark's certificates are issued for.
 pub const HOST: &str = "bench.ironhub";
 
+/// The loopback address set by [`set_address`].
+static ADDRESS: OnceLock<IpAddr> = OnceLock::new();
+
+/// Moves ironhub and its clients from 127.0.0.1 to another loopback address (`ironhub-bench
+/// amqp --address`, so that a smoke test keeps to its own); once, before anything listens.
+pub fn set_address(address: IpAddr) {
+    let _ = ADDRESS.set(address);
+}
+
+/// The loopback address ironhub listens on and clients connect to: 127.0.0.1 unless
+/// [`set_address`] moved it.
+pub fn address() -> IpAddr {
+    ADDRESS
+        .get()
+        .copied()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
 /// Waits until something listens on loopback `port` (10 s at most).
 pub async fn wait_port(port: u16) -> anyhow::Result<()> {
     for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if TcpStream::connect((address(), port)).await.is_ok() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("nothing listens on 127.0.0.1:{port}")
+    bail!("nothing listens on {}:{port}", address())
 }
 
 /// A client's TLS stream.
@@ -49,6 +67,6 @@ pub fn client_config(ca: &Path, resume: bool) -> anyhow::Result<Arc<rustls::Clie
 /// A new TCP connection to loopback `port` and its TLS handshake (certificate name [`HOST`]).
 pub async fn tls_connect(config: Arc<rustls::ClientConfig>, port: u16) -> anyhow::Result<Tls> {
     Dialer::new(Some((config, HOST)), Vec::new())?
-        .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), 0)
+        .connect(SocketAddr::from((address(), port)), 0)
         .await
 }
