@@ -25,6 +25,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ IRONHUB_ADDRESS = test_address("127.0.0.87")
 
 SCRIPT = NODE_DIR / "dps_tpm.js"
 NODE_TIMEOUT_S = 90
+TPM_TIMEOUT_S = 30
 # The Microsoft simulator protocol: the handshake command and the version tss.js speaks.
 HANDSHAKE = 15
 SIMULATOR_VERSION = 1
@@ -83,30 +85,32 @@ def _port_pair(host: str) -> tuple[socket.socket, socket.socket]:
 
 class SimulatedTpm:
     """swtpm behind the Microsoft TPM simulator's TCP protocol, on `host`:`port` (and
-    `port + 1`). swtpm gets its listening sockets already bound, so it is ready to connect to
-    as soon as it runs."""
+    `port + 1`); swtpm itself listens on a Unix socket in `workdir`."""
 
     def __init__(self, workdir: Path, host: str):
         self.dir, self.host = workdir, host
+        self.sock = workdir / "tpm.sock"
 
     def __enter__(self) -> SimulatedTpm:
-        self.server = socket.create_server((self.host, 0))
-        self.ctrl = socket.create_server((self.host, 0))
         self.command, self.platform = _port_pair(self.host)
         self.port = self.command.getsockname()[1]
         self.proc = subprocess.Popen(
             ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.dir}",
-             "--server", f"type=tcp,fd={self.server.fileno()}",
-             "--ctrl", f"type=tcp,fd={self.ctrl.fileno()}",
+             "--server", f"type=unixio,path={self.sock}",
+             "--ctrl", f"type=unixio,path={self.sock}.ctrl",
              "--flags", "not-need-init,startup-clear"],
-            pass_fds=(self.server.fileno(), self.ctrl.fileno()),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + TPM_TIMEOUT_S
+        while not self.sock.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"swtpm did not start: {self.proc.stderr.read()}")
+            time.sleep(0.05)
         for listener, serve in ((self.command, self._command), (self.platform, self._platform)):
             threading.Thread(target=self._accept, args=(listener, serve), daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
-        for s in (self.command, self.platform, self.server, self.ctrl):
+        for s in (self.command, self.platform):
             s.close()
         self.proc.terminate()
         self.proc.wait(timeout=10)
@@ -128,7 +132,8 @@ class SimulatedTpm:
                 conn.close()
                 return
             conn.sendall(struct.pack(">III", SIMULATOR_VERSION, 0, 0))
-            upstream = socket.create_connection(self.server.getsockname()[:2])
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(str(self.sock))
         except OSError:
             conn.close()
             return
