@@ -10,7 +10,9 @@
 //       (creating and persisting them, as on a device's first run), base64.
 //   node dps_tpm.js register --host H --scope S --id R --tpm-host H --tpm-port P [--transport amqp|amqpws]
 //       ProvisioningDeviceClient.create(H, S, new Amqp()|new AmqpWs(),
-//       new TpmSecurityClient(R, tpm)).register(cb): prints the registration state.
+//       new TpmSecurityClient(R, tpm)).register(cb): prints {"result"}, the registration
+//       operation's result (a TPM registration hands on the whole operation, its
+//       registrationState inside, where other attestations hand on the state alone).
 //   node dps_tpm.js send --hub H --device-id D --text T --tpm-host H --tpm-port P [--transport amqp|mqtt]
 //       azure-iot-device's Client.fromAuthenticationProvider(
 //       TpmAuthenticationProvider.fromTpmSecurityClient(D, H, client), Amqp|Mqtt): open,
@@ -66,7 +68,7 @@ function register(argv) {
   }
   const security = securityClient(values, values.id);
   const client = ProvisioningDeviceClient.create(values.host, values.scope, transport, security);
-  client.register((err, result) => (err ? fail(err) : finish({ registrationState: result })));
+  client.register((err, result) => (err ? fail(err) : finish({ result })));
 }
 
 function send(argv) {
