@@ -196,7 +196,10 @@ fn parse_init(bytes: &[u8]) -> Option<(Device, Vec<u8>)> {
     let (Some(scope), Some(id), Some(ek)) = (parts.next(), parts.next(), parts.next()) else {
         return None;
     };
-    let (scope, id) = (std::str::from_utf8(scope).ok()?, std::str::from_utf8(id).ok()?);
+    let (scope, id) = (
+        std::str::from_utf8(scope).ok()?,
+        std::str::from_utf8(id).ok()?,
+    );
     if scope.is_empty() || id.is_empty() || ek.is_empty() {
         return None;
     }
@@ -217,8 +220,7 @@ fn blocking<F: Future>(work: F) -> Option<F::Output> {
         tracing::warn!("AMQP TPM login refused: the runtime cannot wait on the domain");
         return None;
     }
-    tokio::task::block_in_place(|| handle.block_on(tokio::time::timeout(DOMAIN_TIMEOUT, work)))
-        .ok()
+    tokio::task::block_in_place(|| handle.block_on(tokio::time::timeout(DOMAIN_TIMEOUT, work))).ok()
 }
 
 #[cfg(test)]
@@ -292,7 +294,10 @@ mod tests {
         for sequence in 0u8.. {
             let segment = challenge(step);
             assert!(segment.len() <= SEGMENT + 1);
-            assert_eq!(segment[0] & (SEGMENT_BIT | SEQUENCE_BITS), 0x80 | (sequence & 3));
+            assert_eq!(
+                segment[0] & (SEGMENT_BIT | SEQUENCE_BITS),
+                0x80 | (sequence & 3)
+            );
             blob.extend_from_slice(&segment[1..]);
             if segment[0] & LAST_BIT != 0 {
                 break;
