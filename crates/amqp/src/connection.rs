@@ -161,7 +161,11 @@ where
             ConnectionAcceptor::builder()
                 .container_id(ctx.hub.host_name())
                 .idle_time_out(idle_ms)
-                .sasl_acceptor(HubSasl::new(ctx.hub.clone(), login.clone()))
+                .sasl_acceptor(HubSasl::new(
+                    ctx.hub.clone(),
+                    ctx.dps.clone(),
+                    login.clone(),
+                ))
                 .build()
                 .accept(io)
                 .await

@@ -27,6 +27,7 @@ mod provisioning;
 mod replay;
 mod requests;
 mod sasl;
+mod sasl_tpm;
 mod service_bound;
 #[cfg(test)]
 mod testing;

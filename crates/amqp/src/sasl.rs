@@ -5,7 +5,8 @@
 //! module) (Azure docs, "Communicate with your IoT hub by using the AMQP Protocol", and
 //! "Control access to IoT Hub", protocol specifics), or `{idScope}/registrations/{id}` (a
 //! device provisioning itself with a DPS token, as the provisioning SDKs' AMQP transports
-//! log in; DPS attests it on each request, as over MQTT).
+//! log in; DPS attests it on each request, as over MQTT), and `TPM` for a device that
+//! attests with its TPM to DPS (`sasl_tpm.rs`), offered when the endpoint serves DPS.
 //!
 //! fe2o3-amqp asks the acceptor synchronously, while a device's token can only be checked
 //! against its keys in the store. So a policy's login, which the hub's settings decide, is
@@ -20,14 +21,16 @@ use std::sync::{Arc, Mutex};
 use fe2o3_amqp::acceptor::SaslAcceptor;
 use fe2o3_amqp::acceptor::sasl_acceptor::SaslServerFrame;
 use fe2o3_amqp::types::definitions::Error;
-use fe2o3_amqp::types::primitives::{Array, Symbol};
-use fe2o3_amqp::types::sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse};
+use fe2o3_amqp::types::primitives::{Array, Binary, Symbol};
+use fe2o3_amqp::types::sasl::{SaslChallenge, SaslCode, SaslInit, SaslOutcome, SaslResponse};
 use ironhub_auth::{Credentials, Rights};
+use ironhub_dps::Dps;
 use ironhub_hub::{DeviceLogin, Hub, ServiceGrant};
 
 use crate::address::decoded;
 use crate::claims::Claims;
 use crate::errors::hub_error;
+use crate::sasl_tpm::{Step, TPM, TpmExchange};
 
 const MSSBCBS: &str = "MSSBCBS";
 const ANONYMOUS: &str = "ANONYMOUS";
@@ -46,8 +49,9 @@ pub enum PlainLogin {
         module_id: Option<String>,
         token: String,
     },
-    /// A device's login to DPS: its token is attested by the domain with each request on
-    /// its registration's links (`provisioning.rs`).
+    /// A device's login to DPS (PLAIN, or `TPM` with the token its TPM signed): its token is
+    /// attested by the domain with each request on its registration's links
+    /// (`provisioning.rs`).
     Registration(RegistrationLogin),
 }
 
@@ -89,16 +93,39 @@ impl PlainLogin {
     }
 }
 
-/// The server side of the SASL exchange; `login` receives what a PLAIN login presented.
+/// The server side of the SASL exchange; `login` receives what a PLAIN or TPM login
+/// presented.
 #[derive(Debug, Clone)]
 pub struct HubSasl {
     hub: Hub,
+    /// The DPS instance the endpoint serves, whose devices may log in with `TPM`.
+    dps: Option<Dps>,
     login: Arc<Mutex<Option<PlainLogin>>>,
+    tpm: TpmExchange,
 }
 
 impl HubSasl {
-    pub fn new(hub: Hub, login: Arc<Mutex<Option<PlainLogin>>>) -> Self {
-        HubSasl { hub, login }
+    pub fn new(hub: Hub, dps: Option<Dps>, login: Arc<Mutex<Option<PlainLogin>>>) -> Self {
+        HubSasl {
+            hub,
+            dps,
+            login,
+            tpm: TpmExchange::default(),
+        }
+    }
+
+    /// A step of a TPM login in SASL's words.
+    fn tpm_step(&mut self, step: Step) -> SaslServerFrame {
+        match step {
+            Step::Challenge(bytes) => SaslServerFrame::Challenge(SaslChallenge {
+                challenge: Binary::from(bytes),
+            }),
+            Step::Proven(login) => {
+                self.record(PlainLogin::Registration(login));
+                outcome(SaslCode::Ok)
+            }
+            Step::Refused(code) => outcome(code),
+        }
     }
 
     fn record(&self, login: PlainLogin) {
@@ -224,12 +251,16 @@ fn outcome(code: SaslCode) -> SaslServerFrame {
 
 impl SaslAcceptor for HubSasl {
     fn mechanisms(&self) -> Array<Symbol> {
-        Array::from(vec![
+        let mut mechanisms = vec![
             Symbol::from(MSSBCBS),
             Symbol::from(ANONYMOUS),
             Symbol::from(PLAIN),
             Symbol::from(EXTERNAL),
-        ])
+        ];
+        if self.dps.is_some() {
+            mechanisms.push(Symbol::from(TPM));
+        }
+        Array::from(mechanisms)
     }
 
     fn on_init(&mut self, init: SaslInit) -> SaslServerFrame {
@@ -239,13 +270,19 @@ impl SaslAcceptor for HubSasl {
                 let response = init.initial_response.map(|b| b.into_vec());
                 outcome(self.plain(response.as_deref().unwrap_or_default()))
             }
+            TPM if self.dps.is_some() => {
+                let response = init.initial_response.map(|b| b.into_vec());
+                let step = self.tpm.init(response.as_deref().unwrap_or_default());
+                self.tpm_step(step)
+            }
             _ => outcome(SaslCode::Auth),
         }
     }
 
-    fn on_response(&mut self, _response: SaslResponse) -> SaslServerFrame {
-        // None of the mechanisms offered has a second round.
-        outcome(SaslCode::Sys)
+    fn on_response(&mut self, response: SaslResponse) -> SaslServerFrame {
+        // Only TPM has more rounds; a response to any other mechanism is refused by it.
+        let step = self.tpm.respond(self.dps.as_ref(), &response.response);
+        self.tpm_step(step)
     }
 }
 

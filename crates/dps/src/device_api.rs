@@ -36,7 +36,9 @@ impl Transport {
     /// Whether TPM attestation's challenge can be answered on it: not over MQTT (Azure docs,
     /// "Communicate with DPS using the MQTT protocol", the note at its start), where a TPM key
     /// in the body is ignored and the device attests by its CONNECT's credentials; nor over
-    /// AMQP, whose TPM challenge is a SASL exchange ironhub does not offer.
+    /// AMQP, where the challenge is the `TPM` SASL mechanism's ([`Dps::tpm_challenge`] and
+    /// [`Dps::attest_symmetric_key`] before the connection opens) and requests come with the
+    /// token it ended with.
     fn carries_tpm(self) -> bool {
         matches!(self, Transport::Https)
     }
