@@ -24,6 +24,7 @@ mod links;
 mod message;
 mod padding;
 mod provisioning;
+mod registration_login;
 mod replay;
 mod requests;
 mod sasl;

@@ -30,6 +30,7 @@ use ironhub_hub::{DeviceLogin, Hub, ServiceGrant};
 use crate::address::decoded;
 use crate::claims::Claims;
 use crate::errors::hub_error;
+pub use crate::registration_login::RegistrationLogin;
 use crate::sasl_tpm::{Step, TPM, TpmExchange};
 
 const MSSBCBS: &str = "MSSBCBS";
@@ -53,14 +54,6 @@ pub enum PlainLogin {
     /// attested by the domain with each request on its registration's links
     /// (`provisioning.rs`).
     Registration(RegistrationLogin),
-}
-
-/// What a DPS login presented: `{idScope}/registrations/{registrationId}` and a SAS token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistrationLogin {
-    pub scope: String,
-    pub registration_id: String,
-    pub token: String,
 }
 
 impl PlainLogin {

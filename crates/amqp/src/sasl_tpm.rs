@@ -26,7 +26,7 @@ use ironhub_dps::Dps;
 use ironhub_dps::model::TpmAttestation;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
-use crate::sasl::RegistrationLogin;
+use crate::registration_login::RegistrationLogin;
 
 /// The mechanism's name.
 pub const TPM: &str = "TPM";
