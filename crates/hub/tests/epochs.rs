@@ -97,3 +97,72 @@ async fn an_epoch_reader_disconnects_readers_without_epoch_on_every_node() {
         assert!(lost.0.contains("without epoch"), "{lost}");
     }
 }
+
+#[tokio::test]
+async fn readers_racing_for_a_free_partition_leave_the_highest_epoch_holding() {
+    let (a, b, _dir) = two_nodes().await;
+    for round in 0..10 {
+        let partition = round % 4;
+        let (low, high) = tokio::join!(
+            a.hold_partition("eh", "$Default", partition, Some(1)),
+            b.hold_partition("eh", "$Default", partition, Some(2)),
+        );
+        let high = high.unwrap().expect("the higher epoch always holds");
+        match low.unwrap() {
+            // Second: refused by the holder.
+            Err(refused) => assert!(refused.0.contains("higher epoch 2"), "{refused}"),
+            // First: displaced by it.
+            Ok(mut low) => {
+                let lost = soon(low.lost()).await;
+                assert!(lost.0.contains("epoch 2"), "{lost}");
+            }
+        }
+        let later = a
+            .hold_partition("eh", "$Default", partition, Some(1))
+            .await
+            .unwrap();
+        assert!(later.unwrap_err().0.contains("higher epoch 2"));
+        high.release().await;
+    }
+}
+
+#[tokio::test]
+async fn readers_racing_with_one_epoch_leave_exactly_one_holding() {
+    let (a, b, _dir) = two_nodes().await;
+    for round in 0..10 {
+        let partition = round % 4;
+        let (first, second) = tokio::join!(
+            a.hold_partition("eh", "$Default", partition, Some(3)),
+            b.hold_partition("eh", "$Default", partition, Some(3)),
+        );
+        // An equal epoch displaces: both are granted, one after the other, and the earlier
+        // one is told.
+        let (mut first, mut second) = (first.unwrap().unwrap(), second.unwrap().unwrap());
+        let mut holder = tokio::select! {
+            lost = first.lost() => {
+                assert!(lost.0.contains("epoch 3"), "{lost}");
+                second
+            }
+            lost = second.lost() => {
+                assert!(lost.0.contains("epoch 3"), "{lost}");
+                first
+            }
+            () = tokio::time::sleep(Duration::from_secs(5)) => panic!("neither was displaced"),
+        };
+        // The other one still holds: readers without epoch are refused, and the next equal
+        // epoch displaces it in turn.
+        assert!(
+            b.hold_partition("eh", "$Default", partition, None)
+                .await
+                .unwrap()
+                .is_err()
+        );
+        let next = a
+            .hold_partition("eh", "$Default", partition, Some(3))
+            .await
+            .unwrap()
+            .unwrap();
+        soon(holder.lost()).await;
+        next.release().await;
+    }
+}
