@@ -162,7 +162,7 @@ pub async fn deliver(
     authorized: impl Fn() -> bool,
 ) {
     deliver_while_held(sender, reader, &mut hold, closed, authorized).await;
-    // Before the link's end is answered, so a reader attaching next finds the partition free.
+    // Awaited, so a reader that attaches once this link is gone finds the partition free.
     hold.release().await;
 }
 
