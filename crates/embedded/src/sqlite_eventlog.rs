@@ -71,7 +71,10 @@ fn to_i64(v: u64) -> i64 {
 
 impl SqliteEventLog {
     /// Hands events to the writer thread and waits until they are committed together.
-    async fn write(&self, events: Vec<(NewEvent, Option<DateTime<Utc>>)>) -> StoreResult<Vec<Event>> {
+    async fn write(
+        &self,
+        events: Vec<(NewEvent, Option<DateTime<Utc>>)>,
+    ) -> StoreResult<Vec<Event>> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .writer
@@ -306,7 +309,9 @@ impl EventLog for SqliteEventLog {
     }
 
     async fn import(&self, event: Event) -> StoreResult<Event> {
-        one(self.write(vec![(event.event, Some(event.enqueued_time))]).await?)
+        one(self
+            .write(vec![(event.event, Some(event.enqueued_time))])
+            .await?)
     }
 
     async fn read(&self, partition: u32, from: u64, max: usize) -> StoreResult<Vec<Event>> {

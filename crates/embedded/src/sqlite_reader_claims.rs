@@ -68,7 +68,9 @@ impl ReaderClaimStore for SqliteStore {
         let (key, holder) = (key.to_owned(), holder.to_owned());
         self.with_runtime(move |conn| {
             Ok(conn
-                .prepare_cached("UPDATE reader_claims SET lease_until = ?3 WHERE key = ?1 AND holder = ?2")?
+                .prepare_cached(
+                    "UPDATE reader_claims SET lease_until = ?3 WHERE key = ?1 AND holder = ?2",
+                )?
                 .execute(params![key, holder, millis(until)])?
                 == 1)
         })

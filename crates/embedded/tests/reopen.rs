@@ -266,7 +266,11 @@ async fn a_batch_cut_anywhere_by_a_crash_is_recovered_whole_or_not_at_all() {
         let recovered = SqliteEventLog::open(copy.path(), 1).unwrap();
         let read = recovered.read(0, 0, 100).await.unwrap();
         let bodies: Vec<&[u8]> = read.iter().map(|e| e.event.body.as_slice()).collect();
-        assert_eq!(bodies, [b"committed".as_slice()], "cut at {cut} of {start}..{end}");
+        assert_eq!(
+            bodies,
+            [b"committed".as_slice()],
+            "cut at {cut} of {start}..{end}"
+        );
         // The numbering goes on after the last committed event.
         let next = recovered.append(ev("after")).await.unwrap();
         assert_eq!(next.sequence_number, 1);
@@ -278,7 +282,10 @@ async fn a_batch_cut_anywhere_by_a_crash_is_recovered_whole_or_not_at_all() {
     let read = recovered.read(0, 0, 100).await.unwrap();
     assert_eq!(read.len(), 21);
     assert_eq!(
-        read[1..].iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        read[1..]
+            .iter()
+            .map(|e| e.event.clone())
+            .collect::<Vec<_>>(),
         batch
     );
 }

@@ -32,7 +32,8 @@ mod event_log {
         let conn = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .unwrap();
-        conn.execute_batch("DROP TRIGGER IF EXISTS fail_at").unwrap();
+        conn.execute_batch("DROP TRIGGER IF EXISTS fail_at")
+            .unwrap();
         if let Some((partition, seq)) = at {
             conn.execute_batch(&format!(
                 "CREATE TRIGGER fail_at BEFORE INSERT ON events

@@ -46,14 +46,33 @@ async fn a_higher_epoch_on_another_node_takes_over_and_a_lower_one_is_refused() 
         .unwrap()
         .unwrap();
     // Without epoch: refused on either node while an epoch reader holds.
-    assert!(b.hold_partition("eh", "$default", 0, None).await.unwrap().is_err());
-    assert!(a.hold_partition("eh", "$Default", 0, None).await.unwrap().is_err());
+    assert!(
+        b.hold_partition("eh", "$default", 0, None)
+            .await
+            .unwrap()
+            .is_err()
+    );
+    assert!(
+        a.hold_partition("eh", "$Default", 0, None)
+            .await
+            .unwrap()
+            .is_err()
+    );
     // Another partition and another group are free.
-    b.hold_partition("eh", "$Default", 1, None).await.unwrap().unwrap();
-    b.hold_partition("eh", "other", 0, None).await.unwrap().unwrap();
+    b.hold_partition("eh", "$Default", 1, None)
+        .await
+        .unwrap()
+        .unwrap();
+    b.hold_partition("eh", "other", 0, None)
+        .await
+        .unwrap()
+        .unwrap();
 
     let second = tokio::spawn(async move {
-        let hold = b.hold_partition("EH", "$Default", 0, Some(2)).await.unwrap();
+        let hold = b
+            .hold_partition("EH", "$Default", 0, Some(2))
+            .await
+            .unwrap();
         (b, hold)
     });
     let lost = soon(first.lost()).await;
@@ -63,8 +82,12 @@ async fn a_higher_epoch_on_another_node_takes_over_and_a_lower_one_is_refused() 
 
     // A lower epoch is refused by the holder, which stays.
     let asking = a.clone();
-    let lower =
-        tokio::spawn(async move { asking.hold_partition("eh", "$Default", 0, Some(1)).await.unwrap() });
+    let lower = tokio::spawn(async move {
+        asking
+            .hold_partition("eh", "$Default", 0, Some(1))
+            .await
+            .unwrap()
+    });
     let refused = tokio::select! {
         refused = lower => refused.unwrap().unwrap_err(),
         lost = second.lost() => panic!("the holder yielded to a lower epoch: {lost}"),
@@ -73,21 +96,36 @@ async fn a_higher_epoch_on_another_node_takes_over_and_a_lower_one_is_refused() 
 
     // An equal epoch takes over, as on Event Hubs.
     let asking = a.clone();
-    let equal =
-        tokio::spawn(async move { asking.hold_partition("eh", "$Default", 0, Some(2)).await.unwrap() });
+    let equal = tokio::spawn(async move {
+        asking
+            .hold_partition("eh", "$Default", 0, Some(2))
+            .await
+            .unwrap()
+    });
     soon(second.lost()).await;
     let third = soon(equal).await.unwrap().unwrap();
 
     // Once the holder is gone the partition is free again, for any reader.
     third.release().await;
-    b.hold_partition("eh", "$Default", 0, None).await.unwrap().unwrap();
+    b.hold_partition("eh", "$Default", 0, None)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
 async fn an_epoch_reader_disconnects_readers_without_epoch_on_every_node() {
     let (a, b, _dir) = two_nodes().await;
-    let mut here = a.hold_partition("eh", "$Default", 3, None).await.unwrap().unwrap();
-    let mut there = b.hold_partition("eh", "$Default", 3, None).await.unwrap().unwrap();
+    let mut here = a
+        .hold_partition("eh", "$Default", 3, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut there = b
+        .hold_partition("eh", "$Default", 3, None)
+        .await
+        .unwrap()
+        .unwrap();
     let _epoch = a
         .hold_partition("eh", "$Default", 3, Some(0))
         .await

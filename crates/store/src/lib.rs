@@ -76,8 +76,8 @@ pub mod prelude {
         C2dStore as _, CertificateStore as _, ConfigurationStore as _, DeviceBus as _,
         DpsStore as _, EventLog as _, FileNotificationStore as _, JobStore as _,
         ModuleInputStore as _, ModuleStore as _, NetworkRulesStore as _, RateWindows as _,
-        ReaderClaimStore as _,
-        RegistryStore as _, RoutingStore as _, SessionStore as _, TwinStore as _,
+        ReaderClaimStore as _, RegistryStore as _, RoutingStore as _, SessionStore as _,
+        TwinStore as _,
     };
 }
 

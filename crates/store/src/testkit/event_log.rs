@@ -224,11 +224,17 @@ pub async fn a_batch_failing_partway_appends_nothing<K>(
         [0, 1],
         "nothing of the failed batch is readable"
     );
-    assert_eq!(log.bounds(p).await.unwrap(), PartitionBounds { first: 0, next: 2 });
+    assert_eq!(
+        log.bounds(p).await.unwrap(),
+        PartitionBounds { first: 0, next: 2 }
+    );
     fail_at(&keep, None);
     let appended = log.append_batch(batch).await.unwrap();
     assert_eq!(
-        appended.iter().map(|e| e.sequence_number).collect::<Vec<_>>(),
+        appended
+            .iter()
+            .map(|e| e.sequence_number)
+            .collect::<Vec<_>>(),
         [2, 3, 4, 5]
     );
     assert_eq!(log.read(p, 0, 10).await.unwrap().len(), 6);

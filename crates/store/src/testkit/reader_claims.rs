@@ -88,7 +88,12 @@ pub async fn claims_lapse_renew_and_release_by_their_holder(
         store.claim_reader(lower.clone(), now).await.unwrap(),
         ClaimOutcome::Refused(first.clone())
     );
-    assert!(!store.renew_reader(key, "reader-b", now + LEASE).await.unwrap());
+    assert!(
+        !store
+            .renew_reader(key, "reader-b", now + LEASE)
+            .await
+            .unwrap()
+    );
     let renewed = ms(now + LEASE + LEASE);
     assert!(store.renew_reader(key, "reader-a", renewed).await.unwrap());
     clock.advance(LEASE);
@@ -112,7 +117,12 @@ pub async fn claims_lapse_renew_and_release_by_their_holder(
         panic!("a lapsed claim is taken over");
     };
     assert_eq!(old.holder, "reader-a");
-    assert!(!store.renew_reader(key, "reader-a", later + LEASE).await.unwrap());
+    assert!(
+        !store
+            .renew_reader(key, "reader-a", later + LEASE)
+            .await
+            .unwrap()
+    );
     // Releasing another's claim does nothing; the holder's own frees the key.
     store.release_reader(key, "reader-a").await.unwrap();
     assert_eq!(
@@ -121,7 +131,12 @@ pub async fn claims_lapse_renew_and_release_by_their_holder(
     );
     store.release_reader(key, "reader-b").await.unwrap();
     assert_eq!(store.reader_claim(key, later).await.unwrap(), None);
-    assert!(!store.renew_reader(key, "reader-b", later + LEASE).await.unwrap());
+    assert!(
+        !store
+            .renew_reader(key, "reader-b", later + LEASE)
+            .await
+            .unwrap()
+    );
     // Keys are apart.
     let other = claim("$partition/eh/$default/1", "reader-c", 0, &clock);
     store.claim_reader(other.clone(), later).await.unwrap();
