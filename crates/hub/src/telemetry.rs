@@ -251,14 +251,16 @@ impl Hub {
     }
 }
 
-/// What a module's message brings to the inputs its device's routes name.
-fn input_parts(
-    event: &NewEvent,
-) -> (
+/// What a module's message brings to the inputs its device's routes name: its system and
+/// application properties and its body.
+type InputParts = (
     BTreeMap<String, String>,
     BTreeMap<String, Option<String>>,
     Vec<u8>,
-) {
+);
+
+/// A module's message's [`InputParts`].
+fn input_parts(event: &NewEvent) -> InputParts {
     (
         event.system_properties.clone(),
         event.application_properties.clone(),

@@ -35,6 +35,10 @@ pub use test_route::{TestMessage, TestOutcome, TestRouteResult};
 
 use crate::{Hub, HubError};
 
+/// An endpoint's share of a batch: its name as written, where it is, and the copies bound
+/// for it with the index of the message each copies.
+type EndpointBatch = (String, Target, Vec<(usize, NewEvent)>);
+
 /// How long a node uses the routing document it read before reading it again.
 pub const REFRESH: Duration = Duration::from_secs(1);
 
@@ -301,7 +305,7 @@ impl Hub {
         let compiled = self.compiled_routing().await?;
         let count = events.len();
         // Each endpoint's messages, in order, with the index of the message they copy.
-        let mut by_endpoint: Vec<(String, Target, Vec<(usize, NewEvent)>)> = Vec::new();
+        let mut by_endpoint: Vec<EndpointBatch> = Vec::new();
         for (index, event) in events.into_iter().enumerate() {
             for (name, target, copy) in self.deliveries(&compiled, source, event).await {
                 match by_endpoint.iter_mut().find(|(n, ..)| *n == name) {
