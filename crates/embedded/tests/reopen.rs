@@ -232,6 +232,7 @@ fn wal(dir: &Path) -> std::path::PathBuf {
 
 /// What a crash leaves when the WAL was written up to `len` bytes: the database file and the
 /// WAL cut there, in a directory of its own.
+#[allow(clippy::unwrap_used)]
 fn crashed_copy(from: &Path, len: u64) -> tempfile::TempDir {
     let to = tempfile::tempdir().unwrap();
     std::fs::copy(from.join("events.db"), to.path().join("events.db")).unwrap();

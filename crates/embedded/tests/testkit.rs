@@ -28,6 +28,7 @@ mod event_log {
     );
 
     /// Makes the log's insert of one event fail (a trigger in its file), or heals it.
+    #[allow(clippy::unwrap_used)]
     fn fail_at(dir: &tempfile::TempDir, at: Option<(u32, u64)>) {
         let conn = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
         conn.busy_timeout(std::time::Duration::from_secs(10))
