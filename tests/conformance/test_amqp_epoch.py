@@ -146,3 +146,26 @@ def test_an_epoch_receiver_disconnects_receivers_without_epoch(hub):
         for reader in readers:
             reader.close()
         sender.shutdown()
+
+
+def test_epoch_receivers_started_together_leave_the_higher_one_reading(hub):
+    """Two epoch receivers started at the same moment on a free partition: whichever attaches
+    first, the higher epoch ends up reading and the lower one is refused or stolen from (the
+    claim is one compare-and-swap in the store, so the order of their attaches cannot matter).
+    """
+    partition = 2
+    sender = device(hub, device_in(partition, "race"))
+    readers: list[Reader] = []
+    try:
+        low = start(hub, str(partition), owner_level=1)
+        high = start(hub, str(partition), owner_level=2)
+        readers += [low, high]
+        assert low.wait(lambda r: any(stolen(e) for e in r.errors)), low.errors
+        until_received(hub, sender, high, "one")
+        until_received(hub, sender, high, "two")
+        assert not high.errors, high.errors
+        assert "two" not in low.bodies
+    finally:
+        for reader in readers:
+            reader.close()
+        sender.shutdown()

@@ -752,10 +752,14 @@ async fn partition_link(
         .hold_partition(entity, group, partition, how.epoch)
         .await
     {
-        Ok(hold) => hold,
-        Err(refused) => {
+        Ok(Ok(hold)) => hold,
+        Ok(Err(refused)) => {
             tracing::debug!(peer = %shared.peer, address, %refused, "AMQP receiver refused");
             let _ = sender.close_with_error(stolen(&refused)).await;
+            return;
+        }
+        Err(e) => {
+            let _ = sender.close_with_error(hub_error(&e)).await;
             return;
         }
     };

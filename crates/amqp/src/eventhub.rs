@@ -155,9 +155,22 @@ fn parse_selector(selector: &str) -> Result<ReadFrom, String> {
 /// `amqp:unauthorized-access`, as a client that does not renew its token sees on Event Hubs),
 /// or another receiver takes the partition from `hold` (closed with `amqp:link:stolen`).
 pub async fn deliver(
+    sender: Sender,
+    reader: EventReader,
+    mut hold: PartitionHold,
+    closed: watch::Receiver<bool>,
+    authorized: impl Fn() -> bool,
+) {
+    deliver_while_held(sender, reader, &mut hold, closed, authorized).await;
+    // Awaited, so a reader that attaches once this link is gone finds the partition free.
+    hold.release().await;
+}
+
+/// [`deliver`] until it stops, the hold left to the caller.
+async fn deliver_while_held(
     mut sender: Sender,
     mut reader: EventReader,
-    mut hold: PartitionHold,
+    hold: &mut PartitionHold,
     mut closed: watch::Receiver<bool>,
     authorized: impl Fn() -> bool,
 ) {

@@ -21,6 +21,7 @@ mod sqlite_modules;
 mod sqlite_order;
 mod sqlite_query;
 mod sqlite_rates;
+mod sqlite_reader_claims;
 mod sqlite_routing;
 mod sqlite_typed;
 mod streams;

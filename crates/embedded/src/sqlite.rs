@@ -120,6 +120,14 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX module_inputs_by_module ON module_inputs (device_id, module_id, seq);
      CREATE INDEX module_inputs_by_expiry ON module_inputs (expiry);",
+    // Exclusive readers' claims on event hub partitions (`sqlite_reader_claims`); `until` is
+    // Unix milliseconds.
+    "CREATE TABLE reader_claims (
+         key TEXT PRIMARY KEY,
+         holder TEXT NOT NULL,
+         epoch INTEGER NOT NULL,
+         lease_until INTEGER NOT NULL
+     );",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

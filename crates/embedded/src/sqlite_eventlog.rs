@@ -1,7 +1,10 @@
 //! The embedded event log: its own SQLite file (`DATA_DIR/events.db`), so telemetry appends
 //! never wait on registry writes. One writer thread commits appends in groups: every append is
 //! on disk (`synchronous=FULL`) before its caller hears back, and concurrent appends share one
-//! fsync.
+//! fsync. A batch (`append_batch`) is one item of a group, so its events share one transaction:
+//! all are durable together or none is. A crash while the transaction is written leaves its
+//! frames in the WAL without their commit frame, and SQLite's recovery drops them (a torn tail
+//! is never read back).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
@@ -23,12 +26,13 @@ use crate::error::Result;
 type StoreResult<T> = ironhub_store::Result<T>;
 
 const FILE_NAME: &str = "events.db";
-/// Most appends committed in one transaction.
+/// Most appends (single events or batches) committed in one transaction.
 const MAX_GROUP: usize = 512;
 
-type Reply = oneshot::Sender<StoreResult<Event>>;
-/// An event to append, with the enqueued time it keeps when imported (`None`: now).
-type Append = (NewEvent, Option<DateTime<Utc>>, Reply);
+type Reply = oneshot::Sender<StoreResult<Vec<Event>>>;
+/// Events to append together, each with the enqueued time it keeps when imported (`None`:
+/// now).
+type Append = (Vec<(NewEvent, Option<DateTime<Utc>>)>, Reply);
 
 /// The SQLite-backed [`EventLog`].
 #[derive(Debug, Clone)]
@@ -66,14 +70,17 @@ fn to_i64(v: u64) -> i64 {
 }
 
 impl SqliteEventLog {
-    /// Hands an event to the writer thread and waits until it is committed.
-    async fn write(&self, event: NewEvent, at: Option<DateTime<Utc>>) -> StoreResult<Event> {
+    /// Hands events to the writer thread and waits until they are committed together.
+    async fn write(
+        &self,
+        events: Vec<(NewEvent, Option<DateTime<Utc>>)>,
+    ) -> StoreResult<Vec<Event>> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .writer
             .lock()
             .map_err(|_| StoreError::Engine("the event log writer is gone".into()))?
-            .send((event, at, reply))
+            .send((events, reply))
             .map_err(|_| StoreError::Engine("the event log writer stopped".into()))?;
         answer
             .await
@@ -205,14 +212,15 @@ fn writer_loop(
                         changed
                     });
                 }
-                for ((_, _, reply), event) in group.into_iter().zip(events) {
-                    let _ = reply.send(Ok(event));
+                let mut events = events.into_iter();
+                for (batch, reply) in group {
+                    let _ = reply.send(Ok(events.by_ref().take(batch.len()).collect()));
                 }
             }
             Err(e) => {
                 next = before;
                 tracing::error!(error = %e, "event log append failed");
-                for (_, _, reply) in group {
+                for (_, reply) in group {
                     let _ = reply.send(Err(StoreError::Engine(e.to_string())));
                 }
             }
@@ -233,7 +241,7 @@ fn commit_group(
             "INSERT INTO events (partition, seq, enqueued_ms, size, doc, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for (new, at, _) in group {
+        for (new, at) in group.iter().flat_map(|(batch, _)| batch) {
             let partition = partition_for(&new.device_id, partitions);
             let slot = &mut next[partition as usize];
             // Milliseconds, as stored, so an event reads back exactly as it was acknowledged.
@@ -267,6 +275,14 @@ fn commit_group(
     Ok(events)
 }
 
+/// The event a write of one appended.
+fn one(events: Vec<Event>) -> StoreResult<Event> {
+    events
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Engine("the event log writer lost an event".into()))
+}
+
 fn row_to_event(doc: &str, body: Vec<u8>) -> Result<Event> {
     let mut event: Event = serde_json::from_str(doc)?;
     event.event.body = body;
@@ -280,11 +296,22 @@ impl EventLog for SqliteEventLog {
     }
 
     async fn append(&self, event: NewEvent) -> StoreResult<Event> {
-        self.write(event, None).await
+        one(self.write(vec![(event, None)]).await?)
+    }
+
+    async fn append_batch(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Event>> {
+        self.write(events.into_iter().map(|e| (e, None)).collect())
+            .await
+    }
+
+    fn atomic_batches(&self) -> bool {
+        true
     }
 
     async fn import(&self, event: Event) -> StoreResult<Event> {
-        self.write(event.event, Some(event.enqueued_time)).await
+        one(self
+            .write(vec![(event.event, Some(event.enqueued_time))])
+            .await?)
     }
 
     async fn read(&self, partition: u32, from: u64, max: usize) -> StoreResult<Vec<Event>> {

@@ -18,11 +18,32 @@ mod store {
 mod event_log {
     use super::*;
 
-    ironhub_store::event_log_suite!(|partitions: u32| {
-        let dir = tempfile::tempdir().unwrap();
-        let log = SqliteEventLog::open(dir.path(), partitions).unwrap();
-        (Arc::new(log), dir)
-    });
+    ironhub_store::event_log_suite!(
+        |partitions: u32| {
+            let dir = tempfile::tempdir().unwrap();
+            let log = SqliteEventLog::open(dir.path(), partitions).unwrap();
+            (Arc::new(log), dir)
+        },
+        fail_at: fail_at
+    );
+
+    /// Makes the log's insert of one event fail (a trigger in its file), or heals it.
+    #[allow(clippy::unwrap_used)]
+    fn fail_at(dir: &tempfile::TempDir, at: Option<(u32, u64)>) {
+        let conn = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        conn.execute_batch("DROP TRIGGER IF EXISTS fail_at")
+            .unwrap();
+        if let Some((partition, seq)) = at {
+            conn.execute_batch(&format!(
+                "CREATE TRIGGER fail_at BEFORE INSERT ON events
+                 WHEN NEW.partition = {partition} AND NEW.seq = {seq}
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            ))
+            .unwrap();
+        }
+    }
 }
 
 mod streams {

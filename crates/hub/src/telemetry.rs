@@ -140,7 +140,9 @@ impl Hub {
     /// API's batch), each as its own event, in order; returns every event appended. The
     /// batch is judged whole before anything is appended: IoT Hub's size limit counts the
     /// batch as one message, and each message is admitted by the throttle, so a batch too
-    /// large, throttled or empty stores nothing.
+    /// large, throttled or empty stores nothing. The messages are then appended as one batch
+    /// per endpoint ([`Hub::route_batch`]): on an event log with atomic batches (the embedded
+    /// one), a failed append leaves none of them.
     pub(crate) async fn send_telemetry_batch_unobserved(
         &self,
         who: &DeviceIdentity,
@@ -158,12 +160,18 @@ impl Hub {
             self.admit(crate::throttle::Operation::DeviceToCloud, Some(&who.key()))?;
         }
         let stamped: Vec<NewEvent> = messages.into_iter().map(|m| self.stamped(who, m)).collect();
-        let mut events = Vec::with_capacity(stamped.len());
-        for event in stamped {
-            events.extend(self.deliver_telemetry(who, event).await?);
+        let to_inputs: Vec<_> = match who.module_id {
+            Some(_) => stamped.iter().map(input_parts).collect(),
+            None => Vec::new(),
+        };
+        let routed = self
+            .route_batch(RoutingSource::DeviceMessages, stamped)
+            .await?;
+        for (system, application, body) in &to_inputs {
+            self.route_to_inputs(who, system, application, body).await;
         }
         self.touch(who).await;
-        Ok(events)
+        Ok(routed.into_iter().flatten().collect())
     }
 
     /// The event a device's message becomes: the hub's rules on the sender's properties,
@@ -224,13 +232,7 @@ impl Hub {
         who: &DeviceIdentity,
         event: NewEvent,
     ) -> Result<Vec<Event>, HubError> {
-        let to_inputs = who.module_id.is_some().then(|| {
-            (
-                event.system_properties.clone(),
-                event.application_properties.clone(),
-                event.body.clone(),
-            )
-        });
+        let to_inputs = who.module_id.is_some().then(|| input_parts(&event));
         let events = self
             .route_message(RoutingSource::DeviceMessages, event)
             .await?;
@@ -247,6 +249,23 @@ impl Hub {
         let label = host.split('.').next().unwrap_or(host);
         name.eq_ignore_ascii_case(host) || name.eq_ignore_ascii_case(label)
     }
+}
+
+/// What a module's message brings to the inputs its device's routes name: its system and
+/// application properties and its body.
+type InputParts = (
+    BTreeMap<String, String>,
+    BTreeMap<String, Option<String>>,
+    Vec<u8>,
+);
+
+/// A module's message's [`InputParts`].
+fn input_parts(event: &NewEvent) -> InputParts {
+    (
+        event.system_properties.clone(),
+        event.application_properties.clone(),
+        event.body.clone(),
+    )
 }
 
 #[cfg(test)]

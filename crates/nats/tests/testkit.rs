@@ -55,6 +55,7 @@ log_cases!(
     consumer_groups_keep_checkpoints,
     retention_keeps_the_newest_and_numbering_continues,
     imports_keep_enqueued_times,
+    batches_append_in_order,
 );
 
 /// The buses of two nodes of one hub on `server`.

@@ -140,18 +140,32 @@ async fn epoch_readers_hold_a_partition_across_nodes() {
     };
     let (a, b, _dir) = two_nodes(&server).await;
 
-    let mut plain = b.hold_partition("eh", "$Default", 0, None).await.unwrap();
+    let mut plain = b
+        .hold_partition("eh", "$Default", 0, None)
+        .await
+        .unwrap()
+        .unwrap();
     let mut first = a
         .hold_partition("eh", "$Default", 0, Some(1))
         .await
+        .unwrap()
         .unwrap();
     let lost = tokio::time::timeout(BOUND, plain.lost()).await.unwrap();
     assert!(lost.0.contains("without epoch"), "{lost}");
-    assert!(b.hold_partition("eh", "$Default", 0, None).await.is_err());
+    assert!(
+        b.hold_partition("eh", "$Default", 0, None)
+            .await
+            .unwrap()
+            .is_err()
+    );
 
     let taking = tokio::spawn({
         let b = b.clone();
-        async move { b.hold_partition("eh", "$Default", 0, Some(5)).await }
+        async move {
+            b.hold_partition("eh", "$Default", 0, Some(5))
+                .await
+                .unwrap()
+        }
     });
     let lost = tokio::time::timeout(BOUND, first.lost()).await.unwrap();
     assert!(lost.0.contains("epoch 5"), "{lost}");
@@ -159,7 +173,11 @@ async fn epoch_readers_hold_a_partition_across_nodes() {
 
     let lower = tokio::spawn({
         let a = a.clone();
-        async move { a.hold_partition("eh", "$Default", 0, Some(4)).await }
+        async move {
+            a.hold_partition("eh", "$Default", 0, Some(4))
+                .await
+                .unwrap()
+        }
     });
     let refused = tokio::select! {
         refused = lower => refused.unwrap().unwrap_err(),

@@ -19,6 +19,7 @@ mod pg_module_inputs;
 mod pg_modules;
 mod pg_network;
 mod pg_rates;
+mod pg_reader_claims;
 mod pg_registry;
 mod pg_routing;
 mod pg_sessions;

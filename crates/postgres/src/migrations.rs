@@ -131,6 +131,16 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
          CREATE INDEX module_inputs_by_module ON module_inputs (device_id, module_id, seq);
          CREATE INDEX module_inputs_by_expiry ON module_inputs (expiry);",
     ),
+    // Exclusive readers' claims on event hub partitions (`pg_reader_claims.rs`).
+    (
+        7,
+        "CREATE TABLE reader_claims (
+             key TEXT PRIMARY KEY,
+             holder TEXT NOT NULL,
+             epoch BIGINT NOT NULL,
+             lease_until BIGINT NOT NULL
+         );",
+    ),
 ];
 
 fn engine(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {

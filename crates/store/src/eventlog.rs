@@ -92,6 +92,22 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     fn partition_count(&self) -> u32;
     /// Appends an event to its device's partition; returns it as stored, once durable.
     async fn append(&self, event: NewEvent) -> Result<Event>;
+    /// Appends a batch of events (each to its device's partition) in order; returns them as
+    /// stored, once all are durable, or the failure. An engine that can make a batch atomic
+    /// (all its events durable together, or none) overrides this and [`Self::atomic_batches`];
+    /// this default appends one event after the other and stops at the first failure, which
+    /// it reports, leaving the events before it in the log.
+    async fn append_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+        let mut appended = Vec::with_capacity(events.len());
+        for event in events {
+            appended.push(self.append(event).await?);
+        }
+        Ok(appended)
+    }
+    /// Whether [`Self::append_batch`] is atomic (a failed batch leaves nothing in the log).
+    fn atomic_batches(&self) -> bool {
+        false
+    }
     /// Appends an event read from another log (a hub moved by `ironhub migrate --from`) to
     /// its device's partition here, keeping its enqueued time and properties; its sequence
     /// number is this log's next. Import a partition's events in order. The default refuses:

@@ -1,6 +1,6 @@
 //! The ports that carry all shared state (see `DESIGN.md`): the records and one async trait
 //! per concern — registry, modules, module input queues, twins, MQTT sessions, cloud-to-device queues, certificates, DPS
-//! records, the routing document, the configurations, the scheduled jobs ([`Store`] bundles them), the event log and its named
+//! records, the routing document, the configurations, the scheduled jobs, exclusive readers' claims ([`Store`] bundles them), the event log and its named
 //! streams, the device bus and the clock — with the
 //! cloud-to-device transition rules every engine applies ([`c2d_rules`]). Engines live in
 //! their own crates (`ironhub-embedded`: SQLite and in-process); the `testkit` feature holds
@@ -25,6 +25,7 @@ mod module_inputs;
 mod modules;
 mod network;
 mod rates;
+mod reader_claims;
 mod records;
 mod registry;
 mod routing;
@@ -57,6 +58,7 @@ pub use module_inputs::{ModuleInputStore, QueuedInput};
 pub use modules::{ModuleStore, ModuleTwin};
 pub use network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 pub use rates::{RateWindows, WindowCount};
+pub use reader_claims::{ClaimOutcome, ReaderClaim, ReaderClaimStore};
 pub use records::*;
 pub use registry::RegistryStore;
 pub use routing::{EndpointHealth, EndpointHealthStatus, RoutingRecord, RoutingStore};
@@ -74,7 +76,8 @@ pub mod prelude {
         C2dStore as _, CertificateStore as _, ConfigurationStore as _, DeviceBus as _,
         DpsStore as _, EventLog as _, FileNotificationStore as _, JobStore as _,
         ModuleInputStore as _, ModuleStore as _, NetworkRulesStore as _, RateWindows as _,
-        RegistryStore as _, RoutingStore as _, SessionStore as _, TwinStore as _,
+        ReaderClaimStore as _, RegistryStore as _, RoutingStore as _, SessionStore as _,
+        TwinStore as _,
     };
 }
 
@@ -95,6 +98,7 @@ pub trait Store:
     + NetworkRulesStore
     + ConfigurationStore
     + JobStore
+    + ReaderClaimStore
     + std::fmt::Debug
     + 'static
 {
@@ -114,6 +118,7 @@ impl<T> Store for T where
         + NetworkRulesStore
         + ConfigurationStore
         + JobStore
+        + ReaderClaimStore
         + std::fmt::Debug
         + 'static
 {

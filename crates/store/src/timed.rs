@@ -513,3 +513,29 @@ impl<S: crate::jobs::JobStore + ?Sized> crate::jobs::JobStore for TimedStore<S> 
         timed!(self, "jobs", list_job_devices(job_id))
     }
 }
+
+#[async_trait]
+impl<S: crate::reader_claims::ReaderClaimStore + ?Sized> crate::reader_claims::ReaderClaimStore
+    for TimedStore<S>
+{
+    async fn claim_reader(
+        &self,
+        claim: crate::reader_claims::ReaderClaim,
+        now: DateTime<Utc>,
+    ) -> Result<crate::reader_claims::ClaimOutcome> {
+        timed!(self, "reader_claims", claim_reader(claim, now))
+    }
+    async fn renew_reader(&self, key: &str, holder: &str, until: DateTime<Utc>) -> Result<bool> {
+        timed!(self, "reader_claims", renew_reader(key, holder, until))
+    }
+    async fn release_reader(&self, key: &str, holder: &str) -> Result<()> {
+        timed!(self, "reader_claims", release_reader(key, holder))
+    }
+    async fn reader_claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::reader_claims::ReaderClaim>> {
+        timed!(self, "reader_claims", reader_claim(key, now))
+    }
+}

@@ -35,6 +35,10 @@ pub use test_route::{TestMessage, TestOutcome, TestRouteResult};
 
 use crate::{Hub, HubError};
 
+/// An endpoint's share of a batch: its name as written, where it is, and the copies bound
+/// for it with the index of the message each copies.
+type EndpointBatch = (String, Target, Vec<(usize, NewEvent)>);
+
 /// How long a node uses the routing document it read before reading it again.
 pub const REFRESH: Duration = Duration::from_secs(1);
 
@@ -284,17 +288,72 @@ impl Hub {
         source: RoutingSource,
         event: NewEvent,
     ) -> Result<Vec<Event>, HubError> {
+        let mut routed = self.route_batch(source, vec![event]).await?;
+        Ok(routed.pop().unwrap_or_default())
+    }
+
+    /// Sends messages of `source` where routing says, the messages bound for one endpoint
+    /// appended to its log as one batch ([`EventLog::append_batch`]: all or none on an
+    /// engine whose batches are atomic, which the embedded log's are); returns each message's
+    /// events as appended, once all are durable. The endpoints are appended one after the
+    /// other, so a failure at the second leaves the first's batch appended.
+    pub(crate) async fn route_batch(
+        &self,
+        source: RoutingSource,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Vec<Event>>, HubError> {
         let compiled = self.compiled_routing().await?;
+        let count = events.len();
+        // Each endpoint's messages, in order, with the index of the message they copy.
+        let mut by_endpoint: Vec<EndpointBatch> = Vec::new();
+        for (index, event) in events.into_iter().enumerate() {
+            for (name, target, copy) in self.deliveries(&compiled, source, event).await {
+                match by_endpoint.iter_mut().find(|(n, ..)| *n == name) {
+                    Some((.., copies)) => copies.push((index, copy)),
+                    None => by_endpoint.push((name, target, vec![(index, copy)])),
+                }
+            }
+        }
+        let mut appended: Vec<Vec<Event>> = vec![Vec::new(); count];
+        for (name, target, copies) in by_endpoint {
+            let log = self.endpoint_log(&target).await?;
+            let (indexes, copies): (Vec<usize>, Vec<NewEvent>) = copies.into_iter().unzip();
+            let delivered = log.append_batch(copies).await;
+            for _ in &indexes {
+                crate::monitoring::delivered(&name, &target, source, delivered.is_ok());
+            }
+            for (index, event) in indexes.into_iter().zip(delivered?) {
+                appended[index].push(event);
+            }
+        }
+        // As IoT Hub counts them: messages of a source that routing applies to and no route
+        // took.
+        if compiled.configured
+            && (source == RoutingSource::DeviceMessages || compiled.has_routes(source))
+        {
+            for _ in appended.iter().filter(|events| events.is_empty()) {
+                crate::monitoring::orphaned(source);
+            }
+        }
+        Ok(appended)
+    }
+
+    /// Where one message goes: each endpoint's name as written, where it is, and the
+    /// message's copy for it (with the endpoint's enrichments).
+    async fn deliveries(
+        &self,
+        compiled: &Compiled,
+        source: RoutingSource,
+        event: NewEvent,
+    ) -> Vec<(String, Target, NewEvent)> {
         if !compiled.configured {
             if source != RoutingSource::DeviceMessages {
-                return Ok(Vec::new());
+                return Vec::new();
             }
-            let appended = self.events.append(event).await;
-            crate::monitoring::delivered("events", &Target::BuiltIn, source, appended.is_ok());
-            return Ok(vec![appended?]);
+            return vec![("events".to_owned(), Target::BuiltIn, event)];
         }
         if source != RoutingSource::DeviceMessages && !compiled.has_routes(source) {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         // A module's messages and events see the module's twin, as in IoT Hub.
         let twin = if compiled.uses_twin {
@@ -317,7 +376,7 @@ impl Hub {
             body: &event.body,
             twin: twin.as_ref(),
         });
-        let mut appended = Vec::new();
+        let mut out = Vec::new();
         for endpoint in compiled.select(source, &view) {
             let Some((name, target)) = compiled.targets.get(&endpoint) else {
                 continue;
@@ -332,15 +391,9 @@ impl Hub {
                 copy.application_properties
                     .insert(e.key.clone(), Some(value));
             }
-            let log = self.endpoint_log(target).await?;
-            let delivered = log.append(copy).await;
-            crate::monitoring::delivered(name, target, source, delivered.is_ok());
-            appended.push(delivered?);
+            out.push((name.clone(), target.clone(), copy));
         }
-        if appended.is_empty() {
-            crate::monitoring::orphaned(source);
-        }
-        Ok(appended)
+        out
     }
 
     /// The log an endpoint's messages are appended to.

@@ -176,3 +176,66 @@ pub async fn imports_keep_enqueued_times<K>(make: impl Fn(u32) -> (Arc<dyn Event
     let later = then + chrono::TimeDelta::milliseconds(1);
     assert_eq!(at(later).await.unwrap(), 1);
 }
+
+/// A batch is appended in order, each event to its device's partition, numbered after the
+/// events before it, and returned as stored.
+pub async fn batches_append_in_order<K>(make: impl Fn(u32) -> (Arc<dyn EventLog>, K)) {
+    let (log, _keep) = make(4);
+    let p = crate::eventlog::partition_for("dev1", 4);
+    log.append(ev("dev1", "before")).await.unwrap();
+    let batch: Vec<NewEvent> = (0..5).map(|i| ev("dev1", &format!("b{i}"))).collect();
+    let appended = log.append_batch(batch.clone()).await.unwrap();
+    assert_eq!(
+        appended
+            .iter()
+            .map(|e| (e.partition, e.sequence_number))
+            .collect::<Vec<_>>(),
+        (1..6).map(|s| (p, s)).collect::<Vec<_>>()
+    );
+    let read = log.read(p, 0, 10).await.unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        std::iter::once(ev("dev1", "before"))
+            .chain(batch)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(read[1..], appended[..]);
+}
+
+/// A batch whose append fails partway (`fail_at(guard, Some((partition, sequence)))` makes
+/// the engine fail when it stores that event, `None` heals it) leaves none of its events
+/// readable, and the numbering goes on as if it had never been tried: an atomic engine's.
+pub async fn a_batch_failing_partway_appends_nothing<K>(
+    make: impl Fn(u32) -> (Arc<dyn EventLog>, K),
+    fail_at: impl Fn(&K, Option<(u32, u64)>),
+) {
+    let (log, keep) = make(2);
+    assert!(log.atomic_batches());
+    let p = crate::eventlog::partition_for("dev1", 2);
+    for i in 0..2 {
+        log.append(ev("dev1", &format!("single{i}"))).await.unwrap();
+    }
+    fail_at(&keep, Some((p, 4)));
+    let batch: Vec<NewEvent> = (0..4).map(|i| ev("dev1", &format!("b{i}"))).collect();
+    assert!(log.append_batch(batch.clone()).await.is_err());
+    let read = log.read(p, 0, 10).await.unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.sequence_number).collect::<Vec<_>>(),
+        [0, 1],
+        "nothing of the failed batch is readable"
+    );
+    assert_eq!(
+        log.bounds(p).await.unwrap(),
+        PartitionBounds { first: 0, next: 2 }
+    );
+    fail_at(&keep, None);
+    let appended = log.append_batch(batch).await.unwrap();
+    assert_eq!(
+        appended
+            .iter()
+            .map(|e| e.sequence_number)
+            .collect::<Vec<_>>(),
+        [2, 3, 4, 5]
+    );
+    assert_eq!(log.read(p, 0, 10).await.unwrap().len(), 6);
+}

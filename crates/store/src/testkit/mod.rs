@@ -37,6 +37,7 @@ pub mod jobs;
 pub mod module_inputs;
 pub mod modules;
 pub mod rates;
+pub mod reader_claims;
 pub mod registry;
 pub mod streams;
 pub mod twin_scan;
@@ -182,6 +183,8 @@ macro_rules! store_suite {
             jobs::jobs_are_written_compare_and_swap,
             jobs::a_job_claims_each_device_once,
             jobs::a_job_device_is_replaced_compare_and_swap,
+            reader_claims::concurrent_claims_leave_exactly_one_holder,
+            reader_claims::claims_lapse_renew_and_release_by_their_holder,
         );
     };
     (@cases sync $make:expr; $($module:ident :: $case:ident),* $(,)?) => {
@@ -213,8 +216,25 @@ macro_rules! store_suite {
 
 /// Runs every event log case against the logs `$make` builds: a closure taking a partition
 /// count and returning `(Arc<dyn EventLog>-compatible log, guard)`, the log new and empty.
+/// An engine whose batches are atomic adds `fail_at: $inject`, a closure
+/// `Fn(&guard, Option<(partition, sequence)>)` that makes storing that event fail (`None`
+/// heals it), for [`event_log::a_batch_failing_partway_appends_nothing`].
 #[macro_export]
 macro_rules! event_log_suite {
+    ($make:expr, fail_at: $inject:expr) => {
+        $crate::event_log_suite!($make);
+        #[tokio::test]
+        async fn a_batch_failing_partway_appends_nothing() {
+            let make = $make;
+            let make = |partitions: u32| {
+                let (log, keep) = make(partitions);
+                let log: ::std::sync::Arc<dyn $crate::EventLog> = log;
+                (log, keep)
+            };
+            $crate::testkit::event_log::a_batch_failing_partway_appends_nothing(make, $inject)
+                .await;
+        }
+    };
     ($make:expr) => {
         $crate::event_log_suite!(@cases $make;
             appends_are_numbered_in_order_without_gaps,
@@ -222,6 +242,7 @@ macro_rules! event_log_suite {
             consumer_groups_keep_checkpoints,
             retention_keeps_the_newest_and_numbering_continues,
             imports_keep_enqueued_times,
+            batches_append_in_order,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
