@@ -740,4 +740,120 @@ mod tests {
             "{again}"
         );
     }
+
+    #[tokio::test]
+    async fn runtime_queues_and_sessions_move_and_a_failed_run_resumes_without_duplicates() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (source, source_logs) = open(a.path());
+        let hub = Hub::open(
+            Backends {
+                store: source.clone(),
+                events: source_logs.events.clone(),
+                bus: Arc::new(LocalBus::new()),
+            },
+            vec!["myhub.example".into()],
+        )
+        .await
+        .unwrap();
+        for id in ["d1", "d2", "d3"] {
+            hub.put_device(id, &DeviceSpec::default(), None)
+                .await
+                .unwrap();
+        }
+        source
+            .set_mqtt_session("d1", Some(vec!["devices/d1/messages/devicebound/#".into()]))
+            .await
+            .unwrap();
+        let now = chrono::Utc::now();
+        let feedback = ironhub_store::QueuedDoc {
+            position: 0,
+            enqueued: now,
+            expiry: now + chrono::TimeDelta::hours(1),
+            delivery_count: 1,
+            doc: serde_json::json!({"originalMessageId": "m1", "deviceId": "d1"}),
+        };
+        source
+            .queue_import(ServiceQueue::Feedback, vec![feedback.clone(), feedback])
+            .await
+            .unwrap();
+        source
+            .file_notification_enqueue(
+                ironhub_store::FileNotification {
+                    device_id: "d2".into(),
+                    blob_uri: "https://blob.example/c/d2/f.txt".into(),
+                    blob_name: "d2/f.txt".into(),
+                    last_updated_time: None,
+                    blob_size_in_bytes: Some(3),
+                    enqueued_time_utc: now,
+                },
+                now + chrono::TimeDelta::hours(1),
+            )
+            .await
+            .unwrap();
+        let mut partition = 0;
+        for body in ["one", "two", "three"] {
+            partition = source_logs
+                .events
+                .append(event("d1", body))
+                .await
+                .unwrap()
+                .partition;
+        }
+
+        // A run that stopped after the devices, one telemetry event and one feedback record.
+        let (target, target_logs) = open(b.path());
+        identity(&*source, &*target).await.unwrap();
+        devices_and_twins(&*source, &*target, Mode::Fresh)
+            .await
+            .unwrap();
+        let first = source_logs.events.read(partition, 0, 1).await.unwrap();
+        target_logs.events.import(first[0].clone()).await.unwrap();
+        let one = source
+            .queue_page(ServiceQueue::Feedback, None, 1)
+            .await
+            .unwrap();
+        target
+            .queue_import(ServiceQueue::Feedback, one)
+            .await
+            .unwrap();
+        assert!(ensure_empty(&*target, Some(&target_logs)).await.is_err());
+        ensure_same_hub(&*source, &*target).await.unwrap();
+
+        let tallies = copy(
+            &*source,
+            &source_logs,
+            &*target,
+            Some(&target_logs),
+            Mode::Resume,
+        )
+        .await
+        .unwrap();
+        assert!(tallies.iter().all(Tally::agrees), "{tallies:?}");
+        let counted = |kind: &str| tallies.iter().find(|t| t.kind == kind).unwrap().counted;
+        assert_eq!(counted("devices"), 3);
+        assert_eq!(counted("persistent MQTT sessions"), 1);
+        assert_eq!(counted("cloud-to-device feedback waiting for services"), 2);
+        assert_eq!(counted("file upload notifications"), 1);
+        assert_eq!(counted("telemetry events"), 3, "nothing duplicated");
+        assert_eq!(
+            target.mqtt_session("d1").await.unwrap().unwrap(),
+            vec!["devices/d1/messages/devicebound/#".to_owned()]
+        );
+
+        // Another hub's target is refused.
+        let c = tempfile::tempdir().unwrap();
+        let (other, other_logs) = open(c.path());
+        Hub::open(
+            Backends {
+                store: other.clone(),
+                events: other_logs.events.clone(),
+                bus: Arc::new(LocalBus::new()),
+            },
+            vec!["other.example".into()],
+        )
+        .await
+        .unwrap();
+        let refused = ensure_same_hub(&*source, &*other).await.unwrap_err();
+        assert!(refused.to_string().contains("another hub"), "{refused}");
+    }
 }
