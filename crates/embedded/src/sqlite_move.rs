@@ -9,14 +9,6 @@ use rusqlite::{TransactionBehavior, params};
 use crate::rows::{from_millis, millis};
 use crate::sqlite::SqliteStore;
 
-/// The table of a queue.
-fn table(queue: ServiceQueue) -> &'static str {
-    match queue {
-        ServiceQueue::Feedback => "c2d_feedback",
-        ServiceQueue::FileNotifications => "file_notifications",
-    }
-}
-
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -58,7 +50,7 @@ impl MoveStore for SqliteStore {
             let mut stmt = conn.prepare(&format!(
                 "SELECT seq, enqueued, expiry, delivery_count, doc FROM {} WHERE seq > ?1
                  ORDER BY seq LIMIT ?2",
-                table(queue)
+                queue.table()
             ))?;
             let rows = stmt
                 .query_map(params![after.unwrap_or(0), limit(n)], |r| {
@@ -96,7 +88,7 @@ impl MoveStore for SqliteStore {
             {
                 let mut stmt = tx.prepare(&format!(
                     "INSERT INTO {} (enqueued, expiry, delivery_count, doc) VALUES (?1, ?2, ?3, ?4)",
-                    table(queue)
+                    queue.table()
                 ))?;
                 for r in &records {
                     stmt.execute(params![

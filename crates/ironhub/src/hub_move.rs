@@ -644,6 +644,20 @@ mod tests {
         (store, logs)
     }
 
+    /// A hub on `store` and `logs` (its settings and keys made at start).
+    async fn serve(store: &Arc<SqliteStore>, logs: &Logs, host: &str) -> Hub {
+        Hub::open(
+            Backends {
+                store: store.clone(),
+                events: logs.events.clone(),
+                bus: Arc::new(LocalBus::new()),
+            },
+            vec![host.into()],
+        )
+        .await
+        .unwrap()
+    }
+
     fn event(device: &str, body: &str) -> NewEvent {
         NewEvent {
             device_id: device.into(),
@@ -658,16 +672,7 @@ mod tests {
     async fn a_hub_moves_with_every_count_agreeing_and_once_only() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (source, source_logs) = open(a.path());
-        let hub = Hub::open(
-            Backends {
-                store: source.clone(),
-                events: source_logs.events.clone(),
-                bus: Arc::new(LocalBus::new()),
-            },
-            vec!["myhub.example".into()],
-        )
-        .await
-        .unwrap();
+        let hub = serve(&source, &source_logs, "myhub.example").await;
         for id in ["d1", "d2"] {
             hub.put_device(id, &DeviceSpec::default(), None)
                 .await
@@ -745,16 +750,7 @@ mod tests {
     async fn runtime_queues_and_sessions_move_and_a_failed_run_resumes_without_duplicates() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (source, source_logs) = open(a.path());
-        let hub = Hub::open(
-            Backends {
-                store: source.clone(),
-                events: source_logs.events.clone(),
-                bus: Arc::new(LocalBus::new()),
-            },
-            vec!["myhub.example".into()],
-        )
-        .await
-        .unwrap();
+        let hub = serve(&source, &source_logs, "myhub.example").await;
         for id in ["d1", "d2", "d3"] {
             hub.put_device(id, &DeviceSpec::default(), None)
                 .await
@@ -843,16 +839,7 @@ mod tests {
         // Another hub's target is refused.
         let c = tempfile::tempdir().unwrap();
         let (other, other_logs) = open(c.path());
-        Hub::open(
-            Backends {
-                store: other.clone(),
-                events: other_logs.events.clone(),
-                bus: Arc::new(LocalBus::new()),
-            },
-            vec!["other.example".into()],
-        )
-        .await
-        .unwrap();
+        serve(&other, &other_logs, "other.example").await;
         let refused = ensure_same_hub(&*source, &*other).await.unwrap_err();
         assert!(refused.to_string().contains("another hub"), "{refused}");
     }

@@ -9,14 +9,6 @@ use ironhub_store::{MoveStore, QueuedDoc, Result, ServiceQueue};
 use crate::PgStore;
 use crate::store::{corrupt, db};
 
-/// The table of a queue.
-fn table(queue: ServiceQueue) -> &'static str {
-    match queue {
-        ServiceQueue::Feedback => "c2d_feedback",
-        ServiceQueue::FileNotifications => "file_notifications",
-    }
-}
-
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -64,7 +56,7 @@ impl MoveStore for PgStore {
                 &format!(
                     "SELECT seq, enqueued, expiry, delivery_count, doc::text FROM {} WHERE seq > $1
                      ORDER BY seq LIMIT $2",
-                    table(queue)
+                    queue.table()
                 ),
                 &[&after.unwrap_or(0), &limit(n)],
             )
@@ -89,7 +81,7 @@ impl MoveStore for PgStore {
         let insert = format!(
             "INSERT INTO {} (enqueued, expiry, delivery_count, doc)
              VALUES ($1, $2, $3, $4::text::jsonb)",
-            table(queue)
+            queue.table()
         );
         for r in &records {
             let doc = serde_json::to_string(&r.doc).map_err(corrupt)?;

@@ -40,6 +40,17 @@ pub enum ServiceQueue {
     FileNotifications,
 }
 
+impl ServiceQueue {
+    /// The table both engines keep it in (the same columns in each: `seq`, `enqueued`,
+    /// `expiry`, `delivery_count`, `lock_token`, `locked_until`, `doc`).
+    pub fn table(self) -> &'static str {
+        match self {
+            ServiceQueue::Feedback => "c2d_feedback",
+            ServiceQueue::FileNotifications => "file_notifications",
+        }
+    }
+}
+
 /// One record of a [`ServiceQueue`] as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedDoc {
