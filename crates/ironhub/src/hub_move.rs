@@ -27,6 +27,8 @@ use ironhub_store::{
     NetworkScope, ServiceQueue, Store, TwinScan, WriteConflict,
 };
 
+pub use crate::hub_move_tally::Tally;
+
 /// How many records one read or batch write carries.
 const PAGE: usize = 500;
 
@@ -51,32 +53,6 @@ impl Mode {
     /// Whether a create refused because the key is taken is what an earlier run wrote.
     fn tolerates(self, conflict: &WriteConflict) -> bool {
         self == Mode::Resume && matches!(conflict, WriteConflict::AlreadyExists)
-    }
-}
-
-/// One kind of record: how many were read from the source, written to the target, and then
-/// counted in the target. A copy is right when the three agree.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tally {
-    pub kind: &'static str,
-    pub read: u64,
-    pub written: u64,
-    pub counted: u64,
-}
-
-impl Tally {
-    pub(crate) fn new(kind: &'static str) -> Self {
-        Tally {
-            kind,
-            read: 0,
-            written: 0,
-            counted: 0,
-        }
-    }
-
-    /// Whether read, written and counted agree.
-    pub fn agrees(&self) -> bool {
-        self.read == self.written && self.written == self.counted
     }
 }
 

@@ -4,7 +4,7 @@
 
 use ironhub_store::{ServiceQueue, Store};
 
-use crate::hub_move::Tally;
+use crate::hub_move_tally::Tally;
 
 /// How many records one read or write carries.
 const PAGE: usize = 500;

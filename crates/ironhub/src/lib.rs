@@ -12,6 +12,7 @@ mod file_upload;
 mod frame_limits;
 pub mod hub_move;
 pub mod hub_move_runtime;
+pub mod hub_move_tally;
 pub mod identity;
 mod issuer;
 mod linked_hubs;
