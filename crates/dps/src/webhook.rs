@@ -111,6 +111,15 @@ fn interpret(outcome: WebhookResult) -> Result<WebhookAnswer, DpsError> {
                     "Custom allocation failed: the webhook's answer is not valid JSON: {e}"
                 ))
             })?;
+            // Its payload and initial twin are stored with the registration.
+            if serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| ironhub_hub::nul::contains_nul(&v))
+            {
+                return Err(DpsError::CustomAllocationFailed(format!(
+                    "Custom allocation failed: {}",
+                    ironhub_hub::nul::nul_message("the webhook's answer")
+                )));
+            }
             if answer
                 .iot_hub_host_name
                 .as_deref()

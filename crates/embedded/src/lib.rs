@@ -18,6 +18,7 @@ mod sqlite_jobs;
 mod sqlite_module_inputs;
 mod sqlite_module_runtime;
 mod sqlite_modules;
+mod sqlite_move;
 mod sqlite_order;
 mod sqlite_query;
 mod sqlite_rates;

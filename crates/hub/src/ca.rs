@@ -68,6 +68,15 @@ fn validate_name(name: &str) -> Result<(), CaError> {
     }
 }
 
+/// `Invalid` when `text` (an upload, a proof, or a subject read from one) holds the NUL
+/// character, which no store's text need hold (see [`crate::nul`]).
+fn reject_nul(text: &str) -> Result<(), CaError> {
+    if text.contains('\0') {
+        return Err(CaError::Invalid(crate::nul::nul_message("the certificate")));
+    }
+    Ok(())
+}
+
 fn invalid(e: CertificateError) -> CaError {
     CaError::Invalid(format!("The certificate is not valid: {e}."))
 }
@@ -124,7 +133,9 @@ impl CaCertificates {
         if_match: Option<&str>,
     ) -> Result<CertificateRecord, CaError> {
         validate_name(name)?;
+        reject_nul(certificate)?;
         let info = x509::read_certificate(certificate).map_err(invalid)?;
+        reject_nul(&info.subject)?;
         let if_match = if_match.map(unquote);
         let now = Utc::now();
         let existing = match &if_match {

@@ -236,6 +236,12 @@ impl Hub {
         if routes.is_empty() {
             return;
         }
+        // No engine need hold NUL (see `crate::nul`): such a message reaches no input on any.
+        let properties = serde_json::json!([system, application]);
+        if crate::nul::contains_nul(&properties) {
+            tracing::warn!(device = %who.device_id, module, "{}; not queued for module inputs", crate::nul::nul_message("the message's properties"));
+            return;
+        }
         let expiry = self.now() + input_ttl(&twin.desired);
         let view = message_view(MessageParts {
             system,

@@ -99,6 +99,7 @@ impl Hub {
     ) -> Result<ModuleRecord, HubError> {
         validate_module_id(module_id)?;
         check_body_ids(device_id, module_id, spec)?;
+        crate::nul::reject_nul_in(spec, "the module")?;
         self.device_record(device_id).await?;
         let if_match = if_match.map(normalize_if_match);
         let current = self.store.get_module(device_id, module_id).await?;

@@ -1,8 +1,9 @@
 //! The NUL character (`\u0000`) in the documents the hub and DPS store. No engine's JSON column
 //! need hold it (PostgreSQL's `jsonb` and `text` cannot), and IoT Hub refuses it as bad input,
-//! so the domain refuses it before anything is written, in one place: twins (`twin`),
-//! configurations, jobs, cloud-to-device messages and DPS enrollments call [`reject_nul`] or
-//! [`contains_nul`].
+//! so the domain refuses it before anything is written, in one place: twins (`twin`), devices
+//! and modules (`registry`, `modules`, import rows), configurations, jobs, cloud-to-device
+//! messages, the routing document, network rules, CA certificates (`ca`), DPS enrollments and
+//! custom allocation webhooks' answers call [`reject_nul`] or [`contains_nul`].
 
 use serde_json::Value;
 

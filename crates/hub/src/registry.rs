@@ -250,7 +250,12 @@ impl Validated {
 
     /// Itself, unless a free-text field holds the NUL character (see [`crate::nul`]).
     fn without_nul(self) -> Result<Self, HubError> {
-        let texts = serde_json::json!([self.status_reason, self.device_scope, self.parent_scopes]);
+        let texts = serde_json::json!([
+            self.status_reason,
+            self.device_scope,
+            self.parent_scopes,
+            self.authentication
+        ]);
         crate::nul::reject_nul(&texts, "the device")?;
         Ok(self)
     }

@@ -1,7 +1,7 @@
 //! Import and export jobs through the domain API on a real (temporary) store, with `file:///`
 //! containers: a round trip between two hubs, a cancel before the run, jobs whose node died
-//! (an export run again, an import ended `failed`: never left `running`), and the scheduled
-//! jobs' API not seeing them.
+//! (an export run again, an import ended `failed`: never left `running`), an import row with
+//! NUL refused whole, and the scheduled jobs' API not seeing them.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -44,13 +44,7 @@ async fn an_export_imports_into_another_hub() {
     let done = a.get_import_export_job(&job.job_id).await.unwrap();
     assert_eq!((done.status.as_str(), done.progress), ("completed", 100));
 
-    let uri = format!("file://{}", blobs.path().display());
-    let import = ImportExportJob {
-        job_type: "import".into(),
-        input_blob_container_uri: Some(uri.clone()),
-        output_blob_container_uri: Some(uri),
-        ..ImportExportJob::default()
-    };
+    let import = import_from(blobs.path());
     let job = b.create_import_export_job(&import).await.unwrap();
     b.run_due_jobs().await.unwrap();
     assert_eq!(
@@ -178,4 +172,28 @@ async fn a_job_whose_node_died_is_never_left_running() {
     let job = hub.get_import_export_job(&theirs.job_id).await.unwrap();
     assert_eq!(job.status, "failed");
     assert!(job.end_time_utc.is_some());
+}
+
+#[tokio::test]
+async fn an_import_row_with_nul_changes_nothing_and_is_reported() {
+    let (hub, _d) = common::temp_hub().await;
+    let blobs = tempfile::tempdir().unwrap();
+    let rows = [
+        json!({"id": "nul-dev", "importMode": "create", "tags": {"site": "a\u{0}b"}}),
+        json!({"id": "ok-dev", "importMode": "create", "tags": {"site": "lab"}}),
+    ];
+    let lines: Vec<String> = rows.iter().map(ToString::to_string).collect();
+    std::fs::write(blobs.path().join("devices.txt"), lines.join("\n")).unwrap();
+    let import = import_from(blobs.path());
+    hub.create_import_export_job(&import).await.unwrap();
+    hub.run_due_jobs().await.unwrap();
+    // The row is refused whole: no device without its tags is left behind.
+    assert!(hub.get_device("nul-dev").await.is_err());
+    let twin = serde_json::to_value(hub.get_twin("ok-dev").await.unwrap()).unwrap();
+    assert_eq!(twin["tags"], json!({"site": "lab"}));
+    let errors = std::fs::read_to_string(blobs.path().join("importErrors.log")).unwrap();
+    assert!(
+        errors.contains("nul-dev") && errors.contains("ArgumentInvalid"),
+        "{errors}"
+    );
 }

@@ -7,17 +7,27 @@
 //! telemetry and of cloud-to-device messages (the target numbers them), and the consumer
 //! groups' checkpoints (not copied: they name the old numbers). Connection state starts
 //! disconnected, and a cloud-to-device message locked by a connection of the stopped server
-//! is visible again, its delivery counted. Not copied: persistent MQTT sessions' subscriptions
-//! (devices subscribe again), the feedback waiting for services, file upload notifications,
-//! DPS registration operations (runtime state) and endpoint leases and health.
+//! is visible again, its delivery counted; so is feedback or a file upload notification a
+//! service had received without completing. Persistent MQTT sessions, the feedback and file
+//! upload notifications waiting for services and DPS registration operations move too. Not
+//! copied: endpoint leases and health (runtime state each node rebuilds).
+//!
+//! A run that failed midway can be resumed (`--resume`, [`Mode::Resume`]): every kind is
+//! copied again, skipping what the target already holds: records with a key (devices,
+//! modules, configurations, jobs, certificates, DPS records) are looked up by it, and the
+//! ordered ones without (queued messages per device, feedback, file upload notifications,
+//! each partition of telemetry and of every event stream) resume after as many as the target
+//! holds, since they are copied in order and the source, its server stopped, cannot change.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use ironhub_store::{
     CertificateScope, DeviceWrite, DpsCollection, DpsWrite, EventLog, EventStreams, ModuleWrite,
-    NetworkScope, Store, TwinScan,
+    NetworkScope, ServiceQueue, Store, TwinScan, WriteConflict,
 };
+
+pub use crate::hub_move_tally::Tally;
 
 /// How many records one read or batch write carries.
 const PAGE: usize = 500;
@@ -29,29 +39,20 @@ pub struct Logs {
     pub streams: Arc<dyn EventStreams>,
 }
 
-/// One kind of record: how many were read from the source, written to the target, and then
-/// counted in the target. A copy is right when the three agree.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tally {
-    pub kind: &'static str,
-    pub read: u64,
-    pub written: u64,
-    pub counted: u64,
+/// Whether the target must be empty, or may hold what an earlier run of the same move wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Into an empty target ([`ensure_empty`]): every write is a create.
+    Fresh,
+    /// Into a target a failed run left behind: what is there already is skipped (and counted
+    /// as written).
+    Resume,
 }
 
-impl Tally {
-    fn new(kind: &'static str) -> Self {
-        Tally {
-            kind,
-            read: 0,
-            written: 0,
-            counted: 0,
-        }
-    }
-
-    /// Whether read, written and counted agree.
-    pub fn agrees(&self) -> bool {
-        self.read == self.written && self.written == self.counted
+impl Mode {
+    /// Whether a create refused because the key is taken is what an earlier run wrote.
+    fn tolerates(self, conflict: &WriteConflict) -> bool {
+        self == Mode::Resume && matches!(conflict, WriteConflict::AlreadyExists)
     }
 }
 
@@ -103,38 +104,64 @@ pub async fn ensure_empty(target: &dyn Store, logs: Option<&Logs>) -> anyhow::Re
         found.is_empty(),
         "the target is not empty: it holds {}. A move copies into an empty database and NATS \
          only (so that a second run cannot duplicate anything): give a new database (and a new \
-         NATS server or JetStream domain), or drop and recreate them",
+         NATS server or JetStream domain), or drop and recreate them; --resume completes a move \
+         that failed midway",
         found.join(", ")
     );
     Ok(())
 }
 
-/// Copies the hub in `source` into the empty `target`, kind by kind, and counts each kind in
-/// the target. The event logs are copied when `target_logs` is given. Returns every kind's
-/// tally, in the order copied; fails at the first error (what was written stays: the target
-/// must then be emptied before another run, which [`ensure_empty`] refuses).
+/// Fails unless `target` is empty or holds the hub of `source` (the same shared access
+/// policies and DPS settings): a resumed run may complete only its own move.
+pub async fn ensure_same_hub(source: &dyn Store, target: &dyn Store) -> anyhow::Result<()> {
+    if let (Some(from), Some(to)) = (source.hub_settings().await?, target.hub_settings().await?) {
+        anyhow::ensure!(
+            from.policies == to.policies,
+            "the target holds another hub (its access policies differ): --resume completes \
+             a move of the same hub only"
+        );
+    }
+    if let (Some(from), Some(to)) = (source.dps_settings().await?, target.dps_settings().await?) {
+        anyhow::ensure!(
+            from == to,
+            "the target holds another DPS instance: --resume completes a move of the same hub only"
+        );
+    }
+    Ok(())
+}
+
+/// Copies the hub in `source` into `target` (empty, or left by a failed run of the same move
+/// with [`Mode::Resume`]), kind by kind, and counts each kind in the target. The event logs
+/// are copied when `target_logs` is given. Returns every kind's tally, in the order copied;
+/// fails at the first error (what was written stays, for a resumed run to complete).
 pub async fn copy(
     source: &dyn Store,
     source_logs: &Logs,
     target: &dyn Store,
     target_logs: Option<&Logs>,
+    mode: Mode,
 ) -> anyhow::Result<Vec<Tally>> {
     let mut tallies = vec![identity(source, target).await?];
-    tallies.extend(devices_and_twins(source, target).await?);
-    tallies.extend(modules(source, target).await?);
-    tallies.push(configurations(source, target).await?);
-    tallies.extend(jobs(source, target).await?);
-    tallies.push(certificates(source, target).await?);
+    tallies.extend(devices_and_twins(source, target, mode).await?);
+    tallies.extend(modules(source, target, mode).await?);
+    tallies.push(configurations(source, target, mode).await?);
+    tallies.extend(jobs(source, target, mode).await?);
+    tallies.push(certificates(source, target, mode).await?);
     for collection in [
         DpsCollection::Enrollments,
         DpsCollection::EnrollmentGroups,
         DpsCollection::Registrations,
         DpsCollection::LinkedHubs,
+        DpsCollection::Operations,
     ] {
-        tallies.push(dps(source, target, collection).await?);
+        tallies.push(dps(source, target, collection, mode).await?);
     }
     tallies.push(documents(source, target).await?);
     tallies.push(c2d(source, target).await?);
+    tallies.push(crate::hub_move_runtime::sessions(source, target).await?);
+    for queue in [ServiceQueue::Feedback, ServiceQueue::FileNotifications] {
+        tallies.push(crate::hub_move_runtime::queue(source, target, queue).await?);
+    }
     if let Some(target_logs) = target_logs {
         tallies.extend(logs(source_logs, target_logs).await?);
     }
@@ -203,13 +230,30 @@ impl<'a> DevicePages<'a> {
 
 /// Devices (keys, thumbprints, status, capabilities, scopes, generation ids) and their twins
 /// (tags, properties, versions, metadata).
-async fn devices_and_twins(source: &dyn Store, target: &dyn Store) -> anyhow::Result<[Tally; 2]> {
+async fn devices_and_twins(
+    source: &dyn Store,
+    target: &dyn Store,
+    mode: Mode,
+) -> anyhow::Result<[Tally; 2]> {
     let mut devices = Tally::new("devices");
     let mut twins = Tally::new("device twins");
     let mut pages = DevicePages::new(source);
     while let Some(page) = pages.next().await? {
         devices.read += page.len() as u64;
-        let writes = page
+        let mut there = std::collections::HashSet::new();
+        if mode == Mode::Resume {
+            for (d, _) in &page {
+                if target.get_device(&d.device_id).await?.is_some() {
+                    there.insert(d.device_id.clone());
+                }
+            }
+            devices.written += there.len() as u64;
+        }
+        let fresh: Vec<_> = page
+            .iter()
+            .filter(|(d, _)| !there.contains(&d.device_id))
+            .collect();
+        let writes = fresh
             .iter()
             .map(|(d, _)| {
                 let mut d = d.clone();
@@ -222,7 +266,7 @@ async fn devices_and_twins(source: &dyn Store, target: &dyn Store) -> anyhow::Re
             Ok(done) => devices.written += done.len() as u64,
             Err(conflicts) => anyhow::bail!(
                 "cannot create devices: {}",
-                refusals(&conflicts, |i| page
+                refusals(&conflicts, |i| fresh
                     .get(i)
                     .map(|(d, _)| d.device_id.as_str()))
             ),
@@ -246,7 +290,7 @@ async fn devices_and_twins(source: &dyn Store, target: &dyn Store) -> anyhow::Re
 
 /// A batch's refusals, each with the id of the record refused.
 fn refusals<'a>(
-    conflicts: &[(usize, ironhub_store::WriteConflict)],
+    conflicts: &[(usize, WriteConflict)],
     id: impl Fn(usize) -> Option<&'a str>,
 ) -> String {
     conflicts
@@ -267,7 +311,7 @@ async fn device_ids(store: &dyn Store) -> anyhow::Result<Vec<String>> {
 }
 
 /// Module identities and their twins.
-async fn modules(source: &dyn Store, target: &dyn Store) -> anyhow::Result<[Tally; 2]> {
+async fn modules(source: &dyn Store, target: &dyn Store, mode: Mode) -> anyhow::Result<[Tally; 2]> {
     let mut modules = Tally::new("modules");
     let mut twins = Tally::new("module twins");
     let ids = device_ids(source).await?;
@@ -278,10 +322,11 @@ async fn modules(source: &dyn Store, target: &dyn Store) -> anyhow::Result<[Tall
             module.connection_state = ironhub_store::ConnectionState::Disconnected;
             module.connection_node = None;
             let module_id = module.module_id.clone();
-            target
-                .write_module(ModuleWrite::Create(module))
-                .await?
-                .map_err(|c| anyhow::anyhow!("cannot create module {device}/{module_id}: {c:?}"))?;
+            if let Err(c) = target.write_module(ModuleWrite::Create(module)).await?
+                && !mode.tolerates(&c)
+            {
+                anyhow::bail!("cannot create module {device}/{module_id}: {c:?}");
+            }
             modules.written += 1;
             if let Some(twin) = twin {
                 twins.read += 1;
@@ -311,18 +356,25 @@ async fn modules(source: &dyn Store, target: &dyn Store) -> anyhow::Result<[Tall
 }
 
 /// Automatic device and IoT Edge configurations.
-async fn configurations(source: &dyn Store, target: &dyn Store) -> anyhow::Result<Tally> {
+async fn configurations(
+    source: &dyn Store,
+    target: &dyn Store,
+    mode: Mode,
+) -> anyhow::Result<Tally> {
     let mut t = Tally::new("configurations");
     for record in source.list_configurations().await? {
         t.read += 1;
         let id = record.id.clone();
-        target
+        if let Err(c) = target
             .write_configuration(ironhub_store::ConfigurationWrite::Create {
                 id: record.id,
                 doc: record.doc,
             })
             .await?
-            .map_err(|c| anyhow::anyhow!("cannot create configuration {id}: {c:?}"))?;
+            && !mode.tolerates(&c)
+        {
+            anyhow::bail!("cannot create configuration {id}: {c:?}");
+        }
         t.written += 1;
     }
     t.counted = target.list_configurations().await?.len() as u64;
@@ -330,15 +382,16 @@ async fn configurations(source: &dyn Store, target: &dyn Store) -> anyhow::Resul
 }
 
 /// Scheduled jobs and their results per device.
-async fn jobs(source: &dyn Store, target: &dyn Store) -> anyhow::Result<[Tally; 2]> {
+async fn jobs(source: &dyn Store, target: &dyn Store, mode: Mode) -> anyhow::Result<[Tally; 2]> {
     let mut jobs = Tally::new("jobs");
     let mut results = Tally::new("job results per device");
     for job in source.list_jobs().await? {
         jobs.read += 1;
-        target
-            .write_job(&job.job_id, job.doc, None)
-            .await?
-            .map_err(|c| anyhow::anyhow!("cannot create job {}: {c:?}", job.job_id))?;
+        if let Err(c) = target.write_job(&job.job_id, job.doc, None).await?
+            && !mode.tolerates(&c)
+        {
+            anyhow::bail!("cannot create job {}: {c:?}", job.job_id);
+        }
         jobs.written += 1;
     }
     for record in source.list_job_devices(None).await? {
@@ -352,16 +405,17 @@ async fn jobs(source: &dyn Store, target: &dyn Store) -> anyhow::Result<[Tally; 
 }
 
 /// The hub's and the DPS instance's CA certificates, verified or not.
-async fn certificates(source: &dyn Store, target: &dyn Store) -> anyhow::Result<Tally> {
+async fn certificates(source: &dyn Store, target: &dyn Store, mode: Mode) -> anyhow::Result<Tally> {
     let mut t = Tally::new("CA certificates (hub and DPS)");
     for scope in [CertificateScope::Hub, CertificateScope::Dps] {
         for record in source.list_certificates(scope).await? {
             t.read += 1;
             let name = record.name.clone();
-            target
-                .put_certificate(scope, record, None)
-                .await?
-                .map_err(|c| anyhow::anyhow!("cannot create certificate {name}: {c:?}"))?;
+            if let Err(c) = target.put_certificate(scope, record, None).await?
+                && !mode.tolerates(&c)
+            {
+                anyhow::bail!("cannot create certificate {name}: {c:?}");
+            }
             t.written += 1;
         }
         t.counted += target.list_certificates(scope).await?.len() as u64;
@@ -374,6 +428,7 @@ async fn dps(
     source: &dyn Store,
     target: &dyn Store,
     collection: DpsCollection,
+    mode: Mode,
 ) -> anyhow::Result<Tally> {
     let mut t = Tally::new(match collection {
         DpsCollection::Enrollments => "DPS individual enrollments",
@@ -390,17 +445,26 @@ async fn dps(
         let full = page.len() == PAGE;
         after = page.last().map(|r| r.id.clone());
         t.read += page.len() as u64;
-        let ids: Vec<String> = page.iter().map(|r| r.id.clone()).collect();
-        match target
-            .dps_write(collection, page.into_iter().map(DpsWrite::Create).collect())
-            .await?
-        {
-            Ok(done) => t.written += done.len() as u64,
-            Err(conflicts) => anyhow::bail!(
-                "cannot create {}: {}",
-                t.kind,
-                refusals(&conflicts, |i| ids.get(i).map(String::as_str))
-            ),
+        let mut fresh = Vec::with_capacity(page.len());
+        for record in page {
+            if mode == Mode::Resume && target.dps_get(collection, &record.id).await?.is_some() {
+                t.written += 1;
+            } else {
+                fresh.push(record);
+            }
+        }
+        let ids: Vec<String> = fresh.iter().map(|r| r.id.clone()).collect();
+        let writes: Vec<_> = fresh.into_iter().map(DpsWrite::Create).collect();
+        // A resumed run may find the whole page copied already.
+        if !writes.is_empty() {
+            match target.dps_write(collection, writes).await? {
+                Ok(done) => t.written += done.len() as u64,
+                Err(conflicts) => anyhow::bail!(
+                    "cannot create {}: {}",
+                    t.kind,
+                    refusals(&conflicts, |i| ids.get(i).map(String::as_str))
+                ),
+            }
         }
         if !full {
             break;
@@ -436,13 +500,19 @@ async fn documents(source: &dyn Store, target: &dyn Store) -> anyhow::Result<Tal
     Ok(t)
 }
 
-/// Every device's cloud-to-device queue, in order, as it was (see [`ironhub_store::C2dStore::c2d_import`]).
+/// Every device's cloud-to-device queue, in order, as it was (see [`ironhub_store::C2dStore::c2d_import`]);
+/// a queue resumes after the messages the target holds.
 async fn c2d(source: &dyn Store, target: &dyn Store) -> anyhow::Result<Tally> {
     let mut t = Tally::new("queued cloud-to-device messages");
     let ids = device_ids(source).await?;
     for device in &ids {
-        for message in source.c2d_queue(device).await? {
+        let copied = target.c2d_queue(device).await?.len();
+        for (i, message) in source.c2d_queue(device).await?.into_iter().enumerate() {
             t.read += 1;
+            if i < copied {
+                t.written += 1;
+                continue;
+            }
             let id = message.message_id.clone();
             target
                 .c2d_import(message)
@@ -492,7 +562,8 @@ async fn logs(source: &Logs, target: &Logs) -> anyhow::Result<Vec<Tally>> {
     Ok(tallies)
 }
 
-/// Copies one log's retained events, partition by partition in order; counts the target's.
+/// Copies one log's retained events, partition by partition in order, each after the events
+/// the target's partition holds already; counts the target's.
 async fn copy_log(
     source: &dyn EventLog,
     target: &dyn EventLog,
@@ -501,7 +572,11 @@ async fn copy_log(
     let mut t = Tally::new(kind);
     for p in 0..source.partition_count() {
         let bounds = source.bounds(p).await?;
-        let mut next = bounds.first;
+        let there = target.bounds(p).await?;
+        let copied = (there.next - there.first).min(bounds.next - bounds.first);
+        t.read += copied;
+        t.written += copied;
+        let mut next = bounds.first + copied;
         while next < bounds.next {
             let events = source.read(p, next, PAGE).await?;
             let Some(last) = events.last() else { break };
@@ -545,6 +620,20 @@ mod tests {
         (store, logs)
     }
 
+    /// A hub on `store` and `logs` (its settings and keys made at start).
+    async fn serve(store: &Arc<SqliteStore>, logs: &Logs, host: &str) -> Hub {
+        Hub::open(
+            Backends {
+                store: store.clone(),
+                events: logs.events.clone(),
+                bus: Arc::new(LocalBus::new()),
+            },
+            vec![host.into()],
+        )
+        .await
+        .unwrap()
+    }
+
     fn event(device: &str, body: &str) -> NewEvent {
         NewEvent {
             device_id: device.into(),
@@ -559,16 +648,7 @@ mod tests {
     async fn a_hub_moves_with_every_count_agreeing_and_once_only() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (source, source_logs) = open(a.path());
-        let hub = Hub::open(
-            Backends {
-                store: source.clone(),
-                events: source_logs.events.clone(),
-                bus: Arc::new(LocalBus::new()),
-            },
-            vec!["myhub.example".into()],
-        )
-        .await
-        .unwrap();
+        let hub = serve(&source, &source_logs, "myhub.example").await;
         for id in ["d1", "d2"] {
             hub.put_device(id, &DeviceSpec::default(), None)
                 .await
@@ -592,9 +672,15 @@ mod tests {
 
         let (target, target_logs) = open(b.path());
         ensure_empty(&*target, Some(&target_logs)).await.unwrap();
-        let tallies = copy(&*source, &source_logs, &*target, Some(&target_logs))
-            .await
-            .unwrap();
+        let tallies = copy(
+            &*source,
+            &source_logs,
+            &*target,
+            Some(&target_logs),
+            Mode::Fresh,
+        )
+        .await
+        .unwrap();
         assert!(tallies.iter().all(Tally::agrees), "{tallies:?}");
         let counted = |kind: &str| tallies.iter().find(|t| t.kind == kind).unwrap().counted;
         assert_eq!(counted("devices"), 2);
@@ -634,5 +720,103 @@ mod tests {
             again.contains("not empty") && again.contains("2 device(s)"),
             "{again}"
         );
+    }
+
+    #[tokio::test]
+    async fn runtime_queues_and_sessions_move_and_a_failed_run_resumes_without_duplicates() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (source, source_logs) = open(a.path());
+        let hub = serve(&source, &source_logs, "myhub.example").await;
+        for id in ["d1", "d2", "d3"] {
+            hub.put_device(id, &DeviceSpec::default(), None)
+                .await
+                .unwrap();
+        }
+        source
+            .set_mqtt_session("d1", Some(vec!["devices/d1/messages/devicebound/#".into()]))
+            .await
+            .unwrap();
+        let now = chrono::Utc::now();
+        let feedback = ironhub_store::QueuedDoc {
+            position: 0,
+            enqueued: now,
+            expiry: now + chrono::TimeDelta::hours(1),
+            delivery_count: 1,
+            doc: serde_json::json!({"originalMessageId": "m1", "deviceId": "d1"}),
+        };
+        source
+            .queue_import(ServiceQueue::Feedback, vec![feedback.clone(), feedback])
+            .await
+            .unwrap();
+        source
+            .file_notification_enqueue(
+                ironhub_store::FileNotification {
+                    device_id: "d2".into(),
+                    blob_uri: "https://blob.example/c/d2/f.txt".into(),
+                    blob_name: "d2/f.txt".into(),
+                    last_updated_time: None,
+                    blob_size_in_bytes: Some(3),
+                    enqueued_time_utc: now,
+                },
+                now + chrono::TimeDelta::hours(1),
+            )
+            .await
+            .unwrap();
+        let mut partition = 0;
+        for body in ["one", "two", "three"] {
+            partition = source_logs
+                .events
+                .append(event("d1", body))
+                .await
+                .unwrap()
+                .partition;
+        }
+
+        // A run that stopped after the devices, one telemetry event and one feedback record.
+        let (target, target_logs) = open(b.path());
+        identity(&*source, &*target).await.unwrap();
+        devices_and_twins(&*source, &*target, Mode::Fresh)
+            .await
+            .unwrap();
+        let first = source_logs.events.read(partition, 0, 1).await.unwrap();
+        target_logs.events.import(first[0].clone()).await.unwrap();
+        let one = source
+            .queue_page(ServiceQueue::Feedback, None, 1)
+            .await
+            .unwrap();
+        target
+            .queue_import(ServiceQueue::Feedback, one)
+            .await
+            .unwrap();
+        assert!(ensure_empty(&*target, Some(&target_logs)).await.is_err());
+        ensure_same_hub(&*source, &*target).await.unwrap();
+
+        let tallies = copy(
+            &*source,
+            &source_logs,
+            &*target,
+            Some(&target_logs),
+            Mode::Resume,
+        )
+        .await
+        .unwrap();
+        assert!(tallies.iter().all(Tally::agrees), "{tallies:?}");
+        let counted = |kind: &str| tallies.iter().find(|t| t.kind == kind).unwrap().counted;
+        assert_eq!(counted("devices"), 3);
+        assert_eq!(counted("persistent MQTT sessions"), 1);
+        assert_eq!(counted("cloud-to-device feedback waiting for services"), 2);
+        assert_eq!(counted("file upload notifications"), 1);
+        assert_eq!(counted("telemetry events"), 3, "nothing duplicated");
+        assert_eq!(
+            target.mqtt_session("d1").await.unwrap().unwrap(),
+            vec!["devices/d1/messages/devicebound/#".to_owned()]
+        );
+
+        // Another hub's target is refused.
+        let c = tempfile::tempdir().unwrap();
+        let (other, other_logs) = open(c.path());
+        serve(&other, &other_logs, "other.example").await;
+        let refused = ensure_same_hub(&*source, &*other).await.unwrap_err();
+        assert!(refused.to_string().contains("another hub"), "{refused}");
     }
 }

@@ -11,6 +11,8 @@ pub mod endpoint_pumps;
 mod file_upload;
 mod frame_limits;
 pub mod hub_move;
+pub mod hub_move_runtime;
+pub mod hub_move_tally;
 pub mod identity;
 mod issuer;
 mod linked_hubs;

@@ -17,6 +17,7 @@ mod pg_files;
 mod pg_jobs;
 mod pg_module_inputs;
 mod pg_modules;
+mod pg_move;
 mod pg_network;
 mod pg_rates;
 mod pg_reader_claims;

@@ -23,6 +23,7 @@ mod file_notifications;
 mod jobs;
 mod module_inputs;
 mod modules;
+mod moving;
 mod network;
 mod rates;
 mod reader_claims;
@@ -56,6 +57,7 @@ pub use file_notifications::{
 pub use jobs::{JobDeviceRecord, JobRecord, JobStore};
 pub use module_inputs::{ModuleInputStore, QueuedInput};
 pub use modules::{ModuleStore, ModuleTwin};
+pub use moving::{MoveStore, QueuedDoc, ServiceQueue};
 pub use network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 pub use rates::{RateWindows, WindowCount};
 pub use reader_claims::{ClaimOutcome, ReaderClaim, ReaderClaimStore};
@@ -75,9 +77,9 @@ pub mod prelude {
     pub use crate::{
         C2dStore as _, CertificateStore as _, ConfigurationStore as _, DeviceBus as _,
         DpsStore as _, EventLog as _, FileNotificationStore as _, JobStore as _,
-        ModuleInputStore as _, ModuleStore as _, NetworkRulesStore as _, RateWindows as _,
-        ReaderClaimStore as _, RegistryStore as _, RoutingStore as _, SessionStore as _,
-        TwinStore as _,
+        ModuleInputStore as _, ModuleStore as _, MoveStore as _, NetworkRulesStore as _,
+        RateWindows as _, ReaderClaimStore as _, RegistryStore as _, RoutingStore as _,
+        SessionStore as _, TwinStore as _,
     };
 }
 
@@ -90,6 +92,7 @@ pub trait Store:
     + ModuleInputStore
     + TwinStore
     + SessionStore
+    + MoveStore
     + C2dStore
     + CertificateStore
     + DpsStore
@@ -110,6 +113,7 @@ impl<T> Store for T where
         + ModuleInputStore
         + TwinStore
         + SessionStore
+        + MoveStore
         + C2dStore
         + CertificateStore
         + DpsStore

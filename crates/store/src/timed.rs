@@ -22,6 +22,7 @@ use crate::file_notifications::{
 };
 use crate::module_inputs::{ModuleInputStore, QueuedInput};
 use crate::modules::{ModuleStore, ModuleTwin};
+use crate::moving::{MoveStore, QueuedDoc, ServiceQueue};
 use crate::network::{NetworkRulesRecord, NetworkRulesStore, NetworkScope};
 use crate::records::{
     BatchResult, C2dMessage, C2dRefusal, C2dRules, C2dSettle, CertificateRecord, CertificateScope,
@@ -233,6 +234,28 @@ impl<S: SessionStore + ?Sized> SessionStore for TimedStore<S> {
         subscriptions: Option<Vec<String>>,
     ) -> Result<()> {
         timed!(self, "sessions", set_mqtt_session(client_id, subscriptions))
+    }
+}
+
+#[async_trait]
+impl<S: MoveStore + ?Sized> MoveStore for TimedStore<S> {
+    async fn mqtt_sessions_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<String>)>> {
+        timed!(self, "moving", mqtt_sessions_page(after, limit))
+    }
+    async fn queue_page(
+        &self,
+        queue: ServiceQueue,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<QueuedDoc>> {
+        timed!(self, "moving", queue_page(queue, after, limit))
+    }
+    async fn queue_import(&self, queue: ServiceQueue, records: Vec<QueuedDoc>) -> Result<()> {
+        timed!(self, "moving", queue_import(queue, records))
     }
 }
 

@@ -426,6 +426,8 @@ impl Hub {
             .as_deref()
             .filter(|i| !i.is_empty())
             .ok_or_else(|| fail(HubError::ArgumentNull("The row has no id.".into())))?;
+        // Checked whole before anything is written: a row is applied all or not at all.
+        crate::nul::reject_nul_in(row, "the import row").map_err(fail)?;
         let mode = row.import_mode.as_deref().unwrap_or("createOrUpdate");
         let twin_only = mode_is(mode, "updateTwin") || mode_is(mode, "updateTwinIfMatchETag");
         let module_id = row.module_id.as_deref().filter(|m| !m.is_empty());

@@ -129,6 +129,7 @@ pub async fn save(
     rules: &NetworkRules,
     if_match: Option<&str>,
 ) -> Result<String, HubError> {
+    crate::nul::reject_nul_in(rules, "the network rules")?;
     Policy::new(rules.clone())?;
     let doc = serde_json::to_value(rules).map_err(|e| HubError::ServerError(e.to_string()))?;
     let if_match = if_match.map(crate::registry::normalize_if_match);

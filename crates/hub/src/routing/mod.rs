@@ -251,6 +251,7 @@ impl Hub {
         config: RoutingConfig,
         if_match: Option<&str>,
     ) -> Result<(RoutingConfig, String), HubError> {
+        crate::nul::reject_nul_in(&config, "the routing document")?;
         config.validate_with(self.routing.allowances)?;
         for (name, target) in config.targets() {
             if let Some((stream, partitions)) = streamed(&target) {

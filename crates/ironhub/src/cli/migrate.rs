@@ -38,6 +38,10 @@ pub struct MigrateArgs {
     /// served under]; give the nodes the same `--hostname`.
     #[arg(long, requires = "from")]
     pub hostname: Option<String>,
+    /// Complete a move that failed midway: copy into the target that run left (it must hold
+    /// the same hub), skipping what it holds already, instead of requiring an empty one.
+    #[arg(long, requires = "from")]
+    pub resume: bool,
     #[command(flatten)]
     pub nats: crate::nats::NatsArgs,
 }
@@ -84,7 +88,19 @@ pub async fn run(args: &MigrateArgs) -> anyhow::Result<()> {
     let Some(source) = source else {
         return Ok(());
     };
-    move_hub(source, &options, nats.as_ref(), args.hostname.as_deref()).await
+    let mode = if args.resume {
+        hub_move::Mode::Resume
+    } else {
+        hub_move::Mode::Fresh
+    };
+    move_hub(
+        source,
+        &options,
+        nats.as_ref(),
+        args.hostname.as_deref(),
+        mode,
+    )
+    .await
 }
 
 /// The hub of a stopped server's data directory, locked for as long as it is held.
@@ -124,6 +140,7 @@ async fn move_hub(
     options: &ironhub_postgres::PgOptions,
     nats: Option<&ironhub_nats::NatsOptions>,
     hostname: Option<&str>,
+    mode: hub_move::Mode,
 ) -> anyhow::Result<()> {
     let pg = ironhub_postgres::PgStore::open(options)
         .await
@@ -149,9 +166,19 @@ async fn move_hub(
         }
         None => None,
     };
-    hub_move::ensure_empty(&pg, target_logs.as_ref()).await?;
+    match mode {
+        hub_move::Mode::Fresh => hub_move::ensure_empty(&pg, target_logs.as_ref()).await?,
+        hub_move::Mode::Resume => hub_move::ensure_same_hub(&*source.store, &pg).await?,
+    }
     println!("moving the hub of {} …", source.dir.display());
-    let tallies = hub_move::copy(&*source.store, &source.logs, &pg, target_logs.as_ref()).await?;
+    let tallies = hub_move::copy(
+        &*source.store,
+        &source.logs,
+        &pg,
+        target_logs.as_ref(),
+        mode,
+    )
+    .await?;
     let tls = crate::cluster::import_tls_identity(&pg, &source.dir.join("tls")).await?;
     print!("{}", report(&tallies));
     if tls {
@@ -167,7 +194,7 @@ async fn move_hub(
         .collect();
     anyhow::ensure!(
         wrong.is_empty(),
-        "the counts disagree for {}: the target is incomplete (drop it before another run)",
+        "the counts disagree for {}: the target is incomplete (run again with --resume)",
         wrong.join(", ")
     );
     println!("moved: every count agrees");
