@@ -120,6 +120,9 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX module_inputs_by_module ON module_inputs (device_id, module_id, seq);
      CREATE INDEX module_inputs_by_expiry ON module_inputs (expiry);",
+    // The registry's counts (`device_counts`, the console's overview) read this narrow index
+    // instead of every device's document.
+    "CREATE INDEX devices_by_state ON devices (enabled, connected);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
