@@ -59,7 +59,10 @@ pub fn routes(hub: Hub) -> Router {
         .route(routes::PATH, get(routes::show))
         .route("/console/routes/test", post(routes::test))
         .route("/console/routes/route", post(routes_edit::save_route))
-        .route("/console/routes/route/delete", post(routes_edit::delete_route))
+        .route(
+            "/console/routes/route/delete",
+            post(routes_edit::delete_route),
+        )
         .route("/console/routes/endpoint", post(routes_edit::save_endpoint))
         .route(
             "/console/routes/endpoint/delete",

@@ -39,7 +39,14 @@ pub struct Show {
 /// `GET /console/routes`.
 pub async fn show(signed: Signed, Query(q): Query<Show>) -> Response {
     let edit = (!q.edit.is_empty()).then_some(q.edit.as_str());
-    render(&signed, &TestForm::default(), None, edit, Outcome::default()).await
+    render(
+        &signed,
+        &TestForm::default(),
+        None,
+        edit,
+        Outcome::default(),
+    )
+    .await
 }
 
 /// The page after an edit post, with what it left to show.
@@ -61,8 +68,7 @@ async fn render(
         return error_page(signed, &e);
     }
     let hub = &signed.hub;
-    let (config, etag, health) = match (hub.routing_config().await, hub.endpoint_health().await)
-    {
+    let (config, etag, health) = match (hub.routing_config().await, hub.endpoint_health().await) {
         (Ok((config, etag)), Ok(health)) => (config, etag.unwrap_or_default(), health),
         (Err(e), _) | (_, Err(e)) => return error_page(signed, &e),
     };

@@ -38,7 +38,9 @@ pub struct Outcome {
 impl Outcome {
     fn saved(what: &str) -> Outcome {
         Outcome {
-            notice: Some(Notice::ok(format!("{what}: the routing document is saved."))),
+            notice: Some(Notice::ok(format!(
+                "{what}: the routing document is saved."
+            ))),
             ..Outcome::default()
         }
     }
@@ -286,16 +288,17 @@ fn remove_endpoint(config: &mut RoutingConfig, name: &str) -> bool {
             .is_some_and(|n| n.eq_ignore_ascii_case(name))
     };
     let e = &mut config.endpoints;
-    let before = e.event_hubs.len()
-        + e.storage_containers.len()
-        + e.webhooks.len()
-        + e.nats_subjects.len();
+    let before =
+        e.event_hubs.len() + e.storage_containers.len() + e.webhooks.len() + e.nats_subjects.len();
     e.event_hubs.retain(|s| !s.name.eq_ignore_ascii_case(name));
     e.storage_containers.retain(|v| !named(v));
     e.webhooks.retain(|v| !named(v));
     e.nats_subjects.retain(|v| !named(v));
     before
-        != e.event_hubs.len() + e.storage_containers.len() + e.webhooks.len() + e.nats_subjects.len()
+        != e.event_hubs.len()
+            + e.storage_containers.len()
+            + e.webhooks.len()
+            + e.nats_subjects.len()
 }
 
 /// `POST /console/routes/endpoint`: adds a custom endpoint, or replaces the one of that name.
@@ -366,7 +369,14 @@ pub async fn save_fallback(Posted(signed, form): Posted<FallbackForm>) -> Respon
         config.fallback_route = Some(Route {
             name: FALLBACK_ROUTE.into(),
             source: RoutingSource::DeviceMessages,
-            condition: Some(if condition.is_empty() { "true" } else { condition }.to_owned()),
+            condition: Some(
+                if condition.is_empty() {
+                    "true"
+                } else {
+                    condition
+                }
+                .to_owned(),
+            ),
             endpoint_names: vec![BUILT_IN_ENDPOINT.into()],
             is_enabled: form.enabled.is_some(),
         });
