@@ -122,7 +122,7 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX module_inputs_by_expiry ON module_inputs (expiry);",
     // The registry's counts (`device_counts`, the console's overview) read this narrow index
     // instead of every device's document.
-    "CREATE INDEX devices_by_state ON devices (enabled, connected);",
+    "CREATE INDEX IF NOT EXISTS devices_by_state ON devices (enabled, connected);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
