@@ -204,17 +204,25 @@ fn missing(what: &str, name: &str) -> HubError {
     HubError::ArgumentInvalid(format!("The {what} '{name}' does not exist."))
 }
 
+/// Removes the entries of `list` whose `key` is `name` (ignoring case); none is an error.
+fn remove<T>(
+    list: &mut Vec<T>,
+    key: impl Fn(&T) -> &String,
+    what: &str,
+    name: &str,
+) -> Result<(), HubError> {
+    let before = list.len();
+    list.retain(|e| !key(e).eq_ignore_ascii_case(name));
+    if list.len() == before {
+        return Err(missing(what, name));
+    }
+    Ok(())
+}
+
 /// `POST /console/routes/route/delete`.
 pub async fn delete_route(Posted(signed, form): Posted<DeleteForm>) -> Response {
     let result = change(&signed, &form.etag, |config| {
-        let before = config.routes.len();
-        config
-            .routes
-            .retain(|r| !r.name.eq_ignore_ascii_case(&form.name));
-        if config.routes.len() == before {
-            return Err(missing("route", &form.name));
-        }
-        Ok(())
+        remove(&mut config.routes, |r| &r.name, "route", &form.name)
     })
     .await;
     answer(&signed, "Route deleted", result).await
@@ -421,14 +429,12 @@ pub async fn save_enrichment(Posted(signed, form): Posted<EnrichmentForm>) -> Re
 /// `POST /console/routes/enrichment/delete` (`name` is the enrichment's key).
 pub async fn delete_enrichment(Posted(signed, form): Posted<DeleteForm>) -> Response {
     let result = change(&signed, &form.etag, |config| {
-        let before = config.enrichments.len();
-        config
-            .enrichments
-            .retain(|e| !e.key.eq_ignore_ascii_case(&form.name));
-        if config.enrichments.len() == before {
-            return Err(missing("enrichment", &form.name));
-        }
-        Ok(())
+        remove(
+            &mut config.enrichments,
+            |e| &e.key,
+            "enrichment",
+            &form.name,
+        )
     })
     .await;
     answer(&signed, "Enrichment deleted", result).await
