@@ -19,6 +19,7 @@ mod live;
 mod modules;
 mod overview;
 mod routes;
+mod routes_edit;
 pub mod session;
 mod signin;
 
@@ -57,6 +58,25 @@ pub fn routes(hub: Hub) -> Router {
         .route("/console/telemetry/events", get(live::hub_events))
         .route(routes::PATH, get(routes::show))
         .route("/console/routes/test", post(routes::test))
+        .route("/console/routes/route", post(routes_edit::save_route))
+        .route(
+            "/console/routes/route/delete",
+            post(routes_edit::delete_route),
+        )
+        .route("/console/routes/endpoint", post(routes_edit::save_endpoint))
+        .route(
+            "/console/routes/endpoint/delete",
+            post(routes_edit::delete_endpoint),
+        )
+        .route("/console/routes/fallback", post(routes_edit::save_fallback))
+        .route(
+            "/console/routes/enrichment",
+            post(routes_edit::save_enrichment),
+        )
+        .route(
+            "/console/routes/enrichment/delete",
+            post(routes_edit::delete_enrichment),
+        )
         .route("/console/signin", get(signin::form).post(signin::sign_in))
         .route("/console/signout", post(signin::sign_out))
         .route("/console/devices", get(devices::list).post(devices::create))

@@ -1,8 +1,10 @@
 //! Message routing: the routing document (routes, endpoints, enrichments, fallback) as the
 //! hub holds it, its endpoints' health, and a test of the hub's routes against a sample
 //! message (what IoT Hub's "test all routes" answers). Reading and testing need the
-//! `RoutingRead` right the REST API asks for.
+//! `RoutingRead` right the REST API asks for; a policy with `RoutingWrite` also gets the edit
+//! forms of [`crate::routes_edit`].
 
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ironhub_auth::access::Operation;
@@ -14,43 +16,72 @@ use serde::Deserialize;
 use crate::access::{Posted, Signed};
 use crate::device::properties;
 use crate::layout::{Notice, csrf, error_page, notice, page};
+use crate::routes_edit::{self, Outcome, delete_button, edit_link};
 
 /// The page's path.
 pub const PATH: &str = "/console/routes";
 
 /// The sources a test can take its message from, as the routing document names them.
-const SOURCES: [&str; 4] = [
+pub const SOURCES: [&str; 4] = [
     "DeviceMessages",
     "TwinChangeEvents",
     "DeviceLifecycleEvents",
     "DeviceConnectionStateEvents",
 ];
 
+/// `?edit=` names the route the edit form opens with.
+#[derive(Debug, Default, Deserialize)]
+pub struct Show {
+    #[serde(default)]
+    edit: String,
+}
+
 /// `GET /console/routes`.
-pub async fn show(signed: Signed) -> Response {
-    render(&signed, &TestForm::default(), None).await
+pub async fn show(signed: Signed, Query(q): Query<Show>) -> Response {
+    let edit = (!q.edit.is_empty()).then_some(q.edit.as_str());
+    render(
+        &signed,
+        &TestForm::default(),
+        None,
+        edit,
+        Outcome::default(),
+    )
+    .await
+}
+
+/// The page after an edit post, with what it left to show.
+pub async fn render_with(signed: &Signed, outcome: Outcome) -> Response {
+    render(signed, &TestForm::default(), None, None, outcome).await
 }
 
 /// What a test found: the routes that matched, or why the test could not run.
 type Tested = Result<Vec<Route>, HubError>;
 
-async fn render(signed: &Signed, form: &TestForm, tested: Option<Tested>) -> Response {
+async fn render(
+    signed: &Signed,
+    form: &TestForm,
+    tested: Option<Tested>,
+    edit: Option<&str>,
+    outcome: Outcome,
+) -> Response {
     if let Err(e) = signed.may(Operation::RoutingRead).await {
         return error_page(signed, &e);
     }
     let hub = &signed.hub;
-    let (config, health) = match (hub.routing_config().await, hub.endpoint_health().await) {
-        (Ok((config, _)), Ok(health)) => (config, health),
+    let (config, etag, health) = match (hub.routing_config().await, hub.endpoint_health().await) {
+        (Ok((config, etag)), Ok(health)) => (config, etag.unwrap_or_default(), health),
         (Err(e), _) | (_, Err(e)) => return error_page(signed, &e),
     };
+    let can_write = signed.can(Operation::RoutingWrite).await;
     let status = match &tested {
         Some(Err(e)) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
-        _ => StatusCode::OK,
+        _ => outcome.status.unwrap_or(StatusCode::OK),
     };
     let refused = match &tested {
         Some(Err(e)) => Some(Notice::error(e)),
-        _ => None,
+        _ => outcome.notice.clone(),
     };
+    let custom = routes_edit::endpoints(&config);
     let body = html! {
         (notice(refused.as_ref()))
         section {
@@ -59,11 +90,49 @@ async fn render(signed: &Signed, form: &TestForm, tested: Option<Tested>) -> Res
                 p { "No routes: device messages go to the built-in events endpoint." }
             } @else {
                 div.scroll { table #routes {
-                    thead { tr { th { "Name" } th { "Source" } th { "Condition" } th { "Endpoints" } th { "Enabled" } } }
-                    tbody { @for r in &config.routes { (route_row(r)) } }
+                    thead { tr { th { "Name" } th { "Source" } th { "Condition" } th { "Endpoints" } th { "Enabled" } @if can_write { th {} } } }
+                    tbody { @for r in &config.routes { (route_row(r, can_write.then_some((signed, etag.as_str())))) } }
+                } }
+            }
+            p { "Fallback route: " b #fallback-state { (if config.fallback().is_enabled { "enabled" } else { "disabled" }) } }
+        }
+        section {
+            h2 { "Custom endpoints" }
+            @if custom.is_empty() {
+                p { "No custom endpoints." }
+            } @else {
+                div.scroll { table #endpoints {
+                    thead { tr { th { "Name" } th { "Kind" } th { "Settings" } @if can_write { th {} } } }
+                    tbody {
+                        @for (kind, name, settings) in &custom {
+                            tr {
+                                td { (name) }
+                                td { (kind) }
+                                td { code { (serde_json::Value::Object(settings.clone())) } }
+                                @if can_write { td { (delete_button(signed, "/endpoint/delete", &etag, name, &format!("delete-endpoint-{name}"))) } }
+                            }
+                        }
+                    }
+                } }
+            }
+            @if !config.enrichments.is_empty() {
+                h2 { "Enrichments" }
+                div.scroll { table #enrichments {
+                    thead { tr { th { "Key" } th { "Value" } th { "Endpoints" } @if can_write { th {} } } }
+                    tbody {
+                        @for e in &config.enrichments {
+                            tr {
+                                td { (e.key) }
+                                td { code { (e.value) } }
+                                td { (e.endpoint_names.join(", ")) }
+                                @if can_write { td { (delete_button(signed, "/enrichment/delete", &etag, &e.key, &format!("delete-enrichment-{}", e.key))) } }
+                            }
+                        }
+                    }
                 } }
             }
         }
+        @if can_write { (routes_edit::forms(signed, &config, &etag, edit, &outcome)) }
         section {
             h2 { "Endpoint health" }
             @if health.value.is_empty() {
@@ -114,7 +183,8 @@ async fn render(signed: &Signed, form: &TestForm, tested: Option<Tested>) -> Res
     (status, page(signed, "Message routing", body)).into_response()
 }
 
-fn route_row(r: &Route) -> Markup {
+/// A route's row; with `write` (the session and the page's ETag), its edit and delete controls.
+fn route_row(r: &Route, write: Option<(&Signed, &str)>) -> Markup {
     html! {
         tr {
             td { (r.name) }
@@ -122,12 +192,15 @@ fn route_row(r: &Route) -> Markup {
             td { code { (r.condition.as_deref().unwrap_or("true")) } }
             td { (r.endpoint_names.join(", ")) }
             td { (if r.is_enabled { "yes" } else { "no" }) }
+            @if let Some((signed, etag)) = write {
+                td { (edit_link(&r.name)) " " (delete_button(signed, "/route/delete", etag, &r.name, &format!("delete-route-{}", r.name))) }
+            }
         }
     }
 }
 
 /// A value's JSON text without quotes (how the routing document spells an enum).
-fn json_text(value: &impl serde::Serialize) -> String {
+pub fn json_text(value: &impl serde::Serialize) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         Ok(other) => other.to_string(),
@@ -162,5 +235,5 @@ pub async fn test(Posted(signed, form): Posted<TestForm>) -> Response {
             .await
     }
     .await;
-    render(&signed, &form, Some(tested)).await
+    render(&signed, &form, Some(tested), None, Outcome::default()).await
 }

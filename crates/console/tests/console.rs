@@ -313,3 +313,114 @@ async fn failed_sign_ins_refuse_their_address_only() {
     let response = sign_in_from(&hub, "192.0.2.2", "iothubowner", &key).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn routing_edits_go_through_the_hub_on_the_page_etag() {
+    let (hub, dir) = hub().await;
+    // External endpoints deliver through event streams.
+    let streams = ironhub_embedded::SqliteEventStreams::open(&dir.path().join("streams")).unwrap();
+    let hub = hub.with_event_streams(Arc::new(streams));
+    let (owner, csrf) = sign_in(&hub, "iothubowner").await;
+    let post = |path: &'static str, form: String| {
+        let hub = hub.clone();
+        let owner = owner.clone();
+        async move { call(&hub, "POST", path, Some(&owner), &form).await }
+    };
+    let etag = |page: &str| field(page, "etag");
+    let page = text(call(&hub, "GET", "/console/routes", Some(&owner), "").await).await;
+    assert!(page.contains("id=\"route-form\"") && page.contains("id=\"endpoint-form\""));
+    // Nothing written yet: the forms carry an empty ETag.
+    assert_eq!(etag(&page), "");
+    let saved = post(
+        "/console/routes/endpoint",
+        format!(
+            "csrf={csrf}&etag=&kind=storageContainers&name=hook&settings={}",
+            ironhub_auth::sas::url_encode(
+                &serde_json::json!({"containerName": dir.path().join("cold"), "encoding": "json"})
+                    .to_string()
+            )
+        ),
+    )
+    .await;
+    let status = saved.status();
+    let page = text(saved).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Endpoint saved"), "{page}");
+    let (_, first) = hub.routing_config().await.unwrap();
+    let first = first.unwrap();
+    assert_eq!(etag(&page), first);
+
+    // A bad condition: the parser's message beside the field, nothing saved.
+    let refused = post(
+        "/console/routes/route",
+        format!("csrf={csrf}&etag={first}&name=r1&source=DeviceMessages&condition=a+%3D%3D%3D+1&endpoints=hook&enabled=on"),
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let page = text(refused).await;
+    assert!(page.contains("id=\"route-condition-error\""), "{page}");
+    assert_eq!(
+        hub.routing_config().await.unwrap().1.as_deref(),
+        Some(first.as_str())
+    );
+
+    // A good route; then the page from before it is stale.
+    let ok = post(
+        "/console/routes/route",
+        format!("csrf={csrf}&etag={first}&name=r1&source=DeviceMessages&condition=a+%3D+1&endpoints=hook&enabled=on"),
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let (config, _) = hub.routing_config().await.unwrap();
+    assert_eq!(config.routes.len(), 1);
+    assert!(config.routes[0].is_enabled);
+    let stale = post(
+        "/console/routes/route/delete",
+        format!("csrf={csrf}&etag={first}&name=r1"),
+    )
+    .await;
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(hub.routing_config().await.unwrap().0.routes.len(), 1);
+    // An endpoint a route names cannot go: the hub's own refusal.
+    let (_, now) = hub.routing_config().await.unwrap();
+    let now = now.unwrap();
+    let in_use = post(
+        "/console/routes/endpoint/delete",
+        format!("csrf={csrf}&etag={now}&name=hook"),
+    )
+    .await;
+    assert_eq!(in_use.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        hub.routing_config()
+            .await
+            .unwrap()
+            .0
+            .endpoints
+            .storage_containers
+            .len(),
+        1
+    );
+
+    // A read-only policy: no forms, and its posts are refused.
+    let (reader, reader_csrf) = sign_in(&hub, "registryRead").await;
+    let page = text(call(&hub, "GET", "/console/routes", Some(&reader), "").await).await;
+    assert!(
+        page.contains("r1") && !page.contains("route-form") && !page.contains("delete-route-r1")
+    );
+    let forged = call(
+        &hub,
+        "POST",
+        "/console/routes/route/delete",
+        Some(&reader),
+        &format!("csrf={reader_csrf}&etag={now}&name=r1"),
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let deleted = post(
+        "/console/routes/route/delete",
+        format!("csrf={csrf}&etag={now}&name=r1"),
+    )
+    .await;
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert!(hub.routing_config().await.unwrap().0.routes.is_empty());
+}

@@ -274,12 +274,14 @@ impl Hub {
 
     /// Reads the next batch of twins of the query's collection after `after` (a device id,
     /// or `deviceId/moduleId` for module twins: ids hold no `/`), as query documents keyed so,
-    /// and whether the collection is exhausted after it.
+    /// and whether the collection is exhausted after it. Device twins come `limit` at most
+    /// (module and job twins in batches of their own size).
     async fn twin_batch(
         &self,
         query: &Query,
         conditions: &[ScanCondition],
         after: Option<String>,
+        limit: usize,
     ) -> Result<(Vec<(String, Value)>, bool), HubError> {
         match query.collection {
             Collection::Devices => {}
@@ -290,11 +292,11 @@ impl Hub {
             .store
             .scan_twins(&TwinScan {
                 after,
-                limit: SCAN_BATCH,
+                limit,
                 conditions: conditions.to_vec(),
             })
             .await?;
-        let exhausted = rows.len() < SCAN_BATCH;
+        let exhausted = rows.len() < limit;
         let docs = rows
             .into_iter()
             .map(|(device, twin)| {
@@ -388,8 +390,14 @@ impl Hub {
         let mut items = Vec::new();
         let mut after = token.after;
         let mut more = false;
+        // The first batch is the page and one more device (enough when most devices match: a
+        // page of 50 of a large registry reads 51, not a full batch); then full batches.
+        let mut limit = want.saturating_add(1).min(SCAN_BATCH);
         while items.len() < want {
-            let (batch, exhausted) = self.twin_batch(query, conditions, after.clone()).await?;
+            let (batch, exhausted) = self
+                .twin_batch(query, conditions, after.clone(), limit)
+                .await?;
+            limit = SCAN_BATCH;
             let count = batch.len();
             for (i, (id, doc)) in batch.into_iter().enumerate() {
                 after = Some(id);
@@ -473,7 +481,9 @@ impl Hub {
         let mut collector = query.collector();
         let mut after = None;
         loop {
-            let (batch, exhausted) = self.twin_batch(query, conditions, after.take()).await?;
+            let (batch, exhausted) = self
+                .twin_batch(query, conditions, after.take(), SCAN_BATCH)
+                .await?;
             for (id, doc) in batch {
                 after = Some(id);
                 if query.matches(&doc) {
