@@ -283,6 +283,36 @@ impl EventLog for SqliteEventLog {
         self.write(event, None).await
     }
 
+    async fn append_many(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Event>> {
+        // Handed to the writer together, so they are next to each other in its queue: in
+        // order, and committed in one group (two when they straddle a group's end).
+        let answers = {
+            let writer = self
+                .inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Engine("the event log writer is gone".into()))?;
+            let mut answers = Vec::with_capacity(events.len());
+            for event in events {
+                let (reply, answer) = oneshot::channel();
+                writer
+                    .send((event, None, reply))
+                    .map_err(|_| StoreError::Engine("the event log writer stopped".into()))?;
+                answers.push(answer);
+            }
+            answers
+        };
+        let mut appended = Vec::with_capacity(answers.len());
+        for answer in answers {
+            appended.push(
+                answer
+                    .await
+                    .map_err(|_| StoreError::Engine("the event log writer stopped".into()))??,
+            );
+        }
+        Ok(appended)
+    }
+
     async fn import(&self, event: Event) -> StoreResult<Event> {
         self.write(event.event, Some(event.enqueued_time)).await
     }

@@ -92,6 +92,17 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     fn partition_count(&self) -> u32;
     /// Appends an event to its device's partition; returns it as stored, once durable.
     async fn append(&self, event: NewEvent) -> Result<Event>;
+    /// Appends events in the order given (each after the one before it in its partition);
+    /// returns them as stored, once every one is durable. An error may leave a prefix
+    /// appended (nothing after the first that failed). The default appends one at a time;
+    /// an engine that can commit several in one write (one fsync) overrides it.
+    async fn append_many(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+        let mut appended = Vec::with_capacity(events.len());
+        for event in events {
+            appended.push(self.append(event).await?);
+        }
+        Ok(appended)
+    }
     /// Appends an event read from another log (a hub moved by `ironhub migrate --from`) to
     /// its device's partition here, keeping its enqueued time and properties; its sequence
     /// number is this log's next. Import a partition's events in order. The default refuses:
