@@ -859,7 +859,8 @@ impl Dps {
             let state = failed_state(registration_id, &e);
             self.finish_operation(registration_id, &op.operation_id, state.clone(), None)
                 .await?;
-            self.fail_abandoned_claim(registration_id, &state).await?;
+            self.fail_abandoned_claim(registration_id, &state, op.started)
+                .await?;
             return Ok(RegistrationOperationStatus {
                 operation_id: op.operation_id,
                 status: RegistrationStatus::Failed,
@@ -870,16 +871,24 @@ impl Dps {
     }
 
     /// A registration record the dead run claimed and left `assigning` says `failed` too, so
-    /// that no record stays half-done (the device registers again and replaces it).
+    /// that no record stays half-done (the device registers again and replaces it). So does
+    /// one the dead run wrote `assigned` (after the operation `started`) but died before
+    /// telling the operation: the device is answered `failed`, and the record agrees.
     async fn fail_abandoned_claim(
         &self,
         registration_id: &str,
         failed: &DeviceRegistrationState,
+        started: DateTime<Utc>,
     ) -> Result<(), DpsError> {
         let Some(record) = self.find_registration(registration_id).await? else {
             return Ok(());
         };
-        if record.state.status != RegistrationStatus::Assigning {
+        let written_by_it = record.state.status == RegistrationStatus::Assigned
+            && record
+                .state
+                .last_updated_date_time_utc
+                .is_some_and(|at| at >= started);
+        if record.state.status != RegistrationStatus::Assigning && !written_by_it {
             return Ok(());
         }
         let state = DeviceRegistrationState {

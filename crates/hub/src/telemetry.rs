@@ -122,6 +122,22 @@ pub struct TelemetryRun {
     pub refused: Option<HubError>,
 }
 
+/// Hands events to `send` one at a time, in order, until one fails: how many were sent, and
+/// why the next was not.
+pub(crate) async fn one_by_one(
+    events: Vec<NewEvent>,
+    mut send: impl AsyncFnMut(NewEvent) -> Result<(), HubError>,
+) -> (usize, Option<HubError>) {
+    let mut sent = 0;
+    for event in events {
+        if let Err(e) = send(event).await {
+            return (sent, Some(e));
+        }
+        sent += 1;
+    }
+    (sent, None)
+}
+
 /// Whether a property name is the hub's to set (`iothub-*`, in any case).
 pub fn is_reserved_name(name: &str) -> bool {
     name.get(..7)
@@ -193,14 +209,10 @@ impl Hub {
         if who.module_id.is_none() {
             return self.route_messages_in_order(events).await;
         }
-        let mut durable = 0;
-        for event in events {
-            if let Err(e) = self.deliver_telemetry(who, event).await {
-                return (durable, Some(e));
-            }
-            durable += 1;
-        }
-        (durable, None)
+        one_by_one(events, async |event| {
+            self.deliver_telemetry(who, event).await.map(drop)
+        })
+        .await
     }
 
     /// Sends a batch of device-to-cloud messages (AMQP's batched transfer, the HTTPS device

@@ -371,14 +371,10 @@ impl Hub {
                 Err(e) => (0, Some(e.into())),
             };
         }
-        let mut durable = 0;
-        for event in events {
-            if let Err(e) = self.route_message(source, event).await {
-                return (durable, Some(e));
-            }
-            durable += 1;
-        }
-        (durable, None)
+        crate::telemetry::one_by_one(events, async |event| {
+            self.route_message(source, event).await.map(drop)
+        })
+        .await
     }
 
     /// The log an endpoint's messages are appended to.
