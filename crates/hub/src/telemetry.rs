@@ -124,10 +124,13 @@ pub struct TelemetryRun {
 
 /// Hands events to `send` one at a time, in order, until one fails: how many were sent, and
 /// why the next was not.
-pub(crate) async fn one_by_one(
+pub(crate) async fn one_by_one<F>(
     events: Vec<NewEvent>,
-    mut send: impl AsyncFnMut(NewEvent) -> Result<(), HubError>,
-) -> (usize, Option<HubError>) {
+    mut send: impl FnMut(NewEvent) -> F,
+) -> (usize, Option<HubError>)
+where
+    F: Future<Output = Result<(), HubError>>,
+{
     let mut sent = 0;
     for event in events {
         if let Err(e) = send(event).await {
@@ -209,7 +212,7 @@ impl Hub {
         if who.module_id.is_none() {
             return self.route_messages_in_order(events).await;
         }
-        one_by_one(events, async |event| {
+        one_by_one(events, |event| async move {
             self.deliver_telemetry(who, event).await.map(drop)
         })
         .await

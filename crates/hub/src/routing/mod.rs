@@ -371,7 +371,7 @@ impl Hub {
                 Err(e) => (0, Some(e.into())),
             };
         }
-        crate::telemetry::one_by_one(events, async |event| {
+        crate::telemetry::one_by_one(events, |event| async move {
             self.route_message(source, event).await.map(drop)
         })
         .await
