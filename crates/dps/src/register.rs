@@ -269,11 +269,21 @@ struct Extras {
 
 /// Creates the device on the hub, or updates its credentials and capabilities (its status,
 /// which the hub's operator may have changed, stays). Returns whether it was created.
+/// `fresh`: the device had no registration record, so its hub device most likely does not
+/// exist either; it is created without reading it first (a 409 falls back to the update).
 async fn upsert_device(
     hub: &dyn HubRegistry,
     device_id: &str,
     identity: &DeviceSpec,
+    fresh: bool,
 ) -> Result<bool, HubCallError> {
+    if fresh {
+        match hub.put_device(device_id, identity, None).await {
+            Ok(_) => return Ok(true),
+            Err(HubCallError::Status { status: 409, .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
     for _ in 0..3 {
         match hub.get_device(device_id).await? {
             None => match hub.put_device(device_id, identity, None).await {
@@ -849,7 +859,8 @@ impl Dps {
             let state = failed_state(registration_id, &e);
             self.finish_operation(registration_id, &op.operation_id, state.clone(), None)
                 .await?;
-            self.fail_abandoned_claim(registration_id, &state).await?;
+            self.fail_abandoned_claim(registration_id, &state, op.started)
+                .await?;
             return Ok(RegistrationOperationStatus {
                 operation_id: op.operation_id,
                 status: RegistrationStatus::Failed,
@@ -860,16 +871,24 @@ impl Dps {
     }
 
     /// A registration record the dead run claimed and left `assigning` says `failed` too, so
-    /// that no record stays half-done (the device registers again and replaces it).
+    /// that no record stays half-done (the device registers again and replaces it). So does
+    /// one the dead run wrote `assigned` (after the operation `started`) but died before
+    /// telling the operation: the device is answered `failed`, and the record agrees.
     async fn fail_abandoned_claim(
         &self,
         registration_id: &str,
         failed: &DeviceRegistrationState,
+        started: DateTime<Utc>,
     ) -> Result<(), DpsError> {
         let Some(record) = self.find_registration(registration_id).await? else {
             return Ok(());
         };
-        if record.state.status != RegistrationStatus::Assigning {
+        let written_by_it = record.state.status == RegistrationStatus::Assigned
+            && record
+                .state
+                .last_updated_date_time_utc
+                .is_some_and(|at| at >= started);
+        if record.state.status != RegistrationStatus::Assigning && !written_by_it {
             return Ok(());
         }
         let state = DeviceRegistrationState {
@@ -979,6 +998,8 @@ impl Dps {
             &device_id,
             &previous_device,
             initial_twin.as_ref(),
+            // Never assigned before: its hub device is most likely not there.
+            previous.state.assigned_hub.is_none(),
         )
         .await?;
         self.record_registration(
@@ -996,7 +1017,9 @@ impl Dps {
         .await
     }
 
-    /// Does what the decision says on the hubs.
+    /// Does what the decision says on the hubs; `fresh` when the device was never assigned
+    /// (see `upsert_device`).
+    #[allow(clippy::too_many_arguments)]
     async fn apply(
         &self,
         decision: &Reprovision,
@@ -1005,13 +1028,14 @@ impl Dps {
         device_id: &str,
         previous_device: &str,
         initial_twin: Option<&InitialTwin>,
+        fresh: bool,
     ) -> Result<(), DpsError> {
         let target = self.registry(linked, &decision.hub)?;
         let hub = decision.hub.as_str();
         let initial = initial_twin.filter(|t| !is_empty_twin(t));
         match &decision.action {
             HubAction::Assign | HubAction::Keep => {
-                let created = upsert_device(target.as_ref(), device_id, identity)
+                let created = upsert_device(target.as_ref(), device_id, identity, fresh)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 // The initial twin is the device's starting point: on a first assignment,
@@ -1032,7 +1056,7 @@ impl Dps {
                     Err(e) if e.is_not_found() => None,
                     Err(e) => return Err(hub_failed(from, e)),
                 };
-                upsert_device(target.as_ref(), device_id, identity)
+                upsert_device(target.as_ref(), device_id, identity, fresh)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 let doc = match &old_twin {
@@ -1051,7 +1075,7 @@ impl Dps {
                     .map_err(|e| hub_failed(from, e))?;
             }
             HubAction::Reset { from } => {
-                upsert_device(target.as_ref(), device_id, identity)
+                upsert_device(target.as_ref(), device_id, identity, fresh)
                     .await
                     .map_err(|e| hub_failed(hub, e))?;
                 let doc = initial.map_or_else(|| twin_doc(None, None), initial_twin_doc);

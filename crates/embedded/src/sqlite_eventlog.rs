@@ -300,6 +300,9 @@ impl EventLog for SqliteEventLog {
     }
 
     async fn append_batch(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Event>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         self.write(events.into_iter().map(|e| (e, None)).collect())
             .await
     }

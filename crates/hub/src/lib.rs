@@ -57,7 +57,7 @@ pub use error::HubError;
 pub use node::{NODE_LEASE, Recovered};
 pub use session::DeviceSession;
 pub use sign_in_limit::FAILED_SIGN_INS_PER_MINUTE;
-pub use telemetry::{Annotations, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry};
+pub use telemetry::{Annotations, MAX_TELEMETRY_BYTES, SystemProperties, Telemetry, TelemetryRun};
 
 /// The shared state a hub runs on (see `DESIGN.md`: store, event log, device bus).
 #[derive(Debug, Clone)]

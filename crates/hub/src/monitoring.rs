@@ -18,6 +18,7 @@ use crate::routing::RoutingSource;
 use crate::routing::config::{ExternalKind, Target};
 use crate::{
     AuthenticatedDevice, DeviceIdentity, DeviceLogin, DeviceSession, Hub, HubError, Telemetry,
+    TelemetryRun,
 };
 
 impl AzureError for HubError {
@@ -108,6 +109,45 @@ impl Hub {
             diag::emit(record.outcome(&result));
         }
         result
+    }
+
+    /// Sends messages a device sent one after another (see `send_telemetry_run_unobserved`),
+    /// each counted in `d2c.telemetry.ingress.*` and recorded as `DeviceTelemetry` `ingress`
+    /// as [`Hub::send_telemetry`] does for one: the durable ones and the one refused.
+    pub async fn send_telemetry_run(
+        &self,
+        who: &DeviceIdentity,
+        messages: Vec<Telemetry>,
+    ) -> TelemetryRun {
+        let hub = &metrics().hub;
+        let started = diag::enabled(Category::DeviceTelemetry).then(Instant::now);
+        let sizes: Vec<usize> = match started {
+            Some(_) => messages.iter().map(|m| m.body.len()).collect(),
+            None => Vec::new(),
+        };
+        let run = self.send_telemetry_run_unobserved(who, messages).await;
+        let durable = u64::try_from(run.durable).unwrap_or(u64::MAX);
+        hub.telemetry_ingress_all
+            .inc_by(durable + u64::from(run.refused.is_some()));
+        hub.telemetry_ingress_success.inc_by(durable);
+        if let Some(HubError::Throttled { .. }) = &run.refused {
+            hub.telemetry_ingress_send_throttle.inc();
+        }
+        if let Some(started) = started {
+            let judged = run.durable + usize::from(run.refused.is_some());
+            for (i, size) in sizes.into_iter().take(judged).enumerate() {
+                let record = about(Category::DeviceTelemetry, "ingress", who)
+                    .property("authType", who.auth_method())
+                    .property("messageSizeInBytes", size)
+                    .since(started);
+                let record = match &run.refused {
+                    Some(e) if i == run.durable => record.failed(e.status(), e.code(), e),
+                    _ => record,
+                };
+                diag::emit(record);
+            }
+        }
+        run
     }
 
     /// Sends a batch of device-to-cloud messages (see `send_telemetry_batch_unobserved`),

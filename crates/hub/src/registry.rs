@@ -394,6 +394,7 @@ impl Hub {
         }
         let fields = Validated::from_spec(spec)?;
         let if_match = if_match.map(normalize_if_match);
+        let mut before = None;
         let write = match (self.store.get_device(id).await?, if_match) {
             (None, None) => {
                 let scope_given = fields.device_scope.is_some();
@@ -411,16 +412,12 @@ impl Hub {
                 let mut record = fields.update(&current)?;
                 self.settle_scopes(&mut record, Some(&current), scope_given)
                     .await?;
-                DeviceWrite::Replace {
-                    record,
-                    // Compare-and-swap on what was read, so a concurrent write is not lost.
-                    if_match: Some(current.etag),
-                }
+                // Compare-and-swap on what was read, so a concurrent write is not lost: what
+                // the write replaces is `current`, so it is what revocation compares with.
+                let if_match = Some(current.etag.clone());
+                before = Some(current);
+                DeviceWrite::Replace { record, if_match }
             }
-        };
-        let before = match &write {
-            DeviceWrite::Replace { .. } => self.store.get_device(id).await?,
-            _ => None,
         };
         let created = matches!(write, DeviceWrite::Create(_));
         let written = self

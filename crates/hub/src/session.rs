@@ -111,6 +111,14 @@ impl DeviceSession {
             .await
     }
 
+    /// Sends messages this device sent one after another (see [`Hub::send_telemetry_run`]):
+    /// a prefix of them is durable when it returns.
+    pub async fn send_telemetry_run(&self, messages: Vec<Telemetry>) -> crate::TelemetryRun {
+        self.hub
+            .send_telemetry_run(&self.device.identity, messages)
+            .await
+    }
+
     /// Sends a batch of device-to-cloud messages as this device (see
     /// [`Hub::send_telemetry_batch`]); returns once all are durable.
     pub async fn send_telemetry_batch(

@@ -112,6 +112,35 @@ impl Telemetry {
     }
 }
 
+/// What became of a run of messages sent one after another
+/// ([`Hub::send_telemetry_run`](crate::Hub::send_telemetry_run)).
+#[derive(Debug)]
+pub struct TelemetryRun {
+    /// How many of the messages, from the first, are durable.
+    pub durable: usize,
+    /// Why the message after those is not: it and every later one were not appended.
+    pub refused: Option<HubError>,
+}
+
+/// Hands events to `send` one at a time, in order, until one fails: how many were sent, and
+/// why the next was not.
+pub(crate) async fn one_by_one<F>(
+    events: Vec<NewEvent>,
+    mut send: impl FnMut(NewEvent) -> F,
+) -> (usize, Option<HubError>)
+where
+    F: Future<Output = Result<(), HubError>>,
+{
+    let mut sent = 0;
+    for event in events {
+        if let Err(e) = send(event).await {
+            return (sent, Some(e));
+        }
+        sent += 1;
+    }
+    (sent, None)
+}
+
 /// Whether a property name is the hub's to set (`iothub-*`, in any case).
 pub fn is_reserved_name(name: &str) -> bool {
     name.get(..7)
@@ -126,14 +155,67 @@ impl Hub {
         who: &DeviceIdentity,
         message: Telemetry,
     ) -> Result<Vec<Event>, HubError> {
-        self.admit(crate::throttle::Operation::DeviceToCloud, Some(&who.key()))?;
-        if message.size() > MAX_TELEMETRY_BYTES {
-            return Err(HubError::MessageTooLarge(MAX_TELEMETRY_BYTES));
-        }
+        self.judge_telemetry(who, &message)?;
         let event = self.stamped(who, message);
         let events = self.deliver_telemetry(who, event).await?;
         self.touch(who).await;
         Ok(events)
+    }
+
+    /// One message's checks before anything is stored: the throttle admits it, and it is
+    /// within IoT Hub's size limit.
+    fn judge_telemetry(&self, who: &DeviceIdentity, message: &Telemetry) -> Result<(), HubError> {
+        self.admit(crate::throttle::Operation::DeviceToCloud, Some(&who.key()))?;
+        if message.size() > MAX_TELEMETRY_BYTES {
+            return Err(HubError::MessageTooLarge(MAX_TELEMETRY_BYTES));
+        }
+        Ok(())
+    }
+
+    /// Sends messages a device sent one after another (MQTT PUBLISHes read together), each
+    /// judged on its own as [`Hub::send_telemetry`] judges one, in order: the first refused
+    /// stops the run, so what is durable is always a prefix of the run and the device's events
+    /// keep its order. Without custom routing a device's run is appended in one write (one
+    /// group commit); otherwise each message is routed and appended in turn.
+    pub(crate) async fn send_telemetry_run_unobserved(
+        &self,
+        who: &DeviceIdentity,
+        messages: Vec<Telemetry>,
+    ) -> TelemetryRun {
+        let mut stamped = Vec::with_capacity(messages.len());
+        let mut refused = None;
+        for message in messages {
+            if let Err(e) = self.judge_telemetry(who, &message) {
+                refused = Some(e);
+                break;
+            }
+            stamped.push(self.stamped(who, message));
+        }
+        let (durable, failed) = self.deliver_telemetry_run(who, stamped).await;
+        if durable > 0 {
+            self.touch(who).await;
+        }
+        TelemetryRun {
+            durable,
+            refused: failed.or(refused),
+        }
+    }
+
+    /// Appends a run of stamped messages in order; how many, from the first, are durable,
+    /// and why the next is not.
+    async fn deliver_telemetry_run(
+        &self,
+        who: &DeviceIdentity,
+        events: Vec<NewEvent>,
+    ) -> (usize, Option<HubError>) {
+        // A module's messages also go to the inputs its `$edgeHub` routes name, one by one.
+        if who.module_id.is_none() {
+            return self.route_messages_in_order(events).await;
+        }
+        one_by_one(events, |event| async move {
+            self.deliver_telemetry(who, event).await.map(drop)
+        })
+        .await
     }
 
     /// Sends a batch of device-to-cloud messages (AMQP's batched transfer, the HTTPS device

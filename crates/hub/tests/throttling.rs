@@ -82,3 +82,52 @@ async fn client_operations_are_throttled_and_the_hubs_own_reads_are_not() {
         "the next second admits again, and the refused create wrote nothing"
     );
 }
+
+/// A run of telemetry (MQTT PUBLISHes read together) is judged message by message: the
+/// first throttled one stops it, so only those before it are appended, in order.
+#[tokio::test]
+async fn a_throttled_message_ends_a_telemetry_run_after_what_came_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let backends = Backends {
+        store: store.clone(),
+        events: Arc::new(SqliteEventLog::open(dir.path(), 1).unwrap()),
+        bus: Arc::new(LocalBus::new()),
+    };
+    let settings = ThrottleSettings {
+        d2c: Rates {
+            hub: None,
+            device: Some(Rate {
+                rate: 1.0,
+                burst: Some(2),
+            }),
+        },
+        ..ThrottleSettings::default()
+    };
+    let clock = Arc::new(ManualClock::default());
+    let throttle = Arc::new(Throttle::new(settings, store).with_clock(clock));
+    let hub = Hub::open(backends, vec!["myhub.example".into()])
+        .await
+        .unwrap()
+        .with_throttle(throttle);
+    hub.put_device("d1", &DeviceSpec::default(), None)
+        .await
+        .unwrap();
+    let who = common::authenticated("d1").identity;
+    let messages = (0..4u8)
+        .map(|i| ironhub_hub::Telemetry {
+            body: vec![i],
+            ..Default::default()
+        })
+        .collect();
+    let run = hub.send_telemetry_run(&who, messages).await;
+    assert_eq!(run.durable, 2);
+    assert!(
+        matches!(run.refused, Some(HubError::Throttled { .. })),
+        "{:?}",
+        run.refused
+    );
+    let stored = hub.events().read(0, 0, 10).await.unwrap();
+    let bodies: Vec<Vec<u8>> = stored.into_iter().map(|e| e.event.body).collect();
+    assert_eq!(bodies, [vec![0], vec![1]]);
+}

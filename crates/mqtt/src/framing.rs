@@ -111,6 +111,13 @@ impl<S: AsyncRead + AsyncWrite> Conn<S> {
         matches!(self.reader.read_buf(&mut self.buf).await, Ok(n) if n > 0)
     }
 
+    /// Reads what the socket already has, without waiting; whether anything was read.
+    pub(crate) fn fill_now(&mut self) -> bool {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        let fill = std::pin::pin!(self.fill());
+        matches!(fill.poll(&mut context), std::task::Poll::Ready(true))
+    }
+
     /// Lets go of a large empty buffer, and makes room for a read of [`READ_BYTES`] at least.
     fn prepare_read(&mut self) {
         if self.buf.is_empty() && self.buf.capacity() > IDLE_CAPACITY {

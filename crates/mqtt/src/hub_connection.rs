@@ -11,8 +11,8 @@ use rumqttc::mqttbytes::v4::{ConnAck, Connect, ConnectReturnCode, Packet};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::context::ConnectionContext;
-use crate::framing::Conn;
-use crate::hub_session::{Answer, End, HubSession};
+use crate::framing::{Conn, ConnError};
+use crate::hub_session::{Answer, End, HubSession, TelemetryPublish};
 use crate::username::Username;
 
 /// Serves an IoT Hub connection whose CONNECT was read, to its end.
@@ -124,10 +124,50 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Telemetry PUBLISHes taken into one run at most, and the payload bytes after which a run
+/// takes no more: what a connection holds beyond its read buffer, whatever the client sends.
+const RUN_MESSAGES: usize = 32;
+const RUN_BYTES: usize = 64 * 1024;
+
+/// A packet read, or why the bytes are not one.
+type Parsed = Result<Option<Packet>, ConnError>;
+
+/// The telemetry PUBLISHes that follow `first` in what the socket already has (read without
+/// waiting), up to [`RUN_MESSAGES`] and [`RUN_BYTES`]; and the packet (or error) that ended
+/// the run, to be handled after it.
+fn read_run<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    session: &HubSession,
+    first: TelemetryPublish,
+) -> (Vec<TelemetryPublish>, Option<Parsed>) {
+    let mut bytes = first.message.body.len();
+    let mut run = vec![first];
+    while run.len() < RUN_MESSAGES && bytes < RUN_BYTES {
+        let parsed = match conn.parse() {
+            Ok(None) if conn.fill_now() => continue,
+            parsed => parsed,
+        };
+        match parsed {
+            Ok(Some(packet)) => match session.telemetry_of(&packet) {
+                Some(next) => {
+                    bytes += next.message.body.len();
+                    run.push(next);
+                }
+                None => return (run, Some(Ok(Some(packet)))),
+            },
+            Ok(None) => break,
+            Err(e) => return (run, Some(Err(e))),
+        }
+    }
+    (run, None)
+}
+
 /// The connection's loop: buffered packets first, then whichever comes first of the socket,
 /// the bus, the cloud-to-device timer, the keep-alive, the token's expiry and the node's
 /// drain. Each packet is answered (its PUBACK after what it carries is durable) before the
 /// next is waited for, so a drain ends the connection with every received message answered.
+/// Telemetry PUBLISHes the socket already holds are taken together ([`read_run`]): one
+/// durable write (one group commit) for the run, and its PUBACKs, in order, in one write.
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     session: &mut HubSession,
@@ -140,10 +180,26 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     if let Err(end) = deliver(conn, session, started).await {
         return end;
     }
+    // A packet read after a run of telemetry, answered after it.
+    let mut held: Option<Parsed> = None;
     loop {
-        match conn.parse() {
+        match held.take().unwrap_or_else(|| conn.parse()) {
             Ok(Some(packet)) => {
-                let answer = Box::pin(session.on_packet(packet)).await;
+                let answer = match session.telemetry_of(&packet) {
+                    Some(first) => {
+                        let (run, next) = read_run(conn, session, first);
+                        held = next;
+                        let (acks, end) = Box::pin(session.on_telemetry(run)).await;
+                        if let Err(end) = deliver(conn, session, Ok(acks)).await {
+                            return end;
+                        }
+                        match end {
+                            Some(end) => Err(end),
+                            None => continue,
+                        }
+                    }
+                    None => Box::pin(session.on_packet(packet)).await,
+                };
                 if let Err(end) = deliver(conn, session, answer).await {
                     return end;
                 }
@@ -191,5 +247,111 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use bytes::BytesMut;
+    use rumqttc::mqttbytes::QoS;
+    use rumqttc::mqttbytes::v4::PubAck;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+    use crate::hub_session::tests::{events, hub, publish, session};
+
+    const TOPIC: &str = "devices/d1/messages/events/";
+
+    /// Runs the connection loop over a pipe whose client side has already written `packets`
+    /// all at once (so the loop finds them buffered); the loop's end, the packets it wrote
+    /// back, and the bodies in the event log.
+    async fn run_with(packets: &[Packet]) -> (End, Vec<Packet>, Vec<Vec<u8>>) {
+        let (hub, _dir) = hub().await;
+        let mut session = session(&hub).await;
+        let (server, mut client): (DuplexStream, DuplexStream) = tokio::io::duplex(4 << 20);
+        let mut bytes = BytesMut::new();
+        for p in packets {
+            p.write(&mut bytes, usize::MAX).unwrap();
+        }
+        client.write_all(&bytes).await.unwrap();
+        let mut conn = Conn::new(server, "127.0.0.1:1".parse().unwrap(), 1 << 20);
+        let refused = Box::pin(std::future::pending::<()>());
+        let end = run(&mut conn, &mut session, hub.drain(), refused).await;
+        drop(conn);
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        let mut back = BytesMut::from(&back[..]);
+        let mut answers = Vec::new();
+        while let Some(p) = crate::framing::read_packet(&mut back).unwrap() {
+            answers.push(p);
+        }
+        let bodies = events(&hub)
+            .await
+            .into_iter()
+            .map(|e| e.event.body)
+            .collect();
+        (end, answers, bodies)
+    }
+
+    fn body(i: u16) -> Vec<u8> {
+        format!("m{i}").into_bytes()
+    }
+
+    /// Buffered PUBLISHes go to the log as runs: in the order sent, each PUBACK after its
+    /// message is durable and in the order of the PUBLISHes; another packet in between is
+    /// answered in its place, and a QoS 0 message gets no PUBACK.
+    #[tokio::test]
+    async fn buffered_telemetry_is_appended_and_acknowledged_in_order() {
+        let mut sent = Vec::new();
+        let mut expected = Vec::new();
+        let mut bodies = Vec::new();
+        for i in 1..=80u16 {
+            match i {
+                20 => {
+                    sent.push(Packet::PingReq);
+                    expected.push(Packet::PingResp);
+                }
+                25 => {
+                    sent.push(publish(TOPIC, QoS::AtMostOnce, 0, &body(i)));
+                    bodies.push(body(i));
+                }
+                _ => {
+                    sent.push(publish(TOPIC, QoS::AtLeastOnce, i, &body(i)));
+                    expected.push(Packet::PubAck(PubAck::new(i)));
+                    bodies.push(body(i));
+                }
+            }
+        }
+        sent.push(Packet::Disconnect);
+        let (end, answers, stored) = run_with(&sent).await;
+        assert_eq!(end, End::Graceful);
+        assert_eq!(answers, expected);
+        assert_eq!(
+            stored, bodies,
+            "the log has the device's messages in the order sent"
+        );
+    }
+
+    /// A refused message in a run (here too large) is not acknowledged, nor is any after it,
+    /// and none after it is appended; those before it are durable and acknowledged; the
+    /// connection ends.
+    #[tokio::test]
+    async fn a_refused_message_stops_the_run_and_the_connection() {
+        let mut sent = Vec::new();
+        for i in 1..=9u16 {
+            let payload = if i == 6 {
+                vec![b'x'; ironhub_hub::MAX_TELEMETRY_BYTES + 1]
+            } else {
+                body(i)
+            };
+            sent.push(publish(TOPIC, QoS::AtLeastOnce, i, &payload));
+        }
+        let (end, answers, stored) = run_with(&sent).await;
+        assert_eq!(end, End::Unclean);
+        let acks: Vec<Packet> = (1..=5).map(|i| Packet::PubAck(PubAck::new(i))).collect();
+        assert_eq!(answers, acks);
+        assert_eq!(stored, (1..=5).map(body).collect::<Vec<_>>());
     }
 }

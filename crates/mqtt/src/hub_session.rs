@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use ironhub_hub::{Annotations, DeviceIdentity, DeviceSession, Hub};
+use ironhub_hub::{Annotations, DeviceIdentity, DeviceSession, Hub, Telemetry};
 use ironhub_store::{
     BusError, BusMessage, C2dMessage, C2dSettle, InputMessage, MethodCall, MethodResponse,
 };
@@ -48,6 +48,13 @@ pub(crate) enum End {
 
 /// What the session answers to an input: packets to send, or the end of the session.
 pub(crate) type Answer = Result<Vec<Packet>, End>;
+
+/// A telemetry PUBLISH as the session takes it ([`HubSession::telemetry_of`]).
+pub(crate) struct TelemetryPublish {
+    /// The packet id its PUBACK names; `None` at QoS 0.
+    pub(crate) ack: Option<u16>,
+    pub(crate) message: Telemetry,
+}
 
 /// See the module documentation.
 pub(crate) struct HubSession {
@@ -224,6 +231,55 @@ impl HubSession {
         Ok(out)
     }
 
+    /// The message a PUBLISH carries when it is the device's own telemetry at QoS 0 or 1 on
+    /// a valid topic, with the packet id its PUBACK names (`None` at QoS 0); `None` for any
+    /// other packet, left to [`HubSession::on_packet`].
+    pub(crate) fn telemetry_of(&self, packet: &Packet) -> Option<TelemetryPublish> {
+        let Packet::Publish(publish) = packet else {
+            return None;
+        };
+        if publish.qos == QoS::ExactlyOnce || !topics::is_valid_topic_name(&publish.topic) {
+            return None;
+        }
+        let who = self.who();
+        let Inbound::Telemetry { properties } =
+            topics::inbound(&publish.topic, &who.device_id, who.module_id.as_deref())
+        else {
+            return None;
+        };
+        let annotations = Annotations {
+            retain: publish.retain,
+            will: false,
+        };
+        let message = topics::telemetry(properties, publish.payload.to_vec(), annotations);
+        let ack = (publish.qos == QoS::AtLeastOnce).then_some(publish.pkid);
+        Some(TelemetryPublish { ack, message })
+    }
+
+    /// Telemetry PUBLISHes the device sent one after another, sent to the hub as one run: the
+    /// PUBACKs of those that are durable, in the order they came; and the end of the session
+    /// when one was refused (too large, throttled, not durable), as IoT Hub closes the
+    /// connection then: neither it nor any later one is acknowledged.
+    pub(crate) async fn on_telemetry(
+        &mut self,
+        run: Vec<TelemetryPublish>,
+    ) -> (Vec<Packet>, Option<End>) {
+        let (acks, messages): (Vec<_>, Vec<_>) =
+            run.into_iter().map(|t| (t.ack, t.message)).unzip();
+        let sent = self.device.send_telemetry_run(messages).await;
+        let out = acks
+            .into_iter()
+            .take(sent.durable)
+            .flatten()
+            .map(|pkid| Packet::PubAck(PubAck::new(pkid)))
+            .collect();
+        let end = sent.refused.map(|e| {
+            tracing::info!(device = %self.who().key(), error = %e, "telemetry refused; closing");
+            End::Unclean
+        });
+        (out, end)
+    }
+
     async fn on_publish(&mut self, publish: Publish, out: &mut Vec<Packet>) -> Result<(), End> {
         let key = self.who().key();
         if publish.qos == QoS::ExactlyOnce {
@@ -237,17 +293,11 @@ impl HubSession {
         let who = self.who();
         let kind = topics::inbound(&publish.topic, &who.device_id, who.module_id.as_deref());
         match kind {
-            Inbound::Telemetry { properties } => {
-                let annotations = Annotations {
-                    retain: publish.retain,
-                    will: false,
-                };
-                let message = topics::telemetry(properties, publish.payload.to_vec(), annotations);
-                if let Err(e) = self.device.send_telemetry(message).await {
-                    // Too large, or not durable: no PUBACK; IoT Hub closes the connection.
-                    tracing::info!(device = %key, error = %e, "telemetry refused; closing");
-                    return Err(End::Unclean);
-                }
+            Inbound::Telemetry { .. } => {
+                let telemetry = self.telemetry_of(&Packet::Publish(publish));
+                let (acks, end) = self.on_telemetry(telemetry.into_iter().collect()).await;
+                out.extend(acks);
+                return end.map_or(Ok(()), Err);
             }
             Inbound::MethodResponse { status, rid } => {
                 if self.pending_methods.remove(&rid)
@@ -639,7 +689,7 @@ fn c2d_topic(device_id: &str, m: &C2dMessage) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::sync::Arc;
@@ -652,7 +702,7 @@ mod tests {
 
     use super::*;
 
-    async fn hub() -> (Hub, tempfile::TempDir) {
+    pub(crate) async fn hub() -> (Hub, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let backends = Backends {
             store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
@@ -668,7 +718,7 @@ mod tests {
         (hub, dir)
     }
 
-    async fn session(hub: &Hub) -> HubSession {
+    pub(crate) async fn session(hub: &Hub) -> HubSession {
         let device = AuthenticatedDevice {
             identity: DeviceIdentity {
                 device_id: "d1".into(),
@@ -683,7 +733,7 @@ mod tests {
         HubSession::new(device, &Connect::new("d1")).await
     }
 
-    fn publish(topic: &str, qos: QoS, pkid: u16, payload: &[u8]) -> Packet {
+    pub(crate) fn publish(topic: &str, qos: QoS, pkid: u16, payload: &[u8]) -> Packet {
         let mut p = Publish::new(topic, qos, payload.to_vec());
         p.pkid = pkid;
         Packet::Publish(p)
@@ -707,7 +757,7 @@ mod tests {
         }
     }
 
-    async fn events(hub: &Hub) -> Vec<ironhub_store::Event> {
+    pub(crate) async fn events(hub: &Hub) -> Vec<ironhub_store::Event> {
         let mut all = Vec::new();
         for partition in 0..4 {
             all.extend(hub.events().read(partition, 0, 100).await.unwrap());

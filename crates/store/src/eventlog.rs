@@ -92,8 +92,9 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     fn partition_count(&self) -> u32;
     /// Appends an event to its device's partition; returns it as stored, once durable.
     async fn append(&self, event: NewEvent) -> Result<Event>;
-    /// Appends a batch of events (each to its device's partition) in order; returns them as
-    /// stored, once all are durable, or the failure. An engine that can make a batch atomic
+    /// Appends a batch of events (each to its device's partition, after what it had) in the
+    /// order given; returns them as stored, once all are durable, or the failure. MQTT's runs
+    /// of buffered QoS 1 telemetry and AMQP/HTTPS batches come this way. An engine that can make a batch atomic
     /// (all its events durable together, or none) overrides this and [`Self::atomic_batches`];
     /// this default appends one event after the other and stops at the first failure, which
     /// it reports, leaving the events before it in the log.

@@ -65,6 +65,51 @@ pub async fn appends_are_numbered_in_order_without_gaps<K>(
     assert!(log.read(4, 0, 1).await.is_err(), "there is no partition 4");
 }
 
+/// `append_batch` appends in the order given, each device's events after what it had, while
+/// other appends run beside it; the events come back as stored.
+pub async fn appends_of_many_keep_their_order<K>(make: impl Fn(u32) -> (Arc<dyn EventLog>, K)) {
+    let (log, _keep) = make(2);
+    log.append(ev("dev1", "first")).await.unwrap();
+    let other = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                log.append(ev("dev2", &format!("o{i}"))).await.unwrap();
+            }
+        })
+    };
+    let mut bodies = Vec::new();
+    for round in 0..5 {
+        let batch: Vec<NewEvent> = (0..7)
+            .map(|i| ev("dev1", &format!("r{round}m{i}")))
+            .collect();
+        let appended = log.append_batch(batch.clone()).await.unwrap();
+        assert_eq!(
+            appended.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+            batch,
+            "returned in the order given"
+        );
+        bodies.extend(batch.into_iter().map(|e| e.body));
+    }
+    other.await.unwrap();
+    assert!(log.append_batch(Vec::new()).await.unwrap().is_empty());
+    let p = crate::eventlog::partition_for("dev1", 2);
+    let read: Vec<Vec<u8>> = log
+        .read(p, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.device_id == "dev1")
+        .map(|e| e.event.body)
+        .collect();
+    assert_eq!(read[0], b"first");
+    assert_eq!(
+        read[1..],
+        bodies[..],
+        "one device's events in the order sent"
+    );
+}
+
 /// Readers start at the oldest event, at the next one, at a sequence number or at a time;
 /// waiting ends when an event arrives or the timeout passes.
 pub async fn readers_start_where_they_ask_and_wait_for_events<K>(

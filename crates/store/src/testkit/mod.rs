@@ -238,6 +238,7 @@ macro_rules! event_log_suite {
     ($make:expr) => {
         $crate::event_log_suite!(@cases $make;
             appends_are_numbered_in_order_without_gaps,
+            appends_of_many_keep_their_order,
             readers_start_where_they_ask_and_wait_for_events,
             consumer_groups_keep_checkpoints,
             retention_keeps_the_newest_and_numbering_continues,
