@@ -23,6 +23,7 @@ pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
                         a href="/console/certificates" { "Certificates" }
                         a href="/console/telemetry" { "Telemetry" }
                         a href="/console/routes" { "Routes" }
+                        a href="/console/dps" { "DPS" }
                         form.inline method="post" action="/console/signout" {
                             (csrf(signed))
                             span.who { (signed.policy) }

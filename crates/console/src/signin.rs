@@ -22,6 +22,29 @@ pub struct SignIn {
     key: String,
 }
 
+impl SignIn {
+    /// The policy name and key the form gives, from its connection string or its two fields.
+    pub(crate) fn policy_and_key(&self) -> Result<(String, String), String> {
+        let (policy, key) = if self.connection_string.trim().is_empty() {
+            (self.policy.trim().to_owned(), self.key.trim().to_owned())
+        } else {
+            let cs = ConnectionString::parse(&self.connection_string)
+                .map_err(|e| format!("The connection string is not valid: {e}."))?;
+            (
+                cs.shared_access_key_name.unwrap_or_default(),
+                cs.shared_access_key.unwrap_or_default(),
+            )
+        };
+        if policy.is_empty() || key.is_empty() {
+            return Err(
+                "Give a connection string with SharedAccessKeyName and SharedAccessKey, or a policy name and key."
+                    .into(),
+            );
+        }
+        Ok((policy, key))
+    }
+}
+
 /// `GET /console/signin`.
 pub async fn form() -> Markup {
     page(None)
@@ -50,6 +73,7 @@ fn page(error: Option<&str>) -> Markup {
                             p { button type="submit" { "Sign in" } }
                         }
                     }
+                    p { a href="/console/dps/signin" { "Sign in to the Device Provisioning Service instead" } }
                 }
             }
         }
@@ -83,22 +107,10 @@ pub async fn sign_in(State(hub): State<Hub>, request: Request) -> Response {
         Err(refused) => return refused,
     };
     let refuse = |message: &str| (StatusCode::UNAUTHORIZED, page(Some(message))).into_response();
-    let (policy, key) = if form.connection_string.trim().is_empty() {
-        (form.policy.trim().to_owned(), form.key.trim().to_owned())
-    } else {
-        match ConnectionString::parse(&form.connection_string) {
-            Ok(cs) => (
-                cs.shared_access_key_name.unwrap_or_default(),
-                cs.shared_access_key.unwrap_or_default(),
-            ),
-            Err(e) => return refuse(&format!("The connection string is not valid: {e}.")),
-        }
+    let (policy, key) = match form.policy_and_key() {
+        Ok(pair) => pair,
+        Err(message) => return refuse(&message),
     };
-    if policy.is_empty() || key.is_empty() {
-        return refuse(
-            "Give a connection string with SharedAccessKeyName and SharedAccessKey, or a policy name and key.",
-        );
-    }
     let any_right = [
         Rights::REGISTRY_READ,
         Rights::REGISTRY_WRITE,
