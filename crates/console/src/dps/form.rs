@@ -393,7 +393,7 @@ pub fn fields(f: &EnrollmentForm, kind: &FormKind, error: Option<&FieldError>) -
         textarea #initial_twin name="initial_twin" aria-describedby="initial_twin-error" { (f.initial_twin) }
         (beside("initial_twin"))
         label.check { input #iot_edge type="checkbox" name="iot_edge" checked[f.iot_edge.is_some()]; " IoT Edge device" }
-        label.check { input #enabled type="checkbox" name="enabled" checked[f.enabled.is_some() || creating && f.id.is_empty()]; " Enabled" }
+        label.check { input #enabled type="checkbox" name="enabled" checked[f.enabled.is_some()]; " Enabled" }
         input type="hidden" name="etag" value=(f.etag);
     }
 }

@@ -23,6 +23,7 @@ pub fn page(signed: &SignedDps, title: &str, body: Markup) -> Markup {
                         a href="/console/dps" { "Overview" }
                         a href="/console/dps/enrollments" { "Enrollments" }
                         a href="/console/dps/groups" { "Groups" }
+                        a href="/console/dps/certificates" { "Certificates" }
                         a href="/console" { "IoT hub" }
                         form.inline method="post" action="/console/dps/signout" {
                             (csrf(signed))

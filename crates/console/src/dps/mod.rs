@@ -9,9 +9,10 @@
 //! `Dps::authorize_operation` as the DPS REST API asks it.
 
 pub mod access;
+mod certificates;
 mod enrollments;
 mod form;
-mod layout;
+pub(crate) mod layout;
 mod overview;
 mod registrations;
 
@@ -66,6 +67,23 @@ pub fn routes(hub: Hub, dps: Dps) -> Router {
         .route(
             "/console/dps/registrations/{id}/delete",
             post(registrations::delete),
+        )
+        .route(
+            crate::certificates::DPS_PATH,
+            get(certificates::list).post(certificates::upload),
+        )
+        .route("/console/dps/certificates/{name}", get(certificates::show))
+        .route(
+            "/console/dps/certificates/{name}/code",
+            post(certificates::generate_code),
+        )
+        .route(
+            "/console/dps/certificates/{name}/verify",
+            post(certificates::verify),
+        )
+        .route(
+            "/console/dps/certificates/{name}/delete",
+            post(certificates::delete),
         )
         .with_state(DpsConsole { hub, dps })
 }
