@@ -12,8 +12,8 @@ use chrono::Utc;
 use http_body_util::BodyExt as _;
 use ironhub_auth::sas::url_encode;
 use ironhub_auth::{Rights, SharedAccessPolicy};
-use ironhub_dps::model::{EnrollmentGroup, IndividualEnrollment};
-use ironhub_dps::{Dps, default_dps_policies};
+use ironhub_dps::model::{EnrollmentGroup, IndividualEnrollment, LinkedHub};
+use ironhub_dps::{Dps, LocalHub, NoWebhook, Services, StaticConnector, default_dps_policies};
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::{Backends, Hub};
 use ironhub_store::DpsSettings;
@@ -57,7 +57,31 @@ async fn setup() -> Setup {
         .await
         .unwrap()
         .with_rate_windows(store.clone());
-    let dps = Dps::open(store, vec![HOST.into()], None).await.unwrap();
+    // The hub itself is linked, as `serve` links it, and reached in process.
+    let owner = hub
+        .settings()
+        .policy("iothubowner")
+        .unwrap()
+        .primary_key
+        .clone();
+    let own = LinkedHub {
+        name: HOST.into(),
+        connection_string: format!(
+            "HostName={HOST};SharedAccessKeyName=iothubowner;SharedAccessKey={owner}"
+        ),
+        allocation_weight: None,
+        apply_allocation_policy: None,
+        location: None,
+        etag: None,
+    };
+    let services = Services {
+        connector: Arc::new(StaticConnector::new().with(HOST, Arc::new(LocalHub(hub.clone())))),
+        webhook: Arc::new(NoWebhook),
+    };
+    let dps = Dps::open(store, vec![HOST.into()], Some(own))
+        .await
+        .unwrap()
+        .with_services(services);
     Setup {
         hub,
         dps,
@@ -190,6 +214,56 @@ async fn dps_pages_need_a_dps_session() {
     let page = text(page).await;
     assert!(page.contains("0ne00000A0A"), "{page}");
     assert!(!page.contains(&s.owner_key()), "the key is masked");
+
+    // The linked hub's allocation weight, on the condition of the ETag shown.
+    let csrf = field(&page, "csrf");
+    let etag = s.dps.get_linked_hub(HOST).await.unwrap().etag.unwrap();
+    let uri = format!("/console/dps/linked-hubs/{HOST}");
+    let bad = s
+        .call(
+            "POST",
+            &uri,
+            Some(&cookie),
+            &format!(
+                "csrf={csrf}&allocation_weight=-1&etag={}",
+                url_encode(&etag)
+            ),
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s.dps.get_linked_hub(HOST).await.unwrap().allocation_weight,
+        None
+    );
+    let saved = s
+        .call(
+            "POST",
+            &uri,
+            Some(&cookie),
+            &format!(
+                "csrf={csrf}&allocation_weight=5&apply_allocation_policy=on&etag={}",
+                url_encode(&etag)
+            ),
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    assert_eq!(
+        s.dps.get_linked_hub(HOST).await.unwrap().allocation_weight,
+        Some(5)
+    );
+    let stale = s
+        .call(
+            "POST",
+            &uri,
+            Some(&cookie),
+            &format!("csrf={csrf}&allocation_weight=9&etag={}", url_encode(&etag)),
+        )
+        .await;
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(
+        s.dps.get_linked_hub(HOST).await.unwrap().allocation_weight,
+        Some(5)
+    );
 }
 
 #[tokio::test]
@@ -412,6 +486,10 @@ async fn a_read_only_dps_policy_sees_no_write_controls_and_its_posts_are_refused
             format!("csrf={csrf}&id=forged&enabled=on"),
         ),
         ("/console/dps/groups/fleet/delete", format!("csrf={csrf}")),
+        (
+            "/console/dps/linked-hubs/myhub.example",
+            format!("csrf={csrf}&allocation_weight=7"),
+        ),
         (
             "/console/dps/groups/fleet",
             format!("csrf={csrf}&attestation=symmetricKey"),
