@@ -6,7 +6,7 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use ironhub_auth::access::Operation;
 use ironhub_auth::{Rights, sas, unix_now};
@@ -15,9 +15,9 @@ use maud::{DOCTYPE, Markup, html};
 use serde::de::DeserializeOwned;
 
 use super::DpsConsole;
-use crate::access::{NoFields, checked_form, cross_site, read_form, same_origin};
+use crate::access::{NoFields, checked_form};
 use crate::session::{self, DPS_COOKIE, Session};
-use crate::signin::SignIn;
+use crate::signin::{Target, sign_in_to};
 
 /// The DPS sign-in page.
 pub const SIGN_IN: &str = "/console/dps/signin";
@@ -163,70 +163,29 @@ fn page(error: Option<&str>) -> Markup {
 /// is checked, under the hub's limit on failed sign-ins per client address, then sets the DPS
 /// session cookie.
 pub async fn sign_in(State(state): State<DpsConsole>, request: Request) -> Response {
-    if !same_origin(request.headers()) {
-        return cross_site();
-    }
     let DpsConsole { hub, dps } = &state;
-    let client = request
-        .extensions()
-        .get::<ironhub_hub::network::Peer>()
-        .map(|peer| peer.ip);
-    if let Err(e) = hub.admit_sign_in(client).await {
-        tracing::info!(target: "ServiceOperations", client = ?client, "console DPS sign-in refused: too many failures");
-        let retry_after = e.retry_after().unwrap_or(60).to_string();
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, retry_after)],
-            page(Some(&e.to_string())),
-        )
-            .into_response();
-    }
-    let form: SignIn = match read_form(request, &state).await {
-        Ok(form) => form,
-        Err(refused) => return refused,
+    let target = Target {
+        service: "DPS instance",
+        page,
+        cookie: DPS_COOKIE,
+        sealed_for: sealed_for(dps),
+        landing: "/console/dps",
     };
-    let refuse = |message: &str| (StatusCode::UNAUTHORIZED, page(Some(message))).into_response();
-    let (policy, key) = match form.policy_and_key() {
-        Ok(pair) => pair,
-        Err(message) => return refuse(&message),
+    let check = |policy: &str, key: &str| {
+        let any_right = [
+            Rights::SERVICE_CONFIG,
+            Rights::ENROLLMENT_READ,
+            Rights::ENROLLMENT_WRITE,
+            Rights::REGISTRATION_STATUS_READ,
+            Rights::REGISTRATION_STATUS_WRITE,
+        ];
+        let token = sas::generate(dps.host_name(), key, unix_now() + 60, Some(policy)).ok()?;
+        any_right
+            .iter()
+            .find_map(|r| dps.authorize_service(Some(&token), *r).ok())
+            .map(|principal| principal.policy)
     };
-    let any_right = [
-        Rights::SERVICE_CONFIG,
-        Rights::ENROLLMENT_READ,
-        Rights::ENROLLMENT_WRITE,
-        Rights::REGISTRATION_STATUS_READ,
-        Rights::REGISTRATION_STATUS_WRITE,
-    ];
-    let checked = sas::generate(dps.host_name(), &key, unix_now() + 60, Some(&policy))
-        .ok()
-        .and_then(|token| {
-            any_right
-                .iter()
-                .find_map(|r| dps.authorize_service(Some(&token), *r).ok())
-        });
-    let Some(principal) = checked else {
-        tracing::info!(target: "ServiceOperations", policy = %policy, client = ?client, "console DPS sign-in refused");
-        hub.sign_in_failed(client).await;
-        return refuse("This DPS policy name and key are not accepted by this DPS instance.");
-    };
-    let cookie = Session::new(unix_now())
-        .and_then(|s| session::seal(&principal.policy, &key, &sealed_for(dps), &s));
-    let Some(cookie) = cookie else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            page(Some("No session could be made.")),
-        )
-            .into_response();
-    };
-    tracing::info!(target: "ServiceOperations", policy = %principal.policy, "console DPS sign-in");
-    (
-        [(
-            header::SET_COOKIE,
-            session::set_named_cookie(DPS_COOKIE, &cookie),
-        )],
-        Redirect::to("/console/dps"),
-    )
-        .into_response()
+    sign_in_to(hub, &state, request, target, check).await
 }
 
 /// `POST /console/dps/signout`: removes the DPS session cookie (the hub's stays).

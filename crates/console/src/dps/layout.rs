@@ -4,38 +4,28 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ironhub_dps::DpsError;
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 
 use super::access::SignedDps;
-use crate::frame::head;
-use crate::layout::Notice;
+use crate::layout::{Nav, Notice, framed};
 
 /// A DPS page with the DPS navigation, for a signed-in DPS session.
 pub fn page(signed: &SignedDps, title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head { (head(title)) }
-            body {
-                header {
-                    nav {
-                        a.brand href="/console/dps" { "DPS " (signed.dps.id_scope()) }
-                        a href="/console/dps" { "Overview" }
-                        a href="/console/dps/enrollments" { "Enrollments" }
-                        a href="/console/dps/groups" { "Groups" }
-                        a href="/console/dps/certificates" { "Certificates" }
-                        a href="/console" { "IoT hub" }
-                        form.inline method="post" action="/console/dps/signout" {
-                            (csrf(signed))
-                            span.who { (signed.policy) }
-                            button type="submit" { "Sign out" }
-                        }
-                    }
-                }
-                main { h1 { (title) } (body) }
-            }
-        }
-    }
+    let brand = format!("DPS {}", signed.dps.id_scope());
+    let nav = Nav {
+        brand: ("/console/dps", &brand),
+        links: &[
+            ("/console/dps", "Overview"),
+            ("/console/dps/enrollments", "Enrollments"),
+            ("/console/dps/groups", "Groups"),
+            ("/console/dps/certificates", "Certificates"),
+            ("/console", "IoT hub"),
+        ],
+        sign_out: "/console/dps/signout",
+        csrf: &signed.session.csrf,
+        who: &signed.policy,
+    };
+    framed(&nav, title, body)
 }
 
 /// The hidden CSRF field every DPS form carries.
