@@ -29,6 +29,7 @@ pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
 
 /// A signed-in page's navigation: the brand link, the page links, and the sign-out form of
 /// the session (with its CSRF token and the policy's name).
+#[derive(Debug)]
 pub struct Nav<'a> {
     pub brand: (&'a str, &'a str),
     pub links: &'a [(&'a str, &'a str)],

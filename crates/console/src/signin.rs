@@ -164,8 +164,8 @@ pub(crate) async fn sign_in_to<S: Send + Sync>(
             target.service
         ));
     };
-    let cookie = Session::new(unix_now())
-        .and_then(|s| session::seal(&name, &key, &target.sealed_for, &s));
+    let cookie =
+        Session::new(unix_now()).and_then(|s| session::seal(&name, &key, &target.sealed_for, &s));
     let Some(cookie) = cookie else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,

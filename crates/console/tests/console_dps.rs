@@ -78,10 +78,11 @@ async fn setup() -> Setup {
         connector: Arc::new(StaticConnector::new().with(HOST, Arc::new(LocalHub(hub.clone())))),
         webhook: Arc::new(NoWebhook),
     };
-    let dps = Dps::open(store, vec![HOST.into()], Some(own))
+    let dps = Dps::open(store, vec![HOST.into()], None)
         .await
         .unwrap()
         .with_services(services);
+    dps.put_linked_hub(own, None).await.unwrap();
     Setup {
         hub,
         dps,

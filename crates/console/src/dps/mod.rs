@@ -34,6 +34,10 @@ pub fn routes(hub: Hub, dps: Dps) -> Router {
     use enrollments as e;
     Router::new()
         .route("/console/dps", get(overview::show))
+        .route(
+            "/console/dps/linked-hubs/{name}",
+            post(overview::set_weight),
+        )
         .route(access::SIGN_IN, get(access::form).post(access::sign_in))
         .route("/console/dps/signout", post(access::sign_out))
         .route(
