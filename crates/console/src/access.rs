@@ -115,22 +115,36 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<Hub> for Posted<T> {
     async fn from_request(request: Request, hub: &Hub) -> Result<Self, Response> {
         let (mut parts, body) = request.into_parts();
         let signed = Signed::from_request_parts(&mut parts, hub).await?;
-        if !same_origin(&parts.headers) {
-            return Err(cross_site());
-        }
-        let request = Request::from_parts(parts, body);
-        let WithCsrf { csrf, form } = read_form(request, hub).await?;
-        if !same_token(&csrf, &signed.session.csrf) {
-            return Err(forbidden(
-                "The form was refused: its security token is missing or stale. Reload the page and try again.",
-            ));
-        }
+        let form =
+            checked_form(Request::from_parts(parts, body), hub, &signed.session.csrf).await?;
         Ok(Posted(signed, form))
     }
 }
 
+/// The fields of a signed-in session's form post, after the checks every post passes: it
+/// comes from this server, and carries the session's CSRF token (`expected`).
+pub(crate) async fn checked_form<T: DeserializeOwned, S: Send + Sync>(
+    request: Request,
+    state: &S,
+    expected: &str,
+) -> Result<T, Response> {
+    if !same_origin(request.headers()) {
+        return Err(cross_site());
+    }
+    let WithCsrf { csrf, form } = read_form(request, state).await?;
+    if !same_token(&csrf, expected) {
+        return Err(forbidden(
+            "The form was refused: its security token is missing or stale. Reload the page and try again.",
+        ));
+    }
+    Ok(form)
+}
+
 /// Reads a form post's `application/x-www-form-urlencoded` body (axum's default body limit).
-pub async fn read_form<T: DeserializeOwned>(request: Request, hub: &Hub) -> Result<T, Response> {
+pub async fn read_form<T: DeserializeOwned, S: Send + Sync>(
+    request: Request,
+    state: &S,
+) -> Result<T, Response> {
     let bad = |message: String| {
         (
             StatusCode::BAD_REQUEST,
@@ -148,7 +162,7 @@ pub async fn read_form<T: DeserializeOwned>(request: Request, hub: &Hub) -> Resu
             "A console form is posted as application/x-www-form-urlencoded.".into(),
         ));
     }
-    let body = Bytes::from_request(request, hub)
+    let body = Bytes::from_request(request, state)
         .await
         .map_err(IntoResponse::into_response)?;
     serde_urlencoded::from_bytes(&body).map_err(|e| bad(format!("The form is not valid: {e}.")))

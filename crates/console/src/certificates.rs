@@ -1,40 +1,191 @@
-//! The hub's CA certificates (IoT Hub's `/certificates` API): the list and the upload form,
-//! and a certificate's page with its verification code, the proof-of-possession form and
-//! deletion. Posts carry the ETag the page showed, as `If-Match`, so a stale page changes
-//! nothing.
+//! CA certificates, the hub's (IoT Hub's `/certificates` API) and the DPS instance's
+//! (`/dps/certificates`): the list and the upload form, and a certificate's page with its
+//! verification code, the proof-of-possession form and deletion. Posts carry the ETag the
+//! page showed, as `If-Match`, so a stale page changes nothing. One set of pages serves both
+//! services through [`Owner`]; each asks its own service's rights.
 
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use ironhub_auth::access::Operation;
-use ironhub_hub::HubError;
-use maud::html;
+use ironhub_store::CertificateRecord;
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::access::{Posted, Signed};
-use crate::layout::{Notice, csrf, error_page, notice, page, segment};
+use crate::dps::access::SignedDps;
+use crate::layout::{Notice, notice, segment};
 
-/// The list's path.
+/// The hub's list's path.
 pub const PATH: &str = "/console/certificates";
+/// The DPS instance's list's path.
+pub const DPS_PATH: &str = "/console/dps/certificates";
+
+/// A refusal of either service, as a page shows it.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    status: StatusCode,
+    text: String,
+}
+
+impl From<ironhub_hub::HubError> for Refusal {
+    fn from(e: ironhub_hub::HubError) -> Refusal {
+        Refusal {
+            status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            text: e.to_string(),
+        }
+    }
+}
+
+impl From<ironhub_dps::DpsError> for Refusal {
+    fn from(e: ironhub_dps::DpsError) -> Refusal {
+        Refusal {
+            status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            text: e.to_string(),
+        }
+    }
+}
+
+/// Whose CA certificates a page shows: the hub's (as its signed-in policy) or the DPS
+/// instance's (as its signed-in DPS policy).
+#[derive(Clone, Copy)]
+pub enum Owner<'a> {
+    Hub(&'a Signed),
+    Dps(&'a SignedDps),
+}
+
+impl<'a> Owner<'a> {
+    fn path(self) -> &'static str {
+        match self {
+            Owner::Hub(_) => PATH,
+            Owner::Dps(_) => DPS_PATH,
+        }
+    }
+
+    fn page(self, title: &str, body: Markup) -> Markup {
+        match self {
+            Owner::Hub(s) => crate::layout::page(s, title, body),
+            Owner::Dps(s) => crate::dps::layout::page(s, title, body),
+        }
+    }
+
+    fn csrf(self) -> Markup {
+        match self {
+            Owner::Hub(s) => crate::layout::csrf(s),
+            Owner::Dps(s) => crate::dps::layout::csrf(s),
+        }
+    }
+
+    /// Whether the policy may read (`write` false) or change the certificates.
+    async fn may(self, write: bool) -> Result<(), Refusal> {
+        match self {
+            Owner::Hub(s) => Ok(s
+                .may(if write {
+                    Operation::HubCertificatesWrite
+                } else {
+                    Operation::HubCertificatesRead
+                })
+                .await?),
+            Owner::Dps(s) => Ok(s
+                .may(if write {
+                    Operation::DpsCertificatesWrite
+                } else {
+                    Operation::DpsCertificatesRead
+                })
+                .await?),
+        }
+    }
+
+    async fn list(self) -> Result<Vec<CertificateRecord>, Refusal> {
+        self.may(false).await?;
+        match self {
+            Owner::Hub(s) => Ok(s.hub.list_certificates().await?),
+            Owner::Dps(s) => Ok(s.dps.list_certificates().await?),
+        }
+    }
+
+    async fn get(self, name: &str) -> Result<CertificateRecord, Refusal> {
+        self.may(false).await?;
+        match self {
+            Owner::Hub(s) => Ok(s.hub.get_certificate(name).await?),
+            Owner::Dps(s) => Ok(s.dps.get_certificate(name).await?),
+        }
+    }
+
+    async fn upload(self, name: &str, pem: &str) -> Result<(), Refusal> {
+        self.may(true).await?;
+        match self {
+            Owner::Hub(s) => s.hub.put_certificate(name, pem, false, None).await?,
+            Owner::Dps(s) => s.dps.put_certificate(name, pem, false, None).await?,
+        };
+        Ok(())
+    }
+
+    async fn generate_code(self, name: &str, if_match: Option<&str>) -> Result<(), Refusal> {
+        self.may(true).await?;
+        match self {
+            Owner::Hub(s) => s.hub.generate_verification_code(name, if_match).await?,
+            Owner::Dps(s) => s.dps.generate_verification_code(name, if_match).await?,
+        };
+        Ok(())
+    }
+
+    async fn verify(self, name: &str, proof: &str, if_match: Option<&str>) -> Result<(), Refusal> {
+        self.may(true).await?;
+        match self {
+            Owner::Hub(s) => s.hub.verify_certificate(name, proof, if_match).await?,
+            Owner::Dps(s) => s.dps.verify_certificate(name, proof, if_match).await?,
+        };
+        Ok(())
+    }
+
+    async fn delete(self, name: &str, if_match: Option<&str>) -> Result<(), Refusal> {
+        self.may(true).await?;
+        match self {
+            Owner::Hub(s) => s.hub.delete_certificate(name, if_match).await?,
+            Owner::Dps(s) => s.dps.delete_certificate(name, if_match).await?,
+        }
+        Ok(())
+    }
+
+    fn policy(self) -> &'a str {
+        match self {
+            Owner::Hub(s) => &s.policy,
+            Owner::Dps(s) => &s.policy,
+        }
+    }
+
+    /// A page with the status of a refusal.
+    fn error_page(self, e: &Refusal) -> Response {
+        let body = html! { p.notice.error { (e.text) } };
+        (e.status, self.page("Not possible", body)).into_response()
+    }
+}
+
+fn refused(e: &Refusal) -> Notice {
+    Notice {
+        ok: false,
+        text: e.text.clone(),
+    }
+}
 
 /// `GET /console/certificates`.
 pub async fn list(signed: Signed) -> Response {
-    render_list(&signed, None).await
+    render_list(Owner::Hub(&signed), None).await
 }
 
-async fn render_list(signed: &Signed, refused: Option<&HubError>) -> Response {
-    let certificates = match signed.may(Operation::HubCertificatesRead).await {
-        Ok(()) => signed.hub.list_certificates().await,
-        Err(e) => Err(e),
-    };
-    let can_write = signed.can(Operation::HubCertificatesWrite).await;
-    let message = refused.map(Notice::error);
+/// The list of `owner`'s certificates, with the upload form when the policy may write.
+pub async fn render_list(owner: Owner<'_>, refusal: Option<&Refusal>) -> Response {
+    let certificates = owner.list().await;
+    let can_write = owner.may(true).await.is_ok();
+    let message = refusal.map(refused);
+    let path = owner.path();
     let body = html! {
         (notice(message.as_ref()))
         p { "CA certificates whose devices may sign in with certificates they signed (authentication "
-            code { "certificateAuthority" } "), once possession of their key is proven." }
+            code { "certificateAuthority" } " on the hub, a CA reference in a DPS enrollment), once possession of their key is proven." }
         @match &certificates {
-            Err(e) => p.notice.error { (e.to_string()) },
+            Err(e) => p.notice.error { (e.text) },
             Ok(list) if list.is_empty() => p { "No certificates." },
             Ok(list) => {
                 div.scroll {
@@ -43,7 +194,7 @@ async fn render_list(signed: &Signed, refused: Option<&HubError>) -> Response {
                         tbody {
                             @for c in list {
                                 tr {
-                                    td { a href={ (PATH) "/" (segment(&c.name)) } { (c.name) } }
+                                    td { a href={ (path) "/" (segment(&c.name)) } { (c.name) } }
                                     td { (c.subject) }
                                     td { code { (c.thumbprint) } }
                                     td { (c.expiry.to_rfc3339()) }
@@ -58,8 +209,8 @@ async fn render_list(signed: &Signed, refused: Option<&HubError>) -> Response {
         @if can_write {
             section {
                 h2 { "Upload a CA certificate" }
-                form #upload-certificate method="post" action=(PATH) {
-                    (csrf(signed))
+                form #upload-certificate method="post" action=(path) {
+                    (owner.csrf())
                     label for="name" { "Name" }
                     input #name type="text" name="name" required;
                     label for="certificate" { "Certificate (PEM)" }
@@ -69,10 +220,8 @@ async fn render_list(signed: &Signed, refused: Option<&HubError>) -> Response {
             }
         }
     };
-    let status = refused
-        .and_then(|e| StatusCode::from_u16(e.status()).ok())
-        .unwrap_or(StatusCode::OK);
-    (status, page(signed, "Certificates", body)).into_response()
+    let status = refusal.map_or(StatusCode::OK, |e| e.status);
+    (status, owner.page("Certificates", body)).into_response()
 }
 
 /// What the upload form posts.
@@ -86,49 +235,47 @@ pub struct Upload {
 
 /// `POST /console/certificates`: uploads a certificate, not verified.
 pub async fn upload(Posted(signed, form): Posted<Upload>) -> Response {
+    uploaded(Owner::Hub(&signed), form).await
+}
+
+/// Uploads the form's certificate to `owner`, not verified, and shows its page.
+pub async fn uploaded(owner: Owner<'_>, form: Upload) -> Response {
     let name = form.name.trim().to_owned();
-    let result = async {
-        signed.may(Operation::HubCertificatesWrite).await?;
-        signed
-            .hub
-            .put_certificate(&name, &form.certificate, false, None)
-            .await
-    }
-    .await;
-    match result {
-        Ok(_) => {
-            tracing::info!(target: "ServiceOperations", certificate = %name, policy = %signed.policy, "CA certificate uploaded from the console");
-            Redirect::to(&certificate_path(&name)).into_response()
+    match owner.upload(&name, &form.certificate).await {
+        Ok(()) => {
+            tracing::info!(target: "ServiceOperations", certificate = %name, policy = %owner.policy(), "CA certificate uploaded from the console");
+            Redirect::to(&certificate_path(owner, &name)).into_response()
         }
-        Err(e) => render_list(&signed, Some(&e)).await,
+        Err(e) => render_list(owner, Some(&e)).await,
     }
 }
 
-fn certificate_path(name: &str) -> String {
-    format!("{PATH}/{}", segment(name))
+fn certificate_path(owner: Owner<'_>, name: &str) -> String {
+    format!("{}/{}", owner.path(), segment(name))
 }
 
 /// `GET /console/certificates/{name}`.
 pub async fn show(signed: Signed, Path(name): Path<String>) -> Response {
-    render(&signed, &name, None, None).await
+    render(Owner::Hub(&signed), &name, None).await
 }
 
-async fn render(
-    signed: &Signed,
+/// A certificate's page, with the outcome of a post.
+pub async fn render(
+    owner: Owner<'_>,
     name: &str,
-    status: Option<StatusCode>,
-    message: Option<Notice>,
+    outcome: Option<Result<&str, Refusal>>,
 ) -> Response {
-    let certificate = match signed.may(Operation::HubCertificatesRead).await {
-        Ok(()) => signed.hub.get_certificate(name).await,
-        Err(e) => Err(e),
-    };
-    let c = match certificate {
+    let c = match owner.get(name).await {
         Ok(c) => c,
-        Err(e) => return error_page(signed, &e),
+        Err(e) => return owner.error_page(&e),
     };
-    let can_write = signed.can(Operation::HubCertificatesWrite).await;
-    let path = certificate_path(name);
+    let (status, message) = match &outcome {
+        None => (StatusCode::OK, None),
+        Some(Ok(text)) => (StatusCode::OK, Some(Notice::ok(*text))),
+        Some(Err(e)) => (e.status, Some(refused(e))),
+    };
+    let can_write = owner.may(true).await.is_ok();
+    let path = certificate_path(owner, name);
     let body = html! {
         (notice(message.as_ref()))
         section #certificate-details {
@@ -145,7 +292,7 @@ async fn render(
                     p { "Verification code: " code #verification-code { (code) } }
                     p { "Sign a certificate whose subject's CN is this code with the CA's key, and paste it here." }
                     form #verify-form method="post" action={ (path) "/verify" } {
-                        (csrf(signed))
+                        (owner.csrf())
                         input type="hidden" name="etag" value=(c.etag);
                         label for="proof" { "Verification certificate (PEM)" }
                         textarea #proof name="certificate" required {}
@@ -153,7 +300,7 @@ async fn render(
                     }
                 }
                 form.inline #code-form method="post" action={ (path) "/code" } {
-                    (csrf(signed))
+                    (owner.csrf())
                     input type="hidden" name="etag" value=(c.etag);
                     button type="submit" { "Generate a verification code" }
                 }
@@ -161,14 +308,14 @@ async fn render(
         }
         @if can_write {
             form.inline #delete-certificate method="post" action={ (path) "/delete" } data-confirm={ "Delete the certificate " (name) "?" } {
-                (csrf(signed))
+                (owner.csrf())
                 input type="hidden" name="etag" value=(c.etag);
                 button.danger type="submit" { "Delete" }
             }
         }
     };
     let title = format!("Certificate {name}");
-    (status.unwrap_or(StatusCode::OK), page(signed, &title, body)).into_response()
+    (status, owner.page(&title, body)).into_response()
 }
 
 /// What the certificate page's forms post: the ETag shown, and a proof (verify only).
@@ -191,64 +338,49 @@ pub async fn generate_code(
     Path(name): Path<String>,
     Posted(signed, form): Posted<Change>,
 ) -> Response {
-    let result = async {
-        signed.may(Operation::HubCertificatesWrite).await?;
-        signed
-            .hub
-            .generate_verification_code(&name, form.if_match())
-            .await
-    }
-    .await;
-    after(
-        &signed,
-        &name,
-        result.map(|_| "A verification code was generated."),
+    code_generated(Owner::Hub(&signed), &name, form).await
+}
+
+/// Generates a verification code for `owner`'s certificate and shows its page.
+pub async fn code_generated(owner: Owner<'_>, name: &str, form: Change) -> Response {
+    let result = owner.generate_code(name, form.if_match()).await;
+    render(
+        owner,
+        name,
+        Some(result.map(|()| "A verification code was generated.")),
     )
     .await
 }
 
 /// `POST /console/certificates/{name}/verify`: proof of possession.
 pub async fn verify(Path(name): Path<String>, Posted(signed, form): Posted<Change>) -> Response {
-    let result = async {
-        signed.may(Operation::HubCertificatesWrite).await?;
-        signed
-            .hub
-            .verify_certificate(&name, &form.certificate, form.if_match())
-            .await
-    }
-    .await;
-    tracing::info!(target: "ServiceOperations", certificate = %name, ok = result.is_ok(), policy = %signed.policy, "CA certificate proof of possession from the console");
-    after(
-        &signed,
-        &name,
-        result.map(|_| "The certificate is verified."),
+    verified(Owner::Hub(&signed), &name, form).await
+}
+
+/// Checks the proof of possession of `owner`'s certificate and shows its page.
+pub async fn verified(owner: Owner<'_>, name: &str, form: Change) -> Response {
+    let result = owner.verify(name, &form.certificate, form.if_match()).await;
+    tracing::info!(target: "ServiceOperations", certificate = %name, ok = result.is_ok(), policy = %owner.policy(), "CA certificate proof of possession from the console");
+    render(
+        owner,
+        name,
+        Some(result.map(|()| "The certificate is verified.")),
     )
     .await
 }
 
-/// The certificate's page after a post, with its outcome.
-async fn after(signed: &Signed, name: &str, result: Result<&str, HubError>) -> Response {
-    match result {
-        Ok(text) => render(signed, name, None, Some(Notice::ok(text))).await,
-        Err(e) => {
-            let status = StatusCode::from_u16(e.status()).ok();
-            render(signed, name, status, Some(Notice::error(&e))).await
-        }
-    }
-}
-
 /// `POST /console/certificates/{name}/delete`.
 pub async fn delete(Path(name): Path<String>, Posted(signed, form): Posted<Change>) -> Response {
-    let result = async {
-        signed.may(Operation::HubCertificatesWrite).await?;
-        signed.hub.delete_certificate(&name, form.if_match()).await
-    }
-    .await;
-    match result {
+    deleted(Owner::Hub(&signed), &name, form).await
+}
+
+/// Deletes `owner`'s certificate and goes back to the list.
+pub async fn deleted(owner: Owner<'_>, name: &str, form: Change) -> Response {
+    match owner.delete(name, form.if_match()).await {
         Ok(()) => {
-            tracing::info!(target: "ServiceOperations", certificate = %name, policy = %signed.policy, "CA certificate deleted from the console");
-            Redirect::to(PATH).into_response()
+            tracing::info!(target: "ServiceOperations", certificate = %name, policy = %owner.policy(), "CA certificate deleted from the console");
+            Redirect::to(owner.path()).into_response()
         }
-        Err(e) => error_page(&signed, &e),
+        Err(e) => owner.error_page(&e),
     }
 }

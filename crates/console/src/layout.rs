@@ -10,6 +10,36 @@ use crate::frame::head;
 
 /// A page with the console's navigation, for a signed-in session.
 pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
+    let nav = Nav {
+        brand: ("/console", signed.hub.host_name()),
+        links: &[
+            ("/console", "Overview"),
+            ("/console/devices", "Devices"),
+            ("/console/certificates", "Certificates"),
+            ("/console/telemetry", "Telemetry"),
+            ("/console/routes", "Routes"),
+            ("/console/dps", "DPS"),
+        ],
+        sign_out: "/console/signout",
+        csrf: &signed.session.csrf,
+        who: &signed.policy,
+    };
+    framed(&nav, title, body)
+}
+
+/// A signed-in page's navigation: the brand link, the page links, and the sign-out form of
+/// the session (with its CSRF token and the policy's name).
+#[derive(Debug)]
+pub struct Nav<'a> {
+    pub brand: (&'a str, &'a str),
+    pub links: &'a [(&'a str, &'a str)],
+    pub sign_out: &'a str,
+    pub csrf: &'a str,
+    pub who: &'a str,
+}
+
+/// A page with `nav` above its title and body.
+pub fn framed(nav: &Nav<'_>, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -17,15 +47,11 @@ pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
             body {
                 header {
                     nav {
-                        a.brand href="/console" { (signed.hub.host_name()) }
-                        a href="/console" { "Overview" }
-                        a href="/console/devices" { "Devices" }
-                        a href="/console/certificates" { "Certificates" }
-                        a href="/console/telemetry" { "Telemetry" }
-                        a href="/console/routes" { "Routes" }
-                        form.inline method="post" action="/console/signout" {
-                            (csrf(signed))
-                            span.who { (signed.policy) }
+                        a.brand href=(nav.brand.0) { (nav.brand.1) }
+                        @for (href, text) in nav.links { a href=(href) { (text) } }
+                        form.inline method="post" action=(nav.sign_out) {
+                            input type="hidden" name="csrf" value=(nav.csrf);
+                            span.who { (nav.who) }
                             button type="submit" { "Sign out" }
                         }
                     }

@@ -13,6 +13,7 @@ mod ca;
 mod certificates;
 mod device;
 mod devices;
+pub mod dps;
 mod frame;
 pub mod layout;
 mod live;
@@ -30,8 +31,17 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use ironhub_hub::Hub;
 
-/// The console's routes, with the hub as their state.
+/// The console's routes, with the hub as their state (a server without DPS).
 pub fn routes(hub: Hub) -> Router {
+    routes_with_dps(hub, None)
+}
+
+/// The console's routes: the hub's pages, and the DPS pages of `dps` (`/console/dps/…`).
+pub fn routes_with_dps(hub: Hub, dps: Option<ironhub_dps::Dps>) -> Router {
+    let dps_pages = match dps {
+        Some(dps) => dps::routes(hub.clone(), dps),
+        None => dps::absent(),
+    };
     Router::new()
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/console", get(overview::show))
@@ -99,8 +109,9 @@ pub fn routes(hub: Hub) -> Router {
         )
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))
-        .layer(middleware::map_response(protect))
         .with_state(hub)
+        .merge(dps_pages)
+        .layer(middleware::map_response(protect))
 }
 
 async fn css() -> Response {

@@ -15,6 +15,13 @@ pub struct Reveal {
     reveal: String,
 }
 
+impl Reveal {
+    /// Whether the page shows the key.
+    pub fn shows_key(&self) -> bool {
+        self.reveal == "key"
+    }
+}
+
 /// `GET /console`.
 pub async fn show(signed: Signed, Query(q): Query<Reveal>) -> Markup {
     let hub = &signed.hub;
@@ -31,7 +38,7 @@ pub async fn show(signed: Signed, Query(q): Query<Reveal>) -> Markup {
         Err(_) => None,
     };
     let count = |n: Option<u64>| n.map_or_else(|| "—".to_owned(), |n| n.to_string());
-    let reveal = q.reveal == "key";
+    let reveal = q.shows_key();
     page(
         &signed,
         "Overview",

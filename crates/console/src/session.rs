@@ -12,8 +12,10 @@ use ring::hkdf;
 use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::{Deserialize, Serialize};
 
-/// The cookie's name.
+/// The cookie's name (the hub's session).
 pub const COOKIE: &str = "ironhub-console";
+/// The DPS session's cookie: one browser may hold a hub session and a DPS session at once.
+pub const DPS_COOKIE: &str = "ironhub-console-dps";
 /// How long a session lasts after sign-in, in seconds (8 hours).
 pub const LIFETIME_SECS: u64 = 8 * 3600;
 const SALT: &[u8] = b"ironhub console session v1";
@@ -102,16 +104,26 @@ pub fn open<'p>(
 /// The `Set-Cookie` value that stores `value` for the session's lifetime (empty `value`: the
 /// one that removes it).
 pub fn set_cookie(value: &str) -> String {
+    set_named_cookie(COOKIE, value)
+}
+
+/// [`set_cookie`] for the cookie `name` ([`COOKIE`] or [`DPS_COOKIE`]).
+pub fn set_named_cookie(name: &str, value: &str) -> String {
     let max_age = if value.is_empty() { 0 } else { LIFETIME_SECS };
-    format!("{COOKIE}={value}; Path=/console; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict")
+    format!("{name}={value}; Path=/console; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict")
 }
 
 /// The console cookie's value in a `Cookie` header.
 pub fn from_header(cookies: &str) -> Option<&str> {
+    named_from_header(cookies, COOKIE)
+}
+
+/// The value of the cookie `wanted` in a `Cookie` header.
+pub fn named_from_header<'c>(cookies: &'c str, wanted: &str) -> Option<&'c str> {
     cookies
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value)
 }
 
@@ -159,6 +171,10 @@ mod tests {
     fn cookie_header_parsing() {
         assert_eq!(from_header("a=1; ironhub-console=x.y; b=2"), Some("x.y"));
         assert_eq!(from_header("a=1"), None);
+        assert_eq!(
+            named_from_header("ironhub-console=a; ironhub-console-dps=b", DPS_COOKIE),
+            Some("b")
+        );
         assert!(set_cookie("v").contains("HttpOnly; SameSite=Strict"));
         assert!(set_cookie("").contains("Max-Age=0"));
     }

@@ -22,6 +22,29 @@ pub struct SignIn {
     key: String,
 }
 
+impl SignIn {
+    /// The policy name and key the form gives, from its connection string or its two fields.
+    pub(crate) fn policy_and_key(&self) -> Result<(String, String), String> {
+        let (policy, key) = if self.connection_string.trim().is_empty() {
+            (self.policy.trim().to_owned(), self.key.trim().to_owned())
+        } else {
+            let cs = ConnectionString::parse(&self.connection_string)
+                .map_err(|e| format!("The connection string is not valid: {e}."))?;
+            (
+                cs.shared_access_key_name.unwrap_or_default(),
+                cs.shared_access_key.unwrap_or_default(),
+            )
+        };
+        if policy.is_empty() || key.is_empty() {
+            return Err(
+                "Give a connection string with SharedAccessKeyName and SharedAccessKey, or a policy name and key."
+                    .into(),
+            );
+        }
+        Ok((policy, key))
+    }
+}
+
 /// `GET /console/signin`.
 pub async fn form() -> Markup {
     page(None)
@@ -50,6 +73,7 @@ fn page(error: Option<&str>) -> Markup {
                             p { button type="submit" { "Sign in" } }
                         }
                     }
+                    p { a href="/console/dps/signin" { "Sign in to the Device Provisioning Service instead" } }
                 }
             }
         }
@@ -59,9 +83,54 @@ fn page(error: Option<&str>) -> Markup {
 /// `POST /console/signin`: checks the policy and key the way a REST call's token is checked
 /// (a token signed with the key must be accepted), then sets the session cookie.
 pub async fn sign_in(State(hub): State<Hub>, request: Request) -> Response {
+    let target = Target {
+        service: "hub",
+        page,
+        cookie: session::COOKIE,
+        sealed_for: hub.host_name().to_owned(),
+        landing: "/console",
+    };
+    let check = |policy: &str, key: &str| {
+        let any_right = [
+            Rights::REGISTRY_READ,
+            Rights::REGISTRY_WRITE,
+            Rights::SERVICE_CONNECT,
+            Rights::DEVICE_CONNECT,
+        ];
+        let token = sas::generate(hub.host_name(), key, unix_now() + 60, Some(policy)).ok()?;
+        match hub.authorize_service_any(Some(&token), &any_right).ok()? {
+            ironhub_hub::Principal::Policy { name, .. } => Some(name),
+            _ => None,
+        }
+    };
+    sign_in_to(&hub, &hub, request, target, check).await
+}
+
+/// What a sign-in signs in to: the service (as refusals and logs name it), its sign-in page,
+/// its session cookie, what that cookie is sealed for, and the page after.
+pub(crate) struct Target {
+    pub service: &'static str,
+    pub page: fn(Option<&str>) -> Markup,
+    pub cookie: &'static str,
+    pub sealed_for: String,
+    pub landing: &'static str,
+}
+
+/// A sign-in form's post, to the hub or to DPS: a same-origin post, under the hub's limit on
+/// failed sign-ins per client address; `check` is the service's own check of the form's policy
+/// name and key (the policy's name as the service spells it), and a failure counts against
+/// the address. Sets the session cookie, sealed with the policy's key.
+pub(crate) async fn sign_in_to<S: Send + Sync>(
+    hub: &Hub,
+    state: &S,
+    request: Request,
+    target: Target,
+    check: impl FnOnce(&str, &str) -> Option<String>,
+) -> Response {
     if !same_origin(request.headers()) {
         return cross_site();
     }
+    let page = target.page;
     // The client's address, put there by the HTTPS listener (none for a request made in
     // process).
     let client = request
@@ -69,7 +138,7 @@ pub async fn sign_in(State(hub): State<Hub>, request: Request) -> Response {
         .get::<ironhub_hub::network::Peer>()
         .map(|peer| peer.ip);
     if let Err(e) = hub.admit_sign_in(client).await {
-        tracing::info!(target: "ServiceOperations", client = ?client, "console sign-in refused: too many failures");
+        tracing::info!(target: "ServiceOperations", service = target.service, client = ?client, "console sign-in refused: too many failures");
         let retry_after = e.retry_after().unwrap_or(60).to_string();
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -78,43 +147,25 @@ pub async fn sign_in(State(hub): State<Hub>, request: Request) -> Response {
         )
             .into_response();
     }
-    let form: SignIn = match read_form(request, &hub).await {
+    let form: SignIn = match read_form(request, state).await {
         Ok(form) => form,
         Err(refused) => return refused,
     };
     let refuse = |message: &str| (StatusCode::UNAUTHORIZED, page(Some(message))).into_response();
-    let (policy, key) = if form.connection_string.trim().is_empty() {
-        (form.policy.trim().to_owned(), form.key.trim().to_owned())
-    } else {
-        match ConnectionString::parse(&form.connection_string) {
-            Ok(cs) => (
-                cs.shared_access_key_name.unwrap_or_default(),
-                cs.shared_access_key.unwrap_or_default(),
-            ),
-            Err(e) => return refuse(&format!("The connection string is not valid: {e}.")),
-        }
+    let (policy, key) = match form.policy_and_key() {
+        Ok(pair) => pair,
+        Err(message) => return refuse(&message),
     };
-    if policy.is_empty() || key.is_empty() {
-        return refuse(
-            "Give a connection string with SharedAccessKeyName and SharedAccessKey, or a policy name and key.",
-        );
-    }
-    let any_right = [
-        Rights::REGISTRY_READ,
-        Rights::REGISTRY_WRITE,
-        Rights::SERVICE_CONNECT,
-        Rights::DEVICE_CONNECT,
-    ];
-    let checked = sas::generate(hub.host_name(), &key, unix_now() + 60, Some(&policy))
-        .ok()
-        .and_then(|token| hub.authorize_service_any(Some(&token), &any_right).ok());
-    let Some(ironhub_hub::Principal::Policy { name, .. }) = checked else {
-        tracing::info!(target: "ServiceOperations", policy = %policy, client = ?client, "console sign-in refused");
+    let Some(name) = check(&policy, &key) else {
+        tracing::info!(target: "ServiceOperations", service = target.service, policy = %policy, client = ?client, "console sign-in refused");
         hub.sign_in_failed(client).await;
-        return refuse("This policy name and key are not accepted by this hub.");
+        return refuse(&format!(
+            "This policy name and key are not accepted by this {}.",
+            target.service
+        ));
     };
     let cookie =
-        Session::new(unix_now()).and_then(|s| session::seal(&name, &key, hub.host_name(), &s));
+        Session::new(unix_now()).and_then(|s| session::seal(&name, &key, &target.sealed_for, &s));
     let Some(cookie) = cookie else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -122,10 +173,13 @@ pub async fn sign_in(State(hub): State<Hub>, request: Request) -> Response {
         )
             .into_response();
     };
-    tracing::info!(target: "ServiceOperations", policy = %name, "console sign-in");
+    tracing::info!(target: "ServiceOperations", service = target.service, policy = %name, "console sign-in");
     (
-        [(header::SET_COOKIE, session::set_cookie(&cookie))],
-        Redirect::to("/console"),
+        [(
+            header::SET_COOKIE,
+            session::set_named_cookie(target.cookie, &cookie),
+        )],
+        Redirect::to(target.landing),
     )
         .into_response()
 }

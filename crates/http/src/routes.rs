@@ -59,7 +59,7 @@ pub fn router_with_amqp(
     let health = crate::health_api::routes(hub.clone());
     // The web console (`/` and `/console/…`), behind the same network rules.
     // The console also reads the client's address (failed sign-ins are limited per address).
-    let console = ironhub_console::routes(hub.clone())
+    let console = ironhub_console::routes_with_dps(hub.clone(), dps.clone())
         .layer(middleware::from_fn_with_state(
             hub.clone(),
             network_api::check,
