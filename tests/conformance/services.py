@@ -74,6 +74,10 @@ def azurite_blob(address: str, port: int, *args: str):
         shutil.rmtree(logdir, ignore_errors=True)
 
 
+# Storage limits independent of the free disk (see NatsServer.start).
+JETSTREAM_LIMITS = "jetstream {\n  max_file_store: 64G\n  max_memory_store: 1G\n}\n"
+
+
 class NatsServer:
     """A nats-server with JetStream (file storage) that can be stopped and started again."""
 
@@ -87,9 +91,14 @@ class NatsServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        # JetStream reserves each stream's max_bytes against its storage limit, which by default
+        # is 75% of the disk free when the server starts: a nearly full disk would refuse the
+        # hub's streams (10047, insufficient storage) though a test writes only kilobytes.
+        limits = self.data / "limits.conf"
+        limits.write_text(JETSTREAM_LIMITS)
         self.proc = subprocess.Popen(
             ["nats-server", "-js", "-a", self.address, "-p", str(self.port), "-sd", str(self.data / "js"),
-             "-l", str(self.log), *self.cluster_args],
+             "-c", str(limits), "-l", str(self.log), *self.cluster_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,

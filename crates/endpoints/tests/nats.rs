@@ -48,8 +48,19 @@ async fn start_nats(port: u16, store: &Path) -> Child {
 
 /// [`start_nats`] with more arguments.
 async fn start_nats_with(port: u16, store: &Path, extra: &[&Path]) -> Child {
+    // JetStream's storage limit defaults to 75% of the free disk; a fixed one keeps a nearly
+    // full disk from refusing the tests' streams.
+    std::fs::create_dir_all(store).expect("the store directory");
+    let limits = store.join("limits.conf");
+    std::fs::write(
+        &limits,
+        "jetstream {\n  max_file_store: 64G\n  max_memory_store: 1G\n}\n",
+    )
+    .expect("write the JetStream limits");
     let mut child = Command::new("nats-server")
-        .args(["-js", "-a", &host(), "-p", &port.to_string(), "-sd"])
+        .args(["-js", "-a", &host(), "-p", &port.to_string(), "-c"])
+        .arg(&limits)
+        .arg("-sd")
         .arg(store)
         .args(extra)
         .stdout(Stdio::null())

@@ -127,23 +127,60 @@ pub(crate) async fn bucket(
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
-    js.get_or_create_stream(stream::Config {
-        name: format!("KV_{name}"),
-        subjects: vec![format!("$KV.{name}.>")],
-        max_messages_per_subject: 1,
-        storage: stream::StorageType::File,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        num_replicas: replicas,
-        ..Default::default()
-    })
+    create_stream(
+        js,
+        stream::Config {
+            name: format!("KV_{name}"),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
+            storage: stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
     .await
     .map_err(|e| engine(&format!("create KV bucket {name}"), e))?;
-    js.get_key_value(name)
-        .await
-        .map_err(|e| engine(&format!("open KV bucket {name}"), e))
+    let mut tries = 1;
+    loop {
+        match js.get_key_value(name).await {
+            Err(e) if tries < CREATE_TRIES => {
+                tracing::warn!(bucket = name, error = %e, "NATS KV bucket not readable yet; trying again");
+                tries += 1;
+            }
+            done => return done.map_err(|e| engine(&format!("open KV bucket {name}"), e)),
+        }
+    }
+}
+
+/// How many times a stream's creation (and a new bucket's first read) is tried when JetStream
+/// does not answer in time.
+const CREATE_TRIES: u32 = 6;
+
+/// `get_or_create_stream`, tried again when JetStream's answer did not come in time: on a
+/// JetStream cluster each new stream elects its own leader among its replicas, which on busy
+/// machines may take longer than one request's time-out. Creating is idempotent (a stream
+/// that was created meanwhile is found), so another try is safe; other errors are final.
+async fn create_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> std::result::Result<stream::Stream, jetstream::context::CreateStreamError> {
+    let mut tries = 1;
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Err(e)
+                if tries < CREATE_TRIES
+                    && e.kind() == jetstream::context::CreateStreamErrorKind::TimedOut =>
+            {
+                tracing::warn!(stream = config.name, error = %e, "JetStream did not answer the stream's creation in time; trying again");
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// `kv::Store::create`, tried again (three times in all) when JetStream's acknowledgement
@@ -212,8 +249,9 @@ impl NatsEventLog {
         for p in 0..partitions {
             let subject = names.partition_subject(stream, p);
             let name = names.partition_stream(stream, p);
-            let created = js
-                .get_or_create_stream(stream::Config {
+            let created = create_stream(
+                &js,
+                stream::Config {
                     name: name.clone(),
                     subjects: vec![subject.clone()],
                     storage: stream::StorageType::File,
@@ -222,9 +260,10 @@ impl NatsEventLog {
                     discard: stream::DiscardPolicy::Old,
                     num_replicas: names.replicas(),
                     ..Default::default()
-                })
-                .await
-                .map_err(|e| engine(&format!("create stream {name}"), e))?;
+                },
+            )
+            .await
+            .map_err(|e| engine(&format!("create stream {name}"), e))?;
             streams.push(created);
             subjects.push(subject);
         }

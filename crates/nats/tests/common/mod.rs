@@ -65,9 +65,18 @@ pub fn server_with(extra: &[&str]) -> Option<Server> {
     Some(server)
 }
 
+/// Storage limits that do not depend on the free disk (see `start`).
+const JETSTREAM_LIMITS: &str = "jetstream {\n  max_file_store: 64G\n  max_memory_store: 1G\n}\n";
+
 fn start(address: &str, port: u16, dir: &std::path::Path, extra: &[String]) -> Child {
+    // JetStream reserves each stream's max_bytes against a limit that defaults to 75% of the
+    // free disk: fixed limits keep a nearly full disk from refusing the tests' streams.
+    let limits = dir.join("limits.conf");
+    std::fs::write(&limits, JETSTREAM_LIMITS).expect("write the JetStream limits");
     Command::new("nats-server")
-        .args(["-js", "-a", address, "-p", &port.to_string(), "-sd"])
+        .args(["-js", "-a", address, "-p", &port.to_string(), "-c"])
+        .arg(&limits)
+        .arg("-sd")
         .arg(dir)
         .args(extra)
         .stdout(Stdio::null())
