@@ -175,8 +175,8 @@ impl Hub {
     /// Sends messages a device sent one after another (MQTT PUBLISHes read together), each
     /// judged on its own as [`Hub::send_telemetry`] judges one, in order: the first refused
     /// stops the run, so what is durable is always a prefix of the run and the device's events
-    /// keep its order. Without custom routing a device's run is appended in one write (one
-    /// group commit); otherwise each message is routed and appended in turn.
+    /// keep its order. A device's run is appended as one batch per endpoint (one group
+    /// commit each); a module's messages are delivered one at a time.
     pub(crate) async fn send_telemetry_run_unobserved(
         &self,
         who: &DeviceIdentity,

@@ -398,37 +398,18 @@ impl Hub {
     }
 
     /// Routes device messages sent one after another, in order: how many, from the first,
-    /// are durable, and why the next is not. Without a routing document they all go to the
-    /// built-in endpoint in one write (one group commit); a failed write acknowledges none
-    /// of them, though it may have left a prefix appended (at least once: they are sent
-    /// again). With one, each is routed in turn as [`Hub::route_message`] does.
+    /// are durable, and why the next is not. They are routed as one batch
+    /// ([`Hub::route_batch`]: each endpoint's messages in one write, one group commit), so
+    /// it is all or none: a failed write acknowledges none of them, though it may have left
+    /// some appended (at least once: the device sends them again).
     pub(crate) async fn route_messages_in_order(
         &self,
         events: Vec<NewEvent>,
     ) -> (usize, Option<HubError>) {
-        if events.is_empty() {
-            return (0, None);
+        match self.route_batch(RoutingSource::DeviceMessages, events).await {
+            Ok(appended) => (appended.len(), None),
+            Err(e) => (0, Some(e)),
         }
-        let source = RoutingSource::DeviceMessages;
-        let compiled = match self.compiled_routing().await {
-            Ok(c) => c,
-            Err(e) => return (0, Some(e)),
-        };
-        if !compiled.configured {
-            let count = events.len();
-            let appended = self.events.append_batch(events).await;
-            for _ in 0..count {
-                crate::monitoring::delivered("events", &Target::BuiltIn, source, appended.is_ok());
-            }
-            return match appended {
-                Ok(_) => (count, None),
-                Err(e) => (0, Some(e.into())),
-            };
-        }
-        crate::telemetry::one_by_one(events, |event| async move {
-            self.route_message(source, event).await.map(drop)
-        })
-        .await
     }
 
     /// The log an endpoint's messages are appended to.
