@@ -28,6 +28,40 @@ fn with_etag(record: &ironhub_store::DpsRecord) -> Result<LinkedHub, DpsError> {
     Ok(hub)
 }
 
+/// A connection string's host name without its port (`hub2.example:8443` is `hub2.example`).
+fn host_of(host_name: &str) -> &str {
+    host_name.rsplit_once(':').map_or(host_name, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host_name
+        }
+    })
+}
+
+/// The name a hub is linked by when it is linked by its connection string alone (as
+/// `az iot dps linked-hub create --connection-string` does): the string's host name, without
+/// a port. Refused when the text is not a connection string or names no host.
+pub fn linked_hub_name(connection_string: &str) -> Result<String, DpsError> {
+    let cs = ConnectionString::parse(connection_string.trim()).map_err(|e| {
+        DpsError::BadRequest(format!("The hub connection string is not valid: {e}."))
+    })?;
+    if cs.device_id.is_some() {
+        return Err(DpsError::BadRequest(
+            "That is a device connection string; linking a hub needs the connection string of \
+             one of its shared access policies, such as iothubowner."
+                .into(),
+        ));
+    }
+    let host = host_of(cs.host_name.trim());
+    if host.is_empty() {
+        return Err(DpsError::BadRequest(
+            "The hub connection string has no HostName.".into(),
+        ));
+    }
+    Ok(host.to_owned())
+}
+
 impl Dps {
     /// Every linked hub, ordered by host name.
     pub async fn list_linked_hubs(&self) -> Result<Vec<LinkedHub>, DpsError> {
@@ -82,16 +116,7 @@ impl Dps {
                 "A linked hub needs a name (its host name).".into(),
             ));
         }
-        let host = cs
-            .host_name
-            .rsplit_once(':')
-            .map_or(cs.host_name.as_str(), |(h, p)| {
-                if p.chars().all(|c| c.is_ascii_digit()) {
-                    h
-                } else {
-                    cs.host_name.as_str()
-                }
-            });
+        let host = host_of(&cs.host_name);
         if !host
             .trim_matches(['[', ']'])
             .eq_ignore_ascii_case(name.trim_matches(['[', ']']))

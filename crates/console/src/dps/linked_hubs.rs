@@ -1,0 +1,185 @@
+//! Linking and unlinking hubs from the DPS overview: the form that links a hub by its
+//! connection string (as `az iot dps linked-hub create --connection-string` does), and the
+//! removal of a link after a confirmation page. Both act through the DPS calls the service
+//! API's `/dps/linkedHubs` uses, with LinkedHubsWrite (ServiceConfig).
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use ironhub_auth::access::Operation;
+use ironhub_dps::DpsError;
+use ironhub_dps::hubs::linked_hub_name;
+use ironhub_dps::model::LinkedHub;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::access::{PostedDps, SignedDps};
+use super::form::FieldError;
+use super::layout::{csrf, error_page, page};
+use super::overview::{self, Outcome};
+use crate::layout::segment;
+
+/// What the link form posts.
+#[derive(Debug, Default, Deserialize)]
+pub struct LinkForm {
+    #[serde(default)]
+    connection_string: String,
+    #[serde(default)]
+    allocation_weight: String,
+    #[serde(default)]
+    apply_allocation_policy: Option<String>,
+    #[serde(default)]
+    location: String,
+}
+
+/// The form that links a hub; after a refusal it keeps what was typed (but the connection
+/// string, which holds a key) and shows the refusal beside its field.
+pub fn add_form(signed: &SignedDps, draft: Option<(&LinkForm, &FieldError)>) -> Markup {
+    let empty = LinkForm {
+        apply_allocation_policy: Some("on".into()),
+        ..LinkForm::default()
+    };
+    let (f, error) = match draft {
+        Some((f, e)) => (f, Some(e)),
+        None => (&empty, None),
+    };
+    let beside = |field: &str| -> Markup {
+        html! {
+            @if let Some(e) = error.filter(|e| e.field == field) {
+                span.field-error id={ (field) "-error" } role="alert" { (e.error.to_string()) }
+            }
+        }
+    };
+    html! {
+        h3 { "Link a hub" }
+        form #link-hub-form method="post" action="/console/dps/linked-hubs" autocomplete="off" {
+            (csrf(signed))
+            label for="connection_string" { "Hub connection string (a policy with RegistryWrite and ServiceConnect, such as iothubowner)" }
+            input #connection_string type="password" name="connection_string" required
+                placeholder="HostName=…;SharedAccessKeyName=iothubowner;SharedAccessKey=…"
+                aria-describedby="connection_string-error";
+            (beside("connection_string"))
+            label for="allocation_weight" { "Allocation weight (empty: 1)" }
+            input #allocation_weight type="number" name="allocation_weight" min="0"
+                value=(f.allocation_weight) aria-describedby="allocation_weight-error";
+            (beside("allocation_weight"))
+            label.check { input #apply_allocation_policy type="checkbox" name="apply_allocation_policy" checked[f.apply_allocation_policy.is_some()]; " Allocation policies may pick this hub" }
+            label for="location" { "Location (informational)" }
+            input #location type="text" name="location" value=(f.location);
+            p { button type="submit" { "Link hub" } }
+        }
+    }
+}
+
+/// The weight a form gives: none when empty, refused unless a whole number.
+pub fn parse_weight(text: &str) -> Result<Option<u32>, DpsError> {
+    match text.trim() {
+        "" => Ok(None),
+        w => w.parse::<u32>().map(Some).map_err(|_| {
+            DpsError::BadRequest(format!(
+                "The allocation weight '{w}' is not a whole number of 0 or more."
+            ))
+        }),
+    }
+}
+
+/// The field a refused link belongs beside: the weight's own refusals beside the weight,
+/// everything else (the string, the hub's answer, a duplicate) beside the connection string.
+fn field_of(e: &DpsError) -> &'static str {
+    match e {
+        DpsError::BadRequest(m) if m.contains("allocation weight") => "allocation_weight",
+        DpsError::Unauthorized(_) => "",
+        _ => "connection_string",
+    }
+}
+
+/// `POST /console/dps/linked-hubs`: links a hub by its connection string, named by the
+/// string's host name. A hub that does not answer now is linked (DPS decides so, as for the
+/// REST call), and the page says devices cannot be assigned to it until it answers.
+pub async fn link(PostedDps(signed, form): PostedDps<LinkForm>) -> Response {
+    let result = async {
+        signed.may(Operation::LinkedHubsWrite).await?;
+        let allocation_weight = parse_weight(&form.allocation_weight)?;
+        let name = linked_hub_name(&form.connection_string)?;
+        let hub = LinkedHub {
+            name: name.clone(),
+            connection_string: form.connection_string.trim().to_owned(),
+            allocation_weight,
+            apply_allocation_policy: Some(form.apply_allocation_policy.is_some()),
+            location: Some(form.location.trim().to_owned()).filter(|l| !l.is_empty()),
+            etag: None,
+        };
+        let linked = signed.dps.put_linked_hub(hub, None).await?;
+        tracing::info!(target: "ServiceOperations", hub = %linked.name, policy = %signed.policy, "hub linked from the console");
+        Ok(linked.name)
+    }
+    .await;
+    match result {
+        Ok(name) => {
+            let text = match signed.dps.latency_of(&name) {
+                Some(_) => format!("The hub {name} is linked."),
+                None => format!(
+                    "The hub {name} is linked, but it did not answer just now: devices cannot \
+                     be assigned to it until it does (the server's log says why)."
+                ),
+            };
+            overview::render(&signed, Outcome::Done(text)).await
+        }
+        Err(e) if field_of(&e).is_empty() => overview::render(&signed, Outcome::Refused(e)).await,
+        Err(error) => {
+            let field = field_of(&error);
+            overview::render(&signed, Outcome::Draft(form, FieldError { field, error })).await
+        }
+    }
+}
+
+/// `GET /console/dps/linked-hubs/{name}/delete`: asks to confirm the removal of a link.
+pub async fn confirm(signed: SignedDps, Path(name): Path<String>) -> Response {
+    let hub = async {
+        signed.may(Operation::LinkedHubsWrite).await?;
+        signed.dps.get_linked_hub(&name).await
+    }
+    .await;
+    let hub = match hub {
+        Ok(hub) => hub,
+        Err(e) => return error_page(&signed, &e),
+    };
+    let body = html! {
+        section {
+            h2 { "Unlink " (hub.name) "?" }
+            p { "The provisioning service will no longer assign devices to " b { (hub.name) } ". Devices already assigned to it stay there, and enrollments that name it must be changed to another hub." }
+            form #unlink-hub-form method="post" action={ "/console/dps/linked-hubs/" (segment(&hub.name)) "/delete" } {
+                (csrf(&signed))
+                input type="hidden" name="etag" value=(hub.etag.as_deref().unwrap_or(""));
+                button.danger type="submit" { "Unlink " (hub.name) }
+                " " a href="/console/dps" { "Cancel" }
+            }
+        }
+    };
+    (StatusCode::OK, page(&signed, "Unlink a hub", body)).into_response()
+}
+
+/// What the confirmation posts: the ETag of the link it showed.
+#[derive(Debug, Deserialize)]
+pub struct Unlink {
+    #[serde(default)]
+    etag: String,
+}
+
+/// `POST /console/dps/linked-hubs/{name}/delete`: unlinks a hub, on the condition of the ETag
+/// the confirmation showed; back to the overview.
+pub async fn unlink(Path(name): Path<String>, PostedDps(signed, form): PostedDps<Unlink>) -> Response {
+    let result = async {
+        signed.may(Operation::LinkedHubsWrite).await?;
+        let if_match = Some(form.etag.as_str()).filter(|t| !t.is_empty());
+        signed.dps.delete_linked_hub(&name, if_match).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(target: "ServiceOperations", hub = %name, policy = %signed.policy, "hub unlinked from the console");
+            Redirect::to("/console/dps").into_response()
+        }
+        Err(e) => overview::render(&signed, Outcome::Refused(e)).await,
+    }
+}
