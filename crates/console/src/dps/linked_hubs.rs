@@ -168,7 +168,10 @@ pub struct Unlink {
 
 /// `POST /console/dps/linked-hubs/{name}/delete`: unlinks a hub, on the condition of the ETag
 /// the confirmation showed; back to the overview.
-pub async fn unlink(Path(name): Path<String>, PostedDps(signed, form): PostedDps<Unlink>) -> Response {
+pub async fn unlink(
+    Path(name): Path<String>,
+    PostedDps(signed, form): PostedDps<Unlink>,
+) -> Response {
     let result = async {
         signed.may(Operation::LinkedHubsWrite).await?;
         let if_match = Some(form.etag.as_str()).filter(|t| !t.is_empty());
