@@ -111,7 +111,7 @@ pub async fn render(signed: &SignedDps, outcome: Outcome) -> Response {
                                 td { (h.allocation_weight.map_or_else(|| "—".to_owned(), |w| w.to_string())) }
                                 td { (if h.apply_allocation_policy.unwrap_or(true) { "yes" } else { "no" }) }
                             }
-                            td { (h.location.as_deref().unwrap_or("—")) }
+                            td.location { (h.location.as_deref().unwrap_or("—")) }
                             td.latency { (dps.latency_of(&h.name).map_or_else(|| "not measured yet".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))) }
                             @if can_link {
                                 td { a.unlink href={ "/console/dps/linked-hubs/" (segment(&h.name)) "/delete" } { "Unlink…" } }
