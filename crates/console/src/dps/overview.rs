@@ -91,11 +91,11 @@ pub async fn render(signed: &SignedDps, outcome: Outcome) -> Response {
                 None => p { "This policy may not read the linked hubs (they need ServiceConfig)." },
                 Some(Err(e)) => p.notice.error { (e.to_string()) },
                 Some(Ok(list)) if list.is_empty() => p { "No linked hubs." },
-                Some(Ok(list)) => div.scroll { table #linked-hubs {
+                Some(Ok(list)) => div.scroll { table #linked-hubs.wide {
                     thead { tr { th { "Hub" } th { "Allocation weight" } th { "Applies allocation policy" } th { "Location" } th { "Latency" } @if can_link { th {} } } }
                     tbody { @for h in list {
                         tr {
-                            td { (h.name) }
+                            td.nowrap { (h.name) }
                             @if can_link {
                                 td colspan="2" {
                                     form.inline.linked-hub-form method="post" action={ "/console/dps/linked-hubs/" (segment(&h.name)) } {
@@ -114,7 +114,7 @@ pub async fn render(signed: &SignedDps, outcome: Outcome) -> Response {
                             td.location { (h.location.as_deref().unwrap_or("—")) }
                             td.latency { (dps.latency_of(&h.name).map_or_else(|| "not measured yet".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))) }
                             @if can_link {
-                                td { a.unlink href={ "/console/dps/linked-hubs/" (segment(&h.name)) "/delete" } { "Unlink…" } }
+                                td.nowrap { a.unlink href={ "/console/dps/linked-hubs/" (segment(&h.name)) "/delete" } { "Unlink…" } }
                             }
                         }
                     } }
