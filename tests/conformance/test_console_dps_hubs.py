@@ -13,26 +13,18 @@ from __future__ import annotations
 
 import shutil
 import signal
-import tempfile
-from pathlib import Path
 
 import pytest
 from azure.iot.device import ProvisioningDeviceClient
 
-from conftest import IronHub, test_address
+from conftest import test_address
 from console_helpers import add_dps_policy, drive
 from dps_helpers import dps_info, dps_rest, new_key
+from test_dps_hubs import start_server
 
 A_ADDRESS = test_address("127.0.0.88")
 B_ADDRESS = test_address("127.0.0.89")
 READER_KEY = "bm8gc2VydmljZSBjb25maWcgZm9yIHRoaXMgcG9saWN5"
-
-
-def start_server(address: str, extra: list[str]) -> IronHub:
-    workdir = Path(tempfile.mkdtemp(prefix=f"ironhub-console-hubs-{address}-"))
-    server = IronHub(address, workdir, extra)
-    server.start()
-    return server
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::access::{PostedDps, SignedDps};
-use super::form::FieldError;
+use super::form::{FieldError, beside};
 use super::layout::{csrf, error_page, page};
 use super::overview::{self, Outcome};
 use crate::layout::segment;
@@ -43,13 +43,7 @@ pub fn add_form(signed: &SignedDps, draft: Option<(&LinkForm, &FieldError)>) -> 
         Some((f, e)) => (f, Some(e)),
         None => (&empty, None),
     };
-    let beside = |field: &str| -> Markup {
-        html! {
-            @if let Some(e) = error.filter(|e| e.field == field) {
-                span.field-error id={ (field) "-error" } role="alert" { (e.error.to_string()) }
-            }
-        }
-    };
+    let beside = |field: &str| beside(error, field);
     html! {
         h3 { "Link a hub" }
         form #link-hub-form method="post" action="/console/dps/linked-hubs" autocomplete="off" {
