@@ -268,3 +268,29 @@ impl Dps {
             .find(|h| h.name.eq_ignore_ascii_case(name.trim()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::linked_hub_name;
+
+    #[test]
+    fn a_hub_is_named_by_its_connection_strings_host_without_port() {
+        let named = |cs: &str| linked_hub_name(cs).map_err(|e| e.to_string());
+        assert_eq!(
+            named(
+                "HostName=Hub2.example:8443;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5"
+            ),
+            Ok("Hub2.example".to_owned())
+        );
+        assert_eq!(
+            named("HostName=[::1]:443;SharedAccessKeyName=o;SharedAccessKey=a2V5"),
+            Ok("[::1]".to_owned())
+        );
+        assert!(named("not a connection string").is_err());
+        assert!(
+            named("HostName=hub.example;DeviceId=d;SharedAccessKey=a2V5")
+                .unwrap_err()
+                .contains("device connection string")
+        );
+    }
+}
