@@ -39,11 +39,9 @@ fn host_of(host_name: &str) -> &str {
     })
 }
 
-/// The name a hub is linked by when it is linked by its connection string alone (as
-/// `az iot dps linked-hub create --connection-string` does): the string's host name, without
-/// a port. Refused when the text is not a connection string or names no host.
-pub fn linked_hub_name(connection_string: &str) -> Result<String, DpsError> {
-    let cs = ConnectionString::parse(connection_string.trim()).map_err(|e| {
+/// A linked hub's connection string: a shared access policy's (name and key), not a device's.
+fn hub_connection_string(text: &str) -> Result<ConnectionString, DpsError> {
+    let cs = ConnectionString::parse(text.trim()).map_err(|e| {
         DpsError::BadRequest(format!("The hub connection string is not valid: {e}."))
     })?;
     if cs.device_id.is_some() {
@@ -53,6 +51,22 @@ pub fn linked_hub_name(connection_string: &str) -> Result<String, DpsError> {
                 .into(),
         ));
     }
+    let missing = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
+    if missing(&cs.shared_access_key) || missing(&cs.shared_access_key_name) {
+        return Err(DpsError::BadRequest(
+            "The hub connection string needs SharedAccessKeyName and SharedAccessKey (an \
+             iothubowner-level policy)."
+                .into(),
+        ));
+    }
+    Ok(cs)
+}
+
+/// The name a hub is linked by when it is linked by its connection string alone (as
+/// `az iot dps linked-hub create --connection-string` does): the string's host name, without
+/// a port. Refused unless the text is a policy's connection string that names a host.
+pub fn linked_hub_name(connection_string: &str) -> Result<String, DpsError> {
+    let cs = hub_connection_string(connection_string)?;
     let host = host_of(cs.host_name.trim());
     if host.is_empty() {
         return Err(DpsError::BadRequest(
@@ -100,16 +114,7 @@ impl Dps {
         if_match: Option<&str>,
         check: bool,
     ) -> Result<LinkedHub, DpsError> {
-        let cs = ConnectionString::parse(&hub.connection_string).map_err(|e| {
-            DpsError::BadRequest(format!("The hub connection string is not valid: {e}."))
-        })?;
-        if cs.shared_access_key.is_none() || cs.shared_access_key_name.is_none() {
-            return Err(DpsError::BadRequest(
-                "The hub connection string needs SharedAccessKeyName and SharedAccessKey (an \
-                 iothubowner-level policy)."
-                    .into(),
-            ));
-        }
+        let cs = hub_connection_string(&hub.connection_string)?;
         let name = hub.name.trim().to_owned();
         if name.is_empty() {
             return Err(DpsError::BadRequest(
@@ -287,6 +292,7 @@ mod tests {
             Ok("[::1]".to_owned())
         );
         assert!(named("not a connection string").is_err());
+        assert!(named("HostName=hub.example;SharedAccessKeyName=o").is_err());
         assert!(
             named("HostName=hub.example;DeviceId=d;SharedAccessKey=a2V5")
                 .unwrap_err()

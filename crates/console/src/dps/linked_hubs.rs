@@ -1,11 +1,12 @@
 //! Linking and unlinking hubs from the DPS overview: the form that links a hub by its
-//! connection string (as `az iot dps linked-hub create --connection-string` does), and the
-//! removal of a link after a confirmation page. Both act through the DPS calls the service
+//! connection string (as `az iot dps linked-hub create --connection-string` does), the link
+//! itself, and the removal of a link after a confirmation page (the overview's handlers post
+//! to these and show the outcome). Both act through the DPS calls the service
 //! API's `/dps/linkedHubs` uses, with LinkedHubsWrite (ServiceConfig).
 
 use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use ironhub_auth::access::Operation;
 use ironhub_dps::DpsError;
 use ironhub_dps::hubs::linked_hub_name;
@@ -13,10 +14,9 @@ use ironhub_dps::model::LinkedHub;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::access::{PostedDps, SignedDps};
+use super::access::SignedDps;
 use super::form::{FieldError, beside};
 use super::layout::{csrf, error_page, page};
-use super::overview::{self, Outcome};
 use crate::layout::segment;
 
 /// What the link form posts.
@@ -87,44 +87,38 @@ fn field_of(e: &DpsError) -> &'static str {
     }
 }
 
-/// `POST /console/dps/linked-hubs`: links a hub by its connection string, named by the
-/// string's host name. A hub that does not answer now is linked (DPS decides so, as for the
-/// REST call), and the page says devices cannot be assigned to it until it answers.
-pub async fn link(PostedDps(signed, form): PostedDps<LinkForm>) -> Response {
-    let result = async {
+/// Links a hub by its connection string, named by the string's host name; the text of the
+/// outcome, or the refusal with the field it belongs beside (none for a refused right). A hub
+/// that does not answer now is linked (DPS decides so, as for the REST call), and the text says
+/// devices cannot be assigned to it until it answers.
+pub async fn link(signed: &SignedDps, form: &LinkForm) -> Result<String, FieldError> {
+    let linked = async {
         signed.may(Operation::LinkedHubsWrite).await?;
         let allocation_weight = parse_weight(&form.allocation_weight)?;
-        let name = linked_hub_name(&form.connection_string)?;
         let hub = LinkedHub {
-            name: name.clone(),
+            name: linked_hub_name(&form.connection_string)?,
             connection_string: form.connection_string.trim().to_owned(),
             allocation_weight,
             apply_allocation_policy: Some(form.apply_allocation_policy.is_some()),
             location: Some(form.location.trim().to_owned()).filter(|l| !l.is_empty()),
             etag: None,
         };
-        let linked = signed.dps.put_linked_hub(hub, None).await?;
-        tracing::info!(target: "ServiceOperations", hub = %linked.name, policy = %signed.policy, "hub linked from the console");
-        Ok(linked.name)
+        signed.dps.put_linked_hub(hub, None).await
     }
-    .await;
-    match result {
-        Ok(name) => {
-            let text = match signed.dps.latency_of(&name) {
-                Some(_) => format!("The hub {name} is linked."),
-                None => format!(
-                    "The hub {name} is linked, but it did not answer just now: devices cannot \
-                     be assigned to it until it does (the server's log says why)."
-                ),
-            };
-            overview::render(&signed, Outcome::Done(text)).await
-        }
-        Err(e) if field_of(&e).is_empty() => overview::render(&signed, Outcome::Refused(e)).await,
-        Err(error) => {
-            let field = field_of(&error);
-            overview::render(&signed, Outcome::Draft(form, FieldError { field, error })).await
-        }
-    }
+    .await
+    .map_err(|error| FieldError {
+        field: field_of(&error),
+        error,
+    })?;
+    let name = linked.name;
+    tracing::info!(target: "ServiceOperations", hub = %name, policy = %signed.policy, "hub linked from the console");
+    Ok(match signed.dps.latency_of(&name) {
+        Some(_) => format!("The hub {name} is linked."),
+        None => format!(
+            "The hub {name} is linked, but it did not answer just now: devices cannot be \
+             assigned to it until it does (the server's log says why)."
+        ),
+    })
 }
 
 /// `GET /console/dps/linked-hubs/{name}/delete`: asks to confirm the removal of a link.
@@ -141,7 +135,7 @@ pub async fn confirm(signed: SignedDps, Path(name): Path<String>) -> Response {
     let body = html! {
         section {
             h2 { "Unlink " (hub.name) "?" }
-            p { "The provisioning service will no longer assign devices to " b { (hub.name) } ". Devices already assigned to it stay there, and enrollments that name it must be changed to another hub." }
+            p { "The provisioning service will no longer assign devices to " b { (hub.name) } ". Devices already assigned to it stay there." }
             form #unlink-hub-form method="post" action={ "/console/dps/linked-hubs/" (segment(&hub.name)) "/delete" } {
                 (csrf(&signed))
                 input type="hidden" name="etag" value=(hub.etag.as_deref().unwrap_or(""));
@@ -160,23 +154,11 @@ pub struct Unlink {
     etag: String,
 }
 
-/// `POST /console/dps/linked-hubs/{name}/delete`: unlinks a hub, on the condition of the ETag
-/// the confirmation showed; back to the overview.
-pub async fn unlink(
-    Path(name): Path<String>,
-    PostedDps(signed, form): PostedDps<Unlink>,
-) -> Response {
-    let result = async {
-        signed.may(Operation::LinkedHubsWrite).await?;
-        let if_match = Some(form.etag.as_str()).filter(|t| !t.is_empty());
-        signed.dps.delete_linked_hub(&name, if_match).await
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            tracing::info!(target: "ServiceOperations", hub = %name, policy = %signed.policy, "hub unlinked from the console");
-            Redirect::to("/console/dps").into_response()
-        }
-        Err(e) => overview::render(&signed, Outcome::Refused(e)).await,
-    }
+/// Unlinks the hub `name`, on the condition of the ETag the confirmation showed.
+pub async fn unlink(signed: &SignedDps, name: &str, form: &Unlink) -> Result<(), DpsError> {
+    signed.may(Operation::LinkedHubsWrite).await?;
+    let if_match = Some(form.etag.as_str()).filter(|t| !t.is_empty());
+    signed.dps.delete_linked_hub(name, if_match).await?;
+    tracing::info!(target: "ServiceOperations", hub = %name, policy = %signed.policy, "hub unlinked from the console");
+    Ok(())
 }

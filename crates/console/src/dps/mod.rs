@@ -36,14 +36,14 @@ pub fn routes(hub: Hub, dps: Dps) -> Router {
     use enrollments as e;
     Router::new()
         .route("/console/dps", get(overview::show))
-        .route("/console/dps/linked-hubs", post(linked_hubs::link))
+        .route("/console/dps/linked-hubs", post(overview::link))
         .route(
             "/console/dps/linked-hubs/{name}",
             post(overview::set_weight),
         )
         .route(
             "/console/dps/linked-hubs/{name}/delete",
-            get(linked_hubs::confirm).post(linked_hubs::unlink),
+            get(linked_hubs::confirm).post(overview::unlink),
         )
         .route(access::SIGN_IN, get(access::form).post(access::sign_in))
         .route("/console/dps/signout", post(access::sign_out))

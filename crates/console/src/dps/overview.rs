@@ -6,7 +6,7 @@
 
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use ironhub_auth::access::Operation;
 use ironhub_dps::DpsError;
 use ironhub_dps::model::LinkedHub;
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::access::{PostedDps, SignedDps};
 use super::form::FieldError;
 use super::layout::{csrf, page, refused, status_of};
-use super::linked_hubs::{self, LinkForm, parse_weight};
+use super::linked_hubs::{self, LinkForm, Unlink, parse_weight};
 use crate::layout::{Notice, notice, secret, segment};
 use crate::overview::Reveal;
 
@@ -167,4 +167,27 @@ pub async fn set_weight(
         Err(e) => Outcome::Refused(e),
     };
     render(&signed, outcome).await
+}
+
+/// `POST /console/dps/linked-hubs`: links a hub by its connection string; a refusal shows
+/// beside its field, with the form as it was (but the connection string).
+pub async fn link(PostedDps(signed, form): PostedDps<LinkForm>) -> Response {
+    let outcome = match linked_hubs::link(&signed, &form).await {
+        Ok(text) => Outcome::Done(text),
+        Err(e) if e.field.is_empty() => Outcome::Refused(e.error),
+        Err(e) => Outcome::Draft(form, e),
+    };
+    render(&signed, outcome).await
+}
+
+/// `POST /console/dps/linked-hubs/{name}/delete`: unlinks a hub after its confirmation page;
+/// back to the overview.
+pub async fn unlink(
+    Path(name): Path<String>,
+    PostedDps(signed, form): PostedDps<Unlink>,
+) -> Response {
+    match linked_hubs::unlink(&signed, &name, &form).await {
+        Ok(()) => Redirect::to("/console/dps").into_response(),
+        Err(e) => render(&signed, Outcome::Refused(e)).await,
+    }
 }
