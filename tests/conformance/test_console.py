@@ -11,32 +11,23 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import queue
 import re
 import ssl
-import subprocess
-import urllib.parse
 
 import pytest
 from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
 from msrest.exceptions import HttpOperationError
 
-from conftest import NODE_DIR, require_tool, run_cli, test_address
+from conftest import test_address
+from console_helpers import CHROMIUM, WAIT_S, console_request, csrf_of, drive, policy_connection_string  # noqa: F401 (others import them from here)
 from dps_helpers import make_root, make_signed, sas
 from routing_helpers import put_routing
 
 IRONHUB_ADDRESS = "127.0.0.76"
-WAIT_S = 20
-CHROMIUM = "/usr/bin/chromium"
 # Client addresses the sign-in limit tests send from (loopback takes any 127/8 source).
 GUESSER_ADDRESS = test_address("127.0.0.69")
 BYSTANDER_ADDRESS = test_address("127.0.0.70")
-
-
-def policy_connection_string(hub, policy: str) -> str:
-    out = run_cli("hub", "connection-string", "show", "--policy-name", policy, "--data-dir", str(hub.data_dir), check=True)
-    return json.loads(out.stdout)["connectionString"]
 
 
 class Device:
@@ -62,52 +53,33 @@ class Device:
 
 
 def test_console_end_to_end(hub, rm, tmp_path):
-    require_tool("node")
-    require_tool(CHROMIUM.rsplit("/", 1)[1])
     env = {
         "IRONHUB_CONNECTION_STRING": hub.connection_string,
         "IRONHUB_READ_CONNECTION_STRING": policy_connection_string(hub, "registryRead"),
-        "CHROMIUM": CHROMIUM,
     }
-    proc = subprocess.Popen(
-        ["node", str(NODE_DIR / "console.js"), f"https://{hub.hostname}", str(tmp_path)],
-        cwd=NODE_DIR, env=dict(os.environ, **env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )
     device = None
-    result = None
+
+    def answer(step, msg):
+        nonlocal device
+        if step == "created":
+            device = Device(hub, rm, msg["deviceId"])
+        elif step == "send-telemetry":
+            device.client.send_message(Message("hello-console"))
+        elif step == "send-hub-telemetry":
+            device.client.send_message(Message("hello-hub"))
+        elif step == "c2d-sent":
+            m = device.messages.get(timeout=WAIT_S)
+            assert m.data == b"ON"
+            assert m.custom_properties.get("Topic") == "/power", m.custom_properties
+        elif step == "twin-saved":
+            patch = device.patches.get(timeout=WAIT_S)
+            assert patch.get("color") == "red", patch
+
     try:
-        for line in proc.stdout:
-            if not line.startswith("{"):
-                continue
-            msg = json.loads(line)
-            step = msg.get("wait")
-            if step is None:
-                result = msg
-                break
-            if step == "created":
-                device = Device(hub, rm, msg["deviceId"])
-            elif step == "send-telemetry":
-                device.client.send_message(Message("hello-console"))
-            elif step == "send-hub-telemetry":
-                device.client.send_message(Message("hello-hub"))
-            elif step == "c2d-sent":
-                m = device.messages.get(timeout=WAIT_S)
-                assert m.data == b"ON"
-                assert m.custom_properties.get("Topic") == "/power", m.custom_properties
-            elif step == "twin-saved":
-                patch = device.patches.get(timeout=WAIT_S)
-                assert patch.get("color") == "red", patch
-            proc.stdin.write("{}\n")
-            proc.stdin.flush()
-        proc.wait(timeout=30)
+        result = drive("console.js", [f"https://{hub.hostname}", str(tmp_path)], env, answer)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         if device is not None:
             device.close()
-    assert result is not None, f"console.js gave no result\n{proc.stderr.read()[-6000:]}"
-    assert "error" not in result, f"{result}\n{proc.stderr.read()[-6000:]}"
 
     # Without a session: a redirect to sign-in, nothing created.
     assert result["anonymousPost"] == 303
@@ -150,32 +122,6 @@ def test_console_end_to_end(hub, rm, tmp_path):
     assert rm.get_device("console-dev").status == "enabled"
     assert rm.get_twin("console-dev").properties.desired["color"] == "red"
     assert rm.get_module("console-dev", "console-mod").module_id == "console-mod"
-
-
-def console_request(hub, source: str, method: str, path: str, form: dict | None = None, cookie: str | None = None):
-    """One HTTPS request to the console from the client address `source`: (status, headers, body)."""
-    context = ssl.create_default_context(cafile=hub.ca_file)
-    conn = http.client.HTTPSConnection(hub.hostname, 443, context=context, source_address=(source, 0), timeout=WAIT_S)
-    headers = {}
-    body = None
-    if form is not None:
-        body = urllib.parse.urlencode(form)
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    if cookie:
-        headers["Cookie"] = cookie
-    try:
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.headers, response.read().decode()
-    finally:
-        conn.close()
-
-
-def csrf_of(page: str) -> str:
-    """The CSRF token a console page's forms carry."""
-    match = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert match, page[:500]
-    return match.group(1)
 
 
 def test_failed_sign_ins_are_limited_per_address_and_the_ca_downloads(hub, rm, tmp_path):

@@ -12,50 +12,19 @@ refused.
 
 from __future__ import annotations
 
-import json
-import os
-import sqlite3
-import subprocess
-
 from azure.iot.device import ProvisioningDeviceClient
 
-from conftest import NODE_DIR, require_tool
+from console_helpers import add_dps_policy, drive as drive_script
 from dps_helpers import derive, dps_info, dps_rest, make_root, make_self_signed, make_signed
 
 IRONHUB_ADDRESS = "127.0.0.80"
-CHROMIUM = "/usr/bin/chromium"
 READER_KEY = "cmVhZGVyIGtleSBmb3IgdGhlIGNvbnNvbGUgdGVzdA=="
 
 
 def drive(hub, tmp_path, mode: str, connection_string: str, answer) -> dict:
     """Runs console_dps.js in `mode`, answering its waits with `answer(step, msg)`."""
-    require_tool("node")
-    require_tool(CHROMIUM.rsplit("/", 1)[1])
-    env = {"IRONHUB_DPS_CONNECTION_STRING": connection_string, "CHROMIUM": CHROMIUM}
-    proc = subprocess.Popen(
-        ["node", str(NODE_DIR / "console_dps.js"), f"https://{hub.hostname}", str(tmp_path), mode],
-        cwd=NODE_DIR, env=dict(os.environ, **env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )
-    result = None
-    try:
-        for line in proc.stdout:
-            if not line.startswith("{"):
-                continue
-            msg = json.loads(line)
-            step = msg.get("wait")
-            if step is None:
-                result = msg
-                break
-            proc.stdin.write(json.dumps(answer(step, msg)) + "\n")
-            proc.stdin.flush()
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert result is not None, f"console_dps.js gave no result\n{proc.stderr.read()[-6000:]}"
-    assert "error" not in result, f"{result}\n{proc.stderr.read()[-6000:]}"
-    return result
+    return drive_script("console_dps.js", [f"https://{hub.hostname}", str(tmp_path), mode],
+                        {"IRONHUB_DPS_CONNECTION_STRING": connection_string}, answer)
 
 
 def test_console_dps_end_to_end(hub, tmp_path):
@@ -117,21 +86,6 @@ def test_console_dps_end_to_end(hub, tmp_path):
     assert enrollment["attestation"]["x509"]["clientCertificates"]["primary"]["info"]["subjectName"] == "CN=console-x509"
     certificate = dps_rest(hub, "GET", "/dps/certificates/console-root").json()
     assert certificate["properties"]["isVerified"] is True
-
-
-def add_dps_policy(hub, name: str, key: str, rights: str) -> None:
-    """Adds a DPS shared access policy in the stopped server's store (ironhub has no command
-    for DPS policies yet; Azure's is `az iot dps policy create`)."""
-    db = sqlite3.connect(hub.data_dir / "ironhub.db")
-    try:
-        (text,) = db.execute("SELECT value FROM meta WHERE key = 'dps'").fetchone()
-        settings = json.loads(text)
-        owner = settings["policies"][0]
-        settings["policies"].append({**owner, "keyName": name, "primaryKey": key, "secondaryKey": key, "rights": rights})
-        db.execute("UPDATE meta SET value = ? WHERE key = 'dps'", (json.dumps(settings),))
-        db.commit()
-    finally:
-        db.close()
 
 
 def test_a_read_only_dps_policy_sees_no_write_controls(hub, tmp_path):

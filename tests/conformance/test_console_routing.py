@@ -11,15 +11,13 @@ forged post is refused (401), changing nothing.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import uuid
 
 from azure.iot.device import IoTHubDeviceClient, Message
 
-from conftest import NODE_DIR, require_tool, test_address
+from conftest import test_address
+from console_helpers import console_request, csrf_of, drive, policy_connection_string
 from routing_helpers import rest, stream_events
-from test_console import CHROMIUM, console_request, csrf_of, policy_connection_string
 
 IRONHUB_ADDRESS = test_address("127.0.0.83")
 # The client address the direct requests of the read-only checks come from.
@@ -41,47 +39,29 @@ def message(level: str) -> Message:
 
 
 def test_routing_edited_in_the_console_routes_device_telemetry(hub, rm):
-    require_tool("node")
-    require_tool(CHROMIUM.rsplit("/", 1)[1])
     device_id = "routed-dev"
     key = rm.create_device_with_sas(device_id, None, None, "enabled").authentication.symmetric_key.primary_key
     device = IoTHubDeviceClient.create_from_connection_string(
         f"HostName={hub.hostname};DeviceId={device_id};SharedAccessKey={key}",
         server_verification_cert=open(hub.ca_file).read())
     device.connect()
-    proc = subprocess.Popen(
-        ["node", str(NODE_DIR / "console_routing.js"), f"https://{hub.hostname}"],
-        cwd=NODE_DIR, env=dict(os.environ, IRONHUB_CONNECTION_STRING=hub.connection_string, CHROMIUM=CHROMIUM),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    result = None
+
+    def answer(step, msg):
+        if step == "bad-condition":
+            # Nothing of the refused route was saved.
+            doc = routing(hub)
+            assert [r["name"] for r in doc["routes"]] == ["critical"], doc
+        elif step == "fallback-off":
+            assert routing(hub)["fallbackRoute"]["isEnabled"] is False
+        elif step == "send-telemetry":
+            for level in ("critical", "high", "low"):
+                device.send_message(message(level))
+
     try:
-        for line in proc.stdout:
-            if not line.startswith("{"):
-                continue
-            msg = json.loads(line)
-            step = msg.get("wait")
-            if step is None:
-                result = msg
-                break
-            if step == "bad-condition":
-                # Nothing of the refused route was saved.
-                doc = routing(hub)
-                assert [r["name"] for r in doc["routes"]] == ["critical"], doc
-            elif step == "fallback-off":
-                assert routing(hub)["fallbackRoute"]["isEnabled"] is False
-            elif step == "send-telemetry":
-                for level in ("critical", "high", "low"):
-                    device.send_message(message(level))
-            proc.stdin.write("{}\n")
-            proc.stdin.flush()
-        proc.wait(timeout=30)
+        result = drive("console_routing.js", [f"https://{hub.hostname}"],
+                       {"IRONHUB_CONNECTION_STRING": hub.connection_string}, answer)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         device.shutdown()
-    assert result is not None, f"console_routing.js gave no result\n{proc.stderr.read()[-6000:]}"
-    assert "error" not in result, f"{result}\n{proc.stderr.read()[-6000:]}"
 
     assert result["endpointStatus"] == 200 and "saved" in result["endpointNotice"], result
     assert "alerts" in result["endpointsTable"] and "eventHubs" in result["endpointsTable"]

@@ -507,3 +507,157 @@ async fn a_read_only_dps_policy_sees_no_write_controls_and_its_posts_are_refused
     let group: EnrollmentGroup = s.dps.get("fleet").await.unwrap();
     assert!(group.settings.is_enabled());
 }
+
+#[tokio::test]
+async fn hubs_are_linked_and_unlinked_through_the_overview() {
+    let s = setup().await;
+    let (cookie, csrf) = s.sign_in("provisioningserviceowner", &s.owner_key()).await;
+    let page = text(s.call("GET", "/console/dps", Some(&cookie), "").await).await;
+    assert!(page.contains("id=\"link-hub-form\""), "{page}");
+    assert!(page.contains(&format!("/console/dps/linked-hubs/{HOST}/delete")));
+    let link = |cs: &str, weight: &str| {
+        format!(
+            "csrf={csrf}&connection_string={}&allocation_weight={weight}&apply_allocation_policy=on&location=lab",
+            url_encode(cs)
+        )
+    };
+    let hub2 =
+        "HostName=hub2.example:8443;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5a2V5";
+    let count = |s: &Setup| {
+        let dps = s.dps.clone();
+        async move { dps.list_linked_hubs().await.unwrap().len() }
+    };
+
+    // Refusals beside their field, nothing linked.
+    for (form, field, status) in [
+        (
+            link("not a connection string", ""),
+            "connection_string-error",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            link("HostName=hub2.example;DeviceId=d;SharedAccessKey=a2V5", ""),
+            "connection_string-error",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            link("HostName=hub2.example;SharedAccessKeyName=iothubowner", ""),
+            "connection_string-error",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            link(hub2, "heavy"),
+            "allocation_weight-error",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            link(hub2, "5000"),
+            "allocation_weight-error",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            link(
+                &format!("HostName={HOST};SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5"),
+                "",
+            ),
+            "connection_string-error",
+            StatusCode::CONFLICT,
+        ),
+    ] {
+        let response = s
+            .call("POST", "/console/dps/linked-hubs", Some(&cookie), &form)
+            .await;
+        assert_eq!(response.status(), status, "{form}");
+        let page = text(response).await;
+        assert!(page.contains(&format!("id=\"{field}\"")), "{field}: {page}");
+        assert!(!page.contains("a2V5a2V5"), "the key is not echoed");
+        assert_eq!(count(&s).await, 1);
+    }
+
+    // A hub that does not answer (none is reachable here) is linked, with the page saying so.
+    let response = s
+        .call(
+            "POST",
+            "/console/dps/linked-hubs",
+            Some(&cookie),
+            &link(hub2, "3"),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = text(response).await;
+    assert!(
+        page.contains("hub2.example is linked, but it did not answer"),
+        "{page}"
+    );
+    assert!(page.contains("not measured yet"));
+    let linked = s.dps.get_linked_hub("hub2.example").await.unwrap();
+    assert_eq!(linked.allocation_weight, Some(3));
+    assert_eq!(linked.location.as_deref(), Some("lab"));
+    assert_eq!(linked.apply_allocation_policy, Some(true));
+
+    // Unlinking: a confirmation page first, then on the condition of its ETag.
+    let uri = "/console/dps/linked-hubs/hub2.example/delete";
+    let confirm = s.call("GET", uri, Some(&cookie), "").await;
+    assert_eq!(confirm.status(), StatusCode::OK);
+    let confirm = text(confirm).await;
+    assert!(confirm.contains("id=\"unlink-hub-form\""), "{confirm}");
+    let etag = field(&confirm, "etag");
+    let stale = s
+        .call(
+            "POST",
+            uri,
+            Some(&cookie),
+            &format!("csrf={csrf}&etag=%22stale%22"),
+        )
+        .await;
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(count(&s).await, 2);
+    let done = s
+        .call(
+            "POST",
+            uri,
+            Some(&cookie),
+            &format!("csrf={csrf}&etag={}", url_encode(&etag)),
+        )
+        .await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert!(s.dps.get_linked_hub("hub2.example").await.is_err());
+    let missing = s.call("GET", uri, Some(&cookie), "").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    // A policy without ServiceConfig sees neither form, and its forged posts are refused.
+    let (reader, reader_csrf) = s.sign_in("enrollmentread", READER_KEY).await;
+    let page = text(s.call("GET", "/console/dps", Some(&reader), "").await).await;
+    assert!(
+        !page.contains("link-hub-form") && !page.contains("/delete\""),
+        "{page}"
+    );
+    let forged = s
+        .call(
+            "POST",
+            "/console/dps/linked-hubs",
+            Some(&reader),
+            &link(hub2, "").replace(&csrf, &reader_csrf),
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let forged = s
+        .call(
+            "POST",
+            &format!("/console/dps/linked-hubs/{HOST}/delete"),
+            Some(&reader),
+            &format!("csrf={reader_csrf}"),
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let confirm = s
+        .call(
+            "GET",
+            &format!("/console/dps/linked-hubs/{HOST}/delete"),
+            Some(&reader),
+            "",
+        )
+        .await;
+    assert_eq!(confirm.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(count(&s).await, 1);
+}

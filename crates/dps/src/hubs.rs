@@ -28,6 +28,54 @@ fn with_etag(record: &ironhub_store::DpsRecord) -> Result<LinkedHub, DpsError> {
     Ok(hub)
 }
 
+/// A connection string's host name without its port (`hub2.example:8443` is `hub2.example`).
+fn host_of(host_name: &str) -> &str {
+    host_name.rsplit_once(':').map_or(host_name, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host_name
+        }
+    })
+}
+
+/// A linked hub's connection string: a shared access policy's (name and key), not a device's.
+fn hub_connection_string(text: &str) -> Result<ConnectionString, DpsError> {
+    let cs = ConnectionString::parse(text.trim()).map_err(|e| {
+        DpsError::BadRequest(format!("The hub connection string is not valid: {e}."))
+    })?;
+    if cs.device_id.is_some() {
+        return Err(DpsError::BadRequest(
+            "That is a device connection string; linking a hub needs the connection string of \
+             one of its shared access policies, such as iothubowner."
+                .into(),
+        ));
+    }
+    let missing = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
+    if missing(&cs.shared_access_key) || missing(&cs.shared_access_key_name) {
+        return Err(DpsError::BadRequest(
+            "The hub connection string needs SharedAccessKeyName and SharedAccessKey (an \
+             iothubowner-level policy)."
+                .into(),
+        ));
+    }
+    Ok(cs)
+}
+
+/// The name a hub is linked by when it is linked by its connection string alone (as
+/// `az iot dps linked-hub create --connection-string` does): the string's host name, without
+/// a port. Refused unless the text is a policy's connection string that names a host.
+pub fn linked_hub_name(connection_string: &str) -> Result<String, DpsError> {
+    let cs = hub_connection_string(connection_string)?;
+    let host = host_of(cs.host_name.trim());
+    if host.is_empty() {
+        return Err(DpsError::BadRequest(
+            "The hub connection string has no HostName.".into(),
+        ));
+    }
+    Ok(host.to_owned())
+}
+
 impl Dps {
     /// Every linked hub, ordered by host name.
     pub async fn list_linked_hubs(&self) -> Result<Vec<LinkedHub>, DpsError> {
@@ -66,32 +114,14 @@ impl Dps {
         if_match: Option<&str>,
         check: bool,
     ) -> Result<LinkedHub, DpsError> {
-        let cs = ConnectionString::parse(&hub.connection_string).map_err(|e| {
-            DpsError::BadRequest(format!("The hub connection string is not valid: {e}."))
-        })?;
-        if cs.shared_access_key.is_none() || cs.shared_access_key_name.is_none() {
-            return Err(DpsError::BadRequest(
-                "The hub connection string needs SharedAccessKeyName and SharedAccessKey (an \
-                 iothubowner-level policy)."
-                    .into(),
-            ));
-        }
+        let cs = hub_connection_string(&hub.connection_string)?;
         let name = hub.name.trim().to_owned();
         if name.is_empty() {
             return Err(DpsError::BadRequest(
                 "A linked hub needs a name (its host name).".into(),
             ));
         }
-        let host = cs
-            .host_name
-            .rsplit_once(':')
-            .map_or(cs.host_name.as_str(), |(h, p)| {
-                if p.chars().all(|c| c.is_ascii_digit()) {
-                    h
-                } else {
-                    cs.host_name.as_str()
-                }
-            });
+        let host = host_of(&cs.host_name);
         if !host
             .trim_matches(['[', ']'])
             .eq_ignore_ascii_case(name.trim_matches(['[', ']']))
@@ -241,5 +271,32 @@ impl Dps {
     pub(crate) fn find_hub<'h>(hubs: &'h [LinkedHub], name: &str) -> Option<&'h LinkedHub> {
         hubs.iter()
             .find(|h| h.name.eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::linked_hub_name;
+
+    #[test]
+    fn a_hub_is_named_by_its_connection_strings_host_without_port() {
+        let named = |cs: &str| linked_hub_name(cs).map_err(|e| e.to_string());
+        assert_eq!(
+            named(
+                "HostName=Hub2.example:8443;SharedAccessKeyName=iothubowner;SharedAccessKey=a2V5"
+            ),
+            Ok("Hub2.example".to_owned())
+        );
+        assert_eq!(
+            named("HostName=[::1]:443;SharedAccessKeyName=o;SharedAccessKey=a2V5"),
+            Ok("[::1]".to_owned())
+        );
+        assert!(named("not a connection string").is_err());
+        assert!(named("HostName=hub.example;SharedAccessKeyName=o").is_err());
+        assert!(
+            named("HostName=hub.example;DeviceId=d;SharedAccessKey=a2V5")
+                .unwrap_err()
+                .contains("device connection string")
+        );
     }
 }

@@ -8,64 +8,18 @@
 // (registryRead), CHROMIUM (default /usr/bin/chromium).
 'use strict';
 
-const readline = require('readline');
-const path = require('path');
-const { chromium } = require('playwright-core');
-const { errorJson } = require('./output');
+const { ask, launch, run, signIn, shots } = require('./console_common');
 
-const DEADLINE_MS = 180000;
-const STEP_MS = 20000;
 const [base, artefacts] = process.argv.slice(2);
 const owner = process.env.IRONHUB_CONNECTION_STRING;
 const reader = process.env.IRONHUB_READ_CONNECTION_STRING;
-
-const answers = [];
-const waiting = [];
-readline.createInterface({ input: process.stdin }).on('line', (line) => {
-  const value = JSON.parse(line);
-  if (waiting.length) waiting.shift()(value); else answers.push(value);
-});
-
-/** Prints a wait line and returns the test's answer. */
-function ask(name, data = {}) {
-  process.stdout.write(JSON.stringify({ wait: name, ...data }) + '\n');
-  return answers.length ? Promise.resolve(answers.shift()) : new Promise((resolve) => waiting.push(resolve));
-}
 
 function check(condition, what) {
   if (!condition) throw new Error(`check failed: ${what}`);
 }
 
-let browser;
-async function done(value) {
-  if (browser) await browser.close().catch(() => {});
-  process.stdout.write(JSON.stringify(value) + '\n');
-  process.exit(value.error ? 1 : 0);
-}
-setTimeout(() => done({ error: { name: 'ScriptTimeout', message: `no result within ${DEADLINE_MS} ms` } }), DEADLINE_MS).unref();
-process.on('unhandledRejection', (e) => done({ error: errorJson(e) }));
-
-/** No horizontal overflow at the page's width. */
-async function fits(page) {
-  return page.evaluate(() => document.scrollingElement.scrollWidth <= window.innerWidth);
-}
-
-async function signIn(page, fields) {
-  await page.goto(`${base}/console/signin`);
-  for (const [name, value] of Object.entries(fields)) await page.fill(`[name=${name}]`, value);
-  await Promise.all([page.waitForURL(`${base}/console`), page.click('button[type=submit]')]);
-}
-
 async function main() {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox'],
-  });
-  // The server's certificate is issued by the test hub's own CA, which Chromium does not know.
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
-  context.setDefaultTimeout(STEP_MS);
-  const page = await context.newPage();
-  page.on('dialog', (dialog) => dialog.accept());
+  const { context, page } = await launch();
   const result = {};
 
   // Without a session every page leads to the sign-in form.
@@ -83,7 +37,7 @@ async function main() {
   await page.click('button[type=submit]');
   result.badKeyShown = await page.locator('.notice.error').isVisible();
 
-  await signIn(page, { connection_string: owner });
+  await signIn(page, base, { connection_string: owner });
   result.overviewHost = await page.textContent('#host-name');
   result.keyMasked = !(await page.content()).includes(owner.split('SharedAccessKey=')[1]);
   const cookies = await context.cookies();
@@ -166,15 +120,7 @@ async function main() {
   result.moduleTwinForms = await page.locator('#twin-form').count();
 
   // Phone and desktop widths: screenshots, and nothing wider than the screen.
-  result.fits = {};
-  for (const [name, width, height] of [['phone', 390, 844], ['desktop', 1280, 800]]) {
-    await page.setViewportSize({ width, height });
-    for (const [label, p] of [['overview', '/console'], ['devices', '/console/devices'], ['device', `/console/devices/${id}`], ['module', `/console/devices/${id}/modules/console-mod`], ['certificates', '/console/certificates'], ['telemetry', '/console/telemetry'], ['routes', '/console/routes']]) {
-      await page.goto(`${base}${p}`);
-      result.fits[`${label}-${name}`] = await fits(page);
-      await page.screenshot({ path: path.join(artefacts, `${label}-${name}.png`), fullPage: true });
-    }
-  }
+  result.fits = await shots(page, base, artefacts, [['overview', '/console'], ['devices', '/console/devices'], ['device', `/console/devices/${id}`], ['module', `/console/devices/${id}/modules/console-mod`], ['certificates', '/console/certificates'], ['telemetry', '/console/telemetry'], ['routes', '/console/routes']]);
 
   // Sign out: the pages lead to sign-in again.
   await page.click('nav button[type=submit]');
@@ -182,9 +128,8 @@ async function main() {
   result.signedOut = page.url() === `${base}/console/signin`;
 
   // A read-only policy sees no write controls, and a forged post is refused.
-  await page.setViewportSize({ width: 1280, height: 800 });
   const cs = Object.fromEntries(reader.split(';').map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]));
-  await signIn(page, { policy: cs.SharedAccessKeyName, key: cs.SharedAccessKey });
+  await signIn(page, base, { policy: cs.SharedAccessKeyName, key: cs.SharedAccessKey });
   await page.goto(`${base}/console/devices/${id}`);
   result.readOnlyControls = await page.locator('#status-form, #delete-form, #twin-form, #c2d-form, #method-form').count();
   result.readOnlyTwinShown = await page.locator('#twin-json').count();
@@ -197,7 +142,7 @@ async function main() {
   const forgedCreate = await page.request.post(`${base}/console/devices`, { form: { csrf, device_id: 'forged-dev' } });
   result.forgedCreateStatus = forgedCreate.status();
 
-  await done(result);
+  return result;
 }
 
-main().catch((e) => done({ error: errorJson(e) }));
+run(main);

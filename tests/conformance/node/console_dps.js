@@ -3,56 +3,15 @@
 // `{"wait": name, ...}` line this prints, the script stops until the test answers with one
 // JSON line on standard input. The last line is the result object, or {"error": ...}.
 //
-// Usage: node console_dps.js <base-url> <artefact-dir> <mode>   (mode: owner | reader)
-// Environment: IRONHUB_DPS_CONNECTION_STRING (the DPS policy to sign in with), CHROMIUM.
+// Usage: node console_dps.js <base-url> <artefact-dir> <mode>   (mode: owner | reader | hubs)
+// Environment: IRONHUB_DPS_CONNECTION_STRING (the DPS policy to sign in with), in hubs mode
+// IRONHUB_DPS_READ_CONNECTION_STRING (a policy without ServiceConfig), CHROMIUM.
 'use strict';
 
-const readline = require('readline');
-const path = require('path');
-const { chromium } = require('playwright-core');
-const { errorJson } = require('./output');
+const { ask, launch, run, signIn, submit, shot, shots } = require('./console_common');
 
-const DEADLINE_MS = 180000;
-const STEP_MS = 20000;
 const [base, artefacts, mode] = process.argv.slice(2);
 const connectionString = process.env.IRONHUB_DPS_CONNECTION_STRING;
-
-const answers = [];
-const waiting = [];
-readline.createInterface({ input: process.stdin }).on('line', (line) => {
-  const value = JSON.parse(line);
-  if (waiting.length) waiting.shift()(value); else answers.push(value);
-});
-
-/** Prints a wait line and returns the test's answer. */
-function ask(name, data = {}) {
-  process.stdout.write(JSON.stringify({ wait: name, ...data }) + '\n');
-  return answers.length ? Promise.resolve(answers.shift()) : new Promise((resolve) => waiting.push(resolve));
-}
-
-let browser;
-async function done(value) {
-  if (browser) await browser.close().catch(() => {});
-  process.stdout.write(JSON.stringify(value) + '\n');
-  process.exit(value.error ? 1 : 0);
-}
-setTimeout(() => done({ error: { name: 'ScriptTimeout', message: `no result within ${DEADLINE_MS} ms` } }), DEADLINE_MS).unref();
-process.on('unhandledRejection', (e) => done({ error: errorJson(e) }));
-
-/** No horizontal overflow at the page's width. */
-async function fits(page) {
-  return page.evaluate(() => document.scrollingElement.scrollWidth <= window.innerWidth);
-}
-
-/** Submits a form and waits for the answer to its post. */
-async function submit(page, formSelector) {
-  const [response] = await Promise.all([
-    page.waitForResponse((r) => r.request().method() === 'POST'),
-    page.click(`${formSelector} button[type=submit]`),
-  ]);
-  await page.waitForLoadState();
-  return response;
-}
 
 async function owner(page, context, result) {
   // The group form refuses bad input beside the field.
@@ -110,15 +69,7 @@ async function owner(page, context, result) {
   result.verified = await page.textContent('#verified');
 
   // Phone and desktop widths: screenshots, and nothing wider than the screen.
-  result.fits = {};
-  for (const [label, width, height] of [['phone', 390, 844], ['desktop', 1280, 800]]) {
-    await page.setViewportSize({ width, height });
-    for (const [name, p] of [['dps-overview', '/console/dps'], ['dps-groups', '/console/dps/groups'], ['dps-group', '/console/dps/groups/console-group'], ['dps-enrollments', '/console/dps/enrollments'], ['dps-enrollment', `/console/dps/enrollments/${registrationId}`], ['dps-certificates', '/console/dps/certificates']]) {
-      await page.goto(`${base}${p}`);
-      result.fits[`${name}-${label}`] = await fits(page);
-      await page.screenshot({ path: path.join(artefacts, `${name}-${label}.png`), fullPage: true });
-    }
-  }
+  result.fits = await shots(page, base, artefacts, [['dps-overview', '/console/dps'], ['dps-groups', '/console/dps/groups'], ['dps-group', '/console/dps/groups/console-group'], ['dps-enrollments', '/console/dps/enrollments'], ['dps-enrollment', `/console/dps/enrollments/${registrationId}`], ['dps-certificates', '/console/dps/certificates']]);
 }
 
 async function reader(page, context, result) {
@@ -134,25 +85,89 @@ async function reader(page, context, result) {
   result.forgedCreateStatus = forgedCreate.status();
 }
 
+/** The text of the overview's first notice, or of the error beside `field`. */
+async function said(page, field) {
+  const where = field ? `#${field}-error` : '.notice';
+  return (await page.locator(where).first().textContent().catch(() => '')) || '';
+}
+
+/** Fills the link form with `connectionString` (and a weight and location) and posts it. */
+async function link(page, connectionString, weight = '', location = '') {
+  await page.goto(`${base}/console/dps`);
+  await page.fill('#connection_string', connectionString);
+  await page.fill('#allocation_weight', weight);
+  await page.fill('#location', location);
+  return (await submit(page, '#link-hub-form')).status();
+}
+
+/** A linked hub's row of the overview's table, as `{weight, location, latency}`. */
+async function row(page, name) {
+  const tr = page.locator('#linked-hubs tbody tr', { hasText: name });
+  if (!(await tr.count())) return null;
+  return {
+    weight: await tr.locator('input.weight').inputValue().catch(() => null),
+    location: (await tr.locator('td.location').textContent()).trim(),
+    latency: (await tr.locator('td.latency').textContent()).trim(),
+  };
+}
+
+async function hubs(page, context, result) {
+  // Refusals beside the connection string, nothing linked.
+  result.badStatus = await link(page, 'HostName=;SharedAccessKey=nothing');
+  result.badMessage = await said(page, 'connection_string');
+  result.deviceStringStatus = await link(page, 'HostName=hub.example;DeviceId=d1;SharedAccessKey=a2V5');
+  result.deviceStringMessage = await said(page, 'connection_string');
+  const { connectionString: other, name } = await ask('other-hub');
+  result.badWeightStatus = await link(page, other, '5000');
+  result.badWeightMessage = await said(page, 'allocation_weight');
+  await ask('nothing-linked');
+
+  // The other hub linked with weight 2 in 'lab'; its row shows the latency DPS measured.
+  result.linkStatus = await link(page, other, '2', 'lab');
+  result.linkNotice = await said(page);
+  result.linkedRow = await row(page, name);
+  result.duplicateStatus = await link(page, other);
+  result.duplicateMessage = await said(page, 'connection_string');
+  await page.goto(`${base}/console/dps`);
+  result.fits = await shot(page, artefacts, 'dps-linked-hubs');
+  await ask('linked', { name });
+
+  // Unlinking: the row's link leads to a confirmation, its button unlinks.
+  await page.goto(`${base}/console/dps`);
+  await Promise.all([page.waitForURL(`${base}/console/dps/linked-hubs/${name}/delete`), page.click(`#linked-hubs a.unlink[href*="${name}"]`)]);
+  result.confirmTitle = await page.textContent('main h2');
+  Object.assign(result.fits, await shot(page, artefacts, 'dps-unlink'));
+  await Promise.all([page.waitForURL(`${base}/console/dps`), page.click('#unlink-hub-form button[type=submit]')]);
+  result.rowAfterUnlink = await row(page, name);
+  await ask('unlinked');
+
+  // A DPS policy without ServiceConfig: no link form, no unlink links; forged posts refused.
+  await page.click('nav button[type=submit]');
+  await signIn(page, base, { dps: true, connection_string: process.env.IRONHUB_DPS_READ_CONNECTION_STRING });
+  result.readerForms = await page.locator('#link-hub-form, a.unlink, .linked-hub-form').count();
+  const csrf = await page.getAttribute('nav input[name=csrf]', 'value');
+  const own = new URL(base).hostname;
+  result.forgedLinkStatus = (await page.request.post(`${base}/console/dps/linked-hubs`, { form: { csrf, connection_string: other } })).status();
+  result.forgedUnlinkStatus = (await page.request.post(`${base}/console/dps/linked-hubs/${own}/delete`, { form: { csrf } })).status();
+  result.forgedConfirmStatus = (await page.request.get(`${base}/console/dps/linked-hubs/${own}/delete`)).status();
+}
+
 async function main() {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox'],
-  });
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
-  context.setDefaultTimeout(STEP_MS);
-  const page = await context.newPage();
-  page.on('dialog', (dialog) => dialog.accept());
+  const { context, page } = await launch();
   const result = {};
 
   // Without a DPS session the DPS pages lead to the DPS sign-in.
   await page.goto(`${base}/console/dps/groups`);
   result.anonymousRedirect = page.url();
 
-  await page.goto(`${base}/console/dps/signin`);
-  await page.fill('#connection_string', connectionString);
-  await Promise.all([page.waitForURL(`${base}/console/dps`), page.click('button[type=submit]')]);
+  await signIn(page, base, { dps: true, connection_string: connectionString });
   result.idScope = await page.textContent('#id-scope');
+  result.deviceEndpoint = await page.textContent('#device-endpoint');
+  result.serviceEndpoint = await page.textContent('#service-endpoint');
+  if (mode === 'hubs') {
+    await hubs(page, context, result);
+    return result;
+  }
   result.keyMasked = !(await page.content()).includes(connectionString.split('SharedAccessKey=')[1]);
   const session = (await context.cookies()).find((c) => c.name === 'ironhub-console-dps');
   result.cookie = { httpOnly: session.httpOnly, secure: session.secure, sameSite: session.sameSite };
@@ -162,7 +177,7 @@ async function main() {
   result.noCsrfStatus = noCsrf.status();
 
   if (mode === 'reader') await reader(page, context, result); else await owner(page, context, result);
-  await done(result);
+  return result;
 }
 
-main().catch((e) => done({ error: errorJson(e) }));
+run(main);

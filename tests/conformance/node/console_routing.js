@@ -9,45 +9,14 @@
 // Environment: IRONHUB_CONNECTION_STRING (iothubowner), CHROMIUM (default /usr/bin/chromium).
 'use strict';
 
-const readline = require('readline');
-const { chromium } = require('playwright-core');
-const { errorJson } = require('./output');
+const { ask, launch, run, signIn, submit: post } = require('./console_common');
 
-const DEADLINE_MS = 120000;
-const STEP_MS = 20000;
 const [base] = process.argv.slice(2);
 const owner = process.env.IRONHUB_CONNECTION_STRING;
 
-const answers = [];
-const waiting = [];
-readline.createInterface({ input: process.stdin }).on('line', (line) => {
-  const value = JSON.parse(line);
-  if (waiting.length) waiting.shift()(value); else answers.push(value);
-});
-
-/** Prints a wait line and returns the test's answer. */
-function ask(name, data = {}) {
-  process.stdout.write(JSON.stringify({ wait: name, ...data }) + '\n');
-  return answers.length ? Promise.resolve(answers.shift()) : new Promise((resolve) => waiting.push(resolve));
-}
-
-let browser;
-async function done(value) {
-  if (browser) await browser.close().catch(() => {});
-  process.stdout.write(JSON.stringify(value) + '\n');
-  process.exit(value.error ? 1 : 0);
-}
-setTimeout(() => done({ error: { name: 'ScriptTimeout', message: `no result within ${DEADLINE_MS} ms` } }), DEADLINE_MS).unref();
-process.on('unhandledRejection', (e) => done({ error: errorJson(e) }));
-
 /** Submits the form `selector` and returns the status of the page it leads to. */
 async function submit(page, selector) {
-  const [response] = await Promise.all([
-    page.waitForResponse((r) => r.request().method() === 'POST'),
-    page.click(`${selector} button[type=submit]`),
-  ]);
-  await page.waitForLoadState();
-  return response.status();
+  return (await post(page, selector)).status();
 }
 
 async function notice(page) {
@@ -55,20 +24,10 @@ async function notice(page) {
 }
 
 async function main() {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox'],
-  });
-  // The server's certificate is issued by the test hub's own CA, which Chromium does not know.
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
-  context.setDefaultTimeout(STEP_MS);
-  const page = await context.newPage();
-  page.on('dialog', (dialog) => dialog.accept());
+  const { context, page } = await launch({ deadlineMs: 120000 });
   const result = {};
 
-  await page.goto(`${base}/console/signin`);
-  await page.fill('[name=connection_string]', owner);
-  await Promise.all([page.waitForURL(`${base}/console`), page.click('button[type=submit]')]);
+  await signIn(page, base, { connection_string: owner });
   await page.goto(`${base}/console/routes`);
 
   // A custom endpoint: an event stream of one partition.
@@ -142,7 +101,7 @@ async function main() {
   result.fallbackOn = await stale.textContent('#fallback-state');
 
   await ask('send-telemetry');
-  await done(result);
+  return result;
 }
 
-main().catch((e) => done({ error: errorJson(e) }));
+run(main);

@@ -300,15 +300,18 @@ pub struct FormKind {
     pub individual: bool,
 }
 
+/// `error`'s message, when it belongs beside `field` (as `<field>-error`).
+pub fn beside(error: Option<&FieldError>, field: &str) -> Markup {
+    html! {
+        @if let Some(e) = error.filter(|e| e.field == field) {
+            span.field-error id={ (field) "-error" } role="alert" { (e.error.to_string()) }
+        }
+    }
+}
+
 /// The form's fields (without `<form>`, CSRF and button), with `error` beside its field.
 pub fn fields(f: &EnrollmentForm, kind: &FormKind, error: Option<&FieldError>) -> Markup {
-    let beside = |field: &str| -> Markup {
-        html! {
-            @if let Some(e) = error.filter(|e| e.field == field) {
-                span.field-error id={ (field) "-error" } role="alert" { (e.error.to_string()) }
-            }
-        }
-    };
+    let beside = |field: &str| beside(error, field);
     let policy = |value: &str, label: &str| {
         html! { option value=(value) selected[f.allocation_policy == value] { (label) } }
     };

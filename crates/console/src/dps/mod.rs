@@ -1,6 +1,7 @@
 //! The Device Provisioning Service's pages, under `/console/dps`: its ID scope and
 //! endpoints, individual enrollments and enrollment groups (list, create, edit, delete), their
-//! registration records, device keys derived from a group key, linked hubs, and the DPS's
+//! registration records, device keys derived from a group key, linked hubs (linked, weighted
+//! and unlinked), and the DPS's
 //! CA certificates.
 //!
 //! DPS checks its own shared access policies (`provisioningserviceowner`, …), not the hub's,
@@ -13,6 +14,7 @@ mod certificates;
 mod enrollments;
 mod form;
 pub(crate) mod layout;
+mod linked_hubs;
 mod overview;
 mod registrations;
 
@@ -34,9 +36,14 @@ pub fn routes(hub: Hub, dps: Dps) -> Router {
     use enrollments as e;
     Router::new()
         .route("/console/dps", get(overview::show))
+        .route("/console/dps/linked-hubs", post(overview::link))
         .route(
             "/console/dps/linked-hubs/{name}",
             post(overview::set_weight),
+        )
+        .route(
+            "/console/dps/linked-hubs/{name}/delete",
+            get(linked_hubs::confirm).post(overview::unlink),
         )
         .route(access::SIGN_IN, get(access::form).post(access::sign_in))
         .route("/console/dps/signout", post(access::sign_out))

@@ -1,11 +1,12 @@
 //! The DPS overview: the ID scope and the endpoints devices and services use, the signed-in
 //! policy's service connection string (key hidden until asked), and the linked hubs with
 //! their allocation weights (editable with LinkedHubsWrite, on the condition of the ETag
-//! shown) and the latency last measured to each.
+//! shown) and the latency last measured to each; with LinkedHubsWrite, the form that links a
+//! hub and each link's way to its removal ([`super::linked_hubs`]).
 
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use ironhub_auth::access::Operation;
 use ironhub_dps::DpsError;
 use ironhub_dps::model::LinkedHub;
@@ -13,27 +14,48 @@ use maud::html;
 use serde::Deserialize;
 
 use super::access::{PostedDps, SignedDps};
+use super::form::FieldError;
 use super::layout::{csrf, page, refused, status_of};
+use super::linked_hubs::{self, LinkForm, Unlink, parse_weight};
 use crate::layout::{Notice, notice, secret, segment};
 use crate::overview::Reveal;
 
 /// `GET /console/dps`.
 pub async fn show(signed: SignedDps, Query(q): Query<Reveal>) -> Response {
-    render(&signed, q.shows_key(), None).await
+    let outcome = if q.shows_key() {
+        Outcome::Revealed
+    } else {
+        Outcome::Shown
+    };
+    render(&signed, outcome).await
 }
 
-async fn render(
-    signed: &SignedDps,
-    reveal: bool,
-    outcome: Option<Result<String, DpsError>>,
-) -> Response {
+/// What the overview shows besides its content: the key, a change's outcome, or a refused link
+/// form with its draft.
+pub enum Outcome {
+    /// The page as it is.
+    Shown,
+    /// The page with the policy's key shown.
+    Revealed,
+    /// A change was made; the text says which.
+    Done(String),
+    /// A change was refused; the notice says why.
+    Refused(DpsError),
+    /// The link form was refused: its draft, with the refusal beside its field.
+    Draft(LinkForm, FieldError),
+}
+
+/// The overview page, after `outcome`.
+pub async fn render(signed: &SignedDps, outcome: Outcome) -> Response {
     let dps = &signed.dps;
     let host = dps.host_name();
     let can_link = signed.can(Operation::LinkedHubsWrite).await;
-    let (status, message) = match &outcome {
-        None => (StatusCode::OK, None),
-        Some(Ok(text)) => (StatusCode::OK, Some(Notice::ok(text.clone()))),
-        Some(Err(e)) => (status_of(e), Some(refused(e))),
+    let reveal = matches!(outcome, Outcome::Revealed);
+    let (status, message, draft) = match &outcome {
+        Outcome::Shown | Outcome::Revealed => (StatusCode::OK, None, None),
+        Outcome::Done(text) => (StatusCode::OK, Some(Notice::ok(text.clone())), None),
+        Outcome::Refused(e) => (status_of(e), Some(refused(e)), None),
+        Outcome::Draft(form, e) => (status_of(&e.error), None, Some((form, e))),
     };
     let hubs = match signed.may(Operation::LinkedHubsRead).await {
         Ok(()) => Some(dps.list_linked_hubs().await),
@@ -69,11 +91,11 @@ async fn render(
                 None => p { "This policy may not read the linked hubs (they need ServiceConfig)." },
                 Some(Err(e)) => p.notice.error { (e.to_string()) },
                 Some(Ok(list)) if list.is_empty() => p { "No linked hubs." },
-                Some(Ok(list)) => div.scroll { table #linked-hubs {
-                    thead { tr { th { "Hub" } th { "Allocation weight" } th { "Applies allocation policy" } th { "Location" } th { "Latency" } } }
+                Some(Ok(list)) => div.scroll { table #linked-hubs.wide {
+                    thead { tr { th { "Hub" } th { "Allocation weight" } th { "Applies allocation policy" } th { "Location" } th { "Latency" } @if can_link { th {} } } }
                     tbody { @for h in list {
                         tr {
-                            td { (h.name) }
+                            td.nowrap { (h.name) }
                             @if can_link {
                                 td colspan="2" {
                                     form.inline.linked-hub-form method="post" action={ "/console/dps/linked-hubs/" (segment(&h.name)) } {
@@ -89,11 +111,17 @@ async fn render(
                                 td { (h.allocation_weight.map_or_else(|| "—".to_owned(), |w| w.to_string())) }
                                 td { (if h.apply_allocation_policy.unwrap_or(true) { "yes" } else { "no" }) }
                             }
-                            td { (h.location.as_deref().unwrap_or("—")) }
-                            td { (dps.latency_of(&h.name).map_or_else(|| "not measured yet".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))) }
+                            td.location { (h.location.as_deref().unwrap_or("—")) }
+                            td.latency { (dps.latency_of(&h.name).map_or_else(|| "not measured yet".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))) }
+                            @if can_link {
+                                td.nowrap { a.unlink href={ "/console/dps/linked-hubs/" (segment(&h.name)) "/delete" } { "Unlink…" } }
+                            }
                         }
                     } }
                 } },
+            }
+            @if can_link && hubs.is_some() {
+                (linked_hubs::add_form(signed, draft))
             }
         }
     };
@@ -120,14 +148,7 @@ pub async fn set_weight(
 ) -> Response {
     let result = async {
         signed.may(Operation::LinkedHubsWrite).await?;
-        let weight = match form.allocation_weight.trim() {
-            "" => None,
-            w => Some(w.parse::<u32>().map_err(|_| {
-                DpsError::BadRequest(format!(
-                    "The allocation weight '{w}' is not a whole number of 0 or more."
-                ))
-            })?),
-        };
+        let weight = parse_weight(&form.allocation_weight)?;
         let current = signed.dps.get_linked_hub(&name).await?;
         let if_match = Some(form.etag.as_str()).filter(|t| !t.is_empty()).unwrap_or("*");
         let hub = LinkedHub {
@@ -141,5 +162,32 @@ pub async fn set_weight(
         Ok(format!("The link to {name} is saved."))
     }
     .await;
-    render(&signed, false, Some(result)).await
+    let outcome = match result {
+        Ok(text) => Outcome::Done(text),
+        Err(e) => Outcome::Refused(e),
+    };
+    render(&signed, outcome).await
+}
+
+/// `POST /console/dps/linked-hubs`: links a hub by its connection string; a refusal shows
+/// beside its field, with the form as it was (but the connection string).
+pub async fn link(PostedDps(signed, form): PostedDps<LinkForm>) -> Response {
+    let outcome = match linked_hubs::link(&signed, &form).await {
+        Ok(text) => Outcome::Done(text),
+        Err(e) if e.field.is_empty() => Outcome::Refused(e.error),
+        Err(e) => Outcome::Draft(form, e),
+    };
+    render(&signed, outcome).await
+}
+
+/// `POST /console/dps/linked-hubs/{name}/delete`: unlinks a hub after its confirmation page;
+/// back to the overview.
+pub async fn unlink(
+    Path(name): Path<String>,
+    PostedDps(signed, form): PostedDps<Unlink>,
+) -> Response {
+    match linked_hubs::unlink(&signed, &name, &form).await {
+        Ok(()) => Redirect::to("/console/dps").into_response(),
+        Err(e) => render(&signed, Outcome::Refused(e)).await,
+    }
 }

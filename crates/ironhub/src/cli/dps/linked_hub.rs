@@ -4,10 +4,10 @@
 //! only. A hub is named by its host name; the answers never show its key
 //! (`SharedAccessKey=****`).
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{ArgAction, Args, Subcommand};
-use ironhub_auth::ConnectionString;
-use ironhub_client::{DpsClient, host_without_port};
+use ironhub_client::DpsClient;
+use ironhub_dps::hubs::linked_hub_name;
 use ironhub_wire::dps::{LinkedHubSpec, LinkedHubView};
 use serde_json::Value;
 
@@ -144,29 +144,10 @@ fn link_body(current: Option<&LinkedHubView>, flags: &LinkFlags) -> LinkedHubSpe
     }
 }
 
-/// The name a hub is linked by: its connection string's host name, without a port.
+/// The name a hub is linked by: its connection string's host name, without a port (the
+/// DPS's own rule, so a string the server would refuse is refused before any call).
 fn hub_name(connection_string: &str) -> anyhow::Result<String> {
-    let cs = ConnectionString::parse(connection_string)
-        .context("--connection-string is not a connection string")?;
-    if cs.device_id.is_some() {
-        bail!(
-            "--connection-string is a device connection string; linking a hub needs an \
-             owner-level policy's (HostName=…;SharedAccessKeyName=iothubowner;SharedAccessKey=…)"
-        );
-    }
-    if cs
-        .shared_access_key_name
-        .as_deref()
-        .is_none_or(str::is_empty)
-        || cs.shared_access_key.as_deref().is_none_or(str::is_empty)
-    {
-        bail!("--connection-string needs SharedAccessKeyName and SharedAccessKey");
-    }
-    let host = host_without_port(cs.host_name.trim());
-    if host.is_empty() {
-        bail!("--connection-string has no HostName");
-    }
-    Ok(host.to_owned())
+    linked_hub_name(connection_string).map_err(|e| anyhow::anyhow!("--connection-string: {e}"))
 }
 
 /// ironhub answers a link with the round trip it just measured (`latencyMs`); without one the
