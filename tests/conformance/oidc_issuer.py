@@ -13,7 +13,8 @@ A module uses it as
         with ISSUER.serving():
             yield
 
-and passes `ISSUER.config()` in its `ironhub_args`; `ISSUER.token(roles, ...)` mints tokens.
+and returns `ISSUER.serve_args(workdir)` from its `ironhub_args`; `ISSUER.token(roles, ...)`
+mints tokens.
 """
 
 from __future__ import annotations
@@ -109,6 +110,12 @@ class Issuer:
             text += "[auth.oidc.role_assignments]\n"
             text += "".join(f"\"{principal}\" = {json.dumps(roles)}\n" for principal, roles in assignments.items())
         return text
+
+    def serve_args(self, workdir, **config) -> list[str]:
+        """`serve`'s arguments for a config file (in `workdir`) that trusts this issuer."""
+        path = workdir / "ironhub.toml"
+        path.write_text(self.config(**config))
+        return ["--config", str(path)]
 
     def token(self, roles=(), audience=HUB_AUDIENCE, key=RSA_KEY, kid="rsa-1", lifetime=600, nbf_in=0,
               oid=None, issuer=None, sub="tester") -> str:

@@ -43,9 +43,7 @@ def issuer():
 
 
 def ironhub_args(workdir):
-    config = workdir / "ironhub.toml"
-    config.write_text(ISSUER.config(disable_local_auth=True))
-    return ["--config", str(config)]
+    return ISSUER.serve_args(workdir, disable_local_auth=True)
 
 
 def rest(hub, method, path, jwt, api="2021-04-12", **kwargs):

@@ -2,10 +2,10 @@
 (Azure docs, "Control access to IoT Hub by using Microsoft Entra ID" and "Control access to DPS
 with Azure AD").
 
-The test is its own identity provider (`oidc_issuer.py`: an RSA key and an EC key, the discovery
-document and JWKS served over plain HTTP on this module's loopback address, JWTs signed here). The server runs with local
-authentication off, so every service call below is a bearer token or is refused, while devices
-keep connecting with their own SAS keys.
+The test is its own identity provider (`oidc_issuer.py`: an RSA key and an EC key, the
+discovery document and JWKS served over plain HTTP on this module's loopback address, JWTs
+signed here). The server runs with local authentication off, so every service call below is a
+bearer token or is refused, while devices keep connecting with their own SAS keys.
 """
 
 from __future__ import annotations
@@ -37,9 +37,7 @@ def issuer():
 
 
 def ironhub_args(workdir):
-    config = workdir / "ironhub.toml"
-    config.write_text(ISSUER.config(assignments={TWIN_PRINCIPAL: ["IoT Hub Twin Contributor"]}))
-    return ["--config", str(config)]
+    return ISSUER.serve_args(workdir, assignments={TWIN_PRINCIPAL: ["IoT Hub Twin Contributor"]})
 
 
 class StaticCredential:

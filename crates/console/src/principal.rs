@@ -190,10 +190,13 @@ impl Principal {
     /// Whether the principal may perform `operation` on `service`, decided as for a REST call.
     pub async fn may<S: Service>(&self, service: &S, operation: Operation) -> Result<(), S::Error> {
         let header = match self {
-            Principal::Policy { name, key } => {
-                sas::generate(service.host_name(), key, unix_now() + TOKEN_SECS, Some(name))
-                    .map_err(|e| S::unauthorized(format!("Unauthorized: {e}.")))?
-            }
+            Principal::Policy { name, key } => sas::generate(
+                service.host_name(),
+                key,
+                unix_now() + TOKEN_SECS,
+                Some(name),
+            )
+            .map_err(|e| S::unauthorized(format!("Unauthorized: {e}.")))?,
             Principal::Bearer(Bearer { token, .. }) => format!("Bearer {token}"),
         };
         service.authorize(&header, operation).await
@@ -210,8 +213,9 @@ pub fn open<S: Service>(headers: &HeaderMap, service: &S) -> Option<(Principal, 
         let (bearer, session) = session::open_bearer(value, owner, &service.sealed_for(), now)?;
         return Some((Principal::Bearer(bearer), session));
     }
-    let (policy, key, session) =
-        session::open(value, &service.sealed_for(), now, |name| service.policy(name))?;
+    let (policy, key, session) = session::open(value, &service.sealed_for(), now, |name| {
+        service.policy(name)
+    })?;
     Some((
         Principal::Policy {
             name: policy.key_name.clone(),

@@ -120,7 +120,9 @@ pub fn seal_bearer(
 
 /// Whether a cookie value is a bearer session's.
 pub fn is_bearer(value: &str) -> bool {
-    value.split_once('.').is_some_and(|(label, _)| label == BEARER)
+    value
+        .split_once('.')
+        .is_some_and(|(label, _)| label == BEARER)
 }
 
 /// Opens a bearer session's cookie value: the token it carries and the session, if it is
@@ -294,7 +296,8 @@ mod tests {
         assert!(open_bearer(&cookie, &rotated, "hub.example", 1999).is_none());
         // A policy session sealed with the same key is not a bearer session, and a bearer
         // cookie does not open as a policy session.
-        let policy = seal("iothubowner", &owner.primary_key, "hub.example", &session).expect("sealed");
+        let policy =
+            seal("iothubowner", &owner.primary_key, "hub.example", &session).expect("sealed");
         assert!(!is_bearer(&policy));
         assert!(open_bearer(&policy, &owner, "hub.example", 1999).is_none());
         assert!(open(&cookie, "hub.example", 1999, |_| Some(&owner)).is_none());

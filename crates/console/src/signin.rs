@@ -203,7 +203,11 @@ pub(crate) async fn sign_in_to<S: Service, St: Send + Sync>(
         Err(refused) => return refused,
     };
     let refuse = |field: Field, message: &str| {
-        (StatusCode::UNAUTHORIZED, page(texts, Some((field, message)))).into_response()
+        (
+            StatusCode::UNAUTHORIZED,
+            page(texts, Some((field, message))),
+        )
+            .into_response()
     };
     let now = unix_now();
     if !form.access_token.trim().is_empty() {
@@ -227,9 +231,10 @@ pub(crate) async fn sign_in_to<S: Service, St: Send + Sync>(
             name: identity.name,
             roles: identity.roles,
         };
-        let cookie = service.owner().zip(Session::until(exp)).and_then(|(owner, s)| {
-            session::seal_bearer(&bearer, owner, &service.sealed_for(), &s)
-        });
+        let cookie = service
+            .owner()
+            .zip(Session::until(exp))
+            .and_then(|(owner, s)| session::seal_bearer(&bearer, owner, &service.sealed_for(), &s));
         let Some(cookie) = cookie else {
             return no_session(texts);
         };
@@ -283,7 +288,10 @@ fn no_session(texts: &Texts) -> Response {
 /// The answer to a sign-in: the session cookie for `max_age` seconds, and the way on.
 fn signed_in(cookie: &str, value: &str, max_age: u64, landing: &'static str) -> Response {
     (
-        [(header::SET_COOKIE, session::cookie_for(cookie, value, max_age))],
+        [(
+            header::SET_COOKIE,
+            session::cookie_for(cookie, value, max_age),
+        )],
         Redirect::to(landing),
     )
         .into_response()

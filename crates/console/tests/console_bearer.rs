@@ -111,7 +111,9 @@ impl Setup {
         let mut request = request.body(Body::from(form.to_owned())).unwrap();
         request
             .extensions_mut()
-            .insert(ironhub_hub::network::Peer::public("192.0.2.7".parse().unwrap()));
+            .insert(ironhub_hub::network::Peer::public(
+                "192.0.2.7".parse().unwrap(),
+            ));
         ironhub_console::routes(self.hub.clone())
             .oneshot(request)
             .await
@@ -119,8 +121,13 @@ impl Setup {
     }
 
     async fn sign_in(&self, token: &str) -> Response {
-        self.call("POST", "/console/signin", None, &format!("access_token={token}"))
-            .await
+        self.call(
+            "POST",
+            "/console/signin",
+            None,
+            &format!("access_token={token}"),
+        )
+        .await
     }
 }
 
@@ -156,7 +163,10 @@ async fn a_token_signs_in_until_its_exp_and_acts_with_its_roles() {
     assert!((115..=120).contains(&max_age), "{max_age}");
     let cookie = set.split(';').next().unwrap().to_owned();
     let overview = text(s.call("GET", "/console", Some(&cookie), "").await).await;
-    assert!(overview.contains("ada@example (IoT Hub Data Reader)"), "{overview}");
+    assert!(
+        overview.contains("ada@example (IoT Hub Data Reader)"),
+        "{overview}"
+    );
     assert!(!overview.contains(&reader), "the token is never in a page");
     // A reader: no create form, and a forged create is refused by the hub's authorization.
     let devices = text(s.call("GET", "/console/devices", Some(&cookie), "").await).await;
@@ -209,9 +219,13 @@ async fn a_session_past_its_exp_is_over() {
             session::seal_bearer(&bearer, &owner, HOST, &Session::until(exp).unwrap()).unwrap();
         format!("{}={value}", session::COOKIE)
     };
-    let live = s.call("GET", "/console", Some(&seal(unix_now() + 30)), "").await;
+    let live = s
+        .call("GET", "/console", Some(&seal(unix_now() + 30)), "")
+        .await;
     assert_eq!(live.status(), StatusCode::OK);
-    let over = s.call("GET", "/console", Some(&seal(unix_now() - 1)), "").await;
+    let over = s
+        .call("GET", "/console", Some(&seal(unix_now() - 1)), "")
+        .await;
     assert_eq!(over.status(), StatusCode::SEE_OTHER);
     assert_eq!(over.headers()[header::LOCATION], "/console/signin");
 }
@@ -219,8 +233,17 @@ async fn a_session_past_its_exp_is_over() {
 #[tokio::test]
 async fn policies_are_refused_and_bad_tokens_count_as_failed_sign_ins() {
     let s = setup().await;
-    let key = s.hub.settings().policy("iothubowner").unwrap().primary_key.clone();
-    let form = format!("policy=iothubowner&key={}", ironhub_auth::sas::url_encode(&key));
+    let key = s
+        .hub
+        .settings()
+        .policy("iothubowner")
+        .unwrap()
+        .primary_key
+        .clone();
+    let form = format!(
+        "policy=iothubowner&key={}",
+        ironhub_auth::sas::url_encode(&key)
+    );
     let refused = s.call("POST", "/console/signin", None, &form).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(refused.headers().get(header::SET_COOKIE).is_none());
@@ -231,7 +254,11 @@ async fn policies_are_refused_and_bad_tokens_count_as_failed_sign_ins() {
     );
     let bad = [
         s.token(&["IoT Hub Data Contributor"], IOT_HUB_AUDIENCE, -120),
-        s.token(&["IoT Hub Data Contributor"], "https://management.azure.com", 600),
+        s.token(
+            &["IoT Hub Data Contributor"],
+            "https://management.azure.com",
+            600,
+        ),
         s.token(&[], IOT_HUB_AUDIENCE, 600),
         "not-a-jwt".to_owned(),
     ];
