@@ -2,11 +2,10 @@
 (Azure docs, "Control access to IoT Hub by using Microsoft Entra ID" and "Control access to DPS
 with Azure AD").
 
-The test is its own identity provider: an RSA key (and an EC key) made with `cryptography`, the
-discovery document and JWKS served over plain HTTP on this module's loopback address (the server
-allows `http://` issuers on loopback only), and JWTs signed here. The server runs with local
-authentication off, so every service call below is a bearer token or is refused, while devices
-keep connecting with their own SAS keys.
+The test is its own identity provider (`oidc_issuer.py`: an RSA key and an EC key, the
+discovery document and JWKS served over plain HTTP on this module's loopback address, JWTs
+signed here). The server runs with local authentication off, so every service call below is a
+bearer token or is refused, while devices keep connecting with their own SAS keys.
 """
 
 from __future__ import annotations
@@ -15,110 +14,30 @@ import base64
 import json
 import os
 import subprocess
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from conftest import ironhub_bin, test_address
+from oidc_issuer import DPS_AUDIENCE, EC_KEY, HUB_AUDIENCE, OTHER_KEY, Issuer
 
 IRONHUB_ADDRESS = test_address("127.0.0.215")
-HUB_AUDIENCE = "https://iothubs.azure.net"
-DPS_AUDIENCE = "https://azure-devices-provisioning.net"
 TIMEOUT_S = 30
-
-RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-EC_KEY = ec.generate_private_key(ec.SECP256R1())
-OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 TWIN_PRINCIPAL = str(uuid.uuid4())
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def int_bytes(n: int, size: int | None = None) -> bytes:
-    return n.to_bytes(size or (n.bit_length() + 7) // 8, "big")
-
-
-def jwks() -> dict:
-    rsa_numbers = RSA_KEY.public_key().public_numbers()
-    ec_numbers = EC_KEY.public_key().public_numbers()
-    return {"keys": [
-        {"kty": "RSA", "kid": "rsa-1", "use": "sig", "alg": "RS256",
-         "n": b64url(int_bytes(rsa_numbers.n)), "e": b64url(int_bytes(rsa_numbers.e))},
-        {"kty": "EC", "kid": "ec-1", "use": "sig", "alg": "ES256", "crv": "P-256",
-         "x": b64url(int_bytes(ec_numbers.x, 32)), "y": b64url(int_bytes(ec_numbers.y, 32))},
-    ]}
-
-
-class Issuer(BaseHTTPRequestHandler):
-    """`/.well-known/openid-configuration` and `/keys` of the test issuer."""
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        if self.path == "/tenant/.well-known/openid-configuration":
-            body = {"issuer": ISSUER, "jwks_uri": f"{ISSUER_ROOT}/keys"}
-        elif self.path == "/keys":
-            body = jwks()
-        else:
-            self.send_error(404)
-            return
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-ISSUER_SERVER = ThreadingHTTPServer((IRONHUB_ADDRESS, 0), Issuer)
-ISSUER_ROOT = f"http://{IRONHUB_ADDRESS}:{ISSUER_SERVER.server_address[1]}"
-ISSUER = f"{ISSUER_ROOT}/tenant"
+ISSUER = Issuer(IRONHUB_ADDRESS)
+token = ISSUER.token
 
 
 @pytest.fixture(scope="module", autouse=True)
 def issuer():
-    thread = threading.Thread(target=ISSUER_SERVER.serve_forever, daemon=True)
-    thread.start()
-    yield
-    ISSUER_SERVER.shutdown()
-    ISSUER_SERVER.server_close()
+    with ISSUER.serving():
+        yield
 
 
 def ironhub_args(workdir):
-    config = workdir / "ironhub.toml"
-    config.write_text(
-        "[auth]\ndisable_local_auth = true\n"
-        f"[auth.oidc]\nissuer = \"{ISSUER}\"\nclock_skew_seconds = 60\n"
-        f"[auth.oidc.role_assignments]\n\"{TWIN_PRINCIPAL}\" = [\"IoT Hub Twin Contributor\"]\n"
-    )
-    return ["--config", str(config)]
-
-
-def token(roles=(), audience=HUB_AUDIENCE, key=RSA_KEY, kid="rsa-1", lifetime=600, nbf_in=0,
-          oid=None, issuer=None) -> str:
-    now = int(time.time())
-    alg = "ES256" if isinstance(key, ec.EllipticCurvePrivateKey) else "RS256"
-    header = {"alg": alg, "typ": "JWT", "kid": kid}
-    claims = {"iss": issuer or ISSUER, "aud": audience, "iat": now, "nbf": now + nbf_in,
-              "exp": now + lifetime, "oid": oid or str(uuid.uuid4()), "sub": "tester",
-              "roles": list(roles)}
-    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}".encode()
-    if alg == "RS256":
-        signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-    else:
-        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-        signature = int_bytes(r, 32) + int_bytes(s, 32)
-    return f"{signing_input.decode()}.{b64url(signature)}"
+    return ISSUER.serve_args(workdir, assignments={TWIN_PRINCIPAL: ["IoT Hub Twin Contributor"]})
 
 
 class StaticCredential:

@@ -1,7 +1,8 @@
-//! Who is signed in, as extractors: [`Signed`] opens the session cookie and acts as its policy
-//! through the hub's own authorization (the one the REST API uses: `Hub::authorize_operation`
-//! with a token the console signs with the policy's key), and [`Posted`] adds what every form
-//! post must carry: a same-origin request and the session's CSRF token.
+//! Who is signed in to the hub's pages, as extractors: [`Signed`] opens the session cookie
+//! and acts as its principal (a policy, or a bearer token: [`Principal`]) through the hub's
+//! own authorization, the one the REST API uses, and [`Posted`] adds what every form post must
+//! carry: a same-origin request and the session's CSRF token. The DPS pages' extractors
+//! (`dps::access`) are the same over [`crate::principal`].
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -9,50 +10,37 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use ironhub_auth::access::Operation;
-use ironhub_auth::{sas, unix_now};
 use ironhub_hub::{Hub, HubError};
 use serde::de::DeserializeOwned;
 
-use crate::session::{self, Session};
+use crate::principal::{self, Principal, Service};
+use crate::session::Session;
 
 /// Where a request without a session is sent.
-pub const SIGN_IN: &str = "/console/signin";
-/// How long a token the console signs for one check lives, in seconds.
-const TOKEN_SECS: u64 = 300;
+pub const SIGN_IN: &str = <Hub as Service>::SIGN_IN;
 
-/// A signed-in session: the hub, the policy it acts as and its CSRF token.
+/// A signed-in session: the hub, the principal it acts as and its CSRF token.
 #[derive(Clone)]
 pub struct Signed {
     pub hub: Hub,
-    /// The policy's name as the hub spells it.
+    /// The principal's name, for logs: the policy's as the hub spells it, or the token's.
     pub policy: String,
-    key: String,
+    pub principal: Principal,
     pub session: Session,
 }
 
 impl std::fmt::Debug for Signed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The key is a secret: never in logs.
         f.debug_struct("Signed")
-            .field("policy", &self.policy)
+            .field("principal", &self.principal)
             .finish_non_exhaustive()
     }
 }
 
 impl Signed {
-    /// Whether the policy may perform `operation`, decided as for a REST call.
+    /// Whether the principal may perform `operation`, decided as for a REST call.
     pub async fn may(&self, operation: Operation) -> Result<(), HubError> {
-        let token = sas::generate(
-            self.hub.host_name(),
-            &self.key,
-            unix_now() + TOKEN_SECS,
-            Some(&self.policy),
-        )
-        .map_err(|e| HubError::Unauthorized(format!("Unauthorized: {e}.")))?;
-        let request = format!("{operation:?} from the console");
-        self.hub
-            .authorize_operation(Some(&token), operation, &request)
-            .await
+        self.principal.may(&self.hub, operation).await
     }
 
     /// [`Signed::may`] as a yes or no, to decide which controls a page shows.
@@ -60,14 +48,10 @@ impl Signed {
         self.may(operation).await.is_ok()
     }
 
-    /// The policy's connection string (it holds the key the user signed in with).
-    pub fn connection_string(&self) -> String {
-        format!(
-            "HostName={};SharedAccessKeyName={};SharedAccessKey={}",
-            self.hub.host_name(),
-            self.policy,
-            self.key
-        )
+    /// The policy's connection string (it holds the key the user signed in with); none for a
+    /// bearer token.
+    pub fn connection_string(&self) -> Option<String> {
+        self.principal.connection_string(self.hub.host_name())
     }
 }
 
@@ -75,24 +59,15 @@ impl FromRequestParts<Hub> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, hub: &Hub) -> Result<Self, Response> {
-        signed(&parts.headers, hub).ok_or_else(|| Redirect::to(SIGN_IN).into_response())
+        let (principal, session) = principal::open(&parts.headers, hub)
+            .ok_or_else(|| Redirect::to(SIGN_IN).into_response())?;
+        Ok(Signed {
+            hub: hub.clone(),
+            policy: principal.name().to_owned(),
+            principal,
+            session,
+        })
     }
-}
-
-/// The session a request's cookie holds, if it is valid now.
-fn signed(headers: &HeaderMap, hub: &Hub) -> Option<Signed> {
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    let value = session::from_header(cookies)?;
-    let settings = hub.settings();
-    let (policy, key, session) = session::open(value, hub.host_name(), unix_now(), |name| {
-        settings.policy(name)
-    })?;
-    Some(Signed {
-        hub: hub.clone(),
-        policy: policy.key_name.clone(),
-        key: key.to_owned(),
-        session,
-    })
 }
 
 /// A form post of a signed-in session: same origin, with the session's CSRF token (`csrf`)

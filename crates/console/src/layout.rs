@@ -7,9 +7,11 @@ use maud::{DOCTYPE, Markup, html};
 
 use crate::access::Signed;
 use crate::frame::head;
+use crate::principal::Principal;
 
 /// A page with the console's navigation, for a signed-in session.
 pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
+    let who = signed.principal.who();
     let nav = Nav {
         brand: ("/console", signed.hub.host_name()),
         links: &[
@@ -22,7 +24,7 @@ pub fn page(signed: &Signed, title: &str, body: Markup) -> Markup {
         ],
         sign_out: "/console/signout",
         csrf: &signed.session.csrf,
-        who: &signed.policy,
+        who: &who,
     };
     framed(&nav, title, body)
 }
@@ -110,6 +112,35 @@ pub fn error_page(signed: &Signed, e: &HubError) -> Response {
         ),
     )
         .into_response()
+}
+
+/// Who is signed in, as an overview shows it: the policy (`kind`, e.g. "shared access
+/// policy") with its connection string (`label`), the key hidden unless `reveal` (the page
+/// `here` shows it with `?reveal=key`); or the bearer token's principal and roles.
+pub fn signed_in_as(
+    principal: &Principal,
+    host: &str,
+    (kind, label): (&str, &str),
+    here: &str,
+    reveal: bool,
+) -> Markup {
+    let Principal::Policy { name, .. } = principal else {
+        return html! { p #signed-in-as { "Signed in with an access token as " b { (principal.who()) } "." } };
+    };
+    html! {
+        p #signed-in-as { "Signed in as the " (kind) " " b { (name) } "." }
+        p {
+            (label) ": "
+            @if reveal {
+                code.secret #connection-string { (principal.connection_string(host).unwrap_or_default()) }
+                " " a href=(here) { "Hide" }
+            } @else {
+                code { "HostName=" (host) ";SharedAccessKeyName=" (name) ";SharedAccessKey=" }
+                (secret("", false))
+                " " a href={ (here) "?reveal=key" } { "Show" }
+            }
+        }
+    }
 }
 
 /// `s` with its characters escaped for a URL path segment.

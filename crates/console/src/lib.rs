@@ -2,8 +2,8 @@
 //! `/console` (and `/`, which leads there), so no IoT Hub or DPS REST path is shadowed.
 //!
 //! A person signs in with a shared access policy (its connection string, or its name and a
-//! key) and the console then acts as exactly that policy: every page and form asks the hub's
-//! own authorization (`Hub::authorize_operation`, as the REST API does) before it reads or
+//! key) or a bearer token of the configured identity provider, and the console then acts as
+//! exactly that principal ([`principal`]): every page and form asks the hub's own authorization (`Hub::authorize_operation`, as the REST API does) before it reads or
 //! writes, and calls the same `Hub` methods the REST handlers call. The session is a sealed
 //! cookie ([`session`]), so any node of a cluster serves any request. Pages, styles and the
 //! one small script are compiled into the binary; nothing is fetched from elsewhere.
@@ -19,6 +19,7 @@ pub mod layout;
 mod live;
 mod modules;
 mod overview;
+pub mod principal;
 mod routes;
 mod routes_edit;
 pub mod session;

@@ -6,7 +6,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::access::Signed;
-use crate::layout::{page, secret};
+use crate::layout::{page, signed_in_as};
 
 /// `?reveal=key` shows the key.
 #[derive(Debug, Default, Deserialize)]
@@ -46,18 +46,7 @@ pub async fn show(signed: Signed, Query(q): Query<Reveal>) -> Markup {
             section {
                 h2 { "Hub" }
                 p { "Host name: " code #host-name { (hub.host_name()) } }
-                p { "Signed in as the shared access policy " b { (signed.policy) } "." }
-                p {
-                    "Connection string: "
-                    @if reveal {
-                        code.secret #connection-string { (signed.connection_string()) }
-                        " " a href="/console" { "Hide" }
-                    } @else {
-                        code { "HostName=" (hub.host_name()) ";SharedAccessKeyName=" (signed.policy) ";SharedAccessKey=" }
-                        (secret("", false))
-                        " " a href="/console?reveal=key" { "Show" }
-                    }
-                }
+                (signed_in_as(&signed.principal, hub.host_name(), ("shared access policy", "Connection string"), "/console", reveal))
                 (crate::ca::section(&signed))
             }
             div.stats {

@@ -3,6 +3,12 @@
 //! it, nothing is kept in process memory, and a regenerated policy key ends every session
 //! signed in with the old one. The cookie names the policy in clear (as the sealing's
 //! associated data) and carries its expiry and the session's CSRF token sealed.
+//!
+//! A session signed in with a bearer token has no key of its own: its cookie (`*.{sealed}`)
+//! is sealed under the service's owner policy key (for another context than any policy
+//! session's) and carries the token itself, sealed, so that every request is authorized with
+//! the token and the session ends no later than the token's `exp`. Nothing of it is kept in
+//! process memory either.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -20,6 +26,12 @@ pub const DPS_COOKIE: &str = "ironhub-console-dps";
 pub const LIFETIME_SECS: u64 = 8 * 3600;
 const SALT: &[u8] = b"ironhub console session v1";
 
+/// The clear part of a bearer session's cookie, where a policy session's names its policy
+/// (`*` is not in the base64url alphabet, so the two never collide).
+const BEARER: &str = "*";
+/// The largest cookie value a browser is sure to keep (4096 bytes with name and attributes).
+pub const MAX_COOKIE: usize = 3900;
+
 /// What a sealed cookie carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
@@ -32,10 +44,15 @@ pub struct Session {
 impl Session {
     /// A new session of [`LIFETIME_SECS`] from `now`, with a fresh random CSRF token.
     pub fn new(now: u64) -> Option<Session> {
+        Session::until(now + LIFETIME_SECS)
+    }
+
+    /// A new session that ends at `exp` (Unix seconds), with a fresh random CSRF token.
+    pub fn until(exp: u64) -> Option<Session> {
         let mut csrf = [0u8; 18];
         SystemRandom::new().fill(&mut csrf).ok()?;
         Some(Session {
-            exp: now + LIFETIME_SECS,
+            exp,
             csrf: URL_SAFE_NO_PAD.encode(csrf),
         })
     }
@@ -52,23 +69,116 @@ fn sealing_key(policy_key: &str, host: &str) -> Option<LessSafeKey> {
 
 /// The cookie value of `session`, signed in as `policy_name` with `policy_key`.
 pub fn seal(policy_name: &str, policy_key: &str, host: &str, session: &Session) -> Option<String> {
-    let key = sealing_key(policy_key, host)?;
+    let label = URL_SAFE_NO_PAD.encode(policy_name);
+    seal_with(&label, policy_name, policy_key, host, session)
+}
+
+/// What a bearer session's cookie carries besides the [`Session`]: the token, and the name
+/// and roles it was verified with at sign-in (for display: every check reads the token again).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bearer {
+    pub token: String,
+    pub name: String,
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never in logs.
+        f.debug_struct("Bearer")
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a bearer session's cookie seals.
+#[derive(Serialize, Deserialize)]
+struct BearerSession {
+    #[serde(flatten)]
+    session: Session,
+    #[serde(flatten)]
+    bearer: Bearer,
+}
+
+/// The cookie value of `session`, signed in with `bearer`, sealed under the service's `owner`
+/// policy key for `bearer:{host}` (a policy session of the same key opens nothing there, and
+/// the other way round).
+pub fn seal_bearer(
+    bearer: &Bearer,
+    owner: &SharedAccessPolicy,
+    host: &str,
+    session: &Session,
+) -> Option<String> {
+    let sealed = BearerSession {
+        session: session.clone(),
+        bearer: bearer.clone(),
+    };
+    let context = format!("bearer:{host}");
+    seal_with(BEARER, BEARER, &owner.primary_key, &context, &sealed)
+}
+
+/// Whether a cookie value is a bearer session's.
+pub fn is_bearer(value: &str) -> bool {
+    value
+        .split_once('.')
+        .is_some_and(|(label, _)| label == BEARER)
+}
+
+/// Opens a bearer session's cookie value: the token it carries and the session, if it is
+/// still valid at `now`.
+pub fn open_bearer(
+    value: &str,
+    owner: &SharedAccessPolicy,
+    host: &str,
+    now: u64,
+) -> Option<(Bearer, Session)> {
+    let (label, sealed) = value.split_once('.')?;
+    if label != BEARER {
+        return None;
+    }
+    let key = sealing_key(&owner.primary_key, &format!("bearer:{host}"))?;
+    let plain = unseal(&key, BEARER, sealed)?;
+    let opened: BearerSession = serde_json::from_slice(&plain).ok()?;
+    (opened.session.exp > now).then_some((opened.bearer, opened.session))
+}
+
+/// `label.{nonce and sealed payload}`, sealed with `aad` as associated data.
+fn seal_with(
+    label: &str,
+    aad: &str,
+    key_text: &str,
+    context: &str,
+    payload: &impl Serialize,
+) -> Option<String> {
+    let key = sealing_key(key_text, context)?;
     let mut nonce = [0u8; NONCE_LEN];
     SystemRandom::new().fill(&mut nonce).ok()?;
-    let mut data = serde_json::to_vec(session).ok()?;
+    let mut data = serde_json::to_vec(payload).ok()?;
     key.seal_in_place_append_tag(
         Nonce::assume_unique_for_key(nonce),
-        Aad::from(policy_name.as_bytes()),
+        Aad::from(aad.as_bytes()),
         &mut data,
     )
     .ok()?;
     let mut sealed = nonce.to_vec();
     sealed.extend_from_slice(&data);
-    Some(format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(policy_name),
-        URL_SAFE_NO_PAD.encode(sealed)
-    ))
+    Some(format!("{label}.{}", URL_SAFE_NO_PAD.encode(sealed)))
+}
+
+/// The payload of a cookie's sealed part (base64url), if `key` sealed it with `aad`.
+fn unseal(key: &LessSafeKey, aad: &str, sealed: &str) -> Option<Vec<u8>> {
+    let sealed = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+    if sealed.len() <= NONCE_LEN {
+        return None;
+    }
+    let (nonce, data) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut data = data.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut data)
+        .ok()?;
+    Some(plain.to_vec())
 }
 
 /// Opens a cookie value: the policy it names (looked up by `find`), the key of that policy
@@ -81,20 +191,13 @@ pub fn open<'p>(
 ) -> Option<(&'p SharedAccessPolicy, &'p str, Session)> {
     let (name, sealed) = value.split_once('.')?;
     let name = String::from_utf8(URL_SAFE_NO_PAD.decode(name).ok()?).ok()?;
-    let sealed = URL_SAFE_NO_PAD.decode(sealed).ok()?;
-    if sealed.len() <= NONCE_LEN {
-        return None;
-    }
     let policy = find(&name)?;
-    let (nonce, data) = sealed.split_at(NONCE_LEN);
     for key_text in [&policy.primary_key, &policy.secondary_key] {
         let Some(key) = sealing_key(key_text, host) else {
             continue;
         };
-        let mut data = data.to_vec();
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        if let Ok(plain) = key.open_in_place(nonce, Aad::from(name.as_bytes()), &mut data) {
-            let session: Session = serde_json::from_slice(plain).ok()?;
+        if let Some(plain) = unseal(&key, &name, sealed) {
+            let session: Session = serde_json::from_slice(&plain).ok()?;
             return (session.exp > now).then_some((policy, key_text.as_str(), session));
         }
     }
@@ -110,6 +213,11 @@ pub fn set_cookie(value: &str) -> String {
 /// [`set_cookie`] for the cookie `name` ([`COOKIE`] or [`DPS_COOKIE`]).
 pub fn set_named_cookie(name: &str, value: &str) -> String {
     let max_age = if value.is_empty() { 0 } else { LIFETIME_SECS };
+    cookie_for(name, value, max_age)
+}
+
+/// The `Set-Cookie` value that stores `value` in the cookie `name` for `max_age` seconds.
+pub fn cookie_for(name: &str, value: &str, max_age: u64) -> String {
     format!("{name}={value}; Path=/console; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict")
 }
 
@@ -168,6 +276,36 @@ mod tests {
     }
 
     #[test]
+    fn a_bearer_session_opens_only_under_its_owner_key_and_before_expiry() {
+        let owner = SharedAccessPolicy::generate("iothubowner", Rights::REGISTRY_WRITE);
+        let session = Session::until(2000).expect("random");
+        let bearer = Bearer {
+            token: "a.b.c".into(),
+            name: "alice".into(),
+            roles: vec!["IoT Hub Data Reader".into()],
+        };
+        let cookie = seal_bearer(&bearer, &owner, "hub.example", &session).expect("sealed");
+        assert!(is_bearer(&cookie));
+        let (opened_bearer, opened) =
+            open_bearer(&cookie, &owner, "hub.example", 1999).expect("opens");
+        assert_eq!((&opened_bearer, &opened), (&bearer, &session));
+        assert!(!format!("{opened_bearer:?}").contains("a.b.c"));
+        assert!(open_bearer(&cookie, &owner, "hub.example", 2000).is_none());
+        assert!(open_bearer(&cookie, &owner, "dps:hub.example", 1999).is_none());
+        let rotated = SharedAccessPolicy::generate("iothubowner", Rights::REGISTRY_WRITE);
+        assert!(open_bearer(&cookie, &rotated, "hub.example", 1999).is_none());
+        // A policy session sealed with the same key is not a bearer session, and a bearer
+        // cookie does not open as a policy session.
+        let policy =
+            seal("iothubowner", &owner.primary_key, "hub.example", &session).expect("sealed");
+        assert!(!is_bearer(&policy));
+        assert!(open_bearer(&policy, &owner, "hub.example", 1999).is_none());
+        assert!(open(&cookie, "hub.example", 1999, |_| Some(&owner)).is_none());
+        let relabelled = format!("{BEARER}.{}", policy.split_once('.').expect("dot").1);
+        assert!(open_bearer(&relabelled, &owner, "hub.example", 1999).is_none());
+    }
+
+    #[test]
     fn cookie_header_parsing() {
         assert_eq!(from_header("a=1; ironhub-console=x.y; b=2"), Some("x.y"));
         assert_eq!(from_header("a=1"), None);
@@ -177,5 +315,6 @@ mod tests {
         );
         assert!(set_cookie("v").contains("HttpOnly; SameSite=Strict"));
         assert!(set_cookie("").contains("Max-Age=0"));
+        assert!(cookie_for(COOKIE, "v", 42).contains("Max-Age=42; Secure; HttpOnly"));
     }
 }

@@ -181,6 +181,12 @@ impl Dps {
         self
     }
 
+    /// How the instance accepts service callers: its issuer of bearer tokens and their
+    /// audience, and whether local authentication (shared access policies) is on.
+    pub fn service_access(&self) -> &ServiceAccess {
+        &self.access
+    }
+
     /// Authorizes a service `operation` (`request`, e.g. `GET on /enrollments/x`, names it in
     /// a refusal): a bearer token whose roles grant its data action, or a policy token with
     /// one of its rights while local authentication is on.

@@ -12,6 +12,7 @@ use crate::layout::{Nav, Notice, framed};
 /// A DPS page with the DPS navigation, for a signed-in DPS session.
 pub fn page(signed: &SignedDps, title: &str, body: Markup) -> Markup {
     let brand = format!("DPS {}", signed.dps.id_scope());
+    let who = signed.principal.who();
     let nav = Nav {
         brand: ("/console/dps", &brand),
         links: &[
@@ -23,7 +24,7 @@ pub fn page(signed: &SignedDps, title: &str, body: Markup) -> Markup {
         ],
         sign_out: "/console/dps/signout",
         csrf: &signed.session.csrf,
-        who: &signed.policy,
+        who: &who,
     };
     framed(&nav, title, body)
 }

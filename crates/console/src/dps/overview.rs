@@ -17,7 +17,7 @@ use super::access::{PostedDps, SignedDps};
 use super::form::FieldError;
 use super::layout::{csrf, page, refused, status_of};
 use super::linked_hubs::{self, LinkForm, Unlink, parse_weight};
-use crate::layout::{Notice, notice, secret, segment};
+use crate::layout::{Notice, notice, segment, signed_in_as};
 use crate::overview::Reveal;
 
 /// `GET /console/dps`.
@@ -70,18 +70,7 @@ pub async fn render(signed: &SignedDps, outcome: Outcome) -> Response {
                 " (MQTT on 8883, HTTPS on 443, AMQP on 5671; ironhub serves it on its own host, where Azure has "
                 code { "global.azure-devices-provisioning.net" } ")" }
             p { "Service endpoint: " code #service-endpoint { "https://" (host) } }
-            p { "Signed in as the DPS policy " b { (signed.policy) } "." }
-            p {
-                "Service connection string: "
-                @if reveal {
-                    code.secret #connection-string { (signed.connection_string()) }
-                    " " a href="/console/dps" { "Hide" }
-                } @else {
-                    code { "HostName=" (host) ";SharedAccessKeyName=" (signed.policy) ";SharedAccessKey=" }
-                    (secret("", false))
-                    " " a href="/console/dps?reveal=key" { "Show" }
-                }
-            }
+            (signed_in_as(&signed.principal, host, ("DPS policy", "Service connection string"), "/console/dps", reveal))
             p { "A device provisions with the ID scope, the endpoint and its registration id; the SDKs name them "
                 code { "id_scope" } ", " code { "provisioning_host" } " and " code { "registration_id" } "." }
         }
