@@ -18,6 +18,7 @@ mod error;
 pub mod hubs;
 pub mod issuance;
 pub mod linked;
+mod own_hub;
 pub mod model;
 mod monitoring;
 mod network;
