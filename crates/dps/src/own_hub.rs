@@ -12,9 +12,7 @@ use crate::attestation::Attested;
 use crate::linked::{HubCallError, HubRegistry};
 use crate::model::DeviceRegistrationState;
 use crate::register::{hub_failed, next_state};
-use crate::registrations::{
-    RegistrationRecord, load, registration_conflict, registration_write,
-};
+use crate::registrations::{RegistrationRecord, load, registration_conflict, registration_write};
 use crate::{Dps, DpsError};
 
 /// How many times the pair is written again when the device or the record changed meanwhile.

@@ -406,11 +406,13 @@ impl Hub {
         if_match: Option<&str>,
     ) -> Result<DeviceRecord, HubError> {
         let prepared = self.prepare_put_device(id, spec, if_match).await?;
-        let written = match self.store.write_devices(vec![prepared.write.clone()]).await? {
+        let written = match self
+            .store
+            .write_devices(vec![prepared.write.clone()])
+            .await?
+        {
             Ok(mut done) => Ok(done.pop().flatten()),
-            Err(failed) => Err(failed
-                .first()
-                .map_or(WriteConflict::NotFound, |(_, c)| *c)),
+            Err(failed) => Err(failed.first().map_or(WriteConflict::NotFound, |(_, c)| *c)),
         };
         self.finish_put_device_unobserved(prepared, written).await
     }
