@@ -441,15 +441,20 @@ impl Hub {
         let fields = Validated::from_spec(spec)?;
         let if_match = if_match.map(normalize_if_match);
         let mut before = None;
-        let write = match (self.store.get_device(id).await?, if_match) {
-            (None, None) => {
+        // A create reads nothing first: the store refuses a device that exists
+        // (`DeviceAlreadyExists`, as the read would have).
+        let current = match if_match {
+            None => None,
+            Some(_) => self.store.get_device(id).await?,
+        };
+        let write = match (current, if_match) {
+            (_, None) => {
                 let scope_given = fields.device_scope.is_some();
                 let mut record = fields.create(id)?;
                 self.settle_scopes(&mut record, None, scope_given).await?;
                 DeviceWrite::Create(record)
             }
             (None, Some(_)) => return Err(HubError::DeviceNotFound(id.to_owned())),
-            (Some(_), None) => return Err(HubError::DeviceAlreadyExists(id.to_owned())),
             (Some(current), Some(tag)) => {
                 if tag != "*" && tag != current.etag {
                     return Err(HubError::PreconditionFailed(tag));
