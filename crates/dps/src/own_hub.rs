@@ -11,7 +11,7 @@ use ironhub_wire::hub::DeviceSpec;
 use crate::attestation::Attested;
 use crate::linked::{HubCallError, HubRegistry};
 use crate::model::DeviceRegistrationState;
-use crate::register::{hub_failed, next_state};
+use crate::register::{hub_failed, next_state, update_of};
 use crate::registrations::{RegistrationRecord, load, registration_conflict, registration_write};
 use crate::{Dps, DpsError};
 
@@ -69,14 +69,7 @@ impl Dps {
                 {
                     None => (identity.clone(), None),
                     Some(existing) => {
-                        let etag = match existing.etag.as_str() {
-                            "" => "*".to_owned(),
-                            etag => etag.to_owned(),
-                        };
-                        let body = DeviceSpec {
-                            status: Some(existing.status.as_str().to_owned()),
-                            ..identity.clone()
-                        };
+                        let (body, etag) = update_of(identity, &existing);
                         (body, Some(etag))
                     }
                 }

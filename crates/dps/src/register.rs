@@ -26,8 +26,8 @@ use crate::enrollments::Enrollment;
 use crate::linked::{HubCallError, HubRegistry};
 use ironhub_hub::throttle::Operation;
 use ironhub_wire::hub::{
-    AuthType, AuthenticationSpec, CapabilitiesSpec, DeviceSpec, DeviceStatus, SymmetricKeySpec,
-    ThumbprintSpec, TwinPatch,
+    AuthType, AuthenticationSpec, CapabilitiesSpec, Device, DeviceSpec, DeviceStatus,
+    SymmetricKeySpec, ThumbprintSpec, TwinPatch,
 };
 
 use crate::model::{
@@ -268,6 +268,20 @@ struct Extras {
     csr: Option<ironhub_hub::credentials::VerifiedCsr>,
 }
 
+/// The update of an existing hub device to `identity`, and the etag it is conditioned on: its
+/// status stays as the hub has it (its operator may have changed it).
+pub(crate) fn update_of(identity: &DeviceSpec, existing: &Device) -> (DeviceSpec, String) {
+    let body = DeviceSpec {
+        status: Some(existing.status.as_str().to_owned()),
+        ..identity.clone()
+    };
+    let etag = match existing.etag.as_str() {
+        "" => "*",
+        etag => etag,
+    };
+    (body, etag.to_owned())
+}
+
 /// Creates the device on the hub, or updates its credentials and capabilities (its status,
 /// which the hub's operator may have changed, stays). Returns whether it was created.
 /// `fresh`: the device had no registration record, so its hub device most likely does not
@@ -294,15 +308,8 @@ async fn upsert_device(
                 Err(e) => return Err(e),
             },
             Some(existing) => {
-                let body = DeviceSpec {
-                    status: Some(existing.status.as_str().to_owned()),
-                    ..identity.clone()
-                };
-                let etag = match existing.etag.as_str() {
-                    "" => "*",
-                    etag => etag,
-                };
-                match hub.put_device(device_id, &body, Some(etag)).await {
+                let (body, etag) = update_of(identity, &existing);
+                match hub.put_device(device_id, &body, Some(&etag)).await {
                     Ok(_) => return Ok(false),
                     Err(HubCallError::Status {
                         status: 404 | 412, ..

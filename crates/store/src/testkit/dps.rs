@@ -372,15 +372,26 @@ pub async fn a_device_and_a_record_are_written_together(
     store: Arc<dyn DpsState>,
     _clock: Arc<ManualClock>,
 ) {
-    let (written, stored) = store
-        .dps_write_with_device(
-            DeviceWrite::Create(device("joint-1")),
-            C::Registrations,
-            DpsWrite::Create(record("Joint-1", Some("g"))),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let joint = async |d: DeviceWrite, r: DpsWrite| {
+        store
+            .dps_write_with_device(d, C::Registrations, r)
+            .await
+            .unwrap()
+    };
+    let replace_device = |etag: &str| DeviceWrite::Replace {
+        record: device("joint-1"),
+        if_match: Some(etag.into()),
+    };
+    let replace_record = |etag: &str| DpsWrite::Replace {
+        record: record("joint-1", None),
+        if_match: Some(etag.into()),
+    };
+    let (written, stored) = joint(
+        DeviceWrite::Create(device("joint-1")),
+        DpsWrite::Create(record("Joint-1", Some("g"))),
+    )
+    .await
+    .unwrap();
     let (written, stored) = (written.unwrap(), stored.unwrap());
     assert_eq!(
         store.get_device("joint-1").await.unwrap(),
@@ -393,14 +404,11 @@ pub async fn a_device_and_a_record_are_written_together(
     assert_ne!(written.etag, stored.etag);
 
     // The device's half fails: the record is not written.
-    let refused = store
-        .dps_write_with_device(
-            DeviceWrite::Create(device("joint-1")),
-            C::Registrations,
-            DpsWrite::Create(record("other", None)),
-        )
-        .await
-        .unwrap();
+    let refused = joint(
+        DeviceWrite::Create(device("joint-1")),
+        DpsWrite::Create(record("other", None)),
+    )
+    .await;
     assert_eq!(
         refused,
         Err(JointConflict::Device(WriteConflict::AlreadyExists))
@@ -411,33 +419,17 @@ pub async fn a_device_and_a_record_are_written_together(
     );
 
     // The record's half fails: the device is not written either.
-    let refused = store
-        .dps_write_with_device(
-            DeviceWrite::Create(device("joint-2")),
-            C::Registrations,
-            DpsWrite::Create(record("JOINT-1", None)),
-        )
-        .await
-        .unwrap();
+    let refused = joint(
+        DeviceWrite::Create(device("joint-2")),
+        DpsWrite::Create(record("JOINT-1", None)),
+    )
+    .await;
     assert_eq!(
         refused,
         Err(JointConflict::Dps(WriteConflict::AlreadyExists))
     );
     assert_eq!(store.get_device("joint-2").await.unwrap(), None);
-    let refused = store
-        .dps_write_with_device(
-            DeviceWrite::Replace {
-                record: device("joint-1"),
-                if_match: Some(written.etag.clone()),
-            },
-            C::Registrations,
-            DpsWrite::Replace {
-                record: record("joint-1", None),
-                if_match: Some("stale".into()),
-            },
-        )
-        .await
-        .unwrap();
+    let refused = joint(replace_device(&written.etag), replace_record("stale")).await;
     assert_eq!(
         refused,
         Err(JointConflict::Dps(WriteConflict::EtagMismatch))
@@ -452,21 +444,10 @@ pub async fn a_device_and_a_record_are_written_together(
     );
 
     // Both replaced together, each with a new etag.
-    let (device_after, record_after) = store
-        .dps_write_with_device(
-            DeviceWrite::Replace {
-                record: device("joint-1"),
-                if_match: Some(written.etag.clone()),
-            },
-            C::Registrations,
-            DpsWrite::Replace {
-                record: record("joint-1", None),
-                if_match: Some(stored.etag.clone()),
-            },
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let (device_after, record_after) =
+        joint(replace_device(&written.etag), replace_record(&stored.etag))
+            .await
+            .unwrap();
     let (device_after, record_after) = (device_after.unwrap(), record_after.unwrap());
     assert_ne!(device_after.etag, written.etag);
     assert_eq!(record_after.id, "Joint-1");
