@@ -66,6 +66,9 @@ pub(crate) struct Args {
     /// Loopback port base (ironhub uses base and base+1, the peer base+2).
     #[arg(long, default_value_t = 28983)]
     port_base: u16,
+    /// The loopback address ironhub (and the peer) listen on and the devices connect to.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: std::net::IpAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +100,7 @@ struct Enrollment {
 }
 
 pub(crate) async fn main(args: Args) -> anyhow::Result<()> {
+    crate::net::set_address(args.address);
     #[allow(clippy::print_stdout)]
     {
         println!(
@@ -109,8 +113,11 @@ pub(crate) async fn main(args: Args) -> anyhow::Result<()> {
     let (mqtt_port, https_port, peer_port) =
         (args.port_base, args.port_base + 1, args.port_base + 2);
     for port in [mqtt_port, https_port, peer_port] {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            bail!("something already listens on 127.0.0.1:{port}: give another --port-base");
+        if TcpStream::connect((args.address, port)).await.is_ok() {
+            bail!(
+                "something already listens on {}:{port}: give another --port-base",
+                args.address
+            );
         }
     }
     let enrollment = prepare_ironhub(&dir, https_port).await?;
@@ -127,10 +134,11 @@ pub(crate) async fn main(args: Args) -> anyhow::Result<()> {
             .arg("--data-dir")
             .arg(&dir)
             .arg("--https-listen")
-            .arg(format!("127.0.0.1:{https_port}"))
+            .arg(format!("{}:{https_port}", args.address))
             .arg("--mqtt-listen")
-            .arg(format!("127.0.0.1:{mqtt_port}"))
-            .args(["--amqp-listen", "127.0.0.1:0"])
+            .arg(format!("{}:{mqtt_port}", args.address))
+            .arg("--amqp-listen")
+            .arg(format!("{}:0", args.address))
             .args(["--dps-polls-per-device", "0"])
             .args(["--dps-registrations-per-minute", "0"])
             .stdout(Stdio::null())

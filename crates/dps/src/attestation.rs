@@ -237,7 +237,7 @@ impl Dps {
         // Groups, in id order: at most 100 symmetric key groups exist (Azure docs, What is
         // Azure IoT Hub Device Provisioning Service?, 'Quotas and Limits').
         for record in read_all(self.store.as_ref(), DpsCollection::EnrollmentGroups, None).await? {
-            let g: EnrollmentGroup = from_record(&record)?;
+            let g = self.groups.group(&record)?;
             if g.settings.attestation.kind != AttestationType::SymmetricKey {
                 continue;
             }
@@ -260,7 +260,7 @@ impl Dps {
             if token.verify_keys([p.as_str(), s.as_str()]).is_ok() {
                 return Ok(Attested {
                     registration_id: registration_id.to_owned(),
-                    enrollment: AttestedEnrollment::Group(Box::new(g)),
+                    enrollment: AttestedEnrollment::Group(Box::new((*g).clone())),
                     credential: DeviceCredential::SymmetricKey([p, s]),
                     expires: Some(expires),
                 });
@@ -448,7 +448,7 @@ impl Dps {
         };
         let mut groups = Vec::new();
         for record in read_all(self.store.as_ref(), DpsCollection::EnrollmentGroups, None).await? {
-            let g: EnrollmentGroup = from_record(&record)?;
+            let g = self.groups.group(&record)?;
             let Some(x) = g
                 .settings
                 .attestation
@@ -473,7 +473,7 @@ impl Dps {
             if through_any(chain, &anchors, now, &signers) {
                 return Ok(Attested {
                     registration_id: registration_id.to_owned(),
-                    enrollment: AttestedEnrollment::Group(Box::new(g)),
+                    enrollment: AttestedEnrollment::Group(Box::new((*g).clone())),
                     credential: DeviceCredential::X509 {
                         thumbprints: [leaf.thumbprint.clone(), leaf.thumbprint.clone()],
                         certificate: runtime_info,

@@ -15,12 +15,14 @@ mod certificates;
 pub mod device_api;
 pub mod enrollments;
 mod error;
+mod group_cache;
 pub mod hubs;
 pub mod issuance;
 pub mod linked;
 pub mod model;
 mod monitoring;
 mod network;
+mod own_hub;
 pub mod query;
 pub mod register;
 pub mod registrations;
@@ -111,6 +113,8 @@ pub struct Dps {
     throttle: Option<Arc<ironhub_hub::throttle::Throttle>>,
     /// Who may call the service API: policies and/or bearer tokens.
     access: Arc<ServiceAccess>,
+    /// The enrollment groups as parsed, by the etag they were parsed at.
+    groups: Arc<group_cache::GroupCache>,
 }
 
 fn unauthorized(e: SasError) -> DpsError {
@@ -143,6 +147,7 @@ impl Dps {
             issuing_cas: None,
             throttle: None,
             access: Arc::new(ServiceAccess::local(ironhub_auth::oidc::DPS_AUDIENCE)),
+            groups: Arc::default(),
         };
         if first_start
             && let Some(hub) = own_hub

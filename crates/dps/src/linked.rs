@@ -75,6 +75,11 @@ pub trait HubRegistry: Send + Sync + fmt::Debug {
     /// One cheap call, timed: the round trip from DPS to the hub (for lowest-latency
     /// allocation).
     async fn ping(&self) -> Result<Duration, HubCallError>;
+    /// The hub itself when it runs in this process (the server's own hub), so that DPS may
+    /// write a device there together with its registration record; `None` for a remote hub.
+    fn in_process(&self) -> Option<&Hub> {
+        None
+    }
 }
 
 /// Gives the registry of a linked hub.
@@ -138,6 +143,10 @@ impl HubRegistry for LocalHub {
         let start = Instant::now();
         self.0.registry_statistics().await?;
         Ok(start.elapsed())
+    }
+
+    fn in_process(&self) -> Option<&Hub> {
+        Some(&self.0)
     }
 }
 

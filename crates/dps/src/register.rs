@@ -26,14 +26,15 @@ use crate::enrollments::Enrollment;
 use crate::linked::{HubCallError, HubRegistry};
 use ironhub_hub::throttle::Operation;
 use ironhub_wire::hub::{
-    AuthType, AuthenticationSpec, CapabilitiesSpec, DeviceSpec, DeviceStatus, SymmetricKeySpec,
-    ThumbprintSpec, TwinPatch,
+    AuthType, AuthenticationSpec, CapabilitiesSpec, Device, DeviceSpec, DeviceStatus,
+    SymmetricKeySpec, ThumbprintSpec, TwinPatch,
 };
 
 use crate::model::{
     CustomAllocationRequest, DeviceRegistration, DeviceRegistrationState, DeviceRuntimeContext,
     InitialTwin, LinkedHub, RegistrationOperationStatus, RegistrationStatus, TpmRegistrationResult,
 };
+use crate::own_hub::Assignment;
 use crate::registrations::RegistrationRecord;
 use crate::rules::same_id;
 use crate::webhook::allocate_by_webhook;
@@ -191,7 +192,7 @@ fn failed_state(registration_id: &str, e: &DpsError) -> DeviceRegistrationState 
     }
 }
 
-fn hub_failed(hub: &str, e: HubCallError) -> DpsError {
+pub(crate) fn hub_failed(hub: &str, e: HubCallError) -> DpsError {
     tracing::warn!(target: "DeviceOperations", hub, error = %e, "a linked hub refused a provisioning call");
     DpsError::ServerError(format!(
         "The IoT hub '{hub}' could not register the device: {e}."
@@ -267,6 +268,20 @@ struct Extras {
     csr: Option<ironhub_hub::credentials::VerifiedCsr>,
 }
 
+/// The update of an existing hub device to `identity`, and the etag it is conditioned on: its
+/// status stays as the hub has it (its operator may have changed it).
+pub(crate) fn update_of(identity: &DeviceSpec, existing: &Device) -> (DeviceSpec, String) {
+    let body = DeviceSpec {
+        status: Some(existing.status.as_str().to_owned()),
+        ..identity.clone()
+    };
+    let etag = match existing.etag.as_str() {
+        "" => "*",
+        etag => etag,
+    };
+    (body, etag.to_owned())
+}
+
 /// Creates the device on the hub, or updates its credentials and capabilities (its status,
 /// which the hub's operator may have changed, stays). Returns whether it was created.
 /// `fresh`: the device had no registration record, so its hub device most likely does not
@@ -293,15 +308,8 @@ async fn upsert_device(
                 Err(e) => return Err(e),
             },
             Some(existing) => {
-                let body = DeviceSpec {
-                    status: Some(existing.status.as_str().to_owned()),
-                    ..identity.clone()
-                };
-                let etag = match existing.etag.as_str() {
-                    "" => "*",
-                    etag => etag,
-                };
-                match hub.put_device(device_id, &body, Some(etag)).await {
+                let (body, etag) = update_of(identity, &existing);
+                match hub.put_device(device_id, &body, Some(&etag)).await {
                     Ok(_) => return Ok(false),
                     Err(HubCallError::Status {
                         status: 404 | 412, ..
@@ -315,6 +323,28 @@ async fn upsert_device(
         status: 409,
         message: "the device kept changing while it was provisioned".into(),
     })
+}
+
+/// The registration record to write over `previous` (if the device has one): `state`, with
+/// the id's case and the `createdDateTimeUtc` of the one it replaces.
+pub(crate) fn next_state(
+    previous: Option<&RegistrationRecord>,
+    state: &DeviceRegistrationState,
+) -> DeviceRegistrationState {
+    let now = Utc::now();
+    DeviceRegistrationState {
+        registration_id: previous.map_or_else(
+            || state.registration_id.clone(),
+            |p| p.state.registration_id.clone(),
+        ),
+        created_date_time_utc: Some(
+            previous
+                .and_then(|p| p.state.created_date_time_utc)
+                .unwrap_or(now),
+        ),
+        last_updated_date_time_utc: Some(now),
+        ..state.clone()
+    }
 }
 
 /// A twin update with these tags and desired properties (`$metadata` and `$version` left
@@ -556,19 +586,8 @@ impl Dps {
         let mut previous = previous.cloned();
         let mut attempts = 0;
         loop {
-            let now = Utc::now();
             let p = previous.as_ref();
-            let next = DeviceRegistrationState {
-                registration_id: p.map_or_else(
-                    || state.registration_id.clone(),
-                    |p| p.state.registration_id.clone(),
-                ),
-                created_date_time_utc: Some(
-                    p.and_then(|p| p.state.created_date_time_utc).unwrap_or(now),
-                ),
-                last_updated_date_time_utc: Some(now),
-                ..state.clone()
-            };
+            let next = next_state(p, &state);
             let written = self
                 .write_registration(
                     next,
@@ -991,6 +1010,32 @@ impl Dps {
             .clone()
             .unwrap_or_else(|| device_id.clone());
         let identity = device_identity(&device_id, attested, issuing_ca);
+        // Never assigned before: its hub device is most likely not there.
+        let fresh = previous.state.assigned_hub.is_none();
+        let state = DeviceRegistrationState {
+            assigned_hub: Some(decision.hub.clone()),
+            device_id: Some(device_id.clone()),
+            status: RegistrationStatus::Assigned,
+            substatus: Some(decision.substatus),
+            payload: device_payload,
+            ..blank_state(registration_id)
+        };
+        let no_twin = initial_twin.as_ref().is_none_or(is_empty_twin);
+        if matches!(decision.action, HubAction::Assign | HubAction::Keep) && no_twin {
+            let target = self.registry(&linked, &decision.hub)?;
+            if let Some(hub) = self.joint_hub(target.as_ref()) {
+                let assignment = Assignment {
+                    hub_name: &decision.hub,
+                    device_id: &device_id,
+                    identity: &identity,
+                    fresh,
+                    state,
+                };
+                return self
+                    .assign_jointly(hub, target.as_ref(), attested, &previous, assignment)
+                    .await;
+            }
+        }
         self.apply(
             &decision,
             &linked,
@@ -998,23 +1043,11 @@ impl Dps {
             &device_id,
             &previous_device,
             initial_twin.as_ref(),
-            // Never assigned before: its hub device is most likely not there.
-            previous.state.assigned_hub.is_none(),
+            fresh,
         )
         .await?;
-        self.record_registration(
-            attested,
-            Some(&previous),
-            DeviceRegistrationState {
-                assigned_hub: Some(decision.hub.clone()),
-                device_id: Some(device_id),
-                status: RegistrationStatus::Assigned,
-                substatus: Some(decision.substatus),
-                payload: device_payload,
-                ..blank_state(registration_id)
-            },
-        )
-        .await
+        self.record_registration(attested, Some(&previous), state)
+            .await
     }
 
     /// Does what the decision says on the hubs; `fresh` when the device was never assigned

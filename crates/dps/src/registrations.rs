@@ -158,20 +158,8 @@ impl Dps {
         enrollment_group_id: Option<&str>,
         if_match: Option<&str>,
     ) -> Result<DeviceRegistrationState, DpsError> {
-        validate_registration_id(&state.registration_id)?;
         let id = state.registration_id.clone();
-        let stored = DeviceRegistrationState {
-            etag: None,
-            ..state
-        };
-        let record = to_record(&id, enrollment_group_id, &stored)?;
-        let write = match if_match {
-            None => DpsWrite::Create(record),
-            Some(tag) => DpsWrite::Replace {
-                record,
-                if_match: Some(normalize_if_match(tag)),
-            },
-        };
+        let write = registration_write(state, enrollment_group_id, if_match)?;
         match self
             .store
             .dps_write(DpsCollection::Registrations, vec![write])
@@ -181,13 +169,48 @@ impl Dps {
                 Some(r) => load(&r),
                 None => Err(DpsError::ServerError("the store wrote nothing".into())),
             },
-            Err(failed) => Err(match failed.first().map(|(_, c)| *c) {
-                Some(WriteConflict::AlreadyExists) => DpsError::Conflict(format!(
-                    "The registration '{id}' changed while it was written; try again."
-                )),
-                Some(WriteConflict::NotFound) => DpsError::RegistrationNotFound(id),
-                _ => DpsError::PreconditionFailed(if_match.unwrap_or_default().to_owned()),
-            }),
+            Err(failed) => Err(registration_conflict(
+                failed.first().map(|(_, c)| *c),
+                id,
+                if_match,
+            )),
         }
+    }
+}
+
+/// The write of a device's registration record (see [`Dps::write_registration`]).
+pub(crate) fn registration_write(
+    state: DeviceRegistrationState,
+    enrollment_group_id: Option<&str>,
+    if_match: Option<&str>,
+) -> Result<DpsWrite, DpsError> {
+    validate_registration_id(&state.registration_id)?;
+    let id = state.registration_id.clone();
+    let stored = DeviceRegistrationState {
+        etag: None,
+        ..state
+    };
+    let record = to_record(&id, enrollment_group_id, &stored)?;
+    Ok(match if_match {
+        None => DpsWrite::Create(record),
+        Some(tag) => DpsWrite::Replace {
+            record,
+            if_match: Some(normalize_if_match(tag)),
+        },
+    })
+}
+
+/// The error of a registration record's write the store refused.
+pub(crate) fn registration_conflict(
+    conflict: Option<WriteConflict>,
+    id: String,
+    if_match: Option<&str>,
+) -> DpsError {
+    match conflict {
+        Some(WriteConflict::AlreadyExists) => DpsError::Conflict(format!(
+            "The registration '{id}' changed while it was written; try again."
+        )),
+        Some(WriteConflict::NotFound) => DpsError::RegistrationNotFound(id),
+        _ => DpsError::PreconditionFailed(if_match.unwrap_or_default().to_owned()),
     }
 }

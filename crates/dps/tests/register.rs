@@ -37,8 +37,13 @@ const HUB_A: &str = "hub-a.example";
 const HUB_B: &str = "hub-b.example";
 
 async fn hub(name: &str, dir: &std::path::Path) -> Hub {
+    hub_on(name, Arc::new(SqliteStore::open(dir).unwrap()), dir).await
+}
+
+/// A hub keeping its devices in `store`.
+async fn hub_on(name: &str, store: Arc<dyn Store>, dir: &std::path::Path) -> Hub {
     let backends = Backends {
-        store: Arc::new(SqliteStore::open(dir).unwrap()),
+        store,
         events: Arc::new(SqliteEventLog::open(dir, 2).unwrap()),
         bus: Arc::new(LocalBus::new()),
     };
@@ -76,9 +81,12 @@ struct World {
 
 async fn world(limits: Limits) -> World {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = hub(HUB_A, dirs[1].path()).await;
-    let b = hub(HUB_B, dirs[2].path()).await;
+    // Hub A keeps its devices in the DPS's store, as the server's own hub does (a device and
+    // its registration record are written together); hub B has a store of its own (the
+    // two-step path of a remote hub).
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dirs[0].path()).unwrap());
+    let a = hub_on(HUB_A, store.clone(), dirs[1].path()).await;
+    let b = hub(HUB_B, dirs[2].path()).await;
     let mut policies = default_dps_policies();
     policies[0].primary_key = KEY.into();
     store

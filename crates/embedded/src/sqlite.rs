@@ -219,6 +219,11 @@ impl SqliteStore {
         self
     }
 
+    /// The time the store's rules read.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -421,7 +426,8 @@ fn etag_matches(current: &DeviceRecord, if_match: Option<&str>) -> bool {
     if_match.is_none_or(|tag| tag_matches(&current.etag, tag))
 }
 
-fn apply(
+/// Applies one device write inside the caller's transaction.
+pub(crate) fn apply(
     conn: &Connection,
     write: DeviceWrite,
     now: DateTime<Utc>,

@@ -4,9 +4,10 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use chrono::{DateTime, Utc};
 use ironhub_store::{
-    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsStore, DpsWrite, RegistrationBegun,
-    WriteConflict,
+    DeviceWrite, DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsStore, DpsWrite,
+    JointConflict, JointResult, RegistrationBegun, WriteConflict,
 };
 
 use crate::error::Result;
@@ -158,6 +159,28 @@ pub(crate) fn write(
     write_all(conn, writes, |tx, w| apply(tx, c, w))
 }
 
+/// A hub device and a DPS record written in one transaction, or neither.
+pub(crate) fn write_with_device(
+    conn: &mut Connection,
+    device: DeviceWrite,
+    c: DpsCollection,
+    write: DpsWrite,
+    now: DateTime<Utc>,
+) -> Result<JointResult> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let device = match crate::sqlite::apply(&tx, device, now)? {
+        Ok(d) => d,
+        Err(conflict) => return Ok(Err(JointConflict::Device(conflict))),
+    };
+    let record = match apply(&tx, c, write)? {
+        Ok(r) => r,
+        // Dropping the transaction rolls the device's write back.
+        Err(conflict) => return Ok(Err(JointConflict::Dps(conflict))),
+    };
+    tx.commit()?;
+    Ok(Ok((device, record)))
+}
+
 /// The device's operation written and its registration claimed (or found), in one transaction.
 pub(crate) fn begin_registration(
     conn: &mut Connection,
@@ -241,6 +264,19 @@ impl DpsStore for SqliteStore {
             DpsCollection::Operations => self.with_runtime(write).await,
             _ => self.with(write).await,
         }
+    }
+
+    async fn dps_write_with_device(
+        &self,
+        device: DeviceWrite,
+        collection: DpsCollection,
+        write: DpsWrite,
+    ) -> ironhub_store::Result<JointResult> {
+        // Acknowledged data (a device, a registration record): the `synchronous=FULL`
+        // connection, so one fsync covers both.
+        let now = self.now();
+        self.with(move |conn| write_with_device(conn, device, collection, write, now))
+            .await
     }
 
     async fn dps_begin_registration(

@@ -361,6 +361,25 @@ impl Hub {
         result
     }
 
+    /// Finishes a `PUT /devices/{id}` whose write the caller applied (see
+    /// [`Hub::prepare_put_device`]); a `DeviceIdentityOperations` `create` or `update`.
+    pub async fn finish_put_device(
+        &self,
+        prepared: crate::registry::PreparedDevice,
+        written: Result<Option<DeviceRecord>, ironhub_store::WriteConflict>,
+    ) -> Result<DeviceRecord, HubError> {
+        let started = prepared.started;
+        let id = prepared.write().device_id().to_owned();
+        let operation = if prepared.creates() {
+            "create"
+        } else {
+            "update"
+        };
+        let result = self.finish_put_device_unobserved(prepared, written).await;
+        identity_record(operation, &id, started, &result);
+        result
+    }
+
     /// `DELETE /devices/{id}` (see `delete_device_unobserved`); a
     /// `DeviceIdentityOperations` `delete`.
     pub async fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), HubError> {

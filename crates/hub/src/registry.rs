@@ -323,6 +323,28 @@ fn conflict_error(conflict: WriteConflict, id: &str, etag: &str) -> HubError {
     }
 }
 
+/// A device write the hub's rules allowed, not yet applied: see [`Hub::prepare_put_device`].
+#[derive(Debug, Clone)]
+pub struct PreparedDevice {
+    write: DeviceWrite,
+    /// The device the write replaces, as read.
+    before: Option<DeviceRecord>,
+    /// When the request began (for its diagnostic record).
+    pub(crate) started: std::time::Instant,
+}
+
+impl PreparedDevice {
+    /// The write to apply.
+    pub fn write(&self) -> &DeviceWrite {
+        &self.write
+    }
+
+    /// Whether the write creates the device.
+    pub fn creates(&self) -> bool {
+        matches!(self.write, DeviceWrite::Create(_))
+    }
+}
+
 /// How one bulk entry is applied (IoT Hub's `importMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ImportMode {
@@ -383,6 +405,30 @@ impl Hub {
         spec: &DeviceSpec,
         if_match: Option<&str>,
     ) -> Result<DeviceRecord, HubError> {
+        let prepared = self.prepare_put_device(id, spec, if_match).await?;
+        let written = match self
+            .store
+            .write_devices(vec![prepared.write.clone()])
+            .await?
+        {
+            Ok(mut done) => Ok(done.pop().flatten()),
+            Err(failed) => Err(failed.first().map_or(WriteConflict::NotFound, |(_, c)| *c)),
+        };
+        self.finish_put_device_unobserved(prepared, written).await
+    }
+
+    /// The first half of `PUT /devices/{id}`: the request checked by the hub's rules (it is
+    /// admitted by the throttle) and turned into the write to apply, which nothing has
+    /// written yet. A caller that writes it in one transaction with records of its own (DPS
+    /// with a device's registration record, through the store the hub uses: see
+    /// [`Hub::shares_store`]) hands the outcome to [`Hub::finish_put_device`].
+    pub async fn prepare_put_device(
+        &self,
+        id: &str,
+        spec: &DeviceSpec,
+        if_match: Option<&str>,
+    ) -> Result<PreparedDevice, HubError> {
+        let started = std::time::Instant::now();
         self.admit(crate::throttle::Operation::Registry, Some(id))?;
         validate_device_id(id)?;
         if let Some(body_id) = spec.device_id.as_deref()
@@ -395,15 +441,20 @@ impl Hub {
         let fields = Validated::from_spec(spec)?;
         let if_match = if_match.map(normalize_if_match);
         let mut before = None;
-        let write = match (self.store.get_device(id).await?, if_match) {
-            (None, None) => {
+        // A create reads nothing first: the store refuses a device that exists
+        // (`DeviceAlreadyExists`, as the read would have).
+        let current = match if_match {
+            None => None,
+            Some(_) => self.store.get_device(id).await?,
+        };
+        let write = match (current, if_match) {
+            (_, None) => {
                 let scope_given = fields.device_scope.is_some();
                 let mut record = fields.create(id)?;
                 self.settle_scopes(&mut record, None, scope_given).await?;
                 DeviceWrite::Create(record)
             }
             (None, Some(_)) => return Err(HubError::DeviceNotFound(id.to_owned())),
-            (Some(_), None) => return Err(HubError::DeviceAlreadyExists(id.to_owned())),
             (Some(current), Some(tag)) => {
                 if tag != "*" && tag != current.etag {
                     return Err(HubError::PreconditionFailed(tag));
@@ -419,12 +470,32 @@ impl Hub {
                 DeviceWrite::Replace { record, if_match }
             }
         };
-        let created = matches!(write, DeviceWrite::Create(_));
-        let written = self
-            .write_one(write)
-            .await?
+        Ok(PreparedDevice {
+            write,
+            before,
+            started,
+        })
+    }
+
+    /// The second half of `PUT /devices/{id}` (see [`Hub::prepare_put_device`]), once its
+    /// write was applied (`written`) or refused: what follows a written device (its lifecycle
+    /// event, an IoT Edge device's modules, the end of a connection whose credentials
+    /// changed), or the refusal as the hub's error.
+    pub(crate) async fn finish_put_device_unobserved(
+        &self,
+        prepared: PreparedDevice,
+        written: Result<Option<DeviceRecord>, WriteConflict>,
+    ) -> Result<DeviceRecord, HubError> {
+        let PreparedDevice { write, before, .. } = prepared;
+        let id = write.device_id();
+        let etag = match &write {
+            DeviceWrite::Replace { if_match, .. } => if_match.clone().unwrap_or_default(),
+            _ => String::new(),
+        };
+        let written = written
+            .map_err(|c| conflict_error(c, id, &etag))?
             .ok_or_else(|| HubError::ServerError("the store wrote no device".into()))?;
-        if created {
+        if matches!(write, DeviceWrite::Create(_)) {
             self.emit_lifecycle(id, None, true, self.twin_json(id))
                 .await;
         }
@@ -438,6 +509,15 @@ impl Hub {
             self.revoke(id).await;
         }
         Ok(written)
+    }
+
+    /// Whether the hub keeps its devices in `store` (the very same store object), so that a
+    /// caller may write a [`PreparedDevice`] there together with records of its own.
+    pub fn shares_store(&self, store: &std::sync::Arc<dyn ironhub_store::Store>) -> bool {
+        std::ptr::addr_eq(
+            std::sync::Arc::as_ptr(&self.store),
+            std::sync::Arc::as_ptr(store),
+        )
     }
 
     /// `DELETE /devices/{id}`, with an optional `If-Match`.

@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use ironhub_store::{
-    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsStore, DpsWrite, Result,
-    WriteConflict,
+    DeviceWrite, DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsStore, DpsWrite,
+    JointConflict, JointResult, Result, WriteConflict,
 };
 
 use crate::PgStore;
@@ -188,5 +188,32 @@ impl DpsStore for PgStore {
             apply(tx, collection, write).await
         })
         .await
+    }
+
+    async fn dps_write_with_device(
+        &self,
+        device: DeviceWrite,
+        collection: DpsCollection,
+        write: DpsWrite,
+    ) -> Result<JointResult> {
+        let now = self.clock.now();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let device = match crate::pg_registry::apply(&tx, device, now).await? {
+            Ok(d) => d,
+            Err(conflict) => {
+                tx.rollback().await.map_err(db)?;
+                return Ok(Err(JointConflict::Device(conflict)));
+            }
+        };
+        let record = match apply(&tx, collection, write).await? {
+            Ok(r) => r,
+            Err(conflict) => {
+                tx.rollback().await.map_err(db)?;
+                return Ok(Err(JointConflict::Dps(conflict)));
+            }
+        };
+        tx.commit().await.map_err(db)?;
+        Ok(Ok((device, record)))
     }
 }

@@ -86,7 +86,8 @@ fn like_escape(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-async fn apply(
+/// Applies one device write inside the caller's transaction.
+pub(crate) async fn apply(
     client: &impl deadpool_postgres::GenericClient,
     write: DeviceWrite,
     now: DateTime<Utc>,

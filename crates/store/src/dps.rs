@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsWrite, RegistrationBegun, Result,
-    StoreError,
+    DeviceWrite, DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsWrite, JointResult,
+    RegistrationBegun, Result, StoreError,
 };
 
 /// The DPS instance's settings and records.
@@ -42,6 +42,17 @@ pub trait DpsStore: Send + Sync {
         collection: DpsCollection,
         writes: Vec<DpsWrite>,
     ) -> Result<DpsBatchResult>;
+    /// Writes a device of the hub (by the rules of [`crate::RegistryStore::write_devices`]) and
+    /// one record of `collection` (by those of [`DpsStore::dps_write`]) in one transaction:
+    /// both, or neither when either write conflicts. DPS uses it to create a device on the
+    /// server's own hub together with its registration record, so that neither is ever seen
+    /// without the other, with one durable commit.
+    async fn dps_write_with_device(
+        &self,
+        device: DeviceWrite,
+        collection: DpsCollection,
+        write: DpsWrite,
+    ) -> Result<JointResult>;
     /// Starts a device's registration in one transaction: writes `operation` as the device's
     /// operation (creating it, or replacing whatever operation it had: the newer registration
     /// wins) and, when the device has no registration record under its id in any case, creates

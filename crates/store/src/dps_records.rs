@@ -100,3 +100,18 @@ pub struct RegistrationBegun {
     /// Whether `registration` is the claim this call created.
     pub claimed: bool,
 }
+
+/// Which half of [`crate::DpsStore::dps_write_with_device`] could not be applied (nothing was
+/// written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JointConflict {
+    /// The device's write, as [`crate::RegistryStore::write_devices`] would refuse it.
+    Device(crate::WriteConflict),
+    /// The DPS record's write, as [`crate::DpsStore::dps_write`] would refuse it.
+    Dps(crate::WriteConflict),
+}
+
+/// The outcome of [`crate::DpsStore::dps_write_with_device`]: the device and the DPS record as
+/// stored (`None` for a delete), or why nothing was written.
+pub type JointResult =
+    crate::Result<(Option<crate::DeviceRecord>, Option<DpsRecord>), JointConflict>;

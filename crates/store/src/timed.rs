@@ -14,7 +14,7 @@ use crate::certificates::CertificateStore;
 use crate::configurations::{ConfigurationRecord, ConfigurationStore, ConfigurationWrite};
 use crate::dps::DpsStore;
 use crate::dps_records::{
-    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsWrite, RegistrationBegun,
+    DpsBatchResult, DpsCollection, DpsRecord, DpsSettings, DpsWrite, JointResult, RegistrationBegun,
 };
 use crate::error::Result;
 use crate::file_notifications::{
@@ -389,6 +389,18 @@ impl<S: DpsStore + ?Sized> DpsStore for TimedStore<S> {
         writes: Vec<DpsWrite>,
     ) -> Result<DpsBatchResult> {
         timed!(self, "dps", dps_write(collection, writes))
+    }
+    async fn dps_write_with_device(
+        &self,
+        device: DeviceWrite,
+        collection: DpsCollection,
+        write: DpsWrite,
+    ) -> Result<JointResult> {
+        timed!(
+            self,
+            "dps",
+            dps_write_with_device(device, collection, write)
+        )
     }
     async fn dps_begin_registration(
         &self,

@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{DpsState, create_device, now};
-use crate::{DpsCollection as C, DpsRecord, DpsSettings, DpsWrite, ManualClock, WriteConflict};
+use super::{DpsState, create_device, device, now};
+use crate::{
+    DeviceWrite, DpsCollection as C, DpsRecord, DpsSettings, DpsWrite, JointConflict, ManualClock,
+    WriteConflict,
+};
 
 fn record(id: &str, group: Option<&str>) -> DpsRecord {
     DpsRecord {
@@ -361,4 +364,96 @@ pub async fn beginning_a_registration_claims_one_record(
         .unwrap()
         .unwrap();
     assert!(begun.iter().any(|b| b.operation == last));
+}
+
+/// A hub device and a DPS record are written in one transaction: both, or neither when either
+/// half conflicts (the second half's failure undoes the first).
+pub async fn a_device_and_a_record_are_written_together(
+    store: Arc<dyn DpsState>,
+    _clock: Arc<ManualClock>,
+) {
+    let joint = async |d: DeviceWrite, r: DpsWrite| {
+        store
+            .dps_write_with_device(d, C::Registrations, r)
+            .await
+            .unwrap()
+    };
+    let replace_device = |etag: &str| DeviceWrite::Replace {
+        record: device("joint-1"),
+        if_match: Some(etag.into()),
+    };
+    let replace_record = |etag: &str| DpsWrite::Replace {
+        record: record("joint-1", None),
+        if_match: Some(etag.into()),
+    };
+    let (written, stored) = joint(
+        DeviceWrite::Create(device("joint-1")),
+        DpsWrite::Create(record("Joint-1", Some("g"))),
+    )
+    .await
+    .unwrap();
+    let (written, stored) = (written.unwrap(), stored.unwrap());
+    assert_eq!(
+        store.get_device("joint-1").await.unwrap(),
+        Some(written.clone())
+    );
+    assert_eq!(
+        store.dps_get(C::Registrations, "joint-1").await.unwrap(),
+        Some(stored.clone())
+    );
+    assert_ne!(written.etag, stored.etag);
+
+    // The device's half fails: the record is not written.
+    let refused = joint(
+        DeviceWrite::Create(device("joint-1")),
+        DpsWrite::Create(record("other", None)),
+    )
+    .await;
+    assert_eq!(
+        refused,
+        Err(JointConflict::Device(WriteConflict::AlreadyExists))
+    );
+    assert_eq!(
+        store.dps_get(C::Registrations, "other").await.unwrap(),
+        None
+    );
+
+    // The record's half fails: the device is not written either.
+    let refused = joint(
+        DeviceWrite::Create(device("joint-2")),
+        DpsWrite::Create(record("JOINT-1", None)),
+    )
+    .await;
+    assert_eq!(
+        refused,
+        Err(JointConflict::Dps(WriteConflict::AlreadyExists))
+    );
+    assert_eq!(store.get_device("joint-2").await.unwrap(), None);
+    let refused = joint(replace_device(&written.etag), replace_record("stale")).await;
+    assert_eq!(
+        refused,
+        Err(JointConflict::Dps(WriteConflict::EtagMismatch))
+    );
+    assert_eq!(
+        store.get_device("joint-1").await.unwrap(),
+        Some(written.clone())
+    );
+    assert_eq!(
+        store.dps_get(C::Registrations, "joint-1").await.unwrap(),
+        Some(stored.clone())
+    );
+
+    // Both replaced together, each with a new etag.
+    let (device_after, record_after) =
+        joint(replace_device(&written.etag), replace_record(&stored.etag))
+            .await
+            .unwrap();
+    let (device_after, record_after) = (device_after.unwrap(), record_after.unwrap());
+    assert_ne!(device_after.etag, written.etag);
+    assert_eq!(record_after.id, "Joint-1");
+    assert_eq!(record_after.group_id, None);
+    assert_eq!(
+        store.dps_get(C::Registrations, "JOINT-1").await.unwrap(),
+        Some(record_after)
+    );
 }

@@ -171,6 +171,7 @@ macro_rules! store_suite {
             dps::lists_page_in_id_order_and_filter_by_group,
             dps::operations_are_records_like_the_others,
             dps::beginning_a_registration_claims_one_record,
+            dps::a_device_and_a_record_are_written_together,
             file_notifications::notifications_are_locked_oldest_first_once_at_a_time,
             file_notifications::an_expired_lock_redelivers_and_loses_the_old_token,
             file_notifications::worn_out_and_expired_notifications_are_dropped,
