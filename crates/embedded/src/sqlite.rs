@@ -131,6 +131,10 @@ const MIGRATIONS: &[&str] = &[
     // The registry's counts (`device_counts`, the console's overview) read this narrow index
     // instead of every device's document.
     "CREATE INDEX IF NOT EXISTS devices_by_state ON devices (enabled, connected);",
+    // Twin queries on `status` and `connectionState` (`sqlite_query`): each state's devices
+    // in id order, so that a page of them is one range however few there are.
+    "CREATE INDEX IF NOT EXISTS devices_by_enabled ON devices (enabled, device_id);
+     CREATE INDEX IF NOT EXISTS devices_by_connected ON devices (connected, device_id);",
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

@@ -16,7 +16,7 @@
 
 use base64::Engine as _;
 use ironhub_query::{Collection, GroupRow, Hint, ItemType, Query};
-use ironhub_store::{ScanCondition, TwinAggregate, TwinField, TwinScan, TwinTop};
+use ironhub_store::{DeviceField, ScanCondition, TwinAggregate, TwinField, TwinScan, TwinTop};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -138,8 +138,9 @@ impl Continuation {
 }
 
 /// The store condition of a hint on the twin document, when it names a field the store
-/// keeps apart: the device id, or a property below tags, desired or reported (not the
-/// sections' `$metadata` and `$version`, which are computed).
+/// keeps apart: the device id, a scalar of the registry record ([`DeviceField`]), or a
+/// property below tags, desired or reported (not the sections' `$metadata` and `$version`,
+/// which are computed).
 fn scan_condition(hint: &Hint) -> Option<ScanCondition> {
     Some(ScanCondition {
         field: twin_field(&hint.path)?,
@@ -156,8 +157,19 @@ fn twin_field(path: &[String]) -> Option<TwinField> {
         let rest = path.get(from..)?;
         (!rest.is_empty() && !rest[0].starts_with('$')).then(|| rest.to_vec())
     };
-    if first.eq_ignore_ascii_case("deviceId") && path.len() == 1 {
+    // The twin's own fields are looked up ignoring case, what is below them exactly (as
+    // `ironhub_query` does).
+    let own = |name: &str| path.len() == 1 && first.eq_ignore_ascii_case(name);
+    if own("deviceId") {
         Some(TwinField::DeviceId)
+    } else if own("status") {
+        Some(TwinField::Device(DeviceField::Status))
+    } else if own("connectionState") {
+        Some(TwinField::Device(DeviceField::ConnectionState))
+    } else if own("authenticationType") {
+        Some(TwinField::Device(DeviceField::AuthenticationType))
+    } else if first.eq_ignore_ascii_case("capabilities") {
+        (path.len() == 2 && path[1] == "iotEdge").then_some(TwinField::Device(DeviceField::IotEdge))
     } else if first.eq_ignore_ascii_case("tags") {
         Some(TwinField::Tags(below(1)?))
     } else if first.eq_ignore_ascii_case("properties") {

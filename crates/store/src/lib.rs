@@ -68,7 +68,7 @@ pub use sessions::SessionStore;
 pub use streams::EventStreams;
 pub use timed::{CallObserver, TimedStore};
 pub use twins::{
-    AggregateOp, DeviceTwin, ScanCondition, ScanOp, TwinAggregate, TwinField, TwinGroup, TwinScan,
+    AggregateOp, DeviceField, DeviceTwin, ScanCondition, ScanOp, TwinAggregate, TwinField, TwinGroup, TwinScan,
     TwinStore, TwinTop,
 };
 
