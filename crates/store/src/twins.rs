@@ -105,7 +105,10 @@ pub struct TwinScan {
     pub limit: usize,
     /// Conditions every wanted device satisfies. An engine may use any of them to skip
     /// devices (an index, a filter), or none: it may return devices that fail them, never
-    /// leave out one that passes them all. The caller checks every device it gets.
+    /// leave out one that passes them all. The caller checks every device it gets. The
+    /// engines apply equalities and `IN` on registry fields ([`TwinField::Device`]) exactly
+    /// (see [`ScanCondition::flags`]), so that a page of a few disabled devices among many
+    /// reads only those.
     pub conditions: Vec<ScanCondition>,
 }
 
