@@ -540,3 +540,43 @@ impl Hub {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn field(path: &str) -> Option<TwinField> {
+        let path: Vec<String> = path.split('.').map(str::to_owned).collect();
+        twin_field(&path)
+    }
+
+    #[test]
+    fn registry_fields_are_named_as_the_evaluator_looks_them_up() {
+        let device = |f| Some(TwinField::Device(f));
+        assert_eq!(field("status"), device(DeviceField::Status));
+        assert_eq!(field("Status"), device(DeviceField::Status));
+        assert_eq!(field("connectionState"), device(DeviceField::ConnectionState));
+        assert_eq!(
+            field("authenticationType"),
+            device(DeviceField::AuthenticationType)
+        );
+        assert_eq!(field("capabilities.iotEdge"), device(DeviceField::IotEdge));
+        assert_eq!(field("Capabilities.iotEdge"), device(DeviceField::IotEdge));
+        // Below the twin's own fields, names are exact; nothing is below a scalar.
+        assert_eq!(field("capabilities.IotEdge"), None);
+        assert_eq!(field("capabilities"), None);
+        assert_eq!(field("status.x"), None);
+        assert_eq!(field("statusReason"), None);
+        let query = Query::parse(
+            "SELECT * FROM devices WHERE status = 'disabled' AND connectionState IN ['Connected']",
+        )
+        .unwrap();
+        let conditions: Vec<ScanCondition> =
+            query.hints().iter().filter_map(scan_condition).collect();
+        assert_eq!(
+            conditions.iter().map(|c| c.flags()).collect::<Vec<_>>(),
+            [Some(vec![false]), Some(vec![true])]
+        );
+    }
+}
