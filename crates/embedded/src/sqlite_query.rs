@@ -161,7 +161,10 @@ fn device_condition(c: &ScanCondition, field: DeviceField) -> Option<String> {
                 DeviceField::ConnectionState => "d.connected",
                 _ => "json_extract(d.doc, '$.iotEdge')",
             },
-            c.flags()?.iter().map(|f| i64::from(*f).to_string()).collect(),
+            c.flags()?
+                .iter()
+                .map(|f| i64::from(*f).to_string())
+                .collect(),
             2,
         ),
     };

@@ -556,7 +556,10 @@ mod tests {
         let device = |f| Some(TwinField::Device(f));
         assert_eq!(field("status"), device(DeviceField::Status));
         assert_eq!(field("Status"), device(DeviceField::Status));
-        assert_eq!(field("connectionState"), device(DeviceField::ConnectionState));
+        assert_eq!(
+            field("connectionState"),
+            device(DeviceField::ConnectionState)
+        );
         assert_eq!(
             field("authenticationType"),
             device(DeviceField::AuthenticationType)

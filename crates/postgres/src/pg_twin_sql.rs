@@ -154,7 +154,11 @@ pub(crate) fn condition_sql(
 /// an index), or the device document; `None` for an order.
 fn device_condition(c: &ScanCondition, field: DeviceField, params: &mut Params) -> Option<String> {
     if field == DeviceField::AuthenticationType {
-        let names: Vec<String> = c.auth_types()?.iter().map(|t| t.as_str().to_owned()).collect();
+        let names: Vec<String> = c
+            .auth_types()?
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
         return Some(format!(
             "(d.doc #>> '{{authentication,type}}') = ANY({}::text[])",
             params.add(names)

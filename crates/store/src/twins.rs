@@ -4,7 +4,9 @@ use async_trait::async_trait;
 
 pub use ironhub_query::{Aggregate as AggregateOp, HintOp as ScanOp};
 
-use crate::{AuthType, ConnectionState, DeviceStatus, DeviceRecord, Result, TwinRecord, WriteConflict};
+use crate::{
+    AuthType, ConnectionState, DeviceRecord, DeviceStatus, Result, TwinRecord, WriteConflict,
+};
 
 /// A device with its twin (`None` while the twin was never written).
 pub type DeviceTwin = (DeviceRecord, Option<TwinRecord>);
@@ -82,7 +84,10 @@ impl ScanCondition {
 
     /// The keys of the candidates whose value equals one of the condition's values, for an
     /// equality or `IN`; `None` for an order.
-    fn admitted<K, const N: usize>(&self, candidates: [(K, serde_json::Value); N]) -> Option<Vec<K>> {
+    fn admitted<K, const N: usize>(
+        &self,
+        candidates: [(K, serde_json::Value); N],
+    ) -> Option<Vec<K>> {
         if !matches!(self.op, ScanOp::Eq | ScanOp::In) {
             return None;
         }

@@ -342,10 +342,7 @@ pub async fn first_twins_come_in_the_language_order(
 /// authentication type is one of the values come back, compared as the twin writes them (by
 /// type and case: `'Disabled'` and `'connected'` match no device). An order is not narrowed,
 /// but loses no device. An engine that computes groups counts them exactly too.
-pub async fn registry_fields_narrow_exactly(
-    store: Arc<dyn DeviceState>,
-    _clock: Arc<ManualClock>,
-) {
+pub async fn registry_fields_narrow_exactly(store: Arc<dyn DeviceState>, _clock: Arc<ManualClock>) {
     use crate::{
         AggregateOp, AuthType, ConnectionState, DeviceField, DeviceStatus, DeviceWrite,
         RuntimeUpdate, TwinAggregate,
@@ -436,16 +433,14 @@ pub async fn registry_fields_narrow_exactly(
         ),
     ];
     for (conditions, expected) in exact {
-        assert_eq!(
-            paged(&store, &conditions).await,
-            expected,
-            "{conditions:?}"
-        );
+        assert_eq!(paged(&store, &conditions).await, expected, "{conditions:?}");
     }
     let ordered = vec![on(DeviceField::Status, ScanOp::Gt, vec![json!("e")])];
     let seen = paged(&store, &ordered).await;
     assert!(
-        ["a1", "a3", "a5"].iter().all(|id| seen.contains(&id.to_string())),
+        ["a1", "a3", "a5"]
+            .iter()
+            .all(|id| seen.contains(&id.to_string())),
         "{seen:?}"
     );
     let counted = TwinAggregate {
