@@ -147,7 +147,6 @@ async fn a_store_from_before_node_ids_is_migrated_and_its_locks_belong_to_any_re
          DROP TABLE jobs;
          DROP TABLE module_inputs;
          DROP TABLE reader_claims;
-         DROP INDEX devices_by_state;
          DROP INDEX devices_by_enabled;
          DROP INDEX devices_by_connected;
          ALTER TABLE c2d_messages DROP COLUMN lock_node;
