@@ -74,6 +74,8 @@ time_page "device list, first page" /console/devices
 time_page "device list, page $((next + 1))" "$later"
 time_page "filter: deviceId = 'dev-0099999'" "/console/devices?q=$(enc "deviceId = 'dev-0099999'")"
 time_page "filter: status = 'disabled' (no match)" "/console/devices?q=$(enc "status = 'disabled'")"
+time_page "filter: connectionState = 'Connected' (no match)" "/console/devices?q=$(enc "connectionState = 'Connected'")"
+time_page "filter: status = 'enabled' AND connectionState = 'Disconnected' (all)" "/console/devices?q=$(enc "status = 'enabled' AND connectionState = 'Disconnected'")"
 time_page "query: SELECT * … WHERE tags.site = 'site-7'" "/console/devices?q=$(enc "SELECT * FROM devices WHERE tags.site = 'site-7'")"
 time_page "query: … WHERE properties.reported.powerState = '0'" "/console/devices?q=$(enc "SELECT * FROM devices WHERE properties.reported.powerState = '0'")"
 time_page "device page" /console/devices/dev-0050000

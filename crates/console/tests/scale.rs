@@ -36,10 +36,19 @@ fn device(i: usize) -> (DeviceRecord, TwinRecord) {
         device_id: device_id.clone(),
         generation_id: i.to_string(),
         etag: String::new(),
-        status: DeviceStatus::Enabled,
+        // A few disabled or connected devices, one in each scan batch of the registry.
+        status: if i % 1000 == 7 {
+            DeviceStatus::Disabled
+        } else {
+            DeviceStatus::Enabled
+        },
         status_reason: None,
         status_updated_time: None,
-        connection_state: ConnectionState::Disconnected,
+        connection_state: if i % 1000 == 9 {
+            ConnectionState::Connected
+        } else {
+            ConnectionState::Disconnected
+        },
         connection_node: None,
         connection_state_updated_time: None,
         last_activity_time: None,
@@ -147,4 +156,18 @@ async fn list_pages_and_counts_read_one_page_not_the_registry() {
         next = page;
     }
     assert!(next.contains("/console/devices/dev-00549\"") && !next.contains("dev-00550"));
+
+    // The status and connection filters: the store narrows its scan to the devices in that
+    // state, so the page of the few disabled (connected) devices is one scan, not three.
+    for (filter, state) in [
+        ("status%20%3D%20%27disabled%27", 7),
+        ("connectionState%20%3D%20%27Connected%27", 9),
+    ] {
+        let (n, page) = scans(&hub, &format!("/console/devices?q={filter}"), &cookie).await;
+        assert_eq!(n, 1, "{filter}");
+        let listed: Vec<usize> = (0..DEVICES)
+            .filter(|i| page.contains(&format!("/console/devices/dev-{i:05}\"")))
+            .collect();
+        assert_eq!(listed, [state, 1000 + state, 2000 + state], "{filter}");
+    }
 }

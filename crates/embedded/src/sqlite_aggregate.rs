@@ -35,6 +35,8 @@ impl Column {
     fn of(field: &TwinField) -> Option<Column> {
         let (section, keys) = match field {
             TwinField::DeviceId => return Some(Column::Id),
+            // Registry fields are on `devices`, which the aggregates do not read.
+            TwinField::Device(_) => return None,
             TwinField::Tags(k) => ("tags", k),
             TwinField::Desired(k) => ("desired", k),
             TwinField::Reported(k) => ("reported", k),
@@ -217,6 +219,7 @@ fn condition_keys(conditions: &[ScanCondition]) -> Option<Vec<Key<'_>>> {
     for c in conditions {
         let (section, names) = match &c.field {
             TwinField::DeviceId => continue,
+            TwinField::Device(_) => return None,
             TwinField::Tags(k) => ("tags", k),
             TwinField::Desired(k) => ("desired", k),
             TwinField::Reported(k) => ("reported", k),

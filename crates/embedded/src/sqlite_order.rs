@@ -29,7 +29,7 @@ pub(crate) fn top(
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<DeviceTwin>>> {
     let (section, keys) = match &request.order_by {
-        TwinField::DeviceId => return Ok(None),
+        TwinField::DeviceId | TwinField::Device(_) => return Ok(None),
         TwinField::Tags(k) => ("tags", k),
         TwinField::Desired(k) => ("desired", k),
         TwinField::Reported(k) => ("reported", k),

@@ -8,7 +8,9 @@ use rusqlite::{Connection, params_from_iter};
 use serde_json::Value;
 
 use chrono::{DateTime, Utc};
-use ironhub_store::{DeviceTwin, ScanCondition, ScanOp, TwinField, TwinRecord, TwinScan};
+use ironhub_store::{
+    DeviceField, DeviceTwin, ScanCondition, ScanOp, TwinField, TwinRecord, TwinScan,
+};
 
 use crate::error::Result;
 use crate::rows::{device_from_doc, millis};
@@ -88,6 +90,9 @@ fn condition_sql(
     params: &mut Vec<Sql>,
     joins_twin: &mut bool,
 ) -> Result<Option<String>> {
+    if let TwinField::Device(field) = c.field {
+        return Ok(device_condition(c, field));
+    }
     let values: Option<Vec<Sql>> = c.values.iter().map(sql_value).collect();
     let Some(values) = values.filter(|v| !v.is_empty()) else {
         return Ok(None);
@@ -99,6 +104,7 @@ fn condition_sql(
             }
             "d.device_id".to_owned()
         }
+        TwinField::Device(_) => return Ok(None),
         TwinField::Tags(keys) | TwinField::Desired(keys) | TwinField::Reported(keys) => {
             let section = match &c.field {
                 TwinField::Tags(_) => "tags",
@@ -132,6 +138,42 @@ fn condition_sql(
         c.op.symbol(),
         params.len()
     )))
+}
+
+/// A condition on a registry field as SQL over `d` (devices): the state columns that
+/// migration 16 indexes with the device id (so a page of, say, disabled devices is one range
+/// of an index, however few there are), or the device document; `None` when it does not
+/// narrow (an order, or every value).
+fn device_condition(c: &ScanCondition, field: DeviceField) -> Option<String> {
+    let (column, admitted, every): (&str, Vec<String>, usize) = match field {
+        DeviceField::AuthenticationType => (
+            "json_extract(d.doc, '$.authentication.type')",
+            // Names from the enumeration only, never the query's text.
+            c.auth_types()?
+                .iter()
+                .map(|t| format!("'{}'", t.as_str()))
+                .collect(),
+            4,
+        ),
+        flag => (
+            match flag {
+                DeviceField::Status => "d.enabled",
+                DeviceField::ConnectionState => "d.connected",
+                _ => "json_extract(d.doc, '$.iotEdge')",
+            },
+            c.flags()?
+                .iter()
+                .map(|f| i64::from(*f).to_string())
+                .collect(),
+            2,
+        ),
+    };
+    match admitted.as_slice() {
+        _ if admitted.len() == every => None,
+        [] => Some("0".to_owned()),
+        [one] => Some(format!("{column} = {one}")),
+        many => Some(format!("{column} IN ({})", many.join(", "))),
+    }
 }
 
 /// The scan (see `TwinStore::scan_twins`).

@@ -136,7 +136,7 @@ async fn a_store_from_before_node_ids_is_migrated_and_its_locks_belong_to_any_re
     }
     // Back to the schema of a server before node ids: no heartbeats, no lock_node column (and
     // no file upload notifications, no modules, no jobs, no module input queues, no reader
-    // claims and no device state index, which came later: every migration after 7 must be
+    // claims and no device state indexes, which came later: every migration after 7 must be
     // undone here, or reopening meets what it is about to create).
     let conn = rusqlite::Connection::open(dir.path().join("ironhub.db")).unwrap();
     conn.execute_batch(
@@ -147,7 +147,8 @@ async fn a_store_from_before_node_ids_is_migrated_and_its_locks_belong_to_any_re
          DROP TABLE jobs;
          DROP TABLE module_inputs;
          DROP TABLE reader_claims;
-         DROP INDEX devices_by_state;
+         DROP INDEX devices_by_enabled;
+         DROP INDEX devices_by_connected;
          ALTER TABLE c2d_messages DROP COLUMN lock_node;
          PRAGMA user_version = 7;",
     )

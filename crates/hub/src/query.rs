@@ -16,7 +16,7 @@
 
 use base64::Engine as _;
 use ironhub_query::{Collection, GroupRow, Hint, ItemType, Query};
-use ironhub_store::{ScanCondition, TwinAggregate, TwinField, TwinScan, TwinTop};
+use ironhub_store::{DeviceField, ScanCondition, TwinAggregate, TwinField, TwinScan, TwinTop};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -138,8 +138,9 @@ impl Continuation {
 }
 
 /// The store condition of a hint on the twin document, when it names a field the store
-/// keeps apart: the device id, or a property below tags, desired or reported (not the
-/// sections' `$metadata` and `$version`, which are computed).
+/// keeps apart: the device id, a scalar of the registry record ([`DeviceField`]), or a
+/// property below tags, desired or reported (not the sections' `$metadata` and `$version`,
+/// which are computed).
 fn scan_condition(hint: &Hint) -> Option<ScanCondition> {
     Some(ScanCondition {
         field: twin_field(&hint.path)?,
@@ -156,8 +157,19 @@ fn twin_field(path: &[String]) -> Option<TwinField> {
         let rest = path.get(from..)?;
         (!rest.is_empty() && !rest[0].starts_with('$')).then(|| rest.to_vec())
     };
-    if first.eq_ignore_ascii_case("deviceId") && path.len() == 1 {
+    // The twin's own fields are looked up ignoring case, what is below them exactly (as
+    // `ironhub_query` does).
+    let own = |name: &str| path.len() == 1 && first.eq_ignore_ascii_case(name);
+    if own("deviceId") {
         Some(TwinField::DeviceId)
+    } else if own("status") {
+        Some(TwinField::Device(DeviceField::Status))
+    } else if own("connectionState") {
+        Some(TwinField::Device(DeviceField::ConnectionState))
+    } else if own("authenticationType") {
+        Some(TwinField::Device(DeviceField::AuthenticationType))
+    } else if first.eq_ignore_ascii_case("capabilities") {
+        (path.len() == 2 && path[1] == "iotEdge").then_some(TwinField::Device(DeviceField::IotEdge))
     } else if first.eq_ignore_ascii_case("tags") {
         Some(TwinField::Tags(below(1)?))
     } else if first.eq_ignore_ascii_case("properties") {
@@ -526,5 +538,48 @@ impl Hub {
             }),
             items,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn field(path: &str) -> Option<TwinField> {
+        let path: Vec<String> = path.split('.').map(str::to_owned).collect();
+        twin_field(&path)
+    }
+
+    #[test]
+    fn registry_fields_are_named_as_the_evaluator_looks_them_up() {
+        let device = |f| Some(TwinField::Device(f));
+        assert_eq!(field("status"), device(DeviceField::Status));
+        assert_eq!(field("Status"), device(DeviceField::Status));
+        assert_eq!(
+            field("connectionState"),
+            device(DeviceField::ConnectionState)
+        );
+        assert_eq!(
+            field("authenticationType"),
+            device(DeviceField::AuthenticationType)
+        );
+        assert_eq!(field("capabilities.iotEdge"), device(DeviceField::IotEdge));
+        assert_eq!(field("Capabilities.iotEdge"), device(DeviceField::IotEdge));
+        // Below the twin's own fields, names are exact; nothing is below a scalar.
+        assert_eq!(field("capabilities.IotEdge"), None);
+        assert_eq!(field("capabilities"), None);
+        assert_eq!(field("status.x"), None);
+        assert_eq!(field("statusReason"), None);
+        let query = Query::parse(
+            "SELECT * FROM devices WHERE status = 'disabled' AND connectionState IN ['Connected']",
+        )
+        .unwrap();
+        let conditions: Vec<ScanCondition> =
+            query.hints().iter().filter_map(scan_condition).collect();
+        assert_eq!(
+            conditions.iter().map(|c| c.flags()).collect::<Vec<_>>(),
+            [Some(vec![false]), Some(vec![true])]
+        );
     }
 }

@@ -141,6 +141,13 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
              lease_until BIGINT NOT NULL
          );",
     ),
+    // Twin queries on `status` and `connectionState` (`pg_twin_sql.rs`): each state's devices
+    // in id order, so that a page of them is one range however few there are.
+    (
+        8,
+        "CREATE INDEX devices_by_enabled ON devices (enabled, device_id);
+         CREATE INDEX devices_by_connected ON devices (connected, device_id);",
+    ),
 ];
 
 fn engine(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {

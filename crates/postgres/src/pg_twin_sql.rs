@@ -10,7 +10,7 @@
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
-use ironhub_store::{DeviceTwin, Result, ScanCondition, ScanOp, TwinField};
+use ironhub_store::{DeviceField, DeviceTwin, Result, ScanCondition, ScanOp, TwinField};
 
 use crate::pg_registry::device_from_row;
 use crate::store::corrupt;
@@ -52,7 +52,7 @@ fn pushable(value: &Value) -> bool {
 /// The twin section and keys of a property field (`None` for the device id or an empty path).
 pub(crate) fn property_path(field: &TwinField) -> Option<Vec<String>> {
     let (section, keys) = match field {
-        TwinField::DeviceId => return None,
+        TwinField::DeviceId | TwinField::Device(_) => return None,
         TwinField::Tags(keys) => ("tags", keys),
         TwinField::Desired(keys) => ("desired", keys),
         TwinField::Reported(keys) => ("reported", keys),
@@ -83,6 +83,9 @@ pub(crate) fn condition_sql(
 ) -> Option<(String, bool)> {
     if c.values.is_empty() || !c.values.iter().all(pushable) {
         return None;
+    }
+    if let TwinField::Device(field) = c.field {
+        return device_condition(c, field, params).map(|sql| (sql, false));
     }
     if c.field == TwinField::DeviceId {
         let ids: Option<Vec<String>> = c
@@ -144,6 +147,33 @@ pub(crate) fn condition_sql(
         ),
         true,
     ))
+}
+
+/// A condition on a registry field as SQL over `d` (devices), exact: the state columns that
+/// migration 8 indexes with the device id (a page of, say, disabled devices is one range of
+/// an index), or the device document; `None` for an order.
+fn device_condition(c: &ScanCondition, field: DeviceField, params: &mut Params) -> Option<String> {
+    if field == DeviceField::AuthenticationType {
+        let names: Vec<String> = c
+            .auth_types()?
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        return Some(format!(
+            "(d.doc #>> '{{authentication,type}}') = ANY({}::text[])",
+            params.add(names)
+        ));
+    }
+    let column = match field {
+        DeviceField::Status => "d.enabled",
+        DeviceField::ConnectionState => "d.connected",
+        _ => "(d.doc -> 'iotEdge')::boolean",
+    };
+    Some(match c.flags()?.as_slice() {
+        [] => "FALSE".to_owned(),
+        [one] => format!("{column} = {}", params.add(*one)),
+        _ => "TRUE".to_owned(),
+    })
 }
 
 /// Every condition as SQL that holds exactly when the language's comparison does (`TRUE`

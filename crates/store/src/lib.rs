@@ -68,8 +68,8 @@ pub use sessions::SessionStore;
 pub use streams::EventStreams;
 pub use timed::{CallObserver, TimedStore};
 pub use twins::{
-    AggregateOp, DeviceTwin, ScanCondition, ScanOp, TwinAggregate, TwinField, TwinGroup, TwinScan,
-    TwinStore, TwinTop,
+    AggregateOp, DeviceField, DeviceTwin, ScanCondition, ScanOp, TwinAggregate, TwinField,
+    TwinGroup, TwinScan, TwinStore, TwinTop,
 };
 
 /// The ports' traits, to call their methods on a concrete engine (`use ironhub_store::prelude::*`).

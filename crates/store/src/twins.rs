@@ -4,19 +4,35 @@ use async_trait::async_trait;
 
 pub use ironhub_query::{Aggregate as AggregateOp, HintOp as ScanOp};
 
-use crate::{DeviceRecord, Result, TwinRecord, WriteConflict};
+use crate::{
+    AuthType, ConnectionState, DeviceRecord, DeviceStatus, Result, TwinRecord, WriteConflict,
+};
 
 /// A device with its twin (`None` while the twin was never written).
 pub type DeviceTwin = (DeviceRecord, Option<TwinRecord>);
 
-/// What a scan may narrow on: the device id, or a property of the twin's tags, desired or
-/// reported properties (the keys below the section, e.g. `["powerState"]`).
+/// What a scan may narrow on: the device id, a field of the device's registry record that its
+/// twin shows, or a property of the twin's tags, desired or reported properties (the keys
+/// below the section, e.g. `["powerState"]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TwinField {
     DeviceId,
+    Device(DeviceField),
     Tags(Vec<String>),
     Desired(Vec<String>),
     Reported(Vec<String>),
+}
+
+/// A scalar of the device's registry record, as the twin shows it: `status` (`"enabled"`,
+/// `"disabled"`), `connectionState` (`"Connected"`, `"Disconnected"`), `capabilities.iotEdge`
+/// (a boolean) and `authenticationType` (`"sas"`, `"selfSigned"`, `"certificateAuthority"`,
+/// `"none"`). Engines keep the first two in columns of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceField {
+    Status,
+    ConnectionState,
+    IotEdge,
+    AuthenticationType,
 }
 
 /// "`field` `op` `values`" (one value, or the candidates of `In`), compared by type: a
@@ -28,6 +44,63 @@ pub struct ScanCondition {
     pub values: Vec<serde_json::Value>,
 }
 
+impl ScanCondition {
+    /// For a condition on a two-valued registry field (`status`: enabled?, `connectionState`:
+    /// connected?, `capabilities.iotEdge`), the flags of the devices that satisfy it, exactly
+    /// (none when no device can: values are compared by type and case, `'Disabled'` is not
+    /// `'disabled'`); `None` for another field or an order (not narrowed).
+    pub fn flags(&self) -> Option<Vec<bool>> {
+        let (yes, no): (serde_json::Value, serde_json::Value) = match self.field {
+            TwinField::Device(DeviceField::Status) => (
+                DeviceStatus::Enabled.as_str().into(),
+                DeviceStatus::Disabled.as_str().into(),
+            ),
+            TwinField::Device(DeviceField::ConnectionState) => (
+                ConnectionState::Connected.as_str().into(),
+                ConnectionState::Disconnected.as_str().into(),
+            ),
+            TwinField::Device(DeviceField::IotEdge) => (true.into(), false.into()),
+            _ => return None,
+        };
+        self.admitted([(true, yes), (false, no)])
+    }
+
+    /// For a condition on `authenticationType`, the types of the devices that satisfy it,
+    /// exactly (see [`ScanCondition::flags`]); `None` for another field or an order.
+    pub fn auth_types(&self) -> Option<Vec<AuthType>> {
+        if self.field != TwinField::Device(DeviceField::AuthenticationType) {
+            return None;
+        }
+        self.admitted(
+            [
+                AuthType::Sas,
+                AuthType::SelfSigned,
+                AuthType::CertificateAuthority,
+                AuthType::None,
+            ]
+            .map(|t| (t, t.as_str().into())),
+        )
+    }
+
+    /// The keys of the candidates whose value equals one of the condition's values, for an
+    /// equality or `IN`; `None` for an order.
+    fn admitted<K, const N: usize>(
+        &self,
+        candidates: [(K, serde_json::Value); N],
+    ) -> Option<Vec<K>> {
+        if !matches!(self.op, ScanOp::Eq | ScanOp::In) {
+            return None;
+        }
+        Some(
+            candidates
+                .into_iter()
+                .filter(|(_, v)| self.values.contains(v))
+                .map(|(k, _)| k)
+                .collect(),
+        )
+    }
+}
+
 /// One page of a scan over devices and their twins.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TwinScan {
@@ -37,7 +110,10 @@ pub struct TwinScan {
     pub limit: usize,
     /// Conditions every wanted device satisfies. An engine may use any of them to skip
     /// devices (an index, a filter), or none: it may return devices that fail them, never
-    /// leave out one that passes them all. The caller checks every device it gets.
+    /// leave out one that passes them all. The caller checks every device it gets. The
+    /// engines apply equalities and `IN` on registry fields ([`TwinField::Device`]) exactly
+    /// (see [`ScanCondition::flags`]), so that a page of a few disabled devices among many
+    /// reads only those.
     pub conditions: Vec<ScanCondition>,
 }
 

@@ -153,6 +153,7 @@ macro_rules! store_suite {
             twin_scan::conditions_never_lose_a_matching_device,
             twin_scan::groups_keep_types_apart_and_count_every_device,
             twin_scan::first_twins_come_in_the_language_order,
+            twin_scan::registry_fields_narrow_exactly,
             c2d::enqueue_needs_the_device_and_room_in_its_queue,
             c2d::messages_are_locked_oldest_first_once_at_a_time,
             c2d::an_expired_lock_redelivers_and_counts_the_delivery,

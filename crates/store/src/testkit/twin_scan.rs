@@ -336,3 +336,138 @@ pub async fn first_twins_come_in_the_language_order(
     }];
     assert_eq!(first(true, 20, numbers).await.unwrap(), ["d3", "d2", "d6"]);
 }
+
+/// Equalities and `IN` on the registry's fields ([`crate::DeviceField`]) narrow exactly, page
+/// after page: only the devices whose status, connection state, IoT Edge capability or
+/// authentication type is one of the values come back, compared as the twin writes them (by
+/// type and case: `'Disabled'` and `'connected'` match no device). An order is not narrowed,
+/// but loses no device. An engine that computes groups counts them exactly too.
+pub async fn registry_fields_narrow_exactly(store: Arc<dyn DeviceState>, _clock: Arc<ManualClock>) {
+    use crate::{
+        AggregateOp, AuthType, ConnectionState, DeviceField, DeviceStatus, DeviceWrite,
+        RuntimeUpdate, TwinAggregate,
+    };
+    // (id, disabled, connected, IoT Edge, authentication)
+    let fleet = [
+        ("a1", false, false, false, AuthType::Sas),
+        ("a2", true, false, true, AuthType::SelfSigned),
+        ("a3", false, true, false, AuthType::CertificateAuthority),
+        ("a4", true, true, true, AuthType::None),
+        ("a5", false, false, false, AuthType::Sas),
+    ];
+    for (id, disabled, connected, edge, auth) in fleet {
+        let mut device = super::device(id);
+        if disabled {
+            device.status = DeviceStatus::Disabled;
+        }
+        device.iot_edge = edge;
+        device.authentication.kind = auth;
+        store
+            .write_devices(vec![DeviceWrite::Create(device)])
+            .await
+            .unwrap()
+            .unwrap();
+        if connected {
+            let update = RuntimeUpdate {
+                connection_state: Some(ConnectionState::Connected),
+                node: Some(super::NODE.into()),
+                at: Some(super::now()),
+            };
+            assert!(store.update_device_runtime(id, update).await.unwrap());
+        }
+    }
+    put_reported(&store, "a2", json!({"t": 1}), json!({})).await;
+    let on = |field: DeviceField, op: ScanOp, values: Vec<Value>| ScanCondition {
+        field: TwinField::Device(field),
+        op,
+        values,
+    };
+    let status = |v: &str| on(DeviceField::Status, ScanOp::Eq, vec![json!(v)]);
+    let connection = |v: &str| on(DeviceField::ConnectionState, ScanOp::Eq, vec![json!(v)]);
+    let exact: Vec<(Vec<ScanCondition>, Vec<&str>)> = vec![
+        (vec![status("disabled")], vec!["a2", "a4"]),
+        (vec![status("enabled")], vec!["a1", "a3", "a5"]),
+        (vec![status("Disabled")], vec![]),
+        (vec![connection("Connected")], vec!["a3", "a4"]),
+        (vec![connection("Disconnected")], vec!["a1", "a2", "a5"]),
+        (vec![connection("connected")], vec![]),
+        (
+            vec![on(DeviceField::Status, ScanOp::Eq, vec![json!(0)])],
+            vec![],
+        ),
+        (
+            vec![status("disabled"), connection("Connected")],
+            vec!["a4"],
+        ),
+        (
+            vec![on(
+                DeviceField::Status,
+                ScanOp::In,
+                vec![json!("disabled"), json!("x")],
+            )],
+            vec!["a2", "a4"],
+        ),
+        (
+            vec![on(DeviceField::IotEdge, ScanOp::Eq, vec![json!(true)])],
+            vec!["a2", "a4"],
+        ),
+        (
+            vec![on(DeviceField::IotEdge, ScanOp::Eq, vec![json!("true")])],
+            vec![],
+        ),
+        (
+            vec![on(
+                DeviceField::AuthenticationType,
+                ScanOp::In,
+                vec![json!("sas"), json!("none")],
+            )],
+            vec!["a1", "a4", "a5"],
+        ),
+        (
+            vec![on(
+                DeviceField::AuthenticationType,
+                ScanOp::Eq,
+                vec![json!("certificateAuthority")],
+            )],
+            vec!["a3"],
+        ),
+    ];
+    for (conditions, expected) in exact {
+        assert_eq!(paged(&store, &conditions).await, expected, "{conditions:?}");
+    }
+    let ordered = vec![on(DeviceField::Status, ScanOp::Gt, vec![json!("e")])];
+    let seen = paged(&store, &ordered).await;
+    assert!(
+        ["a1", "a3", "a5"]
+            .iter()
+            .all(|id| seen.contains(&id.to_string())),
+        "{seen:?}"
+    );
+    let counted = TwinAggregate {
+        conditions: vec![status("disabled")],
+        group_by: vec![],
+        aggregates: vec![(AggregateOp::Count, None)],
+    };
+    if let Some(groups) = groups(&store, counted).await {
+        assert_eq!(groups, [(vec![], vec![Some(json!(2))], "a2".to_owned())]);
+    }
+}
+
+/// Every device a scan with `conditions` returns, a device a page.
+async fn paged(store: &Arc<dyn DeviceState>, conditions: &[ScanCondition]) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let page = store
+            .scan_twins(&TwinScan {
+                after: seen.last().cloned(),
+                limit: 1,
+                conditions: conditions.to_vec(),
+            })
+            .await
+            .unwrap();
+        let Some((device, _)) = page.first() else {
+            return seen;
+        };
+        seen.push(device.device_id.clone());
+    }
+}

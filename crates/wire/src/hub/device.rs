@@ -33,6 +33,16 @@ pub enum ConnectionState {
     Connected,
 }
 
+impl ConnectionState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Disconnected => "Disconnected",
+            ConnectionState::Connected => "Connected",
+        }
+    }
+}
+
 /// How a device authenticates, with IoT Hub's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
