@@ -406,7 +406,10 @@ impl Hub {
         &self,
         events: Vec<NewEvent>,
     ) -> (usize, Option<HubError>) {
-        match self.route_batch(RoutingSource::DeviceMessages, events).await {
+        match self
+            .route_batch(RoutingSource::DeviceMessages, events)
+            .await
+        {
             Ok(appended) => (appended.len(), None),
             Err(e) => (0, Some(e)),
         }
