@@ -6,6 +6,7 @@
 
 mod bus;
 mod error;
+mod readers;
 mod rows;
 mod sqlite;
 mod sqlite_aggregate;

@@ -2,7 +2,8 @@
 //!
 //! WAL journal with `synchronous=FULL`: a write is on disk before the call returns, so an
 //! acknowledged write survives `kill -9` and power loss. Other processes (the CLI and
-//! `ironhub info`) may read the same file while the server runs.
+//! `ironhub info`) may read the same file while the server runs. Pure reads go to a few
+//! read-only connections beside the writers (`readers`), so they never wait for an fsync.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use ironhub_store::{
 };
 
 use crate::error::Result;
+use crate::readers::{READERS, Readers};
 use crate::rows::{device_from_doc, millis};
 
 type StoreResult<T> = ironhub_store::Result<T>;
@@ -149,6 +151,8 @@ pub struct SqliteStore {
     /// For runtime fields (connection state, activity): `synchronous=NORMAL`, which in WAL mode
     /// survives a process crash but not a power cut, and spares every CONNECT an fsync.
     runtime: Arc<Mutex<Connection>>,
+    /// Read-only connections for reads that decide no write ([`SqliteStore::read`]).
+    readers: Arc<Readers>,
     path: PathBuf,
 }
 
@@ -205,10 +209,12 @@ impl SqliteStore {
         runtime.busy_timeout(std::time::Duration::from_secs(10))?;
         runtime.pragma_update(None, "synchronous", "NORMAL")?;
         runtime.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let readers = Readers::open(path, READERS, STATEMENT_CACHE)?;
         Ok(Self {
             clock: Arc::new(SystemClock),
             conn: Arc::new(Mutex::new(conn)),
             runtime: Arc::new(Mutex::new(runtime)),
+            readers: Arc::new(readers),
             path: path.to_owned(),
         })
     }
@@ -255,6 +261,19 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> StoreResult<T> {
         Self::run_on(self.runtime.clone(), f).await
+    }
+
+    /// Runs `f` on a read-only connection, in a transaction of its own, on the blocking pool:
+    /// for reads that decide no write (see `readers`). It sees every write that returned
+    /// before it was called.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || -> StoreResult<T> { Ok(readers.run(f)?) })
+            .await
+            .map_err(|e| StoreError::Engine(e.to_string()))?
     }
 
     async fn run_on<T: Send + 'static>(
@@ -512,7 +531,7 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn hub_settings(&self) -> StoreResult<Option<HubSettings>> {
-        self.with(|conn| get_meta(conn, "hub")).await
+        self.read(|conn| get_meta(conn, "hub")).await
     }
 
     async fn set_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
@@ -522,13 +541,13 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn endpoint(&self) -> StoreResult<Option<Endpoint>> {
-        self.with(|conn| get_meta(conn, "endpoint")).await
+        self.read(|conn| get_meta(conn, "endpoint")).await
     }
 
     async fn get_device(&self, id: &str) -> StoreResult<Option<DeviceRecord>> {
         let id = id.to_owned();
         let now = self.clock.now();
-        self.with(move |conn| load_device(conn, &id, now)).await
+        self.read(move |conn| load_device(conn, &id, now)).await
     }
 
     async fn list_devices(
@@ -539,7 +558,7 @@ impl RegistryStore for SqliteStore {
         let after = after.unwrap_or("").to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let now = self.clock.now();
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT doc, (SELECT COUNT(*) FROM c2d_messages m
                               WHERE m.device_id = d.device_id AND m.expiry > ?3)
@@ -558,7 +577,7 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn device_counts(&self) -> StoreResult<DeviceCounts> {
-        self.with(|conn| {
+        self.read(|conn| {
             let (total, enabled, connected): (u64, u64, u64) = conn.query_row(
                 "SELECT COUNT(*), COALESCE(SUM(enabled), 0), COALESCE(SUM(connected), 0) FROM devices",
                 [],
@@ -662,7 +681,7 @@ impl RegistryStore for SqliteStore {
 impl TwinStore for SqliteStore {
     async fn get_twin(&self, device_id: &str) -> StoreResult<Option<TwinRecord>> {
         let id = device_id.to_owned();
-        self.with(move |conn| load_twin(conn, &id)).await
+        self.read(move |conn| load_twin(conn, &id)).await
     }
 
     async fn put_twin(
@@ -718,13 +737,10 @@ impl TwinStore for SqliteStore {
 impl SessionStore for SqliteStore {
     async fn mqtt_session(&self, client_id: &str) -> StoreResult<Option<Vec<String>>> {
         let id = client_id.to_owned();
-        self.with(move |conn| {
+        self.read(move |conn| {
             let doc: Option<String> = conn
-                .query_row(
-                    "SELECT doc FROM mqtt_sessions WHERE client_id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT doc FROM mqtt_sessions WHERE client_id = ?1")?
+                .query_row([id], |r| r.get(0))
                 .optional()?;
             Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
         })
@@ -737,33 +753,43 @@ impl SessionStore for SqliteStore {
         subscriptions: Option<Vec<String>>,
     ) -> StoreResult<()> {
         let id = client_id.to_owned();
-        self.with(move |conn| {
-            match subscriptions {
-                Some(subs) => conn.execute(
-                    "INSERT INTO mqtt_sessions (client_id, doc) VALUES (?1, ?2)
-                     ON CONFLICT (client_id) DO UPDATE SET doc = excluded.doc",
-                    params![id, serde_json::to_string(&subs)?],
-                )?,
-                // Only a stored session costs a write (a clean CONNECT usually has none).
-                None => {
-                    let stored: Option<i64> = conn
-                        .query_row(
-                            "SELECT 1 FROM mqtt_sessions WHERE client_id = ?1",
-                            [&id],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    match stored {
-                        Some(_) => {
-                            conn.execute("DELETE FROM mqtt_sessions WHERE client_id = ?1", [id])?
-                        }
-                        None => 0,
-                    }
+        match subscriptions {
+            Some(subs) => {
+                self.with(move |conn| {
+                    conn.prepare_cached(
+                        "INSERT INTO mqtt_sessions (client_id, doc) VALUES (?1, ?2)
+                         ON CONFLICT (client_id) DO UPDATE SET doc = excluded.doc",
+                    )?
+                    .execute(params![id, serde_json::to_string(&subs)?])?;
+                    Ok(())
+                })
+                .await
+            }
+            // Only a stored session costs a write (a clean CONNECT usually has none), and
+            // looking costs no wait for the writer: a session stored before this call is seen;
+            // one stored while it runs races with it either way.
+            None => {
+                let key = id.clone();
+                let stored = self
+                    .read(move |conn| {
+                        Ok(conn
+                            .prepare_cached("SELECT 1 FROM mqtt_sessions WHERE client_id = ?1")?
+                            .query_row([key], |_| Ok(()))
+                            .optional()?
+                            .is_some())
+                    })
+                    .await?;
+                if !stored {
+                    return Ok(());
                 }
-            };
-            Ok(())
-        })
-        .await
+                self.with(move |conn| {
+                    conn.prepare_cached("DELETE FROM mqtt_sessions WHERE client_id = ?1")?
+                        .execute([id])?;
+                    Ok(())
+                })
+                .await
+            }
+        }
     }
 }
 
@@ -775,7 +801,7 @@ impl CertificateStore for SqliteStore {
         name: &str,
     ) -> StoreResult<Option<CertificateRecord>> {
         let name = name.to_owned();
-        self.with(move |conn| load_certificate(conn, scope, &name))
+        self.read(move |conn| load_certificate(conn, scope, &name))
             .await
     }
 
@@ -783,7 +809,7 @@ impl CertificateStore for SqliteStore {
         &self,
         scope: CertificateScope,
     ) -> StoreResult<Vec<CertificateRecord>> {
-        self.with(move |conn| {
+        self.read(move |conn| {
             let sql = format!("SELECT doc FROM {} ORDER BY name", certificate_table(scope));
             let mut stmt = conn.prepare_cached(&sql)?;
             let docs = stmt

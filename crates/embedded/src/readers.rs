@@ -1,0 +1,81 @@
+//! Read-only connections beside the embedded store's writers.
+//!
+//! In WAL mode a reader sees the last commit made before its read transaction began and never
+//! waits for a writer, nor a writer for it. A pure read (a device's record at CONNECT, a DPS
+//! enrollment, a session's subscriptions) therefore runs on one of these instead of queueing
+//! behind the durable connection, whose every write waits for an fsync. Each call runs in a
+//! transaction of its own, begun when the call starts and ended before it returns: no read
+//! transaction stays open between calls, so a read issued after a write returned (on either
+//! writer) sees that write, and the reads of one call see one snapshot.
+//!
+//! Reads that decide a write (a compare-and-swap, a read-modify-write) stay on the writer,
+//! inside the write's transaction.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, TryLockError};
+
+use rusqlite::Connection;
+
+use crate::error::Result;
+
+/// How many read-only connections a store opens: one a core of the machines ironhub is
+/// measured on; more would only queue on the same cores.
+pub(crate) const READERS: usize = 2;
+
+/// A few read-only connections on the store's file; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct Readers {
+    conns: Vec<Mutex<Connection>>,
+    /// Where the next call starts looking for a free connection.
+    next: AtomicUsize,
+}
+
+impl Readers {
+    /// Opens `count` read-only connections on `path` (a database whose schema is in place).
+    pub(crate) fn open(path: &Path, count: usize, statement_cache: usize) -> Result<Self> {
+        let mut conns = Vec::with_capacity(count);
+        for _ in 0..count.max(1) {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.pragma_update(None, "query_only", true)?;
+            conn.set_prepared_statement_cache_capacity(statement_cache);
+            conns.push(Mutex::new(conn));
+        }
+        Ok(Self {
+            conns,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `f` on a free reader (or, when all are busy, waits for one) in a transaction of
+    /// its own, ended before this returns. Blocks: call it off the async workers.
+    pub(crate) fn run<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.conns.len();
+        let mut free = None;
+        for i in 0..n {
+            match self.conns[(start + i) % n].try_lock() {
+                Ok(guard) => {
+                    free = Some(guard);
+                    break;
+                }
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Poisoned(_)) => return Err(poisoned()),
+            }
+        }
+        let mut guard = match free {
+            Some(guard) => guard,
+            None => self.conns[start % n].lock().map_err(|_| poisoned())?,
+        };
+        // Deferred: the read transaction (the snapshot) starts at the first read in `f`.
+        let tx = guard.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn poisoned() -> crate::error::Error {
+    ironhub_store::StoreError::Engine("a store read panicked".into()).into()
+}
