@@ -13,7 +13,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, TryLockError};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use rusqlite::Connection;
 
@@ -52,28 +52,50 @@ impl Readers {
     /// its own, ended before this returns. Blocks: call it off the async workers.
     pub(crate) fn run<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut guard = match self.free(start)? {
+            Some(guard) => guard,
+            None => {
+                let n = self.conns.len();
+                self.conns[start % n].lock().map_err(|_| poisoned())?
+            }
+        };
+        in_transaction(&mut guard, f)
+    }
+
+    /// Runs `f` as [`Readers::run`] does when a reader is free at once; gives `f` back when
+    /// none is.
+    pub(crate) fn try_run<T, F>(&self, f: F) -> std::result::Result<Result<T>, F>
+    where
+        F: FnOnce(&Connection) -> Result<T>,
+    {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        match self.free(start) {
+            Ok(Some(mut guard)) => Ok(in_transaction(&mut guard, f)),
+            Ok(None) => Err(f),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// A reader nobody holds, looking from `start` on; `None` when all are busy.
+    fn free(&self, start: usize) -> Result<Option<MutexGuard<'_, Connection>>> {
         let n = self.conns.len();
-        let mut free = None;
         for i in 0..n {
             match self.conns[(start + i) % n].try_lock() {
-                Ok(guard) => {
-                    free = Some(guard);
-                    break;
-                }
+                Ok(guard) => return Ok(Some(guard)),
                 Err(TryLockError::WouldBlock) => {}
                 Err(TryLockError::Poisoned(_)) => return Err(poisoned()),
             }
         }
-        let mut guard = match free {
-            Some(guard) => guard,
-            None => self.conns[start % n].lock().map_err(|_| poisoned())?,
-        };
-        // Deferred: the read transaction (the snapshot) starts at the first read in `f`.
-        let tx = guard.transaction()?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        Ok(None)
     }
+}
+
+/// `f` in a deferred transaction: the snapshot starts at its first read and ends here.
+fn in_transaction<T>(conn: &mut Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let tx = conn.transaction()?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
 }
 
 fn poisoned() -> crate::error::Error {

@@ -276,6 +276,21 @@ impl SqliteStore {
             .map_err(|e| StoreError::Engine(e.to_string()))?
     }
 
+    /// [`SqliteStore::read`] for a read of a few rows by key (a device at CONNECT, a
+    /// session, an enrollment): when a reader is free it runs at once on the calling thread,
+    /// sparing the hand-over to the blocking pool and back (two thread switches), which cost
+    /// more than such a read; otherwise it goes to the blocking pool. Only for reads that
+    /// neither scan nor wait: a WAL reader takes no lock a writer holds.
+    pub(crate) async fn read_by_key<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        match self.readers.try_run(f) {
+            Ok(out) => Ok(out?),
+            Err(f) => self.read(f).await,
+        }
+    }
+
     async fn run_on<T: Send + 'static>(
         conn: Arc<Mutex<Connection>>,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
@@ -531,7 +546,7 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn hub_settings(&self) -> StoreResult<Option<HubSettings>> {
-        self.read(|conn| get_meta(conn, "hub")).await
+        self.read_by_key(|conn| get_meta(conn, "hub")).await
     }
 
     async fn set_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
@@ -547,7 +562,8 @@ impl RegistryStore for SqliteStore {
     async fn get_device(&self, id: &str) -> StoreResult<Option<DeviceRecord>> {
         let id = id.to_owned();
         let now = self.clock.now();
-        self.read(move |conn| load_device(conn, &id, now)).await
+        self.read_by_key(move |conn| load_device(conn, &id, now))
+            .await
     }
 
     async fn list_devices(
@@ -681,7 +697,7 @@ impl RegistryStore for SqliteStore {
 impl TwinStore for SqliteStore {
     async fn get_twin(&self, device_id: &str) -> StoreResult<Option<TwinRecord>> {
         let id = device_id.to_owned();
-        self.read(move |conn| load_twin(conn, &id)).await
+        self.read_by_key(move |conn| load_twin(conn, &id)).await
     }
 
     async fn put_twin(
@@ -737,7 +753,7 @@ impl TwinStore for SqliteStore {
 impl SessionStore for SqliteStore {
     async fn mqtt_session(&self, client_id: &str) -> StoreResult<Option<Vec<String>>> {
         let id = client_id.to_owned();
-        self.read(move |conn| {
+        self.read_by_key(move |conn| {
             let doc: Option<String> = conn
                 .prepare_cached("SELECT doc FROM mqtt_sessions WHERE client_id = ?1")?
                 .query_row([id], |r| r.get(0))
@@ -771,7 +787,7 @@ impl SessionStore for SqliteStore {
             None => {
                 let key = id.clone();
                 let stored = self
-                    .read(move |conn| {
+                    .read_by_key(move |conn| {
                         Ok(conn
                             .prepare_cached("SELECT 1 FROM mqtt_sessions WHERE client_id = ?1")?
                             .query_row([key], |_| Ok(()))
@@ -801,7 +817,7 @@ impl CertificateStore for SqliteStore {
         name: &str,
     ) -> StoreResult<Option<CertificateRecord>> {
         let name = name.to_owned();
-        self.read(move |conn| load_certificate(conn, scope, &name))
+        self.read_by_key(move |conn| load_certificate(conn, scope, &name))
             .await
     }
 

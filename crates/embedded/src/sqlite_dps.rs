@@ -202,7 +202,8 @@ impl DpsStore for SqliteStore {
         id: &str,
     ) -> ironhub_store::Result<Option<DpsRecord>> {
         let id = id.to_owned();
-        self.read(move |conn| get(conn, collection, &id)).await
+        self.read_by_key(move |conn| get(conn, collection, &id))
+            .await
     }
 
     async fn dps_list(

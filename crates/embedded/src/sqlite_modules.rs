@@ -187,7 +187,7 @@ impl ModuleStore for SqliteStore {
         module_id: &str,
     ) -> StoreResult<Option<ModuleRecord>> {
         let (d, m) = (device_id.to_owned(), module_id.to_owned());
-        self.read(move |conn| load(conn, &d, &m)).await
+        self.read_by_key(move |conn| load(conn, &d, &m)).await
     }
 
     async fn list_modules(&self, device_id: &str) -> StoreResult<Vec<ModuleRecord>> {
@@ -248,7 +248,7 @@ impl ModuleStore for SqliteStore {
         module_id: &str,
     ) -> StoreResult<Option<TwinRecord>> {
         let (d, m) = (device_id.to_owned(), module_id.to_owned());
-        self.read(move |conn| Ok(load_twin(conn, &d, &m)?.flatten()))
+        self.read_by_key(move |conn| Ok(load_twin(conn, &d, &m)?.flatten()))
             .await
     }
 
