@@ -24,6 +24,7 @@ use ironhub_store::{
 use crate::error::Result;
 use crate::readers::{READERS, Readers};
 use crate::rows::{device_from_doc, millis};
+use crate::runtime_batch::RuntimeBatch;
 
 type StoreResult<T> = ironhub_store::Result<T>;
 
@@ -153,6 +154,8 @@ pub struct SqliteStore {
     runtime: Arc<Mutex<Connection>>,
     /// Read-only connections for reads that decide no write ([`SqliteStore::read`]).
     readers: Arc<Readers>,
+    /// Devices' runtime updates, committed in groups on `runtime`.
+    runtime_batch: Arc<RuntimeBatch>,
     path: PathBuf,
 }
 
@@ -215,6 +218,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             runtime: Arc::new(Mutex::new(runtime)),
             readers: Arc::new(readers),
+            runtime_batch: Arc::default(),
             path: path.to_owned(),
         })
     }
@@ -366,6 +370,23 @@ fn load_device(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<Option
         .optional()?;
     row.map(|(doc, count)| device_from_doc(&doc, count))
         .transpose()
+}
+
+/// Applies a runtime update to device `id` inside the caller's transaction; whether the
+/// device exists.
+pub(crate) fn apply_runtime(
+    conn: &Connection,
+    id: &str,
+    update: &RuntimeUpdate,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let Some(mut device) = load_device(conn, id, now)? else {
+        return Ok(false);
+    };
+    if update.apply_to(&mut device) {
+        store_device(conn, &device)?;
+    }
+    Ok(true)
 }
 
 /// Whether a device exists.
@@ -610,21 +631,10 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn update_device_runtime(&self, id: &str, update: RuntimeUpdate) -> StoreResult<bool> {
-        let id = id.to_owned();
         let now = self.clock.now();
-        Self::run_on(self.runtime.clone(), move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let Some(mut device) = load_device(&tx, &id, now)? else {
-                return Ok(false);
-            };
-            if !update.apply_to(&mut device) {
-                return Ok(true);
-            }
-            store_device(&tx, &device)?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await
+        self.runtime_batch
+            .update(&self.runtime, id.to_owned(), update, now)
+            .await
     }
 
     async fn disconnect_node(&self, node: &str) -> StoreResult<u64> {
