@@ -34,10 +34,13 @@ struct Pending {
     writing: bool,
 }
 
+/// Applies one device's update inside a group's transaction; whether the device exists.
+pub(crate) type Apply = fn(&Connection, &str, &RuntimeUpdate, DateTime<Utc>) -> Result<bool>;
+
 /// The queue of runtime updates of one store; see the module documentation.
-#[derive(Default)]
 pub(crate) struct RuntimeBatch {
     pending: Mutex<Pending>,
+    apply: Apply,
 }
 
 impl std::fmt::Debug for RuntimeBatch {
@@ -47,6 +50,14 @@ impl std::fmt::Debug for RuntimeBatch {
 }
 
 impl RuntimeBatch {
+    /// An empty queue whose groups apply each update with `apply`.
+    pub(crate) fn new(apply: Apply) -> Self {
+        Self {
+            pending: Mutex::default(),
+            apply,
+        }
+    }
+
     /// Applies `update` to device `id` with the other updates of its group, on `conn`;
     /// whether the device exists.
     pub(crate) async fn update(
@@ -92,7 +103,7 @@ impl RuntimeBatch {
                 pending.updates.drain(..n).collect()
             };
             let result = match conn.lock() {
-                Ok(mut conn) => apply_group(&mut conn, &group),
+                Ok(mut conn) => apply_group(&mut conn, &group, self.apply),
                 Err(_) => Err(StoreError::Engine("a store operation panicked".into()).into()),
             };
             match result {
@@ -145,11 +156,11 @@ fn copy(e: &StoreError) -> StoreError {
 }
 
 /// Every update of `group` in one transaction; whether each device exists.
-fn apply_group(conn: &mut Connection, group: &[Update]) -> Result<Vec<bool>> {
+fn apply_group(conn: &mut Connection, group: &[Update], apply: Apply) -> Result<Vec<bool>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut found = Vec::with_capacity(group.len());
     for u in group {
-        found.push(crate::sqlite::apply_runtime(&tx, &u.id, &u.update, u.now)?);
+        found.push(apply(&tx, &u.id, &u.update, u.now)?);
     }
     tx.commit()?;
     Ok(found)

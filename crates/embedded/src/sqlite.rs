@@ -218,7 +218,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             runtime: Arc::new(Mutex::new(runtime)),
             readers: Arc::new(readers),
-            runtime_batch: Arc::default(),
+            runtime_batch: Arc::new(RuntimeBatch::new(apply_runtime)),
             path: path.to_owned(),
         })
     }
@@ -374,7 +374,7 @@ fn load_device(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<Option
 
 /// Applies a runtime update to device `id` inside the caller's transaction; whether the
 /// device exists.
-pub(crate) fn apply_runtime(
+fn apply_runtime(
     conn: &Connection,
     id: &str,
     update: &RuntimeUpdate,

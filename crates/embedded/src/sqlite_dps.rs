@@ -193,7 +193,7 @@ impl DpsStore for SqliteStore {
     }
 
     async fn dps_settings(&self) -> ironhub_store::Result<Option<DpsSettings>> {
-        self.read(|conn| settings(conn)).await
+        self.read(settings).await
     }
 
     async fn dps_get(
