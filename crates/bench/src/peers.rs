@@ -7,7 +7,7 @@ use std::process::{Child, Command};
 
 use anyhow::Context as _;
 
-/// Starts Mosquitto on `127.0.0.1:port` over TLS 1.2 with the certificate in `tls`, its
+/// Starts Mosquitto on loopback (`net::address`, 127.0.0.1 by default) `port` over TLS 1.2 with the certificate in `tls`, its
 /// configuration written in `work`.
 pub fn start_mosquitto(bin: &str, work: &Path, tls: &Path, port: u16) -> anyhow::Result<Child> {
     let conf = work.join("mosquitto.conf");
@@ -16,9 +16,10 @@ pub fn start_mosquitto(bin: &str, work: &Path, tls: &Path, port: u16) -> anyhow:
         format!(
             // `user root`: run as root, Mosquitto would otherwise drop to its own user, which
             // cannot read the private key (mode 0600) it is given.
-            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+            "user root\nlistener {port} {}\nallow_anonymous true\npersistence false\n\
              max_inflight_messages 0\nmax_queued_messages 0\n\
              cafile {}\ncertfile {}\nkeyfile {}\ntls_version tlsv1.2\n",
+            crate::net::address(),
             tls.join("ca.pem").display(),
             tls.join("server.pem").display(),
             tls.join("server-key.pem").display()

@@ -6,7 +6,9 @@
 
 mod bus;
 mod error;
+mod readers;
 mod rows;
+mod runtime_batch;
 mod sqlite;
 mod sqlite_aggregate;
 mod sqlite_c2d;

@@ -2,7 +2,8 @@
 //!
 //! WAL journal with `synchronous=FULL`: a write is on disk before the call returns, so an
 //! acknowledged write survives `kill -9` and power loss. Other processes (the CLI and
-//! `ironhub info`) may read the same file while the server runs.
+//! `ironhub info`) may read the same file while the server runs. Pure reads go to a few
+//! read-only connections beside the writers (`readers`), so they never wait for an fsync.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,9 @@ use ironhub_store::{
 };
 
 use crate::error::Result;
+use crate::readers::{READERS, Readers};
 use crate::rows::{device_from_doc, millis};
+use crate::runtime_batch::RuntimeBatch;
 
 type StoreResult<T> = ironhub_store::Result<T>;
 
@@ -156,6 +159,10 @@ pub struct SqliteStore {
     /// For runtime fields (connection state, activity): `synchronous=NORMAL`, which in WAL mode
     /// survives a process crash but not a power cut, and spares every CONNECT an fsync.
     runtime: Arc<Mutex<Connection>>,
+    /// Read-only connections for reads that decide no write ([`SqliteStore::read`]).
+    readers: Arc<Readers>,
+    /// Devices' runtime updates, committed in groups on `runtime`.
+    runtime_batch: Arc<RuntimeBatch>,
     path: PathBuf,
 }
 
@@ -212,10 +219,13 @@ impl SqliteStore {
         runtime.busy_timeout(std::time::Duration::from_secs(10))?;
         runtime.pragma_update(None, "synchronous", "NORMAL")?;
         runtime.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let readers = Readers::open(path, READERS, STATEMENT_CACHE)?;
         Ok(Self {
             clock: Arc::new(SystemClock),
             conn: Arc::new(Mutex::new(conn)),
             runtime: Arc::new(Mutex::new(runtime)),
+            readers: Arc::new(readers),
+            runtime_batch: Arc::new(RuntimeBatch::new(apply_runtime)),
             path: path.to_owned(),
         })
     }
@@ -267,6 +277,34 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> StoreResult<T> {
         Self::run_on(self.runtime.clone(), f).await
+    }
+
+    /// Runs `f` on a read-only connection, in a transaction of its own, on the blocking pool:
+    /// for reads that decide no write (see `readers`). It sees every write that returned
+    /// before it was called.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || -> StoreResult<T> { Ok(readers.run(f)?) })
+            .await
+            .map_err(|e| StoreError::Engine(e.to_string()))?
+    }
+
+    /// [`SqliteStore::read`] for a read of a few rows by key (a device at CONNECT, a
+    /// session, an enrollment): when a reader is free it runs at once on the calling thread,
+    /// sparing the hand-over to the blocking pool and back (two thread switches), which cost
+    /// more than such a read; otherwise it goes to the blocking pool. Only for reads that
+    /// neither scan nor wait: a WAL reader takes no lock a writer holds.
+    pub(crate) async fn read_by_key<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        match self.readers.try_run(f) {
+            Ok(out) => Ok(out?),
+            Err(f) => self.read(f).await,
+        }
     }
 
     async fn run_on<T: Send + 'static>(
@@ -344,6 +382,23 @@ fn load_device(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<Option
         .optional()?;
     row.map(|(doc, count)| device_from_doc(&doc, count))
         .transpose()
+}
+
+/// Applies a runtime update to device `id` inside the caller's transaction; whether the
+/// device exists.
+fn apply_runtime(
+    conn: &Connection,
+    id: &str,
+    update: &RuntimeUpdate,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let Some(mut device) = load_device(conn, id, now)? else {
+        return Ok(false);
+    };
+    if update.apply_to(&mut device) {
+        store_device(conn, &device)?;
+    }
+    Ok(true)
 }
 
 /// Whether a device exists.
@@ -525,7 +580,7 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn hub_settings(&self) -> StoreResult<Option<HubSettings>> {
-        self.with(|conn| get_meta(conn, "hub")).await
+        self.read_by_key(|conn| get_meta(conn, "hub")).await
     }
 
     async fn set_endpoint(&self, endpoint: &Endpoint) -> StoreResult<()> {
@@ -535,13 +590,14 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn endpoint(&self) -> StoreResult<Option<Endpoint>> {
-        self.with(|conn| get_meta(conn, "endpoint")).await
+        self.read(|conn| get_meta(conn, "endpoint")).await
     }
 
     async fn get_device(&self, id: &str) -> StoreResult<Option<DeviceRecord>> {
         let id = id.to_owned();
         let now = self.clock.now();
-        self.with(move |conn| load_device(conn, &id, now)).await
+        self.read_by_key(move |conn| load_device(conn, &id, now))
+            .await
     }
 
     async fn list_devices(
@@ -552,7 +608,7 @@ impl RegistryStore for SqliteStore {
         let after = after.unwrap_or("").to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let now = self.clock.now();
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT doc, (SELECT COUNT(*) FROM c2d_messages m
                               WHERE m.device_id = d.device_id AND m.expiry > ?3)
@@ -571,7 +627,7 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn device_counts(&self) -> StoreResult<DeviceCounts> {
-        self.with(|conn| {
+        self.read(|conn| {
             let (total, enabled, connected): (u64, u64, u64) = conn.query_row(
                 // Each count reads a narrow index (migration 16), the last two a range of it.
                 "SELECT (SELECT COUNT(*) FROM devices),
@@ -591,21 +647,10 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn update_device_runtime(&self, id: &str, update: RuntimeUpdate) -> StoreResult<bool> {
-        let id = id.to_owned();
         let now = self.clock.now();
-        Self::run_on(self.runtime.clone(), move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let Some(mut device) = load_device(&tx, &id, now)? else {
-                return Ok(false);
-            };
-            if !update.apply_to(&mut device) {
-                return Ok(true);
-            }
-            store_device(&tx, &device)?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await
+        self.runtime_batch
+            .update(&self.runtime, id.to_owned(), update, now)
+            .await
     }
 
     async fn disconnect_node(&self, node: &str) -> StoreResult<u64> {
@@ -678,7 +723,7 @@ impl RegistryStore for SqliteStore {
 impl TwinStore for SqliteStore {
     async fn get_twin(&self, device_id: &str) -> StoreResult<Option<TwinRecord>> {
         let id = device_id.to_owned();
-        self.with(move |conn| load_twin(conn, &id)).await
+        self.read_by_key(move |conn| load_twin(conn, &id)).await
     }
 
     async fn put_twin(
@@ -734,13 +779,10 @@ impl TwinStore for SqliteStore {
 impl SessionStore for SqliteStore {
     async fn mqtt_session(&self, client_id: &str) -> StoreResult<Option<Vec<String>>> {
         let id = client_id.to_owned();
-        self.with(move |conn| {
+        self.read_by_key(move |conn| {
             let doc: Option<String> = conn
-                .query_row(
-                    "SELECT doc FROM mqtt_sessions WHERE client_id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT doc FROM mqtt_sessions WHERE client_id = ?1")?
+                .query_row([id], |r| r.get(0))
                 .optional()?;
             Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
         })
@@ -753,33 +795,43 @@ impl SessionStore for SqliteStore {
         subscriptions: Option<Vec<String>>,
     ) -> StoreResult<()> {
         let id = client_id.to_owned();
-        self.with(move |conn| {
-            match subscriptions {
-                Some(subs) => conn.execute(
-                    "INSERT INTO mqtt_sessions (client_id, doc) VALUES (?1, ?2)
-                     ON CONFLICT (client_id) DO UPDATE SET doc = excluded.doc",
-                    params![id, serde_json::to_string(&subs)?],
-                )?,
-                // Only a stored session costs a write (a clean CONNECT usually has none).
-                None => {
-                    let stored: Option<i64> = conn
-                        .query_row(
-                            "SELECT 1 FROM mqtt_sessions WHERE client_id = ?1",
-                            [&id],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    match stored {
-                        Some(_) => {
-                            conn.execute("DELETE FROM mqtt_sessions WHERE client_id = ?1", [id])?
-                        }
-                        None => 0,
-                    }
+        match subscriptions {
+            Some(subs) => {
+                self.with(move |conn| {
+                    conn.prepare_cached(
+                        "INSERT INTO mqtt_sessions (client_id, doc) VALUES (?1, ?2)
+                         ON CONFLICT (client_id) DO UPDATE SET doc = excluded.doc",
+                    )?
+                    .execute(params![id, serde_json::to_string(&subs)?])?;
+                    Ok(())
+                })
+                .await
+            }
+            // Only a stored session costs a write (a clean CONNECT usually has none), and
+            // looking costs no wait for the writer: a session stored before this call is seen;
+            // one stored while it runs races with it either way.
+            None => {
+                let key = id.clone();
+                let stored = self
+                    .read_by_key(move |conn| {
+                        Ok(conn
+                            .prepare_cached("SELECT 1 FROM mqtt_sessions WHERE client_id = ?1")?
+                            .query_row([key], |_| Ok(()))
+                            .optional()?
+                            .is_some())
+                    })
+                    .await?;
+                if !stored {
+                    return Ok(());
                 }
-            };
-            Ok(())
-        })
-        .await
+                self.with(move |conn| {
+                    conn.prepare_cached("DELETE FROM mqtt_sessions WHERE client_id = ?1")?
+                        .execute([id])?;
+                    Ok(())
+                })
+                .await
+            }
+        }
     }
 }
 
@@ -791,7 +843,7 @@ impl CertificateStore for SqliteStore {
         name: &str,
     ) -> StoreResult<Option<CertificateRecord>> {
         let name = name.to_owned();
-        self.with(move |conn| load_certificate(conn, scope, &name))
+        self.read_by_key(move |conn| load_certificate(conn, scope, &name))
             .await
     }
 
@@ -799,7 +851,7 @@ impl CertificateStore for SqliteStore {
         &self,
         scope: CertificateScope,
     ) -> StoreResult<Vec<CertificateRecord>> {
-        self.with(move |conn| {
+        self.read(move |conn| {
             let sql = format!("SELECT doc FROM {} ORDER BY name", certificate_table(scope));
             let mut stmt = conn.prepare_cached(&sql)?;
             let docs = stmt

@@ -216,7 +216,7 @@ impl DpsStore for SqliteStore {
     }
 
     async fn dps_settings(&self) -> ironhub_store::Result<Option<DpsSettings>> {
-        self.with(|conn| settings(conn)).await
+        self.read(settings).await
     }
 
     async fn dps_get(
@@ -225,7 +225,8 @@ impl DpsStore for SqliteStore {
         id: &str,
     ) -> ironhub_store::Result<Option<DpsRecord>> {
         let id = id.to_owned();
-        self.with(move |conn| get(conn, collection, &id)).await
+        self.read_by_key(move |conn| get(conn, collection, &id))
+            .await
     }
 
     async fn dps_list(
@@ -237,7 +238,7 @@ impl DpsStore for SqliteStore {
     ) -> ironhub_store::Result<Vec<DpsRecord>> {
         let after = after.map(str::to_owned);
         let group = group.map(str::to_owned);
-        self.with(move |conn| list(conn, collection, after.as_deref(), limit, group.as_deref()))
+        self.read(move |conn| list(conn, collection, after.as_deref(), limit, group.as_deref()))
             .await
     }
 
@@ -247,7 +248,7 @@ impl DpsStore for SqliteStore {
         group: Option<&str>,
     ) -> ironhub_store::Result<u64> {
         let group = group.map(str::to_owned);
-        self.with(move |conn| count(conn, collection, group.as_deref()))
+        self.read(move |conn| count(conn, collection, group.as_deref()))
             .await
     }
 

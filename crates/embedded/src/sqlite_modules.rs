@@ -187,12 +187,12 @@ impl ModuleStore for SqliteStore {
         module_id: &str,
     ) -> StoreResult<Option<ModuleRecord>> {
         let (d, m) = (device_id.to_owned(), module_id.to_owned());
-        self.with(move |conn| load(conn, &d, &m)).await
+        self.read_by_key(move |conn| load(conn, &d, &m)).await
     }
 
     async fn list_modules(&self, device_id: &str) -> StoreResult<Vec<ModuleRecord>> {
         let d = device_id.to_owned();
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT doc FROM modules WHERE device_id = ?1 ORDER BY module_id",
             )?;
@@ -216,7 +216,7 @@ impl ModuleStore for SqliteStore {
         limit: usize,
     ) -> StoreResult<Option<Vec<ModuleTwin>>> {
         let after = after.map(|(d, m)| (d.to_owned(), m.map(str::to_owned)));
-        self.with(move |conn| scan(conn, after, limit).map(Some))
+        self.read(move |conn| scan(conn, after, limit).map(Some))
             .await
     }
 
@@ -248,7 +248,7 @@ impl ModuleStore for SqliteStore {
         module_id: &str,
     ) -> StoreResult<Option<TwinRecord>> {
         let (d, m) = (device_id.to_owned(), module_id.to_owned());
-        self.with(move |conn| Ok(load_twin(conn, &d, &m)?.flatten()))
+        self.read_by_key(move |conn| Ok(load_twin(conn, &d, &m)?.flatten()))
             .await
     }
 

@@ -66,7 +66,7 @@ impl SqliteStore {
 #[async_trait]
 impl RoutingStore for SqliteStore {
     async fn routing(&self) -> StoreResult<Option<RoutingRecord>> {
-        self.with(|conn| get_meta(conn, KEY)).await
+        self.read(|conn| get_meta(conn, KEY)).await
     }
 
     async fn put_routing(
@@ -137,7 +137,7 @@ impl RoutingStore for SqliteStore {
 impl NetworkRulesStore for SqliteStore {
     async fn network_rules(&self, scope: NetworkScope) -> StoreResult<Option<RoutingRecord>> {
         let key = network_key(scope);
-        self.with(move |conn| get_meta(conn, &key)).await
+        self.read(move |conn| get_meta(conn, &key)).await
     }
 
     async fn put_network_rules(
