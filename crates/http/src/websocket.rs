@@ -106,7 +106,7 @@ pub async fn upgrade(
             }
             let ctx = ConnectionContext {
                 hub,
-                dps,
+                dps: dps.map(Arc::new),
                 peer: info.peer,
                 client_certificates: Arc::new(
                     info.client_certificates

@@ -23,6 +23,7 @@ pub async fn serve(
     dps: Option<Dps>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let dps = dps.map(Arc::new);
     accept
         .run(listener, shutdown, move |connection: Accepted, _| {
             let ctx = ConnectionContext {

@@ -68,7 +68,7 @@ where
         // Boxed: a connection is rarely DPS's, and a registration's future is large.
         Box::pin(async {
             tokio::select! {
-                () = dps_session::serve(conn, dps.clone(), &ctx, connect, user) => {}
+                () = dps_session::serve(conn, ironhub_dps::Dps::clone(dps), &ctx, connect, user) => {}
                 () = network::refused(ctx.hub.clone(), peer, &[NetworkEndpoint::DpsDevice]) => {}
             }
         })

@@ -15,8 +15,10 @@ const MAX_KEEP_ALIVE_SECS: u64 = 1177;
 #[derive(Debug, Clone)]
 pub struct ConnectionContext {
     pub hub: Hub,
-    /// The Device Provisioning Service on the same endpoint, if the server has one.
-    pub dps: Option<Dps>,
+    /// The Device Provisioning Service on the same endpoint, if the server has one (shared:
+    /// every connection's future holds its context, so a pointer rather than the service's
+    /// dozen fields).
+    pub dps: Option<Arc<Dps>>,
     pub peer: SocketAddr,
     /// The TLS client certificate chain (DER, leaf first); empty when none was sent.
     pub client_certificates: Arc<Vec<Vec<u8>>>,
