@@ -6,10 +6,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
-use http_body_util::BodyExt as _;
 use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::{Backends, Hub};
 use tower::ServiceExt as _;
+
+mod support;
+use support::{field, request, text};
 
 const HOST: &str = "myhub.example";
 
@@ -30,23 +32,10 @@ async fn hub() -> (Hub, tempfile::TempDir) {
 }
 
 async fn call(hub: &Hub, method: &str, uri: &str, cookie: Option<&str>, form: &str) -> Response {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(c) = cookie {
-        request = request.header(header::COOKIE, c);
-    }
-    if method == "POST" {
-        request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-    }
-    let request = request.body(Body::from(form.to_owned())).unwrap();
     ironhub_console::routes(hub.clone())
-        .oneshot(request)
+        .oneshot(request(method, uri, cookie, form))
         .await
         .unwrap()
-}
-
-async fn text(response: Response) -> String {
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(body.to_vec()).unwrap()
 }
 
 /// Signs in as `policy` and returns the cookie and a page's CSRF token.
@@ -195,17 +184,6 @@ async fn owner_creates_devices_only_with_the_csrf_token_and_a_valid_id() {
         hub.get_device("d1").await.unwrap().status,
         ironhub_store::DeviceStatus::Disabled
     );
-}
-
-/// The value of the first hidden field `name` in a page.
-fn field(page: &str, name: &str) -> String {
-    page.split(&format!("name=\"{name}\" value=\""))
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test]

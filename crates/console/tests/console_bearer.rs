@@ -8,12 +8,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http_body_util::BodyExt as _;
 use ironhub_auth::access::ServiceAccess;
 use ironhub_auth::oidc::{IOT_HUB_AUDIENCE, KeySource, Oidc, OidcSettings};
 use ironhub_auth::unix_now;
@@ -25,6 +23,9 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
+
+mod support;
+use support::{field, request, text};
 
 const HOST: &str = "myhub.example";
 const ISSUER: &str = "https://idp.example/tenant";
@@ -101,14 +102,7 @@ impl Setup {
     }
 
     async fn call(&self, method: &str, uri: &str, cookie: Option<&str>, form: &str) -> Response {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(c) = cookie {
-            request = request.header(header::COOKIE, c);
-        }
-        if method == "POST" {
-            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        }
-        let mut request = request.body(Body::from(form.to_owned())).unwrap();
+        let mut request = request(method, uri, cookie, form);
         request
             .extensions_mut()
             .insert(ironhub_hub::network::Peer::public(
@@ -129,18 +123,6 @@ impl Setup {
         )
         .await
     }
-}
-
-async fn text(response: Response) -> String {
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(body.to_vec()).unwrap()
-}
-
-/// The value of the hidden field `name` in a page.
-fn field(page: &str, name: &str) -> String {
-    let at = page.find(&format!("name=\"{name}\" value=\"")).unwrap();
-    let rest = &page[at + name.len() + 15..];
-    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 #[tokio::test]

@@ -5,11 +5,9 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use chrono::Utc;
-use http_body_util::BodyExt as _;
 use ironhub_auth::sas::url_encode;
 use ironhub_auth::{Rights, SharedAccessPolicy};
 use ironhub_dps::model::{EnrollmentGroup, IndividualEnrollment, LinkedHub};
@@ -19,6 +17,9 @@ use ironhub_hub::{Backends, Hub};
 use ironhub_store::DpsSettings;
 use ironhub_store::prelude::*;
 use tower::ServiceExt as _;
+
+mod support;
+use support::{field, request, text};
 
 const HOST: &str = "myhub.example";
 const READER_KEY: &str = "dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGVzdGtleQ==";
@@ -92,16 +93,8 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn call(&self, method: &str, uri: &str, cookie: Option<&str>, form: &str) -> Response {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(c) = cookie {
-            request = request.header(header::COOKIE, c);
-        }
-        if method == "POST" {
-            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        }
-        let request = request.body(Body::from(form.to_owned())).unwrap();
         ironhub_console::routes_with_dps(self.hub.clone(), Some(self.dps.clone()))
-            .oneshot(request)
+            .oneshot(request(method, uri, cookie, form))
             .await
             .unwrap()
     }
@@ -127,20 +120,6 @@ impl Setup {
             .primary_key
             .clone()
     }
-}
-
-async fn text(response: Response) -> String {
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(body.to_vec()).unwrap()
-}
-
-/// The value of the first field `name` in a page.
-fn field(page: &str, name: &str) -> String {
-    let at = page
-        .find(&format!("name=\"{name}\" value=\""))
-        .unwrap_or_else(|| panic!("no field {name} in {page}"));
-    let rest = &page[at + name.len() + 15..];
-    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 #[tokio::test]
