@@ -99,6 +99,17 @@ class Sender(threading.Thread):
             raise AssertionError(f"{self.device_id}: no CONNACK from {node.address}")
         return c
 
+    @staticmethod
+    def node_dies(node, within_s: float = 5.0) -> bool:
+        """Whether `node` is (or within `within_s` is) killed: `kill9` clears `proc` only once
+        the process is reaped, so a client may see the connection drop a moment before."""
+        deadline = time.monotonic() + within_s
+        while node.proc is not None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def run(self):
         try:
             seq = 0
@@ -113,12 +124,17 @@ class Sender(threading.Thread):
                     while not self.done.is_set() and node.proc is not None:
                         body = f"{self.device_id}-{seq}"
                         seq += 1
-                        info = c.publish(f"devices/{self.device_id}/messages/events/", body, qos=1)
-                        info.wait_for_publish(timeout=5)
-                        if info.is_published():
+                        try:
+                            info = c.publish(f"devices/{self.device_id}/messages/events/", body, qos=1)
+                            info.wait_for_publish(timeout=5)
+                            failure = None if info.is_published() else f"{body} not acknowledged within 5 s"
+                        except (RuntimeError, ValueError) as e:
+                            # paho raises once it has seen the connection drop.
+                            failure = f"{body}: {e}"
+                        if failure is None:
                             self.acked.append(body)
-                        elif node.proc is not None and info.rc == 0:
-                            raise AssertionError(f"{self.device_id}: {body} not acknowledged within 5 s")
+                        elif not self.node_dies(node):
+                            raise AssertionError(f"{self.device_id}: {failure}")
                 finally:
                     c.disconnect()
                     c.loop_stop()
