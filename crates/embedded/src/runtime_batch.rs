@@ -115,7 +115,7 @@ impl RuntimeBatch {
                 Err(e) => {
                     let e = StoreError::from(e);
                     for update in group {
-                        let _ = update.reply.send(Err(copy(&e)));
+                        let _ = update.reply.send(Err(e.clone()));
                     }
                 }
             }
@@ -142,17 +142,6 @@ fn lock(pending: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
     pending
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The same failure for another caller (a full disk stays a full disk).
-fn copy(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Full(m) => StoreError::Full(m.clone()),
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-        StoreError::NotInitialised(m) => StoreError::NotInitialised(m.clone()),
-        StoreError::Engine(m) => StoreError::Engine(m.clone()),
-    }
 }
 
 /// Every update of `group` in one transaction; whether each device exists.

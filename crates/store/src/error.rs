@@ -1,7 +1,7 @@
 //! The one error of every port: a failure of the storage engine itself.
 
 /// A failure of the storage engine itself (never a client's mistake).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("storage error: {0}")]
     Engine(String),
