@@ -157,29 +157,44 @@ pub(crate) async fn bucket(
 }
 
 /// How many times a stream's creation (and a new bucket's first read) is tried when JetStream
-/// does not answer in time.
+/// does not answer in time, or answers that another node's identical stream is half made.
 const CREATE_TRIES: u32 = 6;
 
-/// `get_or_create_stream`, tried again when JetStream's answer did not come in time: on a
-/// JetStream cluster each new stream elects its own leader among its replicas, which on busy
-/// machines may take longer than one request's time-out. Creating is idempotent (a stream
-/// that was created meanwhile is found), so another try is safe; other errors are final.
+/// `get_or_create_stream`, tried again when the creation raced or was slow:
+/// - JetStream did not answer in time: on a JetStream cluster each new stream elects its own
+///   leader among its replicas, which on busy machines may take longer than one request's
+///   time-out;
+/// - JetStream answered "subjects overlap" (10065): nodes starting together each look the stream
+///   up, miss it and create it, and nats-server checks a new stream's subjects against the
+///   streams it has before it sees that the one overlapping is the same stream, made a moment
+///   earlier by another node. The next try's lookup finds that stream.
+///
+/// Creating is idempotent (a stream that was created meanwhile is found), so another try is
+/// safe. A genuine overlap (another stream owns these subjects) fails again on every try and is
+/// reported; other errors are final at once.
 async fn create_stream(
     js: &jetstream::Context,
     config: stream::Config,
 ) -> std::result::Result<stream::Stream, jetstream::context::CreateStreamError> {
+    use jetstream::context::CreateStreamErrorKind as Kind;
     let mut tries = 1;
     loop {
         match js.get_or_create_stream(config.clone()).await {
+            Err(e) if tries < CREATE_TRIES && e.kind() == Kind::TimedOut => {
+                tracing::warn!(stream = config.name, error = %e, "JetStream did not answer the stream's creation in time; trying again");
+            }
             Err(e)
                 if tries < CREATE_TRIES
-                    && e.kind() == jetstream::context::CreateStreamErrorKind::TimedOut =>
+                    && matches!(e.kind(), Kind::JetStream(ref j)
+                        if j.error_code() == jetstream::ErrorCode::STREAM_SUBJECT_OVERLAP) =>
             {
-                tracing::warn!(stream = config.name, error = %e, "JetStream did not answer the stream's creation in time; trying again");
-                tries += 1;
+                tracing::info!(stream = config.name, error = %e, "another node is creating the stream; looking it up again");
+                // The racing creation finishes within milliseconds; a short pause lets it land.
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(tries))).await;
             }
             done => return done,
         }
+        tries += 1;
     }
 }
 

@@ -76,6 +76,37 @@ async fn a_nats_server_restart_is_survived() {
     assert_eq!(log.bounds(0).await.unwrap().next, expected_next + 1);
 }
 
+/// Nodes starting together each open the hub's event log and create its bucket and streams at
+/// the same moment. nats-server 2.9 answers some of these racing creations "subjects overlap"
+/// (10065) instead of handing back the stream another node just made; every opener must still
+/// get the log. Several hubs in turn, since one race is won or lost by chance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_opening_a_log_at_once_all_get_it() {
+    let Some(server) = common::server() else {
+        return;
+    };
+    for _ in 0..40 {
+        let names = Names::new(&common::unique("race"));
+        let mut openers = Vec::new();
+        for _ in 0..3 {
+            let client = server.client().await;
+            let names = names.clone();
+            openers.push(tokio::spawn(async move {
+                NatsEventLog::open(client, &names, "events", 4, Retention::default()).await
+            }));
+        }
+        let mut logs = Vec::new();
+        for opener in openers {
+            logs.push(opener.await.unwrap().expect("every node opens the log"));
+        }
+        // One log: what one node appends, another reads.
+        let appended = logs[0].append(event("d", "one")).await.unwrap();
+        let read = logs[2].read(appended.partition, 0, 10).await.unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].event.body, b"one");
+    }
+}
+
 /// A node that dies without detaching its devices (its NATS connection gone) no longer
 /// counts as holding them, and a device connecting elsewhere takes over at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
