@@ -3,33 +3,21 @@
 //! with the issuing CA that issued the device's.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::credentials::{IssueCertificateRequest, Issuer as IssuingCa};
 use ironhub_hub::issuing_cas::IssuingCas;
 use ironhub_hub::model::DeviceSpec;
-use ironhub_hub::{AuthMethod, Backends, Hub, HubError};
+use ironhub_hub::{AuthMethod, Hub, HubError};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair,
 };
 use serde_json::json;
-
-async fn hub() -> (Hub, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let backends = Backends {
-        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
-        events: Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap()),
-        bus: Arc::new(LocalBus::new()),
-    };
-    let hub = Hub::open(backends, vec!["myhub.example".into()])
-        .await
-        .unwrap();
-    (hub, dir)
-}
 
 struct Ca {
     cert: rcgen::Certificate,
@@ -101,7 +89,7 @@ async fn upload_verified(hub: &Hub, name: &str, ca: &Ca) {
 
 #[tokio::test]
 async fn upload_etags_and_proof_of_possession() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let ca = root("Contoso Root");
     let up = hub
         .put_certificate("contoso", &ca.cert.pem(), false, None)
@@ -201,7 +189,7 @@ async fn upload_etags_and_proof_of_possession() {
 
 #[tokio::test]
 async fn devices_authenticate_through_a_verified_ca() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     ca_device(&hub, "dev1").await;
     let ca = root("Fleet Root");
     let good = leaf("dev1", &ca);
@@ -354,7 +342,7 @@ async fn renewal_uses_the_ca_that_issued_the_device() {
         .with("frozen", frozen)
         .unwrap();
     let default_der = cas.default_ca().ca_der().to_vec();
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let hub = hub.with_issuing_cas(Arc::new(cas));
 
     issued_ca_device(&hub, "dev-short", Some("short")).await;
@@ -432,7 +420,7 @@ async fn put_module(hub: &Hub, device_id: &str, module_id: &str, auth: serde_jso
 
 #[tokio::test]
 async fn modules_authenticate_by_their_own_certificates() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     hub.put_device("dev1", &DeviceSpec::default(), None)
         .await
         .unwrap();
@@ -540,7 +528,7 @@ async fn modules_authenticate_by_their_own_certificates() {
 
 #[tokio::test]
 async fn module_thumbprints_are_validated_as_devices_are() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     hub.put_device("dev1", &DeviceSpec::default(), None)
         .await
         .unwrap();

@@ -2,29 +2,15 @@
 //! domain API on a real (temporary) store.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
+use ironhub_hub::Hub;
 use ironhub_hub::keys::RegenerateRequest;
 use ironhub_hub::model::DeviceSpec;
-use ironhub_hub::{Backends, Hub};
 use ironhub_store::{BusMessage, DeviceBus};
 use serde_json::{Value, json};
-
-async fn hub() -> (Hub, Arc<LocalBus>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = Arc::new(LocalBus::new());
-    let backends = Backends {
-        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
-        events: Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap()),
-        bus: bus.clone(),
-    };
-    let hub = Hub::open(backends, vec!["myhub.example".into()])
-        .await
-        .unwrap();
-    (hub, bus, dir)
-}
 
 fn spec(v: Value) -> DeviceSpec {
     serde_json::from_value(v).unwrap()
@@ -40,7 +26,7 @@ async fn create(hub: &Hub, id: &str, body: Value) -> ironhub_store::DeviceRecord
 
 #[tokio::test]
 async fn keys_are_regenerated_per_policy_key_and_failures_reported() {
-    let (hub, bus, _dir) = hub().await;
+    let (hub, bus, _dir) = common::temp_hub_with_bus().await;
     let a = create(&hub, "a", json!({})).await;
     let b = create(&hub, "b", json!({})).await;
     create(
@@ -136,7 +122,7 @@ async fn keys_are_regenerated_per_policy_key_and_failures_reported() {
 
 #[tokio::test]
 async fn leaf_devices_name_their_parent_by_device_scope() {
-    let (hub, _bus, _dir) = hub().await;
+    let (hub, _bus, _dir) = common::temp_hub_with_bus().await;
     let edge = create(&hub, "gw", json!({"capabilities": {"iotEdge": true}})).await;
     let scope = edge.device_scope.clone().unwrap();
     let leaf = create(&hub, "leaf", json!({"deviceScope": scope})).await;
@@ -244,7 +230,7 @@ async fn leaf_devices_name_their_parent_by_device_scope() {
 
 #[tokio::test]
 async fn edge_devices_nest_at_most_five_layers_and_never_in_a_cycle() {
-    let (hub, _bus, _dir) = hub().await;
+    let (hub, _bus, _dir) = common::temp_hub_with_bus().await;
     let mut scopes = vec![];
     let root = create(&hub, "e0", json!({"capabilities": {"iotEdge": true}})).await;
     scopes.push(root.device_scope.clone().unwrap());
@@ -339,7 +325,7 @@ async fn edge_devices_nest_at_most_five_layers_and_never_in_a_cycle() {
 
 #[tokio::test]
 async fn a_new_twin_has_an_etag_that_if_match_accepts() {
-    let (hub, _bus, _dir) = hub().await;
+    let (hub, _bus, _dir) = common::temp_hub_with_bus().await;
     create(&hub, "d", json!({})).await;
     let twin = hub.get_twin("d").await.unwrap();
     let etag = twin.etag.clone();
@@ -369,7 +355,7 @@ async fn a_new_twin_has_an_etag_that_if_match_accepts() {
 
 #[tokio::test]
 async fn null_desired_and_tags_clear_them_and_the_device_is_told() {
-    let (hub, bus, _dir) = hub().await;
+    let (hub, bus, _dir) = common::temp_hub_with_bus().await;
     create(&hub, "d", json!({})).await;
     hub.update_twin(
         "d",

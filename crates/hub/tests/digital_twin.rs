@@ -2,25 +2,16 @@
 //! on the twin, and digital-twin updates as twin updates.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
 
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::model::DeviceSpec;
-use ironhub_hub::{Backends, Hub, HubError};
+use ironhub_hub::{Hub, HubError};
 use serde_json::json;
 
 const MODEL: &str = "dtmi:com:example:Thermostat;1";
 
 async fn hub_with_device() -> (Hub, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let backends = Backends {
-        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
-        events: Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap()),
-        bus: Arc::new(LocalBus::new()),
-    };
-    let hub = Hub::open(backends, vec!["myhub.example".into()])
-        .await
-        .unwrap();
+    let (hub, dir) = common::temp_hub().await;
     hub.put_device("d1", &DeviceSpec::default(), None)
         .await
         .unwrap();

@@ -1,27 +1,13 @@
 //! IP filters and public network access through the domain API, on a real (temporary) store.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::network::{NetworkEndpoint, Peer, refused};
-use ironhub_hub::{Backends, Hub};
 use ironhub_store::NetworkScope;
 use ironhub_wire::network::{IpFilterAction, IpFilterRule, NetworkRules};
-
-async fn hub() -> (Hub, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let backends = Backends {
-        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
-        events: Arc::new(SqliteEventLog::open(dir.path(), 2).unwrap()),
-        bus: Arc::new(LocalBus::new()),
-    };
-    let hub = Hub::open(backends, vec!["myhub.example".into()])
-        .await
-        .unwrap();
-    (hub, dir)
-}
 
 fn rules(list: &[(&str, IpFilterAction, &str)]) -> NetworkRules {
     NetworkRules {
@@ -45,7 +31,7 @@ fn peer(ip: &str) -> Peer {
 #[tokio::test]
 async fn rules_are_stored_per_scope_and_applied_in_order() {
     use IpFilterAction::*;
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let device = NetworkEndpoint::HubDevice;
     assert!(hub.network_admits(&peer("10.0.0.1"), device).await);
     let (_, etag) = hub
@@ -95,7 +81,7 @@ async fn rules_are_stored_per_scope_and_applied_in_order() {
 
 #[tokio::test]
 async fn bad_rules_change_nothing() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     for bad in [
         rules(&[("a", IpFilterAction::Reject, "300.0.0.1")]),
         rules(&[
@@ -117,7 +103,7 @@ async fn bad_rules_change_nothing() {
 
 #[tokio::test]
 async fn an_open_connection_hears_of_a_rule_that_refuses_it() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let device = NetworkEndpoint::HubDevice;
     assert!(hub.network_admits(&peer("10.0.0.9"), device).await);
     let watching = tokio::spawn(refused(

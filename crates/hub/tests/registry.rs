@@ -1,27 +1,13 @@
 //! The registry's rules, through the domain API, on a real (temporary) store.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
 
 use ironhub_auth::{Credentials, Rights, sas, thumbprints, unix_now};
-use ironhub_embedded::{LocalBus, SqliteEventLog, SqliteStore};
 use ironhub_hub::model::{DeviceSpec, ExportImportDevice};
-use ironhub_hub::{AuthMethod, Backends, DeviceLogin, Hub, HubError, Principal};
+use ironhub_hub::{AuthMethod, DeviceLogin, Hub, HubError, Principal};
 use ironhub_store::{AuthType, DeviceStatus};
 use serde_json::json;
-
-async fn hub() -> (Hub, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let backends = Backends {
-        store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
-        events: Arc::new(SqliteEventLog::open(dir.path(), 4).unwrap()),
-        bus: Arc::new(LocalBus::new()),
-    };
-    let hub = Hub::open(backends, vec!["myhub.example".into()])
-        .await
-        .unwrap();
-    (hub, dir)
-}
 
 fn spec(v: serde_json::Value) -> DeviceSpec {
     serde_json::from_value(v).unwrap()
@@ -33,7 +19,7 @@ fn bulk(v: serde_json::Value) -> Vec<ExportImportDevice> {
 
 #[tokio::test]
 async fn create_update_conflict_and_delete() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let d = hub
         .put_device("d1", &spec(json!({"deviceId": "d1"})), None)
         .await
@@ -95,7 +81,7 @@ async fn create_update_conflict_and_delete() {
 
 #[tokio::test]
 async fn edge_devices_get_a_device_scope() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let e = hub
         .put_device(
             "edge1",
@@ -131,7 +117,7 @@ async fn edge_devices_get_a_device_scope() {
 
 #[tokio::test]
 async fn bad_input_is_refused_and_writes_nothing() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let cases = [
         ("a b", json!({})),
         ("x", json!({"deviceId": "y"})),
@@ -162,7 +148,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
 
 #[tokio::test]
 async fn x509_devices_keep_normalised_thumbprints() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let tp = "ab".repeat(20);
     let d = hub
         .put_device(
@@ -191,7 +177,7 @@ async fn x509_devices_keep_normalised_thumbprints() {
 
 #[tokio::test]
 async fn bulk_is_all_or_nothing() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     hub.put_device("taken", &spec(json!({})), None)
         .await
         .unwrap();
@@ -245,7 +231,7 @@ async fn bulk_is_all_or_nothing() {
 
 #[tokio::test]
 async fn service_tokens_need_a_policy_with_the_rights() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let policy = |n: &str| hub.settings().policy(n).unwrap().clone();
     let owner = policy("iothubowner");
     let later = unix_now() + 3600;
@@ -327,7 +313,7 @@ async fn service_tokens_need_a_policy_with_the_rights() {
 
 #[tokio::test]
 async fn amqp_service_tokens_grant_what_their_resource_covers() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let policy = |n: &str| hub.settings().policy(n).unwrap().clone();
     let service = policy("service");
     let later = unix_now() + 3600;
@@ -397,7 +383,7 @@ async fn amqp_service_tokens_grant_what_their_resource_covers() {
 
 #[tokio::test]
 async fn device_tokens_are_verified_with_the_devices_keys() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let d = hub
         .put_device("dev1", &spec(json!({})), None)
         .await
@@ -477,7 +463,7 @@ fn unauthorized(r: Result<ironhub_hub::AuthenticatedDevice, HubError>) -> String
 
 #[tokio::test]
 async fn a_sas_device_logs_in_with_its_token_and_carries_its_model() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let keys = json!({"type": "sas", "symmetricKey": {"primaryKey": KEY, "secondaryKey": KEY}});
     hub.put_device("d1", &spec(json!({"authentication": keys})), None)
         .await
@@ -520,7 +506,7 @@ async fn a_sas_device_logs_in_with_its_token_and_carries_its_model() {
 
 #[tokio::test]
 async fn a_module_logs_in_with_its_own_token_only() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     hub.put_device("d1", &spec(json!({})), None).await.unwrap();
     let spec_m = ironhub_hub::model::ModuleSpec::default();
     let m1 = hub.put_module("d1", "m1", &spec_m, None).await.unwrap();
@@ -555,7 +541,7 @@ async fn a_module_logs_in_with_its_own_token_only() {
 
 #[tokio::test]
 async fn a_certificate_counts_when_there_is_no_token() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["d2".into()])
         .unwrap()
@@ -603,7 +589,7 @@ async fn refused(hub: &Hub, id: &str, token: &str) -> String {
 
 #[tokio::test]
 async fn a_device_key_signs_for_its_own_resource_only() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let key = device(&hub, "Dev1").await;
     let later = unix_now() + 3600;
     let token = |sr: &str| sas::generate(sr, &key, later, None).unwrap();
@@ -637,7 +623,7 @@ async fn a_device_key_signs_for_its_own_resource_only() {
 
 #[tokio::test]
 async fn policy_tokens_keep_the_prefix_rule_with_exact_ids() {
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     device(&hub, "Dev1").await;
     let later = unix_now() + 3600;
     let policy = hub.settings().policy("device").unwrap().clone();
@@ -658,7 +644,7 @@ async fn policy_tokens_keep_the_prefix_rule_with_exact_ids() {
 #[tokio::test]
 async fn operations_check_policy_rights_and_local_auth() {
     use ironhub_auth::access::{Operation, ServiceAccess};
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let reader = hub.settings().policy("registryRead").unwrap().clone();
     let token = sas::generate(
         "myhub.example",
@@ -709,7 +695,7 @@ async fn operations_check_policy_rights_and_local_auth() {
 #[tokio::test]
 async fn bearer_grants_cover_the_addresses_their_roles_allow() {
     use ironhub_hub::ServiceGrant;
-    let (hub, _dir) = hub().await;
+    let (hub, _dir) = common::temp_hub().await;
     let grant = |role: &str| ServiceGrant {
         principal: Principal::Bearer {
             name: "ada".into(),
