@@ -10,49 +10,13 @@
 // short, dps), IRONHUB_CONNECTION_STRING, IRONHUB_DPS_CONNECTION_STRING, CHROMIUM.
 'use strict';
 
-const path = require('path');
-const { chromium, request } = require('playwright-core');
-const { errorJson } = require('./output');
+const { request } = require('playwright-core');
+const { launch, newPage, run, submit, shot, shots } = require('./console_common');
 
-const DEADLINE_MS = 180000;
-const STEP_MS = 20000;
 // How long the short-lived token's session may outlive the token before the test fails.
 const EXPIRY_WAIT_MS = 20000;
 const [base, artefacts] = process.argv.slice(2);
 const tokens = JSON.parse(process.env.IRONHUB_TOKENS);
-
-let browser;
-async function done(value) {
-  if (browser) await browser.close().catch(() => {});
-  process.stdout.write(JSON.stringify(value) + '\n');
-  process.exit(value.error ? 1 : 0);
-}
-setTimeout(() => done({ error: { name: 'ScriptTimeout', message: `no result within ${DEADLINE_MS} ms` } }), DEADLINE_MS).unref();
-process.on('unhandledRejection', (e) => done({ error: errorJson(e) }));
-
-/** No horizontal overflow at the page's width. */
-async function fits(page) {
-  return page.evaluate(() => document.scrollingElement.scrollWidth <= window.innerWidth);
-}
-
-/** A fresh browser context (no cookies) and its page. */
-async function fresh() {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
-  context.setDefaultTimeout(STEP_MS);
-  const page = await context.newPage();
-  page.on('dialog', (dialog) => dialog.accept());
-  return { context, page };
-}
-
-/** Posts a sign-in form (`#policy-signin` or `#token-signin`) and waits for the answer. */
-async function post(page, form) {
-  const [response] = await Promise.all([
-    page.waitForResponse((r) => r.request().method() === 'POST'),
-    page.click(`${form} button[type=submit]`),
-  ]);
-  await page.waitForLoadState();
-  return response;
-}
 
 /** Signs in with `token` on `signin` and waits for `landing`. */
 async function tokenSignIn(page, signin, token, landing) {
@@ -61,54 +25,36 @@ async function tokenSignIn(page, signin, token, landing) {
   await Promise.all([page.waitForURL(`${base}${landing}`), page.click('#token-signin button[type=submit]')]);
 }
 
-/** Screenshots of `pages` at a phone's and a desktop's width; whether each fits. */
-async function shots(page, pages, result) {
-  for (const [label, width, height] of [['phone', 390, 844], ['desktop', 1280, 800]]) {
-    await page.setViewportSize({ width, height });
-    for (const [name, p] of pages) {
-      await page.goto(`${base}${p}`);
-      result.fits[`${name}-${label}`] = await fits(page);
-      await page.screenshot({ path: path.join(artefacts, `${name}-${label}.png`), fullPage: true });
-    }
-  }
-  await page.setViewportSize({ width: 1280, height: 800 });
-}
-
 async function refusals(result) {
-  const { context, page } = await fresh();
+  const { context, page } = await newPage();
   // Local authentication is off: a policy is refused with the REST API's words.
   await page.goto(`${base}/console/signin`);
   await page.fill('#connection_string', process.env.IRONHUB_CONNECTION_STRING);
-  result.policyStatus = (await post(page, '#policy-signin')).status();
+  result.policyStatus = (await submit(page, '#policy-signin')).status();
   result.policyMessage = await page.textContent('#policy-error');
   await page.goto(`${base}/console/dps/signin`);
   await page.fill('#connection_string', process.env.IRONHUB_DPS_CONNECTION_STRING);
-  result.dpsPolicyStatus = (await post(page, '#policy-signin')).status();
+  result.dpsPolicyStatus = (await submit(page, '#policy-signin')).status();
   result.dpsPolicyMessage = await page.textContent('#policy-error');
   // Bad tokens: refused beside the field, no session.
   result.badTokens = {};
   for (const name of ['expired', 'otherAudience', 'unknownKey']) {
     await page.goto(`${base}/console/signin`);
     await page.fill('#access_token', tokens[name]);
-    const status = (await post(page, '#token-signin')).status();
+    const status = (await submit(page, '#token-signin')).status();
     result.badTokens[name] = { status, message: await page.textContent('#access_token-error') };
   }
   result.refusedCookies = (await context.cookies()).map((c) => c.name);
-  result.fits = {};
-  await shots(page, [['signin-refused', '/console/signin']], result);
+  Object.assign(result.fits, await shots(page, base, artefacts, [['signin-refused', '/console/signin']]));
   await page.goto(`${base}/console/signin`);
   await page.fill('#access_token', tokens.expired);
-  await post(page, '#token-signin');
-  for (const [label, width, height] of [['phone', 390, 844], ['desktop', 1280, 800]]) {
-    await page.setViewportSize({ width, height });
-    result.fits[`signin-token-error-${label}`] = await fits(page);
-    await page.screenshot({ path: path.join(artefacts, `signin-token-error-${label}.png`), fullPage: true });
-  }
+  await submit(page, '#token-signin');
+  Object.assign(result.fits, await shot(page, artefacts, 'signin-token-error'));
   await context.close();
 }
 
 async function contributor(result) {
-  const { context, page } = await fresh();
+  const { context, page } = await newPage();
   await tokenSignIn(page, '/console/signin', tokens.contributor, '/console');
   result.contributorWho = await page.textContent('#signed-in-as');
   result.contributorNav = await page.textContent('nav .who');
@@ -121,12 +67,12 @@ async function contributor(result) {
   await Promise.all([page.waitForURL(`${base}/console/devices/bearer-dev`), page.click('#create-device button[type=submit]')]);
   await page.goto(`${base}/console/devices`);
   result.contributorListed = await page.locator('#devices a:has-text("bearer-dev")').count();
-  await shots(page, [['bearer-overview', '/console'], ['bearer-devices', '/console/devices'], ['bearer-device', '/console/devices/bearer-dev']], result);
+  Object.assign(result.fits, await shots(page, base, artefacts, [['bearer-overview', '/console'], ['bearer-devices', '/console/devices'], ['bearer-device', '/console/devices/bearer-dev']]));
   await context.close();
 }
 
 async function reader(result) {
-  const { context, page } = await fresh();
+  const { context, page } = await newPage();
   await tokenSignIn(page, '/console/signin', tokens.reader, '/console');
   result.readerWho = await page.textContent('#signed-in-as');
   await page.goto(`${base}/console/devices`);
@@ -143,7 +89,7 @@ async function reader(result) {
 }
 
 async function shortLived(result) {
-  const { context, page } = await fresh();
+  const { context, page } = await newPage();
   await tokenSignIn(page, '/console/signin', tokens.short, '/console');
   const session = (await context.cookies()).find((c) => c.name === 'ironhub-console');
   result.shortCookieExpires = session.expires;
@@ -168,29 +114,25 @@ async function shortLived(result) {
 }
 
 async function dps(result) {
-  const { context, page } = await fresh();
+  const { context, page } = await newPage();
   await tokenSignIn(page, '/console/dps/signin', tokens.dps, '/console/dps');
   result.dpsWho = await page.textContent('#signed-in-as');
   await page.goto(`${base}/console/dps/groups`);
   await page.fill('#id', 'bearer-group');
   await Promise.all([page.waitForURL(`${base}/console/dps/groups/bearer-group`), page.click('#create-enrollment button[type=submit]')]);
-  await shots(page, [['bearer-dps-overview', '/console/dps'], ['bearer-dps-group', '/console/dps/groups/bearer-group']], result);
+  Object.assign(result.fits, await shots(page, base, artefacts, [['bearer-dps-overview', '/console/dps'], ['bearer-dps-group', '/console/dps/groups/bearer-group']]));
   await context.close();
 }
 
-async function main() {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox'],
-  });
-  const result = {};
+run(async () => {
+  // Each part signs in on a fresh context of its own; launch's first is not needed.
+  await (await launch()).context.close();
+  const result = { fits: {} };
   // First: its token lives seconds.
   await shortLived(result);
   await refusals(result);
   await contributor(result);
   await reader(result);
   await dps(result);
-  await done(result);
-}
-
-main().catch((e) => done({ error: errorJson(e) }));
+  return result;
+});

@@ -1,4 +1,5 @@
-// What the console's Playwright scripts share (console.js, console_dps.js, console_routing.js):
+// What the console's Playwright scripts share (console.js, console_dps.js, console_routing.js,
+// console_bearer.js):
 // the talk with the Python test (`ask` prints a `{"wait": name, ...}` line and waits for one
 // JSON line on standard input; `done` prints the result, the last line), Debian's Chromium
 // launched through playwright-core, sign-in, form posts, and screenshots at a phone's and a
@@ -48,11 +49,17 @@ async function launch({ deadlineMs = 180000 } = {}) {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox'],
   });
+  const { context, page } = await newPage();
+  return { browser, context, page };
+}
+
+/** A fresh browser context (no cookies) at the desktop width, and its page; after `launch`. */
+async function newPage() {
   const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
   context.setDefaultTimeout(STEP_MS);
   const page = await context.newPage();
   page.on('dialog', (dialog) => dialog.accept());
-  return { browser, context, page };
+  return { context, page };
 }
 
 /** Runs `main` and reports what it returns, or the error it throws. */
@@ -114,4 +121,4 @@ async function shots(page, base, dir, pages, widths = WIDTHS) {
   return fits;
 }
 
-module.exports = { WIDTHS, ask, done, launch, run, signIn, submit, assertNoOverflow, shot, shots };
+module.exports = { WIDTHS, ask, done, launch, newPage, run, signIn, submit, assertNoOverflow, shot, shots };
