@@ -31,6 +31,7 @@ use crate::device::{DeviceLink, Devices};
 use crate::device_links;
 use crate::errors::{error, hub_error, not_found, unauthorized};
 use crate::eventhub::{deliver, start_position, stolen};
+use crate::frame_check::FrameCheck;
 use crate::links::next_delivery;
 use crate::padding::Padded;
 use crate::provisioning::{self, Registration};
@@ -151,7 +152,10 @@ where
             return;
         }
     };
-    let io = Padded::new(Replay::new(&header, stream));
+    let io = Padded::new(FrameCheck::new(
+        Replay::new(&header, stream),
+        ctx.hub.frame_limits().amqp_message_bytes,
+    ));
     let login = Arc::new(Mutex::new(None));
     // fe2o3-amqp advertises the threshold it enforces; the padding writer advertises half of
     // it, as the spec recommends (AMQP 1.0 part 2, 2.4.5) and IoT Hub's clients expect.

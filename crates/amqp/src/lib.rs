@@ -20,6 +20,7 @@ mod device_links;
 mod device_messages;
 mod errors;
 mod eventhub;
+mod frame_check;
 mod links;
 mod message;
 mod padding;
