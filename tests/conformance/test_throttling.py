@@ -58,6 +58,14 @@ def device_client(hub, device_id: str, key: str, **kw) -> IoTHubDeviceClient:
     )
 
 
+def shut_down_within(client, timeout):
+    """`client.shutdown()`, given up on after `timeout`: the SDK may hang shutting down a client
+    the hub disconnected in the middle of its sends (what the test checks is the hub's side)."""
+    closer = threading.Thread(target=client.shutdown, daemon=True)
+    closer.start()
+    closer.join(timeout)
+
+
 def test_a_device_over_its_telemetry_rate_is_disconnected_while_another_is_served(hub, rm):
     noisy_key, quiet_key = create(rm, "noisy"), create(rm, "quiet")
     # The noisy device does not reconnect by itself (the SDK's reconnection would resend what
@@ -100,13 +108,16 @@ def test_a_device_over_its_telemetry_rate_is_disconnected_while_another_is_serve
             time.sleep(0.2)  # the quiet device's own pace, under its rate
         # Four senders each wait for their PUBACK: on a loaded machine they may take a while to
         # exceed D2C_RATE, so the wait is longer than a single answer's.
-        wait_for(lambda: drops["noisy"] > 0, timeout=3 * WAIT_S,
-                 what="the noisy device disconnected by the hub")
+        # Seen by the SDK, or by the registry: under load the SDK has been seen to miss a
+        # disconnection that came within milliseconds of its connect, and then to hang.
+        wait_for(lambda: drops["noisy"] > 0
+                 or rm.get_device("noisy").connection_state == "Disconnected",
+                 timeout=3 * WAIT_S, what="the noisy device disconnected by the hub")
     finally:
         stop.set()
         elapsed = time.monotonic() - started
         quiet.shutdown()
-        noisy.shutdown()
+        shut_down_within(noisy, WAIT_S)
         for t in hammerers:
             t.join(WAIT_S)
     assert drops["quiet"] == 0, "the quiet device was never disconnected"
