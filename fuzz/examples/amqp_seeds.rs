@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::sasl_profile::SaslProfile;
+use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::SerializableBody;
 use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Body, Message, MessageAnnotations, Outcome, Properties, Source,
@@ -80,11 +82,7 @@ fn properties(pairs: &[(&str, &str)]) -> ApplicationProperties {
 }
 
 /// A `$cbs` put-token of `token` for `audience`, waiting (bounded) for the answer.
-async fn put_token(
-    session: &mut fe2o3_amqp::session::SessionHandle<()>,
-    audience: &str,
-    token: String,
-) {
+async fn put_token(session: &mut SessionHandle<()>, audience: &str, token: String) {
     let mut requests = Sender::attach(session, "cbs-sender", "$cbs")
         .await
         .expect("$cbs sender");
@@ -131,19 +129,36 @@ async fn send_accepted<T: SerializableBody>(link: &mut Sender, message: Message<
     assert!(matches!(outcome, Ok(Outcome::Accepted(_))), "{outcome:?}");
 }
 
-/// A device logging in with SASL PLAIN, sending telemetry and listening for C2D.
-async fn device_plain(io: Tap) {
+/// A connection opened with `sasl` as container `id`, and a session begun on it.
+async fn open(io: Tap, id: &str, sasl: SaslProfile) -> (ConnectionHandle<()>, SessionHandle<()>) {
     let mut connection = Connection::builder()
-        .container_id("seed-device-plain")
+        .container_id(id)
         .hostname(HOST)
-        .sasl_profile(SaslProfile::Plain {
-            username: format!("{DEVICE}@sas.fuzzhub"),
-            password: token(&format!("{HOST}/devices/{DEVICE}"), None),
-        })
+        .sasl_profile(sasl)
         .open_with_stream(io)
         .await
         .expect("open");
-    let mut session = Session::begin(&mut connection).await.expect("begin");
+    let session = Session::begin(&mut connection).await.expect("begin");
+    (connection, session)
+}
+
+/// Ends the session and closes the connection, as a client does at its end.
+async fn close(mut connection: ConnectionHandle<()>, mut session: SessionHandle<()>) {
+    let _ = session.end().await;
+    let _ = connection.close().await;
+}
+
+/// A device logging in with SASL PLAIN, sending telemetry and listening for C2D.
+async fn device_plain(io: Tap) {
+    let (connection, mut session) = open(
+        io,
+        "seed-device-plain",
+        SaslProfile::Plain {
+            username: format!("{DEVICE}@sas.fuzzhub"),
+            password: token(&format!("{HOST}/devices/{DEVICE}"), None),
+        },
+    )
+    .await;
     let mut events = Sender::attach(
         &mut session,
         "events",
@@ -172,20 +187,12 @@ async fn device_plain(io: Tap) {
     .expect("C2D link");
     let _ = c2d.close().await;
     let _ = events.close().await;
-    let _ = session.end().await;
-    let _ = connection.close().await;
+    close(connection, session).await;
 }
 
 /// A device logging in through `$cbs` (SASL ANONYMOUS), then its twin and method links.
 async fn device_cbs(io: Tap) {
-    let mut connection = Connection::builder()
-        .container_id("seed-device-cbs")
-        .hostname(HOST)
-        .sasl_profile(SaslProfile::Anonymous)
-        .open_with_stream(io)
-        .await
-        .expect("open");
-    let mut session = Session::begin(&mut connection).await.expect("begin");
+    let (connection, mut session) = open(io, "seed-device-cbs", SaslProfile::Anonymous).await;
     let audience = format!("{HOST}/devices/{DEVICE}");
     put_token(&mut session, &audience, token(&audience, None)).await;
     let mut twin = Sender::attach(
@@ -226,23 +233,20 @@ async fn device_cbs(io: Tap) {
     let _ = methods.close().await;
     let _ = twin_answers.close().await;
     let _ = twin.close().await;
-    let _ = session.end().await;
-    let _ = connection.close().await;
+    close(connection, session).await;
 }
 
 /// The service side: a C2D send to the device, and the feedback receiver.
 async fn service_c2d(io: Tap) {
-    let mut connection = Connection::builder()
-        .container_id("seed-service")
-        .hostname(HOST)
-        .sasl_profile(SaslProfile::Plain {
+    let (connection, mut session) = open(
+        io,
+        "seed-service",
+        SaslProfile::Plain {
             username: "iothubowner@sas.root.fuzzhub".into(),
             password: token(HOST, Some("iothubowner")),
-        })
-        .open_with_stream(io)
-        .await
-        .expect("open");
-    let mut session = Session::begin(&mut connection).await.expect("begin");
+        },
+    )
+    .await;
     let mut c2d = Sender::attach(&mut session, "c2d-sender", "/messages/devicebound")
         .await
         .expect("C2D sender");
@@ -262,21 +266,13 @@ async fn service_c2d(io: Tap) {
         .expect("feedback link");
     let _ = feedback.close().await;
     let _ = c2d.close().await;
-    let _ = session.end().await;
-    let _ = connection.close().await;
+    close(connection, session).await;
 }
 
 /// An Event Hubs reader: `$management` READ of the entity, then a partition receiver with a
 /// selector filter.
 async fn eventhub_read(io: Tap, entity: String) {
-    let mut connection = Connection::builder()
-        .container_id("seed-eventhub")
-        .hostname(HOST)
-        .sasl_profile(SaslProfile::Anonymous)
-        .open_with_stream(io)
-        .await
-        .expect("open");
-    let mut session = Session::begin(&mut connection).await.expect("begin");
+    let (connection, mut session) = open(io, "seed-eventhub", SaslProfile::Anonymous).await;
     let audience = format!("sb://{HOST}/{entity}");
     put_token(&mut session, &audience, token(&audience, Some("service"))).await;
     let mut management = Sender::attach(&mut session, "mgmt-sender", "$management")
@@ -328,8 +324,7 @@ async fn eventhub_read(io: Tap, entity: String) {
     let _ = receiver.close().await;
     let _ = answers.close().await;
     let _ = management.close().await;
-    let _ = session.end().await;
-    let _ = connection.close().await;
+    close(connection, session).await;
 }
 
 /// Plays `session` against the endpoint and writes what its client sent to `name`.
