@@ -89,7 +89,7 @@ async fn put_token(session: &mut SessionHandle<()>, audience: &str, token: Strin
     let mut answers = Receiver::attach(session, "cbs-receiver", "$cbs")
         .await
         .expect("$cbs receiver");
-    let request = Message::builder()
+    let message = Message::builder()
         .properties(
             Properties::builder()
                 .message_id(1u64)
@@ -103,22 +103,34 @@ async fn put_token(session: &mut SessionHandle<()>, audience: &str, token: Strin
         ]))
         .value(Value::String(token))
         .build();
-    requests.send(request).await.expect("put-token sent");
+    request(
+        &mut requests,
+        &mut answers,
+        message,
+        &format!("put-token for {audience}"),
+    )
+    .await;
+}
+
+/// Sends the request `message` on `requests` and checks its answer on `answers` says 200.
+async fn request(
+    requests: &mut Sender,
+    answers: &mut Receiver,
+    message: Message<Value>,
+    what: &str,
+) {
+    requests.send(message).await.expect("request sent");
     let answer = tokio::time::timeout(ANSWER, answers.recv::<Body<Value>>())
         .await
-        .expect("put-token answered")
-        .expect("put-token answer");
+        .expect("request answered")
+        .expect("request's answer");
     let _ = answers.accept(&answer).await;
     let status = answer
         .message()
         .application_properties
         .as_ref()
         .and_then(|p| p.get("status-code").cloned());
-    assert_eq!(
-        status,
-        Some(SimpleValue::Int(200)),
-        "put-token for {audience}"
-    );
+    assert_eq!(status, Some(SimpleValue::Int(200)), "{what}");
 }
 
 /// Sends `message` and checks the endpoint accepted it.
@@ -295,18 +307,7 @@ async fn eventhub_read(io: Tap, entity: String) {
         ]))
         .value(Value::Null)
         .build();
-    management.send(read).await.expect("READ sent");
-    let answer = tokio::time::timeout(ANSWER, answers.recv::<Body<Value>>())
-        .await
-        .expect("READ answered")
-        .expect("READ answer");
-    let _ = answers.accept(&answer).await;
-    let status = answer
-        .message()
-        .application_properties
-        .as_ref()
-        .and_then(|p| p.get("status-code").cloned());
-    assert_eq!(status, Some(SimpleValue::Int(200)), "READ");
+    request(&mut management, &mut answers, read, "READ").await;
     let receiver = Receiver::builder()
         .name("partition-0")
         .source(

@@ -519,6 +519,16 @@ mod tests {
         bytes
     }
 
+    /// `payload` as a delivery of two transfer frames, split at `at`.
+    fn two_frames(payload: &[u8], at: usize) -> (Vec<u8>, Vec<u8>) {
+        let (head, tail) = payload.split_at(at);
+        let mut first = transfer(true);
+        first.extend_from_slice(head);
+        let mut second = transfer(false);
+        second.extend_from_slice(tail);
+        (frame(0, &first), frame(0, &second))
+    }
+
     fn check(bytes: &[u8]) -> Result<(), String> {
         Checker::new(1 << 20).follow(bytes)
     }
@@ -560,36 +570,20 @@ mod tests {
         let mut one = transfer(false);
         one.extend_from_slice(&bad);
         assert!(check(&[b"AMQP\x00\x01\x00\x00".to_vec(), frame(0, &one)].concat()).is_err());
-        let (head, tail) = bad.split_at(bad.len() / 2);
-        let mut first = transfer(true);
-        first.extend_from_slice(head);
-        let mut second = transfer(false);
-        second.extend_from_slice(tail);
+        let (first, second) = two_frames(&bad, bad.len() / 2);
         let mut checker = Checker::new(1 << 20);
         checker
-            .follow(&[b"AMQP\x00\x01\x00\x00".to_vec(), frame(0, &first)].concat())
+            .follow(&[b"AMQP\x00\x01\x00\x00".to_vec(), first].concat())
             .unwrap();
-        assert!(checker.follow(&frame(0, &second)).is_err());
+        assert!(checker.follow(&second).is_err());
     }
 
     #[test]
     fn a_message_in_two_frames_passes_and_is_not_kept() {
-        let whole = message();
-        let (head, tail) = whole.split_at(100);
-        let mut first = transfer(true);
-        first.extend_from_slice(head);
-        let mut second = transfer(false);
-        second.extend_from_slice(tail);
+        let (first, second) = two_frames(&message(), 100);
         let mut checker = Checker::new(1 << 20);
         checker
-            .follow(
-                &[
-                    b"AMQP\x00\x01\x00\x00".to_vec(),
-                    frame(0, &first),
-                    frame(0, &second),
-                ]
-                .concat(),
-            )
+            .follow(&[b"AMQP\x00\x01\x00\x00".to_vec(), first, second].concat())
             .unwrap();
         assert!(checker.deliveries.is_empty());
         assert_eq!(checker.pending, 0);
