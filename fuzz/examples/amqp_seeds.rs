@@ -113,10 +113,10 @@ async fn put_token(session: &mut SessionHandle<()>, audience: &str, token: Strin
 }
 
 /// Sends the request `message` on `requests` and checks its answer on `answers` says 200.
-async fn request(
+async fn request<T: SerializableBody>(
     requests: &mut Sender,
     answers: &mut Receiver,
-    message: Message<Value>,
+    message: Message<T>,
     what: &str,
 ) {
     requests.send(message).await.expect("request sent");
