@@ -154,6 +154,7 @@ where
     };
     let io = Padded::new(FrameCheck::new(
         Replay::new(&header, stream),
+        peer,
         ctx.hub.frame_limits().amqp_message_bytes,
     ));
     let login = Arc::new(Mutex::new(None));

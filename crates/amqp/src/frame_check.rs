@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -391,6 +392,7 @@ fn sections(payload: &[u8]) -> Result<(), String> {
 #[derive(Debug)]
 pub struct FrameCheck<Io> {
     inner: Io,
+    peer: SocketAddr,
     checker: Checker,
     /// What was wrong, once something was.
     failed: Option<String>,
@@ -400,13 +402,14 @@ impl<Io> FrameCheck<Io> {
     /// `max_message` is the largest message a link takes: the deliveries in progress may hold
     /// twice that, and a frame, before the connection is closed (a link refuses a message that
     /// is too large by itself, while its last frames may still be on their way).
-    pub fn new(inner: Io, max_message: u64) -> Self {
+    pub fn new(inner: Io, peer: SocketAddr, max_message: u64) -> Self {
         let max_pending = usize::try_from(max_message)
             .unwrap_or(usize::MAX)
             .saturating_mul(2)
             .saturating_add(MAX_FRAME);
         FrameCheck {
             inner,
+            peer,
             checker: Checker::new(max_pending),
             failed: None,
         }
@@ -435,6 +438,7 @@ impl<Io: AsyncRead + Unpin> AsyncRead for FrameCheck<Io> {
                 // The frame's earlier bytes reached the decoder, but not its last: it is
                 // never decoded.
                 buf.set_filled(before);
+                tracing::info!(peer = %this.peer, error = %why, "AMQP connection closed: a malformed frame");
                 let error = refused(&why);
                 this.failed = Some(why);
                 Poll::Ready(Err(error))
@@ -623,7 +627,8 @@ mod tests {
     async fn the_read_that_completes_a_bad_frame_fails_and_so_do_later_ones() {
         let mut bytes = good();
         bytes.extend_from_slice(&[0, 0, 0, 5, 2]);
-        let mut reader = FrameCheck::new(&bytes[..], 1 << 20);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let mut reader = FrameCheck::new(&bytes[..], peer, 1 << 20);
         let mut out = Vec::new();
         let err = reader.read_to_end(&mut out).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
