@@ -199,10 +199,16 @@ const START: At = At::Start {
     have: 0,
 };
 
+impl Default for At {
+    fn default() -> Self {
+        START
+    }
+}
+
 /// The checks' state over one connection.
 #[derive(Debug, Default)]
 struct Checker {
-    at: Option<At>,
+    at: At,
     /// The frame being read, from its size on.
     frame: Vec<u8>,
     /// The payloads of deliveries that came in several frames so far, by channel and handle.
@@ -216,7 +222,6 @@ struct Checker {
 impl Checker {
     fn new(max_pending: usize) -> Self {
         Checker {
-            at: Some(START),
             max_pending,
             ..Default::default()
         }
@@ -225,8 +230,7 @@ impl Checker {
     /// Follows `bytes`, checking each frame they complete.
     fn follow(&mut self, mut bytes: &[u8]) -> Result<(), String> {
         while !bytes.is_empty() {
-            let at = self.at.unwrap_or(START);
-            self.at = Some(match at {
+            self.at = match self.at {
                 At::Start {
                     mut first,
                     mut have,
@@ -281,7 +285,7 @@ impl Checker {
                         START
                     }
                 }
-            });
+            };
         }
         Ok(())
     }
@@ -545,7 +549,7 @@ mod tests {
             let mut checker = Checker::new(1 << 20);
             checker.follow(&bytes[..split]).unwrap();
             checker.follow(&bytes[split..]).unwrap();
-            assert_eq!(checker.at, Some(START), "split at {split}");
+            assert_eq!(checker.at, START, "split at {split}");
         }
     }
 
